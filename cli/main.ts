@@ -1,0 +1,113 @@
+import { Command, CommanderError } from 'commander';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as fs from 'node:fs/promises';
+import { UserError } from '../common/errors.js';
+import { humanBytes, table, age } from '../common/format.js';
+import { RktRuntime } from '../runtime-rkt/runtime.js';
+import { buildBusyboxImage } from '../runtime-rkt/image/demo-image.js';
+import { parseDuration } from '../common/format.js';
+import { parseStage1Name } from '../stage1/index.js';
+import { registerPodCommands } from './pod-commands.js';
+import { registerSandboxCommands } from './sandbox-commands.js';
+
+export const DEFAULT_DATA_DIR = '/var/lib/stevedore';
+
+interface GlobalOptions { dir: string; dbusAddress?: string; stage1: string }
+
+const program = new Command('stevedore')
+  .description('Stevedore: pods as systemd units, rkt-style')
+  .version(process.env.npm_package_version ?? '0.1.0')
+  .option('--dir <path>', 'data directory (pods, images)', process.env.STEVEDORE_DATA_DIR ?? DEFAULT_DATA_DIR)
+  .option('--dbus-address <address>', "D-Bus address of the node's systemd (default: the system bus)", process.env.STEVEDORE_DBUS_ADDRESS)
+  .option('--stage1 <name>', 'default stage1 for pods that do not choose one', process.env.STEVEDORE_STAGE1 ?? 'namespaces')
+  .showHelpAfterError()
+  .exitOverride();
+
+async function withRuntime<T>(fn: (rt: RktRuntime) => Promise<T>): Promise<T> {
+  const g = program.opts<GlobalOptions>();
+  const rt = await RktRuntime.open({ dataDir: path.resolve(g.dir), dbusAddress: g.dbusAddress, defaultStage1: parseStage1Name(g.stage1) });
+  try {
+    return await fn(rt);
+  } finally {
+    await rt.close();
+  }
+}
+
+registerPodCommands(program, withRuntime);
+registerSandboxCommands(program);
+
+const image = program.command('image').description('manage the image store');
+image.command('import')
+  .argument('<source>', 'OCI image layout (directory or tar) or docker-archive tar (docker save), optionally gzip\'d')
+  .option('--name <ref>', 'name for an image the archive does not name')
+  .description('import images into the store; prints their IDs')
+  .action(async (source: string, opts: { name?: string }) => {
+    const records = await withRuntime((rt) => rt.images.importPath(path.resolve(source), { name: opts.name }));
+    for (const r of records) process.stdout.write(`${r.id} ${r.names.join(',')}\n`);
+  });
+image.command('import-demo')
+  .option('--name <name>', 'image name', 'busybox')
+  .description("build the built-in demo image (the node's busybox-static) and import it as localhost/<name>:latest")
+  .action(async (opts: { name: string }) => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stevedore-demo-'));
+    try {
+      await buildBusyboxImage(dir, { name: opts.name, tag: 'latest' });
+      const records = await withRuntime((rt) => rt.images.importPath(dir, { name: `localhost/${opts.name}:latest` }));
+      for (const r of records) process.stdout.write(`${r.id} ${r.names.join(',')}\n`);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+image.command('list').alias('ls')
+  .option('-o, --output <format>', 'json for scripts')
+  .description('list images in the store')
+  .action(async (opts: { output?: string }) => {
+    const images = await withRuntime((rt) => rt.images.list());
+    if (opts.output === 'json') process.stdout.write(JSON.stringify(images, null, 2) + '\n');
+    else process.stdout.write(table(['ID', 'NAME', 'SIZE', 'IMPORTED'], images.map((i) => [i.id.slice(7, 19), i.names.join(',') || '<none>', humanBytes(i.size), age(i.importedAt)])));
+  });
+image.command('rm')
+  .argument('<refs...>', 'image names or IDs')
+  .description('remove images no pod uses')
+  .action(async (refs: string[]) => {
+    await withRuntime(async (rt) => {
+      const used = new Set((await rt.listPods()).flatMap((p) => p.apps.map((a) => a.image.id)));
+      for (const ref of refs) {
+        const img = await rt.images.resolve(ref);
+        if (!img) throw new UserError(`no image "${ref}" in the store`, { hint: '`stevedore image list` shows the images' });
+        if (used.has(img.id)) throw new UserError(`image ${ref} is used by a pod on this node`, { hint: 'remove the pods that use it first (`stevedore pod list`)' });
+        const removed = await rt.images.remove(img.id);
+        process.stdout.write(`${removed.id}\n`);
+      }
+    });
+  });
+
+program.command('gc')
+  .description('remove exited pods older than the grace period, aborted prepares and orphaned units')
+  .option('--grace-period <duration>', 'how long exited pods are kept', '30m')
+  .action(async (opts: { gracePeriod: string }) => {
+    const result = await withRuntime((rt) => rt.gc({ exitedGracePeriodMs: parseDuration(opts.gracePeriod) }));
+    for (const uuid of result.removedPods) process.stdout.write(`removed pod ${uuid}\n`);
+    for (const unit of result.orphanUnits) process.stdout.write(`stopped orphaned unit ${unit}\n`);
+  });
+
+// `stevedore pod logs … | head` closes our stdout early; that is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else if (err instanceof UserError) {
+    process.stderr.write(`error: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
+    process.exitCode = err.exitCode;
+  } else {
+    process.stderr.write(`error: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

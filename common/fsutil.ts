@@ -1,0 +1,106 @@
+import { createRequire } from 'node:module';
+import * as fs from 'node:fs/promises';
+import { openSync, closeSync, constants as fsc } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { errnoCode } from './errors.js';
+
+interface FlockAddon {
+  flock(fd: number, op: number): number;
+  LOCK_SH: number; LOCK_EX: number; LOCK_NB: number; LOCK_UN: number; EWOULDBLOCK: number;
+}
+const require = createRequire(import.meta.url);
+const addon: FlockAddon = require('../../native/build/Release/flock.node');
+
+/**
+ * Write a file so that readers see either the old or the new content, never a
+ * torn one, even across a crash: write a temporary sibling, fsync, rename.
+ */
+export async function atomicWrite(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+  const handle = await fs.open(tmp, 'wx', mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+export async function atomicWriteJson(file: string, value: unknown): Promise<void> {
+  await atomicWrite(file, JSON.stringify(value, null, 2) + '\n');
+}
+
+export async function readJson<T>(file: string): Promise<T> {
+  return JSON.parse(await fs.readFile(file, 'utf8')) as T;
+}
+
+export async function readJsonIfExists<T>(file: string): Promise<T | undefined> {
+  try {
+    return await readJson<T>(file);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.lstat(p);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/**
+ * An flock(2) on a file or directory. The kernel drops it when the holder
+ * dies, which is what lets a later command tell a pod being prepared right
+ * now from one whose preparer was killed.
+ */
+export class FileLock {
+  private constructor(private fd: number | undefined, readonly target: string) {}
+
+  /** Take the lock, or return undefined if someone else holds it (non-blocking). */
+  static tryAcquire(target: string, mode: 'exclusive' | 'shared' = 'exclusive'): FileLock | undefined {
+    const fd = openSync(target, fsc.O_RDONLY);
+    const op = (mode === 'exclusive' ? addon.LOCK_EX : addon.LOCK_SH) | addon.LOCK_NB;
+    const rc = addon.flock(fd, op);
+    if (rc === 0) return new FileLock(fd, target);
+    closeSync(fd);
+    if (rc === addon.EWOULDBLOCK) return undefined;
+    throw new Error(`flock ${target} failed with errno ${rc}`);
+  }
+
+  /** Take the lock, waiting (polling) up to timeoutMs. */
+  static async acquire(target: string, mode: 'exclusive' | 'shared' = 'exclusive', timeoutMs = 30_000): Promise<FileLock> {
+    const deadline = Date.now() + timeoutMs;
+    for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+      const lock = FileLock.tryAcquire(target, mode);
+      if (lock) return lock;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for the lock on ${target}`);
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+
+  /** True when nobody holds an exclusive lock on target right now. */
+  static isFree(target: string): boolean {
+    const probe = FileLock.tryAcquire(target, 'shared');
+    probe?.release();
+    return probe !== undefined;
+  }
+
+  release(): void {
+    if (this.fd === undefined) return;
+    addon.flock(this.fd, addon.LOCK_UN);
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+}

@@ -1,0 +1,6 @@
+{
+  "targets": [
+    { "target_name": "flock", "sources": ["flock.c"], "cflags": ["-Wall", "-O2"] },
+    { "target_name": "fsops", "sources": ["fsops.c"], "cflags": ["-Wall", "-O2"] }
+  ]
+}

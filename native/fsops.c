@@ -1,0 +1,160 @@
+/*
+ * Filesystem calls Node lacks, for the image extractor: mknod(2) (overlayfs
+ * whiteouts are 0/0 character devices; privileged images may carry device
+ * nodes) and l{set,get}xattr(2) (overlayfs opaque directories are marked with
+ * trusted.overlay.opaque=y), and syncfs(2). The l* variants never follow a symlink at the
+ * final component, which is what an extractor confined to a tree needs.
+ * Errors are thrown as JS Errors with `code` set to the errno name
+ * (e.g. "EEXIST"), like Node's own fs errors. N-API only.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#define PATH_BUF 4096
+#define XATTR_BUF 65536
+
+static napi_value throw_errno(napi_env env, int err, const char *call, const char *path) {
+  char msg[PATH_BUF + 128];
+  const char *name = strerrorname_np(err);
+  snprintf(msg, sizeof msg, "%s: %s, %s '%s'", name ? name : "EUNKNOWN", strerror(err), call, path);
+  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
+  return NULL;
+}
+
+static int get_string(napi_env env, napi_value v, char *buf, size_t len, size_t *out_len) {
+  size_t n = 0;
+  if (napi_get_value_string_utf8(env, v, buf, len, &n) != napi_ok) return 0;
+  if (n >= len - 1) return 0; /* too long (possibly truncated): refuse rather than act on a prefix */
+  if (out_len) *out_len = n;
+  return 1;
+}
+
+/* mknod(path, mode, dev): mode includes the file type bits (S_IFCHR, S_IFBLK, S_IFIFO). */
+static napi_value Mknod(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  char path[PATH_BUF];
+  uint32_t mode;
+  int64_t dev;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
+      !get_string(env, argv[0], path, sizeof path, NULL) ||
+      napi_get_value_uint32(env, argv[1], &mode) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &dev) != napi_ok) {
+    napi_throw_type_error(env, NULL, "mknod(path: string, mode: number, dev: number)");
+    return NULL;
+  }
+  if (mknod(path, (mode_t)mode, (dev_t)dev) != 0) return throw_errno(env, errno, "mknod", path);
+  return NULL;
+}
+
+/* makedev(major, minor) -> dev number for mknod (glibc's encoding, not major<<8|minor). */
+static napi_value Makedev(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  uint32_t major_, minor_;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_uint32(env, argv[0], &major_) != napi_ok ||
+      napi_get_value_uint32(env, argv[1], &minor_) != napi_ok) {
+    napi_throw_type_error(env, NULL, "makedev(major: number, minor: number)");
+    return NULL;
+  }
+  napi_create_int64(env, (int64_t)makedev(major_, minor_), &result);
+  return result;
+}
+
+/* lsetxattr(path, name, value: string | Buffer) */
+static napi_value Lsetxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  char path[PATH_BUF], name[256];
+  static char value[XATTR_BUF];
+  const void *data = value;
+  size_t vlen = 0;
+  bool is_buffer = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
+      !get_string(env, argv[0], path, sizeof path, NULL) ||
+      !get_string(env, argv[1], name, sizeof name, NULL)) {
+    napi_throw_type_error(env, NULL, "lsetxattr(path: string, name: string, value: string | Buffer)");
+    return NULL;
+  }
+  napi_is_buffer(env, argv[2], &is_buffer);
+  if (is_buffer) {
+    void *buf;
+    if (napi_get_buffer_info(env, argv[2], &buf, &vlen) != napi_ok) {
+      napi_throw_type_error(env, NULL, "lsetxattr: bad Buffer value");
+      return NULL;
+    }
+    data = buf;
+  } else if (!get_string(env, argv[2], value, sizeof value, &vlen)) {
+    napi_throw_type_error(env, NULL, "lsetxattr(path: string, name: string, value: string | Buffer)");
+    return NULL;
+  }
+  if (lsetxattr(path, name, data, vlen, 0) != 0) return throw_errno(env, errno, "lsetxattr", path);
+  return NULL;
+}
+
+/* lgetxattr(path, name) -> Buffer, or undefined when the attribute is absent. */
+static napi_value Lgetxattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  char path[PATH_BUF], name[256];
+  static char value[XATTR_BUF];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      !get_string(env, argv[0], path, sizeof path, NULL) ||
+      !get_string(env, argv[1], name, sizeof name, NULL)) {
+    napi_throw_type_error(env, NULL, "lgetxattr(path: string, name: string)");
+    return NULL;
+  }
+  ssize_t n = lgetxattr(path, name, value, sizeof value);
+  if (n < 0) {
+    if (errno == ENODATA) { napi_get_undefined(env, &result); return result; }
+    return throw_errno(env, errno, "lgetxattr", path);
+  }
+  napi_create_buffer_copy(env, (size_t)n, value, NULL, &result);
+  return result;
+}
+
+/* syncfs(fd): flush the whole filesystem holding fd, once per unpacked layer
+ * instead of an fsync per file, before the layer is marked complete. */
+static napi_value Syncfs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "syncfs(fd: number)");
+    return NULL;
+  }
+  if (syncfs(fd) != 0) return throw_errno(env, errno, "syncfs", "(fd)");
+  return NULL;
+}
+
+static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value fn;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
+  napi_set_named_property(env, exports, name, fn);
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_value v;
+  export_fn(env, exports, "mknod", Mknod);
+  export_fn(env, exports, "makedev", Makedev);
+  export_fn(env, exports, "lsetxattr", Lsetxattr);
+  export_fn(env, exports, "lgetxattr", Lgetxattr);
+  export_fn(env, exports, "syncfs", Syncfs);
+  napi_create_uint32(env, S_IFCHR, &v); napi_set_named_property(env, exports, "S_IFCHR", v);
+  napi_create_uint32(env, S_IFBLK, &v); napi_set_named_property(env, exports, "S_IFBLK", v);
+  napi_create_uint32(env, S_IFIFO, &v); napi_set_named_property(env, exports, "S_IFIFO", v);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

@@ -1,0 +1,347 @@
+/**
+ * Unpacks one image layer (a tar, gzip'd or not) into its own directory tree,
+ * in the form overlayfs wants for a lowerdir: OCI whiteouts become overlayfs
+ * whiteouts (`.wh.NAME` -> 0/0 char device NAME, `.wh..wh..opq` -> xattr
+ * trusted.overlay.opaque=y on the directory).
+ *
+ * This is a security boundary: a layer is untrusted input, and extraction
+ * runs as root. The rules that keep every write inside `target`:
+ *  - entry names are normalised lexically; a `..` that climbs above the root
+ *    is refused (a leading `/` is read as relative to the root, as tar does);
+ *  - every parent component is checked with lstat and must be a real
+ *    directory: a symlink (absolute or relative, wherever it points) in a
+ *    parent position is refused, so nothing is ever written *through* a link;
+ *  - the final component is never followed: an existing entry is unlinked
+ *    first, files are created O_CREAT|O_EXCL|O_NOFOLLOW, metadata is set on
+ *    the open fd (fchown/fchmod/futimes) or with the l* calls;
+ *  - hardlink targets go through the same normalisation and parent checks,
+ *    and must already exist in this layer's tree;
+ *  - device nodes and FIFOs are refused unless the caller allows devices.
+ * The tree is private to the extractor until it is complete (the store
+ * extracts into its tmp/ and renames), so there is no concurrent writer that
+ * could swap a checked directory for a symlink between check and use.
+ * On any error the partial tree is removed.
+ */
+import * as fs from 'node:fs/promises';
+import { constants as fsc, createReadStream } from 'node:fs';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import * as tar from 'tar-stream';
+import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
+import { createLogger, type Logger } from '../../common/log.js';
+import { fsops } from './fsops.js';
+
+export interface ExtractOptions {
+  /** Allow character/block devices and FIFOs in the layer. Default false. */
+  allowDevices?: boolean;
+  /** `sha256:<hex>` the uncompressed tar must hash to (the config's rootfs.diff_ids entry). */
+  diffId?: string;
+  log?: Logger;
+}
+
+export const OPAQUE_XATTR = 'trusted.overlay.opaque';
+const WHITEOUT_PREFIX = '.wh.';
+const OPAQUE_MARKER = '.wh..wh..opq';
+
+export type Compression = 'gzip' | 'none';
+
+/** Sniff the compression of a layer blob from its magic bytes; refuse what we cannot read. */
+export async function sniffCompression(file: string, layerDigest: string): Promise<Compression> {
+  const handle = await fs.open(file, 'r');
+  const magic = Buffer.alloc(6);
+  try {
+    await handle.read(magic, 0, 6, 0);
+  } finally {
+    await handle.close();
+  }
+  if (magic[0] === 0x1f && magic[1] === 0x8b) return 'gzip';
+  const hex = magic.toString('hex');
+  if (hex.startsWith('28b52ffd')) throw new InvalidInput(`layer ${layerDigest} is zstd-compressed, which this runtime cannot unpack`, 'rebuild or convert the image with gzip-compressed layers');
+  if (hex.startsWith('fd377a585a00') || hex.startsWith('425a68')) throw new InvalidInput(`layer ${layerDigest} is xz/bzip2-compressed, which OCI images do not allow`, 'use gzip or uncompressed layers');
+  return 'none';
+}
+
+/** Unpack the layer at `blobPath` into `target` (which must not exist yet). */
+export async function extractLayer(blobPath: string, target: string, layerDigest: string, opts: ExtractOptions = {}): Promise<void> {
+  const log = opts.log ?? createLogger('image-extract');
+  const compression = await sniffCompression(blobPath, layerDigest);
+  await fs.mkdir(target, { mode: 0o755 });
+  const ctx: Ctx = { root: target, digest: layerDigest, allowDevices: opts.allowDevices ?? false, dirTimes: new Map(), log };
+  try {
+    const diff = await unpack(ctx, blobPath, compression);
+    if (opts.diffId !== undefined && diff !== opts.diffId) {
+      throw new InvalidInput(
+        `layer ${layerDigest}: uncompressed content is ${diff}, but the image config says ${opts.diffId}`,
+        'the image is corrupt or was tampered with; re-export it from its source',
+      );
+    }
+    // Directory mtimes last, deepest first: creating children bumps a parent's mtime.
+    const dirs = [...ctx.dirTimes].sort((a, b) => b[0].length - a[0].length);
+    for (const [dir, mtime] of dirs) await fs.lutimes(dir, mtime, mtime);
+  } catch (err) {
+    await fs.rm(target, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+interface Ctx {
+  root: string;
+  digest: string;
+  allowDevices: boolean;
+  /** Absolute dir path -> mtime to set once the layer is complete. */
+  dirTimes: Map<string, Date>;
+  log: Logger;
+}
+
+/** Stream blob -> (gunzip) -> hash -> tar parser, applying entries one at a time. Returns the diff id. */
+async function unpack(ctx: Ctx, blobPath: string, compression: Compression): Promise<string> {
+  const hash = createHash('sha256');
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  const extract = tar.extract();
+  let firstError: unknown;
+  extract.on('entry', (header, stream, next) => {
+    applyEntry(ctx, header, stream).then(
+      () => {
+        stream.resume(); // drain whatever an entry type did not read
+        next();
+      },
+      (err: unknown) => {
+        // Filesystem errors on odd-but-not-hostile entries still name the layer and entry.
+        firstError ??= err instanceof UserError ? err : new UserError(`layer ${ctx.digest}: cannot unpack entry ${JSON.stringify(header.name)}: ${(err as Error).message}`, { cause: err });
+        next(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+  const stages: NodeJS.ReadWriteStream[] = compression === 'gzip' ? [createGunzip(), hasher] : [hasher];
+  try {
+    await pipeline([createReadStream(blobPath), ...stages, extract as unknown as NodeJS.WritableStream]);
+  } catch (err) {
+    if (firstError !== undefined) throw firstError;
+    throw new InvalidInput(`layer ${ctx.digest} is not a readable tar archive: ${(err as Error).message}`, 'the image is corrupt; re-export it from its source');
+  }
+  if (firstError !== undefined) throw firstError;
+  return `sha256:${hash.digest('hex')}`;
+}
+
+function refuse(ctx: Ctx, entry: string, why: string): InvalidInput {
+  return new InvalidInput(
+    `layer ${ctx.digest}: refusing entry ${JSON.stringify(entry)}: ${why}`,
+    'the image contains a layer that would write outside its own tree or create device nodes; do not run it, or rebuild it',
+  );
+}
+
+/**
+ * Lexically normalise a tar path to a relative one ('' is the root itself),
+ * refusing any `..` that would climb above the root.
+ */
+export function normaliseEntryPath(name: string): string | undefined {
+  if (name.includes('\0')) return undefined;
+  const out: string[] = [];
+  for (const part of name.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (out.length === 0) return undefined;
+      out.pop();
+      continue;
+    }
+    out.push(part);
+  }
+  return out.join('/');
+}
+
+async function lstatOrUndefined(p: string) {
+  try {
+    return await fs.lstat(p);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Make sure every parent of `rel` is a real directory inside the root,
+ * creating missing ones (0755 root:root, like docker). Never follows a link.
+ */
+async function ensureParents(ctx: Ctx, entry: string, rel: string): Promise<void> {
+  const parts = rel.split('/').slice(0, -1);
+  let cur = ctx.root;
+  for (const part of parts) {
+    cur = path.join(cur, part);
+    const st = await lstatOrUndefined(cur);
+    if (st === undefined) {
+      await fs.mkdir(cur, { mode: 0o755 });
+      continue;
+    }
+    if (st.isSymbolicLink()) throw refuse(ctx, entry, `parent ${JSON.stringify(path.relative(ctx.root, cur))} is a symlink, and writing through it could leave the layer`);
+    if (!st.isDirectory()) throw refuse(ctx, entry, `parent ${JSON.stringify(path.relative(ctx.root, cur))} is not a directory`);
+  }
+}
+
+/** Remove whatever is at abs (without following it), so the entry can be created fresh. */
+async function clearPath(abs: string, keepDir: boolean): Promise<'dir-kept' | 'clear'> {
+  const st = await lstatOrUndefined(abs);
+  if (st === undefined) return 'clear';
+  if (st.isDirectory()) {
+    if (keepDir) return 'dir-kept';
+    await fs.rm(abs, { recursive: true }); // rm never follows symlinks inside the tree
+    return 'clear';
+  }
+  await fs.unlink(abs);
+  return 'clear';
+}
+
+const asRoot = process.getuid?.() === 0;
+
+/** chown that tolerates EPERM when we are not root (tests, rootless): ownership is then ours. */
+async function tolerantChown(op: () => Promise<void>): Promise<void> {
+  try {
+    await op();
+  } catch (err) {
+    if (!asRoot && errnoCode(err) === 'EPERM') return;
+    throw err;
+  }
+}
+
+async function applyEntry(ctx: Ctx, header: tar.Header, stream: AsyncIterable<unknown>): Promise<void> {
+  const entry = header.name;
+  const rel = normaliseEntryPath(entry);
+  if (rel === undefined) throw refuse(ctx, entry, 'its path climbs out of the layer root with ".."');
+  const base = path.posix.basename(rel);
+  const type = header.type ?? 'file';
+  const mode = (header.mode ?? 0o644) & 0o7777;
+  const uid = header.uid ?? 0;
+  const gid = header.gid ?? 0;
+  const mtime = header.mtime ?? new Date(0);
+
+  if (base.startsWith(WHITEOUT_PREFIX)) return applyWhiteout(ctx, entry, rel, base);
+
+  if (rel === '') {
+    // The root entry ("./"): only its metadata applies.
+    if (type !== 'directory') throw refuse(ctx, entry, 'the layer root must be a directory');
+    await setDirMeta(ctx, ctx.root, mode, uid, gid, mtime);
+    return;
+  }
+  const abs = path.join(ctx.root, rel);
+  await ensureParents(ctx, entry, rel);
+
+  switch (type) {
+    case 'directory': {
+      if ((await clearPath(abs, true)) === 'clear') await fs.mkdir(abs, { mode: 0o700 });
+      await setDirMeta(ctx, abs, mode, uid, gid, mtime);
+      return;
+    }
+    case 'file':
+    case 'contiguous-file': {
+      await clearPath(abs, false);
+      const handle = await fs.open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+      try {
+        for await (const chunk of stream) await handle.write(chunk as Uint8Array); // tar-stream yields Buffers
+        await tolerantChown(() => handle.chown(uid, gid));
+        await handle.chmod(mode); // after chown, which would clear setuid/setgid
+        await handle.utimes(mtime, mtime);
+      } finally {
+        await handle.close();
+      }
+      return;
+    }
+    case 'symlink': {
+      const target = header.linkname ?? '';
+      // Any target is legal (e.g. /bin/sh -> /bin/busybox): we never follow it.
+      if (target === '' || target.includes('\0')) throw refuse(ctx, entry, 'symlink has an empty or invalid target');
+      await clearPath(abs, false);
+      await fs.symlink(target, abs);
+      await tolerantChown(() => fs.lchown(abs, uid, gid));
+      await fs.lutimes(abs, mtime, mtime);
+      return;
+    }
+    case 'link': {
+      const linkname = header.linkname ?? '';
+      const targetRel = normaliseEntryPath(linkname);
+      if (targetRel === undefined || targetRel === '') throw refuse(ctx, entry, `hardlink target ${JSON.stringify(linkname)} is outside the layer`);
+      await checkExistingParents(ctx, entry, targetRel);
+      const targetAbs = path.join(ctx.root, targetRel);
+      const st = await lstatOrUndefined(targetAbs);
+      if (st === undefined) throw refuse(ctx, entry, `hardlink target ${JSON.stringify(linkname)} does not exist earlier in this layer`);
+      if (st.isDirectory()) throw refuse(ctx, entry, `hardlink target ${JSON.stringify(linkname)} is a directory`);
+      if (targetRel === rel) return;
+      await clearPath(abs, false);
+      await fs.link(targetAbs, abs); // link(2) does not follow a symlink at targetAbs
+      return;
+    }
+    case 'character-device':
+    case 'block-device':
+    case 'fifo': {
+      if (!ctx.allowDevices) throw refuse(ctx, entry, `${type} entries are not allowed (import with allowDevices for privileged images)`);
+      const kind = type === 'character-device' ? fsops.S_IFCHR : type === 'block-device' ? fsops.S_IFBLK : fsops.S_IFIFO;
+      await clearPath(abs, false);
+      fsops.mknod(abs, kind | mode, type === 'fifo' ? 0 : fsops.makedev(header.devmajor ?? 0, header.devminor ?? 0));
+      await tolerantChown(() => fs.lchown(abs, uid, gid));
+      // mknod applied the umask; chmod is safe here because abs is the node
+      // we just created in a tree no one else writes (it is not a symlink).
+      await fs.chmod(abs, mode);
+      await fs.lutimes(abs, mtime, mtime);
+      return;
+    }
+    default:
+      // Unknown or extension entry types carry nothing we can place safely; skip them.
+      ctx.log.warn({ layer: ctx.digest, entry, type }, 'skipping tar entry of unsupported type');
+  }
+}
+
+/** Like ensureParents, but for a path that must already exist (hardlink targets): creates nothing. */
+async function checkExistingParents(ctx: Ctx, entry: string, rel: string): Promise<void> {
+  let cur = ctx.root;
+  for (const part of rel.split('/').slice(0, -1)) {
+    cur = path.join(cur, part);
+    const st = await lstatOrUndefined(cur);
+    if (st === undefined) return; // the caller's lstat of the target reports it missing
+    if (!st.isDirectory()) throw refuse(ctx, entry, `hardlink target goes through ${JSON.stringify(path.relative(ctx.root, cur))}, which is not a real directory`);
+  }
+}
+
+/** Set a directory's owner and mode through an O_NOFOLLOW fd; its mtime is set at the end. */
+async function setDirMeta(ctx: Ctx, abs: string, mode: number, uid: number, gid: number, mtime: Date): Promise<void> {
+  const handle = await fs.open(abs, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+  try {
+    await tolerantChown(() => handle.chown(uid, gid));
+    await handle.chmod(mode);
+  } finally {
+    await handle.close();
+  }
+  ctx.dirTimes.set(abs, mtime);
+}
+
+async function applyWhiteout(ctx: Ctx, entry: string, rel: string, base: string): Promise<void> {
+  const parentRel = path.posix.dirname(rel) === '.' ? '' : path.posix.dirname(rel);
+  const parentAbs = path.join(ctx.root, parentRel);
+  if (base === OPAQUE_MARKER) {
+    // The directory's own entry may come before or after the marker; create it if needed.
+    if (parentRel !== '') {
+      await ensureParents(ctx, entry, parentRel);
+      const st = await lstatOrUndefined(parentAbs);
+      if (st === undefined) await fs.mkdir(parentAbs, { mode: 0o755 });
+      else if (!st.isDirectory()) throw refuse(ctx, entry, 'opaque marker inside something that is not a directory');
+    }
+    fsops.lsetxattr(parentAbs, OPAQUE_XATTR, 'y');
+    return;
+  }
+  if (base.startsWith(WHITEOUT_PREFIX + WHITEOUT_PREFIX)) {
+    ctx.log.debug({ layer: ctx.digest, entry }, 'skipping aufs metadata entry');
+    return;
+  }
+  const name = base.slice(WHITEOUT_PREFIX.length);
+  if (name === '' || name === '.' || name === '..') throw refuse(ctx, entry, 'whiteout of an invalid name');
+  const targetRel = parentRel === '' ? name : `${parentRel}/${name}`;
+  await ensureParents(ctx, entry, targetRel);
+  const abs = path.join(ctx.root, targetRel);
+  await clearPath(abs, false);
+  fsops.mknod(abs, fsops.S_IFCHR, fsops.makedev(0, 0));
+}

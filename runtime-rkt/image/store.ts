@@ -1,0 +1,465 @@
+/**
+ * The image store (layout in types.ts and README.md). Crash-safety rests on
+ * three rules:
+ *  1. everything an import produces is built in its own tmp/<stage> dir
+ *     (held with an flock while in use) and only renamed into blobs/ and
+ *     layers/ under the store-wide lock, in one commit step;
+ *  2. a record is written (atomically) only after every blob and layer tree
+ *     it names is in place, so a record never points at something missing;
+ *  3. the first locked operation of an ImageStore "opens" the store:
+ *     unlocked tmp/ stages, layer trees without `ok` and blobs/layers no
+ *     record references are garbage and are deleted.
+ * Readers (list/resolve) take no lock: records are replaced atomically.
+ */
+import * as fs from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import * as path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { atomicWrite, atomicWriteJson, readJson, exists, FileLock } from '../../common/fsutil.js';
+import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
+import { createLogger, type Logger } from '../../common/log.js';
+import type { ImageRecord, ImageStoreApi, ImportOptions } from './types.js';
+import { extractLayer } from './extract.js';
+import { openSource } from './source.js';
+import { planImport, checkDigest, hexOf, type ImagePlan, type OciConfig, type StagedBlob, type Stager } from './plan.js';
+import { candidateNames } from './names.js';
+import { fsops } from './fsops.js';
+
+const LOCK_TIMEOUT_MS = 10 * 60_000;
+const ID_PREFIX_MIN = 6;
+
+export class ImageStore implements ImageStoreApi {
+  readonly root: string;
+  private readonly blobsDir: string;
+  private readonly layersDir: string;
+  private readonly recordsDir: string;
+  private readonly tmpDir: string;
+  private readonly lockFile: string;
+  private readonly log: Logger;
+  private opened = false;
+
+  /** @param root `<dataDir>/images`; created on first use. */
+  constructor(root: string, opts: { log?: Logger } = {}) {
+    this.root = path.resolve(root);
+    this.blobsDir = path.join(this.root, 'blobs', 'sha256');
+    this.layersDir = path.join(this.root, 'layers', 'sha256');
+    this.recordsDir = path.join(this.root, 'records');
+    this.tmpDir = path.join(this.root, 'tmp');
+    this.lockFile = path.join(this.root, 'lock');
+    this.log = opts.log ?? createLogger('image-store');
+  }
+
+  blobPath(digest: string): string {
+    return path.join(this.blobsDir, hexOf(checkDigest(digest, 'blob')));
+  }
+
+  layerDir(digest: string): string {
+    return path.join(this.layersDir, hexOf(checkDigest(digest, 'layer')));
+  }
+
+  // ---- reading -------------------------------------------------------------
+
+  async list(): Promise<ImageRecord[]> {
+    let files: string[];
+    try {
+      files = await fs.readdir(this.recordsDir);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return [];
+      throw err;
+    }
+    const records: ImageRecord[] = [];
+    for (const f of files) {
+      if (!/^[0-9a-f]{64}\.json$/.test(f)) continue; // atomicWrite temporaries start with '.'
+      try {
+        records.push(await readJson<ImageRecord>(path.join(this.recordsDir, f)));
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') continue; // removed meanwhile
+        throw err;
+      }
+    }
+    return records.sort((a, b) => a.importedAt - b.importedAt || a.id.localeCompare(b.id));
+  }
+
+  async resolve(ref: string): Promise<ImageRecord | undefined> {
+    const want = ref.trim();
+    if (want === '') throw new InvalidInput('empty image reference', 'give an image name, id or id prefix');
+    const records = await this.list();
+    if (/^sha256:[0-9a-f]{64}$/.test(want)) return records.find((r) => r.id === want);
+    // Names first (a name may look like hex); newest wins if a crash left a name on two records.
+    for (const name of candidateNames(want)) {
+      const hits = records.filter((r) => r.names.includes(name));
+      if (hits.length > 0) return hits.reduce((a, b) => (b.importedAt >= a.importedAt ? b : a));
+    }
+    const prefix = want.startsWith('sha256:') ? want.slice(7) : want;
+    if (/^[0-9a-f]+$/.test(prefix) && prefix.length >= ID_PREFIX_MIN) {
+      const hits = records.filter((r) => hexOf(r.id).startsWith(prefix));
+      if (hits.length > 1) throw new InvalidInput(`image id prefix ${prefix} is ambiguous (${hits.length} images)`, 'give more characters of the id');
+      return hits[0];
+    }
+    return undefined;
+  }
+
+  // ---- importing -----------------------------------------------------------
+
+  async importPath(source: string, opts: ImportOptions = {}): Promise<ImageRecord[]> {
+    const stage = await this.createStage();
+    try {
+      const src = await openSource(source, path.join(stage.dir, 'src'));
+      const stager = this.stager(stage.dir, src.spooled);
+      const plans = await planImport(src, stager, opts, this.log);
+      // Unpack new layers outside the store lock: it is the slow part, and a
+      // hostile or corrupt layer must fail here, before anything is committed.
+      const staged = new Map<string, string>();
+      for (const plan of plans) {
+        for (const [i, layer] of plan.layers.entries()) {
+          if (staged.has(layer.digest) || (await this.layerComplete(layer.digest))) continue;
+          const dir = path.join(stage.dir, 'layers', hexOf(layer.digest));
+          await fs.mkdir(dir, { recursive: true });
+          await extractLayer(layer.path, path.join(dir, 'rootfs'), layer.digest, { allowDevices: opts.allowDevices ?? false, diffId: plan.diffIds[i], log: this.log });
+          staged.set(layer.digest, dir);
+        }
+      }
+      return await this.withLock(() => this.commit(plans, staged, opts));
+    } finally {
+      await stage.dispose();
+    }
+  }
+
+  /** A blob stager writing verified copies into <stage>/blobs. */
+  private stager(stageDir: string, move: boolean): Stager {
+    const dir = path.join(stageDir, 'blobs');
+    const byDigest = new Map<string, StagedBlob>();
+    const bySource = new Map<string, StagedBlob>();
+    const place = async (tmp: string, digest: string, size: number): Promise<StagedBlob> => {
+      const have = byDigest.get(digest);
+      if (have) {
+        await fs.rm(tmp, { force: true });
+        return have;
+      }
+      const blob = { digest, path: path.join(dir, hexOf(digest)), size };
+      await fs.rename(tmp, blob.path);
+      byDigest.set(digest, blob);
+      return blob;
+    };
+    return {
+      stage: async (src, expect, what) => {
+        const seen = bySource.get(src);
+        if (seen) return seen;
+        await fs.mkdir(dir, { recursive: true });
+        const tmp = path.join(dir, `.partial-${randomBytes(6).toString('hex')}`);
+        const hash = createHash('sha256');
+        let size = 0;
+        const hasher = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            hash.update(chunk);
+            size += chunk.length;
+            cb(null, move ? undefined : chunk);
+          },
+        });
+        // Streamed in chunks: a layer is never held in memory whole.
+        if (move) {
+          await pipeline(createReadStream(src), hasher, async (s: AsyncIterable<Buffer>) => {
+            for await (const _ of s) void _;
+          });
+        } else {
+          await pipeline(createReadStream(src), hasher, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+        }
+        const digest = `sha256:${hash.digest('hex')}`;
+        const fail = (msg: string) => new UserError(`${what}: ${msg}`, { exitCode: 2, hint: 'the image archive is corrupt or was tampered with; re-export it from its source' });
+        if (expect.digest !== undefined && digest !== expect.digest) {
+          await fs.rm(tmp, { force: true });
+          throw fail(`content digest mismatch: expected ${expect.digest}, got ${digest}`);
+        }
+        if (expect.size !== undefined && size !== expect.size) {
+          await fs.rm(tmp, { force: true });
+          throw fail(`size mismatch: descriptor says ${expect.size} bytes, blob has ${size}`);
+        }
+        if (move) await fs.rename(src, tmp);
+        const blob = await place(tmp, digest, size);
+        bySource.set(src, blob);
+        return blob;
+      },
+      stageBytes: async (data) => {
+        await fs.mkdir(dir, { recursive: true });
+        const tmp = path.join(dir, `.partial-${randomBytes(6).toString('hex')}`);
+        await fs.writeFile(tmp, data, { flag: 'wx', mode: 0o644 });
+        return place(tmp, `sha256:${createHash('sha256').update(data).digest('hex')}`, data.length);
+      },
+    };
+  }
+
+  /** Under the store lock: move blobs and layer trees into place, then write records. */
+  private async commit(plans: ImagePlan[], stagedLayers: Map<string, string>, opts: ImportOptions): Promise<ImageRecord[]> {
+    try {
+      for (const plan of plans) {
+        for (const blob of [plan.manifest, plan.config, ...plan.layers]) {
+          const dest = this.blobPath(blob.digest);
+          if (!(await exists(dest))) await fs.rename(blob.path, dest);
+        }
+      }
+      for (const plan of plans) {
+        for (const [i, layer] of plan.layers.entries()) {
+          if (await this.layerComplete(layer.digest)) continue;
+          const dest = this.layerDir(layer.digest);
+          await fs.rm(dest, { recursive: true, force: true }); // an incomplete tree
+          const staged = stagedLayers.get(layer.digest);
+          if (staged !== undefined) {
+            await this.syncTree(staged);
+            await fs.rename(staged, dest);
+          } else {
+            // It was complete when we looked but has been collected since; redo it here.
+            await this.unpackInto(dest, layer.digest, plan.diffIds[i], opts.allowDevices ?? false);
+          }
+          await atomicWrite(path.join(dest, 'ok'), '');
+        }
+      }
+      const now = Date.now();
+      const written: ImageRecord[] = [];
+      for (const plan of plans) written.push(await this.writeRecord(plan, now));
+      // Names move: strip the new images' names from every other record.
+      const claimed = new Map(written.flatMap((r) => r.names.map((n) => [n, r.id] as const)));
+      for (const other of await this.list()) {
+        const keep = other.names.filter((n) => claimed.get(n) === undefined || claimed.get(n) === other.id);
+        if (keep.length !== other.names.length) await this.saveRecord({ ...other, names: keep });
+      }
+      // Re-importing an id with different layers can orphan the old ones.
+      await this.collectGarbage();
+      for (const r of written) this.log.info({ id: r.id, names: r.names }, 'image imported');
+      return written;
+    } catch (err) {
+      // Nothing that no record references survives a failed commit.
+      await this.collectGarbage().catch((gcErr) => this.log.error({ err: gcErr }, 'cleanup after failed import failed'));
+      throw err;
+    }
+  }
+
+  private async writeRecord(plan: ImagePlan, now: number): Promise<ImageRecord> {
+    const id = plan.config.digest;
+    const prev = await this.readRecord(id);
+    const names = [...new Set([...(prev?.names ?? []), ...plan.names])];
+    const record: ImageRecord = {
+      id,
+      names,
+      format: plan.format,
+      manifestDigest: plan.manifest.digest,
+      configDigest: plan.config.digest,
+      layers: plan.layers.map((l) => l.digest),
+      config: plan.configJson.config ?? {},
+      os: plan.configJson.os ?? 'linux',
+      architecture: plan.configJson.architecture ?? 'amd64',
+      size: plan.manifest.size + plan.config.size + plan.layers.reduce((n, l) => n + l.size, 0),
+      importedAt: now,
+      ...(prev?.lastUsedAt !== undefined ? { lastUsedAt: prev.lastUsedAt } : {}),
+      ...(plan.annotations ? { annotations: plan.annotations } : {}),
+    };
+    await this.saveRecord(record);
+    return record;
+  }
+
+  private recordPath(id: string): string {
+    return path.join(this.recordsDir, `${hexOf(checkDigest(id, 'image id'))}.json`);
+  }
+
+  private async readRecord(id: string): Promise<ImageRecord | undefined> {
+    try {
+      return await readJson<ImageRecord>(this.recordPath(id));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  private async saveRecord(record: ImageRecord): Promise<void> {
+    await atomicWriteJson(this.recordPath(record.id), record);
+  }
+
+  // ---- layers --------------------------------------------------------------
+
+  private async layerComplete(digest: string): Promise<boolean> {
+    return exists(path.join(this.layerDir(digest), 'ok'));
+  }
+
+  async layerRootfsPaths(image: ImageRecord): Promise<string[]> {
+    const paths = image.layers.map((d) => path.join(this.layerDir(d), 'rootfs'));
+    const missing: string[] = [];
+    for (const d of image.layers) if (!(await this.layerComplete(d))) missing.push(d);
+    if (missing.length === 0) return paths;
+    await this.withLock(async () => {
+      const config = await this.readBlobJson<OciConfig>(image.configDigest, image);
+      for (const digest of missing) {
+        if (await this.layerComplete(digest)) continue;
+        if (!(await exists(this.blobPath(digest)))) throw this.damaged(image, `layer blob ${digest} is missing`);
+        const dest = this.layerDir(digest);
+        await fs.rm(dest, { recursive: true, force: true });
+        const stage = await this.createStage(false);
+        try {
+          const i = image.layers.indexOf(digest);
+          await this.unpackInto(path.join(stage.dir, 'layer'), digest, config.rootfs?.diff_ids?.[i], false);
+          await this.syncTree(path.join(stage.dir, 'layer'));
+          await fs.rename(path.join(stage.dir, 'layer'), dest);
+          await atomicWrite(path.join(dest, 'ok'), '');
+        } finally {
+          await stage.dispose();
+        }
+      }
+    });
+    return paths;
+  }
+
+  /** Unpack the stored blob of `digest` into dir/rootfs (dir is created). */
+  private async unpackInto(dir: string, digest: string, diffId: string | undefined, allowDevices: boolean): Promise<void> {
+    await fs.mkdir(dir, { recursive: true });
+    await extractLayer(this.blobPath(digest), path.join(dir, 'rootfs'), digest, { allowDevices, log: this.log, ...(diffId ? { diffId } : {}) });
+  }
+
+  /** Flush the filesystem before a tree is marked complete: one syncfs instead of an fsync per file. */
+  private async syncTree(dir: string): Promise<void> {
+    const handle = await fs.open(dir, 'r');
+    try {
+      fsops.syncfs(handle.fd);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async readBlobJson<T>(digest: string, image: ImageRecord): Promise<T> {
+    try {
+      return await readJson<T>(this.blobPath(digest));
+    } catch (err) {
+      throw this.damaged(image, `blob ${digest} is unreadable (${(err as Error).message})`);
+    }
+  }
+
+  private damaged(image: ImageRecord, why: string): UserError {
+    return new UserError(`image ${image.names[0] ?? image.id} is damaged: ${why}`, { hint: `remove it (stevedore image rm ${hexOf(image.id).slice(0, 12)}) and import it again` });
+  }
+
+  // ---- changing records ----------------------------------------------------
+
+  async markUsed(image: ImageRecord): Promise<void> {
+    await this.withLock(async () => {
+      const current = await this.readRecord(image.id);
+      if (current === undefined) throw new InvalidInput(`image ${image.id} is no longer in the store`);
+      await this.saveRecord({ ...current, lastUsedAt: Date.now() });
+    });
+  }
+
+  async remove(ref: string): Promise<ImageRecord> {
+    return this.withLock(async () => {
+      const image = await this.resolve(ref);
+      if (image === undefined) throw new InvalidInput(`no image matches ${JSON.stringify(ref)}`, 'see the image list for names and ids');
+      await fs.unlink(this.recordPath(image.id));
+      await this.collectGarbage();
+      this.log.info({ id: image.id, names: image.names }, 'image removed');
+      return image;
+    });
+  }
+
+  /**
+   * Delete blobs and layer trees no record references. Only ever called
+   * under the store lock; imports keep their blobs in tmp/ until commit.
+   */
+  private async collectGarbage(): Promise<void> {
+    let records: ImageRecord[];
+    try {
+      records = await this.list();
+    } catch (err) {
+      // An unreadable record might reference anything: keep everything.
+      this.log.error({ err }, 'not collecting garbage: a record is unreadable');
+      return;
+    }
+    const blobs = new Set(records.flatMap((r) => [r.manifestDigest, r.configDigest, ...r.layers].map(hexOf)));
+    const layers = new Set(records.flatMap((r) => r.layers.map(hexOf)));
+    for (const hex of await readdirOrEmpty(this.blobsDir)) {
+      if (!blobs.has(hex)) await fs.rm(path.join(this.blobsDir, hex), { force: true });
+    }
+    for (const hex of await readdirOrEmpty(this.layersDir)) {
+      if (!layers.has(hex)) await fs.rm(path.join(this.layersDir, hex), { recursive: true, force: true });
+    }
+  }
+
+  // ---- locking, staging, recovery -----------------------------------------
+
+  private async withLock<T>(fn: () => Promise<T>): Promise<T> {
+    await this.ensureLayout();
+    const lock = await FileLock.acquire(this.lockFile, 'exclusive', LOCK_TIMEOUT_MS);
+    try {
+      if (!this.opened) {
+        await this.recover();
+        this.opened = true;
+      }
+      return await fn();
+    } finally {
+      lock.release();
+    }
+  }
+
+  private async ensureLayout(): Promise<void> {
+    // 0700: layer trees hold setuid binaries and image secrets; only root walks them.
+    await fs.mkdir(this.root, { recursive: true, mode: 0o700 });
+    for (const d of [this.blobsDir, this.layersDir, this.recordsDir, this.tmpDir]) await fs.mkdir(d, { recursive: true, mode: 0o700 });
+    const h = await fs.open(this.lockFile, 'a', 0o600);
+    await h.close();
+  }
+
+  /**
+   * A private staging dir under tmp/, flock'ed while in use so that another
+   * process opening the store does not take it for a crash leftover. It is
+   * created under the store lock, which closes the window between mkdir and
+   * flock (the recovery scan also runs under that lock).
+   */
+  private async createStage(takeStoreLock = true): Promise<{ dir: string; dispose(): Promise<void> }> {
+    const make = async () => {
+      const dir = await fs.mkdtemp(path.join(this.tmpDir, 'stage-'));
+      const lock = FileLock.tryAcquire(dir, 'exclusive');
+      if (lock === undefined) throw new Error(`could not lock fresh staging dir ${dir}`);
+      return {
+        dir,
+        dispose: async () => {
+          await fs.rm(dir, { recursive: true, force: true });
+          lock.release();
+        },
+      };
+    };
+    return takeStoreLock ? this.withLock(make) : make();
+  }
+
+  /** Runs once per process, under the store lock: clean up after crashed writers. */
+  private async recover(): Promise<void> {
+    for (const name of await readdirOrEmpty(this.tmpDir)) {
+      const p = path.join(this.tmpDir, name);
+      const st = await fs.lstat(p).catch(() => undefined);
+      if (st === undefined) continue;
+      if (st.isDirectory()) {
+        const lock = FileLock.tryAcquire(p, 'exclusive');
+        if (lock === undefined) continue; // a live import in another process
+        try {
+          await fs.rm(p, { recursive: true, force: true });
+        } finally {
+          lock.release();
+        }
+      } else {
+        await fs.rm(p, { force: true });
+      }
+    }
+    for (const hex of await readdirOrEmpty(this.layersDir)) {
+      const dir = path.join(this.layersDir, hex);
+      if (!(await exists(path.join(dir, 'ok')))) await fs.rm(dir, { recursive: true, force: true });
+    }
+    for (const name of await readdirOrEmpty(this.recordsDir)) {
+      if (name.startsWith('.') && name.endsWith('.tmp')) await fs.rm(path.join(this.recordsDir, name), { force: true });
+    }
+    await this.collectGarbage();
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return [];
+    throw err;
+  }
+}

@@ -1,0 +1,223 @@
+import { parseAllDocuments } from 'yaml';
+import { InvalidInput } from '../common/errors.js';
+import { cpuMillis, memoryBytes } from '../common/quantity.js';
+
+/**
+ * The Kubernetes Pod subset the runtime understands. `stevedore pod run -f`
+ * reads it strictly (an unknown field is an error, as `kubectl --validate=strict`
+ * would say); the agent reads API objects leniently (fields the runtime does not
+ * act on are ignored, fields it does act on are still checked).
+ */
+export interface EnvVar { name: string; value?: string }
+export interface ContainerPort { name?: string; containerPort: number; hostPort?: number; hostIP?: string; protocol?: 'TCP' | 'UDP' | 'SCTP' }
+export interface ResourceList { cpu?: string | number; memory?: string | number; [name: string]: string | number | undefined }
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  command?: string[];
+  args?: string[];
+  env?: EnvVar[];
+  workingDir?: string;
+  ports?: ContainerPort[];
+  resources?: { limits?: ResourceList; requests?: ResourceList };
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+}
+export type RestartPolicy = 'Always' | 'OnFailure' | 'Never';
+export interface PodSpec {
+  containers: ContainerSpec[];
+  restartPolicy?: RestartPolicy;
+  terminationGracePeriodSeconds?: number;
+  hostname?: string;
+  subdomain?: string;
+  hostNetwork?: boolean;
+  nodeName?: string;
+  runtimeClassName?: string;
+}
+export interface PodMetadata {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+export interface Pod { apiVersion?: string; kind?: string; metadata: PodMetadata; spec: PodSpec }
+
+export const MAX_ANNOTATIONS_BYTES = 256 * 1024;
+export const MAX_MANIFEST_BYTES = 1024 * 1024;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+
+type Kind = 'string' | 'number' | 'boolean' | 'object' | 'array';
+interface Walker { strict: boolean; errors: string[] }
+
+function kindOf(v: unknown): Kind | 'null' {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  return typeof v as Kind;
+}
+
+/** Check an object's keys: those in `known` are fine, others are errors in strict mode. */
+function checkKeys(w: Walker, obj: Record<string, unknown>, path: string, known: readonly string[]): void {
+  if (!w.strict) return;
+  for (const key of Object.keys(obj)) {
+    if (!known.includes(key)) w.errors.push(`${path}${path ? '.' : ''}${key}: unknown field "${key}"`);
+  }
+}
+
+function expect(w: Walker, v: unknown, kind: Kind, path: string): boolean {
+  if (v === undefined) return false;
+  if (kindOf(v) !== kind) {
+    w.errors.push(`${path}: expected ${kind}, got ${kindOf(v)}`);
+    return false;
+  }
+  return true;
+}
+
+function stringMap(w: Walker, v: unknown, path: string): void {
+  if (!expect(w, v, 'object', path)) return;
+  for (const [k, val] of Object.entries(v as object)) {
+    if (typeof val !== 'string') w.errors.push(`${path}.${k}: expected string, got ${kindOf(val)}`);
+  }
+}
+
+function stringArray(w: Walker, v: unknown, path: string): void {
+  if (!expect(w, v, 'array', path)) return;
+  (v as unknown[]).forEach((s, i) => { if (typeof s !== 'string') w.errors.push(`${path}[${i}]: expected string, got ${kindOf(s)}`); });
+}
+
+function oneOf(w: Walker, v: unknown, path: string, values: readonly string[]): void {
+  if (v !== undefined && !values.includes(v as string)) w.errors.push(`${path}: unsupported value ${JSON.stringify(v)}: supported values: ${values.map((s) => `"${s}"`).join(', ')}`);
+}
+
+function dnsName(w: Walker, v: unknown, path: string, re: RegExp, max: number, required: boolean): void {
+  if (v === undefined || v === '') {
+    if (required) w.errors.push(`${path}: Required value`);
+    return;
+  }
+  if (typeof v !== 'string' || v.length > max || !re.test(v)) {
+    w.errors.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be lower case alphanumeric characters or '-'${re === DNS_SUBDOMAIN ? " or '.'" : ''}, start and end with an alphanumeric character, at most ${max} characters`);
+  }
+}
+
+function checkResources(w: Walker, v: unknown, path: string): void {
+  if (!expect(w, v, 'object', path)) return;
+  const res = v as Record<string, unknown>;
+  checkKeys(w, res, path, ['limits', 'requests', 'claims']);
+  for (const section of ['limits', 'requests'] as const) {
+    const list = res[section];
+    if (!expect(w, list, 'object', `${path}.${section}`)) continue;
+    for (const [name, q] of Object.entries(list as object)) {
+      const p = `${path}.${section}.${name}`;
+      if (typeof q !== 'string' && typeof q !== 'number') { w.errors.push(`${p}: expected a quantity, got ${kindOf(q)}`); continue; }
+      try {
+        if (name === 'cpu' && cpuMillis(q, p) <= 0) w.errors.push(`${p}: must be greater than zero`);
+        else if (name === 'memory' && memoryBytes(q, p) < 4 * 2 ** 20 && section === 'limits') w.errors.push(`${p}: ${q} is below the 4Mi a container needs to start`);
+        else if (name !== 'cpu' && name !== 'memory' && w.strict && !['ephemeral-storage'].includes(name) && !name.includes('/')) w.errors.push(`${p}: unsupported resource name "${name}"`);
+      } catch (err) {
+        w.errors.push((err as Error).message);
+      }
+    }
+  }
+}
+
+function checkContainer(w: Walker, c: unknown, path: string): void {
+  if (!expect(w, c, 'object', path)) { if (c === undefined || c === null) w.errors.push(`${path}: expected object`); return; }
+  const o = c as Record<string, unknown>;
+  checkKeys(w, o, path, ['name', 'image', 'command', 'args', 'env', 'workingDir', 'ports', 'resources', 'imagePullPolicy',
+    'terminationMessagePath', 'terminationMessagePolicy']);
+  dnsName(w, o.name, `${path}.name`, DNS_LABEL, 63, true);
+  if (typeof o.image !== 'string' || o.image.trim() === '') w.errors.push(`${path}.image: Required value`);
+  else if (/\s/.test(o.image)) w.errors.push(`${path}.image: Invalid value: ${JSON.stringify(o.image)}: must not contain whitespace`);
+  stringArray(w, o.command, `${path}.command`);
+  stringArray(w, o.args, `${path}.args`);
+  if (o.workingDir !== undefined && (typeof o.workingDir !== 'string' || !o.workingDir.startsWith('/'))) w.errors.push(`${path}.workingDir: must be an absolute path`);
+  oneOf(w, o.imagePullPolicy, `${path}.imagePullPolicy`, ['Always', 'IfNotPresent', 'Never']);
+  if (expect(w, o.env, 'array', `${path}.env`)) {
+    (o.env as unknown[]).forEach((e, i) => {
+      const p = `${path}.env[${i}]`;
+      if (!expect(w, e, 'object', p)) return;
+      const ev = e as Record<string, unknown>;
+      checkKeys(w, ev, p, ['name', 'value', 'valueFrom']);
+      if (typeof ev.name !== 'string' || !ENV_NAME.test(ev.name)) w.errors.push(`${p}.name: Invalid value: ${JSON.stringify(ev.name)}: a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit`);
+      if (ev.value !== undefined && typeof ev.value !== 'string') w.errors.push(`${p}.value: expected string, got ${kindOf(ev.value)}`);
+      if (ev.valueFrom !== undefined) w.errors.push(`${p}.valueFrom: not supported by this runtime; set value instead`);
+    });
+  }
+  if (expect(w, o.ports, 'array', `${path}.ports`)) {
+    (o.ports as unknown[]).forEach((pt, i) => {
+      const p = `${path}.ports[${i}]`;
+      if (!expect(w, pt, 'object', p)) return;
+      const po = pt as Record<string, unknown>;
+      checkKeys(w, po, p, ['name', 'containerPort', 'hostPort', 'hostIP', 'protocol']);
+      if (!Number.isInteger(po.containerPort) || (po.containerPort as number) < 1 || (po.containerPort as number) > 65535) w.errors.push(`${p}.containerPort: must be between 1 and 65535, inclusive`);
+      if (po.hostPort !== undefined && (!Number.isInteger(po.hostPort) || (po.hostPort as number) < 0 || (po.hostPort as number) > 65535)) w.errors.push(`${p}.hostPort: must be between 0 and 65535, inclusive`);
+      oneOf(w, po.protocol, `${p}.protocol`, ['TCP', 'UDP', 'SCTP']);
+    });
+  }
+  if (o.resources !== undefined) checkResources(w, o.resources, `${path}.resources`);
+}
+
+/** Validate a parsed Pod object; throws InvalidInput listing every problem found. */
+export function validatePod(input: unknown, opts: { strict: boolean }): Pod {
+  const w: Walker = { strict: opts.strict, errors: [] };
+  if (kindOf(input) !== 'object') throw new InvalidInput(`pod manifest: expected a Pod object, got ${kindOf(input)}`, 'a pod manifest is a YAML or JSON object with metadata and spec');
+  const pod = input as Record<string, unknown>;
+  checkKeys(w, pod, '', ['apiVersion', 'kind', 'metadata', 'spec', 'status']);
+  if (pod.kind !== undefined && pod.kind !== 'Pod') w.errors.push(`kind: expected "Pod", got ${JSON.stringify(pod.kind)}`);
+  if (pod.apiVersion !== undefined && pod.apiVersion !== 'v1') w.errors.push(`apiVersion: expected "v1", got ${JSON.stringify(pod.apiVersion)}`);
+  if (!expect(w, pod.metadata, 'object', 'metadata')) w.errors.push('metadata: Required value');
+  else {
+    const md = pod.metadata as Record<string, unknown>;
+    checkKeys(w, md, 'metadata', ['name', 'namespace', 'uid', 'labels', 'annotations', 'generateName', 'resourceVersion', 'creationTimestamp']);
+    dnsName(w, md.name, 'metadata.name', DNS_SUBDOMAIN, 253, true);
+    dnsName(w, md.namespace, 'metadata.namespace', DNS_LABEL, 63, false);
+    if (md.uid !== undefined && typeof md.uid !== 'string') w.errors.push('metadata.uid: expected string');
+    if (md.labels !== undefined) stringMap(w, md.labels, 'metadata.labels');
+    if (md.annotations !== undefined) {
+      stringMap(w, md.annotations, 'metadata.annotations');
+      const size = Object.entries(md.annotations as object).reduce((n, [k, v]) => n + k.length + String(v).length, 0);
+      if (size > MAX_ANNOTATIONS_BYTES) w.errors.push(`metadata.annotations: Too long: must have at most ${MAX_ANNOTATIONS_BYTES} bytes`);
+    }
+  }
+  if (!expect(w, pod.spec, 'object', 'spec')) w.errors.push('spec: Required value');
+  else {
+    const spec = pod.spec as Record<string, unknown>;
+    checkKeys(w, spec, 'spec', ['containers', 'restartPolicy', 'terminationGracePeriodSeconds', 'hostname', 'subdomain', 'hostNetwork', 'nodeName', 'runtimeClassName', 'dnsPolicy', 'nodeSelector']);
+    if (!Array.isArray(spec.containers) || spec.containers.length === 0) w.errors.push('spec.containers: Required value: a pod needs at least one container');
+    else {
+      spec.containers.forEach((c, i) => checkContainer(w, c, `spec.containers[${i}]`));
+      const names = spec.containers.map((c) => (c as { name?: unknown })?.name);
+      names.forEach((n, i) => { if (names.indexOf(n) !== i) w.errors.push(`spec.containers[${i}].name: Duplicate value: ${JSON.stringify(n)}`); });
+    }
+    oneOf(w, spec.restartPolicy, 'spec.restartPolicy', ['Always', 'OnFailure', 'Never']);
+    if (spec.terminationGracePeriodSeconds !== undefined && (!Number.isInteger(spec.terminationGracePeriodSeconds) || (spec.terminationGracePeriodSeconds as number) < 0)) w.errors.push('spec.terminationGracePeriodSeconds: must be a non-negative integer');
+    dnsName(w, spec.hostname, 'spec.hostname', DNS_LABEL, 63, false);
+    dnsName(w, spec.subdomain, 'spec.subdomain', DNS_LABEL, 63, false);
+    if (spec.hostNetwork !== undefined && typeof spec.hostNetwork !== 'boolean') w.errors.push('spec.hostNetwork: expected boolean');
+  }
+  if (w.errors.length) {
+    throw new InvalidInput(`invalid pod manifest:\n  ${w.errors.join('\n  ')}`, 'fix the fields named above; `stevedore pod run --help` lists the supported subset');
+  }
+  return input as Pod;
+}
+
+/** Parse YAML or JSON text holding exactly one Pod. */
+export function parsePodManifest(text: string, opts: { strict: boolean; source?: string } = { strict: true }): Pod {
+  const where = opts.source ? ` in ${opts.source}` : '';
+  if (Buffer.byteLength(text) > MAX_MANIFEST_BYTES) throw new InvalidInput(`pod manifest${where} is larger than ${MAX_MANIFEST_BYTES} bytes`);
+  const docs = parseAllDocuments(text, { uniqueKeys: true });
+  if (!Array.isArray(docs)) throw new InvalidInput(`pod manifest${where} is empty`);
+  const nonEmpty = docs.filter((d) => d.contents !== null);
+  if (nonEmpty.length !== 1) throw new InvalidInput(`pod manifest${where} must hold exactly one document, found ${nonEmpty.length}`);
+  const doc = nonEmpty[0]!;
+  if (doc.errors.length) {
+    const e = doc.errors[0]!;
+    throw new InvalidInput(`pod manifest${where} is not valid YAML: ${e.message.split('\n')[0]}`);
+  }
+  return validatePod(doc.toJS({ maxAliasCount: 100 }), opts);
+}
+
+export function restartPolicyOf(pod: Pod): RestartPolicy {
+  return pod.spec.restartPolicy ?? 'Always';
+}

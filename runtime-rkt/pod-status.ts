@@ -1,0 +1,92 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { FileLock, readJsonIfExists } from '../common/fsutil.js';
+import type { SystemdClient } from '../common/systemd.js';
+import { podPaths, unitNames, type AppManifest, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
+import type { PodLocation } from './pod-store.js';
+import { terminationOf, type AppStatus, type PodState, type PodStatus } from './status.js';
+
+const ACTIVE = new Set(['active', 'activating', 'deactivating', 'reloading']);
+
+export async function readExitRecords(podDir: string, app: string): Promise<ExitRecord[]> {
+  const dir = podPaths(podDir).exits(app);
+  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => /^\d+\.json$/.test(n));
+  names.sort((a, b) => (a.length - b.length) || (a < b ? -1 : 1));
+  const records = await Promise.all(names.map((n) => readJsonIfExists<ExitRecord>(path.join(dir, n)).catch(() => undefined)));
+  return records.filter((r): r is ExitRecord => r !== undefined);
+}
+
+/** Read a timestamp file (ns since epoch, as text) as ms since epoch. */
+export async function readTimestampMs(file: string): Promise<number | undefined> {
+  const text = await fs.readFile(file, 'utf8').catch(() => undefined);
+  return text ? Number(BigInt(text.trim()) / 1_000_000n) : undefined;
+}
+
+export async function writeTimestamp(file: string): Promise<void> {
+  await fs.writeFile(file, `${BigInt(Date.now()) * 1_000_000n}\n`);
+}
+
+async function appStatus(systemd: SystemdClient | undefined, loc: PodLocation, manifest: RuntimePodManifest, app: AppManifest): Promise<AppStatus> {
+  const unit = unitNames.app(manifest.uuid, app.name);
+  const records = await readExitRecords(loc.dir, app.name);
+  const base: AppStatus = { name: app.name, image: app.image, unit, state: 'unknown', restartCount: 0 };
+  const live = systemd && (loc.state === 'run' || loc.state === 'prepared');
+  const [u, s] = live ? await Promise.all([systemd.unitProperties(unit, 'Unit'), systemd.unitProperties(unit, 'Service')]) : [undefined, undefined];
+  const terminations = records.map(terminationOf);
+  if (u && u.LoadState === 'loaded' && ACTIVE.has(String(u.ActiveState))) {
+    const restartCount = typeof s?.NRestarts === 'number' ? s.NRestarts : records.length;
+    const lastTermination = terminations.at(-1);
+    if (u.SubState === 'auto-restart') return { ...base, state: 'waiting', reason: 'CrashLoopBackOff', restartCount, lastTermination };
+    const startedUs = Number(s?.ExecMainStartTimestamp ?? 0);
+    return { ...base, state: 'running', mainPid: Number(s?.MainPID ?? 0) || undefined, restartCount, lastTermination, startedAt: startedUs ? Math.floor(startedUs / 1000) : undefined };
+  }
+  const last = terminations.at(-1);
+  if (!last) {
+    if (loc.state === 'run' || loc.state === 'exited-garbage') return { ...base, state: 'exited', reason: 'LaunchInterrupted', exitCode: 255 };
+    return { ...base, state: loc.state === 'prepared' ? 'waiting' : 'unknown' };
+  }
+  return {
+    ...base,
+    state: 'exited',
+    reason: last.reason,
+    exitCode: last.exitCode,
+    signal: last.signal,
+    finishedAt: last.finishedAt,
+    restartCount: records.length - 1,
+    lastTermination: terminations.at(-2),
+  };
+}
+
+function podStateOf(loc: PodLocation, apps: AppStatus[]): PodState {
+  switch (loc.state) {
+    case 'embryo': return FileLock.isFree(loc.dir) ? 'aborted-prepare' : 'embryo';
+    case 'prepare': return FileLock.isFree(loc.dir) ? 'aborted-prepare' : 'preparing';
+    case 'prepared': return 'prepared';
+    case 'run': return apps.some((a) => a.state === 'running' || a.state === 'waiting') ? 'running' : 'exited';
+    case 'exited-garbage': return 'deleting';
+    case 'garbage': return 'garbage';
+  }
+}
+
+/** A pod's full status from its directory, its exit records and (when live) its units. */
+export async function readPodStatus(systemd: SystemdClient | undefined, loc: PodLocation): Promise<PodStatus> {
+  const manifest = await readJsonIfExists<RuntimePodManifest>(podPaths(loc.dir).manifest).catch(() => undefined);
+  const paths = podPaths(loc.dir);
+  const apps = manifest ? await Promise.all(manifest.apps.map((a) => appStatus(systemd, loc, manifest, a))) : [];
+  const md = manifest?.pod.metadata;
+  return {
+    uuid: loc.uuid,
+    state: podStateOf(loc, apps),
+    stage1: manifest?.stage1,
+    name: md?.name,
+    namespace: md ? md.namespace ?? 'default' : undefined,
+    uid: md?.uid,
+    labels: md?.labels,
+    annotations: md?.annotations,
+    createdAt: await readTimestampMs(paths.created),
+    startedAt: await readTimestampMs(paths.started),
+    gcMarkedAt: await readTimestampMs(paths.gcMarked),
+    slice: manifest ? unitNames.slice(manifest.uuid) : undefined,
+    apps,
+  };
+}

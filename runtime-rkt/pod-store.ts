@@ -1,0 +1,91 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { FileLock, exists } from '../common/fsutil.js';
+import { InvalidInput, UserError, errnoCode } from '../common/errors.js';
+
+/**
+ * Pod lifecycle on disk, after rkt: a pod directory lives in exactly one of
+ * these folders and moves between them only by rename(2), which is atomic, so
+ * a crash at any instant leaves the pod in one well-defined state.
+ *
+ *   embryo → prepare → prepared → run → exited-garbage → (deleted)
+ *                 ↘ garbage (aborted prepare) → (deleted)
+ *
+ * Whoever works on a pod holds an flock on its directory; a pod in embryo or
+ * prepare whose directory nobody has locked was abandoned by a killed process.
+ */
+export const POD_DIR_STATES = ['embryo', 'prepare', 'prepared', 'run', 'exited-garbage', 'garbage'] as const;
+export type PodDirState = (typeof POD_DIR_STATES)[number];
+
+export interface PodLocation {
+  uuid: string;
+  state: PodDirState;
+  dir: string;
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function isPodUuid(s: string): boolean {
+  return UUID_RE.test(s);
+}
+
+export class PodStore {
+  constructor(readonly root: string) {}
+
+  async init(): Promise<void> {
+    await Promise.all(POD_DIR_STATES.map((s) => fs.mkdir(path.join(this.root, s), { recursive: true, mode: 0o711 })));
+  }
+
+  dirOf(uuid: string, state: PodDirState): string {
+    return path.join(this.root, state, uuid);
+  }
+
+  /** Create a fresh pod directory in embryo and lock it for the caller. */
+  async createEmbryo(): Promise<{ location: PodLocation; lock: FileLock }> {
+    const uuid = randomUUID();
+    const dir = this.dirOf(uuid, 'embryo');
+    await fs.mkdir(dir, { mode: 0o711 });
+    const lock = FileLock.tryAcquire(dir);
+    if (!lock) throw new Error(`pod ${uuid}: could not lock its fresh embryo directory`);
+    return { location: { uuid, state: 'embryo', dir }, lock };
+  }
+
+  /** Move a pod to another lifecycle folder; the flock travels with the directory. */
+  async move(loc: PodLocation, to: PodDirState): Promise<PodLocation> {
+    const dir = this.dirOf(loc.uuid, to);
+    await fs.rename(loc.dir, dir);
+    return { uuid: loc.uuid, state: to, dir };
+  }
+
+  async list(states: readonly PodDirState[] = POD_DIR_STATES): Promise<PodLocation[]> {
+    const out: PodLocation[] = [];
+    for (const state of states) {
+      let names: string[] = [];
+      try {
+        names = await fs.readdir(path.join(this.root, state));
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+      }
+      for (const uuid of names) if (isPodUuid(uuid)) out.push({ uuid, state, dir: this.dirOf(uuid, state) });
+    }
+    return out;
+  }
+
+  /**
+   * Find a pod by UUID or unique UUID prefix. A pod can be seen in two folders
+   * for an instant while it is renamed; retry once in that case.
+   */
+  async find(ref: string): Promise<PodLocation> {
+    if (!/^[0-9a-f-]{1,36}$/.test(ref)) throw new InvalidInput(`"${ref}" is not a pod UUID`, 'pass the UUID `stevedore pod list` shows (a unique prefix is enough)');
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const matches = (await this.list()).filter((p) => p.uuid.startsWith(ref));
+      const uuids = new Set(matches.map((m) => m.uuid));
+      if (uuids.size > 1) throw new InvalidInput(`pod prefix "${ref}" is ambiguous: it matches ${[...uuids].join(', ')}`);
+      const [match] = matches;
+      if (match && (await exists(match.dir))) return match;
+      if (!match) break;
+    }
+    throw new UserError(`no pod with UUID ${ref}`, { hint: '`stevedore pod list` shows the pods on this node', exitCode: 1 });
+  }
+}

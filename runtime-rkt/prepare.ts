@@ -1,0 +1,138 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { execa } from 'execa';
+import { UserError } from '../common/errors.js';
+import { atomicWrite, atomicWriteJson } from '../common/fsutil.js';
+import { cpuMillis, memoryBytes } from '../common/quantity.js';
+import { podPaths, type AppLimits, type AppManifest, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
+import type { ImageRecord, ImageStoreApi } from './image/types.js';
+import { restartPolicyOf, type ContainerSpec, type Pod, type ResourceList } from './manifest.js';
+import { findExecutable, resolveInRoot, resolveUser } from './rootfs.js';
+
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+function limitsOf(list: ResourceList | undefined, where: string): AppLimits {
+  const out: AppLimits = {};
+  if (list?.cpu !== undefined) out.cpuMillis = cpuMillis(list.cpu, `${where}.cpu`);
+  if (list?.memory !== undefined) out.memoryBytes = memoryBytes(list.memory, `${where}.memory`);
+  return out;
+}
+
+/** Kubernetes' rules: command replaces the image's Entrypoint, args replaces its Cmd; a command alone drops Cmd. */
+export function argvFor(c: ContainerSpec, image: ImageRecord): string[] {
+  if (c.command?.length) return [...c.command, ...(c.args ?? [])];
+  return [...(image.config.Entrypoint ?? []), ...(c.args ?? image.config.Cmd ?? [])];
+}
+
+/** The image's Env first, the pod's env on top (same name: the pod wins, keeping the image's order). */
+export function envFor(c: ContainerSpec, image: ImageRecord, hostname: string): Array<[string, string]> {
+  const env = new Map<string, string>();
+  for (const kv of image.config.Env ?? []) {
+    const i = kv.indexOf('=');
+    if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
+  }
+  if (!env.has('PATH')) env.set('PATH', DEFAULT_PATH);
+  env.set('HOSTNAME', hostname);
+  for (const e of c.env ?? []) env.set(e.name, e.value ?? '');
+  return [...env];
+}
+
+/** Create a directory inside a rootfs without ever following a symlink out of it. */
+async function mkdirInRoot(root: string, inside: string): Promise<void> {
+  if (await resolveInRoot(root, inside)) return;
+  let current = root;
+  for (const part of inside.split('/').filter((p) => p && p !== '.' && p !== '..')) {
+    current = path.join(current, part);
+    const st = await fs.lstat(current).catch(() => undefined);
+    if (!st) await fs.mkdir(current, { mode: 0o755 });
+    else if (!st.isDirectory()) throw new UserError(`working directory ${inside} cannot be created in the image: ${current.slice(root.length)} is not a directory`);
+  }
+}
+
+async function mountOverlay(layers: string[], appDir: string): Promise<void> {
+  const rootfs = path.join(appDir, 'rootfs');
+  await Promise.all(['rootfs', 'upper', 'work', 'exits'].map((d) => fs.mkdir(path.join(appDir, d), { recursive: true })));
+  // overlayfs lists lower layers top-most first.
+  const lower = [...layers].reverse().join(':');
+  const result = await execa('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${appDir}/upper,workdir=${appDir}/work`, rootfs], { reject: false });
+  if (result.exitCode !== 0) {
+    throw new UserError(`cannot mount the root filesystem of ${path.basename(appDir)}: ${result.stderr.trim()}`, {
+      hint: 'the node needs overlayfs (modprobe overlay) and a data directory on a filesystem overlayfs accepts as upper layer (ext4, xfs, tmpfs)',
+    });
+  }
+}
+
+/** /etc/hosts, /etc/hostname and /etc/resolv.conf for the whole pod. */
+async function writePodEtc(podDir: string, hostname: string): Promise<void> {
+  const paths = podPaths(podDir);
+  await fs.mkdir(path.dirname(paths.etc('hosts')), { recursive: true });
+  await atomicWrite(paths.etc('hostname'), `${hostname}\n`);
+  await atomicWrite(paths.etc('hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
+  const nodeResolv = await fs.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+  await atomicWrite(paths.etc('resolv.conf'), nodeResolv);
+}
+
+export interface PrepareInput {
+  uuid: string;
+  podDir: string;
+  pod: Pod;
+  images: ImageRecord[];
+  stage1: Stage1Name;
+  imageStore: ImageStoreApi;
+}
+
+/**
+ * stage0's half of preparing a pod: one overlay rootfs per app on top of the
+ * image's shared layer trees, the app's command resolved inside its image,
+ * pod-level /etc files, and pod.json. A failure throws a UserError naming
+ * the container; the caller discards the half-made pod.
+ */
+export async function preparePodDir(input: PrepareInput): Promise<RuntimePodManifest> {
+  const { pod, podDir } = input;
+  const hostname = (pod.spec.hostname ?? pod.metadata.name.split('.')[0] ?? pod.metadata.name).slice(0, 63);
+  const apps: AppManifest[] = [];
+  for (const [i, c] of pod.spec.containers.entries()) {
+    const image = input.images[i]!;
+    const appDir = podPaths(podDir).app(c.name);
+    await mountOverlay(await input.imageStore.layerRootfsPaths(image), appDir);
+    const rootfs = podPaths(podDir).rootfs(c.name);
+    const argv = argvFor(c, image);
+    if (argv.length === 0) throw new UserError(`container "${c.name}": no command to run: neither the pod spec nor image ${c.image} gives one`, { hint: 'set command (and args) for the container' });
+    const env = envFor(c, image, hostname);
+    const exe = await findExecutable(rootfs, argv[0]!, env.find(([k]) => k === 'PATH')?.[1] ?? DEFAULT_PATH);
+    if (!exe) throw new UserError(`container "${c.name}": executable "${argv[0]}" not found in image ${c.image}`, { hint: 'check command/args in the pod spec, or the image\'s Entrypoint/Cmd' });
+    argv[0] = exe;
+    const workingDir = c.workingDir ?? (image.config.WorkingDir || '/');
+    await mkdirInRoot(rootfs, workingDir);
+    const user = await resolveUser(rootfs, image.config.User);
+    if ('error' in user) throw new UserError(`container "${c.name}": ${user.error}`, { hint: 'fix the image\'s User' });
+    apps.push({
+      name: c.name,
+      image: { id: image.id, name: c.image },
+      argv, env, workingDir, user,
+      limits: limitsOf(c.resources?.limits, `spec.containers[${i}].resources.limits`),
+      requests: limitsOf(c.resources?.requests, `spec.containers[${i}].resources.requests`),
+    });
+    await input.imageStore.markUsed(image);
+  }
+  await writePodEtc(podDir, hostname);
+  const manifest: RuntimePodManifest = {
+    version: 1,
+    uuid: input.uuid,
+    stage1: input.stage1,
+    createdAt: Date.now(),
+    hostname,
+    restartPolicy: restartPolicyOf(pod),
+    terminationGracePeriodSeconds: pod.spec.terminationGracePeriodSeconds ?? 30,
+    pod,
+    apps,
+  };
+  await atomicWriteJson(podPaths(podDir).manifest, manifest);
+  return manifest;
+}
+
+/** Unmount every app rootfs of a pod; safe to call on a half-made or already clean pod. */
+export async function unmountPodRootfs(podDir: string): Promise<void> {
+  const apps = await fs.readdir(path.join(podDir, 'apps')).catch(() => [] as string[]);
+  for (const app of apps) await execa('umount', [podPaths(podDir).rootfs(app)], { reject: false });
+}

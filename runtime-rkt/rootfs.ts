@@ -1,0 +1,94 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { errnoCode } from '../common/errors.js';
+
+/**
+ * Path lookups inside a container rootfs, done from the host. Symlinks in an
+ * image are relative to the image's root, not the host's, so every link is
+ * resolved against `root` and can never lead out of it (an absolute link like
+ * /bin/sh -> /bin/busybox means <root>/bin/busybox).
+ */
+export async function resolveInRoot(root: string, inside: string, maxLinks = 40): Promise<string | undefined> {
+  const parts = inside.split('/').filter((p) => p && p !== '.');
+  const resolved: string[] = [];
+  let links = 0;
+  while (parts.length) {
+    const part = parts.shift()!;
+    if (part === '..') { resolved.pop(); continue; }
+    const candidate = path.join(root, ...resolved, part);
+    let st;
+    try {
+      st = await fs.lstat(candidate);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;
+      throw err;
+    }
+    if (st.isSymbolicLink()) {
+      if (++links > maxLinks) return undefined;
+      const target = await fs.readlink(candidate);
+      if (target.startsWith('/')) resolved.length = 0;
+      parts.unshift(...target.split('/').filter((p) => p && p !== '.'));
+      continue;
+    }
+    resolved.push(part);
+  }
+  return '/' + resolved.join('/');
+}
+
+/** Find an executable the way execvp would, inside the rootfs; returns its path inside the container. */
+export async function findExecutable(root: string, name: string, envPath: string): Promise<string | undefined> {
+  const candidates = name.includes('/') ? [name.startsWith('/') ? name : `/${name}`] : envPath.split(':').filter(Boolean).map((d) => path.posix.join(d, name));
+  for (const candidate of candidates) {
+    const inside = await resolveInRoot(root, candidate);
+    if (!inside) continue;
+    const st = await fs.stat(path.join(root, inside)).catch(() => undefined);
+    if (st?.isFile() && (st.mode & 0o111) !== 0) return candidate;
+  }
+  return undefined;
+}
+
+/** Read a small text file from inside the rootfs, or undefined if it is missing. */
+export async function readFileInRoot(root: string, inside: string, maxBytes = 1 << 20): Promise<string | undefined> {
+  const resolved = await resolveInRoot(root, inside);
+  if (!resolved) return undefined;
+  const handle = await fs.open(path.join(root, resolved), 'r').catch(() => undefined);
+  if (!handle) return undefined;
+  try {
+    const buf = Buffer.alloc(maxBytes);
+    const { bytesRead } = await handle.read(buf, 0, maxBytes, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Resolve an image's User ("name", "uid", "uid:gid", "name:group") to numbers
+ * using the image's own /etc/passwd and /etc/group, like Docker does.
+ */
+export async function resolveUser(root: string, user: string | undefined): Promise<{ uid: number; gid: number } | { error: string }> {
+  if (!user) return { uid: 0, gid: 0 };
+  const [u, g] = user.split(':', 2) as [string, string | undefined];
+  const passwd = (await readFileInRoot(root, '/etc/passwd')) ?? '';
+  const group = (await readFileInRoot(root, '/etc/group')) ?? '';
+  const rows = (text: string) => text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(':'));
+  let uid: number, gid: number;
+  if (/^\d+$/.test(u)) {
+    uid = Number(u);
+    gid = Number(rows(passwd).find((r) => r[2] === u)?.[3] ?? uid);
+  } else {
+    const row = rows(passwd).find((r) => r[0] === u);
+    if (!row) return { error: `user "${u}" is not in the image's /etc/passwd` };
+    uid = Number(row[2]);
+    gid = Number(row[3]);
+  }
+  if (g !== undefined) {
+    if (/^\d+$/.test(g)) gid = Number(g);
+    else {
+      const row = rows(group).find((r) => r[0] === g);
+      if (!row) return { error: `group "${g}" is not in the image's /etc/group` };
+      gid = Number(row[2]);
+    }
+  }
+  return { uid, gid };
+}

@@ -1,0 +1,274 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { UserError } from '../common/errors.js';
+import { FileLock, exists, readJsonIfExists } from '../common/fsutil.js';
+import { createLogger } from '../common/log.js';
+import { SystemdClient, prop } from '../common/systemd.js';
+import { podPaths, unitNames, type PreparedPod, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
+import { stage1For } from '../stage1/index.js';
+import { ImageStore } from './image/store.js';
+import type { Pod } from './manifest.js';
+import { PodStore, type PodLocation } from './pod-store.js';
+import { readPodStatus, writeTimestamp } from './pod-status.js';
+import { preparePodDir, unmountPodRootfs } from './prepare.js';
+import type { PodStatus } from './status.js';
+import { appProperties, sliceProperties } from './units.js';
+
+const log = createLogger('runtime-rkt');
+
+export interface RktRuntimeOptions {
+  /** Root of all on-disk state (pods/, images/). */
+  dataDir: string;
+  /** D-Bus address of the node's systemd; default: the system bus. */
+  dbusAddress?: string;
+  defaultStage1?: Stage1Name;
+  restartDelayMs?: number;
+}
+
+export interface RunOptions {
+  stage1?: Stage1Name;
+}
+
+/** Marker in a prepared pod whose units are being started; the rename to run/ is the commit point. */
+const LAUNCHING = 'launching';
+
+/**
+ * runtime-rkt's stage0: prepares pods on disk and hands them to a stage1,
+ * which runs them as systemd units. Every operation is idempotent and safe to
+ * interrupt: the next call of reconcile() finishes or undoes what a killed
+ * process left (aborted prepares, interrupted launches, half-removed pods).
+ */
+export class RktRuntime {
+  readonly pods: PodStore;
+  readonly images: ImageStore;
+  private systemdClient: Promise<SystemdClient> | undefined;
+
+  private constructor(readonly options: Required<Omit<RktRuntimeOptions, 'dbusAddress'>> & { dbusAddress?: string }) {
+    this.pods = new PodStore(path.join(options.dataDir, 'pods'));
+    this.images = new ImageStore(path.join(options.dataDir, 'images'));
+  }
+
+  static async open(opts: RktRuntimeOptions): Promise<RktRuntime> {
+    const rt = new RktRuntime({ defaultStage1: 'namespaces', restartDelayMs: 1000, ...opts });
+    await fs.mkdir(opts.dataDir, { recursive: true, mode: 0o711 });
+    await rt.pods.init();
+    return rt;
+  }
+
+  systemd(): Promise<SystemdClient> {
+    this.systemdClient ??= SystemdClient.connect(this.options.dbusAddress).then(async (c) => {
+      await c.subscribe();
+      return c;
+    });
+    return this.systemdClient;
+  }
+
+  async close(): Promise<void> {
+    if (this.systemdClient) (await this.systemdClient.catch(() => undefined))?.close();
+  }
+
+  /** Prepare and start a pod; returns its UUID once every app's unit has started. */
+  async runPod(pod: Pod, opts: RunOptions = {}): Promise<string> {
+    const stage1Name = opts.stage1 ?? this.options.defaultStage1;
+    const stage1 = stage1For(stage1Name);
+    // Everything that can be checked without touching the disk comes first, so bad input changes nothing.
+    const images = await Promise.all(pod.spec.containers.map(async (c) => {
+      const image = await this.images.resolve(c.image);
+      if (!image) throw new UserError(`image "${c.image}" of container "${c.name}" is not in the image store`, { hint: 'import it with `stevedore image import FILE|DIR`; `stevedore image list` shows what is there' });
+      return image;
+    }));
+    const systemd = await this.systemd();
+    const { location, lock } = await this.pods.createEmbryo();
+    let loc: PodLocation = location;
+    let prepared: PreparedPod | undefined;
+    try {
+      await writeTimestamp(podPaths(loc.dir).created);
+      loc = await this.pods.move(loc, 'prepare');
+      const manifest = await preparePodDir({ uuid: loc.uuid, podDir: loc.dir, pod, images, stage1: stage1Name, imageStore: this.images });
+      prepared = { dir: loc.dir, manifest };
+      await stage1.prepare(prepared);
+      loc = await this.pods.move(loc, 'prepared');
+      // Units and stage1 files name the pod directory by its final path, so
+      // launch from run/; the marker tells reconcile() that a launch never
+      // finished if this process dies before removing it.
+      await fs.writeFile(path.join(loc.dir, LAUNCHING), '');
+      loc = await this.pods.move(loc, 'run');
+      prepared = { dir: loc.dir, manifest };
+      await this.launch(systemd, prepared);
+      await writeTimestamp(podPaths(loc.dir).started);
+      await fs.rm(path.join(loc.dir, LAUNCHING), { force: true });
+      log.info({ uuid: loc.uuid, stage1: stage1Name }, 'pod started');
+      return loc.uuid;
+    } catch (err) {
+      log.warn({ uuid: loc.uuid, err: String(err) }, 'pod run failed; discarding the pod');
+      await this.destroy(loc, prepared?.manifest).catch((e) => log.error({ uuid: loc.uuid, err: String(e) }, 'discarding a failed pod failed; gc will retry'));
+      throw err;
+    } finally {
+      lock.release();
+    }
+  }
+
+  private async launch(systemd: SystemdClient, pod: PreparedPod): Promise<void> {
+    const stage1 = stage1For(pod.manifest.stage1);
+    const uuid = pod.manifest.uuid;
+    // The slice must exist before services name it, or systemd makes an empty one of its own.
+    const sliceJob = await systemd.startTransientUnit(unitNames.slice(uuid), sliceProperties(pod));
+    const plans = await Promise.all(pod.manifest.apps.map((app) => appProperties(pod, app, stage1, this.options)));
+    const jobs = await Promise.all(pod.manifest.apps.map((app, i) => systemd.startTransientUnit(unitNames.app(uuid, app.name), plans[i]!)));
+    const results = await Promise.all([sliceJob, ...jobs].map((j) => systemd.waitForJob(j)));
+    const failed = results.filter((r) => r.result !== 'done');
+    if (failed.length) {
+      throw new UserError(`pod ${uuid}: systemd could not start ${failed.map((f) => `${f.unit} (${f.result})`).join(', ')}`, {
+        hint: `see \`journalctl -u '${unitNames.podPattern(uuid)}'\` on the node`,
+      });
+    }
+  }
+
+  async listPods(): Promise<PodStatus[]> {
+    const systemd = await this.systemd().catch(() => undefined);
+    const locations = await this.pods.list();
+    return Promise.all(locations.map((loc) => readPodStatus(systemd, loc)));
+  }
+
+  async podStatus(ref: string): Promise<PodStatus> {
+    return readPodStatus(await this.systemd().catch(() => undefined), await this.pods.find(ref));
+  }
+
+  private async manifestOf(loc: PodLocation): Promise<RuntimePodManifest | undefined> {
+    return readJsonIfExists<RuntimePodManifest>(podPaths(loc.dir).manifest).catch(() => undefined);
+  }
+
+  /** Stop every app (SIGTERM, then SIGKILL after the grace period) and the pod's slice. */
+  async stopPod(ref: string, opts: { gracePeriodSeconds?: number } = {}): Promise<PodStatus> {
+    const loc = await this.pods.find(ref);
+    const manifest = await this.manifestOf(loc);
+    if (manifest && (loc.state === 'run' || loc.state === 'prepared')) await this.stopUnits(manifest, opts.gracePeriodSeconds);
+    return this.podStatus(loc.uuid);
+  }
+
+  private async stopUnits(manifest: RuntimePodManifest, gracePeriodSeconds?: number): Promise<void> {
+    const systemd = await this.systemd();
+    const units = manifest.apps.map((a) => unitNames.app(manifest.uuid, a.name));
+    if (gracePeriodSeconds !== undefined) {
+      await Promise.all(units.map((u) => systemd.setUnitProperties(u, [prop.u64('TimeoutStopUSec', Math.max(1, gracePeriodSeconds * 1_000_000))]).catch(() => undefined)));
+    }
+    const jobs = await Promise.all(units.map((u) => systemd.stopUnit(u)));
+    await Promise.all(jobs.filter((j): j is string => !!j).map((j) => systemd.waitForJob(j)));
+    const sliceJob = await systemd.stopUnit(unitNames.slice(manifest.uuid));
+    if (sliceJob) await systemd.waitForJob(sliceJob);
+  }
+
+  /** Remove a pod and everything it holds; a running pod needs force (it is stopped first). */
+  async removePod(ref: string, opts: { force?: boolean } = {}): Promise<void> {
+    const loc = await this.pods.find(ref);
+    const lock = FileLock.tryAcquire(loc.dir);
+    if (!lock) throw new UserError(`pod ${loc.uuid} is busy: another command is preparing or changing it`, { hint: 'wait for it to finish and try again' });
+    try {
+      const status = await readPodStatus(await this.systemd(), loc);
+      if (status.state === 'running' && !opts.force) throw new UserError(`pod ${loc.uuid} is running`, { hint: 'stop it first (`stevedore pod stop`) or pass --force' });
+      await this.destroy(loc, await this.manifestOf(loc));
+    } finally {
+      lock.release();
+    }
+  }
+
+  /**
+   * Take a pod apart: mark it garbage (an atomic rename, so an interrupted
+   * removal is finished by the next reconcile), stop and forget its units,
+   * undo the stage1, unmount, delete.
+   */
+  private async destroy(loc: PodLocation, manifest: RuntimePodManifest | undefined): Promise<void> {
+    if (loc.state !== 'garbage' && loc.state !== 'exited-garbage') {
+      loc = await this.pods.move(loc, loc.state === 'run' ? 'exited-garbage' : 'garbage');
+      await writeTimestamp(podPaths(loc.dir).gcMarked);
+    }
+    const systemd = await this.systemd();
+    if (manifest) await this.stopUnits(manifest, 0);
+    for (const unit of await systemd.listUnitsByPatterns([unitNames.podPattern(loc.uuid)])) {
+      const job = await systemd.stopUnit(unit.name);
+      if (job) await systemd.waitForJob(job);
+      await systemd.resetFailedUnit(unit.name);
+    }
+    if (manifest) {
+      for (const app of manifest.apps) await systemd.resetFailedUnit(unitNames.app(loc.uuid, app.name));
+      await stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
+    }
+    await unmountPodRootfs(loc.dir);
+    await assertNoMountsBelow(loc.dir);
+    await fs.rm(loc.dir, { recursive: true, force: true });
+    log.info({ uuid: loc.uuid }, 'pod removed');
+  }
+
+  /**
+   * Finish or undo what killed commands left behind. Cheap enough to run at
+   * the start of every command: it only looks at pods nobody holds a lock on.
+   */
+  async reconcile(): Promise<string[]> {
+    const cleaned: string[] = [];
+    for (const loc of await this.pods.list(['embryo', 'prepare', 'prepared', 'run', 'exited-garbage', 'garbage'])) {
+      // A prepared or running pod is left alone unless its launch was interrupted or it has no manifest (it cannot be run or described).
+      if ((loc.state === 'prepared' || loc.state === 'run') && !(await exists(path.join(loc.dir, LAUNCHING))) && (await exists(podPaths(loc.dir).manifest))) continue;
+      const lock = FileLock.tryAcquire(loc.dir);
+      if (!lock) continue;
+      try {
+        if (!(await exists(loc.dir))) continue;
+        await this.destroy(loc, await this.manifestOf(loc));
+        cleaned.push(loc.uuid);
+      } finally {
+        lock.release();
+      }
+    }
+    return cleaned;
+  }
+
+  /** Garbage-collect: exited pods older than the grace period, then units whose pod is gone. */
+  async gc(opts: { exitedGracePeriodMs?: number } = {}): Promise<{ removedPods: string[]; orphanUnits: string[] }> {
+    const grace = opts.exitedGracePeriodMs ?? 30 * 60_000;
+    const removedPods = await this.reconcile();
+    const systemd = await this.systemd();
+    for (const loc of await this.pods.list(['run'])) {
+      const lock = FileLock.tryAcquire(loc.dir);
+      if (!lock) continue;
+      try {
+        const status = await readPodStatus(systemd, loc);
+        const finished = Math.max(0, ...status.apps.map((a) => a.finishedAt ?? 0));
+        if (status.state === 'exited' && Date.now() - finished >= grace) {
+          await this.destroy(loc, await this.manifestOf(loc));
+          removedPods.push(loc.uuid);
+        }
+      } finally {
+        lock.release();
+      }
+    }
+    const live = new Set((await this.pods.list(['embryo', 'prepare', 'prepared', 'run'])).map((p) => p.uuid));
+    const orphanUnits: string[] = [];
+    for (const unit of await systemd.listUnitsByPatterns([unitNames.allPattern])) {
+      const parsed = unitNames.parse(unit.name);
+      if (!parsed || live.has(parsed.uuid)) continue;
+      const job = await systemd.stopUnit(unit.name);
+      if (job) await systemd.waitForJob(job);
+      await systemd.resetFailedUnit(unit.name);
+      orphanUnits.push(unit.name);
+    }
+    return { removedPods, orphanUnits };
+  }
+
+  /** argv to run a command inside a running app (used by `pod enter`). */
+  async enterArgv(ref: string, appName: string | undefined, command: string[]): Promise<string[]> {
+    const loc = await this.pods.find(ref);
+    const manifest = await this.manifestOf(loc);
+    const status = await readPodStatus(await this.systemd(), loc);
+    if (!manifest || status.state !== 'running') throw new UserError(`pod ${loc.uuid} is not running (state ${status.state})`);
+    const app = appName ? manifest.apps.find((a) => a.name === appName) : manifest.apps[0];
+    if (!app) throw new UserError(`pod ${loc.uuid} has no container "${appName}"`, { hint: `its containers: ${manifest.apps.map((a) => a.name).join(', ')}` });
+    const appStatus = status.apps.find((a) => a.name === app.name);
+    if (appStatus?.state !== 'running' || !appStatus.mainPid) throw new UserError(`container "${app.name}" of pod ${loc.uuid} is not running`);
+    return stage1For(manifest.stage1).enterArgv({ dir: loc.dir, manifest }, app, appStatus.mainPid, command);
+  }
+}
+
+async function assertNoMountsBelow(dir: string): Promise<void> {
+  const mountinfo = await fs.readFile('/proc/self/mountinfo', 'utf8');
+  const below = mountinfo.split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m && (m === dir || m.startsWith(dir + '/')));
+  if (below.length) throw new UserError(`cannot remove ${dir}: still mounted: ${below.join(', ')}`, { hint: 'unmount them (umount) and run `stevedore gc`' });
+}

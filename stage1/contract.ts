@@ -1,0 +1,126 @@
+import * as path from 'node:path';
+import type { UnitProperty } from '../common/systemd.js';
+import type { Pod, RestartPolicy } from '../runtime-rkt/manifest.js';
+
+/**
+ * The pod directory is the contract between stage0 (runtime-rkt: images,
+ * rootfs, manifest) and a stage1 (how the apps are isolated). stage0 writes
+ * everything below before a stage1 sees the pod; a stage1 only adds files of
+ * its own under `stage1/` and turns the pod into systemd units.
+ *
+ *   pod.json                     RuntimePodManifest (below)
+ *   apps/<app>/rootfs/           the app's root filesystem (an overlayfs mount)
+ *   apps/<app>/upper, work/      the overlay's writable layer
+ *   apps/<app>/exits/<ns>.json   one ExitRecord per finished run of the app
+ *   etc/hosts, hostname, resolv.conf   pod-level files bound into every app
+ *   stage1/                      private to the stage1
+ *   created, started, gc-marked  timestamps (ns since epoch), written once
+ */
+export type Stage1Name = 'fly' | 'namespaces' | 'kvm';
+export const STAGE1_NAMES: readonly Stage1Name[] = ['fly', 'namespaces', 'kvm'];
+
+export interface AppLimits {
+  cpuMillis?: number;
+  memoryBytes?: number;
+}
+
+export interface AppManifest {
+  name: string;
+  image: { id: string; name: string };
+  /** argv[0] is an absolute path inside the app's rootfs (resolved by stage0). */
+  argv: string[];
+  env: Array<[string, string]>;
+  workingDir: string;
+  user: { uid: number; gid: number };
+  limits: AppLimits;
+  requests: AppLimits;
+}
+
+export interface RuntimePodManifest {
+  version: 1;
+  uuid: string;
+  stage1: Stage1Name;
+  /** ns since epoch */
+  createdAt: number;
+  hostname: string;
+  restartPolicy: RestartPolicy;
+  terminationGracePeriodSeconds: number;
+  /** The pod as the user or the API server gave it. */
+  pod: Pod;
+  apps: AppManifest[];
+}
+
+/** Written by the unit's ExecStopPost each time an app's process exits. */
+export interface ExitRecord {
+  /** ns since epoch */
+  at: number;
+  invocation: string;
+  /** systemd's $SERVICE_RESULT: success, exit-code, signal, core-dump, timeout, … */
+  result: string;
+  /** $EXIT_CODE: exited, killed, dumped */
+  code: string;
+  /** $EXIT_STATUS: exit status, or signal name/number when killed */
+  status: string;
+  /** the memory cgroup's oom_kill counter when the run ended */
+  oomKills: number;
+}
+
+export const podPaths = (podDir: string) => ({
+  manifest: path.join(podDir, 'pod.json'),
+  app: (app: string) => path.join(podDir, 'apps', app),
+  rootfs: (app: string) => path.join(podDir, 'apps', app, 'rootfs'),
+  exits: (app: string) => path.join(podDir, 'apps', app, 'exits'),
+  etc: (file: 'hosts' | 'hostname' | 'resolv.conf') => path.join(podDir, 'etc', file),
+  stage1: path.join(podDir, 'stage1'),
+  created: path.join(podDir, 'created'),
+  started: path.join(podDir, 'started'),
+  gcMarked: path.join(podDir, 'gc-marked'),
+});
+
+/** systemd names: every unit carries the prefix and the pod UUID, so orphans can be found by pattern. */
+export const UNIT_PREFIX = 'stevedore-';
+const hex = (uuid: string) => uuid.replace(/-/g, '');
+export const unitNames = {
+  slice: (uuid: string) => `${UNIT_PREFIX}${hex(uuid)}.slice`,
+  app: (uuid: string, app: string) => `${UNIT_PREFIX}${hex(uuid)}-${app}.service`,
+  /** glob matching every unit of one pod */
+  podPattern: (uuid: string) => `${UNIT_PREFIX}${hex(uuid)}*`,
+  allPattern: `${UNIT_PREFIX}*`,
+  /** pod UUID and app name back from a unit name, or undefined if it is not ours */
+  parse(unit: string): { uuid: string; app?: string } | undefined {
+    const m = /^stevedore-([0-9a-f]{32})(?:-([a-z0-9-]+))?\.(service|slice)$/.exec(unit);
+    if (!m) return undefined;
+    const h = m[1]!;
+    const uuid = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+    return m[2] ? { uuid, app: m[2] } : { uuid };
+  },
+};
+
+/** What a stage1 hands back for one app: how to run it inside its unit. */
+export interface AppUnitPlan {
+  properties: UnitProperty[];
+  /** Commands run after each exit of the app (before the exit is recorded), e.g. runtime state clean-up. */
+  stopPost: Array<{ path: string; argv: string[] }>;
+}
+
+export interface PreparedPod {
+  dir: string;
+  manifest: RuntimePodManifest;
+}
+
+/**
+ * An isolation flavour. stage0 calls prepare() once the pod directory is
+ * complete (nothing it makes may depend on the directory's path: the pod is
+ * renamed afterwards), then starts one service per app with the properties
+ * from appUnit(); cleanup() undoes prepare() and must be idempotent (GC calls
+ * it again after a crash).
+ */
+export interface Stage1 {
+  readonly name: Stage1Name;
+  prepare(pod: PreparedPod): Promise<void>;
+  /** Called at launch, with the pod in its final (run/) directory; may write launch-time files under the pod dir. */
+  appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan>;
+  /** argv that runs `command` inside a running app, given its unit's MainPID. */
+  enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[];
+  cleanup(pod: PreparedPod): Promise<void>;
+}

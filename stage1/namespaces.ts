@@ -1,0 +1,115 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { execa } from 'execa';
+import { atomicWriteJson } from '../common/fsutil.js';
+import { errnoCode, UserError } from '../common/errors.js';
+import { prop } from '../common/systemd.js';
+import { envStrings, podEtcBinds } from './common.js';
+import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
+
+/** Capabilities a container gets by default: the same set Docker and the kubelet grant. */
+const DEFAULT_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
+  'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
+/** Namespaces the apps of one pod share (Kubernetes semantics: one IP, one hostname, shared SysV IPC). */
+const POD_NAMESPACES = ['net', 'ipc', 'uts'] as const;
+type PodNamespace = (typeof POD_NAMESPACES)[number];
+const OCI_NS_TYPE: Record<PodNamespace, string> = { net: 'network', ipc: 'ipc', uts: 'uts' };
+
+export const containerId = (uuid: string, app: string) => unitNames.app(uuid, app).replace(/\.service$/, '');
+
+/**
+ * namespaces (the default): each app runs under an OCI runtime (crun) inside
+ * its own systemd service, with its own pid and mount namespaces and the pod's
+ * shared net/ipc/uts namespaces. crun runs with --cgroup-manager=disabled so
+ * the container stays in the service's cgroup: the unit's limits apply and the
+ * journal attributes its output to the unit.
+ */
+export class NamespacesStage1 implements Stage1 {
+  readonly name = 'namespaces' as const;
+  constructor(private readonly ociRuntime = process.env.STEVEDORE_OCI_RUNTIME ?? '/usr/bin/crun') {}
+
+  private nsFile(pod: PreparedPod, ns: PodNamespace): string {
+    return path.join(podPaths(pod.dir).stage1, 'ns', ns);
+  }
+
+  private sharedNamespaces(pod: PreparedPod): PodNamespace[] {
+    return POD_NAMESPACES.filter((ns) => !(ns === 'net' && pod.manifest.pod.spec.hostNetwork));
+  }
+
+  async prepare(pod: PreparedPod): Promise<void> {
+    try {
+      await fs.access(this.ociRuntime);
+    } catch {
+      throw new UserError(`the namespaces stage1 needs an OCI runtime at ${this.ociRuntime}, and there is none`, {
+        hint: 'install crun (apt-get install crun), set STEVEDORE_OCI_RUNTIME, or run the pod with --stage1 fly',
+      });
+    }
+    const nsDir = path.join(podPaths(pod.dir).stage1, 'ns');
+    await fs.mkdir(nsDir, { recursive: true });
+    const shared = this.sharedNamespaces(pod);
+    // Persist the pod's namespaces as bind-mounted nsfs files: no pause process
+    // has to live for them, and every app's crun joins them by path.
+    for (const ns of shared) await fs.writeFile(this.nsFile(pod, ns), '');
+    await execa('unshare', [...shared.map((ns) => `--${ns}=${this.nsFile(pod, ns)}`), '--', 'true']);
+    if (shared.includes('net')) await execa('nsenter', [`--net=${this.nsFile(pod, 'net')}`, '--', 'ip', 'link', 'set', 'lo', 'up']);
+  }
+
+  private ociSpec(pod: PreparedPod, app: AppManifest): unknown {
+    const caps = DEFAULT_CAPS;
+    return {
+      ociVersion: '1.0.2',
+      process: {
+        terminal: false,
+        user: { uid: app.user.uid, gid: app.user.gid },
+        args: app.argv,
+        env: envStrings(app),
+        cwd: app.workingDir,
+        capabilities: { bounding: caps, effective: caps, permitted: caps },
+        noNewPrivileges: false,
+      },
+      root: { path: 'rootfs', readonly: false },
+      hostname: pod.manifest.hostname,
+      mounts: [
+        { destination: '/proc', type: 'proc', source: 'proc' },
+        { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+        { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+        { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+        { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+        { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+        ...podEtcBinds(pod).map((b) => ({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', 'ro'] })),
+      ],
+      linux: {
+        namespaces: [
+          { type: 'pid' }, { type: 'mount' },
+          ...this.sharedNamespaces(pod).map((ns) => ({ type: OCI_NS_TYPE[ns], path: this.nsFile(pod, ns) })),
+        ],
+        maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
+        readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      },
+    };
+  }
+
+  async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
+    const id = containerId(pod.manifest.uuid, app.name);
+    const bundle = podPaths(pod.dir).app(app.name);
+    await atomicWriteJson(path.join(bundle, 'config.json'), this.ociSpec(pod, app));
+    const argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
+    return {
+      properties: [prop.exec('ExecStart', [{ path: this.ociRuntime, argv }])],
+      // A crashed run leaves crun's state behind, and the next start of the same id would fail.
+      stopPost: [{ path: this.ociRuntime, argv: [this.ociRuntime, 'delete', '--force', id] }],
+    };
+  }
+
+  enterArgv(pod: PreparedPod, app: AppManifest, _mainPid: number, command: string[]): string[] {
+    return [this.ociRuntime, 'exec', containerId(pod.manifest.uuid, app.name), ...command];
+  }
+
+  async cleanup(pod: PreparedPod): Promise<void> {
+    for (const ns of POD_NAMESPACES) {
+      const file = this.nsFile(pod, ns);
+      await execa('umount', [file], { reject: false });
+      await fs.rm(file, { force: true }).catch((err) => { if (errnoCode(err) !== 'EBUSY') throw err; });
+    }
+  }
+}
