@@ -146,11 +146,6 @@ export class SystemdClient extends EventEmitter {
     return job as string;
   }
 
-  /** Change properties of a loaded unit for its current lifetime (runtime=true). */
-  async setUnitProperties(name: string, properties: UnitProperty[]): Promise<void> {
-    await this.call(MANAGER_PATH, MANAGER, 'SetUnitProperties', 'sba(sv)', [name, true, properties]);
-  }
-
   async stopUnit(name: string): Promise<string | undefined> {
     try {
       const [job] = await this.call(MANAGER_PATH, MANAGER, 'StopUnit', 'ss', [name, 'replace']);

@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import { UserError } from '../common/errors.js';
 import { FileLock, exists, readJsonIfExists } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
-import { SystemdClient, prop } from '../common/systemd.js';
+import { crashPoint } from '../common/failpoint.js';
+import { SystemdClient } from '../common/systemd.js';
 import { podPaths, unitNames, type PreparedPod, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
 import { stage1For } from '../stage1/index.js';
 import { ImageStore } from './image/store.js';
@@ -83,24 +84,30 @@ export class RktRuntime {
     let prepared: PreparedPod | undefined;
     try {
       await writeTimestamp(podPaths(loc.dir).created);
+      crashPoint('run:embryo');
       loc = await this.pods.move(loc, 'prepare');
       const manifest = await preparePodDir({ uuid: loc.uuid, podDir: loc.dir, pod, images, stage1: stage1Name, imageStore: this.images });
+      crashPoint('run:prepared-dir');
       prepared = { dir: loc.dir, manifest };
       await stage1.prepare(prepared);
+      crashPoint('run:stage1-prepared');
       loc = await this.pods.move(loc, 'prepared');
       // Units and stage1 files name the pod directory by its final path, so
       // launch from run/; the marker tells reconcile() that a launch never
       // finished if this process dies before removing it.
       await fs.writeFile(path.join(loc.dir, LAUNCHING), '');
+      crashPoint('run:launching');
       loc = await this.pods.move(loc, 'run');
+      crashPoint('run:moved-to-run');
       prepared = { dir: loc.dir, manifest };
       await this.launch(systemd, prepared);
+      crashPoint('run:launched');
       await writeTimestamp(podPaths(loc.dir).started);
       await fs.rm(path.join(loc.dir, LAUNCHING), { force: true });
       log.info({ uuid: loc.uuid, stage1: stage1Name }, 'pod started');
       return loc.uuid;
     } catch (err) {
-      log.warn({ uuid: loc.uuid, err: String(err) }, 'pod run failed; discarding the pod');
+      log.info({ uuid: loc.uuid, err: String(err) }, 'pod run failed; discarding the pod');
       await this.destroy(loc, prepared?.manifest).catch((e) => log.error({ uuid: loc.uuid, err: String(e) }, 'discarding a failed pod failed; gc will retry'));
       throw err;
     } finally {
@@ -113,6 +120,7 @@ export class RktRuntime {
     const uuid = pod.manifest.uuid;
     // The slice must exist before services name it, or systemd makes an empty one of its own.
     const sliceJob = await systemd.startTransientUnit(unitNames.slice(uuid), sliceProperties(pod));
+    crashPoint('run:slice-started');
     const plans = await Promise.all(pod.manifest.apps.map((app) => appProperties(pod, app, stage1, this.options)));
     const jobs = await Promise.all(pod.manifest.apps.map((app, i) => systemd.startTransientUnit(unitNames.app(uuid, app.name), plans[i]!)));
     const results = await Promise.all([sliceJob, ...jobs].map((j) => systemd.waitForJob(j)));
@@ -146,14 +154,24 @@ export class RktRuntime {
     return this.podStatus(loc.uuid);
   }
 
+  /**
+   * Stop the apps: systemd sends SIGTERM and, after the TimeoutStopSec= the
+   * unit was created with (the pod's grace period), SIGKILL. A shorter grace
+   * period asked for now is enforced with our own timer and KillUnit, since
+   * systemd cannot change a running service's stop timeout.
+   */
   private async stopUnits(manifest: RuntimePodManifest, gracePeriodSeconds?: number): Promise<void> {
     const systemd = await this.systemd();
     const units = manifest.apps.map((a) => unitNames.app(manifest.uuid, a.name));
-    if (gracePeriodSeconds !== undefined) {
-      await Promise.all(units.map((u) => systemd.setUnitProperties(u, [prop.u64('TimeoutStopUSec', Math.max(1, gracePeriodSeconds * 1_000_000))]).catch(() => undefined)));
-    }
     const jobs = await Promise.all(units.map((u) => systemd.stopUnit(u)));
-    await Promise.all(jobs.filter((j): j is string => !!j).map((j) => systemd.waitForJob(j)));
+    const timer = gracePeriodSeconds !== undefined && gracePeriodSeconds < manifest.terminationGracePeriodSeconds
+      ? setTimeout(() => { for (const u of units) void systemd.killUnit(u, 9).catch(() => undefined); }, gracePeriodSeconds * 1000)
+      : undefined;
+    try {
+      await Promise.all(jobs.filter((j): j is string => !!j).map((j) => systemd.waitForJob(j)));
+    } finally {
+      clearTimeout(timer);
+    }
     const sliceJob = await systemd.stopUnit(unitNames.slice(manifest.uuid));
     if (sliceJob) await systemd.waitForJob(sliceJob);
   }
@@ -181,6 +199,7 @@ export class RktRuntime {
     if (loc.state !== 'garbage' && loc.state !== 'exited-garbage') {
       loc = await this.pods.move(loc, loc.state === 'run' ? 'exited-garbage' : 'garbage');
       await writeTimestamp(podPaths(loc.dir).gcMarked);
+      crashPoint('rm:marked');
     }
     const systemd = await this.systemd();
     if (manifest) await this.stopUnits(manifest, 0);

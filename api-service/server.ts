@@ -1,0 +1,332 @@
+/**
+ * Stevedore's api-service: a separate, read-only gRPC server speaking rkt's
+ * v1alpha PublicAPI (api-service/v1alpha.proto), plus grpc.health.v1 and
+ * server reflection. See api-service/README.md for the contract.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { createLogger } from '../common/log.js';
+import type { PodLocation } from '../runtime-rkt/pod-store.js';
+import { ApiError, invalid, notFound, toServiceError } from './errors.js';
+import { EventSource } from './events.js';
+import { matchEvent, matchImageFilters, matchPodFilters } from './filters.js';
+import { streamLogs } from './logs.js';
+import { loadDefinitions, type EventMsg, type GetLogsRequestMsg, type ImageFilterMsg, type PodFilterMsg, type PodMsg, type EventFilterMsg } from './proto.js';
+import { NodeReader } from './reader.js';
+import { checkAppName, checkEventFilter, checkImageFilters, checkImageRef, checkPodFilters, checkPodRef, int64, isFullPodUuid } from './validate.js';
+
+const log = createLogger('api-service');
+
+export const DEFAULT_LISTEN = '127.0.0.1:15441';
+export const API_VERSION = '1.0.0-alpha';
+export const APPC_VERSION = '0.8.11';
+
+export interface TlsOptions {
+  /** PEM files: the server's certificate chain and key, and the CA that client certificates must chain to. */
+  certFile: string;
+  keyFile: string;
+  clientCaFile: string;
+}
+
+export interface ApiServiceOptions {
+  /** The runtime's data directory (pods/, images/); default /var/lib/stevedore. */
+  dataDir?: string;
+  /** host:port to listen on (port 0 picks one). Default 127.0.0.1:15441 unless only `socket` is given. */
+  listen?: string;
+  /** A unix socket path to listen on. */
+  socket?: string;
+  /** D-Bus address of the node's systemd (default: the system bus). */
+  dbusAddress?: string;
+  /** Read the journal from this directory (journalctl -D), e.g. a sandbox's; default: the node's journal. */
+  journalDir?: string;
+  /** Required to listen on anything but loopback: TLS with client certificates. */
+  tls?: TlsOptions;
+  /** Full rescan period of the event source (ms). */
+  rescanMs?: number;
+}
+
+export interface ApiService {
+  /** Where it listens: `127.0.0.1:PORT`, or `unix:PATH` when it listens only on a socket. */
+  address: string;
+  close(): Promise<void>;
+}
+
+function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+function splitHostPort(listen: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(listen);
+  if (!m) throw new Error(`--listen ${JSON.stringify(listen)}: expected HOST:PORT`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+function packageVersion(): string {
+  try {
+    const dir = path.dirname(new URL(import.meta.url).pathname);
+    for (const p of [path.join(dir, '..', '..', 'package.json'), path.join(dir, '..', 'package.json')]) {
+      if (fs.existsSync(p)) return (JSON.parse(fs.readFileSync(p, 'utf8')) as { version?: string }).version ?? '0.0.0';
+    }
+  } catch { /* fall through */ }
+  return '0.0.0';
+}
+
+/** Run `fn` over `items` with at most `limit` in flight. */
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  }));
+  return out;
+}
+
+type Unary<Req, Res> = (req: Req) => Promise<Res>;
+function unary<Req, Res>(name: string, fn: Unary<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request).then((res) => callback(null, res), (err) => {
+      if (!(err instanceof ApiError)) log.warn({ rpc: name, err: String(err) }, 'request failed');
+      callback(toServiceError(err));
+    });
+  };
+}
+
+export async function startApiService(opts: ApiServiceOptions = {}): Promise<ApiService> {
+  const dataDir = path.resolve(opts.dataDir ?? '/var/lib/stevedore');
+  const reader = new NodeReader({ dataDir, dbusAddress: opts.dbusAddress });
+  const events = new EventSource(reader, { rescanMs: opts.rescanMs });
+  events.on('scanError', (err) => log.warn({ err: String(err) }, 'event scan failed'));
+  await events.start();
+  const definitions = loadDefinitions();
+  const proto = grpc.loadPackageDefinition(definitions) as unknown as {
+    v1alpha: { PublicAPI: { service: grpc.ServiceDefinition } };
+    grpc: { health: { v1: { Health: { service: grpc.ServiceDefinition } } } };
+  };
+  const version = packageVersion();
+  const openStreams = new Set<() => void>();
+
+  // ---- pods --------------------------------------------------------------------
+
+  async function listPods(req: { filters: PodFilterMsg[]; detail: boolean }): Promise<{ pods: PodMsg[] }> {
+    const filters = checkPodFilters(req.filters);
+    const detail = !!req.detail;
+    const systemd = await reader.listingSystemd();
+    const locations = await reader.listPodLocations();
+    const seen = new Set<string>();
+    const unique = locations.filter((l) => !seen.has(l.uuid) && seen.add(l.uuid));
+    const pods = await mapLimit(unique, 32, async (loc: PodLocation) => {
+      const status = await reader.podStatus(loc, systemd).catch((err) => {
+        if ((err as { code?: string }).code === 'ENOENT') return undefined;
+        throw err;
+      });
+      if (!status) return undefined;
+      const msg = await reader.podMessage(loc, status, { detail, inspect: false });
+      const facts = { appNames: status.apps.map((a) => a.name), imageIds: status.apps.map((a) => a.image.id) };
+      return matchPodFilters(msg, facts, filters) ? msg : undefined;
+    });
+    const out = pods.filter((p): p is PodMsg => p !== undefined);
+    out.sort((a, b) => (BigInt(a.created_at) < BigInt(b.created_at) ? -1 : BigInt(a.created_at) > BigInt(b.created_at) ? 1 : a.id.localeCompare(b.id)));
+    return { pods: out };
+  }
+
+  async function inspectPod(req: { id: string }): Promise<{ pod: PodMsg }> {
+    const loc = await reader.findPod(checkPodRef(req.id));
+    const status = await reader.podStatus(loc, await reader.systemd());
+    if (!status) throw notFound(`pod ${loc.uuid} is gone`);
+    return { pod: await reader.podMessage(loc, status, { detail: true, inspect: true }) };
+  }
+
+  // ---- images ------------------------------------------------------------------
+
+  async function listImages(req: { filters: ImageFilterMsg[]; detail: boolean }) {
+    const filters = checkImageFilters(req.filters);
+    const records = (await reader.listImageRecords()).filter((r) => matchImageFilters(r, filters));
+    return { images: await Promise.all(records.map((r) => reader.imageMessage(r, !!req.detail))) };
+  }
+
+  async function inspectImage(req: { id: string }) {
+    const record = await reader.findImage(checkImageRef(req.id));
+    return { image: await reader.imageMessage(record, true) };
+  }
+
+  // ---- streams -------------------------------------------------------------------
+
+  function listenEvents(call: grpc.ServerWritableStream<{ filter: EventFilterMsg | null }, { events: EventMsg[] }>): void {
+    let filter: EventFilterMsg;
+    try {
+      filter = checkEventFilter(call.request.filter);
+    } catch (err) {
+      call.destroy(toServiceError(err) as grpc.ServiceError);
+      return;
+    }
+    const since = Number(filter.since_time);
+    const until = Number(filter.until_time);
+    let ended = false;
+    let untilTimer: NodeJS.Timeout | undefined;
+    const send = (batch: Array<{ event: EventMsg }>) => {
+      if (ended) return;
+      const evs = batch.map((s) => s.event).filter((e) => matchEvent(e, filter));
+      if (evs.length) call.write({ events: evs });
+    };
+    const onEvents = (batch: Array<{ event: EventMsg }>) => send(batch);
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(untilTimer);
+      events.off('events', onEvents);
+      openStreams.delete(end);
+      call.end();
+    };
+    openStreams.add(end);
+    call.on('cancelled', end);
+    call.on('error', end);
+    // Subscribe and replay in the same tick: nothing falls between the two.
+    events.on('events', onEvents);
+    if (since > 0) send(events.since(since));
+    call.sendMetadata(new grpc.Metadata());
+    if (until > 0) {
+      const close = () => { void events.scanNow().finally(end); };
+      const ms = until * 1000 + 999 - Date.now();
+      if (ms <= 0) close();
+      else untilTimer = setTimeout(close, Math.min(ms, 2 ** 31 - 1));
+    }
+  }
+
+  function getLogs(call: grpc.ServerWritableStream<GetLogsRequestMsg, { lines: string[] }>): void {
+    const abort = new AbortController();
+    let untilTimer: NodeJS.Timeout | undefined;
+    const end = () => abort.abort();
+    openStreams.add(end);
+    call.on('cancelled', end);
+    const run = async () => {
+      const req = call.request;
+      const ref = checkPodRef(req.pod_id, 'pod_id');
+      const lines = Number(req.lines ?? 0);
+      if (!Number.isInteger(lines) || lines < 0) throw invalid('lines must be >= 0');
+      const sinceS = int64(req.since_time, 'since_time');
+      const untilS = int64(req.until_time, 'until_time');
+      if (untilS && sinceS && untilS < sinceS) throw invalid('until_time is before since_time');
+      const app = req.app_name ? checkAppName(req.app_name) : undefined;
+      let uuid: string;
+      try {
+        const loc = await reader.findPod(ref);
+        uuid = loc.uuid;
+        const status = await reader.podStatus(loc, undefined);
+        if (app && status && status.apps.length && !status.apps.some((a) => a.name === app)) throw notFound(`pod ${uuid} has no app "${app}"`);
+      } catch (err) {
+        // A removed pod's lines stay in the journal: a full UUID may still be read.
+        if (!(err instanceof ApiError && err.code === grpc.status.NOT_FOUND && isFullPodUuid(ref) && !String(err.message).includes('has no app'))) throw err;
+        uuid = ref;
+      }
+      if (req.follow && untilS) {
+        const ms = untilS * 1000 - Date.now();
+        untilTimer = setTimeout(end, Math.max(0, ms));
+      }
+      await streamLogs({
+        podUuid: uuid, app, lines, follow: !!req.follow, sinceS: sinceS || undefined, untilS: untilS || undefined,
+        journalDir: opts.journalDir, signal: abort.signal,
+        send: (batch) => new Promise<void>((resolve) => {
+          if (abort.signal.aborted) return resolve();
+          if (call.write({ lines: batch })) resolve();
+          else call.once('drain', () => resolve());
+        }),
+      });
+    };
+    run().then(() => call.end(), (err) => {
+      if (abort.signal.aborted) return call.end();
+      if (!(err instanceof ApiError)) log.warn({ rpc: 'GetLogs', err: String(err) }, 'request failed');
+      const e = err instanceof ApiError ? toServiceError(err) : { code: grpc.status.UNAVAILABLE, details: String((err as Error)?.message ?? err) };
+      call.destroy(e as grpc.ServiceError);
+    }).finally(() => {
+      clearTimeout(untilTimer);
+      openStreams.delete(end);
+    });
+  }
+
+  // ---- health ------------------------------------------------------------------
+
+  const SERVICES = new Set(['', 'v1alpha.PublicAPI', 'grpc.health.v1.Health']);
+  const health = {
+    Check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      if (SERVICES.has(call.request.service ?? '')) cb(null, { status: 'SERVING' });
+      else cb({ code: grpc.status.NOT_FOUND, details: `unknown service ${JSON.stringify(call.request.service)}` });
+    },
+    Watch: (call: grpc.ServerWritableStream<{ service: string }, unknown>) => {
+      call.write({ status: SERVICES.has(call.request.service ?? '') ? 'SERVING' : 'SERVICE_UNKNOWN' });
+      const end = () => { openStreams.delete(end); call.end(); };
+      openStreams.add(end);
+      call.on('cancelled', end);
+    },
+  };
+
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  server.addService(proto.v1alpha.PublicAPI.service, {
+    GetInfo: unary('GetInfo', async () => ({
+      info: { rkt_version: version, appc_version: APPC_VERSION, api_version: API_VERSION, global_flags: { dir: dataDir } },
+    })),
+    ListPods: unary('ListPods', listPods),
+    InspectPod: unary('InspectPod', inspectPod),
+    ListImages: unary('ListImages', listImages),
+    InspectImage: unary('InspectImage', inspectImage),
+    ListenEvents: listenEvents,
+    GetLogs: getLogs,
+  });
+  server.addService(proto.grpc.health.v1.Health.service, health);
+  new ReflectionService(definitions).addToServer(server);
+
+  const bind = (target: string, creds: grpc.ServerCredentials) => new Promise<number>((resolve, reject) => {
+    server.bindAsync(target, creds, (err, port) => (err ? reject(err) : resolve(port)));
+  });
+  const addresses: string[] = [];
+  try {
+    const listen = opts.listen ?? (opts.socket ? undefined : DEFAULT_LISTEN);
+    if (listen) {
+      const { host } = splitHostPort(listen);
+      let creds = grpc.ServerCredentials.createInsecure();
+      if (opts.tls) {
+        creds = grpc.ServerCredentials.createSsl(fs.readFileSync(opts.tls.clientCaFile), [{ cert_chain: fs.readFileSync(opts.tls.certFile), private_key: fs.readFileSync(opts.tls.keyFile) }], true);
+      } else if (!isLoopback(host)) {
+        throw new Error(`refusing to listen on ${listen} without TLS: pass --tls-cert, --tls-key and --tls-client-ca (client certificates are required), or listen on loopback / a unix socket`);
+      }
+      const port = await bind(listen, creds);
+      addresses.push(`${host}:${port}`);
+    }
+    if (opts.socket) {
+      const sock = path.resolve(opts.socket);
+      // A stale socket from a killed predecessor (the socket only, never anything else).
+      try { if (fs.lstatSync(sock).isSocket()) fs.unlinkSync(sock); } catch { /* not there */ }
+      await bind(`unix:${sock}`, grpc.ServerCredentials.createInsecure());
+      addresses.push(`unix:${sock}`);
+    }
+  } catch (err) {
+    events.close();
+    reader.close();
+    server.forceShutdown();
+    throw err;
+  }
+  log.info({ addresses, dataDir }, 'api-service listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    address: addresses[0]!,
+    close() {
+      closing ??= (async () => {
+        events.close();
+        for (const end of [...openStreams]) end();
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);
+          server.tryShutdown(() => { clearTimeout(t); resolve(); });
+        });
+        reader.close();
+        if (opts.socket) { try { if (fs.lstatSync(opts.socket).isSocket()) fs.unlinkSync(opts.socket); } catch { /* gone */ } }
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,914 @@
+import * as https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { parse as parseYaml } from 'yaml';
+import { createLogger, type Logger } from '../common/log.js';
+import { UserError, errnoCode } from '../common/errors.js';
+import { cpuMillis, memoryBytes } from '../common/quantity.js';
+import { Store, ConflictError, GoneError, type KObj, type Change } from './store.js';
+import { ensureCredentials, kubeconfigText, writeKubeconfig } from './pki.js';
+import { mergePatch, strategicMergePatch, jsonPatch, PatchError } from './patch.js';
+import { parseLabelSelector, parseFieldSelector, matchLabels, matchFields, SelectorError } from './selectors.js';
+import { toTable, type IncludeObject } from './tables.js';
+import { SCHEMAS, unknownFields, dropFields } from './schema.js';
+import {
+  ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, validatePod, defaultPod, podUpdateCause, newUid, now, microNow,
+  type ResourceDef, type Cause,
+} from './resources.js';
+
+export interface ControlPlaneOptions {
+  dataDir: string;
+  port?: number;
+  host?: string;
+  kubeconfigPath?: string;
+  logLevel?: string;
+  /** Seconds without a Lease renewal before a node's Ready condition turns Unknown (default 40). */
+  nodeMonitorGracePeriodSeconds?: number;
+  /** How many changes the watch log keeps (default 10000); older resourceVersions get 410 Gone. */
+  watchLogRetain?: number;
+}
+
+export interface ControlPlane {
+  url: string;
+  adminToken: string;
+  nodeToken: string;
+  kubeletClientToken: string;
+  caCertPem: string;
+  /** The underlying store (tests use it to compact the watch log). */
+  store: Store;
+  close(): Promise<void>;
+}
+
+export const MAX_BODY_BYTES = 3 * 1024 * 1024;
+const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-node-lease'];
+const RUNTIME_CLASSES = ['kvm', 'namespaces', 'fly'];
+const KUBE_VERSION = { major: '1', minor: '32', gitVersion: 'v1.32.0-stevedore', gitCommit: '0000000000000000000000000000000000000000', gitTreeState: 'clean', buildDate: '2025-01-01T00:00:00Z', goVersion: 'go1.23.0', compiler: 'gc', platform: `linux/${process.arch === 'x64' ? 'amd64' : process.arch}` };
+
+type Query = URLSearchParams;
+
+const notFound = (r: ResourceDef, name: string) => new ApiError(404, 'NotFound', `${r.name}${r.group ? '.' + r.group : ''} "${name}" not found`, { name, group: r.group, kind: r.name });
+const conflict = (r: ResourceDef, name: string) => new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${r.name}${r.group ? '.' + r.group : ''} "${name}": the object has been modified; please apply your changes to the latest version and try again`, { name, group: r.group, kind: r.name });
+const badRequest = (msg: string) => new ApiError(400, 'BadRequest', msg);
+
+function sendJson(res: ServerResponse, code: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
+  const data = JSON.stringify(body);
+  res.writeHead(code, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Content-Length': Buffer.byteLength(data), ...extraHeaders });
+  res.end(data);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_BODY_BYTES) return reject(new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${MAX_BODY_BYTES}`));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new ApiError(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${MAX_BODY_BYTES}`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function parseBody(buf: Buffer, contentType: string): any {
+  const text = buf.toString('utf8');
+  if (!text.trim()) throw badRequest('the request body is empty; send a JSON object');
+  try {
+    if (/yaml/.test(contentType)) return parseYaml(text);
+    return JSON.parse(text);
+  } catch (err) {
+    throw badRequest(`the request body is not valid ${/yaml/.test(contentType) ? 'YAML' : 'JSON'}: ${(err as Error).message}`);
+  }
+}
+
+const isObj = (v: unknown): v is KObj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v));
+const randomSuffix = (n = 5) => Array.from(randomBytes(n), (b) => 'bcdfghjklmnpqrstvwxz2456789'[b % 27]).join('');
+
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = createLogger('control-plane', opts.logLevel);
+  const host = opts.host ?? '127.0.0.1';
+  const dataDir = path.resolve(opts.dataDir);
+  await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const creds = await ensureCredentials(dataDir, [host]);
+  let store: Store;
+  try {
+    store = new Store(dataDir, log, { retain: opts.watchLogRetain });
+  } catch (err) {
+    throw new UserError(`cannot open the control plane database in ${dataDir}: ${(err as Error).message}`, { hint: 'check that the directory is writable and not used by another control plane', cause: err });
+  }
+  const cp = new ApiServer(store, log, creds.kubeletClientToken, opts.nodeMonitorGracePeriodSeconds ?? 40);
+  cp.seed();
+
+  const server = https.createServer({ cert: creds.serverCertPem, key: creds.serverKeyPem }, (req, res) => {
+    cp.handle(req, res, [creds.adminToken, creds.nodeToken]).catch((err) => {
+      log.error({ err }, 'request failed');
+      if (!res.headersSent) sendJson(res, 500, new ApiError(500, 'InternalError', `Internal error occurred: ${(err as Error).message}`).toStatus());
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => {
+      store.close();
+      if (errnoCode(err) === 'EADDRINUSE') reject(new UserError(`cannot listen on ${host}:${opts.port ?? 6443}: the port is already in use`, { hint: 'stop whatever uses it (maybe another control plane) or choose another port with --port', cause: err }));
+      else reject(err);
+    });
+    server.listen(opts.port ?? 6443, host, () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : opts.port ?? 6443;
+  const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (opts.kubeconfigPath) await writeKubeconfig(opts.kubeconfigPath, kubeconfigText(url, creds.caCertPem, creds.adminToken));
+  cp.startControllers();
+  log.info({ url, dataDir }, 'control plane listening');
+
+  let closed = false;
+  return {
+    url,
+    adminToken: creds.adminToken,
+    nodeToken: creds.nodeToken,
+    kubeletClientToken: creds.kubeletClientToken,
+    caCertPem: creds.caCertPem,
+    store,
+    async close() {
+      if (closed) return;
+      closed = true;
+      cp.stop();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      store.close();
+    },
+  };
+}
+
+class ApiServer {
+  private timers: NodeJS.Timeout[] = [];
+  private watchers = new Set<() => void>();
+  private scheduleQueued = false;
+  private stopped = false;
+  private lastUnschedulable = new Map<string, string>();
+
+  constructor(private store: Store, private log: Logger, private kubeletToken: string, private nodeGraceSeconds: number) {}
+
+  seed(): void {
+    const ns = RESOURCES.find((r) => r.name === 'namespaces')!;
+    for (const name of SYSTEM_NAMESPACES) {
+      if (!this.store.get('namespaces', '', name)) this.store.create('namespaces', '', name, this.newMeta(ns, { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } }, ''));
+    }
+    const rc = RESOURCES.find((r) => r.name === 'runtimeclasses')!;
+    for (const name of RUNTIME_CLASSES) {
+      if (!this.store.get('runtimeclasses', '', name)) this.store.create('runtimeclasses', '', name, this.newMeta(rc, { metadata: { name }, handler: name }, ''));
+    }
+  }
+
+  private newMeta(r: ResourceDef, obj: KObj, ns: string): KObj {
+    const meta = obj.metadata ?? {};
+    return {
+      kind: r.kind,
+      apiVersion: apiVersionOf(r),
+      ...obj,
+      metadata: { ...meta, ...(r.namespaced ? { namespace: ns } : {}), uid: newUid(), creationTimestamp: now(), generation: 1 },
+    };
+  }
+
+  startControllers(): void {
+    this.timers.push(setInterval(() => this.schedule(), 2000));
+    this.timers.push(setInterval(() => this.monitorNodes(), Math.max(200, Math.min(5000, this.nodeGraceSeconds * 500))));
+    const unsub = this.store.subscribe((c) => {
+      if (c.resource === 'pods' || c.resource === 'nodes') this.queueSchedule();
+    });
+    this.watchers.add(unsub);
+    this.queueSchedule();
+    this.monitorNodes();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    for (const w of this.watchers) w();
+    this.watchers.clear();
+  }
+
+  // ---------------------------------------------------------------- HTTP
+
+  async handle(req: IncomingMessage, res: ServerResponse, tokens: string[]): Promise<void> {
+    const u = new URL(req.url ?? '/', 'https://localhost');
+    const p = u.pathname.replace(/\/+$/, '') || '/';
+    const method = req.method ?? 'GET';
+    this.log.debug({ method, url: req.url }, 'request');
+    try {
+      if (['/healthz', '/livez', '/readyz'].includes(p)) {
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.end('ok');
+        return;
+      }
+      if (p === '/version') return sendJson(res, 200, KUBE_VERSION);
+      if (!this.authenticated(req, tokens)) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+      if (p === '/api') return sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${req.socket.localAddress}:${req.socket.localPort}` }] });
+      if (p === '/apis') return sendJson(res, 200, this.apiGroupList());
+      if (p === '/openapi/v3') return sendJson(res, 200, this.openApiRoot());
+      if (p.startsWith('/openapi/v3/')) return sendJson(res, 200, this.openApiGroupVersion(p.slice('/openapi/v3/'.length)));
+      const parts = p.split('/').filter(Boolean).map(decodeURIComponent);
+      let group: string, version: string, rest: string[];
+      if (parts[0] === 'api' && parts[1] === 'v1') [group, version, rest] = ['', 'v1', parts.slice(2)];
+      else if (parts[0] === 'apis' && parts.length >= 3) [group, version, rest] = [parts[1]!, parts[2]!, parts.slice(3)];
+      else if (parts[0] === 'apis' && parts.length === 2) {
+        const g = this.apiGroupList().groups.find((x: KObj) => x.name === parts[1]);
+        if (!g) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+        return sendJson(res, 200, { kind: 'APIGroup', apiVersion: 'v1', ...g });
+      } else throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+      if (rest.length === 0) {
+        const list = this.resourceList(group, version);
+        if (!list) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+        return sendJson(res, 200, list);
+      }
+      let watch = u.searchParams.get('watch') === 'true' || u.searchParams.get('watch') === '1';
+      if (rest[0] === 'watch') {
+        watch = true;
+        rest = rest.slice(1);
+      }
+      // namespaces/{ns}/{resource}/... vs namespaces/{name}[/status]
+      let ns = '';
+      if (rest[0] === 'namespaces' && rest.length >= 3 && !(rest.length === 3 && ['status', 'finalize'].includes(rest[2]!))) {
+        ns = rest[1]!;
+        rest = rest.slice(2);
+      }
+      const r = findResource(group, version, rest[0]!);
+      if (!r) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+      if (r.namespaced !== (ns !== '') && !(r.namespaced && rest.length === 1 && ['GET'].includes(method))) {
+        throw new ApiError(404, 'NotFound', r.namespaced ? `the server could not find the requested resource (${r.name} must be addressed under /namespaces/{namespace}/)` : 'the server could not find the requested resource');
+      }
+      const name = rest[1];
+      const sub = rest[2];
+      if (rest.length > 3 || (sub && !r.subresources.includes(sub))) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+      await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch);
+    } catch (err) {
+      if (err instanceof ApiError) {
+        if (!res.headersSent) sendJson(res, err.code, err.toStatus());
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private authenticated(req: IncomingMessage, tokens: string[]): boolean {
+    const h = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(h);
+    if (!m) return false;
+    const got = Buffer.from(m[1]!);
+    return tokens.some((t) => {
+      const want = Buffer.from(t);
+      return want.length === got.length && timingSafeEqual(want, got);
+    });
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string | undefined, sub: string | undefined, watch: boolean): Promise<void> {
+    const accept = String(req.headers.accept ?? '');
+    const table = /as=Table/.test(accept) && /g=meta\.k8s\.io/.test(accept);
+    const include = (q.get('includeObject') ?? 'Metadata') as IncludeObject;
+    const dryRun = q.getAll('dryRun').includes('All');
+    if (!name) {
+      if (method === 'GET' && watch) return this.watch(req, res, q, r, ns, undefined, table, include);
+      if (method === 'GET') return this.list(res, q, r, ns, table, include);
+      if (method === 'POST') {
+        if (r.namespaced && !ns) throw new ApiError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
+        const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
+        const { obj, warnings } = this.create(r, ns, body, q, dryRun);
+        return sendJson(res, 201, obj, warnings);
+      }
+      throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+    }
+    if (method === 'GET' && watch && !sub) {
+      q.set('fieldSelector', [q.get('fieldSelector'), `metadata.name=${name}`].filter(Boolean).join(','));
+      return this.watch(req, res, q, r, ns, name, table, include);
+    }
+    if (sub === 'log') {
+      if (method !== 'GET') throw new ApiError(405, 'MethodNotAllowed', 'pods/log only supports GET');
+      return this.proxyLogs(req, res, q, ns, name);
+    }
+    if (sub === 'binding') {
+      if (method !== 'POST') throw new ApiError(405, 'MethodNotAllowed', 'pods/binding only supports POST');
+      const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
+      return sendJson(res, 201, this.bind(ns, name, body, dryRun));
+    }
+    switch (method) {
+      case 'GET': {
+        const obj = this.store.get(r.name, ns, name);
+        if (!obj) throw notFound(r, name);
+        if (table) return sendJson(res, 200, toTable(r.name, [obj], obj.metadata.resourceVersion, include));
+        return sendJson(res, 200, obj);
+      }
+      case 'PUT': {
+        const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
+        const cur = this.store.get(r.name, ns, name);
+        if (!cur) throw notFound(r, name);
+        if (isObj(body.metadata) && body.metadata.name !== undefined && body.metadata.name !== name) throw badRequest(`the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`);
+        const warnings = this.checkFields(r, body, q);
+        const { obj } = this.update(r, ns, name, cur, body, sub, body.metadata?.resourceVersion, dryRun);
+        return sendJson(res, 200, obj, warnings);
+      }
+      case 'PATCH': {
+        const ct = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
+        const patch = parseBody(await readBody(req), 'application/json');
+        const cur = this.store.get(r.name, ns, name);
+        if (!cur) throw notFound(r, name);
+        let next: KObj;
+        try {
+          if (ct === 'application/merge-patch+json') next = mergePatch(cur, patch);
+          else if (ct === 'application/strategic-merge-patch+json') next = strategicMergePatch(cur, patch, r.mergeKeys);
+          else if (ct === 'application/json-patch+json') next = jsonPatch(cur, patch);
+          else throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (server-side apply is not supported by this control plane; use kubectl apply without --server-side)`);
+        } catch (err) {
+          if (err instanceof PatchError) throw new ApiError(422, 'Invalid', err.message);
+          throw err;
+        }
+        if (!isObj(next)) throw new ApiError(422, 'Invalid', 'the patch did not produce an object');
+        const warnings = this.checkFields(r, next, q);
+        const expect = next.metadata?.resourceVersion !== cur.metadata.resourceVersion ? next.metadata?.resourceVersion : undefined;
+        const { obj } = this.update(r, ns, name, cur, next, sub, expect, dryRun);
+        return sendJson(res, 200, obj, warnings);
+      }
+      case 'DELETE': {
+        const buf = await readBody(req);
+        const body = buf.length ? parseBody(buf, 'application/json') : {};
+        const grace = q.get('gracePeriodSeconds') ?? body.gracePeriodSeconds;
+        return sendJson(res, 200, this.delete(r, ns, name, grace === undefined || grace === null ? undefined : Number(grace), body.preconditions, dryRun));
+      }
+      default:
+        throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+    }
+  }
+
+  // ---------------------------------------------------------------- discovery
+
+  private apiGroupList(): KObj {
+    const groups = [...new Set(RESOURCES.filter((r) => r.group).map((r) => r.group))];
+    return {
+      kind: 'APIGroupList',
+      apiVersion: 'v1',
+      groups: groups.map((g) => {
+        const v = RESOURCES.find((r) => r.group === g)!.version;
+        return { name: g, versions: [{ groupVersion: `${g}/${v}`, version: v }], preferredVersion: { groupVersion: `${g}/${v}`, version: v } };
+      }),
+    };
+  }
+
+  private resourceList(group: string, version: string): KObj | undefined {
+    const rs = RESOURCES.filter((r) => r.group === group && r.version === version);
+    if (!rs.length) return undefined;
+    const verbs = (r: ResourceDef) => (r.name === 'events' || r.name === 'leases' || r.name === 'runtimeclasses' || r.name === 'namespaces' || r.name === 'nodes' || r.name === 'pods' ? ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] : ['get', 'list']);
+    const resources: KObj[] = [];
+    for (const r of rs) {
+      resources.push({ name: r.name, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: verbs(r), ...(r.shortNames ? { shortNames: r.shortNames } : {}), ...(r.categories ? { categories: r.categories } : {}), storageVersionHash: Buffer.from(r.name).toString('base64').slice(0, 11) });
+      for (const s of r.subresources) {
+        const kind = s === 'binding' ? 'Binding' : r.kind;
+        const v = s === 'log' ? ['get'] : s === 'binding' ? ['create'] : ['get', 'patch', 'update'];
+        resources.push({ name: `${r.name}/${s}`, singularName: '', namespaced: r.namespaced, kind, verbs: v });
+      }
+    }
+    return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources };
+  }
+
+  private openApiRoot(): KObj {
+    const gvs = [...new Set(RESOURCES.map((r) => (r.group ? `apis/${r.group}/${r.version}` : 'api/v1')))];
+    return { paths: Object.fromEntries(gvs.map((gv) => [gv, { serverRelativeURL: `/openapi/v3/${gv}?hash=stevedore1` }])) };
+  }
+
+  /**
+   * A minimal OpenAPI v3 document per group-version: enough for kubectl to see that PATCH
+   * supports the fieldValidation query parameter, so `kubectl apply` (validate=strict) lets the
+   * server validate instead of downloading the protobuf OpenAPI v2 schema.
+   */
+  private openApiGroupVersion(gvPath: string): KObj {
+    const [prefix, a, b] = gvPath.split('/');
+    const group = prefix === 'api' ? '' : a!;
+    const version = prefix === 'api' ? a! : b!;
+    const rs = RESOURCES.filter((r) => r.group === group && r.version === version);
+    if (!rs.length) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+    const base = group ? `/apis/${group}/${version}` : '/api/v1';
+    const paths: KObj = {};
+    for (const r of rs) {
+      const gvk = { group, version, kind: r.kind };
+      const params = ['dryRun', 'fieldManager', 'fieldValidation', 'force'].map((n) => ({ name: n, in: 'query', schema: { type: n === 'force' ? 'boolean' : 'string', uniqueItems: true } }));
+      const item = r.namespaced ? `${base}/namespaces/{namespace}/${r.name}/{name}` : `${base}/${r.name}/{name}`;
+      paths[item] = {
+        get: { operationId: `read${r.kind}`, 'x-kubernetes-action': 'get', 'x-kubernetes-group-version-kind': gvk, responses: { '200': { description: 'OK' } } },
+        patch: { operationId: `patch${r.kind}`, 'x-kubernetes-action': 'patch', 'x-kubernetes-group-version-kind': gvk, parameters: params, responses: { '200': { description: 'OK' } } },
+      };
+      const coll = r.namespaced ? `${base}/namespaces/{namespace}/${r.name}` : `${base}/${r.name}`;
+      paths[coll] = { post: { operationId: `create${r.kind}`, 'x-kubernetes-action': 'post', 'x-kubernetes-group-version-kind': gvk, parameters: params.slice(0, 3), responses: { '201': { description: 'Created' } } } };
+    }
+    return { openapi: '3.0.0', info: { title: 'Kubernetes (stevedore control plane)', version: KUBE_VERSION.gitVersion }, paths, components: { schemas: {} } };
+  }
+
+  // ---------------------------------------------------------------- read
+
+  private selectors(q: Query, r: ResourceDef) {
+    try {
+      return { labels: parseLabelSelector(q.get('labelSelector')), fields: parseFieldSelector(q.get('fieldSelector'), r.name, r.kind) };
+    } catch (err) {
+      if (err instanceof SelectorError) throw badRequest(err.message);
+      throw err;
+    }
+  }
+
+  private list(res: ServerResponse, q: Query, r: ResourceDef, ns: string, table: boolean, include: IncludeObject): void {
+    const sel = this.selectors(q, r);
+    const rv = String(this.store.currentRv);
+    const items = this.store.list(r.name, ns || undefined).filter((o) => matchLabels(o, sel.labels) && matchFields(o, sel.fields));
+    if (table) return sendJson(res, 200, toTable(r.name, items, rv, include));
+    sendJson(res, 200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: { resourceVersion: rv }, items });
+  }
+
+  private watch(req: IncomingMessage, res: ServerResponse, q: Query, r: ResourceDef, ns: string, _name: string | undefined, table: boolean, include: IncludeObject): void {
+    const sel = this.selectors(q, r);
+    const matches = (o: KObj | undefined) => !!o && (!ns || o.metadata?.namespace === ns) && matchLabels(o, sel.labels) && matchFields(o, sel.fields);
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+    res.flushHeaders();
+    let first = true;
+    const send = (type: string, obj: KObj) => {
+      let out = obj;
+      if (table && type !== 'ERROR' && type !== 'BOOKMARK') {
+        out = toTable(r.name, [obj], obj.metadata.resourceVersion, include, first);
+        first = false;
+      }
+      res.write(JSON.stringify({ type, object: out }) + '\n');
+    };
+    const emit = (c: Change) => {
+      const now_ = matches(c.object), before = matches(c.prev);
+      if (c.type === 'ADDED' && now_) send('ADDED', c.object);
+      else if (c.type === 'DELETED' && before) send('DELETED', c.object);
+      else if (c.type === 'MODIFIED') {
+        if (now_ && before) send('MODIFIED', c.object);
+        else if (now_) send('ADDED', c.object);
+        else if (before) send('DELETED', { ...c.prev, metadata: { ...c.prev!.metadata, resourceVersion: c.object.metadata.resourceVersion } });
+      }
+    };
+    const rvParam = q.get('resourceVersion');
+    if (!rvParam || rvParam === '0') {
+      for (const o of this.store.list(r.name, ns || undefined)) if (matches(o)) send('ADDED', o);
+    } else {
+      const from = Number(rvParam);
+      if (!Number.isInteger(from) || from < 0) {
+        res.end(JSON.stringify({ type: 'ERROR', object: badRequest(`invalid resourceVersion "${rvParam}"`).toStatus() }) + '\n');
+        return;
+      }
+      try {
+        for (const c of this.store.changesSince(r.name, from)) emit(c);
+      } catch (err) {
+        if (!(err instanceof GoneError)) throw err;
+        res.end(JSON.stringify({ type: 'ERROR', object: new ApiError(410, 'Expired', `too old resource version: ${from} (${this.store.oldestWatchableRv})`).toStatus() }) + '\n');
+        return;
+      }
+    }
+    const unsub = this.store.subscribe((c) => {
+      if (c.resource === r.name) emit(c);
+    });
+    const timers: NodeJS.Timeout[] = [];
+    if (q.get('allowWatchBookmarks') === 'true') {
+      timers.push(setInterval(() => send('BOOKMARK', { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(this.store.currentRv) } }), 15_000));
+    }
+    const timeout = Number(q.get('timeoutSeconds') ?? 0);
+    const end = () => {
+      unsub();
+      this.watchers.delete(end);
+      for (const t of timers) clearTimeout(t);
+      if (!res.writableEnded) res.end();
+    };
+    if (timeout > 0) timers.push(setTimeout(end, timeout * 1000));
+    this.watchers.add(end);
+    req.on('close', end);
+    res.on('close', end);
+  }
+
+  // ---------------------------------------------------------------- write
+
+  /** fieldValidation: Strict rejects unknown fields (400), Warn (default) and Ignore drop them. */
+  private checkFields(r: ResourceDef, obj: KObj, q: Query): Record<string, string> {
+    const mode = q.get('fieldValidation') ?? 'Warn';
+    if (!['Strict', 'Warn', 'Ignore'].includes(mode)) throw badRequest(`fieldValidation parameter unsupported: ${mode}; use one of Strict, Warn, Ignore`);
+    const unknown = unknownFields(obj, SCHEMAS[r.kind]);
+    if (!unknown.length) return {};
+    if (mode === 'Strict') {
+      const list = unknown.map((f) => `unknown field "${f}"`).join(', ');
+      throw badRequest(`${r.kind} in version "${r.version}" cannot be handled as a ${r.kind}: strict decoding error: ${list}`);
+    }
+    dropFields(obj, unknown);
+    return mode === 'Warn' ? { Warning: unknown.map((f) => `299 - "unknown field \\"${f}\\""`).join(', ') } : {};
+  }
+
+  private validate(r: ResourceDef, obj: KObj): void {
+    const causes: Cause[] = [];
+    validateMeta(obj.metadata ?? {}, r.kind, r.namespaced, causes);
+    if (r.kind === 'Pod') {
+      validatePod(obj, causes);
+      (obj.spec?.containers ?? []).forEach((c: KObj, i: number) => {
+        for (const kind of ['requests', 'limits'] as const) {
+          for (const [res, v] of Object.entries<any>(c?.resources?.[kind] ?? {})) {
+            try {
+              if (res === 'cpu') cpuMillis(v, res);
+              else memoryBytes(v, res);
+            } catch {
+              causes.push({ field: `spec.containers[${i}].resources.${kind}[${res}]`, reason: 'FieldValueInvalid', message: `Invalid value: "${v}": must be a valid quantity` });
+            }
+          }
+        }
+      });
+    }
+    if (r.kind === 'RuntimeClass' && !obj.handler) causes.push({ field: 'handler', reason: 'FieldValueRequired', message: 'Required value' });
+    if (r.kind === 'Event' && !obj.involvedObject) causes.push({ field: 'involvedObject', reason: 'FieldValueRequired', message: 'Required value' });
+    if (causes.length) throw invalid(r, String(obj.metadata?.name ?? ''), causes);
+  }
+
+  private create(r: ResourceDef, ns: string, body: unknown, q: Query, dryRun: boolean): { obj: KObj; warnings: Record<string, string> } {
+    if (!isObj(body)) throw badRequest(`the request body must be a ${r.kind} object`);
+    if (body.kind !== undefined && body.kind !== r.kind) throw badRequest(`the API version in the data (${body.apiVersion}) does not match the expected API version (${apiVersionOf(r)}) or kind ${body.kind} is not ${r.kind}`);
+    if (body.apiVersion !== undefined && body.apiVersion !== apiVersionOf(r)) throw badRequest(`the API version in the data (${body.apiVersion}) does not match the expected API version (${apiVersionOf(r)})`);
+    const warnings = this.checkFields(r, body, q);
+    const meta: KObj = isObj(body.metadata) ? body.metadata : {};
+    if (r.namespaced && meta.namespace && meta.namespace !== ns) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    if (!meta.name && meta.generateName) meta.name = `${meta.generateName}${randomSuffix()}`;
+    if (!meta.name) throw invalid(r, '', [{ field: 'metadata.name', reason: 'FieldValueRequired', message: 'Required value: name or generateName is required' }]);
+    if (r.namespaced && !this.store.get('namespaces', '', ns)) throw new ApiError(404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
+    if (r.namespaced) {
+      const nsObj = this.store.get('namespaces', '', ns);
+      if (nsObj?.status?.phase === 'Terminating') throw new ApiError(403, 'Forbidden', `${r.name} "${meta.name}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`);
+    }
+    const { resourceVersion: _rv, uid: _uid, deletionTimestamp: _dt, deletionGracePeriodSeconds: _dg, ...keepMeta } = meta;
+    const obj = this.newMeta(r, { ...body, metadata: keepMeta }, ns);
+    if (r.kind === 'Pod') {
+      obj.status = {};
+      defaultPod(obj);
+    }
+    if (r.kind === 'Namespace') obj.status = { phase: 'Active' };
+    if (r.kind === 'Event') {
+      obj.firstTimestamp ??= obj.eventTime ? null : now();
+      obj.lastTimestamp ??= obj.firstTimestamp;
+      obj.count ??= 1;
+      obj.type ??= 'Normal';
+    }
+    this.validate(r, obj);
+    if (this.store.get(r.name, ns, meta.name)) throw new ApiError(409, 'AlreadyExists', `${r.name}${r.group ? '.' + r.group : ''} "${meta.name}" already exists`, { name: meta.name, group: r.group, kind: r.name });
+    if (dryRun) return { obj: { ...obj, metadata: { ...obj.metadata, resourceVersion: '' } }, warnings };
+    try {
+      return { obj: this.store.create(r.name, ns, meta.name, obj), warnings };
+    } catch (err) {
+      if (err instanceof ConflictError) throw new ApiError(409, 'AlreadyExists', `${r.name} "${meta.name}" already exists`, { name: meta.name, kind: r.name });
+      throw err;
+    }
+  }
+
+  /** Update main resource or status subresource: `next` is the full desired object. */
+  private update(r: ResourceDef, ns: string, name: string, cur: KObj, next: KObj, sub: string | undefined, expectRv: string | undefined, dryRun: boolean): { obj: KObj } {
+    if (!isObj(next)) throw badRequest(`the request body must be a ${r.kind} object`);
+    const nextMeta: KObj = isObj(next.metadata) ? next.metadata : {};
+    let obj: KObj;
+    if (sub === 'status') {
+      obj = { ...clone(cur), status: next.status ?? {} };
+      if (isObj(nextMeta.labels) || isObj(nextMeta.annotations)) obj.metadata = { ...obj.metadata, labels: nextMeta.labels ?? obj.metadata.labels, annotations: nextMeta.annotations ?? obj.metadata.annotations };
+      if (obj.metadata.labels === undefined) delete obj.metadata.labels;
+      if (obj.metadata.annotations === undefined) delete obj.metadata.annotations;
+    } else {
+      obj = { ...clone(next), kind: r.kind, apiVersion: apiVersionOf(r) };
+      obj.metadata = { ...nextMeta, name: cur.metadata.name, uid: cur.metadata.uid, creationTimestamp: cur.metadata.creationTimestamp, generation: cur.metadata.generation ?? 1 };
+      if (r.namespaced) obj.metadata.namespace = ns;
+      for (const k of ['deletionTimestamp', 'deletionGracePeriodSeconds']) {
+        if (cur.metadata[k] !== undefined) obj.metadata[k] = cur.metadata[k];
+        else delete obj.metadata[k];
+      }
+      if (r.kind === 'Pod' || r.kind === 'Node' || r.kind === 'Namespace') obj.status = cur.status; // status only via /status
+      if (r.kind === 'Pod') {
+        defaultPod(obj);
+        if (cur.spec?.nodeName && obj.spec.nodeName !== cur.spec.nodeName) {
+          /* binding is only via pods/binding; keep the reported cause below */
+        }
+        const cause = podUpdateCause(cur, obj);
+        if (cause) throw invalid(r, name, [cause]);
+      }
+      if (JSON.stringify(obj.spec) !== JSON.stringify(cur.spec)) obj.metadata.generation = (cur.metadata.generation ?? 1) + 1;
+    }
+    if (nextMeta.uid && nextMeta.uid !== cur.metadata.uid) throw new ApiError(409, 'Conflict', `Precondition failed: UID in precondition: ${nextMeta.uid}, UID in object meta: ${cur.metadata.uid}`);
+    this.validate(r, obj);
+    if (expectRv && expectRv !== cur.metadata.resourceVersion) throw conflict(r, name);
+    // a no-op write keeps the resourceVersion, as kube-apiserver does
+    const strip = (o: KObj) => JSON.stringify({ ...o, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });
+    if (strip(obj) === strip(cur) || dryRun) return { obj: dryRun ? obj : cur };
+    try {
+      const stored = this.store.update(r.name, ns, name, obj, cur.metadata.resourceVersion);
+      this.afterUpdate(r, stored);
+      return { obj: stored };
+    } catch (err) {
+      if (err instanceof ConflictError) throw conflict(r, name);
+      throw err;
+    }
+  }
+
+  /** A terminating namespace, or a pod being deleted that its node has finished with. */
+  private afterUpdate(r: ResourceDef, obj: KObj): void {
+    if (r.kind !== 'Pod' || !obj.metadata.deletionTimestamp) return;
+    if (obj.status?.phase === 'Succeeded' || obj.status?.phase === 'Failed') {
+      const allStopped = (obj.status?.containerStatuses ?? []).every((c: KObj) => !c.state?.running);
+      if (allStopped && (obj.metadata.finalizers ?? []).length === 0) {
+        /* the node reported the pod finished; the agent still confirms with grace 0 - keep it until then */
+      }
+    }
+  }
+
+  private delete(r: ResourceDef, ns: string, name: string, grace: number | undefined, preconditions: KObj | undefined, dryRun: boolean): KObj {
+    const cur = this.store.get(r.name, ns, name);
+    if (!cur) throw notFound(r, name);
+    if (preconditions?.uid && preconditions.uid !== cur.metadata.uid) throw new ApiError(409, 'Conflict', `Precondition failed: UID in precondition: ${preconditions.uid}, UID in object meta: ${cur.metadata.uid}`);
+    if (preconditions?.resourceVersion && preconditions.resourceVersion !== cur.metadata.resourceVersion) throw conflict(r, name);
+    if (grace !== undefined && (!Number.isInteger(grace) || grace < 0)) throw badRequest(`gracePeriodSeconds must be a non-negative integer, got ${grace}`);
+    if (r.name === 'namespaces' && SYSTEM_NAMESPACES.includes(name)) throw new ApiError(403, 'Forbidden', `namespaces "${name}" is forbidden: this namespace may not be deleted`);
+    if (dryRun) return cur;
+    if (r.kind === 'Pod') {
+      const terminal = cur.status?.phase === 'Succeeded' || cur.status?.phase === 'Failed';
+      const g = grace ?? cur.spec?.terminationGracePeriodSeconds ?? 30;
+      const nodeGone = cur.spec?.nodeName && !this.store.get('nodes', '', cur.spec.nodeName);
+      if (!cur.spec?.nodeName || terminal || g === 0 || nodeGone) {
+        return this.store.delete(r.name, ns, name) ?? cur;
+      }
+      const prevGrace = cur.metadata.deletionGracePeriodSeconds;
+      if (prevGrace !== undefined && g >= prevGrace) return cur;
+      const obj = clone(cur);
+      obj.metadata.deletionTimestamp = new Date(Date.now() + g * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+      obj.metadata.deletionGracePeriodSeconds = g;
+      return this.store.update(r.name, ns, name, obj);
+    }
+    if (r.name === 'namespaces') {
+      for (const res of RESOURCES.filter((x) => x.namespaced)) {
+        for (const o of this.store.list(res.name, name)) {
+          try {
+            this.delete(res, name, o.metadata.name, undefined, undefined, false);
+          } catch (err) {
+            this.log.warn({ err }, 'deleting namespace content failed');
+          }
+        }
+      }
+    }
+    return this.store.delete(r.name, ns, name) ?? cur;
+  }
+
+  private bind(ns: string, name: string, body: KObj, dryRun: boolean): KObj {
+    const pods = RESOURCES[0]!;
+    const pod = this.store.get('pods', ns, name);
+    if (!pod) throw notFound(pods, name);
+    const target = body?.target?.name;
+    if (!target) throw invalid({ ...pods, kind: 'Binding' }, name, [{ field: 'target.name', reason: 'FieldValueRequired', message: 'Required value' }]);
+    if (pod.spec?.nodeName) throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is already assigned to node "${pod.spec.nodeName}"`, { name, kind: 'pods/binding' });
+    if (pod.metadata.deletionTimestamp) throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is being deleted, cannot be assigned to a host`);
+    if (!dryRun) this.bindPod(pod, target);
+    return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
+  }
+
+  private bindPod(pod: KObj, node: string): KObj {
+    const obj = clone(pod);
+    obj.spec.nodeName = node;
+    obj.status ??= {};
+    const conds: KObj[] = (obj.status.conditions ?? []).filter((c: KObj) => c.type !== 'PodScheduled');
+    conds.push({ type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: now() });
+    obj.status.conditions = conds;
+    return this.store.update('pods', pod.metadata.namespace, pod.metadata.name, obj, pod.metadata.resourceVersion);
+  }
+
+  recordEvent(obj: KObj, type: 'Normal' | 'Warning', reason: string, message: string, component: string): void {
+    const ns = obj.metadata.namespace || 'default';
+    const ev = RESOURCES.find((r) => r.name === 'events')!;
+    const name = `${obj.metadata.name}.${Date.now().toString(16)}${randomBytes(2).toString('hex')}`;
+    const t = now();
+    try {
+      this.store.create('events', ns, name, this.newMeta(ev, {
+        metadata: { name },
+        involvedObject: { kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name, uid: obj.metadata.uid, apiVersion: obj.apiVersion, resourceVersion: obj.metadata.resourceVersion },
+        reason, message, source: { component }, firstTimestamp: t, lastTimestamp: t, count: 1, type,
+        eventTime: null, reportingComponent: component, reportingInstance: '',
+      }, ns));
+    } catch (err) {
+      this.log.warn({ err }, 'recording event failed');
+    }
+  }
+
+  // ---------------------------------------------------------------- controllers
+
+  private queueSchedule(): void {
+    if (this.scheduleQueued || this.stopped) return;
+    this.scheduleQueued = true;
+    setImmediate(() => {
+      this.scheduleQueued = false;
+      this.schedule();
+    });
+  }
+
+  /** Node is schedulable: Ready=True and its Lease (or Ready heartbeat) renewed within the grace period. */
+  private nodeHealthy(node: KObj): boolean {
+    const ready = (node.status?.conditions ?? []).find((c: KObj) => c.type === 'Ready');
+    if (ready?.status !== 'True') return false;
+    return Date.now() - this.lastHeartbeat(node) < this.nodeGraceSeconds * 1000;
+  }
+
+  private lastHeartbeat(node: KObj): number {
+    const lease = this.store.get('leases', 'kube-node-lease', node.metadata.name);
+    const ready = (node.status?.conditions ?? []).find((c: KObj) => c.type === 'Ready');
+    const times = [lease?.spec?.renewTime, ready?.lastHeartbeatTime, node.metadata.creationTimestamp].map((t) => (t ? Date.parse(t) || 0 : 0));
+    return Math.max(...times);
+  }
+
+  private podRequests(pod: KObj): { cpu: number; mem: number } {
+    let cpu = 0, mem = 0;
+    for (const c of pod.spec?.containers ?? []) {
+      const req = c?.resources?.requests ?? c?.resources?.limits ?? {};
+      try {
+        if (req.cpu !== undefined) cpu += cpuMillis(req.cpu, 'cpu');
+        if (req.memory !== undefined) mem += memoryBytes(req.memory, 'memory');
+      } catch {
+        /* validated on create */
+      }
+    }
+    return { cpu, mem };
+  }
+
+  schedule(): void {
+    if (this.stopped) return;
+    try {
+      const pods = this.store.list('pods');
+      const pending = pods.filter((p) => !p.spec?.nodeName && !p.metadata.deletionTimestamp && (p.spec?.schedulerName ?? 'default-scheduler') === 'default-scheduler' && (p.status?.phase ?? 'Pending') === 'Pending');
+      if (!pending.length) return;
+      const nodes = this.store.list('nodes');
+      const used = new Map<string, { cpu: number; mem: number; pods: number }>();
+      for (const p of pods) {
+        const n = p.spec?.nodeName;
+        if (!n || p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue;
+        const u = used.get(n) ?? { cpu: 0, mem: 0, pods: 0 };
+        const r = this.podRequests(p);
+        u.cpu += r.cpu; u.mem += r.mem; u.pods += 1;
+        used.set(n, u);
+      }
+      for (const pod of pending) {
+        const req = this.podRequests(pod);
+        const reasons = new Map<string, number>();
+        const note = (why: string) => reasons.set(why, (reasons.get(why) ?? 0) + 1);
+        const fits = nodes.filter((n) => {
+          if (!this.nodeHealthy(n)) return note("node(s) were not ready"), false;
+          if (n.spec?.unschedulable) return note('node(s) were unschedulable'), false;
+          const labels = n.metadata.labels ?? {};
+          if (!Object.entries<string>(pod.spec?.nodeSelector ?? {}).every(([k, v]) => labels[k] === v)) return note("node(s) didn't match Pod's node affinity/selector"), false;
+          const alloc = n.status?.allocatable ?? n.status?.capacity ?? {};
+          const u = used.get(n.metadata.name) ?? { cpu: 0, mem: 0, pods: 0 };
+          try {
+            if (alloc.cpu !== undefined && u.cpu + req.cpu > cpuMillis(alloc.cpu, 'cpu')) return note('Insufficient cpu'), false;
+            if (alloc.memory !== undefined && u.mem + req.mem > memoryBytes(alloc.memory, 'memory')) return note('Insufficient memory'), false;
+            if (alloc.pods !== undefined && u.pods + 1 > Number(alloc.pods)) return note('Too many pods'), false;
+          } catch {
+            return note('node(s) had invalid allocatable resources'), false;
+          }
+          return true;
+        });
+        const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
+        if (fits.length) {
+          const free = (n: KObj) => {
+            const alloc = n.status?.allocatable ?? {};
+            const u = used.get(n.metadata.name) ?? { cpu: 0, mem: 0, pods: 0 };
+            try { return (alloc.cpu ? cpuMillis(alloc.cpu, 'cpu') : 1e9) - u.cpu - u.pods; } catch { return 0; }
+          };
+          const node = fits.sort((a, b) => free(b) - free(a))[0]!;
+          try {
+            const bound = this.bindPod(pod, node.metadata.name);
+            const u = used.get(node.metadata.name) ?? { cpu: 0, mem: 0, pods: 0 };
+            u.cpu += req.cpu; u.mem += req.mem; u.pods += 1;
+            used.set(node.metadata.name, u);
+            this.lastUnschedulable.delete(key);
+            this.recordEvent(bound, 'Normal', 'Scheduled', `Successfully assigned ${key} to ${node.metadata.name}`, 'default-scheduler');
+            this.log.info({ pod: key, node: node.metadata.name }, 'pod scheduled');
+          } catch (err) {
+            if (!(err instanceof ConflictError)) throw err;
+          }
+        } else {
+          const detail = [...reasons.entries()].map(([why, n]) => `${n} ${why}`).sort().join(', ');
+          const msg = `0/${nodes.length} nodes are available${detail ? `: ${detail}` : ''}. preemption: 0/${nodes.length} nodes are available: ${nodes.length} Preemption is not helpful for scheduling.`;
+          const existing = (pod.status?.conditions ?? []).find((c: KObj) => c.type === 'PodScheduled');
+          if (this.lastUnschedulable.get(key) === msg || (existing?.status === 'False' && existing.message === msg)) continue;
+          this.lastUnschedulable.set(key, msg);
+          const obj = clone(pod);
+          obj.status ??= {};
+          obj.status.conditions = [...(obj.status.conditions ?? []).filter((c: KObj) => c.type !== 'PodScheduled'), { type: 'PodScheduled', status: 'False', lastProbeTime: null, lastTransitionTime: now(), reason: 'Unschedulable', message: msg }];
+          try {
+            const stored = this.store.update('pods', pod.metadata.namespace, pod.metadata.name, obj, pod.metadata.resourceVersion);
+            this.recordEvent(stored, 'Warning', 'FailedScheduling', msg, 'default-scheduler');
+          } catch (err) {
+            if (!(err instanceof ConflictError)) throw err;
+          }
+        }
+      }
+    } catch (err) {
+      this.log.error({ err }, 'scheduling pass failed');
+    }
+  }
+
+  /** Node lifecycle: Ready → Unknown when the node stops renewing its Lease; drop terminating pods of deleted nodes. */
+  monitorNodes(): void {
+    if (this.stopped) return;
+    try {
+      for (const node of this.store.list('nodes')) {
+        if (Date.now() - this.lastHeartbeat(node) < this.nodeGraceSeconds * 1000) continue;
+        const conds: KObj[] = node.status?.conditions ?? [];
+        const ready = conds.find((c) => c.type === 'Ready');
+        if (ready?.status === 'Unknown') continue;
+        const obj = clone(node);
+        obj.status ??= {};
+        const t = now();
+        const types = conds.length ? conds.map((c) => c.type) : ['Ready'];
+        obj.status.conditions = types.map((type) => {
+          const c = conds.find((x) => x.type === type) ?? { type, lastHeartbeatTime: null };
+          return { ...c, status: 'Unknown', reason: 'NodeStatusUnknown', message: 'Kubelet stopped posting node status.', lastTransitionTime: t };
+        });
+        try {
+          this.store.update('nodes', '', node.metadata.name, obj, node.metadata.resourceVersion);
+          this.log.warn({ node: node.metadata.name }, 'node stopped renewing its lease; Ready is now Unknown');
+          this.recordEvent({ ...obj, metadata: { ...obj.metadata, namespace: 'default' } }, 'Normal', 'NodeNotReady', `Node ${node.metadata.name} status is now: NodeNotReady`, 'node-controller');
+        } catch (err) {
+          if (!(err instanceof ConflictError)) throw err;
+        }
+      }
+      for (const pod of this.store.list('pods')) {
+        if (pod.metadata.deletionTimestamp && pod.spec?.nodeName && !this.store.get('nodes', '', pod.spec.nodeName)) this.store.delete('pods', pod.metadata.namespace, pod.metadata.name);
+      }
+    } catch (err) {
+      this.log.error({ err }, 'node monitor pass failed');
+    }
+  }
+
+  // ---------------------------------------------------------------- logs
+
+  private async proxyLogs(req: IncomingMessage, res: ServerResponse, q: Query, ns: string, name: string): Promise<void> {
+    const pod = this.store.get('pods', ns, name);
+    if (!pod) throw notFound(RESOURCES[0]!, name);
+    const names: string[] = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].map((c: KObj) => c.name);
+    let container = q.get('container') ?? '';
+    if (!container) {
+      if ((pod.spec?.containers ?? []).length === 1) container = pod.spec.containers[0].name;
+      else throw badRequest(`a container name must be specified for pod ${name}, choose one of: [${(pod.spec?.containers ?? []).map((c: KObj) => c.name).join(' ')}]`);
+    }
+    if (!names.includes(container)) throw badRequest(`container ${container} is not valid for pod ${name}`);
+    const nodeName = pod.spec?.nodeName;
+    if (!nodeName) throw badRequest(`pod ${name} does not have a host assigned`);
+    const node = this.store.get('nodes', '', nodeName);
+    if (!node) throw new ApiError(500, 'InternalError', `cannot fetch logs of pod ${ns}/${name}: node "${nodeName}" is not registered (start the stevedore agent on that node, then retry)`);
+    const addrs: KObj[] = node.status?.addresses ?? [];
+    const ip = (addrs.find((a) => a.type === 'InternalIP') ?? addrs.find((a) => a.type === 'Hostname') ?? addrs[0])?.address;
+    const port = Number(node.status?.daemonEndpoints?.kubeletEndpoint?.Port ?? 10250) || 10250;
+    if (!ip) throw new ApiError(500, 'InternalError', `cannot fetch logs of pod ${ns}/${name}: node "${nodeName}" reports no address in status.addresses (its agent must report an InternalIP)`);
+    const params = new URLSearchParams();
+    for (const k of ['follow', 'tailLines', 'sinceSeconds', 'sinceTime', 'timestamps', 'previous', 'limitBytes']) {
+      const v = q.get(k);
+      if (v !== null && v !== '') params.set(k, v);
+    }
+    const upstreamPath = `/containerLogs/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/${encodeURIComponent(container)}${params.size ? `?${params}` : ''}`;
+    const target = `https://${ip.includes(':') ? `[${ip}]` : ip}:${port}${upstreamPath}`;
+    await new Promise<void>((resolve) => {
+      const up = https.request({ host: ip, port, path: upstreamPath, method: 'GET', rejectUnauthorized: false, headers: { Authorization: `Bearer ${this.kubeletToken}`, Accept: '*/*' }, timeout: 10_000 }, (ur) => {
+        if ((ur.statusCode ?? 500) >= 400) {
+          let text = '';
+          ur.setEncoding('utf8');
+          ur.on('data', (d) => { if (text.length < 4096) text += d; });
+          ur.on('end', () => {
+            const code = ur.statusCode === 404 || ur.statusCode === 400 ? ur.statusCode : 500;
+            let msg = text.trim();
+            try { msg = JSON.parse(text).message ?? msg; } catch { /* plain text */ }
+            sendJson(res, code, new ApiError(code, code === 404 ? 'NotFound' : code === 400 ? 'BadRequest' : 'InternalError', `the node ${nodeName} answered ${ur.statusCode} for the logs of ${ns}/${name}/${container}: ${msg}`).toStatus());
+            resolve();
+          });
+          return;
+        }
+        up.setTimeout(0);
+        res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+        res.flushHeaders();
+        ur.pipe(res);
+        ur.on('end', resolve);
+        ur.on('error', () => { res.destroy(); resolve(); });
+        res.on('close', () => { ur.destroy(); resolve(); });
+      });
+      up.on('timeout', () => up.destroy(new Error('timed out after 10 s')));
+      up.on('error', (err) => {
+        if (!res.headersSent) sendJson(res, 500, new ApiError(500, 'InternalError', `Get "${target}": ${err.message} (is the stevedore agent on node ${nodeName} running and reachable at ${ip}:${port}?)`).toStatus());
+        else res.destroy();
+        resolve();
+      });
+      req.on('close', () => { if (!res.writableEnded) up.destroy(); });
+      up.end();
+    });
+  }
+}
+
+export { microNow };

@@ -1,0 +1,163 @@
+import type { KObj } from './store.js';
+
+/** meta.k8s.io/v1 Table output with the columns kube-apiserver's printers use. */
+export interface Column { name: string; type: string; format?: string; description: string; priority: number }
+
+const col = (name: string, priority = 0, type = 'string', format = ''): Column => ({ name, type, format, description: name, priority });
+const NAME = { name: 'Name', type: 'string', format: 'name', description: 'Name must be unique within a namespace.', priority: 0 };
+const AGE = col('Age');
+
+/** Like k8s.io/apimachinery duration.HumanDuration. */
+export function humanDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 0) return '0s';
+  if (s < 120) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 10) return s % 60 === 0 ? `${m}m` : `${m}m${s % 60}s`;
+  if (m < 180) return `${m}m`;
+  const h = Math.floor(s / 3600);
+  if (h < 8) return m % 60 === 0 ? `${h}h` : `${h}h${m % 60}m`;
+  if (h < 48) return `${h}h`;
+  if (h < 24 * 8) return h % 24 === 0 ? `${Math.floor(h / 24)}d` : `${Math.floor(h / 24)}d${h % 24}h`;
+  if (h < 24 * 365 * 2) return `${Math.floor(h / 24)}d`;
+  return `${Math.floor(h / 24 / 365)}y`;
+}
+
+export function since(ts: string | undefined): string {
+  if (!ts) return '<unknown>';
+  const t = Date.parse(ts);
+  return Number.isNaN(t) ? '<unknown>' : humanDuration(Date.now() - t);
+}
+
+/** The STATUS and READY/RESTARTS columns, computed like kubectl's printPod. */
+export function podStatusColumns(pod: KObj): { ready: string; status: string; restarts: string } {
+  const st = pod.status ?? {};
+  const containers: any[] = pod.spec?.containers ?? [];
+  let reason: string = st.reason || st.phase || 'Pending';
+  let restarts = 0, readyContainers = 0, lastRestart = 0;
+  let initializing = false;
+  const inits: any[] = st.initContainerStatuses ?? [];
+  inits.forEach((c, i) => {
+    restarts += c.restartCount ?? 0;
+    if (c.state?.terminated?.exitCode === 0) return;
+    if (initializing) return;
+    if (c.state?.terminated) {
+      reason = c.state.terminated.reason ? `Init:${c.state.terminated.reason}` : c.state.terminated.signal ? `Init:Signal:${c.state.terminated.signal}` : `Init:ExitCode:${c.state.terminated.exitCode}`;
+      initializing = true;
+    } else if (c.state?.waiting?.reason && c.state.waiting.reason !== 'PodInitializing') {
+      reason = `Init:${c.state.waiting.reason}`;
+      initializing = true;
+    } else {
+      reason = `Init:${i}/${(pod.spec?.initContainers ?? []).length}`;
+      initializing = true;
+    }
+  });
+  if (!initializing) {
+    restarts = 0;
+    let hasRunning = false;
+    const cs: any[] = st.containerStatuses ?? [];
+    for (let i = cs.length - 1; i >= 0; i--) {
+      const c = cs[i];
+      restarts += c.restartCount ?? 0;
+      const lt = c.lastState?.terminated?.finishedAt;
+      if (lt) lastRestart = Math.max(lastRestart, Date.parse(lt) || 0);
+      if (c.state?.waiting?.reason) reason = c.state.waiting.reason;
+      else if (c.state?.terminated?.reason) reason = c.state.terminated.reason;
+      else if (c.state?.terminated) reason = c.state.terminated.signal ? `Signal:${c.state.terminated.signal}` : `ExitCode:${c.state.terminated.exitCode}`;
+      else if (c.ready && c.state?.running) { hasRunning = true; readyContainers++; }
+    }
+    if (reason === 'Completed' && hasRunning) {
+      reason = (st.conditions ?? []).some((c: any) => c.type === 'Ready' && c.status === 'True') ? 'Running' : 'NotReady';
+    }
+  }
+  if (pod.metadata?.deletionTimestamp && st.reason === 'NodeLost') reason = 'Unknown';
+  else if (pod.metadata?.deletionTimestamp && st.phase !== 'Succeeded' && st.phase !== 'Failed') reason = 'Terminating';
+  const restartsCell = lastRestart ? `${restarts} (${humanDuration(Date.now() - lastRestart)} ago)` : String(restarts);
+  return { ready: `${readyContainers}/${containers.length}`, status: reason, restarts: restartsCell };
+}
+
+function nodeStatus(node: KObj): string {
+  const ready = (node.status?.conditions ?? []).find((c: any) => c.type === 'Ready');
+  const parts = [ready ? (ready.status === 'True' ? 'Ready' : ready.status === 'False' ? 'NotReady' : 'Unknown') : 'Unknown'];
+  if (node.spec?.unschedulable) parts.push('SchedulingDisabled');
+  return parts.join(',');
+}
+
+function nodeRoles(node: KObj): string {
+  const roles = new Set<string>();
+  for (const [k, v] of Object.entries<string>(node.metadata?.labels ?? {})) {
+    if (k.startsWith('node-role.kubernetes.io/')) roles.add(k.slice('node-role.kubernetes.io/'.length));
+    else if (k === 'kubernetes.io/role' && v) roles.add(v);
+  }
+  return roles.size ? [...roles].sort().join(',') : '<none>';
+}
+
+const addr = (node: KObj, type: string) => (node.status?.addresses ?? []).find((a: any) => a.type === type)?.address ?? '<none>';
+
+function eventObject(e: KObj): string {
+  return `${String(e.involvedObject?.kind ?? '').toLowerCase()}/${e.involvedObject?.name ?? ''}`;
+}
+
+const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[] }> = {
+  pods: {
+    columns: [NAME, col('Ready'), col('Status'), col('Restarts'), AGE, col('IP', 1), col('Node', 1), col('Nominated Node', 1), col('Readiness Gates', 1)],
+    cells: (p) => {
+      const s = podStatusColumns(p);
+      const gates: any[] = p.spec?.readinessGates ?? [];
+      const gatesCell = gates.length ? `${gates.filter((g) => (p.status?.conditions ?? []).some((c: any) => c.type === g.conditionType && c.status === 'True')).length}/${gates.length}` : '<none>';
+      return [p.metadata.name, s.ready, s.status, s.restarts, since(p.metadata.creationTimestamp), p.status?.podIP || '<none>', p.spec?.nodeName || '<none>', p.status?.nominatedNodeName || '<none>', gatesCell];
+    },
+  },
+  nodes: {
+    columns: [NAME, col('Status'), col('Roles'), AGE, col('Version'), col('Internal-IP', 1), col('External-IP', 1), col('OS-Image', 1), col('Kernel-Version', 1), col('Container-Runtime', 1)],
+    cells: (n) => {
+      const info = n.status?.nodeInfo ?? {};
+      return [n.metadata.name, nodeStatus(n), nodeRoles(n), since(n.metadata.creationTimestamp), info.kubeletVersion ?? '', addr(n, 'InternalIP'), addr(n, 'ExternalIP'), info.osImage || '<unknown>', info.kernelVersion || '<unknown>', info.containerRuntimeVersion || '<unknown>'];
+    },
+  },
+  namespaces: {
+    columns: [NAME, col('Status'), AGE],
+    cells: (n) => [n.metadata.name, n.status?.phase ?? 'Active', since(n.metadata.creationTimestamp)],
+  },
+  events: {
+    columns: [col('Last Seen'), col('Type'), col('Reason'), col('Object'), col('Subobject', 1), col('Source', 1), col('Message'), col('First Seen', 1), col('Count', 1), { ...NAME, priority: 1 }],
+    cells: (e) => {
+      const last = e.lastTimestamp || e.eventTime || e.metadata.creationTimestamp;
+      const first = e.firstTimestamp || e.eventTime || e.metadata.creationTimestamp;
+      const src = [e.source?.component ?? e.reportingComponent ?? '', e.source?.host ?? ''].filter(Boolean).join(', ');
+      return [since(last), e.type ?? '', e.reason ?? '', eventObject(e), e.involvedObject?.fieldPath ?? '', src, (e.message ?? '').trim(), since(first), e.count ?? 1, e.metadata.name];
+    },
+  },
+  leases: {
+    columns: [NAME, col('Holder'), AGE],
+    cells: (l) => [l.metadata.name, l.spec?.holderIdentity ?? '', since(l.metadata.creationTimestamp)],
+  },
+  runtimeclasses: {
+    columns: [NAME, col('Handler'), AGE],
+    cells: (r) => [r.metadata.name, r.handler ?? '', since(r.metadata.creationTimestamp)],
+  },
+};
+
+export type IncludeObject = 'None' | 'Metadata' | 'Object';
+
+function rowObject(o: KObj, include: IncludeObject): KObj | undefined {
+  if (include === 'None') return undefined;
+  if (include === 'Object') return o;
+  return { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata };
+}
+
+export function toTable(resource: string, items: KObj[], resourceVersion: string, include: IncludeObject, withColumns = true): KObj {
+  const p = PRINTERS[resource] ?? { columns: [NAME, { ...AGE, name: 'Created At', type: 'date' }], cells: (o: KObj) => [o.metadata.name, o.metadata.creationTimestamp] };
+  return {
+    kind: 'Table',
+    apiVersion: 'meta.k8s.io/v1',
+    metadata: { resourceVersion },
+    columnDefinitions: withColumns ? p.columns : null,
+    rows: items.map((o) => {
+      const row: KObj = { cells: p.cells(o) };
+      const obj = rowObject(o, include);
+      if (obj) row.object = obj;
+      return row;
+    }),
+  };
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up of a machine for Stevedore: Debian
+# packages, npm packages, native addons and the TypeScript build. Both README
+# commands run it first, so a fresh machine needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages, by the command each one provides.
+declare -A PACKAGES=(
+  [crun]=crun [runc]=runc [busybox]=busybox-static [iptables]=iptables
+  [openssl]=openssl [kubectl]=kubernetes-client [unshare]=util-linux [nsenter]=util-linux
+  [ip]=iproute2 [dbus-daemon]=dbus [journalctl]=systemd [make]=make [g++]=g++ [python3]=python3
+)
+missing=()
+for cmd in "${!PACKAGES[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGES[$cmd]}")
+done
+[ -x /lib/systemd/systemd ] || missing+=(systemd)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+fi
+
+# npm packages: only when the lock file changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi
+[ -f native/build/Release/flock.node ] && [ -f native/build/Release/fsops.node ] || npm run install --silent
+
+echo "setup: building"
+npx tsc -p tsconfig.json
