@@ -10,6 +10,8 @@ import { parseDuration } from '../common/format.js';
 import { parseStage1Name } from '../stage1/index.js';
 import { registerPodCommands } from './pod-commands.js';
 import { registerSandboxCommands } from './sandbox-commands.js';
+import { registerAgentCommands } from '../agent/command.js';
+import { registerApiServiceCommand } from '../api-service/command.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/stevedore';
 
@@ -36,6 +38,37 @@ async function withRuntime<T>(fn: (rt: RktRuntime) => Promise<T>): Promise<T> {
 
 registerPodCommands(program, withRuntime);
 registerSandboxCommands(program);
+registerAgentCommands(program, () => {
+  const g = program.opts<GlobalOptions>();
+  return { dir: path.resolve(g.dir), dbusAddress: g.dbusAddress, dirGiven: program.getOptionValueSource('dir') !== 'default' };
+});
+registerApiServiceCommand(program);
+program.command('up')
+  .description('start a one-node local cluster (control plane + agent + demo pod) and print how to use kubectl')
+  .option('--data-dir <dir>', 'where everything lives (the admin kubeconfig is <dir>/kubeconfig)', '.stevedore')
+  .option('--port <port>', 'control plane port', '6443')
+  .option('--node-name <name>', 'node name (default: this host\'s name)')
+  .option('--rkt-stage1-image <name>', 'default stage1 of the node', 'namespaces')
+  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string }) => {
+    const { up, defaultNodeName } = await import('./up.js');
+    await up({ dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeName: opts.nodeName ?? defaultNodeName(), stage1: parseStage1Name(opts.rktStage1Image) });
+  });
+program.command('down')
+  .description('stop and remove everything `stevedore up` made')
+  .option('--data-dir <dir>', 'the directory `up` used', '.stevedore')
+  .action(async (opts: { dataDir: string }) => {
+    const { down } = await import('./up.js');
+    await down({ dataDir: path.resolve(opts.dataDir) });
+  });
+program.command('control-plane')
+  .description('run the thin control plane (a Kubernetes API subset): --data-dir D [--port 6443] [--kubeconfig F]')
+  .allowUnknownOption()
+  .helpOption(false)
+  .argument('[args...]')
+  .action(async (args: string[]) => {
+    const { runControlPlaneCommand } = await import('../control-plane/main.js');
+    await runControlPlaneCommand(args);
+  });
 
 const image = program.command('image').description('manage the image store');
 image.command('import')

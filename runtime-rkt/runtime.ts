@@ -1,6 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { UserError } from '../common/errors.js';
+import { UserError, errnoCode } from '../common/errors.js';
 import { FileLock, exists, readJsonIfExists } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
 import { crashPoint } from '../common/failpoint.js';
@@ -135,7 +135,12 @@ export class RktRuntime {
   async listPods(): Promise<PodStatus[]> {
     const systemd = await this.systemd().catch(() => undefined);
     const locations = await this.pods.list();
-    return Promise.all(locations.map((loc) => readPodStatus(systemd, loc)));
+    // A pod may move to its next lifecycle folder (or vanish) while we read it: it shows up in the next listing.
+    const statuses = await Promise.all(locations.map((loc) => readPodStatus(systemd, loc).catch((err) => {
+      if (errnoCode(err) === 'ENOENT') return undefined;
+      throw err;
+    })));
+    return statuses.filter((s): s is PodStatus => s !== undefined);
   }
 
   async podStatus(ref: string): Promise<PodStatus> {

@@ -29,7 +29,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   echo "setup: npm ci"
   npm ci --no-audit --no-fund
 fi
-[ -f native/build/Release/flock.node ] && [ -f native/build/Release/fsops.node ] || npm run install --silent
+[ -f native/build/Release/flock.node ] && [ -f native/build/Release/fsops.node ] && [ -f native/build/Release/notify.node ] || npm run install --silent
 
 echo "setup: building"
 npx tsc -p tsconfig.json

@@ -1,0 +1,70 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { createLogger } from '../common/log.js';
+import type { AgentConfig } from './config.js';
+import { EventRecorder } from './events.js';
+import { kubeClients } from './kube.js';
+import { startNodeApi } from './node-api.js';
+import { NodeHeartbeat } from './node.js';
+import { sdNotify, watchdogIntervalMs } from './notify.js';
+import { PodSync } from './pod-sync.js';
+import { openRuntime } from './runtime.js';
+import { nodeCertificate } from './tls.js';
+
+const GC_PERIOD_MS = 60_000;
+
+/**
+ * The node agent: registers the Node, keeps its Lease fresh, syncs pods bound
+ * to it into the runtime and reports their status. It owns no pod process:
+ * pods are systemd units, so the agent can crash, restart or be upgraded
+ * while they run, and re-adopts them on start (they are found by listing).
+ */
+export async function runAgent(cfg: AgentConfig): Promise<void> {
+  const log = createLogger('agent', process.env.STEVEDORE_LOG_LEVEL ?? 'info');
+  const runtime = await openRuntime(cfg);
+  const kube = kubeClients(cfg.kubeconfig);
+  const events = new EventRecorder(kube, cfg.nodeName, log);
+  const sync = new PodSync(kube, runtime, cfg, events, log);
+  const heartbeat = new NodeHeartbeat(kube, cfg, runtime, log);
+  const token = cfg.nodeApiTokenFile ? (await fs.readFile(cfg.nodeApiTokenFile, 'utf8')).trim() : undefined;
+  if (!token) log.warn('no --node-api-token-file: the node API refuses every request but /healthz (kubectl logs will not work)');
+  const tls = await nodeCertificate(path.join(cfg.dataDir, 'agent'), cfg.nodeName, cfg.nodeIP);
+  const api = await startNodeApi({ host: cfg.nodeIP, port: cfg.port, tls, token }, sync, runtime, log);
+  runtime.onChange(() => sync.trigger());
+
+  const stop = new AbortController();
+  const timers: NodeJS.Timeout[] = [];
+  let registered = false;
+  const beat = async () => {
+    try {
+      if (!registered) await heartbeat.register();
+      else await heartbeat.beat();
+      registered = true;
+    } catch (err) {
+      log.warn({ err: String(err) }, 'cannot reach the control plane; pods keep running, retrying');
+    }
+  };
+  await beat();
+  void sync.watchPods(stop.signal);
+  timers.push(setInterval(beat, cfg.heartbeatSeconds * 1000));
+  timers.push(setInterval(() => sync.trigger(), cfg.syncPeriodSeconds * 1000));
+  timers.push(setInterval(() => void runtime.gc().catch((err) => log.warn({ err: String(err) }, 'runtime gc failed')), GC_PERIOD_MS));
+  const watchdog = watchdogIntervalMs();
+  if (watchdog) {
+    // Ping only while sync passes keep completing: a wedged agent gets restarted by systemd.
+    timers.push(setInterval(() => { if (Date.now() - sync.lastPassAt < 4 * cfg.syncPeriodSeconds * 1000 + 30_000) sdNotify('WATCHDOG=1'); }, watchdog));
+  }
+  sdNotify('READY=1');
+  log.info({ node: cfg.nodeName, runtime: runtime.name, stage1: cfg.rktStage1Image, port: cfg.port }, 'agent ready');
+
+  await new Promise<void>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
+  });
+  sdNotify('STOPPING=1');
+  log.info('agent stopping; pods keep running');
+  stop.abort();
+  for (const t of timers) clearInterval(t);
+  await new Promise((r) => api.close(r));
+  await runtime.close();
+  process.exit(0);
+}

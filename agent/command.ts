@@ -1,0 +1,58 @@
+import type { Command } from 'commander';
+import { loadAgentConfig, type AgentConfig } from './config.js';
+
+type AgentFlags = Partial<AgentConfig> & { config?: string };
+
+function agentOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'agent config file (YAML; flags override it)')
+    .option('--container-runtime <name>', 'rkt (default) or docker')
+    .option('--kubeconfig <file>', 'kubeconfig of the control plane to register with')
+    .option('--node-name <name>', 'this node\'s name (default: hostname)')
+    .option('--rkt-stage1-image <name>', 'default stage1: fly, namespaces (default) or kvm')
+    .option('--node-ip <address>', 'address the control plane reaches this node at', undefined)
+    .option('--port <port>', 'node API port (default 10250)')
+    .option('--node-api-token-file <file>', 'bearer token the node API accepts (the control plane\'s kubelet-client token)')
+    .option('--sync-period-seconds <n>', 'seconds between full reconcile passes (default 2)')
+    .option('--heartbeat-seconds <n>', 'seconds between lease renewals (default 10)');
+}
+
+function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddress?: string): AgentFlags {
+  return {
+    config: flags.config as string | undefined,
+    containerRuntime: flags.containerRuntime as AgentConfig['containerRuntime'],
+    kubeconfig: flags.kubeconfig as string,
+    nodeName: flags.nodeName as string,
+    rktStage1Image: flags.rktStage1Image as AgentConfig['rktStage1Image'],
+    nodeIP: flags.nodeIp as string,
+    port: flags.port === undefined ? undefined : Number(flags.port),
+    nodeApiTokenFile: flags.nodeApiTokenFile as string,
+    syncPeriodSeconds: flags.syncPeriodSeconds === undefined ? undefined : Number(flags.syncPeriodSeconds),
+    heartbeatSeconds: flags.heartbeatSeconds === undefined ? undefined : Number(flags.heartbeatSeconds),
+    dataDir: flags.config ? undefined : dataDir,
+    dbusAddress,
+  };
+}
+
+export function registerAgentCommands(program: Command, globals: () => { dir: string; dbusAddress?: string; dirGiven: boolean }): void {
+  const agent = agentOptions(program.command('agent').description('run the node agent (normally as the stevedore-agent systemd service)'))
+    .action(async (flags: Record<string, unknown>) => {
+      const g = globals();
+      const cfg = await loadAgentConfig({ ...flagsToConfig(flags, g.dir, g.dbusAddress), ...(g.dirGiven ? { dataDir: g.dir } : {}) });
+      const { runAgent } = await import('./agent.js');
+      await runAgent(cfg);
+    });
+  agentOptions(agent.command('install').description('write the agent config and systemd unit, enable it (and start it with --now)'))
+    .option('--now', 'start the agent too')
+    .option('--config-path <file>', 'where to write the agent config', '/etc/stevedore/agent.yaml')
+    .option('--unit-dir <dir>', 'where to write the unit', '/etc/systemd/system')
+    .action(async (own: Record<string, unknown>, cmd: Command) => {
+      // Commander hands flags it also knows on `agent` to the parent: merge both.
+      const flags = { ...cmd.parent!.opts(), ...Object.fromEntries(Object.entries(own).filter(([, v]) => v !== undefined)) };
+      const g = globals();
+      const cfg = await loadAgentConfig({ ...flagsToConfig(flags, g.dir, g.dbusAddress), dataDir: g.dir });
+      const { installAgent } = await import('./install.js');
+      await installAgent(cfg, { configPath: flags.configPath as string, unitDir: flags.unitDir as string, now: flags.now === true });
+      process.stdout.write(`installed stevedore-agent.service (config ${flags.configPath})${flags.now ? ' and started it' : ''}\n`);
+    });
+}

@@ -1,0 +1,60 @@
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import { parse } from 'yaml';
+import { InvalidInput } from '../common/errors.js';
+import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
+
+/** Everything the agent can be told, by flag or by config file (flags win). */
+export interface AgentConfig {
+  containerRuntime: 'rkt' | 'docker';
+  kubeconfig: string;
+  nodeName: string;
+  /** Default stage1 for pods that do not pick one (kubelet's --rkt-stage1-image). */
+  rktStage1Image: Stage1Name;
+  dataDir: string;
+  dbusAddress?: string;
+  /** Address the control plane reaches this node's API at (Node InternalIP). */
+  nodeIP: string;
+  /** Port of the node API (kubelet's 10250). */
+  port: number;
+  /** Bearer token the node API accepts (the control plane's kubelet-client token). */
+  nodeApiTokenFile?: string;
+  /** Seconds between full reconcile passes (events trigger passes in between). */
+  syncPeriodSeconds: number;
+  /** Seconds between Lease renewals. */
+  heartbeatSeconds: number;
+  maxPods: number;
+}
+
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods'];
+
+export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
+  return {
+    containerRuntime: 'rkt', nodeName: os.hostname().toLowerCase(), rktStage1Image: 'namespaces', dataDir: '/var/lib/stevedore',
+    nodeIP: '127.0.0.1', port: 10250, syncPeriodSeconds: 2, heartbeatSeconds: 10, maxPods: 110,
+  };
+}
+
+/** Merge defaults, the config file (YAML/JSON, keys as in AgentConfig) and flags; check the result. */
+export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: string }): Promise<AgentConfig> {
+  let fromFile: Partial<AgentConfig> = {};
+  if (flags.config) {
+    const text = await fs.readFile(flags.config, 'utf8').catch((err) => { throw new InvalidInput(`cannot read agent config ${flags.config}: ${(err as Error).message}`); });
+    const parsed = parse(text) as Record<string, unknown> | null;
+    if (parsed === null || typeof parsed !== 'object') throw new InvalidInput(`agent config ${flags.config} must be a YAML mapping`);
+    const unknown = Object.keys(parsed).filter((k) => !KEYS.includes(k as keyof AgentConfig));
+    if (unknown.length) throw new InvalidInput(`agent config ${flags.config}: unknown field(s) ${unknown.join(', ')}`, `known fields: ${KEYS.join(', ')}`);
+    fromFile = parsed as Partial<AgentConfig>;
+  }
+  const defined = Object.fromEntries(Object.entries(flags).filter(([k, v]) => v !== undefined && k !== 'config'));
+  const cfg = { ...defaultConfig(), ...fromFile, ...defined } as AgentConfig;
+  if (!cfg.kubeconfig) throw new InvalidInput('the agent needs --kubeconfig (the control plane to register with)');
+  if (cfg.containerRuntime !== 'rkt' && cfg.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${cfg.containerRuntime}: supported runtimes are rkt and docker`);
+  if (!STAGE1_NAMES.includes(cfg.rktStage1Image)) throw new InvalidInput(`--rkt-stage1-image=${cfg.rktStage1Image}: choose one of ${STAGE1_NAMES.join(', ')}`);
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(cfg.nodeName)) throw new InvalidInput(`node name "${cfg.nodeName}" is not a valid DNS subdomain`, 'pass --node-name');
+  for (const k of ['port', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods'] as const) {
+    cfg[k] = Number(cfg[k]);
+    if (!Number.isFinite(cfg[k]) || cfg[k] < 0) throw new InvalidInput(`${k} must be a non-negative number`);
+  }
+  return cfg;
+}

@@ -1,0 +1,36 @@
+import * as k8s from '@kubernetes/client-node';
+import { UserError } from '../common/errors.js';
+
+export interface KubeClients {
+  kc: k8s.KubeConfig;
+  core: k8s.CoreV1Api;
+  coordination: k8s.CoordinationV1Api;
+}
+
+export function kubeClients(kubeconfigPath: string): KubeClients {
+  const kc = new k8s.KubeConfig();
+  try {
+    kc.loadFromFile(kubeconfigPath);
+  } catch (err) {
+    throw new UserError(`cannot load kubeconfig ${kubeconfigPath}: ${(err as Error).message}`, { hint: 'pass --kubeconfig with the file the control plane wrote for nodes' });
+  }
+  return { kc, core: kc.makeApiClient(k8s.CoreV1Api), coordination: kc.makeApiClient(k8s.CoordinationV1Api) };
+}
+
+export const patchAs = (type: 'merge' | 'strategic') =>
+  k8s.setHeaderOptions('Content-Type', type === 'merge' ? k8s.PatchStrategy.MergePatch : k8s.PatchStrategy.StrategicMergePatch);
+
+/** HTTP status of a client-node error, if it came from the API server. */
+export function apiStatus(err: unknown): number | undefined {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** MicroTime as the API server formats it (microseconds, six digits). */
+export function microTime(ms = Date.now()): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
+export function rfc3339(ms = Date.now()): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}

@@ -1,0 +1,94 @@
+import * as https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { Logger } from '../common/log.js';
+import { formatTimestamp } from '../runtime-rkt/logs.js';
+import type { PodSync } from './pod-sync.js';
+import type { ContainerRuntime } from './runtime.js';
+
+function send(res: ServerResponse, code: number, body: unknown): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(code, { 'Content-Type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json' });
+  res.end(text);
+}
+
+function sameToken(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export interface NodeApiOptions {
+  host: string;
+  port: number;
+  tls: { cert: string; key: string };
+  /** Bearer token callers must present; undefined refuses every request but /healthz. */
+  token: string | undefined;
+}
+
+/**
+ * The node's HTTPS API (the kubelet's port 10250 subset): /healthz, /pods and
+ * /containerLogs/{namespace}/{pod}/{container}, which the control plane proxies
+ * `kubectl logs` to. Logs come from journald through the runtime.
+ */
+export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime: ContainerRuntime, log: Logger): Promise<https.Server> {
+  const server = https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, (req, res) => {
+    handle(req, res).catch((err) => {
+      log.error({ err: String(err), url: req.url }, 'node API request failed');
+      if (!res.headersSent) send(res, 500, `internal error: ${(err as Error).message}\n`);
+      else res.end();
+    });
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'https://node');
+    if (url.pathname === '/healthz') return send(res, 200, 'ok');
+    const auth = req.headers.authorization ?? '';
+    if (!opts.token || !auth.startsWith('Bearer ') || !sameToken(auth.slice(7), opts.token)) return send(res, 401, 'Unauthorized\n');
+    if (req.method !== 'GET') return send(res, 405, 'method not allowed\n');
+    if (url.pathname === '/pods' || url.pathname === '/pods/') {
+      return send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: {}, items: [...sync.desired.values()] });
+    }
+    const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)\/?$/.exec(url.pathname);
+    if (m) return containerLogs(decodeURIComponent(m[1]!), decodeURIComponent(m[2]!), decodeURIComponent(m[3]!), url.searchParams, req, res);
+    return send(res, 404, `no such endpoint: ${url.pathname}\n`);
+  }
+
+  async function containerLogs(namespace: string, name: string, container: string, q: URLSearchParams, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const pod = [...sync.desired.values()].find((p) => p.metadata?.namespace === namespace && p.metadata?.name === name);
+    if (!pod) return send(res, 404, `pod ${namespace}/${name} is not on this node\n`);
+    if (!pod.spec?.containers.some((c) => c.name === container)) return send(res, 400, `container ${container} is not valid for pod ${name}\n`);
+    const runtimePod = (await runtime.listPods()).filter((p) => p.uid === pod.metadata?.uid).sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))[0];
+    if (!runtimePod) return send(res, 400, `container "${container}" in pod "${name}" is waiting to start\n`);
+    const app = runtimePod.apps.find((a) => a.name === container);
+    let invocation: string | undefined;
+    if (q.get('previous') === 'true') {
+      invocation = app?.lastTermination?.invocation;
+      if (!invocation) return send(res, 400, `previous terminated container "${container}" in pod "${name}" not found\n`);
+    }
+    const num = (k: string) => (q.has(k) && Number.isFinite(Number(q.get(k))) ? Number(q.get(k)) : undefined);
+    const sinceSeconds = num('sinceSeconds');
+    const sinceTime = q.get('sinceTime') ? Date.parse(q.get('sinceTime')!) : undefined;
+    const limitBytes = num('limitBytes');
+    const controller = new AbortController();
+    req.on('close', () => controller.abort());
+    res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Transfer-Encoding': 'chunked' });
+    let written = 0;
+    for await (const line of runtime.logs({
+      podUuid: runtimePod.uuid, container, invocation, tail: num('tailLines'), follow: q.get('follow') === 'true',
+      sinceMs: sinceSeconds !== undefined ? Date.now() - sinceSeconds * 1000 : sinceTime, signal: controller.signal,
+    })) {
+      const text = `${q.get('timestamps') === 'true' ? formatTimestamp(line.timeUs) + ' ' : ''}${line.message}\n`;
+      if (limitBytes !== undefined && written + Buffer.byteLength(text) > limitBytes) break;
+      written += Buffer.byteLength(text);
+      res.write(text);
+    }
+    res.end();
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => { server.off('error', reject); resolve(); });
+  });
+  return server;
+}

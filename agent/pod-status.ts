@@ -1,0 +1,105 @@
+import type { V1ContainerState, V1ContainerStatus, V1Pod, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
+import type { AppStatus, PodStatus, Termination } from '../runtime-rkt/status.js';
+
+/** A container the runtime has not started (yet), and why. */
+export interface Waiting { reason: string; message?: string }
+
+const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z') : undefined);
+
+function terminated(t: Termination, containerID: string, startedAt?: number): V1ContainerState {
+  return { terminated: { exitCode: t.exitCode, signal: t.signal, reason: t.reason, finishedAt: iso(t.finishedAt) as unknown as Date, startedAt: iso(startedAt) as unknown as Date, containerID } };
+}
+
+function containerStatus(pod: V1Pod, runtimeName: string, podId: string, app: AppStatus): V1ContainerStatus {
+  const image = pod.spec?.containers.find((c) => c.name === app.name)?.image ?? app.image.name;
+  const containerID = `${runtimeName}://${podId}:${app.name}`;
+  let state: V1ContainerState;
+  if (app.state === 'running') state = { running: { startedAt: iso(app.startedAt) as unknown as Date } };
+  else if (app.state === 'exited' && app.exitCode !== undefined) {
+    state = terminated({ exitCode: app.exitCode, signal: app.signal, reason: app.reason ?? 'Error', finishedAt: app.finishedAt ?? Date.now(), invocation: '' }, containerID);
+  } else state = { waiting: { reason: app.reason ?? 'ContainerCreating' } };
+  return {
+    name: app.name,
+    image,
+    imageID: app.image.id,
+    containerID,
+    ready: app.state === 'running',
+    started: app.state === 'running',
+    restartCount: app.restartCount,
+    state,
+    lastState: app.lastTermination ? terminated(app.lastTermination, containerID) : {},
+  };
+}
+
+function condition(type: string, ok: boolean, reason?: string): V1PodCondition {
+  return { type, status: ok ? 'True' : 'False', reason: ok ? undefined : reason } as V1PodCondition;
+}
+
+/** A condition keeps its lastTransitionTime until its status flips. */
+function withTransitionTimes(next: V1PodCondition[], previous: V1PodCondition[] | undefined): V1PodCondition[] {
+  const now = iso(Date.now()) as unknown as Date;
+  return next.map((c) => {
+    const before = previous?.find((p) => p.type === c.type);
+    return { ...c, lastTransitionTime: before && before.status === c.status ? before.lastTransitionTime ?? now : now };
+  });
+}
+
+/** Kubernetes' phase rules: Succeeded/Failed only when every container has terminated for good. */
+function phaseOf(pod: V1Pod, statuses: V1ContainerStatus[]): V1PodStatus['phase'] {
+  const policy = pod.spec?.restartPolicy ?? 'Always';
+  if (statuses.some((s) => s.state?.running)) return 'Running';
+  const allTerminated = statuses.length > 0 && statuses.every((s) => s.state?.terminated);
+  if (!allTerminated) return statuses.some((s) => s.restartCount > 0 || s.lastState?.terminated) ? 'Running' : 'Pending';
+  const allSucceeded = statuses.every((s) => s.state?.terminated?.exitCode === 0);
+  if (policy === 'Never') return allSucceeded ? 'Succeeded' : 'Failed';
+  if (policy === 'OnFailure' && allSucceeded) return 'Succeeded';
+  return 'Running';
+}
+
+/**
+ * The status an API server should show for `pod`, given what the runtime
+ * reports (or, before the runtime has it, why its containers wait).
+ */
+export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: string; runtimePod?: PodStatus; waiting?: Waiting; previous?: V1PodStatus }): V1PodStatus {
+  const rp = opts.runtimePod;
+  const containers = pod.spec?.containers ?? [];
+  const statuses: V1ContainerStatus[] = containers.map((c) => {
+    const app = rp?.apps.find((a) => a.name === c.name);
+    if (app && rp) return containerStatus(pod, opts.runtimeName, rp.uuid, app);
+    return { name: c.name, image: c.image ?? '', imageID: '', ready: false, started: false, restartCount: 0, state: { waiting: { reason: opts.waiting?.reason ?? 'ContainerCreating', message: opts.waiting?.message } } };
+  });
+  const phase = phaseOf(pod, statuses);
+  const ready = statuses.length > 0 && statuses.every((s) => s.ready);
+  const terminal = phase === 'Succeeded' || phase === 'Failed';
+  const scheduled = opts.previous?.conditions?.find((c) => c.type === 'PodScheduled') ?? condition('PodScheduled', true);
+  const hostNetwork = pod.spec?.hostNetwork === true || rp?.stage1 === 'fly';
+  const status: V1PodStatus = {
+    phase,
+    conditions: withTransitionTimes([
+      condition('Initialized', true),
+      condition('Ready', ready && !terminal, terminal ? 'PodCompleted' : 'ContainersNotReady'),
+      condition('ContainersReady', ready && !terminal, terminal ? 'PodCompleted' : 'ContainersNotReady'),
+      scheduled,
+    ], opts.previous?.conditions),
+    hostIP: opts.hostIP,
+    hostIPs: [{ ip: opts.hostIP }],
+    startTime: (opts.previous?.startTime ?? iso(rp?.createdAt ?? Date.now())) as unknown as Date,
+    containerStatuses: statuses,
+    qosClass: opts.previous?.qosClass,
+  };
+  if (hostNetwork) {
+    status.podIP = opts.hostIP;
+    status.podIPs = [{ ip: opts.hostIP }];
+  }
+  if (opts.waiting && !rp) {
+    status.reason = undefined;
+    status.message = opts.waiting.message;
+  }
+  return status;
+}
+
+/** Compare two statuses ignoring condition timestamps, so unchanged pods are not patched every pass. */
+export function sameStatus(a: V1PodStatus | undefined, b: V1PodStatus): boolean {
+  const strip = (s: V1PodStatus | undefined) => JSON.stringify(s, (k, v) => (k === 'lastTransitionTime' || k === 'lastProbeTime' ? undefined : v));
+  return strip(a) === strip(b);
+}

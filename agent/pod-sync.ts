@@ -1,0 +1,223 @@
+import * as k8s from '@kubernetes/client-node';
+import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
+import { UserError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { validatePod, type Pod } from '../runtime-rkt/manifest.js';
+import type { PodStatus } from '../runtime-rkt/status.js';
+import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
+import type { AgentConfig } from './config.js';
+import type { EventRecorder } from './events.js';
+import { apiStatus, patchAs, type KubeClients } from './kube.js';
+import { podStatusFor, sameStatus, type Waiting } from './pod-status.js';
+import type { ContainerRuntime } from './runtime.js';
+
+/** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
+export const MANAGED_BY = 'agent.stevedore.io/node';
+export const STAGE1_OVERRIDE = 'rkt.alpha.kubernetes.io/stage1-name-override';
+
+interface Backoff { until: number; delayMs: number }
+
+/**
+ * Level-triggered pod sync, kubelet-style: every pass compares the pods the
+ * API server binds to this node with the pods the runtime has, and acts on
+ * the difference (start, replace, stop, remove, report status). Passes run
+ * on a timer and on every watch or runtime event; acting twice is harmless.
+ */
+export class PodSync {
+  /** Pods bound to this node, by UID, as the watch last saw them. */
+  readonly desired = new Map<string, V1Pod>();
+  private readonly reported = new Map<string, string>();
+  private readonly inflight = new Map<string, Promise<void>>();
+  private readonly waiting = new Map<string, Waiting>();
+  private readonly backoff = new Map<string, Backoff>();
+  private passQueued = false;
+  private passRunning: Promise<void> | undefined;
+  /** Time the last pass finished (the watchdog only pings while passes keep finishing). */
+  lastPassAt = Date.now();
+
+  constructor(private readonly kube: KubeClients, private readonly runtime: ContainerRuntime, private readonly cfg: AgentConfig,
+    private readonly events: EventRecorder, private readonly log: Logger) {}
+
+  /** Ask for a pass soon; passes never overlap, and requests during one coalesce into one more. */
+  trigger(): void {
+    if (this.passRunning) { this.passQueued = true; return; }
+    this.passRunning = this.pass().catch((err) => this.log.error({ err: String(err) }, 'sync pass failed')).finally(() => {
+      this.passRunning = undefined;
+      this.lastPassAt = Date.now();
+      if (this.passQueued) { this.passQueued = false; this.trigger(); }
+    });
+  }
+
+  async idle(): Promise<void> {
+    while (this.passRunning) await this.passRunning;
+    await Promise.all(this.inflight.values());
+  }
+
+  private async pass(): Promise<void> {
+    const actual = (await this.runtime.listPods()).filter((p) => p.annotations?.[MANAGED_BY] === this.cfg.nodeName && p.uid);
+    const byUid = new Map<string, PodStatus[]>();
+    for (const p of actual.sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))) byUid.set(p.uid!, [...(byUid.get(p.uid!) ?? []), p]);
+    for (const [uid, pod] of this.desired) {
+      const [current, ...superseded] = byUid.get(uid) ?? [];
+      for (const old of superseded) this.schedule(`rm:${old.uuid}`, () => this.removeRuntimePod(old, 0));
+      if (pod.metadata?.deletionTimestamp) {
+        this.schedule(uid, () => this.terminate(pod, current));
+        continue;
+      }
+      if (!current) {
+        const phase = pod.status?.phase;
+        const b = this.backoff.get(uid);
+        if (phase !== 'Succeeded' && phase !== 'Failed' && (!b || Date.now() >= b.until)) this.schedule(uid, () => this.start(pod));
+      } else if (imagesChanged(pod, current)) {
+        this.schedule(uid, () => this.replace(pod, current));
+      }
+      this.reportStatus(pod, current);
+    }
+    for (const [uid, pods] of byUid) {
+      if (!this.desired.has(uid)) for (const p of pods) this.schedule(`rm:${p.uuid}`, () => this.removeRuntimePod(p, undefined));
+    }
+  }
+
+  /** Run one operation per key at a time; a key already busy is skipped (the next pass looks again). */
+  private schedule(key: string, op: () => Promise<void>): void {
+    if (this.inflight.has(key)) return;
+    const p = op().catch((err) => this.log.error({ key, err: String(err) }, 'pod operation failed')).finally(() => {
+      this.inflight.delete(key);
+      this.trigger();
+    });
+    this.inflight.set(key, p);
+  }
+
+  private stage1For(pod: V1Pod): Stage1Name | undefined {
+    const override = pod.metadata?.annotations?.[STAGE1_OVERRIDE];
+    if (override && (STAGE1_NAMES as readonly string[]).includes(override)) return override as Stage1Name;
+    return undefined;
+  }
+
+  private async start(pod: V1Pod): Promise<void> {
+    const uid = pod.metadata!.uid!;
+    let runtimePod: Pod;
+    try {
+      runtimePod = validatePod(JSON.parse(JSON.stringify({ metadata: pod.metadata, spec: pod.spec })), { strict: false });
+    } catch (err) {
+      this.fail(pod, 'CreateContainerConfigError', (err as Error).message);
+      return;
+    }
+    runtimePod.metadata.annotations = { ...runtimePod.metadata.annotations, [MANAGED_BY]: this.cfg.nodeName };
+    try {
+      const uuid = await this.runtime.runPod(runtimePod, { stage1: this.stage1For(pod) });
+      this.waiting.delete(uid);
+      this.backoff.delete(uid);
+      for (const c of pod.spec?.containers ?? []) {
+        const fieldPath = `spec.containers{${c.name}}`;
+        this.events.emit(pod, 'Normal', 'Pulled', `Container image "${c.image}" already present on machine`, fieldPath);
+        this.events.emit(pod, 'Normal', 'Created', `Created container ${c.name}`, fieldPath);
+        this.events.emit(pod, 'Normal', 'Started', `Started container ${c.name}`, fieldPath);
+      }
+      this.log.info({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, uuid }, 'pod started');
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      const imageMissing = /is not in the image store/.test(err.message);
+      const previous = this.waiting.get(uid);
+      const reason = imageMissing ? (previous?.reason === 'ErrImagePull' || previous?.reason === 'ImagePullBackOff' ? 'ImagePullBackOff' : 'ErrImagePull') : 'CreateContainerError';
+      this.fail(pod, reason, err.message);
+    }
+  }
+
+  /** Record why a pod cannot start, tell the user with an event, and back off exponentially (1 s … 5 min). */
+  private fail(pod: V1Pod, reason: string, message: string): void {
+    const uid = pod.metadata!.uid!;
+    this.waiting.set(uid, { reason, message });
+    const delayMs = Math.min(300_000, (this.backoff.get(uid)?.delayMs ?? 500) * 2);
+    this.backoff.set(uid, { until: Date.now() + delayMs, delayMs });
+    this.events.emit(pod, 'Warning', reason === 'ImagePullBackOff' ? 'BackOff' : 'Failed', message);
+    this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod cannot start');
+  }
+
+  private async replace(pod: V1Pod, current: PodStatus): Promise<void> {
+    await this.removeRuntimePod(current, pod.spec?.terminationGracePeriodSeconds ?? 30, pod);
+    await this.start(pod);
+  }
+
+  /** Graceful deletion: stop within the grace period, remove, then let the API server forget the pod. */
+  private async terminate(pod: V1Pod, current: PodStatus | undefined): Promise<void> {
+    const md = pod.metadata!;
+    if (current) await this.removeRuntimePod(current, md.deletionGracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30, pod);
+    try {
+      await this.kube.core.deleteNamespacedPod({ name: md.name!, namespace: md.namespace!, gracePeriodSeconds: 0, body: { gracePeriodSeconds: 0, preconditions: { uid: md.uid } } });
+    } catch (err) {
+      if (apiStatus(err) !== 404 && apiStatus(err) !== 409) throw err;
+    }
+    this.forget(md.uid!);
+  }
+
+  private async removeRuntimePod(p: PodStatus, gracePeriodSeconds: number | undefined, pod?: V1Pod): Promise<void> {
+    if (pod && p.state === 'running') {
+      for (const a of p.apps.filter((x) => x.state === 'running')) this.events.emit(pod, 'Normal', 'Killing', `Stopping container ${a.name}`, `spec.containers{${a.name}}`);
+    }
+    if (p.state === 'running') await this.runtime.stopPod(p.uuid, gracePeriodSeconds);
+    await this.runtime.removePod(p.uuid);
+  }
+
+  private forget(uid: string): void {
+    this.desired.delete(uid);
+    this.reported.delete(uid);
+    this.waiting.delete(uid);
+    this.backoff.delete(uid);
+  }
+
+  private reportStatus(pod: V1Pod, current: PodStatus | undefined): void {
+    const uid = pod.metadata!.uid!;
+    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting: this.waiting.get(uid), previous: pod.status });
+    const key = JSON.stringify(status);
+    if (this.reported.get(uid) === key || sameStatus(pod.status, status)) return;
+    this.reported.set(uid, key);
+    const md = pod.metadata!;
+    this.kube.core.patchNamespacedPodStatus({ name: md.name!, namespace: md.namespace!, body: { status } }, patchAs('merge')).catch((err) => {
+      this.reported.delete(uid);
+      if (apiStatus(err) !== 404) this.log.warn({ pod: `${md.namespace}/${md.name}`, err: String(err) }, 'status update failed; will retry');
+    });
+  }
+
+  /** Keep `desired` in step with the API server: list, then watch from the list's resourceVersion; relist on 410 or errors. */
+  async watchPods(signal: AbortSignal): Promise<void> {
+    const fieldSelector = `spec.nodeName=${this.cfg.nodeName}`;
+    const watch = new k8s.Watch(this.kube.kc);
+    while (!signal.aborted) {
+      try {
+        const list = await this.kube.core.listPodForAllNamespaces({ fieldSelector });
+        const seen = new Set<string>();
+        for (const pod of list.items) { this.desired.set(pod.metadata!.uid!, pod); seen.add(pod.metadata!.uid!); }
+        for (const uid of [...this.desired.keys()]) if (!seen.has(uid)) this.desired.delete(uid);
+        this.trigger();
+        let resourceVersion = list.metadata?.resourceVersion;
+        await new Promise<void>((resolve) => {
+          const onAbort = () => { void controller.then((c) => c.abort()); resolve(); };
+          const controller = watch.watch('/api/v1/pods', { fieldSelector, resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 300 },
+            (type: string, obj: V1Pod & { code?: number }) => {
+              if (type === 'BOOKMARK') { resourceVersion = obj.metadata?.resourceVersion; return; }
+              if (type === 'ERROR') { resolve(); return; }
+              const uid = obj.metadata?.uid;
+              if (!uid) return;
+              if (type === 'DELETED') this.forget(uid);
+              else this.desired.set(uid, obj);
+              this.trigger();
+            },
+            () => { signal.removeEventListener('abort', onAbort); resolve(); });
+          signal.addEventListener('abort', onAbort, { once: true });
+          controller.catch(() => resolve());
+        });
+      } catch (err) {
+        this.log.warn({ err: String(err) }, 'pod list/watch failed; retrying (pods keep running meanwhile)');
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    }
+  }
+}
+
+function imagesChanged(pod: V1Pod, current: PodStatus): boolean {
+  return (pod.spec?.containers ?? []).some((c) => {
+    const app = current.apps.find((a) => a.name === c.name);
+    return app !== undefined && app.image.name !== c.image;
+  });
+}

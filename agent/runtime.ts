@@ -1,0 +1,55 @@
+import { RktRuntime } from '../runtime-rkt/runtime.js';
+import { readLogs, type LogLine, type LogQuery } from '../runtime-rkt/logs.js';
+import type { Pod } from '../runtime-rkt/manifest.js';
+import type { PodStatus } from '../runtime-rkt/status.js';
+import type { Stage1Name } from '../stage1/contract.js';
+import { UserError } from '../common/errors.js';
+import type { AgentConfig } from './config.js';
+
+/**
+ * What the agent needs from a container engine. The agent never knows which
+ * engine it drives: rkt (systemd units) or, later, Docker.
+ */
+export interface ContainerRuntime {
+  /** Scheme of container IDs and nodeInfo.containerRuntimeVersion, e.g. "rkt". */
+  readonly name: string;
+  readonly version: string;
+  runPod(pod: Pod, opts: { stage1?: Stage1Name }): Promise<string>;
+  listPods(): Promise<PodStatus[]>;
+  stopPod(id: string, gracePeriodSeconds?: number): Promise<void>;
+  removePod(id: string): Promise<void>;
+  logs(query: LogQuery): AsyncGenerator<LogLine>;
+  /** Garbage-collect what the engine left behind (aborted pods, orphaned units). */
+  gc(): Promise<void>;
+  /** Called when something about running pods may have changed (a unit's state, say). */
+  onChange(listener: () => void): void;
+  close(): Promise<void>;
+}
+
+export const RUNTIME_VERSION = '0.1.0';
+
+class RktContainerRuntime implements ContainerRuntime {
+  readonly name = 'rkt';
+  readonly version = RUNTIME_VERSION;
+  constructor(private readonly rt: RktRuntime) {}
+  runPod(pod: Pod, opts: { stage1?: Stage1Name }) { return this.rt.runPod(pod, opts); }
+  listPods() { return this.rt.listPods(); }
+  async stopPod(id: string, gracePeriodSeconds?: number) { await this.rt.stopPod(id, { gracePeriodSeconds }); }
+  removePod(id: string) { return this.rt.removePod(id, { force: true }); }
+  logs(query: LogQuery) { return readLogs(query); }
+  async gc() { await this.rt.gc({ exitedGracePeriodMs: Number.MAX_SAFE_INTEGER }); }
+  onChange(listener: () => void) {
+    void this.rt.systemd().then((sd) => sd.on('unitChanged', listener), () => undefined);
+  }
+  close() { return this.rt.close(); }
+}
+
+export async function openRuntime(cfg: AgentConfig): Promise<ContainerRuntime> {
+  if (cfg.containerRuntime === 'docker') {
+    throw new UserError('--container-runtime=docker is not available in this build yet', { hint: 'use --container-runtime=rkt (the default)' });
+  }
+  const rt = await RktRuntime.open({ dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultStage1: cfg.rktStage1Image });
+  await rt.reconcile();
+  await rt.systemd();
+  return new RktContainerRuntime(rt);
+}

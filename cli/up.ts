@@ -1,0 +1,198 @@
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import { openSync, closeSync } from 'node:fs';
+import * as https from 'node:https';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { UserError } from '../common/errors.js';
+import { readJsonIfExists, atomicWriteJson } from '../common/fsutil.js';
+import { kubeconfigText, writeKubeconfig } from '../control-plane/pki.js';
+import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
+
+/**
+ * `stevedore up`: a one-node local cluster. The control plane runs as a
+ * background process on this host; the node is this host's systemd when PID 1
+ * is systemd, or else a node sandbox named "stevedore", where the agent runs
+ * as the stevedore-agent systemd service. Everything lives under one data
+ * directory (default: .stevedore in the repository), which `down` removes.
+ */
+export interface UpOptions { dataDir: string; port: number; nodeName: string; stage1: string }
+
+interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number }
+
+const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
+const SANDBOX = 'stevedore';
+const DEMO_POD = `apiVersion: v1
+kind: Pod
+metadata:
+  name: demo
+  labels: {app: demo}
+spec:
+  containers:
+  - name: greeter
+    image: busybox
+    command: [sh, -c, 'i=0; while true; do echo "hello from stevedore ($i)"; i=$((i+1)); sleep 5; done']
+    resources: {limits: {cpu: 100m, memory: 32Mi}}
+  - name: clock
+    image: busybox
+    command: [sh, -c, 'while true; do date; sleep 10; done']
+`;
+
+const paths = (dataDir: string) => ({
+  state: path.join(dataDir, 'up.json'),
+  controlPlane: path.join(dataDir, 'control-plane'),
+  node: path.join(dataDir, 'node'),
+  kubeconfig: path.join(dataDir, 'kubeconfig'),
+  nodeKubeconfig: path.join(dataDir, 'node-kubeconfig'),
+  agentConfig: path.join(dataDir, 'agent.yaml'),
+  manifests: path.join(dataDir, 'manifests'),
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+async function systemdIsPid1(): Promise<boolean> {
+  return (await fs.readFile('/proc/1/comm', 'utf8').catch(() => '')).trim() === 'systemd';
+}
+
+/** GET a control plane URL with the admin token; resolves to [status, parsed body]. */
+function apiGet(url: string, ca: string, token: string): Promise<[number, unknown]> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { ca, headers: { Authorization: `Bearer ${token}` }, timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => { try { resolve([res.statusCode ?? 0, JSON.parse(body)]); } catch { resolve([res.statusCode ?? 0, body]); } });
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+  });
+}
+
+async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, hint: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new UserError(`timed out after ${timeoutMs / 1000} s waiting for ${what}`, { hint });
+    await sleep(250);
+  }
+}
+
+/** Run a command on the node (inside the sandbox, or right here on a systemd host); returns its stdout. */
+async function onNode(sandbox: string | undefined, argv: string[]): Promise<string> {
+  const r = sandbox
+    ? await execInSandbox(sandbox, argv, { stdio: 'pipe' })
+    : await new Promise<{ exitCode: number; stdout: string; stderr: string }>((resolve) => {
+      const c = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      c.stdout.on('data', (d) => { stdout += d; });
+      c.stderr.on('data', (d) => { stderr += d; });
+      c.on('close', (code) => resolve({ exitCode: code ?? 1, stdout, stderr }));
+    });
+  if (r.exitCode !== 0) throw new UserError(`on the node, \`${argv.slice(1).join(' ')}\` failed: ${(r.stderr ?? '').trim()}`);
+  return r.stdout ?? '';
+}
+
+const stevedore = (...args: string[]) => [process.execPath, CLI, ...args];
+
+export async function up(opts: UpOptions): Promise<void> {
+  const p = paths(opts.dataDir);
+  const existing = await readJsonIfExists<UpState>(p.state);
+  if (existing && alive(existing.controlPlanePid)) {
+    process.stdout.write(`already up (control plane pid ${existing.controlPlanePid}).\nexport KUBECONFIG=${p.kubeconfig}\n`);
+    return;
+  }
+  await fs.mkdir(p.controlPlane, { recursive: true, mode: 0o700 });
+  await fs.mkdir(p.manifests, { recursive: true });
+
+  // 1. The control plane, detached so it outlives this command.
+  const logFd = openSync(path.join(p.controlPlane, 'control-plane.log'), 'a');
+  const cp = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', p.controlPlane, '--port', String(opts.port), '--kubeconfig', p.kubeconfig],
+    { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info' } });
+  closeSync(logFd);
+  cp.unref();
+  const state: UpState = { controlPlanePid: cp.pid!, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now() };
+  await atomicWriteJson(p.state, state);
+  const url = `https://127.0.0.1:${opts.port}`;
+  await waitFor('the control plane', 60_000, async () => {
+    if (!alive(cp.pid!)) throw new Error('exited');
+    await fs.access(p.kubeconfig);
+    const ca = await fs.readFile(path.join(p.controlPlane, 'pki', 'ca.crt'), 'utf8');
+    const token = (await fs.readFile(path.join(p.controlPlane, 'admin.token'), 'utf8')).trim();
+    const [code] = await apiGet(`${url}/version`, ca, token);
+    return code === 200 ? true : undefined;
+  }, `see ${path.join(p.controlPlane, 'control-plane.log')}; is port ${opts.port} free?`);
+  process.stdout.write(`control plane up at ${url}\n`);
+  const ca = await fs.readFile(path.join(p.controlPlane, 'pki', 'ca.crt'), 'utf8');
+  const adminToken = (await fs.readFile(path.join(p.controlPlane, 'admin.token'), 'utf8')).trim();
+  const nodeToken = (await fs.readFile(path.join(p.controlPlane, 'node.token'), 'utf8')).trim();
+  await writeKubeconfig(p.nodeKubeconfig, kubeconfigText(url, ca, nodeToken, 'node'));
+
+  // 2. The node: this host's systemd, or a sandbox with a systemd of its own.
+  let sandbox: string | undefined;
+  if (!(await systemdIsPid1())) {
+    sandbox = SANDBOX;
+    if (!(await getSandbox(SANDBOX))) await startSandbox({ name: SANDBOX });
+    state.sandbox = SANDBOX;
+    await atomicWriteJson(p.state, state);
+    process.stdout.write(`node sandbox "${SANDBOX}" running (PID 1 here is not systemd)\n`);
+  }
+  await onNode(sandbox, stevedore('--dir', p.node, 'image', 'import-demo'));
+  await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
+    '--rkt-stage1-image', opts.stage1, '--node-api-token-file', path.join(p.controlPlane, 'kubelet-client.token'), '--config-path', p.agentConfig));
+  await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
+    const [code, node] = await apiGet(`${url}/api/v1/nodes/${opts.nodeName}`, ca, adminToken);
+    const ready = (node as { status?: { conditions?: Array<{ type: string; status: string }> } }).status?.conditions?.find((c) => c.type === 'Ready');
+    return code === 200 && ready?.status === 'True' ? true : undefined;
+  }, sandbox ? `see \`stevedore sandbox exec --name ${SANDBOX} -- journalctl -u stevedore-agent\`` : 'see `journalctl -u stevedore-agent`');
+  process.stdout.write(`node ${opts.nodeName} Ready\n`);
+
+  // 3. The demo pod, through the API like any user's.
+  const demo = path.join(p.manifests, 'demo-pod.yaml');
+  await fs.writeFile(demo, DEMO_POD);
+  const apply = spawn('kubectl', ['apply', '-f', demo], { stdio: 'inherit', env: { ...process.env, KUBECONFIG: p.kubeconfig } });
+  const code = await new Promise<number>((resolve) => apply.on('close', (c) => resolve(c ?? 1)));
+  if (code !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
+  process.stdout.write(`
+Stevedore is up: one node (${opts.nodeName}), runtime rkt, stage1 ${opts.stage1}.
+
+  export KUBECONFIG=${p.kubeconfig}
+  kubectl get nodes
+  kubectl get pods -o wide
+  kubectl logs demo -c greeter -f
+  kubectl apply -f your-pod.yaml
+
+Tear it all down with: npx stevedore down${opts.dataDir === path.resolve('.stevedore') ? '' : ` --data-dir ${opts.dataDir}`}
+`);
+}
+
+export async function down(opts: { dataDir: string }): Promise<void> {
+  const p = paths(opts.dataDir);
+  const state = await readJsonIfExists<UpState>(p.state);
+  if (!state) {
+    process.stdout.write(`nothing to tear down in ${opts.dataDir}\n`);
+    return;
+  }
+  const sandbox = state.sandbox && (await getSandbox(state.sandbox)) ? state.sandbox : undefined;
+  if (sandbox || !state.sandbox) {
+    // Stop the agent first (it would restart pods), then remove every pod it ran.
+    const quietly = (argv: string[]) => onNode(sandbox, argv).catch((err) => { process.stderr.write(`warning: ${(err as Error).message}\n`); return ''; });
+    await quietly(['sh', '-c', 'systemctl disable --now stevedore-agent.service; rm -f /etc/systemd/system/stevedore-agent.service; systemctl daemon-reload']);
+    const pods = JSON.parse((await quietly(stevedore('--dir', p.node, 'pod', 'list', '-o', 'json'))) || '[]') as Array<{ uuid: string }>;
+    if (pods.length) await quietly(stevedore('--dir', p.node, 'pod', 'rm', '--force', ...pods.map((x) => x.uuid)));
+    await quietly(stevedore('--dir', p.node, 'gc', '--grace-period', '0s'));
+  }
+  if (state.sandbox) await stopSandbox(state.sandbox);
+  if (alive(state.controlPlanePid)) {
+    process.kill(state.controlPlanePid, 'SIGTERM');
+    for (let i = 0; i < 50 && alive(state.controlPlanePid); i++) await sleep(100);
+    if (alive(state.controlPlanePid)) process.kill(state.controlPlanePid, 'SIGKILL');
+  }
+  await fs.rm(opts.dataDir, { recursive: true, force: true });
+  process.stdout.write(`down: control plane, node${state.sandbox ? ' sandbox' : ' agent'} and ${opts.dataDir} removed\n`);
+}
+
+export function defaultNodeName(): string {
+  return os.hostname().toLowerCase().replace(/[^a-z0-9.-]/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'stevedore-node';
+}
