@@ -510,7 +510,7 @@ async function host(args: Args): Promise<void> {
 }
 
 /**
- * A private copy of the built tree (dist/, bin/, package.json, sandbox/boot.sh;
+ * A private copy of the built tree (dist/, bin/, package.json, sandbox/boot.sh, native addons;
  * node_modules linked), checked by loading the whole CLI once: a concurrent
  * `tsc` in the shared work tree cannot change the code under measurement.
  */
@@ -518,7 +518,9 @@ async function snapshotTree(dest: string): Promise<string> {
   for (let attempt = 1; ; attempt++) {
     await fs.rm(dest, { recursive: true, force: true });
     await fs.mkdir(dest, { recursive: true });
-    for (const p of ['dist', 'bin', 'package.json', path.join('sandbox', 'boot.sh')]) await fs.cp(path.join(REPO, p), path.join(dest, p), { recursive: true });
+    for (const p of ['dist', 'bin', 'package.json', path.join('sandbox', 'boot.sh'), path.join('native', 'build', 'Release')]) {
+      await fs.cp(path.join(REPO, p), path.join(dest, p), { recursive: true }).catch((err) => { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; });
+    }
     await fs.symlink(path.join(REPO, 'node_modules'), path.join(dest, 'node_modules'));
     const r = await run(process.execPath, [path.join(dest, 'bin', 'stevedore.js'), '--version']);
     if (r.code === 0) return dest;

@@ -49,9 +49,14 @@ program.command('up')
   .option('--port <port>', 'control plane port', '6443')
   .option('--node-name <name>', 'node name (default: this host\'s name)')
   .option('--rkt-stage1-image <name>', 'default stage1 of the node', 'namespaces')
-  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string }) => {
+  .option('--node-api-port <port>', 'port of the node API (kubelet\'s 10250)', '10250')
+  .option('--sandbox-name <name>', 'name of the node sandbox, where PID 1 is not systemd', 'stevedore')
+  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; sandboxName: string }) => {
     const { up, defaultNodeName } = await import('./up.js');
-    await up({ dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeName: opts.nodeName ?? defaultNodeName(), stage1: parseStage1Name(opts.rktStage1Image) });
+    await up({
+      dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), nodeName: opts.nodeName ?? defaultNodeName(),
+      stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName,
+    });
   });
 program.command('down')
   .description('stop and remove everything `stevedore up` made')

@@ -16,12 +16,11 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeName: string; stage1: string }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; nodeName: string; stage1: string; sandboxName: string }
 
 interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number }
 
 const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
-const SANDBOX = 'stevedore';
 const DEMO_POD = `apiVersion: v1
 kind: Pod
 metadata:
@@ -132,20 +131,20 @@ export async function up(opts: UpOptions): Promise<void> {
   // 2. The node: this host's systemd, or a sandbox with a systemd of its own.
   let sandbox: string | undefined;
   if (!(await systemdIsPid1())) {
-    sandbox = SANDBOX;
-    if (!(await getSandbox(SANDBOX))) await startSandbox({ name: SANDBOX });
-    state.sandbox = SANDBOX;
+    sandbox = opts.sandboxName;
+    if (!(await getSandbox(sandbox))) await startSandbox({ name: sandbox });
+    state.sandbox = sandbox;
     await atomicWriteJson(p.state, state);
-    process.stdout.write(`node sandbox "${SANDBOX}" running (PID 1 here is not systemd)\n`);
+    process.stdout.write(`node sandbox "${sandbox}" running (PID 1 here is not systemd)\n`);
   }
   await onNode(sandbox, stevedore('--dir', p.node, 'image', 'import-demo'));
   await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
-    '--rkt-stage1-image', opts.stage1, '--node-api-token-file', path.join(p.controlPlane, 'kubelet-client.token'), '--config-path', p.agentConfig));
+    '--rkt-stage1-image', opts.stage1, '--port', String(opts.nodeApiPort), '--node-api-token-file', path.join(p.controlPlane, 'kubelet-client.token'), '--config-path', p.agentConfig));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
     const [code, node] = await apiGet(`${url}/api/v1/nodes/${opts.nodeName}`, ca, adminToken);
     const ready = (node as { status?: { conditions?: Array<{ type: string; status: string }> } }).status?.conditions?.find((c) => c.type === 'Ready');
     return code === 200 && ready?.status === 'True' ? true : undefined;
-  }, sandbox ? `see \`stevedore sandbox exec --name ${SANDBOX} -- journalctl -u stevedore-agent\`` : 'see `journalctl -u stevedore-agent`');
+  }, sandbox ? `see \`stevedore sandbox exec --name ${sandbox} -- journalctl -u stevedore-agent\`` : 'see `journalctl -u stevedore-agent`');
   process.stdout.write(`node ${opts.nodeName} Ready\n`);
 
   // 3. The demo pod, through the API like any user's.

@@ -1,0 +1,240 @@
+import * as fs from 'node:fs/promises';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { useCluster, type TestCluster } from './helpers/cluster.js';
+import { eventually } from './helpers/node.js';
+
+const e2e = suite('cluster: kubectl → control plane → agent → systemd → journald');
+const getCluster = useCluster(e2e);
+
+interface K8sPod {
+  metadata: { uid: string; resourceVersion: string };
+  status: { phase: string; containerStatuses?: Array<{ name: string; ready: boolean; restartCount: number; containerID?: string; state: { running?: unknown; waiting?: { reason: string; message?: string }; terminated?: { exitCode: number; reason: string } } }> };
+}
+
+async function getPod(c: TestCluster, name: string): Promise<K8sPod | undefined> {
+  const r = await c.kubectl(['get', 'pod', name, '-o', 'json']);
+  return r.code === 0 ? (JSON.parse(r.stdout) as K8sPod) : undefined;
+}
+
+async function running(c: TestCluster, name: string): Promise<K8sPod> {
+  return eventually(`${name} Running and ready`, async () => {
+    const p = await getPod(c, name);
+    return p?.status.phase === 'Running' && p.status.containerStatuses?.every((s) => s.ready) ? p : undefined;
+  }, 60_000);
+}
+
+/** MainPIDs of a pod's app units, read from the node's systemd. */
+async function unitPids(c: TestCluster, pod: K8sPod): Promise<number[]> {
+  const pids: number[] = [];
+  for (const s of pod.status.containerStatuses ?? []) {
+    const [uuid, app] = s.containerID!.replace('rkt://', '').split(':');
+    const r = await c.node(['systemctl', 'show', '-p', 'MainPID', '--value', `stevedore-${uuid!.replace(/-/g, '')}-${app}.service`]);
+    pids.push(Number(r.stdout.trim()));
+  }
+  return pids;
+}
+
+const TWO = `apiVersion: v1
+kind: Pod
+metadata: {name: two}
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: counter
+    image: busybox
+    command: [sh, -c, 'i=0; while true; do echo "count $i"; i=$((i+1)); sleep 0.5; done']
+  - name: quiet
+    image: busybox
+    command: [sh, -c, 'echo quiet-start; trap "" TERM; while true; do sleep 1; done']
+`;
+
+e2e('the node is Ready and says what it runs', async () => {
+  const c = getCluster();
+  const nodes = JSON.parse(await c.k(['get', 'nodes', '-o', 'json'])) as { items: Array<{ metadata: { name: string }; status: { conditions: Array<{ type: string; status: string }>; nodeInfo: { containerRuntimeVersion: string } } }> };
+  assert.is(nodes.items.length, 1);
+  const [node] = nodes.items;
+  assert.is(node!.metadata.name, c.nodeName);
+  assert.is(node!.status.conditions.find((x) => x.type === 'Ready')?.status, 'True');
+  assert.match(node!.status.nodeInfo.containerRuntimeVersion, /^rkt:\/\//);
+  assert.match(await c.k(['get', 'nodes']), new RegExp(`${c.nodeName}\\s+Ready`));
+  // `up` made a demo pod.
+  await running(c, 'demo');
+});
+
+e2e('a two-container pod: apply, get -o wide, logs -c/--tail/-f, describe', async () => {
+  const c = getCluster();
+  assert.match(await c.k(['apply', '-f', '-'], TWO), /pod\/two created/);
+  await running(c, 'two');
+  const wide = await c.k(['get', 'pods', 'two', '-o', 'wide']);
+  assert.match(wide, new RegExp(`two\\s+2/2\\s+Running\\s+0\\s+\\S+\\s+\\S+\\s+${c.nodeName}`));
+  await eventually('a few counts', async () => ((await c.k(['logs', 'two', '-c', 'counter'])).includes('count 3') ? true : undefined));
+  const counter = await c.k(['logs', 'two', '-c', 'counter']);
+  assert.match(counter, /^count 0\ncount 1\ncount 2\n/);
+  assert.not.match(counter, /quiet-start/);
+  assert.is(await c.k(['logs', 'two', '-c', 'quiet']), 'quiet-start\n');
+  const tail = await c.k(['logs', 'two', '-c', 'counter', '--tail', '2']);
+  assert.is(tail.trim().split('\n').length, 2);
+  assert.match(await c.k(['logs', 'two', '-c', 'quiet', '--timestamps']), /^\d{4}-\d\d-\d\dT[\d:.]+Z quiet-start$/m);
+  // -f keeps delivering lines that did not exist when it started.
+  const follow = c.spawnKubectl(['logs', '-f', 'two', '-c', 'counter', '--tail', '1']);
+  const seen = await new Promise<number[]>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => { follow.kill(); reject(new Error(`follow stalled: ${out}`)); }, 20_000);
+    follow.stdout!.on('data', (d) => {
+      out += d;
+      const counts = [...out.matchAll(/count (\d+)/g)].map((m) => Number(m[1]));
+      if (counts.length >= 4) { clearTimeout(timer); follow.kill(); resolve(counts); }
+    });
+  });
+  assert.ok(seen.every((n, i) => i === 0 || n === seen[i - 1]! + 1), `consecutive lines while following: ${seen}`);
+  const describe = await c.k(['describe', 'pod', 'two']);
+  for (const reason of ['Scheduled', 'Pulled', 'Created', 'Started']) assert.match(describe, new RegExp(`Normal\\s+${reason}\\s`), `${reason} event`);
+});
+
+e2e('restart counts and logs --previous; restartPolicy Never exit 3 is Failed', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: flaky}
+spec:
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo "run-$(cat /proc/sys/kernel/random/uuid)"; sleep 1; exit 1']
+`);
+  const restarted = await eventually('a restart', async () => {
+    const p = await getPod(c, 'flaky');
+    return (p?.status.containerStatuses?.[0]?.restartCount ?? 0) >= 1 ? p : undefined;
+  }, 60_000);
+  assert.ok(restarted.status.containerStatuses![0]!.restartCount >= 1);
+  const previous = await c.k(['logs', 'flaky', '--previous']);
+  assert.match(previous, /^run-[0-9a-f-]+\n$/, 'exactly the previous run\'s line');
+  assert.match(await c.k(['get', 'pod', 'flaky']), /flaky\s+\d\/1\s+\S+\s+[1-9]/);
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: fails}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo bye; exit 3']
+`);
+  const failed = await eventually('Failed', async () => {
+    const p = await getPod(c, 'fails');
+    return p?.status.phase === 'Failed' ? p : undefined;
+  });
+  assert.is(failed.status.containerStatuses![0]!.state.terminated?.exitCode, 3);
+  assert.match(await c.k(['get', 'pod', 'fails']), /fails\s+0\/1\s+Error\s+0/);
+  await c.k(['delete', 'pod', 'flaky', 'fails', '--grace-period', '1']);
+});
+
+e2e('apply is idempotent; spec changes behave as in Kubernetes', async () => {
+  const c = getCluster();
+  const before = (await getPod(c, 'two'))!;
+  assert.match(await c.k(['apply', '-f', '-'], TWO), /pod\/two unchanged/);
+  assert.is((await getPod(c, 'two'))!.metadata.resourceVersion, before.metadata.resourceVersion);
+  const changedCommand = await c.kubectl(['apply', '-f', '-'], TWO.replace("echo quiet-start", "echo changed"));
+  assert.is.not(changedCommand.code, 0);
+  assert.match(changedCommand.stderr, /Forbidden: pod updates may not change fields other than/);
+  // An image change is allowed: the agent replaces the pod's containers.
+  const other = await c.stevedore(['image', 'import-demo', '--name', 'other']);
+  assert.is(other.code, 0, other.stderr);
+  assert.match(await c.k(['apply', '-f', '-'], TWO.replace(/image: busybox/g, 'image: localhost/other:latest')), /pod\/two configured/);
+  const replaced = await eventually('new image running', async () => {
+    const p = await getPod(c, 'two');
+    const ids = p?.status.containerStatuses?.map((s) => s.containerID) ?? [];
+    return p && p.status.containerStatuses?.every((s) => s.ready) && !ids.some((id) => before.status.containerStatuses!.some((b) => b.containerID === id)) ? p : undefined;
+  }, 60_000);
+  assert.is(replaced.status.phase, 'Running');
+});
+
+e2e('kill -9 the agent: pods keep running untouched and are re-adopted', async () => {
+  const c = getCluster();
+  const pod = await running(c, 'two');
+  const pids = await unitPids(c, pod);
+  assert.ok(pids.every((p) => p > 0), `pids ${pids}`);
+  const agentPid = Number((await c.node(['systemctl', 'show', '-p', 'MainPID', '--value', 'stevedore-agent'])).stdout.trim());
+  await c.node(['kill', '-9', String(agentPid)]);
+  await eventually('the agent restarted by systemd', async () => {
+    const r = await c.node(['systemctl', 'show', '-p', 'MainPID,ActiveState', '--value', 'stevedore-agent']);
+    const [pid, state] = r.stdout.trim().split('\n');
+    return Number(pid) !== agentPid && Number(pid) > 0 && state === 'active' ? true : undefined;
+  });
+  await new Promise((r) => setTimeout(r, 3000));
+  const after = await running(c, 'two');
+  assert.equal(await unitPids(c, after), pids, 'same processes');
+  assert.equal(after.status.containerStatuses!.map((s) => s.restartCount), pod.status.containerStatuses!.map((s) => s.restartCount));
+  assert.equal(after.status.containerStatuses!.map((s) => s.containerID), pod.status.containerStatuses!.map((s) => s.containerID));
+});
+
+e2e('the control plane dies: pods keep running, status catches up, objects and resourceVersions survive a restart', async () => {
+  const c = getCluster();
+  const pod = await running(c, 'two');
+  const pids = await unitPids(c, pod);
+  const podsBefore = JSON.parse(await c.k(['get', 'pods', '-o', 'json'])) as { items: K8sPod[] };
+  process.kill(await c.controlPlanePid(), 'SIGKILL');
+  // While it is down, a container crashes and is restarted by systemd alone.
+  await c.node(['kill', '-9', String(pids[0])]);
+  await new Promise((r) => setTimeout(r, 2500));
+  const stillThere = await c.node(['systemctl', 'is-active', `stevedore-${pod.status.containerStatuses![1]!.containerID!.replace('rkt://', '').split(':')[0]!.replace(/-/g, '')}-quiet.service`]);
+  assert.is(stillThere.stdout.trim(), 'active');
+  await c.restartControlPlane();
+  const podsAfter = JSON.parse(await c.k(['get', 'pods', '-o', 'json'])) as { items: K8sPod[] };
+  for (const b of podsBefore.items) {
+    const a = podsAfter.items.find((x) => x.metadata.uid === b.metadata.uid);
+    assert.ok(a, `pod ${b.metadata.uid} survived the restart`);
+    assert.ok(Number(a!.metadata.resourceVersion) >= Number(b.metadata.resourceVersion));
+  }
+  const caughtUp = await eventually('the restart reported', async () => {
+    const p = await getPod(c, 'two');
+    return (p?.status.containerStatuses?.find((s) => s.name === 'counter')?.restartCount ?? 0) >= 1 ? p : undefined;
+  }, 60_000);
+  assert.ok(caughtUp);
+  assert.match(await c.k(['get', 'nodes']), /Ready/);
+});
+
+e2e('kubectl delete stops the units within the grace period and the pod disappears', async () => {
+  const c = getCluster();
+  const pod = await running(c, 'two');
+  const hex = pod.status.containerStatuses![0]!.containerID!.replace('rkt://', '').split(':')[0]!.replace(/-/g, '');
+  const started = Date.now();
+  await c.k(['delete', 'pod', 'two', '--wait=true']);
+  const took = Date.now() - started;
+  assert.ok(took < 15_000, `deleted in ${took} ms (grace 3 s)`);
+  assert.is(await getPod(c, 'two'), undefined);
+  const units = await c.node(['systemctl', 'list-units', '--all', '--plain', '--no-legend', `stevedore-${hex}*`]);
+  assert.is(units.stdout.trim(), '', 'no units left');
+  const events = await c.k(['get', 'events', '--field-selector', 'involvedObject.name=two']);
+  assert.match(events, /Killing/);
+});
+
+e2e('garbage in gets a kubectl-printable error and nothing else changes', async () => {
+  const c = getCluster();
+  const before = await c.k(['get', 'pods', '-o', 'name']);
+  const badYaml = await c.kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Pod\nmetadata: {name: x\n');
+  assert.is.not(badYaml.code, 0);
+  assert.match(badYaml.stderr, /error/i);
+  const unknown = await c.kubectl(['apply', '-f', '-'], 'apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers:\n  - {name: a, image: busybox, bogus: 1}\n');
+  assert.is.not(unknown.code, 0);
+  assert.match(unknown.stderr, /unknown field "spec.containers\[0\].bogus"/);
+  const big = `apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\n  annotations: {huge: "${'x'.repeat(1024 * 1024)}"}\nspec:\n  containers:\n  - {name: a, image: busybox}\n`;
+  const file = `${c.dataDir}/big.yaml`;
+  await fs.writeFile(file, big);
+  const tooBig = await c.kubectl(['apply', '-f', file]);
+  assert.is.not(tooBig.code, 0);
+  assert.match(tooBig.stderr, /Too long|too large/i);
+  assert.is(await c.k(['get', 'pods', '-o', 'name']), before);
+  // A missing image is accepted by the API (as in Kubernetes) and reported by the node.
+  await c.k(['apply', '-f', '-'], 'apiVersion: v1\nkind: Pod\nmetadata: {name: noimage}\nspec:\n  containers:\n  - {name: a, image: registry.invalid/none:1}\n');
+  const waiting = await eventually('ErrImagePull', async () => {
+    const w = (await getPod(c, 'noimage'))?.status.containerStatuses?.[0]?.state.waiting;
+    return w && /ErrImagePull|ImagePullBackOff/.test(w.reason) ? w : undefined;
+  });
+  assert.match(waiting.message ?? '', /not in the image store/);
+  assert.match(await c.k(['get', 'events', '--field-selector', 'involvedObject.name=noimage']), /not in the image store/);
+  await c.k(['delete', 'pod', 'noimage', '--grace-period', '0', '--force']);
+});
+
+e2e.run();

@@ -1,0 +1,110 @@
+/**
+ * A whole local cluster for tests: `stevedore up` with its own data dir,
+ * ports and sandbox name, the real kubectl against it, and `stevedore down`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Test } from 'uvu';
+import { execInSandbox } from '../../sandbox/sandbox.js';
+import { CLI } from './node.js';
+
+export interface Run { code: number; stdout: string; stderr: string }
+
+export function run(cmd: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d) => { stdout += d; });
+    child.stderr!.on('data', (d) => { stderr += d; });
+    if (input !== undefined) child.stdin!.end(input);
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+export interface TestCluster {
+  dataDir: string;
+  kubeconfig: string;
+  sandbox: string;
+  nodeName: string;
+  port: number;
+  kubectl(args: string[], input?: string): Promise<Run>;
+  /** kubectl that must succeed; returns stdout. */
+  k(args: string[], input?: string): Promise<string>;
+  /** A command inside the node sandbox. */
+  node(argv: string[]): Promise<Run>;
+  /** stevedore CLI inside the node sandbox, against the node's data dir. */
+  stevedore(args: string[]): Promise<Run>;
+  controlPlanePid(): Promise<number>;
+  /** Start the control plane again (after a test killed it), as `up` does. */
+  restartControlPlane(): Promise<void>;
+  spawnKubectl(args: string[]): ChildProcess;
+}
+
+export function useCluster<T>(suite: Test<T>): () => TestCluster {
+  let cluster: TestCluster | undefined;
+  suite.before(async () => {
+    const dataDir = await fs.mkdtemp('/var/tmp/stevedore-e2e-');
+    const port = await freePort();
+    const nodePort = await freePort();
+    const sandbox = `e2e-${process.pid}-${randomBytes(2).toString('hex')}`;
+    const nodeName = 'e2e-node';
+    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--node-name', nodeName, '--sandbox-name', sandbox]);
+    if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);
+    const kubeconfig = path.join(dataDir, 'kubeconfig');
+    const kubectl = (args: string[], input?: string) => run('kubectl', args, { KUBECONFIG: kubeconfig }, input);
+    const statePath = path.join(dataDir, 'up.json');
+    cluster = {
+      dataDir, kubeconfig, sandbox, nodeName, port, kubectl,
+      async k(args, input) {
+        const r = await kubectl(args, input);
+        if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
+        return r.stdout;
+      },
+      async node(argv) {
+        const r = await execInSandbox(sandbox, argv, { stdio: 'pipe' });
+        return { code: r.exitCode, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+      },
+      stevedore(args) { return this.node([process.execPath, CLI, '--dir', path.join(dataDir, 'node'), ...args]); },
+      async controlPlanePid() { return (JSON.parse(await fs.readFile(statePath, 'utf8')) as { controlPlanePid: number }).controlPlanePid; },
+      async restartControlPlane() {
+        const log = await fs.open(path.join(dataDir, 'control-plane', 'control-plane.log'), 'a');
+        const child = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', path.join(dataDir, 'control-plane'), '--port', String(port), '--kubeconfig', kubeconfig],
+          { detached: true, stdio: ['ignore', log.fd, log.fd] });
+        child.unref();
+        await log.close();
+        const state = JSON.parse(await fs.readFile(statePath, 'utf8')) as Record<string, unknown>;
+        await fs.writeFile(statePath, JSON.stringify({ ...state, controlPlanePid: child.pid }));
+        for (let i = 0; i < 100; i++) {
+          if ((await kubectl(['get', '--raw', '/version'])).code === 0) return;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        throw new Error('control plane did not come back');
+      },
+      spawnKubectl(args) { return spawn('kubectl', args, { env: { ...process.env, KUBECONFIG: kubeconfig }, stdio: ['ignore', 'pipe', 'pipe'] }); },
+    };
+  });
+  suite.after(async () => {
+    if (!cluster) return;
+    const down = await run(process.execPath, [CLI, 'down', '--data-dir', cluster.dataDir]);
+    if (down.code !== 0) throw new Error(`stevedore down failed: ${down.stderr}`);
+  });
+  return () => {
+    if (!cluster) throw new Error('useCluster: only inside tests');
+    return cluster;
+  };
+}
