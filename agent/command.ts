@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { loadAgentConfig, type AgentConfig } from './config.js';
+import type { AgentConfig } from './config.js';
+
+const loadAgentConfig = async (flags: Parameters<typeof import('./config.js').loadAgentConfig>[0]) => (await import('./config.js')).loadAgentConfig(flags);
 
 type AgentFlags = Partial<AgentConfig> & { config?: string };
 

@@ -1,5 +1,8 @@
 import type { Command } from 'commander';
-import { DEFAULT_LISTEN, startApiService } from './server.js';
+import { InvalidInput } from '../common/errors.js';
+
+// gRPC is loaded by the command itself, not when the CLI starts.
+const DEFAULT_LISTEN = '127.0.0.1:15441';
 
 interface ApiServiceFlags {
   listen?: string;
@@ -18,8 +21,32 @@ interface ApiServiceFlags {
  * foreground until SIGINT/SIGTERM. --dir and --dbus-address fall back to the
  * program's global options of the same name when it has them.
  */
+export const API_SERVICE_UNIT = 'stevedore-api-service.service';
+
+/**
+ * The api-service's unit. ProtectSystem=strict makes the whole filesystem
+ * read-only for it, so "never writes the data dir" is enforced by systemd,
+ * not just promised by the code.
+ */
+export function apiServiceUnitFile(cli: string, dataDir: string, listen: string): string {
+  return `[Unit]
+Description=Stevedore read-only API service (rkt v1alpha gRPC)
+After=dbus.service
+
+[Service]
+ExecStart=${cli} --dir ${dataDir} api-service --listen ${listen}
+ProtectSystem=strict
+NoNewPrivileges=yes
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
 export function registerApiServiceCommand(program: Command): void {
-  program.command('api-service')
+  const apiService = program.command('api-service')
     .description(`serve the read-only v1alpha gRPC API (rkt api-service compatible) on ${DEFAULT_LISTEN} or a unix socket`)
     .option('--listen <host:port>', `TCP address (default ${DEFAULT_LISTEN} unless only --socket is given; non-loopback needs TLS)`)
     .option('--socket <path>', 'unix socket to listen on')
@@ -33,7 +60,8 @@ export function registerApiServiceCommand(program: Command): void {
     .action(async (flags: ApiServiceFlags, cmd: Command) => {
       const globals = (cmd.optsWithGlobals?.() ?? {}) as ApiServiceFlags;
       const tlsParts = [flags.tlsCert, flags.tlsKey, flags.tlsClientCa];
-      if (tlsParts.some(Boolean) && !tlsParts.every(Boolean)) throw new Error('TLS needs all of --tls-cert, --tls-key and --tls-client-ca');
+      if (tlsParts.some(Boolean) && !tlsParts.every(Boolean)) throw new InvalidInput('TLS needs all of --tls-cert, --tls-key and --tls-client-ca');
+      const { startApiService } = await import('./server.js');
       const service = await startApiService({
         listen: flags.listen,
         socket: flags.socket,
@@ -49,5 +77,18 @@ export function registerApiServiceCommand(program: Command): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
+    });
+  apiService.command('install')
+    .description(`write the ${API_SERVICE_UNIT} unit and enable it (start it too with --now)`)
+    .option('--now', 'start it too')
+    .option('--unit-dir <dir>', 'where to write the unit', '/etc/systemd/system')
+    .action(async (own: { now?: boolean; unitDir: string }, cmd: Command) => {
+      // Commander hands flags it also knows on `api-service` to the parent: merge both.
+      const flags = { ...cmd.parent!.opts(), ...own } as ApiServiceFlags & { now?: boolean; unitDir: string };
+      const globals = cmd.optsWithGlobals() as ApiServiceFlags;
+      const { cliCommand, installUnit } = await import('../common/unit-install.js');
+      const dataDir = flags.dir ?? globals.dir ?? process.env.STEVEDORE_DATA_DIR ?? '/var/lib/stevedore';
+      await installUnit(flags.unitDir, API_SERVICE_UNIT, apiServiceUnitFile(cliCommand(), dataDir, flags.listen ?? DEFAULT_LISTEN), flags.now === true);
+      process.stdout.write(`installed ${API_SERVICE_UNIT}${flags.now ? ' and started it' : ''}\n`);
     });
 }

@@ -34,14 +34,13 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { FileLock } from '../common/fsutil.js';
 import { POD_DIR_STATES, type PodDirState, type PodLocation } from '../runtime-rkt/pod-store.js';
 import { readPodStatus } from '../runtime-rkt/pod-status.js';
 import { terminationOf } from '../runtime-rkt/status.js';
 import { podPaths, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
 import type { EventMsg, EventTypeName, KeyValue } from './proto.js';
 import type { NodeReader } from './reader.js';
-import { readTimestampNs } from './reader.js';
+import { isAbandoned, readTimestampNs } from './reader.js';
 
 interface AppTrack {
   /** exit record file names already reported, in order */
@@ -87,6 +86,7 @@ export class EventSource extends EventEmitter {
   private debounce: NodeJS.Timeout | undefined;
   private readonly dirWatchers = new Map<string, fs.FSWatcher>();
   private closed = false;
+  private baselined = false;
   readonly startedAtS = nowS();
   private readonly rescanMs: number;
   private readonly historySize: number;
@@ -100,7 +100,9 @@ export class EventSource extends EventEmitter {
 
   /** Take the baseline (silently) and start watching. */
   async start(): Promise<void> {
-    await this.scan(true);
+    // An unreadable data dir must not keep the service from answering: the
+    // baseline is then taken by the first scan that succeeds.
+    await this.scan(true).then(() => { this.baselined = true; }, (err) => this.emit('scanError', err));
     const tick = () => {
       if (this.closed) return;
       this.timer = setTimeout(() => { void this.scanNow().catch(() => undefined).finally(tick); }, this.rescanMs);
@@ -137,7 +139,8 @@ export class EventSource extends EventEmitter {
       try {
         do {
           this.again = false;
-          await this.scan(false).catch((err) => this.emit('scanError', err));
+          const silent = !this.baselined;
+          await this.scan(silent).then(() => { this.baselined = true; }, (err) => this.emit('scanError', err));
         } while (this.again && !this.closed);
       } finally {
         this.scanning = undefined;
@@ -228,7 +231,7 @@ export class EventSource extends EventEmitter {
     const paths = podPaths(loc.dir);
     if (loc.state === 'embryo' || loc.state === 'prepare') {
       let free = false;
-      try { free = FileLock.isFree(loc.dir); } catch { free = false; }
+      try { free = await isAbandoned(loc.dir); } catch { free = false; }
       if (free) this.add(t, out, 'aborted', 'EVENT_TYPE_POD_PREPARE_ABORTED', t.name, nowS());
       return;
     }

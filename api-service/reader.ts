@@ -76,6 +76,22 @@ function snapshotClient(client: SystemdClient, loaded: Set<string>): SystemdClie
   return stub as unknown as SystemdClient;
 }
 
+/** An embryo or prepare directory younger than this is never probed (see isAbandoned). */
+export const LOCK_PROBE_GRACE_MS = 3000;
+
+/**
+ * True when a pod in embryo/ or prepare/ was abandoned: nobody holds its
+ * flock. The probe is itself a (shared, non-blocking) flock, and the runtime
+ * creates an embryo directory *before* locking it: probing a fresh directory
+ * could both misreport it and make the runtime's own tryAcquire fail. So a
+ * directory changed within the last LOCK_PROBE_GRACE_MS is taken as in use.
+ */
+export async function isAbandoned(dir: string): Promise<boolean> {
+  const st = await fs.stat(dir);
+  if (Date.now() - Math.max(st.ctimeMs, st.mtimeMs) < LOCK_PROBE_GRACE_MS) return false;
+  return FileLock.isFree(dir);
+}
+
 export interface NodeReaderOptions {
   dataDir: string;
   dbusAddress?: string;
@@ -171,7 +187,7 @@ export class NodeReader {
       // Only id and state are served for these; isFree needs read access to the directory.
       let free = false;
       try {
-        free = FileLock.isFree(loc.dir);
+        free = await isAbandoned(loc.dir);
       } catch (err) {
         if (errnoCode(err) === 'ENOENT') return undefined;
         free = false;

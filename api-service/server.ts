@@ -162,7 +162,7 @@ export async function startApiService(opts: ApiServiceOptions = {}): Promise<Api
     try {
       filter = checkEventFilter(call.request.filter);
     } catch (err) {
-      call.destroy(toServiceError(err) as grpc.ServiceError);
+      call.emit('error', toServiceError(err));
       return;
     }
     const since = Number(filter.since_time);
@@ -242,7 +242,7 @@ export async function startApiService(opts: ApiServiceOptions = {}): Promise<Api
       if (abort.signal.aborted) return call.end();
       if (!(err instanceof ApiError)) log.warn({ rpc: 'GetLogs', err: String(err) }, 'request failed');
       const e = err instanceof ApiError ? toServiceError(err) : { code: grpc.status.UNAVAILABLE, details: String((err as Error)?.message ?? err) };
-      call.destroy(e as grpc.ServiceError);
+      call.emit('error', e);
     }).finally(() => {
       clearTimeout(untilTimer);
       openStreams.delete(end);

@@ -3,11 +3,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as fs from 'node:fs/promises';
 import { UserError } from '../common/errors.js';
-import { humanBytes, table, age } from '../common/format.js';
-import { RktRuntime } from '../runtime-rkt/runtime.js';
-import { buildBusyboxImage } from '../runtime-rkt/image/demo-image.js';
-import { parseDuration } from '../common/format.js';
-import { parseStage1Name } from '../stage1/index.js';
+import { age, humanBytes, parseDuration, table } from '../common/format.js';
+import type { RktRuntime } from '../runtime-rkt/runtime.js';
+import { parseStage1Name } from '../stage1/contract.js';
 import { registerPodCommands } from './pod-commands.js';
 import { registerSandboxCommands } from './sandbox-commands.js';
 import { registerAgentCommands } from '../agent/command.js';
@@ -28,6 +26,8 @@ const program = new Command('stevedore')
 
 async function withRuntime<T>(fn: (rt: RktRuntime) => Promise<T>): Promise<T> {
   const g = program.opts<GlobalOptions>();
+  // Loaded here, not at start-up: commands that need no runtime start faster.
+  const { RktRuntime } = await import('../runtime-rkt/runtime.js');
   const rt = await RktRuntime.open({ dataDir: path.resolve(g.dir), dbusAddress: g.dbusAddress, defaultStage1: parseStage1Name(g.stage1) });
   try {
     return await fn(rt);
@@ -50,11 +50,12 @@ program.command('up')
   .option('--node-name <name>', 'node name (default: this host\'s name)')
   .option('--rkt-stage1-image <name>', 'default stage1 of the node', 'namespaces')
   .option('--node-api-port <port>', 'port of the node API (kubelet\'s 10250)', '10250')
+  .option('--api-service-port <port>', 'port of the read-only gRPC api-service', '15441')
   .option('--sandbox-name <name>', 'name of the node sandbox, where PID 1 is not systemd', 'stevedore')
-  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; sandboxName: string }) => {
+  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort: string; sandboxName: string }) => {
     const { up, defaultNodeName } = await import('./up.js');
     await up({
-      dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), nodeName: opts.nodeName ?? defaultNodeName(),
+      dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), apiServicePort: Number(opts.apiServicePort), nodeName: opts.nodeName ?? defaultNodeName(),
       stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName,
     });
   });
@@ -90,6 +91,7 @@ image.command('import-demo')
   .action(async (opts: { name: string }) => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stevedore-demo-'));
     try {
+      const { buildBusyboxImage } = await import('../runtime-rkt/image/demo-image.js');
       await buildBusyboxImage(dir, { name: opts.name, tag: 'latest' });
       const records = await withRuntime((rt) => rt.images.importPath(dir, { name: `localhost/${opts.name}:latest` }));
       for (const r of records) process.stdout.write(`${r.id} ${r.names.join(',')}\n`);

@@ -3,9 +3,7 @@ import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
 import { InvalidInput, UserError } from '../common/errors.js';
 import { age, parseDuration, table } from '../common/format.js';
-import { parseStage1Name } from '../stage1/index.js';
-import { formatTimestamp, readLogs } from '../runtime-rkt/logs.js';
-import { parsePodManifest } from '../runtime-rkt/manifest.js';
+import { parseStage1Name } from '../stage1/contract.js';
 import type { PodStatus } from '../runtime-rkt/status.js';
 import type { RktRuntime } from '../runtime-rkt/runtime.js';
 
@@ -35,6 +33,7 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
       const text = opts.file === '-' ? await readStdin() : await fs.readFile(opts.file, 'utf8').catch((err) => {
         throw new InvalidInput(`cannot read pod manifest ${opts.file}: ${(err as Error).message}`);
       });
+      const { parsePodManifest } = await import('../runtime-rkt/manifest.js');
       const manifest = parsePodManifest(text, { strict: true, source: opts.file });
       const stage1 = opts.stage1 ? parseStage1Name(opts.stage1) : undefined;
       const uuid = await withRuntime(async (rt) => {
@@ -87,6 +86,7 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
         invocation = app?.lastTermination?.invocation;
         if (!invocation) throw new UserError(`container "${app?.name}" has no previous run`);
       }
+      const { formatTimestamp, readLogs } = await import('../runtime-rkt/logs.js');
       const controller = new AbortController();
       process.once('SIGINT', () => controller.abort());
       const multi = !opts.container && status.apps.length > 1;

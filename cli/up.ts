@@ -16,7 +16,7 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; nodeName: string; stage1: string; sandboxName: string }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort: number; nodeName: string; stage1: string; sandboxName: string }
 
 interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number }
 
@@ -140,6 +140,7 @@ export async function up(opts: UpOptions): Promise<void> {
   await onNode(sandbox, stevedore('--dir', p.node, 'image', 'import-demo'));
   await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
     '--rkt-stage1-image', opts.stage1, '--port', String(opts.nodeApiPort), '--node-api-token-file', path.join(p.controlPlane, 'kubelet-client.token'), '--config-path', p.agentConfig));
+  await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', '--listen', `127.0.0.1:${opts.apiServicePort}`));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
     const [code, node] = await apiGet(`${url}/api/v1/nodes/${opts.nodeName}`, ca, adminToken);
     const ready = (node as { status?: { conditions?: Array<{ type: string; status: string }> } }).status?.conditions?.find((c) => c.type === 'Ready');
@@ -154,7 +155,8 @@ export async function up(opts: UpOptions): Promise<void> {
   const code = await new Promise<number>((resolve) => apply.on('close', (c) => resolve(c ?? 1)));
   if (code !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
   process.stdout.write(`
-Stevedore is up: one node (${opts.nodeName}), runtime rkt, stage1 ${opts.stage1}.
+Stevedore is up: one node (${opts.nodeName}), runtime rkt, stage1 ${opts.stage1};
+the read-only api-service (rkt v1alpha gRPC) listens on 127.0.0.1:${opts.apiServicePort}.
 
   export KUBECONFIG=${p.kubeconfig}
   kubectl get nodes
@@ -177,7 +179,7 @@ export async function down(opts: { dataDir: string }): Promise<void> {
   if (sandbox || !state.sandbox) {
     // Stop the agent first (it would restart pods), then remove every pod it ran.
     const quietly = (argv: string[]) => onNode(sandbox, argv).catch((err) => { process.stderr.write(`warning: ${(err as Error).message}\n`); return ''; });
-    await quietly(['sh', '-c', 'systemctl disable --now stevedore-agent.service; rm -f /etc/systemd/system/stevedore-agent.service; systemctl daemon-reload']);
+    await quietly(['sh', '-c', 'for u in stevedore-agent.service stevedore-api-service.service; do systemctl disable --now $u; rm -f /etc/systemd/system/$u; done; systemctl daemon-reload']);
     const pods = JSON.parse((await quietly(stevedore('--dir', p.node, 'pod', 'list', '-o', 'json'))) || '[]') as Array<{ uuid: string }>;
     if (pods.length) await quietly(stevedore('--dir', p.node, 'pod', 'rm', '--force', ...pods.map((x) => x.uuid)));
     await quietly(stevedore('--dir', p.node, 'gc', '--grace-period', '0s'));

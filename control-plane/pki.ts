@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { UserError, errnoCode } from '../common/errors.js';
+import { exists } from '../common/fsutil.js';
 
 export interface Credentials {
   caCertPem: string;
@@ -12,15 +13,6 @@ export interface Credentials {
   adminToken: string;
   nodeToken: string;
   kubeletClientToken: string;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.access(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function openssl(args: string[], cwd: string): Promise<void> {

@@ -1,5 +1,5 @@
 /// <reference path="./better-sqlite3.d.ts" />
-import Database from 'better-sqlite3';
+import { openSqlite, type SqlDatabase, type SqlStatement } from './sqlite.js';
 import * as path from 'node:path';
 import type { Logger } from '../common/log.js';
 
@@ -29,29 +29,27 @@ export class GoneError extends Error {}
  * a watch from an older resourceVersion gets 410 Gone.
  */
 export class Store {
-  private db: Database.Database;
+  private db: SqlDatabase;
   private listeners = new Set<(c: Change) => void>();
   private rvCounter: number;
   private compactedRv: number;
   private readonly retain: number;
 
   private stmts: {
-    get: Database.Statement;
-    put: Database.Statement;
-    del: Database.Statement;
-    listAll: Database.Statement;
-    listNs: Database.Statement;
-    log: Database.Statement;
-    setMeta: Database.Statement;
-    since: Database.Statement;
-    prune: Database.Statement;
+    get: SqlStatement;
+    put: SqlStatement;
+    del: SqlStatement;
+    listAll: SqlStatement;
+    listNs: SqlStatement;
+    log: SqlStatement;
+    setMeta: SqlStatement;
+    since: SqlStatement;
+    prune: SqlStatement;
   };
 
   constructor(dataDir: string, private log: Logger, opts: { retain?: number } = {}) {
     this.retain = opts.retain ?? 10_000;
-    this.db = new Database(path.join(dataDir, 'state.db'));
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
+    this.db = openSqlite(path.join(dataDir, 'state.db'));
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS objects (resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, rv INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (resource, namespace, name));
       CREATE TABLE IF NOT EXISTS changes (rv INTEGER PRIMARY KEY, resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, prev TEXT);
@@ -110,7 +108,7 @@ export class Store {
         this.stmts.setMeta.run('compactedRv', String(cut));
         this.compactedRv = cut;
       }
-    })();
+    });
     this.rvCounter = rv;
     const change: Change = { rv, resource, namespace, name, type, object: stored, prev };
     for (const l of this.listeners) {

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <sys/mount.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,43 @@ static napi_value Syncfs(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * mount(source, target, fstype, data) with no flags, and umount(target) with
+ * MNT_DETACH = false: the pod start path mounts an overlay per app, and a
+ * mount(8) process costs more than the mount itself.
+ */
+static napi_value Mount(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  static char source[PATH_BUF], target[PATH_BUF], fstype[64];
+  char *data = malloc(65536);
+  if (!data) return throw_errno(env, ENOMEM, "mount", "");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 ||
+      !get_string(env, argv[0], source, sizeof source, NULL) || !get_string(env, argv[1], target, sizeof target, NULL) ||
+      !get_string(env, argv[2], fstype, sizeof fstype, NULL) || !get_string(env, argv[3], data, 65536, NULL)) {
+    free(data);
+    napi_throw_type_error(env, NULL, "mount(source, target, fstype, data: string)");
+    return NULL;
+  }
+  int rc = mount(source, target, fstype, 0, data);
+  int err = errno;
+  free(data);
+  if (rc != 0) return throw_errno(env, err, "mount", target);
+  return NULL;
+}
+
+static napi_value Umount(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  static char target[PATH_BUF];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || !get_string(env, argv[0], target, sizeof target, NULL)) {
+    napi_throw_type_error(env, NULL, "umount(target: string)");
+    return NULL;
+  }
+  if (umount2(target, UMOUNT_NOFOLLOW) != 0) return throw_errno(env, errno, "umount", target);
+  return NULL;
+}
+
 static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
@@ -151,6 +189,8 @@ static napi_value Init(napi_env env, napi_value exports) {
   export_fn(env, exports, "lsetxattr", Lsetxattr);
   export_fn(env, exports, "lgetxattr", Lgetxattr);
   export_fn(env, exports, "syncfs", Syncfs);
+  export_fn(env, exports, "mount", Mount);
+  export_fn(env, exports, "umount", Umount);
   napi_create_uint32(env, S_IFCHR, &v); napi_set_named_property(env, exports, "S_IFCHR", v);
   napi_create_uint32(env, S_IFBLK, &v); napi_set_named_property(env, exports, "S_IFBLK", v);
   napi_create_uint32(env, S_IFIFO, &v); napi_set_named_property(env, exports, "S_IFIFO", v);

@@ -24,10 +24,24 @@ export interface PodLocation {
   dir: string;
 }
 
+const NEW_PREFIX = '.new-';
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function isPodUuid(s: string): boolean {
   return UUID_RE.test(s);
+}
+
+/**
+ * Lock a pod directory if nobody holds it; undefined when it is held — or
+ * gone, since another process may rename or remove it at any moment.
+ */
+export function tryLock(dir: string): FileLock | undefined {
+  try {
+    return FileLock.tryAcquire(dir);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
 }
 
 export class PodStore {
@@ -41,14 +55,33 @@ export class PodStore {
     return path.join(this.root, state, uuid);
   }
 
-  /** Create a fresh pod directory in embryo and lock it for the caller. */
+  /**
+   * Create a fresh pod directory in embryo, already locked: it is made and
+   * locked under a hidden name and only then renamed into view, so nobody
+   * ever sees an embryo that is unlocked because it is new (and would take it
+   * for an abandoned one).
+   */
   async createEmbryo(): Promise<{ location: PodLocation; lock: FileLock }> {
     const uuid = randomUUID();
-    const dir = this.dirOf(uuid, 'embryo');
-    await fs.mkdir(dir, { mode: 0o711 });
-    const lock = FileLock.tryAcquire(dir);
+    const hidden = path.join(this.root, 'embryo', `${NEW_PREFIX}${uuid}`);
+    await fs.mkdir(hidden, { mode: 0o711 });
+    const lock = FileLock.tryAcquire(hidden);
     if (!lock) throw new Error(`pod ${uuid}: could not lock its fresh embryo directory`);
+    const dir = this.dirOf(uuid, 'embryo');
+    await fs.rename(hidden, dir);
     return { location: { uuid, state: 'embryo', dir }, lock };
+  }
+
+  /** Remove hidden embryos whose creator died between mkdir and rename (empty, unlocked). */
+  async removeStaleNewEmbryos(): Promise<void> {
+    const dir = path.join(this.root, 'embryo');
+    for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+      if (!name.startsWith(NEW_PREFIX)) continue;
+      const lock = tryLock(path.join(dir, name));
+      if (!lock) continue;
+      await fs.rm(path.join(dir, name), { recursive: true, force: true });
+      lock.release();
+    }
   }
 
   /** Move a pod to another lifecycle folder; the flock travels with the directory. */

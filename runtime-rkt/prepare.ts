@@ -1,8 +1,8 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { execa } from 'execa';
-import { UserError } from '../common/errors.js';
-import { atomicWrite, atomicWriteJson } from '../common/fsutil.js';
+import { UserError, errnoCode } from '../common/errors.js';
+import { fsops } from './image/fsops.js';
+import { atomicWriteJson } from '../common/fsutil.js';
 import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { podPaths, type AppLimits, type AppManifest, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
 import type { ImageRecord, ImageStoreApi } from './image/types.js';
@@ -54,9 +54,10 @@ async function mountOverlay(layers: string[], appDir: string): Promise<void> {
   await Promise.all(['rootfs', 'upper', 'work', 'exits'].map((d) => fs.mkdir(path.join(appDir, d), { recursive: true })));
   // overlayfs lists lower layers top-most first.
   const lower = [...layers].reverse().join(':');
-  const result = await execa('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${appDir}/upper,workdir=${appDir}/work`, rootfs], { reject: false });
-  if (result.exitCode !== 0) {
-    throw new UserError(`cannot mount the root filesystem of ${path.basename(appDir)}: ${result.stderr.trim()}`, {
+  try {
+    fsops.mount('overlay', rootfs, 'overlay', `lowerdir=${lower},upperdir=${appDir}/upper,workdir=${appDir}/work`);
+  } catch (err) {
+    throw new UserError(`cannot mount the root filesystem of ${path.basename(appDir)}: ${(err as Error).message}`, {
       hint: 'the node needs overlayfs (modprobe overlay) and a data directory on a filesystem overlayfs accepts as upper layer (ext4, xfs, tmpfs)',
     });
   }
@@ -66,10 +67,11 @@ async function mountOverlay(layers: string[], appDir: string): Promise<void> {
 async function writePodEtc(podDir: string, hostname: string): Promise<void> {
   const paths = podPaths(podDir);
   await fs.mkdir(path.dirname(paths.etc('hosts')), { recursive: true });
-  await atomicWrite(paths.etc('hostname'), `${hostname}\n`);
-  await atomicWrite(paths.etc('hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
-  const nodeResolv = await fs.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
-  await atomicWrite(paths.etc('resolv.conf'), nodeResolv);
+  // Written while the pod is being prepared: a crash before launch discards
+  // the whole pod, so these need no fsync.
+  await fs.writeFile(paths.etc('hostname'), `${hostname}\n`);
+  await fs.writeFile(paths.etc('hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
+  await fs.copyFile('/etc/resolv.conf', paths.etc('resolv.conf')).catch(() => fs.writeFile(paths.etc('resolv.conf'), ''));
 }
 
 export interface PrepareInput {
@@ -113,7 +115,6 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
       limits: limitsOf(c.resources?.limits, `spec.containers[${i}].resources.limits`),
       requests: limitsOf(c.resources?.requests, `spec.containers[${i}].resources.requests`),
     });
-    await input.imageStore.markUsed(image);
   }
   await writePodEtc(podDir, hostname);
   const manifest: RuntimePodManifest = {
@@ -134,5 +135,12 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
 /** Unmount every app rootfs of a pod; safe to call on a half-made or already clean pod. */
 export async function unmountPodRootfs(podDir: string): Promise<void> {
   const apps = await fs.readdir(path.join(podDir, 'apps')).catch(() => [] as string[]);
-  for (const app of apps) await execa('umount', [podPaths(podDir).rootfs(app)], { reject: false });
+  for (const app of apps) {
+    try {
+      fsops.umount(podPaths(podDir).rootfs(app));
+    } catch (err) {
+      // Not mounted (EINVAL) or already gone (ENOENT): nothing to undo.
+      if (errnoCode(err) !== 'EINVAL' && errnoCode(err) !== 'ENOENT') throw err;
+    }
+  }
 }

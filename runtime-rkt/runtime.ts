@@ -9,7 +9,7 @@ import { podPaths, unitNames, type PreparedPod, type RuntimePodManifest, type St
 import { stage1For } from '../stage1/index.js';
 import { ImageStore } from './image/store.js';
 import type { Pod } from './manifest.js';
-import { PodStore, type PodLocation } from './pod-store.js';
+import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { readPodStatus, writeTimestamp } from './pod-status.js';
 import { preparePodDir, unmountPodRootfs } from './prepare.js';
 import type { PodStatus } from './status.js';
@@ -104,6 +104,8 @@ export class RktRuntime {
       crashPoint('run:launched');
       await writeTimestamp(podPaths(loc.dir).started);
       await fs.rm(path.join(loc.dir, LAUNCHING), { force: true });
+      // Off the start path: only image GC reads it.
+      for (const image of new Set(images)) await this.images.markUsed(image).catch((err) => log.warn({ err: String(err) }, 'could not record image use'));
       log.info({ uuid: loc.uuid, stage1: stage1Name }, 'pod started');
       return loc.uuid;
     } catch (err) {
@@ -118,11 +120,15 @@ export class RktRuntime {
   private async launch(systemd: SystemdClient, pod: PreparedPod): Promise<void> {
     const stage1 = stage1For(pod.manifest.stage1);
     const uuid = pod.manifest.uuid;
-    // The slice must exist before services name it, or systemd makes an empty one of its own.
-    const sliceJob = await systemd.startTransientUnit(unitNames.slice(uuid), sliceProperties(pod));
-    crashPoint('run:slice-started');
     const plans = await Promise.all(pod.manifest.apps.map((app) => appProperties(pod, app, stage1, this.options)));
-    const jobs = await Promise.all(pod.manifest.apps.map((app, i) => systemd.startTransientUnit(unitNames.app(uuid, app.name), plans[i]!)));
+    // The slice must exist before services name it, or systemd makes an empty
+    // one of its own. systemd handles one connection's calls in order, so
+    // sending the slice's call first is enough; no need to wait for its reply.
+    const sliceCall = systemd.startTransientUnit(unitNames.slice(uuid), sliceProperties(pod));
+    const appCalls = pod.manifest.apps.map((app, i) => systemd.startTransientUnit(unitNames.app(uuid, app.name), plans[i]!));
+    const sliceJob = await sliceCall;
+    crashPoint('run:slice-started');
+    const jobs = await Promise.all(appCalls);
     const results = await Promise.all([sliceJob, ...jobs].map((j) => systemd.waitForJob(j)));
     const failed = results.filter((r) => r.result !== 'done');
     if (failed.length) {
@@ -184,7 +190,7 @@ export class RktRuntime {
   /** Remove a pod and everything it holds; a running pod needs force (it is stopped first). */
   async removePod(ref: string, opts: { force?: boolean } = {}): Promise<void> {
     const loc = await this.pods.find(ref);
-    const lock = FileLock.tryAcquire(loc.dir);
+    const lock = tryLock(loc.dir);
     if (!lock) throw new UserError(`pod ${loc.uuid} is busy: another command is preparing or changing it`, { hint: 'wait for it to finish and try again' });
     try {
       const status = await readPodStatus(await this.systemd(), loc);
@@ -201,18 +207,20 @@ export class RktRuntime {
    * undo the stage1, unmount, delete.
    */
   private async destroy(loc: PodLocation, manifest: RuntimePodManifest | undefined): Promise<void> {
+    const systemd = await this.systemd();
+    // Stop first, while the pod is still where its units' exit recorder
+    // writes (its run/ path), so the final exit of every app is recorded.
+    if (manifest) await this.stopUnits(manifest, 0);
+    for (const unit of await systemd.listUnitsByPatterns([unitNames.podPattern(loc.uuid)])) {
+      const job = await systemd.stopUnit(unit.name);
+      if (job) await systemd.waitForJob(job);
+    }
     if (loc.state !== 'garbage' && loc.state !== 'exited-garbage') {
       loc = await this.pods.move(loc, loc.state === 'run' ? 'exited-garbage' : 'garbage');
       await writeTimestamp(podPaths(loc.dir).gcMarked);
       crashPoint('rm:marked');
     }
-    const systemd = await this.systemd();
-    if (manifest) await this.stopUnits(manifest, 0);
-    for (const unit of await systemd.listUnitsByPatterns([unitNames.podPattern(loc.uuid)])) {
-      const job = await systemd.stopUnit(unit.name);
-      if (job) await systemd.waitForJob(job);
-      await systemd.resetFailedUnit(unit.name);
-    }
+    for (const unit of await systemd.listUnitsByPatterns([unitNames.podPattern(loc.uuid)])) await systemd.resetFailedUnit(unit.name);
     if (manifest) {
       for (const app of manifest.apps) await systemd.resetFailedUnit(unitNames.app(loc.uuid, app.name));
       await stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
@@ -229,10 +237,11 @@ export class RktRuntime {
    */
   async reconcile(): Promise<string[]> {
     const cleaned: string[] = [];
+    await this.pods.removeStaleNewEmbryos();
     for (const loc of await this.pods.list(['embryo', 'prepare', 'prepared', 'run', 'exited-garbage', 'garbage'])) {
       // A prepared or running pod is left alone unless its launch was interrupted or it has no manifest (it cannot be run or described).
       if ((loc.state === 'prepared' || loc.state === 'run') && !(await exists(path.join(loc.dir, LAUNCHING))) && (await exists(podPaths(loc.dir).manifest))) continue;
-      const lock = FileLock.tryAcquire(loc.dir);
+      const lock = tryLock(loc.dir);
       if (!lock) continue;
       try {
         if (!(await exists(loc.dir))) continue;
@@ -251,7 +260,7 @@ export class RktRuntime {
     const removedPods = await this.reconcile();
     const systemd = await this.systemd();
     for (const loc of await this.pods.list(['run'])) {
-      const lock = FileLock.tryAcquire(loc.dir);
+      const lock = tryLock(loc.dir);
       if (!lock) continue;
       try {
         const status = await readPodStatus(systemd, loc);

@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import { InvalidInput } from '../common/errors.js';
 import type { UnitProperty } from '../common/systemd.js';
 import type { Pod, RestartPolicy } from '../runtime-rkt/manifest.js';
 
@@ -18,6 +19,11 @@ import type { Pod, RestartPolicy } from '../runtime-rkt/manifest.js';
  */
 export type Stage1Name = 'fly' | 'namespaces' | 'kvm';
 export const STAGE1_NAMES: readonly Stage1Name[] = ['fly', 'namespaces', 'kvm'];
+
+export function parseStage1Name(name: string): Stage1Name {
+  if (!(STAGE1_NAMES as readonly string[]).includes(name)) throw new InvalidInput(`unknown stage1 "${name}"`, `choose one of: ${STAGE1_NAMES.join(', ')}`);
+  return name as Stage1Name;
+}
 
 export interface AppLimits {
   cpuMillis?: number;

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { execa } from 'execa';
 import { atomicWriteJson } from '../common/fsutil.js';
 import { errnoCode, UserError } from '../common/errors.js';
+import { fsops } from '../runtime-rkt/image/fsops.js';
 import { prop } from '../common/systemd.js';
 import { envStrings, podEtcBinds } from './common.js';
 import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
@@ -50,8 +51,8 @@ export class NamespacesStage1 implements Stage1 {
     // Persist the pod's namespaces as bind-mounted nsfs files: no pause process
     // has to live for them, and every app's crun joins them by path.
     for (const ns of shared) await fs.writeFile(this.nsFile(pod, ns), '');
-    await execa('unshare', [...shared.map((ns) => `--${ns}=${this.nsFile(pod, ns)}`), '--', 'true']);
-    if (shared.includes('net')) await execa('nsenter', [`--net=${this.nsFile(pod, 'net')}`, '--', 'ip', 'link', 'set', 'lo', 'up']);
+    // One process makes them and brings loopback up in the new network namespace.
+    await execa('unshare', [...shared.map((ns) => `--${ns}=${this.nsFile(pod, ns)}`), '--', ...(shared.includes('net') ? ['ip', 'link', 'set', 'lo', 'up'] : ['true'])]);
   }
 
   private ociSpec(pod: PreparedPod, app: AppManifest): unknown {
@@ -108,8 +109,12 @@ export class NamespacesStage1 implements Stage1 {
   async cleanup(pod: PreparedPod): Promise<void> {
     for (const ns of POD_NAMESPACES) {
       const file = this.nsFile(pod, ns);
-      await execa('umount', [file], { reject: false });
-      await fs.rm(file, { force: true }).catch((err) => { if (errnoCode(err) !== 'EBUSY') throw err; });
+      try {
+        fsops.umount(file);
+      } catch (err) {
+        if (errnoCode(err) !== 'EINVAL' && errnoCode(err) !== 'ENOENT') throw err;
+      }
+      await fs.rm(file, { force: true });
     }
   }
 }

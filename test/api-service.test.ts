@@ -45,7 +45,14 @@ async function runPod(name: string, stage1: 'fly' | 'namespaces', apps: AppSpec[
   };
   const file = path.join(dataDir, '..', `${name}.json`);
   fs.writeFileSync(file, JSON.stringify(manifest));
-  const uuid = (await cli('pod', 'run', '-f', file, '--stage1', stage1)).trim();
+  // A concurrent `pod run` can crash in the runtime's reconcile (it flocks another
+  // run's embryo dir just as that one is renamed: ENOENT, before creating a pod).
+  // That is the runtime's bug, not what this file tests: try once more.
+  const run = () => cli('pod', 'run', '-f', file, '--stage1', stage1);
+  const uuid = (await run().catch((err) => {
+    if (!/ENOENT[^\n]*pods\/(embryo|prepare)\/[\s\S]*reconcile/.test(String(err))) throw err;
+    return run();
+  })).trim();
   assert.match(uuid, /^[0-9a-f-]{36}$/);
   pods.push(uuid);
   return uuid;
@@ -84,12 +91,14 @@ test.before(async () => {
 });
 
 test.after(async () => {
-  allEvents?.call.cancel();
-  api?.close();
-  await svc?.stop();
-  for (const uuid of pods) await cli('pod', 'rm', '--force', uuid).catch(() => undefined);
-  await sb?.stop();
-  if (dataDir) fs.rmSync(path.dirname(dataDir), { recursive: true, force: true });
+  const step = async (what: string, fn: () => unknown) => {
+    try { await fn(); } catch (err) { console.error(`cleanup: ${what} failed:`, err); }
+  };
+  await step('close the client', () => { allEvents?.call.cancel(); api?.close(); });
+  await step('stop the api-service', () => svc?.stop());
+  for (const uuid of pods) await step(`pod rm ${uuid}`, () => cli('pod', 'rm', '--force', uuid));
+  await step('stop the sandbox', () => sb?.stop());
+  await step('remove the data dir', () => dataDir && fs.rmSync(path.dirname(dataDir), { recursive: true, force: true }));
 });
 
 test('GetInfo and grpc health answer', async () => {
@@ -191,7 +200,7 @@ test('ListImages / InspectImage: each filter kind', async () => {
   assert.equal(await list([{ prefixes: ['sha256:ffff' + hex.slice(4, 10)] }]), hex.startsWith('ffff') ? [busyboxId] : none);
   assert.equal(await list([{ base_names: ['busybox'] }]), [busyboxId]);
   assert.equal(await list([{ base_names: ['busy'] }]), none, 'base_names are exact');
-  assert.equal(await list([{ keywords: ['cal/busy'] }]), [busyboxId]);
+  assert.equal(await list([{ keywords: ['host/busy'] }]), [busyboxId]);
   assert.equal(await list([{ keywords: ['nginx'] }]), none);
   assert.equal(await list([{ full_names: ['localhost/busybox:latest'] }]), [busyboxId]);
   assert.equal(await list([{ full_names: ['localhost/busybox'] }]), [busyboxId]);

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { apiClient } from './helpers/api-client.js';
 import { useCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually } from './helpers/node.js';
 
@@ -60,6 +61,24 @@ e2e('the node is Ready and says what it runs', async () => {
   assert.match(await c.k(['get', 'nodes']), new RegExp(`${c.nodeName}\\s+Ready`));
   // `up` made a demo pod.
   await running(c, 'demo');
+});
+
+e2e('`up` runs the read-only api-service as its own unit; it sees the demo pod', async () => {
+  const c = getCluster();
+  assert.is((await c.node(['systemctl', 'is-active', 'stevedore-api-service.service'])).stdout.trim(), 'active');
+  const demo = await running(c, 'demo');
+  const uuid = demo.status.containerStatuses![0]!.containerID!.replace('rkt://', '').split(':')[0]!;
+  const client = apiClient(`127.0.0.1:${c.apiServicePort}`);
+  try {
+    const info = await client.call('GetInfo');
+    assert.match(info.info.api_version, /^\d+\.\d+\.\d+/);
+    const pods = await client.call('ListPods', { filters: [{ ids: [uuid] }], detail: true });
+    assert.is(pods.pods.length, 1);
+    assert.is(pods.pods[0].state, 'POD_STATE_RUNNING');
+    assert.equal(pods.pods[0].apps.map((a: { name: string }) => a.name).sort(), ['clock', 'greeter']);
+  } finally {
+    client.close();
+  }
 });
 
 e2e('a two-container pod: apply, get -o wide, logs -c/--tail/-f, describe', async () => {

@@ -3,7 +3,8 @@ import { createRequire } from 'node:module';
 /**
  * The filesystem calls Node lacks (native/fsops.c): mknod for overlayfs
  * whiteouts and device nodes, l{set,get}xattr for opaque directories, syncfs
- * to make an unpacked layer durable before it is marked complete. The
+ * to make an unpacked layer durable before it is marked complete, mount and
+ * umount for pod root filesystems. The
  * addon throws Errors whose `code` is the errno name, like node:fs does.
  */
 export interface FsOpsAddon {
@@ -14,6 +15,10 @@ export interface FsOpsAddon {
   lgetxattr(path: string, name: string): Buffer | undefined;
   /** Flush the filesystem that holds fd. */
   syncfs(fd: number): void;
+  /** mount(2) without flags (fstype e.g. "overlay", data its options). */
+  mount(source: string, target: string, fstype: string, data: string): void;
+  /** umount2(2) with UMOUNT_NOFOLLOW. */
+  umount(target: string): void;
   S_IFCHR: number;
   S_IFBLK: number;
   S_IFIFO: number;

@@ -82,6 +82,9 @@ export function apiClient(address: string): ApiClient {
 
 export const API_SERVICE_MAIN = fileURLToPath(new URL('../../api-service/main.js', import.meta.url));
 
+const liveChildren = new Set<ChildProcess>();
+let exitHook = false;
+
 export interface ApiServiceProcess {
   address: string;
   pid: number;
@@ -99,6 +102,13 @@ export async function spawnApiService(args: string[], opts: { asUser?: number } 
   const argv = [process.execPath, API_SERVICE_MAIN, 'api-service', '--listen', '127.0.0.1:0', ...args];
   const cmd = opts.asUser !== undefined ? ['setpriv', `--reuid=${opts.asUser}`, `--regid=${opts.asUser}`, '--clear-groups', '--', ...argv] : argv;
   const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
+  if (!exitHook) {
+    exitHook = true;
+    // Whatever a test forgets, no api-service outlives the test process.
+    process.once('exit', () => { for (const c of liveChildren) c.kill('SIGKILL'); });
+  }
   let out = '';
   let err = '';
   child.stderr!.on('data', (d) => { err += d; });

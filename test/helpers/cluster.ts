@@ -42,6 +42,7 @@ export interface TestCluster {
   sandbox: string;
   nodeName: string;
   port: number;
+  apiServicePort: number;
   kubectl(args: string[], input?: string): Promise<Run>;
   /** kubectl that must succeed; returns stdout. */
   k(args: string[], input?: string): Promise<string>;
@@ -61,15 +62,16 @@ export function useCluster<T>(suite: Test<T>): () => TestCluster {
     const dataDir = await fs.mkdtemp('/var/tmp/stevedore-e2e-');
     const port = await freePort();
     const nodePort = await freePort();
+    const apiServicePort = await freePort();
     const sandbox = `e2e-${process.pid}-${randomBytes(2).toString('hex')}`;
     const nodeName = 'e2e-node';
-    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--node-name', nodeName, '--sandbox-name', sandbox]);
+    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort), '--node-name', nodeName, '--sandbox-name', sandbox]);
     if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);
     const kubeconfig = path.join(dataDir, 'kubeconfig');
     const kubectl = (args: string[], input?: string) => run('kubectl', args, { KUBECONFIG: kubeconfig }, input);
     const statePath = path.join(dataDir, 'up.json');
     cluster = {
-      dataDir, kubeconfig, sandbox, nodeName, port, kubectl,
+      dataDir, kubeconfig, sandbox, nodeName, port, apiServicePort, kubectl,
       async k(args, input) {
         const r = await kubectl(args, input);
         if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);

@@ -1,0 +1,508 @@
+/**
+ * Cluster benchmark (issue 3, Performance): a private `stevedore up`, the real
+ * kubectl, and one raw pod watch.
+ *
+ *   node dist/bench/cluster.js [--sequential 50] [--burst 50] [--warmup 2] [--direct-every 2]
+ *        [--cpu-window 60] [--baseline-window 20] [--settle 10] [--no-profile] [--update-results bench/RESULTS.md]
+ *
+ * Measures `kubectl apply` → pod Running+Ready as seen by the watch (one by
+ * one, then a burst of N in one multi-document `kubectl apply -f`), the
+ * agent's RSS and CPU with sequential+burst pods running, the control plane's
+ * RSS, the floor (`stevedore pod run` of the same pod inside the node
+ * sandbox), and where the agent spends its CPU. Tears everything down in a
+ * finally block and checks nothing is left. See bench/README.md.
+ */
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execInSandbox, getSandbox } from '../sandbox/sandbox.js';
+import {
+  alive, apiFromKubeconfig, cpuPercent, freePort, hostPidInNamespace, PodWatch, readProc, run, summarizeProfile,
+  type ProcSample, type ProfileSummary, type Run,
+} from './cluster-util.js';
+import { fmtMs, fmtRatio, median, nowMs, sleep, summarize, type Summary } from './stats.js';
+
+const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const CLI = path.join(REPO, 'bin', 'stevedore.js');
+const PROBE = path.join(REPO, 'dist', 'bench', 'cluster-probe.js');
+const LABEL = 'bench=cluster';
+const NODE_NAME = 'bench-node';
+
+interface Args {
+  sequential: number; burst: number; warmup: number; directEvery: number; cpuWindow: number; baselineWindow: number; settle: number;
+  profile: boolean; updateResults?: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { sequential: 50, burst: 50, warmup: 2, directEvery: 2, cpuWindow: 60, baselineWindow: 20, settle: 10, profile: true };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const v = () => { const x = argv[++i]; if (x === undefined) throw new Error(`${k} needs a value`); return x; };
+    const n = () => { const x = Number(v()); if (!Number.isFinite(x) || x < 0) throw new Error(`${k} needs a non-negative number`); return x; };
+    if (k === '--sequential') a.sequential = n();
+    else if (k === '--burst') a.burst = n();
+    else if (k === '--warmup') a.warmup = n();
+    else if (k === '--direct-every') a.directEvery = n();
+    else if (k === '--cpu-window') a.cpuWindow = n();
+    else if (k === '--baseline-window') a.baselineWindow = n();
+    else if (k === '--settle') a.settle = n();
+    else if (k === '--no-profile') a.profile = false;
+    else if (k === '--update-results') a.updateResults = v();
+    else if (k === '--cluster') { /* run.sh's selector */ }
+    else throw new Error(`unknown option ${k}`);
+  }
+  return a;
+}
+
+const log = (msg: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 23)}] bench: ${msg}\n`);
+
+function podYaml(name: string): string {
+  return `apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+  labels: {bench: cluster}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo up; sleep 3600']
+`;
+}
+
+/** The same pod for `stevedore pod run` (runtime manifest = a Kubernetes Pod). */
+function directPodJson(name: string): string {
+  return JSON.stringify({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'bench-direct' },
+    spec: { restartPolicy: 'Always', containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', 'echo up; sleep 3600'] }] },
+  });
+}
+
+interface LoadPoint { phase: string; at: string; load: [number, number, number] }
+
+interface Result {
+  machine: Record<string, string>;
+  args: Args;
+  sequential: Array<{ name: string; ms: number; applyMs: number; addedMs?: number; boundMs?: number; agentStartedMs?: number; runningMs: number }>;
+  sequentialFailures: string[];
+  direct: number[];
+  nsenterMs: number[];
+  burst?: { method: string; allRunningMs: number; applyMs: number; latencies: number[]; agentStartedMs: number[]; failures: number };
+  memory: Record<string, { agentRssMiB?: number; controlPlaneRssMiB?: number; pods?: number }>;
+  steady?: { pods: number; windowS: number; agentCpuPct: number; agentRssMiB: { mean: number; max: number }; agentHwmMiB: number; controlPlaneCpuPct: number; controlPlaneRssMiB: number; sandboxSystemdCpuPct: number };
+  baseline?: { pods: number; windowS: number; agentCpuPct: number; agentRssMiB: number; controlPlaneCpuPct: number; sandboxSystemdCpuPct: number };
+  probe?: Record<string, { pods: number; apps: number; wallMs: Summary; cpuMs: Summary }>;
+  profile?: ProfileSummary & { pods: number; cpuPct: number; restartToRunningS?: number };
+  deletion?: { ms: number; pods: number };
+  journal?: { lines: number; warnings: number; errors: number; samples: string[] };
+  load: LoadPoint[];
+  teardown: string[];
+}
+
+async function machineInfo(): Promise<Record<string, string>> {
+  const cpuinfo = await fs.readFile('/proc/cpuinfo', 'utf8').catch(() => '');
+  const osRelease = await fs.readFile('/etc/os-release', 'utf8').catch(() => '');
+  const kubectl = await run('kubectl', ['version', '--client', '-o', 'json']);
+  const sd = await run('systemctl', ['--version']);
+  const git = await run('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']);
+  const dirty = await run('git', ['-C', REPO, 'status', '--porcelain']);
+  return {
+    nproc: String(os.availableParallelism?.() ?? os.cpus().length),
+    model: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? '?',
+    kernel: os.release(),
+    os: /PRETTY_NAME="([^"]*)"/.exec(osRelease)?.[1] ?? '?',
+    memTotal: `${Math.round(os.totalmem() / 2 ** 30)} GiB`,
+    node: process.version,
+    kubectl: (() => { try { return (JSON.parse(kubectl.stdout) as { clientVersion: { gitVersion: string } }).clientVersion.gitVersion; } catch { return '?'; } })(),
+    systemd: sd.stdout.split('\n')[0] ?? '?',
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    tree: `${git.stdout.trim()}${dirty.stdout.trim() ? ' + uncommitted changes' : ''}`,
+  };
+}
+
+async function main(args: Args): Promise<void> {
+  const result: Result = { machine: await machineInfo(), args, sequential: [], sequentialFailures: [], direct: [], nsenterMs: [], memory: {}, load: [], teardown: [] };
+  const loadPoint = (phase: string) => result.load.push({ phase, at: new Date().toISOString(), load: os.loadavg().map((x) => Number(x.toFixed(2))) as [number, number, number] });
+  loadPoint('start');
+  const clkTck = Number((await run('getconf', ['CLK_TCK'])).stdout.trim()) || 100;
+
+  const dataDir = await fs.mkdtemp('/var/tmp/stevedore-bench-cluster-');
+  const work = path.join(dataDir, 'bench');
+  const port = await freePort();
+  const nodePort = await freePort();
+  const sandbox = `bench-${process.pid}`;
+  const kubeconfig = path.join(dataDir, 'kubeconfig');
+  const nodeDir = path.join(dataDir, 'node');
+  const kubectl = (a: string[], input?: string): Promise<Run> => run('kubectl', a, { KUBECONFIG: kubeconfig }, input);
+  const inSandbox = async (argv: string[]): Promise<Run> => {
+    const r = await execInSandbox(sandbox, argv, { stdio: 'pipe' });
+    return { code: r.exitCode, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  };
+  let watch: PodWatch | undefined;
+  let upStarted = false;
+  let cpPid: number | undefined;
+  let sandboxPid: number | undefined;
+  let agentPid: number | undefined;
+  let failure: unknown;
+
+  try {
+    // ---- the cluster
+    log(`stevedore up --data-dir ${dataDir} --port ${port} --node-api-port ${nodePort} --node-name ${NODE_NAME} --sandbox-name ${sandbox}`);
+    upStarted = true;
+    const tUp = nowMs();
+    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--node-name', NODE_NAME, '--sandbox-name', sandbox]);
+    if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);
+    log(`up in ${((nowMs() - tUp) / 1000).toFixed(1)} s`);
+    await fs.mkdir(work, { recursive: true });
+    cpPid = (JSON.parse(await fs.readFile(path.join(dataDir, 'up.json'), 'utf8')) as { controlPlanePid: number }).controlPlanePid;
+    const info = await getSandbox(sandbox);
+    if (!info) throw new Error(`sandbox ${sandbox} not found after up`);
+    sandboxPid = info.pid;
+    const findAgent = async (): Promise<number> => {
+      const r = await inSandbox(['systemctl', 'show', '-p', 'MainPID', '--value', 'stevedore-agent']);
+      const nsPid = Number(r.stdout.trim());
+      if (!nsPid) throw new Error(`agent MainPID: ${r.stdout} ${r.stderr}`);
+      const hostPid = await hostPidInNamespace(info.pid, nsPid);
+      if (!hostPid) throw new Error(`no host pid for agent pid ${nsPid} in the sandbox`);
+      return hostPid;
+    };
+    agentPid = await findAgent();
+    log(`control plane pid ${cpPid}, sandbox systemd pid ${info.pid}, agent pid ${agentPid} (host)`);
+    const memPoint = async (phase: string, pods: number) => {
+      const [a, c] = await Promise.all([readProc(agentPid!).catch(() => undefined), readProc(cpPid!).catch(() => undefined)]);
+      result.memory[phase] = { pods, agentRssMiB: a && a.rssKiB / 1024, controlPlaneRssMiB: c && c.rssKiB / 1024 };
+    };
+    await memPoint('after up (demo pod)', 1);
+
+    // ---- the watch, before the first apply; the demo pod out of the way
+    const api = await apiFromKubeconfig(kubeconfig);
+    watch = new PodWatch(api, 'default', LABEL);
+    await watch.start();
+    const del = await kubectl(['delete', 'pod', 'demo', '--grace-period=1', '--wait=true', '--timeout=120s']);
+    if (del.code !== 0) log(`warning: deleting the demo pod: ${del.stderr.trim()}`);
+
+    const applyOne = async (name: string) => {
+      const file = path.join(work, `${name}.yaml`);
+      await fs.writeFile(file, podYaml(name));
+      const t0 = nowMs();
+      const r = await kubectl(['apply', '-f', file]);
+      const applyMs = nowMs() - t0;
+      if (r.code !== 0) throw new Error(`kubectl apply ${name}: ${r.stderr}`);
+      await watch!.waitFor(() => watch!.pods.get(name)?.running !== undefined, 60_000, `${name} Running`);
+      const p = watch!.pods.get(name)!;
+      return { name, t0, ms: p.running! - t0, applyMs, addedMs: p.added! - t0, boundMs: p.bound === undefined ? undefined : p.bound - t0, runningMs: p.running! - t0 };
+    };
+    const deleteAndWait = async (names: string[], timeoutMs: number) => {
+      const t0 = nowMs();
+      const r = await kubectl(['delete', 'pod', ...names, '--grace-period=1', '--wait=false']);
+      if (r.code !== 0) throw new Error(`kubectl delete: ${r.stderr}`);
+      await watch!.waitFor(() => names.every((n) => watch!.pods.get(n)?.deleted !== undefined), timeoutMs, `${names.length} pods deleted`);
+      return nowMs() - t0;
+    };
+
+    // ---- the floor: `stevedore pod run` inside the sandbox
+    for (let i = 0; i < 5; i++) {
+      const t0 = nowMs();
+      await inSandbox(['true']);
+      result.nsenterMs.push(nowMs() - t0);
+    }
+    let directN = 0;
+    const direct = async () => {
+      const name = `direct-${directN++}`;
+      const file = path.join(work, `${name}.json`);
+      await fs.writeFile(file, directPodJson(name));
+      const t0 = nowMs();
+      const r = await inSandbox([process.execPath, CLI, '--dir', nodeDir, 'pod', 'run', '-f', file, '--stage1', 'namespaces']);
+      const ms = nowMs() - t0;
+      if (r.code !== 0) throw new Error(`pod run (direct): ${r.stderr}`);
+      result.direct.push(ms);
+      const rm = await inSandbox([process.execPath, CLI, '--dir', nodeDir, 'pod', 'rm', '--force', r.stdout.trim()]);
+      if (rm.code !== 0) log(`warning: pod rm ${r.stdout.trim()}: ${rm.stderr.trim()}`);
+    };
+
+    // ---- warm-up (not counted), then the agent at rest
+    const warm: string[] = [];
+    for (let i = 0; i < args.warmup; i++) {
+      const s = await applyOne(`warm-${i}`);
+      warm.push(s.name);
+      log(`warm-up ${s.name}: ${fmtMs(s.ms)} ms`);
+    }
+    if (args.directEvery) await direct(); // warm the CLI path too (page cache); not counted
+    result.direct.length = 0;
+    if (warm.length) await deleteAndWait(warm, 120_000);
+    if (args.baselineWindow) {
+      await sleep(3000);
+      const [a0, c0, s0] = await Promise.all([readProc(agentPid), readProc(cpPid), readProc(info.pid)]);
+      await sleep(args.baselineWindow * 1000);
+      const [a1, c1, s1] = await Promise.all([readProc(agentPid), readProc(cpPid), readProc(info.pid)]);
+      result.baseline = { pods: 0, windowS: args.baselineWindow, agentCpuPct: cpuPercent(a0, a1, clkTck), agentRssMiB: a1.rssKiB / 1024, controlPlaneCpuPct: cpuPercent(c0, c1, clkTck), sandboxSystemdCpuPct: cpuPercent(s0, s1, clkTck) };
+      log(`baseline (0 pods): agent ${result.baseline.agentCpuPct.toFixed(1)} % CPU, ${result.baseline.agentRssMiB.toFixed(0)} MiB`);
+    }
+    await memPoint('0 pods (warm)', 0);
+    loadPoint('before sequential');
+
+    // ---- 1a. one by one
+    const seqT0: Record<string, number> = {};
+    for (let i = 0; i < args.sequential; i++) {
+      const name = `seq-${i}`;
+      try {
+        const s = await applyOne(name);
+        seqT0[name] = s.t0;
+        result.sequential.push({ name, ms: s.ms, applyMs: s.applyMs, addedMs: s.addedMs, boundMs: s.boundMs, runningMs: s.runningMs });
+        if ((i + 1) % 10 === 0) log(`sequential ${i + 1}/${args.sequential}: last ${fmtMs(s.ms)} ms, median so far ${fmtMs(median(result.sequential.map((x) => x.ms)))} ms`);
+      } catch (err) {
+        result.sequentialFailures.push(`${name}: ${(err as Error).message}`);
+        log(`${name} failed: ${(err as Error).message}`);
+      }
+      if (args.directEvery && i % args.directEvery === 0) await direct();
+    }
+    await memPoint(`${args.sequential} pods`, args.sequential);
+    loadPoint('after sequential');
+
+    // ---- 1b. burst: one multi-document file, one `kubectl apply -f`
+    let burstT0 = 0;
+    const burstNames = Array.from({ length: args.burst }, (_, i) => `burst-${i}`);
+    if (args.burst) {
+      const file = path.join(work, 'burst.yaml');
+      await fs.writeFile(file, burstNames.map(podYaml).join('---\n'));
+      await sleep(2000);
+      burstT0 = nowMs();
+      const r = await kubectl(['apply', '-f', file]);
+      const applyMs = nowMs() - burstT0;
+      if (r.code !== 0) throw new Error(`kubectl apply burst: ${r.stderr}`);
+      let failures = 0;
+      await watch.waitFor(() => burstNames.every((n) => watch!.pods.get(n)?.running !== undefined), 300_000, 'burst Running').catch((err) => {
+        log(`burst: ${(err as Error).message}`);
+        failures = burstNames.filter((n) => watch!.pods.get(n)?.running === undefined).length;
+      });
+      const lat = burstNames.map((n) => watch!.pods.get(n)?.running).filter((x): x is number => x !== undefined).map((t) => t - burstT0);
+      result.burst = { method: `one \`kubectl apply -f\` of a ${args.burst}-document YAML file`, allRunningMs: failures ? NaN : Math.max(...lat), applyMs, latencies: lat, agentStartedMs: [], failures };
+      log(`burst: all ${args.burst} Running after ${fmtMs(result.burst.allRunningMs)} ms (kubectl apply returned after ${fmtMs(applyMs)} ms)`);
+    }
+    const total = args.sequential + args.burst;
+    loadPoint('after burst');
+
+    // ---- 2. steady state with all pods running
+    await sleep(args.settle * 1000);
+    agentPid = await findAgent(); // the same unless systemd restarted it (watchdog, crash): say so
+    await memPoint(`${total} pods`, total);
+    {
+      const samples: ProcSample[] = [];
+      const [c0, s0] = await Promise.all([readProc(cpPid), readProc(info.pid)]);
+      const tEnd = nowMs() + args.cpuWindow * 1000;
+      do {
+        samples.push(await readProc(agentPid));
+        await sleep(1000);
+      } while (nowMs() < tEnd);
+      samples.push(await readProc(agentPid));
+      const [c1, s1] = await Promise.all([readProc(cpPid), readProc(info.pid)]);
+      const rss = samples.map((s) => s.rssKiB / 1024);
+      result.steady = {
+        pods: total, windowS: (samples.at(-1)!.at - samples[0]!.at) / 1000,
+        agentCpuPct: cpuPercent(samples[0]!, samples.at(-1)!, clkTck),
+        agentRssMiB: { mean: rss.reduce((a, b) => a + b, 0) / rss.length, max: Math.max(...rss) },
+        agentHwmMiB: samples.at(-1)!.hwmKiB / 1024,
+        controlPlaneCpuPct: cpuPercent(c0, c1, clkTck), controlPlaneRssMiB: c1.rssKiB / 1024,
+        sandboxSystemdCpuPct: cpuPercent(s0, s1, clkTck),
+      };
+      log(`steady (${total} pods, ${result.steady.windowS.toFixed(0)} s): agent ${result.steady.agentCpuPct.toFixed(1)} % CPU, RSS mean ${result.steady.agentRssMiB.mean.toFixed(0)} / max ${result.steady.agentRssMiB.max.toFixed(0)} MiB; control plane ${result.steady.controlPlaneRssMiB.toFixed(0)} MiB`);
+    }
+    loadPoint('after steady window');
+
+    // ---- what one sync pass costs at this many pods (the agent's listPods, in a separate process)
+    const probe = await inSandbox([process.execPath, PROBE, nodeDir, '20']);
+    if (probe.code === 0) result.probe = { [`${total} pods`]: JSON.parse(probe.stdout) as NonNullable<Result['probe']>[string] };
+    else log(`warning: probe failed: ${probe.stderr}`);
+
+    // ---- where the agent's CPU goes: restart it once with --cpu-prof (a runtime drop-in), profile steady state
+    if (args.profile) {
+      const profDir = path.join(work, 'cpu-prof');
+      await fs.mkdir(profDir, { recursive: true });
+      const dropIn = '/run/systemd/system/stevedore-agent.service.d';
+      await inSandbox(['sh', '-c', `mkdir -p ${dropIn} && printf '[Service]\\nEnvironment="NODE_OPTIONS=--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=1000"\\n' > ${dropIn}/bench-cpu-prof.conf && systemctl daemon-reload && systemctl restart stevedore-agent`]);
+      const tRestart = nowMs();
+      const profPid = await findAgent();
+      const a0 = await readProc(profPid);
+      await sleep((args.cpuWindow + 5) * 1000);
+      const a1 = await readProc(profPid);
+      await inSandbox(['sh', '-c', `systemctl stop stevedore-agent; rm -f ${dropIn}/bench-cpu-prof.conf; systemctl daemon-reload; systemctl start stevedore-agent`]);
+      agentPid = await findAgent();
+      const files = (await fs.readdir(profDir)).filter((f) => f.endsWith('.cpuprofile'));
+      const biggest = (await Promise.all(files.map(async (f) => ({ f, size: (await fs.stat(path.join(profDir, f))).size })))).sort((a, b) => b.size - a.size)[0];
+      if (biggest) {
+        const prof = JSON.parse(await fs.readFile(path.join(profDir, biggest.f), 'utf8'));
+        result.profile = {
+          ...summarizeProfile(prof, args.cpuWindow, 2, ['pass', 'listPods', 'readPodStatus', 'appStatus', 'unitProperties', 'reportStatus', 'podStatusFor', 'readExitRecords', 'readJsonIfExists', 'readTimestampMs']),
+          pods: total, cpuPct: cpuPercent(a0, a1, clkTck),
+        };
+        await fs.copyFile(path.join(profDir, biggest.f), path.join(REPO, 'bench', '.last-cluster-agent.cpuprofile')).catch(() => undefined);
+        log(`profile: ${result.profile.busyMs.toFixed(0)} ms busy of ${result.profile.sampledMs.toFixed(0)} ms sampled; agent ${result.profile.cpuPct.toFixed(1)} % CPU (restarted at ${fmtMs(tRestart)})`);
+      } else log(`warning: no cpu profile written in ${profDir}`);
+      // all pods still Running after two agent restarts?
+      await sleep(3000);
+    }
+
+    // ---- delete everything this run made, timed
+    {
+      const names = [...result.sequential.map((s) => s.name), ...burstNames].filter((n) => watch!.pods.get(n)?.deleted === undefined);
+      const t0 = nowMs();
+      const r = await kubectl(['delete', 'pods', '-l', LABEL, '--grace-period=1', '--wait=false']);
+      if (r.code !== 0) throw new Error(`kubectl delete -l ${LABEL}: ${r.stderr}`);
+      await watch.waitFor(() => names.every((n) => watch!.pods.get(n)?.deleted !== undefined), 600_000, 'all pods deleted');
+      result.deletion = { ms: nowMs() - t0, pods: names.length };
+      log(`deleted ${names.length} pods in ${fmtMs(result.deletion.ms)} ms`);
+    }
+    loadPoint('end');
+
+    // ---- the agent's journal: when each pod was started (runPod resolved), warnings
+    const j = await run('journalctl', ['-D', info.journalDir, '-u', 'stevedore-agent', '-o', 'cat', '--no-pager']);
+    const lines = j.stdout.split('\n').filter(Boolean);
+    const started = new Map<string, number>();
+    let warnings = 0;
+    let errors = 0;
+    const odd: string[] = [];
+    for (const l of lines) {
+      try {
+        const e = JSON.parse(l) as { level: number; time: number; msg: string; pod?: string };
+        if (e.msg === 'pod started' && e.pod?.startsWith('default/')) started.set(e.pod.slice(8), e.time);
+        if (e.level >= 40) { if (e.level >= 50) errors++; else warnings++; if (odd.length < 8) odd.push(l.slice(0, 300)); }
+      } catch { /* systemd's own lines */ }
+    }
+    result.journal = { lines: lines.length, warnings, errors, samples: odd };
+    for (const s of result.sequential) { const t = started.get(s.name); if (t !== undefined) s.agentStartedMs = t - seqT0[s.name]!; }
+    if (result.burst) result.burst.agentStartedMs = burstNames.map((n) => started.get(n)).filter((x): x is number => x !== undefined).map((t) => t - burstT0);
+  } catch (err) {
+    failure = err;
+    log(`FAILED: ${(err as Error).stack ?? err}`);
+  } finally {
+    watch?.stop();
+    if (upStarted) {
+      if (!failure) { /* pods already deleted above */ } else {
+        const r = await kubectl(['delete', 'pods', '--all', '--grace-period=1', '--wait=true', '--timeout=180s']);
+        result.teardown.push(`after failure: kubectl delete pods --all → exit ${r.code}`);
+      }
+      const down = await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
+      result.teardown.push(`stevedore down → exit ${down.code}${down.code ? `: ${down.stderr.trim()}` : ''}`);
+      const sb = await getSandbox(sandbox).catch(() => undefined);
+      const stateDirGone = await fs.access(`/run/stevedore/sandboxes/${sandbox}`).then(() => false, () => true);
+      result.teardown.push(`sandbox ${sandbox}: ${sb ? 'STILL RUNNING' : 'gone'}${stateDirGone ? '' : ' (state dir still there)'}`);
+      if (sandboxPid) result.teardown.push(`sandbox systemd pid ${sandboxPid}: ${alive(sandboxPid) ? 'STILL ALIVE' : 'gone'}`);
+      if (cpPid) result.teardown.push(`control plane pid ${cpPid}: ${alive(cpPid) ? 'STILL ALIVE' : 'gone'}`);
+      if (agentPid) result.teardown.push(`agent pid ${agentPid}: ${alive(agentPid) ? 'STILL ALIVE' : 'gone'}`);
+      const dirGone = await fs.access(dataDir).then(() => false, () => true);
+      result.teardown.push(`data dir ${dataDir}: ${dirGone ? 'removed' : 'STILL THERE'}`);
+      for (const t of result.teardown) log(`teardown: ${t}`);
+    }
+  }
+
+  const text = report(result);
+  process.stdout.write(`${text}\n`);
+  await fs.writeFile(path.join(REPO, 'bench', '.last-cluster-run.json'), JSON.stringify(result, null, 1)).catch(() => undefined);
+  if (args.updateResults && !failure) await updateResults(args.updateResults, text, result);
+  if (failure) process.exitCode = 1;
+}
+
+// ---------------------------------------------------------------------------
+// report
+
+const ms = (v: number | undefined) => `${fmtMs(v)} ms`;
+const mib = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '-' : `${v.toFixed(1)} MiB`);
+
+function report(r: Result): string {
+  const L: string[] = [];
+  const m = r.machine;
+  const loads = r.load.map((l) => l.load[0]);
+  L.push(`Machine: ${m.nproc} × ${m.model} (nproc ${m.nproc}), ${m.memTotal} RAM, kernel ${m.kernel}, ${m.os}, Node ${m.node}, kubectl ${m.kubectl}, ${m.systemd} (in a node sandbox); run started ${m.date}; code ${m.tree}.`);
+  L.push(`Load average (1 min) during the run: ${r.load.map((l) => `${l.phase} ${l.load[0]}`).join(', ')} (min ${Math.min(...loads)}, max ${Math.max(...loads)} on ${m.nproc} CPUs).`);
+  L.push('');
+  const seq = summarize(r.sequential.map((s) => s.ms));
+  const dir = r.direct.length ? summarize(r.direct) : undefined;
+  const ns = median(r.nsenterMs);
+  const b = r.burst;
+  const bs = b && b.latencies.length ? summarize(b.latencies) : undefined;
+  L.push('| measurement | n | median | p90 | p99 (nearest rank) | max | vs direct `pod run` (median) | goal |');
+  L.push('|---|---|---|---|---|---|---|---|');
+  L.push(`| apply → Running, one by one | ${seq.n} | ${ms(seq.median)} | ${ms(seq.p90)} | ${ms(seq.p99)} | ${ms(seq.max)} | ${fmtRatio(seq.median, dir?.median)} (p99 ${fmtRatio(seq.p99, dir?.p99)}) | p99 < 1 s: **${seq.p99 < 1000 ? 'MET' : 'MISSED'}** |`);
+  if (b && bs) {
+    L.push(`| burst of ${b.latencies.length + b.failures}: each pod apply → Running | ${bs.n} | ${ms(bs.median)} | ${ms(bs.p90)} | ${ms(bs.p99)} | ${ms(bs.max)} | ${fmtRatio(bs.median, dir?.median)} | |`);
+    L.push(`| burst of ${b.latencies.length + b.failures}: **all Running** | 1 | ${ms(b.allRunningMs)} | | | | ${fmtRatio(b.allRunningMs, dir ? dir.median * (b.latencies.length + b.failures) : undefined)} of ${b.latencies.length + b.failures} × direct median | all < 10 s: **${b.allRunningMs < 10_000 ? 'MET' : 'MISSED'}** |`);
+  }
+  if (dir) L.push(`| floor: \`stevedore pod run\` (CLI in the sandbox, interleaved with the one-by-one pods) | ${dir.n} | ${ms(dir.median)} | ${ms(dir.p90)} | ${ms(dir.p99)} | ${ms(dir.max)} | 1.00x | |`);
+  L.push(`| (sandbox exec overhead: \`true\` via nsenter, included in the floor) | ${r.nsenterMs.length} | ${ms(ns)} | | | | | |`);
+  L.push('');
+  if (b) L.push(`Burst method: ${b.method}; kubectl apply itself returned after ${ms(b.applyMs)}.${b.failures ? ` ${b.failures} pods never became Running.` : ''}`);
+  if (r.sequentialFailures.length) L.push(`One-by-one failures: ${r.sequentialFailures.join('; ')}`);
+  // Breakdown of the one-by-one path
+  const part = (f: (s: Result['sequential'][number]) => number | undefined) => median(r.sequential.map(f).filter((x): x is number => x !== undefined));
+  L.push('');
+  L.push('Where the one-by-one time goes (medians, ms after t0 = just before spawning `kubectl apply`):');
+  L.push('');
+  L.push('| step | at (median) |');
+  L.push('|---|---|');
+  L.push(`| watch sees ADDED (kubectl start + discovery + POST) | ${ms(part((s) => s.addedMs))} |`);
+  L.push(`| watch sees spec.nodeName (scheduler bound it) | ${ms(part((s) => s.boundMs))} |`);
+  L.push(`| \`kubectl apply\` process exited | ${ms(part((s) => s.applyMs))} |`);
+  L.push(`| agent logged "pod started" (runPod resolved; journal \`time\`) | ${ms(part((s) => s.agentStartedMs))} |`);
+  L.push(`| watch sees Running + Ready | ${ms(part((s) => s.runningMs))} |`);
+  if (b && b.agentStartedMs.length) {
+    const a = summarize(b.agentStartedMs);
+    L.push('');
+    L.push(`Burst, agent side: first "pod started" at ${ms(a.min)}, last at ${ms(a.max)} after t0 (${fmtMs((a.max - a.min) / Math.max(1, a.n - 1))} ms per pod once started: pods are started ${a.n > 1 ? 'concurrently, one runPod per pod' : ''}); last Running seen at ${ms(b.allRunningMs)}.`);
+  }
+  L.push('');
+  L.push('Memory and CPU (RSS = VmRSS from /proc; CPU = utime+stime delta, % of one core):');
+  L.push('');
+  L.push('| when | pods | agent RSS | control plane RSS |');
+  L.push('|---|---|---|---|');
+  for (const [k, v] of Object.entries(r.memory)) L.push(`| ${k} | ${v.pods} | ${mib(v.agentRssMiB)} | ${mib(v.controlPlaneRssMiB)} |`);
+  L.push('');
+  if (r.baseline) L.push(`Idle baseline (0 bench pods, ${r.baseline.windowS} s): agent ${r.baseline.agentCpuPct.toFixed(1)} % CPU, control plane ${r.baseline.controlPlaneCpuPct.toFixed(1)} %, sandbox systemd ${r.baseline.sandboxSystemdCpuPct.toFixed(1)} %.`);
+  const s = r.steady;
+  if (s) {
+    L.push(`Steady state (${s.pods} pods Running, ${s.windowS.toFixed(0)} s window): **agent ${s.agentCpuPct.toFixed(1)} % CPU, RSS mean ${mib(s.agentRssMiB.mean)} / max ${mib(s.agentRssMiB.max)}** (VmHWM ${mib(s.agentHwmMiB)}); control plane ${s.controlPlaneCpuPct.toFixed(1)} % CPU, RSS ${mib(s.controlPlaneRssMiB)}; the sandbox's systemd (answering the agent's D-Bus calls) ${s.sandboxSystemdCpuPct.toFixed(1)} % CPU.`);
+    L.push(`Goal agent RSS < 150 MiB at ${s.pods} pods: **${s.agentRssMiB.max < 150 ? 'MET' : 'MISSED'}** (max ${mib(s.agentRssMiB.max)}; the kubelet's soak limit is 300 MiB).`);
+  }
+  if (r.probe) for (const [k, p] of Object.entries(r.probe)) {
+    L.push(`One \`listPods()\` (what every agent sync pass starts with) at ${k} (${p.pods} runtime pods, ${p.apps} apps), in a separate process in the sandbox, ${p.wallMs.n} rounds: wall median ${ms(p.wallMs.median)} (max ${ms(p.wallMs.max)}), CPU median ${ms(p.cpuMs.median)}.`);
+  }
+  if (r.profile) {
+    const p = r.profile;
+    L.push('');
+    L.push(`Agent CPU profile (agent restarted with \`--cpu-prof\` via a runtime drop-in, ${p.pods} pods, last ${p.windowS} s before stop): ${p.busyMs.toFixed(0)} ms busy of ${p.sampledMs.toFixed(0)} ms sampled (${(p.busyMs / p.sampledMs * 100).toFixed(1)} %; /proc said ${p.cpuPct.toFixed(1)} % incl. startup/GC threads).`);
+    L.push('');
+    L.push('| self time by module | ms | share of busy |');
+    L.push('|---|---|---|');
+    for (const [k, v] of p.byModule) L.push(`| ${k} | ${v.toFixed(0)} | ${(v / p.busyMs * 100).toFixed(1)} % |`);
+    L.push('');
+    L.push('| self time by function | ms |');
+    L.push('|---|---|');
+    for (const [k, v] of p.byFunction) L.push(`| \`${k}\` | ${v.toFixed(0)} |`);
+    if (p.inclusive.length) {
+      L.push('');
+      L.push(`Inclusive (synchronous part only; async continuations are separate stacks): ${p.inclusive.map(([k, v]) => `${k} ${v.toFixed(0)} ms`).join(', ')}.`);
+    }
+  }
+  if (r.deletion) L.push(`\nDeleting all ${r.deletion.pods} pods (\`kubectl delete pods -l ${LABEL} --grace-period=1\`) until the watch saw every DELETED: ${ms(r.deletion.ms)}.`);
+  if (r.journal) L.push(`Agent journal: ${r.journal.lines} lines, ${r.journal.warnings} warnings, ${r.journal.errors} errors${r.journal.samples.length ? `; first: ${r.journal.samples.slice(0, 3).map((x) => `\`${x.slice(0, 160)}\``).join(' ')}` : ''}.`);
+  L.push('');
+  L.push(`Teardown: ${r.teardown.join('; ')}.`);
+  return L.join('\n');
+}
+
+const BEGIN = '<!-- bench:cluster:begin -->';
+const END = '<!-- bench:cluster:end -->';
+
+async function updateResults(file: string, text: string, r: Result): Promise<void> {
+  const a = r.args;
+  const cmd = `bash bench/run.sh --cluster --sequential ${a.sequential} --burst ${a.burst} --cpu-window ${a.cpuWindow}${a.profile ? '' : ' --no-profile'} --update-results ${file}`;
+  const body = [BEGIN, `_Generated by \`${cmd}\` on ${r.machine.date}._`, '', text, END].join('\n');
+  const current = await fs.readFile(file, 'utf8').catch(() => '');
+  const i = current.indexOf(BEGIN);
+  const j = current.indexOf(END);
+  const next = i >= 0 && j > i ? current.slice(0, i) + body + current.slice(j + END.length) : `${current}${current.endsWith('\n') ? '' : '\n'}\n${body}\n`;
+  await fs.writeFile(file, next);
+  log(`updated ${file}`);
+}
+
+await main(parseArgs(process.argv.slice(2)));

@@ -1,0 +1,22 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { execa } from 'execa';
+import { UserError } from './errors.js';
+import { atomicWrite } from './fsutil.js';
+
+/** Write a unit file, reload systemd and enable the unit (starting it with `now`). */
+export async function installUnit(unitDir: string, name: string, text: string, now: boolean): Promise<void> {
+  await fs.mkdir(unitDir, { recursive: true });
+  await atomicWrite(path.join(unitDir, name), text);
+  const systemctl = async (...args: string[]) => {
+    const r = await execa('systemctl', args, { reject: false });
+    if (r.exitCode !== 0) throw new UserError(`systemctl ${args.join(' ')} failed: ${r.stderr.trim()}`, { hint: 'this needs a running systemd (PID 1, or a node sandbox: stevedore sandbox exec -- stevedore …)' });
+  };
+  await systemctl('daemon-reload');
+  await systemctl('enable', ...(now ? ['--now'] : []), name);
+}
+
+/** The stevedore CLI as a unit's ExecStart= prefix: this Node and this checkout's launcher. */
+export function cliCommand(): string {
+  return `${process.execPath} ${path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname)}`;
+}
