@@ -40,7 +40,7 @@ export const alive = (pid: number): boolean => { try { process.kill(pid, 0); ret
 // ---------------------------------------------------------------------------
 // /proc
 
-export interface ProcSample { at: number; rssKiB: number; hwmKiB: number; ticks: number }
+export interface ProcSample { at: number; rssKiB: number; hwmKiB: number; anonKiB: number; fileKiB: number; ticks: number }
 
 export async function readProc(pid: number): Promise<ProcSample> {
   const at = nowMs();
@@ -48,7 +48,7 @@ export async function readProc(pid: number): Promise<ProcSample> {
   const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1] ?? NaN);
   // Fields after "(comm)": state is field 3, utime 14, stime 15 → indexes 11 and 12 here.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { at, rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM'), ticks: Number(rest[11]) + Number(rest[12]) };
+  return { at, rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM'), anonKiB: kib('RssAnon'), fileKiB: kib('RssFile'), ticks: Number(rest[11]) + Number(rest[12]) };
 }
 
 /** CPU % of one core between two samples. */

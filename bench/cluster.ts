@@ -12,6 +12,7 @@
  * sandbox), and where the agent spends its CPU. Tears everything down in a
  * finally block and checks nothing is left. See bench/README.md.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -89,7 +90,8 @@ interface Result {
   direct: number[];
   nsenterMs: number[];
   burst?: { method: string; allRunningMs: number; applyMs: number; latencies: number[]; agentStartedMs: number[]; failures: number };
-  memory: Record<string, { agentRssMiB?: number; controlPlaneRssMiB?: number; pods?: number }>;
+  memory: Record<string, { agentRssMiB?: number; agentAnonMiB?: number; agentFileMiB?: number; controlPlaneRssMiB?: number; pods?: number }>;
+  moduleRss: Array<{ what: string; rssMiB: number; heapUsedMiB: number; anonMiB: number; fileMiB: number }>;
   steady?: { pods: number; windowS: number; agentCpuPct: number; agentRssMiB: { mean: number; max: number }; agentHwmMiB: number; controlPlaneCpuPct: number; controlPlaneRssMiB: number; sandboxSystemdCpuPct: number };
   baseline?: { pods: number; windowS: number; agentCpuPct: number; agentRssMiB: number; controlPlaneCpuPct: number; sandboxSystemdCpuPct: number };
   probe?: Record<string, { pods: number; apps: number; wallMs: Summary; cpuMs: Summary }>;
@@ -122,10 +124,30 @@ async function machineInfo(): Promise<Record<string, string>> {
 }
 
 async function main(args: Args): Promise<void> {
-  const result: Result = { machine: await machineInfo(), args, sequential: [], sequentialFailures: [], direct: [], nsenterMs: [], memory: {}, load: [], teardown: [] };
+  const result: Result = { machine: await machineInfo(), args, sequential: [], sequentialFailures: [], direct: [], nsenterMs: [], memory: {}, moduleRss: [], load: [], teardown: [] };
   const loadPoint = (phase: string) => result.load.push({ phase, at: new Date().toISOString(), load: os.loadavg().map((x) => Number(x.toFixed(2))) as [number, number, number] });
   loadPoint('start');
   const clkTck = Number((await run('getconf', ['CLK_TCK'])).stdout.trim()) || 100;
+
+  // What a fresh node process costs in RSS once it has loaded what the agent loads (after a full GC).
+  for (const [what, imports] of [
+    ['bare node', []],
+    ['+ @kubernetes/client-node', ['@kubernetes/client-node']],
+    ['+ dist/runtime-rkt/runtime.js (dbus-next, execa, pino, yaml, tar-stream …)', ['./dist/runtime-rkt/runtime.js']],
+    ['+ dist/agent/agent.js (everything the agent imports)', ['./dist/agent/agent.js']],
+  ] as Array<[string, string[]]>) {
+    const code = imports.map((m) => `await import(${JSON.stringify(m)});`).join('') + String.raw`globalThis.gc(); const st = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8'); const k = (x) => Number(new RegExp('^' + x + ':\s+(\d+)', 'm').exec(st)[1]) / 1024; console.log(JSON.stringify({ rss: k('VmRSS'), anon: k('RssAnon'), file: k('RssFile'), heap: process.memoryUsage().heapUsed / 2 ** 20 }));`;
+    const r = await new Promise<Run>((resolve) => {
+      const c = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = ''; let stderr = '';
+      c.stdout.on('data', (d) => { stdout += d; });
+      c.stderr.on('data', (d) => { stderr += d; });
+      c.on('close', (x) => resolve({ code: x ?? 1, stdout, stderr }));
+    });
+    if (r.code !== 0) { log(`warning: module RSS probe ${what}: ${r.stderr.trim()}`); continue; }
+    const v = JSON.parse(r.stdout) as { rss: number; anon: number; file: number; heap: number };
+    result.moduleRss.push({ what, rssMiB: v.rss, heapUsedMiB: v.heap, anonMiB: v.anon, fileMiB: v.file });
+  }
 
   const dataDir = await fs.mkdtemp('/var/tmp/stevedore-bench-cluster-');
   const work = path.join(dataDir, 'bench');
@@ -160,9 +182,15 @@ async function main(args: Args): Promise<void> {
     if (!info) throw new Error(`sandbox ${sandbox} not found after up`);
     sandboxPid = info.pid;
     const findAgent = async (): Promise<number> => {
-      const r = await inSandbox(['systemctl', 'show', '-p', 'MainPID', '--value', 'stevedore-agent']);
-      const nsPid = Number(r.stdout.trim());
-      if (!nsPid) throw new Error(`agent MainPID: ${r.stdout} ${r.stderr}`);
+      let nsPid = 0;
+      for (let i = 0; i < 60 && !nsPid; i++) {
+        if (i) await sleep(500);
+        nsPid = Number((await inSandbox(['systemctl', 'show', '-p', 'MainPID', '--value', 'stevedore-agent'])).stdout.trim());
+      }
+      if (!nsPid) {
+        const st = await inSandbox(['sh', '-c', 'systemctl status --no-pager stevedore-agent; journalctl -u stevedore-agent -n 30 --no-pager']);
+        throw new Error(`the agent is not running (MainPID 0):\n${st.stdout}${st.stderr}`);
+      }
       const hostPid = await hostPidInNamespace(info.pid, nsPid);
       if (!hostPid) throw new Error(`no host pid for agent pid ${nsPid} in the sandbox`);
       return hostPid;
@@ -171,7 +199,7 @@ async function main(args: Args): Promise<void> {
     log(`control plane pid ${cpPid}, sandbox systemd pid ${info.pid}, agent pid ${agentPid} (host)`);
     const memPoint = async (phase: string, pods: number) => {
       const [a, c] = await Promise.all([readProc(agentPid!).catch(() => undefined), readProc(cpPid!).catch(() => undefined)]);
-      result.memory[phase] = { pods, agentRssMiB: a && a.rssKiB / 1024, controlPlaneRssMiB: c && c.rssKiB / 1024 };
+      result.memory[phase] = { pods, agentRssMiB: a && a.rssKiB / 1024, agentAnonMiB: a && a.anonKiB / 1024, agentFileMiB: a && a.fileKiB / 1024, controlPlaneRssMiB: c && c.rssKiB / 1024 };
     };
     await memPoint('after up (demo pod)', 1);
 
@@ -319,8 +347,15 @@ async function main(args: Args): Promise<void> {
     if (args.profile) {
       const profDir = path.join(work, 'cpu-prof');
       await fs.mkdir(profDir, { recursive: true });
+      // --cpu-prof is not allowed in NODE_OPTIONS: override ExecStart (same command line as agentUnitFile, plus the profiler flags).
       const dropIn = '/run/systemd/system/stevedore-agent.service.d';
-      await inSandbox(['sh', '-c', `mkdir -p ${dropIn} && printf '[Service]\\nEnvironment="NODE_OPTIONS=--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=1000"\\n' > ${dropIn}/bench-cpu-prof.conf && systemctl daemon-reload && systemctl restart stevedore-agent`]);
+      const conf = path.join(work, 'bench-cpu-prof.conf');
+      const unit = (await inSandbox(['cat', '/etc/systemd/system/stevedore-agent.service'])).stdout;
+      const execStart = /^ExecStart=(\S+) (.*)$/m.exec(unit);
+      if (!execStart) throw new Error(`no ExecStart in the agent unit:\n${unit}`);
+      await fs.writeFile(conf, `[Service]\nExecStart=\nExecStart=${execStart[1]} --cpu-prof --cpu-prof-dir=${profDir} ${execStart[2]}\n`);
+      const rs = await inSandbox(['sh', '-c', `mkdir -p ${dropIn} && cp ${conf} ${dropIn}/bench-cpu-prof.conf && systemctl daemon-reload && systemctl restart stevedore-agent`]);
+      if (rs.code !== 0) throw new Error(`restarting the agent with --cpu-prof: ${rs.stderr}`);
       const tRestart = nowMs();
       const profPid = await findAgent();
       const a0 = await readProc(profPid);
@@ -379,7 +414,7 @@ async function main(args: Args): Promise<void> {
     watch?.stop();
     if (upStarted) {
       if (!failure) { /* pods already deleted above */ } else {
-        const r = await kubectl(['delete', 'pods', '--all', '--grace-period=1', '--wait=true', '--timeout=180s']);
+        const r = await kubectl(['delete', 'pods', '--all', '--grace-period=1', '--wait=true', '--timeout=60s']);
         result.teardown.push(`after failure: kubectl delete pods --all → exit ${r.code}`);
       }
       const down = await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
@@ -453,9 +488,17 @@ function report(r: Result): string {
   L.push('');
   L.push('Memory and CPU (RSS = VmRSS from /proc; CPU = utime+stime delta, % of one core):');
   L.push('');
-  L.push('| when | pods | agent RSS | control plane RSS |');
-  L.push('|---|---|---|---|');
-  for (const [k, v] of Object.entries(r.memory)) L.push(`| ${k} | ${v.pods} | ${mib(v.agentRssMiB)} | ${mib(v.controlPlaneRssMiB)} |`);
+  L.push('| when | pods | agent RSS | of which anon / file-backed | control plane RSS |');
+  L.push('|---|---|---|---|---|');
+  for (const [k, v] of Object.entries(r.memory)) L.push(`| ${k} | ${v.pods} | ${mib(v.agentRssMiB)} | ${mib(v.agentAnonMiB)} / ${mib(v.agentFileMiB)} | ${mib(v.controlPlaneRssMiB)} |`);
+  if (r.moduleRss.length) {
+    L.push('');
+    L.push('A fresh `node` that only imports what the agent imports (then a full GC), same binary, on the host:');
+    L.push('');
+    L.push('| process | RSS | anon / file-backed | V8 heap used |');
+    L.push('|---|---|---|---|');
+    for (const x of r.moduleRss) L.push(`| ${x.what} | ${mib(x.rssMiB)} | ${mib(x.anonMiB)} / ${mib(x.fileMiB)} | ${mib(x.heapUsedMiB)} |`);
+  }
   L.push('');
   if (r.baseline) L.push(`Idle baseline (0 bench pods, ${r.baseline.windowS} s): agent ${r.baseline.agentCpuPct.toFixed(1)} % CPU, control plane ${r.baseline.controlPlaneCpuPct.toFixed(1)} %, sandbox systemd ${r.baseline.sandboxSystemdCpuPct.toFixed(1)} %.`);
   const s = r.steady;

@@ -96,9 +96,10 @@ spec:
   const quota = (await node.sh(`cat ${cg}/cpu.cfs_quota_us ${cg}/cpu.cfs_period_us`)).stdout.split('\n').map(Number);
   assert.is(quota[0]! / quota[1]!, 0.2, 'quota is 20% of the period');
   const stat = await eventually('throttling', async () => {
-    const text = (await node.sh(`cat ${cg}/cpu.stat; echo usage $(cat /sys/fs/cgroup/cpuacct/stevedore.slice/stevedore-${hex}.slice/stevedore-${hex}-cpu.service/cpuacct.usage)`)).stdout;
+    // v1 cpu.stat has the throttling counters; CPU time is in the unit's cgroup2 cpu.stat (usage_usec).
+    const text = (await node.sh(`cat ${cg}/cpu.stat /sys/fs/cgroup/unified/stevedore.slice/stevedore-${hex}.slice/stevedore-${hex}-cpu.service/cpu.stat`)).stdout;
     const get = (k: string) => Number(new RegExp(`^${k} (\\d+)`, 'm').exec(text)?.[1]);
-    return get('nr_periods') >= 20 && get('nr_throttled') > 0 ? { periods: get('nr_periods'), throttled: get('nr_throttled'), usageNs: get('usage') } : undefined;
+    return get('nr_periods') >= 20 && get('nr_throttled') > 0 ? { periods: get('nr_periods'), throttled: get('nr_throttled'), usageNs: get('usage_usec') * 1000 } : undefined;
   });
   // The counters, not the clock: the loop was throttled, and it never got more
   // than its quota of CPU time in the periods it ran (another process on a busy
