@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
 import { InvalidInput, UserError } from '../common/errors.js';
@@ -133,7 +134,8 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
     .action(async (uuid: string, command: string[], opts: { container?: string }) => {
       const argv = await withRuntime((rt) => rt.enterArgv(uuid, opts.container, command.length ? command : ['sh']));
       const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit' });
-      const code = await new Promise<number>((resolve) => child.on('close', (c, sig) => resolve(c ?? 128 + (sig ? 9 : 0))));
+      // Like a shell: a command killed by a signal exits 128 + its number.
+      const code = await new Promise<number>((resolve) => child.on('close', (c, sig) => resolve(c ?? 128 + (sig ? os.constants.signals[sig] : 0))));
       process.exitCode = code;
     });
 }

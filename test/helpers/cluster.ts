@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Test } from 'uvu';
-import { execInSandbox } from '../../sandbox/sandbox.js';
+import { execInSandbox, getSandbox, stopSandbox } from '../../sandbox/sandbox.js';
 import { CLI } from './node.js';
 
 export interface Run { code: number; stdout: string; stderr: string }
@@ -23,6 +23,15 @@ export function run(cmd: string, args: string[], env: Record<string, string> = {
     if (input !== undefined) child.stdin!.end(input);
     child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
   });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function freePort(): Promise<number> {
@@ -102,8 +111,20 @@ export function useCluster<T>(suite: Test<T>): () => TestCluster {
   });
   suite.after(async () => {
     if (!cluster) return;
+    const cpPid = await cluster.controlPlanePid().catch(() => undefined);
     const down = await run(process.execPath, [CLI, 'down', '--data-dir', cluster.dataDir]);
-    if (down.code !== 0) throw new Error(`stevedore down failed: ${down.stderr}`);
+    // Whatever `down` did, nothing of the test may outlive it.
+    const leftovers: string[] = [];
+    if (await getSandbox(cluster.sandbox)) {
+      leftovers.push(`sandbox ${cluster.sandbox}`);
+      await stopSandbox(cluster.sandbox);
+    }
+    if (cpPid && isAlive(cpPid)) {
+      leftovers.push(`control plane pid ${cpPid}`);
+      process.kill(cpPid, 'SIGKILL');
+    }
+    await fs.rm(cluster.dataDir, { recursive: true, force: true });
+    if (down.code !== 0 || leftovers.length) throw new Error(`stevedore down failed (exit ${down.code}: ${down.stderr.trim()}); left behind: ${leftovers.join(', ') || 'nothing'}`);
   });
   return () => {
     if (!cluster) throw new Error('useCluster: only inside tests');
