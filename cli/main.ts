@@ -99,6 +99,27 @@ image.command('import-demo')
       await fs.rm(dir, { recursive: true, force: true });
     }
   });
+image.command('pull')
+  .argument('<ref>', 'image reference, e.g. registry.example.com/team/app:1.4 or …@sha256:…')
+  .option('--insecure-registry <host[:port]...>', 'registries allowed over plain HTTP (loopback registries always are)')
+  .option('--authfile <file>', 'docker-style credentials (default $REGISTRY_AUTH_FILE or ~/.docker/config.json)')
+  .description('pull an image from an OCI/Docker registry into the store, with per-layer progress')
+  .action(async (ref: string, opts: { insecureRegistry?: string[]; authfile?: string }) => {
+    const { pullCommandAction } = await import('./image-pull.js');
+    await withRuntime((rt) => pullCommandAction(rt.images, ref, { insecure: opts.insecureRegistry, authFile: opts.authfile }));
+  });
+image.command('gc')
+  .option('--high <percent>', 'start removing when the image filesystem is this full', '85')
+  .option('--low <percent>', 'remove down to this', '80')
+  .option('--min-age <duration>', 'also remove unused images not used for this long (e.g. 7d)')
+  .description('remove images no pod uses, least recently used first, when the disk is fuller than --high')
+  .action(async (opts: { high: string; low: string; minAge?: string }) => {
+    const { gcCommandAction } = await import('./image-pull.js');
+    await withRuntime(async (rt) => {
+      const inUse = new Set((await rt.listPods()).flatMap((p) => p.apps.map((a) => a.image.id)));
+      await gcCommandAction(rt.images, inUse, { highPercent: opts.high, lowPercent: opts.low, minAge: opts.minAge });
+    });
+  });
 image.command('list').alias('ls')
   .option('-o, --output <format>', 'json for scripts')
   .description('list images in the store')

@@ -1,3 +1,5 @@
+import { InvalidInput } from './errors.js';
+
 /** Plain-text tables for people; scripts use `-o json`. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -8,7 +10,7 @@ export function table(headers: string[], rows: string[][]): string {
 /** "3s", "5m", "2h", "1d" or plain seconds → milliseconds. */
 export function parseDuration(raw: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim());
-  if (!m) throw new Error(`"${raw}" is not a duration (use e.g. 30s, 5m, 2h)`);
+  if (!m) throw new InvalidInput(`"${raw}" is not a duration`, 'use e.g. 30s, 5m, 2h, 7d');
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
   return Number(m[1]) * unit;
 }

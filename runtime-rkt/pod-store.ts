@@ -25,6 +25,7 @@ export interface PodLocation {
 }
 
 const NEW_PREFIX = '.new-';
+const STALE_NEW_EMBRYO_MS = 60_000;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function isPodUuid(s: string): boolean {
@@ -65,18 +66,23 @@ export class PodStore {
     const uuid = randomUUID();
     const hidden = path.join(this.root, 'embryo', `${NEW_PREFIX}${uuid}`);
     await fs.mkdir(hidden, { mode: 0o711 });
-    const lock = FileLock.tryAcquire(hidden);
-    if (!lock) throw new Error(`pod ${uuid}: could not lock its fresh embryo directory`);
+    // Wait briefly: a reader may be probing it with a momentary shared lock.
+    const lock = await FileLock.acquire(hidden, 'exclusive', 2000);
     const dir = this.dirOf(uuid, 'embryo');
     await fs.rename(hidden, dir);
     return { location: { uuid, state: 'embryo', dir }, lock };
   }
 
-  /** Remove hidden embryos whose creator died between mkdir and rename (empty, unlocked). */
+  /**
+   * Remove hidden embryos whose creator died between mkdir and rename. Only
+   * old ones: a young one may be between another process's mkdir and flock.
+   */
   async removeStaleNewEmbryos(): Promise<void> {
     const dir = path.join(this.root, 'embryo');
     for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
       if (!name.startsWith(NEW_PREFIX)) continue;
+      const st = await fs.stat(path.join(dir, name)).catch(() => undefined);
+      if (!st || Date.now() - st.mtimeMs < STALE_NEW_EMBRYO_MS) continue;
       const lock = tryLock(path.join(dir, name));
       if (!lock) continue;
       await fs.rm(path.join(dir, name), { recursive: true, force: true });

@@ -25,7 +25,7 @@ export const MT = {
 
 const INDEX_TYPES = new Set<string>([MT.ociIndex, MT.dockerList]);
 const MANIFEST_TYPES = new Set<string>([MT.ociManifest, MT.dockerManifest]);
-const LAYER_TYPES = new Set<string>([
+export const LAYER_TYPES: ReadonlySet<string> = new Set<string>([
   MT.ociLayerTar, MT.ociLayerGzip, MT.dockerLayerGzip, MT.dockerLayerTar,
   'application/vnd.oci.image.layer.nondistributable.v1.tar',
   'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
@@ -73,6 +73,8 @@ export interface ImagePlan {
   layers: StagedBlob[];
   diffIds: string[];
   annotations?: Record<string, string>;
+  /** `domain/repo@digest` references that name this image (pulls). */
+  repoDigests?: string[];
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -197,7 +199,7 @@ async function stageDescriptor(src: SourceTree, stager: Stager, d: Descriptor, w
   return stager.stage(file, { digest, ...(typeof d.size === 'number' ? { size: d.size } : {}) }, `${what} ${digest}`);
 }
 
-function checkDiffIds(config: OciConfig, layerCount: number, configDigest: string): string[] {
+export function checkDiffIds(config: OciConfig, layerCount: number, configDigest: string): string[] {
   const ids = config.rootfs?.diff_ids;
   if (!Array.isArray(ids) || ids.length !== layerCount) {
     throw new InvalidInput(`config ${configDigest} lists ${Array.isArray(ids) ? ids.length : 'no'} diff_ids for ${layerCount} layers`, 'the image is corrupt');

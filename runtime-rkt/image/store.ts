@@ -20,17 +20,31 @@ import { pipeline } from 'node:stream/promises';
 import { atomicWrite, atomicWriteJson, readJson, exists, FileLock } from '../../common/fsutil.js';
 import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
-import type { ImageRecord, ImageStoreApi, ImportOptions } from './types.js';
+import type { ImageGcOptions, ImageGcResult, ImagePullApi, ImageRecord, ImportOptions, PullOptions } from './types.js';
 import { extractLayer } from './extract.js';
 import { openSource } from './source.js';
-import { planImport, checkDigest, hexOf, type ImagePlan, type OciConfig, type StagedBlob, type Stager } from './plan.js';
+import { planImport, checkDigest, checkDiffIds, hexOf, MT, LAYER_TYPES, type ImagePlan, type OciConfig, type StagedBlob, type Stager } from './plan.js';
+import { readSmallJson } from './source.js';
+import { parseReference, repoDigest, type ImageReference } from './reference.js';
+import { RegistryClient, type FetchedManifest, type ResolvedImage } from './registry.js';
 import { candidateNames } from './names.js';
 import { fsops } from './fsops.js';
 
 const LOCK_TIMEOUT_MS = 10 * 60_000;
 const ID_PREFIX_MIN = 6;
+const MAX_CONFIG_BYTES = 4 << 20;
 
-export class ImageStore implements ImageStoreApi {
+/** In-process de-duplication of pulls: `<store root>\0<manifest digest>` → the pull in progress. */
+const inflightPulls = new Map<string, Promise<ImageRecord>>();
+
+/** A blob that was in the store when a pull skipped downloading it was collected before the commit. */
+class VanishedBlob extends Error {
+  constructor(digest: string) {
+    super(`blob ${digest} was removed from the store during the pull`);
+  }
+}
+
+export class ImageStore implements ImagePullApi {
   readonly root: string;
   private readonly blobsDir: string;
   private readonly layersDir: string;
@@ -87,6 +101,7 @@ export class ImageStore implements ImageStoreApi {
     if (want === '') throw new InvalidInput('empty image reference', 'give an image name, id or id prefix');
     const records = await this.list();
     if (/^sha256:[0-9a-f]{64}$/.test(want)) return records.find((r) => r.id === want);
+    if (want.includes('@')) return this.resolveDigestRef(want, records);
     // Names first (a name may look like hex); newest wins if a crash left a name on two records.
     for (const name of candidateNames(want)) {
       const hits = records.filter((r) => r.names.includes(name));
@@ -99,6 +114,21 @@ export class ImageStore implements ImageStoreApi {
       return hits[0];
     }
     return undefined;
+  }
+
+  /** `[domain/]path[:tag]@sha256:…` against the records' repoDigests (short names: localhost/ then docker.io/). */
+  private resolveDigestRef(want: string, records: ImageRecord[]): ImageRecord | undefined {
+    let ref: ImageReference;
+    try {
+      ref = parseReference(want);
+    } catch {
+      return undefined;
+    }
+    const digest = ref.digest as string;
+    const wanted = new Set([repoDigest(ref, digest)]);
+    const bare = want.slice(0, want.indexOf('@')).replace(/:[^/:]*$/, '');
+    for (const name of candidateNames(bare)) wanted.add(`${name.replace(/:[^/:]*$/, '')}@${digest}`);
+    return records.find((r) => (r.repoDigests ?? []).some((d) => wanted.has(d)));
   }
 
   // ---- importing -----------------------------------------------------------
@@ -196,7 +226,10 @@ export class ImageStore implements ImageStoreApi {
       for (const plan of plans) {
         for (const blob of [plan.manifest, plan.config, ...plan.layers]) {
           const dest = this.blobPath(blob.digest);
-          if (!(await exists(dest))) await fs.rename(blob.path, dest);
+          if (!(await exists(dest))) {
+            if (blob.path === '') throw new VanishedBlob(blob.digest); // a pull relied on it being here
+            await fs.rename(blob.path, dest);
+          }
         }
       }
       for (const plan of plans) {
@@ -254,6 +287,8 @@ export class ImageStore implements ImageStoreApi {
       ...(prev?.lastUsedAt !== undefined ? { lastUsedAt: prev.lastUsedAt } : {}),
       ...(plan.annotations ? { annotations: plan.annotations } : {}),
     };
+    const repoDigests = [...new Set([...(prev?.repoDigests ?? []), ...(plan.repoDigests ?? [])])];
+    if (repoDigests.length > 0) record.repoDigests = repoDigests;
     await this.saveRecord(record);
     return record;
   }
@@ -334,6 +369,253 @@ export class ImageStore implements ImageStoreApi {
 
   private damaged(image: ImageRecord, why: string): UserError {
     return new UserError(`image ${image.names[0] ?? image.id} is damaged: ${why}`, { hint: `remove it (stevedore image rm ${hexOf(image.id).slice(0, 12)}) and import it again` });
+  }
+
+  // ---- pulling -------------------------------------------------------------
+
+  /**
+   * Pull `ref` from its registry: resolve it (linux/amd64 from an index),
+   * stream every missing blob into a private stage (verified while it
+   * streams), unpack new layers there, then commit under the store lock like
+   * importPath. A failed pull leaves nothing behind. Concurrent pulls of the
+   * same manifest in this process share one download. Blobs already in the
+   * store are not downloaded again.
+   */
+  async pull(ref: string, opts: PullOptions = {}): Promise<ImageRecord> {
+    const parsed = parseReference(ref);
+    const client = new RegistryClient({
+      ...(opts.auth ? { credentials: opts.auth } : {}),
+      ...(opts.insecureRegistries ? { insecureRegistries: opts.insecureRegistries } : {}),
+      ...(opts.maxManifestBytes !== undefined ? { maxManifestBytes: opts.maxManifestBytes } : {}),
+      ...(opts.attempts !== undefined ? { attempts: opts.attempts } : {}),
+      ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}),
+    });
+    try {
+      const resolved = await client.resolve(parsed);
+      const names = parsed.name !== undefined ? [parsed.name] : [];
+      const digests = [repoDigest(parsed, resolved.manifest.digest), ...(resolved.index ? [repoDigest(parsed, resolved.index.digest)] : [])];
+      const key = `${this.root}\0${resolved.manifest.digest}`;
+      const running = inflightPulls.get(key);
+      if (running !== undefined) {
+        // Someone in this process is already pulling this image: share it, then add our names.
+        const rec = await running;
+        const named = await this.addNames(rec.id, names, digests);
+        opts.onProgress?.({ kind: 'done', id: named.id, reused: true });
+        return named;
+      }
+      const p = this.pullResolved(client, resolved, names, digests, opts);
+      inflightPulls.set(key, p);
+      const forget = () => {
+        if (inflightPulls.get(key) === p) inflightPulls.delete(key);
+      };
+      p.then(forget, forget);
+      return await p;
+    } finally {
+      client.close();
+    }
+  }
+
+  private async pullResolved(client: RegistryClient, resolved: ResolvedImage, names: string[], digests: string[], opts: PullOptions): Promise<ImageRecord> {
+    const { manifest } = resolved;
+    const layersOf = (manifest.json.layers ?? []).map((l) => ({ digest: l.digest, size: l.size ?? 0 }));
+    opts.onProgress?.({ kind: 'resolved', ref: resolved.ref.name ?? `${resolved.ref.repo}@${resolved.ref.digest}`, manifestDigest: manifest.digest, layers: layersOf });
+    for (let attempt = 1; ; attempt++) {
+      const have = (await this.list()).find((r) => r.manifestDigest === manifest.digest);
+      try {
+        if (have !== undefined) {
+          for (const l of layersOf) opts.onProgress?.({ kind: 'layer', digest: l.digest, state: 'exists', bytes: l.size, total: l.size });
+          const named = await this.addNames(have.id, names, digests);
+          opts.onProgress?.({ kind: 'done', id: named.id, reused: true });
+          return named;
+        }
+        const rec = await this.downloadAndCommit(client, resolved.ref, manifest, names, digests, opts);
+        opts.onProgress?.({ kind: 'done', id: rec.id, reused: false });
+        return rec;
+      } catch (err) {
+        // A blob we relied on (or the record we joined) was removed meanwhile: go again, downloading it.
+        if (err instanceof VanishedBlob && attempt < 3) continue;
+        throw err;
+      }
+    }
+  }
+
+  private async downloadAndCommit(client: RegistryClient, ref: ImageReference, manifest: FetchedManifest, names: string[], digests: string[], opts: PullOptions): Promise<ImageRecord> {
+    const where = `${ref.repo}@${manifest.digest}`;
+    const m = manifest.json;
+    if (m.config === undefined || !Array.isArray(m.layers)) throw new InvalidInput(`manifest ${where} is not an image manifest (no config or layers)`);
+    if (m.config.mediaType !== undefined && m.config.mediaType !== MT.ociConfig && m.config.mediaType !== MT.dockerConfig) {
+      throw new InvalidInput(`${where} is an artifact (${m.config.mediaType}), not a container image`);
+    }
+    checkDigest(m.config.digest, `the config of ${where}`);
+    for (const l of m.layers) {
+      checkDigest(l?.digest, `a layer of ${where}`);
+      if (l.mediaType !== undefined && !LAYER_TYPES.has(l.mediaType)) {
+        throw new InvalidInput(`layer ${l.digest} of ${where} has media type ${l.mediaType}, which this runtime cannot unpack`, l.mediaType.includes('zstd') ? 'push the image with gzip compression' : undefined);
+      }
+    }
+    if (typeof m.config.size === 'number' && m.config.size > MAX_CONFIG_BYTES) {
+      throw new InvalidInput(`the config of ${where} is ${m.config.size} bytes, more than the ${MAX_CONFIG_BYTES} allowed`);
+    }
+    const stage = await this.createStage();
+    try {
+      const stager = this.stager(stage.dir, false);
+      const blobsDir = path.join(stage.dir, 'blobs');
+      await fs.mkdir(blobsDir, { recursive: true });
+      const manifestBlob = await stager.stageBytes(manifest.body);
+
+      const cfgPath = path.join(blobsDir, hexOf(m.config.digest));
+      const cfg = await client.fetchBlob(ref, { digest: m.config.digest, size: m.config.size ?? undefined }, cfgPath);
+      const configBlob: StagedBlob = { digest: m.config.digest, path: cfgPath, size: cfg.size };
+      const configJson = await readSmallJson<OciConfig>(cfgPath, `config ${m.config.digest}`, MAX_CONFIG_BYTES);
+      const diffIds = checkDiffIds(configJson, m.layers.length, m.config.digest);
+
+      // One entry per distinct layer blob; already-stored blobs are not fetched.
+      const byDigest = new Map<string, StagedBlob>();
+      const todo: Array<{ digest: string; size: number | undefined; diffId: string }> = [];
+      for (const [i, l] of m.layers.entries()) {
+        if (byDigest.has(l.digest) || todo.some((t) => t.digest === l.digest)) continue;
+        if (await exists(this.blobPath(l.digest))) {
+          byDigest.set(l.digest, { digest: l.digest, path: '', size: l.size ?? 0 });
+          opts.onProgress?.({ kind: 'layer', digest: l.digest, state: 'exists', bytes: l.size ?? 0, total: l.size ?? 0 });
+        } else {
+          todo.push({ digest: l.digest, size: typeof l.size === 'number' ? l.size : undefined, diffId: diffIds[i]! });
+          opts.onProgress?.({ kind: 'layer', digest: l.digest, state: 'waiting', bytes: 0, total: l.size ?? 0 });
+        }
+      }
+      const staged = new Map<string, string>();
+      let failed: unknown;
+      const worker = async () => {
+        for (let job = todo.shift(); job !== undefined && failed === undefined; job = todo.shift()) {
+          const { digest, size, diffId } = job;
+          try {
+            const blobPath = path.join(blobsDir, hexOf(digest));
+            const total = size ?? 0;
+            opts.onProgress?.({ kind: 'layer', digest, state: 'downloading', bytes: 0, total });
+            const got = await client.fetchBlob(ref, { digest, ...(size !== undefined ? { size } : {}) }, blobPath, (bytes) =>
+              opts.onProgress?.({ kind: 'layer', digest, state: 'downloading', bytes, total }),
+            );
+            byDigest.set(digest, { digest, path: blobPath, size: got.size });
+            if (!(await this.layerComplete(digest))) {
+              opts.onProgress?.({ kind: 'layer', digest, state: 'extracting', bytes: got.size, total: got.size });
+              const dir = path.join(stage.dir, 'layers', hexOf(digest));
+              await fs.mkdir(dir, { recursive: true });
+              await extractLayer(blobPath, path.join(dir, 'rootfs'), digest, { allowDevices: opts.allowDevices ?? false, diffId, log: this.log });
+              staged.set(digest, dir);
+            }
+            opts.onProgress?.({ kind: 'layer', digest, state: 'done', bytes: got.size, total: got.size });
+          } catch (err) {
+            failed ??= err;
+          }
+        }
+      };
+      const workers = Math.max(1, Math.min(opts.concurrency ?? 3, todo.length));
+      await Promise.all(Array.from({ length: workers }, worker));
+      if (failed !== undefined) throw failed;
+
+      const plan: ImagePlan = {
+        names,
+        format: manifest.mediaType === MT.dockerManifest ? 'docker' : 'oci',
+        manifest: manifestBlob,
+        config: configBlob,
+        configJson,
+        layers: m.layers.map((l) => byDigest.get(l.digest)!),
+        diffIds,
+        repoDigests: digests,
+        ...(m.annotations && Object.keys(m.annotations).length > 0 ? { annotations: m.annotations } : {}),
+      };
+      opts.onProgress?.({ kind: 'committing' });
+      const [rec] = await this.withLock(() => this.commit([plan], staged, { allowDevices: opts.allowDevices ?? false }));
+      this.log.info({ id: rec!.id, ref: names[0] ?? digests[0] }, 'image pulled');
+      return rec!;
+    } finally {
+      await stage.dispose();
+    }
+  }
+
+  /** Add names (moved from other records, as on import) and repo digests to a record. */
+  private async addNames(id: string, names: string[], digests: string[]): Promise<ImageRecord> {
+    return this.withLock(async () => {
+      const current = await this.readRecord(id);
+      if (current === undefined) throw new VanishedBlob(id);
+      const merged: ImageRecord = {
+        ...current,
+        names: [...new Set([...current.names, ...names])],
+        repoDigests: [...new Set([...(current.repoDigests ?? []), ...digests])],
+      };
+      if (merged.names.length !== current.names.length || merged.repoDigests!.length !== (current.repoDigests ?? []).length) await this.saveRecord(merged);
+      for (const other of await this.list()) {
+        if (other.id === id) continue;
+        const keep = other.names.filter((n) => !names.includes(n));
+        if (keep.length !== other.names.length) await this.saveRecord({ ...other, names: keep });
+      }
+      return merged;
+    });
+  }
+
+  // ---- image GC ------------------------------------------------------------
+
+  /**
+   * Kubelet-style image GC. Images in `inUse` (ids or names) are never removed.
+   *  1. with `minAgeMs`: every unused image last used (or imported, if never
+   *     used) longer ago than that is removed;
+   *  2. when disk use of the filesystem holding the store is at or above
+   *     `highPercent`, unused images are removed least recently used first
+   *     (skipping those newer than `protectNewerThanMs`), re-measuring after
+   *     each, until use is at or below `lowPercent`.
+   */
+  async gc(opts: ImageGcOptions): Promise<ImageGcResult> {
+    const high = opts.highPercent ?? 85;
+    const low = opts.lowPercent ?? 80;
+    if (!(low >= 0 && high <= 100 && low <= high)) throw new InvalidInput(`image GC thresholds must satisfy 0 <= low (${low}) <= high (${high}) <= 100`);
+    if (opts.minAgeMs !== undefined && !(opts.minAgeMs >= 0)) throw new InvalidInput('image GC minimum age must be >= 0');
+    const protect = opts.protectNewerThanMs ?? 2 * 60_000;
+    const now = (opts.now ?? Date.now)();
+    const statfs =
+      opts.statfs ??
+      (async (p: string) => {
+        const s = await fs.statfs(p);
+        return { bsize: Number(s.bsize), blocks: Number(s.blocks), bavail: Number(s.bavail) };
+      });
+    await this.ensureLayout();
+    const usage = async () => {
+      const s = await statfs(this.root);
+      return s.blocks > 0 ? ((s.blocks - s.bavail) / s.blocks) * 100 : 0;
+    };
+    const used = (r: ImageRecord) => opts.inUse.has(r.id) || r.names.some((n) => opts.inUse.has(n));
+    const lastUse = (r: ImageRecord) => Math.max(r.lastUsedAt ?? 0, r.importedAt);
+    const removed: ImageGcResult['removed'] = [];
+    const removeOne = async (r: ImageRecord, reason: 'age' | 'disk') => {
+      const gone = await this.withLock(async () => {
+        if ((await this.readRecord(r.id)) === undefined) return false; // removed meanwhile
+        await fs.unlink(this.recordPath(r.id));
+        await this.collectGarbage();
+        return true;
+      });
+      if (gone) {
+        removed.push({ id: r.id, names: r.names, size: r.size, reason });
+        this.log.info({ id: r.id, names: r.names, reason }, 'image garbage-collected');
+      }
+    };
+
+    const usageBefore = await usage();
+    if (opts.minAgeMs !== undefined) {
+      for (const r of await this.list()) {
+        if (!used(r) && now - lastUse(r) > opts.minAgeMs) await removeOne(r, 'age');
+      }
+    }
+    let current = await usage();
+    if (current >= high) {
+      const candidates = (await this.list())
+        .filter((r) => !used(r) && now - lastUse(r) >= protect)
+        .sort((a, b) => lastUse(a) - lastUse(b) || a.importedAt - b.importedAt || a.id.localeCompare(b.id));
+      for (const r of candidates) {
+        if (current <= low) break;
+        await removeOne(r, 'disk');
+        current = await usage();
+      }
+      if (current > low) this.log.warn({ usage: current, low }, 'image GC could not bring disk use down to the low threshold');
+    }
+    return { removed, usageBefore, usageAfter: current, unmetTarget: usageBefore >= high && current > low };
   }
 
   // ---- changing records ----------------------------------------------------

@@ -45,6 +45,12 @@ export interface ImageRecord {
   /** Unix milliseconds; updated when a pod is prepared from it (for GC by age). */
   lastUsedAt?: number;
   annotations?: Record<string, string>;
+  /**
+   * Pulled images: `domain/repository@sha256:…` for the manifest digest (and
+   * the index digest when pulled through a multi-arch index), as docker's
+   * RepoDigests. `resolve('domain/repo@sha256:…')` finds the image by these.
+   */
+  repoDigests?: string[];
 }
 
 export interface ImportOptions {
@@ -65,4 +71,70 @@ export interface ImageStoreApi {
   markUsed(image: ImageRecord): Promise<void>;
   /** Remove an image record and any blobs/layers no other image references. */
   remove(ref: string): Promise<ImageRecord>;
+}
+
+/** What the agent and CLI use beyond ImageStoreApi (a separate interface so existing fakes stay valid). */
+export interface ImagePullApi extends ImageStoreApi {
+  /** Pull from a registry (see registry.ts); commits exactly like importPath. */
+  pull(ref: string, opts?: PullOptions): Promise<ImageRecord>;
+  /** Image garbage collection by disk-use thresholds and age. */
+  gc(opts: ImageGcOptions): Promise<ImageGcResult>;
+}
+
+/** Progress of a pull, for progress bars and pod events. */
+export type PullProgress =
+  | { kind: 'resolved'; ref: string; manifestDigest: string; layers: Array<{ digest: string; size: number }> }
+  | { kind: 'layer'; digest: string; state: 'exists' | 'waiting' | 'downloading' | 'extracting' | 'done'; bytes: number; total: number }
+  | { kind: 'committing' }
+  | { kind: 'done'; id: string; reused: boolean };
+
+export interface PullOptions {
+  /** Registry credentials by host (or host/path prefix): see auth.ts (docker config.json, imagePullSecrets). */
+  auth?: Record<string, { username: string; password: string }>;
+  /** `host[:port]` registries that may be reached over plain HTTP (loopback always may). */
+  insecureRegistries?: string[];
+  onProgress?: (p: PullProgress) => void;
+  /** Allow device nodes in layers (privileged images only). Default false. */
+  allowDevices?: boolean;
+  /** Manifest size limit in bytes (default 4 MiB). */
+  maxManifestBytes?: number;
+  /** Attempts per request on network errors, 5xx and truncation (default 4), and the first backoff (default 500 ms). */
+  attempts?: number;
+  retryDelayMs?: number;
+  /** Parallel layer downloads (default 3). */
+  concurrency?: number;
+}
+
+export interface StatfsLike {
+  /** Block size in bytes. */
+  bsize: number;
+  /** Total blocks. */
+  blocks: number;
+  /** Blocks available to unprivileged users. */
+  bavail: number;
+}
+
+export interface ImageGcOptions {
+  /** Start removing when disk use of the image filesystem is at or above this. Default 85. */
+  highPercent?: number;
+  /** Remove until disk use is at or below this. Default 80. */
+  lowPercent?: number;
+  /** Also remove unused images whose last use (or import) is older than this, regardless of disk use. */
+  minAgeMs?: number;
+  /** Threshold GC leaves images imported or used less than this long ago (default 2 min, as kubelet's MinAge). */
+  protectNewerThanMs?: number;
+  /** Image ids (or names) that pods use: never removed. */
+  inUse: Set<string>;
+  /** Injected for tests; default fs.statfs of the store root. */
+  statfs?: (path: string) => Promise<StatfsLike>;
+  now?: () => number;
+}
+
+export interface ImageGcResult {
+  removed: Array<{ id: string; names: string[]; size: number; reason: 'age' | 'disk' }>;
+  /** Disk use before and after, in percent (0..100). */
+  usageBefore: number;
+  usageAfter: number;
+  /** True when disk use stays above lowPercent because nothing more could be removed. */
+  unmetTarget: boolean;
 }

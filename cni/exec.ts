@@ -1,0 +1,94 @@
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import * as path from 'node:path';
+import { CniError, type CniCommand, type CniPluginErrorBody } from './types.js';
+
+export interface PluginInvocation {
+  network: string;
+  plugin: string;
+  command: CniCommand;
+  /** env added to the runner's own (any inherited CNI_* are dropped first) */
+  env: Record<string, string>;
+  stdin: string;
+  binDirs: readonly string[];
+  timeoutMs: number;
+}
+
+/** Find a plugin binary in the search path, or fail with an install hint. */
+export async function findPlugin(network: string, type: string, binDirs: readonly string[], command: CniCommand): Promise<string> {
+  for (const dir of binDirs) {
+    const candidate = path.join(dir, type);
+    try {
+      await fs.access(candidate, fsc.X_OK);
+      const st = await fs.stat(candidate);
+      if (st.isFile()) return candidate;
+    } catch {
+      // try the next directory
+    }
+  }
+  throw new CniError({
+    network, plugin: type, command, reason: 'CNIPluginNotFound',
+    message: `CNI plugin "${type}" of network "${network}" not found in ${binDirs.join(':')}`,
+    hint: `install the plugin (Debian: apt-get install containernetworking-plugins puts it in /usr/lib/cni) or put an executable "${type}" in one of: ${binDirs.join(', ')}`,
+  });
+}
+
+/** Run one plugin binary per the CNI protocol; returns its parsed stdout (or undefined when empty). */
+export async function execPlugin(binary: string, inv: PluginInvocation): Promise<unknown> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CNI_') && v !== undefined) env[k] = v;
+  Object.assign(env, inv.env);
+  const where = `CNI ${inv.command} failed in plugin "${inv.plugin}" of network "${inv.network}"`;
+  const { code, signal, stdout, stderr, spawnError, timedOut } = await new Promise<{
+    code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; spawnError?: Error; timedOut: boolean;
+  }>((resolve) => {
+    const child = spawn(binary, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    let spawnError: Error | undefined;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, inv.timeoutMs);
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.stdin.on('error', () => { /* the plugin exited without reading stdin: its exit status tells */ });
+    child.on('error', (e) => { spawnError = e; });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), spawnError, timedOut });
+    });
+    child.stdin.end(inv.stdin);
+  });
+  const stderrTail = stderr.trim().slice(-2000) || undefined;
+  if (spawnError) {
+    throw new CniError({ network: inv.network, plugin: inv.plugin, command: inv.command, message: `${where}: cannot execute ${binary}: ${spawnError.message}`, cause: spawnError, stderr: stderrTail });
+  }
+  if (timedOut) {
+    throw new CniError({ network: inv.network, plugin: inv.plugin, command: inv.command, reason: 'CNIPluginTimeout', message: `${where}: no answer within ${inv.timeoutMs} ms (killed)`, stderr: stderrTail });
+  }
+  if (code !== 0) {
+    let body: CniPluginErrorBody | undefined;
+    try {
+      const parsed: unknown = JSON.parse(stdout);
+      if (typeof parsed === 'object' && parsed !== null) body = parsed as CniPluginErrorBody;
+    } catch {
+      // not the spec's error JSON: fall back to stderr
+    }
+    const msg = body?.msg ?? (stderrTail || stdout.trim() || `exit ${code ?? signal}`);
+    const codePart = body?.code !== undefined ? ` (code ${body.code})` : '';
+    throw new CniError({
+      network: inv.network, plugin: inv.plugin, command: inv.command,
+      message: `${where}${codePart}: ${msg}${body?.details ? `: ${body.details}` : ''}`,
+      code: body?.code, pluginMsg: body?.msg ?? msg, details: body?.details, stderr: stderrTail,
+    });
+  }
+  if (stdout.trim() === '') return undefined;
+  try {
+    return JSON.parse(stdout) as unknown;
+  } catch (err) {
+    throw new CniError({ network: inv.network, plugin: inv.plugin, command: inv.command, message: `${where}: its output is not JSON: ${stdout.slice(0, 200)}`, cause: err, stderr: stderrTail });
+  }
+}
