@@ -30,7 +30,11 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   if (!token) log.warn('no --node-api-token-file: the node API refuses every request but /healthz (kubectl logs will not work)');
   const tls = await nodeCertificate(path.join(cfg.dataDir, 'agent'), cfg.nodeName, cfg.nodeIP);
   const api = await startNodeApi({ host: cfg.nodeIP, port: cfg.port, tls, token }, sync, runtime, log);
-  runtime.onChange(() => sync.trigger());
+  // systemd signals every property change of every unit: a burst becomes one pass.
+  let debounce: NodeJS.Timeout | undefined;
+  runtime.onChange(() => {
+    debounce ??= setTimeout(() => { debounce = undefined; sync.trigger(); }, 100);
+  });
 
   const stop = new AbortController();
   const timers: NodeJS.Timeout[] = [];

@@ -16,7 +16,8 @@ function agentOptions(cmd: Command): Command {
     .option('--port <port>', 'node API port (default 10250)')
     .option('--node-api-token-file <file>', 'bearer token the node API accepts (the control plane\'s kubelet-client token)')
     .option('--sync-period-seconds <n>', 'seconds between full reconcile passes (default 2)')
-    .option('--heartbeat-seconds <n>', 'seconds between lease renewals (default 10)');
+    .option('--heartbeat-seconds <n>', 'seconds between lease renewals (default 10)')
+    .option('--insecure-registry <host[:port]...>', 'registries to pull from over plain HTTP');
 }
 
 function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddress?: string): AgentFlags {
@@ -31,6 +32,7 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     nodeApiTokenFile: flags.nodeApiTokenFile as string,
     syncPeriodSeconds: flags.syncPeriodSeconds === undefined ? undefined : Number(flags.syncPeriodSeconds),
     heartbeatSeconds: flags.heartbeatSeconds === undefined ? undefined : Number(flags.heartbeatSeconds),
+    insecureRegistries: flags.insecureRegistry as string[] | undefined,
     dataDir: flags.config ? undefined : dataDir,
     dbusAddress,
   };

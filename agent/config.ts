@@ -24,14 +24,16 @@ export interface AgentConfig {
   /** Seconds between Lease renewals. */
   heartbeatSeconds: number;
   maxPods: number;
+  /** Registries the agent may pull from over plain HTTP (loopback ones always may). */
+  insecureRegistries: string[];
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
     containerRuntime: 'rkt', nodeName: os.hostname().toLowerCase(), rktStage1Image: 'namespaces', dataDir: '/var/lib/stevedore',
-    nodeIP: '127.0.0.1', port: 10250, syncPeriodSeconds: 2, heartbeatSeconds: 10, maxPods: 110,
+    nodeIP: '127.0.0.1', port: 10250, syncPeriodSeconds: 2, heartbeatSeconds: 10, maxPods: 110, insecureRegistries: [],
   };
 }
 

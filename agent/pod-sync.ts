@@ -32,7 +32,7 @@ export class PodSync {
   private readonly backoff = new Map<string, Backoff>();
   private passQueued = false;
   private passRunning: Promise<void> | undefined;
-  /** Time the last pass finished (the watchdog only pings while passes keep finishing). */
+  /** Time the last pass succeeded (the watchdog only pings while passes keep succeeding). */
   lastPassAt = Date.now();
 
   constructor(private readonly kube: KubeClients, private readonly runtime: ContainerRuntime, private readonly cfg: AgentConfig,
@@ -41,9 +41,9 @@ export class PodSync {
   /** Ask for a pass soon; passes never overlap, and requests during one coalesce into one more. */
   trigger(): void {
     if (this.passRunning) { this.passQueued = true; return; }
-    this.passRunning = this.pass().catch((err) => this.log.error({ err: String(err) }, 'sync pass failed')).finally(() => {
+    // Only a pass that finished counts for the watchdog: an agent stuck in failing passes gets restarted.
+    this.passRunning = this.pass().then(() => { this.lastPassAt = Date.now(); }, (err) => this.log.error({ err: String(err) }, 'sync pass failed')).finally(() => {
       this.passRunning = undefined;
-      this.lastPassAt = Date.now();
       if (this.passQueued) { this.passQueued = false; this.trigger(); }
     });
   }
@@ -104,13 +104,13 @@ export class PodSync {
       return;
     }
     runtimePod.metadata.annotations = { ...runtimePod.metadata.annotations, [MANAGED_BY]: this.cfg.nodeName };
+    if (!(await this.ensureImages(pod))) return;
     try {
       const uuid = await this.runtime.runPod(runtimePod, { stage1: this.stage1For(pod) });
       this.waiting.delete(uid);
       this.backoff.delete(uid);
       for (const c of pod.spec?.containers ?? []) {
         const fieldPath = `spec.containers{${c.name}}`;
-        this.events.emit(pod, 'Normal', 'Pulled', `Container image "${c.image}" already present on machine`, fieldPath);
         this.events.emit(pod, 'Normal', 'Created', `Created container ${c.name}`, fieldPath);
         this.events.emit(pod, 'Normal', 'Started', `Started container ${c.name}`, fieldPath);
       }
@@ -124,13 +124,48 @@ export class PodSync {
     }
   }
 
+  /**
+   * Kubernetes' image pull policy for each container: pull when the policy
+   * says so (Always, or IfNotPresent and missing; `:latest` defaults to
+   * Always), never for images built or imported on this node. False (with the
+   * reason in the pod's status and events) when an image cannot be had.
+   */
+  private async ensureImages(pod: V1Pod): Promise<boolean> {
+    const { shouldPull } = await import('../runtime-rkt/image/policy.js');
+    const previous = this.waiting.get(pod.metadata!.uid!)?.reason;
+    for (const c of pod.spec?.containers ?? []) {
+      const image = c.image ?? '';
+      const fieldPath = `spec.containers{${c.name}}`;
+      const present = await this.runtime.findImage(image).catch(() => undefined);
+      if (present?.local || !shouldPull(c.imagePullPolicy as 'Always' | 'IfNotPresent' | 'Never' | undefined, image, present !== undefined)) {
+        if (!present) {
+          this.fail(pod, 'ErrImageNeverPull', `Container image "${image}" is not present with pull policy of Never`, fieldPath);
+          return false;
+        }
+        this.events.emit(pod, 'Normal', 'Pulled', `Container image "${image}" already present on machine`, fieldPath);
+        continue;
+      }
+      this.events.emit(pod, 'Normal', 'Pulling', `Pulling image "${image}"`, fieldPath);
+      const started = Date.now();
+      try {
+        await this.runtime.pullImage(image, { insecureRegistries: this.cfg.insecureRegistries });
+      } catch (err) {
+        const backoff = previous === 'ErrImagePull' || previous === 'ImagePullBackOff';
+        this.fail(pod, backoff ? 'ImagePullBackOff' : 'ErrImagePull', `Failed to pull image "${image}": ${(err as Error).message}`, fieldPath);
+        return false;
+      }
+      this.events.emit(pod, 'Normal', 'Pulled', `Successfully pulled image "${image}" in ${((Date.now() - started) / 1000).toFixed(3)}s`, fieldPath);
+    }
+    return true;
+  }
+
   /** Record why a pod cannot start, tell the user with an event, and back off exponentially (1 s … 5 min). */
-  private fail(pod: V1Pod, reason: string, message: string): void {
+  private fail(pod: V1Pod, reason: string, message: string, fieldPath?: string): void {
     const uid = pod.metadata!.uid!;
     this.waiting.set(uid, { reason, message });
     const delayMs = Math.min(300_000, (this.backoff.get(uid)?.delayMs ?? 500) * 2);
     this.backoff.set(uid, { until: Date.now() + delayMs, delayMs });
-    this.events.emit(pod, 'Warning', reason === 'ImagePullBackOff' ? 'BackOff' : 'Failed', message);
+    this.events.emit(pod, 'Warning', reason === 'ImagePullBackOff' ? 'BackOff' : 'Failed', message, fieldPath);
     this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod cannot start');
   }
 

@@ -15,6 +15,9 @@ export interface ContainerRuntime {
   readonly name: string;
   readonly version: string;
   runPod(pod: Pod, opts: { stage1?: Stage1Name }): Promise<string>;
+  /** The stored image a reference names; `local` for images built or imported on this node (never pulled). */
+  findImage(ref: string): Promise<{ id: string; local: boolean } | undefined>;
+  pullImage(ref: string, opts: { insecureRegistries?: string[] }): Promise<void>;
   listPods(): Promise<PodStatus[]>;
   stopPod(id: string, gracePeriodSeconds?: number): Promise<void>;
   removePod(id: string): Promise<void>;
@@ -33,6 +36,12 @@ class RktContainerRuntime implements ContainerRuntime {
   readonly version = RUNTIME_VERSION;
   constructor(private readonly rt: RktRuntime) {}
   runPod(pod: Pod, opts: { stage1?: Stage1Name }) { return this.rt.runPod(pod, opts); }
+  async findImage(ref: string) {
+    const image = await this.rt.images.resolve(ref);
+    // localhost/ is where built and imported images live (Podman's convention): no registry has them.
+    return image && { id: image.id, local: image.names.some((n) => n.startsWith('localhost/')) };
+  }
+  async pullImage(ref: string, opts: { insecureRegistries?: string[] }) { await this.rt.images.pull(ref, opts); }
   listPods() { return this.rt.listPods(); }
   async stopPod(id: string, gracePeriodSeconds?: number) { await this.rt.stopPod(id, { gracePeriodSeconds }); }
   removePod(id: string) { return this.rt.removePod(id, { force: true }); }

@@ -12,10 +12,12 @@ import { FileLock } from '../common/fsutil.js';
 import { errnoCode } from '../common/errors.js';
 import { SystemdClient } from '../common/systemd.js';
 import { PodStore, type PodLocation } from '../runtime-rkt/pod-store.js';
-import { readPodStatus } from '../runtime-rkt/pod-status.js';
+import { readPodStatus, readUnitStates, type UnitStates } from '../runtime-rkt/pod-status.js';
+
+export interface Listing { systemd: SystemdClient; units: UnitStates }
 import type { AppStatus, PodStatus, PodState } from '../runtime-rkt/status.js';
 import type { ImageRecord } from '../runtime-rkt/image/types.js';
-import { podPaths, unitNames, type RuntimePodManifest } from '../stage1/contract.js';
+import { podPaths, type RuntimePodManifest } from '../stage1/contract.js';
 import { invalid, notFound } from './errors.js';
 import { isFullPodUuid } from './validate.js';
 import type { AppMsg, AppStateName, ImageMsg, KeyValue, NetworkMsg, PodMsg, PodStateName } from './proto.js';
@@ -61,19 +63,6 @@ export function sliceCgroup(slice: string): string {
   const levels: string[] = [];
   for (let i = 1; i <= parts.length; i++) levels.push(`${parts.slice(0, i).join('-')}.slice`);
   return '/' + levels.join('/');
-}
-
-/**
- * A SystemdClient stand-in for one listing: units absent from one
- * ListUnitsByPatterns answer read as not loaded without a round trip each,
- * so a listing of N pods costs one D-Bus call plus two per live app.
- */
-function snapshotClient(client: SystemdClient, loaded: Set<string>): SystemdClient {
-  const stub = {
-    unitProperties: async (unit: string, iface: 'Unit' | 'Service' | 'Slice' = 'Unit') =>
-      loaded.has(unit) ? client.unitProperties(unit, iface) : { LoadState: 'not-found' },
-  };
-  return stub as unknown as SystemdClient;
 }
 
 /** An embryo or prepare directory younger than this is never probed (see isAbandoned). */
@@ -147,13 +136,16 @@ export class NodeReader {
     this.client = undefined;
   }
 
-  /** A client for one listing (see snapshotClient); undefined without systemd. */
-  async listingSystemd(): Promise<SystemdClient | undefined> {
+  /**
+   * The node's systemd plus the state of all our units, read with one
+   * ListUnitsByPatterns call: a listing of N pods then costs one round trip
+   * per live app instead of two per app. Undefined without systemd.
+   */
+  async listingSystemd(): Promise<Listing | undefined> {
     const c = await this.systemd();
     if (!c) return undefined;
     try {
-      const units = await c.listUnitsByPatterns([unitNames.allPattern]);
-      return snapshotClient(c, new Set(units.map((u) => u.name)));
+      return { systemd: c, units: await readUnitStates(c) };
     } catch {
       this.client = undefined;
       c.close();
@@ -182,7 +174,7 @@ export class NodeReader {
   }
 
   /** The pod's status as runtime-rkt computes it; a pod gone meanwhile reads as undefined. */
-  async podStatus(loc: PodLocation, systemd: SystemdClient | undefined): Promise<PodStatus | undefined> {
+  async podStatus(loc: PodLocation, systemd: SystemdClient | undefined, units?: UnitStates): Promise<PodStatus | undefined> {
     if (loc.state === 'embryo' || loc.state === 'prepare') {
       // Only id and state are served for these; isFree needs read access to the directory.
       let free = false;
@@ -194,7 +186,7 @@ export class NodeReader {
       }
       return { uuid: loc.uuid, state: free ? 'aborted-prepare' : loc.state === 'embryo' ? 'embryo' : 'preparing', apps: [] };
     }
-    const status = await readPodStatus(systemd, loc);
+    const status = await readPodStatus(systemd, loc, units);
     if (!status.stage1 && !(await fs.stat(loc.dir).then(() => true, () => false))) return undefined;
     return status;
   }

@@ -116,12 +116,12 @@ export async function startApiService(opts: ApiServiceOptions = {}): Promise<Api
   async function listPods(req: { filters: PodFilterMsg[]; detail: boolean }): Promise<{ pods: PodMsg[] }> {
     const filters = checkPodFilters(req.filters);
     const detail = !!req.detail;
-    const systemd = await reader.listingSystemd();
+    const listing = await reader.listingSystemd();
     const locations = await reader.listPodLocations();
     const seen = new Set<string>();
     const unique = locations.filter((l) => !seen.has(l.uuid) && seen.add(l.uuid));
     const pods = await mapLimit(unique, 32, async (loc: PodLocation) => {
-      const status = await reader.podStatus(loc, systemd).catch((err) => {
+      const status = await reader.podStatus(loc, listing?.systemd, listing?.units).catch((err) => {
         if ((err as { code?: string }).code === 'ENOENT') return undefined;
         throw err;
       });

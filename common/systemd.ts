@@ -11,6 +11,8 @@ const SYSTEMD = 'org.freedesktop.systemd1';
 const MANAGER_PATH = '/org/freedesktop/systemd1';
 const MANAGER = 'org.freedesktop.systemd1.Manager';
 const PROPERTIES = 'org.freedesktop.DBus.Properties';
+/** Calls in flight per connection; well under dbus-daemon's max_replies_per_connection (128). */
+const MAX_IN_FLIGHT = 32;
 
 /** A transient unit property as StartTransientUnit takes it: (name, variant). */
 export type UnitProperty = [string, DbusVariant];
@@ -54,6 +56,8 @@ export function unitObjectPath(unit: string): string {
  */
 export class SystemdClient extends EventEmitter {
   private subscribed = false;
+  private inFlight = 0;
+  private readonly waiting: Array<() => void> = [];
   private readonly pendingJobs = new Map<string, (r: JobResult) => void>();
   /** Jobs that finished before anyone waited for them (a fast unit can beat the waiter). */
   private readonly finishedJobs = new Map<string, JobResult>();
@@ -89,8 +93,17 @@ export class SystemdClient extends EventEmitter {
   }
 
   private async call(path: string, iface: string, member: string, signature = '', body: unknown[] = []): Promise<unknown[]> {
-    const reply = await this.bus.call(new Message({ destination: SYSTEMD, path, interface: iface, member, signature, body }));
-    return (reply?.body ?? []) as unknown[];
+    // The bus daemon refuses more than 128 pending replies per connection
+    // (LimitsExceeded): a node with many pods must queue here, not fail there.
+    while (this.inFlight >= MAX_IN_FLIGHT) await new Promise<void>((r) => this.waiting.push(r));
+    this.inFlight++;
+    try {
+      const reply = await this.bus.call(new Message({ destination: SYSTEMD, path, interface: iface, member, signature, body }));
+      return (reply?.body ?? []) as unknown[];
+    } finally {
+      this.inFlight--;
+      this.waiting.shift()?.();
+    }
   }
 
   private onMessage(msg: DbusMessage): void {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { FileLock, readJsonIfExists } from '../common/fsutil.js';
-import type { SystemdClient } from '../common/systemd.js';
+import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
 import { podPaths, unitNames, type AppManifest, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
 import type { PodLocation } from './pod-store.js';
 import { terminationOf, type AppStatus, type PodState, type PodStatus } from './status.js';
@@ -26,17 +26,31 @@ export async function writeTimestamp(file: string): Promise<void> {
   await fs.writeFile(file, `${BigInt(Date.now()) * 1_000_000n}\n`);
 }
 
-async function appStatus(systemd: SystemdClient | undefined, loc: PodLocation, manifest: RuntimePodManifest, app: AppManifest): Promise<AppStatus> {
+/**
+ * The state of units, as one ListUnitsByPatterns call reads it: listing many
+ * pods asks systemd once for all units instead of once per app.
+ */
+export type UnitStates = Map<string, UnitListEntry>;
+
+export async function readUnitStates(systemd: SystemdClient, uuids?: string[]): Promise<UnitStates> {
+  const patterns = uuids ? uuids.map((u) => unitNames.podPattern(u)) : [unitNames.allPattern];
+  return new Map((await systemd.listUnitsByPatterns(patterns)).map((u) => [u.name, u]));
+}
+
+async function appStatus(systemd: SystemdClient | undefined, units: UnitStates | undefined, loc: PodLocation, manifest: RuntimePodManifest, app: AppManifest): Promise<AppStatus> {
   const unit = unitNames.app(manifest.uuid, app.name);
   const records = await readExitRecords(loc.dir, app.name);
   const base: AppStatus = { name: app.name, image: app.image, unit, state: 'unknown', restartCount: 0 };
-  const live = systemd && (loc.state === 'run' || loc.state === 'prepared');
-  const [u, s] = live ? await Promise.all([systemd.unitProperties(unit, 'Unit'), systemd.unitProperties(unit, 'Service')]) : [undefined, undefined];
+  const live = systemd && units && (loc.state === 'run' || loc.state === 'prepared');
+  const u = live ? units.get(unit) : undefined;
+  const active = u !== undefined && u.loadState === 'loaded' && ACTIVE.has(u.activeState);
+  // Only a live unit has properties worth a round trip (MainPID, NRestarts, start time).
+  const s = active ? await systemd!.unitProperties(unit, 'Service') : undefined;
   const terminations = records.map(terminationOf);
-  if (u && u.LoadState === 'loaded' && ACTIVE.has(String(u.ActiveState))) {
+  if (u && active) {
     const restartCount = typeof s?.NRestarts === 'number' ? s.NRestarts : records.length;
     const lastTermination = terminations.at(-1);
-    if (u.SubState === 'auto-restart') return { ...base, state: 'waiting', reason: 'CrashLoopBackOff', restartCount, lastTermination };
+    if (u.subState === 'auto-restart') return { ...base, state: 'waiting', reason: 'CrashLoopBackOff', restartCount, lastTermination };
     const startedUs = Number(s?.ExecMainStartTimestamp ?? 0);
     return { ...base, state: 'running', mainPid: Number(s?.MainPID ?? 0) || undefined, restartCount, lastTermination, startedAt: startedUs ? Math.floor(startedUs / 1000) : undefined };
   }
@@ -68,11 +82,15 @@ function podStateOf(loc: PodLocation, apps: AppStatus[]): PodState {
   }
 }
 
-/** A pod's full status from its directory, its exit records and (when live) its units. */
-export async function readPodStatus(systemd: SystemdClient | undefined, loc: PodLocation): Promise<PodStatus> {
+/**
+ * A pod's full status from its directory, its exit records and (when live)
+ * its units; pass `units` when reading many pods (one systemd call for all).
+ */
+export async function readPodStatus(systemd: SystemdClient | undefined, loc: PodLocation, units?: UnitStates): Promise<PodStatus> {
   const manifest = await readJsonIfExists<RuntimePodManifest>(podPaths(loc.dir).manifest).catch(() => undefined);
   const paths = podPaths(loc.dir);
-  const apps = manifest ? await Promise.all(manifest.apps.map((a) => appStatus(systemd, loc, manifest, a))) : [];
+  const unitStates = units ?? (systemd && manifest ? await readUnitStates(systemd, [manifest.uuid]) : undefined);
+  const apps = manifest ? await Promise.all(manifest.apps.map((a) => appStatus(systemd, unitStates, loc, manifest, a))) : [];
   const md = manifest?.pod.metadata;
   return {
     uuid: loc.uuid,

@@ -10,7 +10,7 @@ import { stage1For } from '../stage1/index.js';
 import { ImageStore } from './image/store.js';
 import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
-import { readPodStatus, writeTimestamp } from './pod-status.js';
+import { readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { preparePodDir, unmountPodRootfs } from './prepare.js';
 import type { PodStatus } from './status.js';
 import { appProperties, sliceProperties } from './units.js';
@@ -141,8 +141,9 @@ export class RktRuntime {
   async listPods(): Promise<PodStatus[]> {
     const systemd = await this.systemd().catch(() => undefined);
     const locations = await this.pods.list();
+    const units = systemd ? await readUnitStates(systemd) : undefined;
     // A pod may move to its next lifecycle folder (or vanish) while we read it: it shows up in the next listing.
-    const statuses = await Promise.all(locations.map((loc) => readPodStatus(systemd, loc).catch((err) => {
+    const statuses = await Promise.all(locations.map((loc) => readPodStatus(systemd, loc, units).catch((err) => {
       if (errnoCode(err) === 'ENOENT') return undefined;
       throw err;
     })));

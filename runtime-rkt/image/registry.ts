@@ -112,6 +112,14 @@ interface RawResponse {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Nobody is there (refused, no such host, no route): retrying within one pull
+ * only delays the answer; the pod-level back-off (ImagePullBackOff) retries.
+ */
+function isUnreachable(err: unknown): boolean {
+  return ['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH'].includes((err as { code?: string }).code ?? '');
+}
+
 function isTlsMismatch(err: unknown): boolean {
   const code = (err as { code?: string }).code ?? '';
   const msg = (err as Error).message ?? '';
@@ -263,6 +271,7 @@ export class RegistryClient {
         } catch (err) {
           lastErr = err;
           if (base.startsWith('https') && insecure && isTlsMismatch(err)) break; // try plain HTTP
+          if (isUnreachable(err)) break;
           if (attempt < this.opts.attempts) {
             await sleep(this.opts.retryDelayMs * 2 ** (attempt - 1));
             continue;
@@ -291,7 +300,7 @@ export class RegistryClient {
     }
     const e = lastErr as { code?: string; message?: string };
     throw new RegistryError(`cannot reach registry ${apiHost}: ${e?.message ?? String(lastErr)}`, {
-      retryable: true,
+      retryable: !isUnreachable(lastErr),
       cause: lastErr,
       hint: insecure ? undefined : `if ${apiHost} serves plain HTTP or a self-signed certificate, list it as an insecure registry`,
     });
