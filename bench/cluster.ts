@@ -97,7 +97,8 @@ interface Result {
   probe?: Record<string, { pods: number; apps: number; wallMs: Summary; cpuMs: Summary }>;
   profile?: ProfileSummary & { pods: number; cpuPct: number; restartToRunningS?: number };
   deletion?: { ms: number; pods: number };
-  journal?: { lines: number; warnings: number; errors: number; samples: string[] };
+  journal?: { lines: number; warnings: number; errors: number; samples: string[]; byKind: Record<string, number>; byPhase: Record<string, number> };
+  marks: Array<[string, number]>;
   load: LoadPoint[];
   teardown: string[];
 }
@@ -124,7 +125,8 @@ async function machineInfo(): Promise<Record<string, string>> {
 }
 
 async function main(args: Args): Promise<void> {
-  const result: Result = { machine: await machineInfo(), args, sequential: [], sequentialFailures: [], direct: [], nsenterMs: [], memory: {}, moduleRss: [], load: [], teardown: [] };
+  const result: Result = { machine: await machineInfo(), args, sequential: [], sequentialFailures: [], direct: [], nsenterMs: [], memory: {}, moduleRss: [], load: [], teardown: [], marks: [] };
+  const mark = (phase: string) => result.marks.push([phase, Date.now()]);
   const loadPoint = (phase: string) => result.load.push({ phase, at: new Date().toISOString(), load: os.loadavg().map((x) => Number(x.toFixed(2))) as [number, number, number] });
   loadPoint('start');
   const clkTck = Number((await run('getconf', ['CLK_TCK'])).stdout.trim()) || 100;
@@ -136,7 +138,7 @@ async function main(args: Args): Promise<void> {
     ['+ dist/runtime-rkt/runtime.js (dbus-next, execa, pino, yaml, tar-stream …)', ['./dist/runtime-rkt/runtime.js']],
     ['+ dist/agent/agent.js (everything the agent imports)', ['./dist/agent/agent.js']],
   ] as Array<[string, string[]]>) {
-    const code = imports.map((m) => `await import(${JSON.stringify(m)});`).join('') + String.raw`globalThis.gc(); const st = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8'); const k = (x) => Number(new RegExp('^' + x + ':\s+(\d+)', 'm').exec(st)[1]) / 1024; console.log(JSON.stringify({ rss: k('VmRSS'), anon: k('RssAnon'), file: k('RssFile'), heap: process.memoryUsage().heapUsed / 2 ** 20 }));`;
+    const code = imports.map((m) => `await import(${JSON.stringify(m)});`).join('') + String.raw`globalThis.gc(); const st = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8'); const k = (x) => Number(new RegExp('^' + x + ':\\s+(\\d+)', 'm').exec(st)[1]) / 1024; console.log(JSON.stringify({ rss: k('VmRSS'), anon: k('RssAnon'), file: k('RssFile'), heap: process.memoryUsage().heapUsed / 2 ** 20 }));`;
     const r = await new Promise<Run>((resolve) => {
       const c = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = ''; let stderr = '';
@@ -160,6 +162,15 @@ async function main(args: Args): Promise<void> {
   const inSandbox = async (argv: string[]): Promise<Run> => {
     const r = await execInSandbox(sandbox, argv, { stdio: 'pipe' });
     return { code: r.exitCode, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+  };
+  const probeAt = async (key: string) => {
+    const probe = await inSandbox([process.execPath, PROBE, nodeDir, '20']);
+    if (probe.code === 0) (result.probe ??= {})[key] = JSON.parse(probe.stdout) as NonNullable<Result['probe']>[string];
+    else {
+      const err = /^\w*Error: .*$/m.exec(probe.stderr)?.[0] ?? probe.stderr.trim().split('\n').slice(-3).join(' ');
+      (result.probe ??= {})[key] = { error: err } as unknown as NonNullable<Result['probe']>[string];
+      log(`probe at ${key} failed: ${err}`);
+    }
   };
   let watch: PodWatch | undefined;
   let upStarted = false;
@@ -269,6 +280,7 @@ async function main(args: Args): Promise<void> {
     }
     await memPoint('0 pods (warm)', 0);
     loadPoint('before sequential');
+    mark('sequential');
 
     // ---- 1a. one by one
     const seqT0: Record<string, number> = {};
@@ -287,6 +299,9 @@ async function main(args: Args): Promise<void> {
     }
     await memPoint(`${args.sequential} pods`, args.sequential);
     loadPoint('after sequential');
+    mark('probe');
+    await probeAt(`${args.sequential} pods`);
+    mark('burst');
 
     // ---- 1b. burst: one multi-document file, one `kubectl apply -f`
     let burstT0 = 0;
@@ -310,6 +325,7 @@ async function main(args: Args): Promise<void> {
     }
     const total = args.sequential + args.burst;
     loadPoint('after burst');
+    mark('settle + steady window');
 
     // ---- 2. steady state with all pods running
     await sleep(args.settle * 1000);
@@ -339,12 +355,12 @@ async function main(args: Args): Promise<void> {
     loadPoint('after steady window');
 
     // ---- what one sync pass costs at this many pods (the agent's listPods, in a separate process)
-    const probe = await inSandbox([process.execPath, PROBE, nodeDir, '20']);
-    if (probe.code === 0) result.probe = { [`${total} pods`]: JSON.parse(probe.stdout) as NonNullable<Result['probe']>[string] };
-    else log(`warning: probe failed: ${probe.stderr}`);
+    mark('probe');
+    await probeAt(`${total} pods`);
 
     // ---- where the agent's CPU goes: restart it once with --cpu-prof (a runtime drop-in), profile steady state
     if (args.profile) {
+      mark('profile (agent restarted twice)');
       const profDir = path.join(work, 'cpu-prof');
       await fs.mkdir(profDir, { recursive: true });
       // --cpu-prof is not allowed in NODE_OPTIONS: override ExecStart (same command line as agentUnitFile, plus the profiler flags).
@@ -379,6 +395,7 @@ async function main(args: Args): Promise<void> {
     }
 
     // ---- delete everything this run made, timed
+    mark('deletion');
     {
       const names = [...result.sequential.map((s) => s.name), ...burstNames].filter((n) => watch!.pods.get(n)?.deleted === undefined);
       const t0 = nowMs();
@@ -397,14 +414,23 @@ async function main(args: Args): Promise<void> {
     let warnings = 0;
     let errors = 0;
     const odd: string[] = [];
+    const byKind: Record<string, number> = {};
+    const byPhase: Record<string, number> = {};
     for (const l of lines) {
       try {
         const e = JSON.parse(l) as { level: number; time: number; msg: string; pod?: string };
         if (e.msg === 'pod started' && e.pod?.startsWith('default/')) started.set(e.pod.slice(8), e.time);
-        if (e.level >= 40) { if (e.level >= 50) errors++; else warnings++; if (odd.length < 8) odd.push(l.slice(0, 300)); }
+        if (e.level >= 40) {
+          if (e.level >= 50) errors++; else warnings++;
+          if (odd.length < 8) odd.push(l.slice(0, 300));
+          const kind = `${e.msg}: ${String((e as { err?: string }).err ?? (e as { message?: string }).message ?? '').slice(0, 90)}`;
+          byKind[kind] = (byKind[kind] ?? 0) + 1;
+          const ph = [...result.marks].reverse().find(([, t]) => t <= e.time)?.[0] ?? 'before sequential';
+          byPhase[ph] = (byPhase[ph] ?? 0) + 1;
+        }
       } catch { /* systemd's own lines */ }
     }
-    result.journal = { lines: lines.length, warnings, errors, samples: odd };
+    result.journal = { lines: lines.length, warnings, errors, samples: odd, byKind, byPhase };
     for (const s of result.sequential) { const t = started.get(s.name); if (t !== undefined) s.agentStartedMs = t - seqT0[s.name]!; }
     if (result.burst) result.burst.agentStartedMs = burstNames.map((n) => started.get(n)).filter((x): x is number => x !== undefined).map((t) => t - burstT0);
   } catch (err) {
@@ -466,6 +492,11 @@ function report(r: Result): string {
   if (dir) L.push(`| floor: \`stevedore pod run\` (CLI in the sandbox, interleaved with the one-by-one pods) | ${dir.n} | ${ms(dir.median)} | ${ms(dir.p90)} | ${ms(dir.p99)} | ${ms(dir.max)} | 1.00x | |`);
   L.push(`| (sandbox exec overhead: \`true\` via nsenter, included in the floor) | ${r.nsenterMs.length} | ${ms(ns)} | | | | | |`);
   L.push('');
+  if (r.sequential.length >= 20) {
+    const first = r.sequential.slice(0, 10).map((x) => x.ms);
+    const last = r.sequential.slice(-10).map((x) => x.ms);
+    L.push(`One by one, the latency grows with the number of pods already running: median of pods 1–10 ${ms(median(first))}, of pods ${r.sequential.length - 9}–${r.sequential.length} ${ms(median(last))} (max ${ms(Math.max(...last))}).`);
+  }
   if (b) L.push(`Burst method: ${b.method}; kubectl apply itself returned after ${ms(b.applyMs)}.${b.failures ? ` ${b.failures} pods never became Running.` : ''}`);
   if (r.sequentialFailures.length) L.push(`One-by-one failures: ${r.sequentialFailures.join('; ')}`);
   // Breakdown of the one-by-one path
@@ -483,7 +514,7 @@ function report(r: Result): string {
   if (b && b.agentStartedMs.length) {
     const a = summarize(b.agentStartedMs);
     L.push('');
-    L.push(`Burst, agent side: first "pod started" at ${ms(a.min)}, last at ${ms(a.max)} after t0 (${fmtMs((a.max - a.min) / Math.max(1, a.n - 1))} ms per pod once started: pods are started ${a.n > 1 ? 'concurrently, one runPod per pod' : ''}); last Running seen at ${ms(b.allRunningMs)}.`);
+    L.push(`Burst, agent side: "pod started" logged for ${a.n} of ${b.latencies.length + b.failures} pods (the others' start() did not complete normally — see the errors below); first at ${ms(a.min)}, last at ${ms(a.max)} after t0; last Running seen at ${ms(b.allRunningMs)}.`);
   }
   L.push('');
   L.push('Memory and CPU (RSS = VmRSS from /proc; CPU = utime+stime delta, % of one core):');
@@ -507,6 +538,7 @@ function report(r: Result): string {
     L.push(`Goal agent RSS < 150 MiB at ${s.pods} pods: **${s.agentRssMiB.max < 150 ? 'MET' : 'MISSED'}** (max ${mib(s.agentRssMiB.max)}; the kubelet's soak limit is 300 MiB).`);
   }
   if (r.probe) for (const [k, p] of Object.entries(r.probe)) {
+    if ((p as unknown as { error?: string }).error) { L.push(`One \`listPods()\` at ${k}, in a separate process in the sandbox: **failed**: \`${(p as unknown as { error: string }).error}\`.`); continue; }
     L.push(`One \`listPods()\` (what every agent sync pass starts with) at ${k} (${p.pods} runtime pods, ${p.apps} apps), in a separate process in the sandbox, ${p.wallMs.n} rounds: wall median ${ms(p.wallMs.median)} (max ${ms(p.wallMs.max)}), CPU median ${ms(p.cpuMs.median)}.`);
   }
   if (r.profile) {
@@ -527,7 +559,17 @@ function report(r: Result): string {
     }
   }
   if (r.deletion) L.push(`\nDeleting all ${r.deletion.pods} pods (\`kubectl delete pods -l ${LABEL} --grace-period=1\`) until the watch saw every DELETED: ${ms(r.deletion.ms)}.`);
-  if (r.journal) L.push(`Agent journal: ${r.journal.lines} lines, ${r.journal.warnings} warnings, ${r.journal.errors} errors${r.journal.samples.length ? `; first: ${r.journal.samples.slice(0, 3).map((x) => `\`${x.slice(0, 160)}\``).join(' ')}` : ''}.`);
+  if (r.journal) {
+    L.push(`Agent journal: ${r.journal.lines} lines, ${r.journal.warnings} warnings, ${r.journal.errors} errors.`);
+    if (Object.keys(r.journal.byKind).length) {
+      L.push('');
+      L.push('| agent warning/error (msg: err) | count |');
+      L.push('|---|---|');
+      for (const [k, v] of Object.entries(r.journal.byKind).sort((a, b) => b[1] - a[1])) L.push(`| \`${k}\` | ${v} |`);
+      L.push('');
+      L.push(`By phase: ${Object.entries(r.journal.byPhase).map(([k, v]) => `${k} ${v}`).join(', ')}.`);
+    }
+  }
   L.push('');
   L.push(`Teardown: ${r.teardown.join('; ')}.`);
   return L.join('\n');

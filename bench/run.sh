@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Pod start benchmark, one command: build, then measure (see bench/README.md).
 #   bash bench/run.sh [--samples N] [--warmup N] [--no-docker] [--no-profile] [--update-results bench/RESULTS.md]
+# Cluster benchmark (kubectl apply → Running, agent RSS/CPU at 100 pods) instead, same build step:
+#   bash bench/run.sh --cluster [--sequential 50] [--burst 50] [--cpu-window 60] [--no-profile] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # tsc emits even when some file outside bench/ has a type error; the bench
 # checks that the emitted CLI loads before it measures anything.
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); measuring what it emitted" >&2
+if [ "${1:-}" = --cluster ]; then
+  shift
+  exec node --enable-source-maps dist/bench/cluster.js "$@"
+fi
 exec node --enable-source-maps dist/bench/pod-start.js "$@"
