@@ -177,6 +177,16 @@ e2e('kill -9 the agent: pods keep running untouched and are re-adopted', async (
   assert.ok(pids.every((p) => p > 0), `pids ${pids}`);
   const agentPid = Number((await c.node(['systemctl', 'show', '-p', 'MainPID', '--value', 'stevedore-agent'])).stdout.trim());
   await c.node(['kill', '-9', String(agentPid)]);
+  // The read-only api-service is its own unit: it answers while the agent is
+  // dead (systemd restarts the agent only after RestartSec=2).
+  const client = apiClient(`127.0.0.1:${c.apiServicePort}`);
+  try {
+    const uuid = pod.status.containerStatuses![0]!.containerID!.replace('rkt://', '').split(':')[0]!;
+    const seen = await client.call<{ pods: Array<{ state: string }> }>('ListPods', { filters: [{ ids: [uuid] }] });
+    assert.equal(seen.pods.map((p) => p.state), ['POD_STATE_RUNNING'], 'the api-service sees the pod with the agent down');
+  } finally {
+    client.close();
+  }
   await eventually('the agent restarted by systemd', async () => {
     const r = await c.node(['systemctl', 'show', '-p', 'MainPID,ActiveState', '--value', 'stevedore-agent']);
     const [pid, state] = r.stdout.trim().split('\n');
