@@ -17,7 +17,11 @@ function agentOptions(cmd: Command): Command {
     .option('--node-api-token-file <file>', 'bearer token the node API accepts (the control plane\'s kubelet-client token)')
     .option('--sync-period-seconds <n>', 'seconds between full reconcile passes (default 2)')
     .option('--heartbeat-seconds <n>', 'seconds between lease renewals (default 10)')
-    .option('--insecure-registry <host[:port]...>', 'registries to pull from over plain HTTP');
+    .option('--insecure-registry <host[:port]...>', 'registries to pull from over plain HTTP')
+    .option('--cni-bridge <name>', 'bridge of the default CNI network (default stevedore0)')
+    .option('--pod-cidr <cidr>', 'this node\'s pod CIDR, for the default CNI network (default 10.88.0.0/16)')
+    .option('--cni-conf-dir <dir>', 'CNI network configs (default <data dir>/cni/net.d; real nodes: /etc/cni/net.d)')
+    .option('--cni-bin-dir <dir...>', 'CNI plugin directories (default /usr/lib/cni /opt/cni/bin)');
 }
 
 function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddress?: string): AgentFlags {
@@ -33,6 +37,10 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     syncPeriodSeconds: flags.syncPeriodSeconds === undefined ? undefined : Number(flags.syncPeriodSeconds),
     heartbeatSeconds: flags.heartbeatSeconds === undefined ? undefined : Number(flags.heartbeatSeconds),
     insecureRegistries: flags.insecureRegistry as string[] | undefined,
+    podCidr: flags.podCidr as string | undefined,
+    cniBridge: flags.cniBridge as string | undefined,
+    cniConfDir: flags.cniConfDir as string | undefined,
+    cniBinDirs: flags.cniBinDir as string[] | undefined,
     dataDir: flags.config ? undefined : dataDir,
     dbusAddress,
   };

@@ -26,14 +26,24 @@ export interface AgentConfig {
   maxPods: number;
   /** Registries the agent may pull from over plain HTTP (loopback ones always may). */
   insecureRegistries: string[];
+  /** This node's pod CIDR (Node spec.podCIDR): the default network's host-local range. */
+  podCidr: string;
+  /** CNI network configs; default <dataDir>/cni/net.d (a local node). Real nodes: /etc/cni/net.d. */
+  cniConfDir?: string;
+  /** CNI plugin dirs; default /usr/lib/cni, /opt/cni/bin. */
+  cniBinDirs?: string[];
+  /** Bridge of the default CNI network the agent writes when the conf dir has none. */
+  cniBridge: string;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
     containerRuntime: 'rkt', nodeName: os.hostname().toLowerCase(), rktStage1Image: 'namespaces', dataDir: '/var/lib/stevedore',
     nodeIP: '127.0.0.1', port: 10250, syncPeriodSeconds: 2, heartbeatSeconds: 10, maxPods: 110, insecureRegistries: [],
+    podCidr: '10.88.0.0/16',
+    cniBridge: 'stevedore0',
   };
 }
 

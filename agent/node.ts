@@ -38,7 +38,7 @@ export async function describeNode(cfg: AgentConfig, runtime: ContainerRuntime, 
         'stevedore.io/default-stage1': cfg.rktStage1Image,
       },
     },
-    spec: {},
+    spec: { podCIDR: cfg.podCidr, podCIDRs: [cfg.podCidr] },
     status: {
       capacity: { cpu: cpus, memory, pods: String(cfg.maxPods) },
       allocatable: { cpu: cpus, memory, pods: String(cfg.maxPods) },

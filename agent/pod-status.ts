@@ -90,6 +90,9 @@ export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: st
   if (hostNetwork) {
     status.podIP = opts.hostIP;
     status.podIPs = [{ ip: opts.hostIP }];
+  } else if (rp?.podIPs?.length) {
+    status.podIP = rp.podIPs[0];
+    status.podIPs = rp.podIPs.map((ip) => ({ ip }));
   }
   if (opts.waiting && !rp) {
     status.reason = undefined;

@@ -1,6 +1,7 @@
 import * as k8s from '@kubernetes/client-node';
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { UserError } from '../common/errors.js';
+import { CniError } from '../cni/index.js';
 import type { Logger } from '../common/log.js';
 import { validatePod, type Pod } from '../runtime-rkt/manifest.js';
 import type { PodStatus } from '../runtime-rkt/status.js';
@@ -119,6 +120,11 @@ export class PodSync {
       if (!(err instanceof UserError)) throw err;
       const imageMissing = /is not in the image store/.test(err.message);
       const previous = this.waiting.get(uid);
+      // A network failure names itself (CNIPluginNotFound, CNIConfigInvalid…), with the hint saying what to fix.
+      if (err instanceof CniError) {
+        this.fail(pod, err.reason, err.hint ? `${err.message} (${err.hint})` : err.message);
+        return;
+      }
       const reason = imageMissing ? (previous?.reason === 'ErrImagePull' || previous?.reason === 'ImagePullBackOff' ? 'ImagePullBackOff' : 'ErrImagePull') : 'CreateContainerError';
       this.fail(pod, reason, err.message);
     }
@@ -165,7 +171,7 @@ export class PodSync {
     this.waiting.set(uid, { reason, message });
     const delayMs = Math.min(300_000, (this.backoff.get(uid)?.delayMs ?? 500) * 2);
     this.backoff.set(uid, { until: Date.now() + delayMs, delayMs });
-    this.events.emit(pod, 'Warning', reason === 'ImagePullBackOff' ? 'BackOff' : 'Failed', message, fieldPath);
+    this.events.emit(pod, 'Warning', reason === 'ImagePullBackOff' ? 'BackOff' : reason.startsWith('CNI') ? reason : 'Failed', message, fieldPath);
     this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod cannot start');
   }
 

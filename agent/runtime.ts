@@ -1,4 +1,7 @@
+import * as path from 'node:path';
+import { ensureDefaultNetwork } from '../cni/index.js';
 import { RktRuntime } from '../runtime-rkt/runtime.js';
+import type { PodNetworkOptions } from '../runtime-rkt/network.js';
 import { readLogs, type LogLine, type LogQuery } from '../runtime-rkt/logs.js';
 import type { Pod } from '../runtime-rkt/manifest.js';
 import type { PodStatus } from '../runtime-rkt/status.js';
@@ -53,11 +56,22 @@ class RktContainerRuntime implements ContainerRuntime {
   close() { return this.rt.close(); }
 }
 
+/**
+ * The pod network: the conf dir's network, or else the default one (bridge +
+ * host-local on the node's pod CIDR + portmap), written there once. Leases
+ * and results live under the data dir, next to the pods they belong to.
+ */
+async function podNetwork(cfg: AgentConfig): Promise<PodNetworkOptions> {
+  const confDir = cfg.cniConfDir ?? path.join(cfg.dataDir, 'cni', 'net.d');
+  await ensureDefaultNetwork(confDir, { podCidr: cfg.podCidr, bridge: cfg.cniBridge, ipamDataDir: path.join(cfg.dataDir, 'cni', 'networks') });
+  return { confDir, cacheDir: path.join(cfg.dataDir, 'cni', 'results'), binDirs: cfg.cniBinDirs };
+}
+
 export async function openRuntime(cfg: AgentConfig): Promise<ContainerRuntime> {
   if (cfg.containerRuntime === 'docker') {
     throw new UserError('--container-runtime=docker is not available in this build yet', { hint: 'use --container-runtime=rkt (the default)' });
   }
-  const rt = await RktRuntime.open({ dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultStage1: cfg.rktStage1Image });
+  const rt = await RktRuntime.open({ dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultStage1: cfg.rktStage1Image, network: await podNetwork(cfg) });
   await rt.reconcile();
   await rt.systemd();
   return new RktContainerRuntime(rt);

@@ -13,7 +13,7 @@ import { registerApiServiceCommand } from '../api-service/command.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/stevedore';
 
-interface GlobalOptions { dir: string; dbusAddress?: string; stage1: string }
+interface GlobalOptions { dir: string; dbusAddress?: string; stage1: string; cniConfDir?: string; cniCacheDir?: string; cniBinDir?: string }
 
 const program = new Command('stevedore')
   .description('Stevedore: pods as systemd units, rkt-style')
@@ -21,6 +21,9 @@ const program = new Command('stevedore')
   .option('--dir <path>', 'data directory (pods, images)', process.env.STEVEDORE_DATA_DIR ?? DEFAULT_DATA_DIR)
   .option('--dbus-address <address>', "D-Bus address of the node's systemd (default: the system bus)", process.env.STEVEDORE_DBUS_ADDRESS)
   .option('--stage1 <name>', 'default stage1 for pods that do not choose one', process.env.STEVEDORE_STAGE1 ?? 'namespaces')
+  .option('--cni-conf-dir <dir>', 'CNI network configs for pod networking (default <dir>/cni/net.d, where the agent writes its default network; pods get a network only if it holds a config)')
+  .option('--cni-cache-dir <dir>', 'CNI result cache (default <dir>/cni/results)')
+  .option('--cni-bin-dir <dirs>', 'CNI plugin directories, colon-separated like CNI_PATH (default /usr/lib/cni:/opt/cni/bin)')
   .showHelpAfterError()
   .exitOverride();
 
@@ -28,7 +31,14 @@ async function withRuntime<T>(fn: (rt: RktRuntime) => Promise<T>): Promise<T> {
   const g = program.opts<GlobalOptions>();
   // Loaded here, not at start-up: commands that need no runtime start faster.
   const { RktRuntime } = await import('../runtime-rkt/runtime.js');
-  const rt = await RktRuntime.open({ dataDir: path.resolve(g.dir), dbusAddress: g.dbusAddress, defaultStage1: parseStage1Name(g.stage1) });
+  const { hasNetworkConfig } = await import('../runtime-rkt/network.js');
+  const dataDir = path.resolve(g.dir);
+  // Same defaults as the agent's, so the CLI can take apart the pods the agent made.
+  const confDir = path.resolve(g.cniConfDir ?? path.join(dataDir, 'cni', 'net.d'));
+  const network = g.cniConfDir || (await hasNetworkConfig(confDir))
+    ? { confDir, cacheDir: path.resolve(g.cniCacheDir ?? path.join(dataDir, 'cni', 'results')), binDirs: g.cniBinDir?.split(':').filter(Boolean) }
+    : 'none' as const;
+  const rt = await RktRuntime.open({ dataDir, dbusAddress: g.dbusAddress, defaultStage1: parseStage1Name(g.stage1), network });
   try {
     return await fn(rt);
   } finally {
@@ -52,11 +62,13 @@ program.command('up')
   .option('--node-api-port <port>', 'port of the node API (kubelet\'s 10250)', '10250')
   .option('--api-service-port <port>', 'port of the read-only gRPC api-service', '15441')
   .option('--sandbox-name <name>', 'name of the node sandbox, where PID 1 is not systemd', 'stevedore')
-  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort: string; sandboxName: string }) => {
+  .option('--pod-cidr <cidr>', 'the node\'s pod CIDR (pods get IPs from it)', '10.88.0.0/16')
+  .option('--bridge <name>', 'the pod network\'s bridge on this host', 'stevedore0')
+  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort: string; sandboxName: string; podCidr: string; bridge: string }) => {
     const { up, defaultNodeName } = await import('./up.js');
     await up({
       dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), apiServicePort: Number(opts.apiServicePort), nodeName: opts.nodeName ?? defaultNodeName(),
-      stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName,
+      stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName, podCidr: opts.podCidr, bridge: opts.bridge,
     });
   });
 program.command('down')
@@ -145,12 +157,14 @@ image.command('rm')
   });
 
 program.command('gc')
-  .description('remove exited pods older than the grace period, aborted prepares and orphaned units')
+  .description('remove exited pods older than the grace period, aborted prepares, orphaned units and IP leases of pods that are gone')
   .option('--grace-period <duration>', 'how long exited pods are kept', '30m')
-  .action(async (opts: { gracePeriod: string }) => {
-    const result = await withRuntime((rt) => rt.gc({ exitedGracePeriodMs: parseDuration(opts.gracePeriod) }));
+  .option('--lease-grace-period <duration>', 'leave CNI leases younger than this alone (their pod may be starting in another process)', '60s')
+  .action(async (opts: { gracePeriod: string; leaseGracePeriod: string }) => {
+    const result = await withRuntime((rt) => rt.gc({ exitedGracePeriodMs: parseDuration(opts.gracePeriod), leaseGraceMs: parseDuration(opts.leaseGracePeriod) }));
     for (const uuid of result.removedPods) process.stdout.write(`removed pod ${uuid}\n`);
     for (const unit of result.orphanUnits) process.stdout.write(`stopped orphaned unit ${unit}\n`);
+    for (const lease of result.releasedLeases) process.stdout.write(`released IP lease of ${lease}\n`);
   });
 
 // `stevedore pod logs … | head` closes our stdout early; that is not an error.

@@ -16,7 +16,7 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort: number; nodeName: string; stage1: string; sandboxName: string }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string }
 
 interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number }
 
@@ -139,7 +139,7 @@ export async function up(opts: UpOptions): Promise<void> {
   }
   await onNode(sandbox, stevedore('--dir', p.node, 'image', 'import-demo'));
   await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
-    '--rkt-stage1-image', opts.stage1, '--port', String(opts.nodeApiPort), '--node-api-token-file', path.join(p.controlPlane, 'kubelet-client.token'), '--config-path', p.agentConfig));
+    '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-api-token-file', path.join(p.controlPlane, 'kubelet-client.token'), '--config-path', p.agentConfig));
   await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', '--listen', `127.0.0.1:${opts.apiServicePort}`));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
     const [code, node] = await apiGet(`${url}/api/v1/nodes/${opts.nodeName}`, ca, adminToken);
@@ -183,6 +183,9 @@ export async function down(opts: { dataDir: string }): Promise<void> {
     const pods = JSON.parse((await quietly(stevedore('--dir', p.node, 'pod', 'list', '-o', 'json'))) || '[]') as Array<{ uuid: string }>;
     if (pods.length) await quietly(stevedore('--dir', p.node, 'pod', 'rm', '--force', ...pods.map((x) => x.uuid)));
     await quietly(stevedore('--dir', p.node, 'gc', '--grace-period', '0s'));
+    // The bridge of the agent's default network outlives its last pod (CNI leaves it); it is ours, so it goes.
+    const bridge = await defaultNetworkBridge(path.join(p.node, 'cni', 'net.d'));
+    if (bridge) await quietly(['ip', 'link', 'del', bridge]);
   }
   if (state.sandbox) await stopSandbox(state.sandbox);
   if (alive(state.controlPlanePid)) {
@@ -192,6 +195,13 @@ export async function down(opts: { dataDir: string }): Promise<void> {
   }
   await fs.rm(opts.dataDir, { recursive: true, force: true });
   process.stdout.write(`down: control plane, node${state.sandbox ? ' sandbox' : ' agent'} and ${opts.dataDir} removed\n`);
+}
+
+/** The bridge of the default network the agent wrote into confDir, if that is the network there. */
+async function defaultNetworkBridge(confDir: string): Promise<string | undefined> {
+  const { DEFAULT_NETWORK_FILE } = await import('../cni/index.js');
+  const conf = await readJsonIfExists<{ plugins?: Array<{ type?: string; bridge?: string }> }>(path.join(confDir, DEFAULT_NETWORK_FILE)).catch(() => undefined);
+  return conf?.plugins?.find((pl) => pl.type === 'bridge')?.bridge;
 }
 
 export function defaultNodeName(): string {

@@ -32,6 +32,9 @@ export interface PodSpec {
   hostNetwork?: boolean;
   nodeName?: string;
   runtimeClassName?: string;
+  dnsPolicy?: 'ClusterFirst' | 'ClusterFirstWithHostNet' | 'Default' | 'None';
+  dnsConfig?: { nameservers?: string[]; searches?: string[]; options?: Array<{ name: string; value?: string }> };
+  hostAliases?: Array<{ ip: string; hostnames: string[] }>;
 }
 export interface PodMetadata {
   name: string;
@@ -183,7 +186,7 @@ export function validatePod(input: unknown, opts: { strict: boolean }): Pod {
   if (!expect(w, pod.spec, 'object', 'spec')) w.errors.push('spec: Required value');
   else {
     const spec = pod.spec as Record<string, unknown>;
-    checkKeys(w, spec, 'spec', ['containers', 'restartPolicy', 'terminationGracePeriodSeconds', 'hostname', 'subdomain', 'hostNetwork', 'nodeName', 'runtimeClassName', 'dnsPolicy', 'nodeSelector']);
+    checkKeys(w, spec, 'spec', ['containers', 'restartPolicy', 'terminationGracePeriodSeconds', 'hostname', 'subdomain', 'hostNetwork', 'nodeName', 'runtimeClassName', 'dnsPolicy', 'dnsConfig', 'hostAliases', 'nodeSelector']);
     if (!Array.isArray(spec.containers) || spec.containers.length === 0) w.errors.push('spec.containers: Required value: a pod needs at least one container');
     else {
       spec.containers.forEach((c, i) => checkContainer(w, c, `spec.containers[${i}]`));
@@ -195,6 +198,21 @@ export function validatePod(input: unknown, opts: { strict: boolean }): Pod {
     dnsName(w, spec.hostname, 'spec.hostname', DNS_LABEL, 63, false);
     dnsName(w, spec.subdomain, 'spec.subdomain', DNS_LABEL, 63, false);
     if (spec.hostNetwork !== undefined && typeof spec.hostNetwork !== 'boolean') w.errors.push('spec.hostNetwork: expected boolean');
+    oneOf(w, spec.dnsPolicy, 'spec.dnsPolicy', ['ClusterFirst', 'ClusterFirstWithHostNet', 'Default', 'None']);
+    if (expect(w, spec.dnsConfig, 'object', 'spec.dnsConfig')) {
+      const dc = spec.dnsConfig as Record<string, unknown>;
+      checkKeys(w, dc, 'spec.dnsConfig', ['nameservers', 'searches', 'options']);
+      stringArray(w, dc.nameservers, 'spec.dnsConfig.nameservers');
+      stringArray(w, dc.searches, 'spec.dnsConfig.searches');
+      expect(w, dc.options, 'array', 'spec.dnsConfig.options');
+    }
+    if (expect(w, spec.hostAliases, 'array', 'spec.hostAliases')) {
+      (spec.hostAliases as unknown[]).forEach((a, i) => {
+        if (!expect(w, a, 'object', `spec.hostAliases[${i}]`)) return;
+        if (typeof (a as { ip?: unknown }).ip !== 'string') w.errors.push(`spec.hostAliases[${i}].ip: Required value`);
+        stringArray(w, (a as { hostnames?: unknown }).hostnames, `spec.hostAliases[${i}].hostnames`);
+      });
+    }
   }
   if (w.errors.length) {
     throw new InvalidInput(`invalid pod manifest:\n  ${w.errors.join('\n  ')}`, 'fix the fields named above; `stevedore pod run --help` lists the supported subset');

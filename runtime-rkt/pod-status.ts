@@ -1,8 +1,9 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { FileLock, readJsonIfExists } from '../common/fsutil.js';
+import { FileLock, exists, readJsonIfExists } from '../common/fsutil.js';
 import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
 import { podPaths, unitNames, type AppManifest, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
+import { readPodNetwork } from './network.js';
 import type { PodLocation } from './pod-store.js';
 import { terminationOf, type AppStatus, type PodState, type PodStatus } from './status.js';
 
@@ -37,7 +38,7 @@ export async function readUnitStates(systemd: SystemdClient, uuids?: string[]): 
   return new Map((await systemd.listUnitsByPatterns(patterns)).map((u) => [u.name, u]));
 }
 
-async function appStatus(systemd: SystemdClient | undefined, units: UnitStates | undefined, loc: PodLocation, manifest: RuntimePodManifest, app: AppManifest): Promise<AppStatus> {
+async function appStatus(systemd: SystemdClient | undefined, units: UnitStates | undefined, loc: PodLocation, manifest: RuntimePodManifest, app: AppManifest, launching: boolean): Promise<AppStatus> {
   const unit = unitNames.app(manifest.uuid, app.name);
   const records = await readExitRecords(loc.dir, app.name);
   const base: AppStatus = { name: app.name, image: app.image, unit, state: 'unknown', restartCount: 0 };
@@ -56,6 +57,8 @@ async function appStatus(systemd: SystemdClient | undefined, units: UnitStates |
   }
   const last = terminations.at(-1);
   if (!last) {
+    // Units not started yet by a live launcher: waiting, not a failed launch (a Never pod would be Failed for good).
+    if (launching) return { ...base, state: 'waiting' };
     if (loc.state === 'run' || loc.state === 'exited-garbage') return { ...base, state: 'exited', reason: 'LaunchInterrupted', exitCode: 255 };
     return { ...base, state: loc.state === 'prepared' ? 'waiting' : 'unknown' };
   }
@@ -90,8 +93,10 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
   const manifest = await readJsonIfExists<RuntimePodManifest>(podPaths(loc.dir).manifest).catch(() => undefined);
   const paths = podPaths(loc.dir);
   const unitStates = units ?? (systemd && manifest ? await readUnitStates(systemd, [manifest.uuid]) : undefined);
-  const apps = manifest ? await Promise.all(manifest.apps.map((a) => appStatus(systemd, unitStates, loc, manifest, a))) : [];
+  const launching = loc.state === 'run' && (await exists(paths.launching)) && !FileLock.isFree(loc.dir);
+  const apps = manifest ? await Promise.all(manifest.apps.map((a) => appStatus(systemd, unitStates, loc, manifest, a, launching))) : [];
   const md = manifest?.pod.metadata;
+  const networks = await readPodNetwork(loc.dir);
   return {
     uuid: loc.uuid,
     state: podStateOf(loc, apps),
@@ -105,6 +110,7 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
     startedAt: await readTimestampMs(paths.started),
     gcMarkedAt: await readTimestampMs(paths.gcMarked),
     slice: manifest ? unitNames.slice(manifest.uuid) : undefined,
+    ...(networks ? { podIPs: networks[0]!.ips, networks } : {}),
     apps,
   };
 }

@@ -8,6 +8,7 @@ import { podPaths, type AppLimits, type AppManifest, type RuntimePodManifest, ty
 import type { ImageRecord, ImageStoreApi } from './image/types.js';
 import { restartPolicyOf, type ContainerSpec, type Pod, type ResourceList } from './manifest.js';
 import { findExecutable, resolveInRoot, resolveUser } from './rootfs.js';
+import { podResolvConfText } from './network.js';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -63,15 +64,19 @@ async function mountOverlay(layers: string[], appDir: string): Promise<void> {
   }
 }
 
-/** /etc/hosts, /etc/hostname and /etc/resolv.conf for the whole pod. */
-async function writePodEtc(podDir: string, hostname: string): Promise<void> {
+/**
+ * /etc/hosts, /etc/hostname and /etc/resolv.conf for the whole pod. A pod
+ * that gets a CNI network has its hosts file rewritten once it has its IPs
+ * (network.ts attachPod).
+ */
+async function writePodEtc(podDir: string, pod: Pod, hostname: string): Promise<void> {
   const paths = podPaths(podDir);
   await fs.mkdir(path.dirname(paths.etc('hosts')), { recursive: true });
   // Written while the pod is being prepared: a crash before launch discards
   // the whole pod, so these need no fsync.
   await fs.writeFile(paths.etc('hostname'), `${hostname}\n`);
   await fs.writeFile(paths.etc('hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
-  await fs.copyFile('/etc/resolv.conf', paths.etc('resolv.conf')).catch(() => fs.writeFile(paths.etc('resolv.conf'), ''));
+  await fs.writeFile(paths.etc('resolv.conf'), await podResolvConfText(pod));
 }
 
 export interface PrepareInput {
@@ -116,7 +121,7 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
       requests: limitsOf(c.resources?.requests, `spec.containers[${i}].resources.requests`),
     });
   }
-  await writePodEtc(podDir, hostname);
+  await writePodEtc(podDir, pod, hostname);
   const manifest: RuntimePodManifest = {
     version: 1,
     uuid: input.uuid,

@@ -11,6 +11,7 @@ import { ImageStore } from './image/store.js';
 import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
+import { attachPod, detachPod, loadNetwork, needsPodNetwork, releaseLeases, type PodNetworkOptions } from './network.js';
 import { preparePodDir, unmountPodRootfs } from './prepare.js';
 import type { PodStatus } from './status.js';
 import { appProperties, sliceProperties } from './units.js';
@@ -24,14 +25,13 @@ export interface RktRuntimeOptions {
   dbusAddress?: string;
   defaultStage1?: Stage1Name;
   restartDelayMs?: number;
+  /** CNI pod network for namespaces pods that are not hostNetwork; 'none' (default): loopback only. */
+  network?: PodNetworkOptions | 'none';
 }
 
 export interface RunOptions {
   stage1?: Stage1Name;
 }
-
-/** Marker in a prepared pod whose units are being started; the rename to run/ is the commit point. */
-const LAUNCHING = 'launching';
 
 /**
  * runtime-rkt's stage0: prepares pods on disk and hands them to a stage1,
@@ -50,7 +50,7 @@ export class RktRuntime {
   }
 
   static async open(opts: RktRuntimeOptions): Promise<RktRuntime> {
-    const rt = new RktRuntime({ defaultStage1: 'namespaces', restartDelayMs: 1000, ...opts });
+    const rt = new RktRuntime({ defaultStage1: 'namespaces', restartDelayMs: 1000, network: 'none', ...opts });
     await fs.mkdir(opts.dataDir, { recursive: true, mode: 0o711 });
     await rt.pods.init();
     return rt;
@@ -78,6 +78,9 @@ export class RktRuntime {
       if (!image) throw new UserError(`image "${c.image}" of container "${c.name}" is not in the image store`, { hint: 'import it with `stevedore image import FILE|DIR`; `stevedore image list` shows what is there' });
       return image;
     }));
+    // A broken network config fails the run here, before anything is on disk.
+    const net = this.options.network;
+    const network = net !== 'none' && needsPodNetwork(pod, stage1Name) ? await loadNetwork(net) : undefined;
     const systemd = await this.systemd();
     const { location, lock } = await this.pods.createEmbryo();
     let loc: PodLocation = location;
@@ -90,12 +93,18 @@ export class RktRuntime {
       crashPoint('run:prepared-dir');
       prepared = { dir: loc.dir, manifest };
       await stage1.prepare(prepared);
+      // The netns exists and no app runs yet: attach it now, while the pod is
+      // still in prepare/, so a crash from here on is undone (CNI DEL) by reconcile().
+      if (network) {
+        const attached = await attachPod(network, prepared);
+        log.info({ uuid: loc.uuid, network: network.name, ips: attached.ips }, 'pod attached to the network');
+      }
       crashPoint('run:stage1-prepared');
       loc = await this.pods.move(loc, 'prepared');
       // Units and stage1 files name the pod directory by its final path, so
       // launch from run/; the marker tells reconcile() that a launch never
       // finished if this process dies before removing it.
-      await fs.writeFile(path.join(loc.dir, LAUNCHING), '');
+      await fs.writeFile(podPaths(loc.dir).launching, '');
       crashPoint('run:launching');
       loc = await this.pods.move(loc, 'run');
       crashPoint('run:moved-to-run');
@@ -103,7 +112,7 @@ export class RktRuntime {
       await this.launch(systemd, prepared);
       crashPoint('run:launched');
       await writeTimestamp(podPaths(loc.dir).started);
-      await fs.rm(path.join(loc.dir, LAUNCHING), { force: true });
+      await fs.rm(podPaths(loc.dir).launching, { force: true });
       // Off the start path: only image GC reads it.
       for (const image of new Set(images)) await this.images.markUsed(image).catch((err) => log.warn({ err: String(err) }, 'could not record image use'));
       log.info({ uuid: loc.uuid, stage1: stage1Name }, 'pod started');
@@ -222,6 +231,9 @@ export class RktRuntime {
       crashPoint('rm:marked');
     }
     for (const unit of await systemd.listUnitsByPatterns([unitNames.podPattern(loc.uuid)])) await systemd.resetFailedUnit(unit.name);
+    // CNI DEL while the netns is still mounted (its veth goes explicitly); a
+    // failure is left to gc(), which DELs every cached attachment of a dead pod.
+    await detachPod(loc.dir, loc.uuid).catch((err) => log.warn({ uuid: loc.uuid, err: String(err) }, 'CNI DEL failed; gc will release the lease'));
     if (manifest) {
       for (const app of manifest.apps) await systemd.resetFailedUnit(unitNames.app(loc.uuid, app.name));
       await stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
@@ -241,7 +253,7 @@ export class RktRuntime {
     await this.pods.removeStaleNewEmbryos();
     for (const loc of await this.pods.list(['embryo', 'prepare', 'prepared', 'run', 'exited-garbage', 'garbage'])) {
       // A prepared or running pod is left alone unless its launch was interrupted or it has no manifest (it cannot be run or described).
-      if ((loc.state === 'prepared' || loc.state === 'run') && !(await exists(path.join(loc.dir, LAUNCHING))) && (await exists(podPaths(loc.dir).manifest))) continue;
+      if ((loc.state === 'prepared' || loc.state === 'run') && !(await exists(podPaths(loc.dir).launching)) && (await exists(podPaths(loc.dir).manifest))) continue;
       const lock = tryLock(loc.dir);
       if (!lock) continue;
       try {
@@ -256,7 +268,7 @@ export class RktRuntime {
   }
 
   /** Garbage-collect: exited pods older than the grace period, then units whose pod is gone. */
-  async gc(opts: { exitedGracePeriodMs?: number } = {}): Promise<{ removedPods: string[]; orphanUnits: string[] }> {
+  async gc(opts: { exitedGracePeriodMs?: number; leaseGraceMs?: number } = {}): Promise<{ removedPods: string[]; orphanUnits: string[]; releasedLeases: string[] }> {
     const grace = opts.exitedGracePeriodMs ?? 30 * 60_000;
     const removedPods = await this.reconcile();
     const systemd = await this.systemd();
@@ -284,7 +296,13 @@ export class RktRuntime {
       await systemd.resetFailedUnit(unit.name);
       orphanUnits.push(unit.name);
     }
-    return { removedPods, orphanUnits };
+    // IP leak protection: pods listed after the removals above, so every pod that exists or is being created is live.
+    let releasedLeases: string[] = [];
+    if (this.options.network !== 'none') {
+      const alive = new Set((await this.pods.list(['embryo', 'prepare', 'prepared', 'run'])).map((p) => p.uuid));
+      releasedLeases = (await releaseLeases(this.options.network, alive, opts.leaseGraceMs)).map((r) => `${r.containerId} ${r.ips.join(',')} (${r.via})`);
+    }
+    return { removedPods, orphanUnits, releasedLeases };
   }
 
   /** argv to run a command inside a running app (used by `pod enter`). */

@@ -45,6 +45,9 @@ export interface PodStatus {
   startedAt?: number;
   gcMarkedAt?: number;
   slice?: string;
+  /** The pod's own IPs from its CNI network, primary first; absent for host-network (fly, hostNetwork) and unnetworked pods. */
+  podIPs?: string[];
+  networks?: Array<{ name: string; ifName: string; ips: string[] }>;
   apps: AppStatus[];
 }
 

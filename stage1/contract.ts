@@ -14,6 +14,7 @@ import type { Pod, RestartPolicy } from '../runtime-rkt/manifest.js';
  *   apps/<app>/upper, work/      the overlay's writable layer
  *   apps/<app>/exits/<ns>.json   one ExitRecord per finished run of the app
  *   etc/hosts, hostname, resolv.conf   pod-level files bound into every app
+ *   network.json                 the pod's CNI attachment (network, cache, IPs; stage0's, see runtime-rkt/network.ts)
  *   stage1/                      private to the stage1
  *   created, started, gc-marked  timestamps (ns since epoch), written once
  */
@@ -78,9 +79,12 @@ export const podPaths = (podDir: string) => ({
   exits: (app: string) => path.join(podDir, 'apps', app, 'exits'),
   etc: (file: 'hosts' | 'hostname' | 'resolv.conf') => path.join(podDir, 'etc', file),
   stage1: path.join(podDir, 'stage1'),
+  network: path.join(podDir, 'network.json'),
   created: path.join(podDir, 'created'),
   started: path.join(podDir, 'started'),
   gcMarked: path.join(podDir, 'gc-marked'),
+  /** stage0's marker: the pod's units are being started (see runtime-rkt/runtime.ts) */
+  launching: path.join(podDir, 'launching'),
 });
 
 /** systemd names: every unit carries the prefix and the pod UUID, so orphans can be found by pattern. */

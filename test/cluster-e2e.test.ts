@@ -52,12 +52,13 @@ spec:
 
 e2e('the node is Ready and says what it runs', async () => {
   const c = getCluster();
-  const nodes = JSON.parse(await c.k(['get', 'nodes', '-o', 'json'])) as { items: Array<{ metadata: { name: string }; status: { conditions: Array<{ type: string; status: string }>; nodeInfo: { containerRuntimeVersion: string } } }> };
+  const nodes = JSON.parse(await c.k(['get', 'nodes', '-o', 'json'])) as { items: Array<{ metadata: { name: string }; spec: { podCIDR?: string }; status: { conditions: Array<{ type: string; status: string }>; nodeInfo: { containerRuntimeVersion: string } } }> };
   assert.is(nodes.items.length, 1);
   const [node] = nodes.items;
   assert.is(node!.metadata.name, c.nodeName);
   assert.is(node!.status.conditions.find((x) => x.type === 'Ready')?.status, 'True');
   assert.match(node!.status.nodeInfo.containerRuntimeVersion, /^rkt:\/\//);
+  assert.is(node!.spec.podCIDR, c.podCidr, '`up` gives the node a pod CIDR');
   assert.match(await c.k(['get', 'nodes']), new RegExp(`${c.nodeName}\\s+Ready`));
   // `up` made a demo pod.
   await running(c, 'demo');
@@ -87,7 +88,8 @@ e2e('a two-container pod: apply, get -o wide, logs -c/--tail/-f, describe', asyn
   assert.match(await c.k(['apply', '-f', '-'], TWO), /pod\/two created/);
   await running(c, 'two');
   const wide = await c.k(['get', 'pods', 'two', '-o', 'wide']);
-  assert.match(wide, new RegExp(`two\\s+2/2\\s+Running\\s+0\\s+\\S+\\s+\\S+\\s+${c.nodeName}`));
+  const prefix = c.podCidr.split('.').slice(0, 3).join('\\.');
+  assert.match(wide, new RegExp(`two\\s+2/2\\s+Running\\s+0\\s+\\S+\\s+${prefix}\\.\\d+\\s+${c.nodeName}`), 'a namespaces pod has its own IP from the node\'s pod CIDR');
   await eventually('a few counts', async () => ((await c.k(['logs', 'two', '-c', 'counter'])).includes('count 3') ? true : undefined));
   const counter = await c.k(['logs', 'two', '-c', 'counter']);
   assert.match(counter, /^count 0\ncount 1\ncount 2\n/);

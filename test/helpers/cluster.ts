@@ -52,6 +52,8 @@ export interface TestCluster {
   nodeName: string;
   port: number;
   apiServicePort: number;
+  /** The node's pod CIDR, e.g. 10.213.7.0/24 (unique per test run). */
+  podCidr: string;
   kubectl(args: string[], input?: string): Promise<Run>;
   /** kubectl that must succeed; returns stdout. */
   k(args: string[], input?: string): Promise<string>;
@@ -73,14 +75,17 @@ export function useCluster<T>(suite: Test<T>): () => TestCluster {
     const nodePort = await freePort();
     const apiServicePort = await freePort();
     const sandbox = `e2e-${process.pid}-${randomBytes(2).toString('hex')}`;
+    // Its own bridge and subnet: the test must never touch a cluster (or bridge) it did not make.
+    const bridge = `sde${randomBytes(3).toString('hex')}`;
+    const podCidr = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}.0/24`;
     const nodeName = 'e2e-node';
-    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort), '--node-name', nodeName, '--sandbox-name', sandbox]);
+    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort), '--bridge', bridge, '--pod-cidr', podCidr, '--node-name', nodeName, '--sandbox-name', sandbox]);
     if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);
     const kubeconfig = path.join(dataDir, 'kubeconfig');
     const kubectl = (args: string[], input?: string) => run('kubectl', args, { KUBECONFIG: kubeconfig }, input);
     const statePath = path.join(dataDir, 'up.json');
     cluster = {
-      dataDir, kubeconfig, sandbox, nodeName, port, apiServicePort, kubectl,
+      dataDir, kubeconfig, sandbox, nodeName, port, apiServicePort, podCidr, kubectl,
       async k(args, input) {
         const r = await kubectl(args, input);
         if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);

@@ -1,0 +1,132 @@
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { atomicWrite, atomicWriteJson, exists, readJsonIfExists } from '../common/fsutil.js';
+import {
+  CniNetwork, configFiles, podHostsFile, podIP, podIPs, podResolvConf, releaseStaleLeases,
+  type PortMapping, type ReleasedLease,
+} from '../cni/index.js';
+import { podPaths, type PreparedPod } from '../stage1/contract.js';
+import type { Pod } from './manifest.js';
+
+/** Where the pod network comes from: a CNI config dir (the operator's or the agent's default network). */
+export interface PodNetworkOptions {
+  /** CNI network configs (real nodes: /etc/cni/net.d) */
+  confDir: string;
+  /** plugin search path (default /usr/lib/cni, /opt/cni/bin) */
+  binDirs?: string[];
+  /** CNI result cache; must survive restarts of the runtime (e.g. <dataDir>/cni/results) */
+  cacheDir: string;
+  /** network to use; default: the first config file in lexical order */
+  networkName?: string;
+}
+
+/**
+ * `<pod>/network.json`: written *before* CNI ADD (ips empty) and again after
+ * it, so whoever takes the pod apart knows which network and cache to DEL
+ * from, whatever the runtime's options are by then.
+ */
+export interface PodNetworkRecord {
+  network: string;
+  cacheDir: string;
+  binDirs?: string[];
+  ifName: string;
+  /** primary first; empty until ADD finished */
+  ips: string[];
+}
+
+export interface PodNetworkStatus { name: string; ifName: string; ips: string[] }
+
+const IF_NAME = 'eth0';
+
+/** Pods that get a CNI network: their own network namespace (namespaces stage1, not hostNetwork). */
+export function needsPodNetwork(pod: Pod, stage1: string): boolean {
+  return stage1 === 'namespaces' && pod.spec.hostNetwork !== true;
+}
+
+/** The bare CLI networks pods only when the conf dir holds a network config. */
+export async function hasNetworkConfig(confDir: string): Promise<boolean> {
+  return (await configFiles(confDir).catch(() => [])).length > 0;
+}
+
+export function loadNetwork(opts: PodNetworkOptions): Promise<CniNetwork> {
+  return CniNetwork.load({ confDir: opts.confDir, binDirs: opts.binDirs, cacheDir: opts.cacheDir, networkName: opts.networkName });
+}
+
+function portMappings(pod: Pod): PortMapping[] {
+  return pod.spec.containers.flatMap((c) => (c.ports ?? []).filter((p) => p.hostPort).map((p) => ({
+    hostPort: p.hostPort!, containerPort: p.containerPort, protocol: p.protocol ?? 'TCP', ...(p.hostIP ? { hostIP: p.hostIP } : {}),
+  })));
+}
+
+export const netnsPath = (podDir: string) => path.join(podPaths(podDir).stage1, 'ns', 'net');
+
+/**
+ * Attach a prepared pod (its netns exists, no app runs yet) to the network and
+ * write its /etc/hosts and /etc/resolv.conf. ADD rolls itself back when it
+ * fails; anything a crash leaves is DELeted by detachPod from the record.
+ */
+export async function attachPod(network: CniNetwork, pod: PreparedPod): Promise<PodNetworkRecord> {
+  const { uuid, pod: spec } = pod.manifest;
+  const md = spec.metadata;
+  const file = podPaths(pod.dir).network;
+  const record: PodNetworkRecord = { network: network.name, cacheDir: network.cacheDir, binDirs: [...network.binDirs], ifName: IF_NAME, ips: [] };
+  await atomicWriteJson(file, record);
+  const result = await network.add({
+    containerId: uuid, netnsPath: netnsPath(pod.dir), ifName: IF_NAME,
+    podNamespace: md.namespace ?? 'default', podName: md.name, podUid: md.uid, portMappings: portMappings(spec),
+  });
+  const primary = podIP(result);
+  record.ips = [...new Set([...(primary ? [primary] : []), ...podIPs(result)])];
+  await atomicWriteJson(file, record);
+  await atomicWrite(podPaths(pod.dir).etc('hosts'), podHostsFile({
+    hostname: pod.manifest.hostname, subdomain: spec.spec.subdomain, namespace: md.namespace ?? 'default',
+    podIPs: record.ips, hostAliases: spec.spec.hostAliases,
+  }));
+  return record;
+}
+
+/** The node's resolv.conf as the kubelet picks it: systemd-resolved's stub points at 127.0.0.53, useless in a pod netns. */
+async function nodeResolvConf(): Promise<string | undefined> {
+  const text = await fs.readFile('/etc/resolv.conf', 'utf8').catch(() => undefined);
+  if (text !== undefined && /^\s*nameserver\s+127\.0\.0\.53\b/m.test(text)) return fs.readFile('/run/systemd/resolve/resolv.conf', 'utf8').catch(() => text);
+  return text;
+}
+
+/** /etc/resolv.conf per dnsPolicy/dnsConfig; no cluster DNS on this node yet, so ClusterFirst means the node's servers. */
+export async function podResolvConfText(pod: Pod): Promise<string> {
+  const resolv = podResolvConf({
+    dnsPolicy: pod.spec.dnsPolicy, dnsConfig: pod.spec.dnsConfig, nodeResolvConf: await nodeResolvConf(),
+    namespace: pod.metadata.namespace ?? 'default', hostNetwork: pod.spec.hostNetwork === true,
+  });
+  return resolv.content;
+}
+
+/**
+ * DEL the pod from the network it was attached to, from its record and the
+ * CNI cache (the cache holds the exact config ADD ran). Idempotent: nothing
+ * recorded or nothing cached means nothing to undo. Call before stage1
+ * cleanup unmounts the netns, so the veth is removed explicitly.
+ */
+export async function detachPod(podDir: string, uuid: string): Promise<void> {
+  const record = await readJsonIfExists<PodNetworkRecord>(podPaths(podDir).network).catch(() => undefined);
+  if (!record) return;
+  const probe = CniNetwork.fromConfig({ cniVersion: '1.0.0', name: record.network, plugins: [] }, { binDirs: record.binDirs, cacheDir: record.cacheDir });
+  const entry = await probe.cached(uuid, record.ifName);
+  if (entry) {
+    const network = CniNetwork.fromConfig(entry.config, { binDirs: record.binDirs, cacheDir: record.cacheDir });
+    const ns = netnsPath(podDir);
+    await network.del({ containerId: uuid, ifName: record.ifName, ...((await exists(ns)) ? { netnsPath: ns } : {}) });
+  }
+  await fs.rm(podPaths(podDir).network, { force: true });
+}
+
+export async function readPodNetwork(podDir: string): Promise<PodNetworkStatus[] | undefined> {
+  const record = await readJsonIfExists<PodNetworkRecord>(podPaths(podDir).network).catch(() => undefined);
+  return record && record.ips.length ? [{ name: record.network, ifName: record.ifName, ips: record.ips }] : undefined;
+}
+
+/** IP-leak GC: every lease and cached attachment of a pod that neither exists nor is being created goes. */
+export async function releaseLeases(opts: PodNetworkOptions, liveUuids: Set<string>, graceMs?: number): Promise<ReleasedLease[]> {
+  if (!(await hasNetworkConfig(opts.confDir))) return [];
+  return releaseStaleLeases(await loadNetwork(opts), liveUuids, { graceMs });
+}

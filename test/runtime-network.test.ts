@@ -1,0 +1,218 @@
+/**
+ * Pod networking through the runtime: `stevedore pod run` on a sandbox node
+ * with a CNI network (bridge + host-local + portmap, the real plugins) in the
+ * node's data dir. The sandbox shares the host's network namespace, so the
+ * bridge gets a unique name and a random 10.244.N.0/24; traffic only flows
+ * between the host and the pods' namespaces. Needs root.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { defaultNetworkConfig } from '../cni/index.js';
+import { eventually, podStatus, useNode, type TestNode } from './helpers/node.js';
+import { bridgePorts, firewallSnapshot, readSysctl, removeNatChains, run, writeSysctl } from './helpers/netns.js';
+
+const T = suite('runtime: pod networking (CNI)');
+const getNode = useNode(T);
+
+const rand = randomBytes(3).toString('hex');
+const BRIDGE = `sdr${rand}`;
+const NETWORK = `sdr-${rand}`;
+const third = 100 + (parseInt(rand.slice(0, 2), 16) % 140);
+const SUBNET = `10.244.${third}.0/24`;
+const HOST_PORT = 20_000 + (parseInt(rand.slice(2, 6), 16) % 20_000);
+let ipForward = '';
+let firewallBefore: string[] = [];
+
+const paths = (node: TestNode) => ({
+  confDir: path.join(node.dataDir, 'cni', 'net.d'),
+  cacheDir: path.join(node.dataDir, 'cni', 'results'),
+  leaseDir: path.join(node.dataDir, 'cni', 'networks', NETWORK),
+});
+
+T.before(async () => {
+  const node = getNode();
+  const routes = (await run('ip', ['-4', 'route', 'show'])).stdout;
+  if (routes.includes(`10.244.${third}.`)) throw new Error(`subnet ${SUBNET} is in use on this host`);
+  ipForward = await readSysctl('net.ipv4.ip_forward');
+  firewallBefore = await firewallSnapshot();
+  // The CLI networks pods as soon as <data>/cni/net.d holds a config (where the agent writes its default network).
+  await fs.mkdir(paths(node).confDir, { recursive: true });
+  const config = defaultNetworkConfig({ podCidr: SUBNET, bridge: BRIDGE, name: NETWORK, ipamDataDir: path.join(node.dataDir, 'cni', 'networks') });
+  await fs.writeFile(path.join(paths(node).confDir, '10-test.conflist'), JSON.stringify(config, null, 2));
+});
+
+T.after(async () => {
+  // useNode's after hook (registered first) already removed every pod.
+  await run('ip', ['link', 'del', BRIDGE], { allowFail: true });
+  await removeNatChains(/^CNI-DN-/);
+  if (ipForward) await writeSysctl('net.ipv4.ip_forward', ipForward);
+});
+
+const server = (name: string, opts: { hostPort?: number; hostname?: string; subdomain?: string; namespace?: string } = {}) => `
+metadata: {name: ${name}, namespace: ${opts.namespace ?? 'net'}}
+spec:
+  ${opts.hostname ? `hostname: ${opts.hostname}` : ''}
+  ${opts.subdomain ? `subdomain: ${opts.subdomain}` : ''}
+  containers:
+  - name: srv
+    image: busybox
+    command: [busybox, nc, -ll, -p, '8080', -e, echo, hi-from-${name}]
+    ${opts.hostPort ? `ports: [{containerPort: 8080, hostPort: ${opts.hostPort}}]` : ''}
+`;
+
+async function runPod(node: TestNode, name: string, yaml: string, args: string[] = []): Promise<{ uuid: string; ip: string }> {
+  const uuid = (await node.ok(['pod', 'run', '-f', await node.manifest(`${name}.yaml`, yaml), ...args])).trim();
+  const s = await eventually(`${name} running`, async () => {
+    const st = await podStatus(node, uuid) as Awaited<ReturnType<typeof podStatus>> & { podIPs?: string[] };
+    return st.state === 'running' && st.apps.every((a) => a.state === 'running') ? st : undefined;
+  });
+  return { uuid, ip: s.podIPs?.[0] ?? '' };
+}
+
+/** Connect from the node (the sandbox, i.e. the host's network namespace) and return what the server said. */
+async function fromNode(node: TestNode, host: string, port: number): Promise<string> {
+  return (await node.sh(`busybox nc -w 2 ${host} ${port} </dev/null`)).stdout.trim();
+}
+
+async function inPod(node: TestNode, uuid: string, script: string) {
+  return node.cli(['pod', 'enter', uuid, '--', 'sh', '-c', script]);
+}
+
+/** Nothing of any pod is left on the host: veths, leases, cache entries, per-pod NAT chains, netns mounts. */
+async function assertNoNetworkLeftovers(node: TestNode, what: string): Promise<void> {
+  assert.equal(await bridgePorts(BRIDGE), [], `${what}: no veth on the bridge`);
+  const leases = (await fs.readdir(paths(node).leaseDir).catch(() => [] as string[])).filter((n) => /^\d+\.\d+\.\d+\.\d+$/.test(n));
+  assert.equal(leases, [], `${what}: no IP lease`);
+  assert.equal(await fs.readdir(paths(node).cacheDir).catch(() => []), [], `${what}: no CNI cache entry`);
+  assert.equal(await firewallSnapshot(), firewallBefore, `${what}: no iptables rule but portmap's shared CNI-HOSTPORT-* chains`);
+  assert.equal((await node.mounts()).filter((m) => m.includes('/stage1/ns/')), [], `${what}: no netns file mounted`);
+}
+
+T('two pods get distinct IPs from the subnet and reach each other; the node reaches a pod by IP and by hostPort on 127.0.0.1', async () => {
+  const node = getNode();
+  const a = await runPod(node, 'a', server('a', { hostPort: HOST_PORT }));
+  const b = await runPod(node, 'b', server('b'));
+  const prefix = `10.244.${third}.`;
+  assert.ok(a.ip.startsWith(prefix) && b.ip.startsWith(prefix), `IPs from ${SUBNET}: ${a.ip} ${b.ip}`);
+  assert.is.not(a.ip, b.ip);
+  assert.is(await eventually('a answers b', async () => {
+    const r = await inPod(node, b.uuid, `busybox nc -w 2 ${a.ip} 8080 </dev/null`);
+    return r.stdout.includes('hi-from-a') ? r.stdout.trim() : undefined;
+  }), 'hi-from-a');
+  assert.is((await inPod(node, a.uuid, `busybox ping -c1 -W2 ${b.ip}`)).exitCode, 0, 'a pings b');
+  assert.match((await inPod(node, a.uuid, 'ip -o -4 addr show eth0')).stdout, new RegExp(`inet ${a.ip.replace(/\./g, '\\.')}/24`));
+  assert.is(await fromNode(node, b.ip, 8080), 'hi-from-b', 'the node reaches a pod at its IP');
+  assert.is(await fromNode(node, '127.0.0.1', HOST_PORT), 'hi-from-a', 'hostPort on 127.0.0.1');
+  const text = await node.ok(['pod', 'status', a.uuid]);
+  assert.match(text, new RegExp(`^ips=${a.ip.replace(/\./g, '\\.')}$`, 'm'));
+  await node.ok(['pod', 'rm', '--force', a.uuid, b.uuid]);
+  assert.is((await node.sh(`busybox nc -w 1 127.0.0.1 ${HOST_PORT} </dev/null`)).stdout.trim(), '', 'the hostPort is gone with the pod');
+  await assertNoNetworkLeftovers(node, 'after rm');
+});
+
+T('hostname + subdomain: the pod resolves its own FQDN from /etc/hosts', async () => {
+  const node = getNode();
+  const web = await runPod(node, 'web-0', server('web-0', { hostname: 'web-0', subdomain: 'web', namespace: 'shop' }));
+  const fqdn = 'web-0.web.shop.svc.cluster.local';
+  const hosts = (await inPod(node, web.uuid, 'cat /etc/hosts')).stdout;
+  assert.match(hosts, new RegExp(`^${web.ip.replace(/\./g, '\\.')}\\t${fqdn.replace(/\./g, '\\.')}\\tweb-0$`, 'm'), hosts);
+  const ping = await inPod(node, web.uuid, `busybox ping -c1 -W1 ${fqdn}`);
+  assert.match(ping.stdout, new RegExp(`PING ${fqdn.replace(/\./g, '\\.')} \\(${web.ip.replace(/\./g, '\\.')}\\)`), ping.stdout + ping.stderr);
+  assert.is((await inPod(node, web.uuid, 'hostname')).stdout.trim(), 'web-0');
+  await node.ok(['pod', 'rm', '--force', web.uuid]);
+});
+
+T('fly and hostNetwork pods stay on the node\'s network: no CNI, no pod IP', async () => {
+  const node = getNode();
+  const host = await runPod(node, 'hostnet', `
+metadata: {name: hostnet}
+spec:
+  hostNetwork: true
+  containers:
+  - {name: c, image: busybox, command: [sleep, '600']}
+`);
+  assert.is(host.ip, '', 'no pod IP of its own');
+  assert.match((await inPod(node, host.uuid, 'ip -o link show')).stdout, new RegExp(BRIDGE), 'sees the node\'s interfaces');
+  const fly = await runPod(node, 'fly', server('fly'), ['--stage1', 'fly']);
+  assert.is(fly.ip, '');
+  assert.equal(await fs.readdir(paths(node).cacheDir).catch(() => []), [], 'no CNI attachment');
+  await node.ok(['pod', 'rm', '--force', host.uuid, fly.uuid]);
+});
+
+T('20 pods with hostPorts, created and removed twice, leave nothing behind', async () => {
+  const node = getNode();
+  for (let round = 0; round < 2; round++) {
+    const uuids: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const file = await node.manifest(`many-${i}.yaml`, server(`many-${i}`, { hostPort: HOST_PORT + 1 + i }));
+      uuids.push((await node.ok(['pod', 'run', '-f', file])).trim());
+    }
+    const ips = await Promise.all(uuids.map(async (u) => ((await podStatus(node, u)) as unknown as { podIPs: string[] }).podIPs[0]));
+    assert.is(new Set(ips).size, 20, `distinct IPs: ${ips.join(' ')}`);
+    assert.is((await bridgePorts(BRIDGE)).length, 20);
+    await node.ok(['pod', 'rm', '--force', ...uuids]);
+    await assertNoNetworkLeftovers(node, `round ${round}`);
+  }
+});
+
+T('pod run killed between CNI ADD and the unit start: the next command DELs it (no lease, no veth)', async () => {
+  const node = getNode();
+  const file = await node.manifest('crash.yaml', server('crash', { hostPort: HOST_PORT + 100 }));
+  for (const point of ['run:stage1-prepared', 'run:launching', 'run:moved-to-run', 'run:slice-started']) {
+    const r = await node.cli(['pod', 'run', '-f', file], { STEVEDORE_CRASH_AT: point });
+    assert.is(r.exitCode, 137, `killed at ${point}: ${r.stderr}`);
+    assert.is((await bridgePorts(BRIDGE)).length, 1, `${point}: the killed run had attached the pod`);
+    assert.equal(JSON.parse(await node.ok(['pod', 'list', '-o', 'json'])), [], `${point}: the interrupted pod is undone`);
+    await assertNoNetworkLeftovers(node, point);
+  }
+  const ok = await runPod(node, 'crash', server('crash', { hostPort: HOST_PORT + 100 }));
+  assert.is(await fromNode(node, ok.ip, 8080), 'hi-from-crash', 'the same pod runs afterwards with its network');
+  await node.ok(['pod', 'rm', '--force', ok.uuid]);
+  await assertNoNetworkLeftovers(node, 'after the crashes');
+});
+
+T('gc releases a lease whose pod is gone', async () => {
+  const node = getNode();
+  const { uuid, ip } = await runPod(node, 'leaky', server('leaky'));
+  // Lose the pod behind the runtime's back, as a wiped data dir would: its lease and cache entry stay.
+  const dir = path.join(node.dataDir, 'pods', 'run', uuid);
+  await node.sh(`systemctl stop 'stevedore-${uuid.replace(/-/g, '')}*'; umount ${dir}/apps/*/rootfs ${dir}/stage1/ns/*; rm -rf ${dir}`);
+  assert.ok((await fs.readdir(paths(node).leaseDir)).includes(ip), 'the lease is still held');
+  const out = await node.ok(['gc', '--lease-grace-period', '0s']);
+  assert.match(out, new RegExp(`released IP lease of ${uuid} ${ip.replace(/\./g, '\\.')}`));
+  await assertNoNetworkLeftovers(node, 'after gc');
+});
+
+/** What a failing run must not change. */
+async function snapshot(node: TestNode): Promise<string> {
+  const dirs = await Promise.all(['embryo', 'prepare', 'prepared', 'run', 'exited-garbage', 'garbage'].map((s) => fs.readdir(path.join(node.dataDir, 'pods', s))));
+  const leases = await fs.readdir(paths(node).leaseDir).catch(() => []);
+  return JSON.stringify({ dirs, leases, units: await node.units(), mounts: await node.mounts(), veths: await bridgePorts(BRIDGE), fw: await firewallSnapshot() });
+}
+
+T('a broken network config or a missing plugin: a clear error and nothing changes', async () => {
+  const node = getNode();
+  const file = await node.manifest('victim.yaml', server('victim'));
+  const before = await snapshot(node);
+  const broken = path.join(node.dataDir, 'cni', 'broken.d');
+  await fs.mkdir(broken, { recursive: true });
+  await fs.writeFile(path.join(broken, '10-broken.conflist'), '{"cniVersion": "1.0.0", "name": "x", "plugins": [');
+  const bad = await node.cli(['--cni-conf-dir', broken, 'pod', 'run', '-f', file]);
+  assert.is(bad.exitCode, 1, bad.stderr);
+  assert.match(bad.stderr, /^error: .*10-broken\.conflist/);
+  assert.not.match(bad.stderr, /\n\s+at /, 'no stack trace');
+  assert.is(await snapshot(node), before);
+  const noPlugin = path.join(node.dataDir, 'cni', 'noplugin.d');
+  await fs.mkdir(noPlugin, { recursive: true });
+  await fs.writeFile(path.join(noPlugin, '10-x.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: `${NETWORK}-x`, plugins: [{ type: 'no-such-plugin' }] }));
+  const missing = await node.cli(['--cni-conf-dir', noPlugin, 'pod', 'run', '-f', file]);
+  assert.is(missing.exitCode, 1, missing.stderr);
+  assert.match(missing.stderr, /no-such-plugin/);
+  assert.match(missing.stderr, /hint: /);
+  assert.is(await snapshot(node), before);
+});
+
+T.run();
