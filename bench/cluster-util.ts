@@ -2,38 +2,13 @@
  * Helpers for bench/cluster.ts: child processes, free ports, /proc readings,
  * a raw pod watch against the control plane, and CPU profile summaries.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as https from 'node:https';
-import * as net from 'node:net';
 import { parse } from 'yaml';
 import { nowMs } from './stats.js';
 
-export interface Run { code: number; stdout: string; stderr: string }
-
-export function run(cmd: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d) => { stdout += d; });
-    child.stderr!.on('data', (d) => { stderr += d; });
-    if (input !== undefined) child.stdin!.end(input);
-    child.on('error', (err) => resolve({ code: 127, stdout, stderr: String(err) }));
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+// One copy of these, shared with the tests' cluster helper.
+export { freePort, run, type Run } from '../test/helpers/cluster.js';
 
 export const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
 

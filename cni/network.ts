@@ -1,6 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { atomicWrite } from '../common/fsutil.js';
 import { loadNetworkConfig } from './config.js';
 import { execPlugin, findPlugin } from './exec.js';
 import {
@@ -76,22 +76,6 @@ function versionAtLeast(v: string, min: string): boolean {
   return true;
 }
 
-async function writeFileAtomic(file: string, data: string): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
-  const h = await fs.open(tmp, 'wx', 0o600);
-  try {
-    await h.writeFile(data);
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-  try {
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-}
 
 /**
  * One CNI network (a conflist) and the plugins that implement it. ADD/CHECK/DEL
@@ -154,7 +138,7 @@ export class CniNetwork {
     await fs.mkdir(this.cacheDir, { recursive: true, mode: 0o700 });
     const cacheFile = this.cacheFile(att.containerId, ifName);
     // Written before any plugin runs: a crash mid-ADD leaves a record GC can DEL from.
-    await writeFileAtomic(cacheFile, JSON.stringify(entry, null, 2) + '\n');
+    await atomicWrite(cacheFile, JSON.stringify(entry, null, 2) + '\n', 0o600);
     let prev: CniResult | undefined;
     try {
       for (const [i, plugin] of config.plugins.entries()) {
@@ -172,7 +156,7 @@ export class CniNetwork {
       throw err;
     }
     entry.result = prev;
-    await writeFileAtomic(cacheFile, JSON.stringify(entry, null, 2) + '\n');
+    await atomicWrite(cacheFile, JSON.stringify(entry, null, 2) + '\n', 0o600);
     return prev;
   }
 

@@ -21,6 +21,7 @@ export function run(cmd: string, args: string[], env: Record<string, string> = {
     child.stdout!.on('data', (d) => { stdout += d; });
     child.stderr!.on('data', (d) => { stderr += d; });
     if (input !== undefined) child.stdin!.end(input);
+    child.on('error', (err) => resolve({ code: 127, stdout, stderr: String(err) }));
     child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
   });
 }
