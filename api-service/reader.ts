@@ -12,12 +12,13 @@ import { FileLock } from '../common/fsutil.js';
 import { errnoCode } from '../common/errors.js';
 import { SystemdClient } from '../common/systemd.js';
 import { PodStore, type PodLocation } from '../runtime-rkt/pod-store.js';
+import { PodFileCache } from '../runtime-rkt/pod-cache.js';
 import { readPodStatus, readUnitStates, type UnitStates } from '../runtime-rkt/pod-status.js';
 
 export interface Listing { systemd: SystemdClient; units: UnitStates }
 import type { AppStatus, PodStatus, PodState } from '../runtime-rkt/status.js';
 import type { ImageRecord } from '../runtime-rkt/image/types.js';
-import { podPaths, type RuntimePodManifest } from '../stage1/contract.js';
+import type { RuntimePodManifest } from '../stage1/contract.js';
 import { invalid, notFound } from './errors.js';
 import { isFullPodUuid } from './validate.js';
 import type { AppMsg, AppStateName, ImageMsg, KeyValue, NetworkMsg, PodMsg, PodStateName } from './proto.js';
@@ -92,6 +93,8 @@ export class NodeReader {
   readonly pods: PodStore;
   readonly imagesDir: string;
   private client: SystemdClient | undefined;
+  /** Pod files already read: a listing re-reads only pods whose folders changed. */
+  private readonly podFiles = new PodFileCache();
   private connecting: Promise<SystemdClient | undefined> | undefined;
   private lastFailure = 0;
   private closed = false;
@@ -155,8 +158,10 @@ export class NodeReader {
 
   // ---- pods ------------------------------------------------------------------
 
-  listPodLocations(): Promise<PodLocation[]> {
-    return this.pods.list();
+  async listPodLocations(): Promise<PodLocation[]> {
+    const locations = await this.pods.list();
+    this.podFiles.retain(locations.map((l) => l.dir));
+    return locations;
   }
 
   /** A pod by UUID or unique prefix: INVALID_ARGUMENT for an ambiguous prefix, NOT_FOUND for none. */
@@ -186,7 +191,7 @@ export class NodeReader {
       }
       return { uuid: loc.uuid, state: free ? 'aborted-prepare' : loc.state === 'embryo' ? 'embryo' : 'preparing', apps: [] };
     }
-    const status = await readPodStatus(systemd, loc, units);
+    const status = await readPodStatus(systemd, loc, units, this.podFiles);
     if (!status.stage1 && !(await fs.stat(loc.dir).then(() => true, () => false))) return undefined;
     return status;
   }
@@ -201,9 +206,9 @@ export class NodeReader {
       annotations: [], cgroup: '', created_at: '0', started_at: '0', gc_marked_at: '0',
     };
     if (status.state === 'embryo' || status.state === 'preparing' || status.state === 'aborted-prepare') return msg;
-    const paths = podPaths(loc.dir);
-    const [created, started, gcMarked] = await Promise.all([readTimestampNs(paths.created), readTimestampNs(paths.started), readTimestampNs(paths.gcMarked)]);
-    Object.assign(msg, { created_at: created, started_at: started, gc_marked_at: gcMarked });
+    // The same snapshot readPodStatus just used (cached): no second read of the files.
+    const snap = await this.podFiles.podDir(loc.dir).catch(() => undefined);
+    Object.assign(msg, { created_at: String(snap?.createdNs ?? 0n), started_at: String(snap?.startedNs ?? 0n), gc_marked_at: String(snap?.gcMarkedNs ?? 0n) });
     const annotations: Record<string, string> = { ...(status.annotations ?? {}) };
     if (status.name) annotations[ANNOTATION.name] = status.name;
     if (status.namespace) annotations[ANNOTATION.namespace] = status.namespace;
@@ -217,12 +222,9 @@ export class NodeReader {
     }
     let manifest: RuntimePodManifest | undefined;
     const needManifest = opts.detail || opts.inspect || running;
-    if (needManifest) {
-      const raw = await fs.readFile(paths.manifest).catch(() => undefined);
-      if (raw) {
-        try { manifest = JSON.parse(raw.toString('utf8')) as RuntimePodManifest; } catch { /* torn or foreign: serve without */ }
-        if (opts.detail || opts.inspect) msg.manifest = raw;
-      }
+    if (needManifest && snap?.manifestRaw) {
+      manifest = snap.manifest;
+      if (opts.detail || opts.inspect) msg.manifest = snap.manifestRaw;
     }
     if (running && manifest) msg.networks = networksOf(manifest);
     if (opts.detail || opts.inspect) {

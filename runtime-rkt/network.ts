@@ -120,9 +120,16 @@ export async function detachPod(podDir: string, uuid: string): Promise<void> {
   await fs.rm(podPaths(podDir).network, { force: true });
 }
 
-export async function readPodNetwork(podDir: string): Promise<PodNetworkStatus[] | undefined> {
-  const record = await readJsonIfExists<PodNetworkRecord>(podPaths(podDir).network).catch(() => undefined);
-  return record && record.ips.length ? [{ name: record.network, ifName: record.ifName, ips: record.ips }] : undefined;
+
+/** A pod's networks from its network.json text (as a PodFileCache holds it). */
+export function podNetworkFrom(raw: string | undefined): PodNetworkStatus[] | undefined {
+  if (!raw) return undefined;
+  try {
+    const record = JSON.parse(raw) as PodNetworkRecord;
+    return record.ips?.length ? [{ name: record.network, ifName: record.ifName, ips: record.ips }] : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** IP-leak GC: every lease and cached attachment of a pod that neither exists nor is being created goes. */

@@ -1,27 +1,13 @@
 import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
-import { FileLock, exists, readJsonIfExists } from '../common/fsutil.js';
+import { FileLock } from '../common/fsutil.js';
 import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
 import { podPaths, unitNames, type AppManifest, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
-import { readPodNetwork } from './network.js';
+import { podNetworkFrom } from './network.js';
+import { PodFileCache } from './pod-cache.js';
 import type { PodLocation } from './pod-store.js';
 import { terminationOf, type AppStatus, type PodState, type PodStatus } from './status.js';
 
 const ACTIVE = new Set(['active', 'activating', 'deactivating', 'reloading']);
-
-export async function readExitRecords(podDir: string, app: string): Promise<ExitRecord[]> {
-  const dir = podPaths(podDir).exits(app);
-  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => /^\d+\.json$/.test(n));
-  names.sort((a, b) => (a.length - b.length) || (a < b ? -1 : 1));
-  const records = await Promise.all(names.map((n) => readJsonIfExists<ExitRecord>(path.join(dir, n)).catch(() => undefined)));
-  return records.filter((r): r is ExitRecord => r !== undefined);
-}
-
-/** Read a timestamp file (ns since epoch, as text) as ms since epoch. */
-export async function readTimestampMs(file: string): Promise<number | undefined> {
-  const text = await fs.readFile(file, 'utf8').catch(() => undefined);
-  return text ? Number(BigInt(text.trim()) / 1_000_000n) : undefined;
-}
 
 export async function writeTimestamp(file: string): Promise<void> {
   await fs.writeFile(file, `${BigInt(Date.now()) * 1_000_000n}\n`);
@@ -38,9 +24,9 @@ export async function readUnitStates(systemd: SystemdClient, uuids?: string[]): 
   return new Map((await systemd.listUnitsByPatterns(patterns)).map((u) => [u.name, u]));
 }
 
-async function appStatus(systemd: SystemdClient | undefined, units: UnitStates | undefined, loc: PodLocation, manifest: RuntimePodManifest, app: AppManifest, launching: boolean): Promise<AppStatus> {
+async function appStatus(cache: PodFileCache, systemd: SystemdClient | undefined, units: UnitStates | undefined, loc: PodLocation, manifest: RuntimePodManifest, app: AppManifest, launching: boolean): Promise<AppStatus> {
   const unit = unitNames.app(manifest.uuid, app.name);
-  const records = await readExitRecords(loc.dir, app.name);
+  const records = await cache.exitRecords(loc.dir, app.name);
   const base: AppStatus = { name: app.name, image: app.image, unit, state: 'unknown', restartCount: 0 };
   const live = systemd && units && (loc.state === 'run' || loc.state === 'prepared');
   const u = live ? units.get(unit) : undefined;
@@ -87,16 +73,18 @@ function podStateOf(loc: PodLocation, apps: AppStatus[]): PodState {
 
 /**
  * A pod's full status from its directory, its exit records and (when live)
- * its units; pass `units` when reading many pods (one systemd call for all).
+ * its units; pass `units` when reading many pods (one systemd call for all)
+ * and a `cache` when reading them again and again (one stat per folder).
  */
-export async function readPodStatus(systemd: SystemdClient | undefined, loc: PodLocation, units?: UnitStates): Promise<PodStatus> {
-  const manifest = await readJsonIfExists<RuntimePodManifest>(podPaths(loc.dir).manifest).catch(() => undefined);
-  const paths = podPaths(loc.dir);
+export async function readPodStatus(systemd: SystemdClient | undefined, loc: PodLocation, units?: UnitStates, cache = new PodFileCache()): Promise<PodStatus> {
+  const snap = await cache.podDir(loc.dir);
+  const manifest = snap.manifest;
   const unitStates = units ?? (systemd && manifest ? await readUnitStates(systemd, [manifest.uuid]) : undefined);
-  const launching = loc.state === 'run' && (await exists(paths.launching)) && !FileLock.isFree(loc.dir);
-  const apps = manifest ? await Promise.all(manifest.apps.map((a) => appStatus(systemd, unitStates, loc, manifest, a, launching))) : [];
+  const launching = loc.state === 'run' && snap.launching && !FileLock.isFree(loc.dir);
+  const apps = manifest ? await Promise.all(manifest.apps.map((a) => appStatus(cache, systemd, unitStates, loc, manifest, a, launching))) : [];
   const md = manifest?.pod.metadata;
-  const networks = await readPodNetwork(loc.dir);
+  const networks = podNetworkFrom(snap.networkRaw);
+  const ms = (v: bigint | undefined) => (v === undefined ? undefined : Number(v / 1_000_000n));
   return {
     uuid: loc.uuid,
     state: podStateOf(loc, apps),
@@ -106,9 +94,9 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
     uid: md?.uid,
     labels: md?.labels,
     annotations: md?.annotations,
-    createdAt: await readTimestampMs(paths.created),
-    startedAt: await readTimestampMs(paths.started),
-    gcMarkedAt: await readTimestampMs(paths.gcMarked),
+    createdAt: ms(snap.createdNs),
+    startedAt: ms(snap.startedNs),
+    gcMarkedAt: ms(snap.gcMarkedNs),
     slice: manifest ? unitNames.slice(manifest.uuid) : undefined,
     ...(networks ? { podIPs: networks[0]!.ips, networks } : {}),
     apps,

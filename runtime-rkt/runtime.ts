@@ -10,6 +10,7 @@ import { stage1For } from '../stage1/index.js';
 import { ImageStore } from './image/store.js';
 import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
+import { PodFileCache } from './pod-cache.js';
 import { readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, releaseLeases, type PodNetworkOptions } from './network.js';
 import { preparePodDir, unmountPodRootfs } from './prepare.js';
@@ -43,6 +44,8 @@ export class RktRuntime {
   readonly pods: PodStore;
   readonly images: ImageStore;
   private systemdClient: Promise<SystemdClient> | undefined;
+  /** Pod files already read, for callers that list pods over and over (the agent's sync passes). */
+  private readonly statusCache = new PodFileCache();
 
   private constructor(readonly options: Required<Omit<RktRuntimeOptions, 'dbusAddress'>> & { dbusAddress?: string }) {
     this.pods = new PodStore(path.join(options.dataDir, 'pods'));
@@ -152,10 +155,11 @@ export class RktRuntime {
     const locations = await this.pods.list();
     const units = systemd ? await readUnitStates(systemd) : undefined;
     // A pod may move to its next lifecycle folder (or vanish) while we read it: it shows up in the next listing.
-    const statuses = await Promise.all(locations.map((loc) => readPodStatus(systemd, loc, units).catch((err) => {
+    const statuses = await Promise.all(locations.map((loc) => readPodStatus(systemd, loc, units, this.statusCache).catch((err) => {
       if (errnoCode(err) === 'ENOENT') return undefined;
       throw err;
     })));
+    this.statusCache.retain(locations.map((l) => l.dir));
     return statuses.filter((s): s is PodStatus => s !== undefined);
   }
 
