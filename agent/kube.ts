@@ -30,7 +30,3 @@ export function apiStatus(err: unknown): number | undefined {
 export function microTime(ms = Date.now()): string {
   return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
-
-export function rfc3339(ms = Date.now()): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}

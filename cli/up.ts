@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { UserError } from '../common/errors.js';
 import { readJsonIfExists, atomicWriteJson } from '../common/fsutil.js';
 import { kubeconfigText, writeKubeconfig } from '../control-plane/pki.js';
+import { isAlive } from '../sandbox/proc.js';
 import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
 
 /**
@@ -48,7 +49,6 @@ const paths = (dataDir: string) => ({
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 async function systemdIsPid1(): Promise<boolean> {
   return (await fs.readFile('/proc/1/comm', 'utf8').catch(() => '')).trim() === 'systemd';
@@ -98,7 +98,7 @@ const stevedore = (...args: string[]) => [process.execPath, CLI, ...args];
 export async function up(opts: UpOptions): Promise<void> {
   const p = paths(opts.dataDir);
   const existing = await readJsonIfExists<UpState>(p.state);
-  if (existing && alive(existing.controlPlanePid)) {
+  if (existing && (await isAlive(existing.controlPlanePid))) {
     process.stdout.write(`already up (control plane pid ${existing.controlPlanePid}).\nexport KUBECONFIG=${p.kubeconfig}\n`);
     return;
   }
@@ -115,7 +115,7 @@ export async function up(opts: UpOptions): Promise<void> {
   await atomicWriteJson(p.state, state);
   const url = `https://127.0.0.1:${opts.port}`;
   await waitFor('the control plane', 60_000, async () => {
-    if (!alive(cp.pid!)) throw new Error('exited');
+    if (!(await isAlive(cp.pid!))) throw new Error('exited');
     await fs.access(p.kubeconfig);
     const ca = await fs.readFile(path.join(p.controlPlane, 'pki', 'ca.crt'), 'utf8');
     const token = (await fs.readFile(path.join(p.controlPlane, 'admin.token'), 'utf8')).trim();
@@ -188,10 +188,10 @@ export async function down(opts: { dataDir: string }): Promise<void> {
     if (bridge) await quietly(['ip', 'link', 'del', bridge]);
   }
   if (state.sandbox) await stopSandbox(state.sandbox);
-  if (alive(state.controlPlanePid)) {
+  if (await isAlive(state.controlPlanePid)) {
     process.kill(state.controlPlanePid, 'SIGTERM');
-    for (let i = 0; i < 50 && alive(state.controlPlanePid); i++) await sleep(100);
-    if (alive(state.controlPlanePid)) process.kill(state.controlPlanePid, 'SIGKILL');
+    for (let i = 0; i < 50 && (await isAlive(state.controlPlanePid)); i++) await sleep(100);
+    if (await isAlive(state.controlPlanePid)) process.kill(state.controlPlanePid, 'SIGKILL');
   }
   await fs.rm(opts.dataDir, { recursive: true, force: true });
   process.stdout.write(`down: control plane, node${state.sandbox ? ' sandbox' : ' agent'} and ${opts.dataDir} removed\n`);

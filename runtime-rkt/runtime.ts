@@ -234,14 +234,12 @@ export class RktRuntime {
       await writeTimestamp(podPaths(loc.dir).gcMarked);
       crashPoint('rm:marked');
     }
+    // The listing includes failed units, so this forgets every unit of the pod.
     for (const unit of await systemd.listUnitsByPatterns([unitNames.podPattern(loc.uuid)])) await systemd.resetFailedUnit(unit.name);
     // CNI DEL while the netns is still mounted (its veth goes explicitly); a
     // failure is left to gc(), which DELs every cached attachment of a dead pod.
     await detachPod(loc.dir, loc.uuid).catch((err) => log.warn({ uuid: loc.uuid, err: String(err) }, 'CNI DEL failed; gc will release the lease'));
-    if (manifest) {
-      for (const app of manifest.apps) await systemd.resetFailedUnit(unitNames.app(loc.uuid, app.name));
-      await stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
-    }
+    if (manifest) await stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
     await unmountPodRootfs(loc.dir);
     await assertNoMountsBelow(loc.dir);
     await fs.rm(loc.dir, { recursive: true, force: true });

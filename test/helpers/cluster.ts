@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Test } from 'uvu';
+import { isAlive } from '../../sandbox/proc.js';
 import { execInSandbox, getSandbox, stopSandbox } from '../../sandbox/sandbox.js';
 import { CLI } from './node.js';
 
@@ -24,15 +25,6 @@ export function run(cmd: string, args: string[], env: Record<string, string> = {
     child.on('error', (err) => resolve({ code: 127, stdout, stderr: String(err) }));
     child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
   });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export async function freePort(): Promise<number> {
@@ -125,7 +117,7 @@ export function useCluster<T>(suite: Test<T>): () => TestCluster {
       leftovers.push(`sandbox ${cluster.sandbox}`);
       await stopSandbox(cluster.sandbox);
     }
-    if (cpPid && isAlive(cpPid)) {
+    if (cpPid && (await isAlive(cpPid))) {
       leftovers.push(`control plane pid ${cpPid}`);
       process.kill(cpPid, 'SIGKILL');
     }
