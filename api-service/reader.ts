@@ -12,8 +12,7 @@ import { FileLock } from '../common/fsutil.js';
 import { errnoCode } from '../common/errors.js';
 import { SystemdClient } from '../common/systemd.js';
 import { PodStore, type PodLocation } from '../runtime-rkt/pod-store.js';
-import { PodFileCache } from '../runtime-rkt/pod-cache.js';
-import { readPodStatus, readUnitStates, type UnitStates } from '../runtime-rkt/pod-status.js';
+import { PodStatusCache, readPodStatus, readUnitStates, type UnitStates } from '../runtime-rkt/pod-status.js';
 
 export interface Listing { systemd: SystemdClient; units: UnitStates }
 import type { AppStatus, PodStatus, PodState } from '../runtime-rkt/status.js';
@@ -93,8 +92,10 @@ export class NodeReader {
   readonly pods: PodStore;
   readonly imagesDir: string;
   private client: SystemdClient | undefined;
-  /** Pod files already read: a listing re-reads only pods whose folders changed. */
-  private readonly podFiles = new PodFileCache();
+  /** Pod files and statuses already read: a listing re-reads only pods whose folders or units changed. */
+  private readonly podCache = new PodStatusCache();
+  /** Listing messages per status object (see podMessage). Never mutated once built: callers share them. */
+  private readonly messages = new WeakMap<PodStatus, { detail?: PodMsg; brief?: PodMsg }>();
   private connecting: Promise<SystemdClient | undefined> | undefined;
   private lastFailure = 0;
   private closed = false;
@@ -160,7 +161,7 @@ export class NodeReader {
 
   async listPodLocations(): Promise<PodLocation[]> {
     const locations = await this.pods.list();
-    this.podFiles.retain(locations.map((l) => l.dir));
+    this.podCache.retain(locations.map((l) => l.dir));
     return locations;
   }
 
@@ -191,7 +192,7 @@ export class NodeReader {
       }
       return { uuid: loc.uuid, state: free ? 'aborted-prepare' : loc.state === 'embryo' ? 'embryo' : 'preparing', apps: [] };
     }
-    const status = await readPodStatus(systemd, loc, units, this.podFiles);
+    const status = await readPodStatus(systemd, loc, units, this.podCache);
     if (!status.stage1 && !(await fs.stat(loc.dir).then(() => true, () => false))) return undefined;
     return status;
   }
@@ -201,13 +202,22 @@ export class NodeReader {
    * also fills each app's state, exit code and full image.
    */
   async podMessage(loc: PodLocation, status: PodStatus, opts: { detail: boolean; inspect: boolean }): Promise<PodMsg> {
+    // A status object is reused only while nothing it came from changed (PodStatusCache), and so is its message.
+    if (opts.inspect) return this.buildPodMessage(loc, status, opts);
+    let built = this.messages.get(status);
+    if (!built) this.messages.set(status, built = {});
+    const kind = opts.detail ? 'detail' : 'brief';
+    return built[kind] ??= await this.buildPodMessage(loc, status, opts);
+  }
+
+  private async buildPodMessage(loc: PodLocation, status: PodStatus, opts: { detail: boolean; inspect: boolean }): Promise<PodMsg> {
     const msg: PodMsg = {
       id: status.uuid, pid: 0, state: POD_STATE[status.state], apps: [], networks: [], manifest: Buffer.alloc(0),
       annotations: [], cgroup: '', created_at: '0', started_at: '0', gc_marked_at: '0',
     };
     if (status.state === 'embryo' || status.state === 'preparing' || status.state === 'aborted-prepare') return msg;
     // The same snapshot readPodStatus just used (cached): no second read of the files.
-    const snap = await this.podFiles.podDir(loc.dir).catch(() => undefined);
+    const snap = await this.podCache.files.podDir(loc.dir).catch(() => undefined);
     Object.assign(msg, { created_at: String(snap?.createdNs ?? 0n), started_at: String(snap?.startedNs ?? 0n), gc_marked_at: String(snap?.gcMarkedNs ?? 0n) });
     const annotations: Record<string, string> = { ...(status.annotations ?? {}) };
     if (status.name) annotations[ANNOTATION.name] = status.name;
@@ -226,7 +236,7 @@ export class NodeReader {
       manifest = snap.manifest;
       if (opts.detail || opts.inspect) msg.manifest = snap.manifestRaw;
     }
-    if (running && manifest) msg.networks = networksOf(manifest);
+    if (running && manifest) msg.networks = networksOf(manifest, status.networks);
     if (opts.detail || opts.inspect) {
       const images = opts.inspect ? await this.imageIndex() : undefined;
       msg.apps = status.apps.map((a) => appMessage(a, opts.inspect, images));
@@ -323,12 +333,16 @@ function blankImage(): ImageMsg {
 }
 
 /**
- * Networks of a running pod. Stevedore has no CNI yet: a pod on the host's
- * network (stage1 fly, or hostNetwork: true) is on network `host`; a pod in
- * its own network namespace (namespaces stage1) has only its loopback, named
- * `loopback` with 127.0.0.1.
+ * Networks of a running pod: a pod on the host's network (stage1 fly, or
+ * hostNetwork: true) is on network `host`; a pod attached through CNI is on
+ * its network with the addresses the plugins gave it; a pod in its own
+ * network namespace without CNI (`--cni-conf-dir` unset) has only its
+ * loopback, named `loopback`.
  */
-export function networksOf(m: RuntimePodManifest): NetworkMsg[] {
+export function networksOf(m: RuntimePodManifest, attached: PodStatus['networks']): NetworkMsg[] {
   if (m.stage1 === 'fly' || m.pod?.spec?.hostNetwork) return [{ name: 'host', ipv4: '', ipv6: '' }];
+  if (attached?.length) {
+    return attached.map((n) => ({ name: n.name, ipv4: n.ips.find((ip) => !ip.includes(':')) ?? '', ipv6: n.ips.find((ip) => ip.includes(':')) ?? '' }));
+  }
   return [{ name: 'loopback', ipv4: '127.0.0.1', ipv6: '::1' }];
 }

@@ -87,6 +87,28 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
   return out;
 }
 
+/**
+ * The service definition with a ListPods serializer that encodes each Pod
+ * message once: a repeated field's encoding is the concatenation of its
+ * elements' encodings, so the response is the cached bytes of every pod
+ * (`ListPodsResponse{pods:[p]}` each) put together. Pod messages are reused
+ * while a pod is unchanged (NodeReader.podMessage), so a steady listing
+ * encodes nothing.
+ */
+function withPodEncodingCache(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const listPods = service.ListPods as grpc.MethodDefinition<unknown, { pods: PodMsg[] }>;
+  const encoded = new WeakMap<PodMsg, Buffer>();
+  const encodeOne = (pod: PodMsg): Buffer => {
+    let bytes = encoded.get(pod);
+    if (!bytes) {
+      bytes = listPods.responseSerialize({ pods: [pod] });
+      encoded.set(pod, bytes);
+    }
+    return bytes;
+  };
+  return { ...service, ListPods: { ...listPods, responseSerialize: (res: { pods: PodMsg[] }) => Buffer.concat(res.pods.map(encodeOne)) } };
+}
+
 type Unary<Req, Res> = (req: Req) => Promise<Res>;
 function unary<Req, Res>(name: string, fn: Unary<Req, Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
@@ -266,7 +288,7 @@ export async function startApiService(opts: ApiServiceOptions = {}): Promise<Api
   };
 
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-  server.addService(proto.v1alpha.PublicAPI.service, {
+  server.addService(withPodEncodingCache(proto.v1alpha.PublicAPI.service), {
     GetInfo: unary('GetInfo', async () => ({
       info: { rkt_version: version, appc_version: APPC_VERSION, api_version: API_VERSION, global_flags: { dir: dataDir } },
     })),

@@ -205,6 +205,23 @@ export class SystemdClient extends EventEmitter {
     return out;
   }
 
+  /**
+   * Chosen properties of one interface of a unit, one small Get each (in
+   * parallel): a Service's GetAll carries ~200 properties, which a reader
+   * polling many pods would parse and throw away on every pass.
+   */
+  async unitPropertyValues(unit: string, iface: 'Unit' | 'Service' | 'Slice', names: string[]): Promise<Record<string, unknown>> {
+    const path = unitObjectPath(unit);
+    const values = await Promise.all(names.map((name) => this.call(path, PROPERTIES, 'Get', 'ss', [`org.freedesktop.systemd1.${iface}`, name])
+      .then(([v]) => plain(v), (err) => {
+        if (isNoSuchUnit(err)) return undefined;
+        throw err;
+      })));
+    const out: Record<string, unknown> = {};
+    names.forEach((name, i) => { if (values[i] !== undefined) out[name] = values[i]; });
+    return out;
+  }
+
   async managerProperty(name: string): Promise<unknown> {
     const [value] = await this.call(MANAGER_PATH, PROPERTIES, 'Get', 'ss', [MANAGER, name]);
     return plain(value);

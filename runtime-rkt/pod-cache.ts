@@ -72,7 +72,8 @@ export class PodFileCache {
 
   /** An app's exit records, oldest first. */
   async exitRecords(podDir: string, app: string): Promise<ExitRecord[]> {
-    const dir = podPaths(podDir).exits(app);
+    // Plain concatenation, not podPaths(): this runs per app on every listing. podDir is absolute and normalized.
+    const dir = `${podDir}/apps/${app}/exits`;
     const mtimeMs = statSync(dir, { throwIfNoEntry: false })?.mtimeMs ?? -1;
     const cached = this.exits.get(dir);
     if (cached && cached.mtimeMs === mtimeMs && Date.now() - mtimeMs > SETTLED_MS) return cached.records;

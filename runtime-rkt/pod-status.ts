@@ -1,7 +1,8 @@
 import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
 import { FileLock } from '../common/fsutil.js';
 import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
-import { podPaths, unitNames, type AppManifest, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
+import { unitNames, type AppManifest, type ExitRecord } from '../stage1/contract.js';
 import { podNetworkFrom } from './network.js';
 import { PodFileCache } from './pod-cache.js';
 import type { PodLocation } from './pod-store.js';
@@ -24,29 +25,74 @@ export async function readUnitStates(systemd: SystemdClient, uuids?: string[]): 
   return new Map((await systemd.listUnitsByPatterns(patterns)).map((u) => [u.name, u]));
 }
 
-async function appStatus(cache: PodFileCache, systemd: SystemdClient | undefined, units: UnitStates | undefined, loc: PodLocation, manifest: RuntimePodManifest, app: AppManifest, launching: boolean): Promise<AppStatus> {
-  const unit = unitNames.app(manifest.uuid, app.name);
-  const records = await cache.exitRecords(loc.dir, app.name);
+/** What a live app's unit says beyond the unit listing. */
+interface LiveFacts { mainPid?: number; nRestarts?: number; startedUs: number }
+
+/**
+ * Caches for readers that list many pods again and again (the agent's sync
+ * passes, the api-service): the pod files (PodFileCache), the few properties
+ * of live units, and the last status of each pod. A status is reused while
+ * everything it was computed from is unchanged: the same file snapshots
+ * (PodFileCache keeps the same objects while a folder's mtime holds) and the
+ * same unit states. A live unit's MainPID, NRestarts and start time change
+ * only when the app's process exits — which writes an exit record, changing
+ * the exits folder — or when the unit changes state, so they are refetched
+ * only then.
+ */
+export class PodStatusCache {
+  readonly files = new PodFileCache();
+  private readonly facts = new Map<string, { key: string; records: ExitRecord[]; facts: LiveFacts }>();
+  private readonly statuses = new Map<string, { inputs: unknown[]; status: PodStatus }>();
+
+  async liveFacts(systemd: SystemdClient, unit: string, state: UnitListEntry, records: ExitRecord[]): Promise<LiveFacts> {
+    const key = `${state.activeState}/${state.subState}`;
+    const hit = this.facts.get(unit);
+    if (hit && hit.key === key && hit.records === records) return hit.facts;
+    const p = await systemd.unitPropertyValues(unit, 'Service', ['MainPID', 'NRestarts', 'ExecMainStartTimestamp']);
+    const facts: LiveFacts = {
+      mainPid: Number(p.MainPID ?? 0) || undefined,
+      nRestarts: typeof p.NRestarts === 'number' ? p.NRestarts : undefined,
+      startedUs: Number(p.ExecMainStartTimestamp ?? 0),
+    };
+    this.facts.set(unit, { key, records, facts });
+    return facts;
+  }
+
+  /** The status computed last from exactly these inputs, if any. */
+  reuse(dir: string, inputs: unknown[]): PodStatus | undefined {
+    const hit = this.statuses.get(dir);
+    return hit && hit.inputs.length === inputs.length && hit.inputs.every((v, i) => v === inputs[i]) ? hit.status : undefined;
+  }
+
+  remember(dir: string, inputs: unknown[], status: PodStatus): void {
+    this.statuses.set(dir, { inputs, status });
+  }
+
+  /** Forget pods that are no longer where they were (moved or removed). */
+  retain(liveDirs: Iterable<string>): void {
+    const live = new Set(liveDirs);
+    this.files.retain(live);
+    for (const dir of this.statuses.keys()) if (!live.has(dir)) this.statuses.delete(dir);
+    const uuids = new Set([...live].map((dir) => path.basename(dir)));
+    for (const unit of this.facts.keys()) if (!uuids.has(unitNames.parse(unit)?.uuid ?? '')) this.facts.delete(unit);
+  }
+}
+
+function appStatus(app: AppManifest, unit: string, records: ExitRecord[], u: UnitListEntry | undefined, facts: LiveFacts | undefined, locState: PodLocation['state'], launching: boolean): AppStatus {
   const base: AppStatus = { name: app.name, image: app.image, unit, state: 'unknown', restartCount: 0 };
-  const live = systemd && units && (loc.state === 'run' || loc.state === 'prepared');
-  const u = live ? units.get(unit) : undefined;
-  const active = u !== undefined && u.loadState === 'loaded' && ACTIVE.has(u.activeState);
-  // Only a live unit has properties worth a round trip (MainPID, NRestarts, start time).
-  const s = active ? await systemd!.unitProperties(unit, 'Service') : undefined;
   const terminations = records.map(terminationOf);
-  if (u && active) {
-    const restartCount = typeof s?.NRestarts === 'number' ? s.NRestarts : records.length;
+  if (u && facts) {
+    const restartCount = facts.nRestarts ?? records.length;
     const lastTermination = terminations.at(-1);
     if (u.subState === 'auto-restart') return { ...base, state: 'waiting', reason: 'CrashLoopBackOff', restartCount, lastTermination };
-    const startedUs = Number(s?.ExecMainStartTimestamp ?? 0);
-    return { ...base, state: 'running', mainPid: Number(s?.MainPID ?? 0) || undefined, restartCount, lastTermination, startedAt: startedUs ? Math.floor(startedUs / 1000) : undefined };
+    return { ...base, state: 'running', mainPid: facts.mainPid, restartCount, lastTermination, startedAt: facts.startedUs ? Math.floor(facts.startedUs / 1000) : undefined };
   }
   const last = terminations.at(-1);
   if (!last) {
     // Units not started yet by a live launcher: waiting, not a failed launch (a Never pod would be Failed for good).
     if (launching) return { ...base, state: 'waiting' };
-    if (loc.state === 'run' || loc.state === 'exited-garbage') return { ...base, state: 'exited', reason: 'LaunchInterrupted', exitCode: 255 };
-    return { ...base, state: loc.state === 'prepared' ? 'waiting' : 'unknown' };
+    if (locState === 'run' || locState === 'exited-garbage') return { ...base, state: 'exited', reason: 'LaunchInterrupted', exitCode: 255 };
+    return { ...base, state: locState === 'prepared' ? 'waiting' : 'unknown' };
   }
   return {
     ...base,
@@ -74,18 +120,35 @@ function podStateOf(loc: PodLocation, apps: AppStatus[]): PodState {
 /**
  * A pod's full status from its directory, its exit records and (when live)
  * its units; pass `units` when reading many pods (one systemd call for all)
- * and a `cache` when reading them again and again (one stat per folder).
+ * and a `cache` when reading them again and again (one stat per folder, and
+ * the previous status back when nothing it depends on changed).
  */
-export async function readPodStatus(systemd: SystemdClient | undefined, loc: PodLocation, units?: UnitStates, cache = new PodFileCache()): Promise<PodStatus> {
-  const snap = await cache.podDir(loc.dir);
+export async function readPodStatus(systemd: SystemdClient | undefined, loc: PodLocation, units?: UnitStates, cache = new PodStatusCache()): Promise<PodStatus> {
+  const snap = await cache.files.podDir(loc.dir);
   const manifest = snap.manifest;
   const unitStates = units ?? (systemd && manifest ? await readUnitStates(systemd, [manifest.uuid]) : undefined);
   const launching = loc.state === 'run' && snap.launching && !FileLock.isFree(loc.dir);
-  const apps = manifest ? await Promise.all(manifest.apps.map((a) => appStatus(cache, systemd, unitStates, loc, manifest, a, launching))) : [];
+  const live = systemd !== undefined && unitStates !== undefined && (loc.state === 'run' || loc.state === 'prepared');
+  const inputs: unknown[] = [snap, loc.state, launching];
+  const perApp = manifest ? await Promise.all(manifest.apps.map(async (app) => {
+    const unit = unitNames.app(manifest.uuid, app.name);
+    const records = await cache.files.exitRecords(loc.dir, app.name);
+    const u = live ? unitStates.get(unit) : undefined;
+    const active = u !== undefined && u.loadState === 'loaded' && ACTIVE.has(u.activeState);
+    // Only a live unit has properties worth a round trip (MainPID, NRestarts, start time).
+    const facts = active ? await cache.liveFacts(systemd!, unit, u, records) : undefined;
+    inputs.push(records, facts, active ? u.subState : undefined);
+    return { app, unit, records, u: active ? u : undefined, facts };
+  })) : [];
+  // embryo/prepare states depend on a lock nobody can see changing: never reused.
+  const reusable = loc.state !== 'embryo' && loc.state !== 'prepare';
+  const cached = reusable ? cache.reuse(loc.dir, inputs) : undefined;
+  if (cached) return cached;
+  const apps = perApp.map((a) => appStatus(a.app, a.unit, a.records, a.u, a.facts, loc.state, launching));
   const md = manifest?.pod.metadata;
   const networks = podNetworkFrom(snap.networkRaw);
   const ms = (v: bigint | undefined) => (v === undefined ? undefined : Number(v / 1_000_000n));
-  return {
+  const status: PodStatus = {
     uuid: loc.uuid,
     state: podStateOf(loc, apps),
     stage1: manifest?.stage1,
@@ -101,4 +164,6 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
     ...(networks ? { podIPs: networks[0]!.ips, networks } : {}),
     apps,
   };
+  if (reusable) cache.remember(loc.dir, inputs, status);
+  return status;
 }

@@ -10,8 +10,7 @@ import { stage1For } from '../stage1/index.js';
 import { ImageStore } from './image/store.js';
 import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
-import { PodFileCache } from './pod-cache.js';
-import { readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
+import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, releaseLeases, type PodNetworkOptions } from './network.js';
 import { preparePodDir, unmountPodRootfs } from './prepare.js';
 import type { PodStatus } from './status.js';
@@ -45,7 +44,7 @@ export class RktRuntime {
   readonly images: ImageStore;
   private systemdClient: Promise<SystemdClient> | undefined;
   /** Pod files already read, for callers that list pods over and over (the agent's sync passes). */
-  private readonly statusCache = new PodFileCache();
+  private readonly statusCache = new PodStatusCache();
 
   private constructor(readonly options: Required<Omit<RktRuntimeOptions, 'dbusAddress'>> & { dbusAddress?: string }) {
     this.pods = new PodStore(path.join(options.dataDir, 'pods'));
