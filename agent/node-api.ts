@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../common/log.js';
 import { formatTimestamp } from '../runtime-rkt/logs.js';
+import { agentMetrics } from './metrics.js';
 import type { PodSync } from './pod-sync.js';
 import type { ContainerRuntime } from './runtime.js';
 
@@ -27,7 +28,7 @@ export interface NodeApiOptions {
 }
 
 /**
- * The node's HTTPS API (the kubelet's port 10250 subset): /healthz, /pods and
+ * The node's HTTPS API (the kubelet's port 10250 subset): /healthz, /metrics, /pods and
  * /containerLogs/{namespace}/{pod}/{container}, which the control plane proxies
  * `kubectl logs` to. Logs come from journald through the runtime.
  */
@@ -46,6 +47,7 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
     const auth = req.headers.authorization ?? '';
     if (!opts.token || !auth.startsWith('Bearer ') || !sameToken(auth.slice(7), opts.token)) return send(res, 401, 'Unauthorized\n');
     if (req.method !== 'GET') return send(res, 405, 'method not allowed\n');
+    if (url.pathname === '/metrics') return send(res, 200, agentMetrics(sync));
     if (url.pathname === '/pods' || url.pathname === '/pods/') {
       return send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: {}, items: [...sync.desired.values()] });
     }

@@ -1,6 +1,6 @@
 import * as k8s from '@kubernetes/client-node';
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
-import { UserError } from '../common/errors.js';
+import { PodNotFound, UserError } from '../common/errors.js';
 import { CniError } from '../cni/index.js';
 import type { Logger } from '../common/log.js';
 import { validatePod, type Pod } from '../runtime-rkt/manifest.js';
@@ -28,6 +28,8 @@ export class PodSync {
   /** Pods bound to this node, by UID, as the watch last saw them. */
   readonly desired = new Map<string, V1Pod>();
   private readonly reported = new Map<string, string>();
+  /** What each pod's last reported status was computed from: identical inputs (the runtime reuses unchanged statuses) need no recomputation. */
+  private readonly reportedFrom = new Map<string, { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined }>();
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly waiting = new Map<string, Waiting>();
   private readonly backoff = new Map<string, Backoff>();
@@ -35,6 +37,9 @@ export class PodSync {
   private passRunning: Promise<void> | undefined;
   /** Time the last pass succeeded (the watchdog only pings while passes keep succeeding). */
   lastPassAt = Date.now();
+  /** Passes completed, and their total wall time (for /metrics). */
+  passes = 0;
+  passSeconds = 0;
 
   constructor(private readonly kube: KubeClients, private readonly runtime: ContainerRuntime, private readonly cfg: AgentConfig,
     private readonly events: EventRecorder, private readonly log: Logger) {}
@@ -43,7 +48,12 @@ export class PodSync {
   trigger(): void {
     if (this.passRunning) { this.passQueued = true; return; }
     // Only a pass that finished counts for the watchdog: an agent stuck in failing passes gets restarted.
-    this.passRunning = this.pass().then(() => { this.lastPassAt = Date.now(); }, (err) => this.log.error({ err: String(err) }, 'sync pass failed')).finally(() => {
+    const started = performance.now();
+    this.passRunning = this.pass().then(() => {
+      this.lastPassAt = Date.now();
+      this.passes++;
+      this.passSeconds += (performance.now() - started) / 1000;
+    }, (err) => this.log.error({ err: String(err) }, 'sync pass failed')).finally(() => {
       this.passRunning = undefined;
       if (this.passQueued) { this.passQueued = false; this.trigger(); }
     });
@@ -196,26 +206,40 @@ export class PodSync {
     if (pod && p.state === 'running') {
       for (const a of p.apps.filter((x) => x.state === 'running')) this.events.emit(pod, 'Normal', 'Killing', `Stopping container ${a.name}`, `spec.containers{${a.name}}`);
     }
-    if (p.state === 'running') await this.runtime.stopPod(p.uuid, gracePeriodSeconds);
-    await this.runtime.removePod(p.uuid);
+    try {
+      if (p.state === 'running') await this.runtime.stopPod(p.uuid, gracePeriodSeconds);
+      await this.runtime.removePod(p.uuid);
+    } catch (err) {
+      // A pass that listed the pod just before an earlier removal finished asks again: gone is what we wanted.
+      if (!(err instanceof PodNotFound)) throw err;
+    }
   }
 
   private forget(uid: string): void {
     this.desired.delete(uid);
     this.reported.delete(uid);
+    this.reportedFrom.delete(uid);
     this.waiting.delete(uid);
     this.backoff.delete(uid);
   }
 
   private reportStatus(pod: V1Pod, current: PodStatus | undefined): void {
     const uid = pod.metadata!.uid!;
-    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting: this.waiting.get(uid), previous: pod.status });
+    const waiting = this.waiting.get(uid);
+    const from = this.reportedFrom.get(uid);
+    if (from && from.pod === pod && from.current === current && from.waiting === waiting) return;
+    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: pod.status });
     const key = JSON.stringify(status);
-    if (this.reported.get(uid) === key || sameStatus(pod.status, status)) return;
+    if (this.reported.get(uid) === key || sameStatus(pod.status, status)) {
+      this.reportedFrom.set(uid, { pod, current, waiting });
+      return;
+    }
     this.reported.set(uid, key);
+    this.reportedFrom.set(uid, { pod, current, waiting });
     const md = pod.metadata!;
     this.kube.core.patchNamespacedPodStatus({ name: md.name!, namespace: md.namespace!, body: { status } }, patchAs('merge')).catch((err) => {
       this.reported.delete(uid);
+      this.reportedFrom.delete(uid);
       if (apiStatus(err) !== 404) this.log.warn({ pod: `${md.namespace}/${md.name}`, err: String(err) }, 'status update failed; will retry');
     });
   }

@@ -10,7 +10,28 @@ import { nowMs } from './stats.js';
 // One copy of these, shared with the tests' cluster helper.
 export { freePort, run, type Run } from '../test/helpers/cluster.js';
 
-export const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+/** The agent's /metrics (node API, self-signed TLS, the kubelet-client token) as name → value. */
+export function agentMetrics(port: number, token: string): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path: '/metrics', rejectUnauthorized: false, headers: { Authorization: `Bearer ${token}` }, timeout: 5000 }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { text += d; });
+      res.on('end', () => {
+        if (res.statusCode !== 200) return reject(new Error(`/metrics: HTTP ${res.statusCode}`));
+        const out: Record<string, number> = {};
+        for (const line of text.split('\n')) {
+          const m = /^([a-z_]+) (\S+)$/.exec(line);
+          if (m) out[m[1]!] = Number(m[2]);
+        }
+        resolve(out);
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('/metrics: timed out')));
+    req.on('error', reject);
+  });
+}
 
 // ---------------------------------------------------------------------------
 // /proc

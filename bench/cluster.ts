@@ -17,8 +17,9 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execInSandbox, getSandbox } from '../sandbox/sandbox.js';
+import { isAlive } from '../sandbox/proc.js';
 import {
-  alive, apiFromKubeconfig, cpuPercent, freePort, hostPidInNamespace, PodWatch, readProc, run, summarizeProfile,
+  agentMetrics, apiFromKubeconfig, cpuPercent, freePort, hostPidInNamespace, PodWatch, readProc, run, summarizeProfile,
   type ProcSample, type ProfileSummary, type Run,
 } from './cluster-util.js';
 import { fmtMs, fmtRatio, median, nowMs, sleep, summarize, type Summary } from './stats.js';
@@ -90,7 +91,7 @@ interface Result {
   direct: number[];
   nsenterMs: number[];
   burst?: { method: string; allRunningMs: number; applyMs: number; latencies: number[]; agentStartedMs: number[]; failures: number };
-  memory: Record<string, { agentRssMiB?: number; agentAnonMiB?: number; agentFileMiB?: number; controlPlaneRssMiB?: number; pods?: number }>;
+  memory: Record<string, { agentRssMiB?: number; agentAnonMiB?: number; agentFileMiB?: number; controlPlaneRssMiB?: number; pods?: number; agentHeapUsedMiB?: number; agentHeapTotalMiB?: number; agentExternalMiB?: number; agentPasses?: number }>;
   moduleRss: Array<{ what: string; rssMiB: number; heapUsedMiB: number; anonMiB: number; fileMiB: number }>;
   steady?: { pods: number; windowS: number; agentCpuPct: number; agentRssMiB: { mean: number; max: number }; agentHwmMiB: number; controlPlaneCpuPct: number; controlPlaneRssMiB: number; sandboxSystemdCpuPct: number };
   baseline?: { pods: number; windowS: number; agentCpuPct: number; agentRssMiB: number; controlPlaneCpuPct: number; sandboxSystemdCpuPct: number };
@@ -208,9 +209,14 @@ async function main(args: Args): Promise<void> {
     };
     agentPid = await findAgent();
     log(`control plane pid ${cpPid}, sandbox systemd pid ${info.pid}, agent pid ${agentPid} (host)`);
+    const nodeToken = (await fs.readFile(path.join(dataDir, 'control-plane', 'kubelet-client.token'), 'utf8')).trim();
     const memPoint = async (phase: string, pods: number) => {
-      const [a, c] = await Promise.all([readProc(agentPid!).catch(() => undefined), readProc(cpPid!).catch(() => undefined)]);
-      result.memory[phase] = { pods, agentRssMiB: a && a.rssKiB / 1024, agentAnonMiB: a && a.anonKiB / 1024, agentFileMiB: a && a.fileKiB / 1024, controlPlaneRssMiB: c && c.rssKiB / 1024 };
+      const [a, c, m] = await Promise.all([readProc(agentPid!).catch(() => undefined), readProc(cpPid!).catch(() => undefined), agentMetrics(nodePort, nodeToken).catch(() => undefined)]);
+      result.memory[phase] = {
+        pods, agentRssMiB: a && a.rssKiB / 1024, agentAnonMiB: a && a.anonKiB / 1024, agentFileMiB: a && a.fileKiB / 1024, controlPlaneRssMiB: c && c.rssKiB / 1024,
+        agentHeapUsedMiB: m && m.nodejs_heap_size_used_bytes! / 2 ** 20, agentHeapTotalMiB: m && m.nodejs_heap_size_total_bytes! / 2 ** 20,
+        agentExternalMiB: m && m.nodejs_external_memory_bytes! / 2 ** 20, agentPasses: m?.stevedore_agent_sync_passes_total,
+      };
     };
     await memPoint('after up (demo pod)', 1);
 
@@ -448,9 +454,9 @@ async function main(args: Args): Promise<void> {
       const sb = await getSandbox(sandbox).catch(() => undefined);
       const stateDirGone = await fs.access(`/run/stevedore/sandboxes/${sandbox}`).then(() => false, () => true);
       result.teardown.push(`sandbox ${sandbox}: ${sb ? 'STILL RUNNING' : 'gone'}${stateDirGone ? '' : ' (state dir still there)'}`);
-      if (sandboxPid) result.teardown.push(`sandbox systemd pid ${sandboxPid}: ${alive(sandboxPid) ? 'STILL ALIVE' : 'gone'}`);
-      if (cpPid) result.teardown.push(`control plane pid ${cpPid}: ${alive(cpPid) ? 'STILL ALIVE' : 'gone'}`);
-      if (agentPid) result.teardown.push(`agent pid ${agentPid}: ${alive(agentPid) ? 'STILL ALIVE' : 'gone'}`);
+      if (sandboxPid) result.teardown.push(`sandbox systemd pid ${sandboxPid}: ${(await isAlive(sandboxPid)) ? 'STILL ALIVE' : 'gone'}`);
+      if (cpPid) result.teardown.push(`control plane pid ${cpPid}: ${(await isAlive(cpPid)) ? 'STILL ALIVE' : 'gone'}`);
+      if (agentPid) result.teardown.push(`agent pid ${agentPid}: ${(await isAlive(agentPid)) ? 'STILL ALIVE' : 'gone'}`);
       const dirGone = await fs.access(dataDir).then(() => false, () => true);
       result.teardown.push(`data dir ${dataDir}: ${dirGone ? 'removed' : 'STILL THERE'}`);
       for (const t of result.teardown) log(`teardown: ${t}`);
@@ -519,9 +525,11 @@ function report(r: Result): string {
   L.push('');
   L.push('Memory and CPU (RSS = VmRSS from /proc; CPU = utime+stime delta, % of one core):');
   L.push('');
-  L.push('| when | pods | agent RSS | of which anon / file-backed | control plane RSS |');
-  L.push('|---|---|---|---|---|');
-  for (const [k, v] of Object.entries(r.memory)) L.push(`| ${k} | ${v.pods} | ${mib(v.agentRssMiB)} | ${mib(v.agentAnonMiB)} / ${mib(v.agentFileMiB)} | ${mib(v.controlPlaneRssMiB)} |`);
+  L.push('| when | pods | agent RSS | of which anon / file-backed | agent V8 heap used / reserved, external (its /metrics) | sync passes so far | control plane RSS |');
+  L.push('|---|---|---|---|---|---|---|');
+  for (const [k, v] of Object.entries(r.memory)) {
+    L.push(`| ${k} | ${v.pods} | ${mib(v.agentRssMiB)} | ${mib(v.agentAnonMiB)} / ${mib(v.agentFileMiB)} | ${mib(v.agentHeapUsedMiB)} / ${mib(v.agentHeapTotalMiB)}, ${mib(v.agentExternalMiB)} | ${v.agentPasses ?? '—'} | ${mib(v.controlPlaneRssMiB)} |`);
+  }
   if (r.moduleRss.length) {
     L.push('');
     L.push('A fresh `node` that only imports what the agent imports (then a full GC), same binary, on the host:');

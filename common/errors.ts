@@ -23,6 +23,14 @@ export class InvalidInput extends UserError {
   }
 }
 
+/** The pod a command names does not exist (any more): for removal, the goal is already reached. */
+export class PodNotFound extends UserError {
+  constructor(ref: string) {
+    super(`no pod with UUID ${ref}`, { hint: '`stevedore pod list` shows the pods on this node', exitCode: 1 });
+    this.name = 'PodNotFound';
+  }
+}
+
 export function errnoCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
 }

@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { FileLock, exists } from '../common/fsutil.js';
-import { InvalidInput, UserError, errnoCode } from '../common/errors.js';
+import { InvalidInput, PodNotFound, errnoCode } from '../common/errors.js';
 
 /**
  * Pod lifecycle on disk, after rkt: a pod directory lives in exactly one of
@@ -125,6 +125,6 @@ export class PodStore {
       if (match && (await exists(match.dir))) return match;
       if (!match) break;
     }
-    throw new UserError(`no pod with UUID ${ref}`, { hint: '`stevedore pod list` shows the pods on this node', exitCode: 1 });
+    throw new PodNotFound(ref);
   }
 }
