@@ -8,6 +8,7 @@ import { startNodeApi } from './node-api.js';
 import { NodeHeartbeat } from './node.js';
 import { sdNotify, watchdogIntervalMs } from './notify.js';
 import { PodSync } from './pod-sync.js';
+import { loadStage1Policy } from './stage1-policy.js';
 import { openRuntime } from './runtime.js';
 import { nodeCertificate } from './tls.js';
 
@@ -21,10 +22,12 @@ const GC_PERIOD_MS = 60_000;
  */
 export async function runAgent(cfg: AgentConfig): Promise<void> {
   const log = createLogger('agent', process.env.STEVEDORE_LOG_LEVEL ?? 'info');
+  // A policy that cannot be read stops the agent before it starts anything: running pods unchecked is worse.
+  const policy = await loadStage1Policy(cfg.stage1Policy);
   const runtime = await openRuntime(cfg);
   const kube = kubeClients(cfg.kubeconfig);
   const events = new EventRecorder(kube, cfg.nodeName, log);
-  const sync = new PodSync(kube, runtime, cfg, events, log);
+  const sync = new PodSync(kube, runtime, cfg, policy, events, log);
   const heartbeat = new NodeHeartbeat(kube, cfg, runtime, log);
   const token = cfg.nodeApiTokenFile ? (await fs.readFile(cfg.nodeApiTokenFile, 'utf8')).trim() : undefined;
   if (!token) log.warn('no --node-api-token-file: the node API refuses every request but /healthz (kubectl logs will not work)');
@@ -59,7 +62,7 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
     timers.push(setInterval(() => { if (Date.now() - sync.lastPassAt < 4 * cfg.syncPeriodSeconds * 1000 + 30_000) sdNotify('WATCHDOG=1'); }, watchdog));
   }
   sdNotify('READY=1');
-  log.info({ node: cfg.nodeName, runtime: runtime.name, stage1: cfg.rktStage1Image, port: cfg.port }, 'agent ready');
+  log.info({ node: cfg.nodeName, runtime: runtime.name, stage1: cfg.rktStage1Image, stage1Policy: cfg.stage1Policy, port: cfg.port }, 'agent ready');
 
   await new Promise<void>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());

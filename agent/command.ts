@@ -12,6 +12,7 @@ function agentOptions(cmd: Command): Command {
     .option('--kubeconfig <file>', 'kubeconfig of the control plane to register with')
     .option('--node-name <name>', 'this node\'s name (default: hostname)')
     .option('--rkt-stage1-image <name>', 'default stage1: fly, namespaces (default) or kvm')
+    .option('--stage1-policy <file>', 'node stage1 policy (YAML: forbid, require minimums per namespace or labels)')
     .option('--node-ip <address>', 'address the control plane reaches this node at', undefined)
     .option('--port <port>', 'node API port (default 10250)')
     .option('--node-api-token-file <file>', 'bearer token the node API accepts (the control plane\'s kubelet-client token)')
@@ -41,6 +42,7 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     cniBridge: flags.cniBridge as string | undefined,
     cniConfDir: flags.cniConfDir as string | undefined,
     cniBinDirs: flags.cniBinDir as string[] | undefined,
+    stage1Policy: flags.stage1Policy as string | undefined,
     dataDir: flags.config ? undefined : dataDir,
     dbusAddress,
   };

@@ -34,9 +34,11 @@ export interface AgentConfig {
   cniBinDirs?: string[];
   /** Bridge of the default CNI network the agent writes when the conf dir has none. */
   cniBridge: string;
+  /** Node stage1 policy file (agent/stage1-policy.ts): forbidden stage1s, minimums per namespace or labels. */
+  stage1Policy?: string;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {

@@ -5,6 +5,7 @@ export interface KubeClients {
   kc: k8s.KubeConfig;
   core: k8s.CoreV1Api;
   coordination: k8s.CoordinationV1Api;
+  node: k8s.NodeV1Api;
 }
 
 export function kubeClients(kubeconfigPath: string): KubeClients {
@@ -14,7 +15,7 @@ export function kubeClients(kubeconfigPath: string): KubeClients {
   } catch (err) {
     throw new UserError(`cannot load kubeconfig ${kubeconfigPath}: ${(err as Error).message}`, { hint: 'pass --kubeconfig with the file the control plane wrote for nodes' });
   }
-  return { kc, core: kc.makeApiClient(k8s.CoreV1Api), coordination: kc.makeApiClient(k8s.CoordinationV1Api) };
+  return { kc, core: kc.makeApiClient(k8s.CoreV1Api), coordination: kc.makeApiClient(k8s.CoordinationV1Api), node: kc.makeApiClient(k8s.NodeV1Api) };
 }
 
 export const patchAs = (type: 'merge' | 'strategic') =>

@@ -2,7 +2,12 @@ import type { V1ContainerState, V1ContainerStatus, V1Pod, V1PodCondition, V1PodS
 import type { AppStatus, PodStatus, Termination } from '../runtime-rkt/status.js';
 
 /** A container the runtime has not started (yet), and why. */
-export interface Waiting { reason: string; message?: string }
+export interface Waiting {
+  reason: string;
+  message?: string;
+  /** The node refused the pod for good (kubelet admission): it is Failed, never started. */
+  rejected?: boolean;
+}
 
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z') : undefined);
 
@@ -97,6 +102,10 @@ export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: st
   if (opts.waiting && !rp) {
     status.reason = undefined;
     status.message = opts.waiting.message;
+    if (opts.waiting.rejected) {
+      status.phase = 'Failed';
+      status.reason = opts.waiting.reason;
+    }
   }
   return status;
 }

@@ -5,16 +5,15 @@ import { CniError } from '../cni/index.js';
 import type { Logger } from '../common/log.js';
 import { validatePod, type Pod } from '../runtime-rkt/manifest.js';
 import type { PodStatus } from '../runtime-rkt/status.js';
-import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
 import type { AgentConfig } from './config.js';
 import type { EventRecorder } from './events.js';
 import { apiStatus, patchAs, type KubeClients } from './kube.js';
 import { podStatusFor, sameStatus, type Waiting } from './pod-status.js';
 import type { ContainerRuntime } from './runtime.js';
+import { chooseStage1, type Stage1Choice, type Stage1Policy } from './stage1-policy.js';
 
 /** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
 export const MANAGED_BY = 'agent.stevedore.io/node';
-export const STAGE1_OVERRIDE = 'rkt.alpha.kubernetes.io/stage1-name-override';
 
 interface Backoff { until: number; delayMs: number }
 
@@ -42,7 +41,7 @@ export class PodSync {
   passSeconds = 0;
 
   constructor(private readonly kube: KubeClients, private readonly runtime: ContainerRuntime, private readonly cfg: AgentConfig,
-    private readonly events: EventRecorder, private readonly log: Logger) {}
+    private readonly policy: Stage1Policy, private readonly events: EventRecorder, private readonly log: Logger) {}
 
   /** Ask for a pass soon; passes never overlap, and requests during one coalesce into one more. */
   trigger(): void {
@@ -78,7 +77,8 @@ export class PodSync {
       if (!current) {
         const phase = pod.status?.phase;
         const b = this.backoff.get(uid);
-        if (phase !== 'Succeeded' && phase !== 'Failed' && (!b || Date.now() >= b.until)) this.schedule(uid, () => this.start(pod));
+        const rejected = this.waiting.get(uid)?.rejected === true;
+        if (phase !== 'Succeeded' && phase !== 'Failed' && !rejected && (!b || Date.now() >= b.until)) this.schedule(uid, () => this.start(pod));
       } else if (imagesChanged(pod, current)) {
         this.schedule(uid, () => this.replace(pod, current));
       }
@@ -99,10 +99,20 @@ export class PodSync {
     this.inflight.set(key, p);
   }
 
-  private stage1For(pod: V1Pod): Stage1Name | undefined {
-    const override = pod.metadata?.annotations?.[STAGE1_OVERRIDE];
-    if (override && (STAGE1_NAMES as readonly string[]).includes(override)) return override as Stage1Name;
-    return undefined;
+  /** The pod's stage1 (annotation, runtimeClassName, node default) under the node's policy. */
+  private async stage1For(pod: V1Pod): Promise<Stage1Choice> {
+    const md = pod.metadata ?? {};
+    const runtimeClassName = pod.spec?.runtimeClassName ?? undefined;
+    let handler: string | null | undefined;
+    if (runtimeClassName) {
+      try {
+        handler = (await this.kube.node.readRuntimeClass({ name: runtimeClassName })).handler;
+      } catch (err) {
+        if (apiStatus(err) !== 404) throw err; // the API is unreachable: the next pass asks again
+        handler = null;
+      }
+    }
+    return chooseStage1({ namespace: md.namespace ?? 'default', labels: md.labels ?? {}, annotations: md.annotations ?? {}, runtimeClassName }, this.cfg.rktStage1Image, this.policy, handler);
   }
 
   private async start(pod: V1Pod): Promise<void> {
@@ -115,9 +125,15 @@ export class PodSync {
       return;
     }
     runtimePod.metadata.annotations = { ...runtimePod.metadata.annotations, [MANAGED_BY]: this.cfg.nodeName };
+    const choice = await this.stage1For(pod);
+    if ('rejected' in choice) {
+      this.reject(pod, choice.rejected.reason, choice.rejected.message);
+      return;
+    }
+    if (choice.raisedBy) this.log.info({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, stage1: choice.stage1, raisedBy: choice.raisedBy }, 'stage1 raised by the node policy');
     if (!(await this.ensureImages(pod))) return;
     try {
-      const uuid = await this.runtime.runPod(runtimePod, { stage1: this.stage1For(pod) });
+      const uuid = await this.runtime.runPod(runtimePod, { stage1: choice.stage1 });
       this.waiting.delete(uid);
       this.backoff.delete(uid);
       for (const c of pod.spec?.containers ?? []) {
@@ -173,6 +189,13 @@ export class PodSync {
       this.events.emit(pod, 'Normal', 'Pulled', `Successfully pulled image "${image}" in ${((Date.now() - started) / 1000).toFixed(3)}s`, fieldPath);
     }
     return true;
+  }
+
+  /** Refuse a pod for good (kubelet admission): it turns Failed with the reason, one Warning event, no retries. */
+  private reject(pod: V1Pod, reason: string, message: string): void {
+    this.waiting.set(pod.metadata!.uid!, { reason, message, rejected: true });
+    this.events.emit(pod, 'Warning', reason, message);
+    this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod rejected');
   }
 
   /** Record why a pod cannot start, tell the user with an event, and back off exponentially (1 s … 5 min). */

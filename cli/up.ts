@@ -17,7 +17,7 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }
 
 interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number }
 
@@ -97,6 +97,8 @@ const stevedore = (...args: string[]) => [process.execPath, CLI, ...args];
 
 export async function up(opts: UpOptions): Promise<void> {
   const p = paths(opts.dataDir);
+  // A bad policy file fails here, before anything starts, rather than in the agent's journal.
+  if (opts.stage1Policy) await (await import('../agent/stage1-policy.js')).loadStage1Policy(opts.stage1Policy);
   const existing = await readJsonIfExists<UpState>(p.state);
   if (existing && (await isAlive(existing.controlPlanePid))) {
     process.stdout.write(`already up (control plane pid ${existing.controlPlanePid}).\nexport KUBECONFIG=${p.kubeconfig}\n`);
@@ -139,7 +141,8 @@ export async function up(opts: UpOptions): Promise<void> {
   }
   await onNode(sandbox, stevedore('--dir', p.node, 'image', 'import-demo'));
   await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
-    '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-api-token-file', path.join(p.controlPlane, 'kubelet-client.token'), '--config-path', p.agentConfig));
+    '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-api-token-file', path.join(p.controlPlane, 'kubelet-client.token'), '--config-path', p.agentConfig,
+    ...(opts.stage1Policy ? ['--stage1-policy', opts.stage1Policy] : [])));
   await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', '--listen', `127.0.0.1:${opts.apiServicePort}`));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
     const [code, node] = await apiGet(`${url}/api/v1/nodes/${opts.nodeName}`, ca, adminToken);

@@ -6,7 +6,8 @@ import { useCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually } from './helpers/node.js';
 
 const e2e = suite('cluster: kubectl → control plane → agent → systemd → journald');
-const getCluster = useCluster(e2e);
+// Pods in namespace "secure" must run under kvm at least (the stage1 test below).
+const getCluster = useCluster(e2e, { stage1Policy: 'require:\n  - stage1: kvm\n    namespaces: [secure]\n' });
 
 interface K8sPod {
   metadata: { uid: string; resourceVersion: string };
@@ -270,6 +271,50 @@ e2e('garbage in gets a kubectl-printable error and nothing else changes', async 
   assert.match(events, /Pulling image "127\.0\.0\.1:1\/none:1"/);
   assert.match(events, /Failed to pull image/);
   await c.k(['delete', 'pod', 'noimage', '--grace-period', '0', '--force']);
+});
+
+e2e('stage1 per pod by annotation and runtimeClassName; the node policy rejects a weaker one', async () => {
+  const c = getCluster();
+  const pod = (name: string, extra: string, ns = 'default') => `apiVersion: v1
+kind: Pod
+metadata: {name: ${name}, namespace: ${ns}${extra.startsWith('annotations') ? `, ${extra}` : ''}}
+spec:
+  ${extra.startsWith('runtimeClassName') ? `${extra}\n  ` : ''}containers:
+  - {name: main, image: busybox, command: [sh, -c, 'echo up; exec sleep 3600']}
+`;
+  await c.k(['apply', '-f', '-'], [
+    pod('by-default', ''),
+    pod('by-annotation', 'annotations: {rkt.alpha.kubernetes.io/stage1-name-override: fly}'),
+    pod('by-class', 'runtimeClassName: fly'),
+  ].join('---\n'));
+  for (const name of ['by-default', 'by-annotation', 'by-class']) await running(c, name);
+  const listed = JSON.parse((await c.stevedore(['pod', 'list', '-o', 'json'])).stdout) as Array<{ name?: string; stage1?: string }>;
+  const stage1Of = (name: string) => listed.find((p) => p.name === name)?.stage1;
+  assert.equal(['by-default', 'by-annotation', 'by-class'].map(stage1Of), ['namespaces', 'fly', 'fly']);
+
+  // "secure" requires kvm: asking for namespaces there is refused for good, with the reason in status and events.
+  await c.k(['apply', '-f', '-'], 'apiVersion: v1\nkind: Namespace\nmetadata: {name: secure}\n');
+  await c.k(['apply', '-f', '-'], pod('weak', 'annotations: {rkt.alpha.kubernetes.io/stage1-name-override: namespaces}', 'secure'));
+  const refused = await eventually('weak Failed', async () => {
+    const r = await c.kubectl(['get', 'pod', 'weak', '-n', 'secure', '-o', 'json']);
+    const p = r.code === 0 ? JSON.parse(r.stdout) as { status: { phase: string; reason?: string; message?: string } } : undefined;
+    return p?.status.phase === 'Failed' ? p : undefined;
+  });
+  assert.is(refused.status.reason, 'Stage1NotAllowed');
+  assert.is(refused.status.message, 'stage1 namespaces is weaker than the kvm this node\'s stage1 policy requires for namespace secure');
+  assert.match(await c.k(['get', 'events', '-n', 'secure', '--field-selector', 'involvedObject.name=weak']), /Warning\s+Stage1NotAllowed\s+pod\/weak\s+stage1 namespaces is weaker/);
+  // A RuntimeClass that does not exist is refused too.
+  await c.k(['apply', '-f', '-'], pod('noclass', 'runtimeClassName: gvisor'));
+  const noclass = await eventually('noclass Failed', async () => {
+    const r = await c.kubectl(['get', 'pod', 'noclass', '-o', 'jsonpath={.status.phase}/{.status.reason}']);
+    return r.stdout === 'Failed/RuntimeClassNotFound' ? r.stdout : undefined;
+  });
+  assert.is(noclass, 'Failed/RuntimeClassNotFound');
+  assert.ok(!listed.some((p) => p.name === 'weak' || p.name === 'noclass'));
+  const after = JSON.parse((await c.stevedore(['pod', 'list', '-o', 'json'])).stdout) as Array<{ name?: string }>;
+  assert.ok(!after.some((p) => p.name === 'weak' || p.name === 'noclass'), 'refused pods never reach the runtime');
+  await c.k(['delete', 'pod', 'by-default', 'by-annotation', 'by-class', 'noclass', '--grace-period', '1']);
+  await c.k(['delete', 'pod', 'weak', '-n', 'secure', '--grace-period', '1']);
 });
 
 e2e.run();

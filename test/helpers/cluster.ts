@@ -60,10 +60,21 @@ export interface TestCluster {
   spawnKubectl(args: string[]): ChildProcess;
 }
 
-export function useCluster<T>(suite: Test<T>): () => TestCluster {
+export interface ClusterOptions {
+  /** The node's stage1 policy (YAML text), handed to `up --stage1-policy`. */
+  stage1Policy?: string;
+}
+
+export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => TestCluster {
   let cluster: TestCluster | undefined;
   suite.before(async () => {
     const dataDir = await fs.mkdtemp('/var/tmp/stevedore-e2e-');
+    const upArgs: string[] = [];
+    if (opts.stage1Policy !== undefined) {
+      const file = path.join(dataDir, 'stage1-policy.yaml');
+      await fs.writeFile(file, opts.stage1Policy);
+      upArgs.push('--stage1-policy', file);
+    }
     const port = await freePort();
     const nodePort = await freePort();
     const apiServicePort = await freePort();
@@ -72,7 +83,7 @@ export function useCluster<T>(suite: Test<T>): () => TestCluster {
     const bridge = `sde${randomBytes(3).toString('hex')}`;
     const podCidr = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}.0/24`;
     const nodeName = 'e2e-node';
-    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort), '--bridge', bridge, '--pod-cidr', podCidr, '--node-name', nodeName, '--sandbox-name', sandbox]);
+    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort), '--bridge', bridge, '--pod-cidr', podCidr, '--node-name', nodeName, '--sandbox-name', sandbox, ...upArgs]);
     if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);
     const kubeconfig = path.join(dataDir, 'kubeconfig');
     const kubectl = (args: string[], input?: string) => run('kubectl', args, { KUBECONFIG: kubeconfig }, input);
