@@ -28,4 +28,4 @@ export function cliCommand(): string {
  * each (measured: bench/RESULTS.md, cluster benchmark) for a few more, cheap
  * scavenges.
  */
-export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4'];
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=4', '--optimize-for-size'];
