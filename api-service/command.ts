@@ -14,6 +14,7 @@ interface ApiServiceFlags {
   tlsKey?: string;
   tlsClientCa?: string;
   rescanMs?: string;
+  metrics?: string;
 }
 
 /**
@@ -57,6 +58,7 @@ export function registerApiServiceCommand(program: Command): void {
     .option('--tls-key <file>', 'server private key (PEM)')
     .option('--tls-client-ca <file>', 'CA that client certificates must chain to (PEM); clients must present one')
     .option('--rescan-ms <ms>', 'full event rescan period', '1000')
+    .option('--metrics <host:port>', 'also serve Prometheus metrics (request counts, latencies, memory) over HTTP at /metrics here')
     .action(async (flags: ApiServiceFlags, cmd: Command) => {
       const globals = (cmd.optsWithGlobals?.() ?? {}) as ApiServiceFlags;
       const tlsParts = [flags.tlsCert, flags.tlsKey, flags.tlsClientCa];
@@ -70,7 +72,9 @@ export function registerApiServiceCommand(program: Command): void {
         journalDir: flags.journalDir,
         tls: flags.tlsCert ? { certFile: flags.tlsCert, keyFile: flags.tlsKey!, clientCaFile: flags.tlsClientCa! } : undefined,
         rescanMs: Number(flags.rescanMs) || 1000,
+        metricsListen: flags.metrics,
       });
+      if (service.metricsAddress) process.stdout.write(`metrics on http://${service.metricsAddress}/metrics\n`);
       process.stdout.write(`listening on ${service.address}\n`);
       await new Promise<void>((resolve) => {
         const stop = () => { void service.close().finally(resolve); };

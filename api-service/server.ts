@@ -12,6 +12,7 @@ import type { PodLocation } from '../runtime-rkt/pod-store.js';
 import { ApiError, invalid, notFound, toServiceError } from './errors.js';
 import { EventSource } from './events.js';
 import { matchEvent, matchImageFilters, matchPodFilters } from './filters.js';
+import { ApiMetrics, serveMetrics } from './metrics.js';
 import { streamLogs } from './logs.js';
 import { loadDefinitions, type EventMsg, type GetLogsRequestMsg, type ImageFilterMsg, type PodFilterMsg, type PodMsg, type EventFilterMsg } from './proto.js';
 import { NodeReader } from './reader.js';
@@ -45,11 +46,15 @@ export interface ApiServiceOptions {
   tls?: TlsOptions;
   /** Full rescan period of the event source (ms). */
   rescanMs?: number;
+  /** Serve Prometheus metrics over plain HTTP here (host:port; port 0 picks one). */
+  metricsListen?: string;
 }
 
 export interface ApiService {
   /** Where it listens: `127.0.0.1:PORT`, or `unix:PATH` when it listens only on a socket. */
   address: string;
+  /** host:port of /metrics, when asked for. */
+  metricsAddress?: string;
   close(): Promise<void>;
 }
 
@@ -110,18 +115,34 @@ function withPodEncodingCache(service: grpc.ServiceDefinition): grpc.ServiceDefi
 }
 
 type Unary<Req, Res> = (req: Req) => Promise<Res>;
-function unary<Req, Res>(name: string, fn: Unary<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+function unary<Req, Res>(metrics: ApiMetrics, name: string, fn: Unary<Req, Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
-    fn(call.request).then((res) => callback(null, res), (err) => {
+    const started = performance.now();
+    fn(call.request).then((res) => {
+      metrics.observe(name, 'OK', (performance.now() - started) / 1000);
+      callback(null, res);
+    }, (err) => {
       if (!(err instanceof ApiError)) log.warn({ rpc: name, err: String(err) }, 'request failed');
-      callback(toServiceError(err));
+      const serviceError = toServiceError(err);
+      metrics.observe(name, grpc.status[serviceError.code] ?? String(serviceError.code), (performance.now() - started) / 1000);
+      callback(serviceError);
     });
+  };
+}
+
+/** Count a streaming RPC while it is open. */
+function streaming<Req, Res>(metrics: ApiMetrics, name: string, fn: grpc.handleServerStreamingCall<Req, Res>): grpc.handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    const done = metrics.streamStarted(name);
+    for (const ev of ['finish', 'close', 'cancelled', 'error']) call.once(ev, done);
+    fn(call);
   };
 }
 
 export async function startApiService(opts: ApiServiceOptions = {}): Promise<ApiService> {
   const dataDir = path.resolve(opts.dataDir ?? '/var/lib/stevedore');
   const reader = new NodeReader({ dataDir, dbusAddress: opts.dbusAddress });
+  const metrics = new ApiMetrics();
   const events = new EventSource(reader, { rescanMs: opts.rescanMs });
   events.on('scanError', (err) => log.warn({ err: String(err) }, 'event scan failed'));
   await events.start();
@@ -289,15 +310,15 @@ export async function startApiService(opts: ApiServiceOptions = {}): Promise<Api
 
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   server.addService(withPodEncodingCache(proto.v1alpha.PublicAPI.service), {
-    GetInfo: unary('GetInfo', async () => ({
+    GetInfo: unary(metrics, 'GetInfo', async () => ({
       info: { rkt_version: version, appc_version: APPC_VERSION, api_version: API_VERSION, global_flags: { dir: dataDir } },
     })),
-    ListPods: unary('ListPods', listPods),
-    InspectPod: unary('InspectPod', inspectPod),
-    ListImages: unary('ListImages', listImages),
-    InspectImage: unary('InspectImage', inspectImage),
-    ListenEvents: listenEvents,
-    GetLogs: getLogs,
+    ListPods: unary(metrics, 'ListPods', listPods),
+    InspectPod: unary(metrics, 'InspectPod', inspectPod),
+    ListImages: unary(metrics, 'ListImages', listImages),
+    InspectImage: unary(metrics, 'InspectImage', inspectImage),
+    ListenEvents: streaming(metrics, 'ListenEvents', listenEvents),
+    GetLogs: streaming(metrics, 'GetLogs', getLogs),
   });
   server.addService(proto.grpc.health.v1.Health.service, health);
   new ReflectionService(definitions).addToServer(server);
@@ -306,7 +327,9 @@ export async function startApiService(opts: ApiServiceOptions = {}): Promise<Api
     server.bindAsync(target, creds, (err, port) => (err ? reject(err) : resolve(port)));
   });
   const addresses: string[] = [];
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
   try {
+    if (opts.metricsListen) metricsServer = await serveMetrics(metrics, splitHostPort(opts.metricsListen));
     const listen = opts.listen ?? (opts.socket ? undefined : DEFAULT_LISTEN);
     if (listen) {
       const { host } = splitHostPort(listen);
@@ -330,6 +353,7 @@ export async function startApiService(opts: ApiServiceOptions = {}): Promise<Api
     events.close();
     reader.close();
     server.forceShutdown();
+    metricsServer?.server.close();
     throw err;
   }
   log.info({ addresses, dataDir }, 'api-service listening');
@@ -337,9 +361,11 @@ export async function startApiService(opts: ApiServiceOptions = {}): Promise<Api
   let closing: Promise<void> | undefined;
   return {
     address: addresses[0]!,
+    metricsAddress: metricsServer?.address,
     close() {
       closing ??= (async () => {
         events.close();
+        metricsServer?.server.close();
         for (const end of [...openStreams]) end();
         await new Promise<void>((resolve) => {
           const t = setTimeout(() => { server.forceShutdown(); resolve(); }, 2000);

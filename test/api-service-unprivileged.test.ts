@@ -42,7 +42,7 @@ test.before(async () => {
   made = makeSyntheticDataDir(dataDir, { pods: 7, images: 3 });
   // Readable (not writable) by others: how an operator lets an unprivileged api-service in.
   spawnSync('chmod', ['-R', 'go+rX,go-w', dataDir]);
-  svc = await spawnApiService(['--dir', dataDir, '--dbus-address', `unix:path=${base}/no-bus`], { asUser: NOBODY });
+  svc = await spawnApiService(['--dir', dataDir, '--dbus-address', `unix:path=${base}/no-bus`, '--metrics', '127.0.0.1:0'], { asUser: NOBODY });
   api = apiClient(svc.address);
 });
 
@@ -112,6 +112,26 @@ test('a unix socket listener works and the socket is removed on stop', async () 
     await other.stop();
   }
   assert.not.ok(fs.existsSync(sock));
+});
+
+test('--metrics: request counts by code, latency histograms, open streams, memory', async () => {
+  const scrape = async () => {
+    const res = await fetch(`http://${svc.metricsAddress}/metrics`);
+    assert.is(res.status, 200);
+    return res.text();
+  };
+  const count = (text: string, rpc: string, code: string) => Number(new RegExp(`^stevedore_api_requests_total\\{rpc="${rpc}",code="${code}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  const before = await scrape();
+  await api.call('ListPods', { detail: true });
+  await api.call('ListPods', {});
+  await api.call('InspectPod', { id: '../../etc/passwd' }).catch(() => undefined);
+  const after = await scrape();
+  assert.is(count(after, 'ListPods', 'OK') - count(before, 'ListPods', 'OK'), 2);
+  assert.is(count(after, 'InspectPod', 'INVALID_ARGUMENT') - count(before, 'InspectPod', 'INVALID_ARGUMENT'), 1);
+  assert.match(after, /^stevedore_api_request_duration_seconds_bucket\{rpc="ListPods",le="\+Inf"\} \d+$/m);
+  assert.match(after, /^stevedore_api_request_duration_seconds_count\{rpc="ListPods"\} \d+$/m);
+  assert.match(after, /^process_resident_memory_bytes \d+$/m);
+  assert.is((await fetch(`http://${svc.metricsAddress}/other`)).status, 404);
 });
 
 test.run();

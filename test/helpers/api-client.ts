@@ -90,6 +90,8 @@ export interface ApiServiceProcess {
   pid: number;
   child: ChildProcess;
   stderr: () => string;
+  /** host:port of its /metrics, when started with --metrics. */
+  metricsAddress?: string;
   stop(): Promise<void>;
 }
 
@@ -124,7 +126,7 @@ export async function spawnApiService(args: string[], opts: { asUser?: number } 
   });
   const exited = new Promise<void>((resolve) => { if (child.exitCode !== null) resolve(); else child.once('exit', () => resolve()); });
   return {
-    address, pid: child.pid!, child, stderr: () => err,
+    address, pid: child.pid!, child, stderr: () => err, metricsAddress: /metrics on http:\/\/(\S+)\/metrics/.exec(out)?.[1],
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 5000);
