@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { atomicWrite } from '../common/fsutil.js';
+import { crashPoint } from '../common/failpoint.js';
 import { loadNetworkConfig } from './config.js';
 import { execPlugin, findPlugin } from './exec.js';
 import {
@@ -144,6 +145,8 @@ export class CniNetwork {
       for (const [i, plugin] of config.plugins.entries()) {
         const out = await execPlugin(binaries[i]!, this.invocation('ADD', plugin, entry, prev));
         if (out !== undefined) prev = out as CniResult;
+        // Tests kill the process here to leave an ADD half done (cache entry with result null).
+        crashPoint(`cni:add:${plugin.type}`);
       }
       if (!prev) throw new CniError({ network: this.name, command: 'ADD', message: `CNI ADD of network "${this.name}" returned no result` });
     } catch (err) {

@@ -128,6 +128,10 @@ async function crashAgentAt(c: TestCluster, point: string, name: string, hostPor
   const added = (await readCache(c)).filter((u) => !cacheBefore.has(u));
   assert.is(added.length, 1, `${point}: the killed agent had run CNI ADD for one pod (cache: ${added})`);
   const uuid = added[0]!;
+  if (point.startsWith('cni:add:')) {
+    const entry = JSON.parse(await fs.readFile(path.join(cacheDir(c), `stevedore-${uuid}-eth0.json`), 'utf8')) as { result: unknown };
+    assert.is(entry.result, null, `${point}: killed inside ADD, the cache entry has no result yet`);
+  }
   assert.ok([...(await readLeases(c)).values()].includes(uuid), `${point}: it holds a lease`);
   assert.is((await bridgePorts(bridge)).length, vethsBefore + 1, `${point}: its veth is on the bridge`);
   await whileDead?.();
@@ -140,10 +144,12 @@ T('the cluster networks pods: Running with an IP from the node\'s CIDR', async (
   await assertNothingHalfMade(c, 'after up');
 });
 
-for (const point of ['run:stage1-prepared', 'run:slice-started']) {
+// cni:add:bridge is inside ADD (bridge done, portmap not yet: the cache entry has no result);
+// run:stage1-prepared is right after ADD (pod still in prepare/); run:slice-started is while systemd starts the units.
+for (const point of ['cni:add:bridge', 'run:stage1-prepared', 'run:slice-started']) {
   T(`agent killed at ${point} (after CNI ADD, before the units run): restarted, the pod runs with its network`, async () => {
     const c = getCluster();
-    const name = `crash-${point.split(':')[1]}`;
+    const name = `crash-${point.split(':').pop()}`;
     const hostPort = await freePort();
     const halfMade = await crashAgentAt(c, point, name, hostPort);
     const pod = await runningWithIP(c, name);
