@@ -201,24 +201,7 @@ export class CniNetwork {
 
   /** Every cached attachment of this network (completed or interrupted ADDs): what GC compares with live pods. */
   async cachedAttachments(): Promise<CniCacheEntry[]> {
-    let names: string[];
-    try {
-      names = await fs.readdir(this.cacheDir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
-    const out: CniCacheEntry[] = [];
-    for (const n of names) {
-      if (!n.startsWith(`${this.name}-`) || !n.endsWith('.json')) continue;
-      try {
-        const e = JSON.parse(await fs.readFile(path.join(this.cacheDir, n), 'utf8')) as CniCacheEntry;
-        if (e.kind === 'stevedoreCniCacheV1' && e.networkName === this.name) out.push(e);
-      } catch {
-        // a torn or foreign file: not ours to interpret
-      }
-    }
-    return out;
+    return (await cachedAttachmentsIn(this.cacheDir)).filter((e) => e.networkName === this.name);
   }
 
   /** The cached ADD of one attachment, if any. */
@@ -282,6 +265,29 @@ export class CniNetwork {
       },
     };
   }
+}
+
+/** Every cached attachment in a cache dir, of any network (each entry carries the config it was ADDed with). */
+export async function cachedAttachmentsIn(cacheDir: string): Promise<CniCacheEntry[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(cacheDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: CniCacheEntry[] = [];
+  for (const n of names) {
+    if (n.startsWith('.') || !n.endsWith('.json')) continue;
+    try {
+      const e = JSON.parse(await fs.readFile(path.join(cacheDir, n), 'utf8')) as CniCacheEntry;
+      // Only files named as ours for that entry: a foreign file must not make us DEL anything.
+      if (e.kind === 'stevedoreCniCacheV1' && n === `${e.networkName}-${e.containerId}-${e.ifName}.json`) out.push(e);
+    } catch {
+      // a torn or foreign file: not ours to interpret
+    }
+  }
+  return out;
 }
 
 function cniArgsOf(att: DetachRequest): Array<[string, string]> {

@@ -186,6 +186,35 @@ T('gc releases a lease whose pod is gone', async () => {
   await assertNoNetworkLeftovers(node, 'after gc');
 });
 
+T('a DEL that failed at removal is finished by gc from the CNI cache, even while the network config is broken', async () => {
+  const node = getNode();
+  // A plugin dir of our own, so the test can take portmap away and give it back.
+  const bin = path.join(node.dataDir, 'cni', 'bin');
+  await fs.mkdir(bin, { recursive: true });
+  for (const p of ['bridge', 'host-local', 'portmap', 'loopback']) await fs.symlink(`/usr/lib/cni/${p}`, path.join(bin, p)).catch(() => undefined);
+  const uuid = (await node.ok(['--cni-bin-dir', bin, 'pod', 'run', '-f', await node.manifest('orphan.yaml', server('orphan', { hostPort: HOST_PORT + 200 }))])).trim();
+  const ip = ((await podStatus(node, uuid)) as unknown as { podIPs: string[] }).podIPs[0]!;
+  await fs.rm(path.join(bin, 'portmap'));
+  const rm = await node.cli(['--cni-bin-dir', bin, 'pod', 'rm', '--force', uuid]);
+  assert.is(rm.exitCode, 0, `the pod goes even if its DEL fails: ${rm.stderr}`);
+  assert.ok((await fs.readdir(paths(node).leaseDir)).includes(ip), 'the failed DEL left the lease');
+  assert.is((await fs.readdir(paths(node).cacheDir)).length, 1, '… and the cache entry');
+  // Now the conf dir is broken (lexically first), and portmap is back.
+  const broken = path.join(paths(node).confDir, '00-broken.conflist');
+  await fs.writeFile(broken, '{"cniVersion": "1.0.0", "name": "broken", "plugins": [');
+  await fs.symlink('/usr/lib/cni/portmap', path.join(bin, 'portmap'));
+  try {
+    const gc = await node.cli(['--cni-bin-dir', bin, 'gc', '--lease-grace-period', '0s']);
+    assert.is(gc.exitCode, 1, 'gc reports the broken config');
+    assert.match(gc.stderr, /00-broken\.conflist/);
+    assert.match(gc.stderr, new RegExp(`released meanwhile: ${uuid} ${ip.replace(/\./g, '\\.')}`));
+    await assertNoNetworkLeftovers(node, 'after gc with a broken config');
+  } finally {
+    await fs.rm(broken, { force: true });
+  }
+  assert.is((await node.cli(['gc', '--lease-grace-period', '0s'])).exitCode, 0);
+});
+
 /** What a failing run must not change. */
 async function snapshot(node: TestNode): Promise<string> {
   const dirs = await Promise.all(['embryo', 'prepare', 'prepared', 'run', 'exited-garbage', 'garbage'].map((s) => fs.readdir(path.join(node.dataDir, 'pods', s))));
