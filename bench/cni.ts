@@ -232,7 +232,7 @@ async function machineInfo(): Promise<Record<string, string>> {
   const cpuinfo = await fs.readFile('/proc/cpuinfo', 'utf8').catch(() => '');
   const head = await run('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']);
   const dirty = await run('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no']);
-  const plugins = (await run('/usr/lib/cni/portmap', [])).stderr.split('\n')[0] ?? '';
+  const plugins = await run('dpkg-query', ['-W', '-f', '${Version}', 'containernetworking-plugins']);
   return {
     nproc: String(os.availableParallelism?.() ?? os.cpus().length),
     model: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? '?',
@@ -241,7 +241,7 @@ async function machineInfo(): Promise<Record<string, string>> {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     loadavg: os.loadavg().map((l) => l.toFixed(2)).join(' '),
     tree: head.code === 0 ? `${head.stdout.trim()}${dirty.stdout.trim() ? ' + uncommitted changes' : ''}` : 'unknown',
-    plugins: plugins.trim() || 'containernetworking-plugins (version not printed)',
+    plugins: plugins.code === 0 ? `containernetworking-plugins ${plugins.stdout.trim()} (Debian)` : 'containernetworking-plugins (version unknown)',
   };
 }
 
