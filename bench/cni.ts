@@ -278,7 +278,7 @@ async function updateResults(file: string, text: string, m: Record<string, strin
   const current = await fs.readFile(file, 'utf8').catch(() => '');
   const i = current.indexOf(BEGIN);
   const j = current.indexOf(END);
-  const next = i >= 0 && j > i ? current.slice(0, i) + body + current.slice(j + END.length) : `${current}${current.endsWith('\n') ? '' : '\n'}\n## CNI: ADD+DEL per pod and pod start with networking\n\n${body}\n`;
+  const next = i >= 0 && j > i ? current.slice(0, i) + body + current.slice(j + END.length) : `${current}${current.endsWith('\n') ? '' : '\n'}\n# CNI benchmark results (issue 5: ADD+DEL per pod, pod start with vs without networking)\n\n${body}\n`;
   await fs.writeFile(file, next);
   process.stderr.write(`bench: updated ${file}\n`);
 }
