@@ -12,7 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultNetworkConfig } from '../cni/index.js';
 import { eventually, podStatus, useNode, type TestNode } from './helpers/node.js';
-import { bridgePorts, firewallSnapshot, readSysctl, removeNatChains, run, writeSysctl } from './helpers/netns.js';
+import { bridgePorts, firewallSnapshot, natChainsOfNetwork, readSysctl, removeNatChains, run, writeSysctl } from './helpers/netns.js';
 
 const T = suite('runtime: pod networking (CNI)');
 const getNode = useNode(T);
@@ -47,7 +47,9 @@ T.before(async () => {
 T.after(async () => {
   // useNode's after hook (registered first) already removed every pod.
   await run('ip', ['link', 'del', BRIDGE], { allowFail: true });
-  await removeNatChains(/^CNI-DN-/);
+  // Only our network's per-pod chains: other tests on the machine have their own.
+  const ours = await natChainsOfNetwork(NETWORK);
+  if (ours.length) await removeNatChains(new RegExp(`^(${ours.join('|')})$`));
   if (ipForward) await writeSysctl('net.ipv4.ip_forward', ipForward);
 });
 

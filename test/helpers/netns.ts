@@ -183,6 +183,21 @@ export async function removeNatChains(chainRe: RegExp): Promise<void> {
   }
 }
 
+/**
+ * portmap's per-pod chains (CNI-DN-*) of one network: the targets of the
+ * jumps whose comment names it (`dnat name: "<network>" id: "<container>"`).
+ * Lets a test remove what its own pods left without touching other tests' chains.
+ */
+export async function natChainsOfNetwork(network: string): Promise<string[]> {
+  const { stdout } = await run('iptables-save', ['-t', 'nat'], { allowFail: true });
+  const chains = new Set<string>();
+  for (const line of stdout.split('\n')) {
+    const jump = /-j (CNI-DN-[0-9a-f]+)/.exec(line);
+    if (jump && line.includes(`name: \\"${network}\\"`)) chains.add(jump[1]!);
+  }
+  return [...chains];
+}
+
 /** nft tables present (family + name), to drop the ones a test run brought in. */
 export async function nftTables(): Promise<string[]> {
   const { stdout } = await run('nft', ['list', 'tables'], { allowFail: true });
