@@ -4,7 +4,8 @@
  * - the agent is SIGKILLed (STEVEDORE_CRASH_AT, set in the node systemd's
  *   environment for the agent unit) after CNI ADD and before the pod's units
  *   run; systemd restarts it: the pod ends up running with its network, or —
- *   if it was deleted meanwhile — gone, never half-made;
+ *   if it was deleted meanwhile — gone, never half-made; killed while
+ *   taking a deleted pod apart (before CNI DEL), it finishes the teardown;
  * - a broken CNI config and a missing plugin show up as the reason in the
  *   pod's status and events, and the pod starts once the config is fixed.
  * The half-made state is read from the node while the agent is dead, so the
@@ -174,6 +175,29 @@ T('agent killed after CNI ADD and the pod deleted while it is down: the restarte
   await eventually('the restarted agent to take the half-made pod apart', async () => ((await readCache(c)).includes(halfMade) ? undefined : true), 60_000);
   assert.is(await getPod(c, 'crash-gone'), undefined);
   await assertNothingHalfMade(c, 'deleted while the agent was down');
+});
+
+T('agent killed while taking a deleted pod apart (before CNI DEL): restarted, it finishes the teardown', async () => {
+  const c = getCluster();
+  const pod = await (async () => {
+    await c.k(['apply', '-f', '-'], server('teardown', await freePort()));
+    return runningWithIP(c, 'teardown');
+  })();
+  const uuid = uuidOf(pod)!;
+  await c.node(['systemctl', 'set-environment', 'STEVEDORE_CRASH_AT=rm:marked']);
+  try {
+    assert.is((await c.node(['systemctl', 'restart', AGENT])).code, 0);
+    const armed = await agentPid(c);
+    await c.k(['delete', 'pod', 'teardown', '--wait=false']);
+    await eventually('the agent to die at rm:marked', async () => ((await agentPid(c)) !== armed ? true : undefined), 60_000);
+  } finally {
+    await c.node(['systemctl', 'unset-environment', 'STEVEDORE_CRASH_AT']);
+  }
+  assert.ok((await readCache(c)).includes(uuid), 'killed before CNI DEL: the attachment is still cached');
+  assert.ok([...(await readLeases(c)).values()].includes(uuid), '… and the lease held');
+  await eventually('the pod gone from the API', async () => ((await getPod(c, 'teardown')) ? undefined : true), 60_000);
+  await eventually('the teardown finished', async () => ((await readCache(c)).includes(uuid) ? undefined : true), 30_000);
+  await assertNothingHalfMade(c, 'teardown after the kill');
 });
 
 interface K8sEvent { type: string; reason: string; message: string }
