@@ -139,9 +139,10 @@ async function crashAgentAt(c: TestCluster, point: string, name: string, hostPor
   return uuid;
 }
 
-T('the cluster networks pods: Running with an IP from the node\'s CIDR', async () => {
+T('the cluster networks pods: the demo pod runs with an IP from the node\'s CIDR, one lease, veth and cache entry', async () => {
   const c = getCluster();
-  await runningWithIP(c, 'demo').catch(() => undefined);
+  const demo = await runningWithIP(c, 'demo');
+  assert.equal(await networkedPods(c), [uuidOf(demo)!]);
   await assertNothingHalfMade(c, 'after up');
 });
 
