@@ -16,7 +16,7 @@ import * as assert from 'uvu/assert';
 import { defaultNetworkConfig } from '../cni/index.js';
 import type { Pod } from '../runtime-rkt/manifest.js';
 import { useNode, type TestNode, REPO } from './helpers/node.js';
-import { bridgePorts, readSysctl, removeNatChains, run, writeSysctl } from './helpers/netns.js';
+import { bridgePorts, firewallLinesNaming, readSysctl, removeNatChains, run, writeSysctl } from './helpers/netns.js';
 import type { ChurnPod, ChurnRequest } from './helpers/pod-churn.js';
 
 const T = suite('cni: 50 pods x 3 rounds leave no veth, netns, rule or lease');
@@ -87,16 +87,6 @@ async function churn<T>(node: TestNode, phase: 'run' | 'rm', body: Partial<Churn
   return JSON.parse(r.stdout) as T;
 }
 
-/** Every line of the node's firewall (iptables, ip6tables, nft) that names something of ours. */
-async function ourFirewallLines(needles: string[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const [cmd, args] of [['iptables-save', []], ['ip6tables-save', []], ['nft', ['list', 'ruleset']]] as const) {
-    const { stdout } = await run(cmd, [...args], { allowFail: true });
-    for (const line of stdout.split('\n')) if (needles.some((n) => line.includes(n))) out.push(`${cmd}: ${line.trim()}`);
-  }
-  return out;
-}
-
 /** portmap's per-pod chain, found by the jump whose comment names the pod's container id. */
 async function dnatChains(uuids: string[]): Promise<Map<string, string>> {
   const { stdout } = await run('iptables-save', ['-t', 'nat']);
@@ -126,7 +116,7 @@ async function assertNothingLeft(node: TestNode, round: number, pods: ChurnPod[]
   assert.equal(await leaseFiles(node), [], `${what}: no host-local lease`);
   assert.equal(await fs.readdir(dirs(node).cacheDir).catch(() => []), [], `${what}: no CNI cache entry`);
   const needles = [NETWORK, PREFIX, ...pods.map((p) => p.uuid), ...chains];
-  assert.equal(await ourFirewallLines(needles), [], `${what}: no iptables/ip6tables/nft rule or chain of ours`);
+  assert.equal(await firewallLinesNaming(needles), [], `${what}: no iptables/ip6tables/nft rule or chain of ours`);
   assert.equal(await node.units(), [], `${what}: no unit`);
 }
 
@@ -149,7 +139,7 @@ T(`${PODS} pods (half with hostPorts) created and removed ${ROUNDS} times`, asyn
     const chains = await dnatChains(pods.map((p) => p.uuid));
     for (const c of chains.values()) ourChains.add(c);
     assert.is(chains.size, PODS / 2, 'a portmap chain per hostPort pod');
-    assert.ok((await ourFirewallLines([PREFIX])).length > 0, 'the DNAT rules name the pod IPs (so the final check can see a leak)');
+    assert.ok((await firewallLinesNaming([PREFIX])).length > 0, 'the DNAT rules name the pod IPs (so the final check can see a leak)');
 
     await churn(node, 'rm', { uuids: pods.map((p) => p.uuid) });
     const t2 = Date.now();
