@@ -1,8 +1,8 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { execPlugin, findPlugin } from './exec.js';
-import type { CniNetwork } from './network.js';
-import type { CniPluginConf } from './types.js';
+import { CniNetwork, cachedAttachmentsIn, podIPs } from './network.js';
+import { CniError, DEFAULT_BIN_DIRS, type CniPluginConf } from './types.js';
 
 /** host-local's default when the ipam config has no dataDir. */
 export const HOST_LOCAL_DEFAULT_DATA_DIR = '/var/lib/cni/networks';
@@ -78,11 +78,17 @@ export async function releaseStaleLeases(network: CniNetwork, liveIds: Set<strin
   const leasesBefore = await listLeases(network);
   const ipsOf = (id: string, ifName: string) => leasesBefore.filter((l) => l.containerId === id && (l.ifName === '' || l.ifName === ifName)).map((l) => l.ip);
 
+  const failed: string[] = [];
   for (const entry of await network.cachedAttachments()) {
     if (liveIds.has(entry.containerId)) continue;
     if (now - Date.parse(entry.startedAt) < graceMs) continue;
-    await network.del({ containerId: entry.containerId, ifName: entry.ifName });
-    released.push({ containerId: entry.containerId, ifName: entry.ifName, ips: ipsOf(entry.containerId, entry.ifName), via: 'cache' });
+    try {
+      await network.del({ containerId: entry.containerId, ifName: entry.ifName });
+      released.push({ containerId: entry.containerId, ifName: entry.ifName, ips: ipsOf(entry.containerId, entry.ifName), via: 'cache' });
+    } catch (err) {
+      // The others still get their turn; the entry stays for the next GC.
+      failed.push((err as Error).message);
+    }
   }
 
   const done = new Set(released.map((r) => `${r.containerId}/${r.ifName}`));
@@ -122,5 +128,41 @@ export async function releaseStaleLeases(network: CniNetwork, liveIds: Set<strin
     if (done.has(key)) continue;
     released.push({ containerId, ifName, ips: leases.map((l) => l.ip), via });
   }
+  if (failed.length) throw gcError(network.name, released, failed);
+  return released;
+}
+
+function gcError(network: string, released: ReleasedLease[], failed: string[]): CniError {
+  return new CniError({
+    network, command: 'DEL',
+    message: `IP-leak GC released ${released.length} attachment(s) but could not DEL ${failed.length}: ${failed.join('; ')}`,
+    hint: 'the cache entries stay and the next GC retries them',
+  });
+}
+
+/**
+ * The part of IP-leak GC that needs no network config: every cached
+ * attachment in `cacheDir`, of whatever network, whose container is gone is
+ * DELeted with the config and result it was ADDed with — so leases, veths and
+ * hostPort rules are released even while the conf dir is broken or after the
+ * network was renamed or replaced. Same `liveIds`/`graceMs` rules as
+ * releaseStaleLeases; one failing DEL does not stop the others (they are
+ * thrown together at the end, the entries stay for the next GC).
+ */
+export async function releaseStaleAttachments(cacheDir: string, liveIds: Set<string>, opts: { binDirs?: readonly string[]; graceMs?: number } = {}): Promise<ReleasedLease[]> {
+  const graceMs = opts.graceMs ?? 60_000;
+  const now = Date.now();
+  const released: ReleasedLease[] = [];
+  const failed: string[] = [];
+  for (const entry of await cachedAttachmentsIn(cacheDir)) {
+    if (liveIds.has(entry.containerId) || now - Date.parse(entry.startedAt) < graceMs) continue;
+    try {
+      await CniNetwork.fromConfig(entry.config, { binDirs: opts.binDirs ?? DEFAULT_BIN_DIRS, cacheDir }).del({ containerId: entry.containerId, ifName: entry.ifName });
+      released.push({ containerId: entry.containerId, ifName: entry.ifName, ips: podIPs(entry.result), via: 'cache' });
+    } catch (err) {
+      failed.push((err as Error).message);
+    }
+  }
+  if (failed.length) throw gcError('*', released, failed);
   return released;
 }

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { atomicWrite } from '../common/fsutil.js';
+import { crashPoint } from '../common/failpoint.js';
 import { loadNetworkConfig } from './config.js';
 import { execPlugin, findPlugin } from './exec.js';
 import {
@@ -144,6 +145,8 @@ export class CniNetwork {
       for (const [i, plugin] of config.plugins.entries()) {
         const out = await execPlugin(binaries[i]!, this.invocation('ADD', plugin, entry, prev));
         if (out !== undefined) prev = out as CniResult;
+        // Tests kill the process here to leave an ADD half done (cache entry with result null).
+        crashPoint(`cni:add:${plugin.type}`);
       }
       if (!prev) throw new CniError({ network: this.name, command: 'ADD', message: `CNI ADD of network "${this.name}" returned no result` });
     } catch (err) {
@@ -198,24 +201,7 @@ export class CniNetwork {
 
   /** Every cached attachment of this network (completed or interrupted ADDs): what GC compares with live pods. */
   async cachedAttachments(): Promise<CniCacheEntry[]> {
-    let names: string[];
-    try {
-      names = await fs.readdir(this.cacheDir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
-    const out: CniCacheEntry[] = [];
-    for (const n of names) {
-      if (!n.startsWith(`${this.name}-`) || !n.endsWith('.json')) continue;
-      try {
-        const e = JSON.parse(await fs.readFile(path.join(this.cacheDir, n), 'utf8')) as CniCacheEntry;
-        if (e.kind === 'stevedoreCniCacheV1' && e.networkName === this.name) out.push(e);
-      } catch {
-        // a torn or foreign file: not ours to interpret
-      }
-    }
-    return out;
+    return (await cachedAttachmentsIn(this.cacheDir)).filter((e) => e.networkName === this.name);
   }
 
   /** The cached ADD of one attachment, if any. */
@@ -279,6 +265,29 @@ export class CniNetwork {
       },
     };
   }
+}
+
+/** Every cached attachment in a cache dir, of any network (each entry carries the config it was ADDed with). */
+export async function cachedAttachmentsIn(cacheDir: string): Promise<CniCacheEntry[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(cacheDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: CniCacheEntry[] = [];
+  for (const n of names) {
+    if (n.startsWith('.') || !n.endsWith('.json')) continue;
+    try {
+      const e = JSON.parse(await fs.readFile(path.join(cacheDir, n), 'utf8')) as CniCacheEntry;
+      // Only files named as ours for that entry: a foreign file must not make us DEL anything.
+      if (e.kind === 'stevedoreCniCacheV1' && n === `${e.networkName}-${e.containerId}-${e.ifName}.json`) out.push(e);
+    } catch {
+      // a torn or foreign file: not ours to interpret
+    }
+  }
+  return out;
 }
 
 function cniArgsOf(att: DetachRequest): Array<[string, string]> {

@@ -1,8 +1,9 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { UserError } from '../common/errors.js';
 import { atomicWrite, atomicWriteJson, exists, readJsonIfExists } from '../common/fsutil.js';
 import {
-  CniNetwork, configFiles, podHostsFile, podIP, podIPs, podResolvConf, releaseStaleLeases,
+  CniNetwork, configFiles, podHostsFile, podIP, podIPs, podResolvConf, releaseStaleAttachments, releaseStaleLeases,
   type PortMapping, type ReleasedLease,
 } from '../cni/index.js';
 import { podPaths, type PreparedPod } from '../stage1/contract.js';
@@ -132,8 +133,26 @@ export function podNetworkFrom(raw: string | undefined): PodNetworkStatus[] | un
   }
 }
 
-/** IP-leak GC: every lease and cached attachment of a pod that neither exists nor is being created goes. */
+/**
+ * IP-leak GC: every lease and cached attachment of a pod that neither exists
+ * nor is being created goes. Cached attachments are DELeted from their own
+ * cache entries first, so this works even while the conf dir is broken or
+ * after the network was renamed; leases without a cache entry need the
+ * current config (to know where host-local keeps them). Errors are thrown
+ * after both steps ran.
+ */
 export async function releaseLeases(opts: PodNetworkOptions, liveUuids: Set<string>, graceMs?: number): Promise<ReleasedLease[]> {
-  if (!(await hasNetworkConfig(opts.confDir))) return [];
-  return releaseStaleLeases(await loadNetwork(opts), liveUuids, { graceMs });
+  const released: ReleasedLease[] = [];
+  const errors: string[] = [];
+  await releaseStaleAttachments(opts.cacheDir, liveUuids, { binDirs: opts.binDirs, graceMs })
+    .then((r) => released.push(...r), (err: Error) => errors.push(err.message));
+  if (await hasNetworkConfig(opts.confDir)) {
+    await loadNetwork(opts).then((network) => releaseStaleLeases(network, liveUuids, { graceMs }))
+      .then((r) => released.push(...r), (err: Error) => errors.push(err.message));
+  }
+  if (errors.length) {
+    const done = released.map((r) => `${r.containerId} ${r.ips.join(',')}`).join('; ');
+    throw new UserError(`IP-leak GC: ${errors.join('; ')}${done ? ` (released meanwhile: ${done})` : ''}`, { hint: 'fix the CNI config or plugins; the next gc retries' });
+  }
+  return released;
 }

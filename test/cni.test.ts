@@ -2,6 +2,10 @@
  * cni/ against the real plugins of containernetworking-plugins (/usr/lib/cni).
  * Everything lives in namespaces, a bridge and a pod CIDR this file makes;
  * traffic only flows between the host and those namespaces. Needs root.
+ * Other tests may run on the machine at the same time: the network name is
+ * unique per run (so are portmap's per-pod chains, named after network +
+ * container id), and firewall and interface checks look only at what names
+ * this run's subnets, network and chains, or hangs off its bridges.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -10,12 +14,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
-  CniConfigError, CniError, CniNetwork, ensureDefaultNetwork, listLeases, podIP, podIPs, releaseStaleLeases,
+  CniConfigError, CniError, CniNetwork, defaultNetworkConfig, ensureDefaultNetwork, listLeases, podIP, podIPs, releaseStaleLeases,
   type Attachment, type CniResult,
 } from '../cni/index.js';
 import {
-  Cleanup, bridgePorts, createNetns, dropEmptyNftTable, firewallSnapshot, hostLinks, inNetns, nftTables, readSysctl,
-  removeNatChains, removeNetns, startServer, tcpRead, writeSysctl,
+  Cleanup, bridgePorts, createNetns, dropEmptyNftTable, firewallLinesNaming, firewallSnapshot, hostLinks, inNetns, natChainsOfNetwork,
+  newLinksOf, nftTables, portmapChain, readSysctl, removeNatChains, removeNetns, startServer, tcpRead, writeSysctl,
 } from './helpers/netns.js';
 
 const PLUGIN_DIR = '/usr/lib/cni';
@@ -26,6 +30,12 @@ const BRIDGE2 = `sdt${rand}b`;
 const third = 100 + (parseInt(rand.slice(0, 2), 16) % 140);
 const POD_CIDR = `10.244.${third}.0/24`;
 const POD_CIDR2 = `10.244.${third + 1}.0/24`;
+/** The default network's name in this run (the default, "stevedore", would give every concurrent run the same portmap chains). */
+const NET = `sdt-${rand}`;
+/** Container ids this run attached (their portmap chains are portmapChain(NET, id)). */
+const usedIds = new Set<string>(['rec1', 'rec2', 'rec3', 'crashed']);
+/** Firewall lines of this run: naming its subnets, its network or its pods' chains. */
+const ourFirewall = () => firewallLinesNaming([`10.244.${third}.`, `10.244.${third + 1}.`, NET, ...[...usedIds].map((id) => portmapChain(NET, id))]);
 
 const canRun = process.getuid?.() === 0 && (await fs.access(path.join(PLUGIN_DIR, 'bridge')).then(() => true, () => false));
 
@@ -39,7 +49,6 @@ interface Ctx {
   cleanup: Cleanup;
   ipForward: string;
   firewallBefore: string[];
-  firewallFullBefore: string[];
   linksBefore: string[];
   nftBefore: string[];
   hadHostportChains: boolean;
@@ -59,6 +68,7 @@ const load = (extra: Partial<Parameters<typeof CniNetwork.load>[0]> = {}) =>
   CniNetwork.load({ confDir: ctx.confDir, binDirs: [PLUGIN_DIR], cacheDir: ctx.cacheDir, ...extra });
 
 function att(id: string, ns: string, more: Partial<Attachment> = {}): Attachment {
+  usedIds.add(id);
   return { containerId: id, netnsPath: ns, podNamespace: 'default', podName: `pod-${id}`, podUid: `uid-${id}`, ...more };
 }
 
@@ -95,15 +105,17 @@ T.before(async () => {
   const routes = (await import('node:child_process')).execFileSync('ip', ['-4', 'route', 'show', 'table', 'all']).toString();
   assert.not.ok(routes.includes(`10.244.${third}.`) || routes.includes(`10.244.${third + 1}.`), `pod CIDR ${POD_CIDR} is in use on this host`);
   ctx.ipForward = await readSysctl('net.ipv4.ip_forward');
-  ctx.firewallBefore = await firewallSnapshot();
-  ctx.firewallFullBefore = await firewallSnapshot(/^$/);
-  ctx.hadHostportChains = ctx.firewallFullBefore.some((l) => l.includes('chain CNI-HOSTPORT-'));
+  ctx.firewallBefore = await ourFirewall();
+  ctx.hadHostportChains = (await firewallSnapshot(/^$/)).some((l) => l.includes('chain CNI-HOSTPORT-'));
   ctx.nftBefore = await nftTables();
   ctx.linksBefore = await hostLinks();
   // Host-level leftovers of the plugins, undone last (the stack is LIFO, so push them first).
   ctx.cleanup.push('ip_forward', async () => { if ((await readSysctl('net.ipv4.ip_forward')) !== ctx.ipForward) await writeSysctl('net.ipv4.ip_forward', ctx.ipForward); });
   ctx.cleanup.push('nft tables', async () => { for (const t of await nftTables()) if (!ctx.nftBefore.includes(t)) await dropEmptyNftTable(t); });
-  ctx.cleanup.push('hostport chains', async () => { if (!ctx.hadHostportChains) await removeNatChains(/^CNI-HOSTPORT-/); });
+  // portmap's shared chains go only if this run brought them in and no other pod's chain hangs off them now.
+  ctx.cleanup.push('hostport chains', async () => {
+    if (!ctx.hadHostportChains && !(await firewallSnapshot(/^$/)).some((l) => /-j CNI-DN-/.test(l))) await removeNatChains(/^CNI-HOSTPORT-/);
+  });
   ctx.cleanup.push('bridges', async () => {
     const links = await hostLinks();
     for (const b of [BRIDGE, BRIDGE2]) if (links.includes(b)) await (await import('./helpers/netns.js')).run('ip', ['link', 'del', b]);
@@ -123,11 +135,10 @@ T.after(async () => {
   const errors = await ctx.cleanup.runAll();
   // The clean-up must leave the host as it found it.
   const problems: string[] = [...errors];
-  const fw = await firewallSnapshot(ctx.hadHostportChains ? undefined : /^$/);
-  const fwBefore = ctx.hadHostportChains ? ctx.firewallBefore : ctx.firewallFullBefore;
-  if (JSON.stringify(fw) !== JSON.stringify(fwBefore)) problems.push(`firewall not restored: ${JSON.stringify(fw)}`);
+  const fw = await ourFirewall();
+  if (JSON.stringify(fw) !== JSON.stringify(ctx.firewallBefore)) problems.push(`firewall not restored: ${JSON.stringify(fw)}`);
   if ((await readSysctl('net.ipv4.ip_forward')) !== ctx.ipForward) problems.push('ip_forward not restored');
-  const newLinks = (await hostLinks()).filter((l) => !ctx.linksBefore.includes(l));
+  const newLinks = await newLinksOf(ctx.linksBefore, [BRIDGE, BRIDGE2]);
   if (newLinks.length) problems.push(`host interfaces left: ${newLinks.join(' ')}`);
   if (problems.length) {
     console.error(`cni test clean-up problems:\n  ${problems.join('\n  ')}`);
@@ -137,11 +148,13 @@ T.after(async () => {
 
 T('default network: written once, atomically, only into an empty config dir', async (c) => {
   if (!canRun) return;
-  const first = await ensureDefaultNetwork(c.confDir, { podCidr: POD_CIDR, bridge: BRIDGE, ipamDataDir: c.ipamDir });
+  assert.is(defaultNetworkConfig({ podCidr: POD_CIDR }).name, 'stevedore', 'the default name');
+  const first = await ensureDefaultNetwork(c.confDir, { podCidr: POD_CIDR, bridge: BRIDGE, ipamDataDir: c.ipamDir, name: NET });
   assert.ok(first.written);
   assert.is(path.basename(first.file), '10-stevedore.conflist');
   const conf = JSON.parse(await fs.readFile(first.file, 'utf8'));
   assert.is(conf.cniVersion, '1.0.0');
+  assert.is(conf.name, NET);
   assert.equal(conf.plugins.map((p: { type: string }) => p.type), ['bridge', 'portmap']);
   assert.equal(conf.plugins[0], {
     type: 'bridge', bridge: BRIDGE, isGateway: true, ipMasq: false, hairpinMode: true,
@@ -164,7 +177,7 @@ T('default network: written once, atomically, only into an empty config dir', as
 T('two pods: distinct IPs, reach each other, a server answers on its pod IP and on a hostPort at 127.0.0.1', async (c) => {
   if (!canRun) return;
   const network = await load();
-  assert.is(network.name, 'stevedore');
+  assert.is(network.name, NET);
   const nsA = await netns();
   const nsB = await netns();
   const hostPort = 20000 + (parseInt(rand.slice(2), 16) % 20000);
@@ -192,7 +205,8 @@ T('two pods: distinct IPs, reach each other, a server answers on its pod IP and 
   assert.is(await tcpRead(ipB, 8080), 'hello from b');
   assert.is(await tcpRead('127.0.0.1', hostPort), 'hello from b');
   assert.is(await readSysctl(`net.ipv4.conf.${BRIDGE}.route_localnet`), '1', 'portmap sets route_localnet on the bridge for hostIP 127.0.0.1');
-  assert.ok((await firewallSnapshot()).some((l) => l.includes('chain CNI-DN-')), 'a per-pod DNAT chain exists');
+  assert.equal(await natChainsOfNetwork(NET), [portmapChain(NET, 'pod-b')], 'a per-pod DNAT chain exists, named as portmap names it');
+  assert.ok((await ourFirewall()).some((l) => l.includes(portmapChain(NET, 'pod-b'))), 'the scoped firewall view sees it (so its emptiness later means something)');
 
   await network.check(att('pod-a', nsA));
   // portmap 1.1.1's CHECK wrongly wants an ip6tables chain for an IPv4-only pod when ip6tables works
@@ -218,7 +232,7 @@ T('two pods: distinct IPs, reach each other, a server answers on its pod IP and 
   assert.equal(await bridgePorts(BRIDGE), [], 'veths gone');
   assert.equal(await listLeases(restarted), [], 'leases released');
   assert.equal(await fs.readdir(c.cacheDir), [], 'cache entries removed');
-  assert.not.ok((await firewallSnapshot()).some((l) => l.includes('CNI-DN-')), 'hostPort rules removed');
+  assert.equal(await ourFirewall(), ctx.firewallBefore, 'hostPort rules removed');
   assert.ok(await tcpRead('127.0.0.1', hostPort, 1000).then(() => false, () => true), 'the hostPort no longer answers');
 });
 
@@ -239,7 +253,7 @@ T('30 create/delete cycles leave no veth, netns, firewall rule, lease or cache e
   if (!canRun) return;
   const network = await load();
   const linksBefore = await hostLinks();
-  const fwBefore = await firewallSnapshot();
+  const fwBefore = await ourFirewall();
   const ipsSeen = new Set<string>();
   for (let round = 0; round < 3; round++) {
     const pods = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
@@ -261,9 +275,9 @@ T('30 create/delete cycles leave no veth, netns, firewall rule, lease or cache e
     }));
   }
   assert.equal(await bridgePorts(BRIDGE), []);
-  assert.equal((await hostLinks()).filter((l) => !linksBefore.includes(l)), [], 'no new host interfaces');
+  assert.equal(await newLinksOf(linksBefore, [BRIDGE]), [], 'no new host interfaces');
   assert.equal((await fs.readdir(c.nsDir)).filter((n) => n.startsWith('cycle-')), [], 'no netns files');
-  assert.equal(await firewallSnapshot(), fwBefore, 'iptables unchanged (CNI-HOSTPORT-* chains aside)');
+  assert.equal(await ourFirewall(), fwBefore, 'no iptables/nft line of these pods left');
   assert.equal(await listLeases(network), [], 'no lease');
   assert.equal(await fs.readdir(c.cacheDir), [], 'no cache entry');
 });
@@ -295,7 +309,8 @@ T('releaseStaleLeases releases exactly the leases of pods that are gone', async 
   assert.equal(left.map((l) => [l.containerId, l.ip]), [['live', podIP(live)]]);
   assert.ok(await fs.access(network.cacheFile('live')).then(() => true), 'live cache entry kept');
   assert.not.ok(await fileExists(network.cacheFile('dead-cached')));
-  assert.not.ok((await firewallSnapshot()).some((l) => l.includes('CNI-DN-')), 'the dead pod hostPort rules went with its cached DEL');
+  assert.not.ok((await natChainsOfNetwork(NET)).includes(portmapChain(NET, 'dead-cached')), 'the dead pod hostPort rules went with its cached DEL');
+  assert.equal(await ourFirewall(), ctx.firewallBefore, '… all of them');
   // the live pod is untouched: still reachable from the host
   assert.is((await inNetns(nsLive, ['busybox', 'ping', '-c1', '-W2', `10.244.${third}.1`], { allowFail: true })).code, 0);
 

@@ -12,7 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultNetworkConfig } from '../cni/index.js';
 import { eventually, podStatus, useNode, type TestNode } from './helpers/node.js';
-import { bridgePorts, firewallSnapshot, readSysctl, removeNatChains, run, writeSysctl } from './helpers/netns.js';
+import { bridgePorts, firewallLinesNaming, natChainsOfNetwork, readSysctl, removeNatChains, run, writeSysctl } from './helpers/netns.js';
 
 const T = suite('runtime: pod networking (CNI)');
 const getNode = useNode(T);
@@ -25,6 +25,7 @@ const SUBNET = `10.244.${third}.0/24`;
 const HOST_PORT = 20_000 + (parseInt(rand.slice(2, 6), 16) % 20_000);
 let ipForward = '';
 let firewallBefore: string[] = [];
+const ourFirewall = () => firewallLinesNaming([`10.244.${third}.`, NETWORK]);
 
 const paths = (node: TestNode) => ({
   confDir: path.join(node.dataDir, 'cni', 'net.d'),
@@ -37,7 +38,7 @@ T.before(async () => {
   const routes = (await run('ip', ['-4', 'route', 'show'])).stdout;
   if (routes.includes(`10.244.${third}.`)) throw new Error(`subnet ${SUBNET} is in use on this host`);
   ipForward = await readSysctl('net.ipv4.ip_forward');
-  firewallBefore = await firewallSnapshot();
+  firewallBefore = await ourFirewall();
   // The CLI networks pods as soon as <data>/cni/net.d holds a config (where the agent writes its default network).
   await fs.mkdir(paths(node).confDir, { recursive: true });
   const config = defaultNetworkConfig({ podCidr: SUBNET, bridge: BRIDGE, name: NETWORK, ipamDataDir: path.join(node.dataDir, 'cni', 'networks') });
@@ -47,7 +48,9 @@ T.before(async () => {
 T.after(async () => {
   // useNode's after hook (registered first) already removed every pod.
   await run('ip', ['link', 'del', BRIDGE], { allowFail: true });
-  await removeNatChains(/^CNI-DN-/);
+  // Only our network's per-pod chains: other tests on the machine have their own.
+  const ours = await natChainsOfNetwork(NETWORK);
+  if (ours.length) await removeNatChains(new RegExp(`^(${ours.join('|')})$`));
   if (ipForward) await writeSysctl('net.ipv4.ip_forward', ipForward);
 });
 
@@ -87,7 +90,8 @@ async function assertNoNetworkLeftovers(node: TestNode, what: string): Promise<v
   const leases = (await fs.readdir(paths(node).leaseDir).catch(() => [] as string[])).filter((n) => /^\d+\.\d+\.\d+\.\d+$/.test(n));
   assert.equal(leases, [], `${what}: no IP lease`);
   assert.equal(await fs.readdir(paths(node).cacheDir).catch(() => []), [], `${what}: no CNI cache entry`);
-  assert.equal(await firewallSnapshot(), firewallBefore, `${what}: no iptables rule but portmap's shared CNI-HOSTPORT-* chains`);
+  // Only lines naming this file's subnet or network: other tests on the machine change the firewall meanwhile.
+  assert.equal(await ourFirewall(), firewallBefore, `${what}: no iptables/nft rule of these pods`);
   assert.equal((await node.mounts()).filter((m) => m.includes('/stage1/ns/')), [], `${what}: no netns file mounted`);
 }
 
@@ -186,11 +190,40 @@ T('gc releases a lease whose pod is gone', async () => {
   await assertNoNetworkLeftovers(node, 'after gc');
 });
 
+T('a DEL that failed at removal is finished by gc from the CNI cache, even while the network config is broken', async () => {
+  const node = getNode();
+  // A plugin dir of our own, so the test can take portmap away and give it back.
+  const bin = path.join(node.dataDir, 'cni', 'bin');
+  await fs.mkdir(bin, { recursive: true });
+  for (const p of ['bridge', 'host-local', 'portmap', 'loopback']) await fs.symlink(`/usr/lib/cni/${p}`, path.join(bin, p)).catch(() => undefined);
+  const uuid = (await node.ok(['--cni-bin-dir', bin, 'pod', 'run', '-f', await node.manifest('orphan.yaml', server('orphan', { hostPort: HOST_PORT + 200 }))])).trim();
+  const ip = ((await podStatus(node, uuid)) as unknown as { podIPs: string[] }).podIPs[0]!;
+  await fs.rm(path.join(bin, 'portmap'));
+  const rm = await node.cli(['--cni-bin-dir', bin, 'pod', 'rm', '--force', uuid]);
+  assert.is(rm.exitCode, 0, `the pod goes even if its DEL fails: ${rm.stderr}`);
+  assert.ok((await fs.readdir(paths(node).leaseDir)).includes(ip), 'the failed DEL left the lease');
+  assert.is((await fs.readdir(paths(node).cacheDir)).length, 1, '… and the cache entry');
+  // Now the conf dir is broken (lexically first), and portmap is back.
+  const broken = path.join(paths(node).confDir, '00-broken.conflist');
+  await fs.writeFile(broken, '{"cniVersion": "1.0.0", "name": "broken", "plugins": [');
+  await fs.symlink('/usr/lib/cni/portmap', path.join(bin, 'portmap'));
+  try {
+    const gc = await node.cli(['--cni-bin-dir', bin, 'gc', '--lease-grace-period', '0s']);
+    assert.is(gc.exitCode, 1, 'gc reports the broken config');
+    assert.match(gc.stderr, /00-broken\.conflist/);
+    assert.match(gc.stderr, new RegExp(`released meanwhile: ${uuid} ${ip.replace(/\./g, '\\.')}`));
+    await assertNoNetworkLeftovers(node, 'after gc with a broken config');
+  } finally {
+    await fs.rm(broken, { force: true });
+  }
+  assert.is((await node.cli(['gc', '--lease-grace-period', '0s'])).exitCode, 0);
+});
+
 /** What a failing run must not change. */
 async function snapshot(node: TestNode): Promise<string> {
   const dirs = await Promise.all(['embryo', 'prepare', 'prepared', 'run', 'exited-garbage', 'garbage'].map((s) => fs.readdir(path.join(node.dataDir, 'pods', s))));
   const leases = await fs.readdir(paths(node).leaseDir).catch(() => []);
-  return JSON.stringify({ dirs, leases, units: await node.units(), mounts: await node.mounts(), veths: await bridgePorts(BRIDGE), fw: await firewallSnapshot() });
+  return JSON.stringify({ dirs, leases, units: await node.units(), mounts: await node.mounts(), veths: await bridgePorts(BRIDGE), fw: await ourFirewall() });
 }
 
 T('a broken network config or a missing plugin: a clear error and nothing changes', async () => {

@@ -6,6 +6,7 @@
  * SIGINT/SIGTERM.
  */
 import { spawn, execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -181,6 +182,59 @@ export async function removeNatChains(chainRe: RegExp): Promise<void> {
     for (const c of chains) await run(tool, ['-t', 'nat', '-F', c], { allowFail: true });
     for (const c of chains) await run(tool, ['-t', 'nat', '-X', c], { allowFail: true });
   }
+}
+
+/** Name of the per-pod chain portmap makes: CNI-DN- + the first 21 hex digits of sha512(network + containerId). */
+export function portmapChain(network: string, containerId: string): string {
+  return `CNI-DN-${createHash('sha512').update(network + containerId).digest('hex').slice(0, 21)}`;
+}
+
+/**
+ * Every line of iptables-save, ip6tables-save and `nft list ruleset` that
+ * names one of `needles` (a subnet prefix, a network name, chain names): what
+ * a test made, whatever other tests on the machine do to the firewall meanwhile.
+ */
+export async function firewallLinesNaming(needles: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const [cmd, args] of [['iptables-save', []], ['ip6tables-save', []], ['nft', ['list', 'ruleset']]] as const) {
+    const { stdout } = await run(cmd, [...args], { allowFail: true });
+    for (const line of stdout.split('\n')) if (needles.some((n) => line.includes(n))) out.push(`${cmd}: ${line.trim()}`);
+  }
+  return out;
+}
+
+/**
+ * Host interfaces that are not there in `before` and could be ours: ports of
+ * `bridges`, those bridges, and interfaces with no master at all (a veth whose
+ * bridge is gone). Ports of other bridges belong to other tests.
+ */
+export async function newLinksOf(before: string[], bridges: string[]): Promise<string[]> {
+  const { stdout } = await execFileP('ip', ['-o', 'link', 'show']);
+  const { stdout: br } = await execFileP('ip', ['-o', 'link', 'show', 'type', 'bridge']);
+  const bridgeNames = new Set(br.split('\n').filter(Boolean).map((l) => l.split(':')[1]!.trim().split('@')[0]!));
+  const out: string[] = [];
+  for (const line of stdout.split('\n').filter(Boolean)) {
+    const name = line.split(':')[1]!.trim().split('@')[0]!;
+    if (before.includes(name)) continue;
+    const master = / master (\S+)/.exec(line)?.[1];
+    if (master ? bridges.includes(master) : !bridgeNames.has(name) || bridges.includes(name)) out.push(name);
+  }
+  return out;
+}
+
+/**
+ * portmap's per-pod chains (CNI-DN-*) of one network: the targets of the
+ * jumps whose comment names it (`dnat name: "<network>" id: "<container>"`).
+ * Lets a test remove what its own pods left without touching other tests' chains.
+ */
+export async function natChainsOfNetwork(network: string): Promise<string[]> {
+  const { stdout } = await run('iptables-save', ['-t', 'nat'], { allowFail: true });
+  const chains = new Set<string>();
+  for (const line of stdout.split('\n')) {
+    const jump = /-j (CNI-DN-[0-9a-f]+)/.exec(line);
+    if (jump && line.includes(`name: \\"${network}\\"`)) chains.add(jump[1]!);
+  }
+  return [...chains];
 }
 
 /** nft tables present (family + name), to drop the ones a test run brought in. */
