@@ -143,7 +143,12 @@ export class PodSync {
       }
       this.log.info({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, uuid }, 'pod started');
     } catch (err) {
-      if (!(err instanceof UserError)) throw err;
+      if (!(err instanceof UserError)) {
+        // A bug or an unexpected failure: still a status, an event and a back-off, never a retry every pass.
+        this.log.error({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, err: (err as Error).stack ?? String(err) }, 'pod start failed unexpectedly');
+        this.fail(pod, 'CreateContainerError', `internal error: ${(err as Error).message ?? String(err)} (see the agent's journal)`);
+        return;
+      }
       const imageMissing = /is not in the image store/.test(err.message);
       const previous = this.waiting.get(uid);
       // A network failure names itself (CNIPluginNotFound, CNIConfigInvalid…), with the hint saying what to fix.
