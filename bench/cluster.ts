@@ -22,7 +22,7 @@ import {
   agentMetrics, apiFromKubeconfig, cpuPercent, freePort, hostPidInNamespace, PodWatch, readProc, run, summarizeProfile,
   type ProcSample, type ProfileSummary, type Run,
 } from './cluster-util.js';
-import { fmtMs, fmtRatio, median, nowMs, sleep, summarize, type Summary } from './stats.js';
+import { eachFlag, fmtMs, fmtRatio, median, nowMs, sleep, summarize, type Summary } from './stats.js';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const CLI = path.join(REPO, 'bin', 'stevedore.js');
@@ -37,9 +37,7 @@ interface Args {
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { sequential: 50, burst: 50, warmup: 2, directEvery: 2, cpuWindow: 60, baselineWindow: 20, settle: 10, profile: true };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!;
-    const v = () => { const x = argv[++i]; if (x === undefined) throw new Error(`${k} needs a value`); return x; };
+  eachFlag(argv, (k, v) => {
     const n = () => { const x = Number(v()); if (!Number.isFinite(x) || x < 0) throw new Error(`${k} needs a non-negative number`); return x; };
     if (k === '--sequential') a.sequential = n();
     else if (k === '--burst') a.burst = n();
@@ -51,8 +49,9 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--no-profile') a.profile = false;
     else if (k === '--update-results') a.updateResults = v();
     else if (k === '--cluster') { /* run.sh's selector */ }
-    else throw new Error(`unknown option ${k}`);
-  }
+    else return false;
+    return true;
+  });
   return a;
 }
 

@@ -22,7 +22,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { nowMs, summarize, fmtMs, fmtRatio, type Summary } from './stats.js';
+import { eachFlag, nowMs, summarize, fmtMs, fmtRatio, type Summary } from './stats.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const DIST = new URL('../', import.meta.url);
@@ -33,21 +33,16 @@ interface Args { samples: number; warmup: number; updateResults?: string; work?:
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { samples: 50, warmup: 3 };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!;
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${k} needs a value`);
-      return x;
-    };
+  eachFlag(argv, (k, v) => {
     if (k === '--samples') a.samples = Number(v());
     else if (k === '--warmup') a.warmup = Number(v());
     else if (k === '--update-results') a.updateResults = v();
     else if (k === '--work') a.work = v();
     else if (k === '--run-id') a.runId = v();
     else if (k === '--out') a.out = v();
-    else throw new Error(`unknown option ${k} (see bench/README.md)`);
-  }
+    else return false;
+    return true;
+  });
   if (!Number.isInteger(a.samples) || a.samples < 1) throw new Error('--samples takes a positive integer');
   if (!Number.isInteger(a.warmup) || a.warmup < 0) throw new Error('--warmup takes a number >= 0');
   return a;

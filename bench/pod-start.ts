@@ -19,7 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { nowMs, sleep, summarize, fmtMs, fmtRatio, median, type Summary } from './stats.js';
+import { eachFlag, nowMs, sleep, summarize, fmtMs, fmtRatio, median, type Summary } from './stats.js';
 import { Tracer, instrumentRuntime, renderTimeline, type Span } from './trace.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -73,13 +73,7 @@ interface Args {
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { samples: 30, warmup: 3, docker: true, profile: true };
-  for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!;
-    const v = () => {
-      const val = argv[++i];
-      if (val === undefined) throw new Error(`${k} needs a value`);
-      return val;
-    };
+  eachFlag(argv, (k, v) => {
     if (k === '--samples') a.samples = Number(v());
     else if (k === '--warmup') a.warmup = Number(v());
     else if (k === '--no-docker') a.docker = false;
@@ -90,8 +84,9 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--docker-version') a.dockerVersion = v();
     else if (k === '--out') a.out = v();
     else if (k === '--run-id') a.runId = v();
-    else throw new Error(`unknown argument ${k}`);
-  }
+    else return false;
+    return true;
+  });
   if (!(a.samples >= 1) || !(a.warmup >= 0)) throw new Error('--samples must be >= 1 and --warmup >= 0');
   return a;
 }

@@ -48,3 +48,20 @@ export const fmtRatio = (a: number | undefined, b: number | undefined): string =
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * Walk `--flag [value]` arguments. `on(flag, value)` handles one flag and
+ * returns false for flags it does not know; `value()` consumes the next
+ * argument (an error names the flag when there is none).
+ */
+export function eachFlag(argv: string[], on: (flag: string, value: () => string) => boolean): void {
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    if (!on(flag, value)) throw new Error(`unknown option ${flag} (see bench/README.md)`);
+  }
+}
