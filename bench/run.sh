@@ -3,6 +3,8 @@
 #   bash bench/run.sh [--samples N] [--warmup N] [--no-docker] [--no-profile] [--update-results bench/RESULTS.md]
 # Cluster benchmark (kubectl apply → Running, agent RSS/CPU at 100 pods) instead, same build step:
 #   bash bench/run.sh --cluster [--sequential 50] [--burst 50] [--cpu-window 60] [--no-profile] [--update-results bench/RESULTS.md]
+# Registry pull benchmark (ours vs skopeo copy, peak RSS at two image sizes), same build step:
+#   bash bench/run.sh --pull [--samples 5] [--mb 100] [--small-mb 25] [--layers 4] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,5 +14,9 @@ npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); measur
 if [ "${1:-}" = --cluster ]; then
   shift
   exec node --enable-source-maps dist/bench/cluster.js "$@"
+fi
+if [ "${1:-}" = --pull ]; then
+  shift
+  exec node --enable-source-maps dist/bench/pull.js "$@"
 fi
 exec node --enable-source-maps dist/bench/pod-start.js "$@"
