@@ -561,7 +561,7 @@ export class RegistryClient {
           },
         });
         const startAt = got;
-        const out = createWriteStream(dest, { flags: 'r+', start: startAt });
+        const out = createWriteStream(dest, { flags: 'r+', start: startAt, highWaterMark: 1 << 20 });
         try {
           // Streamed with backpressure: memory stays flat whatever the blob size.
           await pipeline(res.body, counter, out);
