@@ -329,6 +329,24 @@ test('a blob interrupted once is resumed with Range', async () => {
   assert.ok(proxy.log.some((l) => l.includes(`/blobs/${layerDigest} bytes=`)), proxy.log.join('\n'));
 });
 
+test('a blob interrupted once from a registry that ignores Range: the download starts over, the image is intact', async () => {
+  const { store, root } = freshStore();
+  proxy.log.length = 0;
+  proxy.fault = { kind: 'truncate', digest: layerDigest, times: 1, ignoreRange: true };
+  const events: PullProgress[] = [];
+  try {
+    const rec = await store.pull(`${proxy.host}/demo/busybox:1.0`, { ...FAST, onProgress: (e) => events.push(e) });
+    await runsBusybox(store, rec);
+    assert.equal(rec.layers, [layerDigest]);
+  } finally {
+    proxy.fault = { kind: 'none' };
+  }
+  assert.ok(proxy.log.some((l) => l.includes(`/blobs/${layerDigest} bytes=`)), 'the client asked to resume');
+  const bytes = events.filter((e): e is Extract<PullProgress, { kind: 'layer' }> => e.kind === 'layer' && e.digest === layerDigest && e.state === 'downloading').map((e) => e.bytes);
+  assert.ok(bytes.some((b, i) => i > 0 && b < bytes[i - 1]!), 'progress went back to the start: the download restarted');
+  assert.equal(await ls(path.join(root, 'tmp')), []);
+});
+
 test('a manifest over the size limit: clear error', async () => {
   await failThenHeal('big manifest', { kind: 'big-manifest', bytes: 5 << 20 }, /more than the 4194304-byte limit/);
 });

@@ -574,6 +574,7 @@ export class ImageStore implements ImagePullApi {
               if (!(await streaming.finish())) {
                 // The streamed unpack failed (a hostile entry, a resumed download that did not line up…):
                 // unpack the verified blob the ordinary way, which gives the real error if there is one.
+                this.log.debug({ layer: digest }, 'streamed unpack did not complete; unpacking the verified blob');
                 await fs.rm(rootfs, { recursive: true, force: true });
                 await extractLayer(blobPath, rootfs, digest, extractOpts);
               }
