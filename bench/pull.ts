@@ -102,6 +102,8 @@ function timedSpawn(cmd: string, args: string[]): Promise<Timed> {
 
 /** One of our pulls in a fresh process into a fresh store; prints its peak RSS. */
 const ourPull = (ref: string, storeDir: string) => timedSpawn(process.execPath, [SELF, 'inner-pull', ref, storeDir]);
+/** The real CLI, `stevedore --dir D image pull REF` (stdout not a terminal: plain progress lines). */
+const cliPull = (ref: string, dataDir: string) => timedSpawn(process.execPath, [path.join(REPO, 'bin', 'stevedore.js'), '--dir', dataDir, 'image', 'pull', ref]);
 /** skopeo's peak RSS comes from GNU time (%M, KiB) on its own line. */
 const skopeoCopy = (ref: string, target: string) =>
   timedSpawn('/usr/bin/time', ['-f', 'maxrss %M', 'skopeo', '--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `dir:${target}`]).then((t) => {
@@ -129,6 +131,8 @@ interface Result {
   /** ImageStore.pull alone, inside the same processes (module loading and process start excluded). */
   oursInProcess: number[];
   skopeo: number[];
+  /** `stevedore image pull` as a user runs it (CLI start, runtime open, pull, progress). */
+  cli: number[];
   rss: Array<{ label: string; mb: number; ours: number[]; skopeo: number[] }>;
   blobBytes: number;
 }
@@ -168,12 +172,12 @@ async function host(args: Args): Promise<void> {
     await skopeoPush(`oci:${path.join(work, 'big')}`, big);
     await skopeoPush(`oci:${path.join(work, 'small')}`, small);
     const machine = await machineInfo();
-    const result: Result = { machine, args, ours: [], oursInProcess: [], skopeo: [], rss: [], blobBytes: 0 };
+    const result: Result = { machine, args, ours: [], oursInProcess: [], skopeo: [], cli: [], rss: [], blobBytes: 0 };
 
     let n = 0;
-    const sample = async (which: 'ours' | 'skopeo', ref: string): Promise<Timed> => {
+    const sample = async (which: 'ours' | 'skopeo' | 'cli', ref: string): Promise<Timed> => {
       const target = path.join(work, `t${n++}`);
-      const t = which === 'ours' ? await ourPull(ref, path.join(target, 'images')) : await skopeoCopy(ref, target);
+      const t = which === 'ours' ? await ourPull(ref, path.join(target, 'images')) : which === 'cli' ? await cliPull(ref, target) : await skopeoCopy(ref, target);
       if (t.code !== 0) throw new Error(`${which} pull of ${ref} failed (exit ${t.code}): ${t.stderr.slice(-2000)}`);
       if (which === 'skopeo' && ref === big && result.blobBytes === 0) result.blobBytes = await du(target);
       await fs.rm(target, { recursive: true, force: true });
@@ -189,6 +193,7 @@ async function host(args: Args): Promise<void> {
     };
     for (let i = 0; i < args.samples; i++) {
       const order: Array<'ours' | 'skopeo'> = i % 2 === 0 ? ['ours', 'skopeo'] : ['skopeo', 'ours'];
+      result.cli.push((await sample('cli', big)).ms);
       for (const which of order) {
         const t = await sample(which, big);
         result[which].push(t.ms);
@@ -214,6 +219,7 @@ async function host(args: Args): Promise<void> {
 function report(r: Result): string {
   const o = summarize(r.ours);
   const i = summarize(r.oursInProcess);
+  const c = summarize(r.cli);
   const s = summarize(r.skopeo);
   const mbps = (ms: number) => ((r.blobBytes || r.args.mb * 2 ** 20) / 2 ** 20 / (ms / 1000)).toFixed(0);
   const m = r.machine;
@@ -224,7 +230,8 @@ function report(r: Result): string {
     '',
     '| what | median | p90 | min | max | MiB/s (median) | vs skopeo (median) |',
     '|---|---|---|---|---|---|---|',
-    `| stevedore pull (download, verify, unpack) | ${fmtMs(o.median)} ms | ${fmtMs(o.p90)} ms | ${fmtMs(o.min)} ms | ${fmtMs(o.max)} ms | ${mbps(o.median)} | ${fmtRatio(o.median, s.median)} |`,
+    `| \`stevedore image pull\` (the CLI: start, open the runtime, pull, progress lines) | ${fmtMs(c.median)} ms | ${fmtMs(c.p90)} ms | ${fmtMs(c.min)} ms | ${fmtMs(c.max)} ms | ${mbps(c.median)} | ${fmtRatio(c.median, s.median)} |`,
+    `| ImageStore.pull in a process of its own (download, verify, unpack, commit) | ${fmtMs(o.median)} ms | ${fmtMs(o.p90)} ms | ${fmtMs(o.min)} ms | ${fmtMs(o.max)} ms | ${mbps(o.median)} | ${fmtRatio(o.median, s.median)} |`,
     `| ImageStore.pull inside that process (as the agent pulls; no process start) | ${fmtMs(i.median)} ms | ${fmtMs(i.p90)} ms | ${fmtMs(i.min)} ms | ${fmtMs(i.max)} ms | ${mbps(i.median)} | ${fmtRatio(i.median, s.median)} |`,
     `| skopeo copy docker:// → dir: | ${fmtMs(s.median)} ms | ${fmtMs(s.p90)} ms | ${fmtMs(s.min)} ms | ${fmtMs(s.max)} ms | ${mbps(s.median)} | 1.00x |`,
     '',
