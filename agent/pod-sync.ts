@@ -11,6 +11,8 @@ import { apiStatus, patchAs, type KubeClients } from './kube.js';
 import { podStatusFor, sameStatus, type Waiting } from './pod-status.js';
 import type { ContainerRuntime } from './runtime.js';
 import { chooseStage1, type Stage1Choice, type Stage1Policy } from './stage1-policy.js';
+import { pullSecretsKeyring } from './pull-secrets.js';
+import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 
 /** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
 export const MANAGED_BY = 'agent.stevedore.io/node';
@@ -170,6 +172,7 @@ export class PodSync {
   private async ensureImages(pod: V1Pod): Promise<boolean> {
     const { shouldPull } = await import('../runtime-rkt/image/policy.js');
     const previous = this.waiting.get(pod.metadata!.uid!)?.reason;
+    let auth: RegistryKeyring | undefined; // the pod's imagePullSecrets, read once the first pull needs them
     for (const c of pod.spec?.containers ?? []) {
       const image = c.image ?? '';
       const fieldPath = `spec.containers{${c.name}}`;
@@ -184,8 +187,9 @@ export class PodSync {
       }
       this.events.emit(pod, 'Normal', 'Pulling', `Pulling image "${image}"`, fieldPath);
       const started = Date.now();
+      auth ??= await this.pullSecrets(pod);
       try {
-        await this.runtime.pullImage(image, { insecureRegistries: this.cfg.insecureRegistries });
+        await this.runtime.pullImage(image, { insecureRegistries: this.cfg.insecureRegistries, auth });
       } catch (err) {
         const backoff = previous === 'ErrImagePull' || previous === 'ImagePullBackOff';
         this.fail(pod, backoff ? 'ImagePullBackOff' : 'ErrImagePull', `Failed to pull image "${image}": ${(err as Error).message}`, fieldPath);
@@ -201,6 +205,16 @@ export class PodSync {
     this.waiting.set(pod.metadata!.uid!, { reason, message, rejected: true });
     this.events.emit(pod, 'Warning', reason, message);
     this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod rejected');
+  }
+
+  /** Registry credentials from the pod's imagePullSecrets; unusable ones are reported (kubelet's event) and skipped. */
+  private async pullSecrets(pod: V1Pod): Promise<RegistryKeyring> {
+    if (!pod.spec?.imagePullSecrets?.length) return {};
+    const { keyring, problems } = await pullSecretsKeyring(this.kube, pod);
+    if (problems.length) {
+      this.events.emit(pod, 'Warning', 'FailedToRetrieveImagePullSecret', `Unable to retrieve some image pull secrets (${problems.join('; ')}); attempting to pull the image may not succeed.`);
+    }
+    return keyring;
   }
 
   /** Record why a pod cannot start, tell the user with an event, and back off exponentially (1 s … 5 min). */

@@ -6,6 +6,7 @@ import { readLogs, type LogLine, type LogQuery } from '../runtime-rkt/logs.js';
 import type { Pod } from '../runtime-rkt/manifest.js';
 import type { PodStatus } from '../runtime-rkt/status.js';
 import type { Stage1Name } from '../stage1/contract.js';
+import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 import { UserError } from '../common/errors.js';
 import type { AgentConfig } from './config.js';
 
@@ -20,7 +21,8 @@ export interface ContainerRuntime {
   runPod(pod: Pod, opts: { stage1?: Stage1Name }): Promise<string>;
   /** The stored image a reference names; `local` for images built or imported on this node (never pulled). */
   findImage(ref: string): Promise<{ id: string; local: boolean } | undefined>;
-  pullImage(ref: string, opts: { insecureRegistries?: string[] }): Promise<void>;
+  /** `auth`: registry credentials (the pod's imagePullSecrets); never logged. */
+  pullImage(ref: string, opts: { insecureRegistries?: string[]; auth?: RegistryKeyring }): Promise<void>;
   listPods(): Promise<PodStatus[]>;
   stopPod(id: string, gracePeriodSeconds?: number): Promise<void>;
   removePod(id: string): Promise<void>;
@@ -44,7 +46,7 @@ class RktContainerRuntime implements ContainerRuntime {
     // localhost/ is where built and imported images live (Podman's convention): no registry has them.
     return image && { id: image.id, local: image.names.some((n) => n.startsWith('localhost/')) };
   }
-  async pullImage(ref: string, opts: { insecureRegistries?: string[] }) { await this.rt.images.pull(ref, opts); }
+  async pullImage(ref: string, opts: { insecureRegistries?: string[]; auth?: RegistryKeyring }) { await this.rt.images.pull(ref, opts); }
   listPods() { return this.rt.listPods(); }
   async stopPod(id: string, gracePeriodSeconds?: number) { await this.rt.stopPod(id, { gracePeriodSeconds }); }
   removePod(id: string) { return this.rt.removePod(id, { force: true }); }

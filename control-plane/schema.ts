@@ -56,6 +56,7 @@ export const SCHEMAS: Record<string, Schema> = {
     lastTimestamp: S, count: S, type: S, eventTime: S, series: A, action: S, related: A, reportingComponent: S, reportingInstance: S,
   },
   RuntimeClass: { apiVersion: S, kind: S, metadata: objectMeta, handler: S, overhead: A, scheduling: A },
+  Secret: { apiVersion: S, kind: S, metadata: objectMeta, data: map, stringData: map, type: S, immutable: S },
   Binding: { apiVersion: S, kind: S, metadata: objectMeta, target: A },
 };
 

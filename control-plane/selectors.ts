@@ -59,6 +59,7 @@ const FIELDS: Record<string, Record<string, (o: KObj) => string | undefined>> = 
     'status.nominatedNodeName': (o) => o.status?.nominatedNodeName ?? '', 'spec.hostNetwork': (o) => String(!!o.spec?.hostNetwork),
   },
   nodes: { 'spec.unschedulable': (o) => String(!!o.spec?.unschedulable) },
+  secrets: { type: (o) => o.type ?? '' },
   namespaces: { 'status.phase': (o) => o.status?.phase ?? '' },
   events: {
     'involvedObject.kind': (o) => o.involvedObject?.kind ?? '', 'involvedObject.namespace': (o) => o.involvedObject?.namespace ?? '',

@@ -17,6 +17,8 @@ import {
   ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, validatePod, defaultPod, podUpdateCause, newUid, now, microNow,
   type ResourceDef, type Cause,
 } from './resources.js';
+import { decodeProtobufBody } from './protobuf.js';
+import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -79,6 +81,9 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 }
 
 function parseBody(buf: Buffer, contentType: string): any {
+  // kubectl's typed clients (kubectl create secret …) send protobuf and do not fall back to JSON.
+  if (/protobuf/.test(contentType)) return decodeProtobufBody(buf);
+  if (/cbor/.test(contentType)) throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Secrets)');
   const text = buf.toString('utf8');
   if (!text.trim()) throw badRequest('the request body is empty; send a JSON object');
   try {
@@ -367,7 +372,7 @@ class ApiServer {
   private resourceList(group: string, version: string): KObj | undefined {
     const rs = RESOURCES.filter((r) => r.group === group && r.version === version);
     if (!rs.length) return undefined;
-    const verbs = (r: ResourceDef) => (r.name === 'events' || r.name === 'leases' || r.name === 'runtimeclasses' || r.name === 'namespaces' || r.name === 'nodes' || r.name === 'pods' ? ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] : ['get', 'list']);
+    const verbs = (r: ResourceDef) => (r.name === 'events' || r.name === 'secrets' || r.name === 'leases' || r.name === 'runtimeclasses' || r.name === 'namespaces' || r.name === 'nodes' || r.name === 'pods' ? ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] : ['get', 'list']);
     const resources: KObj[] = [];
     for (const r of rs) {
       resources.push({ name: r.name, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: verbs(r), ...(r.shortNames ? { shortNames: r.shortNames } : {}), ...(r.categories ? { categories: r.categories } : {}), storageVersionHash: Buffer.from(r.name).toString('base64').slice(0, 11) });
@@ -526,6 +531,7 @@ class ApiServer {
         }
       });
     }
+    if (r.kind === 'Secret') validateSecret(obj, causes);
     if (r.kind === 'RuntimeClass' && !obj.handler) causes.push({ field: 'handler', reason: 'FieldValueRequired', message: 'Required value' });
     if (r.kind === 'Event' && !obj.involvedObject) causes.push({ field: 'involvedObject', reason: 'FieldValueRequired', message: 'Required value' });
     if (causes.length) throw invalid(r, String(obj.metadata?.name ?? ''), causes);
@@ -552,6 +558,7 @@ class ApiServer {
       defaultPod(obj);
     }
     if (r.kind === 'Namespace') obj.status = { phase: 'Active' };
+    if (r.kind === 'Secret') normaliseSecret(obj);
     if (r.kind === 'Event') {
       obj.firstTimestamp ??= obj.eventTime ? null : now();
       obj.lastTimestamp ??= obj.firstTimestamp;
@@ -595,6 +602,11 @@ class ApiServer {
         }
         const cause = podUpdateCause(cur, obj);
         if (cause) throw invalid(r, name, [cause]);
+      }
+      if (r.kind === 'Secret') {
+        normaliseSecret(obj);
+        const causes = secretUpdateCauses(cur, obj);
+        if (causes.length) throw invalid(r, name, causes);
       }
       if (JSON.stringify(obj.spec) !== JSON.stringify(cur.spec)) obj.metadata.generation = (cur.metadata.generation ?? 1) + 1;
     }

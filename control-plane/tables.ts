@@ -132,6 +132,10 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
     columns: [NAME, col('Holder'), AGE],
     cells: (l) => [l.metadata.name, l.spec?.holderIdentity ?? '', since(l.metadata.creationTimestamp)],
   },
+  secrets: {
+    columns: [NAME, col('Type'), col('Data', 0, 'integer'), AGE],
+    cells: (o) => [o.metadata.name, o.type ?? 'Opaque', Object.keys(o.data ?? {}).length, since(o.metadata.creationTimestamp)],
+  },
   runtimeclasses: {
     columns: [NAME, col('Handler'), AGE],
     cells: (r) => [r.metadata.name, r.handler ?? '', since(r.metadata.creationTimestamp)],

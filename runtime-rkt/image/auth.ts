@@ -60,8 +60,9 @@ export function parseDockerConfig(doc: string | object, where = 'docker config')
   if (typeof doc === 'string') {
     try {
       obj = JSON.parse(doc);
-    } catch (err) {
-      throw new InvalidInput(`${where} is not valid JSON: ${(err as Error).message}`);
+    } catch {
+      // Not JSON.parse's message: it quotes the input, which holds passwords.
+      throw new InvalidInput(`${where} is not valid JSON`);
     }
   }
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new InvalidInput(`${where} is not a JSON object`);

@@ -26,7 +26,7 @@ import * as fs from 'node:fs/promises';
 import { constants as fsc, createReadStream } from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
@@ -57,6 +57,11 @@ export async function sniffCompression(file: string, layerDigest: string): Promi
   } finally {
     await handle.close();
   }
+  return compressionOf(magic, layerDigest);
+}
+
+/** The compression the first bytes of a layer show. */
+export function compressionOf(magic: Buffer, layerDigest: string): Compression {
   if (magic[0] === 0x1f && magic[1] === 0x8b) return 'gzip';
   const hex = magic.toString('hex');
   if (hex.startsWith('28b52ffd')) throw new InvalidInput(`layer ${layerDigest} is zstd-compressed, which this runtime cannot unpack`, 'rebuild or convert the image with gzip-compressed layers');
@@ -66,12 +71,57 @@ export async function sniffCompression(file: string, layerDigest: string): Promi
 
 /** Unpack the layer at `blobPath` into `target` (which must not exist yet). */
 export async function extractLayer(blobPath: string, target: string, layerDigest: string, opts: ExtractOptions = {}): Promise<void> {
-  const log = opts.log ?? createLogger('image-extract');
   const compression = await sniffCompression(blobPath, layerDigest);
+  await unpackInto(target, layerDigest, opts, (ctx) => unpack(ctx, createReadStream(blobPath, { highWaterMark: IO_CHUNK }), compression));
+}
+
+/**
+ * Unpack a layer while it is still arriving: `source` yields the blob's bytes
+ * in order (a pull tees its download into it). Same rules and checks as
+ * extractLayer; the caller must still verify the blob's digest, and the
+ * diff_id check here is over exactly the bytes unpacked.
+ */
+export async function extractLayerStream(source: Readable, target: string, layerDigest: string, opts: ExtractOptions = {}): Promise<void> {
+  const head = await firstBytes(source, 6);
+  const compression = compressionOf(head.magic, layerDigest);
+  await unpackInto(target, layerDigest, opts, (ctx) => unpack(ctx, head.stream, compression));
+}
+
+/** The first `n` bytes of a stream (or fewer, at its end), and a stream that still yields everything. */
+async function firstBytes(source: Readable, n: number): Promise<{ magic: Buffer; stream: Readable }> {
+  const seen: Buffer[] = [];
+  let have = 0;
+  while (have < n) {
+    const chunk = source.read() as Buffer | null;
+    if (chunk !== null) {
+      seen.push(chunk);
+      have += chunk.length;
+      continue;
+    }
+    if (source.readableEnded || source.destroyed) break;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        source.off('readable', done);
+        source.off('end', done);
+        source.off('close', done);
+        resolve();
+      };
+      source.on('readable', done);
+      source.on('end', done);
+      source.on('close', done);
+    });
+  }
+  if (source.errored) throw source.errored;
+  for (let i = seen.length - 1; i >= 0; i--) source.unshift(seen[i]!);
+  return { magic: Buffer.concat(seen).subarray(0, n), stream: source };
+}
+
+async function unpackInto(target: string, layerDigest: string, opts: ExtractOptions, run: (ctx: Ctx) => Promise<string>): Promise<void> {
+  const log = opts.log ?? createLogger('image-extract');
   await fs.mkdir(target, { mode: 0o755 });
   const ctx: Ctx = { root: target, digest: layerDigest, allowDevices: opts.allowDevices ?? false, dirTimes: new Map(), log };
   try {
-    const diff = await unpack(ctx, blobPath, compression);
+    const diff = await run(ctx);
     if (opts.diffId !== undefined && diff !== opts.diffId) {
       throw new InvalidInput(
         `layer ${layerDigest}: uncompressed content is ${diff}, but the image config says ${opts.diffId}`,
@@ -97,7 +147,9 @@ interface Ctx {
 }
 
 /** Stream blob -> (gunzip) -> hash -> tar parser, applying entries one at a time. Returns the diff id. */
-async function unpack(ctx: Ctx, blobPath: string, compression: Compression): Promise<string> {
+const IO_CHUNK = 1 << 20;
+
+async function unpack(ctx: Ctx, source: Readable, compression: Compression): Promise<string> {
   const hash = createHash('sha256');
   const hasher = new Transform({
     transform(chunk: Buffer, _enc, cb) {
@@ -120,9 +172,10 @@ async function unpack(ctx: Ctx, blobPath: string, compression: Compression): Pro
       },
     );
   });
-  const stages: NodeJS.ReadWriteStream[] = compression === 'gzip' ? [createGunzip(), hasher] : [hasher];
+  // Large chunks: every chunk costs a hash update, a tar-stream slice and an awaited write.
+  const stages: NodeJS.ReadWriteStream[] = compression === 'gzip' ? [createGunzip({ chunkSize: IO_CHUNK }), hasher] : [hasher];
   try {
-    await pipeline([createReadStream(blobPath), ...stages, extract as unknown as NodeJS.WritableStream]);
+    await pipeline([source, ...stages, extract as unknown as NodeJS.WritableStream]);
   } catch (err) {
     if (firstError !== undefined) throw firstError;
     throw new InvalidInput(`layer ${ctx.digest} is not a readable tar archive: ${(err as Error).message}`, 'the image is corrupt; re-export it from its source');

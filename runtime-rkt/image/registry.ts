@@ -514,7 +514,7 @@ export class RegistryClient {
    * Interruptions resume with Range from the byte reached (restarting if the
    * server answers 200); the result must match `digest` and, when given, `size`.
    */
-  async fetchBlob(ref: ImageReference, desc: { digest: string; size?: number }, dest: string, onBytes?: (total: number) => void): Promise<{ size: number }> {
+  async fetchBlob(ref: ImageReference, desc: { digest: string; size?: number }, dest: string, onBytes?: (total: number) => void, tap?: BlobTap): Promise<{ size: number }> {
     const what = `pull ${ref.repo}: blob ${desc.digest}`;
     const expected = desc.size;
     await fs.writeFile(dest, '', { mode: 0o644 });
@@ -551,13 +551,17 @@ export class RegistryClient {
               return;
             }
             hash.update(c);
+            const offset = got;
             got += c.length;
             onBytes?.(got);
-            cb(null, c);
+            // The tap's backpressure (a slower unpacker) holds the download back: memory stays flat.
+            const waiting = tap?.(c, offset);
+            if (waiting) waiting.then(() => cb(null, c), (err: unknown) => cb(err as Error));
+            else cb(null, c);
           },
         });
         const startAt = got;
-        const out = createWriteStream(dest, { flags: 'r+', start: startAt });
+        const out = createWriteStream(dest, { flags: 'r+', start: startAt, highWaterMark: 1 << 20 });
         try {
           // Streamed with backpressure: memory stays flat whatever the blob size.
           await pipeline(res.body, counter, out);
@@ -589,6 +593,14 @@ export class RegistryClient {
     return { size: got };
   }
 }
+
+/**
+ * Sees every chunk of a blob download with its offset in the blob, before it
+ * is written. After a resume or a restart, offsets repeat bytes already seen
+ * (the tap skips what it has). A returned promise holds the download until it
+ * settles; a rejection fails the download.
+ */
+export type BlobTap = (chunk: Buffer, offset: number) => Promise<void> | void;
 
 /** sha256 state of a file's first `length` bytes, ready to be continued. */
 async function hashPrefix(file: string, length: number): Promise<Hash> {

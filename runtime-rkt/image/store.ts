@@ -15,18 +15,18 @@ import * as fs from 'node:fs/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { Transform } from 'node:stream';
+import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { atomicWrite, atomicWriteJson, readJson, exists, FileLock } from '../../common/fsutil.js';
 import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import type { ImageGcOptions, ImageGcResult, ImagePullApi, ImageRecord, ImportOptions, PullOptions } from './types.js';
-import { extractLayer } from './extract.js';
+import { extractLayer, extractLayerStream, type ExtractOptions } from './extract.js';
 import { openSource } from './source.js';
 import { planImport, checkDigest, checkDiffIds, hexOf, MT, LAYER_TYPES, type ImagePlan, type OciConfig, type StagedBlob, type Stager } from './plan.js';
 import { readSmallJson } from './source.js';
 import { parseReference, repoDigest, type ImageReference } from './reference.js';
-import { RegistryClient, type FetchedManifest, type ResolvedImage } from './registry.js';
+import { RegistryClient, type BlobTap, type FetchedManifest, type ResolvedImage } from './registry.js';
 import { candidateNames } from './names.js';
 import { fsops } from './fsops.js';
 
@@ -349,6 +349,69 @@ export class ImageStore implements ImagePullApi {
     await extractLayer(this.blobPath(digest), path.join(dir, 'rootfs'), digest, { allowDevices, log: this.log, ...(diffId ? { diffId } : {}) });
   }
 
+  /**
+   * Start unpacking a layer from its download as it arrives: `tap` is given
+   * to fetchBlob (its backpressure holds the download back, so memory stays
+   * flat), `finish()` ends the feed and says whether the tree is complete and
+   * its diff_id matched, `abort()` stops it when the download failed.
+   */
+  private async streamingUnpack(dir: string, rootfs: string, digest: string, opts: ExtractOptions): Promise<{ tap: BlobTap; finish(): Promise<boolean>; abort(err: unknown): Promise<void> }> {
+    await fs.mkdir(dir, { recursive: true });
+    const feed = new PassThrough({ highWaterMark: 1 << 20 });
+    feed.on('error', () => undefined); // failures surface through `unpacked`
+    let fed = 0;
+    let broken = false;
+    // Socket-sized chunks are gathered into ~1 MiB writes: every chunk the unpacker sees costs a gunzip
+    // call, a hash update, a tar-stream slice and an awaited file write.
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = (): boolean => {
+      if (pendingBytes === 0) return true;
+      const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      return feed.write(buf);
+    };
+    const unpacked = extractLayerStream(feed, rootfs, digest, opts).then(
+      () => !broken,
+      () => {
+        broken = true;
+        feed.resume();
+        return false;
+      },
+    );
+    const tap: BlobTap = (chunk, offset) => {
+      if (broken || offset + chunk.length <= fed) return undefined; // a resumed or restarted download repeats bytes already fed
+      if (offset > fed) {
+        broken = true; // a gap cannot be fed; finish() then reports failure
+        feed.destroy();
+        return undefined;
+      }
+      const part = offset < fed ? chunk.subarray(fed - offset) : chunk;
+      fed += part.length;
+      pending.push(part);
+      pendingBytes += part.length;
+      if (pendingBytes < 1 << 20 || flush()) return undefined;
+      return new Promise<void>((resolve) => {
+        feed.once('drain', resolve);
+        void unpacked.then(() => resolve());
+      });
+    };
+    return {
+      tap,
+      finish: async () => {
+        if (!broken) flush();
+        feed.end();
+        return unpacked;
+      },
+      abort: async (err) => {
+        broken = true;
+        feed.destroy(err instanceof Error ? err : new Error(String(err)));
+        await unpacked;
+      },
+    };
+  }
+
   /** Flush the filesystem before a tree is marked complete: one syncfs instead of an fsync per file. */
   private async syncTree(dir: string): Promise<void> {
     const handle = await fs.open(dir, 'r');
@@ -490,16 +553,31 @@ export class ImageStore implements ImagePullApi {
           try {
             const blobPath = path.join(blobsDir, hexOf(digest));
             const total = size ?? 0;
+            const extractOpts = { allowDevices: opts.allowDevices ?? false, diffId, log: this.log };
+            const dir = path.join(stage.dir, 'layers', hexOf(digest));
+            const rootfs = path.join(dir, 'rootfs');
+            // Unpack while downloading (the tree stays in the stage until the blob's digest is verified).
+            const streaming = (await this.layerComplete(digest)) ? undefined : await this.streamingUnpack(dir, rootfs, digest, extractOpts);
             opts.onProgress?.({ kind: 'layer', digest, state: 'downloading', bytes: 0, total });
-            const got = await client.fetchBlob(ref, { digest, ...(size !== undefined ? { size } : {}) }, blobPath, (bytes) =>
-              opts.onProgress?.({ kind: 'layer', digest, state: 'downloading', bytes, total }),
-            );
+            let got: { size: number };
+            try {
+              got = await client.fetchBlob(ref, { digest, ...(size !== undefined ? { size } : {}) }, blobPath, (bytes) =>
+                opts.onProgress?.({ kind: 'layer', digest, state: 'downloading', bytes, total }),
+              streaming?.tap);
+            } catch (err) {
+              await streaming?.abort(err);
+              throw err;
+            }
             byDigest.set(digest, { digest, path: blobPath, size: got.size });
-            if (!(await this.layerComplete(digest))) {
+            if (streaming) {
               opts.onProgress?.({ kind: 'layer', digest, state: 'extracting', bytes: got.size, total: got.size });
-              const dir = path.join(stage.dir, 'layers', hexOf(digest));
-              await fs.mkdir(dir, { recursive: true });
-              await extractLayer(blobPath, path.join(dir, 'rootfs'), digest, { allowDevices: opts.allowDevices ?? false, diffId, log: this.log });
+              if (!(await streaming.finish())) {
+                // The streamed unpack failed (a hostile entry, a resumed download that did not line up…):
+                // unpack the verified blob the ordinary way, which gives the real error if there is one.
+                this.log.debug({ layer: digest }, 'streamed unpack did not complete; unpacking the verified blob');
+                await fs.rm(rootfs, { recursive: true, force: true });
+                await extractLayer(blobPath, rootfs, digest, extractOpts);
+              }
               staged.set(digest, dir);
             }
             opts.onProgress?.({ kind: 'layer', digest, state: 'done', bytes: got.size, total: got.size });

@@ -56,7 +56,7 @@ export async function writeTar(entries: LayerEntry[], outFile: string, opts: { g
 interface LayoutInfo {
   index: { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
   manifest: { config: { digest: string }; layers: Array<{ digest: string; size: number; mediaType: string }> };
-  config: { config: Record<string, unknown>; rootfs: { diff_ids: string[] } };
+  config: { config: Record<string, unknown> & { Env?: string[] }; rootfs: { diff_ids: string[] } };
 }
 
 export async function readLayout(dir: string): Promise<LayoutInfo> {
@@ -77,11 +77,12 @@ async function borrowLayer(fromLayout: string, outDir: string): Promise<{ layer:
 }
 
 /** A second image sharing the first image's (only) layer blob, with a different config (a label) and name. */
-export async function buildVariantImage(fromLayout: string, outDir: string, opts: { name: string; label: string }): Promise<void> {
+export async function buildVariantImage(fromLayout: string, outDir: string, opts: { name: string; label: string; env?: string[] }): Promise<void> {
   const { layer, src } = await borrowLayer(fromLayout, outDir);
+  const env = opts.env ? { Env: [...(src.config.config.Env ?? []), ...opts.env] } : {};
   await writeOciLayout(outDir, [{
     layers: [layer],
-    runConfig: { ...src.config.config, Labels: { variant: opts.label } },
+    runConfig: { ...src.config.config, Labels: { variant: opts.label }, ...env },
     annotations: { 'io.containerd.image.name': opts.name },
   }]);
 }
@@ -94,7 +95,8 @@ export async function buildMultiArchImage(fromLayout: string, outDir: string, na
   const { layer, src } = await borrowLayer(fromLayout, outDir);
   await writeOciLayout(outDir, ['arm64', 'amd64'].map((architecture) => ({
     layers: [layer],
-    runConfig: { ...src.config.config, Labels: { arch: architecture } },
+    // PICKED_ARCH shows, from inside a container, which entry of the index was run.
+    runConfig: { ...src.config.config, Labels: { arch: architecture }, Env: [...(src.config.config.Env ?? []), `PICKED_ARCH=${architecture}`] },
     architecture,
   })));
   const nested = await writeBlob(outDir, await fs.readFile(path.join(outDir, 'index.json')));

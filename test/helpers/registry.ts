@@ -189,7 +189,7 @@ export type Fault =
   /** Flip a byte in this blob's body (same length). */
   | { kind: 'bad-digest'; digest: string }
   /** Send the full Content-Length but only half the body, then drop the connection; `times` how often (default always). */
-  | { kind: 'truncate'; digest: string; times?: number; done?: number }
+  | { kind: 'truncate'; digest: string; times?: number; done?: number; ignoreRange?: boolean }
   /** Answer manifest GETs with a body of this many bytes. */
   | { kind: 'big-manifest'; bytes: number }
   /** Answer GETs of this blob with 500 and a registry-style JSON error. */
@@ -219,7 +219,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       res.end(JSON.stringify({ errors: [{ code: 'UNKNOWN', message: 'storage backend exploded (injected)' }] }));
       return;
     }
-    const up = http.request({ host: '127.0.0.1', port: Number(target.split(':')[1]), method: req.method, path: p, headers: { ...req.headers, host: target } }, (upRes) => {
+    const headers = { ...req.headers, host: target };
+    // A server that ignores Range answers 200 with the whole blob: the client must start over.
+    if (f.kind === 'truncate' && f.ignoreRange && p.endsWith(`/blobs/${f.digest}`)) delete headers.range;
+    const up = http.request({ host: '127.0.0.1', port: Number(target.split(':')[1]), method: req.method, path: p, headers }, (upRes) => {
       const isBlob = (d: string) => p.endsWith(`/blobs/${d}`) && req.method === 'GET' && (upRes.statusCode === 200 || upRes.statusCode === 206);
       if (f.kind === 'bad-digest' && isBlob(f.digest)) {
         const chunks: Buffer[] = [];

@@ -1,0 +1,264 @@
+/**
+ * Registry pull benchmark: `ImageStore.pull` (what `stevedore image pull` and
+ * the agent run) against `skopeo copy docker://… dir:…` of the same image from
+ * the same loopback docker-registry, in the same run, samples interleaved
+ * (order alternating) so machine load hits both alike. Plus the peak RSS of
+ * our pull for a small and a large image (memory must be flat in image size).
+ *
+ *   node dist/bench/pull.js [--samples N] [--mb 100] [--small-mb 25] [--layers 4] [--update-results FILE]
+ *
+ * Images are random bytes (gzip cannot shrink them), several layers each,
+ * built with our OCI layout writer and pushed with skopeo. Each sample is a
+ * fresh process with an empty store / target directory; both times are
+ * spawn-to-exit wall clock (process start included on both sides). Our pull
+ * also unpacks every layer and checks its diff_id; skopeo's dir: transport
+ * only stores the compressed blobs — the comparison is the user-visible
+ * "pull" of each tool.
+ */
+import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { entry, writeLayerBlob, writeOciLayout, type BuiltLayer } from '../runtime-rkt/image/demo-image.js';
+import { startRegistry, skopeoPush, type TestRegistry } from '../test/helpers/registry.js';
+import { nowMs, summarize, fmtMs, fmtRatio } from './stats.js';
+import { run } from './cluster-util.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const REPO = path.resolve(path.dirname(SELF), '..', '..');
+
+interface Args { samples: number; mb: number; smallMb: number; layers: number; updateResults?: string }
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { samples: 5, mb: 100, smallMb: 25, layers: 4 };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i]!;
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${k} needs a value`);
+      return x;
+    };
+    if (k === '--samples') a.samples = Number(v());
+    else if (k === '--mb') a.mb = Number(v());
+    else if (k === '--small-mb') a.smallMb = Number(v());
+    else if (k === '--layers') a.layers = Number(v());
+    else if (k === '--update-results') a.updateResults = v();
+    else throw new Error(`unknown option ${k} (see the header of bench/pull.ts)`);
+  }
+  for (const [k, n] of Object.entries({ samples: a.samples, mb: a.mb, smallMb: a.smallMb, layers: a.layers })) {
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${k} must be a positive integer`);
+  }
+  return a;
+}
+
+/** A random file of `bytes`, written in 1 MiB chunks (never whole in memory). */
+async function randomFile(file: string, bytes: number): Promise<void> {
+  const out = createWriteStream(file);
+  for (let left = bytes; left > 0; left -= 1 << 20) {
+    if (!out.write(randomBytes(Math.min(left, 1 << 20)))) await new Promise<void>((r) => out.once('drain', () => r()));
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+}
+
+/** An OCI layout of `layers` gzip layers, each holding two random files, `mb` MiB in all. */
+async function buildRandomImage(dir: string, mb: number, layers: number, scratch: string): Promise<void> {
+  const built: BuiltLayer[] = [];
+  const perLayer = Math.floor((mb << 20) / layers);
+  for (let i = 0; i < layers; i++) {
+    const files = [path.join(scratch, `l${i}-a`), path.join(scratch, `l${i}-b`)];
+    await randomFile(files[0]!, Math.floor(perLayer / 2));
+    await randomFile(files[1]!, perLayer - Math.floor(perLayer / 2));
+    built.push(await writeLayerBlob(dir, [
+      entry(`data/${i}/`, { type: 'directory', mode: 0o755 }),
+      entry(`data/${i}/a.bin`, { size: Math.floor(perLayer / 2) }, { file: files[0]! }),
+      entry(`data/${i}/b.bin`, { size: perLayer - Math.floor(perLayer / 2) }, { file: files[1]! }),
+    ]));
+    await Promise.all(files.map((f) => fs.rm(f)));
+  }
+  await writeOciLayout(dir, [{ layers: built, runConfig: { Cmd: ['/bin/true'] } }]);
+}
+
+interface Timed { ms: number; maxRssKiB?: number; pullMs?: number; code: number; stderr: string }
+
+function timedSpawn(cmd: string, args: string[]): Promise<Timed> {
+  return new Promise((resolve) => {
+    const t0 = nowMs();
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => {
+      const ms = nowMs() - t0;
+      const rss = /^maxrss (\d+)$/m.exec(stdout)?.[1];
+      const pull = /^pullms ([\d.]+)$/m.exec(stdout)?.[1];
+      resolve({ ms, code: code ?? 1, stderr, ...(rss ? { maxRssKiB: Number(rss) } : {}), ...(pull ? { pullMs: Number(pull) } : {}) });
+    });
+  });
+}
+
+/** One of our pulls in a fresh process into a fresh store; prints its peak RSS. */
+const ourPull = (ref: string, storeDir: string) => timedSpawn(process.execPath, [SELF, 'inner-pull', ref, storeDir]);
+/** The real CLI, `stevedore --dir D image pull REF` (stdout not a terminal: plain progress lines). */
+const cliPull = (ref: string, dataDir: string) => timedSpawn(process.execPath, [path.join(REPO, 'bin', 'stevedore.js'), '--dir', dataDir, 'image', 'pull', ref]);
+/** skopeo's peak RSS comes from GNU time (%M, KiB) on its own line. */
+const skopeoCopy = (ref: string, target: string) =>
+  timedSpawn('/usr/bin/time', ['-f', 'maxrss %M', 'skopeo', '--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `dir:${target}`]).then((t) => {
+    const rss = /^maxrss (\d+)$/m.exec(t.stderr)?.[1];
+    return rss ? { ...t, maxRssKiB: Number(rss) } : t;
+  });
+
+async function innerPull(ref: string, storeDir: string): Promise<void> {
+  const { ImageStore } = await import('../runtime-rkt/image/store.js');
+  const store = new ImageStore(storeDir);
+  const t0 = nowMs();
+  await store.pull(ref);
+  process.stdout.write(`pullms ${(nowMs() - t0).toFixed(1)}\nmaxrss ${process.resourceUsage().maxRSS}\n`);
+}
+
+async function du(dir: string): Promise<number> {
+  const r = await run('du', ['-sb', dir]);
+  return Number(r.stdout.split(/\s/)[0]);
+}
+
+interface Result {
+  machine: Record<string, string>;
+  args: Args;
+  ours: number[];
+  /** ImageStore.pull alone, inside the same processes (module loading and process start excluded). */
+  oursInProcess: number[];
+  skopeo: number[];
+  /** `stevedore image pull` as a user runs it (CLI start, runtime open, pull, progress). */
+  cli: number[];
+  rss: Array<{ label: string; mb: number; ours: number[]; skopeo: number[] }>;
+  blobBytes: number;
+}
+
+async function machineInfo(): Promise<Record<string, string>> {
+  const cpuinfo = await fs.readFile('/proc/cpuinfo', 'utf8').catch(() => '');
+  const skopeo = await run('skopeo', ['--version']);
+  const reg = await run('dpkg-query', ['-W', '-f', '${Version}', 'docker-registry']);
+  const git = await run('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']);
+  const dirty = await run('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no']);
+  return {
+    nproc: String(os.availableParallelism?.() ?? os.cpus().length),
+    model: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? '?',
+    kernel: os.release(),
+    node: process.version,
+    skopeo: skopeo.stdout.trim(),
+    registry: `docker-registry ${reg.stdout.trim()}`,
+    load: os.loadavg().map((l) => l.toFixed(1)).join(' '),
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    tree: `${git.stdout.trim()}${dirty.stdout.trim() ? ' + uncommitted changes' : ''}`,
+  };
+}
+
+async function host(args: Args): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench/pull.ts must run as root (layers are unpacked with their owners)');
+  const work = await fs.mkdtemp('/var/tmp/stevedore-bench-pull-');
+  let registry: TestRegistry | undefined;
+  try {
+    process.stderr.write(`bench: building ${args.mb} MiB and ${args.smallMb} MiB images of random bytes (${args.layers} layers each)\n`);
+    const scratch = path.join(work, 'scratch');
+    await fs.mkdir(scratch);
+    await buildRandomImage(path.join(work, 'big'), args.mb, args.layers, scratch);
+    await buildRandomImage(path.join(work, 'small'), args.smallMb, args.layers, scratch);
+    registry = await startRegistry(work);
+    const big = `${registry.host}/bench/random:${args.mb}m`;
+    const small = `${registry.host}/bench/random:${args.smallMb}m`;
+    await skopeoPush(`oci:${path.join(work, 'big')}`, big);
+    await skopeoPush(`oci:${path.join(work, 'small')}`, small);
+    const machine = await machineInfo();
+    const result: Result = { machine, args, ours: [], oursInProcess: [], skopeo: [], cli: [], rss: [], blobBytes: 0 };
+
+    let n = 0;
+    const sample = async (which: 'ours' | 'skopeo' | 'cli', ref: string): Promise<Timed> => {
+      const target = path.join(work, `t${n++}`);
+      const t = which === 'ours' ? await ourPull(ref, path.join(target, 'images')) : which === 'cli' ? await cliPull(ref, target) : await skopeoCopy(ref, target);
+      if (t.code !== 0) throw new Error(`${which} pull of ${ref} failed (exit ${t.code}): ${t.stderr.slice(-2000)}`);
+      if (which === 'skopeo' && ref === big && result.blobBytes === 0) result.blobBytes = await du(target);
+      await fs.rm(target, { recursive: true, force: true });
+      return t;
+    };
+    // Warm-up: page cache for the registry's files, node's module cache on disk.
+    await sample('ours', big);
+    await sample('skopeo', big);
+    const rss = (label: string, mb: number) => {
+      let r = result.rss.find((x) => x.label === label);
+      if (!r) result.rss.push((r = { label, mb, ours: [], skopeo: [] }));
+      return r;
+    };
+    for (let i = 0; i < args.samples; i++) {
+      const order: Array<'ours' | 'skopeo'> = i % 2 === 0 ? ['ours', 'skopeo'] : ['skopeo', 'ours'];
+      result.cli.push((await sample('cli', big)).ms);
+      for (const which of order) {
+        const t = await sample(which, big);
+        result[which].push(t.ms);
+        if (which === 'ours' && t.pullMs !== undefined) result.oursInProcess.push(t.pullMs);
+        if (t.maxRssKiB) rss('big', args.mb)[which].push(t.maxRssKiB);
+        process.stderr.write(`bench: sample ${i + 1}/${args.samples} ${which} ${fmtMs(t.ms)} ms, max RSS ${t.maxRssKiB ?? '?'} KiB\n`);
+      }
+      for (const which of order) {
+        const t = await sample(which, small);
+        if (t.maxRssKiB) rss('small', args.smallMb)[which].push(t.maxRssKiB);
+      }
+    }
+    const text = report(result);
+    process.stdout.write(`${text}\n`);
+    await fs.writeFile(path.join(REPO, 'bench', '.last-pull.json'), JSON.stringify(result, null, 2));
+    if (args.updateResults) await updateResults(args.updateResults, text, result);
+  } finally {
+    await registry?.stop();
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
+function report(r: Result): string {
+  const o = summarize(r.ours);
+  const i = summarize(r.oursInProcess);
+  const c = summarize(r.cli);
+  const s = summarize(r.skopeo);
+  const mbps = (ms: number) => ((r.blobBytes || r.args.mb * 2 ** 20) / 2 ** 20 / (ms / 1000)).toFixed(0);
+  const m = r.machine;
+  const lines = [
+    `machine: ${m.nproc} cpu (${m.model}), kernel ${m.kernel}, node ${m.node}, ${m.skopeo}, ${m.registry}, load ${m.load}, tree ${m.tree}, ${m.date}`,
+    '',
+    `Pull of a ${r.args.mb} MiB image (${r.args.layers} gzip layers of random bytes; ${(r.blobBytes / 2 ** 20).toFixed(1)} MiB of blobs) from docker-registry on 127.0.0.1, ${r.args.samples} interleaved samples each, spawn to exit:`,
+    '',
+    '| what | median | p90 | min | max | MiB/s (median) | vs skopeo (median) |',
+    '|---|---|---|---|---|---|---|',
+    `| \`stevedore image pull\` (the CLI: start, open the runtime, pull, progress lines) | ${fmtMs(c.median)} ms | ${fmtMs(c.p90)} ms | ${fmtMs(c.min)} ms | ${fmtMs(c.max)} ms | ${mbps(c.median)} | ${fmtRatio(c.median, s.median)} |`,
+    `| ImageStore.pull in a process of its own (download, verify, unpack, commit) | ${fmtMs(o.median)} ms | ${fmtMs(o.p90)} ms | ${fmtMs(o.min)} ms | ${fmtMs(o.max)} ms | ${mbps(o.median)} | ${fmtRatio(o.median, s.median)} |`,
+    `| ImageStore.pull inside that process (as the agent pulls; no process start) | ${fmtMs(i.median)} ms | ${fmtMs(i.p90)} ms | ${fmtMs(i.min)} ms | ${fmtMs(i.max)} ms | ${mbps(i.median)} | ${fmtRatio(i.median, s.median)} |`,
+    `| skopeo copy docker:// → dir: | ${fmtMs(s.median)} ms | ${fmtMs(s.p90)} ms | ${fmtMs(s.min)} ms | ${fmtMs(s.max)} ms | ${mbps(s.median)} | 1.00x |`,
+    '',
+    'Peak RSS (maxrss of the process; median of the samples):',
+    '',
+    '| image | stevedore pull | skopeo copy |',
+    '|---|---|---|',
+    ...r.rss.sort((a, b) => a.mb - b.mb).map((x) => `| ${x.mb} MiB | ${(summarize(x.ours).median / 1024).toFixed(1)} MiB | ${(summarize(x.skopeo).median / 1024).toFixed(1)} MiB |`),
+  ];
+  return lines.join('\n');
+}
+
+const BEGIN = '<!-- bench:pull:begin -->';
+const END = '<!-- bench:pull:end -->';
+
+async function updateResults(file: string, text: string, r: Result): Promise<void> {
+  const a = r.args;
+  const cmd = `bash bench/run.sh --pull --samples ${a.samples} --mb ${a.mb} --small-mb ${a.smallMb} --layers ${a.layers} --update-results ${file}`;
+  const body = [BEGIN, `_Generated by \`${cmd}\` on ${r.machine.date}._`, '', text.replace(/^machine: /, 'Machine: '), END].join('\n');
+  const current = await fs.readFile(file, 'utf8').catch(() => '');
+  const i = current.indexOf(BEGIN);
+  const j = current.indexOf(END);
+  const next = i >= 0 && j > i ? current.slice(0, i) + body + current.slice(j + END.length) : `${current}${current ? '\n\n' : ''}${body}\n`;
+  await fs.writeFile(file, next);
+  process.stderr.write(`bench: updated ${file}\n`);
+}
+
+const argv = process.argv.slice(2);
+if (argv[0] === 'inner-pull') await innerPull(argv[1]!, argv[2]!);
+else await host(parseArgs(argv));
