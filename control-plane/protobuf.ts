@@ -1,8 +1,9 @@
 /**
  * Just enough of Kubernetes' protobuf encoding to accept what kubectl's typed
- * clients send (`kubectl create secret …` posts `application/vnd.kubernetes.protobuf`
- * and does not fall back to JSON): the `k8s\0` envelope (runtime.Unknown) and
- * v1 Secret with the ObjectMeta fields a create carries. Everything else is a
+ * clients send (`kubectl create secret …` and `kubectl create namespace` post
+ * `application/vnd.kubernetes.protobuf` and do not fall back to JSON): the
+ * `k8s\0` envelope (runtime.Unknown), v1 Secret and v1 Namespace with the
+ * ObjectMeta fields a create carries. Everything else is a
  * 415 that names the media types this server speaks. Replies stay JSON
  * (clients accept it: they send `Accept: …protobuf, application/json`).
  */
@@ -90,7 +91,17 @@ function secret(buf: Buffer): KObj {
   return obj;
 }
 
-const DECODERS: Record<string, (b: Buffer) => KObj> = { 'v1/Secret': secret };
+function namespace(buf: Buffer): KObj {
+  const obj: KObj = { apiVersion: 'v1', kind: 'Namespace', metadata: {} };
+  for (const f of fields(buf)) {
+    if (f.no === 1) obj.metadata = objectMeta(bytesOf(f));
+    else if (f.no === 2) for (const s of fields(bytesOf(f))) if (s.no === 1) ((obj.spec ??= {}).finalizers ??= []).push(str(s));
+  }
+  return obj;
+}
+
+/** The kinds kubectl's typed clients create here: `kubectl create secret …`, `kubectl create namespace`. */
+const DECODERS: Record<string, (b: Buffer) => KObj> = { 'v1/Secret': secret, 'v1/Namespace': namespace };
 
 /** A protobuf request body as the JSON object it encodes; 415 for kinds this server cannot decode. */
 export function decodeProtobufBody(buf: Buffer): KObj {
@@ -105,7 +116,7 @@ export function decodeProtobufBody(buf: Buffer): KObj {
     }
     const decode = DECODERS[`${apiVersion}/${kind}`];
     if (!decode) {
-      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret, not ${apiVersion}/${kind}; send application/json or application/yaml`);
+      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret and Namespace, not ${apiVersion}/${kind}; send application/json or application/yaml`);
     }
     return decode(raw);
   } catch (err) {

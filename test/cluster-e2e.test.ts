@@ -293,7 +293,7 @@ spec:
   assert.equal(['by-default', 'by-annotation', 'by-class'].map(stage1Of), ['namespaces', 'fly', 'fly']);
 
   // "secure" requires kvm: asking for namespaces there is refused for good, with the reason in status and events.
-  await c.k(['apply', '-f', '-'], 'apiVersion: v1\nkind: Namespace\nmetadata: {name: secure}\n');
+  await c.k(['create', 'namespace', 'secure']);
   await c.k(['apply', '-f', '-'], pod('weak', 'annotations: {rkt.alpha.kubernetes.io/stage1-name-override: namespaces}', 'secure'));
   const refused = await eventually('weak Failed', async () => {
     const r = await c.kubectl(['get', 'pod', 'weak', '-n', 'secure', '-o', 'json']);

@@ -41,6 +41,13 @@ test('admin kubeconfig, tokens and discovery drive the real kubectl', async () =
   const ns = await t.kubectl(['get', 'namespaces']);
   assert.is(ns.exitCode, 0, ns.stderr);
   for (const n of ['default', 'kube-system', 'kube-node-lease']) assert.match(ns.stdout, new RegExp(`^${n}\\s+Active`, 'm'));
+  // kubectl create namespace posts protobuf (its typed client does not fall back to JSON).
+  const created = await t.kubectl(['create', 'namespace', 'team-a']);
+  assert.is(created.exitCode, 0, created.stderr);
+  assert.match(created.stdout, /namespace\/team-a created/);
+  assert.match((await t.kubectl(['get', 'namespace', 'team-a'])).stdout, /^team-a\s+Active/m);
+  const again = await t.kubectl(['create', 'namespace', 'team-a']);
+  assert.match(again.stderr, /AlreadyExists|already exists/);
   const rc = await t.kubectl(['get', 'runtimeclasses']);
   assert.is(rc.exitCode, 0, rc.stderr);
   assert.match(rc.stdout, /^NAME\s+HANDLER\s+AGE/);
