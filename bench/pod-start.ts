@@ -19,7 +19,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { eachFlag, nowMs, sleep, summarize, fmtMs, fmtRatio, median, type Summary } from './stats.js';
+import { eachFlag, nowMs, replaceResultsSection, sleep, summarize, fmtMs, fmtRatio, median, type Summary } from './stats.js';
 import { Tracer, instrumentRuntime, renderTimeline, type Span } from './trace.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -546,12 +546,7 @@ async function updateResults(file: string, text: string, profile: Record<string,
     ...(profile ? ['<details><summary>raw profile of this run</summary>', '', ...Object.entries(profile).flatMap(([k, v]) => [`**${k}**`, '', '```', v, '```', '']), '</details>'] : []),
     END,
   ].join('\n');
-  const current = await fs.readFile(file, 'utf8').catch(() => '');
-  const i = current.indexOf(BEGIN);
-  const j = current.indexOf(END);
-  const next = i >= 0 && j > i ? current.slice(0, i) + body + current.slice(j + END.length) : `${current}${current ? '\n\n' : ''}${body}\n`;
-  await fs.writeFile(file, next);
-  process.stderr.write(`bench: updated ${file}\n`);
+  await replaceResultsSection(file, BEGIN, END, body);
 }
 
 const argv = process.argv.slice(2);

@@ -65,3 +65,18 @@ export function eachFlag(argv: string[], on: (flag: string, value: () => string)
     if (!on(flag, value)) throw new Error(`unknown option ${flag} (see bench/README.md)`);
   }
 }
+
+/**
+ * Put `body` (which starts with `begin` and ends with `end`) in place of the
+ * section between those markers in `file`, or append it — after `heading`,
+ * when given — if the file has no such section yet.
+ */
+export async function replaceResultsSection(file: string, begin: string, end: string, body: string, heading?: string): Promise<void> {
+  const { readFile, writeFile } = await import('node:fs/promises');
+  const current = await readFile(file, 'utf8').catch(() => '');
+  const i = current.indexOf(begin);
+  const j = current.indexOf(end);
+  const appended = `${current}${current && !current.endsWith('\n') ? '\n' : ''}${current ? '\n' : ''}${heading ? `${heading}\n\n` : ''}${body}\n`;
+  await writeFile(file, i >= 0 && j > i ? current.slice(0, i) + body + current.slice(j + end.length) : appended);
+  process.stderr.write(`bench: updated ${file}\n`);
+}
