@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import { FileLock } from '../common/fsutil.js';
 import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
 import { podPaths, unitNames, type AppManifest, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
+import { readVmRecord } from '../stage1/kvm.js';
 import { podNetworkFrom } from './network.js';
 import { PodFileCache } from './pod-cache.js';
 import type { PodLocation } from './pod-store.js';
@@ -84,6 +85,7 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
   const apps = manifest ? await Promise.all(manifest.apps.map((a) => appStatus(cache, systemd, unitStates, loc, manifest, a, launching))) : [];
   const md = manifest?.pod.metadata;
   const networks = podNetworkFrom(snap.networkRaw);
+  const vm = manifest?.stage1 === 'kvm' ? await readVmRecord(loc.dir) : undefined;
   const ms = (v: bigint | undefined) => (v === undefined ? undefined : Number(v / 1_000_000n));
   return {
     uuid: loc.uuid,
@@ -99,6 +101,7 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
     gcMarkedAt: ms(snap.gcMarkedNs),
     slice: manifest ? unitNames.slice(manifest.uuid) : undefined,
     ...(networks ? { podIPs: networks[0]!.ips, networks } : {}),
+    ...(vm ? { vm: { accel: vm.accel, accelReason: vm.accelReason, memoryMiB: vm.memoryMiB, cpus: vm.cpus, kernel: vm.kernel } } : {}),
     apps,
   };
 }
