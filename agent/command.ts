@@ -12,6 +12,7 @@ function agentOptions(cmd: Command): Command {
     .option('--kubeconfig <file>', 'kubeconfig of the control plane to register with')
     .option('--node-name <name>', 'this node\'s name (default: hostname)')
     .option('--rkt-stage1-image <name>', 'default stage1: fly, namespaces (default) or kvm')
+    .option('--kvm-accel <mode>', 'kvm pods: auto (default: hardware KVM if a boot probe at start passes, else TCG emulation), kvm (refuse VM pods without it) or tcg')
     .option('--node-ip <address>', 'address the control plane reaches this node at', undefined)
     .option('--port <port>', 'node API port (default 10250)')
     .option('--node-api-token-file <file>', 'bearer token the node API accepts (the control plane\'s kubelet-client token)')
@@ -31,6 +32,7 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     kubeconfig: flags.kubeconfig as string,
     nodeName: flags.nodeName as string,
     rktStage1Image: flags.rktStage1Image as AgentConfig['rktStage1Image'],
+    kvmAccel: flags.kvmAccel as AgentConfig['kvmAccel'],
     nodeIP: flags.nodeIp as string,
     port: flags.port === undefined ? undefined : Number(flags.port),
     nodeApiTokenFile: flags.nodeApiTokenFile as string,
