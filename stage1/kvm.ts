@@ -8,6 +8,8 @@ import { prop, Variant } from '../common/systemd.js';
 import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PodUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 import { chooseAccel, type KvmAccelMode } from './kvm/accel.js';
 import { loadKvmAssets } from './kvm/assets.js';
+import { attachVmNetwork } from './kvm/net.js';
+import { fsops } from '../runtime-rkt/image/fsops.js';
 import { guestCpus, guestMemoryMiB, qemuArgv, type KvmAccel } from './kvm/vm.js';
 
 /** `<pod>/stage1/kvm/vm.json`: what prepare() chose for the pod's VM (the accel is shown in pod status). */
@@ -24,6 +26,8 @@ export interface VmRecord {
 const kvmDir = (pod: PreparedPod | string) => path.join(podPaths(typeof pod === 'string' ? pod : pod.dir).stage1, 'kvm');
 export const vmRecordPath = (podDir: string) => path.join(kvmDir(podDir), 'vm.json');
 const shareDir = (pod: PreparedPod) => path.join(kvmDir(pod), 'share');
+/** The pod's network namespace, where stage0 (runtime-rkt/network.ts netnsPath) attaches CNI, as for namespaces pods. */
+const netnsFile = (pod: PreparedPod) => path.join(podPaths(pod.dir).stage1, 'ns', 'net');
 /** Under /run (short: unix socket paths are limited to 108 bytes); systemd makes and removes it with the VM unit. */
 const runDirName = (uuid: string) => `stevedore-kvm/${uuid.replace(/-/g, '')}`;
 export const vmRunDir = (uuid: string) => path.join('/run', runDirName(uuid));
@@ -60,6 +64,9 @@ export class KvmStage1 implements Stage1 {
   constructor(private readonly accelMode: KvmAccelMode = 'auto') {}
 
   async prepare(pod: PreparedPod): Promise<void> {
+    if (pod.manifest.pod.spec.hostNetwork) {
+      throw new UserError('a hostNetwork pod cannot run in a VM (stage1 kvm): the guest has its own network stack', { hint: 'run it with --stage1 namespaces or fly, or drop hostNetwork' });
+    }
     const assets = await loadKvmAssets();
     const choice = await chooseAccel(this.accelMode, assets);
     const share = shareDir(pod);
@@ -83,6 +90,10 @@ export class KvmStage1 implements Stage1 {
       assetsDir: assets.dir, kernel: assets.info.kernelVersion,
     };
     await atomicWriteJson(vmRecordPath(pod.dir), record);
+    // The pod's netns, persisted as a bind-mounted nsfs file (no process needs to hold it): CNI attaches it before launch, qemu runs in it.
+    await fs.mkdir(path.dirname(netnsFile(pod)), { recursive: true });
+    await fs.writeFile(netnsFile(pod), '');
+    await execa('unshare', [`--net=${netnsFile(pod)}`, '--', 'ip', 'link', 'set', 'lo', 'up']);
   }
 
   /** `guest/app<i>.sh`: run app i as the manifest says (env only its own, its user, its cwd, its argv), chrooted into its rootfs. */
@@ -103,10 +114,14 @@ export class KvmStage1 implements Stage1 {
     const assets = await loadKvmAssets(vm.assetsDir);
     const share = shareDir(pod);
     const guest = path.join(share, 'guest');
+    const net = await attachVmNetwork(netnsFile(pod));
     await atomicWrite(path.join(guest, 'pod.env'), [
       `POD_HOSTNAME=${q(manifest.hostname)}`,
       `POD_APPS=${q(manifest.apps.map((_, i) => i).join(' '))}`,
       `POD_RESTART=${q(manifest.restartPolicy)}`,
+      `POD_NET_ADDRS=${q(net?.addrs.join(' ') ?? '')}`,
+      `POD_NET_GW=${q(net?.gateway ?? '')}`,
+      `POD_NET_MTU=${q(String(net?.mtu ?? ''))}`,
       '',
     ].join('\n'));
     for (const [i, app] of manifest.apps.entries()) await atomicWrite(path.join(guest, `app${i}.sh`), this.appScript(i, app));
@@ -114,7 +129,7 @@ export class KvmStage1 implements Stage1 {
     const tscKhz = vm.accel === 'tcg' ? hostTscKhz(await fs.readFile('/proc/cpuinfo', 'utf8').catch(() => '')) : undefined;
     const argv = qemuArgv({
       vmlinux: assets.vmlinux, initrd: assets.initrd, accel: vm.accel, memoryMiB: vm.memoryMiB, cpus: vm.cpus, tscKhz,
-      pod: { shareDir: share, runDir, appCount: manifest.apps.length },
+      pod: { shareDir: share, runDir, appCount: manifest.apps.length, ...(net ? { tap: { name: net.tap, mac: net.mac } } : {}) },
     });
     const qemu = (await execa('sh', ['-c', `command -v ${argv[0]}`], { reject: false })).stdout.trim();
     if (!qemu) throw new UserError(`the kvm stage1 needs ${argv[0]}, and it is not installed`, { hint: 'apt-get install qemu-system-x86 (or run scripts/setup.sh)' });
@@ -128,6 +143,8 @@ export class KvmStage1 implements Stage1 {
       properties: [
         prop.str('Description', `Stevedore pod ${md.namespace ?? 'default'}/${md.name} VM (${vm.accel})`),
         prop.str('Type', 'exec'),
+        // qemu opens the tap in the pod's netns; its serial sockets are files, reachable from the node.
+        prop.str('NetworkNamespacePath', netnsFile(pod)),
         prop.strs('RuntimeDirectory', [runDirName(manifest.uuid)]),
         ['RuntimeDirectoryMode', new Variant('u', 0o700)],
         prop.str('SyslogIdentifier', 'stevedore-vm'),
@@ -164,5 +181,11 @@ export class KvmStage1 implements Stage1 {
       await fs.rmdir(dir).catch((err) => { if (errnoCode(err) !== 'ENOENT') throw err; });
     }
     await fs.rm(kvmDir(pod), { recursive: true, force: true });
+    try {
+      fsops.umount(netnsFile(pod));
+    } catch (err) {
+      if (errnoCode(err) !== 'EINVAL' && errnoCode(err) !== 'ENOENT') throw err;
+    }
+    await fs.rm(netnsFile(pod), { force: true });
   }
 }

@@ -1,11 +1,14 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
+import { defaultNetworkConfig } from '../cni/index.js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { kvmAssetsDir } from '../stage1/kvm/assets.js';
 import { CLI, eventually, podStatus, useNode, type PodJson, type TestNode } from './helpers/node.js';
+import { bridgePorts, readSysctl, removeNatChains, run, writeSysctl } from './helpers/netns.js';
 
 /**
  * stage1 kvm under TCG in the node sandbox: real qemu, real guest kernel,
@@ -174,6 +177,58 @@ kvm('--kvm-accel=kvm refuses VM pods where hardware KVM does not work, and says 
   } finally {
     await fs.rm(probeDir, { recursive: true, force: true });
   }
+});
+
+// The network test's own bridge and random /24 (the sandbox shares the host's network namespace).
+const rand = randomBytes(3).toString('hex');
+const BRIDGE = `sdk${rand}`;
+const third = 100 + (parseInt(rand.slice(0, 2), 16) % 140);
+const SUBNET = `10.245.${third}.0/24`;
+const HOST_PORT = 20_000 + (parseInt(rand.slice(2, 6), 16) % 20_000);
+let ipForward = '';
+
+kvm.after(async () => {
+  // useNode's after hook (registered first) already removed every pod.
+  await run('ip', ['link', 'del', BRIDGE], { allowFail: true });
+  await removeNatChains(/^CNI-DN-/);
+  if (ipForward) await writeSysctl('net.ipv4.ip_forward', ipForward);
+});
+
+kvm('networking: the VM has the pod IP; it answers on it and on its hostPort; nothing is left after rm', async () => {
+  const node = getNode();
+  if ((await run('ip', ['-4', 'route', 'show'])).stdout.includes(`10.245.${third}.`)) throw new Error(`subnet ${SUBNET} is in use on this host`);
+  ipForward = await readSysctl('net.ipv4.ip_forward');
+  // The CLI networks pods once <data>/cni/net.d holds a config; only this (last) test's pods get one.
+  const confDir = path.join(node.dataDir, 'cni', 'net.d');
+  await fs.mkdir(confDir, { recursive: true });
+  const config = defaultNetworkConfig({ podCidr: SUBNET, bridge: BRIDGE, name: `sdk-${rand}`, ipamDataDir: path.join(node.dataDir, 'cni', 'networks') });
+  await fs.writeFile(path.join(confDir, '10-kvm-test.conflist'), JSON.stringify(config));
+  const file = await node.manifest('vm-web.yaml', `
+metadata: {name: vm-web}
+spec:
+  containers:
+  - name: web
+    image: busybox
+    command: [sh, -c, 'ip -o -4 addr show eth0; echo serving; exec busybox nc -ll -p 8080 -e echo hi-from-the-vm']
+    ports: [{containerPort: 8080, hostPort: ${HOST_PORT}}]
+`);
+  const uuid = (await node.ok(['pod', 'run', '-f', file, '--stage1', 'kvm'])).trim();
+  const s = (await vmStatus(node, uuid)) as VmStatus & { podIPs?: string[] };
+  const ip = s.podIPs?.[0] ?? '';
+  assert.ok(ip.startsWith(`10.245.${third}.`), `a pod IP from ${SUBNET}: ${ip}`);
+  const logs = await eventually('the server to start', async () => {
+    const l = await node.ok(['pod', 'logs', uuid, '-c', 'web']);
+    return l.includes('serving') ? l : undefined;
+  }, BOOT_MS);
+  assert.match(logs, new RegExp(`inet ${ip.replace(/\./g, '\\.')}/24`), 'the guest has the pod IP');
+  const fromNode = async (host: string, port: number) => (await node.sh(`busybox nc -w 2 ${host} ${port} </dev/null`)).stdout.trim();
+  assert.is(await eventually('the VM to answer on its pod IP', async () => ((await fromNode(ip, 8080)) === 'hi-from-the-vm' ? 'ok' : undefined), 20_000), 'ok');
+  assert.is(await fromNode('127.0.0.1', HOST_PORT), 'hi-from-the-vm', 'hostPort on 127.0.0.1');
+  await node.ok(['pod', 'rm', '--force', uuid]);
+  await fs.rm(confDir, { recursive: true, force: true });
+  await assertNothingLeft(node, uuid);
+  assert.equal(await bridgePorts(BRIDGE), [], 'no veth left on the bridge');
+  assert.equal((await node.mounts()).filter((m) => m.includes('/stage1/ns/')), [], 'no netns file mounted');
 });
 
 kvm.run();

@@ -4,7 +4,7 @@
 #
 # - one 9p share, tag `pod`: `apps/<i>/` each app's rootfs (read-write),
 #   `etc/` the pod's hosts, hostname, resolv.conf (read-only), `guest/` the
-#   pod's config: `pod.env` (POD_HOSTNAME, POD_APPS, POD_RESTART) and
+#   pod's config: `pod.env` (POD_HOSTNAME, POD_APPS, POD_RESTART, POD_NET_*) and
 #   `app<i>.sh` (how to run app i: env, user, cwd, argv);
 # - virtio-serial ports by name: `a<i>.ctl` (host → guest `start RUN`,
 #   `kill SIG`; guest → host `exit RUN CODE`), `a<i>.out`, `a<i>.err` (the
@@ -44,6 +44,16 @@ done
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,access=client,cache=loose pod /pod || fail "cannot mount the pod share"
 . /pod/guest/pod.env || fail "no pod config"
 hostname "$POD_HOSTNAME"
+ip link set lo up
+# The pod network: the NIC carries eth0's MAC from the pod netns; the address and route are CNI's.
+if [ -n "$POD_NET_ADDRS" ]; then
+  n=0
+  while [ ! -e /sys/class/net/eth0 ]; do n=$((n+1)); [ $n -gt 200 ] && fail "no network device"; sleep 0.05; done
+  [ -n "$POD_NET_MTU" ] && ip link set eth0 mtu "$POD_NET_MTU"
+  for a in $POD_NET_ADDRS; do ip addr add "$a" dev eth0; done
+  ip link set eth0 up
+  [ -n "$POD_NET_GW" ] && ip route add default via "$POD_NET_GW"
+fi
 for i in $POD_APPS; do
   while ! port "a$i.err"; do
     for d in /sys/class/virtio-ports/*; do name=$(cat "$d/name"); [ -e "/dev/port-$name" ] || ln -s "/dev/${d##*/}" "/dev/port-$name"; done
