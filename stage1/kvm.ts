@@ -33,6 +33,7 @@ const runDirName = (uuid: string) => `stevedore-kvm/${uuid.replace(/-/g, '')}`;
 export const vmRunDir = (uuid: string) => path.join('/run', runDirName(uuid));
 
 const PROXY = path.join(path.dirname(new URL(import.meta.url).pathname), 'kvm', 'app-proxy.js');
+const EXEC_CLIENT = path.join(path.dirname(new URL(import.meta.url).pathname), 'kvm', 'exec-client.js');
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export async function readVmRecord(podDir: string): Promise<VmRecord | undefined> {
@@ -96,15 +97,16 @@ export class KvmStage1 implements Stage1 {
     await execa('unshare', [`--net=${netnsFile(pod)}`, '--', 'ip', 'link', 'set', 'lo', 'up']);
   }
 
-  /** `guest/app<i>.sh`: run app i as the manifest says (env only its own, its user, its cwd, its argv), chrooted into its rootfs. */
-  private appScript(i: number, app: AppManifest): string {
+  /**
+   * `guest/app<i>.sh`: run app i as the manifest says (env only its own, its
+   * user, its cwd, its argv), chrooted into its rootfs; `guest/enter<i>.sh`
+   * runs "$@" the same way (exec for `pod enter`).
+   */
+  private appScripts(i: number, app: AppManifest): { run: string; enter: string } {
     const root = `/pod/apps/${i}`;
     const wd = path.posix.join(root, app.workingDir);
-    return [
-      `mkdir -p ${q(wd)}`,
-      `exec env -i ${app.env.map(([k, v]) => q(`${k}=${v}`)).join(' ')} /bin/busybox nsenter -F ${q(`-r${root}`)} ${q(`-w${wd}`)} -S ${app.user.uid} -G ${app.user.gid} -- ${app.argv.map(q).join(' ')}`,
-      '',
-    ].join('\n');
+    const prefix = `mkdir -p ${q(wd)}\nexec env -i ${app.env.map(([k, v]) => q(`${k}=${v}`)).join(' ')} /bin/busybox nsenter -F ${q(`-r${root}`)} ${q(`-w${wd}`)} -S ${app.user.uid} -G ${app.user.gid} --`;
+    return { run: `${prefix} ${app.argv.map(q).join(' ')}\n`, enter: `${prefix} "$@"\n` };
   }
 
   async podUnits(pod: PreparedPod): Promise<PodUnitPlan[]> {
@@ -124,7 +126,11 @@ export class KvmStage1 implements Stage1 {
       `POD_NET_MTU=${q(String(net?.mtu ?? ''))}`,
       '',
     ].join('\n'));
-    for (const [i, app] of manifest.apps.entries()) await atomicWrite(path.join(guest, `app${i}.sh`), this.appScript(i, app));
+    for (const [i, app] of manifest.apps.entries()) {
+      const scripts = this.appScripts(i, app);
+      await atomicWrite(path.join(guest, `app${i}.sh`), scripts.run);
+      await atomicWrite(path.join(guest, `enter${i}.sh`), scripts.enter);
+    }
     const runDir = vmRunDir(manifest.uuid);
     const tscKhz = vm.accel === 'tcg' ? hostTscKhz(await fs.readFile('/proc/cpuinfo', 'utf8').catch(() => '')) : undefined;
     const argv = qemuArgv({
@@ -168,8 +174,10 @@ export class KvmStage1 implements Stage1 {
     return { properties: [prop.exec('ExecStart', [{ path: process.execPath, argv }])], stopPost: [] };
   }
 
-  enterArgv(): string[] {
-    throw new UserError('`pod enter` into a kvm pod is not supported yet', { hint: 'use `pod logs`; exec through the guest agent is planned (issue 6)' });
+  /** Through the guest's exec ports (kvm/exec-client.ts); one exec at a time per pod, stdout and stderr merged, no tty. */
+  enterArgv(pod: PreparedPod, app: AppManifest, _mainPid: number, command: string[]): string[] {
+    const i = pod.manifest.apps.findIndex((a) => a.name === app.name);
+    return [process.execPath, EXEC_CLIENT, vmRunDir(pod.manifest.uuid), String(i), '--', ...command];
   }
 
   async cleanup(pod: PreparedPod): Promise<void> {

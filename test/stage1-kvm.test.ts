@@ -91,7 +91,7 @@ spec:
   await assertNothingLeft(node, uuid);
 });
 
-kvm('restarts per policy, exit codes of each run; stop is a clean shutdown; rm leaves no qemu, socket or unit', async () => {
+kvm('restarts per policy, exit codes of each run; pod enter runs in the guest; stop is a clean shutdown; rm leaves no qemu, socket or unit', async () => {
   const node = getNode();
   const file = await node.manifest('vm-restart.yaml', `
 metadata: {name: vm-restart}
@@ -120,6 +120,13 @@ spec:
   const runs = (await node.ok(['pod', 'logs', uuid, '-c', 'fails'])).split('\n').filter((l) => l === 'run').length;
   assert.ok(runs >= 3, `each run logged (${runs})`);
   await eventually('server ready', async () => ((await node.ok(['pod', 'logs', uuid, '-c', 'server'])).includes('ready') ? true : undefined));
+  // pod enter: through the guest's exec channel, in the app's rootfs, with its exit code and stdin.
+  const enter = await node.cli(['pod', 'enter', uuid, '-c', 'server', '--', 'sh', '-c', 'echo "in $(hostname) kernel $(uname -r)"; ls /; exit 7']);
+  assert.is(enter.exitCode, 7, enter.stderr);
+  assert.match(enter.stdout, `in vm-restart kernel ${await guestKernel()}`);
+  assert.match(enter.stdout, /\bproc\b/);
+  const piped = await node.sh(`echo piped-input | ${process.execPath} ${CLI} --dir ${node.dataDir} pod enter ${uuid} -c server -- sh -c 'read l; echo got:$l'`);
+  assert.is(piped.stdout, 'got:piped-input\n', piped.stderr);
   await node.ok(['pod', 'stop', uuid]);
   const stopped = await vmStatus(node, uuid);
   assert.is(stopped.state, 'exited');

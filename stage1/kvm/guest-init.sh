@@ -9,7 +9,7 @@
 # - virtio-serial ports by name: `a<i>.ctl` (host → guest `start RUN`,
 #   `kill SIG`; guest → host `exit RUN CODE`), `a<i>.out`, `a<i>.err` (the
 #   app's stdout and stderr), `status` (guest → host `ready`, `done`),
-#   `podctl` (host → guest `poweroff`).
+#   `podctl` (host → guest `poweroff`), `exec.io` + `exec.ctl` (`pod enter`).
 #
 # Each app gets a supervisor that runs it on every `start` from its host-side
 # unit, so restarts, exit records and logs are the host's (systemd's) as for
@@ -30,16 +30,23 @@ fail() { echo "stevedore-init: $*" >&2; [ -e /dev/port-status ] && echo "failed 
 
 # Ports show up once the host has announced them: wait for the ones we need.
 port() { [ -e "/dev/port-$1" ]; }
-n=0
-while :; do
+linkports() {
   for d in /sys/class/virtio-ports/*; do
     [ -r "$d/name" ] || continue
     name=$(cat "$d/name"); [ -n "$name" ] && [ ! -e "/dev/port-$name" ] && ln -s "/dev/${d##*/}" "/dev/port-$name"
   done
-  port status && port podctl && break
-  n=$((n+1)); [ $n -gt 300 ] && fail "virtio-serial ports did not appear"
-  sleep 0.05
-done
+}
+waitports() {
+  n=0
+  while :; do
+    linkports; ok=1
+    for p in "$@"; do port "$p" || ok=; done
+    [ -n "$ok" ] && return 0
+    n=$((n+1)); [ $n -gt 300 ] && fail "virtio-serial ports $* did not appear"
+    sleep 0.05
+  done
+}
+waitports status podctl exec.io exec.ctl
 
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,access=client,cache=loose pod /pod || fail "cannot mount the pod share"
 . /pod/guest/pod.env || fail "no pod config"
@@ -55,10 +62,7 @@ if [ -n "$POD_NET_ADDRS" ]; then
   [ -n "$POD_NET_GW" ] && ip route add default via "$POD_NET_GW"
 fi
 for i in $POD_APPS; do
-  while ! port "a$i.err"; do
-    for d in /sys/class/virtio-ports/*; do name=$(cat "$d/name"); [ -e "/dev/port-$name" ] || ln -s "/dev/${d##*/}" "/dev/port-$name"; done
-    port "a$i.err" || sleep 0.05
-  done
+  waitports "a$i.ctl" "a$i.out" "a$i.err"
   r=/pod/apps/$i
   mkdir -p "$r/proc" "$r/sys" "$r/dev" "$r/etc" "$r/tmp"
   mount -t proc proc "$r/proc"
@@ -115,6 +119,37 @@ supervise() {
     fi
   done
 }
+
+# `pod enter`: one command at a time, in app INDEX's rootfs as the app's user
+# (guest/enter<i>.sh). Its stdin comes from exec.io through a cat (so the
+# host's `eof` can close it), its stdout and stderr go to exec.io.
+exec_server() {
+  exec 7<>/dev/port-exec.io 8<>/dev/port-exec.ctl
+  while :; do
+    if read -r cmd idx args <&8; then
+      [ "$cmd" = run ] || continue
+      # stdin through cat, so that the host's `eof` (killing cat) closes it
+      sh -c 'echo $$ > /run/exec.cat; exec cat' <&7 | ( eval "set -- $args"; exec sh "/pod/guest/enter$idx.sh" "$@" ) >&7 2>&7 7>&- 8>&- &
+      cmdpid=$!
+      n=0; while [ ! -s /run/exec.cat ] && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.01; done
+      catpid=$(cat /run/exec.cat 2>/dev/null); rm -f /run/exec.cat
+      # Until the command ends: `eof` closes its stdin; the host hanging up kills it.
+      (
+        while :; do
+          if read -r c <&8; then [ "$c" = eof ] && kill "$catpid" 2>/dev/null
+          else kill -KILL "$cmdpid" "$catpid" 2>/dev/null; exit 0
+          fi
+        done
+      ) & readerpid=$!
+      wait "$cmdpid"; code=$?
+      kill "$catpid" "$readerpid" 2>/dev/null
+      echo "exit $code" >&8
+    else
+      sleep 0.2
+    fi
+  done
+}
+exec_server &
 
 pids=
 for i in $POD_APPS; do supervise "$i" & pids="$pids $!"; done

@@ -52,9 +52,9 @@ export const appPortNames = (i: number) => ({ ctl: `a${i}.ctl`, out: `a${i}.out`
 /**
  * qemu's argv: microvm, no default devices, no host devices; the kernel
  * console on stdout (the VM unit's journal), one virtio-serial device with a
- * port per app stream plus `status` (a file: the unit's ExecStopPost reads
- * whether the guest said `done`) and `podctl` (a FIFO pair the unit's
- * ExecStop writes `poweroff` to).
+ * port per app stream, `exec.io` + `exec.ctl` (`pod enter`), plus `status`
+ * (a file: the unit's ExecStopPost reads whether the guest said `done`) and
+ * `podctl` (a FIFO pair the unit's ExecStop writes `poweroff` to).
  */
 export function qemuArgv(spec: VmSpec): string[] {
   const append = ['console=ttyS0', 'quiet', 'pci=off', 'panic=-1', ...(spec.tscKhz ? [`tsc_early_khz=${spec.tscKhz}`] : []), ...(spec.probe ? ['stevedore.probe'] : [])];
@@ -76,17 +76,16 @@ export function qemuArgv(spec: VmSpec): string[] {
     '-fsdev', `local,id=pod,path=${pod.shareDir},security_model=passthrough,multidevs=remap`,
     '-device', 'virtio-9p-device,fsdev=pod,mount_tag=pod',
     // port 0 is reserved for a console
-    '-device', `virtio-serial-device,max_ports=${3 * pod.appCount + 3}`,
+    '-device', `virtio-serial-device,max_ports=${3 * pod.appCount + 5}`,
     '-chardev', `file,id=status,path=${path.join(pod.runDir, 'status')}`,
     '-device', 'virtserialport,chardev=status,name=status',
     '-chardev', `pipe,id=podctl,path=${path.join(pod.runDir, 'podctl')}`,
     '-device', 'virtserialport,chardev=podctl,name=podctl',
   );
-  for (let i = 0; i < pod.appCount; i++) {
-    for (const name of Object.values(appPortNames(i))) {
-      argv.push('-chardev', `socket,id=${name.replace('.', '-')},path=${portSocket(pod.runDir, name)},server=on,wait=off`,
-        '-device', `virtserialport,chardev=${name.replace('.', '-')},name=${name}`);
-    }
+  const sockets = ['exec.io', 'exec.ctl', ...Array.from({ length: pod.appCount }, (_, i) => Object.values(appPortNames(i))).flat()];
+  for (const name of sockets) {
+    argv.push('-chardev', `socket,id=${name.replace('.', '-')},path=${portSocket(pod.runDir, name)},server=on,wait=off`,
+      '-device', `virtserialport,chardev=${name.replace('.', '-')},name=${name}`);
   }
   if (pod.tap) {
     argv.push('-netdev', `tap,id=net0,ifname=${pod.tap.name},script=no,downscript=no`, '-device', `virtio-net-device,netdev=net0,mac=${pod.tap.mac}`);
