@@ -105,8 +105,13 @@ export class KvmStage1 implements Stage1 {
   private appScripts(i: number, app: AppManifest): { run: string; enter: string } {
     const root = `/pod/apps/${i}`;
     const wd = path.posix.join(root, app.workingDir);
-    const prefix = `mkdir -p ${q(wd)}\nexec env -i ${app.env.map(([k, v]) => q(`${k}=${v}`)).join(' ')} /bin/busybox nsenter -F ${q(`-r${root}`)} ${q(`-w${wd}`)} -S ${app.user.uid} -G ${app.user.gid} --`;
-    return { run: `${prefix} ${app.argv.map(q).join(' ')}\n`, enter: `${prefix} "$@"\n` };
+    const exec = `exec env -i ${app.env.map(([k, v]) => q(`${k}=${v}`)).join(' ')} /bin/busybox nsenter -F ${q(`-r${root}`)} ${q(`-w${wd}`)} -S ${app.user.uid} -G ${app.user.gid} --`;
+    const mkdir = `[ -d ${q(wd)} ] || mkdir -p ${q(wd)}`;
+    return {
+      // $1: where the guest supervisor wants the app's pid (exec keeps it).
+      run: `echo $$ > "$1"\n${mkdir}\n${exec} ${app.argv.map(q).join(' ')}\n`,
+      enter: `${mkdir}\n${exec} "$@"\n`,
+    };
   }
 
   async podUnits(pod: PreparedPod): Promise<PodUnitPlan[]> {

@@ -5,7 +5,8 @@
 # - one 9p share, tag `pod`: `apps/<i>/` each app's rootfs (read-write),
 #   `etc/` the pod's hosts, hostname, resolv.conf (read-only), `guest/` the
 #   pod's config: `pod.env` (POD_HOSTNAME, POD_APPS, POD_RESTART, POD_NET_*) and
-#   `app<i>.sh` (how to run app i: env, user, cwd, argv);
+#   `app<i>.sh PIDFILE` (how to run app i: env, user, cwd, argv; it writes
+#   its pid first, the app keeps it);
 # - virtio-serial ports by name: `a<i>.ctl` (host → guest `start RUN`,
 #   `kill SIG`; guest → host `exit RUN CODE`), `a<i>.out`, `a<i>.err` (the
 #   app's stdout and stderr), `status` (guest → host `ready`, `done`),
@@ -30,10 +31,12 @@ fail() { echo "stevedore-init: $*" >&2; [ -e /dev/port-status ] && echo "failed 
 
 # Ports show up once the host has announced them: wait for the ones we need.
 port() { [ -e "/dev/port-$1" ]; }
+# Shell builtins only where it loops (a fork+exec costs milliseconds under TCG).
 linkports() {
   for d in /sys/class/virtio-ports/*; do
     [ -r "$d/name" ] || continue
-    name=$(cat "$d/name"); [ -n "$name" ] && [ ! -e "/dev/port-$name" ] && ln -s "/dev/${d##*/}" "/dev/port-$name"
+    name=; read -r name < "$d/name"
+    [ -n "$name" ] && [ ! -e "/dev/port-$name" ] && ln -s "/dev/${d##*/}" "/dev/port-$name"
   done
 }
 waitports() {
@@ -61,26 +64,30 @@ if [ -n "$POD_NET_ADDRS" ]; then
   ip link set eth0 up
   [ -n "$POD_NET_GW" ] && ip route add default via "$POD_NET_GW"
 fi
+# Each app's /dev: a tmpfs filled from one template (no host or guest devices but these).
+mkdir -p /run/devtmpl/pts /run/devtmpl/shm
+for spec in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
+  IFS=: read -r nm ma mi <<EOT
+$spec
+EOT
+  mknod -m 666 "/run/devtmpl/$nm" c "$ma" "$mi"
+done
+ln -s /proc/self/fd /run/devtmpl/fd; ln -s /proc/self/fd/0 /run/devtmpl/stdin; ln -s /proc/self/fd/1 /run/devtmpl/stdout; ln -s /proc/self/fd/2 /run/devtmpl/stderr
+ln -s pts/ptmx /run/devtmpl/ptmx
 for i in $POD_APPS; do
   waitports "a$i.ctl" "a$i.out" "a$i.err"
   r=/pod/apps/$i
-  mkdir -p "$r/proc" "$r/sys" "$r/dev" "$r/etc" "$r/tmp"
+  for d in proc sys dev etc tmp; do [ -d "$r/$d" ] || mkdir -p "$r/$d"; done
   mount -t proc proc "$r/proc"
   mount -t sysfs -o ro sys "$r/sys"
   mount -t tmpfs -o mode=755,size=65536k dev "$r/dev"
-  for spec in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
-    IFS=: read -r nm ma mi <<EOT
-$spec
-EOT
-    mknod -m 666 "$r/dev/$nm" c "$ma" "$mi"
-  done
-  mkdir -p "$r/dev/pts" "$r/dev/shm"
+  cp -a /run/devtmpl/. "$r/dev/"
   mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$r/dev/pts"
   mount -t tmpfs -o mode=1777,size=65536k shm "$r/dev/shm"
-  ln -s /proc/self/fd "$r/dev/fd"; ln -s /proc/self/fd/0 "$r/dev/stdin"; ln -s /proc/self/fd/1 "$r/dev/stdout"; ln -s /proc/self/fd/2 "$r/dev/stderr"
+  # The pod's files; read-only already on the host side of the share.
   for f in hosts hostname resolv.conf; do
-    [ -e "$r/etc/$f" ] || touch "$r/etc/$f"
-    mount --bind "/pod/etc/$f" "$r/etc/$f" && mount -o remount,bind,ro "$r/etc/$f"
+    [ -e "$r/etc/$f" ] || : > "$r/etc/$f"
+    mount --bind "/pod/etc/$f" "$r/etc/$f"
   done
 done
 
@@ -99,7 +106,7 @@ supervise() {
         start)
           rm -f "/run/app$i.final"
           (
-            sh -c 'echo $$ > "$1"; exec sh "/pod/guest/app$2.sh"' app "$pidf" "$i" >&4 2>&5 3>&- 4>&- 5>&- </dev/null
+            sh "/pod/guest/app$i.sh" "$pidf" >&4 2>&5 3>&- 4>&- 5>&- </dev/null
             code=$?
             rm -f "$pidf"
             final "$code" && : > "/run/app$i.final"
