@@ -13,7 +13,7 @@ import { cpioArchive, type CpioEntry } from './cpio.js';
  * Debian packages only (`apt-get download` + `dpkg -x`, never installed).
  *
  *   <assets>/vmlinux        the kernel of linux-image-amd64 (9p, virtiofs, virtio as modules)
- *   <assets>/initrd.cpio    uncompressed newc: /init, /bin/busybox, /lib/modules/*.ko, /etc/modules.load
+ *   <assets>/initrd.cpio    uncompressed newc: /init, /bin/busybox, /lib/modules/*.ko, /etc/modules.load, /devtmpl
  *   <assets>/assets.json    package versions and sha256 of both files
  *
  * Default place: /var/cache/stevedore/stage1-kvm (node-wide, not per data
@@ -147,6 +147,12 @@ export async function buildKvmAssets(outDir = kvmAssetsDir(), log: (msg: string)
       { type: 'file', path: 'bin/busybox', data: await fs.readFile(busyboxFile), mode: 0o755 },
       { type: 'symlink', path: 'bin/sh', target: 'busybox' },
       { type: 'file', path: 'init', data: await fs.readFile(GUEST_INIT_FILE), mode: 0o755 },
+      // The template of every app's /dev (the guest init copies it into a tmpfs per app).
+      { type: 'dir', path: 'devtmpl' }, { type: 'dir', path: 'devtmpl/pts' }, { type: 'dir', path: 'devtmpl/shm' },
+      ...([['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]] as const)
+        .map(([n, major, minor]): CpioEntry => ({ type: 'chardev', path: `devtmpl/${n}`, major, minor })),
+      ...([['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'], ['ptmx', 'pts/ptmx']] as const)
+        .map(([n, target]): CpioEntry => ({ type: 'symlink', path: `devtmpl/${n}`, target })),
       { type: 'file', path: 'etc/modules.load', data: Buffer.from(modules.map((m) => `${m.name}.ko\n`).join('')) },
       ...await Promise.all(modules.map(async (m): Promise<CpioEntry> => ({ type: 'file', path: `lib/modules/${m.name}.ko`, data: await fs.readFile(m.file) }))),
     ];

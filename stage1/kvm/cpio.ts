@@ -7,15 +7,17 @@
 export type CpioEntry =
   | { type: 'dir'; path: string; mode?: number }
   | { type: 'file'; path: string; data: Buffer; mode?: number }
-  | { type: 'symlink'; path: string; target: string };
+  | { type: 'symlink'; path: string; target: string }
+  | { type: 'chardev'; path: string; major: number; minor: number; mode?: number };
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
+const S_IFCHR = 0o020000;
 
-function header(ino: number, mode: number, size: number, name: string): Buffer {
+function header(ino: number, mode: number, size: number, name: string, rdev: [number, number] = [0, 0]): Buffer {
   const hex = (n: number) => n.toString(16).padStart(8, '0');
-  const fields = ['070701', hex(ino), hex(mode), hex(0), hex(0), hex(1), hex(0), hex(size), hex(0), hex(0), hex(0), hex(0), hex(Buffer.byteLength(name) + 1), hex(0)];
+  const fields = ['070701', hex(ino), hex(mode), hex(0), hex(0), hex(1), hex(0), hex(size), hex(0), hex(0), hex(rdev[0]), hex(rdev[1]), hex(Buffer.byteLength(name) + 1), hex(0)];
   return Buffer.concat([Buffer.from(fields.join('')), Buffer.from(name + '\0')]);
 }
 
@@ -28,8 +30,9 @@ export function cpioArchive(entries: CpioEntry[]): Buffer {
   entries.forEach((e, i) => {
     const name = e.path.replace(/^\/+/, '');
     const data = e.type === 'file' ? e.data : e.type === 'symlink' ? Buffer.from(e.target) : Buffer.alloc(0);
-    const mode = e.type === 'dir' ? S_IFDIR | (e.mode ?? 0o755) : e.type === 'symlink' ? S_IFLNK | 0o777 : S_IFREG | (e.mode ?? 0o644);
-    push(header(i + 1, mode, data.length, name));
+    const mode = e.type === 'dir' ? S_IFDIR | (e.mode ?? 0o755) : e.type === 'symlink' ? S_IFLNK | 0o777
+      : e.type === 'chardev' ? S_IFCHR | (e.mode ?? 0o666) : S_IFREG | (e.mode ?? 0o644);
+    push(header(i + 1, mode, data.length, name, e.type === 'chardev' ? [e.major, e.minor] : [0, 0]));
     push(pad4(offset));
     push(data);
     push(pad4(offset));

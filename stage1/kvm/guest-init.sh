@@ -64,16 +64,7 @@ if [ -n "$POD_NET_ADDRS" ]; then
   ip link set eth0 up
   [ -n "$POD_NET_GW" ] && ip route add default via "$POD_NET_GW"
 fi
-# Each app's /dev: a tmpfs filled from one template (no host or guest devices but these).
-mkdir -p /run/devtmpl/pts /run/devtmpl/shm
-for spec in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
-  IFS=: read -r nm ma mi <<EOT
-$spec
-EOT
-  mknod -m 666 "/run/devtmpl/$nm" c "$ma" "$mi"
-done
-ln -s /proc/self/fd /run/devtmpl/fd; ln -s /proc/self/fd/0 /run/devtmpl/stdin; ln -s /proc/self/fd/1 /run/devtmpl/stdout; ln -s /proc/self/fd/2 /run/devtmpl/stderr
-ln -s pts/ptmx /run/devtmpl/ptmx
+# Each app's /dev: a tmpfs filled from the initramfs' /devtmpl (no host or guest devices but those).
 for i in $POD_APPS; do
   waitports "a$i.ctl" "a$i.out" "a$i.err"
   r=/pod/apps/$i
@@ -81,7 +72,7 @@ for i in $POD_APPS; do
   mount -t proc proc "$r/proc"
   mount -t sysfs -o ro sys "$r/sys"
   mount -t tmpfs -o mode=755,size=65536k dev "$r/dev"
-  cp -a /run/devtmpl/. "$r/dev/"
+  cp -a /devtmpl/. "$r/dev/"
   mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$r/dev/pts"
   mount -t tmpfs -o mode=1777,size=65536k shm "$r/dev/shm"
   # The pod's files; read-only already on the host side of the share.
