@@ -9,6 +9,8 @@ import { parseKvmAccelMode } from '../stage1/kvm/accel.js';
 import { cpioArchive } from '../stage1/kvm/cpio.js';
 import { guestCpus, guestMemoryMiB, qemuArgv } from '../stage1/kvm/vm.js';
 import type { AppManifest } from '../stage1/contract.js';
+import { podStatusFor } from '../agent/pod-status.js';
+import type { PodStatus } from '../runtime-rkt/status.js';
 
 const app = (limits: AppManifest['limits']) => ({ limits }) as AppManifest;
 
@@ -73,6 +75,17 @@ test('cpio: the same entries give the same bytes, and busybox cpio reads them ba
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
+});
+
+test('the agent shows a VM pod\'s acceleration as a pod condition', () => {
+  const pod = { metadata: { name: 'p', uid: 'u' }, spec: { containers: [{ name: 'a', image: 'busybox' }] } };
+  const rp = (vm?: PodStatus['vm']): PodStatus => ({ uuid: 'x', state: 'running', stage1: 'kvm', ...(vm ? { vm } : {}),
+    apps: [{ name: 'a', image: { id: 'sha256:1', name: 'busybox' }, unit: 'u', restartCount: 0, state: 'running' }] });
+  const cond = (p: PodStatus) => podStatusFor(pod as never, { runtimeName: 'rkt', hostIP: '10.0.0.1', runtimePod: p }).conditions!.find((c) => c.type === 'stevedore.io/VMAcceleration');
+  const tcg = cond(rp({ accel: 'tcg', accelReason: 'hardware KVM is not usable (x); emulating with TCG', memoryMiB: 224, cpus: 1, kernel: 'k' }));
+  assert.equal([tcg?.status, tcg?.reason, tcg?.message], ['False', 'TCG', 'hardware KVM is not usable (x); emulating with TCG']);
+  assert.is(cond(rp({ accel: 'kvm', accelReason: 'probe ok', memoryMiB: 224, cpus: 1, kernel: 'k' }))?.reason, 'KVM');
+  assert.is(cond(rp()), undefined, 'no condition for container pods');
 });
 
 test.run();
