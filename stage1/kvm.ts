@@ -45,6 +45,14 @@ function hostTscKhz(cpuinfo: string): number | undefined {
   return mhz ? Math.round(Number(mhz) * 1000) : undefined;
 }
 
+async function findInPath(cmd: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(':').filter(Boolean)) {
+    const file = path.join(dir, cmd);
+    if (await fs.access(file, fs.constants.X_OK).then(() => true, () => false)) return file;
+  }
+  return undefined;
+}
+
 async function unmountIfMounted(dir: string): Promise<void> {
   const r = await execa('umount', [dir], { reject: false });
   if (r.exitCode !== 0 && !/not mounted|no mount point|not found|No such file/i.test(r.stderr)) {
@@ -121,7 +129,8 @@ export class KvmStage1 implements Stage1 {
     const assets = await loadKvmAssets(vm.assetsDir);
     const share = shareDir(pod);
     const guest = path.join(share, 'guest');
-    const net = await attachVmNetwork(netnsFile(pod));
+    // Only a pod CNI attached has an eth0 to hand over (network.json is stage0's record of the attachment).
+    const net = (await fs.access(podPaths(pod.dir).network).then(() => true, () => false)) ? await attachVmNetwork(netnsFile(pod)) : undefined;
     await atomicWrite(path.join(guest, 'pod.env'), [
       `POD_HOSTNAME=${q(manifest.hostname)}`,
       `POD_APPS=${q(manifest.apps.map((_, i) => i).join(' '))}`,
@@ -142,7 +151,7 @@ export class KvmStage1 implements Stage1 {
       vmlinux: assets.vmlinux, initrd: assets.initrd, accel: vm.accel, memoryMiB: vm.memoryMiB, cpus: vm.cpus, tscKhz,
       pod: { shareDir: share, runDir, appCount: manifest.apps.length, ...(net ? { tap: { name: net.tap, mac: net.mac } } : {}) },
     });
-    const qemu = (await execa('sh', ['-c', `command -v ${argv[0]}`], { reject: false })).stdout.trim();
+    const qemu = await findInPath(argv[0]!);
     if (!qemu) throw new UserError(`the kvm stage1 needs ${argv[0]}, and it is not installed`, { hint: 'apt-get install qemu-system-x86 (or run scripts/setup.sh)' });
     const md = manifest.pod.metadata;
     const appUnits = `${unitNames.podPattern(manifest.uuid).replace(/\*$/, '')}-*.service`;
