@@ -48,11 +48,13 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
   };
 }
 
-export function registerAgentCommands(program: Command, globals: () => { dir: string; dbusAddress?: string; dirGiven: boolean }): void {
+const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+
+export function registerAgentCommands(program: Command, globals: () => { dir: string; dbusAddress?: string; dirGiven: boolean; kvmAccel?: string }): void {
   const agent = agentOptions(program.command('agent').description('run the node agent (normally as the stevedore-agent systemd service)'))
     .action(async (flags: Record<string, unknown>) => {
       const g = globals();
-      const cfg = await loadAgentConfig({ ...flagsToConfig(flags, g.dir, g.dbusAddress), ...(g.dirGiven ? { dataDir: g.dir } : {}) });
+      const cfg = await loadAgentConfig({ ...flagsToConfig({ kvmAccel: g.kvmAccel, ...defined(flags) }, g.dir, g.dbusAddress), ...(g.dirGiven ? { dataDir: g.dir } : {}) });
       const { runAgent } = await import('./agent.js');
       await runAgent(cfg);
     });
@@ -64,7 +66,7 @@ export function registerAgentCommands(program: Command, globals: () => { dir: st
       // Commander hands flags it also knows on `agent` to the parent: merge both.
       const flags = { ...cmd.parent!.opts(), ...Object.fromEntries(Object.entries(own).filter(([, v]) => v !== undefined)) };
       const g = globals();
-      const cfg = await loadAgentConfig({ ...flagsToConfig(flags, g.dir, g.dbusAddress), dataDir: g.dir });
+      const cfg = await loadAgentConfig({ ...flagsToConfig({ kvmAccel: g.kvmAccel, ...defined(flags) }, g.dir, g.dbusAddress), dataDir: g.dir });
       const { installAgent } = await import('./install.js');
       await installAgent(cfg, { configPath: flags.configPath as string, unitDir: flags.unitDir as string, now: flags.now === true });
       process.stdout.write(`installed stevedore-agent.service (config ${flags.configPath})${flags.now ? ' and started it' : ''}\n`);

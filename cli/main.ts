@@ -75,7 +75,9 @@ stage1Cmd.command('probe-kvm')
 registerSandboxCommands(program);
 registerAgentCommands(program, () => {
   const g = program.opts<GlobalOptions>();
-  return { dir: path.resolve(g.dir), dbusAddress: g.dbusAddress, dirGiven: program.getOptionValueSource('dir') !== 'default' };
+  // --kvm-accel is also a global option: Commander may hand it to the program rather than to `agent`.
+  const kvmAccel = program.getOptionValueSource('kvmAccel') !== 'default' ? g.kvmAccel : undefined;
+  return { dir: path.resolve(g.dir), dbusAddress: g.dbusAddress, dirGiven: program.getOptionValueSource('dir') !== 'default', kvmAccel };
 });
 registerApiServiceCommand(program);
 program.command('up')
