@@ -178,6 +178,8 @@ export class KvmStage1 implements Stage1 {
         prop.exec('ExecStopPost', [{ path: '/bin/sh', argv: ['/bin/sh', '-c',
           `grep -qx done ${q(status)} 2>/dev/null && exit 0; echo "the pod's VM stopped without a clean guest shutdown (kernel panic, qemu crash or kill): $(tr '\\n' ' ' < ${q(status)} 2>/dev/null)"; systemctl stop --no-block ${q(appUnits)}; exit 1`] }]),
         prop.u64('TimeoutStopUSec', (Math.max(1, manifest.terminationGracePeriodSeconds) + 5) * 1_000_000),
+        // The only file qemu writes is the guest's status port (a few bytes): a guest writing without end must not fill /run.
+        prop.u64('LimitFSIZE', 1 << 20), prop.u64('LimitFSIZESoft', 1 << 20),
       ],
     }];
   }
