@@ -79,13 +79,12 @@ export async function openRuntime(cfg: AgentConfig): Promise<ContainerRuntime> {
   return new RktContainerRuntime(rt, await vmAccelAtStart(cfg));
 }
 
-/** The boot probe, once at start (auto: its verdict holds for this boot of the node; see stage1/kvm/accel.ts). */
+/** The boot probe at start (its verdict is kept for this boot of the node and these assets: stage1/kvm/accel.ts). */
 async function vmAccelAtStart(cfg: AgentConfig): Promise<'kvm' | 'tcg' | 'unavailable'> {
   const { loadKvmAssets } = await import('../stage1/kvm/assets.js');
-  const { chooseAccel, kvmProbe } = await import('../stage1/kvm/accel.js');
+  const { chooseAccel } = await import('../stage1/kvm/accel.js');
   try {
     const assets = await loadKvmAssets();
-    if (cfg.kvmAccel !== 'tcg') await kvmProbe(assets, { fresh: true });
     return (await chooseAccel(cfg.kvmAccel, assets)).accel;
   } catch {
     return 'unavailable';
