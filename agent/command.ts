@@ -13,6 +13,7 @@ function agentOptions(cmd: Command): Command {
     .option('--node-name <name>', 'this node\'s name (default: hostname)')
     .option('--rkt-stage1-image <name>', 'default stage1: fly, namespaces (default) or kvm')
     .option('--stage1-policy <file>', 'node stage1 policy (YAML: forbid, require minimums per namespace or labels)')
+    .option('--kvm-accel <mode>', 'kvm pods: auto (default: hardware KVM if a boot probe at start passes, else TCG emulation), kvm (refuse VM pods without it) or tcg')
     .option('--node-ip <address>', 'address the control plane reaches this node at', undefined)
     .option('--port <port>', 'node API port (default 10250)')
     .option('--node-api-token-file <file>', 'bearer token the node API accepts (the control plane\'s kubelet-client token)')
@@ -32,6 +33,7 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     kubeconfig: flags.kubeconfig as string,
     nodeName: flags.nodeName as string,
     rktStage1Image: flags.rktStage1Image as AgentConfig['rktStage1Image'],
+    kvmAccel: flags.kvmAccel as AgentConfig['kvmAccel'],
     nodeIP: flags.nodeIp as string,
     port: flags.port === undefined ? undefined : Number(flags.port),
     nodeApiTokenFile: flags.nodeApiTokenFile as string,
@@ -48,11 +50,13 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
   };
 }
 
-export function registerAgentCommands(program: Command, globals: () => { dir: string; dbusAddress?: string; dirGiven: boolean }): void {
+const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+
+export function registerAgentCommands(program: Command, globals: () => { dir: string; dbusAddress?: string; dirGiven: boolean; kvmAccel?: string }): void {
   const agent = agentOptions(program.command('agent').description('run the node agent (normally as the stevedore-agent systemd service)'))
     .action(async (flags: Record<string, unknown>) => {
       const g = globals();
-      const cfg = await loadAgentConfig({ ...flagsToConfig(flags, g.dir, g.dbusAddress), ...(g.dirGiven ? { dataDir: g.dir } : {}) });
+      const cfg = await loadAgentConfig({ ...flagsToConfig({ kvmAccel: g.kvmAccel, ...defined(flags) }, g.dir, g.dbusAddress), ...(g.dirGiven ? { dataDir: g.dir } : {}) });
       const { runAgent } = await import('./agent.js');
       await runAgent(cfg);
     });
@@ -64,7 +68,7 @@ export function registerAgentCommands(program: Command, globals: () => { dir: st
       // Commander hands flags it also knows on `agent` to the parent: merge both.
       const flags = { ...cmd.parent!.opts(), ...Object.fromEntries(Object.entries(own).filter(([, v]) => v !== undefined)) };
       const g = globals();
-      const cfg = await loadAgentConfig({ ...flagsToConfig(flags, g.dir, g.dbusAddress), dataDir: g.dir });
+      const cfg = await loadAgentConfig({ ...flagsToConfig({ kvmAccel: g.kvmAccel, ...defined(flags) }, g.dir, g.dbusAddress), dataDir: g.dir });
       const { installAgent } = await import('./install.js');
       await installAgent(cfg, { configPath: flags.configPath as string, unitDir: flags.unitDir as string, now: flags.now === true });
       process.stdout.write(`installed stevedore-agent.service (config ${flags.configPath})${flags.now ? ' and started it' : ''}\n`);

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import { parse } from 'yaml';
 import { InvalidInput } from '../common/errors.js';
 import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
+import { parseKvmAccelMode, type KvmAccelMode } from '../stage1/kvm/accel.js';
 
 /** Everything the agent can be told, by flag or by config file (flags win). */
 export interface AgentConfig {
@@ -11,6 +12,8 @@ export interface AgentConfig {
   nodeName: string;
   /** Default stage1 for pods that do not pick one (kubelet's --rkt-stage1-image). */
   rktStage1Image: Stage1Name;
+  /** kvm pods: auto (hardware KVM if the boot probe at start passes, else TCG), kvm (refuse without it), tcg. */
+  kvmAccel: KvmAccelMode;
   dataDir: string;
   dbusAddress?: string;
   /** Address the control plane reaches this node's API at (Node InternalIP). */
@@ -38,11 +41,11 @@ export interface AgentConfig {
   stage1Policy?: string;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
-    containerRuntime: 'rkt', nodeName: os.hostname().toLowerCase(), rktStage1Image: 'namespaces', dataDir: '/var/lib/stevedore',
+    containerRuntime: 'rkt', nodeName: os.hostname().toLowerCase(), rktStage1Image: 'namespaces', kvmAccel: 'auto', dataDir: '/var/lib/stevedore',
     nodeIP: '127.0.0.1', port: 10250, syncPeriodSeconds: 2, heartbeatSeconds: 10, maxPods: 110, insecureRegistries: [],
     podCidr: '10.88.0.0/16',
     cniBridge: 'stevedore0',
@@ -65,6 +68,7 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
   if (!cfg.kubeconfig) throw new InvalidInput('the agent needs --kubeconfig (the control plane to register with)');
   if (cfg.containerRuntime !== 'rkt' && cfg.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${cfg.containerRuntime}: supported runtimes are rkt and docker`);
   if (!STAGE1_NAMES.includes(cfg.rktStage1Image)) throw new InvalidInput(`--rkt-stage1-image=${cfg.rktStage1Image}: choose one of ${STAGE1_NAMES.join(', ')}`);
+  parseKvmAccelMode(cfg.kvmAccel);
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(cfg.nodeName)) throw new InvalidInput(`node name "${cfg.nodeName}" is not a valid DNS subdomain`, 'pass --node-name');
   for (const k of ['port', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods'] as const) {
     cfg[k] = Number(cfg[k]);

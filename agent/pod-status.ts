@@ -85,6 +85,8 @@ export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: st
       condition('Ready', ready && !terminal, terminal ? 'PodCompleted' : 'ContainersNotReady'),
       condition('ContainersReady', ready && !terminal, terminal ? 'PodCompleted' : 'ContainersNotReady'),
       scheduled,
+      // kvm pods: which VM they got; TCG is emulation, not a hardware isolation boundary.
+      ...(rp?.vm ? [{ type: 'stevedore.io/VMAcceleration', status: rp.vm.accel === 'kvm' ? 'True' : 'False', reason: rp.vm.accel === 'kvm' ? 'KVM' : 'TCG', message: rp.vm.accelReason } as V1PodCondition] : []),
     ], opts.previous?.conditions),
     hostIP: opts.hostIP,
     hostIPs: [{ ip: opts.hostIP }],

@@ -29,6 +29,8 @@ export interface ContainerRuntime {
   logs(query: LogQuery): AsyncGenerator<LogLine>;
   /** Garbage-collect what the engine left behind (aborted pods, orphaned units). */
   gc(): Promise<void>;
+  /** What VM pods get on this node (probed at start): kvm, tcg, or unavailable (no assets, or kvm required and absent). */
+  readonly vmAccel?: 'kvm' | 'tcg' | 'unavailable';
   /** Called when something about running pods may have changed (a unit's state, say). */
   onChange(listener: () => void): void;
   close(): Promise<void>;
@@ -39,7 +41,7 @@ export const RUNTIME_VERSION = '0.1.0';
 class RktContainerRuntime implements ContainerRuntime {
   readonly name = 'rkt';
   readonly version = RUNTIME_VERSION;
-  constructor(private readonly rt: RktRuntime) {}
+  constructor(private readonly rt: RktRuntime, readonly vmAccel?: 'kvm' | 'tcg' | 'unavailable') {}
   runPod(pod: Pod, opts: { stage1?: Stage1Name }) { return this.rt.runPod(pod, opts); }
   async findImage(ref: string) {
     const image = await this.rt.images.resolve(ref);
@@ -73,8 +75,20 @@ export async function openRuntime(cfg: AgentConfig): Promise<ContainerRuntime> {
   if (cfg.containerRuntime === 'docker') {
     throw new UserError('--container-runtime=docker is not available in this build yet', { hint: 'use --container-runtime=rkt (the default)' });
   }
-  const rt = await RktRuntime.open({ dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultStage1: cfg.rktStage1Image, network: await podNetwork(cfg) });
+  const rt = await RktRuntime.open({ dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultStage1: cfg.rktStage1Image, network: await podNetwork(cfg), kvmAccel: cfg.kvmAccel });
   await rt.reconcile();
   await rt.systemd();
-  return new RktContainerRuntime(rt);
+  return new RktContainerRuntime(rt, await vmAccelAtStart(cfg));
+}
+
+/** The boot probe at start (its verdict is kept for this boot of the node and these assets: stage1/kvm/accel.ts). */
+async function vmAccelAtStart(cfg: AgentConfig): Promise<'kvm' | 'tcg' | 'unavailable'> {
+  const { loadKvmAssets } = await import('../stage1/kvm/assets.js');
+  const { chooseAccel } = await import('../stage1/kvm/accel.js');
+  try {
+    const assets = await loadKvmAssets();
+    return (await chooseAccel(cfg.kvmAccel, assets)).accel;
+  } catch {
+    return 'unavailable';
+  }
 }

@@ -7,6 +7,8 @@
 #   bash bench/run.sh --cni [--samples N] [--warmup N] [--update-results bench/RESULTS.md]
 # Registry pull benchmark (ours vs skopeo copy, peak RSS at two image sizes), same build step:
 #   bash bench/run.sh --pull [--samples 5] [--mb 100] [--small-mb 25] [--layers 4] [--update-results bench/RESULTS.md]
+# VM pod benchmark (stage1 kvm: launch → first output vs a bare qemu boot, host memory per VM pod):
+#   bash bench/run.sh --kvm [--samples 12] [--warmup 2] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,10 @@ fi
 if [ "${1:-}" = --cni ]; then
   shift
   exec node --enable-source-maps dist/bench/cni.js "$@"
+fi
+if [ "${1:-}" = --kvm ]; then
+  shift
+  exec node --enable-source-maps dist/bench/kvm.js "$@"
 fi
 if [ "${1:-}" = --pull ]; then
   shift

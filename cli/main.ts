@@ -13,7 +13,7 @@ import { registerApiServiceCommand } from '../api-service/command.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/stevedore';
 
-interface GlobalOptions { dir: string; dbusAddress?: string; stage1: string; cniConfDir?: string; cniCacheDir?: string; cniBinDir?: string }
+interface GlobalOptions { dir: string; dbusAddress?: string; stage1: string; kvmAccel: string; cniConfDir?: string; cniCacheDir?: string; cniBinDir?: string }
 
 const program = new Command('stevedore')
   .description('Stevedore: pods as systemd units, rkt-style')
@@ -21,6 +21,7 @@ const program = new Command('stevedore')
   .option('--dir <path>', 'data directory (pods, images)', process.env.STEVEDORE_DATA_DIR ?? DEFAULT_DATA_DIR)
   .option('--dbus-address <address>', "D-Bus address of the node's systemd (default: the system bus)", process.env.STEVEDORE_DBUS_ADDRESS)
   .option('--stage1 <name>', 'default stage1 for pods that do not choose one', process.env.STEVEDORE_STAGE1 ?? 'namespaces')
+  .option('--kvm-accel <mode>', 'kvm pods: auto (hardware KVM if a boot probe passes, else TCG emulation), kvm (refuse VM pods without hardware KVM) or tcg', process.env.STEVEDORE_KVM_ACCEL ?? 'auto')
   .option('--cni-conf-dir <dir>', 'CNI network configs for pod networking (default <dir>/cni/net.d, where the agent writes its default network; pods get a network only if it holds a config)')
   .option('--cni-cache-dir <dir>', 'CNI result cache (default <dir>/cni/results)')
   .option('--cni-bin-dir <dirs>', 'CNI plugin directories, colon-separated like CNI_PATH (default /usr/lib/cni:/opt/cni/bin)')
@@ -38,7 +39,8 @@ async function withRuntime<T>(fn: (rt: RktRuntime) => Promise<T>): Promise<T> {
   const network = g.cniConfDir || (await hasNetworkConfig(confDir))
     ? { confDir, cacheDir: path.resolve(g.cniCacheDir ?? path.join(dataDir, 'cni', 'results')), binDirs: g.cniBinDir?.split(':').filter(Boolean) }
     : 'none' as const;
-  const rt = await RktRuntime.open({ dataDir, dbusAddress: g.dbusAddress, defaultStage1: parseStage1Name(g.stage1), network });
+  const { parseKvmAccelMode } = await import('../stage1/kvm/accel.js');
+  const rt = await RktRuntime.open({ dataDir, dbusAddress: g.dbusAddress, defaultStage1: parseStage1Name(g.stage1), network, kvmAccel: parseKvmAccelMode(g.kvmAccel) });
   try {
     return await fn(rt);
   } finally {
@@ -47,10 +49,35 @@ async function withRuntime<T>(fn: (rt: RktRuntime) => Promise<T>): Promise<T> {
 }
 
 registerPodCommands(program, withRuntime);
+const stage1Cmd = program.command('stage1').description('stage1 assets');
+stage1Cmd.command('build-kvm')
+  .description('build the kvm stage1\'s guest kernel and initramfs from Debian packages (apt-get download)')
+  .option('--out <dir>', 'where to put them (default $STEVEDORE_KVM_ASSETS or /var/cache/stevedore/stage1-kvm)')
+  .option('--if-missing', 'do nothing when they are already built')
+  .action(async (opts: { out?: string; ifMissing?: boolean }) => {
+    const { buildKvmAssets, kvmAssetsDir, loadKvmAssets } = await import('../stage1/kvm/assets.js');
+    const out = path.resolve(opts.out ?? kvmAssetsDir());
+    if (opts.ifMissing && (await loadKvmAssets(out).then(() => true, () => false))) {
+      process.stdout.write(`${out}: already built\n`);
+      return;
+    }
+    const assets = await buildKvmAssets(out, (m) => process.stderr.write(`${m}\n`));
+    process.stdout.write(`${JSON.stringify({ dir: assets.dir, ...assets.info }, null, 2)}\n`);
+  });
+stage1Cmd.command('probe-kvm')
+  .description('boot a probe VM with hardware KVM and say whether kvm pods would get it (--kvm-accel=auto)')
+  .action(async () => {
+    const { kvmProbe } = await import('../stage1/kvm/accel.js');
+    const { loadKvmAssets } = await import('../stage1/kvm/assets.js');
+    const r = await kvmProbe(await loadKvmAssets(), { fresh: true });
+    process.stdout.write(`${r.kvm ? 'kvm' : 'tcg'}: ${r.reason}\n`);
+  });
 registerSandboxCommands(program);
 registerAgentCommands(program, () => {
   const g = program.opts<GlobalOptions>();
-  return { dir: path.resolve(g.dir), dbusAddress: g.dbusAddress, dirGiven: program.getOptionValueSource('dir') !== 'default' };
+  // --kvm-accel is also a global option: Commander may hand it to the program rather than to `agent`.
+  const kvmAccel = program.getOptionValueSource('kvmAccel') !== 'default' ? g.kvmAccel : undefined;
+  return { dir: path.resolve(g.dir), dbusAddress: g.dbusAddress, dirGiven: program.getOptionValueSource('dir') !== 'default', kvmAccel };
 });
 registerApiServiceCommand(program);
 program.command('up')

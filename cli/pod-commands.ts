@@ -64,6 +64,7 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
         `uuid=${p.uuid}`, `name=${p.namespace ?? '-'}/${p.name ?? '-'}`, `stage1=${p.stage1 ?? '-'}`, `state=${p.state}`,
         `created=${p.createdAt ? new Date(p.createdAt).toISOString() : '-'}`, `started=${p.startedAt ? new Date(p.startedAt).toISOString() : '-'}`,
         ...(p.podIPs ? [`ips=${p.podIPs.join(',')}`] : []),
+        ...(p.vm ? [`vm=accel:${p.vm.accel} memory:${p.vm.memoryMiB}Mi cpus:${p.vm.cpus} kernel:${p.vm.kernel}`, `vm-accel-reason=${p.vm.accelReason}`] : []),
         ...p.apps.map((a) => `app=${a.name} state=${a.state}${a.reason ? ` reason=${a.reason}` : ''}${a.exitCode !== undefined ? ` exit=${a.exitCode}` : ''} restarts=${a.restartCount}${a.mainPid ? ` pid=${a.mainPid}` : ''} image=${a.image.name}`),
       ].join('\n') + '\n');
     });

@@ -39,9 +39,9 @@ export interface PodNetworkStatus { name: string; ifName: string; ips: string[] 
 
 const IF_NAME = 'eth0';
 
-/** Pods that get a CNI network: their own network namespace (namespaces stage1, not hostNetwork). */
+/** Pods that get a CNI network: their own network namespace (namespaces and kvm stage1s, not hostNetwork). */
 export function needsPodNetwork(pod: Pod, stage1: string): boolean {
-  return stage1 === 'namespaces' && pod.spec.hostNetwork !== true;
+  return (stage1 === 'namespaces' || stage1 === 'kvm') && pod.spec.hostNetwork !== true;
 }
 
 /** The bare CLI networks pods only when the conf dir holds a network config. */

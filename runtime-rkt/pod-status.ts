@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { FileLock } from '../common/fsutil.js';
 import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
 import { unitNames, type AppManifest, type ExitRecord } from '../stage1/contract.js';
+import { readVmRecord } from '../stage1/kvm.js';
 import { podNetworkFrom } from './network.js';
 import { PodFileCache } from './pod-cache.js';
 import type { PodLocation } from './pod-store.js';
@@ -140,6 +141,9 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
     inputs.push(records, facts, active ? u.subState : undefined);
     return { app, unit, records, u: active ? u : undefined, facts };
   })) : [];
+  // The VM's record (stage1/vm.json) is outside what the file cache watches: its text is an input of its own.
+  const vm = manifest?.stage1 === 'kvm' ? await readVmRecord(loc.dir) : undefined;
+  inputs.push(vm ? JSON.stringify(vm) : undefined);
   // embryo/prepare states depend on a lock nobody can see changing: never reused.
   const reusable = loc.state !== 'embryo' && loc.state !== 'prepare';
   const cached = reusable ? cache.reuse(loc.dir, inputs) : undefined;
@@ -162,6 +166,7 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
     gcMarkedAt: ms(snap.gcMarkedNs),
     slice: manifest ? unitNames.slice(manifest.uuid) : undefined,
     ...(networks ? { podIPs: networks[0]!.ips, networks } : {}),
+    ...(vm ? { vm: { accel: vm.accel, accelReason: vm.accelReason, memoryMiB: vm.memoryMiB, cpus: vm.cpus, kernel: vm.kernel } } : {}),
     apps,
   };
   if (reusable) cache.remember(loc.dir, inputs, status);

@@ -4,9 +4,10 @@ import { UserError, errnoCode } from '../common/errors.js';
 import { FileLock, exists, readJsonIfExists } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
 import { crashPoint } from '../common/failpoint.js';
-import { SystemdClient } from '../common/systemd.js';
+import { prop, SystemdClient } from '../common/systemd.js';
 import { podPaths, unitNames, type PreparedPod, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
-import { stage1For } from '../stage1/index.js';
+import { stage1For as stage1Of, type Stage1 } from '../stage1/index.js';
+import type { KvmAccelMode } from '../stage1/kvm/accel.js';
 import { ImageStore } from './image/store.js';
 import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
@@ -27,6 +28,8 @@ export interface RktRuntimeOptions {
   restartDelayMs?: number;
   /** CNI pod network for namespaces pods that are not hostNetwork; 'none' (default): loopback only. */
   network?: PodNetworkOptions | 'none';
+  /** kvm pods: hardware KVM if a boot probe passes (auto), only hardware (kvm: refuse otherwise), or TCG emulation. */
+  kvmAccel?: KvmAccelMode;
 }
 
 export interface RunOptions {
@@ -52,10 +55,14 @@ export class RktRuntime {
   }
 
   static async open(opts: RktRuntimeOptions): Promise<RktRuntime> {
-    const rt = new RktRuntime({ defaultStage1: 'namespaces', restartDelayMs: 1000, network: 'none', ...opts });
+    const rt = new RktRuntime({ defaultStage1: 'namespaces', restartDelayMs: 1000, network: 'none', kvmAccel: 'auto', ...opts });
     await fs.mkdir(opts.dataDir, { recursive: true, mode: 0o711 });
     await rt.pods.init();
     return rt;
+  }
+
+  private stage1For(name: Stage1Name): Stage1 {
+    return stage1Of(name, { kvmAccel: this.options.kvmAccel });
   }
 
   systemd(): Promise<SystemdClient> {
@@ -73,7 +80,7 @@ export class RktRuntime {
   /** Prepare and start a pod; returns its UUID once every app's unit has started. */
   async runPod(pod: Pod, opts: RunOptions = {}): Promise<string> {
     const stage1Name = opts.stage1 ?? this.options.defaultStage1;
-    const stage1 = stage1For(stage1Name);
+    const stage1 = this.stage1For(stage1Name);
     // Everything that can be checked without touching the disk comes first, so bad input changes nothing.
     const images = await Promise.all(pod.spec.containers.map(async (c) => {
       const image = await this.images.resolve(c.image);
@@ -129,18 +136,22 @@ export class RktRuntime {
   }
 
   private async launch(systemd: SystemdClient, pod: PreparedPod): Promise<void> {
-    const stage1 = stage1For(pod.manifest.stage1);
+    const stage1 = this.stage1For(pod.manifest.stage1);
     const uuid = pod.manifest.uuid;
     const plans = await Promise.all(pod.manifest.apps.map((app) => appProperties(pod, app, stage1, this.options)));
     // The slice must exist before services name it, or systemd makes an empty
     // one of its own. systemd handles one connection's calls in order, so
     // sending the slice's call first is enough; no need to wait for its reply.
-    const sliceCall = systemd.startTransientUnit(unitNames.slice(uuid), sliceProperties(pod));
-    const appCalls = pod.manifest.apps.map((app, i) => systemd.startTransientUnit(unitNames.app(uuid, app.name), plans[i]!));
+    const sliceCall = systemd.startTransientUnit(unitNames.slice(uuid), sliceProperties(pod, stage1.cgroupLimits !== false));
+    // Pod-level units (kvm: the VM) run before any app: an app unit may rely on them being started.
+    const podPlans = stage1.podUnits ? await stage1.podUnits(pod) : [];
+    const podCalls = podPlans.map((p) => systemd.startTransientUnit(p.name, [...p.properties, prop.str('Slice', unitNames.slice(uuid))]));
     const sliceJob = await sliceCall;
     crashPoint('run:slice-started');
+    const podResults = await Promise.all((await Promise.all(podCalls)).map((j) => systemd.waitForJob(j)));
+    const appCalls = pod.manifest.apps.map((app, i) => systemd.startTransientUnit(unitNames.app(uuid, app.name), plans[i]!));
     const jobs = await Promise.all(appCalls);
-    const results = await Promise.all([sliceJob, ...jobs].map((j) => systemd.waitForJob(j)));
+    const results = [...podResults, ...await Promise.all([sliceJob, ...jobs].map((j) => systemd.waitForJob(j)))];
     const failed = results.filter((r) => r.result !== 'done');
     if (failed.length) {
       throw new UserError(`pod ${uuid}: systemd could not start ${failed.map((f) => `${f.unit} (${f.result})`).join(', ')}`, {
@@ -238,7 +249,7 @@ export class RktRuntime {
     // CNI DEL while the netns is still mounted (its veth goes explicitly); a
     // failure is left to gc(), which DELs every cached attachment of a dead pod.
     await detachPod(loc.dir, loc.uuid).catch((err) => log.warn({ uuid: loc.uuid, err: String(err) }, 'CNI DEL failed; gc will release the lease'));
-    if (manifest) await stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
+    if (manifest) await this.stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
     await unmountPodRootfs(loc.dir);
     await assertNoMountsBelow(loc.dir);
     await fs.rm(loc.dir, { recursive: true, force: true });
@@ -316,7 +327,7 @@ export class RktRuntime {
     if (!app) throw new UserError(`pod ${loc.uuid} has no container "${appName}"`, { hint: `its containers: ${manifest.apps.map((a) => a.name).join(', ')}` });
     const appStatus = status.apps.find((a) => a.name === app.name);
     if (appStatus?.state !== 'running' || !appStatus.mainPid) throw new UserError(`container "${app.name}" of pod ${loc.uuid} is not running`);
-    return stage1For(manifest.stage1).enterArgv({ dir: loc.dir, manifest }, app, appStatus.mainPid, command);
+    return this.stage1For(manifest.stage1).enterArgv({ dir: loc.dir, manifest }, app, appStatus.mainPid, command);
   }
 }
 

@@ -48,6 +48,8 @@ export interface PodStatus {
   /** The pod's own IPs from its CNI network, primary first; absent for host-network (fly, hostNetwork) and unnetworked pods. */
   podIPs?: string[];
   networks?: Array<{ name: string; ifName: string; ips: string[] }>;
+  /** kvm pods: the VM the pod got; accel tcg means emulation, not a hardware isolation boundary. */
+  vm?: { accel: 'kvm' | 'tcg'; accelReason: string; memoryMiB: number; cpus: number; kernel: string };
   apps: AppStatus[];
 }
 

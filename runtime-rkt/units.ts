@@ -22,9 +22,10 @@ function sum(values: Array<number | undefined>): number | undefined {
 }
 
 /** The pod's slice: it carries the pod-level limits (the sum of the containers' limits, when all have one). */
-export function sliceProperties(pod: PreparedPod): UnitProperty[] {
+export function sliceProperties(pod: PreparedPod, cgroupLimits = true): UnitProperty[] {
   const md = pod.manifest.pod.metadata;
   const props: UnitProperty[] = [prop.str('Description', `Stevedore pod ${md.namespace ?? 'default'}/${md.name} (${pod.manifest.uuid})`)];
+  if (!cgroupLimits) return props;
   const memory = sum(pod.manifest.apps.map((a) => a.limits.memoryBytes));
   const cpu = sum(pod.manifest.apps.map((a) => a.limits.cpuMillis));
   if (memory !== undefined) props.push(prop.u64('MemoryMax', memory));
@@ -58,6 +59,8 @@ export async function appProperties(pod: PreparedPod, app: AppManifest, stage1: 
       { path: '/bin/sh', argv: ['/bin/sh', '-c', EXIT_RECORDER_SCRIPT, 'stevedore-exit-recorder', podPaths(pod.dir).exits(app.name)], flags: ['ignore-failure', 'privileged'] },
     ]),
   ];
+  // kvm: the unit holds a proxy; the app's limits are the VM's RAM and vCPUs.
+  if (stage1.cgroupLimits === false) return props;
   if (app.limits.memoryBytes !== undefined) props.push(prop.u64('MemoryMax', app.limits.memoryBytes));
   if (app.limits.cpuMillis !== undefined) props.push(prop.u64('CPUQuotaPerSecUSec', app.limits.cpuMillis * 1000));
   // cgroup v1 cpu.shares from requests, as the kubelet computes them (1024 per core, at least 2).

@@ -11,6 +11,7 @@ declare -A PACKAGES=(
   [openssl]=openssl [kubectl]=kubernetes-client [unshare]=util-linux [nsenter]=util-linux
   [ip]=iproute2 [dbus-daemon]=dbus [journalctl]=systemd [make]=make [g++]=g++ [python3]=python3
   [docker-registry]=docker-registry [skopeo]=skopeo [htpasswd]=apache2-utils
+  [qemu-system-x86_64]=qemu-system-x86 [dpkg-deb]=dpkg [xz]=xz-utils
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
@@ -34,3 +35,6 @@ fi
 
 echo "setup: building"
 npx tsc -p tsconfig.json
+
+# The kvm stage1's guest kernel and initramfs (from the Debian archive via apt-get download; only when missing).
+node bin/stevedore.js stage1 build-kvm --if-missing || echo "setup: WARNING: could not build the kvm stage1 assets; kvm pods will not start until \`stevedore stage1 build-kvm\` succeeds" >&2

@@ -93,6 +93,8 @@ const hex = (uuid: string) => uuid.replace(/-/g, '');
 export const unitNames = {
   slice: (uuid: string) => `${UNIT_PREFIX}${hex(uuid)}.slice`,
   app: (uuid: string, app: string) => `${UNIT_PREFIX}${hex(uuid)}-${app}.service`,
+  /** a pod-level service (no app suffix: app names cannot be empty), e.g. the kvm stage1's VM */
+  pod: (uuid: string) => `${UNIT_PREFIX}${hex(uuid)}.service`,
   /** glob matching every unit of one pod */
   podPattern: (uuid: string) => `${UNIT_PREFIX}${hex(uuid)}*`,
   allPattern: `${UNIT_PREFIX}*`,
@@ -113,6 +115,12 @@ export interface AppUnitPlan {
   stopPost: Array<{ path: string; argv: string[] }>;
 }
 
+/** A pod-level unit a stage1 needs besides the per-app ones (kvm: the VM). */
+export interface PodUnitPlan {
+  name: string;
+  properties: UnitProperty[];
+}
+
 export interface PreparedPod {
   dir: string;
   manifest: RuntimePodManifest;
@@ -127,9 +135,22 @@ export interface PreparedPod {
  */
 export interface Stage1 {
   readonly name: Stage1Name;
+  /**
+   * false when the apps' processes do not run in their units (kvm: each unit
+   * holds a host-side proxy, the app runs in the VM, whose RAM and vCPUs are
+   * the limits): stage0 then puts no cgroup limits on the app units or the slice.
+   */
+  readonly cgroupLimits?: false;
   prepare(pod: PreparedPod): Promise<void>;
   /** Called at launch, with the pod in its final (run/) directory; may write launch-time files under the pod dir. */
   appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan>;
+  /**
+   * Units that must run before the apps' (kvm: the pod's VM); stage0 starts
+   * them in the pod's slice and waits for their start jobs before starting
+   * the app units. Their names must match unitNames.podPattern (GC and
+   * removal find them by it) and must not be app unit names.
+   */
+  podUnits?(pod: PreparedPod): Promise<PodUnitPlan[]>;
   /** argv that runs `command` inside a running app, given its unit's MainPID. */
   enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[];
   cleanup(pod: PreparedPod): Promise<void>;

@@ -1,0 +1,215 @@
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execa } from 'execa';
+import { errnoCode, UserError } from '../common/errors.js';
+import { atomicWrite, atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
+import { prop, Variant } from '../common/systemd.js';
+import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PodUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
+import { chooseAccel, type KvmAccelMode } from './kvm/accel.js';
+import { loadKvmAssets } from './kvm/assets.js';
+import { attachVmNetwork } from './kvm/net.js';
+import { fsops } from '../runtime-rkt/image/fsops.js';
+import { guestCpus, guestMemoryMiB, qemuArgv, type KvmAccel } from './kvm/vm.js';
+
+/** `<pod>/stage1/kvm/vm.json`: what prepare() chose for the pod's VM (the accel is shown in pod status). */
+export interface VmRecord {
+  accel: KvmAccel;
+  accelMode: KvmAccelMode;
+  accelReason: string;
+  memoryMiB: number;
+  cpus: number;
+  assetsDir: string;
+  kernel: string;
+}
+
+const kvmDir = (pod: PreparedPod | string) => path.join(podPaths(typeof pod === 'string' ? pod : pod.dir).stage1, 'kvm');
+export const vmRecordPath = (podDir: string) => path.join(kvmDir(podDir), 'vm.json');
+const shareDir = (pod: PreparedPod) => path.join(kvmDir(pod), 'share');
+/** The pod's network namespace, where stage0 (runtime-rkt/network.ts netnsPath) attaches CNI, as for namespaces pods. */
+const netnsFile = (pod: PreparedPod) => path.join(podPaths(pod.dir).stage1, 'ns', 'net');
+/** Under /run (short: unix socket paths are limited to 108 bytes); systemd makes and removes it with the VM unit. */
+const runDirName = (uuid: string) => `stevedore-kvm/${uuid.replace(/-/g, '')}`;
+export const vmRunDir = (uuid: string) => path.join('/run', runDirName(uuid));
+
+const PROXY = path.join(path.dirname(new URL(import.meta.url).pathname), 'kvm', 'app-proxy.js');
+const EXEC_CLIENT = path.join(path.dirname(new URL(import.meta.url).pathname), 'kvm', 'exec-client.js');
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+export async function readVmRecord(podDir: string): Promise<VmRecord | undefined> {
+  return readJsonIfExists<VmRecord>(vmRecordPath(podDir)).catch(() => undefined);
+}
+
+function hostTscKhz(cpuinfo: string): number | undefined {
+  const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1];
+  return mhz ? Math.round(Number(mhz) * 1000) : undefined;
+}
+
+async function findInPath(cmd: string): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(':').filter(Boolean)) {
+    const file = path.join(dir, cmd);
+    if (await fs.access(file, fs.constants.X_OK).then(() => true, () => false)) return file;
+  }
+  return undefined;
+}
+
+async function unmountIfMounted(dir: string): Promise<void> {
+  const r = await execa('umount', [dir], { reject: false });
+  if (r.exitCode !== 0 && !/not mounted|no mount point|not found|No such file/i.test(r.stderr)) {
+    throw new UserError(`cannot unmount ${dir}: ${r.stderr.trim()}`, { hint: 'see what holds it (fuser -m) and run `stevedore gc` again' });
+  }
+}
+
+/**
+ * kvm: every pod in its own virtual machine (qemu, microvm). The app units
+ * stay (one per app, same names, restart policy, exit recorder, journal
+ * fields), but their main process is a proxy to the app in the guest
+ * (kvm/app-proxy.ts); one more unit per pod, `stevedore-<uuid>.service`,
+ * runs qemu. Guest side: kvm/guest-init.sh.
+ */
+export class KvmStage1 implements Stage1 {
+  readonly name = 'kvm' as const;
+  readonly cgroupLimits = false as const;
+  constructor(private readonly accelMode: KvmAccelMode = 'auto') {}
+
+  async prepare(pod: PreparedPod): Promise<void> {
+    if (pod.manifest.pod.spec.hostNetwork) {
+      throw new UserError('a hostNetwork pod cannot run in a VM (stage1 kvm): the guest has its own network stack', { hint: 'run it with --stage1 namespaces or fly, or drop hostNetwork' });
+    }
+    const assets = await loadKvmAssets();
+    const choice = await chooseAccel(this.accelMode, assets);
+    const share = shareDir(pod);
+    await fs.mkdir(path.join(share, 'apps'), { recursive: true });
+    await fs.mkdir(path.join(share, 'etc'), { recursive: true });
+    await fs.mkdir(path.join(share, 'guest'), { recursive: true });
+    // One 9p share for the whole pod (microvm has only 8 virtio-mmio slots):
+    // each app's rootfs and the pod's etc files, bound into it. Bind mounts
+    // follow the pod directory when it is renamed to run/.
+    for (const [i, app] of pod.manifest.apps.entries()) {
+      const target = path.join(share, 'apps', String(i));
+      await fs.mkdir(target, { recursive: true });
+      await execa('mount', ['--bind', podPaths(pod.dir).rootfs(app.name), target]);
+    }
+    const etc = path.join(share, 'etc');
+    await execa('mount', ['--bind', path.join(pod.dir, 'etc'), etc]);
+    await execa('mount', ['-o', 'remount,bind,ro', etc]);
+    const record: VmRecord = {
+      accel: choice.accel, accelMode: choice.mode, accelReason: choice.reason,
+      memoryMiB: guestMemoryMiB(pod.manifest.apps), cpus: guestCpus(pod.manifest.apps, os.cpus().length),
+      assetsDir: assets.dir, kernel: assets.info.kernelVersion,
+    };
+    await atomicWriteJson(vmRecordPath(pod.dir), record);
+    // The pod's netns, persisted as a bind-mounted nsfs file (no process needs to hold it): CNI attaches it before launch, qemu runs in it.
+    await fs.mkdir(path.dirname(netnsFile(pod)), { recursive: true });
+    await fs.writeFile(netnsFile(pod), '');
+    await execa('unshare', [`--net=${netnsFile(pod)}`, '--', 'ip', 'link', 'set', 'lo', 'up']);
+  }
+
+  /**
+   * `guest/app<i>.sh`: run app i as the manifest says (env only its own, its
+   * user, its cwd, its argv), chrooted into its rootfs; `guest/enter<i>.sh`
+   * runs "$@" the same way (exec for `pod enter`).
+   */
+  private appScripts(i: number, app: AppManifest): { run: string; enter: string } {
+    const root = `/pod/apps/${i}`;
+    const wd = path.posix.join(root, app.workingDir);
+    const exec = `exec env -i ${app.env.map(([k, v]) => q(`${k}=${v}`)).join(' ')} /bin/busybox nsenter -F ${q(`-r${root}`)} ${q(`-w${wd}`)} -S ${app.user.uid} -G ${app.user.gid} --`;
+    const mkdir = `[ -d ${q(wd)} ] || mkdir -p ${q(wd)}`;
+    return {
+      // $1: where the guest supervisor wants the app's pid (exec keeps it).
+      run: `echo $$ > "$1"\n${mkdir}\n${exec} ${app.argv.map(q).join(' ')}\n`,
+      enter: `${mkdir}\n${exec} "$@"\n`,
+    };
+  }
+
+  async podUnits(pod: PreparedPod): Promise<PodUnitPlan[]> {
+    const { manifest } = pod;
+    const vm = await readVmRecord(pod.dir);
+    if (!vm) throw new UserError(`pod ${manifest.uuid} has no VM record (${vmRecordPath(pod.dir)})`, { hint: 'the pod was not prepared for kvm; remove it and run it again' });
+    const assets = await loadKvmAssets(vm.assetsDir);
+    const share = shareDir(pod);
+    const guest = path.join(share, 'guest');
+    // Only a pod CNI attached has an eth0 to hand over (network.json is stage0's record of the attachment).
+    const net = (await fs.access(podPaths(pod.dir).network).then(() => true, () => false)) ? await attachVmNetwork(netnsFile(pod)) : undefined;
+    await atomicWrite(path.join(guest, 'pod.env'), [
+      `POD_HOSTNAME=${q(manifest.hostname)}`,
+      `POD_APPS=${q(manifest.apps.map((_, i) => i).join(' '))}`,
+      `POD_RESTART=${q(manifest.restartPolicy)}`,
+      `POD_NET_ADDRS=${q(net?.addrs.join(' ') ?? '')}`,
+      `POD_NET_GW=${q(net?.gateway ?? '')}`,
+      `POD_NET_MTU=${q(String(net?.mtu ?? ''))}`,
+      '',
+    ].join('\n'));
+    for (const [i, app] of manifest.apps.entries()) {
+      const scripts = this.appScripts(i, app);
+      await atomicWrite(path.join(guest, `app${i}.sh`), scripts.run);
+      await atomicWrite(path.join(guest, `enter${i}.sh`), scripts.enter);
+    }
+    const runDir = vmRunDir(manifest.uuid);
+    const tscKhz = vm.accel === 'tcg' ? hostTscKhz(await fs.readFile('/proc/cpuinfo', 'utf8').catch(() => '')) : undefined;
+    const argv = qemuArgv({
+      vmlinux: assets.vmlinux, initrd: assets.initrd, accel: vm.accel, memoryMiB: vm.memoryMiB, cpus: vm.cpus, tscKhz,
+      pod: { shareDir: share, runDir, appCount: manifest.apps.length, ...(net ? { tap: { name: net.tap, mac: net.mac } } : {}) },
+    });
+    const qemu = await findInPath(argv[0]!);
+    if (!qemu) throw new UserError(`the kvm stage1 needs ${argv[0]}, and it is not installed`, { hint: 'apt-get install qemu-system-x86 (or run scripts/setup.sh)' });
+    const md = manifest.pod.metadata;
+    const appUnits = `${unitNames.podPattern(manifest.uuid).replace(/\*$/, '')}-*.service`;
+    const podctl = path.join(runDir, 'podctl.in');
+    const status = path.join(runDir, 'status');
+    const vmUnit = unitNames.pod(manifest.uuid);
+    return [{
+      name: vmUnit,
+      properties: [
+        prop.str('Description', `Stevedore pod ${md.namespace ?? 'default'}/${md.name} VM (${vm.accel})`),
+        prop.str('Type', 'exec'),
+        // qemu opens the tap in the pod's netns; its serial sockets are files, reachable from the node.
+        prop.str('NetworkNamespacePath', netnsFile(pod)),
+        prop.strs('RuntimeDirectory', [runDirName(manifest.uuid)]),
+        ['RuntimeDirectoryMode', new Variant('u', 0o700)],
+        prop.str('SyslogIdentifier', 'stevedore-vm'),
+        // Not the apps' fields: the console must not show up in `pod logs`.
+        prop.logFields({ STEVEDORE_VM_POD_UUID: manifest.uuid }),
+        prop.exec('ExecStartPre', [{ path: '/usr/bin/mkfifo', argv: ['mkfifo', '-m', '600', `${path.join(runDir, 'podctl')}.in`, `${path.join(runDir, 'podctl')}.out`] }]),
+        prop.exec('ExecStart', [{ path: qemu, argv: [qemu, ...argv.slice(1)] }]),
+        // A clean shutdown first: the guest powers off when asked on its control port; systemd kills after the timeout.
+        prop.exec('ExecStop', [{ path: '/bin/sh', argv: ['/bin/sh', '-c', `exec 3<>${q(podctl)}; echo poweroff >&3; while kill -0 "$MAINPID" 2>/dev/null; do sleep 0.1; done`] }]),
+        // qemu exits 0 after a guest kernel panic too: only the guest's own `done` marks a clean shutdown.
+        prop.exec('ExecStopPost', [{ path: '/bin/sh', argv: ['/bin/sh', '-c',
+          `grep -qx done ${q(status)} 2>/dev/null && exit 0; echo "the pod's VM stopped without a clean guest shutdown (kernel panic, qemu crash or kill): $(tr '\\n' ' ' < ${q(status)} 2>/dev/null)"; systemctl stop --no-block ${q(appUnits)}; exit 1`] }]),
+        prop.u64('TimeoutStopUSec', (Math.max(1, manifest.terminationGracePeriodSeconds) + 5) * 1_000_000),
+        // The only file qemu writes is the guest's status port (a few bytes): a guest writing without end must not fill /run.
+        prop.u64('LimitFSIZE', 1 << 20), prop.u64('LimitFSIZESoft', 1 << 20),
+      ],
+    }];
+  }
+
+  async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
+    const i = pod.manifest.apps.findIndex((a) => a.name === app.name);
+    const argv = [process.execPath, PROXY, vmRunDir(pod.manifest.uuid), String(i), unitNames.pod(pod.manifest.uuid)];
+    return { properties: [prop.exec('ExecStart', [{ path: process.execPath, argv }])], stopPost: [] };
+  }
+
+  /** Through the guest's exec ports (kvm/exec-client.ts); one exec at a time per pod, stdout and stderr merged, no tty. */
+  enterArgv(pod: PreparedPod, app: AppManifest, _mainPid: number, command: string[]): string[] {
+    const i = pod.manifest.apps.findIndex((a) => a.name === app.name);
+    return [process.execPath, EXEC_CLIENT, vmRunDir(pod.manifest.uuid), String(i), '--', ...command];
+  }
+
+  async cleanup(pod: PreparedPod): Promise<void> {
+    const share = shareDir(pod);
+    const apps = await fs.readdir(path.join(share, 'apps')).catch(() => [] as string[]);
+    for (const dir of [...apps.map((a) => path.join(share, 'apps', a)), path.join(share, 'etc')]) {
+      await unmountIfMounted(dir);
+      // rmdir, never rm -r: a directory still holding files is a mount we failed to undo, and they are the app's.
+      await fs.rmdir(dir).catch((err) => { if (errnoCode(err) !== 'ENOENT') throw err; });
+    }
+    await fs.rm(kvmDir(pod), { recursive: true, force: true });
+    try {
+      fsops.umount(netnsFile(pod));
+    } catch (err) {
+      if (errnoCode(err) !== 'EINVAL' && errnoCode(err) !== 'ENOENT') throw err;
+    }
+    await fs.rm(netnsFile(pod), { force: true });
+  }
+}

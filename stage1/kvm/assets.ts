@@ -1,0 +1,178 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execa } from 'execa';
+import { UserError } from '../../common/errors.js';
+import { cpioArchive, type CpioEntry } from './cpio.js';
+
+/**
+ * The kvm stage1's guest assets: an unpacked kernel (vmlinux: no in-guest
+ * decompression, which costs seconds under TCG) and an initramfs with
+ * busybox-static, the guest init and the kernel modules it loads. Built from
+ * Debian packages only (`apt-get download` + `dpkg -x`, never installed).
+ *
+ *   <assets>/vmlinux        the kernel of linux-image-amd64 (9p, virtiofs, virtio as modules)
+ *   <assets>/initrd.cpio    uncompressed newc: /init, /bin/busybox, /lib/modules/*.ko, /etc/modules.load, /devtmpl
+ *   <assets>/assets.json    package versions and sha256 of both files
+ *
+ * Default place: /var/cache/stevedore/stage1-kvm (node-wide, not per data
+ * dir: every runtime of the node shares them); STEVEDORE_KVM_ASSETS overrides.
+ */
+export const DEFAULT_KVM_ASSETS_DIR = '/var/cache/stevedore/stage1-kvm';
+export const kvmAssetsDir = () => process.env.STEVEDORE_KVM_ASSETS ?? DEFAULT_KVM_ASSETS_DIR;
+
+export interface KvmAssets { dir: string; vmlinux: string; initrd: string; info: AssetsInfo }
+export interface AssetsInfo {
+  kernelPackage: string;
+  kernelVersion: string;
+  busyboxPackage: string;
+  modules: string[];
+  sha256: Record<string, string>;
+}
+
+/** Modules the guest loads (their dependencies come along): mmio transport, serial ports, 9p, network. */
+const GUEST_MODULES = ['virtio_mmio', 'virtio_console', '9pnet_virtio', '9p', 'virtio_net'];
+
+// dist/stage1/kvm/assets.js -> <repo>/stage1/kvm/guest-init.sh
+const GUEST_INIT_FILE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../stage1/kvm/guest-init.sh');
+
+export async function loadKvmAssets(dir = kvmAssetsDir()): Promise<KvmAssets> {
+  const infoFile = path.join(dir, 'assets.json');
+  const text = await fs.readFile(infoFile, 'utf8').catch(() => undefined);
+  if (text === undefined) {
+    throw new UserError(`the kvm stage1's guest assets are not built (no ${infoFile})`, { hint: 'run `stevedore stage1 build-kvm` (or scripts/setup.sh), or set STEVEDORE_KVM_ASSETS to where they are' });
+  }
+  return { dir, vmlinux: path.join(dir, 'vmlinux'), initrd: path.join(dir, 'initrd.cpio'), info: JSON.parse(text) as AssetsInfo };
+}
+
+async function aptDownload(pkg: string, into: string): Promise<string> {
+  const r = await execa('apt-get', ['download', '-q', pkg], { cwd: into, reject: false });
+  const deb = (await fs.readdir(into)).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
+  if (r.exitCode !== 0 || !deb) {
+    throw new UserError(`apt-get download ${pkg} failed: ${(r.stderr || r.stdout).trim()}`, { hint: 'run apt-get update, and check that the Debian repositories are reachable' });
+  }
+  return path.join(into, deb);
+}
+
+const debField = async (deb: string, field: string) => (await execa('dpkg-deb', ['-f', deb, field])).stdout.trim();
+
+/** The ELF kernel inside a bzImage: Debian compresses it with xz; the payload starts at the xz magic. */
+async function extractVmlinux(bzImage: string, out: string): Promise<void> {
+  const image = await fs.readFile(bzImage);
+  const magics: Array<[Buffer, string[]]> = [
+    [Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), ['xz', '-dc', '--single-stream']],
+    [Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), ['zstd', '-dcq']],
+    [Buffer.from([0x1f, 0x8b, 0x08]), ['gzip', '-dc']],
+  ];
+  for (const [magic, cmd] of magics) {
+    for (let at = image.indexOf(magic); at >= 0; at = image.indexOf(magic, at + 1)) {
+      const r = await execa(cmd[0]!, cmd.slice(1), { input: image.subarray(at), encoding: 'buffer', reject: false, maxBuffer: 512 * 2 ** 20 });
+      const elf = r.stdout as unknown as Uint8Array;
+      if (elf.length > 4 && Buffer.from(elf.subarray(0, 4)).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) {
+        await fs.writeFile(out, elf);
+        return;
+      }
+    }
+  }
+  throw new UserError(`no ELF kernel found inside ${bzImage}`, { hint: 'the kernel package uses a compression this build does not know (xz, zstd, gzip)' });
+}
+
+/** `depends=` from a module's .modinfo section. */
+function moduleDepends(ko: Buffer): string[] {
+  const at = ko.indexOf('\0depends=');
+  if (at < 0) return [];
+  const end = ko.indexOf(0, at + 1);
+  return ko.subarray(at + 9, end).toString().split(',').filter(Boolean);
+}
+
+/** The modules to load, dependencies first. */
+async function moduleLoadOrder(modulesDir: string, wanted: string[]): Promise<Array<{ name: string; file: string }>> {
+  const byName = new Map<string, string>();
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await fs.readdir(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.name.endsWith('.ko')) byName.set(e.name.slice(0, -3).replace(/-/g, '_'), p);
+    }
+  };
+  await walk(modulesDir);
+  const order: Array<{ name: string; file: string }> = [];
+  const seen = new Set<string>();
+  const visit = async (name: string): Promise<void> => {
+    const key = name.replace(/-/g, '_');
+    if (seen.has(key)) return;
+    seen.add(key);
+    const file = byName.get(key);
+    if (!file) throw new UserError(`kernel module ${name} is not in the kernel package`, { hint: 'the guest needs it; use a kernel built with it as a module or built in' });
+    for (const dep of moduleDepends(await fs.readFile(file))) await visit(dep);
+    order.push({ name: key, file });
+  };
+  for (const m of wanted) await visit(m);
+  return order;
+}
+
+const sha256 = async (file: string) => createHash('sha256').update(await fs.readFile(file)).digest('hex');
+
+/**
+ * Build the assets into `outDir` (replaced atomically). The same package
+ * versions give byte-identical files: the cpio carries no timestamps or
+ * owners, and assets.json records the versions and hashes.
+ */
+export async function buildKvmAssets(outDir = kvmAssetsDir(), log: (msg: string) => void = () => {}): Promise<KvmAssets> {
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'stevedore-kvm-build-'));
+  try {
+    const debs = path.join(work, 'debs');
+    await fs.mkdir(debs);
+    log('downloading linux-image-amd64 and busybox-static (apt-get download)');
+    const meta = await aptDownload('linux-image-amd64', debs);
+    const kernelPackage = (await debField(meta, 'Depends')).split(',').map((d) => d.trim().split(/\s/)[0]!).find((d) => d.startsWith('linux-image-'));
+    if (!kernelPackage) throw new UserError('linux-image-amd64 names no kernel package in its Depends');
+    const kernelDeb = await aptDownload(kernelPackage, debs);
+    const busyboxDeb = await aptDownload('busybox-static', debs);
+    const root = path.join(work, 'root');
+    for (const deb of [kernelDeb, busyboxDeb]) await execa('dpkg-deb', ['-x', deb, root]);
+    const kernelVersion = kernelPackage.replace(/^linux-image-/, '');
+    const stage = `${outDir}.tmp-${process.pid}`;
+    await fs.rm(stage, { recursive: true, force: true });
+    await fs.mkdir(stage, { recursive: true });
+    log(`unpacking vmlinux from vmlinuz-${kernelVersion}`);
+    await extractVmlinux(path.join(root, 'boot', `vmlinuz-${kernelVersion}`), path.join(stage, 'vmlinux'));
+    const modules = await moduleLoadOrder(path.join(root, 'lib', 'modules', kernelVersion), GUEST_MODULES);
+    const busybox = [path.join(root, 'bin', 'busybox'), path.join(root, 'usr', 'bin', 'busybox')];
+    const busyboxFile = (await Promise.all(busybox.map((b) => fs.access(b).then(() => b, () => undefined)))).find(Boolean);
+    if (!busyboxFile) throw new UserError('busybox-static holds no busybox binary');
+    const entries: CpioEntry[] = [
+      { type: 'dir', path: 'bin' }, { type: 'dir', path: 'etc' }, { type: 'dir', path: 'lib' }, { type: 'dir', path: 'lib/modules' },
+      { type: 'file', path: 'bin/busybox', data: await fs.readFile(busyboxFile), mode: 0o755 },
+      { type: 'symlink', path: 'bin/sh', target: 'busybox' },
+      { type: 'file', path: 'init', data: await fs.readFile(GUEST_INIT_FILE), mode: 0o755 },
+      // The template of every app's /dev (the guest init copies it into a tmpfs per app).
+      { type: 'dir', path: 'devtmpl' }, { type: 'dir', path: 'devtmpl/pts' }, { type: 'dir', path: 'devtmpl/shm' },
+      ...([['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]] as const)
+        .map(([n, major, minor]): CpioEntry => ({ type: 'chardev', path: `devtmpl/${n}`, major, minor })),
+      ...([['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'], ['ptmx', 'pts/ptmx']] as const)
+        .map(([n, target]): CpioEntry => ({ type: 'symlink', path: `devtmpl/${n}`, target })),
+      { type: 'file', path: 'etc/modules.load', data: Buffer.from(modules.map((m) => `${m.name}.ko\n`).join('')) },
+      ...await Promise.all(modules.map(async (m): Promise<CpioEntry> => ({ type: 'file', path: `lib/modules/${m.name}.ko`, data: await fs.readFile(m.file) }))),
+    ];
+    await fs.writeFile(path.join(stage, 'initrd.cpio'), cpioArchive(entries));
+    const info: AssetsInfo = {
+      kernelPackage: `${kernelPackage}=${await debField(kernelDeb, 'Version')}`,
+      kernelVersion,
+      busyboxPackage: `busybox-static=${await debField(busyboxDeb, 'Version')}`,
+      modules: modules.map((m) => m.name),
+      sha256: { vmlinux: await sha256(path.join(stage, 'vmlinux')), 'initrd.cpio': await sha256(path.join(stage, 'initrd.cpio')) },
+    };
+    await fs.writeFile(path.join(stage, 'assets.json'), JSON.stringify(info, null, 2) + '\n');
+    // Swap in the new build: the old one goes aside first, so a reader never sees a half-written directory.
+    const old = `${outDir}.old-${process.pid}`;
+    await fs.rename(outDir, old).catch(() => undefined);
+    await fs.rename(stage, outDir);
+    await fs.rm(old, { recursive: true, force: true });
+    log(`built ${outDir} (${info.kernelPackage}, ${info.busyboxPackage})`);
+    return loadKvmAssets(outDir);
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,171 @@
+#!/bin/busybox sh
+# The guest's /init (busybox sh, PID 1 of the pod VM). Contract with the host
+# (stage1/kvm/vm.ts builds the qemu side):
+#
+# - one 9p share, tag `pod`: `apps/<i>/` each app's rootfs (read-write),
+#   `etc/` the pod's hosts, hostname, resolv.conf (read-only), `guest/` the
+#   pod's config: `pod.env` (POD_HOSTNAME, POD_APPS, POD_RESTART, POD_NET_*) and
+#   `app<i>.sh PIDFILE` (how to run app i: env, user, cwd, argv; it writes
+#   its pid first, the app keeps it);
+# - virtio-serial ports by name: `a<i>.ctl` (host → guest `start RUN`,
+#   `kill SIG`; guest → host `exit RUN CODE`), `a<i>.out`, `a<i>.err` (the
+#   app's stdout and stderr), `status` (guest → host `ready`, `done`),
+#   `podctl` (host → guest `poweroff`), `exec.io` + `exec.ctl` (`pod enter`).
+#
+# Each app gets a supervisor that runs it on every `start` from its host-side
+# unit, so restarts, exit records and logs are the host's (systemd's) as for
+# every other stage1. The guest powers off once no app will run again under
+# the pod's restart policy and every host-side unit has read its last exit,
+# or when the host asks; `done` on the status port is the only sign of a
+# clean shutdown (qemu exits 0 after a kernel panic too).
+/bin/busybox mkdir -p /bin /sbin /proc /sys /dev /run /tmp /pod
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done < /etc/modules.load
+if grep -q stevedore.probe /proc/cmdline; then echo STEVEDORE-PROBE-OK; poweroff -f; fi
+
+fail() { echo "stevedore-init: $*" >&2; [ -e /dev/port-status ] && echo "failed $*" > /dev/port-status; sleep 1; poweroff -f; }
+
+# Ports show up once the host has announced them: wait for the ones we need.
+port() { [ -e "/dev/port-$1" ]; }
+# Shell builtins only where it loops (a fork+exec costs milliseconds under TCG).
+linkports() {
+  for d in /sys/class/virtio-ports/*; do
+    [ -r "$d/name" ] || continue
+    name=; read -r name < "$d/name"
+    [ -n "$name" ] && [ ! -e "/dev/port-$name" ] && ln -s "/dev/${d##*/}" "/dev/port-$name"
+  done
+}
+waitports() {
+  n=0
+  while :; do
+    linkports; ok=1
+    for p in "$@"; do port "$p" || ok=; done
+    [ -n "$ok" ] && return 0
+    n=$((n+1)); [ $n -gt 300 ] && fail "virtio-serial ports $* did not appear"
+    sleep 0.05
+  done
+}
+waitports status podctl exec.io exec.ctl
+
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,access=client,cache=loose pod /pod || fail "cannot mount the pod share"
+. /pod/guest/pod.env || fail "no pod config"
+hostname "$POD_HOSTNAME"
+ip link set lo up
+# The pod network: the NIC carries eth0's MAC from the pod netns; the address and route are CNI's.
+if [ -n "$POD_NET_ADDRS" ]; then
+  n=0
+  while [ ! -e /sys/class/net/eth0 ]; do n=$((n+1)); [ $n -gt 200 ] && fail "no network device"; sleep 0.05; done
+  [ -n "$POD_NET_MTU" ] && ip link set eth0 mtu "$POD_NET_MTU"
+  for a in $POD_NET_ADDRS; do ip addr add "$a" dev eth0; done
+  ip link set eth0 up
+  [ -n "$POD_NET_GW" ] && ip route add default via "$POD_NET_GW"
+fi
+# Each app's /dev: a tmpfs filled from the initramfs' /devtmpl (no host or guest devices but those).
+for i in $POD_APPS; do
+  waitports "a$i.ctl" "a$i.out" "a$i.err"
+  r=/pod/apps/$i
+  for d in proc sys dev etc tmp; do [ -d "$r/$d" ] || mkdir -p "$r/$d"; done
+  mount -t proc proc "$r/proc"
+  mount -t sysfs -o ro sys "$r/sys"
+  mount -t tmpfs -o mode=755,size=65536k dev "$r/dev"
+  cp -a /devtmpl/. "$r/dev/"
+  mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$r/dev/pts"
+  mount -t tmpfs -o mode=1777,size=65536k shm "$r/dev/shm"
+  # The pod's files; read-only already on the host side of the share.
+  for f in hosts hostname resolv.conf; do
+    [ -e "$r/etc/$f" ] || : > "$r/etc/$f"
+    mount --bind "/pod/etc/$f" "$r/etc/$f"
+  done
+done
+
+# Whether an app that exited with $1 is done for good (no host unit will start it again).
+final() {
+  case "$POD_RESTART" in Never) return 0 ;; OnFailure) [ "$1" = 0 ] ;; *) return 1 ;; esac
+}
+
+supervise() {
+  i=$1
+  exec 3<>"/dev/port-a$i.ctl" 4>"/dev/port-a$i.out" 5>"/dev/port-a$i.err"
+  pidf=/run/app$i.pid
+  while :; do
+    if read -r cmd arg <&3; then
+      case "$cmd" in
+        start)
+          rm -f "/run/app$i.final"
+          (
+            sh "/pod/guest/app$i.sh" "$pidf" >&4 2>&5 3>&- 4>&- 5>&- </dev/null
+            code=$?
+            rm -f "$pidf"
+            final "$code" && : > "/run/app$i.final"
+            echo "exit $arg $code" >&3
+          ) &
+          # the pid file is written before the app runs; a kill right after start must find it
+          n=0; while [ ! -s "$pidf" ] && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.01; done
+          ;;
+        kill) [ -s "$pidf" ] && kill "-$arg" "$(cat "$pidf")" 2>/dev/null ;;
+      esac
+    else
+      # EOF: the host side is not connected (not yet, between restarts, or gone for good).
+      if [ -s "$pidf" ]; then kill -KILL "$(cat "$pidf")" 2>/dev/null
+      elif [ -e "/run/app$i.final" ]; then return 0
+      fi
+      sleep 0.2
+    fi
+  done
+}
+
+# `pod enter`: one command at a time, in app INDEX's rootfs as the app's user
+# (guest/enter<i>.sh). Its stdin comes from exec.io through a cat (so the
+# host's `eof` can close it), its stdout and stderr go to exec.io.
+exec_server() {
+  exec 7<>/dev/port-exec.io 8<>/dev/port-exec.ctl
+  while :; do
+    if read -r cmd idx args <&8; then
+      [ "$cmd" = run ] || continue
+      # stdin through cat, so that the host's `eof` (killing cat) closes it
+      sh -c 'echo $$ > /run/exec.cat; exec cat' <&7 | ( eval "set -- $args"; exec sh "/pod/guest/enter$idx.sh" "$@" ) >&7 2>&7 7>&- 8>&- &
+      cmdpid=$!
+      n=0; while [ ! -s /run/exec.cat ] && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.01; done
+      catpid=$(cat /run/exec.cat 2>/dev/null); rm -f /run/exec.cat
+      # Until the command ends: `eof` closes its stdin; the host hanging up kills it.
+      (
+        while :; do
+          if read -r c <&8; then [ "$c" = eof ] && kill "$catpid" 2>/dev/null
+          else kill -KILL "$cmdpid" "$catpid" 2>/dev/null; exit 0
+          fi
+        done
+      ) & readerpid=$!
+      wait "$cmdpid"; code=$?
+      kill "$catpid" "$readerpid" 2>/dev/null
+      echo "exit $code" >&8
+    else
+      sleep 0.2
+    fi
+  done
+}
+exec_server &
+
+pids=
+for i in $POD_APPS; do supervise "$i" & pids="$pids $!"; done
+
+shutdown() {
+  for i in $POD_APPS; do [ -s "/run/app$i.pid" ] && kill -KILL "$(cat "/run/app$i.pid")" 2>/dev/null; done
+  sync
+  echo done > /dev/port-status
+  poweroff -f
+}
+
+(
+  exec 6<"/dev/port-podctl"
+  while :; do
+    if read -r cmd <&6; then [ "$cmd" = poweroff ] && kill -USR1 1; else sleep 0.2; fi
+  done
+) &
+trap shutdown USR1
+echo ready > /dev/port-status
+for p in $pids; do while kill -0 "$p" 2>/dev/null; do wait "$p"; done; done
+shutdown
