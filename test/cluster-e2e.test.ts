@@ -273,36 +273,57 @@ e2e('garbage in gets a kubectl-printable error and nothing else changes', async 
   await c.k(['delete', 'pod', 'noimage', '--grace-period', '0', '--force']);
 });
 
-e2e('stage1 per pod by annotation and runtimeClassName; the node policy rejects a weaker one', async () => {
+e2e('stage1 per pod by annotation and runtimeClassName, kvm beside namespaces; the node policy rejects a weaker one', async () => {
   const c = getCluster();
   const pod = (name: string, extra: string, ns = 'default') => `apiVersion: v1
 kind: Pod
 metadata: {name: ${name}, namespace: ${ns}${extra.startsWith('annotations') ? `, ${extra}` : ''}}
 spec:
   ${extra.startsWith('runtimeClassName') ? `${extra}\n  ` : ''}containers:
-  - {name: main, image: busybox, command: [sh, -c, 'echo up; exec sleep 3600']}
+  - {name: main, image: busybox, command: [sh, -c, 'echo "up on $(uname -r)"; exec sleep 3600']}
 `;
+  // The same manifest under each stage1, side by side on one node.
+  const byName = ['by-default', 'by-annotation', 'by-class', 'vm-by-class', 'vm-by-annotation'];
   await c.k(['apply', '-f', '-'], [
     pod('by-default', ''),
     pod('by-annotation', 'annotations: {rkt.alpha.kubernetes.io/stage1-name-override: fly}'),
     pod('by-class', 'runtimeClassName: fly'),
+    pod('vm-by-class', 'runtimeClassName: kvm'),
+    pod('vm-by-annotation', 'annotations: {rkt.alpha.kubernetes.io/stage1-name-override: kvm}'),
   ].join('---\n'));
-  for (const name of ['by-default', 'by-annotation', 'by-class']) await running(c, name);
+  for (const name of byName) await running(c, name);
   const listed = JSON.parse((await c.stevedore(['pod', 'list', '-o', 'json'])).stdout) as Array<{ name?: string; stage1?: string }>;
   const stage1Of = (name: string) => listed.find((p) => p.name === name)?.stage1;
-  assert.equal(['by-default', 'by-annotation', 'by-class'].map(stage1Of), ['namespaces', 'fly', 'fly']);
+  assert.equal(byName.map(stage1Of), ['namespaces', 'fly', 'fly', 'kvm', 'kvm']);
+  // A VM pod runs the guest kernel, and says how it is accelerated (TCG here: no usable hardware KVM).
+  const hostKernel = (await c.node(['uname', '-r'])).stdout.trim();
+  const vmLine = await eventually('vm log line', async () => (await c.kubectl(['logs', 'vm-by-class'])).stdout.trim() || undefined);
+  assert.match(vmLine, /^up on \S+$/);
+  assert.is.not(vmLine, `up on ${hostKernel}`, 'the VM pod sees its own kernel');
+  assert.is((await c.k(['logs', 'by-default'])).trim(), `up on ${hostKernel}`);
+  const accel = await c.k(['get', 'pod', 'vm-by-class', '-o', 'jsonpath={.status.conditions[?(@.type=="stevedore.io/VMAcceleration")].reason}']);
+  assert.is(accel, 'TCG');
+  assert.is(await c.k(['get', 'node', c.nodeName, '-o', 'jsonpath={.metadata.labels.stevedore\\.io/kvm-accel}']), 'tcg');
 
-  // "secure" requires kvm: asking for namespaces there is refused for good, with the reason in status and events.
+  // "secure" requires kvm: asking for fly there is refused for good, with the reason in status and events;
+  // asking for nothing gets kvm.
   await c.k(['create', 'namespace', 'secure']);
-  await c.k(['apply', '-f', '-'], pod('weak', 'annotations: {rkt.alpha.kubernetes.io/stage1-name-override: namespaces}', 'secure'));
+  await c.k(['apply', '-f', '-'], [
+    pod('weak', 'annotations: {rkt.alpha.kubernetes.io/stage1-name-override: fly}', 'secure'),
+    pod('unasked', '', 'secure'),
+  ].join('---\n'));
   const refused = await eventually('weak Failed', async () => {
     const r = await c.kubectl(['get', 'pod', 'weak', '-n', 'secure', '-o', 'json']);
     const p = r.code === 0 ? JSON.parse(r.stdout) as { status: { phase: string; reason?: string; message?: string } } : undefined;
     return p?.status.phase === 'Failed' ? p : undefined;
   });
   assert.is(refused.status.reason, 'Stage1NotAllowed');
-  assert.is(refused.status.message, 'stage1 namespaces is weaker than the kvm this node\'s stage1 policy requires for namespace secure');
-  assert.match(await c.k(['get', 'events', '-n', 'secure', '--field-selector', 'involvedObject.name=weak']), /Warning\s+Stage1NotAllowed\s+pod\/weak\s+stage1 namespaces is weaker/);
+  assert.is(refused.status.message, 'stage1 fly is weaker than the kvm this node\'s stage1 policy requires for namespace secure');
+  assert.match(await c.k(['get', 'events', '-n', 'secure', '--field-selector', 'involvedObject.name=weak']), /Warning\s+Stage1NotAllowed\s+pod\/weak\s+stage1 fly is weaker/);
+  await eventually('unasked Running', async () => {
+    const r = await c.kubectl(['get', 'pod', 'unasked', '-n', 'secure', '-o', 'jsonpath={.status.phase}']);
+    return r.stdout === 'Running' ? r.stdout : undefined;
+  }, 60_000);
   // A RuntimeClass that does not exist is refused too.
   await c.k(['apply', '-f', '-'], pod('noclass', 'runtimeClassName: gvisor'));
   const noclass = await eventually('noclass Failed', async () => {
@@ -310,11 +331,11 @@ spec:
     return r.stdout === 'Failed/RuntimeClassNotFound' ? r.stdout : undefined;
   });
   assert.is(noclass, 'Failed/RuntimeClassNotFound');
-  assert.ok(!listed.some((p) => p.name === 'weak' || p.name === 'noclass'));
-  const after = JSON.parse((await c.stevedore(['pod', 'list', '-o', 'json'])).stdout) as Array<{ name?: string }>;
+  const after = JSON.parse((await c.stevedore(['pod', 'list', '-o', 'json'])).stdout) as Array<{ name?: string; stage1?: string }>;
   assert.ok(!after.some((p) => p.name === 'weak' || p.name === 'noclass'), 'refused pods never reach the runtime');
-  await c.k(['delete', 'pod', 'by-default', 'by-annotation', 'by-class', 'noclass', '--grace-period', '1']);
-  await c.k(['delete', 'pod', 'weak', '-n', 'secure', '--grace-period', '1']);
+  assert.is(after.find((p) => p.name === 'unasked')?.stage1, 'kvm', 'a pod that asked for nothing is raised to the policy\'s minimum');
+  await c.k(['delete', 'pod', ...byName, 'noclass', '--grace-period', '1']);
+  await c.k(['delete', 'pod', 'weak', 'unasked', '-n', 'secure', '--grace-period', '1']);
 });
 
 e2e.run();
