@@ -86,6 +86,8 @@ function appStatus(app: AppManifest, unit: string, records: ExitRecord[], u: Uni
     const restartCount = facts.nRestarts ?? records.length;
     const lastTermination = terminations.at(-1);
     if (u.subState === 'auto-restart') return { ...base, state: 'waiting', reason: 'CrashLoopBackOff', restartCount, lastTermination };
+    // Not yet started (a Type=notify unit before READY=1: a kvm pod's app while its VM boots).
+    if (u.activeState === 'activating' && u.subState === 'start') return { ...base, state: 'waiting', reason: 'ContainerCreating', restartCount, lastTermination };
     return { ...base, state: 'running', mainPid: facts.mainPid, restartCount, lastTermination, startedAt: facts.startedUs ? Math.floor(facts.startedUs / 1000) : undefined };
   }
   const last = terminations.at(-1);

@@ -187,7 +187,17 @@ export class KvmStage1 implements Stage1 {
   async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
     const i = pod.manifest.apps.findIndex((a) => a.name === app.name);
     const argv = [process.execPath, PROXY, vmRunDir(pod.manifest.uuid), String(i), unitNames.pod(pod.manifest.uuid)];
-    return { properties: [prop.exec('ExecStart', [{ path: process.execPath, argv }])], stopPost: [] };
+    return {
+      properties: [
+        prop.exec('ExecStart', [{ path: process.execPath, argv }]),
+        // Started (READY=1 from the proxy) once the guest runs the app; until then the container is waiting.
+        prop.str('Type', 'notify'),
+        prop.str('NotifyAccess', 'main'),
+        // A VM boot under TCG on a loaded node takes seconds, not minutes; stage0 waits at most 120 s for the start job.
+        prop.u64('TimeoutStartUSec', 100 * 1_000_000),
+      ],
+      stopPost: [],
+    };
   }
 
   /** Through the guest's exec ports (kvm/exec-client.ts); one exec at a time per pod, stdout and stderr merged, no tty. */

@@ -11,11 +11,23 @@
  *
  *   node app-proxy.js RUN_DIR INDEX VM_UNIT
  *
- * Kept free of imports beyond node:net/fs: it starts once per app run.
+ * Its unit is Type=notify: READY=1 goes out when the guest has started the
+ * app (or reported its exit), so the container reads as waiting
+ * (ContainerCreating) while the VM boots, not as running.
+ *
+ * Kept free of imports beyond node:net/fs and the sd_notify addon: it starts once per app run.
  */
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as net from 'node:net';
 import * as path from 'node:path';
+
+// dist/stage1/kvm/app-proxy.js -> <repo>/native/build/Release
+const notify = (createRequire(import.meta.url)('../../../native/build/Release/notify.node') as { notify(state: string): number }).notify;
+let ready = false;
+const markReady = () => {
+  if (!ready) { ready = true; notify('READY=1'); }
+};
 
 const [runDir, index, vmUnit] = process.argv.slice(2) as [string, string, string];
 const run = process.env.INVOCATION_ID ?? `${process.pid}-${Date.now()}`;
@@ -67,7 +79,12 @@ async function main(): Promise<void> {
       const [cmd, id, code] = buf.slice(0, nl).trim().split(/\s+/);
       buf = buf.slice(nl + 1);
       // An exit of an earlier run (its unit was gone before it was read) is not ours.
-      if (cmd === 'exit' && id === run && exited === undefined) finish(Number(code));
+      if (cmd === 'started' && id === run) markReady();
+      if (cmd === 'exit' && id === run && exited === undefined) {
+        // An app that exits at once still started: systemd reads an exit before READY=1 as a failed start.
+        markReady();
+        finish(Number(code));
+      }
     }
   });
   ctl.on('close', () => {

@@ -29,6 +29,8 @@ export interface AssetsInfo {
   busyboxPackage: string;
   modules: string[];
   sha256: Record<string, string>;
+  /** sha256 of the guest-init.sh the initramfs carries (assets from another version are refused). */
+  guestInitSha256: string;
 }
 
 /** Modules the guest loads (their dependencies come along): mmio transport, serial ports, 9p, network. */
@@ -43,7 +45,13 @@ export async function loadKvmAssets(dir = kvmAssetsDir()): Promise<KvmAssets> {
   if (text === undefined) {
     throw new UserError(`the kvm stage1's guest assets are not built (no ${infoFile})`, { hint: 'run `stevedore stage1 build-kvm` (or scripts/setup.sh), or set STEVEDORE_KVM_ASSETS to where they are' });
   }
-  return { dir, vmlinux: path.join(dir, 'vmlinux'), initrd: path.join(dir, 'initrd.cpio'), info: JSON.parse(text) as AssetsInfo };
+  const info = JSON.parse(text) as AssetsInfo;
+  // The guest init is baked into the initramfs: assets built from another version of it would speak another protocol.
+  const initNow = createHash('sha256').update(await fs.readFile(GUEST_INIT_FILE)).digest('hex');
+  if (info.guestInitSha256 !== initNow) {
+    throw new UserError(`the kvm stage1's guest assets in ${dir} were built from another version of stage1/kvm/guest-init.sh`, { hint: 'run `stevedore stage1 build-kvm` (or scripts/setup.sh) to rebuild them' });
+  }
+  return { dir, vmlinux: path.join(dir, 'vmlinux'), initrd: path.join(dir, 'initrd.cpio'), info };
 }
 
 async function aptDownload(pkg: string, into: string): Promise<string> {
@@ -142,11 +150,12 @@ export async function buildKvmAssets(outDir = kvmAssetsDir(), log: (msg: string)
     const busybox = [path.join(root, 'bin', 'busybox'), path.join(root, 'usr', 'bin', 'busybox')];
     const busyboxFile = (await Promise.all(busybox.map((b) => fs.access(b).then(() => b, () => undefined)))).find(Boolean);
     if (!busyboxFile) throw new UserError('busybox-static holds no busybox binary');
+    const guestInit = await fs.readFile(GUEST_INIT_FILE);
     const entries: CpioEntry[] = [
       { type: 'dir', path: 'bin' }, { type: 'dir', path: 'etc' }, { type: 'dir', path: 'lib' }, { type: 'dir', path: 'lib/modules' },
       { type: 'file', path: 'bin/busybox', data: await fs.readFile(busyboxFile), mode: 0o755 },
       { type: 'symlink', path: 'bin/sh', target: 'busybox' },
-      { type: 'file', path: 'init', data: await fs.readFile(GUEST_INIT_FILE), mode: 0o755 },
+      { type: 'file', path: 'init', data: guestInit, mode: 0o755 },
       // The template of every app's /dev (the guest init copies it into a tmpfs per app).
       { type: 'dir', path: 'devtmpl' }, { type: 'dir', path: 'devtmpl/pts' }, { type: 'dir', path: 'devtmpl/shm' },
       ...([['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]] as const)
@@ -163,6 +172,7 @@ export async function buildKvmAssets(outDir = kvmAssetsDir(), log: (msg: string)
       busyboxPackage: `busybox-static=${await debField(busyboxDeb, 'Version')}`,
       modules: modules.map((m) => m.name),
       sha256: { vmlinux: await sha256(path.join(stage, 'vmlinux')), 'initrd.cpio': await sha256(path.join(stage, 'initrd.cpio')) },
+      guestInitSha256: createHash('sha256').update(guestInit).digest('hex'),
     };
     await fs.writeFile(path.join(stage, 'assets.json'), JSON.stringify(info, null, 2) + '\n');
     // Swap in the new build: the old one goes aside first, so a reader never sees a half-written directory.

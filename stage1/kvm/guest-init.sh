@@ -105,6 +105,8 @@ supervise() {
           ) &
           # the pid file is written before the app runs; a kill right after start must find it
           n=0; while [ ! -s "$pidf" ] && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.01; done
+          # the host side reports the container running (READY=1) only now, not while the VM boots
+          echo "started $arg" >&3
           ;;
         kill) [ -s "$pidf" ] && kill "-$arg" "$(cat "$pidf")" 2>/dev/null ;;
       esac
