@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { FileLock } from '../common/fsutil.js';
+import { FileLock, readdirOrEmpty } from '../common/fsutil.js';
 import { errnoCode } from '../common/errors.js';
 import { SystemdClient } from '../common/systemd.js';
 import { PodStore, type PodLocation } from '../runtime-rkt/pod-store.js';
@@ -248,13 +248,7 @@ export class NodeReader {
 
   async listImageRecords(): Promise<ImageRecord[]> {
     const dir = path.join(this.imagesDir, 'records');
-    let files: string[];
-    try {
-      files = await fs.readdir(dir);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return [];
-      throw err;
-    }
+    const files = await readdirOrEmpty(dir);
     const records = await Promise.all(files.filter((f) => /^[0-9a-f]{64}\.json$/.test(f)).map(async (f) => {
       try {
         const r = JSON.parse(await fs.readFile(path.join(dir, f), 'utf8')) as ImageRecord;

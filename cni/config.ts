@@ -1,5 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { readdirOrEmpty } from '../common/fsutil.js';
 import { CniConfigError, SUPPORTED_CNI_VERSIONS, type CniNetworkConfig, type CniPluginConf } from './types.js';
 
 /** File names libcni considers network configs. */
@@ -15,13 +16,7 @@ export interface LoadedConfig {
 
 /** Config files in a directory, in lexical order (libcni's order). Missing dir = none. */
 export async function configFiles(confDir: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await fs.readdir(confDir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
+  const names = await readdirOrEmpty(confDir);
   return names
     .filter((n) => !n.startsWith('.') && CONFIG_EXTENSIONS.some((ext) => n.endsWith(ext)))
     .sort()

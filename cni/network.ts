@@ -1,6 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { atomicWrite } from '../common/fsutil.js';
+import { atomicWrite, readdirOrEmpty } from '../common/fsutil.js';
 import { crashPoint } from '../common/failpoint.js';
 import { loadNetworkConfig } from './config.js';
 import { execPlugin, findPlugin } from './exec.js';
@@ -269,13 +269,7 @@ export class CniNetwork {
 
 /** Every cached attachment in a cache dir, of any network (each entry carries the config it was ADDed with). */
 export async function cachedAttachmentsIn(cacheDir: string): Promise<CniCacheEntry[]> {
-  let names: string[];
-  try {
-    names = await fs.readdir(cacheDir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
+  const names = await readdirOrEmpty(cacheDir);
   const out: CniCacheEntry[] = [];
   for (const n of names) {
     if (n.startsWith('.') || !n.endsWith('.json')) continue;

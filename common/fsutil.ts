@@ -50,6 +50,16 @@ export async function readJsonIfExists<T>(file: string): Promise<T | undefined> 
   }
 }
 
+/** A directory's entry names; a directory that does not exist has none. Other errors are thrown. */
+export async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return [];
+    throw err;
+  }
+}
+
 export async function exists(p: string): Promise<boolean> {
   try {
     await fs.lstat(p);

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { UserError, InvalidInput, errnoCode } from '../common/errors.js';
-import { atomicWrite, atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
+import { atomicWrite, atomicWriteJson, readJsonIfExists, readdirOrEmpty } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
 import type { SandboxInfo, SandboxStartOptions } from './types.js';
 import { ownCgroupDirs, createCgroups, removeCgroupTree } from './cgroups.js';
@@ -97,13 +97,7 @@ export async function getSandbox(name = DEFAULT_SANDBOX_NAME, stateRoot = DEFAUL
 
 /** Running sandboxes under stateRoot (leftovers of dead ones are not listed; stop cleans them). */
 export async function listSandboxes(stateRoot = DEFAULT_STATE_ROOT): Promise<SandboxInfo[]> {
-  let names: string[];
-  try {
-    names = await fs.readdir(stateRoot);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return [];
-    throw err;
-  }
+  const names = await readdirOrEmpty(stateRoot);
   const out: SandboxInfo[] = [];
   for (const name of names.filter((n) => NAME_RE.test(n)).sort()) {
     const info = await getSandbox(name, stateRoot);

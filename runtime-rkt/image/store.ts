@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { atomicWrite, atomicWriteJson, readJson, exists, FileLock } from '../../common/fsutil.js';
+import { atomicWrite, atomicWriteJson, readJson, readdirOrEmpty, exists, FileLock } from '../../common/fsutil.js';
 import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import type { ImageGcOptions, ImageGcResult, ImagePullApi, ImageRecord, ImportOptions, PullOptions } from './types.js';
@@ -76,13 +76,7 @@ export class ImageStore implements ImagePullApi {
   // ---- reading -------------------------------------------------------------
 
   async list(): Promise<ImageRecord[]> {
-    let files: string[];
-    try {
-      files = await fs.readdir(this.recordsDir);
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return [];
-      throw err;
-    }
+    const files = await readdirOrEmpty(this.recordsDir);
     const records: ImageRecord[] = [];
     for (const f of files) {
       if (!/^[0-9a-f]{64}\.json$/.test(f)) continue; // atomicWrite temporaries start with '.'
@@ -815,11 +809,3 @@ export class ImageStore implements ImagePullApi {
   }
 }
 
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return await fs.readdir(dir);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return [];
-    throw err;
-  }
-}
