@@ -15,20 +15,9 @@ cd "$(dirname "$0")/.."
 # tsc emits even when some file outside bench/ has a type error; the bench
 # checks that the emitted CLI loads before it measures anything.
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); measuring what it emitted" >&2
-if [ "${1:-}" = --cluster ]; then
-  shift
-  exec node --enable-source-maps dist/bench/cluster.js "$@"
-fi
-if [ "${1:-}" = --cni ]; then
-  shift
-  exec node --enable-source-maps dist/bench/cni.js "$@"
-fi
-if [ "${1:-}" = --kvm ]; then
-  shift
-  exec node --enable-source-maps dist/bench/kvm.js "$@"
-fi
-if [ "${1:-}" = --pull ]; then
-  shift
-  exec node --enable-source-maps dist/bench/pull.js "$@"
-fi
-exec node --enable-source-maps dist/bench/pod-start.js "$@"
+# The first argument picks the benchmark; the rest go to it.
+case "${1:-}" in
+  --cluster | --cni | --kvm | --pull) bench="${1#--}"; shift ;;
+  *) bench=pod-start ;;
+esac
+exec node --enable-source-maps "dist/bench/$bench.js" "$@"
