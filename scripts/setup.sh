@@ -31,7 +31,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   echo "setup: npm ci"
   npm ci --no-audit --no-fund
 fi
-[ -f native/build/Release/flock.node ] && [ -f native/build/Release/fsops.node ] && [ -f native/build/Release/notify.node ] || npm run install --silent
+built=1
+for addon in flock fsops notify sha256; do [ -f "native/build/Release/$addon.node" ] || built=0; done
+[ "$built" = 1 ] || npm run install --silent
 
 echo "setup: building"
 npx tsc -p tsconfig.json

@@ -25,7 +25,6 @@
 import * as fs from 'node:fs/promises';
 import { constants as fsc, createReadStream } from 'node:fs';
 import * as path from 'node:path';
-import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
@@ -33,6 +32,7 @@ import * as tar from 'tar-stream';
 import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import { fsops } from './fsops.js';
+import { StreamSha256 } from './sha256.js';
 
 export interface ExtractOptions {
   /** Allow character/block devices and FIFOs in the layer. Default false. */
@@ -150,11 +150,12 @@ interface Ctx {
 const IO_CHUNK = 1 << 20;
 
 async function unpack(ctx: Ctx, source: Readable, compression: Compression): Promise<string> {
-  const hash = createHash('sha256');
+  const hash = new StreamSha256();
   const hasher = new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      cb(null, chunk);
+      const backlog = hash.update(chunk);
+      if (backlog) backlog.then(() => cb(null, chunk), cb);
+      else cb(null, chunk);
     },
   });
   const extract = tar.extract();
@@ -181,7 +182,7 @@ async function unpack(ctx: Ctx, source: Readable, compression: Compression): Pro
     throw new InvalidInput(`layer ${ctx.digest} is not a readable tar archive: ${(err as Error).message}`, 'the image is corrupt; re-export it from its source');
   }
   if (firstError !== undefined) throw firstError;
-  return `sha256:${hash.digest('hex')}`;
+  return hash.digest();
 }
 
 function refuse(ctx: Ctx, entry: string, why: string): InvalidInput {

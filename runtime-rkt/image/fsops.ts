@@ -13,8 +13,8 @@ export interface FsOpsAddon {
   lsetxattr(path: string, name: string, value: string | Buffer): void;
   /** undefined when the attribute is not set. */
   lgetxattr(path: string, name: string): Buffer | undefined;
-  /** Flush the filesystem that holds fd. */
-  syncfs(fd: number): void;
+  /** Flush the filesystem that holds fd (on the thread pool; fd must stay open until it settles). */
+  syncfs(fd: number): Promise<void>;
   /** mount(2) without flags (fstype e.g. "overlay", data its options). */
   mount(source: string, target: string, fstype: string, data: string): void;
   /** umount2(2) with UMOUNT_NOFOLLOW. */

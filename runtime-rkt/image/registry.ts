@@ -18,7 +18,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as fs from 'node:fs/promises';
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -26,6 +26,7 @@ import { UserError } from '../../common/errors.js';
 import { lookupCredentials, type RegistryCredentials, type RegistryKeyring } from './auth.js';
 import { isLoopbackHost, type ImageReference } from './reference.js';
 import { MT, WANT_PLATFORM, type Descriptor } from './plan.js';
+import { StreamSha256 } from './sha256.js';
 
 export const MANIFEST_ACCEPT = [MT.ociManifest, MT.dockerManifest, MT.ociIndex, MT.dockerList];
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 << 20;
@@ -518,7 +519,7 @@ export class RegistryClient {
     const what = `pull ${ref.repo}: blob ${desc.digest}`;
     const expected = desc.size;
     await fs.writeFile(dest, '', { mode: 0o644 });
-    let hash: Hash = createHash('sha256');
+    let hash = new StreamSha256();
     let got = 0;
     try {
       await this.withRetries(what, async () => {
@@ -530,7 +531,7 @@ export class RegistryClient {
           if (!cr || Number(cr[1]) !== got) {
             res.body.destroy();
             got = 0;
-            hash = createHash('sha256');
+            hash = new StreamSha256();
             await fs.truncate(dest, 0);
             throw new RegistryError(`${what}: the registry resumed at the wrong offset`, { retryable: true });
           }
@@ -538,7 +539,7 @@ export class RegistryClient {
           if (got > 0) {
             // The server ignored Range: start over.
             got = 0;
-            hash = createHash('sha256');
+            hash = new StreamSha256();
             await fs.truncate(dest, 0);
           }
         } else {
@@ -550,12 +551,13 @@ export class RegistryClient {
               cb(new RegistryError(`${what}: the registry sent more than the ${expected} bytes the manifest lists`, { hint: 'the registry serves different content than its manifest describes' }));
               return;
             }
-            hash.update(c);
+            const hashing = hash.update(c);
             const offset = got;
             got += c.length;
             onBytes?.(got);
-            // The tap's backpressure (a slower unpacker) holds the download back: memory stays flat.
-            const waiting = tap?.(c, offset);
+            // The hasher's and the tap's backpressure (a slower unpacker) hold the download back: memory stays flat.
+            const tapped = tap?.(c, offset);
+            const waiting = hashing && tapped ? Promise.all([hashing, tapped]) : (hashing ?? tapped);
             if (waiting) waiting.then(() => cb(null, c), (err: unknown) => cb(err as Error));
             else cb(null, c);
           },
@@ -584,7 +586,7 @@ export class RegistryClient {
     } finally {
       /* nothing held open between attempts */
     }
-    const digest = `sha256:${hash.digest('hex')}`;
+    const digest = await hash.digest();
     if (digest !== desc.digest) {
       throw new RegistryError(`${what}: content digest mismatch: the registry sent ${got} bytes hashing to ${digest}`, {
         hint: 'the registry (or something between it and this node) serves corrupt content',
@@ -603,8 +605,8 @@ export class RegistryClient {
 export type BlobTap = (chunk: Buffer, offset: number) => Promise<void> | void;
 
 /** sha256 state of a file's first `length` bytes, ready to be continued. */
-async function hashPrefix(file: string, length: number): Promise<Hash> {
-  const hash = createHash('sha256');
-  if (length > 0) for await (const chunk of createReadStream(file, { start: 0, end: length - 1 })) hash.update(chunk as Buffer);
+async function hashPrefix(file: string, length: number): Promise<StreamSha256> {
+  const hash = new StreamSha256();
+  if (length > 0) for await (const chunk of createReadStream(file, { start: 0, end: length - 1 })) await hash.update(chunk as Buffer);
   return hash;
 }

@@ -145,6 +145,7 @@ export class ImageStore implements ImagePullApi {
           staged.set(layer.digest, dir);
         }
       }
+      await this.syncTree(stage.dir);
       return await this.withLock(() => this.commit(plans, staged, opts));
     } finally {
       await stage.dispose();
@@ -214,7 +215,11 @@ export class ImageStore implements ImagePullApi {
     };
   }
 
-  /** Under the store lock: move blobs and layer trees into place, then write records. */
+  /**
+   * Under the store lock: move blobs and layer trees into place, then write
+   * records. The caller has flushed the stage (syncTree), so no rename here can
+   * publish a blob or tree whose data is not yet on disk.
+   */
   private async commit(plans: ImagePlan[], stagedLayers: Map<string, string>, opts: ImportOptions): Promise<ImageRecord[]> {
     try {
       for (const plan of plans) {
@@ -233,11 +238,11 @@ export class ImageStore implements ImagePullApi {
           await fs.rm(dest, { recursive: true, force: true }); // an incomplete tree
           const staged = stagedLayers.get(layer.digest);
           if (staged !== undefined) {
-            await this.syncTree(staged);
             await fs.rename(staged, dest);
           } else {
             // It was complete when we looked but has been collected since; redo it here.
             await this.unpackInto(dest, layer.digest, plan.diffIds[i], opts.allowDevices ?? false);
+            await this.syncTree(dest);
           }
           await atomicWrite(path.join(dest, 'ok'), '');
         }
@@ -410,7 +415,7 @@ export class ImageStore implements ImagePullApi {
   private async syncTree(dir: string): Promise<void> {
     const handle = await fs.open(dir, 'r');
     try {
-      fsops.syncfs(handle.fd);
+      await fsops.syncfs(handle.fd);
     } finally {
       await handle.close();
     }
@@ -541,6 +546,10 @@ export class ImageStore implements ImagePullApi {
       }
       const staged = new Map<string, string>();
       let failed: unknown;
+      // Each finished layer starts flushing the stage at once, while the others still download:
+      // by commit time most of the data is on disk already. A flush covers everything written before it.
+      const flushes: Array<Promise<void>> = [];
+      const flushStage = () => flushes.push(this.syncTree(stage.dir).catch((err: unknown) => void (failed ??= err)));
       const worker = async () => {
         for (let job = todo.shift(); job !== undefined && failed === undefined; job = todo.shift()) {
           const { digest, size, diffId } = job;
@@ -574,6 +583,7 @@ export class ImageStore implements ImagePullApi {
               }
               staged.set(digest, dir);
             }
+            flushStage();
             opts.onProgress?.({ kind: 'layer', digest, state: 'done', bytes: got.size, total: got.size });
           } catch (err) {
             failed ??= err;
@@ -582,6 +592,8 @@ export class ImageStore implements ImagePullApi {
       };
       const workers = Math.max(1, Math.min(opts.concurrency ?? 3, todo.length));
       await Promise.all(Array.from({ length: workers }, worker));
+      if (flushes.length === 0) flushStage(); // the manifest and config alone
+      await Promise.all(flushes);
       if (failed !== undefined) throw failed;
 
       const plan: ImagePlan = {
