@@ -90,9 +90,9 @@ export function registerApiServiceCommand(program: Command): void {
       // Commander hands flags it also knows on `api-service` to the parent: merge both.
       const flags = { ...cmd.parent!.opts(), ...own } as ApiServiceFlags & { now?: boolean; unitDir: string };
       const globals = cmd.optsWithGlobals() as ApiServiceFlags;
-      const { cliCommand, installUnit } = await import('../common/unit-install.js');
+      const { API_SERVICE_NODE_FLAGS, cliCommand, installUnit } = await import('../common/unit-install.js');
       const dataDir = flags.dir ?? globals.dir ?? process.env.STEVEDORE_DATA_DIR ?? '/var/lib/stevedore';
-      await installUnit(flags.unitDir, API_SERVICE_UNIT, apiServiceUnitFile(cliCommand(), dataDir, flags.listen ?? DEFAULT_LISTEN), flags.now === true);
+      await installUnit(flags.unitDir, API_SERVICE_UNIT, apiServiceUnitFile(cliCommand(API_SERVICE_NODE_FLAGS), dataDir, flags.listen ?? DEFAULT_LISTEN), flags.now === true);
       process.stdout.write(`installed ${API_SERVICE_UNIT}${flags.now ? ' and started it' : ''}\n`);
     });
 }

@@ -12,6 +12,7 @@ import { FileLock, readdirOrEmpty } from '../common/fsutil.js';
 import { errnoCode } from '../common/errors.js';
 import { SystemdClient } from '../common/systemd.js';
 import { PodStore, type PodLocation } from '../runtime-rkt/pod-store.js';
+import { FolderChanges } from '../runtime-rkt/folder-changes.js';
 import { PodStatusCache, readPodStatus, readUnitStates, type UnitStates } from '../runtime-rkt/pod-status.js';
 
 export interface Listing { systemd: SystemdClient; units: UnitStates }
@@ -92,8 +93,13 @@ export class NodeReader {
   readonly pods: PodStore;
   readonly imagesDir: string;
   private client: SystemdClient | undefined;
-  /** Pod files and statuses already read: a listing re-reads only pods whose folders or units changed. */
-  private readonly podCache = new PodStatusCache();
+  /**
+   * Pod files and statuses already read: a listing re-reads only pods whose
+   * folders or units changed. The folders are watched (inotify) rather than
+   * stat-ed on every listing: this service lists far more often than pods change.
+   */
+  private readonly folders = new FolderChanges();
+  private readonly podCache = new PodStatusCache({ folders: this.folders });
   /** Listing messages per status object (see podMessage). Never mutated once built: callers share them. */
   private readonly messages = new WeakMap<PodStatus, { detail?: PodMsg; brief?: PodMsg }>();
   private connecting: Promise<SystemdClient | undefined> | undefined;
@@ -136,6 +142,7 @@ export class NodeReader {
 
   close(): void {
     this.closed = true;
+    this.folders.close();
     this.client?.close();
     this.client = undefined;
   }

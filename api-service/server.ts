@@ -114,6 +114,15 @@ function withPodEncodingCache(service: grpc.ServiceDefinition): grpc.ServiceDefi
   return { ...service, ListPods: { ...listPods, responseSerialize: (res: { pods: PodMsg[] }) => Buffer.concat(res.pods.map(encodeOne)) } };
 }
 
+/** Oldest first. created_at is a decimal string of ns without leading zeros: the shorter is the smaller. */
+function byCreationThenId(a: PodMsg, b: PodMsg): number {
+  const x = a.created_at;
+  const y = b.created_at;
+  if (x.length !== y.length) return x.length - y.length;
+  if (x !== y) return x < y ? -1 : 1;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
 type Unary<Req, Res> = (req: Req) => Promise<Res>;
 function unary<Req, Res>(metrics: ApiMetrics, name: string, fn: Unary<Req, Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
@@ -174,7 +183,7 @@ export async function startApiService(opts: ApiServiceOptions = {}): Promise<Api
       return matchPodFilters(msg, facts, filters) ? msg : undefined;
     });
     const out = pods.filter((p): p is PodMsg => p !== undefined);
-    out.sort((a, b) => (BigInt(a.created_at) < BigInt(b.created_at) ? -1 : BigInt(a.created_at) > BigInt(b.created_at) ? 1 : a.id.localeCompare(b.id)));
+    out.sort(byCreationThenId);
     return { pods: out };
   }
 

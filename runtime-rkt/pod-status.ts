@@ -2,9 +2,10 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { FileLock } from '../common/fsutil.js';
 import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
-import { unitNames, type AppManifest, type ExitRecord } from '../stage1/contract.js';
+import { unitNames, type AppManifest, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
 import { readVmRecord } from '../stage1/kvm.js';
 import { podNetworkFrom } from './network.js';
+import type { FolderChanges } from './folder-changes.js';
 import { PodFileCache } from './pod-cache.js';
 import type { PodLocation } from './pod-store.js';
 import { terminationOf, type AppStatus, type PodState, type PodStatus } from './status.js';
@@ -41,9 +42,14 @@ interface LiveFacts { mainPid?: number; nRestarts?: number; startedUs: number }
  * only then.
  */
 export class PodStatusCache {
-  readonly files = new PodFileCache();
-  private readonly facts = new Map<string, { key: string; records: ExitRecord[]; facts: LiveFacts }>();
+  readonly files: PodFileCache;
+  private readonly facts = new Map<string, { uuid: string; key: string; records: ExitRecord[]; facts: LiveFacts }>();
   private readonly statuses = new Map<string, { inputs: unknown[]; status: PodStatus }>();
+
+  /** `folders`: watch pod folders instead of stat-ing them on every read (see PodFileCache). */
+  constructor(opts: { folders?: FolderChanges } = {}) {
+    this.files = new PodFileCache(opts.folders);
+  }
 
   async liveFacts(systemd: SystemdClient, unit: string, state: UnitListEntry, records: ExitRecord[]): Promise<LiveFacts> {
     const key = `${state.activeState}/${state.subState}`;
@@ -55,7 +61,7 @@ export class PodStatusCache {
       nRestarts: typeof p.NRestarts === 'number' ? p.NRestarts : undefined,
       startedUs: Number(p.ExecMainStartTimestamp ?? 0),
     };
-    this.facts.set(unit, { key, records, facts });
+    this.facts.set(unit, { uuid: unitNames.parse(unit)?.uuid ?? '', key, records, facts });
     return facts;
   }
 
@@ -75,7 +81,7 @@ export class PodStatusCache {
     this.files.retain(live);
     for (const dir of this.statuses.keys()) if (!live.has(dir)) this.statuses.delete(dir);
     const uuids = new Set([...live].map((dir) => path.basename(dir)));
-    for (const unit of this.facts.keys()) if (!uuids.has(unitNames.parse(unit)?.uuid ?? '')) this.facts.delete(unit);
+    for (const [unit, entry] of this.facts) if (!uuids.has(entry.uuid)) this.facts.delete(unit);
   }
 }
 
@@ -120,6 +126,14 @@ function podStateOf(loc: PodLocation, apps: AppStatus[]): PodState {
   }
 }
 
+/** Each app's unit name, once per manifest object (a cached snapshot keeps its manifest). */
+const appUnits = new WeakMap<RuntimePodManifest, string[]>();
+function appUnitsOf(manifest: RuntimePodManifest): string[] {
+  let units = appUnits.get(manifest);
+  if (!units) appUnits.set(manifest, (units = manifest.apps.map((app) => unitNames.app(manifest.uuid, app.name))));
+  return units;
+}
+
 /**
  * A pod's full status from its directory, its exit records and (when live)
  * its units; pass `units` when reading many pods (one systemd call for all)
@@ -133,8 +147,9 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
   const launching = loc.state === 'run' && snap.launching && !FileLock.isFree(loc.dir);
   const live = systemd !== undefined && unitStates !== undefined && (loc.state === 'run' || loc.state === 'prepared');
   const inputs: unknown[] = [snap, loc.state, launching];
-  const perApp = manifest ? await Promise.all(manifest.apps.map(async (app) => {
-    const unit = unitNames.app(manifest.uuid, app.name);
+  const appUnitNames = manifest ? appUnitsOf(manifest) : [];
+  const perApp = manifest ? await Promise.all(manifest.apps.map(async (app, i) => {
+    const unit = appUnitNames[i]!;
     const records = await cache.files.exitRecords(loc.dir, app.name);
     const u = live ? unitStates.get(unit) : undefined;
     const active = u !== undefined && u.loadState === 'loaded' && ACTIVE.has(u.activeState);

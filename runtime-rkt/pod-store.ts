@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { FileLock, exists } from '../common/fsutil.js';
@@ -46,6 +47,9 @@ export function tryLock(dir: string): FileLock | undefined {
 }
 
 export class PodStore {
+  /** The locations the last full listing returned, handed out again while they hold: listings run often. */
+  private known = new Map<string, PodLocation>();
+
   constructor(readonly root: string) {}
 
   async init(): Promise<void> {
@@ -102,12 +106,19 @@ export class PodStore {
     for (const state of states) {
       let names: string[] = [];
       try {
-        names = await fs.readdir(path.join(this.root, state));
+        // Synchronous on purpose: six awaited thread-pool round trips cost more than the reads of six
+        // small local folders, and on a busy node each hop can wait milliseconds (api-service p99).
+        names = readdirSync(path.join(this.root, state));
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT') throw err;
       }
-      for (const uuid of names) if (isPodUuid(uuid)) out.push({ uuid, state, dir: this.dirOf(uuid, state) });
+      for (const uuid of names) {
+        const seen = this.known.get(uuid);
+        if (seen?.state === state) out.push(seen);
+        else if (isPodUuid(uuid)) out.push({ uuid, state, dir: this.dirOf(uuid, state) });
+      }
     }
+    if (states === POD_DIR_STATES) this.known = new Map(out.map((l) => [l.uuid, l]));
     return out;
   }
 

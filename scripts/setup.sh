@@ -32,7 +32,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund
 fi
 built=1
-for addon in flock fsops notify sha256; do [ -f "native/build/Release/$addon.node" ] || built=0; done
+for addon in flock fsops notify sha256 inotify; do [ -f "native/build/Release/$addon.node" ] || built=0; done
 [ "$built" = 1 ] || npm run install --silent
 
 echo "setup: building"

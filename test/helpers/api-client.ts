@@ -102,7 +102,7 @@ export interface ApiServiceProcess {
  */
 export async function spawnApiService(args: string[], opts: { asUser?: number } = {}): Promise<ApiServiceProcess> {
   // The same V8 flags as its systemd unit: tests and benchmarks run the service as deployed.
-  const argv = [process.execPath, ...DAEMON_NODE_FLAGS, API_SERVICE_MAIN, 'api-service', '--listen', '127.0.0.1:0', ...args];
+  const argv = [process.execPath, ...API_SERVICE_NODE_FLAGS, API_SERVICE_MAIN, 'api-service', '--listen', '127.0.0.1:0', ...args];
   const cmd = opts.asUser !== undefined ? ['setpriv', `--reuid=${opts.asUser}`, `--regid=${opts.asUser}`, '--clear-groups', '--', ...argv] : argv;
   const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);
@@ -141,7 +141,7 @@ export async function spawnApiService(args: string[], opts: { asUser?: number } 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
-import { DAEMON_NODE_FLAGS } from '../../common/unit-install.js';
+import { API_SERVICE_NODE_FLAGS } from '../../common/unit-install.js';
 
 export interface SyntheticPod { uuid: string; name: string; state: 'prepared' | 'run' | 'exited-garbage' | 'garbage' | 'embryo'; apps: string[]; exited?: boolean }
 
