@@ -5,8 +5,8 @@
 #   bash bench/run.sh --cluster [--sequential 50] [--burst 50] [--cpu-window 60] [--no-profile] [--update-results bench/RESULTS.md]
 # CNI benchmark (ADD+DEL through our runner vs the bare plugin chain, pod start with vs without network):
 #   bash bench/run.sh --cni [--samples N] [--warmup N] [--update-results bench/RESULTS.md]
-# Registry pull benchmark (ours vs skopeo copy, peak RSS at two image sizes), same build step:
-#   bash bench/run.sh --pull [--samples 5] [--mb 100] [--small-mb 25] [--layers 4] [--update-results bench/RESULTS.md]
+# Registry pull benchmark (ours vs skopeo copy and containerd's ctr pull, peak RSS at two image sizes), same build step:
+#   bash bench/run.sh --pull [--samples 5] [--mb 100] [--small-mb 25] [--layers 4] [--no-containerd] [--update-results bench/RESULTS.md]
 # VM pod benchmark (stage1 kvm: launch → first output vs a bare qemu boot, host memory per VM pod):
 #   bash bench/run.sh --kvm [--samples 12] [--warmup 2] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).

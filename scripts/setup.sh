@@ -10,7 +10,7 @@ declare -A PACKAGES=(
   [crun]=crun [runc]=runc [busybox]=busybox-static [iptables]=iptables
   [openssl]=openssl [kubectl]=kubernetes-client [unshare]=util-linux [nsenter]=util-linux
   [ip]=iproute2 [dbus-daemon]=dbus [journalctl]=systemd [make]=make [g++]=g++ [python3]=python3
-  [docker-registry]=docker-registry [skopeo]=skopeo [htpasswd]=apache2-utils
+  [docker-registry]=docker-registry [skopeo]=skopeo [htpasswd]=apache2-utils [containerd]=containerd
   [qemu-system-x86_64]=qemu-system-x86 [dpkg-deb]=dpkg [xz]=xz-utils
 )
 missing=()
