@@ -32,8 +32,8 @@ export interface DockerEngine {
   env: Record<string, string>;
 }
 
-/** Paths dockerd may create outside its roots; removed at stop if they did not exist before. */
-const OUTSIDE_PATHS = ['/etc/docker/key.json', '/run/docker', '/var/run/docker'];
+/** Paths dockerd (and the containerd it starts: its "opt" plugin) may create outside its roots; removed at stop if they did not exist before. */
+const OUTSIDE_PATHS = ['/etc/docker/key.json', '/run/docker', '/var/run/docker', '/opt/containerd'];
 
 async function exists(p: string): Promise<boolean> {
   return fs.lstat(p).then(() => true, () => false);
