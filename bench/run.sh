@@ -7,6 +7,8 @@
 #   bash bench/run.sh --cni [--samples N] [--warmup N] [--update-results bench/RESULTS.md]
 # Registry pull benchmark (ours vs skopeo copy and containerd's ctr pull, peak RSS at two image sizes), same build step:
 #   bash bench/run.sh --pull [--samples 5] [--mb 100] [--small-mb 25] [--layers 4] [--no-containerd] [--update-results bench/RESULTS.md]
+# api-service benchmark (ListPods(detail) latency at 10/100/500 pods from a C-core and a grpc-js client, service memory):
+#   bash bench/run.sh --api-service [--calls 500] [--no-python] [--update-results bench/RESULTS.md]
 # VM pod benchmark (stage1 kvm: launch → first output vs a bare qemu boot, host memory per VM pod):
 #   bash bench/run.sh --kvm [--samples 12] [--warmup 2] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
@@ -17,7 +19,12 @@ cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); measuring what it emitted" >&2
 # The first argument picks the benchmark; the rest go to it.
 case "${1:-}" in
-  --cluster | --cni | --kvm | --pull) bench="${1#--}"; shift ;;
+  --cluster | --cni | --kvm | --pull | --api-service) bench="${1#--}"; shift ;;
   *) bench=pod-start ;;
 esac
+# The api-service bench's C-core client (Debian's gRPC for Python): only this benchmark needs it.
+if [ "$bench" = api-service ] && ! /usr/bin/python3 -c 'import grpc, grpc_tools' 2>/dev/null; then
+  echo "bench: installing python3-grpcio python3-grpc-tools" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-grpcio python3-grpc-tools >/dev/null
+fi
 exec node --enable-source-maps "dist/bench/$bench.js" "$@"
