@@ -17,10 +17,13 @@ const addon: Sha256Addon = require('../../../native/build/Release/sha256.node');
 
 /** Bytes queued or being hashed before update() asks its caller to wait. */
 const DEFAULT_HIGH_WATER = 4 << 20;
+/** Bytes gathered before a pool job is queued: each job costs a thread hand-off (tens of µs), a socket chunk is 64 KiB. */
+const MIN_BATCH = 256 << 10;
 
 export class StreamSha256 {
   private readonly hasher = addon.create();
   private queue: Buffer[] = [];
+  private queuedBytes = 0;
   /** Bytes handed to update() whose hashing has not finished. */
   private pendingBytes = 0;
   private running: Promise<void> | undefined;
@@ -37,30 +40,39 @@ export class StreamSha256 {
   update(chunk: Buffer): Promise<void> | undefined {
     if (chunk.length === 0) return undefined;
     this.queue.push(chunk);
+    this.queuedBytes += chunk.length;
     this.pendingBytes += chunk.length;
-    this.pump();
+    // A caller about to be told to wait must not wait on a batch too small to be sent.
+    this.pump(this.pendingBytes > this.highWater);
     if (this.pendingBytes <= this.highWater) return undefined;
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   /** `sha256:<hex>` of everything given to update(), once it has all been hashed. */
   async digest(): Promise<string> {
-    while (this.running) await this.running;
+    for (;;) {
+      if (this.running) await this.running;
+      else if (this.queue.length > 0 && this.failure === undefined) this.pump(true);
+      else break;
+    }
     if (this.failure !== undefined) throw this.failure;
     return addon.digest(this.hasher);
   }
 
-  private pump(): void {
+  private pump(evenIfSmall: boolean): void {
     if (this.running || this.queue.length === 0 || this.failure !== undefined) return;
+    if (!evenIfSmall && this.queuedBytes < MIN_BATCH) return;
     // Everything queued while the previous batch ran goes as one batch: one pool job, not one per socket chunk.
     const batch = this.queue;
+    const bytes = this.queuedBytes;
     this.queue = [];
-    const bytes = batch.reduce((n, b) => n + b.length, 0);
+    this.queuedBytes = 0;
     this.running = addon.update(this.hasher, batch).then(
       () => this.settle(bytes),
       (err: unknown) => {
         this.failure = err;
         this.queue = [];
+        this.queuedBytes = 0;
         this.pendingBytes = 0;
         this.settle(0);
       },
@@ -75,6 +87,6 @@ export class StreamSha256 {
       this.waiters = [];
       for (const wake of waiting) wake();
     }
-    this.pump();
+    this.pump(false);
   }
 }
