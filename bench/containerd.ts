@@ -14,6 +14,7 @@ import { openSync, closeSync, constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { run } from './cluster-util.js';
+import { isAlive, terminate } from '../sandbox/proc.js';
 import { sleep } from './stats.js';
 
 export const CONTAINERD = '/usr/bin/containerd';
@@ -55,11 +56,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
 async function exists(p: string): Promise<boolean> {
   return fs.lstat(p).then(() => true, () => false);
-}
-
-async function isAlive(pid: number): Promise<boolean> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  return stat !== '' && !/\) Z /.test(stat);
 }
 
 /** Mount points under dir in this (the host's) mount namespace. */
@@ -132,15 +128,7 @@ export async function startContainerd(parent = '/var/tmp'): Promise<Containerd> 
  */
 export async function stopContainerd(c: Containerd): Promise<string[]> {
   const notes: string[] = [];
-  if (await isAlive(c.pid)) {
-    process.kill(c.pid, 'SIGTERM');
-    const deadline = Date.now() + 10_000;
-    while ((await isAlive(c.pid)) && Date.now() < deadline) await sleep(50);
-    if (await isAlive(c.pid)) {
-      process.kill(c.pid, 'SIGKILL');
-      notes.push('containerd needed SIGKILL');
-    }
-  }
+  if ((await terminate(c.pid, 10_000)) === 'killed') notes.push('containerd needed SIGKILL');
   await Promise.race([c.exited, sleep(2000)]);
   // Nothing should have outlived it (it ran no containers, so no shims); a process naming the dir would be ours.
   for (const name of await fs.readdir('/proc')) {

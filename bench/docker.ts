@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
+import { isAlive, terminate } from '../sandbox/proc.js';
 import { sleep } from './stats.js';
 
 export const DOCKERD = '/usr/sbin/dockerd';
@@ -49,11 +50,6 @@ function ping(sock: string, pathname = '/_ping'): Promise<string> {
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error('timeout')));
   });
-}
-
-async function isAlive(pid: number): Promise<boolean> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  return stat !== '' && !/\) Z /.test(stat);
 }
 
 /** PIDs of every process whose cmdline mentions dir (dockerd, containerd, shims), found through /proc. */
@@ -137,15 +133,7 @@ export async function stopDocker(st: DockerStart): Promise<string[]> {
   const { engine, dir } = st;
   if (engine) {
     const helpers = (await processesUsing(dir)).filter((p) => p !== engine.pid);
-    if (await isAlive(engine.pid)) {
-      process.kill(engine.pid, 'SIGTERM');
-      const deadline = Date.now() + 20_000;
-      while ((await isAlive(engine.pid)) && Date.now() < deadline) await sleep(50);
-      if (await isAlive(engine.pid)) {
-        process.kill(engine.pid, 'SIGKILL');
-        notes.push('dockerd needed SIGKILL');
-      }
-    }
+    if ((await terminate(engine.pid, 20_000)) === 'killed') notes.push('dockerd needed SIGKILL');
     // Its containerd (and shims) normally exit with it; kill the ones we listed if they did not.
     await sleep(200);
     for (const p of helpers) {

@@ -7,8 +7,7 @@
  * Errors are thrown as JS Errors with `code` set to the errno name
  * (e.g. "EEXIST"), like Node's own fs errors. N-API only.
  */
-#define _GNU_SOURCE
-#include <node_api.h>
+#include "addon.h"
 #include <sys/types.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -20,16 +19,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#define PATH_BUF 4096
 #define XATTR_BUF 65536
-
-static napi_value throw_errno(napi_env env, int err, const char *call, const char *path) {
-  char msg[PATH_BUF + 128];
-  const char *name = strerrorname_np(err);
-  snprintf(msg, sizeof msg, "%s: %s, %s '%s'", name ? name : "EUNKNOWN", strerror(err), call, path);
-  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
-  return NULL;
-}
 
 static int get_string(napi_env env, napi_value v, char *buf, size_t len, size_t *out_len) {
   size_t n = 0;
@@ -216,12 +206,6 @@ static napi_value Umount(napi_env env, napi_callback_info info) {
   }
   if (umount2(target, UMOUNT_NOFOLLOW) != 0) return throw_errno(env, errno, "umount", target);
   return NULL;
-}
-
-static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
-  napi_value fn;
-  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
-  napi_set_named_property(env, exports, name, fn);
 }
 
 static napi_value Init(napi_env env, napi_value exports) {

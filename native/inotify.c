@@ -20,8 +20,7 @@
  *                                overflowed
  *   close(fd)
  */
-#define _GNU_SOURCE
-#include <node_api.h>
+#include "addon.h"
 #include <sys/inotify.h>
 #include <errno.h>
 #include <limits.h>
@@ -31,14 +30,6 @@
 
 #define WATCH_MASK (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | \
                     IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
-
-static napi_value throw_errno(napi_env env, int err, const char *call, const char *path) {
-  char msg[PATH_MAX + 128];
-  const char *name = strerrorname_np(err);
-  snprintf(msg, sizeof msg, "%s: %s, %s '%s'", name ? name : "EUNKNOWN", strerror(err), call, path);
-  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
-  return NULL;
-}
 
 static int int_arg(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok;
@@ -121,12 +112,6 @@ static napi_value Close(napi_env env, napi_callback_info info) {
   }
   close(fd);
   return NULL;
-}
-
-static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
-  napi_value fn;
-  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
-  napi_set_named_property(env, exports, name, fn);
 }
 
 static napi_value Init(napi_env env, napi_value exports) {

@@ -13,7 +13,7 @@
  * keeps one update in flight per hasher and must not change the buffers until
  * it settles); digest(hasher) -> "sha256:<hex>". N-API only.
  */
-#include <node_api.h>
+#include "addon.h"
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,13 +182,9 @@ static napi_value Digest(napi_env env, napi_callback_info info) {
 }
 
 static napi_value Init(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "create", NAPI_AUTO_LENGTH, Create, NULL, &fn);
-  napi_set_named_property(env, exports, "create", fn);
-  napi_create_function(env, "update", NAPI_AUTO_LENGTH, Update, NULL, &fn);
-  napi_set_named_property(env, exports, "update", fn);
-  napi_create_function(env, "digest", NAPI_AUTO_LENGTH, Digest, NULL, &fn);
-  napi_set_named_property(env, exports, "digest", fn);
+  export_fn(env, exports, "create", Create);
+  export_fn(env, exports, "update", Update);
+  export_fn(env, exports, "digest", Digest);
   return exports;
 }
 

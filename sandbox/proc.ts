@@ -73,3 +73,12 @@ export async function waitGone(pids: number[], timeoutMs: number): Promise<numbe
     await sleep(10);
   }
 }
+
+/** SIGTERM, then SIGKILL if it is still alive after graceMs; says whether the kill was needed. */
+export async function terminate(pid: number, graceMs: number): Promise<'exited' | 'killed'> {
+  if (!(await isAlive(pid))) return 'exited';
+  killQuietly(pid, 'SIGTERM');
+  if ((await waitGone([pid], graceMs)).length === 0) return 'exited';
+  killQuietly(pid, 'SIGKILL');
+  return 'killed';
+}
