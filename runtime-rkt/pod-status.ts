@@ -3,10 +3,10 @@ import * as path from 'node:path';
 import { FileLock } from '../common/fsutil.js';
 import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
 import { unitNames, type AppManifest, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
-import { readVmRecord } from '../stage1/kvm.js';
+import { readVmRecord, type VmRecord } from '../stage1/kvm.js';
 import { podNetworkFrom } from './network.js';
 import type { FolderChanges } from './folder-changes.js';
-import { PodFileCache } from './pod-cache.js';
+import { PodFileCache, type PodDirSnapshot } from './pod-cache.js';
 import type { PodLocation } from './pod-store.js';
 import { terminationOf, type AppStatus, type PodState, type PodStatus } from './status.js';
 
@@ -126,6 +126,18 @@ function podStateOf(loc: PodLocation, apps: AppStatus[]): PodState {
   }
 }
 
+/**
+ * A kvm pod's VM record (stage1/kvm/vm.json), once per pod folder snapshot:
+ * prepare writes it (atomically) before the pod leaves its prepare folder and
+ * nothing changes it afterwards, so only a missing record is looked for again.
+ */
+const vmRecords = new WeakMap<PodDirSnapshot, VmRecord>();
+async function vmRecordOf(snap: PodDirSnapshot, dir: string): Promise<VmRecord | undefined> {
+  let vm = vmRecords.get(snap);
+  if (!vm && (vm = await readVmRecord(dir))) vmRecords.set(snap, vm);
+  return vm;
+}
+
 /** Each app's unit name, once per manifest object (a cached snapshot keeps its manifest). */
 const appUnits = new WeakMap<RuntimePodManifest, string[]>();
 function appUnitsOf(manifest: RuntimePodManifest): string[] {
@@ -158,9 +170,8 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
     inputs.push(records, facts, active ? u.subState : undefined);
     return { app, unit, records, u: active ? u : undefined, facts };
   })) : [];
-  // The VM's record (stage1/vm.json) is outside what the file cache watches: its text is an input of its own.
-  const vm = manifest?.stage1 === 'kvm' ? await readVmRecord(loc.dir) : undefined;
-  inputs.push(vm ? JSON.stringify(vm) : undefined);
+  const vm = manifest?.stage1 === 'kvm' ? await vmRecordOf(snap, loc.dir) : undefined;
+  inputs.push(vm);
   // embryo/prepare states depend on a lock nobody can see changing: never reused.
   const reusable = loc.state !== 'embryo' && loc.state !== 'prepare';
   const cached = reusable ? cache.reuse(loc.dir, inputs) : undefined;
