@@ -12,6 +12,8 @@ const require = createRequire(import.meta.url);
 // dist/runtime-rkt/folder-changes.js -> <repo>/native/build/Release
 const inotify: InotifyAddon = require('../../native/build/Release/inotify.node');
 
+const UNWATCHABLE = new Set(['ENOSPC', 'ENOMEM', 'EACCES', 'EPERM']);
+
 /** Proof that a folder was unchanged from the moment it was issued; compared by identity. */
 export type FolderStamp = object;
 
@@ -60,8 +62,8 @@ export class FolderChanges {
   /**
    * Watch `dir` (if not yet) and return its current stamp: read the folder
    * after this call, and the stamp holds only while nothing changed since.
-   * undefined when it cannot be watched (the watch limit): the caller checks
-   * some other way. Throws ENOENT/ENOTDIR when there is no such folder.
+   * undefined when it cannot be watched (the watch limit, no read permission):
+   * the caller checks some other way. Throws ENOENT/ENOTDIR when there is no such folder.
    */
   stamp(dir: string): FolderStamp | undefined {
     if (this.fd === undefined) return undefined;
@@ -71,7 +73,8 @@ export class FolderChanges {
     try {
       wd = inotify.add(this.fd, dir);
     } catch (err) {
-      if ((err as { code?: string }).code === 'ENOSPC' || (err as { code?: string }).code === 'ENOMEM') return undefined;
+      // Out of watches, or a folder this reader may search but not read: the caller's stat still works.
+      if (UNWATCHABLE.has((err as { code?: string }).code ?? '')) return undefined;
       throw err;
     }
     // The same inode under a new name (a pod folder renamed between lifecycle folders) keeps its wd.

@@ -75,6 +75,22 @@ test('a folder that moves or goes away voids its stamp; a missing one throws ENO
   }
 });
 
+test('a folder the reader may search but not read is not watched: the caller falls back (no error)', async () => {
+  const dir = fs.mkdtempSync(path.join(base, 'x-'));
+  fs.chmodSync(dir, 0o711);
+  try {
+    const { spawnSync } = await import('node:child_process');
+    // As nobody (uid 65534), through a child: this test process is root and may read anything.
+    const probe = `import('${new URL('../runtime-rkt/folder-changes.js', import.meta.url).href}').then(({ FolderChanges }) => { const c = new FolderChanges(); console.log(String(c.stamp(${JSON.stringify(dir)}))); c.close(); })`;
+    fs.chmodSync(base, 0o755);
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', process.execPath, '--input-type=module', '-e', probe], { encoding: 'utf8' });
+    assert.is(r.status, 0, r.stderr);
+    assert.is(r.stdout.trim(), 'undefined');
+  } finally {
+    fs.chmodSync(dir, 0o700);
+  }
+});
+
 test('an overflowing queue voids every stamp', () => {
   const changes = new FolderChanges();
   const dir = fs.mkdtempSync(path.join(base, 'o-'));
