@@ -44,8 +44,8 @@ function ns(buf: Buffer | undefined): bigint | undefined {
  * pods often (the agent, the api-service) keep one; it never writes.
  *
  * Given a FolderChanges, the folders are watched instead (inotify, drained
- * before each pod is looked at): a steady listing then makes no stat at all,
- * and a change is seen the instant it is made, with no settling window.
+ * when a listing starts — see sync()): a steady listing then makes no stat at
+ * all, and a change is seen as soon as it is made, with no settling window.
  * Folders it cannot watch fall back to the stat.
  */
 export class PodFileCache {
