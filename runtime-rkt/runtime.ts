@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { UserError, errnoCode } from '../common/errors.js';
-import { FileLock, exists, readJsonIfExists } from '../common/fsutil.js';
+import { exists, readJsonIfExists } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
 import { crashPoint } from '../common/failpoint.js';
 import { prop, SystemdClient } from '../common/systemd.js';
