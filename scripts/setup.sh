@@ -31,8 +31,12 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   echo "setup: npm ci"
   npm ci --no-audit --no-fund
 fi
+# Native addons: built when one is missing or older than any native source.
 built=1
-for addon in flock fsops notify sha256 inotify; do [ -f "native/build/Release/$addon.node" ] || built=0; done
+for addon in flock fsops notify sha256 inotify; do
+  [ -f "native/build/Release/$addon.node" ] || built=0
+  for src in native/*.c native/*.h native/binding.gyp; do [ "$src" -nt "native/build/Release/$addon.node" ] && built=0; done
+done
 [ "$built" = 1 ] || npm run install --silent
 
 echo "setup: building"

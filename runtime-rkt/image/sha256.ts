@@ -1,23 +1,33 @@
 import { createRequire } from 'node:module';
 
 /**
- * SHA-256 of a stream, computed on libuv's thread pool (native/sha256.c) so
- * that a pull's two hashes per layer (blob and diff_id) run beside the
- * download and the unpacker instead of on the JavaScript thread.
+ * SHA-256 of a stream, computed on native threads (native/sha256.c) so that a
+ * pull's two hashes per layer (blob and diff_id) run beside the download and
+ * the unpacker instead of on the JavaScript thread, and the streams of
+ * several layers share vector instructions.
  */
 interface Sha256Addon {
   create(): unknown;
   update(hasher: unknown, buffers: Buffer[]): Promise<void>;
   digest(hasher: unknown): string;
+  kernel(name?: Sha256Kernel): Sha256Kernel;
 }
+
+/** The multi-stream kernel: 8 streams per AVX-512 or AVX2 instruction, or none (each stream on its own). */
+export type Sha256Kernel = 'avx512' | 'avx2' | 'none';
 
 const require = createRequire(import.meta.url);
 // dist/runtime-rkt/image/sha256.js -> <repo>/native/build/Release
 const addon: Sha256Addon = require('../../../native/build/Release/sha256.node');
 
+/** The multi-stream kernel in use; with a name, use that one (tests compare them; it must be supported by the CPU). */
+export function sha256Kernel(name?: Sha256Kernel): Sha256Kernel {
+  return name === undefined ? addon.kernel() : addon.kernel(name);
+}
+
 /** Bytes queued or being hashed before update() asks its caller to wait. */
 const DEFAULT_HIGH_WATER = 4 << 20;
-/** Bytes gathered before a pool job is queued: each job costs a thread hand-off (tens of µs), a socket chunk is 64 KiB. */
+/** Bytes gathered before an update is handed to the native threads: each costs a hand-off (tens of µs), a socket chunk is 64 KiB. */
 const MIN_BATCH = 256 << 10;
 
 export class StreamSha256 {
@@ -26,7 +36,7 @@ export class StreamSha256 {
   private queuedBytes = 0;
   /** Bytes handed to update() whose hashing has not finished. */
   private pendingBytes = 0;
-  private running: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
   private failure: unknown;
   private waiters: Array<() => void> = [];
 
@@ -43,50 +53,47 @@ export class StreamSha256 {
     this.queuedBytes += chunk.length;
     this.pendingBytes += chunk.length;
     // A caller about to be told to wait must not wait on a batch too small to be sent.
-    this.pump(this.pendingBytes > this.highWater);
+    if (this.queuedBytes >= MIN_BATCH || this.pendingBytes > this.highWater) this.send();
     if (this.pendingBytes <= this.highWater) return undefined;
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   /** `sha256:<hex>` of everything given to update(), once it has all been hashed. */
   async digest(): Promise<string> {
-    for (;;) {
-      if (this.running) await this.running;
-      else if (this.queue.length > 0 && this.failure === undefined) this.pump(true);
-      else break;
-    }
+    this.send();
+    while (this.inFlight.size > 0) await Promise.all(this.inFlight);
     if (this.failure !== undefined) throw this.failure;
     return addon.digest(this.hasher);
   }
 
-  private pump(evenIfSmall: boolean): void {
-    if (this.running || this.queue.length === 0 || this.failure !== undefined) return;
-    if (!evenIfSmall && this.queuedBytes < MIN_BATCH) return;
-    // Everything queued while the previous batch ran goes as one batch: one pool job, not one per socket chunk.
+  /**
+   * Hand what is queued to the native threads as one update, without waiting
+   * for earlier ones: the hasher always has data queued there, so its lane
+   * never idles waiting for this thread.
+   */
+  private send(): void {
+    if (this.queue.length === 0 || this.failure !== undefined) return;
     const batch = this.queue;
     const bytes = this.queuedBytes;
     this.queue = [];
     this.queuedBytes = 0;
-    this.running = addon.update(this.hasher, batch).then(
-      () => this.settle(bytes),
+    const update: Promise<void> = addon.update(this.hasher, batch).then(
+      () => this.settle(update, bytes),
       (err: unknown) => {
-        this.failure = err;
-        this.queue = [];
-        this.queuedBytes = 0;
-        this.pendingBytes = 0;
-        this.settle(0);
+        this.failure ??= err;
+        this.settle(update, bytes);
       },
     );
+    this.inFlight.add(update);
   }
 
-  private settle(bytes: number): void {
-    this.running = undefined;
+  private settle(update: Promise<void>, bytes: number): void {
+    this.inFlight.delete(update);
     this.pendingBytes -= bytes;
     if (this.pendingBytes <= this.highWater || this.failure !== undefined) {
       const waiting = this.waiters;
       this.waiters = [];
       for (const wake of waiting) wake();
     }
-    this.pump(false);
   }
 }

@@ -590,7 +590,7 @@ export class ImageStore implements ImagePullApi {
           }
         }
       };
-      const workers = Math.max(1, Math.min(opts.concurrency ?? 3, todo.length));
+      const workers = Math.max(1, Math.min(opts.concurrency ?? 6, todo.length));
       await Promise.all(Array.from({ length: workers }, worker));
       if (flushes.length === 0) flushStage(); // the manifest and config alone
       await Promise.all(flushes);

@@ -101,7 +101,7 @@ export interface PullOptions {
   /** Attempts per request on network errors, 5xx and truncation (default 4), and the first backoff (default 500 ms). */
   attempts?: number;
   retryDelayMs?: number;
-  /** Parallel layer downloads (default 3). */
+  /** Parallel layer downloads (default 6, as containers/image — skopeo, podman — has it: with fewer, the last layers of an image download alone, and their hashes cannot share vector lanes). */
   concurrency?: number;
 }
 
