@@ -15,9 +15,10 @@
  * stream is hashed on its own with OpenSSL's single-stream code (node's own,
  * exported to addons), as two separate streams are faster on two cores.
  *
- * create() -> hasher; update(hasher, buffers) -> Promise<void> (a hasher's
- * updates are hashed in the order given, several may be in flight; the caller
- * must not change the buffers until theirs settles); digest(hasher) ->
+ * create() -> hasher; update(hasher, buffers, flush) -> Promise<void> (a
+ * hasher's updates are hashed in the order given, several may be in flight;
+ * the caller must not change the buffers until theirs settles; with flush,
+ * the caller waits on it, so it is hashed without waiting for lanes to fill); digest(hasher) ->
  * "sha256:<hex>" once every update has settled; kernel([name]) -> the
  * multi-lane kernel in use ("avx512", "avx2" or "none"), optionally forcing
  * one the CPU supports (for tests); stats() -> blocks hashed by how many
@@ -40,6 +41,13 @@
 /* Blocks per lane per step (16 KiB): short enough that a finished update is reported, and its lane refilled, promptly. */
 #define STEP_BLOCKS 256
 #define MAX_WORKERS 4
+/*
+ * A stream's data waits for company until this much is queued (or its caller
+ * waits on it): lanes only pay when several streams have data at once, and
+ * each stream's data arrives a socket read at a time, far slower than lanes
+ * hash it — hashed as it came, most of it would go through one lane at a time.
+ */
+#define URGENT_BYTES (2u << 20)
 
 static const uint32_t K256[64] = {
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -84,6 +92,8 @@ typedef struct hasher {
   int drained;              /* the first queued update is used up (set by a step, handled under the lock) */
   /* Updates queued, oldest first; the engine's, under its lock, while non-empty. */
   job_t *jobs, **jobs_end;
+  size_t queued;            /* bytes of the queued updates (under the lock) */
+  int flushes;              /* queued updates someone waits on: hash them now (under the lock) */
   size_t in_flight;         /* updates not yet settled (JavaScript thread only) */
   int finished;
   struct hasher *next;      /* in the engine's ready queue */
@@ -96,6 +106,8 @@ struct job {
   size_t count, seg, off;   /* the buffers, and how far into them the hashing is */
   const uint8_t **data;
   size_t *length;
+  size_t bytes;
+  int flush;                /* the caller waits for this one (a digest, or backpressure) */
   job_t *next;              /* in its hasher's queue, then in the engine's done list */
 };
 
@@ -165,16 +177,18 @@ static void consume(hasher_t *s, size_t blocks) {
 }
 
 /*
- * Hash a stretch of every stream held: in lanes when three or more have data
- * and a kernel is given, else each on its own. A stream whose oldest update
- * is used up is only marked drained; settle() deals with it under the lock.
+ * Hash a stretch of the streams held that `take` marks: in lanes when three
+ * or more have data and a kernel is given, else each on its own. A stream
+ * whose oldest update is used up is only marked drained; settle() deals with
+ * it under the lock.
  */
-static void step(engine_t *e, x8_kernel kernel, hasher_t *const *held, int count) {
+static void step(engine_t *e, x8_kernel kernel, hasher_t *const *held, int count, const int *take) {
   hasher_t *lane[LANES];
   const uint8_t *run[LANES];
   size_t n[LANES], blocks = STEP_BLOCKS;
   int busy = 0;
   for (int i = 0; i < count; i++) {
+    if (!take[i]) continue;
     const uint8_t *r;
     size_t c = next_run(held[i], &r);
     if (c == 0) { held[i]->drained = 1; continue; }
@@ -235,6 +249,8 @@ static void settle(engine_t *e, hasher_t **held, int *count) {
     if (s->drained) {
       job_t *j = s->jobs;
       s->drained = 0;
+      s->queued -= j->bytes;
+      s->flushes -= j->flush;
       s->jobs = j->next;
       if (s->jobs == NULL) s->jobs_end = &s->jobs;
       j->next = done;
@@ -254,32 +270,44 @@ static void settle(engine_t *e, hasher_t **held, int *count) {
   napi_call_threadsafe_function(e->report, NULL, napi_tsfn_nonblocking);
 }
 
+static int urgent(const hasher_t *s) {
+  return s->flushes > 0 || s->queued >= URGENT_BYTES;
+}
+
 /*
  * Worker 0 holds up to eight streams and hashes them in lanes while three or
- * more are busy, in turns while fewer are. Streams gather here rather than
- * spread over the workers, since lanes pay only when they are full.
+ * more have data. With fewer, it hashes only urgent ones (each on its own,
+ * an idle helper taking one of two) and lets the rest wait for company.
+ * Streams gather here rather than spread over the workers, since lanes pay
+ * only when they are full.
  */
 static void *lane_worker(void *arg) {
   engine_t *e = arg;
   hasher_t *held[LANES];
+  int take[LANES];
   int count = 0;
   pthread_mutex_lock(&e->lock);
   for (;;) {
     while (count < LANES && e->ready != NULL) held[count++] = pop_ready(e);
-    /* Two streams hash faster on two cores than in turns on one: an idle helper takes one. */
-    if (count == 2 && e->idle_helpers > 0) push_ready(e, held[--count]);
+    x8_kernel kernel = count >= MIN_LANES ? e->kernel : NULL;
+    int taken = 0;
+    for (int i = 0; i < count; i++) taken += take[i] = kernel != NULL || e->kernel == NULL || e->stopping || urgent(held[i]);
+    /* Two streams hash faster on two cores than in turns on one. */
+    if (taken == 2 && count == 2 && e->idle_helpers > 0) {
+      push_ready(e, held[--count]);
+      taken--;
+    }
     if (e->lane_busy != count) {
       e->lane_busy = count;
       pthread_cond_broadcast(&e->wake);
     }
-    if (count == 0) {
-      if (e->stopping) break;
+    if (taken == 0) {
+      if (e->stopping && count == 0) break;
       pthread_cond_wait(&e->wake, &e->lock);
       continue;
     }
-    x8_kernel kernel = e->kernel;
     pthread_mutex_unlock(&e->lock);
-    step(e, kernel, held, count);
+    step(e, kernel, held, count, take);
     pthread_mutex_lock(&e->lock);
     settle(e, held, &count);
   }
@@ -287,20 +315,40 @@ static void *lane_worker(void *arg) {
   return NULL;
 }
 
+/* With the lock held: take the first ready stream that is urgent, if any. */
+static hasher_t *take_urgent(engine_t *e) {
+  for (hasher_t **at = &e->ready; *at != NULL; at = &(*at)->next) {
+    hasher_t *s = *at;
+    if (!urgent(s)) continue;
+    *at = s->next;
+    if (*at == NULL) e->ready_end = at;
+    e->ready_count--;
+    return s;
+  }
+  return NULL;
+}
+
 /*
- * The other workers hash one stream each on its own, only when the lane
- * worker would not use lanes for it anyway (two busy streams in all) or is
- * full; a helper's stream goes back to the lane worker once it has company.
+ * The other workers hash one urgent stream each on its own, when the lane
+ * worker would not use lanes for it anyway (fewer than three streams with
+ * data) or is full; the stream goes back once it is no longer urgent or the
+ * lane worker has company for it.
  */
 static void *helper(void *arg) {
   engine_t *e = arg;
   hasher_t *held[1];
+  const int take[1] = { 1 };
   int count = 0;
   pthread_mutex_lock(&e->lock);
   for (;;) {
     int lanes_would_pay = e->kernel != NULL && e->lane_busy < LANES;
-    if (count == 1 && lanes_would_pay && e->lane_busy + (int)e->ready_count + 1 >= MIN_LANES) push_ready(e, held[--count]);
-    if (count == 0 && e->ready != NULL && (!lanes_would_pay || e->lane_busy + (int)e->ready_count <= 2)) held[count++] = pop_ready(e);
+    if (count == 1 && (!urgent(held[0]) || (lanes_would_pay && e->lane_busy + (int)e->ready_count + 1 >= MIN_LANES))) {
+      push_ready(e, held[--count]);
+    }
+    if (count == 0 && (!lanes_would_pay || e->lane_busy + (int)e->ready_count < MIN_LANES)) {
+      hasher_t *s = take_urgent(e);
+      if (s != NULL) held[count++] = s;
+    }
     if (count == 0) {
       if (e->stopping) break;
       e->idle_helpers++;
@@ -309,7 +357,7 @@ static void *helper(void *arg) {
       continue;
     }
     pthread_mutex_unlock(&e->lock);
-    step(e, NULL, held, count);
+    step(e, NULL, held, count, take);
     pthread_mutex_lock(&e->lock);
     settle(e, held, &count);
   }
@@ -422,15 +470,17 @@ static void free_job(job_t *job) {
 }
 
 static napi_value Update(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], promise;
+  size_t argc = 3;
+  napi_value argv[3], promise;
+  bool flush = false;
   uint32_t count = 0;
   bool is_array = false;
   engine_t *e = engine_of(env);
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
-    napi_throw_type_error(env, NULL, "update(hasher, buffers) takes two arguments");
+    napi_throw_type_error(env, NULL, "update(hasher, buffers[, flush]) takes two or three arguments");
     return NULL;
   }
+  if (argc >= 3) napi_get_value_bool(env, argv[2], &flush);
   hasher_t *h = hasher_arg(env, argv[0]);
   if (h == NULL) return NULL;
   if (h->finished) {
@@ -474,6 +524,8 @@ static napi_value Update(napi_env env, napi_callback_info info) {
   napi_create_reference(env, argv[0], 1, &job->hasher_ref);
   napi_create_reference(env, argv[1], 1, &job->buffers_ref);
   napi_create_promise(env, &job->deferred, &promise);
+  job->bytes = bytes;
+  job->flush = flush;
   h->bytes += bytes;
   h->in_flight++;
   if (e->in_flight++ == 0) napi_ref_threadsafe_function(env, e->report);
@@ -482,7 +534,10 @@ static napi_value Update(napi_env env, napi_callback_info info) {
   int idle = h->jobs == NULL;
   *h->jobs_end = job;
   h->jobs_end = &job->next;
+  h->queued += bytes;
+  h->flushes += flush;
   if (idle) push_ready(e, h);
+  else if (flush || h->queued >= URGENT_BYTES) pthread_cond_broadcast(&e->wake); /* it may have become urgent */
   pthread_mutex_unlock(&e->lock);
   return promise;
 }

@@ -8,7 +8,8 @@ import { createRequire } from 'node:module';
  */
 interface Sha256Addon {
   create(): unknown;
-  update(hasher: unknown, buffers: Buffer[]): Promise<void>;
+  /** With `flush`, someone waits on this update: it is hashed without waiting for other streams to share lanes with. */
+  update(hasher: unknown, buffers: Buffer[], flush: boolean): Promise<void>;
   digest(hasher: unknown): string;
   kernel(name?: Sha256Kernel): Sha256Kernel;
 }
@@ -52,15 +53,18 @@ export class StreamSha256 {
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
     this.pendingBytes += chunk.length;
-    // A caller about to be told to wait must not wait on a batch too small to be sent.
-    if (this.queuedBytes >= MIN_BATCH || this.pendingBytes > this.highWater) this.send();
-    if (this.pendingBytes <= this.highWater) return undefined;
-    return new Promise((resolve) => this.waiters.push(resolve));
+    if (this.pendingBytes > this.highWater) {
+      // The caller is about to wait: everything queued goes, and is hashed now rather than when lanes fill.
+      this.send(true);
+      return new Promise((resolve) => this.waiters.push(resolve));
+    }
+    if (this.queuedBytes >= MIN_BATCH) this.send(false);
+    return undefined;
   }
 
   /** `sha256:<hex>` of everything given to update(), once it has all been hashed. */
   async digest(): Promise<string> {
-    this.send();
+    this.send(true);
     while (this.inFlight.size > 0) await Promise.all(this.inFlight);
     if (this.failure !== undefined) throw this.failure;
     return addon.digest(this.hasher);
@@ -69,15 +73,24 @@ export class StreamSha256 {
   /**
    * Hand what is queued to the native threads as one update, without waiting
    * for earlier ones: the hasher always has data queued there, so its lane
-   * never idles waiting for this thread.
+   * never idles waiting for this thread. `flush` when someone waits on it.
    */
-  private send(): void {
-    if (this.queue.length === 0 || this.failure !== undefined) return;
+  private send(flush: boolean): void {
+    if (this.failure !== undefined) return;
+    if (this.queue.length === 0) {
+      // Nothing new, but earlier updates may be waiting for lanes to fill: an empty flush hurries them.
+      if (flush && this.inFlight.size > 0) this.track(addon.update(this.hasher, [], true), 0);
+      return;
+    }
     const batch = this.queue;
     const bytes = this.queuedBytes;
     this.queue = [];
     this.queuedBytes = 0;
-    const update: Promise<void> = addon.update(this.hasher, batch).then(
+    this.track(addon.update(this.hasher, batch, flush), bytes);
+  }
+
+  private track(hashed: Promise<void>, bytes: number): void {
+    const update: Promise<void> = hashed.then(
       () => this.settle(update, bytes),
       (err: unknown) => {
         this.failure ??= err;
