@@ -12,6 +12,7 @@ import { FileLock, readdirOrEmpty } from '../common/fsutil.js';
 import { errnoCode } from '../common/errors.js';
 import { SystemdClient } from '../common/systemd.js';
 import { PodStore, type PodLocation } from '../runtime-rkt/pod-store.js';
+import { imageStoreDir, podStoreDir } from '../runtime-rkt/data-dir.js';
 import { FolderChanges } from '../runtime-rkt/folder-changes.js';
 import { PodStatusCache, readPodStatus, readUnitStates, type UnitStates } from '../runtime-rkt/pod-status.js';
 
@@ -107,8 +108,8 @@ export class NodeReader {
   private closed = false;
 
   constructor(readonly opts: NodeReaderOptions) {
-    this.pods = new PodStore(path.join(opts.dataDir, 'pods'));
-    this.imagesDir = path.join(opts.dataDir, 'images');
+    this.pods = new PodStore(podStoreDir(opts.dataDir));
+    this.imagesDir = imageStoreDir(opts.dataDir);
   }
 
   /** The node's systemd, or undefined while it cannot be reached (answers then come from disk alone); retried every few seconds. */

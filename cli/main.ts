@@ -5,6 +5,7 @@ import * as fs from 'node:fs/promises';
 import { UserError } from '../common/errors.js';
 import { age, humanBytes, parseDuration, table } from '../common/format.js';
 import type { RktRuntime } from '../runtime-rkt/runtime.js';
+import type { ImageStore } from '../runtime-rkt/image/store.js';
 import { parseStage1Name } from '../stage1/contract.js';
 import { registerPodCommands } from './pod-commands.js';
 import { registerSandboxCommands } from './sandbox-commands.js';
@@ -46,6 +47,14 @@ async function withRuntime<T>(fn: (rt: RktRuntime) => Promise<T>): Promise<T> {
   } finally {
     await rt.close();
   }
+}
+
+/** For commands that need only the image store: the runtime's modules (D-Bus, CNI, stage1s) stay unloaded, ~200 ms less start-up. */
+async function withImageStore<T>(fn: (images: ImageStore) => Promise<T>): Promise<T> {
+  const dataDir = path.resolve(program.opts<GlobalOptions>().dir);
+  const [{ ImageStore }, { imageStoreDir }] = await Promise.all([import('../runtime-rkt/image/store.js'), import('../runtime-rkt/data-dir.js')]);
+  await fs.mkdir(dataDir, { recursive: true, mode: 0o711 }); // as RktRuntime.open makes it
+  return fn(new ImageStore(imageStoreDir(dataDir)));
 }
 
 registerPodCommands(program, withRuntime);
@@ -123,7 +132,7 @@ image.command('import')
   .option('--name <ref>', 'name for an image the archive does not name')
   .description('import images into the store; prints their IDs')
   .action(async (source: string, opts: { name?: string }) => {
-    const records = await withRuntime((rt) => rt.images.importPath(path.resolve(source), { name: opts.name }));
+    const records = await withImageStore((images) => images.importPath(path.resolve(source), { name: opts.name }));
     for (const r of records) process.stdout.write(`${r.id} ${r.names.join(',')}\n`);
   });
 image.command('import-demo')
@@ -134,7 +143,7 @@ image.command('import-demo')
     try {
       const { buildBusyboxImage } = await import('../runtime-rkt/image/demo-image.js');
       await buildBusyboxImage(dir, { name: opts.name, tag: 'latest' });
-      const records = await withRuntime((rt) => rt.images.importPath(dir, { name: `localhost/${opts.name}:latest` }));
+      const records = await withImageStore((images) => images.importPath(dir, { name: `localhost/${opts.name}:latest` }));
       for (const r of records) process.stdout.write(`${r.id} ${r.names.join(',')}\n`);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
@@ -147,7 +156,7 @@ image.command('pull')
   .description('pull an image from an OCI/Docker registry into the store, with per-layer progress')
   .action(async (ref: string, opts: { insecureRegistry?: string[]; authfile?: string }) => {
     const { pullCommandAction } = await import('./image-pull.js');
-    await withRuntime((rt) => pullCommandAction(rt.images, ref, { insecure: opts.insecureRegistry, authFile: opts.authfile }));
+    await withImageStore((images) => pullCommandAction(images, ref, { insecure: opts.insecureRegistry, authFile: opts.authfile }));
   });
 image.command('gc')
   .option('--high <percent>', 'start removing when the image filesystem is this full', '85')
@@ -165,7 +174,7 @@ image.command('list').alias('ls')
   .option('-o, --output <format>', 'json for scripts')
   .description('list images in the store')
   .action(async (opts: { output?: string }) => {
-    const images = await withRuntime((rt) => rt.images.list());
+    const images = await withImageStore((store) => store.list());
     if (opts.output === 'json') process.stdout.write(JSON.stringify(images, null, 2) + '\n');
     else process.stdout.write(table(['ID', 'NAME', 'SIZE', 'IMPORTED'], images.map((i) => [i.id.slice(7, 19), i.names.join(',') || '<none>', humanBytes(i.size), age(i.importedAt)])));
   });

@@ -38,6 +38,8 @@
 #define LANES 8
 /* Below this many busy streams, lanes cost more than per-stream hashing. */
 #define MIN_LANES 3
+/* Streams with data that make lanes worth starting before any is urgent. */
+#define FULL_LANES 6
 /* Blocks per lane per step (16 KiB): short enough that a finished update is reported, and its lane refilled, promptly. */
 #define STEP_BLOCKS 256
 #define MAX_WORKERS 4
@@ -290,8 +292,12 @@ static void *lane_worker(void *arg) {
   for (;;) {
     while (count < LANES && e->ready != NULL) held[count++] = pop_ready(e);
     x8_kernel kernel = count >= MIN_LANES ? e->kernel : NULL;
+    /* Lanes go when most are full or someone waits; else a stream goes alone only if it is urgent. */
+    int any_urgent = e->stopping || e->kernel == NULL;
+    for (int i = 0; i < count && !any_urgent; i++) any_urgent = urgent(held[i]);
+    int go = count >= FULL_LANES || (kernel != NULL && any_urgent);
     int taken = 0;
-    for (int i = 0; i < count; i++) taken += take[i] = kernel != NULL || e->kernel == NULL || e->stopping || urgent(held[i]);
+    for (int i = 0; i < count; i++) taken += take[i] = go || (any_urgent && urgent(held[i])) || e->kernel == NULL || e->stopping;
     /* Two streams hash faster on two cores than in turns on one. */
     if (taken == 2 && count == 2 && e->idle_helpers > 0) {
       push_ready(e, held[--count]);

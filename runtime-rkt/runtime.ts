@@ -1,5 +1,4 @@
 import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
 import { UserError, errnoCode } from '../common/errors.js';
 import { exists, readJsonIfExists } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
@@ -9,6 +8,7 @@ import { podPaths, unitNames, type PreparedPod, type RuntimePodManifest, type St
 import { stage1For as stage1Of, type Stage1 } from '../stage1/index.js';
 import type { KvmAccelMode } from '../stage1/kvm/accel.js';
 import { ImageStore } from './image/store.js';
+import { imageStoreDir, podStoreDir } from './data-dir.js';
 import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
@@ -50,8 +50,8 @@ export class RktRuntime {
   private readonly statusCache = new PodStatusCache();
 
   private constructor(readonly options: Required<Omit<RktRuntimeOptions, 'dbusAddress'>> & { dbusAddress?: string }) {
-    this.pods = new PodStore(path.join(options.dataDir, 'pods'));
-    this.images = new ImageStore(path.join(options.dataDir, 'images'));
+    this.pods = new PodStore(podStoreDir(options.dataDir));
+    this.images = new ImageStore(imageStoreDir(options.dataDir));
   }
 
   static async open(opts: RktRuntimeOptions): Promise<RktRuntime> {
