@@ -103,7 +103,7 @@ function timedSpawn(cmd: string, args: string[]): Promise<Timed> {
 }
 
 /** One of our pulls in a fresh process into a fresh store; prints its peak RSS. */
-const ourPull = (ref: string, storeDir: string) => timedSpawn(process.execPath, [SELF, 'inner-pull', ref, storeDir]);
+const ourPull = (ref: string, storeDir: string) => timedSpawn(process.execPath, [path.join(path.dirname(SELF), 'pull-inner.js'), ref, storeDir]);
 /** The real CLI, `stevedore --dir D image pull REF` (stdout not a terminal: plain progress lines). */
 const cliPull = (ref: string, dataDir: string) => timedSpawn(process.execPath, [path.join(REPO, 'bin', 'stevedore.js'), '--dir', dataDir, 'image', 'pull', ref]);
 /** skopeo's peak RSS comes from GNU time (%M, KiB) on its own line. */
@@ -115,14 +115,6 @@ const skopeoCopy = (ref: string, target: string) =>
 
 /** containerd's CLI: ctr resolves and downloads into the daemon's content store; the daemon verifies and unpacks. */
 const ctrPull = (c: Containerd, namespace: string, ref: string) => timedSpawn(CTR, ctrArgs(c, namespace, 'image', 'pull', '--plain-http', ref));
-
-async function innerPull(ref: string, storeDir: string): Promise<void> {
-  const { ImageStore } = await import('../runtime-rkt/image/store.js');
-  const store = new ImageStore(storeDir);
-  const t0 = nowMs();
-  await store.pull(ref);
-  process.stdout.write(`pullms ${(nowMs() - t0).toFixed(1)}\nmaxrss ${process.resourceUsage().maxRSS}\n`);
-}
 
 async function du(dir: string): Promise<number> {
   const r = await run('du', ['-sb', dir]);
@@ -301,5 +293,4 @@ async function updateResults(file: string, text: string, r: Result): Promise<voi
 }
 
 const argv = process.argv.slice(2);
-if (argv[0] === 'inner-pull') await innerPull(argv[1]!, argv[2]!);
-else await host(parseArgs(argv));
+await host(parseArgs(argv));
