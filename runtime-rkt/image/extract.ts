@@ -27,7 +27,7 @@ import { constants as fsc, createReadStream } from 'node:fs';
 import * as path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { LayerGunzip } from './gunzip.js';
 import * as tar from 'tar-stream';
 import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
@@ -173,8 +173,8 @@ async function unpack(ctx: Ctx, source: Readable, compression: Compression): Pro
       },
     );
   });
-  // Large chunks: every chunk costs a hash update, a tar-stream slice and an awaited write.
-  const stages: NodeJS.ReadWriteStream[] = compression === 'gzip' ? [createGunzip({ chunkSize: IO_CHUNK }), hasher] : [hasher];
+  // Chunks of up to 1 MiB (LayerGunzip's, or the source's): every chunk costs a hash update, a tar-stream slice and an awaited write.
+  const stages: NodeJS.ReadWriteStream[] = compression === 'gzip' ? [new LayerGunzip(), hasher] : [hasher];
   try {
     await pipeline([source, ...stages, extract as unknown as NodeJS.WritableStream]);
   } catch (err) {

@@ -360,17 +360,6 @@ export class ImageStore implements ImagePullApi {
     feed.on('error', () => undefined); // failures surface through `unpacked`
     let fed = 0;
     let broken = false;
-    // Socket-sized chunks are gathered into ~1 MiB writes: every chunk the unpacker sees costs a gunzip
-    // call, a hash update, a tar-stream slice and an awaited file write.
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    const flush = (): boolean => {
-      if (pendingBytes === 0) return true;
-      const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-      pending = [];
-      pendingBytes = 0;
-      return feed.write(buf);
-    };
     const unpacked = extractLayerStream(feed, rootfs, digest, opts).then(
       () => !broken,
       () => {
@@ -388,9 +377,8 @@ export class ImageStore implements ImagePullApi {
       }
       const part = offset < fed ? chunk.subarray(fed - offset) : chunk;
       fed += part.length;
-      pending.push(part);
-      pendingBytes += part.length;
-      if (pendingBytes < 1 << 20 || flush()) return undefined;
+      // Socket-sized chunks go as they are: the unpacker's gunzip takes whatever queued while it worked as one batch.
+      if (feed.write(part)) return undefined;
       return new Promise<void>((resolve) => {
         feed.once('drain', resolve);
         void unpacked.then(() => resolve());
@@ -399,7 +387,6 @@ export class ImageStore implements ImagePullApi {
     return {
       tap,
       finish: async () => {
-        if (!broken) flush();
         feed.end();
         return unpacked;
       },
