@@ -49,7 +49,7 @@
  * each stream's data arrives a socket read at a time, far slower than lanes
  * hash it — hashed as it came, most of it would go through one lane at a time.
  */
-#define URGENT_BYTES (2u << 20)
+#define URGENT_BYTES (1u << 20)
 
 static const uint32_t K256[64] = {
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,

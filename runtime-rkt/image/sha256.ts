@@ -27,7 +27,7 @@ export function sha256Kernel(name?: Sha256Kernel): Sha256Kernel {
 }
 
 /** Bytes queued or being hashed before update() asks its caller to wait. */
-const DEFAULT_HIGH_WATER = 4 << 20;
+const DEFAULT_HIGH_WATER = 2 << 20;
 /** Bytes gathered before an update is handed to the native threads: each costs a hand-off (tens of µs), a socket chunk is 64 KiB. */
 const MIN_BATCH = 256 << 10;
 
