@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LANES 8
@@ -50,6 +51,8 @@
  * hash it — hashed as it came, most of it would go through one lane at a time.
  */
 #define URGENT_BYTES (1u << 20)
+/* ...or until it has waited this long (a stream nobody digests, e.g. of a failed download, must still be hashed and let go). */
+#define MAX_WAIT_NS (20 * 1000000LL)
 
 static const uint32_t K256[64] = {
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -95,6 +98,7 @@ typedef struct hasher {
   /* Updates queued, oldest first; the engine's, under its lock, while non-empty. */
   job_t *jobs, **jobs_end;
   size_t queued;            /* bytes of the queued updates (under the lock) */
+  int64_t since;            /* when its data last started waiting: queued when idle, or hashed (under the lock) */
   int flushes;              /* queued updates someone waits on: hash them now (under the lock) */
   size_t in_flight;         /* updates not yet settled (JavaScript thread only) */
   int finished;
@@ -272,8 +276,27 @@ static void settle(engine_t *e, hasher_t **held, int *count) {
   napi_call_threadsafe_function(e->report, NULL, napi_tsfn_nonblocking);
 }
 
-static int urgent(const hasher_t *s) {
-  return s->flushes > 0 || s->queued >= URGENT_BYTES;
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int urgent(const hasher_t *s, int64_t now) {
+  return s->flushes > 0 || s->queued >= URGENT_BYTES || now - s->since >= MAX_WAIT_NS;
+}
+
+/* With the lock held: sleep until woken, or until the first of the streams held has waited MAX_WAIT_NS. */
+static void wait_for_work(engine_t *e, hasher_t *const *held, int count) {
+  if (count == 0) {
+    pthread_cond_wait(&e->wake, &e->lock);
+    return;
+  }
+  int64_t first = held[0]->since;
+  for (int i = 1; i < count; i++) if (held[i]->since < first) first = held[i]->since;
+  int64_t deadline = first + MAX_WAIT_NS;
+  struct timespec ts = { .tv_sec = deadline / 1000000000LL, .tv_nsec = deadline % 1000000000LL };
+  pthread_cond_timedwait(&e->wake, &e->lock, &ts);
 }
 
 /*
@@ -293,11 +316,12 @@ static void *lane_worker(void *arg) {
     while (count < LANES && e->ready != NULL) held[count++] = pop_ready(e);
     x8_kernel kernel = count >= MIN_LANES ? e->kernel : NULL;
     /* Lanes go when most are full or someone waits; else a stream goes alone only if it is urgent. */
+    int64_t now = now_ns();
     int any_urgent = e->stopping || e->kernel == NULL;
-    for (int i = 0; i < count && !any_urgent; i++) any_urgent = urgent(held[i]);
+    for (int i = 0; i < count && !any_urgent; i++) any_urgent = urgent(held[i], now);
     int go = count >= FULL_LANES || (kernel != NULL && any_urgent);
     int taken = 0;
-    for (int i = 0; i < count; i++) taken += take[i] = go || (any_urgent && urgent(held[i])) || e->kernel == NULL || e->stopping;
+    for (int i = 0; i < count; i++) taken += take[i] = go || (any_urgent && urgent(held[i], now)) || e->kernel == NULL || e->stopping;
     /* Two streams hash faster on two cores than in turns on one. */
     if (taken == 2 && count == 2 && e->idle_helpers > 0) {
       push_ready(e, held[--count]);
@@ -309,12 +333,14 @@ static void *lane_worker(void *arg) {
     }
     if (taken == 0) {
       if (e->stopping && count == 0) break;
-      pthread_cond_wait(&e->wake, &e->lock);
+      wait_for_work(e, held, count);
       continue;
     }
     pthread_mutex_unlock(&e->lock);
     step(e, kernel, held, count, take);
     pthread_mutex_lock(&e->lock);
+    now = now_ns();
+    for (int i = 0; i < count; i++) if (take[i]) held[i]->since = now;
     settle(e, held, &count);
   }
   pthread_mutex_unlock(&e->lock);
@@ -325,7 +351,7 @@ static void *lane_worker(void *arg) {
 static hasher_t *take_urgent(engine_t *e) {
   for (hasher_t **at = &e->ready; *at != NULL; at = &(*at)->next) {
     hasher_t *s = *at;
-    if (!urgent(s)) continue;
+    if (!urgent(s, now_ns())) continue;
     *at = s->next;
     if (*at == NULL) e->ready_end = at;
     e->ready_count--;
@@ -348,7 +374,7 @@ static void *helper(void *arg) {
   pthread_mutex_lock(&e->lock);
   for (;;) {
     int lanes_would_pay = e->kernel != NULL && e->lane_busy < LANES;
-    if (count == 1 && (!urgent(held[0]) || (lanes_would_pay && e->lane_busy + (int)e->ready_count + 1 >= MIN_LANES))) {
+    if (count == 1 && (!urgent(held[0], now_ns()) || (lanes_would_pay && e->lane_busy + (int)e->ready_count + 1 >= MIN_LANES))) {
       push_ready(e, held[--count]);
     }
     if (count == 0 && (!lanes_would_pay || e->lane_busy + (int)e->ready_count < MIN_LANES)) {
@@ -365,6 +391,7 @@ static void *helper(void *arg) {
     pthread_mutex_unlock(&e->lock);
     step(e, NULL, held, count, take);
     pthread_mutex_lock(&e->lock);
+    if (count == 1) held[0]->since = now_ns();
     settle(e, held, &count);
   }
   pthread_mutex_unlock(&e->lock);
@@ -538,6 +565,7 @@ static napi_value Update(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&e->lock);
   /* A hasher with updates queued already is in the ready queue or held by a worker. */
   int idle = h->jobs == NULL;
+  if (idle) h->since = now_ns();
   *h->jobs_end = job;
   h->jobs_end = &job->next;
   h->queued += bytes;
@@ -631,7 +659,11 @@ static napi_value Init(napi_env env, napi_value exports) {
     return NULL;
   }
   pthread_mutex_init(&e->lock, NULL);
-  pthread_cond_init(&e->wake, NULL);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&e->wake, &attr);
+  pthread_condattr_destroy(&attr);
   e->ready_end = &e->ready;
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512vl")) { e->kernel = x8_avx512; e->kernel_name = "avx512"; }

@@ -1,6 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { StreamSha256, sha256Kernel, type Sha256Kernel } from '../runtime-rkt/image/sha256.js';
 
 const reference = (chunks: Buffer[]) => `sha256:${chunks.reduce((h, c) => h.update(c), createHash('sha256')).digest('hex')}`;
@@ -84,6 +86,17 @@ test('every multi-stream kernel the CPU has equals node:crypto, for 1 to 12 conc
     sha256Kernel(initial);
   }
   assert.ok(kernels.length > 1 || process.arch !== 'x64', `an x64 CPU of this kind has AVX2 at least (kernels: ${kernels.join(', ')})`);
+});
+
+test('a stream nobody digests (a failed download) is still hashed and lets the process exit', () => {
+  const module = fileURLToPath(new URL('../runtime-rkt/image/sha256.js', import.meta.url));
+  const script = `const { StreamSha256 } = await import(${JSON.stringify(module)});
+    for (let i = 0; i < 3; i++) new StreamSha256().update(Buffer.alloc(300 << 10));
+    console.log('left behind');`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+  assert.is(r.error, undefined, 'the process exited by itself (it hung before: the data waited for lanes to fill)');
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /left behind/);
 });
 
 test.run();
