@@ -125,6 +125,7 @@ typedef struct engine {
   job_t *done;
   size_t in_flight;         /* updates not yet settled; while > 0 the event loop is kept alive */
   int lane_busy;            /* streams the lane worker holds */
+  int helper_busy;          /* streams the helpers hold */
   int idle_helpers, stopping, workers;
   pthread_t threads[MAX_WORKERS];
   x8_kernel kernel;
@@ -302,9 +303,10 @@ static void wait_for_work(engine_t *e, hasher_t *const *held, int count) {
 /*
  * Worker 0 holds up to eight streams and hashes them in lanes while three or
  * more have data. With fewer, it hashes only urgent ones (each on its own,
- * an idle helper taking one of two) and lets the rest wait for company.
- * Streams gather here rather than spread over the workers, since lanes pay
- * only when they are full.
+ * an idle helper taking one of two) and lets the rest wait for company —
+ * unless there are fewer than three streams in all: then there is no company
+ * to wait for, and each is hashed as its data comes. Streams gather here
+ * rather than spread over the workers, since lanes pay only when full.
  */
 static void *lane_worker(void *arg) {
   engine_t *e = arg;
@@ -315,13 +317,14 @@ static void *lane_worker(void *arg) {
   for (;;) {
     while (count < LANES && e->ready != NULL) held[count++] = pop_ready(e);
     x8_kernel kernel = count >= MIN_LANES ? e->kernel : NULL;
-    /* Lanes go when most are full or someone waits; else a stream goes alone only if it is urgent. */
     int64_t now = now_ns();
-    int any_urgent = e->stopping || e->kernel == NULL;
+    int all = e->stopping || e->kernel == NULL || count + e->helper_busy < MIN_LANES;
+    /* Lanes go when most are full or someone waits; else a stream goes alone only if it is urgent. */
+    int any_urgent = all;
     for (int i = 0; i < count && !any_urgent; i++) any_urgent = urgent(held[i], now);
-    int go = count >= FULL_LANES || (kernel != NULL && any_urgent);
+    int go = all || count >= FULL_LANES || (kernel != NULL && any_urgent);
     int taken = 0;
-    for (int i = 0; i < count; i++) taken += take[i] = go || (any_urgent && urgent(held[i], now)) || e->kernel == NULL || e->stopping;
+    for (int i = 0; i < count; i++) taken += take[i] = go || (any_urgent && urgent(held[i], now));
     /* Two streams hash faster on two cores than in turns on one. */
     if (taken == 2 && count == 2 && e->idle_helpers > 0) {
       push_ready(e, held[--count]);
@@ -347,24 +350,10 @@ static void *lane_worker(void *arg) {
   return NULL;
 }
 
-/* With the lock held: take the first ready stream that is urgent, if any. */
-static hasher_t *take_urgent(engine_t *e) {
-  for (hasher_t **at = &e->ready; *at != NULL; at = &(*at)->next) {
-    hasher_t *s = *at;
-    if (!urgent(s, now_ns())) continue;
-    *at = s->next;
-    if (*at == NULL) e->ready_end = at;
-    e->ready_count--;
-    return s;
-  }
-  return NULL;
-}
-
 /*
- * The other workers hash one urgent stream each on its own, when the lane
- * worker would not use lanes for it anyway (fewer than three streams with
- * data) or is full; the stream goes back once it is no longer urgent or the
- * lane worker has company for it.
+ * The other workers hash one stream each on its own while the lanes would
+ * not use it: fewer than three streams in all, or the lane worker full. Once
+ * there is company for it, the stream goes back to the lane worker.
  */
 static void *helper(void *arg) {
   engine_t *e = arg;
@@ -373,13 +362,14 @@ static void *helper(void *arg) {
   int count = 0;
   pthread_mutex_lock(&e->lock);
   for (;;) {
-    int lanes_would_pay = e->kernel != NULL && e->lane_busy < LANES;
-    if (count == 1 && (!urgent(held[0], now_ns()) || (lanes_would_pay && e->lane_busy + (int)e->ready_count + 1 >= MIN_LANES))) {
+    int lanes_full = e->kernel == NULL || e->lane_busy >= LANES;
+    int streams = e->lane_busy + (int)e->ready_count + e->helper_busy;
+    if (count == 1 && !lanes_full && streams >= MIN_LANES) {
       push_ready(e, held[--count]);
-    }
-    if (count == 0 && (!lanes_would_pay || e->lane_busy + (int)e->ready_count < MIN_LANES)) {
-      hasher_t *s = take_urgent(e);
-      if (s != NULL) held[count++] = s;
+      e->helper_busy--;
+    } else if (count == 0 && e->ready != NULL && (lanes_full || streams < MIN_LANES)) {
+      held[count++] = pop_ready(e);
+      e->helper_busy++;
     }
     if (count == 0) {
       if (e->stopping) break;
@@ -391,8 +381,12 @@ static void *helper(void *arg) {
     pthread_mutex_unlock(&e->lock);
     step(e, NULL, held, count, take);
     pthread_mutex_lock(&e->lock);
-    if (count == 1) held[0]->since = now_ns();
+    held[0]->since = now_ns();
     settle(e, held, &count);
+    if (count == 0) {
+      e->helper_busy--;
+      pthread_cond_broadcast(&e->wake); /* the lane worker counts the streams helpers hold */
+    }
   }
   pthread_mutex_unlock(&e->lock);
   return NULL;
