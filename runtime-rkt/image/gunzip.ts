@@ -84,6 +84,7 @@ export class LayerGunzip extends Duplex {
         this.pushed = 0;
       }
       const r = await addon.inflate(this.inflater, inputs, input, offset, this.out, this.outOffset);
+      if (this.destroyed) return; // an aborted unpack: the rest of the batch is nobody's
       if (r.produced === 0 && r.input === input && r.offset === offset) throw new Error('gzip data is corrupt: inflating made no progress');
       ({ input, offset } = r);
       this.complete = r.complete;
