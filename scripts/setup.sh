@@ -11,7 +11,7 @@ declare -A PACKAGES=(
   [openssl]=openssl [kubectl]=kubernetes-client [unshare]=util-linux [nsenter]=util-linux
   [ip]=iproute2 [dbus-daemon]=dbus [journalctl]=systemd [make]=make [g++]=g++ [python3]=python3
   [docker-registry]=docker-registry [skopeo]=skopeo [htpasswd]=apache2-utils [containerd]=containerd
-  [qemu-system-x86_64]=qemu-system-x86 [dpkg-deb]=dpkg [xz]=xz-utils
+  [qemu-system-x86_64]=qemu-system-x86 [dpkg-deb]=dpkg [xz]=xz-utils [zstd]=zstd
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
@@ -19,6 +19,9 @@ for cmd in "${!PACKAGES[@]}"; do
 done
 [ -x /lib/systemd/systemd ] || missing+=(systemd)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+# Libraries native/decompress.c links: zlib (node's own copy is used where node exports it) and libzstd.
+[ -f /usr/include/zstd.h ] || missing+=(libzstd-dev)
+[ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -33,7 +36,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 # Native addons: built when one is missing or older than any native source.
 built=1
-for addon in flock fsops notify sha256 inotify inflate; do
+for addon in flock fsops notify sha256 inotify decompress; do
   [ -f "native/build/Release/$addon.node" ] || built=0
   for src in native/*.c native/*.h native/binding.gyp; do [ "$src" -nt "native/build/Release/$addon.node" ] && built=0; done
 done

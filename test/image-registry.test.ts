@@ -20,7 +20,7 @@ import { RegistryError } from '../runtime-rkt/image/registry.js';
 import { scheduleImageGc } from '../runtime-rkt/image/gc.js';
 import type { ImageRecord, PullProgress } from '../runtime-rkt/image/types.js';
 import { pullCommandAction, gcCommandAction } from '../cli/image-pull.js';
-import { tempDir, buildVariantImage, buildMultiArchImage, readLayout, buildHostileImage } from './helpers/images.js';
+import { tempDir, buildVariantImage, buildMultiArchImage, buildZstdImage, readLayout, buildHostileImage } from './helpers/images.js';
 import { UserError } from '../common/errors.js';
 import { startRegistry, startTokenServer, startFaultProxy, skopeoPush, type TestRegistry, type TokenServer, type FaultProxy } from './helpers/registry.js';
 
@@ -42,11 +42,13 @@ test.before(async () => {
   layerDigest = (await readLayout(bb)).manifest.layers[0]!.digest;
   await buildVariantImage(bb, path.join(work, 'variant'), { name: 'localhost/variant:latest', label: 'v1' });
   await buildMultiArchImage(bb, path.join(work, 'multi'), 'localhost/multi:latest');
+  await buildZstdImage(bb, path.join(work, 'zstd'));
 
   plain = await startRegistry(work);
   await skopeoPush(`oci:${bb}:latest`, `${plain.host}/demo/busybox:1.0`);
   await skopeoPush(`oci:${bb}:latest`, `${plain.host}/demo/busybox:latest`);
   await skopeoPush(`oci:${bb}:latest`, `${plain.host}/demo/busybox-v2:1.0`, { format: 'v2s2' });
+  await skopeoPush(`oci:${path.join(work, 'zstd')}`, `${plain.host}/demo/busybox-zstd:1.0`);
   await skopeoPush(`oci:${path.join(work, 'variant')}`, `${plain.host}/demo/variant:1.0`);
   await skopeoPush(`oci:${path.join(work, 'multi')}`, `${plain.host}/demo/multi:1.0`, { all: true });
 
@@ -202,6 +204,17 @@ test('pull a Docker v2 (schema 2) image', async () => {
   assert.is(rec.format, 'docker');
   const manifest = JSON.parse(await fs.readFile(store.blobPath(rec.manifestDigest), 'utf8'));
   assert.is(manifest.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+  assert.equal(rec.config.Cmd, ['sh']);
+  await runsBusybox(store, rec);
+});
+
+test('pull an OCI image with zstd layers: unpacked, diff_id checked, runnable', async () => {
+  const { store } = freshStore();
+  const rec = await store.pull(`${plain.host}/demo/busybox-zstd:1.0`);
+  const manifest = JSON.parse(await fs.readFile(store.blobPath(rec.manifestDigest), 'utf8'));
+  assert.equal(manifest.layers.map((l: { mediaType: string }) => l.mediaType), ['application/vnd.oci.image.layer.v1.tar+zstd']);
+  const blob = await fs.readFile(store.blobPath(rec.layers[0]!));
+  assert.is(blob.subarray(0, 4).toString('hex'), '28b52ffd', 'the stored layer blob is zstd');
   assert.equal(rec.config.Cmd, ['sh']);
   await runsBusybox(store, rec);
 });

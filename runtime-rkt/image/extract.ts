@@ -27,7 +27,7 @@ import { constants as fsc, createReadStream } from 'node:fs';
 import * as path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { LayerGunzip } from './gunzip.js';
+import { LayerDecompressor } from './decompress.js';
 import * as tar from 'tar-stream';
 import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
@@ -46,7 +46,7 @@ export const OPAQUE_XATTR = 'trusted.overlay.opaque';
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
 
-export type Compression = 'gzip' | 'none';
+export type Compression = 'gzip' | 'zstd' | 'none';
 
 /** Sniff the compression of a layer blob from its magic bytes; refuse what we cannot read. */
 export async function sniffCompression(file: string, layerDigest: string): Promise<Compression> {
@@ -64,7 +64,7 @@ export async function sniffCompression(file: string, layerDigest: string): Promi
 export function compressionOf(magic: Buffer, layerDigest: string): Compression {
   if (magic[0] === 0x1f && magic[1] === 0x8b) return 'gzip';
   const hex = magic.toString('hex');
-  if (hex.startsWith('28b52ffd')) throw new InvalidInput(`layer ${layerDigest} is zstd-compressed, which this runtime cannot unpack`, 'rebuild or convert the image with gzip-compressed layers');
+  if (hex.startsWith('28b52ffd')) return 'zstd';
   if (hex.startsWith('fd377a585a00') || hex.startsWith('425a68')) throw new InvalidInput(`layer ${layerDigest} is xz/bzip2-compressed, which OCI images do not allow`, 'use gzip or uncompressed layers');
   return 'none';
 }
@@ -146,7 +146,7 @@ interface Ctx {
   log: Logger;
 }
 
-/** Stream blob -> (gunzip) -> hash -> tar parser, applying entries one at a time. Returns the diff id. */
+/** Stream blob -> (gunzip or zstd) -> hash -> tar parser, applying entries one at a time. Returns the diff id. */
 const IO_CHUNK = 1 << 20;
 
 async function unpack(ctx: Ctx, source: Readable, compression: Compression): Promise<string> {
@@ -173,8 +173,8 @@ async function unpack(ctx: Ctx, source: Readable, compression: Compression): Pro
       },
     );
   });
-  // Chunks of up to 1 MiB (LayerGunzip's, or the source's): every chunk costs a hash update, a tar-stream slice and an awaited write.
-  const stages: NodeJS.ReadWriteStream[] = compression === 'gzip' ? [new LayerGunzip(), hasher] : [hasher];
+  // Chunks of up to 1 MiB (LayerDecompressor's, or the source's): every chunk costs a hash update, a tar-stream slice and an awaited write.
+  const stages: NodeJS.ReadWriteStream[] = compression === 'none' ? [hasher] : [new LayerDecompressor(compression), hasher];
   try {
     await pipeline([source, ...stages, extract as unknown as NodeJS.WritableStream]);
   } catch (err) {

@@ -16,6 +16,7 @@ export const MT = {
   ociConfig: 'application/vnd.oci.image.config.v1+json',
   ociLayerTar: 'application/vnd.oci.image.layer.v1.tar',
   ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
   dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerConfig: 'application/vnd.docker.container.image.v1+json',
@@ -26,9 +27,10 @@ export const MT = {
 const INDEX_TYPES = new Set<string>([MT.ociIndex, MT.dockerList]);
 const MANIFEST_TYPES = new Set<string>([MT.ociManifest, MT.dockerManifest]);
 export const LAYER_TYPES: ReadonlySet<string> = new Set<string>([
-  MT.ociLayerTar, MT.ociLayerGzip, MT.dockerLayerGzip, MT.dockerLayerTar,
+  MT.ociLayerTar, MT.ociLayerGzip, MT.ociLayerZstd, MT.dockerLayerGzip, MT.dockerLayerTar,
   'application/vnd.oci.image.layer.nondistributable.v1.tar',
   'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
   'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
 ]);
 
@@ -171,7 +173,7 @@ async function planOci(src: SourceTree, stager: Stager, opts: ImportOptions, log
       if (l.mediaType !== undefined && !LAYER_TYPES.has(l.mediaType)) {
         throw new InvalidInput(
           `layer ${l.digest} has media type ${l.mediaType}, which this runtime cannot unpack`,
-          l.mediaType.includes('zstd') ? 'rebuild the image with gzip compression' : undefined,
+          'layers must be tar archives, uncompressed, gzip or zstd',
         );
       }
     }

@@ -499,7 +499,7 @@ export class ImageStore implements ImagePullApi {
     for (const l of m.layers) {
       checkDigest(l?.digest, `a layer of ${where}`);
       if (l.mediaType !== undefined && !LAYER_TYPES.has(l.mediaType)) {
-        throw new InvalidInput(`layer ${l.digest} of ${where} has media type ${l.mediaType}, which this runtime cannot unpack`, l.mediaType.includes('zstd') ? 'push the image with gzip compression' : undefined);
+        throw new InvalidInput(`layer ${l.digest} of ${where} has media type ${l.mediaType}, which this runtime cannot unpack`, 'layers must be tar archives, uncompressed, gzip or zstd');
       }
     }
     if (typeof m.config.size === 'number' && m.config.size > MAX_CONFIG_BYTES) {

@@ -1,7 +1,7 @@
 /**
  * Test images: variants of the busybox demo layout, a docker-archive, a
  * whiteout image, and hostile layers that attack the extractor. All built
- * with tar-stream + zlib; nothing is fetched.
+ * with tar-stream + zlib (and the zstd CLI); nothing is fetched.
  */
 import * as fs from 'node:fs/promises';
 import { createWriteStream } from 'node:fs';
@@ -9,8 +9,10 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { gunzipSync, createGzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import * as tar from 'tar-stream';
 import { entry, writeLayerBlob, writeOciLayout, writeBlob, hostArchitecture, DEMO_MTIME, type LayerEntry, type BuiltLayer } from '../../runtime-rkt/image/demo-image.js';
+import { MT } from '../../runtime-rkt/image/plan.js';
 
 export async function tempDir(prefix: string): Promise<string> {
   await fs.mkdir('/var/tmp', { recursive: true });
@@ -84,6 +86,24 @@ export async function buildVariantImage(fromLayout: string, outDir: string, opts
     layers: [layer],
     runConfig: { ...src.config.config, Labels: { variant: opts.label }, ...env },
     annotations: { 'io.containerd.image.name': opts.name },
+  }]);
+}
+
+/**
+ * The layout's image with its (only) layer recompressed with zstd (the zstd
+ * CLI; node 20 has no zstd): same tar, so the same diff_id, and the OCI
+ * +zstd media type.
+ */
+export async function buildZstdImage(fromLayout: string, outDir: string): Promise<void> {
+  const src = await readLayout(fromLayout);
+  const l = src.manifest.layers[0]!;
+  const tar = gunzipSync(await fs.readFile(path.join(fromLayout, 'blobs/sha256', l.digest.slice(7))));
+  const r = spawnSync('zstd', ['-q', '-c', '-3'], { input: tar, maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`zstd failed: ${r.stderr}`);
+  const blob = await writeBlob(outDir, r.stdout);
+  await writeOciLayout(outDir, [{
+    layers: [{ ...blob, mediaType: MT.ociLayerZstd, diffId: src.config.rootfs.diff_ids[0]! }],
+    runConfig: src.config.config,
   }]);
 }
 
