@@ -10,19 +10,21 @@
  * 256-bit register ("multi-buffer" hashing, as Intel's ISA-L does it) — and
  * eight lanes cost little more than one: ~1250 MiB/s together on this
  * machine's AVX-512 cores. So hashers feed one engine per JavaScript
- * environment: worker threads take every stream with data pending into lanes
- * and hash them in lockstep while three or more are busy; with fewer, each
- * stream is hashed on its own with OpenSSL's single-stream code (node's own,
- * exported to addons), as two separate streams are faster on two cores.
+ * environment. Its lane worker hashes up to eight streams in lockstep; since
+ * each stream's data arrives a socket read at a time, far slower than lanes
+ * hash it, a stream's data waits a little for company (see URGENT_BYTES).
+ * With fewer than three streams busy, each is hashed on its own with
+ * OpenSSL's single-stream code (node's own, exported to addons), a helper
+ * thread taking one of two, as two streams are faster on two cores.
  *
  * create() -> hasher; update(hasher, buffers, flush) -> Promise<void> (a
  * hasher's updates are hashed in the order given, several may be in flight;
  * the caller must not change the buffers until theirs settles; with flush,
- * the caller waits on it, so it is hashed without waiting for lanes to fill); digest(hasher) ->
- * "sha256:<hex>" once every update has settled; kernel([name]) -> the
- * multi-lane kernel in use ("avx512", "avx2" or "none"), optionally forcing
- * one the CPU supports (for tests); stats() -> blocks hashed by how many
- * streams were busy. N-API only.
+ * the caller waits on it, so it is hashed without waiting for company);
+ * digest(hasher) -> "sha256:<hex>" once every update has settled;
+ * kernel([name]) -> the multi-lane kernel in use ("avx512", "avx2" or
+ * "none"), optionally forcing one the CPU supports (for tests). N-API
+ * only.
  */
 #include "addon.h"
 /* SHA256_Update on whole blocks is OpenSSL's single-stream kernel with a state we own (EVP hides it). */
@@ -130,8 +132,6 @@ typedef struct engine {
   pthread_t threads[MAX_WORKERS];
   x8_kernel kernel;
   const char *kernel_name;
-  /* Blocks hashed while n streams were busy in a worker (index n), for the benchmark's report of lane use. */
-  uint64_t blocks_by_busy[LANES + 1];
   napi_threadsafe_function report;
 } engine_t;
 
@@ -189,7 +189,7 @@ static void consume(hasher_t *s, size_t blocks) {
  * whose oldest update is used up is only marked drained; settle() deals with
  * it under the lock.
  */
-static void step(engine_t *e, x8_kernel kernel, hasher_t *const *held, int count, const int *take) {
+static void step(x8_kernel kernel, hasher_t *const *held, int count, const int *take) {
   hasher_t *lane[LANES];
   const uint8_t *run[LANES];
   size_t n[LANES], blocks = STEP_BLOCKS;
@@ -211,7 +211,6 @@ static void step(engine_t *e, x8_kernel kernel, hasher_t *const *held, int count
       size_t b = n[i] < 4 * STEP_BLOCKS ? n[i] : 4 * STEP_BLOCKS;
       solo(lane[i]->h, run[i], b);
       consume(lane[i], b);
-      __atomic_fetch_add(&e->blocks_by_busy[busy], b, __ATOMIC_RELAXED);
     }
     return;
   }
@@ -226,7 +225,6 @@ static void step(engine_t *e, x8_kernel kernel, hasher_t *const *held, int count
     for (int w = 0; w < 8; w++) lane[l]->h[w] = state[w][l];
     consume(lane[l], blocks);
   }
-  __atomic_fetch_add(&e->blocks_by_busy[busy], blocks * busy, __ATOMIC_RELAXED);
 }
 
 static hasher_t *pop_ready(engine_t *e) {
@@ -340,7 +338,7 @@ static void *lane_worker(void *arg) {
       continue;
     }
     pthread_mutex_unlock(&e->lock);
-    step(e, kernel, held, count, take);
+    step(kernel, held, count, take);
     pthread_mutex_lock(&e->lock);
     now = now_ns();
     for (int i = 0; i < count; i++) if (take[i]) held[i]->since = now;
@@ -379,7 +377,7 @@ static void *helper(void *arg) {
       continue;
     }
     pthread_mutex_unlock(&e->lock);
-    step(e, NULL, held, count, take);
+    step(NULL, held, count, take);
     pthread_mutex_lock(&e->lock);
     held[0]->since = now_ns();
     settle(e, held, &count);
@@ -632,19 +630,6 @@ static napi_value Kernel(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* stats() -> [blocks hashed while 0, 1, ... 8 streams were busy in a worker]. */
-static napi_value Stats(napi_env env, napi_callback_info info) {
-  napi_value out, n;
-  engine_t *e = engine_of(env);
-  (void)info;
-  napi_create_array_with_length(env, LANES + 1, &out);
-  for (uint32_t i = 0; i <= LANES; i++) {
-    napi_create_double(env, (double)__atomic_load_n(&e->blocks_by_busy[i], __ATOMIC_RELAXED), &n);
-    napi_set_element(env, out, i, n);
-  }
-  return out;
-}
-
 static napi_value Init(napi_env env, napi_value exports) {
   engine_t *e = calloc(1, sizeof *e);
   napi_value name;
@@ -677,7 +662,6 @@ static napi_value Init(napi_env env, napi_value exports) {
   export_fn(env, exports, "update", Update);
   export_fn(env, exports, "digest", Digest);
   export_fn(env, exports, "kernel", Kernel);
-  export_fn(env, exports, "stats", Stats);
   return exports;
 }
 
