@@ -48,9 +48,8 @@ typedef struct {
   napi_deferred deferred;
   napi_ref decoder_ref, inputs_ref, out_ref;
   decoder_t *dec;
-  size_t count, input, offset;
-  const uint8_t **data;
-  size_t *length;
+  buffer_list_t in;
+  size_t input, offset;     /* the next buffer to read, and how far into it */
   uint8_t *out;
   size_t out_len, produced;
   const char *error;
@@ -98,10 +97,10 @@ static napi_value Create(napi_env env, napi_callback_info info) {
 
 /* The next unread input bytes of the job, skipping empty buffers; 0 when there are none. */
 static int next_input(job_t *job, const uint8_t **in, size_t *left) {
-  while (job->input < job->count) {
-    *left = job->length[job->input] - job->offset;
+  while (job->input < job->in.count) {
+    *left = job->in.length[job->input] - job->offset;
     if (*left > 0) {
-      *in = job->data[job->input] + job->offset;
+      *in = job->in.data[job->input] + job->offset;
       return 1;
     }
     job->input++;
@@ -206,8 +205,7 @@ static void complete(napi_env env, napi_status status, void *data) {
   napi_delete_reference(env, job->inputs_ref);
   napi_delete_reference(env, job->out_ref);
   napi_delete_async_work(env, job->work);
-  free(job->data);
-  free(job->length);
+  free_buffer_list(&job->in);
   free(job);
 }
 
@@ -222,14 +220,12 @@ static napi_value Decompress(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6], promise, name;
   decoder_t *dec = NULL;
-  uint32_t count = 0;
-  bool is_array = false, is_buffer = false;
+  bool is_buffer = false;
   void *out = NULL;
   size_t out_len = 0, input = 0, offset = 0, out_offset = 0;
   napi_valuetype t;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 6 ||
       napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external || napi_get_value_external(env, argv[0], (void **)&dec) != napi_ok ||
-      napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[1], &count) != napi_ok ||
       !index_arg(env, argv[2], &input) || !index_arg(env, argv[3], &offset) ||
       napi_is_buffer(env, argv[4], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[4], &out, &out_len) != napi_ok ||
       !index_arg(env, argv[5], &out_offset) || out_offset >= out_len) {
@@ -241,28 +237,23 @@ static napi_value Decompress(napi_env env, napi_callback_info info) {
     return NULL;
   }
   job_t *job = calloc(1, sizeof *job);
-  if (job == NULL || (count > 0 && ((job->data = calloc(count, sizeof *job->data)) == NULL || (job->length = calloc(count, sizeof *job->length)) == NULL))) {
-    if (job) { free(job->data); free(job); }
+  if (job == NULL) {
     napi_throw_error(env, NULL, "decompress: out of memory");
     return NULL;
   }
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value el;
-    void *p = NULL;
-    size_t len = 0;
-    if (napi_get_element(env, argv[1], i, &el) != napi_ok || napi_is_buffer(env, el, &is_buffer) != napi_ok || !is_buffer ||
-        napi_get_buffer_info(env, el, &p, &len) != napi_ok || (i == input && offset > len)) {
-      free(job->data); free(job->length); free(job);
-      napi_throw_type_error(env, NULL, "decompress: inputs must be Buffers and offset within the first");
-      return NULL;
-    }
-    job->data[i] = p;
-    job->length[i] = len;
+  if (!read_buffer_list(env, argv[1], "decompress: inputs must be an array of Buffers", &job->in)) {
+    free(job);
+    return NULL;
+  }
+  if (input < job->in.count && offset > job->in.length[input]) {
+    free_buffer_list(&job->in);
+    free(job);
+    napi_throw_range_error(env, NULL, "decompress: offset is past the end of its input");
+    return NULL;
   }
   job->dec = dec;
-  job->count = count;
   job->input = input;
-  job->offset = input < count ? offset : 0;
+  job->offset = input < job->in.count ? offset : 0;
   job->out = (uint8_t *)out + out_offset;
   job->out_len = out_len - out_offset;
   /* The references keep the decoder and the buffers alive while a pool thread uses them. */

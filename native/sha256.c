@@ -111,13 +111,16 @@ struct job {
   hasher_t *hasher;
   napi_deferred deferred;
   napi_ref hasher_ref, buffers_ref;
-  size_t count, seg, off;   /* the buffers, and how far into them the hashing is */
-  const uint8_t **data;
-  size_t *length;
-  size_t bytes;
+  buffer_list_t in;
+  size_t seg, off;          /* how far into the buffers the hashing is */
   int flush;                /* the caller waits for this one (a digest, or backpressure) */
   job_t *next;              /* in its hasher's queue, then in the engine's done list */
 };
+
+static void free_job(job_t *job) {
+  free_buffer_list(&job->in);
+  free(job);
+}
 
 typedef struct engine {
   pthread_mutex_t lock;
@@ -149,7 +152,7 @@ static void solo(uint32_t h[8], const uint8_t *data, size_t blocks) {
 
 static void advance(job_t *j, size_t n) {
   j->off += n;
-  if (j->off == j->length[j->seg]) { j->seg++; j->off = 0; }
+  if (j->off == j->in.length[j->seg]) { j->seg++; j->off = 0; }
 }
 
 /*
@@ -159,9 +162,9 @@ static void advance(job_t *j, size_t n) {
  */
 static size_t next_run(hasher_t *s, const uint8_t **run) {
   job_t *j = s->jobs;
-  while (j->seg < j->count) {
-    size_t left = j->length[j->seg] - j->off;
-    const uint8_t *d = j->data[j->seg] + j->off;
+  while (j->seg < j->in.count) {
+    size_t left = j->in.length[j->seg] - j->off;
+    const uint8_t *d = j->in.data[j->seg] + j->off;
     if (left == 0) { j->seg++; j->off = 0; continue; }
     if (s->tail_len > 0 || left < 64) {
       size_t take = 64 - s->tail_len < left ? 64 - s->tail_len : left;
@@ -254,7 +257,7 @@ static void settle(engine_t *e, hasher_t **held, int *count) {
     if (s->drained) {
       job_t *j = s->jobs;
       s->drained = 0;
-      s->queued -= j->bytes;
+      s->queued -= j->in.bytes;
       s->flushes -= j->flush;
       s->jobs = j->next;
       if (s->jobs == NULL) s->jobs_end = &s->jobs;
@@ -409,9 +412,7 @@ static void report_done(napi_env env, napi_value js_cb, void *context, void *dat
     napi_resolve_deferred(env, j->deferred, undef);
     napi_delete_reference(env, j->buffers_ref);
     napi_delete_reference(env, j->hasher_ref);
-    free(j->data);
-    free(j->length);
-    free(j);
+    free_job(j);
     if (--e->in_flight == 0) napi_unref_threadsafe_function(env, e->report);
     j = next;
   }
@@ -487,19 +488,10 @@ static hasher_t *hasher_arg(napi_env env, napi_value v) {
   return data;
 }
 
-static void free_job(job_t *job) {
-  if (job == NULL) return;
-  free(job->data);
-  free(job->length);
-  free(job);
-}
-
 static napi_value Update(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3], promise;
   bool flush = false;
-  uint32_t count = 0;
-  bool is_array = false;
   engine_t *e = engine_of(env);
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
     napi_throw_type_error(env, NULL, "update(hasher, buffers[, flush]) takes two or three arguments");
@@ -512,35 +504,16 @@ static napi_value Update(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "sha256: the digest was already taken");
     return NULL;
   }
-  if (napi_is_array(env, argv[1], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[1], &count) != napi_ok) {
-    napi_throw_type_error(env, NULL, "update(hasher, buffers): buffers must be an array of Buffers");
-    return NULL;
-  }
   job_t *job = calloc(1, sizeof *job);
-  if (job == NULL || (count > 0 && ((job->data = calloc(count, sizeof *job->data)) == NULL ||
-                                    (job->length = calloc(count, sizeof *job->length)) == NULL))) {
-    free_job(job);
+  if (job == NULL) {
     napi_throw_error(env, NULL, "sha256: out of memory");
     return NULL;
   }
-  job->hasher = h;
-  job->count = count;
-  uint64_t bytes = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value el;
-    bool is_buffer = false;
-    void *p = NULL;
-    size_t len = 0;
-    if (napi_get_element(env, argv[1], i, &el) != napi_ok || napi_is_buffer(env, el, &is_buffer) != napi_ok || !is_buffer ||
-        napi_get_buffer_info(env, el, &p, &len) != napi_ok) {
-      free_job(job);
-      napi_throw_type_error(env, NULL, "update(hasher, buffers): buffers must be an array of Buffers");
-      return NULL;
-    }
-    job->data[i] = p;
-    job->length[i] = len;
-    bytes += len;
+  if (!read_buffer_list(env, argv[1], "update(hasher, buffers): buffers must be an array of Buffers", &job->in)) {
+    free(job);
+    return NULL;
   }
+  job->hasher = h;
   if (e->workers == 0 && !start_workers(env, e)) {
     free_job(job);
     return NULL;
@@ -549,9 +522,8 @@ static napi_value Update(napi_env env, napi_callback_info info) {
   napi_create_reference(env, argv[0], 1, &job->hasher_ref);
   napi_create_reference(env, argv[1], 1, &job->buffers_ref);
   napi_create_promise(env, &job->deferred, &promise);
-  job->bytes = bytes;
   job->flush = flush;
-  h->bytes += bytes;
+  h->bytes += job->in.bytes;
   h->in_flight++;
   if (e->in_flight++ == 0) napi_ref_threadsafe_function(env, e->report);
   pthread_mutex_lock(&e->lock);
@@ -560,7 +532,7 @@ static napi_value Update(napi_env env, napi_callback_info info) {
   if (idle) h->since = now_ns();
   *h->jobs_end = job;
   h->jobs_end = &job->next;
-  h->queued += bytes;
+  h->queued += job->in.bytes;
   h->flushes += flush;
   if (idle) push_ready(e, h);
   else if (flush || h->queued >= URGENT_BYTES) pthread_cond_broadcast(&e->wake); /* it may have become urgent */
