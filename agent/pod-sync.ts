@@ -1,6 +1,6 @@
 import * as k8s from '@kubernetes/client-node';
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
-import { PodNotFound, UserError } from '../common/errors.js';
+import { ContainerConfigError, PodNotFound, UserError } from '../common/errors.js';
 import { CniError } from '../cni/index.js';
 import type { Logger } from '../common/log.js';
 import { validatePod, type Pod } from '../runtime-rkt/manifest.js';
@@ -156,6 +156,10 @@ export class PodSync {
       // A network failure names itself (CNIPluginNotFound, CNIConfigInvalid…), with the hint saying what to fix.
       if (err instanceof CniError) {
         this.fail(pod, err.reason, err.hint ? `${err.message} (${err.hint})` : err.message);
+        return;
+      }
+      if (err instanceof ContainerConfigError) {
+        this.fail(pod, 'CreateContainerConfigError', err.message);
         return;
       }
       const reason = imageMissing ? (previous?.reason === 'ErrImagePull' || previous?.reason === 'ImagePullBackOff' ? 'ImagePullBackOff' : 'ErrImagePull') : 'CreateContainerError';

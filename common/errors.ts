@@ -34,3 +34,16 @@ export class PodNotFound extends UserError {
 export function errnoCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
 }
+
+/**
+ * The pod's configuration cannot be honoured on this node (a field it does not
+ * implement, a securityContext the image cannot meet, a missing key): the
+ * agent reports CreateContainerConfigError, as the kubelet does, rather than
+ * CreateContainerError.
+ */
+export class ContainerConfigError extends UserError {
+  constructor(message: string, hint?: string) {
+    super(message, { hint, exitCode: 2 });
+    this.name = 'ContainerConfigError';
+  }
+}

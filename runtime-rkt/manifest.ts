@@ -21,6 +21,31 @@ export interface ContainerSpec {
   ports?: ContainerPort[];
   resources?: { limits?: ResourceList; requests?: ResourceList };
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  securityContext?: ContainerSecurityContext;
+}
+export interface Capabilities { add?: string[]; drop?: string[] }
+export interface SeccompProfile { type: 'RuntimeDefault' | 'Unconfined' | 'Localhost'; localhostProfile?: string }
+/** Container securityContext (the fields this node enforces; validatePod refuses the others). */
+export interface ContainerSecurityContext {
+  runAsUser?: number;
+  runAsGroup?: number;
+  runAsNonRoot?: boolean;
+  capabilities?: Capabilities;
+  privileged?: boolean;
+  readOnlyRootFilesystem?: boolean;
+  allowPrivilegeEscalation?: boolean;
+  seccompProfile?: SeccompProfile;
+}
+export interface Sysctl { name: string; value: string }
+/** Pod securityContext: defaults for every container, plus the pod-wide fields. */
+export interface PodSecurityContext {
+  runAsUser?: number;
+  runAsGroup?: number;
+  runAsNonRoot?: boolean;
+  supplementalGroups?: number[];
+  fsGroup?: number;
+  sysctls?: Sysctl[];
+  seccompProfile?: SeccompProfile;
 }
 export type RestartPolicy = 'Always' | 'OnFailure' | 'Never';
 export interface PodSpec {
@@ -30,6 +55,9 @@ export interface PodSpec {
   hostname?: string;
   subdomain?: string;
   hostNetwork?: boolean;
+  hostPID?: boolean;
+  hostIPC?: boolean;
+  securityContext?: PodSecurityContext;
   nodeName?: string;
   runtimeClassName?: string;
   dnsPolicy?: 'ClusterFirst' | 'ClusterFirstWithHostNet' | 'Default' | 'None';

@@ -5,20 +5,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages, by the command each one provides.
+# Debian packages, by the command each one provides: every command that the
+# product, the tests and the benchmarks call. A command missing after the
+# install is named below with its package, instead of a test dying with ENOENT.
 declare -A PACKAGES=(
-  [crun]=crun [runc]=runc [busybox]=busybox-static [iptables]=iptables
-  [openssl]=openssl [kubectl]=kubernetes-client [unshare]=util-linux [nsenter]=util-linux
-  [ip]=iproute2 [dbus-daemon]=dbus [journalctl]=systemd [make]=make [g++]=g++ [python3]=python3
-  [docker-registry]=docker-registry [skopeo]=skopeo [htpasswd]=apache2-utils [containerd]=containerd
+  [crun]=crun [runc]=runc [busybox]=busybox-static [iptables]=iptables [iptables-save]=iptables [ip6tables-save]=iptables
+  [nft]=nftables [openssl]=openssl [kubectl]=kubernetes-client [unshare]=util-linux [nsenter]=util-linux
+  [mount]=mount [umount]=mount [ip]=iproute2 [dbus-daemon]=dbus [journalctl]=systemd [systemctl]=systemd
+  [make]=make [g++]=g++ [python3]=python3 [git]=git [getconf]=libc-bin [mkfifo]=coreutils [du]=coreutils [hostname]=hostname
+  [docker-registry]=docker-registry [skopeo]=skopeo [htpasswd]=apache2-utils [containerd]=containerd [ctr]=containerd
+  [dockerd]=docker.io [docker]=docker.io [time]=time
   [qemu-system-x86_64]=qemu-system-x86 [dpkg-deb]=dpkg [xz]=xz-utils [zstd]=zstd
+)
+# Commands looked for at a fixed path (the code names the path, not just the command).
+declare -A PATHS=(
+  [/usr/bin/time]=time [/usr/sbin/dockerd]=docker.io [/lib/systemd/systemd]=systemd [/usr/lib/cni/bridge]=containernetworking-plugins
 )
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGES[$cmd]}")
 done
-[ -x /lib/systemd/systemd ] || missing+=(systemd)
-[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+for file in "${!PATHS[@]}"; do
+  [ -x "$file" ] || missing+=("${PATHS[$file]}")
+done
+# The api-service benchmark's C-core gRPC client (Debian's Python modules, no command of their own).
+/usr/bin/python3 -c 'import grpc, grpc_tools' 2>/dev/null || missing+=(python3-grpcio python3-grpc-tools)
 # Libraries native/decompress.c links: zlib (node's own copy is used where node exports it) and libzstd.
 [ -f /usr/include/zstd.h ] || missing+=(libzstd-dev)
 [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
@@ -26,7 +37,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Packages such as docker.io and containerd start their daemons on install where
+  # they can; on the host that would change its firewall. policy-rc.d says no
+  # (Debian's convention), kept only for the install if the machine had none.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
+fi
+still=()
+for cmd in "${!PACKAGES[@]}"; do command -v "$cmd" >/dev/null 2>&1 || still+=("$cmd (package ${PACKAGES[$cmd]})"); done
+for file in "${!PATHS[@]}"; do [ -x "$file" ] || still+=("$file (package ${PATHS[$file]})"); done
+if [ ${#still[@]} -gt 0 ]; then
+  echo "setup: these commands are still missing after apt-get install: ${still[*]}" >&2
+  echo "setup: install the packages named (apt-get install …) and run scripts/setup.sh again" >&2
+  exit 1
 fi
 
 # npm packages: only when the lock file changed since the last install.

@@ -31,6 +31,25 @@ export interface AppLimits {
   memoryBytes?: number;
 }
 
+/**
+ * How an app's process is confined, resolved by stage0 from the pod's and the
+ * container's securityContext (runtime-rkt/security.ts) so that every stage1
+ * applies the same decision. `user` in AppManifest holds the uid and gid.
+ */
+export interface AppSecurity {
+  /** Extra groups of the process (pod supplementalGroups, fsGroup). */
+  supplementalGroups: number[];
+  /** Capabilities, `CAP_` names: bounding = permitted = effective set (ambient only for non-root, as containerd). */
+  capabilities: string[];
+  /** no_new_privs: set unless allowPrivilegeEscalation is true (or the container is privileged). */
+  noNewPrivileges: boolean;
+  readOnlyRootFilesystem: boolean;
+  /** All capabilities, every device, no seccomp, no masked paths, /sys read-write (the kubelet's privileged). */
+  privileged: boolean;
+  /** RuntimeDefault (the node's built-in profile), Unconfined, or a Localhost profile (absolute path on the node, already checked). */
+  seccomp: { type: 'RuntimeDefault' } | { type: 'Unconfined' } | { type: 'Localhost'; path: string };
+}
+
 export interface AppManifest {
   name: string;
   image: { id: string; name: string };
@@ -41,6 +60,8 @@ export interface AppManifest {
   user: { uid: number; gid: number };
   limits: AppLimits;
   requests: AppLimits;
+  /** Absent in pods prepared by releases before it existed: read it through appSecurity(). */
+  security?: AppSecurity;
 }
 
 export interface RuntimePodManifest {
@@ -55,6 +76,8 @@ export interface RuntimePodManifest {
   /** The pod as the user or the API server gave it. */
   pod: Pod;
   apps: AppManifest[];
+  /** Namespaced sysctls for the pod (already checked against the node's safe set). */
+  sysctls?: Array<[string, string]>;
 }
 
 /** Written by the unit's ExecStopPost each time an app's process exits. */

@@ -5,12 +5,10 @@ import { atomicWriteJson } from '../common/fsutil.js';
 import { errnoCode, UserError } from '../common/errors.js';
 import { fsops } from '../runtime-rkt/image/fsops.js';
 import { prop } from '../common/systemd.js';
-import { envStrings, podEtcBinds } from './common.js';
+import { podEtcBinds } from './common.js';
+import { ociSpec } from './oci-spec.js';
 import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 
-/** Capabilities a container gets by default: the same set Docker and the kubelet grant. */
-const DEFAULT_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
-  'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
 /** Namespaces the apps of one pod share (Kubernetes semantics: one IP, one hostname, shared SysV IPC). */
 const POD_NAMESPACES = ['net', 'ipc', 'uts'] as const;
 type PodNamespace = (typeof POD_NAMESPACES)[number];
@@ -56,38 +54,13 @@ export class NamespacesStage1 implements Stage1 {
   }
 
   private ociSpec(pod: PreparedPod, app: AppManifest): unknown {
-    const caps = DEFAULT_CAPS;
-    return {
-      ociVersion: '1.0.2',
-      process: {
-        terminal: false,
-        user: { uid: app.user.uid, gid: app.user.gid },
-        args: app.argv,
-        env: envStrings(app),
-        cwd: app.workingDir,
-        capabilities: { bounding: caps, effective: caps, permitted: caps },
-        noNewPrivileges: false,
-      },
-      root: { path: 'rootfs', readonly: false },
+    return ociSpec({
+      app,
       hostname: pod.manifest.hostname,
-      mounts: [
-        { destination: '/proc', type: 'proc', source: 'proc' },
-        { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
-        { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
-        { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
-        { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-        { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
-        ...podEtcBinds(pod).map((b) => ({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', 'ro'] })),
-      ],
-      linux: {
-        namespaces: [
-          { type: 'pid' }, { type: 'mount' },
-          ...this.sharedNamespaces(pod).map((ns) => ({ type: OCI_NS_TYPE[ns], path: this.nsFile(pod, ns) })),
-        ],
-        maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
-        readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
-      },
-    };
+      namespaces: [{ type: 'pid' }, { type: 'mount' }, ...this.sharedNamespaces(pod).map((ns) => ({ type: OCI_NS_TYPE[ns], path: this.nsFile(pod, ns) }))],
+      binds: podEtcBinds(pod),
+      sysctls: pod.manifest.sysctls,
+    });
   }
 
   async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
