@@ -3,12 +3,25 @@
 export class PatchError extends Error {}
 
 const isObj = (v: unknown): v is Record<string, any> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Keys that would reach Object.prototype (or a constructor) instead of the
+ * object: `doc["__proto__"] = v` sets the prototype of every object that
+ * shares it. No Kubernetes field has these names, so a patch naming one is
+ * refused outright rather than filtered.
+ */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+function checkKey(key: string, where: string): void {
+  if (FORBIDDEN_KEYS.has(key)) throw new PatchError(`${where}: the field name "${key}" is not allowed in a patch`);
+}
+const has = (o: object, key: string) => Object.prototype.hasOwnProperty.call(o, key);
 const clone = <T>(v: T): T => (v === undefined ? v : JSON.parse(JSON.stringify(v)));
 
 export function mergePatch(target: unknown, patch: unknown): any {
   if (!isObj(patch)) return clone(patch);
   const out: Record<string, any> = isObj(target) ? { ...target } : {};
   for (const [k, v] of Object.entries(patch)) {
+    checkKey(k, 'merge patch');
     if (v === null) delete out[k];
     else out[k] = mergePatch(out[k], v);
   }
@@ -65,6 +78,7 @@ export function strategicMergePatch(target: unknown, patch: unknown, keys: Merge
   const out: Record<string, any> = isObj(target) ? { ...target } : {};
   const retain = patch.$retainKeys as string[] | undefined;
   for (const [k, v] of Object.entries(patch)) {
+    checkKey(k.replace(/^\$(deleteFromPrimitiveList|setElementOrder)\//, ''), `strategic merge patch${at ? ` at ${at}` : ''}`);
     if (k === '$retainKeys' || k === '$patch' || k.startsWith('$setElementOrder/')) continue;
     if (k.startsWith('$deleteFromPrimitiveList/')) {
       const field = k.slice('$deleteFromPrimitiveList/'.length);
@@ -132,13 +146,15 @@ function mergeList(cur: any[], patch: any[], strategy: { key: string } | 'set', 
 function decodePointer(ptr: string): string[] {
   if (ptr === '') return [];
   if (!ptr.startsWith('/')) throw new PatchError(`invalid JSON pointer "${ptr}"`);
-  return ptr.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const parts = ptr.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  for (const part of parts) checkKey(part, `JSON pointer "${ptr}"`);
+  return parts;
 }
 
 function parentOf(doc: any, parts: string[], op: string): { parent: any; last: string } {
   let cur = doc;
   for (const part of parts.slice(0, -1)) {
-    if (cur === null || typeof cur !== 'object' || !(part in cur)) throw new PatchError(`${op} operation does not apply: doc is missing path: /${parts.join('/')}`);
+    if (cur === null || typeof cur !== 'object' || !has(cur, part)) throw new PatchError(`${op} operation does not apply: doc is missing path: /${parts.join('/')}`);
     cur = cur[part];
   }
   return { parent: cur, last: parts[parts.length - 1]! };
@@ -150,7 +166,7 @@ export function jsonPatch(doc: unknown, ops: unknown): any {
   const get = (ptr: string, op: string): any => {
     let cur = root;
     for (const part of decodePointer(ptr)) {
-      if (cur === null || typeof cur !== 'object' || !(part in cur)) throw new PatchError(`${op} operation does not apply: doc is missing path: ${ptr}`);
+      if (cur === null || typeof cur !== 'object' || !has(cur, part)) throw new PatchError(`${op} operation does not apply: doc is missing path: ${ptr}`);
       cur = cur[part];
     }
     return cur;
@@ -161,7 +177,7 @@ export function jsonPatch(doc: unknown, ops: unknown): any {
       const i = Number(last);
       if (!(i >= 0 && i < parent.length)) throw new PatchError(`${op} operation does not apply: doc is missing path: ${ptr}`);
       parent.splice(i, 1);
-    } else if (parent && typeof parent === 'object' && last in parent) delete parent[last];
+    } else if (parent && typeof parent === 'object' && has(parent, last)) delete parent[last];
     else throw new PatchError(`${op} operation does not apply: doc is missing path: ${ptr}`);
   };
   const add = (ptr: string, value: any, op: string) => {

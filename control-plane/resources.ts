@@ -4,7 +4,8 @@ import { POD_MERGE_KEYS, NODE_MERGE_KEYS, META_MERGE_KEYS, type MergeKeys } from
 
 /** An API error answered as a meta/v1 Status. */
 export class ApiError extends Error {
-  constructor(readonly code: number, readonly reason: string, message: string, readonly details?: KObj) {
+  /** headers: extra response headers (Retry-After on 429). */
+  constructor(readonly code: number, readonly reason: string, message: string, readonly details?: KObj, readonly headers: Record<string, string> = {}) {
     super(message);
   }
   toStatus(): KObj {
@@ -36,6 +37,11 @@ export const RESOURCES: ResourceDef[] = [
   { name: 'leases', singular: 'lease', kind: 'Lease', group: 'coordination.k8s.io', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'runtimeclasses', singular: 'runtimeclass', kind: 'RuntimeClass', group: 'node.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS },
 ];
+
+/** Query booleans as kube-apiserver reads them (Go's strconv.ParseBool): 1, t, T, TRUE, true, True. */
+export function parseBool(v: string | null): boolean {
+  return v !== null && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v);
+}
 
 export const apiVersionOf = (r: ResourceDef) => (r.group ? `${r.group}/${r.version}` : r.version);
 

@@ -2,7 +2,7 @@ import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { createLogger, type Logger } from '../common/log.js';
 import { UserError, errnoCode } from '../common/errors.js';
@@ -14,10 +14,12 @@ import { parseLabelSelector, parseFieldSelector, matchLabels, matchFields, Selec
 import { toTable, type IncludeObject } from './tables.js';
 import { SCHEMAS, unknownFields, dropFields } from './schema.js';
 import {
-  ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, validatePod, defaultPod, podUpdateCause, newUid, now, microNow,
+  ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, validatePod, defaultPod, parseBool, podUpdateCause, newUid, now, microNow,
   type ResourceDef, type Cause,
 } from './resources.js';
 import { decodeProtobufBody } from './protobuf.js';
+import { DEFAULT_EVENT_TTL_SECONDS, DEFAULT_MAX_EVENTS_PER_NAMESPACE, EventCollector } from './event-collector.js';
+import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 
 export interface ControlPlaneOptions {
@@ -30,6 +32,12 @@ export interface ControlPlaneOptions {
   nodeMonitorGracePeriodSeconds?: number;
   /** How many changes the watch log keeps (default 10000); older resourceVersions get 410 Gone. */
   watchLogRetain?: number;
+  /** Seconds an Event lives after its last write (kube-apiserver's --event-ttl; default 3600). */
+  eventTtlSeconds?: number;
+  /** Events kept per namespace, oldest deleted first (default 5000). */
+  maxEventsPerNamespace?: number;
+  /** Open watches in total and per client, and the longest a watch lasts (control-plane/watch-limits.ts). */
+  watchLimits?: Partial<WatchLimitOptions>;
 }
 
 export interface ControlPlane {
@@ -110,7 +118,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   } catch (err) {
     throw new UserError(`cannot open the control plane database in ${dataDir}: ${(err as Error).message}`, { hint: 'check that the directory is writable and not used by another control plane', cause: err });
   }
-  const cp = new ApiServer(store, log, creds.kubeletClientToken, opts.nodeMonitorGracePeriodSeconds ?? 40);
+  const cp = new ApiServer(store, log, creds.kubeletClientToken, opts.nodeMonitorGracePeriodSeconds ?? 40, {
+    watches: new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }),
+    events: new EventCollector(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
+  });
   cp.seed();
 
   const server = https.createServer({ cert: creds.serverCertPem, key: creds.serverKeyPem }, (req, res) => {
@@ -164,7 +175,8 @@ class ApiServer {
   private stopped = false;
   private lastUnschedulable = new Map<string, string>();
 
-  constructor(private store: Store, private log: Logger, private kubeletToken: string, private nodeGraceSeconds: number) {}
+  constructor(private store: Store, private log: Logger, private kubeletToken: string, private nodeGraceSeconds: number,
+    private limits: { watches: WatchLimits; events: EventCollector }) {}
 
   seed(): void {
     const ns = RESOURCES.find((r) => r.name === 'namespaces')!;
@@ -196,11 +208,13 @@ class ApiServer {
     this.watchers.add(unsub);
     this.queueSchedule();
     this.monitorNodes();
+    this.limits.events.start();
   }
 
   stop(): void {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    this.limits.events.stop();
     for (const w of this.watchers) w();
     this.watchers.clear();
   }
@@ -238,7 +252,7 @@ class ApiServer {
         if (!list) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
         return sendJson(res, 200, list);
       }
-      let watch = u.searchParams.get('watch') === 'true' || u.searchParams.get('watch') === '1';
+      let watch = parseBool(u.searchParams.get('watch'));
       if (rest[0] === 'watch') {
         watch = true;
         rest = rest.slice(1);
@@ -260,7 +274,7 @@ class ApiServer {
       await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch);
     } catch (err) {
       if (err instanceof ApiError) {
-        if (!res.headersSent) sendJson(res, err.code, err.toStatus());
+        if (!res.headersSent) sendJson(res, err.code, err.toStatus(), err.headers);
         return;
       }
       throw err;
@@ -436,7 +450,17 @@ class ApiServer {
     sendJson(res, 200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: { resourceVersion: rv }, items });
   }
 
+  /** Who a request comes from, for per-client limits: the credential it presented. */
+  private clientKey(req: IncomingMessage): string {
+    const auth = req.headers.authorization ?? '';
+    return auth ? createHash('sha256').update(auth).digest('hex').slice(0, 16) : `addr:${req.socket.remoteAddress}`;
+  }
+
   private watch(req: IncomingMessage, res: ServerResponse, q: Query, r: ResourceDef, ns: string, _name: string | undefined, table: boolean, include: IncludeObject): void {
+    const askedTimeout = q.get('timeoutSeconds');
+    if (askedTimeout !== null && !/^\d+$/.test(askedTimeout)) throw badRequest(`invalid timeoutSeconds "${askedTimeout}": must be a non-negative integer`);
+    const slot = this.limits.watches.acquire(this.clientKey(req));
+    if ('refused' in slot) throw new ApiError(429, 'TooManyRequests', slot.refused, undefined, { 'Retry-After': '1' });
     const sel = this.selectors(q, r);
     const matches = (o: KObj | undefined) => !!o && (!ns || o.metadata?.namespace === ns) && matchLabels(o, sel.labels) && matchFields(o, sel.fields);
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
@@ -467,6 +491,7 @@ class ApiServer {
       const from = Number(rvParam);
       if (!Number.isInteger(from) || from < 0) {
         res.end(JSON.stringify({ type: 'ERROR', object: badRequest(`invalid resourceVersion "${rvParam}"`).toStatus() }) + '\n');
+        slot.release();
         return;
       }
       try {
@@ -474,6 +499,7 @@ class ApiServer {
       } catch (err) {
         if (!(err instanceof GoneError)) throw err;
         res.end(JSON.stringify({ type: 'ERROR', object: new ApiError(410, 'Expired', `too old resource version: ${from} (${this.store.oldestWatchableRv})`).toStatus() }) + '\n');
+        slot.release();
         return;
       }
     }
@@ -481,17 +507,18 @@ class ApiServer {
       if (c.resource === r.name) emit(c);
     });
     const timers: NodeJS.Timeout[] = [];
-    if (q.get('allowWatchBookmarks') === 'true') {
+    if (parseBool(q.get('allowWatchBookmarks'))) {
       timers.push(setInterval(() => send('BOOKMARK', { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(this.store.currentRv) } }), 15_000));
     }
-    const timeout = Number(q.get('timeoutSeconds') ?? 0);
+    const timeout = this.limits.watches.timeoutSeconds(askedTimeout === null ? undefined : Number(askedTimeout));
     const end = () => {
+      slot.release();
       unsub();
       this.watchers.delete(end);
       for (const t of timers) clearTimeout(t);
       if (!res.writableEnded) res.end();
     };
-    if (timeout > 0) timers.push(setTimeout(end, timeout * 1000));
+    timers.push(setTimeout(end, timeout * 1000));
     this.watchers.add(end);
     req.on('close', end);
     res.on('close', end);
