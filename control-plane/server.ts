@@ -18,6 +18,7 @@ import {
   type ResourceDef, type Cause,
 } from './resources.js';
 import { decodeProtobufBody } from './protobuf.js';
+import { listPage } from './list-snapshot.js';
 import { DEFAULT_EVENT_TTL_SECONDS, DEFAULT_MAX_EVENTS_PER_NAMESPACE, EventCollector } from './event-collector.js';
 import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
@@ -444,10 +445,23 @@ class ApiServer {
 
   private list(res: ServerResponse, q: Query, r: ResourceDef, ns: string, table: boolean, include: IncludeObject): void {
     const sel = this.selectors(q, r);
-    const rv = String(this.store.currentRv);
-    const items = this.store.list(r.name, ns || undefined).filter((o) => matchLabels(o, sel.labels) && matchFields(o, sel.fields));
-    if (table) return sendJson(res, 200, toTable(r.name, items, rv, include));
-    sendJson(res, 200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: { resourceVersion: rv }, items });
+    const limitText = q.get('limit');
+    if (limitText !== null && !/^\d+$/.test(limitText)) throw badRequest(`invalid limit "${limitText}": must be a non-negative integer`);
+    const rvText = q.get('resourceVersion');
+    const match = q.get('resourceVersionMatch');
+    if (match !== null && !['Exact', 'NotOlderThan'].includes(match)) throw badRequest(`resourceVersionMatch: Unsupported value: "${match}": supported values: "Exact", "NotOlderThan"`);
+    if (match !== null && !rvText) throw badRequest('resourceVersionMatch is forbidden unless resourceVersion is provided');
+    if (rvText && !/^\d+$/.test(rvText)) throw badRequest(`invalid resourceVersion "${rvText}"`);
+    if (q.get('continue') && match) throw badRequest('specifying resource version match is not allowed when using continue');
+    if (rvText && Number(rvText) > this.store.currentRv && match !== null) {
+      throw new ApiError(504, 'Timeout', `Too large resource version: ${rvText}, current resource version: ${this.store.currentRv}`);
+    }
+    const page = listPage(this.store, r.name, ns || undefined, { limit: Number(limitText ?? 0), cont: q.get('continue') ?? undefined, exactRv: match === 'Exact' ? Number(rvText) : undefined },
+      (o) => matchLabels(o, sel.labels) && matchFields(o, sel.fields));
+    const rv = String(page.rv);
+    const listMeta = { resourceVersion: rv, ...(page.continueToken ? { continue: page.continueToken, remainingItemCount: page.remainingItemCount } : {}) };
+    if (table) return sendJson(res, 200, { ...toTable(r.name, page.items, rv, include), metadata: listMeta });
+    sendJson(res, 200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: listMeta, items: page.items });
   }
 
   /** Who a request comes from, for per-client limits: the credential it presented. */

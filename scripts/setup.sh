@@ -30,6 +30,8 @@ for file in "${!PATHS[@]}"; do
 done
 # The api-service benchmark's C-core gRPC client (Debian's Python modules, no command of their own).
 /usr/bin/python3 -c 'import grpc, grpc_tools' 2>/dev/null || missing+=(python3-grpcio python3-grpc-tools)
+# The official Kubernetes Python client: the API conformance tests drive the control plane with it.
+/usr/bin/python3 -c 'import kubernetes' 2>/dev/null || missing+=(python3-kubernetes)
 # Libraries native/decompress.c links: zlib (node's own copy is used where node exports it) and libzstd.
 [ -f /usr/include/zstd.h ] || missing+=(libzstd-dev)
 [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
