@@ -11,18 +11,18 @@ import { GoneError, type KObj, type Store } from './store.js';
  * snapshot cannot be rebuilt: 410 Expired, as etcd compaction makes it.
  */
 export function listAt(store: Store, resource: string, namespace: string | undefined, rv: number): KObj[] {
+  // The store lists in (namespace, name) order already: the current state needs no rebuilding.
+  if (rv >= store.currentRv) return store.list(resource, namespace);
   const byKey = new Map<string, KObj>();
   const key = (ns: string, name: string) => `${ns}\u0000${name}`;
   for (const o of store.list(resource, namespace)) byKey.set(key(o.metadata.namespace ?? '', o.metadata.name), o);
-  if (rv < store.currentRv) {
-    const changes = store.changesSince(resource, rv);
-    for (let i = changes.length - 1; i >= 0; i--) {
-      const c = changes[i]!;
-      if (namespace !== undefined && c.namespace !== namespace) continue;
-      const k = key(c.namespace, c.name);
-      if (c.type === 'ADDED') byKey.delete(k);
-      else if (c.prev) byKey.set(k, c.prev);
-    }
+  const changes = store.changesSince(resource, rv);
+  for (let i = changes.length - 1; i >= 0; i--) {
+    const c = changes[i]!;
+    if (namespace !== undefined && c.namespace !== namespace) continue;
+    const k = key(c.namespace, c.name);
+    if (c.type === 'ADDED') byKey.delete(k);
+    else if (c.prev) byKey.set(k, c.prev);
   }
   return [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, o]) => o);
 }
