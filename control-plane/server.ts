@@ -62,6 +62,8 @@ type Query = URLSearchParams;
 const notFound = (r: ResourceDef, name: string) => new ApiError(404, 'NotFound', `${r.name}${r.group ? '.' + r.group : ''} "${name}" not found`, { name, group: r.group, kind: r.name });
 const conflict = (r: ResourceDef, name: string) => new ApiError(409, 'Conflict', `Operation cannot be fulfilled on ${r.name}${r.group ? '.' + r.group : ''} "${name}": the object has been modified; please apply your changes to the latest version and try again`, { name, group: r.group, kind: r.name });
 const badRequest = (msg: string) => new ApiError(400, 'BadRequest', msg);
+/** A watch request whose options contradict each other (kube-apiserver answers 422 Invalid naming the field). */
+const invalidWatch = (field: string, msg: string) => new ApiError(422, 'Invalid', `ListOptions.meta.k8s.io "" is invalid: ${field}: Forbidden: ${msg}`, { kind: 'ListOptions', group: 'meta.k8s.io', causes: [{ reason: 'FieldValueForbidden', message: `Forbidden: ${msg}`, field }] });
 
 function sendJson(res: ServerResponse, code: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
   const data = JSON.stringify(body);
@@ -473,6 +475,10 @@ class ApiServer {
   private watch(req: IncomingMessage, res: ServerResponse, q: Query, r: ResourceDef, ns: string, _name: string | undefined, table: boolean, include: IncludeObject): void {
     const askedTimeout = q.get('timeoutSeconds');
     if (askedTimeout !== null && !/^\d+$/.test(askedTimeout)) throw badRequest(`invalid timeoutSeconds "${askedTimeout}": must be a non-negative integer`);
+    if (q.get('sendInitialEvents') !== null) {
+      if (q.get('resourceVersionMatch') !== 'NotOlderThan') throw invalidWatch('sendInitialEvents', 'sendInitialEvents is forbidden for watch unless resourceVersionMatch is set to NotOlderThan');
+      if (parseBool(q.get('sendInitialEvents')) && !parseBool(q.get('allowWatchBookmarks'))) throw invalidWatch('allowWatchBookmarks', 'allowWatchBookmarks must be true when sendInitialEvents is true');
+    }
     const slot = this.limits.watches.acquire(this.clientKey(req));
     if ('refused' in slot) throw new ApiError(429, 'TooManyRequests', slot.refused, undefined, { 'Retry-After': '1' });
     const sel = this.selectors(q, r);
@@ -499,7 +505,12 @@ class ApiServer {
       }
     };
     const rvParam = q.get('resourceVersion');
-    if (!rvParam || rvParam === '0') {
+    // The streaming list (Kubernetes 1.27+): the current objects as ADDED, then a bookmark saying they are all there.
+    const initialEvents = q.get('sendInitialEvents');
+    if (initialEvents !== null && parseBool(initialEvents)) {
+      for (const o of this.store.list(r.name, ns || undefined)) if (matches(o)) send('ADDED', o);
+      send('BOOKMARK', { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(this.store.currentRv), annotations: { 'k8s.io/initial-events-end': 'true' } } });
+    } else if (!rvParam || rvParam === '0') {
       for (const o of this.store.list(r.name, ns || undefined)) if (matches(o)) send('ADDED', o);
     } else {
       const from = Number(rvParam);

@@ -6,6 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
+import * as https from 'node:https';
 import { startTestControlPlane, type TestCP } from './helpers/control-plane.js';
 
 let t: TestCP;
@@ -84,6 +85,30 @@ print("watch", " ".join(seen))
   assert.is(r.exitCode, 0, r.stderr);
   assert.match(r.stdout, /^list \d+$/m);
   assert.match(r.stdout, /^watch ADDED:p\d ADDED:p\d ADDED:p\d$/m);
+});
+
+function watchLines(query: string): Promise<{ status: number; lines: any[] }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(new URL(`/api/v1/namespaces/default/pods?watch=true&${query}`, t.cp.url), { ca: t.cp.caCertPem, headers: { Authorization: `Bearer ${t.cp.adminToken}` } }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, lines: text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('sendInitialEvents streams the list, then the initial-events-end bookmark', async () => {
+  const w = await watchLines('sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1');
+  assert.is(w.status, 200);
+  const bookmark = w.lines.findIndex((l) => l.type === 'BOOKMARK');
+  assert.ok(bookmark > 0, 'a bookmark after the ADDED events');
+  assert.ok(w.lines.slice(0, bookmark).every((l) => l.type === 'ADDED'));
+  assert.is(w.lines[bookmark].object.metadata.annotations['k8s.io/initial-events-end'], 'true');
+  const bad = await watchLines('sendInitialEvents=true&timeoutSeconds=1');
+  assert.is(bad.status, 422);
+  assert.match(bad.lines[0].message, /resourceVersionMatch/);
 });
 
 test.run();
