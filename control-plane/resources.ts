@@ -45,6 +45,17 @@ export function parseBool(v: string | null): boolean {
 
 export const apiVersionOf = (r: ResourceDef) => (r.group ? `${r.group}/${r.version}` : r.version);
 
+/** A new object of kind r: kind, apiVersion, and the metadata the server owns (uid, creationTimestamp, generation). */
+export function withNewMeta(r: ResourceDef, obj: KObj, ns: string): KObj {
+  const meta = obj.metadata ?? {};
+  return {
+    kind: r.kind,
+    apiVersion: apiVersionOf(r),
+    ...obj,
+    metadata: { ...meta, ...(r.namespaced ? { namespace: ns } : {}), uid: newUid(), creationTimestamp: now(), generation: 1 },
+  };
+}
+
 export function findResource(group: string, version: string, name: string): ResourceDef | undefined {
   return RESOURCES.find((r) => r.group === group && r.version === version && r.name === name);
 }

@@ -14,12 +14,15 @@ import { parseLabelSelector, parseFieldSelector, matchLabels, matchFields, Selec
 import { toTable, type IncludeObject } from './tables.js';
 import { SCHEMAS, unknownFields, dropFields } from './schema.js';
 import {
-  ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, validatePod, defaultPod, parseBool, podUpdateCause, newUid, now, microNow,
+  ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, validatePod, defaultPod, parseBool, podUpdateCause, withNewMeta, now, microNow,
   type ResourceDef, type Cause,
 } from './resources.js';
 import { decodeProtobufBody } from './protobuf.js';
 import { listPage } from './list-snapshot.js';
-import { DEFAULT_EVENT_TTL_SECONDS, DEFAULT_MAX_EVENTS_PER_NAMESPACE, EventCollector } from './event-collector.js';
+import { DEFAULT_EVENT_TTL_SECONDS, DEFAULT_MAX_EVENTS_PER_NAMESPACE, EventTtlController } from './controllers/event-ttl.js';
+import { EventRecorder } from './controllers/events.js';
+import { NodeLifecycleController } from './controllers/node-lifecycle.js';
+import { Scheduler } from './controllers/scheduler.js';
 import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 
@@ -121,10 +124,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   } catch (err) {
     throw new UserError(`cannot open the control plane database in ${dataDir}: ${(err as Error).message}`, { hint: 'check that the directory is writable and not used by another control plane', cause: err });
   }
-  const cp = new ApiServer(store, log, creds.kubeletClientToken, opts.nodeMonitorGracePeriodSeconds ?? 40, {
-    watches: new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }),
-    events: new EventCollector(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
-  });
+  const cp = new ApiServer(store, log, creds.kubeletClientToken, new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }));
+  // Controllers beside the API, as kube-controller-manager and kube-scheduler sit beside kube-apiserver.
+  const events = new EventRecorder(store, log);
+  const nodeGraceSeconds = opts.nodeMonitorGracePeriodSeconds ?? 40;
+  const controllers = [
+    new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
+    new NodeLifecycleController(store, log, events, nodeGraceSeconds),
+    new EventTtlController(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
+  ];
   cp.seed();
 
   const server = https.createServer({ cert: creds.serverCertPem, key: creds.serverKeyPem }, (req, res) => {
@@ -147,7 +155,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const port = typeof addr === 'object' && addr ? addr.port : opts.port ?? 6443;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
   if (opts.kubeconfigPath) await writeKubeconfig(opts.kubeconfigPath, kubeconfigText(url, creds.caCertPem, creds.adminToken));
-  cp.startControllers();
+  for (const c of controllers) c.start();
   log.info({ url, dataDir }, 'control plane listening');
 
   let closed = false;
@@ -161,6 +169,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     async close() {
       if (closed) return;
       closed = true;
+      for (const c of controllers) c.stop();
       cp.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -172,52 +181,23 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 }
 
 class ApiServer {
-  private timers: NodeJS.Timeout[] = [];
   private watchers = new Set<() => void>();
-  private scheduleQueued = false;
-  private stopped = false;
-  private lastUnschedulable = new Map<string, string>();
 
-  constructor(private store: Store, private log: Logger, private kubeletToken: string, private nodeGraceSeconds: number,
-    private limits: { watches: WatchLimits; events: EventCollector }) {}
+  constructor(private store: Store, private log: Logger, private kubeletToken: string, private watchLimits: WatchLimits) {}
 
   seed(): void {
     const ns = RESOURCES.find((r) => r.name === 'namespaces')!;
     for (const name of SYSTEM_NAMESPACES) {
-      if (!this.store.get('namespaces', '', name)) this.store.create('namespaces', '', name, this.newMeta(ns, { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } }, ''));
+      if (!this.store.get('namespaces', '', name)) this.store.create('namespaces', '', name, withNewMeta(ns, { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } }, ''));
     }
     const rc = RESOURCES.find((r) => r.name === 'runtimeclasses')!;
     for (const name of RUNTIME_CLASSES) {
-      if (!this.store.get('runtimeclasses', '', name)) this.store.create('runtimeclasses', '', name, this.newMeta(rc, { metadata: { name }, handler: name }, ''));
+      if (!this.store.get('runtimeclasses', '', name)) this.store.create('runtimeclasses', '', name, withNewMeta(rc, { metadata: { name }, handler: name }, ''));
     }
   }
 
-  private newMeta(r: ResourceDef, obj: KObj, ns: string): KObj {
-    const meta = obj.metadata ?? {};
-    return {
-      kind: r.kind,
-      apiVersion: apiVersionOf(r),
-      ...obj,
-      metadata: { ...meta, ...(r.namespaced ? { namespace: ns } : {}), uid: newUid(), creationTimestamp: now(), generation: 1 },
-    };
-  }
-
-  startControllers(): void {
-    this.timers.push(setInterval(() => this.schedule(), 2000));
-    this.timers.push(setInterval(() => this.monitorNodes(), Math.max(200, Math.min(5000, this.nodeGraceSeconds * 500))));
-    const unsub = this.store.subscribe((c) => {
-      if (c.resource === 'pods' || c.resource === 'nodes') this.queueSchedule();
-    });
-    this.watchers.add(unsub);
-    this.queueSchedule();
-    this.monitorNodes();
-    this.limits.events.start();
-  }
-
+  /** Ends every open watch. */
   stop(): void {
-    this.stopped = true;
-    for (const t of this.timers) clearInterval(t);
-    this.limits.events.stop();
     for (const w of this.watchers) w();
     this.watchers.clear();
   }
@@ -479,7 +459,7 @@ class ApiServer {
       if (q.get('resourceVersionMatch') !== 'NotOlderThan') throw invalidWatch('sendInitialEvents', 'sendInitialEvents is forbidden for watch unless resourceVersionMatch is set to NotOlderThan');
       if (parseBool(q.get('sendInitialEvents')) && !parseBool(q.get('allowWatchBookmarks'))) throw invalidWatch('allowWatchBookmarks', 'allowWatchBookmarks must be true when sendInitialEvents is true');
     }
-    const slot = this.limits.watches.acquire(this.clientKey(req));
+    const slot = this.watchLimits.acquire(this.clientKey(req));
     if ('refused' in slot) throw new ApiError(429, 'TooManyRequests', slot.refused, undefined, { 'Retry-After': '1' });
     const sel = this.selectors(q, r);
     const matches = (o: KObj | undefined) => !!o && (!ns || o.metadata?.namespace === ns) && matchLabels(o, sel.labels) && matchFields(o, sel.fields);
@@ -535,7 +515,7 @@ class ApiServer {
     if (parseBool(q.get('allowWatchBookmarks'))) {
       timers.push(setInterval(() => send('BOOKMARK', { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(this.store.currentRv) } }), 15_000));
     }
-    const timeout = this.limits.watches.timeoutSeconds(askedTimeout === null ? undefined : Number(askedTimeout));
+    const timeout = this.watchLimits.timeoutSeconds(askedTimeout === null ? undefined : Number(askedTimeout));
     const end = () => {
       slot.release();
       unsub();
@@ -604,7 +584,7 @@ class ApiServer {
       if (nsObj?.status?.phase === 'Terminating') throw new ApiError(403, 'Forbidden', `${r.name} "${meta.name}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`);
     }
     const { resourceVersion: _rv, uid: _uid, deletionTimestamp: _dt, deletionGracePeriodSeconds: _dg, ...keepMeta } = meta;
-    const obj = this.newMeta(r, { ...body, metadata: keepMeta }, ns);
+    const obj = withNewMeta(r, { ...body, metadata: keepMeta }, ns);
     if (r.kind === 'Pod') {
       obj.status = {};
       defaultPod(obj);
@@ -737,7 +717,8 @@ class ApiServer {
     return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
   }
 
-  private bindPod(pod: KObj, node: string): KObj {
+  /** Bind a pod to a node: the pods/binding subresource's write, which the scheduler uses too. */
+  bindPod(pod: KObj, node: string): KObj {
     const obj = clone(pod);
     obj.spec.nodeName = node;
     obj.status ??= {};
@@ -745,172 +726,6 @@ class ApiServer {
     conds.push({ type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: now() });
     obj.status.conditions = conds;
     return this.store.update('pods', pod.metadata.namespace, pod.metadata.name, obj, pod.metadata.resourceVersion);
-  }
-
-  recordEvent(obj: KObj, type: 'Normal' | 'Warning', reason: string, message: string, component: string): void {
-    const ns = obj.metadata.namespace || 'default';
-    const ev = RESOURCES.find((r) => r.name === 'events')!;
-    const name = `${obj.metadata.name}.${Date.now().toString(16)}${randomBytes(2).toString('hex')}`;
-    const t = now();
-    try {
-      this.store.create('events', ns, name, this.newMeta(ev, {
-        metadata: { name },
-        involvedObject: { kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name, uid: obj.metadata.uid, apiVersion: obj.apiVersion, resourceVersion: obj.metadata.resourceVersion },
-        reason, message, source: { component }, firstTimestamp: t, lastTimestamp: t, count: 1, type,
-        eventTime: null, reportingComponent: component, reportingInstance: '',
-      }, ns));
-    } catch (err) {
-      this.log.warn({ err }, 'recording event failed');
-    }
-  }
-
-  // ---------------------------------------------------------------- controllers
-
-  private queueSchedule(): void {
-    if (this.scheduleQueued || this.stopped) return;
-    this.scheduleQueued = true;
-    setImmediate(() => {
-      this.scheduleQueued = false;
-      this.schedule();
-    });
-  }
-
-  /** Node is schedulable: Ready=True and its Lease (or Ready heartbeat) renewed within the grace period. */
-  private nodeHealthy(node: KObj): boolean {
-    const ready = (node.status?.conditions ?? []).find((c: KObj) => c.type === 'Ready');
-    if (ready?.status !== 'True') return false;
-    return Date.now() - this.lastHeartbeat(node) < this.nodeGraceSeconds * 1000;
-  }
-
-  private lastHeartbeat(node: KObj): number {
-    const lease = this.store.get('leases', 'kube-node-lease', node.metadata.name);
-    const ready = (node.status?.conditions ?? []).find((c: KObj) => c.type === 'Ready');
-    const times = [lease?.spec?.renewTime, ready?.lastHeartbeatTime, node.metadata.creationTimestamp].map((t) => (t ? Date.parse(t) || 0 : 0));
-    return Math.max(...times);
-  }
-
-  private podRequests(pod: KObj): { cpu: number; mem: number } {
-    let cpu = 0, mem = 0;
-    for (const c of pod.spec?.containers ?? []) {
-      const req = c?.resources?.requests ?? c?.resources?.limits ?? {};
-      try {
-        if (req.cpu !== undefined) cpu += cpuMillis(req.cpu, 'cpu');
-        if (req.memory !== undefined) mem += memoryBytes(req.memory, 'memory');
-      } catch {
-        /* validated on create */
-      }
-    }
-    return { cpu, mem };
-  }
-
-  schedule(): void {
-    if (this.stopped) return;
-    try {
-      const pods = this.store.list('pods');
-      const pending = pods.filter((p) => !p.spec?.nodeName && !p.metadata.deletionTimestamp && (p.spec?.schedulerName ?? 'default-scheduler') === 'default-scheduler' && (p.status?.phase ?? 'Pending') === 'Pending');
-      if (!pending.length) return;
-      const nodes = this.store.list('nodes');
-      const used = new Map<string, { cpu: number; mem: number; pods: number }>();
-      for (const p of pods) {
-        const n = p.spec?.nodeName;
-        if (!n || p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue;
-        const u = used.get(n) ?? { cpu: 0, mem: 0, pods: 0 };
-        const r = this.podRequests(p);
-        u.cpu += r.cpu; u.mem += r.mem; u.pods += 1;
-        used.set(n, u);
-      }
-      for (const pod of pending) {
-        const req = this.podRequests(pod);
-        const reasons = new Map<string, number>();
-        const note = (why: string) => reasons.set(why, (reasons.get(why) ?? 0) + 1);
-        const fits = nodes.filter((n) => {
-          if (!this.nodeHealthy(n)) return note("node(s) were not ready"), false;
-          if (n.spec?.unschedulable) return note('node(s) were unschedulable'), false;
-          const labels = n.metadata.labels ?? {};
-          if (!Object.entries<string>(pod.spec?.nodeSelector ?? {}).every(([k, v]) => labels[k] === v)) return note("node(s) didn't match Pod's node affinity/selector"), false;
-          const alloc = n.status?.allocatable ?? n.status?.capacity ?? {};
-          const u = used.get(n.metadata.name) ?? { cpu: 0, mem: 0, pods: 0 };
-          try {
-            if (alloc.cpu !== undefined && u.cpu + req.cpu > cpuMillis(alloc.cpu, 'cpu')) return note('Insufficient cpu'), false;
-            if (alloc.memory !== undefined && u.mem + req.mem > memoryBytes(alloc.memory, 'memory')) return note('Insufficient memory'), false;
-            if (alloc.pods !== undefined && u.pods + 1 > Number(alloc.pods)) return note('Too many pods'), false;
-          } catch {
-            return note('node(s) had invalid allocatable resources'), false;
-          }
-          return true;
-        });
-        const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
-        if (fits.length) {
-          const free = (n: KObj) => {
-            const alloc = n.status?.allocatable ?? {};
-            const u = used.get(n.metadata.name) ?? { cpu: 0, mem: 0, pods: 0 };
-            try { return (alloc.cpu ? cpuMillis(alloc.cpu, 'cpu') : 1e9) - u.cpu - u.pods; } catch { return 0; }
-          };
-          const node = fits.sort((a, b) => free(b) - free(a))[0]!;
-          try {
-            const bound = this.bindPod(pod, node.metadata.name);
-            const u = used.get(node.metadata.name) ?? { cpu: 0, mem: 0, pods: 0 };
-            u.cpu += req.cpu; u.mem += req.mem; u.pods += 1;
-            used.set(node.metadata.name, u);
-            this.lastUnschedulable.delete(key);
-            this.recordEvent(bound, 'Normal', 'Scheduled', `Successfully assigned ${key} to ${node.metadata.name}`, 'default-scheduler');
-            this.log.info({ pod: key, node: node.metadata.name }, 'pod scheduled');
-          } catch (err) {
-            if (!(err instanceof ConflictError)) throw err;
-          }
-        } else {
-          const detail = [...reasons.entries()].map(([why, n]) => `${n} ${why}`).sort().join(', ');
-          const msg = `0/${nodes.length} nodes are available${detail ? `: ${detail}` : ''}. preemption: 0/${nodes.length} nodes are available: ${nodes.length} Preemption is not helpful for scheduling.`;
-          const existing = (pod.status?.conditions ?? []).find((c: KObj) => c.type === 'PodScheduled');
-          if (this.lastUnschedulable.get(key) === msg || (existing?.status === 'False' && existing.message === msg)) continue;
-          this.lastUnschedulable.set(key, msg);
-          const obj = clone(pod);
-          obj.status ??= {};
-          obj.status.conditions = [...(obj.status.conditions ?? []).filter((c: KObj) => c.type !== 'PodScheduled'), { type: 'PodScheduled', status: 'False', lastProbeTime: null, lastTransitionTime: now(), reason: 'Unschedulable', message: msg }];
-          try {
-            const stored = this.store.update('pods', pod.metadata.namespace, pod.metadata.name, obj, pod.metadata.resourceVersion);
-            this.recordEvent(stored, 'Warning', 'FailedScheduling', msg, 'default-scheduler');
-          } catch (err) {
-            if (!(err instanceof ConflictError)) throw err;
-          }
-        }
-      }
-    } catch (err) {
-      this.log.error({ err }, 'scheduling pass failed');
-    }
-  }
-
-  /** Node lifecycle: Ready → Unknown when the node stops renewing its Lease; drop terminating pods of deleted nodes. */
-  monitorNodes(): void {
-    if (this.stopped) return;
-    try {
-      for (const node of this.store.list('nodes')) {
-        if (Date.now() - this.lastHeartbeat(node) < this.nodeGraceSeconds * 1000) continue;
-        const conds: KObj[] = node.status?.conditions ?? [];
-        const ready = conds.find((c) => c.type === 'Ready');
-        if (ready?.status === 'Unknown') continue;
-        const obj = clone(node);
-        obj.status ??= {};
-        const t = now();
-        const types = conds.length ? conds.map((c) => c.type) : ['Ready'];
-        obj.status.conditions = types.map((type) => {
-          const c = conds.find((x) => x.type === type) ?? { type, lastHeartbeatTime: null };
-          return { ...c, status: 'Unknown', reason: 'NodeStatusUnknown', message: 'Kubelet stopped posting node status.', lastTransitionTime: t };
-        });
-        try {
-          this.store.update('nodes', '', node.metadata.name, obj, node.metadata.resourceVersion);
-          this.log.warn({ node: node.metadata.name }, 'node stopped renewing its lease; Ready is now Unknown');
-          this.recordEvent({ ...obj, metadata: { ...obj.metadata, namespace: 'default' } }, 'Normal', 'NodeNotReady', `Node ${node.metadata.name} status is now: NodeNotReady`, 'node-controller');
-        } catch (err) {
-          if (!(err instanceof ConflictError)) throw err;
-        }
-      }
-      for (const pod of this.store.list('pods')) {
-        if (pod.metadata.deletionTimestamp && pod.spec?.nodeName && !this.store.get('nodes', '', pod.spec.nodeName)) this.store.delete('pods', pod.metadata.namespace, pod.metadata.name);
-      }
-    } catch (err) {
-      this.log.error({ err }, 'node monitor pass failed');
-    }
   }
 
   // ---------------------------------------------------------------- logs

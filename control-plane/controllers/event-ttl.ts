@@ -1,7 +1,7 @@
-import type { Logger } from '../common/log.js';
-import type { KObj, Store } from './store.js';
+import type { Logger } from '../../common/log.js';
+import type { KObj, Store } from '../store.js';
 
-export interface EventCollectorOptions {
+export interface EventTtlOptions {
   /** How long an Event lives after its last write (kube-apiserver's --event-ttl, default 1 h). */
   ttlSeconds: number;
   /** Events kept per namespace; past it the oldest go first (a flood cannot grow the store without bound). */
@@ -26,13 +26,13 @@ function lastWritten(ev: KObj): number {
  * order of their last write (a Map keeps insertion order, and an update moves
  * a name to the end), so a sweep stops at the first event still alive.
  */
-export class EventCollector {
+export class EventTtlController {
   private readonly byNamespace = new Map<string, Map<string, number>>();
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private trimQueued = new Set<string>();
 
-  constructor(private readonly store: Store, private readonly log: Logger, private readonly opts: EventCollectorOptions) {}
+  constructor(private readonly store: Store, private readonly log: Logger, private readonly opts: EventTtlOptions) {}
 
   start(): void {
     const all = this.store.list('events').map((ev) => ({ ev, at: lastWritten(ev) })).sort((a, b) => a.at - b.at);
