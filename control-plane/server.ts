@@ -6,7 +6,6 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { createLogger, type Logger } from '../common/log.js';
 import { UserError, errnoCode } from '../common/errors.js';
-import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { Store, ConflictError, GoneError, type KObj, type Change } from './store.js';
 import { ensureCredentials, kubeconfigText, writeKubeconfig } from './pki.js';
 import { mergePatch, strategicMergePatch, jsonPatch, PatchError } from './patch.js';
@@ -14,7 +13,7 @@ import { parseLabelSelector, parseFieldSelector, matchLabels, matchFields, Selec
 import { toTable, type IncludeObject } from './tables.js';
 import { SCHEMAS, unknownFields, dropFields } from './schema.js';
 import {
-  ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, validatePod, defaultPod, parseBool, podUpdateCause, withNewMeta, now, microNow,
+  ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, parseBool, withNewMeta, now, microNow,
   type ResourceDef, type Cause,
 } from './resources.js';
 import { decodeProtobufBody } from './protobuf.js';
@@ -24,7 +23,7 @@ import { EventRecorder } from './controllers/events.js';
 import { NodeLifecycleController } from './controllers/node-lifecycle.js';
 import { Scheduler } from './controllers/scheduler.js';
 import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
-import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
+import { strategyFor } from './kinds/index.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -545,27 +544,13 @@ class ApiServer {
     return mode === 'Warn' ? { Warning: unknown.map((f) => `299 - "unknown field \\"${f}\\""`).join(', ') } : {};
   }
 
-  private validate(r: ResourceDef, obj: KObj): void {
+  /** Metadata and the kind's own checks (and, for an update of the main resource, its immutable fields). */
+  private validate(r: ResourceDef, obj: KObj, cur?: KObj): void {
     const causes: Cause[] = [];
+    const strategy = strategyFor(r.kind);
     validateMeta(obj.metadata ?? {}, r.kind, r.namespaced, causes);
-    if (r.kind === 'Pod') {
-      validatePod(obj, causes);
-      (obj.spec?.containers ?? []).forEach((c: KObj, i: number) => {
-        for (const kind of ['requests', 'limits'] as const) {
-          for (const [res, v] of Object.entries<any>(c?.resources?.[kind] ?? {})) {
-            try {
-              if (res === 'cpu') cpuMillis(v, res);
-              else memoryBytes(v, res);
-            } catch {
-              causes.push({ field: `spec.containers[${i}].resources.${kind}[${res}]`, reason: 'FieldValueInvalid', message: `Invalid value: "${v}": must be a valid quantity` });
-            }
-          }
-        }
-      });
-    }
-    if (r.kind === 'Secret') validateSecret(obj, causes);
-    if (r.kind === 'RuntimeClass' && !obj.handler) causes.push({ field: 'handler', reason: 'FieldValueRequired', message: 'Required value' });
-    if (r.kind === 'Event' && !obj.involvedObject) causes.push({ field: 'involvedObject', reason: 'FieldValueRequired', message: 'Required value' });
+    strategy.validate?.(obj, causes);
+    if (cur) strategy.validateUpdate?.(obj, cur, causes);
     if (causes.length) throw invalid(r, String(obj.metadata?.name ?? ''), causes);
   }
 
@@ -585,18 +570,7 @@ class ApiServer {
     }
     const { resourceVersion: _rv, uid: _uid, deletionTimestamp: _dt, deletionGracePeriodSeconds: _dg, ...keepMeta } = meta;
     const obj = withNewMeta(r, { ...body, metadata: keepMeta }, ns);
-    if (r.kind === 'Pod') {
-      obj.status = {};
-      defaultPod(obj);
-    }
-    if (r.kind === 'Namespace') obj.status = { phase: 'Active' };
-    if (r.kind === 'Secret') normaliseSecret(obj);
-    if (r.kind === 'Event') {
-      obj.firstTimestamp ??= obj.eventTime ? null : now();
-      obj.lastTimestamp ??= obj.firstTimestamp;
-      obj.count ??= 1;
-      obj.type ??= 'Normal';
-    }
+    strategyFor(r.kind).prepareForCreate?.(obj);
     this.validate(r, obj);
     if (this.store.get(r.name, ns, meta.name)) throw new ApiError(409, 'AlreadyExists', `${r.name}${r.group ? '.' + r.group : ''} "${meta.name}" already exists`, { name: meta.name, group: r.group, kind: r.name });
     if (dryRun) return { obj: { ...obj, metadata: { ...obj.metadata, resourceVersion: '' } }, warnings };
@@ -626,24 +600,13 @@ class ApiServer {
         if (cur.metadata[k] !== undefined) obj.metadata[k] = cur.metadata[k];
         else delete obj.metadata[k];
       }
-      if (r.kind === 'Pod' || r.kind === 'Node' || r.kind === 'Namespace') obj.status = cur.status; // status only via /status
-      if (r.kind === 'Pod') {
-        defaultPod(obj);
-        if (cur.spec?.nodeName && obj.spec.nodeName !== cur.spec.nodeName) {
-          /* binding is only via pods/binding; keep the reported cause below */
-        }
-        const cause = podUpdateCause(cur, obj);
-        if (cause) throw invalid(r, name, [cause]);
-      }
-      if (r.kind === 'Secret') {
-        normaliseSecret(obj);
-        const causes = secretUpdateCauses(cur, obj);
-        if (causes.length) throw invalid(r, name, causes);
-      }
+      const strategy = strategyFor(r.kind);
+      if (strategy.statusSubresource) obj.status = cur.status;
+      strategy.prepareForUpdate?.(obj, cur);
       if (JSON.stringify(obj.spec) !== JSON.stringify(cur.spec)) obj.metadata.generation = (cur.metadata.generation ?? 1) + 1;
     }
     if (nextMeta.uid && nextMeta.uid !== cur.metadata.uid) throw new ApiError(409, 'Conflict', `Precondition failed: UID in precondition: ${nextMeta.uid}, UID in object meta: ${cur.metadata.uid}`);
-    this.validate(r, obj);
+    this.validate(r, obj, sub === 'status' ? undefined : cur);
     if (expectRv && expectRv !== cur.metadata.resourceVersion) throw conflict(r, name);
     // a no-op write keeps the resourceVersion, as kube-apiserver does
     const strip = (o: KObj) => JSON.stringify({ ...o, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });

@@ -6,8 +6,8 @@
  * JSON, basic-auth, ssh, tls, service-account-token) and `immutable: true`.
  * Error messages never echo secret values.
  */
-import { ApiError, type Cause } from './resources.js';
-import type { KObj } from './store.js';
+import { ApiError, type Cause } from '../resources.js';
+import type { KObj } from '../store.js';
 
 export const SECRET_TYPES = {
   opaque: 'Opaque',

@@ -1,0 +1,44 @@
+import { now, type Cause } from '../resources.js';
+import type { KObj } from '../store.js';
+import { podStrategy } from './pods.js';
+import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
+import type { KindStrategy } from './strategy.js';
+
+export type { KindStrategy } from './strategy.js';
+
+const required = (obj: KObj, field: string, causes: Cause[]) => {
+  if (!obj[field]) causes.push({ field, reason: 'FieldValueRequired', message: 'Required value' });
+};
+
+/** One strategy per kind the control plane serves (control-plane/resources.ts lists their REST shape). */
+export const STRATEGIES: Record<string, KindStrategy> = {
+  Pod: podStrategy,
+  Node: { statusSubresource: true },
+  Namespace: {
+    statusSubresource: true,
+    prepareForCreate: (ns) => { ns.status = { phase: 'Active' }; },
+  },
+  Secret: {
+    prepareForCreate: normaliseSecret,
+    prepareForUpdate: normaliseSecret,
+    validate: validateSecret,
+    validateUpdate: (secret, cur, causes) => causes.push(...secretUpdateCauses(cur, secret)),
+  },
+  Event: {
+    prepareForCreate(ev) {
+      ev.firstTimestamp ??= ev.eventTime ? null : now();
+      ev.lastTimestamp ??= ev.firstTimestamp;
+      ev.count ??= 1;
+      ev.type ??= 'Normal';
+    },
+    validate: (ev, causes) => required(ev, 'involvedObject', causes),
+  },
+  Lease: {},
+  RuntimeClass: { validate: (rc, causes) => required(rc, 'handler', causes) },
+};
+
+export function strategyFor(kind: string): KindStrategy {
+  const s = STRATEGIES[kind];
+  if (!s) throw new Error(`no strategy for kind ${kind}`);
+  return s;
+}
