@@ -10,6 +10,7 @@ export { startControlPlane } from './server.js';
  * SIGINT/SIGTERM. argv are the arguments after `control-plane`.
  */
 export async function runControlPlaneCommand(argv: string[]): Promise<void> {
+  if (argv[0] === 'node-credentials') return runNodeCredentialsCommand(argv.slice(1));
   const cmd = new Command('control-plane')
     .description('run the Stevedore control plane (a thin Kubernetes API server) in the foreground')
     .requiredOption('--data-dir <dir>', 'where the database, certificates and tokens live')
@@ -30,4 +31,34 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     process.once('SIGTERM', stop);
   });
   await cp.close();
+}
+
+/**
+ * `stevedore control-plane node-credentials --data-dir D --node-name N --node-ip IP [--node-ip IP2]
+ * --server URL --out DIR`: a node's identity from the cluster CA (what `kubeadm join` ends with):
+ * DIR/kubeconfig (client certificate CN system:node:N, O system:nodes, embedded), DIR/ca.crt,
+ * DIR/kubelet.crt and DIR/kubelet.key (the node API's serving pair, SANs = the addresses and N).
+ */
+async function runNodeCredentialsCommand(argv: string[]): Promise<void> {
+  const cmd = new Command('node-credentials')
+    .description("issue a node's client certificate (kubeconfig) and node API serving certificate from the cluster CA")
+    .requiredOption('--data-dir <dir>', "the control plane's data directory (holds the CA)")
+    .requiredOption('--node-name <name>', 'the node (its certificate says system:node:<name>)')
+    .requiredOption('--node-ip <address...>', 'address(es) the control plane reaches the node API at (the Node\'s InternalIP)')
+    .requiredOption('--server <url>', 'the control plane URL the node\'s kubeconfig points at')
+    .requiredOption('--out <dir>', 'where to write kubeconfig, ca.crt, kubelet.crt and kubelet.key')
+    .exitOverride();
+  cmd.parse(argv, { from: 'user' });
+  const o = cmd.opts<{ dataDir: string; nodeName: string; nodeIp: string[]; server: string; out: string }>();
+  try {
+    new URL(o.server);
+  } catch {
+    throw new InvalidInput(`--server ${o.server} is not a URL`, 'pass the control plane URL, e.g. https://10.0.0.1:6443');
+  }
+  const { issueNodeCredentials, writeNodeCredentials, nodeCredentialFiles } = await import('./pki.js');
+  const creds = await issueNodeCredentials(o.dataDir, o.nodeName, o.nodeIp);
+  const files = nodeCredentialFiles(path.resolve(o.out));
+  await writeNodeCredentials(creds, o.server, files, o.nodeName);
+  process.stdout.write(`node ${o.nodeName}: kubeconfig ${files.kubeconfig}, serving certificate ${files.servingCert} (key ${files.servingKey}), CA ${files.caCert}\n` +
+    `agent flags: --kubeconfig ${files.kubeconfig} --tls-cert-file ${files.servingCert} --tls-private-key-file ${files.servingKey} --client-ca-file ${files.caCert}\n`);
 }

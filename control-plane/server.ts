@@ -2,7 +2,7 @@ import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { createLogger, type Logger } from '../common/log.js';
 import { UserError, errnoCode } from '../common/errors.js';
@@ -19,6 +19,9 @@ import {
 } from './resources.js';
 import { decodeProtobufBody } from './protobuf.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
+import { authenticate, type UserInfo } from './authn.js';
+import { authorize, admitCreate, verbOf, type RequestAttributes } from './node-authorizer.js';
+import { nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -35,8 +38,6 @@ export interface ControlPlaneOptions {
 export interface ControlPlane {
   url: string;
   adminToken: string;
-  nodeToken: string;
-  kubeletClientToken: string;
   caCertPem: string;
   /** The underlying store (tests use it to compact the watch log). */
   store: Store;
@@ -110,11 +111,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   } catch (err) {
     throw new UserError(`cannot open the control plane database in ${dataDir}: ${(err as Error).message}`, { hint: 'check that the directory is writable and not used by another control plane', cause: err });
   }
-  const cp = new ApiServer(store, log, creds.kubeletClientToken, opts.nodeMonitorGracePeriodSeconds ?? 40);
+  const nodeClient: NodeClientTls = { caCertPem: creds.caCertPem, clientCertPem: creds.kubeletClientCertPem, clientKeyPem: creds.kubeletClientKeyPem };
+  const cp = new ApiServer(store, log, creds.adminToken, nodeClient, opts.nodeMonitorGracePeriodSeconds ?? 40);
   cp.seed();
 
-  const server = https.createServer({ cert: creds.serverCertPem, key: creds.serverKeyPem }, (req, res) => {
-    cp.handle(req, res, [creds.adminToken, creds.nodeToken]).catch((err) => {
+  // Client certificates are asked for, verified against the cluster CA (nodes authenticate with
+  // them), but not required: kubectl's admin kubeconfig uses a bearer token.
+  const server = https.createServer({ cert: creds.serverCertPem, key: creds.serverKeyPem, ca: creds.caCertPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    cp.handle(req, res).catch((err) => {
       log.error({ err }, 'request failed');
       if (!res.headersSent) sendJson(res, 500, new ApiError(500, 'InternalError', `Internal error occurred: ${(err as Error).message}`).toStatus());
       else res.destroy();
@@ -140,8 +144,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   return {
     url,
     adminToken: creds.adminToken,
-    nodeToken: creds.nodeToken,
-    kubeletClientToken: creds.kubeletClientToken,
     caCertPem: creds.caCertPem,
     store,
     async close() {
@@ -164,7 +166,7 @@ class ApiServer {
   private stopped = false;
   private lastUnschedulable = new Map<string, string>();
 
-  constructor(private store: Store, private log: Logger, private kubeletToken: string, private nodeGraceSeconds: number) {}
+  constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private nodeGraceSeconds: number) {}
 
   seed(): void {
     const ns = RESOURCES.find((r) => r.name === 'namespaces')!;
@@ -207,7 +209,7 @@ class ApiServer {
 
   // ---------------------------------------------------------------- HTTP
 
-  async handle(req: IncomingMessage, res: ServerResponse, tokens: string[]): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const u = new URL(req.url ?? '/', 'https://localhost');
     const p = u.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
@@ -219,7 +221,8 @@ class ApiServer {
         return;
       }
       if (p === '/version') return sendJson(res, 200, KUBE_VERSION);
-      if (!this.authenticated(req, tokens)) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+      const user = authenticate(req, this.adminToken);
+      if (!user) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
       if (p === '/api') return sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${req.socket.localAddress}:${req.socket.localPort}` }] });
       if (p === '/apis') return sendJson(res, 200, this.apiGroupList());
       if (p === '/openapi/v3') return sendJson(res, 200, this.openApiRoot());
@@ -257,7 +260,9 @@ class ApiServer {
       const name = rest[1];
       const sub = rest[2];
       if (rest.length > 3 || (sub && !r.subresources.includes(sub))) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
-      await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch);
+      const attrs: RequestAttributes = { verb: verbOf(method, name !== undefined, watch), resource: r.name, subresource: sub, group: r.group, namespace: ns, name };
+      authorize(user, attrs, this.store);
+      await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch, user, attrs);
     } catch (err) {
       if (err instanceof ApiError) {
         if (!res.headersSent) sendJson(res, err.code, err.toStatus());
@@ -267,18 +272,7 @@ class ApiServer {
     }
   }
 
-  private authenticated(req: IncomingMessage, tokens: string[]): boolean {
-    const h = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(\S+)$/i.exec(h);
-    if (!m) return false;
-    const got = Buffer.from(m[1]!);
-    return tokens.some((t) => {
-      const want = Buffer.from(t);
-      return want.length === got.length && timingSafeEqual(want, got);
-    });
-  }
-
-  private async dispatch(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string | undefined, sub: string | undefined, watch: boolean): Promise<void> {
+  private async dispatch(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string | undefined, sub: string | undefined, watch: boolean, user: UserInfo, attrs: RequestAttributes): Promise<void> {
     const accept = String(req.headers.accept ?? '');
     const table = /as=Table/.test(accept) && /g=meta\.k8s\.io/.test(accept);
     const include = (q.get('includeObject') ?? 'Metadata') as IncludeObject;
@@ -289,6 +283,7 @@ class ApiServer {
       if (method === 'POST') {
         if (r.namespaced && !ns) throw new ApiError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
         const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
+        admitCreate(user, attrs, body, this.store);
         const { obj, warnings } = this.create(r, ns, body, q, dryRun);
         return sendJson(res, 201, obj, warnings);
       }
@@ -889,7 +884,7 @@ class ApiServer {
     const upstreamPath = `/containerLogs/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/${encodeURIComponent(container)}${params.size ? `?${params}` : ''}`;
     const target = `https://${ip.includes(':') ? `[${ip}]` : ip}:${port}${upstreamPath}`;
     await new Promise<void>((resolve) => {
-      const up = https.request({ host: ip, port, path: upstreamPath, method: 'GET', rejectUnauthorized: false, headers: { Authorization: `Bearer ${this.kubeletToken}`, Accept: '*/*' }, timeout: 10_000 }, (ur) => {
+      const up = https.request({ ...nodeRequestOptions(nodeName, ip, port, upstreamPath, this.nodeClient), timeout: 10_000 }, (ur) => {
         if ((ur.statusCode ?? 500) >= 400) {
           let text = '';
           ur.setEncoding('utf8');
@@ -913,7 +908,11 @@ class ApiServer {
       });
       up.on('timeout', () => up.destroy(new Error('timed out after 10 s')));
       up.on('error', (err) => {
-        if (!res.headersSent) sendJson(res, 500, new ApiError(500, 'InternalError', `Get "${target}": ${err.message} (is the stevedore agent on node ${nodeName} running and reachable at ${ip}:${port}?)`).toStatus());
+        const why = isCertificateError(err)
+          ? `tls: failed to verify the serving certificate of node ${nodeName}: ${err.message} (the node API must present a certificate from the cluster CA issued for node ${nodeName} at ${ip}; issue one with \`stevedore control-plane node-credentials\`)`
+          : `${err.message} (is the stevedore agent on node ${nodeName} running and reachable at ${ip}:${port}?)`;
+        if (isCertificateError(err)) this.log.warn({ node: nodeName, address: `${ip}:${port}`, err: err.message }, 'refused to send a request to a node whose certificate does not verify');
+        if (!res.headersSent) sendJson(res, 500, new ApiError(500, 'InternalError', `Get "${target}": ${why}`).toStatus());
         else res.destroy();
         resolve();
       });
