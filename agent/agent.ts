@@ -1,5 +1,3 @@
-import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
 import { createLogger } from '../common/log.js';
 import type { AgentConfig } from './config.js';
 import { EventRecorder } from './events.js';
@@ -10,7 +8,7 @@ import { sdNotify, watchdogIntervalMs } from './notify.js';
 import { PodSync } from './pod-sync.js';
 import { loadStage1Policy } from './stage1-policy.js';
 import { openRuntime } from './runtime.js';
-import { nodeCertificate } from './tls.js';
+import { nodeApiTls } from './tls.js';
 
 const GC_PERIOD_MS = 60_000;
 
@@ -29,10 +27,8 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   const events = new EventRecorder(kube, cfg.nodeName, log);
   const sync = new PodSync(kube, runtime, cfg, policy, events, log);
   const heartbeat = new NodeHeartbeat(kube, cfg, runtime, log);
-  const token = cfg.nodeApiTokenFile ? (await fs.readFile(cfg.nodeApiTokenFile, 'utf8')).trim() : undefined;
-  if (!token) log.warn('no --node-api-token-file: the node API refuses every request but /healthz (kubectl logs will not work)');
-  const tls = await nodeCertificate(path.join(cfg.dataDir, 'agent'), cfg.nodeName, cfg.nodeIP);
-  const api = await startNodeApi({ host: cfg.nodeIP, port: cfg.port, tls, token }, sync, runtime, log);
+  const tls = await nodeApiTls(cfg, log);
+  const api = await startNodeApi({ host: cfg.nodeIP, port: cfg.port, ...tls, allowedClients: cfg.nodeApiAllowedClients }, sync, runtime, log);
   // systemd signals every property change of every unit: a burst becomes one pass.
   let debounce: NodeJS.Timeout | undefined;
   runtime.onChange(() => {

@@ -16,7 +16,11 @@ function agentOptions(cmd: Command): Command {
     .option('--kvm-accel <mode>', 'kvm pods: auto (default: hardware KVM if a boot probe at start passes, else TCG emulation), kvm (refuse VM pods without it) or tcg')
     .option('--node-ip <address>', 'address the control plane reaches this node at', undefined)
     .option('--port <port>', 'node API port (default 10250)')
-    .option('--node-api-token-file <file>', 'bearer token the node API accepts (the control plane\'s kubelet-client token)')
+    .option('--tls-cert-file <file>', 'node API serving certificate from the cluster CA (default: a self-signed one the control plane will not trust)')
+    .option('--tls-private-key-file <file>', 'key of --tls-cert-file')
+    .option('--client-ca-file <file>', 'CA whose client certificates the node API accepts (the cluster CA); without it only /healthz is served')
+    .option('--node-api-allowed-client <cn...>', 'client certificate CNs the node API serves (default kube-apiserver-kubelet-client)')
+    .option('--node-api-token-file <file>', 'retired: replaced by --client-ca-file (the agent refuses to start with it)')
     .option('--sync-period-seconds <n>', 'seconds between full reconcile passes (default 2)')
     .option('--heartbeat-seconds <n>', 'seconds between lease renewals (default 10)')
     .option('--insecure-registry <host[:port]...>', 'registries to pull from over plain HTTP')
@@ -36,7 +40,11 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     kvmAccel: flags.kvmAccel as AgentConfig['kvmAccel'],
     nodeIP: flags.nodeIp as string,
     port: flags.port === undefined ? undefined : Number(flags.port),
-    nodeApiTokenFile: flags.nodeApiTokenFile as string,
+    tlsCertFile: flags.tlsCertFile as string | undefined,
+    tlsPrivateKeyFile: flags.tlsPrivateKeyFile as string | undefined,
+    clientCaFile: flags.clientCaFile as string | undefined,
+    nodeApiAllowedClients: flags.nodeApiAllowedClient as string[] | undefined,
+    nodeApiTokenFile: flags.nodeApiTokenFile as string | undefined,
     syncPeriodSeconds: flags.syncPeriodSeconds === undefined ? undefined : Number(flags.syncPeriodSeconds),
     heartbeatSeconds: flags.heartbeatSeconds === undefined ? undefined : Number(flags.heartbeatSeconds),
     insecureRegistries: flags.insecureRegistry as string[] | undefined,

@@ -20,7 +20,14 @@ export interface AgentConfig {
   nodeIP: string;
   /** Port of the node API (kubelet's 10250). */
   port: number;
-  /** Bearer token the node API accepts (the control plane's kubelet-client token). */
+  /** Node API serving certificate and key (kubelet's --tls-cert-file/--tls-private-key-file); unset: a self-signed one the control plane will not trust. */
+  tlsCertFile?: string;
+  tlsPrivateKeyFile?: string;
+  /** CA whose client certificates the node API accepts (kubelet's --client-ca-file); unset: every request but /healthz is refused. */
+  clientCaFile?: string;
+  /** Client certificate CNs the node API serves (default: the control plane's, kube-apiserver-kubelet-client). */
+  nodeApiAllowedClients: string[];
+  /** Retired: the node API no longer takes bearer tokens. Kept so a config naming it gets a clear error. */
   nodeApiTokenFile?: string;
   /** Seconds between full reconcile passes (events trigger passes in between). */
   syncPeriodSeconds: number;
@@ -41,12 +48,12 @@ export interface AgentConfig {
   stage1Policy?: string;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
     containerRuntime: 'rkt', nodeName: os.hostname().toLowerCase(), rktStage1Image: 'namespaces', kvmAccel: 'auto', dataDir: '/var/lib/stevedore',
-    nodeIP: '127.0.0.1', port: 10250, syncPeriodSeconds: 2, heartbeatSeconds: 10, maxPods: 110, insecureRegistries: [],
+    nodeIP: '127.0.0.1', port: 10250, nodeApiAllowedClients: ['kube-apiserver-kubelet-client'], syncPeriodSeconds: 2, heartbeatSeconds: 10, maxPods: 110, insecureRegistries: [],
     podCidr: '10.88.0.0/16',
     cniBridge: 'stevedore0',
   };
@@ -65,6 +72,14 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
   }
   const defined = Object.fromEntries(Object.entries(flags).filter(([k, v]) => v !== undefined && k !== 'config'));
   const cfg = { ...defaultConfig(), ...fromFile, ...defined } as AgentConfig;
+  if (cfg.nodeApiTokenFile !== undefined) {
+    throw new InvalidInput('--node-api-token-file (nodeApiTokenFile) was replaced by --client-ca-file: the node API no longer accepts bearer tokens, only the control plane\'s client certificate from the cluster CA',
+      'drop --node-api-token-file and pass --client-ca-file <cluster ca.crt> with --tls-cert-file/--tls-private-key-file (`stevedore control-plane node-credentials` writes all three)');
+  }
+  if ((cfg.tlsCertFile === undefined) !== (cfg.tlsPrivateKeyFile === undefined)) throw new InvalidInput('--tls-cert-file and --tls-private-key-file go together', 'pass both, or neither');
+  if (!Array.isArray(cfg.nodeApiAllowedClients) || !cfg.nodeApiAllowedClients.length || cfg.nodeApiAllowedClients.some((c) => typeof c !== 'string' || !c)) {
+    throw new InvalidInput('nodeApiAllowedClients must be a non-empty list of certificate common names', 'the default is [kube-apiserver-kubelet-client], the control plane\'s identity');
+  }
   if (!cfg.kubeconfig) throw new InvalidInput('the agent needs --kubeconfig (the control plane to register with)');
   if (cfg.containerRuntime !== 'rkt' && cfg.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${cfg.containerRuntime}: supported runtimes are rkt and docker`);
   if (!STAGE1_NAMES.includes(cfg.rktStage1Image)) throw new InvalidInput(`--rkt-stage1-image=${cfg.rktStage1Image}: choose one of ${STAGE1_NAMES.join(', ')}`);

@@ -1,7 +1,8 @@
 import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../common/log.js';
+import { parseBool } from '../common/format.js';
 import { formatTimestamp } from '../runtime-rkt/logs.js';
 import { agentMetrics } from './metrics.js';
 import type { PodSync } from './pod-sync.js';
@@ -13,18 +14,32 @@ function send(res: ServerResponse, code: number, body: unknown): void {
   res.end(text);
 }
 
-function sameToken(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
+const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
 
 export interface NodeApiOptions {
   host: string;
   port: number;
   tls: { cert: string; key: string };
-  /** Bearer token callers must present; undefined refuses every request but /healthz. */
-  token: string | undefined;
+  /** CA (PEM) whose client certificates are accepted; undefined refuses every request but /healthz. */
+  clientCa: string | undefined;
+  /** Common names of the client certificates served (the control plane's kubelet-client identity). */
+  allowedClients: string[];
+}
+
+/**
+ * Who may call: a client certificate the TLS layer verified against the client CA, meant for
+ * client authentication, whose CN is one of the allowed ones. 401 without a verified
+ * certificate, 403 for a CA-issued one of someone else (a node's, say), as the kubelet answers.
+ */
+function authorizeClient(req: IncomingMessage, opts: NodeApiOptions): { code: 401 | 403; message: string } | undefined {
+  const socket = req.socket as TLSSocket;
+  if (!opts.clientCa) return { code: 401, message: 'Unauthorized: this node API has no --client-ca-file, so it serves only /healthz\n' };
+  if (!socket.authorized) return { code: 401, message: 'Unauthorized: present a client certificate from the cluster CA\n' };
+  const cert = socket.getPeerCertificate();
+  const cn = typeof cert?.subject?.CN === 'string' ? cert.subject.CN : '';
+  if (!(cert.ext_key_usage ?? []).includes(CLIENT_AUTH_OID)) return { code: 403, message: `Forbidden: the certificate of "${cn}" is not a client certificate\n` };
+  if (!opts.allowedClients.includes(cn)) return { code: 403, message: `Forbidden: "${cn}" may not use this node API (allowed: ${opts.allowedClients.join(', ')})\n` };
+  return undefined;
 }
 
 /**
@@ -33,7 +48,10 @@ export interface NodeApiOptions {
  * `kubectl logs` to. Logs come from journald through the runtime.
  */
 export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime: ContainerRuntime, log: Logger): Promise<https.Server> {
-  const server = https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, (req, res) => {
+  // The certificate is asked for and verified against the client CA. Connections without one
+  // still get in, for /healthz only (as the kubelet, which answers the rest 401); a certificate
+  // that does not verify ends the connection at once, before any request is read.
+  const server = https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ...(opts.clientCa ? { ca: opts.clientCa } : {}), requestCert: true, rejectUnauthorized: false }, (req, res) => {
     handle(req, res).catch((err) => {
       log.error({ err: String(err), url: req.url }, 'node API request failed');
       if (!res.headersSent) send(res, 500, `internal error: ${(err as Error).message}\n`);
@@ -44,8 +62,11 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://node');
     if (url.pathname === '/healthz') return send(res, 200, 'ok');
-    const auth = req.headers.authorization ?? '';
-    if (!opts.token || !auth.startsWith('Bearer ') || !sameToken(auth.slice(7), opts.token)) return send(res, 401, 'Unauthorized\n');
+    const refused = authorizeClient(req, opts);
+    if (refused) {
+      log.warn({ url: url.pathname, remote: req.socket.remoteAddress, code: refused.code }, 'node API request refused');
+      return send(res, refused.code, refused.message);
+    }
     if (req.method !== 'GET') return send(res, 405, 'method not allowed\n');
     if (url.pathname === '/metrics') return send(res, 200, agentMetrics(sync));
     if (url.pathname === '/pods' || url.pathname === '/pods/') {
@@ -64,7 +85,7 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
     if (!runtimePod) return send(res, 400, `container "${container}" in pod "${name}" is waiting to start\n`);
     const app = runtimePod.apps.find((a) => a.name === container);
     let invocation: string | undefined;
-    if (q.get('previous') === 'true') {
+    if (parseBool(q.get('previous'))) {
       invocation = app?.lastTermination?.invocation;
       if (!invocation) return send(res, 400, `previous terminated container "${container}" in pod "${name}" not found\n`);
     }
@@ -77,10 +98,10 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
     res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Transfer-Encoding': 'chunked' });
     let written = 0;
     for await (const line of runtime.logs({
-      podUuid: runtimePod.uuid, container, invocation, tail: num('tailLines'), follow: q.get('follow') === 'true',
+      podUuid: runtimePod.uuid, container, invocation, tail: num('tailLines'), follow: parseBool(q.get('follow')),
       sinceMs: sinceSeconds !== undefined ? Date.now() - sinceSeconds * 1000 : sinceTime, signal: controller.signal,
     })) {
-      const text = `${q.get('timestamps') === 'true' ? formatTimestamp(line.timeUs) + ' ' : ''}${line.message}\n`;
+      const text = `${parseBool(q.get('timestamps')) ? formatTimestamp(line.timeUs) + ' ' : ''}${line.message}\n`;
       if (limitBytes !== undefined && written + Buffer.byteLength(text) > limitBytes) break;
       written += Buffer.byteLength(text);
       res.write(text);
@@ -88,6 +109,13 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
     res.end();
   }
 
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+    if (presented && !socket.authorized) {
+      log.warn({ remote: socket.remoteAddress, why: String(socket.authorizationError) }, 'node API connection with a client certificate that does not verify; closed');
+      socket.destroy();
+    }
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => { server.off('error', reject); resolve(); });

@@ -11,10 +11,13 @@ import { nowMs } from './stats.js';
 export { freePort, run, type Run } from '../test/helpers/cluster.js';
 
 
-/** The agent's /metrics (node API, self-signed TLS, the kubelet-client token) as name → value. */
-export function agentMetrics(port: number, token: string): Promise<Record<string, number>> {
+/** TLS material to call a node API as the control plane does (its kubelet-client certificate, the cluster CA). */
+export interface NodeApiClient { ca: string; cert: string; key: string }
+
+/** The agent's /metrics (node API, verified TLS, the control plane's client certificate) as name → value. */
+export function agentMetrics(port: number, client: NodeApiClient): Promise<Record<string, number>> {
   return new Promise((resolve, reject) => {
-    const req = https.get({ host: '127.0.0.1', port, path: '/metrics', rejectUnauthorized: false, headers: { Authorization: `Bearer ${token}` }, timeout: 5000 }, (res) => {
+    const req = https.get({ host: '127.0.0.1', port, path: '/metrics', ca: client.ca, cert: client.cert, key: client.key, timeout: 5000 }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => { text += d; });

@@ -208,9 +208,10 @@ async function main(args: Args): Promise<void> {
     };
     agentPid = await findAgent();
     log(`control plane pid ${cpPid}, sandbox systemd pid ${info.pid}, agent pid ${agentPid} (host)`);
-    const nodeToken = (await fs.readFile(path.join(dataDir, 'control-plane', 'kubelet-client.token'), 'utf8')).trim();
+    const cpPki = path.join(dataDir, 'control-plane', 'pki');
+    const nodeApiClient = { ca: await fs.readFile(path.join(cpPki, 'ca.crt'), 'utf8'), cert: await fs.readFile(path.join(cpPki, 'apiserver-kubelet-client.crt'), 'utf8'), key: await fs.readFile(path.join(cpPki, 'apiserver-kubelet-client.key'), 'utf8') };
     const memPoint = async (phase: string, pods: number) => {
-      const [a, c, m] = await Promise.all([readProc(agentPid!).catch(() => undefined), readProc(cpPid!).catch(() => undefined), agentMetrics(nodePort, nodeToken).catch(() => undefined)]);
+      const [a, c, m] = await Promise.all([readProc(agentPid!).catch(() => undefined), readProc(cpPid!).catch(() => undefined), agentMetrics(nodePort, nodeApiClient).catch(() => undefined)]);
       result.memory[phase] = {
         pods, agentRssMiB: a && a.rssKiB / 1024, agentAnonMiB: a && a.anonKiB / 1024, agentFileMiB: a && a.fileKiB / 1024, controlPlaneRssMiB: c && c.rssKiB / 1024,
         agentHeapUsedMiB: m && m.nodejs_heap_size_used_bytes! / 2 ** 20, agentHeapTotalMiB: m && m.nodejs_heap_size_total_bytes! / 2 ** 20,

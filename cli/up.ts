@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { UserError } from '../common/errors.js';
 import { readJsonIfExists, atomicWriteJson } from '../common/fsutil.js';
-import { kubeconfigText, writeKubeconfig } from '../control-plane/pki.js';
+import { issueNodeCredentials, writeNodeCredentials } from '../control-plane/pki.js';
 import { isAlive } from '../sandbox/proc.js';
 import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
 
@@ -44,6 +44,8 @@ const paths = (dataDir: string) => ({
   node: path.join(dataDir, 'node'),
   kubeconfig: path.join(dataDir, 'kubeconfig'),
   nodeKubeconfig: path.join(dataDir, 'node-kubeconfig'),
+  /** The node's CA copy and node API serving pair (issued with its client certificate). */
+  nodePki: path.join(dataDir, 'node-pki'),
   agentConfig: path.join(dataDir, 'agent.yaml'),
   manifests: path.join(dataDir, 'manifests'),
 });
@@ -127,8 +129,11 @@ export async function up(opts: UpOptions): Promise<void> {
   process.stdout.write(`control plane up at ${url}\n`);
   const ca = await fs.readFile(path.join(p.controlPlane, 'pki', 'ca.crt'), 'utf8');
   const adminToken = (await fs.readFile(path.join(p.controlPlane, 'admin.token'), 'utf8')).trim();
-  const nodeToken = (await fs.readFile(path.join(p.controlPlane, 'node.token'), 'utf8')).trim();
-  await writeKubeconfig(p.nodeKubeconfig, kubeconfigText(url, ca, nodeToken, 'node'));
+  // The node's identity from the cluster CA: a client certificate (system:node:NAME) in its
+  // kubeconfig, and a serving certificate for the node API at the address it registers.
+  const nodeIP = '127.0.0.1';
+  const nodeFiles = { kubeconfig: p.nodeKubeconfig, caCert: path.join(p.nodePki, 'ca.crt'), servingCert: path.join(p.nodePki, 'kubelet.crt'), servingKey: path.join(p.nodePki, 'kubelet.key') };
+  await writeNodeCredentials(await issueNodeCredentials(p.controlPlane, opts.nodeName, [nodeIP]), url, nodeFiles, opts.nodeName);
 
   // 2. The node: this host's systemd, or a sandbox with a systemd of its own.
   let sandbox: string | undefined;
@@ -141,7 +146,8 @@ export async function up(opts: UpOptions): Promise<void> {
   }
   await onNode(sandbox, stevedore('--dir', p.node, 'image', 'import-demo'));
   await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
-    '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-api-token-file', path.join(p.controlPlane, 'kubelet-client.token'), '--config-path', p.agentConfig,
+    '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-ip', nodeIP,
+    '--tls-cert-file', nodeFiles.servingCert, '--tls-private-key-file', nodeFiles.servingKey, '--client-ca-file', nodeFiles.caCert, '--config-path', p.agentConfig,
     ...(opts.stage1Policy ? ['--stage1-policy', opts.stage1Policy] : [])));
   await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', '--listen', `127.0.0.1:${opts.apiServicePort}`));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {

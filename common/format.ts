@@ -15,6 +15,11 @@ export function parseDuration(raw: string): number {
   return Number(m[1]) * unit;
 }
 
+/** Query booleans as Kubernetes reads them (Go's strconv.ParseBool): 1, t, T, TRUE, true, True. */
+export function parseBool(v: string | null): boolean {
+  return v !== null && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v);
+}
+
 export function age(sinceMs: number | undefined, now = Date.now()): string {
   if (!sinceMs) return '-';
   const s = Math.max(0, Math.floor((now - sinceMs) / 1000));

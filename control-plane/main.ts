@@ -1,16 +1,21 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { InvalidInput } from '../common/errors.js';
+import { parseDuration } from '../common/format.js';
 import { startControlPlane } from './server.js';
 
 export { startControlPlane } from './server.js';
 
-/** A Go-style duration (1h, 30m, 1h30m, 90s) or plain seconds, in seconds. */
+/** A duration flag (1h, 30m, 90s or plain seconds) in whole seconds. */
 export function durationSeconds(text: string, flag: string): number {
-  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$/.exec(text.trim());
-  const seconds = m && text.trim() !== '' ? Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0) : NaN;
-  if (!(seconds > 0)) throw new InvalidInput(`${flag} ${text} is not a duration`, 'write it like 1h, 30m, 1h30m or 90s');
-  return seconds;
+  let ms: number;
+  try {
+    ms = parseDuration(text);
+  } catch {
+    ms = NaN;
+  }
+  if (!(ms >= 1000)) throw new InvalidInput(`${flag} ${text} is not a duration of a second or more`, 'write it like 1h, 30m or 90s');
+  return Math.round(ms / 1000);
 }
 
 function positiveInt(text: string, flag: string): number {
@@ -24,6 +29,7 @@ function positiveInt(text: string, flag: string): number {
  * SIGINT/SIGTERM. argv are the arguments after `control-plane`.
  */
 export async function runControlPlaneCommand(argv: string[]): Promise<void> {
+  if (argv[0] === 'node-credentials') return runNodeCredentialsCommand(argv.slice(1));
   const cmd = new Command('control-plane')
     .description('run the Stevedore control plane (a thin Kubernetes API server) in the foreground')
     .requiredOption('--data-dir <dir>', 'where the database, certificates and tokens live')
@@ -54,4 +60,34 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     process.once('SIGTERM', stop);
   });
   await cp.close();
+}
+
+/**
+ * `stevedore control-plane node-credentials --data-dir D --node-name N --node-ip IP [--node-ip IP2]
+ * --server URL --out DIR`: a node's identity from the cluster CA (what `kubeadm join` ends with):
+ * DIR/kubeconfig (client certificate CN system:node:N, O system:nodes, embedded), DIR/ca.crt,
+ * DIR/kubelet.crt and DIR/kubelet.key (the node API's serving pair, SANs = the addresses and N).
+ */
+async function runNodeCredentialsCommand(argv: string[]): Promise<void> {
+  const cmd = new Command('node-credentials')
+    .description("issue a node's client certificate (kubeconfig) and node API serving certificate from the cluster CA")
+    .requiredOption('--data-dir <dir>', "the control plane's data directory (holds the CA)")
+    .requiredOption('--node-name <name>', 'the node (its certificate says system:node:<name>)')
+    .requiredOption('--node-ip <address...>', 'address(es) the control plane reaches the node API at (the Node\'s InternalIP)')
+    .requiredOption('--server <url>', 'the control plane URL the node\'s kubeconfig points at')
+    .requiredOption('--out <dir>', 'where to write kubeconfig, ca.crt, kubelet.crt and kubelet.key')
+    .exitOverride();
+  cmd.parse(argv, { from: 'user' });
+  const o = cmd.opts<{ dataDir: string; nodeName: string; nodeIp: string[]; server: string; out: string }>();
+  try {
+    new URL(o.server);
+  } catch {
+    throw new InvalidInput(`--server ${o.server} is not a URL`, 'pass the control plane URL, e.g. https://10.0.0.1:6443');
+  }
+  const { issueNodeCredentials, writeNodeCredentials, nodeCredentialFiles } = await import('./pki.js');
+  const creds = await issueNodeCredentials(o.dataDir, o.nodeName, o.nodeIp);
+  const files = nodeCredentialFiles(path.resolve(o.out));
+  await writeNodeCredentials(creds, o.server, files, o.nodeName);
+  process.stdout.write(`node ${o.nodeName}: kubeconfig ${files.kubeconfig}, serving certificate ${files.servingCert} (key ${files.servingKey}), CA ${files.caCert}\n` +
+    `agent flags: --kubeconfig ${files.kubeconfig} --tls-cert-file ${files.servingCert} --tls-private-key-file ${files.servingKey} --client-ca-file ${files.caCert}\n`);
 }

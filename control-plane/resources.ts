@@ -38,11 +38,6 @@ export const RESOURCES: ResourceDef[] = [
   { name: 'runtimeclasses', singular: 'runtimeclass', kind: 'RuntimeClass', group: 'node.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS },
 ];
 
-/** Query booleans as kube-apiserver reads them (Go's strconv.ParseBool): 1, t, T, TRUE, true, True. */
-export function parseBool(v: string | null): boolean {
-  return v !== null && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(v);
-}
-
 export const apiVersionOf = (r: ResourceDef) => (r.group ? `${r.group}/${r.version}` : r.version);
 
 /** A new object of kind r: kind, apiVersion, and the metadata the server owns (uid, creationTimestamp, generation). */

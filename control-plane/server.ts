@@ -2,9 +2,10 @@ import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { createLogger, type Logger } from '../common/log.js';
+import { parseBool } from '../common/format.js';
 import { UserError, errnoCode } from '../common/errors.js';
 import { Store, ConflictError, GoneError, type KObj, type Change } from './store.js';
 import { ensureCredentials, kubeconfigText, writeKubeconfig } from './pki.js';
@@ -13,7 +14,7 @@ import { parseLabelSelector, parseFieldSelector, matchLabels, matchFields, Selec
 import { toTable, type IncludeObject } from './tables.js';
 import { SCHEMAS, unknownFields, dropFields } from './schema.js';
 import {
-  ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, parseBool, withNewMeta, now, microNow,
+  ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, withNewMeta, now, microNow,
   type ResourceDef, type Cause,
 } from './resources.js';
 import { decodeProtobufBody } from './protobuf.js';
@@ -24,6 +25,9 @@ import { NodeLifecycleController } from './controllers/node-lifecycle.js';
 import { Scheduler } from './controllers/scheduler.js';
 import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
 import { strategyFor } from './kinds/index.js';
+import { authenticate, type UserInfo } from './authn.js';
+import { authorize, admitCreate, verbOf, type RequestAttributes } from './node-authorizer.js';
+import { nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -46,8 +50,6 @@ export interface ControlPlaneOptions {
 export interface ControlPlane {
   url: string;
   adminToken: string;
-  nodeToken: string;
-  kubeletClientToken: string;
   caCertPem: string;
   /** The underlying store (tests use it to compact the watch log). */
   store: Store;
@@ -123,7 +125,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   } catch (err) {
     throw new UserError(`cannot open the control plane database in ${dataDir}: ${(err as Error).message}`, { hint: 'check that the directory is writable and not used by another control plane', cause: err });
   }
-  const cp = new ApiServer(store, log, creds.kubeletClientToken, new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }));
+  const nodeClient: NodeClientTls = { caCertPem: creds.caCertPem, clientCertPem: creds.kubeletClientCertPem, clientKeyPem: creds.kubeletClientKeyPem };
+  const cp = new ApiServer(store, log, creds.adminToken, nodeClient, new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }));
   // Controllers beside the API, as kube-controller-manager and kube-scheduler sit beside kube-apiserver.
   const events = new EventRecorder(store, log);
   const nodeGraceSeconds = opts.nodeMonitorGracePeriodSeconds ?? 40;
@@ -134,8 +137,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   ];
   cp.seed();
 
-  const server = https.createServer({ cert: creds.serverCertPem, key: creds.serverKeyPem }, (req, res) => {
-    cp.handle(req, res, [creds.adminToken, creds.nodeToken]).catch((err) => {
+  // Client certificates are asked for, verified against the cluster CA (nodes authenticate with
+  // them), but not required: kubectl's admin kubeconfig uses a bearer token.
+  const server = https.createServer({ cert: creds.serverCertPem, key: creds.serverKeyPem, ca: creds.caCertPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+    cp.handle(req, res).catch((err) => {
       log.error({ err }, 'request failed');
       if (!res.headersSent) sendJson(res, 500, new ApiError(500, 'InternalError', `Internal error occurred: ${(err as Error).message}`).toStatus());
       else res.destroy();
@@ -161,8 +166,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   return {
     url,
     adminToken: creds.adminToken,
-    nodeToken: creds.nodeToken,
-    kubeletClientToken: creds.kubeletClientToken,
     caCertPem: creds.caCertPem,
     store,
     async close() {
@@ -182,7 +185,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 class ApiServer {
   private watchers = new Set<() => void>();
 
-  constructor(private store: Store, private log: Logger, private kubeletToken: string, private watchLimits: WatchLimits) {}
+  constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits) {}
 
   seed(): void {
     const ns = RESOURCES.find((r) => r.name === 'namespaces')!;
@@ -203,7 +206,7 @@ class ApiServer {
 
   // ---------------------------------------------------------------- HTTP
 
-  async handle(req: IncomingMessage, res: ServerResponse, tokens: string[]): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const u = new URL(req.url ?? '/', 'https://localhost');
     const p = u.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
@@ -215,7 +218,8 @@ class ApiServer {
         return;
       }
       if (p === '/version') return sendJson(res, 200, KUBE_VERSION);
-      if (!this.authenticated(req, tokens)) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+      const user = authenticate(req, this.adminToken);
+      if (!user) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
       if (p === '/api') return sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${req.socket.localAddress}:${req.socket.localPort}` }] });
       if (p === '/apis') return sendJson(res, 200, this.apiGroupList());
       if (p === '/openapi/v3') return sendJson(res, 200, this.openApiRoot());
@@ -253,7 +257,9 @@ class ApiServer {
       const name = rest[1];
       const sub = rest[2];
       if (rest.length > 3 || (sub && !r.subresources.includes(sub))) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
-      await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch);
+      const attrs: RequestAttributes = { verb: verbOf(method, name !== undefined, watch), resource: r.name, subresource: sub, group: r.group, namespace: ns, name };
+      authorize(user, attrs, this.store);
+      await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch, user, attrs);
     } catch (err) {
       if (err instanceof ApiError) {
         if (!res.headersSent) sendJson(res, err.code, err.toStatus(), err.headers);
@@ -263,28 +269,18 @@ class ApiServer {
     }
   }
 
-  private authenticated(req: IncomingMessage, tokens: string[]): boolean {
-    const h = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(\S+)$/i.exec(h);
-    if (!m) return false;
-    const got = Buffer.from(m[1]!);
-    return tokens.some((t) => {
-      const want = Buffer.from(t);
-      return want.length === got.length && timingSafeEqual(want, got);
-    });
-  }
-
-  private async dispatch(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string | undefined, sub: string | undefined, watch: boolean): Promise<void> {
+  private async dispatch(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string | undefined, sub: string | undefined, watch: boolean, user: UserInfo, attrs: RequestAttributes): Promise<void> {
     const accept = String(req.headers.accept ?? '');
     const table = /as=Table/.test(accept) && /g=meta\.k8s\.io/.test(accept);
     const include = (q.get('includeObject') ?? 'Metadata') as IncludeObject;
     const dryRun = q.getAll('dryRun').includes('All');
     if (!name) {
-      if (method === 'GET' && watch) return this.watch(req, res, q, r, ns, undefined, table, include);
+      if (method === 'GET' && watch) return this.watch(req, res, q, r, ns, user, table, include);
       if (method === 'GET') return this.list(res, q, r, ns, table, include);
       if (method === 'POST') {
         if (r.namespaced && !ns) throw new ApiError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
         const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
+        admitCreate(user, attrs, body, this.store);
         const { obj, warnings } = this.create(r, ns, body, q, dryRun);
         return sendJson(res, 201, obj, warnings);
       }
@@ -292,7 +288,7 @@ class ApiServer {
     }
     if (method === 'GET' && watch && !sub) {
       q.set('fieldSelector', [q.get('fieldSelector'), `metadata.name=${name}`].filter(Boolean).join(','));
-      return this.watch(req, res, q, r, ns, name, table, include);
+      return this.watch(req, res, q, r, ns, user, table, include);
     }
     if (sub === 'log') {
       if (method !== 'GET') throw new ApiError(405, 'MethodNotAllowed', 'pods/log only supports GET');
@@ -445,20 +441,14 @@ class ApiServer {
     sendJson(res, 200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: listMeta, items: page.items });
   }
 
-  /** Who a request comes from, for per-client limits: the credential it presented. */
-  private clientKey(req: IncomingMessage): string {
-    const auth = req.headers.authorization ?? '';
-    return auth ? createHash('sha256').update(auth).digest('hex').slice(0, 16) : `addr:${req.socket.remoteAddress}`;
-  }
-
-  private watch(req: IncomingMessage, res: ServerResponse, q: Query, r: ResourceDef, ns: string, _name: string | undefined, table: boolean, include: IncludeObject): void {
+  private watch(req: IncomingMessage, res: ServerResponse, q: Query, r: ResourceDef, ns: string, user: UserInfo, table: boolean, include: IncludeObject): void {
     const askedTimeout = q.get('timeoutSeconds');
     if (askedTimeout !== null && !/^\d+$/.test(askedTimeout)) throw badRequest(`invalid timeoutSeconds "${askedTimeout}": must be a non-negative integer`);
     if (q.get('sendInitialEvents') !== null) {
       if (q.get('resourceVersionMatch') !== 'NotOlderThan') throw invalidWatch('sendInitialEvents', 'sendInitialEvents is forbidden for watch unless resourceVersionMatch is set to NotOlderThan');
       if (parseBool(q.get('sendInitialEvents')) && !parseBool(q.get('allowWatchBookmarks'))) throw invalidWatch('allowWatchBookmarks', 'allowWatchBookmarks must be true when sendInitialEvents is true');
     }
-    const slot = this.watchLimits.acquire(this.clientKey(req));
+    const slot = this.watchLimits.acquire(user.name);
     if ('refused' in slot) throw new ApiError(429, 'TooManyRequests', slot.refused, undefined, { 'Retry-After': '1' });
     const sel = this.selectors(q, r);
     const matches = (o: KObj | undefined) => !!o && (!ns || o.metadata?.namespace === ns) && matchLabels(o, sel.labels) && matchFields(o, sel.fields);
@@ -719,7 +709,7 @@ class ApiServer {
     const upstreamPath = `/containerLogs/${encodeURIComponent(ns)}/${encodeURIComponent(name)}/${encodeURIComponent(container)}${params.size ? `?${params}` : ''}`;
     const target = `https://${ip.includes(':') ? `[${ip}]` : ip}:${port}${upstreamPath}`;
     await new Promise<void>((resolve) => {
-      const up = https.request({ host: ip, port, path: upstreamPath, method: 'GET', rejectUnauthorized: false, headers: { Authorization: `Bearer ${this.kubeletToken}`, Accept: '*/*' }, timeout: 10_000 }, (ur) => {
+      const up = https.request({ ...nodeRequestOptions(nodeName, ip, port, upstreamPath, this.nodeClient), timeout: 10_000 }, (ur) => {
         if ((ur.statusCode ?? 500) >= 400) {
           let text = '';
           ur.setEncoding('utf8');
@@ -743,7 +733,11 @@ class ApiServer {
       });
       up.on('timeout', () => up.destroy(new Error('timed out after 10 s')));
       up.on('error', (err) => {
-        if (!res.headersSent) sendJson(res, 500, new ApiError(500, 'InternalError', `Get "${target}": ${err.message} (is the stevedore agent on node ${nodeName} running and reachable at ${ip}:${port}?)`).toStatus());
+        const why = isCertificateError(err)
+          ? `tls: failed to verify the serving certificate of node ${nodeName}: ${err.message} (the node API must present a certificate from the cluster CA issued for node ${nodeName} at ${ip}; issue one with \`stevedore control-plane node-credentials\`)`
+          : `${err.message} (is the stevedore agent on node ${nodeName} running and reachable at ${ip}:${port}?)`;
+        if (isCertificateError(err)) this.log.warn({ node: nodeName, address: `${ip}:${port}`, err: err.message }, 'refused to send a request to a node whose certificate does not verify');
+        if (!res.headersSent) sendJson(res, 500, new ApiError(500, 'InternalError', `Get "${target}": ${why}`).toStatus());
         else res.destroy();
         resolve();
       });

@@ -34,8 +34,8 @@ test('admin kubeconfig, tokens and discovery drive the real kubectl', async () =
   const kc = fs.readFileSync(t.kubeconfig, 'utf8');
   assert.ok(kc.includes(`server: ${t.cp.url}`) && kc.includes('certificate-authority-data:') && kc.includes(`token: ${t.cp.adminToken}`));
   assert.is(fs.statSync(t.kubeconfig).mode & 0o777, 0o600);
-  for (const f of ['admin.token', 'node.token', 'kubelet-client.token']) assert.is(fs.statSync(path.join(t.dataDir, f)).mode & 0o777, 0o600, f);
-  assert.is.not(t.cp.nodeToken, t.cp.adminToken);
+  for (const f of ['admin.token', 'pki/ca.key', 'pki/apiserver.key', 'pki/apiserver-kubelet-client.key']) assert.is(fs.statSync(path.join(t.dataDir, f)).mode & 0o777, 0o600, f);
+  for (const f of ['node.token', 'kubelet-client.token']) assert.not.ok(fs.existsSync(path.join(t.dataDir, f)), `${f} is retired`);
   const unauth = await t.api('GET', '/api/v1/pods', undefined, { token: 'wrong' });
   assert.is(unauth.status, 401);
   const ns = await t.kubectl(['get', 'namespaces']);
@@ -170,29 +170,31 @@ test('agent-style status patch shows Running; pod watch with spec.nodeName field
   const ts = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   const running = (name: string, restarts: number) => ({ name, ready: true, restartCount: restarts, image: 'x', imageID: '', started: true, state: { running: { startedAt: ts } }, ...(restarts ? { lastState: { terminated: { exitCode: 1, reason: 'Error', finishedAt: ts } } } : {}) });
   const patch = { status: { phase: 'Running', podIP: '10.88.0.5', hostIP: '127.0.0.1', startTime: ts, conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: ts }], containerStatuses: [running('main', 2), running('side', 0)] } };
-  const r = await t.api('PATCH', '/api/v1/namespaces/default/pods/ssd-pod/status', patch, { contentType: 'application/strategic-merge-patch+json' });
+  // as the agent of node-b does it: with node-b's certificate
+  const nodeB = await t.nodeCert('node-b');
+  const r = await t.api('PATCH', '/api/v1/namespaces/default/pods/ssd-pod/status', patch, { contentType: 'application/strategic-merge-patch+json', cert: nodeB });
   assert.is(r.status, 200, r.text);
   assert.ok(r.body.status.conditions.some((c: any) => c.type === 'PodScheduled'), 'conditions merge by type');
   const wide = await t.kubectl(['get', 'pod', 'ssd-pod', '-o', 'wide']);
   assert.match(wide.stdout, /^ssd-pod\s+2\/2\s+Running\s+2 \(\S+ ago\)\s+\S+\s+10\.88\.0\.5\s+node-b/m);
   const crash = { status: { containerStatuses: [{ ...running('main', 3), ready: false, state: { waiting: { reason: 'CrashLoopBackOff' } } }, running('side', 0)] } };
-  await t.api('PATCH', '/api/v1/namespaces/default/pods/ssd-pod/status', crash, { contentType: 'application/merge-patch+json' });
+  await t.api('PATCH', '/api/v1/namespaces/default/pods/ssd-pod/status', crash, { contentType: 'application/merge-patch+json', cert: nodeB });
   assert.match((await t.kubectl(['get', 'pod', 'ssd-pod'])).stdout, /ssd-pod\s+1\/2\s+CrashLoopBackOff\s+3/);
   // the agent's watch: pods on node-b only
-  const list = await t.api('GET', '/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-b');
+  const list = await t.api('GET', '/api/v1/pods?fieldSelector=spec.nodeName%3Dnode-b', undefined, { cert: nodeB });
   assert.equal(list.body.items.map((p: any) => p.metadata.name), ['ssd-pod']);
-  const statusOnlySpec = await t.api('PATCH', '/api/v1/namespaces/default/pods/ssd-pod/status', { spec: { nodeName: 'node-a' } }, { contentType: 'application/merge-patch+json' });
+  const statusOnlySpec = await t.api('PATCH', '/api/v1/namespaces/default/pods/ssd-pod/status', { spec: { nodeName: 'node-a' } }, { contentType: 'application/merge-patch+json', cert: nodeB });
   assert.is(statusOnlySpec.body.spec.nodeName, 'node-b', 'status subresource ignores spec');
   const stale = await t.api('PUT', '/api/v1/namespaces/default/pods/ssd-pod', { ...list.body.items[0], metadata: { ...list.body.items[0].metadata, resourceVersion: '1' } });
   assert.is(stale.status, 409);
   assert.is(stale.body.reason, 'Conflict');
 });
 
-test('kubectl logs goes through the proxy to the node with the kubelet client token', async () => {
-  const seen: { url: string; auth: string }[] = [];
-  const pki = path.join(t.dataDir, 'pki');
-  const fake = https.createServer({ cert: fs.readFileSync(path.join(pki, 'apiserver.crt')), key: fs.readFileSync(path.join(pki, 'apiserver.key')) }, (req, res) => {
-    seen.push({ url: req.url ?? '', auth: String(req.headers.authorization) });
+test('kubectl logs goes through the proxy to the node, verified both ways with certificates from the cluster CA', async () => {
+  const seen: { url: string; auth: string; client: string }[] = [];
+  const creds = await t.nodeCredentials('node-logs');
+  const fake = https.createServer({ cert: creds.servingCertPem, key: creds.servingKeyPem, ca: creds.caCertPem, requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    seen.push({ url: req.url ?? '', auth: String(req.headers.authorization), client: String((req.socket as import('node:tls').TLSSocket).getPeerCertificate().subject?.CN) });
     const u = new URL(req.url ?? '/', 'https://x');
     if (!u.pathname.startsWith('/containerLogs/default/logpod/')) { res.writeHead(404); res.end('no such container'); return; }
     res.writeHead(200, { 'Content-Type': 'text/plain' });
@@ -213,7 +215,8 @@ test('kubectl logs goes through the proxy to the node with the kubelet client to
     assert.is(l.exitCode, 0, l.stderr);
     assert.is(l.stdout, 'side line1\nline2');
     const last = seen[seen.length - 1]!;
-    assert.is(last.auth, `Bearer ${t.cp.kubeletClientToken}`);
+    assert.is(last.client, 'kube-apiserver-kubelet-client');
+    assert.is(last.auth, 'undefined', 'no bearer token goes to nodes');
     assert.match(last.url, /^\/containerLogs\/default\/logpod\/side\?/);
     assert.match(last.url, 'tailLines=5');
     assert.match(last.url, 'timestamps=true');
@@ -238,7 +241,7 @@ test('kubectl delete of a bound pod leaves it Terminating until the node deletes
   assert.is(p.metadata.deletionGracePeriodSeconds, 30);
   // set status Running so the printer would otherwise say Running
   assert.match((await t.kubectl(['get', 'pod', 'ssd-pod'])).stdout, /ssd-pod\s+\S+\s+Terminating/);
-  const gone = await t.api('DELETE', '/api/v1/namespaces/default/pods/ssd-pod', { kind: 'DeleteOptions', apiVersion: 'v1', gracePeriodSeconds: 0, preconditions: { uid: p.metadata.uid } });
+  const gone = await t.api('DELETE', '/api/v1/namespaces/default/pods/ssd-pod', { kind: 'DeleteOptions', apiVersion: 'v1', gracePeriodSeconds: 0, preconditions: { uid: p.metadata.uid } }, { cert: await t.nodeCert('node-b') });
   assert.is(gone.status, 200, gone.text);
   assert.is(gone.body.metadata.name, 'ssd-pod');
   const g = await t.kubectl(['get', 'pod', 'ssd-pod']);
@@ -257,7 +260,7 @@ test('watch resumes from a resourceVersion, and answers 410 Expired for a compac
   await t.api('POST', '/api/v1/namespaces/default/pods', { metadata: { name: 'w1', labels: { w: 'yes' } }, spec: { schedulerName: 'nobody', containers: [{ name: 'a', image: 'b' }] } });
   await t.api('POST', '/api/v1/namespaces/default/pods', { metadata: { name: 'w2' }, spec: { schedulerName: 'nobody', containers: [{ name: 'a', image: 'b' }] } });
   const events = await new Promise<any[]>((resolve, reject) => {
-    const req = https.request(new URL(`/api/v1/namespaces/default/pods?watch=true&resourceVersion=${rv}&labelSelector=w%3Dyes&allowWatchBookmarks=true&timeoutSeconds=1`, t.cp.url), { ca: t.cp.caCertPem, headers: { Authorization: `Bearer ${t.cp.nodeToken}` } }, (res) => {
+    const req = https.request(new URL(`/api/v1/namespaces/default/pods?watch=true&resourceVersion=${rv}&labelSelector=w%3Dyes&allowWatchBookmarks=true&timeoutSeconds=1`, t.cp.url), { ca: t.cp.caCertPem, headers: { Authorization: `Bearer ${t.cp.adminToken}` } }, (res) => {
       let text = '';
       res.on('data', (d) => (text += d));
       res.on('end', () => resolve(text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l))));

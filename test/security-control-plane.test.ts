@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as https from 'node:https';
-import { startTestControlPlane, waitFor, type TestCP } from './helpers/control-plane.js';
+import { startTestControlPlane, waitFor, type ClientCert, type TestCP } from './helpers/control-plane.js';
 import { durationSeconds } from '../control-plane/main.js';
 
 let t: TestCP;
@@ -56,10 +56,11 @@ test('a JSON patch into __proto__ is refused with 422 and poisons nothing', asyn
 });
 
 /** Open a watch and keep it; resolves with the response once headers arrive. */
-function openWatch(query: string, token: string): Promise<{ status: number; ended: Promise<number>; close: () => void; headers: Record<string, unknown> }> {
+function openWatch(query: string, who: string | ClientCert): Promise<{ status: number; ended: Promise<number>; close: () => void; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
-    const req = https.request(new URL(`/api/v1/pods?watch=1&${query}`, t.cp.url), { ca: t.cp.caCertPem, headers: { Authorization: `Bearer ${token}` } }, (res) => {
+    const auth = typeof who === 'string' ? { headers: { Authorization: `Bearer ${who}` } } : { cert: who.cert, key: who.key };
+    const req = https.request(new URL(`/api/v1/pods?watch=1&${query}`, t.cp.url), { ca: t.cp.caCertPem, agent: false, ...auth }, (res) => {
       const ended = new Promise<number>((done) => { res.on('end', () => done(Date.now() - started)); res.on('close', () => done(Date.now() - started)); });
       res.resume();
       resolve({ status: res.statusCode ?? 0, ended, close: () => req.destroy(), headers: res.headers });
@@ -75,10 +76,11 @@ test('watches are bounded per client and in total, and timeoutSeconds is capped'
   const fourth = await openWatch('', t.cp.adminToken);
   assert.is(fourth.status, 429);
   assert.is(fourth.headers['retry-after'], '1');
-  // Another credential still gets watches, up to the total.
-  const other = await Promise.all([1, 2].map(() => openWatch('', t.cp.nodeToken)));
+  // Another user (a node's certificate) still gets watches, up to the total.
+  const node = await t.nodeCert('node-a');
+  const other = await Promise.all([1, 2].map(() => openWatch('', node)));
   for (const w of other) assert.is(w.status, 200);
-  assert.is((await openWatch('', t.cp.nodeToken)).status, 429);
+  assert.is((await openWatch('', node)).status, 429);
   for (const w of [...mine, ...other]) w.close();
   await sleep(200);
   // A closed watch frees its slot; an asked-for hour ends at the cap (2 s here).
@@ -121,7 +123,7 @@ test('Events expire after the TTL and are capped per namespace, oldest first', a
 
 test('limit flags read Go-style durations and refuse anything else', () => {
   assert.is(durationSeconds('1h', '--event-ttl'), 3600);
-  assert.is(durationSeconds('1h30m', '--event-ttl'), 5400);
+  assert.is(durationSeconds('30m', '--event-ttl'), 1800);
   assert.is(durationSeconds('90', '--event-ttl'), 90);
   for (const bad of ['', '0s', 'soon', '-5']) assert.throws(() => durationSeconds(bad, '--event-ttl'), /--event-ttl .*is not a duration/);
 });

@@ -3,6 +3,10 @@ import * as https from 'node:https';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../control-plane/server.js';
+import { issueNodeCredentials, type NodeCredentials } from '../../control-plane/pki.js';
+
+/** A TLS client identity for TestCP.api: a certificate and its key (PEM). */
+export interface ClientCert { cert: string; key: string }
 
 export const KUBECTL = '/usr/bin/kubectl';
 
@@ -11,8 +15,12 @@ export interface TestCP {
   dataDir: string;
   kubeconfig: string;
   kubectl(args: string[], input?: string): Promise<{ exitCode: number; stdout: string; stderr: string }>;
-  /** A request as a node agent makes it (node token unless another is given). */
-  api(method: string, urlPath: string, body?: unknown, opts?: { token?: string; contentType?: string }): Promise<{ status: number; body: any; text: string }>;
+  /** A request with the admin token, or another token, or as the holder of a client certificate (then no token is sent). */
+  api(method: string, urlPath: string, body?: unknown, opts?: { token?: string; cert?: ClientCert; contentType?: string }): Promise<{ status: number; body: any; text: string }>;
+  /** Issue node NAME's credentials from this control plane's CA (cached per name). */
+  nodeCredentials(name: string, addresses?: string[]): Promise<NodeCredentials>;
+  /** Node NAME's client certificate, for `api(…, { cert })`. */
+  nodeCert(name: string): Promise<ClientCert>;
   restart(): Promise<void>;
   close(): Promise<void>;
 }
@@ -21,6 +29,7 @@ export async function startTestControlPlane(extra: Partial<ControlPlaneOptions> 
   const dataDir = await fs.mkdtemp('/var/tmp/stevedore-cp-test-');
   const kubeconfig = path.join(dataDir, 'kubeconfig');
   const opts: ControlPlaneOptions = { dataDir, port: 0, kubeconfigPath: kubeconfig, logLevel: 'silent', ...extra };
+  const issued = new Map<string, Promise<NodeCredentials>>();
   const t: TestCP = {
     cp: await startControlPlane(opts),
     dataDir,
@@ -33,7 +42,8 @@ export async function startTestControlPlane(extra: Partial<ControlPlaneOptions> 
       return new Promise((resolve, reject) => {
         const u = new URL(urlPath, t.cp.url);
         const data = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-        const req = https.request(u, { method, ca: t.cp.caCertPem, headers: { Authorization: `Bearer ${o.token ?? t.cp.nodeToken}`, Accept: 'application/json', ...(data !== undefined ? { 'Content-Type': o.contentType ?? 'application/json', 'Content-Length': String(Buffer.byteLength(data)) } : {}) } }, (res) => {
+        const auth: Record<string, string> = o.cert ? {} : { Authorization: `Bearer ${o.token ?? t.cp.adminToken}` };
+        const req = https.request(u, { method, ca: t.cp.caCertPem, ...(o.cert ? { cert: o.cert.cert, key: o.cert.key } : {}), agent: false, headers: { ...auth, Accept: 'application/json', ...(data !== undefined ? { 'Content-Type': o.contentType ?? 'application/json', 'Content-Length': String(Buffer.byteLength(data)) } : {}) } }, (res) => {
           let text = '';
           res.setEncoding('utf8');
           res.on('data', (d) => (text += d));
@@ -46,6 +56,15 @@ export async function startTestControlPlane(extra: Partial<ControlPlaneOptions> 
         req.on('error', reject);
         req.end(data);
       });
+    },
+    nodeCredentials(name, addresses = ['127.0.0.1']) {
+      const key = `${name} ${addresses.join(',')}`;
+      if (!issued.has(key)) issued.set(key, issueNodeCredentials(dataDir, name, addresses));
+      return issued.get(key)!;
+    },
+    async nodeCert(name) {
+      const c = await t.nodeCredentials(name);
+      return { cert: c.clientCertPem, key: c.clientKeyPem };
     },
     async restart() {
       await t.cp.close();
@@ -60,7 +79,7 @@ export async function startTestControlPlane(extra: Partial<ControlPlaneOptions> 
   return t;
 }
 
-/** Register a simulated node the way an agent does: Node (Ready, addresses, allocatable) + Lease. */
+/** Register a simulated node the way an agent does, with the node's own certificate: Node (Ready, addresses, allocatable) + Lease. */
 export async function registerNode(t: TestCP, name: string, o: { cpu?: string; memory?: string; labels?: Record<string, string>; kubeletPort?: number; ip?: string } = {}): Promise<void> {
   const ts = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   const node = {
@@ -75,10 +94,11 @@ export async function registerNode(t: TestCP, name: string, o: { cpu?: string; m
       nodeInfo: { kubeletVersion: 'v1.32.0-stevedore', containerRuntimeVersion: 'rkt://1.30.0', osImage: 'Debian', kernelVersion: '6.1', architecture: 'amd64', operatingSystem: 'linux', machineID: '', systemUUID: '', bootID: '', kubeProxyVersion: '' },
     },
   };
-  const r = await t.api('POST', '/api/v1/nodes', node);
+  const cert = await t.nodeCert(name);
+  const r = await t.api('POST', '/api/v1/nodes', node, { cert });
   if (r.status !== 201) throw new Error(`registering node ${name}: ${r.status} ${r.text}`);
   const lease = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace: 'kube-node-lease' }, spec: { holderIdentity: name, leaseDurationSeconds: 40, renewTime: new Date().toISOString().replace('Z', '000Z') } };
-  const l = await t.api('POST', '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases', lease);
+  const l = await t.api('POST', '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases', lease, { cert });
   if (l.status !== 201) throw new Error(`creating lease for ${name}: ${l.status} ${l.text}`);
 }
 

@@ -1,0 +1,173 @@
+/**
+ * Authorization, as kube-apiserver's `--authorization-mode=Node,RBAC` with the NodeRestriction
+ * admission plugin does it for the identities this control plane has:
+ *
+ * - `system:masters` (the admin token): everything;
+ * - a node (`system:node:NAME` in group `system:nodes`, from its client certificate): the reads
+ *   an agent needs, writes to its own Node, Lease and Events, the status of pods bound to it and
+ *   their deletion, and Secrets that a pod bound to it references;
+ * - anyone else the CA vouches for (e.g. the control plane's own kubelet-client certificate):
+ *   nothing but discovery (no RBAC bindings exist).
+ *
+ * Refusals are 403 Forbidden Status objects worded like kube-apiserver's.
+ */
+import { ApiError } from './resources.js';
+import type { KObj } from './store.js';
+import { MASTERS_GROUP, type UserInfo } from './authn.js';
+import { NODES_GROUP, NODE_USER_PREFIX } from './pki.js';
+
+export interface RequestAttributes {
+  verb: string;
+  resource: string;
+  subresource?: string;
+  group: string;
+  /** '' for cluster-scoped resources and for lists across all namespaces. */
+  namespace: string;
+  name?: string;
+}
+
+/** What the authorizer reads to find relationships (the Node authorizer's graph, computed on demand). */
+export interface ObjectReader {
+  get(resource: string, namespace: string, name: string): KObj | undefined;
+  list(resource: string, namespace?: string): KObj[];
+}
+
+export const NODE_LEASE_NAMESPACE = 'kube-node-lease';
+const READ = ['get', 'list', 'watch'];
+
+/** The node a user is, if it is one: name `system:node:NAME` and group `system:nodes`, both (as the Node authorizer). */
+export function nodeNameOf(user: UserInfo): string | undefined {
+  if (!user.groups.includes(NODES_GROUP) || !user.name.startsWith(NODE_USER_PREFIX)) return undefined;
+  const name = user.name.slice(NODE_USER_PREFIX.length);
+  return name || undefined;
+}
+
+/** kube-apiserver's wording: `nodes "b" is forbidden: User "system:node:a" cannot patch resource "nodes" in API group "" at the cluster scope`. */
+export function forbidden(user: UserInfo, a: RequestAttributes, reason?: string): ApiError {
+  const qualified = a.group ? `${a.resource}.${a.group}` : a.resource;
+  const what = a.name ? `${qualified} "${a.name}"` : qualified;
+  const resource = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
+  const scope = a.namespace ? `in the namespace "${a.namespace}"` : 'at the cluster scope';
+  const message = `${what} is forbidden: User "${user.name}" cannot ${a.verb} resource "${resource}" in API group "${a.group}" ${scope}${reason ? `: ${reason}` : ''}`;
+  return new ApiError(403, 'Forbidden', message, { ...(a.name ? { name: a.name } : {}), group: a.group, kind: a.resource });
+}
+
+const noRelationship = (node: string) => `no relationship found between node '${node}' and this object`;
+
+/**
+ * Where a pod names a Secret. Each entry returns the names it finds; add one here when the
+ * node starts honouring another kind of reference (kubelet: volumes, env, envFrom, projected).
+ */
+const SECRET_REFERENCES: Array<(spec: KObj) => unknown[]> = [
+  (spec) => (spec.imagePullSecrets ?? []).map((r: KObj) => r?.name),
+  (spec) => (spec.volumes ?? []).map((v: KObj) => v?.secret?.secretName),
+  (spec) => (spec.volumes ?? []).flatMap((v: KObj) => (v?.projected?.sources ?? []).map((s: KObj) => s?.secret?.name)),
+  (spec) => [...(spec.initContainers ?? []), ...(spec.containers ?? []), ...(spec.ephemeralContainers ?? [])].flatMap((c: KObj) => [
+    ...(c?.env ?? []).map((e: KObj) => e?.valueFrom?.secretKeyRef?.name),
+    ...(c?.envFrom ?? []).map((e: KObj) => e?.secretRef?.name),
+  ]),
+];
+
+export function podReferencesSecret(pod: KObj, secretName: string): boolean {
+  const spec = pod.spec ?? {};
+  return SECRET_REFERENCES.some((refs) => refs(spec).includes(secretName));
+}
+
+const boundTo = (pod: KObj | undefined, node: string) => !!pod && pod.spec?.nodeName === node;
+
+/**
+ * What an event may be about when a node writes it: the node itself, or a pod bound to it (a pod
+ * already gone is allowed: the agent reports on pods it is still cleaning up). Anything else
+ * would let one node put words in another's mouth.
+ */
+function eventAboutOwnObjects(node: string, event: KObj, objects: ObjectReader): boolean {
+  const about = event?.involvedObject ?? event?.regarding;
+  if (!about || typeof about !== 'object') return false;
+  if (about.kind === 'Node') return about.name === node;
+  if (about.kind === 'Pod') {
+    const pod = objects.get('pods', String(about.namespace ?? event?.metadata?.namespace ?? ''), String(about.name ?? ''));
+    return !pod || boundTo(pod, node);
+  }
+  return false;
+}
+
+function authorizeNode(user: UserInfo, node: string, a: RequestAttributes, objects: ObjectReader): void {
+  const deny = (reason?: string) => { throw forbidden(user, a, reason); };
+  switch (`${a.group}/${a.resource}`) {
+    case '/nodes':
+      if (!a.subresource && READ.includes(a.verb)) return;
+      if (!a.subresource && a.verb === 'create') return; // the name in the body is checked at admission
+      if ((a.subresource === 'status' || !a.subresource) && ['get', 'update', 'patch'].includes(a.verb) && a.name === node) return;
+      if (!a.subresource && a.verb === 'delete' && a.name === node) return;
+      return deny();
+    case '/pods':
+      if (!a.subresource && READ.includes(a.verb)) return;
+      if (a.subresource === 'status' && ['get', 'update', 'patch'].includes(a.verb)) {
+        if (a.verb === 'get' || boundTo(objects.get('pods', a.namespace, a.name ?? ''), node)) return;
+        return deny(noRelationship(node));
+      }
+      if (!a.subresource && a.verb === 'delete') {
+        if (boundTo(objects.get('pods', a.namespace, a.name ?? ''), node)) return;
+        return deny(noRelationship(node));
+      }
+      return deny();
+    case '/namespaces':
+    case 'node.k8s.io/runtimeclasses':
+      if (!a.subresource && READ.includes(a.verb)) return;
+      return deny();
+    case '/secrets': {
+      if (a.verb !== 'get' || !a.name || !a.namespace) return deny();
+      const referenced = objects.list('pods', a.namespace).some((p) => boundTo(p, node) && podReferencesSecret(p, a.name!));
+      if (referenced) return;
+      return deny(noRelationship(node));
+    }
+    case 'coordination.k8s.io/leases':
+      if (a.namespace !== NODE_LEASE_NAMESPACE) return deny();
+      if (a.verb === 'create') return; // the name in the body is checked at admission
+      if (['get', 'update', 'patch'].includes(a.verb) && a.name === node) return;
+      return deny();
+    case '/events':
+      if (a.verb === 'create') return; // what the event is about is checked at admission
+      if (['update', 'patch'].includes(a.verb) && a.name && eventAboutOwnObjects(node, objects.get('events', a.namespace, a.name) ?? {}, objects)) return;
+      return deny();
+    default:
+      return deny();
+  }
+}
+
+/** Authorize one resource request; throws the 403 ApiError when refused. */
+export function authorize(user: UserInfo, a: RequestAttributes, objects: ObjectReader): void {
+  if (user.groups.includes(MASTERS_GROUP)) return;
+  const node = nodeNameOf(user);
+  if (node === undefined) throw forbidden(user, a);
+  authorizeNode(user, node, a, objects);
+}
+
+/**
+ * NodeRestriction for creates, where the object's name and content are in the body: a node may
+ * create only its own Node and Lease, and Events only about itself and pods bound to it.
+ */
+export function admitCreate(user: UserInfo, a: RequestAttributes, body: unknown, objects: ObjectReader): void {
+  const node = nodeNameOf(user);
+  if (node === undefined || user.groups.includes(MASTERS_GROUP)) return;
+  const obj = (body && typeof body === 'object' ? body : {}) as KObj;
+  const name = String(obj.metadata?.name ?? '');
+  const refuse = (why: string) => { throw new ApiError(403, 'Forbidden', `${a.group ? `${a.resource}.${a.group}` : a.resource} "${name}" is forbidden: ${why}`, { name, group: a.group, kind: a.resource }); };
+  if (a.resource === 'nodes' && name !== node) refuse(`node "${node}" is not allowed to modify node "${name}"`);
+  if (a.resource === 'leases' && name !== node) refuse(`node "${node}" can only access node lease with the same name as the requesting node`);
+  if (a.resource === 'events' && !eventAboutOwnObjects(node, { ...obj, metadata: { ...obj.metadata, namespace: a.namespace } }, objects)) {
+    refuse(`node "${node}" can only create events about itself and pods bound to it`);
+  }
+}
+
+/** The API verb of an HTTP request, as kube-apiserver's request-info resolver names it. */
+export function verbOf(method: string, hasName: boolean, watch: boolean): string {
+  switch (method) {
+    case 'GET': case 'HEAD': return watch ? 'watch' : hasName ? 'get' : 'list';
+    case 'POST': return 'create';
+    case 'PUT': return 'update';
+    case 'PATCH': return 'patch';
+    case 'DELETE': return hasName ? 'delete' : 'deletecollection';
+    default: return method.toLowerCase();
+  }
+}
