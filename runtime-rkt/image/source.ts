@@ -126,7 +126,11 @@ async function spoolTar(file: string, spoolDir: string, limits: ImageLimits): Pr
   let spooled = 0;
   const count = (n: number) => {
     spooled += n;
-    if (spooled > limits.maxImageBytes) throw new ImageLimitError('maxImageBytes', `${file} holds more than ${describeLimit('maxImageBytes', limits.maxImageBytes)}`);
+    if (spooled > limits.maxImageBytes) {
+      // Recorded before throwing: the entry's stream is torn down at once and the pipeline fails before the entry's handler runs.
+      firstError ??= new ImageLimitError('maxImageBytes', `${file} holds more than ${describeLimit('maxImageBytes', limits.maxImageBytes)}`);
+      throw firstError;
+    }
   };
   extract.on('entry', (header, stream, next) => {
     if (++entries > limits.maxLayerEntries) {
