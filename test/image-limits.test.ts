@@ -24,11 +24,13 @@ import type { ImageRecord } from '../runtime-rkt/image/types.js';
 import { tempDir, readLayout, tarDirectory } from './helpers/images.js';
 import { startRegistry, skopeoPush, pushBlob, pushManifest, type TestRegistry } from './helpers/registry.js';
 import { InvalidInput } from '../common/errors.js';
+import { loadAgentConfig, imageLimitsOf } from '../agent/config.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
 const GiB = 1 << 30;
 const FAST = { attempts: 2, retryDelayMs: 20 };
+const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
 
 let work: string;
 let reg: TestRegistry;
@@ -206,6 +208,32 @@ test('a layer that expands to 10 GiB is refused at the layer cap (and at the ima
 
   const rec = await store.pull(`${reg.host}/demo/busybox:1.0`, FAST);
   await runsBusybox(store, rec);
+});
+
+test('the caps reach the CLI (image pull/import flags) and the agent (config keys and flags)', async () => {
+  const dataDir = path.join(work, `cli-${n++}`);
+  const cli = (args: string[]) => run(process.execPath, [CLI, '--dir', dataDir, ...args]).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+  const refused = await cli(['image', 'pull', '--image-max-layer-size', '64Mi', `${reg.host}/bomb/zeros:1`]);
+  assert.is(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /maxLayerBytes = 64\.0 MiB/);
+  assert.match(refused.stderr, /--image-max-layer-size/);
+  await assertNothingLeft(path.join(dataDir, 'images'), 'CLI pull');
+  const bad = await cli(['image', 'pull', '--image-max-layer-entries', 'many', `${reg.host}/demo/busybox:1.0`]);
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, /--image-max-layer-entries must be a positive whole number/);
+  const imported = await cli(['image', 'import', '--image-max-layer-entries', '3', busybox]);
+  assert.is(imported.code, 2, imported.stderr);
+  assert.match(imported.stderr, /more than maxLayerEntries = 3 entries/);
+
+  const cfgFile = path.join(work, 'agent.yaml');
+  await fs.writeFile(cfgFile, 'imageMaxLayerSize: 64Mi\nimageMaxLayerEntries: 5000\n');
+  const cfg = await loadAgentConfig({ config: cfgFile, kubeconfig: '/dev/null', imageMaxTarHeaderSize: '2Mi' });
+  assert.equal(imageLimitsOf(cfg), { maxLayerBytes: 64 * MiB, maxImageBytes: 128 * GiB, maxLayerEntries: 5000, maxTarHeaderBytes: 2 * MiB });
+  await fs.writeFile(cfgFile, 'imageMaxImageSize: huge\n');
+  await rejects(loadAgentConfig({ config: cfgFile, kubeconfig: '/dev/null' }), /imageMaxImageSize: "huge" is not a size/, InvalidInput);
 });
 
 test('a layer blob larger than the layer cap, or layers larger than the image cap, are refused before anything is downloaded', async () => {
