@@ -16,7 +16,9 @@
  *    the open fd (fchown/fchmod/futimes) or with the l* calls;
  *  - hardlink targets go through the same normalisation and parent checks,
  *    and must already exist in this layer's tree;
- *  - device nodes and FIFOs are refused unless the caller allows devices.
+ *  - device nodes and FIFOs are refused unless the caller allows devices;
+ *  - the uncompressed size, the entry count and each extension header's size
+ *    are capped (limits.ts) before the bytes are written or buffered.
  * The tree is private to the extractor until it is complete (the store
  * extracts into its tmp/ and renames), so there is no concurrent writer that
  * could swap a checked directory for a symlink between check and use.
