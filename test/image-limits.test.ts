@@ -11,7 +11,7 @@ import * as fs from 'node:fs/promises';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import type * as tar from 'tar-stream';
@@ -21,7 +21,7 @@ import { MT } from '../runtime-rkt/image/plan.js';
 import { ImageLimitError, DEFAULT_IMAGE_LIMITS, parseByteSize, resolveLimits } from '../runtime-rkt/image/limits.js';
 import { RegistryError } from '../runtime-rkt/image/registry.js';
 import type { ImageRecord } from '../runtime-rkt/image/types.js';
-import { tempDir, readLayout, tarDirectory } from './helpers/images.js';
+import { tempDir, readLayout, tarDirectory, buildDockerArchive } from './helpers/images.js';
 import { startRegistry, skopeoPush, pushBlob, pushManifest, type TestRegistry } from './helpers/registry.js';
 import { InvalidInput } from '../common/errors.js';
 import { loadAgentConfig, imageLimitsOf } from '../agent/config.js';
@@ -160,17 +160,25 @@ test('limits: defaults fit real images, quantities parse, bad values are refused
  * one: computing it means hashing 10 GiB, and the pull must stop at the cap
  * long before any diff_id check is reached.
  */
-async function writeZeroBomb(file: string): Promise<number> {
-  const zeros = gzipSync(Buffer.alloc(64 * MiB), { level: 9 });
+const zstdSync = (data: Buffer): Buffer => {
+  const r = spawnSync('zstd', ['-q', '-c', '-3'], { input: data, maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`zstd: ${String(r.stderr)}`);
+  return r.stdout;
+};
+
+async function writeZeroBomb(file: string, codec: 'gzip' | 'zstd' = 'gzip'): Promise<number> {
+  // Multi-member gzip and multi-frame zstd both decode to the concatenation of their members/frames.
+  const compress = codec === 'gzip' ? (b: Buffer) => gzipSync(b, { level: 9 }) : zstdSync;
+  const zeros = compress(Buffer.alloc(64 * MiB));
   const out = await fs.open(file, 'w');
   let expands = 0;
   try {
     for (let i = 0; i < 10; i++) {
-      await out.write(gzipSync(ustarHeader(`zeros-${i}`, GiB, '0')));
+      await out.write(compress(ustarHeader(`zeros-${i}`, GiB, '0')));
       for (let j = 0; j < 16; j++) await out.write(zeros);
       expands += 512 + GiB;
     }
-    await out.write(gzipSync(Buffer.alloc(1024)));
+    await out.write(compress(Buffer.alloc(1024)));
   } finally {
     await out.close();
   }
@@ -210,6 +218,16 @@ test('a layer that expands to 10 GiB is refused at the layer cap (and at the ima
   await runsBusybox(store, rec);
 });
 
+test('a zstd layer that expands to 10 GiB is refused at the layer cap too', async () => {
+  const bomb = path.join(work, 'bomb.zst');
+  const expands = await writeZeroBomb(bomb, 'zstd');
+  assert.ok(expands > 10 * GiB && (await fs.stat(bomb)).size < 4 * MiB);
+  await pushImage('bomb/zstd', '1', [{ file: bomb, diffId: sha256(Buffer.from('not computed')), mediaType: MT.ociLayerZstd }]);
+  const { store, root } = freshStore();
+  await rejects(store.pull(`${reg.host}/bomb/zstd:1`, { ...FAST, limits: { maxLayerBytes: 64 * MiB } }), /expands to more than maxLayerBytes = 64\.0 MiB uncompressed/, ImageLimitError);
+  await assertNothingLeft(root, 'zstd bomb');
+});
+
 test('the caps reach the CLI (image pull/import flags) and the agent (config keys and flags)', async () => {
   const dataDir = path.join(work, `cli-${n++}`);
   const cli = (args: string[]) => run(process.execPath, [CLI, '--dir', dataDir, ...args]).then(
@@ -239,9 +257,16 @@ test('the caps reach the CLI (image pull/import flags) and the agent (config key
 test('a layer blob larger than the layer cap, or layers larger than the image cap, are refused before anything is downloaded', async () => {
   const { store, root } = freshStore();
   const layerSize = (await readLayout(busybox)).manifest.layers[0]!.size;
-  await rejects(store.pull(`${reg.host}/demo/busybox:1.0`, { ...FAST, limits: { maxLayerBytes: layerSize - 1 } }), new RegExp(`is ${layerSize} bytes compressed, more than maxLayerBytes`), ImageLimitError);
-  await rejects(store.pull(`${reg.host}/demo/busybox:1.0`, { ...FAST, limits: { maxImageBytes: layerSize - 1 } }), /compressed, more than maxImageBytes/, ImageLimitError);
+  await rejects(store.pull(`${reg.host}/demo/busybox:1.0`, { ...FAST, limits: { maxLayerBytes: layerSize - 1 } }), new RegExp(`its blob is ${layerSize} bytes, more than maxLayerBytes`), ImageLimitError);
+  await rejects(store.pull(`${reg.host}/demo/busybox:1.0`, { ...FAST, limits: { maxImageBytes: layerSize - 1 } }), /layer blobs of .* are \d+ bytes together, more than maxImageBytes/, ImageLimitError);
   await assertNothingLeft(root, 'refused up front');
+  // A docker-archive lists no sizes: its layer files' sizes are checked instead, before they are copied.
+  const archive = path.join(work, 'docker.tar');
+  await buildDockerArchive(busybox, archive, { repoTag: 'bb:1', label: 'x' });
+  await rejects(store.importPath(archive, { limits: { maxLayerBytes: 64 << 10 } }), /layer .*layer\.tar of docker-archive image bb:1: its blob is \d+ bytes, more than maxLayerBytes = 64\.0 KiB/, ImageLimitError);
+  await assertNothingLeft(root, 'docker-archive over the layer cap');
+  const [rec] = await store.importPath(archive);
+  await runsBusybox(store, rec!);
 });
 
 // ---- entries and headers ---------------------------------------------------------------

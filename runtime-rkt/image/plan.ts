@@ -37,12 +37,12 @@ export function checkDescriptorSizes(config: Descriptor, layers: Descriptor[], w
   for (const l of layers) {
     const size = sizeOf(l, 'layer');
     if (size > limits.maxLayerBytes) {
-      throw new ImageLimitError('maxLayerBytes', `layer ${l.digest} of ${where} is ${size} bytes compressed, more than ${describeLimit('maxLayerBytes', limits.maxLayerBytes)}`);
+      throw new ImageLimitError('maxLayerBytes', `layer ${l.digest} of ${where}: its blob is ${size} bytes, more than ${describeLimit('maxLayerBytes', limits.maxLayerBytes)} (a blob is never larger than the layer it unpacks to, give or take a few bytes)`);
     }
     total += size;
   }
   if (total > limits.maxImageBytes) {
-    throw new ImageLimitError('maxImageBytes', `the layers of ${where} are ${total} bytes compressed, more than ${describeLimit('maxImageBytes', limits.maxImageBytes)}`);
+    throw new ImageLimitError('maxImageBytes', `the layer blobs of ${where} are ${total} bytes together, more than ${describeLimit('maxImageBytes', limits.maxImageBytes)}`);
   }
 }
 
