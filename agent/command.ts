@@ -27,7 +27,11 @@ function agentOptions(cmd: Command): Command {
     .option('--cni-bridge <name>', 'bridge of the default CNI network (default stevedore0)')
     .option('--pod-cidr <cidr>', 'this node\'s pod CIDR, for the default CNI network (default 10.88.0.0/16)')
     .option('--cni-conf-dir <dir>', 'CNI network configs (default <data dir>/cni/net.d; real nodes: /etc/cni/net.d)')
-    .option('--cni-bin-dir <dir...>', 'CNI plugin directories (default /usr/lib/cni /opt/cni/bin)');
+    .option('--cni-bin-dir <dir...>', 'CNI plugin directories (default /usr/lib/cni /opt/cni/bin)')
+    .option('--image-max-layer-size <size>', 'refuse image layers larger than this uncompressed (default 64Gi)')
+    .option('--image-max-image-size <size>', 'refuse images whose layers are larger than this together, uncompressed (default 128Gi)')
+    .option('--image-max-layer-entries <n>', 'refuse image layers with more entries than this (default 1048576)')
+    .option('--image-max-tar-header-size <size>', 'refuse tar extension headers (PAX, GNU long names) larger than this (default 1Mi, at most 4Mi)');
 }
 
 function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddress?: string): AgentFlags {
@@ -53,6 +57,10 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     cniConfDir: flags.cniConfDir as string | undefined,
     cniBinDirs: flags.cniBinDir as string[] | undefined,
     stage1Policy: flags.stage1Policy as string | undefined,
+    imageMaxLayerSize: flags.imageMaxLayerSize as string | undefined,
+    imageMaxImageSize: flags.imageMaxImageSize as string | undefined,
+    imageMaxLayerEntries: flags.imageMaxLayerEntries as string | undefined,
+    imageMaxTarHeaderSize: flags.imageMaxTarHeaderSize as string | undefined,
     dataDir: flags.config ? undefined : dataDir,
     dbusAddress,
   };

@@ -4,6 +4,7 @@ import { parse } from 'yaml';
 import { InvalidInput } from '../common/errors.js';
 import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
 import { parseKvmAccelMode, type KvmAccelMode } from '../stage1/kvm/accel.js';
+import { parseByteSize, parseCount, resolveLimits, type ImageLimits } from '../runtime-rkt/image/limits.js';
 
 /** Everything the agent can be told, by flag or by config file (flags win). */
 export interface AgentConfig {
@@ -46,9 +47,14 @@ export interface AgentConfig {
   cniBridge: string;
   /** Node stage1 policy file (agent/stage1-policy.ts): forbidden stage1s, minimums per namespace or labels. */
   stage1Policy?: string;
+  /** Image pull caps (runtime-rkt/image/limits.ts): bytes or quantities (`64Gi`); unset means the default. */
+  imageMaxLayerSize?: number | string;
+  imageMaxImageSize?: number | string;
+  imageMaxLayerEntries?: number | string;
+  imageMaxTarHeaderSize?: number | string;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
@@ -89,5 +95,16 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
     cfg[k] = Number(cfg[k]);
     if (!Number.isFinite(cfg[k]) || cfg[k] < 0) throw new InvalidInput(`${k} must be a non-negative number`);
   }
+  imageLimitsOf(cfg); // refuse a bad cap at start, not at the first pull
   return cfg;
+}
+
+/** The image caps the config sets (the rest stay at their defaults), checked. */
+export function imageLimitsOf(cfg: Pick<AgentConfig, 'imageMaxLayerSize' | 'imageMaxImageSize' | 'imageMaxLayerEntries' | 'imageMaxTarHeaderSize'>): ImageLimits {
+  const set: Partial<ImageLimits> = {};
+  if (cfg.imageMaxLayerSize !== undefined) set.maxLayerBytes = parseByteSize(cfg.imageMaxLayerSize, 'imageMaxLayerSize');
+  if (cfg.imageMaxImageSize !== undefined) set.maxImageBytes = parseByteSize(cfg.imageMaxImageSize, 'imageMaxImageSize');
+  if (cfg.imageMaxLayerEntries !== undefined) set.maxLayerEntries = parseCount(cfg.imageMaxLayerEntries, 'imageMaxLayerEntries');
+  if (cfg.imageMaxTarHeaderSize !== undefined) set.maxTarHeaderBytes = parseByteSize(cfg.imageMaxTarHeaderSize, 'imageMaxTarHeaderSize');
+  return resolveLimits(set);
 }

@@ -8,7 +8,7 @@ import type { PodStatus } from '../runtime-rkt/status.js';
 import type { Stage1Name } from '../stage1/contract.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 import { UserError } from '../common/errors.js';
-import type { AgentConfig } from './config.js';
+import { imageLimitsOf, type AgentConfig } from './config.js';
 
 /**
  * What the agent needs from a container engine. The agent never knows which
@@ -75,7 +75,7 @@ export async function openRuntime(cfg: AgentConfig): Promise<ContainerRuntime> {
   if (cfg.containerRuntime === 'docker') {
     throw new UserError('--container-runtime=docker is not available in this build yet', { hint: 'use --container-runtime=rkt (the default)' });
   }
-  const rt = await RktRuntime.open({ dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultStage1: cfg.rktStage1Image, network: await podNetwork(cfg), kvmAccel: cfg.kvmAccel });
+  const rt = await RktRuntime.open({ dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultStage1: cfg.rktStage1Image, network: await podNetwork(cfg), kvmAccel: cfg.kvmAccel, imageLimits: imageLimitsOf(cfg) });
   await rt.reconcile();
   await rt.systemd();
   return new RktContainerRuntime(rt, await vmAccelAtStart(cfg));

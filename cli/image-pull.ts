@@ -6,6 +6,10 @@
 import type { ImagePullApi, ImageRecord, PullProgress, ImageGcResult } from '../runtime-rkt/image/types.js';
 import { readAuthFile } from '../runtime-rkt/image/auth.js';
 import { InvalidInput } from '../common/errors.js';
+import { parseByteSize, parseCount, resolveLimits, type ImageLimits } from '../runtime-rkt/image/limits.js';
+import type { ImageLimitFlags } from './image-limit-flags.js';
+
+export { IMAGE_LIMIT_OPTIONS, type ImageLimitFlags } from './image-limit-flags.js';
 import { humanBytes, parseDuration } from '../common/format.js';
 
 export interface PullCommandOptions {
@@ -15,6 +19,19 @@ export interface PullCommandOptions {
   authFile?: string;
   /** For tests: where to write (default process.stdout) and whether it is a terminal. */
   out?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  /** Size caps for this pull (see imageLimitsFromFlags); unset ones are the defaults. */
+  limits?: Partial<ImageLimits>;
+}
+
+/** Parse the `--image-max-*` flags; a bad value is an InvalidInput naming the flag. */
+export function imageLimitsFromFlags(flags: ImageLimitFlags): Partial<ImageLimits> {
+  const set: Partial<ImageLimits> = {};
+  if (flags.imageMaxLayerSize !== undefined) set.maxLayerBytes = parseByteSize(flags.imageMaxLayerSize, '--image-max-layer-size');
+  if (flags.imageMaxImageSize !== undefined) set.maxImageBytes = parseByteSize(flags.imageMaxImageSize, '--image-max-image-size');
+  if (flags.imageMaxLayerEntries !== undefined) set.maxLayerEntries = parseCount(flags.imageMaxLayerEntries, '--image-max-layer-entries');
+  if (flags.imageMaxTarHeaderSize !== undefined) set.maxTarHeaderBytes = parseByteSize(flags.imageMaxTarHeaderSize, '--image-max-tar-header-size');
+  resolveLimits(set); // refuse a cap that cannot be honoured before any work
+  return set;
 }
 
 const short = (digest: string) => digest.slice(7, 19);
@@ -89,6 +106,7 @@ export async function pullCommandAction(store: Pick<ImagePullApi, 'pull'>, ref: 
   const record = await store.pull(ref, {
     auth,
     ...(opts.insecure ? { insecureRegistries: opts.insecure } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
     onProgress: (p) => view.update(p),
   });
   out.write(`${record.id}\n`);

@@ -8,6 +8,7 @@ import type { RktRuntime } from '../runtime-rkt/runtime.js';
 import type { ImageStore } from '../runtime-rkt/image/store.js';
 import { parseStage1Name } from '../stage1/contract.js';
 import { registerPodCommands } from './pod-commands.js';
+import { IMAGE_LIMIT_OPTIONS, type ImageLimitFlags } from './image-limit-flags.js';
 import { registerSandboxCommands } from './sandbox-commands.js';
 import { registerAgentCommands } from '../agent/command.js';
 import { registerApiServiceCommand } from '../api-service/command.js';
@@ -127,12 +128,16 @@ program.command('control-plane')
   });
 
 const image = program.command('image').description('manage the image store');
-image.command('import')
+const importCmd = image.command('import')
   .argument('<source>', 'OCI image layout (directory or tar) or docker-archive tar (docker save), optionally gzip\'d')
   .option('--name <ref>', 'name for an image the archive does not name')
-  .description('import images into the store; prints their IDs')
-  .action(async (source: string, opts: { name?: string }) => {
-    const records = await withImageStore((images) => images.importPath(path.resolve(source), { name: opts.name }));
+  .description('import images into the store; prints their IDs');
+for (const [flag, description] of IMAGE_LIMIT_OPTIONS) importCmd.option(flag, description);
+importCmd
+  .action(async (source: string, opts: { name?: string } & ImageLimitFlags) => {
+    const { imageLimitsFromFlags } = await import('./image-pull.js');
+    const limits = imageLimitsFromFlags(opts);
+    const records = await withImageStore((images) => images.importPath(path.resolve(source), { name: opts.name, limits }));
     for (const r of records) process.stdout.write(`${r.id} ${r.names.join(',')}\n`);
   });
 image.command('import-demo')
@@ -149,14 +154,17 @@ image.command('import-demo')
       await fs.rm(dir, { recursive: true, force: true });
     }
   });
-image.command('pull')
+const pullCmd = image.command('pull')
   .argument('<ref>', 'image reference, e.g. registry.example.com/team/app:1.4 or …@sha256:…')
   .option('--insecure-registry <host[:port]...>', 'registries allowed over plain HTTP (loopback registries always are)')
   .option('--authfile <file>', 'docker-style credentials (default $REGISTRY_AUTH_FILE or ~/.docker/config.json)')
-  .description('pull an image from an OCI/Docker registry into the store, with per-layer progress')
-  .action(async (ref: string, opts: { insecureRegistry?: string[]; authfile?: string }) => {
-    const { pullCommandAction } = await import('./image-pull.js');
-    await withImageStore((images) => pullCommandAction(images, ref, { insecure: opts.insecureRegistry, authFile: opts.authfile }));
+  .description('pull an image from an OCI/Docker registry into the store, with per-layer progress');
+for (const [flag, description] of IMAGE_LIMIT_OPTIONS) pullCmd.option(flag, description);
+pullCmd
+  .action(async (ref: string, opts: { insecureRegistry?: string[]; authfile?: string } & ImageLimitFlags) => {
+    const { pullCommandAction, imageLimitsFromFlags } = await import('./image-pull.js');
+    const limits = imageLimitsFromFlags(opts);
+    await withImageStore((images) => pullCommandAction(images, ref, { insecure: opts.insecureRegistry, authFile: opts.authfile, limits }));
   });
 image.command('gc')
   .option('--high <percent>', 'start removing when the image filesystem is this full', '85')

@@ -8,6 +8,7 @@ import { podPaths, unitNames, type PreparedPod, type RuntimePodManifest, type St
 import { stage1For as stage1Of, type Stage1 } from '../stage1/index.js';
 import type { KvmAccelMode } from '../stage1/kvm/accel.js';
 import { ImageStore } from './image/store.js';
+import type { ImageLimits } from './image/limits.js';
 import { imageStoreDir, podStoreDir } from './data-dir.js';
 import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
@@ -30,6 +31,8 @@ export interface RktRuntimeOptions {
   network?: PodNetworkOptions | 'none';
   /** kvm pods: hardware KVM if a boot probe passes (auto), only hardware (kvm: refuse otherwise), or TCG emulation. */
   kvmAccel?: KvmAccelMode;
+  /** Caps on image pulls and imports (image/limits.ts); unset ones are the defaults. */
+  imageLimits?: Partial<ImageLimits>;
 }
 
 export interface RunOptions {
@@ -49,9 +52,9 @@ export class RktRuntime {
   /** Pod files already read, for callers that list pods over and over (the agent's sync passes). */
   private readonly statusCache = new PodStatusCache();
 
-  private constructor(readonly options: Required<Omit<RktRuntimeOptions, 'dbusAddress'>> & { dbusAddress?: string }) {
+  private constructor(readonly options: Required<Omit<RktRuntimeOptions, 'dbusAddress' | 'imageLimits'>> & { dbusAddress?: string; imageLimits?: Partial<ImageLimits> }) {
     this.pods = new PodStore(podStoreDir(options.dataDir));
-    this.images = new ImageStore(imageStoreDir(options.dataDir));
+    this.images = new ImageStore(imageStoreDir(options.dataDir), { limits: options.imageLimits });
   }
 
   static async open(opts: RktRuntimeOptions): Promise<RktRuntime> {

@@ -16,7 +16,9 @@
  *    the open fd (fchown/fchmod/futimes) or with the l* calls;
  *  - hardlink targets go through the same normalisation and parent checks,
  *    and must already exist in this layer's tree;
- *  - device nodes and FIFOs are refused unless the caller allows devices.
+ *  - device nodes and FIFOs are refused unless the caller allows devices;
+ *  - the uncompressed size, the entry count and each extension header's size
+ *    are capped (limits.ts) before the bytes are written or buffered.
  * The tree is private to the extractor until it is complete (the store
  * extracts into its tmp/ and renames), so there is no concurrent writer that
  * could swap a checked directory for a symlink between check and use.
@@ -33,6 +35,7 @@ import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import { fsops } from './fsops.js';
 import { StreamSha256 } from './sha256.js';
+import { DEFAULT_IMAGE_LIMITS, ImageLimitError, cappedTarExtract, describeLimit, type ImageBudget, type ImageLimits } from './limits.js';
 
 export interface ExtractOptions {
   /** Allow character/block devices and FIFOs in the layer. Default false. */
@@ -40,6 +43,10 @@ export interface ExtractOptions {
   /** `sha256:<hex>` the uncompressed tar must hash to (the config's rootfs.diff_ids entry). */
   diffId?: string;
   log?: Logger;
+  /** Caps on uncompressed size, entry count and extension header size (limits.ts); default DEFAULT_IMAGE_LIMITS. */
+  limits?: ImageLimits;
+  /** The image-wide uncompressed budget this layer draws from, when it is one of an image's. */
+  budget?: ImageBudget;
 }
 
 export const OPAQUE_XATTR = 'trusted.overlay.opaque';
@@ -119,7 +126,10 @@ async function firstBytes(source: Readable, n: number): Promise<{ magic: Buffer;
 async function unpackInto(target: string, layerDigest: string, opts: ExtractOptions, run: (ctx: Ctx) => Promise<string>): Promise<void> {
   const log = opts.log ?? createLogger('image-extract');
   await fs.mkdir(target, { mode: 0o755 });
-  const ctx: Ctx = { root: target, digest: layerDigest, allowDevices: opts.allowDevices ?? false, dirTimes: new Map(), log };
+  const ctx: Ctx = {
+    root: target, digest: layerDigest, allowDevices: opts.allowDevices ?? false, dirTimes: new Map(), log,
+    limits: opts.limits ?? DEFAULT_IMAGE_LIMITS, budget: opts.budget, bytes: 0, entries: 0,
+  };
   try {
     const diff = await run(ctx);
     if (opts.diffId !== undefined && diff !== opts.diffId) {
@@ -132,6 +142,7 @@ async function unpackInto(target: string, layerDigest: string, opts: ExtractOpti
     const dirs = [...ctx.dirTimes].sort((a, b) => b[0].length - a[0].length);
     for (const [dir, mtime] of dirs) await fs.lutimes(dir, mtime, mtime);
   } catch (err) {
+    ctx.budget?.giveBack(ctx.bytes);
     await fs.rm(target, { recursive: true, force: true });
     throw err;
   }
@@ -144,6 +155,11 @@ interface Ctx {
   /** Absolute dir path -> mtime to set once the layer is complete. */
   dirTimes: Map<string, Date>;
   log: Logger;
+  limits: Readonly<ImageLimits>;
+  budget: ImageBudget | undefined;
+  /** Uncompressed bytes and entries seen so far. */
+  bytes: number;
+  entries: number;
 }
 
 /** Stream blob -> (gunzip or zstd) -> hash -> tar parser, applying entries one at a time. Returns the diff id. */
@@ -151,16 +167,38 @@ const IO_CHUNK = 1 << 20;
 
 async function unpack(ctx: Ctx, source: Readable, compression: Compression): Promise<string> {
   const hash = new StreamSha256();
+  let firstError: unknown;
+  const { maxLayerBytes, maxLayerEntries, maxTarHeaderBytes } = ctx.limits;
   const hasher = new Transform({
     transform(chunk: Buffer, _enc, cb) {
+      // Counted before anything downstream sees the bytes: the decompressor decodes no further ahead than this asks.
+      ctx.bytes += chunk.length;
+      try {
+        if (ctx.bytes > maxLayerBytes) {
+          throw new ImageLimitError('maxLayerBytes', `layer ${ctx.digest} expands to more than ${describeLimit('maxLayerBytes', maxLayerBytes)} uncompressed`);
+        }
+        ctx.budget?.take(chunk.length, ctx.digest);
+      } catch (err) {
+        firstError ??= err;
+        cb(err as Error);
+        return;
+      }
       const backlog = hash.update(chunk);
       if (backlog) backlog.then(() => cb(null, chunk), cb);
       else cb(null, chunk);
     },
   });
-  const extract = tar.extract();
-  let firstError: unknown;
+  const extract = cappedTarExtract(maxTarHeaderBytes, (size, type) => {
+    firstError ??= new ImageLimitError('maxTarHeaderBytes', `layer ${ctx.digest} has a ${type} header of ${size} bytes, more than ${describeLimit('maxTarHeaderBytes', maxTarHeaderBytes)}`);
+    return firstError as Error;
+  });
   extract.on('entry', (header, stream, next) => {
+    if (++ctx.entries > maxLayerEntries) {
+      firstError ??= new ImageLimitError('maxLayerEntries', `layer ${ctx.digest} has more than ${describeLimit('maxLayerEntries', maxLayerEntries)} entries`);
+      stream.resume();
+      next(firstError as Error);
+      return;
+    }
     applyEntry(ctx, header, stream).then(
       () => {
         stream.resume(); // drain whatever an entry type did not read

@@ -4,11 +4,47 @@
  * formats end up the same shape; a docker-archive gets a synthesized Docker
  * schema-2 manifest so that every record has a manifest blob.
  */
+import * as fs from 'node:fs/promises';
 import { InvalidInput } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { ImageFormat, ImageRunConfig, ImportOptions } from './types.js';
 import { isBareTag, parseName, qualifyName, formatName } from './names.js';
 import { readSmallJson, type SourceTree } from './source.js';
+import { ImageLimitError, describeLimit, type ImageLimits } from './limits.js';
+
+/** Image configs larger than this are refused (they are JSON read whole; real ones are a few KiB). */
+export const MAX_CONFIG_BYTES = 4 << 20;
+
+/**
+ * Before any blob is fetched or copied: the config and every layer must say
+ * their size (OCI requires it; without it a download has no bound), the config
+ * must be small, each layer blob within the per-layer cap and all of them
+ * within the per-image cap. `size` is then enforced byte by byte while the
+ * blob streams (more bytes than it says abort at once).
+ */
+export function checkDescriptorSizes(config: Descriptor, layers: Descriptor[], where: string, limits: ImageLimits): void {
+  const sizeOf = (d: Descriptor, what: string): number => {
+    const size: unknown = d.size;
+    if (size === undefined || size === null) {
+      throw new InvalidInput(`${what} ${d.digest} of ${where} has no size`, 'OCI requires a size in every descriptor, and without it a download has no bound; push the image again with a current client');
+    }
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new InvalidInput(`${what} ${d.digest} of ${where} has an invalid size ${JSON.stringify(size)}`);
+    return size;
+  };
+  const configSize = sizeOf(config, 'the config');
+  if (configSize > MAX_CONFIG_BYTES) throw new InvalidInput(`the config ${config.digest} of ${where} is ${configSize} bytes, more than the ${MAX_CONFIG_BYTES} allowed`, 'this is not a container image config');
+  let total = 0;
+  for (const l of layers) {
+    const size = sizeOf(l, 'layer');
+    if (size > limits.maxLayerBytes) {
+      throw new ImageLimitError('maxLayerBytes', `layer ${l.digest} of ${where}: its blob is ${size} bytes, more than ${describeLimit('maxLayerBytes', limits.maxLayerBytes)} (a blob is never larger than the layer it unpacks to, give or take a few bytes)`);
+    }
+    total += size;
+  }
+  if (total > limits.maxImageBytes) {
+    throw new ImageLimitError('maxImageBytes', `the layer blobs of ${where} are ${total} bytes together, more than ${describeLimit('maxImageBytes', limits.maxImageBytes)}`);
+  }
+}
 
 export const MT = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
@@ -93,8 +129,8 @@ export function hexOf(digest: string): string {
   return digest.slice('sha256:'.length);
 }
 
-export async function planImport(src: SourceTree, stager: Stager, opts: ImportOptions, log: Logger): Promise<ImagePlan[]> {
-  return src.kind === 'oci' ? planOci(src, stager, opts, log) : planDocker(src, stager, opts);
+export async function planImport(src: SourceTree, stager: Stager, opts: ImportOptions, log: Logger, limits: ImageLimits): Promise<ImagePlan[]> {
+  return src.kind === 'oci' ? planOci(src, stager, opts, log, limits) : planDocker(src, stager, opts, limits);
 }
 
 async function mustResolve(src: SourceTree, rel: string, what: string): Promise<string> {
@@ -122,7 +158,7 @@ function platformOk(d: Descriptor): boolean {
   return d.platform === undefined || (d.platform.os === WANT_PLATFORM.os && d.platform.architecture === WANT_PLATFORM.architecture);
 }
 
-async function planOci(src: SourceTree, stager: Stager, opts: ImportOptions, log: Logger): Promise<ImagePlan[]> {
+async function planOci(src: SourceTree, stager: Stager, opts: ImportOptions, log: Logger, limits: ImageLimits): Promise<ImagePlan[]> {
   const layout = await readSmallJson<{ imageLayoutVersion?: string }>(await mustResolve(src, 'oci-layout', 'the oci-layout file'), 'oci-layout');
   if (layout.imageLayoutVersion !== '1.0.0') log.warn({ version: layout.imageLayoutVersion }, 'unexpected OCI imageLayoutVersion; trying anyway');
   const index = await readSmallJson<{ manifests?: Descriptor[] }>(await mustResolve(src, 'index.json', 'index.json'), 'index.json');
@@ -177,6 +213,7 @@ async function planOci(src: SourceTree, stager: Stager, opts: ImportOptions, log
         );
       }
     }
+    checkDescriptorSizes(m.config, m.layers, `manifest ${manifest.digest}`, limits);
     const config = await stageDescriptor(src, stager, m.config, 'an image config');
     const configJson = await readSmallJson<OciConfig>(config.path, `config ${config.digest}`);
     const layers: StagedBlob[] = [];
@@ -216,7 +253,7 @@ interface DockerManifestEntry {
 }
 
 /** docker save: manifest.json names the config (`<hex>.json`) and layer tars; the config's diff_ids verify the layers. */
-async function planDocker(src: SourceTree, stager: Stager, opts: ImportOptions): Promise<ImagePlan[]> {
+async function planDocker(src: SourceTree, stager: Stager, opts: ImportOptions, limits: ImageLimits): Promise<ImagePlan[]> {
   const entries = await readSmallJson<DockerManifestEntry[]>(await mustResolve(src, 'manifest.json', 'manifest.json'), 'manifest.json');
   if (!Array.isArray(entries) || entries.length === 0) throw new InvalidInput('manifest.json lists no images');
   const plans: ImagePlan[] = [];
@@ -225,8 +262,14 @@ async function planDocker(src: SourceTree, stager: Stager, opts: ImportOptions):
     const config = await stager.stage(await mustResolve(src, e.Config, 'the image config'), { digest: digestFromName(e.Config) }, `config ${e.Config}`);
     const configJson = await readSmallJson<OciConfig>(config.path, `config ${config.digest}`);
     const diffIds = checkDiffIds(configJson, e.Layers.length, config.digest);
+    // docker save lists no sizes: the files' own sizes take their place (the archive holds them; no download is unbounded).
+    const files: string[] = [];
+    for (const l of e.Layers) files.push(await mustResolve(src, l, `layer ${l}`));
+    const sized: Descriptor[] = [];
+    for (const [i, f] of files.entries()) sized.push({ digest: e.Layers[i]!, size: (await fs.stat(f)).size });
+    checkDescriptorSizes({ digest: config.digest, size: config.size }, sized, `docker-archive image ${e.RepoTags?.[0] ?? config.digest}`, limits);
     const layers: StagedBlob[] = [];
-    for (const l of e.Layers) layers.push(await stager.stage(await mustResolve(src, l, `layer ${l}`), { digest: digestFromName(l) }, `layer ${l}`));
+    for (const [i, l] of e.Layers.entries()) layers.push(await stager.stage(files[i]!, { digest: digestFromName(l) }, `layer ${l}`));
     const manifestJson = {
       schemaVersion: 2,
       mediaType: MT.dockerManifest,

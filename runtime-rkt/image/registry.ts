@@ -109,6 +109,8 @@ interface RawResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
   body: http.IncomingMessage;
+  /** Who answered: after redirects, the last hop (blob storage, say), not the registry. */
+  url: URL;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -217,7 +219,7 @@ export class RegistryClient {
       const mod = isHttps ? https : http;
       const agent = isHttps ? (insecureTls ? this.insecureHttpsAgent : this.httpsAgent) : this.httpAgent;
       const req = mod.request(url, { method, headers: { 'user-agent': this.opts.userAgent, ...headers }, agent }, (res) => {
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url });
       });
       req.setTimeout(this.opts.timeoutMs, () => req.destroy(Object.assign(new Error(`no answer from ${url.host} in ${this.opts.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
       req.on('error', reject);
@@ -225,7 +227,12 @@ export class RegistryClient {
     });
   }
 
-  /** Follow redirects (blob storage backends); Authorization is dropped when the host changes. */
+  /**
+   * Follow redirects (blob storage backends). Authorization goes to the origin
+   * (scheme, host and port) it was made for and nowhere else: it is dropped at
+   * the first hop that leaves that origin and never sent again on this chain
+   * (as Go's net/http does for Docker and containerd).
+   */
   private async requestFollow(url: URL, method: string, headers: Record<string, string>, insecureTls: boolean): Promise<RawResponse> {
     let current = url;
     let hdrs = headers;
@@ -238,7 +245,7 @@ export class RegistryClient {
       if (next.protocol === 'http:' && !this.isInsecure(next.host)) {
         throw new RegistryError(`registry redirected ${url.href} to plain-HTTP ${next.host}, which is not an insecure registry`);
       }
-      if (next.host !== current.host) {
+      if (next.origin !== url.origin) {
         const { authorization: _drop, ...rest } = hdrs;
         void _drop;
         hdrs = rest;
@@ -383,6 +390,17 @@ export class RegistryClient {
     for (let round = 0; round < 2; round++) {
       const auth = await this.authHeader(state, ref, scope, round > 0);
       res = await this.requestFollow(url, method, { ...headers, ...auth }, state.insecureTls);
+      if (res.status === 401 && res.url.origin !== url.origin) {
+        // A redirect target (blob storage) wants authentication. Its challenge is not the registry's:
+        // answering it would hand the repository's credentials (or a token for them) to whatever realm
+        // it names. Only the registry the reference names may ask for them.
+        res.body.resume();
+        throw new RegistryError(`pull ${ref.repo}: ${suffix}: ${res.url.host}, where ${ref.apiHost} redirected the request, answered 401 Unauthorized; the registry's credentials are not sent to another host`, {
+          status: 401,
+          code: 'UNAUTHORIZED',
+          hint: `${ref.apiHost} redirects to storage that wants its own authentication, which a registry client cannot give; the registry's storage redirect is misconfigured (or the redirect is hostile)`,
+        });
+      }
       if (res.status !== 401 || round > 0) break;
       // A first challenge, an expired token, or a repository that wants auth when /v2/ did not.
       state.challenge = this.challengeFrom(res.headers['www-authenticate'], ref.apiHost);
@@ -401,7 +419,7 @@ export class RegistryClient {
     if (res.status === 401) hint = creds ? `check the password of ${creds.username} for ${ref.domain}` : `${ref.domain} needs credentials: add them to the auth file or the pod's imagePullSecrets`;
     else if (res.status === 403) hint = `the credentials for ${ref.domain} do not allow pulling ${ref.repository}`;
     else if (res.status === 404) hint = 'check the repository name and tag';
-    return new RegistryError(`${what}: ${reg}${detail.code ? ` (${detail.code})` : ''} [HTTP ${res.status} from ${ref.apiHost}]`, {
+    return new RegistryError(`${what}: ${reg}${detail.code ? ` (${detail.code})` : ''} [HTTP ${res.status} from ${res.url.host}]`, {
       status: res.status,
       ...(code ? { code } : {}),
       registryMessage: reg,
@@ -569,7 +587,8 @@ export class RegistryClient {
           await pipeline(res.body, counter, out);
         } catch (err) {
           if (!out.closed) await new Promise<void>((r) => out.once('close', () => r()));
-          if (err instanceof RegistryError) throw err;
+          // The registry's own refusals and the tap's (a size cap exceeded, limits.ts) are final, not an interruption.
+          if (err instanceof UserError) throw err;
           // Writes still in flight when the pipeline failed are dropped: resume
           // from what really reached the file, re-hashing that prefix.
           const onDisk = (await fs.stat(dest)).size;

@@ -19,6 +19,7 @@ import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
 import { normaliseEntryPath } from './extract.js';
+import { DEFAULT_IMAGE_LIMITS, ImageLimitError, cappedTarExtract, describeLimit, type ImageLimits } from './limits.js';
 
 export type SourceKind = 'oci' | 'docker';
 
@@ -30,7 +31,7 @@ export interface SourceTree {
   resolve(rel: string): Promise<string | undefined>;
 }
 
-export async function openSource(source: string, spoolDir: string): Promise<SourceTree> {
+export async function openSource(source: string, spoolDir: string, limits: ImageLimits = DEFAULT_IMAGE_LIMITS): Promise<SourceTree> {
   let st;
   try {
     st = await fs.stat(source);
@@ -40,7 +41,7 @@ export async function openSource(source: string, spoolDir: string): Promise<Sour
   }
   if (st.isDirectory()) return dirSource(path.resolve(source));
   if (!st.isFile()) throw new InvalidInput(`image source ${source} is neither a directory nor a file`);
-  await spoolTar(source, spoolDir);
+  await spoolTar(source, spoolDir, limits);
   return treeSource(spoolDir, await readAliases(spoolDir), source);
 }
 
@@ -110,14 +111,35 @@ async function gzipped(file: string): Promise<boolean> {
 }
 
 /** Spool an archive into spoolDir/files (regular files and dirs only) plus an alias map for its links. */
-async function spoolTar(file: string, spoolDir: string): Promise<void> {
+async function spoolTar(file: string, spoolDir: string, limits: ImageLimits): Promise<void> {
   const filesRoot = path.join(spoolDir, 'files');
   await fs.mkdir(filesRoot, { recursive: true });
   const aliases: Record<string, string> = {};
-  const extract = tar.extract();
   let firstError: unknown;
+  // A gzip'd archive can expand without bound: what it spools is capped like an image (its blobs must fit
+  // in one image's size), its entries like a layer's, its extension headers like a layer's.
+  const extract = cappedTarExtract(limits.maxTarHeaderBytes, (size, type) => {
+    firstError ??= new ImageLimitError('maxTarHeaderBytes', `${file} has a ${type} header of ${size} bytes, more than ${describeLimit('maxTarHeaderBytes', limits.maxTarHeaderBytes)}`);
+    return firstError as Error;
+  });
+  let entries = 0;
+  let spooled = 0;
+  const count = (n: number) => {
+    spooled += n;
+    if (spooled > limits.maxImageBytes) {
+      // Recorded before throwing: the entry's stream is torn down at once and the pipeline fails before the entry's handler runs.
+      firstError ??= new ImageLimitError('maxImageBytes', `${file} holds more than ${describeLimit('maxImageBytes', limits.maxImageBytes)}`);
+      throw firstError;
+    }
+  };
   extract.on('entry', (header, stream, next) => {
-    spoolEntry(filesRoot, aliases, header, stream).then(
+    if (++entries > limits.maxLayerEntries) {
+      firstError ??= new ImageLimitError('maxLayerEntries', `${file} has more than ${describeLimit('maxLayerEntries', limits.maxLayerEntries)} entries`);
+      stream.resume();
+      next(firstError as Error);
+      return;
+    }
+    spoolEntry(filesRoot, aliases, header, stream, count).then(
       () => {
         stream.resume();
         next();
@@ -138,7 +160,7 @@ async function spoolTar(file: string, spoolDir: string): Promise<void> {
   await fs.writeFile(path.join(spoolDir, ALIASES), JSON.stringify(aliases));
 }
 
-async function spoolEntry(root: string, aliases: Record<string, string>, header: tar.Header, stream: AsyncIterable<unknown>): Promise<void> {
+async function spoolEntry(root: string, aliases: Record<string, string>, header: tar.Header, stream: AsyncIterable<unknown>, count: (bytes: number) => void): Promise<void> {
   const rel = normaliseEntryPath(header.name);
   if (rel === undefined) throw new InvalidInput(`archive entry ${JSON.stringify(header.name)} climbs out of the archive with ".."`, 'the archive is malformed or hostile');
   if (rel === '') return;
@@ -154,7 +176,10 @@ async function spoolEntry(root: string, aliases: Record<string, string>, header:
       await fs.rm(abs, { force: true });
       const handle = await fs.open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
       try {
-        for await (const chunk of stream) await handle.write(chunk as Uint8Array); // tar-stream yields Buffers
+        for await (const chunk of stream) {
+          count((chunk as Uint8Array).length);
+          await handle.write(chunk as Uint8Array); // tar-stream yields Buffers
+        }
       } finally {
         await handle.close();
       }

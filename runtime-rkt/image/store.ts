@@ -23,16 +23,16 @@ import { createLogger, type Logger } from '../../common/log.js';
 import type { ImageGcOptions, ImageGcResult, ImagePullApi, ImageRecord, ImportOptions, PullOptions } from './types.js';
 import { extractLayer, extractLayerStream, type ExtractOptions } from './extract.js';
 import { openSource } from './source.js';
-import { planImport, checkDigest, checkDiffIds, hexOf, MT, LAYER_TYPES, type ImagePlan, type OciConfig, type StagedBlob, type Stager } from './plan.js';
+import { planImport, checkDescriptorSizes, MAX_CONFIG_BYTES, checkDigest, checkDiffIds, hexOf, MT, LAYER_TYPES, type ImagePlan, type OciConfig, type StagedBlob, type Stager } from './plan.js';
 import { readSmallJson } from './source.js';
 import { parseReference, repoDigest, type ImageReference } from './reference.js';
 import { RegistryClient, type BlobTap, type FetchedManifest, type ResolvedImage } from './registry.js';
 import { candidateNames } from './names.js';
 import { fsops } from './fsops.js';
+import { ImageBudget, ImageLimitError, resolveLimits, type ImageLimits } from './limits.js';
 
 const LOCK_TIMEOUT_MS = 10 * 60_000;
 const ID_PREFIX_MIN = 6;
-const MAX_CONFIG_BYTES = 4 << 20;
 
 /** In-process de-duplication of pulls: `<store root>\0<manifest digest>` → the pull in progress. */
 const inflightPulls = new Map<string, Promise<ImageRecord>>();
@@ -52,10 +52,13 @@ export class ImageStore implements ImagePullApi {
   private readonly tmpDir: string;
   private readonly lockFile: string;
   private readonly log: Logger;
+  /** Caps every pull and import gets unless its options say otherwise (limits.ts). */
+  readonly limits: ImageLimits;
   private opened = false;
 
   /** @param root `<dataDir>/images`; created on first use. */
-  constructor(root: string, opts: { log?: Logger } = {}) {
+  constructor(root: string, opts: { log?: Logger; limits?: Partial<ImageLimits> } = {}) {
+    this.limits = resolveLimits(opts.limits);
     this.root = path.resolve(root);
     this.blobsDir = path.join(this.root, 'blobs', 'sha256');
     this.layersDir = path.join(this.root, 'layers', 'sha256');
@@ -128,20 +131,22 @@ export class ImageStore implements ImagePullApi {
   // ---- importing -----------------------------------------------------------
 
   async importPath(source: string, opts: ImportOptions = {}): Promise<ImageRecord[]> {
+    const limits = resolveLimits(this.limits, opts.limits);
     const stage = await this.createStage();
     try {
-      const src = await openSource(source, path.join(stage.dir, 'src'));
+      const src = await openSource(source, path.join(stage.dir, 'src'), limits);
       const stager = this.stager(stage.dir, src.spooled);
-      const plans = await planImport(src, stager, opts, this.log);
+      const plans = await planImport(src, stager, opts, this.log, limits);
       // Unpack new layers outside the store lock: it is the slow part, and a
       // hostile or corrupt layer must fail here, before anything is committed.
       const staged = new Map<string, string>();
       for (const plan of plans) {
+        const budget = new ImageBudget(limits.maxImageBytes, `import ${source}: image ${plan.names[0] ?? plan.config.digest}`);
         for (const [i, layer] of plan.layers.entries()) {
           if (staged.has(layer.digest) || (await this.layerComplete(layer.digest))) continue;
           const dir = path.join(stage.dir, 'layers', hexOf(layer.digest));
           await fs.mkdir(dir, { recursive: true });
-          await extractLayer(layer.path, path.join(dir, 'rootfs'), layer.digest, { allowDevices: opts.allowDevices ?? false, diffId: plan.diffIds[i], log: this.log });
+          await extractLayer(layer.path, path.join(dir, 'rootfs'), layer.digest, { allowDevices: opts.allowDevices ?? false, diffId: plan.diffIds[i], log: this.log, limits, budget });
           staged.set(layer.digest, dir);
         }
       }
@@ -345,7 +350,7 @@ export class ImageStore implements ImagePullApi {
   /** Unpack the stored blob of `digest` into dir/rootfs (dir is created). */
   private async unpackInto(dir: string, digest: string, diffId: string | undefined, allowDevices: boolean): Promise<void> {
     await fs.mkdir(dir, { recursive: true });
-    await extractLayer(this.blobPath(digest), path.join(dir, 'rootfs'), digest, { allowDevices, log: this.log, ...(diffId ? { diffId } : {}) });
+    await extractLayer(this.blobPath(digest), path.join(dir, 'rootfs'), digest, { allowDevices, log: this.log, limits: this.limits, ...(diffId ? { diffId } : {}) });
   }
 
   /**
@@ -360,15 +365,20 @@ export class ImageStore implements ImagePullApi {
     feed.on('error', () => undefined); // failures surface through `unpacked`
     let fed = 0;
     let broken = false;
+    // A cap exceeded is final (the bytes were the registry's, in order): the download stops at once,
+    // instead of finishing and unpacking the blob again only to hit the cap a second time.
+    let overLimit: ImageLimitError | undefined;
     const unpacked = extractLayerStream(feed, rootfs, digest, opts).then(
       () => !broken,
-      () => {
+      (err: unknown) => {
         broken = true;
+        if (err instanceof ImageLimitError) overLimit = err;
         feed.resume();
         return false;
       },
     );
     const tap: BlobTap = (chunk, offset) => {
+      if (overLimit !== undefined) return Promise.reject(overLimit);
       if (broken || offset + chunk.length <= fed) return undefined; // a resumed or restarted download repeats bytes already fed
       if (offset > fed) {
         broken = true; // a gap cannot be fed; finish() then reports failure
@@ -388,7 +398,9 @@ export class ImageStore implements ImagePullApi {
       tap,
       finish: async () => {
         feed.end();
-        return unpacked;
+        const complete = await unpacked;
+        if (overLimit !== undefined) throw overLimit;
+        return complete;
       },
       abort: async (err) => {
         broken = true;
@@ -502,9 +514,9 @@ export class ImageStore implements ImagePullApi {
         throw new InvalidInput(`layer ${l.digest} of ${where} has media type ${l.mediaType}, which this runtime cannot unpack`, 'layers must be tar archives, uncompressed, gzip or zstd');
       }
     }
-    if (typeof m.config.size === 'number' && m.config.size > MAX_CONFIG_BYTES) {
-      throw new InvalidInput(`the config of ${where} is ${m.config.size} bytes, more than the ${MAX_CONFIG_BYTES} allowed`);
-    }
+    const limits = resolveLimits(this.limits, opts.limits);
+    checkDescriptorSizes(m.config, m.layers, where, limits);
+    const budget = new ImageBudget(limits.maxImageBytes, `pull ${where}`);
     const stage = await this.createStage();
     try {
       const stager = this.stager(stage.dir, false);
@@ -543,7 +555,7 @@ export class ImageStore implements ImagePullApi {
           try {
             const blobPath = path.join(blobsDir, hexOf(digest));
             const total = size ?? 0;
-            const extractOpts = { allowDevices: opts.allowDevices ?? false, diffId, log: this.log };
+            const extractOpts = { allowDevices: opts.allowDevices ?? false, diffId, log: this.log, limits, budget };
             const dir = path.join(stage.dir, 'layers', hexOf(digest));
             const rootfs = path.join(dir, 'rootfs');
             // Unpack while downloading (the tree stays in the stage until the blob's digest is verified).

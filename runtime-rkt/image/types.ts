@@ -11,6 +11,8 @@
  *   lock                          flock: writers take it exclusive while changing records
  */
 
+import type { ImageLimits } from './limits.js';
+
 export type ImageFormat = 'oci' | 'docker';
 
 /** The parts of an OCI image config the runtime honours (config.config in the JSON). */
@@ -58,6 +60,8 @@ export interface ImportOptions {
   name?: string;
   /** Allow device nodes in layers (privileged images only). Default false: refused. */
   allowDevices?: boolean;
+  /** Caps for this import (limits.ts); unset ones are the store's. */
+  limits?: Partial<ImageLimits>;
 }
 
 export interface ImageStoreApi {
@@ -98,6 +102,8 @@ export interface PullOptions {
   allowDevices?: boolean;
   /** Manifest size limit in bytes (default 4 MiB). */
   maxManifestBytes?: number;
+  /** Caps on layer and image sizes, entries and tar headers for this pull (limits.ts); unset ones are the store's. */
+  limits?: Partial<ImageLimits>;
   /** Attempts per request on network errors, 5xx and truncation (default 4), and the first backoff (default 500 ms). */
   attempts?: number;
   retryDelayMs?: number;

@@ -264,3 +264,59 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     });
   return proxy;
 }
+
+// ---- pushing by hand (the distribution API, for content skopeo would not push) ----
+
+function send(method: string, url: string, headers: Record<string, string>, body: Buffer | string | undefined): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+    });
+    req.on('error', reject);
+    if (body === undefined) req.end();
+    else if (typeof body === 'string' || Buffer.isBuffer(body)) req.end(body);
+  });
+}
+
+/** Upload a blob (bytes, or a file streamed from disk) with a monolithic upload; returns its digest and size. */
+export async function pushBlob(host: string, repo: string, data: Buffer | { file: string }): Promise<{ digest: string; size: number }> {
+  const { createHash } = await import('node:crypto');
+  const { createReadStream } = await import('node:fs');
+  let digest: string;
+  let size: number;
+  if (Buffer.isBuffer(data)) {
+    digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    size = data.length;
+  } else {
+    const h = createHash('sha256');
+    for await (const c of createReadStream(data.file)) h.update(c as Buffer);
+    digest = `sha256:${h.digest('hex')}`;
+    size = (await fs.stat(data.file)).size;
+  }
+  const start = await send('POST', `http://${host}/v2/${repo}/blobs/uploads/`, { 'content-length': '0' }, undefined);
+  if (start.status !== 202 || !start.headers.location) throw new Error(`starting an upload to ${host}/${repo}: HTTP ${start.status} ${start.body}`);
+  const loc = new URL(start.headers.location, `http://${host}`);
+  loc.searchParams.set('digest', digest);
+  const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = http.request(loc, { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) } }, (r) => {
+      let text = '';
+      r.on('data', (d) => (text += d));
+      r.on('end', () => resolve({ status: r.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    if (Buffer.isBuffer(data)) req.end(data);
+    else createReadStream(data.file).pipe(req);
+  });
+  if (res.status !== 201) throw new Error(`uploading ${digest} to ${host}/${repo}: HTTP ${res.status} ${res.body}`);
+  return { digest, size };
+}
+
+/** PUT a manifest exactly as given (the registry checks the blobs it names exist). */
+export async function pushManifest(host: string, repo: string, tag: string, manifest: object, mediaType: string): Promise<string> {
+  const body = JSON.stringify(manifest);
+  const res = await send('PUT', `http://${host}/v2/${repo}/manifests/${tag}`, { 'content-type': mediaType, 'content-length': String(Buffer.byteLength(body)) }, body);
+  if (res.status !== 201) throw new Error(`pushing manifest ${host}/${repo}:${tag}: HTTP ${res.status} ${res.body}`);
+  return String(res.headers['docker-content-digest']);
+}
