@@ -88,6 +88,14 @@ admission('a field the node does not implement: CreateContainerConfigError namin
   await running(c, 'plain', 'default');
   assert.ok(!(await runtimePodNames(c)).includes('probed'), 'the refused pod never reached the runtime');
   await c.k(['delete', 'pod', 'probed', 'plain', '--grace-period', '1']);
+  // The node's own CLI refuses the same fields (and exits 2: bad input), before it touches anything.
+  const file = path.join(c.dataDir, 'refused-pod.yaml');
+  await fs.writeFile(file, pod('cli-probed', 'default', 'volumes: [{name: data, emptyDir: {}}]', 'livenessProbe: {tcpSocket: {port: 80}}'));
+  const cli = await c.stevedore(['pod', 'run', '-f', file]);
+  assert.is(cli.code, 2, cli.stderr);
+  assert.match(cli.stderr, /spec\.volumes: not supported by this node yet: no volume plugin is implemented/);
+  assert.match(cli.stderr, /spec\.containers\[0\]\.livenessProbe: not supported by this node yet/);
+  assert.ok(!(await runtimePodNames(c)).includes('cli-probed'));
 });
 
 admission('fly, hostNetwork and privileged in default are refused for good; one Warning event each', async () => {
