@@ -201,7 +201,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       seLinuxChangePolicy: refuse('this node applies no SELinux labels'),
       seLinuxOptions: refuse('this node applies no SELinux labels'),
       seccompProfile: honour('every container\'s unless the container sets its own', 'seccompProfile'),
-      supplementalGroups: honour('extra groups of every process, merged with the image\'s groups of the user'),
+      supplementalGroups: honour('extra groups of every process'),
       supplementalGroupsPolicy: refuse('only the Merge policy (the default) is implemented', { accepts: only('Merge') }),
       sysctls: honour('namespaced sysctls of the safe set', 'sysctl'),
       windowsOptions: refuse('Windows only; this node runs Linux pods'),
