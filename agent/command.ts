@@ -12,7 +12,7 @@ function agentOptions(cmd: Command): Command {
     .option('--kubeconfig <file>', 'kubeconfig of the control plane to register with')
     .option('--node-name <name>', 'this node\'s name (default: hostname)')
     .option('--rkt-stage1-image <name>', 'default stage1: fly, namespaces (default) or kvm')
-    .option('--stage1-policy <file>', 'node stage1 policy (YAML: forbid, require minimums per namespace or labels)')
+    .option('--stage1-policy <file>', 'node stage1 and host-access policy (YAML: forbid, require minimums, allowHostAccess per namespace or labels); without one, fly, hostNetwork, hostPID, hostIPC and privileged are refused for every pod')
     .option('--kvm-accel <mode>', 'kvm pods: auto (default: hardware KVM if a boot probe at start passes, else TCG emulation), kvm (refuse VM pods without it) or tcg')
     .option('--node-ip <address>', 'address the control plane reaches this node at', undefined)
     .option('--port <port>', 'node API port (default 10250)')

@@ -10,7 +10,7 @@ import type { EventRecorder } from './events.js';
 import { apiStatus, patchAs, type KubeClients } from './kube.js';
 import { podStatusFor, sameStatus, type Waiting } from './pod-status.js';
 import type { ContainerRuntime } from './runtime.js';
-import { chooseStage1, type Stage1Choice, type Stage1Policy } from './stage1-policy.js';
+import { chooseStage1, hostAccessAsked, hostAccessRefusal, type Stage1Choice, type Stage1Policy } from './stage1-policy.js';
 import { pullSecretsKeyring } from './pull-secrets.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 
@@ -123,13 +123,20 @@ export class PodSync {
     try {
       runtimePod = validatePod(JSON.parse(JSON.stringify({ metadata: pod.metadata, spec: pod.spec })), { strict: false });
     } catch (err) {
-      this.fail(pod, 'CreateContainerConfigError', (err as Error).message);
+      // One line per refused or invalid field, each naming its path (a field this node does not implement is never dropped).
+      this.fail(pod, 'CreateContainerConfigError', (err as Error).message.replace(/^invalid pod manifest:\s*/, '').replace(/\n\s*/g, '; '));
       return;
     }
     runtimePod.metadata.annotations = { ...runtimePod.metadata.annotations, [MANAGED_BY]: this.cfg.nodeName };
     const choice = await this.stage1For(pod);
     if ('rejected' in choice) {
       this.reject(pod, choice.rejected.reason, choice.rejected.message);
+      return;
+    }
+    const md = pod.metadata ?? {};
+    const refused = hostAccessRefusal({ namespace: md.namespace ?? 'default', labels: md.labels ?? {}, annotations: md.annotations ?? {} }, hostAccessAsked(pod.spec ?? {}), this.policy);
+    if (refused) {
+      this.reject(pod, refused.reason, refused.message);
       return;
     }
     if (choice.raisedBy) this.log.info({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, stage1: choice.stage1, raisedBy: choice.raisedBy }, 'stage1 raised by the node policy');

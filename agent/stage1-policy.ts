@@ -4,7 +4,7 @@ import { InvalidInput } from '../common/errors.js';
 import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
 
 /**
- * Which stage1 a pod runs under, and the node's policy on it.
+ * Which stage1 a pod runs under, and the node's policy on it and on host access.
  *
  * A pod asks for a stage1 with the annotation
  * `rkt.alpha.kubernetes.io/stage1-name-override` (rktnetes) or with
@@ -18,6 +18,11 @@ import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
  *   - a pod that asks for nothing gets the node default raised to its minimum
  *     and past forbidden ones — the policy protects, it doesn't punish pods
  *     that never chose.
+ * Host access fails closed: fly (root on the node), hostNetwork, hostPID,
+ * hostIPC and privileged containers are refused for every pod unless an
+ * `allowHostAccess` rule of the policy opens them for the pod's namespace or
+ * labels. With no policy file nothing is opened, so a pod that asks for
+ * nothing under a node whose default is fly is raised to namespaces.
  */
 export const STAGE1_OVERRIDE = 'rkt.alpha.kubernetes.io/stage1-name-override';
 
@@ -33,12 +38,37 @@ export interface Stage1Rule {
   matchLabels?: Record<string, string>;
 }
 
+/** What a pod can get of the node itself; each is refused unless the policy opens it for the pod. */
+export const HOST_ACCESS = ['fly', 'hostNetwork', 'hostPID', 'hostIPC', 'privileged'] as const;
+export type HostAccess = (typeof HOST_ACCESS)[number];
+
+export interface HostAccessRule {
+  allow: HostAccess[];
+  /** Pods in any of these namespaces. */
+  namespaces?: string[];
+  /** Pods carrying all of these labels. */
+  matchLabels?: Record<string, string>;
+}
+
 export interface Stage1Policy {
   forbid: Stage1Name[];
   require: Stage1Rule[];
+  allowHostAccess: HostAccessRule[];
+  /** The file it came from (for messages); absent: the node has none. */
+  source?: string;
 }
 
-export const EMPTY_POLICY: Stage1Policy = { forbid: [], require: [] };
+/** No policy file: no stage1 forbidden or required, and no host access opened to any pod. */
+export const EMPTY_POLICY: Stage1Policy = { forbid: [], require: [], allowHostAccess: [] };
+
+/** The policy `stevedore up` writes when it is given none: host access only for the cluster's own pods. */
+export const DEFAULT_UP_POLICY = `# The node's stage1 and host-access policy (agent/README.md, "Stage1 selection and policy").
+# Written by \`stevedore up\` because no --stage1-policy was given. fly is root on the node, and
+# hostNetwork, hostPID, hostIPC and privileged containers reach into it: only kube-system gets them.
+allowHostAccess:
+  - namespaces: [kube-system]
+    allow: [${HOST_ACCESS.join(', ')}]
+`;
 
 export interface PodFacts {
   namespace: string;
@@ -51,11 +81,24 @@ export type Stage1Choice =
   | { stage1: Stage1Name; requested: boolean; raisedBy?: string }
   | { rejected: { reason: 'RuntimeClassNotFound' | 'Stage1NotAllowed' | 'InvalidStage1'; message: string } };
 
+const matches = (r: { namespaces?: string[]; matchLabels?: Record<string, string> }, pod: PodFacts) =>
+  (!r.namespaces || r.namespaces.includes(pod.namespace))
+  && (!r.matchLabels || Object.entries(r.matchLabels).every(([k, v]) => pod.labels[k] === v));
+
 /** Rules that apply to a pod, in file order. */
 function rulesFor(policy: Stage1Policy, pod: PodFacts): Stage1Rule[] {
-  return policy.require.filter((r) =>
-    (!r.namespaces || r.namespaces.includes(pod.namespace))
-    && (!r.matchLabels || Object.entries(r.matchLabels).every(([k, v]) => pod.labels[k] === v)));
+  return policy.require.filter((r) => matches(r, pod));
+}
+
+/** Whether the policy opens one kind of host access to a pod. */
+export function hostAccessOpen(policy: Stage1Policy, pod: PodFacts, what: HostAccess): boolean {
+  return policy.allowHostAccess.some((r) => r.allow.includes(what) && matches(r, pod));
+}
+
+/** Why a kind of host access is closed to a pod, naming the policy and what would open it. */
+function closedBecause(policy: Stage1Policy, pod: PodFacts, what: HostAccess): string {
+  if (!policy.source) return `this node has no stage1 policy (--stage1-policy), so ${what} is open to no pod (an allowHostAccess rule opens it; agent/README.md)`;
+  return `this node's stage1 policy ${policy.source} does not open ${what} to pods in namespace ${pod.namespace}${Object.keys(pod.labels).length ? ' with these labels' : ''} (add it to an allowHostAccess rule that matches the pod; agent/README.md)`;
 }
 
 const describeRule = (r: Stage1Rule) => [
@@ -93,10 +136,12 @@ export function chooseStage1(pod: PodFacts, nodeDefault: Stage1Name, policy: Sta
   const rules = rulesFor(policy, pod);
   const strongest = rules.reduce<Stage1Rule | undefined>((best, r) => (!best || STRENGTH[r.stage1] > STRENGTH[best.stage1] ? r : best), undefined);
   const minimum = strongest?.stage1 ?? 'fly';
-  const allowed = (s: Stage1Name) => STRENGTH[s] >= STRENGTH[minimum] && !policy.forbid.includes(s);
+  const flyOpen = hostAccessOpen(policy, pod, 'fly');
+  const allowed = (s: Stage1Name) => STRENGTH[s] >= STRENGTH[minimum] && !policy.forbid.includes(s) && (s !== 'fly' || flyOpen);
 
   if (requested) {
     if (policy.forbid.includes(requested)) return reject('Stage1NotAllowed', `stage1 ${requested} is forbidden on this node by its stage1 policy`);
+    if (requested === 'fly' && !flyOpen) return reject('Stage1NotAllowed', `stage1 fly runs the pod as root on the node: ${closedBecause(policy, pod, 'fly')}`);
     if (!allowed(requested)) {
       return reject('Stage1NotAllowed', `stage1 ${requested} is weaker than the ${minimum} this node's stage1 policy requires for ${describeRule(strongest!)}`);
     }
@@ -105,7 +150,28 @@ export function chooseStage1(pod: PodFacts, nodeDefault: Stage1Name, policy: Sta
   if (allowed(nodeDefault)) return { stage1: nodeDefault, requested: false };
   const raised = BY_STRENGTH.find((s) => STRENGTH[s] >= STRENGTH[nodeDefault] && allowed(s));
   if (!raised) return reject('Stage1NotAllowed', `no stage1 of this node satisfies its stage1 policy for this pod (forbidden: ${policy.forbid.join(', ') || 'none'}; required: ${minimum})`);
-  return { stage1: raised, requested: false, raisedBy: strongest && STRENGTH[raised] === STRENGTH[minimum] ? describeRule(strongest) : 'forbidden stage1s' };
+  const raisedBy = strongest && STRENGTH[raised] === STRENGTH[minimum] ? describeRule(strongest)
+    : policy.forbid.includes(nodeDefault) ? 'forbidden stage1s' : 'fly not opened by allowHostAccess';
+  return { stage1: raised, requested: false, raisedBy };
+}
+
+/** The host access a pod's spec asks for, with the field that asks (stage1 fly is chooseStage1's). */
+export function hostAccessAsked(spec: { hostNetwork?: boolean | null; hostPID?: boolean | null; hostIPC?: boolean | null; containers?: Array<{ securityContext?: { privileged?: boolean | null } | null }> | null }): Array<{ what: HostAccess; field: string }> {
+  const asked: Array<{ what: HostAccess; field: string }> = [];
+  for (const what of ['hostNetwork', 'hostPID', 'hostIPC'] as const) if (spec[what] === true) asked.push({ what, field: `spec.${what}` });
+  (spec.containers ?? []).forEach((c, i) => {
+    if (c.securityContext?.privileged === true) asked.push({ what: 'privileged', field: `spec.containers[${i}].securityContext.privileged` });
+  });
+  return asked;
+}
+
+/** The kubelet-admission refusal of a pod that asks for host access the policy does not open to it, if any. */
+export function hostAccessRefusal(pod: PodFacts, asked: Array<{ what: HostAccess; field: string }>, policy: Stage1Policy): { reason: 'HostAccessNotAllowed'; message: string } | undefined {
+  const closed = asked.filter((a) => !hostAccessOpen(policy, pod, a.what));
+  if (!closed.length) return undefined;
+  const kinds = [...new Set(closed.map((a) => a.what))];
+  const because = kinds.map((what) => closedBecause(policy, pod, what)).join('; ');
+  return { reason: 'HostAccessNotAllowed', message: `${closed.map((a) => `${a.field}: ${a.what} reaches into the node`).join('; ')}: ${because}` };
 }
 
 /** Parse a policy file's text; every mistake is an InvalidInput naming the field. */
@@ -116,37 +182,59 @@ export function parseStage1Policy(text: string, source: string): Stage1Policy {
   } catch (err) {
     throw new InvalidInput(`stage1 policy ${source}: not YAML: ${(err as Error).message}`);
   }
-  if (doc === null || doc === undefined) return EMPTY_POLICY;
+  if (doc === null || doc === undefined) return { ...EMPTY_POLICY, source };
   const fail = (msg: string): never => { throw new InvalidInput(`stage1 policy ${source}: ${msg}`, 'see agent/README.md, "Stage1 selection and policy"'); };
-  if (typeof doc !== 'object' || Array.isArray(doc)) fail('must be a mapping with `forbid` and/or `require`');
+  if (typeof doc !== 'object' || Array.isArray(doc)) fail('must be a mapping with `forbid`, `require` and/or `allowHostAccess`');
   const obj = doc as Record<string, unknown>;
-  const unknown = Object.keys(obj).filter((k) => k !== 'forbid' && k !== 'require');
-  if (unknown.length) fail(`unknown field(s) ${unknown.join(', ')} (known: forbid, require)`);
+  const unknown = Object.keys(obj).filter((k) => !['forbid', 'require', 'allowHostAccess'].includes(k));
+  if (unknown.length) fail(`unknown field(s) ${unknown.join(', ')} (known: forbid, require, allowHostAccess)`);
   const stage1 = (v: unknown, field: string): Stage1Name => {
     if (typeof v !== 'string' || !(STAGE1_NAMES as readonly string[]).includes(v)) fail(`${field}: "${String(v)}" is not a stage1 (choose one of ${STAGE1_NAMES.join(', ')})`);
     return v as Stage1Name;
   };
   const forbid = obj.forbid === undefined ? [] : Array.isArray(obj.forbid) ? obj.forbid.map((v, i) => stage1(v, `forbid[${i}]`)) : fail('forbid must be a list of stage1 names');
-  const require = obj.require === undefined ? [] : Array.isArray(obj.require) ? obj.require.map((r, i): Stage1Rule => {
-    const at = `require[${i}]`;
-    if (r === null || typeof r !== 'object' || Array.isArray(r)) fail(`${at} must be a mapping`);
-    const rule = r as Record<string, unknown>;
-    const extra = Object.keys(rule).filter((k) => !['stage1', 'namespaces', 'matchLabels'].includes(k));
-    if (extra.length) fail(`${at}: unknown field(s) ${extra.join(', ')} (known: stage1, namespaces, matchLabels)`);
-    const out: Stage1Rule = { stage1: stage1(rule.stage1, `${at}.stage1`) };
+  /** A rule's fields: its own key (stage1 or allow) plus the pod selectors; at least one selector when `selectorRequired`. */
+  const selectorsOf = (rule: Record<string, unknown>, at: string, own: string, selectorRequired: boolean) => {
+    const extra = Object.keys(rule).filter((k) => ![own, 'namespaces', 'matchLabels'].includes(k));
+    if (extra.length) fail(`${at}: unknown field(s) ${extra.join(', ')} (known: ${own}, namespaces, matchLabels)`);
+    const out: { namespaces?: string[]; matchLabels?: Record<string, string> } = {};
     if (rule.namespaces !== undefined) {
       if (!Array.isArray(rule.namespaces) || rule.namespaces.length === 0 || rule.namespaces.some((n) => typeof n !== 'string')) fail(`${at}.namespaces must be a non-empty list of names`);
       out.namespaces = rule.namespaces as string[];
     }
     if (rule.matchLabels !== undefined) {
       const labels = rule.matchLabels;
-      if (labels === null || typeof labels !== 'object' || Array.isArray(labels) || Object.values(labels).some((v) => typeof v !== 'string')) fail(`${at}.matchLabels must map label keys to string values`);
+      if (labels === null || typeof labels !== 'object' || Array.isArray(labels) || Object.keys(labels).length === 0 || Object.values(labels).some((v) => typeof v !== 'string')) fail(`${at}.matchLabels must map label keys to string values`);
       out.matchLabels = labels as Record<string, string>;
     }
+    // Host access for every pod of the cluster is too much to open by leaving something out.
+    if (selectorRequired && !out.namespaces && !out.matchLabels) fail(`${at} must name the pods it opens host access to (namespaces and/or matchLabels)`);
     return out;
+  };
+  const mapping = (r: unknown, at: string): Record<string, unknown> => {
+    if (r === null || typeof r !== 'object' || Array.isArray(r)) fail(`${at} must be a mapping`);
+    return r as Record<string, unknown>;
+  };
+  const require = obj.require === undefined ? [] : Array.isArray(obj.require) ? obj.require.map((r, i): Stage1Rule => {
+    const at = `require[${i}]`;
+    const rule = mapping(r, at);
+    const selectors = selectorsOf(rule, at, 'stage1', false);
+    return { stage1: stage1(rule.stage1, `${at}.stage1`), ...selectors };
   }) : fail('require must be a list of rules');
+  const allowHostAccess = obj.allowHostAccess === undefined ? [] : Array.isArray(obj.allowHostAccess) ? obj.allowHostAccess.map((r, i): HostAccessRule => {
+    const at = `allowHostAccess[${i}]`;
+    const rule = mapping(r, at);
+    const selectors = selectorsOf(rule, at, 'allow', true);
+    if (!Array.isArray(rule.allow) || rule.allow.length === 0) fail(`${at}.allow must be a non-empty list of: ${HOST_ACCESS.join(', ')}`);
+    const allow = (rule.allow as unknown[]).map((a, j) => {
+      if (typeof a !== 'string' || !(HOST_ACCESS as readonly string[]).includes(a)) fail(`${at}.allow[${j}]: "${String(a)}" is not a kind of host access (choose from ${HOST_ACCESS.join(', ')})`);
+      return a as HostAccess;
+    });
+    if (allow.includes('fly') && forbid.includes('fly')) fail(`${at}.allow opens fly, which forbid forbids on this node: keep one`);
+    return { allow, ...selectors };
+  }) : fail('allowHostAccess must be a list of rules');
   if (forbid.length === STAGE1_NAMES.length) fail('forbids every stage1: no pod could run');
-  return { forbid, require };
+  return { forbid, require, allowHostAccess, source };
 }
 
 export async function loadStage1Policy(file: string | undefined): Promise<Stage1Policy> {

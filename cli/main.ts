@@ -101,7 +101,7 @@ program.command('up')
   .option('--sandbox-name <name>', 'name of the node sandbox, where PID 1 is not systemd', 'stevedore')
   .option('--pod-cidr <cidr>', 'the node\'s pod CIDR (pods get IPs from it)', '10.88.0.0/16')
   .option('--bridge <name>', 'the pod network\'s bridge on this host', 'stevedore0')
-  .option('--stage1-policy <file>', 'the node\'s stage1 policy (YAML; see agent/README.md)')
+  .option('--stage1-policy <file>', 'the node\'s stage1 and host-access policy (YAML; see agent/README.md); default: one that opens fly, hostNetwork, hostPID, hostIPC and privileged to kube-system only')
   .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }) => {
     const { up, defaultNodeName } = await import('./up.js');
     await up({

@@ -48,6 +48,7 @@ const paths = (dataDir: string) => ({
   nodePki: path.join(dataDir, 'node-pki'),
   agentConfig: path.join(dataDir, 'agent.yaml'),
   manifests: path.join(dataDir, 'manifests'),
+  defaultStage1Policy: path.join(dataDir, 'stage1-policy.yaml'),
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -99,8 +100,9 @@ const stevedore = (...args: string[]) => [process.execPath, CLI, ...args];
 
 export async function up(opts: UpOptions): Promise<void> {
   const p = paths(opts.dataDir);
+  const { loadStage1Policy, DEFAULT_UP_POLICY } = await import('../agent/stage1-policy.js');
   // A bad policy file fails here, before anything starts, rather than in the agent's journal.
-  if (opts.stage1Policy) await (await import('../agent/stage1-policy.js')).loadStage1Policy(opts.stage1Policy);
+  if (opts.stage1Policy) await loadStage1Policy(opts.stage1Policy);
   const existing = await readJsonIfExists<UpState>(p.state);
   if (existing && (await isAlive(existing.controlPlanePid))) {
     process.stdout.write(`already up (control plane pid ${existing.controlPlanePid}).\nexport KUBECONFIG=${p.kubeconfig}\n`);
@@ -108,6 +110,13 @@ export async function up(opts: UpOptions): Promise<void> {
   }
   await fs.mkdir(p.controlPlane, { recursive: true, mode: 0o700 });
   await fs.mkdir(p.manifests, { recursive: true });
+  // Without a policy of the user's, the node opens host access (fly, hostNetwork, hostPID, hostIPC,
+  // privileged) to kube-system only; the agent itself, given no policy, opens it to no pod at all.
+  let stage1Policy = opts.stage1Policy;
+  if (!stage1Policy) {
+    stage1Policy = p.defaultStage1Policy;
+    await fs.writeFile(stage1Policy, DEFAULT_UP_POLICY);
+  }
 
   // 1. The control plane, detached so it outlives this command.
   const logFd = openSync(path.join(p.controlPlane, 'control-plane.log'), 'a');
@@ -148,7 +157,7 @@ export async function up(opts: UpOptions): Promise<void> {
   await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
     '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-ip', nodeIP,
     '--tls-cert-file', nodeFiles.servingCert, '--tls-private-key-file', nodeFiles.servingKey, '--client-ca-file', nodeFiles.caCert, '--config-path', p.agentConfig,
-    ...(opts.stage1Policy ? ['--stage1-policy', opts.stage1Policy] : [])));
+    '--stage1-policy', stage1Policy));
   await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', '--listen', `127.0.0.1:${opts.apiServicePort}`));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
     const [code, node] = await apiGet(`${url}/api/v1/nodes/${opts.nodeName}`, ca, adminToken);
@@ -165,6 +174,7 @@ export async function up(opts: UpOptions): Promise<void> {
   if (code !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
   process.stdout.write(`
 Stevedore is up: one node (${opts.nodeName}), runtime rkt, stage1 ${opts.stage1};
+stage1 and host-access policy: ${stage1Policy}${opts.stage1Policy ? '' : ' (fly, hostNetwork, hostPID, hostIPC, privileged: kube-system only)'};
 the read-only api-service (rkt v1alpha gRPC) listens on 127.0.0.1:${opts.apiServicePort}.
 
   export KUBECONFIG=${p.kubeconfig}
