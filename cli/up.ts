@@ -105,6 +105,10 @@ export async function up(opts: UpOptions): Promise<void> {
     return;
   }
   await fs.mkdir(p.controlPlane, { recursive: true, mode: 0o700 });
+  // The api-service runs as its own user, which must reach the node's data
+  // dir below this one: searchable (not listable) by others. What is secret
+  // in here is closed by its own mode (control-plane/ 0700, kubeconfigs 0600).
+  await fs.chmod(opts.dataDir, ((await fs.stat(opts.dataDir)).mode & 0o7777) | 0o001);
   await fs.mkdir(p.manifests, { recursive: true });
 
   // 1. The control plane, detached so it outlives this command.
