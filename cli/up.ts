@@ -4,6 +4,7 @@ import { openSync, closeSync } from 'node:fs';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { API_SERVICE_SOCKET } from '../api-service/install.js';
 import { UserError } from '../common/errors.js';
 import { readJsonIfExists, atomicWriteJson } from '../common/fsutil.js';
 import { kubeconfigText, writeKubeconfig } from '../control-plane/pki.js';
@@ -17,7 +18,7 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }
 
 interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number }
 
@@ -147,7 +148,8 @@ export async function up(opts: UpOptions): Promise<void> {
   await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
     '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-api-token-file', path.join(p.controlPlane, 'kubelet-client.token'), '--config-path', p.agentConfig,
     ...(opts.stage1Policy ? ['--stage1-policy', opts.stage1Policy] : [])));
-  await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', '--listen', `127.0.0.1:${opts.apiServicePort}`));
+  // Its unix socket only (root and group stevedore), unless a port was asked for: loopback TCP has no client authentication.
+  await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', ...(opts.apiServicePort ? ['--listen', `127.0.0.1:${opts.apiServicePort}`] : [])));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
     const [code, node] = await apiGet(`${url}/api/v1/nodes/${opts.nodeName}`, ca, adminToken);
     const ready = (node as { status?: { conditions?: Array<{ type: string; status: string }> } }).status?.conditions?.find((c) => c.type === 'Ready');
@@ -163,7 +165,7 @@ export async function up(opts: UpOptions): Promise<void> {
   if (code !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
   process.stdout.write(`
 Stevedore is up: one node (${opts.nodeName}), runtime rkt, stage1 ${opts.stage1};
-the read-only api-service (rkt v1alpha gRPC) listens on 127.0.0.1:${opts.apiServicePort}.
+the read-only api-service (rkt v1alpha gRPC) listens on the node's ${API_SERVICE_SOCKET}${opts.apiServicePort ? ` and on 127.0.0.1:${opts.apiServicePort}` : ''}.
 
   export KUBECONFIG=${p.kubeconfig}
   kubectl get nodes
