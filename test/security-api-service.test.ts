@@ -127,7 +127,9 @@ test('unprivileged: a uid outside the group cannot connect (EACCES); the same ui
   assert.is(await connectAs([`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${gid}`]), 'connected', 'adding a user to the group grants access');
 });
 
-test('through the socket it lists pods, reads exit codes and an app\'s logs', async () => {
+test('through the socket it lists pods, reads exit codes, an app\'s logs (also followed) and events', async () => {
+  const events = api!.stream('ListenEvents', { filter: {} });
+  await events.ready;
   const file = path.join(base, 'talker.json');
   fs.writeFileSync(file, JSON.stringify({
     apiVersion: 'v1', kind: 'Pod', metadata: { name: 'talker', namespace: 'apisec' },
@@ -162,6 +164,12 @@ test('through the socket it lists pods, reads exit codes and an app\'s logs', as
     return got.length > 0 && got;
   });
   assert.equal(lines.map((l: string) => l.replace(/^\S+ MESSAGE=/, '')), ['secret-free-hello'], 'the journal, through systemd-journal');
+  // Watching folders (inotify) and the journal (journalctl --follow) work under the unit's system call filter.
+  await events.until((ms) => ms.flatMap((m) => m.events).some((e: any) => e.id === uuid && e.type === 'EVENT_TYPE_APP_EXITED' && e.from === 'says'), 20_000);
+  events.call.cancel();
+  const follow = api!.stream('GetLogs', { pod_id: uuid, app_name: 'says', follow: true });
+  await follow.until((ms) => ms.flatMap((m) => m.lines).length > 0, 20_000);
+  follow.call.cancel();
 });
 
 test('a pod created before the install and pods created after are folders of group stevedore, closed to others', () => {
