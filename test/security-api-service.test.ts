@@ -124,6 +124,13 @@ test('the socket is 0660, owned by the service user and group stevedore', () => 
 
 test('unprivileged: a uid outside the group cannot connect (EACCES); the same uid in the group can', async () => {
   assert.is(await connectAs([`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups']), 'EACCES');
+  // The socket's own mode, not only its folder's (0750): with the folder opened to others it still refuses them.
+  await inside(['chmod', 'o+x', path.dirname(SOCKET)]);
+  try {
+    assert.is(await connectAs([`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups']), 'EACCES', 'refused by the socket\'s 0660');
+  } finally {
+    await inside(['chmod', 'o-x', path.dirname(SOCKET)]);
+  }
   assert.is(await connectAs([`--reuid=${NOBODY}`, `--regid=${NOBODY}`, `--groups=${gid}`]), 'connected', 'adding a user to the group grants access');
 });
 
