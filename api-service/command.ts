@@ -17,35 +17,6 @@ interface ApiServiceFlags {
   metrics?: string;
 }
 
-/**
- * `stevedore api-service`: run the read-only v1alpha gRPC service in the
- * foreground until SIGINT/SIGTERM. --dir and --dbus-address fall back to the
- * program's global options of the same name when it has them.
- */
-export const API_SERVICE_UNIT = 'stevedore-api-service.service';
-
-/**
- * The api-service's unit. ProtectSystem=strict makes the whole filesystem
- * read-only for it, so "never writes the data dir" is enforced by systemd,
- * not just promised by the code.
- */
-export function apiServiceUnitFile(cli: string, dataDir: string, listen: string): string {
-  return `[Unit]
-Description=Stevedore read-only API service (rkt v1alpha gRPC)
-After=dbus.service
-
-[Service]
-ExecStart=${cli} --dir ${dataDir} api-service --listen ${listen}
-ProtectSystem=strict
-NoNewPrivileges=yes
-Restart=always
-RestartSec=2
-
-[Install]
-WantedBy=multi-user.target
-`;
-}
-
 export function registerApiServiceCommand(program: Command): void {
   const apiService = program.command('api-service')
     .description(`serve the read-only v1alpha gRPC API (rkt api-service compatible) on ${DEFAULT_LISTEN} or a unix socket`)
@@ -83,16 +54,31 @@ export function registerApiServiceCommand(program: Command): void {
       });
     });
   apiService.command('install')
-    .description(`write the ${API_SERVICE_UNIT} unit and enable it (start it too with --now)`)
+    .description('write the stevedore-api-service unit (its own user, reading the data dir through a group; unix socket 0660) and enable it (start it too with --now)')
     .option('--now', 'start it too')
     .option('--unit-dir <dir>', 'where to write the unit', '/etc/systemd/system')
-    .action(async (own: { now?: boolean; unitDir: string }, cmd: Command) => {
+    .option('--user <name>', "the service's user (created as a system user if missing)", 'stevedore-api')
+    .option('--group <name>', 'the group that may read the node state and use the socket (created if missing)', 'stevedore')
+    .action(async (own: { now?: boolean; unitDir: string; user: string; group: string }, cmd: Command) => {
       // Commander hands flags it also knows on `api-service` to the parent: merge both.
-      const flags = { ...cmd.parent!.opts(), ...own } as ApiServiceFlags & { now?: boolean; unitDir: string };
+      const flags = { ...cmd.parent!.opts(), ...own } as ApiServiceFlags & { now?: boolean; unitDir: string; user: string; group: string };
       const globals = cmd.optsWithGlobals() as ApiServiceFlags;
-      const { API_SERVICE_NODE_FLAGS, cliCommand, installUnit } = await import('../common/unit-install.js');
-      const dataDir = flags.dir ?? globals.dir ?? process.env.STEVEDORE_DATA_DIR ?? '/var/lib/stevedore';
-      await installUnit(flags.unitDir, API_SERVICE_UNIT, apiServiceUnitFile(cliCommand(API_SERVICE_NODE_FLAGS), dataDir, flags.listen ?? DEFAULT_LISTEN), flags.now === true);
-      process.stdout.write(`installed ${API_SERVICE_UNIT}${flags.now ? ' and started it' : ''}\n`);
+      const { API_SERVICE_NODE_FLAGS, cliCommand, cliScript, installUnit } = await import('../common/unit-install.js');
+      const install = await import('./install.js');
+      const path = await import('node:path');
+      const dataDir = path.resolve(flags.dir ?? globals.dir ?? process.env.STEVEDORE_DATA_DIR ?? '/var/lib/stevedore');
+      const socket = path.resolve(flags.socket ?? install.API_SERVICE_SOCKET);
+      if (flags.listen && !/^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$/.test(flags.listen)) {
+        throw new InvalidInput(`api-service install --listen ${flags.listen}: the unit listens on loopback or its unix socket only`, 'run `stevedore api-service --listen HOST:PORT --tls-cert … --tls-key … --tls-client-ca …` under a unit of your own for a non-loopback listener');
+      }
+      const { gid } = await install.ensureServiceIdentity(flags.user, flags.group);
+      await install.openDataDirToGroup(dataDir, gid);
+      await install.checkServiceCanReach(flags.user, flags.group, { read: [cliScript(), process.execPath], search: [dataDir] });
+      const unit = install.apiServiceUnitFile({
+        cli: cliCommand(API_SERVICE_NODE_FLAGS), dataDir, socket, listen: flags.listen, user: flags.user, group: flags.group,
+        extraGroups: await install.existingGroups([install.JOURNAL_GROUP]), reads: [cliScript(), dataDir],
+      });
+      await installUnit(flags.unitDir, install.API_SERVICE_UNIT, unit, flags.now === true);
+      process.stdout.write(`installed ${install.API_SERVICE_UNIT} (user ${flags.user}, group ${flags.group}, socket ${socket}${flags.listen ? `, ${flags.listen}` : ''})${flags.now ? ' and started it' : ''}\n`);
     });
 }

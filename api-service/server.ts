@@ -23,6 +23,8 @@ const log = createLogger('api-service');
 export const DEFAULT_LISTEN = '127.0.0.1:15441';
 export const API_VERSION = '1.0.0-alpha';
 export const APPC_VERSION = '0.8.11';
+/** rw for the socket's owner and group only: connecting needs write permission on it. */
+export const SOCKET_MODE = 0o660;
 
 export interface TlsOptions {
   /** PEM files: the server's certificate chain and key, and the CA that client certificates must chain to. */
@@ -355,7 +357,17 @@ export async function startApiService(opts: ApiServiceOptions = {}): Promise<Api
       const sock = path.resolve(opts.socket);
       // A stale socket from a killed predecessor (the socket only, never anything else).
       try { if (fs.lstatSync(sock).isSocket()) fs.unlinkSync(sock); } catch { /* not there */ }
-      await bind(`unix:${sock}`, grpc.ServerCredentials.createInsecure());
+      // The socket is the access control (no authentication on it): bound
+      // owner-only, so nobody else can connect in between, then opened to
+      // the process's group. Under the installed unit that is root and the
+      // `stevedore` group (README "Who may read what").
+      const umask = process.umask(0o177);
+      try {
+        await bind(`unix:${sock}`, grpc.ServerCredentials.createInsecure());
+      } finally {
+        process.umask(umask);
+      }
+      fs.chmodSync(sock, SOCKET_MODE);
       addresses.push(`unix:${sock}`);
     }
   } catch (err) {

@@ -97,15 +97,15 @@ program.command('up')
   .option('--node-name <name>', 'node name (default: this host\'s name)')
   .option('--rkt-stage1-image <name>', 'default stage1 of the node', 'namespaces')
   .option('--node-api-port <port>', 'port of the node API (kubelet\'s 10250)', '10250')
-  .option('--api-service-port <port>', 'port of the read-only gRPC api-service', '15441')
+  .option('--api-service-port <port>', 'also serve the read-only gRPC api-service on 127.0.0.1:PORT (no client authentication there: every local user can read pods and logs); by default only its unix socket, for root and group stevedore')
   .option('--sandbox-name <name>', 'name of the node sandbox, where PID 1 is not systemd', 'stevedore')
   .option('--pod-cidr <cidr>', 'the node\'s pod CIDR (pods get IPs from it)', '10.88.0.0/16')
   .option('--bridge <name>', 'the pod network\'s bridge on this host', 'stevedore0')
   .option('--stage1-policy <file>', 'the node\'s stage1 and host-access policy (YAML; see agent/README.md); default: one that opens fly, hostNetwork, hostPID, hostIPC and privileged to kube-system only')
-  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }) => {
+  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }) => {
     const { up, defaultNodeName } = await import('./up.js');
     await up({
-      dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), apiServicePort: Number(opts.apiServicePort), nodeName: opts.nodeName ?? defaultNodeName(),
+      dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), apiServicePort: opts.apiServicePort ? Number(opts.apiServicePort) : undefined, nodeName: opts.nodeName ?? defaultNodeName(),
       stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName, podCidr: opts.podCidr, bridge: opts.bridge,
       stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined,
     });

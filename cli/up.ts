@@ -4,6 +4,7 @@ import { openSync, closeSync } from 'node:fs';
 import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { API_SERVICE_SOCKET } from '../api-service/install.js';
 import { UserError } from '../common/errors.js';
 import { readJsonIfExists, atomicWriteJson } from '../common/fsutil.js';
 import { issueNodeCredentials, writeNodeCredentials } from '../control-plane/pki.js';
@@ -17,7 +18,7 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }
 
 interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number }
 
@@ -109,6 +110,10 @@ export async function up(opts: UpOptions): Promise<void> {
     return;
   }
   await fs.mkdir(p.controlPlane, { recursive: true, mode: 0o700 });
+  // The api-service runs as its own user, which must reach the node's data
+  // dir below this one: searchable (not listable) by others. What is secret
+  // in here is closed by its own mode (control-plane/ 0700, kubeconfigs 0600).
+  await fs.chmod(opts.dataDir, ((await fs.stat(opts.dataDir)).mode & 0o7777) | 0o001);
   await fs.mkdir(p.manifests, { recursive: true });
   // Without a policy of the user's, the node opens host access (fly, hostNetwork, hostPID, hostIPC,
   // privileged) to kube-system only; the agent itself, given no policy, opens it to no pod at all.
@@ -158,7 +163,8 @@ export async function up(opts: UpOptions): Promise<void> {
     '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-ip', nodeIP,
     '--tls-cert-file', nodeFiles.servingCert, '--tls-private-key-file', nodeFiles.servingKey, '--client-ca-file', nodeFiles.caCert, '--config-path', p.agentConfig,
     '--stage1-policy', stage1Policy));
-  await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', '--listen', `127.0.0.1:${opts.apiServicePort}`));
+  // Its unix socket only (root and group stevedore), unless a port was asked for: loopback TCP has no client authentication.
+  await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', ...(opts.apiServicePort ? ['--listen', `127.0.0.1:${opts.apiServicePort}`] : [])));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
     const [code, node] = await apiGet(`${url}/api/v1/nodes/${opts.nodeName}`, ca, adminToken);
     const ready = (node as { status?: { conditions?: Array<{ type: string; status: string }> } }).status?.conditions?.find((c) => c.type === 'Ready');
@@ -175,7 +181,7 @@ export async function up(opts: UpOptions): Promise<void> {
   process.stdout.write(`
 Stevedore is up: one node (${opts.nodeName}), runtime rkt, stage1 ${opts.stage1};
 stage1 and host-access policy: ${stage1Policy}${opts.stage1Policy ? '' : ' (fly, hostNetwork, hostPID, hostIPC, privileged: kube-system only)'};
-the read-only api-service (rkt v1alpha gRPC) listens on 127.0.0.1:${opts.apiServicePort}.
+the read-only api-service (rkt v1alpha gRPC) listens on the node's ${API_SERVICE_SOCKET}${opts.apiServicePort ? ` and on 127.0.0.1:${opts.apiServicePort}` : ''}.
 
   export KUBECONFIG=${p.kubeconfig}
   kubectl get nodes

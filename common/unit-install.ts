@@ -16,9 +16,14 @@ export async function installUnit(unitDir: string, name: string, text: string, n
   await systemctl('enable', ...(now ? ['--now'] : []), name);
 }
 
+/** This checkout's launcher (bin/stevedore.js). */
+export function cliScript(): string {
+  return path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
+}
+
 /** The stevedore CLI as a unit's ExecStart= prefix: this Node with `nodeFlags` and this checkout's launcher. */
 export function cliCommand(nodeFlags: readonly string[] = DAEMON_NODE_FLAGS): string {
-  return `${process.execPath} ${nodeFlags.join(' ')} ${path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname)}`;
+  return `${process.execPath} ${nodeFlags.join(' ')} ${cliScript()}`;
 }
 
 /**

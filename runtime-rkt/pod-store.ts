@@ -25,6 +25,8 @@ export interface PodLocation {
   dir: string;
 }
 
+/** A pod folder: rwx for root, rx for the folder's group (the node-state readers' when there is one), nothing for others. */
+export const POD_DIR_MODE = 0o750;
 const NEW_PREFIX = '.new-';
 const STALE_NEW_EMBRYO_MS = 60_000;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -69,7 +71,13 @@ export class PodStore {
   async createEmbryo(): Promise<{ location: PodLocation; lock: FileLock }> {
     const uuid = randomUUID();
     const hidden = path.join(this.root, 'embryo', `${NEW_PREFIX}${uuid}`);
-    await fs.mkdir(hidden, { mode: 0o711 });
+    // Closed to others: pod.json, exit records and the apps' root filesystems
+    // are under it. Where the lifecycle folders are setgid to the node-state
+    // group (`api-service install`), the pod folder takes that group, so the
+    // api-service may read it; chmod drops the setgid bit mkdir copied, so the
+    // group goes no deeper than this folder (not into the apps' rootfs).
+    await fs.mkdir(hidden, { mode: POD_DIR_MODE });
+    await fs.chmod(hidden, POD_DIR_MODE);
     // Wait briefly: a reader may be probing it with a momentary shared lock.
     const lock = await FileLock.acquire(hidden, 'exclusive', 2000);
     const dir = this.dirOf(uuid, 'embryo');

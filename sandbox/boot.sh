@@ -96,6 +96,26 @@ setup_dev() {
   ln -s /proc/self/fd/2 /dev/stderr
 }
 
+# A private /etc (an overlay on the host's, its upper layer in a tmpfs of the
+# sandbox's own): what the node writes there — users and groups its services
+# add at install (useradd, groupadd), anything else — stays in the sandbox
+# instead of changing the host's user database. Files the host mounts over
+# entries of /etc (a container's resolv.conf, hosts) are mounted again on top.
+setup_etc() {
+  local state=$1 layer=$1/etc sub
+  local -a subs=()
+  mapfile -t subs < <(awk '$5 ~ "^/etc/" { print $5 }' /proc/self/mountinfo)
+  mkdir -p "$layer"
+  mount -n -t tmpfs -o mode=755,nosuid,nodev,size=16m tmpfs "$layer"
+  mkdir "$layer/upper" "$layer/work" "$layer/host"
+  (( ${#subs[@]} )) && mount -n --rbind /etc "$layer/host"
+  if ! mount -n -t overlay -o "lowerdir=/etc,upperdir=$layer/upper,workdir=$layer/work" overlay /etc; then
+    log inner "warning: no private /etc (overlay mount failed): users and groups added inside change the host's"
+    return 0
+  fi
+  for sub in "${subs[@]}"; do mount -n --bind "$layer/host/${sub#/etc/}" "$sub"; done
+}
+
 # Per-instance identity. Done before /run is covered: the state dir lives there.
 setup_identity() {
   local state=$1
@@ -112,6 +132,12 @@ setup_run() {
   mkdir -p "$stage/dbus" "$stage/log/journal" "$stage/lock" "$stage/systemd/journald.conf.d"
   mount -n --bind "$state/dbus" "$stage/dbus"
   mount -n --bind "$state/journal" "$stage/log/journal"
+  # As systemd-tmpfiles sets it up on a real node (tmpfiles is masked here):
+  # journal files inherit the systemd-journal group, whose members (e.g. the
+  # api-service's user) may read the system journal.
+  if getent group systemd-journal >/dev/null; then
+    chgrp systemd-journal "$stage/log/journal" && chmod 2755 "$stage/log/journal"
+  fi
   mount -n -t tmpfs -o mode=1777,nosuid,nodev,noexec,size=5m tmpfs "$stage/lock"
   if [[ -d /run/netns ]]; then
     # Pod network namespaces made on the host (CNI) must be joinable by units.
@@ -162,6 +188,7 @@ inner() {
   mount -n -o remount,bind,ro /proc/sys
   setup_cgroups
   setup_dev
+  setup_etc "$state"
   setup_identity "$state"
   setup_units
   setup_run "$state"
