@@ -13,6 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { execInSandbox } from '../sandbox/sandbox.js';
 import { withSandbox, type TestSandbox } from './helpers/sandbox.js';
 import { apiClient, spawnApiService, type ApiClient, type ApiServiceProcess, type ApiStream } from './helpers/api-client.js';
+import { eventually as waitFor } from './helpers/assert.js';
 
 const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -50,19 +51,6 @@ async function runPod(name: string, stage1: 'fly' | 'namespaces', apps: AppSpec[
   assert.match(uuid, /^[0-9a-f-]{36}$/);
   pods.push(uuid);
   return uuid;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) { last = err; }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(200);
-  }
 }
 
 const ids = (r: { pods: Array<{ id: string }> }) => r.pods.map((p) => p.id).sort();

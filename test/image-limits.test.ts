@@ -20,11 +20,12 @@ import { buildBusyboxImage, entry, writeLayerBlob, writeOciLayout } from '../run
 import { MT } from '../runtime-rkt/image/plan.js';
 import { ImageLimitError, DEFAULT_IMAGE_LIMITS, parseByteSize, resolveLimits } from '../runtime-rkt/image/limits.js';
 import { RegistryError } from '../runtime-rkt/image/registry.js';
-import type { ImageRecord, PullProgress } from '../runtime-rkt/image/types.js';
-import { tempDir, readLayout, tarDirectory, buildDockerArchive } from './helpers/images.js';
+import type { PullProgress } from '../runtime-rkt/image/types.js';
+import { tempDir, readLayout, tarDirectory, buildDockerArchive, runsBusybox } from './helpers/images.js';
 import { startRegistry, skopeoPush, pushBlob, pushManifest, type TestRegistry } from './helpers/registry.js';
 import { InvalidInput } from '../common/errors.js';
 import { loadAgentConfig, imageLimitsOf } from '../agent/config.js';
+import { rejects } from './helpers/assert.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -71,24 +72,6 @@ async function walk(dir: string, rel = ''): Promise<string[]> {
 async function assertNothingLeft(root: string, what: string): Promise<void> {
   const layout = new Set(['blobs', 'blobs/sha256', 'layers', 'layers/sha256', 'records', 'tmp']);
   assert.equal((await walk(root)).filter((p) => !layout.has(p)), [], `${what}: the store holds nothing but its empty directories`);
-}
-
-async function rejects<T extends Error>(p: Promise<unknown>, re: RegExp, type?: new (...a: never[]) => T): Promise<T> {
-  try {
-    await p;
-  } catch (err) {
-    assert.match(String((err as Error).message), re);
-    if (type) assert.instance(err, type, `a ${type.name}`);
-    return err as T;
-  }
-  assert.unreachable(`expected a rejection matching ${re}`);
-  throw new Error('unreachable');
-}
-
-async function runsBusybox(store: ImageStore, rec: ImageRecord): Promise<void> {
-  const [rootfs] = await store.layerRootfsPaths(rec);
-  const { stdout } = await run(path.join(rootfs!, 'bin/busybox'), ['echo', 'pulled']);
-  assert.is(stdout, 'pulled\n');
 }
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;

@@ -9,8 +9,6 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { ImageStore } from '../runtime-rkt/image/store.js';
 import { buildBusyboxImage } from '../runtime-rkt/image/demo-image.js';
 import { parseReference } from '../runtime-rkt/image/reference.js';
@@ -18,13 +16,13 @@ import { shouldPull, defaultPullPolicy } from '../runtime-rkt/image/policy.js';
 import { parseDockerConfig, keyringFromPullSecrets, lookupCredentials } from '../runtime-rkt/image/auth.js';
 import { RegistryError } from '../runtime-rkt/image/registry.js';
 import { scheduleImageGc } from '../runtime-rkt/image/gc.js';
-import type { ImageRecord, PullProgress } from '../runtime-rkt/image/types.js';
+import type { PullProgress } from '../runtime-rkt/image/types.js';
 import { pullCommandAction, gcCommandAction } from '../cli/image-pull.js';
-import { tempDir, buildVariantImage, buildMultiArchImage, buildZstdImage, readLayout, buildHostileImage } from './helpers/images.js';
+import { tempDir, buildVariantImage, buildMultiArchImage, buildZstdImage, readLayout, buildHostileImage, runsBusybox } from './helpers/images.js';
 import { UserError } from '../common/errors.js';
 import { startRegistry, startTokenServer, startFaultProxy, skopeoPush, type TestRegistry, type TokenServer, type FaultProxy } from './helpers/registry.js';
+import { rejects } from './helpers/assert.js';
 
-const run = promisify(execFile);
 let work: string;
 let plain: TestRegistry;
 let basic: TestRegistry;
@@ -83,23 +81,6 @@ async function assertEmptyStore(root: string, what: string): Promise<void> {
   assert.equal(await ls(path.join(root, 'blobs/sha256')), [], `${what}: no blobs`);
   assert.equal(await ls(path.join(root, 'layers/sha256')), [], `${what}: no layer trees`);
   assert.equal(await ls(path.join(root, 'tmp')), [], `${what}: no staging left`);
-}
-
-async function rejects(p: Promise<unknown>, re: RegExp): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    assert.match(String((err as Error).message), re);
-    return err as Error;
-  }
-  assert.unreachable(`expected a rejection matching ${re}`);
-  throw new Error('unreachable');
-}
-
-async function runsBusybox(store: ImageStore, rec: ImageRecord): Promise<void> {
-  const [rootfs] = await store.layerRootfsPaths(rec);
-  const { stdout } = await run(path.join(rootfs!, 'bin/busybox'), ['echo', 'pulled']);
-  assert.is(stdout, 'pulled\n');
 }
 
 // ---- pure logic ---------------------------------------------------------------

@@ -41,7 +41,7 @@ async function failed(c: TestCluster, name: string, ns: string): Promise<K8sPod>
   return eventually(`${ns}/${name} Failed`, async () => {
     const p = await getPod(c, name, ns);
     return p?.status.phase === 'Failed' ? p : undefined;
-  });
+  }, 60_000);
 }
 
 async function running(c: TestCluster, name: string, ns: string): Promise<K8sPod> {

@@ -15,12 +15,12 @@ import * as grpc from '@grpc/grpc-js';
 import { execInSandbox } from '../sandbox/sandbox.js';
 import { withSandbox, type TestSandbox } from './helpers/sandbox.js';
 import { apiClient, type ApiClient } from './helpers/api-client.js';
+import { eventually as waitFor } from './helpers/assert.js';
 
 const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
 const UNIT = 'stevedore-api-service.service';
 const SOCKET = '/run/stevedore-api/api.sock';
 const NOBODY = 65534;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let sb: TestSandbox;
 let base = '';
@@ -39,19 +39,6 @@ const cli = async (...args: string[]) => (await inside([process.execPath, CLI, '
 const mainPid = async () => Number((await inside(['systemctl', 'show', '-p', 'MainPID', '--value', UNIT])).stdout.trim());
 /** The sandbox's /run as the host sees it: through its PID 1's root. */
 const hostPathOfSocket = () => `/proc/${sb.info.pid}/root${SOCKET}`;
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) { last = err; }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(200);
-  }
-}
 
 /** A tiny client run inside the sandbox as `creds` (setpriv arguments): prints "connected" or the errno code. */
 const CONNECT_PROBE = `const s=require('net').connect(process.argv[1]);s.on('connect',()=>{console.log('connected');s.destroy()});s.on('error',e=>console.log(e.code))`;

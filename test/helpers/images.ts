@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import * as tar from 'tar-stream';
 import { entry, writeLayerBlob, writeOciLayout, writeBlob, hostArchitecture, DEMO_MTIME, type LayerEntry, type BuiltLayer } from '../../runtime-rkt/image/demo-image.js';
 import { MT } from '../../runtime-rkt/image/plan.js';
+import type { ImageRecord, ImageStoreApi } from '../../runtime-rkt/image/types.js';
 
 export async function tempDir(prefix: string): Promise<string> {
   await fs.mkdir('/var/tmp', { recursive: true });
@@ -224,3 +225,10 @@ export async function buildSymlinkReplaceImage(outDir: string, outsideFile: stri
 }
 
 export { writeBlob, hostArchitecture, DEMO_MTIME };
+
+/** The image's busybox runs from its unpacked layer: the pull produced a working root filesystem. */
+export async function runsBusybox(store: ImageStoreApi, rec: ImageRecord): Promise<void> {
+  const [rootfs] = await store.layerRootfsPaths(rec);
+  const r = spawnSync(path.join(rootfs!, 'bin/busybox'), ['echo', 'pulled'], { encoding: 'utf8' });
+  if (r.stdout !== 'pulled\n') throw new Error(`busybox from ${rec.id} printed ${JSON.stringify(r.stdout)} (${r.stderr || r.error?.message || `exit ${r.status}`})`);
+}
