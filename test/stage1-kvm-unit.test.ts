@@ -32,6 +32,7 @@ test('qemu argv: microvm, the chosen accel, no default or host devices, one 9p s
   assert.match(joined, /-M microvm,/);
   assert.match(joined, /-accel tcg,tb-size=64/);
   assert.ok(argv.includes('-nodefaults') && argv.includes('-no-reboot'));
+  assert.is(argv[argv.indexOf('-sandbox') + 1], 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny', 'qemu\'s seccomp filter, every deny option');
   assert.not.match(joined, /-device (vfio|usb|pci-assign)|-drive|hostdev/);
   assert.is(argv.filter((a) => a.startsWith('local,id=pod,path=/p/share,')).length, 1);
   for (const port of ['a0.ctl', 'a0.out', 'a0.err', 'a1.ctl', 'a1.out', 'a1.err', 'exec.io', 'exec.ctl']) assert.ok(argv.includes(`virtserialport,chardev=${port.replace('.', '-')},name=${port}`), port);
@@ -43,6 +44,7 @@ test('qemu argv: microvm, the chosen accel, no default or host devices, one 9p s
   assert.match(kvm.join(' '), /-accel kvm -cpu host/);
   assert.match(kvm[kvm.indexOf('-append') + 1]!, /stevedore\.probe/);
   assert.not.match(kvm.join(' '), /tsc_early_khz|-fsdev/);
+  assert.ok(kvm.includes('-sandbox'), 'the probe VM is sandboxed too');
 });
 
 test('--kvm-accel takes auto, kvm, tcg and nothing else', () => {
