@@ -61,15 +61,17 @@ async function unmountIfMounted(dir: string): Promise<void> {
   }
 }
 
-/** Capabilities qemu keeps (its bounding set), each for a reason found by trying without it. */
-export const QEMU_CAPABILITIES: Record<string, number> = {
-  // 9p passthrough: the guest's files keep the owners, modes and timestamps the guest gives them,
-  // in rootfs directories of any owner, read and written as the guest's permission checks (access=client) allow.
-  CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_DAC_READ_SEARCH: 2, CAP_FOWNER: 3, CAP_FSETID: 4,
-};
+/**
+ * Capabilities qemu keeps (its bounding set): what 9p passthrough needs so the guest's files keep the
+ * owners, modes and times the guest gives them, in directories of any owner (the guest kernel does the
+ * permission checks: access=client). Each one found by trying without it (test/security-kvm.test.ts).
+ */
+export const QEMU_CAPABILITIES: Record<string, number> = { CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_FOWNER: 3 };
 // Left out on purpose: CAP_MKNOD (a guest mknod over 9p would make a device node of the node's in the
 // pod's rootfs), CAP_NET_ADMIN (the tap is made owned by root, so attaching needs no capability),
-// CAP_SYS_ADMIN, CAP_SETUID/SETGID (qemu runs as root and never changes ids: -sandbox elevateprivileges=deny).
+// CAP_SYS_ADMIN, CAP_SETUID/SETGID (qemu runs as root and never changes ids: -sandbox elevateprivileges=deny),
+// CAP_DAC_READ_SEARCH (DAC_OVERRIDE covers 9p's reads), CAP_FSETID (a guest write to a setuid file
+// of its image clears the bit, as it would for a writer without CAP_FSETID).
 
 const MS_REC = 16384n;
 
@@ -92,6 +94,9 @@ function vmSandbox(binds: { share: [string, string]; readOnly: Array<[string, st
     prop.bool('ProtectControlGroups', true), prop.bool('ProtectClock', true), prop.bool('ProtectHostname', true),
     // The allowed set: none (qemu makes no namespaces; systemd joins the pod's netns before the sandbox applies).
     prop.u64('RestrictNamespaces', 0),
+    // RestrictSUIDSGID: qemu cannot make setuid/setgid files on the node, so a guest cannot plant one in
+    // its rootfs through 9p either. The cost, inside the guest: chmod u+s/g+s, and mkdir in a setgid
+    // directory, fail with EPERM (setuid files the image brings still work: stage0 extracted them).
     prop.bool('RestrictRealtime', true), prop.bool('RestrictSUIDSGID', true), prop.bool('LockPersonality', true),
     prop.strs('SystemCallArchitectures', ['native']),
     // The chardev sockets and the systemctl of ExecStopPost; the tap is a file descriptor, not a socket.
