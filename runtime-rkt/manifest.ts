@@ -156,7 +156,7 @@ function checkContainer(w: Walker, c: unknown, path: string): void {
   if (!expect(w, c, 'object', path)) { if (c === undefined || c === null) w.errors.push(`${path}: expected object`); return; }
   const o = c as Record<string, unknown>;
   checkKeys(w, o, path, ['name', 'image', 'command', 'args', 'env', 'workingDir', 'ports', 'resources', 'imagePullPolicy',
-    'terminationMessagePath', 'terminationMessagePolicy']);
+    'terminationMessagePath', 'terminationMessagePolicy', 'securityContext']);
   dnsName(w, o.name, `${path}.name`, DNS_LABEL, 63, true);
   if (typeof o.image !== 'string' || o.image.trim() === '') w.errors.push(`${path}.image: Required value`);
   else if (/\s/.test(o.image)) w.errors.push(`${path}.image: Invalid value: ${JSON.stringify(o.image)}: must not contain whitespace`);
@@ -214,7 +214,7 @@ export function validatePod(input: unknown, opts: { strict: boolean }): Pod {
   if (!expect(w, pod.spec, 'object', 'spec')) w.errors.push('spec: Required value');
   else {
     const spec = pod.spec as Record<string, unknown>;
-    checkKeys(w, spec, 'spec', ['containers', 'restartPolicy', 'terminationGracePeriodSeconds', 'hostname', 'subdomain', 'hostNetwork', 'nodeName', 'runtimeClassName', 'dnsPolicy', 'dnsConfig', 'hostAliases', 'nodeSelector']);
+    checkKeys(w, spec, 'spec', ['containers', 'restartPolicy', 'terminationGracePeriodSeconds', 'hostname', 'subdomain', 'hostNetwork', 'nodeName', 'runtimeClassName', 'dnsPolicy', 'dnsConfig', 'hostAliases', 'nodeSelector', 'securityContext']);
     if (!Array.isArray(spec.containers) || spec.containers.length === 0) w.errors.push('spec.containers: Required value: a pod needs at least one container');
     else {
       spec.containers.forEach((c, i) => checkContainer(w, c, `spec.containers[${i}]`));

@@ -7,6 +7,9 @@ import { fsops } from '../runtime-rkt/image/fsops.js';
 import { prop } from '../common/systemd.js';
 import { podEtcBinds } from './common.js';
 import { ociSpec } from './oci-spec.js';
+import { appSecurity } from './app-security.js';
+import { hostDevices, unitDeviceProperties } from './devices.js';
+import { readLocalhostSeccomp } from './seccomp.js';
 import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 
 /** Namespaces the apps of one pod share (Kubernetes semantics: one IP, one hostname, shared SysV IPC). */
@@ -53,23 +56,31 @@ export class NamespacesStage1 implements Stage1 {
     await execa('unshare', [...shared.map((ns) => `--${ns}=${this.nsFile(pod, ns)}`), '--', ...(shared.includes('net') ? ['ip', 'link', 'set', 'lo', 'up'] : ['true'])]);
   }
 
-  private ociSpec(pod: PreparedPod, app: AppManifest): unknown {
+  private async ociSpec(pod: PreparedPod, app: AppManifest): Promise<unknown> {
+    const sec = appSecurity(app);
     return ociSpec({
       app,
       hostname: pod.manifest.hostname,
       namespaces: [{ type: 'pid' }, { type: 'mount' }, ...this.sharedNamespaces(pod).map((ns) => ({ type: OCI_NS_TYPE[ns], path: this.nsFile(pod, ns) }))],
       binds: podEtcBinds(pod),
       sysctls: pod.manifest.sysctls,
+      ...(sec.seccomp.type === 'Localhost' ? { localhostSeccomp: await readLocalhostSeccomp(sec.seccomp.path) } : {}),
+      ...(sec.privileged ? { hostDevices: hostDevices() } : {}),
     });
   }
 
   async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
     const id = containerId(pod.manifest.uuid, app.name);
     const bundle = podPaths(pod.dir).app(app.name);
-    await atomicWriteJson(path.join(bundle, 'config.json'), this.ociSpec(pod, app));
+    await atomicWriteJson(path.join(bundle, 'config.json'), await this.ociSpec(pod, app));
     const argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
     return {
-      properties: [prop.exec('ExecStart', [{ path: this.ociRuntime, argv }])],
+      properties: [
+        prop.exec('ExecStart', [{ path: this.ociRuntime, argv }]),
+        // crun applies no cgroup settings here (the container stays in this unit's cgroup),
+        // so the unit's device controller enforces the OCI spec's device list.
+        ...unitDeviceProperties(appSecurity(app).privileged),
+      ],
       // A crashed run leaves crun's state behind, and the next start of the same id would fail.
       stopPost: [{ path: this.ociRuntime, argv: [this.ociRuntime, 'delete', '--force', id] }],
     };
