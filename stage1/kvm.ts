@@ -11,6 +11,8 @@ import { loadKvmAssets } from './kvm/assets.js';
 import { attachVmNetwork } from './kvm/net.js';
 import { fsops } from '../runtime-rkt/image/fsops.js';
 import { ociSpec } from './oci-spec.js';
+import { appSecurity } from './app-security.js';
+import { readLocalhostSeccomp } from './seccomp.js';
 import { guestCpus, guestMemoryMiB, qemuArgv, type KvmAccel } from './kvm/vm.js';
 
 /** `<pod>/stage1/kvm/vm.json`: what prepare() chose for the pod's VM (the accel is shown in pod status). */
@@ -161,13 +163,18 @@ export class KvmStage1 implements Stage1 {
    * its own pid, mount and uts namespaces; net and ipc stay the guest's (the
    * pod's, shared by its apps as Kubernetes wants); one cgroup per app.
    */
-  private guestSpec(pod: PreparedPod, i: number, app: AppManifest): Record<string, unknown> {
+  private async guestSpec(pod: PreparedPod, i: number, app: AppManifest): Promise<Record<string, unknown>> {
+    const sec = appSecurity(app);
     const spec = ociSpec({
       app,
       hostname: pod.manifest.hostname,
       namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }],
       binds: (['hosts', 'hostname', 'resolv.conf'] as const).map((f) => ({ source: `/pod/etc/${f}`, destination: `/etc/${f}` })),
       sysctls: pod.manifest.sysctls,
+      // The profile is a file of the node's: read here, it travels in the spec.
+      ...(sec.seccomp.type === 'Localhost' ? { localhostSeccomp: await readLocalhostSeccomp(sec.seccomp.path) } : {}),
+      // No hostDevices for a privileged app: the node's devices are not the guest's. It gets every
+      // capability and an open device cgroup (it may mknod any of the guest's devices), not the node's.
     });
     const root = spec.root as { path: string; readonly?: boolean };
     const linux = spec.linux as Record<string, unknown>;
@@ -209,7 +216,7 @@ export class KvmStage1 implements Stage1 {
     for (const [i, app] of manifest.apps.entries()) {
       const scripts = this.appScripts(i);
       await fs.mkdir(path.join(guest, `app${i}`), { recursive: true });
-      await atomicWriteJson(path.join(guest, `app${i}`, 'config.json'), this.guestSpec(pod, i, app));
+      await atomicWriteJson(path.join(guest, `app${i}`, 'config.json'), await this.guestSpec(pod, i, app));
       await atomicWrite(path.join(guest, `app${i}.sh`), scripts.run);
       await atomicWrite(path.join(guest, `enter${i}.sh`), scripts.enter);
     }

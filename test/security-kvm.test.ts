@@ -91,12 +91,14 @@ spec:
   containers:
   - name: default
     image: busybox
-    command: [sh, -c, 'grep -E "^(NoNewPrivs|Seccomp|CapBnd|CapEff):" /proc/self/status; echo kcore=$(wc -c < /proc/kcore); echo pid1=$(cat /proc/1/comm); unshare -U true 2>/dev/null && echo unshare-ok || echo unshare-refused; touch /written && echo write-ok']
+    command: [sh, -c, 'grep -E "^(NoNewPrivs|Seccomp|CapBnd|CapEff):" /proc/self/status; echo kcore=$(wc -c < /proc/kcore); echo pid1=$(cat /proc/1/comm); unshare -U true 2>/dev/null && echo unshare-ok || echo unshare-refused; mknod /dev/lc c 10 237 2>/dev/null; head -c1 /dev/lc 2>/dev/null && echo open-ok || echo open-refused; mknod /tmp/lc c 10 237 2>/dev/null && echo rootfs-mknod-ok || echo rootfs-mknod-refused; touch /written && echo write-ok']
   - name: user
     image: busybox
+    securityContext: {runAsUser: 1000, runAsGroup: 3000}
     command: [sh, -c, 'echo uid=$(id -u) gid=$(id -g)']
   - name: ro
     image: busybox
+    securityContext: {readOnlyRootFilesystem: true}
     command: [sh, -c, 'touch /x 2>&1 && echo write-ok || echo write-refused']
 `);
   const uuid = (await node.ok(['pod', 'run', '-f', file, '--stage1', 'kvm'])).trim();
@@ -109,7 +111,9 @@ spec:
   assert.is(statusField(def, 'CapEff'), '00000000a80425fb');
   assert.match(def, /kcore=0\n/, '/proc/kcore masked');
   assert.match(def, /pid1=sh\n/, 'its own pid namespace');
-  assert.match(def, /unshare-refused/);
+  assert.match(def, /unshare-refused/, 'seccomp: no user namespaces');
+  assert.match(def, /open-refused/, 'the device allow-list, enforced by the guest kernel (crun\'s device cgroup): loop-control does not open');
+  assert.match(def, /rootfs-mknod-refused/, 'no device node lands in the rootfs on the node (qemu has no CAP_MKNOD)');
   assert.match(def, /write-ok/, 'the rootfs is writable by default');
   assert.is(await node.ok(['pod', 'logs', uuid, '-c', 'user']), 'uid=1000 gid=3000\n');
   const ro = await node.ok(['pod', 'logs', uuid, '-c', 'ro']);
