@@ -5,7 +5,9 @@ import * as path from 'node:path';
 import { execa } from 'execa';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createHash } from 'node:crypto';
 import { parseKvmAccelMode } from '../stage1/kvm/accel.js';
+import { KVM_ASSETS_RECIPE, loadKvmAssets } from '../stage1/kvm/assets.js';
 import { cpioArchive } from '../stage1/kvm/cpio.js';
 import { guestCpus, guestMemoryMiB, qemuArgv } from '../stage1/kvm/vm.js';
 import type { AppManifest } from '../stage1/contract.js';
@@ -74,6 +76,22 @@ test('cpio: the same entries give the same bytes, and busybox cpio reads them ba
     const dev = await fs.stat(path.join(dir, 'null'));
     assert.ok(dev.isCharacterDevice());
     assert.is(dev.rdev, (1 << 8) | 3, 'major 1, minor 3');
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('assets of an older build recipe (no crun in the guest) are refused, so build-kvm --if-missing rebuilds them', async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stevedore-kvm-assets-'));
+  try {
+    const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+    const guestInitSha256 = createHash('sha256').update(await fs.readFile(path.join(repo, 'stage1/kvm/guest-init.sh'))).digest('hex');
+    const info = { kernelPackage: 'k', kernelVersion: 'v', busyboxPackage: 'b', modules: [], sha256: {}, guestInitSha256 };
+    await fs.writeFile(path.join(dir, 'assets.json'), JSON.stringify(info));
+    const refused = await loadKvmAssets(dir).then(() => undefined, (err: Error & { hint?: string }) => `${err.message} (${err.hint})`);
+    assert.match(refused ?? 'accepted', /older build recipe \(1, this version needs 2: crun in the guest\).*stevedore stage1 build-kvm/);
+    await fs.writeFile(path.join(dir, 'assets.json'), JSON.stringify({ ...info, recipe: KVM_ASSETS_RECIPE }));
+    assert.is((await loadKvmAssets(dir)).info.recipe, KVM_ASSETS_RECIPE);
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }
