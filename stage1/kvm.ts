@@ -186,12 +186,14 @@ export class KvmStage1 implements Stage1 {
    * (a run killed with its VM would leave crun's state behind: delete it
    * first); `guest/enter<i>.sh` runs "$@" in the running container.
    */
-  private appScripts(i: number): { run: string; enter: string } {
+  private appScripts(i: number, app: AppManifest): { run: string; enter: string } {
     const id = `app${i}`;
+    // crun exec takes the user, capabilities and seccomp filter from the container's spec, but not no_new_privs.
+    const nnp = appSecurity(app).noNewPrivileges ? '--no-new-privs ' : '';
     return {
       // $1: where the guest supervisor wants the app's pid (exec keeps it: crun run forwards signals and exits with the app's code).
       run: `echo $$ > "$1"\n[ -e /run/crun/${id} ] && crun delete --force ${id}\nexec crun run --bundle /pod/guest/${id} ${id}\n`,
-      enter: `exec crun exec ${id} "$@"\n`,
+      enter: `exec crun exec ${nnp}${id} "$@"\n`,
     };
   }
 
@@ -214,7 +216,7 @@ export class KvmStage1 implements Stage1 {
       '',
     ].join('\n'));
     for (const [i, app] of manifest.apps.entries()) {
-      const scripts = this.appScripts(i);
+      const scripts = this.appScripts(i, app);
       await fs.mkdir(path.join(guest, `app${i}`), { recursive: true });
       await atomicWriteJson(path.join(guest, `app${i}`, 'config.json'), await this.guestSpec(pod, i, app));
       await atomicWrite(path.join(guest, `app${i}.sh`), scripts.run);

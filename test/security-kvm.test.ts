@@ -76,6 +76,9 @@ spec:
   const enter = await node.cli(['pod', 'enter', uuid, '-c', 'idle', '--', 'sh', '-c',
     'mkdir -m 700 /tmp/d && chown 99:99 /tmp/d && echo hi > /tmp/d/f && chown 1234:1234 /tmp/d/f && chmod 640 /tmp/d/f && touch -d "2001-02-03 04:05:06" /tmp/d/f && stat -c "%u:%g %a %y" /tmp/d/f && cat /tmp/d/f']);
   assert.match(enter.stdout, /^1234:1234 640 2001-02-03 04:05:06[^\n]*\nhi\n$/, `${enter.stdout}${enter.stderr}`);
+  // pod enter runs under the app's spec too (crun exec): the same seccomp filter and no_new_privs.
+  const confined = await node.cli(['pod', 'enter', uuid, '-c', 'idle', '--', 'grep', '-E', '^(NoNewPrivs|Seccomp|CapBnd):', '/proc/self/status']);
+  assert.equal([statusField(confined.stdout, 'NoNewPrivs'), statusField(confined.stdout, 'Seccomp'), statusField(confined.stdout, 'CapBnd')], ['1', '2', '00000000a80425fb'], confined.stdout + confined.stderr);
   // RestrictSUIDSGID: qemu cannot make setuid/setgid files on the node, so neither can the guest in its rootfs.
   const suid = await node.cli(['pod', 'enter', uuid, '-c', 'idle', '--', 'sh', '-c', 'chmod u+s /tmp/d/f']);
   assert.match(suid.stdout, /Operation not permitted/);

@@ -19,10 +19,14 @@
 # libraries), from its config.json: its own pid, mount and uts namespaces
 # (net and ipc are the pod's: the guest's), uid/gid and supplementary groups,
 # capabilities, no_new_privs, seccomp, read-only rootfs, masked and read-only
-# /proc paths, a /dev with only the spec's devices, exactly as on the
-# namespaces stage1. crun runs with its cgroupfs manager on the guest's
-# cgroup2 (one cgroup per app), so the spec's device rules are enforced by
-# the kernel's device eBPF hook, not only by which nodes /dev holds.
+# /proc paths, a /dev with only the spec's devices, as on the namespaces
+# stage1. crun runs with its cgroupfs manager on the guest's cgroup2 (one
+# cgroup per app), so the spec's device rules are enforced by the guest
+# kernel's device eBPF hook: a device not listed does not open (crun's
+# program, unlike systemd's device controller on the node, lets mknod make
+# the node on the app's own /dev; on the rootfs mknod fails: qemu has no
+# CAP_MKNOD). `pod enter` (crun exec) runs under the same spec. A privileged
+# app gets every capability and every device of the guest, not the node's.
 #
 # Each app gets a supervisor that runs it on every `start` from its host-side
 # unit, so restarts, exit records and logs are the host's (systemd's) as for
@@ -131,8 +135,9 @@ supervise() {
   done
 }
 
-# `pod enter`: one command at a time, in app INDEX's container (guest/enter<i>.sh: crun exec). Its stdin comes from exec.io through a cat (so the
-# host's `eof` can close it), its stdout and stderr go to exec.io.
+# `pod enter`: one command at a time, in app INDEX's container (guest/enter<i>.sh:
+# crun exec). Its stdin comes from exec.io through a cat (so the host's `eof`
+# can close it), its stdout and stderr go to exec.io.
 exec_server() {
   exec 7<>/dev/port-exec.io 8<>/dev/port-exec.ctl
   while :; do
