@@ -97,6 +97,23 @@ t('default container: mknod + open of the node\'s root disk, loop-control and tt
   assert.match(out, /^full=1$/m, '/dev/full opens (and is full)');
 });
 
+t('pod enter runs in the app\'s unit cgroup: the same device rules hold for an exec\'d process', async () => {
+  const node = getNode();
+  const file = await node.manifest('enter.yaml', manifest('sleep 300', {}));
+  const uuid = (await node.ok(['pod', 'run', '-f', file])).trim();
+  try {
+    await eventually('the app to run', async () => ((await podStatus(node, uuid)).apps[0]?.state === 'running' ? true : undefined));
+    const r = await node.cli(['pod', 'enter', uuid, '--', 'sh', '-c', 'mknod /tmp/lc c 10 237; echo mknod=$?; (exec 3</tmp/lc); echo open=$?; grep devices /proc/self/cgroup; grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status']);
+    assert.is(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /^mknod=[1-9]/m, r.stdout);
+    assert.match(r.stdout, /^open=[1-9]/m, r.stdout);
+    assert.match(r.stdout, new RegExp(`devices:.*stevedore-${uuid.replace(/-/g, '')}-c\\.service`), r.stdout);
+    assert.is(statusField(r.stdout, 'Seccomp'), '2', r.stdout);
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
 t('default container: unshare -U, mount and keyctl fail; Seccomp 2, NoNewPrivs 1, containerd\'s capabilities', async () => {
   const node = getNode();
   const out = await probe(node, [
