@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { atomicWriteJson } from '../common/fsutil.js';
@@ -86,8 +87,18 @@ export class NamespacesStage1 implements Stage1 {
     };
   }
 
-  enterArgv(pod: PreparedPod, app: AppManifest, _mainPid: number, command: string[]): string[] {
-    return [this.ociRuntime, 'exec', containerId(pod.manifest.uuid, app.name), ...command];
+  /**
+   * crun with the cgroup manager disabled does not move an exec'd process
+   * into the container's cgroups, so it would run without the unit's device
+   * rules (and outside its limits): join the app's cgroups first, as the
+   * kubelet's exec does.
+   */
+  enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[] {
+    const exec = [this.ociRuntime, 'exec', containerId(pod.manifest.uuid, app.name), ...command];
+    const procs = cgroupProcsFiles(mainPid);
+    if (!procs.length) return exec;
+    const join = procs.map((f) => `echo $$ > '${f.replace(/'/g, `'\\''`)}' || exit 125`).join('; ');
+    return ['/bin/sh', '-c', `${join}; exec "$@"`, 'stevedore-enter', ...exec];
   }
 
   async cleanup(pod: PreparedPod): Promise<void> {
@@ -101,4 +112,31 @@ export class NamespacesStage1 implements Stage1 {
       await fs.rm(file, { force: true });
     }
   }
+}
+
+/** The cgroup.procs files of every cgroup a process is in (v1 hierarchies and the v2 one), as mounted here. */
+export function cgroupProcsFiles(pid: number): string[] {
+  let membership: string, mountinfo: string;
+  try {
+    membership = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  // mountinfo: ... mountpoint (5th) ... " - " fstype source superoptions
+  const mounts = mountinfo.split('\n').map((line) => {
+    const [pre, post] = line.split(' - ');
+    const [fstype, , superOptions] = (post ?? '').split(' ');
+    return { dir: pre?.split(' ')[4] ?? '', fstype, options: (superOptions ?? '').split(',') };
+  }).filter((m) => m.fstype === 'cgroup' || m.fstype === 'cgroup2');
+  const files: string[] = [];
+  for (const line of membership.split('\n').filter(Boolean)) {
+    const [, controllers, cgPath] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
+    if (cgPath === undefined) continue;
+    const mount = controllers === ''
+      ? mounts.find((m) => m.fstype === 'cgroup2')
+      : mounts.find((m) => m.fstype === 'cgroup' && controllers!.split(',').every((c) => m.options.includes(c)));
+    if (mount) files.push(path.join(mount.dir, cgPath, 'cgroup.procs'));
+  }
+  return files;
 }

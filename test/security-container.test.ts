@@ -75,15 +75,16 @@ t('default container: mknod + open of the node\'s root disk, loop-control and tt
   // The same attacks work for root on the node itself, so the test can fail. (On some
   // machines the hypervisor keeps even the node's root from reading its disk; making the
   // node works there, and loop-control opens.)
-  const onNode = await node.sh(`mknod /run/disk-probe b ${major} ${minor} && echo mknod-disk=ok; rm -f /run/disk-probe; mknod /run/lc-probe c 10 237 && cat /run/lc-probe </dev/null; echo open-loop=$?; rm -f /run/lc-probe`);
+  const d = node.dataDir;
+  const onNode = await node.sh(`mknod ${d}/disk-probe b ${major} ${minor} && echo mknod-disk=ok; rm -f ${d}/disk-probe; mknod ${d}/lc-probe c 10 237 && (exec 3<${d}/lc-probe); echo open-loop=$?; rm -f ${d}/lc-probe`);
   assert.match(onNode.stdout, /^mknod-disk=ok$/m, `the node's root makes the disk's node: ${onNode.stderr}`);
   assert.match(onNode.stdout, /^open-loop=0$/m, `the node's root opens loop-control: ${onNode.stderr}`);
   const out = await probe(node, [
     `mknod /tmp/disk b ${major} ${minor}; echo mknod-disk=$?`,
     'head -c 512 /tmp/disk | wc -c; echo read-disk=$?',
     'mknod /dev/sdx b ' + `${major} ${minor}` + '; echo mknod-dev=$?; head -c 1 /dev/sdx >/dev/null; echo open-dev=$?',
-    'mknod /tmp/loopctl c 10 237; echo mknod-loop=$?; cat /tmp/loopctl </dev/null; echo open-loop=$?',
-    'mknod /tmp/tty0 c 4 0; echo mknod-tty0=$?; echo x > /tmp/tty0; echo open-tty0=$?',
+    'mknod /tmp/loopctl c 10 237; echo mknod-loop=$?; (exec 3</tmp/loopctl); echo open-loop=$?',
+    'mknod /tmp/tty0 c 4 0; echo mknod-tty0=$?; [ -c /tmp/tty0 ] && (exec 3>/tmp/tty0); echo open-tty0=$?',
     'echo hi > /dev/null; echo null=$?; head -c 4 /dev/zero | wc -c; head -c 4 /dev/urandom | wc -c; head -c 4 /dev/random | wc -c',
     'echo x > /dev/full; echo full=$?',
   ].join('; '));
@@ -94,6 +95,23 @@ t('default container: mknod + open of the node\'s root disk, loop-control and tt
   assert.match(out, /^null=0$/m, out);
   assert.match(out, /^4\n4\n4$/m, out);
   assert.match(out, /^full=1$/m, '/dev/full opens (and is full)');
+});
+
+t('pod enter runs in the app\'s unit cgroup: the same device rules hold for an exec\'d process', async () => {
+  const node = getNode();
+  const file = await node.manifest('enter.yaml', manifest('sleep 300', {}));
+  const uuid = (await node.ok(['pod', 'run', '-f', file])).trim();
+  try {
+    await eventually('the app to run', async () => ((await podStatus(node, uuid)).apps[0]?.state === 'running' ? true : undefined));
+    const r = await node.cli(['pod', 'enter', uuid, '--', 'sh', '-c', 'mknod /tmp/lc c 10 237; echo mknod=$?; (exec 3</tmp/lc); echo open=$?; grep devices /proc/self/cgroup; grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status']);
+    assert.is(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /^mknod=[1-9]/m, r.stdout);
+    assert.match(r.stdout, /^open=[1-9]/m, r.stdout);
+    assert.match(r.stdout, new RegExp(`devices:.*stevedore-${uuid.replace(/-/g, '')}-c\\.service`), r.stdout);
+    assert.is(statusField(r.stdout, 'Seccomp'), '2', r.stdout);
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
 });
 
 t('default container: unshare -U, mount and keyctl fail; Seccomp 2, NoNewPrivs 1, containerd\'s capabilities', async () => {
