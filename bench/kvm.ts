@@ -201,7 +201,9 @@ async function host(args: Args): Promise<void> {
     await startSandbox({ name: sandboxName });
     started = true;
     const out = path.join(work, 'inner.json');
-    const r = await execInSandbox(sandboxName, [process.execPath, fileURLToPath(import.meta.url), 'inner', '--work', work, '--out', out, '--samples', String(args.samples), '--warmup', String(args.warmup)], { stdio: 'inherit', cwd: REPO });
+    const r = await execInSandbox(sandboxName, [process.execPath, fileURLToPath(import.meta.url), 'inner', '--work', work, '--out', out, '--samples', String(args.samples), '--warmup', String(args.warmup)], { stdio: 'inherit', cwd: REPO,
+      // The assets the caller chose (the sandbox does not inherit its environment).
+      ...(process.env.STEVEDORE_KVM_ASSETS ? { env: { STEVEDORE_KVM_ASSETS: process.env.STEVEDORE_KVM_ASSETS } } : {}) });
     if (r.exitCode !== 0) throw new Error(`the benchmark inside the sandbox failed (exit ${r.exitCode})`);
     const result = JSON.parse(await fs.readFile(out, 'utf8')) as { samples: Sample[]; assets: { kernelPackage: string }; fleet?: Fleet };
     const cpu = /^model name\s*:\s*(.*)$/m.exec(await fs.readFile('/proc/cpuinfo', 'utf8'))?.[1] ?? '?';

@@ -7,7 +7,8 @@ import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { podPaths, type AppLimits, type AppManifest, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
 import type { ImageRecord, ImageStoreApi } from './image/types.js';
 import { restartPolicyOf, type ContainerSpec, type Pod, type ResourceList } from './manifest.js';
-import { findExecutable, resolveInRoot, resolveUser } from './rootfs.js';
+import { findExecutable, readFileInRoot, resolveInRoot, resolveUser } from './rootfs.js';
+import { checkLocalhostProfile, nodeCapabilities, podRefOf, resolveSecurity, resolveSysctls } from './security.js';
 import { podResolvConfText } from './network.js';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -86,6 +87,8 @@ export interface PrepareInput {
   images: ImageRecord[];
   stage1: Stage1Name;
   imageStore: ImageStoreApi;
+  /** Where Localhost seccomp profiles live on this node (security.ts seccompRootDir). */
+  seccompRoot: string;
 }
 
 /**
@@ -98,6 +101,9 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
   const { pod, podDir } = input;
   const hostname = (pod.spec.hostname ?? pod.metadata.name.split('.')[0] ?? pod.metadata.name).slice(0, 63);
   const apps: AppManifest[] = [];
+  // Checked before any rootfs is mounted: a refused pod costs nothing.
+  const sysctls = resolveSysctls(pod, input.stage1);
+  const nodeCaps = await nodeCapabilities();
   for (const [i, c] of pod.spec.containers.entries()) {
     const image = input.images[i]!;
     const appDir = podPaths(podDir).app(c.name);
@@ -111,12 +117,21 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     argv[0] = exe;
     const workingDir = c.workingDir ?? (image.config.WorkingDir || '/');
     await mkdirInRoot(rootfs, workingDir);
-    const user = await resolveUser(rootfs, image.config.User);
-    if ('error' in user) throw new UserError(`container "${c.name}": ${user.error}`, { hint: 'fix the image\'s User' });
+    const imageUser = await resolveUser(rootfs, image.config.User);
+    const { user, security } = resolveSecurity({
+      pod, podRef: podRefOf(pod, input.uuid), container: c, index: i, stage1: input.stage1, nodeCaps, seccompRoot: input.seccompRoot,
+      image: {
+        spec: image.config.User,
+        resolved: 'error' in imageUser ? undefined : imageUser,
+        passwd: (await readFileInRoot(rootfs, '/etc/passwd')) ?? '',
+        group: (await readFileInRoot(rootfs, '/etc/group')) ?? '',
+      },
+    });
+    await checkLocalhostProfile(security, `spec.containers[${i}].securityContext.seccompProfile`);
     apps.push({
       name: c.name,
       image: { id: image.id, name: c.image },
-      argv, env, workingDir, user,
+      argv, env, workingDir, user, security,
       limits: limitsOf(c.resources?.limits, `spec.containers[${i}].resources.limits`),
       requests: limitsOf(c.resources?.requests, `spec.containers[${i}].resources.requests`),
     });
@@ -132,6 +147,7 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     terminationGracePeriodSeconds: pod.spec.terminationGracePeriodSeconds ?? 30,
     pod,
     apps,
+    ...(sysctls.length ? { sysctls } : {}),
   };
   await atomicWriteJson(podPaths(podDir).manifest, manifest);
   return manifest;

@@ -37,9 +37,17 @@ export interface AppLimits {
  * applies the same decision. `user` in AppManifest holds the uid and gid.
  */
 export interface AppSecurity {
-  /** Extra groups of the process (pod supplementalGroups, fsGroup). */
+  /**
+   * The process's group list (setgroups): its primary gid, the image's groups
+   * that list its user, the pod's supplementalGroups, fsGroup. Empty when that
+   * is only the primary gid.
+   */
   supplementalGroups: number[];
-  /** Capabilities, `CAP_` names: bounding = permitted = effective set (ambient only for non-root, as containerd). */
+  /**
+   * Capabilities, `CAP_` names in kernel order: bounding = permitted = effective
+   * set; never inheritable or ambient (as containerd), so a non-root process
+   * keeps only the bounding set after its execve.
+   */
   capabilities: string[];
   /** no_new_privs: set unless allowPrivilegeEscalation is true (or the container is privileged). */
   noNewPrivileges: boolean;

@@ -1,5 +1,11 @@
-import { prop } from '../common/systemd.js';
+import { Variant } from 'dbus-next';
+import { execa } from 'execa';
+import { ContainerConfigError } from '../common/errors.js';
+import { prop, type UnitProperty } from '../common/systemd.js';
+import { appSecurity, capMask } from './app-security.js';
 import { envStrings, execStart, podEtcBinds } from './common.js';
+import { unitDeviceProperties } from './devices.js';
+import { allowedSyscalls } from './seccomp.js';
 import { podPaths, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 
 /**
@@ -11,7 +17,27 @@ import { podPaths, type AppManifest, type AppUnitPlan, type PreparedPod, type St
 export class FlyStage1 implements Stage1 {
   readonly name = 'fly' as const;
 
-  async prepare(): Promise<void> {}
+  /**
+   * systemd's User=, Group= and SupplementaryGroups= look ids up in the node's
+   * user database and refuse to start the unit when one is missing, so a fly
+   * app can only take ids the node knows (the namespaces stage1 takes any).
+   * Refused here, naming the id, rather than failing at every start.
+   */
+  async prepare(pod: PreparedPod): Promise<void> {
+    for (const [i, app] of pod.manifest.apps.entries()) {
+      const checks: Array<['passwd' | 'group', number, string]> = [];
+      if (app.user.uid !== 0) checks.push(['passwd', app.user.uid, 'runAsUser']);
+      if (app.user.gid !== 0) checks.push(['group', app.user.gid, 'runAsGroup']);
+      for (const gid of appSecurity(app).supplementalGroups) if (gid !== 0 && gid !== app.user.gid) checks.push(['group', gid, 'supplementalGroups/fsGroup']);
+      for (const [db, id, field] of checks) {
+        const found = await execa('getent', [db, String(id)], { reject: false });
+        if (found.exitCode !== 0) {
+          throw new ContainerConfigError(`container "${app.name}" (spec.containers[${i}]): ${field} ${id} is not a ${db === 'passwd' ? 'user' : 'group'} of this node, and the fly stage1 can only run apps as ids the node knows (systemd looks them up)`,
+            `add ${db === 'passwd' ? 'the user' : 'the group'} on the node, use an id the node has, or run the pod with the namespaces stage1`);
+        }
+      }
+    }
+  }
 
   async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
     const properties = [
@@ -27,6 +53,7 @@ export class FlyStage1 implements Stage1 {
     // Numeric ids: a name would be looked up in the node's passwd, not the image's.
     if (app.user.uid !== 0) properties.push(prop.str('User', String(app.user.uid)));
     if (app.user.gid !== 0) properties.push(prop.str('Group', String(app.user.gid)));
+    properties.push(...flySecurityProperties(app, podPaths(pod.dir).rootfs(app.name)));
     return { properties, stopPost: [] };
   }
 
@@ -35,4 +62,37 @@ export class FlyStage1 implements Stage1 {
   }
 
   async cleanup(): Promise<void> {}
+}
+
+const EPERM = 1;
+/** Allowed by name here; their arguments are checked by RestrictNamespaces=, RestrictAddressFamilies= and LockPersonality=. */
+const ARG_CHECKED_SYSCALLS = ['clone', 'clone3', 'socket', 'personality'];
+
+/**
+ * The app's resolved securityContext as systemd's own sandboxing of the unit
+ * (fly has no OCI runtime). systemd's seccomp takes syscall names only, so
+ * the argument rules of the OCI profile become RestrictNamespaces= (no
+ * namespace of any kind: clone/unshare/setns flags, clone3 gets ENOSYS),
+ * RestrictAddressFamilies= (no vsock) and LockPersonality=. These apply to
+ * the app's process only: stage0's ExecStopPost commands run "privileged".
+ */
+export function flySecurityProperties(app: AppManifest, rootfs: string): UnitProperty[] {
+  const sec = appSecurity(app);
+  const props: UnitProperty[] = [...unitDeviceProperties(sec.privileged)];
+  if (sec.privileged) return props;
+  // Bounding set = the app's capabilities; root keeps them effective, another uid loses them at exec (no ambient, as containerd).
+  props.push(['CapabilityBoundingSet', new Variant('t', capMask(sec.capabilities))]);
+  props.push(prop.bool('NoNewPrivileges', sec.noNewPrivileges));
+  if (sec.supplementalGroups.length) props.push(prop.strs('SupplementaryGroups', sec.supplementalGroups.map(String)));
+  // A node path: with RootDirectoryStartOnly= systemd sets up the mount namespace on the node's
+  // tree and only then chroots, so "/" here would be the node's root, not the app's.
+  if (sec.readOnlyRootFilesystem) props.push(prop.strs('ReadOnlyPaths', [rootfs]));
+  if (sec.seccomp.type === 'RuntimeDefault') {
+    props.push(['SystemCallFilter', new Variant('(bas)', [true, [...allowedSyscalls(sec.capabilities), ...ARG_CHECKED_SYSCALLS]])]);
+    props.push(prop.i32('SystemCallErrorNumber', EPERM));
+    if (!sec.capabilities.includes('CAP_SYS_ADMIN')) props.push(['RestrictNamespaces', new Variant('t', 0n)]);
+    props.push(['RestrictAddressFamilies', new Variant('(bas)', [false, ['AF_VSOCK']])]);
+    props.push(prop.bool('LockPersonality', true));
+  }
+  return props;
 }

@@ -4,12 +4,15 @@ import * as path from 'node:path';
 import { execa } from 'execa';
 import { errnoCode, UserError } from '../common/errors.js';
 import { atomicWrite, atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
-import { prop, Variant } from '../common/systemd.js';
+import { prop, Variant, type UnitProperty } from '../common/systemd.js';
 import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PodUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 import { chooseAccel, type KvmAccelMode } from './kvm/accel.js';
 import { loadKvmAssets } from './kvm/assets.js';
 import { attachVmNetwork } from './kvm/net.js';
 import { fsops } from '../runtime-rkt/image/fsops.js';
+import { ociSpec } from './oci-spec.js';
+import { appSecurity } from './app-security.js';
+import { readLocalhostSeccomp } from './seccomp.js';
 import { guestCpus, guestMemoryMiB, qemuArgv, type KvmAccel } from './kvm/vm.js';
 
 /** `<pod>/stage1/kvm/vm.json`: what prepare() chose for the pod's VM (the accel is shown in pod status). */
@@ -61,6 +64,55 @@ async function unmountIfMounted(dir: string): Promise<void> {
 }
 
 /**
+ * Capabilities qemu keeps (its bounding set): what 9p passthrough needs so the guest's files keep the
+ * owners, modes and times the guest gives them, in directories of any owner (the guest kernel does the
+ * permission checks: access=client). Each one found by trying without it (test/security-kvm.test.ts).
+ */
+export const QEMU_CAPABILITIES: Record<string, number> = { CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_FOWNER: 3 };
+// Left out on purpose: CAP_MKNOD (a guest mknod over 9p would make a device node of the node's in the
+// pod's rootfs), CAP_NET_ADMIN (the tap is made owned by root, so attaching needs no capability),
+// CAP_SYS_ADMIN, CAP_SETUID/SETGID (qemu runs as root and never changes ids: -sandbox elevateprivileges=deny),
+// CAP_DAC_READ_SEARCH (DAC_OVERRIDE covers 9p's reads), CAP_FSETID (a guest write to a setuid file
+// of its image clears the bit, as it would for a writer without CAP_FSETID).
+
+const MS_REC = 16384n;
+
+/**
+ * systemd sandboxing of the VM unit (every Exec* of it): qemu is a large
+ * program that parses what the guest sends, so if a guest breaks it, the
+ * node around it must give as little as possible. Not MemoryDenyWriteExecute:
+ * TCG translates guest code into host code at run time and needs W+X pages
+ * (with KVM too, qemu keeps TCG in the binary and maps its buffer W+X).
+ */
+function vmSandbox(binds: { share: [string, string]; readOnly: Array<[string, string]> }): UnitProperty[] {
+  const caps = Object.values(QEMU_CAPABILITIES).reduce((m, bit) => m | (1n << BigInt(bit)), 0n);
+  return [
+    prop.bool('NoNewPrivileges', true),
+    prop.u64('CapabilityBoundingSet', caps),
+    prop.str('ProtectSystem', 'strict'),
+    prop.str('ProtectHome', 'yes'),
+    prop.bool('PrivateTmp', true),
+    prop.bool('ProtectKernelTunables', true), prop.bool('ProtectKernelModules', true), prop.bool('ProtectKernelLogs', true),
+    prop.bool('ProtectControlGroups', true), prop.bool('ProtectClock', true), prop.bool('ProtectHostname', true),
+    // The allowed set: none (qemu makes no namespaces; systemd joins the pod's netns before the sandbox applies).
+    prop.u64('RestrictNamespaces', 0),
+    // RestrictSUIDSGID: qemu cannot make setuid/setgid files on the node, so a guest cannot plant one in
+    // its rootfs through 9p either. The cost, inside the guest: chmod u+s/g+s, and mkdir in a setgid
+    // directory, fail with EPERM (setuid files the image brings still work: stage0 extracted them).
+    prop.bool('RestrictRealtime', true), prop.bool('RestrictSUIDSGID', true), prop.bool('LockPersonality', true),
+    prop.strs('SystemCallArchitectures', ['native']),
+    // The chardev sockets and the systemctl of ExecStopPost; the tap is a file descriptor, not a socket.
+    ['RestrictAddressFamilies', new Variant('(bas)', [true, ['AF_UNIX']])],
+    // closed: /dev/null, zero, full, random, urandom and these.
+    prop.str('DevicePolicy', 'closed'),
+    ['DeviceAllow', new Variant('a(ss)', [['/dev/kvm', 'rw'], ['/dev/net/tun', 'rw']])],
+    // The only writable places: the run dir (RuntimeDirectory) and the pod's share; the guest assets read-only.
+    ['BindPaths', new Variant('a(ssbt)', [[binds.share[0], binds.share[1], false, MS_REC]])],
+    ['BindReadOnlyPaths', new Variant('a(ssbt)', binds.readOnly.map(([from, to]) => [from, to, false, 0n]))],
+  ];
+}
+
+/**
  * kvm: every pod in its own virtual machine (qemu, microvm). The app units
  * stay (one per app, same names, restart policy, exit recorder, journal
  * fields), but their main process is a proxy to the app in the guest
@@ -106,19 +158,42 @@ export class KvmStage1 implements Stage1 {
   }
 
   /**
-   * `guest/app<i>.sh`: run app i as the manifest says (env only its own, its
-   * user, its cwd, its argv), chrooted into its rootfs; `guest/enter<i>.sh`
-   * runs "$@" the same way (exec for `pod enter`).
+   * App i's OCI runtime spec for crun in the guest: the same builder as the
+   * namespaces stage1 (one set of defaults), with guest paths. The app gets
+   * its own pid, mount and uts namespaces; net and ipc stay the guest's (the
+   * pod's, shared by its apps as Kubernetes wants); one cgroup per app.
+   */
+  private async guestSpec(pod: PreparedPod, i: number, app: AppManifest): Promise<Record<string, unknown>> {
+    const sec = appSecurity(app);
+    const spec = ociSpec({
+      app,
+      hostname: pod.manifest.hostname,
+      namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }],
+      binds: (['hosts', 'hostname', 'resolv.conf'] as const).map((f) => ({ source: `/pod/etc/${f}`, destination: `/etc/${f}` })),
+      sysctls: pod.manifest.sysctls,
+      // The profile is a file of the node's: read here, it travels in the spec.
+      ...(sec.seccomp.type === 'Localhost' ? { localhostSeccomp: await readLocalhostSeccomp(sec.seccomp.path) } : {}),
+      // No hostDevices for a privileged app: the node's devices are not the guest's. It gets every
+      // capability and an open device cgroup (it may mknod any of the guest's devices), not the node's.
+    });
+    const root = spec.root as { path: string; readonly?: boolean };
+    const linux = spec.linux as Record<string, unknown>;
+    return { ...spec, root: { ...root, path: `/pod/apps/${i}` }, linux: { ...linux, cgroupsPath: `/stevedore/app${i}` } };
+  }
+
+  /**
+   * `guest/app<i>.sh`: run app i under crun from `guest/app<i>/config.json`
+   * (a run killed with its VM would leave crun's state behind: delete it
+   * first); `guest/enter<i>.sh` runs "$@" in the running container.
    */
   private appScripts(i: number, app: AppManifest): { run: string; enter: string } {
-    const root = `/pod/apps/${i}`;
-    const wd = path.posix.join(root, app.workingDir);
-    const exec = `exec env -i ${app.env.map(([k, v]) => q(`${k}=${v}`)).join(' ')} /bin/busybox nsenter -F ${q(`-r${root}`)} ${q(`-w${wd}`)} -S ${app.user.uid} -G ${app.user.gid} --`;
-    const mkdir = `[ -d ${q(wd)} ] || mkdir -p ${q(wd)}`;
+    const id = `app${i}`;
+    // crun exec takes the user, capabilities and seccomp filter from the container's spec, but not no_new_privs.
+    const nnp = appSecurity(app).noNewPrivileges ? '--no-new-privs ' : '';
     return {
-      // $1: where the guest supervisor wants the app's pid (exec keeps it).
-      run: `echo $$ > "$1"\n${mkdir}\n${exec} ${app.argv.map(q).join(' ')}\n`,
-      enter: `${mkdir}\n${exec} "$@"\n`,
+      // $1: where the guest supervisor wants the app's pid (exec keeps it: crun run forwards signals and exits with the app's code).
+      run: `echo $$ > "$1"\n[ -e /run/crun/${id} ] && crun delete --force ${id}\nexec crun run --bundle /pod/guest/${id} ${id}\n`,
+      enter: `exec crun exec ${nnp}${id} "$@"\n`,
     };
   }
 
@@ -142,14 +217,19 @@ export class KvmStage1 implements Stage1 {
     ].join('\n'));
     for (const [i, app] of manifest.apps.entries()) {
       const scripts = this.appScripts(i, app);
+      await fs.mkdir(path.join(guest, `app${i}`), { recursive: true });
+      await atomicWriteJson(path.join(guest, `app${i}`, 'config.json'), await this.guestSpec(pod, i, app));
       await atomicWrite(path.join(guest, `app${i}.sh`), scripts.run);
       await atomicWrite(path.join(guest, `enter${i}.sh`), scripts.enter);
     }
     const runDir = vmRunDir(manifest.uuid);
     const tscKhz = vm.accel === 'tcg' ? hostTscKhz(await fs.readFile('/proc/cpuinfo', 'utf8').catch(() => '')) : undefined;
+    // qemu sees the files it needs at fixed places in its run dir, bound there by systemd (vmSandbox): the
+    // data dir or the assets may live under /tmp, /var/tmp or /home, which the sandbox hides from it.
+    const inRun = { share: path.join(runDir, 'share'), vmlinux: path.join(runDir, 'vmlinux'), initrd: path.join(runDir, 'initrd.cpio') };
     const argv = qemuArgv({
-      vmlinux: assets.vmlinux, initrd: assets.initrd, accel: vm.accel, memoryMiB: vm.memoryMiB, cpus: vm.cpus, tscKhz,
-      pod: { shareDir: share, runDir, appCount: manifest.apps.length, ...(net ? { tap: { name: net.tap, mac: net.mac } } : {}) },
+      vmlinux: inRun.vmlinux, initrd: inRun.initrd, accel: vm.accel, memoryMiB: vm.memoryMiB, cpus: vm.cpus, tscKhz,
+      pod: { shareDir: inRun.share, runDir, appCount: manifest.apps.length, ...(net ? { tap: { name: net.tap, mac: net.mac } } : {}) },
     });
     const qemu = await findInPath(argv[0]!);
     if (!qemu) throw new UserError(`the kvm stage1 needs ${argv[0]}, and it is not installed`, { hint: 'apt-get install qemu-system-x86 (or run scripts/setup.sh)' });
@@ -180,6 +260,7 @@ export class KvmStage1 implements Stage1 {
         prop.u64('TimeoutStopUSec', (Math.max(1, manifest.terminationGracePeriodSeconds) + 5) * 1_000_000),
         // The only file qemu writes is the guest's status port (a few bytes): a guest writing without end must not fill /run.
         prop.u64('LimitFSIZE', 1 << 20), prop.u64('LimitFSIZESoft', 1 << 20),
+        ...vmSandbox({ share: [share, inRun.share], readOnly: [[assets.vmlinux, inRun.vmlinux], [assets.initrd, inRun.initrd]] }),
       ],
     }];
   }

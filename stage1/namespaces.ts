@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { atomicWriteJson } from '../common/fsutil.js';
@@ -7,6 +8,9 @@ import { fsops } from '../runtime-rkt/image/fsops.js';
 import { prop } from '../common/systemd.js';
 import { podEtcBinds } from './common.js';
 import { ociSpec } from './oci-spec.js';
+import { appSecurity } from './app-security.js';
+import { hostDevices, unitDeviceProperties } from './devices.js';
+import { readLocalhostSeccomp } from './seccomp.js';
 import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 
 /** Namespaces the apps of one pod share (Kubernetes semantics: one IP, one hostname, shared SysV IPC). */
@@ -53,30 +57,48 @@ export class NamespacesStage1 implements Stage1 {
     await execa('unshare', [...shared.map((ns) => `--${ns}=${this.nsFile(pod, ns)}`), '--', ...(shared.includes('net') ? ['ip', 'link', 'set', 'lo', 'up'] : ['true'])]);
   }
 
-  private ociSpec(pod: PreparedPod, app: AppManifest): unknown {
+  private async ociSpec(pod: PreparedPod, app: AppManifest): Promise<unknown> {
+    const sec = appSecurity(app);
     return ociSpec({
       app,
       hostname: pod.manifest.hostname,
       namespaces: [{ type: 'pid' }, { type: 'mount' }, ...this.sharedNamespaces(pod).map((ns) => ({ type: OCI_NS_TYPE[ns], path: this.nsFile(pod, ns) }))],
       binds: podEtcBinds(pod),
       sysctls: pod.manifest.sysctls,
+      ...(sec.seccomp.type === 'Localhost' ? { localhostSeccomp: await readLocalhostSeccomp(sec.seccomp.path) } : {}),
+      ...(sec.privileged ? { hostDevices: hostDevices() } : {}),
     });
   }
 
   async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
     const id = containerId(pod.manifest.uuid, app.name);
     const bundle = podPaths(pod.dir).app(app.name);
-    await atomicWriteJson(path.join(bundle, 'config.json'), this.ociSpec(pod, app));
+    await atomicWriteJson(path.join(bundle, 'config.json'), await this.ociSpec(pod, app));
     const argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
     return {
-      properties: [prop.exec('ExecStart', [{ path: this.ociRuntime, argv }])],
+      properties: [
+        prop.exec('ExecStart', [{ path: this.ociRuntime, argv }]),
+        // crun applies no cgroup settings here (the container stays in this unit's cgroup),
+        // so the unit's device controller enforces the OCI spec's device list.
+        ...unitDeviceProperties(appSecurity(app).privileged),
+      ],
       // A crashed run leaves crun's state behind, and the next start of the same id would fail.
       stopPost: [{ path: this.ociRuntime, argv: [this.ociRuntime, 'delete', '--force', id] }],
     };
   }
 
-  enterArgv(pod: PreparedPod, app: AppManifest, _mainPid: number, command: string[]): string[] {
-    return [this.ociRuntime, 'exec', containerId(pod.manifest.uuid, app.name), ...command];
+  /**
+   * crun with the cgroup manager disabled does not move an exec'd process
+   * into the container's cgroups, so it would run without the unit's device
+   * rules (and outside its limits): join the app's cgroups first, as the
+   * kubelet's exec does.
+   */
+  enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[] {
+    const exec = [this.ociRuntime, 'exec', containerId(pod.manifest.uuid, app.name), ...command];
+    const procs = cgroupProcsFiles(mainPid);
+    if (!procs.length) return exec;
+    const join = procs.map((f) => `echo $$ > '${f.replace(/'/g, `'\\''`)}' || exit 125`).join('; ');
+    return ['/bin/sh', '-c', `${join}; exec "$@"`, 'stevedore-enter', ...exec];
   }
 
   async cleanup(pod: PreparedPod): Promise<void> {
@@ -90,4 +112,31 @@ export class NamespacesStage1 implements Stage1 {
       await fs.rm(file, { force: true });
     }
   }
+}
+
+/** The cgroup.procs files of every cgroup a process is in (v1 hierarchies and the v2 one), as mounted here. */
+export function cgroupProcsFiles(pid: number): string[] {
+  let membership: string, mountinfo: string;
+  try {
+    membership = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  // mountinfo: ... mountpoint (5th) ... " - " fstype source superoptions
+  const mounts = mountinfo.split('\n').map((line) => {
+    const [pre, post] = line.split(' - ');
+    const [fstype, , superOptions] = (post ?? '').split(' ');
+    return { dir: pre?.split(' ')[4] ?? '', fstype, options: (superOptions ?? '').split(',') };
+  }).filter((m) => m.fstype === 'cgroup' || m.fstype === 'cgroup2');
+  const files: string[] = [];
+  for (const line of membership.split('\n').filter(Boolean)) {
+    const [, controllers, cgPath] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
+    if (cgPath === undefined) continue;
+    const mount = controllers === ''
+      ? mounts.find((m) => m.fstype === 'cgroup2')
+      : mounts.find((m) => m.fstype === 'cgroup' && controllers!.split(',').every((c) => m.options.includes(c)));
+    if (mount) files.push(path.join(mount.dir, cgPath, 'cgroup.procs'));
+  }
+  return files;
 }

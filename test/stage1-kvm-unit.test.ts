@@ -5,7 +5,9 @@ import * as path from 'node:path';
 import { execa } from 'execa';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createHash } from 'node:crypto';
 import { parseKvmAccelMode } from '../stage1/kvm/accel.js';
+import { KVM_ASSETS_RECIPE, loadKvmAssets } from '../stage1/kvm/assets.js';
 import { cpioArchive } from '../stage1/kvm/cpio.js';
 import { guestCpus, guestMemoryMiB, qemuArgv } from '../stage1/kvm/vm.js';
 import type { AppManifest } from '../stage1/contract.js';
@@ -32,6 +34,7 @@ test('qemu argv: microvm, the chosen accel, no default or host devices, one 9p s
   assert.match(joined, /-M microvm,/);
   assert.match(joined, /-accel tcg,tb-size=64/);
   assert.ok(argv.includes('-nodefaults') && argv.includes('-no-reboot'));
+  assert.is(argv[argv.indexOf('-sandbox') + 1], 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny', 'qemu\'s seccomp filter, every deny option');
   assert.not.match(joined, /-device (vfio|usb|pci-assign)|-drive|hostdev/);
   assert.is(argv.filter((a) => a.startsWith('local,id=pod,path=/p/share,')).length, 1);
   for (const port of ['a0.ctl', 'a0.out', 'a0.err', 'a1.ctl', 'a1.out', 'a1.err', 'exec.io', 'exec.ctl']) assert.ok(argv.includes(`virtserialport,chardev=${port.replace('.', '-')},name=${port}`), port);
@@ -43,6 +46,7 @@ test('qemu argv: microvm, the chosen accel, no default or host devices, one 9p s
   assert.match(kvm.join(' '), /-accel kvm -cpu host/);
   assert.match(kvm[kvm.indexOf('-append') + 1]!, /stevedore\.probe/);
   assert.not.match(kvm.join(' '), /tsc_early_khz|-fsdev/);
+  assert.ok(kvm.includes('-sandbox'), 'the probe VM is sandboxed too');
 });
 
 test('--kvm-accel takes auto, kvm, tcg and nothing else', () => {
@@ -72,6 +76,22 @@ test('cpio: the same entries give the same bytes, and busybox cpio reads them ba
     const dev = await fs.stat(path.join(dir, 'null'));
     assert.ok(dev.isCharacterDevice());
     assert.is(dev.rdev, (1 << 8) | 3, 'major 1, minor 3');
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('assets of an older build recipe (no crun in the guest) are refused, so build-kvm --if-missing rebuilds them', async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stevedore-kvm-assets-'));
+  try {
+    const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+    const guestInitSha256 = createHash('sha256').update(await fs.readFile(path.join(repo, 'stage1/kvm/guest-init.sh'))).digest('hex');
+    const info = { kernelPackage: 'k', kernelVersion: 'v', busyboxPackage: 'b', modules: [], sha256: {}, guestInitSha256 };
+    await fs.writeFile(path.join(dir, 'assets.json'), JSON.stringify(info));
+    const refused = await loadKvmAssets(dir).then(() => undefined, (err: Error & { hint?: string }) => `${err.message} (${err.hint})`);
+    assert.match(refused ?? 'accepted', /older build recipe \(1, this version needs 2: crun in the guest\).*stevedore stage1 build-kvm/);
+    await fs.writeFile(path.join(dir, 'assets.json'), JSON.stringify({ ...info, recipe: KVM_ASSETS_RECIPE }));
+    assert.is((await loadKvmAssets(dir)).info.recipe, KVM_ASSETS_RECIPE);
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
   }

@@ -9,12 +9,15 @@ import { cpioArchive, type CpioEntry } from './cpio.js';
 /**
  * The kvm stage1's guest assets: an unpacked kernel (vmlinux: no in-guest
  * decompression, which costs seconds under TCG) and an initramfs with
- * busybox-static, the guest init and the kernel modules it loads. Built from
- * Debian packages only (`apt-get download` + `dpkg -x`, never installed).
+ * busybox-static, crun (the OCI runtime every app of the guest runs under,
+ * with the shared libraries it loads), the guest init and the kernel modules
+ * it loads. Built from Debian packages only (`apt-get download` + `dpkg -x`,
+ * never installed).
  *
  *   <assets>/vmlinux        the kernel of linux-image-amd64 (9p, virtiofs, virtio as modules)
- *   <assets>/initrd.cpio    uncompressed newc: /init, /bin/busybox, /lib/modules/*.ko, /etc/modules.load, /devtmpl
- *   <assets>/assets.json    package versions and sha256 of both files
+ *   <assets>/initrd.cpio    uncompressed newc: /init, /bin/busybox, /bin/crun, /lib64 + /lib/x86_64-linux-gnu (crun's
+ *                           libraries), /lib/modules/*.ko, /etc/modules.load
+ *   <assets>/assets.json    recipe, package versions and sha256 of both files
  *
  * Default place: /var/cache/stevedore/stage1-kvm (node-wide, not per data
  * dir: every runtime of the node shares them); STEVEDORE_KVM_ASSETS overrides.
@@ -23,10 +26,21 @@ export const DEFAULT_KVM_ASSETS_DIR = '/var/cache/stevedore/stage1-kvm';
 export const kvmAssetsDir = () => process.env.STEVEDORE_KVM_ASSETS ?? DEFAULT_KVM_ASSETS_DIR;
 
 export interface KvmAssets { dir: string; vmlinux: string; initrd: string; info: AssetsInfo }
+/**
+ * What the build puts into the assets. Assets of another recipe are refused
+ * (and `build-kvm --if-missing` rebuilds them). 2: crun and its libraries in
+ * the initramfs; no /devtmpl (crun makes each app's /dev).
+ */
+export const KVM_ASSETS_RECIPE = 2;
+
 export interface AssetsInfo {
+  /** KVM_ASSETS_RECIPE of the build (absent: recipe 1) */
+  recipe?: number;
   kernelPackage: string;
   kernelVersion: string;
   busyboxPackage: string;
+  /** crun and every package its libraries come from, `name=version` */
+  crunPackages?: string[];
   modules: string[];
   sha256: Record<string, string>;
   /** sha256 of the guest-init.sh the initramfs carries (assets from another version are refused). */
@@ -46,6 +60,9 @@ export async function loadKvmAssets(dir = kvmAssetsDir()): Promise<KvmAssets> {
     throw new UserError(`the kvm stage1's guest assets are not built (no ${infoFile})`, { hint: 'run `stevedore stage1 build-kvm` (or scripts/setup.sh), or set STEVEDORE_KVM_ASSETS to where they are' });
   }
   const info = JSON.parse(text) as AssetsInfo;
+  if ((info.recipe ?? 1) !== KVM_ASSETS_RECIPE) {
+    throw new UserError(`the kvm stage1's guest assets in ${dir} are of an older build recipe (${info.recipe ?? 1}, this version needs ${KVM_ASSETS_RECIPE}: crun in the guest)`, { hint: 'run `stevedore stage1 build-kvm` (or scripts/setup.sh) to rebuild them' });
+  }
   // The guest init is baked into the initramfs: assets built from another version of it would speak another protocol.
   const initNow = createHash('sha256').update(await fs.readFile(GUEST_INIT_FILE)).digest('hex');
   if (info.guestInitSha256 !== initNow) {
@@ -64,6 +81,49 @@ async function aptDownload(pkg: string, into: string): Promise<string> {
 }
 
 const debField = async (deb: string, field: string) => (await execa('dpkg-deb', ['-f', deb, field])).stdout.trim();
+
+/** Package names a .deb's Depends and Pre-Depends name (the first of each alternative; no virtual packages here). */
+async function debDepends(deb: string): Promise<string[]> {
+  const fields = [await debField(deb, 'Pre-Depends'), await debField(deb, 'Depends')].filter(Boolean).join(',');
+  return fields.split(',').map((d) => d.trim().split('|')[0]!.trim().split(/[\s(:]/)[0]!).filter(Boolean);
+}
+
+/** A package and everything it depends on, downloaded (apt-get download, nothing installed). */
+async function aptDownloadWithDepends(pkg: string, into: string): Promise<string[]> {
+  const debs = new Map<string, string>();
+  const queue = [pkg];
+  while (queue.length > 0) {
+    const name = queue.shift()!;
+    if (debs.has(name)) continue;
+    const deb = await aptDownload(name, into);
+    debs.set(name, deb);
+    queue.push(...await debDepends(deb));
+  }
+  return [...debs.values()];
+}
+
+/**
+ * The shared libraries an ELF program in `root` loads, resolved inside `root`
+ * only, by root's own dynamic loader (`ld.so --list`): never a library of the
+ * node that builds the assets.
+ */
+async function sharedLibraries(root: string, program: string): Promise<Array<{ name: string; file: string }>> {
+  const libDirs = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu'].map((d) => path.join(root, d));
+  const loader = path.join(root, 'lib', 'x86_64-linux-gnu', 'ld-linux-x86-64.so.2');
+  const r = await execa(loader, ['--library-path', libDirs.join(':'), '--list', program], { reject: false, env: {} });
+  if (r.exitCode !== 0) throw new UserError(`cannot list the libraries of ${path.basename(program)}: ${(r.stderr || r.stdout).trim()}`, { hint: 'the guest runtime packages (crun and its libraries) are incomplete' });
+  const libs: Array<{ name: string; file: string }> = [];
+  for (const line of r.stdout.split('\n')) {
+    const m = /^\s*(\S+) => (\S+) \(/.exec(line);
+    if (!m) {
+      if (/not found/.test(line)) throw new UserError(`${path.basename(program)} needs ${line.trim()}`, { hint: 'a package of the guest runtime is missing from the build' });
+      continue;
+    }
+    if (!m[2]!.startsWith(root + path.sep)) throw new UserError(`${path.basename(program)}'s library ${m[1]} resolved outside the guest packages (${m[2]})`, { hint: 'a package of the guest runtime is missing from the build' });
+    libs.push({ name: m[1]!, file: m[2]! });
+  }
+  return libs;
+}
 
 /** The ELF kernel inside a bzImage: Debian compresses it with xz; the payload starts at the xz magic. */
 async function extractVmlinux(bzImage: string, out: string): Promise<void> {
@@ -132,14 +192,17 @@ export async function buildKvmAssets(outDir = kvmAssetsDir(), log: (msg: string)
   try {
     const debs = path.join(work, 'debs');
     await fs.mkdir(debs);
-    log('downloading linux-image-amd64 and busybox-static (apt-get download)');
+    log('downloading linux-image-amd64, busybox-static, crun and its libraries (apt-get download)');
     const meta = await aptDownload('linux-image-amd64', debs);
     const kernelPackage = (await debField(meta, 'Depends')).split(',').map((d) => d.trim().split(/\s/)[0]!).find((d) => d.startsWith('linux-image-'));
     if (!kernelPackage) throw new UserError('linux-image-amd64 names no kernel package in its Depends');
     const kernelDeb = await aptDownload(kernelPackage, debs);
     const busyboxDeb = await aptDownload('busybox-static', debs);
+    const crunDebs = await aptDownloadWithDepends('crun', debs);
     const root = path.join(work, 'root');
-    for (const deb of [kernelDeb, busyboxDeb]) await execa('dpkg-deb', ['-x', deb, root]);
+    for (const deb of [kernelDeb, busyboxDeb, ...crunDebs]) await execa('dpkg-deb', ['-x', deb, root]);
+    const crun = path.join(root, 'usr', 'bin', 'crun');
+    const crunLibs = await sharedLibraries(root, crun);
     const kernelVersion = kernelPackage.replace(/^linux-image-/, '');
     const stage = `${outDir}.tmp-${process.pid}`;
     await fs.rm(stage, { recursive: true, force: true });
@@ -153,23 +216,26 @@ export async function buildKvmAssets(outDir = kvmAssetsDir(), log: (msg: string)
     const guestInit = await fs.readFile(GUEST_INIT_FILE);
     const entries: CpioEntry[] = [
       { type: 'dir', path: 'bin' }, { type: 'dir', path: 'etc' }, { type: 'dir', path: 'lib' }, { type: 'dir', path: 'lib/modules' },
+      // The tmpfs the init moves the guest's root to (pivot_root, which crun needs, refuses the initramfs itself).
+      { type: 'dir', path: 'newroot' },
       { type: 'file', path: 'bin/busybox', data: await fs.readFile(busyboxFile), mode: 0o755 },
       { type: 'symlink', path: 'bin/sh', target: 'busybox' },
       { type: 'file', path: 'init', data: guestInit, mode: 0o755 },
-      // The template of every app's /dev (the guest init copies it into a tmpfs per app).
-      { type: 'dir', path: 'devtmpl' }, { type: 'dir', path: 'devtmpl/pts' }, { type: 'dir', path: 'devtmpl/shm' },
-      ...([['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]] as const)
-        .map(([n, major, minor]): CpioEntry => ({ type: 'chardev', path: `devtmpl/${n}`, major, minor })),
-      ...([['fd', '/proc/self/fd'], ['stdin', '/proc/self/fd/0'], ['stdout', '/proc/self/fd/1'], ['stderr', '/proc/self/fd/2'], ['ptmx', 'pts/ptmx']] as const)
-        .map(([n, target]): CpioEntry => ({ type: 'symlink', path: `devtmpl/${n}`, target })),
+      { type: 'file', path: 'bin/crun', data: await fs.readFile(crun), mode: 0o755 },
+      { type: 'dir', path: 'lib64' }, { type: 'dir', path: 'lib/x86_64-linux-gnu' },
+      // Under their sonames (ld.so looks them up by DT_NEEDED), the loader where crun's PT_INTERP says.
+      ...await Promise.all(crunLibs.filter((l) => !l.name.startsWith('/')).map(async (l): Promise<CpioEntry> => ({ type: 'file', path: `lib/x86_64-linux-gnu/${l.name}`, data: await fs.readFile(l.file), mode: 0o755 }))),
+      { type: 'file', path: 'lib64/ld-linux-x86-64.so.2', data: await fs.readFile(path.join(root, 'lib', 'x86_64-linux-gnu', 'ld-linux-x86-64.so.2')), mode: 0o755 },
       { type: 'file', path: 'etc/modules.load', data: Buffer.from(modules.map((m) => `${m.name}.ko\n`).join('')) },
       ...await Promise.all(modules.map(async (m): Promise<CpioEntry> => ({ type: 'file', path: `lib/modules/${m.name}.ko`, data: await fs.readFile(m.file) }))),
     ];
     await fs.writeFile(path.join(stage, 'initrd.cpio'), cpioArchive(entries));
     const info: AssetsInfo = {
+      recipe: KVM_ASSETS_RECIPE,
       kernelPackage: `${kernelPackage}=${await debField(kernelDeb, 'Version')}`,
       kernelVersion,
       busyboxPackage: `busybox-static=${await debField(busyboxDeb, 'Version')}`,
+      crunPackages: await Promise.all(crunDebs.map(async (d) => `${await debField(d, 'Package')}=${await debField(d, 'Version')}`)),
       modules: modules.map((m) => m.name),
       sha256: { vmlinux: await sha256(path.join(stage, 'vmlinux')), 'initrd.cpio': await sha256(path.join(stage, 'initrd.cpio')) },
       guestInitSha256: createHash('sha256').update(guestInit).digest('hex'),

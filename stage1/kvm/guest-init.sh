@@ -1,16 +1,32 @@
 #!/bin/busybox sh
 # The guest's /init (busybox sh, PID 1 of the pod VM). Contract with the host
-# (stage1/kvm/vm.ts builds the qemu side):
+# (stage1/kvm/vm.ts builds the qemu side, stage1/kvm.ts the files):
 #
 # - one 9p share, tag `pod`: `apps/<i>/` each app's rootfs (read-write),
 #   `etc/` the pod's hosts, hostname, resolv.conf (read-only), `guest/` the
-#   pod's config: `pod.env` (POD_HOSTNAME, POD_APPS, POD_RESTART, POD_NET_*) and
-#   `app<i>.sh PIDFILE` (how to run app i: env, user, cwd, argv; it writes
-#   its pid first, the app keeps it);
+#   pod's config: `pod.env` (POD_HOSTNAME, POD_APPS, POD_RESTART, POD_NET_*),
+#   `app<i>/config.json` (app i's OCI runtime spec, built on the host by
+#   stage1/oci-spec.ts like the namespaces stage1's, with guest paths: root
+#   /pod/apps/<i>, the pod's files from /pod/etc), `app<i>.sh PIDFILE` (runs
+#   app i: writes its pid first, then execs `crun run` of that bundle, so the
+#   pid stays) and `enter<i>.sh ARGS` (`crun exec` into app i);
 # - virtio-serial ports by name: `a<i>.ctl` (host → guest `start RUN`,
 #   `kill SIG`; guest → host `exit RUN CODE`), `a<i>.out`, `a<i>.err` (the
 #   app's stdout and stderr), `status` (guest → host `ready`, `done`),
 #   `podctl` (host → guest `poweroff`), `exec.io` + `exec.ctl` (`pod enter`).
+#
+# Confinement: every app runs under crun (in the initramfs with its
+# libraries), from its config.json: its own pid, mount and uts namespaces
+# (net and ipc are the pod's: the guest's), uid/gid and supplementary groups,
+# capabilities, no_new_privs, seccomp, read-only rootfs, masked and read-only
+# /proc paths, a /dev with only the spec's devices, as on the namespaces
+# stage1. crun runs with its cgroupfs manager on the guest's cgroup2 (one
+# cgroup per app), so the spec's device rules are enforced by the guest
+# kernel's device eBPF hook: a device not listed does not open (crun's
+# program, unlike systemd's device controller on the node, lets mknod make
+# the node on the app's own /dev; on the rootfs mknod fails: qemu has no
+# CAP_MKNOD). `pod enter` (crun exec) runs under the same spec. A privileged
+# app gets every capability and every device of the guest, not the node's.
 #
 # Each app gets a supervisor that runs it on every `start` from its host-side
 # unit, so restarts, exit records and logs are the host's (systemd's) as for
@@ -18,12 +34,25 @@
 # the pod's restart policy and every host-side unit has read its last exit,
 # or when the host asks; `done` on the status port is the only sign of a
 # clean shutdown (qemu exits 0 after a kernel panic too).
+
+# The initramfs (rootfs) cannot be pivot_root'ed away from, and crun
+# pivot_roots into each app's root: first move the guest's files onto a tmpfs
+# and make that the root (switch_root frees the initramfs).
+if [ ! -e /.stevedore-root ]; then
+  /bin/busybox mount -t tmpfs -o mode=755 root /newroot || { echo "stevedore-init: cannot mount the root tmpfs" >&2; /bin/busybox poweroff -f; }
+  for f in /*; do [ "$f" = /newroot ] || /bin/busybox cp -a "$f" /newroot/; done
+  : > /newroot/.stevedore-root
+  exec /bin/busybox switch_root /newroot /init
+fi
 /bin/busybox mkdir -p /bin /sbin /proc /sys /dev /run /tmp /pod
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+mount -t tmpfs -o mode=755 run /run
+# cgroup2 only: crun's cgroupfs manager puts each app in its own cgroup and attaches the spec's device rules there.
+mkdir -p /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup
 while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done < /etc/modules.load
 if grep -q stevedore.probe /proc/cmdline; then echo STEVEDORE-PROBE-OK; poweroff -f; fi
 
@@ -64,23 +93,8 @@ if [ -n "$POD_NET_ADDRS" ]; then
   ip link set eth0 up
   [ -n "$POD_NET_GW" ] && ip route add default via "$POD_NET_GW"
 fi
-# Each app's /dev: a tmpfs filled from the initramfs' /devtmpl (no host or guest devices but those).
-for i in $POD_APPS; do
-  waitports "a$i.ctl" "a$i.out" "a$i.err"
-  r=/pod/apps/$i
-  for d in proc sys dev etc tmp; do [ -d "$r/$d" ] || mkdir -p "$r/$d"; done
-  mount -t proc proc "$r/proc"
-  mount -t sysfs -o ro sys "$r/sys"
-  mount -t tmpfs -o mode=755,size=65536k dev "$r/dev"
-  cp -a /devtmpl/. "$r/dev/"
-  mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$r/dev/pts"
-  mount -t tmpfs -o mode=1777,size=65536k shm "$r/dev/shm"
-  # The pod's files; read-only already on the host side of the share.
-  for f in hosts hostname resolv.conf; do
-    [ -e "$r/etc/$f" ] || : > "$r/etc/$f"
-    mount --bind "/pod/etc/$f" "$r/etc/$f"
-  done
-done
+# crun makes each app's /proc, /sys, /dev and binds the pod's files (config.json); the ports must be there.
+for i in $POD_APPS; do waitports "a$i.ctl" "a$i.out" "a$i.err"; done
 
 # Whether an app that exited with $1 is done for good (no host unit will start it again).
 final() {
@@ -108,11 +122,12 @@ supervise() {
           # the host side reports the container running (READY=1) only now, not while the VM boots
           echo "started $arg" >&3
           ;;
-        kill) [ -s "$pidf" ] && kill "-$arg" "$(cat "$pidf")" 2>/dev/null ;;
+        # To the container's init (crun run forwards signals too, but not KILL, and not before the container exists).
+        kill) [ -s "$pidf" ] && { crun kill "app$i" "$arg" 2>/dev/null || kill "-$arg" "$(cat "$pidf")" 2>/dev/null; } ;;
       esac
     else
       # EOF: the host side is not connected (not yet, between restarts, or gone for good).
-      if [ -s "$pidf" ]; then kill -KILL "$(cat "$pidf")" 2>/dev/null
+      if [ -s "$pidf" ]; then crun kill "app$i" KILL 2>/dev/null || kill -KILL "$(cat "$pidf")" 2>/dev/null
       elif [ -e "/run/app$i.final" ]; then return 0
       fi
       sleep 0.2
@@ -120,9 +135,9 @@ supervise() {
   done
 }
 
-# `pod enter`: one command at a time, in app INDEX's rootfs as the app's user
-# (guest/enter<i>.sh). Its stdin comes from exec.io through a cat (so the
-# host's `eof` can close it), its stdout and stderr go to exec.io.
+# `pod enter`: one command at a time, in app INDEX's container (guest/enter<i>.sh:
+# crun exec). Its stdin comes from exec.io through a cat (so the host's `eof`
+# can close it), its stdout and stderr go to exec.io.
 exec_server() {
   exec 7<>/dev/port-exec.io 8<>/dev/port-exec.ctl
   while :; do
@@ -155,7 +170,7 @@ pids=
 for i in $POD_APPS; do supervise "$i" & pids="$pids $!"; done
 
 shutdown() {
-  for i in $POD_APPS; do [ -s "/run/app$i.pid" ] && kill -KILL "$(cat "/run/app$i.pid")" 2>/dev/null; done
+  for i in $POD_APPS; do [ -s "/run/app$i.pid" ] && { crun kill "app$i" KILL 2>/dev/null || kill -KILL "$(cat "/run/app$i.pid")" 2>/dev/null; }; done
   sync
   echo done > /dev/port-status
   poweroff -f

@@ -53,7 +53,8 @@ export async function attachVmNetwork(netns: string): Promise<VmNet | undefined>
   const routes = JSON.parse(await inNetns(netns, ['ip', '-j', '-4', 'route', 'show', 'default'])) as Array<{ gateway?: string }>;
   await ensureTunDevice();
   if (!links.some((l) => l.ifname === TAP)) {
-    await inNetns(netns, ['ip', 'tuntap', 'add', 'dev', TAP, 'mode', 'tap']);
+    // Owned by root: qemu (root, without CAP_NET_ADMIN in its sandbox) may then attach to it.
+    await inNetns(netns, ['ip', 'tuntap', 'add', 'dev', TAP, 'mode', 'tap', 'user', '0']);
     await inNetns(netns, ['ip', 'link', 'set', 'dev', TAP, 'mtu', String(eth0.mtu), 'up']);
     for (const [from, to] of [['eth0', TAP], [TAP, 'eth0']] as const) {
       await inNetns(netns, ['tc', 'qdisc', 'add', 'dev', from, 'ingress']);

@@ -49,6 +49,9 @@ export function guestCpus(apps: AppManifest[], hostCpus: number): number {
 export const portSocket = (runDir: string, name: string) => path.join(runDir, `${name}.sock`);
 export const appPortNames = (i: number) => ({ ctl: `a${i}.ctl`, out: `a${i}.out`, err: `a${i}.err` });
 
+/** `-sandbox`: on, with every deny option qemu 7.2 has. */
+export const QEMU_SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
+
 /**
  * qemu's argv: microvm, no default devices, no host devices; the kernel
  * console on stdout (the VM unit's journal), one virtio-serial device with a
@@ -70,6 +73,9 @@ export function qemuArgv(spec: VmSpec): string[] {
     ...(spec.accel === 'kvm' ? ['-cpu', 'host'] : []),
     '-m', String(spec.memoryMiB), '-smp', String(spec.cpus),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    // qemu's own seccomp filter (and no_new_privs): no obsolete system calls, no set*id, no fork/exec
+    // (a compromised device model cannot start a process), no scheduler or affinity changes.
+    '-sandbox', QEMU_SANDBOX,
     '-chardev', 'stdio,id=con,signal=off', '-serial', 'chardev:con',
     '-kernel', spec.vmlinux, '-initrd', spec.initrd,
     '-append', append.join(' '),

@@ -32,8 +32,11 @@ export interface TestNode {
   mounts(): Promise<string[]>;
 }
 
+/** The kvm stage1's assets where the test run says (STEVEDORE_KVM_ASSETS): the sandbox does not inherit the caller's environment. */
+const kvmAssetsEnv = (): Record<string, string> => (process.env.STEVEDORE_KVM_ASSETS ? { STEVEDORE_KVM_ASSETS: process.env.STEVEDORE_KVM_ASSETS } : {});
+
 export async function sandboxExec(sandbox: TestSandbox, argv: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const r = await execInSandbox(sandbox.info.name, argv, { stdio: 'pipe', stateRoot: sandbox.stateRoot, env: { STEVEDORE_LOG_LEVEL: 'warn', ...env } });
+  const r = await execInSandbox(sandbox.info.name, argv, { stdio: 'pipe', stateRoot: sandbox.stateRoot, env: { STEVEDORE_LOG_LEVEL: 'warn', ...kvmAssetsEnv(), ...env } });
   return { exitCode: r.exitCode, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
 }
 
