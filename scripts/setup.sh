@@ -32,6 +32,9 @@ done
 /usr/bin/python3 -c 'import grpc, grpc_tools' 2>/dev/null || missing+=(python3-grpcio python3-grpc-tools)
 # The official Kubernetes Python client: the API conformance tests drive the control plane with it.
 /usr/bin/python3 -c 'import kubernetes' 2>/dev/null || missing+=(python3-kubernetes)
+# libseccomp for Python: stage1/seccomp-bpf.ts precompiles the containers' seccomp profile once per boot
+# (without it crun compiles the profile at every container start, ~10 ms each).
+/usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing+=(python3-seccomp)
 # Libraries native/decompress.c links: zlib (node's own copy is used where node exports it) and libzstd.
 [ -f /usr/include/zstd.h ] || missing+=(libzstd-dev)
 [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)

@@ -93,6 +93,9 @@ export function flySecurityProperties(app: AppManifest, rootfs: string): UnitPro
     if (!sec.capabilities.includes('CAP_SYS_ADMIN')) props.push(['RestrictNamespaces', new Variant('t', 0n)]);
     props.push(['RestrictAddressFamilies', new Variant('(bas)', [false, ['AF_VSOCK']])]);
     props.push(prop.bool('LockPersonality', true));
+    // Native syscalls only: systemd then builds its filters for one architecture instead of
+    // three (x86-64, i386, x32), which is most of their cost at every start; 32-bit binaries fail.
+    props.push(prop.strs('SystemCallArchitectures', ['native']));
   }
   return props;
 }

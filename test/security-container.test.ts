@@ -130,6 +130,9 @@ t('default container: unshare -U, mount and keyctl fail; Seccomp 2, NoNewPrivs 1
   assert.is(statusField(out, 'CapEff'), DEFAULT_CAP_MASK, out);
   assert.is(statusField(out, 'CapBnd'), DEFAULT_CAP_MASK, out);
   assert.is(statusField(out, 'CapInh'), '0000000000000000', out);
+  // The profile those attacks met was the one precompiled for crun (setup.sh installs python3-seccomp).
+  const cache = await node.sh('ls /run/stevedore/seccomp-bpf');
+  assert.match(cache.stdout, /^[0-9a-f]{64}\.bpf$/m, `precompiled profile cached: ${cache.stderr}`);
 });
 
 t('default container: containerd\'s masked and read-only paths; /proc and /sys are nodev', async () => {
