@@ -25,19 +25,6 @@ export const SAFE_SYSCTLS: readonly string[] = [
   'net.ipv4.tcp_fin_timeout', 'net.ipv4.tcp_keepalive_intvl', 'net.ipv4.tcp_keepalive_probes',
 ];
 
-/** securityContext fields this node enforces; any other one that is set is refused (fail closed) unless listed as ignored below. */
-const CONTAINER_FIELDS = ['runAsUser', 'runAsGroup', 'runAsNonRoot', 'capabilities', 'privileged', 'readOnlyRootFilesystem', 'allowPrivilegeEscalation', 'seccompProfile'];
-const POD_FIELDS = ['runAsUser', 'runAsGroup', 'runAsNonRoot', 'supplementalGroups', 'fsGroup', 'sysctls', 'seccompProfile'];
-/**
- * Set but without effect on a Linux node without volumes, as on the kubelet:
- * windowsOptions (Windows nodes only), fsGroupChangePolicy and
- * seLinuxChangePolicy (how volumes are relabelled or chowned; this node mounts
- * no volumes into containers).
- */
-const IGNORED_FIELDS = ['windowsOptions', 'fsGroupChangePolicy', 'seLinuxChangePolicy'];
-/** Fields whose default value is what this node does anyway (refused with any other value). */
-const DEFAULT_ONLY: Record<string, unknown> = { procMount: 'Default', supplementalGroupsPolicy: 'Merge' };
-
 export interface ImageUser {
   /** The image's config User as written ("", "1000", "1000:50", "app", "app:staff"). */
   spec: string | undefined;
@@ -90,18 +77,6 @@ function object(v: unknown, field: string): Record<string, unknown> | undefined 
   if (v === undefined || v === null) return undefined;
   if (kindOf(v) !== 'object') fail(field, `expected object, got ${kindOf(v)}`);
   return v as Record<string, unknown>;
-}
-
-/** Refuse every set field this node does not implement, naming it. */
-function refuseUnknown(sc: Record<string, unknown>, field: string, known: readonly string[]): void {
-  for (const [key, value] of Object.entries(sc)) {
-    if (known.includes(key) || IGNORED_FIELDS.includes(key) || value === undefined || value === null) continue;
-    if (key in DEFAULT_ONLY) {
-      if (value === DEFAULT_ONLY[key]) continue;
-      fail(`${field}.${key}`, `${JSON.stringify(value)} is not supported on this node (only ${JSON.stringify(DEFAULT_ONLY[key])})`, `remove ${key} or set it to ${JSON.stringify(DEFAULT_ONLY[key])}`);
-    }
-    fail(`${field}.${key}`, 'not supported on this node', `remove ${key} from the securityContext; docs/security.md lists what this node enforces`);
-  }
 }
 
 /** A capability name as containerd takes it: any case, with or without CAP_. */
@@ -168,8 +143,7 @@ export function resolveSecurity(input: SecurityInput): ResolvedSecurity {
   const pField = 'spec.securityContext';
   const csc = object(container.securityContext, cField) ?? {};
   const psc = object(pod.spec.securityContext, pField) ?? {};
-  refuseUnknown(csc, cField, CONTAINER_FIELDS);
-  refuseUnknown(psc, pField, POD_FIELDS);
+  // Which securityContext fields are honoured at all is validatePod's (runtime-rkt/pod-fields.ts): this resolves their meaning.
 
   const privileged = bool(csc.privileged, `${cField}.privileged`) ?? false;
   const runAsUser = id(csc.runAsUser, `${cField}.runAsUser`) ?? id(psc.runAsUser, `${pField}.runAsUser`);
@@ -177,7 +151,6 @@ export function resolveSecurity(input: SecurityInput): ResolvedSecurity {
   const runAsNonRoot = bool(csc.runAsNonRoot, `${cField}.runAsNonRoot`) ?? bool(psc.runAsNonRoot, `${pField}.runAsNonRoot`) ?? false;
   const readOnlyRootFilesystem = bool(csc.readOnlyRootFilesystem, `${cField}.readOnlyRootFilesystem`) ?? false;
   const allowPrivilegeEscalation = bool(csc.allowPrivilegeEscalation, `${cField}.allowPrivilegeEscalation`);
-  if (allowPrivilegeEscalation === false && privileged) fail(`${cField}`, 'cannot set allowPrivilegeEscalation to false and privileged to true');
 
   // runAsNonRoot is stage0's check, for every stage1 (the kubelet's verifyRunAsNonRoot, same messages).
   const podQ = JSON.stringify(input.podRef);

@@ -93,11 +93,7 @@ test('seccomp: container over pod, Localhost under the node folder only, not on 
   assert.is(resolveSecurity(input(undefined, { allowPrivilegeEscalation: false })).security.noNewPrivileges, true);
 });
 
-test('fields the node does not implement are refused by name; wrong types too', () => {
-  refusedWith(() => resolveSecurity(input(undefined, { seLinuxOptions: { level: 's0' } })), /spec\.containers\[0\]\.securityContext\.seLinuxOptions: not supported/);
-  refusedWith(() => resolveSecurity(input({ appArmorProfile: { type: 'RuntimeDefault' } }, undefined)), /spec\.securityContext\.appArmorProfile: not supported/);
-  refusedWith(() => resolveSecurity(input(undefined, { procMount: 'Unmasked' })), /procMount: "Unmasked" is not supported/);
-  assert.ok(resolveSecurity(input(undefined, { procMount: 'Default', windowsOptions: {} })));
+test('wrong types are refused by field (which fields exist at all is validatePod\'s: test/pod-fields.test.ts)', () => {
   refusedWith(() => resolveSecurity(input(undefined, { runAsUser: -1 })), /runAsUser: must be an integer/);
   refusedWith(() => resolveSecurity(input(undefined, { privileged: 'yes' })), /privileged: expected boolean/);
 });
