@@ -100,7 +100,8 @@ export class NamespacesStage1 implements Stage1 {
    * kubelet's exec does.
    */
   enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[] {
-    const exec = [this.ociRuntime, 'exec', containerId(pod.manifest.uuid, app.name), ...command];
+    // crun exec takes the container's seccomp and capabilities but not its no_new_privs: ask for it.
+    const exec = [this.ociRuntime, 'exec', ...(appSecurity(app).noNewPrivileges ? ['--no-new-privs'] : []), containerId(pod.manifest.uuid, app.name), ...command];
     const procs = cgroupProcsFiles(mainPid);
     if (!procs.length) return exec;
     const join = procs.map((f) => `echo $$ > '${f.replace(/'/g, `'\\''`)}' || exit 125`).join('; ');

@@ -109,6 +109,7 @@ t('pod enter runs in the app\'s unit cgroup: the same device rules hold for an e
     assert.match(r.stdout, /^open=[1-9]/m, r.stdout);
     assert.match(r.stdout, new RegExp(`devices:.*stevedore-${uuid.replace(/-/g, '')}-c\\.service`), r.stdout);
     assert.is(statusField(r.stdout, 'Seccomp'), '2', r.stdout);
+    assert.is(statusField(r.stdout, 'NoNewPrivs'), '1', r.stdout);
   } finally {
     await node.ok(['pod', 'rm', '--force', uuid]);
   }
