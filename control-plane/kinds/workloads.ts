@@ -195,11 +195,7 @@ export const deploymentStrategy: KindStrategy = {
     d.status = {};
     defaultDeployment(d);
   },
-  prepareForUpdate(d, cur) {
-    defaultDeployment(d);
-    // As kube-apiserver: a changed annotation (a rollback's, a change-cause) is a new generation too.
-    if (JSON.stringify(d.metadata?.annotations ?? {}) !== JSON.stringify(cur.metadata?.annotations ?? {})) d.metadata.generation = (cur.metadata.generation ?? 1) + 1;
-  },
+  prepareForUpdate: defaultDeployment,
   validate(d, causes) {
     const spec = d.spec ?? {};
     nonNegative(spec.replicas, 'spec.replicas', causes);
