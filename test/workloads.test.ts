@@ -6,7 +6,7 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { startTestControlPlane, waitFor, type TestCP } from './helpers/control-plane.js';
+import { startTestControlPlane, registerNode, waitFor, type TestCP } from './helpers/control-plane.js';
 import { useCluster, type TestCluster } from './helpers/cluster.js';
 import * as https from 'node:https';
 import * as fs from 'node:fs/promises';
@@ -214,6 +214,74 @@ api('finalizers hold any object: deletionTimestamp until the last one is removed
   assert.match(bad.body.message, 'propagationPolicy: Unsupported value: "Sideways"');
 });
 
+api('Recreate stops every old pod before a new one starts; pause holds a rollout, resume lets it go; nodes get no rights to workloads', async () => {
+  // A stand-in kubelet for readiness (this suite has no real node; the suite below has one): bound pods turn
+  // Running and Ready, pods being deleted are confirmed with grace 0 — the two writes a node makes.
+  await registerNode(t, 'fake-node');
+  const cert = await t.nodeCert('fake-node');
+  let kubelet = true;
+  const kubeletLoop = (async () => {
+    while (kubelet) {
+      for (const p of (await t.api('GET', '/api/v1/pods?fieldSelector=spec.nodeName%3Dfake-node', undefined, { cert })).body.items as KObj[]) {
+        const path = `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`;
+        if (p.metadata.deletionTimestamp) await t.api('DELETE', path, { gracePeriodSeconds: 0 }, { cert });
+        else if (p.status.phase === 'Pending') {
+          const ts = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+          await t.api('PATCH', `${path}/status`, { status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: ts }] } }, { cert, contentType: 'application/merge-patch+json' });
+        }
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  try {
+    const denied = await t.api('GET', '/apis/apps/v1/namespaces/default/deployments', undefined, { cert });
+    assert.is(denied.status, 403);
+    assert.match(denied.body.message, 'User "system:node:fake-node" cannot list resource "deployments" in API group "apps"');
+    assert.is((await t.api('POST', '/apis/batch/v1/namespaces/default/jobs', { metadata: { name: 'x' } }, { cert })).status, 403);
+
+    await k(['apply', '-f', '-'], deployment('rec', { replicas: 2, strategy: '  strategy: {type: Recreate}\n' }));
+    const first = await t.kubectl(['rollout', 'status', 'deploy/rec', '--timeout=30s']);
+    assert.is(first.exitCode, 0, first.stderr);
+    const oldHash = (await podsOf('app=rec'))[0]!.metadata.labels['pod-template-hash'];
+    let overlap = 0, samples = 0, sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const pods = (await t.api('GET', '/api/v1/namespaces/default/pods?labelSelector=app%3Drec')).body.items as KObj[];
+        const old = pods.filter((p) => p.metadata.labels['pod-template-hash'] === oldHash).length;
+        const fresh = pods.length - old;
+        if (old && fresh) overlap++;
+        samples++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    await k(['set', 'image', 'deploy/rec', 'main=busybox:1.36']);
+    const done = await t.kubectl(['rollout', 'status', 'deploy/rec', '--timeout=30s']);
+    sampling = false;
+    await sampler;
+    assert.is(done.exitCode, 0, done.stderr);
+    assert.ok(samples > 5);
+    assert.is(overlap, 0, 'old and new pods never existed together');
+    assert.ok((await podsOf('app=rec')).every((p) => p.metadata.labels['pod-template-hash'] !== oldHash));
+
+    assert.match(await k(['rollout', 'pause', 'deploy/rec']), 'deployment.apps/rec paused');
+    await k(['set', 'image', 'deploy/rec', 'main=busybox:1.37']);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.is((await getJson(['get', 'rs', '-l', 'app=rec'])).items.length, 2, 'no new ReplicaSet while paused');
+    assert.match(await k(['rollout', 'resume', 'deploy/rec']), 'deployment.apps/rec resumed');
+    const resumed = await t.kubectl(['rollout', 'status', 'deploy/rec', '--timeout=30s']);
+    assert.is(resumed.exitCode, 0, resumed.stderr);
+    assert.is((await getJson(['get', 'rs', '-l', 'app=rec'])).items.length, 3);
+    const d = await getJson(['get', 'deploy', 'rec']);
+    assert.is(d.status.conditions.find((c: KObj) => c.type === 'Available').status, 'True');
+    assert.is(d.status.conditions.find((c: KObj) => c.type === 'Progressing').reason, 'NewReplicaSetAvailable');
+    await k(['delete', 'deploy', 'rec']);
+    await waitFor('the pods gone', async () => (await podsOf('app=rec')).length === 0);
+  } finally {
+    kubelet = false;
+    await kubeletLoop;
+  }
+});
+
 api.run();
 
 // ---------------------------------------------------------------------------------- real node
@@ -323,6 +391,34 @@ spec:
   assert.is(pods.filter((p) => p.status.phase === 'Succeeded').length, 4);
   assert.match(await c.k(['get', 'job', 'batch']), /batch\s+Complete\s+4\/4\s/);
   await c.k(['delete', 'job', 'batch']);
+});
+
+node('a Job whose pod always fails stops at backoffLimit with condition Failed', async () => {
+  const c: TestCluster = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: batch/v1
+kind: Job
+metadata: {name: doomed}
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, 'exit 3']
+`);
+  const waited = await c.kubectl(['wait', '--for=condition=failed', 'job/doomed', '--timeout=120s']);
+  assert.is(waited.code, 0, waited.stderr);
+  const job = JSON.parse(await c.k(['get', 'job', 'doomed', '-o', 'json']));
+  assert.is(job.status.failed, 2, 'backoffLimit 1: the second failure ends it');
+  assert.is(job.status.conditions.find((x: KObj) => x.type === 'Failed').reason, 'BackoffLimitExceeded');
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.is(JSON.parse(await c.k(['get', 'pods', '-l', 'job-name=doomed', '-o', 'json'])).items.length, 2, 'no pod after the limit');
+  assert.match(await c.k(['get', 'job', 'doomed']), /doomed\s+Failed\s+0\/1\s/);
+  assert.match(await c.k(['get', 'events', '--field-selector', 'involvedObject.name=doomed']), /BackoffLimitExceeded\s+job\/doomed\s+Job has reached the specified backoff limit/);
+  await c.k(['delete', 'job', 'doomed']);
+  await eventually('the pods gone', async () => (JSON.parse(await c.k(['get', 'pods', '-l', 'job-name=doomed', '-o', 'json'])).items.length === 0 ? true : undefined), 60_000);
 });
 
 node.run();
