@@ -421,4 +421,55 @@ spec:
   await eventually('the pods gone', async () => (JSON.parse(await c.k(['get', 'pods', '-l', 'job-name=doomed', '-o', 'json'])).items.length === 0 ? true : undefined), 60_000);
 });
 
+node('kill -9 of the control plane in the middle of a rollout and of a Job: the controllers finish from the stored state', async () => {
+  const c: TestCluster = getCluster();
+  const strategy = '  strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}\n';
+  await c.k(['apply', '-f', '-'], deployment('crash', { replicas: 3, strategy, grace: 1, extraSpec: '  minReadySeconds: 2\n' }));
+  const first = await c.kubectl(['rollout', 'status', 'deploy/crash', '--timeout=120s']);
+  assert.is(first.code, 0, first.stderr);
+  await c.k(['apply', '-f', '-'], `apiVersion: batch/v1
+kind: Job
+metadata: {name: crashjob}
+spec:
+  parallelism: 2
+  completions: 4
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, 'sleep 3']
+`);
+  await c.k(['rollout', 'restart', 'deploy/crash']);
+  // mid-rollout: the new ReplicaSet has a pod, the old one still has some
+  await eventually('the rollout under way', async () => {
+    const rs = JSON.parse(await c.k(['get', 'rs', '-l', 'app=crash', '-o', 'json'])).items as KObj[];
+    return rs.length === 2 && rs.every((x) => x.spec.replicas > 0) ? true : undefined;
+  }, 30_000);
+  const pid = await c.controlPlanePid();
+  process.kill(pid, 'SIGKILL');
+  await eventually('the control plane gone', async () => { try { process.kill(pid, 0); return undefined; } catch { return true; } }, 10_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  await c.restartControlPlane();
+  const done = await c.kubectl(['rollout', 'status', 'deploy/crash', '--timeout=120s']);
+  assert.is(done.code, 0, done.stderr);
+  const rs = JSON.parse(await c.k(['get', 'rs', '-l', 'app=crash', '-o', 'json'])).items as KObj[];
+  const newest = rs.find((x) => x.metadata.annotations['deployment.kubernetes.io/revision'] === '2')!;
+  const pods = await eventually('3 pods of revision 2 and nothing else', async () => {
+    const items = JSON.parse(await c.k(['get', 'pods', '-l', 'app=crash', '-o', 'json'])).items as KObj[];
+    return items.length === 3 && items.every((p) => p.metadata.labels['pod-template-hash'] === newest.metadata.labels['pod-template-hash']) ? items : undefined;
+  }, 60_000);
+  assert.is(pods.length, 3, 'no duplicate pod');
+  const waited = await c.kubectl(['wait', '--for=condition=complete', 'job/crashjob', '--timeout=120s']);
+  assert.is(waited.code, 0, waited.stderr);
+  const job = JSON.parse(await c.k(['get', 'job', 'crashjob', '-o', 'json']));
+  assert.is(job.status.succeeded, 4);
+  const jobPods = JSON.parse(await c.k(['get', 'pods', '-l', 'job-name=crashjob', '-o', 'json'])).items as KObj[];
+  assert.is(jobPods.length, 4, 'no duplicate Job pod');
+  assert.ok(jobPods.every((p) => p.status.phase === 'Succeeded'));
+  await c.k(['delete', 'deploy', 'crash']);
+  await c.k(['delete', 'job', 'crashjob']);
+});
+
 node.run();
