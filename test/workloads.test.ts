@@ -95,6 +95,17 @@ api('a Deployment scales 3 → 5 → 2 through its ReplicaSet; names, owners, la
   assert.match(rsEvents, /SuccessfulDelete\s+replicaset\/web-\S+\s+Deleted pod: web-/);
 });
 
+api('kubectl apply of a multi-document manifest creates every object; applied twice it is unchanged', async () => {
+  const manifest = `${deployment('multi-a', { replicas: 1 })}---\n${deployment('multi-b', { replicas: 1 })}---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: multi-j}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n`;
+  const out = await k(['apply', '-f', '-'], manifest);
+  assert.match(out, 'deployment.apps/multi-a created\ndeployment.apps/multi-b created\njob.batch/multi-j created');
+  await waitFor('the pods', async () => (await podsOf('app in (multi-a,multi-b)')).length === 2);
+  const again = await k(['apply', '-f', '-'], manifest);
+  assert.match(again, 'deployment.apps/multi-a unchanged\ndeployment.apps/multi-b unchanged\njob.batch/multi-j unchanged');
+  assert.match(await k(['delete', '-f', '-'], manifest), 'job.batch "multi-j" deleted');
+  await waitFor('everything gone', async () => (await podsOf('app in (multi-a,multi-b)')).length === 0 && (await podsOf('job-name=multi-j')).length === 0);
+});
+
 api('invalid Deployments are refused as kube-apiserver refuses them', async () => {
   const bad = async (yaml: string) => { const r = await t.kubectl(['apply', '-f', '-'], yaml); assert.is.not(r.exitCode, 0); return r.stderr; };
   assert.match(await bad(deployment('mismatch', { labels: 'other' })), 'spec.template.metadata.labels: Invalid value: map[string]string{"app":"other"}: `selector` does not match template `labels`');
@@ -178,8 +189,16 @@ api('garbage collection: background removes ReplicaSets and pods, orphan leaves 
   assert.is((await podsOf('app=orph')).length, 2, 'its pods stay too');
   await new Promise((r) => setTimeout(r, 1500));
   assert.is((await podsOf('app=orph')).length, 2, 'and keep running under their ReplicaSet');
-  await k(['delete', 'rs', kept[0]!.metadata.name]);
-  await waitFor('the pods of the deleted ReplicaSet gone', async () => (await podsOf('app=orph')).length === 0);
+  // applied again, the Deployment adopts the orphaned ReplicaSet (same template) instead of starting new pods
+  const podNames = (await podsOf('app=orph')).map((p) => p.metadata.name).sort();
+  await k(['apply', '-f', '-'], deployment('orph', { replicas: 2 }));
+  const again = await getJson(['get', 'deploy', 'orph']);
+  await waitFor('the ReplicaSet adopted', async () => ((await getJson(['get', 'rs', kept[0]!.metadata.name])).metadata.ownerReferences ?? [])[0]?.uid === again.metadata.uid);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal((await podsOf('app=orph')).map((p) => p.metadata.name).sort(), podNames, 'the same pods, none added');
+  assert.is((await getJson(['get', 'rs', '-l', 'app=orph'])).items.length, 1);
+  await k(['delete', 'deploy', 'orph']);
+  await waitFor('the ReplicaSet and its pods gone', async () => (await podsOf('app=orph')).length === 0 && (await getJson(['get', 'rs', '-l', 'app=orph'])).items.length === 0);
   // foreground: the owner waits, with deletionTimestamp, until its blocking dependents are gone
   await k(['apply', '-f', '-'], deployment('fg', { replicas: 2 }));
   const [held] = await waitFor('2 pods', async () => { const p = await podsOf('app=fg'); return p.length === 2 && p; });

@@ -29,6 +29,21 @@ export const controllerUid = (o: KObj): string | undefined => (o.metadata?.owner
 /** Like apimachinery's utilrand.String: lower-case consonants and digits that cannot spell words. */
 export const randomName = (n = 5) => Array.from(randomBytes(n), (b) => 'bcdfghjklmnpqrstvwxz2456789'[b % 27]).join('');
 
+/**
+ * Objects that match an owner's selector and have no controller become its own (kube's
+ * ControllerRefManager adoption): after `kubectl delete --cascade=orphan` and a re-apply, the
+ * orphans are taken back instead of duplicated. Returns the adopted objects as stored.
+ */
+export function adoptOrphans(client: ApiClient, resource: string, owner: KObj, candidates: KObj[], matches: (o: KObj) => boolean): KObj[] {
+  const adopted: KObj[] = [];
+  if (owner.metadata.deletionTimestamp) return adopted;
+  for (const o of candidates) {
+    if (controllerUid(o) || o.metadata.deletionTimestamp || !matches(o)) continue;
+    adopted.push(client.update(resource, o.metadata.namespace, { ...o, metadata: { ...o.metadata, ownerReferences: [...(o.metadata.ownerReferences ?? []), controllerRef(owner)] } }));
+  }
+  return adopted;
+}
+
 /** A pod is Ready when its Ready condition is True. */
 export function podReady(pod: KObj): boolean {
   return (pod.status?.conditions ?? []).some((c: KObj) => c.type === 'Ready' && c.status === 'True');

@@ -1,9 +1,9 @@
 import type { Logger } from '../../common/log.js';
 import { ApiError, now } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { Loop, controllerRef, controllerUid, podActive, type ApiClient } from './client.js';
+import { Loop, adoptOrphans, controllerRef, controllerUid, podActive, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
-import { scaledValue } from '../kinds/workloads.js';
+import { scaledValue, selectorMatches } from '../kinds/workloads.js';
 
 const COMPONENT = 'deployment-controller';
 export const REVISION = 'deployment.kubernetes.io/revision';
@@ -111,7 +111,9 @@ export class DeploymentController extends Loop {
   private sync(d: KObj): void {
     if (d.metadata.deletionTimestamp) return;
     const ns = d.metadata.namespace;
-    let rss = this.ownReplicaSets(d);
+    const all = this.store.list('replicasets', ns);
+    let rss = all.filter((rs) => controllerUid(rs) === d.metadata.uid);
+    rss.push(...adoptOrphans(this.client, 'replicasets', d, all, (rs) => selectorMatches(d.spec?.selector, rs.metadata.labels)));
     // Act only on ReplicaSets whose controller has seen their last change (kube's expectations).
     if (rss.some((rs) => (rs.status?.observedGeneration ?? 0) < (rs.metadata.generation ?? 1))) return;
     let newRS = rss.find((rs) => equalIgnoringHash(rs.spec?.template, d.spec?.template));

@@ -1,7 +1,8 @@
 import type { Logger } from '../../common/log.js';
 import { ApiError } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { Loop, controllerRef, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
+import { Loop, adoptOrphans, controllerRef, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
+import { selectorMatches } from '../kinds/workloads.js';
 import type { EventRecorder } from './events.js';
 
 /** Most pods one pass creates (kube-controller-manager's burstReplicas). */
@@ -61,7 +62,9 @@ export class ReplicaSetController extends Loop {
 
   private sync(rs: KObj): void {
     const ns = rs.metadata.namespace;
-    const pods = this.store.list('pods', ns).filter((p) => controllerUid(p) === rs.metadata.uid);
+    const all = this.store.list('pods', ns);
+    const pods = all.filter((p) => controllerUid(p) === rs.metadata.uid);
+    pods.push(...adoptOrphans(this.client, 'pods', rs, all, (p) => podActive(p) && selectorMatches(rs.spec?.selector, p.metadata.labels)));
     let active = pods.filter(podActive);
     if (!rs.metadata.deletionTimestamp) {
       const want: number = rs.spec?.replicas ?? 1;
