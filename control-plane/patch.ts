@@ -67,6 +67,12 @@ export const WORKLOAD_MERGE_KEYS: MergeKeys = {
   'status.conditions': { key: 'type' },
 };
 
+/** A CronJob: its job template's pod template merges as a pod spec does. */
+export const CRONJOB_MERGE_KEYS: MergeKeys = {
+  ...metaMergeKeys(),
+  ...Object.fromEntries(Object.entries(POD_MERGE_KEYS).filter(([k]) => k.startsWith('spec.')).map(([k, v]) => [`spec.jobTemplate.spec.template.${k}`, v])),
+};
+
 export const NODE_MERGE_KEYS: MergeKeys = {
   'metadata.finalizers': 'set',
   'spec.podCIDRs': 'set',

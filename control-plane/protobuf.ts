@@ -115,7 +115,8 @@ interface Message { name: string; fields: Record<number, [string, FieldType]> }
 
 const labelSelectorRequirement: Message = { name: 'LabelSelectorRequirement', fields: { 1: ['key', 'string'], 2: ['operator', 'string'], 3: ['values', 'strings'] } };
 const labelSelector: Message = { name: 'LabelSelector', fields: { 1: ['matchLabels', 'map'], 2: ['matchExpressions', { repeated: labelSelectorRequirement }] } };
-const workloadMeta: Message = { name: 'ObjectMeta', fields: { 1: ['name', 'string'], 2: ['generateName', 'string'], 3: ['namespace', 'string'], 6: ['resourceVersion', 'string'], 11: ['labels', 'map'], 12: ['annotations', 'map'], 14: ['finalizers', 'strings'] } };
+const ownerReference: Message = { name: 'OwnerReference', fields: { 1: ['kind', 'string'], 3: ['name', 'string'], 4: ['uid', 'string'], 5: ['apiVersion', 'string'], 6: ['controller', 'bool'], 7: ['blockOwnerDeletion', 'bool'] } };
+const workloadMeta: Message = { name: 'ObjectMeta', fields: { 1: ['name', 'string'], 2: ['generateName', 'string'], 3: ['namespace', 'string'], 6: ['resourceVersion', 'string'], 11: ['labels', 'map'], 12: ['annotations', 'map'], 13: ['ownerReferences', { repeated: ownerReference }], 14: ['finalizers', 'strings'] } };
 const containerPort: Message = { name: 'ContainerPort', fields: { 1: ['name', 'string'], 2: ['hostPort', 'int'], 3: ['containerPort', 'int'], 4: ['protocol', 'string'], 5: ['hostIP', 'string'] } };
 const envVar: Message = { name: 'EnvVar', fields: { 1: ['name', 'string'], 2: ['value', 'string'] } };
 const resources: Message = { name: 'ResourceRequirements', fields: { 1: ['limits', 'quantities'], 2: ['requests', 'quantities'] } };
@@ -153,11 +154,21 @@ const jobSpec: Message = {
   fields: {
     1: ['parallelism', 'int'], 2: ['completions', 'int'], 3: ['activeDeadlineSeconds', 'int'], 4: ['selector', labelSelector],
     5: ['manualSelector', 'bool'], 6: ['template', podTemplateSpec], 7: ['backoffLimit', 'int'], 9: ['completionMode', 'string'], 10: ['suspend', 'bool'],
+    14: ['podReplacementPolicy', 'string'],
   },
 };
 /** Status is the server's: whatever a create sends there is ignored (field 3 of every kind). */
 const ignoredStatus: Message = { name: 'Status', fields: {} };
 const deployment: Message = { name: 'Deployment', fields: { 1: ['metadata', workloadMeta], 2: ['spec', deploymentSpec], 3: ['status', ignoredStatus] } };
+const cronJobSpec: Message = {
+  name: 'CronJobSpec',
+  fields: {
+    1: ['schedule', 'string'], 2: ['startingDeadlineSeconds', 'int'], 3: ['concurrencyPolicy', 'string'], 4: ['suspend', 'bool'],
+    5: ['jobTemplate', { name: 'JobTemplateSpec', fields: { 1: ['metadata', workloadMeta], 2: ['spec', jobSpec] } }],
+    6: ['successfulJobsHistoryLimit', 'int'], 7: ['failedJobsHistoryLimit', 'int'], 8: ['timeZone', 'string'],
+  },
+};
+const cronJob: Message = { name: 'CronJob', fields: { 1: ['metadata', workloadMeta], 2: ['spec', cronJobSpec], 3: ['status', ignoredStatus] } };
 const job: Message = { name: 'Job', fields: { 1: ['metadata', workloadMeta], 2: ['spec', jobSpec], 3: ['status', ignoredStatus] } };
 
 /** A field that carries a value (Go writes empty ones too). */
@@ -216,6 +227,7 @@ function workload(m: Message, apiVersion: string, kind: string, zeroable: string
     if (obj.spec) {
       dropGoZeros(obj.spec, zeroable);
       cleanPodSpec(obj.spec.template?.spec);
+      cleanPodSpec(obj.spec.jobTemplate?.spec?.template?.spec);
     }
     return obj;
   };
@@ -227,6 +239,7 @@ const DECODERS: Record<string, (b: Buffer) => KObj> = {
   'v1/Namespace': namespace,
   'apps/v1/Deployment': workload(deployment, 'apps/v1', 'Deployment', ['minReadySeconds']),
   'batch/v1/Job': workload(job, 'batch/v1', 'Job', []),
+  'batch/v1/CronJob': workload(cronJob, 'batch/v1', 'CronJob', []),
 };
 
 /** A protobuf request body as the JSON object it encodes; 415 for kinds this server cannot decode. */
@@ -242,7 +255,7 @@ export function decodeProtobufBody(buf: Buffer): KObj {
     }
     const decode = DECODERS[`${apiVersion}/${kind}`];
     if (!decode) {
-      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret and Namespace, apps/v1 Deployment and batch/v1 Job, not ${apiVersion}/${kind}; send application/json or application/yaml`);
+      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret and Namespace, apps/v1 Deployment, batch/v1 Job and CronJob, not ${apiVersion}/${kind}; send application/json or application/yaml`);
     }
     return decode(raw);
   } catch (err) {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { KObj } from './store.js';
-import { POD_MERGE_KEYS, NODE_MERGE_KEYS, META_MERGE_KEYS, WORKLOAD_MERGE_KEYS, type MergeKeys } from './patch.js';
+import { POD_MERGE_KEYS, NODE_MERGE_KEYS, META_MERGE_KEYS, WORKLOAD_MERGE_KEYS, CRONJOB_MERGE_KEYS, type MergeKeys } from './patch.js';
 
 /** An API error answered as a meta/v1 Status. */
 export class ApiError extends Error {
@@ -41,6 +41,7 @@ export const RESOURCES: ResourceDef[] = [
   { name: 'deployments', singular: 'deployment', kind: 'Deployment', group: 'apps', version: 'v1', namespaced: true, shortNames: ['deploy'], categories: ['all'], subresources: ['status', 'scale'], mergeKeys: WORKLOAD_MERGE_KEYS },
   // batch/v1 Jobs orphan their pods when a DELETE names no propagationPolicy (kubectl always names one).
   { name: 'jobs', singular: 'job', kind: 'Job', group: 'batch', version: 'v1', namespaced: true, categories: ['all'], subresources: ['status'], mergeKeys: WORKLOAD_MERGE_KEYS, defaultPropagation: 'Orphan' },
+  { name: 'cronjobs', singular: 'cronjob', kind: 'CronJob', group: 'batch', version: 'v1', namespaced: true, shortNames: ['cj'], categories: ['all'], subresources: ['status'], mergeKeys: CRONJOB_MERGE_KEYS },
   { name: 'runtimeclasses', singular: 'runtimeclass', kind: 'RuntimeClass', group: 'node.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS },
 ];
 

@@ -61,6 +61,10 @@ export const SCHEMAS: Record<string, Schema> = {
     ttlSecondsAfterFinished: S, completionMode: S, suspend: S, podReplacementPolicy: S, managedBy: S,
   }),
   Scale: top({ replicas: S }),
+  CronJob: top({
+    schedule: S, timeZone: S, startingDeadlineSeconds: S, concurrencyPolicy: S, suspend: S, successfulJobsHistoryLimit: S,
+    failedJobsHistoryLimit: S, jobTemplate: { metadata: objectMeta, spec: A },
+  }),
   Pod: top(podSpec, podStatus),
   Node: top({ podCIDR: S, podCIDRs: [S], providerID: S, unschedulable: S, taints: A, configSource: A, externalID: S }),
   Namespace: top({ finalizers: [S] }),

@@ -29,6 +29,7 @@ import { selectorString } from './kinds/workloads.js';
 import { ReplicaSetController } from './controllers/replicaset.js';
 import { DeploymentController } from './controllers/deployment.js';
 import { JobController } from './controllers/job.js';
+import { CronJobController } from './controllers/cronjob.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { authenticate, type UserInfo } from './authn.js';
@@ -156,6 +157,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new ReplicaSetController(store, log, events, client),
     new DeploymentController(store, log, events, client),
     new JobController(store, log, events, client),
+    new CronJobController(store, log, events, client),
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, nodeGraceSeconds),

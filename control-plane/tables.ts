@@ -182,6 +182,15 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
     columns: [NAME, col('Status'), col('Completions'), col('Duration'), AGE, ...workloadWide],
     cells: (j) => [j.metadata.name, jobStatus(j), jobCompletions(j), jobDuration(j), since(j.metadata.creationTimestamp), ...workloadWideCells(j)],
   },
+  cronjobs: {
+    columns: [NAME, col('Schedule'), col('Timezone'), col('Suspend', 0, 'boolean'), col('Active', 0, 'integer'), col('Last Schedule'), AGE, col('Containers', 1), col('Images', 1), col('Selector', 1)],
+    cells: (c) => {
+      const cs: KObj[] = c.spec?.jobTemplate?.spec?.template?.spec?.containers ?? [];
+      return [c.metadata.name, c.spec?.schedule ?? '', c.spec?.timeZone ?? '<none>', c.spec?.suspend ? 'True' : 'False', (c.status?.active ?? []).length,
+        c.status?.lastScheduleTime ? since(c.status.lastScheduleTime) : '<none>', since(c.metadata.creationTimestamp),
+        cs.map((x) => x.name).join(','), cs.map((x) => x.image).join(','), selectorString(c.spec?.jobTemplate?.spec?.selector) || '<none>'];
+    },
+  },
   runtimeclasses: {
     columns: [NAME, col('Handler'), AGE],
     cells: (r) => [r.metadata.name, r.handler ?? '', since(r.metadata.creationTimestamp)],

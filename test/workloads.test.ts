@@ -12,6 +12,7 @@ import * as https from 'node:https';
 import * as fs from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { eventually } from './helpers/node.js';
+import { latestScheduled, matches, parseSchedule } from '../control-plane/kinds/cron.js';
 
 type KObj = Record<string, any>;
 
@@ -231,6 +232,56 @@ api('finalizers hold any object: deletionTimestamp until the last one is removed
   const bad = await t.api('DELETE', '/api/v1/namespaces/default/secrets/nothing?propagationPolicy=Sideways');
   assert.is(bad.status, 422);
   assert.match(bad.body.message, 'propagationPolicy: Unsupported value: "Sideways"');
+});
+
+api('cron schedules: fields, ranges, steps, names, macros; day of month or day of week', () => {
+  const at = (iso: string) => new Date(iso);
+  const s = parseSchedule('*/15 9-17 * * mon-fri');
+  assert.ok(matches(s, at('2026-12-04T09:45:00Z'), 'UTC'), 'a Friday, 09:45');
+  assert.not.ok(matches(s, at('2026-12-05T09:45:00Z'), 'UTC'), 'a Saturday');
+  assert.not.ok(matches(s, at('2026-12-04T09:50:00Z'), 'UTC'));
+  assert.ok(matches(parseSchedule('0 0 13 * 5'), at('2026-02-13T00:00:00Z'), 'UTC'), 'the 13th');
+  assert.ok(matches(parseSchedule('0 0 13 * 5'), at('2026-12-04T00:00:00Z'), 'UTC'), 'or a Friday');
+  assert.ok(matches(parseSchedule('@daily'), at('2026-12-04T00:00:00Z'), 'UTC'));
+  assert.ok(matches(parseSchedule('30 8 * * *'), at('2026-12-04T07:30:00Z'), 'Europe/Paris'), 'time zones');
+  assert.is(latestScheduled(parseSchedule('0 * * * *'), Date.parse('2026-12-04T09:10:00Z'), Date.parse('2026-12-04T11:59:00Z'), 'UTC'), Date.parse('2026-12-04T11:00:00Z'), 'the latest missed time');
+  assert.is(latestScheduled(parseSchedule('0 * * * *'), Date.parse('2026-12-04T11:00:00Z'), Date.parse('2026-12-04T11:59:00Z'), 'UTC'), undefined);
+  assert.throws(() => parseSchedule('* * * *'), /expected exactly 5 fields/);
+  assert.throws(() => parseSchedule('*/0 * * * *'), /step/);
+});
+
+api('a CronJob fires on schedule, makes Jobs named by the minute, honours Forbid; kubectl create job --from=cronjob works', async () => {
+  const created = Date.now();
+  assert.match(await k(['create', 'cronjob', 'tick', '--image=busybox', '--schedule=* * * * *', '--', 'sleep', '1']), 'cronjob.batch/tick created');
+  assert.match(await k(['get', 'cj']), /^NAME\s+SCHEDULE\s+TIMEZONE\s+SUSPEND\s+ACTIVE\s+LAST SCHEDULE\s+AGE\ntick\s+\* \* \* \* \*\s+<none>\s+False\s+0\s+<none>\s+\d+s$/m);
+  const bad = await t.kubectl(['create', 'cronjob', 'bad', '--image=busybox', '--schedule=61 * * * *']);
+  assert.match(bad.stderr, 'spec.schedule: Invalid value: "61 * * * *"');
+  assert.match(await k(['create', 'job', 'by-hand', '--from=cronjob/tick']), 'job.batch/by-hand created');
+  const manual = await getJson(['get', 'job', 'by-hand']);
+  assert.is(manual.metadata.annotations['cronjob.kubernetes.io/instantiate'], 'manual');
+  assert.is(manual.metadata.ownerReferences[0].kind, 'CronJob');
+  await k(['delete', 'job', 'by-hand']);
+  // Forbid, with a schedule that was due while "the controller was down": the latest missed minute starts one Job
+  await k(['apply', '-f', '-'], 'apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: hourly}\nspec:\n  schedule: "*/2 * * * *"\n  concurrencyPolicy: Forbid\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers: [{name: c, image: busybox}]\n');
+  const longAgo = (ms: number) => new Date(Date.now() - ms).toISOString().replace(/\.\d+Z$/, 'Z');
+  const patchStatus = (status: KObj) => t.api('PATCH', '/apis/batch/v1/namespaces/default/cronjobs/hourly/status', { status }, { contentType: 'application/merge-patch+json' });
+  assert.is((await patchStatus({ lastScheduleTime: longAgo(10 * 60_000) })).status, 200);
+  const jobs = await waitFor('one Job for the missed time', async () => { const l = (await getJson(['get', 'jobs'])).items.filter((j: KObj) => j.metadata.name.startsWith('hourly-')); return l.length === 1 && l; });
+  const minutes = Number(jobs[0].metadata.name.slice('hourly-'.length));
+  assert.is(minutes % 2, 0, 'named by its scheduled minute');
+  assert.is(jobs[0].metadata.annotations['batch.kubernetes.io/cronjob-scheduled-timestamp'], new Date(minutes * 60_000).toISOString().replace(/\.\d+Z$/, 'Z'));
+  assert.is((await getJson(['get', 'cj', 'hourly'])).status.active[0].name, jobs[0].metadata.name);
+  assert.is((await patchStatus({ lastScheduleTime: longAgo(10 * 60_000) })).status, 200);
+  await waitFor('Forbid to say why nothing started', async () => /JobAlreadyActive\s+cronjob\/hourly\s+Not starting job because prior execution is running and concurrency policy is Forbid/.test(await k(['get', 'events', '--field-selector', 'involvedObject.name=hourly'])));
+  assert.is((await getJson(['get', 'jobs'])).items.filter((j: KObj) => j.metadata.name.startsWith('hourly-')).length, 1);
+  await k(['delete', 'cj', 'hourly']);
+  await waitFor('its Job gone with it', async () => (await getJson(['get', 'jobs'])).items.every((j: KObj) => !j.metadata.name.startsWith('hourly-')));
+  // and the real thing: `* * * * *` fires at the next minute
+  const next = Math.floor(created / 60_000) * 60_000 + 60_000;
+  const fired = await waitFor('the scheduled Job', async () => (await getJson(['get', 'jobs'])).items.find((j: KObj) => j.metadata.name.startsWith('tick-')), Math.max(0, next - Date.now()) + 15_000);
+  assert.is(fired.metadata.name, `tick-${next / 60_000}`);
+  assert.match(await k(['get', 'events', '--field-selector', 'involvedObject.name=tick']), new RegExp(`SuccessfulCreate\\s+cronjob/tick\\s+Created job tick-${next / 60_000}`));
+  await k(['delete', 'cj', 'tick']);
 });
 
 api('Recreate stops every old pod before a new one starts; pause holds a rollout, resume lets it go; nodes get no rights to workloads', async () => {

@@ -3,7 +3,7 @@ import type { KObj } from '../store.js';
 import { podStrategy } from './pods.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 import type { KindStrategy } from './strategy.js';
-import { deploymentStrategy, jobStrategy, replicaSetStrategy } from './workloads.js';
+import { cronJobStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy } from './workloads.js';
 
 export type { KindStrategy } from './strategy.js';
 
@@ -39,6 +39,7 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   ReplicaSet: replicaSetStrategy,
   Deployment: deploymentStrategy,
   Job: jobStrategy,
+  CronJob: cronJobStrategy,
 };
 
 export function strategyFor(kind: string): KindStrategy {

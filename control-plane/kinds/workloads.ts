@@ -7,6 +7,7 @@ import type { Cause } from '../resources.js';
 import type { KObj } from '../store.js';
 import { validatePod } from './pods.js';
 import type { KindStrategy } from './strategy.js';
+import { parseSchedule } from './cron.js';
 
 const isObj = (v: unknown): v is KObj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -288,6 +289,68 @@ export const jobStrategy: KindStrategy = {
     }
     if (JSON.stringify(job.spec?.template) !== JSON.stringify(cur.spec?.template)) {
       causes.push({ field: 'spec.template', reason: 'FieldValueInvalid', message: 'Invalid value: field is immutable' });
+    }
+  },
+};
+
+// ------------------------------------------------------------------ CronJob
+
+function defaultCronJob(cj: KObj): void {
+  const spec = (cj.spec ??= {});
+  spec.concurrencyPolicy ??= 'Allow';
+  spec.suspend ??= false;
+  spec.successfulJobsHistoryLimit ??= 3;
+  spec.failedJobsHistoryLimit ??= 1;
+  const js = spec.jobTemplate?.spec;
+  if (isObj(js)) {
+    js.backoffLimit ??= 6;
+    js.completionMode ??= 'NonIndexed';
+    js.suspend ??= false;
+    js.podReplacementPolicy ??= 'TerminatingOrFailed';
+    if (isObj(js.template)) defaultPodTemplate(js.template);
+  }
+}
+
+function validTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const cronJobStrategy: KindStrategy = {
+  statusSubresource: true,
+  prepareForCreate(cj) {
+    cj.status = {};
+    defaultCronJob(cj);
+  },
+  prepareForUpdate: defaultCronJob,
+  validate(cj, causes) {
+    const spec = cj.spec ?? {};
+    if (!spec.schedule) causes.push({ field: 'spec.schedule', reason: 'FieldValueRequired', message: 'Required value' });
+    else {
+      try {
+        parseSchedule(String(spec.schedule));
+      } catch (err) {
+        causes.push({ field: 'spec.schedule', reason: 'FieldValueInvalid', message: `Invalid value: "${spec.schedule}": ${(err as Error).message}` });
+      }
+    }
+    if (spec.timeZone !== undefined && spec.timeZone !== null && (typeof spec.timeZone !== 'string' || !validTimeZone(spec.timeZone))) {
+      causes.push({ field: 'spec.timeZone', reason: 'FieldValueInvalid', message: `Invalid value: "${spec.timeZone}": unknown time zone ${spec.timeZone}` });
+    }
+    if (!['Allow', 'Forbid', 'Replace'].includes(spec.concurrencyPolicy)) causes.push({ field: 'spec.concurrencyPolicy', reason: 'FieldValueNotSupported', message: `Unsupported value: "${spec.concurrencyPolicy}": supported values: "Allow", "Forbid", "Replace"` });
+    nonNegative(spec.startingDeadlineSeconds, 'spec.startingDeadlineSeconds', causes);
+    nonNegative(spec.successfulJobsHistoryLimit, 'spec.successfulJobsHistoryLimit', causes);
+    nonNegative(spec.failedJobsHistoryLimit, 'spec.failedJobsHistoryLimit', causes);
+    const jobCauses: Cause[] = [];
+    const js = spec.jobTemplate?.spec;
+    if (!isObj(js)) causes.push({ field: 'spec.jobTemplate.spec', reason: 'FieldValueRequired', message: 'Required value' });
+    else {
+      jobStrategy.validate!({ spec: { ...js, selector: js.selector ?? { matchLabels: { 'cronjob-template': 'x' } }, template: { ...js.template, metadata: { ...js.template?.metadata, labels: { ...js.template?.metadata?.labels, 'cronjob-template': 'x' } } } } }, jobCauses);
+      // the Job's selector is generated when the Job is made; only the rest of its spec is checked here
+      for (const c of jobCauses) if (!c.field.startsWith('spec.selector') && !c.field.startsWith('spec.template.metadata.labels')) causes.push({ ...c, field: c.field.replace(/^spec\b/, 'spec.jobTemplate.spec') });
     }
   },
 };
