@@ -61,6 +61,10 @@ export const SCHEMAS: Record<string, Schema> = {
     ttlSecondsAfterFinished: S, completionMode: S, suspend: S, podReplacementPolicy: S, managedBy: S,
   }),
   Scale: top({ replicas: S }),
+  DaemonSet: top({
+    selector: labelSelector, template: podTemplate, minReadySeconds: S, revisionHistoryLimit: S,
+    updateStrategy: { type: S, rollingUpdate: { maxUnavailable: S, maxSurge: S } },
+  }),
   CronJob: top({
     schedule: S, timeZone: S, startingDeadlineSeconds: S, concurrencyPolicy: S, suspend: S, successfulJobsHistoryLimit: S,
     failedJobsHistoryLimit: S, jobTemplate: { metadata: objectMeta, spec: A },

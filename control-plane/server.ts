@@ -30,6 +30,7 @@ import { ReplicaSetController } from './controllers/replicaset.js';
 import { DeploymentController } from './controllers/deployment.js';
 import { JobController } from './controllers/job.js';
 import { CronJobController } from './controllers/cronjob.js';
+import { DaemonSetController } from './controllers/daemonset.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { authenticate, type UserInfo } from './authn.js';
@@ -158,6 +159,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new DeploymentController(store, log, events, client),
     new JobController(store, log, events, client),
     new CronJobController(store, log, events, client),
+    new DaemonSetController(store, log, events, client),
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, nodeGraceSeconds),

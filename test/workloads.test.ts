@@ -284,25 +284,36 @@ api('a CronJob fires on schedule, makes Jobs named by the minute, honours Forbid
   await k(['delete', 'cj', 'tick']);
 });
 
-api('Recreate stops every old pod before a new one starts; pause holds a rollout, resume lets it go; nodes get no rights to workloads', async () => {
-  // A stand-in kubelet for readiness (this suite has no real node; the suite below has one): bound pods turn
-  // Running and Ready, pods being deleted are confirmed with grace 0 — the two writes a node makes.
-  await registerNode(t, 'fake-node');
-  const cert = await t.nodeCert('fake-node');
-  let kubelet = true;
-  const kubeletLoop = (async () => {
-    while (kubelet) {
-      for (const p of (await t.api('GET', '/api/v1/pods?fieldSelector=spec.nodeName%3Dfake-node', undefined, { cert })).body.items as KObj[]) {
-        const path = `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`;
-        if (p.metadata.deletionTimestamp) await t.api('DELETE', path, { gracePeriodSeconds: 0 }, { cert });
-        else if (p.status.phase === 'Pending') {
-          const ts = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-          await t.api('PATCH', `${path}/status`, { status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: ts }] } }, { cert, contentType: 'application/merge-patch+json' });
+/**
+ * A stand-in kubelet for readiness (this suite has no real node; the suite below has one), with each node's
+ * own certificate: bound pods turn Running and Ready, pods being deleted are confirmed with grace 0.
+ */
+async function standInKubelet(nodes: string[]): Promise<() => Promise<void>> {
+  const certs = await Promise.all(nodes.map((n) => t.nodeCert(n)));
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      for (const [i, node] of nodes.entries()) {
+        const cert = certs[i]!;
+        for (const p of (await t.api('GET', `/api/v1/pods?fieldSelector=spec.nodeName%3D${node}`, undefined, { cert })).body.items as KObj[]) {
+          const path = `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`;
+          if (p.metadata.deletionTimestamp) await t.api('DELETE', path, { gracePeriodSeconds: 0 }, { cert });
+          else if (p.status.phase === 'Pending') {
+            const ts = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+            await t.api('PATCH', `${path}/status`, { status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: ts }] } }, { cert, contentType: 'application/merge-patch+json' });
+          }
         }
       }
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
+  return async () => { running = false; await loop; };
+}
+
+api('Recreate stops every old pod before a new one starts; pause holds a rollout, resume lets it go; nodes get no rights to workloads', async () => {
+  await registerNode(t, 'fake-node');
+  const cert = await t.nodeCert('fake-node');
+  const stopKubelet = await standInKubelet(['fake-node']);
   try {
     const denied = await t.api('GET', '/apis/apps/v1/namespaces/default/deployments', undefined, { cert });
     assert.is(denied.status, 403);
@@ -347,8 +358,47 @@ api('Recreate stops every old pod before a new one starts; pause holds a rollout
     await k(['delete', 'deploy', 'rec']);
     await waitFor('the pods gone', async () => (await podsOf('app=rec')).length === 0);
   } finally {
-    kubelet = false;
-    await kubeletLoop;
+    await stopKubelet();
+  }
+});
+
+api('a DaemonSet runs one pod per eligible node and rolls a new template node by node', async () => {
+  await registerNode(t, 'fake-node', {}).catch(() => undefined); // registered by the test above
+  await registerNode(t, 'fake-ssd', { labels: { disk: 'ssd' } });
+  const stopKubelet = await standInKubelet(['fake-node', 'fake-ssd']);
+  const ds = (name: string, image: string, nodeSelector = '') => `apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: ${name}}\nspec:\n  selector: {matchLabels: {app: ${name}}}\n  template:\n    metadata: {labels: {app: ${name}}}\n    spec:\n${nodeSelector ? `      nodeSelector: {${nodeSelector}}\n` : ''}      containers: [{name: c, image: ${image}}]\n`;
+  try {
+    await k(['apply', '-f', '-'], ds('agent', 'busybox'));
+    const pods = await waitFor('one pod per node', async () => { const p = await podsOf('app=agent'); return p.length === 2 && p; });
+    assert.equal(pods.map((p) => p.spec.nodeName).sort(), ['fake-node', 'fake-ssd']);
+    await k(['apply', '-f', '-'], ds('ssd-only', 'busybox', 'disk: ssd'));
+    const ssd = await waitFor('a pod on the ssd node only', async () => { const p = await podsOf('app=ssd-only'); return p.length === 1 && p; });
+    assert.is(ssd[0]!.spec.nodeName, 'fake-ssd');
+    await waitFor('the DaemonSet Ready', async () => /^agent\s+2\s+2\s+2\s+2\s+2\s+<none>\s+\d+s$/m.test(await k(['get', 'ds'])));
+    assert.match(await k(['get', 'ds']), /^NAME\s+DESIRED\s+CURRENT\s+READY\s+UP-TO-DATE\s+AVAILABLE\s+NODE SELECTOR\s+AGE\n/);
+    assert.match(await k(['get', 'ds', 'ssd-only']), /^ssd-only\s+1\s+1\s+1\s+1\s+1\s+disk=ssd\s+\d+s$/m);
+    // a new template: at most maxUnavailable (1) node without an available pod at any moment
+    let worst = 0, sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const live = ((await t.api('GET', '/api/v1/namespaces/default/pods?labelSelector=app%3Dagent')).body.items as KObj[]).filter((p) => !p.metadata.deletionTimestamp && p.status.phase === 'Running');
+        worst = Math.max(worst, 2 - new Set(live.map((p) => p.spec.nodeName)).size);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    await k(['apply', '-f', '-'], ds('agent', 'busybox:1.36'));
+    const status = await t.kubectl(['rollout', 'status', 'ds/agent', '--timeout=30s']);
+    sampling = false;
+    await sampler;
+    assert.is(status.exitCode, 0, status.stderr);
+    assert.match(status.stdout, 'daemon set "agent" successfully rolled out');
+    const rolled = await waitFor('both pods replaced', async () => { const p = await podsOf('app=agent'); return p.length === 2 && p.every((x) => x.spec.containers[0].image === 'busybox:1.36') && p; });
+    assert.equal(rolled.map((p) => p.spec.nodeName).sort(), ['fake-node', 'fake-ssd']);
+    assert.ok(worst <= 1, `at most one node without a running pod, saw ${worst}`);
+    await k(['delete', 'ds', 'agent', 'ssd-only']);
+    await waitFor('the pods gone', async () => (await podsOf('app in (agent,ssd-only)')).length === 0);
+  } finally {
+    await stopKubelet();
   }
 });
 

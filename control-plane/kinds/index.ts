@@ -3,7 +3,7 @@ import type { KObj } from '../store.js';
 import { podStrategy } from './pods.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 import type { KindStrategy } from './strategy.js';
-import { cronJobStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy } from './workloads.js';
+import { cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy } from './workloads.js';
 
 export type { KindStrategy } from './strategy.js';
 
@@ -40,6 +40,7 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   Deployment: deploymentStrategy,
   Job: jobStrategy,
   CronJob: cronJobStrategy,
+  DaemonSet: daemonSetStrategy,
 };
 
 export function strategyFor(kind: string): KindStrategy {

@@ -354,3 +354,44 @@ export const cronJobStrategy: KindStrategy = {
     }
   },
 };
+
+// ------------------------------------------------------------------ DaemonSet
+
+function defaultDaemonSet(ds: KObj): void {
+  const spec = (ds.spec ??= {});
+  spec.updateStrategy ??= {};
+  spec.updateStrategy.type ??= 'RollingUpdate';
+  if (spec.updateStrategy.type === 'RollingUpdate') {
+    spec.updateStrategy.rollingUpdate ??= {};
+    spec.updateStrategy.rollingUpdate.maxUnavailable ??= 1;
+    spec.updateStrategy.rollingUpdate.maxSurge ??= 0;
+  }
+  spec.revisionHistoryLimit ??= 10;
+  if (isObj(spec.template)) defaultPodTemplate(spec.template);
+}
+
+export const daemonSetStrategy: KindStrategy = {
+  statusSubresource: true,
+  prepareForCreate(ds) {
+    ds.status = { currentNumberScheduled: 0, numberMisscheduled: 0, desiredNumberScheduled: 0, numberReady: 0 };
+    defaultDaemonSet(ds);
+  },
+  prepareForUpdate: defaultDaemonSet,
+  validate(ds, causes) {
+    const spec = ds.spec ?? {};
+    nonNegative(spec.minReadySeconds, 'spec.minReadySeconds', causes);
+    nonNegative(spec.revisionHistoryLimit, 'spec.revisionHistoryLimit', causes);
+    validateSelector(ds, causes, 'daemonset');
+    validateTemplate(ds, causes, ['Always']);
+    const st = spec.updateStrategy ?? {};
+    if (!['RollingUpdate', 'OnDelete'].includes(st.type)) causes.push({ field: 'spec.updateStrategy.type', reason: 'FieldValueNotSupported', message: `Unsupported value: "${st.type}": supported values: "OnDelete", "RollingUpdate"` });
+    else if (st.type === 'RollingUpdate') {
+      const ru = st.rollingUpdate ?? {};
+      validateIntOrPercent(ru.maxUnavailable, 'spec.updateStrategy.rollingUpdate.maxUnavailable', causes);
+      validateIntOrPercent(ru.maxSurge, 'spec.updateStrategy.rollingUpdate.maxSurge', causes);
+      if (ru.maxSurge !== undefined && ru.maxSurge !== 0 && ru.maxSurge !== '0%') causes.push({ field: 'spec.updateStrategy.rollingUpdate.maxSurge', reason: 'FieldValueForbidden', message: 'Forbidden: maxSurge is not implemented by this control plane\'s DaemonSet controller yet; use maxUnavailable' });
+      if (scaledValue(ru.maxUnavailable, 100, false) === 0 && (ru.maxUnavailable === 0 || ru.maxUnavailable === '0%')) causes.push({ field: 'spec.updateStrategy.rollingUpdate.maxUnavailable', reason: 'FieldValueInvalid', message: 'Invalid value: 0: cannot be 0 when maxSurge is 0' });
+    }
+  },
+  validateUpdate: selectorImmutable,
+};
