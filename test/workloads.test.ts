@@ -174,6 +174,21 @@ api('rollout: a new template makes a new ReplicaSet; history, undo and restart',
   await k(['delete', 'deploy', 'roll']);
 });
 
+api('progressDeadlineSeconds: a rollout that makes no progress is reported as timed out', async () => {
+  await k(['apply', '-f', '-'], deployment('stuck', { replicas: 1, extraSpec: '  progressDeadlineSeconds: 2\n' }));
+  const d = await waitFor('Progressing=False', async () => {
+    const x = await getJson(['get', 'deploy', 'stuck']);
+    return (x.status.conditions ?? []).some((c: KObj) => c.type === 'Progressing' && c.status === 'False') && x;
+  }, 15_000);
+  const prog = d.status.conditions.find((c: KObj) => c.type === 'Progressing');
+  assert.is(prog.reason, 'ProgressDeadlineExceeded');
+  assert.match(prog.message, /^ReplicaSet "stuck-\w+" has timed out progressing\.$/);
+  const status = await t.kubectl(['rollout', 'status', 'deploy/stuck', '--timeout=5s']);
+  assert.is.not(status.exitCode, 0);
+  assert.match(status.stderr, 'deployment "stuck" exceeded its progress deadline');
+  await k(['delete', 'deploy', 'stuck']);
+});
+
 api('garbage collection: background removes ReplicaSets and pods, orphan leaves them, foreground waits for them', async () => {
   // background (kubectl's default)
   await k(['apply', '-f', '-'], deployment('bg', { replicas: 2 }));
