@@ -59,6 +59,20 @@ export const POD_MERGE_KEYS: MergeKeys = {
   'status.podIPs': { key: 'ip' },
 };
 
+/** A workload (ReplicaSet, Deployment, Job): its pod template merges as a pod spec does. */
+export const WORKLOAD_MERGE_KEYS: MergeKeys = {
+  ...metaMergeKeys(),
+  ...Object.fromEntries(Object.entries(POD_MERGE_KEYS).filter(([k]) => k.startsWith('spec.')).map(([k, v]) => [`spec.template.${k}`, v])),
+  'spec.template.metadata.finalizers': 'set',
+  'status.conditions': { key: 'type' },
+};
+
+/** A CronJob: its job template's pod template merges as a pod spec does. */
+export const CRONJOB_MERGE_KEYS: MergeKeys = {
+  ...metaMergeKeys(),
+  ...Object.fromEntries(Object.entries(POD_MERGE_KEYS).filter(([k]) => k.startsWith('spec.')).map(([k, v]) => [`spec.jobTemplate.spec.template.${k}`, v])),
+};
+
 export const NODE_MERGE_KEYS: MergeKeys = {
   'metadata.finalizers': 'set',
   'spec.podCIDRs': 'set',
@@ -66,7 +80,8 @@ export const NODE_MERGE_KEYS: MergeKeys = {
   'status.addresses': { key: 'type' },
 };
 
-export const META_MERGE_KEYS: MergeKeys = { 'metadata.finalizers': 'set', 'metadata.ownerReferences': { key: 'uid' } };
+export const META_MERGE_KEYS: MergeKeys = metaMergeKeys();
+function metaMergeKeys(): MergeKeys { return { 'metadata.finalizers': 'set', 'metadata.ownerReferences': { key: 'uid' } }; }
 
 export function strategicMergePatch(target: unknown, patch: unknown, keys: MergeKeys, at = ''): any {
   if (!isObj(patch)) return clone(patch);

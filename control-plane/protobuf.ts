@@ -3,7 +3,9 @@
  * clients send (`kubectl create secret …` and `kubectl create namespace` post
  * `application/vnd.kubernetes.protobuf` and do not fall back to JSON): the
  * `k8s\0` envelope (runtime.Unknown), v1 Secret and v1 Namespace with the
- * ObjectMeta fields a create carries. Everything else is a
+ * ObjectMeta fields a create carries, apps/v1 Deployment and batch/v1 Job with the pod
+ * template fields `kubectl create deployment|job` fills (a field table per message; a field
+ * outside the tables that carries a value is refused, not dropped). Everything else is a
  * 415 that names the media types this server speaks. Replies stay JSON
  * (clients accept it: they send `Accept: …protobuf, application/json`).
  */
@@ -100,8 +102,145 @@ function namespace(buf: Buffer): KObj {
   return obj;
 }
 
-/** The kinds kubectl's typed clients create here: `kubectl create secret …`, `kubectl create namespace`. */
-const DECODERS: Record<string, (b: Buffer) => KObj> = { 'v1/Secret': secret, 'v1/Namespace': namespace };
+// ---------------------------------------------------------------- workloads, by field table
+
+/**
+ * A message's fields by number: JSON name and type, from k8s.io/api's generated.proto. Go's
+ * encoder writes every non-pointer field, so empty strings, zeros and false mean "unset" and
+ * are left out. A field not in the table that carries a value is refused (415 naming it), never
+ * dropped: the caller is told to send JSON (kubectl apply -f) instead.
+ */
+type FieldType = 'string' | 'int' | 'bool' | 'strings' | 'map' | 'intOrString' | 'quantities' | Message | { repeated: Message };
+interface Message { name: string; fields: Record<number, [string, FieldType]> }
+
+const labelSelectorRequirement: Message = { name: 'LabelSelectorRequirement', fields: { 1: ['key', 'string'], 2: ['operator', 'string'], 3: ['values', 'strings'] } };
+const labelSelector: Message = { name: 'LabelSelector', fields: { 1: ['matchLabels', 'map'], 2: ['matchExpressions', { repeated: labelSelectorRequirement }] } };
+const ownerReference: Message = { name: 'OwnerReference', fields: { 1: ['kind', 'string'], 3: ['name', 'string'], 4: ['uid', 'string'], 5: ['apiVersion', 'string'], 6: ['controller', 'bool'], 7: ['blockOwnerDeletion', 'bool'] } };
+const workloadMeta: Message = { name: 'ObjectMeta', fields: { 1: ['name', 'string'], 2: ['generateName', 'string'], 3: ['namespace', 'string'], 6: ['resourceVersion', 'string'], 11: ['labels', 'map'], 12: ['annotations', 'map'], 13: ['ownerReferences', { repeated: ownerReference }], 14: ['finalizers', 'strings'] } };
+const containerPort: Message = { name: 'ContainerPort', fields: { 1: ['name', 'string'], 2: ['hostPort', 'int'], 3: ['containerPort', 'int'], 4: ['protocol', 'string'], 5: ['hostIP', 'string'] } };
+const envVar: Message = { name: 'EnvVar', fields: { 1: ['name', 'string'], 2: ['value', 'string'] } };
+const resources: Message = { name: 'ResourceRequirements', fields: { 1: ['limits', 'quantities'], 2: ['requests', 'quantities'] } };
+const container: Message = {
+  name: 'Container',
+  fields: {
+    1: ['name', 'string'], 2: ['image', 'string'], 3: ['command', 'strings'], 4: ['args', 'strings'], 5: ['workingDir', 'string'],
+    6: ['ports', { repeated: containerPort }], 7: ['env', { repeated: envVar }], 8: ['resources', resources],
+    13: ['terminationMessagePath', 'string'], 14: ['imagePullPolicy', 'string'], 16: ['stdin', 'bool'], 17: ['stdinOnce', 'bool'],
+    18: ['tty', 'bool'], 20: ['terminationMessagePolicy', 'string'],
+  },
+};
+const podSpec: Message = {
+  name: 'PodSpec',
+  fields: {
+    2: ['containers', { repeated: container }], 3: ['restartPolicy', 'string'], 4: ['terminationGracePeriodSeconds', 'int'],
+    5: ['activeDeadlineSeconds', 'int'], 6: ['dnsPolicy', 'string'], 7: ['nodeSelector', 'map'], 8: ['serviceAccountName', 'string'],
+    10: ['nodeName', 'string'], 11: ['hostNetwork', 'bool'], 12: ['hostPID', 'bool'], 13: ['hostIPC', 'bool'], 16: ['hostname', 'string'],
+    17: ['subdomain', 'string'], 19: ['schedulerName', 'string'], 20: ['initContainers', { repeated: container }],
+    24: ['priorityClassName', 'string'], 29: ['runtimeClassName', 'string'],
+  },
+};
+const podTemplateSpec: Message = { name: 'PodTemplateSpec', fields: { 1: ['metadata', workloadMeta], 2: ['spec', podSpec] } };
+const rollingUpdate: Message = { name: 'RollingUpdateDeployment', fields: { 1: ['maxUnavailable', 'intOrString'], 2: ['maxSurge', 'intOrString'] } };
+const deploymentSpec: Message = {
+  name: 'DeploymentSpec',
+  fields: {
+    1: ['replicas', 'int'], 2: ['selector', labelSelector], 3: ['template', podTemplateSpec],
+    4: ['strategy', { name: 'DeploymentStrategy', fields: { 1: ['type', 'string'], 2: ['rollingUpdate', rollingUpdate] } }],
+    5: ['minReadySeconds', 'int'], 6: ['revisionHistoryLimit', 'int'], 7: ['paused', 'bool'], 9: ['progressDeadlineSeconds', 'int'],
+  },
+};
+const jobSpec: Message = {
+  name: 'JobSpec',
+  fields: {
+    1: ['parallelism', 'int'], 2: ['completions', 'int'], 3: ['activeDeadlineSeconds', 'int'], 4: ['selector', labelSelector],
+    5: ['manualSelector', 'bool'], 6: ['template', podTemplateSpec], 7: ['backoffLimit', 'int'], 9: ['completionMode', 'string'], 10: ['suspend', 'bool'],
+    14: ['podReplacementPolicy', 'string'],
+  },
+};
+/** Status is the server's: whatever a create sends there is ignored (field 3 of every kind). */
+const ignoredStatus: Message = { name: 'Status', fields: {} };
+const deployment: Message = { name: 'Deployment', fields: { 1: ['metadata', workloadMeta], 2: ['spec', deploymentSpec], 3: ['status', ignoredStatus] } };
+const cronJobSpec: Message = {
+  name: 'CronJobSpec',
+  fields: {
+    1: ['schedule', 'string'], 2: ['startingDeadlineSeconds', 'int'], 3: ['concurrencyPolicy', 'string'], 4: ['suspend', 'bool'],
+    5: ['jobTemplate', { name: 'JobTemplateSpec', fields: { 1: ['metadata', workloadMeta], 2: ['spec', jobSpec] } }],
+    6: ['successfulJobsHistoryLimit', 'int'], 7: ['failedJobsHistoryLimit', 'int'], 8: ['timeZone', 'string'],
+  },
+};
+const cronJob: Message = { name: 'CronJob', fields: { 1: ['metadata', workloadMeta], 2: ['spec', cronJobSpec], 3: ['status', ignoredStatus] } };
+const job: Message = { name: 'Job', fields: { 1: ['metadata', workloadMeta], 2: ['spec', jobSpec], 3: ['status', ignoredStatus] } };
+
+/** A field that carries a value (Go writes empty ones too). */
+const hasValue = (f: Field) => (Buffer.isBuffer(f.value) ? f.value.length > 0 : f.value !== 0n);
+
+function decodeMessage(buf: Buffer, m: Message, at: string): KObj | undefined {
+  if (m === ignoredStatus) return undefined;
+  const out: KObj = {};
+  for (const f of fields(buf)) {
+    const def = m.fields[f.no];
+    if (!def) {
+      if (hasValue(f)) throw new ApiError(415, 'UnsupportedMediaType', `this control plane's protobuf decoder does not know field ${f.no} of ${m.name} (at ${at || m.name}); send the object as JSON or YAML instead (kubectl apply -f, or kubectl create … --dry-run=client -o yaml | kubectl apply -f -)`);
+      continue;
+    }
+    const [name, type] = def;
+    const path = at ? `${at}.${name}` : name;
+    if (type === 'string') { if (hasValue(f)) out[name] = str(f); }
+    else if (type === 'int') out[name] = Number(BigInt.asIntN(64, f.value as bigint));
+    else if (type === 'bool') { if (f.value !== 0n) out[name] = true; }
+    else if (type === 'strings') (out[name] ??= []).push(str(f));
+    else if (type === 'map') { const [k, v] = mapEntry(f); (out[name] ??= {})[k] = v.toString('utf8'); }
+    else if (type === 'quantities') {
+      const [k, v] = mapEntry(f);
+      let q = '';
+      for (const e of fields(v)) if (e.no === 1) q = str(e);
+      (out[name] ??= {})[k] = q;
+    } else if (type === 'intOrString') {
+      let kind = 0n, intVal = 0n, strVal = '';
+      for (const e of fields(bytesOf(f))) e.no === 1 ? (kind = e.value as bigint) : e.no === 2 ? (intVal = e.value as bigint) : e.no === 3 ? (strVal = str(e)) : undefined;
+      out[name] = kind === 1n ? strVal : Number(BigInt.asIntN(32, intVal));
+    } else if ('repeated' in type) (out[name] ??= []).push(decodeMessage(bytesOf(f), type.repeated, `${path}[${(out[name] ?? []).length}]`));
+    else {
+      const sub = decodeMessage(bytesOf(f), type, path);
+      if (sub !== undefined) out[name] = sub;
+    }
+  }
+  return out;
+}
+
+/** Non-pointer Go fields are sent as zero when unset; drop them where zero is not a value of its own. */
+function dropGoZeros(obj: KObj, zeroable: string[]): void {
+  for (const k of zeroable) if (obj[k] === 0) delete obj[k];
+}
+
+function cleanPodSpec(spec: KObj | undefined): void {
+  if (!spec) return;
+  for (const c of [...(spec.containers ?? []), ...(spec.initContainers ?? [])]) {
+    for (const p of c.ports ?? []) dropGoZeros(p, ['hostPort']);
+    if (c.resources && Object.keys(c.resources).length === 0) delete c.resources;
+  }
+}
+
+function workload(m: Message, apiVersion: string, kind: string, zeroable: string[]): (b: Buffer) => KObj {
+  return (b) => {
+    const obj: KObj = { apiVersion, kind, ...decodeMessage(b, m, '') };
+    if (obj.spec) {
+      dropGoZeros(obj.spec, zeroable);
+      cleanPodSpec(obj.spec.template?.spec);
+      cleanPodSpec(obj.spec.jobTemplate?.spec?.template?.spec);
+    }
+    return obj;
+  };
+}
+
+/** The kinds kubectl's typed clients create here: `kubectl create secret|namespace|deployment|job`. */
+const DECODERS: Record<string, (b: Buffer) => KObj> = {
+  'v1/Secret': secret,
+  'v1/Namespace': namespace,
+  'apps/v1/Deployment': workload(deployment, 'apps/v1', 'Deployment', ['minReadySeconds']),
+  'batch/v1/Job': workload(job, 'batch/v1', 'Job', []),
+  'batch/v1/CronJob': workload(cronJob, 'batch/v1', 'CronJob', []),
+};
 
 /** A protobuf request body as the JSON object it encodes; 415 for kinds this server cannot decode. */
 export function decodeProtobufBody(buf: Buffer): KObj {
@@ -116,7 +255,7 @@ export function decodeProtobufBody(buf: Buffer): KObj {
     }
     const decode = DECODERS[`${apiVersion}/${kind}`];
     if (!decode) {
-      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret and Namespace, not ${apiVersion}/${kind}; send application/json or application/yaml`);
+      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret and Namespace, apps/v1 Deployment, batch/v1 Job and CronJob, not ${apiVersion}/${kind}; send application/json or application/yaml`);
     }
     return decode(raw);
   } catch (err) {

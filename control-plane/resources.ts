@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { KObj } from './store.js';
-import { POD_MERGE_KEYS, NODE_MERGE_KEYS, META_MERGE_KEYS, type MergeKeys } from './patch.js';
+import { POD_MERGE_KEYS, NODE_MERGE_KEYS, META_MERGE_KEYS, WORKLOAD_MERGE_KEYS, CRONJOB_MERGE_KEYS, type MergeKeys } from './patch.js';
 
 /** An API error answered as a meta/v1 Status. */
 export class ApiError extends Error {
@@ -26,6 +26,8 @@ export interface ResourceDef {
   categories?: string[];
   subresources: string[];
   mergeKeys: MergeKeys;
+  /** What a DELETE without propagationPolicy does to dependents (kube-apiserver's per-kind default). */
+  defaultPropagation?: 'Background' | 'Orphan';
 }
 
 export const RESOURCES: ResourceDef[] = [
@@ -35,6 +37,12 @@ export const RESOURCES: ResourceDef[] = [
   { name: 'secrets', singular: 'secret', kind: 'Secret', group: '', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'events', singular: 'event', kind: 'Event', group: '', version: 'v1', namespaced: true, shortNames: ['ev'], subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'leases', singular: 'lease', kind: 'Lease', group: 'coordination.k8s.io', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
+  { name: 'replicasets', singular: 'replicaset', kind: 'ReplicaSet', group: 'apps', version: 'v1', namespaced: true, shortNames: ['rs'], categories: ['all'], subresources: ['status', 'scale'], mergeKeys: WORKLOAD_MERGE_KEYS },
+  { name: 'daemonsets', singular: 'daemonset', kind: 'DaemonSet', group: 'apps', version: 'v1', namespaced: true, shortNames: ['ds'], categories: ['all'], subresources: ['status'], mergeKeys: WORKLOAD_MERGE_KEYS },
+  { name: 'deployments', singular: 'deployment', kind: 'Deployment', group: 'apps', version: 'v1', namespaced: true, shortNames: ['deploy'], categories: ['all'], subresources: ['status', 'scale'], mergeKeys: WORKLOAD_MERGE_KEYS },
+  // batch/v1 Jobs orphan their pods when a DELETE names no propagationPolicy (kubectl always names one).
+  { name: 'jobs', singular: 'job', kind: 'Job', group: 'batch', version: 'v1', namespaced: true, categories: ['all'], subresources: ['status'], mergeKeys: WORKLOAD_MERGE_KEYS, defaultPropagation: 'Orphan' },
+  { name: 'cronjobs', singular: 'cronjob', kind: 'CronJob', group: 'batch', version: 'v1', namespaced: true, shortNames: ['cj'], categories: ['all'], subresources: ['status'], mergeKeys: CRONJOB_MERGE_KEYS },
   { name: 'runtimeclasses', singular: 'runtimeclass', kind: 'RuntimeClass', group: 'node.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS },
 ];
 
@@ -49,6 +57,10 @@ export function withNewMeta(r: ResourceDef, obj: KObj, ns: string): KObj {
     ...obj,
     metadata: { ...meta, ...(r.namespaced ? { namespace: ns } : {}), uid: newUid(), creationTimestamp: now(), generation: 1 },
   };
+}
+
+export function resourceOfKind(apiVersion: string, kind: string): ResourceDef | undefined {
+  return RESOURCES.find((r) => r.kind === kind && apiVersionOf(r) === apiVersion);
 }
 
 export function findResource(group: string, version: string, name: string): ResourceDef | undefined {

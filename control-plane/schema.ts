@@ -46,7 +46,29 @@ const podStatus: Schema = {
 
 const top = (spec: Schema, status: Schema = A): Schema => ({ apiVersion: S, kind: S, metadata: objectMeta, spec, status });
 
+const labelSelector: Schema = { matchLabels: map, matchExpressions: [{ key: S, operator: S, values: [S] }] };
+const podTemplate: Schema = { metadata: objectMeta, spec: podSpec };
+
 export const SCHEMAS: Record<string, Schema> = {
+  ReplicaSet: top({ replicas: S, minReadySeconds: S, selector: labelSelector, template: podTemplate }),
+  Deployment: top({
+    replicas: S, selector: labelSelector, template: podTemplate, minReadySeconds: S, revisionHistoryLimit: S, paused: S,
+    progressDeadlineSeconds: S, strategy: { type: S, rollingUpdate: { maxUnavailable: S, maxSurge: S } },
+  }),
+  Job: top({
+    parallelism: S, completions: S, activeDeadlineSeconds: S, podFailurePolicy: A, successPolicy: A, backoffLimit: S,
+    backoffLimitPerIndex: S, maxFailedIndexes: S, selector: labelSelector, manualSelector: S, template: podTemplate,
+    ttlSecondsAfterFinished: S, completionMode: S, suspend: S, podReplacementPolicy: S, managedBy: S,
+  }),
+  Scale: top({ replicas: S }),
+  DaemonSet: top({
+    selector: labelSelector, template: podTemplate, minReadySeconds: S, revisionHistoryLimit: S,
+    updateStrategy: { type: S, rollingUpdate: { maxUnavailable: S, maxSurge: S } },
+  }),
+  CronJob: top({
+    schedule: S, timeZone: S, startingDeadlineSeconds: S, concurrencyPolicy: S, suspend: S, successfulJobsHistoryLimit: S,
+    failedJobsHistoryLimit: S, jobTemplate: { metadata: objectMeta, spec: A },
+  }),
   Pod: top(podSpec, podStatus),
   Node: top({ podCIDR: S, podCIDRs: [S], providerID: S, unschedulable: S, taints: A, configSource: A, externalID: S }),
   Namespace: top({ finalizers: [S] }),

@@ -25,6 +25,14 @@ import { NodeLifecycleController } from './controllers/node-lifecycle.js';
 import { Scheduler } from './controllers/scheduler.js';
 import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
 import { strategyFor } from './kinds/index.js';
+import { selectorString } from './kinds/workloads.js';
+import { ReplicaSetController } from './controllers/replicaset.js';
+import { DeploymentController } from './controllers/deployment.js';
+import { JobController } from './controllers/job.js';
+import { CronJobController } from './controllers/cronjob.js';
+import { DaemonSetController } from './controllers/daemonset.js';
+import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
+import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { authenticate, type UserInfo } from './authn.js';
 import { authorize, admitCreate, verbOf, type RequestAttributes } from './node-authorizer.js';
 import { nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
@@ -98,7 +106,7 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 function parseBody(buf: Buffer, contentType: string): any {
   // kubectl's typed clients (kubectl create secret …) send protobuf and do not fall back to JSON.
   if (/protobuf/.test(contentType)) return decodeProtobufBody(buf);
-  if (/cbor/.test(contentType)) throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Secrets, Namespaces)');
+  if (/cbor/.test(contentType)) throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Secrets, Namespaces, Deployments, Jobs)');
   const text = buf.toString('utf8');
   if (!text.trim()) throw badRequest('the request body is empty; send a JSON object');
   try {
@@ -107,6 +115,21 @@ function parseBody(buf: Buffer, contentType: string): any {
   } catch (err) {
     throw badRequest(`the request body is not valid ${/yaml/.test(contentType) ? 'YAML' : 'JSON'}: ${(err as Error).message}`);
   }
+}
+
+/** DeleteOptions' propagationPolicy (query or body), or the deprecated orphanDependents. */
+function propagationPolicyOf(q: Query, body: KObj): PropagationPolicy | undefined {
+  const given = q.get('propagationPolicy') ?? body?.propagationPolicy;
+  const orphan = q.get('orphanDependents') ?? body?.orphanDependents;
+  if (given !== undefined && given !== null && given !== '') {
+    if (!['Orphan', 'Background', 'Foreground'].includes(given)) {
+      throw new ApiError(422, 'Invalid', `DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "${given}": supported values: "Foreground", "Background", "Orphan"`, { kind: 'DeleteOptions', group: 'meta.k8s.io', causes: [{ reason: 'FieldValueNotSupported', message: `Unsupported value: "${given}": supported values: "Foreground", "Background", "Orphan"`, field: 'propagationPolicy' }] });
+    }
+    if (orphan !== undefined && orphan !== null) throw new ApiError(422, 'Invalid', 'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Invalid value: "": orphanDependents and deletionPropagation cannot be both set');
+    return given as PropagationPolicy;
+  }
+  if (orphan === undefined || orphan === null) return undefined;
+  return orphan === true || orphan === 'true' ? 'Orphan' : 'Background';
 }
 
 const isObj = (v: unknown): v is KObj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -130,7 +153,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // Controllers beside the API, as kube-controller-manager and kube-scheduler sit beside kube-apiserver.
   const events = new EventRecorder(store, log);
   const nodeGraceSeconds = opts.nodeMonitorGracePeriodSeconds ?? 40;
+  const client = cp.internalClient();
   const controllers = [
+    new ReplicaSetController(store, log, events, client),
+    new DeploymentController(store, log, events, client),
+    new JobController(store, log, events, client),
+    new CronJobController(store, log, events, client),
+    new DaemonSetController(store, log, events, client),
+    new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, nodeGraceSeconds),
     new EventTtlController(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
@@ -299,6 +329,7 @@ class ApiServer {
       const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
       return sendJson(res, 201, this.bind(ns, name, body, dryRun));
     }
+    if (sub === 'scale') return this.scale(req, res, q, method, r, ns, name, dryRun);
     switch (method) {
       case 'GET': {
         const obj = this.store.get(r.name, ns, name);
@@ -340,7 +371,8 @@ class ApiServer {
         const buf = await readBody(req);
         const body = buf.length ? parseBody(buf, 'application/json') : {};
         const grace = q.get('gracePeriodSeconds') ?? body.gracePeriodSeconds;
-        return sendJson(res, 200, this.delete(r, ns, name, grace === undefined || grace === null ? undefined : Number(grace), body.preconditions, dryRun));
+        const policy = propagationPolicyOf(q, body);
+        return sendJson(res, 200, this.delete(r, ns, name, grace === undefined || grace === null ? undefined : Number(grace), body.preconditions, dryRun, policy));
       }
       default:
         throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
@@ -364,11 +396,16 @@ class ApiServer {
   private resourceList(group: string, version: string): KObj | undefined {
     const rs = RESOURCES.filter((r) => r.group === group && r.version === version);
     if (!rs.length) return undefined;
-    const verbs = (r: ResourceDef) => (r.name === 'events' || r.name === 'secrets' || r.name === 'leases' || r.name === 'runtimeclasses' || r.name === 'namespaces' || r.name === 'nodes' || r.name === 'pods' ? ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] : ['get', 'list']);
+    const verbs = () => ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
     const resources: KObj[] = [];
     for (const r of rs) {
-      resources.push({ name: r.name, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: verbs(r), ...(r.shortNames ? { shortNames: r.shortNames } : {}), ...(r.categories ? { categories: r.categories } : {}), storageVersionHash: Buffer.from(r.name).toString('base64').slice(0, 11) });
+      resources.push({ name: r.name, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: verbs(), ...(r.shortNames ? { shortNames: r.shortNames } : {}), ...(r.categories ? { categories: r.categories } : {}), storageVersionHash: Buffer.from(r.name).toString('base64').slice(0, 11) });
       for (const s of r.subresources) {
+        // kubectl scale finds the Scale kind and its group-version here
+        if (s === 'scale') {
+          resources.push({ name: `${r.name}/scale`, singularName: '', namespaced: r.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
+          continue;
+        }
         const kind = s === 'binding' ? 'Binding' : r.kind;
         const v = s === 'log' ? ['get'] : s === 'binding' ? ['create'] : ['get', 'patch', 'update'];
         resources.push({ name: `${r.name}/${s}`, singularName: '', namespaced: r.namespaced, kind, verbs: v });
@@ -611,18 +648,92 @@ class ApiServer {
     }
   }
 
-  /** A terminating namespace, or a pod being deleted that its node has finished with. */
+  /**
+   * An object being deleted whose last finalizer was just removed is gone (a pod only once its
+   * deletion was final, grace 0: a node still finishing it confirms with its own DELETE).
+   */
   private afterUpdate(r: ResourceDef, obj: KObj): void {
-    if (r.kind !== 'Pod' || !obj.metadata.deletionTimestamp) return;
-    if (obj.status?.phase === 'Succeeded' || obj.status?.phase === 'Failed') {
-      const allStopped = (obj.status?.containerStatuses ?? []).every((c: KObj) => !c.state?.running);
-      if (allStopped && (obj.metadata.finalizers ?? []).length === 0) {
-        /* the node reported the pod finished; the agent still confirms with grace 0 - keep it until then */
-      }
-    }
+    if (!obj.metadata.deletionTimestamp || (obj.metadata.finalizers ?? []).length > 0) return;
+    if (r.kind === 'Pod' && obj.metadata.deletionGracePeriodSeconds !== 0) return;
+    this.store.delete(r.name, obj.metadata.namespace ?? '', obj.metadata.name);
   }
 
-  private delete(r: ResourceDef, ns: string, name: string, grace: number | undefined, preconditions: KObj | undefined, dryRun: boolean): KObj {
+  /** Mark an object deleted but kept for its finalizers (kube-apiserver's graceful deletion with finalizers). */
+  private markDeleted(r: ResourceDef, cur: KObj, finalizers: string[], grace: number): KObj {
+    const obj = clone(cur);
+    obj.metadata.finalizers = finalizers;
+    obj.metadata.deletionTimestamp ??= now();
+    obj.metadata.deletionGracePeriodSeconds = Math.min(grace, obj.metadata.deletionGracePeriodSeconds ?? grace);
+    if (JSON.stringify(obj) === JSON.stringify(cur)) return cur;
+    return this.store.update(r.name, cur.metadata.namespace ?? '', cur.metadata.name, obj, cur.metadata.resourceVersion);
+  }
+
+  /** The autoscaling/v1 Scale subresource of a Deployment or ReplicaSet (kubectl scale). */
+  private async scale(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string, dryRun: boolean): Promise<void> {
+    const cur = this.store.get(r.name, ns, name);
+    if (!cur) throw notFound(r, name);
+    const toScale = (o: KObj): KObj => ({
+      kind: 'Scale', apiVersion: 'autoscaling/v1',
+      metadata: { name, namespace: ns, uid: o.metadata.uid, resourceVersion: o.metadata.resourceVersion, creationTimestamp: o.metadata.creationTimestamp },
+      spec: { replicas: o.spec?.replicas ?? 0 },
+      status: { replicas: o.status?.replicas ?? 0, selector: selectorString(o.spec?.selector) },
+    });
+    if (method === 'GET') return sendJson(res, 200, toScale(cur));
+    if (method !== 'PUT' && method !== 'PATCH') throw new ApiError(405, 'MethodNotAllowed', `${r.name}/scale supports GET, PUT and PATCH`);
+    const ct = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
+    const body = parseBody(await readBody(req), method === 'PUT' ? ct : 'application/json');
+    const current = toScale(cur);
+    let next: KObj;
+    try {
+      if (method === 'PUT') next = body;
+      else if (ct === 'application/merge-patch+json') next = mergePatch(current, body);
+      else if (ct === 'application/strategic-merge-patch+json') next = strategicMergePatch(current, body, {});
+      else if (ct === 'application/json-patch+json') next = jsonPatch(current, body);
+      else throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json');
+    } catch (err) {
+      if (err instanceof PatchError) throw new ApiError(422, 'Invalid', err.message);
+      throw err;
+    }
+    if (!isObj(next)) throw badRequest('the request body must be an autoscaling/v1 Scale object');
+    this.checkFields({ ...r, kind: 'Scale' }, next, q);
+    const replicas = next.spec?.replicas;
+    if (typeof replicas !== 'number' || !Number.isInteger(replicas) || replicas < 0) {
+      throw invalid({ ...r, kind: 'Scale', group: 'autoscaling' }, name, [{ field: 'spec.replicas', reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(replicas)}: must be greater than or equal to 0` }]);
+    }
+    const wanted = clone(cur);
+    wanted.spec.replicas = replicas;
+    const expect = method === 'PUT' ? next.metadata?.resourceVersion : next.metadata?.resourceVersion !== cur.metadata.resourceVersion ? next.metadata?.resourceVersion : undefined;
+    const { obj } = this.update(r, ns, name, cur, wanted, undefined, expect, dryRun);
+    return sendJson(res, 200, toScale(obj));
+  }
+
+  /** What the controllers write through: the same create, update and delete code as requests. */
+  internalClient(): ApiClient {
+    const def = (resource: string) => {
+      const r = RESOURCES.find((x) => x.name === resource);
+      if (!r) throw new Error(`unknown resource ${resource}`);
+      return r;
+    };
+    const current = (r: ResourceDef, ns: string, name: string) => {
+      const cur = this.store.get(r.name, ns, name);
+      if (!cur) throw notFound(r, name);
+      return cur;
+    };
+    return {
+      create: (resource, ns, obj) => this.create(def(resource), ns, obj, new URLSearchParams(), false).obj,
+      update: (resource, ns, obj) => {
+        const r = def(resource);
+        return this.update(r, ns, obj.metadata.name, current(r, ns, obj.metadata.name), obj, undefined, obj.metadata.resourceVersion, false).obj;
+      },
+      updateStatus: (resource, ns, obj) => {
+        const r = def(resource);
+        return this.update(r, ns, obj.metadata.name, current(r, ns, obj.metadata.name), obj, 'status', obj.metadata.resourceVersion, false).obj;
+      },
+      delete: (resource, ns, name, opts = {}) => this.delete(def(resource), ns, name, undefined, opts.uid ? { uid: opts.uid } : undefined, false, opts.propagationPolicy),
+    };
+  }
+
+  private delete(r: ResourceDef, ns: string, name: string, grace: number | undefined, preconditions: KObj | undefined, dryRun: boolean, propagation?: PropagationPolicy): KObj {
     const cur = this.store.get(r.name, ns, name);
     if (!cur) throw notFound(r, name);
     if (preconditions?.uid && preconditions.uid !== cur.metadata.uid) throw new ApiError(409, 'Conflict', `Precondition failed: UID in precondition: ${preconditions.uid}, UID in object meta: ${cur.metadata.uid}`);
@@ -630,11 +741,19 @@ class ApiServer {
     if (grace !== undefined && (!Number.isInteger(grace) || grace < 0)) throw badRequest(`gracePeriodSeconds must be a non-negative integer, got ${grace}`);
     if (r.name === 'namespaces' && SYSTEM_NAMESPACES.includes(name)) throw new ApiError(403, 'Forbidden', `namespaces "${name}" is forbidden: this namespace may not be deleted`);
     if (dryRun) return cur;
+    // Orphan and Foreground are finalizers the garbage collector acts on; only worth adding when
+    // something names this object as its owner (kube-apiserver adds them regardless; the
+    // collector would remove them at once).
+    const policy = propagation ?? r.defaultPropagation ?? 'Background';
+    const finalizers: string[] = [...(cur.metadata.finalizers ?? [])];
+    const gcFinalizer = policy === 'Orphan' ? 'orphan' : policy === 'Foreground' ? 'foregroundDeletion' : undefined;
+    if (gcFinalizer && !finalizers.includes(gcFinalizer) && !cur.metadata.deletionTimestamp && dependentsOf(this.store, cur).length > 0) finalizers.push(gcFinalizer);
     if (r.kind === 'Pod') {
       const terminal = cur.status?.phase === 'Succeeded' || cur.status?.phase === 'Failed';
       const g = grace ?? cur.spec?.terminationGracePeriodSeconds ?? 30;
       const nodeGone = cur.spec?.nodeName && !this.store.get('nodes', '', cur.spec.nodeName);
       if (!cur.spec?.nodeName || terminal || g === 0 || nodeGone) {
+        if (finalizers.length) return this.markDeleted(r, cur, finalizers, 0);
         return this.store.delete(r.name, ns, name) ?? cur;
       }
       const prevGrace = cur.metadata.deletionGracePeriodSeconds;
@@ -644,11 +763,12 @@ class ApiServer {
       obj.metadata.deletionGracePeriodSeconds = g;
       return this.store.update(r.name, ns, name, obj);
     }
+    if (finalizers.length) return this.markDeleted(r, cur, finalizers, grace ?? 0);
     if (r.name === 'namespaces') {
       for (const res of RESOURCES.filter((x) => x.namespaced)) {
         for (const o of this.store.list(res.name, name)) {
           try {
-            this.delete(res, name, o.metadata.name, undefined, undefined, false);
+            this.delete(res, name, o.metadata.name, undefined, undefined, false, 'Background');
           } catch (err) {
             this.log.warn({ err }, 'deleting namespace content failed');
           }

@@ -1,4 +1,5 @@
 import type { KObj } from './store.js';
+import { selectorString } from './kinds/workloads.js';
 
 /** meta.k8s.io/v1 Table output with the columns kube-apiserver's printers use. */
 export interface Column { name: string; type: string; format?: string; description: string; priority: number }
@@ -98,6 +99,39 @@ function eventObject(e: KObj): string {
   return `${String(e.involvedObject?.kind ?? '').toLowerCase()}/${e.involvedObject?.name ?? ''}`;
 }
 
+/** The CONTAINERS, IMAGES and SELECTOR columns (wide) of a workload. */
+const workloadWide = [col('Containers', 1), col('Images', 1), col('Selector', 1)];
+function workloadWideCells(o: KObj): string[] {
+  const cs: KObj[] = o.spec?.template?.spec?.containers ?? [];
+  return [cs.map((c) => c.name).join(','), cs.map((c) => c.image).join(','), selectorString(o.spec?.selector) || '<none>'];
+}
+
+const hasCondition = (o: KObj, type: string) => (o.status?.conditions ?? []).some((c: KObj) => c.type === type && c.status === 'True');
+
+function jobStatus(j: KObj): string {
+  if (hasCondition(j, 'Failed')) return 'Failed';
+  if (hasCondition(j, 'Complete')) return 'Complete';
+  if (j.metadata?.deletionTimestamp) return 'Terminating';
+  if (hasCondition(j, 'Suspended')) return 'Suspended';
+  if (hasCondition(j, 'FailureTarget')) return 'FailureTarget';
+  if (hasCondition(j, 'SuccessCriteriaMet')) return 'SuccessCriteriaMet';
+  return 'Running';
+}
+
+function jobCompletions(j: KObj): string {
+  const succeeded = j.status?.succeeded ?? 0;
+  if (typeof j.spec?.completions === 'number') return `${succeeded}/${j.spec.completions}`;
+  const p = j.spec?.parallelism ?? 0;
+  return p > 1 ? `${succeeded}/1 of ${p}` : `${succeeded}/1`;
+}
+
+function jobDuration(j: KObj): string {
+  const start = Date.parse(j.status?.startTime ?? '');
+  if (Number.isNaN(start)) return '';
+  const end = Date.parse(j.status?.completionTime ?? '');
+  return humanDuration((Number.isNaN(end) ? Date.now() : end) - start);
+}
+
 const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[] }> = {
   pods: {
     columns: [NAME, col('Ready'), col('Status'), col('Restarts'), AGE, col('IP', 1), col('Node', 1), col('Nominated Node', 1), col('Readiness Gates', 1)],
@@ -135,6 +169,35 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
   secrets: {
     columns: [NAME, col('Type'), col('Data', 0, 'integer'), AGE],
     cells: (o) => [o.metadata.name, o.type ?? 'Opaque', Object.keys(o.data ?? {}).length, since(o.metadata.creationTimestamp)],
+  },
+  deployments: {
+    columns: [NAME, col('Ready'), col('Up-to-date', 0, 'integer'), col('Available', 0, 'integer'), AGE, ...workloadWide],
+    cells: (d) => [d.metadata.name, `${d.status?.readyReplicas ?? 0}/${d.spec?.replicas ?? 0}`, d.status?.updatedReplicas ?? 0, d.status?.availableReplicas ?? 0, since(d.metadata.creationTimestamp), ...workloadWideCells(d)],
+  },
+  replicasets: {
+    columns: [NAME, col('Desired', 0, 'integer'), col('Current', 0, 'integer'), col('Ready', 0, 'integer'), AGE, ...workloadWide],
+    cells: (r) => [r.metadata.name, r.spec?.replicas ?? 0, r.status?.replicas ?? 0, r.status?.readyReplicas ?? 0, since(r.metadata.creationTimestamp), ...workloadWideCells(r)],
+  },
+  jobs: {
+    columns: [NAME, col('Status'), col('Completions'), col('Duration'), AGE, ...workloadWide],
+    cells: (j) => [j.metadata.name, jobStatus(j), jobCompletions(j), jobDuration(j), since(j.metadata.creationTimestamp), ...workloadWideCells(j)],
+  },
+  daemonsets: {
+    columns: [NAME, col('Desired', 0, 'integer'), col('Current', 0, 'integer'), col('Ready', 0, 'integer'), col('Up-to-date', 0, 'integer'), col('Available', 0, 'integer'), col('Node Selector'), AGE, ...workloadWide],
+    cells: (d) => {
+      const st = d.status ?? {};
+      const sel = Object.entries<string>(d.spec?.template?.spec?.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '<none>';
+      return [d.metadata.name, st.desiredNumberScheduled ?? 0, st.currentNumberScheduled ?? 0, st.numberReady ?? 0, st.updatedNumberScheduled ?? 0, st.numberAvailable ?? 0, sel, since(d.metadata.creationTimestamp), ...workloadWideCells(d)];
+    },
+  },
+  cronjobs: {
+    columns: [NAME, col('Schedule'), col('Timezone'), col('Suspend', 0, 'boolean'), col('Active', 0, 'integer'), col('Last Schedule'), AGE, col('Containers', 1), col('Images', 1), col('Selector', 1)],
+    cells: (c) => {
+      const cs: KObj[] = c.spec?.jobTemplate?.spec?.template?.spec?.containers ?? [];
+      return [c.metadata.name, c.spec?.schedule ?? '', c.spec?.timeZone ?? '<none>', c.spec?.suspend ? 'True' : 'False', (c.status?.active ?? []).length,
+        c.status?.lastScheduleTime ? since(c.status.lastScheduleTime) : '<none>', since(c.metadata.creationTimestamp),
+        cs.map((x) => x.name).join(','), cs.map((x) => x.image).join(','), selectorString(c.spec?.jobTemplate?.spec?.selector) || '<none>'];
+    },
   },
   runtimeclasses: {
     columns: [NAME, col('Handler'), AGE],

@@ -3,6 +3,7 @@ import type { KObj } from '../store.js';
 import { podStrategy } from './pods.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 import type { KindStrategy } from './strategy.js';
+import { cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy } from './workloads.js';
 
 export type { KindStrategy } from './strategy.js';
 
@@ -35,6 +36,11 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   },
   Lease: {},
   RuntimeClass: { validate: (rc, causes) => required(rc, 'handler', causes) },
+  ReplicaSet: replicaSetStrategy,
+  Deployment: deploymentStrategy,
+  Job: jobStrategy,
+  CronJob: cronJobStrategy,
+  DaemonSet: daemonSetStrategy,
 };
 
 export function strategyFor(kind: string): KindStrategy {

@@ -1,0 +1,112 @@
+import type { Logger } from '../../common/log.js';
+import { ApiError } from '../resources.js';
+import type { KObj, Store } from '../store.js';
+import { Loop, adoptOrphans, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
+import type { EventRecorder } from './events.js';
+import { podFromTemplate } from './replicaset.js';
+import { templateHash } from './deployment.js';
+import { scaledValue, selectorMatches } from '../kinds/workloads.js';
+
+const COMPONENT = 'daemonset-controller';
+export const REVISION_HASH = 'controller-revision-hash';
+
+/**
+ * The DaemonSet controller: one pod per node that matches the template's nodeSelector, bound to
+ * it directly (spec.nodeName, as DaemonSets did before they went through the scheduler; no
+ * resource accounting), extra or misplaced pods deleted. RollingUpdate replaces pods of an older
+ * template (label controller-revision-hash) while at most maxUnavailable nodes lack an available
+ * pod; OnDelete waits for someone to delete them. No ControllerRevision objects are kept.
+ */
+export class DaemonSetController extends Loop {
+  constructor(store: Store, private readonly log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
+    super(store, ['daemonsets', 'pods', 'nodes'], 1000);
+  }
+
+  protected pass(): void {
+    for (const ds of this.store.list('daemonsets')) {
+      try {
+        this.sync(ds);
+      } catch (err) {
+        if (err instanceof ApiError && (err.code === 409 || err.code === 404)) continue;
+        this.log.error({ err, daemonset: `${ds.metadata.namespace}/${ds.metadata.name}` }, 'daemonset sync failed');
+      }
+    }
+  }
+
+  private deletePod(ds: KObj, pod: KObj): void {
+    try {
+      this.client.delete('pods', ds.metadata.namespace, pod.metadata.name, { uid: pod.metadata.uid });
+      this.events.record(ds, 'Normal', 'SuccessfulDelete', `Deleted pod: ${pod.metadata.name}`, COMPONENT);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === 404)) throw err;
+    }
+  }
+
+  private sync(ds: KObj): void {
+    if (ds.metadata.deletionTimestamp) return;
+    const ns = ds.metadata.namespace;
+    const hash = templateHash(ds.spec.template);
+    const minReady: number = ds.spec?.minReadySeconds ?? 0;
+    const all = this.store.list('pods', ns);
+    const pods = all.filter((p) => controllerUid(p) === ds.metadata.uid);
+    pods.push(...adoptOrphans(this.client, 'pods', ds, all, (p) => podActive(p) && selectorMatches(ds.spec?.selector, p.metadata.labels)));
+    const selector: Record<string, string> = ds.spec?.template?.spec?.nodeSelector ?? {};
+    const nodes = this.store.list('nodes').filter((n) => !n.metadata.deletionTimestamp && Object.entries(selector).every(([k, v]) => n.metadata.labels?.[k] === v));
+    const eligible = new Set(nodes.map((n) => n.metadata.name));
+    const active = pods.filter(podActive);
+    // misplaced pods (node gone or no longer matching) go
+    for (const p of active) if (!eligible.has(p.spec?.nodeName)) this.deletePod(ds, p);
+    const byNode = new Map<string, KObj[]>();
+    for (const p of active) if (eligible.has(p.spec?.nodeName)) byNode.set(p.spec.nodeName, [...(byNode.get(p.spec.nodeName) ?? []), p]);
+    for (const node of nodes) {
+      const name = node.metadata.name;
+      const here = (byNode.get(name) ?? []).sort((a, b) => Date.parse(a.metadata.creationTimestamp) - Date.parse(b.metadata.creationTimestamp));
+      for (const extra of here.slice(1)) this.deletePod(ds, extra);
+      if (here.length) {
+        byNode.set(name, here.slice(0, 1));
+        continue;
+      }
+      const template = structuredClone(ds.spec.template);
+      template.metadata = { ...template.metadata, labels: { ...template.metadata?.labels, [REVISION_HASH]: hash } };
+      const pod = podFromTemplate(ds, template, `${ds.metadata.name}-`);
+      pod.spec.nodeName = name;
+      try {
+        const made = this.client.create('pods', ns, pod);
+        byNode.set(name, [made]);
+        this.events.record(ds, 'Normal', 'SuccessfulCreate', `Created pod: ${made.metadata.name}`, COMPONENT);
+      } catch (err) {
+        this.events.record(ds, 'Warning', 'FailedCreate', `Error creating: ${(err as Error).message}`, COMPONENT);
+      }
+    }
+    const current = [...byNode.values()].flat();
+    if ((ds.spec?.updateStrategy?.type ?? 'RollingUpdate') === 'RollingUpdate') {
+      const maxUnavailable = Math.max(1, scaledValue(ds.spec.updateStrategy?.rollingUpdate?.maxUnavailable ?? 1, nodes.length, true));
+      let unavailable = nodes.length - current.filter((p) => podAvailable(p, minReady)).length;
+      const old = current.filter((p) => p.metadata.labels?.[REVISION_HASH] !== hash)
+        .sort((a, b) => Number(podAvailable(a, minReady)) - Number(podAvailable(b, minReady)));
+      for (const p of old) {
+        const wasAvailable = podAvailable(p, minReady);
+        if (wasAvailable && unavailable >= maxUnavailable) break;
+        this.deletePod(ds, p);
+        if (wasAvailable) unavailable++;
+      }
+    }
+    const live = this.store.list('pods', ns).filter((p) => controllerUid(p) === ds.metadata.uid && podActive(p));
+    const onEligible = live.filter((p) => eligible.has(p.spec?.nodeName));
+    const scheduledNodes = new Set(onEligible.map((p) => p.spec.nodeName));
+    const status: KObj = {
+      currentNumberScheduled: scheduledNodes.size,
+      numberMisscheduled: new Set(live.filter((p) => !eligible.has(p.spec?.nodeName)).map((p) => p.spec?.nodeName)).size,
+      desiredNumberScheduled: nodes.length,
+      numberReady: onEligible.filter(podReady).length,
+      observedGeneration: ds.metadata.generation ?? 1,
+      updatedNumberScheduled: new Set(onEligible.filter((p) => p.metadata.labels?.[REVISION_HASH] === hash).map((p) => p.spec.nodeName)).size,
+      numberAvailable: onEligible.filter((p) => podAvailable(p, minReady)).length,
+    };
+    status.numberUnavailable = Math.max(0, nodes.length - status.numberAvailable);
+    for (const k of ['updatedNumberScheduled', 'numberAvailable', 'numberUnavailable']) if (!status[k]) delete status[k];
+    const cur = this.store.get('daemonsets', ns, ds.metadata.name);
+    if (!cur || cur.metadata.uid !== ds.metadata.uid || JSON.stringify(status) === JSON.stringify(cur.status ?? {})) return;
+    this.client.updateStatus('daemonsets', ns, { ...cur, status });
+  }
+}
