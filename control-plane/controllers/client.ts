@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { KObj, Store } from '../store.js';
+import type { Logger } from '../../common/log.js';
+import { ApiError } from '../resources.js';
 
 export type PropagationPolicy = 'Orphan' | 'Background' | 'Foreground';
 
@@ -96,5 +98,29 @@ export abstract class Loop {
       this.queued = false;
       if (!this.stopped) this.pass();
     });
+  }
+}
+
+/**
+ * A controller of one kind: every pass syncs each object of that kind. A
+ * conflict or an object gone meanwhile is left to the next pass (the store's
+ * change wakes it); anything else is logged and the other objects still sync.
+ */
+export abstract class KindController extends Loop {
+  constructor(store: Store, protected readonly log: Logger, private readonly resource: string, alsoWatched: string[], resyncMs: number) {
+    super(store, [resource, ...alsoWatched], resyncMs);
+  }
+
+  protected abstract sync(obj: KObj): void;
+
+  protected pass(): void {
+    for (const obj of this.store.list(this.resource)) {
+      try {
+        this.sync(obj);
+      } catch (err) {
+        if (err instanceof ApiError && (err.code === 409 || err.code === 404)) continue;
+        this.log.error({ err, object: `${this.resource}/${obj.metadata.namespace}/${obj.metadata.name}` }, 'controller sync failed');
+      }
+    }
   }
 }

@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import { ApiError } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { Loop, controllerRef, controllerUid, type ApiClient } from './client.js';
+import { KindController, controllerRef, controllerUid, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { latestScheduled, parseSchedule } from '../kinds/cron.js';
 
@@ -20,23 +20,12 @@ const rfc3339 = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z
  * running (Replace deletes it first). Finished Jobs beyond the history limits are deleted,
  * oldest first. Status: active, lastScheduleTime, lastSuccessfulTime.
  */
-export class CronJobController extends Loop {
-  constructor(store: Store, private readonly log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, ['cronjobs', 'jobs'], 1000);
+export class CronJobController extends KindController {
+  constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
+    super(store, log, 'cronjobs', ['jobs'], 1000);
   }
 
-  protected pass(): void {
-    for (const cj of this.store.list('cronjobs')) {
-      try {
-        this.sync(cj);
-      } catch (err) {
-        if (err instanceof ApiError && (err.code === 409 || err.code === 404)) continue;
-        this.log.error({ err, cronjob: `${cj.metadata.namespace}/${cj.metadata.name}` }, 'cronjob sync failed');
-      }
-    }
-  }
-
-  private sync(cj: KObj): void {
+  protected sync(cj: KObj): void {
     if (cj.metadata.deletionTimestamp) return;
     const ns = cj.metadata.namespace;
     const spec = cj.spec ?? {};

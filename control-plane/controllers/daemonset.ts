@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import { ApiError } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { Loop, adoptOrphans, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
+import { KindController, adoptOrphans, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
 import { templateHash } from './deployment.js';
@@ -17,20 +17,9 @@ export const REVISION_HASH = 'controller-revision-hash';
  * template (label controller-revision-hash) while at most maxUnavailable nodes lack an available
  * pod; OnDelete waits for someone to delete them. No ControllerRevision objects are kept.
  */
-export class DaemonSetController extends Loop {
-  constructor(store: Store, private readonly log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, ['daemonsets', 'pods', 'nodes'], 1000);
-  }
-
-  protected pass(): void {
-    for (const ds of this.store.list('daemonsets')) {
-      try {
-        this.sync(ds);
-      } catch (err) {
-        if (err instanceof ApiError && (err.code === 409 || err.code === 404)) continue;
-        this.log.error({ err, daemonset: `${ds.metadata.namespace}/${ds.metadata.name}` }, 'daemonset sync failed');
-      }
-    }
+export class DaemonSetController extends KindController {
+  constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
+    super(store, log, 'daemonsets', ['pods', 'nodes'], 1000);
   }
 
   private deletePod(ds: KObj, pod: KObj): void {
@@ -42,7 +31,7 @@ export class DaemonSetController extends Loop {
     }
   }
 
-  private sync(ds: KObj): void {
+  protected sync(ds: KObj): void {
     if (ds.metadata.deletionTimestamp) return;
     const ns = ds.metadata.namespace;
     const hash = templateHash(ds.spec.template);

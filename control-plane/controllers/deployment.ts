@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
-import { ApiError, now } from '../resources.js';
+import { now } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { Loop, adoptOrphans, controllerRef, controllerUid, podActive, type ApiClient } from './client.js';
+import { KindController, adoptOrphans, controllerRef, controllerUid, podActive, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { scaledValue, selectorMatches } from '../kinds/workloads.js';
 
@@ -88,27 +88,16 @@ function condition(type: string, status: string, reason: string, message: string
  * pods gone first), revision annotations, old ReplicaSets kept up to revisionHistoryLimit, and
  * the status kubectl rollout status reads (Available and Progressing conditions).
  */
-export class DeploymentController extends Loop {
-  constructor(store: Store, private readonly log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, ['deployments', 'replicasets'], 1000);
-  }
-
-  protected pass(): void {
-    for (const d of this.store.list('deployments')) {
-      try {
-        this.sync(d);
-      } catch (err) {
-        if (err instanceof ApiError && (err.code === 409 || err.code === 404)) continue;
-        this.log.error({ err, deployment: `${d.metadata.namespace}/${d.metadata.name}` }, 'deployment sync failed');
-      }
-    }
+export class DeploymentController extends KindController {
+  constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
+    super(store, log, 'deployments', ['replicasets'], 1000);
   }
 
   private ownReplicaSets(d: KObj): KObj[] {
     return this.store.list('replicasets', d.metadata.namespace).filter((rs) => controllerUid(rs) === d.metadata.uid);
   }
 
-  private sync(d: KObj): void {
+  protected sync(d: KObj): void {
     if (d.metadata.deletionTimestamp) return;
     const ns = d.metadata.namespace;
     const all = this.store.list('replicasets', ns);

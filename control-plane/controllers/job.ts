@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import { ApiError, now } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { Loop, controllerUid, podActive, podReady, type ApiClient } from './client.js';
+import { KindController, controllerUid, podActive, podReady, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
 
@@ -23,20 +23,9 @@ function cond(type: string, reason: string, message: string): KObj {
  * the pods that exist (pods deleted by hand are not remembered: kube's job-tracking finalizer
  * is not implemented).
  */
-export class JobController extends Loop {
-  constructor(store: Store, private readonly log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, ['jobs', 'pods'], 1000);
-  }
-
-  protected pass(): void {
-    for (const job of this.store.list('jobs')) {
-      try {
-        this.sync(job);
-      } catch (err) {
-        if (err instanceof ApiError && (err.code === 409 || err.code === 404)) continue;
-        this.log.error({ err, job: `${job.metadata.namespace}/${job.metadata.name}` }, 'job sync failed');
-      }
-    }
+export class JobController extends KindController {
+  constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
+    super(store, log, 'jobs', ['pods'], 1000);
   }
 
   private deletePods(job: KObj, pods: KObj[]): void {
@@ -50,7 +39,7 @@ export class JobController extends Loop {
     }
   }
 
-  private sync(job: KObj): void {
+  protected sync(job: KObj): void {
     if (job.metadata.deletionTimestamp) return;
     const ns = job.metadata.namespace;
     const spec = job.spec ?? {};

@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import { ApiError } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { Loop, adoptOrphans, controllerRef, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
+import { KindController, adoptOrphans, controllerRef, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
 import { selectorMatches } from '../kinds/workloads.js';
 import type { EventRecorder } from './events.js';
 
@@ -44,23 +44,12 @@ export function podFromTemplate(owner: KObj, template: KObj, generateName: strin
  * first when there are too many, and reports replicas, fullyLabeledReplicas, readyReplicas,
  * availableReplicas and observedGeneration.
  */
-export class ReplicaSetController extends Loop {
-  constructor(store: Store, private readonly log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, ['replicasets', 'pods'], 1000);
+export class ReplicaSetController extends KindController {
+  constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
+    super(store, log, 'replicasets', ['pods'], 1000);
   }
 
-  protected pass(): void {
-    for (const rs of this.store.list('replicasets')) {
-      try {
-        this.sync(rs);
-      } catch (err) {
-        if (err instanceof ApiError && (err.code === 409 || err.code === 404)) continue; // changed meanwhile: the next pass sees it
-        this.log.error({ err, replicaset: `${rs.metadata.namespace}/${rs.metadata.name}` }, 'replicaset sync failed');
-      }
-    }
-  }
-
-  private sync(rs: KObj): void {
+  protected sync(rs: KObj): void {
     const ns = rs.metadata.namespace;
     const all = this.store.list('pods', ns);
     const pods = all.filter((p) => controllerUid(p) === rs.metadata.uid);
