@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { execa } from 'execa';
@@ -65,11 +65,22 @@ f.export_bpf(sys.stdout)
 const CACHE_DIR = '/run/stevedore/seccomp-bpf';
 const PYTHON = '/usr/bin/python3';
 
+/** Compilations under way in this process, by profile hash: the apps of one pod start together and share one. */
+const inFlight = new Map<string, Promise<string | undefined>>();
+
 /** The profile as a BPF program (base64), from the node's cache or compiled now; undefined when it cannot be. */
-export async function compiledSeccomp(profile: OciSeccomp): Promise<string | undefined> {
+export function compiledSeccomp(profile: OciSeccomp): Promise<string | undefined> {
   const json = JSON.stringify(profile);
   const key = createHash('sha256').update(json).digest('hex');
-  const file = path.join(CACHE_DIR, `${key}.bpf`);
+  let pending = inFlight.get(key);
+  if (!pending) {
+    pending = cachedOrCompiled(json, path.join(CACHE_DIR, `${key}.bpf`)).finally(() => inFlight.delete(key));
+    inFlight.set(key, pending);
+  }
+  return pending;
+}
+
+async function cachedOrCompiled(json: string, file: string): Promise<string | undefined> {
   const cached = await fs.readFile(file).catch(() => undefined);
   if (cached?.length && cached.length % 8 === 0) return cached.toString('base64');
   const r = await execa(PYTHON, ['-c', COMPILER], { input: json, encoding: 'buffer', stripFinalNewline: false, reject: false, timeout: 10_000 });
@@ -77,9 +88,14 @@ export async function compiledSeccomp(profile: OciSeccomp): Promise<string | und
   const bpf = Buffer.from(r.stdout as unknown as Uint8Array);
   // A classic BPF program is a whole number of 8-byte instructions.
   if (r.exitCode !== 0 || !bpf?.length || bpf.length % 8 !== 0) return undefined;
-  await fs.mkdir(CACHE_DIR, { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(tmp, bpf, { mode: 0o600 });
-  await fs.rename(tmp, file);
+  // The cache only saves time: failing to keep the program (another process writing it too, a full /run) loses nothing.
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await fs.mkdir(CACHE_DIR, { recursive: true, mode: 0o700 });
+    await fs.writeFile(tmp, bpf, { mode: 0o600 });
+    await fs.rename(tmp, file);
+  } catch {
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+  }
   return bpf.toString('base64');
 }
