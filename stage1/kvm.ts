@@ -11,6 +11,7 @@ import { loadKvmAssets } from './kvm/assets.js';
 import { attachVmNetwork } from './kvm/net.js';
 import { fsops } from '../runtime-rkt/image/fsops.js';
 import { ociSpec } from './oci-spec.js';
+import { precompileSeccomp } from './seccomp-bpf.js';
 import { appSecurity } from './app-security.js';
 import { readLocalhostSeccomp } from './seccomp.js';
 import { guestCpus, guestMemoryMiB, qemuArgv, type KvmAccel } from './kvm/vm.js';
@@ -176,6 +177,7 @@ export class KvmStage1 implements Stage1 {
       // No hostDevices for a privileged app: the node's devices are not the guest's. It gets every
       // capability and an open device cgroup (it may mknod any of the guest's devices), not the node's.
     });
+    await precompileSeccomp(spec);
     const root = spec.root as { path: string; readonly?: boolean };
     const linux = spec.linux as Record<string, unknown>;
     return { ...spec, root: { ...root, path: `/pod/apps/${i}` }, linux: { ...linux, cgroupsPath: `/stevedore/app${i}` } };

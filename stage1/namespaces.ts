@@ -10,8 +10,8 @@ import { podEtcBinds } from './common.js';
 import { ociSpec } from './oci-spec.js';
 import { appSecurity } from './app-security.js';
 import { hostDevices, unitDeviceProperties } from './devices.js';
-import { readLocalhostSeccomp, type OciSeccomp } from './seccomp.js';
-import { compiledSeccomp } from './seccomp-bpf.js';
+import { readLocalhostSeccomp } from './seccomp.js';
+import { precompileSeccomp } from './seccomp-bpf.js';
 import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 
 /** Namespaces the apps of one pod share (Kubernetes semantics: one IP, one hostname, shared SysV IPC). */
@@ -69,10 +69,8 @@ export class NamespacesStage1 implements Stage1 {
       ...(sec.seccomp.type === 'Localhost' ? { localhostSeccomp: await readLocalhostSeccomp(sec.seccomp.path) } : {}),
       ...(sec.privileged ? { hostDevices: hostDevices() } : {}),
     });
-    // The profile precompiled once per node boot, so crun does not compile it at every start (seccomp-bpf.ts).
-    const seccomp = (spec.linux as { seccomp?: OciSeccomp }).seccomp;
-    const bpf = seccomp && await compiledSeccomp(seccomp);
-    if (bpf) spec.annotations = { 'run.oci.seccomp_bpf_data': bpf };
+    // The profile precompiled once per node boot, so crun does not compile it at every start.
+    await precompileSeccomp(spec);
     return spec;
   }
 
