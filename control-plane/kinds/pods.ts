@@ -1,7 +1,7 @@
 import { cpuMillis, memoryBytes } from '../../common/quantity.js';
 import { DNS1123_LABEL, type Cause } from '../resources.js';
 import type { KObj } from '../store.js';
-import type { KindStrategy } from './strategy.js';
+import { statusAndDefaults, type KindStrategy } from './strategy.js';
 
 function hasTag(image: string): boolean {
   const noDigest = image.split('@')[0]!;
@@ -120,14 +120,7 @@ function validateResources(pod: KObj, causes: Cause[]): void {
 }
 
 export const podStrategy: KindStrategy = {
-  statusSubresource: true,
-  prepareForCreate(pod) {
-    pod.status = {};
-    defaultPod(pod);
-  },
-  prepareForUpdate(pod) {
-    defaultPod(pod);
-  },
+  ...statusAndDefaults(() => ({}), defaultPod),
   validate(pod, causes) {
     validatePod(pod, causes);
     validateResources(pod, causes);

@@ -18,3 +18,19 @@ export interface KindStrategy {
   /** Field errors of a change (immutable fields) to the main resource. */
   validateUpdate?(obj: KObj, cur: KObj, causes: Cause[]): void;
 }
+
+/**
+ * The usual shape of a kind with a status subresource: a new object starts
+ * from `initialStatus` (whatever the client sent is the controllers' to
+ * write), and `defaults` fill the spec on create and on every update.
+ */
+export function statusAndDefaults(initialStatus: () => KObj, defaults: (obj: KObj) => void): Pick<KindStrategy, 'statusSubresource' | 'prepareForCreate' | 'prepareForUpdate'> {
+  return {
+    statusSubresource: true,
+    prepareForCreate(obj) {
+      obj.status = initialStatus();
+      defaults(obj);
+    },
+    prepareForUpdate: (obj) => defaults(obj),
+  };
+}

@@ -6,7 +6,7 @@
 import type { Cause } from '../resources.js';
 import type { KObj } from '../store.js';
 import { validatePod } from './pods.js';
-import type { KindStrategy } from './strategy.js';
+import { statusAndDefaults, type KindStrategy } from './strategy.js';
 import { parseSchedule } from './cron.js';
 
 const isObj = (v: unknown): v is KObj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -158,12 +158,7 @@ function defaultReplicaSet(rs: KObj): void {
 }
 
 export const replicaSetStrategy: KindStrategy = {
-  statusSubresource: true,
-  prepareForCreate(rs) {
-    rs.status = { replicas: 0 };
-    defaultReplicaSet(rs);
-  },
-  prepareForUpdate: defaultReplicaSet,
+  ...statusAndDefaults(() => ({ replicas: 0 }), defaultReplicaSet),
   validate(rs, causes) {
     nonNegative(rs.spec?.replicas, 'spec.replicas', causes);
     nonNegative(rs.spec?.minReadySeconds, 'spec.minReadySeconds', causes);
@@ -191,12 +186,7 @@ function defaultDeployment(d: KObj): void {
 }
 
 export const deploymentStrategy: KindStrategy = {
-  statusSubresource: true,
-  prepareForCreate(d) {
-    d.status = {};
-    defaultDeployment(d);
-  },
-  prepareForUpdate: defaultDeployment,
+  ...statusAndDefaults(() => ({}), defaultDeployment),
   validate(d, causes) {
     const spec = d.spec ?? {};
     nonNegative(spec.replicas, 'spec.replicas', causes);
@@ -321,12 +311,7 @@ function validTimeZone(tz: string): boolean {
 }
 
 export const cronJobStrategy: KindStrategy = {
-  statusSubresource: true,
-  prepareForCreate(cj) {
-    cj.status = {};
-    defaultCronJob(cj);
-  },
-  prepareForUpdate: defaultCronJob,
+  ...statusAndDefaults(() => ({}), defaultCronJob),
   validate(cj, causes) {
     const spec = cj.spec ?? {};
     if (!spec.schedule) causes.push({ field: 'spec.schedule', reason: 'FieldValueRequired', message: 'Required value' });
@@ -371,12 +356,7 @@ function defaultDaemonSet(ds: KObj): void {
 }
 
 export const daemonSetStrategy: KindStrategy = {
-  statusSubresource: true,
-  prepareForCreate(ds) {
-    ds.status = { currentNumberScheduled: 0, numberMisscheduled: 0, desiredNumberScheduled: 0, numberReady: 0 };
-    defaultDaemonSet(ds);
-  },
-  prepareForUpdate: defaultDaemonSet,
+  ...statusAndDefaults(() => ({ currentNumberScheduled: 0, numberMisscheduled: 0, desiredNumberScheduled: 0, numberReady: 0 }), defaultDaemonSet),
   validate(ds, causes) {
     const spec = ds.spec ?? {};
     nonNegative(spec.minReadySeconds, 'spec.minReadySeconds', causes);
