@@ -39,7 +39,7 @@ export function ociDeviceCgroup(privileged: boolean): Array<Record<string, unkno
 export function unitDeviceProperties(privileged: boolean): UnitProperty[] {
   if (privileged) return [prop.str('DevicePolicy', 'auto')];
   const allow = DEFAULT_DEVICE_RULES.map((r): [string, string] => [r.minor === '*' ? 'char-pts' : `/dev/${r.type === 'c' ? 'char' : 'block'}/${r.major}:${r.minor}`, r.access]);
-  return [prop.str('DevicePolicy', 'closed'), ['DeviceAllow', new Variant('a(ss)', allow)]];
+  return [prop.str('DevicePolicy', 'strict'), ['DeviceAllow', new Variant('a(ss)', allow)]];
 }
 
 export interface HostDevice { path: string; type: 'c' | 'b'; major: number; minor: number; fileMode: number; uid: number; gid: number }

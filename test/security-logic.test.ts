@@ -156,7 +156,7 @@ test('seccomp profile: escapes refused without CAP_SYS_ADMIN, allowed with it', 
 test('unit properties: closed device policy with the list; fly gets caps, nnp, seccomp names', () => {
   const [policy, allow] = unitDeviceProperties(false);
   assert.equal(policy, ['DevicePolicy', policy![1]]);
-  assert.is((policy![1] as { value: string }).value, 'closed');
+  assert.is((policy![1] as { value: string }).value, 'strict');
   const rules = (allow![1] as { value: Array<[string, string]> }).value;
   assert.ok(rules.some(([dev]) => dev === '/dev/char/1:3') && rules.some(([dev]) => dev === 'char-pts'));
   assert.not.ok(rules.some(([dev]) => dev.includes('block')), 'no block device');
