@@ -29,6 +29,8 @@ export class PodSync {
   /** Pods bound to this node, by UID, as the watch last saw them. */
   readonly desired = new Map<string, V1Pod>();
   private readonly reported = new Map<string, string>();
+  /** Pods whose status patch is on its way to the API server. */
+  private readonly statusInFlight = new Set<string>();
   /** What each pod's last reported status was computed from: identical inputs (the runtime reuses unchanged statuses) need no recomputation. */
   private readonly reportedFrom = new Map<string, { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined }>();
   private readonly inflight = new Map<string, Promise<void>>();
@@ -287,6 +289,11 @@ export class PodSync {
       this.reportedFrom.set(uid, { pod, current, waiting });
       return;
     }
+    // One status patch per pod at a time: two in flight can reach the server in either order, and
+    // an older status applied last (Pending after Failed) would stay, since `reported` says the newer one went.
+    // The pass that runs when the patch completes computes the status again.
+    if (this.statusInFlight.has(uid)) return;
+    this.statusInFlight.add(uid);
     this.reported.set(uid, key);
     this.reportedFrom.set(uid, { pod, current, waiting });
     const md = pod.metadata!;
@@ -294,6 +301,9 @@ export class PodSync {
       this.reported.delete(uid);
       this.reportedFrom.delete(uid);
       if (apiStatus(err) !== 404) this.log.warn({ pod: `${md.namespace}/${md.name}`, err: String(err) }, 'status update failed; will retry');
+    }).finally(() => {
+      this.statusInFlight.delete(uid);
+      this.trigger();
     });
   }
 
