@@ -34,6 +34,20 @@ ${o.strategy ?? ''}${o.extraSpec ?? ''}  template:
 
 // ---------------------------------------------------------------------------------- API level
 
+/** A Job of one busybox container running `command` once per pod (restartPolicy Never); `spec` adds lines under spec. */
+const jobYaml = (name: string, command: string, spec = '') => `apiVersion: batch/v1
+kind: Job
+metadata: {name: ${name}}
+spec:
+${spec}  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, '${command}']
+`;
+
 const api = suite('workloads: the API and controllers with the real kubectl');
 let t: TestCP;
 api.before(async () => { t = await startTestControlPlane(); });
@@ -499,20 +513,7 @@ node('a Job with parallelism 2 and completions 4 runs at most 2 pods at once and
     events++;
     most = Math.max(most, pods.filter((p) => p.status?.phase === 'Running' || p.status?.phase === 'Pending').length);
   });
-  await c.k(['apply', '-f', '-'], `apiVersion: batch/v1
-kind: Job
-metadata: {name: batch}
-spec:
-  parallelism: 2
-  completions: 4
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: work
-        image: busybox
-        command: [sh, -c, 'sleep 2']
-`);
+  await c.k(['apply', '-f', '-'], jobYaml('batch', 'sleep 2', '  parallelism: 2\n  completions: 4\n'));
   const started = Date.now();
   const waited = await c.kubectl(['wait', '--for=condition=complete', 'job/batch', '--timeout=150s']);
   stopWatch();
@@ -530,19 +531,7 @@ spec:
 
 node('a Job whose pod always fails stops at backoffLimit with condition Failed', async () => {
   const c: TestCluster = getCluster();
-  await c.k(['apply', '-f', '-'], `apiVersion: batch/v1
-kind: Job
-metadata: {name: doomed}
-spec:
-  backoffLimit: 1
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: work
-        image: busybox
-        command: [sh, -c, 'exit 3']
-`);
+  await c.k(['apply', '-f', '-'], jobYaml('doomed', 'exit 3', '  backoffLimit: 1\n'));
   const waited = await c.kubectl(['wait', '--for=condition=failed', 'job/doomed', '--timeout=120s']);
   assert.is(waited.code, 0, waited.stderr);
   const job = JSON.parse(await c.k(['get', 'job', 'doomed', '-o', 'json']));
@@ -562,20 +551,7 @@ node('kill -9 of the control plane in the middle of a rollout and of a Job: the 
   await c.k(['apply', '-f', '-'], deployment('crash', { replicas: 3, strategy, grace: 1, extraSpec: '  minReadySeconds: 2\n' }));
   const first = await c.kubectl(['rollout', 'status', 'deploy/crash', '--timeout=120s']);
   assert.is(first.code, 0, first.stderr);
-  await c.k(['apply', '-f', '-'], `apiVersion: batch/v1
-kind: Job
-metadata: {name: crashjob}
-spec:
-  parallelism: 2
-  completions: 4
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-      - name: work
-        image: busybox
-        command: [sh, -c, 'sleep 3']
-`);
+  await c.k(['apply', '-f', '-'], jobYaml('crashjob', 'sleep 3', '  parallelism: 2\n  completions: 4\n'));
   await c.k(['rollout', 'restart', 'deploy/crash']);
   // mid-rollout: the new ReplicaSet has a pod, the old one still has some
   await eventually('the rollout under way', async () => {
