@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { KObj, Store } from '../store.js';
 import type { Logger } from '../../common/log.js';
 import { ApiError } from '../resources.js';
+import type { EventRecorder } from './events.js';
 
 export type PropagationPolicy = 'Orphan' | 'Background' | 'Foreground';
 
@@ -47,6 +48,16 @@ export function adoptOrphans(client: ApiClient, resource: string, owner: KObj, c
 }
 
 /** A pod is Ready when its Ready condition is True. */
+/** Delete a pod its owner no longer wants, with the owner's SuccessfulDelete event; a pod already gone is fine. */
+export function deleteOwnedPod(client: ApiClient, events: EventRecorder, owner: KObj, pod: KObj, component: string): void {
+  try {
+    client.delete('pods', owner.metadata.namespace, pod.metadata.name, { uid: pod.metadata.uid });
+    events.record(owner, 'Normal', 'SuccessfulDelete', `Deleted pod: ${pod.metadata.name}`, component);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.code === 404)) throw err;
+  }
+}
+
 export function podReady(pod: KObj): boolean {
   return (pod.status?.conditions ?? []).some((c: KObj) => c.type === 'Ready' && c.status === 'True');
 }

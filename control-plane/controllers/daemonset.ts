@@ -1,7 +1,6 @@
 import type { Logger } from '../../common/log.js';
-import { ApiError } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, adoptOrphans, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
+import { KindController, adoptOrphans, deleteOwnedPod, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
 import { templateHash } from './deployment.js';
@@ -22,15 +21,6 @@ export class DaemonSetController extends KindController {
     super(store, log, 'daemonsets', ['pods', 'nodes'], 1000);
   }
 
-  private deletePod(ds: KObj, pod: KObj): void {
-    try {
-      this.client.delete('pods', ds.metadata.namespace, pod.metadata.name, { uid: pod.metadata.uid });
-      this.events.record(ds, 'Normal', 'SuccessfulDelete', `Deleted pod: ${pod.metadata.name}`, COMPONENT);
-    } catch (err) {
-      if (!(err instanceof ApiError && err.code === 404)) throw err;
-    }
-  }
-
   protected sync(ds: KObj): void {
     if (ds.metadata.deletionTimestamp) return;
     const ns = ds.metadata.namespace;
@@ -44,13 +34,13 @@ export class DaemonSetController extends KindController {
     const eligible = new Set(nodes.map((n) => n.metadata.name));
     const active = pods.filter(podActive);
     // misplaced pods (node gone or no longer matching) go
-    for (const p of active) if (!eligible.has(p.spec?.nodeName)) this.deletePod(ds, p);
+    for (const p of active) if (!eligible.has(p.spec?.nodeName)) deleteOwnedPod(this.client, this.events, ds, p, COMPONENT);
     const byNode = new Map<string, KObj[]>();
     for (const p of active) if (eligible.has(p.spec?.nodeName)) byNode.set(p.spec.nodeName, [...(byNode.get(p.spec.nodeName) ?? []), p]);
     for (const node of nodes) {
       const name = node.metadata.name;
       const here = (byNode.get(name) ?? []).sort((a, b) => Date.parse(a.metadata.creationTimestamp) - Date.parse(b.metadata.creationTimestamp));
-      for (const extra of here.slice(1)) this.deletePod(ds, extra);
+      for (const extra of here.slice(1)) deleteOwnedPod(this.client, this.events, ds, extra, COMPONENT);
       if (here.length) {
         byNode.set(name, here.slice(0, 1));
         continue;
@@ -76,7 +66,7 @@ export class DaemonSetController extends KindController {
       for (const p of old) {
         const wasAvailable = podAvailable(p, minReady);
         if (wasAvailable && unavailable >= maxUnavailable) break;
-        this.deletePod(ds, p);
+        deleteOwnedPod(this.client, this.events, ds, p, COMPONENT);
         if (wasAvailable) unavailable++;
       }
     }

@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
-import { ApiError, now } from '../resources.js';
+import { now } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, controllerUid, podActive, podReady, type ApiClient } from './client.js';
+import { KindController, controllerUid, deleteOwnedPod, podActive, podReady, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
 
@@ -29,14 +29,7 @@ export class JobController extends KindController {
   }
 
   private deletePods(job: KObj, pods: KObj[]): void {
-    for (const p of pods) {
-      try {
-        this.client.delete('pods', job.metadata.namespace, p.metadata.name, { uid: p.metadata.uid });
-        this.events.record(job, 'Normal', 'SuccessfulDelete', `Deleted pod: ${p.metadata.name}`, COMPONENT);
-      } catch (err) {
-        if (!(err instanceof ApiError && err.code === 404)) throw err;
-      }
-    }
+    for (const p of pods) deleteOwnedPod(this.client, this.events, job, p, COMPONENT);
   }
 
   protected sync(job: KObj): void {
