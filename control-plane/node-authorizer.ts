@@ -5,7 +5,7 @@
  * - `system:masters` (the admin token): everything;
  * - a node (`system:node:NAME` in group `system:nodes`, from its client certificate): the reads
  *   an agent needs, writes to its own Node, Lease and Events, the status of pods bound to it and
- *   their deletion, and Secrets that a pod bound to it references;
+ *   their deletion, and Secrets and ConfigMaps that a pod bound to it references;
  * - anyone else the CA vouches for (e.g. the control plane's own kubelet-client certificate):
  *   nothing but discovery (no RBAC bindings exist).
  *
@@ -54,23 +54,36 @@ export function forbidden(user: UserInfo, a: RequestAttributes, reason?: string)
 
 const noRelationship = (node: string) => `no relationship found between node '${node}' and this object`;
 
-/**
- * Where a pod names a Secret. Each entry returns the names it finds; add one here when the
- * node starts honouring another kind of reference (kubelet: volumes, env, envFrom, projected).
- */
-const SECRET_REFERENCES: Array<(spec: KObj) => unknown[]> = [
-  (spec) => (spec.imagePullSecrets ?? []).map((r: KObj) => r?.name),
-  (spec) => (spec.volumes ?? []).map((v: KObj) => v?.secret?.secretName),
-  (spec) => (spec.volumes ?? []).flatMap((v: KObj) => (v?.projected?.sources ?? []).map((s: KObj) => s?.secret?.name)),
-  (spec) => [...(spec.initContainers ?? []), ...(spec.containers ?? []), ...(spec.ephemeralContainers ?? [])].flatMap((c: KObj) => [
-    ...(c?.env ?? []).map((e: KObj) => e?.valueFrom?.secretKeyRef?.name),
-    ...(c?.envFrom ?? []).map((e: KObj) => e?.secretRef?.name),
-  ]),
-];
+const allContainers = (spec: KObj): KObj[] => [...(spec.initContainers ?? []), ...(spec.containers ?? []), ...(spec.ephemeralContainers ?? [])];
 
-export function podReferencesSecret(pod: KObj, secretName: string): boolean {
+/**
+ * Where a pod names a Secret or a ConfigMap. Each entry returns the names it finds; add one here
+ * when the node starts honouring another kind of reference (kubelet: volumes, env, envFrom, projected).
+ */
+const REFERENCES: Record<'secrets' | 'configmaps', Array<(spec: KObj) => unknown[]>> = {
+  secrets: [
+    (spec) => (spec.imagePullSecrets ?? []).map((r: KObj) => r?.name),
+    (spec) => (spec.volumes ?? []).map((v: KObj) => v?.secret?.secretName),
+    (spec) => (spec.volumes ?? []).flatMap((v: KObj) => (v?.projected?.sources ?? []).map((s: KObj) => s?.secret?.name)),
+    (spec) => allContainers(spec).flatMap((c: KObj) => [
+      ...(c?.env ?? []).map((e: KObj) => e?.valueFrom?.secretKeyRef?.name),
+      ...(c?.envFrom ?? []).map((e: KObj) => e?.secretRef?.name),
+    ]),
+  ],
+  configmaps: [
+    (spec) => (spec.volumes ?? []).map((v: KObj) => v?.configMap?.name),
+    (spec) => (spec.volumes ?? []).flatMap((v: KObj) => (v?.projected?.sources ?? []).map((s: KObj) => s?.configMap?.name)),
+    (spec) => allContainers(spec).flatMap((c: KObj) => [
+      ...(c?.env ?? []).map((e: KObj) => e?.valueFrom?.configMapKeyRef?.name),
+      ...(c?.envFrom ?? []).map((e: KObj) => e?.configMapRef?.name),
+    ]),
+  ],
+};
+
+/** Whether a pod references the named Secret (resource `secrets`) or ConfigMap (`configmaps`). */
+export function podReferences(pod: KObj, resource: 'secrets' | 'configmaps', name: string): boolean {
   const spec = pod.spec ?? {};
-  return SECRET_REFERENCES.some((refs) => refs(spec).includes(secretName));
+  return REFERENCES[resource].some((refs) => refs(spec).includes(name));
 }
 
 const boundTo = (pod: KObj | undefined, node: string) => !!pod && pod.spec?.nodeName === node;
@@ -115,9 +128,11 @@ function authorizeNode(user: UserInfo, node: string, a: RequestAttributes, objec
     case 'node.k8s.io/runtimeclasses':
       if (!a.subresource && READ.includes(a.verb)) return;
       return deny();
-    case '/secrets': {
+    case '/secrets':
+    case '/configmaps': {
       if (a.verb !== 'get' || !a.name || !a.namespace) return deny();
-      const referenced = objects.list('pods', a.namespace).some((p) => boundTo(p, node) && podReferencesSecret(p, a.name!));
+      const resource = a.resource as 'secrets' | 'configmaps';
+      const referenced = objects.list('pods', a.namespace).some((p) => boundTo(p, node) && podReferences(p, resource, a.name!));
       if (referenced) return;
       return deny(noRelationship(node));
     }

@@ -93,6 +93,20 @@ function secret(buf: Buffer): KObj {
   return obj;
 }
 
+function configMap(buf: Buffer): KObj {
+  const obj: KObj = { apiVersion: 'v1', kind: 'ConfigMap', metadata: {} };
+  for (const f of fields(buf)) {
+    switch (f.no) {
+      case 1: obj.metadata = objectMeta(bytesOf(f)); break;
+      case 2: { const [k, v] = mapEntry(f); (obj.data ??= {})[k] = v.toString('utf8'); break; }
+      case 3: { const [k, v] = mapEntry(f); (obj.binaryData ??= {})[k] = v.toString('base64'); break; }
+      case 4: obj.immutable = f.value !== 0n; break;
+      default: break;
+    }
+  }
+  return obj;
+}
+
 function namespace(buf: Buffer): KObj {
   const obj: KObj = { apiVersion: 'v1', kind: 'Namespace', metadata: {} };
   for (const f of fields(buf)) {
@@ -233,9 +247,10 @@ function workload(m: Message, apiVersion: string, kind: string, zeroable: string
   };
 }
 
-/** The kinds kubectl's typed clients create here: `kubectl create secret|namespace|deployment|job`. */
+/** The kinds kubectl's typed clients create here: `kubectl create secret|configmap|namespace|deployment|job`. */
 const DECODERS: Record<string, (b: Buffer) => KObj> = {
   'v1/Secret': secret,
+  'v1/ConfigMap': configMap,
   'v1/Namespace': namespace,
   'apps/v1/Deployment': workload(deployment, 'apps/v1', 'Deployment', ['minReadySeconds']),
   'batch/v1/Job': workload(job, 'batch/v1', 'Job', []),
@@ -255,7 +270,7 @@ export function decodeProtobufBody(buf: Buffer): KObj {
     }
     const decode = DECODERS[`${apiVersion}/${kind}`];
     if (!decode) {
-      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret and Namespace, apps/v1 Deployment, batch/v1 Job and CronJob, not ${apiVersion}/${kind}; send application/json or application/yaml`);
+      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret, ConfigMap and Namespace, apps/v1 Deployment, batch/v1 Job and CronJob, not ${apiVersion}/${kind}; send application/json or application/yaml`);
     }
     return decode(raw);
   } catch (err) {

@@ -106,7 +106,7 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 function parseBody(buf: Buffer, contentType: string): any {
   // kubectl's typed clients (kubectl create secret …) send protobuf and do not fall back to JSON.
   if (/protobuf/.test(contentType)) return decodeProtobufBody(buf);
-  if (/cbor/.test(contentType)) throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Secrets, Namespaces, Deployments, Jobs)');
+  if (/cbor/.test(contentType)) throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Secrets, ConfigMaps, Namespaces, Deployments, Jobs)');
   const text = buf.toString('utf8');
   if (!text.trim()) throw badRequest('the request body is empty; send a JSON object');
   try {

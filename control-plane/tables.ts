@@ -170,6 +170,10 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
     columns: [NAME, col('Type'), col('Data', 0, 'integer'), AGE],
     cells: (o) => [o.metadata.name, o.type ?? 'Opaque', Object.keys(o.data ?? {}).length, since(o.metadata.creationTimestamp)],
   },
+  configmaps: {
+    columns: [NAME, col('Data', 0, 'integer'), AGE],
+    cells: (o) => [o.metadata.name, Object.keys(o.data ?? {}).length + Object.keys(o.binaryData ?? {}).length, since(o.metadata.creationTimestamp)],
+  },
   deployments: {
     columns: [NAME, col('Ready'), col('Up-to-date', 0, 'integer'), col('Available', 0, 'integer'), AGE, ...workloadWide],
     cells: (d) => [d.metadata.name, `${d.status?.readyReplicas ?? 0}/${d.spec?.replicas ?? 0}`, d.status?.updatedReplicas ?? 0, d.status?.availableReplicas ?? 0, since(d.metadata.creationTimestamp), ...workloadWideCells(d)],

@@ -1,5 +1,6 @@
 import { now, type Cause } from '../resources.js';
 import type { KObj } from '../store.js';
+import { configMapUpdateCauses, normaliseConfigMap, validateConfigMap } from './configmaps.js';
 import { podStrategy } from './pods.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 import type { KindStrategy } from './strategy.js';
@@ -24,6 +25,12 @@ export const STRATEGIES: Record<string, KindStrategy> = {
     prepareForUpdate: normaliseSecret,
     validate: validateSecret,
     validateUpdate: (secret, cur, causes) => causes.push(...secretUpdateCauses(cur, secret)),
+  },
+  ConfigMap: {
+    prepareForCreate: normaliseConfigMap,
+    prepareForUpdate: normaliseConfigMap,
+    validate: validateConfigMap,
+    validateUpdate: (cm, cur, causes) => causes.push(...configMapUpdateCauses(cur, cm)),
   },
   Event: {
     prepareForCreate(ev) {
