@@ -454,7 +454,9 @@ api('a StatefulSet: stable names in order, each after its predecessor is Ready; 
     assert.match(await k(['get', 'sts']), /^NAME\s+READY\s+AGE\ndb\s+3\/3\s+\d+s$/m);
     // a pod deleted by hand comes back under the same name
     const uid1 = (await podsOf('app=db')).find((p) => p.metadata.name === 'db-1')!.metadata.uid;
-    await k(['delete', 'pod', 'db-1']);
+    // --wait=false: the stand-in kubelet finishes the deletion within 100 ms and the controller remakes db-1 at once; a
+    // kubectl that lists after that sees a db-1 (the new one) and would wait for a deletion that already happened
+    await k(['delete', 'pod', 'db-1', '--wait=false']);
     await waitFor('db-1 again', async () => (await podsOf('app=db')).some((p) => p.metadata.name === 'db-1' && p.metadata.uid !== uid1 && p.status.phase === 'Running'));
     // rolling update: highest ordinal first
     const order: string[] = [];
