@@ -12,6 +12,9 @@ import { podStatusFor, sameStatus, type Waiting } from './pod-status.js';
 import type { ContainerRuntime } from './runtime.js';
 import { chooseStage1, hostAccessAsked, hostAccessRefusal, type Stage1Choice, type Stage1Policy } from './stage1-policy.js';
 import { pullSecretsKeyring } from './pull-secrets.js';
+import { resolveEnv, type EnvContext } from './env.js';
+import { podObjects } from './pod-objects.js';
+import { nodeAllocatable } from './node.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 
 /** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
@@ -143,6 +146,7 @@ export class PodSync {
     }
     if (choice.raisedBy) this.log.info({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, stage1: choice.stage1, raisedBy: choice.raisedBy }, 'stage1 raised by the node policy');
     if (!(await this.ensureImages(pod))) return;
+    if (!(await this.resolveSources(pod, runtimePod, choice.stage1))) return;
     try {
       const uuid = await this.runtime.runPod(runtimePod, { stage1: choice.stage1 });
       this.waiting.delete(uid);
@@ -213,6 +217,34 @@ export class PodSync {
     return true;
   }
 
+  /**
+   * What the runtime cannot know: env from ConfigMaps, Secrets, the downward
+   * API and resources (agent/env.ts), resolved into the runtime pod's env. A
+   * missing object or key puts the pod in CreateContainerConfigError and is
+   * tried again every 10 s (the kubelet's pod worker back-off), so the pod
+   * starts soon after the object appears. False when the pod cannot start yet.
+   */
+  private async resolveSources(pod: V1Pod, runtimePod: Pod, stage1: string): Promise<boolean> {
+    const objects = podObjects(this.kube, pod.metadata?.namespace ?? 'default');
+    const onHostNetwork = pod.spec?.hostNetwork === true || stage1 === 'fly';
+    const ctx: EnvContext = { hostIP: this.cfg.nodeIP, podIPFromRuntime: !onHostNetwork, ...(onHostNetwork ? { podIPs: [this.cfg.nodeIP] } : {}), node: await nodeAllocatable(this.cfg.dataDir) };
+    try {
+      for (const [i, c] of (pod.spec?.containers ?? []).entries()) {
+        const target = runtimePod.spec.containers[i]!;
+        if (!c.env?.some((e) => e.valueFrom) && !c.envFrom?.length) continue;
+        const { env, warnings } = await resolveEnv(pod, c, objects, ctx);
+        for (const w of warnings) this.events.emit(pod, 'Warning', 'InvalidEnvironmentVariableNames', w);
+        target.env = env;
+        delete target.envFrom;
+      }
+      return true;
+    } catch (err) {
+      const message = err instanceof ContainerConfigError ? err.message : `cannot read the pod's ConfigMaps and Secrets: ${String((err as Error).message ?? err).slice(0, 300)}`;
+      this.fail(pod, 'CreateContainerConfigError', message, undefined, 10_000);
+      return false;
+    }
+  }
+
   /** Refuse a pod for good (kubelet admission): it turns Failed with the reason, one Warning event, no retries. */
   private reject(pod: V1Pod, reason: string, message: string): void {
     this.waiting.set(pod.metadata!.uid!, { reason, message, rejected: true });
@@ -231,10 +263,10 @@ export class PodSync {
   }
 
   /** Record why a pod cannot start, tell the user with an event, and back off exponentially (1 s … 5 min). */
-  private fail(pod: V1Pod, reason: string, message: string, fieldPath?: string): void {
+  private fail(pod: V1Pod, reason: string, message: string, fieldPath?: string, retryAfterMs?: number): void {
     const uid = pod.metadata!.uid!;
     this.waiting.set(uid, { reason, message });
-    const delayMs = Math.min(300_000, (this.backoff.get(uid)?.delayMs ?? 500) * 2);
+    const delayMs = retryAfterMs ?? Math.min(300_000, (this.backoff.get(uid)?.delayMs ?? 500) * 2);
     this.backoff.set(uid, { until: Date.now() + delayMs, delayMs });
     this.events.emit(pod, 'Warning', reason === 'ImagePullBackOff' ? 'BackOff' : reason.startsWith('CNI') ? reason : 'Failed', message, fieldPath);
     this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod cannot start');

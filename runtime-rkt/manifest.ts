@@ -1,6 +1,6 @@
 import { parseAllDocuments } from 'yaml';
 import { InvalidInput } from '../common/errors.js';
-import { cpuMillis, memoryBytes } from '../common/quantity.js';
+import { cpuMillis, memoryBytes, parseQuantity } from '../common/quantity.js';
 import { refusedFields, type TableId } from './pod-fields.js';
 
 /**
@@ -13,7 +13,24 @@ import { refusedFields, type TableId } from './pod-fields.js';
  * `kubectl --validate=strict` would say); the agent reads API objects
  * leniently there (the API server adds metadata the runtime has no use for).
  */
-export interface EnvVar { name: string; value?: string }
+export interface ObjectFieldSelector { fieldPath: string; apiVersion?: string }
+export interface ResourceFieldSelector { resource: string; containerName?: string; divisor?: string | number }
+export interface KeySelector { name: string; key: string; optional?: boolean }
+export interface EnvVarSource {
+  fieldRef?: ObjectFieldSelector;
+  resourceFieldRef?: ResourceFieldSelector;
+  configMapKeyRef?: KeySelector;
+  secretKeyRef?: KeySelector;
+}
+/**
+ * `value` is expanded (`$(VAR)`, kubelet rules) by the runtime; `valueFrom`
+ * reaching the runtime may only be `fieldRef` status.podIP/status.podIPs,
+ * which the runtime fills once the pod network is up. The agent resolves every
+ * other source (ConfigMaps, Secrets, the rest of the downward API, resources)
+ * into `value`s with `$` escaped (agent/env.ts), and flattens envFrom.
+ */
+export interface EnvVar { name: string; value?: string; valueFrom?: EnvVarSource }
+export interface EnvFromSource { prefix?: string; configMapRef?: { name: string; optional?: boolean }; secretRef?: { name: string; optional?: boolean } }
 export interface ContainerPort { name?: string; containerPort: number; hostPort?: number; hostIP?: string; protocol?: 'TCP' | 'UDP' | 'SCTP' }
 export interface ResourceList { cpu?: string | number; memory?: string | number; [name: string]: string | number | undefined }
 export interface ContainerSpec {
@@ -22,6 +39,7 @@ export interface ContainerSpec {
   command?: string[];
   args?: string[];
   env?: EnvVar[];
+  envFrom?: EnvFromSource[];
   workingDir?: string;
   ports?: ContainerPort[];
   resources?: { limits?: ResourceList; requests?: ResourceList };
@@ -82,10 +100,10 @@ export const MAX_ANNOTATIONS_BYTES = 256 * 1024;
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+export const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 
 type Kind = 'string' | 'number' | 'boolean' | 'object' | 'array';
-interface Walker { strict: boolean; errors: string[] }
+export interface Walker { strict: boolean; errors: string[] }
 
 function kindOf(v: unknown): Kind | 'null' {
   if (v === null) return 'null';
@@ -255,7 +273,11 @@ function checkContainer(w: Walker, c: unknown, path: string): void {
       fieldsOf(w, ev, p, 'envVar');
       if (typeof ev.name !== 'string' || !ENV_NAME.test(ev.name)) w.errors.push(`${p}.name: Invalid value: ${JSON.stringify(ev.name)}: a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit`);
       if (ev.value !== undefined && typeof ev.value !== 'string') w.errors.push(`${p}.value: expected string, got ${kindOf(ev.value)}`);
+      if (ev.valueFrom !== undefined) checkEnvVarSource(w, ev.valueFrom, `${p}.valueFrom`, typeof ev.value === 'string' && ev.value !== '');
     });
+  }
+  if (expect(w, o.envFrom, 'array', `${path}.envFrom`)) {
+    (o.envFrom as unknown[]).forEach((e, i) => checkEnvFromSource(w, e, `${path}.envFrom[${i}]`));
   }
   if (expect(w, o.ports, 'array', `${path}.ports`)) {
     (o.ports as unknown[]).forEach((pt, i) => {
@@ -272,6 +294,85 @@ function checkContainer(w: Walker, c: unknown, path: string): void {
   }
   if (o.resources !== undefined) checkResources(w, o.resources, `${path}.resources`);
   if (o.securityContext !== undefined) checkContainerSecurity(w, o.securityContext, `${path}.securityContext`);
+}
+
+/** The downward API fields a container's env may read (the API server's list). */
+export const ENV_FIELD_PATHS = ['metadata.name', 'metadata.namespace', 'metadata.uid', 'spec.nodeName', 'spec.serviceAccountName', 'status.hostIP', 'status.hostIPs', 'status.podIP', 'status.podIPs'];
+/** `metadata.labels['k']`, `metadata.annotations['k']` (a subscript, as the API server allows them in env). */
+export const SUBSCRIPTED_FIELD_PATH = /^metadata\.(labels|annotations)\['(.*)'\]$/;
+export const RESOURCE_FIELD_RESOURCES = ['limits.cpu', 'limits.memory', 'limits.ephemeral-storage', 'requests.cpu', 'requests.memory', 'requests.ephemeral-storage'];
+const CONFIG_KEY = /^[-._a-zA-Z0-9]+$/;
+
+function checkKeySelector(w: Walker, v: unknown, path: string): void {
+  if (!expect(w, v, 'object', path)) return;
+  const ks = v as Record<string, unknown>;
+  fieldsOf(w, ks, path, 'keySelector');
+  if (typeof ks.name !== 'string' || ks.name === '') w.errors.push(`${path}.name: Required value`);
+  if (typeof ks.key !== 'string' || ks.key === '') w.errors.push(`${path}.key: Required value`);
+  else if (!CONFIG_KEY.test(ks.key) || ks.key.length > 253) w.errors.push(`${path}.key: Invalid value: ${JSON.stringify(ks.key)}: a valid config key must consist of alphanumeric characters, '-', '_' or '.'`);
+  bool(w, ks.optional, `${path}.optional`);
+}
+
+/** One field selector of the downward API, against the paths `allowed` (env and volumes allow different ones). */
+export function checkFieldRef(w: Walker, v: unknown, path: string, allowed: (fieldPath: string) => boolean): void {
+  if (!expect(w, v, 'object', path)) return;
+  const fr = v as Record<string, unknown>;
+  fieldsOf(w, fr, path, 'objectFieldSelector');
+  if (fr.apiVersion !== undefined && fr.apiVersion !== 'v1') w.errors.push(`${path}.apiVersion: Unsupported value: ${JSON.stringify(fr.apiVersion)}: supported values: "v1"`);
+  if (typeof fr.fieldPath !== 'string' || fr.fieldPath === '') w.errors.push(`${path}.fieldPath: Required value`);
+  else if (!allowed(fr.fieldPath)) w.errors.push(`${path}.fieldPath: Unsupported value: ${JSON.stringify(fr.fieldPath)}`);
+}
+
+export function checkResourceFieldRef(w: Walker, v: unknown, path: string, containerNameRequired: boolean): void {
+  if (!expect(w, v, 'object', path)) return;
+  const rf = v as Record<string, unknown>;
+  fieldsOf(w, rf, path, 'resourceFieldSelector');
+  if (containerNameRequired && (typeof rf.containerName !== 'string' || rf.containerName === '')) w.errors.push(`${path}.containerName: Required value`);
+  else if (rf.containerName !== undefined && typeof rf.containerName !== 'string') w.errors.push(`${path}.containerName: expected string, got ${kindOf(rf.containerName)}`);
+  if (typeof rf.resource !== 'string' || rf.resource === '') w.errors.push(`${path}.resource: Required value`);
+  else if (!RESOURCE_FIELD_RESOURCES.includes(rf.resource)) w.errors.push(`${path}.resource: Unsupported value: ${JSON.stringify(rf.resource)}: supported values: ${RESOURCE_FIELD_RESOURCES.map((r) => `"${r}"`).join(', ')}`);
+  if (rf.divisor !== undefined) {
+    if (typeof rf.divisor !== 'string' && typeof rf.divisor !== 'number') w.errors.push(`${path}.divisor: expected a quantity, got ${kindOf(rf.divisor)}`);
+    else {
+      try {
+        if (parseQuantity(rf.divisor, `${path}.divisor`) <= 0) w.errors.push(`${path}.divisor: must be greater than zero`);
+      } catch (err) {
+        w.errors.push((err as Error).message);
+      }
+    }
+  }
+}
+
+const envFieldPath = (p: string) => ENV_FIELD_PATHS.includes(p) || SUBSCRIPTED_FIELD_PATH.test(p);
+
+function checkEnvVarSource(w: Walker, v: unknown, path: string, hasValue: boolean): void {
+  if (!expect(w, v, 'object', path)) return;
+  const src = v as Record<string, unknown>;
+  fieldsOf(w, src, path, 'envVarSource');
+  if (hasValue) w.errors.push(`${path}: Invalid value: may not be specified when \`value\` is not empty`);
+  const set = ['fieldRef', 'resourceFieldRef', 'configMapKeyRef', 'secretKeyRef'].filter((k) => src[k] !== undefined && src[k] !== null);
+  if (set.length !== 1) w.errors.push(`${path}: Invalid value: must specify one of: \`fieldRef\`, \`resourceFieldRef\`, \`configMapKeyRef\` or \`secretKeyRef\``);
+  if (src.fieldRef !== undefined) checkFieldRef(w, src.fieldRef, `${path}.fieldRef`, envFieldPath);
+  if (src.resourceFieldRef !== undefined) checkResourceFieldRef(w, src.resourceFieldRef, `${path}.resourceFieldRef`, false);
+  if (src.configMapKeyRef !== undefined) checkKeySelector(w, src.configMapKeyRef, `${path}.configMapKeyRef`);
+  if (src.secretKeyRef !== undefined) checkKeySelector(w, src.secretKeyRef, `${path}.secretKeyRef`);
+}
+
+function checkEnvFromSource(w: Walker, v: unknown, path: string): void {
+  if (!expect(w, v, 'object', path)) return;
+  const src = v as Record<string, unknown>;
+  fieldsOf(w, src, path, 'envFromSource');
+  if (src.prefix !== undefined && (typeof src.prefix !== 'string' || (src.prefix !== '' && !ENV_NAME.test(src.prefix)))) w.errors.push(`${path}.prefix: Invalid value: ${JSON.stringify(src.prefix)}: a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit`);
+  const set = ['configMapRef', 'secretRef'].filter((k) => src[k] !== undefined && src[k] !== null);
+  if (set.length !== 1) w.errors.push(`${path}: Invalid value: must specify one of: \`configMapRef\` or \`secretRef\``);
+  for (const key of set) {
+    const p = `${path}.${key}`;
+    if (!expect(w, src[key], 'object', p)) continue;
+    const ref = src[key] as Record<string, unknown>;
+    fieldsOf(w, ref, p, 'envSourceRef');
+    if (typeof ref.name !== 'string' || ref.name === '') w.errors.push(`${p}.name: Required value`);
+    bool(w, ref.optional, `${p}.optional`);
+  }
 }
 
 /**

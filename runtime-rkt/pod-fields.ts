@@ -34,7 +34,8 @@ export interface Field {
 
 export type TableId =
   | 'podSpec' | 'container' | 'resources' | 'envVar' | 'containerPort' | 'securityContext' | 'podSecurityContext'
-  | 'capabilities' | 'seccompProfile' | 'sysctl' | 'dnsConfig' | 'dnsConfigOption' | 'hostAlias' | 'localObjectReference' | 'podOS';
+  | 'capabilities' | 'seccompProfile' | 'sysctl' | 'dnsConfig' | 'dnsConfigOption' | 'hostAlias' | 'localObjectReference' | 'podOS'
+  | 'envVarSource' | 'objectFieldSelector' | 'resourceFieldSelector' | 'keySelector' | 'envFromSource' | 'envSourceRef';
 
 export interface FieldTable {
   title: string;
@@ -116,7 +117,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       args: honour('replaces the image\'s Cmd'),
       command: honour('replaces the image\'s Entrypoint'),
       env: honour('the app\'s environment, over the image\'s', 'envVar'),
-      envFrom: refuse('environment from ConfigMaps and Secrets is not read', { issue: 14 }),
+      envFrom: honour('every key of a ConfigMap or Secret (read by the agent when the container starts), env on top; keys that are not valid variable names are skipped with an InvalidEnvironmentVariableNames event', 'envFromSource'),
       image: honour('pulled per imagePullPolicy, run as the app\'s root filesystem'),
       imagePullPolicy: honour('Always, IfNotPresent, Never, with Kubernetes\' defaults'),
       lifecycle: refuse('postStart and preStop hooks are not run', { issue: 14 }),
@@ -155,8 +156,61 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
     paths: ['spec.containers[].env[]'],
     fields: {
       name: honour('the variable\'s name (Kubernetes\' character set)'),
-      value: honour('its value'),
-      valueFrom: refuse('values from the downward API, ConfigMaps and Secrets are not read; set value instead', { issue: 14 }),
+      value: honour('its value, with `$(VAR)` references to variables defined before it expanded as the kubelet does (`$$` escapes)'),
+      valueFrom: honour('the downward API, a container\'s resources, a ConfigMap or Secret key (read by the agent when the container starts; status.podIP by the runtime once the pod network is up)', 'envVarSource'),
+    },
+  },
+  envVarSource: {
+    title: 'EnvVarSource',
+    paths: ['spec.containers[].env[].valueFrom'],
+    fields: {
+      configMapKeyRef: honour('a key of a ConfigMap of the pod\'s namespace; missing and not optional: CreateContainerConfigError until it exists', 'keySelector'),
+      fieldRef: honour('metadata.name/namespace/uid, metadata.labels[\'k\']/annotations[\'k\'], spec.nodeName, spec.serviceAccountName, status.hostIP(s), status.podIP(s)', 'objectFieldSelector'),
+      resourceFieldRef: honour('limits/requests of cpu, memory or ephemeral-storage divided by divisor and rounded up; unset limits are the node\'s allocatable', 'resourceFieldSelector'),
+      secretKeyRef: honour('a key of a Secret of the pod\'s namespace; missing and not optional: CreateContainerConfigError until it exists', 'keySelector'),
+    },
+  },
+  objectFieldSelector: {
+    title: 'ObjectFieldSelector',
+    paths: ['spec.containers[].env[].valueFrom.fieldRef'],
+    fields: {
+      apiVersion: honour('only v1'),
+      fieldPath: honour('the pod field to read'),
+    },
+  },
+  resourceFieldSelector: {
+    title: 'ResourceFieldSelector',
+    paths: ['spec.containers[].env[].valueFrom.resourceFieldRef'],
+    fields: {
+      containerName: honour('whose resources (default: this container)'),
+      divisor: honour('the unit of the value (default 1)'),
+      resource: honour('limits.cpu, limits.memory, limits.ephemeral-storage, requests.cpu, requests.memory, requests.ephemeral-storage'),
+    },
+  },
+  keySelector: {
+    title: 'ConfigMapKeySelector, SecretKeySelector',
+    paths: ['spec.containers[].env[].valueFrom.configMapKeyRef', 'spec.containers[].env[].valueFrom.secretKeyRef'],
+    fields: {
+      key: honour('the key'),
+      name: honour('the object, in the pod\'s namespace'),
+      optional: honour('a missing object or key leaves the variable unset instead of failing the container'),
+    },
+  },
+  envFromSource: {
+    title: 'EnvFromSource',
+    paths: ['spec.containers[].envFrom[]'],
+    fields: {
+      configMapRef: honour('every key of a ConfigMap', 'envSourceRef'),
+      prefix: honour('prepended to every key'),
+      secretRef: honour('every key of a Secret', 'envSourceRef'),
+    },
+  },
+  envSourceRef: {
+    title: 'ConfigMapEnvSource, SecretEnvSource',
+    paths: ['spec.containers[].envFrom[].configMapRef', 'spec.containers[].envFrom[].secretRef'],
+    fields: {
+      name: honour('the object, in the pod\'s namespace'),
+      optional: honour('a missing object adds nothing instead of failing the container'),
     },
   },
   containerPort: {
