@@ -1,0 +1,121 @@
+/**
+ * Env sources and (with the runtime's hostPath support) configMap, secret,
+ * downwardAPI and projected volumes, on a real node with the real kubectl:
+ * ConfigMap and Secret values in env and envFrom (with a prefix), the
+ * downward API's status.podIP equal to the pod's IP, `$(VAR)` expansion, a
+ * missing key holding the pod in CreateContainerConfigError until it exists.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { useCluster } from './helpers/cluster.js';
+import { eventually } from './helpers/node.js';
+
+type KObj = Record<string, any>;
+
+const s = suite('env sources and volumes from ConfigMaps, Secrets and the downward API, on a real node');
+const getCluster = useCluster(s);
+
+const podJson = async (name: string) => JSON.parse(await getCluster().k(['get', 'pod', name, '-o', 'json'])) as KObj;
+
+/** The pod's log once it holds `marker` (the container prints and then sleeps). */
+async function logsWith(name: string, marker: string, timeoutMs = 90_000): Promise<string> {
+  return eventually(`${name} logs ${marker}`, async () => {
+    const r = await getCluster().kubectl(['logs', name]);
+    return r.code === 0 && r.stdout.includes(marker) ? r.stdout : undefined;
+  }, timeoutMs);
+}
+
+const envOf = (log: string) => new Map(log.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string]));
+
+s('env from a ConfigMap, a Secret, envFrom with a prefix and the downward API (status.podIP is the pod\'s IP), expanded as the kubelet does', async () => {
+  const c = getCluster();
+  await c.k(['create', 'configmap', 'app-config', '--from-literal=mode=fast', '--from-literal=level=3']);
+  await c.k(['create', 'secret', 'generic', 'app-secret', '--from-literal=password=s3cr$t', '--from-literal=user=admin', '--from-literal=9lives=x']);
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: env-pod, labels: {app: envtest}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'env | sort; echo ARGV=$0; echo END; sleep 3600', '$(GREETING)']
+    resources: {limits: {memory: 64Mi}}
+    envFrom:
+    - configMapRef: {name: app-config}
+      prefix: CFG_
+    - secretRef: {name: app-secret}
+    env:
+    - {name: MODE, valueFrom: {configMapKeyRef: {name: app-config, key: mode}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: app-secret, key: password}}}
+    - {name: OPTIONAL, valueFrom: {configMapKeyRef: {name: app-config, key: nope, optional: true}}}
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: POD_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: APP_LABEL, valueFrom: {fieldRef: {fieldPath: "metadata.labels['app']"}}}
+    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+    - {name: MEM_MI, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    - {name: GREETING, value: 'hello $(POD_NAME) at $(POD_IP) ($(MODE), $$(MODE), $(UNDEFINED))'}
+`);
+  const log = await logsWith('env-pod', 'END');
+  const env = envOf(log);
+  const pod = await podJson('env-pod');
+  assert.ok(pod.status.podIP, 'the pod has an IP');
+  assert.is(env.get('POD_IP'), pod.status.podIP, 'status.podIP in env is the pod\'s IP');
+  assert.is(env.get('MODE'), 'fast');
+  assert.is(env.get('PASSWORD'), 's3cr$t', 'a Secret\'s value, never expanded');
+  assert.is(env.get('CFG_mode'), 'fast');
+  assert.is(env.get('CFG_level'), '3');
+  assert.is(env.get('user'), 'admin');
+  assert.is(env.get('password'), 's3cr$t');
+  assert.not.ok(env.has('OPTIONAL'), 'an optional missing key leaves the variable unset');
+  assert.not.ok(env.has('9lives'), 'an invalid name from envFrom is skipped');
+  assert.is(env.get('POD_NAME'), 'env-pod');
+  assert.is(env.get('POD_NS'), 'default');
+  assert.is(env.get('APP_LABEL'), 'envtest');
+  assert.is(env.get('NODE'), c.nodeName);
+  assert.is(env.get('HOST_IP'), pod.status.hostIP);
+  assert.is(env.get('MEM_MI'), '64');
+  assert.is(env.get('GREETING'), `hello env-pod at ${pod.status.podIP} (fast, $(MODE), $(UNDEFINED))`);
+  assert.is(env.get('ARGV'), env.get('GREETING'), 'args are expanded with the container\'s env');
+  const events = await c.k(['get', 'events', '--field-selector', 'involvedObject.name=env-pod', '-o', 'json']);
+  const warning = (JSON.parse(events).items as KObj[]).find((e) => e.reason === 'InvalidEnvironmentVariableNames');
+  assert.ok(warning, 'the kubelet\'s event about skipped names');
+  assert.is(warning.message, 'Keys [9lives] from the EnvFrom secret default/app-secret were skipped since they are considered invalid environment variable names.');
+  assert.not.ok(events.includes('s3cr$t'), 'no secret value in events');
+  const journal = await c.node(['journalctl', '-u', 'stevedore-agent', '--no-pager', '-o', 'cat']);
+  assert.not.ok(journal.stdout.includes('s3cr$t'), 'no secret value in the agent\'s log');
+  await c.k(['delete', 'pod', 'env-pod', '--grace-period=1']);
+});
+
+s('a missing ConfigMap key holds the container in CreateContainerConfigError naming it; the pod starts once the key exists', async () => {
+  const c = getCluster();
+  await c.k(['create', 'configmap', 'late-config', '--from-literal=other=1']);
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: late-pod}
+spec:
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo "WANTED=$WANTED"; sleep 3600']
+    env:
+    - {name: WANTED, valueFrom: {configMapKeyRef: {name: late-config, key: wanted}}}
+`);
+  const waiting = await eventually('CreateContainerConfigError', async () => {
+    const w = (await podJson('late-pod')).status?.containerStatuses?.[0]?.state?.waiting;
+    return w?.reason === 'CreateContainerConfigError' ? w : undefined;
+  }, 60_000);
+  assert.is(waiting.message, "couldn't find key wanted in ConfigMap default/late-config");
+  const table = await c.k(['get', 'pod', 'late-pod']);
+  assert.match(table, /late-pod\s+0\/1\s+CreateContainerConfigError/);
+  await c.k(['patch', 'configmap', 'late-config', '--type=merge', '-p', '{"data":{"wanted":"here"}}']);
+  const started = Date.now();
+  await eventually('late-pod Running', async () => (await podJson('late-pod')).status?.phase === 'Running' || undefined, 60_000);
+  assert.ok(Date.now() - started < 30_000, `started ${Date.now() - started} ms after the key appeared`);
+  assert.match(await logsWith('late-pod', 'WANTED='), /WANTED=here/);
+  await c.k(['delete', 'pod', 'late-pod', '--grace-period=1']);
+});
+
+s.run();
