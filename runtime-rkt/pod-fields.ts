@@ -34,7 +34,8 @@ export interface Field {
 
 export type TableId =
   | 'podSpec' | 'container' | 'resources' | 'envVar' | 'containerPort' | 'securityContext' | 'podSecurityContext'
-  | 'capabilities' | 'seccompProfile' | 'sysctl' | 'dnsConfig' | 'dnsConfigOption' | 'hostAlias' | 'localObjectReference' | 'podOS';
+  | 'capabilities' | 'seccompProfile' | 'sysctl' | 'dnsConfig' | 'dnsConfigOption' | 'hostAlias' | 'localObjectReference' | 'podOS'
+  | 'volume' | 'emptyDirVolumeSource' | 'hostPathVolumeSource' | 'pvcVolumeSource' | 'volumeMount';
 
 export interface FieldTable {
   title: string;
@@ -60,6 +61,7 @@ export function asksForNothing(value: unknown): boolean {
 }
 
 const SCHEDULER = 'the scheduler\'s: it chose this node before the pod got here';
+const NO_VOLUME_PLUGIN = 'this node has no plugin for this volume type (it mounts emptyDir, hostPath and local PersistentVolumes)';
 const PROBES = 'no probes are run; the container would count as healthy and ready without being checked';
 
 export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
@@ -106,7 +108,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       terminationGracePeriodSeconds: honour('SIGTERM, then SIGKILL after that many seconds'),
       tolerations: ignore('the scheduler\'s and the control plane\'s (taint eviction); the node never evicts on taints'),
       topologySpreadConstraints: ignore(SCHEDULER),
-      volumes: refuse('no volume plugin is implemented; the pod would start without its data', { issue: 14 }),
+      volumes: honour('the pod\'s volumes, prepared on the node and bound into the apps that mount them', 'volume'),
     },
   },
   container: {
@@ -137,7 +139,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       terminationMessagePolicy: refuse('termination messages are not read', { issue: 14, accepts: only('File') }),
       tty: refuse('no terminal is attached to containers', { issue: 15, accepts: only(false) }),
       volumeDevices: refuse('no block volumes', { issue: 14 }),
-      volumeMounts: refuse('no volume plugin is implemented; the container would start without its data', { issue: 14 }),
+      volumeMounts: honour('bind mounts of the pod\'s volumes into the container, on every stage1', 'volumeMount'),
       workingDir: honour('the app\'s working directory'),
     },
   },
@@ -193,8 +195,8 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
     paths: ['spec.securityContext'],
     fields: {
       appArmorProfile: refuse('this node applies no AppArmor profiles (as the kubelet, it refuses what it cannot enforce)', { accepts: only({ type: 'Unconfined' }) }),
-      fsGroup: honour('an extra group of every process (no volumes yet, so no ownership changes)'),
-      fsGroupChangePolicy: refuse('volume ownership changes are not implemented (no volumes yet)', { issue: 14 }),
+      fsGroup: honour('an extra group of every process, and the group owner (setgid, group-writable) of every emptyDir volume, as the kubelet does'),
+      fsGroupChangePolicy: honour('Always or OnRootMismatch: both give the same result here, since only new (empty) emptyDir volumes have their ownership set'),
       runAsGroup: honour('every container\'s gid unless the container sets its own'),
       runAsNonRoot: honour('every container\'s unless the container sets its own'),
       runAsUser: honour('every container\'s uid unless the container sets its own'),
@@ -261,6 +263,80 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
     paths: ['spec.imagePullSecrets[]'],
     fields: {
       name: honour('a Secret of the pod\'s namespace'),
+    },
+  },
+  volume: {
+    title: 'Volume',
+    paths: ['spec.volumes[]'],
+    fields: {
+      name: honour('the volume\'s name (a DNS label, unique in the pod), which volumeMounts refer to'),
+      emptyDir: honour('a directory of the pod, on the node\'s disk or a tmpfs (medium: Memory), removed with the pod', 'emptyDirVolumeSource'),
+      hostPath: honour('a path of the node, checked by type as the kubelet checks it; only where the node\'s stage1 policy opens `hostPath` (it is root-equivalent access to the node)', 'hostPathVolumeSource'),
+      persistentVolumeClaim: honour('the agent binds the claim\'s PersistentVolume (a node-local directory) into the pod; `stevedore pod run` has no API to read claims, so it refuses them', 'pvcVolumeSource'),
+      configMap: refuse('configMap volumes are not materialised', { issue: 14 }),
+      secret: refuse('secret volumes are not materialised', { issue: 14 }),
+      downwardAPI: refuse('downwardAPI volumes are not materialised', { issue: 14 }),
+      projected: refuse('projected volumes are not materialised', { issue: 14 }),
+      flexVolume: refuse('no FlexVolume drivers are run', { issue: 14 }),
+      awsElasticBlockStore: refuse(NO_VOLUME_PLUGIN),
+      azureDisk: refuse(NO_VOLUME_PLUGIN),
+      azureFile: refuse(NO_VOLUME_PLUGIN),
+      cephfs: refuse(NO_VOLUME_PLUGIN),
+      cinder: refuse(NO_VOLUME_PLUGIN),
+      csi: refuse('no CSI drivers are run on this node'),
+      ephemeral: refuse('generic ephemeral volumes (a claim per pod) are not created'),
+      fc: refuse(NO_VOLUME_PLUGIN),
+      flocker: refuse(NO_VOLUME_PLUGIN),
+      gcePersistentDisk: refuse(NO_VOLUME_PLUGIN),
+      gitRepo: refuse('gitRepo volumes are deprecated and unsafe (they run git on the node); use an init container that clones into an emptyDir'),
+      glusterfs: refuse(NO_VOLUME_PLUGIN),
+      image: refuse('image volumes are not implemented'),
+      iscsi: refuse(NO_VOLUME_PLUGIN),
+      nfs: refuse(NO_VOLUME_PLUGIN),
+      photonPersistentDisk: refuse(NO_VOLUME_PLUGIN),
+      portworxVolume: refuse(NO_VOLUME_PLUGIN),
+      quobyte: refuse(NO_VOLUME_PLUGIN),
+      rbd: refuse(NO_VOLUME_PLUGIN),
+      scaleIO: refuse(NO_VOLUME_PLUGIN),
+      storageos: refuse(NO_VOLUME_PLUGIN),
+      vsphereVolume: refuse(NO_VOLUME_PLUGIN),
+    },
+  },
+  emptyDirVolumeSource: {
+    title: 'EmptyDirVolumeSource',
+    paths: ['spec.volumes[].emptyDir'],
+    fields: {
+      medium: honour('"" (the node\'s disk, under the pod\'s directory) or Memory (a tmpfs); HugePages media are refused'),
+      sizeLimit: honour('Memory: the tmpfs\'s size (without it: the sum of the containers\' memory limits when they all have one, else the tmpfs default); disk: refused, since the node does not evict on disk use'),
+    },
+  },
+  hostPathVolumeSource: {
+    title: 'HostPathVolumeSource',
+    paths: ['spec.volumes[].hostPath'],
+    fields: {
+      path: honour('an absolute path of the node, without `..`'),
+      type: honour('"", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice: checked before the pod starts, with the kubelet\'s messages'),
+    },
+  },
+  pvcVolumeSource: {
+    title: 'PersistentVolumeClaimVolumeSource',
+    paths: ['spec.volumes[].persistentVolumeClaim'],
+    fields: {
+      claimName: honour('a PersistentVolumeClaim of the pod\'s namespace, bound to a PersistentVolume this node can reach'),
+      readOnly: honour('every mount of the volume is read-only'),
+    },
+  },
+  volumeMount: {
+    title: 'VolumeMount',
+    paths: ['spec.containers[].volumeMounts[]'],
+    fields: {
+      name: honour('a volume of the pod'),
+      mountPath: honour('an absolute path in the container, unique in the container'),
+      readOnly: honour('the bind mount is read-only'),
+      recursiveReadOnly: refuse('recursive read-only mounts are not implemented', { accepts: only('Disabled') }),
+      subPath: honour('a path inside the volume (relative, no `..`), created when missing; a symlink leading out of the volume is refused (CVE-2017-1002101)'),
+      subPathExpr: honour('subPath with $(VAR) expanded from the container\'s env, then checked as subPath is'),
+      mountPropagation: honour('None only (the default): HostToContainer and Bidirectional are refused by name'),
     },
   },
   podOS: {

@@ -15,6 +15,7 @@ import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, releaseLeases, type PodNetworkOptions } from './network.js';
 import { preparePodDir, unmountPodRootfs } from './prepare.js';
+import { unmountPodVolumes } from './volumes.js';
 import { seccompRootDir } from './security.js';
 import type { PodStatus } from './status.js';
 import { appProperties, sliceProperties } from './units.js';
@@ -255,6 +256,7 @@ export class RktRuntime {
     await detachPod(loc.dir, loc.uuid).catch((err) => log.warn({ uuid: loc.uuid, err: String(err) }, 'CNI DEL failed; gc will release the lease'));
     if (manifest) await this.stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
     await unmountPodRootfs(loc.dir);
+    await unmountPodVolumes(loc.dir);
     await assertNoMountsBelow(loc.dir);
     await fs.rm(loc.dir, { recursive: true, force: true });
     log.info({ uuid: loc.uuid }, 'pod removed');
