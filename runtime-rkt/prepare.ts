@@ -11,6 +11,7 @@ import { findExecutable, readFileInRoot, resolveInRoot, resolveUser } from './ro
 import { checkLocalhostProfile, nodeCapabilities, podRefOf, resolveSecurity, resolveSysctls } from './security.js';
 import { podResolvConfText } from './network.js';
 import { expandCommand, podEnv } from './env.js';
+import { preparePodVolumes } from './volumes.js';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -140,6 +141,8 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
   // Checked before any rootfs is mounted: a refused pod costs nothing.
   const sysctls = resolveSysctls(pod, input.stage1);
   const nodeCaps = await nodeCapabilities();
+  // Volumes before any rootfs: a hostPath of the wrong type costs no overlay mounts.
+  const mounts = await preparePodVolumes({ podDir, pod });
   for (const [i, c] of pod.spec.containers.entries()) {
     const image = input.images[i]!;
     const appDir = podPaths(podDir).app(c.name);
@@ -166,6 +169,7 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
       argv, env, workingDir, user, security,
       limits: limitsOf(c.resources?.limits, `spec.containers[${i}].resources.limits`),
       requests: limitsOf(c.resources?.requests, `spec.containers[${i}].resources.requests`),
+      ...(mounts.get(c.name)?.length ? { mounts: mounts.get(c.name) } : {}),
     });
   }
   await writePodEtc(podDir, pod, hostname);

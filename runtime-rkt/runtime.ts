@@ -16,6 +16,7 @@ import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from '.
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, releaseLeases, type PodNetworkOptions } from './network.js';
 import { fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
 import { checkRuntimeEnv, usesPodIP } from './env.js';
+import { unmountPodVolumes } from './volumes.js';
 import { seccompRootDir } from './security.js';
 import type { PodStatus } from './status.js';
 import { appProperties, sliceProperties } from './units.js';
@@ -258,6 +259,7 @@ export class RktRuntime {
     await detachPod(loc.dir, loc.uuid).catch((err) => log.warn({ uuid: loc.uuid, err: String(err) }, 'CNI DEL failed; gc will release the lease'));
     if (manifest) await this.stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
     await unmountPodRootfs(loc.dir);
+    await unmountPodVolumes(loc.dir);
     await assertNoMountsBelow(loc.dir);
     await fs.rm(loc.dir, { recursive: true, force: true });
     log.info({ uuid: loc.uuid }, 'pod removed');

@@ -12,7 +12,7 @@ import { appSecurity } from './app-security.js';
 import { hostDevices, unitDeviceProperties } from './devices.js';
 import { readLocalhostSeccomp } from './seccomp.js';
 import { precompileSeccomp } from './seccomp-bpf.js';
-import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
+import { appMountSource, podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 
 /** Namespaces the apps of one pod share (Kubernetes semantics: one IP, one hostname, shared SysV IPC). */
 const POD_NAMESPACES = ['net', 'ipc', 'uts'] as const;
@@ -65,6 +65,7 @@ export class NamespacesStage1 implements Stage1 {
       hostname: pod.manifest.hostname,
       namespaces: [{ type: 'pid' }, { type: 'mount' }, ...this.sharedNamespaces(pod).map((ns) => ({ type: OCI_NS_TYPE[ns], path: this.nsFile(pod, ns) }))],
       binds: podEtcBinds(pod),
+      volumes: (app.mounts ?? []).map((m) => ({ source: appMountSource(pod.dir, m), destination: m.destination, readOnly: m.readOnly })),
       sysctls: pod.manifest.sysctls,
       ...(sec.seccomp.type === 'Localhost' ? { localhostSeccomp: await readLocalhostSeccomp(sec.seccomp.path) } : {}),
       ...(sec.privileged ? { hostDevices: hostDevices() } : {}),

@@ -66,7 +66,7 @@ admission('`up` without --stage1-policy writes one that opens host access to kub
   const c = getCluster();
   const file = path.join(c.dataDir, 'stage1-policy.yaml');
   const text = await fs.readFile(file, 'utf8');
-  assert.match(text, /allowHostAccess:\n {2}- namespaces: \[kube-system\]\n {4}allow: \[fly, hostNetwork, hostPID, hostIPC, privileged\]/);
+  assert.match(text, /allowHostAccess:\n {2}- namespaces: \[kube-system\]\n {4}allow: \[fly, hostNetwork, hostPID, hostIPC, privileged, hostPath\]/);
   const unit = await c.node(['systemctl', 'show', '-p', 'ExecStart', '--value', 'stevedore-agent']);
   const config = await fs.readFile(path.join(c.dataDir, 'agent.yaml'), 'utf8').catch(() => '');
   assert.ok(unit.stdout.includes(file) || config.includes(file), `the agent is given ${file}:\n${unit.stdout}\n${config}`);
