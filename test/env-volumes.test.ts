@@ -118,4 +118,104 @@ spec:
   await c.k(['delete', 'pod', 'late-pod', '--grace-period=1']);
 });
 
+s('configMap, secret, downwardAPI and projected volumes: files, modes, read-only; a ConfigMap edit and a new label reach the files, a subPath keeps its copy; the files go with the pod', async () => {
+  const c = getCluster();
+  await c.k(['create', 'configmap', 'vol-config', '--from-literal=greeting=hello', '--from-literal=other=1']);
+  await c.k(['create', 'secret', 'generic', 'vol-secret', '--from-literal=password=pa55']);
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: vol-pod, labels: {app: voltest}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    resources: {limits: {memory: 48Mi}}
+    command:
+    - sh
+    - -c
+    - |
+      echo "FILES=$(ls /etc/cfg | tr '\\n' ' ')"
+      echo "SECRET=$(cat /etc/sec/creds/pw) MODE=$(stat -L -c %a /etc/sec/creds/pw)"
+      echo "PROJECTED=$(cat /etc/all/g)/$(cat /etc/all/password)/$(cat /etc/all/name)"
+      echo "MEM=$(cat /etc/podinfo/mem)"
+      if touch /etc/cfg/new 2>/dev/null; then echo WRITABLE=yes; else echo WRITABLE=no; fi
+      echo START
+      while true; do echo "GREETING=$(cat /etc/cfg/greeting) SUB=$(cat /etc/sub-greeting) LABELS=$(cat /etc/podinfo/labels | tr '\\n' ',')"; sleep 2; done
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: cfg, mountPath: /etc/sub-greeting, subPath: greeting}
+    - {name: sec, mountPath: /etc/sec}
+    - {name: info, mountPath: /etc/podinfo}
+    - {name: all, mountPath: /etc/all}
+  volumes:
+  - {name: cfg, configMap: {name: vol-config}}
+  - {name: sec, secret: {secretName: vol-secret, defaultMode: 0400, items: [{key: password, path: creds/pw}]}}
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: mem, resourceFieldRef: {containerName: main, resource: limits.memory, divisor: 1Mi}}
+  - name: all
+    projected:
+      sources:
+      - configMap: {name: vol-config, items: [{key: greeting, path: g}]}
+      - secret: {name: vol-secret}
+      - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
+`);
+  const log = await logsWith('vol-pod', 'GREETING=');
+  assert.match(log, /^FILES=greeting other\s*$/m, log);
+  assert.match(log, /^SECRET=pa55 MODE=400$/m, log);
+  assert.match(log, /^PROJECTED=hello\/pa55\/vol-pod$/m, log);
+  assert.match(log, /^MEM=48$/m, log);
+  assert.match(log, /^WRITABLE=no$/m, `these volumes are mounted read-only: ${log}`);
+  assert.match(log, /GREETING=hello SUB=hello LABELS=app="voltest"$/m, log);
+
+  // On the node: under the agent's data dir, the kubelet's layout; the secret on a tmpfs.
+  const uid = (await podJson('vol-pod')).metadata.uid;
+  const podDir = `${c.dataDir}/node/agent/pods/${uid}`;
+  const secretFs = await c.node(['stat', '-f', '-c', '%T', `${podDir}/volumes/kubernetes.io~secret/sec`]);
+  assert.is(secretFs.stdout.trim(), 'tmpfs', 'secret volumes never touch the disk');
+  const link = await c.node(['readlink', `${podDir}/volumes/kubernetes.io~configmap/cfg/greeting`]);
+  assert.is(link.stdout.trim(), '..data/greeting');
+
+  await c.k(['patch', 'configmap', 'vol-config', '--type=merge', '-p', '{"data":{"greeting":"bonjour"}}']);
+  await c.k(['label', 'pod', 'vol-pod', 'extra=yes']);
+  const edited = Date.now();
+  const after = await logsWith('vol-pod', 'GREETING=bonjour', 60_000);
+  assert.ok(Date.now() - edited < 60_000, `the edit reached the file after ${Date.now() - edited} ms`);
+  assert.match(after, /GREETING=bonjour SUB=hello/, 'a subPath mount keeps what it had, as in Kubernetes');
+  await logsWith('vol-pod', 'LABELS=app="voltest",extra="yes"', 60_000);
+
+  await c.k(['delete', 'pod', 'vol-pod']);
+  await eventually('the pod\'s volumes removed from the node', async () => (await c.node(['test', '-e', podDir])).code !== 0 || undefined, 60_000);
+  const mounts = await c.node(['cat', '/proc/self/mountinfo']);
+  assert.not.ok(mounts.stdout.includes(uid), 'no mount of the pod is left');
+});
+
+s('a configMap volume whose ConfigMap is missing: ContainerCreating with FailedMount, and the pod starts once it exists', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: wait-vol}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo "GOT=$(cat /cfg/k)"; sleep 3600']
+    volumeMounts: [{name: cfg, mountPath: /cfg}]
+  volumes: [{name: cfg, configMap: {name: not-yet}}]
+`);
+  const event = await eventually('FailedMount', async () => {
+    const events = JSON.parse(await c.k(['get', 'events', '--field-selector', 'involvedObject.name=wait-vol', '-o', 'json'])).items as KObj[];
+    return events.find((e) => e.reason === 'FailedMount');
+  }, 60_000);
+  assert.is(event.message, 'MountVolume.SetUp failed for volume "cfg" : configmap "not-yet" not found');
+  assert.match(await c.k(['get', 'pod', 'wait-vol']), /wait-vol\s+0\/1\s+ContainerCreating/);
+  await c.k(['create', 'configmap', 'not-yet', '--from-literal=k=v']);
+  assert.match(await logsWith('wait-vol', 'GOT='), /GOT=v/);
+  await c.k(['delete', 'pod', 'wait-vol']);
+});
+
 s.run();
