@@ -27,17 +27,20 @@ const POD_IP_FIELDS = new Set(['status.podIP', 'status.podIPs']);
  * downward API are never `$(VAR)`-expanded by the kubelet, so they are passed
  * with `$` escaped; the runtime expands literal values, command and args
  * (runtime-rkt/env.ts). A missing object or key that is not optional throws
- * ContainerConfigError with the kubelet's words. Values are never logged.
+ * ContainerConfigError with the kubelet's words. Values are never logged;
+ * those from Secrets are marked `fromSecret`, so the runtime keeps them out of
+ * what it writes to disk for others to read.
  */
 export async function resolveEnv(pod: V1Pod, c: V1Container, objects: PodObjects, ctx: EnvContext): Promise<ResolvedEnv> {
   const ns = objects.namespace;
   const env: EnvVar[] = [];
   const warnings: string[] = [];
-  const literal = (name: string, value: string) => env.push({ name, value: escapeVars(value) });
+  const literal = (name: string, value: string, fromSecret = false) => env.push({ name, value: escapeVars(value), ...(fromSecret ? { fromSecret } : {}) });
   for (const from of c.envFrom ?? []) {
     const prefix = from.prefix ?? '';
     let entries: Array<[string, string]>;
     let what: string;
+    let fromSecret = false;
     if (from.configMapRef) {
       const { name = '', optional } = from.configMapRef;
       const cm = await objects.configMap(name);
@@ -56,12 +59,13 @@ export async function resolveEnv(pod: V1Pod, c: V1Container, objects: PodObjects
       }
       entries = [...secretData(secret)].map(([k, v]) => [k, v.toString('utf8')]);
       what = `secret ${ns}/${name}`;
+      fromSecret = true;
     } else continue;
     const invalid: string[] = [];
     for (const [key, value] of entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
       const name = prefix + key;
       if (!ENV_NAME.test(name)) { invalid.push(name); continue; }
-      literal(name, value);
+      literal(name, value, fromSecret);
     }
     if (invalid.length) warnings.push(`Keys [${invalid.sort().join(', ')}] from the EnvFrom ${what} were skipped since they are considered invalid environment variable names.`);
   }
@@ -100,7 +104,7 @@ export async function resolveEnv(pod: V1Pod, c: V1Container, objects: PodObjects
         if (optional) continue;
         throw new ContainerConfigError(`couldn't find key ${key} in Secret ${ns}/${name}`);
       }
-      literal(e.name, value.toString('utf8'));
+      literal(e.name, value.toString('utf8'), true);
     }
   }
   return { env, warnings };

@@ -29,7 +29,17 @@ export interface EnvVarSource {
  * other source (ConfigMaps, Secrets, the rest of the downward API, resources)
  * into `value`s with `$` escaped (agent/env.ts), and flattens envFrom.
  */
-export interface EnvVar { name: string; value?: string; valueFrom?: EnvVarSource }
+export interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: EnvVarSource;
+  /**
+   * Set by the agent on a value it read from a Secret: the runtime keeps it
+   * (and whatever `$(VAR)` expands it into) out of pod.json, which the
+   * api-service serves (runtime-rkt/README.md, *Env*). Not a Kubernetes field.
+   */
+  fromSecret?: boolean;
+}
 export interface EnvFromSource { prefix?: string; configMapRef?: { name: string; optional?: boolean }; secretRef?: { name: string; optional?: boolean } }
 export interface ContainerPort { name?: string; containerPort: number; hostPort?: number; hostIP?: string; protocol?: 'TCP' | 'UDP' | 'SCTP' }
 export interface ResourceList { cpu?: string | number; memory?: string | number; [name: string]: string | number | undefined }

@@ -10,7 +10,7 @@ import { restartPolicyOf, type ContainerSpec, type Pod, type ResourceList } from
 import { findExecutable, readFileInRoot, resolveInRoot, resolveUser } from './rootfs.js';
 import { checkLocalhostProfile, nodeCapabilities, podRefOf, resolveSecurity, resolveSysctls } from './security.js';
 import { podResolvConfText } from './network.js';
-import { expandCommand, podEnv } from './env.js';
+import { expandCommand, podEnv, REDACTED, secretTaint } from './env.js';
 import { preparePodVolumes } from './volumes.js';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -48,6 +48,29 @@ export function envFor(c: ContainerSpec, image: ImageRecord, hostname: string, p
   return [...env];
 }
 
+/**
+ * pod.json as written to disk: values that carry Secret data (secretTaint)
+ * replaced by REDACTED in the apps' env and argv and in the pod's env. The
+ * group the api-service runs in can read pod.json and the api-service serves
+ * it; the stage1s get the real values from the manifest in memory at launch.
+ */
+export function manifestForDisk(manifest: RuntimePodManifest): RuntimePodManifest {
+  const taints = manifest.pod.spec.containers.map((c) => secretTaint(c));
+  if (taints.every((t) => t.names.size === 0 && !t.command.includes(true) && !t.args.includes(true))) return manifest;
+  const pod = structuredClone(manifest.pod);
+  for (const c of pod.spec.containers) for (const e of c.env ?? []) if (e.fromSecret) e.value = REDACTED;
+  const apps = manifest.apps.map((app, i) => {
+    const c = manifest.pod.spec.containers[i]!;
+    const t = taints[i]!;
+    // argv is command+args, or the image's Entrypoint+args: only the pod's own args can expand a Secret.
+    const argv = [...app.argv];
+    const ownArgs = c.command?.length ? [...t.command, ...t.args] : t.args.length ? [...Array(argv.length - t.args.length).fill(false), ...t.args] : [];
+    ownArgs.forEach((tainted, j) => { if (tainted) argv[j] = REDACTED; });
+    return { ...app, argv, env: app.env.map(([k, v]): [string, string] => [k, t.names.has(k) ? REDACTED : v]) };
+  });
+  return { ...manifest, pod, apps };
+}
+
 /** An app's environment and argv (argv[0] resolved in its rootfs), given the pod's IPs as far as they are known. */
 async function appCommand(c: ContainerSpec, image: ImageRecord, hostname: string, rootfs: string, podIPs: string[]): Promise<{ argv: string[]; env: Array<[string, string]> }> {
   const own = podEnv(c, podIPs);
@@ -72,7 +95,7 @@ export async function fillPodIPs(podDir: string, manifest: RuntimePodManifest, i
     apps.push({ ...app, ...await appCommand(c, images[i]!, manifest.hostname, podPaths(podDir).rootfs(c.name), podIPs) });
   }
   const filled = { ...manifest, apps };
-  await atomicWriteJson(podPaths(podDir).manifest, filled);
+  await atomicWriteJson(podPaths(podDir).manifest, manifestForDisk(filled));
   return filled;
 }
 
@@ -185,7 +208,7 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     apps,
     ...(sysctls.length ? { sysctls } : {}),
   };
-  await atomicWriteJson(podPaths(podDir).manifest, manifest);
+  await atomicWriteJson(podPaths(podDir).manifest, manifestForDisk(manifest));
   return manifest;
 }
 

@@ -11,8 +11,9 @@ import { escapeVars, expandVars } from '../common/var-expansion.js';
 import { resolveEnv, type EnvContext } from '../agent/env.js';
 import { fieldValue, formatMap, resourceValue } from '../agent/downward-api.js';
 import type { PodObjects } from '../agent/pod-objects.js';
-import { checkRuntimeEnv, podEnv, unresolvedEnvSources } from '../runtime-rkt/env.js';
-import { argvFor } from '../runtime-rkt/prepare.js';
+import { checkRuntimeEnv, podEnv, REDACTED, secretTaint, unresolvedEnvSources } from '../runtime-rkt/env.js';
+import type { RuntimePodManifest } from '../stage1/contract.js';
+import { argvFor, manifestForDisk } from '../runtime-rkt/prepare.js';
 import { validatePod, type ContainerSpec, type Pod } from '../runtime-rkt/manifest.js';
 import type { ImageRecord } from '../runtime-rkt/image/types.js';
 
@@ -94,7 +95,7 @@ test('agent: envFrom (prefix, invalid names skipped and reported), then env on t
   const got = await resolveEnv(p, p.spec!.containers[0]!, objects([cm('cfg', { mode: 'fast', level: '$3', 'bad key': 'x', '1st': 'y' })], [secret('s', { PASSWORD: 'p$(w)', '-ok': 'z' })]), ctx);
   assert.equal(got.env, [
     { name: 'CFG_1st', value: 'y' }, { name: 'CFG_level', value: '$$3' }, { name: 'CFG_mode', value: 'fast' },
-    { name: '-ok', value: 'z' }, { name: 'PASSWORD', value: 'p$$(w)' },
+    { name: '-ok', value: 'z', fromSecret: true }, { name: 'PASSWORD', value: 'p$$(w)', fromSecret: true },
     { name: 'CFG_MODE', value: 'override-$(CFG_LEVEL)' }, { name: 'X', value: '$$3' },
   ]);
   assert.equal(got.warnings, ['Keys [CFG_bad key] from the EnvFrom configMap ns/cfg were skipped since they are considered invalid environment variable names.']);
@@ -103,6 +104,34 @@ test('agent: envFrom (prefix, invalid names skipped and reported), then env on t
   assert.is(env.get('PASSWORD'), 'p$(w)');
   assert.is(env.get('X'), '$3');
   assert.is(env.get('CFG_MODE'), 'override-$(CFG_LEVEL)', 'CFG_LEVEL is not defined (keys keep their case)');
+});
+
+test('Secret data stays out of pod.json: read values, what expands them, and the args that name them', () => {
+  const c: ContainerSpec = {
+    name: 'c', image: 'i',
+    env: [
+      { name: 'PW', value: 's3cr$$t', fromSecret: true }, { name: 'URL', value: 'https://u:$(PW)@host' }, { name: 'PLAIN', value: 'x' },
+      { name: 'PW2', value: 'p', fromSecret: true }, { name: 'PW2', value: 'overridden' },
+    ],
+    command: ['/bin/tool', '--password=$(PW)', '$(PLAIN)'], args: ['$(URL)', 'ok'],
+  };
+  const taint = secretTaint(c);
+  assert.equal([...taint.names], ['PW', 'URL'], 'a later plain definition clears the taint');
+  assert.equal(taint.command, [false, true, false]);
+  assert.equal(taint.args, [true, false]);
+  const own = podEnv(c, []);
+  const manifest = {
+    version: 1, uuid: 'u', stage1: 'namespaces', createdAt: 0, hostname: 'h', restartPolicy: 'Always', terminationGracePeriodSeconds: 30,
+    pod: { metadata: { name: 'p' }, spec: { containers: [c] } },
+    apps: [{ name: 'c', image: { id: 'x', name: 'i' }, argv: argvFor(c, image, own), env: [...own], workingDir: '/', user: { uid: 0, gid: 0 }, security: {}, limits: {}, requests: {} }],
+  } as unknown as RuntimePodManifest;
+  const disk = manifestForDisk(manifest);
+  assert.equal(disk.apps[0]!.argv, ['/bin/tool', REDACTED, 'x', REDACTED, 'ok']);
+  assert.equal(disk.apps[0]!.env, [['PW', REDACTED], ['URL', REDACTED], ['PLAIN', 'x'], ['PW2', 'overridden']]);
+  assert.is(disk.pod.spec.containers[0]!.env![0]!.value, REDACTED);
+  assert.not.ok(JSON.stringify(disk).includes('s3cr'), 'no trace of the value');
+  assert.equal(manifest.apps[0]!.env[0], ['PW', 's3cr$t'], 'the manifest in memory (what the stage1s get) is untouched');
+  assert.is(manifestForDisk({ ...manifest, pod: { metadata: { name: 'p' }, spec: { containers: [{ name: 'c', image: 'i', env: [{ name: 'A', value: 'a' }] }] } } }).apps, manifest.apps, 'nothing secret: written as it is');
 });
 
 test('agent: missing objects and keys fail with the kubelet\'s words, unless optional', async () => {

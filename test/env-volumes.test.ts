@@ -84,6 +84,9 @@ spec:
   assert.ok(warning, 'the kubelet\'s event about skipped names');
   assert.is(warning.message, 'Keys [9lives] from the EnvFrom secret default/app-secret were skipped since they are considered invalid environment variable names.');
   assert.not.ok(events.includes('s3cr$t'), 'no secret value in events');
+  // What the node keeps on disk for others (pod.json: the api-service's group reads and serves it) has no Secret value.
+  const onDisk = await c.node(['sh', '-c', `cat ${c.dataDir}/node/pods/run/*/pod.json | grep -c 's3cr'; stat -c %a ${c.dataDir}/node/pods/run/*/apps/main/config.json`]);
+  assert.equal(onDisk.stdout.trim().split('\n'), ['0', '600'], `pod.json without the secret, the bundle 0600: ${onDisk.stdout}${onDisk.stderr}`);
   const journal = await c.node(['journalctl', '-u', 'stevedore-agent', '--no-pager', '-o', 'cat']);
   assert.not.ok(journal.stdout.includes('s3cr$t'), 'no secret value in the agent\'s log');
   await c.k(['delete', 'pod', 'env-pod', '--grace-period=1']);
