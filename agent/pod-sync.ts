@@ -12,6 +12,7 @@ import { podStatusFor, sameStatus, type Waiting } from './pod-status.js';
 import type { ContainerRuntime } from './runtime.js';
 import { chooseStage1, hostAccessAsked, hostAccessRefusal, type Stage1Choice, type Stage1Policy } from './stage1-policy.js';
 import { pullSecretsKeyring } from './pull-secrets.js';
+import { resolveClaimVolumes } from './claims.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 
 /** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
@@ -139,6 +140,14 @@ export class PodSync {
     const refused = hostAccessRefusal({ namespace: md.namespace ?? 'default', labels: md.labels ?? {}, annotations: md.annotations ?? {} }, hostAccessAsked(pod.spec ?? {}), this.policy);
     if (refused) {
       this.reject(pod, refused.reason, refused.message);
+      return;
+    }
+    try {
+      // After the host-access gate: the hostPaths claims become are the agent's own (agent/claims.ts).
+      runtimePod = await resolveClaimVolumes(this.kube, this.cfg.nodeName, runtimePod);
+    } catch (err) {
+      if (!(err instanceof ContainerConfigError)) throw err;
+      this.fail(pod, 'CreateContainerConfigError', err.message);
       return;
     }
     if (choice.raisedBy) this.log.info({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, stage1: choice.stage1, raisedBy: choice.raisedBy }, 'stage1 raised by the node policy');
