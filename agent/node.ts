@@ -6,6 +6,7 @@ import type { AgentConfig } from './config.js';
 import { apiStatus, microTime, patchAs, type KubeClients } from './kube.js';
 import type { ContainerRuntime } from './runtime.js';
 import type { NodeAllocatable } from './downward-api.js';
+import { LOCAL_PATH_ROOT_ANNOTATION, localPathRoot } from './claims.js';
 
 const LEASE_NAMESPACE = 'kube-node-lease';
 const LEASE_DURATION_SECONDS = 40;
@@ -45,6 +46,8 @@ export async function describeNode(cfg: AgentConfig, runtime: ContainerRuntime, 
         'stevedore.io/default-stage1': cfg.rktStage1Image,
         ...(runtime.vmAccel ? { 'stevedore.io/kvm-accel': runtime.vmAccel } : {}),
       },
+      // Where the local-path provisioner puts this node's volumes (control-plane/controllers/persistent-volume.ts).
+      annotations: { [LOCAL_PATH_ROOT_ANNOTATION]: localPathRoot(cfg.dataDir) },
     },
     spec: { podCIDR: cfg.podCidr, podCIDRs: [cfg.podCidr] },
     status: {
@@ -87,7 +90,7 @@ export class NodeHeartbeat {
       this.log.info({ node: this.cfg.nodeName }, 'node registered');
     } catch (err) {
       if (apiStatus(err) !== 409) throw err;
-      await this.kube.core.patchNode({ name: this.cfg.nodeName, body: { metadata: { labels: node.metadata!.labels } } }, patchAs('merge'));
+      await this.kube.core.patchNode({ name: this.cfg.nodeName, body: { metadata: { labels: node.metadata!.labels, annotations: node.metadata!.annotations } } }, patchAs('merge'));
       await this.kube.core.patchNodeStatus({ name: this.cfg.nodeName, body: { status: node.status } }, patchAs('strategic'));
       this.log.info({ node: this.cfg.nodeName }, 'node already registered; status updated');
     }

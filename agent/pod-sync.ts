@@ -17,6 +17,7 @@ import { podObjects, type PodObjects } from './pod-objects.js';
 import { VolumeManager } from './volumes.js';
 import { VolumeSetupError, type VolumeContext } from './volume-sources.js';
 import { nodeAllocatable } from './node.js';
+import { resolveClaimVolumes } from './claims.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 
 /** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
@@ -150,6 +151,14 @@ export class PodSync {
     const refused = hostAccessRefusal({ namespace: md.namespace ?? 'default', labels: md.labels ?? {}, annotations: md.annotations ?? {} }, hostAccessAsked(pod.spec ?? {}), this.policy);
     if (refused) {
       this.reject(pod, refused.reason, refused.message);
+      return;
+    }
+    try {
+      // After the host-access gate: the hostPaths claims become are the agent's own (agent/claims.ts).
+      runtimePod = await resolveClaimVolumes(this.kube, this.cfg.nodeName, runtimePod);
+    } catch (err) {
+      if (!(err instanceof ContainerConfigError)) throw err;
+      this.fail(pod, 'CreateContainerConfigError', err.message);
       return;
     }
     if (choice.raisedBy) this.log.info({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, stage1: choice.stage1, raisedBy: choice.raisedBy }, 'stage1 raised by the node policy');

@@ -105,6 +105,42 @@ spec:
   });
 }
 
+volumes('kvm: the same volumes reach the guest through its 9p share (emptyDir shared by two containers, readOnly, subPath, hostPath, a bounded Memory emptyDir)', async () => {
+  const node = getNode();
+  const host = await hostDir(node, 'kvm');
+  await fs.mkdir(path.join(host, 'sub'));
+  await fs.writeFile(path.join(host, 'sub', 'in-sub.txt'), 'sub data\n');
+  const { uuid, logs } = await runToEnd(node, 'vm-vols', 'kvm', `
+metadata: {name: vm-vols}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {name: scratch, emptyDir: {}}
+  - {name: cache, emptyDir: {medium: Memory, sizeLimit: 4Mi}}
+  - {name: node, hostPath: {path: ${host}, type: Directory}}
+  containers:
+  - name: writer
+    image: busybox
+    command: [sh, -c, 'echo from-the-vm > /scratch/note; echo back-to-node > /node/written-by-vm; echo wrote']
+    volumeMounts: [{name: scratch, mountPath: /scratch}, {name: node, mountPath: /node}]
+  - name: reader
+    image: busybox
+    command: [sh, -c, 'until [ -f /in/note ]; do sleep 0.1; done; cat /in/note;
+      if (echo x > /in/forbidden) 2>/dev/null; then echo WRITABLE; else echo read-only-ok; fi;
+      ls /sub; if dd if=/dev/zero of=/cache/big bs=1M count=5 conv=fsync 2>/dev/null; then echo NO-LIMIT; else echo full-at-limit; fi']
+    volumeMounts:
+    - {name: scratch, mountPath: /in, readOnly: true}
+    - {name: node, mountPath: /sub, subPath: sub, readOnly: true}
+    - {name: cache, mountPath: /cache}
+`);
+  assert.is(logs.writer, 'wrote\n');
+  assert.is(logs.reader, 'from-the-vm\nread-only-ok\nin-sub.txt\nfull-at-limit\n');
+  assert.is(await fs.readFile(path.join(host, 'written-by-vm'), 'utf8'), 'back-to-node\n', 'the guest wrote through to the node');
+  await node.ok(['pod', 'rm', uuid]);
+  assert.equal((await node.mounts()).filter((m) => m.includes(uuid)), [], 'share binds, subPath binds and the tmpfs are gone');
+  assert.is(await fs.readFile(path.join(host, 'sub', 'in-sub.txt'), 'utf8'), 'sub data\n', 'removing the pod leaves the hostPath alone');
+});
+
 volumes('hostPath types are checked as the kubelet checks them; the wrong type fails the pod naming it, and leaves nothing', async () => {
   const node = getNode();
   const host = await hostDir(node, 'types');

@@ -3,6 +3,7 @@ import type { KObj } from '../store.js';
 import { configMapUpdateCauses, normaliseConfigMap, validateConfigMap } from './configmaps.js';
 import { podStrategy } from './pods.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
+import { persistentVolumeClaimStrategy, persistentVolumeStrategy, storageClassStrategy } from './storage.js';
 import type { KindStrategy } from './strategy.js';
 import { cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy } from './workloads.js';
 
@@ -42,6 +43,9 @@ export const STRATEGIES: Record<string, KindStrategy> = {
     validate: (ev, causes) => required(ev, 'involvedObject', causes),
   },
   Lease: {},
+  PersistentVolume: persistentVolumeStrategy,
+  PersistentVolumeClaim: persistentVolumeClaimStrategy,
+  StorageClass: storageClassStrategy,
   RuntimeClass: { validate: (rc, causes) => required(rc, 'handler', causes) },
   ReplicaSet: replicaSetStrategy,
   Deployment: deploymentStrategy,
