@@ -235,16 +235,30 @@ export class PodSync {
   }
 
   /**
-   * What the runtime cannot know: env from ConfigMaps, Secrets, the downward
-   * API and resources (agent/env.ts), resolved into the runtime pod's env. A
-   * missing object or key puts the pod in CreateContainerConfigError and is
-   * tried again every 10 s (the kubelet's pod worker back-off), so the pod
-   * starts soon after the object appears. False when the pod cannot start yet.
+   * What the runtime cannot know: configMap, secret, downwardAPI and
+   * projected volumes written on the node and turned into hostPaths
+   * (agent/volumes.ts), and env from ConfigMaps, Secrets, the downward API
+   * and resources resolved into the runtime pod's env (agent/env.ts). A
+   * missing object or key holds the pod (ContainerCreating with FailedMount
+   * for a volume, CreateContainerConfigError for env) and is tried again every
+   * 10 s (the kubelet's pod worker back-off), so the pod starts soon after the
+   * object appears. False when the pod cannot start yet.
    */
   private async resolveSources(pod: V1Pod, runtimePod: Pod, stage1: string): Promise<boolean> {
     const objects = podObjects(this.kube, pod.metadata?.namespace ?? 'default');
     const onHostNetwork = pod.spec?.hostNetwork === true || stage1 === 'fly';
     const ctx: EnvContext & VolumeContext = { hostIP: this.cfg.nodeIP, podIPFromRuntime: !onHostNetwork, ...(onHostNetwork ? { podIPs: [this.cfg.nodeIP] } : {}), node: await nodeAllocatable(this.cfg.dataDir) };
+    // Volumes first, as the kubelet mounts them before it makes any container's config.
+    if (VolumeManager.needsVolumes(pod)) {
+      try {
+        await this.volumes.setUp(pod, runtimePod, objects, ctx);
+      } catch (err) {
+        // The kubelet leaves such a pod in ContainerCreating, with a FailedMount event, and tries again.
+        if (!(err instanceof VolumeSetupError)) this.log.error({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, err: (err as Error).stack ?? String(err) }, 'volume set-up failed unexpectedly');
+        this.fail(pod, 'ContainerCreating', (err as Error).message, undefined, 10_000, 'FailedMount');
+        return false;
+      }
+    }
     try {
       for (const [i, c] of (pod.spec?.containers ?? []).entries()) {
         const target = runtimePod.spec.containers[i]!;
@@ -259,16 +273,7 @@ export class PodSync {
       this.fail(pod, 'CreateContainerConfigError', message, undefined, 10_000);
       return false;
     }
-    if (!VolumeManager.needsVolumes(pod)) return true;
-    try {
-      await this.volumes.setUp(pod, runtimePod, objects, ctx);
-      return true;
-    } catch (err) {
-      // The kubelet leaves such a pod in ContainerCreating, with a FailedMount event, and tries again.
-      if (!(err instanceof VolumeSetupError)) this.log.error({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, err: (err as Error).stack ?? String(err) }, 'volume set-up failed unexpectedly');
-      this.fail(pod, 'ContainerCreating', (err as Error).message, undefined, 10_000, 'FailedMount');
-      return false;
-    }
+    return true;
   }
 
   /**

@@ -221,4 +221,35 @@ spec:
   await c.k(['delete', 'pod', 'wait-vol']);
 });
 
+s('the same under kvm: status.podIP, a ConfigMap key in env, configMap and secret volumes inside the VM', async () => {
+  const c = getCluster();
+  await c.k(['create', 'configmap', 'vm-config', '--from-literal=greeting=hej']);
+  await c.k(['create', 'secret', 'generic', 'vm-secret', '--from-literal=token=vm-t0k3n']);
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: vm-env}
+spec:
+  runtimeClassName: kvm
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo "IP=$POD_IP GREETING=$GREETING FILE=$(cat /cfg/greeting) TOKEN=$(cat /sec/token) ARG=$0"; sleep 3600', '$(POD_IP)']
+    env:
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: vm-config, key: greeting}}}
+    volumeMounts:
+    - {name: cfg, mountPath: /cfg}
+    - {name: sec, mountPath: /sec}
+  volumes:
+  - {name: cfg, configMap: {name: vm-config}}
+  - {name: sec, secret: {secretName: vm-secret}}
+`);
+  const log = await logsWith('vm-env', 'IP=', 180_000);
+  const pod = await podJson('vm-env');
+  assert.ok(pod.status.podIP, 'the VM pod has an IP');
+  assert.match(log, new RegExp(`IP=${pod.status.podIP.replace(/\./g, '\\.')} GREETING=hej FILE=hej TOKEN=vm-t0k3n ARG=${pod.status.podIP.replace(/\./g, '\\.')}$`, 'm'), log);
+  await c.k(['delete', 'pod', 'vm-env']);
+});
+
 s.run();

@@ -15,6 +15,8 @@ import { invalidPayloadPath, writeAtomically, type Payload } from '../agent/atom
 import { holdsSecrets, volumePayload, type VolumeContext } from '../agent/volume-sources.js';
 import type { PodObjects } from '../agent/pod-objects.js';
 import { validatePod } from '../runtime-rkt/manifest.js';
+import { VolumeManager } from '../agent/volumes.js';
+import type { Logger } from '../common/log.js';
 
 const objects: PodObjects = {
   namespace: 'ns',
@@ -128,6 +130,25 @@ test('atomic writer: files behind ..data, user-visible links, one swap per chang
     assert.is(invalidPayloadPath('ok/fine'), undefined);
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('cleanup: the volumes of pods neither in the API nor in the runtime go, the others stay', async () => {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'volume-cleanup-'));
+  try {
+    const logged: string[] = [];
+    const log = { info: (_: unknown, m: string) => logged.push(m), warn: (_: unknown, m: string) => logged.push(m) } as unknown as Logger;
+    const volumes = new VolumeManager(dataDir, log);
+    for (const uid of ['kept', 'gone']) {
+      await fs.mkdir(path.join(volumes.podDir(uid), 'volumes', 'kubernetes.io~configmap', 'cfg'), { recursive: true });
+      await writeAtomically(path.join(volumes.podDir(uid), 'volumes', 'kubernetes.io~configmap', 'cfg'), payload({ a: '1' }));
+    }
+    await volumes.cleanup(new Set(['kept']));
+    assert.equal(await fs.readdir(path.join(dataDir, 'agent', 'pods')), ['kept']);
+    assert.is(await fs.readFile(path.join(volumes.podDir('kept'), 'volumes', 'kubernetes.io~configmap', 'cfg', 'a'), 'utf8'), '1');
+    assert.equal(logged, ['pod volumes removed']);
+  } finally {
+    await fs.rm(dataDir, { recursive: true, force: true });
   }
 });
 
