@@ -35,7 +35,7 @@ export interface Field {
 export type TableId =
   | 'podSpec' | 'container' | 'resources' | 'envVar' | 'containerPort' | 'securityContext' | 'podSecurityContext'
   | 'capabilities' | 'seccompProfile' | 'sysctl' | 'dnsConfig' | 'dnsConfigOption' | 'hostAlias' | 'localObjectReference' | 'podOS'
-  | 'volume' | 'emptyDirVolumeSource' | 'hostPathVolumeSource' | 'pvcVolumeSource' | 'volumeMount';
+  | 'volume' | 'emptyDirVolumeSource' | 'hostPathVolumeSource' | 'pvcVolumeSource' | 'flexVolumeSource' | 'volumeMount';
 
 export interface FieldTable {
   title: string;
@@ -260,7 +260,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
   },
   localObjectReference: {
     title: 'LocalObjectReference',
-    paths: ['spec.imagePullSecrets[]'],
+    paths: ['spec.imagePullSecrets[]', 'spec.volumes[].flexVolume.secretRef'],
     fields: {
       name: honour('a Secret of the pod\'s namespace'),
     },
@@ -277,7 +277,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       secret: refuse('secret volumes are not materialised', { issue: 14 }),
       downwardAPI: refuse('downwardAPI volumes are not materialised', { issue: 14 }),
       projected: refuse('projected volumes are not materialised', { issue: 14 }),
-      flexVolume: refuse('no FlexVolume drivers are run', { issue: 14 }),
+      flexVolume: honour('the agent runs the FlexVolume driver (init, mount, unmount under its --volume-plugin-dir) and binds the mounted directory into the pod; `stevedore pod run` runs no drivers, so it refuses them', 'flexVolumeSource'),
       awsElasticBlockStore: refuse(NO_VOLUME_PLUGIN),
       azureDisk: refuse(NO_VOLUME_PLUGIN),
       azureFile: refuse(NO_VOLUME_PLUGIN),
@@ -324,6 +324,17 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
     fields: {
       claimName: honour('a PersistentVolumeClaim of the pod\'s namespace, bound to a PersistentVolume this node can reach'),
       readOnly: honour('every mount of the volume is read-only'),
+    },
+  },
+  flexVolumeSource: {
+    title: 'FlexVolumeSource',
+    paths: ['spec.volumes[].flexVolume'],
+    fields: {
+      driver: honour('vendor/driver: the executable <plugin dir>/vendor~driver/driver; drivers that need attach/detach are refused'),
+      fsType: honour('passed to the driver as kubernetes.io/fsType'),
+      options: honour('passed to the driver in its JSON options'),
+      readOnly: honour('passed as kubernetes.io/readwrite=ro, and every mount of the volume is read-only'),
+      secretRef: honour('a Secret of the pod\'s namespace whose keys go to the driver as kubernetes.io/secret/<key> (base64)', 'localObjectReference'),
     },
   },
   volumeMount: {

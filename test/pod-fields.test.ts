@@ -24,7 +24,7 @@ const MODEL_OF: Record<TableId, string> = {
   capabilities: 'V1Capabilities', seccompProfile: 'V1SeccompProfile', sysctl: 'V1Sysctl', dnsConfig: 'V1PodDNSConfig',
   dnsConfigOption: 'V1PodDNSConfigOption', hostAlias: 'V1HostAlias', localObjectReference: 'V1LocalObjectReference', podOS: 'V1PodOS',
   volume: 'V1Volume', emptyDirVolumeSource: 'V1EmptyDirVolumeSource', hostPathVolumeSource: 'V1HostPathVolumeSource',
-  pvcVolumeSource: 'V1PersistentVolumeClaimVolumeSource', volumeMount: 'V1VolumeMount',
+  pvcVolumeSource: 'V1PersistentVolumeClaimVolumeSource', flexVolumeSource: 'V1FlexVolumeSource', volumeMount: 'V1VolumeMount',
 };
 
 /** Where an object of each table sits in the sample pod below. */
