@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
 import { ContainerConfigError, PodNotFound, UserError } from '../common/errors.js';
@@ -18,6 +19,7 @@ import { VolumeManager } from './volumes.js';
 import { VolumeSetupError, type VolumeContext } from './volume-sources.js';
 import { nodeAllocatable } from './node.js';
 import { resolveClaimVolumes } from './claims.js';
+import { FlexVolumes } from './flexvolume.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 
 /** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
@@ -54,9 +56,13 @@ export class PodSync {
   passes = 0;
   passSeconds = 0;
 
+  /** FlexVolume mounts (agent/flexvolume.ts). */
+  private readonly flex: FlexVolumes;
+
   constructor(private readonly kube: KubeClients, private readonly runtime: ContainerRuntime, private readonly cfg: AgentConfig,
     private readonly policy: Stage1Policy, private readonly events: EventRecorder, private readonly log: Logger) {
     this.volumes = new VolumeManager(cfg.dataDir, log);
+    this.flex = new FlexVolumes(kube, cfg.volumePluginDir ?? path.join(cfg.dataDir, 'volume-plugins'), cfg.dataDir, log);
   }
 
   /** Ask for a pass soon; passes never overlap, and requests during one coalesce into one more. */
@@ -103,6 +109,9 @@ export class PodSync {
     for (const [uid, pods] of byUid) {
       if (!this.desired.has(uid)) for (const p of pods) this.schedule(`rm:${p.uuid}`, () => this.removeRuntimePod(p, undefined));
     }
+    // FlexVolumes of pods neither wanted nor running any more are unmounted (the kubelet's orphaned volume cleanup).
+    const keep = new Set([...this.desired.keys(), ...byUid.keys()]);
+    if (this.flex.needsGc(keep)) this.schedule('flexvolume-gc', () => this.flex.gc(keep));
   }
 
   /** Run one operation per key at a time; a key already busy is skipped (the next pass looks again). */
@@ -156,6 +165,7 @@ export class PodSync {
     try {
       // After the host-access gate: the hostPaths claims become are the agent's own (agent/claims.ts).
       runtimePod = await resolveClaimVolumes(this.kube, this.cfg.nodeName, runtimePod);
+      runtimePod = await this.flex.mountVolumes(pod, runtimePod);
     } catch (err) {
       if (!(err instanceof ContainerConfigError)) throw err;
       this.fail(pod, 'CreateContainerConfigError', err.message);

@@ -65,6 +65,7 @@ const REFERENCES: Record<'secrets' | 'configmaps' | 'persistentvolumeclaims', Ar
   secrets: [
     (spec) => (spec.imagePullSecrets ?? []).map((r: KObj) => r?.name),
     (spec) => (spec.volumes ?? []).map((v: KObj) => v?.secret?.secretName),
+    (spec) => (spec.volumes ?? []).map((v: KObj) => v?.flexVolume?.secretRef?.name),
     (spec) => (spec.volumes ?? []).flatMap((v: KObj) => (v?.projected?.sources ?? []).map((s: KObj) => s?.secret?.name)),
     (spec) => allContainers(spec).flatMap((c: KObj) => [
       ...(c?.env ?? []).map((e: KObj) => e?.valueFrom?.secretKeyRef?.name),

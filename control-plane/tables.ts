@@ -209,7 +209,7 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
     columns: [NAME, col('Capacity'), col('Access Modes'), col('Reclaim Policy'), col('Status'), col('Claim'), col('StorageClass'), col('VolumeAttributesClass'), col('Reason'), AGE, col('VolumeMode', 1)],
     cells: (pv) => {
       const ref = pv.spec?.claimRef;
-      return [pv.metadata.name, pv.spec?.capacity?.storage ?? '', accessModesShort(pv.spec?.accessModes), pv.spec?.persistentVolumeReclaimPolicy ?? '', pv.status?.phase ?? '',
+      return [pv.metadata.name, pv.spec?.capacity?.storage ?? '', accessModesShort(pv.spec?.accessModes), pv.spec?.persistentVolumeReclaimPolicy ?? '', pv.metadata.deletionTimestamp ? 'Terminating' : pv.status?.phase ?? '',
         ref ? `${ref.namespace}/${ref.name}` : '', pv.spec?.storageClassName ?? '', pv.spec?.volumeAttributesClassName || '<unset>', pv.status?.reason ?? '', since(pv.metadata.creationTimestamp), pv.spec?.volumeMode ?? 'Filesystem'];
     },
   },
@@ -217,7 +217,7 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
     columns: [NAME, col('Status'), col('Volume'), col('Capacity'), col('Access Modes'), col('StorageClass'), col('VolumeAttributesClass'), AGE, col('VolumeMode', 1)],
     cells: (c) => {
       const bound = c.status?.phase === 'Bound';
-      return [c.metadata.name, c.status?.phase ?? 'Pending', c.spec?.volumeName ?? '', bound ? c.status?.capacity?.storage ?? '' : '', bound ? accessModesShort(c.status?.accessModes) : '',
+      return [c.metadata.name, c.metadata.deletionTimestamp ? 'Terminating' : c.status?.phase ?? 'Pending', c.spec?.volumeName ?? '', bound ? c.status?.capacity?.storage ?? '' : '', bound ? accessModesShort(c.status?.accessModes) : '',
         c.spec?.storageClassName ?? '', c.spec?.volumeAttributesClassName || '<unset>', since(c.metadata.creationTimestamp), c.spec?.volumeMode ?? 'Filesystem'];
     },
   },

@@ -424,6 +424,18 @@ function checkVolumes(w: Walker, volumes: unknown[]): Set<string> {
       else if (hp.path.split('/').includes('..')) w.errors.push(`${p}.hostPath.path: Invalid value: ${JSON.stringify(hp.path)}: must not contain '..'`);
       if (hp.type !== undefined && !(HOST_PATH_TYPES as readonly unknown[]).includes(hp.type)) w.errors.push(`${p}.hostPath.type: unsupported value ${JSON.stringify(hp.type)}: supported values: ${HOST_PATH_TYPES.map((t) => `"${t}"`).join(', ')}`);
     }
+    if (vol.flexVolume !== undefined && expect(w, vol.flexVolume, 'object', `${p}.flexVolume`)) {
+      const fv = vol.flexVolume as Record<string, unknown>;
+      fieldsOf(w, fv, `${p}.flexVolume`, 'flexVolumeSource');
+      if (typeof fv.driver !== 'string' || !/^[A-Za-z0-9][-A-Za-z0-9_.]*\/[A-Za-z0-9][-A-Za-z0-9_.]*$/.test(fv.driver)) w.errors.push(`${p}.flexVolume.driver: Invalid value: ${JSON.stringify(fv.driver)}: must be vendor/driver`);
+      if (fv.fsType !== undefined && typeof fv.fsType !== 'string') w.errors.push(`${p}.flexVolume.fsType: expected string, got ${kindOf(fv.fsType)}`);
+      if (fv.options !== undefined) stringMap(w, fv.options, `${p}.flexVolume.options`);
+      bool(w, fv.readOnly, `${p}.flexVolume.readOnly`);
+      if (expect(w, fv.secretRef, 'object', `${p}.flexVolume.secretRef`)) {
+        fieldsOf(w, fv.secretRef as Record<string, unknown>, `${p}.flexVolume.secretRef`, 'localObjectReference');
+        if (typeof (fv.secretRef as { name?: unknown }).name !== 'string') w.errors.push(`${p}.flexVolume.secretRef.name: Required value`);
+      }
+    }
     if (vol.persistentVolumeClaim !== undefined && expect(w, vol.persistentVolumeClaim, 'object', `${p}.persistentVolumeClaim`)) {
       const pvc = vol.persistentVolumeClaim as Record<string, unknown>;
       fieldsOf(w, pvc, `${p}.persistentVolumeClaim`, 'pvcVolumeSource');

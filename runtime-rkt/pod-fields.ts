@@ -36,7 +36,7 @@ export type TableId =
   | 'podSpec' | 'container' | 'resources' | 'envVar' | 'containerPort' | 'securityContext' | 'podSecurityContext'
   | 'capabilities' | 'seccompProfile' | 'sysctl' | 'dnsConfig' | 'dnsConfigOption' | 'hostAlias' | 'localObjectReference' | 'podOS'
   | 'envVarSource' | 'objectFieldSelector' | 'resourceFieldSelector' | 'keySelector' | 'envFromSource' | 'envSourceRef'
-  | 'volume' | 'emptyDirVolumeSource' | 'hostPathVolumeSource' | 'pvcVolumeSource' | 'volumeMount'
+  | 'volume' | 'emptyDirVolumeSource' | 'hostPathVolumeSource' | 'pvcVolumeSource' | 'flexVolumeSource' | 'volumeMount'
   | 'configMapVolumeSource' | 'secretVolumeSource' | 'keyToPath' | 'downwardAPIVolumeSource' | 'downwardAPIVolumeFile'
   | 'projectedVolumeSource' | 'volumeProjection' | 'configMapProjection' | 'secretProjection' | 'downwardAPIProjection';
 
@@ -316,7 +316,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
   },
   localObjectReference: {
     title: 'LocalObjectReference',
-    paths: ['spec.imagePullSecrets[]'],
+    paths: ['spec.imagePullSecrets[]', 'spec.volumes[].flexVolume.secretRef'],
     fields: {
       name: honour('a Secret of the pod\'s namespace'),
     },
@@ -333,7 +333,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       secret: honour('a Secret\'s keys as files on a tmpfs, written by the agent under its data dir (the `..data` swap, as the kubelet writes them), mounted read-only, updated in place when the object changes', 'secretVolumeSource'),
       downwardAPI: honour('pod fields and container resources as files, written by the agent under its data dir (the `..data` swap, as the kubelet writes them), mounted read-only, updated in place when the object changes (labels, annotations)', 'downwardAPIVolumeSource'),
       projected: honour('ConfigMaps, Secrets and downward API fields in one directory (on a tmpfs when it holds Secrets), written by the agent under its data dir (the `..data` swap, as the kubelet writes them), mounted read-only, updated in place when the object changes', 'projectedVolumeSource'),
-      flexVolume: refuse('no FlexVolume drivers are run', { issue: 14 }),
+      flexVolume: honour('the agent runs the FlexVolume driver (init, mount, unmount under its --volume-plugin-dir) and binds the mounted directory into the pod; `stevedore pod run` runs no drivers, so it refuses them', 'flexVolumeSource'),
       awsElasticBlockStore: refuse(NO_VOLUME_PLUGIN),
       azureDisk: refuse(NO_VOLUME_PLUGIN),
       azureFile: refuse(NO_VOLUME_PLUGIN),
@@ -471,6 +471,17 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
     fields: {
       claimName: honour('a PersistentVolumeClaim of the pod\'s namespace, bound to a PersistentVolume this node can reach'),
       readOnly: honour('every mount of the volume is read-only'),
+    },
+  },
+  flexVolumeSource: {
+    title: 'FlexVolumeSource',
+    paths: ['spec.volumes[].flexVolume'],
+    fields: {
+      driver: honour('vendor/driver: the executable <plugin dir>/vendor~driver/driver; drivers that need attach/detach are refused'),
+      fsType: honour('passed to the driver as kubernetes.io/fsType'),
+      options: honour('passed to the driver in its JSON options'),
+      readOnly: honour('passed as kubernetes.io/readwrite=ro, and every mount of the volume is read-only'),
+      secretRef: honour('a Secret of the pod\'s namespace whose keys go to the driver as kubernetes.io/secret/<key> (base64)', 'localObjectReference'),
     },
   },
   volumeMount: {

@@ -123,9 +123,13 @@ api('local-path: a claim waits for its first consumer, is provisioned on the nod
   // A pod whose claim does not exist is not scheduled, and says why.
   assert.is((await t.api('POST', '/api/v1/namespaces/default/pods', podUsing('orphan', 'nope'))).status, 201);
   await waitFor('FailedScheduling', async () => /persistentvolumeclaim "nope" not found/.test(await k(['describe', 'pod', 'orphan'])));
-  // Deleting the claim releases its volume, and the Delete policy deletes it.
+  // A claim in use stays (pvc-protection) until its pods are gone; then its volume is released, and the Delete policy deletes it.
+  await k(['delete', 'pvc', 'data', '--wait=false']);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.match(await k(['get', 'pvc', 'data']), /\ndata\s+Terminating\s+pvc-/);
+  assert.equal((await get('/api/v1/namespaces/default/persistentvolumeclaims/data')).metadata.finalizers, ['kubernetes.io/pvc-protection']);
   await k(['delete', 'pod', 'user', 'orphan', '--grace-period=0', '--force']);
-  await k(['delete', 'pvc', 'data']);
+  await waitFor('the claim to go', async () => (await t.api('GET', '/api/v1/namespaces/default/persistentvolumeclaims/data')).status === 404);
   await waitFor('the provisioned volume to go', async () => (await t.api('GET', `/api/v1/persistentvolumes/${pv.metadata.name}`)).status === 404);
 });
 

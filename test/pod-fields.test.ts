@@ -26,7 +26,7 @@ const MODEL_OF: Record<TableId, string> = {
   envVarSource: 'V1EnvVarSource', objectFieldSelector: 'V1ObjectFieldSelector', resourceFieldSelector: 'V1ResourceFieldSelector',
   keySelector: 'V1ConfigMapKeySelector', envFromSource: 'V1EnvFromSource', envSourceRef: 'V1ConfigMapEnvSource',
   volume: 'V1Volume', emptyDirVolumeSource: 'V1EmptyDirVolumeSource', hostPathVolumeSource: 'V1HostPathVolumeSource',
-  pvcVolumeSource: 'V1PersistentVolumeClaimVolumeSource', volumeMount: 'V1VolumeMount',
+  pvcVolumeSource: 'V1PersistentVolumeClaimVolumeSource', flexVolumeSource: 'V1FlexVolumeSource', volumeMount: 'V1VolumeMount',
   configMapVolumeSource: 'V1ConfigMapVolumeSource', secretVolumeSource: 'V1SecretVolumeSource', keyToPath: 'V1KeyToPath',
   downwardAPIVolumeSource: 'V1DownwardAPIVolumeSource', downwardAPIVolumeFile: 'V1DownwardAPIVolumeFile', projectedVolumeSource: 'V1ProjectedVolumeSource',
   volumeProjection: 'V1VolumeProjection', configMapProjection: 'V1ConfigMapProjection', secretProjection: 'V1SecretProjection', downwardAPIProjection: 'V1DownwardAPIProjection',

@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import { memoryBytes } from '../../common/quantity.js';
 import type { KObj, Store } from '../store.js';
-import { defaultStorageClass, LOCAL_PATH_PROVISIONER } from '../kinds/storage.js';
+import { defaultStorageClass, LOCAL_PATH_PROVISIONER, PVC_PROTECTION } from '../kinds/storage.js';
 import { KindController, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 
@@ -104,7 +104,7 @@ export class PersistentVolumeController extends KindController {
   private readonly told = new Map<string, string>();
 
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, log, 'persistentvolumeclaims', ['persistentvolumes', 'storageclasses', 'nodes'], 5000);
+    super(store, log, 'persistentvolumeclaims', ['persistentvolumes', 'storageclasses', 'nodes', 'pods'], 5000);
   }
 
   protected override pass(): void {
@@ -125,7 +125,10 @@ export class PersistentVolumeController extends KindController {
   }
 
   protected sync(claim: KObj): void {
-    if (claim.metadata.deletionTimestamp) return;
+    if (claim.metadata.deletionTimestamp) {
+      this.releaseProtection(claim);
+      return;
+    }
     const ns = claim.metadata.namespace;
     if (claim.spec?.storageClassName === undefined || claim.spec?.storageClassName === null) {
       const def = defaultStorageClass(this.store.list('storageclasses'));
@@ -176,6 +179,14 @@ export class PersistentVolumeController extends KindController {
       return;
     }
     this.provision(claim, cls, selected, node);
+  }
+
+  /** pvc-protection: a claim being deleted goes once no pod that may still run uses it. */
+  private releaseProtection(claim: KObj): void {
+    if (!(claim.metadata.finalizers ?? []).includes(PVC_PROTECTION)) return;
+    const inUse = this.store.list('pods', claim.metadata.namespace).some((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed' && podClaims(p).includes(claim.metadata.name));
+    if (inUse) return;
+    this.client.update('persistentvolumeclaims', claim.metadata.namespace, { ...claim, metadata: { ...claim.metadata, finalizers: claim.metadata.finalizers.filter((f: string) => f !== PVC_PROTECTION) } });
   }
 
   /** The smallest Available volume that fits the claim (or one pre-bound to it). */

@@ -96,10 +96,15 @@ export const persistentVolumeStrategy: KindStrategy = {
   },
 };
 
+/** Kept on a claim while a pod uses it (kube's StorageObjectInUseProtection admission + controller). */
+export const PVC_PROTECTION = 'kubernetes.io/pvc-protection';
+
 export const persistentVolumeClaimStrategy: KindStrategy = {
   statusSubresource: true,
   prepareForCreate(pvc) {
     pvc.status = { phase: 'Pending' };
+    const finalizers: string[] = pvc.metadata.finalizers ?? [];
+    if (!finalizers.includes(PVC_PROTECTION)) pvc.metadata.finalizers = [...finalizers, PVC_PROTECTION];
     pvc.spec ??= {};
     pvc.spec.volumeMode ??= 'Filesystem';
   },
