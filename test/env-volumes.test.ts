@@ -248,6 +248,8 @@ spec:
   const log = await logsWith('vm-env', 'IP=', 180_000);
   const pod = await podJson('vm-env');
   assert.ok(pod.status.podIP, 'the VM pod has an IP');
+  const spec = await c.node(['sh', '-c', `stat -c %a ${c.dataDir}/node/pods/run/${pod.status.containerStatuses[0].containerID.replace(/^rkt:\/\//, '').split(':')[0]}/stage1/kvm/share/guest/app0/config.json`]);
+  assert.is(spec.stdout.trim(), '600', `the guest's crun spec (it holds the env) is root's only: ${spec.stdout}${spec.stderr}`);
   assert.match(log, new RegExp(`IP=${pod.status.podIP.replace(/\./g, '\\.')} GREETING=hej FILE=hej TOKEN=vm-t0k3n ARG=${pod.status.podIP.replace(/\./g, '\\.')}$`, 'm'), log);
   await c.k(['delete', 'pod', 'vm-env']);
 });
