@@ -29,6 +29,7 @@ function agentOptions(cmd: Command): Command {
     .option('--pod-cidr <cidr>', 'this node\'s pod CIDR, for the default CNI network (default 10.88.0.0/16)')
     .option('--cni-conf-dir <dir>', 'CNI network configs (default <data dir>/cni/net.d; real nodes: /etc/cni/net.d)')
     .option('--cni-bin-dir <dir...>', 'CNI plugin directories (default /usr/lib/cni /opt/cni/bin)')
+    .option('--volume-plugin-dir <dir>', 'FlexVolume drivers, <vendor>~<driver>/<driver> (default <data dir>/volume-plugins; the kubelet\'s: /usr/libexec/kubernetes/kubelet-plugins/volume/exec)')
     .option('--image-max-layer-size <size>', 'refuse image layers larger than this uncompressed (default 64Gi)')
     .option('--image-max-image-size <size>', 'refuse images whose layers are larger than this together, uncompressed (default 128Gi)')
     .option('--image-max-layer-entries <n>', 'refuse image layers with more entries than this (default 1048576)')
@@ -58,6 +59,7 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     cniBridge: flags.cniBridge as string | undefined,
     cniConfDir: flags.cniConfDir as string | undefined,
     cniBinDirs: flags.cniBinDir as string[] | undefined,
+    volumePluginDir: flags.volumePluginDir as string | undefined,
     stage1Policy: flags.stage1Policy as string | undefined,
     imageMaxLayerSize: flags.imageMaxLayerSize as string | undefined,
     imageMaxImageSize: flags.imageMaxImageSize as string | undefined,

@@ -47,6 +47,8 @@ export interface AgentConfig {
   cniBinDirs?: string[];
   /** Bridge of the default CNI network the agent writes when the conf dir has none. */
   cniBridge: string;
+  /** FlexVolume drivers (kubelet's --volume-plugin-dir); default <dataDir>/volume-plugins. */
+  volumePluginDir?: string;
   /** Node stage1 policy file (agent/stage1-policy.ts): forbidden stage1s, minimums per namespace or labels. */
   stage1Policy?: string;
   /** Image pull caps (runtime-rkt/image/limits.ts): bytes or quantities (`64Gi`); unset means the default. */
@@ -56,7 +58,7 @@ export interface AgentConfig {
   imageMaxTarHeaderSize?: number | string;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {

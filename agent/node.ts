@@ -5,6 +5,8 @@ import type { Logger } from '../common/log.js';
 import type { AgentConfig } from './config.js';
 import { apiStatus, microTime, patchAs, type KubeClients } from './kube.js';
 import type { ContainerRuntime } from './runtime.js';
+import type { NodeAllocatable } from './downward-api.js';
+import { LOCAL_PATH_ROOT_ANNOTATION, localPathRoot } from './claims.js';
 
 const LEASE_NAMESPACE = 'kube-node-lease';
 const LEASE_DURATION_SECONDS = 40;
@@ -16,6 +18,12 @@ async function readTrim(file: string): Promise<string> {
 /** Dates, not strings: client-node serializes typed bodies itself (and calls toISOString on them). */
 function readyCondition(now: Date, since: Date): V1NodeCondition {
   return { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'stevedore agent is posting ready status', lastHeartbeatTime: now, lastTransitionTime: since };
+}
+
+/** What the Node reports allocatable, in numbers (downward API resourceFieldRef limits a container does not set). */
+export async function nodeAllocatable(dataDir: string): Promise<NodeAllocatable> {
+  const disk = await fs.statfs(dataDir).catch(() => undefined);
+  return { cpuMillis: os.cpus().length * 1000, memoryBytes: Math.floor(os.totalmem() / 1024) * 1024, ephemeralStorageBytes: disk ? disk.blocks * disk.bsize : 0 };
 }
 
 /** The Node object as this agent describes its host. */
@@ -38,6 +46,8 @@ export async function describeNode(cfg: AgentConfig, runtime: ContainerRuntime, 
         'stevedore.io/default-stage1': cfg.rktStage1Image,
         ...(runtime.vmAccel ? { 'stevedore.io/kvm-accel': runtime.vmAccel } : {}),
       },
+      // Where the local-path provisioner puts this node's volumes (control-plane/controllers/persistent-volume.ts).
+      annotations: { [LOCAL_PATH_ROOT_ANNOTATION]: localPathRoot(cfg.dataDir) },
     },
     spec: { podCIDR: cfg.podCidr, podCIDRs: [cfg.podCidr] },
     status: {
@@ -80,7 +90,7 @@ export class NodeHeartbeat {
       this.log.info({ node: this.cfg.nodeName }, 'node registered');
     } catch (err) {
       if (apiStatus(err) !== 409) throw err;
-      await this.kube.core.patchNode({ name: this.cfg.nodeName, body: { metadata: { labels: node.metadata!.labels } } }, patchAs('merge'));
+      await this.kube.core.patchNode({ name: this.cfg.nodeName, body: { metadata: { labels: node.metadata!.labels, annotations: node.metadata!.annotations } } }, patchAs('merge'));
       await this.kube.core.patchNodeStatus({ name: this.cfg.nodeName, body: { status: node.status } }, patchAs('strategic'));
       this.log.info({ node: this.cfg.nodeName }, 'node already registered; status updated');
     }

@@ -39,7 +39,7 @@ export interface Stage1Rule {
 }
 
 /** What a pod can get of the node itself; each is refused unless the policy opens it for the pod. */
-export const HOST_ACCESS = ['fly', 'hostNetwork', 'hostPID', 'hostIPC', 'privileged'] as const;
+export const HOST_ACCESS = ['fly', 'hostNetwork', 'hostPID', 'hostIPC', 'privileged', 'hostPath'] as const;
 export type HostAccess = (typeof HOST_ACCESS)[number];
 
 export interface HostAccessRule {
@@ -64,7 +64,7 @@ export const EMPTY_POLICY: Stage1Policy = { forbid: [], require: [], allowHostAc
 /** The policy `stevedore up` writes when it is given none: host access only for the cluster's own pods. */
 export const DEFAULT_UP_POLICY = `# The node's stage1 and host-access policy (agent/README.md, "Stage1 selection and policy").
 # Written by \`stevedore up\` because no --stage1-policy was given. fly is root on the node, and
-# hostNetwork, hostPID, hostIPC and privileged containers reach into it: only kube-system gets them.
+# hostNetwork, hostPID, hostIPC, privileged containers and hostPath volumes reach into it: only kube-system gets them.
 allowHostAccess:
   - namespaces: [kube-system]
     allow: [${HOST_ACCESS.join(', ')}]
@@ -155,12 +155,26 @@ export function chooseStage1(pod: PodFacts, nodeDefault: Stage1Name, policy: Sta
   return { stage1: raised, requested: false, raisedBy };
 }
 
-/** The host access a pod's spec asks for, with the field that asks (stage1 fly is chooseStage1's). */
-export function hostAccessAsked(spec: { hostNetwork?: boolean | null; hostPID?: boolean | null; hostIPC?: boolean | null; containers?: Array<{ securityContext?: { privileged?: boolean | null } | null }> | null }): Array<{ what: HostAccess; field: string }> {
+/**
+ * The host access a pod's spec asks for, with the field that asks (stage1 fly
+ * is chooseStage1's). Called on the spec as the API server holds it: a
+ * hostPath volume the pod's author wrote is gated (any path of the node is
+ * root on it; PodSecurity baseline forbids them too), while the hostPaths the
+ * agent itself makes for configMap, secret, downwardAPI, projected and
+ * persistentVolumeClaim volumes are never in that spec, so they pass.
+ */
+export function hostAccessAsked(spec: {
+  hostNetwork?: boolean | null; hostPID?: boolean | null; hostIPC?: boolean | null;
+  containers?: Array<{ securityContext?: { privileged?: boolean | null } | null }> | null;
+  volumes?: Array<{ hostPath?: unknown }> | null;
+}): Array<{ what: HostAccess; field: string }> {
   const asked: Array<{ what: HostAccess; field: string }> = [];
   for (const what of ['hostNetwork', 'hostPID', 'hostIPC'] as const) if (spec[what] === true) asked.push({ what, field: `spec.${what}` });
   (spec.containers ?? []).forEach((c, i) => {
     if (c.securityContext?.privileged === true) asked.push({ what: 'privileged', field: `spec.containers[${i}].securityContext.privileged` });
+  });
+  (spec.volumes ?? []).forEach((v, i) => {
+    if (v.hostPath !== undefined && v.hostPath !== null) asked.push({ what: 'hostPath', field: `spec.volumes[${i}].hostPath` });
   });
   return asked;
 }

@@ -180,7 +180,7 @@ export async function up(opts: UpOptions): Promise<void> {
   if (code !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
   process.stdout.write(`
 Stevedore is up: one node (${opts.nodeName}), runtime rkt, stage1 ${opts.stage1};
-stage1 and host-access policy: ${stage1Policy}${opts.stage1Policy ? '' : ' (fly, hostNetwork, hostPID, hostIPC, privileged: kube-system only)'};
+stage1 and host-access policy: ${stage1Policy}${opts.stage1Policy ? '' : ' (fly, hostNetwork, hostPID, hostIPC, privileged, hostPath: kube-system only)'};
 the read-only api-service (rkt v1alpha gRPC) listens on the node's ${API_SERVICE_SOCKET}${opts.apiServicePort ? ` and on 127.0.0.1:${opts.apiServicePort}` : ''}.
 
   export KUBECONFIG=${p.kubeconfig}

@@ -5,7 +5,8 @@
  * - `system:masters` (the admin token): everything;
  * - a node (`system:node:NAME` in group `system:nodes`, from its client certificate): the reads
  *   an agent needs, writes to its own Node, Lease and Events, the status of pods bound to it and
- *   their deletion, and Secrets and ConfigMaps that a pod bound to it references;
+ *   their deletion, and Secrets, ConfigMaps and PersistentVolumeClaims that a pod bound to it
+ *   references, and the PersistentVolumes those claims are bound to;
  * - anyone else the CA vouches for (e.g. the control plane's own kubelet-client certificate):
  *   nothing but discovery (no RBAC bindings exist).
  *
@@ -60,10 +61,11 @@ const allContainers = (spec: KObj): KObj[] => [...(spec.initContainers ?? []), .
  * Where a pod names a Secret or a ConfigMap. Each entry returns the names it finds; add one here
  * when the node starts honouring another kind of reference (kubelet: volumes, env, envFrom, projected).
  */
-const REFERENCES: Record<'secrets' | 'configmaps', Array<(spec: KObj) => unknown[]>> = {
+const REFERENCES: Record<'secrets' | 'configmaps' | 'persistentvolumeclaims', Array<(spec: KObj) => unknown[]>> = {
   secrets: [
     (spec) => (spec.imagePullSecrets ?? []).map((r: KObj) => r?.name),
     (spec) => (spec.volumes ?? []).map((v: KObj) => v?.secret?.secretName),
+    (spec) => (spec.volumes ?? []).map((v: KObj) => v?.flexVolume?.secretRef?.name),
     (spec) => (spec.volumes ?? []).flatMap((v: KObj) => (v?.projected?.sources ?? []).map((s: KObj) => s?.secret?.name)),
     (spec) => allContainers(spec).flatMap((c: KObj) => [
       ...(c?.env ?? []).map((e: KObj) => e?.valueFrom?.secretKeyRef?.name),
@@ -78,10 +80,13 @@ const REFERENCES: Record<'secrets' | 'configmaps', Array<(spec: KObj) => unknown
       ...(c?.envFrom ?? []).map((e: KObj) => e?.configMapRef?.name),
     ]),
   ],
+  persistentvolumeclaims: [
+    (spec) => (spec.volumes ?? []).map((v: KObj) => v?.persistentVolumeClaim?.claimName),
+  ],
 };
 
 /** Whether a pod references the named Secret (resource `secrets`) or ConfigMap (`configmaps`). */
-export function podReferences(pod: KObj, resource: 'secrets' | 'configmaps', name: string): boolean {
+export function podReferences(pod: KObj, resource: 'secrets' | 'configmaps' | 'persistentvolumeclaims', name: string): boolean {
   const spec = pod.spec ?? {};
   return REFERENCES[resource].some((refs) => refs(spec).includes(name));
 }
@@ -129,10 +134,22 @@ function authorizeNode(user: UserInfo, node: string, a: RequestAttributes, objec
       if (!a.subresource && READ.includes(a.verb)) return;
       return deny();
     case '/secrets':
-    case '/configmaps': {
-      if (a.verb !== 'get' || !a.name || !a.namespace) return deny();
-      const resource = a.resource as 'secrets' | 'configmaps';
+    case '/configmaps':
+    case '/persistentvolumeclaims': {
+      if (a.verb !== 'get' || a.subresource || !a.name || !a.namespace) return deny();
+      const resource = a.resource as 'secrets' | 'configmaps' | 'persistentvolumeclaims';
       const referenced = objects.list('pods', a.namespace).some((p) => boundTo(p, node) && podReferences(p, resource, a.name!));
+      if (referenced) return;
+      return deny(noRelationship(node));
+    }
+    case '/persistentvolumes': {
+      // The graph node → pod → claim → volume, as kube's Node authorizer walks it.
+      if (a.verb !== 'get' || a.subresource || !a.name) return deny();
+      const referenced = objects.list('pods').some((p) => boundTo(p, node)
+        && (p.spec?.volumes ?? []).some((v: KObj) => {
+          const claim = v?.persistentVolumeClaim?.claimName;
+          return claim && objects.get('persistentvolumeclaims', p.metadata?.namespace ?? '', claim)?.spec?.volumeName === a.name;
+        }));
       if (referenced) return;
       return deny(noRelationship(node));
     }

@@ -36,6 +36,8 @@ export const RESOURCES: ResourceDef[] = [
   { name: 'namespaces', singular: 'namespace', kind: 'Namespace', group: '', version: 'v1', namespaced: false, shortNames: ['ns'], subresources: ['status'], mergeKeys: META_MERGE_KEYS },
   { name: 'secrets', singular: 'secret', kind: 'Secret', group: '', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'configmaps', singular: 'configmap', kind: 'ConfigMap', group: '', version: 'v1', namespaced: true, shortNames: ['cm'], subresources: [], mergeKeys: META_MERGE_KEYS },
+  { name: 'persistentvolumes', singular: 'persistentvolume', kind: 'PersistentVolume', group: '', version: 'v1', namespaced: false, shortNames: ['pv'], subresources: ['status'], mergeKeys: META_MERGE_KEYS },
+  { name: 'persistentvolumeclaims', singular: 'persistentvolumeclaim', kind: 'PersistentVolumeClaim', group: '', version: 'v1', namespaced: true, shortNames: ['pvc'], subresources: ['status'], mergeKeys: META_MERGE_KEYS },
   { name: 'events', singular: 'event', kind: 'Event', group: '', version: 'v1', namespaced: true, shortNames: ['ev'], subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'leases', singular: 'lease', kind: 'Lease', group: 'coordination.k8s.io', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'replicasets', singular: 'replicaset', kind: 'ReplicaSet', group: 'apps', version: 'v1', namespaced: true, shortNames: ['rs'], categories: ['all'], subresources: ['status', 'scale'], mergeKeys: WORKLOAD_MERGE_KEYS },
@@ -46,6 +48,7 @@ export const RESOURCES: ResourceDef[] = [
   { name: 'jobs', singular: 'job', kind: 'Job', group: 'batch', version: 'v1', namespaced: true, categories: ['all'], subresources: ['status'], mergeKeys: WORKLOAD_MERGE_KEYS, defaultPropagation: 'Orphan' },
   { name: 'cronjobs', singular: 'cronjob', kind: 'CronJob', group: 'batch', version: 'v1', namespaced: true, shortNames: ['cj'], categories: ['all'], subresources: ['status'], mergeKeys: CRONJOB_MERGE_KEYS },
   { name: 'horizontalpodautoscalers', singular: 'horizontalpodautoscaler', kind: 'HorizontalPodAutoscaler', group: 'autoscaling', version: 'v2', namespaced: true, shortNames: ['hpa'], categories: ['all'], subresources: ['status'], mergeKeys: META_MERGE_KEYS },
+  { name: 'storageclasses', singular: 'storageclass', kind: 'StorageClass', group: 'storage.k8s.io', version: 'v1', namespaced: false, shortNames: ['sc'], subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'runtimeclasses', singular: 'runtimeclass', kind: 'RuntimeClass', group: 'node.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS },
 ];
 

@@ -34,6 +34,8 @@ import { CronJobController } from './controllers/cronjob.js';
 import { DaemonSetController } from './controllers/daemonset.js';
 import { StatefulSetController } from './controllers/statefulset.js';
 import { HpaController } from './controllers/hpa.js';
+import { PersistentVolumeController } from './controllers/persistent-volume.js';
+import { LOCAL_PATH_CLASS, LOCAL_PATH_STORAGE_CLASS } from './kinds/storage.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { authenticate, type UserInfo } from './authn.js';
@@ -168,6 +170,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new DaemonSetController(store, log, events, client),
     new StatefulSetController(store, log, events, client),
     new HpaController(store, log, events, client, (ns) => cp.metrics.podUsage(ns), (opts.hpaSyncPeriodSeconds ?? 15) * 1000),
+    new PersistentVolumeController(store, log, events, client),
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, nodeGraceSeconds),
@@ -234,6 +237,9 @@ class ApiServer {
     for (const name of SYSTEM_NAMESPACES) {
       if (!this.store.get('namespaces', '', name)) this.store.create('namespaces', '', name, withNewMeta(ns, { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } }, ''));
     }
+    // The default StorageClass, as kind and k3s ship one: a PVC with no PV gets a directory on its pod's node.
+    const sc = RESOURCES.find((r) => r.name === 'storageclasses')!;
+    if (!this.store.get('storageclasses', '', LOCAL_PATH_CLASS)) this.store.create('storageclasses', '', LOCAL_PATH_CLASS, withNewMeta(sc, structuredClone(LOCAL_PATH_STORAGE_CLASS), ''));
     const rc = RESOURCES.find((r) => r.name === 'runtimeclasses')!;
     for (const name of RUNTIME_CLASSES) {
       if (!this.store.get('runtimeclasses', '', name)) this.store.create('runtimeclasses', '', name, withNewMeta(rc, { metadata: { name }, handler: name }, ''));

@@ -1,6 +1,7 @@
 import { hpaTargets } from './kinds/hpa.js';
 import type { KObj } from './store.js';
 import { selectorString } from './kinds/workloads.js';
+import { accessModesShort, DEFAULT_CLASS_ANNOTATION } from './kinds/storage.js';
 
 /** meta.k8s.io/v1 Table output with the columns kube-apiserver's printers use. */
 export interface Column { name: string; type: string; format?: string; description: string; priority: number }
@@ -211,6 +212,28 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
         c.status?.lastScheduleTime ? since(c.status.lastScheduleTime) : '<none>', since(c.metadata.creationTimestamp),
         cs.map((x) => x.name).join(','), cs.map((x) => x.image).join(','), selectorString(c.spec?.jobTemplate?.spec?.selector) || '<none>'];
     },
+  },
+  // kube-apiserver's printers (pkg/printers/internalversion): VOLUMEATTRIBUTESCLASS since 1.29.
+  persistentvolumes: {
+    columns: [NAME, col('Capacity'), col('Access Modes'), col('Reclaim Policy'), col('Status'), col('Claim'), col('StorageClass'), col('VolumeAttributesClass'), col('Reason'), AGE, col('VolumeMode', 1)],
+    cells: (pv) => {
+      const ref = pv.spec?.claimRef;
+      return [pv.metadata.name, pv.spec?.capacity?.storage ?? '', accessModesShort(pv.spec?.accessModes), pv.spec?.persistentVolumeReclaimPolicy ?? '', pv.metadata.deletionTimestamp ? 'Terminating' : pv.status?.phase ?? '',
+        ref ? `${ref.namespace}/${ref.name}` : '', pv.spec?.storageClassName ?? '', pv.spec?.volumeAttributesClassName || '<unset>', pv.status?.reason ?? '', since(pv.metadata.creationTimestamp), pv.spec?.volumeMode ?? 'Filesystem'];
+    },
+  },
+  persistentvolumeclaims: {
+    columns: [NAME, col('Status'), col('Volume'), col('Capacity'), col('Access Modes'), col('StorageClass'), col('VolumeAttributesClass'), AGE, col('VolumeMode', 1)],
+    cells: (c) => {
+      const bound = c.status?.phase === 'Bound';
+      return [c.metadata.name, c.metadata.deletionTimestamp ? 'Terminating' : c.status?.phase ?? 'Pending', c.spec?.volumeName ?? '', bound ? c.status?.capacity?.storage ?? '' : '', bound ? accessModesShort(c.status?.accessModes) : '',
+        c.spec?.storageClassName ?? '', c.spec?.volumeAttributesClassName || '<unset>', since(c.metadata.creationTimestamp), c.spec?.volumeMode ?? 'Filesystem'];
+    },
+  },
+  storageclasses: {
+    columns: [NAME, col('Provisioner'), col('ReclaimPolicy'), col('VolumeBindingMode'), col('AllowVolumeExpansion'), AGE],
+    cells: (sc) => [sc.metadata.annotations?.[DEFAULT_CLASS_ANNOTATION] === 'true' ? `${sc.metadata.name} (default)` : sc.metadata.name, sc.provisioner ?? '', sc.reclaimPolicy ?? 'Delete',
+      sc.volumeBindingMode ?? 'Immediate', sc.allowVolumeExpansion === true ? 'true' : 'false', since(sc.metadata.creationTimestamp)],
   },
   runtimeclasses: {
     columns: [NAME, col('Handler'), AGE],

@@ -17,6 +17,7 @@ declare -A PACKAGES=(
   [docker-registry]=docker-registry [skopeo]=skopeo [htpasswd]=apache2-utils [containerd]=containerd [ctr]=containerd
   [dockerd]=docker.io [docker]=docker.io [time]=time
   [qemu-system-x86_64]=qemu-system-x86 [dpkg-deb]=dpkg [xz]=xz-utils [zstd]=zstd
+  [mkfs.ext4]=e2fsprogs [losetup]=mount [mountpoint]=util-linux [truncate]=coreutils
 )
 # Commands looked for at a fixed path (the code names the path, not just the command).
 declare -A PATHS=(

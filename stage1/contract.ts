@@ -14,6 +14,8 @@ import type { Pod, RestartPolicy } from '../runtime-rkt/manifest.js';
  *   apps/<app>/upper, work/      the overlay's writable layer
  *   apps/<app>/exits/<ns>.json   one ExitRecord per finished run of the app
  *   etc/hosts, hostname, resolv.conf   pod-level files bound into every app
+ *   volumes/<name>/              emptyDir volumes (a tmpfs mounted there for medium Memory)
+ *   volume-subpaths/<app>/<n>    bind mounts of subPaths, made through a descriptor (runtime-rkt/volumes.ts)
  *   network.json                 the pod's CNI attachment (network, cache, IPs; stage0's, see runtime-rkt/network.ts)
  *   stage1/                      private to the stage1
  *   created, started, gc-marked  timestamps (ns since epoch), written once
@@ -58,6 +60,24 @@ export interface AppSecurity {
   seccomp: { type: 'RuntimeDefault' } | { type: 'Unconfined' } | { type: 'Localhost'; path: string };
 }
 
+/**
+ * One volumeMount of an app, resolved by stage0 (runtime-rkt/volumes.ts): a
+ * node path bound at `destination` in the app. `source` is absolute (a
+ * hostPath) or relative to the pod directory (an emptyDir under volumes/, a
+ * subPath's bind under volume-subpaths/), since the pod directory moves.
+ */
+export interface AppMount {
+  volume: string;
+  source: string;
+  destination: string;
+  readOnly: boolean;
+}
+
+/** Where an app mount's source is on the node, for the pod in `podDir`. */
+export function appMountSource(podDir: string, m: AppMount): string {
+  return path.isAbsolute(m.source) ? m.source : path.join(podDir, m.source);
+}
+
 export interface AppManifest {
   name: string;
   image: { id: string; name: string };
@@ -70,6 +90,8 @@ export interface AppManifest {
   requests: AppLimits;
   /** Absent in pods prepared by releases before it existed: read it through appSecurity(). */
   security?: AppSecurity;
+  /** The app's volume mounts, in the order of its volumeMounts (absent: none). */
+  mounts?: AppMount[];
 }
 
 export interface RuntimePodManifest {

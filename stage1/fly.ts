@@ -6,7 +6,7 @@ import { appSecurity, capMask } from './app-security.js';
 import { envStrings, execStart, podEtcBinds } from './common.js';
 import { unitDeviceProperties } from './devices.js';
 import { allowedSyscalls } from './seccomp.js';
-import { podPaths, type AppManifest, type AppUnitPlan, type PreparedPod, type RuntimePodManifest, type Stage1 } from './contract.js';
+import { appMountSource, podPaths, type AppManifest, type AppUnitPlan, type PreparedPod, type RuntimePodManifest, type Stage1 } from './contract.js';
 
 /**
  * fly: no namespaces of its own. systemd chroots the app into its rootfs with
@@ -48,8 +48,11 @@ export class FlyStage1 implements Stage1 {
       prop.bool('RootDirectoryStartOnly', true),
       prop.str('WorkingDirectory', app.workingDir),
       prop.strs('Environment', envStrings(app)),
-      prop.binds('BindReadOnlyPaths', podEtcBinds(pod)),
+      prop.binds('BindReadOnlyPaths', [...podEtcBinds(pod), ...volumeBinds(pod, app, true)]),
     ];
+    // Volumes: systemd binds them below RootDirectory= (destinations are inside the app's root) before the chroot.
+    const writable = volumeBinds(pod, app, false);
+    if (writable.length) properties.push(prop.binds('BindPaths', writable));
     // Numeric ids: a name would be looked up in the node's passwd, not the image's.
     if (app.user.uid !== 0) properties.push(prop.str('User', String(app.user.uid)));
     if (app.user.gid !== 0) properties.push(prop.str('Group', String(app.user.gid)));
@@ -62,6 +65,10 @@ export class FlyStage1 implements Stage1 {
   }
 
   async cleanup(): Promise<void> {}
+}
+
+function volumeBinds(pod: PreparedPod, app: AppManifest, readOnly: boolean): Array<{ source: string; destination: string }> {
+  return (app.mounts ?? []).filter((m) => m.readOnly === readOnly).map((m) => ({ source: appMountSource(pod.dir, m), destination: m.destination }));
 }
 
 const EPERM = 1;

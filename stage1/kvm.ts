@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { errnoCode, UserError } from '../common/errors.js';
 import { atomicWrite, atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
 import { prop, Variant, type UnitProperty } from '../common/systemd.js';
-import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PodUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
+import { appMountSource, podPaths, unitNames, type AppManifest, type AppUnitPlan, type PodUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 import { chooseAccel, type KvmAccelMode } from './kvm/accel.js';
 import { loadKvmAssets } from './kvm/assets.js';
 import { attachVmNetwork } from './kvm/net.js';
@@ -30,6 +30,25 @@ export interface VmRecord {
 const kvmDir = (pod: PreparedPod | string) => path.join(podPaths(typeof pod === 'string' ? pod : pod.dir).stage1, 'kvm');
 export const vmRecordPath = (podDir: string) => path.join(kvmDir(podDir), 'vm.json');
 const shareDir = (pod: PreparedPod) => path.join(kvmDir(pod), 'share');
+
+/**
+ * The pod's volume mounts as the guest sees them: every distinct node source
+ * (an emptyDir, a hostPath, a subPath's bind) is bound once into the share at
+ * volumes/<k>, in the order apps and mounts come, so prepare() and
+ * podUnits() agree on k. Read-only in the share when every mount of it is
+ * (qemu then cannot write it either, whatever the guest asks).
+ */
+function volumeShares(pod: PreparedPod): Array<{ source: string; readOnly: boolean }> {
+  const shares = new Map<string, { source: string; readOnly: boolean }>();
+  for (const app of pod.manifest.apps) {
+    for (const m of app.mounts ?? []) {
+      const seen = shares.get(m.source);
+      if (seen) seen.readOnly &&= m.readOnly;
+      else shares.set(m.source, { source: m.source, readOnly: m.readOnly });
+    }
+  }
+  return [...shares.values()];
+}
 /** The pod's network namespace, where stage0 (runtime-rkt/network.ts netnsPath) attaches CNI, as for namespaces pods. */
 const netnsFile = (pod: PreparedPod) => path.join(podPaths(pod.dir).stage1, 'ns', 'net');
 /** Under /run (short: unix socket paths are limited to 108 bytes); systemd makes and removes it with the VM unit. */
@@ -146,6 +165,17 @@ export class KvmStage1 implements Stage1 {
     const etc = path.join(share, 'etc');
     await execa('mount', ['--bind', path.join(pod.dir, 'etc'), etc]);
     await execa('mount', ['-o', 'remount,bind,ro', etc]);
+    // Volumes reach the guest through the same share (9p): stage0 made each one a node path already.
+    for (const [k, v] of volumeShares(pod).entries()) {
+      const source = appMountSource(pod.dir, { volume: '', source: v.source, destination: '', readOnly: v.readOnly });
+      const target = path.join(share, 'volumes', String(k));
+      await fs.mkdir(path.dirname(target), { recursive: true });
+      if ((await fs.stat(source)).isDirectory()) await fs.mkdir(target);
+      else await fs.writeFile(target, '', { flag: 'wx' });
+      // --no-canonicalize: the source is used as it is (a subPath's bind is already the resolved path).
+      await execa('mount', ['--no-canonicalize', '--bind', source, target]);
+      if (v.readOnly) await execa('mount', ['-o', 'remount,bind,ro', target]);
+    }
     const record: VmRecord = {
       accel: choice.accel, accelMode: choice.mode, accelReason: choice.reason,
       memoryMiB: guestMemoryMiB(pod.manifest.apps), cpus: guestCpus(pod.manifest.apps, os.cpus().length),
@@ -171,6 +201,7 @@ export class KvmStage1 implements Stage1 {
       hostname: pod.manifest.hostname,
       namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'uts' }],
       binds: (['hosts', 'hostname', 'resolv.conf'] as const).map((f) => ({ source: `/pod/etc/${f}`, destination: `/etc/${f}` })),
+      volumes: (app.mounts ?? []).map((m) => ({ source: `/pod/volumes/${volumeShares(pod).findIndex((v) => v.source === m.source)}`, destination: m.destination, readOnly: m.readOnly })),
       sysctls: pod.manifest.sysctls,
       // The profile is a file of the node's: read here, it travels in the spec.
       ...(sec.seccomp.type === 'Localhost' ? { localhostSeccomp: await readLocalhostSeccomp(sec.seccomp.path) } : {}),
@@ -220,7 +251,8 @@ export class KvmStage1 implements Stage1 {
     for (const [i, app] of manifest.apps.entries()) {
       const scripts = this.appScripts(i, app);
       await fs.mkdir(path.join(guest, `app${i}`), { recursive: true });
-      await atomicWriteJson(path.join(guest, `app${i}`, 'config.json'), await this.guestSpec(pod, i, app));
+      // 0600: the spec holds the app's env, Secret values included, and the pod folder is open to the api-service's group.
+      await atomicWrite(path.join(guest, `app${i}`, 'config.json'), `${JSON.stringify(await this.guestSpec(pod, i, app), null, 2)}\n`, 0o600);
       await atomicWrite(path.join(guest, `app${i}.sh`), scripts.run);
       await atomicWrite(path.join(guest, `enter${i}.sh`), scripts.enter);
     }
@@ -292,10 +324,14 @@ export class KvmStage1 implements Stage1 {
   async cleanup(pod: PreparedPod): Promise<void> {
     const share = shareDir(pod);
     const apps = await fs.readdir(path.join(share, 'apps')).catch(() => [] as string[]);
-    for (const dir of [...apps.map((a) => path.join(share, 'apps', a)), path.join(share, 'etc')]) {
+    const volumes = await fs.readdir(path.join(share, 'volumes')).catch(() => [] as string[]);
+    for (const dir of [...volumes.map((v) => path.join(share, 'volumes', v)), ...apps.map((a) => path.join(share, 'apps', a)), path.join(share, 'etc')]) {
       await unmountIfMounted(dir);
       // rmdir, never rm -r: a directory still holding files is a mount we failed to undo, and they are the app's.
-      await fs.rmdir(dir).catch((err) => { if (errnoCode(err) !== 'ENOENT') throw err; });
+      await fs.rmdir(dir).catch(async (err) => {
+        if (errnoCode(err) === 'ENOTDIR') return fs.unlink(dir); // a file volume's mount point (unlink refuses a mount: EBUSY)
+        if (errnoCode(err) !== 'ENOENT') throw err;
+      });
     }
     await fs.rm(kvmDir(pod), { recursive: true, force: true });
     try {

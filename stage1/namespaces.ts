@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { execa } from 'execa';
-import { atomicWriteJson } from '../common/fsutil.js';
+import { atomicWrite } from '../common/fsutil.js';
 import { cgroupDirsOf } from '../common/cgroups.js';
 import { errnoCode, UserError } from '../common/errors.js';
 import { fsops } from '../runtime-rkt/image/fsops.js';
@@ -12,7 +12,7 @@ import { appSecurity } from './app-security.js';
 import { hostDevices, unitDeviceProperties } from './devices.js';
 import { readLocalhostSeccomp } from './seccomp.js';
 import { precompileSeccomp } from './seccomp-bpf.js';
-import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
+import { appMountSource, podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 
 /** Namespaces the apps of one pod share (Kubernetes semantics: one IP, one hostname, shared SysV IPC). */
 const POD_NAMESPACES = ['net', 'ipc', 'uts'] as const;
@@ -65,6 +65,7 @@ export class NamespacesStage1 implements Stage1 {
       hostname: pod.manifest.hostname,
       namespaces: [{ type: 'pid' }, { type: 'mount' }, ...this.sharedNamespaces(pod).map((ns) => ({ type: OCI_NS_TYPE[ns], path: this.nsFile(pod, ns) }))],
       binds: podEtcBinds(pod),
+      volumes: (app.mounts ?? []).map((m) => ({ source: appMountSource(pod.dir, m), destination: m.destination, readOnly: m.readOnly })),
       sysctls: pod.manifest.sysctls,
       ...(sec.seccomp.type === 'Localhost' ? { localhostSeccomp: await readLocalhostSeccomp(sec.seccomp.path) } : {}),
       ...(sec.privileged ? { hostDevices: hostDevices() } : {}),
@@ -77,7 +78,8 @@ export class NamespacesStage1 implements Stage1 {
   async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
     const id = containerId(pod.manifest.uuid, app.name);
     const bundle = podPaths(pod.dir).app(app.name);
-    await atomicWriteJson(path.join(bundle, 'config.json'), await this.ociSpec(pod, app));
+    // 0600: the spec holds the app's env, Secret values included, and the pod folder is open to the api-service's group.
+    await atomicWrite(path.join(bundle, 'config.json'), `${JSON.stringify(await this.ociSpec(pod, app), null, 2)}\n`, 0o600);
     const argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
     return {
       properties: [

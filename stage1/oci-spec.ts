@@ -19,6 +19,8 @@ export interface OciSpecInput {
   namespaces: Array<{ type: string; path?: string }>;
   /** Read-only bind mounts (the pod's /etc files). */
   binds: Array<{ source: string; destination: string }>;
+  /** The app's volumes: bind mounts of node paths (resolved by the caller from AppManifest.mounts). */
+  volumes?: Array<{ source: string; destination: string; readOnly: boolean }>;
   /** Namespaced sysctls of the pod. */
   sysctls?: Array<[string, string]>;
   /** The app's Localhost seccomp profile, read by the caller (readLocalhostSeccomp) where the profile lives. */
@@ -71,6 +73,8 @@ export function ociSpec(input: OciSpecInput): Record<string, unknown> {
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: sealed },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: [...sealed, sec.privileged ? 'rw' : 'ro'] },
       ...input.binds.map((b) => ({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', 'ro', ...sealed] })),
+      // Volumes as the kubelet asks containerd for them: a recursive bind, private (mountPropagation None), ro when readOnly.
+      ...(input.volumes ?? []).map((v) => ({ destination: v.destination, type: 'bind', source: v.source, options: ['rbind', 'rprivate', v.readOnly ? 'ro' : 'rw'] })),
     ],
     linux: {
       namespaces: input.namespaces,

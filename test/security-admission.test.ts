@@ -66,7 +66,7 @@ admission('`up` without --stage1-policy writes one that opens host access to kub
   const c = getCluster();
   const file = path.join(c.dataDir, 'stage1-policy.yaml');
   const text = await fs.readFile(file, 'utf8');
-  assert.match(text, /allowHostAccess:\n {2}- namespaces: \[kube-system\]\n {4}allow: \[fly, hostNetwork, hostPID, hostIPC, privileged\]/);
+  assert.match(text, /allowHostAccess:\n {2}- namespaces: \[kube-system\]\n {4}allow: \[fly, hostNetwork, hostPID, hostIPC, privileged, hostPath\]/);
   const unit = await c.node(['systemctl', 'show', '-p', 'ExecStart', '--value', 'stevedore-agent']);
   const config = await fs.readFile(path.join(c.dataDir, 'agent.yaml'), 'utf8').catch(() => '');
   assert.ok(unit.stdout.includes(file) || config.includes(file), `the agent is given ${file}:\n${unit.stdout}\n${config}`);
@@ -90,21 +90,22 @@ admission('a field the node does not implement: CreateContainerConfigError namin
   await c.k(['delete', 'pod', 'probed', 'plain', '--grace-period', '1']);
   // The node's own CLI refuses the same fields (and exits 2: bad input), before it touches anything.
   const file = path.join(c.dataDir, 'refused-pod.yaml');
-  await fs.writeFile(file, pod('cli-probed', 'default', 'volumes: [{name: data, emptyDir: {}}]', 'livenessProbe: {tcpSocket: {port: 80}}'));
+  await fs.writeFile(file, pod('cli-probed', 'default', 'volumes: [{name: data, nfs: {server: nfs.example, path: /}}]', 'livenessProbe: {tcpSocket: {port: 80}}'));
   const cli = await c.stevedore(['pod', 'run', '-f', file]);
   assert.is(cli.code, 2, cli.stderr);
-  assert.match(cli.stderr, /spec\.volumes: not supported by this node yet: no volume plugin is implemented/);
+  assert.match(cli.stderr, /spec\.volumes\[0\]\.nfs: not supported by this node: this node has no plugin for this volume type/);
   assert.match(cli.stderr, /spec\.containers\[0\]\.livenessProbe: not supported by this node yet/);
   assert.ok(!(await runtimePodNames(c)).includes('cli-probed'));
 });
 
-admission('fly, hostNetwork and privileged in default are refused for good; one Warning event each', async () => {
+admission('fly, hostNetwork, privileged and hostPath in default are refused for good; one Warning event each', async () => {
   const c = getCluster();
   await c.k(['apply', '-f', '-'], [
     pod('fly', 'default', 'runtimeClassName: fly'),
     pod('fly-annotated', 'default', '').replace('namespace: default}', 'namespace: default, annotations: {rkt.alpha.kubernetes.io/stage1-name-override: fly}}'),
     pod('hostnet', 'default', 'hostNetwork: true'),
     pod('priv', 'default', '', 'securityContext: {privileged: true}'),
+    pod('hostpath', 'default', 'volumes: [{name: root, hostPath: {path: /}}]', 'volumeMounts: [{name: root, mountPath: /host}]'),
   ].join('---\n'));
   const policy = path.join(c.dataDir, 'stage1-policy.yaml');
   for (const name of ['fly', 'fly-annotated']) {
@@ -118,31 +119,39 @@ admission('fly, hostNetwork and privileged in default are refused for good; one 
   const priv = await failed(c, 'priv', 'default');
   assert.is(priv.status.reason, 'HostAccessNotAllowed');
   assert.match(priv.status.message ?? '', /^spec\.containers\[0\]\.securityContext\.privileged: privileged reaches into the node: .*does not open privileged/);
+  const hostpath = await failed(c, 'hostpath', 'default');
+  assert.is(hostpath.status.reason, 'HostAccessNotAllowed');
+  assert.match(hostpath.status.message ?? '', /^spec\.volumes\[0\]\.hostPath: hostPath reaches into the node: .*does not open hostPath/);
   // Refusal is final: a few sync passes later there is still exactly one event each, and nothing ran.
   await new Promise((r) => setTimeout(r, 3000));
-  for (const [name, reason] of [['fly', 'Stage1NotAllowed'], ['fly-annotated', 'Stage1NotAllowed'], ['hostnet', 'HostAccessNotAllowed'], ['priv', 'HostAccessNotAllowed']] as const) {
+  for (const [name, reason] of [['fly', 'Stage1NotAllowed'], ['fly-annotated', 'Stage1NotAllowed'], ['hostnet', 'HostAccessNotAllowed'], ['priv', 'HostAccessNotAllowed'], ['hostpath', 'HostAccessNotAllowed']] as const) {
     const events = await warnings(c, name, 'default');
     assert.equal(events.map((e) => [e.reason, e.count ?? 1]), [[reason, 1]], `${name}: ${JSON.stringify(events)}`);
   }
   const names = await runtimePodNames(c);
-  assert.ok(!['fly', 'fly-annotated', 'hostnet', 'priv'].some((n) => names.includes(n)), `refused pods never reach the runtime: ${names}`);
+  assert.ok(!['fly', 'fly-annotated', 'hostnet', 'priv', 'hostpath'].some((n) => names.includes(n)), `refused pods never reach the runtime: ${names}`);
   assert.match(await c.k(['get', 'pods', '-n', 'default']), /hostnet\s+0\/1\s+HostAccessNotAllowed/);
-  await c.k(['delete', 'pod', 'fly', 'fly-annotated', 'hostnet', 'priv', '--grace-period', '0', '--force']);
+  await c.k(['delete', 'pod', 'fly', 'fly-annotated', 'hostnet', 'priv', 'hostpath', '--grace-period', '0', '--force']);
 });
 
-admission('in kube-system the default policy opens them: a fly pod and a hostNetwork pod run on the node\'s network', async () => {
+admission('in kube-system the default policy opens them: a fly pod and a hostNetwork pod run on the node\'s network, a hostPath pod reads the node', async () => {
   const c = getCluster();
+  await fs.writeFile(path.join(c.dataDir, 'node-file.txt'), 'from the node\n');
   await c.k(['apply', '-f', '-'], [
     pod('fly', 'kube-system', 'runtimeClassName: fly'),
     pod('hostnet', 'kube-system', 'hostNetwork: true'),
+    pod('hostpath', 'kube-system', `volumes: [{name: node, hostPath: {path: ${c.dataDir}, type: Directory}}]`, 'volumeMounts: [{name: node, mountPath: /node, readOnly: true}]')
+      .replace("echo up; exec sleep 3600", "cat /node/node-file.txt; exec sleep 3600"),
   ].join('---\n'));
+  await running(c, 'hostpath', 'kube-system');
+  await eventually('the node file in the pod\'s log', async () => (await c.k(['logs', '-n', 'kube-system', 'hostpath'])) === 'from the node\n');
   const fly = await running(c, 'fly', 'kube-system');
   const hostnet = await running(c, 'hostnet', 'kube-system');
   for (const p of [fly, hostnet]) assert.is(p.status.podIP, p.status.hostIP, `${p.metadata.name} has the node's address`);
   const listed = JSON.parse((await c.stevedore(['pod', 'list', '-o', 'json'])).stdout) as Array<{ name?: string; stage1?: string }>;
   assert.is(listed.find((p) => p.name === 'fly')?.stage1, 'fly');
   assert.is(listed.find((p) => p.name === 'hostnet')?.stage1, 'namespaces');
-  await c.k(['delete', 'pod', 'fly', 'hostnet', '-n', 'kube-system', '--grace-period', '1']);
+  await c.k(['delete', 'pod', 'fly', 'hostnet', 'hostpath', '-n', 'kube-system', '--grace-period', '1']);
 });
 
 admission.run();

@@ -102,10 +102,21 @@ test('host access: hostNetwork, hostPID, hostIPC and privileged are refused unle
   assert.ok(hostAccessRefusal(pod({ namespace: 'other' }), asked.slice(0, 1), netOnly));
 });
 
+test('hostPath volumes are host access: the pod\'s own are gated, naming the volume', () => {
+  const spec = { containers: [{}], volumes: [{ name: 'data', emptyDir: {} }, { name: 'node-root', hostPath: { path: '/' } }] };
+  const asked = hostAccessAsked(spec);
+  assert.equal(asked, [{ what: 'hostPath', field: 'spec.volumes[1].hostPath' }]);
+  assert.match(hostAccessRefusal(pod(), asked, EMPTY_POLICY)?.message ?? '', /^spec\.volumes\[1\]\.hostPath: hostPath reaches into the node: this node has no stage1 policy/);
+  const opened = parseStage1Policy('allowHostAccess:\n  - namespaces: [logging]\n    allow: [hostPath]\n', 'p');
+  assert.is(hostAccessRefusal(pod({ namespace: 'logging' }), asked, opened), undefined);
+  assert.ok(hostAccessRefusal(pod({ namespace: 'default' }), asked, opened));
+  assert.equal(hostAccessAsked({ containers: [{}], volumes: [{ name: 'c', configMap: { name: 'x' } } as { hostPath?: unknown }] }), [], 'sources the agent prepares are not host access');
+});
+
 test('the policy `up` writes opens every kind of host access to kube-system, and to nothing else', () => {
   const up = parseStage1Policy(DEFAULT_UP_POLICY, 'up');
   assert.equal(up.allowHostAccess, [{ namespaces: ['kube-system'], allow: [...HOST_ACCESS] }]);
-  const all = hostAccessAsked({ hostNetwork: true, hostPID: true, hostIPC: true, containers: [{ securityContext: { privileged: true } }] });
+  const all = hostAccessAsked({ hostNetwork: true, hostPID: true, hostIPC: true, containers: [{ securityContext: { privileged: true } }], volumes: [{ hostPath: { path: '/var/log' } }] });
   assert.is(hostAccessRefusal(pod({ namespace: 'kube-system' }), all, up), undefined);
   assert.equal(chooseStage1(pod({ namespace: 'kube-system', runtimeClassName: 'fly' }), 'namespaces', up, 'fly'), { stage1: 'fly', requested: true });
   for (const ns of ['default', 'kube-public', 'kube-node-lease']) {
@@ -118,7 +129,7 @@ test('the policy `up` writes opens every kind of host access to kube-system, and
 test('policy files: strict, every mistake named', () => {
   assert.equal(parseStage1Policy('', 'empty'), { ...EMPTY_POLICY, source: 'empty' });
   assert.throws(() => parseStage1Policy('allowHostAccess:\n  - {allow: [fly]}\n', 'p'), /allowHostAccess\[0\] must name the pods it opens host access to/);
-  assert.throws(() => parseStage1Policy('allowHostAccess:\n  - {namespaces: [a], allow: [root]}\n', 'p'), /allowHostAccess\[0\]\.allow\[0\]: "root" is not a kind of host access \(choose from fly, hostNetwork, hostPID, hostIPC, privileged\)/);
+  assert.throws(() => parseStage1Policy('allowHostAccess:\n  - {namespaces: [a], allow: [root]}\n', 'p'), /allowHostAccess\[0\]\.allow\[0\]: "root" is not a kind of host access \(choose from fly, hostNetwork, hostPID, hostIPC, privileged, hostPath\)/);
   assert.throws(() => parseStage1Policy('allowHostAccess:\n  - {namespaces: [a], allow: []}\n', 'p'), /allowHostAccess\[0\]\.allow must be a non-empty list/);
   assert.throws(() => parseStage1Policy('allowHostAccess:\n  - {namespaces: [a], allows: [fly]}\n', 'p'), /allowHostAccess\[0\]: unknown field\(s\) allows/);
   assert.throws(() => parseStage1Policy('allowHostAccess:\n  - {matchLabels: {}, allow: [fly]}\n', 'p'), /matchLabels must map label keys/);

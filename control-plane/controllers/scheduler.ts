@@ -4,6 +4,7 @@ import { now } from '../resources.js';
 import { ConflictError, type KObj, type Store } from '../store.js';
 import type { EventRecorder } from './events.js';
 import { lastHeartbeat } from './node-lifecycle.js';
+import { prepareClaimsForBinding, volumeBindingReason } from './persistent-volume.js';
 
 interface Usage { cpu: number; mem: number; pods: number }
 
@@ -43,7 +44,7 @@ export class Scheduler {
   start(): void {
     this.timer = setInterval(() => this.pass(), 2000);
     this.unsubscribe = this.store.subscribe((c) => {
-      if (c.resource === 'pods' || c.resource === 'nodes') this.queue();
+      if (c.resource === 'pods' || c.resource === 'nodes' || c.resource === 'persistentvolumeclaims' || c.resource === 'persistentvolumes') this.queue();
     });
     this.queue();
   }
@@ -101,6 +102,8 @@ export class Scheduler {
       if (n.spec?.unschedulable) return note('node(s) were unschedulable'), false;
       const labels = n.metadata.labels ?? {};
       if (!Object.entries<string>(pod.spec?.nodeSelector ?? {}).every(([k, v]) => labels[k] === v)) return note("node(s) didn't match Pod's node affinity/selector"), false;
+      const volumes = volumeBindingReason(this.store, pod, n);
+      if (volumes) return note(volumes), false;
       const alloc = n.status?.allocatable ?? n.status?.capacity ?? {};
       const u = usage(n.metadata.name);
       try {
@@ -121,6 +124,8 @@ export class Scheduler {
       };
       const node = fits.sort((a, b) => free(b) - free(a))[0]!;
       try {
+        // Claims waiting for their first consumer are provisioned on this node first; the pod is bound once they are.
+        if (!prepareClaimsForBinding(this.store, pod, node.metadata.name)) return;
         const bound = this.opts.bind(pod, node.metadata.name);
         const u = usage(node.metadata.name);
         used.set(node.metadata.name, { cpu: u.cpu + req.cpu, mem: u.mem + req.mem, pods: u.pods + 1 });

@@ -4,6 +4,7 @@ import { configMapUpdateCauses, normaliseConfigMap, validateConfigMap } from './
 import { hpaStrategy } from './hpa.js';
 import { podStrategy } from './pods.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
+import { persistentVolumeClaimStrategy, persistentVolumeStrategy, storageClassStrategy } from './storage.js';
 import type { KindStrategy } from './strategy.js';
 import { cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy, statefulSetStrategy } from './workloads.js';
 
@@ -43,6 +44,9 @@ export const STRATEGIES: Record<string, KindStrategy> = {
     validate: (ev, causes) => required(ev, 'involvedObject', causes),
   },
   Lease: {},
+  PersistentVolume: persistentVolumeStrategy,
+  PersistentVolumeClaim: persistentVolumeClaimStrategy,
+  StorageClass: storageClassStrategy,
   RuntimeClass: { validate: (rc, causes) => required(rc, 'handler', causes) },
   ReplicaSet: replicaSetStrategy,
   Deployment: deploymentStrategy,
