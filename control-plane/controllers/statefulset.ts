@@ -1,6 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, adoptOrphans, controllerUid, deleteOwnedPod, podAvailable, podReady, type ApiClient } from './client.js';
+import { KindController, adoptOrphans, controllerRef, controllerUid, deleteOwnedPod, podAvailable, podReady, type ApiClient } from './client.js';
+import { ApiError } from '../resources.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
 import { templateHash } from './deployment.js';
@@ -8,6 +9,8 @@ import { REVISION_HASH } from './daemonset.js';
 import { selectorMatches } from '../kinds/workloads.js';
 
 const COMPONENT = 'statefulset-controller';
+/** A pod's claim from a volumeClaimTemplate, named as kube names it. */
+export const claimName = (template: string, set: string, ordinal: number) => `${template}-${set}-${ordinal}`;
 export const POD_NAME_LABEL = 'statefulset.kubernetes.io/pod-name';
 export const POD_INDEX_LABEL = 'apps.kubernetes.io/pod-index';
 
@@ -90,6 +93,7 @@ export class StatefulSetController extends KindController {
       }
       if (ordered && (blocked || [...byOrdinal.values()].some((p) => !runningAndReady(p)))) break;
       deleteOwnedPod(this.client, this.events, sts, pod, COMPONENT);
+      this.deleteClaimsOf(sts, ordinalOf(name, pod.metadata.name)!);
       if (ordered) break;
     }
 
@@ -110,9 +114,56 @@ export class StatefulSetController extends KindController {
     this.writeStatus(sts, updateRevision);
   }
 
+  /** The claims of one ordinal (made if missing); undefined when one could not be made (the event says why). */
+  private ensureClaims(sts: KObj, ordinal: number): Array<{ volume: string; claim: string }> | undefined {
+    const ns = sts.metadata.namespace;
+    const out: Array<{ volume: string; claim: string }> = [];
+    for (const t of sts.spec.volumeClaimTemplates ?? []) {
+      const claim = claimName(t.metadata.name, sts.metadata.name, ordinal);
+      out.push({ volume: t.metadata.name, claim });
+      if (this.store.get('persistentvolumeclaims', ns, claim)) continue;
+      const deleteWithSet = sts.spec.persistentVolumeClaimRetentionPolicy?.whenDeleted === 'Delete';
+      try {
+        this.client.create('persistentvolumeclaims', ns, {
+          apiVersion: 'v1', kind: 'PersistentVolumeClaim',
+          metadata: {
+            name: claim,
+            labels: { ...(t.metadata.labels ?? {}), ...(sts.spec.selector?.matchLabels ?? {}) },
+            ...(t.metadata.annotations ? { annotations: { ...t.metadata.annotations } } : {}),
+            ...(deleteWithSet ? { ownerReferences: [{ ...controllerRef(sts), controller: false }] } : {}),
+          },
+          spec: structuredClone(t.spec),
+        });
+        this.events.record(sts, 'Normal', 'SuccessfulCreate', `create Claim ${claim} Pod ${sts.metadata.name}-${ordinal} in StatefulSet ${sts.metadata.name} success`, COMPONENT);
+      } catch (err) {
+        this.events.record(sts, 'Warning', 'FailedCreate', `create Claim ${claim} for Pod ${sts.metadata.name}-${ordinal} in StatefulSet ${sts.metadata.name} failed error: ${(err as Error).message}`, COMPONENT);
+        return undefined;
+      }
+    }
+    return out;
+  }
+
+  /** whenScaled: Delete — a scaled-away pod's claims go with it (the pvc-protection finalizer keeps them until the pod is gone). */
+  private deleteClaimsOf(sts: KObj, ordinal: number): void {
+    if (sts.spec.persistentVolumeClaimRetentionPolicy?.whenScaled !== 'Delete') return;
+    for (const t of sts.spec.volumeClaimTemplates ?? []) {
+      const claim = claimName(t.metadata.name, sts.metadata.name, ordinal);
+      try {
+        this.client.delete('persistentvolumeclaims', sts.metadata.namespace, claim);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.code === 404)) throw err;
+      }
+    }
+  }
+
   private createPod(sts: KObj, ordinal: number, revision: string): KObj | undefined {
     const name = `${sts.metadata.name}-${ordinal}`;
+    const claims = this.ensureClaims(sts, ordinal);
+    if (!claims) return undefined;
     const template = structuredClone(sts.spec.template);
+    if (claims.length) {
+      template.spec.volumes = [...(template.spec.volumes ?? []), ...claims.map((c) => ({ name: c.volume, persistentVolumeClaim: { claimName: c.claim } }))];
+    }
     template.metadata = { ...template.metadata, labels: { ...template.metadata?.labels, [REVISION_HASH]: revision, [POD_NAME_LABEL]: name, [POD_INDEX_LABEL]: String(ordinal) } };
     const pod = podFromTemplate(sts, template, '');
     delete pod.metadata.generateName;
