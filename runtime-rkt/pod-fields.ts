@@ -34,7 +34,8 @@ export interface Field {
 
 export type TableId =
   | 'podSpec' | 'container' | 'resources' | 'envVar' | 'containerPort' | 'securityContext' | 'podSecurityContext'
-  | 'capabilities' | 'seccompProfile' | 'sysctl' | 'dnsConfig' | 'dnsConfigOption' | 'hostAlias' | 'localObjectReference' | 'podOS';
+  | 'capabilities' | 'seccompProfile' | 'sysctl' | 'dnsConfig' | 'dnsConfigOption' | 'hostAlias' | 'localObjectReference' | 'podOS'
+  | 'probe' | 'lifecycle' | 'lifecycleHandler';
 
 export interface FieldTable {
   title: string;
@@ -60,7 +61,7 @@ export function asksForNothing(value: unknown): boolean {
 }
 
 const SCHEDULER = 'the scheduler\'s: it chose this node before the pod got here';
-const PROBES = 'no probes are run; the container would count as healthy and ready without being checked';
+const PROBE = (what: string) => `run by the agent's prober (exec in the container, or HTTP/TCP/gRPC to the pod IP); ${what}`;
 
 export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
   podSpec: {
@@ -82,7 +83,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       hostUsers: refuse('user namespaces are not implemented yet: pods run in the node\'s user namespace', { accepts: only(true) }),
       hostname: honour('the pod\'s hostname and /etc/hosts entry'),
       imagePullSecrets: honour('credentials for the pod\'s image pulls', 'localObjectReference'),
-      initContainers: refuse('init containers are not run', { issue: 14 }),
+      initContainers: honour('run in order before the containers, each to completion (gated by its unit\'s ExecCondition), restarted per restartPolicy; restartPolicy Always makes a sidecar', 'container'),
       nodeName: honour('the agent runs only pods bound to its node'),
       nodeSelector: ignore(SCHEDULER),
       os: honour('only `linux` (this node\'s OS), as the kubelet admits pods', 'podOS'),
@@ -111,7 +112,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
   },
   container: {
     title: 'Container',
-    paths: ['spec.containers[]'],
+    paths: ['spec.containers[]', 'spec.initContainers[]'],
     fields: {
       args: honour('replaces the image\'s Cmd'),
       command: honour('replaces the image\'s Entrypoint'),
@@ -119,18 +120,18 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       envFrom: refuse('environment from ConfigMaps and Secrets is not read', { issue: 14 }),
       image: honour('pulled per imagePullPolicy, run as the app\'s root filesystem'),
       imagePullPolicy: honour('Always, IfNotPresent, Never, with Kubernetes\' defaults'),
-      lifecycle: refuse('postStart and preStop hooks are not run', { issue: 14 }),
-      livenessProbe: refuse(PROBES, { issue: 14 }),
+      lifecycle: honour('postStart after each start, preStop before a stop, within the grace period (run by the agent)', 'lifecycle'),
+      livenessProbe: honour(PROBE('failureThreshold failures kill the container, which restarts per restartPolicy'), 'probe'),
       name: honour('the app\'s name and unit name'),
       ports: honour('informational, except hostPort (CNI portmap)', 'containerPort'),
-      readinessProbe: refuse(PROBES, { issue: 14 }),
+      readinessProbe: honour(PROBE('drives the container\'s ready, and the pod\'s Ready and ContainersReady conditions'), 'probe'),
       resizePolicy: refuse('in-place resize is not implemented', {
         accepts: { text: 'entries with restartPolicy "NotRequired" (the API default)', test: (v) => Array.isArray(v) && v.every((e) => (e as { restartPolicy?: unknown })?.restartPolicy === 'NotRequired') },
       }),
       resources: honour('cpu and memory: the app unit\'s CPUQuota/CPUWeight and MemoryMax', 'resources'),
-      restartPolicy: refuse('per-container restart policies (sidecar init containers) are not implemented', { issue: 14 }),
+      restartPolicy: honour('init containers only: Always makes a sidecar (started in order, restarted always, stopped after the containers)'),
       securityContext: honour('enforced by every stage1 (user, groups, capabilities, seccomp, no_new_privs, read-only root, privileged)', 'securityContext'),
-      startupProbe: refuse(PROBES, { issue: 14 }),
+      startupProbe: honour(PROBE('holds liveness and readiness probes back until it succeeds; failureThreshold failures kill the container'), 'probe'),
       stdin: refuse('no stdin is attached to containers', { issue: 15, accepts: only(false) }),
       stdinOnce: refuse('no stdin is attached to containers', { issue: 15, accepts: only(false) }),
       terminationMessagePath: refuse('termination messages are not read', { issue: 14, accepts: only('/dev/termination-log') }),
@@ -261,6 +262,41 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
     paths: ['spec.imagePullSecrets[]'],
     fields: {
       name: honour('a Secret of the pod\'s namespace'),
+    },
+  },
+  probe: {
+    title: 'Probe',
+    paths: ['spec.containers[].livenessProbe', 'spec.containers[].readinessProbe', 'spec.containers[].startupProbe', 'spec.initContainers[].startupProbe (sidecars)'],
+    fields: {
+      exec: honour('the command run in the container (the stage1\'s enter path, no shell added); exit 0 is success'),
+      failureThreshold: honour('failures in a row that make the probe fail (default 3)'),
+      grpc: honour('the gRPC health protocol (grpc.health.v1.Health/Check) to the pod IP; SERVING is success'),
+      httpGet: honour('GET to the pod IP (or host), scheme, headers, path, port by number or name; 200–399 is success'),
+      initialDelaySeconds: honour('seconds after the container started before the first probe'),
+      periodSeconds: honour('seconds between probes (default 10)'),
+      successThreshold: honour('successes in a row that make the probe pass (default 1; liveness and startup: 1)'),
+      tcpSocket: honour('a TCP connect to the pod IP (or host); a connection is success'),
+      terminationGracePeriodSeconds: honour('liveness and startup: the grace period of the kill a failure causes'),
+      timeoutSeconds: honour('seconds before a probe counts as failed (default 1)'),
+    },
+  },
+  lifecycle: {
+    title: 'Lifecycle',
+    paths: ['spec.containers[].lifecycle'],
+    fields: {
+      postStart: honour('run right after each start of the container; a failure kills it (FailedPostStartHook)', 'lifecycleHandler'),
+      preStop: honour('run before the container is stopped, its time counted in the grace period', 'lifecycleHandler'),
+      stopSignal: refuse('containers are stopped with SIGTERM (systemd\'s default)', { accepts: only('SIGTERM') }),
+    },
+  },
+  lifecycleHandler: {
+    title: 'LifecycleHandler',
+    paths: ['spec.containers[].lifecycle.postStart', 'spec.containers[].lifecycle.preStop'],
+    fields: {
+      exec: honour('the command run in the container'),
+      httpGet: honour('GET to the pod IP (or host), as the probe\'s'),
+      sleep: honour('wait that many seconds'),
+      tcpSocket: refuse('deprecated by Kubernetes, and the kubelet does not run it either'),
     },
   },
   podOS: {

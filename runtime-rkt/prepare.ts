@@ -104,7 +104,8 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
   // Checked before any rootfs is mounted: a refused pod costs nothing.
   const sysctls = resolveSysctls(pod, input.stage1);
   const nodeCaps = await nodeCapabilities();
-  for (const [i, c] of pod.spec.containers.entries()) {
+  const inits = pod.spec.initContainers ?? [];
+  for (const [i, c] of allContainers(pod).entries()) {
     const image = input.images[i]!;
     const appDir = podPaths(podDir).app(c.name);
     await mountOverlay(await input.imageStore.layerRootfsPaths(image), appDir);
@@ -134,6 +135,7 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
       argv, env, workingDir, user, security,
       limits: limitsOf(c.resources?.limits, `spec.containers[${i}].resources.limits`),
       requests: limitsOf(c.resources?.requests, `spec.containers[${i}].resources.requests`),
+      ...(i < inits.length ? { init: c.restartPolicy === 'Always' ? 'sidecar' as const : 'once' as const } : {}),
     });
   }
   await writePodEtc(podDir, pod, hostname);
@@ -151,6 +153,11 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
   };
   await atomicWriteJson(podPaths(podDir).manifest, manifest);
   return manifest;
+}
+
+/** Init containers first, in order, then the containers: the order of the pod's apps (and of the images runPod resolves). */
+export function allContainers(pod: Pod): ContainerSpec[] {
+  return [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
 }
 
 /** Unmount every app rootfs of a pod; safe to call on a half-made or already clean pod. */

@@ -70,6 +70,12 @@ export interface AppManifest {
   requests: AppLimits;
   /** Absent in pods prepared by releases before it existed: read it through appSecurity(). */
   security?: AppSecurity;
+  /**
+   * An init container (the pod's apps list them first, in order): `once` runs
+   * to completion before the next app starts, `sidecar` (restartPolicy
+   * Always) only has to have started. Absent: a regular container.
+   */
+  init?: 'once' | 'sidecar';
 }
 
 export interface RuntimePodManifest {

@@ -23,6 +23,7 @@ const MODEL_OF: Record<TableId, string> = {
   containerPort: 'V1ContainerPort', securityContext: 'V1SecurityContext', podSecurityContext: 'V1PodSecurityContext',
   capabilities: 'V1Capabilities', seccompProfile: 'V1SeccompProfile', sysctl: 'V1Sysctl', dnsConfig: 'V1PodDNSConfig',
   dnsConfigOption: 'V1PodDNSConfigOption', hostAlias: 'V1HostAlias', localObjectReference: 'V1LocalObjectReference', podOS: 'V1PodOS',
+  probe: 'V1Probe', lifecycle: 'V1Lifecycle', lifecycleHandler: 'V1LifecycleHandler',
 };
 
 /** Where an object of each table sits in the sample pod below. */
