@@ -12,6 +12,7 @@ import { podStatusFor, sameStatus, type Waiting } from './pod-status.js';
 import type { ContainerRuntime } from './runtime.js';
 import { chooseStage1, hostAccessAsked, hostAccessRefusal, type Stage1Choice, type Stage1Policy } from './stage1-policy.js';
 import { pullSecretsKeyring } from './pull-secrets.js';
+import { Prober } from './prober.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 
 /** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
@@ -32,7 +33,9 @@ export class PodSync {
   /** Pods whose status patch is on its way to the API server. */
   private readonly statusInFlight = new Set<string>();
   /** What each pod's last reported status was computed from: identical inputs (the runtime reuses unchanged statuses) need no recomputation. */
-  private readonly reportedFrom = new Map<string, { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined }>();
+  private readonly reportedFrom = new Map<string, { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined; probes: number }>();
+  /** Probes and lifecycle hooks (the kubelet's prober). */
+  readonly prober: Prober;
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly waiting = new Map<string, Waiting>();
   private readonly backoff = new Map<string, Backoff>();
@@ -45,7 +48,13 @@ export class PodSync {
   passSeconds = 0;
 
   constructor(private readonly kube: KubeClients, private readonly runtime: ContainerRuntime, private readonly cfg: AgentConfig,
-    private readonly policy: Stage1Policy, private readonly events: EventRecorder, private readonly log: Logger) {}
+    private readonly policy: Stage1Policy, private readonly events: EventRecorder, private readonly log: Logger) {
+    this.prober = new Prober(runtime, events, log, () => this.trigger(), cfg.nodeIP);
+  }
+
+  close(): void {
+    this.prober.close();
+  }
 
   /** Ask for a pass soon; passes never overlap, and requests during one coalesce into one more. */
   trigger(): void {
@@ -75,8 +84,14 @@ export class PodSync {
       const [current, ...superseded] = byUid.get(uid) ?? [];
       for (const old of superseded) this.schedule(`rm:${old.uuid}`, () => this.removeRuntimePod(old, 0));
       if (pod.metadata?.deletionTimestamp) {
+        this.prober.forget(uid);
         this.schedule(uid, () => this.terminate(pod, current));
         continue;
+      }
+      this.prober.sync(pod, current);
+      if (current?.state === 'running' && deadlineExceeded(pod)) {
+        this.prober.forget(uid);
+        this.schedule(uid, () => this.exceedDeadline(pod, current));
       }
       if (!current) {
         const phase = pod.status?.phase;
@@ -147,7 +162,7 @@ export class PodSync {
       const uuid = await this.runtime.runPod(runtimePod, { stage1: choice.stage1 });
       this.waiting.delete(uid);
       this.backoff.delete(uid);
-      for (const c of pod.spec?.containers ?? []) {
+      for (const c of [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []]) {
         const fieldPath = `spec.containers{${c.name}}`;
         this.events.emit(pod, 'Normal', 'Created', `Created container ${c.name}`, fieldPath);
         this.events.emit(pod, 'Normal', 'Started', `Started container ${c.name}`, fieldPath);
@@ -186,7 +201,7 @@ export class PodSync {
     const { shouldPull } = await import('../runtime-rkt/image/policy.js');
     const previous = this.waiting.get(pod.metadata!.uid!)?.reason;
     let auth: RegistryKeyring | undefined; // the pod's imagePullSecrets, read once the first pull needs them
-    for (const c of pod.spec?.containers ?? []) {
+    for (const c of [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []]) {
       const image = c.image ?? '';
       const fieldPath = `spec.containers{${c.name}}`;
       const present = await this.runtime.findImage(image).catch(() => undefined);
@@ -240,6 +255,15 @@ export class PodSync {
     this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod cannot start');
   }
 
+  /** activeDeadlineSeconds passed: the kubelet stops the pod for good (Failed, DeadlineExceeded). */
+  private async exceedDeadline(pod: V1Pod, current: PodStatus): Promise<void> {
+    const uid = pod.metadata!.uid!;
+    const message = 'Pod was active on the node longer than the specified deadline';
+    if (this.waiting.get(uid)?.reason !== 'DeadlineExceeded') this.events.emit(pod, 'Normal', 'DeadlineExceeded', message);
+    this.waiting.set(uid, { reason: 'DeadlineExceeded', message, rejected: true });
+    await this.stopRuntimePod(current, pod.spec?.terminationGracePeriodSeconds ?? 30, pod);
+  }
+
   private async replace(pod: V1Pod, current: PodStatus): Promise<void> {
     await this.removeRuntimePod(current, pod.spec?.terminationGracePeriodSeconds ?? 30, pod);
     await this.start(pod);
@@ -257,12 +281,20 @@ export class PodSync {
     this.forget(md.uid!);
   }
 
-  private async removeRuntimePod(p: PodStatus, gracePeriodSeconds: number | undefined, pod?: V1Pod): Promise<void> {
-    if (pod && p.state === 'running') {
+  /** Stop a running pod: the Killing events, preStop hooks within the grace period, then SIGTERM and SIGKILL for what is left of it. */
+  private async stopRuntimePod(p: PodStatus, gracePeriodSeconds: number | undefined, pod?: V1Pod): Promise<void> {
+    if (p.state !== 'running') return;
+    let grace = gracePeriodSeconds;
+    if (pod) {
       for (const a of p.apps.filter((x) => x.state === 'running')) this.events.emit(pod, 'Normal', 'Killing', `Stopping container ${a.name}`, `spec.containers{${a.name}}`);
+      grace = await this.prober.preStopAll(pod, p, gracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30);
     }
+    await this.runtime.stopPod(p.uuid, grace);
+  }
+
+  private async removeRuntimePod(p: PodStatus, gracePeriodSeconds: number | undefined, pod?: V1Pod): Promise<void> {
     try {
-      if (p.state === 'running') await this.runtime.stopPod(p.uuid, gracePeriodSeconds);
+      await this.stopRuntimePod(p, gracePeriodSeconds, pod);
       await this.runtime.removePod(p.uuid);
     } catch (err) {
       // A pass that listed the pod just before an earlier removal finished asks again: gone is what we wanted.
@@ -271,6 +303,7 @@ export class PodSync {
   }
 
   private forget(uid: string): void {
+    this.prober.forget(uid);
     this.desired.delete(uid);
     this.reported.delete(uid);
     this.reportedFrom.delete(uid);
@@ -282,11 +315,12 @@ export class PodSync {
     const uid = pod.metadata!.uid!;
     const waiting = this.waiting.get(uid);
     const from = this.reportedFrom.get(uid);
-    if (from && from.pod === pod && from.current === current && from.waiting === waiting) return;
-    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: pod.status });
+    const probes = this.prober.version;
+    if (from && from.pod === pod && from.current === current && from.waiting === waiting && from.probes === probes) return;
+    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: pod.status, probes: (c) => this.prober.view(pod, c) });
     const key = JSON.stringify(status);
     if (this.reported.get(uid) === key || sameStatus(pod.status, status)) {
-      this.reportedFrom.set(uid, { pod, current, waiting });
+      this.reportedFrom.set(uid, { pod, current, waiting, probes });
       return;
     }
     // One status patch per pod at a time: two in flight can reach the server in either order, and
@@ -295,7 +329,7 @@ export class PodSync {
     if (this.statusInFlight.has(uid)) return;
     this.statusInFlight.add(uid);
     this.reported.set(uid, key);
-    this.reportedFrom.set(uid, { pod, current, waiting });
+    this.reportedFrom.set(uid, { pod, current, waiting, probes });
     const md = pod.metadata!;
     this.kube.core.patchNamespacedPodStatus({ name: md.name!, namespace: md.namespace!, body: { status } }, patchAs('merge')).catch((err) => {
       this.reported.delete(uid);
@@ -348,4 +382,11 @@ function imagesChanged(pod: V1Pod, current: PodStatus): boolean {
     const app = current.apps.find((a) => a.name === c.name);
     return app !== undefined && app.image.name !== c.image;
   });
+}
+
+/** activeDeadlineSeconds counted from the pod's startTime, as the kubelet counts it. */
+export function deadlineExceeded(pod: V1Pod, now = Date.now()): boolean {
+  const deadline = pod.spec?.activeDeadlineSeconds;
+  const start = pod.status?.startTime ? new Date(pod.status.startTime as unknown as string).getTime() : NaN;
+  return typeof deadline === 'number' && !Number.isNaN(start) && now - start >= deadline * 1000;
 }

@@ -156,11 +156,15 @@ export function chooseStage1(pod: PodFacts, nodeDefault: Stage1Name, policy: Sta
 }
 
 /** The host access a pod's spec asks for, with the field that asks (stage1 fly is chooseStage1's). */
-export function hostAccessAsked(spec: { hostNetwork?: boolean | null; hostPID?: boolean | null; hostIPC?: boolean | null; containers?: Array<{ securityContext?: { privileged?: boolean | null } | null }> | null }): Array<{ what: HostAccess; field: string }> {
+export function hostAccessAsked(spec: { hostNetwork?: boolean | null; hostPID?: boolean | null; hostIPC?: boolean | null; containers?: Array<{ securityContext?: { privileged?: boolean | null } | null }> | null; initContainers?: Array<{ securityContext?: { privileged?: boolean | null } | null }> | null }): Array<{ what: HostAccess; field: string }> {
   const asked: Array<{ what: HostAccess; field: string }> = [];
   for (const what of ['hostNetwork', 'hostPID', 'hostIPC'] as const) if (spec[what] === true) asked.push({ what, field: `spec.${what}` });
   (spec.containers ?? []).forEach((c, i) => {
     if (c.securityContext?.privileged === true) asked.push({ what: 'privileged', field: `spec.containers[${i}].securityContext.privileged` });
+  });
+  // An init container runs on the node as much as a container does.
+  (spec.initContainers ?? []).forEach((c, i) => {
+    if (c.securityContext?.privileged === true) asked.push({ what: 'privileged', field: `spec.initContainers[${i}].securityContext.privileged` });
   });
   return asked;
 }
