@@ -125,7 +125,7 @@ function tcpAction(s: NonNullable<Action['tcpSocket']>, t: ActionTarget, timeout
 /** grpc.health.v1.HealthCheckRequest { string service = 1; }, encoded by hand: one field. */
 function encodeHealthRequest(service: string): Buffer {
   const s = Buffer.from(service, 'utf8');
-  if (!s.length) return Buffer.alloc(0);
+  // Even an empty service is sent as the field: some gRPC stacks take a zero-length message for none at all.
   const len: number[] = [];
   let n = s.length;
   while (n > 127) { len.push((n & 0x7f) | 0x80); n >>>= 7; }

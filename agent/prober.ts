@@ -52,6 +52,11 @@ export class ProbeCounter {
     this.result = next;
     return flipped;
   }
+
+  /** failureThreshold failures in a row: what makes a liveness or startup probe kill (a startup probe starts false without having failed). */
+  get failedOut(): boolean {
+    return this.failures >= this.timing.failureThreshold;
+  }
 }
 
 export interface ContainerView {
@@ -172,7 +177,7 @@ export class Prober {
         const flipped = w.counter.record(r.ok);
         if (!r.ok) this.failed(pod, w, kind, r.message, fieldPath);
         if (flipped && kind !== 'liveness') this.changed();
-        if (!w.counter.result && kind !== 'readiness') {
+        if (w.counter.failedOut && kind !== 'readiness') {
           w.killed = true;
           await this.kill(pod, c, rp, kind, probe, fieldPath);
           return;
