@@ -68,7 +68,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
     title: 'PodSpec',
     paths: ['spec'],
     fields: {
-      activeDeadlineSeconds: refuse('the node does not stop pods at a deadline', { issue: 14 }),
+      activeDeadlineSeconds: honour('the agent stops the pod that long after its startTime: Failed, DeadlineExceeded'),
       affinity: ignore(SCHEDULER),
       automountServiceAccountToken: ignore('the node mounts no service account token (no volumes yet); nothing is mounted whatever its value'),
       containers: honour('run as the pod\'s apps, one systemd unit each', 'container'),
