@@ -336,10 +336,37 @@ export class RktRuntime {
    * running after `timeoutMs` is killed and reported as timed out.
    */
   async runInContainer(ref: string, appName: string, command: string[], opts: { timeoutMs: number; maxOutputBytes?: number }): Promise<{ exitCode: number; output: string; timedOut: boolean }> {
-    const argv = await this.enterArgv(ref, appName, command);
+    const argv = await this.quickEnterArgv(ref, appName, command);
     const max = opts.maxOutputBytes ?? 10 * 1024;
     const r = await execa(argv[0]!, argv.slice(1), { reject: false, all: true, timeout: opts.timeoutMs, stdin: 'ignore', maxBuffer: max, encoding: 'utf8' });
     return { exitCode: r.exitCode ?? (r.timedOut ? 124 : 128 + 9), output: String(r.all ?? '').slice(0, max), timedOut: r.timedOut === true };
+  }
+
+  /** Pod directory and manifest by UUID, for runInContainer: neither changes while the pod runs. */
+  private readonly enterTargets = new Map<string, { dir: string; manifest: RuntimePodManifest }>();
+
+  /**
+   * enterArgv for repeated calls (exec probes every few seconds, kubernetes#82440):
+   * the pod's manifest is read once, and each call asks systemd only for the
+   * app's MainPID (one D-Bus call) instead of reading the whole pod status.
+   */
+  private async quickEnterArgv(ref: string, appName: string, command: string[]): Promise<string[]> {
+    let target = this.enterTargets.get(ref);
+    if (!target || !(await exists(target.dir))) {
+      const loc = await this.pods.find(ref);
+      const manifest = loc.state === 'run' ? await this.manifestOf(loc) : undefined;
+      if (!manifest) throw new UserError(`pod ${loc.uuid} is not running (state ${loc.state})`);
+      target = { dir: loc.dir, manifest };
+      if (this.enterTargets.size > 4096) this.enterTargets.clear();
+      this.enterTargets.set(ref, target);
+    }
+    const app = target.manifest.apps.find((a) => a.name === appName);
+    if (!app) throw new UserError(`pod ${target.manifest.uuid} has no container "${appName}"`);
+    const systemd = await this.systemd();
+    const props = await systemd.unitPropertyValues(unitNames.app(target.manifest.uuid, app.name), 'Service', ['MainPID']).catch(() => ({ MainPID: 0 }));
+    const mainPid = Number(props.MainPID ?? 0);
+    if (!mainPid) throw new UserError(`container "${app.name}" of pod ${target.manifest.uuid} is not running`);
+    return this.stage1For(target.manifest.stage1).enterArgv(target, app, mainPid, command);
   }
 
   /**

@@ -18,6 +18,7 @@ import type { EventRecorder } from '../agent/events.js';
 import type { AppStatus, PodStatus } from '../runtime-rkt/status.js';
 import { podStatusColumns } from '../control-plane/tables.js';
 import { createLogger } from '../common/log.js';
+import { hostAccessAsked } from '../agent/stage1-policy.js';
 
 const log = createLogger('test', 'silent');
 
@@ -100,6 +101,10 @@ test('conditions keep their lastTransitionTime until their status flips', () => 
   const flipped = podStatusFor(pod, { ...opts, runtimePod: rpod([app('app', {})]), previous, probes: () => ({ started: true, ready: false }) });
   assert.is.not(cond(flipped, 'Ready').lastTransitionTime, old);
   assert.is(cond(flipped, 'Initialized').lastTransitionTime, old);
+});
+
+test('a privileged init container asks for host access as a container does (the node policy gates it)', () => {
+  assert.equal(hostAccessAsked({ containers: [{}], initContainers: [{}, { securityContext: { privileged: true } }] }), [{ what: 'privileged', field: 'spec.initContainers[1].securityContext.privileged' }]);
 });
 
 test('activeDeadlineSeconds counts from the pod\'s startTime', () => {

@@ -248,4 +248,53 @@ spec:
   await c.k(['delete', 'pod', 'deadline', '--wait=true']);
 });
 
+node('on the fly stage1 (kube-system, where the default policy opens it): an init container, then an exec readiness probe through fly\'s enter path', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: fly-init, namespace: kube-system}
+spec:
+  runtimeClassName: fly
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: setup, image: busybox, command: [sh, -c, 'sleep 2; echo setup-done ${UPTIME}']}
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'echo app-start ${UPTIME}; sleep 3; touch /tmp/fly-ready; exec sleep 3600']
+    readinessProbe:
+      exec: {command: [cat, /tmp/fly-ready]}
+      periodSeconds: 1
+`);
+  const p = await eventually('Ready', async () => { const x = JSON.parse(await c.k(['get', 'pod', 'fly-init', '-n', 'kube-system', '-o', 'json'])) as KObj; return cond(x, 'Ready')?.status === 'True' && x; }, 60_000);
+  assert.is(p.status.initContainerStatuses[0].state.terminated.reason, 'Completed');
+  assert.is(p.status.podIP, p.status.hostIP, 'fly: the node\'s network');
+  const at = async (container: string, word: string) => Number(new RegExp(`${word} ([0-9.]+)`).exec(await c.k(['logs', 'fly-init', '-n', 'kube-system', '-c', container]))?.[1]);
+  const setupDone = await at('setup', 'setup-done');
+  const appStart = await at('app', 'app-start');
+  assert.ok(setupDone > 0 && appStart >= setupDone, `setup-done ${setupDone}, app-start ${appStart}`);
+  await c.k(['delete', 'pod', 'fly-init', '-n', 'kube-system', '--wait=true']);
+});
+
+node('kvm: init containers are refused with CreateContainerConfigError naming the field (its guest starts every app at boot)', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: kvm-init}
+spec:
+  runtimeClassName: kvm
+  initContainers:
+  - {name: setup, image: busybox, command: [sh, -c, 'true']}
+  containers:
+  - {name: app, image: busybox, command: [sh, -c, 'exec sleep 3600']}
+`);
+  const w = await eventually('CreateContainerConfigError', async () => {
+    const x = await pod(c, 'kvm-init');
+    const waiting = x.status.initContainerStatuses?.[0]?.state?.waiting;
+    return waiting?.reason === 'CreateContainerConfigError' && waiting;
+  }, 60_000);
+  assert.match(w.message, /^spec\.initContainers: not supported by the kvm stage1 yet/);
+  await c.k(['delete', 'pod', 'kvm-init', '--grace-period', '0', '--force']);
+});
+
 node.run();
