@@ -12,18 +12,18 @@ export interface Waiting {
 
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z') : undefined);
 
-function terminated(t: Termination, containerID: string, startedAt?: number): V1ContainerState {
-  return { terminated: { exitCode: t.exitCode, signal: t.signal, reason: t.reason, finishedAt: iso(t.finishedAt) as unknown as Date, startedAt: iso(startedAt) as unknown as Date, containerID } };
+function terminated(t: Termination, containerID: string, startedAt?: number, message?: string): V1ContainerState {
+  return { terminated: { exitCode: t.exitCode, signal: t.signal, reason: t.reason, message: message || undefined, finishedAt: iso(t.finishedAt) as unknown as Date, startedAt: iso(startedAt) as unknown as Date, containerID } };
 }
 
-function containerStatus(pod: V1Pod, runtimeName: string, podId: string, app: AppStatus, view: ContainerView | undefined): V1ContainerStatus {
+function containerStatus(pod: V1Pod, runtimeName: string, podId: string, app: AppStatus, view: ContainerView | undefined, logMessage: string | undefined): V1ContainerStatus {
   const spec = [...pod.spec?.containers ?? [], ...pod.spec?.initContainers ?? []].find((c) => c.name === app.name);
   const image = spec?.image ?? app.image.name;
   const containerID = `${runtimeName}://${podId}:${app.name}`;
   let state: V1ContainerState;
   if (app.state === 'running') state = { running: { startedAt: iso(app.startedAt) as unknown as Date } };
   else if (app.state === 'exited' && app.exitCode !== undefined) {
-    state = terminated({ exitCode: app.exitCode, signal: app.signal, reason: app.reason ?? 'Error', finishedAt: app.finishedAt ?? Date.now(), invocation: '' }, containerID);
+    state = terminated({ exitCode: app.exitCode, signal: app.signal, reason: app.reason ?? 'Error', finishedAt: app.finishedAt ?? Date.now(), invocation: '' }, containerID, undefined, app.terminationMessage ?? logMessage);
   } else state = { waiting: { reason: app.reason ?? 'ContainerCreating' } };
   const running = app.state === 'running';
   // A completed init container counts as ready (the kubelet's); a running one is ready once its probes say so.
@@ -71,13 +71,15 @@ function phaseOf(pod: V1Pod, statuses: V1ContainerStatus[]): V1PodStatus['phase'
  * The status an API server should show for `pod`, given what the runtime
  * reports (or, before the runtime has it, why its containers wait).
  */
-export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: string; runtimePod?: PodStatus; waiting?: Waiting; previous?: V1PodStatus; probes?: (container: string) => ContainerView }): V1PodStatus {
+export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: string; runtimePod?: PodStatus; waiting?: Waiting; previous?: V1PodStatus; probes?: (container: string) => ContainerView;
+  /** FallbackToLogsOnError: the log tail of a container that failed without a message. */
+  logMessage?: (container: string) => string | undefined }): V1PodStatus {
   const rp = opts.runtimePod;
   const containers = pod.spec?.containers ?? [];
   const inits = pod.spec?.initContainers ?? [];
   const statusOf = (c: { name: string; image?: string }, waitingReason: string): V1ContainerStatus => {
     const app = rp?.apps.find((a) => a.name === c.name);
-    if (app && rp) return containerStatus(pod, opts.runtimeName, rp.uuid, app, opts.probes?.(c.name));
+    if (app && rp) return containerStatus(pod, opts.runtimeName, rp.uuid, app, opts.probes?.(c.name), opts.logMessage?.(c.name));
     return { name: c.name, image: c.image ?? '', imageID: '', ready: false, started: false, restartCount: 0, state: { waiting: { reason: opts.waiting?.reason ?? waitingReason, message: opts.waiting?.message } } };
   };
   const initStatuses = inits.map((c) => statusOf(c, 'PodInitializing'));

@@ -33,7 +33,10 @@ export class PodSync {
   /** Pods whose status patch is on its way to the API server. */
   private readonly statusInFlight = new Set<string>();
   /** What each pod's last reported status was computed from: identical inputs (the runtime reuses unchanged statuses) need no recomputation. */
-  private readonly reportedFrom = new Map<string, { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined; probes: number }>();
+  private readonly reportedFrom = new Map<string, { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined; probes: string }>();
+  /** FallbackToLogsOnError messages by pod/container/finish time ('' while being read). */
+  private readonly logMessages = new Map<string, string>();
+  private logMessagesRead = 0;
   /** Probes and lifecycle hooks (the kubelet's prober). */
   readonly prober: Prober;
   private readonly inflight = new Map<string, Promise<void>>();
@@ -315,9 +318,9 @@ export class PodSync {
     const uid = pod.metadata!.uid!;
     const waiting = this.waiting.get(uid);
     const from = this.reportedFrom.get(uid);
-    const probes = this.prober.version;
+    const probes = `${this.prober.version}/${this.logMessagesRead}`;
     if (from && from.pod === pod && from.current === current && from.waiting === waiting && from.probes === probes) return;
-    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: pod.status, probes: (c) => this.prober.view(pod, c) });
+    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: pod.status, probes: (c) => this.prober.view(pod, c), logMessage: (c) => this.fallbackMessage(pod, current, c) });
     const key = JSON.stringify(status);
     if (this.reported.get(uid) === key || sameStatus(pod.status, status)) {
       this.reportedFrom.set(uid, { pod, current, waiting, probes });
@@ -339,6 +342,35 @@ export class PodSync {
       this.statusInFlight.delete(uid);
       this.trigger();
     });
+  }
+
+  /**
+   * terminationMessagePolicy FallbackToLogsOnError: a container that failed
+   * without writing a message gets the last 80 lines (at most 2 KiB) of its
+   * log, read once per run in the background (the status is computed again
+   * when it is there).
+   */
+  private fallbackMessage(pod: V1Pod, current: PodStatus | undefined, name: string): string | undefined {
+    const spec = [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []].find((c) => c.name === name);
+    const app = current?.apps.find((a) => a.name === name);
+    if (spec?.terminationMessagePolicy !== 'FallbackToLogsOnError' || !current || !app || app.state !== 'exited' || !app.exitCode || app.terminationMessage) return undefined;
+    const key = `${current.uuid}/${name}/${app.finishedAt}`;
+    const known = this.logMessages.get(key);
+    if (known !== undefined) return known || undefined;
+    if (this.logMessages.size > 10_000) this.logMessages.clear();
+    this.logMessages.set(key, '');
+    void (async () => {
+      const lines: string[] = [];
+      for await (const line of this.runtime.logs({ podUuid: current.uuid, container: name, tail: 80 })) lines.push(line.message);
+      let text = lines.join('\n');
+      if (Buffer.byteLength(text) > 2048) text = Buffer.from(text).subarray(-2048).toString('utf8');
+      return text;
+    })().then((text) => {
+      this.logMessages.set(key, text);
+      this.logMessagesRead++;
+      this.trigger();
+    }, (err) => this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, container: name, err: String(err) }, 'could not read the log for FallbackToLogsOnError'));
+    return undefined;
   }
 
   /** Keep `desired` in step with the API server: list, then watch from the list's resourceVersion; relist on 410 or errors. */

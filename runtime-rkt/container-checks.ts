@@ -100,6 +100,12 @@ export function checkContainerExtras(c: Obj, path: string, init: boolean): strin
     if (!init) errors.push(`${path}.restartPolicy: Forbidden: may not be set for non-init containers`);
     else if (c.restartPolicy !== 'Always') errors.push(`${path}.restartPolicy: Unsupported value: ${JSON.stringify(c.restartPolicy)}: supported values: "Always"`);
   }
+  if (c.terminationMessagePath !== undefined && (typeof c.terminationMessagePath !== 'string' || !c.terminationMessagePath.startsWith('/') || c.terminationMessagePath.split('/').includes('..') || c.terminationMessagePath.length > 4096)) {
+    errors.push(`${path}.terminationMessagePath: Invalid value: ${JSON.stringify(c.terminationMessagePath)}: must be an absolute path without '..'`);
+  }
+  if (c.terminationMessagePolicy !== undefined && c.terminationMessagePolicy !== 'File' && c.terminationMessagePolicy !== 'FallbackToLogsOnError') {
+    errors.push(`${path}.terminationMessagePolicy: Unsupported value: ${JSON.stringify(c.terminationMessagePolicy)}: supported values: "File", "FallbackToLogsOnError"`);
+  }
   for (const which of ['livenessProbe', 'readinessProbe', 'startupProbe'] as const) {
     if (c[which] === undefined || c[which] === null) continue;
     if (init && !sidecar) errors.push(`${path}.${which}: Forbidden: may not be set for init containers without restartPolicy=Always`);

@@ -28,6 +28,8 @@ export interface ContainerSpec {
   resources?: { limits?: ResourceList; requests?: ResourceList };
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   securityContext?: ContainerSecurityContext;
+  terminationMessagePath?: string;
+  terminationMessagePolicy?: 'File' | 'FallbackToLogsOnError';
   /** Init containers only: Always makes it a sidecar (Kubernetes 1.29+). */
   restartPolicy?: 'Always';
   livenessProbe?: Probe;

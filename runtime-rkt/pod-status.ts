@@ -117,6 +117,26 @@ function appStatus(app: AppManifest, unit: string, records: ExitRecord[], u: Uni
   };
 }
 
+/** The kubelet reads at most 4 KiB of a termination message. */
+const MAX_TERMINATION_MESSAGE = 4096;
+
+/** Termination messages of the apps that exited for good (the file is emptied before each run). */
+async function readTerminationMessages(dir: string, manifest: RuntimePodManifest, apps: AppStatus[]): Promise<void> {
+  await Promise.all(manifest.apps.map(async (app, i) => {
+    const a = apps[i]!;
+    if (!app.terminationMessagePath || a.state !== 'exited' || a.finishedAt === undefined) return;
+    const fh = await fs.open(path.join(dir, 'apps', app.name, 'termination-log'), 'r').catch(() => undefined);
+    if (!fh) return;
+    try {
+      const buf = Buffer.alloc(MAX_TERMINATION_MESSAGE);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      if (bytesRead) apps[i] = { ...a, terminationMessage: buf.subarray(0, bytesRead).toString('utf8') };
+    } finally {
+      await fh.close();
+    }
+  }));
+}
+
 /** The reason of an app that will never start: an init container before it failed for good (restartPolicy Never). */
 const INIT_FAILED = 'PodInitializing';
 
@@ -199,6 +219,7 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
   if (cached) return cached;
   const apps = perApp.map((a) => appStatus(a.app, a.unit, a.records, a.u, a.facts, loc.state, launching));
   if (manifest) holdBehindFailedInit(manifest, apps);
+  if (manifest) await readTerminationMessages(loc.dir, manifest, apps);
   const md = manifest?.pod.metadata;
   const networks = podNetworkFrom(snap.networkRaw);
   const ms = (v: bigint | undefined) => (v === undefined ? undefined : Number(v / 1_000_000n));

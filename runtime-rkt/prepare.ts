@@ -136,7 +136,13 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
       limits: limitsOf(c.resources?.limits, `spec.containers[${i}].resources.limits`),
       requests: limitsOf(c.resources?.requests, `spec.containers[${i}].resources.requests`),
       ...(i < inits.length ? { init: c.restartPolicy === 'Always' ? 'sidecar' as const : 'once' as const } : {}),
+      ...(input.stage1 === 'namespaces' ? { terminationMessagePath: c.terminationMessagePath ?? '/dev/termination-log' } : {}),
     });
+    if (input.stage1 === 'namespaces') {
+      // Any user the app runs as writes it, as the kubelet's file (0666).
+      await fs.writeFile(podPaths(podDir).terminationLog(c.name), '', { mode: 0o666 });
+      await fs.chmod(podPaths(podDir).terminationLog(c.name), 0o666);
+    }
   }
   await writePodEtc(podDir, pod, hostname);
   const manifest: RuntimePodManifest = {

@@ -91,6 +91,11 @@ export class RktRuntime {
     if (stage1Name === 'kvm' && pod.spec.initContainers?.length) {
       throw new ContainerConfigError('spec.initContainers: not supported by the kvm stage1 yet: its guest starts every app when the VM boots, so nothing would wait for the init containers', 'run the pod with the namespaces stage1 (runtimeClassName namespaces), or move the init work into the container');
     }
+    // Only the namespaces stage1 binds a termination message file (fly's /dev is the node's, kvm's is the guest's).
+    const customPath = allContainers(pod).findIndex((c) => (c.terminationMessagePath ?? '/dev/termination-log') !== '/dev/termination-log');
+    if (stage1Name !== 'namespaces' && customPath >= 0) {
+      throw new ContainerConfigError(`container "${allContainers(pod)[customPath]!.name}": terminationMessagePath: not supported by the ${stage1Name} stage1: only the namespaces stage1 reads termination messages`, 'leave terminationMessagePath at its default, use terminationMessagePolicy FallbackToLogsOnError, or run the pod with the namespaces stage1');
+    }
     const images = await Promise.all(allContainers(pod).map(async (c) => {
       const image = await this.images.resolve(c.image);
       if (!image) throw new UserError(`image "${c.image}" of container "${c.name}" is not in the image store`, { hint: 'import it with `stevedore image import FILE|DIR`; `stevedore image list` shows what is there' });

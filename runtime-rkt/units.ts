@@ -63,6 +63,10 @@ export async function appProperties(pod: PreparedPod, app: AppManifest, stage1: 
     ]),
   ];
   props.push(...initOrderProperties(pod, app));
+  if (app.terminationMessagePath) {
+    // A fresh message for each run, as the kubelet makes a new file per container instance.
+    props.push(prop.execEx('ExecStartPreEx', [{ path: '/bin/sh', argv: ['/bin/sh', '-c', ': > "$1"', 'stevedore-termination-log', podPaths(pod.dir).terminationLog(app.name)], flags: ['ignore-failure', 'privileged'] }]));
+  }
   // kvm: the unit holds a proxy; the app's limits are the VM's RAM and vCPUs.
   if (stage1.cgroupLimits === false) return props;
   if (app.limits.memoryBytes !== undefined) props.push(prop.u64('MemoryMax', app.limits.memoryBytes));

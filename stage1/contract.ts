@@ -76,6 +76,8 @@ export interface AppManifest {
    * Always) only has to have started. Absent: a regular container.
    */
   init?: 'once' | 'sidecar';
+  /** Where the app writes its termination message (terminationMessagePath); stage0's file `apps/<app>/termination-log` is bound there (namespaces). */
+  terminationMessagePath?: string;
 }
 
 export interface RuntimePodManifest {
@@ -114,6 +116,8 @@ export const podPaths = (podDir: string) => ({
   app: (app: string) => path.join(podDir, 'apps', app),
   rootfs: (app: string) => path.join(podDir, 'apps', app, 'rootfs'),
   exits: (app: string) => path.join(podDir, 'apps', app, 'exits'),
+  /** The app's termination message file (emptied before each run; read after its exit). */
+  terminationLog: (app: string) => path.join(podDir, 'apps', app, 'termination-log'),
   etc: (file: 'hosts' | 'hostname' | 'resolv.conf') => path.join(podDir, 'etc', file),
   stage1: path.join(podDir, 'stage1'),
   network: path.join(podDir, 'network.json'),

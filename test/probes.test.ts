@@ -248,6 +248,32 @@ spec:
   await c.k(['delete', 'pod', 'deadline', '--wait=true']);
 });
 
+node('termination messages: the file at terminationMessagePath (default and custom), FallbackToLogsOnError from the log', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: messages}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: default-path, image: busybox, command: [sh, -c, 'echo "config missing: /etc/app.conf" > /dev/termination-log; exit 2']}
+  - {name: custom-path, image: busybox, terminationMessagePath: /tmp/why, command: [sh, -c, 'printf done > /tmp/why']}
+  - {name: from-logs, image: busybox, terminationMessagePolicy: FallbackToLogsOnError, command: [sh, -c, 'echo starting; echo "fatal: no database"; exit 3']}
+  - {name: logs-but-ok, image: busybox, terminationMessagePolicy: FallbackToLogsOnError, command: [sh, -c, 'echo fine']}
+`);
+  const p = await eventually('Failed with every message', async () => {
+    const x = await pod(c, 'messages');
+    return x.status.phase === 'Failed' && x.status.containerStatuses.find((s: KObj) => s.name === 'from-logs')?.state.terminated?.message && x;
+  }, 60_000);
+  const msg = (name: string) => p.status.containerStatuses.find((s: KObj) => s.name === name).state.terminated;
+  assert.is(msg('default-path').message, 'config missing: /etc/app.conf\n');
+  assert.is(msg('default-path').exitCode, 2);
+  assert.is(msg('custom-path').message, 'done');
+  assert.is(msg('from-logs').message, 'starting\nfatal: no database');
+  assert.is(msg('logs-but-ok').message, undefined, 'a successful exit takes no message from its log');
+  await c.k(['delete', 'pod', 'messages', '--wait=true']);
+});
+
 node('on the fly stage1 (kube-system, where the default policy opens it): an init container, then an exec readiness probe through fly\'s enter path', async () => {
   const c = getCluster();
   await c.k(['apply', '-f', '-'], `apiVersion: v1
