@@ -13,6 +13,8 @@ import type { Pod, RestartPolicy } from '../runtime-rkt/manifest.js';
  *   apps/<app>/rootfs/           the app's root filesystem (an overlayfs mount)
  *   apps/<app>/upper, work/      the overlay's writable layer
  *   apps/<app>/exits/<ns>.json   one ExitRecord per finished run of the app
+ *   apps/<app>/termination-log   the app's termination message (namespaces: bound at its terminationMessagePath)
+ *   apps/<app>/started           a sidecar init container has started (stage0's ExecStartPost; runtime-rkt/init-gate.ts)
  *   etc/hosts, hostname, resolv.conf   pod-level files bound into every app
  *   network.json                 the pod's CNI attachment (network, cache, IPs; stage0's, see runtime-rkt/network.ts)
  *   stage1/                      private to the stage1

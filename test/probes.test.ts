@@ -302,7 +302,7 @@ spec:
   await c.k(['delete', 'pod', 'fly-init', '-n', 'kube-system', '--wait=true']);
 });
 
-node('kvm: init containers are refused with CreateContainerConfigError naming the field (its guest starts every app at boot)', async () => {
+node('kvm: init containers are refused with CreateContainerConfigError naming the field (its guest knows only the pod restartPolicy)', async () => {
   const c = getCluster();
   await c.k(['apply', '-f', '-'], `apiVersion: v1
 kind: Pod
