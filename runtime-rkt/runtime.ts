@@ -1,5 +1,5 @@
 import * as fs from 'node:fs/promises';
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import { ContainerConfigError, UserError, errnoCode } from '../common/errors.js';
 import { exists, readJsonIfExists } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
@@ -344,8 +344,22 @@ export class RktRuntime {
   async runInContainer(ref: string, appName: string, command: string[], opts: { timeoutMs: number; maxOutputBytes?: number }): Promise<{ exitCode: number; output: string; timedOut: boolean }> {
     const argv = await this.quickEnterArgv(ref, appName, command);
     const max = opts.maxOutputBytes ?? 10 * 1024;
-    const r = await execa(argv[0]!, argv.slice(1), { reject: false, all: true, timeout: opts.timeoutMs, stdin: 'ignore', maxBuffer: max, encoding: 'utf8' });
-    return { exitCode: r.exitCode ?? (r.timedOut ? 124 : 128 + 9), output: String(r.all ?? '').slice(0, max), timedOut: r.timedOut === true };
+    // Plain spawn, not execa: a probe every few seconds per container makes the agent's own cost per exec count.
+    return new Promise((resolve) => {
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const take = (b: Buffer) => { if (size < max) { chunks.push(b); size += b.length; } };
+      child.stdout!.on('data', take);
+      child.stderr!.on('data', take);
+      let timedOut = false;
+      const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs);
+      child.on('error', (err) => { clearTimeout(timer); resolve({ exitCode: 127, output: String(err.message), timedOut: false }); });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ exitCode: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15), output: Buffer.concat(chunks).subarray(0, max).toString('utf8'), timedOut });
+      });
+    });
   }
 
   /** Pod directory and manifest by UUID, for runInContainer: neither changes while the pod runs. */
