@@ -161,13 +161,21 @@ export class Prober {
 
   private startWorker(key: string, kind: ProbeKind, probe: V1Probe, pod: V1Pod, c: V1Container, rp: PodStatus, app: AppStatus, runKey: string): void {
     const timing = probeTiming(probe);
-    const w: Worker = { kind, runKey, counter: new ProbeCounter(timing, kind === 'liveness'), killed: false };
+    // The same run the API's status already judged (the agent restarted): keep its verdict, so a restart of
+    // the agent does not flip ready pods to not ready until their next probe.
+    const reported = [...pod.status?.containerStatuses ?? [], ...pod.status?.initContainerStatuses ?? []].find((s) => s.name === c.name);
+    const sameRun = reported?.restartCount === app.restartCount && reported?.state?.running?.startedAt !== undefined && app.startedAt !== undefined
+      && Math.abs(new Date(reported.state.running.startedAt as unknown as string).getTime() - app.startedAt) < 1000;
+    const initial = kind === 'liveness' ? true : sameRun ? (kind === 'readiness' ? reported!.ready === true : reported!.started === true) : false;
+    const w: Worker = { kind, runKey, counter: new ProbeCounter(timing, initial), killed: false };
     this.workers.set(key, w);
     if (kind !== 'liveness') this.changed();
     const startedAt = app.startedAt ?? Date.now();
     const fieldPath = `spec.${pod.spec?.containers.some((x) => x.name === c.name) ? 'containers' : 'initContainers'}{${c.name}}`;
     const tick = async () => {
       if (this.workers.get(key) !== w || w.killed) return;
+      // A startup probe that has passed for this run is done (the kubelet stops it).
+      if (kind === 'startup' && w.counter.result) return;
       // Liveness and readiness wait for the startup probe, as the kubelet's do.
       const startupKey = `${pod.metadata!.uid}/${c.name}/startup`;
       const held = kind !== 'startup' && c.startupProbe && this.workers.get(startupKey)?.counter.result !== true;

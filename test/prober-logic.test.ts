@@ -171,6 +171,23 @@ test('prober: readiness follows an exec probe; a failing liveness probe kills th
   prober.close();
 });
 
+test('prober: after an agent restart, the run the API status already judged keeps its verdict until the next probe', async () => {
+  const { rt } = fakeRuntime(() => ({ exitCode: 0, output: '' }));
+  const { recorder } = fakeEvents();
+  const prober = new Prober(rt, recorder, log, () => undefined, '10.0.0.1');
+  const startedAt = Date.now() - 60_000;
+  const spec = { containers: [{ name: 'app', image: 'busybox', readinessProbe: { exec: { command: ['true'] }, periodSeconds: 60, initialDelaySeconds: 120 }, startupProbe: { exec: { command: ['true'] }, initialDelaySeconds: 120 } }] };
+  const judged = (restartCount: number) => ({
+    metadata: { name: 'p', uid: `r${restartCount}`, namespace: 'default' }, spec,
+    status: { containerStatuses: [{ name: 'app', image: 'busybox', imageID: '', ready: true, started: true, restartCount: 0, state: { running: { startedAt: new Date(startedAt).toISOString() } } }] },
+  }) as unknown as V1Pod;
+  prober.sync(judged(0), rpod([app('app', { startedAt })]));
+  assert.equal(prober.view(judged(0), 'app'), { started: true, ready: true }, 'same run: kept');
+  prober.sync(judged(1), rpod([app('app', { startedAt, restartCount: 1 })]));
+  assert.equal(prober.view(judged(1), 'app'), { started: false, ready: false }, 'another run: judged afresh');
+  prober.close();
+});
+
 test('prober: liveness and readiness wait for the startup probe; a container that is not running is not probed', async () => {
   let startupOk = false;
   const { rt, execs } = fakeRuntime(() => ({ exitCode: 0, output: '' }));
