@@ -16,7 +16,7 @@ function terminated(t: Termination, containerID: string, startedAt?: number, mes
   return { terminated: { exitCode: t.exitCode, signal: t.signal, reason: t.reason, message: message || undefined, finishedAt: iso(t.finishedAt) as unknown as Date, startedAt: iso(startedAt) as unknown as Date, containerID } };
 }
 
-function containerStatus(pod: V1Pod, runtimeName: string, podId: string, app: AppStatus, view: ContainerView | undefined, logMessage: string | undefined): V1ContainerStatus {
+function containerStatus(pod: V1Pod, runtimeName: string, podId: string, app: AppStatus, view: ContainerView | undefined, logMessage: string | undefined, waitingReason = 'ContainerCreating'): V1ContainerStatus {
   const spec = [...pod.spec?.containers ?? [], ...pod.spec?.initContainers ?? []].find((c) => c.name === app.name);
   const image = spec?.image ?? app.image.name;
   const containerID = `${runtimeName}://${podId}:${app.name}`;
@@ -24,7 +24,7 @@ function containerStatus(pod: V1Pod, runtimeName: string, podId: string, app: Ap
   if (app.state === 'running') state = { running: { startedAt: iso(app.startedAt) as unknown as Date } };
   else if (app.state === 'exited' && app.exitCode !== undefined) {
     state = terminated({ exitCode: app.exitCode, signal: app.signal, reason: app.reason ?? 'Error', finishedAt: app.finishedAt ?? Date.now(), invocation: '' }, containerID, undefined, app.terminationMessage ?? logMessage);
-  } else state = { waiting: { reason: app.reason ?? 'ContainerCreating' } };
+  } else state = { waiting: { reason: app.reason ?? waitingReason } };
   const running = app.state === 'running';
   // A completed init container counts as ready (the kubelet's); a running one is ready once its probes say so.
   const initDone = spec?.restartPolicy !== 'Always' && pod.spec?.initContainers?.some((c) => c.name === app.name) && app.state === 'exited' && app.exitCode === 0;
@@ -79,7 +79,7 @@ export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: st
   const inits = pod.spec?.initContainers ?? [];
   const statusOf = (c: { name: string; image?: string }, waitingReason: string): V1ContainerStatus => {
     const app = rp?.apps.find((a) => a.name === c.name);
-    if (app && rp) return containerStatus(pod, opts.runtimeName, rp.uuid, app, opts.probes?.(c.name), opts.logMessage?.(c.name));
+    if (app && rp) return containerStatus(pod, opts.runtimeName, rp.uuid, app, opts.probes?.(c.name), opts.logMessage?.(c.name), waitingReason);
     return { name: c.name, image: c.image ?? '', imageID: '', ready: false, started: false, restartCount: 0, state: { waiting: { reason: opts.waiting?.reason ?? waitingReason, message: opts.waiting?.message } } };
   };
   const initStatuses = inits.map((c) => statusOf(c, 'PodInitializing'));

@@ -75,6 +75,37 @@ spec:
   await c.k(['delete', 'pod', 'init-order', '--wait=true']);
 });
 
+node('with the agent stopped, systemd still runs the init containers in order and then the app', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: init-no-agent}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {name: slow, image: busybox, command: [sh, -c, 'sleep 6']}
+  containers:
+  - {name: app, image: busybox, command: [sh, -c, 'exec sleep 3600']}
+`);
+  // Launched (the init container runs), so the agent is not stopped in the middle of starting the pod.
+  await eventually('the init container running', async () => (await pod(c, 'init-no-agent')).status.initContainerStatuses?.[0]?.state?.running !== undefined);
+  const stop = await c.node(['systemctl', 'stop', 'stevedore-agent']);
+  assert.is(stop.code, 0, stop.stderr);
+  try {
+    const listed = await eventually('the app running on the node, the agent down', async () => {
+      const r = await c.stevedore(['pod', 'list', '-o', 'json']);
+      const p = (JSON.parse(r.stdout) as Array<{ name?: string; apps: Array<{ name: string; state: string; exitCode?: number }> }>).find((x) => x.name === 'init-no-agent');
+      return p?.apps.find((a) => a.name === 'app')?.state === 'running' && p;
+    }, 30_000);
+    assert.equal(listed.apps.map((a) => [a.name, a.state, a.exitCode]), [['slow', 'exited', 0], ['app', 'running', undefined]]);
+  } finally {
+    const start = await c.node(['systemctl', 'start', 'stevedore-agent']);
+    assert.is(start.code, 0, start.stderr);
+  }
+  await eventually('Running once the agent is back', async () => { const x = await pod(c, 'init-no-agent'); return x.status.phase === 'Running' && cond(x, 'Initialized')?.status === 'True'; }, 60_000);
+  await c.k(['delete', 'pod', 'init-no-agent', '--wait=true']);
+});
+
 node('a failed init container under restartPolicy Never fails the pod (Init:Error) and the app never starts', async () => {
   const c = getCluster();
   await c.k(['apply', '-f', '-'], `apiVersion: v1
