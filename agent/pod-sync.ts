@@ -92,9 +92,11 @@ export class PodSync {
         continue;
       }
       this.prober.sync(pod, current);
-      if (current?.state === 'running' && deadlineExceeded(pod)) {
+      if (current && deadlineExceeded(pod)) {
         this.prober.forget(uid);
-        this.schedule(uid, () => this.exceedDeadline(pod, current));
+        if (current.state === 'running') this.schedule(uid, () => this.exceedDeadline(pod, current));
+        // Stopped at its deadline before this agent started (the API says so): still Failed, not Running with dead containers.
+        else if (pod.status?.reason === 'DeadlineExceeded' && this.waiting.get(uid)?.reason !== 'DeadlineExceeded') this.waiting.set(uid, { reason: 'DeadlineExceeded', message: DEADLINE_MESSAGE, rejected: true });
       }
       if (!current) {
         const phase = pod.status?.phase;
@@ -261,7 +263,7 @@ export class PodSync {
   /** activeDeadlineSeconds passed: the kubelet stops the pod for good (Failed, DeadlineExceeded). */
   private async exceedDeadline(pod: V1Pod, current: PodStatus): Promise<void> {
     const uid = pod.metadata!.uid!;
-    const message = 'Pod was active on the node longer than the specified deadline';
+    const message = DEADLINE_MESSAGE;
     if (this.waiting.get(uid)?.reason !== 'DeadlineExceeded') this.events.emit(pod, 'Normal', 'DeadlineExceeded', message);
     this.waiting.set(uid, { reason: 'DeadlineExceeded', message, rejected: true });
     await this.stopRuntimePod(current, pod.spec?.terminationGracePeriodSeconds ?? 30, pod);
@@ -415,6 +417,8 @@ function imagesChanged(pod: V1Pod, current: PodStatus): boolean {
     return app !== undefined && app.image.name !== c.image;
   });
 }
+
+const DEADLINE_MESSAGE = 'Pod was active on the node longer than the specified deadline';
 
 /** activeDeadlineSeconds counted from the pod's startTime, as the kubelet counts it. */
 export function deadlineExceeded(pod: V1Pod, now = Date.now()): boolean {
