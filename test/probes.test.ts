@@ -75,6 +75,38 @@ spec:
   await c.k(['delete', 'pod', 'init-order', '--wait=true']);
 });
 
+node('a sidecar (init container with restartPolicy Always) starts first, keeps running beside the app, and counts in READY', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: sidecar}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: proxy
+    image: busybox
+    restartPolicy: Always
+    command: [sh, -c, 'echo proxy-start ${UPTIME}; sleep 2; touch /tmp/up; exec sleep 3600']
+    readinessProbe:
+      exec: {command: [cat, /tmp/up]}
+      periodSeconds: 1
+  - {name: after-proxy, image: busybox, command: [sh, -c, 'echo after-proxy ${UPTIME}']}
+  containers:
+  - {name: app, image: busybox, command: [sh, -c, 'echo app-start ${UPTIME}; exec sleep 3600']}
+`);
+  const p = await eventually('Ready with the sidecar ready', async () => { const x = await pod(c, 'sidecar'); return cond(x, 'Ready')?.status === 'True' && x; }, 60_000);
+  const proxy = p.status.initContainerStatuses[0];
+  assert.ok(proxy.state.running && proxy.started && proxy.ready, JSON.stringify(proxy));
+  assert.is(p.status.initContainerStatuses[1].state.terminated.reason, 'Completed');
+  assert.is(cond(p, 'Initialized')?.status, 'True');
+  const r = await row(c, 'sidecar');
+  assert.equal([r[1], r[2]], ['2/2', 'Running']);
+  const at = async (container: string, word: string) => Number(new RegExp(`${word} ([0-9.]+)`).exec(await c.k(['logs', 'sidecar', '-c', container]))?.[1]);
+  const [proxyStart, afterProxy, appStart] = [await at('proxy', 'proxy-start'), await at('after-proxy', 'after-proxy'), await at('app', 'app-start')];
+  assert.ok(proxyStart > 0 && afterProxy >= proxyStart && appStart >= afterProxy, `proxy ${proxyStart}, after-proxy ${afterProxy}, app ${appStart}`);
+  await c.k(['delete', 'pod', 'sidecar', '--wait=true']);
+});
+
 node('with the agent stopped, systemd still runs the init containers in order and then the app', async () => {
   const c = getCluster();
   await c.k(['apply', '-f', '-'], `apiVersion: v1
