@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { KObj } from './store.js';
-import { POD_MERGE_KEYS, NODE_MERGE_KEYS, META_MERGE_KEYS, WORKLOAD_MERGE_KEYS, CRONJOB_MERGE_KEYS, type MergeKeys } from './patch.js';
+import { POD_MERGE_KEYS, NODE_MERGE_KEYS, META_MERGE_KEYS, WORKLOAD_MERGE_KEYS, CRONJOB_MERGE_KEYS, SERVICE_MERGE_KEYS, type MergeKeys } from './patch.js';
 
 /** An API error answered as a meta/v1 Status. */
 export class ApiError extends Error {
@@ -43,6 +43,9 @@ export const RESOURCES: ResourceDef[] = [
   // batch/v1 Jobs orphan their pods when a DELETE names no propagationPolicy (kubectl always names one).
   { name: 'jobs', singular: 'job', kind: 'Job', group: 'batch', version: 'v1', namespaced: true, categories: ['all'], subresources: ['status'], mergeKeys: WORKLOAD_MERGE_KEYS, defaultPropagation: 'Orphan' },
   { name: 'cronjobs', singular: 'cronjob', kind: 'CronJob', group: 'batch', version: 'v1', namespaced: true, shortNames: ['cj'], categories: ['all'], subresources: ['status'], mergeKeys: CRONJOB_MERGE_KEYS },
+  { name: 'services', singular: 'service', kind: 'Service', group: '', version: 'v1', namespaced: true, shortNames: ['svc'], categories: ['all'], subresources: ['status'], mergeKeys: SERVICE_MERGE_KEYS },
+  { name: 'endpoints', singular: 'endpoints', kind: 'Endpoints', group: '', version: 'v1', namespaced: true, shortNames: ['ep'], subresources: [], mergeKeys: META_MERGE_KEYS },
+  { name: 'endpointslices', singular: 'endpointslice', kind: 'EndpointSlice', group: 'discovery.k8s.io', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'runtimeclasses', singular: 'runtimeclass', kind: 'RuntimeClass', group: 'node.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS },
 ];
 

@@ -31,6 +31,8 @@ import { DeploymentController } from './controllers/deployment.js';
 import { JobController } from './controllers/job.js';
 import { CronJobController } from './controllers/cronjob.js';
 import { DaemonSetController } from './controllers/daemonset.js';
+import { EndpointSliceController, EndpointsController } from './controllers/endpoints.js';
+import { ServiceAllocator } from './service-allocator.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { authenticate, type UserInfo } from './authn.js';
@@ -53,6 +55,10 @@ export interface ControlPlaneOptions {
   maxEventsPerNamespace?: number;
   /** Open watches in total and per client, and the longest a watch lasts (control-plane/watch-limits.ts). */
   watchLimits?: Partial<WatchLimitOptions>;
+  /** Where Services' cluster IPs come from (kube-apiserver's --service-cluster-ip-range; default 10.96.0.0/16). */
+  serviceClusterIpRange?: string;
+  /** NodePort range (kube-apiserver's --service-node-port-range; default 30000-32767). */
+  serviceNodePortRange?: string;
 }
 
 export interface ControlPlane {
@@ -106,7 +112,7 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 function parseBody(buf: Buffer, contentType: string): any {
   // kubectl's typed clients (kubectl create secret …) send protobuf and do not fall back to JSON.
   if (/protobuf/.test(contentType)) return decodeProtobufBody(buf);
-  if (/cbor/.test(contentType)) throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Secrets, Namespaces, Deployments, Jobs)');
+  if (/cbor/.test(contentType)) throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Secrets, Namespaces, Services, Deployments, Jobs, CronJobs)');
   const text = buf.toString('utf8');
   if (!text.trim()) throw badRequest('the request body is empty; send a JSON object');
   try {
@@ -149,7 +155,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     throw new UserError(`cannot open the control plane database in ${dataDir}: ${(err as Error).message}`, { hint: 'check that the directory is writable and not used by another control plane', cause: err });
   }
   const nodeClient: NodeClientTls = { caCertPem: creds.caCertPem, clientCertPem: creds.kubeletClientCertPem, clientKeyPem: creds.kubeletClientKeyPem };
-  const cp = new ApiServer(store, log, creds.adminToken, nodeClient, new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }));
+  let allocator: ServiceAllocator;
+  try {
+    allocator = new ServiceAllocator(store, opts.serviceClusterIpRange, opts.serviceNodePortRange);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  const cp = new ApiServer(store, log, creds.adminToken, nodeClient, new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }), allocator);
   // Controllers beside the API, as kube-controller-manager and kube-scheduler sit beside kube-apiserver.
   const events = new EventRecorder(store, log);
   const nodeGraceSeconds = opts.nodeMonitorGracePeriodSeconds ?? 40;
@@ -160,6 +173,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new JobController(store, log, events, client),
     new CronJobController(store, log, events, client),
     new DaemonSetController(store, log, events, client),
+    new EndpointsController(store, log, client),
+    new EndpointSliceController(store, log, client),
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, nodeGraceSeconds),
@@ -215,7 +230,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 class ApiServer {
   private watchers = new Set<() => void>();
 
-  constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits) {}
+  constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits, private serviceAllocator: ServiceAllocator) {}
 
   seed(): void {
     const ns = RESOURCES.find((r) => r.name === 'namespaces')!;
@@ -599,6 +614,7 @@ class ApiServer {
     const obj = withNewMeta(r, { ...body, metadata: keepMeta }, ns);
     strategyFor(r.kind).prepareForCreate?.(obj);
     this.validate(r, obj);
+    if (r.kind === 'Service') this.allocate(r, obj);
     if (this.store.get(r.name, ns, meta.name)) throw new ApiError(409, 'AlreadyExists', `${r.name}${r.group ? '.' + r.group : ''} "${meta.name}" already exists`, { name: meta.name, group: r.group, kind: r.name });
     if (dryRun) return { obj: { ...obj, metadata: { ...obj.metadata, resourceVersion: '' } }, warnings };
     try {
@@ -607,6 +623,12 @@ class ApiServer {
       if (err instanceof ConflictError) throw new ApiError(409, 'AlreadyExists', `${r.name} "${meta.name}" already exists`, { name: meta.name, kind: r.name });
       throw err;
     }
+  }
+
+  /** A Service's cluster IP and node ports (given or free ones), or a 422 naming what cannot be had. */
+  private allocate(r: ResourceDef, svc: KObj, cur?: KObj): void {
+    const causes = this.serviceAllocator.assign(svc, cur);
+    if (causes.length) throw invalid(r, String(svc.metadata?.name ?? ''), causes);
   }
 
   /** Update main resource or status subresource: `next` is the full desired object. */
@@ -634,6 +656,7 @@ class ApiServer {
     }
     if (nextMeta.uid && nextMeta.uid !== cur.metadata.uid) throw new ApiError(409, 'Conflict', `Precondition failed: UID in precondition: ${nextMeta.uid}, UID in object meta: ${cur.metadata.uid}`);
     this.validate(r, obj, sub === 'status' ? undefined : cur);
+    if (r.kind === 'Service' && sub !== 'status') this.allocate(r, obj, cur);
     if (expectRv && expectRv !== cur.metadata.resourceVersion) throw conflict(r, name);
     // a no-op write keeps the resourceVersion, as kube-apiserver does
     const strip = (o: KObj) => JSON.stringify({ ...o, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });

@@ -1,6 +1,7 @@
 import { now, type Cause } from '../resources.js';
 import type { KObj } from '../store.js';
 import { podStrategy } from './pods.js';
+import { endpointSliceStrategy, endpointsStrategy, serviceStrategy } from './services.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 import type { KindStrategy } from './strategy.js';
 import { cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy } from './workloads.js';
@@ -41,6 +42,9 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   Job: jobStrategy,
   CronJob: cronJobStrategy,
   DaemonSet: daemonSetStrategy,
+  Service: serviceStrategy,
+  Endpoints: endpointsStrategy,
+  EndpointSlice: endpointSliceStrategy,
 };
 
 export function strategyFor(kind: string): KindStrategy {
