@@ -9,6 +9,7 @@ import { PodSync } from './pod-sync.js';
 import { loadStage1Policy } from './stage1-policy.js';
 import { openRuntime } from './runtime.js';
 import { nodeApiTls } from './tls.js';
+import { ServiceProxy } from './service-proxy.js';
 
 const GC_PERIOD_MS = 60_000;
 
@@ -49,6 +50,12 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   };
   await beat();
   void sync.watchPods(stop.signal);
+  // The node's service proxy: its nftables table outlives the agent (traffic flows while it is down).
+  if (cfg.proxyMode === 'nftables') {
+    const proxy = new ServiceProxy(kube, { table: cfg.proxyTable, nodeName: cfg.nodeName, clusterCidr: cfg.clusterCidr ?? cfg.podCidr }, log);
+    await proxy.checkNft();
+    void proxy.run(stop.signal);
+  }
   timers.push(setInterval(beat, cfg.heartbeatSeconds * 1000));
   timers.push(setInterval(() => sync.trigger(), cfg.syncPeriodSeconds * 1000));
   timers.push(setInterval(() => void runtime.gc().catch((err) => log.warn({ err: String(err) }, 'runtime gc failed')), GC_PERIOD_MS));

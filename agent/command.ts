@@ -31,6 +31,9 @@ function agentOptions(cmd: Command): Command {
     .option('--image-max-layer-size <size>', 'refuse image layers larger than this uncompressed (default 64Gi)')
     .option('--image-max-image-size <size>', 'refuse images whose layers are larger than this together, uncompressed (default 128Gi)')
     .option('--image-max-layer-entries <n>', 'refuse image layers with more entries than this (default 1048576)')
+    .option('--proxy-mode <mode>', 'the node\'s service proxy: nftables (default) or none')
+    .option('--proxy-table <name>', 'the nftables table the service proxy owns (default stevedore-proxy)')
+    .option('--cluster-cidr <cidr>', 'pod addresses of the whole cluster: service traffic from elsewhere is masqueraded (default: --pod-cidr)')
     .option('--image-max-tar-header-size <size>', 'refuse tar extension headers (PAX, GNU long names) larger than this (default 1Mi, at most 4Mi)');
 }
 
@@ -61,6 +64,9 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     imageMaxImageSize: flags.imageMaxImageSize as string | undefined,
     imageMaxLayerEntries: flags.imageMaxLayerEntries as string | undefined,
     imageMaxTarHeaderSize: flags.imageMaxTarHeaderSize as string | undefined,
+    proxyMode: flags.proxyMode as AgentConfig['proxyMode'] | undefined,
+    proxyTable: flags.proxyTable as string | undefined,
+    clusterCidr: flags.clusterCidr as string | undefined,
     dataDir: flags.config ? undefined : dataDir,
     dbusAddress,
   };

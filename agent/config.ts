@@ -52,9 +52,15 @@ export interface AgentConfig {
   imageMaxImageSize?: number | string;
   imageMaxLayerEntries?: number | string;
   imageMaxTarHeaderSize?: number | string;
+  /** The node's service proxy: nftables (default; agent/service-proxy.ts) or none (another proxy does it). */
+  proxyMode: 'nftables' | 'none';
+  /** The nftables table the proxy owns (`table ip <name>`). */
+  proxyTable: string;
+  /** Pod addresses of the whole cluster (kube-proxy's --cluster-cidr); default: this node's pod CIDR. */
+  clusterCidr?: string;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'proxyMode', 'proxyTable', 'clusterCidr'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
@@ -62,6 +68,8 @@ export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
     nodeIP: '127.0.0.1', port: 10250, nodeApiAllowedClients: ['kube-apiserver-kubelet-client'], syncPeriodSeconds: 2, heartbeatSeconds: 10, maxPods: 110, insecureRegistries: [],
     podCidr: '10.88.0.0/16',
     cniBridge: 'stevedore0',
+    proxyMode: 'nftables',
+    proxyTable: 'stevedore-proxy',
   };
 }
 
@@ -96,6 +104,9 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
     if (!Number.isFinite(cfg[k]) || cfg[k] < 0) throw new InvalidInput(`${k} must be a non-negative number`);
   }
   imageLimitsOf(cfg); // refuse a bad cap at start, not at the first pull
+  if (cfg.proxyMode !== 'nftables' && cfg.proxyMode !== 'none') throw new InvalidInput(`--proxy-mode=${cfg.proxyMode}: choose nftables or none`);
+  if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(cfg.proxyTable)) throw new InvalidInput(`--proxy-table=${cfg.proxyTable} is not a usable nftables table name`, 'use letters, digits, - and _ (e.g. stevedore-proxy)');
+  if (cfg.clusterCidr !== undefined && !/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(cfg.clusterCidr)) throw new InvalidInput(`--cluster-cidr=${cfg.clusterCidr} is not an IPv4 CIDR`, 'e.g. 10.88.0.0/16 (every node\'s pod CIDR inside it)');
   return cfg;
 }
 

@@ -18,9 +18,13 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string }
 
-interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number }
+/** proxyTable: the node's service proxy table (nftables), which `down` deletes. */
+interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string }
+
+/** One table per local cluster: two clusters on one host (tests) each own theirs. */
+export const proxyTableFor = (bridge: string) => (bridge === 'stevedore0' ? 'stevedore-proxy' : `stevedore-proxy-${bridge}`);
 
 const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
 const DEMO_POD = `apiVersion: v1
@@ -125,11 +129,13 @@ export async function up(opts: UpOptions): Promise<void> {
 
   // 1. The control plane, detached so it outlives this command.
   const logFd = openSync(path.join(p.controlPlane, 'control-plane.log'), 'a');
-  const cp = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', p.controlPlane, '--port', String(opts.port), '--kubeconfig', p.kubeconfig],
+  const serviceCidr = opts.serviceCidr ?? '10.96.0.0/16';
+  const cp = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', p.controlPlane, '--port', String(opts.port), '--kubeconfig', p.kubeconfig, '--service-cluster-ip-range', serviceCidr],
     { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info' } });
   closeSync(logFd);
   cp.unref();
-  const state: UpState = { controlPlanePid: cp.pid!, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now() };
+  const proxyTable = proxyTableFor(opts.bridge);
+  const state: UpState = { controlPlanePid: cp.pid!, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable };
   await atomicWriteJson(p.state, state);
   const url = `https://127.0.0.1:${opts.port}`;
   await waitFor('the control plane', 60_000, async () => {
@@ -162,7 +168,7 @@ export async function up(opts: UpOptions): Promise<void> {
   await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
     '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-ip', nodeIP,
     '--tls-cert-file', nodeFiles.servingCert, '--tls-private-key-file', nodeFiles.servingKey, '--client-ca-file', nodeFiles.caCert, '--config-path', p.agentConfig,
-    '--stage1-policy', stage1Policy));
+    '--stage1-policy', stage1Policy, '--proxy-table', proxyTable, '--cluster-cidr', opts.podCidr));
   // Its unix socket only (root and group stevedore), unless a port was asked for: loopback TCP has no client authentication.
   await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', ...(opts.apiServicePort ? ['--listen', `127.0.0.1:${opts.apiServicePort}`] : [])));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
@@ -211,6 +217,12 @@ export async function down(opts: { dataDir: string }): Promise<void> {
     // The bridge of the agent's default network outlives its last pod (CNI leaves it); it is ours, so it goes.
     const bridge = await defaultNetworkBridge(path.join(p.node, 'cni', 'net.d'));
     if (bridge) await quietly(['ip', 'link', 'del', bridge]);
+  }
+  // The service proxy's table outlives the agent on purpose (traffic flows while it restarts); down removes it.
+  // The node sandbox shares this host's network namespace, so it is deleted from here.
+  if (state.proxyTable) {
+    const { removeProxyTable } = await import('../agent/service-proxy.js');
+    await removeProxyTable(state.proxyTable).catch((err) => process.stderr.write(`warning: ${(err as Error).message}\n`));
   }
   if (state.sandbox) await stopSandbox(state.sandbox);
   if (await isAlive(state.controlPlanePid)) {
