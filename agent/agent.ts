@@ -10,6 +10,7 @@ import { loadStage1Policy } from './stage1-policy.js';
 import { openRuntime } from './runtime.js';
 import { nodeApiTls } from './tls.js';
 import { ServiceProxy } from './service-proxy.js';
+import { ClusterDns } from './cluster-dns.js';
 
 const GC_PERIOD_MS = 60_000;
 
@@ -51,9 +52,16 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   await beat();
   void sync.watchPods(stop.signal);
   // The node's service proxy: its nftables table outlives the agent (traffic flows while it is down).
+  // Cluster DNS on this node, from the proxy's data, at --cluster-dns (redirected by the proxy table to its port).
+  let dns: ClusterDns | undefined;
   if (cfg.proxyMode === 'nftables') {
-    const proxy = new ServiceProxy(kube, { table: cfg.proxyTable, nodeName: cfg.nodeName, clusterCidr: cfg.clusterCidr ?? cfg.podCidr }, log);
+    const dnsIp = cfg.clusterDNS[0];
+    const proxy = new ServiceProxy(kube, { table: cfg.proxyTable, nodeName: cfg.nodeName, clusterCidr: cfg.clusterCidr ?? cfg.podCidr, ...(dnsIp ? { clusterDns: { ip: dnsIp, port: cfg.clusterDnsPort } } : {}) }, log, () => dns?.invalidate());
     await proxy.checkNft();
+    if (dnsIp) {
+      dns = new ClusterDns({ domain: cfg.clusterDomain, host: '0.0.0.0', port: cfg.clusterDnsPort, data: () => ({ services: proxy.rules.services.values(), slices: proxy.rules.slices.values() }) }, log);
+      await dns.start();
+    }
     void proxy.run(stop.signal);
   }
   timers.push(setInterval(beat, cfg.heartbeatSeconds * 1000));
@@ -75,6 +83,7 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   stop.abort();
   for (const t of timers) clearInterval(t);
   await new Promise((r) => api.close(r));
+  await dns?.close();
   await runtime.close();
   process.exit(0);
 }

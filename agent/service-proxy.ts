@@ -80,8 +80,9 @@ export interface SyncStats { at: number; ms: number; full: boolean; lines: numbe
  */
 export class ServiceRules {
   private known: KnownState | undefined;
-  private services = new Map<string, ServiceLike>();
-  private slices = new Map<string, EndpointSliceLike>();
+  /** The data as last set (cluster DNS reads it too). */
+  readonly services = new Map<string, ServiceLike>();
+  readonly slices = new Map<string, EndpointSliceLike>();
   private running: Promise<void> | undefined;
   private again = false;
   private lastFull = 0;
@@ -148,7 +149,8 @@ export class ServiceProxy {
   readonly rules: ServiceRules;
   private retry: NodeJS.Timeout | undefined;
 
-  constructor(private readonly kube: KubeClients, opts: ProxyOptions & NftOptions, private readonly log: Logger) {
+  /** onChange: called after every change of the data (cluster DNS rebuilds its index). */
+  constructor(private readonly kube: KubeClients, opts: ProxyOptions & NftOptions, private readonly log: Logger, private readonly onChange: () => void = () => undefined) {
     this.rules = new ServiceRules(opts, log);
   }
 
@@ -159,6 +161,7 @@ export class ServiceProxy {
   }
 
   private kick = () => {
+    this.onChange();
     void this.rules.sync().then(() => {
       if (this.retry) { clearTimeout(this.retry); this.retry = undefined; }
     }, (err) => {

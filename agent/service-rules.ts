@@ -6,7 +6,8 @@
  * service-proxy.ts for that).
  *
  * Packet path (all in `table ip <name>`):
- * - nat prerouting and output jump to `services`, which looks the destination up
+ * - nat prerouting and output jump to `services`, which redirects the cluster DNS
+ *   address to this node's DNS server (when given) and looks the destination up
  *   in two verdict maps: `service-ips` (cluster IP . protocol . port) and, for
  *   local addresses but loopback, `service-nodeports` (protocol . port). One map
  *   lookup per packet, whatever the number of Services.
@@ -57,6 +58,8 @@ export interface ProxyOptions {
   nodeName: string;
   /** Pod addresses of the whole cluster: traffic from elsewhere to a cluster IP is masqueraded. Unset: all of it is. */
   clusterCidr?: string;
+  /** The cluster DNS address pods use, redirected to this node's DNS server port (agent/cluster-dns.ts). */
+  clusterDns?: { ip: string; port: number };
 }
 
 /** What the kernel should hold: chains with their rules, sets/maps with their elements. */
@@ -133,6 +136,8 @@ export function desiredState(services: ServiceLike[], slices: EndpointSliceLike[
   chains.set('filter-forward', refuse(toService));
   chains.set('filter-output', [...refuse(toService), ...refuse(toNodePort)]);
   chains.set('services', [
+    // The cluster DNS address is answered on this node (its Service, kube-dns, has no endpoints of its own).
+    ...(opts.clusterDns ? ['udp', 'tcp'].map((p) => `ip daddr ${opts.clusterDns!.ip} ${p} dport 53 redirect to :${opts.clusterDns!.port}`) : []),
     'ip daddr . meta l4proto . th dport vmap @service-ips',
     'fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports',
   ]);
@@ -151,6 +156,7 @@ export function desiredState(services: ServiceLike[], slices: EndpointSliceLike[
     const spec = svc.spec ?? {};
     const clusterIP = spec.clusterIP;
     if (!clusterIP || !IPV4.test(clusterIP) || spec.type === 'ExternalName') continue; // headless: DNS only
+    if (clusterIP === opts.clusterDns?.ip) continue;
     const svcKey = `${svc.metadata?.namespace}/${svc.metadata?.name}`;
     const affinity = spec.sessionAffinity === 'ClientIP' ? spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? 10800 : 0;
     for (const p of spec.ports ?? []) {
