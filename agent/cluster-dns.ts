@@ -150,7 +150,7 @@ export interface ClusterDnsOptions {
   /** Address and port to listen on (UDP and TCP). */
   host: string;
   port: number;
-  /** Resolvers for names outside the cluster domain (default: the node's). */
+  /** Resolvers for names outside the cluster domain, `ADDRESS` or `IPv4:PORT` (default: the node's). */
   upstreams?: string[];
   /** The data: called when `invalidate()` says it changed. */
   data: () => { services: Iterable<ServiceRecord>; slices: Iterable<SliceRecord> };
@@ -240,8 +240,12 @@ export class ClusterDns {
 
   private forward(msg: Buffer, query: Packet, servfail: () => Buffer): Promise<Buffer> {
     const tryServer = (i: number): Promise<Buffer> => {
-      const server = this.upstreams[i];
-      if (!server) return Promise.resolve(servfail());
+      const upstream = this.upstreams[i];
+      if (!upstream) return Promise.resolve(servfail());
+      // "ADDRESS" or "IPv4:PORT" (tests run a resolver of their own on a high port)
+      const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d+)$/.exec(upstream);
+      const server = m ? m[1]! : upstream;
+      const port = m ? Number(m[2]) : 53;
       return new Promise<Buffer>((resolve) => {
         const sock = dgram.createSocket(server.includes(':') ? 'udp6' : 'udp4');
         const done = (b: Buffer | undefined) => {
@@ -252,7 +256,7 @@ export class ClusterDns {
         const timer = setTimeout(() => done(undefined), 2000);
         sock.on('message', (m) => { if (m.length >= 2 && m.readUInt16BE(0) === query.id) done(m); });
         sock.on('error', () => done(undefined));
-        sock.send(msg, 53, server);
+        sock.send(msg, port, server);
       });
     };
     return tryServer(0);

@@ -127,6 +127,75 @@ spec:
   }
 });
 
+const peer = (name: string) => `apiVersion: v1
+kind: Pod
+metadata: {name: ${name}, labels: {app: peer}}
+spec:
+  hostname: ${name}
+  subdomain: peers
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: busybox
+    ports: [{name: http, containerPort: 8080}]
+    command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
+`;
+
+e2e('cluster DNS: a Service by name from a pod, a headless Service per pod, hostname.subdomain, SRV, outside names', async () => {
+  const c = cluster();
+  await c.k(['apply', '-f', '-'], peer('peer-0'));
+  await c.k(['apply', '-f', '-'], peer('peer-1'));
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Service
+metadata: {name: peers}
+spec:
+  clusterIP: None
+  selector: {app: peer}
+  ports: [{name: http, port: 8080, targetPort: http}]
+`);
+  const ips = await eventually('both peers Ready', async () => {
+    const ep = JSON.parse(await c.k(['get', 'endpoints', 'peers', '-o', 'json'])) as KObj;
+    const addrs = (ep.subsets ?? []).flatMap((s: KObj) => s.addresses ?? []);
+    return addrs.length === 2 ? Object.fromEntries(addrs.map((a: KObj) => [a.hostname, a.ip])) as Record<string, string> : undefined;
+  }, 120_000);
+  const script = [
+    'cat /etc/resolv.conf',
+    'echo "web=$(timeout 5 wget -q -O - http://web.default.svc.cluster.local/)"',
+    'echo "short=$(timeout 5 wget -q -O - http://web/)"',
+    'echo "peer0=$(timeout 5 wget -q -O - http://peer-0.peers.default.svc.cluster.local:8080/)"',
+    'nslookup peers.default.svc.cluster.local 2>&1 | sed "s/^/headless: /"',
+    'nslookup -type=SRV _http._tcp.peers.default.svc.cluster.local 2>&1 | sed "s/^/srv: /"',
+    'nslookup nope.default.svc.cluster.local 2>&1 | sed "s/^/nx: /"',
+    'echo done; sleep 3600',
+  ].join('; ');
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: dns-client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, '${script.replace(/'/g, "''")}']
+`);
+  const log = await eventually('the DNS client done', async () => {
+    const r = await c.kubectl(['logs', 'dns-client']);
+    return r.code === 0 && r.stdout.includes('\ndone') ? r.stdout : undefined;
+  }, 120_000);
+  const dnsIp = c.serviceCidr.replace(/0\/24$/, '10');
+  assert.match(log, new RegExp(`^nameserver ${dnsIp.replace(/\./g, '\\.')}$`, 'm'));
+  assert.match(log, /^search default\.svc\.cluster\.local svc\.cluster\.local cluster\.local/m);
+  assert.match(log, /^options ndots:5$/m);
+  assert.match(log, /^web=web-/m);
+  assert.match(log, /^short=web-/m);
+  assert.match(log, /^peer0=peer-0$/m);
+  for (const ip of Object.values(ips)) assert.match(log, new RegExp(`^headless: Address: ${ip.replace(/\./g, '\\.')}$`, 'm'));
+  assert.match(log, /^srv: .*_http\._tcp\.peers\.default\.svc\.cluster\.local\s+service = 0 100 8080 peer-0\.peers\.default\.svc\.cluster\.local/m);
+  assert.match(log, /^nx: .*NXDOMAIN/m);
+  // the kube-dns Service holds the address
+  assert.match(await c.k(['get', 'svc', '-n', 'kube-system', 'kube-dns']), new RegExp(`kube-dns\\s+ClusterIP\\s+${dnsIp.replace(/\./g, '\\.')}\\s+<none>\\s+53/UDP,53/TCP`));
+});
+
 e2e('the agent SIGKILLed: service traffic keeps flowing; restarted, the same rules (no duplicate)', async () => {
   const c = cluster();
   const before = await nftTable();
