@@ -177,6 +177,16 @@ spec:
   assert.match(err, /spec\.clusterIPs\[0\]: Invalid value: "10\.96\.0\.200": field is immutable/);
 });
 
+api('kubectl create service loadbalancer and externalname', async () => {
+  assert.match(await k(['create', 'service', 'loadbalancer', 'lb', '--tcp=443:8443']), 'service/lb created');
+  assert.match(await k(['get', 'svc', 'lb']), /^lb\s+LoadBalancer\s+10\.96\.0\.\d+\s+<pending>\s+443:300\d\d\/TCP/m);
+  assert.match(await k(['create', 'service', 'externalname', 'ext', '--external-name=example.org']), 'service/ext created');
+  const ext = await getJson(['get', 'svc', 'ext']);
+  assert.is(ext.spec.clusterIP, undefined);
+  assert.match(await k(['get', 'svc', 'ext']), /^ext\s+ExternalName\s+<none>\s+example\.org\s+<none>/m);
+  await k(['delete', 'svc', 'lb', 'ext']);
+});
+
 api('validation: cluster IP out of range or taken, bad ports, unimplemented fields named', async () => {
   const web = await getJson(['get', 'svc', 'web']);
   const svc = (spec: string) => `apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec:\n${spec}`;
