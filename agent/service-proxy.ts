@@ -17,7 +17,7 @@ import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
 import { UserError } from '../common/errors.js';
 import type { KubeClients } from './kube.js';
-import { desiredState, emptyKnown, knownFrom, transaction, type EndpointSliceLike, type KnownState, type ProxyOptions, type ServiceLike } from './service-rules.js';
+import { desiredState, fixedFragment, transaction, type EndpointSliceLike, type Fragment, type FragmentCache, type HairpinCounts, type KnownState, type ProxyOptions, type ServiceLike } from './service-rules.js';
 
 export const DEFAULT_PROXY_TABLE = 'stevedore-proxy';
 /** A full rewrite now and then repairs anything changed behind our back (kube-proxy: --sync-period). */
@@ -41,18 +41,17 @@ function runNft(argv: string[], input?: string): Promise<{ code: number; stdout:
   });
 }
 
-/** Chains and sets/maps our table holds now (empty when it does not exist). */
+/** Names of the chains and sets/maps our table holds now (none when it does not exist): no rules, no elements, so it stays fast at any size. */
 export async function readTable(table: string, o: NftOptions = {}): Promise<KnownState> {
-  const r = await runNft([...(o.nft ?? ['nft']), '-j', 'list', 'table', 'ip', table]);
-  const known = emptyKnown();
-  if (r.code !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return known;
-    throw new Error(`nft -j list table ip ${table} failed: ${r.stderr.trim()}`);
-  }
-  for (const item of (JSON.parse(r.stdout).nftables ?? []) as Array<Record<string, { name?: string }>>) {
-    if (item.chain?.name) known.chains.set(item.chain.name, undefined);
-    else if (item.set?.name) known.sets.set(item.set.name, undefined);
-    else if (item.map?.name) known.sets.set(item.map.name, undefined);
+  const known = { names: { chains: new Set<string>(), sets: new Set<string>() } };
+  for (const what of ['chains', 'sets', 'maps'] as const) {
+    const r = await runNft([...(o.nft ?? ['nft']), '-t', '-j', 'list', what, 'ip']);
+    if (r.code !== 0) throw new Error(`nft -j list ${what} ip failed: ${r.stderr.trim()}`);
+    for (const item of (JSON.parse(r.stdout || '{}').nftables ?? []) as Array<Record<string, { name?: string; table?: string }>>) {
+      const obj = item.chain ?? item.set ?? item.map;
+      if (!obj?.name || obj.table !== table) continue;
+      (item.chain ? known.names.chains : known.names.sets).add(obj.name);
+    }
   }
   return known;
 }
@@ -83,6 +82,9 @@ export class ServiceRules {
   /** The data as last set (cluster DNS reads it too). */
   readonly services = new Map<string, ServiceLike>();
   readonly slices = new Map<string, EndpointSliceLike>();
+  private readonly cache: FragmentCache = new Map();
+  private readonly hairpin: HairpinCounts = new Map();
+  private readonly fixed: Fragment;
   private running: Promise<void> | undefined;
   private again = false;
   private lastFull = 0;
@@ -91,7 +93,9 @@ export class ServiceRules {
   /** Syncs done (tests wait for a count to pass). */
   syncs = 0;
 
-  constructor(private readonly opts: ProxyOptions & NftOptions, private readonly log: Logger) {}
+  constructor(private readonly opts: ProxyOptions & NftOptions, private readonly log: Logger) {
+    this.fixed = fixedFragment(opts);
+  }
 
   setService(key: string, svc: ServiceLike | undefined): void { svc ? this.services.set(key, svc) : this.services.delete(key); }
   setSlice(key: string, slice: EndpointSliceLike | undefined): void { slice ? this.slices.set(key, slice) : this.slices.delete(key); }
@@ -122,15 +126,15 @@ export class ServiceRules {
     const started = performance.now();
     const full = !this.known || Date.now() - this.lastFull > FULL_RESYNC_MS;
     const known = full ? await readTable(this.opts.table, this.opts) : this.known!;
-    const want = desiredState([...this.services.values()], [...this.slices.values()], this.opts);
-    const script = transaction(this.opts.table, known, want);
+    const want = desiredState(this.services, this.slices, this.opts, this.cache, this.fixed);
+    const script = transaction(this.opts.table, known, want, this.hairpin);
     try {
       await applyTransaction(script, this.opts);
     } catch (err) {
       this.known = undefined; // read it back next time
       throw err;
     }
-    this.known = knownFrom(want);
+    this.known = { state: want };
     if (full) this.lastFull = Date.now();
     this.syncs++;
     this.last = { at: Date.now(), ms: performance.now() - started, full, lines: script ? script.split('\n').length - 1 : 0 };

@@ -215,7 +215,9 @@ e2e('the agent SIGKILLed: service traffic keeps flowing; restarted, the same rul
     const now = (await c.node(['systemctl', 'show', '-p', 'MainPID', '--value', 'stevedore-agent'])).stdout.trim();
     return now !== pid && now !== '0' ? true : undefined;
   }, 60_000);
-  const strip = (s: string) => s.replace(/ expires [0-9hms.]+/g, '').replace(/elements = \{[^}]*\}/g, (m) => m.split(/\s*,\s*/).sort().join(','));
+  // Elements are listed in the kernel's hash order: compare them as sets.
+  const strip = (s: string) => s.replace(/ expires [0-9hms.]+/g, '')
+    .replace(/elements = \{([^}]*)\}/g, (_m, inner: string) => `elements = { ${inner.split(',').map((x) => x.trim()).sort().join(', ')} }`);
   await eventually('the same table after the restart', async () => (strip(await nftTable()) === strip(before) ? true : undefined), 30_000)
     .catch(async (err) => { throw new Error(`${(err as Error).message}\nbefore:\n${before}\nafter:\n${await nftTable()}`); });
 });
