@@ -168,8 +168,17 @@ export class ClusterDns {
     this.upstreams = (opts.upstreams ?? nodeNameservers()).filter((s) => s !== opts.host);
   }
 
+  /**
+   * Encoded answers by query (every byte but the id): a repeated question costs a copy, not a
+   * decode and an encode. Only answers of our own (not forwarded ones); emptied on every change.
+   */
+  private readonly answered = new Map<string, Buffer>();
+
   /** The Services or EndpointSlices changed: the index is rebuilt at the next query. */
-  invalidate(): void { this.index = undefined; }
+  invalidate(): void {
+    this.index = undefined;
+    this.answered.clear();
+  }
 
   private current(): ClusterDnsIndex {
     if (!this.index) {
@@ -217,6 +226,14 @@ export class ClusterDns {
 
   /** One query in, one reply out (undefined: not a query worth answering). */
   async handle(msg: Buffer): Promise<Buffer | undefined> {
+    const key = msg.length > 12 && msg.length < 512 ? msg.toString('latin1', 2) : undefined;
+    const hit = key === undefined ? undefined : this.answered.get(key);
+    if (hit) {
+      this.queries++;
+      const reply = Buffer.from(hit);
+      msg.copy(reply, 0, 0, 2);
+      return reply;
+    }
     let query: Packet;
     try {
       query = dnsPacket.decode(msg);
@@ -235,7 +252,12 @@ export class ClusterDns {
     const qname = q.name.toLowerCase().replace(/\.$/, '');
     if (!index.authoritativeFor(qname)) return this.forward(msg, query, () => reply(RCODE.SERVFAIL, [], [], [], false));
     const r = index.answer(q);
-    return reply(r.rcode, r.answers, r.answers.length ? [] : [index.soa()], r.additionals);
+    const out = reply(r.rcode, r.answers, r.answers.length ? [] : [index.soa()], r.additionals);
+    if (key !== undefined) {
+      if (this.answered.size >= 10_000) this.answered.clear();
+      this.answered.set(key, out);
+    }
+    return out;
   }
 
   private forward(msg: Buffer, query: Packet, servfail: () => Buffer): Promise<Buffer> {

@@ -61,7 +61,13 @@ function query(name: string, type: RecordType): Promise<Reply> {
     const sock = dgram.createSocket('udp4');
     const id = Math.floor(Math.random() * 65535);
     const timer = setTimeout(() => { sock.close(); reject(new Error(`no answer for ${name} ${type}`)); }, 3000);
-    sock.on('message', (m) => { clearTimeout(timer); sock.close(); resolve(dnsPacket.decode(m) as Reply); });
+    sock.on('message', (m) => {
+      clearTimeout(timer);
+      sock.close();
+      const reply = dnsPacket.decode(m) as Reply;
+      if (reply.id !== id) reject(new Error(`reply id ${reply.id} for query id ${id}`));
+      else resolve(reply);
+    });
     sock.send(dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] }), port, '127.0.0.1');
   });
 }
@@ -128,6 +134,16 @@ t('other names are forwarded to the upstream resolver', async () => {
   assert.equal(data(r), ['192.0.2.7']);
   assert.equal(upstreamQueries, ['example.com']);
   assert.not.ok(r.flag_aa);
+});
+
+t('a repeated question is answered from the encoded-answer cache, with its own id; a change empties it', async () => {
+  for (let i = 0; i < 3; i++) assert.equal(data(await query('web.default.svc.cluster.local', 'A')), ['10.96.0.20']);
+  services[0]!.spec.clusterIP = '10.96.0.21';
+  assert.equal(data(await query('web.default.svc.cluster.local', 'A')), ['10.96.0.20'], 'nothing said the data changed');
+  dns.invalidate();
+  assert.equal(data(await query('web.default.svc.cluster.local', 'A')), ['10.96.0.21']);
+  services[0]!.spec.clusterIP = '10.96.0.20';
+  dns.invalidate();
 });
 
 t('TCP queries are answered too', async () => {
