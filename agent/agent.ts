@@ -11,6 +11,7 @@ import { openRuntime } from './runtime.js';
 import { nodeApiTls } from './tls.js';
 import { ServiceProxy } from './service-proxy.js';
 import { ClusterDns } from './cluster-dns.js';
+import { UserError } from '../common/errors.js';
 
 const GC_PERIOD_MS = 60_000;
 
@@ -60,7 +61,9 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
     await proxy.checkNft();
     if (dnsIp) {
       dns = new ClusterDns({ domain: cfg.clusterDomain, host: '0.0.0.0', port: cfg.clusterDnsPort, data: () => ({ services: proxy.rules.services.values(), slices: proxy.rules.slices.values() }) }, log);
-      await dns.start();
+      await dns.start().catch((err) => {
+        throw new UserError(`cannot start the cluster DNS server on port ${cfg.clusterDnsPort}: ${(err as Error).message}`, { hint: 'choose another --cluster-dns-port (something else listens there), or start without --cluster-dns', cause: err });
+      });
     }
     void proxy.run(stop.signal);
   }

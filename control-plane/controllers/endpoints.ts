@@ -140,26 +140,49 @@ function ignoreGone(fn: () => void): void {
   }
 }
 
+/**
+ * Pods by namespace, read once per pass: every Service of a namespace looks at the same pods,
+ * and the store parses every object it lists.
+ */
+class PodsPerPass {
+  private byNs = new Map<string, KObj[]>();
+  constructor(private readonly store: Store) {}
+  reset(): void { this.byNs.clear(); }
+  of(ns: string): KObj[] {
+    let pods = this.byNs.get(ns);
+    if (!pods) this.byNs.set(ns, (pods = this.store.list('pods', ns)));
+    return pods;
+  }
+}
+
 /** Keeps v1 Endpoints (name = Service name) in step with the selected pods. */
 export class EndpointsController extends KindController {
+  private readonly pods: PodsPerPass;
+
   constructor(store: Store, log: Logger, private readonly client: ApiClient) {
     super(store, log, 'services', ['pods', 'endpoints'], 2000);
+    this.pods = new PodsPerPass(store);
   }
 
   protected override pass(): void {
+    this.pods.reset();
     super.pass();
     // Endpoints this controller made whose Service is gone (kube deletes them with the Service).
     for (const ep of this.store.list('endpoints')) {
       if (ep.metadata.labels?.[SKIP_MIRROR_LABEL] !== 'true') continue;
       if (this.store.get('services', ep.metadata.namespace, ep.metadata.name)) continue;
-      ignoreGone(() => this.client.delete('endpoints', ep.metadata.namespace, ep.metadata.name));
+      try {
+        ignoreGone(() => this.client.delete('endpoints', ep.metadata.namespace, ep.metadata.name));
+      } catch (err) {
+        this.log.error({ err, object: `endpoints/${ep.metadata.namespace}/${ep.metadata.name}` }, 'deleting the Endpoints of a deleted Service failed');
+      }
     }
   }
 
   protected sync(svc: KObj): void {
     if (!wantsEndpoints(svc)) return;
     const ns = svc.metadata.namespace;
-    const subsets = endpointSubsets(svc, this.store.list('pods', ns));
+    const subsets = endpointSubsets(svc, this.pods.of(ns));
     const labels = { ...serviceLabels(svc), [SKIP_MIRROR_LABEL]: 'true' };
     const cur = this.store.get('endpoints', ns, svc.metadata.name);
     if (!cur) {
@@ -176,19 +199,33 @@ export class EndpointsController extends KindController {
 
 /** Keeps a Service's EndpointSlices in step with the selected pods. */
 export class EndpointSliceController extends KindController {
+  private readonly pods: PodsPerPass;
+  /** This controller's slices by `namespace/service`, read once per pass. */
+  private slices = new Map<string, KObj[]>();
+
   constructor(store: Store, log: Logger, private readonly client: ApiClient) {
     super(store, log, 'services', ['pods', 'endpointslices'], 2000);
+    this.pods = new PodsPerPass(store);
+  }
+
+  protected override pass(): void {
+    this.pods.reset();
+    this.slices = new Map();
+    for (const s of this.store.list('endpointslices')) {
+      if (s.metadata.labels?.[MANAGED_BY_LABEL] !== SLICE_CONTROLLER) continue;
+      const key = `${s.metadata.namespace}/${s.metadata.labels?.[SERVICE_NAME_LABEL]}`;
+      (this.slices.get(key) ?? this.slices.set(key, []).get(key)!).push(s);
+    }
+    super.pass();
   }
 
   protected sync(svc: KObj): void {
     if (!wantsEndpoints(svc)) return;
     const ns = svc.metadata.namespace;
-    const mine = this.store.list('endpointslices', ns)
-      .filter((s) => s.metadata.labels?.[MANAGED_BY_LABEL] === SLICE_CONTROLLER && s.metadata.labels?.[SERVICE_NAME_LABEL] === svc.metadata.name)
-      .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+    const mine = [...(this.slices.get(`${ns}/${svc.metadata.name}`) ?? [])].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
     const labels = { ...serviceLabels(svc), [SERVICE_NAME_LABEL]: svc.metadata.name, [MANAGED_BY_LABEL]: SLICE_CONTROLLER };
     const unused = [...mine];
-    for (const want of desiredSlices(svc, this.store.list('pods', ns))) {
+    for (const want of desiredSlices(svc, this.pods.of(ns))) {
       const ports = want.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol, ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }));
       // Prefer a slice that already has these ports (an update, not a delete and create).
       let i = unused.findIndex((s) => same(s.ports ?? [], ports));
