@@ -169,6 +169,26 @@ t('a Service without Ready endpoints refuses connections at once', async () => {
   assert.ok(Date.now() - started < 1500, 'refused, not timed out');
 });
 
+t('a deleted Service leaves nothing behind: its chains, map elements and hairpin pairs go', async () => {
+  const before = await listTable();
+  rules.setService('default/gone', svc('gone', '10.96.0.15', { type: 'NodePort', externalTrafficPolicy: 'Cluster' }, [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30090 } as never]));
+  rules.setSlice('default/gone-1', slice('gone', [['10.251.7.99', true]]));
+  await rules.sync();
+  let table = await listTable();
+  assert.match(table, '10.96.0.15 . tcp . 80 : goto svc-');
+  assert.match(table, '10.251.7.99 . 10.251.7.99');
+  const chains = [...table.matchAll(/chain ((?:svc|ext)-[0-9a-f]+) \{/g)].map((m) => m[1]!);
+  rules.setService('default/gone', undefined);
+  rules.setSlice('default/gone-1', undefined);
+  await rules.sync();
+  assert.not.ok(rules.last!.full);
+  table = await listTable();
+  assert.not.match(table, '10.96.0.15');
+  assert.not.match(table, '30090');
+  assert.not.match(table, '10.251.7.99');
+  for (const c of chains) if (!before.includes(c)) assert.not.match(table, c, `chain ${c} deleted`);
+});
+
 t('a restarted proxy rewrites the same table: identical rules, no duplicates, stale leftovers gone', async () => {
   const before = await listTable();
   // Leftovers a crashed older proxy could have left: a stale chain and a stale map element.
