@@ -31,7 +31,7 @@ import { DeploymentController } from './controllers/deployment.js';
 import { JobController } from './controllers/job.js';
 import { CronJobController } from './controllers/cronjob.js';
 import { DaemonSetController } from './controllers/daemonset.js';
-import { EndpointSliceController, EndpointsController } from './controllers/endpoints.js';
+import { EndpointSliceController, EndpointSliceMirroringController, EndpointsController } from './controllers/endpoints.js';
 import { ServiceAllocator } from './service-allocator.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
@@ -175,6 +175,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new DaemonSetController(store, log, events, client),
     new EndpointsController(store, log, client),
     new EndpointSliceController(store, log, client),
+    new EndpointSliceMirroringController(store, log, client),
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, nodeGraceSeconds),

@@ -237,6 +237,36 @@ api('cluster IPs are never handed out twice, also after a restart; a full range 
   assert.is(r.body.spec.clusterIP, made[0]);
 });
 
+api('a Service without a selector: hand-written Endpoints are mirrored into EndpointSlices, and removed with them', async () => {
+  await k(['delete', 'svc', 'fill-1']); // the /24 was filled above
+  await k(['apply', '-f', '-'], `apiVersion: v1
+kind: Service
+metadata: {name: outside}
+spec:
+  ports: [{name: pg, port: 5432}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: outside, labels: {team: db}}
+subsets:
+- addresses: [{ip: 192.0.2.10}]
+  notReadyAddresses: [{ip: 192.0.2.11}]
+  ports: [{name: pg, port: 5432}]
+`);
+  const sl = await waitFor('a mirrored slice', async () => { const s = await slicesOf('outside'); return s.length === 1 && s[0]; });
+  assert.is(sl.metadata.labels['endpointslice.kubernetes.io/managed-by'], 'endpointslicemirroring-controller.k8s.io');
+  assert.is(sl.metadata.labels.team, 'db');
+  assert.is(sl.metadata.ownerReferences[0].kind, 'Endpoints');
+  assert.equal(sl.ports, [{ name: 'pg', port: 5432, protocol: 'TCP' }]);
+  assert.equal(sl.endpoints.map((e: KObj) => [e.addresses[0], e.conditions.ready]), [['192.0.2.10', true], ['192.0.2.11', false]]);
+  // the endpoints controller leaves hand-written Endpoints alone
+  const ep = (await t.api('GET', '/api/v1/namespaces/default/endpoints/outside')).body;
+  assert.is(ep.metadata.labels['endpointslice.kubernetes.io/skip-mirror'], undefined);
+  await k(['delete', 'endpoints', 'outside']);
+  await waitFor('the mirror gone', async () => (await slicesOf('outside')).length === 0);
+  await k(['delete', 'svc', 'outside']);
+});
+
 api('deleting a Service deletes its Endpoints and EndpointSlices', async () => {
   await k(['delete', 'svc', 'web']);
   await waitFor('endpoints and slices gone', async () => {

@@ -197,6 +197,44 @@ export class EndpointsController extends KindController {
   }
 }
 
+/**
+ * Make a set of EndpointSlices (`existing`, this controller's for one owner) hold `desired`:
+ * update in place where the ports match (else reuse any), create what is missing
+ * (`<name>-<random>`, owned by `owner`), delete the rest.
+ */
+function reconcileSlices(client: ApiClient, ns: string, name: string, owner: KObj, labels: Record<string, string>, existing: KObj[], desired: Array<{ ports: KObj[]; endpoints: KObj[] }>): void {
+  const unused = [...existing].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  for (const want of desired) {
+    // Prefer a slice that already has these ports (an update, not a delete and create).
+    let i = unused.findIndex((s) => same(s.ports ?? [], want.ports));
+    if (i < 0) i = unused.length ? 0 : -1;
+    const body = { addressType: 'IPv4', endpoints: want.endpoints, ports: want.ports };
+    if (i < 0) {
+      client.create('endpointslices', ns, {
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+        metadata: { generateName: `${name}-`, labels, ownerReferences: [controllerRef(owner)] },
+        ...body,
+      });
+      continue;
+    }
+    const cur = unused.splice(i, 1)[0]!;
+    if (same(cur.endpoints ?? [], body.endpoints) && same(cur.ports ?? [], body.ports) && same(cur.metadata.labels ?? {}, labels)) continue;
+    client.update('endpointslices', ns, { ...cur, ...body, metadata: { ...cur.metadata, labels } });
+  }
+  for (const s of unused) ignoreGone(() => client.delete('endpointslices', ns, s.metadata.name));
+}
+
+/** Slices of one manager, by `namespace/service`. */
+function slicesByService(store: Store, manager: string): Map<string, KObj[]> {
+  const out = new Map<string, KObj[]>();
+  for (const s of store.list('endpointslices')) {
+    if (s.metadata.labels?.[MANAGED_BY_LABEL] !== manager) continue;
+    const key = `${s.metadata.namespace}/${s.metadata.labels?.[SERVICE_NAME_LABEL]}`;
+    (out.get(key) ?? out.set(key, []).get(key)!).push(s);
+  }
+  return out;
+}
+
 /** Keeps a Service's EndpointSlices in step with the selected pods. */
 export class EndpointSliceController extends KindController {
   private readonly pods: PodsPerPass;
@@ -210,39 +248,82 @@ export class EndpointSliceController extends KindController {
 
   protected override pass(): void {
     this.pods.reset();
-    this.slices = new Map();
-    for (const s of this.store.list('endpointslices')) {
-      if (s.metadata.labels?.[MANAGED_BY_LABEL] !== SLICE_CONTROLLER) continue;
-      const key = `${s.metadata.namespace}/${s.metadata.labels?.[SERVICE_NAME_LABEL]}`;
-      (this.slices.get(key) ?? this.slices.set(key, []).get(key)!).push(s);
-    }
+    this.slices = slicesByService(this.store, SLICE_CONTROLLER);
     super.pass();
   }
 
   protected sync(svc: KObj): void {
     if (!wantsEndpoints(svc)) return;
     const ns = svc.metadata.namespace;
-    const mine = [...(this.slices.get(`${ns}/${svc.metadata.name}`) ?? [])].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
     const labels = { ...serviceLabels(svc), [SERVICE_NAME_LABEL]: svc.metadata.name, [MANAGED_BY_LABEL]: SLICE_CONTROLLER };
-    const unused = [...mine];
-    for (const want of desiredSlices(svc, this.pods.of(ns))) {
-      const ports = want.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol, ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }));
-      // Prefer a slice that already has these ports (an update, not a delete and create).
-      let i = unused.findIndex((s) => same(s.ports ?? [], ports));
-      if (i < 0) i = unused.length ? 0 : -1;
-      const body = { addressType: 'IPv4', endpoints: want.endpoints, ports };
-      if (i < 0) {
-        this.client.create('endpointslices', ns, {
-          apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-          metadata: { generateName: `${svc.metadata.name}-`, labels, ownerReferences: [controllerRef(svc)] },
-          ...body,
-        });
-        continue;
+    const desired = desiredSlices(svc, this.pods.of(ns)).map((want) => ({
+      endpoints: want.endpoints,
+      ports: want.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol, ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) })),
+    }));
+    reconcileSlices(this.client, ns, svc.metadata.name, svc, labels, this.slices.get(`${ns}/${svc.metadata.name}`) ?? [], desired);
+  }
+}
+
+export const MIRRORING_CONTROLLER = 'endpointslicemirroring-controller.k8s.io';
+
+/**
+ * The EndpointSlice mirroring controller: the hand-written Endpoints of a Service without a
+ * selector are copied into EndpointSlices (one per subset; `addresses` ready, `notReadyAddresses`
+ * not), owned by the Endpoints, managed by `endpointslicemirroring-controller.k8s.io`, so the
+ * nodes' service proxies (which read slices) send that Service's traffic there too.
+ */
+export class EndpointSliceMirroringController extends KindController {
+  private slices = new Map<string, KObj[]>();
+
+  constructor(store: Store, log: Logger, private readonly client: ApiClient) {
+    super(store, log, 'endpoints', ['services', 'endpointslices'], 2000);
+  }
+
+  protected override pass(): void {
+    this.slices = slicesByService(this.store, MIRRORING_CONTROLLER);
+    super.pass();
+    // Mirrors whose Endpoints stopped being mirrored (the Service got a selector, or is gone).
+    for (const [key, list] of this.slices) {
+      const [ns, name] = key.split('/') as [string, string];
+      const ep = this.store.get('endpoints', ns, name);
+      if (ep && this.mirrored(ep)) continue;
+      for (const s of list) {
+        try {
+          ignoreGone(() => this.client.delete('endpointslices', ns, s.metadata.name));
+        } catch (err) {
+          this.log.error({ err, object: `endpointslices/${ns}/${s.metadata.name}` }, 'deleting a mirrored EndpointSlice failed');
+        }
       }
-      const cur = unused.splice(i, 1)[0]!;
-      if (same(cur.endpoints ?? [], body.endpoints) && same(cur.ports ?? [], body.ports) && same(cur.metadata.labels ?? {}, labels)) continue;
-      this.client.update('endpointslices', ns, { ...cur, ...body, metadata: { ...cur.metadata, labels } });
     }
-    for (const s of unused) ignoreGone(() => this.client.delete('endpointslices', ns, s.metadata.name));
+  }
+
+  /** Endpoints are mirrored when they are not the endpoints controller's and their Service has no selector. */
+  private mirrored(ep: KObj): boolean {
+    if (ep.metadata.labels?.[SKIP_MIRROR_LABEL] === 'true' || ep.metadata.deletionTimestamp) return false;
+    const svc = this.store.get('services', ep.metadata.namespace, ep.metadata.name);
+    return !!svc && !wantsEndpoints(svc) && svc.spec?.type !== 'ExternalName' && !svc.metadata.deletionTimestamp;
+  }
+
+  protected sync(ep: KObj): void {
+    if (!this.mirrored(ep)) return;
+    const ns = ep.metadata.namespace, name = ep.metadata.name;
+    const desired: Array<{ ports: KObj[]; endpoints: KObj[] }> = [];
+    for (const sub of ep.subsets ?? []) {
+      const endpoints: KObj[] = [];
+      for (const [list, ready] of [[sub.addresses ?? [], true], [sub.notReadyAddresses ?? [], false]] as const) {
+        for (const a of list) {
+          if (!a?.ip) continue;
+          endpoints.push({
+            addresses: [a.ip], conditions: { ready, serving: ready, terminating: false },
+            ...(a.hostname ? { hostname: a.hostname } : {}), ...(a.targetRef ? { targetRef: a.targetRef } : {}), ...(a.nodeName ? { nodeName: a.nodeName } : {}),
+          });
+        }
+      }
+      if (!endpoints.length) continue;
+      const ports = (sub.ports ?? []).map((p: KObj) => ({ name: p.name ?? '', port: p.port, protocol: p.protocol ?? 'TCP', ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }));
+      for (let i = 0; i < endpoints.length; i += MAX_ENDPOINTS_PER_SLICE) desired.push({ ports, endpoints: endpoints.slice(i, i + MAX_ENDPOINTS_PER_SLICE) });
+    }
+    const labels = { ...(ep.metadata.labels ?? {}), [SERVICE_NAME_LABEL]: name, [MANAGED_BY_LABEL]: MIRRORING_CONTROLLER };
+    reconcileSlices(this.client, ns, name, ep, labels, this.slices.get(`${ns}/${name}`) ?? [], desired);
   }
 }
