@@ -10,6 +10,9 @@ import { loadStage1Policy } from './stage1-policy.js';
 import { openRuntime } from './runtime.js';
 import { StatsCollector } from './stats.js';
 import { nodeApiTls } from './tls.js';
+import { ServiceProxy } from './service-proxy.js';
+import { ClusterDns } from './cluster-dns.js';
+import { UserError } from '../common/errors.js';
 
 const GC_PERIOD_MS = 60_000;
 const VOLUME_REFRESH_MS = 10_000;
@@ -53,6 +56,21 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   };
   await beat();
   void sync.watchPods(stop.signal);
+  // The node's service proxy: its nftables table outlives the agent (traffic flows while it is down).
+  // Cluster DNS on this node, from the proxy's data, at --cluster-dns (redirected by the proxy table to its port).
+  let dns: ClusterDns | undefined;
+  if (cfg.proxyMode === 'nftables') {
+    const dnsIp = cfg.clusterDNS[0];
+    const proxy = new ServiceProxy(kube, { table: cfg.proxyTable, nodeName: cfg.nodeName, clusterCidr: cfg.clusterCidr ?? cfg.podCidr, ...(dnsIp ? { clusterDns: { ip: dnsIp, port: cfg.clusterDnsPort } } : {}) }, log, () => dns?.invalidate());
+    await proxy.checkNft();
+    if (dnsIp) {
+      dns = new ClusterDns({ domain: cfg.clusterDomain, host: '0.0.0.0', port: cfg.clusterDnsPort, data: () => ({ services: proxy.rules.services.values(), slices: proxy.rules.slices.values() }) }, log);
+      await dns.start().catch((err) => {
+        throw new UserError(`cannot start the cluster DNS server on port ${cfg.clusterDnsPort}: ${(err as Error).message}`, { hint: 'choose another --cluster-dns-port (something else listens there), or start without --cluster-dns', cause: err });
+      });
+    }
+    void proxy.run(stop.signal);
+  }
   timers.push(setInterval(beat, cfg.heartbeatSeconds * 1000));
   timers.push(setInterval(() => sync.trigger(), cfg.syncPeriodSeconds * 1000));
   // ConfigMap/Secret edits reach mounted volumes within this period (the node may only `get` them by name); also cleans volumes of pods gone.
@@ -78,6 +96,7 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   for (const t of timers) clearInterval(t);
   stats.stop();
   await new Promise((r) => api.close(r));
+  await dns?.close();
   await runtime.close();
   process.exit(0);
 }

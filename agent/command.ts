@@ -33,6 +33,12 @@ function agentOptions(cmd: Command): Command {
     .option('--image-max-layer-size <size>', 'refuse image layers larger than this uncompressed (default 64Gi)')
     .option('--image-max-image-size <size>', 'refuse images whose layers are larger than this together, uncompressed (default 128Gi)')
     .option('--image-max-layer-entries <n>', 'refuse image layers with more entries than this (default 1048576)')
+    .option('--proxy-mode <mode>', 'the node\'s service proxy: nftables (default) or none')
+    .option('--proxy-table <name>', 'the nftables table the service proxy owns (default stevedore-proxy)')
+    .option('--cluster-cidr <cidr>', 'pod addresses of the whole cluster: service traffic from elsewhere is masqueraded (default: --pod-cidr)')
+    .option('--cluster-dns <address...>', 'cluster DNS address(es) for pods\' resolv.conf (kubelet\'s flag); this node serves the first one (see --cluster-dns-port)')
+    .option('--cluster-domain <domain>', 'the cluster\'s DNS domain (default cluster.local)')
+    .option('--cluster-dns-port <port>', 'port of this node\'s cluster DNS server, on all addresses; the service proxy redirects --cluster-dns:53 to it (default 10053)')
     .option('--image-max-tar-header-size <size>', 'refuse tar extension headers (PAX, GNU long names) larger than this (default 1Mi, at most 4Mi)');
 }
 
@@ -65,6 +71,12 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     imageMaxImageSize: flags.imageMaxImageSize as string | undefined,
     imageMaxLayerEntries: flags.imageMaxLayerEntries as string | undefined,
     imageMaxTarHeaderSize: flags.imageMaxTarHeaderSize as string | undefined,
+    proxyMode: flags.proxyMode as AgentConfig['proxyMode'] | undefined,
+    proxyTable: flags.proxyTable as string | undefined,
+    clusterCidr: flags.clusterCidr as string | undefined,
+    clusterDNS: flags.clusterDns as string[] | undefined,
+    clusterDomain: flags.clusterDomain as string | undefined,
+    clusterDnsPort: flags.clusterDnsPort === undefined ? undefined : Number(flags.clusterDnsPort),
     dataDir: flags.config ? undefined : dataDir,
     dbusAddress,
   };

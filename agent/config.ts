@@ -56,9 +56,21 @@ export interface AgentConfig {
   imageMaxImageSize?: number | string;
   imageMaxLayerEntries?: number | string;
   imageMaxTarHeaderSize?: number | string;
+  /** The node's service proxy: nftables (default; agent/service-proxy.ts) or none (another proxy does it). */
+  proxyMode: 'nftables' | 'none';
+  /** The nftables table the proxy owns (`table ip <name>`). */
+  proxyTable: string;
+  /** Pod addresses of the whole cluster (kube-proxy's --cluster-cidr); default: this node's pod CIDR. */
+  clusterCidr?: string;
+  /** Cluster DNS address(es) pods get in resolv.conf (kubelet's --cluster-dns); unset: ClusterFirst falls back to Default, as the kubelet. */
+  clusterDNS: string[];
+  /** The cluster's DNS domain (kubelet's --cluster-domain). */
+  clusterDomain: string;
+  /** Port this node's cluster DNS server listens on (all addresses); the proxy redirects the first --cluster-dns address:53 there. */
+  clusterDnsPort: number;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'proxyMode', 'proxyTable', 'clusterCidr', 'clusterDNS', 'clusterDomain', 'clusterDnsPort'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
@@ -66,6 +78,11 @@ export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
     nodeIP: '127.0.0.1', port: 10250, nodeApiAllowedClients: ['kube-apiserver-kubelet-client'], syncPeriodSeconds: 2, heartbeatSeconds: 10, statsIntervalSeconds: 10, maxPods: 110, insecureRegistries: [],
     podCidr: '10.88.0.0/16',
     cniBridge: 'stevedore0',
+    proxyMode: 'nftables',
+    proxyTable: 'stevedore-proxy',
+    clusterDNS: [],
+    clusterDomain: 'cluster.local',
+    clusterDnsPort: 10053,
   };
 }
 
@@ -95,12 +112,17 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
   if (!STAGE1_NAMES.includes(cfg.rktStage1Image)) throw new InvalidInput(`--rkt-stage1-image=${cfg.rktStage1Image}: choose one of ${STAGE1_NAMES.join(', ')}`);
   parseKvmAccelMode(cfg.kvmAccel);
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(cfg.nodeName)) throw new InvalidInput(`node name "${cfg.nodeName}" is not a valid DNS subdomain`, 'pass --node-name');
-  for (const k of ['port', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods'] as const) {
+  for (const k of ['port', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'clusterDnsPort'] as const) {
     cfg[k] = Number(cfg[k]);
     if (!Number.isFinite(cfg[k]) || cfg[k] < 0) throw new InvalidInput(`${k} must be a non-negative number`);
   }
   if (cfg.statsIntervalSeconds < 1) throw new InvalidInput(`statsIntervalSeconds must be at least 1 (got ${cfg.statsIntervalSeconds})`);
   imageLimitsOf(cfg); // refuse a bad cap at start, not at the first pull
+  if (!Array.isArray(cfg.clusterDNS) || cfg.clusterDNS.some((a) => typeof a !== 'string' || !/^\d{1,3}(\.\d{1,3}){3}$/.test(a))) throw new InvalidInput(`--cluster-dns=${cfg.clusterDNS}: give IPv4 addresses`, 'e.g. --cluster-dns 10.96.0.10 (the kube-dns Service\'s cluster IP)');
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(cfg.clusterDomain)) throw new InvalidInput(`--cluster-domain=${cfg.clusterDomain} is not a DNS domain`, 'e.g. cluster.local');
+  if (cfg.proxyMode !== 'nftables' && cfg.proxyMode !== 'none') throw new InvalidInput(`--proxy-mode=${cfg.proxyMode}: choose nftables or none`);
+  if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(cfg.proxyTable)) throw new InvalidInput(`--proxy-table=${cfg.proxyTable} is not a usable nftables table name`, 'use letters, digits, - and _ (e.g. stevedore-proxy)');
+  if (cfg.clusterCidr !== undefined && !/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(cfg.clusterCidr)) throw new InvalidInput(`--cluster-cidr=${cfg.clusterCidr} is not an IPv4 CIDR`, 'e.g. 10.88.0.0/16 (every node\'s pod CIDR inside it)');
   return cfg;
 }
 

@@ -121,7 +121,8 @@ export async function openRuntime(cfg: AgentConfig): Promise<ContainerRuntime> {
   if (cfg.containerRuntime === 'docker') {
     throw new UserError('--container-runtime=docker is not available in this build yet', { hint: 'use --container-runtime=rkt (the default)' });
   }
-  const rt = await RktRuntime.open({ dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultStage1: cfg.rktStage1Image, network: await podNetwork(cfg), kvmAccel: cfg.kvmAccel, imageLimits: imageLimitsOf(cfg) });
+  const rt = await RktRuntime.open({ dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultStage1: cfg.rktStage1Image, network: await podNetwork(cfg), kvmAccel: cfg.kvmAccel, imageLimits: imageLimitsOf(cfg),
+    ...(cfg.clusterDNS.length ? { clusterDns: { servers: cfg.clusterDNS, domain: cfg.clusterDomain } } : {}) });
   await rt.reconcile();
   await rt.systemd();
   return new RktContainerRuntime(rt, await vmAccelAtStart(cfg));

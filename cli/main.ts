@@ -101,12 +101,14 @@ program.command('up')
   .option('--sandbox-name <name>', 'name of the node sandbox, where PID 1 is not systemd', 'stevedore')
   .option('--pod-cidr <cidr>', 'the node\'s pod CIDR (pods get IPs from it)', '10.88.0.0/16')
   .option('--bridge <name>', 'the pod network\'s bridge on this host', 'stevedore0')
+  .option('--service-cidr <cidr>', 'where Services\' cluster IPs come from (must not overlap --pod-cidr); its tenth address is the cluster DNS', '10.96.0.0/16')
+  .option('--dns-port <port>', 'port of the node\'s cluster DNS server (pods reach it at the cluster DNS address, port 53)', '10053')
   .option('--stage1-policy <file>', 'the node\'s stage1 and host-access policy (YAML; see agent/README.md); default: one that opens fly, hostNetwork, hostPID, hostIPC and privileged to kube-system only')
-  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }) => {
+  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string }) => {
     const { up, defaultNodeName } = await import('./up.js');
     await up({
       dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), apiServicePort: opts.apiServicePort ? Number(opts.apiServicePort) : undefined, nodeName: opts.nodeName ?? defaultNodeName(),
-      stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName, podCidr: opts.podCidr, bridge: opts.bridge,
+      stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName, podCidr: opts.podCidr, bridge: opts.bridge, serviceCidr: opts.serviceCidr, dnsPort: Number(opts.dnsPort),
       stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined,
     });
   });

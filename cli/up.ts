@@ -18,9 +18,13 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string; dnsPort?: number }
 
-interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number }
+/** proxyTable: the node's service proxy table (nftables), which `down` deletes. */
+interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string }
+
+/** One table per local cluster: two clusters on one host (tests) each own theirs. */
+export const proxyTableFor = (bridge: string) => (bridge === 'stevedore0' ? 'stevedore-proxy' : `stevedore-proxy-${bridge}`);
 
 const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
 const DEMO_POD = `apiVersion: v1
@@ -69,6 +73,28 @@ function apiGet(url: string, ca: string, token: string): Promise<[number, unknow
     req.on('error', reject);
     req.on('timeout', () => req.destroy(new Error('timeout')));
   });
+}
+
+/** POST a JSON object with the admin token; resolves to [status, parsed body]. */
+function apiPost(url: string, ca: string, token: string, body: unknown): Promise<[number, unknown]> {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const req = https.request(url, { method: 'POST', ca, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) }, timeout: 5000 }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => { try { resolve([res.statusCode ?? 0, JSON.parse(text)]); } catch { resolve([res.statusCode ?? 0, text]); } });
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end(data);
+  });
+}
+
+/** The cluster DNS address: the service range's tenth address, as kubeadm picks it (10.96.0.10). */
+export function clusterDnsAddress(serviceCidr: string): string {
+  const base = serviceCidr.split('/')[0]!.split('.').map(Number);
+  const n = ((base[0]! << 24) >>> 0) + (base[1]! << 16) + (base[2]! << 8) + base[3]! + 10;
+  return [24, 16, 8, 0].map((sh) => (n >>> sh) & 255).join('.');
 }
 
 async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, hint: string): Promise<T> {
@@ -125,11 +151,13 @@ export async function up(opts: UpOptions): Promise<void> {
 
   // 1. The control plane, detached so it outlives this command.
   const logFd = openSync(path.join(p.controlPlane, 'control-plane.log'), 'a');
-  const cp = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', p.controlPlane, '--port', String(opts.port), '--kubeconfig', p.kubeconfig],
+  const serviceCidr = opts.serviceCidr ?? '10.96.0.0/16';
+  const cp = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', p.controlPlane, '--port', String(opts.port), '--kubeconfig', p.kubeconfig, '--service-cluster-ip-range', serviceCidr],
     { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info' } });
   closeSync(logFd);
   cp.unref();
-  const state: UpState = { controlPlanePid: cp.pid!, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now() };
+  const proxyTable = proxyTableFor(opts.bridge);
+  const state: UpState = { controlPlanePid: cp.pid!, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable };
   await atomicWriteJson(p.state, state);
   const url = `https://127.0.0.1:${opts.port}`;
   await waitFor('the control plane', 60_000, async () => {
@@ -149,6 +177,15 @@ export async function up(opts: UpOptions): Promise<void> {
   const nodeFiles = { kubeconfig: p.nodeKubeconfig, caCert: path.join(p.nodePki, 'ca.crt'), servingCert: path.join(p.nodePki, 'kubelet.crt'), servingKey: path.join(p.nodePki, 'kubelet.key') };
   await writeNodeCredentials(await issueNodeCredentials(p.controlPlane, opts.nodeName, [nodeIP]), url, nodeFiles, opts.nodeName);
 
+  // The kube-dns Service holds the cluster DNS address (so no other Service gets it); each node's agent answers there.
+  const dnsIp = clusterDnsAddress(serviceCidr);
+  const [dnsCode, dnsBody] = await apiPost(`${url}/api/v1/namespaces/kube-system/services`, ca, adminToken, {
+    apiVersion: 'v1', kind: 'Service',
+    metadata: { name: 'kube-dns', labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' } },
+    spec: { clusterIP: dnsIp, ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }] },
+  });
+  if (dnsCode !== 201 && dnsCode !== 409) throw new UserError(`cannot create the kube-dns Service: ${JSON.stringify(dnsBody)}`);
+
   // 2. The node: this host's systemd, or a sandbox with a systemd of its own.
   let sandbox: string | undefined;
   if (!(await systemdIsPid1())) {
@@ -162,7 +199,8 @@ export async function up(opts: UpOptions): Promise<void> {
   await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
     '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-ip', nodeIP,
     '--tls-cert-file', nodeFiles.servingCert, '--tls-private-key-file', nodeFiles.servingKey, '--client-ca-file', nodeFiles.caCert, '--config-path', p.agentConfig,
-    '--stage1-policy', stage1Policy));
+    '--stage1-policy', stage1Policy, '--proxy-table', proxyTable, '--cluster-cidr', opts.podCidr,
+    '--cluster-dns', dnsIp, '--cluster-domain', 'cluster.local', '--cluster-dns-port', String(opts.dnsPort ?? 10053)));
   // Its unix socket only (root and group stevedore), unless a port was asked for: loopback TCP has no client authentication.
   await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', ...(opts.apiServicePort ? ['--listen', `127.0.0.1:${opts.apiServicePort}`] : [])));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
@@ -211,6 +249,12 @@ export async function down(opts: { dataDir: string }): Promise<void> {
     // The bridge of the agent's default network outlives its last pod (CNI leaves it); it is ours, so it goes.
     const bridge = await defaultNetworkBridge(path.join(p.node, 'cni', 'net.d'));
     if (bridge) await quietly(['ip', 'link', 'del', bridge]);
+  }
+  // The service proxy's table outlives the agent on purpose (traffic flows while it restarts); down removes it.
+  // The node sandbox shares this host's network namespace, so it is deleted from here.
+  if (state.proxyTable) {
+    const { removeProxyTable } = await import('../agent/service-proxy.js');
+    await removeProxyTable(state.proxyTable).catch((err) => process.stderr.write(`warning: ${(err as Error).message}\n`));
   }
   if (state.sandbox) await stopSandbox(state.sandbox);
   if (await isAlive(state.controlPlanePid)) {

@@ -4,7 +4,7 @@
  *
  * - `system:masters` (the admin token): everything;
  * - a node (`system:node:NAME` in group `system:nodes`, from its client certificate): the reads
- *   an agent needs, writes to its own Node, Lease and Events, the status of pods bound to it and
+ *   an agent needs (Services, Endpoints and EndpointSlices included, for its service proxy), writes to its own Node, Lease and Events, the status of pods bound to it and
  *   their deletion, and Secrets, ConfigMaps and PersistentVolumeClaims that a pod bound to it
  *   references, and the PersistentVolumes those claims are bound to;
  * - anyone else the CA vouches for (e.g. the control plane's own kubelet-client certificate):
@@ -131,6 +131,11 @@ function authorizeNode(user: UserInfo, node: string, a: RequestAttributes, objec
       return deny();
     case '/namespaces':
     case 'node.k8s.io/runtimeclasses':
+    // The node's service proxy and cluster DNS program every Service of the cluster (kube-proxy's
+    // system:node-proxier role: get/list/watch services, endpoints and endpointslices).
+    case '/services':
+    case '/endpoints':
+    case 'discovery.k8s.io/endpointslices':
       if (!a.subresource && READ.includes(a.verb)) return;
       return deny();
     case '/secrets':

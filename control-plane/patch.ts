@@ -81,6 +81,8 @@ export const NODE_MERGE_KEYS: MergeKeys = {
 };
 
 export const META_MERGE_KEYS: MergeKeys = metaMergeKeys();
+/** v1 Service: ports merge by port number (ServiceSpec's patchMergeKey). */
+export const SERVICE_MERGE_KEYS: MergeKeys = { ...metaMergeKeys(), 'spec.ports': { key: 'port' }, 'status.conditions': { key: 'type' } };
 function metaMergeKeys(): MergeKeys { return { 'metadata.finalizers': 'set', 'metadata.ownerReferences': { key: 'uid' } }; }
 
 export function strategicMergePatch(target: unknown, patch: unknown, keys: MergeKeys, at = ''): any {

@@ -3,7 +3,7 @@
  * clients send (`kubectl create secret …` and `kubectl create namespace` post
  * `application/vnd.kubernetes.protobuf` and do not fall back to JSON): the
  * `k8s\0` envelope (runtime.Unknown), v1 Secret and v1 Namespace with the
- * ObjectMeta fields a create carries, apps/v1 Deployment and batch/v1 Job with the pod
+ * ObjectMeta fields a create carries, v1 Service (`kubectl create service`), apps/v1 Deployment and batch/v1 Job with the pod
  * template fields `kubectl create deployment|job` fills (a field table per message; a field
  * outside the tables that carries a value is refused, not dropped). Everything else is a
  * 415 that names the media types this server speaks. Replies stay JSON
@@ -189,6 +189,35 @@ const job: Message = { name: 'Job', fields: { 1: ['metadata', workloadMeta], 2: 
 const crossVersionObjectReference: Message = { name: 'CrossVersionObjectReference', fields: { 1: ['kind', 'string'], 2: ['name', 'string'], 3: ['apiVersion', 'string'] } };
 const hpaV1Spec: Message = { name: 'HorizontalPodAutoscalerSpec', fields: { 1: ['scaleTargetRef', crossVersionObjectReference], 2: ['minReplicas', 'int'], 3: ['maxReplicas', 'int'], 4: ['targetCPUUtilizationPercentage', 'int'] } };
 const hpaV1: Message = { name: 'HorizontalPodAutoscaler', fields: { 1: ['metadata', workloadMeta], 2: ['spec', hpaV1Spec], 3: ['status', ignoredStatus] } };
+const servicePort: Message = {
+  name: 'ServicePort',
+  fields: { 1: ['name', 'string'], 2: ['protocol', 'string'], 3: ['port', 'int'], 4: ['targetPort', 'intOrString'], 5: ['nodePort', 'int'], 6: ['appProtocol', 'string'] },
+};
+const serviceSpec: Message = {
+  name: 'ServiceSpec',
+  fields: {
+    1: ['ports', { repeated: servicePort }], 2: ['selector', 'map'], 3: ['clusterIP', 'string'], 4: ['type', 'string'], 5: ['externalIPs', 'strings'],
+    7: ['sessionAffinity', 'string'], 8: ['loadBalancerIP', 'string'], 9: ['loadBalancerSourceRanges', 'strings'], 10: ['externalName', 'string'],
+    11: ['externalTrafficPolicy', 'string'], 12: ['healthCheckNodePort', 'int'], 13: ['publishNotReadyAddresses', 'bool'],
+    14: ['sessionAffinityConfig', { name: 'SessionAffinityConfig', fields: { 1: ['clientIP', { name: 'ClientIPConfig', fields: { 1: ['timeoutSeconds', 'int'] } }] } }],
+    17: ['ipFamilyPolicy', 'string'], 18: ['clusterIPs', 'strings'], 19: ['ipFamilies', 'strings'], 20: ['allocateLoadBalancerNodePorts', 'bool'],
+    21: ['loadBalancerClass', 'string'], 22: ['internalTrafficPolicy', 'string'], 23: ['trafficDistribution', 'string'],
+  },
+};
+const service: Message = { name: 'Service', fields: { 1: ['metadata', workloadMeta], 2: ['spec', serviceSpec], 3: ['status', ignoredStatus] } };
+
+/** Go writes a zero port, an empty targetPort (IntOrString{}) and healthCheckNodePort 0 when unset. */
+function decodeService(b: Buffer): KObj {
+  const obj: KObj = { apiVersion: 'v1', kind: 'Service', ...decodeMessage(b, service, '') };
+  if (obj.spec) {
+    dropGoZeros(obj.spec, ['healthCheckNodePort']);
+    for (const p of obj.spec.ports ?? []) {
+      dropGoZeros(p, ['nodePort']);
+      if (p.targetPort === 0 || p.targetPort === '') delete p.targetPort;
+    }
+  }
+  return obj;
+}
 
 /** A field that carries a value (Go writes empty ones too). */
 const hasValue = (f: Field) => (Buffer.isBuffer(f.value) ? f.value.length > 0 : f.value !== 0n);
@@ -262,6 +291,7 @@ const DECODERS: Record<string, (b: Buffer) => KObj> = {
   'batch/v1/CronJob': workload(cronJob, 'batch/v1', 'CronJob', []),
   // kubectl autoscale's typed client sends v1; this server keeps v2.
   'autoscaling/v1/HorizontalPodAutoscaler': (b) => hpaV1ToV2({ apiVersion: 'autoscaling/v1', kind: 'HorizontalPodAutoscaler', ...decodeMessage(b, hpaV1, '') }),
+  'v1/Service': decodeService,
 };
 
 /** A protobuf request body as the JSON object it encodes; 415 for kinds this server cannot decode. */
@@ -277,7 +307,7 @@ export function decodeProtobufBody(buf: Buffer): KObj {
     }
     const decode = DECODERS[`${apiVersion}/${kind}`];
     if (!decode) {
-      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret, ConfigMap and Namespace, apps/v1 Deployment, batch/v1 Job and CronJob, autoscaling/v1 HorizontalPodAutoscaler, not ${apiVersion}/${kind}; send application/json or application/yaml`);
+      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret, ConfigMap, Namespace and Service, apps/v1 Deployment, batch/v1 Job and CronJob, autoscaling/v1 HorizontalPodAutoscaler, not ${apiVersion}/${kind}; send application/json or application/yaml`);
     }
     return decode(raw);
   } catch (err) {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { KObj } from './store.js';
-import { POD_MERGE_KEYS, NODE_MERGE_KEYS, META_MERGE_KEYS, WORKLOAD_MERGE_KEYS, CRONJOB_MERGE_KEYS, type MergeKeys } from './patch.js';
+import { POD_MERGE_KEYS, NODE_MERGE_KEYS, META_MERGE_KEYS, WORKLOAD_MERGE_KEYS, CRONJOB_MERGE_KEYS, SERVICE_MERGE_KEYS, type MergeKeys } from './patch.js';
 
 /** An API error answered as a meta/v1 Status. */
 export class ApiError extends Error {
@@ -49,6 +49,9 @@ export const RESOURCES: ResourceDef[] = [
   { name: 'cronjobs', singular: 'cronjob', kind: 'CronJob', group: 'batch', version: 'v1', namespaced: true, shortNames: ['cj'], categories: ['all'], subresources: ['status'], mergeKeys: CRONJOB_MERGE_KEYS },
   { name: 'horizontalpodautoscalers', singular: 'horizontalpodautoscaler', kind: 'HorizontalPodAutoscaler', group: 'autoscaling', version: 'v2', namespaced: true, shortNames: ['hpa'], categories: ['all'], subresources: ['status'], mergeKeys: META_MERGE_KEYS },
   { name: 'storageclasses', singular: 'storageclass', kind: 'StorageClass', group: 'storage.k8s.io', version: 'v1', namespaced: false, shortNames: ['sc'], subresources: [], mergeKeys: META_MERGE_KEYS },
+  { name: 'services', singular: 'service', kind: 'Service', group: '', version: 'v1', namespaced: true, shortNames: ['svc'], categories: ['all'], subresources: ['status'], mergeKeys: SERVICE_MERGE_KEYS },
+  { name: 'endpoints', singular: 'endpoints', kind: 'Endpoints', group: '', version: 'v1', namespaced: true, shortNames: ['ep'], subresources: [], mergeKeys: META_MERGE_KEYS },
+  { name: 'endpointslices', singular: 'endpointslice', kind: 'EndpointSlice', group: 'discovery.k8s.io', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'runtimeclasses', singular: 'runtimeclass', kind: 'RuntimeClass', group: 'node.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS },
 ];
 

@@ -79,6 +79,17 @@ export const SCHEMAS: Record<string, Schema> = {
   },
   RuntimeClass: { apiVersion: S, kind: S, metadata: objectMeta, handler: S, overhead: A, scheduling: A },
   Secret: { apiVersion: S, kind: S, metadata: objectMeta, data: map, stringData: map, type: S, immutable: S },
+  Service: top({
+    ports: [{ name: S, protocol: S, appProtocol: S, port: S, targetPort: S, nodePort: S }], selector: map, clusterIP: S, clusterIPs: [S],
+    type: S, externalIPs: [S], sessionAffinity: S, loadBalancerIP: S, loadBalancerSourceRanges: [S], externalName: S,
+    externalTrafficPolicy: S, healthCheckNodePort: S, publishNotReadyAddresses: S, sessionAffinityConfig: { clientIP: { timeoutSeconds: S } },
+    ipFamilies: [S], ipFamilyPolicy: S, allocateLoadBalancerNodePorts: S, loadBalancerClass: S, internalTrafficPolicy: S, trafficDistribution: S,
+  }),
+  Endpoints: { apiVersion: S, kind: S, metadata: objectMeta, subsets: [{ addresses: A, notReadyAddresses: A, ports: [{ name: S, port: S, protocol: S, appProtocol: S }] }] },
+  EndpointSlice: {
+    apiVersion: S, kind: S, metadata: objectMeta, addressType: S, ports: [{ name: S, port: S, protocol: S, appProtocol: S }],
+    endpoints: [{ addresses: [S], conditions: { ready: S, serving: S, terminating: S }, hostname: S, targetRef: A, deprecatedTopology: A, nodeName: S, zone: S, hints: A }],
+  },
   Binding: { apiVersion: S, kind: S, metadata: objectMeta, target: A },
 };
 

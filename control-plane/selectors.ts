@@ -60,6 +60,7 @@ const FIELDS: Record<string, Record<string, (o: KObj) => string | undefined>> = 
   },
   nodes: { 'spec.unschedulable': (o) => String(!!o.spec?.unschedulable) },
   secrets: { type: (o) => o.type ?? '' },
+  services: { 'spec.clusterIP': (o) => o.spec?.clusterIP ?? '', 'spec.type': (o) => o.spec?.type ?? '' },
   replicasets: { 'status.replicas': (o) => String(o.status?.replicas ?? 0) },
   jobs: { 'status.successful': (o) => String(o.status?.succeeded ?? 0) },
   namespaces: { 'status.phase': (o) => o.status?.phase ?? '' },

@@ -36,6 +36,8 @@ import { StatefulSetController } from './controllers/statefulset.js';
 import { HpaController } from './controllers/hpa.js';
 import { PersistentVolumeController } from './controllers/persistent-volume.js';
 import { LOCAL_PATH_CLASS, LOCAL_PATH_STORAGE_CLASS } from './kinds/storage.js';
+import { EndpointSliceController, EndpointSliceMirroringController, EndpointsController } from './controllers/endpoints.js';
+import { ServiceAllocator } from './service-allocator.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { authenticate, type UserInfo } from './authn.js';
@@ -61,6 +63,10 @@ export interface ControlPlaneOptions {
   watchLimits?: Partial<WatchLimitOptions>;
   /** Seconds between evaluations of each HorizontalPodAutoscaler (kube-controller-manager's default 15). */
   hpaSyncPeriodSeconds?: number;
+  /** Where Services' cluster IPs come from (kube-apiserver's --service-cluster-ip-range; default 10.96.0.0/16). */
+  serviceClusterIpRange?: string;
+  /** NodePort range (kube-apiserver's --service-node-port-range; default 30000-32767). */
+  serviceNodePortRange?: string;
 }
 
 export interface ControlPlane {
@@ -114,7 +120,7 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 function parseBody(buf: Buffer, contentType: string): any {
   // kubectl's typed clients (kubectl create secret …) send protobuf and do not fall back to JSON.
   if (/protobuf/.test(contentType)) return decodeProtobufBody(buf);
-  if (/cbor/.test(contentType)) throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Secrets, ConfigMaps, Namespaces, Deployments, Jobs)');
+  if (/cbor/.test(contentType)) throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (Secrets, ConfigMaps, Namespaces, Services, Deployments, Jobs, CronJobs, HorizontalPodAutoscalers)');
   const text = buf.toString('utf8');
   if (!text.trim()) throw badRequest('the request body is empty; send a JSON object');
   try {
@@ -157,7 +163,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     throw new UserError(`cannot open the control plane database in ${dataDir}: ${(err as Error).message}`, { hint: 'check that the directory is writable and not used by another control plane', cause: err });
   }
   const nodeClient: NodeClientTls = { caCertPem: creds.caCertPem, clientCertPem: creds.kubeletClientCertPem, clientKeyPem: creds.kubeletClientKeyPem };
-  const cp = new ApiServer(store, log, creds.adminToken, nodeClient, new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }));
+  let allocator: ServiceAllocator;
+  try {
+    allocator = new ServiceAllocator(store, opts.serviceClusterIpRange, opts.serviceNodePortRange);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+  const cp = new ApiServer(store, log, creds.adminToken, nodeClient, new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }), allocator);
   // Controllers beside the API, as kube-controller-manager and kube-scheduler sit beside kube-apiserver.
   const events = new EventRecorder(store, log);
   const nodeGraceSeconds = opts.nodeMonitorGracePeriodSeconds ?? 40;
@@ -171,6 +184,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new StatefulSetController(store, log, events, client),
     new HpaController(store, log, events, client, (ns) => cp.metrics.podUsage(ns), (opts.hpaSyncPeriodSeconds ?? 15) * 1000),
     new PersistentVolumeController(store, log, events, client),
+    new EndpointsController(store, log, client),
+    new EndpointSliceController(store, log, client),
+    new EndpointSliceMirroringController(store, log, client),
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, nodeGraceSeconds),
@@ -228,7 +244,7 @@ class ApiServer {
 
   readonly metrics: MetricsApi;
 
-  constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits) {
+  constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits, private serviceAllocator: ServiceAllocator) {
     this.metrics = new MetricsApi(store, nodeClient, log);
   }
 
@@ -631,6 +647,7 @@ class ApiServer {
     const obj = withNewMeta(r, { ...body, metadata: keepMeta }, ns);
     strategyFor(r.kind).prepareForCreate?.(obj);
     this.validate(r, obj);
+    if (r.kind === 'Service') this.allocate(r, obj);
     if (this.store.get(r.name, ns, meta.name)) throw new ApiError(409, 'AlreadyExists', `${r.name}${r.group ? '.' + r.group : ''} "${meta.name}" already exists`, { name: meta.name, group: r.group, kind: r.name });
     if (dryRun) return { obj: { ...obj, metadata: { ...obj.metadata, resourceVersion: '' } }, warnings };
     try {
@@ -639,6 +656,12 @@ class ApiServer {
       if (err instanceof ConflictError) throw new ApiError(409, 'AlreadyExists', `${r.name} "${meta.name}" already exists`, { name: meta.name, kind: r.name });
       throw err;
     }
+  }
+
+  /** A Service's cluster IP and node ports (given or free ones), or a 422 naming what cannot be had. */
+  private allocate(r: ResourceDef, svc: KObj, cur?: KObj): void {
+    const causes = this.serviceAllocator.assign(svc, cur);
+    if (causes.length) throw invalid(r, String(svc.metadata?.name ?? ''), causes);
   }
 
   /** Update main resource or status subresource: `next` is the full desired object. */
@@ -666,6 +689,7 @@ class ApiServer {
     }
     if (nextMeta.uid && nextMeta.uid !== cur.metadata.uid) throw new ApiError(409, 'Conflict', `Precondition failed: UID in precondition: ${nextMeta.uid}, UID in object meta: ${cur.metadata.uid}`);
     this.validate(r, obj, sub === 'status' ? undefined : cur);
+    if (r.kind === 'Service' && sub !== 'status') this.allocate(r, obj, cur);
     if (expectRv && expectRv !== cur.metadata.resourceVersion) throw conflict(r, name);
     // a no-op write keeps the resourceVersion, as kube-apiserver does
     const strip = (o: KObj) => JSON.stringify({ ...o, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });

@@ -139,6 +139,49 @@ function jobDuration(j: KObj): string {
   return humanDuration((Number.isNaN(end) ? Date.now() : end) - start);
 }
 
+/** kubectl's EXTERNAL-IP column of a Service. */
+function serviceExternalIp(s: KObj): string {
+  const spec = s.spec ?? {};
+  const external: string[] = spec.externalIPs ?? [];
+  switch (spec.type) {
+    case 'ClusterIP':
+    case 'NodePort':
+      return external.length ? external.join(',') : '<none>';
+    case 'LoadBalancer': {
+      const ingress: string[] = (s.status?.loadBalancer?.ingress ?? []).map((i: KObj) => i.ip || i.hostname).filter(Boolean);
+      const all = [...ingress, ...external];
+      return all.length ? all.join(',') : '<pending>';
+    }
+    case 'ExternalName':
+      return spec.externalName ?? '<none>';
+    default:
+      return '<unknown>';
+  }
+}
+
+function servicePorts(s: KObj): string {
+  const ports: KObj[] = s.spec?.ports ?? [];
+  if (!ports.length) return '<none>';
+  return ports.map((p) => `${p.port}${p.nodePort ? `:${p.nodePort}` : ''}/${p.protocol ?? 'TCP'}`).join(',');
+}
+
+/** kubectl's formatEndpoints: at most 3 "ip:port" entries, then "+ N more...". */
+function endpointsCell(ep: KObj): string {
+  const all: string[] = [];
+  for (const sub of ep.subsets ?? []) {
+    const ports: KObj[] = sub.ports?.length ? sub.ports : [{}];
+    for (const a of sub.addresses ?? []) for (const p of ports) all.push(p.port ? `${a.ip}:${p.port}` : a.ip);
+  }
+  if (!all.length) return '<none>';
+  return all.length > 3 ? `${all.slice(0, 3).join(',')} + ${all.length - 3} more...` : all.join(',');
+}
+
+function sliceEndpointsCell(sl: KObj): string {
+  const addrs: string[] = (sl.endpoints ?? []).flatMap((e: KObj) => e.addresses ?? []);
+  if (!addrs.length) return '<unset>';
+  return addrs.length > 3 ? `${addrs.slice(0, 3).join(',')} + ${addrs.length - 3} more...` : addrs.join(',');
+}
+
 const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[] }> = {
   pods: {
     columns: [NAME, col('Ready'), col('Status'), col('Restarts'), AGE, col('IP', 1), col('Node', 1), col('Nominated Node', 1), col('Readiness Gates', 1)],
@@ -239,6 +282,19 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
     columns: [NAME, col('Provisioner'), col('ReclaimPolicy'), col('VolumeBindingMode'), col('AllowVolumeExpansion'), AGE],
     cells: (sc) => [sc.metadata.annotations?.[DEFAULT_CLASS_ANNOTATION] === 'true' ? `${sc.metadata.name} (default)` : sc.metadata.name, sc.provisioner ?? '', sc.reclaimPolicy ?? 'Delete',
       sc.volumeBindingMode ?? 'Immediate', sc.allowVolumeExpansion === true ? 'true' : 'false', since(sc.metadata.creationTimestamp)],
+  },
+  services: {
+    columns: [NAME, col('Type'), col('Cluster-IP'), col('External-IP'), col('Port(s)'), AGE, col('Selector', 1)],
+    cells: (s) => [s.metadata.name, s.spec?.type ?? 'ClusterIP', s.spec?.type === 'ExternalName' ? '<none>' : s.spec?.clusterIP || '<none>', serviceExternalIp(s), servicePorts(s),
+      since(s.metadata.creationTimestamp), Object.entries<string>(s.spec?.selector ?? {}).map(([k, v]) => `${k}=${v}`).sort().join(',') || '<none>'],
+  },
+  endpoints: {
+    columns: [NAME, col('Endpoints'), AGE],
+    cells: (e) => [e.metadata.name, endpointsCell(e), since(e.metadata.creationTimestamp)],
+  },
+  endpointslices: {
+    columns: [NAME, col('AddressType'), col('Ports'), col('Endpoints'), AGE],
+    cells: (sl) => [sl.metadata.name, sl.addressType ?? '', (sl.ports ?? []).map((p: KObj) => (p.port === undefined || p.port === null ? '<unset>' : String(p.port))).join(',') || '<unset>', sliceEndpointsCell(sl), since(sl.metadata.creationTimestamp)],
   },
   runtimeclasses: {
     columns: [NAME, col('Handler'), AGE],

@@ -93,10 +93,14 @@ async function nodeResolvConf(): Promise<string | undefined> {
   return text;
 }
 
-/** /etc/resolv.conf per dnsPolicy/dnsConfig; no cluster DNS on this node yet, so ClusterFirst means the node's servers. */
-export async function podResolvConfText(pod: Pod): Promise<string> {
+/** The node's cluster DNS (kubelet's --cluster-dns and --cluster-domain). */
+export interface ClusterDnsConfig { servers: string[]; domain: string }
+
+/** /etc/resolv.conf per dnsPolicy/dnsConfig; without cluster DNS, ClusterFirst means the node's servers (the kubelet's fallback). */
+export async function podResolvConfText(pod: Pod, clusterDns?: ClusterDnsConfig): Promise<string> {
   const resolv = podResolvConf({
     dnsPolicy: pod.spec.dnsPolicy, dnsConfig: pod.spec.dnsConfig, nodeResolvConf: await nodeResolvConf(),
+    ...(clusterDns?.servers.length ? { clusterDNS: clusterDns.servers, clusterDomain: clusterDns.domain } : {}),
     namespace: pod.metadata.namespace ?? 'default', hostNetwork: pod.spec.hostNetwork === true,
   });
   return resolv.content;

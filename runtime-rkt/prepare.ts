@@ -9,7 +9,7 @@ import type { ImageRecord, ImageStoreApi } from './image/types.js';
 import { restartPolicyOf, type ContainerSpec, type Pod, type ResourceList } from './manifest.js';
 import { findExecutable, readFileInRoot, resolveInRoot, resolveUser } from './rootfs.js';
 import { checkLocalhostProfile, nodeCapabilities, podRefOf, resolveSecurity, resolveSysctls } from './security.js';
-import { podResolvConfText } from './network.js';
+import { podResolvConfText, type ClusterDnsConfig } from './network.js';
 import { expandCommand, podEnv, REDACTED, secretTaint } from './env.js';
 import { preparePodVolumes } from './volumes.js';
 
@@ -130,14 +130,14 @@ async function mountOverlay(layers: string[], appDir: string): Promise<void> {
  * that gets a CNI network has its hosts file rewritten once it has its IPs
  * (network.ts attachPod).
  */
-async function writePodEtc(podDir: string, pod: Pod, hostname: string): Promise<void> {
+async function writePodEtc(podDir: string, pod: Pod, hostname: string, clusterDns?: ClusterDnsConfig): Promise<void> {
   const paths = podPaths(podDir);
   await fs.mkdir(path.dirname(paths.etc('hosts')), { recursive: true });
   // Written while the pod is being prepared: a crash before launch discards
   // the whole pod, so these need no fsync.
   await fs.writeFile(paths.etc('hostname'), `${hostname}\n`);
   await fs.writeFile(paths.etc('hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
-  await fs.writeFile(paths.etc('resolv.conf'), await podResolvConfText(pod));
+  await fs.writeFile(paths.etc('resolv.conf'), await podResolvConfText(pod, clusterDns));
 }
 
 export interface PrepareInput {
@@ -149,6 +149,8 @@ export interface PrepareInput {
   imageStore: ImageStoreApi;
   /** Where Localhost seccomp profiles live on this node (security.ts seccompRootDir). */
   seccompRoot: string;
+  /** Cluster DNS for ClusterFirst pods (resolv.conf). */
+  clusterDns?: ClusterDnsConfig;
 }
 
 /**
@@ -203,7 +205,7 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
       await fs.chmod(podPaths(podDir).terminationLog(c.name), 0o666);
     }
   }
-  await writePodEtc(podDir, pod, hostname);
+  await writePodEtc(podDir, pod, hostname, input.clusterDns);
   const manifest: RuntimePodManifest = {
     version: 1,
     uuid: input.uuid,

@@ -19,6 +19,7 @@ import { attachPod, detachPod, loadNetwork, needsPodNetwork, releaseLeases, type
 import { allContainers, fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
 import { checkRuntimeEnv, usesPodIP } from './env.js';
 import { unmountPodVolumes } from './volumes.js';
+import type { ClusterDnsConfig } from './network.js';
 import { seccompRootDir } from './security.js';
 import type { PodStatus } from './status.js';
 import { appProperties, sliceProperties } from './units.js';
@@ -38,6 +39,8 @@ export interface RktRuntimeOptions {
   kvmAccel?: KvmAccelMode;
   /** Caps on image pulls and imports (image/limits.ts); unset ones are the defaults. */
   imageLimits?: Partial<ImageLimits>;
+  /** Cluster DNS for pods' resolv.conf (kubelet's --cluster-dns/--cluster-domain); unset: ClusterFirst falls back to the node's. */
+  clusterDns?: ClusterDnsConfig;
 }
 
 export interface RunOptions {
@@ -57,7 +60,7 @@ export class RktRuntime {
   /** Pod files already read, for callers that list pods over and over (the agent's sync passes). */
   private readonly statusCache = new PodStatusCache();
 
-  private constructor(readonly options: Required<Omit<RktRuntimeOptions, 'dbusAddress' | 'imageLimits'>> & { dbusAddress?: string; imageLimits?: Partial<ImageLimits> }) {
+  private constructor(readonly options: Required<Omit<RktRuntimeOptions, 'dbusAddress' | 'imageLimits' | 'clusterDns'>> & { dbusAddress?: string; imageLimits?: Partial<ImageLimits>; clusterDns?: ClusterDnsConfig }) {
     this.pods = new PodStore(podStoreDir(options.dataDir));
     this.images = new ImageStore(imageStoreDir(options.dataDir), { limits: options.imageLimits });
   }
@@ -122,7 +125,7 @@ export class RktRuntime {
       await writeTimestamp(podPaths(loc.dir).created);
       crashPoint('run:embryo');
       loc = await this.pods.move(loc, 'prepare');
-      const manifest = await preparePodDir({ uuid: loc.uuid, podDir: loc.dir, pod, images, stage1: stage1Name, imageStore: this.images, seccompRoot: seccompRootDir(this.options.dataDir) });
+      const manifest = await preparePodDir({ uuid: loc.uuid, podDir: loc.dir, pod, images, stage1: stage1Name, imageStore: this.images, seccompRoot: seccompRootDir(this.options.dataDir), clusterDns: this.options.clusterDns });
       crashPoint('run:prepared-dir');
       prepared = { dir: loc.dir, manifest };
       await stage1.prepare(prepared);

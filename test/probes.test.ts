@@ -138,6 +138,33 @@ spec:
   await c.k(['delete', 'pod', 'init-no-agent', '--wait=true']);
 });
 
+node('an init container writes into an emptyDir that the app then reads (and a ConfigMap volume it copies from)', async () => {
+  const c = getCluster();
+  await c.k(['create', 'configmap', 'seed', '--from-literal=greeting=hello-from-configmap']);
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: init-shares}
+spec:
+  initContainers:
+  - name: fill
+    image: busybox
+    command: [sh, -c, 'cp /seed/greeting /work/greeting && echo written-by-init >> /work/greeting']
+    volumeMounts: [{name: work, mountPath: /work}, {name: seed, mountPath: /seed}]
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, 'cat /data/greeting; sleep 3600']
+    volumeMounts: [{name: work, mountPath: /data}]
+  volumes:
+  - {name: work, emptyDir: {}}
+  - {name: seed, configMap: {name: seed}}
+`);
+  const log = await eventually('the app to print what the init container wrote', async () => { const r = await c.kubectl(['logs', 'init-shares', '-c', 'app']); return r.code === 0 && r.stdout.includes('written-by-init') ? r.stdout : undefined; }, 60_000);
+  assert.is(log, 'hello-from-configmap\nwritten-by-init\n');
+  await c.k(['delete', 'pod', 'init-shares', '--wait=true']);
+  await c.k(['delete', 'configmap', 'seed']);
+});
+
 node('a failed init container under restartPolicy Never fails the pod (Init:Error) and the app never starts', async () => {
   const c = getCluster();
   await c.k(['apply', '-f', '-'], `apiVersion: v1

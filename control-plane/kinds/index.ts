@@ -3,6 +3,7 @@ import type { KObj } from '../store.js';
 import { configMapUpdateCauses, normaliseConfigMap, validateConfigMap } from './configmaps.js';
 import { hpaStrategy } from './hpa.js';
 import { podStrategy } from './pods.js';
+import { endpointSliceStrategy, endpointsStrategy, serviceStrategy } from './services.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 import { persistentVolumeClaimStrategy, persistentVolumeStrategy, storageClassStrategy } from './storage.js';
 import type { KindStrategy } from './strategy.js';
@@ -55,6 +56,9 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   DaemonSet: daemonSetStrategy,
   StatefulSet: statefulSetStrategy,
   HorizontalPodAutoscaler: hpaStrategy,
+  Service: serviceStrategy,
+  Endpoints: endpointsStrategy,
+  EndpointSlice: endpointSliceStrategy,
 };
 
 export function strategyFor(kind: string): KindStrategy {

@@ -47,6 +47,11 @@ export interface TestCluster {
   apiServicePort: number;
   /** The node's pod CIDR, e.g. 10.213.7.0/24 (unique per test run). */
   podCidr: string;
+  /** Where Services' cluster IPs come from, e.g. 10.123.4.0/24 (unique per test run). */
+  serviceCidr: string;
+  /** The pod network's bridge on the host, and the node's service proxy table (nftables, `table ip NAME`). */
+  bridge: string;
+  proxyTable: string;
   kubectl(args: string[], input?: string): Promise<Run>;
   /** kubectl that must succeed; returns stdout. */
   k(args: string[], input?: string): Promise<string>;
@@ -78,18 +83,22 @@ export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => 
     const port = await freePort();
     const nodePort = await freePort();
     const apiServicePort = await freePort();
+    const dnsPort = await freePort();
     const sandbox = `e2e-${process.pid}-${randomBytes(2).toString('hex')}`;
     // Its own bridge and subnet: the test must never touch a cluster (or bridge) it did not make.
     const bridge = `sde${randomBytes(3).toString('hex')}`;
     const podCidr = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}.0/24`;
+    // Cluster IPs of their own too: the service proxy of a cluster on this host programs them in the host's netns.
+    const serviceCidr = `10.${100 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}.0/24`;
+    const proxyTable = `stevedore-proxy-${bridge}`;
     const nodeName = 'e2e-node';
-    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort), '--bridge', bridge, '--pod-cidr', podCidr, '--node-name', nodeName, '--sandbox-name', sandbox, ...upArgs]);
+    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort), '--bridge', bridge, '--pod-cidr', podCidr, '--service-cidr', serviceCidr, '--dns-port', String(dnsPort), '--node-name', nodeName, '--sandbox-name', sandbox, ...upArgs]);
     if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);
     const kubeconfig = path.join(dataDir, 'kubeconfig');
     const kubectl = (args: string[], input?: string) => run('kubectl', args, { KUBECONFIG: kubeconfig }, input);
     const statePath = path.join(dataDir, 'up.json');
     cluster = {
-      dataDir, kubeconfig, sandbox, nodeName, port, apiServicePort, podCidr, kubectl,
+      dataDir, kubeconfig, sandbox, nodeName, port, apiServicePort, podCidr, serviceCidr, bridge, proxyTable, kubectl,
       async k(args, input) {
         const r = await kubectl(args, input);
         if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
@@ -103,7 +112,7 @@ export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => 
       async controlPlanePid() { return (JSON.parse(await fs.readFile(statePath, 'utf8')) as { controlPlanePid: number }).controlPlanePid; },
       async restartControlPlane() {
         const log = await fs.open(path.join(dataDir, 'control-plane', 'control-plane.log'), 'a');
-        const child = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', path.join(dataDir, 'control-plane'), '--port', String(port), '--kubeconfig', kubeconfig],
+        const child = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', path.join(dataDir, 'control-plane'), '--port', String(port), '--kubeconfig', kubeconfig, '--service-cluster-ip-range', serviceCidr],
           { detached: true, stdio: ['ignore', log.fd, log.fd] });
         child.unref();
         await log.close();
@@ -131,6 +140,11 @@ export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => 
     if (cpPid && (await isAlive(cpPid))) {
       leftovers.push(`control plane pid ${cpPid}`);
       process.kill(cpPid, 'SIGKILL');
+    }
+    const tables = await run('nft', ['list', 'tables']);
+    if (tables.stdout.includes(`table ip ${cluster.proxyTable}\n`)) {
+      leftovers.push(`nft table ${cluster.proxyTable}`);
+      await run('nft', ['delete', 'table', 'ip', cluster.proxyTable]);
     }
     await fs.rm(cluster.dataDir, { recursive: true, force: true });
     if (down.code !== 0 || leftovers.length) throw new Error(`stevedore down failed (exit ${down.code}: ${down.stderr.trim()}); left behind: ${leftovers.join(', ') || 'nothing'}`);
