@@ -28,11 +28,7 @@ let t: TestCP;
 api.before(async () => { t = await startTestControlPlane(); });
 api.after(async () => { await t?.close(); });
 
-async function k(args: string[], input?: string): Promise<string> {
-  const r = await t.kubectl(args, input);
-  if (r.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
+const k = (args: string[], input?: string) => t.k(args, input);
 const get = async (p: string) => (await t.api('GET', p)).body;
 
 api('the default StorageClass is local-path, printed as kubectl prints it', async () => {

@@ -141,6 +141,73 @@ spec:
     command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
 `;
 
+e2e('a pod whose readiness probe fails leaves the Endpoints and stops getting traffic, and comes back when it passes again', async () => {
+  const c = cluster();
+  // /www/ready exists for 0–25 s, is gone for 25–50 s, back after; the probe reads it over HTTP every second
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: flappy, labels: {app: web}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: busybox
+    ports: [{name: http, containerPort: 8080}]
+    command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && touch /www/ready && (sleep 25; rm /www/ready; sleep 25; touch /www/ready) & exec httpd -f -p 8080 -h /www']
+    readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 1, failureThreshold: 1}
+`);
+  const endpointNames = async () => {
+    const ep = JSON.parse(await c.k(['get', 'endpoints', 'web', '-o', 'json'])) as KObj;
+    return (ep.subsets ?? []).flatMap((sub: KObj) => sub.addresses ?? []).map((a: KObj) => a.targetRef.name as string);
+  };
+  await eventually('flappy Ready and in the Endpoints', async () => ((await endpointNames()).includes('flappy') ? true : undefined), 60_000);
+  await eventually('flappy out of the Endpoints once its probe fails', async () => ((await endpointNames()).includes('flappy') ? undefined : true), 60_000);
+  const pod = JSON.parse(await c.k(['get', 'pod', 'flappy', '-o', 'json'])) as KObj;
+  assert.is(pod.status.conditions.find((x: KObj) => x.type === 'Ready').status, 'False');
+  await new Promise((r) => setTimeout(r, 1500)); // the proxy follows the EndpointSlice
+  const from = (await answers('client')).length;
+  await eventually('ten answers while flappy is not Ready', async () => ((await answers('client', from)).length >= 10 ? true : undefined), 30_000);
+  assert.not.ok(Object.keys(count(await answers('client', from))).includes('flappy'), 'no traffic to a pod that is not Ready');
+  await eventually('flappy back in the Endpoints', async () => ((await endpointNames()).includes('flappy') ? true : undefined), 60_000);
+  await c.k(['delete', 'pod', 'flappy', '--wait=true']);
+});
+
+e2e('a StatefulSet behind a headless Service: each pod reaches its peers by their stable DNS names', async () => {
+  const c = cluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Service
+metadata: {name: ring}
+spec:
+  clusterIP: None
+  selector: {app: ring}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: ring}
+spec:
+  serviceName: ring
+  replicas: 2
+  selector: {matchLabels: {app: ring}}
+  template:
+    metadata: {labels: {app: ring}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: node
+        image: busybox
+        ports: [{name: http, containerPort: 8080}]
+        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && httpd -p 8080 -h /www; while true; do echo "peer $(timeout 3 wget -q -O - http://ring-0.ring.default.svc.cluster.local:8080/ 2>/dev/null || echo FAIL) $(timeout 3 wget -q -O - http://ring-1.ring:8080/ 2>/dev/null || echo FAIL)"; sleep 1; done']
+`);
+  const rollout = await c.kubectl(['rollout', 'status', 'sts/ring', '--timeout=120s']);
+  assert.is(rollout.code, 0, rollout.stderr);
+  for (const name of ['ring-0', 'ring-1']) {
+    await eventually(`${name} to reach both peers by name`, async () => ((await c.k(['logs', name])).includes('peer ring-0 ring-1') ? true : undefined), 60_000);
+  }
+  await c.k(['delete', 'sts', 'ring']);
+  await c.k(['delete', 'svc', 'ring']);
+});
+
 e2e('cluster DNS: a Service by name from a pod, a headless Service per pod, hostname.subdomain, SRV, outside names', async () => {
   const c = cluster();
   await c.k(['apply', '-f', '-'], peer('peer-0'));

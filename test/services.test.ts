@@ -18,11 +18,7 @@ api.before(async () => {
 });
 api.after(async () => { await t?.close(); });
 
-async function k(args: string[], input?: string): Promise<string> {
-  const r = await t.kubectl(args, input);
-  if (r.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
+const k = (args: string[], input?: string) => t.k(args, input);
 const kFails = async (args: string[], input?: string): Promise<string> => {
   const r = await t.kubectl(args, input);
   assert.is.not(r.exitCode, 0, `kubectl ${args.join(' ')} should fail`);

@@ -53,11 +53,7 @@ let t: TestCP;
 api.before(async () => { t = await startTestControlPlane(); });
 api.after(async () => { await t?.close(); });
 
-async function k(args: string[], input?: string): Promise<string> {
-  const r = await t.kubectl(args, input);
-  if (r.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
+const k = (args: string[], input?: string) => t.k(args, input);
 const getJson = async (args: string[]) => JSON.parse(await k([...args, '-o', 'json'])) as KObj;
 const podsOf = async (selector: string) => ((await getJson(['get', 'pods', '-l', selector])).items as KObj[]).filter((p) => !p.metadata.deletionTimestamp);
 

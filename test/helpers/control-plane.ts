@@ -15,6 +15,8 @@ export interface TestCP {
   dataDir: string;
   kubeconfig: string;
   kubectl(args: string[], input?: string): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  /** kubectl that must succeed; its stdout. */
+  k(args: string[], input?: string): Promise<string>;
   /** A request with the admin token, or another token, or as the holder of a client certificate (then no token is sent). */
   api(method: string, urlPath: string, body?: unknown, opts?: { token?: string; cert?: ClientCert; contentType?: string }): Promise<{ status: number; body: any; text: string }>;
   /** Issue node NAME's credentials from this control plane's CA (cached per name). */
@@ -37,6 +39,11 @@ export async function startTestControlPlane(extra: Partial<ControlPlaneOptions> 
     async kubectl(args, input) {
       const r = await execa(KUBECTL, args, { env: { KUBECONFIG: kubeconfig, HOME: dataDir }, reject: false, input, timeout: 60_000 });
       return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+    },
+    async k(args, input) {
+      const r = await t.kubectl(args, input);
+      if (r.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
+      return r.stdout;
     },
     api(method, urlPath, body, o = {}) {
       return new Promise((resolve, reject) => {
