@@ -159,6 +159,11 @@ export class SystemdClient extends EventEmitter {
     return job as string;
   }
 
+  /** Set properties of a unit (loading it if need be); `runtime`: until the next boot only (/run). */
+  async setUnitProperties(name: string, runtime: boolean, properties: UnitProperty[]): Promise<void> {
+    await this.call(MANAGER_PATH, MANAGER, 'SetUnitProperties', 'sba(sv)', [name, runtime, properties]);
+  }
+
   async stopUnit(name: string): Promise<string | undefined> {
     try {
       const [job] = await this.call(MANAGER_PATH, MANAGER, 'StopUnit', 'ss', [name, 'replace']);

@@ -33,6 +33,7 @@ import { CronJobController } from './controllers/cronjob.js';
 import { DaemonSetController } from './controllers/daemonset.js';
 import { PersistentVolumeController } from './controllers/persistent-volume.js';
 import { LOCAL_PATH_CLASS, LOCAL_PATH_STORAGE_CLASS } from './kinds/storage.js';
+import { StatefulSetController } from './controllers/statefulset.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { authenticate, type UserInfo } from './authn.js';
@@ -163,6 +164,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new CronJobController(store, log, events, client),
     new DaemonSetController(store, log, events, client),
     new PersistentVolumeController(store, log, events, client),
+    new StatefulSetController(store, log, events, client),
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, nodeGraceSeconds),
@@ -674,7 +676,7 @@ class ApiServer {
     return this.store.update(r.name, cur.metadata.namespace ?? '', cur.metadata.name, obj, cur.metadata.resourceVersion);
   }
 
-  /** The autoscaling/v1 Scale subresource of a Deployment or ReplicaSet (kubectl scale). */
+  /** The autoscaling/v1 Scale subresource of a Deployment, ReplicaSet or StatefulSet (kubectl scale). */
   private async scale(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string, dryRun: boolean): Promise<void> {
     const cur = this.store.get(r.name, ns, name);
     if (!cur) throw notFound(r, name);

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { FileLock } from '../common/fsutil.js';
 import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
 import { unitNames, type AppManifest, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
+import { podSlice } from '../stage1/devices.js';
 import { readVmRecord, type VmRecord } from '../stage1/kvm.js';
 import { podNetworkFrom } from './network.js';
 import type { FolderChanges } from './folder-changes.js';
@@ -23,7 +24,7 @@ export async function writeTimestamp(file: string): Promise<void> {
 export type UnitStates = Map<string, UnitListEntry>;
 
 export async function readUnitStates(systemd: SystemdClient, uuids?: string[]): Promise<UnitStates> {
-  const patterns = uuids ? uuids.map((u) => unitNames.podPattern(u)) : [unitNames.allPattern];
+  const patterns = uuids ? uuids.flatMap((u) => unitNames.podPatterns(u)) : unitNames.allPatterns;
   return new Map((await systemd.listUnitsByPatterns(patterns)).map((u) => [u.name, u]));
 }
 
@@ -192,7 +193,7 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
     createdAt: ms(snap.createdNs),
     startedAt: ms(snap.startedNs),
     gcMarkedAt: ms(snap.gcMarkedNs),
-    slice: manifest ? unitNames.slice(manifest.uuid) : undefined,
+    slice: manifest ? podSlice(manifest) : undefined,
     ...(networks ? { podIPs: networks[0]!.ips, networks } : {}),
     ...(vm ? { vm: { accel: vm.accel, accelReason: vm.accelReason, memoryMiB: vm.memoryMiB, cpus: vm.cpus, kernel: vm.kernel } } : {}),
     apps,

@@ -4,7 +4,8 @@ import { exists, readJsonIfExists } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
 import { crashPoint } from '../common/failpoint.js';
 import { prop, SystemdClient } from '../common/systemd.js';
-import { podPaths, unitNames, type PreparedPod, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
+import { PODS_SLICE, podPaths, unitNames, type PreparedPod, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
+import { deviceAllowListProperties, podSlice } from '../stage1/devices.js';
 import { stage1For as stage1Of, type Stage1 } from '../stage1/index.js';
 import type { KvmAccelMode } from '../stage1/kvm/accel.js';
 import { ImageStore } from './image/store.js';
@@ -73,6 +74,11 @@ export class RktRuntime {
   systemd(): Promise<SystemdClient> {
     this.systemdClient ??= SystemdClient.connect(this.options.dbusAddress).then(async (c) => {
       await c.subscribe();
+      // Before any pod starts under it (see PODS_SLICE); idempotent, so every connection sets it again.
+      await c.setUnitProperties(PODS_SLICE, true, deviceAllowListProperties()).catch((err) => {
+        c.close();
+        throw new UserError(`could not set the containers' device allow-list on ${PODS_SLICE}: ${(err as Error).message}`, { hint: 'no pod can start without it; check that systemd answers on D-Bus and supports DevicePolicy= (systemd 240 or later)' });
+      });
       return c;
     });
     return this.systemdClient;
@@ -147,10 +153,11 @@ export class RktRuntime {
     // The slice must exist before services name it, or systemd makes an empty
     // one of its own. systemd handles one connection's calls in order, so
     // sending the slice's call first is enough; no need to wait for its reply.
-    const sliceCall = systemd.startTransientUnit(unitNames.slice(uuid), sliceProperties(pod, stage1.cgroupLimits !== false));
+    const slice = podSlice(pod.manifest);
+    const sliceCall = systemd.startTransientUnit(slice, sliceProperties(pod, stage1.cgroupLimits !== false));
     // Pod-level units (kvm: the VM) run before any app: an app unit may rely on them being started.
     const podPlans = stage1.podUnits ? await stage1.podUnits(pod) : [];
-    const podCalls = podPlans.map((p) => systemd.startTransientUnit(p.name, [...p.properties, prop.str('Slice', unitNames.slice(uuid))]));
+    const podCalls = podPlans.map((p) => systemd.startTransientUnit(p.name, [...p.properties, prop.str('Slice', slice)]));
     const sliceJob = await sliceCall;
     crashPoint('run:slice-started');
     const podResults = await Promise.all((await Promise.all(podCalls)).map((j) => systemd.waitForJob(j)));
@@ -212,7 +219,7 @@ export class RktRuntime {
     } finally {
       clearTimeout(timer);
     }
-    const sliceJob = await systemd.stopUnit(unitNames.slice(manifest.uuid));
+    const sliceJob = await systemd.stopUnit(podSlice(manifest));
     if (sliceJob) await systemd.waitForJob(sliceJob);
   }
 
@@ -240,7 +247,7 @@ export class RktRuntime {
     // Stop first, while the pod is still where its units' exit recorder
     // writes (its run/ path), so the final exit of every app is recorded.
     if (manifest) await this.stopUnits(manifest, 0);
-    for (const unit of await systemd.listUnitsByPatterns([unitNames.podPattern(loc.uuid)])) {
+    for (const unit of await systemd.listUnitsByPatterns(unitNames.podPatterns(loc.uuid))) {
       const job = await systemd.stopUnit(unit.name);
       if (job) await systemd.waitForJob(job);
     }
@@ -250,7 +257,7 @@ export class RktRuntime {
       crashPoint('rm:marked');
     }
     // The listing includes failed units, so this forgets every unit of the pod.
-    for (const unit of await systemd.listUnitsByPatterns([unitNames.podPattern(loc.uuid)])) await systemd.resetFailedUnit(unit.name);
+    for (const unit of await systemd.listUnitsByPatterns(unitNames.podPatterns(loc.uuid))) await systemd.resetFailedUnit(unit.name);
     // CNI DEL while the netns is still mounted (its veth goes explicitly); a
     // failure is left to gc(), which DELs every cached attachment of a dead pod.
     await detachPod(loc.dir, loc.uuid).catch((err) => log.warn({ uuid: loc.uuid, err: String(err) }, 'CNI DEL failed; gc will release the lease'));
@@ -306,7 +313,7 @@ export class RktRuntime {
     }
     const live = new Set((await this.pods.list(['embryo', 'prepare', 'prepared', 'run'])).map((p) => p.uuid));
     const orphanUnits: string[] = [];
-    for (const unit of await systemd.listUnitsByPatterns([unitNames.allPattern])) {
+    for (const unit of await systemd.listUnitsByPatterns(unitNames.allPatterns)) {
       const parsed = unitNames.parse(unit.name);
       if (!parsed || live.has(parsed.uuid)) continue;
       const job = await systemd.stopUnit(unit.name);

@@ -1,5 +1,6 @@
 import { prop, type UnitProperty } from '../common/systemd.js';
-import { podPaths, unitNames, type AppManifest, type PreparedPod, type Stage1 } from '../stage1/contract.js';
+import { podPaths, type AppManifest, type PreparedPod, type Stage1 } from '../stage1/contract.js';
+import { podSlice } from '../stage1/devices.js';
 import { EXIT_RECORDER_SCRIPT } from './exit-recorder.js';
 
 const RESTART: Record<string, string> = { Always: 'always', OnFailure: 'on-failure', Never: 'no' };
@@ -44,7 +45,7 @@ export async function appProperties(pod: PreparedPod, app: AppManifest, stage1: 
   const plan = await stage1.appUnit(pod, app);
   const props: UnitProperty[] = [
     prop.str('Description', `Stevedore pod ${md.namespace ?? 'default'}/${md.name} container ${app.name}`),
-    prop.str('Slice', unitNames.slice(pod.manifest.uuid)),
+    prop.str('Slice', podSlice(pod.manifest)),
     prop.str('SyslogIdentifier', app.name),
     prop.logFields(appLogFields(pod, app)),
     prop.str('Restart', RESTART[pod.manifest.restartPolicy] ?? 'always'),

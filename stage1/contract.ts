@@ -142,18 +142,33 @@ export const podPaths = (podDir: string) => ({
 
 /** systemd names: every unit carries the prefix and the pod UUID, so orphans can be found by pattern. */
 export const UNIT_PREFIX = 'stevedore-';
+/**
+ * Pod slices live under one of two parents. `stevedore.slice` holds the
+ * device allow-list every container gets (DEFAULT_DEVICE_RULES, set once by
+ * stage0 when it connects to systemd), so it is compiled and attached once
+ * per node, not once per app. systemd's device filters of a parent apply to
+ * every cgroup below it and a child can only narrow them, so pods that need
+ * the node's devices (a privileged app, the kvm stage1's qemu with /dev/kvm)
+ * get their slice under `stevedore_host.slice` instead, and each of their
+ * units carries its own device rules.
+ */
+export const PODS_SLICE = 'stevedore.slice';
+const HOST_DEVICE_SLICE_PREFIX = 'stevedore_host-';
 const hex = (uuid: string) => uuid.replace(/-/g, '');
 export const unitNames = {
-  slice: (uuid: string) => `${UNIT_PREFIX}${hex(uuid)}.slice`,
+  /** the pod's slice; `hostDevices`: under stevedore_host.slice, outside the node-wide device allow-list */
+  slice: (uuid: string, hostDevices = false) => `${hostDevices ? HOST_DEVICE_SLICE_PREFIX : UNIT_PREFIX}${hex(uuid)}.slice`,
   app: (uuid: string, app: string) => `${UNIT_PREFIX}${hex(uuid)}-${app}.service`,
   /** a pod-level service (no app suffix: app names cannot be empty), e.g. the kvm stage1's VM */
   pod: (uuid: string) => `${UNIT_PREFIX}${hex(uuid)}.service`,
-  /** glob matching every unit of one pod */
+  /** glob matching every service of one pod (for journalctl -u) */
   podPattern: (uuid: string) => `${UNIT_PREFIX}${hex(uuid)}*`,
-  allPattern: `${UNIT_PREFIX}*`,
+  /** globs matching every unit of one pod, its slice under either parent included */
+  podPatterns: (uuid: string) => [`${UNIT_PREFIX}${hex(uuid)}*`, `${HOST_DEVICE_SLICE_PREFIX}${hex(uuid)}.slice`],
+  allPatterns: [`${UNIT_PREFIX}*`, `${HOST_DEVICE_SLICE_PREFIX}*`],
   /** pod UUID and app name back from a unit name, or undefined if it is not ours */
   parse(unit: string): { uuid: string; app?: string } | undefined {
-    const m = /^stevedore-([0-9a-f]{32})(?:-([a-z0-9-]+))?\.(service|slice)$/.exec(unit);
+    const m = /^stevedore-([0-9a-f]{32})(?:-([a-z0-9-]+))?\.(service|slice)$/.exec(unit) ?? /^stevedore_host-([0-9a-f]{32})()\.(slice)$/.exec(unit);
     if (!m) return undefined;
     const h = m[1]!;
     const uuid = `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;

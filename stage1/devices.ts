@@ -2,6 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Variant } from 'dbus-next';
 import { prop, type UnitProperty } from '../common/systemd.js';
+import { appSecurity } from './app-security.js';
+import { unitNames, type RuntimePodManifest } from './contract.js';
 
 /**
  * The devices a container may use (containerd's default list): the pseudo
@@ -31,15 +33,42 @@ export function ociDeviceCgroup(privileged: boolean): Array<Record<string, unkno
 }
 
 /**
- * The same rules as unit properties. Apps run inside their systemd unit's
- * cgroup (crun with --cgroup-manager=disabled, fly directly), so the unit's
- * device controller is what enforces them. `/dev/char/M:N` names a device by
- * number (systemd needs no node for it); `char-pts` is the whole pts major.
+ * Whether a pod needs devices beyond the allow-list: a privileged app (every
+ * device of the node) or the kvm stage1 (qemu opens /dev/kvm). Such a pod's
+ * slice sits outside stevedore.slice, whose device filter no child can widen.
  */
-export function unitDeviceProperties(privileged: boolean): UnitProperty[] {
-  if (privileged) return [prop.str('DevicePolicy', 'auto')];
-  const allow = DEFAULT_DEVICE_RULES.map((r): [string, string] => [r.minor === '*' ? 'char-pts' : `/dev/${r.type === 'c' ? 'char' : 'block'}/${r.major}:${r.minor}`, r.access]);
-  return [prop.str('DevicePolicy', 'strict'), ['DeviceAllow', new Variant('a(ss)', allow)]];
+export function needsHostDevices(manifest: Pick<RuntimePodManifest, 'stage1' | 'apps'>): boolean {
+  return manifest.stage1 === 'kvm' || manifest.apps.some((a) => appSecurity(a).privileged);
+}
+
+/** The pod's slice: under stevedore.slice (the allow-list) unless it needs the node's devices. */
+export function podSlice(manifest: Pick<RuntimePodManifest, 'uuid' | 'stage1' | 'apps'>): string {
+  return unitNames.slice(manifest.uuid, needsHostDevices(manifest));
+}
+
+const allowListEntries = (): Array<[string, string]> =>
+  DEFAULT_DEVICE_RULES.map((r): [string, string] => [r.minor === '*' ? 'char-pts' : `/dev/${r.type === 'c' ? 'char' : 'block'}/${r.major}:${r.minor}`, r.access]);
+
+/**
+ * The allow-list as properties of a unit or slice. Apps run inside their
+ * systemd unit's cgroup (crun with --cgroup-manager=disabled, fly directly),
+ * so the cgroup device filters of the unit and of the slices above it are
+ * what enforce the rules. `/dev/char/M:N` names a device by number (systemd
+ * needs no node for it); `char-pts` is the whole pts major.
+ */
+export function deviceAllowListProperties(): UnitProperty[] {
+  return [prop.str('DevicePolicy', 'strict'), ['DeviceAllow', new Variant('a(ss)', allowListEntries())]];
+}
+
+/**
+ * An app unit's own device rules. Under stevedore.slice it needs none: the
+ * slice's filter already holds it to the allow-list, and a unit of its own
+ * would cost systemd a BPF program per start. In a host-devices pod a
+ * privileged app gets every device, any other app the allow-list.
+ */
+export function unitDeviceProperties(manifest: Pick<RuntimePodManifest, 'stage1' | 'apps'>, privileged: boolean): UnitProperty[] {
+  if (!needsHostDevices(manifest)) return [];
+  return privileged ? [prop.str('DevicePolicy', 'auto')] : deviceAllowListProperties();
 }
 
 export interface HostDevice { path: string; type: 'c' | 'b'; major: number; minor: number; fileMode: number; uid: number; gid: number }

@@ -6,7 +6,7 @@ import { appSecurity, capMask } from './app-security.js';
 import { envStrings, execStart, podEtcBinds } from './common.js';
 import { unitDeviceProperties } from './devices.js';
 import { allowedSyscalls } from './seccomp.js';
-import { appMountSource, podPaths, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
+import { appMountSource, podPaths, type AppManifest, type AppUnitPlan, type PreparedPod, type RuntimePodManifest, type Stage1 } from './contract.js';
 
 /**
  * fly: no namespaces of its own. systemd chroots the app into its rootfs with
@@ -56,7 +56,7 @@ export class FlyStage1 implements Stage1 {
     // Numeric ids: a name would be looked up in the node's passwd, not the image's.
     if (app.user.uid !== 0) properties.push(prop.str('User', String(app.user.uid)));
     if (app.user.gid !== 0) properties.push(prop.str('Group', String(app.user.gid)));
-    properties.push(...flySecurityProperties(app, podPaths(pod.dir).rootfs(app.name)));
+    properties.push(...flySecurityProperties(pod.manifest, app, podPaths(pod.dir).rootfs(app.name)));
     return { properties, stopPost: [] };
   }
 
@@ -83,9 +83,9 @@ const ARG_CHECKED_SYSCALLS = ['clone', 'clone3', 'socket', 'personality'];
  * RestrictAddressFamilies= (no vsock) and LockPersonality=. These apply to
  * the app's process only: stage0's ExecStopPost commands run "privileged".
  */
-export function flySecurityProperties(app: AppManifest, rootfs: string): UnitProperty[] {
+export function flySecurityProperties(manifest: Pick<RuntimePodManifest, 'stage1' | 'apps'>, app: AppManifest, rootfs: string): UnitProperty[] {
   const sec = appSecurity(app);
-  const props: UnitProperty[] = [...unitDeviceProperties(sec.privileged)];
+  const props: UnitProperty[] = [...unitDeviceProperties(manifest, sec.privileged)];
   if (sec.privileged) return props;
   // Bounding set = the app's capabilities; root keeps them effective, another uid loses them at exec (no ambient, as containerd).
   props.push(['CapabilityBoundingSet', new Variant('t', capMask(sec.capabilities))]);

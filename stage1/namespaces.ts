@@ -84,8 +84,8 @@ export class NamespacesStage1 implements Stage1 {
       properties: [
         prop.exec('ExecStart', [{ path: this.ociRuntime, argv }]),
         // crun applies no cgroup settings here (the container stays in this unit's cgroup),
-        // so the unit's device controller enforces the OCI spec's device list.
-        ...unitDeviceProperties(appSecurity(app).privileged),
+        // so the device filters of the unit and its slices enforce the OCI spec's device list.
+        ...unitDeviceProperties(pod.manifest, appSecurity(app).privileged),
       ],
       // A crashed run leaves crun's state behind, and the next start of the same id would fail.
       stopPost: [{ path: this.ociRuntime, argv: [this.ociRuntime, 'delete', '--force', id] }],

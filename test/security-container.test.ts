@@ -103,11 +103,12 @@ t('pod enter runs in the app\'s unit cgroup: the same device rules hold for an e
   const uuid = (await node.ok(['pod', 'run', '-f', file])).trim();
   try {
     await eventually('the app to run', async () => ((await podStatus(node, uuid)).apps[0]?.state === 'running' ? true : undefined));
-    const r = await node.cli(['pod', 'enter', uuid, '--', 'sh', '-c', 'mknod /tmp/lc c 10 237; echo mknod=$?; (exec 3</tmp/lc); echo open=$?; grep devices /proc/self/cgroup; grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status']);
+    const r = await node.cli(['pod', 'enter', uuid, '--', 'sh', '-c', 'mknod /tmp/lc c 10 237; echo mknod=$?; (exec 3</tmp/lc); echo open=$?; cat /proc/self/cgroup; grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status']);
     assert.is(r.exitCode, 0, r.stderr);
     assert.match(r.stdout, /^mknod=[1-9]/m, r.stdout);
     assert.match(r.stdout, /^open=[1-9]/m, r.stdout);
-    assert.match(r.stdout, new RegExp(`devices:.*stevedore-${uuid.replace(/-/g, '')}-c\\.service`), r.stdout);
+    // In the unit's cgroup (v2, or v1's systemd hierarchy); the device rules come from stevedore.slice above it.
+    assert.match(r.stdout, new RegExp(`^\\d+:[^:]*:/stevedore\\.slice/stevedore-${uuid.replace(/-/g, '')}\\.slice/stevedore-${uuid.replace(/-/g, '')}-c\\.service$`, 'm'), r.stdout);
     assert.is(statusField(r.stdout, 'Seccomp'), '2', r.stdout);
     assert.is(statusField(r.stdout, 'NoNewPrivs'), '1', r.stdout);
   } finally {
@@ -229,10 +230,12 @@ t('seccompProfile Unconfined gives Seccomp 0; allowPrivilegeEscalation: true giv
   assert.match(escape, /without "\.\."/, escape);
 });
 
-t('privileged: every capability the node has, no seccomp, /proc/kcore visible', async () => {
+t('privileged: every capability the node has, no seccomp, /proc/kcore visible, the node\'s devices (its slice is outside stevedore.slice)', async () => {
   const node = getNode();
   const nodeCaps = statusField((await node.sh('grep CapBnd /proc/self/status')).stdout, 'CapBnd');
-  const out = await probe(node, 'grep -E "^(Seccomp|NoNewPrivs|CapEff):" /proc/self/status; echo kcore=$(ls -l /proc/kcore | wc -l); unshare -n true; echo unshare=$?', { container: '{privileged: true}' });
+  const out = await probe(node, 'grep -E "^(Seccomp|NoNewPrivs|CapEff):" /proc/self/status; echo kcore=$(ls -l /proc/kcore | wc -l); unshare -n true; echo unshare=$?; mknod /tmp/lc c 10 237 && (exec 3</tmp/lc) && echo loop-control=ok; grep -c stevedore_host- /proc/self/cgroup', { container: '{privileged: true}' });
+  assert.match(out, /^loop-control=ok$/m, out);
+  assert.not.match(out, /^0$/m, `in a stevedore_host slice: ${out}`);
   assert.is(statusField(out, 'CapEff'), nodeCaps, out);
   assert.is(statusField(out, 'Seccomp'), '0', out);
   assert.is(statusField(out, 'NoNewPrivs'), '0', out);

@@ -4,9 +4,9 @@ import * as assert from 'uvu/assert';
 import { ContainerConfigError } from '../common/errors.js';
 import type { ContainerSpec, Pod } from '../runtime-rkt/manifest.js';
 import { appSecurity, resolveSecurity, resolveSysctls, type SecurityInput } from '../runtime-rkt/security.js';
-import { ALL_CAPS, DEFAULT_CAPS, capMask } from '../stage1/app-security.js';
-import type { AppManifest } from '../stage1/contract.js';
-import { unitDeviceProperties } from '../stage1/devices.js';
+import { ALL_CAPS, DEFAULT_CAPS, capMask, defaultAppSecurity } from '../stage1/app-security.js';
+import { unitNames, type AppManifest } from '../stage1/contract.js';
+import { deviceAllowListProperties, podSlice, unitDeviceProperties } from '../stage1/devices.js';
 import { flySecurityProperties } from '../stage1/fly.js';
 import { MASKED_PATHS, ociSpec } from '../stage1/oci-spec.js';
 import { CLONE_NAMESPACE_FLAGS, allowedSyscalls, runtimeDefaultSeccomp } from '../stage1/seccomp.js';
@@ -153,15 +153,24 @@ test('seccomp profile: escapes refused without CAP_SYS_ADMIN, allowed with it', 
   assert.not.ok(admin.includes('kexec_load') || admin.includes('keyctl'), 'never, whatever the capabilities');
 });
 
-test('unit properties: closed device policy with the list; fly gets caps, nnp, seccomp names', () => {
-  const [policy, allow] = unitDeviceProperties(false);
+test('device rules: the allow-list once on stevedore.slice; per unit only in host-devices pods; fly gets caps, nnp, seccomp names', () => {
+  const [policy, allow] = deviceAllowListProperties();
   assert.equal(policy, ['DevicePolicy', policy![1]]);
   assert.is((policy![1] as { value: string }).value, 'strict');
   const rules = (allow![1] as { value: Array<[string, string]> }).value;
   assert.ok(rules.some(([dev]) => dev === '/dev/char/1:3') && rules.some(([dev]) => dev === 'char-pts'));
   assert.not.ok(rules.some(([dev]) => dev.includes('block')), 'no block device');
-  assert.is((unitDeviceProperties(true)[0]![1] as { value: string }).value, 'auto');
-  const props = new Map(flySecurityProperties(app(), '/pods/x/rootfs').map(([k, v]) => [k, (v as { value: unknown }).value]));
+  const plain = { uuid: '0b0e7c8e-52a3-4a4e-9a4c-1f4e2b7d3c10', stage1: 'namespaces' as const, apps: [app()] };
+  const privileged = { ...plain, apps: [app(), { ...app(), name: 'p', security: { ...defaultAppSecurity(), privileged: true } }] };
+  assert.is(podSlice(plain), 'stevedore-0b0e7c8e52a34a4e9a4c1f4e2b7d3c10.slice', 'under stevedore.slice');
+  assert.is(podSlice(privileged), 'stevedore_host-0b0e7c8e52a34a4e9a4c1f4e2b7d3c10.slice');
+  assert.is(podSlice({ ...plain, stage1: 'kvm' }), 'stevedore_host-0b0e7c8e52a34a4e9a4c1f4e2b7d3c10.slice', 'qemu needs /dev/kvm');
+  assert.equal(unitNames.parse(podSlice(privileged)), { uuid: plain.uuid });
+  assert.equal(unitDeviceProperties(plain, false), [], 'the slice holds the rules');
+  assert.equal(unitDeviceProperties(privileged, false), deviceAllowListProperties(), 'a plain app beside a privileged one');
+  assert.is((unitDeviceProperties(privileged, true)[0]![1] as { value: string }).value, 'auto');
+  const props = new Map(flySecurityProperties(plain, app(), '/pods/x/rootfs').map(([k, v]) => [k, (v as { value: unknown }).value]));
+  assert.not.ok(props.has('DevicePolicy'));
   assert.is(props.get('CapabilityBoundingSet'), capMask(DEFAULT_CAPS));
   assert.is(capMask(DEFAULT_CAPS), 0xa80425fbn);
   assert.is(props.get('NoNewPrivileges'), true);

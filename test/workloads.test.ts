@@ -317,7 +317,7 @@ api('a CronJob fires on schedule, makes Jobs named by the minute, honours Forbid
  * A stand-in kubelet for readiness (this suite has no real node; the suite below has one), with each node's
  * own certificate: bound pods turn Running and Ready, pods being deleted are confirmed with grace 0.
  */
-async function standInKubelet(nodes: string[]): Promise<() => Promise<void>> {
+async function standInKubelet(nodes: string[], readyWhen: (pod: KObj) => boolean = () => true): Promise<() => Promise<void>> {
   const certs = await Promise.all(nodes.map((n) => t.nodeCert(n)));
   let running = true;
   const loop = (async () => {
@@ -327,7 +327,7 @@ async function standInKubelet(nodes: string[]): Promise<() => Promise<void>> {
         for (const p of (await t.api('GET', `/api/v1/pods?fieldSelector=spec.nodeName%3D${node}`, undefined, { cert })).body.items as KObj[]) {
           const path = `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}`;
           if (p.metadata.deletionTimestamp) await t.api('DELETE', path, { gracePeriodSeconds: 0 }, { cert });
-          else if (p.status.phase === 'Pending') {
+          else if (p.status.phase === 'Pending' && readyWhen(p)) {
             const ts = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
             await t.api('PATCH', `${path}/status`, { status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: ts }] } }, { cert, contentType: 'application/merge-patch+json' });
           }
@@ -426,6 +426,71 @@ api('a DaemonSet runs one pod per eligible node and rolls a new template node by
     assert.ok(worst <= 1, `at most one node without a running pod, saw ${worst}`);
     await k(['delete', 'ds', 'agent', 'ssd-only']);
     await waitFor('the pods gone', async () => (await podsOf('app in (agent,ssd-only)')).length === 0);
+  } finally {
+    await stopKubelet();
+  }
+});
+
+api('a StatefulSet: stable names in order, each after its predecessor is Ready; scale down from the top; rolling update from the top; Parallel', async () => {
+  for (const n of ['fake-node', 'fake-ssd']) await registerNode(t, n).catch(() => undefined); // or by the tests above
+  const held = new Set(['db-1']);
+  const stopKubelet = await standInKubelet(['fake-node', 'fake-ssd'], (p) => !held.has(p.metadata.name));
+  const sts = (name: string, o: { replicas: number; image?: string; extra?: string }) => `apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: ${name}}\nspec:\n  serviceName: ${name}\n  replicas: ${o.replicas}\n${o.extra ?? ''}  selector: {matchLabels: {app: ${name}}}\n  template:\n    metadata: {labels: {app: ${name}}}\n    spec: {containers: [{name: c, image: ${o.image ?? 'busybox'}}]}\n`;
+  try {
+    await k(['apply', '-f', '-'], sts('db', { replicas: 3 }));
+    await waitFor('db-0 and db-1', async () => (await podsOf('app=db')).length === 2);
+    await new Promise((r) => setTimeout(r, 1000));
+    const first = await podsOf('app=db');
+    assert.equal(first.map((p) => p.metadata.name).sort(), ['db-0', 'db-1'], 'db-2 waits for db-1 to be Ready');
+    const db0 = first.find((p) => p.metadata.name === 'db-0')!;
+    assert.is(db0.spec.hostname, 'db-0');
+    assert.is(db0.spec.subdomain, 'db');
+    assert.is(db0.metadata.labels['statefulset.kubernetes.io/pod-name'], 'db-0');
+    assert.is(db0.metadata.labels['apps.kubernetes.io/pod-index'], '0');
+    held.clear();
+    const rolled = await t.kubectl(['rollout', 'status', 'sts/db', '--timeout=30s']);
+    assert.is(rolled.exitCode, 0, rolled.stderr);
+    assert.equal((await podsOf('app=db')).map((p) => p.metadata.name).sort(), ['db-0', 'db-1', 'db-2']);
+    assert.match(await k(['get', 'sts']), /^NAME\s+READY\s+AGE\ndb\s+3\/3\s+\d+s$/m);
+    // a pod deleted by hand comes back under the same name
+    const uid1 = (await podsOf('app=db')).find((p) => p.metadata.name === 'db-1')!.metadata.uid;
+    // --wait=false: the stand-in kubelet finishes the deletion within 100 ms and the controller remakes db-1 at once; a
+    // kubectl that lists after that sees a db-1 (the new one) and would wait for a deletion that already happened
+    await k(['delete', 'pod', 'db-1', '--wait=false']);
+    await waitFor('db-1 again', async () => (await podsOf('app=db')).some((p) => p.metadata.name === 'db-1' && p.metadata.uid !== uid1 && p.status.phase === 'Running'));
+    // rolling update: highest ordinal first
+    const order: string[] = [];
+    await k(['apply', '-f', '-'], sts('db', { replicas: 3, image: 'busybox:1.36' }));
+    const sampler = (async () => {
+      for (let i = 0; i < 600 && order.length < 3; i++) {
+        for (const p of await podsOf('app=db')) if (p.spec.containers[0].image === 'busybox:1.36' && !order.includes(p.metadata.name)) order.push(p.metadata.name);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    })();
+    const updated = await t.kubectl(['rollout', 'status', 'sts/db', '--timeout=30s']);
+    await sampler;
+    assert.is(updated.exitCode, 0, updated.stderr);
+    // kube-apiserver defaults partition to 0, so kubectl reports a partitioned rollout, as it does against a real cluster
+    assert.match(updated.stdout, /partitioned roll out complete: 3 new pods have been updated/);
+    assert.equal(order, ['db-2', 'db-1', 'db-0']);
+    const status = (await getJson(['get', 'sts', 'db'])).status;
+    assert.is(status.currentRevision, status.updateRevision);
+    assert.is(status.updatedReplicas, 3);
+    // scale down removes the highest ordinals
+    await k(['scale', 'sts/db', '--replicas=1']);
+    await waitFor('only db-0', async () => { const p = await podsOf('app=db'); return p.length === 1 && p[0]!.metadata.name === 'db-0'; });
+    // Parallel: all at once, even while none is Ready
+    held.add('par-0').add('par-1').add('par-2');
+    await k(['apply', '-f', '-'], sts('par', { replicas: 3, extra: '  podManagementPolicy: Parallel\n' }));
+    await waitFor('all three made', async () => (await podsOf('app=par')).length === 3);
+    const immutable = await t.kubectl(['patch', 'sts', 'par', '--type=merge', '-p', '{"spec":{"serviceName":"other"}}']);
+    assert.is.not(immutable.exitCode, 0);
+    assert.match(immutable.stderr, /Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden/);
+    const claims = await t.kubectl(['apply', '-f', '-'], sts('claims', { replicas: 1, extra: '  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}]\n' }));
+    assert.is.not(claims.exitCode, 0);
+    assert.match(claims.stderr, /spec.volumeClaimTemplates: Forbidden: volumeClaimTemplates need PersistentVolumeClaims/);
+    await k(['delete', 'sts', 'db', 'par']);
+    await waitFor('the pods gone', async () => (await podsOf('app in (db,par)')).length === 0);
   } finally {
     await stopKubelet();
   }

@@ -47,7 +47,6 @@ export function adoptOrphans(client: ApiClient, resource: string, owner: KObj, c
   return adopted;
 }
 
-/** A pod is Ready when its Ready condition is True. */
 /** Delete a pod its owner no longer wants, with the owner's SuccessfulDelete event; a pod already gone is fine. */
 export function deleteOwnedPod(client: ApiClient, events: EventRecorder, owner: KObj, pod: KObj, component: string): void {
   try {
@@ -58,6 +57,7 @@ export function deleteOwnedPod(client: ApiClient, events: EventRecorder, owner: 
   }
 }
 
+/** A pod is Ready when its Ready condition is True. */
 export function podReady(pod: KObj): boolean {
   return (pod.status?.conditions ?? []).some((c: KObj) => c.type === 'Ready' && c.status === 'True');
 }

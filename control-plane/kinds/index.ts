@@ -5,7 +5,7 @@ import { podStrategy } from './pods.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 import { persistentVolumeClaimStrategy, persistentVolumeStrategy, storageClassStrategy } from './storage.js';
 import type { KindStrategy } from './strategy.js';
-import { cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy } from './workloads.js';
+import { cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy, statefulSetStrategy } from './workloads.js';
 
 export type { KindStrategy } from './strategy.js';
 
@@ -52,6 +52,7 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   Job: jobStrategy,
   CronJob: cronJobStrategy,
   DaemonSet: daemonSetStrategy,
+  StatefulSet: statefulSetStrategy,
 };
 
 export function strategyFor(kind: string): KindStrategy {

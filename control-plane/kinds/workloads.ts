@@ -375,3 +375,64 @@ export const daemonSetStrategy: KindStrategy = {
   },
   validateUpdate: selectorImmutable,
 };
+
+// ------------------------------------------------------------------ StatefulSet
+
+function defaultStatefulSet(sts: KObj): void {
+  const spec = (sts.spec ??= {});
+  spec.replicas ??= 1;
+  spec.podManagementPolicy ??= 'OrderedReady';
+  spec.updateStrategy ??= {};
+  spec.updateStrategy.type ??= 'RollingUpdate';
+  if (spec.updateStrategy.type === 'RollingUpdate') {
+    spec.updateStrategy.rollingUpdate ??= {};
+    spec.updateStrategy.rollingUpdate.partition ??= 0;
+  }
+  spec.revisionHistoryLimit ??= 10;
+  spec.persistentVolumeClaimRetentionPolicy ??= {};
+  spec.persistentVolumeClaimRetentionPolicy.whenDeleted ??= 'Retain';
+  spec.persistentVolumeClaimRetentionPolicy.whenScaled ??= 'Retain';
+  if (isObj(spec.template)) defaultPodTemplate(spec.template);
+}
+
+/** What apps/v1 lets an update of a StatefulSet's spec change (ValidateStatefulSetUpdate). */
+const STATEFULSET_MUTABLE = ['replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy', 'minReadySeconds'];
+
+export const statefulSetStrategy: KindStrategy = {
+  ...statusAndDefaults(() => ({ replicas: 0, availableReplicas: 0 }), defaultStatefulSet),
+  validate(sts, causes) {
+    const spec = sts.spec ?? {};
+    nonNegative(spec.replicas, 'spec.replicas', causes);
+    nonNegative(spec.minReadySeconds, 'spec.minReadySeconds', causes);
+    nonNegative(spec.revisionHistoryLimit, 'spec.revisionHistoryLimit', causes);
+    nonNegative(spec.ordinals?.start, 'spec.ordinals.start', causes);
+    validateSelector(sts, causes, 'statefulset');
+    validateTemplate(sts, causes, ['Always']);
+    if (!['OrderedReady', 'Parallel'].includes(spec.podManagementPolicy)) {
+      causes.push({ field: 'spec.podManagementPolicy', reason: 'FieldValueInvalid', message: `Invalid value: "${spec.podManagementPolicy}": must be 'OrderedReady' or 'Parallel'` });
+    }
+    const st = spec.updateStrategy ?? {};
+    if (!['RollingUpdate', 'OnDelete'].includes(st.type)) {
+      causes.push({ field: 'spec.updateStrategy.type', reason: 'FieldValueNotSupported', message: `Unsupported value: "${st.type}": supported values: "OnDelete", "RollingUpdate"` });
+    } else if (st.type === 'OnDelete' && st.rollingUpdate !== undefined && st.rollingUpdate !== null) {
+      causes.push({ field: 'spec.updateStrategy.rollingUpdate', reason: 'FieldValueInvalid', message: "Invalid value: only allowed for updateStrategy 'RollingUpdate'" });
+    } else if (st.type === 'RollingUpdate') {
+      nonNegative(st.rollingUpdate?.partition, 'spec.updateStrategy.rollingUpdate.partition', causes);
+      if (st.rollingUpdate?.maxUnavailable !== undefined && st.rollingUpdate?.maxUnavailable !== null) {
+        causes.push({ field: 'spec.updateStrategy.rollingUpdate.maxUnavailable', reason: 'FieldValueForbidden', message: 'Forbidden: maxUnavailable (the MaxUnavailableStatefulSet alpha feature) is not implemented by this control plane; pods are updated one at a time' });
+      }
+    }
+    for (const [policy, value] of Object.entries<string>(spec.persistentVolumeClaimRetentionPolicy ?? {})) {
+      if (!['Retain', 'Delete'].includes(value)) causes.push({ field: `spec.persistentVolumeClaimRetentionPolicy.${policy}`, reason: 'FieldValueNotSupported', message: `Unsupported value: "${value}": supported values: "Delete", "Retain"` });
+    }
+    if (Array.isArray(spec.volumeClaimTemplates) && spec.volumeClaimTemplates.length) {
+      causes.push({ field: 'spec.volumeClaimTemplates', reason: 'FieldValueForbidden', message: 'Forbidden: volumeClaimTemplates need PersistentVolumeClaims, which this control plane does not serve yet; remove them' });
+    }
+  },
+  validateUpdate(sts, cur, causes) {
+    const strip = (spec: KObj | undefined) => Object.fromEntries(Object.entries(spec ?? {}).filter(([k]) => !STATEFULSET_MUTABLE.includes(k)));
+    if (JSON.stringify(strip(sts.spec)) !== JSON.stringify(strip(cur.spec))) {
+      causes.push({ field: 'spec', reason: 'FieldValueForbidden', message: `Forbidden: updates to statefulset spec for fields other than ${STATEFULSET_MUTABLE.map((f) => `'${f}'`).join(', ').replace(/, ([^,]*)$/, ' and $1')} are forbidden` });
+    }
+  },
+};
