@@ -486,11 +486,20 @@ api('a StatefulSet: stable names in order, each after its predecessor is Ready; 
     const immutable = await t.kubectl(['patch', 'sts', 'par', '--type=merge', '-p', '{"spec":{"serviceName":"other"}}']);
     assert.is.not(immutable.exitCode, 0);
     assert.match(immutable.stderr, /Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden/);
-    const claims = await t.kubectl(['apply', '-f', '-'], sts('claims', { replicas: 1, extra: '  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}]\n' }));
-    assert.is.not(claims.exitCode, 0);
-    assert.match(claims.stderr, /spec.volumeClaimTemplates: Forbidden: volumeClaimTemplates need PersistentVolumeClaims/);
-    await k(['delete', 'sts', 'db', 'par']);
-    await waitFor('the pods gone', async () => (await podsOf('app in (db,par)')).length === 0);
+    // volumeClaimTemplates: a claim per pod, <template>-<pod>, made before the pod and named in its volumes.
+    const badClaims = await t.kubectl(['apply', '-f', '-'], sts('bad-claims', { replicas: 1, extra: '  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce]}}]\n' }));
+    assert.is.not(badClaims.exitCode, 0);
+    assert.match(badClaims.stderr, /spec\.volumeClaimTemplates\[0\]\.spec\.resources\[storage\]: Required value/);
+    await k(['apply', '-f', '-'], sts('claims', { replicas: 1, extra: '  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete}\n  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}]\n' }));
+    const claimsPod = await waitFor('claims-0', async () => (await podsOf('app=claims'))[0]);
+    assert.equal(claimsPod.spec.volumes.find((v: KObj) => v.name === 'data')?.persistentVolumeClaim, { claimName: 'data-claims-0' });
+    const claim = JSON.parse(await k(['get', 'pvc', 'data-claims-0', '-o', 'json'])) as KObj;
+    assert.equal(claim.metadata.labels, { app: 'claims' });
+    assert.equal(claim.metadata.ownerReferences.map((r: KObj) => [r.kind, r.name]), [['StatefulSet', 'claims']], 'whenDeleted: Delete');
+    assert.is(claim.spec.storageClassName, 'local-path');
+    await k(['delete', 'sts', 'db', 'par', 'claims']);
+    await waitFor('the pods gone', async () => (await podsOf('app in (db,par,claims)')).length === 0);
+    await waitFor('the claim gone with its StatefulSet', async () => (await t.kubectl(['get', 'pvc', 'data-claims-0'])).exitCode !== 0);
   } finally {
     await stopKubelet();
   }

@@ -39,7 +39,7 @@ export function ordinalOf(set: string, podName: string): number | undefined {
  */
 export class StatefulSetController extends KindController {
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, log, 'statefulsets', ['pods'], 1000);
+    super(store, log, 'statefulsets', ['pods', 'persistentvolumeclaims'], 1000);
   }
 
   protected sync(sts: KObj): void {
@@ -89,6 +89,7 @@ export class StatefulSetController extends KindController {
         continue;
       }
       if (ordered && (blocked || [...byOrdinal.values()].some((p) => !runningAndReady(p)))) break;
+      this.releaseClaimsOnScaleDown(sts, pod);
       deleteOwnedPod(this.client, this.events, sts, pod, COMPONENT);
       if (ordered) break;
     }
@@ -110,9 +111,65 @@ export class StatefulSetController extends KindController {
     this.writeStatus(sts, updateRevision);
   }
 
+  /**
+   * The pod's claims from volumeClaimTemplates, `<template>-<pod>`, made
+   * before the pod (kube's createPersistentVolumeClaims): the template's
+   * labels and the selector's, owned by the StatefulSet when
+   * persistentVolumeClaimRetentionPolicy.whenDeleted is Delete (the garbage
+   * collector then deletes them with it). An existing claim is reused, so
+   * the pod made again under its name finds its data.
+   */
+  private ensureClaims(sts: KObj, podName: string): Array<{ volume: string; claim: string }> | undefined {
+    const ns = sts.metadata.namespace;
+    const out: Array<{ volume: string; claim: string }> = [];
+    for (const t of sts.spec?.volumeClaimTemplates ?? []) {
+      const claim = `${t.metadata?.name}-${podName}`;
+      out.push({ volume: t.metadata?.name, claim });
+      const existing = this.store.get('persistentvolumeclaims', ns, claim);
+      if (existing) {
+        if (existing.metadata.deletionTimestamp) return undefined; // wait until it is gone, then make it afresh
+        continue;
+      }
+      const ownedBySet = sts.spec?.persistentVolumeClaimRetentionPolicy?.whenDeleted === 'Delete';
+      try {
+        this.client.create('persistentvolumeclaims', ns, {
+          apiVersion: 'v1', kind: 'PersistentVolumeClaim',
+          metadata: {
+            name: claim,
+            labels: { ...t.metadata?.labels, ...sts.spec?.selector?.matchLabels },
+            ...(t.metadata?.annotations ? { annotations: t.metadata.annotations } : {}),
+            ...(ownedBySet ? { ownerReferences: [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: sts.metadata.name, uid: sts.metadata.uid, controller: true, blockOwnerDeletion: true }] } : {}),
+          },
+          spec: structuredClone(t.spec ?? {}),
+        });
+        this.events.record(sts, 'Normal', 'SuccessfulCreate', `create Claim ${claim} Pod ${podName} in StatefulSet ${sts.metadata.name} success`, COMPONENT);
+      } catch (err) {
+        this.events.record(sts, 'Warning', 'FailedCreate', `create Claim ${claim} for Pod ${podName} in StatefulSet ${sts.metadata.name} failed error: ${(err as Error).message}`, COMPONENT);
+        return undefined;
+      }
+    }
+    return out;
+  }
+
+  /** whenScaled: Delete — the claims of a pod removed by a scale down go with it (owned by the pod, as kube does). */
+  private releaseClaimsOnScaleDown(sts: KObj, pod: KObj): void {
+    if (sts.spec?.persistentVolumeClaimRetentionPolicy?.whenScaled !== 'Delete') return;
+    for (const t of sts.spec?.volumeClaimTemplates ?? []) {
+      const claim = this.store.get('persistentvolumeclaims', sts.metadata.namespace, `${t.metadata?.name}-${pod.metadata.name}`);
+      if (!claim || (claim.metadata.ownerReferences ?? []).some((r: KObj) => r.uid === pod.metadata.uid)) continue;
+      this.client.update('persistentvolumeclaims', sts.metadata.namespace, { ...claim, metadata: { ...claim.metadata, ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid, controller: false, blockOwnerDeletion: false }] } });
+    }
+  }
+
   private createPod(sts: KObj, ordinal: number, revision: string): KObj | undefined {
     const name = `${sts.metadata.name}-${ordinal}`;
+    const claims = this.ensureClaims(sts, name);
+    if (!claims) return undefined;
     const template = structuredClone(sts.spec.template);
+    if (claims.length) {
+      const named = new Set(claims.map((c) => c.volume));
+      template.spec.volumes = [...(template.spec.volumes ?? []).filter((v: KObj) => !named.has(v.name)), ...claims.map((c) => ({ name: c.volume, persistentVolumeClaim: { claimName: c.claim } }))];
+    }
     template.metadata = { ...template.metadata, labels: { ...template.metadata?.labels, [REVISION_HASH]: revision, [POD_NAME_LABEL]: name, [POD_INDEX_LABEL]: String(ordinal) } };
     const pod = podFromTemplate(sts, template, '');
     delete pod.metadata.generateName;

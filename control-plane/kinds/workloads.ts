@@ -8,6 +8,7 @@ import type { KObj } from '../store.js';
 import { validatePod } from './pods.js';
 import { statusAndDefaults, type KindStrategy } from './strategy.js';
 import { parseSchedule } from './cron.js';
+import { persistentVolumeClaimStrategy } from './storage.js';
 
 const isObj = (v: unknown): v is KObj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -425,9 +426,12 @@ export const statefulSetStrategy: KindStrategy = {
     for (const [policy, value] of Object.entries<string>(spec.persistentVolumeClaimRetentionPolicy ?? {})) {
       if (!['Retain', 'Delete'].includes(value)) causes.push({ field: `spec.persistentVolumeClaimRetentionPolicy.${policy}`, reason: 'FieldValueNotSupported', message: `Unsupported value: "${value}": supported values: "Delete", "Retain"` });
     }
-    if (Array.isArray(spec.volumeClaimTemplates) && spec.volumeClaimTemplates.length) {
-      causes.push({ field: 'spec.volumeClaimTemplates', reason: 'FieldValueForbidden', message: 'Forbidden: volumeClaimTemplates need PersistentVolumeClaims, which this control plane does not serve yet; remove them' });
-    }
+    (Array.isArray(spec.volumeClaimTemplates) ? spec.volumeClaimTemplates : []).forEach((t: KObj, i: number) => {
+      if (!t?.metadata?.name) causes.push({ field: `spec.volumeClaimTemplates[${i}].metadata.name`, reason: 'FieldValueRequired', message: 'Required value' });
+      const claimCauses: Cause[] = [];
+      persistentVolumeClaimStrategy.validate?.({ metadata: {}, spec: t?.spec ?? {} }, claimCauses);
+      causes.push(...claimCauses.map((c) => ({ ...c, field: `spec.volumeClaimTemplates[${i}].${c.field}` })));
+    });
   },
   validateUpdate(sts, cur, causes) {
     const strip = (spec: KObj | undefined) => Object.fromEntries(Object.entries(spec ?? {}).filter(([k]) => !STATEFULSET_MUTABLE.includes(k)));
