@@ -145,7 +145,7 @@ volumes('hostPath types are checked as the kubelet checks them; the wrong type f
   const node = getNode();
   const host = await hostDir(node, 'types');
   await fs.writeFile(path.join(host, 'a-file'), 'x');
-  const run = (type: string, p: string) => node.manifest(`hp-${type}.yaml`, `
+  const run = (type: string, p: string) => node.manifest(`hp-${type.replace(/"/g, '')}.yaml`, `
 metadata: {name: hp}
 spec:
   restartPolicy: Never
@@ -164,6 +164,7 @@ spec:
     ['DirectoryOrCreate', path.join(host, 'made', 'deep'), undefined],
     ['FileOrCreate', path.join(host, 'made-file'), undefined],
     ['File', path.join(host, 'made-file'), undefined],
+    ['""', path.join(host, 'made-untyped', 'dir'), undefined],
   ];
   for (const [type, p, error] of cases) {
     const r = await run(type, p);
@@ -177,6 +178,7 @@ spec:
   }
   assert.ok((await fs.stat(path.join(host, 'made', 'deep'))).isDirectory(), 'DirectoryOrCreate made it');
   assert.ok((await fs.stat(path.join(host, 'made-file'))).isFile(), 'FileOrCreate made it');
+  assert.ok((await fs.stat(path.join(host, 'made-untyped', 'dir'))).isDirectory(), 'no type: a missing path becomes a directory (containerd\'s rule)');
   assert.equal((JSON.parse(await node.ok(['pod', 'list', '-o', 'json'])) as Array<{ name: string }>).filter((p) => p.name === 'hp'), [], 'refused pods were discarded');
 });
 
