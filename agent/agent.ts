@@ -8,6 +8,7 @@ import { sdNotify, watchdogIntervalMs } from './notify.js';
 import { PodSync } from './pod-sync.js';
 import { loadStage1Policy } from './stage1-policy.js';
 import { openRuntime } from './runtime.js';
+import { StatsCollector } from './stats.js';
 import { nodeApiTls } from './tls.js';
 
 const GC_PERIOD_MS = 60_000;
@@ -28,7 +29,9 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   const sync = new PodSync(kube, runtime, cfg, policy, events, log);
   const heartbeat = new NodeHeartbeat(kube, cfg, runtime, log);
   const tls = await nodeApiTls(cfg, log);
-  const api = await startNodeApi({ host: cfg.nodeIP, port: cfg.port, ...tls, allowedClients: cfg.nodeApiAllowedClients }, sync, runtime, log);
+  const stats = new StatsCollector(runtime, cfg.nodeName, cfg.statsIntervalSeconds * 1000, log);
+  stats.start();
+  const api = await startNodeApi({ host: cfg.nodeIP, port: cfg.port, ...tls, allowedClients: cfg.nodeApiAllowedClients }, sync, runtime, log, stats);
   // systemd signals every property change of every unit: a burst becomes one pass.
   let debounce: NodeJS.Timeout | undefined;
   runtime.onChange(() => {
@@ -67,6 +70,7 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   log.info('agent stopping; pods keep running');
   stop.abort();
   for (const t of timers) clearInterval(t);
+  stats.stop();
   await new Promise((r) => api.close(r));
   await runtime.close();
   process.exit(0);

@@ -34,6 +34,8 @@ export interface AgentConfig {
   syncPeriodSeconds: number;
   /** Seconds between Lease renewals. */
   heartbeatSeconds: number;
+  /** Seconds between samples of container and node usage (cAdvisor's housekeeping interval): the window of `kubectl top`. */
+  statsIntervalSeconds: number;
   maxPods: number;
   /** Registries the agent may pull from over plain HTTP (loopback ones always may). */
   insecureRegistries: string[];
@@ -56,12 +58,12 @@ export interface AgentConfig {
   imageMaxTarHeaderSize?: number | string;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
     containerRuntime: 'rkt', nodeName: os.hostname().toLowerCase(), rktStage1Image: 'namespaces', kvmAccel: 'auto', dataDir: '/var/lib/stevedore',
-    nodeIP: '127.0.0.1', port: 10250, nodeApiAllowedClients: ['kube-apiserver-kubelet-client'], syncPeriodSeconds: 2, heartbeatSeconds: 10, maxPods: 110, insecureRegistries: [],
+    nodeIP: '127.0.0.1', port: 10250, nodeApiAllowedClients: ['kube-apiserver-kubelet-client'], syncPeriodSeconds: 2, heartbeatSeconds: 10, statsIntervalSeconds: 10, maxPods: 110, insecureRegistries: [],
     podCidr: '10.88.0.0/16',
     cniBridge: 'stevedore0',
   };
@@ -93,10 +95,11 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
   if (!STAGE1_NAMES.includes(cfg.rktStage1Image)) throw new InvalidInput(`--rkt-stage1-image=${cfg.rktStage1Image}: choose one of ${STAGE1_NAMES.join(', ')}`);
   parseKvmAccelMode(cfg.kvmAccel);
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(cfg.nodeName)) throw new InvalidInput(`node name "${cfg.nodeName}" is not a valid DNS subdomain`, 'pass --node-name');
-  for (const k of ['port', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods'] as const) {
+  for (const k of ['port', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods'] as const) {
     cfg[k] = Number(cfg[k]);
     if (!Number.isFinite(cfg[k]) || cfg[k] < 0) throw new InvalidInput(`${k} must be a non-negative number`);
   }
+  if (cfg.statsIntervalSeconds < 1) throw new InvalidInput(`statsIntervalSeconds must be at least 1 (got ${cfg.statsIntervalSeconds})`);
   imageLimitsOf(cfg); // refuse a bad cap at start, not at the first pull
   return cfg;
 }

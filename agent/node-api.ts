@@ -7,6 +7,7 @@ import { formatTimestamp } from '../runtime-rkt/logs.js';
 import { agentMetrics } from './metrics.js';
 import type { PodSync } from './pod-sync.js';
 import type { ContainerRuntime } from './runtime.js';
+import { resourceMetrics, type StatsCollector } from './stats.js';
 
 function send(res: ServerResponse, code: number, body: unknown): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
@@ -43,11 +44,12 @@ function authorizeClient(req: IncomingMessage, opts: NodeApiOptions): { code: 40
 }
 
 /**
- * The node's HTTPS API (the kubelet's port 10250 subset): /healthz, /metrics, /pods and
+ * The node's HTTPS API (the kubelet's port 10250 subset): /healthz, /metrics, /pods,
+ * /stats/summary and /metrics/resource (usage, for the control plane's metrics API) and
  * /containerLogs/{namespace}/{pod}/{container}, which the control plane proxies
  * `kubectl logs` to. Logs come from journald through the runtime.
  */
-export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime: ContainerRuntime, log: Logger): Promise<https.Server> {
+export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime: ContainerRuntime, log: Logger, stats?: StatsCollector): Promise<https.Server> {
   // The certificate is asked for and verified against the client CA. Connections without one
   // still get in, for /healthz only (as the kubelet, which answers the rest 401); a certificate
   // that does not verify ends the connection at once, before any request is read.
@@ -69,6 +71,14 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
     }
     if (req.method !== 'GET') return send(res, 405, 'method not allowed\n');
     if (url.pathname === '/metrics') return send(res, 200, agentMetrics(sync));
+    if (url.pathname === '/stats/summary') {
+      if (!stats) return send(res, 503, 'this node API collects no stats\n');
+      return send(res, 200, await stats.summary());
+    }
+    if (url.pathname === '/metrics/resource') {
+      if (!stats) return send(res, 503, 'this node API collects no stats\n');
+      return send(res, 200, resourceMetrics(await stats.summary()));
+    }
     if (url.pathname === '/pods' || url.pathname === '/pods/') {
       return send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: {}, items: [...sync.desired.values()] });
     }

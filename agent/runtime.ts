@@ -8,6 +8,7 @@ import type { PodStatus } from '../runtime-rkt/status.js';
 import type { Stage1Name } from '../stage1/contract.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 import { UserError } from '../common/errors.js';
+import { cgroupUsageOf, type CgroupUsage } from '../common/cgroups.js';
 import { imageLimitsOf, type AgentConfig } from './config.js';
 
 /**
@@ -27,6 +28,8 @@ export interface ContainerRuntime {
   stopPod(id: string, gracePeriodSeconds?: number): Promise<void>;
   removePod(id: string): Promise<void>;
   logs(query: LogQuery): AsyncGenerator<LogLine>;
+  /** CPU and memory counters of every running container (the CRI's ListContainerStats). */
+  containerUsage(): Promise<PodUsage[]>;
   /** Garbage-collect what the engine left behind (aborted pods, orphaned units). */
   gc(): Promise<void>;
   /** What VM pods get on this node (probed at start): kvm, tcg, or unavailable (no assets, or kvm required and absent). */
@@ -34,6 +37,22 @@ export interface ContainerRuntime {
   /** Called when something about running pods may have changed (a unit's state, say). */
   onChange(listener: () => void): void;
   close(): Promise<void>;
+}
+
+export interface ContainerUsage extends CgroupUsage {
+  name: string;
+  /** ms since epoch: when this run of the container started */
+  startedAt?: number;
+}
+
+/** One pod's containers' counters, read now. */
+export interface PodUsage {
+  uuid: string;
+  uid?: string;
+  name?: string;
+  namespace?: string;
+  startedAt?: number;
+  containers: ContainerUsage[];
 }
 
 export const RUNTIME_VERSION = '0.1.0';
@@ -54,6 +73,24 @@ class RktContainerRuntime implements ContainerRuntime {
   removePod(id: string) { return this.rt.removePod(id, { force: true }); }
   logs(query: LogQuery) { return readLogs(query); }
   async gc() { await this.rt.gc({ exitedGracePeriodMs: Number.MAX_SAFE_INTEGER }); }
+  /**
+   * From each running app's cgroup (its unit's). kvm pods are left out: their
+   * apps' units hold only a proxy, and the guest's usage is not split per app.
+   */
+  async containerUsage(): Promise<PodUsage[]> {
+    const out: PodUsage[] = [];
+    for (const pod of await this.rt.listPods()) {
+      if (pod.state !== 'running' || pod.stage1 === 'kvm') continue;
+      const containers: ContainerUsage[] = [];
+      for (const app of pod.apps) {
+        if (app.state !== 'running' || !app.mainPid) continue;
+        const usage = cgroupUsageOf(app.mainPid);
+        if (usage) containers.push({ name: app.name, startedAt: app.startedAt, ...usage });
+      }
+      out.push({ uuid: pod.uuid, uid: pod.uid, name: pod.name, namespace: pod.namespace, startedAt: pod.startedAt, containers });
+    }
+    return out;
+  }
   onChange(listener: () => void) {
     void this.rt.systemd().then((sd) => sd.on('unitChanged', listener), () => undefined);
   }

@@ -6,6 +6,7 @@
  * handshake has verified the peer, so an address that a Node's status names but that is not that
  * node learns nothing but the TLS handshake.
  */
+import * as https from 'node:https';
 import * as tls from 'node:tls';
 import type { RequestOptions } from 'node:https';
 import { NODE_USER_PREFIX } from './pki.js';
@@ -47,4 +48,35 @@ const TLS_VERIFY_CODES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CE
 export function isCertificateError(err: unknown): boolean {
   const code = (err as { code?: string })?.code ?? '';
   return TLS_VERIFY_CODES.has(code) || /x509|certificate/i.test((err as Error)?.message ?? '');
+}
+
+/** Where a registered Node's API answers: its InternalIP (else Hostname, else first address) and kubelet port. */
+export function nodeEndpoint(node: { status?: { addresses?: Array<{ type?: string; address?: string }>; daemonEndpoints?: { kubeletEndpoint?: { Port?: number } } } }): { ip?: string; port: number } {
+  const addrs = node.status?.addresses ?? [];
+  const ip = (addrs.find((a) => a.type === 'InternalIP') ?? addrs.find((a) => a.type === 'Hostname') ?? addrs[0])?.address;
+  const port = Number(node.status?.daemonEndpoints?.kubeletEndpoint?.Port ?? 10250) || 10250;
+  return { ip, port };
+}
+
+/** GET a JSON document from a node API (verified as above); rejects on a non-2xx answer, a bad certificate or the timeout. */
+export function fetchNodeJson(nodeName: string, host: string, port: number, path: string, creds: NodeClientTls, timeoutMs = 5000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ ...nodeRequestOptions(nodeName, host, port, path, creds), timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => {
+        if ((res.statusCode ?? 500) >= 300) return reject(new Error(`node ${nodeName} answered ${res.statusCode} for ${path}: ${text.trim().slice(0, 300)}`));
+        try {
+          resolve(JSON.parse(text));
+        } catch {
+          reject(new Error(`node ${nodeName} answered ${path} with something that is not JSON`));
+        }
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`node ${nodeName} did not answer ${path} within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
 }

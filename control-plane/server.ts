@@ -38,7 +38,8 @@ import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { authenticate, type UserInfo } from './authn.js';
 import { authorize, admitCreate, verbOf, type RequestAttributes } from './node-authorizer.js';
-import { nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
+import { METRICS_GROUP, METRICS_VERSION, MetricsApi, metricsDiscovery } from './metrics-api.js';
+import { nodeEndpoint, nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -220,7 +221,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 class ApiServer {
   private watchers = new Set<() => void>();
 
-  constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits) {}
+  private readonly metrics: MetricsApi;
+
+  constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits) {
+    this.metrics = new MetricsApi(store, nodeClient, log);
+  }
 
   seed(): void {
     const ns = RESOURCES.find((r) => r.name === 'namespaces')!;
@@ -286,6 +291,11 @@ class ApiServer {
       if (rest[0] === 'namespaces' && rest.length >= 3 && !(rest.length === 3 && ['status', 'finalize'].includes(rest[2]!))) {
         ns = rest[1]!;
         rest = rest.slice(2);
+      }
+      if (group === METRICS_GROUP && version === METRICS_VERSION && method === 'GET' && !watch && rest.length <= 2) {
+        const [resource, name] = rest as [string, string | undefined];
+        authorize(user, { verb: name === undefined ? 'list' : 'get', resource, group, namespace: ns, name }, this.store);
+        return sendJson(res, 200, await this.metrics.get(resource, ns, name, u.searchParams));
       }
       const r = findResource(group, version, rest[0]!);
       if (!r) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
@@ -394,14 +404,15 @@ class ApiServer {
     return {
       kind: 'APIGroupList',
       apiVersion: 'v1',
-      groups: groups.map((g) => {
+      groups: [...groups.map((g) => {
         const v = RESOURCES.find((r) => r.group === g)!.version;
         return { name: g, versions: [{ groupVersion: `${g}/${v}`, version: v }], preferredVersion: { groupVersion: `${g}/${v}`, version: v } };
-      }),
+      }), metricsDiscovery.group],
     };
   }
 
   private resourceList(group: string, version: string): KObj | undefined {
+    if (group === METRICS_GROUP && version === METRICS_VERSION) return metricsDiscovery.resources;
     const rs = RESOURCES.filter((r) => r.group === group && r.version === version);
     if (!rs.length) return undefined;
     const verbs = () => ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
@@ -825,9 +836,7 @@ class ApiServer {
     if (!nodeName) throw badRequest(`pod ${name} does not have a host assigned`);
     const node = this.store.get('nodes', '', nodeName);
     if (!node) throw new ApiError(500, 'InternalError', `cannot fetch logs of pod ${ns}/${name}: node "${nodeName}" is not registered (start the stevedore agent on that node, then retry)`);
-    const addrs: KObj[] = node.status?.addresses ?? [];
-    const ip = (addrs.find((a) => a.type === 'InternalIP') ?? addrs.find((a) => a.type === 'Hostname') ?? addrs[0])?.address;
-    const port = Number(node.status?.daemonEndpoints?.kubeletEndpoint?.Port ?? 10250) || 10250;
+    const { ip, port } = nodeEndpoint(node);
     if (!ip) throw new ApiError(500, 'InternalError', `cannot fetch logs of pod ${ns}/${name}: node "${nodeName}" reports no address in status.addresses (its agent must report an InternalIP)`);
     const params = new URLSearchParams();
     for (const k of ['follow', 'tailLines', 'sinceSeconds', 'sinceTime', 'timestamps', 'previous', 'limitBytes']) {

@@ -1,8 +1,8 @@
 import * as fs from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { atomicWriteJson } from '../common/fsutil.js';
+import { cgroupDirsOf } from '../common/cgroups.js';
 import { errnoCode, UserError } from '../common/errors.js';
 import { fsops } from '../runtime-rkt/image/fsops.js';
 import { prop } from '../common/systemd.js';
@@ -122,27 +122,5 @@ export class NamespacesStage1 implements Stage1 {
 
 /** The cgroup.procs files of every cgroup a process is in (v1 hierarchies and the v2 one), as mounted here. */
 export function cgroupProcsFiles(pid: number): string[] {
-  let membership: string, mountinfo: string;
-  try {
-    membership = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
-    mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
-  } catch {
-    return [];
-  }
-  // mountinfo: ... mountpoint (5th) ... " - " fstype source superoptions
-  const mounts = mountinfo.split('\n').map((line) => {
-    const [pre, post] = line.split(' - ');
-    const [fstype, , superOptions] = (post ?? '').split(' ');
-    return { dir: pre?.split(' ')[4] ?? '', fstype, options: (superOptions ?? '').split(',') };
-  }).filter((m) => m.fstype === 'cgroup' || m.fstype === 'cgroup2');
-  const files: string[] = [];
-  for (const line of membership.split('\n').filter(Boolean)) {
-    const [, controllers, cgPath] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
-    if (cgPath === undefined) continue;
-    const mount = controllers === ''
-      ? mounts.find((m) => m.fstype === 'cgroup2')
-      : mounts.find((m) => m.fstype === 'cgroup' && controllers!.split(',').every((c) => m.options.includes(c)));
-    if (mount) files.push(path.join(mount.dir, cgPath, 'cgroup.procs'));
-  }
-  return files;
+  return cgroupDirsOf(pid).map((d) => path.join(d.dir, 'cgroup.procs'));
 }

@@ -245,6 +245,47 @@ e2e('kubectl delete stops the units within the grace period and the pod disappea
   assert.match(events, /Killing/);
 });
 
+e2e('kubectl top pods|nodes: a CPU-capped busy loop near the usage its cgroup counts', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: burn, labels: {app: burn}}
+spec:
+  containers:
+  - name: loop
+    image: busybox
+    command: [sh, -c, 'while :; do :; done']
+    resources: {limits: {cpu: 300m, memory: 64Mi}}
+`);
+  const pod = await running(c, 'burn');
+  const [uuid, app] = pod.status.containerStatuses![0]!.containerID!.replace('rkt://', '').split(':');
+  const unit = `stevedore-${uuid!.replace(/-/g, '')}-${app}.service`;
+  const cgroup = (await c.node(['systemctl', 'show', '-p', 'ControlGroup', '--value', unit])).stdout.trim();
+  // the CPU time the kernel counted for the unit's cgroup: cgroup2's cpu.stat (hybrid hosts mount it at unified/)
+  const cpuNs = async () => Number((await c.node(['sh', '-c', `awk '/^usage_usec/ {print $2 * 1000}' $(ls /sys/fs/cgroup/unified${cgroup}/cpu.stat /sys/fs/cgroup${cgroup}/cpu.stat 2>/dev/null | head -1)`])).stdout.trim());
+  const top = await eventually('kubectl top to have a rate for burn (two samples)', async () => {
+    const r = await c.kubectl(['top', 'pod', 'burn', '--no-headers']);
+    return r.code === 0 ? r.stdout : undefined;
+  }, 60_000);
+  assert.match(top, /^burn\s+\d+m\s+\d+Mi\s*$/m, top);
+  const t0 = process.hrtime.bigint();
+  const u0 = await cpuNs();
+  await new Promise((r) => setTimeout(r, 10_000));
+  const u1 = await cpuNs();
+  const measuredMilli = ((u1 - u0) / Number(process.hrtime.bigint() - t0)) * 1000;
+  const shown = Number(/^burn\s+(\d+)m/m.exec(await c.k(['top', 'pod', 'burn', '--no-headers']))![1]);
+  assert.ok(measuredMilli > 50, `the loop ran: ${measuredMilli} m`);
+  assert.ok(Math.abs(shown - measuredMilli) <= 0.2 * measuredMilli, `kubectl top says ${shown}m, the cgroup counted ${measuredMilli.toFixed(0)}m`);
+  const containers = await c.k(['top', 'pod', '-l', 'app=burn', '--containers']);
+  assert.match(containers, /^POD\s+NAME\s+CPU\(cores\)\s+MEMORY\(bytes\)\s*\nburn\s+loop\s+\d+m\s+\d+Mi/m, containers);
+  const nodes = await c.k(['top', 'node']);
+  assert.match(nodes, new RegExp(`^${c.nodeName}\\s+\\d+m\\s+\\d+%\\s+\\d+Mi\\s+\\d+%`, 'm'), nodes);
+  const missing = await c.kubectl(['top', 'pod', 'no-such-pod']);
+  assert.is.not(missing.code, 0);
+  assert.match(missing.stderr, /podmetrics.metrics.k8s.io "default\/no-such-pod" not found/);
+  await c.k(['delete', 'pod', 'burn', '--grace-period=0', '--force']);
+});
+
 e2e('garbage in gets a kubectl-printable error and nothing else changes', async () => {
   const c = getCluster();
   const before = await c.k(['get', 'pods', '-o', 'name']);

@@ -6,6 +6,7 @@ import { argvFor, envFor } from '../runtime-rkt/prepare.js';
 import { terminationOf } from '../runtime-rkt/status.js';
 import { unitNames } from '../stage1/contract.js';
 import { podStatusFor } from '../agent/pod-status.js';
+import { nanoCores, nodeCpuUsageNs, nodeMemory, resourceMetrics, type Summary } from '../agent/stats.js';
 import type { ImageRecord } from '../runtime-rkt/image/types.js';
 import type { PodStatus } from '../runtime-rkt/status.js';
 
@@ -118,6 +119,27 @@ test('pod phase and container states follow Kubernetes rules', () => {
   assert.is(half.phase, 'Running');
   assert.is(half.containerStatuses![1]!.state!.terminated!.exitCode, 3);
   assert.is(half.conditions!.find((c) => c.type === 'Ready')!.status, 'False');
+});
+
+test('stats: rates from two samples, /proc/stat and /proc/meminfo, Prometheus text with escaped labels', () => {
+  assert.is(nanoCores(undefined, { at: 1000, usageNs: 5e9 }), undefined, 'no rate from one sample');
+  assert.is(nanoCores({ at: 1000, usageNs: 1e9 }, { at: 11_000, usageNs: 4e9 }), 300_000_000, '3 s of CPU in 10 s is 0.3 cores');
+  assert.is(nanoCores({ at: 1000, usageNs: 9e9 }, { at: 2000, usageNs: 1e9 }), undefined, 'a counter that went back (a new cgroup) is no rate');
+  assert.is(nodeCpuUsageNs('cpu  100 20 30 1000 50 5 5 0 0 0\ncpu0 1 2 3\n'), 1.6e9, 'user+nice+system+irq+softirq+steal ticks, not idle or iowait');
+  const mem = nodeMemory('MemTotal: 1000 kB\nMemFree: 200 kB\nMemAvailable: 600 kB\nAnonPages: 100 kB\n');
+  assert.equal(mem, { usageBytes: 800 * 1024, workingSetBytes: 400 * 1024, availableBytes: 600 * 1024, rssBytes: 100 * 1024 });
+  const time = '2026-12-04T10:00:00Z';
+  const usage = { time, usageCoreNanoSeconds: 2.5e9, usageNanoCores: 1e8 };
+  const memory = { time, usageBytes: 10, workingSetBytes: 8, rssBytes: 4 };
+  const summary: Summary = {
+    node: { nodeName: 'n', startTime: time, cpu: usage, memory },
+    pods: [{ podRef: { name: 'p"x', namespace: 'ns\\a', uid: 'u' }, containers: [{ name: 'c', startTime: time, cpu: usage, memory }], cpu: usage, memory }],
+  };
+  const text = resourceMetrics(summary);
+  assert.match(text, `container_cpu_usage_seconds_total{container="c",namespace="ns\\\\a",pod="p\\"x"} 2.5 ${Date.parse(time)}`);
+  assert.match(text, /^# TYPE container_memory_working_set_bytes gauge$/m);
+  assert.match(text, /^node_cpu_usage_seconds_total 2\.5 \d+$/m);
+  assert.match(text, /^scrape_error 0$/m);
 });
 
 test.run();
