@@ -25,7 +25,8 @@ export function nodeAffinityMatches(pv: KObj, node: KObj): boolean {
   const terms: KObj[] = pv.spec?.nodeAffinity?.required?.nodeSelectorTerms ?? [];
   if (!terms.length) return true;
   const labels: Record<string, string> = node.metadata?.labels ?? {};
-  return terms.some((t) => (t.matchExpressions ?? []).every((e: KObj) => {
+  // An empty term matches no node (kube's NodeSelectorTerm).
+  return terms.some((t) => ((t.matchExpressions ?? []).length + (t.matchFields ?? []).length > 0) && (t.matchExpressions ?? []).every((e: KObj) => {
     const v = labels[e.key];
     switch (e.operator) {
       case 'In': return v !== undefined && (e.values ?? []).includes(v);
