@@ -89,11 +89,14 @@ spec:
   containers:
   - name: app
     image: busybox
+    securityContext: {readOnlyRootFilesystem: true}
     command: [sh, -c, 'grep " /cache " /proc/mounts | cut -d" " -f3,4; stat -c "%a %g" /cache /disk;
-      if dd if=/dev/zero of=/cache/big bs=1M count=9 2>/dev/null; then echo NO-LIMIT; else echo full-at-limit; fi']
+      if dd if=/dev/zero of=/cache/big bs=1M count=9 2>/dev/null; then echo NO-LIMIT; else echo full-at-limit; fi;
+      touch /disk/ok && echo volume-writable; touch /rootfs-file 2>/dev/null || echo root-read-only']
     volumeMounts: [{name: cache, mountPath: /cache}, {name: disk, mountPath: /disk}]
 `);
-    const [mount, cacheStat, diskStat, limit] = logs.app!.trim().split('\n');
+    const [mount, cacheStat, diskStat, limit, volumeWritable, rootReadOnly] = logs.app!.trim().split('\n');
+    assert.equal([volumeWritable, rootReadOnly], ['volume-writable', 'root-read-only'], 'a volume stays writable under a read-only root filesystem');
     assert.match(mount!, /^tmpfs rw,.*size=8192k/);
     const group = stage1 === 'fly' ? 0 : 2000;
     assert.is(cacheStat, `2777 ${group}`, 'setgid, group fsGroup');
