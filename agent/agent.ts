@@ -12,6 +12,7 @@ import { StatsCollector } from './stats.js';
 import { nodeApiTls } from './tls.js';
 
 const GC_PERIOD_MS = 60_000;
+const VOLUME_REFRESH_MS = 10_000;
 
 /**
  * The node agent: registers the Node, keeps its Lease fresh, syncs pods bound
@@ -54,6 +55,10 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   void sync.watchPods(stop.signal);
   timers.push(setInterval(beat, cfg.heartbeatSeconds * 1000));
   timers.push(setInterval(() => sync.trigger(), cfg.syncPeriodSeconds * 1000));
+  // ConfigMap/Secret edits reach mounted volumes within this period (the node may only `get` them by name); also cleans volumes of pods gone.
+  const refreshVolumes = () => void sync.refreshVolumes().catch((err) => log.warn({ err: String(err) }, 'volume refresh failed'));
+  refreshVolumes();
+  timers.push(setInterval(refreshVolumes, VOLUME_REFRESH_MS));
   timers.push(setInterval(() => void runtime.gc().catch((err) => log.warn({ err: String(err) }, 'runtime gc failed')), GC_PERIOD_MS));
   const watchdog = watchdogIntervalMs();
   if (watchdog) {

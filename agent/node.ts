@@ -5,6 +5,7 @@ import type { Logger } from '../common/log.js';
 import type { AgentConfig } from './config.js';
 import { apiStatus, microTime, patchAs, type KubeClients } from './kube.js';
 import type { ContainerRuntime } from './runtime.js';
+import type { NodeAllocatable } from './downward-api.js';
 import { LOCAL_PATH_ROOT_ANNOTATION, localPathRoot } from './claims.js';
 
 const LEASE_NAMESPACE = 'kube-node-lease';
@@ -17,6 +18,12 @@ async function readTrim(file: string): Promise<string> {
 /** Dates, not strings: client-node serializes typed bodies itself (and calls toISOString on them). */
 function readyCondition(now: Date, since: Date): V1NodeCondition {
   return { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'stevedore agent is posting ready status', lastHeartbeatTime: now, lastTransitionTime: since };
+}
+
+/** What the Node reports allocatable, in numbers (downward API resourceFieldRef limits a container does not set). */
+export async function nodeAllocatable(dataDir: string): Promise<NodeAllocatable> {
+  const disk = await fs.statfs(dataDir).catch(() => undefined);
+  return { cpuMillis: os.cpus().length * 1000, memoryBytes: Math.floor(os.totalmem() / 1024) * 1024, ephemeralStorageBytes: disk ? disk.blocks * disk.bsize : 0 };
 }
 
 /** The Node object as this agent describes its host. */

@@ -13,6 +13,11 @@ import { podStatusFor, sameStatus, type Waiting } from './pod-status.js';
 import type { ContainerRuntime } from './runtime.js';
 import { chooseStage1, hostAccessAsked, hostAccessRefusal, type Stage1Choice, type Stage1Policy } from './stage1-policy.js';
 import { pullSecretsKeyring } from './pull-secrets.js';
+import { resolveEnv, type EnvContext } from './env.js';
+import { podObjects, type PodObjects } from './pod-objects.js';
+import { VolumeManager } from './volumes.js';
+import { VolumeSetupError, type VolumeContext } from './volume-sources.js';
+import { nodeAllocatable } from './node.js';
 import { resolveClaimVolumes } from './claims.js';
 import { FlexVolumes } from './flexvolume.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
@@ -39,6 +44,10 @@ export class PodSync {
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly waiting = new Map<string, Waiting>();
   private readonly backoff = new Map<string, Backoff>();
+  /** Volume refresh failures already reported (pod UID and message). */
+  private readonly volumeErrors = new Set<string>();
+  private refreshing = false;
+  readonly volumes: VolumeManager;
   private passQueued = false;
   private passRunning: Promise<void> | undefined;
   /** Time the last pass succeeded (the watchdog only pings while passes keep succeeding). */
@@ -52,6 +61,7 @@ export class PodSync {
 
   constructor(private readonly kube: KubeClients, private readonly runtime: ContainerRuntime, private readonly cfg: AgentConfig,
     private readonly policy: Stage1Policy, private readonly events: EventRecorder, private readonly log: Logger) {
+    this.volumes = new VolumeManager(cfg.dataDir, log);
     this.flex = new FlexVolumes(kube, cfg.volumePluginDir ?? path.join(cfg.dataDir, 'volume-plugins'), cfg.dataDir, log);
   }
 
@@ -163,6 +173,7 @@ export class PodSync {
     }
     if (choice.raisedBy) this.log.info({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, stage1: choice.stage1, raisedBy: choice.raisedBy }, 'stage1 raised by the node policy');
     if (!(await this.ensureImages(pod))) return;
+    if (!(await this.resolveSources(pod, runtimePod, choice.stage1))) return;
     try {
       const uuid = await this.runtime.runPod(runtimePod, { stage1: choice.stage1 });
       this.waiting.delete(uid);
@@ -233,6 +244,78 @@ export class PodSync {
     return true;
   }
 
+  /**
+   * What the runtime cannot know: configMap, secret, downwardAPI and
+   * projected volumes written on the node and turned into hostPaths
+   * (agent/volumes.ts), and env from ConfigMaps, Secrets, the downward API
+   * and resources resolved into the runtime pod's env (agent/env.ts). A
+   * missing object or key holds the pod (ContainerCreating with FailedMount
+   * for a volume, CreateContainerConfigError for env) and is tried again every
+   * 10 s (the kubelet's pod worker back-off), so the pod starts soon after the
+   * object appears. False when the pod cannot start yet.
+   */
+  private async resolveSources(pod: V1Pod, runtimePod: Pod, stage1: string): Promise<boolean> {
+    const objects = podObjects(this.kube, pod.metadata?.namespace ?? 'default');
+    const onHostNetwork = pod.spec?.hostNetwork === true || stage1 === 'fly';
+    const ctx: EnvContext & VolumeContext = { hostIP: this.cfg.nodeIP, podIPFromRuntime: !onHostNetwork, ...(onHostNetwork ? { podIPs: [this.cfg.nodeIP] } : {}), node: await nodeAllocatable(this.cfg.dataDir) };
+    // Volumes first, as the kubelet mounts them before it makes any container's config.
+    if (VolumeManager.needsVolumes(pod)) {
+      try {
+        await this.volumes.setUp(pod, runtimePod, objects, ctx);
+      } catch (err) {
+        // The kubelet leaves such a pod in ContainerCreating, with a FailedMount event, and tries again.
+        if (!(err instanceof VolumeSetupError)) this.log.error({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, err: (err as Error).stack ?? String(err) }, 'volume set-up failed unexpectedly');
+        this.fail(pod, 'ContainerCreating', (err as Error).message, undefined, 10_000, 'FailedMount');
+        return false;
+      }
+    }
+    try {
+      for (const [i, c] of (pod.spec?.containers ?? []).entries()) {
+        const target = runtimePod.spec.containers[i]!;
+        if (!c.env?.some((e) => e.valueFrom) && !c.envFrom?.length) continue;
+        const { env, warnings } = await resolveEnv(pod, c, objects, ctx);
+        for (const w of warnings) this.events.emit(pod, 'Warning', 'InvalidEnvironmentVariableNames', w);
+        target.env = env;
+        delete target.envFrom;
+      }
+    } catch (err) {
+      const message = err instanceof ContainerConfigError ? err.message : `cannot read the pod's ConfigMaps and Secrets: ${String((err as Error).message ?? err).slice(0, 300)}`;
+      this.fail(pod, 'CreateContainerConfigError', message, undefined, 10_000);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Keep the agent-made volumes of running pods in step with their
+   * ConfigMaps, Secrets and labels (one read per object and pass), and remove
+   * those of pods that are gone (from the API and the runtime).
+   */
+  async refreshVolumes(): Promise<void> {
+    if (this.refreshing) return; // a slow API server: the next tick looks again
+    this.refreshing = true;
+    try {
+      await this.refreshVolumesNow();
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  private async refreshVolumesNow(): Promise<void> {
+    const running = new Map((await this.runtime.listPods()).filter((p) => p.uid).map((p) => [p.uid!, p]));
+    const readers = new Map<string, PodObjects>();
+    const objectsFor = (ns: string) => readers.get(ns) ?? readers.set(ns, podObjects(this.kube, ns)).get(ns)!;
+    const pods = [...this.desired.values()].filter((p) => running.get(p.metadata!.uid!)?.state === 'running' && VolumeManager.needsVolumes(p));
+    const ctx = { hostIP: this.cfg.nodeIP, node: await nodeAllocatable(this.cfg.dataDir) };
+    await this.volumes.refresh(pods, objectsFor, ctx, (pod, message) => {
+      const key = `${pod.metadata!.uid}:${message}`;
+      if (this.volumeErrors.has(key)) return; // one event per distinct failure, not one per pass
+      this.volumeErrors.add(key);
+      this.events.emit(pod, 'Warning', 'FailedMount', message);
+    });
+    await this.volumes.cleanup(new Set([...this.desired.keys(), ...running.keys()]));
+  }
+
   /** Refuse a pod for good (kubelet admission): it turns Failed with the reason, one Warning event, no retries. */
   private reject(pod: V1Pod, reason: string, message: string): void {
     this.waiting.set(pod.metadata!.uid!, { reason, message, rejected: true });
@@ -251,12 +334,12 @@ export class PodSync {
   }
 
   /** Record why a pod cannot start, tell the user with an event, and back off exponentially (1 s … 5 min). */
-  private fail(pod: V1Pod, reason: string, message: string, fieldPath?: string): void {
+  private fail(pod: V1Pod, reason: string, message: string, fieldPath?: string, retryAfterMs?: number, eventReason?: string): void {
     const uid = pod.metadata!.uid!;
     this.waiting.set(uid, { reason, message });
-    const delayMs = Math.min(300_000, (this.backoff.get(uid)?.delayMs ?? 500) * 2);
+    const delayMs = retryAfterMs ?? Math.min(300_000, (this.backoff.get(uid)?.delayMs ?? 500) * 2);
     this.backoff.set(uid, { until: Date.now() + delayMs, delayMs });
-    this.events.emit(pod, 'Warning', reason === 'ImagePullBackOff' ? 'BackOff' : reason.startsWith('CNI') ? reason : 'Failed', message, fieldPath);
+    this.events.emit(pod, 'Warning', eventReason ?? (reason === 'ImagePullBackOff' ? 'BackOff' : reason.startsWith('CNI') ? reason : 'Failed'), message, fieldPath);
     this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod cannot start');
   }
 
@@ -292,6 +375,7 @@ export class PodSync {
 
   private forget(uid: string): void {
     this.desired.delete(uid);
+    for (const key of this.volumeErrors) if (key.startsWith(`${uid}:`)) this.volumeErrors.delete(key);
     this.reported.delete(uid);
     this.reportedFrom.delete(uid);
     this.waiting.delete(uid);

@@ -42,14 +42,16 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     .option('--max-watches <n>', 'open watches in total', '2000')
     .option('--max-watches-per-client <n>', 'open watches per credential', '250')
     .option('--max-watch-timeout <duration>', 'the longest a watch lasts, whatever timeoutSeconds asks', '1h')
+    .option('--horizontal-pod-autoscaler-sync-period <duration>', 'how often each HorizontalPodAutoscaler is evaluated (kube-controller-manager\'s flag)', '15s')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ dataDir: string; port: string; host: string; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string }>();
+  const o = cmd.opts<{ dataDir: string; port: string; host: string; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string }>();
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidInput(`--port ${o.port} is not a port number`, 'use a number between 1 and 65535');
   const cp = await startControlPlane({
     dataDir: path.resolve(o.dataDir), port, host: o.host, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
     eventTtlSeconds: durationSeconds(o.eventTtl, '--event-ttl'),
+    hpaSyncPeriodSeconds: durationSeconds(o.horizontalPodAutoscalerSyncPeriod, '--horizontal-pod-autoscaler-sync-period'),
     maxEventsPerNamespace: positiveInt(o.maxEventsPerNamespace, '--max-events-per-namespace'),
     watchLimits: { maxTotal: positiveInt(o.maxWatches, '--max-watches'), maxPerClient: positiveInt(o.maxWatchesPerClient, '--max-watches-per-client'), maxTimeoutSeconds: durationSeconds(o.maxWatchTimeout, '--max-watch-timeout') },
   });

@@ -23,6 +23,13 @@ interface SummaryDoc {
   pods?: Array<{ podRef?: { name?: string; namespace?: string; uid?: string }; containers?: Array<{ name?: string; cpu?: UsageStats; memory?: UsageStats }> }>;
 }
 
+/** One pod's usage: per container, CPU in nanocores and the memory working set in bytes. */
+export interface PodUsage {
+  pod: KObj;
+  timestamp: string;
+  containers: Array<{ name: string; cpuNanoCores: number; memoryBytes: number }>;
+}
+
 export const metricsDiscovery = {
   group: { name: METRICS_GROUP, versions: [{ groupVersion: GROUP_VERSION, version: METRICS_VERSION }], preferredVersion: { groupVersion: GROUP_VERSION, version: METRICS_VERSION } },
   resources: {
@@ -82,25 +89,36 @@ export class MetricsApi {
     return out;
   }
 
-  private async podMetrics(namespace: string): Promise<KObj[]> {
-    const out: KObj[] = [];
+  /**
+   * The latest usage of each pod the API knows (by uid: a pod deleted and made again under its
+   * name is another pod) that has a rate for every container; `namespace` '' for all.
+   */
+  async podUsage(namespace: string): Promise<PodUsage[]> {
+    const out: PodUsage[] = [];
     for (const { summary } of await this.summaries()) {
       for (const p of summary.pods ?? []) {
         const ns = p.podRef?.namespace ?? '';
         if (namespace && ns !== namespace) continue;
         const pod = this.store.get('pods', ns, p.podRef?.name ?? '');
-        // Only pods the API knows, by uid: a pod deleted and made again under its name is another pod.
         if (!pod || pod.metadata.uid !== p.podRef?.uid) continue;
         const containers = (p.containers ?? []).filter((c) => c.cpu?.usageNanoCores !== undefined && c.memory?.workingSetBytes !== undefined);
         if (!containers.length || containers.length !== (p.containers ?? []).length) continue;
         out.push({
-          metadata: { name: pod.metadata.name, namespace: ns, creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), ...(pod.metadata.labels ? { labels: pod.metadata.labels } : {}) },
-          timestamp: containers[0]!.cpu!.time, window: seconds(this.windowMs),
-          containers: containers.map((c) => ({ name: c.name, usage: { cpu: cpuQuantity(c.cpu!.usageNanoCores!), memory: memoryQuantity(c.memory!.workingSetBytes!) } })),
+          pod,
+          timestamp: containers[0]!.cpu!.time ?? '',
+          containers: containers.map((c) => ({ name: c.name ?? '', cpuNanoCores: c.cpu!.usageNanoCores!, memoryBytes: c.memory!.workingSetBytes! })),
         });
       }
     }
     return out;
+  }
+
+  private async podMetrics(namespace: string): Promise<KObj[]> {
+    return (await this.podUsage(namespace)).map(({ pod, timestamp, containers }) => ({
+      metadata: { name: pod.metadata.name, namespace: pod.metadata.namespace, creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), ...(pod.metadata.labels ? { labels: pod.metadata.labels } : {}) },
+      timestamp, window: seconds(this.windowMs),
+      containers: containers.map((c) => ({ name: c.name, usage: { cpu: cpuQuantity(c.cpuNanoCores), memory: memoryQuantity(c.memoryBytes) } })),
+    }));
   }
 
   /** A GET under /apis/metrics.k8s.io/v1beta1: `resource` nodes|pods, `name` for one object. */

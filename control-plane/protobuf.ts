@@ -10,6 +10,7 @@
  * (clients accept it: they send `Accept: …protobuf, application/json`).
  */
 import { ApiError } from './resources.js';
+import { hpaV1ToV2 } from './kinds/hpa.js';
 import type { KObj } from './store.js';
 
 const MAGIC = Buffer.from([0x6b, 0x38, 0x73, 0x00]); // "k8s\0"
@@ -185,6 +186,10 @@ const cronJobSpec: Message = {
 const cronJob: Message = { name: 'CronJob', fields: { 1: ['metadata', workloadMeta], 2: ['spec', cronJobSpec], 3: ['status', ignoredStatus] } };
 const job: Message = { name: 'Job', fields: { 1: ['metadata', workloadMeta], 2: ['spec', jobSpec], 3: ['status', ignoredStatus] } };
 
+const crossVersionObjectReference: Message = { name: 'CrossVersionObjectReference', fields: { 1: ['kind', 'string'], 2: ['name', 'string'], 3: ['apiVersion', 'string'] } };
+const hpaV1Spec: Message = { name: 'HorizontalPodAutoscalerSpec', fields: { 1: ['scaleTargetRef', crossVersionObjectReference], 2: ['minReplicas', 'int'], 3: ['maxReplicas', 'int'], 4: ['targetCPUUtilizationPercentage', 'int'] } };
+const hpaV1: Message = { name: 'HorizontalPodAutoscaler', fields: { 1: ['metadata', workloadMeta], 2: ['spec', hpaV1Spec], 3: ['status', ignoredStatus] } };
+
 /** A field that carries a value (Go writes empty ones too). */
 const hasValue = (f: Field) => (Buffer.isBuffer(f.value) ? f.value.length > 0 : f.value !== 0n);
 
@@ -255,6 +260,8 @@ const DECODERS: Record<string, (b: Buffer) => KObj> = {
   'apps/v1/Deployment': workload(deployment, 'apps/v1', 'Deployment', ['minReadySeconds']),
   'batch/v1/Job': workload(job, 'batch/v1', 'Job', []),
   'batch/v1/CronJob': workload(cronJob, 'batch/v1', 'CronJob', []),
+  // kubectl autoscale's typed client sends v1; this server keeps v2.
+  'autoscaling/v1/HorizontalPodAutoscaler': (b) => hpaV1ToV2({ apiVersion: 'autoscaling/v1', kind: 'HorizontalPodAutoscaler', ...decodeMessage(b, hpaV1, '') }),
 };
 
 /** A protobuf request body as the JSON object it encodes; 415 for kinds this server cannot decode. */
@@ -270,7 +277,7 @@ export function decodeProtobufBody(buf: Buffer): KObj {
     }
     const decode = DECODERS[`${apiVersion}/${kind}`];
     if (!decode) {
-      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret, ConfigMap and Namespace, apps/v1 Deployment, batch/v1 Job and CronJob, not ${apiVersion}/${kind}; send application/json or application/yaml`);
+      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret, ConfigMap and Namespace, apps/v1 Deployment, batch/v1 Job and CronJob, autoscaling/v1 HorizontalPodAutoscaler, not ${apiVersion}/${kind}; send application/json or application/yaml`);
     }
     return decode(raw);
   } catch (err) {

@@ -26,14 +26,16 @@ import { Scheduler } from './controllers/scheduler.js';
 import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
 import { strategyFor } from './kinds/index.js';
 import { selectorString } from './kinds/workloads.js';
+import { hpaV1ToV2, hpaV2ToV1 } from './kinds/hpa.js';
 import { ReplicaSetController } from './controllers/replicaset.js';
 import { DeploymentController } from './controllers/deployment.js';
 import { JobController } from './controllers/job.js';
 import { CronJobController } from './controllers/cronjob.js';
 import { DaemonSetController } from './controllers/daemonset.js';
+import { StatefulSetController } from './controllers/statefulset.js';
+import { HpaController } from './controllers/hpa.js';
 import { PersistentVolumeController } from './controllers/persistent-volume.js';
 import { LOCAL_PATH_CLASS, LOCAL_PATH_STORAGE_CLASS } from './kinds/storage.js';
-import { StatefulSetController } from './controllers/statefulset.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { authenticate, type UserInfo } from './authn.js';
@@ -57,6 +59,8 @@ export interface ControlPlaneOptions {
   maxEventsPerNamespace?: number;
   /** Open watches in total and per client, and the longest a watch lasts (control-plane/watch-limits.ts). */
   watchLimits?: Partial<WatchLimitOptions>;
+  /** Seconds between evaluations of each HorizontalPodAutoscaler (kube-controller-manager's default 15). */
+  hpaSyncPeriodSeconds?: number;
 }
 
 export interface ControlPlane {
@@ -164,8 +168,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new JobController(store, log, events, client),
     new CronJobController(store, log, events, client),
     new DaemonSetController(store, log, events, client),
-    new PersistentVolumeController(store, log, events, client),
     new StatefulSetController(store, log, events, client),
+    new HpaController(store, log, events, client, (ns) => cp.metrics.podUsage(ns), (opts.hpaSyncPeriodSeconds ?? 15) * 1000),
+    new PersistentVolumeController(store, log, events, client),
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, nodeGraceSeconds),
@@ -221,7 +226,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 class ApiServer {
   private watchers = new Set<() => void>();
 
-  private readonly metrics: MetricsApi;
+  readonly metrics: MetricsApi;
 
   constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits) {
     this.metrics = new MetricsApi(store, nodeClient, log);
@@ -276,6 +281,13 @@ class ApiServer {
         if (!g) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
         return sendJson(res, 200, { kind: 'APIGroup', apiVersion: 'v1', ...g });
       } else throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+      // kubectl autoscale creates autoscaling/v1 HPAs with its typed client; they are converted and kept as v2 (the
+      // one version served), so that create lands on the v2 resource. Reads of v1 are not served.
+      let respondAs: ((obj: KObj) => KObj) | undefined;
+      if (group === 'autoscaling' && version === 'v1' && method === 'POST' && rest.length === 3 && rest[0] === 'namespaces' && rest[2] === 'horizontalpodautoscalers') {
+        version = 'v2';
+        respondAs = hpaV2ToV1; // the typed client decodes the answer as the version it sent
+      }
       if (rest.length === 0) {
         const list = this.resourceList(group, version);
         if (!list) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
@@ -307,7 +319,7 @@ class ApiServer {
       if (rest.length > 3 || (sub && !r.subresources.includes(sub))) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
       const attrs: RequestAttributes = { verb: verbOf(method, name !== undefined, watch), resource: r.name, subresource: sub, group: r.group, namespace: ns, name };
       authorize(user, attrs, this.store);
-      await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch, user, attrs);
+      await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch, user, attrs, respondAs);
     } catch (err) {
       if (err instanceof ApiError) {
         if (!res.headersSent) sendJson(res, err.code, err.toStatus(), err.headers);
@@ -317,7 +329,7 @@ class ApiServer {
     }
   }
 
-  private async dispatch(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string | undefined, sub: string | undefined, watch: boolean, user: UserInfo, attrs: RequestAttributes): Promise<void> {
+  private async dispatch(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string | undefined, sub: string | undefined, watch: boolean, user: UserInfo, attrs: RequestAttributes, respondAs?: (obj: KObj) => KObj): Promise<void> {
     const accept = String(req.headers.accept ?? '');
     const table = /as=Table/.test(accept) && /g=meta\.k8s\.io/.test(accept);
     const include = (q.get('includeObject') ?? 'Metadata') as IncludeObject;
@@ -330,7 +342,7 @@ class ApiServer {
         const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
         admitCreate(user, attrs, body, this.store);
         const { obj, warnings } = this.create(r, ns, body, q, dryRun);
-        return sendJson(res, 201, obj, warnings);
+        return sendJson(res, 201, respondAs ? respondAs(obj) : obj, warnings);
       }
       throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
     }
@@ -600,8 +612,9 @@ class ApiServer {
     if (causes.length) throw invalid(r, String(obj.metadata?.name ?? ''), causes);
   }
 
-  private create(r: ResourceDef, ns: string, body: unknown, q: Query, dryRun: boolean): { obj: KObj; warnings: Record<string, string> } {
-    if (!isObj(body)) throw badRequest(`the request body must be a ${r.kind} object`);
+  private create(r: ResourceDef, ns: string, sent: unknown, q: Query, dryRun: boolean): { obj: KObj; warnings: Record<string, string> } {
+    if (!isObj(sent)) throw badRequest(`the request body must be a ${r.kind} object`);
+    const body = r.kind === 'HorizontalPodAutoscaler' && sent.apiVersion === 'autoscaling/v1' ? hpaV1ToV2(sent) : sent;
     if (body.kind !== undefined && body.kind !== r.kind) throw badRequest(`the API version in the data (${body.apiVersion}) does not match the expected API version (${apiVersionOf(r)}) or kind ${body.kind} is not ${r.kind}`);
     if (body.apiVersion !== undefined && body.apiVersion !== apiVersionOf(r)) throw badRequest(`the API version in the data (${body.apiVersion}) does not match the expected API version (${apiVersionOf(r)})`);
     const warnings = this.checkFields(r, body, q);

@@ -1,3 +1,4 @@
+import { hpaTargets } from './kinds/hpa.js';
 import type { KObj } from './store.js';
 import { selectorString } from './kinds/workloads.js';
 import { accessModesShort, DEFAULT_CLASS_ANNOTATION } from './kinds/storage.js';
@@ -186,6 +187,10 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
   jobs: {
     columns: [NAME, col('Status'), col('Completions'), col('Duration'), AGE, ...workloadWide],
     cells: (j) => [j.metadata.name, jobStatus(j), jobCompletions(j), jobDuration(j), since(j.metadata.creationTimestamp), ...workloadWideCells(j)],
+  },
+  horizontalpodautoscalers: {
+    columns: [NAME, col('Reference'), col('Targets'), col('MinPods', 0, 'integer'), col('MaxPods', 0, 'integer'), col('Replicas', 0, 'integer'), AGE],
+    cells: (h) => [h.metadata.name, `${h.spec?.scaleTargetRef?.kind}/${h.spec?.scaleTargetRef?.name}`, hpaTargets(h), h.spec?.minReplicas ?? 1, h.spec?.maxReplicas ?? 0, h.status?.currentReplicas ?? 0, since(h.metadata.creationTimestamp)],
   },
   statefulsets: {
     columns: [NAME, col('Ready'), AGE, col('Containers', 1), col('Images', 1)],

@@ -1,6 +1,6 @@
 import { parseAllDocuments } from 'yaml';
 import { InvalidInput } from '../common/errors.js';
-import { cpuMillis, memoryBytes } from '../common/quantity.js';
+import { cpuMillis, memoryBytes, parseQuantity } from '../common/quantity.js';
 import { POD_FIELD_TABLES, refusedFields, type TableId } from './pod-fields.js';
 
 /**
@@ -13,7 +13,34 @@ import { POD_FIELD_TABLES, refusedFields, type TableId } from './pod-fields.js';
  * `kubectl --validate=strict` would say); the agent reads API objects
  * leniently there (the API server adds metadata the runtime has no use for).
  */
-export interface EnvVar { name: string; value?: string }
+export interface ObjectFieldSelector { fieldPath: string; apiVersion?: string }
+export interface ResourceFieldSelector { resource: string; containerName?: string; divisor?: string | number }
+export interface KeySelector { name: string; key: string; optional?: boolean }
+export interface EnvVarSource {
+  fieldRef?: ObjectFieldSelector;
+  resourceFieldRef?: ResourceFieldSelector;
+  configMapKeyRef?: KeySelector;
+  secretKeyRef?: KeySelector;
+}
+/**
+ * `value` is expanded (`$(VAR)`, kubelet rules) by the runtime; `valueFrom`
+ * reaching the runtime may only be `fieldRef` status.podIP/status.podIPs,
+ * which the runtime fills once the pod network is up. The agent resolves every
+ * other source (ConfigMaps, Secrets, the rest of the downward API, resources)
+ * into `value`s with `$` escaped (agent/env.ts), and flattens envFrom.
+ */
+export interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: EnvVarSource;
+  /**
+   * Set by the agent on a value it read from a Secret: the runtime keeps it
+   * (and whatever `$(VAR)` expands it into) out of pod.json, which the
+   * api-service serves (runtime-rkt/README.md, *Env*). Not a Kubernetes field.
+   */
+  fromSecret?: boolean;
+}
+export interface EnvFromSource { prefix?: string; configMapRef?: { name: string; optional?: boolean }; secretRef?: { name: string; optional?: boolean } }
 export interface ContainerPort { name?: string; containerPort: number; hostPort?: number; hostIP?: string; protocol?: 'TCP' | 'UDP' | 'SCTP' }
 export interface ResourceList { cpu?: string | number; memory?: string | number; [name: string]: string | number | undefined }
 export interface ContainerSpec {
@@ -22,6 +49,7 @@ export interface ContainerSpec {
   command?: string[];
   args?: string[];
   env?: EnvVar[];
+  envFrom?: EnvFromSource[];
   workingDir?: string;
   ports?: ContainerPort[];
   resources?: { limits?: ResourceList; requests?: ResourceList };
@@ -109,10 +137,10 @@ export const MAX_ANNOTATIONS_BYTES = 256 * 1024;
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+export const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 
 type Kind = 'string' | 'number' | 'boolean' | 'object' | 'array';
-interface Walker { strict: boolean; errors: string[] }
+export interface Walker { strict: boolean; errors: string[] }
 
 function kindOf(v: unknown): Kind | 'null' {
   if (v === null) return 'null';
@@ -283,7 +311,11 @@ function checkContainer(w: Walker, c: unknown, path: string, volumeNames: Readon
       fieldsOf(w, ev, p, 'envVar');
       if (typeof ev.name !== 'string' || !ENV_NAME.test(ev.name)) w.errors.push(`${p}.name: Invalid value: ${JSON.stringify(ev.name)}: a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit`);
       if (ev.value !== undefined && typeof ev.value !== 'string') w.errors.push(`${p}.value: expected string, got ${kindOf(ev.value)}`);
+      if (ev.valueFrom !== undefined) checkEnvVarSource(w, ev.valueFrom, `${p}.valueFrom`, typeof ev.value === 'string' && ev.value !== '');
     });
+  }
+  if (expect(w, o.envFrom, 'array', `${path}.envFrom`)) {
+    (o.envFrom as unknown[]).forEach((e, i) => checkEnvFromSource(w, e, `${path}.envFrom[${i}]`));
   }
   if (expect(w, o.ports, 'array', `${path}.ports`)) {
     (o.ports as unknown[]).forEach((pt, i) => {
@@ -410,8 +442,185 @@ function checkVolumes(w: Walker, volumes: unknown[]): Set<string> {
       if (typeof pvc.claimName !== 'string' || pvc.claimName === '') w.errors.push(`${p}.persistentVolumeClaim.claimName: Required value`);
       bool(w, pvc.readOnly, `${p}.persistentVolumeClaim.readOnly`);
     }
+    checkAgentVolume(w, vol, p);
   });
   return names;
+}
+
+/** A file mode of a volume (defaultMode, items[].mode): 0–0777, as the API server allows. */
+function fileMode(w: Walker, v: unknown, path: string): void {
+  if (v !== undefined && (!Number.isInteger(v) || (v as number) < 0 || (v as number) > 0o777)) w.errors.push(`${path}: Invalid value: ${JSON.stringify(v)}: must be a number between 0 and 0777 (octal), both inclusive`);
+}
+
+/** A file path inside a volume (items[].path): relative, no `..` element, not starting with `..` (the kubelet's AtomicWriter rules). */
+function itemPath(w: Walker, v: unknown, path: string): void {
+  if (typeof v !== 'string' || v === '') { w.errors.push(`${path}: Required value`); return; }
+  const problem = localDescendingPathProblem(v) ?? (v.startsWith('..') ? "must not start with '..'" : undefined);
+  if (problem) w.errors.push(`${path}: Invalid value: ${JSON.stringify(v)}: ${problem}`);
+}
+
+function checkKeyToPaths(w: Walker, v: unknown, path: string): void {
+  if (!expect(w, v, 'array', path)) return;
+  (v as unknown[]).forEach((item, i) => {
+    const p = `${path}[${i}]`;
+    if (!expect(w, item, 'object', p)) return;
+    const kp = item as Record<string, unknown>;
+    fieldsOf(w, kp, p, 'keyToPath');
+    if (typeof kp.key !== 'string' || kp.key === '') w.errors.push(`${p}.key: Required value`);
+    itemPath(w, kp.path, `${p}.path`);
+    fileMode(w, kp.mode, `${p}.mode`);
+  });
+}
+
+/** The downward API fields a volume may hold (the API server's list: no spec or status fields). */
+const volumeFieldPath = (p: string) => ['metadata.name', 'metadata.namespace', 'metadata.uid', 'metadata.labels', 'metadata.annotations'].includes(p) || SUBSCRIPTED_FIELD_PATH.test(p);
+
+function checkDownwardItems(w: Walker, v: unknown, path: string): void {
+  if (!expect(w, v, 'array', path)) return;
+  (v as unknown[]).forEach((item, i) => {
+    const p = `${path}[${i}]`;
+    if (!expect(w, item, 'object', p)) return;
+    const f = item as Record<string, unknown>;
+    fieldsOf(w, f, p, 'downwardAPIVolumeFile');
+    itemPath(w, f.path, `${p}.path`);
+    fileMode(w, f.mode, `${p}.mode`);
+    const set = ['fieldRef', 'resourceFieldRef'].filter((k) => f[k] !== undefined && f[k] !== null);
+    if (set.length !== 1) w.errors.push(`${p}: Invalid value: must specify one of: \`fieldRef\` or \`resourceFieldRef\``);
+    if (f.fieldRef !== undefined) checkFieldRef(w, f.fieldRef, `${p}.fieldRef`, volumeFieldPath);
+    if (f.resourceFieldRef !== undefined) checkResourceFieldRef(w, f.resourceFieldRef, `${p}.resourceFieldRef`, true);
+  });
+}
+
+/** configMap, secret, downwardAPI and projected volumes (the agent writes them; agent/volume-sources.ts). */
+function checkAgentVolume(w: Walker, vol: Record<string, unknown>, p: string): void {
+  if (vol.configMap !== undefined && expect(w, vol.configMap, 'object', `${p}.configMap`)) {
+    const cm = vol.configMap as Record<string, unknown>;
+    fieldsOf(w, cm, `${p}.configMap`, 'configMapVolumeSource');
+    if (typeof cm.name !== 'string' || cm.name === '') w.errors.push(`${p}.configMap.name: Required value`);
+    fileMode(w, cm.defaultMode, `${p}.configMap.defaultMode`);
+    checkKeyToPaths(w, cm.items, `${p}.configMap.items`);
+    bool(w, cm.optional, `${p}.configMap.optional`);
+  }
+  if (vol.secret !== undefined && expect(w, vol.secret, 'object', `${p}.secret`)) {
+    const sec = vol.secret as Record<string, unknown>;
+    fieldsOf(w, sec, `${p}.secret`, 'secretVolumeSource');
+    if (typeof sec.secretName !== 'string' || sec.secretName === '') w.errors.push(`${p}.secret.secretName: Required value`);
+    fileMode(w, sec.defaultMode, `${p}.secret.defaultMode`);
+    checkKeyToPaths(w, sec.items, `${p}.secret.items`);
+    bool(w, sec.optional, `${p}.secret.optional`);
+  }
+  if (vol.downwardAPI !== undefined && expect(w, vol.downwardAPI, 'object', `${p}.downwardAPI`)) {
+    const dw = vol.downwardAPI as Record<string, unknown>;
+    fieldsOf(w, dw, `${p}.downwardAPI`, 'downwardAPIVolumeSource');
+    fileMode(w, dw.defaultMode, `${p}.downwardAPI.defaultMode`);
+    checkDownwardItems(w, dw.items, `${p}.downwardAPI.items`);
+  }
+  if (vol.projected !== undefined && expect(w, vol.projected, 'object', `${p}.projected`)) {
+    const pr = vol.projected as Record<string, unknown>;
+    fieldsOf(w, pr, `${p}.projected`, 'projectedVolumeSource');
+    fileMode(w, pr.defaultMode, `${p}.projected.defaultMode`);
+    if (expect(w, pr.sources, 'array', `${p}.projected.sources`)) {
+      (pr.sources as unknown[]).forEach((src, i) => {
+        const sp = `${p}.projected.sources[${i}]`;
+        if (!expect(w, src, 'object', sp)) return;
+        const so = src as Record<string, unknown>;
+        fieldsOf(w, so, sp, 'volumeProjection');
+        const set = ['configMap', 'secret', 'downwardAPI', 'serviceAccountToken', 'clusterTrustBundle'].filter((k) => so[k] !== undefined && so[k] !== null);
+        if (set.length !== 1) w.errors.push(`${sp}: Invalid value: must specify exactly one of: \`configMap\`, \`secret\`, \`downwardAPI\`, \`serviceAccountToken\` or \`clusterTrustBundle\``);
+        for (const [key, table] of [['configMap', 'configMapProjection'], ['secret', 'secretProjection']] as const) {
+          if (so[key] === undefined || !expect(w, so[key], 'object', `${sp}.${key}`)) continue;
+          const ref = so[key] as Record<string, unknown>;
+          fieldsOf(w, ref, `${sp}.${key}`, table);
+          if (typeof ref.name !== 'string' || ref.name === '') w.errors.push(`${sp}.${key}.name: Required value`);
+          checkKeyToPaths(w, ref.items, `${sp}.${key}.items`);
+          bool(w, ref.optional, `${sp}.${key}.optional`);
+        }
+        if (so.downwardAPI !== undefined && expect(w, so.downwardAPI, 'object', `${sp}.downwardAPI`)) {
+          fieldsOf(w, so.downwardAPI as Record<string, unknown>, `${sp}.downwardAPI`, 'downwardAPIProjection');
+          checkDownwardItems(w, (so.downwardAPI as Record<string, unknown>).items, `${sp}.downwardAPI.items`);
+        }
+      });
+    }
+  }
+}
+
+/** The downward API fields a container's env may read (the API server's list). */
+export const ENV_FIELD_PATHS = ['metadata.name', 'metadata.namespace', 'metadata.uid', 'spec.nodeName', 'spec.serviceAccountName', 'status.hostIP', 'status.hostIPs', 'status.podIP', 'status.podIPs'];
+/** `metadata.labels['k']`, `metadata.annotations['k']` (a subscript, as the API server allows them in env). */
+export const SUBSCRIPTED_FIELD_PATH = /^metadata\.(labels|annotations)\['(.*)'\]$/;
+export const RESOURCE_FIELD_RESOURCES = ['limits.cpu', 'limits.memory', 'limits.ephemeral-storage', 'requests.cpu', 'requests.memory', 'requests.ephemeral-storage'];
+const CONFIG_KEY = /^[-._a-zA-Z0-9]+$/;
+
+function checkKeySelector(w: Walker, v: unknown, path: string): void {
+  if (!expect(w, v, 'object', path)) return;
+  const ks = v as Record<string, unknown>;
+  fieldsOf(w, ks, path, 'keySelector');
+  if (typeof ks.name !== 'string' || ks.name === '') w.errors.push(`${path}.name: Required value`);
+  if (typeof ks.key !== 'string' || ks.key === '') w.errors.push(`${path}.key: Required value`);
+  else if (!CONFIG_KEY.test(ks.key) || ks.key.length > 253) w.errors.push(`${path}.key: Invalid value: ${JSON.stringify(ks.key)}: a valid config key must consist of alphanumeric characters, '-', '_' or '.'`);
+  bool(w, ks.optional, `${path}.optional`);
+}
+
+/** One field selector of the downward API, against the paths `allowed` (env and volumes allow different ones). */
+export function checkFieldRef(w: Walker, v: unknown, path: string, allowed: (fieldPath: string) => boolean): void {
+  if (!expect(w, v, 'object', path)) return;
+  const fr = v as Record<string, unknown>;
+  fieldsOf(w, fr, path, 'objectFieldSelector');
+  if (fr.apiVersion !== undefined && fr.apiVersion !== 'v1') w.errors.push(`${path}.apiVersion: Unsupported value: ${JSON.stringify(fr.apiVersion)}: supported values: "v1"`);
+  if (typeof fr.fieldPath !== 'string' || fr.fieldPath === '') w.errors.push(`${path}.fieldPath: Required value`);
+  else if (!allowed(fr.fieldPath)) w.errors.push(`${path}.fieldPath: Unsupported value: ${JSON.stringify(fr.fieldPath)}`);
+}
+
+export function checkResourceFieldRef(w: Walker, v: unknown, path: string, containerNameRequired: boolean): void {
+  if (!expect(w, v, 'object', path)) return;
+  const rf = v as Record<string, unknown>;
+  fieldsOf(w, rf, path, 'resourceFieldSelector');
+  if (containerNameRequired && (typeof rf.containerName !== 'string' || rf.containerName === '')) w.errors.push(`${path}.containerName: Required value`);
+  else if (rf.containerName !== undefined && typeof rf.containerName !== 'string') w.errors.push(`${path}.containerName: expected string, got ${kindOf(rf.containerName)}`);
+  if (typeof rf.resource !== 'string' || rf.resource === '') w.errors.push(`${path}.resource: Required value`);
+  else if (!RESOURCE_FIELD_RESOURCES.includes(rf.resource)) w.errors.push(`${path}.resource: Unsupported value: ${JSON.stringify(rf.resource)}: supported values: ${RESOURCE_FIELD_RESOURCES.map((r) => `"${r}"`).join(', ')}`);
+  if (rf.divisor !== undefined) {
+    if (typeof rf.divisor !== 'string' && typeof rf.divisor !== 'number') w.errors.push(`${path}.divisor: expected a quantity, got ${kindOf(rf.divisor)}`);
+    else {
+      try {
+        if (parseQuantity(rf.divisor, `${path}.divisor`) <= 0) w.errors.push(`${path}.divisor: must be greater than zero`);
+      } catch (err) {
+        w.errors.push((err as Error).message);
+      }
+    }
+  }
+}
+
+const envFieldPath = (p: string) => ENV_FIELD_PATHS.includes(p) || SUBSCRIPTED_FIELD_PATH.test(p);
+
+function checkEnvVarSource(w: Walker, v: unknown, path: string, hasValue: boolean): void {
+  if (!expect(w, v, 'object', path)) return;
+  const src = v as Record<string, unknown>;
+  fieldsOf(w, src, path, 'envVarSource');
+  if (hasValue) w.errors.push(`${path}: Invalid value: may not be specified when \`value\` is not empty`);
+  const set = ['fieldRef', 'resourceFieldRef', 'configMapKeyRef', 'secretKeyRef'].filter((k) => src[k] !== undefined && src[k] !== null);
+  if (set.length !== 1) w.errors.push(`${path}: Invalid value: must specify one of: \`fieldRef\`, \`resourceFieldRef\`, \`configMapKeyRef\` or \`secretKeyRef\``);
+  if (src.fieldRef !== undefined) checkFieldRef(w, src.fieldRef, `${path}.fieldRef`, envFieldPath);
+  if (src.resourceFieldRef !== undefined) checkResourceFieldRef(w, src.resourceFieldRef, `${path}.resourceFieldRef`, false);
+  if (src.configMapKeyRef !== undefined) checkKeySelector(w, src.configMapKeyRef, `${path}.configMapKeyRef`);
+  if (src.secretKeyRef !== undefined) checkKeySelector(w, src.secretKeyRef, `${path}.secretKeyRef`);
+}
+
+function checkEnvFromSource(w: Walker, v: unknown, path: string): void {
+  if (!expect(w, v, 'object', path)) return;
+  const src = v as Record<string, unknown>;
+  fieldsOf(w, src, path, 'envFromSource');
+  if (src.prefix !== undefined && (typeof src.prefix !== 'string' || (src.prefix !== '' && !ENV_NAME.test(src.prefix)))) w.errors.push(`${path}.prefix: Invalid value: ${JSON.stringify(src.prefix)}: a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit`);
+  const set = ['configMapRef', 'secretRef'].filter((k) => src[k] !== undefined && src[k] !== null);
+  if (set.length !== 1) w.errors.push(`${path}: Invalid value: must specify one of: \`configMapRef\` or \`secretRef\``);
+  for (const key of set) {
+    const p = `${path}.${key}`;
+    if (!expect(w, src[key], 'object', p)) continue;
+    const ref = src[key] as Record<string, unknown>;
+    fieldsOf(w, ref, p, 'envSourceRef');
+    if (typeof ref.name !== 'string' || ref.name === '') w.errors.push(`${p}.name: Required value`);
+    bool(w, ref.optional, `${p}.optional`);
+  }
 }
 
 /**

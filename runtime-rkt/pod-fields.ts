@@ -35,7 +35,10 @@ export interface Field {
 export type TableId =
   | 'podSpec' | 'container' | 'resources' | 'envVar' | 'containerPort' | 'securityContext' | 'podSecurityContext'
   | 'capabilities' | 'seccompProfile' | 'sysctl' | 'dnsConfig' | 'dnsConfigOption' | 'hostAlias' | 'localObjectReference' | 'podOS'
-  | 'volume' | 'emptyDirVolumeSource' | 'hostPathVolumeSource' | 'pvcVolumeSource' | 'flexVolumeSource' | 'volumeMount';
+  | 'envVarSource' | 'objectFieldSelector' | 'resourceFieldSelector' | 'keySelector' | 'envFromSource' | 'envSourceRef'
+  | 'volume' | 'emptyDirVolumeSource' | 'hostPathVolumeSource' | 'pvcVolumeSource' | 'flexVolumeSource' | 'volumeMount'
+  | 'configMapVolumeSource' | 'secretVolumeSource' | 'keyToPath' | 'downwardAPIVolumeSource' | 'downwardAPIVolumeFile'
+  | 'projectedVolumeSource' | 'volumeProjection' | 'configMapProjection' | 'secretProjection' | 'downwardAPIProjection';
 
 export interface FieldTable {
   title: string;
@@ -118,7 +121,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       args: honour('replaces the image\'s Cmd'),
       command: honour('replaces the image\'s Entrypoint'),
       env: honour('the app\'s environment, over the image\'s', 'envVar'),
-      envFrom: refuse('environment from ConfigMaps and Secrets is not read', { issue: 14 }),
+      envFrom: honour('every key of a ConfigMap or Secret (read by the agent when the container starts), env on top; keys that are not valid variable names are skipped with an InvalidEnvironmentVariableNames event', 'envFromSource'),
       image: honour('pulled per imagePullPolicy, run as the app\'s root filesystem'),
       imagePullPolicy: honour('Always, IfNotPresent, Never, with Kubernetes\' defaults'),
       lifecycle: refuse('postStart and preStop hooks are not run', { issue: 14 }),
@@ -157,8 +160,61 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
     paths: ['spec.containers[].env[]'],
     fields: {
       name: honour('the variable\'s name (Kubernetes\' character set)'),
-      value: honour('its value'),
-      valueFrom: refuse('values from the downward API, ConfigMaps and Secrets are not read; set value instead', { issue: 14 }),
+      value: honour('its value, with `$(VAR)` references to variables defined before it expanded as the kubelet does (`$$` escapes)'),
+      valueFrom: honour('the downward API, a container\'s resources, a ConfigMap or Secret key (read by the agent when the container starts; status.podIP by the runtime once the pod network is up)', 'envVarSource'),
+    },
+  },
+  envVarSource: {
+    title: 'EnvVarSource',
+    paths: ['spec.containers[].env[].valueFrom'],
+    fields: {
+      configMapKeyRef: honour('a key of a ConfigMap of the pod\'s namespace; missing and not optional: CreateContainerConfigError until it exists', 'keySelector'),
+      fieldRef: honour('metadata.name/namespace/uid, metadata.labels[\'k\']/annotations[\'k\'], spec.nodeName, spec.serviceAccountName, status.hostIP(s), status.podIP(s)', 'objectFieldSelector'),
+      resourceFieldRef: honour('limits/requests of cpu, memory or ephemeral-storage divided by divisor and rounded up; unset limits are the node\'s allocatable', 'resourceFieldSelector'),
+      secretKeyRef: honour('a key of a Secret of the pod\'s namespace; missing and not optional: CreateContainerConfigError until it exists', 'keySelector'),
+    },
+  },
+  objectFieldSelector: {
+    title: 'ObjectFieldSelector',
+    paths: ['spec.containers[].env[].valueFrom.fieldRef', 'spec.volumes[].downwardAPI.items[].fieldRef', 'spec.volumes[].projected.sources[].downwardAPI.items[].fieldRef'],
+    fields: {
+      apiVersion: honour('only v1'),
+      fieldPath: honour('the pod field to read'),
+    },
+  },
+  resourceFieldSelector: {
+    title: 'ResourceFieldSelector',
+    paths: ['spec.containers[].env[].valueFrom.resourceFieldRef', 'spec.volumes[].downwardAPI.items[].resourceFieldRef', 'spec.volumes[].projected.sources[].downwardAPI.items[].resourceFieldRef'],
+    fields: {
+      containerName: honour('whose resources (default: this container)'),
+      divisor: honour('the unit of the value (default 1)'),
+      resource: honour('limits.cpu, limits.memory, limits.ephemeral-storage, requests.cpu, requests.memory, requests.ephemeral-storage'),
+    },
+  },
+  keySelector: {
+    title: 'ConfigMapKeySelector, SecretKeySelector',
+    paths: ['spec.containers[].env[].valueFrom.configMapKeyRef', 'spec.containers[].env[].valueFrom.secretKeyRef'],
+    fields: {
+      key: honour('the key'),
+      name: honour('the object, in the pod\'s namespace'),
+      optional: honour('a missing object or key leaves the variable unset instead of failing the container'),
+    },
+  },
+  envFromSource: {
+    title: 'EnvFromSource',
+    paths: ['spec.containers[].envFrom[]'],
+    fields: {
+      configMapRef: honour('every key of a ConfigMap', 'envSourceRef'),
+      prefix: honour('prepended to every key'),
+      secretRef: honour('every key of a Secret', 'envSourceRef'),
+    },
+  },
+  envSourceRef: {
+    title: 'ConfigMapEnvSource, SecretEnvSource',
+    paths: ['spec.containers[].envFrom[].configMapRef', 'spec.containers[].envFrom[].secretRef'],
+    fields: {
+      name: honour('the object, in the pod\'s namespace'),
+      optional: honour('a missing object adds nothing instead of failing the container'),
     },
   },
   containerPort: {
@@ -273,10 +329,10 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       emptyDir: honour('a directory of the pod, on the node\'s disk or a tmpfs (medium: Memory), removed with the pod', 'emptyDirVolumeSource'),
       hostPath: honour('a path of the node, checked by type as the kubelet checks it; only where the node\'s stage1 policy opens `hostPath` (it is root-equivalent access to the node)', 'hostPathVolumeSource'),
       persistentVolumeClaim: honour('the agent binds the claim\'s PersistentVolume (a node-local directory) into the pod; `stevedore pod run` has no API to read claims, so it refuses them', 'pvcVolumeSource'),
-      configMap: refuse('configMap volumes are not materialised', { issue: 14 }),
-      secret: refuse('secret volumes are not materialised', { issue: 14 }),
-      downwardAPI: refuse('downwardAPI volumes are not materialised', { issue: 14 }),
-      projected: refuse('projected volumes are not materialised', { issue: 14 }),
+      configMap: honour('a ConfigMap\'s keys as files, written by the agent under its data dir (the `..data` swap, as the kubelet writes them), mounted read-only, updated in place when the object changes', 'configMapVolumeSource'),
+      secret: honour('a Secret\'s keys as files on a tmpfs, written by the agent under its data dir (the `..data` swap, as the kubelet writes them), mounted read-only, updated in place when the object changes', 'secretVolumeSource'),
+      downwardAPI: honour('pod fields and container resources as files, written by the agent under its data dir (the `..data` swap, as the kubelet writes them), mounted read-only, updated in place when the object changes (labels, annotations)', 'downwardAPIVolumeSource'),
+      projected: honour('ConfigMaps, Secrets and downward API fields in one directory (on a tmpfs when it holds Secrets), written by the agent under its data dir (the `..data` swap, as the kubelet writes them), mounted read-only, updated in place when the object changes', 'projectedVolumeSource'),
       flexVolume: honour('the agent runs the FlexVolume driver (init, mount, unmount under its --volume-plugin-dir) and binds the mounted directory into the pod; `stevedore pod run` runs no drivers, so it refuses them', 'flexVolumeSource'),
       awsElasticBlockStore: refuse(NO_VOLUME_PLUGIN),
       azureDisk: refuse(NO_VOLUME_PLUGIN),
@@ -300,6 +356,97 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       scaleIO: refuse(NO_VOLUME_PLUGIN),
       storageos: refuse(NO_VOLUME_PLUGIN),
       vsphereVolume: refuse(NO_VOLUME_PLUGIN),
+    },
+  },
+  configMapVolumeSource: {
+    title: 'ConfigMapVolumeSource',
+    paths: ['spec.volumes[].configMap'],
+    fields: {
+      defaultMode: honour('the files\' mode (default 0644)'),
+      items: honour('only these keys, at these paths; a listed key that is missing fails the volume unless optional', 'keyToPath'),
+      name: honour('a ConfigMap of the pod\'s namespace; missing and not optional: the pod waits in ContainerCreating (FailedMount) until it exists'),
+      optional: honour('a missing ConfigMap gives an empty volume'),
+    },
+  },
+  secretVolumeSource: {
+    title: 'SecretVolumeSource',
+    paths: ['spec.volumes[].secret'],
+    fields: {
+      defaultMode: honour('the files\' mode (default 0644)'),
+      items: honour('only these keys, at these paths; a listed key that is missing fails the volume unless optional', 'keyToPath'),
+      optional: honour('a missing Secret gives an empty volume'),
+      secretName: honour('a Secret of the pod\'s namespace; missing and not optional: the pod waits in ContainerCreating (FailedMount) until it exists'),
+    },
+  },
+  keyToPath: {
+    title: 'KeyToPath',
+    paths: ['spec.volumes[].configMap.items[]', 'spec.volumes[].secret.items[]', 'spec.volumes[].projected.sources[].configMap.items[]', 'spec.volumes[].projected.sources[].secret.items[]'],
+    fields: {
+      key: honour('the key'),
+      mode: honour('this file\'s mode (over defaultMode)'),
+      path: honour('the file\'s relative path in the volume (no `..`)'),
+    },
+  },
+  downwardAPIVolumeSource: {
+    title: 'DownwardAPIVolumeSource',
+    paths: ['spec.volumes[].downwardAPI'],
+    fields: {
+      defaultMode: honour('the files\' mode (default 0644)'),
+      items: honour('one file per field', 'downwardAPIVolumeFile'),
+    },
+  },
+  downwardAPIVolumeFile: {
+    title: 'DownwardAPIVolumeFile',
+    paths: ['spec.volumes[].downwardAPI.items[]', 'spec.volumes[].projected.sources[].downwardAPI.items[]'],
+    fields: {
+      fieldRef: honour('metadata.name/namespace/uid, metadata.labels and metadata.annotations (whole, as sorted key="value" lines, or one [\'k\'])', 'objectFieldSelector'),
+      mode: honour('this file\'s mode (over defaultMode)'),
+      path: honour('the file\'s relative path in the volume (no `..`)'),
+      resourceFieldRef: honour('a container\'s limits/requests (containerName required), as in env', 'resourceFieldSelector'),
+    },
+  },
+  projectedVolumeSource: {
+    title: 'ProjectedVolumeSource',
+    paths: ['spec.volumes[].projected'],
+    fields: {
+      defaultMode: honour('the files\' mode (default 0644)'),
+      sources: honour('merged into one directory, in order', 'volumeProjection'),
+    },
+  },
+  volumeProjection: {
+    title: 'VolumeProjection',
+    paths: ['spec.volumes[].projected.sources[]'],
+    fields: {
+      clusterTrustBundle: refuse('ClusterTrustBundles do not exist in this cluster'),
+      configMap: honour('as a configMap volume', 'configMapProjection'),
+      downwardAPI: honour('as a downwardAPI volume', 'downwardAPIProjection'),
+      secret: honour('as a secret volume', 'secretProjection'),
+      serviceAccountToken: refuse('this cluster issues no service account tokens yet, so there is no token to project'),
+    },
+  },
+  configMapProjection: {
+    title: 'ConfigMapProjection',
+    paths: ['spec.volumes[].projected.sources[].configMap'],
+    fields: {
+      items: honour('only these keys, at these paths; a listed key that is missing fails the volume unless optional', 'keyToPath'),
+      name: honour('a ConfigMap of the pod\'s namespace'),
+      optional: honour('a missing ConfigMap adds nothing'),
+    },
+  },
+  secretProjection: {
+    title: 'SecretProjection',
+    paths: ['spec.volumes[].projected.sources[].secret'],
+    fields: {
+      items: honour('only these keys, at these paths; a listed key that is missing fails the volume unless optional', 'keyToPath'),
+      name: honour('a Secret of the pod\'s namespace'),
+      optional: honour('a missing Secret adds nothing'),
+    },
+  },
+  downwardAPIProjection: {
+    title: 'DownwardAPIProjection',
+    paths: ['spec.volumes[].projected.sources[].downwardAPI'],
+    fields: {
+      items: honour('one file per field', 'downwardAPIVolumeFile'),
     },
   },
   emptyDirVolumeSource: {

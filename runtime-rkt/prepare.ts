@@ -10,6 +10,7 @@ import { restartPolicyOf, type ContainerSpec, type Pod, type ResourceList } from
 import { findExecutable, readFileInRoot, resolveInRoot, resolveUser } from './rootfs.js';
 import { checkLocalhostProfile, nodeCapabilities, podRefOf, resolveSecurity, resolveSysctls } from './security.js';
 import { podResolvConfText } from './network.js';
+import { expandCommand, podEnv, REDACTED, secretTaint } from './env.js';
 import { preparePodVolumes } from './volumes.js';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -21,14 +22,21 @@ function limitsOf(list: ResourceList | undefined, where: string): AppLimits {
   return out;
 }
 
-/** Kubernetes' rules: command replaces the image's Entrypoint, args replaces its Cmd; a command alone drops Cmd. */
-export function argvFor(c: ContainerSpec, image: ImageRecord): string[] {
-  if (c.command?.length) return [...c.command, ...(c.args ?? [])];
-  return [...(image.config.Entrypoint ?? []), ...(c.args ?? image.config.Cmd ?? [])];
+/**
+ * Kubernetes' rules: command replaces the image's Entrypoint, args replaces its Cmd; a command alone drops Cmd.
+ * The pod's command and args have `$(VAR)` expanded against the pod's env (runtime-rkt/env.ts); the image's never.
+ */
+export function argvFor(c: ContainerSpec, image: ImageRecord, env: Map<string, string> = podEnv(c, [])): string[] {
+  const { command, args } = expandCommand(c, env);
+  if (command?.length) return [...command, ...(args ?? [])];
+  return [...(image.config.Entrypoint ?? []), ...(args ?? image.config.Cmd ?? [])];
 }
 
-/** The image's Env first, the pod's env on top (same name: the pod wins, keeping the image's order). */
-export function envFor(c: ContainerSpec, image: ImageRecord, hostname: string): Array<[string, string]> {
+/**
+ * The image's Env first, the pod's env on top (same name: the pod wins, keeping the image's order),
+ * expanded as the kubelet does; `podIPs` fill status.podIP/podIPs.
+ */
+export function envFor(c: ContainerSpec, image: ImageRecord, hostname: string, podIPs: string[] = [], own: Map<string, string> = podEnv(c, podIPs)): Array<[string, string]> {
   const env = new Map<string, string>();
   for (const kv of image.config.Env ?? []) {
     const i = kv.indexOf('=');
@@ -36,8 +44,59 @@ export function envFor(c: ContainerSpec, image: ImageRecord, hostname: string): 
   }
   if (!env.has('PATH')) env.set('PATH', DEFAULT_PATH);
   env.set('HOSTNAME', hostname);
-  for (const e of c.env ?? []) env.set(e.name, e.value ?? '');
+  for (const [k, v] of own) env.set(k, v);
   return [...env];
+}
+
+/**
+ * pod.json as written to disk: values that carry Secret data (secretTaint)
+ * replaced by REDACTED in the apps' env and argv and in the pod's env. The
+ * group the api-service runs in can read pod.json and the api-service serves
+ * it; the stage1s get the real values from the manifest in memory at launch.
+ */
+export function manifestForDisk(manifest: RuntimePodManifest): RuntimePodManifest {
+  const taints = manifest.pod.spec.containers.map((c) => secretTaint(c));
+  if (taints.every((t) => t.names.size === 0 && !t.command.includes(true) && !t.args.includes(true))) return manifest;
+  const pod = structuredClone(manifest.pod);
+  for (const c of pod.spec.containers) for (const e of c.env ?? []) if (e.fromSecret) e.value = REDACTED;
+  const apps = manifest.apps.map((app, i) => {
+    const c = manifest.pod.spec.containers[i]!;
+    const t = taints[i]!;
+    // argv is command+args, or the image's Entrypoint+args: only the pod's own args can expand a Secret.
+    const argv = [...app.argv];
+    const ownArgs = c.command?.length ? [...t.command, ...t.args] : t.args.length ? [...Array(argv.length - t.args.length).fill(false), ...t.args] : [];
+    ownArgs.forEach((tainted, j) => { if (tainted) argv[j] = REDACTED; });
+    return { ...app, argv, env: app.env.map(([k, v]): [string, string] => [k, t.names.has(k) ? REDACTED : v]) };
+  });
+  return { ...manifest, pod, apps };
+}
+
+/** An app's environment and argv (argv[0] resolved in its rootfs), given the pod's IPs as far as they are known. */
+async function appCommand(c: ContainerSpec, image: ImageRecord, hostname: string, rootfs: string, podIPs: string[]): Promise<{ argv: string[]; env: Array<[string, string]> }> {
+  const own = podEnv(c, podIPs);
+  const argv = argvFor(c, image, own);
+  if (argv.length === 0) throw new UserError(`container "${c.name}": no command to run: neither the pod spec nor image ${c.image} gives one`, { hint: 'set command (and args) for the container' });
+  const env = envFor(c, image, hostname, podIPs, own);
+  const exe = await findExecutable(rootfs, argv[0]!, env.find(([k]) => k === 'PATH')?.[1] ?? DEFAULT_PATH);
+  if (!exe) throw new UserError(`container "${c.name}": executable "${argv[0]}" not found in image ${c.image}`, { hint: 'check command/args in the pod spec, or the image\'s Entrypoint/Cmd' });
+  argv[0] = exe;
+  return { argv, env };
+}
+
+/**
+ * status.podIP is known only once the pod is attached to its network (after
+ * prepare, before launch): fill it into every app's env and expand again, and
+ * rewrite pod.json. Stage1s read env and argv at launch, so they see the final values.
+ */
+export async function fillPodIPs(podDir: string, manifest: RuntimePodManifest, images: ImageRecord[], podIPs: string[]): Promise<RuntimePodManifest> {
+  const apps: AppManifest[] = [];
+  for (const [i, c] of manifest.pod.spec.containers.entries()) {
+    const app = manifest.apps[i]!;
+    apps.push({ ...app, ...await appCommand(c, images[i]!, manifest.hostname, podPaths(podDir).rootfs(c.name), podIPs) });
+  }
+  const filled = { ...manifest, apps };
+  await atomicWriteJson(podPaths(podDir).manifest, manifestForDisk(filled));
+  return filled;
 }
 
 /** Create a directory inside a rootfs without ever following a symlink out of it. */
@@ -112,12 +171,8 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     const appDir = podPaths(podDir).app(c.name);
     await mountOverlay(await input.imageStore.layerRootfsPaths(image), appDir);
     const rootfs = podPaths(podDir).rootfs(c.name);
-    const argv = argvFor(c, image);
-    if (argv.length === 0) throw new UserError(`container "${c.name}": no command to run: neither the pod spec nor image ${c.image} gives one`, { hint: 'set command (and args) for the container' });
-    const env = envFor(c, image, hostname);
-    const exe = await findExecutable(rootfs, argv[0]!, env.find(([k]) => k === 'PATH')?.[1] ?? DEFAULT_PATH);
-    if (!exe) throw new UserError(`container "${c.name}": executable "${argv[0]}" not found in image ${c.image}`, { hint: 'check command/args in the pod spec, or the image\'s Entrypoint/Cmd' });
-    argv[0] = exe;
+    // status.podIP is empty here; a pod that gets a network has it filled in after attaching (fillPodIPs).
+    const { argv, env } = await appCommand(c, image, hostname, rootfs, []);
     const workingDir = c.workingDir ?? (image.config.WorkingDir || '/');
     await mkdirInRoot(rootfs, workingDir);
     const imageUser = await resolveUser(rootfs, image.config.User);
@@ -153,7 +208,7 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     apps,
     ...(sysctls.length ? { sysctls } : {}),
   };
-  await atomicWriteJson(podPaths(podDir).manifest, manifest);
+  await atomicWriteJson(podPaths(podDir).manifest, manifestForDisk(manifest));
   return manifest;
 }
 

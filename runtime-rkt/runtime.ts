@@ -15,7 +15,8 @@ import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, releaseLeases, type PodNetworkOptions } from './network.js';
-import { preparePodDir, unmountPodRootfs } from './prepare.js';
+import { fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
+import { checkRuntimeEnv, usesPodIP } from './env.js';
 import { unmountPodVolumes } from './volumes.js';
 import { seccompRootDir } from './security.js';
 import type { PodStatus } from './status.js';
@@ -93,6 +94,7 @@ export class RktRuntime {
     const stage1Name = opts.stage1 ?? this.options.defaultStage1;
     const stage1 = this.stage1For(stage1Name);
     // Everything that can be checked without touching the disk comes first, so bad input changes nothing.
+    checkRuntimeEnv(pod);
     const images = await Promise.all(pod.spec.containers.map(async (c) => {
       const image = await this.images.resolve(c.image);
       if (!image) throw new UserError(`image "${c.image}" of container "${c.name}" is not in the image store`, { hint: 'import it with `stevedore image import FILE|DIR`; `stevedore image list` shows what is there' });
@@ -118,6 +120,7 @@ export class RktRuntime {
       if (network) {
         const attached = await attachPod(network, prepared);
         log.info({ uuid: loc.uuid, network: network.name, ips: attached.ips }, 'pod attached to the network');
+        if (usesPodIP(pod)) prepared = { dir: loc.dir, manifest: await fillPodIPs(loc.dir, manifest, images, attached.ips) };
       }
       crashPoint('run:stage1-prepared');
       loc = await this.pods.move(loc, 'prepared');
@@ -128,7 +131,7 @@ export class RktRuntime {
       crashPoint('run:launching');
       loc = await this.pods.move(loc, 'run');
       crashPoint('run:moved-to-run');
-      prepared = { dir: loc.dir, manifest };
+      prepared = { dir: loc.dir, manifest: prepared.manifest };
       await this.launch(systemd, prepared);
       crashPoint('run:launched');
       await writeTimestamp(podPaths(loc.dir).started);

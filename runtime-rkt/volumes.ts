@@ -6,6 +6,7 @@ import { ContainerConfigError, errnoCode } from '../common/errors.js';
 import { memoryBytes } from '../common/quantity.js';
 import type { AppMount } from '../stage1/contract.js';
 import { fsops } from './image/fsops.js';
+import { podEnv } from './env.js';
 import { localDescendingPathProblem, type ContainerSpec, type HostPathType, type Pod, type Volume } from './manifest.js';
 
 /**
@@ -267,7 +268,9 @@ export async function preparePodVolumes({ podDir, pod }: VolumeInput): Promise<M
 
 async function containerMounts(podDir: string, c: ContainerSpec, ci: number, prepared: Map<string, PreparedVolume>): Promise<AppMount[]> {
   const mounts: AppMount[] = [];
-  const env = new Map((c.env ?? []).map((e) => [e.name, e.value ?? '']));
+  // The container's env as it will run (values the agent read come escaped; env.ts expands and unescapes).
+  // status.podIP is not known yet here: a subPathExpr naming it sees it empty.
+  const env = podEnv(c, []);
   for (const [mi, vm] of (c.volumeMounts ?? []).entries()) {
     const at = `spec.containers[${ci}].volumeMounts[${mi}]`;
     const volume = prepared.get(vm.name);

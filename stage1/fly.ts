@@ -1,9 +1,11 @@
+import * as path from 'node:path';
 import { Variant } from 'dbus-next';
+import { atomicWrite } from '../common/fsutil.js';
 import { execa } from 'execa';
 import { ContainerConfigError } from '../common/errors.js';
 import { prop, type UnitProperty } from '../common/systemd.js';
 import { appSecurity, capMask } from './app-security.js';
-import { envStrings, execStart, podEtcBinds } from './common.js';
+import { execStart, podEtcBinds } from './common.js';
 import { unitDeviceProperties } from './devices.js';
 import { allowedSyscalls } from './seccomp.js';
 import { appMountSource, podPaths, type AppManifest, type AppUnitPlan, type PreparedPod, type RuntimePodManifest, type Stage1 } from './contract.js';
@@ -47,9 +49,13 @@ export class FlyStage1 implements Stage1 {
       // Only the app is chrooted: stage0's ExecStopPost exit recorder must run on the node.
       prop.bool('RootDirectoryStartOnly', true),
       prop.str('WorkingDirectory', app.workingDir),
-      prop.strs('Environment', envStrings(app)),
       prop.binds('BindReadOnlyPaths', [...podEtcBinds(pod), ...volumeBinds(pod, app, true)]),
     ];
+    // The env in a root-only file, not Environment=: unit properties are readable by every local user
+    // (`systemctl show`), and the env may hold values from Secrets.
+    const envFile = path.join(podPaths(pod.dir).app(app.name), 'env');
+    await atomicWrite(envFile, envFileText(app), 0o600);
+    properties.push(['EnvironmentFiles', new Variant('a(sb)', [[envFile, false]])]);
     // Volumes: systemd binds them below RootDirectory= (destinations are inside the app's root) before the chroot.
     const writable = volumeBinds(pod, app, false);
     if (writable.length) properties.push(prop.binds('BindPaths', writable));
@@ -69,6 +75,15 @@ export class FlyStage1 implements Stage1 {
 
 function volumeBinds(pod: PreparedPod, app: AppManifest, readOnly: boolean): Array<{ source: string; destination: string }> {
   return (app.mounts ?? []).filter((m) => m.readOnly === readOnly).map((m) => ({ source: appMountSource(pod.dir, m), destination: m.destination }));
+}
+
+/**
+ * systemd's EnvironmentFile= syntax: one `KEY="value"` per variable, the value
+ * double-quoted with \\, ", $ and ` escaped, so it arrives byte for byte
+ * (newlines included, and never expanded).
+ */
+export function envFileText(app: AppManifest): string {
+  return app.env.map(([k, v]) => `${k}="${v.replace(/[\\"$`]/g, (c) => `\\${c}`)}"\n`).join('');
 }
 
 const EPERM = 1;

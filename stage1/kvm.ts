@@ -251,7 +251,8 @@ export class KvmStage1 implements Stage1 {
     for (const [i, app] of manifest.apps.entries()) {
       const scripts = this.appScripts(i, app);
       await fs.mkdir(path.join(guest, `app${i}`), { recursive: true });
-      await atomicWriteJson(path.join(guest, `app${i}`, 'config.json'), await this.guestSpec(pod, i, app));
+      // 0600: the spec holds the app's env, Secret values included, and the pod folder is open to the api-service's group.
+      await atomicWrite(path.join(guest, `app${i}`, 'config.json'), `${JSON.stringify(await this.guestSpec(pod, i, app), null, 2)}\n`, 0o600);
       await atomicWrite(path.join(guest, `app${i}.sh`), scripts.run);
       await atomicWrite(path.join(guest, `enter${i}.sh`), scripts.enter);
     }

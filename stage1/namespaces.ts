@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { execa } from 'execa';
-import { atomicWriteJson } from '../common/fsutil.js';
+import { atomicWrite } from '../common/fsutil.js';
 import { cgroupDirsOf } from '../common/cgroups.js';
 import { errnoCode, UserError } from '../common/errors.js';
 import { fsops } from '../runtime-rkt/image/fsops.js';
@@ -78,7 +78,8 @@ export class NamespacesStage1 implements Stage1 {
   async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
     const id = containerId(pod.manifest.uuid, app.name);
     const bundle = podPaths(pod.dir).app(app.name);
-    await atomicWriteJson(path.join(bundle, 'config.json'), await this.ociSpec(pod, app));
+    // 0600: the spec holds the app's env, Secret values included, and the pod folder is open to the api-service's group.
+    await atomicWrite(path.join(bundle, 'config.json'), `${JSON.stringify(await this.ociSpec(pod, app), null, 2)}\n`, 0o600);
     const argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
     return {
       properties: [

@@ -286,6 +286,42 @@ spec:
   await c.k(['delete', 'pod', 'burn', '--grace-period=0', '--force']);
 });
 
+e2e('HorizontalPodAutoscaler: kubectl autoscale raises a Deployment under CPU load and lowers it when the load stops', async () => {
+  const c = getCluster();
+  // each pod burns CPU for 40 s after it starts, then idles: load that ends by itself
+  await c.k(['apply', '-f', '-'], `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hog}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: hog}}
+  template:
+    metadata: {labels: {app: hog}}
+    spec:
+      containers:
+      - name: burn
+        image: busybox
+        command: [sh, -c, 'end=$(( $(date +%s) + 40 )); while [ $(date +%s) -lt $end ]; do :; done; exec sleep 3600']
+        resources: {requests: {cpu: 100m}, limits: {cpu: 200m}}
+`);
+  // kubectl autoscale posts an autoscaling/v1 object in protobuf; it is kept as v2
+  assert.match(await c.k(['autoscale', 'deployment', 'hog', '--cpu-percent=50', '--min=1', '--max=3']), 'horizontalpodautoscaler.autoscaling/hog autoscaled');
+  await c.k(['patch', 'hpa', 'hog', '--type=merge', '-p', '{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":0}}}}']);
+  const hpa = JSON.parse(await c.k(['get', 'hpa', 'hog', '-o', 'json']));
+  assert.is(hpa.apiVersion, 'autoscaling/v2');
+  assert.equal(hpa.spec.metrics, [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 50 } } }]);
+  await eventually('the HPA to raise hog', async () => (JSON.parse(await c.k(['get', 'deploy', 'hog', '-o', 'json'])).spec.replicas > 1 ? true : undefined), 120_000);
+  const table = await c.k(['get', 'hpa', 'hog']);
+  assert.match(table, /^NAME\s+REFERENCE\s+TARGETS\s+MINPODS\s+MAXPODS\s+REPLICAS\s+AGE\nhog\s+Deployment\/hog\s+cpu: \d+%\/50%\s+1\s+3\s+\d\s+\S+$/m, table);
+  assert.match(await c.k(['get', 'events', '--field-selector', 'involvedObject.name=hog,involvedObject.kind=HorizontalPodAutoscaler']), /SuccessfulRescale\s+horizontalpodautoscaler\/hog\s+New size: [23]; reason: cpu resource utilization \(percentage of request\) above target/);
+  await eventually('the HPA to lower hog once every pod idles', async () => (JSON.parse(await c.k(['get', 'deploy', 'hog', '-o', 'json'])).spec.replicas === 1 ? true : undefined), 180_000);
+  assert.match(await c.k(['get', 'events', '--field-selector', 'involvedObject.name=hog,involvedObject.kind=HorizontalPodAutoscaler']), /New size: 1; reason: All metrics below target/);
+  const status = JSON.parse(await c.k(['get', 'hpa', 'hog', '-o', 'json'])).status;
+  assert.ok(status.conditions.some((x: { type: string; status: string }) => x.type === 'ScalingActive' && x.status === 'True'), JSON.stringify(status));
+  await c.k(['delete', 'hpa', 'hog']);
+  await c.k(['delete', 'deploy', 'hog']);
+});
+
 e2e('garbage in gets a kubectl-printable error and nothing else changes', async () => {
   const c = getCluster();
   const before = await c.k(['get', 'pods', '-o', 'name']);

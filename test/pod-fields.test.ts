@@ -23,8 +23,13 @@ const MODEL_OF: Record<TableId, string> = {
   containerPort: 'V1ContainerPort', securityContext: 'V1SecurityContext', podSecurityContext: 'V1PodSecurityContext',
   capabilities: 'V1Capabilities', seccompProfile: 'V1SeccompProfile', sysctl: 'V1Sysctl', dnsConfig: 'V1PodDNSConfig',
   dnsConfigOption: 'V1PodDNSConfigOption', hostAlias: 'V1HostAlias', localObjectReference: 'V1LocalObjectReference', podOS: 'V1PodOS',
+  envVarSource: 'V1EnvVarSource', objectFieldSelector: 'V1ObjectFieldSelector', resourceFieldSelector: 'V1ResourceFieldSelector',
+  keySelector: 'V1ConfigMapKeySelector', envFromSource: 'V1EnvFromSource', envSourceRef: 'V1ConfigMapEnvSource',
   volume: 'V1Volume', emptyDirVolumeSource: 'V1EmptyDirVolumeSource', hostPathVolumeSource: 'V1HostPathVolumeSource',
   pvcVolumeSource: 'V1PersistentVolumeClaimVolumeSource', flexVolumeSource: 'V1FlexVolumeSource', volumeMount: 'V1VolumeMount',
+  configMapVolumeSource: 'V1ConfigMapVolumeSource', secretVolumeSource: 'V1SecretVolumeSource', keyToPath: 'V1KeyToPath',
+  downwardAPIVolumeSource: 'V1DownwardAPIVolumeSource', downwardAPIVolumeFile: 'V1DownwardAPIVolumeFile', projectedVolumeSource: 'V1ProjectedVolumeSource',
+  volumeProjection: 'V1VolumeProjection', configMapProjection: 'V1ConfigMapProjection', secretProjection: 'V1SecretProjection', downwardAPIProjection: 'V1DownwardAPIProjection',
 };
 
 /** Where an object of each table sits in the sample pod below. */

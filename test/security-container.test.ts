@@ -269,4 +269,30 @@ t('fly: runAsUser, capabilities, readOnlyRootFilesystem, no_new_privs, seccomp a
   assert.match(ro, /^root=[1-9]/m, ro);
 });
 
+t('fly: the env reaches the app byte for byte from a root-only file, never through unit properties every user can read', async () => {
+  const node = getNode();
+  const value = 'a"b$c`d\\e\'f g';
+  const file = await node.manifest('envy.yaml', `metadata: {name: envy, namespace: sec, uid: uid-envy}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'printf "%s|\\n" "$SECRET_X"; sleep 30']
+    env: [{name: SECRET_X, value: ${JSON.stringify(value)}}]
+`);
+  const uuid = (await node.ok(['pod', 'run', '-f', file, '--stage1', 'fly'])).trim();
+  try {
+    const out = await eventually('the app to print its env', async () => { const l = await node.ok(['pod', 'logs', uuid]); return l.includes('|') ? l : undefined; });
+    assert.is(out.trim(), `${value}|`);
+    const shown = (await node.sh(`systemctl show stevedore-${uuid.replace(/-/g, '')}-c.service`)).stdout;
+    assert.not.match(shown, "e'f g", 'the value is not a unit property');
+    const envFile = /^EnvironmentFiles=(\S+)/m.exec(shown)?.[1];
+    assert.ok(envFile?.endsWith('/apps/c/env'), shown);
+    assert.is((await node.sh(`stat -c %a ${envFile}`)).stdout.trim(), '600');
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
 t.run();

@@ -46,7 +46,7 @@ test('manifest: lenient mode (API objects) accepts the metadata the API server a
   const apiPod = { metadata: { name: 'p', creationTimestamp: 'x', managedFields: [] }, spec: { containers: [{ name: 'c', image: 'i', terminationMessagePath: '/dev/termination-log' }], schedulerName: 'default', tolerations: [] }, status: { phase: 'Pending' } };
   assert.is(validatePod(apiPod, { strict: false }).metadata.name, 'p');
   assert.throws(() => validatePod(apiPod, { strict: true }), /metadata\.managedFields: unknown field/);
-  assert.throws(() => validatePod({ ...apiPod, spec: { containers: [{ name: 'c', image: 'i', env: [{ name: 'A', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }] }] } }, { strict: false }), /env\[0\]\.valueFrom: not supported by this node yet/);
+  assert.throws(() => validatePod({ ...apiPod, spec: { containers: [{ name: 'c', image: 'i' }], resourceClaims: [{ name: 'gpu' }] } }, { strict: false }), /spec\.resourceClaims: not supported by this node: dynamic resource allocation/);
 });
 
 test('manifest: oversized input, YAML bombs and duplicate keys are refused', () => {

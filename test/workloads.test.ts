@@ -486,20 +486,29 @@ api('a StatefulSet: stable names in order, each after its predecessor is Ready; 
     const immutable = await t.kubectl(['patch', 'sts', 'par', '--type=merge', '-p', '{"spec":{"serviceName":"other"}}']);
     assert.is.not(immutable.exitCode, 0);
     assert.match(immutable.stderr, /Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden/);
-    // volumeClaimTemplates: a claim per pod, <template>-<pod>, made before the pod and named in its volumes.
-    const badClaims = await t.kubectl(['apply', '-f', '-'], sts('bad-claims', { replicas: 1, extra: '  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce]}}]\n' }));
-    assert.is.not(badClaims.exitCode, 0);
-    assert.match(badClaims.stderr, /spec\.volumeClaimTemplates\[0\]\.spec\.resources\[storage\]: Required value/);
-    await k(['apply', '-f', '-'], sts('claims', { replicas: 1, extra: '  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete}\n  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}]\n' }));
-    const claimsPod = await waitFor('claims-0', async () => (await podsOf('app=claims'))[0]);
-    assert.equal(claimsPod.spec.volumes.find((v: KObj) => v.name === 'data')?.persistentVolumeClaim, { claimName: 'data-claims-0' });
-    const claim = JSON.parse(await k(['get', 'pvc', 'data-claims-0', '-o', 'json'])) as KObj;
-    assert.equal(claim.metadata.labels, { app: 'claims' });
-    assert.equal(claim.metadata.ownerReferences.map((r: KObj) => [r.kind, r.name]), [['StatefulSet', 'claims']], 'whenDeleted: Delete');
-    assert.is(claim.spec.storageClassName, 'local-path');
+    // a claim per pod from volumeClaimTemplates, kept when the pod is remade; whenDeleted: Delete takes them with the set
+    const claimsSpec = '  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete}\n  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}]\n';
+    await k(['apply', '-f', '-'], sts('claims', { replicas: 2, extra: claimsSpec }));
+    const claimed = await waitFor('two pods with claims', async () => { const p = await podsOf('app=claims'); return p.length === 2 && p; });
+    for (const p of claimed) {
+      const ordinal = p.metadata.name.split('-').pop();
+      assert.equal(p.spec.volumes.find((v: KObj) => v.name === 'data').persistentVolumeClaim, { claimName: `data-claims-${ordinal}` });
+    }
+    const pvcs = await getJson(['get', 'pvc', '-l', 'app=claims']);
+    assert.equal(pvcs.items.map((c: KObj) => c.metadata.name).sort(), ['data-claims-0', 'data-claims-1']);
+    const pvcUid = pvcs.items[0].metadata.uid;
+    const remade = await t.kubectl(['delete', 'pod', 'claims-0', '--wait=false']);
+    assert.is(remade.exitCode, 0, remade.stderr);
+    await waitFor('claims-0 again with its claim', async () => (await podsOf('app=claims')).some((p) => p.metadata.name === 'claims-0' && p.status.phase === 'Running'));
+    assert.is((await getJson(['get', 'pvc', 'data-claims-0'])).metadata.uid, pvcs.items.find((c: KObj) => c.metadata.name === 'data-claims-0').metadata.uid, 'the same claim');
+    assert.ok(pvcUid);
+    const noName = await t.kubectl(['apply', '-f', '-'], sts('bad-claims', { replicas: 1, extra: '  volumeClaimTemplates: [{metadata: {}, spec: {resources: {requests: {storage: 1Gi}}}}]\n' }));
+    assert.is.not(noName.exitCode, 0);
+    assert.match(noName.stderr, /spec.volumeClaimTemplates\[0\].metadata.name: Required value/);
+    assert.match(noName.stderr, /spec.volumeClaimTemplates\[0\].spec.accessModes: Required value/);
     await k(['delete', 'sts', 'db', 'par', 'claims']);
     await waitFor('the pods gone', async () => (await podsOf('app in (db,par,claims)')).length === 0);
-    await waitFor('the claim gone with its StatefulSet', async () => (await t.kubectl(['get', 'pvc', 'data-claims-0'])).exitCode !== 0);
+    await waitFor('the claims gone with their set', async () => (await getJson(['get', 'pvc', '-l', 'app=claims'])).items.length === 0);
   } finally {
     await stopKubelet();
   }

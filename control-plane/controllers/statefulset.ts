@@ -1,6 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, adoptOrphans, controllerUid, deleteOwnedPod, podAvailable, podReady, type ApiClient } from './client.js';
+import { KindController, adoptOrphans, controllerRef, controllerUid, deleteOwnedPod, podAvailable, podReady, type ApiClient } from './client.js';
+import { ApiError } from '../resources.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
 import { templateHash } from './deployment.js';
@@ -8,6 +9,8 @@ import { REVISION_HASH } from './daemonset.js';
 import { selectorMatches } from '../kinds/workloads.js';
 
 const COMPONENT = 'statefulset-controller';
+/** A pod's claim from a volumeClaimTemplate, named as kube names it. */
+export const claimName = (template: string, set: string, ordinal: number) => `${template}-${set}-${ordinal}`;
 export const POD_NAME_LABEL = 'statefulset.kubernetes.io/pod-name';
 export const POD_INDEX_LABEL = 'apps.kubernetes.io/pod-index';
 
@@ -39,7 +42,7 @@ export function ordinalOf(set: string, podName: string): number | undefined {
  */
 export class StatefulSetController extends KindController {
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, log, 'statefulsets', ['pods', 'persistentvolumeclaims'], 1000);
+    super(store, log, 'statefulsets', ['pods'], 1000);
   }
 
   protected sync(sts: KObj): void {
@@ -89,8 +92,8 @@ export class StatefulSetController extends KindController {
         continue;
       }
       if (ordered && (blocked || [...byOrdinal.values()].some((p) => !runningAndReady(p)))) break;
-      this.releaseClaimsOnScaleDown(sts, pod);
       deleteOwnedPod(this.client, this.events, sts, pod, COMPONENT);
+      this.deleteClaimsOf(sts, ordinalOf(name, pod.metadata.name)!);
       if (ordered) break;
     }
 
@@ -111,64 +114,55 @@ export class StatefulSetController extends KindController {
     this.writeStatus(sts, updateRevision);
   }
 
-  /**
-   * The pod's claims from volumeClaimTemplates, `<template>-<pod>`, made
-   * before the pod (kube's createPersistentVolumeClaims): the template's
-   * labels and the selector's, owned by the StatefulSet when
-   * persistentVolumeClaimRetentionPolicy.whenDeleted is Delete (the garbage
-   * collector then deletes them with it). An existing claim is reused, so
-   * the pod made again under its name finds its data.
-   */
-  private ensureClaims(sts: KObj, podName: string): Array<{ volume: string; claim: string }> | undefined {
+  /** The claims of one ordinal (made if missing); undefined when one could not be made (the event says why). */
+  private ensureClaims(sts: KObj, ordinal: number): Array<{ volume: string; claim: string }> | undefined {
     const ns = sts.metadata.namespace;
     const out: Array<{ volume: string; claim: string }> = [];
-    for (const t of sts.spec?.volumeClaimTemplates ?? []) {
-      const claim = `${t.metadata?.name}-${podName}`;
-      out.push({ volume: t.metadata?.name, claim });
-      const existing = this.store.get('persistentvolumeclaims', ns, claim);
-      if (existing) {
-        if (existing.metadata.deletionTimestamp) return undefined; // wait until it is gone, then make it afresh
-        continue;
-      }
-      const ownedBySet = sts.spec?.persistentVolumeClaimRetentionPolicy?.whenDeleted === 'Delete';
+    for (const t of sts.spec.volumeClaimTemplates ?? []) {
+      const claim = claimName(t.metadata.name, sts.metadata.name, ordinal);
+      out.push({ volume: t.metadata.name, claim });
+      if (this.store.get('persistentvolumeclaims', ns, claim)) continue;
+      const deleteWithSet = sts.spec.persistentVolumeClaimRetentionPolicy?.whenDeleted === 'Delete';
       try {
         this.client.create('persistentvolumeclaims', ns, {
           apiVersion: 'v1', kind: 'PersistentVolumeClaim',
           metadata: {
             name: claim,
-            labels: { ...t.metadata?.labels, ...sts.spec?.selector?.matchLabels },
-            ...(t.metadata?.annotations ? { annotations: t.metadata.annotations } : {}),
-            ...(ownedBySet ? { ownerReferences: [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: sts.metadata.name, uid: sts.metadata.uid, controller: true, blockOwnerDeletion: true }] } : {}),
+            labels: { ...(t.metadata.labels ?? {}), ...(sts.spec.selector?.matchLabels ?? {}) },
+            ...(t.metadata.annotations ? { annotations: { ...t.metadata.annotations } } : {}),
+            ...(deleteWithSet ? { ownerReferences: [{ ...controllerRef(sts), controller: false }] } : {}),
           },
-          spec: structuredClone(t.spec ?? {}),
+          spec: structuredClone(t.spec),
         });
-        this.events.record(sts, 'Normal', 'SuccessfulCreate', `create Claim ${claim} Pod ${podName} in StatefulSet ${sts.metadata.name} success`, COMPONENT);
+        this.events.record(sts, 'Normal', 'SuccessfulCreate', `create Claim ${claim} Pod ${sts.metadata.name}-${ordinal} in StatefulSet ${sts.metadata.name} success`, COMPONENT);
       } catch (err) {
-        this.events.record(sts, 'Warning', 'FailedCreate', `create Claim ${claim} for Pod ${podName} in StatefulSet ${sts.metadata.name} failed error: ${(err as Error).message}`, COMPONENT);
+        this.events.record(sts, 'Warning', 'FailedCreate', `create Claim ${claim} for Pod ${sts.metadata.name}-${ordinal} in StatefulSet ${sts.metadata.name} failed error: ${(err as Error).message}`, COMPONENT);
         return undefined;
       }
     }
     return out;
   }
 
-  /** whenScaled: Delete — the claims of a pod removed by a scale down go with it (owned by the pod, as kube does). */
-  private releaseClaimsOnScaleDown(sts: KObj, pod: KObj): void {
-    if (sts.spec?.persistentVolumeClaimRetentionPolicy?.whenScaled !== 'Delete') return;
-    for (const t of sts.spec?.volumeClaimTemplates ?? []) {
-      const claim = this.store.get('persistentvolumeclaims', sts.metadata.namespace, `${t.metadata?.name}-${pod.metadata.name}`);
-      if (!claim || (claim.metadata.ownerReferences ?? []).some((r: KObj) => r.uid === pod.metadata.uid)) continue;
-      this.client.update('persistentvolumeclaims', sts.metadata.namespace, { ...claim, metadata: { ...claim.metadata, ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: pod.metadata.name, uid: pod.metadata.uid, controller: false, blockOwnerDeletion: false }] } });
+  /** whenScaled: Delete — a scaled-away pod's claims go with it (the pvc-protection finalizer keeps them until the pod is gone). */
+  private deleteClaimsOf(sts: KObj, ordinal: number): void {
+    if (sts.spec.persistentVolumeClaimRetentionPolicy?.whenScaled !== 'Delete') return;
+    for (const t of sts.spec.volumeClaimTemplates ?? []) {
+      const claim = claimName(t.metadata.name, sts.metadata.name, ordinal);
+      try {
+        this.client.delete('persistentvolumeclaims', sts.metadata.namespace, claim);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.code === 404)) throw err;
+      }
     }
   }
 
   private createPod(sts: KObj, ordinal: number, revision: string): KObj | undefined {
     const name = `${sts.metadata.name}-${ordinal}`;
-    const claims = this.ensureClaims(sts, name);
+    const claims = this.ensureClaims(sts, ordinal);
     if (!claims) return undefined;
     const template = structuredClone(sts.spec.template);
     if (claims.length) {
-      const named = new Set(claims.map((c) => c.volume));
-      template.spec.volumes = [...(template.spec.volumes ?? []).filter((v: KObj) => !named.has(v.name)), ...claims.map((c) => ({ name: c.volume, persistentVolumeClaim: { claimName: c.claim } }))];
+      template.spec.volumes = [...(template.spec.volumes ?? []), ...claims.map((c) => ({ name: c.volume, persistentVolumeClaim: { claimName: c.claim } }))];
     }
     template.metadata = { ...template.metadata, labels: { ...template.metadata?.labels, [REVISION_HASH]: revision, [POD_NAME_LABEL]: name, [POD_INDEX_LABEL]: String(ordinal) } };
     const pod = podFromTemplate(sts, template, '');

@@ -1,6 +1,7 @@
 import { now, type Cause } from '../resources.js';
 import type { KObj } from '../store.js';
 import { configMapUpdateCauses, normaliseConfigMap, validateConfigMap } from './configmaps.js';
+import { hpaStrategy } from './hpa.js';
 import { podStrategy } from './pods.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 import { persistentVolumeClaimStrategy, persistentVolumeStrategy, storageClassStrategy } from './storage.js';
@@ -53,6 +54,7 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   CronJob: cronJobStrategy,
   DaemonSet: daemonSetStrategy,
   StatefulSet: statefulSetStrategy,
+  HorizontalPodAutoscaler: hpaStrategy,
 };
 
 export function strategyFor(kind: string): KindStrategy {

@@ -8,7 +8,6 @@ import type { KObj } from '../store.js';
 import { validatePod } from './pods.js';
 import { statusAndDefaults, type KindStrategy } from './strategy.js';
 import { parseSchedule } from './cron.js';
-import { persistentVolumeClaimStrategy } from './storage.js';
 
 const isObj = (v: unknown): v is KObj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -426,12 +425,14 @@ export const statefulSetStrategy: KindStrategy = {
     for (const [policy, value] of Object.entries<string>(spec.persistentVolumeClaimRetentionPolicy ?? {})) {
       if (!['Retain', 'Delete'].includes(value)) causes.push({ field: `spec.persistentVolumeClaimRetentionPolicy.${policy}`, reason: 'FieldValueNotSupported', message: `Unsupported value: "${value}": supported values: "Delete", "Retain"` });
     }
-    (Array.isArray(spec.volumeClaimTemplates) ? spec.volumeClaimTemplates : []).forEach((t: KObj, i: number) => {
-      if (!t?.metadata?.name) causes.push({ field: `spec.volumeClaimTemplates[${i}].metadata.name`, reason: 'FieldValueRequired', message: 'Required value' });
-      const claimCauses: Cause[] = [];
-      persistentVolumeClaimStrategy.validate?.({ metadata: {}, spec: t?.spec ?? {} }, claimCauses);
-      causes.push(...claimCauses.map((c) => ({ ...c, field: `spec.volumeClaimTemplates[${i}].${c.field}` })));
-    });
+    const podVolumes = new Set((spec.template?.spec?.volumes ?? []).map((v: KObj) => v?.name));
+    for (const [i, t] of (Array.isArray(spec.volumeClaimTemplates) ? spec.volumeClaimTemplates : []).entries()) {
+      const at = `spec.volumeClaimTemplates[${i}]`;
+      if (!isObj(t) || !t.metadata?.name) causes.push({ field: `${at}.metadata.name`, reason: 'FieldValueRequired', message: 'Required value' });
+      else if (podVolumes.has(t.metadata.name)) causes.push({ field: `${at}.metadata.name`, reason: 'FieldValueInvalid', message: `Invalid value: "${t.metadata.name}": a volume of the pod template has this name; the claim's volume would replace it` });
+      if (!isObj(t?.spec) || !Array.isArray(t.spec.accessModes) || t.spec.accessModes.length === 0) causes.push({ field: `${at}.spec.accessModes`, reason: 'FieldValueRequired', message: 'Required value: at least 1 access mode is required' });
+      if (t?.spec?.resources?.requests?.storage === undefined) causes.push({ field: `${at}.spec.resources[storage]`, reason: 'FieldValueRequired', message: 'Required value' });
+    }
   },
   validateUpdate(sts, cur, causes) {
     const strip = (spec: KObj | undefined) => Object.fromEntries(Object.entries(spec ?? {}).filter(([k]) => !STATEFULSET_MUTABLE.includes(k)));
