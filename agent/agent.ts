@@ -74,6 +74,7 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   sdNotify('STOPPING=1');
   log.info('agent stopping; pods keep running');
   stop.abort();
+  sync.close();
   for (const t of timers) clearInterval(t);
   stats.stop();
   await new Promise((r) => api.close(r));

@@ -79,7 +79,7 @@ export async function resolveClaimVolumes(kube: KubeClients, nodeName: string, p
     const readOnly = ref.readOnly === true;
     out.spec.volumes![i] = { name: v.name, hostPath: { path: source.path, type } };
     if (readOnly) {
-      for (const c of out.spec.containers) for (const m of c.volumeMounts ?? []) if (m.name === v.name) m.readOnly = true;
+      for (const c of [...out.spec.initContainers ?? [], ...out.spec.containers]) for (const m of c.volumeMounts ?? []) if (m.name === v.name) m.readOnly = true;
     }
   }
   return out;

@@ -90,7 +90,7 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
   async function containerLogs(namespace: string, name: string, container: string, q: URLSearchParams, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const pod = [...sync.desired.values()].find((p) => p.metadata?.namespace === namespace && p.metadata?.name === name);
     if (!pod) return send(res, 404, `pod ${namespace}/${name} is not on this node\n`);
-    if (!pod.spec?.containers.some((c) => c.name === container)) return send(res, 400, `container ${container} is not valid for pod ${name}\n`);
+    if (![...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []].some((c) => c.name === container)) return send(res, 400, `container ${container} is not valid for pod ${name}\n`);
     const runtimePod = (await runtime.listPods()).filter((p) => p.uid === pod.metadata?.uid).sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))[0];
     if (!runtimePod) return send(res, 400, `container "${container}" in pod "${name}" is waiting to start\n`);
     const app = runtimePod.apps.find((a) => a.name === container);

@@ -1,5 +1,6 @@
 import type { V1ContainerState, V1ContainerStatus, V1Pod, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
 import type { AppStatus, PodStatus, Termination } from '../runtime-rkt/status.js';
+import type { ContainerView } from './prober.js';
 
 /** A container the runtime has not started (yet), and why. */
 export interface Waiting {
@@ -11,25 +12,30 @@ export interface Waiting {
 
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z') : undefined);
 
-function terminated(t: Termination, containerID: string, startedAt?: number): V1ContainerState {
-  return { terminated: { exitCode: t.exitCode, signal: t.signal, reason: t.reason, finishedAt: iso(t.finishedAt) as unknown as Date, startedAt: iso(startedAt) as unknown as Date, containerID } };
+function terminated(t: Termination, containerID: string, startedAt?: number, message?: string): V1ContainerState {
+  return { terminated: { exitCode: t.exitCode, signal: t.signal, reason: t.reason, message: message || undefined, finishedAt: iso(t.finishedAt) as unknown as Date, startedAt: iso(startedAt) as unknown as Date, containerID } };
 }
 
-function containerStatus(pod: V1Pod, runtimeName: string, podId: string, app: AppStatus): V1ContainerStatus {
-  const image = pod.spec?.containers.find((c) => c.name === app.name)?.image ?? app.image.name;
+function containerStatus(pod: V1Pod, runtimeName: string, podId: string, app: AppStatus, view: ContainerView | undefined, logMessage: string | undefined, waitingReason = 'ContainerCreating'): V1ContainerStatus {
+  const spec = [...pod.spec?.containers ?? [], ...pod.spec?.initContainers ?? []].find((c) => c.name === app.name);
+  const image = spec?.image ?? app.image.name;
   const containerID = `${runtimeName}://${podId}:${app.name}`;
   let state: V1ContainerState;
   if (app.state === 'running') state = { running: { startedAt: iso(app.startedAt) as unknown as Date } };
   else if (app.state === 'exited' && app.exitCode !== undefined) {
-    state = terminated({ exitCode: app.exitCode, signal: app.signal, reason: app.reason ?? 'Error', finishedAt: app.finishedAt ?? Date.now(), invocation: '' }, containerID);
-  } else state = { waiting: { reason: app.reason ?? 'ContainerCreating' } };
+    state = terminated({ exitCode: app.exitCode, signal: app.signal, reason: app.reason ?? 'Error', finishedAt: app.finishedAt ?? Date.now(), invocation: '' }, containerID, undefined, app.terminationMessage ?? logMessage);
+  } else state = { waiting: { reason: app.reason ?? waitingReason } };
+  const running = app.state === 'running';
+  // A completed init container counts as ready (the kubelet's); a running one is ready once its probes say so.
+  const initDone = spec?.restartPolicy !== 'Always' && pod.spec?.initContainers?.some((c) => c.name === app.name) && app.state === 'exited' && app.exitCode === 0;
+  const started = running && (view?.started ?? true);
   return {
     name: app.name,
     image,
     imageID: app.image.id,
     containerID,
-    ready: app.state === 'running',
-    started: app.state === 'running',
+    ready: initDone === true || (started && (view?.ready ?? true)),
+    started,
     restartCount: app.restartCount,
     state,
     lastState: app.lastTermination ? terminated(app.lastTermination, containerID) : {},
@@ -65,23 +71,37 @@ function phaseOf(pod: V1Pod, statuses: V1ContainerStatus[]): V1PodStatus['phase'
  * The status an API server should show for `pod`, given what the runtime
  * reports (or, before the runtime has it, why its containers wait).
  */
-export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: string; runtimePod?: PodStatus; waiting?: Waiting; previous?: V1PodStatus }): V1PodStatus {
+export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: string; runtimePod?: PodStatus; waiting?: Waiting; previous?: V1PodStatus; probes?: (container: string) => ContainerView;
+  /** FallbackToLogsOnError: the log tail of a container that failed without a message. */
+  logMessage?: (container: string) => string | undefined }): V1PodStatus {
   const rp = opts.runtimePod;
   const containers = pod.spec?.containers ?? [];
-  const statuses: V1ContainerStatus[] = containers.map((c) => {
+  const inits = pod.spec?.initContainers ?? [];
+  const statusOf = (c: { name: string; image?: string }, waitingReason: string): V1ContainerStatus => {
     const app = rp?.apps.find((a) => a.name === c.name);
-    if (app && rp) return containerStatus(pod, opts.runtimeName, rp.uuid, app);
-    return { name: c.name, image: c.image ?? '', imageID: '', ready: false, started: false, restartCount: 0, state: { waiting: { reason: opts.waiting?.reason ?? 'ContainerCreating', message: opts.waiting?.message } } };
-  });
-  const phase = phaseOf(pod, statuses);
-  const ready = statuses.length > 0 && statuses.every((s) => s.ready);
+    if (app && rp) return containerStatus(pod, opts.runtimeName, rp.uuid, app, opts.probes?.(c.name), opts.logMessage?.(c.name), waitingReason);
+    return { name: c.name, image: c.image ?? '', imageID: '', ready: false, started: false, restartCount: 0, state: { waiting: { reason: opts.waiting?.reason ?? waitingReason, message: opts.waiting?.message } } };
+  };
+  const initStatuses = inits.map((c) => statusOf(c, 'PodInitializing'));
+  const statuses: V1ContainerStatus[] = containers.map((c) => statusOf(c, inits.length ? 'PodInitializing' : 'ContainerCreating'));
+  // Initialized: every init container completed, every sidecar started (Kubernetes 1.29+).
+  const initialized = inits.every((c, i) => (c.restartPolicy === 'Always' ? initStatuses[i]!.started === true || statuses.some((s) => s.state?.running || s.state?.terminated) : initStatuses[i]!.state?.terminated?.exitCode === 0));
+  const initFailedForGood = (pod.spec?.restartPolicy ?? 'Always') === 'Never' && initStatuses.some((s, i) => inits[i]!.restartPolicy !== 'Always' && (s.state?.terminated?.exitCode ?? 0) !== 0);
+  let phase = phaseOf(pod, statuses);
+  if (initFailedForGood) phase = 'Failed';
+  else if (!initialized && phase === 'Running' && !statuses.some((s) => s.state?.running)) phase = 'Pending';
+  // Sidecars count for readiness too, as the kubelet counts them.
+  const sidecars = initStatuses.filter((_, i) => inits[i]!.restartPolicy === 'Always');
+  const ready = statuses.length > 0 && statuses.every((s) => s.ready) && sidecars.every((s) => s.ready);
   const terminal = phase === 'Succeeded' || phase === 'Failed';
   const scheduled = opts.previous?.conditions?.find((c) => c.type === 'PodScheduled') ?? condition('PodScheduled', true);
   const hostNetwork = pod.spec?.hostNetwork === true || rp?.stage1 === 'fly';
   const status: V1PodStatus = {
     phase,
     conditions: withTransitionTimes([
-      condition('Initialized', true),
+      // The pod's sandbox (its directory, namespaces and network) exists.
+      condition('PodReadyToStartContainers', rp !== undefined && (rp.state === 'running' || rp.state === 'exited')),
+      condition('Initialized', initialized || (terminal && !initFailedForGood), 'ContainersNotInitialized'),
       condition('Ready', ready && !terminal, terminal ? 'PodCompleted' : 'ContainersNotReady'),
       condition('ContainersReady', ready && !terminal, terminal ? 'PodCompleted' : 'ContainersNotReady'),
       scheduled,
@@ -92,6 +112,7 @@ export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: st
     hostIPs: [{ ip: opts.hostIP }],
     startTime: (opts.previous?.startTime ?? iso(rp?.createdAt ?? Date.now())) as unknown as Date,
     containerStatuses: statuses,
+    ...(inits.length ? { initContainerStatuses: initStatuses } : {}),
     qosClass: opts.previous?.qosClass,
   };
   if (hostNetwork) {
@@ -108,6 +129,12 @@ export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: st
       status.phase = 'Failed';
       status.reason = opts.waiting.reason;
     }
+  }
+  // Stopped for good while it ran (activeDeadlineSeconds): Failed, with the reason.
+  if (opts.waiting?.rejected && rp) {
+    status.phase = 'Failed';
+    status.reason = opts.waiting.reason;
+    status.message = opts.waiting.message;
   }
   return status;
 }

@@ -20,6 +20,7 @@ import { VolumeSetupError, type VolumeContext } from './volume-sources.js';
 import { nodeAllocatable } from './node.js';
 import { resolveClaimVolumes } from './claims.js';
 import { FlexVolumes } from './flexvolume.js';
+import { Prober } from './prober.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 
 /** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
@@ -40,7 +41,12 @@ export class PodSync {
   /** Pods whose status patch is on its way to the API server. */
   private readonly statusInFlight = new Set<string>();
   /** What each pod's last reported status was computed from: identical inputs (the runtime reuses unchanged statuses) need no recomputation. */
-  private readonly reportedFrom = new Map<string, { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined }>();
+  private readonly reportedFrom = new Map<string, { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined; probes: string }>();
+  /** FallbackToLogsOnError messages by pod/container/finish time ('' while being read). */
+  private readonly logMessages = new Map<string, string>();
+  private logMessagesRead = 0;
+  /** Probes and lifecycle hooks (the kubelet's prober). */
+  readonly prober: Prober;
   private readonly inflight = new Map<string, Promise<void>>();
   private readonly waiting = new Map<string, Waiting>();
   private readonly backoff = new Map<string, Backoff>();
@@ -63,6 +69,11 @@ export class PodSync {
     private readonly policy: Stage1Policy, private readonly events: EventRecorder, private readonly log: Logger) {
     this.volumes = new VolumeManager(cfg.dataDir, log);
     this.flex = new FlexVolumes(kube, cfg.volumePluginDir ?? path.join(cfg.dataDir, 'volume-plugins'), cfg.dataDir, log);
+    this.prober = new Prober(runtime, events, log, () => this.trigger(), cfg.nodeIP);
+  }
+
+  close(): void {
+    this.prober.close();
   }
 
   /** Ask for a pass soon; passes never overlap, and requests during one coalesce into one more. */
@@ -93,8 +104,16 @@ export class PodSync {
       const [current, ...superseded] = byUid.get(uid) ?? [];
       for (const old of superseded) this.schedule(`rm:${old.uuid}`, () => this.removeRuntimePod(old, 0));
       if (pod.metadata?.deletionTimestamp) {
+        this.prober.forget(uid);
         this.schedule(uid, () => this.terminate(pod, current));
         continue;
+      }
+      this.prober.sync(pod, current);
+      if (current && deadlineExceeded(pod)) {
+        this.prober.forget(uid);
+        if (current.state === 'running') this.schedule(uid, () => this.exceedDeadline(pod, current));
+        // Stopped at its deadline before this agent started (the API says so): still Failed, not Running with dead containers.
+        else if (pod.status?.reason === 'DeadlineExceeded' && this.waiting.get(uid)?.reason !== 'DeadlineExceeded') this.waiting.set(uid, { reason: 'DeadlineExceeded', message: DEADLINE_MESSAGE, rejected: true });
       }
       if (!current) {
         const phase = pod.status?.phase;
@@ -178,7 +197,7 @@ export class PodSync {
       const uuid = await this.runtime.runPod(runtimePod, { stage1: choice.stage1 });
       this.waiting.delete(uid);
       this.backoff.delete(uid);
-      for (const c of pod.spec?.containers ?? []) {
+      for (const c of [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []]) {
         const fieldPath = `spec.containers{${c.name}}`;
         this.events.emit(pod, 'Normal', 'Created', `Created container ${c.name}`, fieldPath);
         this.events.emit(pod, 'Normal', 'Started', `Started container ${c.name}`, fieldPath);
@@ -217,7 +236,7 @@ export class PodSync {
     const { shouldPull } = await import('../runtime-rkt/image/policy.js');
     const previous = this.waiting.get(pod.metadata!.uid!)?.reason;
     let auth: RegistryKeyring | undefined; // the pod's imagePullSecrets, read once the first pull needs them
-    for (const c of pod.spec?.containers ?? []) {
+    for (const c of [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []]) {
       const image = c.image ?? '';
       const fieldPath = `spec.containers{${c.name}}`;
       const present = await this.runtime.findImage(image).catch(() => undefined);
@@ -270,8 +289,9 @@ export class PodSync {
       }
     }
     try {
-      for (const [i, c] of (pod.spec?.containers ?? []).entries()) {
-        const target = runtimePod.spec.containers[i]!;
+      const targets = [...runtimePod.spec.initContainers ?? [], ...runtimePod.spec.containers];
+      for (const [i, c] of [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []].entries()) {
+        const target = targets[i]!;
         if (!c.env?.some((e) => e.valueFrom) && !c.envFrom?.length) continue;
         const { env, warnings } = await resolveEnv(pod, c, objects, ctx);
         for (const w of warnings) this.events.emit(pod, 'Warning', 'InvalidEnvironmentVariableNames', w);
@@ -343,6 +363,15 @@ export class PodSync {
     this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod cannot start');
   }
 
+  /** activeDeadlineSeconds passed: the kubelet stops the pod for good (Failed, DeadlineExceeded). */
+  private async exceedDeadline(pod: V1Pod, current: PodStatus): Promise<void> {
+    const uid = pod.metadata!.uid!;
+    const message = DEADLINE_MESSAGE;
+    if (this.waiting.get(uid)?.reason !== 'DeadlineExceeded') this.events.emit(pod, 'Normal', 'DeadlineExceeded', message);
+    this.waiting.set(uid, { reason: 'DeadlineExceeded', message, rejected: true });
+    await this.stopRuntimePod(current, pod.spec?.terminationGracePeriodSeconds ?? 30, pod);
+  }
+
   private async replace(pod: V1Pod, current: PodStatus): Promise<void> {
     await this.removeRuntimePod(current, pod.spec?.terminationGracePeriodSeconds ?? 30, pod);
     await this.start(pod);
@@ -360,12 +389,20 @@ export class PodSync {
     this.forget(md.uid!);
   }
 
-  private async removeRuntimePod(p: PodStatus, gracePeriodSeconds: number | undefined, pod?: V1Pod): Promise<void> {
-    if (pod && p.state === 'running') {
+  /** Stop a running pod: the Killing events, preStop hooks within the grace period, then SIGTERM and SIGKILL for what is left of it. */
+  private async stopRuntimePod(p: PodStatus, gracePeriodSeconds: number | undefined, pod?: V1Pod): Promise<void> {
+    if (p.state !== 'running') return;
+    let grace = gracePeriodSeconds;
+    if (pod) {
       for (const a of p.apps.filter((x) => x.state === 'running')) this.events.emit(pod, 'Normal', 'Killing', `Stopping container ${a.name}`, `spec.containers{${a.name}}`);
+      grace = await this.prober.preStopAll(pod, p, gracePeriodSeconds ?? pod.spec?.terminationGracePeriodSeconds ?? 30);
     }
+    await this.runtime.stopPod(p.uuid, grace);
+  }
+
+  private async removeRuntimePod(p: PodStatus, gracePeriodSeconds: number | undefined, pod?: V1Pod): Promise<void> {
     try {
-      if (p.state === 'running') await this.runtime.stopPod(p.uuid, gracePeriodSeconds);
+      await this.stopRuntimePod(p, gracePeriodSeconds, pod);
       await this.runtime.removePod(p.uuid);
     } catch (err) {
       // A pass that listed the pod just before an earlier removal finished asks again: gone is what we wanted.
@@ -374,6 +411,7 @@ export class PodSync {
   }
 
   private forget(uid: string): void {
+    this.prober.forget(uid);
     this.desired.delete(uid);
     for (const key of this.volumeErrors) if (key.startsWith(`${uid}:`)) this.volumeErrors.delete(key);
     this.reported.delete(uid);
@@ -386,11 +424,12 @@ export class PodSync {
     const uid = pod.metadata!.uid!;
     const waiting = this.waiting.get(uid);
     const from = this.reportedFrom.get(uid);
-    if (from && from.pod === pod && from.current === current && from.waiting === waiting) return;
-    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: pod.status });
+    const probes = `${this.prober.version}/${this.logMessagesRead}`;
+    if (from && from.pod === pod && from.current === current && from.waiting === waiting && from.probes === probes) return;
+    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: pod.status, probes: (c) => this.prober.view(pod, c), logMessage: (c) => this.fallbackMessage(pod, current, c) });
     const key = JSON.stringify(status);
     if (this.reported.get(uid) === key || sameStatus(pod.status, status)) {
-      this.reportedFrom.set(uid, { pod, current, waiting });
+      this.reportedFrom.set(uid, { pod, current, waiting, probes });
       return;
     }
     // One status patch per pod at a time: two in flight can reach the server in either order, and
@@ -399,7 +438,7 @@ export class PodSync {
     if (this.statusInFlight.has(uid)) return;
     this.statusInFlight.add(uid);
     this.reported.set(uid, key);
-    this.reportedFrom.set(uid, { pod, current, waiting });
+    this.reportedFrom.set(uid, { pod, current, waiting, probes });
     const md = pod.metadata!;
     this.kube.core.patchNamespacedPodStatus({ name: md.name!, namespace: md.namespace!, body: { status } }, patchAs('merge')).catch((err) => {
       this.reported.delete(uid);
@@ -409,6 +448,35 @@ export class PodSync {
       this.statusInFlight.delete(uid);
       this.trigger();
     });
+  }
+
+  /**
+   * terminationMessagePolicy FallbackToLogsOnError: a container that failed
+   * without writing a message gets the last 80 lines (at most 2 KiB) of its
+   * log, read once per run in the background (the status is computed again
+   * when it is there).
+   */
+  private fallbackMessage(pod: V1Pod, current: PodStatus | undefined, name: string): string | undefined {
+    const spec = [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []].find((c) => c.name === name);
+    const app = current?.apps.find((a) => a.name === name);
+    if (spec?.terminationMessagePolicy !== 'FallbackToLogsOnError' || !current || !app || app.state !== 'exited' || !app.exitCode || app.terminationMessage) return undefined;
+    const key = `${current.uuid}/${name}/${app.finishedAt}`;
+    const known = this.logMessages.get(key);
+    if (known !== undefined) return known || undefined;
+    if (this.logMessages.size > 10_000) this.logMessages.clear();
+    this.logMessages.set(key, '');
+    void (async () => {
+      const lines: string[] = [];
+      for await (const line of this.runtime.logs({ podUuid: current.uuid, container: name, tail: 80 })) lines.push(line.message);
+      let text = lines.join('\n');
+      if (Buffer.byteLength(text) > 2048) text = Buffer.from(text).subarray(-2048).toString('utf8');
+      return text;
+    })().then((text) => {
+      this.logMessages.set(key, text);
+      this.logMessagesRead++;
+      this.trigger();
+    }, (err) => this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, container: name, err: String(err) }, 'could not read the log for FallbackToLogsOnError'));
+    return undefined;
   }
 
   /** Keep `desired` in step with the API server: list, then watch from the list's resourceVersion; relist on 410 or errors. */
@@ -452,4 +520,13 @@ function imagesChanged(pod: V1Pod, current: PodStatus): boolean {
     const app = current.apps.find((a) => a.name === c.name);
     return app !== undefined && app.image.name !== c.image;
   });
+}
+
+const DEADLINE_MESSAGE = 'Pod was active on the node longer than the specified deadline';
+
+/** activeDeadlineSeconds counted from the pod's startTime, as the kubelet counts it. */
+export function deadlineExceeded(pod: V1Pod, now = Date.now()): boolean {
+  const deadline = pod.spec?.activeDeadlineSeconds;
+  const start = pod.status?.startTime ? new Date(pod.status.startTime as unknown as string).getTime() : NaN;
+  return typeof deadline === 'number' && !Number.isNaN(start) && now - start >= deadline * 1000;
 }

@@ -34,6 +34,13 @@ export interface ContainerRuntime {
   gc(): Promise<void>;
   /** What VM pods get on this node (probed at start): kvm, tcg, or unavailable (no assets, or kvm required and absent). */
   readonly vmAccel?: 'kvm' | 'tcg' | 'unavailable';
+  /**
+   * Run a command in a running container to completion, with its output (cut
+   * at 10 KiB, as the kubelet's probes) and a timeout: exec probes and hooks.
+   */
+  runInContainer(podId: string, container: string, command: string[], timeoutMs: number): Promise<{ exitCode: number; output: string; timedOut: boolean }>;
+  /** Kill a container's current run (SIGTERM, SIGKILL after the grace period); its restartPolicy decides what follows. */
+  killContainer(podId: string, container: string, gracePeriodSeconds: number): Promise<void>;
   /** Called when something about running pods may have changed (a unit's state, say). */
   onChange(listener: () => void): void;
   close(): Promise<void>;
@@ -72,6 +79,8 @@ class RktContainerRuntime implements ContainerRuntime {
   async stopPod(id: string, gracePeriodSeconds?: number) { await this.rt.stopPod(id, { gracePeriodSeconds }); }
   removePod(id: string) { return this.rt.removePod(id, { force: true }); }
   logs(query: LogQuery) { return readLogs(query); }
+  runInContainer(podId: string, container: string, command: string[], timeoutMs: number) { return this.rt.runInContainer(podId, container, command, { timeoutMs }); }
+  killContainer(podId: string, container: string, gracePeriodSeconds: number) { return this.rt.killApp(podId, container, gracePeriodSeconds); }
   async gc() { await this.rt.gc({ exitedGracePeriodMs: Number.MAX_SAFE_INTEGER }); }
   /**
    * From each running app's cgroup (its unit's). kvm pods are left out: their

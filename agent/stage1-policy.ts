@@ -166,12 +166,17 @@ export function chooseStage1(pod: PodFacts, nodeDefault: Stage1Name, policy: Sta
 export function hostAccessAsked(spec: {
   hostNetwork?: boolean | null; hostPID?: boolean | null; hostIPC?: boolean | null;
   containers?: Array<{ securityContext?: { privileged?: boolean | null } | null }> | null;
+  initContainers?: Array<{ securityContext?: { privileged?: boolean | null } | null }> | null;
   volumes?: Array<{ hostPath?: unknown }> | null;
 }): Array<{ what: HostAccess; field: string }> {
   const asked: Array<{ what: HostAccess; field: string }> = [];
   for (const what of ['hostNetwork', 'hostPID', 'hostIPC'] as const) if (spec[what] === true) asked.push({ what, field: `spec.${what}` });
   (spec.containers ?? []).forEach((c, i) => {
     if (c.securityContext?.privileged === true) asked.push({ what: 'privileged', field: `spec.containers[${i}].securityContext.privileged` });
+  });
+  // An init container runs on the node as much as a container does.
+  (spec.initContainers ?? []).forEach((c, i) => {
+    if (c.securityContext?.privileged === true) asked.push({ what: 'privileged', field: `spec.initContainers[${i}].securityContext.privileged` });
   });
   (spec.volumes ?? []).forEach((v, i) => {
     if (v.hostPath !== undefined && v.hostPath !== null) asked.push({ what: 'hostPath', field: `spec.volumes[${i}].hostPath` });

@@ -43,7 +43,7 @@ export class VolumeManager {
       volumes[i] = { name: v.name, hostPath: { path: dir, type: 'Directory' } };
       ours.add(v.name);
     }
-    for (const c of runtimePod.spec.containers as Array<{ volumeMounts?: Array<{ name: string; readOnly?: boolean }> }>) {
+    for (const c of [...runtimePod.spec.initContainers ?? [], ...runtimePod.spec.containers] as Array<{ volumeMounts?: Array<{ name: string; readOnly?: boolean }> }>) {
       for (const m of c.volumeMounts ?? []) if (ours.has(m.name)) m.readOnly = true;
     }
   }

@@ -40,9 +40,12 @@ export function podStatusColumns(pod: KObj): { ready: string; status: string; re
   let restarts = 0, readyContainers = 0, lastRestart = 0;
   let initializing = false;
   const inits: any[] = st.initContainerStatuses ?? [];
+  const sidecarNames = new Set((pod.spec?.initContainers ?? []).filter((c: any) => c.restartPolicy === 'Always').map((c: any) => c.name));
   inits.forEach((c, i) => {
     restarts += c.restartCount ?? 0;
     if (c.state?.terminated?.exitCode === 0) return;
+    // A started sidecar (restartable init container) lets initialization go on, as kubectl prints it.
+    if (sidecarNames.has(c.name) && c.started) return;
     if (initializing) return;
     if (c.state?.terminated) {
       reason = c.state.terminated.reason ? `Init:${c.state.terminated.reason}` : c.state.terminated.signal ? `Init:Signal:${c.state.terminated.signal}` : `Init:ExitCode:${c.state.terminated.exitCode}`;
@@ -76,7 +79,9 @@ export function podStatusColumns(pod: KObj): { ready: string; status: string; re
   if (pod.metadata?.deletionTimestamp && st.reason === 'NodeLost') reason = 'Unknown';
   else if (pod.metadata?.deletionTimestamp && st.phase !== 'Succeeded' && st.phase !== 'Failed') reason = 'Terminating';
   const restartsCell = lastRestart ? `${restarts} (${humanDuration(Date.now() - lastRestart)} ago)` : String(restarts);
-  return { ready: `${readyContainers}/${containers.length}`, status: reason, restarts: restartsCell };
+  // Sidecars count in READY, as kubectl counts them.
+  const sidecarsReady = inits.filter((c) => sidecarNames.has(c.name) && c.started && c.ready).length;
+  return { ready: `${readyContainers + sidecarsReady}/${containers.length + sidecarNames.size}`, status: reason, restarts: restartsCell };
 }
 
 function nodeStatus(node: KObj): string {

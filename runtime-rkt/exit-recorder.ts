@@ -9,6 +9,8 @@
 export const EXIT_RECORDER_SCRIPT = `
 # Its output would land in the app's log (it runs in the app's unit): keep quiet.
 exec >/dev/null 2>&1
+# A unit skipped by its ExecCondition (init-gate.ts) never ran its app: nothing to record.
+[ "$SERVICE_RESULT" = exec-condition ] && exit 0
 dir="$1"; oom=0
 cg=$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)
 if [ -n "$cg" ] && [ -r "/sys/fs/cgroup/memory$cg/memory.oom_control" ]; then

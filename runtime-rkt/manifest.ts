@@ -2,6 +2,7 @@ import { parseAllDocuments } from 'yaml';
 import { InvalidInput } from '../common/errors.js';
 import { cpuMillis, memoryBytes, parseQuantity } from '../common/quantity.js';
 import { POD_FIELD_TABLES, refusedFields, type TableId } from './pod-fields.js';
+import { checkContainerExtras } from './container-checks.js';
 
 /**
  * The Kubernetes Pod this node runs. Every PodSpec, Container and
@@ -55,6 +56,14 @@ export interface ContainerSpec {
   resources?: { limits?: ResourceList; requests?: ResourceList };
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   securityContext?: ContainerSecurityContext;
+  terminationMessagePath?: string;
+  terminationMessagePolicy?: 'File' | 'FallbackToLogsOnError';
+  /** Init containers only: Always makes it a sidecar (Kubernetes 1.29+). */
+  restartPolicy?: 'Always';
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
+  startupProbe?: Probe;
+  lifecycle?: Lifecycle;
   volumeMounts?: VolumeMount[];
 }
 export interface VolumeMount {
@@ -81,6 +90,27 @@ export interface Volume {
   persistentVolumeClaim?: { claimName: string; readOnly?: boolean };
   [source: string]: unknown;
 }
+/** Probes and lifecycle hooks (run by the agent: agent/prober.ts); shapes checked in container-checks.ts. */
+export interface ProbeHandler {
+  exec?: { command: string[] };
+  httpGet?: { path?: string; port: number | string; host?: string; scheme?: 'HTTP' | 'HTTPS'; httpHeaders?: Array<{ name: string; value: string }> };
+  tcpSocket?: { port: number | string; host?: string };
+  grpc?: { port: number; service?: string };
+}
+export interface Probe extends ProbeHandler {
+  initialDelaySeconds?: number;
+  timeoutSeconds?: number;
+  periodSeconds?: number;
+  successThreshold?: number;
+  failureThreshold?: number;
+  terminationGracePeriodSeconds?: number;
+}
+export interface LifecycleHandler {
+  exec?: { command: string[] };
+  httpGet?: ProbeHandler['httpGet'];
+  sleep?: { seconds: number };
+}
+export interface Lifecycle { postStart?: LifecycleHandler; preStop?: LifecycleHandler }
 export interface Capabilities { add?: string[]; drop?: string[] }
 export interface SeccompProfile { type: 'RuntimeDefault' | 'Unconfined' | 'Localhost'; localhostProfile?: string }
 /** Container securityContext (the fields this node enforces; validatePod refuses the others). */
@@ -109,6 +139,8 @@ export interface PodSecurityContext {
 export type RestartPolicy = 'Always' | 'OnFailure' | 'Never';
 export interface PodSpec {
   containers: ContainerSpec[];
+  /** Run in order, each to completion (or, restartPolicy Always, started and left running) before the containers. */
+  initContainers?: ContainerSpec[];
   restartPolicy?: RestartPolicy;
   terminationGracePeriodSeconds?: number;
   hostname?: string;
@@ -333,6 +365,7 @@ function checkContainer(w: Walker, c: unknown, path: string, volumeNames: Readon
   if (o.resources !== undefined) checkResources(w, o.resources, `${path}.resources`);
   if (o.securityContext !== undefined) checkContainerSecurity(w, o.securityContext, `${path}.securityContext`);
   if (expect(w, o.volumeMounts, 'array', `${path}.volumeMounts`)) checkVolumeMounts(w, o.volumeMounts as unknown[], `${path}.volumeMounts`, volumeNames);
+  w.errors.push(...checkContainerExtras(o, path, path.startsWith('spec.initContainers')));
 }
 
 /**
@@ -670,6 +703,13 @@ export function validatePod(input: unknown, opts: { strict: boolean }): Pod {
       spec.containers.forEach((c, i) => checkContainer(w, c, `spec.containers[${i}]`, volumeNames));
       const names = spec.containers.map((c) => (c as { name?: unknown })?.name);
       names.forEach((n, i) => { if (names.indexOf(n) !== i) w.errors.push(`spec.containers[${i}].name: Duplicate value: ${JSON.stringify(n)}`); });
+      if (expect(w, spec.initContainers, 'array', 'spec.initContainers')) {
+        (spec.initContainers as unknown[]).forEach((c, i) => checkContainer(w, c, `spec.initContainers[${i}]`, volumeNames));
+        // One name space for both lists: units, logs and statuses are found by container name.
+        const all = [...(spec.initContainers as unknown[]).map((c) => (c as { name?: unknown })?.name), ...names];
+        all.forEach((n, i) => { if (i < (spec.initContainers as unknown[]).length && all.indexOf(n) !== i) w.errors.push(`spec.initContainers[${i}].name: Duplicate value: ${JSON.stringify(n)}`); });
+        all.forEach((n, i) => { if (i >= (spec.initContainers as unknown[]).length && all.indexOf(n) < (spec.initContainers as unknown[]).length) w.errors.push(`spec.containers[${i - (spec.initContainers as unknown[]).length}].name: Duplicate value: ${JSON.stringify(n)} (an init container has it)`); });
+      }
     }
     oneOf(w, spec.restartPolicy, 'spec.restartPolicy', ['Always', 'OnFailure', 'Never']);
     if (spec.terminationGracePeriodSeconds !== undefined && (!Number.isInteger(spec.terminationGracePeriodSeconds) || (spec.terminationGracePeriodSeconds as number) < 0)) w.errors.push('spec.terminationGracePeriodSeconds: must be a non-negative integer');

@@ -38,7 +38,8 @@ export type TableId =
   | 'envVarSource' | 'objectFieldSelector' | 'resourceFieldSelector' | 'keySelector' | 'envFromSource' | 'envSourceRef'
   | 'volume' | 'emptyDirVolumeSource' | 'hostPathVolumeSource' | 'pvcVolumeSource' | 'flexVolumeSource' | 'volumeMount'
   | 'configMapVolumeSource' | 'secretVolumeSource' | 'keyToPath' | 'downwardAPIVolumeSource' | 'downwardAPIVolumeFile'
-  | 'projectedVolumeSource' | 'volumeProjection' | 'configMapProjection' | 'secretProjection' | 'downwardAPIProjection';
+  | 'projectedVolumeSource' | 'volumeProjection' | 'configMapProjection' | 'secretProjection' | 'downwardAPIProjection'
+  | 'probe' | 'lifecycle' | 'lifecycleHandler';
 
 export interface FieldTable {
   title: string;
@@ -65,14 +66,14 @@ export function asksForNothing(value: unknown): boolean {
 
 const SCHEDULER = 'the scheduler\'s: it chose this node before the pod got here';
 const NO_VOLUME_PLUGIN = 'this node has no plugin for this volume type (it mounts emptyDir, hostPath and local PersistentVolumes)';
-const PROBES = 'no probes are run; the container would count as healthy and ready without being checked';
+const PROBE = (what: string) => `run by the agent's prober (exec in the container, or HTTP/TCP/gRPC to the pod IP); ${what}`;
 
 export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
   podSpec: {
     title: 'PodSpec',
     paths: ['spec'],
     fields: {
-      activeDeadlineSeconds: refuse('the node does not stop pods at a deadline', { issue: 14 }),
+      activeDeadlineSeconds: honour('the agent stops the pod that long after its startTime: Failed, DeadlineExceeded'),
       affinity: ignore(SCHEDULER),
       automountServiceAccountToken: ignore('the node mounts no service account token (no volumes yet); nothing is mounted whatever its value'),
       containers: honour('run as the pod\'s apps, one systemd unit each', 'container'),
@@ -87,7 +88,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       hostUsers: refuse('user namespaces are not implemented yet: pods run in the node\'s user namespace', { accepts: only(true) }),
       hostname: honour('the pod\'s hostname and /etc/hosts entry'),
       imagePullSecrets: honour('credentials for the pod\'s image pulls', 'localObjectReference'),
-      initContainers: refuse('init containers are not run', { issue: 14 }),
+      initContainers: honour('run in order before the containers, each to completion (gated by its unit\'s ExecCondition), restarted per restartPolicy; restartPolicy Always makes a sidecar', 'container'),
       nodeName: honour('the agent runs only pods bound to its node'),
       nodeSelector: ignore(SCHEDULER),
       os: honour('only `linux` (this node\'s OS), as the kubelet admits pods', 'podOS'),
@@ -116,7 +117,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
   },
   container: {
     title: 'Container',
-    paths: ['spec.containers[]'],
+    paths: ['spec.containers[]', 'spec.initContainers[]'],
     fields: {
       args: honour('replaces the image\'s Cmd'),
       command: honour('replaces the image\'s Entrypoint'),
@@ -124,22 +125,22 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       envFrom: honour('every key of a ConfigMap or Secret (read by the agent when the container starts), env on top; keys that are not valid variable names are skipped with an InvalidEnvironmentVariableNames event', 'envFromSource'),
       image: honour('pulled per imagePullPolicy, run as the app\'s root filesystem'),
       imagePullPolicy: honour('Always, IfNotPresent, Never, with Kubernetes\' defaults'),
-      lifecycle: refuse('postStart and preStop hooks are not run', { issue: 14 }),
-      livenessProbe: refuse(PROBES, { issue: 14 }),
+      lifecycle: honour('postStart after each start, preStop before a stop, within the grace period (run by the agent)', 'lifecycle'),
+      livenessProbe: honour(PROBE('failureThreshold failures kill the container, which restarts per restartPolicy'), 'probe'),
       name: honour('the app\'s name and unit name'),
       ports: honour('informational, except hostPort (CNI portmap)', 'containerPort'),
-      readinessProbe: refuse(PROBES, { issue: 14 }),
+      readinessProbe: honour(PROBE('drives the container\'s ready, and the pod\'s Ready and ContainersReady conditions'), 'probe'),
       resizePolicy: refuse('in-place resize is not implemented', {
         accepts: { text: 'entries with restartPolicy "NotRequired" (the API default)', test: (v) => Array.isArray(v) && v.every((e) => (e as { restartPolicy?: unknown })?.restartPolicy === 'NotRequired') },
       }),
       resources: honour('cpu and memory: the app unit\'s CPUQuota/CPUWeight and MemoryMax', 'resources'),
-      restartPolicy: refuse('per-container restart policies (sidecar init containers) are not implemented', { issue: 14 }),
+      restartPolicy: honour('init containers only: Always makes a sidecar (started in order, restarted always, stopped after the containers)'),
       securityContext: honour('enforced by every stage1 (user, groups, capabilities, seccomp, no_new_privs, read-only root, privileged)', 'securityContext'),
-      startupProbe: refuse(PROBES, { issue: 14 }),
+      startupProbe: honour(PROBE('holds liveness and readiness probes back until it succeeds; failureThreshold failures kill the container'), 'probe'),
       stdin: refuse('no stdin is attached to containers', { issue: 15, accepts: only(false) }),
       stdinOnce: refuse('no stdin is attached to containers', { issue: 15, accepts: only(false) }),
-      terminationMessagePath: refuse('termination messages are not read', { issue: 14, accepts: only('/dev/termination-log') }),
-      terminationMessagePolicy: refuse('termination messages are not read', { issue: 14, accepts: only('File') }),
+      terminationMessagePath: honour('namespaces stage1: a file bound writable there, emptied before each run, its first 4 KiB the terminated state\'s message; fly and kvm read no message (only the default path is accepted there)'),
+      terminationMessagePolicy: honour('File, or FallbackToLogsOnError: an error exit with no message takes the last 80 lines (2 KiB) of its log'),
       tty: refuse('no terminal is attached to containers', { issue: 15, accepts: only(false) }),
       volumeDevices: refuse('no block volumes', { issue: 14 }),
       volumeMounts: honour('bind mounts of the pod\'s volumes into the container, on every stage1', 'volumeMount'),
@@ -495,6 +496,41 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       subPath: honour('a path inside the volume (relative, no `..`), created when missing; a symlink leading out of the volume is refused (CVE-2017-1002101)'),
       subPathExpr: honour('subPath with $(VAR) expanded from the container\'s env, then checked as subPath is'),
       mountPropagation: honour('None only (the default): HostToContainer and Bidirectional are refused by name'),
+    },
+  },
+  probe: {
+    title: 'Probe',
+    paths: ['spec.containers[].livenessProbe', 'spec.containers[].readinessProbe', 'spec.containers[].startupProbe', 'spec.initContainers[].startupProbe (sidecars)'],
+    fields: {
+      exec: honour('the command run in the container (the stage1\'s enter path, no shell added); exit 0 is success'),
+      failureThreshold: honour('failures in a row that make the probe fail (default 3)'),
+      grpc: honour('the gRPC health protocol (grpc.health.v1.Health/Check) to the pod IP; SERVING is success'),
+      httpGet: honour('GET to the pod IP (or host), scheme, headers, path, port by number or name; 200–399 is success'),
+      initialDelaySeconds: honour('seconds after the container started before the first probe'),
+      periodSeconds: honour('seconds between probes (default 10)'),
+      successThreshold: honour('successes in a row that make the probe pass (default 1; liveness and startup: 1)'),
+      tcpSocket: honour('a TCP connect to the pod IP (or host); a connection is success'),
+      terminationGracePeriodSeconds: honour('liveness and startup: the grace period of the kill a failure causes'),
+      timeoutSeconds: honour('seconds before a probe counts as failed (default 1)'),
+    },
+  },
+  lifecycle: {
+    title: 'Lifecycle',
+    paths: ['spec.containers[].lifecycle'],
+    fields: {
+      postStart: honour('run right after each start of the container; a failure kills it (FailedPostStartHook)', 'lifecycleHandler'),
+      preStop: honour('run before the container is stopped, its time counted in the grace period', 'lifecycleHandler'),
+      stopSignal: refuse('containers are stopped with SIGTERM (systemd\'s default)', { accepts: only('SIGTERM') }),
+    },
+  },
+  lifecycleHandler: {
+    title: 'LifecycleHandler',
+    paths: ['spec.containers[].lifecycle.postStart', 'spec.containers[].lifecycle.preStop'],
+    fields: {
+      exec: honour('the command run in the container'),
+      httpGet: honour('GET to the pod IP (or host), as the probe\'s'),
+      sleep: honour('wait that many seconds'),
+      tcpSocket: refuse('deprecated by Kubernetes, and the kubelet does not run it either'),
     },
   },
   podOS: {

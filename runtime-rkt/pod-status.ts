@@ -95,6 +95,8 @@ function appStatus(app: AppManifest, unit: string, records: ExitRecord[], u: Uni
     if (u.subState === 'auto-restart') return { ...base, state: 'waiting', reason: 'CrashLoopBackOff', restartCount, lastTermination };
     // Not yet started (a Type=notify unit before READY=1: a kvm pod's app while its VM boots).
     if (u.activeState === 'activating' && u.subState === 'start') return { ...base, state: 'waiting', reason: 'ContainerCreating', restartCount, lastTermination };
+    // Held in its ExecCondition= until the init container before it is done (init-gate.ts).
+    if (u.activeState === 'activating' && u.subState === 'condition') return { ...base, state: 'waiting', reason: 'PodInitializing', restartCount, lastTermination };
     return { ...base, state: 'running', mainPid: facts.mainPid, restartCount, lastTermination, startedAt: facts.startedUs ? Math.floor(facts.startedUs / 1000) : undefined };
   }
   const last = terminations.at(-1);
@@ -116,12 +118,51 @@ function appStatus(app: AppManifest, unit: string, records: ExitRecord[], u: Uni
   };
 }
 
+/** The kubelet reads at most 4 KiB of a termination message. */
+const MAX_TERMINATION_MESSAGE = 4096;
+
+/** Termination messages of the apps that exited for good (the file is emptied before each run). */
+async function readTerminationMessages(dir: string, manifest: RuntimePodManifest, apps: AppStatus[]): Promise<void> {
+  await Promise.all(manifest.apps.map(async (app, i) => {
+    const a = apps[i]!;
+    if (!app.terminationMessagePath || a.state !== 'exited' || a.finishedAt === undefined) return;
+    const fh = await fs.open(path.join(dir, 'apps', app.name, 'termination-log'), 'r').catch(() => undefined);
+    if (!fh) return;
+    try {
+      const buf = Buffer.alloc(MAX_TERMINATION_MESSAGE);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      if (bytesRead) apps[i] = { ...a, terminationMessage: buf.subarray(0, bytesRead).toString('utf8') };
+    } finally {
+      await fh.close();
+    }
+  }));
+}
+
+/** The reason of an app that will never start: an init container before it failed for good (restartPolicy Never). */
+const INIT_FAILED = 'PodInitializing';
+
+/**
+ * Under restartPolicy Never a failed init container ends the pod: the apps
+ * behind it were skipped by their gate (init-gate.ts) and never ran, so they
+ * wait (PodInitializing, as the kubelet shows them) rather than count as a
+ * launch that went wrong, and the pod is exited.
+ */
+function holdBehindFailedInit(manifest: RuntimePodManifest, apps: AppStatus[]): void {
+  if (manifest.restartPolicy !== 'Never') return;
+  const failedAt = manifest.apps.findIndex((a, i) => a.init === 'once' && apps[i]!.state === 'exited' && apps[i]!.exitCode !== 0 && apps[i]!.reason !== 'LaunchInterrupted');
+  if (failedAt < 0) return;
+  for (let i = failedAt + 1; i < apps.length; i++) {
+    const a = apps[i]!;
+    if (a.state !== 'running' && a.finishedAt === undefined) apps[i] = { ...a, state: 'waiting', reason: INIT_FAILED, exitCode: undefined, signal: undefined };
+  }
+}
+
 function podStateOf(loc: PodLocation, apps: AppStatus[]): PodState {
   switch (loc.state) {
     case 'embryo': return FileLock.isFree(loc.dir) ? 'aborted-prepare' : 'embryo';
     case 'prepare': return FileLock.isFree(loc.dir) ? 'aborted-prepare' : 'preparing';
     case 'prepared': return 'prepared';
-    case 'run': return apps.some((a) => a.state === 'running' || a.state === 'waiting') ? 'running' : 'exited';
+    case 'run': return apps.some((a) => a.state === 'running' || (a.state === 'waiting' && a.reason !== INIT_FAILED)) ? 'running' : 'exited';
     case 'exited-garbage': return 'deleting';
     case 'garbage': return 'garbage';
   }
@@ -178,6 +219,8 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
   const cached = reusable ? cache.reuse(loc.dir, inputs) : undefined;
   if (cached) return cached;
   const apps = perApp.map((a) => appStatus(a.app, a.unit, a.records, a.u, a.facts, loc.state, launching));
+  if (manifest) holdBehindFailedInit(manifest, apps);
+  if (manifest) await readTerminationMessages(loc.dir, manifest, apps);
   const md = manifest?.pod.metadata;
   const networks = podNetworkFrom(snap.networkRaw);
   const ms = (v: bigint | undefined) => (v === undefined ? undefined : Number(v / 1_000_000n));

@@ -166,7 +166,8 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
   const nodeCaps = await nodeCapabilities();
   // Volumes before any rootfs: a hostPath of the wrong type costs no overlay mounts.
   const mounts = await preparePodVolumes({ podDir, pod });
-  for (const [i, c] of pod.spec.containers.entries()) {
+  const inits = pod.spec.initContainers ?? [];
+  for (const [i, c] of allContainers(pod).entries()) {
     const image = input.images[i]!;
     const appDir = podPaths(podDir).app(c.name);
     await mountOverlay(await input.imageStore.layerRootfsPaths(image), appDir);
@@ -193,7 +194,14 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
       limits: limitsOf(c.resources?.limits, `spec.containers[${i}].resources.limits`),
       requests: limitsOf(c.resources?.requests, `spec.containers[${i}].resources.requests`),
       ...(mounts.get(c.name)?.length ? { mounts: mounts.get(c.name) } : {}),
+      ...(i < inits.length ? { init: c.restartPolicy === 'Always' ? 'sidecar' as const : 'once' as const } : {}),
+      ...(input.stage1 === 'namespaces' ? { terminationMessagePath: c.terminationMessagePath ?? '/dev/termination-log' } : {}),
     });
+    if (input.stage1 === 'namespaces') {
+      // Any user the app runs as writes it, as the kubelet's file (0666).
+      await fs.writeFile(podPaths(podDir).terminationLog(c.name), '', { mode: 0o666 });
+      await fs.chmod(podPaths(podDir).terminationLog(c.name), 0o666);
+    }
   }
   await writePodEtc(podDir, pod, hostname);
   const manifest: RuntimePodManifest = {
@@ -210,6 +218,11 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
   };
   await atomicWriteJson(podPaths(podDir).manifest, manifestForDisk(manifest));
   return manifest;
+}
+
+/** Init containers first, in order, then the containers: the order of the pod's apps (and of the images runPod resolves). */
+export function allContainers(pod: Pod): ContainerSpec[] {
+  return [...(pod.spec.initContainers ?? []), ...pod.spec.containers];
 }
 
 /** Unmount every app rootfs of a pod; safe to call on a half-made or already clean pod. */

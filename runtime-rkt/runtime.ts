@@ -1,5 +1,6 @@
 import * as fs from 'node:fs/promises';
-import { UserError, errnoCode } from '../common/errors.js';
+import { spawn } from 'node:child_process';
+import { ContainerConfigError, UserError, errnoCode } from '../common/errors.js';
 import { exists, readJsonIfExists } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
 import { crashPoint } from '../common/failpoint.js';
@@ -15,7 +16,7 @@ import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, releaseLeases, type PodNetworkOptions } from './network.js';
-import { fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
+import { allContainers, fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
 import { checkRuntimeEnv, usesPodIP } from './env.js';
 import { unmountPodVolumes } from './volumes.js';
 import { seccompRootDir } from './security.js';
@@ -95,7 +96,17 @@ export class RktRuntime {
     const stage1 = this.stage1For(stage1Name);
     // Everything that can be checked without touching the disk comes first, so bad input changes nothing.
     checkRuntimeEnv(pod);
-    const images = await Promise.all(pod.spec.containers.map(async (c) => {
+    // The kvm guest decides when the VM is done by the pod's restartPolicy alone (stage1/kvm/guest-init.sh,
+    // baked into its initramfs): an init container's own restart rule (on failure; a sidecar always) is not known there yet.
+    if (stage1Name === 'kvm' && pod.spec.initContainers?.length) {
+      throw new ContainerConfigError('spec.initContainers: not supported by the kvm stage1 yet: its guest supervises every app by the pod\'s restartPolicy and knows no init or sidecar containers', 'run the pod with the namespaces stage1 (runtimeClassName namespaces), or move the init work into the container');
+    }
+    // Only the namespaces stage1 binds a termination message file (fly's /dev is the node's, kvm's is the guest's).
+    const customPath = allContainers(pod).findIndex((c) => (c.terminationMessagePath ?? '/dev/termination-log') !== '/dev/termination-log');
+    if (stage1Name !== 'namespaces' && customPath >= 0) {
+      throw new ContainerConfigError(`container "${allContainers(pod)[customPath]!.name}": terminationMessagePath: not supported by the ${stage1Name} stage1: only the namespaces stage1 reads termination messages`, 'leave terminationMessagePath at its default, use terminationMessagePolicy FallbackToLogsOnError, or run the pod with the namespaces stage1');
+    }
+    const images = await Promise.all(allContainers(pod).map(async (c) => {
       const image = await this.images.resolve(c.image);
       if (!image) throw new UserError(`image "${c.image}" of container "${c.name}" is not in the image store`, { hint: 'import it with `stevedore image import FILE|DIR`; `stevedore image list` shows what is there' });
       return image;
@@ -165,7 +176,10 @@ export class RktRuntime {
     crashPoint('run:slice-started');
     const podResults = await Promise.all((await Promise.all(podCalls)).map((j) => systemd.waitForJob(j)));
     const appCalls = pod.manifest.apps.map((app, i) => systemd.startTransientUnit(unitNames.app(uuid, app.name), plans[i]!));
-    const jobs = await Promise.all(appCalls);
+    // With init containers, every app's start job waits for its predecessor (init-gate.ts), possibly for
+    // hours: wait only for the units that start at once; systemd goes on with the rest on its own.
+    const hasInit = pod.manifest.apps.some((a) => a.init);
+    const jobs = (await Promise.all(appCalls)).filter((_, i) => !hasInit || i === 0);
     const results = [...podResults, ...await Promise.all([sliceJob, ...jobs].map((j) => systemd.waitForJob(j)))];
     const failed = results.filter((r) => r.result !== 'done');
     if (failed.length) {
@@ -331,6 +345,81 @@ export class RktRuntime {
       releasedLeases = (await releaseLeases(this.options.network, alive, opts.leaseGraceMs)).map((r) => `${r.containerId} ${r.ips.join(',')} (${r.via})`);
     }
     return { removedPods, orphanUnits, releasedLeases };
+  }
+
+  /**
+   * Run a command inside a running app to completion (probes, lifecycle
+   * hooks): the stage1's enter path, no shell or agent helper in between.
+   * Output is stdout and stderr, cut at `maxOutputBytes`; a command still
+   * running after `timeoutMs` is killed and reported as timed out.
+   */
+  async runInContainer(ref: string, appName: string, command: string[], opts: { timeoutMs: number; maxOutputBytes?: number }): Promise<{ exitCode: number; output: string; timedOut: boolean }> {
+    const argv = await this.quickEnterArgv(ref, appName, command);
+    const max = opts.maxOutputBytes ?? 10 * 1024;
+    // Plain spawn, not execa: a probe every few seconds per container makes the agent's own cost per exec count.
+    return new Promise((resolve) => {
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const take = (b: Buffer) => { if (size < max) { chunks.push(b); size += b.length; } };
+      child.stdout!.on('data', take);
+      child.stderr!.on('data', take);
+      let timedOut = false;
+      const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs);
+      child.on('error', (err) => { clearTimeout(timer); resolve({ exitCode: 127, output: String(err.message), timedOut: false }); });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ exitCode: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15), output: Buffer.concat(chunks).subarray(0, max).toString('utf8'), timedOut });
+      });
+    });
+  }
+
+  /** Pod directory and manifest by UUID, for runInContainer: neither changes while the pod runs. */
+  private readonly enterTargets = new Map<string, { dir: string; manifest: RuntimePodManifest }>();
+
+  /**
+   * enterArgv for repeated calls (exec probes every few seconds, kubernetes#82440):
+   * the pod's manifest is read once, and each call asks systemd only for the
+   * app's MainPID (one D-Bus call) instead of reading the whole pod status.
+   */
+  private async quickEnterArgv(ref: string, appName: string, command: string[]): Promise<string[]> {
+    let target = this.enterTargets.get(ref);
+    if (!target || !(await exists(target.dir))) {
+      const loc = await this.pods.find(ref);
+      const manifest = loc.state === 'run' ? await this.manifestOf(loc) : undefined;
+      if (!manifest) throw new UserError(`pod ${loc.uuid} is not running (state ${loc.state})`);
+      target = { dir: loc.dir, manifest };
+      if (this.enterTargets.size > 4096) this.enterTargets.clear();
+      this.enterTargets.set(ref, target);
+    }
+    const app = target.manifest.apps.find((a) => a.name === appName);
+    if (!app) throw new UserError(`pod ${target.manifest.uuid} has no container "${appName}"`);
+    const systemd = await this.systemd();
+    const props = await systemd.unitPropertyValues(unitNames.app(target.manifest.uuid, app.name), 'Service', ['MainPID']).catch(() => ({ MainPID: 0 }));
+    const mainPid = Number(props.MainPID ?? 0);
+    if (!mainPid) throw new UserError(`container "${app.name}" of pod ${target.manifest.uuid} is not running`);
+    return this.stage1For(target.manifest.stage1).enterArgv(target, app, mainPid, command);
+  }
+
+  /**
+   * Kill one app's current run (a failed liveness probe): SIGTERM to its
+   * processes, SIGKILL after the grace period if the same run still lives.
+   * The unit's Restart= then decides, as the kubelet's restartPolicy does.
+   */
+  async killApp(ref: string, appName: string, gracePeriodSeconds: number): Promise<void> {
+    const loc = await this.pods.find(ref);
+    const unit = unitNames.app(loc.uuid, appName);
+    const systemd = await this.systemd();
+    const pidOf = async () => Number((await systemd.unitPropertyValues(unit, 'Service', ['MainPID']).catch(() => ({ MainPID: 0 }))).MainPID ?? 0);
+    const before = await pidOf();
+    if (!before) return;
+    await systemd.killUnit(unit, 15, 'all').catch(() => undefined);
+    const deadline = Date.now() + gracePeriodSeconds * 1000;
+    while (Date.now() < deadline) {
+      if ((await pidOf()) !== before) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    if ((await pidOf()) === before) await systemd.killUnit(unit, 9, 'all').catch(() => undefined);
   }
 
   /** argv to run a command inside a running app (used by `pod enter`). */

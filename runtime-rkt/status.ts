@@ -18,6 +18,8 @@ export interface AppStatus {
   signal?: number;
   startedAt?: number;
   finishedAt?: number;
+  /** What an exited app wrote at its terminationMessagePath (at most 4 KiB; namespaces stage1). */
+  terminationMessage?: string;
   /** The run before the current one, as Kubernetes' lastState.terminated has it. */
   lastTermination?: Termination;
 }

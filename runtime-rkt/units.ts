@@ -1,7 +1,10 @@
 import { prop, type UnitProperty } from '../common/systemd.js';
-import { podPaths, type AppManifest, type PreparedPod, type Stage1 } from '../stage1/contract.js';
+import { podPaths, unitNames, type AppManifest, type PreparedPod, type Stage1 } from '../stage1/contract.js';
 import { podSlice } from '../stage1/devices.js';
+import { Variant } from 'dbus-next';
+import * as path from 'node:path';
 import { EXIT_RECORDER_SCRIPT } from './exit-recorder.js';
+import { INIT_GATE_SCRIPT, SIDECAR_STARTED } from './init-gate.js';
 
 const RESTART: Record<string, string> = { Always: 'always', OnFailure: 'on-failure', Never: 'no' };
 
@@ -48,7 +51,7 @@ export async function appProperties(pod: PreparedPod, app: AppManifest, stage1: 
     prop.str('Slice', podSlice(pod.manifest)),
     prop.str('SyslogIdentifier', app.name),
     prop.logFields(appLogFields(pod, app)),
-    prop.str('Restart', RESTART[pod.manifest.restartPolicy] ?? 'always'),
+    prop.str('Restart', restartOf(pod, app)),
     prop.u64('RestartUSec', tuning.restartDelayMs * 1000),
     // Kubernetes never gives up restarting; systemd's start rate limit would.
     prop.u64('StartLimitIntervalUSec', 0),
@@ -60,11 +63,52 @@ export async function appProperties(pod: PreparedPod, app: AppManifest, stage1: 
       { path: '/bin/sh', argv: ['/bin/sh', '-c', EXIT_RECORDER_SCRIPT, 'stevedore-exit-recorder', podPaths(pod.dir).exits(app.name)], flags: ['ignore-failure', 'privileged'] },
     ]),
   ];
+  props.push(...initOrderProperties(pod, app));
+  if (app.terminationMessagePath) {
+    // A fresh message for each run, as the kubelet makes a new file per container instance.
+    props.push(prop.execEx('ExecStartPreEx', [{ path: '/bin/sh', argv: ['/bin/sh', '-c', ': > "$1"', 'stevedore-termination-log', podPaths(pod.dir).terminationLog(app.name)], flags: ['ignore-failure', 'privileged'] }]));
+  }
   // kvm: the unit holds a proxy; the app's limits are the VM's RAM and vCPUs.
   if (stage1.cgroupLimits === false) return props;
   if (app.limits.memoryBytes !== undefined) props.push(prop.u64('MemoryMax', app.limits.memoryBytes));
   if (app.limits.cpuMillis !== undefined) props.push(prop.u64('CPUQuotaPerSecUSec', app.limits.cpuMillis * 1000));
   // cgroup v1 cpu.shares from requests, as the kubelet computes them (1024 per core, at least 2).
   if (app.requests.cpuMillis !== undefined) props.push(prop.u64('CPUShares', Math.max(2, Math.floor((app.requests.cpuMillis * 1024) / 1000))));
+  return props;
+}
+
+/** Kubernetes' restarts: init containers run again only on failure (never under Never), sidecars always. */
+function restartOf(pod: PreparedPod, app: AppManifest): string {
+  if (app.init === 'sidecar') return 'always';
+  if (app.init === 'once') return pod.manifest.restartPolicy === 'Never' ? 'no' : 'on-failure';
+  return RESTART[pod.manifest.restartPolicy] ?? 'always';
+}
+
+/**
+ * The pod's init order, as systemd enforces it (init-gate.ts): a unit behind
+ * an init container waits in its ExecCondition= (no start timeout: an init
+ * container may run for hours), and the containers are ordered After= the
+ * sidecars, so that a pod's stop stops the sidecars last.
+ */
+export function initOrderProperties(pod: PreparedPod, app: AppManifest): UnitProperty[] {
+  const apps = pod.manifest.apps;
+  const index = apps.indexOf(app);
+  const before = apps.slice(0, index).filter((a) => a.init);
+  const predecessor = app.init ? before.at(-1) : apps.filter((a) => a.init).at(-1);
+  const props: UnitProperty[] = [];
+  if (app.init === 'sidecar') {
+    const marker = path.join(podPaths(pod.dir).app(app.name), SIDECAR_STARTED);
+    props.push(prop.execEx('ExecStartPostEx', [{ path: '/bin/touch', argv: ['touch', marker], flags: ['ignore-failure', 'privileged'] }]));
+  }
+  if (!predecessor) return props;
+  const dep = predecessor.init === 'sidecar'
+    ? `started:${path.join(podPaths(pod.dir).app(predecessor.name), SIDECAR_STARTED)}`
+    : `done:${podPaths(pod.dir).exits(predecessor.name)}`;
+  props.push(
+    prop.execEx('ExecConditionEx', [{ path: '/bin/sh', argv: ['/bin/sh', '-c', INIT_GATE_SCRIPT, 'stevedore-init-gate', pod.manifest.restartPolicy === 'Never' ? 'never' : 'retry', dep], flags: ['privileged'] }]),
+    ['TimeoutStartUSec', new Variant('t', 0xffffffffffffffffn)],
+  );
+  const sidecars = before.filter((a) => a.init === 'sidecar').map((a) => unitNames.app(pod.manifest.uuid, a.name));
+  if (!app.init && sidecars.length) props.push(prop.strs('After', sidecars));
   return props;
 }

@@ -262,17 +262,19 @@ export async function preparePodVolumes({ podDir, pod }: VolumeInput): Promise<M
   const prepared = new Map<string, PreparedVolume>();
   for (const [i, v] of (pod.spec.volumes ?? []).entries()) prepared.set(v.name, await prepareVolume(podDir, pod, v, i));
   const out = new Map<string, AppMount[]>();
-  for (const [ci, c] of pod.spec.containers.entries()) out.set(c.name, await containerMounts(podDir, c, ci, prepared));
+  const inits = pod.spec.initContainers ?? [];
+  for (const [ci, c] of inits.entries()) out.set(c.name, await containerMounts(podDir, c, `spec.initContainers[${ci}]`, prepared));
+  for (const [ci, c] of pod.spec.containers.entries()) out.set(c.name, await containerMounts(podDir, c, `spec.containers[${ci}]`, prepared));
   return out;
 }
 
-async function containerMounts(podDir: string, c: ContainerSpec, ci: number, prepared: Map<string, PreparedVolume>): Promise<AppMount[]> {
+async function containerMounts(podDir: string, c: ContainerSpec, field: string, prepared: Map<string, PreparedVolume>): Promise<AppMount[]> {
   const mounts: AppMount[] = [];
   // The container's env as it will run (values the agent read come escaped; env.ts expands and unescapes).
   // status.podIP is not known yet here: a subPathExpr naming it sees it empty.
   const env = podEnv(c, []);
   for (const [mi, vm] of (c.volumeMounts ?? []).entries()) {
-    const at = `spec.containers[${ci}].volumeMounts[${mi}]`;
+    const at = `${field}.volumeMounts[${mi}]`;
     const volume = prepared.get(vm.name);
     if (!volume) throw new ContainerConfigError(`${at}.name: no volume named "${vm.name}"`);
     const readOnly = vm.readOnly === true;

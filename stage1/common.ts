@@ -7,6 +7,11 @@ export function podEtcBinds(pod: PreparedPod): Array<{ source: string; destinati
   return (['hosts', 'hostname', 'resolv.conf'] as const).map((f) => ({ source: paths.etc(f), destination: `/etc/${f}` }));
 }
 
+/** The app's termination message file at its terminationMessagePath, writable (the kubelet's bind of the same). */
+export function terminationLogBind(pod: PreparedPod, app: AppManifest): Array<{ source: string; destination: string; writable: true }> {
+  return app.terminationMessagePath ? [{ source: podPaths(pod.dir).terminationLog(app.name), destination: app.terminationMessagePath, writable: true }] : [];
+}
+
 export function envStrings(app: AppManifest): string[] {
   return app.env.map(([k, v]) => `${k}=${v}`);
 }

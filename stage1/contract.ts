@@ -13,6 +13,8 @@ import type { Pod, RestartPolicy } from '../runtime-rkt/manifest.js';
  *   apps/<app>/rootfs/           the app's root filesystem (an overlayfs mount)
  *   apps/<app>/upper, work/      the overlay's writable layer
  *   apps/<app>/exits/<ns>.json   one ExitRecord per finished run of the app
+ *   apps/<app>/termination-log   the app's termination message (namespaces: bound at its terminationMessagePath)
+ *   apps/<app>/started           a sidecar init container has started (stage0's ExecStartPost; runtime-rkt/init-gate.ts)
  *   etc/hosts, hostname, resolv.conf   pod-level files bound into every app
  *   volumes/<name>/              emptyDir volumes (a tmpfs mounted there for medium Memory)
  *   volume-subpaths/<app>/<n>    bind mounts of subPaths, made through a descriptor (runtime-rkt/volumes.ts)
@@ -92,6 +94,14 @@ export interface AppManifest {
   security?: AppSecurity;
   /** The app's volume mounts, in the order of its volumeMounts (absent: none). */
   mounts?: AppMount[];
+  /**
+   * An init container (the pod's apps list them first, in order): `once` runs
+   * to completion before the next app starts, `sidecar` (restartPolicy
+   * Always) only has to have started. Absent: a regular container.
+   */
+  init?: 'once' | 'sidecar';
+  /** Where the app writes its termination message (terminationMessagePath); stage0's file `apps/<app>/termination-log` is bound there (namespaces). */
+  terminationMessagePath?: string;
 }
 
 export interface RuntimePodManifest {
@@ -130,6 +140,8 @@ export const podPaths = (podDir: string) => ({
   app: (app: string) => path.join(podDir, 'apps', app),
   rootfs: (app: string) => path.join(podDir, 'apps', app, 'rootfs'),
   exits: (app: string) => path.join(podDir, 'apps', app, 'exits'),
+  /** The app's termination message file (emptied before each run; read after its exit). */
+  terminationLog: (app: string) => path.join(podDir, 'apps', app, 'termination-log'),
   etc: (file: 'hosts' | 'hostname' | 'resolv.conf') => path.join(podDir, 'etc', file),
   stage1: path.join(podDir, 'stage1'),
   network: path.join(podDir, 'network.json'),

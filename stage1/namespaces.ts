@@ -6,7 +6,7 @@ import { cgroupDirsOf } from '../common/cgroups.js';
 import { errnoCode, UserError } from '../common/errors.js';
 import { fsops } from '../runtime-rkt/image/fsops.js';
 import { prop } from '../common/systemd.js';
-import { podEtcBinds } from './common.js';
+import { podEtcBinds, terminationLogBind } from './common.js';
 import { ociSpec } from './oci-spec.js';
 import { appSecurity } from './app-security.js';
 import { hostDevices, unitDeviceProperties } from './devices.js';
@@ -64,7 +64,7 @@ export class NamespacesStage1 implements Stage1 {
       app,
       hostname: pod.manifest.hostname,
       namespaces: [{ type: 'pid' }, { type: 'mount' }, ...this.sharedNamespaces(pod).map((ns) => ({ type: OCI_NS_TYPE[ns], path: this.nsFile(pod, ns) }))],
-      binds: podEtcBinds(pod),
+      binds: [...podEtcBinds(pod), ...terminationLogBind(pod, app)],
       volumes: (app.mounts ?? []).map((m) => ({ source: appMountSource(pod.dir, m), destination: m.destination, readOnly: m.readOnly })),
       sysctls: pod.manifest.sysctls,
       ...(sec.seccomp.type === 'Localhost' ? { localhostSeccomp: await readLocalhostSeccomp(sec.seccomp.path) } : {}),

@@ -18,7 +18,7 @@ export interface OciSpecInput {
   /** Namespaces the container joins by path (the pod's) or makes (no path). */
   namespaces: Array<{ type: string; path?: string }>;
   /** Read-only bind mounts (the pod's /etc files). */
-  binds: Array<{ source: string; destination: string }>;
+  binds: Array<{ source: string; destination: string; writable?: true }>;
   /** The app's volumes: bind mounts of node paths (resolved by the caller from AppManifest.mounts). */
   volumes?: Array<{ source: string; destination: string; readOnly: boolean }>;
   /** Namespaced sysctls of the pod. */
@@ -72,7 +72,7 @@ export function ociSpec(input: OciSpecInput): Record<string, unknown> {
       { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: [...sealed, 'mode=1777', 'size=65536k'] },
       { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: sealed },
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: [...sealed, sec.privileged ? 'rw' : 'ro'] },
-      ...input.binds.map((b) => ({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', 'ro', ...sealed] })),
+      ...input.binds.map((b) => ({ destination: b.destination, type: 'bind', source: b.source, options: ['rbind', b.writable ? 'rw' : 'ro', ...sealed] })),
       // Volumes as the kubelet asks containerd for them: a recursive bind, private (mountPropagation None), ro when readOnly.
       ...(input.volumes ?? []).map((v) => ({ destination: v.destination, type: 'bind', source: v.source, options: ['rbind', 'rprivate', v.readOnly ? 'ro' : 'rw'] })),
     ],

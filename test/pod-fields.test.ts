@@ -30,6 +30,7 @@ const MODEL_OF: Record<TableId, string> = {
   configMapVolumeSource: 'V1ConfigMapVolumeSource', secretVolumeSource: 'V1SecretVolumeSource', keyToPath: 'V1KeyToPath',
   downwardAPIVolumeSource: 'V1DownwardAPIVolumeSource', downwardAPIVolumeFile: 'V1DownwardAPIVolumeFile', projectedVolumeSource: 'V1ProjectedVolumeSource',
   volumeProjection: 'V1VolumeProjection', configMapProjection: 'V1ConfigMapProjection', secretProjection: 'V1SecretProjection', downwardAPIProjection: 'V1DownwardAPIProjection',
+  probe: 'V1Probe', lifecycle: 'V1Lifecycle', lifecycleHandler: 'V1LifecycleHandler',
 };
 
 /** Where an object of each table sits in the sample pod below. */
@@ -110,11 +111,51 @@ test('every refused field, set to something, is refused with its path, in both m
       count++;
     }
   }
-  assert.ok(count >= 35, `${count} refused fields checked`);
+  assert.ok(count >= 20, `${count} refused fields checked`);
   // Lists of containers point at the container that asks.
   const two = basePod();
-  (two.spec as { containers: unknown[] }).containers.push({ name: 'd', image: 'busybox', readinessProbe: { exec: { command: ['true'] } } });
-  assert.match(problems(two), /^invalid pod manifest:\n {2}spec\.containers\[1\]\.readinessProbe: not supported by this node yet: no probes are run;/);
+  (two.spec as { containers: unknown[] }).containers.push({ name: 'd', image: 'busybox', resizePolicy: [{ resourceName: 'cpu', restartPolicy: 'RestartContainer' }] });
+  assert.match(problems(two), /^invalid pod manifest:\n {2}spec\.containers\[1\]\.resizePolicy: not supported by this node: in-place resize/);
+});
+
+test('probes, lifecycle hooks and init containers: shapes checked with the API server\'s rules, unknown handler fields refused', () => {
+  const pod = basePod();
+  const spec = pod.spec as { containers: Array<Record<string, unknown>>; initContainers?: Array<Record<string, unknown>> };
+  Object.assign(spec.containers[0]!, {
+    ports: [{ name: 'http', containerPort: 8080 }],
+    readinessProbe: { httpGet: { path: '/healthz', port: 'http', scheme: 'HTTPS', httpHeaders: [{ name: 'X-A', value: 'b' }] }, periodSeconds: 2, successThreshold: 2 },
+    livenessProbe: { tcpSocket: { port: 8080 }, initialDelaySeconds: 0, failureThreshold: 1, terminationGracePeriodSeconds: 5 },
+    startupProbe: { grpc: { port: 9090, service: 'x' } },
+    lifecycle: { postStart: { exec: { command: ['touch', '/x'] } }, preStop: { sleep: { seconds: 1 } } },
+  });
+  spec.initContainers = [{ name: 'setup', image: 'busybox' }, { name: 'side', image: 'busybox', restartPolicy: 'Always', readinessProbe: { exec: { command: ['true'] } } }];
+  assert.is(problems(pod, true), '');
+
+  const bad = basePod();
+  const bspec = bad.spec as typeof spec;
+  Object.assign(bspec.containers[0]!, {
+    restartPolicy: 'Always',
+    readinessProbe: { exec: { command: ['true'] }, tcpSocket: { port: 1 }, periodSeconds: 0 },
+    livenessProbe: { httpGet: { port: 'Not_A_Name', bogus: 1 }, successThreshold: 2 },
+    startupProbe: {},
+    lifecycle: { preStop: { tcpSocket: { port: 80 } }, postStart: { exec: { command: [] } } },
+  });
+  bspec.initContainers = [{ name: 'c', image: 'busybox' }, { name: 'i', image: 'busybox', livenessProbe: { exec: { command: ['true'] } }, restartPolicy: 'OnFailure' }];
+  const msg = problems(bad);
+  for (const expected of [
+    'spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers',
+    'spec.containers[0].readinessProbe.tcpSocket: Forbidden: may not specify more than 1 handler type',
+    'spec.containers[0].readinessProbe.periodSeconds: Invalid value: 0',
+    'spec.containers[0].livenessProbe.httpGet.port: Invalid value: "Not_A_Name"',
+    'spec.containers[0].livenessProbe.httpGet.bogus: unknown field "bogus"',
+    'spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1',
+    'spec.containers[0].startupProbe: Required value: must specify a handler type',
+    'spec.containers[0].lifecycle.preStop.tcpSocket: not supported by this node',
+    'spec.containers[0].lifecycle.postStart.exec.command: Required value',
+    'spec.containers[0].name: Duplicate value: "c" (an init container has it)',
+    'spec.initContainers[1].restartPolicy: Unsupported value: "OnFailure"',
+    'spec.initContainers[1].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always',
+  ]) assert.ok(msg.includes(expected), `${expected}\nin:\n${msg}`);
 });
 
 test('unset, empty and the API\'s defaults of refused fields ask for nothing', () => {

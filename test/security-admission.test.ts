@@ -74,15 +74,15 @@ admission('`up` without --stage1-policy writes one that opens host access to kub
 
 admission('a field the node does not implement: CreateContainerConfigError naming the field, never started', async () => {
   const c = getCluster();
-  await c.k(['apply', '-f', '-'], pod('probed', 'default', '', 'readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 5}'));
+  await c.k(['apply', '-f', '-'], pod('probed', 'default', '', 'resizePolicy: [{resourceName: cpu, restartPolicy: RestartContainer}]'));
   const waiting = await eventually('CreateContainerConfigError', async () => {
     const w = (await getPod(c, 'probed', 'default'))?.status.containerStatuses?.[0]?.state.waiting;
     return w?.reason === 'CreateContainerConfigError' ? w : undefined;
   });
-  assert.match(waiting.message ?? '', /^spec\.containers\[0\]\.readinessProbe: not supported by this node yet: no probes are run; .*\(issue 14 brings it\)$/);
+  assert.match(waiting.message ?? '', /^spec\.containers\[0\]\.resizePolicy: not supported by this node: in-place resize is not implemented/);
   assert.match(await c.k(['get', 'pod', 'probed']), /probed\s+0\/1\s+CreateContainerConfigError/);
   const events = await warnings(c, 'probed', 'default');
-  assert.ok(events.some((e) => e.reason === 'Failed' && e.message.includes('spec.containers[0].readinessProbe')), JSON.stringify(events));
+  assert.ok(events.some((e) => e.reason === 'Failed' && e.message.includes('spec.containers[0].resizePolicy')), JSON.stringify(events));
   // An API server's defaults (terminationMessagePath, dnsPolicy, schedulerName, enableServiceLinks, tolerations…) are not refused.
   await c.k(['apply', '-f', '-'], pod('plain', 'default', 'dnsPolicy: ClusterFirst\n  enableServiceLinks: true\n  schedulerName: default-scheduler', 'terminationMessagePath: /dev/termination-log'));
   await running(c, 'plain', 'default');
@@ -90,11 +90,11 @@ admission('a field the node does not implement: CreateContainerConfigError namin
   await c.k(['delete', 'pod', 'probed', 'plain', '--grace-period', '1']);
   // The node's own CLI refuses the same fields (and exits 2: bad input), before it touches anything.
   const file = path.join(c.dataDir, 'refused-pod.yaml');
-  await fs.writeFile(file, pod('cli-probed', 'default', 'volumes: [{name: data, nfs: {server: nfs.example, path: /}}]', 'livenessProbe: {tcpSocket: {port: 80}}'));
+  await fs.writeFile(file, pod('cli-probed', 'default', 'volumes: [{name: data, nfs: {server: nfs.example, path: /}}]', 'resizePolicy: [{resourceName: memory, restartPolicy: RestartContainer}]'));
   const cli = await c.stevedore(['pod', 'run', '-f', file]);
   assert.is(cli.code, 2, cli.stderr);
   assert.match(cli.stderr, /spec\.volumes\[0\]\.nfs: not supported by this node: this node has no plugin for this volume type/);
-  assert.match(cli.stderr, /spec\.containers\[0\]\.livenessProbe: not supported by this node yet/);
+  assert.match(cli.stderr, /spec\.containers\[0\]\.resizePolicy: not supported by this node/);
   assert.ok(!(await runtimePodNames(c)).includes('cli-probed'));
 });
 
