@@ -16,7 +16,7 @@ function affinityAdmits(pv: V1PersistentVolume, nodeName: string): boolean {
   const terms = pv.spec?.nodeAffinity?.required?.nodeSelectorTerms ?? [];
   if (!terms.length) return true;
   const labels: Record<string, string> = { 'kubernetes.io/hostname': nodeName };
-  return terms.some((t) => (t.matchExpressions ?? []).every((e) => {
+  return terms.some((t) => ((t.matchExpressions ?? []).length + (t.matchFields ?? []).length > 0) && (t.matchExpressions ?? []).every((e) => {
     const v = labels[e.key];
     if (e.operator === 'In') return v !== undefined && (e.values ?? []).includes(v);
     if (e.operator === 'NotIn') return v === undefined || !(e.values ?? []).includes(v);

@@ -463,7 +463,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
     paths: ['spec.volumes[].hostPath'],
     fields: {
       path: honour('an absolute path of the node, without `..`'),
-      type: honour('"", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice: checked before the pod starts, with the kubelet\'s messages'),
+      type: honour('"", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice: checked before the pod starts, with the kubelet\'s messages ("": no check, a missing path is made a directory as containerd makes it)'),
     },
   },
   pvcVolumeSource: {

@@ -51,7 +51,13 @@ function setUpFailed(volume: string, why: string, hint: string): ContainerConfig
 
 /** The kubelet's hostPath type check (pkg/volume/hostpath), with its messages; *OrCreate make what is missing. */
 export async function checkHostPathType(volume: string, p: string, type: HostPathType | undefined): Promise<void> {
-  if (!type) return;
+  if (!type) {
+    // No type, no check; a missing path becomes a directory, as containerd's CRI makes a missing bind source (Docker's old rule).
+    await fsp.mkdir(p, { recursive: true, mode: 0o755 }).catch((err) => {
+      if (errnoCode(err) !== 'EEXIST') throw setUpFailed(volume, `cannot make the missing hostPath ${p}: ${(err as Error).message}`, 'create it on the node, or set hostPath.type');
+    });
+    return;
+  }
   const stat = () => fsp.stat(p).catch((err) => { if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined; throw err; });
   let st = await stat();
   const fail = (what: string) => setUpFailed(volume, `hostPath type check failed: ${p} is not ${what}`,
@@ -283,8 +289,14 @@ async function containerMounts(podDir: string, c: ContainerSpec, field: string, 
       continue;
     }
     const what = `${at}.${vm.subPathExpr ? 'subPathExpr' : 'subPath'} of volume "${vm.name}"`;
-    const rootMode = (await fsp.stat(volume.nodePath)).mode & 0o7777;
-    const fd = openInside(volume.nodePath, sub, rootMode & 0o777, what);
+    let fd: number;
+    try {
+      const rootMode = (await fsp.stat(volume.nodePath)).mode & 0o7777;
+      fd = openInside(volume.nodePath, sub, rootMode & 0o777, what);
+    } catch (err) {
+      if (err instanceof ContainerConfigError) throw err;
+      throw new ContainerConfigError(`${what}: ${JSON.stringify(sub)}: ${(err as Error).message}`, 'check the volume and the path inside it');
+    }
     const staged = path.join(subPathsDir(podDir), c.name, String(mi));
     try {
       await bindFd(fd, staged);

@@ -126,6 +126,16 @@ api('local-path: a claim waits for its first consumer, is provisioned on the nod
   assert.equal((await get('/api/v1/namespaces/default/persistentvolumeclaims/data')).metadata.finalizers, ['kubernetes.io/pvc-protection']);
   await k(['delete', 'pod', 'user', 'orphan', '--grace-period=0', '--force']);
   await waitFor('the claim to go', async () => (await t.api('GET', '/api/v1/namespaces/default/persistentvolumeclaims/data')).status === 404);
+  // Its directory is on node-a: a helper pod there removes it (local-path's model), then the volume goes.
+  const helperPath = `/api/v1/namespaces/kube-system/pods/helper-pod-delete-${pv.metadata.name}`;
+  const helper = await waitFor('the helper pod', async () => { const r = await t.api('GET', helperPath); return r.status === 200 ? r.body : undefined; });
+  assert.is(helper.spec.nodeName, 'node-a');
+  assert.equal(helper.spec.containers[0].command, ['rm', '-rf', '--', `/volume-parent/pvc-${bound.metadata.uid}_default_data`]);
+  assert.equal(helper.spec.volumes[0].hostPath, { path: '/var/lib/stevedore/local-path', type: 'DirectoryOrCreate' });
+  assert.is((await get(`/api/v1/persistentvolumes/${pv.metadata.name}`)).status.phase, 'Released');
+  // node-a is simulated: report the helper done as its agent would.
+  const done = await t.api('PATCH', `${helperPath}/status`, { status: { phase: 'Succeeded' } }, { contentType: 'application/merge-patch+json', cert: nodeA });
+  assert.is(done.status, 200, done.text);
   await waitFor('the provisioned volume to go', async () => (await t.api('GET', `/api/v1/persistentvolumes/${pv.metadata.name}`)).status === 404);
 });
 
@@ -172,7 +182,49 @@ spec:
   assert.is(await c.k(['logs', 'reader']), 'written-by-writer\n1000\n');
   await c.k(['delete', 'pod', 'reader', '--wait=true']);
   await c.k(['delete', 'pvc', 'state']);
-  await eventually('the volume to be deleted', async () => (await c.kubectl(['get', 'pv', pv.metadata.name])).code !== 0);
+  await eventually('the volume to be deleted', async () => (await c.kubectl(['get', 'pv', pv.metadata.name])).code !== 0, 60_000);
+  assert.is(await fs.access(dir).then(() => 'still there', () => 'gone'), 'gone', 'the helper pod removed the directory on the node');
+  await eventually('the helper pod to go', async () => !(await c.k(['get', 'pods', '-n', 'kube-system'])).includes('helper-pod-delete'), 30_000);
+});
+
+node('a StatefulSet\'s pod made again finds its claim\'s data; deleting the set (whenDeleted: Delete) deletes the claim and the volume', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: kv}
+spec:
+  serviceName: kv
+  replicas: 1
+  selector: {matchLabels: {app: kv}}
+  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete}
+  template:
+    metadata: {labels: {app: kv}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: [sh, -c, 'if [ -f /data/first ]; then echo again:$(cat /data/first); else hostname > /data/first; echo first; fi; exec sleep 3600']
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 32Mi}}}
+`);
+  const logsOf = async (uid?: string) => eventually('kv-0 running', async () => {
+    const p = JSON.parse(await c.k(['get', 'pod', 'kv-0', '-o', 'json'])) as KObj;
+    if (p.status?.phase !== 'Running' || p.metadata.uid === uid || p.metadata.deletionTimestamp) return undefined;
+    const logs = await c.k(['logs', 'kv-0']);
+    return logs ? { uid: p.metadata.uid as string, logs } : undefined;
+  }, 90_000);
+  const first = await logsOf();
+  assert.is(first.logs, 'first\n');
+  assert.match(await c.k(['get', 'pvc', 'data-kv-0']), /\ndata-kv-0\s+Bound\s+pvc-/);
+  await c.k(['delete', 'pod', 'kv-0', '--wait=true']);
+  const again = await logsOf(first.uid);
+  assert.is(again.logs, 'again:kv-0\n', 'the new kv-0 mounted the same claim');
+  const pv = (await c.k(['get', 'pvc', 'data-kv-0', '-o', 'jsonpath={.spec.volumeName}'])).trim();
+  await c.k(['delete', 'sts', 'kv']);
+  await eventually('the claim and its volume to go', async () => (await c.kubectl(['get', 'pvc', 'data-kv-0'])).code !== 0 && (await c.kubectl(['get', 'pv', pv])).code !== 0, 90_000);
 });
 
 node('a pod bound by hand to a node waits in CreateContainerConfigError naming the claim', async () => {

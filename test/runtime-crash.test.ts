@@ -9,13 +9,18 @@ import { eventually, podStatus, useNode, type PodJson, type TestNode } from './h
 const crash = suite('runtime: a killed CLI and bad input leave a consistent node');
 const getNode = useNode(crash);
 
+// With volumes that are mounts of the pod (a tmpfs, a subPath bind): an interrupted run must undo them too.
 const POD = `
 metadata: {name: crashy}
 spec:
+  volumes:
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 4Mi}}
+  - {name: disk, emptyDir: {}}
   containers:
   - name: one
     image: busybox
     command: [sh, -c, 'echo up; sleep 600']
+    volumeMounts: [{name: mem, mountPath: /mem}, {name: disk, mountPath: /sub, subPath: a/b}]
   - name: two
     image: busybox
     command: [sh, -c, 'sleep 600']
@@ -91,7 +96,7 @@ crash('gc stops units whose pod directory is gone', async () => {
   const uuid = (await node.ok(['pod', 'run', '-f', await node.manifest('crashy.yaml', POD)])).trim();
   // Simulate a pod directory lost behind the runtime's back (disk wiped, manual rm).
   const dir = path.join(node.dataDir, 'pods', 'run', uuid);
-  await node.sh(`umount ${dir}/apps/*/rootfs ${dir}/stage1/ns/*; rm -rf ${dir}`);
+  await node.sh(`umount ${dir}/apps/*/rootfs ${dir}/stage1/ns/* ${dir}/volume-subpaths/*/* ${dir}/volumes/mem; rm -rf ${dir}`);
   const out = await node.ok(['gc']);
   assert.match(out, /stopped orphaned unit stevedore-/);
   assert.equal(await node.units(), []);

@@ -154,4 +154,17 @@ admission('in kube-system the default policy opens them: a fly pod and a hostNet
   await c.k(['delete', 'pod', 'fly', 'hostnet', 'hostpath', '-n', 'kube-system', '--grace-period', '1']);
 });
 
+admission('a hostPath of the wrong type: CreateContainerConfigError naming the volume and the path, in the kubelet\'s words', async () => {
+  const c = getCluster();
+  await fs.writeFile(path.join(c.dataDir, 'a-file'), 'x');
+  await c.k(['apply', '-f', '-'], pod('wrongtype', 'kube-system', `volumes: [{name: conf, hostPath: {path: ${c.dataDir}/a-file, type: Directory}}]`, 'volumeMounts: [{name: conf, mountPath: /conf}]'));
+  const waiting = await eventually('CreateContainerConfigError', async () => {
+    const w = (await getPod(c, 'wrongtype', 'kube-system'))?.status.containerStatuses?.[0]?.state.waiting;
+    return w?.reason === 'CreateContainerConfigError' ? w : undefined;
+  }, 60_000);
+  assert.is(waiting.message, `MountVolume.SetUp failed for volume "conf" : hostPath type check failed: ${c.dataDir}/a-file is not a directory`);
+  assert.ok(!(await runtimePodNames(c)).includes('wrongtype'), 'nothing of it is left in the runtime');
+  await c.k(['delete', 'pod', 'wrongtype', '-n', 'kube-system', '--grace-period', '0', '--force']);
+});
+
 admission.run();

@@ -89,11 +89,14 @@ spec:
   containers:
   - name: app
     image: busybox
+    securityContext: {readOnlyRootFilesystem: true}
     command: [sh, -c, 'grep " /cache " /proc/mounts | cut -d" " -f3,4; stat -c "%a %g" /cache /disk;
-      if dd if=/dev/zero of=/cache/big bs=1M count=9 2>/dev/null; then echo NO-LIMIT; else echo full-at-limit; fi']
+      if dd if=/dev/zero of=/cache/big bs=1M count=9 2>/dev/null; then echo NO-LIMIT; else echo full-at-limit; fi;
+      touch /disk/ok && echo volume-writable; touch /rootfs-file 2>/dev/null || echo root-read-only']
     volumeMounts: [{name: cache, mountPath: /cache}, {name: disk, mountPath: /disk}]
 `);
-    const [mount, cacheStat, diskStat, limit] = logs.app!.trim().split('\n');
+    const [mount, cacheStat, diskStat, limit, volumeWritable, rootReadOnly] = logs.app!.trim().split('\n');
+    assert.equal([volumeWritable, rootReadOnly], ['volume-writable', 'root-read-only'], 'a volume stays writable under a read-only root filesystem');
     assert.match(mount!, /^tmpfs rw,.*size=8192k/);
     const group = stage1 === 'fly' ? 0 : 2000;
     assert.is(cacheStat, `2777 ${group}`, 'setgid, group fsGroup');
@@ -145,7 +148,7 @@ volumes('hostPath types are checked as the kubelet checks them; the wrong type f
   const node = getNode();
   const host = await hostDir(node, 'types');
   await fs.writeFile(path.join(host, 'a-file'), 'x');
-  const run = (type: string, p: string) => node.manifest(`hp-${type}.yaml`, `
+  const run = (type: string, p: string) => node.manifest(`hp-${type.replace(/"/g, '')}.yaml`, `
 metadata: {name: hp}
 spec:
   restartPolicy: Never
@@ -164,6 +167,7 @@ spec:
     ['DirectoryOrCreate', path.join(host, 'made', 'deep'), undefined],
     ['FileOrCreate', path.join(host, 'made-file'), undefined],
     ['File', path.join(host, 'made-file'), undefined],
+    ['""', path.join(host, 'made-untyped', 'dir'), undefined],
   ];
   for (const [type, p, error] of cases) {
     const r = await run(type, p);
@@ -177,6 +181,7 @@ spec:
   }
   assert.ok((await fs.stat(path.join(host, 'made', 'deep'))).isDirectory(), 'DirectoryOrCreate made it');
   assert.ok((await fs.stat(path.join(host, 'made-file'))).isFile(), 'FileOrCreate made it');
+  assert.ok((await fs.stat(path.join(host, 'made-untyped', 'dir'))).isDirectory(), 'no type: a missing path becomes a directory (containerd\'s rule)');
   assert.equal((JSON.parse(await node.ok(['pod', 'list', '-o', 'json'])) as Array<{ name: string }>).filter((p) => p.name === 'hp'), [], 'refused pods were discarded');
 });
 

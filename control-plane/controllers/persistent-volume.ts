@@ -12,6 +12,9 @@ export const SELECTED_NODE = 'volume.kubernetes.io/selected-node';
 export const LOCAL_PATH_ROOT_ANNOTATION = 'stevedore.io/local-path-root';
 export const DEFAULT_LOCAL_PATH_ROOT = '/var/lib/stevedore/local-path';
 const PROVISIONED_BY = 'pv.kubernetes.io/provisioned-by';
+/** Where local-path's helper pods run (the `up` policy opens hostPath to it), and with what. */
+const HELPER_NAMESPACE = 'kube-system';
+const HELPER_IMAGE = 'busybox';
 
 const storageOf = (q: unknown): number => {
   try { return memoryBytes(q as string | number, 'storage'); } catch { return 0; }
@@ -22,7 +25,8 @@ export function nodeAffinityMatches(pv: KObj, node: KObj): boolean {
   const terms: KObj[] = pv.spec?.nodeAffinity?.required?.nodeSelectorTerms ?? [];
   if (!terms.length) return true;
   const labels: Record<string, string> = node.metadata?.labels ?? {};
-  return terms.some((t) => (t.matchExpressions ?? []).every((e: KObj) => {
+  // An empty term matches no node (kube's NodeSelectorTerm).
+  return terms.some((t) => ((t.matchExpressions ?? []).length + (t.matchFields ?? []).length > 0) && (t.matchExpressions ?? []).every((e: KObj) => {
     const v = labels[e.key];
     switch (e.operator) {
       case 'In': return v !== undefined && (e.values ?? []).includes(v);
@@ -264,6 +268,53 @@ export class PersistentVolumeController extends KindController {
     this.events.record(claim, 'Normal', 'ProvisioningSucceeded', `Successfully provisioned volume ${name}`, LOCAL_PATH_PROVISIONER);
   }
 
+  /**
+   * The Delete reclaim policy. A local-path volume's directory lives on its
+   * node, so, as local-path-provisioner does, a helper pod on that node
+   * (kube-system, a hostPath of the directory's parent) removes it first;
+   * the volume goes once the helper Succeeded, or turns Failed with the
+   * helper's reason (e.g. the node's policy does not open hostPath to
+   * kube-system). Other volumes have no deleter here: the object goes.
+   */
+  private reclaimByDeleting(pv: KObj): void {
+    const dir: string | undefined = pv.spec?.hostPath?.path;
+    const node: string | undefined = pv.metadata.annotations?.[SELECTED_NODE];
+    if (pv.metadata.annotations?.[PROVISIONED_BY] !== LOCAL_PATH_PROVISIONER || !dir || !node) {
+      this.client.delete('persistentvolumes', '', pv.metadata.name, { uid: pv.metadata.uid });
+      return;
+    }
+    if (pv.status?.phase === 'Failed') return; // told once; an administrator looks at it
+    if (pv.status?.phase !== 'Released') this.client.updateStatus('persistentvolumes', '', { ...pv, status: { phase: 'Released' } });
+    const name = `helper-pod-delete-${pv.metadata.name}`.slice(0, 253);
+    const helper = this.store.get('pods', HELPER_NAMESPACE, name);
+    if (!helper) {
+      const parent = dir.slice(0, dir.lastIndexOf('/')) || '/';
+      const leaf = dir.slice(dir.lastIndexOf('/') + 1);
+      this.client.create('pods', HELPER_NAMESPACE, {
+        apiVersion: 'v1', kind: 'Pod',
+        metadata: { name, labels: { 'stevedore.io/local-path-helper': 'delete' }, annotations: { 'stevedore.io/persistent-volume': pv.metadata.name } },
+        spec: {
+          nodeName: node,
+          restartPolicy: 'Never',
+          terminationGracePeriodSeconds: 1,
+          containers: [{ name: 'helper', image: HELPER_IMAGE, command: ['rm', '-rf', '--', `/volume-parent/${leaf}`], volumeMounts: [{ name: 'parent', mountPath: '/volume-parent' }] }],
+          volumes: [{ name: 'parent', hostPath: { path: parent, type: 'DirectoryOrCreate' } }],
+        },
+      });
+      return;
+    }
+    if (helper.metadata.deletionTimestamp) return;
+    if (helper.status?.phase === 'Succeeded') {
+      this.client.delete('persistentvolumes', '', pv.metadata.name, { uid: pv.metadata.uid });
+      this.client.delete('pods', HELPER_NAMESPACE, name, { uid: helper.metadata.uid });
+      this.log.info({ volume: pv.metadata.name, dir, node }, 'local-path volume deleted (reclaim policy Delete)');
+    } else if (helper.status?.phase === 'Failed') {
+      const why = helper.status?.message ?? helper.status?.reason ?? 'the helper pod failed';
+      this.client.updateStatus('persistentvolumes', '', { ...pv, status: { phase: 'Failed', message: `removing ${dir} on node ${node} failed: ${why}` } });
+      this.events.record(pv, 'Warning', 'VolumeFailedDelete', `removing ${dir} on node ${node} failed (pod ${HELPER_NAMESPACE}/${name}): ${why}`, LOCAL_PATH_PROVISIONER);
+    }
+  }
+
   /** A volume's phase from its claim: Available, Bound, or Released (then deleted under the Delete policy). */
   private syncVolume(pv: KObj): void {
     if (pv.metadata.deletionTimestamp) return;
@@ -277,8 +328,7 @@ export class PersistentVolumeController extends KindController {
       // A volume pre-bound by an administrator to a claim that does not exist yet waits for it.
       if (!ref.uid) phase = 'Available';
       else if (pv.spec?.persistentVolumeReclaimPolicy === 'Delete') {
-        this.client.delete('persistentvolumes', '', pv.metadata.name, { uid: pv.metadata.uid });
-        this.log.info({ volume: pv.metadata.name }, 'released volume deleted (reclaim policy Delete)');
+        this.reclaimByDeleting(pv);
         return;
       } else phase = 'Released';
     }
