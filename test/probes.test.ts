@@ -160,7 +160,7 @@ spec:
   - {name: seed, configMap: {name: seed}}
 `);
   const log = await eventually('the app to print what the init container wrote', async () => { const r = await c.kubectl(['logs', 'init-shares', '-c', 'app']); return r.code === 0 && r.stdout.includes('written-by-init') ? r.stdout : undefined; }, 60_000);
-  assert.is(log, 'hello-from-configmap\nwritten-by-init\n');
+  assert.is(log, 'hello-from-configmapwritten-by-init\n', 'the ConfigMap value (no newline of its own), then the init container\'s line');
   await c.k(['delete', 'pod', 'init-shares', '--wait=true']);
   await c.k(['delete', 'configmap', 'seed']);
 });
