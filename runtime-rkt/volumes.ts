@@ -1,3 +1,4 @@
+import { expandVars } from '../common/var-expansion.js';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -148,30 +149,6 @@ async function prepareVolume(podDir: string, pod: Pod, volume: Volume, index: nu
     'run the pod through the agent (kubectl), or use emptyDir/hostPath volumes with `stevedore pod run`');
 }
 
-/**
- * The kubelet's $(VAR) expansion: $(NAME) is the variable's value, $$ is a
- * literal $, a reference to an unknown variable is left as it is.
- */
-export function expandVars(input: string, env: ReadonlyMap<string, string>): string {
-  let out = '';
-  for (let i = 0; i < input.length; i++) {
-    const ch = input[i]!;
-    if (ch !== '$' || i + 1 >= input.length) { out += ch; continue; }
-    const next = input[i + 1]!;
-    if (next === '$') { out += '$'; i++; continue; }
-    if (next === '(') {
-      const close = input.indexOf(')', i + 2);
-      if (close < 0) { out += input.slice(i); break; }
-      const name = input.slice(i + 2, close);
-      out += env.has(name) ? env.get(name)! : input.slice(i, close + 1);
-      i = close;
-      continue;
-    }
-    out += ch;
-  }
-  return out;
-}
-
 const fdPath = (fd: number, name?: string) => `/proc/self/fd/${fd}${name ? `/${name}` : ''}`;
 
 /**
@@ -280,7 +257,7 @@ async function containerMounts(podDir: string, c: ContainerSpec, field: string, 
     const readOnly = vm.readOnly === true;
     let sub = vm.subPath ?? '';
     if (vm.subPathExpr) {
-      sub = expandVars(vm.subPathExpr, env);
+      sub = expandVars(vm.subPathExpr, (name) => env.get(name));
       const problem = localDescendingPathProblem(sub);
       if (problem) throw new ContainerConfigError(`${at}.subPathExpr: ${JSON.stringify(vm.subPathExpr)} expands to ${JSON.stringify(sub)}, which ${problem}`, 'a subPath must stay inside its volume');
     }

@@ -1,19 +1,22 @@
 /** Pure logic of volumes: $(VAR) expansion for subPathExpr, descending paths, Memory emptyDir sizes, PV node affinity. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { expandVars, tmpfsSize } from '../runtime-rkt/volumes.js';
+import { tmpfsSize } from '../runtime-rkt/volumes.js';
+import { expandVars } from '../common/var-expansion.js';
+
+const expandWith = (input: string, env: ReadonlyMap<string, string>) => expandVars(input, (name) => env.get(name));
 import { localDescendingPathProblem, type Pod } from '../runtime-rkt/manifest.js';
 import { nodeAffinityMatches } from '../control-plane/controllers/persistent-volume.js';
 
 test('$(VAR) expands as the kubelet expands it: $$ escapes, unknown names stay, an unclosed reference stays', () => {
   const env = new Map([['POD', 'web-0'], ['EMPTY', '']]);
-  assert.is(expandVars('data/$(POD)', env), 'data/web-0');
-  assert.is(expandVars('$(POD)-$(POD)', env), 'web-0-web-0');
-  assert.is(expandVars('$$(POD)', env), '$(POD)');
-  assert.is(expandVars('$(NOPE)/x', env), '$(NOPE)/x');
-  assert.is(expandVars('a$(EMPTY)b', env), 'ab');
-  assert.is(expandVars('cost $5 $(POD', env), 'cost $5 $(POD');
-  assert.is(expandVars('end$', env), 'end$');
+  assert.is(expandWith('data/$(POD)', env), 'data/web-0');
+  assert.is(expandWith('$(POD)-$(POD)', env), 'web-0-web-0');
+  assert.is(expandWith('$$(POD)', env), '$(POD)');
+  assert.is(expandWith('$(NOPE)/x', env), '$(NOPE)/x');
+  assert.is(expandWith('a$(EMPTY)b', env), 'ab');
+  assert.is(expandWith('cost $5 $(POD', env), 'cost $5 $(POD');
+  assert.is(expandWith('end$', env), 'end$');
 });
 
 test('a subPath must descend: no absolute path, no .. element (CVE-2017-1002101)', () => {
