@@ -1,8 +1,8 @@
-import { expandVars } from '../common/var-expansion.js';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { execa } from 'execa';
+import { expandVars } from '../common/var-expansion.js';
 import { ContainerConfigError, errnoCode } from '../common/errors.js';
 import { memoryBytes } from '../common/quantity.js';
 import type { AppMount } from '../stage1/contract.js';
