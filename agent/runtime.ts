@@ -4,6 +4,8 @@ import { RktRuntime } from '../runtime-rkt/runtime.js';
 import type { PodNetworkOptions } from '../runtime-rkt/network.js';
 import { readLogs, type LogLine, type LogQuery } from '../runtime-rkt/logs.js';
 import type { Pod } from '../runtime-rkt/manifest.js';
+import type { ExecOptions, ExecProcess } from '../runtime-rkt/exec.js';
+export type { ExecOptions, ExecProcess, TerminalSize } from '../runtime-rkt/exec.js';
 import type { PodStatus } from '../runtime-rkt/status.js';
 import type { Stage1Name } from '../stage1/contract.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
@@ -27,6 +29,13 @@ export interface ContainerRuntime {
   stopPod(id: string, gracePeriodSeconds?: number): Promise<void>;
   removePod(id: string): Promise<void>;
   logs(query: LogQuery): AsyncGenerator<LogLine>;
+  /**
+   * Run a command in a running container of a runtime pod, streams kept apart (kubectl exec).
+   * Throws a UserError saying why for an unknown or stopped container.
+   */
+  exec(podId: string, container: string, command: string[], opts: ExecOptions): Promise<ExecProcess>;
+  /** Throws what exec would (unknown or stopped container, no terminal) without running anything. */
+  checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>): Promise<void>;
   /** Garbage-collect what the engine left behind (aborted pods, orphaned units). */
   gc(): Promise<void>;
   /** What VM pods get on this node (probed at start): kvm, tcg, or unavailable (no assets, or kvm required and absent). */
@@ -53,6 +62,8 @@ class RktContainerRuntime implements ContainerRuntime {
   async stopPod(id: string, gracePeriodSeconds?: number) { await this.rt.stopPod(id, { gracePeriodSeconds }); }
   removePod(id: string) { return this.rt.removePod(id, { force: true }); }
   logs(query: LogQuery) { return readLogs(query); }
+  exec(podId: string, container: string, command: string[], opts: ExecOptions) { return this.rt.exec(podId, container, command, opts); }
+  async checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>) { await this.rt.checkExec(podId, container, opts); }
   async gc() { await this.rt.gc({ exitedGracePeriodMs: Number.MAX_SAFE_INTEGER }); }
   onChange(listener: () => void) {
     void this.rt.systemd().then((sd) => sd.on('unitChanged', listener), () => undefined);

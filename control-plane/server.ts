@@ -36,6 +36,7 @@ import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { authenticate, type UserInfo } from './authn.js';
 import { authorize, admitCreate, verbOf, type RequestAttributes } from './node-authorizer.js';
 import { nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
+import { StreamProxy, STREAM_SUBRESOURCES } from './stream-proxy.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -177,6 +178,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     });
   });
   server.keepAliveTimeout = 65_000;
+  // kubectl exec/attach/port-forward: upgrades are spliced through to the pod's node (stream-proxy.ts).
+  const streams = new StreamProxy(store, log, creds.adminToken, nodeClient);
+  server.on('upgrade', (req, socket, head) => streams.handle(req, socket, head));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => {
       store.close();
@@ -323,6 +327,9 @@ class ApiServer {
     if (sub === 'log') {
       if (method !== 'GET') throw new ApiError(405, 'MethodNotAllowed', 'pods/log only supports GET');
       return this.proxyLogs(req, res, q, ns, name);
+    }
+    if ((STREAM_SUBRESOURCES as readonly string[]).includes(sub ?? '')) {
+      throw new ApiError(400, 'BadRequest', `Upgrade request required: pods/${sub} streams over a connection upgrade (WebSocket or SPDY)`);
     }
     if (sub === 'binding') {
       if (method !== 'POST') throw new ApiError(405, 'MethodNotAllowed', 'pods/binding only supports POST');

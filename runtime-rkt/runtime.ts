@@ -18,6 +18,7 @@ import { preparePodDir, unmountPodRootfs } from './prepare.js';
 import { seccompRootDir } from './security.js';
 import type { PodStatus } from './status.js';
 import { appProperties, sliceProperties } from './units.js';
+import { startExec, type EnterPlan, type ExecOptions, type ExecProcess } from './exec.js';
 
 const log = createLogger('runtime-rkt');
 
@@ -321,17 +322,49 @@ export class RktRuntime {
     return { removedPods, orphanUnits, releasedLeases };
   }
 
-  /** argv to run a command inside a running app (used by `pod enter`). */
-  async enterArgv(ref: string, appName: string | undefined, command: string[]): Promise<string[]> {
+  /**
+   * How to run commands inside a running app: exec and `pod enter` both go through this.
+   * `ref` is a pod UUID or unique prefix; the first app when `appName` is not given.
+   */
+  async enterPlan(ref: string, appName: string | undefined): Promise<EnterPlan & { terminal: boolean }> {
     const loc = await this.pods.find(ref);
     const manifest = await this.manifestOf(loc);
     const status = await readPodStatus(await this.systemd(), loc);
-    if (!manifest || status.state !== 'running') throw new UserError(`pod ${loc.uuid} is not running (state ${status.state})`);
+    if (!manifest || status.state !== 'running') throw new UserError(`pod ${loc.uuid} is not running (state ${status.state})`, { hint: 'exec and enter need a running pod; see its state with `stevedore pod status`' });
     const app = appName ? manifest.apps.find((a) => a.name === appName) : manifest.apps[0];
     if (!app) throw new UserError(`pod ${loc.uuid} has no container "${appName}"`, { hint: `its containers: ${manifest.apps.map((a) => a.name).join(', ')}` });
     const appStatus = status.apps.find((a) => a.name === app.name);
-    if (appStatus?.state !== 'running' || !appStatus.mainPid) throw new UserError(`container "${app.name}" of pod ${loc.uuid} is not running`);
-    return this.stage1For(manifest.stage1).enterArgv({ dir: loc.dir, manifest }, app, appStatus.mainPid, command);
+    if (appStatus?.state !== 'running' || !appStatus.mainPid) {
+      throw new UserError(`container "${app.name}" of pod ${loc.uuid} is not running (state ${appStatus?.state ?? 'unknown'})`, { hint: 'a command can only be run in a running container; wait for it to (re)start' });
+    }
+    const stage1 = this.stage1For(manifest.stage1);
+    const pod = { dir: loc.dir, manifest };
+    const mainPid = appStatus.mainPid;
+    return {
+      argv: (command) => stage1.enterArgv(pod, app, mainPid, command),
+      ...(stage1.enterTtyArgv ? { ttyArgv: (command: string[], socket: string) => stage1.enterTtyArgv!(pod, app, mainPid, command, socket) } : {}),
+      protectedPids: [mainPid],
+      terminal: stage1.enterTerminal !== false,
+    };
+  }
+
+  /** argv to run a command inside a running app, without a terminal. */
+  async enterArgv(ref: string, appName: string | undefined, command: string[]): Promise<string[]> {
+    return (await this.enterPlan(ref, appName)).argv(command);
+  }
+
+  /** Run a command inside a running app with its streams apart (runtime-rkt/exec.ts): kubectl exec, `pod enter`. */
+  async exec(ref: string, appName: string | undefined, command: string[], opts: ExecOptions): Promise<ExecProcess> {
+    return startExec(await this.checkExec(ref, appName, opts), command, opts);
+  }
+
+  /** What exec would refuse, without running anything. */
+  async checkExec(ref: string, appName: string | undefined, opts: Pick<ExecOptions, 'tty'>): Promise<EnterPlan> {
+    const plan = await this.enterPlan(ref, appName);
+    if (opts.tty && !plan.terminal) {
+      throw new UserError('this pod\'s stage1 (kvm) cannot give an exec a terminal yet', { hint: 'run the command without a terminal (kubectl exec -i without -t)' });
+    }
+    return plan;
   }
 }
 

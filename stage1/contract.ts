@@ -182,7 +182,15 @@ export interface Stage1 {
    * removal find them by it) and must not be app unit names.
    */
   podUnits?(pod: PreparedPod): Promise<PodUnitPlan[]>;
+  /** false when enter cannot give a command a terminal (kvm: the guest's exec ports carry none). */
+  readonly enterTerminal?: false;
   /** argv that runs `command` inside a running app, given its unit's MainPID. */
   enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[];
+  /**
+   * Like enterArgv, with the command on a terminal made inside the app whose master is sent over
+   * the unix socket `consoleSocket` (crun exec --tty --console-socket). A stage1 without it gets a
+   * terminal made on the node (stage1/pty-relay.py).
+   */
+  enterTtyArgv?(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], consoleSocket: string): string[];
   cleanup(pod: PreparedPod): Promise<void>;
 }

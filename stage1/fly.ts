@@ -5,6 +5,7 @@ import { prop, type UnitProperty } from '../common/systemd.js';
 import { appSecurity, capMask } from './app-security.js';
 import { envStrings, execStart, podEtcBinds } from './common.js';
 import { unitDeviceProperties } from './devices.js';
+import { inCgroupsOf } from './namespaces.js';
 import { allowedSyscalls } from './seccomp.js';
 import { podPaths, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 
@@ -57,8 +58,11 @@ export class FlyStage1 implements Stage1 {
     return { properties, stopPost: [] };
   }
 
-  enterArgv(_pod: PreparedPod, _app: AppManifest, mainPid: number, command: string[]): string[] {
-    return ['nsenter', `--target=${mainPid}`, '--mount', '--root', '--wd', '--', ...command];
+  /** In the app's cgroups too (its unit's device rules and limits), as the namespaces stage1's enter. */
+  /** With the app's environment and ids, as the kubelet's exec runs a command. */
+  enterArgv(_pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[] {
+    const ids = [...(app.user.uid !== 0 ? [`--setuid=${app.user.uid}`] : []), ...(app.user.gid !== 0 ? [`--setgid=${app.user.gid}`] : [])];
+    return inCgroupsOf(mainPid, ['env', '-i', ...envStrings(app), 'nsenter', `--target=${mainPid}`, '--mount', '--root', '--wd', ...ids, '--', ...command]);
   }
 
   async cleanup(): Promise<void> {}

@@ -283,6 +283,8 @@ export class KvmStage1 implements Stage1 {
     };
   }
 
+  readonly enterTerminal = false as const;
+
   /** Through the guest's exec ports (kvm/exec-client.ts); one exec at a time per pod, stdout and stderr merged, no tty. */
   enterArgv(pod: PreparedPod, app: AppManifest, _mainPid: number, command: string[]): string[] {
     const i = pod.manifest.apps.findIndex((a) => a.name === app.name);

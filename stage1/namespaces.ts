@@ -97,13 +97,15 @@ export class NamespacesStage1 implements Stage1 {
    * rules (and outside its limits): join the app's cgroups first, as the
    * kubelet's exec does.
    */
-  enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[] {
+  enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], execFlags: string[] = []): string[] {
     // crun exec takes the container's seccomp and capabilities but not its no_new_privs: ask for it.
-    const exec = [this.ociRuntime, 'exec', ...(appSecurity(app).noNewPrivileges ? ['--no-new-privs'] : []), containerId(pod.manifest.uuid, app.name), ...command];
-    const procs = cgroupProcsFiles(mainPid);
-    if (!procs.length) return exec;
-    const join = procs.map((f) => `echo $$ > '${f.replace(/'/g, `'\\''`)}' || exit 125`).join('; ');
-    return ['/bin/sh', '-c', `${join}; exec "$@"`, 'stevedore-enter', ...exec];
+    const exec = [this.ociRuntime, 'exec', ...execFlags, ...(appSecurity(app).noNewPrivileges ? ['--no-new-privs'] : []), containerId(pod.manifest.uuid, app.name), ...command];
+    return inCgroupsOf(mainPid, exec);
+  }
+
+  /** The terminal is one of the container's own /dev/pts, as with the kubelet's exec -t. */
+  enterTtyArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], consoleSocket: string): string[] {
+    return this.enterArgv(pod, app, mainPid, command, ['--tty', `--console-socket=${consoleSocket}`]);
   }
 
   async cleanup(pod: PreparedPod): Promise<void> {
@@ -117,6 +119,14 @@ export class NamespacesStage1 implements Stage1 {
       await fs.rm(file, { force: true });
     }
   }
+}
+
+/** argv that moves itself into every cgroup of process `pid` and then execs `argv` (exit 125 if it cannot). */
+export function inCgroupsOf(pid: number, argv: string[]): string[] {
+  const procs = cgroupProcsFiles(pid);
+  if (!procs.length) return argv;
+  const join = procs.map((f) => `echo $$ > '${f.replace(/'/g, `'\\''`)}' || exit 125`).join('; ');
+  return ['/bin/sh', '-c', `${join}; exec "$@"`, 'stevedore-enter', ...argv];
 }
 
 /** The cgroup.procs files of every cgroup a process is in (v1 hierarchies and the v2 one), as mounted here. */

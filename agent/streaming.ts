@@ -1,0 +1,199 @@
+/**
+ * The node API's streaming endpoints (the kubelet's /exec and /attach), over
+ * the WebSocket channel protocol kubectl speaks (v5.channel.k8s.io and
+ * v4.channel.k8s.io): every binary message starts with a channel byte —
+ * 0 stdin, 1 stdout, 2 stderr, 3 the final metav1.Status (exit code), 4
+ * terminal resize ({"Width","Height"}); v5 adds [255, channel], the client
+ * closing one channel (stdin's EOF).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex, Readable } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { UserError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { ContainerRuntime, ExecProcess } from './runtime.js';
+
+export const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'] as const;
+const STDIN = 0, STDOUT = 1, STDERR = 2, STATUS = 3, RESIZE = 4, CLOSE = 255;
+/** Output waiting in the socket beyond this pauses the command's output (backpressure). */
+const MAX_BUFFERED_BYTES = 4 << 20;
+
+export interface StreamingLimits {
+  /** Streams open at once on this node; one more is answered 429 (default 64). */
+  maxStreams: number;
+  /** A stream with no traffic either way for this long is closed (the kubelet's streamingConnectionIdleTimeout, default 4 h). */
+  idleTimeoutMs: number;
+}
+
+export const DEFAULT_STREAMING_LIMITS: StreamingLimits = { maxStreams: 64, idleTimeoutMs: 4 * 3600_000 };
+
+/** An HTTP error answered before any upgrade: kubectl prints its text. */
+export class StreamError extends Error {
+  constructor(readonly code: number, message: string) { super(message); }
+}
+
+export interface ExecRequest {
+  /** the runtime pod's id */
+  podId: string;
+  container: string;
+  command: string[];
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  tty: boolean;
+}
+
+/** The kubelet's query names (input/output/error) and kubectl's (stdin/stdout/stderr) both. */
+export function execFlags(q: URLSearchParams): { stdin: boolean; stdout: boolean; stderr: boolean; tty: boolean; command: string[] } {
+  const flag = (...names: string[]) => names.some((n) => ['1', 'true'].includes(String(q.get(n)).toLowerCase()));
+  return { stdin: flag('input', 'stdin'), stdout: flag('output', 'stdout'), stderr: flag('error', 'stderr'), tty: flag('tty'), command: q.getAll('command') };
+}
+
+export function pickChannelProtocol(header: string | undefined): string | undefined {
+  const offered = String(header ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  return CHANNEL_PROTOCOLS.find((p) => offered.includes(p));
+}
+
+export class StreamServer {
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 << 20 });
+  private open = 0;
+  private readonly live = new Set<() => void>();
+
+  constructor(private readonly runtime: ContainerRuntime, private readonly log: Logger, readonly limits: StreamingLimits = DEFAULT_STREAMING_LIMITS) {}
+
+  get openStreams(): number { return this.open; }
+
+  /** Reserve a stream slot, or refuse (429) when the node has as many as it allows. */
+  private reserve(): () => void {
+    if (this.open >= this.limits.maxStreams) {
+      throw new StreamError(429, `this node already serves ${this.open} streams (exec, attach, port-forward), its limit; retry when one ends (agent option maxStreams)`);
+    }
+    this.open++;
+    let released = false;
+    return () => { if (!released) { released = true; this.open--; } };
+  }
+
+  /** Start the command, then upgrade: a command that cannot start is an HTTP error kubectl prints. */
+  async exec(req: IncomingMessage, socket: Duplex, head: Buffer, r: ExecRequest): Promise<void> {
+    const protocol = pickChannelProtocol(req.headers['sec-websocket-protocol'] as string | undefined);
+    // Checked before the protocol: kubectl falls back to SPDY when the WebSocket upgrade fails, and prints that answer.
+    try {
+      await this.runtime.checkExec(r.podId, r.container, { tty: r.tty });
+    } catch (err) {
+      if (err instanceof UserError) throw new StreamError(400, `${err.message}${err.hint ? ` (${err.hint})` : ''}`);
+      throw err;
+    }
+    if (String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || !protocol) {
+      throw new StreamError(400, `this node streams exec and attach over WebSocket only (subprotocol ${CHANNEL_PROTOCOLS.join(' or ')}); got Upgrade: ${req.headers.upgrade ?? '(none)'}, protocols: ${req.headers['sec-websocket-protocol'] ?? '(none)'} (use kubectl 1.30 or newer)`);
+    }
+    if (!r.command.length) throw new StreamError(400, 'you must specify at least one command for the container');
+    if (!r.stdin && !r.stdout && !r.stderr) throw new StreamError(400, 'you must specify at least one of stdin, stdout, stderr');
+    const release = this.reserve();
+    let proc: ExecProcess;
+    try {
+      proc = await this.runtime.exec(r.podId, r.container, r.command, { stdin: r.stdin, tty: r.tty });
+    } catch (err) {
+      release();
+      if (err instanceof UserError) throw new StreamError(400, `${err.message}${err.hint ? ` (${err.hint})` : ''}`);
+      throw err;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.log.info({ pod: r.podId, container: r.container, command: r.command[0], tty: r.tty, protocol }, 'exec started');
+      this.serveExec(ws, protocol, proc, r, release);
+    });
+  }
+
+  private serveExec(ws: WebSocket, protocol: string, proc: ExecProcess, r: ExecRequest, release: () => void): void {
+    const v5 = protocol === 'v5.channel.k8s.io';
+    let idle: NodeJS.Timeout | undefined;
+    const touch = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        this.log.warn({ pod: r.podId, container: r.container }, 'exec stream idle too long; closed');
+        ws.close(1000, 'idle timeout');
+        void proc.kill();
+      }, this.limits.idleTimeoutMs);
+    };
+    touch();
+    let finished = false;
+    const end = () => {
+      clearTimeout(idle);
+      release();
+      this.live.delete(stop);
+    };
+    const stop = () => { ws.terminate(); void proc.kill(); };
+    this.live.add(stop);
+
+    let inFlight = 0;
+    const outputs: Readable[] = [];
+    const send = (channel: number, data: Buffer, from?: Readable) => {
+      if (ws.readyState !== ws.OPEN) return;
+      inFlight += data.length + 1;
+      if (from && inFlight > MAX_BUFFERED_BYTES) from.pause();
+      ws.send(Buffer.concat([Buffer.of(channel), data]), { binary: true }, () => {
+        inFlight -= data.length + 1;
+        if (inFlight <= MAX_BUFFERED_BYTES) for (const o of outputs) if (o.isPaused()) o.resume();
+      });
+      touch();
+    };
+    // An empty message on the lowest output channel tells the client the streams are set up (as the kubelet).
+    send(r.stdout || r.tty ? STDOUT : r.stderr ? STDERR : STATUS, Buffer.alloc(0));
+    const pipe = (from: Readable | undefined, channel: number, wanted: boolean) => {
+      if (!from) return;
+      if (!wanted) { from.resume(); return; }
+      outputs.push(from);
+      from.on('data', (d: Buffer) => send(channel, d, from));
+    };
+    pipe(proc.stdout, STDOUT, r.stdout || r.tty);
+    pipe(proc.stderr, STDERR, r.stderr);
+
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      touch();
+      if (!isBinary || data.length === 0) return;
+      const channel = data[0]!;
+      const body = data.subarray(1);
+      if (channel === STDIN && proc.stdin && !proc.stdin.writableEnded) {
+        if (!proc.stdin.write(body)) {
+          ws.pause();
+          proc.stdin.once('drain', () => ws.resume());
+        }
+      } else if (channel === RESIZE) {
+        try {
+          const size = JSON.parse(body.toString('utf8')) as { Width?: number; Height?: number };
+          if (Number.isFinite(size.Width) && Number.isFinite(size.Height)) proc.resize({ cols: size.Width!, rows: size.Height! });
+        } catch { /* a malformed resize is dropped, as the kubelet does */ }
+      } else if (v5 && channel === CLOSE && body[0] === STDIN) {
+        proc.stdin?.end();
+      }
+    });
+    ws.on('close', () => {
+      // The client went away: nothing of the command may outlive it.
+      if (!finished) {
+        this.log.info({ pod: r.podId, container: r.container }, 'exec client disconnected; killing the command');
+        void proc.kill();
+      }
+      end();
+    });
+    ws.on('error', () => undefined);
+
+    const outputsDone = Promise.all(outputs.map((o) => new Promise<void>((res) => { if (o.readableEnded) res(); else { o.once('end', res); o.once('close', res); } })));
+    void Promise.all([proc.exit, outputsDone]).then(([{ code }]) => {
+      finished = true;
+      const status = code === 0
+        ? { metadata: {}, status: 'Success' }
+        : {
+            metadata: {}, status: 'Failure', reason: 'NonZeroExitCode',
+            message: `command terminated with non-zero exit code: error executing command [${r.command.join(' ')}], exit code ${code}`,
+            details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
+          };
+      send(STATUS, Buffer.from(JSON.stringify(status)));
+      ws.close(1000);
+    });
+  }
+
+  /** Close every stream (the agent is stopping). */
+  close(): void {
+    for (const stop of [...this.live]) stop();
+    this.wss.close();
+  }
+}

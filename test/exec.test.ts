@@ -1,0 +1,139 @@
+/**
+ * kubectl exec and cp against a real cluster (`stevedore up`), with the real
+ * kubectl speaking WebSocket (v5.channel.k8s.io) to the control plane, which
+ * splices the stream through to the node API: streams kept apart, exit codes,
+ * a terminal with its size, container selection, a 10 MiB copy both ways, a
+ * stopped container's error, and no process left in the pod when the client
+ * is killed. On the namespaces and fly stage1s.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { run, useCluster, type TestCluster } from './helpers/cluster.js';
+import { eventually } from './helpers/node.js';
+
+const t = suite('exec: kubectl exec and cp through the control plane to the node');
+const getCluster = useCluster(t, { stage1Policy: 'allowHostAccess:\n  - namespaces: [default]\n    allow: [fly]\n' });
+
+const podYaml = (name: string, runtimeClass: string) => `apiVersion: v1
+kind: Pod
+metadata: {name: ${name}}
+spec:
+  runtimeClassName: ${runtimeClass}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 1; done']
+  - name: side
+    image: busybox
+    env: [{name: WHO, value: side-car}]
+    command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 1; done']
+`;
+
+async function runningPod(c: TestCluster, name: string, runtimeClass: string): Promise<void> {
+  await c.k(['apply', '-f', '-'], podYaml(name, runtimeClass));
+  await eventually(`${name} running`, async () => {
+    const r = await c.kubectl(['get', 'pod', name, '-o', 'jsonpath={.status.phase}/{.status.containerStatuses[*].ready}']);
+    return r.stdout === 'Running/true true' ? true : undefined;
+  }, 60_000);
+}
+
+/** kubectl on a real terminal (script(1) gives it one), so that -t gets a tty. */
+function kubectlOnTerminal(c: TestCluster, args: string[], input: string) {
+  const quoted = ['kubectl', ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  return run('script', ['-q', '-e', '-c', `stty cols 91 rows 37; ${quoted}`, '/dev/null'], { KUBECONFIG: c.kubeconfig }, input);
+}
+
+for (const [pod, runtimeClass] of [['ex-ns', 'namespaces'], ['ex-fly', 'fly']] as const) {
+  t(`${runtimeClass}: stdout and stderr apart, exit code, stdin, -c`, async () => {
+    const c = getCluster();
+    await runningPod(c, pod, runtimeClass);
+    const r = await c.kubectl(['exec', pod, '-c', 'main', '--', 'sh', '-c', 'echo to-out; echo to-err >&2; exit 7']);
+    assert.is(r.code, 7, r.stderr);
+    assert.is(r.stdout, 'to-out\n');
+    assert.match(r.stderr, /to-err/);
+    assert.not.match(r.stdout, /to-err/);
+
+    const ok = await c.kubectl(['exec', pod, '--', 'true']);
+    assert.is(ok.code, 0, ok.stderr);
+
+    const stdin = await c.kubectl(['exec', '-i', pod, '-c', 'main', '--', 'sh', '-c', 'wc -c; echo after-eof'], 'x'.repeat(100_000));
+    assert.is(stdin.code, 0, stdin.stderr);
+    assert.is(stdin.stdout.replace(/\s+/g, ' ').trim(), '100000 after-eof');
+
+    const side = await c.kubectl(['exec', pod, '-c', 'side', '--', 'sh', '-c', 'echo $WHO']);
+    assert.is(side.stdout, 'side-car\n', side.stderr);
+    const main = await c.kubectl(['exec', pod, '-c', 'main', '--', 'sh', '-c', 'echo ${WHO:-none}']);
+    assert.is(main.stdout, 'none\n', main.stderr);
+
+    const missing = await c.kubectl(['exec', pod, '-c', 'nope', '--', 'true']);
+    assert.is.not(missing.code, 0);
+    assert.match(missing.stderr, /container nope is not valid/);
+  });
+
+  t(`${runtimeClass}: a terminal, with the client's size`, async () => {
+    const c = getCluster();
+    const r = await kubectlOnTerminal(c, ['exec', '-it', pod, '-c', 'main', '--', 'sh', '-c', 'tty; stty size; exit 3'], '');
+    assert.is(r.code, 3, r.stdout + r.stderr);
+    assert.match(r.stdout, /\/dev\/pts\/\d+/);
+    assert.match(r.stdout, /37 91/);
+  });
+
+  t(`${runtimeClass}: killing kubectl leaves no process of the exec in the pod`, async () => {
+    const c = getCluster();
+    const marker = `${runtimeClass === 'fly' ? 8 : 9}${randomBytes(2).readUInt16BE() % 1000}`;
+    // A child in the background, re-parented when its shell goes, and one in the foreground.
+    const client = c.spawnKubectl(['exec', pod, '-c', 'main', '--', 'sh', '-c', `sleep ${marker}1 & sleep ${marker}2`]);
+    const ps = async () => (await c.kubectl(['exec', pod, '-c', 'main', '--', 'ps', '-o', 'pid,args'])).stdout;
+    await eventually('both sleeps to run', async () => ((await ps()).match(new RegExp(`sleep ${marker}`, 'g'))?.length === 2 ? true : undefined), 20_000);
+    client.kill('SIGKILL');
+    await eventually('no sleep left', async () => (new RegExp(`sleep ${marker}`).test(await ps()) ? undefined : true), 20_000);
+  });
+}
+
+t('kubectl cp: 10 MiB in and out, the same sha256', async () => {
+  const c = getCluster();
+  const dir = await fs.mkdtemp(path.join(c.dataDir, 'cp-'));
+  const data = randomBytes(10 << 20);
+  const sha = createHash('sha256').update(data).digest('hex');
+  await fs.writeFile(path.join(dir, 'in.bin'), data);
+  const put = await c.kubectl(['cp', path.join(dir, 'in.bin'), 'ex-ns:/tmp/copied.bin', '-c', 'main']);
+  assert.is(put.code, 0, put.stderr);
+  const inside = await c.kubectl(['exec', 'ex-ns', '-c', 'main', '--', 'sha256sum', '/tmp/copied.bin']);
+  assert.is(inside.stdout.split(' ')[0], sha);
+  const get = await c.kubectl(['cp', 'ex-ns:/tmp/copied.bin', path.join(dir, 'out.bin'), '-c', 'main']);
+  assert.is(get.code, 0, get.stderr);
+  assert.is(createHash('sha256').update(await fs.readFile(path.join(dir, 'out.bin'))).digest('hex'), sha);
+});
+
+t('a stopped container: a clear error, no stream', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: half}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: gone, image: busybox, command: [sh, -c, "exit 0"]}
+  - {name: stay, image: busybox, command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 1; done']}
+`);
+  await eventually('gone to finish', async () => ((await c.kubectl(['get', 'pod', 'half', '-o', 'jsonpath={.status.containerStatuses[?(@.name=="gone")].state.terminated.reason}'])).stdout === 'Completed' ? true : undefined), 60_000);
+  const r = await c.kubectl(['exec', 'half', '-c', 'gone', '--', 'true']);
+  assert.is.not(r.code, 0);
+  assert.match(r.stderr, /container "gone" of pod \S+ is not running/, r.stderr);
+  const alive = await c.kubectl(['exec', 'half', '-c', 'stay', '--', 'echo', 'still']);
+  assert.is(alive.stdout, 'still\n', alive.stderr);
+});
+
+t('without an upgrade, pods/exec says what it needs', async () => {
+  const c = getCluster();
+  const r = await c.kubectl(['get', '--raw', '/api/v1/namespaces/default/pods/ex-ns/exec?command=true']);
+  assert.is.not(r.code, 0);
+  assert.match(r.stderr, /Upgrade request required/);
+});
+
+t.run();
