@@ -138,6 +138,13 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
       const podId = await runtimePodOf(namespace, name, container);
       return streams.exec(req, socket, head, { podId, container, ...execFlags(url.searchParams) });
     }
+    const pf = /^\/portForward\/([^/]+)\/([^/]+)\/?$/.exec(url.pathname);
+    if (pf) {
+      const [namespace, name] = [decodeURIComponent(pf[1]!), decodeURIComponent(pf[2]!)];
+      const pod = [...sync.desired.values()].find((p) => p.metadata?.namespace === namespace && p.metadata?.name === name);
+      const first = pod?.spec?.containers[0]?.name ?? '';
+      return streams.portForward(req, socket, head, await runtimePodOf(namespace, name, first));
+    }
     throw new StreamError(404, `no such streaming endpoint: ${url.pathname}`);
   }
 

@@ -6,6 +6,8 @@ import { readLogs, type LogLine, type LogQuery } from '../runtime-rkt/logs.js';
 import type { Pod } from '../runtime-rkt/manifest.js';
 import type { ExecOptions, ExecProcess } from '../runtime-rkt/exec.js';
 export type { ExecOptions, ExecProcess, TerminalSize } from '../runtime-rkt/exec.js';
+import type { PortConnection } from '../runtime-rkt/port-forward.js';
+export type { PortConnection } from '../runtime-rkt/port-forward.js';
 import type { PodStatus } from '../runtime-rkt/status.js';
 import type { Stage1Name } from '../stage1/contract.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
@@ -34,6 +36,10 @@ export interface ContainerRuntime {
    * Throws a UserError saying why for an unknown or stopped container.
    */
   exec(podId: string, container: string, command: string[], opts: ExecOptions): Promise<ExecProcess>;
+  /** Throws (UserError) when the pod's ports cannot be reached (not running, kvm). */
+  checkPortForward(podId: string): Promise<void>;
+  /** A TCP connection to `port` inside the pod's network namespace (kubectl port-forward). */
+  dialPort(podId: string, port: number): Promise<PortConnection>;
   /** Throws what exec would (unknown or stopped container, no terminal) without running anything. */
   checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>): Promise<void>;
   /** Garbage-collect what the engine left behind (aborted pods, orphaned units). */
@@ -63,6 +69,8 @@ class RktContainerRuntime implements ContainerRuntime {
   removePod(id: string) { return this.rt.removePod(id, { force: true }); }
   logs(query: LogQuery) { return readLogs(query); }
   exec(podId: string, container: string, command: string[], opts: ExecOptions) { return this.rt.exec(podId, container, command, opts); }
+  async checkPortForward(podId: string) { await this.rt.portForwardTarget(podId); }
+  dialPort(podId: string, port: number) { return this.rt.dialPort(podId, port); }
   async checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>) { await this.rt.checkExec(podId, container, opts); }
   async gc() { await this.rt.gc({ exitedGracePeriodMs: Number.MAX_SAFE_INTEGER }); }
   onChange(listener: () => void) {

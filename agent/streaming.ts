@@ -8,12 +8,18 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
+import { SpdySession, type SpdyStream } from './spdy.js';
 import { UserError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { ContainerRuntime, ExecProcess } from './runtime.js';
 
 export const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'] as const;
+/** kubectl 1.31+'s port-forward: SPDY/3.1 frames in WebSocket binary messages (KEP 4006). */
+export const PORT_FORWARD_TUNNEL = 'SPDY/3.1+portforward.k8s.io';
+const PORT_FORWARD_PROTOCOL = 'portforward.k8s.io';
+/** How long a port-forward connection's data stream may wait for its error stream, or the other way round (the kubelet's). */
+const STREAM_PAIR_TIMEOUT_MS = 30_000;
 const STDIN = 0, STDOUT = 1, STDERR = 2, STATUS = 3, RESIZE = 4, CLOSE = 255;
 /** Output waiting in the socket beyond this pauses the command's output (backpressure). */
 const MAX_BUFFERED_BYTES = 4 << 20;
@@ -55,7 +61,10 @@ export function pickChannelProtocol(header: string | undefined): string | undefi
 }
 
 export class StreamServer {
-  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 << 20 });
+  private readonly wss = new WebSocketServer({
+    noServer: true, perMessageDeflate: false, maxPayload: 16 << 20,
+    handleProtocols: (offered: Set<string>) => [...CHANNEL_PROTOCOLS, PORT_FORWARD_TUNNEL].find((p) => offered.has(p)) ?? false,
+  });
   private open = 0;
   private readonly live = new Set<() => void>();
 
@@ -189,6 +198,106 @@ export class StreamServer {
       send(STATUS, Buffer.from(JSON.stringify(status)));
       ws.close(1000);
     });
+  }
+
+  /**
+   * Port-forward: a SPDY session (tunnelled in a WebSocket, or a raw SPDY/3.1 upgrade); each
+   * connection the client makes is a pair of streams (error, data) with one requestid and a port.
+   */
+  async portForward(req: IncomingMessage, socket: Duplex, head: Buffer, podId: string): Promise<void> {
+    await this.runtime.checkPortForward(podId).catch((err) => {
+      if (err instanceof UserError) throw new StreamError(400, `${err.message}${err.hint ? ` (${err.hint})` : ''}`);
+      throw err;
+    });
+    const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    const spdyVersions = req.headersDistinct['x-stream-protocol-version'] ?? [];
+    if (upgrade === 'websocket' && offered.includes(PORT_FORWARD_TUNNEL)) {
+      const release = this.reserve();
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        const transport = createWebSocketStream(ws);
+        this.servePortForward(new SpdySession(transport), podId, release, () => ws.terminate());
+      });
+      return;
+    }
+    if (upgrade === 'spdy/3.1' && spdyVersions.flatMap((v) => v.split(',')).map((v) => v.trim()).includes(PORT_FORWARD_PROTOCOL)) {
+      const release = this.reserve();
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${PORT_FORWARD_PROTOCOL}\r\n\r\n`);
+      if (head.length) socket.unshift(head);
+      this.servePortForward(new SpdySession(socket), podId, release, () => socket.destroy());
+      return;
+    }
+    throw new StreamError(400, `port-forward needs a WebSocket upgrade with subprotocol ${PORT_FORWARD_TUNNEL}, or Upgrade: SPDY/3.1 with X-Stream-Protocol-Version: ${PORT_FORWARD_PROTOCOL}; got Upgrade: ${req.headers.upgrade ?? '(none)'}`);
+  }
+
+  private servePortForward(session: SpdySession, podId: string, release: () => void, terminate: () => void): void {
+    this.log.info({ pod: podId }, 'port-forward started');
+    const pending = new Map<string, { data?: SpdyStream; error?: SpdyStream; timer: NodeJS.Timeout }>();
+    const connections = new Set<Duplex>();
+    let idle: NodeJS.Timeout | undefined;
+    const touch = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => { this.log.warn({ pod: podId }, 'port-forward idle too long; closed'); session.close(); }, this.limits.idleTimeoutMs);
+    };
+    touch();
+    const stop = () => { terminate(); session.close(); };
+    this.live.add(stop);
+    session.on('close', () => {
+      clearTimeout(idle);
+      for (const p of pending.values()) clearTimeout(p.timer);
+      for (const c of connections) c.destroy();
+      release();
+      this.live.delete(stop);
+    });
+    session.on('stream', (stream: SpdyStream) => {
+      touch();
+      const { streamtype: type, requestid: id = '', port } = stream.headers;
+      if (type !== 'data' && type !== 'error') { stream.reset(); return; }
+      const entry = pending.get(id) ?? { timer: setTimeout(() => { pending.delete(id); entry.data?.reset(); entry.error?.reset(); }, STREAM_PAIR_TIMEOUT_MS) };
+      entry[type] = stream;
+      pending.set(id, entry);
+      if (!entry.data || !entry.error) return;
+      clearTimeout(entry.timer);
+      pending.delete(id);
+      const dataStream = entry.data, errorStream = entry.error;
+      const portNumber = Number(port);
+      if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
+        errorStream.end(Buffer.from(`invalid port ${JSON.stringify(port)}`));
+        dataStream.end();
+        return;
+      }
+      void this.forwardOne(podId, portNumber, dataStream, errorStream, connections, touch, session);
+    });
+  }
+
+  private async forwardOne(podId: string, port: number, data: SpdyStream, error: SpdyStream, connections: Set<Duplex>, touch: () => void, session: SpdySession): Promise<void> {
+    let conn;
+    try {
+      conn = await this.runtime.dialPort(podId, port);
+    } catch (err) {
+      error.end(Buffer.from(`error forwarding port ${port}: ${(err as Error).message}`));
+      data.end();
+      return;
+    }
+    const { stream } = conn;
+    connections.add(stream);
+    stream.on('error', () => undefined);
+    data.on('data', (d: Buffer) => { touch(); stream.write(d); });
+    data.on('end', () => stream.end());
+    data.on('reset', () => stream.destroy());
+    stream.on('data', (d: Buffer) => {
+      touch();
+      if (!data.write(d)) {
+        stream.pause();
+        session.onDrain(() => stream.resume());
+      }
+    });
+    stream.on('end', () => data.end());
+    const why = await conn.done;
+    connections.delete(stream);
+    if (why) error.end(Buffer.from(`error forwarding port ${port} to pod ${podId}: ${why}`));
+    else error.end();
+    data.end();
   }
 
   /** Close every stream (the agent is stopping). */

@@ -13,7 +13,8 @@ import { imageStoreDir, podStoreDir } from './data-dir.js';
 import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
-import { attachPod, detachPod, loadNetwork, needsPodNetwork, releaseLeases, type PodNetworkOptions } from './network.js';
+import { attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, releaseLeases, type PodNetworkOptions } from './network.js';
+import { dialPodPort, type PortConnection } from './port-forward.js';
 import { preparePodDir, unmountPodRootfs } from './prepare.js';
 import { seccompRootDir } from './security.js';
 import type { PodStatus } from './status.js';
@@ -356,6 +357,25 @@ export class RktRuntime {
   /** Run a command inside a running app with its streams apart (runtime-rkt/exec.ts): kubectl exec, `pod enter`. */
   async exec(ref: string, appName: string | undefined, command: string[], opts: ExecOptions): Promise<ExecProcess> {
     return startExec(await this.checkExec(ref, appName, opts), command, opts);
+  }
+
+  /**
+   * Where a port-forward to this pod connects: the pod's network namespace file (namespaces
+   * stage1), or undefined for a pod on the node's network (fly, hostNetwork). kvm is refused.
+   */
+  async portForwardTarget(ref: string): Promise<string | undefined> {
+    const loc = await this.pods.find(ref);
+    const manifest = await this.manifestOf(loc);
+    const status = await readPodStatus(await this.systemd(), loc);
+    if (!manifest || status.state !== 'running') throw new UserError(`pod ${loc.uuid} is not running (state ${status.state})`, { hint: 'port-forward needs a running pod' });
+    if (manifest.stage1 === 'kvm') throw new UserError('port-forward into a kvm pod is not available yet', { hint: 'forward to a pod of the namespaces or fly stage1, or reach the pod by its IP from the node' });
+    if (manifest.stage1 === 'fly' || manifest.pod.spec.hostNetwork) return undefined;
+    return netnsPath(loc.dir);
+  }
+
+  /** A connection to `port` in the pod's network (kubectl port-forward). */
+  async dialPort(ref: string, port: number): Promise<PortConnection> {
+    return dialPodPort(await this.portForwardTarget(ref), port);
   }
 
   /** What exec would refuse, without running anything. */
