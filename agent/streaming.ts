@@ -18,6 +18,11 @@ export const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'] as c
 /** kubectl 1.31+'s port-forward: SPDY/3.1 frames in WebSocket binary messages (KEP 4006). */
 export const PORT_FORWARD_TUNNEL = 'SPDY/3.1+portforward.k8s.io';
 const PORT_FORWARD_PROTOCOL = 'portforward.k8s.io';
+/**
+ * ws refuses "SPDY/3.1+portforward.k8s.io" in Sec-WebSocket-Protocol ("/" is no token character
+ * in RFC 7230), so the offer is renamed to this token before ws parses it and named back in the answer.
+ */
+const TUNNEL_TOKEN = 'stevedore-spdy-tunnel';
 /** How long a port-forward connection's data stream may wait for its error stream, or the other way round (the kubelet's). */
 const STREAM_PAIR_TIMEOUT_MS = 30_000;
 const STDIN = 0, STDOUT = 1, STDERR = 2, STATUS = 3, RESIZE = 4, CLOSE = 255;
@@ -63,7 +68,7 @@ export function pickChannelProtocol(header: string | undefined): string | undefi
 export class StreamServer {
   private readonly wss = new WebSocketServer({
     noServer: true, perMessageDeflate: false, maxPayload: 16 << 20,
-    handleProtocols: (offered: Set<string>) => [...CHANNEL_PROTOCOLS, PORT_FORWARD_TUNNEL].find((p) => offered.has(p)) ?? false,
+    handleProtocols: (offered: Set<string>) => (offered.has(TUNNEL_TOKEN) ? PORT_FORWARD_TUNNEL : CHANNEL_PROTOCOLS.find((p) => offered.has(p)) ?? false),
   });
   private open = 0;
   private readonly live = new Set<() => void>();
@@ -214,6 +219,7 @@ export class StreamServer {
     const spdyVersions = req.headersDistinct['x-stream-protocol-version'] ?? [];
     if (upgrade === 'websocket' && offered.includes(PORT_FORWARD_TUNNEL)) {
       const release = this.reserve();
+      req.headers['sec-websocket-protocol'] = TUNNEL_TOKEN;
       this.wss.handleUpgrade(req, socket, head, (ws) => {
         const transport = createWebSocketStream(ws);
         this.servePortForward(new SpdySession(transport), podId, release, () => ws.terminate());

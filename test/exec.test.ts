@@ -11,7 +11,8 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { run, useCluster, type TestCluster } from './helpers/cluster.js';
+import * as net from 'node:net';
+import { freePort, run, useCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually } from './helpers/node.js';
 
 const t = suite('exec: kubectl exec and cp through the control plane to the node');
@@ -127,6 +128,63 @@ spec:
   assert.match(r.stderr, /container "gone" of pod \S+ is not running/, r.stderr);
   const alive = await c.kubectl(['exec', 'half', '-c', 'stay', '--', 'echo', 'still']);
   assert.is(alive.stdout, 'still\n', alive.stderr);
+});
+
+t('port-forward (WebSocket-tunnelled SPDY): many requests, two connections at once', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: busybox
+    command: [sh, -c, 'mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www']
+`);
+  await eventually('web running', async () => ((await c.kubectl(['get', 'pod', 'web', '-o', 'jsonpath={.status.containerStatuses[0].ready}'])).stdout === 'true' ? true : undefined), 60_000);
+  const localPort = await freePort();
+  const pf = c.spawnKubectl(['port-forward', 'pod/web', `${localPort}:8080`]);
+  let pfOut = '';
+  pf.stdout!.on('data', (d) => { pfOut += d; });
+  pf.stderr!.on('data', (d) => { pfOut += d; });
+  try {
+    await eventually('port-forward to listen', async () => (/Forwarding from 127\.0\.0\.1/.test(pfOut) ? true : undefined), 20_000);
+    const get = () => new Promise<string>((resolve, reject) => {
+      const s = net.connect(localPort, '127.0.0.1', () => s.write('GET / HTTP/1.0\r\n\r\n'));
+      let body = '';
+      s.on('data', (d) => { body += d; });
+      s.on('end', () => resolve(body));
+      s.on('error', reject);
+      s.setTimeout(10_000, () => s.destroy(new Error('timed out')));
+    });
+    for (let i = 0; i < 40; i++) assert.match(await get(), /hello-from-pod/, `request ${i}: ${pfOut}`);
+    // Two connections open at the same time, answered in the order they were asked.
+    const a = net.connect(localPort, '127.0.0.1');
+    const b = net.connect(localPort, '127.0.0.1');
+    await Promise.all([a, b].map((s) => new Promise((r) => s.once('connect', r))));
+    const read = (s: net.Socket) => new Promise<string>((resolve) => { let t = ''; s.on('data', (d) => { t += d; }); s.on('end', () => resolve(t)); });
+    const [ra, rb] = [read(a), read(b)];
+    b.write('GET /index.html HTTP/1.0\r\n\r\n');
+    a.write('GET /missing HTTP/1.0\r\n\r\n');
+    assert.match(await rb, /hello-from-pod/);
+    assert.match(await ra, /404/);
+  } finally {
+    pf.kill('SIGTERM');
+  }
+  // A port nothing listens on: kubectl reports the node's error for that connection.
+  const deadPort = await freePort();
+  const dead = c.spawnKubectl(['port-forward', 'pod/web', `${deadPort}:9999`]);
+  let deadOut = '';
+  dead.stdout!.on('data', (d) => { deadOut += d; });
+  dead.stderr!.on('data', (d) => { deadOut += d; });
+  try {
+    await eventually('port-forward to listen', async () => (/Forwarding from 127\.0\.0\.1/.test(deadOut) ? true : undefined), 20_000);
+    await new Promise<void>((resolve) => { const s = net.connect(deadPort, '127.0.0.1', () => s.end()); s.on('close', () => resolve()); s.on('error', () => resolve()); });
+    await eventually('the error to be reported', async () => (/9999/.test(deadOut) && /refused|error/i.test(deadOut) ? true : undefined), 10_000);
+  } finally {
+    dead.kill('SIGTERM');
+  }
 });
 
 t('without an upgrade, pods/exec says what it needs', async () => {
