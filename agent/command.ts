@@ -31,7 +31,9 @@ function agentOptions(cmd: Command): Command {
     .option('--image-max-layer-size <size>', 'refuse image layers larger than this uncompressed (default 64Gi)')
     .option('--image-max-image-size <size>', 'refuse images whose layers are larger than this together, uncompressed (default 128Gi)')
     .option('--image-max-layer-entries <n>', 'refuse image layers with more entries than this (default 1048576)')
-    .option('--image-max-tar-header-size <size>', 'refuse tar extension headers (PAX, GNU long names) larger than this (default 1Mi, at most 4Mi)');
+    .option('--image-max-tar-header-size <size>', 'refuse tar extension headers (PAX, GNU long names) larger than this (default 1Mi, at most 4Mi)')
+    .option('--streaming-connection-idle-timeout <duration>', 'close exec/attach/port-forward streams idle this long (default 4h)')
+    .option('--max-streams <n>', 'exec/attach/port-forward streams open at once on this node (default 64)');
 }
 
 function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddress?: string): AgentFlags {
@@ -61,6 +63,8 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     imageMaxImageSize: flags.imageMaxImageSize as string | undefined,
     imageMaxLayerEntries: flags.imageMaxLayerEntries as string | undefined,
     imageMaxTarHeaderSize: flags.imageMaxTarHeaderSize as string | undefined,
+    streamingConnectionIdleTimeout: flags.streamingConnectionIdleTimeout as string | undefined,
+    maxStreams: flags.maxStreams === undefined ? undefined : Number(flags.maxStreams),
     dataDir: flags.config ? undefined : dataDir,
     dbusAddress,
   };

@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import { parse } from 'yaml';
 import { InvalidInput } from '../common/errors.js';
+import { parseDuration } from '../common/format.js';
 import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
 import { parseKvmAccelMode, type KvmAccelMode } from '../stage1/kvm/accel.js';
 import { parseByteSize, parseCount, resolveLimits, type ImageLimits } from '../runtime-rkt/image/limits.js';
@@ -52,9 +53,13 @@ export interface AgentConfig {
   imageMaxImageSize?: number | string;
   imageMaxLayerEntries?: number | string;
   imageMaxTarHeaderSize?: number | string;
+  /** exec/attach/port-forward streams with no traffic this long are closed (kubelet's streamingConnectionIdleTimeout; a duration, default 4h). */
+  streamingConnectionIdleTimeout?: string;
+  /** exec/attach/port-forward streams open at once on this node; one more is answered 429 (default 64). */
+  maxStreams?: number;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'streamingConnectionIdleTimeout', 'maxStreams'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
@@ -96,6 +101,7 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
     if (!Number.isFinite(cfg[k]) || cfg[k] < 0) throw new InvalidInput(`${k} must be a non-negative number`);
   }
   imageLimitsOf(cfg); // refuse a bad cap at start, not at the first pull
+  streamingLimitsOf(cfg);
   return cfg;
 }
 
@@ -107,4 +113,18 @@ export function imageLimitsOf(cfg: Pick<AgentConfig, 'imageMaxLayerSize' | 'imag
   if (cfg.imageMaxLayerEntries !== undefined) set.maxLayerEntries = parseCount(cfg.imageMaxLayerEntries, 'imageMaxLayerEntries');
   if (cfg.imageMaxTarHeaderSize !== undefined) set.maxTarHeaderBytes = parseByteSize(cfg.imageMaxTarHeaderSize, 'imageMaxTarHeaderSize');
   return resolveLimits(set);
+}
+
+/** The node API's stream limits (agent/streaming.ts) the config sets, checked. */
+export function streamingLimitsOf(cfg: Pick<AgentConfig, 'streamingConnectionIdleTimeout' | 'maxStreams'>): { idleTimeoutMs?: number; maxStreams?: number } {
+  const out: { idleTimeoutMs?: number; maxStreams?: number } = {};
+  if (cfg.streamingConnectionIdleTimeout !== undefined) {
+    out.idleTimeoutMs = parseDuration(String(cfg.streamingConnectionIdleTimeout));
+    if (out.idleTimeoutMs <= 0) throw new InvalidInput('streamingConnectionIdleTimeout must be longer than 0', 'the default is 4h, as the kubelet\'s');
+  }
+  if (cfg.maxStreams !== undefined) {
+    out.maxStreams = Number(cfg.maxStreams);
+    if (!Number.isInteger(out.maxStreams) || out.maxStreams < 1) throw new InvalidInput(`maxStreams must be a whole number of at least 1, not ${JSON.stringify(cfg.maxStreams)}`, 'the default is 64');
+  }
+  return out;
 }
