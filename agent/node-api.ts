@@ -138,6 +138,11 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
       const podId = await runtimePodOf(namespace, name, container);
       return streams.exec(req, socket, head, { podId, container, ...execFlags(url.searchParams) });
     }
+    if (m && m[1] === 'attach') {
+      const [namespace, name, container] = [m[2]!, m[3]!, m[4]!].map(decodeURIComponent) as [string, string, string];
+      const podId = await runtimePodOf(namespace, name, container);
+      return streams.attach(req, socket, head, { podId, container, ...execFlags(url.searchParams) });
+    }
     const pf = /^\/portForward\/([^/]+)\/([^/]+)\/?$/.exec(url.pathname);
     if (pf) {
       const [namespace, name] = [decodeURIComponent(pf[1]!), decodeURIComponent(pf[2]!)];

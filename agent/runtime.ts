@@ -36,6 +36,10 @@ export interface ContainerRuntime {
    * Throws a UserError saying why for an unknown or stopped container.
    */
   exec(podId: string, container: string, command: string[], opts: ExecOptions): Promise<ExecProcess>;
+  /** Connect to a running container's stdin and output (kubectl attach); detaching leaves it running. */
+  attach(podId: string, container: string, opts: { stdin: boolean; tty: boolean }): Promise<ExecProcess>;
+  /** Throws what attach would, without connecting. */
+  checkAttach(podId: string, container: string, opts: { tty: boolean }): Promise<void>;
   /** Throws (UserError) when the pod's ports cannot be reached (not running, kvm). */
   checkPortForward(podId: string): Promise<void>;
   /** A TCP connection to `port` inside the pod's network namespace (kubectl port-forward). */
@@ -69,6 +73,8 @@ class RktContainerRuntime implements ContainerRuntime {
   removePod(id: string) { return this.rt.removePod(id, { force: true }); }
   logs(query: LogQuery) { return readLogs(query); }
   exec(podId: string, container: string, command: string[], opts: ExecOptions) { return this.rt.exec(podId, container, command, opts); }
+  attach(podId: string, container: string, opts: { stdin: boolean; tty: boolean }) { return this.rt.attach(podId, container, opts); }
+  async checkAttach(podId: string, container: string, opts: { tty: boolean }) { await this.rt.attachTarget(podId, container, opts); }
   async checkPortForward(podId: string) { await this.rt.portForwardTarget(podId); }
   dialPort(podId: string, port: number) { return this.rt.dialPort(podId, port); }
   async checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>) { await this.rt.checkExec(podId, container, opts); }

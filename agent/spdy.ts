@@ -47,11 +47,31 @@ const DICTIONARY = (() => {
 
 export type Headers = Record<string, string>;
 
-/** One stream the client opened. 'data' and 'end' (the client's FIN) as a readable; write()/end() send DATA. */
+/**
+ * One stream the client opened; write()/end() send DATA. What the client sends is kept until
+ * consume() is called (a port-forward's connection is dialled first), then delivered in order;
+ * 'reset' when the client resets it.
+ */
 export class SpdyStream extends EventEmitter {
   private localClosed = false;
   remoteClosed = false;
+  private pending: Array<Buffer | null> | undefined = [];
+  private consumer: { onData: (d: Buffer) => void; onEnd: () => void } | undefined;
   constructor(private readonly session: SpdySession, readonly id: number, readonly headers: Headers) { super(); }
+
+  /** Bytes from the client (null: its FIN, or the session's end). */
+  deliver(data: Buffer | null): void {
+    if (this.pending) { this.pending.push(data); return; }
+    if (data === null) this.consumer?.onEnd();
+    else this.consumer?.onData(data);
+  }
+
+  consume(onData: (d: Buffer) => void, onEnd: () => void): void {
+    this.consumer = { onData, onEnd };
+    const queued = this.pending ?? [];
+    this.pending = undefined;
+    for (const d of queued) this.deliver(d);
+  }
 
   write(data: Buffer): boolean {
     if (this.localClosed) return true;
@@ -71,7 +91,7 @@ export class SpdyStream extends EventEmitter {
     this.localClosed = this.remoteClosed = true;
     this.session.sendRst(this.id, RST_CANCEL);
     this.session.maybeForget(this);
-    this.emit('end');
+    this.deliver(null);
   }
 
   get closed(): boolean { return this.localClosed && this.remoteClosed; }
@@ -110,7 +130,7 @@ export class SpdySession extends EventEmitter {
   private shutdown(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const s of this.streams.values()) { s.remoteClosed = true; s.emit('end'); }
+    for (const s of this.streams.values()) { s.remoteClosed = true; s.deliver(null); }
     this.streams.clear();
     this.inflate.close();
     this.deflate.close();
@@ -143,8 +163,8 @@ export class SpdySession extends EventEmitter {
     this.inflateQueue = this.inflateQueue.then(() => {
       const s = this.streams.get(id);
       if (!s || s.remoteClosed) return;
-      if (body.length) s.emit('data', body);
-      if (flags & FLAG_FIN) { s.remoteClosed = true; s.emit('end'); this.maybeForget(s); }
+      if (body.length) s.deliver(body);
+      if (flags & FLAG_FIN) { s.remoteClosed = true; s.deliver(null); this.maybeForget(s); }
     });
   }
 
@@ -159,9 +179,8 @@ export class SpdySession extends EventEmitter {
           const s = new SpdyStream(this, id, headers);
           this.streams.set(id, s);
           await this.sendSynReply(id);
-          if (flags & FLAG_FIN) s.remoteClosed = true;
+          if (flags & FLAG_FIN) { s.remoteClosed = true; s.deliver(null); }
           this.emit('stream', s);
-          if (flags & FLAG_FIN) s.emit('end');
         }).catch(() => this.shutdown());
         break;
       }
@@ -173,7 +192,7 @@ export class SpdySession extends EventEmitter {
           this.streams.delete(id);
           s.remoteClosed = true;
           s.emit('reset');
-          s.emit('end');
+          s.deliver(null);
         });
         break;
       }

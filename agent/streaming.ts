@@ -12,7 +12,7 @@ import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
 import { SpdySession, type SpdyStream } from './spdy.js';
 import { UserError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import type { ContainerRuntime, ExecProcess } from './runtime.js';
+import type { ContainerRuntime, ExecProcess, TerminalSize } from './runtime.js';
 
 export const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'] as const;
 /** kubectl 1.31+'s port-forward: SPDY/3.1 frames in WebSocket binary messages (KEP 4006). */
@@ -26,6 +26,8 @@ const TUNNEL_TOKEN = 'stevedore-spdy-tunnel';
 /** How long a port-forward connection's data stream may wait for its error stream, or the other way round (the kubelet's). */
 const STREAM_PAIR_TIMEOUT_MS = 30_000;
 const STDIN = 0, STDOUT = 1, STDERR = 2, STATUS = 3, RESIZE = 4, CLOSE = 255;
+/** How long a terminal exec waits for the client's first size before it starts anyway. */
+const TTY_SIZE_WAIT_MS = 1000;
 /** Output waiting in the socket beyond this pauses the command's output (backpressure). */
 const MAX_BUFFERED_BYTES = 4 << 20;
 
@@ -60,6 +62,16 @@ export function execFlags(q: URLSearchParams): { stdin: boolean; stdout: boolean
   return { stdin: flag('input', 'stdin'), stdout: flag('output', 'stdout'), stderr: flag('error', 'stderr'), tty: flag('tty'), command: q.getAll('command') };
 }
 
+/** A resize message's {"Width","Height"}; undefined when malformed (dropped, as the kubelet does). */
+function parseResize(body: Buffer): TerminalSize | undefined {
+  try {
+    const size = JSON.parse(body.toString('utf8')) as { Width?: number; Height?: number };
+    return Number.isFinite(size.Width) && Number.isFinite(size.Height) && size.Width! > 0 && size.Height! > 0 ? { cols: size.Width!, rows: size.Height! } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function pickChannelProtocol(header: string | undefined): string | undefined {
   const offered = String(header ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   return CHANNEL_PROTOCOLS.find((p) => offered.includes(p));
@@ -88,36 +100,82 @@ export class StreamServer {
   }
 
   /** Start the command, then upgrade: a command that cannot start is an HTTP error kubectl prints. */
-  async exec(req: IncomingMessage, socket: Duplex, head: Buffer, r: ExecRequest): Promise<void> {
+  exec(req: IncomingMessage, socket: Duplex, head: Buffer, r: ExecRequest): Promise<void> {
+    if (!r.command.length) throw new StreamError(400, 'you must specify at least one command for the container');
+    return this.channels(req, socket, head, r, 'exec',
+      () => this.runtime.checkExec(r.podId, r.container, { tty: r.tty }),
+      (size) => this.runtime.exec(r.podId, r.container, r.command, { stdin: r.stdin, tty: r.tty, ...(size ? { size } : {}) }));
+  }
+
+  /** Connect to a running container's console (stdin: true / tty: true), then upgrade. */
+  attach(req: IncomingMessage, socket: Duplex, head: Buffer, r: Omit<ExecRequest, 'command'>): Promise<void> {
+    return this.channels(req, socket, head, { ...r, command: [] }, 'attach',
+      () => this.runtime.checkAttach(r.podId, r.container, { tty: r.tty }),
+      () => this.runtime.attach(r.podId, r.container, { stdin: r.stdin, tty: r.tty }));
+  }
+
+  private async channels(req: IncomingMessage, socket: Duplex, head: Buffer, r: ExecRequest, kind: 'exec' | 'attach', check: () => Promise<void>, start: (size?: TerminalSize) => Promise<ExecProcess>): Promise<void> {
     const protocol = pickChannelProtocol(req.headers['sec-websocket-protocol'] as string | undefined);
+    const asStreamError = (err: unknown) => (err instanceof UserError ? new StreamError(400, `${err.message}${err.hint ? ` (${err.hint})` : ''}`) : err);
     // Checked before the protocol: kubectl falls back to SPDY when the WebSocket upgrade fails, and prints that answer.
-    try {
-      await this.runtime.checkExec(r.podId, r.container, { tty: r.tty });
-    } catch (err) {
-      if (err instanceof UserError) throw new StreamError(400, `${err.message}${err.hint ? ` (${err.hint})` : ''}`);
-      throw err;
-    }
+    await check().catch((err) => { throw asStreamError(err); });
     if (String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || !protocol) {
       throw new StreamError(400, `this node streams exec and attach over WebSocket only (subprotocol ${CHANNEL_PROTOCOLS.join(' or ')}); got Upgrade: ${req.headers.upgrade ?? '(none)'}, protocols: ${req.headers['sec-websocket-protocol'] ?? '(none)'} (use kubectl 1.30 or newer)`);
     }
-    if (!r.command.length) throw new StreamError(400, 'you must specify at least one command for the container');
     if (!r.stdin && !r.stdout && !r.stderr) throw new StreamError(400, 'you must specify at least one of stdin, stdout, stderr');
     const release = this.reserve();
+    if (r.tty && kind === 'exec') {
+      // The command starts once the client has said its terminal's size (kubectl does at once), so
+      // that what it prints first is already laid out for it; at most TTY_SIZE_WAIT_MS later.
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        const early: Buffer[] = [];
+        let size: TerminalSize | undefined;
+        let ready!: () => void;
+        const sized = new Promise<void>((resolve) => { ready = resolve; });
+        const timer = setTimeout(ready, TTY_SIZE_WAIT_MS);
+        const onMessage = (data: Buffer, isBinary: boolean) => {
+          if (!isBinary || !data.length) return;
+          if (data[0] === RESIZE && !size) {
+            size = parseResize(data.subarray(1));
+            if (size) { clearTimeout(timer); ready(); return; }
+          }
+          early.push(data);
+        };
+        let gone = false;
+        ws.on('message', onMessage);
+        ws.once('close', () => { gone = true; clearTimeout(timer); ready(); });
+        void sized.then(async () => {
+          ws.off('message', onMessage);
+          if (gone) return release();
+          let proc: ExecProcess;
+          try {
+            proc = await start(size);
+          } catch (err) {
+            const e = asStreamError(err) as Error;
+            if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.of(STATUS), Buffer.from(JSON.stringify({ metadata: {}, status: 'Failure', message: e.message, reason: 'InternalError' }))]));
+            ws.close(1000);
+            return release();
+          }
+          this.log.info({ pod: r.podId, container: r.container, command: r.command[0], tty: r.tty, protocol, kind }, `${kind} started`);
+          this.serveExec(ws, protocol, proc, r, release, kind, early);
+        });
+      });
+      return;
+    }
     let proc: ExecProcess;
     try {
-      proc = await this.runtime.exec(r.podId, r.container, r.command, { stdin: r.stdin, tty: r.tty });
+      proc = await start();
     } catch (err) {
       release();
-      if (err instanceof UserError) throw new StreamError(400, `${err.message}${err.hint ? ` (${err.hint})` : ''}`);
-      throw err;
+      throw asStreamError(err);
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.log.info({ pod: r.podId, container: r.container, command: r.command[0], tty: r.tty, protocol }, 'exec started');
-      this.serveExec(ws, protocol, proc, r, release);
+      this.log.info({ pod: r.podId, container: r.container, command: r.command[0], tty: r.tty, protocol, kind }, `${kind} started`);
+      this.serveExec(ws, protocol, proc, r, release, kind, []);
     });
   }
 
-  private serveExec(ws: WebSocket, protocol: string, proc: ExecProcess, r: ExecRequest, release: () => void): void {
+  private serveExec(ws: WebSocket, protocol: string, proc: ExecProcess, r: ExecRequest, release: () => void, kind: 'exec' | 'attach', early: Buffer[]): void {
     const v5 = protocol === 'v5.channel.k8s.io';
     let idle: NodeJS.Timeout | undefined;
     const touch = () => {
@@ -161,7 +219,7 @@ export class StreamServer {
     pipe(proc.stdout, STDOUT, r.stdout || r.tty);
     pipe(proc.stderr, STDERR, r.stderr);
 
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
+    const onMessage = (data: Buffer, isBinary: boolean) => {
       touch();
       if (!isBinary || data.length === 0) return;
       const channel = data[0]!;
@@ -172,18 +230,18 @@ export class StreamServer {
           proc.stdin.once('drain', () => ws.resume());
         }
       } else if (channel === RESIZE) {
-        try {
-          const size = JSON.parse(body.toString('utf8')) as { Width?: number; Height?: number };
-          if (Number.isFinite(size.Width) && Number.isFinite(size.Height)) proc.resize({ cols: size.Width!, rows: size.Height! });
-        } catch { /* a malformed resize is dropped, as the kubelet does */ }
+        const size = parseResize(body);
+        if (size) proc.resize(size);
       } else if (v5 && channel === CLOSE && body[0] === STDIN) {
         proc.stdin?.end();
       }
-    });
+    };
+    for (const data of early) onMessage(data, true);
+    ws.on('message', onMessage);
     ws.on('close', () => {
       // The client went away: nothing of the command may outlive it.
       if (!finished) {
-        this.log.info({ pod: r.podId, container: r.container }, 'exec client disconnected; killing the command');
+        this.log.info({ pod: r.podId, container: r.container, kind }, kind === 'exec' ? 'exec client disconnected; killing the command' : 'attach client detached');
         void proc.kill();
       }
       end();
@@ -193,7 +251,8 @@ export class StreamServer {
     const outputsDone = Promise.all(outputs.map((o) => new Promise<void>((res) => { if (o.readableEnded) res(); else { o.once('end', res); o.once('close', res); } })));
     void Promise.all([proc.exit, outputsDone]).then(([{ code }]) => {
       finished = true;
-      const status = code === 0
+      // attach reports no exit code (the container's is in the pod's status), as the kubelet's.
+      const status = code === 0 || kind === 'attach'
         ? { metadata: {}, status: 'Success' }
         : {
             metadata: {}, status: 'Failure', reason: 'NonZeroExitCode',
@@ -288,9 +347,10 @@ export class StreamServer {
     const { stream } = conn;
     connections.add(stream);
     stream.on('error', () => undefined);
-    data.on('data', (d: Buffer) => { touch(); stream.write(d); });
-    data.on('end', () => stream.end());
+    // What the client sent while the connection was being dialled was kept by the stream: delivered now, in order.
+    data.consume((d) => { touch(); stream.write(d); }, () => stream.end());
     data.on('reset', () => stream.destroy());
+    error.consume(() => undefined, () => undefined);
     stream.on('data', (d: Buffer) => {
       touch();
       if (!data.write(d)) {

@@ -55,6 +55,9 @@ export interface EnterPlan {
 const PTY_RELAY = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../stage1/pty-relay.py');
 const PYTHON = '/usr/bin/python3';
 
+const clampSize = (n: number) => Math.max(1, Math.min(65535, Math.floor(n)));
+const sizeArgs = (size: TerminalSize | undefined) => (size ? ['--size', `${clampSize(size.cols)}x${clampSize(size.rows)}`] : []);
+
 export function startExec(plan: EnterPlan, command: string[], opts: ExecOptions): ExecProcess {
   if (!command.length) throw new UserError('no command to run in the container', { hint: 'give the command after --, e.g. -- sh' });
   let argv: string[];
@@ -64,9 +67,9 @@ export function startExec(plan: EnterPlan, command: string[], opts: ExecOptions)
     if (plan.ttyArgv) {
       consoleDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stevedore-console-'));
       const socket = path.join(consoleDir, 'console.sock');
-      argv = [PYTHON, PTY_RELAY, '--console-socket', socket, '--', ...plan.ttyArgv(command, socket)];
+      argv = [PYTHON, PTY_RELAY, '--console-socket', socket, ...sizeArgs(opts.size), '--', ...plan.ttyArgv(command, socket)];
     } else {
-      argv = [PYTHON, PTY_RELAY, '--', ...plan.argv(command)];
+      argv = [PYTHON, PTY_RELAY, ...sizeArgs(opts.size), '--', ...plan.argv(command)];
     }
   } else {
     argv = plan.argv(command);
@@ -82,11 +85,8 @@ export function startExec(plan: EnterPlan, command: string[], opts: ExecOptions)
   child.stdin?.on('error', () => undefined);
   const resize = (size: TerminalSize) => {
     if (!resizePipe || resizePipe.destroyed) return;
-    const cols = Math.max(1, Math.min(65535, Math.floor(size.cols)));
-    const rows = Math.max(1, Math.min(65535, Math.floor(size.rows)));
-    resizePipe.write(`${cols} ${rows}\n`);
+    resizePipe.write(`${clampSize(size.cols)} ${clampSize(size.rows)}\n`);
   };
-  if (opts.size) resize(opts.size);
   let stdout: Readable = child.stdout!;
   if (opts.tty) {
     // The relay's own complaints (crun's "container not running", say) belong on the terminal.

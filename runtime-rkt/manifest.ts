@@ -27,6 +27,9 @@ export interface ContainerSpec {
   resources?: { limits?: ResourceList; requests?: ResourceList };
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   securityContext?: ContainerSecurityContext;
+  stdin?: boolean;
+  stdinOnce?: boolean;
+  tty?: boolean;
 }
 export interface Capabilities { add?: string[]; drop?: string[] }
 export interface SeccompProfile { type: 'RuntimeDefault' | 'Unconfined' | 'Localhost'; localhostProfile?: string }

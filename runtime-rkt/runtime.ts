@@ -15,6 +15,7 @@ import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, releaseLeases, type PodNetworkOptions } from './network.js';
 import { dialPodPort, type PortConnection } from './port-forward.js';
+import { attachConsole } from './attach.js';
 import { preparePodDir, unmountPodRootfs } from './prepare.js';
 import { seccompRootDir } from './security.js';
 import type { PodStatus } from './status.js';
@@ -376,6 +377,25 @@ export class RktRuntime {
   /** A connection to `port` in the pod's network (kubectl port-forward). */
   async dialPort(ref: string, port: number): Promise<PortConnection> {
     return dialPodPort(await this.portForwardTarget(ref), port);
+  }
+
+  /** The attach socket of a running app with stdin or a terminal; a UserError saying why when there is none. */
+  async attachTarget(ref: string, appName: string | undefined, opts: { tty: boolean }): Promise<string> {
+    const loc = await this.pods.find(ref);
+    const manifest = await this.manifestOf(loc);
+    const status = await readPodStatus(await this.systemd(), loc);
+    if (!manifest || status.state !== 'running') throw new UserError(`pod ${loc.uuid} is not running (state ${status.state})`, { hint: 'attach needs a running pod' });
+    const app = appName ? manifest.apps.find((a) => a.name === appName) : manifest.apps[0];
+    if (!app) throw new UserError(`pod ${loc.uuid} has no container "${appName}"`, { hint: `its containers: ${manifest.apps.map((a) => a.name).join(', ')}` });
+    if (status.apps.find((a) => a.name === app.name)?.state !== 'running') throw new UserError(`container "${app.name}" of pod ${loc.uuid} is not running`, { hint: 'attach needs a running container' });
+    if (!app.console) throw new UserError(`container "${app.name}" was started without stdin or tty, so there is nothing to attach to`, { hint: 'read its output with kubectl logs -f, or run it with stdin: true (kubectl run -i)' });
+    if (opts.tty && !app.console.tty) throw new UserError(`container "${app.name}" has no terminal (tty: false)`, { hint: 'attach without -t' });
+    return podPaths(loc.dir).attachSocket(app.name);
+  }
+
+  /** Connect to a running app's stdin and output (kubectl attach). */
+  async attach(ref: string, appName: string | undefined, opts: { stdin: boolean; tty: boolean }): Promise<ExecProcess> {
+    return attachConsole(await this.attachTarget(ref, appName, opts), opts);
   }
 
   /** What exec would refuse, without running anything. */

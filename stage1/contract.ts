@@ -70,7 +70,14 @@ export interface AppManifest {
   requests: AppLimits;
   /** Absent in pods prepared by releases before it existed: read it through appSecurity(). */
   security?: AppSecurity;
+  /**
+   * The container's stdin and terminal (stdin, stdinOnce, tty), present when it asks for either:
+   * its process then runs under a console holder that `attach` connects to (stage1/console-holder.py).
+   */
+  console?: AppConsole;
 }
+
+export interface AppConsole { stdin: boolean; stdinOnce: boolean; tty: boolean }
 
 export interface RuntimePodManifest {
   version: 1;
@@ -114,6 +121,8 @@ export const podPaths = (podDir: string) => ({
   created: path.join(podDir, 'created'),
   started: path.join(podDir, 'started'),
   gcMarked: path.join(podDir, 'gc-marked'),
+  /** the console holder's socket that attach connects to (apps with stdin or tty) */
+  attachSocket: (app: string) => path.join(podDir, 'apps', app, 'attach.sock'),
   /** stage0's marker: the pod's units are being started (see runtime-rkt/runtime.ts) */
   launching: path.join(podDir, 'launching'),
 });

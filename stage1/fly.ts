@@ -3,7 +3,7 @@ import { execa } from 'execa';
 import { ContainerConfigError } from '../common/errors.js';
 import { prop, type UnitProperty } from '../common/systemd.js';
 import { appSecurity, capMask } from './app-security.js';
-import { envStrings, execStart, podEtcBinds } from './common.js';
+import { envStrings, execStart, podEtcBinds, refuseConsole } from './common.js';
 import { unitDeviceProperties } from './devices.js';
 import { inCgroupsOf } from './namespaces.js';
 import { allowedSyscalls } from './seccomp.js';
@@ -25,6 +25,7 @@ export class FlyStage1 implements Stage1 {
    * Refused here, naming the id, rather than failing at every start.
    */
   async prepare(pod: PreparedPod): Promise<void> {
+    refuseConsole('fly', pod);
     for (const [i, app] of pod.manifest.apps.entries()) {
       const checks: Array<['passwd' | 'group', number, string]> = [];
       if (app.user.uid !== 0) checks.push(['passwd', app.user.uid, 'runAsUser']);

@@ -1,3 +1,4 @@
+import { refuseConsole } from './common.js';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -126,6 +127,7 @@ export class KvmStage1 implements Stage1 {
   constructor(private readonly accelMode: KvmAccelMode = 'auto') {}
 
   async prepare(pod: PreparedPod): Promise<void> {
+    refuseConsole('kvm', pod);
     if (pod.manifest.pod.spec.hostNetwork) {
       throw new UserError('a hostNetwork pod cannot run in a VM (stage1 kvm): the guest has its own network stack', { hint: 'run it with --stage1 namespaces or fly, or drop hostNetwork' });
     }

@@ -14,6 +14,10 @@ import { readLocalhostSeccomp } from './seccomp.js';
 import { precompileSeccomp } from './seccomp-bpf.js';
 import { podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 
+// dist/stage1/namespaces.js -> <repo>/stage1/console-holder.py
+const CONSOLE_HOLDER = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../stage1/console-holder.py');
+const PYTHON = '/usr/bin/python3';
+
 /** Namespaces the apps of one pod share (Kubernetes semantics: one IP, one hostname, shared SysV IPC). */
 const POD_NAMESPACES = ['net', 'ipc', 'uts'] as const;
 type PodNamespace = (typeof POD_NAMESPACES)[number];
@@ -78,10 +82,21 @@ export class NamespacesStage1 implements Stage1 {
     const id = containerId(pod.manifest.uuid, app.name);
     const bundle = podPaths(pod.dir).app(app.name);
     await atomicWriteJson(path.join(bundle, 'config.json'), await this.ociSpec(pod, app));
-    const argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
+    let argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
+    if (app.console) {
+      // stdin/tty: the app runs under a holder that keeps its stdin and terminal for attach.
+      const paths = podPaths(pod.dir);
+      const consoleSocket = path.join(bundle, 'console.sock');
+      argv = [
+        PYTHON, CONSOLE_HOLDER, '--socket', paths.attachSocket(app.name),
+        ...(app.console.tty ? ['--tty', '--console-socket', consoleSocket] : []),
+        ...(app.console.stdin ? ['--stdin'] : []), ...(app.console.stdinOnce ? ['--stdin-once'] : []),
+        '--', this.ociRuntime, '--cgroup-manager=disabled', 'run', ...(app.console.tty ? [`--console-socket=${consoleSocket}`] : []), '--bundle', bundle, id,
+      ];
+    }
     return {
       properties: [
-        prop.exec('ExecStart', [{ path: this.ociRuntime, argv }]),
+        prop.exec('ExecStart', [{ path: argv[0]!, argv }]),
         // crun applies no cgroup settings here (the container stays in this unit's cgroup),
         // so the unit's device controller enforces the OCI spec's device list.
         ...unitDeviceProperties(appSecurity(app).privileged),

@@ -4,7 +4,7 @@
 Node has no pseudo-terminal API and no SCM_RIGHTS, and a native addon for one
 ioctl is more to keep than this. Python's standard library has both.
 
-    python3 pty-relay.py [--console-socket PATH] -- ARGV...
+    python3 pty-relay.py [--console-socket PATH] [--size COLUMNSxROWS] -- ARGV...
 
 Without --console-socket the terminal is made here, on the node, and ARGV runs
 as the leader of a new session with the terminal's slave as its controlling
@@ -75,8 +75,14 @@ def receive_master(listener, pid):
 def main():
     args = sys.argv[1:]
     console_socket = None
-    if args[:1] == ["--console-socket"]:
-        console_socket, args = args[1], args[2:]
+    size = None
+    while args[:1] in (["--console-socket"], ["--size"]):
+        if args[0] == "--console-socket":
+            console_socket = args[1]
+        else:
+            cols, _, rows = args[1].partition("x")
+            size = (int(cols), int(rows))
+        args = args[2:]
     if args[:1] != ["--"] or len(args) < 2:
         fail("usage: pty-relay.py [--console-socket PATH] -- ARGV...")
     argv = args[1:]
@@ -103,8 +109,13 @@ def main():
         os.unlink(console_socket)
         if master is None:
             sys.exit(exit_status(early_status))
+        if size:
+            # As early as the terminal is known: the command is already starting.
+            set_size(master, *size)
     else:
         master, slave = os.openpty()
+        if size:
+            set_size(master, *size)
         pid = os.fork()
         if pid == 0:
             os.setsid()

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as net from 'node:net';
+import { spawn } from 'node:child_process';
 import { freePort, run, useCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually } from './helpers/node.js';
 
@@ -185,6 +186,67 @@ spec:
   } finally {
     dead.kill('SIGTERM');
   }
+});
+
+t('attach: to a container\'s stdin, and to its terminal', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: talk}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    stdin: true
+    command: [sh, -c, 'echo listening; while read l; do echo got:$l; done']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: term}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    stdin: true
+    tty: true
+    command: [sh]
+`);
+  for (const name of ['talk', 'term']) {
+    await eventually(`${name} running`, async () => ((await c.kubectl(['get', 'pod', name, '-o', 'jsonpath={.status.containerStatuses[0].ready}'])).stdout === 'true' ? true : undefined), 60_000);
+  }
+  const client = spawn('kubectl', ['attach', '-i', 'talk'], { env: { ...process.env, KUBECONFIG: c.kubeconfig }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  client.stdout.on('data', (d) => { out += d; });
+  client.stderr.on('data', (d) => { out += d; });
+  try {
+    await new Promise((r) => setTimeout(r, 1500));
+    client.stdin.write('ping\n');
+    await eventually('the container to answer', async () => (/got:ping/.test(out) ? true : undefined), 20_000);
+  } finally {
+    client.kill('SIGKILL');
+  }
+  // Detaching leaves the container running, and its output also went to its log.
+  assert.match((await c.k(['logs', 'talk'])), /listening\ngot:ping/);
+  assert.is((await c.kubectl(['get', 'pod', 'talk', '-o', 'jsonpath={.status.containerStatuses[0].ready}'])).stdout, 'true');
+
+  const r = await kubectlOnTerminal(c, ['attach', '-it', 'term'], 'echo attached-$((40+2)); stty size\nexit 0\n');
+  assert.match(r.stdout, /attached-42/, r.stdout + r.stderr);
+  assert.match(r.stdout, /37 91/);
+
+  const noConsole = await c.kubectl(['attach', 'ex-ns', '-c', 'main']);
+  assert.is.not(noConsole.code, 0);
+  assert.match(noConsole.stderr, /without stdin or tty/);
+});
+
+t('kubectl run -i --rm --restart=Never prints the command\'s output and removes the pod', async () => {
+  const c = getCluster();
+  const r = await c.kubectl(['run', 'once', '-i', '--rm', '--restart=Never', '--image=busybox', '--', 'echo', 'hi-from-run']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /hi-from-run/, r.stdout + r.stderr);
+  await eventually('the pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'once'])).code !== 0 ? true : undefined), 30_000);
 });
 
 t('without an upgrade, pods/exec says what it needs', async () => {
