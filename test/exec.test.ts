@@ -96,6 +96,29 @@ for (const [pod, runtimeClass] of [['ex-ns', 'namespaces'], ['ex-fly', 'fly']] a
   });
 }
 
+t('kvm: exec through the guest\'s exec ports (output and exit code; no terminal yet)', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: ex-kvm}
+spec:
+  runtimeClassName: kvm
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: busybox, command: [sh, -c, 'trap "exit 0" TERM; while true; do sleep 1; done']}
+`);
+  await eventually('ex-kvm running', async () => ((await c.kubectl(['get', 'pod', 'ex-kvm', '-o', 'jsonpath={.status.containerStatuses[0].ready}'])).stdout === 'true' ? true : undefined), 120_000);
+  const r = await c.kubectl(['exec', 'ex-kvm', '--', 'sh', '-c', 'echo in-$(uname -r | cut -c1-2); exit 7']);
+  assert.is(r.code, 7, r.stderr);
+  assert.match(r.stdout, /^in-\S+\n$/);
+  const stdin = await c.kubectl(['exec', '-i', 'ex-kvm', '--', 'wc', '-c'], 'abcdef');
+  assert.is(stdin.stdout.trim(), '6', stdin.stderr);
+  const tty = await kubectlOnTerminal(c, ['exec', '-it', 'ex-kvm', '--', 'true'], '');
+  assert.is.not(tty.code, 0);
+  assert.match(tty.stdout, /cannot give an exec a terminal/);
+  await c.k(['delete', 'pod', 'ex-kvm', '--wait=false']);
+});
+
 t('kubectl cp: 10 MiB in and out, the same sha256', async () => {
   const c = getCluster();
   const dir = await fs.mkdtemp(path.join(c.dataDir, 'cp-'));
