@@ -117,9 +117,10 @@ export class StreamServer {
   private async channels(req: IncomingMessage, socket: Duplex, head: Buffer, r: ExecRequest, kind: 'exec' | 'attach', check: () => Promise<void>, start: (size?: TerminalSize) => Promise<ExecProcess>): Promise<void> {
     const protocol = pickChannelProtocol(req.headers['sec-websocket-protocol'] as string | undefined);
     const asStreamError = (err: unknown) => (err instanceof UserError ? new StreamError(400, `${err.message}${err.hint ? ` (${err.hint})` : ''}`) : err);
-    // Checked before the protocol: kubectl falls back to SPDY when the WebSocket upgrade fails, and prints that answer.
-    await check().catch((err) => { throw asStreamError(err); });
     if (String(req.headers.upgrade ?? '').toLowerCase() !== 'websocket' || !protocol) {
+      // Checked before the protocol: kubectl falls back to SPDY when the WebSocket upgrade fails, and prints that
+      // answer. (A WebSocket request skips this: starting checks the same, once.)
+      await check().catch((err) => { throw asStreamError(err); });
       throw new StreamError(400, `this node streams exec and attach over WebSocket only (subprotocol ${CHANNEL_PROTOCOLS.join(' or ')}); got Upgrade: ${req.headers.upgrade ?? '(none)'}, protocols: ${req.headers['sec-websocket-protocol'] ?? '(none)'} (use kubectl 1.30 or newer)`);
     }
     if (!r.stdin && !r.stdout && !r.stderr) throw new StreamError(400, 'you must specify at least one of stdin, stdout, stderr');
