@@ -84,6 +84,17 @@ async function main(): Promise<void> {
   const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort),
     '--bridge', `sdb${randomBytes(3).toString('hex')}`, '--pod-cidr', podCidr, '--node-name', 'bench-node', '--sandbox-name', sandbox]);
   if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}`);
+  // Whatever happens (a signal, a hang on a loaded machine), the cluster goes with the bench.
+  let cleaned = false;
+  const cleanup = async () => {
+    if (cleaned) return;
+    cleaned = true;
+    await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
+    await fs.rm(dataDir, { recursive: true, force: true });
+  };
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { void cleanup().then(() => process.exit(130)); });
+  const watchdog = setTimeout(() => { process.stderr.write('bench: exec bench took over 15 minutes; stopping\n'); void cleanup().then(() => process.exit(1)); }, 15 * 60_000);
+  watchdog.unref();
   const env = { KUBECONFIG: path.join(dataDir, 'kubeconfig') };
   const kubectl = (a: string[], input?: string) => run('kubectl', a, env, input);
   const onNode = (argv: string[]) => run(process.execPath, [CLI, 'sandbox', 'exec', '--name', sandbox, '--', ...argv]);
@@ -154,8 +165,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${body}\n`);
     if (args.updateResults) await replaceResultsSection(args.updateResults, '<!-- bench:exec:begin -->', '<!-- bench:exec:end -->', body, '# exec and port-forward (bench/exec.ts, issue 15)');
   } finally {
-    await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
-    await fs.rm(dataDir, { recursive: true, force: true });
+    await cleanup();
   }
 }
 
