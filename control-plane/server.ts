@@ -413,8 +413,9 @@ class ApiServer {
           resources.push({ name: `${r.name}/scale`, singularName: '', namespaced: r.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
           continue;
         }
-        const kind = s === 'binding' ? 'Binding' : r.kind;
-        const v = s === 'log' ? ['get'] : s === 'binding' ? ['create'] : ['get', 'patch', 'update'];
+        const streamKind: Record<string, string> = { exec: 'PodExecOptions', attach: 'PodAttachOptions', portforward: 'PodPortForwardOptions' };
+        const kind = s === 'binding' ? 'Binding' : streamKind[s] ?? r.kind;
+        const v = s === 'log' ? ['get'] : s === 'binding' ? ['create'] : streamKind[s] ? ['create', 'get'] : ['get', 'patch', 'update'];
         resources.push({ name: `${r.name}/${s}`, singularName: '', namespaced: r.namespaced, kind, verbs: v });
       }
     }
