@@ -125,9 +125,10 @@ export class StreamServer {
     }
     if (!r.stdin && !r.stdout && !r.stderr) throw new StreamError(400, 'you must specify at least one of stdin, stdout, stderr');
     const release = this.reserve();
-    if (r.tty && kind === 'exec') {
-      // The command starts once the client has said its terminal's size (kubectl does at once), so
-      // that what it prints first is already laid out for it; at most TTY_SIZE_WAIT_MS later.
+    if (r.tty) {
+      // The command starts (or, for attach, its terminal takes keystrokes) once the client has said its
+      // terminal's size — kubectl does at once, but races it with stdin — so that what is typed and
+      // printed first is already laid out for it; at most TTY_SIZE_WAIT_MS later.
       this.wss.handleUpgrade(req, socket, head, (ws) => {
         const early: Buffer[] = [];
         let size: TerminalSize | undefined;
@@ -158,6 +159,7 @@ export class StreamServer {
             return release();
           }
           this.log.info({ pod: r.podId, container: r.container, command: r.command[0], tty: r.tty, protocol, kind }, `${kind} started`);
+          if (size) proc.resize(size);
           this.serveExec(ws, protocol, proc, r, release, kind, early);
         });
       });
