@@ -18,6 +18,8 @@ export const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'] as c
 /** kubectl 1.31+'s port-forward: SPDY/3.1 frames in WebSocket binary messages (KEP 4006). */
 export const PORT_FORWARD_TUNNEL = 'SPDY/3.1+portforward.k8s.io';
 const PORT_FORWARD_PROTOCOL = 'portforward.k8s.io';
+/** exec/attach over SPDY (kubectl before 1.30): the channel protocol with a JSON Status on the error stream. */
+const SPDY_CHANNEL_PROTOCOL = 'v4.channel.k8s.io';
 /**
  * ws refuses "SPDY/3.1+portforward.k8s.io" in Sec-WebSocket-Protocol ("/" is no token character
  * in RFC 7230), so the offer is renamed to this token before ws parses it and named back in the answer.
@@ -27,7 +29,7 @@ const TUNNEL_TOKEN = 'stevedore-spdy-tunnel';
 const STREAM_PAIR_TIMEOUT_MS = 30_000;
 const STDIN = 0, STDOUT = 1, STDERR = 2, STATUS = 3, RESIZE = 4, CLOSE = 255;
 /** How long a terminal exec waits for the client's first size before it starts anyway. */
-const TTY_SIZE_WAIT_MS = 1000;
+const TTY_SIZE_WAIT_MS = 2000;
 /** Output waiting in the socket beyond this pauses the command's output (backpressure). */
 const MAX_BUFFERED_BYTES = 4 << 20;
 
@@ -121,7 +123,16 @@ export class StreamServer {
       // Checked before the protocol: kubectl falls back to SPDY when the WebSocket upgrade fails, and prints that
       // answer. (A WebSocket request skips this: starting checks the same, once.)
       await check().catch((err) => { throw asStreamError(err); });
-      throw new StreamError(400, `this node streams exec and attach over WebSocket only (subprotocol ${CHANNEL_PROTOCOLS.join(' or ')}); got Upgrade: ${req.headers.upgrade ?? '(none)'}, protocols: ${req.headers['sec-websocket-protocol'] ?? '(none)'} (use kubectl 1.30 or newer)`);
+      const spdyVersions = (req.headersDistinct['x-stream-protocol-version'] ?? []).flatMap((v) => v.split(',')).map((v) => v.trim());
+      if (String(req.headers.upgrade ?? '').toLowerCase() === 'spdy/3.1' && spdyVersions.includes(SPDY_CHANNEL_PROTOCOL)) {
+        if (!r.stdin && !r.stdout && !r.stderr) throw new StreamError(400, 'you must specify at least one of stdin, stdout, stderr');
+        const release = this.reserve();
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${SPDY_CHANNEL_PROTOCOL}\r\n\r\n`);
+        if (head.length) socket.unshift(head);
+        this.serveSpdyChannels(new SpdySession(socket), r, kind, start, release);
+        return;
+      }
+      throw new StreamError(400, `this node streams exec and attach over WebSocket (subprotocol ${CHANNEL_PROTOCOLS.join(' or ')}) or SPDY/3.1 (${SPDY_CHANNEL_PROTOCOL}); got Upgrade: ${req.headers.upgrade ?? '(none)'}, protocols: ${req.headers['sec-websocket-protocol'] ?? spdyVersions.join(', ') ?? '(none)'}`);
     }
     if (!r.stdin && !r.stdout && !r.stderr) throw new StreamError(400, 'you must specify at least one of stdin, stdout, stderr');
     const release = this.reserve();
@@ -367,6 +378,104 @@ export class StreamServer {
     if (why) error.end(Buffer.from(`error forwarding port ${port} to pod ${podId}: ${why}`));
     else error.end();
     data.end();
+  }
+
+  /**
+   * exec/attach over SPDY/3.1 (v4.channel.k8s.io; kubectl before 1.30, or with
+   * KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false): the client opens one stream per channel, named by
+   * its `streamtype` header (error, stdin, stdout, stderr, resize); the command starts once every
+   * stream the query asked for is there (and, with a terminal, its first size), and the final
+   * Status is written on the error stream, as over the WebSocket's channel 3.
+   */
+  private serveSpdyChannels(session: SpdySession, r: ExecRequest, kind: 'exec' | 'attach', start: (size?: TerminalSize) => Promise<ExecProcess>, release: () => void): void {
+    const wanted = ['error', ...(r.stdin ? ['stdin'] : []), ...(r.stdout ? ['stdout'] : []), ...(r.stderr && !r.tty ? ['stderr'] : []), ...(r.tty ? ['resize'] : [])];
+    const streams = new Map<string, SpdyStream>();
+    let proc: ExecProcess | undefined;
+    let finished = false;
+    let idle: NodeJS.Timeout | undefined;
+    const touch = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => { this.log.warn({ pod: r.podId, container: r.container }, `${kind} stream idle too long; closed`); session.close(); }, this.limits.idleTimeoutMs);
+    };
+    touch();
+    const stop = () => session.close();
+    this.live.add(stop);
+    const giveUp = setTimeout(() => session.close(), STREAM_PAIR_TIMEOUT_MS);
+    session.on('close', () => {
+      clearTimeout(idle);
+      clearTimeout(giveUp);
+      this.live.delete(stop);
+      release();
+      if (proc && !finished && kind === 'exec') void proc.kill();
+      else if (proc && kind === 'attach') void proc.kill();
+    });
+    let firstSize: TerminalSize | undefined;
+    let sized: (() => void) | undefined;
+    let resizeText = '';
+    const onResize = (d: Buffer) => {
+      resizeText += d.toString('utf8');
+      // A sequence of JSON objects, one per resize.
+      let end: number;
+      while ((end = resizeText.indexOf('}')) >= 0) {
+        const size = parseResize(Buffer.from(resizeText.slice(0, end + 1)));
+        resizeText = resizeText.slice(end + 1);
+        if (!size) continue;
+        if (proc) proc.resize(size);
+        else { firstSize ??= size; sized?.(); }
+      }
+    };
+    session.on('stream', (stream: SpdyStream) => {
+      touch();
+      const type = stream.headers.streamtype ?? '';
+      if (!wanted.includes(type) || streams.has(type)) { stream.reset(); return; }
+      streams.set(type, stream);
+      if (type === 'resize') stream.consume(onResize, () => undefined);
+      if (wanted.every((w) => streams.has(w))) void begin();
+    });
+    const begin = async () => {
+      clearTimeout(giveUp);
+      if (r.tty && !firstSize) await new Promise<void>((resolve) => { sized = resolve; setTimeout(resolve, TTY_SIZE_WAIT_MS); });
+      const errorStream = streams.get('error')!;
+      try {
+        proc = await start(firstSize);
+      } catch (err) {
+        const e = err instanceof UserError ? `${err.message}${err.hint ? ` (${err.hint})` : ''}` : (err as Error).message;
+        errorStream.end(Buffer.from(JSON.stringify({ metadata: {}, status: 'Failure', message: e, reason: 'InternalError' })));
+        session.close();
+        return;
+      }
+      if (firstSize) proc.resize(firstSize);
+      this.log.info({ pod: r.podId, container: r.container, command: r.command[0], tty: r.tty, protocol: `SPDY ${SPDY_CHANNEL_PROTOCOL}`, kind }, `${kind} started`);
+      const p = proc;
+      const stdin = streams.get('stdin');
+      stdin?.consume((d) => { touch(); p.stdin?.write(d); }, () => p.stdin?.end());
+      const outputs: Array<Promise<void>> = [];
+      const pipe = (from: Readable | undefined, to: SpdyStream | undefined) => {
+        if (!from) return;
+        if (!to) { from.resume(); return; }
+        to.consume(() => undefined, () => undefined);
+        from.on('data', (d: Buffer) => {
+          touch();
+          if (!to.write(d)) { from.pause(); session.onDrain(() => from.resume()); }
+        });
+        outputs.push(new Promise((res) => { from.once('end', () => { to.end(); res(); }); from.once('close', () => res()); }));
+      };
+      pipe(p.stdout, streams.get('stdout'));
+      pipe(p.stderr, streams.get('stderr'));
+      const { code } = await p.exit;
+      await Promise.all(outputs);
+      finished = true;
+      const status = code === 0 || kind === 'attach'
+        ? { metadata: {}, status: 'Success' }
+        : {
+            metadata: {}, status: 'Failure', reason: 'NonZeroExitCode',
+            message: `command terminated with non-zero exit code: error executing command [${r.command.join(' ')}], exit code ${code}`,
+            details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
+          };
+      errorStream.end(Buffer.from(JSON.stringify(status)));
+      // The client reads the status, then its streams' ends; give it the moment the kubelet does.
+      setTimeout(() => session.close(), 100);
+    };
   }
 
   /** Close every stream (the agent is stopping). */

@@ -81,7 +81,7 @@ for (const [pod, runtimeClass] of [['ex-ns', 'namespaces'], ['ex-fly', 'fly']] a
     const r = await kubectlOnTerminal(c, ['exec', '-it', pod, '-c', 'main', '--', 'sh', '-c', 'tty; stty size; exit 3'], '');
     assert.is(r.code, 3, r.stdout + r.stderr);
     assert.match(r.stdout, /\/dev\/pts\/\d+/);
-    assert.match(r.stdout, /37 91/);
+    assert.match(r.stdout, /37 91/, JSON.stringify(r.stdout));
   });
 
   t(`${runtimeClass}: killing kubectl leaves no process of the exec in the pod`, async () => {
@@ -260,7 +260,7 @@ spec:
 
   const r = await kubectlOnTerminal(c, ['attach', '-it', 'term'], 'echo attached-$((40+2)); stty size\nexit 0\n');
   assert.match(r.stdout, /attached-42/, r.stdout + r.stderr);
-  assert.match(r.stdout, /37 91/);
+  assert.match(r.stdout, /37 91/, JSON.stringify(r.stdout));
 
   const noConsole = await c.kubectl(['attach', 'ex-ns', '-c', 'main']);
   assert.is.not(noConsole.code, 0);
@@ -277,6 +277,38 @@ t('kubectl run -i --rm --restart=Never prints the command\'s output and removes 
   const tty = await kubectlOnTerminal(c, ['run', 'shell', '-i', '-t', '--rm', '--restart=Never', '--image=busybox', '--', 'sh'], 'echo in-run-$((2+3))\nexit 0\n');
   assert.match(tty.stdout, /in-run-5/, tty.stdout + tty.stderr);
   await eventually('the shell pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'shell'])).code !== 0 ? true : undefined), 30_000);
+});
+
+t('SPDY/3.1 (kubectl with its WebSocket paths off, as kubectl before 1.30): exec, stdin, a terminal, port-forward', async () => {
+  const c = getCluster();
+  const spdy = { KUBECONFIG: c.kubeconfig, KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false', KUBECTL_PORT_FORWARD_WEBSOCKETS: 'false' };
+  const r = await run('kubectl', ['exec', 'ex-ns', '-c', 'main', '--', 'sh', '-c', 'echo to-out; echo to-err >&2; exit 7'], spdy);
+  assert.is(r.code, 7, r.stderr);
+  assert.is(r.stdout, 'to-out\n');
+  assert.match(r.stderr, /to-err/);
+  const stdin = await run('kubectl', ['exec', '-i', 'ex-ns', '-c', 'main', '--', 'wc', '-c'], spdy, 'y'.repeat(300_000));
+  assert.is(stdin.stdout.trim(), '300000', stdin.stderr);
+  const quoted = ['kubectl', 'exec', '-it', 'ex-ns', '-c', 'main', '--', 'sh', '-c', 'stty size; exit 4'].map((a) => `'${a}'`).join(' ');
+  const tty = await run('script', ['-q', '-e', '-c', `stty cols 91 rows 37; ${quoted}`, '/dev/null'], spdy, '');
+  assert.is(tty.code, 4, tty.stdout + tty.stderr);
+  assert.match(tty.stdout, /37 91/, JSON.stringify(tty.stdout));
+  const localPort = await freePort();
+  const pf = spawn('kubectl', ['port-forward', 'pod/web', `${localPort}:8080`], { env: { ...process.env, ...spdy }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let pfOut = '';
+  pf.stdout.on('data', (d) => { pfOut += d; });
+  try {
+    await eventually('port-forward to listen', async () => (/Forwarding from 127\.0\.0\.1/.test(pfOut) ? true : undefined), 20_000);
+    const body = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(localPort, '127.0.0.1', () => s.write('GET / HTTP/1.0\r\n\r\n'));
+      let b = '';
+      s.on('data', (d) => { b += d; });
+      s.on('end', () => resolve(b));
+      s.on('error', reject);
+    });
+    assert.match(body, /hello-from-pod/);
+  } finally {
+    pf.kill('SIGTERM');
+  }
 });
 
 t('without an upgrade, pods/exec says what it needs', async () => {

@@ -135,19 +135,19 @@ t('an idle stream is closed and its command killed', async () => {
   }
 });
 
-t('no WebSocket: a clear refusal, nothing run', async () => {
+t('neither WebSocket nor SPDY: a clear refusal, nothing run', async () => {
   const s = await serve({ maxStreams: 4, idleTimeoutMs: 60_000 });
   try {
     const port = new URL(s.url).port;
     const res = await new Promise<{ code: number; body: string }>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, path: '/exec/ns/pod/c?command=true&output=1', headers: { Connection: 'Upgrade', Upgrade: 'SPDY/3.1', 'X-Stream-Protocol-Version': 'v4.channel.k8s.io' } });
+      const req = http.request({ host: '127.0.0.1', port, path: '/exec/ns/pod/c?command=true&output=1', headers: { Connection: 'Upgrade', Upgrade: 'h2c' } });
       req.on('response', (r) => { let b = ''; r.on('data', (d) => { b += d; }); r.on('end', () => resolve({ code: r.statusCode ?? 0, body: b })); });
       req.on('upgrade', () => reject(new Error('upgraded')));
       req.on('error', reject);
       req.end();
     });
     assert.is(res.code, 400);
-    assert.match(res.body, /WebSocket only/);
+    assert.match(res.body, /over WebSocket \(subprotocol v5.channel.k8s.io or v4.channel.k8s.io\) or SPDY\/3.1/);
   } finally {
     await s.close();
   }
