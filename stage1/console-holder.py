@@ -36,10 +36,15 @@ def log(message):
     sys.stderr.flush()
 
 
-def receive_master(console_socket, pid):
+def console_listener(console_socket):
+    """Listening before crun starts: it connects as soon as it has made the terminal."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(console_socket)
     listener.listen(1)
+    return listener
+
+
+def receive_master(listener, console_socket, pid):
     listener.settimeout(0.1)
     waited = 0.0
     try:
@@ -100,13 +105,22 @@ def main():
         if path and os.path.exists(path):
             os.unlink(path)
 
+    # The attach socket exists before the app starts: a client that comes early waits, rather than fails.
+    old_umask = os.umask(0o177)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(opts["--socket"])
+    os.umask(old_umask)
+    listener.listen(16)
+    listener.setblocking(False)
+
     stdin_w = out_r = err_r = master = None
     if tty:
+        console = console_listener(opts["--console-socket"])
         pid = os.fork()
         if pid == 0:
             os.closerange(3, 256)
             os.execvp(argv[0], argv)
-        master, early = receive_master(opts["--console-socket"], pid)
+        master, early = receive_master(console, opts["--console-socket"], pid)
         if master is None:
             sys.exit(exit_code(early))
     else:
@@ -127,11 +141,6 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(opts["--socket"])
-    os.chmod(opts["--socket"], 0o600)
-    listener.listen(16)
-    listener.setblocking(False)
 
     clients = {}  # socket -> receive buffer
     attached_once = False
