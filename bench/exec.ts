@@ -71,7 +71,7 @@ function download(port: number, host: string): Promise<number> {
       res.on('end', () => resolve(bytes / (1 << 20) / ((nowMs() - t) / 1000)));
     });
     req.on('error', reject);
-    req.setTimeout(300_000, () => req.destroy(new Error('download timed out')));
+    req.setTimeout(60_000, () => req.destroy(new Error(`download from ${host}:${port} stalled for 60 s after ${bytes} bytes`)));
   });
 }
 
@@ -117,11 +117,16 @@ async function main(): Promise<void> {
     const pki = path.join(dataDir, 'control-plane', 'pki');
     const tls = { ca: await fs.readFile(path.join(pki, 'ca.crt'), 'utf8'), cert: await fs.readFile(path.join(pki, 'apiserver-kubelet-client.crt'), 'utf8'), key: await fs.readFile(path.join(pki, 'apiserver-kubelet-client.key'), 'utf8') };
 
+    const step = (what: string) => process.stderr.write(`bench: ${what}\n`);
+    step('kubectl floor');
     const kubectlFloor = await timeIt(args.samples, async () => { const r = await kubectl(['get', '--raw', '/version']); if (r.code) throw new Error(r.stderr); });
+    step('kubectl exec');
     const kubectlExec = await timeIt(args.samples, async () => { const r = await kubectl(['exec', 'bench', '--', 'true']); if (r.code) throw new Error(r.stderr); });
+    step('node API exec');
     const nodeApi = await timeIt(args.samples, () => nodeApiExec(nodePort, tls));
     // Timed inside the node: the sandbox's own process start is not part of a crun exec.
     const loop = `for i in $(seq ${args.samples + 1}); do a=$(date +%s%N); crun exec ${crunId} true || exit 1; b=$(date +%s%N); echo $(( (b-a)/1000 )); done`;
+    step('bare crun exec');
     const bare = await onNode(['sh', '-c', loop]);
     if (bare.code !== 0) throw new Error(`crun exec: ${bare.stderr}`);
     const crunExec = bare.stdout.trim().split('\n').slice(1).map((us) => Number(us) / 1000);
@@ -130,12 +135,15 @@ async function main(): Promise<void> {
     const pf = spawn('kubectl', ['port-forward', 'pod/bench', `${localPort}:8080`], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let pfOut = '';
     pf.stdout.on('data', (d) => { pfOut += d; });
+    pf.stderr.on('data', (d) => { pfOut += d; });
     const forwarded: number[] = [];
     const direct: number[] = [];
     try {
       for (let i = 0; !/Forwarding from/.test(pfOut); i++) { if (i > 100) throw new Error('port-forward did not start'); await sleep(100); }
       for (let i = 0; i < 3; i++) {
-        forwarded.push(await download(localPort, '127.0.0.1'));
+        step(`download ${i + 1}/3 through port-forward`);
+        forwarded.push(await download(localPort, '127.0.0.1').catch((err: Error) => { throw new Error(`${err.message}; kubectl port-forward said: ${pfOut}`); }));
+        step(`download ${i + 1}/3 straight to ${podIP}`);
         direct.push(await download(8080, podIP!));
       }
     } finally {
