@@ -1,5 +1,5 @@
 import { createLogger } from '../common/log.js';
-import type { AgentConfig } from './config.js';
+import { streamingLimitsOf, type AgentConfig } from './config.js';
 import { EventRecorder } from './events.js';
 import { kubeClients } from './kube.js';
 import { startNodeApi } from './node-api.js';
@@ -35,7 +35,7 @@ export async function runAgent(cfg: AgentConfig): Promise<void> {
   const tls = await nodeApiTls(cfg, log);
   const stats = new StatsCollector(runtime, cfg.nodeName, cfg.statsIntervalSeconds * 1000, log);
   stats.start();
-  const api = await startNodeApi({ host: cfg.nodeIP, port: cfg.port, ...tls, allowedClients: cfg.nodeApiAllowedClients }, sync, runtime, log, stats);
+  const api = await startNodeApi({ host: cfg.nodeIP, port: cfg.port, ...tls, allowedClients: cfg.nodeApiAllowedClients, streaming: streamingLimitsOf(cfg) }, sync, runtime, log, stats);
   // systemd signals every property change of every unit: a burst becomes one pass.
   let debounce: NodeJS.Timeout | undefined;
   runtime.onChange(() => {

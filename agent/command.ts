@@ -39,7 +39,9 @@ function agentOptions(cmd: Command): Command {
     .option('--cluster-dns <address...>', 'cluster DNS address(es) for pods\' resolv.conf (kubelet\'s flag); this node serves the first one (see --cluster-dns-port)')
     .option('--cluster-domain <domain>', 'the cluster\'s DNS domain (default cluster.local)')
     .option('--cluster-dns-port <port>', 'port of this node\'s cluster DNS server, on all addresses; the service proxy redirects --cluster-dns:53 to it (default 10053)')
-    .option('--image-max-tar-header-size <size>', 'refuse tar extension headers (PAX, GNU long names) larger than this (default 1Mi, at most 4Mi)');
+    .option('--image-max-tar-header-size <size>', 'refuse tar extension headers (PAX, GNU long names) larger than this (default 1Mi, at most 4Mi)')
+    .option('--streaming-connection-idle-timeout <duration>', 'close exec/attach/port-forward streams idle this long (default 4h)')
+    .option('--max-streams <n>', 'exec/attach/port-forward streams open at once on this node (default 64)');
 }
 
 function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddress?: string): AgentFlags {
@@ -77,6 +79,8 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     clusterDNS: flags.clusterDns as string[] | undefined,
     clusterDomain: flags.clusterDomain as string | undefined,
     clusterDnsPort: flags.clusterDnsPort === undefined ? undefined : Number(flags.clusterDnsPort),
+    streamingConnectionIdleTimeout: flags.streamingConnectionIdleTimeout as string | undefined,
+    maxStreams: flags.maxStreams === undefined ? undefined : Number(flags.maxStreams),
     dataDir: flags.config ? undefined : dataDir,
     dbusAddress,
   };

@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import { parse } from 'yaml';
 import { InvalidInput } from '../common/errors.js';
+import { parseDuration } from '../common/format.js';
 import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
 import { parseKvmAccelMode, type KvmAccelMode } from '../stage1/kvm/accel.js';
 import { parseByteSize, parseCount, resolveLimits, type ImageLimits } from '../runtime-rkt/image/limits.js';
@@ -68,9 +69,13 @@ export interface AgentConfig {
   clusterDomain: string;
   /** Port this node's cluster DNS server listens on (all addresses); the proxy redirects the first --cluster-dns address:53 there. */
   clusterDnsPort: number;
+  /** exec/attach/port-forward streams with no traffic this long are closed (kubelet's streamingConnectionIdleTimeout; a duration, default 4h). */
+  streamingConnectionIdleTimeout?: string;
+  /** exec/attach/port-forward streams open at once on this node; one more is answered 429 (default 64). */
+  maxStreams?: number;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'proxyMode', 'proxyTable', 'clusterCidr', 'clusterDNS', 'clusterDomain', 'clusterDnsPort'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'proxyMode', 'proxyTable', 'clusterCidr', 'clusterDNS', 'clusterDomain', 'clusterDnsPort', 'streamingConnectionIdleTimeout', 'maxStreams'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
@@ -123,6 +128,7 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
   if (cfg.proxyMode !== 'nftables' && cfg.proxyMode !== 'none') throw new InvalidInput(`--proxy-mode=${cfg.proxyMode}: choose nftables or none`);
   if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(cfg.proxyTable)) throw new InvalidInput(`--proxy-table=${cfg.proxyTable} is not a usable nftables table name`, 'use letters, digits, - and _ (e.g. stevedore-proxy)');
   if (cfg.clusterCidr !== undefined && !/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(cfg.clusterCidr)) throw new InvalidInput(`--cluster-cidr=${cfg.clusterCidr} is not an IPv4 CIDR`, 'e.g. 10.88.0.0/16 (every node\'s pod CIDR inside it)');
+  streamingLimitsOf(cfg);
   return cfg;
 }
 
@@ -134,4 +140,18 @@ export function imageLimitsOf(cfg: Pick<AgentConfig, 'imageMaxLayerSize' | 'imag
   if (cfg.imageMaxLayerEntries !== undefined) set.maxLayerEntries = parseCount(cfg.imageMaxLayerEntries, 'imageMaxLayerEntries');
   if (cfg.imageMaxTarHeaderSize !== undefined) set.maxTarHeaderBytes = parseByteSize(cfg.imageMaxTarHeaderSize, 'imageMaxTarHeaderSize');
   return resolveLimits(set);
+}
+
+/** The node API's stream limits (agent/streaming.ts) the config sets, checked. */
+export function streamingLimitsOf(cfg: Pick<AgentConfig, 'streamingConnectionIdleTimeout' | 'maxStreams'>): { idleTimeoutMs?: number; maxStreams?: number } {
+  const out: { idleTimeoutMs?: number; maxStreams?: number } = {};
+  if (cfg.streamingConnectionIdleTimeout !== undefined) {
+    out.idleTimeoutMs = parseDuration(String(cfg.streamingConnectionIdleTimeout));
+    if (out.idleTimeoutMs <= 0) throw new InvalidInput('streamingConnectionIdleTimeout must be longer than 0', 'the default is 4h, as the kubelet\'s');
+  }
+  if (cfg.maxStreams !== undefined) {
+    out.maxStreams = Number(cfg.maxStreams);
+    if (!Number.isInteger(out.maxStreams) || out.maxStreams < 1) throw new InvalidInput(`maxStreams must be a whole number of at least 1, not ${JSON.stringify(cfg.maxStreams)}`, 'the default is 64');
+  }
+  return out;
 }

@@ -1,5 +1,6 @@
 import * as https from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../common/log.js';
 import { parseBool } from '../common/format.js';
@@ -8,6 +9,7 @@ import { agentMetrics } from './metrics.js';
 import type { PodSync } from './pod-sync.js';
 import type { ContainerRuntime } from './runtime.js';
 import { resourceMetrics, type StatsCollector } from './stats.js';
+import { CHANNEL_PROTOCOLS, DEFAULT_STREAMING_LIMITS, execFlags, StreamError, StreamServer, type StreamingLimits } from './streaming.js';
 
 function send(res: ServerResponse, code: number, body: unknown): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
@@ -25,6 +27,8 @@ export interface NodeApiOptions {
   clientCa: string | undefined;
   /** Common names of the client certificates served (the control plane's kubelet-client identity). */
   allowedClients: string[];
+  /** exec/attach/port-forward limits (agent/streaming.ts); default 64 streams, 4 h idle. */
+  streaming?: Partial<StreamingLimits>;
 }
 
 /**
@@ -50,6 +54,7 @@ function authorizeClient(req: IncomingMessage, opts: NodeApiOptions): { code: 40
  * `kubectl logs` to. Logs come from journald through the runtime.
  */
 export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime: ContainerRuntime, log: Logger, stats?: StatsCollector): Promise<https.Server> {
+  const streams = new StreamServer(runtime, log, { ...DEFAULT_STREAMING_LIMITS, ...opts.streaming });
   // The certificate is asked for and verified against the client CA. Connections without one
   // still get in, for /healthz only (as the kubelet, which answers the rest 401); a certificate
   // that does not verify ends the connection at once, before any request is read.
@@ -69,6 +74,7 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
       log.warn({ url: url.pathname, remote: req.socket.remoteAddress, code: refused.code }, 'node API request refused');
       return send(res, refused.code, refused.message);
     }
+    if (/^\/(exec|attach|portForward)\//.test(url.pathname)) return send(res, 400, `${url.pathname.split('/')[1]} needs a connection upgrade (WebSocket, subprotocol ${CHANNEL_PROTOCOLS.join(' or ')})\n`);
     if (req.method !== 'GET') return send(res, 405, 'method not allowed\n');
     if (url.pathname === '/metrics') return send(res, 200, agentMetrics(sync));
     if (url.pathname === '/stats/summary') {
@@ -118,6 +124,55 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
     }
     res.end();
   }
+
+  /** The runtime pod of a Kubernetes pod on this node, newest first; a StreamError saying why when there is none. */
+  async function runtimePodOf(namespace: string, name: string, container: string): Promise<string> {
+    const pod = [...sync.desired.values()].find((p) => p.metadata?.namespace === namespace && p.metadata?.name === name);
+    if (!pod) throw new StreamError(404, `pod ${namespace}/${name} is not on this node`);
+    if (!pod.spec?.containers.some((c) => c.name === container)) throw new StreamError(400, `container ${container} is not valid for pod ${name}`);
+    const runtimePod = (await runtime.listPods()).filter((p) => p.uid === pod.metadata?.uid).sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))[0];
+    if (!runtimePod) throw new StreamError(400, `container "${container}" in pod "${name}" is waiting to start`);
+    return runtimePod.uuid;
+  }
+
+  async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const url = new URL(req.url ?? '/', 'https://node');
+    const refused = authorizeClient(req, opts);
+    if (refused) {
+      log.warn({ url: url.pathname, remote: req.socket.remoteAddress, code: refused.code }, 'node API stream refused');
+      throw new StreamError(refused.code, refused.message.trim());
+    }
+    const m = /^\/(exec|attach)\/([^/]+)\/([^/]+)\/([^/]+)\/?$/.exec(url.pathname);
+    if (m && m[1] === 'exec') {
+      const [namespace, name, container] = [m[2]!, m[3]!, m[4]!].map(decodeURIComponent) as [string, string, string];
+      const podId = await runtimePodOf(namespace, name, container);
+      return streams.exec(req, socket, head, { podId, container, ...execFlags(url.searchParams) });
+    }
+    if (m && m[1] === 'attach') {
+      const [namespace, name, container] = [m[2]!, m[3]!, m[4]!].map(decodeURIComponent) as [string, string, string];
+      const podId = await runtimePodOf(namespace, name, container);
+      return streams.attach(req, socket, head, { podId, container, ...execFlags(url.searchParams) });
+    }
+    const pf = /^\/portForward\/([^/]+)\/([^/]+)\/?$/.exec(url.pathname);
+    if (pf) {
+      const [namespace, name] = [decodeURIComponent(pf[1]!), decodeURIComponent(pf[2]!)];
+      const pod = [...sync.desired.values()].find((p) => p.metadata?.namespace === namespace && p.metadata?.name === name);
+      const first = pod?.spec?.containers[0]?.name ?? '';
+      return streams.portForward(req, socket, head, await runtimePodOf(namespace, name, first));
+    }
+    throw new StreamError(404, `no such streaming endpoint: ${url.pathname}`);
+  }
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    upgrade(req, socket, head).catch((err) => {
+      const code = err instanceof StreamError ? err.code : 500;
+      if (!(err instanceof StreamError)) log.error({ err: String(err), url: req.url }, 'node API stream failed');
+      const text = `${err instanceof StreamError ? err.message : `internal error: ${(err as Error).message}`}\n`;
+      if (socket.writable) socket.end(`HTTP/1.1 ${code} ${STATUS_CODES[code] ?? 'Error'}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+    });
+  });
+  server.on('close', () => streams.close());
 
   server.on('secureConnection', (socket: TLSSocket) => {
     const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;

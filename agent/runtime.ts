@@ -4,6 +4,10 @@ import { RktRuntime } from '../runtime-rkt/runtime.js';
 import type { PodNetworkOptions } from '../runtime-rkt/network.js';
 import { readLogs, type LogLine, type LogQuery } from '../runtime-rkt/logs.js';
 import type { Pod } from '../runtime-rkt/manifest.js';
+import type { ExecOptions, ExecProcess } from '../runtime-rkt/exec.js';
+export type { ExecOptions, ExecProcess, TerminalSize } from '../runtime-rkt/exec.js';
+import type { PortConnection } from '../runtime-rkt/port-forward.js';
+export type { PortConnection } from '../runtime-rkt/port-forward.js';
 import type { PodStatus } from '../runtime-rkt/status.js';
 import type { Stage1Name } from '../stage1/contract.js';
 import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
@@ -30,6 +34,21 @@ export interface ContainerRuntime {
   logs(query: LogQuery): AsyncGenerator<LogLine>;
   /** CPU and memory counters of every running container (the CRI's ListContainerStats). */
   containerUsage(): Promise<PodUsage[]>;
+  /**
+   * Run a command in a running container of a runtime pod, streams kept apart (kubectl exec).
+   * Throws a UserError saying why for an unknown or stopped container.
+   */
+  exec(podId: string, container: string, command: string[], opts: ExecOptions): Promise<ExecProcess>;
+  /** Connect to a running container's stdin and output (kubectl attach); detaching leaves it running. */
+  attach(podId: string, container: string, opts: { stdin: boolean; tty: boolean }): Promise<ExecProcess>;
+  /** Throws what attach would, without connecting. */
+  checkAttach(podId: string, container: string, opts: { tty: boolean }): Promise<void>;
+  /** Throws (UserError) when the pod's ports cannot be reached (not running, kvm). */
+  checkPortForward(podId: string): Promise<void>;
+  /** A TCP connection to `port` inside the pod's network namespace (kubectl port-forward). */
+  dialPort(podId: string, port: number): Promise<PortConnection>;
+  /** Throws what exec would (unknown or stopped container, no terminal) without running anything. */
+  checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>): Promise<void>;
   /** Garbage-collect what the engine left behind (aborted pods, orphaned units). */
   gc(): Promise<void>;
   /** What VM pods get on this node (probed at start): kvm, tcg, or unavailable (no assets, or kvm required and absent). */
@@ -81,6 +100,12 @@ class RktContainerRuntime implements ContainerRuntime {
   logs(query: LogQuery) { return readLogs(query); }
   runInContainer(podId: string, container: string, command: string[], timeoutMs: number) { return this.rt.runInContainer(podId, container, command, { timeoutMs }); }
   killContainer(podId: string, container: string, gracePeriodSeconds: number) { return this.rt.killApp(podId, container, gracePeriodSeconds); }
+  exec(podId: string, container: string, command: string[], opts: ExecOptions) { return this.rt.exec(podId, container, command, opts); }
+  attach(podId: string, container: string, opts: { stdin: boolean; tty: boolean }) { return this.rt.attach(podId, container, opts); }
+  async checkAttach(podId: string, container: string, opts: { tty: boolean }) { await this.rt.attachTarget(podId, container, opts); }
+  async checkPortForward(podId: string) { await this.rt.portForwardTarget(podId); }
+  dialPort(podId: string, port: number) { return this.rt.dialPort(podId, port); }
+  async checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>) { await this.rt.checkExec(podId, container, opts); }
   async gc() { await this.rt.gc({ exitedGracePeriodMs: Number.MAX_SAFE_INTEGER }); }
   /**
    * From each running app's cgroup (its unit's). kvm pods are left out: their

@@ -1,6 +1,4 @@
 import * as fs from 'node:fs/promises';
-import * as os from 'node:os';
-import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
 import { InvalidInput, UserError } from '../common/errors.js';
 import { age, parseDuration, table } from '../common/format.js';
@@ -131,13 +129,31 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
   pod.command('enter')
     .argument('<uuid>', 'pod UUID or unique prefix')
     .argument('[command...]', 'command to run (default: sh)')
-    .description('run a command inside a running container of a pod')
+    .description('run a command inside a running container of a pod (the same path as kubectl exec)')
     .option('-c, --container <name>', 'container (default: the first)')
-    .action(async (uuid: string, command: string[], opts: { container?: string }) => {
-      const argv = await withRuntime((rt) => rt.enterArgv(uuid, opts.container, command.length ? command : ['sh']));
-      const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit' });
-      // Like a shell: a command killed by a signal exits 128 + its number.
-      const code = await new Promise<number>((resolve) => child.on('close', (c, sig) => resolve(c ?? 128 + (sig ? os.constants.signals[sig] : 0))));
+    .option('-t, --tty', 'run it on a terminal (default: when stdin is one)')
+    .option('-T, --no-tty', 'no terminal even when stdin is one')
+    .action(async (uuid: string, command: string[], opts: { container?: string; tty?: boolean }) => {
+      const tty = opts.tty ?? process.stdin.isTTY === true;
+      const code = await withRuntime(async (rt) => {
+        const size = () => ({ cols: process.stdout.columns ?? 80, rows: process.stdout.rows ?? 24 });
+        const exec = await rt.exec(uuid, opts.container, command.length ? command : ['sh'], { stdin: true, tty, ...(tty ? { size: size() } : {}) });
+        const rawMode = tty && process.stdin.isTTY;
+        if (rawMode) process.stdin.setRawMode(true);
+        const onResize = () => exec.resize(size());
+        process.stdout.on('resize', onResize);
+        process.stdin.pipe(exec.stdin!);
+        exec.stdout.pipe(process.stdout, { end: false });
+        exec.stderr?.pipe(process.stderr, { end: false });
+        const outputDone = Promise.all([exec.stdout, exec.stderr].filter((s) => s !== undefined).map((s) => new Promise((r) => s.once('close', r))));
+        const { code } = await exec.exit;
+        await outputDone;
+        process.stdout.off('resize', onResize);
+        process.stdin.unpipe(exec.stdin!);
+        if (rawMode) process.stdin.setRawMode(false);
+        process.stdin.pause();
+        return code;
+      });
       process.exitCode = code;
     });
 }

@@ -44,6 +44,7 @@ import { authenticate, type UserInfo } from './authn.js';
 import { authorize, admitCreate, verbOf, type RequestAttributes } from './node-authorizer.js';
 import { METRICS_GROUP, METRICS_VERSION, MetricsApi, metricsDiscovery } from './metrics-api.js';
 import { nodeEndpoint, nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
+import { StreamProxy, STREAM_SUBRESOURCES } from './stream-proxy.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -204,6 +205,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     });
   });
   server.keepAliveTimeout = 65_000;
+  // kubectl exec/attach/port-forward: upgrades are spliced through to the pod's node (stream-proxy.ts).
+  const streams = new StreamProxy(store, log, creds.adminToken, nodeClient);
+  server.on('upgrade', (req, socket, head) => streams.handle(req, socket, head));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => {
       store.close();
@@ -370,6 +374,9 @@ class ApiServer {
       if (method !== 'GET') throw new ApiError(405, 'MethodNotAllowed', 'pods/log only supports GET');
       return this.proxyLogs(req, res, q, ns, name);
     }
+    if ((STREAM_SUBRESOURCES as readonly string[]).includes(sub ?? '')) {
+      throw new ApiError(400, 'BadRequest', `Upgrade request required: pods/${sub} streams over a connection upgrade (WebSocket or SPDY)`);
+    }
     if (sub === 'binding') {
       if (method !== 'POST') throw new ApiError(405, 'MethodNotAllowed', 'pods/binding only supports POST');
       const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
@@ -453,8 +460,9 @@ class ApiServer {
           resources.push({ name: `${r.name}/scale`, singularName: '', namespaced: r.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
           continue;
         }
-        const kind = s === 'binding' ? 'Binding' : r.kind;
-        const v = s === 'log' ? ['get'] : s === 'binding' ? ['create'] : ['get', 'patch', 'update'];
+        const streamKind: Record<string, string> = { exec: 'PodExecOptions', attach: 'PodAttachOptions', portforward: 'PodPortForwardOptions' };
+        const kind = s === 'binding' ? 'Binding' : streamKind[s] ?? r.kind;
+        const v = s === 'log' ? ['get'] : s === 'binding' ? ['create'] : streamKind[s] ? ['create', 'get'] : ['get', 'patch', 'update'];
         resources.push({ name: `${r.name}/${s}`, singularName: '', namespaced: r.namespaced, kind, verbs: v });
       }
     }

@@ -65,6 +65,9 @@ export interface ContainerSpec {
   startupProbe?: Probe;
   lifecycle?: Lifecycle;
   volumeMounts?: VolumeMount[];
+  stdin?: boolean;
+  stdinOnce?: boolean;
+  tty?: boolean;
 }
 export interface VolumeMount {
   name: string;

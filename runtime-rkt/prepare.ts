@@ -193,6 +193,7 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
       name: c.name,
       image: { id: image.id, name: c.image },
       argv, env, workingDir, user, security,
+      ...(c.stdin || c.tty ? { console: { stdin: c.stdin === true, stdinOnce: c.stdinOnce === true, tty: c.tty === true } } : {}),
       limits: limitsOf(c.resources?.limits, `spec.containers[${i}].resources.limits`),
       requests: limitsOf(c.resources?.requests, `spec.containers[${i}].resources.requests`),
       ...(mounts.get(c.name)?.length ? { mounts: mounts.get(c.name) } : {}),

@@ -15,7 +15,9 @@ import { imageStoreDir, podStoreDir } from './data-dir.js';
 import type { Pod } from './manifest.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
-import { attachPod, detachPod, loadNetwork, needsPodNetwork, releaseLeases, type PodNetworkOptions } from './network.js';
+import { attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, releaseLeases, type PodNetworkOptions } from './network.js';
+import { dialPodPort, type PortConnection } from './port-forward.js';
+import { attachConsole } from './attach.js';
 import { allContainers, fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
 import { checkRuntimeEnv, usesPodIP } from './env.js';
 import { unmountPodVolumes } from './volumes.js';
@@ -23,6 +25,7 @@ import type { ClusterDnsConfig } from './network.js';
 import { seccompRootDir } from './security.js';
 import type { PodStatus } from './status.js';
 import { appProperties, sliceProperties } from './units.js';
+import { startExec, type EnterPlan, type ExecOptions, type ExecProcess } from './exec.js';
 
 const log = createLogger('runtime-rkt');
 
@@ -425,17 +428,87 @@ export class RktRuntime {
     if ((await pidOf()) === before) await systemd.killUnit(unit, 9, 'all').catch(() => undefined);
   }
 
-  /** argv to run a command inside a running app (used by `pod enter`). */
-  async enterArgv(ref: string, appName: string | undefined, command: string[]): Promise<string[]> {
+  /**
+   * How to run commands inside a running app: exec and `pod enter` both go through this.
+   * `ref` is a pod UUID or unique prefix; the first app when `appName` is not given.
+   */
+  async enterPlan(ref: string, appName: string | undefined): Promise<EnterPlan & { terminal: boolean }> {
     const loc = await this.pods.find(ref);
     const manifest = await this.manifestOf(loc);
     const status = await readPodStatus(await this.systemd(), loc);
-    if (!manifest || status.state !== 'running') throw new UserError(`pod ${loc.uuid} is not running (state ${status.state})`);
+    if (!manifest || status.state !== 'running') throw new UserError(`pod ${loc.uuid} is not running (state ${status.state})`, { hint: 'exec and enter need a running pod; see its state with `stevedore pod status`' });
     const app = appName ? manifest.apps.find((a) => a.name === appName) : manifest.apps[0];
     if (!app) throw new UserError(`pod ${loc.uuid} has no container "${appName}"`, { hint: `its containers: ${manifest.apps.map((a) => a.name).join(', ')}` });
     const appStatus = status.apps.find((a) => a.name === app.name);
-    if (appStatus?.state !== 'running' || !appStatus.mainPid) throw new UserError(`container "${app.name}" of pod ${loc.uuid} is not running`);
-    return this.stage1For(manifest.stage1).enterArgv({ dir: loc.dir, manifest }, app, appStatus.mainPid, command);
+    if (appStatus?.state !== 'running' || !appStatus.mainPid) {
+      throw new UserError(`container "${app.name}" of pod ${loc.uuid} is not running (state ${appStatus?.state ?? 'unknown'})`, { hint: 'a command can only be run in a running container; wait for it to (re)start' });
+    }
+    const stage1 = this.stage1For(manifest.stage1);
+    const pod = { dir: loc.dir, manifest };
+    const mainPid = appStatus.mainPid;
+    return {
+      argv: (command) => stage1.enterArgv(pod, app, mainPid, command),
+      ...(stage1.enterTtyArgv ? { ttyArgv: (command: string[], socket: string) => stage1.enterTtyArgv!(pod, app, mainPid, command, socket) } : {}),
+      protectedPids: [mainPid],
+      terminal: stage1.enterTerminal !== false,
+    };
+  }
+
+  /** argv to run a command inside a running app, without a terminal. */
+  async enterArgv(ref: string, appName: string | undefined, command: string[]): Promise<string[]> {
+    return (await this.enterPlan(ref, appName)).argv(command);
+  }
+
+  /** Run a command inside a running app with its streams apart (runtime-rkt/exec.ts): kubectl exec, `pod enter`. */
+  async exec(ref: string, appName: string | undefined, command: string[], opts: ExecOptions): Promise<ExecProcess> {
+    return startExec(await this.checkExec(ref, appName, opts), command, opts);
+  }
+
+  /**
+   * Where a port-forward to this pod connects: the pod's network namespace file (namespaces
+   * stage1), or undefined for a pod on the node's network (fly, hostNetwork). kvm is refused.
+   */
+  async portForwardTarget(ref: string): Promise<string | undefined> {
+    const loc = await this.pods.find(ref);
+    const manifest = await this.manifestOf(loc);
+    const status = await readPodStatus(await this.systemd(), loc);
+    if (!manifest || status.state !== 'running') throw new UserError(`pod ${loc.uuid} is not running (state ${status.state})`, { hint: 'port-forward needs a running pod' });
+    if (manifest.stage1 === 'kvm') throw new UserError('port-forward into a kvm pod is not available yet', { hint: 'forward to a pod of the namespaces or fly stage1, or reach the pod by its IP from the node' });
+    if (manifest.stage1 === 'fly' || manifest.pod.spec.hostNetwork) return undefined;
+    return netnsPath(loc.dir);
+  }
+
+  /** A connection to `port` in the pod's network (kubectl port-forward). */
+  async dialPort(ref: string, port: number): Promise<PortConnection> {
+    return dialPodPort(await this.portForwardTarget(ref), port);
+  }
+
+  /** The attach socket of a running app with stdin or a terminal; a UserError saying why when there is none. */
+  async attachTarget(ref: string, appName: string | undefined, opts: { tty: boolean }): Promise<string> {
+    const loc = await this.pods.find(ref);
+    const manifest = await this.manifestOf(loc);
+    const status = await readPodStatus(await this.systemd(), loc);
+    if (!manifest || status.state !== 'running') throw new UserError(`pod ${loc.uuid} is not running (state ${status.state})`, { hint: 'attach needs a running pod' });
+    const app = appName ? manifest.apps.find((a) => a.name === appName) : manifest.apps[0];
+    if (!app) throw new UserError(`pod ${loc.uuid} has no container "${appName}"`, { hint: `its containers: ${manifest.apps.map((a) => a.name).join(', ')}` });
+    if (status.apps.find((a) => a.name === app.name)?.state !== 'running') throw new UserError(`container "${app.name}" of pod ${loc.uuid} is not running`, { hint: 'attach needs a running container' });
+    if (!app.console) throw new UserError(`container "${app.name}" was started without stdin or tty, so there is nothing to attach to`, { hint: 'read its output with kubectl logs -f, or run it with stdin: true (kubectl run -i)' });
+    if (opts.tty && !app.console.tty) throw new UserError(`container "${app.name}" has no terminal (tty: false)`, { hint: 'attach without -t' });
+    return podPaths(loc.dir).attachSocket(app.name);
+  }
+
+  /** Connect to a running app's stdin and output (kubectl attach). */
+  async attach(ref: string, appName: string | undefined, opts: { stdin: boolean; tty: boolean }): Promise<ExecProcess> {
+    return attachConsole(await this.attachTarget(ref, appName, opts), opts);
+  }
+
+  /** What exec would refuse, without running anything. */
+  async checkExec(ref: string, appName: string | undefined, opts: Pick<ExecOptions, 'tty'>): Promise<EnterPlan> {
+    const plan = await this.enterPlan(ref, appName);
+    if (opts.tty && !plan.terminal) {
+      throw new UserError('this pod\'s stage1 (kvm) cannot give an exec a terminal yet', { hint: 'run the command without a terminal (kubectl exec -i without -t)' });
+    }
+    return plan;
   }
 }
 

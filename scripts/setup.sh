@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 declare -A PACKAGES=(
   [crun]=crun [runc]=runc [busybox]=busybox-static [iptables]=iptables [iptables-save]=iptables [ip6tables-save]=iptables
   [nft]=nftables [openssl]=openssl [kubectl]=kubernetes-client [unshare]=util-linux [nsenter]=util-linux
-  [setpriv]=util-linux [getent]=libc-bin [useradd]=passwd [groupadd]=passwd
+  [setpriv]=util-linux [script]=bsdutils [env]=coreutils [getent]=libc-bin [useradd]=passwd [groupadd]=passwd
   [mount]=mount [umount]=mount [ip]=iproute2 [dbus-daemon]=dbus [journalctl]=systemd [systemctl]=systemd
   [make]=make [g++]=g++ [python3]=python3 [git]=git [getconf]=libc-bin [mkfifo]=coreutils [du]=coreutils [hostname]=hostname
   [docker-registry]=docker-registry [skopeo]=skopeo [htpasswd]=apache2-utils [containerd]=containerd [ctr]=containerd

@@ -102,7 +102,14 @@ export interface AppManifest {
   init?: 'once' | 'sidecar';
   /** Where the app writes its termination message (terminationMessagePath); stage0's file `apps/<app>/termination-log` is bound there (namespaces). */
   terminationMessagePath?: string;
+  /**
+   * The container's stdin and terminal (stdin, stdinOnce, tty), present when it asks for either:
+   * its process then runs under a console holder that `attach` connects to (stage1/console-holder.py).
+   */
+  console?: AppConsole;
 }
+
+export interface AppConsole { stdin: boolean; stdinOnce: boolean; tty: boolean }
 
 export interface RuntimePodManifest {
   version: 1;
@@ -148,6 +155,8 @@ export const podPaths = (podDir: string) => ({
   created: path.join(podDir, 'created'),
   started: path.join(podDir, 'started'),
   gcMarked: path.join(podDir, 'gc-marked'),
+  /** the console holder's socket that attach connects to (apps with stdin or tty) */
+  attachSocket: (app: string) => path.join(podDir, 'apps', app, 'attach.sock'),
   /** stage0's marker: the pod's units are being started (see runtime-rkt/runtime.ts) */
   launching: path.join(podDir, 'launching'),
 });
@@ -231,7 +240,15 @@ export interface Stage1 {
    * removal find them by it) and must not be app unit names.
    */
   podUnits?(pod: PreparedPod): Promise<PodUnitPlan[]>;
+  /** false when enter cannot give a command a terminal (kvm: the guest's exec ports carry none). */
+  readonly enterTerminal?: false;
   /** argv that runs `command` inside a running app, given its unit's MainPID. */
   enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[];
+  /**
+   * Like enterArgv, with the command on a terminal made inside the app whose master is sent over
+   * the unix socket `consoleSocket` (crun exec --tty --console-socket). A stage1 without it gets a
+   * terminal made on the node (stage1/pty-relay.py).
+   */
+  enterTtyArgv?(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], consoleSocket: string): string[];
   cleanup(pod: PreparedPod): Promise<void>;
 }

@@ -5,8 +5,9 @@ import { execa } from 'execa';
 import { ContainerConfigError } from '../common/errors.js';
 import { prop, type UnitProperty } from '../common/systemd.js';
 import { appSecurity, capMask } from './app-security.js';
-import { execStart, podEtcBinds } from './common.js';
+import { execStart, podEtcBinds, refuseConsole } from './common.js';
 import { unitDeviceProperties } from './devices.js';
+import { inCgroupsOf } from './namespaces.js';
 import { allowedSyscalls } from './seccomp.js';
 import { appMountSource, podPaths, type AppManifest, type AppUnitPlan, type PreparedPod, type RuntimePodManifest, type Stage1 } from './contract.js';
 
@@ -26,6 +27,7 @@ export class FlyStage1 implements Stage1 {
    * Refused here, naming the id, rather than failing at every start.
    */
   async prepare(pod: PreparedPod): Promise<void> {
+    refuseConsole('fly', pod);
     for (const [i, app] of pod.manifest.apps.entries()) {
       const checks: Array<['passwd' | 'group', number, string]> = [];
       if (app.user.uid !== 0) checks.push(['passwd', app.user.uid, 'runAsUser']);
@@ -53,7 +55,7 @@ export class FlyStage1 implements Stage1 {
     ];
     // The env in a root-only file, not Environment=: unit properties are readable by every local user
     // (`systemctl show`), and the env may hold values from Secrets.
-    const envFile = path.join(podPaths(pod.dir).app(app.name), 'env');
+    const envFile = appEnvFile(pod, app);
     await atomicWrite(envFile, envFileText(app), 0o600);
     properties.push(['EnvironmentFiles', new Variant('a(sb)', [[envFile, false]])]);
     // Volumes: systemd binds them below RootDirectory= (destinations are inside the app's root) before the chroot.
@@ -66,8 +68,16 @@ export class FlyStage1 implements Stage1 {
     return { properties, stopPost: [] };
   }
 
-  enterArgv(_pod: PreparedPod, _app: AppManifest, mainPid: number, command: string[]): string[] {
-    return ['nsenter', `--target=${mainPid}`, '--mount', '--root', '--wd', '--', ...command];
+  /**
+   * With the app's environment and ids, as the kubelet's exec runs a command, and in the app's
+   * cgroups (its unit's device rules and limits), as the namespaces stage1's enter. The
+   * environment comes from the app's root-only env file (sh reads the same quoting systemd
+   * does), never from argv, which every local user can read in /proc.
+   */
+  enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[] {
+    const ids = [...(app.user.uid !== 0 ? [`--setuid=${app.user.uid}`] : []), ...(app.user.gid !== 0 ? [`--setgid=${app.user.gid}`] : [])];
+    return inCgroupsOf(mainPid, ['env', '-i', '/bin/sh', '-c', 'set -a; . "$0" || exit 125; exec "$@"', appEnvFile(pod, app),
+      'nsenter', `--target=${mainPid}`, '--mount', '--root', '--wd', ...ids, '--', ...command]);
   }
 
   async cleanup(): Promise<void> {}
@@ -77,8 +87,10 @@ function volumeBinds(pod: PreparedPod, app: AppManifest, readOnly: boolean): Arr
   return (app.mounts ?? []).filter((m) => m.readOnly === readOnly).map((m) => ({ source: appMountSource(pod.dir, m), destination: m.destination }));
 }
 
+const appEnvFile = (pod: PreparedPod, app: AppManifest) => path.join(podPaths(pod.dir).app(app.name), 'env');
+
 /**
- * systemd's EnvironmentFile= syntax: one `KEY="value"` per variable, the value
+ * systemd's EnvironmentFile= syntax (and a POSIX shell's: `. file` reads it the same): one `KEY="value"` per variable, the value
  * double-quoted with \\, ", $ and ` escaped, so it arrives byte for byte
  * (newlines included, and never expanded).
  */

@@ -1,3 +1,4 @@
+import { refuseConsole } from './common.js';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -145,6 +146,7 @@ export class KvmStage1 implements Stage1 {
   constructor(private readonly accelMode: KvmAccelMode = 'auto') {}
 
   async prepare(pod: PreparedPod): Promise<void> {
+    refuseConsole('kvm', pod);
     if (pod.manifest.pod.spec.hostNetwork) {
       throw new UserError('a hostNetwork pod cannot run in a VM (stage1 kvm): the guest has its own network stack', { hint: 'run it with --stage1 namespaces or fly, or drop hostNetwork' });
     }
@@ -314,6 +316,8 @@ export class KvmStage1 implements Stage1 {
       stopPost: [],
     };
   }
+
+  readonly enterTerminal = false as const;
 
   /** Through the guest's exec ports (kvm/exec-client.ts); one exec at a time per pod, stdout and stderr merged, no tty. */
   enterArgv(pod: PreparedPod, app: AppManifest, _mainPid: number, command: string[]): string[] {

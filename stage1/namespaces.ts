@@ -14,6 +14,10 @@ import { readLocalhostSeccomp } from './seccomp.js';
 import { precompileSeccomp } from './seccomp-bpf.js';
 import { appMountSource, podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 
+// dist/stage1/namespaces.js -> <repo>/stage1/console-holder.py
+const CONSOLE_HOLDER = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../stage1/console-holder.py');
+const PYTHON = '/usr/bin/python3';
+
 /** Namespaces the apps of one pod share (Kubernetes semantics: one IP, one hostname, shared SysV IPC). */
 const POD_NAMESPACES = ['net', 'ipc', 'uts'] as const;
 type PodNamespace = (typeof POD_NAMESPACES)[number];
@@ -80,10 +84,21 @@ export class NamespacesStage1 implements Stage1 {
     const bundle = podPaths(pod.dir).app(app.name);
     // 0600: the spec holds the app's env, Secret values included, and the pod folder is open to the api-service's group.
     await atomicWrite(path.join(bundle, 'config.json'), `${JSON.stringify(await this.ociSpec(pod, app), null, 2)}\n`, 0o600);
-    const argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
+    let argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
+    if (app.console) {
+      // stdin/tty: the app runs under a holder that keeps its stdin and terminal for attach.
+      const paths = podPaths(pod.dir);
+      const consoleSocket = path.join(bundle, 'console.sock');
+      argv = [
+        PYTHON, CONSOLE_HOLDER, '--socket', paths.attachSocket(app.name),
+        ...(app.console.tty ? ['--tty', '--console-socket', consoleSocket] : []),
+        ...(app.console.stdin ? ['--stdin'] : []), ...(app.console.stdinOnce ? ['--stdin-once'] : []),
+        '--', this.ociRuntime, '--cgroup-manager=disabled', 'run', ...(app.console.tty ? [`--console-socket=${consoleSocket}`] : []), '--bundle', bundle, id,
+      ];
+    }
     return {
       properties: [
-        prop.exec('ExecStart', [{ path: this.ociRuntime, argv }]),
+        prop.exec('ExecStart', [{ path: argv[0]!, argv }]),
         // crun applies no cgroup settings here (the container stays in this unit's cgroup),
         // so the device filters of the unit and its slices enforce the OCI spec's device list.
         ...unitDeviceProperties(pod.manifest, appSecurity(app).privileged),
@@ -99,13 +114,15 @@ export class NamespacesStage1 implements Stage1 {
    * rules (and outside its limits): join the app's cgroups first, as the
    * kubelet's exec does.
    */
-  enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[] {
+  enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], execFlags: string[] = []): string[] {
     // crun exec takes the container's seccomp and capabilities but not its no_new_privs: ask for it.
-    const exec = [this.ociRuntime, 'exec', ...(appSecurity(app).noNewPrivileges ? ['--no-new-privs'] : []), containerId(pod.manifest.uuid, app.name), ...command];
-    const procs = cgroupProcsFiles(mainPid);
-    if (!procs.length) return exec;
-    const join = procs.map((f) => `echo $$ > '${f.replace(/'/g, `'\\''`)}' || exit 125`).join('; ');
-    return ['/bin/sh', '-c', `${join}; exec "$@"`, 'stevedore-enter', ...exec];
+    const exec = [this.ociRuntime, 'exec', ...execFlags, ...(appSecurity(app).noNewPrivileges ? ['--no-new-privs'] : []), containerId(pod.manifest.uuid, app.name), ...command];
+    return inCgroupsOf(mainPid, exec);
+  }
+
+  /** The terminal is one of the container's own /dev/pts, as with the kubelet's exec -t. */
+  enterTtyArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], consoleSocket: string): string[] {
+    return this.enterArgv(pod, app, mainPid, command, ['--tty', `--console-socket=${consoleSocket}`]);
   }
 
   async cleanup(pod: PreparedPod): Promise<void> {
@@ -119,6 +136,14 @@ export class NamespacesStage1 implements Stage1 {
       await fs.rm(file, { force: true });
     }
   }
+}
+
+/** argv that moves itself into every cgroup of process `pid` and then execs `argv` (exit 125 if it cannot). */
+export function inCgroupsOf(pid: number, argv: string[]): string[] {
+  const procs = cgroupProcsFiles(pid);
+  if (!procs.length) return argv;
+  const join = procs.map((f) => `echo $$ > '${f.replace(/'/g, `'\\''`)}' || exit 125`).join('; ');
+  return ['/bin/sh', '-c', `${join}; exec "$@"`, 'stevedore-enter', ...argv];
 }
 
 /** The cgroup.procs files of every cgroup a process is in (v1 hierarchies and the v2 one), as mounted here. */

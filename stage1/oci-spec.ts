@@ -52,7 +52,7 @@ export function ociSpec(input: OciSpecInput): Record<string, unknown> {
   return {
     ociVersion: '1.0.2',
     process: {
-      terminal: false,
+      terminal: app.console?.tty === true,
       user: { uid: app.user.uid, gid: app.user.gid, ...(sec.supplementalGroups.length ? { additionalGids: sec.supplementalGroups } : {}) },
       args: app.argv,
       env: envStrings(app),

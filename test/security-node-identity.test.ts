@@ -298,3 +298,33 @@ test('control-plane node-credentials writes a node kubeconfig and serving pair f
 });
 
 test.run();
+
+test('a node cannot open exec, attach or port-forward streams, not even into its own pods; nobody can without credentials', async () => {
+  const { default: WebSocket } = await import('ws');
+  const created = await t.api('POST', '/api/v1/namespaces/default/pods', pod('streamed', 'node-a'));
+  assert.is(created.status, 201, created.text);
+  const upgrade = (sub: string, auth: { cert?: ClientCert; token?: string }) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const url = `${t.cp.url.replace(/^https/, 'wss')}/api/v1/namespaces/default/pods/streamed/${sub}?command=true&stdout=true&container=main`;
+    const ws = new WebSocket(url, [sub === 'portforward' ? 'SPDY/3.1+portforward.k8s.io' : 'v5.channel.k8s.io'].filter((p) => !p.includes('/')), {
+      ca: t.cp.caCertPem, ...(auth.cert ?? {}), ...(auth.token ? { headers: { Authorization: `Bearer ${auth.token}` } } : {}),
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    ws.on('open', () => { ws.terminate(); reject(new Error(`${sub}: upgraded`)); });
+    ws.on('error', (err) => { if (!/Unexpected server response/.test(err.message)) reject(err); });
+  });
+  for (const sub of ['exec', 'attach', 'portforward']) {
+    const asNode = await upgrade(sub, { cert: nodeA });
+    assert.is(asNode.status, 403, `${sub}: ${asNode.body}`);
+    assert.match(JSON.parse(asNode.body).message, new RegExp(`cannot create resource "pods/${sub}"`));
+    const anonymous = await upgrade(sub, {});
+    assert.is(anonymous.status, 401, `${sub}: ${anonymous.body}`);
+  }
+  // The admin gets through authorization to the node's address (no agent here: the dial fails, said as such).
+  const admin = await upgrade('exec', { token: t.cp.adminToken });
+  assert.is(admin.status, 500, admin.body);
+  assert.match(JSON.parse(admin.body).message, /node-a/);
+});

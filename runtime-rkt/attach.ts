@@ -1,0 +1,61 @@
+/**
+ * kubectl attach: a connection to the console holder of an app that runs with
+ * stdin or a terminal (stage1/console-holder.py), shaped as an ExecProcess so
+ * the node API streams it as it streams an exec. Detaching (kill()) closes the
+ * connection only: the app goes on.
+ */
+import * as net from 'node:net';
+import { PassThrough, Writable } from 'node:stream';
+import type { ExecExit, ExecProcess, TerminalSize } from './exec.js';
+
+const STDIN = 0, STDOUT = 1, STDERR = 2, EXIT = 3, RESIZE = 4, STDIN_CLOSED = 255;
+
+const frame = (channel: number, data: Buffer) => {
+  const head = Buffer.alloc(5);
+  head[0] = channel;
+  head.writeUInt32BE(data.length, 1);
+  return Buffer.concat([head, data]);
+};
+
+export function attachConsole(socketPath: string, opts: { stdin: boolean; tty: boolean }): Promise<ExecProcess> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(socketPath);
+    socket.once('error', reject);
+    socket.once('connect', () => {
+      socket.off('error', reject);
+      socket.on('error', () => undefined);
+      const stdout = new PassThrough();
+      const stderr = new PassThrough();
+      let code: number | undefined;
+      let buffer = Buffer.alloc(0);
+      socket.on('data', (d: Buffer) => {
+        buffer = Buffer.concat([buffer, d]);
+        while (buffer.length >= 5) {
+          const len = buffer.readUInt32BE(1);
+          if (buffer.length < 5 + len) break;
+          const channel = buffer[0]!;
+          const body = buffer.subarray(5, 5 + len);
+          buffer = buffer.subarray(5 + len);
+          if (channel === STDOUT) stdout.write(body);
+          else if (channel === STDERR) (opts.tty ? stdout : stderr).write(body);
+          else if (channel === EXIT) code = Number(body.toString()) || 0;
+        }
+      });
+      const exit = new Promise<ExecExit>((done) => socket.once('close', () => {
+        stdout.end();
+        stderr.end();
+        done({ code: code ?? 0 });
+      }));
+      const stdin = opts.stdin ? new Writable({
+        write(chunk: Buffer, _enc, cb) { socket.write(frame(STDIN, chunk), () => cb()); },
+        final(cb) { socket.write(frame(STDIN_CLOSED, Buffer.alloc(0)), () => cb()); },
+      }) : undefined;
+      stdin?.on('error', () => undefined);
+      resolve({
+        stdin, stdout, stderr: opts.tty ? undefined : stderr, exit,
+        resize(size: TerminalSize) { if (opts.tty && !socket.destroyed) socket.write(frame(RESIZE, Buffer.from(`${Math.floor(size.cols)} ${Math.floor(size.rows)}`))); },
+        async kill() { socket.destroy(); },
+      });
+    });
+  });
+}

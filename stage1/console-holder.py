@@ -1,0 +1,279 @@
+#!/usr/bin/python3
+"""Holds the stdin and terminal of an app that asks for them (stdin: true,
+tty: true), so that `kubectl attach` can reach it later: the app unit's main
+process, with the app (crun run) as its child.
+
+    python3 console-holder.py --socket PATH [--tty --console-socket CPATH]
+                              [--stdin] [--stdin-once] -- ARGV...
+
+What the app prints goes to this process's stdout/stderr (the journal, so
+`kubectl logs` works as for any app) and to every attached client. Clients
+connect to the unix socket PATH and speak frames of [channel:1][length:4 BE]
+[data]: to the app 0 stdin, 4 resize ("COLUMNS ROWS"), 255 stdin closed; from
+it 1 stdout, 2 stderr, 3 the exit status (decimal) just before the holder
+exits with it. The first client to attach gets what the app printed before
+(up to BACKLOG_BYTES): `kubectl run -i -- echo hi` would otherwise miss the
+output of a command quicker than its attach. With --stdin-once the app's stdin is closed when the first
+client that attached goes away (Kubernetes' stdinOnce).
+"""
+import array
+import errno
+import fcntl
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import termios
+
+CONSOLE_SOCKET_WAIT_S = 60
+BACKLOG_BYTES = 64 * 1024
+
+
+def log(message):
+    sys.stderr.write("stevedore console: %s\n" % message)
+    sys.stderr.flush()
+
+
+def console_listener(console_socket):
+    """Listening before crun starts: it connects as soon as it has made the terminal."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(console_socket)
+    listener.listen(1)
+    return listener
+
+
+def receive_master(listener, console_socket, pid):
+    listener.settimeout(0.1)
+    waited = 0.0
+    try:
+        while waited < CONSOLE_SOCKET_WAIT_S:
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                waited += 0.1
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return None, status
+                continue
+            with conn:
+                fds = array.array("i")
+                _, ancdata, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(fds.itemsize))
+                for level, kind, data in ancdata:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+                if fds:
+                    return fds[0], None
+        log("the runtime sent no terminal in %d s" % CONSOLE_SOCKET_WAIT_S)
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        return None, status
+    finally:
+        listener.close()
+        os.unlink(console_socket)
+
+
+def exit_code(status):
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def frame(channel, data):
+    return struct.pack(">BI", channel, len(data)) + data
+
+
+def main():
+    args = sys.argv[1:]
+    opts = {"--socket": None, "--console-socket": None}
+    flags = set()
+    while args and args[0] != "--":
+        if args[0] in opts:
+            opts[args[0]] = args[1]
+            args = args[2:]
+        else:
+            flags.add(args[0])
+            args = args[1:]
+    argv = args[1:]
+    tty = "--tty" in flags
+    stdin_once = "--stdin-once" in flags
+    want_stdin = "--stdin" in flags
+    if not argv or not opts["--socket"] or (tty and not opts["--console-socket"]):
+        log("usage: console-holder.py --socket PATH [--tty --console-socket CPATH] [--stdin] [--stdin-once] -- ARGV...")
+        sys.exit(125)
+
+    for path in (opts["--socket"], opts["--console-socket"]):
+        if path and os.path.exists(path):
+            os.unlink(path)
+
+    # The attach socket exists before the app starts: a client that comes early waits, rather than fails.
+    old_umask = os.umask(0o177)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(opts["--socket"])
+    os.umask(old_umask)
+    listener.listen(16)
+    listener.setblocking(False)
+
+    stdin_w = out_r = err_r = master = None
+    if tty:
+        console = console_listener(opts["--console-socket"])
+        pid = os.fork()
+        if pid == 0:
+            os.closerange(3, 256)
+            os.execvp(argv[0], argv)
+        master, early = receive_master(console, opts["--console-socket"], pid)
+        if master is None:
+            sys.exit(exit_code(early))
+    else:
+        in_r, stdin_w = os.pipe() if want_stdin else (os.open(os.devnull, os.O_RDONLY), None)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.dup2(in_r, 0)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            os.closerange(3, 256)
+            os.execvp(argv[0], argv)
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+
+    # systemd's stop signal reaches the app in the unit's cgroup too; the holder waits for the app.
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+    clients = {}  # socket -> receive buffer
+    attached_once = False
+    backlog = []  # frames printed before the first client attached
+    backlog_size = 0
+    stdin_open = want_stdin or tty
+    outputs = {master: 1} if tty else {out_r: 1, err_r: 2}
+    own = {1: 1, 2: 2}
+
+    def close_stdin():
+        nonlocal stdin_open, stdin_w
+        if not stdin_open:
+            return
+        stdin_open = False
+        if tty:
+            os.write(master, b"\x04")  # a terminal cannot be closed for writing: end-of-file as a typed ^D
+        elif stdin_w is not None:
+            os.close(stdin_w)
+            stdin_w = None
+
+    def drop(client):
+        clients.pop(client, None)
+        try:
+            client.close()
+        except OSError:
+            pass
+        if stdin_once and attached_once:
+            close_stdin()
+
+    def broadcast(channel, data):
+        nonlocal backlog_size
+        if not attached_once and backlog_size < BACKLOG_BYTES:
+            part = data[: BACKLOG_BYTES - backlog_size]
+            backlog.append(frame(channel, part))
+            backlog_size += len(part)
+        for c in list(clients):
+            try:
+                c.sendall(frame(channel, data))
+            except OSError:
+                drop(c)
+
+    status = None
+    while True:
+        readers = [listener] + list(outputs) + list(clients)
+        try:
+            ready = select.select(readers, [], [], 0.2)[0]
+        except InterruptedError:
+            continue
+        for r in ready:
+            if r is listener:
+                try:
+                    c, _ = listener.accept()
+                    c.setblocking(True)
+                    clients[c] = b""
+                    if not attached_once:
+                        attached_once = True
+                        try:
+                            c.sendall(b"".join(backlog))
+                        except OSError:
+                            pass
+                        backlog.clear()
+                except OSError:
+                    pass
+            elif r in outputs:
+                try:
+                    data = os.read(r, 65536)
+                except OSError as err:
+                    if err.errno != errno.EIO:
+                        raise
+                    data = b""
+                if not data:
+                    del outputs[r]
+                    continue
+                channel = outputs[r]
+                os.write(own[channel], data)
+                broadcast(channel, data)
+            else:
+                try:
+                    data = r.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    drop(r)
+                    continue
+                buf = clients[r] + data
+                while len(buf) >= 5:
+                    channel, length = struct.unpack(">BI", buf[:5])
+                    if len(buf) < 5 + length:
+                        break
+                    body, buf = buf[5 : 5 + length], buf[5 + length :]
+                    if channel == 0 and stdin_open:
+                        target = master if tty else stdin_w
+                        try:
+                            os.write(target, body)
+                        except OSError:
+                            pass
+                    elif channel == 4 and tty:
+                        parts = body.split()
+                        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+                            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", int(parts[1]), int(parts[0]), 0, 0))
+                    elif channel == 255:
+                        close_stdin()
+                if r in clients:
+                    clients[r] = buf
+        if status is None:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+        if status is not None and not outputs:
+            break
+        if status is not None and tty:
+            # The terminal may stay open in a background child: what is printed so far is enough.
+            try:
+                while select.select([master], [], [], 0.1)[0]:
+                    data = os.read(master, 65536)
+                    if not data:
+                        break
+                    os.write(1, data)
+                    broadcast(1, data)
+            except OSError:
+                pass
+            break
+    code = exit_code(status)
+    broadcast(3, str(code).encode())
+    for c in list(clients):
+        c.close()
+    listener.close()
+    try:
+        os.unlink(opts["--socket"])
+    except OSError:
+        pass
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
