@@ -139,7 +139,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       startupProbe: honour(PROBE('holds liveness and readiness probes back until it succeeds; failureThreshold failures kill the container'), 'probe'),
       stdin: honour('a stdin pipe held for `kubectl attach` (namespaces stage1; fly and kvm refuse it at prepare)'),
       stdinOnce: honour('the container\'s stdin is closed when the first attached client detaches'),
-      terminationMessagePath: honour('namespaces stage1: a file bound writable there, emptied before each run, its first 4 KiB the terminated state\'s message; fly and kvm read no message (only the default path is accepted there)'),
+      terminationMessagePath: honour('namespaces stage1: a file bound writable there; after each run the exit recorder keeps its first 4 KiB (the terminated state\'s message) and empties it; fly and kvm read no message (only the default path is accepted there)'),
       terminationMessagePolicy: honour('File, or FallbackToLogsOnError: an error exit with no message takes the last 80 lines (2 KiB) of its log'),
       tty: honour('a terminal for the app, held for `kubectl attach -t` (namespaces stage1; fly and kvm refuse it at prepare)'),
       volumeDevices: refuse('no block volumes', { issue: 14 }),

@@ -121,12 +121,13 @@ function appStatus(app: AppManifest, unit: string, records: ExitRecord[], u: Uni
 /** The kubelet reads at most 4 KiB of a termination message. */
 const MAX_TERMINATION_MESSAGE = 4096;
 
-/** Termination messages of the apps that exited for good (the file is emptied before each run). */
-async function readTerminationMessages(dir: string, manifest: RuntimePodManifest, apps: AppStatus[]): Promise<void> {
+/** Termination messages of the apps that exited for good: what the exit recorder kept from their last run. */
+async function readTerminationMessages(dir: string, manifest: RuntimePodManifest, apps: AppStatus[], records: ExitRecord[][]): Promise<void> {
   await Promise.all(manifest.apps.map(async (app, i) => {
     const a = apps[i]!;
-    if (!app.terminationMessagePath || a.state !== 'exited' || a.finishedAt === undefined) return;
-    const fh = await fs.open(path.join(dir, 'apps', app.name, 'termination-log'), 'r').catch(() => undefined);
+    const last = records[i]?.at(-1);
+    if (!app.terminationMessagePath || a.state !== 'exited' || !last) return;
+    const fh = await fs.open(path.join(dir, 'apps', app.name, 'exits', `msg-${last.invocation}`), 'r').catch(() => undefined);
     if (!fh) return;
     try {
       const buf = Buffer.alloc(MAX_TERMINATION_MESSAGE);
@@ -220,7 +221,7 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
   if (cached) return cached;
   const apps = perApp.map((a) => appStatus(a.app, a.unit, a.records, a.u, a.facts, loc.state, launching));
   if (manifest) holdBehindFailedInit(manifest, apps);
-  if (manifest) await readTerminationMessages(loc.dir, manifest, apps);
+  if (manifest) await readTerminationMessages(loc.dir, manifest, apps, perApp.map((a) => a.records));
   const md = manifest?.pod.metadata;
   const networks = podNetworkFrom(snap.networkRaw);
   const ms = (v: bigint | undefined) => (v === undefined ? undefined : Number(v / 1_000_000n));

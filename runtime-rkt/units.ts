@@ -60,14 +60,12 @@ export async function appProperties(pod: PreparedPod, app: AppManifest, stage1: 
     // "privileged" runs these on the node even when the app is chrooted (fly's RootDirectory=).
     prop.execEx('ExecStopPostEx', [
       ...plan.stopPost.map((c) => ({ ...c, flags: ['ignore-failure', 'privileged'] })),
-      { path: '/bin/sh', argv: ['/bin/sh', '-c', EXIT_RECORDER_SCRIPT, 'stevedore-exit-recorder', podPaths(pod.dir).exits(app.name)], flags: ['ignore-failure', 'privileged'] },
+      // A fresh termination message for each run (the kubelet makes a new file per container instance): the recorder
+      // keeps this run's and empties the file, after the run rather than with a process of its own before the next.
+      { path: '/bin/sh', argv: ['/bin/sh', '-c', EXIT_RECORDER_SCRIPT, 'stevedore-exit-recorder', podPaths(pod.dir).exits(app.name), ...(app.terminationMessagePath ? [podPaths(pod.dir).terminationLog(app.name)] : [])], flags: ['ignore-failure', 'privileged'] },
     ]),
   ];
   props.push(...initOrderProperties(pod, app));
-  if (app.terminationMessagePath) {
-    // A fresh message for each run, as the kubelet makes a new file per container instance.
-    props.push(prop.execEx('ExecStartPreEx', [{ path: '/bin/sh', argv: ['/bin/sh', '-c', ': > "$1"', 'stevedore-termination-log', podPaths(pod.dir).terminationLog(app.name)], flags: ['ignore-failure', 'privileged'] }]));
-  }
   // kvm: the unit holds a proxy; the app's limits are the VM's RAM and vCPUs.
   if (stage1.cgroupLimits === false) return props;
   if (app.limits.memoryBytes !== undefined) props.push(prop.u64('MemoryMax', app.limits.memoryBytes));

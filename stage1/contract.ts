@@ -13,6 +13,7 @@ import type { Pod, RestartPolicy } from '../runtime-rkt/manifest.js';
  *   apps/<app>/rootfs/           the app's root filesystem (an overlayfs mount)
  *   apps/<app>/upper, work/      the overlay's writable layer
  *   apps/<app>/exits/<ns>.json   one ExitRecord per finished run of the app
+ *   apps/<app>/exits/msg-<invocation>   that run's termination message, if it wrote one (the exit recorder keeps it)
  *   apps/<app>/termination-log   the app's termination message (namespaces: bound at its terminationMessagePath)
  *   apps/<app>/started           a sidecar init container has started (stage0's ExecStartPost; runtime-rkt/init-gate.ts)
  *   etc/hosts, hostname, resolv.conf   pod-level files bound into every app
@@ -147,7 +148,7 @@ export const podPaths = (podDir: string) => ({
   app: (app: string) => path.join(podDir, 'apps', app),
   rootfs: (app: string) => path.join(podDir, 'apps', app, 'rootfs'),
   exits: (app: string) => path.join(podDir, 'apps', app, 'exits'),
-  /** The app's termination message file (emptied before each run; read after its exit). */
+  /** The app's termination message file (kept and emptied by the exit recorder after each run). */
   terminationLog: (app: string) => path.join(podDir, 'apps', app, 'termination-log'),
   etc: (file: 'hosts' | 'hostname' | 'resolv.conf') => path.join(podDir, 'etc', file),
   stage1: path.join(podDir, 'stage1'),
