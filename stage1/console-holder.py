@@ -16,7 +16,6 @@ exits with it. The first client to attach gets what the app printed before
 output of a command quicker than its attach. With --stdin-once the app's stdin is closed when the first
 client that attached goes away (Kubernetes' stdinOnce).
 """
-import array
 import errno
 import fcntl
 import os
@@ -26,6 +25,9 @@ import socket
 import struct
 import sys
 import termios
+
+sys.dont_write_bytecode = True  # importing the module below must leave no __pycache__ in the repository
+import console_socket as crun_console  # beside this script (sys.path[0])
 
 CONSOLE_SOCKET_WAIT_S = 60
 BACKLOG_BYTES = 64 * 1024
@@ -44,38 +46,17 @@ def console_listener(console_socket):
     return listener
 
 
-def receive_master(listener, console_socket, pid):
-    listener.settimeout(0.1)
-    waited = 0.0
+def receive_master(listener, socket_path, pid):
     try:
-        while waited < CONSOLE_SOCKET_WAIT_S:
-            try:
-                conn, _ = listener.accept()
-            except socket.timeout:
-                waited += 0.1
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    return None, status
-                continue
-            with conn:
-                fds = array.array("i")
-                _, ancdata, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(fds.itemsize))
-                for level, kind, data in ancdata:
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                        fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-                if fds:
-                    return fds[0], None
-        log("the runtime sent no terminal in %d s" % CONSOLE_SOCKET_WAIT_S)
-        os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        return None, status
+        master, why, status = crun_console.receive(listener, pid, CONSOLE_SOCKET_WAIT_S, keep_waiting_on_empty=True)
+        if why == crun_console.TIMED_OUT:
+            log("the runtime sent no terminal in %d s" % CONSOLE_SOCKET_WAIT_S)
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        return master, status
     finally:
         listener.close()
-        os.unlink(console_socket)
-
-
-def exit_code(status):
-    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        os.unlink(socket_path)
 
 
 def frame(channel, data):
@@ -122,7 +103,7 @@ def main():
             os.execvp(argv[0], argv)
         master, early = receive_master(console, opts["--console-socket"], pid)
         if master is None:
-            sys.exit(exit_code(early))
+            sys.exit(crun_console.exit_code(early))
     else:
         in_r, stdin_w = os.pipe() if want_stdin else (os.open(os.devnull, os.O_RDONLY), None)
         out_r, out_w = os.pipe()
@@ -263,7 +244,7 @@ def main():
             except OSError:
                 pass
             break
-    code = exit_code(status)
+    code = crun_console.exit_code(status)
     broadcast(3, str(code).encode())
     for c in list(clients):
         c.close()

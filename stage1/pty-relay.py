@@ -17,7 +17,6 @@ fd 0: bytes typed into the terminal; fd 1: what the terminal prints;
 fd 3 (optional): resize requests, one "COLUMNS ROWS" line each.
 Exits with ARGV's exit status (128 + N when killed by signal N).
 """
-import array
 import errno
 import fcntl
 import os
@@ -27,6 +26,9 @@ import socket
 import struct
 import sys
 import termios
+
+sys.dont_write_bytecode = True  # importing the module below must leave no __pycache__ in the repository
+import console_socket as crun_console  # beside this script (sys.path[0])
 
 CONSOLE_SOCKET_WAIT_S = 30
 DRAIN_AFTER_EXIT_S = 0.2
@@ -41,35 +43,14 @@ def set_size(master, cols, rows):
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def exit_status(status):
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-
 def receive_master(listener, pid):
     """The master fd crun sends over the console socket; None if ARGV exits first."""
-    listener.settimeout(0.1)
-    waited = 0.0
-    while waited < CONSOLE_SOCKET_WAIT_S:
-        try:
-            conn, _ = listener.accept()
-        except socket.timeout:
-            waited += 0.1
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return None, status
-            continue
-        with conn:
-            fds = array.array("i")
-            _, ancdata, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(fds.itemsize))
-            for level, kind, data in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-            if not fds:
-                fail("the runtime connected to the console socket but sent no terminal")
-            return fds[0], None
-    fail("the runtime sent no terminal within %d s" % CONSOLE_SOCKET_WAIT_S)
+    master, why, status = crun_console.receive(listener, pid, CONSOLE_SOCKET_WAIT_S)
+    if why == crun_console.EMPTY:
+        fail("the runtime connected to the console socket but sent no terminal")
+    if why == crun_console.TIMED_OUT:
+        fail("the runtime sent no terminal within %d s" % CONSOLE_SOCKET_WAIT_S)
+    return master, status
 
 
 def main():
@@ -108,7 +89,7 @@ def main():
         listener.close()
         os.unlink(console_socket)
         if master is None:
-            sys.exit(exit_status(early_status))
+            sys.exit(crun_console.exit_code(early_status))
         if size:
             # As early as the terminal is known: the command is already starting.
             set_size(master, *size)
@@ -174,7 +155,7 @@ def main():
                 drain_deadline = select_clock() + DRAIN_AFTER_EXIT_S
         elif select_clock() >= drain_deadline:
             break
-    sys.exit(exit_status(status))
+    sys.exit(crun_console.exit_code(status))
 
 
 def select_clock():
