@@ -65,6 +65,19 @@ export function execFlags(q: URLSearchParams): { stdin: boolean; stdout: boolean
 }
 
 /** A resize message's {"Width","Height"}; undefined when malformed (dropped, as the kubelet does). */
+/**
+ * The metav1.Status that ends an exec or attach on the error/status channel. attach reports no
+ * exit code (the container's is in the pod's status), as the kubelet's.
+ */
+function exitStatus(kind: 'exec' | 'attach', command: string[], code: number): Record<string, unknown> {
+  if (code === 0 || kind === 'attach') return { metadata: {}, status: 'Success' };
+  return {
+    metadata: {}, status: 'Failure', reason: 'NonZeroExitCode',
+    message: `command terminated with non-zero exit code: error executing command [${command.join(' ')}], exit code ${code}`,
+    details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
+  };
+}
+
 function parseResize(body: Buffer): TerminalSize | undefined {
   try {
     const size = JSON.parse(body.toString('utf8')) as { Width?: number; Height?: number };
@@ -265,15 +278,7 @@ export class StreamServer {
     const outputsDone = Promise.all(outputs.map((o) => new Promise<void>((res) => { if (o.readableEnded) res(); else { o.once('end', res); o.once('close', res); } })));
     void Promise.all([proc.exit, outputsDone]).then(([{ code }]) => {
       finished = true;
-      // attach reports no exit code (the container's is in the pod's status), as the kubelet's.
-      const status = code === 0 || kind === 'attach'
-        ? { metadata: {}, status: 'Success' }
-        : {
-            metadata: {}, status: 'Failure', reason: 'NonZeroExitCode',
-            message: `command terminated with non-zero exit code: error executing command [${r.command.join(' ')}], exit code ${code}`,
-            details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
-          };
-      send(STATUS, Buffer.from(JSON.stringify(status)));
+      send(STATUS, Buffer.from(JSON.stringify(exitStatus(kind, r.command, code))));
       ws.close(1000);
     });
   }
@@ -465,14 +470,7 @@ export class StreamServer {
       const { code } = await p.exit;
       await Promise.all(outputs);
       finished = true;
-      const status = code === 0 || kind === 'attach'
-        ? { metadata: {}, status: 'Success' }
-        : {
-            metadata: {}, status: 'Failure', reason: 'NonZeroExitCode',
-            message: `command terminated with non-zero exit code: error executing command [${r.command.join(' ')}], exit code ${code}`,
-            details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
-          };
-      errorStream.end(Buffer.from(JSON.stringify(status)));
+      errorStream.end(Buffer.from(JSON.stringify(exitStatus(kind, r.command, code))));
       // The client reads the status, then its streams' ends; give it the moment the kubelet does.
       setTimeout(() => session.close(), 100);
     };

@@ -8,6 +8,8 @@ import type { PodUsage } from '../metrics-api.js';
 import { selectorMatches } from '../kinds/workloads.js';
 
 const COMPONENT = 'horizontal-pod-autoscaler';
+/** The resources whose spec.replicas and spec.selector the controller scales by. */
+const SCALABLE = ['deployments', 'replicasets', 'statefulsets'];
 /** kube-controller-manager's --horizontal-pod-autoscaler-tolerance: changes within 10 % are left alone. */
 export const TOLERANCE = 0.1;
 const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
@@ -188,9 +190,10 @@ export class HpaController {
       const next = { ...status, observedGeneration: cur.metadata.generation ?? 1 };
       if (JSON.stringify(next) !== JSON.stringify(cur.status ?? {})) this.client.updateStatus('horizontalpodautoscalers', ns, { ...cur, status: next });
     };
-    const target = r && ['deployments', 'replicasets', 'statefulsets'].includes(r.name) ? this.store.get(r.name, ns, ref.name ?? '') : undefined;
+    const scalable = r !== undefined && SCALABLE.includes(r.name);
+    const target = scalable ? this.store.get(r.name, ns, ref.name ?? '') : undefined;
     if (!r || !target) {
-      const why = !r || !['deployments', 'replicasets', 'statefulsets'].includes(r.name) ? `the HPA controller can scale Deployments, ReplicaSets and StatefulSets, not ${ref.apiVersion ?? ''} ${ref.kind ?? ''}` : `${ref.kind} ${ref.name} not found`;
+      const why = !scalable ? `the HPA controller can scale Deployments, ReplicaSets and StatefulSets, not ${ref.apiVersion ?? ''} ${ref.kind ?? ''}` : `${ref.kind} ${ref.name} not found`;
       this.events.record(hpa, 'Warning', 'FailedGetScale', why, COMPONENT);
       writeStatus({ ...(hpa.status ?? {}), conditions: [condition('AbleToScale', 'False', 'FailedGetScale', `the HPA controller was unable to get the target's current scale: ${why}`, prev)] });
       return;
