@@ -18,6 +18,7 @@ declare -A PACKAGES=(
   [dockerd]=docker.io [docker]=docker.io [time]=time [curl]=curl [dnsmasq]=dnsmasq-base
   [qemu-system-x86_64]=qemu-system-x86 [dpkg-deb]=dpkg [xz]=xz-utils [zstd]=zstd
   [mkfs.ext4]=e2fsprogs [losetup]=mount [mountpoint]=util-linux [truncate]=coreutils
+  [chromium]=chromium
 )
 # Commands looked for at a fixed path (the code names the path, not just the command).
 declare -A PATHS=(
@@ -37,6 +38,8 @@ done
 # libseccomp for Python: stage1/seccomp-bpf.ts precompiles the containers' seccomp profile once per boot
 # (without it crun compiles the profile at every container start, ~10 ms each).
 /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing+=(python3-seccomp)
+# A font for the dashboard's screenshots in headless Chromium (installed without recommends, it has none).
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 # Libraries native/decompress.c links: zlib (node's own copy is used where node exports it) and libzstd.
 [ -f /usr/include/zstd.h ] || missing+=(libzstd-dev)
 [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
