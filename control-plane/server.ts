@@ -25,6 +25,7 @@ import { NodeLifecycleController } from './controllers/node-lifecycle.js';
 import { Scheduler } from './controllers/scheduler.js';
 import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
 import { strategyFor } from './kinds/index.js';
+import { admitDefaultTolerations, DEFAULT_TOLERATION_SECONDS, type DefaultTolerationSeconds } from './kinds/pods.js';
 import { selectorString } from './kinds/workloads.js';
 import { hpaV1ToV2, hpaV2ToV1 } from './kinds/hpa.js';
 import { ReplicaSetController } from './controllers/replicaset.js';
@@ -54,6 +55,9 @@ export interface ControlPlaneOptions {
   logLevel?: string;
   /** Seconds without a Lease renewal before a node's Ready condition turns Unknown (default 40). */
   nodeMonitorGracePeriodSeconds?: number;
+  /** Seconds new pods tolerate a not-ready or unreachable node before they are evicted (kube-apiserver's default 300 each). */
+  defaultNotReadyTolerationSeconds?: number;
+  defaultUnreachableTolerationSeconds?: number;
   /** How many changes the watch log keeps (default 10000); older resourceVersions get 410 Gone. */
   watchLogRetain?: number;
   /** Seconds an Event lives after its last write (kube-apiserver's --event-ttl; default 3600). */
@@ -175,6 +179,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // Controllers beside the API, as kube-controller-manager and kube-scheduler sit beside kube-apiserver.
   const events = new EventRecorder(store, log);
   const nodeGraceSeconds = opts.nodeMonitorGracePeriodSeconds ?? 40;
+  cp.defaultTolerationSeconds = { notReady: opts.defaultNotReadyTolerationSeconds ?? DEFAULT_TOLERATION_SECONDS.notReady, unreachable: opts.defaultUnreachableTolerationSeconds ?? DEFAULT_TOLERATION_SECONDS.unreachable };
   const client = cp.internalClient();
   const controllers = [
     new ReplicaSetController(store, log, events, client),
@@ -190,7 +195,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new EndpointSliceMirroringController(store, log, client),
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
-    new NodeLifecycleController(store, log, events, nodeGraceSeconds),
+    new NodeLifecycleController(store, log, events, client, nodeGraceSeconds),
     new EventTtlController(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
   ];
   cp.seed();
@@ -247,6 +252,8 @@ class ApiServer {
   private watchers = new Set<() => void>();
 
   readonly metrics: MetricsApi;
+  /** How long new pods tolerate their node being not-ready or unreachable (DefaultTolerationSeconds admission). */
+  defaultTolerationSeconds: DefaultTolerationSeconds = DEFAULT_TOLERATION_SECONDS;
 
   constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits, private serviceAllocator: ServiceAllocator) {
     this.metrics = new MetricsApi(store, nodeClient, log);
@@ -654,6 +661,7 @@ class ApiServer {
     const { resourceVersion: _rv, uid: _uid, deletionTimestamp: _dt, deletionGracePeriodSeconds: _dg, ...keepMeta } = meta;
     const obj = withNewMeta(r, { ...body, metadata: keepMeta }, ns);
     strategyFor(r.kind).prepareForCreate?.(obj);
+    if (r.kind === 'Pod') admitDefaultTolerations(obj, this.defaultTolerationSeconds);
     this.validate(r, obj);
     if (r.kind === 'Service') this.allocate(r, obj);
     if (this.store.get(r.name, ns, meta.name)) throw new ApiError(409, 'AlreadyExists', `${r.name}${r.group ? '.' + r.group : ''} "${meta.name}" already exists`, { name: meta.name, group: r.group, kind: r.name });
