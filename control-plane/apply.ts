@@ -339,6 +339,8 @@ export function apply(live: KObj | undefined, config: KObj, manager: string, api
       else conflicts.push({ manager: printManager(o.entry), path: pathString(k) });
     }
   }
+  // Ordered as kube-apiserver lists them: by manager, then by path.
+  conflicts.sort((a, b) => (a.manager === b.manager ? (a.path < b.path ? -1 : a.path > b.path ? 1 : 0) : a.manager < b.manager ? -1 : 1));
   if (conflicts.length) return { object: live ?? base, conflicts };
   for (const o of owners) if (o !== mine) for (const k of taken) o.set.delete(k);
   // Fields this manager applied before and applies no more go, unless someone else owns them

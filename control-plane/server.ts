@@ -190,6 +190,8 @@ function managedFieldsOf(sent: unknown, stored: unknown): ReturnType<typeof sent
   }
 }
 
+const partialObject = (o: KObj): KObj => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata });
+
 /** JSON with object keys in order: two objects that differ only in key order compare equal. */
 function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
@@ -402,13 +404,15 @@ class ApiServer {
   private async dispatch(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string | undefined, sub: string | undefined, watch: boolean, user: UserInfo, attrs: RequestAttributes, respondAs?: (obj: KObj) => KObj): Promise<void> {
     const accept = String(req.headers.accept ?? '');
     const table = /as=Table/.test(accept) && /g=meta\.k8s\.io/.test(accept);
+    // client-go's metadata client: objects reduced to their metadata.
+    const partial = !table && /as=PartialObjectMetadata/.test(accept) && /g=meta\.k8s\.io/.test(accept);
     const include = (q.get('includeObject') ?? 'Metadata') as IncludeObject;
     const dryRun = dryRunOf(q);
     const manager = fieldManagerOf(q, req.headers['user-agent']);
     negotiate(accept);
     if (!name) {
-      if (method === 'GET' && watch) return this.watch(req, res, q, r, ns, user, table, include);
-      if (method === 'GET') return this.list(res, q, r, ns, table, include);
+      if (method === 'GET' && watch) return this.watch(req, res, q, r, ns, user, table, include, partial);
+      if (method === 'GET') return this.list(res, q, r, ns, table, include, partial);
       if (method === 'POST') {
         if (r.namespaced && !ns) throw new ApiError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
         const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
@@ -420,7 +424,7 @@ class ApiServer {
     }
     if (method === 'GET' && watch && !sub) {
       q.set('fieldSelector', [q.get('fieldSelector'), `metadata.name=${name}`].filter(Boolean).join(','));
-      return this.watch(req, res, q, r, ns, user, table, include);
+      return this.watch(req, res, q, r, ns, user, table, include, partial);
     }
     if (sub === 'log') {
       if (method !== 'GET') throw new ApiError(405, 'MethodNotAllowed', 'pods/log only supports GET');
@@ -440,7 +444,7 @@ class ApiServer {
         const obj = this.store.get(r.name, ns, name);
         if (!obj) throw notFound(r, name);
         if (table) return sendJson(res, 200, toTable(r.name, [obj], obj.metadata.resourceVersion, include));
-        return sendJson(res, 200, obj);
+        return sendJson(res, 200, partial ? partialObject(obj) : obj);
       }
       case 'PUT': {
         const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
@@ -566,7 +570,7 @@ class ApiServer {
     }
   }
 
-  private list(res: ServerResponse, q: Query, r: ResourceDef, ns: string, table: boolean, include: IncludeObject): void {
+  private list(res: ServerResponse, q: Query, r: ResourceDef, ns: string, table: boolean, include: IncludeObject, partial = false): void {
     const sel = this.selectors(q, r);
     const limitText = q.get('limit');
     if (limitText !== null && !/^\d+$/.test(limitText)) throw badRequest(`invalid limit "${limitText}": must be a non-negative integer`);
@@ -584,10 +588,11 @@ class ApiServer {
     const rv = String(page.rv);
     const listMeta = { resourceVersion: rv, ...(page.continueToken ? { continue: page.continueToken, remainingItemCount: page.remainingItemCount } : {}) };
     if (table) return sendJson(res, 200, { ...toTable(r.name, page.items, rv, include), metadata: listMeta });
+    if (partial) return sendJson(res, 200, { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata: listMeta, items: page.items.map(partialObject) });
     sendJson(res, 200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: listMeta, items: page.items });
   }
 
-  private watch(req: IncomingMessage, res: ServerResponse, q: Query, r: ResourceDef, ns: string, user: UserInfo, table: boolean, include: IncludeObject): void {
+  private watch(req: IncomingMessage, res: ServerResponse, q: Query, r: ResourceDef, ns: string, user: UserInfo, table: boolean, include: IncludeObject, partial = false): void {
     const askedTimeout = q.get('timeoutSeconds');
     if (askedTimeout !== null && !/^\d+$/.test(askedTimeout)) throw badRequest(`invalid timeoutSeconds "${askedTimeout}": must be a non-negative integer`);
     if (q.get('sendInitialEvents') !== null) {
@@ -606,7 +611,7 @@ class ApiServer {
       if (table && type !== 'ERROR' && type !== 'BOOKMARK') {
         out = toTable(r.name, [obj], obj.metadata.resourceVersion, include, first);
         first = false;
-      }
+      } else if (partial && type !== 'ERROR') out = partialObject(obj);
       res.write(JSON.stringify({ type, object: out }) + '\n');
     };
     const emit = (c: Change) => {
@@ -778,7 +783,7 @@ class ApiServer {
     if (r.kind === 'Service' && sub !== 'status') this.allocate(r, obj, cur);
     if (expectRv && expectRv !== cur.metadata.resourceVersion) throw conflict(r, name);
     // a no-op write keeps the resourceVersion, as kube-apiserver does
-    const strip = (o: KObj) => JSON.stringify({ ...o, metadata: undefined }) + canonical({ ...o.metadata, resourceVersion: undefined });
+    const strip = (o: KObj) => canonical({ ...o, metadata: { ...o.metadata, resourceVersion: undefined } });
     if (strip(obj) === strip(cur) || dryRun) return { obj: dryRun ? obj : cur };
     try {
       const stored = this.store.update(r.name, ns, name, obj, cur.metadata.resourceVersion);
