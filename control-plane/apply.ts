@@ -373,9 +373,12 @@ export function managerFromUserAgent(userAgent: string | undefined): string {
   return ua.slice(0, 128) || 'unknown';
 }
 
-/** managedFields of a new object: the creating manager owns what its request set (server defaults are nobody's), pruned to what `created` holds. */
-export function managedForCreate(requested: KObj, created: KObj, manager: string, apiVersion: string, statusSubresource: boolean): ManagedEntry[] | undefined {
-  const set = new Set([...fieldsOf(trackedPart(requested, 'main', statusSubresource))].filter((k) => valueAt(created, pathOf(k)) !== undefined));
+/**
+ * managedFields of a new object: the creating manager owns every field of it, defaults included
+ * (kube-apiserver defaults while it decodes, before the field manager sees the object).
+ */
+export function managedForCreate(created: KObj, manager: string, apiVersion: string, statusSubresource: boolean): ManagedEntry[] | undefined {
+  const set = fieldsOf(trackedPart(created, 'main', statusSubresource));
   if (!set.size) return undefined;
   return [{ manager, operation: 'Update', apiVersion, time: nowTime(), fieldsType: 'FieldsV1', fieldsV1: toFieldsV1(set) }];
 }

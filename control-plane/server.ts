@@ -716,7 +716,7 @@ class ApiServer {
     // Field ownership (managedFields): the creating manager owns what it sent, unless the body names owners itself.
     if (manager !== undefined) {
       const given = managedFieldsOf(keepMeta.managedFields, undefined);
-      const managed = 'keep' in given ? managedForCreate(body, obj, manager, apiVersionOf(r), !!strategyFor(r.kind).statusSubresource) : given.replace;
+      const managed = 'keep' in given ? managedForCreate(obj, manager, apiVersionOf(r), !!strategyFor(r.kind).statusSubresource) : given.replace;
       if (managed) obj.metadata.managedFields = managed;
       else delete obj.metadata.managedFields;
     }

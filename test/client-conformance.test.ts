@@ -134,6 +134,26 @@ test('apply conflicts: 409 with FieldManagerConflict causes, --force-conflicts t
   assert.is(two.body.message, 'Apply failed with 2 conflicts: conflicts with "editor" using apps/v1:\n- .spec.minReadySeconds\n- .spec.replicas');
 });
 
+test('kubectl apply --server-side takes over from client-side apply; apply on /status', async () => {
+  const cm = toYaml({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'migrated', namespace: 'default' }, data: { a: '1' } });
+  assert.is((await t.kubectl(['apply', '-f', '-'], cm)).exitCode, 0);
+  const csa = (await t.api('GET', '/api/v1/namespaces/default/configmaps/migrated')).body.metadata.managedFields;
+  assert.equal(csa.map((e: any) => `${e.manager}/${e.operation}`), ['kubectl-client-side-apply/Update']);
+  const ssa = await t.kubectl(['apply', '--server-side', '-f', '-'], cm);
+  assert.is(ssa.exitCode, 0, ssa.stderr);
+  // kubectl moves the client-side manager's fields to its apply managers with a JSON patch of managedFields.
+  const owners = (await t.api('GET', '/api/v1/namespaces/default/configmaps/migrated')).body.metadata.managedFields.map((e: any) => `${e.manager}/${e.operation}`).sort();
+  assert.equal(owners, ['kubectl-last-applied/Apply', 'kubectl/Apply']);
+  assert.is((await t.api('POST', '/api/v1/namespaces/default/pods', { metadata: { name: 'status-applied' }, spec: { containers: [container] } })).status, 201);
+  const st = await t.api('PATCH', '/api/v1/namespaces/default/pods/status-applied/status?fieldManager=probe', toYaml({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'status-applied' }, status: { conditions: [{ type: 'Ready', status: 'False' }] } }), { contentType: 'application/apply-patch+yaml' });
+  assert.is(st.status, 200, st.text);
+  assert.ok(st.body.status.conditions.some((c: any) => c.type === 'Ready'));
+  assert.ok(st.body.status.conditions.some((c: any) => c.type === 'PodScheduled'), 'the scheduler\'s condition stays (conditions merge by type)');
+  const entry = st.body.metadata.managedFields.find((e: any) => e.manager === 'probe');
+  assert.is(entry.subresource, 'status');
+  assert.ok(entry.fieldsV1['f:status']['f:conditions']['k:{"type":"Ready"}']);
+});
+
 test('apply merges lists by their keys and removes only what the manager stops applying', async () => {
   const cfg = (manager: string, containers: unknown[]) => t.api('PATCH', `/api/v1/namespaces/default/pods/merge?fieldManager=${manager}`, JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'merge' }, spec: { containers } }), { contentType: 'application/apply-patch+yaml' });
   const a = await cfg('team-a', [{ ...container, name: 'a', env: [{ name: 'A', value: '1' }], ports: [{ containerPort: 80 }] }]);
