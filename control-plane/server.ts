@@ -190,6 +190,19 @@ function managedFieldsOf(sent: unknown, stored: unknown): ReturnType<typeof sent
   }
 }
 
+/**
+ * One watch event's line, serialized once for every watch that sends it: a change's object is the
+ * same instance for every store listener, so 100 watches of pods cost one JSON.stringify per change.
+ */
+const watchLines = new WeakMap<KObj, Map<string, string>>();
+function watchLine(type: string, obj: KObj): string {
+  let byType = watchLines.get(obj);
+  if (!byType) watchLines.set(obj, (byType = new Map()));
+  let line = byType.get(type);
+  if (line === undefined) byType.set(type, (line = JSON.stringify({ type, object: obj }) + '\n'));
+  return line;
+}
+
 const partialObject = (o: KObj): KObj => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata });
 
 /** JSON with object keys in order: two objects that differ only in key order compare equal. */
@@ -612,7 +625,7 @@ class ApiServer {
         out = toTable(r.name, [obj], obj.metadata.resourceVersion, include, first);
         first = false;
       } else if (partial && type !== 'ERROR') out = partialObject(obj);
-      res.write(JSON.stringify({ type, object: out }) + '\n');
+      res.write(out === obj ? watchLine(type, obj) : JSON.stringify({ type, object: out }) + '\n');
     };
     const emit = (c: Change) => {
       const now_ = matches(c.object), before = matches(c.prev);
