@@ -422,7 +422,7 @@ class ApiServer {
     const include = (q.get('includeObject') ?? 'Metadata') as IncludeObject;
     const dryRun = dryRunOf(q);
     const manager = fieldManagerOf(q, req.headers['user-agent']);
-    negotiate(accept);
+    if (sub !== 'log') negotiate(accept); // logs are text, whatever the client accepts
     if (!name) {
       if (method === 'GET' && watch) return this.watch(req, res, q, r, ns, user, table, include, partial);
       if (method === 'GET') return this.list(res, q, r, ns, table, include, partial);
