@@ -12,6 +12,7 @@ import { IMAGE_LIMIT_OPTIONS, type ImageLimitFlags } from './image-limit-flags.j
 import { registerSandboxCommands } from './sandbox-commands.js';
 import { registerAgentCommands } from '../agent/command.js';
 import { registerApiServiceCommand } from '../api-service/command.js';
+import { registerDashboardCommand } from '../dashboard/command.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/stevedore';
 
@@ -90,6 +91,7 @@ registerAgentCommands(program, () => {
   return { dir: path.resolve(g.dir), dbusAddress: g.dbusAddress, dirGiven: program.getOptionValueSource('dir') !== 'default', kvmAccel };
 });
 registerApiServiceCommand(program);
+registerDashboardCommand(program);
 program.command('up')
   .description('start a one-node local cluster (control plane + agent + demo pod) and print how to use kubectl')
   .option('--data-dir <dir>', 'where everything lives (the admin kubeconfig is <dir>/kubeconfig)', '.stevedore')
