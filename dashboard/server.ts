@@ -128,7 +128,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
   const tokenTtl = opts.loginTokenTtlMs ?? 3600_000;
   const loginTokens = new Map<string, number>(); // token → expiry (ms)
   const signedIn = new Map<string, SignedIn>(); // cookie value → its CSRF token
-  const upstreamAgent = new https.Agent({ keepAlive: true, maxSockets: 64, ca: creds.caPem, cert: creds.clientCertPem, key: creds.clientKeyPem });
+  const upstreamAgent = new https.Agent({ keepAlive: true, ca: creds.caPem, cert: creds.clientCertPem, key: creds.clientKeyPem });
   let origin = '';
   let cookieName = '';
 
@@ -223,7 +223,45 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     res.end(asset.body);
   };
 
-  /** The exec terminal: a WebSocket from the page spliced to one the dashboard opens to the control plane's pods/exec. */
+  const streams = new WebSocketServer({ noServer: true });
+  /**
+   * A streamed GET (a watch, a followed log) carried over a WebSocket: a
+   * browser opens at most six HTTP/1.1 connections to one origin, and a page
+   * with more live lists than that would stall every other request behind
+   * them. The first message is `{"status":N}`, then the body as it comes;
+   * the socket closes when the body ends.
+   */
+  const streamBridge = (req: http.IncomingMessage, socket: Duplex, head: Buffer, url: URL, refuse: (code: number, message: string) => void) => {
+    const apiPath = url.searchParams.get('path') ?? '';
+    if (!/^\/(api|apis)\//.test(apiPath)) return refuse(404, 'stream: only Kubernetes API paths (/api/…, /apis/…) are streamed');
+    streams.handleUpgrade(req, socket, head, (ws) => {
+      const headers: Record<string, string> = { accept: 'application/json' };
+      if (creds.token) headers.authorization = `Bearer ${creds.token}`;
+      const upstream = https.get(`${creds.server}${apiPath}`, { headers, agent: upstreamAgent }, (up) => {
+        ws.send(JSON.stringify({ status: up.statusCode ?? 502 }));
+        up.setEncoding('utf8');
+        up.on('data', (chunk: string) => {
+          // A reader slower than the stream (a chatty log) pauses the control plane's side, not the dashboard's memory.
+          if (ws.bufferedAmount > 4 * 1024 * 1024) {
+            up.pause();
+            ws.send(chunk, () => up.resume());
+          } else ws.send(chunk);
+        });
+        up.on('end', () => ws.close(1000));
+        up.on('error', () => ws.close(1011));
+      });
+      upstream.on('error', (err) => {
+        if (ws.readyState !== WebSocket.OPEN) return;
+        ws.send(JSON.stringify({ status: 502 }));
+        ws.send(JSON.stringify(status(502, 'BadGateway', `the control plane at ${creds.server} did not answer: ${err.message}`)));
+        ws.close(1000);
+      });
+      ws.on('close', () => upstream.destroy());
+      ws.on('error', () => upstream.destroy());
+    });
+  };
+
+  /** Streams (below) and the exec terminal: a WebSocket from the page spliced to one the dashboard opens to the control plane's pods/exec. */
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);
     const refuse = (code: number, message: string) => {
@@ -232,9 +270,12 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     const url = new URL(req.url ?? '/', origin);
     const who = cookieOf(req);
     if (!who) return refuse(401, 'not signed in to the dashboard');
+    // WebSockets are not bound by CORS: without this check a page of another local program (same site) could read through one.
+    if (req.headers.origin !== origin) return refuse(403, `a dashboard WebSocket must come from the dashboard's own origin ${origin}`);
+    if (url.pathname === '/dashboard-api/stream') return streamBridge(req, socket, head, url, refuse);
     // Browsers cannot set headers on a WebSocket: the CSRF token comes in the query, and the Origin must be ours.
     const csrf = url.searchParams.get('csrf') ?? '';
-    if (req.headers.origin !== origin || !sameSecret(csrf, who.csrfToken)) return refuse(403, 'a terminal must be opened from the dashboard itself (Origin and CSRF token)');
+    if (!sameSecret(csrf, who.csrfToken)) return refuse(403, 'a terminal must be opened from the dashboard itself (its CSRF token)');
     const apiPath = url.pathname.slice('/k8s'.length);
     if (!url.pathname.startsWith('/k8s/') || !/^\/api\/v1\/namespaces\/[^/]+\/pods\/[^/]+\/exec$/.test(apiPath)) return refuse(404, 'only pods/exec is served over WebSocket');
     url.searchParams.delete('csrf');
@@ -288,6 +329,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       return `${origin}/login?token=${token}`;
     },
     close: () => new Promise<void>((resolve) => {
+      for (const ws of streams.clients) ws.terminate();
       upstreamAgent.destroy();
       server.closeAllConnections();
       server.close(() => resolve());

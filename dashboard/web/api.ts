@@ -57,23 +57,42 @@ export async function act(method: 'DELETE' | 'PATCH' | 'POST' | 'PUT', apiPath: 
   return (await r.json()) as KObj;
 }
 
-/** Read a streamed body line by line (watch events, followed logs) until it ends or `signal` aborts. */
-export async function streamLines(apiPath: string, signal: AbortSignal, onLine: (line: string) => void): Promise<void> {
-  const r = await fetch(`/k8s${apiPath}`, { headers: { Accept: 'application/json' }, signal });
-  if (!r.ok || !r.body) throw await failureOf(r, `GET ${apiPath}`);
-  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-  let pending = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    pending += value;
-    let nl: number;
-    while ((nl = pending.indexOf('\n')) >= 0) {
-      onLine(pending.slice(0, nl));
-      pending = pending.slice(nl + 1);
-    }
-  }
-  if (pending) onLine(pending);
+/**
+ * Read a streamed body line by line (watch events, followed logs) until it
+ * ends or `signal` aborts. Streams go over a WebSocket of the dashboard
+ * (dashboard/server.ts says why), not fetch.
+ */
+export function streamLines(apiPath: string, signal: AbortSignal, onLine: (line: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return resolve();
+    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/dashboard-api/stream?${new URLSearchParams({ path: apiPath })}`);
+    let code = 0;
+    let pending = '';
+    let failure = '';
+    signal.addEventListener('abort', () => { ws.close(); resolve(); });
+    ws.onmessage = (ev) => {
+      const data = String(ev.data);
+      if (!code) { code = (JSON.parse(data) as { status: number }).status; return; }
+      if (code >= 300) { failure += data; return; }
+      pending += data;
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        onLine(pending.slice(0, nl));
+        pending = pending.slice(nl + 1);
+      }
+    };
+    ws.onclose = () => {
+      if (signal.aborted) return resolve();
+      if (!code) return reject(new ApiFailure(0, `GET ${apiPath}: the dashboard refused or lost the stream (signed out? reload the page)`));
+      if (code >= 300) {
+        let message = failure;
+        try { message = (JSON.parse(failure) as { message?: string }).message ?? failure; } catch { /* not a Status */ }
+        return reject(new ApiFailure(code, `GET ${apiPath}: ${message || `HTTP ${code}`}`));
+      }
+      if (pending) onLine(pending);
+      resolve();
+    };
+  });
 }
 
 const keyOf = (o: KObj) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
