@@ -94,7 +94,7 @@ function overview(): void {
     }), 'nodes'));
     const phases = new Map<string, number>();
     for (const p of pods.items.values()) { const s = podStatus(p); phases.set(s, (phases.get(s) ?? 0) + 1); }
-    podsBox.replaceChildren(h('p', {}, `${pods.items.size} pods: `, ...[...phases].flatMap(([s, n]) => [badge(`${s} ${n}`, podTone(s)), ' ']), link('#/workloads', 'see them by workload')));
+    podsBox.replaceChildren(h('p', {}, `Pods: ${pods.items.size} `, ...[...phases].flatMap(([s, n]) => [badge(`${s} ${n}`, podTone(s)), ' ']), link('#/workloads', 'see them by workload')));
   };
   const nodes = live('/api/v1/nodes', {}, render);
   const pods = live('/api/v1/pods', {}, render);

@@ -25,8 +25,9 @@ export function append(el: Element, children: Child[]): void {
   }
 }
 
-/** A table; rows of cells (each a Child). */
-export function table(headers: string[], rows: Child[][], cls = ''): HTMLTableElement {
+/** A table; rows of cells (each a Child). No rows: a muted "none". */
+export function table(headers: string[], rows: Child[][], cls = ''): HTMLElement {
+  if (!rows.length) return h('p', { class: `muted ${cls}`.trim() }, 'none');
   return h('table', { class: cls || undefined },
     h('thead', {}, h('tr', {}, ...headers.map((t) => h('th', {}, t)))),
     h('tbody', {}, ...rows.map((r) => h('tr', {}, ...r.map((c) => h('td', {}, c))))));
