@@ -33,6 +33,7 @@ export async function readKubeconfig(file: string): Promise<ApiCredentials> {
   const cluster = (doc?.clusters ?? []).find((c: any) => c?.name === context?.cluster)?.cluster;
   const userEntry = (doc?.users ?? []).find((u: any) => u?.name === context?.user);
   if (!cluster?.server) throw new UserError(`the kubeconfig ${file} names no cluster server for its current context`, { hint: 'check it with `kubectl config view`' });
+  if (!/^https:\/\//.test(String(cluster.server))) throw new UserError(`the kubeconfig ${file} points at ${cluster.server}, not an https:// API server`, { hint: 'the dashboard talks to the control plane over TLS, as kubectl does with it' });
   const user = userEntry?.user ?? {};
   const creds: ApiCredentials = {
     server: String(cluster.server).replace(/\/+$/, ''),

@@ -267,6 +267,7 @@ function podPage(ns: string, name: string): void {
     const stage1 = asked ?? nodeDefault;
     const accel = node?.metadata.labels?.[KVM_ACCEL_LABEL];
     const statuses = new Map<string, any>((pod.status?.containerStatuses ?? []).map((c: any) => [c.name, c]));
+    const used = new Map<string, { cpu?: string; memory?: string }>((podUsage?.containers ?? []).map((c: any) => [c.name, c.usage ?? {}]));
     const s = podStatus(pod);
     details.replaceChildren(
       h('div', { class: 'facts' },
@@ -277,11 +278,12 @@ function podPage(ns: string, name: string): void {
         fact('Chosen by', asked ? (pod.metadata.annotations?.['rkt.alpha.kubernetes.io/stage1-name-override'] ? 'the rkt.alpha.kubernetes.io/stage1-name-override annotation' : `runtimeClassName ${pod.spec.runtimeClassName}`) : `the node's default (label ${DEFAULT_STAGE1_LABEL})`),
         fact('Isolation', stage1 ? isolationOf(stage1, accel) : ''),
         ...(stage1 === 'kvm' ? [fact('kvm-accel', accel ?? 'not reported by the node')] : []))),
-      section('Containers', table(['Name', 'Image', 'State', 'Ready', 'Restarts', 'systemd unit'], containers.map((c) => {
+      section('Containers', table(['Name', 'Image', 'State', 'Ready', 'Restarts', 'CPU / memory used', 'systemd unit'], containers.map((c) => {
         const st = statuses.get(c.name);
         const state = st?.state ? Object.keys(st.state)[0] ?? '' : 'not started';
         const why = st?.state?.waiting?.reason ?? st?.state?.terminated?.reason ?? '';
-        return [c.name, c.image ?? '', `${state}${why ? ` (${why})` : ''}`, st?.ready ? 'yes' : 'no', st?.restartCount ?? 0, unitOf(st?.containerID) ?? h('span', { class: 'muted' }, 'none yet')];
+        const u = used.get(c.name);
+        return [c.name, c.image ?? '', `${state}${why ? ` (${why})` : ''}`, st?.ready ? 'yes' : 'no', st?.restartCount ?? 0, u ? `${cpuText(u.cpu)} / ${bytesText(u.memory)}` : '–', unitOf(st?.containerID) ?? h('span', { class: 'muted' }, 'none yet')];
       }), 'containers')),
       section('Conditions', table(['Type', 'Status', 'Reason', 'Last transition'], (pod.status?.conditions ?? []).map((c: any) => [c.type, c.status, c.reason ?? '', c.lastTransitionTime ?? '']))),
       section('Volumes', table(['Name', 'Source', 'Details'], (pod.spec?.volumes ?? []).map((v: any) => [v.name, ...volumeSource(v)]))),
@@ -289,6 +291,12 @@ function podPage(ns: string, name: string): void {
       section('Annotations', h('div', { id: 'pod-annotations' }, pairs(pod.metadata.annotations))));
   };
   const self = live(`/api/v1/namespaces/${enc(ns)}/pods`, { fieldSelector: `metadata.name=${name}` }, render);
+  // PodMetrics, read every 15 s as the overview reads node usage; absent until the node has two samples.
+  let podUsage: KObj | undefined;
+  const readUsage = () => get(`/apis/metrics.k8s.io/v1beta1/namespaces/${enc(ns)}/pods/${enc(name)}`).then((m) => { podUsage = m; render(); }, () => undefined);
+  void readUsage();
+  const timer = setInterval(readUsage, 15_000);
+  teardown.push(() => clearInterval(timer));
   const events = live(`/api/v1/namespaces/${enc(ns)}/events`, { fieldSelector: `involvedObject.name=${name},involvedObject.kind=Pod` }, () => {
     const list = events.list.sort((a, b) => String(a.lastTimestamp ?? a.eventTime ?? '').localeCompare(String(b.lastTimestamp ?? b.eventTime ?? '')));
     eventsBox.replaceChildren(list.length ? table(['Type', 'Reason', 'Age', 'From', 'Message'], list.map((e) => [badge(e.type ?? '', e.type === 'Warning' ? 'bad' : 'muted'), e.reason ?? '', age(e.lastTimestamp ?? e.eventTime ?? e.metadata.creationTimestamp), e.source?.component ?? e.reportingComponent ?? '', e.message ?? '']), 'events') : h('p', { class: 'muted' }, 'none'));
