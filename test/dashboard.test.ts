@@ -7,7 +7,8 @@
  * CSRF token, the demo pod with its stage1 and units, its logs growing live,
  * scale / restart / delete from the UI seen by kubectl, an XSS annotation
  * shown as text with no script run, an exec terminal, and 250 pods listed in
- * under a second. Screenshots of the main views go to docs/dashboard/.
+ * under a second. Screenshots of the main views go to docs/dashboard/
+ * (with STEVEDORE_UPDATE_SCREENSHOTS=1).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs/promises';
@@ -22,7 +23,12 @@ import { CLI, REPO, eventually } from './helpers/node.js';
 const t = suite('dashboard: stevedore dashboard in chromium against a real cluster');
 const getCluster = useCluster(t);
 
-const SCREENSHOTS = path.join(REPO, 'docs', 'dashboard');
+/**
+ * The screenshots are always taken; they replace docs/dashboard/*.png only with
+ * STEVEDORE_UPDATE_SCREENSHOTS=1, so a test run leaves the repository as it was.
+ */
+const UPDATE_SCREENSHOTS = process.env.STEVEDORE_UPDATE_SCREENSHOTS === '1';
+let SCREENSHOTS = path.join(REPO, 'docs', 'dashboard');
 const XSS = '<img src=x onerror=alert(1)>';
 /** Pods that must not run: a node selector no node has keeps them Pending. */
 const NOWHERE = { 'stevedore.io/test': 'nowhere' };
@@ -36,6 +42,7 @@ const s = () => {
 
 t.before(async () => {
   const c = getCluster();
+  if (!UPDATE_SCREENSHOTS) SCREENSHOTS = await fs.mkdtemp('/var/tmp/stevedore-dashboard-shots-');
   // The front end's own build (lib DOM): what scripts/setup.sh runs after the main one.
   const build = await run(process.execPath, [path.join(REPO, 'node_modules/typescript/bin/tsc'), '-p', path.join(REPO, 'dashboard/web/tsconfig.json')]);
   if (build.code !== 0) throw new Error(`building the dashboard front end failed:\n${build.stdout}${build.stderr}`);
@@ -60,6 +67,7 @@ function watchPage(p: Page, dialogs: string[], cspViolations: string[]): void {
 }
 
 t.after(async () => {
+  if (!UPDATE_SCREENSHOTS) await fs.rm(SCREENSHOTS, { recursive: true, force: true });
   if (!state) return;
   await state.browser.close();
   state.dashboard.kill('SIGTERM');
@@ -261,6 +269,12 @@ t('250 pods: the workloads page lists them all in under a second', async () => {
   timings.sort((a, b) => a - b);
   console.log(`  workloads page with ${await page.locator('table.pods tbody tr').count()} pods: ${timings.join(', ')} ms`);
   assert.ok(timings[1]! < 1000, `median load ${timings[1]} ms`);
+  // The overview's screenshot again, now with many pods and (once the node has two samples) its usage.
+  await page.goto(`${url}/#/`);
+  await page.waitForFunction(() => !/^–$/.test(document.querySelectorAll('table.nodes tbody td')[4]?.textContent ?? '–'), undefined, { timeout: 30_000 }).catch(() => undefined);
+  await shot(page, 'overview.png');
+  await page.goto(`${url}/#/workloads`);
+  await page.waitForFunction(() => document.querySelectorAll('table.pods tbody tr').length >= 250 + 1);
   // The live list follows: a pod deleted by kubectl leaves the page without a reload.
   await c.k(['delete', 'pod', '-n', 'load', 'load-000', '--wait=false']);
   await page.locator('table.pods tbody tr', { hasText: 'load-000' }).waitFor({ state: 'detached', timeout: 10_000 });
