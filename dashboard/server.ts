@@ -169,7 +169,9 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       if (typeof v === 'string') headers[h] = v;
     }
     if (creds.token) headers.authorization = `Bearer ${creds.token}`;
+    let finished = false;
     const upstream = https.request(`${creds.server}${apiPath}`, { method: req.method, headers, agent: upstreamAgent }, (up) => {
+      up.on('end', () => (finished = true));
       const out: Record<string, string> = { ...securityHeaders(), 'Cache-Control': 'no-store' };
       for (const h of FORWARDED_RESPONSE_HEADERS) {
         const v = up.headers[h];
@@ -183,8 +185,8 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
       if (!res.headersSent) sendJson(res, 502, status(502, 'BadGateway', `the control plane at ${creds.server} did not answer: ${err.message}`));
       else res.destroy();
     });
-    // A closed tab ends its watches and log streams at the control plane too.
-    res.on('close', () => upstream.destroy());
+    // A closed tab ends its watches and log streams at the control plane too (a finished answer's socket goes back to the pool).
+    res.on('close', () => { if (!finished) upstream.destroy(); });
     req.pipe(upstream);
   };
 
@@ -237,7 +239,9 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
     streams.handleUpgrade(req, socket, head, (ws) => {
       const headers: Record<string, string> = { accept: 'application/json' };
       if (creds.token) headers.authorization = `Bearer ${creds.token}`;
+      let finished = false;
       const upstream = https.get(`${creds.server}${apiPath}`, { headers, agent: upstreamAgent }, (up) => {
+        up.on('end', () => (finished = true));
         ws.send(JSON.stringify({ status: up.statusCode ?? 502 }));
         up.setEncoding('utf8');
         up.on('data', (chunk: string) => {
@@ -256,7 +260,7 @@ export async function startDashboard(opts: DashboardOptions): Promise<Dashboard>
         ws.send(JSON.stringify(status(502, 'BadGateway', `the control plane at ${creds.server} did not answer: ${err.message}`)));
         ws.close(1000);
       });
-      ws.on('close', () => upstream.destroy());
+      ws.on('close', () => { if (!finished) upstream.destroy(); });
       ws.on('error', () => upstream.destroy());
     });
   };
