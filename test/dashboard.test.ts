@@ -29,12 +29,16 @@ const getCluster = useCluster(t);
  */
 const UPDATE_SCREENSHOTS = process.env.STEVEDORE_UPDATE_SCREENSHOTS === '1';
 let SCREENSHOTS = path.join(REPO, 'docs', 'dashboard');
+let tempShots: string | undefined;
 const XSS = '<img src=x onerror=alert(1)>';
 /** Pods that must not run: a node selector no node has keeps them Pending. */
 const NOWHERE = { 'stevedore.io/test': 'nowhere' };
 
 interface State { dashboard: ChildProcess; url: string; loginUrl: string; browser: Browser; context: BrowserContext; page: Page; dialogs: string[]; cspViolations: string[] }
 let state: State | undefined;
+/** Kept apart from `state`, so that a `before` that fails half-way still leaves nothing running. */
+let dashboardProcess: ChildProcess | undefined;
+let launchedBrowser: Browser | undefined;
 const s = () => {
   if (!state) throw new Error('dashboard not started');
   return state;
@@ -42,16 +46,18 @@ const s = () => {
 
 t.before(async () => {
   const c = getCluster();
-  if (!UPDATE_SCREENSHOTS) SCREENSHOTS = await fs.mkdtemp('/var/tmp/stevedore-dashboard-shots-');
+  if (!UPDATE_SCREENSHOTS) SCREENSHOTS = tempShots = await fs.mkdtemp('/var/tmp/stevedore-dashboard-shots-');
   // The front end's own build (lib DOM): what scripts/setup.sh runs after the main one.
   const build = await run(process.execPath, [path.join(REPO, 'node_modules/typescript/bin/tsc'), '-p', path.join(REPO, 'dashboard/web/tsconfig.json')]);
   if (build.code !== 0) throw new Error(`building the dashboard front end failed:\n${build.stdout}${build.stderr}`);
   const dashboard = spawn(process.execPath, [CLI, 'dashboard', '--kubeconfig', c.kubeconfig, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  dashboardProcess = dashboard;
   let out = '';
   dashboard.stdout!.on('data', (d) => (out += d));
   dashboard.stderr!.on('data', (d) => (out += d));
   const loginUrl = await eventually('the login address on stdout', async () => /(http:\/\/127\.0\.0\.1:\d+\/login\?token=[\w-]+)/.exec(out)?.[1], 20_000);
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  launchedBrowser = browser;
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const page = await context.newPage();
   const dialogs: string[] = [];
@@ -67,11 +73,14 @@ function watchPage(p: Page, dialogs: string[], cspViolations: string[]): void {
 }
 
 t.after(async () => {
-  if (!UPDATE_SCREENSHOTS) await fs.rm(SCREENSHOTS, { recursive: true, force: true });
-  if (!state) return;
-  await state.browser.close();
-  state.dashboard.kill('SIGTERM');
-  await new Promise((r) => (state!.dashboard.exitCode !== null ? r(undefined) : state!.dashboard.once('exit', r)));
+  if (tempShots) await fs.rm(tempShots, { recursive: true, force: true });
+  await launchedBrowser?.close();
+  const d = dashboardProcess;
+  if (d && d.exitCode === null && d.signalCode === null) {
+    const exited = new Promise((r) => d.once('exit', r));
+    d.kill('SIGTERM');
+    await exited;
+  }
 });
 
 const text = (p: Page, selector: string) => p.locator(selector).innerText();
