@@ -91,6 +91,8 @@ export const SCHEMAS: Record<string, Schema> = {
     endpoints: [{ addresses: [S], conditions: { ready: S, serving: S, terminating: S }, hostname: S, targetRef: A, deprecatedTopology: A, nodeName: S, zone: S, hints: A }],
   },
   Binding: { apiVersion: S, kind: S, metadata: objectMeta, target: A },
+  Eviction: { apiVersion: S, kind: S, metadata: objectMeta, deleteOptions: A },
+  PodDisruptionBudget: top({ minAvailable: S, maxUnavailable: S, selector: labelSelector, unhealthyPodEvictionPolicy: S }),
 };
 
 /** Paths of fields not in the schema, formatted like the apiserver's strict decoder ("spec.containers[0].foo"). */

@@ -26,6 +26,7 @@ import { NodeLifecycleController } from './controllers/node-lifecycle.js';
 import { Scheduler } from './controllers/scheduler.js';
 import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
 import { strategyFor } from './kinds/index.js';
+import { budgetStatus, budgetsOf, DisruptionController } from './controllers/disruption.js';
 import { admitDefaultTolerations, DEFAULT_TOLERATION_SECONDS, type DefaultTolerationSeconds } from './kinds/pods.js';
 import { selectorString } from './kinds/workloads.js';
 import { hpaV1ToV2, hpaV2ToV1 } from './kinds/hpa.js';
@@ -261,6 +262,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, client, nodeGraceSeconds),
+    new DisruptionController(store, log, client),
     new EventTtlController(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
   ];
   cp.seed();
@@ -458,6 +460,11 @@ class ApiServer {
       const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
       return sendJson(res, 201, this.bind(ns, name, body, dryRun));
     }
+    if (sub === 'eviction') {
+      if (method !== 'POST') throw new ApiError(405, 'MethodNotAllowed', 'pods/eviction only supports POST');
+      const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
+      return sendJson(res, 201, this.evict(ns, name, body, dryRun));
+    }
     if (sub === 'scale') return this.scale(req, res, q, method, r, ns, name, dryRun);
     switch (method) {
       case 'GET': {
@@ -536,6 +543,11 @@ class ApiServer {
         // kubectl scale finds the Scale kind and its group-version here
         if (s === 'scale') {
           resources.push({ name: `${r.name}/scale`, singularName: '', namespaced: r.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
+          continue;
+        }
+        // kubectl drain evicts through policy/v1 only when discovery names the group and version here.
+        if (s === 'eviction') {
+          resources.push({ name: `${r.name}/eviction`, singularName: '', namespaced: r.namespaced, group: 'policy', version: 'v1', kind: 'Eviction', verbs: ['create'] });
           continue;
         }
         const streamKind: Record<string, string> = { exec: 'PodExecOptions', attach: 'PodAttachOptions', portforward: 'PodPortForwardOptions' };
@@ -997,6 +1009,46 @@ class ApiServer {
     if (pod.metadata.deletionTimestamp) throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is being deleted, cannot be assigned to a host`);
     if (!dryRun) this.bindPod(pod, target);
     return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
+  }
+
+  /**
+   * pods/eviction (policy/v1 Eviction): a delete that respects the pod's
+   * PodDisruptionBudget, as kube-apiserver's eviction REST does. Pods that
+   * are Pending, finished or already being deleted go without a budget check;
+   * an unready pod goes when the budget is met anyway (IfHealthyBudget) or
+   * always (AlwaysAllow); a ready one only while the budget allows a
+   * disruption, which the eviction spends (disruptedPods) before it deletes.
+   */
+  private evict(ns: string, name: string, body: KObj, dryRun: boolean): KObj {
+    const pods = RESOURCES[0]!;
+    const pod = this.store.get('pods', ns, name);
+    if (!pod) throw notFound(pods, name);
+    if (isObj(body?.metadata) && body.metadata.name && body.metadata.name !== name) throw badRequest(`name in URL does not match name in Eviction object`);
+    const options: KObj = isObj(body?.deleteOptions) ? body.deleteOptions : {};
+    const success = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
+    const remove = () => { this.delete(pods, ns, name, options.gracePeriodSeconds, options.preconditions, dryRun || (options.dryRun ?? []).includes('All')); return success; };
+    const phase = pod.status?.phase ?? 'Pending';
+    if (pod.metadata.deletionTimestamp || phase === 'Pending' || phase === 'Succeeded' || phase === 'Failed') return remove();
+    const budgets = budgetsOf(this.store, pod);
+    if (budgets.length > 1) throw new ApiError(500, 'InternalError', 'This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.');
+    const pdb = budgets[0];
+    if (!pdb) return remove();
+    const status = budgetStatus(this.store, pdb);
+    const refuse = () => new ApiError(429, 'TooManyRequests', "Cannot evict pod as it would violate the pod's disruption budget.",
+      { causes: [{ reason: 'DisruptionBudget', message: `The disruption budget ${pdb.metadata.name} needs ${status.desiredHealthy} healthy pods and has ${status.currentHealthy} currently` }] });
+    const ready = (pod.status?.conditions ?? []).some((c: KObj) => c.type === 'Ready' && c.status === 'True');
+    if (!ready) {
+      if (pdb.spec?.unhealthyPodEvictionPolicy === 'AlwaysAllow' || status.currentHealthy >= status.desiredHealthy) return remove();
+      throw refuse();
+    }
+    if (status.disruptionsAllowed <= 0) throw refuse();
+    if (!dryRun) {
+      const spent = clone(pdb);
+      spent.status = { ...status, disruptionsAllowed: status.disruptionsAllowed - 1, disruptedPods: { ...status.disruptedPods, [name]: now() } };
+      // A concurrent eviction spent it first: the caller retries, as kubectl drain does on 429.
+      try { this.store.update('poddisruptionbudgets', ns, pdb.metadata.name, spent, pdb.metadata.resourceVersion); } catch (err) { if (err instanceof ConflictError) throw refuse(); throw err; }
+    }
+    return remove();
   }
 
   /** Bind a pod to a node: the pods/binding subresource's write, which the scheduler uses too. */

@@ -1,4 +1,5 @@
 import { hpaTargets } from './kinds/hpa.js';
+import { budgetCell } from './kinds/disruption.js';
 import type { KObj } from './store.js';
 import { selectorString } from './kinds/workloads.js';
 import { accessModesShort, DEFAULT_CLASS_ANNOTATION } from './kinds/storage.js';
@@ -236,6 +237,10 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
   jobs: {
     columns: [NAME, col('Status'), col('Completions'), col('Duration'), AGE, ...workloadWide],
     cells: (j) => [j.metadata.name, jobStatus(j), jobCompletions(j), jobDuration(j), since(j.metadata.creationTimestamp), ...workloadWideCells(j)],
+  },
+  poddisruptionbudgets: {
+    columns: [NAME, col('Min Available'), col('Max Unavailable'), col('Allowed Disruptions', 0, 'integer'), AGE],
+    cells: (b) => [b.metadata.name, budgetCell(b.spec?.minAvailable), budgetCell(b.spec?.maxUnavailable), b.status?.disruptionsAllowed ?? 0, since(b.metadata.creationTimestamp)],
   },
   horizontalpodautoscalers: {
     columns: [NAME, col('Reference'), col('Targets'), col('MinPods', 0, 'integer'), col('MaxPods', 0, 'integer'), col('Replicas', 0, 'integer'), AGE],

@@ -48,6 +48,7 @@ function manifests(label: Record<string, string>): Record<string, any> {
     jobs: { apiVersion: 'batch/v1', kind: 'Job', metadata: meta('ssa-job'), spec: { suspend: true, template: { spec: { containers: [container], restartPolicy: 'Never' } } } },
     cronjobs: { apiVersion: 'batch/v1', kind: 'CronJob', metadata: meta('ssa-cj'), spec: { schedule: '0 0 1 1 *', suspend: true, jobTemplate: { spec: { template: { spec: { containers: [container], restartPolicy: 'Never' } } } } } },
     horizontalpodautoscalers: { apiVersion: 'autoscaling/v2', kind: 'HorizontalPodAutoscaler', metadata: meta('ssa-hpa'), spec: { scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'ssa-deploy' }, minReplicas: 1, maxReplicas: 2, metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 80 } } }] } },
+    poddisruptionbudgets: { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: meta('ssa-pdb'), spec: { minAvailable: 1, selector: { matchLabels: { app: 'ssa' } } } },
     storageclasses: { apiVersion: 'storage.k8s.io/v1', kind: 'StorageClass', metadata: meta('ssa-sc', false), provisioner: 'example.com/none' },
     services: { apiVersion: 'v1', kind: 'Service', metadata: meta('ssa-svc'), spec: { selector: { app: 'ssa-sts' }, ports: [{ port: 80 }] } },
     endpoints: { apiVersion: 'v1', kind: 'Endpoints', metadata: meta('ssa-ep'), subsets: [{ addresses: [{ ip: '10.88.0.9' }], ports: [{ port: 80 }] }] },

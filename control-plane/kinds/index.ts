@@ -2,6 +2,7 @@ import { now, type Cause } from '../resources.js';
 import type { KObj } from '../store.js';
 import { configMapUpdateCauses, normaliseConfigMap, validateConfigMap } from './configmaps.js';
 import { hpaStrategy } from './hpa.js';
+import { pdbStrategy } from './disruption.js';
 import { podStrategy } from './pods.js';
 import { endpointSliceStrategy, endpointsStrategy, serviceStrategy } from './services.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
@@ -56,6 +57,7 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   DaemonSet: daemonSetStrategy,
   StatefulSet: statefulSetStrategy,
   HorizontalPodAutoscaler: hpaStrategy,
+  PodDisruptionBudget: pdbStrategy,
   Service: serviceStrategy,
   Endpoints: endpointsStrategy,
   EndpointSlice: endpointSliceStrategy,
