@@ -7,8 +7,8 @@
  *   an agent needs (Services, Endpoints and EndpointSlices included, for its service proxy), writes to its own Node, Lease and Events, the status of pods bound to it and
  *   their deletion, and Secrets, ConfigMaps and PersistentVolumeClaims that a pod bound to it
  *   references, and the PersistentVolumes those claims are bound to;
- * - anyone else the CA vouches for (e.g. the control plane's own kubelet-client certificate):
- *   nothing but discovery (no RBAC bindings exist).
+ * - what the Node authorizer does not allow goes on to RBAC (rbac-authorizer.ts, which chains
+ *   the two and is what the server calls).
  *
  * Refusals are 403 Forbidden Status objects worded like kube-apiserver's.
  */
@@ -109,8 +109,16 @@ function eventAboutOwnObjects(node: string, event: KObj, objects: ObjectReader):
   return false;
 }
 
+/** A refusal of the Node authorizer, with its reason kept apart (the union of authorizers reports it). */
+class NodeDenial extends ApiError {
+  constructor(user: UserInfo, a: RequestAttributes, readonly why: string) {
+    const e = forbidden(user, a, why);
+    super(e.code, e.reason, e.message, e.details);
+  }
+}
+
 function authorizeNode(user: UserInfo, node: string, a: RequestAttributes, objects: ObjectReader): void {
-  const deny = (reason?: string) => { throw forbidden(user, a, reason); };
+  const deny = (reason?: string) => { throw new NodeDenial(user, a, reason ?? ''); };
   switch (`${a.group}/${a.resource}`) {
     case '/nodes':
       if (!a.subresource && READ.includes(a.verb)) return;
@@ -172,7 +180,21 @@ function authorizeNode(user: UserInfo, node: string, a: RequestAttributes, objec
   }
 }
 
-/** Authorize one resource request; throws the 403 ApiError when refused. */
+/**
+ * The Node authorizer's decision for a node's request: allowed, or no opinion with a reason
+ * (then RBAC is asked, as in kube-apiserver's `Node,RBAC` chain; rbac-authorizer.ts).
+ */
+export function nodeDecision(user: UserInfo, node: string, a: RequestAttributes, objects: ObjectReader): { allowed: boolean; reason: string } {
+  try {
+    authorizeNode(user, node, a, objects);
+    return { allowed: true, reason: '' };
+  } catch (err) {
+    if (err instanceof NodeDenial) return { allowed: false, reason: err.why };
+    throw err;
+  }
+}
+
+/** The privileged group and the Node authorizer alone (no RBAC); throws the 403 ApiError when refused. */
 export function authorize(user: UserInfo, a: RequestAttributes, objects: ObjectReader): void {
   if (user.groups.includes(MASTERS_GROUP)) return;
   const node = nodeNameOf(user);
