@@ -92,6 +92,8 @@ export function podReferences(pod: KObj, resource: 'secrets' | 'configmaps' | 'p
 }
 
 const boundTo = (pod: KObj | undefined, node: string) => !!pod && pod.spec?.nodeName === node;
+/** A pod's ServiceAccount (`default` when unset, as the ServiceAccount admission plugin would set it). */
+export const serviceAccountOf = (pod: KObj) => String(pod.spec?.serviceAccountName || pod.spec?.serviceAccount || 'default');
 
 /**
  * What an event may be about when a node writes it: the node itself, or a pod bound to it (a pod
@@ -166,6 +168,13 @@ function authorizeNode(user: UserInfo, node: string, a: RequestAttributes, objec
       if (referenced) return;
       return deny(noRelationship(node));
     }
+    case '/serviceaccounts': {
+      // A token for a pod bound to this node, for the pod's own ServiceAccount (projected
+      // serviceAccountToken volumes); what it is bound to is checked at admission (admitTokenRequest).
+      if (a.subresource !== 'token' || a.verb !== 'create' || !a.name || !a.namespace) return deny();
+      if (objects.list('pods', a.namespace).some((p) => boundTo(p, node) && serviceAccountOf(p) === a.name)) return;
+      return deny(noRelationship(node));
+    }
     case 'coordination.k8s.io/leases':
       if (a.namespace !== NODE_LEASE_NAMESPACE) return deny();
       if (a.verb === 'create') return; // the name in the body is checked at admission
@@ -217,6 +226,24 @@ export function admitCreate(user: UserInfo, a: RequestAttributes, body: unknown,
   if (a.resource === 'events' && !eventAboutOwnObjects(node, { ...obj, metadata: { ...obj.metadata, namespace: a.namespace } }, objects)) {
     refuse(`node "${node}" can only create events about itself and pods bound to it`);
   }
+}
+
+/**
+ * NodeRestriction for a node's TokenRequest: the token must be bound to a pod on this node
+ * (whose ServiceAccount the Node authorizer already checked), so a node cannot mint tokens that
+ * outlive its pods.
+ */
+export function admitTokenRequest(user: UserInfo, namespace: string, serviceAccount: string, body: unknown, objects: ObjectReader): void {
+  const node = nodeNameOf(user);
+  if (node === undefined || user.groups.includes(MASTERS_GROUP)) return;
+  const refuse = (why: string) => { throw new ApiError(403, 'Forbidden', `serviceaccounts "${serviceAccount}" is forbidden: ${why}`, { name: serviceAccount, kind: 'serviceaccounts' }); };
+  const ref = (body && typeof body === 'object' ? (body as KObj).spec?.boundObjectRef : undefined) as KObj | undefined;
+  if (!ref) return refuse('node requested token not bound to a pod');
+  if (ref.kind !== 'Pod') return refuse('node requested token bound to non-pod object');
+  const pod = objects.get('pods', namespace, String(ref.name ?? ''));
+  if (!pod) return refuse(`pods "${ref.name}" not found`);
+  if (ref.uid && ref.uid !== pod.metadata?.uid) return refuse(`the UID in the bound object reference (${ref.uid}) does not match the UID in record. The object might have been deleted and then recreated`);
+  if (!boundTo(pod, node)) return refuse('node requested token bound to a pod scheduled on a different node');
 }
 
 /** The API verb of an HTTP request, as kube-apiserver's request-info resolver names it. */

@@ -11,7 +11,7 @@
 import { ApiError, invalid, type Cause, type ResourceDef } from './resources.js';
 import type { KObj } from './store.js';
 import type { UserInfo } from './authn.js';
-import type { ObjectReader } from './node-authorizer.js';
+import { serviceAccountOf, type ObjectReader } from './node-authorizer.js';
 import { decide, rulesFor, type Attributes } from './rbac-authorizer.js';
 import { API_AUDIENCES, DEFAULT_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS, type ServiceAccountTokens } from './serviceaccount-tokens.js';
 
@@ -111,7 +111,7 @@ export function tokenRequest(namespace: string, name: string, sent: unknown, obj
     if (apiVersion === 'v1' && kind === 'Pod') {
       obj = objects.get('pods', namespace, refName);
       if (!obj) throw new ApiError(404, 'NotFound', `pods "${refName}" not found`, { name: refName, kind: 'pods' });
-      if ((obj.spec?.serviceAccountName || 'default') !== name) throw new ApiError(400, 'BadRequest', `cannot bind token for serviceaccount "${name}" to pod running with different serviceaccount name.`);
+      if (serviceAccountOf(obj) !== name) throw new ApiError(400, 'BadRequest', `cannot bind token for serviceaccount "${name}" to pod running with different serviceaccount name.`);
       pod = { name: refName, uid: obj.metadata.uid };
       const n = obj.spec?.nodeName ? objects.get('nodes', '', obj.spec.nodeName) : undefined;
       if (n) node = { name: n.metadata.name, uid: n.metadata.uid };

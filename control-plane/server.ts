@@ -42,7 +42,7 @@ import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { authenticate, type UserInfo } from './authn.js';
-import { admitCreate, verbOf, type RequestAttributes } from './node-authorizer.js';
+import { admitCreate, admitTokenRequest, verbOf, type RequestAttributes } from './node-authorizer.js';
 import { authorize, admitRbacWrite } from './rbac-authorizer.js';
 import { DEFAULT_CLUSTER_ROLES, DEFAULT_CLUSTER_ROLE_BINDINGS, reconcileDefault } from './rbac-bootstrap.js';
 import { ServiceAccountTokens } from './serviceaccount-tokens.js';
@@ -436,6 +436,7 @@ class ApiServer {
     if (sub === 'token') {
       if (method !== 'POST') throw new ApiError(405, 'MethodNotAllowed', 'serviceaccounts/token only supports POST (a TokenRequest)');
       const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
+      admitTokenRequest(user, ns, name, body, this.store);
       return sendJson(res, 201, tokenRequest(ns, name, body, this.store, this.saTokens, dryRun));
     }
     switch (method) {
