@@ -239,6 +239,18 @@ test('the default roles are made again at restart, and a node still works throug
   assert.is((await t.api('GET', '/api/v1/pods', undefined, { cert })).status, 200);
   const sec = await t.api('GET', '/api/v1/namespaces/kube-system/secrets/root-creds', undefined, { cert });
   assert.is(sec.body.message, 'secrets "root-creds" is forbidden: User "system:node:node-a" cannot get resource "secrets" in API group "" in the namespace "kube-system": no relationship found between node \'node-a\' and this object');
+  // A node may ask for tokens of its own pods' ServiceAccounts, bound to those pods (projected token volumes), nothing else.
+  const bound = (name: string, node: string) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'team-a' }, spec: { nodeName: node, containers: [{ name: 'c', image: 'i' }] } });
+  for (const [name, node] of [['on-a', 'node-a'], ['on-b', 'node-b']]) assert.is((await t.api('POST', '/api/v1/namespaces/team-a/pods', bound(name!, node!))).status, 201);
+  const ask = (ref?: object) => t.api('POST', '/api/v1/namespaces/team-a/serviceaccounts/default/token', { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: ref ? { boundObjectRef: ref } : {} }, { cert });
+  const ok = await ask({ kind: 'Pod', apiVersion: 'v1', name: 'on-a' });
+  assert.is(ok.status, 201, ok.text);
+  assert.is(JSON.parse(Buffer.from(ok.body.status.token.split('.')[1], 'base64url').toString())['kubernetes.io'].pod.name, 'on-a');
+  assert.is((await ask()).body.message, 'serviceaccounts "default" is forbidden: node requested token not bound to a pod');
+  assert.is((await ask({ kind: 'Pod', apiVersion: 'v1', name: 'on-b' })).body.message, 'serviceaccounts "default" is forbidden: node requested token bound to a pod scheduled on a different node');
+  const otherSa = await t.api('POST', '/api/v1/namespaces/team-a/serviceaccounts/robot2/token', { spec: { boundObjectRef: { kind: 'Pod', apiVersion: 'v1', name: 'on-a' } } }, { cert });
+  assert.is(otherSa.status, 403);
+  assert.is(otherSa.body.message, 'serviceaccounts "robot2" is forbidden: User "system:node:node-a" cannot create resource "serviceaccounts/token" in API group "" in the namespace "team-a": no relationship found between node \'node-a\' and this object');
 });
 
 test.run();
