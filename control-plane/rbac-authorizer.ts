@@ -349,3 +349,47 @@ export function aggregatedRules(role: KObj, all: KObj[]): PolicyRule[] {
   }
   return out;
 }
+
+// ---------------------------------------------------------------- impersonation (kubectl --as, --as-group)
+
+const IMPERSONATE_EXTRA_PREFIX = 'impersonate-extra-';
+
+/**
+ * The user a request acts as: the authenticated one, or the one its `Impersonate-User`,
+ * `Impersonate-Group`, `Impersonate-Uid` and `Impersonate-Extra-*` headers name, if the
+ * authenticated user may `impersonate` each of them (users, groups, serviceaccounts, uids,
+ * userextras), as kube-apiserver's impersonation filter. The impersonated user is in
+ * `system:authenticated` (unless a group says otherwise) and a ServiceAccount in its groups.
+ */
+export function impersonate(headers: Record<string, string | string[] | undefined>, user: UserInfo, objects: ObjectReader): UserInfo {
+  const all = (h: string) => { const v = headers[h]; return v === undefined ? [] : Array.isArray(v) ? v : [v]; };
+  const name = all('impersonate-user')[0];
+  const groups = all('impersonate-group').flatMap((g) => g.split(',').map((s) => s.trim()).filter(Boolean));
+  const uid = all('impersonate-uid')[0];
+  const extraKeys = Object.keys(headers).filter((h) => h.startsWith(IMPERSONATE_EXTRA_PREFIX));
+  if (name === undefined) {
+    if (groups.length || uid !== undefined || extraKeys.length) throw new ApiError(400, 'BadRequest', 'Impersonate-Group, Impersonate-Uid and Impersonate-Extra headers need an Impersonate-User header (kubectl --as-group needs --as)');
+    return user;
+  }
+  const check = (a: RequestAttributes) => {
+    const d = decide(user, a, objects);
+    if (!d.allowed) throw forbidden(user, a, d.reason);
+  };
+  const sa = name.startsWith(SERVICE_ACCOUNT_PREFIX) ? name.slice(SERVICE_ACCOUNT_PREFIX.length).split(':') : undefined;
+  if (sa && sa.length === 2 && sa[0] && sa[1]) check({ verb: 'impersonate', group: '', resource: 'serviceaccounts', namespace: sa[0], name: sa[1] });
+  else check({ verb: 'impersonate', group: '', resource: 'users', namespace: '', name });
+  for (const g of groups) check({ verb: 'impersonate', group: '', resource: 'groups', namespace: '', name: g });
+  if (uid !== undefined) check({ verb: 'impersonate', group: 'authentication.k8s.io', resource: 'uids', namespace: '', name: uid });
+  const extra: Record<string, string[]> = {};
+  for (const h of extraKeys) {
+    const key = decodeURIComponent(h.slice(IMPERSONATE_EXTRA_PREFIX.length));
+    for (const v of all(h)) {
+      check({ verb: 'impersonate', group: 'authentication.k8s.io', resource: 'userextras', subresource: key, namespace: '', name: v });
+      (extra[key] ??= []).push(v);
+    }
+  }
+  const effective = [...groups];
+  if (sa && sa.length === 2) effective.push('system:serviceaccounts', `system:serviceaccounts:${sa[0]}`);
+  if (name !== 'system:anonymous' && !effective.some((g) => g === 'system:authenticated' || g === 'system:unauthenticated')) effective.push('system:authenticated');
+  return { name, groups: [...new Set(effective)], ...(uid !== undefined ? { uid } : {}), ...(extraKeys.length ? { extra } : {}) };
+}

@@ -3,8 +3,8 @@
  *
  * - authorization.k8s.io/v1 SelfSubjectAccessReview (`kubectl auth can-i VERB RESOURCE`),
  *   SelfSubjectRulesReview (`kubectl auth can-i --list`), SubjectAccessReview and
- *   LocalSubjectAccessReview (the same question about someone else: admins, `kubectl auth can-i --as`
- *   is impersonation, which this server does not do);
+ *   LocalSubjectAccessReview (the same question about someone else, for admins; `kubectl auth can-i
+ *   --as` impersonates instead: rbac-authorizer.ts `impersonate`);
  * - authentication.k8s.io/v1 SelfSubjectReview (`kubectl auth whoami`);
  * - the TokenRequest subresource of ServiceAccounts (`kubectl create token`).
  */

@@ -43,7 +43,7 @@ import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { authenticate, type UserInfo } from './authn.js';
 import { admitCreate, admitTokenRequest, verbOf, type RequestAttributes } from './node-authorizer.js';
-import { authorize, admitRbacWrite } from './rbac-authorizer.js';
+import { authorize, admitRbacWrite, impersonate } from './rbac-authorizer.js';
 import { DEFAULT_CLUSTER_ROLES, DEFAULT_CLUSTER_ROLE_BINDINGS, reconcileDefault } from './rbac-bootstrap.js';
 import { ServiceAccountTokens } from './serviceaccount-tokens.js';
 import { reviewRequest, tokenRequest } from './reviews.js';
@@ -319,8 +319,9 @@ class ApiServer {
         return;
       }
       if (p === '/version') return sendJson(res, 200, KUBE_VERSION);
-      const user = authenticate(req, this.adminToken, this.tokenAuthenticator);
-      if (!user) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+      const authenticated = authenticate(req, this.adminToken, this.tokenAuthenticator);
+      if (!authenticated) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+      const user = impersonate(req.headers, authenticated, this.store);
       await this.requester.run(user, () => this.handleAuthenticated(req, res, u, p, method, user));
     } catch (err) {
       if (err instanceof ApiError) {
@@ -389,6 +390,11 @@ class ApiServer {
       if (rest.length > 3 || (sub && !r.subresources.includes(sub))) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
       // A Namespace is in itself, for authorization (kube's RequestInfo): a RoleBinding there may grant reading it.
       const attrs: RequestAttributes = { verb: verbOf(method, name !== undefined, watch), resource: r.name, subresource: sub, group: r.group, namespace: r.name === 'namespaces' && name ? name : ns, name };
+      // A list or watch of one object (fieldSelector metadata.name=X) is authorized for that name, so resourceNames rules cover it.
+      if (!name && (attrs.verb === 'list' || attrs.verb === 'watch')) {
+        const one = /(?:^|,)metadata\.name==?([^,]+)(?:,|$)/.exec(u.searchParams.get('fieldSelector') ?? '');
+        if (one) attrs.name = one[1];
+      }
       authorize(user, attrs, this.store);
       await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch, user, attrs, respondAs);
     }

@@ -12,7 +12,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import { authenticate, type TokenAuthenticator } from './authn.js';
-import { authorize } from './rbac-authorizer.js';
+import { authorize, impersonate } from './rbac-authorizer.js';
 import { isCertificateError, nodeRequestOptions, type NodeClientTls } from './node-client.js';
 import { ApiError } from './resources.js';
 import type { KObj, Store } from './store.js';
@@ -46,8 +46,9 @@ export class StreamProxy {
 
   private proxy(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const u = new URL(req.url ?? '/', 'https://localhost');
-    const user = authenticate(req, this.adminToken, this.tokens);
-    if (!user) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+    const authenticated = authenticate(req, this.adminToken, this.tokens);
+    if (!authenticated) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+    const user = impersonate(req.headers, authenticated, this.store);
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/([^/]+)\/?$/.exec(u.pathname);
     const sub = m?.[3] as StreamSubresource | undefined;
     if (!m || !sub || !STREAM_SUBRESOURCES.includes(sub)) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource (only pods/exec, pods/attach and pods/portforward take a connection upgrade)');

@@ -120,6 +120,40 @@ test('kubectl auth can-i answers for the user, with exit code 1 for no', async (
   assert.is(devSar.status, 403);
 });
 
+test('impersonation: kubectl --as asks as someone else, if the asker may impersonate them', async () => {
+  const yes = await t.kubectl(['auth', 'can-i', 'create', 'pods', '-n', 'team-a', '--as', 'dev', '--as-group', 'devs']);
+  assert.is(yes.stdout.trim(), 'yes', yes.stderr);
+  const no = await t.kubectl(['auth', 'can-i', 'get', 'secrets', '-n', 'kube-system', '--as', 'dev']);
+  assert.is(no.exitCode, 1);
+  assert.is(no.stdout.trim(), 'no');
+  assert.is((await t.kubectl(['auth', 'can-i', 'create', 'pods', '-n', 'team-a', '--as', 'dev'])).stdout.trim(), 'no', 'without the group: no binding');
+  const whoami = JSON.parse(await t.k(['auth', 'whoami', '--as', 'dev', '--as-group', 'devs', '-o', 'json']));
+  assert.equal(whoami.status.userInfo.groups, ['devs', 'system:authenticated']);
+  const escalate = await kubectlAs(devKubeconfig, ['get', 'pods', '-n', 'team-a', '--as', 'admin']);
+  assert.is(escalate.exitCode, 1);
+  assert.match(escalate.stderr, 'users "admin" is forbidden: User "dev" cannot impersonate resource "users" in API group "" at the cluster scope');
+  // edit may impersonate the namespace's ServiceAccounts, which get only their own rights.
+  const asSa = await kubectlAs(devKubeconfig, ['get', 'pods', '-n', 'team-a', '--as', 'system:serviceaccount:team-a:default']);
+  assert.is(asSa.exitCode, 1);
+  assert.match(asSa.stderr, 'pods is forbidden: User "system:serviceaccount:team-a:default" cannot list resource "pods" in API group "" in the namespace "team-a"');
+});
+
+test('resourceNames: one object by name, including a list or watch of just it', async () => {
+  await t.k(['create', 'namespace', 'team-b']);
+  await t.k(['create', 'configmap', 'cfg', '-n', 'team-b', '--from-literal=a=b']);
+  await t.k(['create', 'configmap', 'other', '-n', 'team-b', '--from-literal=a=b']);
+  await t.k(['create', 'role', 'one-cm', '-n', 'team-b', '--verb=get,list,watch', '--resource=configmaps', '--resource-name=cfg']);
+  await t.k(['create', 'rolebinding', 'dev-one-cm', '-n', 'team-b', '--role=one-cm', '--user=dev']);
+  assert.is((await kubectlAs(devKubeconfig, ['get', 'cm', 'cfg', '-n', 'team-b'])).exitCode, 0);
+  const other = await kubectlAs(devKubeconfig, ['get', 'cm', 'other', '-n', 'team-b']);
+  assert.match(other.stderr, 'configmaps "other" is forbidden: User "dev" cannot get resource "configmaps" in API group "" in the namespace "team-b"');
+  assert.match((await kubectlAs(devKubeconfig, ['get', 'cm', '-n', 'team-b'])).stderr, 'configmaps is forbidden: User "dev" cannot list resource "configmaps"');
+  const cert = await devCert();
+  assert.is((await t.api('GET', '/api/v1/namespaces/team-b/configmaps?fieldSelector=metadata.name%3Dcfg', undefined, { cert })).status, 200);
+  assert.is((await t.api('GET', '/api/v1/namespaces/team-b/configmaps?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dcfg', undefined, { cert })).status, 200);
+  assert.is((await t.api('GET', '/api/v1/namespaces/team-b/configmaps?fieldSelector=metadata.name%3Dother', undefined, { cert })).status, 403);
+});
+
 test('kubectl auth can-i --list lists the rules in the namespace', async () => {
   const r = await kubectlAs(devKubeconfig, ['auth', 'can-i', '--list', '-n', 'team-a']);
   assert.is(r.exitCode, 0, r.stderr);
