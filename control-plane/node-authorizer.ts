@@ -6,7 +6,8 @@
  * - a node (`system:node:NAME` in group `system:nodes`, from its client certificate): the reads
  *   an agent needs (Services, Endpoints and EndpointSlices included, for its service proxy), writes to its own Node, Lease and Events, the status of pods bound to it and
  *   their deletion, and Secrets, ConfigMaps and PersistentVolumeClaims that a pod bound to it
- *   references, and the PersistentVolumes those claims are bound to;
+ *   references, the PersistentVolumes those claims are bound to, and tokens of its pods'
+ *   ServiceAccounts bound to those pods (projected serviceAccountToken volumes);
  * - what the Node authorizer does not allow goes on to RBAC (rbac-authorizer.ts, which chains
  *   the two and is what the server calls).
  *
