@@ -265,7 +265,7 @@ test('aggregation: a ClusterRole labelled aggregate-to-view shows up in view (an
   assert.match(await t.k(['get', 'sa', '-n', 'team-a']), /NAME\s+SECRETS\s+AGE\ndefault\s+0\s+/);
 });
 
-test('the default roles are made again at restart, and a node still works through the Node authorizer', async () => {
+test('the default roles are made again at restart; a node works through the Node authorizer and asks only for its pods\' tokens', async () => {
   await t.k(['delete', 'clusterrolebinding', 'system:discovery']);
   await t.restart();
   assert.is((await t.kubectl(['get', 'clusterrolebinding', 'system:discovery'])).exitCode, 0);
