@@ -152,6 +152,12 @@ test('resourceNames: one object by name, including a list or watch of just it', 
   assert.is((await t.api('GET', '/api/v1/namespaces/team-b/configmaps?fieldSelector=metadata.name%3Dcfg', undefined, { cert })).status, 200);
   assert.is((await t.api('GET', '/api/v1/namespaces/team-b/configmaps?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dcfg', undefined, { cert })).status, 200);
   assert.is((await t.api('GET', '/api/v1/namespaces/team-b/configmaps?fieldSelector=metadata.name%3Dother', undefined, { cert })).status, 403);
+  // A ClusterRoleBinding (kubectl's typed client sends it in protobuf) grants in every namespace.
+  assert.is((await kubectlAs(devKubeconfig, ['auth', 'can-i', 'list', 'pods', '-n', 'kube-system'])).stdout.trim(), 'no');
+  await t.k(['create', 'clusterrolebinding', 'dev-view', '--clusterrole=view', '--user=dev']);
+  assert.is((await kubectlAs(devKubeconfig, ['auth', 'can-i', 'list', 'pods', '-n', 'kube-system'])).stdout.trim(), 'yes');
+  assert.is((await kubectlAs(devKubeconfig, ['auth', 'can-i', 'list', 'secrets', '-n', 'kube-system'])).stdout.trim(), 'no');
+  await t.k(['delete', 'clusterrolebinding', 'dev-view']);
 });
 
 test('kubectl auth can-i --list lists the rules in the namespace', async () => {
