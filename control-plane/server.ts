@@ -258,7 +258,7 @@ class ApiServer {
   readonly metrics: MetricsApi;
 
   /** Who sent the request being handled, for admission checks deep in create/update (unset for the controllers' own writes). */
-  private readonly requester = new AsyncLocalStorage<UserInfo>();
+  private readonly requester = new AsyncLocalStorage<UserInfo | undefined>();
 
   /** ServiceAccount bearer tokens, checked against the objects they are bound to. */
   readonly tokenAuthenticator: { authenticate(token: string): UserInfo | undefined };
@@ -852,7 +852,7 @@ class ApiServer {
       return cur;
     };
     // The controllers act as themselves, not as whoever sent the request that woke them.
-    const internal = <T>(fn: () => T): T => this.requester.exit(fn);
+    const internal = <T>(fn: () => T): T => this.requester.run(undefined, fn);
     return {
       create: (resource, ns, obj) => internal(() => this.create(def(resource), ns, obj, new URLSearchParams(), false).obj),
       update: (resource, ns, obj) => {
