@@ -8,6 +8,7 @@ import { endpointSliceStrategy, endpointsStrategy, serviceStrategy } from './ser
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 import { persistentVolumeClaimStrategy, persistentVolumeStrategy, storageClassStrategy } from './storage.js';
 import type { KindStrategy } from './strategy.js';
+import { clusterRoleBindingStrategy, clusterRoleStrategy, roleBindingStrategy, roleStrategy, serviceAccountStrategy } from './rbac.js';
 import { cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy, statefulSetStrategy } from './workloads.js';
 
 export type { KindStrategy } from './strategy.js';
@@ -61,6 +62,11 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   Service: serviceStrategy,
   Endpoints: endpointsStrategy,
   EndpointSlice: endpointSliceStrategy,
+  ServiceAccount: serviceAccountStrategy,
+  Role: roleStrategy,
+  ClusterRole: clusterRoleStrategy,
+  RoleBinding: roleBindingStrategy,
+  ClusterRoleBinding: clusterRoleBindingStrategy,
 };
 
 export function strategyFor(kind: string): KindStrategy {
