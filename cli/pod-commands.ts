@@ -21,6 +21,9 @@ function restarts(p: PodStatus): string {
   return String(p.apps.reduce((n, a) => n + a.restartCount, 0));
 }
 
+/** `pod list|status -o json` keep the `stage1` field scripts read (rkt's runtime handler is its stage1). */
+const withStage1 = (p: PodStatus) => ({ ...p, stage1: p.handler });
+
 export function registerPodCommands(program: Command, withRuntime: WithRuntime): void {
   const pod = program.command('pod').description('run and inspect pods');
 
@@ -48,7 +51,7 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
     .action(async (opts: Output) => {
       const pods = await withRuntime(async (rt) => { await rt.reconcile(); return rt.listPods(); });
       pods.sort((a, b) => (a.createdAt ?? 0) - (b.createdAt ?? 0));
-      print(opts, pods, () => table(['UUID', 'NAME', 'STAGE1', 'STATE', 'RESTARTS', 'AGE', 'APPS'],
+      print(opts, pods.map(withStage1), () => table(['UUID', 'NAME', 'STAGE1', 'STATE', 'RESTARTS', 'AGE', 'APPS'],
         pods.map((p) => [p.uuid, `${p.namespace ?? '-'}/${p.name ?? '-'}`, p.handler ?? '-', p.state, restarts(p), age(p.createdAt), appSummary(p)])));
     });
 
@@ -58,7 +61,7 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
     .option('-o, --output <format>', 'json for scripts')
     .action(async (uuid: string, opts: Output) => {
       const p = await withRuntime((rt) => rt.podStatus(uuid));
-      print(opts, p, () => [
+      print(opts, withStage1(p), () => [
         `uuid=${p.uuid}`, `name=${p.namespace ?? '-'}/${p.name ?? '-'}`, `stage1=${p.handler ?? '-'}`, `state=${p.state}`,
         `created=${p.createdAt ? new Date(p.createdAt).toISOString() : '-'}`, `started=${p.startedAt ? new Date(p.startedAt).toISOString() : '-'}`,
         ...(p.podIPs ? [`ips=${p.podIPs.join(',')}`] : []),
