@@ -1,0 +1,40 @@
+/**
+ * runtime-docker: the agent's ContainerRuntime on a Docker Engine started
+ * inside the node (see README.md).
+ */
+import * as path from 'node:path';
+import type { ClusterDnsConfig } from '../runtime-rkt/network.js';
+import { ensureEngine, type EngineOptions } from './engine.js';
+import { DockerRuntime } from './runtime.js';
+import type { PodNetworkOptions } from './types.js';
+
+export { DockerRuntime, DOCKER_HANDLERS, LABEL } from './runtime.js';
+export { EngineClient, EngineError, demultiplex } from './engine-api.js';
+export { ensureEngine, stopEngine, enginePaths, DEFAULT_ENGINE_UNIT } from './engine.js';
+export { PAUSE_IMAGE, busyboxRootfsTar, importImage } from './infra.js';
+
+export interface DockerRuntimeOpenOptions {
+  /** The node's data dir: the engine lives in <dataDir>/docker/engine, pod files in <dataDir>/docker/pods. */
+  dataDir: string;
+  /** The node's systemd, which runs dockerd as a unit. */
+  dbusAddress?: string;
+  network?: PodNetworkOptions;
+  clusterDns?: ClusterDnsConfig;
+  engineUnit?: string;
+}
+
+export const dockerDirs = (dataDir: string) => ({ root: path.join(dataDir, 'docker'), engine: path.join(dataDir, 'docker', 'engine') });
+
+export function engineOptions(opts: DockerRuntimeOpenOptions): EngineOptions {
+  return { dir: dockerDirs(opts.dataDir).engine, dbusAddress: opts.dbusAddress, ...(opts.engineUnit ? { unit: opts.engineUnit } : {}) };
+}
+
+/** Start (or find) the node's engine and return the runtime over it, following the engine's events. */
+export async function openDockerRuntime(opts: DockerRuntimeOpenOptions): Promise<DockerRuntime> {
+  const engine = await ensureEngine(engineOptions(opts));
+  const version = (await engine.call<{ Version: string }>('GET', '/version')).Version;
+  const rt = new DockerRuntime(engine, version, { dir: dockerDirs(opts.dataDir).root, network: opts.network, clusterDns: opts.clusterDns });
+  await rt.loadEnded();
+  void rt.watchEvents();
+  return rt;
+}
