@@ -52,8 +52,9 @@ async function readText(file: string): Promise<string | undefined> {
  * The PID, as this process sees it, of a container's process that the engine
  * reports as `pid` (in dockerd's PID namespace). Checked by the container's
  * cgroup (its path holds the container ID under any cgroup driver): the same
- * number when we share dockerd's namespace, else the process whose innermost
- * NSpid is `pid` among those in that cgroup.
+ * number when we share dockerd's namespace, else the process in that cgroup
+ * whose NSpid (its PID in each namespace from ours inwards: ours, dockerd's
+ * and more, the container's own) holds `pid` below our level.
  */
 export async function hostPidOf(containerId: string, pid: number): Promise<number> {
   if ((await readText(`/proc/${pid}/cgroup`))?.includes(containerId)) return pid;
@@ -61,7 +62,7 @@ export async function hostPidOf(containerId: string, pid: number): Promise<numbe
     if (!/^\d+$/.test(entry)) continue;
     if (!(await readText(`/proc/${entry}/cgroup`))?.includes(containerId)) continue;
     const nspid = /^NSpid:\s*(.*)$/m.exec((await readText(`/proc/${entry}/status`)) ?? '')?.[1]?.trim().split(/\s+/);
-    if (nspid && Number(nspid[nspid.length - 1]) === pid) return Number(entry);
+    if (nspid?.slice(1).some((n) => Number(n) === pid)) return Number(entry);
   }
   throw new UserError(`cannot find process ${pid} of container ${containerId.slice(0, 12)} from here`, { hint: 'the container exited meanwhile, or this agent cannot see the engine\'s processes (run it on the node)' });
 }

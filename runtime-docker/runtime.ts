@@ -351,7 +351,7 @@ export class DockerRuntime implements ContainerRuntime {
       ? { exitCode: s.ExitCode, reason: terminationReason(s), finishedAt: timeOf(s.FinishedAt)!, invocation: runId(s.StartedAt, s.FinishedAt) }
       : undefined;
     const previous = this.ended.get(d.Id)?.filter((t) => t.invocation !== lastRun?.invocation).at(-1);
-    if (s.Running) {
+    if (s.Running && !s.Restarting) {
       return { ...base, state: 'running', mainPid: s.Pid, startedAt: timeOf(s.StartedAt), ...(previous ? { lastTermination: previous } : {}) };
     }
     if (s.Restarting || (s.Status === 'exited' && lastRun && this.willRestart(d))) {
@@ -454,7 +454,14 @@ export class DockerRuntime implements ContainerRuntime {
       ? { 'X-Registry-Auth': Buffer.from(JSON.stringify({ username: creds.username, password: creds.password, serveraddress: registry })).toString('base64url') }
       : {};
     const fromImage = registry === 'docker.io' ? repository : `${registry}/${repository}`;
-    const res = await this.engine.stream('POST', '/images/create', { query: { fromImage, tag: digest ?? tag }, headers });
+    const res = await this.engine.stream('POST', '/images/create', { query: { fromImage, tag: digest ?? tag }, headers }).catch((err: unknown) => {
+      if (err instanceof EngineError) {
+        throw new UserError(`pulling ${ref} through the docker engine failed: ${err.engineMessage}`, {
+          hint: err.status === 404 ? 'check the image name and tag' : /unauthorized|denied|authentication/i.test(err.engineMessage) ? 'check the pod\'s imagePullSecrets' : 'check that the registry is reachable from the node',
+        });
+      }
+      throw err;
+    });
     for await (const msg of jsonLines<{ error?: string; errorDetail?: { message?: string } }>(res)) {
       if (msg.error) {
         throw new UserError(`pulling ${ref} through the docker engine failed: ${msg.errorDetail?.message ?? msg.error}`, {
@@ -476,8 +483,10 @@ export class DockerRuntime implements ContainerRuntime {
     let until = query.untilMs;
     if (query.invocation) {
       // A run of the container is its start and end time: the engine keeps every run's lines in one log.
+      // The engine stamps a run's first lines up to a few ms before its StartedAt; runs are at least
+      // the engine's back-off (100 ms, doubling) apart, so a 50 ms margin takes no line of the run before.
       const [start, end] = query.invocation.split('/').map(Number);
-      since = Math.max(since ?? 0, start!);
+      since = Math.max(since ?? 0, start! - 50);
       until = Math.min(until ?? Number.MAX_SAFE_INTEGER, end! + 1);
     }
     const streams = containers.map((c) => this.containerLogs(c, { ...query, sinceMs: since, untilMs: until }));
@@ -658,15 +667,20 @@ export class DockerRuntime implements ContainerRuntime {
 
   async killContainer(podId: string, container: string, gracePeriodSeconds: number): Promise<void> {
     const info = await this.runningContainer(podId, container);
-    // Not /stop: a stopped container is not restarted by the engine; a killed one follows its restart policy.
-    await this.engine.call('POST', `/containers/${info.Id}/kill`, { query: { signal: 'SIGTERM' } }).catch(() => undefined);
+    // Signalled from here, not through /kill or /stop: the engine takes both for a manual stop and
+    // would not restart the container; a process that dies on its own follows the restart policy
+    // (and counts in RestartCount), as a liveness restart must.
+    const pid = await hostPidOf(info.Id, info.State.Pid);
+    const signal = (sig: NodeJS.Signals) => { try { process.kill(pid, sig); } catch { /* gone */ } };
+    signal('SIGTERM');
     const deadline = Date.now() + gracePeriodSeconds * 1000;
     while (Date.now() < deadline) {
       const now = await this.inspect(info.Id).catch(() => undefined);
       if (!now?.State.Running || now.State.StartedAt !== info.State.StartedAt) return;
       await sleep(100);
     }
-    await this.engine.call('POST', `/containers/${info.Id}/kill`, { query: { signal: 'SIGKILL' } }).catch(() => undefined);
+    const now = await this.inspect(info.Id).catch(() => undefined);
+    if (now?.State.Running && now.State.StartedAt === info.State.StartedAt) signal('SIGKILL');
   }
 
   // ---- usage, events --------------------------------------------------------
