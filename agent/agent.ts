@@ -7,7 +7,7 @@ import { NodeHeartbeat } from './node.js';
 import { sdNotify, watchdogIntervalMs } from './notify.js';
 import { PodSync } from './pod-sync.js';
 import { loadStage1Policy } from './stage1-policy.js';
-import { openRuntime } from './runtime.js';
+import { openRuntime, type RuntimeFactories } from './runtime.js';
 import { StatsCollector } from './stats.js';
 import { nodeApiTls } from './tls.js';
 import { ServiceProxy } from './service-proxy.js';
@@ -23,11 +23,11 @@ const VOLUME_REFRESH_MS = 10_000;
  * pods are systemd units, so the agent can crash, restart or be upgraded
  * while they run, and re-adopts them on start (they are found by listing).
  */
-export async function runAgent(cfg: AgentConfig): Promise<void> {
+export async function runAgent(cfg: AgentConfig, runtimes: RuntimeFactories): Promise<void> {
   const log = createLogger('agent', process.env.STEVEDORE_LOG_LEVEL ?? 'info');
   // A policy that cannot be read stops the agent before it starts anything: running pods unchecked is worse.
   const policy = await loadStage1Policy(cfg.stage1Policy);
-  const runtime = await openRuntime(cfg);
+  const runtime = await openRuntime(cfg, runtimes);
   const kube = kubeClients(cfg.kubeconfig);
   const events = new EventRecorder(kube, cfg.nodeName, log);
   const sync = new PodSync(kube, runtime, cfg, policy, events, log);

@@ -2,7 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { V1PersistentVolume, V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { ContainerConfigError } from '../common/errors.js';
-import type { HostPathType, Pod } from '../runtime-rkt/manifest.js';
+import type { HostPathType, Pod } from '../runtime-api/pod-spec.js';
 import { apiStatus, type KubeClients } from './kube.js';
 
 /** The provisioner of node-local directory volumes (control-plane/kinds/storage.ts). */

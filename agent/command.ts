@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { AgentConfig } from './config.js';
+import type { RuntimeFactories } from './runtime.js';
 
 const loadAgentConfig = async (flags: Parameters<typeof import('./config.js').loadAgentConfig>[0]) => (await import('./config.js')).loadAgentConfig(flags);
 
@@ -88,13 +89,13 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
 
 const defined = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 
-export function registerAgentCommands(program: Command, globals: () => { dir: string; dbusAddress?: string; dirGiven: boolean; kvmAccel?: string }): void {
+export function registerAgentCommands(program: Command, globals: () => { dir: string; dbusAddress?: string; dirGiven: boolean; kvmAccel?: string }, runtimes: RuntimeFactories): void {
   const agent = agentOptions(program.command('agent').description('run the node agent (normally as the stevedore-agent systemd service)'))
     .action(async (flags: Record<string, unknown>) => {
       const g = globals();
       const cfg = await loadAgentConfig({ ...flagsToConfig({ kvmAccel: g.kvmAccel, ...defined(flags) }, g.dir, g.dbusAddress), ...(g.dirGiven ? { dataDir: g.dir } : {}) });
       const { runAgent } = await import('./agent.js');
-      await runAgent(cfg);
+      await runAgent(cfg, runtimes);
     });
   agentOptions(agent.command('install').description('write the agent config and systemd unit, enable it (and start it with --now)'))
     .option('--now', 'start the agent too')

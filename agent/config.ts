@@ -3,9 +3,8 @@ import * as os from 'node:os';
 import { parse } from 'yaml';
 import { InvalidInput } from '../common/errors.js';
 import { parseDuration } from '../common/format.js';
-import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
-import { parseKvmAccelMode, type KvmAccelMode } from '../stage1/kvm/accel.js';
-import { parseByteSize, parseCount, resolveLimits, type ImageLimits } from '../runtime-rkt/image/limits.js';
+import { ISOLATION_HANDLERS as STAGE1_NAMES, KVM_ACCEL_MODES, type IsolationHandler as Stage1Name, type KvmAccelMode } from '../runtime-api/handlers.js';
+import { parseByteSize, parseCount, resolveLimits, type ImageLimits } from '../runtime-api/image-limits.js';
 
 /** Everything the agent can be told, by flag or by config file (flags win). */
 export interface AgentConfig {
@@ -52,7 +51,7 @@ export interface AgentConfig {
   volumePluginDir?: string;
   /** Node stage1 policy file (agent/stage1-policy.ts): forbidden stage1s, minimums per namespace or labels. */
   stage1Policy?: string;
-  /** Image pull caps (runtime-rkt/image/limits.ts): bytes or quantities (`64Gi`); unset means the default. */
+  /** Image pull caps (runtime-api/image-limits.ts): bytes or quantities (`64Gi`); unset means the default. */
   imageMaxLayerSize?: number | string;
   imageMaxImageSize?: number | string;
   imageMaxLayerEntries?: number | string;
@@ -115,7 +114,7 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
   if (!cfg.kubeconfig) throw new InvalidInput('the agent needs --kubeconfig (the control plane to register with)');
   if (cfg.containerRuntime !== 'rkt' && cfg.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${cfg.containerRuntime}: supported runtimes are rkt and docker`);
   if (!STAGE1_NAMES.includes(cfg.rktStage1Image)) throw new InvalidInput(`--rkt-stage1-image=${cfg.rktStage1Image}: choose one of ${STAGE1_NAMES.join(', ')}`);
-  parseKvmAccelMode(cfg.kvmAccel);
+  if (!KVM_ACCEL_MODES.includes(cfg.kvmAccel)) throw new InvalidInput(`unknown --kvm-accel "${cfg.kvmAccel}"`, `choose one of: ${KVM_ACCEL_MODES.join(', ')}`);
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(cfg.nodeName)) throw new InvalidInput(`node name "${cfg.nodeName}" is not a valid DNS subdomain`, 'pass --node-name');
   for (const k of ['port', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'clusterDnsPort'] as const) {
     cfg[k] = Number(cfg[k]);

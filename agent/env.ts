@@ -1,7 +1,7 @@
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { ContainerConfigError } from '../common/errors.js';
 import { escapeVars } from '../common/var-expansion.js';
-import { ENV_NAME, type EnvVar } from '../runtime-rkt/manifest.js';
+import { ENV_NAME, type EnvVar } from '../runtime-api/pod-spec.js';
 import { fieldValue, resourceValue, type DownwardContext, type NodeAllocatable } from './downward-api.js';
 import { notFoundMessage, secretData, type PodObjects } from './pod-objects.js';
 

@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import type { V1Pod } from '@kubernetes/client-node';
 import { ContainerConfigError, errnoCode } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import type { Pod } from '../runtime-rkt/manifest.js';
+import type { Pod } from '../runtime-api/pod-spec.js';
 import { apiStatus, type KubeClients } from './kube.js';
 
 /**

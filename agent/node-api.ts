@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../common/log.js';
 import { parseBool } from '../common/format.js';
-import { formatTimestamp } from '../runtime-rkt/logs.js';
+import { formatTimestamp } from '../runtime-api/logs.js';
 import { agentMetrics } from './metrics.js';
 import type { PodSync } from './pod-sync.js';
 import type { ContainerRuntime } from './runtime.js';

@@ -44,7 +44,7 @@ export async function describeNode(cfg: AgentConfig, runtime: ContainerRuntime, 
         'kubernetes.io/arch': os.arch() === 'x64' ? 'amd64' : os.arch(),
         'stevedore.io/container-runtime': runtime.name,
         'stevedore.io/default-stage1': cfg.rktStage1Image,
-        ...(runtime.vmAccel ? { 'stevedore.io/kvm-accel': runtime.vmAccel } : {}),
+        ...runtime.nodeLabels,
       },
       // Where the local-path provisioner puts this node's volumes (control-plane/controllers/persistent-volume.ts).
       annotations: { [LOCAL_PATH_ROOT_ANNOTATION]: localPathRoot(cfg.dataDir) },

@@ -1,7 +1,6 @@
-import { createRequire } from 'node:module';
+import { loadAddon } from '../common/native.js';
 
-const require = createRequire(import.meta.url);
-const addon = require('../../native/build/Release/notify.node') as { notify(state: string): number };
+const addon = loadAddon<{ notify(state: string): number }>('notify');
 
 /**
  * Tell systemd about our state (Type=notify services). Outside systemd

@@ -1,5 +1,5 @@
 import type { V1ContainerState, V1ContainerStatus, V1Pod, V1PodCondition, V1PodStatus } from '@kubernetes/client-node';
-import type { AppStatus, PodStatus, Termination } from '../runtime-rkt/status.js';
+import type { AppStatus, PodStatus, Termination } from '../runtime-api/status.js';
 import type { ContainerView } from './prober.js';
 
 /** A container the runtime has not started (yet), and why. */
@@ -95,7 +95,7 @@ export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: st
   const ready = statuses.length > 0 && statuses.every((s) => s.ready) && sidecars.every((s) => s.ready);
   const terminal = phase === 'Succeeded' || phase === 'Failed';
   const scheduled = opts.previous?.conditions?.find((c) => c.type === 'PodScheduled') ?? condition('PodScheduled', true);
-  const hostNetwork = pod.spec?.hostNetwork === true || rp?.stage1 === 'fly';
+  const hostNetwork = pod.spec?.hostNetwork === true || rp?.hostNetwork === true;
   const status: V1PodStatus = {
     phase,
     conditions: withTransitionTimes([

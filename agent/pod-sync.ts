@@ -1,11 +1,9 @@
 import * as path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { V1Pod, V1PodStatus } from '@kubernetes/client-node';
-import { ContainerConfigError, PodNotFound, UserError } from '../common/errors.js';
 import { CniError } from '../cni/index.js';
 import type { Logger } from '../common/log.js';
-import { validatePod, type Pod } from '../runtime-rkt/manifest.js';
-import type { PodStatus } from '../runtime-rkt/status.js';
+import { ContainerConfigError, HandlerNotOffered, ImageNotFound, PodNotFound, UserError, shouldPull, validatePod, type Pod, type PodStatus, type RegistryKeyring } from '../runtime-api/index.js';
 import type { AgentConfig } from './config.js';
 import type { EventRecorder } from './events.js';
 import { apiStatus, patchAs, type KubeClients } from './kube.js';
@@ -21,7 +19,6 @@ import { nodeAllocatable } from './node.js';
 import { resolveClaimVolumes } from './claims.js';
 import { FlexVolumes } from './flexvolume.js';
 import { Prober } from './prober.js';
-import type { RegistryKeyring } from '../runtime-rkt/image/auth.js';
 
 /** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
 export const MANAGED_BY = 'agent.stevedore.io/node';
@@ -194,7 +191,7 @@ export class PodSync {
     if (!(await this.ensureImages(pod))) return;
     if (!(await this.resolveSources(pod, runtimePod, choice.stage1))) return;
     try {
-      const uuid = await this.runtime.runPod(runtimePod, { stage1: choice.stage1 });
+      const uuid = await this.runtime.runPod(runtimePod, { handler: choice.stage1 });
       this.waiting.delete(uid);
       this.backoff.delete(uid);
       for (const c of [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []]) {
@@ -210,18 +207,17 @@ export class PodSync {
         this.fail(pod, 'CreateContainerError', `internal error: ${(err as Error).message ?? String(err)} (see the agent's journal)`);
         return;
       }
-      const imageMissing = /is not in the image store/.test(err.message);
       const previous = this.waiting.get(uid);
       // A network failure names itself (CNIPluginNotFound, CNIConfigInvalid…), with the hint saying what to fix.
       if (err instanceof CniError) {
         this.fail(pod, err.reason, err.hint ? `${err.message} (${err.hint})` : err.message);
         return;
       }
-      if (err instanceof ContainerConfigError) {
+      if (err instanceof ContainerConfigError || err instanceof HandlerNotOffered) {
         this.fail(pod, 'CreateContainerConfigError', err.message);
         return;
       }
-      const reason = imageMissing ? (previous?.reason === 'ErrImagePull' || previous?.reason === 'ImagePullBackOff' ? 'ImagePullBackOff' : 'ErrImagePull') : 'CreateContainerError';
+      const reason = err instanceof ImageNotFound ? (previous?.reason === 'ErrImagePull' || previous?.reason === 'ImagePullBackOff' ? 'ImagePullBackOff' : 'ErrImagePull') : 'CreateContainerError';
       this.fail(pod, reason, err.message);
     }
   }
@@ -233,7 +229,6 @@ export class PodSync {
    * reason in the pod's status and events) when an image cannot be had.
    */
   private async ensureImages(pod: V1Pod): Promise<boolean> {
-    const { shouldPull } = await import('../runtime-rkt/image/policy.js');
     const previous = this.waiting.get(pod.metadata!.uid!)?.reason;
     let auth: RegistryKeyring | undefined; // the pod's imagePullSecrets, read once the first pull needs them
     for (const c of [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []]) {

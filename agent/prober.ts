@@ -12,7 +12,7 @@
  */
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
-import type { AppStatus, PodStatus } from '../runtime-rkt/status.js';
+import type { AppStatus, PodStatus } from '../runtime-api/status.js';
 import type { EventRecorder } from './events.js';
 import { runAction, type Action, type ActionTarget } from './probe-actions.js';
 import type { ContainerRuntime } from './runtime.js';
@@ -155,7 +155,7 @@ export class Prober {
   }
 
   private target(pod: V1Pod, c: V1Container, rp: PodStatus): ActionTarget {
-    const hostNetwork = pod.spec?.hostNetwork === true || rp.stage1 === 'fly';
+    const hostNetwork = pod.spec?.hostNetwork === true || rp.hostNetwork === true;
     return { runtime: this.runtime, podId: rp.uuid, container: c, podIP: hostNetwork ? this.hostIP : rp.podIPs?.[0] };
   }
 

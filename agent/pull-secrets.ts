@@ -9,7 +9,7 @@
  * here logs or returns secret contents.
  */
 import type { V1Pod, V1Secret } from '@kubernetes/client-node';
-import { keyringFromPullSecrets, type RegistryKeyring } from '../runtime-rkt/image/auth.js';
+import { keyringFromPullSecrets, type RegistryKeyring } from '../runtime-api/registry-auth.js';
 import { apiStatus, type KubeClients } from './kube.js';
 
 export const DOCKER_CONFIG_KEYS: Record<string, string> = {

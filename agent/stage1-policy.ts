@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import { parse } from 'yaml';
 import { InvalidInput } from '../common/errors.js';
-import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
+import { ISOLATION_HANDLERS as STAGE1_NAMES, type IsolationHandler as Stage1Name } from '../runtime-api/handlers.js';
 
 /**
  * Which stage1 a pod runs under, and the node's policy on it and on host access.

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { execa } from 'execa';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
-import type { Pod } from '../runtime-rkt/manifest.js';
+import type { Pod } from '../runtime-api/pod-spec.js';
 import { writeAtomically } from './atomic-writer.js';
 import type { PodObjects } from './pod-objects.js';
 import { agentVolumeKind, holdsSecrets, PLUGIN_DIR, volumePayload, type VolumeContext } from './volume-sources.js';

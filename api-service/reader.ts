@@ -201,7 +201,7 @@ export class NodeReader {
       return { uuid: loc.uuid, state: free ? 'aborted-prepare' : loc.state === 'embryo' ? 'embryo' : 'preparing', apps: [] };
     }
     const status = await readPodStatus(systemd, loc, units, this.podCache);
-    if (!status.stage1 && !(await fs.stat(loc.dir).then(() => true, () => false))) return undefined;
+    if (!status.handler && !(await fs.stat(loc.dir).then(() => true, () => false))) return undefined;
     return status;
   }
 
@@ -231,7 +231,7 @@ export class NodeReader {
     if (status.name) annotations[ANNOTATION.name] = status.name;
     if (status.namespace) annotations[ANNOTATION.namespace] = status.namespace;
     if (status.uid) annotations[ANNOTATION.uid] = status.uid;
-    if (status.stage1) annotations[ANNOTATION.stage1] = status.stage1;
+    if (status.handler) annotations[ANNOTATION.stage1] = status.handler;
     msg.annotations = kvs(annotations);
     const running = status.state === 'running';
     if (running) {

@@ -12,7 +12,7 @@ export const LIMITS = {
 
 const POD_REF = /^[0-9a-f-]{1,36}$/;
 const POD_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-/** App names are DNS labels (runtime-rkt/manifest.ts checks them at prepare time). */
+/** App names are DNS labels (runtime-api/pod-spec.ts checks them at prepare time). */
 const APP_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /** A pod id: a UUID or a prefix of one (lowercase hex and dashes only: nothing that could walk a path). */

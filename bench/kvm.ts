@@ -64,7 +64,7 @@ const FLEET_PODS = 4;
 async function inner(args: Args): Promise<void> {
   const work = args.work!;
   const { RktRuntime } = await import(new URL('runtime-rkt/runtime.js', DIST).href) as typeof import('../runtime-rkt/runtime.js');
-  const { validatePod } = await import(new URL('runtime-rkt/manifest.js', DIST).href) as typeof import('../runtime-rkt/manifest.js');
+  const { validatePod } = await import(new URL('runtime-api/pod-spec.js', DIST).href) as typeof import('../runtime-api/pod-spec.js');
   const { loadKvmAssets } = await import(new URL('stage1/kvm/assets.js', DIST).href) as typeof import('../stage1/kvm/assets.js');
   const { qemuArgv, guestMemoryMiB } = await import(new URL('stage1/kvm/vm.js', DIST).href) as typeof import('../stage1/kvm/vm.js');
   const { unitNames } = await import(new URL('stage1/contract.js', DIST).href) as typeof import('../stage1/contract.js');

@@ -176,7 +176,7 @@ async function inner(args: Args): Promise<void> {
   const dataDir = path.join(work, 'data');
   const { RktRuntime } = await import(new URL('runtime-rkt/runtime.js', DIST).href) as typeof import('../runtime-rkt/runtime.js');
   const { SystemdClient, prop } = await import(new URL('common/systemd.js', DIST).href) as typeof import('../common/systemd.js');
-  const { validatePod } = await import(new URL('runtime-rkt/manifest.js', DIST).href) as typeof import('../runtime-rkt/manifest.js');
+  const { validatePod } = await import(new URL('runtime-api/pod-spec.js', DIST).href) as typeof import('../runtime-api/pod-spec.js');
 
   const rt = await RktRuntime.open({ dataDir });
   await rt.images.importPath(path.join(work, 'layout'), { name: IMAGE });
@@ -284,7 +284,7 @@ async function inner(args: Args): Promise<void> {
 /** Where the time goes: traced in-process and CLI runs of a namespaces pod, plus the CLI's fixed costs. */
 async function profileRuns(
   rt: import('../runtime-rkt/runtime.js').RktRuntime, namespace: string, follower: JournalFollower, dataDir: string, manifests: string,
-  validatePod: typeof import('../runtime-rkt/manifest.js').validatePod,
+  validatePod: typeof import('../runtime-api/pod-spec.js').validatePod,
 ): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const N = 7;

@@ -2,7 +2,7 @@
  * The `--image-max-*` flags of `stevedore image pull` and `image import`
  * (the agent has the same ones): only the option specs, so main.ts can
  * declare them without loading the image modules at start-up. They are parsed
- * by imageLimitsFromFlags (image-pull.ts); the caps are runtime-rkt/image/limits.ts.
+ * by imageLimitsFromFlags (image-pull.ts); the caps are runtime-api/image-limits.ts.
  */
 /** The `--image-max-*` flags of `image pull` and `image import`, as Commander hands them over. */
 export interface ImageLimitFlags {

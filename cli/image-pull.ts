@@ -4,9 +4,9 @@
  * at most ~10 times a second), plain lines on state changes otherwise.
  */
 import type { ImagePullApi, ImageRecord, PullProgress, ImageGcResult } from '../runtime-rkt/image/types.js';
-import { readAuthFile } from '../runtime-rkt/image/auth.js';
+import { readAuthFile } from '../runtime-api/registry-auth.js';
 import { InvalidInput } from '../common/errors.js';
-import { parseByteSize, parseCount, resolveLimits, type ImageLimits } from '../runtime-rkt/image/limits.js';
+import { parseByteSize, parseCount, resolveLimits, type ImageLimits } from '../runtime-api/image-limits.js';
 import type { ImageLimitFlags } from './image-limit-flags.js';
 
 export { IMAGE_LIMIT_OPTIONS, type ImageLimitFlags } from './image-limit-flags.js';

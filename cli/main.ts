@@ -11,6 +11,7 @@ import { registerPodCommands } from './pod-commands.js';
 import { IMAGE_LIMIT_OPTIONS, type ImageLimitFlags } from './image-limit-flags.js';
 import { registerSandboxCommands } from './sandbox-commands.js';
 import { registerAgentCommands } from '../agent/command.js';
+import type { RuntimeOpenOptions } from '../runtime-api/runtime.js';
 import { registerApiServiceCommand } from '../api-service/command.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/stevedore';
@@ -83,12 +84,16 @@ stage1Cmd.command('probe-kvm')
     process.stdout.write(`${r.kvm ? 'kvm' : 'tcg'}: ${r.reason}\n`);
   });
 registerSandboxCommands(program);
+/** The runtimes the agent can drive (--container-runtime), each loaded only when chosen. */
+const CONTAINER_RUNTIMES = {
+  rkt: async (opts: RuntimeOpenOptions) => (await import('../runtime-rkt/container-runtime.js')).openRktRuntime(opts),
+};
 registerAgentCommands(program, () => {
   const g = program.opts<GlobalOptions>();
   // --kvm-accel is also a global option: Commander may hand it to the program rather than to `agent`.
   const kvmAccel = program.getOptionValueSource('kvmAccel') !== 'default' ? g.kvmAccel : undefined;
   return { dir: path.resolve(g.dir), dbusAddress: g.dbusAddress, dirGiven: program.getOptionValueSource('dir') !== 'default', kvmAccel };
-});
+}, CONTAINER_RUNTIMES);
 registerApiServiceCommand(program);
 program.command('up')
   .description('start a one-node local cluster (control plane + agent + demo pod) and print how to use kubectl')

@@ -32,7 +32,7 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
       const text = opts.file === '-' ? await readStdin() : await fs.readFile(opts.file, 'utf8').catch((err) => {
         throw new InvalidInput(`cannot read pod manifest ${opts.file}: ${(err as Error).message}`);
       });
-      const { parsePodManifest } = await import('../runtime-rkt/manifest.js');
+      const { parsePodManifest } = await import('../runtime-api/pod-spec.js');
       const manifest = parsePodManifest(text, { strict: true, source: opts.file });
       const stage1 = opts.stage1 ? parseStage1Name(opts.stage1) : undefined;
       const uuid = await withRuntime(async (rt) => {
@@ -49,7 +49,7 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
       const pods = await withRuntime(async (rt) => { await rt.reconcile(); return rt.listPods(); });
       pods.sort((a, b) => (a.createdAt ?? 0) - (b.createdAt ?? 0));
       print(opts, pods, () => table(['UUID', 'NAME', 'STAGE1', 'STATE', 'RESTARTS', 'AGE', 'APPS'],
-        pods.map((p) => [p.uuid, `${p.namespace ?? '-'}/${p.name ?? '-'}`, p.stage1 ?? '-', p.state, restarts(p), age(p.createdAt), appSummary(p)])));
+        pods.map((p) => [p.uuid, `${p.namespace ?? '-'}/${p.name ?? '-'}`, p.handler ?? '-', p.state, restarts(p), age(p.createdAt), appSummary(p)])));
     });
 
   pod.command('status')
@@ -59,7 +59,7 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
     .action(async (uuid: string, opts: Output) => {
       const p = await withRuntime((rt) => rt.podStatus(uuid));
       print(opts, p, () => [
-        `uuid=${p.uuid}`, `name=${p.namespace ?? '-'}/${p.name ?? '-'}`, `stage1=${p.stage1 ?? '-'}`, `state=${p.state}`,
+        `uuid=${p.uuid}`, `name=${p.namespace ?? '-'}/${p.name ?? '-'}`, `stage1=${p.handler ?? '-'}`, `state=${p.state}`,
         `created=${p.createdAt ? new Date(p.createdAt).toISOString() : '-'}`, `started=${p.startedAt ? new Date(p.startedAt).toISOString() : '-'}`,
         ...(p.podIPs ? [`ips=${p.podIPs.join(',')}`] : []),
         ...(p.vm ? [`vm=accel:${p.vm.accel} memory:${p.vm.memoryMiB}Mi cpus:${p.vm.cpus} kernel:${p.vm.kernel}`, `vm-accel-reason=${p.vm.accelReason}`] : []),

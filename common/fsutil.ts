@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { loadAddon } from './native.js';
 import * as fs from 'node:fs/promises';
 import { openSync, closeSync, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
@@ -9,8 +9,7 @@ interface FlockAddon {
   flock(fd: number, op: number): number;
   LOCK_SH: number; LOCK_EX: number; LOCK_NB: number; LOCK_UN: number; EWOULDBLOCK: number;
 }
-const require = createRequire(import.meta.url);
-const addon: FlockAddon = require('../../native/build/Release/flock.node');
+const addon: FlockAddon = loadAddon('flock');
 
 /**
  * Write a file so that readers see either the old or the new content, never a

@@ -1,6 +1,6 @@
 import { ContainerConfigError } from '../common/errors.js';
 import { expandVars } from '../common/var-expansion.js';
-import type { ContainerSpec, Pod } from './manifest.js';
+import type { ContainerSpec, Pod } from '../runtime-api/pod-spec.js';
 
 /**
  * The pod's own environment, as the runtime makes it: `$(VAR)` expansion of

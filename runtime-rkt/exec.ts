@@ -11,35 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { UserError } from '../common/errors.js';
-
-export interface ExecOptions {
-  /** Attach a stdin pipe (else the command reads /dev/null). */
-  stdin: boolean;
-  /** Run the command on a terminal: stdout carries everything it prints, there is no stderr. */
-  tty: boolean;
-  /** Columns and rows of the terminal at start. */
-  size?: TerminalSize;
-}
-
-export interface TerminalSize { cols: number; rows: number }
-
-export interface ExecExit {
-  /** The command's exit status; 128 + N when it was killed by signal N (as a shell reports it). */
-  code: number;
-}
-
-export interface ExecProcess {
-  readonly stdin: Writable | undefined;
-  readonly stdout: Readable;
-  /** undefined with a terminal (its output is on stdout, as on a real terminal). */
-  readonly stderr: Readable | undefined;
-  /** Resize the terminal (no-op without one). */
-  resize(size: TerminalSize): void;
-  /** Resolves once the command has exited and its output has been read. */
-  readonly exit: Promise<ExecExit>;
-  /** Kill the command and every process it started (those still in its sessions), then resolve. */
-  kill(): Promise<void>;
-}
+import type { ExecExit, ExecOptions, ExecProcess, TerminalSize } from '../runtime-api/streams.js';
+export type { ExecExit, ExecOptions, ExecProcess, TerminalSize } from '../runtime-api/streams.js';
 
 /** How a stage1 runs a command in an app: its enter argv, with or without a terminal made inside the app. */
 export interface EnterPlan {

@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { loadAddon } from '../common/native.js';
 
 interface InotifyAddon {
   open(): number;
@@ -8,9 +8,7 @@ interface InotifyAddon {
   close(fd: number): void;
 }
 
-const require = createRequire(import.meta.url);
-// dist/runtime-rkt/folder-changes.js -> <repo>/native/build/Release
-const inotify: InotifyAddon = require('../../native/build/Release/inotify.node');
+const inotify: InotifyAddon = loadAddon('inotify');
 
 const UNWATCHABLE = new Set(['ENOSPC', 'ENOMEM', 'EACCES', 'EPERM']);
 

@@ -1,30 +1,8 @@
 import { execa } from 'execa';
 import { createInterface } from 'node:readline';
 import { UserError } from '../common/errors.js';
-
-export interface LogQuery {
-  podUuid: string;
-  container?: string;
-  /** Only the last N lines. */
-  tail?: number;
-  /** Only lines at or after this time (ms since epoch). */
-  sinceMs?: number;
-  /** Only lines before this time (ms since epoch). */
-  untilMs?: number;
-  /** Only lines of this run of the app (systemd invocation ID): `--previous` picks the run before the current one. */
-  invocation?: string;
-  follow?: boolean;
-  /** Read journal files from this directory instead of the node's journal (e.g. a sandbox's, from the host). */
-  journalDir?: string;
-  signal?: AbortSignal;
-}
-
-export interface LogLine {
-  /** ms since epoch, with µs precision in the fraction */
-  timeUs: bigint;
-  container: string;
-  message: string;
-}
+import type { LogLine, LogQuery } from '../runtime-api/logs.js';
+export { formatTimestamp, type LogLine, type LogQuery } from '../runtime-api/logs.js';
 
 function messageText(raw: unknown): string {
   if (typeof raw === 'string') return raw;
@@ -71,9 +49,3 @@ export async function* readLogs(q: LogQuery): AsyncGenerator<LogLine> {
   }
 }
 
-/** RFC 3339 with nanosecond digits, as `kubectl logs --timestamps` prints. */
-export function formatTimestamp(timeUs: bigint): string {
-  const ms = Number(timeUs / 1000n);
-  const iso = new Date(ms).toISOString().replace(/\.\d{3}Z$/, '');
-  return `${iso}.${(timeUs % 1_000_000n).toString().padStart(6, '0')}000Z`;
-}

@@ -7,19 +7,9 @@ import {
   type PortMapping, type ReleasedLease,
 } from '../cni/index.js';
 import { podPaths, type PreparedPod } from '../stage1/contract.js';
-import type { Pod } from './manifest.js';
-
-/** Where the pod network comes from: a CNI config dir (the operator's or the agent's default network). */
-export interface PodNetworkOptions {
-  /** CNI network configs (real nodes: /etc/cni/net.d) */
-  confDir: string;
-  /** plugin search path (default /usr/lib/cni, /opt/cni/bin) */
-  binDirs?: string[];
-  /** CNI result cache; must survive restarts of the runtime (e.g. <dataDir>/cni/results) */
-  cacheDir: string;
-  /** network to use; default: the first config file in lexical order */
-  networkName?: string;
-}
+import type { Pod } from '../runtime-api/pod-spec.js';
+import type { PodNetworkOptions } from '../runtime-api/network.js';
+export type { PodNetworkOptions } from '../runtime-api/network.js';
 
 /**
  * `<pod>/network.json`: written *before* CNI ADD (ips empty) and again after

@@ -228,7 +228,8 @@ export async function readPodStatus(systemd: SystemdClient | undefined, loc: Pod
   const status: PodStatus = {
     uuid: loc.uuid,
     state: podStateOf(loc, apps),
-    stage1: manifest?.stage1,
+    handler: manifest?.stage1,
+    hostNetwork: manifest ? manifest.stage1 === 'fly' || manifest.pod.spec.hostNetwork === true : undefined,
     name: md?.name,
     namespace: md ? md.namespace ?? 'default' : undefined,
     uid: md?.uid,

@@ -43,12 +43,8 @@ while readers:
                 sys.exit(0)
 `;
 
-export interface PortConnection {
-  /** The connection's bytes: write to send to the pod's port, read what it answers. */
-  stream: Duplex;
-  /** Why it failed or closed early (refused, …); resolves once the connection is over. */
-  done: Promise<string | undefined>;
-}
+import type { PortConnection } from '../runtime-api/streams.js';
+export type { PortConnection } from '../runtime-api/streams.js';
 
 export function dialPodPort(netnsFile: string | undefined, port: number): PortConnection {
   if (!netnsFile) {

@@ -1,12 +1,12 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { UserError, errnoCode } from '../common/errors.js';
-import { fsops } from './image/fsops.js';
+import { fsops } from '../common/fsops.js';
 import { atomicWriteJson } from '../common/fsutil.js';
 import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { podPaths, type AppLimits, type AppManifest, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
 import type { ImageRecord, ImageStoreApi } from './image/types.js';
-import { restartPolicyOf, type ContainerSpec, type Pod, type ResourceList } from './manifest.js';
+import { restartPolicyOf, type ContainerSpec, type Pod, type ResourceList } from '../runtime-api/pod-spec.js';
 import { findExecutable, readFileInRoot, resolveInRoot, resolveUser } from './rootfs.js';
 import { checkLocalhostProfile, nodeCapabilities, podRefOf, resolveSecurity, resolveSysctls } from './security.js';
 import { podResolvConfText, type ClusterDnsConfig } from './network.js';

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { ContainerConfigError, UserError, errnoCode } from '../common/errors.js';
+import { ImageNotFound } from '../runtime-api/errors.js';
 import { exists, readJsonIfExists } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
 import { crashPoint } from '../common/failpoint.js';
@@ -10,9 +11,9 @@ import { deviceAllowListProperties, podSlice } from '../stage1/devices.js';
 import { stage1For as stage1Of, type Stage1 } from '../stage1/index.js';
 import type { KvmAccelMode } from '../stage1/kvm/accel.js';
 import { ImageStore } from './image/store.js';
-import type { ImageLimits } from './image/limits.js';
+import type { ImageLimits } from '../runtime-api/image-limits.js';
 import { imageStoreDir, podStoreDir } from './data-dir.js';
-import type { Pod } from './manifest.js';
+import type { Pod } from '../runtime-api/pod-spec.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, releaseLeases, type PodNetworkOptions } from './network.js';
@@ -114,7 +115,7 @@ export class RktRuntime {
     }
     const images = await Promise.all(allContainers(pod).map(async (c) => {
       const image = await this.images.resolve(c.image);
-      if (!image) throw new UserError(`image "${c.image}" of container "${c.name}" is not in the image store`, { hint: 'import it with `stevedore image import FILE|DIR`; `stevedore image list` shows what is there' });
+      if (!image) throw new ImageNotFound(c.image, c.name, 'import it with `stevedore image import FILE|DIR`; `stevedore image list` shows what is there');
       return image;
     }));
     // A broken network config fails the run here, before anything is on disk.

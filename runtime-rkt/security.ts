@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { ContainerConfigError } from '../common/errors.js';
 import { ALL_CAPS, DEFAULT_CAPS, capsOfMask } from '../stage1/app-security.js';
 import type { AppSecurity, Stage1Name } from '../stage1/contract.js';
-import type { ContainerSpec, Pod } from './manifest.js';
+import type { ContainerSpec, Pod } from '../runtime-api/pod-spec.js';
 
 export { appSecurity, defaultAppSecurity } from '../stage1/app-security.js';
 
@@ -143,7 +143,7 @@ export function resolveSecurity(input: SecurityInput): ResolvedSecurity {
   const pField = 'spec.securityContext';
   const csc = object(container.securityContext, cField) ?? {};
   const psc = object(pod.spec.securityContext, pField) ?? {};
-  // Which securityContext fields are honoured at all is validatePod's (runtime-rkt/pod-fields.ts): this resolves their meaning.
+  // Which securityContext fields are honoured at all is validatePod's (runtime-api/pod-fields.ts): this resolves their meaning.
 
   const privileged = bool(csc.privileged, `${cField}.privileged`) ?? false;
   const runAsUser = id(csc.runAsUser, `${cField}.runAsUser`) ?? id(psc.runAsUser, `${pField}.runAsUser`);

@@ -6,9 +6,9 @@ import { expandVars } from '../common/var-expansion.js';
 import { ContainerConfigError, errnoCode } from '../common/errors.js';
 import { memoryBytes } from '../common/quantity.js';
 import type { AppMount } from '../stage1/contract.js';
-import { fsops } from './image/fsops.js';
+import { fsops } from '../common/fsops.js';
 import { podEnv } from './env.js';
-import { localDescendingPathProblem, type ContainerSpec, type HostPathType, type Pod, type Volume } from './manifest.js';
+import { localDescendingPathProblem, type ContainerSpec, type HostPathType, type Pod, type Volume } from '../runtime-api/pod-spec.js';
 
 /**
  * stage0's volumes, as the kubelet's volume manager prepares them before the

@@ -1,7 +1,8 @@
 import * as path from 'node:path';
+import { ISOLATION_HANDLERS, type IsolationHandler } from '../runtime-api/handlers.js';
 import { InvalidInput } from '../common/errors.js';
 import type { UnitProperty } from '../common/systemd.js';
-import type { Pod, RestartPolicy } from '../runtime-rkt/manifest.js';
+import type { Pod, RestartPolicy } from '../runtime-api/pod-spec.js';
 
 /**
  * The pod directory is the contract between stage0 (runtime-rkt: images,
@@ -23,8 +24,9 @@ import type { Pod, RestartPolicy } from '../runtime-rkt/manifest.js';
  *   stage1/                      private to the stage1
  *   created, started, gc-marked  timestamps (ns since epoch), written once
  */
-export type Stage1Name = 'fly' | 'namespaces' | 'kvm';
-export const STAGE1_NAMES: readonly Stage1Name[] = ['fly', 'namespaces', 'kvm'];
+/** rkt's stage1 flavours are the node's isolation levels, one each (runtime-api/handlers.ts). */
+export type Stage1Name = IsolationHandler;
+export const STAGE1_NAMES: readonly Stage1Name[] = ISOLATION_HANDLERS;
 
 export function parseStage1Name(name: string): Stage1Name {
   if (!(STAGE1_NAMES as readonly string[]).includes(name)) throw new InvalidInput(`unknown stage1 "${name}"`, `choose one of: ${STAGE1_NAMES.join(', ')}`);

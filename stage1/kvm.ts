@@ -10,7 +10,7 @@ import { appMountSource, podPaths, unitNames, type AppManifest, type AppUnitPlan
 import { chooseAccel, type KvmAccelMode } from './kvm/accel.js';
 import { loadKvmAssets } from './kvm/assets.js';
 import { attachVmNetwork } from './kvm/net.js';
-import { fsops } from '../runtime-rkt/image/fsops.js';
+import { fsops } from '../common/fsops.js';
 import { ociSpec } from './oci-spec.js';
 import { precompileSeccomp } from './seccomp-bpf.js';
 import { appSecurity } from './app-security.js';

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { atomicWrite } from '../common/fsutil.js';
 import { cgroupDirsOf } from '../common/cgroups.js';
 import { errnoCode, UserError } from '../common/errors.js';
-import { fsops } from '../runtime-rkt/image/fsops.js';
+import { fsops } from '../common/fsops.js';
 import { prop } from '../common/systemd.js';
 import { podEtcBinds, terminationLogBind } from './common.js';
 import { ociSpec } from './oci-spec.js';

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultNetworkConfig } from '../cni/index.js';
-import type { Pod } from '../runtime-rkt/manifest.js';
+import type { Pod } from '../runtime-api/pod-spec.js';
 import { useNode, type TestNode, REPO } from './helpers/node.js';
 import { bridgePorts, firewallLinesNaming, readSysctl, removeNatChains, run, writeSysctl } from './helpers/netns.js';
 import type { ChurnPod, ChurnRequest } from './helpers/pod-churn.js';

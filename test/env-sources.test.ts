@@ -14,7 +14,7 @@ import type { PodObjects } from '../agent/pod-objects.js';
 import { checkRuntimeEnv, podEnv, REDACTED, secretTaint, unresolvedEnvSources } from '../runtime-rkt/env.js';
 import type { RuntimePodManifest } from '../stage1/contract.js';
 import { argvFor, manifestForDisk } from '../runtime-rkt/prepare.js';
-import { validatePod, type ContainerSpec, type Pod } from '../runtime-rkt/manifest.js';
+import { validatePod, type ContainerSpec, type Pod } from '../runtime-api/pod-spec.js';
 import type { ImageRecord } from '../runtime-rkt/image/types.js';
 
 const vars: Record<string, string> = { A: 'a', EMPTY: '', 'X.Y': 'xy' };

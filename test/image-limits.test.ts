@@ -1,5 +1,5 @@
 /**
- * Size caps on pulls and imports (runtime-rkt/image/limits.ts) and registry
+ * Size caps on pulls and imports (runtime-api/image-limits.ts) and registry
  * credentials kept to the registry's own challenge, against the real thing:
  * Debian's docker-registry on 127.0.0.1 (images pushed by hand through the
  * distribution API where skopeo would not push them: a gzip bomb, a manifest
@@ -18,7 +18,7 @@ import type * as tar from 'tar-stream';
 import { ImageStore } from '../runtime-rkt/image/store.js';
 import { buildBusyboxImage, entry, writeLayerBlob, writeOciLayout } from '../runtime-rkt/image/demo-image.js';
 import { MT } from '../runtime-rkt/image/plan.js';
-import { ImageLimitError, DEFAULT_IMAGE_LIMITS, parseByteSize, resolveLimits } from '../runtime-rkt/image/limits.js';
+import { ImageLimitError, DEFAULT_IMAGE_LIMITS, parseByteSize, resolveLimits } from '../runtime-api/image-limits.js';
 import { RegistryError } from '../runtime-rkt/image/registry.js';
 import type { PullProgress } from '../runtime-rkt/image/types.js';
 import { tempDir, readLayout, tarDirectory, buildDockerArchive, runsBusybox } from './helpers/images.js';

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ImageStore } from '../runtime-rkt/image/store.js';
 import { buildBusyboxImage } from '../runtime-rkt/image/demo-image.js';
-import { fsops } from '../runtime-rkt/image/fsops.js';
+import { fsops } from '../common/fsops.js';
 import { UserError } from '../common/errors.js';
 import { tempDir, tarDirectory, readLayout, buildVariantImage, buildDockerArchive, buildWhiteoutImage, buildMultiArchImage, LONG_PATH } from './helpers/images.js';
 

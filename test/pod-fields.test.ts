@@ -1,5 +1,5 @@
 /**
- * Fail closed on Pod fields (runtime-rkt/pod-fields.ts, runtime-rkt/manifest.ts):
+ * Fail closed on Pod fields (runtime-api/pod-fields.ts, runtime-api/pod-spec.ts):
  * every field of the Kubernetes models is classified, docs/pod-fields.md is the
  * code's table, every refused field is refused with its path, and what an API
  * server fills in by default is accepted. Pure logic: plain unit tests; the
@@ -11,8 +11,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as k8s from '@kubernetes/client-node';
 import { defaultPod } from '../control-plane/kinds/pods.js';
-import { validatePod } from '../runtime-rkt/manifest.js';
-import { DOC_BEGIN, DOC_END, POD_FIELD_TABLES, renderFieldTables, type TableId } from '../runtime-rkt/pod-fields.js';
+import { validatePod } from '../runtime-api/pod-spec.js';
+import { DOC_BEGIN, DOC_END, POD_FIELD_TABLES, renderFieldTables, type TableId } from '../runtime-api/pod-fields.js';
 
 interface ModelClass { attributeTypeMap: Array<{ name: string; baseName: string; type: string }> }
 const models = k8s as unknown as Record<string, ModelClass>;
@@ -80,7 +80,7 @@ test('docs/pod-fields.md holds exactly the code\'s table', async () => {
   const start = doc.indexOf(DOC_BEGIN);
   const end = doc.indexOf(DOC_END);
   assert.ok(start >= 0 && end > start, 'the markers are in the doc');
-  assert.fixture(doc.slice(start + DOC_BEGIN.length + 1, end), renderFieldTables(), 'the doc is out of step with runtime-rkt/pod-fields.ts: run `node scripts/pod-fields-doc.mjs` after a build');
+  assert.fixture(doc.slice(start + DOC_BEGIN.length + 1, end), renderFieldTables(), 'the doc is out of step with runtime-api/pod-fields.ts: run `node scripts/pod-fields-doc.mjs` after a build');
 });
 
 /** A value of the model's type that asks for something (never an accepted default). */

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ContainerConfigError } from '../common/errors.js';
-import type { ContainerSpec, Pod } from '../runtime-rkt/manifest.js';
+import type { ContainerSpec, Pod } from '../runtime-api/pod-spec.js';
 import { appSecurity, resolveSecurity, resolveSysctls, type SecurityInput } from '../runtime-rkt/security.js';
 import { ALL_CAPS, DEFAULT_CAPS, capMask, defaultAppSecurity } from '../stage1/app-security.js';
 import { unitNames, type AppManifest } from '../stage1/contract.js';

@@ -99,7 +99,7 @@ test('assets of an older build recipe (no crun in the guest) are refused, so bui
 
 test('the agent shows a VM pod\'s acceleration as a pod condition', () => {
   const pod = { metadata: { name: 'p', uid: 'u' }, spec: { containers: [{ name: 'a', image: 'busybox' }] } };
-  const rp = (vm?: PodStatus['vm']): PodStatus => ({ uuid: 'x', state: 'running', stage1: 'kvm', ...(vm ? { vm } : {}),
+  const rp = (vm?: PodStatus['vm']): PodStatus => ({ uuid: 'x', state: 'running', handler: 'kvm', ...(vm ? { vm } : {}),
     apps: [{ name: 'a', image: { id: 'sha256:1', name: 'busybox' }, unit: 'u', restartCount: 0, state: 'running' }] });
   const cond = (p: PodStatus) => podStatusFor(pod as never, { runtimeName: 'rkt', hostIP: '10.0.0.1', runtimePod: p }).conditions!.find((c) => c.type === 'stevedore.io/VMAcceleration');
   const tcg = cond(rp({ accel: 'tcg', accelReason: 'hardware KVM is not usable (x); emulating with TCG', memoryMiB: 224, cpus: 1, kernel: 'k' }));

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cpuMillis, memoryBytes } from '../common/quantity.js';
-import { parsePodManifest, validatePod } from '../runtime-rkt/manifest.js';
+import { parsePodManifest, validatePod } from '../runtime-api/pod-spec.js';
 import { argvFor, envFor } from '../runtime-rkt/prepare.js';
 import { terminationOf } from '../runtime-rkt/status.js';
 import { unitNames } from '../stage1/contract.js';

@@ -14,7 +14,7 @@ import type { V1ConfigMap, V1Pod, V1Secret, V1Volume } from '@kubernetes/client-
 import { invalidPayloadPath, writeAtomically, type Payload } from '../agent/atomic-writer.js';
 import { holdsSecrets, volumePayload, type VolumeContext } from '../agent/volume-sources.js';
 import type { PodObjects } from '../agent/pod-objects.js';
-import { validatePod } from '../runtime-rkt/manifest.js';
+import { validatePod } from '../runtime-api/pod-spec.js';
 import { VolumeManager } from '../agent/volumes.js';
 import type { Logger } from '../common/log.js';
 

@@ -5,7 +5,7 @@ import { tmpfsSize } from '../runtime-rkt/volumes.js';
 import { expandVars } from '../common/var-expansion.js';
 
 const expandWith = (input: string, env: ReadonlyMap<string, string>) => expandVars(input, (name) => env.get(name));
-import { localDescendingPathProblem, type Pod } from '../runtime-rkt/manifest.js';
+import { localDescendingPathProblem, type Pod } from '../runtime-api/pod-spec.js';
 import { nodeAffinityMatches } from '../control-plane/controllers/persistent-volume.js';
 
 test('$(VAR) expands as the kubelet expands it: $$ escapes, unknown names stay, an unclosed reference stays', () => {

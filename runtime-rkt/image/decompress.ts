@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { loadAddon } from '../../common/native.js';
 import { Duplex } from 'node:stream';
 
 /**
@@ -24,9 +24,7 @@ interface DecompressAddon {
   decompress(decoder: unknown, inputs: Buffer[], input: number, offset: number, out: Buffer, outOffset: number): Promise<DecompressResult>;
 }
 
-const require = createRequire(import.meta.url);
-// dist/runtime-rkt/image/decompress.js -> <repo>/native/build/Release
-const addon: DecompressAddon = require('../../../native/build/Release/decompress.node');
+const addon: DecompressAddon = loadAddon('decompress');
 
 /** Output buffer size: what is passed on at a time (the last piece may be shorter). */
 const OUT_CHUNK = 1 << 20;

@@ -33,9 +33,9 @@ import { LayerDecompressor } from './decompress.js';
 import * as tar from 'tar-stream';
 import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
-import { fsops } from './fsops.js';
+import { fsops } from '../../common/fsops.js';
 import { StreamSha256 } from './sha256.js';
-import { DEFAULT_IMAGE_LIMITS, ImageLimitError, cappedTarExtract, describeLimit, type ImageBudget, type ImageLimits } from './limits.js';
+import { DEFAULT_IMAGE_LIMITS, ImageLimitError, cappedTarExtract, describeLimit, type ImageBudget, type ImageLimits } from '../../runtime-api/image-limits.js';
 
 export interface ExtractOptions {
   /** Allow character/block devices and FIFOs in the layer. Default false. */

@@ -10,7 +10,7 @@ import type { Logger } from '../../common/log.js';
 import type { ImageFormat, ImageRunConfig, ImportOptions } from './types.js';
 import { isBareTag, parseName, qualifyName, formatName } from './names.js';
 import { readSmallJson, type SourceTree } from './source.js';
-import { ImageLimitError, describeLimit, type ImageLimits } from './limits.js';
+import { ImageLimitError, describeLimit, type ImageLimits } from '../../runtime-api/image-limits.js';
 
 /** Image configs larger than this are refused (they are JSON read whole; real ones are a few KiB). */
 export const MAX_CONFIG_BYTES = 4 << 20;

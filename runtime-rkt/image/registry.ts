@@ -23,8 +23,8 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { UserError } from '../../common/errors.js';
-import { lookupCredentials, type RegistryCredentials, type RegistryKeyring } from './auth.js';
-import { isLoopbackHost, type ImageReference } from './reference.js';
+import { lookupCredentials, type RegistryCredentials, type RegistryKeyring } from '../../runtime-api/registry-auth.js';
+import { isLoopbackHost, type ImageReference } from '../../runtime-api/image-reference.js';
 import { MT, WANT_PLATFORM, type Descriptor } from './plan.js';
 import { StreamSha256 } from './sha256.js';
 

@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { loadAddon } from '../../common/native.js';
 
 /**
  * SHA-256 of a stream, computed on native threads (native/sha256.c) so that a
@@ -14,12 +14,10 @@ interface Sha256Addon {
   kernel(name?: Sha256Kernel): Sha256Kernel;
 }
 
-/** The multi-stream kernel: 8 streams per AVX-512 or AVX2 instruction, or none (each stream on its own). */
+/** The multi-stream kernel: 8 streams per AVX-512 or AVX2 instruction, or none (each stream on its own through OpenSSL: the default on CPUs with the SHA extensions, where it is faster). */
 export type Sha256Kernel = 'avx512' | 'avx2' | 'none';
 
-const require = createRequire(import.meta.url);
-// dist/runtime-rkt/image/sha256.js -> <repo>/native/build/Release
-const addon: Sha256Addon = require('../../../native/build/Release/sha256.node');
+const addon: Sha256Addon = loadAddon('sha256');
 
 /** The multi-stream kernel in use; with a name, use that one (tests compare them; it must be supported by the CPU). */
 export function sha256Kernel(name?: Sha256Kernel): Sha256Kernel {

@@ -19,7 +19,7 @@ import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { InvalidInput, UserError, errnoCode } from '../../common/errors.js';
 import { normaliseEntryPath } from './extract.js';
-import { DEFAULT_IMAGE_LIMITS, ImageLimitError, cappedTarExtract, describeLimit, type ImageLimits } from './limits.js';
+import { DEFAULT_IMAGE_LIMITS, ImageLimitError, cappedTarExtract, describeLimit, type ImageLimits } from '../../runtime-api/image-limits.js';
 
 export type SourceKind = 'oci' | 'docker';
 

@@ -25,11 +25,11 @@ import { extractLayer, extractLayerStream, type ExtractOptions } from './extract
 import { openSource } from './source.js';
 import { planImport, checkDescriptorSizes, MAX_CONFIG_BYTES, checkDigest, checkDiffIds, hexOf, MT, LAYER_TYPES, type ImagePlan, type OciConfig, type StagedBlob, type Stager } from './plan.js';
 import { readSmallJson } from './source.js';
-import { parseReference, repoDigest, type ImageReference } from './reference.js';
+import { parseReference, repoDigest, type ImageReference } from '../../runtime-api/image-reference.js';
 import { RegistryClient, type BlobTap, type FetchedManifest, type ResolvedImage } from './registry.js';
 import { candidateNames } from './names.js';
-import { fsops } from './fsops.js';
-import { ImageBudget, ImageLimitError, resolveLimits, type ImageLimits } from './limits.js';
+import { fsops } from '../../common/fsops.js';
+import { ImageBudget, ImageLimitError, resolveLimits, type ImageLimits } from '../../runtime-api/image-limits.js';
 
 const LOCK_TIMEOUT_MS = 10 * 60_000;
 const ID_PREFIX_MIN = 6;

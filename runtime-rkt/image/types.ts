@@ -11,7 +11,7 @@
  *   lock                          flock: writers take it exclusive while changing records
  */
 
-import type { ImageLimits } from './limits.js';
+import type { ImageLimits } from '../../runtime-api/image-limits.js';
 
 export type ImageFormat = 'oci' | 'docker';
 

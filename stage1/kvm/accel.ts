@@ -6,9 +6,8 @@ import { atomicWriteJson } from '../../common/fsutil.js';
 import type { KvmAssets } from './assets.js';
 import { qemuArgv, type KvmAccel } from './vm.js';
 
-/** The node operator's choice (`--kvm-accel`): auto = hardware if a boot probe passes, else emulation. */
-export type KvmAccelMode = 'auto' | 'kvm' | 'tcg';
-export const KVM_ACCEL_MODES: readonly KvmAccelMode[] = ['auto', 'kvm', 'tcg'];
+import { KVM_ACCEL_MODES, type KvmAccelMode } from '../../runtime-api/handlers.js';
+export { KVM_ACCEL_MODES, type KvmAccelMode } from '../../runtime-api/handlers.js';
 
 export function parseKvmAccelMode(v: string): KvmAccelMode {
   if (!(KVM_ACCEL_MODES as readonly string[]).includes(v)) throw new InvalidInput(`unknown --kvm-accel "${v}"`, `choose one of: ${KVM_ACCEL_MODES.join(', ')}`);

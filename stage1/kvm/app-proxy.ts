@@ -18,12 +18,11 @@
  * Kept free of imports beyond node:net/fs and the sd_notify addon: it starts once per app run.
  */
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { loadAddon } from '../../common/native.js';
 
-// dist/stage1/kvm/app-proxy.js -> <repo>/native/build/Release
-const notify = (createRequire(import.meta.url)('../../../native/build/Release/notify.node') as { notify(state: string): number }).notify;
+const notify = loadAddon<{ notify(state: string): number }>('notify').notify;
 let ready = false;
 const markReady = () => {
   if (!ready) { ready = true; notify('READY=1'); }

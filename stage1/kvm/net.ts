@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import { execa } from 'execa';
 import { UserError, errnoCode } from '../../common/errors.js';
-import { fsops } from '../../runtime-rkt/image/fsops.js';
+import { fsops } from '../../common/fsops.js';
 
 /** The pod network as the guest takes it over: CNI's eth0 in the pod netns, seen through a tap. */
 export interface VmNet {

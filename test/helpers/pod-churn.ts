@@ -11,7 +11,7 @@
  */
 import * as fs from 'node:fs/promises';
 import { RktRuntime } from '../../runtime-rkt/runtime.js';
-import type { Pod } from '../../runtime-rkt/manifest.js';
+import type { Pod } from '../../runtime-api/pod-spec.js';
 import type { PodNetworkOptions } from '../../runtime-rkt/network.js';
 
 export interface ChurnRequest {

@@ -4,8 +4,8 @@
  * anything else (a tag other than latest, or a digest without a tag) →
  * IfNotPresent. `name:latest@sha256:…` is Always, as in Kubernetes.
  */
-import { InvalidInput } from '../../common/errors.js';
-import { parseReference } from './reference.js';
+import { InvalidInput } from '../common/errors.js';
+import { parseReference } from './image-reference.js';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 

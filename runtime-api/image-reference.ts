@@ -7,7 +7,7 @@
  * and the Hub's API lives on `registry-1.docker.io`. No tag and no digest
  * means `:latest`.
  */
-import { InvalidInput } from '../../common/errors.js';
+import { InvalidInput } from '../common/errors.js';
 
 export const DOCKER_HUB_DOMAIN = 'docker.io';
 export const DOCKER_HUB_API_HOST = 'registry-1.docker.io';

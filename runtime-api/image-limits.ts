@@ -17,8 +17,8 @@
  * layer they accept is accepted here.
  */
 import * as tar from 'tar-stream';
-import { InvalidInput, UserError } from '../../common/errors.js';
-import { humanBytes } from '../../common/format.js';
+import { InvalidInput, UserError } from '../common/errors.js';
+import { humanBytes } from '../common/format.js';
 
 export interface ImageLimits {
   /** Uncompressed size of one layer (its tar stream, what the diff_id hashes). Also bounds each compressed layer blob. */
@@ -141,7 +141,7 @@ export function cappedTarExtract(maxHeaderBytes: number, refusal: (size: number,
   const extract = tar.extract();
   const inner = extract as unknown as TarExtractInternals;
   if (typeof inner._consumeHeader !== 'function' || typeof inner._continueWrite !== 'function') {
-    throw new Error('tar-stream changed: cannot bound tar extension headers (update runtime-rkt/image/limits.ts)');
+    throw new Error('tar-stream changed: cannot bound tar extension headers (update runtime-api/image-limits.ts)');
   }
   const consume = inner._consumeHeader.bind(inner);
   inner._consumeHeader = () => {

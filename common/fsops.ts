@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { loadAddon } from './native.js';
 
 /**
  * The filesystem calls Node lacks (native/fsops.c): mknod for overlayfs
@@ -24,6 +24,4 @@ export interface FsOpsAddon {
   S_IFIFO: number;
 }
 
-const require = createRequire(import.meta.url);
-// dist/runtime-rkt/image/fsops.js -> <repo>/native/build/Release
-export const fsops: FsOpsAddon = require('../../../native/build/Release/fsops.node');
+export const fsops: FsOpsAddon = loadAddon('fsops');

@@ -9,8 +9,8 @@
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { InvalidInput, errnoCode } from '../../common/errors.js';
-import { DOCKER_HUB_DOMAIN } from './reference.js';
+import { InvalidInput, errnoCode } from '../common/errors.js';
+import { DOCKER_HUB_DOMAIN } from './image-reference.js';
 
 export interface RegistryCredentials {
   username: string;

@@ -6,7 +6,7 @@ import { checkContainerExtras } from './container-checks.js';
 
 /**
  * The Kubernetes Pod this node runs. Every PodSpec, Container and
- * securityContext field is classified in runtime-rkt/pod-fields.ts (honoured,
+ * securityContext field is classified in runtime-api/pod-fields.ts (honoured,
  * refused, ignored by design; docs/pod-fields.md) and the node fails closed:
  * a field it does not implement, or does not know, is refused with its path,
  * in both modes. `stevedore pod run -f` reads manifests strictly (unknown
@@ -191,7 +191,7 @@ function checkKeys(w: Walker, obj: Record<string, unknown>, path: string, known:
   }
 }
 
-/** Classify an object's fields by its table (runtime-rkt/pod-fields.ts): unknown and refused ones are errors in every mode. */
+/** Classify an object's fields by its table (runtime-api/pod-fields.ts): unknown and refused ones are errors in every mode. */
 function fieldsOf(w: Walker, obj: Record<string, unknown>, path: string, table: TableId): void {
   w.errors.push(...refusedFields(obj, path, table));
 }

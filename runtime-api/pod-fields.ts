@@ -1,7 +1,7 @@
 /**
  * Every field of a Kubernetes (v1.32) PodSpec, Container, SecurityContext and
  * PodSecurityContext, and what this node does with it. One table, read by
- * `validatePod` (runtime-rkt/manifest.ts) and rendered into docs/pod-fields.md
+ * `validatePod` (runtime-api/pod-spec.ts) and rendered into docs/pod-fields.md
  * (a unit test keeps the two the same), so the node fails closed: a field is
  *   - honoured: the node acts on it (manifest.ts checks its type and shape);
  *   - refused: the node does not implement it, so any value that asks for
@@ -583,5 +583,5 @@ export function renderFieldTables(): string {
 }
 
 /** docs/pod-fields.md holds renderFieldTables() between these lines (scripts/pod-fields-doc.mjs writes it). */
-export const DOC_BEGIN = '<!-- pod-fields:begin (generated from runtime-rkt/pod-fields.ts by scripts/pod-fields-doc.mjs) -->';
+export const DOC_BEGIN = '<!-- pod-fields:begin (generated from runtime-api/pod-fields.ts by scripts/pod-fields-doc.mjs) -->';
 export const DOC_END = '<!-- pod-fields:end -->';
