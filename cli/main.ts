@@ -87,6 +87,7 @@ registerSandboxCommands(program);
 /** The runtimes the agent can drive (--container-runtime), each loaded only when chosen. */
 const CONTAINER_RUNTIMES = {
   rkt: async (opts: RuntimeOpenOptions) => (await import('../runtime-rkt/container-runtime.js')).openRktRuntime(opts),
+  docker: async (opts: RuntimeOpenOptions) => (await import('../runtime-docker/index.js')).openDockerRuntime(opts),
 };
 registerAgentCommands(program, () => {
   const g = program.opts<GlobalOptions>();

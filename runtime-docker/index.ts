@@ -4,9 +4,11 @@
  */
 import * as path from 'node:path';
 import type { ClusterDnsConfig } from '../runtime-rkt/network.js';
-import { ensureEngine, type EngineOptions } from './engine.js';
+import { UserError } from '../common/errors.js';
+import { EngineClient } from './engine-api.js';
+import { ensureEngine, ping, type EngineOptions } from './engine.js';
 import { DockerRuntime } from './runtime.js';
-import type { PodNetworkOptions } from './types.js';
+import type { PodNetworkOptions, RuntimeFactory, RuntimeOpenOptions } from './types.js';
 
 export { DockerRuntime, DOCKER_HANDLERS, LABEL } from './runtime.js';
 export { EngineClient, EngineError, demultiplex } from './engine-api.js';
@@ -14,12 +16,14 @@ export { ensureEngine, stopEngine, enginePaths, DEFAULT_ENGINE_UNIT } from './en
 export { PAUSE_IMAGE, busyboxRootfsTar, importImage } from './infra.js';
 
 export interface DockerRuntimeOpenOptions {
-  /** The node's data dir: the engine lives in <dataDir>/docker/engine, pod files in <dataDir>/docker/pods. */
+  /** The node's data dir: our engine lives in <dataDir>/docker/engine, pod files in <dataDir>/docker/pods. */
   dataDir: string;
-  /** The node's systemd, which runs dockerd as a unit. */
+  /** The node's systemd, which runs our dockerd as a unit. */
   dbusAddress?: string;
   network?: PodNetworkOptions;
   clusterDns?: ClusterDnsConfig;
+  /** An engine someone else runs (its unix socket): used as it is, never started or stopped by us. */
+  dockerEndpoint?: string;
   engineUnit?: string;
 }
 
@@ -31,10 +35,19 @@ export function engineOptions(opts: DockerRuntimeOpenOptions): EngineOptions {
 
 /** Start (or find) the node's engine and return the runtime over it, following the engine's events. */
 export async function openDockerRuntime(opts: DockerRuntimeOpenOptions): Promise<DockerRuntime> {
-  const engine = await ensureEngine(engineOptions(opts));
+  const engine = opts.dockerEndpoint ? await existingEngine(opts.dockerEndpoint.replace(/^unix:\/\//, '')) : await ensureEngine(engineOptions(opts));
   const version = (await engine.call<{ Version: string }>('GET', '/version')).Version;
   const rt = new DockerRuntime(engine, version, { dir: dockerDirs(opts.dataDir).root, network: opts.network, clusterDns: opts.clusterDns });
   await rt.loadEnded();
   void rt.watchEvents();
   return rt;
 }
+
+async function existingEngine(socket: string): Promise<EngineClient> {
+  const engine = new EngineClient(socket);
+  if (!(await ping(engine))) throw new UserError(`no docker engine answers on ${socket}`, { hint: 'start dockerd there, or leave --docker-endpoint out to have the agent run its own' });
+  return engine;
+}
+
+/** The agent's factory for --container-runtime=docker (the composition root maps the name to it). */
+export const dockerRuntimeFactory: RuntimeFactory = (opts: RuntimeOpenOptions) => openDockerRuntime(opts);

@@ -20,7 +20,9 @@ import { podHostnameAndDomain, podHostsFile, releaseStaleAttachments } from '../
 import { expandCommand, podEnv } from '../runtime-rkt/env.js';
 import { podResolvConfText, type ClusterDnsConfig } from '../runtime-rkt/network.js';
 import { dialPodPort } from '../runtime-rkt/port-forward.js';
-import { lookupCredentials } from '../runtime-rkt/image/auth.js';
+import { lookupCredentials } from '../runtime-api/registry-auth.js';
+import { parseReference } from '../runtime-api/image-reference.js';
+import { HandlerNotOffered, ImageNotFound } from '../runtime-api/errors.js';
 import { demultiplex, EngineError, jsonLines, splitStreams, type EngineClient } from './engine-api.js';
 import { ensurePauseImage, hostPidOf, PAUSE_IMAGE } from './infra.js';
 import { attachDockerPod, detachDockerPod, podIPsOf } from './network.js';
@@ -45,8 +47,12 @@ export const LABEL = {
 } as const;
 const INFRA_NAME = 'POD';
 
-/** The runtime handler (RuntimeClass) this runtime offers: the engine's default OCI runtime. */
-export const DOCKER_HANDLERS = ['runc'] as const;
+/**
+ * The runtime handler (isolation level, runtime-api/handlers.ts) this runtime
+ * offers: `namespaces`, a container (the engine's runc). `fly` (root on the
+ * node's filesystem) and `kvm` (a VM) have no equivalent on the engine.
+ */
+export const DOCKER_HANDLERS = ['namespaces'] as const;
 
 export interface DockerRuntimeOptions {
   /** The agent's data dir for this runtime: pods/<uuid>/ (CNI record, /etc files, emptyDir volumes). */
@@ -99,10 +105,8 @@ export class DockerRuntime implements ContainerRuntime {
 
   // ---- pods ---------------------------------------------------------------
 
-  async runPod(pod: Pod, opts: { stage1?: string; handler?: string } = {}): Promise<string> {
-    if (opts.handler !== undefined && !DOCKER_HANDLERS.includes(opts.handler as 'runc')) {
-      throw new ContainerConfigError(`runtime handler "${opts.handler}" is not offered by the docker runtime`, `use one of: ${DOCKER_HANDLERS.join(', ')}`);
-    }
+  async runPod(pod: Pod, opts: { handler?: string } = {}): Promise<string> {
+    if (opts.handler !== undefined && !DOCKER_HANDLERS.includes(opts.handler as 'namespaces')) throw new HandlerNotOffered(opts.handler, this.name, DOCKER_HANDLERS);
     this.refuseUnsupported(pod);
     await ensurePauseImage(this.engine);
     const uuid = randomUUID();
@@ -120,7 +124,12 @@ export class DockerRuntime implements ContainerRuntime {
       const volumes = await this.prepareVolumes(uuid, pod);
       for (const [index, c] of pod.spec.containers.entries()) {
         const body = await this.containerBody(uuid, pod, c, index, infraId, ips, volumes);
-        const created = await this.engine.call<{ Id: string }>('POST', '/containers/create', { query: { name: containerName(pod, c.name, uuid) }, body });
+        const created = await this.engine.call<{ Id: string }>('POST', '/containers/create', { query: { name: containerName(pod, c.name, uuid) }, body }).catch((err: unknown) => {
+          if (err instanceof EngineError && err.status === 404 && /no such image/i.test(err.engineMessage)) {
+            throw new ImageNotFound(c.image, c.name, 'the agent pulls it per imagePullPolicy; `docker images` on the node lists what the engine holds');
+          }
+          throw err;
+        });
         await this.engine.call('POST', `/containers/${created.Id}/start`);
       }
     } catch (err) {
@@ -335,6 +344,7 @@ export class DockerRuntime implements ContainerRuntime {
     return {
       uuid,
       state: running ? 'running' : 'exited',
+      handler: DOCKER_HANDLERS[0], hostNetwork: infra?.HostConfig.NetworkMode === 'host',
       name: labels[LABEL.podName], namespace: labels[LABEL.podNamespace], uid: labels[LABEL.podUid],
       labels: parse(infra?.Config.Labels[LABEL.podLabels]), annotations: parse(infra?.Config.Labels[LABEL.podAnnotations]),
       createdAt: timeOf(any.Created), startedAt: timeOf(infra?.State.StartedAt),
@@ -448,13 +458,14 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async pullImage(ref: string, opts: { insecureRegistries?: string[]; auth?: RegistryKeyring }): Promise<void> {
-    const { registry, repository, tag, digest } = splitReference(ref);
-    const creds = lookupCredentials(opts.auth, registry, repository);
+    const parsed = parseReference(ref);
+    const registry = parsed.domain;
+    const creds = lookupCredentials(opts.auth, registry, parsed.repository);
     const headers: Record<string, string> = creds
       ? { 'X-Registry-Auth': Buffer.from(JSON.stringify({ username: creds.username, password: creds.password, serveraddress: registry })).toString('base64url') }
       : {};
-    const fromImage = registry === 'docker.io' ? repository : `${registry}/${repository}`;
-    const res = await this.engine.stream('POST', '/images/create', { query: { fromImage, tag: digest ?? tag }, headers }).catch((err: unknown) => {
+    const fromImage = `${registry}/${parsed.repository}`;
+    const res = await this.engine.stream('POST', '/images/create', { query: { fromImage, tag: parsed.digest ?? parsed.tag ?? 'latest' }, headers }).catch((err: unknown) => {
       if (err instanceof EngineError) {
         throw new UserError(`pulling ${ref} through the docker engine failed: ${err.engineMessage}`, {
           hint: err.status === 404 ? 'check the image name and tag' : /unauthorized|denied|authentication/i.test(err.engineMessage) ? 'check the pod\'s imagePullSecrets' : 'check that the registry is reachable from the node',
@@ -767,22 +778,6 @@ function containerName(pod: Pod, container: string, uuid: string): string {
 /** Kubernetes names capabilities without CAP_ (NET_ADMIN); the engine takes either. */
 function capName(cap: string): string {
   return cap.toUpperCase().startsWith('CAP_') ? cap.toUpperCase() : `CAP_${cap.toUpperCase()}`;
-}
-
-export function splitReference(ref: string): { registry: string; repository: string; tag: string; digest?: string } {
-  let rest = ref;
-  let digest: string | undefined;
-  const at = rest.indexOf('@');
-  if (at >= 0) { digest = rest.slice(at + 1); rest = rest.slice(0, at); }
-  const slash = rest.indexOf('/');
-  const first = slash >= 0 ? rest.slice(0, slash) : '';
-  const hasRegistry = slash >= 0 && (first.includes('.') || first.includes(':') || first === 'localhost');
-  const registry = hasRegistry ? first : 'docker.io';
-  rest = hasRegistry ? rest.slice(slash + 1) : rest;
-  const colon = rest.lastIndexOf(':');
-  const [name, tag] = colon >= 0 ? [rest.slice(0, colon), rest.slice(colon + 1)] : [rest, 'latest'];
-  const repository = registry === 'docker.io' && !name.includes('/') ? `library/${name}` : name;
-  return { registry, repository, tag, ...(digest ? { digest } : {}) };
 }
 
 /** Yield from several generators as their items come. */

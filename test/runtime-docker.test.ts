@@ -14,10 +14,11 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultNetworkConfig } from '../cni/index.js';
 import { buildBusyboxImage } from '../runtime-rkt/image/demo-image.js';
-import type { Pod } from '../runtime-rkt/manifest.js';
+import type { Pod } from '../runtime-api/index.js';
 import { demultiplex } from '../runtime-docker/engine-api.js';
 import { openDockerRuntime, stopEngine, engineOptions, type DockerRuntime, type DockerRuntimeOpenOptions } from '../runtime-docker/index.js';
 import { parseEngineTimeUs } from '../runtime-docker/runtime.js';
+import { HandlerNotOffered, ImageNotFound } from '../runtime-api/index.js';
 import { eventually } from './helpers/assert.js';
 import { tempDir } from './helpers/images.js';
 import { natChainsOfNetwork, readSysctl, removeNatChains, run, writeSysctl } from './helpers/netns.js';
@@ -96,7 +97,7 @@ async function collect(gen: AsyncGenerator<{ message: string; container: string 
 
 T('the engine: version, the multiplexed stream decoder, the log time stamps', async () => {
   assert.match(runtime().version, /^20\.10\./);
-  assert.equal(runtime().handlers, ['runc']);
+  assert.equal(runtime().handlers, ['namespaces']);
   const frame = (stream: number, s: string) => Buffer.concat([Buffer.from([stream, 0, 0, 0]), Buffer.from(new Uint32Array([0]).buffer).fill(0), Buffer.from(s)]);
   const f1 = frame(1, 'hello');
   f1.writeUInt32BE(5, 4);
@@ -131,6 +132,7 @@ T('a multi-container pod: Running with a pod IP, localhost shared, logs, exec wi
     return s?.state === 'running' && s.apps.every((a) => a.state === 'running') ? s : undefined;
   });
   assert.is(st.name, 'web');
+  assert.is(st.handler, 'namespaces');
   assert.is(st.namespace, 'dk');
   assert.is(st.uid, `uid-web-${rand}`);
   assert.equal(st.labels, { app: 'web' });
@@ -232,10 +234,12 @@ T('killContainer: the restart policy brings it back; bad input is refused', asyn
   await runtime().removePod(uuid);
   const refused = await runtime().runPod(pod('bad', [{ name: 'x', image: IMAGE }], { initContainers: [{ name: 'i', image: IMAGE }] }), {}).then(() => undefined, (e: Error) => e);
   assert.match(String(refused?.message), /does not implement spec\.initContainers/);
-  const handler = await runtime().runPod(pod('bad2', [{ name: 'x', image: IMAGE }]), { handler: 'kata' } as never).then(() => undefined, (e: Error) => e);
-  assert.match(String(handler?.message), /runtime handler "kata"/);
+  const handler = await runtime().runPod(pod('bad2', [{ name: 'x', image: IMAGE }]), { handler: 'kvm' }).then(() => undefined, (e: Error) => e);
+  assert.instance(handler, HandlerNotOffered);
+  const noImage = await runtime().runPod(pod('bad3', [{ name: 'x', image: `${registry!.host}/test/absent:1` }]), {}).then(() => undefined, (e: Error) => e);
+  assert.instance(noImage, ImageNotFound);
   // Nothing of the refused pods is left in the engine.
-  assert.is((await runtime().listPods()).filter((p) => p.name === 'bad' || p.name === 'bad2').length, 0);
+  assert.is((await runtime().listPods()).filter((p) => p.name?.startsWith('bad')).length, 0);
 });
 
 T('gc removes app containers whose infra is gone and pod dirs without containers', async () => {
