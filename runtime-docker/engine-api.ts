@@ -26,7 +26,7 @@ function hintFor(status: number): string {
   return 'this is a bug in the request stevedore made; please report it with the message';
 }
 
-export type Query = Record<string, string | number | boolean | undefined>;
+export type Query = Record<string, string | number | boolean | string[] | undefined>;
 
 export interface CallOptions {
   query?: Query;
@@ -39,7 +39,7 @@ export interface CallOptions {
 
 function queryString(q: Query | undefined): string {
   if (!q) return '';
-  const entries = Object.entries(q).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v)]);
+  const entries = Object.entries(q).flatMap(([k, v]) => (v === undefined ? [] : Array.isArray(v) ? v.map((x) => [k, x]) : [[k, String(v)]]));
   return entries.length ? `?${new URLSearchParams(entries).toString()}` : '';
 }
 

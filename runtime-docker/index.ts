@@ -6,14 +6,14 @@ import * as path from 'node:path';
 import type { ClusterDnsConfig } from '../runtime-rkt/network.js';
 import { UserError } from '../common/errors.js';
 import { EngineClient } from './engine-api.js';
-import { ensureEngine, ping, type EngineOptions } from './engine.js';
+import { enginePaths, ensureEngine, ping, stopEngine, type EngineOptions } from './engine.js';
 import { DockerRuntime } from './runtime.js';
 import type { PodNetworkOptions, RuntimeFactory, RuntimeOpenOptions } from './types.js';
 
 export { DockerRuntime, DOCKER_HANDLERS, LABEL } from './runtime.js';
 export { EngineClient, EngineError, demultiplex } from './engine-api.js';
 export { ensureEngine, stopEngine, enginePaths, DEFAULT_ENGINE_UNIT } from './engine.js';
-export { PAUSE_IMAGE, busyboxRootfsTar, importImage } from './infra.js';
+export { PAUSE_IMAGE, busyboxRootfsTar, importImage, importDemoImage, type RootfsEntry } from './infra.js';
 
 export interface DockerRuntimeOpenOptions {
   /** The node's data dir: our engine lives in <dataDir>/docker/engine, pod files in <dataDir>/docker/pods. */
@@ -51,3 +51,18 @@ async function existingEngine(socket: string): Promise<EngineClient> {
 
 /** The agent's factory for --container-runtime=docker (the composition root maps the name to it). */
 export const dockerRuntimeFactory: RuntimeFactory = (opts: RuntimeOpenOptions) => openDockerRuntime(opts);
+
+/**
+ * Take a node's docker pods apart (`stevedore down`): every pod removed (its
+ * containers, CNI attachment, files), then our dockerd stopped. An engine
+ * that does not answer has nothing left to remove.
+ */
+export async function teardownDockerNode(opts: { dataDir: string; dbusAddress?: string; engineUnit?: string }): Promise<void> {
+  const engine = new EngineClient(enginePaths(dockerDirs(opts.dataDir).engine).socket);
+  if (await ping(engine)) {
+    const rt = new DockerRuntime(engine, '', { dir: dockerDirs(opts.dataDir).root });
+    for (const pod of await rt.listPods()) await rt.removePod(pod.uuid);
+    await rt.gc();
+  }
+  await stopEngine(engineOptions(opts));
+}

@@ -6,7 +6,7 @@
  * namespace, so the PID the engine reports may not be ours).
  */
 import * as fs from 'node:fs/promises';
-import { pack } from 'tar-stream';
+import { pack, type Header } from 'tar-stream';
 import { UserError } from '../common/errors.js';
 import { readAll, type EngineClient } from './engine-api.js';
 
@@ -30,10 +30,11 @@ export async function busyboxRootfsTar(applets: string[] = ['sh', 'sleep']): Pro
 }
 
 /** Import a rootfs tar as an image with the given command (POST /images/create?fromSrc=-). */
-export async function importImage(engine: EngineClient, tar: Buffer, ref: string, cmd: string[]): Promise<void> {
+export async function importImage(engine: EngineClient, tar: Buffer, ref: string, cmd: string[], env: string[] = []): Promise<void> {
   const colon = ref.lastIndexOf(':');
   const [repo, tag] = colon > ref.lastIndexOf('/') ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, 'latest'];
-  const res = await engine.stream('POST', '/images/create', { query: { fromSrc: '-', repo, tag, changes: `CMD ${JSON.stringify(cmd)}` }, rawBody: tar });
+  const changes = [`CMD ${JSON.stringify(cmd)}`, ...env.map((e) => `ENV ${e}`)];
+  const res = await engine.stream('POST', '/images/create', { query: { fromSrc: '-', repo, tag, changes }, rawBody: tar });
   const text = (await readAll(res)).toString();
   const error = /"error":\s*"([^"]*)"/.exec(text);
   if (error) throw new UserError(`importing ${ref} into the docker engine failed: ${error[1]}`);
@@ -65,4 +66,24 @@ export async function hostPidOf(containerId: string, pid: number): Promise<numbe
     if (nspid?.slice(1).some((n) => Number(n) === pid)) return Number(entry);
   }
   throw new UserError(`cannot find process ${pid} of container ${containerId.slice(0, 12)} from here`, { hint: 'the container exited meanwhile, or this agent cannot see the engine\'s processes (run it on the node)' });
+}
+
+/** A file of a root filesystem to import (tar-stream header; body inline or read from a file). */
+export interface RootfsEntry { header: Record<string, unknown> & { name: string }; body?: Buffer | { file: string } }
+
+/**
+ * The demo image (`stevedore up`): the entries the caller gives (the node's
+ * busybox, every applet: runtime-rkt/image/demo-image.ts busyboxEntries) as
+ * localhost/NAME:latest, which a pod's short name NAME resolves to.
+ */
+export async function importDemoImage(engine: EngineClient, entries: RootfsEntry[], name = 'busybox'): Promise<void> {
+  const tar = pack();
+  for (const e of entries) {
+    const body = e.body === undefined ? undefined : Buffer.isBuffer(e.body) ? e.body : await fs.readFile(e.body.file);
+    const header = { ...e.header, ...(body ? { size: body.length } : {}) } as Header;
+    if (body) tar.entry(header, body);
+    else tar.entry(header);
+  }
+  tar.finalize();
+  await importImage(engine, await readAll(tar as unknown as import('node:stream').Readable), `localhost/${name}:latest`, ['sh'], ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
 }

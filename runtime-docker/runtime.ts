@@ -40,6 +40,8 @@ export const LABEL = {
   container: 'io.kubernetes.container.name',
   type: 'io.kubernetes.docker.type',
   index: 'io.stevedore.container.index',
+  /** The image as the pod spec names it (the engine's Config.Image is the name it resolved: localhost/NAME for a local image). */
+  image: 'io.stevedore.container.image',
   podLabels: 'io.stevedore.pod.labels',
   podAnnotations: 'io.stevedore.pod.annotations',
   grace: 'io.stevedore.pod.termination-grace-period',
@@ -262,14 +264,14 @@ export class DockerRuntime implements ContainerRuntime {
     const groups = [...(psc.supplementalGroups ?? []), ...(psc.fsGroup !== undefined ? [psc.fsGroup] : [])].map(String);
     const hostPid = pod.spec.hostPID === true;
     return {
-      Image: c.image,
+      Image: await this.storedName(c.image),
       ...(command ? { Entrypoint: command } : {}),
       ...(args ? { Cmd: args } : command ? { Cmd: [] } : {}),
       Env: [...env].map(([k, v]) => `${k}=${v}`),
       ...(c.workingDir ? { WorkingDir: c.workingDir } : {}),
       ...(runAsUser !== undefined ? { User: runAsGroup !== undefined ? `${runAsUser}:${runAsGroup}` : String(runAsUser) } : {}),
       Tty: c.tty === true, OpenStdin: c.stdin === true, StdinOnce: c.stdinOnce === true, AttachStdin: false,
-      Labels: { ...this.baseLabels(uuid, pod, c.name), [LABEL.type]: 'container', [LABEL.index]: String(index) },
+      Labels: { ...this.baseLabels(uuid, pod, c.name), [LABEL.type]: 'container', [LABEL.index]: String(index), [LABEL.image]: c.image },
       StopTimeout: pod.spec.terminationGracePeriodSeconds ?? 30,
       HostConfig: {
         NetworkMode: `container:${infraId}`,
@@ -298,7 +300,7 @@ export class DockerRuntime implements ContainerRuntime {
       if (runAsUser === 0) throw new ContainerConfigError(`${field}: runAsNonRoot is set but runAsUser is 0`, 'run as a non-zero UID');
       return;
     }
-    const image = await this.engine.call<{ Config?: { User?: string } }>('GET', `/images/${encodeURIComponent(c.image)}/json`);
+    const image = await this.engine.call<{ Config?: { User?: string } }>('GET', `/images/${encodeURIComponent(await this.storedName(c.image))}/json`);
     const user = (image.Config?.User ?? '').split(':')[0] ?? '';
     if (!/^\d+$/.test(user) || Number(user) === 0) {
       throw new ContainerConfigError(`${field}: runAsNonRoot is set and the image runs as ${user ? `"${user}"` : 'root'} (a numeric non-zero user is required)`, 'set securityContext.runAsUser');
@@ -356,8 +358,8 @@ export class DockerRuntime implements ContainerRuntime {
   private appStatus(d: ContainerInspect): AppStatus {
     const s = d.State;
     const name = d.Config.Labels[LABEL.container]!;
-    const base = { name, image: { id: d.Image, name: d.Config.Image }, unit: d.Name.replace(/^\//, ''), restartCount: d.RestartCount };
-    const lastRun: Termination | undefined = timeOf(s.FinishedAt) !== undefined && !s.Running
+    const base = { name, image: { id: d.Image, name: d.Config.Labels[LABEL.image] ?? d.Config.Image }, unit: d.Name.replace(/^\//, ''), restartCount: d.RestartCount };
+    const lastRun: Termination | undefined = timeOf(s.FinishedAt) !== undefined && (!s.Running || s.Restarting)
       ? { exitCode: s.ExitCode, reason: terminationReason(s), finishedAt: timeOf(s.FinishedAt)!, invocation: runId(s.StartedAt, s.FinishedAt) }
       : undefined;
     const previous = this.ended.get(d.Id)?.filter((t) => t.invocation !== lastRun?.invocation).at(-1);
@@ -447,9 +449,24 @@ export class DockerRuntime implements ContainerRuntime {
 
   // ---- images -------------------------------------------------------------
 
+  /**
+   * The name the engine stores an image under: a short name (no registry)
+   * that exists as localhost/NAME is that local image, as rkt's store
+   * resolves it (Podman's convention), so images built or imported on the
+   * node win over a registry's of the same name.
+   */
+  private async storedName(ref: string): Promise<string> {
+    const first = ref.split('/')[0]!;
+    const short = !ref.includes('/') || !(first.includes('.') || first.includes(':') || first === 'localhost');
+    if (!short) return ref;
+    const withTag = /[:@]/.test(ref.slice(ref.lastIndexOf('/') + 1)) ? ref : `${ref}:latest`;
+    const local = `localhost/${withTag}`;
+    return (await this.engine.call('GET', `/images/${encodeURIComponent(local)}/json`).then(() => true, () => false)) ? local : ref;
+  }
+
   async findImage(ref: string): Promise<{ id: string; local: boolean } | undefined> {
     try {
-      const image = await this.engine.call<{ Id: string; RepoTags?: string[] }>('GET', `/images/${encodeURIComponent(ref)}/json`);
+      const image = await this.engine.call<{ Id: string; RepoTags?: string[] }>('GET', `/images/${encodeURIComponent(await this.storedName(ref))}/json`);
       return { id: image.Id, local: (image.RepoTags ?? []).some((t) => t.startsWith('localhost/')) };
     } catch (err) {
       if (err instanceof EngineError && err.status === 404) return undefined;
