@@ -63,17 +63,25 @@ export async function ensureEngine(opts: EngineOptions): Promise<EngineClient> {
   const sd = await SystemdClient.connect(opts.dbusAddress);
   try {
     await sd.subscribe();
-    await sd.stopUnit(unit).catch(() => undefined);
     await sd.resetFailedUnit(unit).catch(() => undefined);
     const argv = dockerdArgv(opts.dir);
-    await sd.startTransientUnit(unit, [
+    const properties = [
       prop.str('Description', 'Docker Engine of this Stevedore node'),
       prop.exec('ExecStart', [{ path: argv[0]!, argv }]),
       // dockerd manages its containers' cgroups itself, below its own.
       prop.bool('Delegate', true),
+      // Stopping or restarting the engine signals dockerd alone (docker.service does the same): the
+      // containerd shims stay, so --live-restore finds the containers running when dockerd is back.
+      prop.str('KillMode', 'process'),
       prop.str('Restart', 'on-failure'),
       prop.u64('StartLimitIntervalUSec', 0),
-    ]);
+    ];
+    const started = await sd.startTransientUnit(unit, properties).catch((err: Error) => {
+      // Stopped with the containers' shims still in its cgroup (KillMode=process), the unit stays loaded: start it again.
+      if (/already loaded|fragment file/i.test(err.message)) return sd.startUnit(unit);
+      throw err;
+    });
+    await sd.waitForJob(started, 30_000).catch(() => undefined);
   } finally {
     sd.close();
   }
@@ -87,14 +95,20 @@ export async function ensureEngine(opts: EngineOptions): Promise<EngineClient> {
   return client;
 }
 
-/** Stop dockerd (its unit); containers left running are killed with it when the node goes. */
-export async function stopEngine(opts: EngineOptions): Promise<void> {
+/**
+ * Stop dockerd (its unit). Then, unless `keepContainers` (an engine restart:
+ * --live-restore finds them again), SIGKILL whatever is left in its cgroup:
+ * containerd and the shims of containers still there.
+ */
+export async function stopEngine(opts: EngineOptions, { keepContainers = false }: { keepContainers?: boolean } = {}): Promise<void> {
+  const unit = opts.unit ?? DEFAULT_ENGINE_UNIT;
   const sd = await SystemdClient.connect(opts.dbusAddress);
   try {
     await sd.subscribe();
-    const job = await sd.stopUnit(opts.unit ?? DEFAULT_ENGINE_UNIT).catch(() => undefined);
+    const job = await sd.stopUnit(unit).catch(() => undefined);
     if (job) await sd.waitForJob(job, 30_000).catch(() => undefined);
-    await sd.resetFailedUnit(opts.unit ?? DEFAULT_ENGINE_UNIT).catch(() => undefined);
+    if (!keepContainers) await sd.killUnit(unit, 9, 'all').catch(() => undefined);
+    await sd.resetFailedUnit(unit).catch(() => undefined);
   } finally {
     sd.close();
   }
