@@ -14,7 +14,6 @@ import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ContainerConfigError, PodNotFound, UserError } from '../common/errors.js';
 import { atomicWrite, atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
-import { cgroupUsageOf } from '../common/cgroups.js';
 import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { podHostnameAndDomain, podHostsFile, releaseStaleAttachments } from '../cni/index.js';
 import { expandCommand, podEnv } from '../runtime-rkt/env.js';
@@ -69,6 +68,11 @@ interface ContainerInspect {
   Id: string; Name: string; Image: string; RestartCount: number; Created: string; State: ContainerState;
   Config: { Image: string; Labels: Record<string, string>; Tty?: boolean; User?: string };
   HostConfig: { NetworkMode?: string };
+}
+
+interface EngineStats {
+  cpu_stats?: { cpu_usage?: { total_usage: number } };
+  memory_stats?: { usage?: number; stats?: Record<string, number | undefined> & { total_inactive_file?: number; inactive_file?: number; total_rss?: number; rss?: number; anon?: number } };
 }
 
 const ZERO_TIME = /^0001-01-01/;
@@ -713,19 +717,27 @@ export class DockerRuntime implements ContainerRuntime {
 
   // ---- usage, events --------------------------------------------------------
 
+  /** The engine's own counters (`GET /containers/{id}/stats?stream=false`), as the kubelet's dockershim read them. */
   async containerUsage(): Promise<PodUsage[]> {
     const out: PodUsage[] = [];
+    const containers = await this.ourContainers();
     for (const pod of await this.listPods()) {
       if (pod.state !== 'running') continue;
-      const containers: ContainerUsage[] = [];
+      const usage: ContainerUsage[] = [];
       for (const app of pod.apps) {
-        if (app.state !== 'running' || !app.mainPid) continue;
-        const id = (await this.ourContainers(pod.uuid)).find((c) => c.Labels[LABEL.container] === app.name)?.Id;
-        const pid = id ? await hostPidOf(id, app.mainPid).catch(() => undefined) : undefined;
-        const usage = pid ? cgroupUsageOf(pid) : undefined;
-        if (usage) containers.push({ name: app.name, startedAt: app.startedAt, ...usage });
+        if (app.state !== 'running') continue;
+        const id = containers.find((c) => c.Labels[LABEL.podUuid] === pod.uuid && c.Labels[LABEL.type] === 'container' && c.Labels[LABEL.container] === app.name)?.Id;
+        if (!id) continue;
+        const st = await this.engine.call<EngineStats>('GET', `/containers/${id}/stats`, { query: { stream: 0, 'one-shot': 1 } }).catch(() => undefined);
+        const mem = st?.memory_stats;
+        if (!st?.cpu_stats?.cpu_usage || mem?.usage === undefined) continue;
+        const inactiveFile = mem.stats?.total_inactive_file ?? mem.stats?.inactive_file ?? 0;
+        usage.push({
+          name: app.name, startedAt: app.startedAt, cpuUsageNs: st.cpu_stats.cpu_usage.total_usage, memoryUsageBytes: mem.usage,
+          workingSetBytes: Math.max(0, mem.usage - inactiveFile), rssBytes: mem.stats?.total_rss ?? mem.stats?.rss ?? mem.stats?.anon ?? 0,
+        });
       }
-      out.push({ uuid: pod.uuid, uid: pod.uid, name: pod.name, namespace: pod.namespace, startedAt: pod.startedAt, containers });
+      out.push({ uuid: pod.uuid, uid: pod.uid, name: pod.name, namespace: pod.namespace, startedAt: pod.startedAt, containers: usage });
     }
     return out;
   }

@@ -171,6 +171,10 @@ T('a multi-container pod: Running with a pod IP, localhost shared, logs, exec wi
   conn.stream.end();
   await conn.done;
   assert.match(got, /hi-from-srv/);
+  // Usage counters from each running container's cgroup.
+  const usage = (await runtime().containerUsage()).find((u) => u.uuid === uuid);
+  assert.equal(usage?.containers.map((c) => c.name).sort(), ['client', 'srv']);
+  assert.ok(usage!.containers.every((c) => c.memoryUsageBytes > 0 && c.cpuUsageNs > 0), JSON.stringify(usage));
   // Stop with a grace period: the engine sends SIGTERM, then SIGKILL.
   const t0 = Date.now();
   await runtime().stopPod(uuid, 1);
@@ -181,6 +185,24 @@ T('a multi-container pod: Running with a pod IP, localhost shared, logs, exec wi
   await runtime().removePod(uuid);
   assert.not.ok(await statusOf(uuid));
   await assert.not.ok(await fs.stat(path.join(openOpts!.dataDir, 'docker', 'pods', uuid)).catch(() => undefined));
+});
+
+T('attach: stdin in, output out; detaching leaves the container running', async () => {
+  const uuid = await runPod(pod('attach', [
+    { name: 'echo', image: IMAGE, command: ['sh', '-c', 'while read line; do echo "got $line"; done'], stdin: true },
+    { name: 'term', image: IMAGE, command: ['sleep', '3600'] },
+  ]));
+  await eventually('running', async () => (await statusOf(uuid))?.apps.every((a) => a.state === 'running'));
+  const refused = await runtime().checkAttach(uuid, 'term', { tty: true }).then(() => undefined, (e: Error) => e);
+  assert.match(String(refused?.message), /has no terminal/);
+  const proc = await runtime().attach(uuid, 'echo', { stdin: true, tty: false });
+  let out = '';
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stdin!.write('hello\n');
+  await eventually('the echo', async () => out.includes('got hello') || undefined, 10_000);
+  await proc.kill();
+  assert.is((await statusOf(uuid))?.apps[0]?.state, 'running');
+  await runtime().removePod(uuid);
 });
 
 T('exit codes, OOMKilled and restart policies from the engine\'s state', async () => {
