@@ -22,7 +22,7 @@ export function agentMetrics(sync: PodSync): string {
   metric('nodejs_external_memory_bytes', 'gauge', 'Memory of C++ objects bound to JavaScript objects.', mem.external);
   metric('nodejs_array_buffers_bytes', 'gauge', 'Memory of ArrayBuffers and Buffers.', mem.arrayBuffers);
   metric('nodejs_heap_malloced_bytes', 'gauge', 'Memory V8 allocated with malloc.', heap.malloced_memory);
-  metric('stevedore_agent_desired_pods', 'gauge', 'Pods bound to this node, as the watch last saw them.', sync.desired.size);
+  metric('stevedore_agent_desired_pods', 'gauge', 'Pods bound to this node, as the watch last saw them.', sync.desiredPods().length);
   metric('stevedore_agent_sync_passes_total', 'counter', 'Sync passes completed.', sync.passes);
   metric('stevedore_agent_sync_pass_seconds_total', 'counter', 'Wall time spent in sync passes.', sync.passSeconds);
   return lines.join('\n') + '\n';

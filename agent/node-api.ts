@@ -86,7 +86,7 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
       return send(res, 200, resourceMetrics(await stats.summary()));
     }
     if (url.pathname === '/pods' || url.pathname === '/pods/') {
-      return send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: {}, items: [...sync.desired.values()] });
+      return send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: {}, items: sync.desiredPods() });
     }
     const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)\/?$/.exec(url.pathname);
     if (m) return containerLogs(decodeURIComponent(m[1]!), decodeURIComponent(m[2]!), decodeURIComponent(m[3]!), url.searchParams, req, res);
@@ -94,7 +94,7 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
   }
 
   async function containerLogs(namespace: string, name: string, container: string, q: URLSearchParams, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const pod = [...sync.desired.values()].find((p) => p.metadata?.namespace === namespace && p.metadata?.name === name);
+    const pod = sync.desiredPod(namespace, name);
     if (!pod) return send(res, 404, `pod ${namespace}/${name} is not on this node\n`);
     if (![...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []].some((c) => c.name === container)) return send(res, 400, `container ${container} is not valid for pod ${name}\n`);
     const runtimePod = (await runtime.listPods()).filter((p) => p.uid === pod.metadata?.uid).sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))[0];
@@ -127,7 +127,7 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
 
   /** The runtime pod of a Kubernetes pod on this node, newest first; a StreamError saying why when there is none. */
   async function runtimePodOf(namespace: string, name: string, container: string): Promise<string> {
-    const pod = [...sync.desired.values()].find((p) => p.metadata?.namespace === namespace && p.metadata?.name === name);
+    const pod = sync.desiredPod(namespace, name);
     if (!pod) throw new StreamError(404, `pod ${namespace}/${name} is not on this node`);
     if (!pod.spec?.containers.some((c) => c.name === container)) throw new StreamError(400, `container ${container} is not valid for pod ${name}`);
     const runtimePod = (await runtime.listPods()).filter((p) => p.uid === pod.metadata?.uid).sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))[0];
@@ -156,7 +156,7 @@ export async function startNodeApi(opts: NodeApiOptions, sync: PodSync, runtime:
     const pf = /^\/portForward\/([^/]+)\/([^/]+)\/?$/.exec(url.pathname);
     if (pf) {
       const [namespace, name] = [decodeURIComponent(pf[1]!), decodeURIComponent(pf[2]!)];
-      const pod = [...sync.desired.values()].find((p) => p.metadata?.namespace === namespace && p.metadata?.name === name);
+      const pod = sync.desiredPod(namespace, name);
       const first = pod?.spec?.containers[0]?.name ?? '';
       return streams.portForward(req, socket, head, await runtimePodOf(namespace, name, first));
     }

@@ -26,29 +26,41 @@ export const MANAGED_BY = 'agent.stevedore.io/node';
 interface Backoff { until: number; delayMs: number }
 
 /**
+ * What the agent knows of one pod bound here, by UID: one record, dropped
+ * whole when the pod is forgotten, so no per-pod state outlives its pod.
+ */
+interface PodRecord {
+  /** The pod as the watch last saw it. */
+  pod: V1Pod;
+  /** Why it is not running (CreateContainerConfigError, ErrImagePull…), or that it was refused for good. */
+  waiting?: Waiting;
+  /** When the next start may be tried after a failure. */
+  backoff?: Backoff;
+  /** The last status sent (serialized), and what it was computed from: identical inputs need no recomputation. */
+  reported?: string;
+  reportedFrom?: { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined; probes: string };
+  /** A status patch is on its way to the API server. */
+  statusInFlight: boolean;
+  /** Volume refresh failures already reported (one event per distinct message). */
+  volumeErrors: Set<string>;
+}
+
+/**
  * Level-triggered pod sync, kubelet-style: every pass compares the pods the
  * API server binds to this node with the pods the runtime has, and acts on
  * the difference (start, replace, stop, remove, report status). Passes run
  * on a timer and on every watch or runtime event; acting twice is harmless.
  */
 export class PodSync {
-  /** Pods bound to this node, by UID, as the watch last saw them. */
-  readonly desired = new Map<string, V1Pod>();
-  private readonly reported = new Map<string, string>();
-  /** Pods whose status patch is on its way to the API server. */
-  private readonly statusInFlight = new Set<string>();
-  /** What each pod's last reported status was computed from: identical inputs (the runtime reuses unchanged statuses) need no recomputation. */
-  private readonly reportedFrom = new Map<string, { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined; probes: string }>();
+  /** Pods bound to this node, by UID. */
+  private readonly records = new Map<string, PodRecord>();
   /** FallbackToLogsOnError messages by pod/container/finish time ('' while being read). */
   private readonly logMessages = new Map<string, string>();
   private logMessagesRead = 0;
   /** Probes and lifecycle hooks (the kubelet's prober). */
   readonly prober: Prober;
+  /** Operations running, by pod UID (or `rm:<runtime pod>`): one at a time per key. */
   private readonly inflight = new Map<string, Promise<void>>();
-  private readonly waiting = new Map<string, Waiting>();
-  private readonly backoff = new Map<string, Backoff>();
-  /** Volume refresh failures already reported (pod UID and message). */
-  private readonly volumeErrors = new Set<string>();
   private refreshing = false;
   readonly volumes: VolumeManager;
   private passQueued = false;
@@ -71,6 +83,36 @@ export class PodSync {
 
   close(): void {
     this.prober.close();
+  }
+
+  /** The pods bound to this node, as the watch last saw them. */
+  desiredPods(): V1Pod[] {
+    return [...this.records.values()].map((r) => r.pod);
+  }
+
+  desiredPod(namespace: string, name: string): V1Pod | undefined {
+    for (const r of this.records.values()) if (r.pod.metadata?.namespace === namespace && r.pod.metadata?.name === name) return r.pod;
+    return undefined;
+  }
+
+  /** What the pod's status says it waits for (tests and the node API). */
+  waitingOf(uid: string): Waiting | undefined {
+    return this.records.get(uid)?.waiting;
+  }
+
+  /** A pod the watch saw added or changed. */
+  observe(pod: V1Pod): void {
+    const uid = pod.metadata!.uid!;
+    const record = this.records.get(uid);
+    if (record) record.pod = pod;
+    else this.records.set(uid, { pod, statusInFlight: false, volumeErrors: new Set() });
+  }
+
+  /** A full list: pods bound here that it lacks are gone (deleted while the watch was down). */
+  relisted(pods: V1Pod[]): void {
+    const seen = new Set<string>();
+    for (const pod of pods) { this.observe(pod); seen.add(pod.metadata!.uid!); }
+    for (const uid of [...this.records.keys()]) if (!seen.has(uid)) this.forget(uid);
   }
 
   /** Ask for a pass soon; passes never overlap, and requests during one coalesce into one more. */
@@ -97,7 +139,8 @@ export class PodSync {
     const actual = (await this.runtime.listPods()).filter((p) => p.annotations?.[MANAGED_BY] === this.cfg.nodeName && p.uid);
     const byUid = new Map<string, PodStatus[]>();
     for (const p of actual.sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0))) byUid.set(p.uid!, [...(byUid.get(p.uid!) ?? []), p]);
-    for (const [uid, pod] of this.desired) {
+    for (const [uid, record] of this.records) {
+      const pod = record.pod;
       const [current, ...superseded] = byUid.get(uid) ?? [];
       for (const old of superseded) this.schedule(`rm:${old.uuid}`, () => this.removeRuntimePod(old, 0));
       if (pod.metadata?.deletionTimestamp) {
@@ -110,23 +153,23 @@ export class PodSync {
         this.prober.forget(uid);
         if (current.state === 'running') this.schedule(uid, () => this.exceedDeadline(pod, current));
         // Stopped at its deadline before this agent started (the API says so): still Failed, not Running with dead containers.
-        else if (pod.status?.reason === 'DeadlineExceeded' && this.waiting.get(uid)?.reason !== 'DeadlineExceeded') this.waiting.set(uid, { reason: 'DeadlineExceeded', message: DEADLINE_MESSAGE, rejected: true });
+        else if (pod.status?.reason === 'DeadlineExceeded' && record.waiting?.reason !== 'DeadlineExceeded') record.waiting = { reason: 'DeadlineExceeded', message: DEADLINE_MESSAGE, rejected: true };
       }
       if (!current) {
         const phase = pod.status?.phase;
-        const b = this.backoff.get(uid);
-        const rejected = this.waiting.get(uid)?.rejected === true;
+        const b = record.backoff;
+        const rejected = record.waiting?.rejected === true;
         if (phase !== 'Succeeded' && phase !== 'Failed' && !rejected && (!b || Date.now() >= b.until)) this.schedule(uid, () => this.start(pod));
       } else if (imagesChanged(pod, current)) {
         this.schedule(uid, () => this.replace(pod, current));
       }
-      this.reportStatus(pod, current);
+      this.reportStatus(record, current);
     }
     for (const [uid, pods] of byUid) {
-      if (!this.desired.has(uid)) for (const p of pods) this.schedule(`rm:${p.uuid}`, () => this.removeRuntimePod(p, undefined));
+      if (!this.records.has(uid)) for (const p of pods) this.schedule(`rm:${p.uuid}`, () => this.removeRuntimePod(p, undefined));
     }
     // FlexVolumes of pods neither wanted nor running any more are unmounted (the kubelet's orphaned volume cleanup).
-    const keep = new Set([...this.desired.keys(), ...byUid.keys()]);
+    const keep = new Set([...this.records.keys(), ...byUid.keys()]);
     if (this.flex.needsGc(keep)) this.schedule('flexvolume-gc', () => this.flex.gc(keep));
   }
 
@@ -192,8 +235,8 @@ export class PodSync {
     if (!(await this.resolveSources(pod, runtimePod, choice.stage1))) return;
     try {
       const uuid = await this.runtime.runPod(runtimePod, { handler: choice.stage1 });
-      this.waiting.delete(uid);
-      this.backoff.delete(uid);
+      const record = this.records.get(uid);
+      if (record) { record.waiting = undefined; record.backoff = undefined; }
       for (const c of [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []]) {
         const fieldPath = `spec.containers{${c.name}}`;
         this.events.emit(pod, 'Normal', 'Created', `Created container ${c.name}`, fieldPath);
@@ -207,7 +250,7 @@ export class PodSync {
         this.fail(pod, 'CreateContainerError', `internal error: ${(err as Error).message ?? String(err)} (see the agent's journal)`);
         return;
       }
-      const previous = this.waiting.get(uid);
+      const previous = this.records.get(uid)?.waiting;
       // A network failure names itself (CNIPluginNotFound, CNIConfigInvalid…), with the hint saying what to fix.
       if (err instanceof CniError) {
         this.fail(pod, err.reason, err.hint ? `${err.message} (${err.hint})` : err.message);
@@ -229,7 +272,7 @@ export class PodSync {
    * reason in the pod's status and events) when an image cannot be had.
    */
   private async ensureImages(pod: V1Pod): Promise<boolean> {
-    const previous = this.waiting.get(pod.metadata!.uid!)?.reason;
+    const previous = this.records.get(pod.metadata!.uid!)?.waiting?.reason;
     let auth: RegistryKeyring | undefined; // the pod's imagePullSecrets, read once the first pull needs them
     for (const c of [...pod.spec?.initContainers ?? [], ...pod.spec?.containers ?? []]) {
       const image = c.image ?? '';
@@ -320,20 +363,22 @@ export class PodSync {
     const running = new Map((await this.runtime.listPods()).filter((p) => p.uid).map((p) => [p.uid!, p]));
     const readers = new Map<string, PodObjects>();
     const objectsFor = (ns: string) => readers.get(ns) ?? readers.set(ns, podObjects(this.kube, ns)).get(ns)!;
-    const pods = [...this.desired.values()].filter((p) => running.get(p.metadata!.uid!)?.state === 'running' && VolumeManager.needsVolumes(p));
+    const pods = this.desiredPods().filter((p) => running.get(p.metadata!.uid!)?.state === 'running' && VolumeManager.needsVolumes(p));
     const ctx = { hostIP: this.cfg.nodeIP, node: await nodeAllocatable(this.cfg.dataDir) };
     await this.volumes.refresh(pods, objectsFor, ctx, (pod, message) => {
-      const key = `${pod.metadata!.uid}:${message}`;
-      if (this.volumeErrors.has(key)) return; // one event per distinct failure, not one per pass
-      this.volumeErrors.add(key);
+      const errors = this.records.get(pod.metadata!.uid!)?.volumeErrors;
+      if (!errors || errors.has(message)) return; // one event per distinct failure, not one per pass
+      errors.add(message);
       this.events.emit(pod, 'Warning', 'FailedMount', message);
     });
-    await this.volumes.cleanup(new Set([...this.desired.keys(), ...running.keys()]));
+    await this.volumes.cleanup(new Set([...this.records.keys(), ...running.keys()]));
   }
 
   /** Refuse a pod for good (kubelet admission): it turns Failed with the reason, one Warning event, no retries. */
   private reject(pod: V1Pod, reason: string, message: string): void {
-    this.waiting.set(pod.metadata!.uid!, { reason, message, rejected: true });
+    const record = this.records.get(pod.metadata!.uid!);
+    if (!record) return; // deleted meanwhile
+    record.waiting = { reason, message, rejected: true };
     this.events.emit(pod, 'Warning', reason, message);
     this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod rejected');
   }
@@ -350,20 +395,21 @@ export class PodSync {
 
   /** Record why a pod cannot start, tell the user with an event, and back off exponentially (1 s … 5 min). */
   private fail(pod: V1Pod, reason: string, message: string, fieldPath?: string, retryAfterMs?: number, eventReason?: string): void {
-    const uid = pod.metadata!.uid!;
-    this.waiting.set(uid, { reason, message });
-    const delayMs = retryAfterMs ?? Math.min(300_000, (this.backoff.get(uid)?.delayMs ?? 500) * 2);
-    this.backoff.set(uid, { until: Date.now() + delayMs, delayMs });
+    const record = this.records.get(pod.metadata!.uid!);
+    if (!record) return; // deleted meanwhile
+    record.waiting = { reason, message };
+    const delayMs = retryAfterMs ?? Math.min(300_000, (record.backoff?.delayMs ?? 500) * 2);
+    record.backoff = { until: Date.now() + delayMs, delayMs };
     this.events.emit(pod, 'Warning', eventReason ?? (reason === 'ImagePullBackOff' ? 'BackOff' : reason.startsWith('CNI') ? reason : 'Failed'), message, fieldPath);
     this.log.warn({ pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, reason, message }, 'pod cannot start');
   }
 
   /** activeDeadlineSeconds passed: the kubelet stops the pod for good (Failed, DeadlineExceeded). */
   private async exceedDeadline(pod: V1Pod, current: PodStatus): Promise<void> {
-    const uid = pod.metadata!.uid!;
+    const record = this.records.get(pod.metadata!.uid!);
     const message = DEADLINE_MESSAGE;
-    if (this.waiting.get(uid)?.reason !== 'DeadlineExceeded') this.events.emit(pod, 'Normal', 'DeadlineExceeded', message);
-    this.waiting.set(uid, { reason: 'DeadlineExceeded', message, rejected: true });
+    if (record?.waiting?.reason !== 'DeadlineExceeded') this.events.emit(pod, 'Normal', 'DeadlineExceeded', message);
+    if (record) record.waiting = { reason: 'DeadlineExceeded', message, rejected: true };
     await this.stopRuntimePod(current, pod.spec?.terminationGracePeriodSeconds ?? 30, pod);
   }
 
@@ -405,42 +451,36 @@ export class PodSync {
     }
   }
 
-  private forget(uid: string): void {
+  forget(uid: string): void {
     this.prober.forget(uid);
-    this.desired.delete(uid);
-    for (const key of this.volumeErrors) if (key.startsWith(`${uid}:`)) this.volumeErrors.delete(key);
-    this.reported.delete(uid);
-    this.reportedFrom.delete(uid);
-    this.waiting.delete(uid);
-    this.backoff.delete(uid);
+    this.records.delete(uid);
   }
 
-  private reportStatus(pod: V1Pod, current: PodStatus | undefined): void {
-    const uid = pod.metadata!.uid!;
-    const waiting = this.waiting.get(uid);
-    const from = this.reportedFrom.get(uid);
+  private reportStatus(record: PodRecord, current: PodStatus | undefined): void {
+    const { pod, waiting } = record;
+    const from = record.reportedFrom;
     const probes = `${this.prober.version}/${this.logMessagesRead}`;
     if (from && from.pod === pod && from.current === current && from.waiting === waiting && from.probes === probes) return;
     const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: pod.status, probes: (c) => this.prober.view(pod, c), logMessage: (c) => this.fallbackMessage(pod, current, c) });
     const key = JSON.stringify(status);
-    if (this.reported.get(uid) === key || sameStatus(pod.status, status)) {
-      this.reportedFrom.set(uid, { pod, current, waiting, probes });
+    if (record.reported === key || sameStatus(pod.status, status)) {
+      record.reportedFrom = { pod, current, waiting, probes };
       return;
     }
     // One status patch per pod at a time: two in flight can reach the server in either order, and
     // an older status applied last (Pending after Failed) would stay, since `reported` says the newer one went.
     // The pass that runs when the patch completes computes the status again.
-    if (this.statusInFlight.has(uid)) return;
-    this.statusInFlight.add(uid);
-    this.reported.set(uid, key);
-    this.reportedFrom.set(uid, { pod, current, waiting, probes });
+    if (record.statusInFlight) return;
+    record.statusInFlight = true;
+    record.reported = key;
+    record.reportedFrom = { pod, current, waiting, probes };
     const md = pod.metadata!;
     this.kube.core.patchNamespacedPodStatus({ name: md.name!, namespace: md.namespace!, body: { status } }, patchAs('merge')).catch((err) => {
-      this.reported.delete(uid);
-      this.reportedFrom.delete(uid);
+      record.reported = undefined;
+      record.reportedFrom = undefined;
       if (apiStatus(err) !== 404) this.log.warn({ pod: `${md.namespace}/${md.name}`, err: String(err) }, 'status update failed; will retry');
     }).finally(() => {
-      this.statusInFlight.delete(uid);
+      record.statusInFlight = false;
       this.trigger();
     });
   }
@@ -481,9 +521,7 @@ export class PodSync {
     while (!signal.aborted) {
       try {
         const list = await this.kube.core.listPodForAllNamespaces({ fieldSelector });
-        const seen = new Set<string>();
-        for (const pod of list.items) { this.desired.set(pod.metadata!.uid!, pod); seen.add(pod.metadata!.uid!); }
-        for (const uid of [...this.desired.keys()]) if (!seen.has(uid)) this.desired.delete(uid);
+        this.relisted(list.items);
         this.trigger();
         let resourceVersion = list.metadata?.resourceVersion;
         await new Promise<void>((resolve) => {
@@ -495,7 +533,7 @@ export class PodSync {
               const uid = obj.metadata?.uid;
               if (!uid) return;
               if (type === 'DELETED') this.forget(uid);
-              else this.desired.set(uid, obj);
+              else this.observe(obj);
               this.trigger();
             },
             () => { signal.removeEventListener('abort', onAbort); resolve(); });

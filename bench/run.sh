@@ -13,6 +13,8 @@
 #   bash bench/run.sh --kvm [--samples 12] [--warmup 2] [--update-results bench/RESULTS.md]
 # exec/port-forward benchmark (kubectl exec end to end, at the node API, beside a bare crun exec; port-forward throughput):
 #   bash bench/run.sh --exec [--samples 20] [--mib 100] [--update-results bench/RESULTS.md]
+# Watch fan-out benchmark (100 watch connections on pods while 100 pods are created; delivery latency, control plane RSS):
+#   bash bench/run.sh --watch-fanout [--watchers 100] [--pods 100] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,7 @@ cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); measuring what it emitted" >&2
 # The first argument picks the benchmark; the rest go to it.
 case "${1:-}" in
-  --cluster | --cni | --kvm | --pull | --api-service | --exec) bench="${1#--}"; shift ;;
+  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout) bench="${1#--}"; shift ;;
   *) bench=pod-start ;;
 esac
 # The api-service bench's C-core client (Debian's gRPC for Python): only this benchmark needs it.

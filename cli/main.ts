@@ -13,6 +13,7 @@ import { registerSandboxCommands } from './sandbox-commands.js';
 import { registerAgentCommands } from '../agent/command.js';
 import type { RuntimeOpenOptions } from '../runtime-api/runtime.js';
 import { registerApiServiceCommand } from '../api-service/command.js';
+import { registerDashboardCommand } from '../dashboard/command.js';
 
 export const DEFAULT_DATA_DIR = '/var/lib/stevedore';
 
@@ -96,6 +97,7 @@ registerAgentCommands(program, () => {
   return { dir: path.resolve(g.dir), dbusAddress: g.dbusAddress, dirGiven: program.getOptionValueSource('dir') !== 'default', kvmAccel };
 }, CONTAINER_RUNTIMES);
 registerApiServiceCommand(program);
+registerDashboardCommand(program);
 program.command('up')
   .description('start a one-node local cluster (control plane + agent + demo pod) and print how to use kubectl')
   .option('--data-dir <dir>', 'where everything lives (the admin kubeconfig is <dir>/kubeconfig)', '.stevedore')

@@ -43,17 +43,23 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     .option('--max-watches-per-client <n>', 'open watches per credential', '250')
     .option('--max-watch-timeout <duration>', 'the longest a watch lasts, whatever timeoutSeconds asks', '1h')
     .option('--horizontal-pod-autoscaler-sync-period <duration>', 'how often each HorizontalPodAutoscaler is evaluated (kube-controller-manager\'s flag)', '15s')
+    .option('--node-monitor-grace-period <duration>', 'how long a node may miss its Lease renewals before it is Unknown and tainted unreachable (kube-controller-manager\'s flag)', '40s')
+    .option('--default-not-ready-toleration-seconds <n>', 'how long new pods tolerate a not-ready node before eviction (kube-apiserver\'s flag)', '300')
+    .option('--default-unreachable-toleration-seconds <n>', 'how long new pods tolerate an unreachable node before eviction (kube-apiserver\'s flag)', '300')
     .option('--service-cluster-ip-range <cidr>', 'where Services\' cluster IPs come from (must not overlap pod CIDRs)', '10.96.0.0/16')
     .option('--service-node-port-range <range>', 'ports NodePort Services get', '30000-32767')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ dataDir: string; port: string; host: string; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
+  const o = cmd.opts<{ dataDir: string; port: string; host: string; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidInput(`--port ${o.port} is not a port number`, 'use a number between 1 and 65535');
   const cp = await startControlPlane({
     dataDir: path.resolve(o.dataDir), port, host: o.host, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
     eventTtlSeconds: durationSeconds(o.eventTtl, '--event-ttl'),
     hpaSyncPeriodSeconds: durationSeconds(o.horizontalPodAutoscalerSyncPeriod, '--horizontal-pod-autoscaler-sync-period'),
+    nodeMonitorGracePeriodSeconds: durationSeconds(o.nodeMonitorGracePeriod, '--node-monitor-grace-period'),
+    defaultNotReadyTolerationSeconds: positiveInt(o.defaultNotReadyTolerationSeconds, '--default-not-ready-toleration-seconds'),
+    defaultUnreachableTolerationSeconds: positiveInt(o.defaultUnreachableTolerationSeconds, '--default-unreachable-toleration-seconds'),
     maxEventsPerNamespace: positiveInt(o.maxEventsPerNamespace, '--max-events-per-namespace'),
     watchLimits: { maxTotal: positiveInt(o.maxWatches, '--max-watches'), maxPerClient: positiveInt(o.maxWatchesPerClient, '--max-watches-per-client'), maxTimeoutSeconds: durationSeconds(o.maxWatchTimeout, '--max-watch-timeout') },
     serviceClusterIpRange: o.serviceClusterIpRange, serviceNodePortRange: o.serviceNodePortRange,

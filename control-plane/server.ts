@@ -18,6 +18,7 @@ import {
   type ResourceDef, type Cause,
 } from './resources.js';
 import { decodeProtobufBody } from './protobuf.js';
+import { apply as serverSideApply, conflictStatus, managedAfterUpdate, managedForCreate, managerFromUserAgent, sentManagedFields, ManagedFieldsError } from './apply.js';
 import { listPage } from './list-snapshot.js';
 import { DEFAULT_EVENT_TTL_SECONDS, DEFAULT_MAX_EVENTS_PER_NAMESPACE, EventTtlController } from './controllers/event-ttl.js';
 import { EventRecorder } from './controllers/events.js';
@@ -25,6 +26,7 @@ import { NodeLifecycleController } from './controllers/node-lifecycle.js';
 import { Scheduler } from './controllers/scheduler.js';
 import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
 import { strategyFor } from './kinds/index.js';
+import { admitDefaultTolerations, DEFAULT_TOLERATION_SECONDS, type DefaultTolerationSeconds } from './kinds/pods.js';
 import { selectorString } from './kinds/workloads.js';
 import { hpaV1ToV2, hpaV2ToV1 } from './kinds/hpa.js';
 import { ReplicaSetController } from './controllers/replicaset.js';
@@ -54,6 +56,9 @@ export interface ControlPlaneOptions {
   logLevel?: string;
   /** Seconds without a Lease renewal before a node's Ready condition turns Unknown (default 40). */
   nodeMonitorGracePeriodSeconds?: number;
+  /** Seconds new pods tolerate a not-ready or unreachable node before they are evicted (kube-apiserver's default 300 each). */
+  defaultNotReadyTolerationSeconds?: number;
+  defaultUnreachableTolerationSeconds?: number;
   /** How many changes the watch log keeps (default 10000); older resourceVersions get 410 Gone. */
   watchLogRetain?: number;
   /** Seconds an Event lives after its last write (kube-apiserver's --event-ttl; default 3600). */
@@ -147,6 +152,70 @@ function propagationPolicyOf(q: Query, body: KObj): PropagationPolicy | undefine
   return orphan === true || orphan === 'true' ? 'Orphan' : 'Background';
 }
 
+/** 422 for PatchOptions, worded as kube-apiserver's validation of them. */
+const invalidPatchOptions = (field: string, reason: string, message: string) =>
+  new ApiError(422, 'Invalid', `PatchOptions.meta.k8s.io "" is invalid: ${field}: ${message}`, { kind: 'PatchOptions', group: 'meta.k8s.io', causes: [{ reason, message, field }] });
+
+/** dryRun: only `All` exists (kube-apiserver refuses anything else with 400). */
+function dryRunOf(q: Query): boolean {
+  const values = q.getAll('dryRun');
+  for (const v of values) if (v !== 'All') throw badRequest(`Invalid dry run value: "${v}": supported values: "All"`);
+  return values.length > 0;
+}
+
+/** The manager a write is recorded under: `fieldManager`, else the User-Agent's product (kube-apiserver's default). */
+function fieldManagerOf(q: Query, userAgent: string | undefined): string {
+  const given = q.get('fieldManager');
+  if (given === null) return managerFromUserAgent(userAgent);
+  if (given.length > 128) throw new ApiError(422, 'Invalid', `fieldManager: Too long: may not be more than 128 bytes`, { causes: [{ reason: 'FieldValueTooLong', message: 'Too long: may not be more than 128 bytes', field: 'fieldManager' }] });
+  if (!/^[\x20-\x7e]*$/.test(given)) throw new ApiError(422, 'Invalid', `fieldManager: Invalid value: ${JSON.stringify(given)}: must be printable ASCII`, { causes: [{ reason: 'FieldValueInvalid', message: 'must be printable ASCII', field: 'fieldManager' }] });
+  return given;
+}
+
+/**
+ * Content negotiation of the reply: JSON (also as Table or PartialObjectMetadata). A client that
+ * accepts only protobuf or YAML replies gets 406, as kube-apiserver answers a media type it lacks;
+ * clients that list JSON beside protobuf (kubectl's typed clients) get JSON.
+ */
+export function negotiate(accept: string): void {
+  if (!accept.trim()) return;
+  const types = accept.split(',').map((t) => t.split(';')[0]!.trim().toLowerCase());
+  if (types.some((t) => t === 'application/json' || t === '*/*' || t === 'application/*' || t === '')) return;
+  throw new ApiError(406, 'NotAcceptable', `the server cannot answer in ${types.join(', ')}: only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io, application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io (protobuf and YAML replies are not implemented; accept application/json)`);
+}
+
+/** managedFields a client sent, or 422 naming what is wrong with them. */
+function managedFieldsOf(sent: unknown, stored: unknown): ReturnType<typeof sentManagedFields> {
+  try {
+    return sentManagedFields(sent, stored);
+  } catch (err) {
+    if (err instanceof ManagedFieldsError) throw new ApiError(422, 'Invalid', err.message, { causes: [{ reason: 'FieldValueInvalid', message: err.message, field: 'metadata.managedFields' }] });
+    throw err;
+  }
+}
+
+/**
+ * One watch event's line, serialized once for every watch that sends it: a change's object is the
+ * same instance for every store listener, so 100 watches of pods cost one JSON.stringify per change.
+ */
+const watchLines = new WeakMap<KObj, Map<string, string>>();
+function watchLine(type: string, obj: KObj): string {
+  let byType = watchLines.get(obj);
+  if (!byType) watchLines.set(obj, (byType = new Map()));
+  let line = byType.get(type);
+  if (line === undefined) byType.set(type, (line = JSON.stringify({ type, object: obj }) + '\n'));
+  return line;
+}
+
+const partialObject = (o: KObj): KObj => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata });
+
+/** JSON with object keys in order: two objects that differ only in key order compare equal. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (typeof v === 'object' && v !== null) return `{${Object.keys(v).sort().filter((k) => (v as KObj)[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical((v as KObj)[k])}`).join(',')}}`;
+  return JSON.stringify(v);
+}
+
 const isObj = (v: unknown): v is KObj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v));
 const randomSuffix = (n = 5) => Array.from(randomBytes(n), (b) => 'bcdfghjklmnpqrstvwxz2456789'[b % 27]).join('');
@@ -175,6 +244,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // Controllers beside the API, as kube-controller-manager and kube-scheduler sit beside kube-apiserver.
   const events = new EventRecorder(store, log);
   const nodeGraceSeconds = opts.nodeMonitorGracePeriodSeconds ?? 40;
+  cp.defaultTolerationSeconds = { notReady: opts.defaultNotReadyTolerationSeconds ?? DEFAULT_TOLERATION_SECONDS.notReady, unreachable: opts.defaultUnreachableTolerationSeconds ?? DEFAULT_TOLERATION_SECONDS.unreachable };
   const client = cp.internalClient();
   const controllers = [
     new ReplicaSetController(store, log, events, client),
@@ -190,7 +260,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new EndpointSliceMirroringController(store, log, client),
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
-    new NodeLifecycleController(store, log, events, nodeGraceSeconds),
+    new NodeLifecycleController(store, log, events, client, nodeGraceSeconds),
     new EventTtlController(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
   ];
   cp.seed();
@@ -247,6 +317,8 @@ class ApiServer {
   private watchers = new Set<() => void>();
 
   readonly metrics: MetricsApi;
+  /** How long new pods tolerate their node being not-ready or unreachable (DefaultTolerationSeconds admission). */
+  defaultTolerationSeconds: DefaultTolerationSeconds = DEFAULT_TOLERATION_SECONDS;
 
   constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits, private serviceAllocator: ServiceAllocator) {
     this.metrics = new MetricsApi(store, nodeClient, log);
@@ -352,23 +424,27 @@ class ApiServer {
   private async dispatch(req: IncomingMessage, res: ServerResponse, q: Query, method: string, r: ResourceDef, ns: string, name: string | undefined, sub: string | undefined, watch: boolean, user: UserInfo, attrs: RequestAttributes, respondAs?: (obj: KObj) => KObj): Promise<void> {
     const accept = String(req.headers.accept ?? '');
     const table = /as=Table/.test(accept) && /g=meta\.k8s\.io/.test(accept);
+    // client-go's metadata client: objects reduced to their metadata.
+    const partial = !table && /as=PartialObjectMetadata/.test(accept) && /g=meta\.k8s\.io/.test(accept);
     const include = (q.get('includeObject') ?? 'Metadata') as IncludeObject;
-    const dryRun = q.getAll('dryRun').includes('All');
+    const dryRun = dryRunOf(q);
+    const manager = fieldManagerOf(q, req.headers['user-agent']);
+    if (sub !== 'log') negotiate(accept); // logs are text, whatever the client accepts
     if (!name) {
-      if (method === 'GET' && watch) return this.watch(req, res, q, r, ns, user, table, include);
-      if (method === 'GET') return this.list(res, q, r, ns, table, include);
+      if (method === 'GET' && watch) return this.watch(req, res, q, r, ns, user, table, include, partial);
+      if (method === 'GET') return this.list(res, q, r, ns, table, include, partial);
       if (method === 'POST') {
         if (r.namespaced && !ns) throw new ApiError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
         const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
         admitCreate(user, attrs, body, this.store);
-        const { obj, warnings } = this.create(r, ns, body, q, dryRun);
+        const { obj, warnings } = this.create(r, ns, body, q, dryRun, manager);
         return sendJson(res, 201, respondAs ? respondAs(obj) : obj, warnings);
       }
       throw new ApiError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
     }
     if (method === 'GET' && watch && !sub) {
       q.set('fieldSelector', [q.get('fieldSelector'), `metadata.name=${name}`].filter(Boolean).join(','));
-      return this.watch(req, res, q, r, ns, user, table, include);
+      return this.watch(req, res, q, r, ns, user, table, include, partial);
     }
     if (sub === 'log') {
       if (method !== 'GET') throw new ApiError(405, 'MethodNotAllowed', 'pods/log only supports GET');
@@ -388,7 +464,7 @@ class ApiServer {
         const obj = this.store.get(r.name, ns, name);
         if (!obj) throw notFound(r, name);
         if (table) return sendJson(res, 200, toTable(r.name, [obj], obj.metadata.resourceVersion, include));
-        return sendJson(res, 200, obj);
+        return sendJson(res, 200, partial ? partialObject(obj) : obj);
       }
       case 'PUT': {
         const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
@@ -396,11 +472,13 @@ class ApiServer {
         if (!cur) throw notFound(r, name);
         if (isObj(body.metadata) && body.metadata.name !== undefined && body.metadata.name !== name) throw badRequest(`the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`);
         const warnings = this.checkFields(r, body, q);
-        const { obj } = this.update(r, ns, name, cur, body, sub, body.metadata?.resourceVersion, dryRun);
+        const { obj } = this.update(r, ns, name, cur, body, sub, body.metadata?.resourceVersion, dryRun, { manager });
         return sendJson(res, 200, obj, warnings);
       }
       case 'PATCH': {
         const ct = String(req.headers['content-type'] ?? '').split(';')[0]!.trim();
+        if (ct === 'application/apply-patch+yaml') return this.applyPatch(req, res, q, r, ns, name, sub, dryRun);
+        if (q.get('force') !== null) throw invalidPatchOptions('force', 'FieldValueForbidden', 'Forbidden: may not be specified for non-apply patch');
         const patch = parseBody(await readBody(req), 'application/json');
         const cur = this.store.get(r.name, ns, name);
         if (!cur) throw notFound(r, name);
@@ -409,7 +487,7 @@ class ApiServer {
           if (ct === 'application/merge-patch+json') next = mergePatch(cur, patch);
           else if (ct === 'application/strategic-merge-patch+json') next = strategicMergePatch(cur, patch, r.mergeKeys);
           else if (ct === 'application/json-patch+json') next = jsonPatch(cur, patch);
-          else throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (server-side apply is not supported by this control plane; use kubectl apply without --server-side)`);
+          else throw new ApiError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml`);
         } catch (err) {
           if (err instanceof PatchError) throw new ApiError(422, 'Invalid', err.message);
           throw err;
@@ -417,7 +495,7 @@ class ApiServer {
         if (!isObj(next)) throw new ApiError(422, 'Invalid', 'the patch did not produce an object');
         const warnings = this.checkFields(r, next, q);
         const expect = next.metadata?.resourceVersion !== cur.metadata.resourceVersion ? next.metadata?.resourceVersion : undefined;
-        const { obj } = this.update(r, ns, name, cur, next, sub, expect, dryRun);
+        const { obj } = this.update(r, ns, name, cur, next, sub, expect, dryRun, { manager });
         return sendJson(res, 200, obj, warnings);
       }
       case 'DELETE': {
@@ -512,7 +590,7 @@ class ApiServer {
     }
   }
 
-  private list(res: ServerResponse, q: Query, r: ResourceDef, ns: string, table: boolean, include: IncludeObject): void {
+  private list(res: ServerResponse, q: Query, r: ResourceDef, ns: string, table: boolean, include: IncludeObject, partial = false): void {
     const sel = this.selectors(q, r);
     const limitText = q.get('limit');
     if (limitText !== null && !/^\d+$/.test(limitText)) throw badRequest(`invalid limit "${limitText}": must be a non-negative integer`);
@@ -530,10 +608,11 @@ class ApiServer {
     const rv = String(page.rv);
     const listMeta = { resourceVersion: rv, ...(page.continueToken ? { continue: page.continueToken, remainingItemCount: page.remainingItemCount } : {}) };
     if (table) return sendJson(res, 200, { ...toTable(r.name, page.items, rv, include), metadata: listMeta });
+    if (partial) return sendJson(res, 200, { kind: 'PartialObjectMetadataList', apiVersion: 'meta.k8s.io/v1', metadata: listMeta, items: page.items.map(partialObject) });
     sendJson(res, 200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: listMeta, items: page.items });
   }
 
-  private watch(req: IncomingMessage, res: ServerResponse, q: Query, r: ResourceDef, ns: string, user: UserInfo, table: boolean, include: IncludeObject): void {
+  private watch(req: IncomingMessage, res: ServerResponse, q: Query, r: ResourceDef, ns: string, user: UserInfo, table: boolean, include: IncludeObject, partial = false): void {
     const askedTimeout = q.get('timeoutSeconds');
     if (askedTimeout !== null && !/^\d+$/.test(askedTimeout)) throw badRequest(`invalid timeoutSeconds "${askedTimeout}": must be a non-negative integer`);
     if (q.get('sendInitialEvents') !== null) {
@@ -552,8 +631,8 @@ class ApiServer {
       if (table && type !== 'ERROR' && type !== 'BOOKMARK') {
         out = toTable(r.name, [obj], obj.metadata.resourceVersion, include, first);
         first = false;
-      }
-      res.write(JSON.stringify({ type, object: out }) + '\n');
+      } else if (partial && type !== 'ERROR') out = partialObject(obj);
+      res.write(out === obj ? watchLine(type, obj) : JSON.stringify({ type, object: out }) + '\n');
     };
     const emit = (c: Change) => {
       const now_ = matches(c.object), before = matches(c.prev);
@@ -636,7 +715,7 @@ class ApiServer {
     if (causes.length) throw invalid(r, String(obj.metadata?.name ?? ''), causes);
   }
 
-  private create(r: ResourceDef, ns: string, sent: unknown, q: Query, dryRun: boolean): { obj: KObj; warnings: Record<string, string> } {
+  private create(r: ResourceDef, ns: string, sent: unknown, q: Query, dryRun: boolean, manager?: string): { obj: KObj; warnings: Record<string, string> } {
     if (!isObj(sent)) throw badRequest(`the request body must be a ${r.kind} object`);
     const body = r.kind === 'HorizontalPodAutoscaler' && sent.apiVersion === 'autoscaling/v1' ? hpaV1ToV2(sent) : sent;
     if (body.kind !== undefined && body.kind !== r.kind) throw badRequest(`the API version in the data (${body.apiVersion}) does not match the expected API version (${apiVersionOf(r)}) or kind ${body.kind} is not ${r.kind}`);
@@ -654,6 +733,15 @@ class ApiServer {
     const { resourceVersion: _rv, uid: _uid, deletionTimestamp: _dt, deletionGracePeriodSeconds: _dg, ...keepMeta } = meta;
     const obj = withNewMeta(r, { ...body, metadata: keepMeta }, ns);
     strategyFor(r.kind).prepareForCreate?.(obj);
+    // Field ownership (managedFields): the creating manager owns what it sent, unless the body names owners itself.
+    if (manager !== undefined) {
+      const given = managedFieldsOf(keepMeta.managedFields, undefined);
+      const managed = 'keep' in given ? managedForCreate(obj, manager, apiVersionOf(r), !!strategyFor(r.kind).statusSubresource) : given.replace;
+      if (managed) obj.metadata.managedFields = managed;
+      else delete obj.metadata.managedFields;
+    }
+    // Mutating admission after field ownership, as kube-apiserver orders them: defaults it adds belong to no manager.
+    if (r.kind === 'Pod') admitDefaultTolerations(obj, this.defaultTolerationSeconds);
     this.validate(r, obj);
     if (r.kind === 'Service') this.allocate(r, obj);
     if (this.store.get(r.name, ns, meta.name)) throw new ApiError(409, 'AlreadyExists', `${r.name}${r.group ? '.' + r.group : ''} "${meta.name}" already exists`, { name: meta.name, group: r.group, kind: r.name });
@@ -673,7 +761,12 @@ class ApiServer {
   }
 
   /** Update main resource or status subresource: `next` is the full desired object. */
-  private update(r: ResourceDef, ns: string, name: string, cur: KObj, next: KObj, sub: string | undefined, expectRv: string | undefined, dryRun: boolean): { obj: KObj } {
+  /**
+   * `owner`: who writes, for managedFields. `manager`: an Update by that manager; `applied`: the
+   * object comes from server-side apply, which set managedFields itself; none (the controllers):
+   * managedFields stay as they are.
+   */
+  private update(r: ResourceDef, ns: string, name: string, cur: KObj, next: KObj, sub: string | undefined, expectRv: string | undefined, dryRun: boolean, owner?: { manager?: string; applied?: boolean }): { obj: KObj } {
     if (!isObj(next)) throw badRequest(`the request body must be a ${r.kind} object`);
     const nextMeta: KObj = isObj(next.metadata) ? next.metadata : {};
     let obj: KObj;
@@ -695,12 +788,24 @@ class ApiServer {
       strategy.prepareForUpdate?.(obj, cur);
       if (JSON.stringify(obj.spec) !== JSON.stringify(cur.spec)) obj.metadata.generation = (cur.metadata.generation ?? 1) + 1;
     }
+    if (owner?.applied) {
+      if (nextMeta.managedFields) obj.metadata.managedFields = nextMeta.managedFields;
+      else delete obj.metadata.managedFields;
+    } else if (owner?.manager !== undefined) {
+      const given = managedFieldsOf(nextMeta.managedFields, cur.metadata.managedFields);
+      const base = 'keep' in given ? cur.metadata.managedFields : given.replace;
+      const managed = managedAfterUpdate({ ...cur, metadata: { ...cur.metadata, managedFields: base } }, obj, owner.manager, apiVersionOf(r), sub, !!strategyFor(r.kind).statusSubresource);
+      if (managed) obj.metadata.managedFields = managed;
+      else delete obj.metadata.managedFields;
+    } else if (sub !== 'status' && nextMeta.managedFields === undefined && cur.metadata.managedFields) {
+      obj.metadata.managedFields = cur.metadata.managedFields;
+    }
     if (nextMeta.uid && nextMeta.uid !== cur.metadata.uid) throw new ApiError(409, 'Conflict', `Precondition failed: UID in precondition: ${nextMeta.uid}, UID in object meta: ${cur.metadata.uid}`);
     this.validate(r, obj, sub === 'status' ? undefined : cur);
     if (r.kind === 'Service' && sub !== 'status') this.allocate(r, obj, cur);
     if (expectRv && expectRv !== cur.metadata.resourceVersion) throw conflict(r, name);
     // a no-op write keeps the resourceVersion, as kube-apiserver does
-    const strip = (o: KObj) => JSON.stringify({ ...o, metadata: { ...o.metadata, resourceVersion: undefined, managedFields: undefined } });
+    const strip = (o: KObj) => canonical({ ...o, metadata: { ...o.metadata, resourceVersion: undefined } });
     if (strip(obj) === strip(cur) || dryRun) return { obj: dryRun ? obj : cur };
     try {
       const stored = this.store.update(r.name, ns, name, obj, cur.metadata.resourceVersion);
@@ -730,6 +835,46 @@ class ApiServer {
     obj.metadata.deletionGracePeriodSeconds = Math.min(grace, obj.metadata.deletionGracePeriodSeconds ?? grace);
     if (JSON.stringify(obj) === JSON.stringify(cur)) return cur;
     return this.store.update(r.name, cur.metadata.namespace ?? '', cur.metadata.name, obj, cur.metadata.resourceVersion);
+  }
+
+  /**
+   * Server-side apply (`PATCH`, `application/apply-patch+yaml`): the configuration merged into the
+   * object by field ownership (apply.ts), 409 on conflicts unless `force`, the object created when
+   * it does not exist.
+   */
+  private async applyPatch(req: IncomingMessage, res: ServerResponse, q: Query, r: ResourceDef, ns: string, name: string, sub: string | undefined, dryRun: boolean): Promise<void> {
+    const manager = q.get('fieldManager');
+    if (manager === null || manager === '') throw invalidPatchOptions('fieldManager', 'FieldValueRequired', 'Required value: is required for apply patch');
+    const force = q.get('force') !== null && parseBool(q.get('force'));
+    if (sub && sub !== 'status') throw new ApiError(415, 'UnsupportedMediaType', `server-side apply is served for ${r.name} and ${r.name}/status, not ${r.name}/${sub}; use a merge or JSON patch there`);
+    const config = parseBody(await readBody(req), 'application/yaml');
+    if (!isObj(config)) throw badRequest(`the applied configuration must be a ${r.kind} object`);
+    if (config.apiVersion !== apiVersionOf(r) || config.kind !== r.kind) {
+      throw badRequest(`the applied configuration must have apiVersion "${apiVersionOf(r)}" and kind "${r.kind}" (got apiVersion ${JSON.stringify(config.apiVersion ?? '')}, kind ${JSON.stringify(config.kind ?? '')})`);
+    }
+    const meta: KObj = isObj(config.metadata) ? config.metadata : (config.metadata = {});
+    if (meta.name !== undefined && meta.name !== name) throw badRequest(`the name of the object (${meta.name}) does not match the name on the URL (${name})`);
+    if (r.namespaced && meta.namespace !== undefined && meta.namespace !== ns) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    meta.name = name;
+    if (meta.managedFields !== undefined) throw badRequest('metadata.managedFields must be nil in an applied configuration');
+    const warnings = this.checkFields(r, config, q);
+    const expect = typeof meta.resourceVersion === 'string' && meta.resourceVersion ? meta.resourceVersion : undefined;
+    const statusSubresource = !!strategyFor(r.kind).statusSubresource;
+    const cur = this.store.get(r.name, ns, name);
+    if (!cur) {
+      if (sub) throw notFound(r, name);
+      if (expect) throw conflict(r, name);
+      const { object } = serverSideApply(undefined, config, manager, apiVersionOf(r), force, undefined, statusSubresource);
+      const { obj } = this.create(r, ns, object, new URLSearchParams({ fieldValidation: 'Ignore' }), dryRun);
+      return sendJson(res, 201, obj, warnings);
+    }
+    const { object, conflicts } = serverSideApply(cur, config, manager, apiVersionOf(r), force, sub, statusSubresource);
+    if (conflicts.length) {
+      const { message, causes } = conflictStatus(conflicts);
+      throw new ApiError(409, 'Conflict', message, { causes });
+    }
+    const { obj } = this.update(r, ns, name, cur, object, sub, expect, dryRun, { applied: true });
+    return sendJson(res, 200, obj, warnings);
   }
 
   /** The autoscaling/v1 Scale subresource of a Deployment, ReplicaSet or StatefulSet (kubectl scale). */

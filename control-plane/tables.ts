@@ -86,7 +86,8 @@ export function podStatusColumns(pod: KObj): { ready: string; status: string; re
 
 function nodeStatus(node: KObj): string {
   const ready = (node.status?.conditions ?? []).find((c: any) => c.type === 'Ready');
-  const parts = [ready ? (ready.status === 'True' ? 'Ready' : ready.status === 'False' ? 'NotReady' : 'Unknown') : 'Unknown'];
+  // kubectl's node printer: any Ready status but True reads NotReady (Unknown included); no Ready condition at all reads Unknown.
+  const parts = [ready ? (ready.status === 'True' ? 'Ready' : 'NotReady') : 'Unknown'];
   if (node.spec?.unschedulable) parts.push('SchedulingDisabled');
   return parts.join(',');
 }

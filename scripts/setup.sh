@@ -81,6 +81,7 @@ done
 
 echo "setup: building"
 npx tsc -p tsconfig.json
+npx tsc -p dashboard/web/tsconfig.json   # the dashboard's browser modules (lib DOM), dist/dashboard/web
 
 # The kvm stage1's guest kernel and initramfs (from the Debian archive via apt-get download; only when missing).
 node bin/stevedore.js stage1 build-kvm --if-missing || echo "setup: WARNING: could not build the kvm stage1 assets; kvm pods will not start until \`stevedore stage1 build-kvm\` succeeds" >&2

@@ -294,7 +294,7 @@ test('node lease expiry turns Ready Unknown; restart keeps objects and resourceV
       return n.body.status.conditions.find((c: any) => c.type === 'Ready').status === 'Unknown' && n.body;
     }, 5000);
     assert.is(node.status.conditions[0].reason, 'NodeStatusUnknown');
-    assert.match((await t2.kubectl(['get', 'nodes'])).stdout, /stale\s+Unknown/);
+    assert.match((await t2.kubectl(['get', 'nodes'])).stdout, /stale\s+NotReady/);
     await t2.kubectl(['apply', '-f', '-'], podYaml('survivor'));
     const before = JSON.parse((await t2.kubectl(['get', 'pod', 'survivor', '-o', 'json'])).stdout);
     const rvBefore = t2.cp.store.currentRv;

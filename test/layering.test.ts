@@ -18,6 +18,7 @@ const FORBIDDEN: Record<string, { components: string[]; why: string }> = {
   'runtime-docker': { components: ['agent', 'runtime-rkt', 'stage1', 'api-service', 'control-plane', 'cli'], why: 'a runtime imports nothing above it, and no other runtime' },
   'stage1': { components: ['agent', 'runtime-rkt', 'runtime-docker', 'api-service', 'control-plane', 'cli'], why: 'stage1 sits below the runtimes' },
   'cni': { components: ['agent', 'runtime-api', 'runtime-rkt', 'runtime-docker', 'stage1', 'control-plane', 'cli'], why: 'cni is a self-contained library' },
+  'dashboard': { components: ['agent', 'runtime-api', 'runtime-rkt', 'runtime-docker', 'stage1', 'cni', 'api-service', 'control-plane'], why: 'the dashboard speaks to the cluster only through the Kubernetes API, as kubectl' },
   'common': { components: ['agent', 'runtime-api', 'runtime-rkt', 'runtime-docker', 'stage1', 'cni', 'api-service', 'control-plane', 'cli'], why: 'common is the bottom layer' },
 };
 

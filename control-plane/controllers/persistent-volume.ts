@@ -1,4 +1,5 @@
 import type { Logger } from '../../common/log.js';
+import { nodeSelectorMatches } from './scheduling.js';
 import { memoryBytes } from '../../common/quantity.js';
 import type { KObj, Store } from '../store.js';
 import { defaultStorageClass, LOCAL_PATH_PROVISIONER, PVC_PROTECTION } from '../kinds/storage.js';
@@ -22,20 +23,7 @@ const storageOf = (q: unknown): number => {
 
 /** Whether a node's labels satisfy a PV's required node affinity (terms ORed, expressions ANDed). */
 export function nodeAffinityMatches(pv: KObj, node: KObj): boolean {
-  const terms: KObj[] = pv.spec?.nodeAffinity?.required?.nodeSelectorTerms ?? [];
-  if (!terms.length) return true;
-  const labels: Record<string, string> = node.metadata?.labels ?? {};
-  // An empty term matches no node (kube's NodeSelectorTerm).
-  return terms.some((t) => ((t.matchExpressions ?? []).length + (t.matchFields ?? []).length > 0) && (t.matchExpressions ?? []).every((e: KObj) => {
-    const v = labels[e.key];
-    switch (e.operator) {
-      case 'In': return v !== undefined && (e.values ?? []).includes(v);
-      case 'NotIn': return v === undefined || !(e.values ?? []).includes(v);
-      case 'Exists': return v !== undefined;
-      case 'DoesNotExist': return v === undefined;
-      default: return false;
-    }
-  }) && (t.matchFields ?? []).every((f: KObj) => f.key === 'metadata.name' && (f.operator === 'In' ? (f.values ?? []).includes(node.metadata?.name) : !(f.values ?? []).includes(node.metadata?.name))));
+  return nodeSelectorMatches(pv.spec?.nodeAffinity?.required?.nodeSelectorTerms, node);
 }
 
 /** The claims a pod's volumes name, with the volume that names each. */

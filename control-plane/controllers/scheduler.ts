@@ -1,35 +1,21 @@
 import type { Logger } from '../../common/log.js';
-import { cpuMillis, memoryBytes } from '../../common/quantity.js';
 import { now } from '../resources.js';
 import { ConflictError, type KObj, type Store } from '../store.js';
 import type { EventRecorder } from './events.js';
 import { lastHeartbeat } from './node-lifecycle.js';
 import { prepareClaimsForBinding, volumeBindingReason } from './persistent-volume.js';
-
-interface Usage { cpu: number; mem: number; pods: number }
-
-/** A pod's requests (its limits where it states no requests, as the API defaults them). */
-function podRequests(pod: KObj): { cpu: number; mem: number } {
-  let cpu = 0, mem = 0;
-  for (const c of pod.spec?.containers ?? []) {
-    const req = c?.resources?.requests ?? c?.resources?.limits ?? {};
-    try {
-      if (req.cpu !== undefined) cpu += cpuMillis(req.cpu, 'cpu');
-      if (req.memory !== undefined) mem += memoryBytes(req.memory, 'memory');
-    } catch {
-      /* validated on create */
-    }
-  }
-  return { cpu, mem };
-}
+import { NO_USAGE, addPod, filterReason, scoreNode, type ClusterView, type Usage } from './scheduling.js';
 
 /**
- * The scheduler (kube-scheduler's role, a subset): Pending pods with no
- * nodeName go to a Ready node with a fresh Lease that matches nodeSelector and
- * has room for their requests, least allocated first. Binding goes through the
- * API's own binding code (`bind`), as kube-scheduler posts pods/binding; a pod
- * that fits nowhere gets PodScheduled=False and one FailedScheduling event per
- * distinct reason.
+ * The scheduler (kube-scheduler's role): Pending pods with no nodeName go to
+ * a Ready node with a fresh Lease that passes kube-scheduler's default
+ * filters (unschedulable, taints and tolerations, nodeSelector and node
+ * affinity, resources, volume binding, pod affinity and anti-affinity,
+ * topology spread; scheduling.ts), highest score first (least allocated,
+ * balanced, preferred affinities, PreferNoSchedule taints, soft spread).
+ * Binding goes through the API's own binding code (`bind`), as kube-scheduler
+ * posts pods/binding; a pod that fits nowhere gets PodScheduled=False and one
+ * FailedScheduling event per distinct reason, worded as kube-scheduler's.
  */
 export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
@@ -79,56 +65,44 @@ export class Scheduler {
       if (!pending.length) return;
       const nodes = this.store.list('nodes');
       const used = new Map<string, Usage>();
-      const usage = (node: string) => used.get(node) ?? { cpu: 0, mem: 0, pods: 0 };
+      const boundPods: KObj[] = [];
       for (const p of pods) {
         const n = p.spec?.nodeName;
         if (!n || p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue;
-        const u = usage(n);
-        const r = podRequests(p);
-        used.set(n, { cpu: u.cpu + r.cpu, mem: u.mem + r.mem, pods: u.pods + 1 });
+        used.set(n, addPod(used.get(n) ?? NO_USAGE, p));
+        boundPods.push(p);
       }
-      for (const pod of pending) this.place(pod, nodes, used, usage);
+      const view: ClusterView = { nodes, boundPods, usage: (node) => used.get(node) ?? NO_USAGE };
+      // Higher priority first, then the oldest (kube-scheduler's queue order).
+      pending.sort((a, b) => (b.spec?.priority ?? 0) - (a.spec?.priority ?? 0) || String(a.metadata.creationTimestamp).localeCompare(String(b.metadata.creationTimestamp)));
+      for (const pod of pending) this.place(pod, view, used);
     } catch (err) {
       this.log.error({ err }, 'scheduling pass failed');
     }
   }
 
-  private place(pod: KObj, nodes: KObj[], used: Map<string, Usage>, usage: (node: string) => Usage): void {
-    const req = podRequests(pod);
+  private place(pod: KObj, view: ClusterView, used: Map<string, Usage>): void {
+    const { nodes } = view;
     const reasons = new Map<string, number>();
     const note = (why: string) => reasons.set(why, (reasons.get(why) ?? 0) + 1);
     const fits = nodes.filter((n) => {
+      const why = filterReason(pod, n, view, (p, node) => volumeBindingReason(this.store, p, node) ?? undefined);
+      if (why) return note(why), false;
+      // A node that stopped renewing its Lease before the lifecycle controller tainted it.
       if (!this.nodeHealthy(n)) return note('node(s) were not ready'), false;
-      if (n.spec?.unschedulable) return note('node(s) were unschedulable'), false;
-      const labels = n.metadata.labels ?? {};
-      if (!Object.entries<string>(pod.spec?.nodeSelector ?? {}).every(([k, v]) => labels[k] === v)) return note("node(s) didn't match Pod's node affinity/selector"), false;
-      const volumes = volumeBindingReason(this.store, pod, n);
-      if (volumes) return note(volumes), false;
-      const alloc = n.status?.allocatable ?? n.status?.capacity ?? {};
-      const u = usage(n.metadata.name);
-      try {
-        if (alloc.cpu !== undefined && u.cpu + req.cpu > cpuMillis(alloc.cpu, 'cpu')) return note('Insufficient cpu'), false;
-        if (alloc.memory !== undefined && u.mem + req.mem > memoryBytes(alloc.memory, 'memory')) return note('Insufficient memory'), false;
-        if (alloc.pods !== undefined && u.pods + 1 > Number(alloc.pods)) return note('Too many pods'), false;
-      } catch {
-        return note('node(s) had invalid allocatable resources'), false;
-      }
       return true;
     });
     const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
     if (fits.length) {
-      const free = (n: KObj) => {
-        const alloc = n.status?.allocatable ?? {};
-        const u = usage(n.metadata.name);
-        try { return (alloc.cpu ? cpuMillis(alloc.cpu, 'cpu') : 1e9) - u.cpu - u.pods; } catch { return 0; }
-      };
-      const node = fits.sort((a, b) => free(b) - free(a))[0]!;
+      const scores = new Map(fits.map((n) => [n.metadata.name as string, scoreNode(pod, n, view)]));
+      // Equal scores go to the node with fewer pods, then by name: stable, and spreading.
+      const node = fits.sort((a, b) => scores.get(b.metadata.name)! - scores.get(a.metadata.name)! || view.usage(a.metadata.name).pods - view.usage(b.metadata.name).pods || a.metadata.name.localeCompare(b.metadata.name))[0]!;
       try {
         // Claims waiting for their first consumer are provisioned on this node first; the pod is bound once they are.
         if (!prepareClaimsForBinding(this.store, pod, node.metadata.name)) return;
         const bound = this.opts.bind(pod, node.metadata.name);
-        const u = usage(node.metadata.name);
-        used.set(node.metadata.name, { cpu: u.cpu + req.cpu, mem: u.mem + req.mem, pods: u.pods + 1 });
+        used.set(node.metadata.name, addPod(view.usage(node.metadata.name), bound));
+        view.boundPods.push(bound);
         this.lastUnschedulable.delete(key);
         this.events.record(bound, 'Normal', 'Scheduled', `Successfully assigned ${key} to ${node.metadata.name}`, 'default-scheduler');
         this.log.info({ pod: key, node: node.metadata.name }, 'pod scheduled');

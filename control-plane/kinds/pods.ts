@@ -9,6 +9,26 @@ function hasTag(image: string): boolean {
   return last.includes(':');
 }
 
+/** kube-apiserver's --default-not-ready-toleration-seconds and --default-unreachable-toleration-seconds. */
+export interface DefaultTolerationSeconds { notReady: number; unreachable: number }
+export const DEFAULT_TOLERATION_SECONDS: DefaultTolerationSeconds = Object.freeze({ notReady: 300, unreachable: 300 });
+
+/**
+ * kube-apiserver's DefaultTolerationSeconds admission: a pod that does not
+ * tolerate the node lifecycle's NoExecute taints (not-ready, unreachable)
+ * gets a toleration of each for a while, so a node that misses a few
+ * heartbeats does not lose its pods at once, and one that stays gone does.
+ */
+export function admitDefaultTolerations(pod: KObj, seconds: DefaultTolerationSeconds): void {
+  const spec = (pod.spec ??= {});
+  const tolerations: KObj[] = Array.isArray(spec.tolerations) ? spec.tolerations : [];
+  const covered = (key: string) => tolerations.some((t) => typeof t === 'object' && t !== null && (t.effect === undefined || t.effect === '' || t.effect === 'NoExecute') && (t.key === undefined || t.key === '' || t.key === key) && (t.key || t.operator === 'Exists'));
+  const add: KObj[] = [];
+  if (!covered('node.kubernetes.io/not-ready')) add.push({ key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: seconds.notReady });
+  if (!covered('node.kubernetes.io/unreachable')) add.push({ key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: seconds.unreachable });
+  if (add.length) spec.tolerations = [...tolerations, ...add];
+}
+
 /** Defaults kube-apiserver applies to a new Pod. */
 export function defaultPod(pod: KObj): void {
   const spec = (pod.spec ??= {});
@@ -20,10 +40,6 @@ export function defaultPod(pod: KObj): void {
   spec.enableServiceLinks ??= true;
   spec.preemptionPolicy ??= 'PreemptLowerPriority';
   spec.priority ??= 0;
-  spec.tolerations ??= [
-    { key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
-    { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
-  ];
   for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
     if (!c || typeof c !== 'object') continue;
     if (typeof c.image === 'string') c.imagePullPolicy ??= !hasTag(c.image) || c.image.split('@')[0]!.endsWith(':latest') ? 'Always' : 'IfNotPresent';

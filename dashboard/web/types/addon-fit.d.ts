@@ -1,0 +1,2 @@
+// @xterm/addon-fit as the browser imports it from /vendor/xterm/.
+export * from '@xterm/addon-fit';
