@@ -3,7 +3,7 @@
  * inside the node (see README.md).
  */
 import * as path from 'node:path';
-import type { ClusterDnsConfig } from '../runtime-rkt/network.js';
+import type { ClusterDnsConfig } from './pod-env.js';
 import { UserError } from '../common/errors.js';
 import { EngineClient } from './engine-api.js';
 import { enginePaths, ensureEngine, ping, stopEngine, type EngineOptions } from './engine.js';

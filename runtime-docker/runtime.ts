@@ -16,9 +16,8 @@ import { ContainerConfigError, PodNotFound, UserError } from '../common/errors.j
 import { atomicWrite, atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
 import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { podHostnameAndDomain, podHostsFile, releaseStaleAttachments } from '../cni/index.js';
-import { expandCommand, podEnv } from '../runtime-rkt/env.js';
-import { podResolvConfText, type ClusterDnsConfig } from '../runtime-rkt/network.js';
-import { dialPodPort } from '../runtime-rkt/port-forward.js';
+import { checkResolvedEnv, containerEnv, expandedCommand, resolvConfText, type ClusterDnsConfig } from './pod-env.js';
+import { dialInNetns } from './port-forward.js';
 import { lookupCredentials } from '../runtime-api/registry-auth.js';
 import { parseReference } from '../runtime-api/image-reference.js';
 import { HandlerNotOffered, ImageNotFound } from '../runtime-api/errors.js';
@@ -114,6 +113,7 @@ export class DockerRuntime implements ContainerRuntime {
   async runPod(pod: Pod, opts: { handler?: string } = {}): Promise<string> {
     if (opts.handler !== undefined && !DOCKER_HANDLERS.includes(opts.handler as 'namespaces')) throw new HandlerNotOffered(opts.handler, this.name, DOCKER_HANDLERS);
     this.refuseUnsupported(pod);
+    checkResolvedEnv(pod);
     await ensurePauseImage(this.engine);
     const uuid = randomUUID();
     const dir = this.podDir(uuid);
@@ -204,7 +204,7 @@ export class DockerRuntime implements ContainerRuntime {
     await atomicWrite(path.join(etc, 'hosts'), podHostsFile({
       hostname, subdomain: pod.spec.subdomain, namespace: md.namespace ?? 'default', podIPs: ips, hostAliases: pod.spec.hostAliases, ...(nodeHosts ? { nodeHosts } : {}),
     }));
-    await atomicWrite(path.join(etc, 'resolv.conf'), await podResolvConfText(pod, this.opts.clusterDns));
+    await atomicWrite(path.join(etc, 'resolv.conf'), await resolvConfText(pod, this.opts.clusterDns));
   }
 
   /** emptyDir volumes: a directory per pod and volume (removed with the pod); hostPath: the node's path. */
@@ -237,8 +237,8 @@ export class DockerRuntime implements ContainerRuntime {
 
   private async containerBody(uuid: string, pod: Pod, c: ContainerSpec, index: number, infraId: string, ips: string[], volumes: Map<string, string>): Promise<Record<string, unknown>> {
     const field = `spec.containers[${index}]`;
-    const env = podEnv(c, ips);
-    const { command, args } = expandCommand(c, env);
+    const env = containerEnv(c, ips);
+    const { command, args } = expandedCommand(c, env);
     const psc = pod.spec.securityContext ?? {};
     const csc = c.securityContext ?? {};
     const runAsUser = csc.runAsUser ?? psc.runAsUser;
@@ -676,7 +676,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async dialPort(podId: string, port: number): Promise<PortConnection> {
-    return dialPodPort(await this.infraNetns(podId), port);
+    return dialInNetns(await this.infraNetns(podId), port);
   }
 
   async runInContainer(podId: string, container: string, command: string[], timeoutMs: number): Promise<{ exitCode: number; output: string; timedOut: boolean }> {
