@@ -21,6 +21,8 @@ export interface Subject {
   subnetPrefix: string;
   /** Pods this row started (removed by the harness whatever happens). */
   started: string[];
+  /** Close the runtime and open it again, as an agent restart does; `rt` is the new one afterwards. */
+  reopen(): Promise<void>;
 }
 
 export interface Behaviour {
@@ -171,6 +173,46 @@ export const BEHAVIOURS: Behaviour[] = [
         return x.output.includes('hi-from-srv') ? x : undefined;
       }, 20_000);
       check(r.exitCode === 0, `nc exited ${r.exitCode}`);
+    },
+  },
+  {
+    name: 'volumes: an emptyDir shared by two containers',
+    async run(s) {
+      const uuid = await run(s, pod(s, 'vol', [
+        { name: 'writer', image: s.image, command: ['sh', '-c', 'echo shared > /data/f; sleep 3600'], volumeMounts: [{ name: 'scratch', mountPath: '/data' }] },
+        { name: 'reader', image: s.image, command: ['sleep', '3600'], volumeMounts: [{ name: 'scratch', mountPath: '/in', readOnly: true }] },
+      ], { volumes: [{ name: 'scratch', emptyDir: {} }] }));
+      await allRunning(s, uuid);
+      const r = await until('the reader sees the file', async () => {
+        const x = await s.rt.runInContainer(uuid, 'reader', ['cat', '/in/f'], 5000);
+        return x.exitCode === 0 ? x : undefined;
+      }, 15_000);
+      check(r.output.trim() === 'shared', `reader read ${JSON.stringify(r.output)}`);
+      const ro = await s.rt.runInContainer(uuid, 'reader', ['sh', '-c', 'echo x > /in/g'], 5000);
+      check(ro.exitCode !== 0, 'a readOnly mount was writable');
+    },
+  },
+  {
+    name: 'deletion with a grace period: SIGTERM ignored → killed after the grace period',
+    async run(s) {
+      const uuid = await run(s, pod(s, 'grace', [{ name: 'stubborn', image: s.image, command: ['sh', '-c', 'trap "" TERM; while :; do sleep 1; done'] }]));
+      await allRunning(s, uuid);
+      const t0 = Date.now();
+      await s.rt.stopPod(uuid, 2);
+      const took = (Date.now() - t0) / 1000;
+      check(took >= 1.5 && took < 12, `stopPod(grace 2 s) took ${took.toFixed(1)} s`);
+      const st = await statusOf(s, uuid);
+      check(st?.apps[0]?.state === 'exited', `after stop: ${st?.apps[0]?.state}`);
+    },
+  },
+  {
+    name: 'status after a runtime restart (an agent restart): the same pod, the same run',
+    async run(s) {
+      const uuid = await run(s, pod(s, 'adopt', [{ name: 'app', image: s.image, command: ['sleep', '3600'] }]));
+      const before = (await allRunning(s, uuid)).apps[0]!;
+      await s.reopen();
+      const after = (await allRunning(s, uuid)).apps[0]!;
+      check(after.startedAt === before.startedAt && after.restartCount === before.restartCount, `before ${before.startedAt}/${before.restartCount}, after ${after.startedAt}/${after.restartCount}`);
     },
   },
   {

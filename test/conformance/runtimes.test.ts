@@ -57,7 +57,7 @@ async function inner(cfg: InnerConfig): Promise<void> {
   const results = new Map<string, Map<string, string>>();
   let failed = false;
   for (const name of RUNTIMES) {
-    const opened = await openSubject(name, cfg).catch((err: Error) => err);
+    let opened = await openSubject(name, cfg).catch((err: Error) => err);
     for (const b of BEHAVIOURS) {
       const row = results.get(b.name) ?? new Map<string, string>();
       results.set(b.name, row);
@@ -66,7 +66,16 @@ async function inner(cfg: InnerConfig): Promise<void> {
         failed = true;
         continue;
       }
-      const subject: Subject = { name, rt: opened.rt, handler: 'namespaces', image: cfg.image, subnetPrefix: cfg.networks[name]!.subnetPrefix, started: [] };
+      const subject: Subject = {
+        name, rt: opened.rt, handler: 'namespaces', image: cfg.image, subnetPrefix: cfg.networks[name]!.subnetPrefix, started: [],
+        async reopen() {
+          // Only the runtime object goes (an agent restart): the engine, units and containers stay.
+          await (opened as { rt: ContainerRuntime }).rt.close();
+          const again = await openSubject(name, cfg);
+          opened = again;
+          subject.rt = again.rt;
+        },
+      };
       if (b === BEHAVIOURS[0]) await opened.rt.pullImage(cfg.image, { insecureRegistries: [cfg.registryHost] });
       const t0 = Date.now();
       try {
@@ -79,7 +88,7 @@ async function inner(cfg: InnerConfig): Promise<void> {
           failed = true;
         }
       }
-      for (const uuid of subject.started) await opened.rt.removePod(uuid).catch(() => undefined);
+      for (const uuid of subject.started) await subject.rt.removePod(uuid).catch(() => undefined);
     }
     if (!(opened instanceof Error)) await opened.close();
   }
