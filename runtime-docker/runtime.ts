@@ -101,6 +101,8 @@ export class DockerRuntime implements ContainerRuntime {
   private readonly events = new AbortController();
   /** Runs that ended, per container ID, newest last: the engine keeps only the latest (lastState, logs --previous). */
   private readonly ended = new Map<string, Termination[]>();
+  /** Pods runPod is making: gc leaves their directory alone (their infra may not exist yet). */
+  private readonly starting = new Set<string>();
 
   constructor(private readonly engine: EngineClient, readonly version: string, private readonly opts: DockerRuntimeOptions) {}
 
@@ -117,6 +119,7 @@ export class DockerRuntime implements ContainerRuntime {
     await ensurePauseImage(this.engine);
     const uuid = randomUUID();
     const dir = this.podDir(uuid);
+    this.starting.add(uuid);
     await fs.mkdir(path.join(dir, 'etc'), { recursive: true });
     try {
       const infraId = await this.startInfra(uuid, pod);
@@ -141,6 +144,8 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       await this.removePod(uuid).catch(() => undefined);
       throw err;
+    } finally {
+      this.starting.delete(uuid);
     }
     this.changed();
     return uuid;
@@ -443,8 +448,8 @@ export class DockerRuntime implements ContainerRuntime {
   async gc(): Promise<void> {
     const containers = await this.ourContainers();
     const withInfra = new Set(containers.filter((c) => c.Labels[LABEL.type] === 'podsandbox').map((c) => c.Labels[LABEL.podUuid]));
-    for (const c of containers) if (!withInfra.has(c.Labels[LABEL.podUuid])) await this.removeContainer(c.Id);
-    const live = new Set(containers.map((c) => c.Labels[LABEL.podUuid]!).filter((u) => withInfra.has(u)));
+    for (const c of containers) if (!withInfra.has(c.Labels[LABEL.podUuid]) && !this.starting.has(c.Labels[LABEL.podUuid]!)) await this.removeContainer(c.Id);
+    const live = new Set([...containers.map((c) => c.Labels[LABEL.podUuid]!).filter((u) => withInfra.has(u)), ...this.starting]);
     for (const uuid of await fs.readdir(path.join(this.opts.dir, 'pods')).catch(() => [] as string[])) {
       if (!live.has(uuid)) await detachDockerPod(this.podDir(uuid), uuid).catch(() => undefined).then(() => fs.rm(this.podDir(uuid), { recursive: true, force: true }));
     }

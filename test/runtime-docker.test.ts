@@ -15,8 +15,8 @@ import * as assert from 'uvu/assert';
 import { defaultNetworkConfig } from '../cni/index.js';
 import { buildBusyboxImage } from '../runtime-rkt/image/demo-image.js';
 import type { Pod } from '../runtime-api/index.js';
-import { demultiplex } from '../runtime-docker/engine-api.js';
-import { openDockerRuntime, stopEngine, engineOptions, type DockerRuntime, type DockerRuntimeOpenOptions } from '../runtime-docker/index.js';
+import { demultiplex, EngineClient, type EngineError } from '../runtime-docker/engine-api.js';
+import { openDockerRuntime, stopEngine, engineOptions, enginePaths, LABEL, type DockerRuntime, type DockerRuntimeOpenOptions } from '../runtime-docker/index.js';
 import { parseEngineTimeUs } from '../runtime-docker/runtime.js';
 import { HandlerNotOffered, ImageNotFound } from '../runtime-api/index.js';
 import { eventually } from './helpers/assert.js';
@@ -288,8 +288,13 @@ T('a restart of dockerd is survived: the pod keeps running, status and exec stil
 T('gc removes app containers whose infra is gone and pod dirs without containers', async () => {
   const stray = path.join(openOpts!.dataDir, 'docker', 'pods', 'not-a-pod');
   await fs.mkdir(stray, { recursive: true });
+  // An app container whose infra never was (a crash half way through runPod).
+  const engine = new EngineClient(enginePaths(engineOptions(openOpts!).dir).socket);
+  const orphan = await engine.call<{ Id: string }>('POST', '/containers/create', { body: { Image: IMAGE, Cmd: ['true'], Labels: { [LABEL.podUuid]: 'orphan', [LABEL.type]: 'container', [LABEL.container]: 'x' } } });
   await runtime().gc();
   assert.not.ok(await fs.stat(stray).catch(() => undefined));
+  const gone = await engine.call('GET', `/containers/${orphan.Id}/json`).then(() => false, (e: EngineError) => e.status === 404);
+  assert.ok(gone, 'the orphaned app container was removed');
 });
 
 T.run();
