@@ -103,6 +103,7 @@ export class DockerRuntime implements ContainerRuntime {
   private readonly ended = new Map<string, Termination[]>();
   /** Pods runPod is making: gc leaves their directory alone (their infra may not exist yet). */
   private readonly starting = new Set<string>();
+  private pauseImageReady = false;
 
   constructor(private readonly engine: EngineClient, readonly version: string, private readonly opts: DockerRuntimeOptions) {}
 
@@ -116,13 +117,25 @@ export class DockerRuntime implements ContainerRuntime {
     if (opts.handler !== undefined && !DOCKER_HANDLERS.includes(opts.handler as 'namespaces')) throw new HandlerNotOffered(opts.handler, this.name, DOCKER_HANDLERS);
     this.refuseUnsupported(pod);
     checkResolvedEnv(pod);
-    await ensurePauseImage(this.engine);
+    if (!this.pauseImageReady) {
+      await ensurePauseImage(this.engine);
+      this.pauseImageReady = true;
+    }
     const uuid = randomUUID();
     const dir = this.podDir(uuid);
     this.starting.add(uuid);
     await fs.mkdir(path.join(dir, 'etc'), { recursive: true });
+    let creations: Promise<PromiseSettledResult<string>[]> | undefined;
     try {
-      const infraId = await this.startInfra(uuid, pod);
+      const infraId = await this.createInfra(uuid, pod);
+      // The bind mounts' sources must exist when the apps are created; the files get their content once the pod has its IPs.
+      await this.writeEtcFiles(uuid, pod, []);
+      const volumes = await this.prepareVolumes(uuid, pod);
+      const create = (ips: string[]) => Promise.allSettled(pod.spec.containers.map((c, index) => this.createApp(uuid, pod, c, index, infraId, ips, volumes)));
+      // Apps whose env does not name the pod IP are created while the infra starts and joins the network.
+      const needsIPs = pod.spec.containers.some((c) => (c.env ?? []).some((e) => ['status.podIP', 'status.podIPs'].includes(e.valueFrom?.fieldRef?.fieldPath ?? '')));
+      if (!needsIPs) creations = create([]);
+      await this.engine.call('POST', `/containers/${infraId}/start`);
       let ips: string[] = [];
       if (pod.spec.hostNetwork !== true && this.opts.network) {
         const info = await this.inspect(infraId);
@@ -130,18 +143,14 @@ export class DockerRuntime implements ContainerRuntime {
         ips = (await attachDockerPod(this.opts.network, dir, uuid, pod, `/proc/${pid}/ns/net`)).ips;
       }
       await this.writeEtcFiles(uuid, pod, ips);
-      const volumes = await this.prepareVolumes(uuid, pod);
-      for (const [index, c] of pod.spec.containers.entries()) {
-        const body = await this.containerBody(uuid, pod, c, index, infraId, ips, volumes);
-        const created = await this.engine.call<{ Id: string }>('POST', '/containers/create', { query: { name: containerName(pod, c.name, uuid) }, body }).catch((err: unknown) => {
-          if (err instanceof EngineError && err.status === 404 && /no such image/i.test(err.engineMessage)) {
-            throw new ImageNotFound(c.image, c.name, 'the agent pulls it per imagePullPolicy; `docker images` on the node lists what the engine holds');
-          }
-          throw err;
-        });
-        await this.engine.call('POST', `/containers/${created.Id}/start`);
-      }
+      creations ??= create(ips);
+      const created = await creations;
+      const failed = created.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      // Started in the spec's order, as the kubelet starts them.
+      for (const r of created) await this.engine.call('POST', `/containers/${(r as PromiseFulfilledResult<string>).value}/start`);
     } catch (err) {
+      await creations?.catch(() => undefined);
       await this.removePod(uuid).catch(() => undefined);
       throw err;
     } finally {
@@ -176,7 +185,7 @@ export class DockerRuntime implements ContainerRuntime {
     };
   }
 
-  private async startInfra(uuid: string, pod: Pod): Promise<string> {
+  private async createInfra(uuid: string, pod: Pod): Promise<string> {
     const md = pod.metadata;
     const { hostname } = podHostnameAndDomain({ podName: md.name, hostname: pod.spec.hostname, subdomain: pod.spec.subdomain, namespace: md.namespace ?? 'default' });
     const hostNetwork = pod.spec.hostNetwork === true;
@@ -197,7 +206,17 @@ export class DockerRuntime implements ContainerRuntime {
       },
     };
     const created = await this.engine.call<{ Id: string }>('POST', '/containers/create', { query: { name: containerName(pod, INFRA_NAME, uuid) }, body });
-    await this.engine.call('POST', `/containers/${created.Id}/start`);
+    return created.Id;
+  }
+
+  private async createApp(uuid: string, pod: Pod, c: ContainerSpec, index: number, infraId: string, ips: string[], volumes: Map<string, string>): Promise<string> {
+    const body = await this.containerBody(uuid, pod, c, index, infraId, ips, volumes);
+    const created = await this.engine.call<{ Id: string }>('POST', '/containers/create', { query: { name: containerName(pod, c.name, uuid) }, body }).catch((err: unknown) => {
+      if (err instanceof EngineError && err.status === 404 && /no such image/i.test(err.engineMessage)) {
+        throw new ImageNotFound(c.image, c.name, 'the agent pulls it per imagePullPolicy; `docker images` on the node lists what the engine holds');
+      }
+      throw err;
+    });
     return created.Id;
   }
 

@@ -125,7 +125,7 @@ T('an image pulled from a local registry; an unknown one fails naming the engine
 T('a multi-container pod: Running with a pod IP, localhost shared, logs, exec with exit code', async () => {
   const uuid = await runPod(pod('web', [
     { name: 'srv', image: IMAGE, command: ['busybox', 'nc', '-ll', '-p', '8080', '-e', 'echo', 'hi-from-srv'] },
-    { name: 'client', image: IMAGE, command: ['sh', '-c', 'echo started; while :; do nc 127.0.0.1 8080 </dev/null; sleep 0.3; done'], env: [{ name: 'WHO', value: 'x' }, { name: 'GREETING', value: 'hello $(WHO)' }] },
+    { name: 'client', image: IMAGE, command: ['sh', '-c', 'echo started; while :; do nc 127.0.0.1 8080 </dev/null; sleep 0.3; done'], env: [{ name: 'WHO', value: 'x' }, { name: 'GREETING', value: 'hello $(WHO)' }, { name: 'MY_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }] },
   ]));
   const st = await eventually('web running', async () => {
     const s = await statusOf(uuid);
@@ -158,6 +158,10 @@ T('a multi-container pod: Running with a pod IP, localhost shared, logs, exec wi
   assert.is((await proc.exit).code, 3);
   assert.is(out, 'out hello x\n');
   assert.is(err, 'err\n');
+  const ip = await runtime().runInContainer(uuid, 'client', ['sh', '-c', 'echo $MY_IP'], 5000);
+  assert.is(ip.output.trim(), st.podIPs![0], 'status.podIP in the env');
+  const hosts = await runtime().runInContainer(uuid, 'client', ['cat', '/etc/hosts'], 5000);
+  assert.match(hosts.output, new RegExp(`^${st.podIPs![0]!.replace(/\./g, '\\.')}\\s+web`, 'm'));
   const probe = await runtime().runInContainer(uuid, 'srv', ['cat', '/etc/hostname'], 5000);
   assert.equal({ code: probe.exitCode, out: probe.output.trim() }, { code: 0, out: 'web' });
   const slow = await runtime().runInContainer(uuid, 'srv', ['sleep', '30'], 300);
