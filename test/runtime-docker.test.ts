@@ -158,6 +158,13 @@ T('a multi-container pod: Running with a pod IP, localhost shared, logs, exec wi
   assert.is((await proc.exit).code, 3);
   assert.is(out, 'out hello x\n');
   assert.is(err, 'err\n');
+  // exec on a terminal: one stream, the command sees a tty.
+  const term = await runtime().exec(uuid, 'client', ['sh', '-c', 'tty; exit 5'], { stdin: false, tty: true, size: { cols: 100, rows: 30 } });
+  let termOut = '';
+  term.stdout.on('data', (d) => { termOut += d; });
+  assert.is(term.stderr, undefined);
+  assert.is((await term.exit).code, 5);
+  assert.match(termOut, /\/dev\/pts\/\d+/);
   const ip = await runtime().runInContainer(uuid, 'client', ['sh', '-c', 'echo $MY_IP'], 5000);
   assert.is(ip.output.trim(), st.podIPs![0], 'status.podIP in the env');
   const hosts = await runtime().runInContainer(uuid, 'client', ['cat', '/etc/hosts'], 5000);
