@@ -1,4 +1,4 @@
-import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Pod, V1Secret } from '@kubernetes/client-node';
 import { apiStatus, type KubeClients } from './kube.js';
 
 /**
@@ -12,6 +12,41 @@ export interface PodObjects {
   readonly namespace: string;
   configMap(name: string): Promise<V1ConfigMap | undefined>;
   secret(name: string): Promise<V1Secret | undefined>;
+  /** A token of the pod's ServiceAccount bound to the pod (TokenRequest), reused until 80 % of its life has passed. */
+  serviceAccountToken?(pod: V1Pod, audience: string | undefined, expirationSeconds: number): Promise<string>;
+}
+
+interface CachedToken { token: string; refreshAtMs: number; expiresAtMs: number }
+
+/**
+ * Tokens per API client (one agent), as the kubelet's token manager keeps them: a token is
+ * asked for again once 80 % of its life (at most 24 h) has passed, so the file a pod reads is
+ * always valid; expired entries are dropped.
+ */
+const tokenCaches = new WeakMap<object, Map<string, CachedToken>>();
+
+async function cachedToken(kube: Pick<KubeClients, 'core'>, pod: V1Pod, audience: string | undefined, expirationSeconds: number): Promise<string> {
+  let cache = tokenCaches.get(kube);
+  if (!cache) tokenCaches.set(kube, cache = new Map());
+  const namespace = pod.metadata?.namespace ?? 'default';
+  const serviceAccount = pod.spec?.serviceAccountName || pod.spec?.serviceAccount || 'default';
+  const key = [namespace, serviceAccount, pod.metadata?.uid, audience ?? '', expirationSeconds].join('\u0000');
+  const now = Date.now();
+  for (const [k, v] of cache) if (v.expiresAtMs <= now) cache.delete(k);
+  const hit = cache.get(key);
+  if (hit && now < hit.refreshAtMs) return hit.token;
+  const tr = await kube.core.createNamespacedServiceAccountToken({
+    name: serviceAccount, namespace,
+    body: {
+      apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest',
+      spec: { audiences: audience ? [audience] : [], expirationSeconds, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata?.name, uid: pod.metadata?.uid } },
+    },
+  });
+  const token = tr.status?.token;
+  if (!token) throw new Error(`the API server returned no token for service account ${namespace}/${serviceAccount}`);
+  const expiresAtMs = tr.status?.expirationTimestamp ? new Date(tr.status.expirationTimestamp).getTime() : now + expirationSeconds * 1000;
+  cache.set(key, { token, expiresAtMs, refreshAtMs: now + Math.min(0.8 * (expiresAtMs - now), 24 * 3600 * 1000) });
+  return token;
 }
 
 export function podObjects(kube: Pick<KubeClients, 'core'>, namespace: string): PodObjects {
@@ -33,6 +68,7 @@ export function podObjects(kube: Pick<KubeClients, 'core'>, namespace: string): 
       if (!got) secrets.set(name, got = kube.core.readNamespacedSecret({ name, namespace }).catch(notFound));
       return got;
     },
+    serviceAccountToken: (pod, audience, expirationSeconds) => cachedToken(kube, pod, audience, expirationSeconds),
   };
 }
 

@@ -23,7 +23,7 @@ export function agentVolumeKind(v: V1Volume): AgentVolumeKind | undefined {
 }
 
 /** Whether a volume can hold Secret data (it is kept on a tmpfs, never on disk). */
-export const holdsSecrets = (v: V1Volume) => !!v.secret || !!v.projected?.sources?.some((s) => s.secret);
+export const holdsSecrets = (v: V1Volume) => !!v.secret || !!v.projected?.sources?.some((s) => s.secret || s.serviceAccountToken);
 
 /** Why a volume cannot be set up: the pod waits (ContainerCreating, FailedMount event) and is tried again. */
 export class VolumeSetupError extends Error {
@@ -34,6 +34,8 @@ export class VolumeSetupError extends Error {
 }
 
 const DEFAULT_MODE = 0o644;
+/** A projected token's life when the pod does not say (the API's default for expirationSeconds). */
+const DEFAULT_TOKEN_SECONDS = 3600;
 
 export interface VolumeContext extends DownwardContext { node: NodeAllocatable }
 
@@ -123,8 +125,15 @@ export async function volumePayload(pod: V1Pod, v: V1Volume, objects: PodObjects
         } else if (source.downwardAPI) {
           downwardItems(payload, pod, source.downwardAPI.items ?? [], defaultMode, ctx);
         } else if (source.serviceAccountToken) {
-          // validatePod refuses it first; this is the backstop.
-          throw new Error('serviceAccountToken projections are not supported: this cluster issues no service account tokens yet');
+          const src = source.serviceAccountToken;
+          if (!objects.serviceAccountToken) throw new Error('serviceAccountToken projections need the API server (this agent reads pods from files)');
+          let token: string;
+          try {
+            token = await objects.serviceAccountToken(pod, src.audience, src.expirationSeconds ?? DEFAULT_TOKEN_SECONDS);
+          } catch (err) {
+            throw new Error(`failed to fetch token: ${(err as Error).message}`);
+          }
+          payload.set(src.path, { data: Buffer.from(token, 'utf8'), mode: defaultMode });
         }
       }
     }

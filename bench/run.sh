@@ -15,6 +15,8 @@
 #   bash bench/run.sh --exec [--samples 20] [--mib 100] [--update-results bench/RESULTS.md]
 # Watch fan-out benchmark (100 watch connections on pods while 100 pods are created; delivery latency, control plane RSS):
 #   bash bench/run.sh --watch-fanout [--watchers 100] [--pods 100] [--update-results bench/RESULTS.md]
+# Deployment scale benchmark (a Deployment 0 → 100 on one node beside the same pods applied one by one):
+#   bash bench/run.sh --deployment [--pods 100] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,7 @@ cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); measuring what it emitted" >&2
 # The first argument picks the benchmark; the rest go to it.
 case "${1:-}" in
-  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout) bench="${1#--}"; shift ;;
+  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout | --deployment) bench="${1#--}"; shift ;;
   *) bench=pod-start ;;
 esac
 # The api-service bench's C-core client (Debian's gRPC for Python): only this benchmark needs it.

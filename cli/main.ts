@@ -129,6 +129,22 @@ program.command('down')
     const { down } = await import('./up.js');
     await down({ dataDir: path.resolve(opts.dataDir) });
   });
+program.command('kubeconfig')
+  .description('issue a client certificate for a user from the cluster CA and print a kubeconfig for it (RBAC decides what the user may do)')
+  .requiredOption('--user <name>', 'the user name (the certificate\'s CN)')
+  .option('--group <group...>', 'groups the user is in (the certificate\'s O); repeat for several')
+  .option('--data-dir <dir>', 'the directory `up` used (or a control plane\'s --data-dir)', '.stevedore')
+  .option('--days <n>', 'how long the certificate is valid', '365')
+  .action(async (opts: { user: string; group?: string[]; dataDir: string; days: string }) => {
+    const { userKubeconfig } = await import('../control-plane/pki.js');
+    const dataDir = path.resolve(opts.dataDir);
+    const days = Number(opts.days);
+    if (!Number.isInteger(days) || days < 1) throw new UserError(`--days ${opts.days} is not a positive whole number`, { hint: 'pass e.g. --days 30' });
+    // `up` keeps the control plane's data in <dir>/control-plane; a bare control plane in <dir> itself.
+    const upLayout = await fs.access(path.join(dataDir, 'control-plane', 'pki', 'ca.key')).then(() => true, () => false);
+    const pkiDir = upLayout ? path.join(dataDir, 'control-plane', 'pki') : path.join(dataDir, 'pki');
+    process.stdout.write(await userKubeconfig(pkiDir, path.join(dataDir, 'kubeconfig'), opts.user, opts.group ?? [], days));
+  });
 program.command('control-plane')
   .description('run the thin control plane (a Kubernetes API subset): --data-dir D [--port 6443] [--kubeconfig F]')
   .allowUnknownOption()

@@ -6,6 +6,15 @@ import { timingSafeEqual } from 'node:crypto';
 export interface UserInfo {
   name: string;
   groups: string[];
+  /** A ServiceAccount's uid (token users). */
+  uid?: string;
+  /** Extra attributes an authenticator adds (a bound token's pod name and uid, its credential id). */
+  extra?: Record<string, string[]>;
+}
+
+/** Bearer tokens other than the admin's: ServiceAccount tokens (serviceaccount-tokens.ts). */
+export interface TokenAuthenticator {
+  authenticate(token: string): UserInfo | undefined;
 }
 
 export const MASTERS_GROUP = 'system:masters';
@@ -32,15 +41,16 @@ function fromCertificate(req: IncomingMessage): UserInfo | undefined {
   return { name: cn, groups: [...asList(cert.subject.O), 'system:authenticated'] };
 }
 
-function fromBearerToken(req: IncomingMessage, adminToken: string): UserInfo | undefined {
+function fromBearerToken(req: IncomingMessage, adminToken: string, tokens?: TokenAuthenticator): UserInfo | undefined {
   const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
   if (!m) return undefined;
   const got = Buffer.from(m[1]!);
   const want = Buffer.from(adminToken);
-  return got.length === want.length && timingSafeEqual(got, want) ? ADMIN : undefined;
+  if (got.length === want.length && timingSafeEqual(got, want)) return ADMIN;
+  return tokens?.authenticate(m[1]!);
 }
 
 /** The request's user, or undefined (the caller answers 401, as kube-apiserver without anonymous auth). */
-export function authenticate(req: IncomingMessage, adminToken: string): UserInfo | undefined {
-  return fromCertificate(req) ?? fromBearerToken(req, adminToken);
+export function authenticate(req: IncomingMessage, adminToken: string, tokens?: TokenAuthenticator): UserInfo | undefined {
+  return fromCertificate(req) ?? fromBearerToken(req, adminToken, tokens);
 }

@@ -6,9 +6,10 @@
  * - a node (`system:node:NAME` in group `system:nodes`, from its client certificate): the reads
  *   an agent needs (Services, Endpoints and EndpointSlices included, for its service proxy), writes to its own Node, Lease and Events, the status of pods bound to it and
  *   their deletion, and Secrets, ConfigMaps and PersistentVolumeClaims that a pod bound to it
- *   references, and the PersistentVolumes those claims are bound to;
- * - anyone else the CA vouches for (e.g. the control plane's own kubelet-client certificate):
- *   nothing but discovery (no RBAC bindings exist).
+ *   references, the PersistentVolumes those claims are bound to, and tokens of its pods'
+ *   ServiceAccounts bound to those pods (projected serviceAccountToken volumes);
+ * - what the Node authorizer does not allow goes on to RBAC (rbac-authorizer.ts, which chains
+ *   the two and is what the server calls).
  *
  * Refusals are 403 Forbidden Status objects worded like kube-apiserver's.
  */
@@ -92,6 +93,8 @@ export function podReferences(pod: KObj, resource: 'secrets' | 'configmaps' | 'p
 }
 
 const boundTo = (pod: KObj | undefined, node: string) => !!pod && pod.spec?.nodeName === node;
+/** A pod's ServiceAccount (`default` when unset, as the ServiceAccount admission plugin would set it). */
+export const serviceAccountOf = (pod: KObj) => String(pod.spec?.serviceAccountName || pod.spec?.serviceAccount || 'default');
 
 /**
  * What an event may be about when a node writes it: the node itself, or a pod bound to it (a pod
@@ -109,8 +112,16 @@ function eventAboutOwnObjects(node: string, event: KObj, objects: ObjectReader):
   return false;
 }
 
+/** A refusal of the Node authorizer, with its reason kept apart (the union of authorizers reports it). */
+class NodeDenial extends ApiError {
+  constructor(user: UserInfo, a: RequestAttributes, readonly why: string) {
+    const e = forbidden(user, a, why);
+    super(e.code, e.reason, e.message, e.details);
+  }
+}
+
 function authorizeNode(user: UserInfo, node: string, a: RequestAttributes, objects: ObjectReader): void {
-  const deny = (reason?: string) => { throw forbidden(user, a, reason); };
+  const deny = (reason?: string) => { throw new NodeDenial(user, a, reason ?? ''); };
   switch (`${a.group}/${a.resource}`) {
     case '/nodes':
       if (!a.subresource && READ.includes(a.verb)) return;
@@ -158,6 +169,13 @@ function authorizeNode(user: UserInfo, node: string, a: RequestAttributes, objec
       if (referenced) return;
       return deny(noRelationship(node));
     }
+    case '/serviceaccounts': {
+      // A token for a pod bound to this node, for the pod's own ServiceAccount (projected
+      // serviceAccountToken volumes); what it is bound to is checked at admission (admitTokenRequest).
+      if (a.subresource !== 'token' || a.verb !== 'create' || !a.name || !a.namespace) return deny();
+      if (objects.list('pods', a.namespace).some((p) => boundTo(p, node) && serviceAccountOf(p) === a.name)) return;
+      return deny(noRelationship(node));
+    }
     case 'coordination.k8s.io/leases':
       if (a.namespace !== NODE_LEASE_NAMESPACE) return deny();
       if (a.verb === 'create') return; // the name in the body is checked at admission
@@ -172,7 +190,21 @@ function authorizeNode(user: UserInfo, node: string, a: RequestAttributes, objec
   }
 }
 
-/** Authorize one resource request; throws the 403 ApiError when refused. */
+/**
+ * The Node authorizer's decision for a node's request: allowed, or no opinion with a reason
+ * (then RBAC is asked, as in kube-apiserver's `Node,RBAC` chain; rbac-authorizer.ts).
+ */
+export function nodeDecision(user: UserInfo, node: string, a: RequestAttributes, objects: ObjectReader): { allowed: boolean; reason: string } {
+  try {
+    authorizeNode(user, node, a, objects);
+    return { allowed: true, reason: '' };
+  } catch (err) {
+    if (err instanceof NodeDenial) return { allowed: false, reason: err.why };
+    throw err;
+  }
+}
+
+/** The privileged group and the Node authorizer alone (no RBAC); throws the 403 ApiError when refused. */
 export function authorize(user: UserInfo, a: RequestAttributes, objects: ObjectReader): void {
   if (user.groups.includes(MASTERS_GROUP)) return;
   const node = nodeNameOf(user);
@@ -195,6 +227,24 @@ export function admitCreate(user: UserInfo, a: RequestAttributes, body: unknown,
   if (a.resource === 'events' && !eventAboutOwnObjects(node, { ...obj, metadata: { ...obj.metadata, namespace: a.namespace } }, objects)) {
     refuse(`node "${node}" can only create events about itself and pods bound to it`);
   }
+}
+
+/**
+ * NodeRestriction for a node's TokenRequest: the token must be bound to a pod on this node
+ * (whose ServiceAccount the Node authorizer already checked), so a node cannot mint tokens that
+ * outlive its pods.
+ */
+export function admitTokenRequest(user: UserInfo, namespace: string, serviceAccount: string, body: unknown, objects: ObjectReader): void {
+  const node = nodeNameOf(user);
+  if (node === undefined || user.groups.includes(MASTERS_GROUP)) return;
+  const refuse = (why: string) => { throw new ApiError(403, 'Forbidden', `serviceaccounts "${serviceAccount}" is forbidden: ${why}`, { name: serviceAccount, kind: 'serviceaccounts' }); };
+  const ref = (body && typeof body === 'object' ? (body as KObj).spec?.boundObjectRef : undefined) as KObj | undefined;
+  if (!ref) return refuse('node requested token not bound to a pod');
+  if (ref.kind !== 'Pod') return refuse('node requested token bound to non-pod object');
+  const pod = objects.get('pods', namespace, String(ref.name ?? ''));
+  if (!pod) return refuse(`pods "${ref.name}" not found`);
+  if (ref.uid && ref.uid !== pod.metadata?.uid) return refuse(`the UID in the bound object reference (${ref.uid}) does not match the UID in record. The object might have been deleted and then recreated`);
+  if (!boundTo(pod, node)) return refuse('node requested token bound to a pod scheduled on a different node');
 }
 
 /** The API verb of an HTTP request, as kube-apiserver's request-info resolver names it. */

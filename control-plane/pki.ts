@@ -226,3 +226,32 @@ export async function writeKubeconfig(file: string, text: string): Promise<void>
   await fs.writeFile(tmp, text, { mode: 0o600 });
   await fs.rename(tmp, file);
 }
+
+/**
+ * A user's kubeconfig (`stevedore kubeconfig --user NAME --group G…`): a client certificate from
+ * the cluster CA (CN = NAME, O = each group, extended key usage clientAuth), for the server and CA
+ * of the admin kubeconfig at `adminKubeconfigPath`. `pkiDir` holds the CA (`ca.crt`, `ca.key`).
+ * Nothing is written: the caller prints it.
+ */
+export async function userKubeconfig(pkiDir: string, adminKubeconfigPath: string, user: string, groups: string[], days = 365): Promise<string> {
+  if (!user.trim()) throw new UserError('the user name is empty', { hint: 'pass --user NAME (the certificate\'s CN: the name RBAC bindings refer to)' });
+  if (user.startsWith(NODE_USER_PREFIX)) throw new UserError(`"${user}" is a node's name`, { hint: 'issue node identities with `stevedore control-plane node-credentials`' });
+  let server = '';
+  try {
+    const { parse } = await import('yaml');
+    const cfg = parse(await fs.readFile(adminKubeconfigPath, 'utf8'));
+    server = String(cfg?.clusters?.[0]?.cluster?.server ?? '');
+  } catch (err) {
+    throw new UserError(`cannot read the cluster's kubeconfig ${adminKubeconfigPath}: ${(err as Error).message}`, { hint: 'start the cluster first (stevedore up) or pass the --data-dir it uses', cause: err });
+  }
+  if (!server) throw new UserError(`${adminKubeconfigPath} names no server`, { hint: 'start the control plane again: it rewrites its kubeconfig' });
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'stevedore-user-'));
+  try {
+    const files = { cert: path.join(work, 'user.crt'), key: path.join(work, 'user.key') };
+    await issueCertificate(pkiDir, { cn: user, groups, usage: 'clientAuth', days }, files);
+    const [caCertPem, certPem, keyPem] = await Promise.all([fs.readFile(path.join(pkiDir, 'ca.crt'), 'utf8'), fs.readFile(files.cert, 'utf8'), fs.readFile(files.key, 'utf8')]);
+    return clientCertKubeconfigText(server, caCertPem, certPem, keyPem, user);
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}

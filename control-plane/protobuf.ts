@@ -125,7 +125,7 @@ function namespace(buf: Buffer): KObj {
  * are left out. A field not in the table that carries a value is refused (415 naming it), never
  * dropped: the caller is told to send JSON (kubectl apply -f) instead.
  */
-type FieldType = 'string' | 'int' | 'bool' | 'strings' | 'map' | 'intOrString' | 'quantities' | Message | { repeated: Message };
+type FieldType = 'string' | 'int' | 'bool' | 'boolPtr' | 'strings' | 'map' | 'intOrString' | 'quantities' | Message | { repeated: Message };
 interface Message { name: string; fields: Record<number, [string, FieldType]> }
 
 const labelSelectorRequirement: Message = { name: 'LabelSelectorRequirement', fields: { 1: ['key', 'string'], 2: ['operator', 'string'], 3: ['values', 'strings'] } };
@@ -236,6 +236,7 @@ function decodeMessage(buf: Buffer, m: Message, at: string): KObj | undefined {
     if (type === 'string') { if (hasValue(f)) out[name] = str(f); }
     else if (type === 'int') out[name] = Number(BigInt.asIntN(64, f.value as bigint));
     else if (type === 'bool') { if (f.value !== 0n) out[name] = true; }
+    else if (type === 'boolPtr') out[name] = f.value !== 0n; // a *bool: written when set, false included
     else if (type === 'strings') (out[name] ??= []).push(str(f));
     else if (type === 'map') { const [k, v] = mapEntry(f); (out[name] ??= {})[k] = v.toString('utf8'); }
     else if (type === 'quantities') {
@@ -281,6 +282,39 @@ function workload(m: Message, apiVersion: string, kind: string, zeroable: string
   };
 }
 
+// ---------------------------------------------------------------- RBAC, ServiceAccounts, tokens and reviews
+
+const policyRule: Message = { name: 'PolicyRule', fields: { 1: ['verbs', 'strings'], 2: ['apiGroups', 'strings'], 3: ['resources', 'strings'], 4: ['resourceNames', 'strings'], 5: ['nonResourceURLs', 'strings'] } };
+const role: Message = { name: 'Role', fields: { 1: ['metadata', workloadMeta], 2: ['rules', { repeated: policyRule }] } };
+const clusterRole: Message = { name: 'ClusterRole', fields: { 1: ['metadata', workloadMeta], 2: ['rules', { repeated: policyRule }], 3: ['aggregationRule', { name: 'AggregationRule', fields: { 1: ['clusterRoleSelectors', { repeated: labelSelector }] } }] } };
+const rbacSubject: Message = { name: 'Subject', fields: { 1: ['kind', 'string'], 2: ['apiGroup', 'string'], 3: ['name', 'string'], 4: ['namespace', 'string'] } };
+const roleRef: Message = { name: 'RoleRef', fields: { 1: ['apiGroup', 'string'], 2: ['kind', 'string'], 3: ['name', 'string'] } };
+const roleBinding: Message = { name: 'RoleBinding', fields: { 1: ['metadata', workloadMeta], 2: ['subjects', { repeated: rbacSubject }], 3: ['roleRef', roleRef] } };
+const objectReference: Message = { name: 'ObjectReference', fields: { 1: ['kind', 'string'], 2: ['namespace', 'string'], 3: ['name', 'string'], 4: ['uid', 'string'], 5: ['apiVersion', 'string'], 6: ['resourceVersion', 'string'], 7: ['fieldPath', 'string'] } };
+const serviceAccount: Message = { name: 'ServiceAccount', fields: { 1: ['metadata', workloadMeta], 2: ['secrets', { repeated: objectReference }], 3: ['imagePullSecrets', { repeated: { name: 'LocalObjectReference', fields: { 1: ['name', 'string'] } } }], 4: ['automountServiceAccountToken', 'boolPtr'] } };
+const tokenRequest: Message = {
+  name: 'TokenRequest',
+  fields: {
+    1: ['metadata', workloadMeta],
+    2: ['spec', { name: 'TokenRequestSpec', fields: { 1: ['audiences', 'strings'], 3: ['boundObjectRef', { name: 'BoundObjectReference', fields: { 1: ['kind', 'string'], 2: ['apiVersion', 'string'], 3: ['name', 'string'], 4: ['uid', 'string'] } }], 4: ['expirationSeconds', 'int'] } }],
+    3: ['status', ignoredStatus],
+  },
+};
+const rawSelector: Message = { name: 'SelectorAttributes', fields: { 1: ['rawSelector', 'string'] } };
+const resourceAttributes: Message = {
+  name: 'ResourceAttributes',
+  fields: { 1: ['namespace', 'string'], 2: ['verb', 'string'], 3: ['group', 'string'], 4: ['version', 'string'], 5: ['resource', 'string'], 6: ['subresource', 'string'], 7: ['name', 'string'], 8: ['fieldSelector', rawSelector], 9: ['labelSelector', rawSelector] },
+};
+const nonResourceAttributes: Message = { name: 'NonResourceAttributes', fields: { 1: ['path', 'string'], 2: ['verb', 'string'] } };
+const review = (name: string, spec: Message): Message => ({ name, fields: { 1: ['metadata', workloadMeta], 2: ['spec', spec], 3: ['status', ignoredStatus] } });
+const selfSubjectAccessReview = review('SelfSubjectAccessReview', { name: 'SelfSubjectAccessReviewSpec', fields: { 1: ['resourceAttributes', resourceAttributes], 2: ['nonResourceAttributes', nonResourceAttributes] } });
+const selfSubjectRulesReview = review('SelfSubjectRulesReview', { name: 'SelfSubjectRulesReviewSpec', fields: { 1: ['namespace', 'string'] } });
+const subjectAccessReviewSpec: Message = {
+  name: 'SubjectAccessReviewSpec',
+  fields: { 1: ['resourceAttributes', resourceAttributes], 2: ['nonResourceAttributes', nonResourceAttributes], 3: ['user', 'string'], 4: ['groups', 'strings'], 6: ['uid', 'string'] },
+};
+const typed = (m: Message, apiVersion: string, kind: string) => (b: Buffer): KObj => ({ apiVersion, kind, ...decodeMessage(b, m, '') });
+
 /** The kinds kubectl's typed clients create here: `kubectl create secret|configmap|namespace|deployment|job`. */
 const DECODERS: Record<string, (b: Buffer) => KObj> = {
   'v1/Secret': secret,
@@ -292,6 +326,18 @@ const DECODERS: Record<string, (b: Buffer) => KObj> = {
   // kubectl autoscale's typed client sends v1; this server keeps v2.
   'autoscaling/v1/HorizontalPodAutoscaler': (b) => hpaV1ToV2({ apiVersion: 'autoscaling/v1', kind: 'HorizontalPodAutoscaler', ...decodeMessage(b, hpaV1, '') }),
   'v1/Service': decodeService,
+  // kubectl create role|clusterrole|rolebinding|clusterrolebinding|serviceaccount|token, kubectl auth can-i|whoami
+  'rbac.authorization.k8s.io/v1/Role': typed(role, 'rbac.authorization.k8s.io/v1', 'Role'),
+  'rbac.authorization.k8s.io/v1/ClusterRole': typed(clusterRole, 'rbac.authorization.k8s.io/v1', 'ClusterRole'),
+  'rbac.authorization.k8s.io/v1/RoleBinding': typed(roleBinding, 'rbac.authorization.k8s.io/v1', 'RoleBinding'),
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': typed({ ...roleBinding, name: 'ClusterRoleBinding' }, 'rbac.authorization.k8s.io/v1', 'ClusterRoleBinding'),
+  'v1/ServiceAccount': typed(serviceAccount, 'v1', 'ServiceAccount'),
+  'authentication.k8s.io/v1/TokenRequest': typed(tokenRequest, 'authentication.k8s.io/v1', 'TokenRequest'),
+  'authentication.k8s.io/v1/SelfSubjectReview': typed({ name: 'SelfSubjectReview', fields: { 1: ['metadata', workloadMeta], 2: ['status', ignoredStatus] } }, 'authentication.k8s.io/v1', 'SelfSubjectReview'),
+  'authorization.k8s.io/v1/SelfSubjectAccessReview': typed(selfSubjectAccessReview, 'authorization.k8s.io/v1', 'SelfSubjectAccessReview'),
+  'authorization.k8s.io/v1/SelfSubjectRulesReview': typed(selfSubjectRulesReview, 'authorization.k8s.io/v1', 'SelfSubjectRulesReview'),
+  'authorization.k8s.io/v1/SubjectAccessReview': typed(review('SubjectAccessReview', subjectAccessReviewSpec), 'authorization.k8s.io/v1', 'SubjectAccessReview'),
+  'authorization.k8s.io/v1/LocalSubjectAccessReview': typed(review('LocalSubjectAccessReview', subjectAccessReviewSpec), 'authorization.k8s.io/v1', 'LocalSubjectAccessReview'),
 };
 
 /** A protobuf request body as the JSON object it encodes; 415 for kinds this server cannot decode. */
@@ -307,7 +353,7 @@ export function decodeProtobufBody(buf: Buffer): KObj {
     }
     const decode = DECODERS[`${apiVersion}/${kind}`];
     if (!decode) {
-      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret, ConfigMap, Namespace and Service, apps/v1 Deployment, batch/v1 Job and CronJob, autoscaling/v1 HorizontalPodAutoscaler, not ${apiVersion}/${kind}; send application/json or application/yaml`);
+      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret, ConfigMap, Namespace, Service and ServiceAccount, apps/v1 Deployment, batch/v1 Job and CronJob, autoscaling/v1 HorizontalPodAutoscaler, rbac.authorization.k8s.io/v1 kinds, TokenRequest and the access reviews, not ${apiVersion}/${kind}; send application/json or application/yaml`);
     }
     return decode(raw);
   } catch (err) {

@@ -28,10 +28,14 @@ export interface ResourceDef {
   mergeKeys: MergeKeys;
   /** What a DELETE without propagationPolicy does to dependents (kube-apiserver's per-kind default). */
   defaultPropagation?: 'Background' | 'Orphan';
+  /** Verbs discovery lists, when not the usual ones (create-only reviews). */
+  verbs?: string[];
+  /** Nothing is stored: a create is answered from the request (SelfSubjectAccessReview and the other reviews). */
+  virtual?: boolean;
 }
 
 export const RESOURCES: ResourceDef[] = [
-  { name: 'pods', singular: 'pod', kind: 'Pod', group: '', version: 'v1', namespaced: true, shortNames: ['po'], categories: ['all'], subresources: ['status', 'binding', 'log', 'exec', 'attach', 'portforward'], mergeKeys: POD_MERGE_KEYS },
+  { name: 'pods', singular: 'pod', kind: 'Pod', group: '', version: 'v1', namespaced: true, shortNames: ['po'], categories: ['all'], subresources: ['status', 'binding', 'eviction', 'log', 'exec', 'attach', 'portforward'], mergeKeys: POD_MERGE_KEYS },
   { name: 'nodes', singular: 'node', kind: 'Node', group: '', version: 'v1', namespaced: false, shortNames: ['no'], subresources: ['status'], mergeKeys: NODE_MERGE_KEYS },
   { name: 'namespaces', singular: 'namespace', kind: 'Namespace', group: '', version: 'v1', namespaced: false, shortNames: ['ns'], subresources: ['status'], mergeKeys: META_MERGE_KEYS },
   { name: 'secrets', singular: 'secret', kind: 'Secret', group: '', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
@@ -48,10 +52,21 @@ export const RESOURCES: ResourceDef[] = [
   { name: 'jobs', singular: 'job', kind: 'Job', group: 'batch', version: 'v1', namespaced: true, categories: ['all'], subresources: ['status'], mergeKeys: WORKLOAD_MERGE_KEYS, defaultPropagation: 'Orphan' },
   { name: 'cronjobs', singular: 'cronjob', kind: 'CronJob', group: 'batch', version: 'v1', namespaced: true, shortNames: ['cj'], categories: ['all'], subresources: ['status'], mergeKeys: CRONJOB_MERGE_KEYS },
   { name: 'horizontalpodautoscalers', singular: 'horizontalpodautoscaler', kind: 'HorizontalPodAutoscaler', group: 'autoscaling', version: 'v2', namespaced: true, shortNames: ['hpa'], categories: ['all'], subresources: ['status'], mergeKeys: META_MERGE_KEYS },
+  { name: 'poddisruptionbudgets', singular: 'poddisruptionbudget', kind: 'PodDisruptionBudget', group: 'policy', version: 'v1', namespaced: true, shortNames: ['pdb'], subresources: ['status'], mergeKeys: META_MERGE_KEYS },
   { name: 'storageclasses', singular: 'storageclass', kind: 'StorageClass', group: 'storage.k8s.io', version: 'v1', namespaced: false, shortNames: ['sc'], subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'services', singular: 'service', kind: 'Service', group: '', version: 'v1', namespaced: true, shortNames: ['svc'], categories: ['all'], subresources: ['status'], mergeKeys: SERVICE_MERGE_KEYS },
   { name: 'endpoints', singular: 'endpoints', kind: 'Endpoints', group: '', version: 'v1', namespaced: true, shortNames: ['ep'], subresources: [], mergeKeys: META_MERGE_KEYS },
   { name: 'endpointslices', singular: 'endpointslice', kind: 'EndpointSlice', group: 'discovery.k8s.io', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
+  { name: 'serviceaccounts', singular: 'serviceaccount', kind: 'ServiceAccount', group: '', version: 'v1', namespaced: true, shortNames: ['sa'], subresources: ['token'], mergeKeys: META_MERGE_KEYS },
+  { name: 'roles', singular: 'role', kind: 'Role', group: 'rbac.authorization.k8s.io', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
+  { name: 'rolebindings', singular: 'rolebinding', kind: 'RoleBinding', group: 'rbac.authorization.k8s.io', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS },
+  { name: 'clusterroles', singular: 'clusterrole', kind: 'ClusterRole', group: 'rbac.authorization.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS },
+  { name: 'clusterrolebindings', singular: 'clusterrolebinding', kind: 'ClusterRoleBinding', group: 'rbac.authorization.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS },
+  { name: 'selfsubjectaccessreviews', singular: 'selfsubjectaccessreview', kind: 'SelfSubjectAccessReview', group: 'authorization.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS, verbs: ['create'], virtual: true },
+  { name: 'selfsubjectrulesreviews', singular: 'selfsubjectrulesreview', kind: 'SelfSubjectRulesReview', group: 'authorization.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS, verbs: ['create'], virtual: true },
+  { name: 'subjectaccessreviews', singular: 'subjectaccessreview', kind: 'SubjectAccessReview', group: 'authorization.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS, verbs: ['create'], virtual: true },
+  { name: 'localsubjectaccessreviews', singular: 'localsubjectaccessreview', kind: 'LocalSubjectAccessReview', group: 'authorization.k8s.io', version: 'v1', namespaced: true, subresources: [], mergeKeys: META_MERGE_KEYS, verbs: ['create'], virtual: true },
+  { name: 'selfsubjectreviews', singular: 'selfsubjectreview', kind: 'SelfSubjectReview', group: 'authentication.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS, verbs: ['create'], virtual: true },
   { name: 'runtimeclasses', singular: 'runtimeclass', kind: 'RuntimeClass', group: 'node.k8s.io', version: 'v1', namespaced: false, subresources: [], mergeKeys: META_MERGE_KEYS },
 ];
 

@@ -48,6 +48,8 @@ const top = (spec: Schema, status: Schema = A): Schema => ({ apiVersion: S, kind
 
 const labelSelector: Schema = { matchLabels: map, matchExpressions: [{ key: S, operator: S, values: [S] }] };
 const podTemplate: Schema = { metadata: objectMeta, spec: podSpec };
+const policyRule: Schema = { verbs: [S], apiGroups: [S], resources: [S], resourceNames: [S], nonResourceURLs: [S] };
+const subject: Schema = { kind: S, apiGroup: S, name: S, namespace: S };
 
 export const SCHEMAS: Record<string, Schema> = {
   ReplicaSet: top({ replicas: S, minReadySeconds: S, selector: labelSelector, template: podTemplate }),
@@ -91,6 +93,13 @@ export const SCHEMAS: Record<string, Schema> = {
     endpoints: [{ addresses: [S], conditions: { ready: S, serving: S, terminating: S }, hostname: S, targetRef: A, deprecatedTopology: A, nodeName: S, zone: S, hints: A }],
   },
   Binding: { apiVersion: S, kind: S, metadata: objectMeta, target: A },
+  Eviction: { apiVersion: S, kind: S, metadata: objectMeta, deleteOptions: A },
+  PodDisruptionBudget: top({ minAvailable: S, maxUnavailable: S, selector: labelSelector, unhealthyPodEvictionPolicy: S }),
+  ServiceAccount: { apiVersion: S, kind: S, metadata: objectMeta, secrets: A, imagePullSecrets: A, automountServiceAccountToken: S },
+  Role: { apiVersion: S, kind: S, metadata: objectMeta, rules: [policyRule] },
+  ClusterRole: { apiVersion: S, kind: S, metadata: objectMeta, rules: [policyRule], aggregationRule: { clusterRoleSelectors: [labelSelector] } },
+  RoleBinding: { apiVersion: S, kind: S, metadata: objectMeta, subjects: [subject], roleRef: { apiGroup: S, kind: S, name: S } },
+  ClusterRoleBinding: { apiVersion: S, kind: S, metadata: objectMeta, subjects: [subject], roleRef: { apiGroup: S, kind: S, name: S } },
 };
 
 /** Paths of fields not in the schema, formatted like the apiserver's strict decoder ("spec.containers[0].foo"). */

@@ -26,6 +26,7 @@ import { NodeLifecycleController } from './controllers/node-lifecycle.js';
 import { Scheduler } from './controllers/scheduler.js';
 import { DEFAULT_WATCH_LIMITS, WatchLimits, type WatchLimitOptions } from './watch-limits.js';
 import { strategyFor } from './kinds/index.js';
+import { budgetStatus, budgetsOf, DisruptionController } from './controllers/disruption.js';
 import { admitDefaultTolerations, DEFAULT_TOLERATION_SECONDS, type DefaultTolerationSeconds } from './kinds/pods.js';
 import { selectorString } from './kinds/workloads.js';
 import { hpaV1ToV2, hpaV2ToV1 } from './kinds/hpa.js';
@@ -42,8 +43,14 @@ import { EndpointSliceController, EndpointSliceMirroringController, EndpointsCon
 import { ServiceAllocator } from './service-allocator.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { authenticate, type UserInfo } from './authn.js';
-import { authorize, admitCreate, verbOf, type RequestAttributes } from './node-authorizer.js';
+import { admitCreate, admitTokenRequest, verbOf, type RequestAttributes } from './node-authorizer.js';
+import { authorize, admitRbacWrite, impersonate } from './rbac-authorizer.js';
+import { DEFAULT_CLUSTER_ROLES, DEFAULT_CLUSTER_ROLE_BINDINGS, reconcileDefault } from './rbac-bootstrap.js';
+import { ServiceAccountTokens } from './serviceaccount-tokens.js';
+import { reviewRequest, tokenRequest } from './reviews.js';
+import { ClusterRoleAggregationController, ServiceAccountsController } from './controllers/rbac.js';
 import { METRICS_GROUP, METRICS_VERSION, MetricsApi, metricsDiscovery } from './metrics-api.js';
 import { nodeEndpoint, nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
 import { StreamProxy, STREAM_SUBRESOURCES } from './stream-proxy.js';
@@ -232,6 +239,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   } catch (err) {
     throw new UserError(`cannot open the control plane database in ${dataDir}: ${(err as Error).message}`, { hint: 'check that the directory is writable and not used by another control plane', cause: err });
   }
+  const saTokens = await ServiceAccountTokens.load(path.join(dataDir, 'pki'));
   const nodeClient: NodeClientTls = { caCertPem: creds.caCertPem, clientCertPem: creds.kubeletClientCertPem, clientKeyPem: creds.kubeletClientKeyPem };
   let allocator: ServiceAllocator;
   try {
@@ -240,7 +248,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     store.close();
     throw err;
   }
-  const cp = new ApiServer(store, log, creds.adminToken, nodeClient, new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }), allocator);
+  const cp = new ApiServer(store, log, creds.adminToken, nodeClient, new WatchLimits({ ...DEFAULT_WATCH_LIMITS, ...opts.watchLimits }), allocator, saTokens);
   // Controllers beside the API, as kube-controller-manager and kube-scheduler sit beside kube-apiserver.
   const events = new EventRecorder(store, log);
   const nodeGraceSeconds = opts.nodeMonitorGracePeriodSeconds ?? 40;
@@ -261,6 +269,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new GarbageCollector(store, log, client),
     new Scheduler(store, log, events, { nodeGraceSeconds, bind: (pod, node) => cp.bindPod(pod, node) }),
     new NodeLifecycleController(store, log, events, client, nodeGraceSeconds),
+    new DisruptionController(store, log, client),
+    new ClusterRoleAggregationController(store, log, client),
+    new ServiceAccountsController(store, log, client),
     new EventTtlController(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
   ];
   cp.seed();
@@ -276,7 +287,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   server.keepAliveTimeout = 65_000;
   // kubectl exec/attach/port-forward: upgrades are spliced through to the pod's node (stream-proxy.ts).
-  const streams = new StreamProxy(store, log, creds.adminToken, nodeClient);
+  const streams = new StreamProxy(store, log, creds.adminToken, nodeClient, cp.tokenAuthenticator);
   server.on('upgrade', (req, socket, head) => streams.handle(req, socket, head));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => {
@@ -320,8 +331,15 @@ class ApiServer {
   /** How long new pods tolerate their node being not-ready or unreachable (DefaultTolerationSeconds admission). */
   defaultTolerationSeconds: DefaultTolerationSeconds = DEFAULT_TOLERATION_SECONDS;
 
-  constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits, private serviceAllocator: ServiceAllocator) {
+  /** Who sent the request being handled, for admission checks deep in create/update (unset for the controllers' own writes). */
+  private readonly requester = new AsyncLocalStorage<UserInfo | undefined>();
+
+  /** ServiceAccount bearer tokens, checked against the objects they are bound to. */
+  readonly tokenAuthenticator: { authenticate(token: string): UserInfo | undefined };
+
+  constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits, private serviceAllocator: ServiceAllocator, private saTokens: ServiceAccountTokens) {
     this.metrics = new MetricsApi(store, nodeClient, log);
+    this.tokenAuthenticator = { authenticate: (token) => saTokens.authenticate(token, store) };
   }
 
   seed(): void {
@@ -335,6 +353,23 @@ class ApiServer {
     const rc = RESOURCES.find((r) => r.name === 'runtimeclasses')!;
     for (const name of RUNTIME_CLASSES) {
       if (!this.store.get('runtimeclasses', '', name)) this.store.create('runtimeclasses', '', name, withNewMeta(rc, { metadata: { name }, handler: name }, ''));
+    }
+    this.seedRbac();
+  }
+
+  /** kube-apiserver's RBAC bootstrap: the default ClusterRoles and ClusterRoleBindings, made or reconciled at start. */
+  private seedRbac(): void {
+    for (const [resource, defaults] of [['clusterroles', DEFAULT_CLUSTER_ROLES], ['clusterrolebindings', DEFAULT_CLUSTER_ROLE_BINDINGS]] as const) {
+      const r = RESOURCES.find((x) => x.name === resource)!;
+      for (const wanted of defaults) {
+        const name = wanted.metadata.name;
+        const stored = this.store.get(resource, '', name);
+        if (!stored) this.store.create(resource, '', name, withNewMeta(r, structuredClone(wanted), ''));
+        else {
+          const next = reconcileDefault(stored, wanted);
+          if (next) this.store.update(resource, '', name, next, stored.metadata.resourceVersion);
+        }
+      }
     }
   }
 
@@ -358,8 +393,26 @@ class ApiServer {
         return;
       }
       if (p === '/version') return sendJson(res, 200, KUBE_VERSION);
-      const user = authenticate(req, this.adminToken);
-      if (!user) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+      const authenticated = authenticate(req, this.adminToken, this.tokenAuthenticator);
+      if (!authenticated) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+      const user = impersonate(req.headers, authenticated, this.store);
+      await this.requester.run(user, () => this.handleAuthenticated(req, res, u, p, method, user));
+    } catch (err) {
+      if (err instanceof ApiError) {
+        if (!res.headersSent) sendJson(res, err.code, err.toStatus(), err.headers);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private async handleAuthenticated(req: IncomingMessage, res: ServerResponse, u: URL, p: string, method: string, user: UserInfo): Promise<void> {
+    {
+      // Requests outside the resource paths are authorized by path (system:discovery and friends).
+      const resourcePath = /^\/api\/v1\/./.test(p) || /^\/apis\/[^/]+\/[^/]+\/./.test(p);
+      if (!resourcePath) authorize(user, { verb: method === 'HEAD' ? 'get' : method.toLowerCase(), path: p }, this.store);
+      if (p === '/.well-known/openid-configuration') return sendJson(res, 200, this.saTokens.openidConfiguration());
+      if (p === '/openid/v1/jwks') return sendJson(res, 200, this.saTokens.jwks(), { 'Content-Type': 'application/jwk-set+json' });
       if (p === '/api') return sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${req.socket.localAddress}:${req.socket.localPort}` }] });
       if (p === '/apis') return sendJson(res, 200, this.apiGroupList());
       if (p === '/openapi/v3') return sendJson(res, 200, this.openApiRoot());
@@ -409,15 +462,15 @@ class ApiServer {
       const name = rest[1];
       const sub = rest[2];
       if (rest.length > 3 || (sub && !r.subresources.includes(sub))) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
-      const attrs: RequestAttributes = { verb: verbOf(method, name !== undefined, watch), resource: r.name, subresource: sub, group: r.group, namespace: ns, name };
+      // A Namespace is in itself, for authorization (kube's RequestInfo): a RoleBinding there may grant reading it.
+      const attrs: RequestAttributes = { verb: verbOf(method, name !== undefined, watch), resource: r.name, subresource: sub, group: r.group, namespace: r.name === 'namespaces' && name ? name : ns, name };
+      // A list or watch of one object (fieldSelector metadata.name=X) is authorized for that name, so resourceNames rules cover it.
+      if (!name && (attrs.verb === 'list' || attrs.verb === 'watch')) {
+        const one = /(?:^|,)metadata\.name==?([^,]+)(?:,|$)/.exec(u.searchParams.get('fieldSelector') ?? '');
+        if (one) attrs.name = one[1];
+      }
       authorize(user, attrs, this.store);
       await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch, user, attrs, respondAs);
-    } catch (err) {
-      if (err instanceof ApiError) {
-        if (!res.headersSent) sendJson(res, err.code, err.toStatus(), err.headers);
-        return;
-      }
-      throw err;
     }
   }
 
@@ -430,6 +483,11 @@ class ApiServer {
     const dryRun = dryRunOf(q);
     const manager = fieldManagerOf(q, req.headers['user-agent']);
     if (sub !== 'log') negotiate(accept); // logs are text, whatever the client accepts
+    if (r.virtual) {
+      if (method !== 'POST' || name) throw new ApiError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource (${r.name} only take a create)`);
+      const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
+      return sendJson(res, 201, reviewRequest(r, ns, body, user, this.store));
+    }
     if (!name) {
       if (method === 'GET' && watch) return this.watch(req, res, q, r, ns, user, table, include, partial);
       if (method === 'GET') return this.list(res, q, r, ns, table, include, partial);
@@ -458,7 +516,18 @@ class ApiServer {
       const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
       return sendJson(res, 201, this.bind(ns, name, body, dryRun));
     }
+    if (sub === 'eviction') {
+      if (method !== 'POST') throw new ApiError(405, 'MethodNotAllowed', 'pods/eviction only supports POST');
+      const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
+      return sendJson(res, 201, this.evict(ns, name, body, dryRun));
+    }
     if (sub === 'scale') return this.scale(req, res, q, method, r, ns, name, dryRun);
+    if (sub === 'token') {
+      if (method !== 'POST') throw new ApiError(405, 'MethodNotAllowed', 'serviceaccounts/token only supports POST (a TokenRequest)');
+      const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
+      admitTokenRequest(user, ns, name, body, this.store);
+      return sendJson(res, 201, tokenRequest(ns, name, body, this.store, this.saTokens, dryRun));
+    }
     switch (method) {
       case 'GET': {
         const obj = this.store.get(r.name, ns, name);
@@ -531,14 +600,23 @@ class ApiServer {
     const verbs = () => ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
     const resources: KObj[] = [];
     for (const r of rs) {
-      resources.push({ name: r.name, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: verbs(), ...(r.shortNames ? { shortNames: r.shortNames } : {}), ...(r.categories ? { categories: r.categories } : {}), storageVersionHash: Buffer.from(r.name).toString('base64').slice(0, 11) });
+      resources.push({ name: r.name, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: r.verbs ?? verbs(), ...(r.shortNames ? { shortNames: r.shortNames } : {}), ...(r.categories ? { categories: r.categories } : {}), storageVersionHash: Buffer.from(r.name).toString('base64').slice(0, 11) });
       for (const s of r.subresources) {
         // kubectl scale finds the Scale kind and its group-version here
         if (s === 'scale') {
           resources.push({ name: `${r.name}/scale`, singularName: '', namespaced: r.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
           continue;
         }
+        // kubectl drain evicts through policy/v1 only when discovery names the group and version here.
+        if (s === 'eviction') {
+          resources.push({ name: `${r.name}/eviction`, singularName: '', namespaced: r.namespaced, group: 'policy', version: 'v1', kind: 'Eviction', verbs: ['create'] });
+          continue;
+        }
         const streamKind: Record<string, string> = { exec: 'PodExecOptions', attach: 'PodAttachOptions', portforward: 'PodPortForwardOptions' };
+        if (s === 'token') {
+          resources.push({ name: `${r.name}/token`, singularName: '', namespaced: r.namespaced, group: 'authentication.k8s.io', version: 'v1', kind: 'TokenRequest', verbs: ['create'] });
+          continue;
+        }
         const kind = s === 'binding' ? 'Binding' : streamKind[s] ?? r.kind;
         const v = s === 'log' ? ['get'] : s === 'binding' ? ['create'] : streamKind[s] ? ['create', 'get'] : ['get', 'patch', 'update'];
         resources.push({ name: `${r.name}/${s}`, singularName: '', namespaced: r.namespaced, kind, verbs: v });
@@ -548,7 +626,7 @@ class ApiServer {
   }
 
   private openApiRoot(): KObj {
-    const gvs = [...new Set(RESOURCES.map((r) => (r.group ? `apis/${r.group}/${r.version}` : 'api/v1')))];
+    const gvs = [...new Set(RESOURCES.filter((r) => !r.virtual).map((r) => (r.group ? `apis/${r.group}/${r.version}` : 'api/v1')))];
     return { paths: Object.fromEntries(gvs.map((gv) => [gv, { serverRelativeURL: `/openapi/v3/${gv}?hash=stevedore1` }])) };
   }
 
@@ -561,7 +639,7 @@ class ApiServer {
     const [prefix, a, b] = gvPath.split('/');
     const group = prefix === 'api' ? '' : a!;
     const version = prefix === 'api' ? a! : b!;
-    const rs = RESOURCES.filter((r) => r.group === group && r.version === version);
+    const rs = RESOURCES.filter((r) => r.group === group && r.version === version && !r.virtual);
     if (!rs.length) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     const base = group ? `/apis/${group}/${version}` : '/api/v1';
     const paths: KObj = {};
@@ -743,6 +821,7 @@ class ApiServer {
     // Mutating admission after field ownership, as kube-apiserver orders them: defaults it adds belong to no manager.
     if (r.kind === 'Pod') admitDefaultTolerations(obj, this.defaultTolerationSeconds);
     this.validate(r, obj);
+    admitRbacWrite(this.requester.getStore(), r.kind, obj, undefined, this.store);
     if (r.kind === 'Service') this.allocate(r, obj);
     if (this.store.get(r.name, ns, meta.name)) throw new ApiError(409, 'AlreadyExists', `${r.name}${r.group ? '.' + r.group : ''} "${meta.name}" already exists`, { name: meta.name, group: r.group, kind: r.name });
     if (dryRun) return { obj: { ...obj, metadata: { ...obj.metadata, resourceVersion: '' } }, warnings };
@@ -802,6 +881,7 @@ class ApiServer {
     }
     if (nextMeta.uid && nextMeta.uid !== cur.metadata.uid) throw new ApiError(409, 'Conflict', `Precondition failed: UID in precondition: ${nextMeta.uid}, UID in object meta: ${cur.metadata.uid}`);
     this.validate(r, obj, sub === 'status' ? undefined : cur);
+    if (sub !== 'status') admitRbacWrite(this.requester.getStore(), r.kind, obj, cur, this.store);
     if (r.kind === 'Service' && sub !== 'status') this.allocate(r, obj, cur);
     if (expectRv && expectRv !== cur.metadata.resourceVersion) throw conflict(r, name);
     // a no-op write keeps the resourceVersion, as kube-apiserver does
@@ -928,11 +1008,13 @@ class ApiServer {
       if (!cur) throw notFound(r, name);
       return cur;
     };
+    // The controllers act as themselves, not as whoever sent the request that woke them.
+    const internal = <T>(fn: () => T): T => this.requester.run(undefined, fn);
     return {
-      create: (resource, ns, obj) => this.create(def(resource), ns, obj, new URLSearchParams(), false).obj,
+      create: (resource, ns, obj) => internal(() => this.create(def(resource), ns, obj, new URLSearchParams(), false).obj),
       update: (resource, ns, obj) => {
         const r = def(resource);
-        return this.update(r, ns, obj.metadata.name, current(r, ns, obj.metadata.name), obj, undefined, obj.metadata.resourceVersion, false).obj;
+        return internal(() => this.update(r, ns, obj.metadata.name, current(r, ns, obj.metadata.name), obj, undefined, obj.metadata.resourceVersion, false).obj);
       },
       updateStatus: (resource, ns, obj) => {
         const r = def(resource);
@@ -997,6 +1079,46 @@ class ApiServer {
     if (pod.metadata.deletionTimestamp) throw new ApiError(409, 'Conflict', `Operation cannot be fulfilled on pods/binding "${name}": pod ${name} is being deleted, cannot be assigned to a host`);
     if (!dryRun) this.bindPod(pod, target);
     return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
+  }
+
+  /**
+   * pods/eviction (policy/v1 Eviction): a delete that respects the pod's
+   * PodDisruptionBudget, as kube-apiserver's eviction REST does. Pods that
+   * are Pending, finished or already being deleted go without a budget check;
+   * an unready pod goes when the budget is met anyway (IfHealthyBudget) or
+   * always (AlwaysAllow); a ready one only while the budget allows a
+   * disruption, which the eviction spends (disruptedPods) before it deletes.
+   */
+  private evict(ns: string, name: string, body: KObj, dryRun: boolean): KObj {
+    const pods = RESOURCES[0]!;
+    const pod = this.store.get('pods', ns, name);
+    if (!pod) throw notFound(pods, name);
+    if (isObj(body?.metadata) && body.metadata.name && body.metadata.name !== name) throw badRequest(`name in URL does not match name in Eviction object`);
+    const options: KObj = isObj(body?.deleteOptions) ? body.deleteOptions : {};
+    const success = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
+    const remove = () => { this.delete(pods, ns, name, options.gracePeriodSeconds, options.preconditions, dryRun || (options.dryRun ?? []).includes('All')); return success; };
+    const phase = pod.status?.phase ?? 'Pending';
+    if (pod.metadata.deletionTimestamp || phase === 'Pending' || phase === 'Succeeded' || phase === 'Failed') return remove();
+    const budgets = budgetsOf(this.store, pod);
+    if (budgets.length > 1) throw new ApiError(500, 'InternalError', 'This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.');
+    const pdb = budgets[0];
+    if (!pdb) return remove();
+    const status = budgetStatus(this.store, pdb);
+    const refuse = () => new ApiError(429, 'TooManyRequests', "Cannot evict pod as it would violate the pod's disruption budget.",
+      { causes: [{ reason: 'DisruptionBudget', message: `The disruption budget ${pdb.metadata.name} needs ${status.desiredHealthy} healthy pods and has ${status.currentHealthy} currently` }] });
+    const ready = (pod.status?.conditions ?? []).some((c: KObj) => c.type === 'Ready' && c.status === 'True');
+    if (!ready) {
+      if (pdb.spec?.unhealthyPodEvictionPolicy === 'AlwaysAllow' || status.currentHealthy >= status.desiredHealthy) return remove();
+      throw refuse();
+    }
+    if (status.disruptionsAllowed <= 0) throw refuse();
+    if (!dryRun) {
+      const spent = clone(pdb);
+      spent.status = { ...status, disruptionsAllowed: status.disruptionsAllowed - 1, disruptedPods: { ...status.disruptedPods, [name]: now() } };
+      // A concurrent eviction spent it first: the caller retries, as kubectl drain does on 429.
+      try { this.store.update('poddisruptionbudgets', ns, pdb.metadata.name, spent, pdb.metadata.resourceVersion); } catch (err) { if (err instanceof ConflictError) throw refuse(); throw err; }
+    }
+    return remove();
   }
 
   /** Bind a pod to a node: the pods/binding subresource's write, which the scheduler uses too. */

@@ -11,8 +11,8 @@ import * as https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
-import { authenticate } from './authn.js';
-import { authorize } from './node-authorizer.js';
+import { authenticate, type TokenAuthenticator } from './authn.js';
+import { authorize, impersonate } from './rbac-authorizer.js';
 import { isCertificateError, nodeRequestOptions, type NodeClientTls } from './node-client.js';
 import { ApiError } from './resources.js';
 import type { KObj, Store } from './store.js';
@@ -30,7 +30,7 @@ function reject(socket: Duplex, err: ApiError): void {
 }
 
 export class StreamProxy {
-  constructor(private readonly store: Store, private readonly log: Logger, private readonly adminToken: string, private readonly nodeClient: NodeClientTls) {}
+  constructor(private readonly store: Store, private readonly log: Logger, private readonly adminToken: string, private readonly nodeClient: NodeClientTls, private readonly tokens?: TokenAuthenticator) {}
 
   /** The server's 'upgrade' event. */
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -46,8 +46,9 @@ export class StreamProxy {
 
   private proxy(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const u = new URL(req.url ?? '/', 'https://localhost');
-    const user = authenticate(req, this.adminToken);
-    if (!user) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+    const authenticated = authenticate(req, this.adminToken, this.tokens);
+    if (!authenticated) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+    const user = impersonate(req.headers, authenticated, this.store);
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/([^/]+)\/?$/.exec(u.pathname);
     const sub = m?.[3] as StreamSubresource | undefined;
     if (!m || !sub || !STREAM_SUBRESOURCES.includes(sub)) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource (only pods/exec, pods/attach and pods/portforward take a connection upgrade)');

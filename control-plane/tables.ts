@@ -1,7 +1,9 @@
 import { hpaTargets } from './kinds/hpa.js';
+import { budgetCell } from './kinds/disruption.js';
 import type { KObj } from './store.js';
 import { selectorString } from './kinds/workloads.js';
 import { accessModesShort, DEFAULT_CLASS_ANNOTATION } from './kinds/storage.js';
+import { bindingColumns } from './kinds/rbac.js';
 
 /** meta.k8s.io/v1 Table output with the columns kube-apiserver's printers use. */
 export interface Column { name: string; type: string; format?: string; description: string; priority: number }
@@ -237,6 +239,10 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
     columns: [NAME, col('Status'), col('Completions'), col('Duration'), AGE, ...workloadWide],
     cells: (j) => [j.metadata.name, jobStatus(j), jobCompletions(j), jobDuration(j), since(j.metadata.creationTimestamp), ...workloadWideCells(j)],
   },
+  poddisruptionbudgets: {
+    columns: [NAME, col('Min Available'), col('Max Unavailable'), col('Allowed Disruptions', 0, 'integer'), AGE],
+    cells: (b) => [b.metadata.name, budgetCell(b.spec?.minAvailable), budgetCell(b.spec?.maxUnavailable), b.status?.disruptionsAllowed ?? 0, since(b.metadata.creationTimestamp)],
+  },
   horizontalpodautoscalers: {
     columns: [NAME, col('Reference'), col('Targets'), col('MinPods', 0, 'integer'), col('MaxPods', 0, 'integer'), col('Replicas', 0, 'integer'), AGE],
     cells: (h) => [h.metadata.name, `${h.spec?.scaleTargetRef?.kind}/${h.spec?.scaleTargetRef?.name}`, hpaTargets(h), h.spec?.minReplicas ?? 1, h.spec?.maxReplicas ?? 0, h.status?.currentReplicas ?? 0, since(h.metadata.creationTimestamp)],
@@ -297,11 +303,25 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
     columns: [NAME, col('AddressType'), col('Ports'), col('Endpoints'), AGE],
     cells: (sl) => [sl.metadata.name, sl.addressType ?? '', (sl.ports ?? []).map((p: KObj) => (p.port === undefined || p.port === null ? '<unset>' : String(p.port))).join(',') || '<unset>', sliceEndpointsCell(sl), since(sl.metadata.creationTimestamp)],
   },
+  // kube-apiserver's printers: roles show when they were made, bindings their role and (wide) their subjects.
+  roles: { columns: [NAME, col('Created At', 0, 'date')], cells: (r) => [r.metadata.name, r.metadata.creationTimestamp] },
+  clusterroles: { columns: [NAME, col('Created At', 0, 'date')], cells: (r) => [r.metadata.name, r.metadata.creationTimestamp] },
+  rolebindings: { columns: [NAME, col('Role'), AGE, col('Users', 1), col('Groups', 1), col('ServiceAccounts', 1)], cells: bindingCells },
+  clusterrolebindings: { columns: [NAME, col('Role'), AGE, col('Users', 1), col('Groups', 1), col('ServiceAccounts', 1)], cells: bindingCells },
+  serviceaccounts: {
+    columns: [NAME, col('Secrets', 0, 'integer'), AGE],
+    cells: (sa) => [sa.metadata.name, (sa.secrets ?? []).length, since(sa.metadata.creationTimestamp)],
+  },
   runtimeclasses: {
     columns: [NAME, col('Handler'), AGE],
     cells: (r) => [r.metadata.name, r.handler ?? '', since(r.metadata.creationTimestamp)],
   },
 };
+
+function bindingCells(b: KObj): unknown[] {
+  const c = bindingColumns(b);
+  return [b.metadata.name, c.role, since(b.metadata.creationTimestamp), c.users, c.groups, c.serviceAccounts];
+}
 
 export type IncludeObject = 'None' | 'Metadata' | 'Object';
 

@@ -39,6 +39,7 @@ export type TableId =
   | 'volume' | 'emptyDirVolumeSource' | 'hostPathVolumeSource' | 'pvcVolumeSource' | 'flexVolumeSource' | 'volumeMount'
   | 'configMapVolumeSource' | 'secretVolumeSource' | 'keyToPath' | 'downwardAPIVolumeSource' | 'downwardAPIVolumeFile'
   | 'projectedVolumeSource' | 'volumeProjection' | 'configMapProjection' | 'secretProjection' | 'downwardAPIProjection'
+  | 'serviceAccountTokenProjection'
   | 'probe' | 'lifecycle' | 'lifecycleHandler';
 
 export interface FieldTable {
@@ -75,7 +76,7 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
     fields: {
       activeDeadlineSeconds: honour('the agent stops the pod that long after its startTime: Failed, DeadlineExceeded'),
       affinity: ignore(SCHEDULER),
-      automountServiceAccountToken: ignore('the node mounts no service account token (no volumes yet); nothing is mounted whatever its value'),
+      automountServiceAccountToken: ignore('no token volume is added to pods automatically (no ServiceAccount admission plugin); only a projected serviceAccountToken volume the pod declares holds a token'),
       containers: honour('run as the pod\'s apps, one systemd unit each', 'container'),
       dnsConfig: honour('written into the pod\'s resolv.conf', 'dnsConfig'),
       dnsPolicy: honour('ClusterFirst, ClusterFirstWithHostNet, Default, None: the pod\'s resolv.conf'),
@@ -104,8 +105,8 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       schedulerName: ignore(SCHEDULER),
       schedulingGates: ignore(SCHEDULER),
       securityContext: honour('defaults for every container, and the pod-wide fields', 'podSecurityContext'),
-      serviceAccount: ignore('the deprecated alias of serviceAccountName'),
-      serviceAccountName: ignore('the node mounts no token and serves no identity to pods yet, so the account grants the pod nothing'),
+      serviceAccount: honour('the deprecated alias of serviceAccountName'),
+      serviceAccountName: honour('the ServiceAccount whose tokens projected serviceAccountToken volumes hold (default `default`)'),
       setHostnameAsFQDN: refuse('the pod\'s hostname is always the short name', { accepts: only(false) }),
       shareProcessNamespace: refuse('the apps of a pod do not share one PID namespace yet', { accepts: only(false) }),
       subdomain: honour('the pod\'s FQDN in /etc/hosts'),
@@ -422,7 +423,16 @@ export const POD_FIELD_TABLES: Record<TableId, FieldTable> = {
       configMap: honour('as a configMap volume', 'configMapProjection'),
       downwardAPI: honour('as a downwardAPI volume', 'downwardAPIProjection'),
       secret: honour('as a secret volume', 'secretProjection'),
-      serviceAccountToken: refuse('this cluster issues no service account tokens yet, so there is no token to project'),
+      serviceAccountToken: honour('a token of the pod\'s ServiceAccount bound to the pod (TokenRequest), renewed when 80 % of its life has passed', 'serviceAccountTokenProjection'),
+    },
+  },
+  serviceAccountTokenProjection: {
+    title: 'ServiceAccountTokenProjection',
+    paths: ['spec.volumes[].projected.sources[].serviceAccountToken'],
+    fields: {
+      audience: honour('the token\'s audience (default: the API server\'s)'),
+      expirationSeconds: honour('how long each token lives (default 3600, at least 600)'),
+      path: honour('the token file, relative to the volume'),
     },
   },
   configMapProjection: {

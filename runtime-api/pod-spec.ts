@@ -571,6 +571,15 @@ function checkAgentVolume(w: Walker, vol: Record<string, unknown>, p: string): v
           checkKeyToPaths(w, ref.items, `${sp}.${key}.items`);
           bool(w, ref.optional, `${sp}.${key}.optional`);
         }
+        if (so.serviceAccountToken !== undefined && expect(w, so.serviceAccountToken, 'object', `${sp}.serviceAccountToken`)) {
+          const tok = so.serviceAccountToken as Record<string, unknown>;
+          fieldsOf(w, tok, `${sp}.serviceAccountToken`, 'serviceAccountTokenProjection');
+          itemPath(w, tok.path, `${sp}.serviceAccountToken.path`);
+          const exp = tok.expirationSeconds;
+          if (exp !== undefined && (!Number.isInteger(exp) || (exp as number) < 600)) w.errors.push(`${sp}.serviceAccountToken.expirationSeconds: Invalid value: ${JSON.stringify(exp)}: may not specify a duration less than 10 minutes`);
+          else if (exp !== undefined && (exp as number) > 2 ** 32) w.errors.push(`${sp}.serviceAccountToken.expirationSeconds: Invalid value: ${exp}: may not specify a duration larger than 2^32 seconds`);
+          if (tok.audience !== undefined && typeof tok.audience !== 'string') w.errors.push(`${sp}.serviceAccountToken.audience: Invalid value: must be a string`);
+        }
         if (so.downwardAPI !== undefined && expect(w, so.downwardAPI, 'object', `${sp}.downwardAPI`)) {
           fieldsOf(w, so.downwardAPI as Record<string, unknown>, `${sp}.downwardAPI`, 'downwardAPIProjection');
           checkDownwardItems(w, (so.downwardAPI as Record<string, unknown>).items, `${sp}.downwardAPI.items`);

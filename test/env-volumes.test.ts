@@ -221,6 +221,37 @@ spec:
   await c.k(['delete', 'pod', 'wait-vol']);
 });
 
+s('a projected serviceAccountToken volume: a token of the pod\'s ServiceAccount, bound to the pod, that the API accepts until the pod is gone', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: token-pod}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [sh, -c, 'echo "TOKEN=$(cat /var/run/secrets/tokens/api)"; sleep 3600']
+    volumeMounts:
+    - {name: tok, mountPath: /var/run/secrets/tokens}
+  volumes:
+  - name: tok
+    projected:
+      sources:
+      - serviceAccountToken: {path: api, expirationSeconds: 600}
+`);
+  const log = await logsWith('token-pod', 'TOKEN=', 120_000);
+  const token = /TOKEN=(\S+)/.exec(log)?.[1];
+  assert.ok(token, log);
+  const who = await c.kubectl(['--token', token!, 'auth', 'whoami', '-o', 'json']);
+  assert.is(who.code, 0, who.stderr);
+  const info = JSON.parse(who.stdout).status.userInfo;
+  assert.is(info.username, 'system:serviceaccount:default:default');
+  assert.equal(info.extra['authentication.kubernetes.io/pod-name'], ['token-pod']);
+  await c.k(['delete', 'pod', 'token-pod']);
+  await eventually('the token dies with its pod', async () => (await c.kubectl(['--token', token!, 'auth', 'whoami'])).code !== 0 || undefined, 60_000);
+});
+
 s('the same under kvm: status.podIP, a ConfigMap key in env, configMap and secret volumes inside the VM', async () => {
   const c = getCluster();
   await c.k(['create', 'configmap', 'vm-config', '--from-literal=greeting=hej']);

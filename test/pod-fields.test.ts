@@ -30,6 +30,7 @@ const MODEL_OF: Record<TableId, string> = {
   configMapVolumeSource: 'V1ConfigMapVolumeSource', secretVolumeSource: 'V1SecretVolumeSource', keyToPath: 'V1KeyToPath',
   downwardAPIVolumeSource: 'V1DownwardAPIVolumeSource', downwardAPIVolumeFile: 'V1DownwardAPIVolumeFile', projectedVolumeSource: 'V1ProjectedVolumeSource',
   volumeProjection: 'V1VolumeProjection', configMapProjection: 'V1ConfigMapProjection', secretProjection: 'V1SecretProjection', downwardAPIProjection: 'V1DownwardAPIProjection',
+  serviceAccountTokenProjection: 'V1ServiceAccountTokenProjection',
   probe: 'V1Probe', lifecycle: 'V1Lifecycle', lifecycleHandler: 'V1LifecycleHandler',
 };
 

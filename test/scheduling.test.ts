@@ -15,6 +15,20 @@ const NODES = ['node-1', 'node-2', 'node-3'];
 const alive = new Set(NODES);
 let renewer: NodeJS.Timeout | undefined;
 
+/** What an agent would report: every pod bound to a live node is Running and Ready (from the drain test on). */
+let reportReady = false;
+async function reportPodsReady(): Promise<void> {
+  if (!reportReady) return;
+  const list = JSON.parse(await t.k(['get', 'pods', '-o', 'json'])).items as Array<Pod & { metadata: { namespace: string } ; status: { phase?: string } }>;
+  const ts = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  for (const p of list) {
+    if (!p.spec.nodeName || !alive.has(p.spec.nodeName) || p.metadata.deletionTimestamp || p.status.phase === 'Running') continue;
+    await t.api('PATCH', `/api/v1/namespaces/${p.metadata.namespace}/pods/${p.metadata.name}/status`,
+      { status: { phase: 'Running', startTime: ts, conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: ts }] } },
+      { contentType: 'application/strategic-merge-patch+json', cert: await t.nodeCert(p.spec.nodeName) });
+  }
+}
+
 async function renewLeases(): Promise<void> {
   for (const name of alive) {
     const cert = await t.nodeCert(name);
@@ -37,7 +51,12 @@ const perNode = (list: Pod[]) => {
 test.before(async () => {
   t = await startTestControlPlane({ nodeMonitorGracePeriodSeconds: 2, defaultUnreachableTolerationSeconds: 2 });
   for (const [i, name] of NODES.entries()) await registerNode(t, name, { cpu: '4', memory: '8Gi', labels: { 'topology.kubernetes.io/zone': `zone-${i + 1}` } });
-  renewer = setInterval(() => { void renewLeases().catch(() => undefined); }, 300);
+  let busy = false;
+  renewer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void renewLeases().then(reportPodsReady).catch(() => undefined).finally(() => { busy = false; });
+  }, 300);
 });
 
 test.after(async () => {
@@ -134,6 +153,41 @@ test('a node that stops renewing its Lease goes Unknown, gets the unreachable ta
   const put = await t.api('PUT', '/api/v1/nodes/node-2/status', n.body, { cert: await t.nodeCert('node-2') });
   assert.is(put.status, 200, put.text);
   await waitFor('node-2 untainted', async () => !JSON.parse(await t.k(['get', 'node', 'node-2', '-o', 'json'])).spec?.taints, 10_000);
+});
+
+test('kubectl drain evicts through the Eviction API and stops where a PodDisruptionBudget holds', async () => {
+  reportReady = true;
+  await waitFor('all web pods Ready', async () => (await pods('app=web')).filter((p) => !p.metadata.deletionTimestamp && p.spec.nodeName !== 'node-2').every((p) => p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')), 15_000);
+  await t.k(['apply', '-f', '-'], `apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web-pdb}
+spec:
+  minAvailable: 6
+  selector: {matchLabels: {app: web}}
+`);
+  const row = await waitFor('the budget counts 6 healthy', async () => {
+    const out = await t.k(['get', 'pdb', 'web-pdb']);
+    return /web-pdb\s+6\s+N\/A\s+0\s+/.test(out) && JSON.parse(await t.k(['get', 'pdb', 'web-pdb', '-o', 'json'])).status.currentHealthy === 6 && out;
+  }, 15_000);
+  assert.match(row, /^NAME\s+MIN AVAILABLE\s+MAX UNAVAILABLE\s+ALLOWED DISRUPTIONS\s+AGE/);
+  const onNode1 = (await pods('app=web')).filter((p) => p.spec.nodeName === 'node-1' && !p.metadata.deletionTimestamp).map((p) => p.metadata.name);
+  assert.is(onNode1.length, 3);
+  const held = await t.kubectl(['drain', 'node-1', '--ignore-daemonsets', '--grace-period=0', '--timeout=4s']);
+  assert.is.not(held.exitCode, 0);
+  assert.match(held.stderr, "Cannot evict pod as it would violate the pod's disruption budget.");
+  assert.equal((await pods('app=web')).filter((p) => p.spec.nodeName === 'node-1' && !p.metadata.deletionTimestamp).length, 3, 'nothing evicted');
+  assert.match(await t.k(['get', 'node', 'node-1']), /SchedulingDisabled/);
+  // One disruption at a time: each eviction waits for the replacement to be Ready elsewhere.
+  await t.k(['patch', 'pdb', 'web-pdb', '--type=merge', '-p', '{"spec":{"minAvailable":5}}']);
+  const drained = await t.kubectl(['drain', 'node-1', '--ignore-daemonsets', '--grace-period=0', '--timeout=60s']);
+  assert.is(drained.exitCode, 0, drained.stderr);
+  for (const name of onNode1) assert.match(drained.stdout, `pod/${name} evicted`);
+  const after = perNode(await pods('app=web'));
+  assert.not.ok(after['node-1'], JSON.stringify(after));
+  assert.is(Object.values(after).reduce((a, b) => a + b, 0), 6);
+  const eviction = await t.api('POST', `/api/v1/namespaces/default/pods/${(await pods('app=web'))[0]!.metadata.name}/eviction`, { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: 'someone-else' } });
+  assert.is(eviction.status, 400, 'the Eviction must name the pod of the URL');
+  await t.k(['uncordon', 'node-1']);
 });
 
 test.run();

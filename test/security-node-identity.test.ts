@@ -229,7 +229,8 @@ test('the control plane sends no logs request to a node address whose certificat
 
 test('the node API serves only the control plane\'s client certificate', async () => {
   const creds = await t.nodeCredentials('node-api', ['127.0.0.1']);
-  const sync = { desired: new Map([['uid-1', { metadata: { name: 'p', namespace: 'default', uid: 'uid-1' } }]]) } as unknown as PodSync;
+  const bound = { metadata: { name: 'p', namespace: 'default', uid: 'uid-1' } };
+  const sync = { desiredPods: () => [bound], desiredPod: (ns: string, name: string) => (ns === 'default' && name === 'p' ? bound : undefined) } as unknown as PodSync;
   const api = await startNodeApi({ host: '127.0.0.1', port: 0, tls: { cert: creds.servingCertPem, key: creds.servingKeyPem }, clientCa: creds.caCertPem, allowedClients: ['kube-apiserver-kubelet-client'] },
     sync, {} as ContainerRuntime, createLogger('node-api-test', 'silent'));
   const port = (api.address() as AddressInfo).port;

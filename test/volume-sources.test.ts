@@ -59,10 +59,19 @@ test('downwardAPI and projected volumes', async () => {
   assert.equal(files(await payloadOf(projected)), { 'cfg/b': 'B 640', token: 't0k3n 640', ns: 'ns 640' });
   assert.ok(holdsSecrets(projected), 'a projection with a Secret lives on a tmpfs');
   assert.not.ok(holdsSecrets({ name: 'v', configMap: { name: 'cfg' } }));
-  assert.match(await failure({ name: 'v', projected: { sources: [{ serviceAccountToken: { path: 't' } }] } }), /no service account tokens/);
+  assert.match(await failure({ name: 'v', projected: { sources: [{ serviceAccountToken: { path: 't' } }] } }), /serviceAccountToken projections need the API server/);
+  // A token from the API (TokenRequest), at its path with the volume's mode, on a tmpfs.
+  const asked: unknown[] = [];
+  const withTokens: PodObjects = { ...objects, async serviceAccountToken(p, audience, seconds) { asked.push([p.metadata?.name, audience, seconds]); return `tok-${audience ?? 'api'}-${seconds}`; } };
+  const tokenVolume: V1Volume = { name: 'v', projected: { defaultMode: 0o600, sources: [{ serviceAccountToken: { path: 'token' } }, { serviceAccountToken: { path: 'vault/token', audience: 'vault', expirationSeconds: 900 } }] } };
+  assert.equal(files(await volumePayload(pod, tokenVolume, withTokens, ctx)), { token: 'tok-api-3600 600', 'vault/token': 'tok-vault-900 600' });
+  assert.equal(asked, [['p', undefined, 3600], ['p', 'vault', 900]]);
+  assert.ok(holdsSecrets(tokenVolume), 'a token lives on a tmpfs');
+  const failing: PodObjects = { ...objects, async serviceAccountToken() { throw new Error('serviceaccounts "default" is forbidden'); } };
+  assert.is(await volumePayload(pod, tokenVolume, failing, ctx).then(() => 'made', (err: Error) => err.message), 'MountVolume.SetUp failed for volume "v" : failed to fetch token: serviceaccounts "default" is forbidden');
 });
 
-test('validation: paths, modes and fields of these volumes; serviceAccountToken is refused, naming it', () => {
+test('validation: paths, modes and fields of these volumes, serviceAccountToken\'s path and duration', () => {
   const check = (volumes: unknown[]) => {
     try {
       validatePod({ metadata: { name: 'p' }, spec: { volumes, containers: [{ name: 'c', image: 'i' }] } }, { strict: false });
@@ -75,7 +84,7 @@ test('validation: paths, modes and fields of these volumes; serviceAccountToken 
     { name: 'a', configMap: { name: 'x', defaultMode: 0o1000, items: [{ key: 'k', path: '../escape' }, { key: 'k', path: '/abs' }, { key: 'k', path: '..hidden' }] } },
     { name: 'b', secret: { items: [{ key: 'k', path: 'ok', mode: -1 }] } },
     { name: 'c', downwardAPI: { items: [{ path: 'x', fieldRef: { fieldPath: 'status.podIP' } }, { path: 'y', resourceFieldRef: { resource: 'limits.cpu' } }] } },
-    { name: 'd', projected: { sources: [{ serviceAccountToken: { path: 'token' } }, { configMap: { name: 'x' }, secret: { name: 'y' } }] } },
+    { name: 'd', projected: { sources: [{ serviceAccountToken: { path: '../token', expirationSeconds: 60 } }, { configMap: { name: 'x' }, secret: { name: 'y' } }] } },
   ]);
   for (const expected of [
     'spec.volumes[0].configMap.defaultMode: Invalid value: 512',
@@ -86,14 +95,15 @@ test('validation: paths, modes and fields of these volumes; serviceAccountToken 
     'spec.volumes[1].secret.items[0].mode: Invalid value: -1',
     'spec.volumes[2].downwardAPI.items[0].fieldRef.fieldPath: Unsupported value: "status.podIP"',
     'spec.volumes[2].downwardAPI.items[1].resourceFieldRef.containerName: Required value',
-    'spec.volumes[3].projected.sources[0].serviceAccountToken: not supported by this node: this cluster issues no service account tokens yet',
+    'spec.volumes[3].projected.sources[0].serviceAccountToken.path: Invalid value: "../token": must not contain \'..\'',
+    'spec.volumes[3].projected.sources[0].serviceAccountToken.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes',
     'spec.volumes[3].projected.sources[1]: Invalid value: must specify exactly one of',
   ]) assert.ok(msg.includes(expected), `${expected}\nin:\n${msg}`);
   assert.is(check([
     { name: 'a', configMap: { name: 'x', defaultMode: 0o644, optional: true, items: [{ key: 'k', path: 'dir/file', mode: 0o400 }] } },
     { name: 'b', secret: { secretName: 's' } },
     { name: 'c', downwardAPI: { items: [{ path: 'labels', fieldRef: { fieldPath: 'metadata.labels' } }, { path: 'cpu', resourceFieldRef: { containerName: 'c', resource: 'requests.cpu', divisor: '1m' } }] } },
-    { name: 'd', projected: { defaultMode: 0o440, sources: [{ configMap: { name: 'x' } }, { secret: { name: 's', items: [{ key: 'k', path: 'k' }] } }, { downwardAPI: { items: [{ path: 'n', fieldRef: { fieldPath: 'metadata.name' } }] } }] } },
+    { name: 'd', projected: { defaultMode: 0o440, sources: [{ configMap: { name: 'x' } }, { secret: { name: 's', items: [{ key: 'k', path: 'k' }] } }, { downwardAPI: { items: [{ path: 'n', fieldRef: { fieldPath: 'metadata.name' } }] } }, { serviceAccountToken: { path: 'token', audience: 'vault', expirationSeconds: 600 } }] } },
   ]), '');
 });
 

@@ -2,11 +2,13 @@ import { now, type Cause } from '../resources.js';
 import type { KObj } from '../store.js';
 import { configMapUpdateCauses, normaliseConfigMap, validateConfigMap } from './configmaps.js';
 import { hpaStrategy } from './hpa.js';
+import { pdbStrategy } from './disruption.js';
 import { podStrategy } from './pods.js';
 import { endpointSliceStrategy, endpointsStrategy, serviceStrategy } from './services.js';
 import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.js';
 import { persistentVolumeClaimStrategy, persistentVolumeStrategy, storageClassStrategy } from './storage.js';
 import type { KindStrategy } from './strategy.js';
+import { clusterRoleBindingStrategy, clusterRoleStrategy, roleBindingStrategy, roleStrategy, serviceAccountStrategy } from './rbac.js';
 import { cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy, statefulSetStrategy } from './workloads.js';
 
 export type { KindStrategy } from './strategy.js';
@@ -56,9 +58,15 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   DaemonSet: daemonSetStrategy,
   StatefulSet: statefulSetStrategy,
   HorizontalPodAutoscaler: hpaStrategy,
+  PodDisruptionBudget: pdbStrategy,
   Service: serviceStrategy,
   Endpoints: endpointsStrategy,
   EndpointSlice: endpointSliceStrategy,
+  ServiceAccount: serviceAccountStrategy,
+  Role: roleStrategy,
+  ClusterRole: clusterRoleStrategy,
+  RoleBinding: roleBindingStrategy,
+  ClusterRoleBinding: clusterRoleBindingStrategy,
 };
 
 export function strategyFor(kind: string): KindStrategy {
