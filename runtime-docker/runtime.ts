@@ -513,7 +513,7 @@ export class DockerRuntime implements ContainerRuntime {
     const res = await this.engine.stream('POST', '/images/create', { query: { fromImage, tag: parsed.digest ?? parsed.tag ?? 'latest' }, headers }).catch((err: unknown) => {
       if (err instanceof EngineError) {
         throw new UserError(`pulling ${ref} through the docker engine failed: ${err.engineMessage}`, {
-          hint: err.status === 404 ? 'check the image name and tag' : /unauthorized|denied|authentication/i.test(err.engineMessage) ? 'check the pod\'s imagePullSecrets' : 'check that the registry is reachable from the node',
+          hint: err.status === 404 ? 'check the image name and tag' : /unauthorized|denied|authentication|credentials/i.test(err.engineMessage) ? 'check the pod\'s imagePullSecrets' : 'check that the registry is reachable from the node',
         });
       }
       throw err;
@@ -521,7 +521,7 @@ export class DockerRuntime implements ContainerRuntime {
     for await (const msg of jsonLines<{ error?: string; errorDetail?: { message?: string } }>(res)) {
       if (msg.error) {
         throw new UserError(`pulling ${ref} through the docker engine failed: ${msg.errorDetail?.message ?? msg.error}`, {
-          hint: /unauthorized|denied|authentication/i.test(msg.error) ? 'check the pod\'s imagePullSecrets' : 'check the image name and that the registry is reachable from the node',
+          hint: /unauthorized|denied|authentication|credentials/i.test(msg.error) ? 'check the pod\'s imagePullSecrets' : 'check the image name and that the registry is reachable from the node',
         });
       }
     }

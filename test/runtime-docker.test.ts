@@ -122,6 +122,24 @@ T('an image pulled from a local registry; an unknown one fails naming the engine
   assert.match(err!.message, /pulling .*nope:1 through the docker engine failed/);
 });
 
+T('a pull with credentials (imagePullSecrets): refused without, pulled with the keyring\'s', async () => {
+  const secured = await startRegistry(workDir, { kind: 'htpasswd', user: 'puller', password: 's3cret' });
+  try {
+    const layout = path.join(workDir, 'busybox-layout');
+    const ref = `${secured.host}/private/busybox:1`;
+    await skopeoPush(`oci:${layout}:1`, ref, { format: 'v2s2', creds: 'puller:s3cret' });
+    const denied = await runtime().pullImage(ref, {}).then(() => undefined, (e: Error & { hint?: string }) => e);
+    assert.match(String(denied?.message), /pulling .*private\/busybox:1 through the docker engine failed/);
+    assert.match(String(denied?.hint), /imagePullSecrets/, `${denied?.message} / ${denied?.hint}`);
+    const wrong = await runtime().pullImage(ref, { auth: { [secured.host]: { username: 'puller', password: 'nope' } } }).then(() => undefined, (e: Error) => e);
+    assert.ok(wrong, 'a wrong password is refused');
+    await runtime().pullImage(ref, { auth: { [secured.host]: { username: 'puller', password: 's3cret' } } });
+    assert.ok(await runtime().findImage(ref));
+  } finally {
+    await secured.stop();
+  }
+});
+
 T('a multi-container pod: Running with a pod IP, localhost shared, logs, exec with exit code', async () => {
   const uuid = await runPod(pod('web', [
     { name: 'srv', image: IMAGE, command: ['busybox', 'nc', '-ll', '-p', '8080', '-e', 'echo', 'hi-from-srv'] },
