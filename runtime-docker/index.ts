@@ -40,6 +40,7 @@ export async function openDockerRuntime(opts: DockerRuntimeOpenOptions): Promise
   const rt = new DockerRuntime(engine, version, { dir: dockerDirs(opts.dataDir).root, network: opts.network, clusterDns: opts.clusterDns });
   await rt.loadEnded();
   void rt.watchEvents();
+  await rt.advanceAll();
   return rt;
 }
 

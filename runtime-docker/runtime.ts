@@ -38,6 +38,8 @@ export const LABEL = {
   container: 'io.kubernetes.container.name',
   type: 'io.kubernetes.docker.type',
   index: 'io.stevedore.container.index',
+  /** 'true' on init containers (run one by one to completion before the apps start). */
+  init: 'io.stevedore.container.init',
   /** The image as the pod spec names it (the engine's Config.Image is the name it resolved: localhost/NAME for a local image). */
   image: 'io.stevedore.container.image',
   podLabels: 'io.stevedore.pod.labels',
@@ -66,7 +68,7 @@ interface ContainerState { Status: string; Running: boolean; Restarting: boolean
 interface ContainerInspect {
   Id: string; Name: string; Image: string; RestartCount: number; Created: string; State: ContainerState;
   Config: { Image: string; Labels: Record<string, string>; Tty?: boolean; User?: string };
-  HostConfig: { NetworkMode?: string };
+  HostConfig: { NetworkMode?: string; RestartPolicy?: { Name: string } };
 }
 
 interface EngineStats {
@@ -104,6 +106,10 @@ export class DockerRuntime implements ContainerRuntime {
   /** Pods runPod is making: gc leaves their directory alone (their infra may not exist yet). */
   private readonly starting = new Set<string>();
   private pauseImageReady = false;
+  /** Pods being stopped or removed: advance() starts nothing in them. */
+  private readonly stopping = new Set<string>();
+  /** One advance() per pod at a time; a request meanwhile runs it once more after. */
+  private readonly advancing = new Map<string, boolean>();
 
   constructor(private readonly engine: EngineClient, readonly version: string, private readonly opts: DockerRuntimeOptions) {}
 
@@ -131,9 +137,11 @@ export class DockerRuntime implements ContainerRuntime {
       // The bind mounts' sources must exist when the apps are created; the files get their content once the pod has its IPs.
       await this.writeEtcFiles(uuid, pod, []);
       const volumes = await this.prepareVolumes(uuid, pod);
-      const create = (ips: string[]) => Promise.allSettled(pod.spec.containers.map((c, index) => this.createApp(uuid, pod, c, index, infraId, ips, volumes)));
-      // Apps whose env does not name the pod IP are created while the infra starts and joins the network.
-      const needsIPs = pod.spec.containers.some((c) => (c.env ?? []).some((e) => ['status.podIP', 'status.podIPs'].includes(e.valueFrom?.fieldRef?.fieldPath ?? '')));
+      const inits = pod.spec.initContainers ?? [];
+      const all = [...inits.map((c, index) => ({ c, index, init: true })), ...pod.spec.containers.map((c, index) => ({ c, index, init: false }))];
+      const create = (ips: string[]) => Promise.allSettled(all.map(({ c, index, init }) => this.createApp(uuid, pod, c, index, infraId, ips, volumes, init)));
+      // Containers whose env does not name the pod IP are created while the infra starts and joins the network.
+      const needsIPs = all.some(({ c }) => (c.env ?? []).some((e) => ['status.podIP', 'status.podIPs'].includes(e.valueFrom?.fieldRef?.fieldPath ?? '')));
       if (!needsIPs) creations = create([]);
       await this.engine.call('POST', `/containers/${infraId}/start`);
       let ips: string[] = [];
@@ -147,8 +155,11 @@ export class DockerRuntime implements ContainerRuntime {
       const created = await creations;
       const failed = created.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
+      const ids = created.map((r) => (r as PromiseFulfilledResult<string>).value);
+      // With init containers, the first starts now and each exit 0 starts the next (advance), then the apps.
+      if (inits.length) await this.engine.call('POST', `/containers/${ids[0]}/start`);
       // Started in the spec's order, as the kubelet starts them.
-      for (const r of created) await this.engine.call('POST', `/containers/${(r as PromiseFulfilledResult<string>).value}/start`);
+      else for (const id of ids) await this.engine.call('POST', `/containers/${id}/start`);
     } catch (err) {
       await creations?.catch(() => undefined);
       await this.removePod(uuid).catch(() => undefined);
@@ -163,7 +174,7 @@ export class DockerRuntime implements ContainerRuntime {
   /** Fail closed on what this runtime does not do yet. */
   private refuseUnsupported(pod: Pod): void {
     const refused: string[] = [];
-    if (pod.spec.initContainers?.length) refused.push('spec.initContainers');
+    pod.spec.initContainers?.forEach((c, i) => { if (c.restartPolicy === 'Always') refused.push(`spec.initContainers[${i}].restartPolicy: Always (sidecar containers)`); });
     for (const v of pod.spec.volumes ?? []) {
       const sources = Object.keys(v).filter((k) => k !== 'name');
       if (v.emptyDir?.medium === 'Memory') refused.push(`spec.volumes[${v.name}].emptyDir.medium: Memory`);
@@ -209,8 +220,8 @@ export class DockerRuntime implements ContainerRuntime {
     return created.Id;
   }
 
-  private async createApp(uuid: string, pod: Pod, c: ContainerSpec, index: number, infraId: string, ips: string[], volumes: Map<string, string>): Promise<string> {
-    const body = await this.containerBody(uuid, pod, c, index, infraId, ips, volumes);
+  private async createApp(uuid: string, pod: Pod, c: ContainerSpec, index: number, infraId: string, ips: string[], volumes: Map<string, string>, init: boolean): Promise<string> {
+    const body = await this.containerBody(uuid, pod, c, index, infraId, ips, volumes, init);
     const created = await this.engine.call<{ Id: string }>('POST', '/containers/create', { query: { name: containerName(pod, c.name, uuid) }, body }).catch((err: unknown) => {
       if (err instanceof EngineError && err.status === 404 && /no such image/i.test(err.engineMessage)) {
         throw new ImageNotFound(c.image, c.name, 'the agent pulls it per imagePullPolicy; `docker images` on the node lists what the engine holds');
@@ -259,8 +270,10 @@ export class DockerRuntime implements ContainerRuntime {
     return out;
   }
 
-  private async containerBody(uuid: string, pod: Pod, c: ContainerSpec, index: number, infraId: string, ips: string[], volumes: Map<string, string>): Promise<Record<string, unknown>> {
-    const field = `spec.containers[${index}]`;
+  private async containerBody(uuid: string, pod: Pod, c: ContainerSpec, index: number, infraId: string, ips: string[], volumes: Map<string, string>, init: boolean): Promise<Record<string, unknown>> {
+    const field = `spec.${init ? 'initContainers' : 'containers'}[${index}]`;
+    // Init containers run to completion: retried on failure unless the pod never restarts (the kubelet's rule).
+    const restart = init ? ((pod.spec.restartPolicy ?? 'Always') === 'Never' ? 'no' : 'on-failure') : RESTART[pod.spec.restartPolicy ?? 'Always'];
     const env = containerEnv(c, ips);
     const { command, args } = expandedCommand(c, env);
     const psc = pod.spec.securityContext ?? {};
@@ -299,14 +312,14 @@ export class DockerRuntime implements ContainerRuntime {
       ...(c.workingDir ? { WorkingDir: c.workingDir } : {}),
       ...(runAsUser !== undefined ? { User: runAsGroup !== undefined ? `${runAsUser}:${runAsGroup}` : String(runAsUser) } : {}),
       Tty: c.tty === true, OpenStdin: c.stdin === true, StdinOnce: c.stdinOnce === true, AttachStdin: false,
-      Labels: { ...this.baseLabels(uuid, pod, c.name), [LABEL.type]: 'container', [LABEL.index]: String(index), [LABEL.image]: c.image },
+      Labels: { ...this.baseLabels(uuid, pod, c.name), [LABEL.type]: 'container', [LABEL.index]: String(index), [LABEL.image]: c.image, ...(init ? { [LABEL.init]: 'true' } : {}) },
       StopTimeout: pod.spec.terminationGracePeriodSeconds ?? 30,
       HostConfig: {
         NetworkMode: `container:${infraId}`,
         IpcMode: `container:${infraId}`,
         ...(hostPid ? { PidMode: 'host' } : {}),
         Mounts: mounts,
-        RestartPolicy: { Name: RESTART[pod.spec.restartPolicy ?? 'Always'] },
+        RestartPolicy: { Name: restart },
         ...(memory !== undefined ? { Memory: memory, MemorySwap: memory } : {}),
         ...(cpu !== undefined ? { NanoCpus: cpu * 1_000_000 } : {}),
         ...(cpuShares !== undefined ? { CpuShares: cpuShares } : {}),
@@ -363,8 +376,9 @@ export class DockerRuntime implements ContainerRuntime {
 
   private async podStatus(uuid: string, details: ContainerInspect[]): Promise<PodStatus | undefined> {
     const infra = details.find((d) => d.Config.Labels[LABEL.type] === 'podsandbox');
-    const apps = details.filter((d) => d.Config.Labels[LABEL.type] === 'container')
-      .sort((a, b) => Number(a.Config.Labels[LABEL.index]) - Number(b.Config.Labels[LABEL.index]));
+    const order = (d: ContainerInspect) => (d.Config.Labels[LABEL.init] === 'true' ? 0 : 1_000_000) + Number(d.Config.Labels[LABEL.index]);
+    const apps = details.filter((d) => d.Config.Labels[LABEL.type] === 'container').sort((a, b) => order(a) - order(b));
+    const initializing = apps.some((d) => d.Config.Labels[LABEL.init] === 'true' && !(d.State.Status === 'exited' && d.State.ExitCode === 0));
     const any = infra ?? apps[0];
     if (!any) return undefined;
     const labels = any.Config.Labels;
@@ -379,11 +393,11 @@ export class DockerRuntime implements ContainerRuntime {
       labels: parse(infra?.Config.Labels[LABEL.podLabels]), annotations: parse(infra?.Config.Labels[LABEL.podAnnotations]),
       createdAt: timeOf(any.Created), startedAt: timeOf(infra?.State.StartedAt),
       ...(ips.length ? { podIPs: ips, networks: [{ name: 'pod', ifName: 'eth0', ips }] } : {}),
-      apps: apps.map((d) => this.appStatus(d)),
+      apps: apps.map((d) => this.appStatus(d, initializing)),
     };
   }
 
-  private appStatus(d: ContainerInspect): AppStatus {
+  private appStatus(d: ContainerInspect, initializing = false): AppStatus {
     const s = d.State;
     const name = d.Config.Labels[LABEL.container]!;
     const base = { name, image: { id: d.Image, name: d.Config.Labels[LABEL.image] ?? d.Config.Image }, unit: d.Name.replace(/^\//, ''), restartCount: d.RestartCount };
@@ -398,7 +412,7 @@ export class DockerRuntime implements ContainerRuntime {
       // Between two runs: the engine waits (its back-off) before starting the next.
       return { ...base, state: 'waiting', reason: 'CrashLoopBackOff', ...(lastRun ? { lastTermination: lastRun } : {}) };
     }
-    if (s.Status === 'created') return { ...base, state: 'waiting', reason: 'ContainerCreating' };
+    if (s.Status === 'created') return { ...base, state: 'waiting', reason: initializing && d.Config.Labels[LABEL.init] !== 'true' ? 'PodInitializing' : 'ContainerCreating' };
     if (lastRun) {
       return { ...base, state: 'exited', reason: lastRun.reason, exitCode: lastRun.exitCode, startedAt: timeOf(s.StartedAt), finishedAt: lastRun.finishedAt, ...(previous ? { lastTermination: previous } : {}) };
     }
@@ -406,6 +420,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   private willRestart(d: ContainerInspect): boolean {
+    if (d.Config.Labels[LABEL.init] === 'true') return d.State.ExitCode !== 0 && d.HostConfig.RestartPolicy?.Name === 'on-failure';
     const policy = d.Config.Labels[LABEL.restartPolicy];
     return policy === 'Always' || (policy === 'OnFailure' && d.State.ExitCode !== 0);
   }
@@ -417,6 +432,8 @@ export class DockerRuntime implements ContainerRuntime {
     if (!containers.length) throw new PodNotFound(id);
     const infra = containers.find((c) => c.Labels[LABEL.type] === 'podsandbox');
     const grace = gracePeriodSeconds ?? Number(infra?.Labels[LABEL.grace] ?? 30);
+    // No init container's exit may start the next container of a pod being stopped.
+    this.stopping.add(id);
     // The engine sends the image's stop signal (SIGTERM), then SIGKILL after t seconds; stopping also ends its restart policy.
     await Promise.all(containers.filter((c) => c !== infra).map((c) => this.stopContainer(c.Id, grace)));
     if (infra) {
@@ -443,6 +460,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async removePod(id: string): Promise<void> {
+    this.stopping.add(id);
     const containers = await this.ourContainers(id);
     const infra = containers.find((c) => c.Labels[LABEL.type] === 'podsandbox');
     await this.detach(id, infra?.Id);
@@ -450,6 +468,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (infra) await this.removeContainer(infra.Id);
     for (const c of containers) this.ended.delete(c.Id);
     await fs.rm(this.podDir(id), { recursive: true, force: true });
+    this.stopping.delete(id);
     if (containers.length) this.changed();
   }
 
@@ -782,6 +801,7 @@ export class DockerRuntime implements ContainerRuntime {
         const res = await this.engine.stream('GET', '/events', { query: { filters }, signal: this.events.signal });
         for await (const ev of jsonLines<{ Action: string; Actor: { ID: string; Attributes: Record<string, string> } }>(res)) {
           if (ev.Action === 'die') await this.recordEnd(ev.Actor.ID);
+          if (ev.Action === 'die' && ev.Actor.Attributes[LABEL.init] === 'true') void this.advance(ev.Actor.Attributes[LABEL.podUuid]!);
           this.changed();
         }
       } catch {
@@ -789,6 +809,51 @@ export class DockerRuntime implements ContainerRuntime {
       }
       if (!this.events.signal.aborted) await sleep(1000).catch(() => undefined);
     }
+  }
+
+  /**
+   * Init containers, one by one: the first not yet completed is started if
+   * it never ran; once all exited 0, the apps that never ran start in the
+   * spec's order. Called on every init container's exit and when the runtime
+   * opens (an agent that died half way through a pod's inits).
+   */
+  async advance(uuid: string): Promise<void> {
+    if (this.advancing.has(uuid)) {
+      this.advancing.set(uuid, true);
+      return;
+    }
+    this.advancing.set(uuid, false);
+    try {
+      do {
+        this.advancing.set(uuid, false);
+        await this.advanceOnce(uuid).catch(() => undefined);
+      } while (this.advancing.get(uuid));
+    } finally {
+      this.advancing.delete(uuid);
+    }
+  }
+
+  private async advanceOnce(uuid: string): Promise<void> {
+    if (this.stopping.has(uuid)) return;
+    const details = await Promise.all((await this.ourContainers(uuid)).map((c) => this.inspect(c.Id)));
+    const infra = details.find((d) => d.Config.Labels[LABEL.type] === 'podsandbox');
+    if (!infra?.State.Running) return;
+    const byIndex = (a: ContainerInspect, b: ContainerInspect) => Number(a.Config.Labels[LABEL.index]) - Number(b.Config.Labels[LABEL.index]);
+    const inits = details.filter((d) => d.Config.Labels[LABEL.init] === 'true').sort(byIndex);
+    for (const init of inits) {
+      if (init.State.Status === 'exited' && init.State.ExitCode === 0) continue;
+      if (init.State.Status === 'created') await this.engine.call('POST', `/containers/${init.Id}/start`);
+      return;
+    }
+    const apps = details.filter((d) => d.Config.Labels[LABEL.type] === 'container' && d.Config.Labels[LABEL.init] !== 'true').sort(byIndex);
+    for (const app of apps) if (app.State.Status === 'created' && !this.stopping.has(uuid)) await this.engine.call('POST', `/containers/${app.Id}/start`);
+    this.changed();
+  }
+
+  /** Pods with containers that never started (init containers half way): advance each. */
+  async advanceAll(): Promise<void> {
+    const waiting = new Set((await this.ourContainers()).filter((c) => c.State === 'created' && c.Labels[LABEL.type] === 'container').map((c) => c.Labels[LABEL.podUuid]!));
+    for (const uuid of waiting) await this.advance(uuid);
   }
 
   /** Keep a finished run (the engine forgets it at the next start), for lastState and logs --previous. */

@@ -73,6 +73,26 @@ spec:
   assert.not.match(left.stdout, /_crash_/);
 });
 
+T('a pod with an init container: Initialized, then Running', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: with-init}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: w, emptyDir: {}}]
+  initContainers:
+  - {name: prepare, image: busybox, command: [sh, -c, 'echo prepared > /w/state'], volumeMounts: [{name: w, mountPath: /w}]}
+  containers:
+  - {name: app, image: busybox, command: [sh, -c, 'cat /w/state; sleep 3600'], volumeMounts: [{name: w, mountPath: /w}]}
+`);
+  await running(c, 'with-init');
+  const init = JSON.parse(await c.k(['get', 'pod', 'with-init', '-o', 'jsonpath={.status.initContainerStatuses[0].state}'])) as { terminated?: { exitCode: number; reason: string } };
+  assert.equal([init.terminated?.exitCode, init.terminated?.reason], [0, 'Completed']);
+  assert.is((await c.k(['logs', 'with-init', '-c', 'app'])).trim(), 'prepared');
+  await c.k(['delete', 'pod', 'with-init', '--wait=true', '--timeout=60s']);
+});
+
 T('the agent killed with SIGKILL re-adopts the pod without restarting it', async () => {
   const c = getCluster();
   const before = await running(c, 'demo');

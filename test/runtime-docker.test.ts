@@ -273,6 +273,42 @@ T('exit codes, OOMKilled and restart policies from the engine\'s state', async (
   await runtime().removePod(onFailure);
 });
 
+T('init containers run one by one to completion before the apps; a failed one (Never) keeps them from starting', async () => {
+  const uuid = await runPod(pod('inits', [
+    { name: 'app', image: IMAGE, command: ['sh', '-c', 'cat /work/log; sleep 3600'], volumeMounts: [{ name: 'work', mountPath: '/work' }] },
+  ], {
+    volumes: [{ name: 'work', emptyDir: {} }],
+    initContainers: [
+      { name: 'first', image: IMAGE, command: ['sh', '-c', 'sleep 0.3; echo first >> /work/log'], volumeMounts: [{ name: 'work', mountPath: '/work' }] },
+      { name: 'second', image: IMAGE, command: ['sh', '-c', 'echo second >> /work/log'], volumeMounts: [{ name: 'work', mountPath: '/work' }] },
+    ],
+  }));
+  const early = await statusOf(uuid);
+  assert.is(early?.apps.find((a) => a.name === 'app')?.reason, 'PodInitializing');
+  const st = await eventually('the app running', async () => {
+    const s = await statusOf(uuid);
+    return s?.apps.find((a) => a.name === 'app')?.state === 'running' ? s : undefined;
+  });
+  assert.equal(st.apps.map((a) => [a.name, a.state, a.exitCode]), [['first', 'exited', 0], ['second', 'exited', 0], ['app', 'running', undefined]]);
+  assert.equal(await eventually('the app\'s log', async () => {
+    const l = await collect(runtime().logs({ podUuid: uuid, container: 'app' }));
+    return l.length === 2 ? l : undefined;
+  }), ['app: first', 'app: second']);
+  await runtime().removePod(uuid);
+
+  const failed = await runPod(pod('initfail', [{ name: 'app', image: IMAGE, command: ['sleep', '3600'] }], {
+    restartPolicy: 'Never', initContainers: [{ name: 'broken', image: IMAGE, command: ['sh', '-c', 'exit 2'] }],
+  }));
+  const f = await eventually('the init failed', async () => {
+    const s = await statusOf(failed);
+    return s?.apps.find((a) => a.name === 'broken')?.state === 'exited' ? s : undefined;
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(f.apps.find((a) => a.name === 'broken')?.exitCode, 2);
+  assert.is((await statusOf(failed))?.apps.find((a) => a.name === 'app')?.state, 'waiting');
+  await runtime().removePod(failed);
+});
+
 T('killContainer: the restart policy brings it back; bad input is refused', async () => {
   const uuid = await runPod(pod('always', [{ name: 'loop', image: IMAGE, command: ['sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done'] }]));
   await eventually('running', async () => (await statusOf(uuid))?.apps[0]?.state === 'running');
@@ -283,8 +319,8 @@ T('killContainer: the restart policy brings it back; bad input is refused', asyn
   });
   assert.is(again.restartCount, 1);
   await runtime().removePod(uuid);
-  const refused = await runtime().runPod(pod('bad', [{ name: 'x', image: IMAGE }], { initContainers: [{ name: 'i', image: IMAGE }] }), {}).then(() => undefined, (e: Error) => e);
-  assert.match(String(refused?.message), /does not implement spec\.initContainers/);
+  const refused = await runtime().runPod(pod('bad', [{ name: 'x', image: IMAGE }], { initContainers: [{ name: 'i', image: IMAGE, restartPolicy: 'Always' }] }), {}).then(() => undefined, (e: Error) => e);
+  assert.match(String(refused?.message), /does not implement spec\.initContainers\[0\]\.restartPolicy: Always/);
   const handler = await runtime().runPod(pod('bad2', [{ name: 'x', image: IMAGE }]), { handler: 'kvm' }).then(() => undefined, (e: Error) => e);
   assert.instance(handler, HandlerNotOffered);
   const noImage = await runtime().runPod(pod('bad3', [{ name: 'x', image: `${registry!.host}/test/absent:1` }]), {}).then(() => undefined, (e: Error) => e);
