@@ -166,6 +166,8 @@ function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A child that exits before reading its stdin (EPIPE) must not crash the benchmark: its exit code says what happened.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.stdin ?? '');
   });
 }
