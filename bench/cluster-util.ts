@@ -9,6 +9,7 @@ import { nowMs } from './stats.js';
 
 // One copy of these, shared with the tests' cluster helper.
 export { freePort, run, type Run } from '../test/helpers/cluster.js';
+import { freePort as port, run as runCmd, type Run } from '../test/helpers/cluster.js';
 
 
 /** TLS material to call a node API as the control plane does (its kubelet-client certificate, the cluster CA). */
@@ -284,4 +285,51 @@ export function summarizeProfile(profile: CpuProfile, windowS: number, tailS: nu
   }
   const top = (m: Map<string, number>, n: number) => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, n);
   return { windowS, sampledMs: sampled, busyMs: busy, byModule: top(mods, 14), byFunction: top(self, 16), inclusive: top(incl, interesting.length) };
+}
+
+/** A one-node `stevedore up` cluster of a benchmark's own (its data dir under /var/tmp, its own sandbox and ports). */
+export interface BenchCluster {
+  dataDir: string;
+  sandbox: string;
+  api: Api;
+  controlPlanePid: number;
+  kubectl(args: string[], input?: string): Promise<Run>;
+  /** kubectl that must succeed; its stdout. */
+  must(args: string[], input?: string): Promise<string>;
+  /** A command inside the node sandbox. */
+  onNode(argv: string[]): Promise<Run>;
+  down(): Promise<void>;
+}
+
+export async function upBenchCluster(prefix: string, log: (msg: string) => void): Promise<BenchCluster> {
+  const path = await import('node:path');
+  const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+  const cli = path.join(repo, 'bin', 'stevedore.js');
+  const dataDir = await fs.mkdtemp(`/var/tmp/stevedore-bench-${prefix}-`);
+  const sandbox = `bench-${prefix}-${process.pid}`;
+  const kubeconfig = path.join(dataDir, 'kubeconfig');
+  const kubectl = (a: string[], input?: string) => runCmd('kubectl', a, { KUBECONFIG: kubeconfig }, input);
+  const down = async () => {
+    log('stevedore down');
+    const r = await runCmd(process.execPath, [cli, 'down', '--data-dir', dataDir]);
+    if (r.code !== 0) log(`warning: down failed: ${r.stderr}`);
+    await fs.rm(dataDir, { recursive: true, force: true });
+  };
+  log(`stevedore up (sandbox ${sandbox})`);
+  const up = await runCmd(process.execPath, [cli, 'up', '--data-dir', dataDir, '--port', String(await port()), '--node-api-port', String(await port()), '--node-name', 'bench-node', '--sandbox-name', sandbox]);
+  if (up.code !== 0) {
+    await down();
+    throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);
+  }
+  const must = async (a: string[], input?: string) => {
+    const r = await kubectl(a, input);
+    if (r.code !== 0) throw new Error(`kubectl ${a.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  return {
+    dataDir, sandbox, kubectl, must, down,
+    api: await apiFromKubeconfig(kubeconfig),
+    controlPlanePid: (JSON.parse(await fs.readFile(path.join(dataDir, 'up.json'), 'utf8')) as { controlPlanePid: number }).controlPlanePid,
+    onNode: (argv) => runCmd(process.execPath, [cli, 'sandbox', 'exec', '--name', sandbox, '--', ...argv]),
+  };
 }

@@ -7,15 +7,13 @@
  *
  *   bash bench/run.sh --deployment [--pods 100] [--update-results bench/RESULTS.md]
  */
-import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiFromKubeconfig, apiGet, cpuPercent, freePort, readProc, run, type Api, type ProcSample, type Run } from './cluster-util.js';
+import { apiGet, cpuPercent, readProc, run, upBenchCluster, type Api, type ProcSample } from './cluster-util.js';
 import { eachFlag, nowMs, replaceResultsSection, sleep } from './stats.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI = path.join(REPO, 'bin', 'stevedore.js');
 const BEGIN = '<!-- bench:deployment:begin -->';
 const END = '<!-- bench:deployment:end -->';
 
@@ -84,27 +82,13 @@ spec:
 `;
 
 async function main(): Promise<void> {
-  const dataDir = await fs.mkdtemp('/var/tmp/stevedore-bench-deployment-');
-  const port = await freePort();
-  const nodePort = await freePort();
-  const sandbox = `bench-deploy-${process.pid}`;
-  const kubeconfig = path.join(dataDir, 'kubeconfig');
-  const kubectl = (a: string[], input?: string): Promise<Run> => run('kubectl', a, { KUBECONFIG: kubeconfig }, input);
-  const must = async (a: string[], input?: string) => {
-    const r = await kubectl(a, input);
-    if (r.code !== 0) throw new Error(`kubectl ${a.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
   const clkTck = Number((await run('getconf', ['CLK_TCK'])).stdout.trim()) || 100;
   const git = (await run('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'])).stdout.trim();
   const startLoad = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const phases: Phase[] = [];
+  const cluster = await upBenchCluster('deployment', log);
+  const { api, must, controlPlanePid: cpPid } = cluster;
   try {
-    log(`stevedore up (sandbox ${sandbox})`);
-    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--node-name', 'bench-node', '--sandbox-name', sandbox]);
-    if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);
-    const cpPid = (JSON.parse(await fs.readFile(path.join(dataDir, 'up.json'), 'utf8')) as { controlPlanePid: number }).controlPlanePid;
-    const api = await apiFromKubeconfig(kubeconfig);
     await must(['delete', 'pod', 'demo', '--grace-period=1', '--wait=true', '--timeout=120s']);
     const n = args.pods;
     const names = Array.from({ length: n }, (_, i) => `bench-pod-${i}`);
@@ -132,10 +116,7 @@ async function main(): Promise<void> {
     await must(['scale', 'deployment', 'bench', '--replicas=0']);
     await waitGone(api, 'app=bench');
   } finally {
-    log('stevedore down');
-    const down = await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
-    if (down.code !== 0) log(`warning: down failed: ${down.stderr}`);
-    await fs.rm(dataDir, { recursive: true, force: true });
+    await cluster.down();
   }
   const peer = phases[0]!;
   const deployment = phases[2]!;
