@@ -29,13 +29,14 @@ const IMAGE = 'localhost/busybox:latest';
 const POD_COMMAND = ['sh', '-c', 'echo ready; sleep 30'];
 const LINE_TIMEOUT_MS = 15_000;
 
-type Variant = 'bare' | 'fly-inproc' | 'ns-inproc' | 'fly-cli' | 'ns-cli' | 'docker';
+type Variant = 'bare' | 'fly-inproc' | 'ns-inproc' | 'fly-cli' | 'ns-cli' | 'docker-rt' | 'docker';
 const LABELS: Record<Variant, string> = {
   bare: 'bare unit (floor)',
   'fly-inproc': 'fly in-process',
   'ns-inproc': 'namespaces in-process',
   'fly-cli': 'fly CLI',
   'ns-cli': 'namespaces CLI',
+  'docker-rt': 'runtime-docker in-process (same engine)',
   docker: 'docker run',
 };
 
@@ -165,6 +166,8 @@ function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; stdin
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A child that exits before reading its stdin (EPIPE) must not crash the benchmark: its exit code says what happened.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.stdin ?? '');
   });
 }
@@ -207,18 +210,46 @@ async function inner(args: Args): Promise<void> {
   await Promise.race([follower.ready, sleep(10_000).then(() => { throw new Error('journal follower saw nothing within 10 s'); })]);
 
   const variants: Variant[] = ['bare', 'fly-inproc', 'ns-inproc', 'fly-cli', 'ns-cli'];
-  if (dockerEnv) variants.push('docker');
+  if (dockerEnv) variants.push('docker-rt', 'docker');
+  // Our docker runtime on the same engine as `docker run` (no pod network on either: --network none there).
+  const dockerRt = args.dockerHost
+    ? await (await import(new URL('runtime-docker/index.js', DIST).href) as typeof import('../runtime-docker/index.js')).openDockerRuntime({ dataDir: path.join(work, 'docker-rt'), dockerEndpoint: args.dockerHost })
+    : undefined;
   const samples: Sample[] = [];
   const rounds = args.warmup + args.samples;
 
   async function one(variant: Variant, round: number): Promise<Sample> {
     const key = `s${round}-${variant}`;
-    const lineP = variant === 'docker' ? undefined : follower.wait(key);
+    const lineP = variant === 'docker' || variant === 'docker-rt' ? undefined : follower.wait(key);
     lineP?.catch(() => undefined);
     let t0 = 0;
     let returnMs: number | undefined;
     let uuid: string | undefined;
     let dockerLine: number | undefined;
+    let seenMs: number | undefined;
+    let dockerRtUuid: string | undefined;
+    if (variant === 'docker-rt') {
+      const pod = validatePod(podSpec(key, namespace), { strict: true });
+      t0 = nowMs();
+      dockerRtUuid = await dockerRt!.runPod(pod, {});
+      returnMs = nowMs() - t0;
+      const stop = new AbortController();
+      const timer = setTimeout(() => stop.abort(), LINE_TIMEOUT_MS);
+      try {
+        for await (const line of dockerRt!.logs({ podUuid: dockerRtUuid, follow: true, signal: stop.signal })) {
+          // The engine's time stamp of the line (when the container wrote it), as journald's for the rkt rows.
+          dockerLine = Number(line.timeUs) / 1000 - t0;
+          seenMs = nowMs() - t0;
+          break;
+        }
+      } finally {
+        clearTimeout(timer);
+        stop.abort();
+        await dockerRt!.removePod(dockerRtUuid);
+      }
+      if (dockerLine === undefined) throw new Error('runtime-docker: no first line');
+      return { variant, round, warmup: round < args.warmup, firstLineMs: dockerLine, seenMs, returnMs };
+    }
     if (variant === 'bare') {
       ({ t0, returnMs } = await bareUnit(key));
     } else if (variant === 'fly-inproc' || variant === 'ns-inproc') {
@@ -272,6 +303,7 @@ async function inner(args: Args): Promise<void> {
   const leftovers = await rt.gc({ exitedGracePeriodMs: 0 });
   if (leftovers.removedPods.length || leftovers.orphanUnits.length) process.stderr.write(`bench: gc cleaned ${JSON.stringify(leftovers)}\n`);
   await rt.close();
+  await dockerRt?.close();
   const result: InnerResult = {
     samples,
     method: 'one `journalctl --follow --output=json` started before the first sample (matching this run\'s STEVEDORE_POD_NAMESPACE / STEVEDORE_BENCH_RUN); first line time = the entry\'s __REALTIME_TIMESTAMP (when journald received it) minus t0',
@@ -442,6 +474,11 @@ function report(result: InnerResult, args: Args, machine: Record<string, string>
   }
   const ns = sum['ns-inproc'];
   const nsCli = sum['ns-cli'];
+  const dockerRt = sum['docker-rt'];
+  if (dockerRt && docker) {
+    lines.push('');
+    lines.push(`goal (issue 18): runtime-docker adds < 20% to docker run's median — ${dockerRt.median < docker.median * 1.2 ? 'MET' : 'MISSED'} (${fmtMs(dockerRt.median)} ms vs ${fmtMs(docker.median)} ms); rkt/namespaces ≥ 3x faster than docker run — ${ns && ns.median * 3 <= docker.median ? 'MET' : 'MISSED'} (${fmtMs(ns?.median)} ms)`);
+  }
   lines.push('');
   lines.push(`goal (issue 2): namespaces p99 < 150 ms — in-process ${ns ? (ns.p99 < 150 ? 'MET' : 'MISSED') : '?'} (${fmtMs(ns?.p99)} ms), CLI ${nsCli ? (nsCli.p99 < 150 ? 'MET' : 'MISSED') : '?'} (${fmtMs(nsCli?.p99)} ms)`);
   return lines.join('\n');

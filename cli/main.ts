@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as fs from 'node:fs/promises';
-import { UserError } from '../common/errors.js';
+import { InvalidInput, UserError } from '../common/errors.js';
 import { age, humanBytes, parseDuration, table } from '../common/format.js';
 import type { RktRuntime } from '../runtime-rkt/runtime.js';
 import type { ImageStore } from '../runtime-rkt/image/store.js';
@@ -88,6 +88,7 @@ registerSandboxCommands(program);
 /** The runtimes the agent can drive (--container-runtime), each loaded only when chosen. */
 const CONTAINER_RUNTIMES = {
   rkt: async (opts: RuntimeOpenOptions) => (await import('../runtime-rkt/container-runtime.js')).openRktRuntime(opts),
+  docker: async (opts: RuntimeOpenOptions) => (await import('../runtime-docker/index.js')).openDockerRuntime(opts),
 };
 registerAgentCommands(program, () => {
   const g = program.opts<GlobalOptions>();
@@ -111,12 +112,14 @@ program.command('up')
   .option('--service-cidr <cidr>', 'where Services\' cluster IPs come from (must not overlap --pod-cidr); its tenth address is the cluster DNS', '10.96.0.0/16')
   .option('--dns-port <port>', 'port of the node\'s cluster DNS server (pods reach it at the cluster DNS address, port 53)', '10053')
   .option('--stage1-policy <file>', 'the node\'s stage1 and host-access policy (YAML; see agent/README.md); default: one that opens fly, hostNetwork, hostPID, hostIPC and privileged to kube-system only')
-  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string }) => {
+  .option('--container-runtime <name>', 'the node\'s runtime: rkt (systemd units) or docker (a Docker Engine the node starts)', 'rkt')
+  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; containerRuntime: string }) => {
+    if (opts.containerRuntime !== 'rkt' && opts.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${opts.containerRuntime}: choose rkt or docker`);
     const { up, defaultNodeName } = await import('./up.js');
     await up({
       dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), apiServicePort: opts.apiServicePort ? Number(opts.apiServicePort) : undefined, nodeName: opts.nodeName ?? defaultNodeName(),
       stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName, podCidr: opts.podCidr, bridge: opts.bridge, serviceCidr: opts.serviceCidr, dnsPort: Number(opts.dnsPort),
-      stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined,
+      stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined, containerRuntime: opts.containerRuntime as 'rkt' | 'docker',
     });
   });
 program.command('down')

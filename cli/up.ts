@@ -18,10 +18,10 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string; dnsPort?: number }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string; dnsPort?: number; containerRuntime?: 'rkt' | 'docker' }
 
 /** proxyTable: the node's service proxy table (nftables), which `down` deletes. */
-interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string }
+interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string; containerRuntime?: 'rkt' | 'docker' }
 
 /** One table per local cluster: two clusters on one host (tests) each own theirs. */
 export const proxyTableFor = (bridge: string) => (bridge === 'stevedore0' ? 'stevedore-proxy' : `stevedore-proxy-${bridge}`);
@@ -157,7 +157,8 @@ export async function up(opts: UpOptions): Promise<void> {
   closeSync(logFd);
   cp.unref();
   const proxyTable = proxyTableFor(opts.bridge);
-  const state: UpState = { controlPlanePid: cp.pid!, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable };
+  const containerRuntime = opts.containerRuntime ?? 'rkt';
+  const state: UpState = { controlPlanePid: cp.pid!, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime };
   await atomicWriteJson(p.state, state);
   const url = `https://127.0.0.1:${opts.port}`;
   await waitFor('the control plane', 60_000, async () => {
@@ -197,7 +198,7 @@ export async function up(opts: UpOptions): Promise<void> {
   }
   await onNode(sandbox, stevedore('--dir', p.node, 'image', 'import-demo'));
   await onNode(sandbox, stevedore('--dir', p.node, 'agent', 'install', '--now', '--kubeconfig', p.nodeKubeconfig, '--node-name', opts.nodeName,
-    '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-ip', nodeIP,
+    '--container-runtime', containerRuntime, '--rkt-stage1-image', opts.stage1, '--pod-cidr', opts.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-ip', nodeIP,
     '--tls-cert-file', nodeFiles.servingCert, '--tls-private-key-file', nodeFiles.servingKey, '--client-ca-file', nodeFiles.caCert, '--config-path', p.agentConfig,
     '--stage1-policy', stage1Policy, '--proxy-table', proxyTable, '--cluster-cidr', opts.podCidr,
     '--cluster-dns', dnsIp, '--cluster-domain', 'cluster.local', '--cluster-dns-port', String(opts.dnsPort ?? 10053)));
@@ -209,6 +210,13 @@ export async function up(opts: UpOptions): Promise<void> {
     return code === 200 && ready?.status === 'True' ? true : undefined;
   }, sandbox ? `see \`stevedore sandbox exec --name ${sandbox} -- journalctl -u stevedore-agent\`` : 'see `journalctl -u stevedore-agent`');
   process.stdout.write(`node ${opts.nodeName} Ready\n`);
+  if (containerRuntime === 'docker') {
+    // The agent started the node's dockerd; the demo image is built here from the node's busybox, never pulled.
+    const { EngineClient, enginePaths, dockerDirs, importDemoImage } = await import('../runtime-docker/index.js');
+    const { busyboxEntries } = await import('../runtime-rkt/image/demo-image.js');
+    await importDemoImage(new EngineClient(enginePaths(dockerDirs(p.node).engine).socket), await busyboxEntries());
+    process.stdout.write('demo image localhost/busybox:latest imported into the node\'s docker engine\n');
+  }
 
   // 3. The demo pod, through the API like any user's.
   const demo = path.join(p.manifests, 'demo-pod.yaml');
@@ -217,7 +225,7 @@ export async function up(opts: UpOptions): Promise<void> {
   const code = await new Promise<number>((resolve) => apply.on('close', (c) => resolve(c ?? 1)));
   if (code !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
   process.stdout.write(`
-Stevedore is up: one node (${opts.nodeName}), runtime rkt, stage1 ${opts.stage1};
+Stevedore is up: one node (${opts.nodeName}), runtime ${containerRuntime}${containerRuntime === 'rkt' ? `, stage1 ${opts.stage1}` : ''};
 stage1 and host-access policy: ${stage1Policy}${opts.stage1Policy ? '' : ' (fly, hostNetwork, hostPID, hostIPC, privileged, hostPath: kube-system only)'};
 the read-only api-service (rkt v1alpha gRPC) listens on the node's ${API_SERVICE_SOCKET}${opts.apiServicePort ? ` and on 127.0.0.1:${opts.apiServicePort}` : ''}.
 
@@ -243,6 +251,12 @@ export async function down(opts: { dataDir: string }): Promise<void> {
     // Stop the agent first (it would restart pods), then remove every pod it ran.
     const quietly = (argv: string[]) => onNode(sandbox, argv).catch((err) => { process.stderr.write(`warning: ${(err as Error).message}\n`); return ''; });
     await quietly(['sh', '-c', 'for u in stevedore-agent.service stevedore-api-service.service; do systemctl disable --now $u; rm -f /etc/systemd/system/$u; done; systemctl daemon-reload']);
+    if (state.containerRuntime === 'docker') {
+      // Every docker pod and the node's dockerd; the engine's mounts live in the node's mount namespace.
+      const { teardownDockerNode } = await import('../runtime-docker/index.js');
+      const bus = sandbox ? (await getSandbox(sandbox))?.busAddress : undefined;
+      await teardownDockerNode({ dataDir: p.node, ...(bus ? { dbusAddress: bus } : {}) }).catch((err) => process.stderr.write(`warning: ${(err as Error).message}\n`));
+    }
     const pods = JSON.parse((await quietly(stevedore('--dir', p.node, 'pod', 'list', '-o', 'json'))) || '[]') as Array<{ uuid: string }>;
     if (pods.length) await quietly(stevedore('--dir', p.node, 'pod', 'rm', '--force', ...pods.map((x) => x.uuid)));
     await quietly(stevedore('--dir', p.node, 'gc', '--grace-period', '0s'));

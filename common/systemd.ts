@@ -164,6 +164,12 @@ export class SystemdClient extends EventEmitter {
     await this.call(MANAGER_PATH, MANAGER, 'SetUnitProperties', 'sba(sv)', [name, runtime, properties]);
   }
 
+  /** Start a loaded unit again (a transient one that stopped but is still loaded, say). */
+  async startUnit(name: string): Promise<string> {
+    const [job] = await this.call(MANAGER_PATH, MANAGER, 'StartUnit', 'ss', [name, 'replace']);
+    return job as string;
+  }
+
   async stopUnit(name: string): Promise<string | undefined> {
     try {
       const [job] = await this.call(MANAGER_PATH, MANAGER, 'StopUnit', 'ss', [name, 'replace']);

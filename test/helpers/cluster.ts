@@ -68,6 +68,8 @@ export interface TestCluster {
 export interface ClusterOptions {
   /** The node's stage1 policy (YAML text), handed to `up --stage1-policy`. */
   stage1Policy?: string;
+  /** `up --container-runtime` (default rkt). */
+  containerRuntime?: 'rkt' | 'docker';
 }
 
 export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => TestCluster {
@@ -80,6 +82,7 @@ export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => 
       await fs.writeFile(file, opts.stage1Policy);
       upArgs.push('--stage1-policy', file);
     }
+    if (opts.containerRuntime) upArgs.push('--container-runtime', opts.containerRuntime);
     const port = await freePort();
     const nodePort = await freePort();
     const apiServicePort = await freePort();
