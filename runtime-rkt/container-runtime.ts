@@ -28,7 +28,7 @@ class RktContainerRuntime implements ContainerRuntime {
     // What VM pods get here: the scheduler and users can tell emulated (tcg) isolation from hardware.
     this.nodeLabels = { 'stevedore.io/kvm-accel': vmAccel };
   }
-  runPod(pod: Pod, opts: { handler?: string }) {
+  async runPod(pod: Pod, opts: { handler?: string }): Promise<string> {
     if (opts.handler !== undefined && !(STAGE1_NAMES as readonly string[]).includes(opts.handler)) throw new HandlerNotOffered(opts.handler, this.name, this.handlers);
     return this.rt.runPod(pod, { stage1: opts.handler as Stage1Name | undefined });
   }
