@@ -17,7 +17,7 @@ import { atomicWrite, atomicWriteJson, readJsonIfExists } from '../common/fsutil
 import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { podHostnameAndDomain, podHostsFile, releaseStaleAttachments } from '../cni/index.js';
 import { checkResolvedEnv, containerEnv, expandedCommand, resolvConfText, type ClusterDnsConfig } from './pod-env.js';
-import { dialInNetns } from './port-forward.js';
+import { dialPodPort } from '../common/netns-dial.js';
 import { lookupCredentials } from '../runtime-api/registry-auth.js';
 import { parseReference } from '../runtime-api/image-reference.js';
 import { HandlerNotOffered, ImageNotFound } from '../runtime-api/errors.js';
@@ -719,7 +719,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async dialPort(podId: string, port: number): Promise<PortConnection> {
-    return dialInNetns(await this.infraNetns(podId), port);
+    return dialPodPort(await this.infraNetns(podId), port);
   }
 
   async runInContainer(podId: string, container: string, command: string[], timeoutMs: number): Promise<{ exitCode: number; output: string; timedOut: boolean }> {

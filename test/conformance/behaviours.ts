@@ -5,6 +5,7 @@
  * NotProvided with the reason; the table lists it, it is never skipped in
  * silence. Later issues add rows here.
  */
+import { eventually } from '../helpers/assert.js';
 import type { ContainerRuntime, Pod, PodStatus } from '../../runtime-api/index.js';
 import { HandlerNotOffered, UserError } from '../../runtime-api/index.js';
 
@@ -34,18 +35,7 @@ function check(ok: unknown, what: string): asserts ok {
   if (!ok) throw new Error(what);
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 45_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) { last = err; }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 45_000): Promise<T> => eventually(what, fn, timeoutMs);
 
 let seq = 0;
 function pod(s: Subject, name: string, containers: Pod['spec']['containers'], spec: Partial<Pod['spec']> = {}): Pod {

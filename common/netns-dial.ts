@@ -1,6 +1,7 @@
 /**
  * A TCP connection to a port of a pod's network namespace (kubectl
- * port-forward), as the kubelet's: to localhost inside the pod's netns. The
+ * port-forward), as the kubelet's: to localhost inside the pod's netns, for
+ * every runtime (rkt's pod netns file, docker's infra container's). The
  * node's own process cannot enter a namespace (Node has no setns), so a small
  * relay entered into it (nsenter --net) connects and copies bytes both ways;
  * a pod on the node's network (fly, hostNetwork) is dialled directly.
@@ -43,10 +44,13 @@ while readers:
                 sys.exit(0)
 `;
 
-import type { PortConnection } from '../runtime-api/streams.js';
-export type { PortConnection } from '../runtime-api/streams.js';
+/** The connection's bytes, and why it failed or closed early once it is over (runtime-api's PortConnection has this shape). */
+export interface NetnsConnection {
+  stream: Duplex;
+  done: Promise<string | undefined>;
+}
 
-export function dialPodPort(netnsFile: string | undefined, port: number): PortConnection {
+export function dialPodPort(netnsFile: string | undefined, port: number): NetnsConnection {
   if (!netnsFile) {
     const socket = net.connect({ host: '127.0.0.1', port });
     const done = new Promise<string | undefined>((resolve) => {
