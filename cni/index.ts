@@ -5,6 +5,6 @@ export { CniNetwork, cachedAttachmentsIn, podIP, podIPs, isNetns, type CniLoadOp
 export { ensureDefaultNetwork, defaultNetworkConfig, DEFAULT_BRIDGE, DEFAULT_NETWORK_NAME, DEFAULT_NETWORK_FILE, type DefaultNetworkOptions } from './default-network.js';
 export { releaseStaleLeases, releaseStaleAttachments, listLeases, hostLocalLeaseDirs, HOST_LOCAL_DEFAULT_DATA_DIR, type IpamLease, type ReleasedLease } from './leases.js';
 export {
-  podHostsFile, podResolvConf, podHostnameAndDomain, parseResolvConf,
-  type PodHostsOptions, type PodResolvOptions, type PodResolvConf, type PodDnsConfig, type DnsPolicy, type HostAlias,
+  podHostsFile, podResolvConf, podResolvConfText, readNodeResolvConf, podHostnameAndDomain, parseResolvConf,
+  type PodHostsOptions, type PodResolvOptions, type PodResolvConf, type ClusterDnsConfig, type PodDnsConfig, type DnsPolicy, type HostAlias,
 } from './podfiles.js';

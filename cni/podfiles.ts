@@ -171,3 +171,22 @@ export function podResolvConf(opts: PodResolvOptions): PodResolvConf {
   if (options.length) content += `options ${options.join(' ')}\n`;
   return { content, nameservers, searches, options, warnings };
 }
+
+/** The node's resolv.conf as the kubelet picks it: systemd-resolved's stub points at 127.0.0.53, useless in a pod netns. */
+export async function readNodeResolvConf(): Promise<string | undefined> {
+  const { readFile } = await import('node:fs/promises');
+  const text = await readFile('/etc/resolv.conf', 'utf8').catch(() => undefined);
+  if (text !== undefined && /^\s*nameserver\s+127\.0\.0\.53\b/m.test(text)) return readFile('/run/systemd/resolve/resolv.conf', 'utf8').catch(() => text);
+  return text;
+}
+
+/** The node's cluster DNS (the kubelet's --cluster-dns and --cluster-domain). */
+export interface ClusterDnsConfig { servers: string[]; domain: string }
+
+/** A pod's /etc/resolv.conf text per dnsPolicy/dnsConfig and the node's; without cluster DNS, ClusterFirst means the node's servers (the kubelet's fallback). */
+export async function podResolvConfText(pod: Pick<PodResolvOptions, 'dnsPolicy' | 'dnsConfig' | 'namespace' | 'hostNetwork'>, clusterDns?: ClusterDnsConfig): Promise<string> {
+  return podResolvConf({
+    ...pod, nodeResolvConf: await readNodeResolvConf(),
+    ...(clusterDns?.servers.length ? { clusterDNS: clusterDns.servers, clusterDomain: clusterDns.domain } : {}),
+  }).content;
+}

@@ -16,7 +16,8 @@ import { ContainerConfigError, PodNotFound, UserError } from '../common/errors.j
 import { atomicWrite, atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
 import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { podHostnameAndDomain, podHostsFile, releaseStaleAttachments } from '../cni/index.js';
-import { checkResolvedEnv, containerEnv, expandedCommand, resolvConfText, type ClusterDnsConfig } from './pod-env.js';
+import { resolvConfText, type ClusterDnsConfig } from './pod-env.js';
+import { checkRuntimeEnv, expandCommand, podEnv } from '../runtime-api/pod-env.js';
 import { dialPodPort } from '../common/netns-dial.js';
 import { lookupCredentials } from '../runtime-api/registry-auth.js';
 import { parseReference } from '../runtime-api/image-reference.js';
@@ -122,7 +123,7 @@ export class DockerRuntime implements ContainerRuntime {
   async runPod(pod: Pod, opts: { handler?: string } = {}): Promise<string> {
     if (opts.handler !== undefined && !DOCKER_HANDLERS.includes(opts.handler as 'namespaces')) throw new HandlerNotOffered(opts.handler, this.name, DOCKER_HANDLERS);
     this.refuseUnsupported(pod);
-    checkResolvedEnv(pod);
+    checkRuntimeEnv(pod);
     if (!this.pauseImageReady) {
       await ensurePauseImage(this.engine);
       this.pauseImageReady = true;
@@ -274,8 +275,8 @@ export class DockerRuntime implements ContainerRuntime {
     const field = `spec.${init ? 'initContainers' : 'containers'}[${index}]`;
     // Init containers run to completion: retried on failure unless the pod never restarts (the kubelet's rule).
     const restart = init ? ((pod.spec.restartPolicy ?? 'Always') === 'Never' ? 'no' : 'on-failure') : RESTART[pod.spec.restartPolicy ?? 'Always'];
-    const env = containerEnv(c, ips);
-    const { command, args } = expandedCommand(c, env);
+    const env = podEnv(c, ips);
+    const { command, args } = expandCommand(c, env);
     const psc = pod.spec.securityContext ?? {};
     const csc = c.securityContext ?? {};
     const runAsUser = csc.runAsUser ?? psc.runAsUser;

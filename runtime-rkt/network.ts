@@ -3,12 +3,13 @@ import * as path from 'node:path';
 import { UserError } from '../common/errors.js';
 import { atomicWrite, atomicWriteJson, exists, readJsonIfExists } from '../common/fsutil.js';
 import {
-  CniNetwork, configFiles, podHostsFile, podIP, podIPs, podResolvConf, releaseStaleAttachments, releaseStaleLeases,
-  type PortMapping, type ReleasedLease,
+  CniNetwork, configFiles, podHostsFile, podIP, podIPs, podResolvConfText, releaseStaleAttachments, releaseStaleLeases,
+  type ClusterDnsConfig, type PortMapping, type ReleasedLease,
 } from '../cni/index.js';
 import { podPaths, type PreparedPod } from '../stage1/contract.js';
 import type { Pod } from '../runtime-api/pod-spec.js';
 import type { PodNetworkOptions } from '../runtime-api/network.js';
+export type { ClusterDnsConfig } from '../cni/index.js';
 export type { PodNetworkOptions } from '../runtime-api/network.js';
 
 /**
@@ -76,25 +77,9 @@ export async function attachPod(network: CniNetwork, pod: PreparedPod): Promise<
   return record;
 }
 
-/** The node's resolv.conf as the kubelet picks it: systemd-resolved's stub points at 127.0.0.53, useless in a pod netns. */
-async function nodeResolvConf(): Promise<string | undefined> {
-  const text = await fs.readFile('/etc/resolv.conf', 'utf8').catch(() => undefined);
-  if (text !== undefined && /^\s*nameserver\s+127\.0\.0\.53\b/m.test(text)) return fs.readFile('/run/systemd/resolve/resolv.conf', 'utf8').catch(() => text);
-  return text;
-}
-
-/** The node's cluster DNS (kubelet's --cluster-dns and --cluster-domain). */
-export interface ClusterDnsConfig { servers: string[]; domain: string }
-
-/** /etc/resolv.conf per dnsPolicy/dnsConfig; without cluster DNS, ClusterFirst means the node's servers (the kubelet's fallback). */
-export async function podResolvConfText(pod: Pod, clusterDns?: ClusterDnsConfig): Promise<string> {
-  const resolv = podResolvConf({
-    dnsPolicy: pod.spec.dnsPolicy, dnsConfig: pod.spec.dnsConfig, nodeResolvConf: await nodeResolvConf(),
-    ...(clusterDns?.servers.length ? { clusterDNS: clusterDns.servers, clusterDomain: clusterDns.domain } : {}),
-    namespace: pod.metadata.namespace ?? 'default', hostNetwork: pod.spec.hostNetwork === true,
-  });
-  return resolv.content;
-}
+/** A pod's resolv.conf: cni/podfiles.ts's, from the pod spec. */
+export const podResolvConfTextFor = (pod: Pod, clusterDns?: ClusterDnsConfig): Promise<string> =>
+  podResolvConfText({ dnsPolicy: pod.spec.dnsPolicy, dnsConfig: pod.spec.dnsConfig, namespace: pod.metadata.namespace ?? 'default', hostNetwork: pod.spec.hostNetwork === true }, clusterDns);
 
 /**
  * DEL the pod from the network it was attached to, from its record and the

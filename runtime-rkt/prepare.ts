@@ -9,8 +9,9 @@ import type { ImageRecord, ImageStoreApi } from './image/types.js';
 import { restartPolicyOf, type ContainerSpec, type Pod, type ResourceList } from '../runtime-api/pod-spec.js';
 import { findExecutable, readFileInRoot, resolveInRoot, resolveUser } from './rootfs.js';
 import { checkLocalhostProfile, nodeCapabilities, podRefOf, resolveSecurity, resolveSysctls } from './security.js';
-import { podResolvConfText, type ClusterDnsConfig } from './network.js';
-import { expandCommand, podEnv, REDACTED, secretTaint } from './env.js';
+import { podResolvConfTextFor, type ClusterDnsConfig } from './network.js';
+import { REDACTED, secretTaint } from './env.js';
+import { expandCommand, podEnv } from '../runtime-api/pod-env.js';
 import { preparePodVolumes } from './volumes.js';
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -137,7 +138,7 @@ async function writePodEtc(podDir: string, pod: Pod, hostname: string, clusterDn
   // the whole pod, so these need no fsync.
   await fs.writeFile(paths.etc('hostname'), `${hostname}\n`);
   await fs.writeFile(paths.etc('hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
-  await fs.writeFile(paths.etc('resolv.conf'), await podResolvConfText(pod, clusterDns));
+  await fs.writeFile(paths.etc('resolv.conf'), await podResolvConfTextFor(pod, clusterDns));
 }
 
 export interface PrepareInput {

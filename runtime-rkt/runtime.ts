@@ -21,7 +21,7 @@ import { dialPodPort } from '../common/netns-dial.js';
 import type { PortConnection } from '../runtime-api/streams.js';
 import { attachConsole } from './attach.js';
 import { allContainers, fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
-import { checkRuntimeEnv, usesPodIP } from './env.js';
+import { checkRuntimeEnv, usesPodIP } from '../runtime-api/pod-env.js';
 import { unmountPodVolumes } from './volumes.js';
 import type { ClusterDnsConfig } from './network.js';
 import { seccompRootDir } from './security.js';

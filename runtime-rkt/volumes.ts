@@ -7,7 +7,7 @@ import { ContainerConfigError, errnoCode } from '../common/errors.js';
 import { memoryBytes } from '../common/quantity.js';
 import type { AppMount } from '../stage1/contract.js';
 import { fsops } from '../common/fsops.js';
-import { podEnv } from './env.js';
+import { podEnv } from '../runtime-api/pod-env.js';
 import { localDescendingPathProblem, type ContainerSpec, type HostPathType, type Pod, type Volume } from '../runtime-api/pod-spec.js';
 
 /**
