@@ -31,7 +31,7 @@ export async function runAgent(cfg: AgentConfig, runtimes: RuntimeFactories): Pr
   const kube = kubeClients(cfg.kubeconfig);
   const events = new EventRecorder(kube, cfg.nodeName, log);
   const sync = new PodSync(kube, runtime, cfg, policy, events, log);
-  const heartbeat = new NodeHeartbeat(kube, cfg, runtime, log);
+  const heartbeat = new NodeHeartbeat(kube, cfg, runtime, log, policy);
   const tls = await nodeApiTls(cfg, log);
   const stats = new StatsCollector(runtime, cfg.nodeName, cfg.statsIntervalSeconds * 1000, log);
   stats.start();

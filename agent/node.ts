@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import { EMPTY_POLICY, STAGE1_POLICY_ANNOTATION, policyAnnotation, type Stage1Policy } from './stage1-policy.js';
 import * as os from 'node:os';
 import type { V1Node, V1NodeCondition } from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
@@ -27,7 +28,7 @@ export async function nodeAllocatable(dataDir: string): Promise<NodeAllocatable>
 }
 
 /** The Node object as this agent describes its host. */
-export async function describeNode(cfg: AgentConfig, runtime: ContainerRuntime, readySince: Date): Promise<V1Node> {
+export async function describeNode(cfg: AgentConfig, runtime: ContainerRuntime, readySince: Date, policy: Stage1Policy = EMPTY_POLICY): Promise<V1Node> {
   const cpus = String(os.cpus().length);
   const memory = `${Math.floor(os.totalmem() / 1024)}Ki`;
   const now = new Date();
@@ -47,7 +48,7 @@ export async function describeNode(cfg: AgentConfig, runtime: ContainerRuntime, 
         ...runtime.nodeLabels,
       },
       // Where the local-path provisioner puts this node's volumes (control-plane/controllers/persistent-volume.ts).
-      annotations: { [LOCAL_PATH_ROOT_ANNOTATION]: localPathRoot(cfg.dataDir) },
+      annotations: { [LOCAL_PATH_ROOT_ANNOTATION]: localPathRoot(cfg.dataDir), [STAGE1_POLICY_ANNOTATION]: policyAnnotation(policy) },
     },
     spec: { podCIDR: cfg.podCidr, podCIDRs: [cfg.podCidr] },
     status: {
@@ -81,10 +82,10 @@ export class NodeHeartbeat {
   private readonly readySince = new Date();
   private lastStatusAt = 0;
 
-  constructor(private readonly kube: KubeClients, private readonly cfg: AgentConfig, private readonly runtime: ContainerRuntime, private readonly log: Logger) {}
+  constructor(private readonly kube: KubeClients, private readonly cfg: AgentConfig, private readonly runtime: ContainerRuntime, private readonly log: Logger, private readonly policy: Stage1Policy = EMPTY_POLICY) {}
 
   async register(): Promise<void> {
-    const node = await describeNode(this.cfg, this.runtime, this.readySince);
+    const node = await describeNode(this.cfg, this.runtime, this.readySince, this.policy);
     try {
       await this.kube.core.createNode({ body: node });
       this.log.info({ node: this.cfg.nodeName }, 'node registered');

@@ -58,6 +58,14 @@ export interface Stage1Policy {
   source?: string;
 }
 
+/** The Node annotation that shows the node's policy to the cluster (the dashboard's node page, `kubectl describe node`). */
+export const STAGE1_POLICY_ANNOTATION = 'stevedore.io/stage1-policy';
+
+/** The policy as the Node annotation carries it: its rules as JSON, not the file's path on the node. */
+export function policyAnnotation(policy: Stage1Policy): string {
+  return JSON.stringify({ forbid: policy.forbid, require: policy.require, allowHostAccess: policy.allowHostAccess });
+}
+
 /** No policy file: no stage1 forbidden or required, and no host access opened to any pod. */
 export const EMPTY_POLICY: Stage1Policy = { forbid: [], require: [], allowHostAccess: [] };
 

@@ -163,6 +163,7 @@ t('node page: its pods and stage1', async () => {
   await page.goto(`${s().url}/#/node/${c.nodeName}`);
   await page.locator('#node-pods table.pods', { hasText: 'demo' }).waitFor();
   assert.match(await page.locator('#node-stage1').textContent() ?? '', /Default stage1namespaces/);
+  assert.match(await page.locator('#node-stage1').textContent() ?? '', /Stage1 policyforbids no stage1; host access \(fly, hostNetwork, hostPID, hostIPC, privileged, hostPath\) for namespaces kube-system/, 'the node\'s policy, from its agent\'s annotation');
   await shot(page, 'node.png');
 });
 

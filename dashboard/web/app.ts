@@ -307,6 +307,26 @@ const fact = (label: string, value: Child) => h('div', { class: 'fact' }, h('spa
 
 // ---- node ----------------------------------------------------------------
 
+const STAGE1_POLICY_ANNOTATION = 'stevedore.io/stage1-policy';
+
+/** The node's stage1 policy (its agent's annotation) in words: what is forbidden, required where, and who has host access. */
+function policyText(raw: string | undefined): string {
+  if (!raw) return 'not reported (an older agent); pods it refuses get Stage1NotAllowed or HostAccessNotAllowed events';
+  try {
+    const p = JSON.parse(raw) as { forbid?: string[]; require?: Array<{ stage1: string; namespaces?: string[]; matchLabels?: Record<string, string> }>; allowHostAccess?: Array<{ allow: string[]; namespaces?: string[]; matchLabels?: Record<string, string> }> };
+    const who = (r: { namespaces?: string[]; matchLabels?: Record<string, string> }) => [r.namespaces?.length ? `namespaces ${r.namespaces.join(', ')}` : '', r.matchLabels ? `labels ${Object.entries(r.matchLabels).map(([k, v]) => `${k}=${v}`).join(',')}` : ''].filter(Boolean).join(' and ') || 'every pod';
+    const parts = [
+      p.forbid?.length ? `forbids ${p.forbid.join(', ')}` : 'forbids no stage1',
+      ...(p.require ?? []).map((r) => `at least ${r.stage1} for ${who(r)}`),
+      ...(p.allowHostAccess ?? []).map((r) => `host access (${r.allow.join(', ')}) for ${who(r)}`),
+    ];
+    if (!p.allowHostAccess?.length) parts.push('no host access for any pod');
+    return parts.join('; ');
+  } catch {
+    return 'unreadable annotation';
+  }
+}
+
 function nodePage(name: string): void {
   const details = box('node-details');
   const podsBox = box('node-pods');
@@ -324,7 +344,7 @@ function nodePage(name: string): void {
       section('Stage1', h('div', { id: 'node-stage1', class: 'facts' },
         fact('Default stage1', n.metadata.labels?.[DEFAULT_STAGE1_LABEL] ?? 'not reported'),
         fact('kvm-accel', n.metadata.labels?.[KVM_ACCEL_LABEL] ?? 'not reported (no kvm stage1 assets, or an older agent)'),
-        fact('Stage1 policy', 'kept in a file on the node (agent --stage1-policy), not served through the API; pods it refuses get Stage1NotAllowed or HostAccessNotAllowed events'))),
+        fact('Stage1 policy', policyText(n.metadata.annotations?.[STAGE1_POLICY_ANNOTATION])))),
       section('Conditions', table(['Type', 'Status', 'Reason', 'Message'], (n.status?.conditions ?? []).map((c: any) => [c.type, c.status, c.reason ?? '', c.message ?? '']))),
       section('Labels', pairs(n.metadata.labels)), section('Annotations', pairs(n.metadata.annotations)));
   };
