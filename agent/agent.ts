@@ -11,6 +11,7 @@ import { openRuntime, type RuntimeFactories } from './runtime.js';
 import { StatsCollector } from './stats.js';
 import { nodeApiTls } from './tls.js';
 import { ServiceProxy } from './service-proxy.js';
+import { NodeRoutes } from './node-routes.js';
 import { ClusterDns } from './cluster-dns.js';
 import { UserError } from '../common/errors.js';
 
@@ -71,6 +72,8 @@ export async function runAgent(cfg: AgentConfig, runtimes: RuntimeFactories): Pr
     }
     void proxy.run(stop.signal);
   }
+  // host-gw: other nodes' pod CIDRs via their addresses, in this node's own netns (off on a node sharing the host's).
+  if (cfg.routePodCidrs) void new NodeRoutes(kube, cfg.nodeName, log).run(stop.signal);
   timers.push(setInterval(beat, cfg.heartbeatSeconds * 1000));
   timers.push(setInterval(() => sync.trigger(), cfg.syncPeriodSeconds * 1000));
   // ConfigMap/Secret edits reach mounted volumes within this period (the node may only `get` them by name); also cleans volumes of pods gone.

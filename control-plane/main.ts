@@ -35,6 +35,7 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     .requiredOption('--data-dir <dir>', 'where the database, certificates and tokens live')
     .option('--port <port>', 'HTTPS port', '6443')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--also-listen <address...>', 'more addresses to serve on, same port (e.g. the node bridge\'s for nodes in network namespaces of their own); added to the serving certificate\'s SANs when it is first made')
     .option('--kubeconfig <file>', 'write an admin kubeconfig here')
     .option('--log-level <level>', 'pino log level', process.env.STEVEDORE_LOG_LEVEL ?? 'info')
     .option('--event-ttl <duration>', 'how long Events live after their last write (kube-apiserver\'s flag; 1h, 30m, 90s)', '1h')
@@ -50,11 +51,11 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     .option('--service-node-port-range <range>', 'ports NodePort Services get', '30000-32767')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ dataDir: string; port: string; host: string; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
+  const o = cmd.opts<{ dataDir: string; port: string; host: string; alsoListen?: string[]; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidInput(`--port ${o.port} is not a port number`, 'use a number between 1 and 65535');
   const cp = await startControlPlane({
-    dataDir: path.resolve(o.dataDir), port, host: o.host, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
+    dataDir: path.resolve(o.dataDir), port, host: o.host, alsoListen: o.alsoListen, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
     eventTtlSeconds: durationSeconds(o.eventTtl, '--event-ttl'),
     hpaSyncPeriodSeconds: durationSeconds(o.horizontalPodAutoscalerSyncPeriod, '--horizontal-pod-autoscaler-sync-period'),
     nodeMonitorGracePeriodSeconds: durationSeconds(o.nodeMonitorGracePeriod, '--node-monitor-grace-period'),

@@ -39,14 +39,26 @@ async function ip(args: string[], okIf?: RegExp): Promise<void> {
   throw new UserError(`\`ip ${args.join(' ')}\` failed: ${r.stderr.trim()}`, { hint: 'is iproute2 installed and are you root? Leftovers go with `stevedore sandbox stop NAME`' });
 }
 
+/** The host bridge with the gateway address, up; made if missing (a control plane may need to listen on it before any node exists). */
+export async function ensureBridge(bridge: string, gateway: string, prefixLength = 24): Promise<void> {
+  validateNetwork({ bridge, gateway, address: '0.0.0.0', prefixLength });
+  // Several nodes may start at once: a bridge or address that appeared meanwhile is fine.
+  await ip(['link', 'add', bridge, 'type', 'bridge'], /File exists/);
+  await ip(['addr', 'add', `${gateway}/${prefixLength}`, 'dev', bridge], /File exists|already assigned/);
+  await ip(['link', 'set', bridge, 'up']);
+}
+
+/** Deletes the bridge when no veth is on it any more. */
+export async function removeBridgeIfUnused(bridge: string): Promise<void> {
+  const ports = await fs.readdir(`/sys/class/net/${bridge}/brif`).catch(() => undefined);
+  if (ports && ports.length === 0) await ip(['link', 'del', bridge], /Cannot find device/);
+}
+
 /** Creates the bridge (if missing) with the gateway address, the netns and the veth pair. */
 export async function createSandboxNetwork(name: string, net: SandboxNetwork): Promise<SandboxNetworkInfo> {
   const n = validateNetwork(net);
   const info: SandboxNetworkInfo = { ...n, netns: name, hostVeth: hostVethOf(name) };
-  // Several nodes may start at once: a bridge or address that appeared meanwhile is fine.
-  await ip(['link', 'add', n.bridge, 'type', 'bridge'], /File exists/);
-  await ip(['addr', 'add', `${n.gateway}/${n.prefixLength}`, 'dev', n.bridge], /File exists|already assigned/);
-  await ip(['link', 'set', n.bridge, 'up']);
+  await ensureBridge(n.bridge, n.gateway, n.prefixLength);
   await ip(['netns', 'add', info.netns]);
   await ip(['link', 'add', info.hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', info.netns]);
   await ip(['link', 'set', info.hostVeth, 'master', n.bridge, 'up']);
@@ -68,6 +80,5 @@ export async function createSandboxNetwork(name: string, net: SandboxNetwork): P
 export async function removeSandboxNetwork(info: SandboxNetworkInfo): Promise<void> {
   await ip(['link', 'del', info.hostVeth], /Cannot find device/);
   await ip(['netns', 'del', info.netns], /No such file|Cannot remove namespace file/);
-  const ports = await fs.readdir(`/sys/class/net/${info.bridge}/brif`).catch(() => undefined);
-  if (ports && ports.length === 0) await ip(['link', 'del', info.bridge], /Cannot find device/);
+  await removeBridgeIfUnused(info.bridge);
 }
