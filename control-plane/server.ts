@@ -53,12 +53,15 @@ import { reviewRequest, tokenRequest } from './reviews.js';
 import { ClusterRoleAggregationController, ServiceAccountsController } from './controllers/rbac.js';
 import { METRICS_GROUP, METRICS_VERSION, MetricsApi, metricsDiscovery } from './metrics-api.js';
 import { nodeEndpoint, nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
+import { NodeIpamController, type NodeIpamOptions } from './controllers/node-ipam.js';
 import { StreamProxy, STREAM_SUBRESOURCES } from './stream-proxy.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
   port?: number;
   host?: string;
+  /** Node IPAM (kube-controller-manager's --allocate-node-cidrs): Nodes without spec.podCIDR get one from clusterCidr. */
+  allocateNodeCidrs?: NodeIpamOptions;
   /** More addresses to serve on besides host (e.g. the node bridge's, for nodes in network namespaces of their own); in the serving certificate's SANs. */
   alsoListen?: string[];
   kubeconfigPath?: string;
@@ -275,6 +278,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new DisruptionController(store, log, client),
     new ClusterRoleAggregationController(store, log, client),
     new ServiceAccountsController(store, log, client),
+    ...(opts.allocateNodeCidrs ? [new NodeIpamController(store, log, events, client, opts.allocateNodeCidrs)] : []),
     new EventTtlController(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
   ];
   cp.seed();
