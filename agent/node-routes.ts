@@ -13,7 +13,8 @@
  */
 import { execa } from 'execa';
 import type { Logger } from '../common/log.js';
-import type { KubeClients } from './kube.js';
+import { UserError } from '../common/errors.js';
+import { apiStatus, type KubeClients } from './kube.js';
 
 /** The kernel route protocol marking routes this module owns (any value 5-255 the system does not use; 159 is unassigned). */
 export const NODE_ROUTES_PROTO = 159;
@@ -90,5 +91,38 @@ export class NodeRoutes {
         signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
       });
     }
+  }
+}
+
+const POD_CIDR_WAIT_MS = 120_000;
+
+/**
+ * The kubelet's way in a cluster: the pod CIDR is the Node's spec.podCIDR,
+ * which the control plane's node IPAM sets. The Node is created bare when it
+ * does not exist yet (registration fills in labels and status later; the spec
+ * is left alone), then this waits for the allocation.
+ */
+export async function podCidrFromNode(kube: KubeClients, nodeName: string, log: Logger): Promise<string> {
+  const deadline = Date.now() + POD_CIDR_WAIT_MS;
+  let last = '';
+  for (;;) {
+    try {
+      const node = await kube.core.readNode({ name: nodeName }).catch(async (err: unknown) => {
+        if (apiStatus(err) !== 404) throw err;
+        return kube.core.createNode({ body: { apiVersion: 'v1', kind: 'Node', metadata: { name: nodeName, labels: { 'kubernetes.io/hostname': nodeName } } } });
+      });
+      const cidr = node.spec?.podCIDR;
+      if (cidr && CIDR_RE.test(cidr)) {
+        log.info({ node: nodeName, podCIDR: cidr }, 'pod CIDR from the Node');
+        return cidr;
+      }
+      last = 'the Node has no spec.podCIDR yet';
+    } catch (err) {
+      last = String(err);
+    }
+    if (Date.now() > deadline) {
+      throw new UserError(`no pod CIDR for node ${nodeName} after ${POD_CIDR_WAIT_MS / 1000} s (${last})`, { hint: 'start the control plane with --allocate-node-cidrs --cluster-cidr CIDR, or give the agent --pod-cidr instead of --pod-cidr-from-node' });
+    }
+    await new Promise((r) => setTimeout(r, 500));
   }
 }

@@ -7,8 +7,9 @@
  *         bridge `stvd-nodes` 10.250.0.1/24.
  *   node-i: a node sandbox (sandbox/) in a network namespace of its own
  *         (/run/netns/<sandbox>), eth0 10.250.0.(10+i)/24, default route via
- *         10.250.0.1; its own agent (--node-ip 10.250.0.(10+i), pod CIDR
- *         10.88.i.0/24, CNI bridge and service proxy table inside its netns),
+ *         10.250.0.1; its own agent (--node-ip 10.250.0.(10+i), a /24 pod
+ *         CIDR of 10.88.0.0/16 that the control plane's node IPAM gives its
+ *         Node, CNI bridge and service proxy table inside its netns),
  *         its own api-service; routes to the other nodes' pod CIDRs via their
  *         addresses (agent --route-pod-cidrs, host-gw).
  * `stevedore down` stops every node sandbox (its netns takes the pods'
@@ -24,6 +25,7 @@ import { issueNodeCredentials, writeNodeCredentials } from '../control-plane/pki
 import { isAlive } from '../sandbox/proc.js';
 import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
 import { ensureBridge, removeBridgeIfUnused } from '../sandbox/network.js';
+import { validateNodeIpam } from '../control-plane/controllers/node-ipam.js';
 import { CLI, DEMO_POD, apiGet, apiPost, clusterDnsAddress, onNode, stevedore, waitFor, type UpOptions } from './up.js';
 
 export interface MultiNodeOptions extends UpOptions {
@@ -38,7 +40,7 @@ export interface MultiNodeOptions extends UpOptions {
   defaultNotReadyTolerationSeconds?: number;
 }
 
-export interface NodeRecord { name: string; sandbox: string; address: string; podCidr: string; dir: string }
+export interface NodeRecord { name: string; sandbox: string; address: string; dir: string }
 
 /** up.json of a multi-node cluster: UpState's fields plus the nodes. */
 export interface MultiNodeState { controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string }
@@ -55,15 +57,19 @@ function networkBase(cidr: string, what: string, prefix: number): number[] {
   return octets;
 }
 
-/** Addresses and pod CIDRs of node-1…node-N (pure: unit-tested). */
+/** Names and addresses of node-1…node-N (pure: unit-tested); their pod CIDRs come from the control plane. */
 export function planNodes(opts: { nodes: number; nodeNetwork: string; podCidr: string; sandboxName: string; dataDir: string }): { gateway: string; nodes: NodeRecord[] } {
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > MAX_NODES) throw new InvalidInput(`--nodes ${opts.nodes} is not a number of nodes`, `use 1-${MAX_NODES}`);
   const net = networkBase(opts.nodeNetwork, '--node-network', 24);
-  const pods = networkBase(opts.podCidr, '--pod-cidr (the cluster CIDR with --nodes)', 16);
+  try {
+    validateNodeIpam({ clusterCidr: opts.podCidr, nodeCidrMaskSize: 24 });
+  } catch {
+    throw new InvalidInput(`--pod-cidr ${opts.podCidr} cannot hold a /24 per node`, 'with --nodes it is the cluster CIDR, e.g. 10.88.0.0/16');
+  }
   const nodes: NodeRecord[] = [];
   for (let i = 1; i <= opts.nodes; i++) {
     const name = `node-${i}`;
-    nodes.push({ name, sandbox: `${opts.sandboxName}-${name}`, address: `${net[0]}.${net[1]}.${net[2]}.${10 + i}`, podCidr: `${pods[0]}.${pods[1]}.${i}.0/24`, dir: path.join(opts.dataDir, 'nodes', name) });
+    nodes.push({ name, sandbox: `${opts.sandboxName}-${name}`, address: `${net[0]}.${net[1]}.${net[2]}.${10 + i}`, dir: path.join(opts.dataDir, 'nodes', name) });
   }
   return { gateway: `${net[0]}.${net[1]}.${net[2]}.1`, nodes };
 }
@@ -94,7 +100,9 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   await ensureBridge(opts.nodeBridge, gateway);
   const serviceCidr = opts.serviceCidr ?? '10.96.0.0/16';
   const logFd = openSync(path.join(cpDir, 'control-plane.log'), 'a');
-  const cpArgs = [CLI, 'control-plane', '--data-dir', cpDir, '--port', String(opts.port), '--also-listen', gateway, '--kubeconfig', kubeconfig, '--service-cluster-ip-range', serviceCidr];
+  // Node IPAM: each Node gets a /24 of the cluster CIDR (--pod-cidr), its agent takes it from there.
+  const cpArgs = [CLI, 'control-plane', '--data-dir', cpDir, '--port', String(opts.port), '--also-listen', gateway, '--kubeconfig', kubeconfig, '--service-cluster-ip-range', serviceCidr,
+    '--allocate-node-cidrs', '--cluster-cidr', opts.podCidr, '--node-cidr-mask-size', '24'];
   if (opts.nodeMonitorGracePeriod) cpArgs.push('--node-monitor-grace-period', opts.nodeMonitorGracePeriod);
   if (opts.defaultUnreachableTolerationSeconds !== undefined) cpArgs.push('--default-unreachable-toleration-seconds', String(opts.defaultUnreachableTolerationSeconds));
   if (opts.defaultNotReadyTolerationSeconds !== undefined) cpArgs.push('--default-not-ready-toleration-seconds', String(opts.defaultNotReadyTolerationSeconds));
@@ -132,19 +140,21 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
     const data = path.join(n.dir, 'data');
     await onNode(n.sandbox, stevedore('--dir', data, 'image', 'import-demo'));
     await onNode(n.sandbox, stevedore('--dir', data, 'agent', 'install', '--now', '--kubeconfig', files.kubeconfig, '--node-name', n.name,
-      '--rkt-stage1-image', opts.stage1, '--pod-cidr', n.podCidr, '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-ip', n.address,
+      '--rkt-stage1-image', opts.stage1, '--pod-cidr-from-node', '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-ip', n.address,
       '--tls-cert-file', files.servingCert, '--tls-private-key-file', files.servingKey, '--client-ca-file', files.caCert, '--config-path', path.join(n.dir, 'agent.yaml'),
       '--stage1-policy', stage1Policy!, '--cluster-cidr', opts.podCidr, '--route-pod-cidrs',
       '--cluster-dns', dnsIp, '--cluster-domain', 'cluster.local', '--cluster-dns-port', String(opts.dnsPort ?? 10053)));
     await onNode(n.sandbox, stevedore('--dir', data, 'api-service', 'install', '--now'));
-    process.stdout.write(`node ${n.name}: sandbox ${n.sandbox}, ${n.address}, pods ${n.podCidr}\n`);
+    process.stdout.write(`node ${n.name}: sandbox ${n.sandbox}, ${n.address}\n`);
   }));
   for (const n of nodes) {
-    await waitFor(`node ${n.name} to be Ready`, 90_000, async () => {
+    const podCidr = await waitFor(`node ${n.name} to be Ready`, 90_000, async () => {
       const [code, node] = await apiGet(`${url}/api/v1/nodes/${n.name}`, ca, adminToken);
-      const ready = (node as { status?: { conditions?: Array<{ type: string; status: string }> } }).status?.conditions?.find((c) => c.type === 'Ready');
-      return code === 200 && ready?.status === 'True' ? true : undefined;
+      const view = node as { spec?: { podCIDR?: string }; status?: { conditions?: Array<{ type: string; status: string }> } };
+      const ready = view.status?.conditions?.find((c) => c.type === 'Ready');
+      return code === 200 && ready?.status === 'True' ? view.spec?.podCIDR ?? '' : undefined;
     }, `see \`stevedore sandbox exec --name ${n.sandbox} -- journalctl -u stevedore-agent\``);
+    process.stdout.write(`node ${n.name} Ready (pods ${podCidr})\n`);
   }
   process.stdout.write(`${nodes.length} nodes Ready\n`);
 
@@ -154,7 +164,7 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   if ((await new Promise<number>((resolve) => apply.on('close', (c) => resolve(c ?? 1)))) !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
   process.stdout.write(`
 Stevedore is up: ${nodes.length} nodes (${nodes.map((n) => `${n.name} ${n.address}`).join(', ')}) on bridge ${opts.nodeBridge} (${gateway}),
-pod network ${opts.podCidr} (one /24 per node, routed node to node), runtime rkt, stage1 ${opts.stage1}.
+pod network ${opts.podCidr} (a /24 per node from the control plane, routed node to node), runtime rkt, stage1 ${opts.stage1}.
 
   export KUBECONFIG=${kubeconfig}
   kubectl get nodes -o wide

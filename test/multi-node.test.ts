@@ -33,6 +33,7 @@ const serviceCidr = `10.${150 + Math.floor(Math.random() * 50)}.${Math.floor(Mat
 const NODES = ['node-1', 'node-2', 'node-3'];
 let dataDir = '';
 let cpPid = 0;
+const podCidrs = new Map<string, string>();
 
 const kubectl = (args: string[], input?: string): Promise<Run> => run('kubectl', args, { KUBECONFIG: path.join(dataDir, 'kubeconfig') }, input);
 async function k(args: string[], input?: string): Promise<string> {
@@ -124,10 +125,11 @@ test.after(async () => {
 test('planNodes and desiredRoutes (pure)', () => {
   const plan = planNodes({ nodes: 3, nodeNetwork: '10.250.0.0/24', podCidr: '10.88.0.0/16', sandboxName: 'stevedore', dataDir: '/d' });
   assert.is(plan.gateway, '10.250.0.1');
-  assert.equal(plan.nodes.map((n) => [n.name, n.sandbox, n.address, n.podCidr]), [
-    ['node-1', 'stevedore-node-1', '10.250.0.11', '10.88.1.0/24'], ['node-2', 'stevedore-node-2', '10.250.0.12', '10.88.2.0/24'], ['node-3', 'stevedore-node-3', '10.250.0.13', '10.88.3.0/24'],
+  assert.equal(plan.nodes.map((n) => [n.name, n.sandbox, n.address]), [
+    ['node-1', 'stevedore-node-1', '10.250.0.11'], ['node-2', 'stevedore-node-2', '10.250.0.12'], ['node-3', 'stevedore-node-3', '10.250.0.13'],
   ]);
-  assert.throws(() => planNodes({ nodes: 3, nodeNetwork: '10.250.0.0/24', podCidr: '10.88.0.0/24', sandboxName: 's', dataDir: '/d' }), /--pod-cidr/);
+  assert.throws(() => planNodes({ nodes: 3, nodeNetwork: '10.250.0.0/24', podCidr: '10.88.0.0/25', sandboxName: 's', dataDir: '/d' }), /--pod-cidr/);
+  assert.throws(() => planNodes({ nodes: 3, nodeNetwork: '10.250.0.0/16', podCidr: '10.88.0.0/16', sandboxName: 's', dataDir: '/d' }), /--node-network/);
   assert.throws(() => planNodes({ nodes: 0, nodeNetwork: '10.250.0.0/24', podCidr: '10.88.0.0/16', sandboxName: 's', dataDir: '/d' }), /--nodes/);
   const node = (name: string, cidr: string | undefined, ip: string | undefined) => ({ metadata: { name }, spec: { podCIDR: cidr }, status: { addresses: ip ? [{ type: 'InternalIP', address: ip }] : [] } });
   const routes = desiredRoutes([node('a', '10.88.1.0/24', '10.250.0.11'), node('b', '10.88.2.0/24', '10.250.0.12'), node('c', undefined, '10.250.0.13'), node('d', '10.88.4.0/24', undefined)], 'a');
@@ -140,13 +142,18 @@ test('three nodes Ready, each with its own address, pod CIDR and routes to the o
   for (const n of nodes.items) assert.is(n.status.conditions.find((c) => c.type === 'Ready')?.status, 'True', `${n.metadata.name} Ready`);
   const ips = nodes.items.map((n) => n.status.addresses.find((a) => a.type === 'InternalIP')?.address).sort();
   assert.equal(ips, [11, 12, 13].map((i) => `10.250.${octet}.${i}`));
-  assert.equal(nodes.items.map((n) => n.spec.podCIDR).sort(), [1, 2, 3].map((i) => `${podBase}.${i}.0/24`));
+  // The control plane's node IPAM gave each a /24 of the cluster CIDR.
+  for (const n of nodes.items) {
+    assert.match(n.spec.podCIDR ?? '', new RegExp(`^${podBase.replace('.', '\\.')}\\.\\d+\\.0/24$`), `${n.metadata.name} podCIDR`);
+    podCidrs.set(n.metadata.name, n.spec.podCIDR!);
+  }
+  assert.is(new Set(podCidrs.values()).size, 3, 'distinct pod CIDRs');
   const routes = await eventually('node-1 routes to the other nodes\' pod CIDRs', 20_000, async () => {
     const r = await run('ip', ['-n', `${sandboxPrefix}-node-1`, 'route', 'show', 'proto', '159']);
     return r.stdout.split('\n').filter(Boolean).length === 2 ? r.stdout : undefined;
   });
-  assert.match(routes, `${podBase}.2.0/24 via 10.250.${octet}.12 dev eth0`);
-  assert.match(routes, `${podBase}.3.0/24 via 10.250.${octet}.13 dev eth0`);
+  assert.match(routes, `${podCidrs.get('node-2')} via 10.250.${octet}.12 dev eth0`);
+  assert.match(routes, `${podCidrs.get('node-3')} via 10.250.${octet}.13 dev eth0`);
 });
 
 test('a 6-replica Deployment spreads 2/2/2; a pod on node-1 reaches a pod on node-3 by IP (source kept) and through the Service name', async () => {
@@ -157,7 +164,7 @@ test('a 6-replica Deployment spreads 2/2/2; a pod on node-1 reaches a pod on nod
   assert.equal(perNode(pods), [2, 2, 2], JSON.stringify(pods));
   const target = pods.find((p) => p.node === 'node-3')!;
   const clientIp = (await k(['get', 'pod', 'client', '-o', 'jsonpath={.status.podIP}'])).trim();
-  assert.ok(clientIp.startsWith(`${podBase}.1.`), `the client runs on node-1 (${clientIp})`);
+  assert.ok(clientIp.startsWith(podCidrs.get('node-1')!.replace(/0\/24$/, '')), `the client runs on node-1 (${clientIp})`);
   const byIp = await eventually('pod on node-3 by IP', 20_000, async () => {
     const r = await kubectl(['exec', 'client', '--', 'timeout', '5', 'wget', '-q', '-O', '-', `http://${target.ip}:8080/`]);
     return r.code === 0 ? r.stdout.trim() : undefined;
