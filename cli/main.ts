@@ -98,7 +98,7 @@ registerAgentCommands(program, () => {
 registerApiServiceCommand(program);
 registerDashboardCommand(program);
 program.command('up')
-  .description('start a one-node local cluster (control plane + agent + demo pod) and print how to use kubectl')
+  .description('start a local cluster (control plane + one node, or N with --nodes N, + demo pod) and print how to use kubectl')
   .option('--data-dir <dir>', 'where everything lives (the admin kubeconfig is <dir>/kubeconfig)', '.stevedore')
   .option('--port <port>', 'control plane port', '6443')
   .option('--node-name <name>', 'node name (default: this host\'s name)')
@@ -140,14 +140,14 @@ program.command('up')
     });
   });
 program.command('node')
-  .description('a node of `stevedore up --nodes N`: stop or start its agent (a failure drill; its pods keep running)')
-  .argument('<action>', 'stop or start')
+  .description('a node of `stevedore up --nodes N`: stop or start its agent (a failure drill; its pods keep running), add one more, or drain and remove one')
+  .argument('<action>', 'stop, start, add or remove')
   .argument('<name>', 'the node, e.g. node-2')
   .option('--data-dir <dir>', 'the directory `up` used', '.stevedore')
   .action(async (action: string, name: string, opts: { dataDir: string }) => {
-    if (action !== 'stop' && action !== 'start') throw new UserError(`unknown node action ${JSON.stringify(action)}`, { hint: 'use `stevedore node stop NAME` or `stevedore node start NAME`' });
-    const { nodeAgent } = await import('./up-nodes.js');
-    await nodeAgent(path.resolve(opts.dataDir), name, action);
+    if (action !== 'stop' && action !== 'start' && action !== 'add' && action !== 'remove') throw new UserError(`unknown node action ${JSON.stringify(action)}`, { hint: 'use `stevedore node stop|start|add|remove NAME`' });
+    const { nodeCommand } = await import('./up-nodes.js');
+    await nodeCommand(path.resolve(opts.dataDir), action, name);
   });
 program.command('down')
   .description('stop and remove everything `stevedore up` made')

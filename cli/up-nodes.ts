@@ -43,7 +43,7 @@ export interface MultiNodeOptions extends UpOptions {
 export interface NodeRecord { name: string; sandbox: string; address: string; dir: string }
 
 /** up.json of a multi-node cluster: UpState's fields plus the nodes. */
-export interface MultiNodeState { controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string }
+export interface MultiNodeState { controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string; settings?: NodeSettings }
 
 const MAX_NODES = 200;
 
@@ -72,6 +72,42 @@ export function planNodes(opts: { nodes: number; nodeNetwork: string; podCidr: s
     nodes.push({ name, sandbox: `${opts.sandboxName}-${name}`, address: `${net[0]}.${net[1]}.${net[2]}.${10 + i}`, dir: path.join(opts.dataDir, 'nodes', name) });
   }
   return { gateway: `${net[0]}.${net[1]}.${net[2]}.1`, nodes };
+}
+
+/** What `node add` needs to make one more node like the others (kept in up.json). */
+export interface NodeSettings {
+  gateway: string; nodeNetwork: string; stage1: string; stage1Policy: string; bridge: string; nodeApiPort: number; podCidr: string;
+  dnsIp: string; dnsPort: number; sandboxPrefix: string;
+}
+interface NodeContext { dataDir: string; state: MultiNodeState; settings: NodeSettings; url: string; ca: string; adminToken: string }
+
+/** One node: its credentials, its sandbox (own netns), its agent and api-service. */
+async function startNode(ctx: NodeContext, n: NodeRecord): Promise<void> {
+  const { settings: st, state } = ctx;
+  const cpDir = path.join(ctx.dataDir, 'control-plane');
+  await fs.mkdir(n.dir, { recursive: true, mode: 0o711 });
+  const files = { kubeconfig: path.join(n.dir, 'kubeconfig'), caCert: path.join(n.dir, 'pki', 'ca.crt'), servingCert: path.join(n.dir, 'pki', 'kubelet.crt'), servingKey: path.join(n.dir, 'pki', 'kubelet.key') };
+  await writeNodeCredentials(await issueNodeCredentials(cpDir, n.name, [n.address]), `https://${st.gateway}:${state.port}`, files, n.name);
+  if (!(await getSandbox(n.sandbox))) await startSandbox({ name: n.sandbox, network: { bridge: state.nodeBridge, address: n.address, gateway: st.gateway } });
+  const data = path.join(n.dir, 'data');
+  await onNode(n.sandbox, stevedore('--dir', data, 'image', 'import-demo'));
+  await onNode(n.sandbox, stevedore('--dir', data, 'agent', 'install', '--now', '--kubeconfig', files.kubeconfig, '--node-name', n.name,
+    '--rkt-stage1-image', st.stage1, '--pod-cidr-from-node', '--cni-bridge', st.bridge, '--port', String(st.nodeApiPort), '--node-ip', n.address,
+    '--tls-cert-file', files.servingCert, '--tls-private-key-file', files.servingKey, '--client-ca-file', files.caCert, '--config-path', path.join(n.dir, 'agent.yaml'),
+    '--stage1-policy', st.stage1Policy, '--cluster-cidr', st.podCidr, '--route-pod-cidrs',
+    '--cluster-dns', st.dnsIp, '--cluster-domain', 'cluster.local', '--cluster-dns-port', String(st.dnsPort)));
+  await onNode(n.sandbox, stevedore('--dir', data, 'api-service', 'install', '--now'));
+  process.stdout.write(`node ${n.name}: sandbox ${n.sandbox}, ${n.address}\n`);
+}
+
+async function waitNodeReady(ctx: NodeContext, n: NodeRecord): Promise<void> {
+  const podCidr = await waitFor(`node ${n.name} to be Ready`, 90_000, async () => {
+    const [code, node] = await apiGet(`${ctx.url}/api/v1/nodes/${n.name}`, ctx.ca, ctx.adminToken);
+    const view = node as { spec?: { podCIDR?: string }; status?: { conditions?: Array<{ type: string; status: string }> } };
+    const ready = view.status?.conditions?.find((c) => c.type === 'Ready');
+    return code === 200 && ready?.status === 'True' ? view.spec?.podCIDR ?? '' : undefined;
+  }, `see \`stevedore sandbox exec --name ${n.sandbox} -- journalctl -u stevedore-agent\``);
+  process.stdout.write(`node ${n.name} Ready (pods ${podCidr})\n`);
 }
 
 export async function upNodes(opts: MultiNodeOptions): Promise<void> {
@@ -132,30 +168,14 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   if (dnsCode !== 201 && dnsCode !== 409) throw new UserError(`cannot create the kube-dns Service: ${JSON.stringify(dnsBody)}`);
 
   // 2. The nodes, side by side: each a sandbox in its own netns with its own identity, agent and api-service.
-  await Promise.all(nodes.map(async (n) => {
-    await fs.mkdir(n.dir, { recursive: true, mode: 0o711 });
-    const files = { kubeconfig: path.join(n.dir, 'kubeconfig'), caCert: path.join(n.dir, 'pki', 'ca.crt'), servingCert: path.join(n.dir, 'pki', 'kubelet.crt'), servingKey: path.join(n.dir, 'pki', 'kubelet.key') };
-    await writeNodeCredentials(await issueNodeCredentials(cpDir, n.name, [n.address]), `https://${gateway}:${opts.port}`, files, n.name);
-    if (!(await getSandbox(n.sandbox))) await startSandbox({ name: n.sandbox, network: { bridge: opts.nodeBridge, address: n.address, gateway } });
-    const data = path.join(n.dir, 'data');
-    await onNode(n.sandbox, stevedore('--dir', data, 'image', 'import-demo'));
-    await onNode(n.sandbox, stevedore('--dir', data, 'agent', 'install', '--now', '--kubeconfig', files.kubeconfig, '--node-name', n.name,
-      '--rkt-stage1-image', opts.stage1, '--pod-cidr-from-node', '--cni-bridge', opts.bridge, '--port', String(opts.nodeApiPort), '--node-ip', n.address,
-      '--tls-cert-file', files.servingCert, '--tls-private-key-file', files.servingKey, '--client-ca-file', files.caCert, '--config-path', path.join(n.dir, 'agent.yaml'),
-      '--stage1-policy', stage1Policy!, '--cluster-cidr', opts.podCidr, '--route-pod-cidrs',
-      '--cluster-dns', dnsIp, '--cluster-domain', 'cluster.local', '--cluster-dns-port', String(opts.dnsPort ?? 10053)));
-    await onNode(n.sandbox, stevedore('--dir', data, 'api-service', 'install', '--now'));
-    process.stdout.write(`node ${n.name}: sandbox ${n.sandbox}, ${n.address}\n`);
-  }));
-  for (const n of nodes) {
-    const podCidr = await waitFor(`node ${n.name} to be Ready`, 90_000, async () => {
-      const [code, node] = await apiGet(`${url}/api/v1/nodes/${n.name}`, ca, adminToken);
-      const view = node as { spec?: { podCIDR?: string }; status?: { conditions?: Array<{ type: string; status: string }> } };
-      const ready = view.status?.conditions?.find((c) => c.type === 'Ready');
-      return code === 200 && ready?.status === 'True' ? view.spec?.podCIDR ?? '' : undefined;
-    }, `see \`stevedore sandbox exec --name ${n.sandbox} -- journalctl -u stevedore-agent\``);
-    process.stdout.write(`node ${n.name} Ready (pods ${podCidr})\n`);
-  }
+  state.settings = {
+    gateway, nodeNetwork: opts.nodeNetwork, stage1: opts.stage1, stage1Policy, bridge: opts.bridge, nodeApiPort: opts.nodeApiPort, podCidr: opts.podCidr,
+    dnsIp, dnsPort: opts.dnsPort ?? 10053, sandboxPrefix: opts.sandboxName,
+  };
+  await atomicWriteJson(statePath, state);
+  const ctx: NodeContext = { dataDir: opts.dataDir, state, settings: state.settings, url, ca, adminToken };
+  await Promise.all(nodes.map((n) => startNode(ctx, n)));
+  for (const n of nodes) await waitNodeReady(ctx, n);
   process.stdout.write(`${nodes.length} nodes Ready\n`);
 
   const demo = path.join(opts.dataDir, 'demo-pod.yaml');
@@ -174,18 +194,21 @@ Tear it all down with: npx stevedore down${opts.dataDir === path.resolve('.steve
 `);
 }
 
+/** Stops a node's agent and api-service and removes every pod it ran; its sandbox stays. Best effort: warns. */
+async function tearDownNode(n: NodeRecord, warn: (err: unknown) => string): Promise<void> {
+  if (!(await getSandbox(n.sandbox))) return;
+  const data = path.join(n.dir, 'data');
+  const quietly = (argv: string[]) => onNode(n.sandbox, argv).catch(warn);
+  // The agent first (it would restart pods), then every pod it ran; the netns takes bridge, routes and nft tables.
+  await quietly(['sh', '-c', 'for u in stevedore-agent.service stevedore-api-service.service; do systemctl disable --now $u; rm -f /etc/systemd/system/$u; done; systemctl daemon-reload']);
+  const pods = JSON.parse((await quietly(stevedore('--dir', data, 'pod', 'list', '-o', 'json'))) || '[]') as Array<{ uuid: string }>;
+  if (pods.length) await quietly(stevedore('--dir', data, 'pod', 'rm', '--force', ...pods.map((x) => x.uuid)));
+  await quietly(stevedore('--dir', data, 'gc', '--grace-period', '0s'));
+}
+
 export async function downNodes(dataDir: string, state: MultiNodeState): Promise<void> {
   const warn = (err: unknown) => { process.stderr.write(`warning: ${(err as Error).message}\n`); return ''; };
-  await Promise.all(state.nodes.map(async (n) => {
-    if (!(await getSandbox(n.sandbox))) return;
-    const data = path.join(n.dir, 'data');
-    const quietly = (argv: string[]) => onNode(n.sandbox, argv).catch(warn);
-    // The agent first (it would restart pods), then every pod it ran; the netns takes bridge, routes and nft tables.
-    await quietly(['sh', '-c', 'for u in stevedore-agent.service stevedore-api-service.service; do systemctl disable --now $u; rm -f /etc/systemd/system/$u; done; systemctl daemon-reload']);
-    const pods = JSON.parse((await quietly(stevedore('--dir', data, 'pod', 'list', '-o', 'json'))) || '[]') as Array<{ uuid: string }>;
-    if (pods.length) await quietly(stevedore('--dir', data, 'pod', 'rm', '--force', ...pods.map((x) => x.uuid)));
-    await quietly(stevedore('--dir', data, 'gc', '--grace-period', '0s'));
-  }));
+  await Promise.all(state.nodes.map((n) => tearDownNode(n, warn)));
   for (const n of state.nodes) await stopSandbox(n.sandbox).catch(warn);
   await removeBridgeIfUnused(state.nodeBridge).catch(warn);
   if (await isAlive(state.controlPlanePid)) {
@@ -197,12 +220,77 @@ export async function downNodes(dataDir: string, state: MultiNodeState): Promise
   process.stdout.write(`down: control plane, ${state.nodes.length} node sandboxes (netns, veths), bridge ${state.nodeBridge} and ${dataDir} removed\n`);
 }
 
-/** `stevedore node stop|start NAME`: stops or starts that node's agent (its pods keep running; the node goes NotReady). */
-export async function nodeAgent(dataDir: string, name: string, action: 'stop' | 'start'): Promise<void> {
+function kubectl(dataDir: string, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('kubectl', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KUBECONFIG: path.join(dataDir, 'kubeconfig') } });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    child.on('error', (err) => resolve({ code: 127, out: String(err) }));
+    child.on('close', (code) => resolve({ code: code ?? 1, out }));
+  });
+}
+
+/** `stevedore node add NAME`: one more node like the others, at the lowest free address of the node network. */
+async function addNode(dataDir: string, state: MultiNodeState, name: string): Promise<void> {
+  if (!/^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/.test(name)) throw new InvalidInput(`invalid node name ${JSON.stringify(name)}`, 'use lower-case letters, digits and dashes (at most 42), e.g. node-4');
+  if (state.nodes.some((n) => n.name === name)) throw new UserError(`node ${name} is already in this cluster`, { hint: 'pick another name, or `stevedore node remove` it first' });
+  const st = state.settings;
+  if (!st) throw new UserError('this cluster was made before `node add` existed', { hint: 'bring it down and up again' });
+  const net = st.gateway.split('.').slice(0, 3).join('.');
+  const taken = new Set(state.nodes.map((n) => n.address));
+  let i = 1;
+  while (taken.has(`${net}.${10 + i}`)) i++;
+  if (10 + i > 254) throw new UserError(`no address left in ${st.nodeNetwork}`, { hint: 'remove a node first' });
+  const node: NodeRecord = { name, sandbox: `${st.sandboxPrefix}-${name}`, address: `${net}.${10 + i}`, dir: path.join(dataDir, 'nodes', name) };
+  // Recorded first: a half-made node is still found (and removed) by `node remove` and `down`.
+  state.nodes.push(node);
+  await atomicWriteJson(path.join(dataDir, 'up.json'), state);
+  const url = `https://127.0.0.1:${state.port}`;
+  const ca = await fs.readFile(path.join(dataDir, 'control-plane', 'pki', 'ca.crt'), 'utf8');
+  const adminToken = (await fs.readFile(path.join(dataDir, 'control-plane', 'admin.token'), 'utf8')).trim();
+  const ctx: NodeContext = { dataDir, state, settings: st, url, ca, adminToken };
+  await startNode(ctx, node);
+  await waitNodeReady(ctx, node);
+}
+
+/** `stevedore node remove NAME`: drain it (the Eviction API: PodDisruptionBudgets hold), take it apart, delete the Node. */
+async function removeNode(dataDir: string, state: MultiNodeState, node: NodeRecord): Promise<void> {
+  const exists = await kubectl(dataDir, ['get', 'node', node.name, '-o', 'name']);
+  if (exists.code === 0) {
+    const drain = await kubectl(dataDir, ['drain', node.name, '--ignore-daemonsets', '--delete-emptydir-data', '--force', '--timeout=120s']);
+    if (drain.code !== 0) throw new UserError(`cannot drain node ${node.name}: ${drain.out.trim().split('\n').slice(-3).join(' ')}`, { hint: 'a PodDisruptionBudget may hold its pods: scale up or relax the budget, then retry (the node is cordoned meanwhile; `kubectl uncordon` undoes that)' });
+  }
+  const warn = (err: unknown) => { process.stderr.write(`warning: ${(err as Error).message}\n`); return ''; };
+  await tearDownNode(node, warn);
+  await stopSandbox(node.sandbox);
+  const del = await kubectl(dataDir, ['delete', 'node', node.name, '--ignore-not-found']);
+  if (del.code !== 0) throw new UserError(`cannot delete Node ${node.name}: ${del.out.trim()}`, { hint: 'retry `stevedore node remove`; its sandbox is already gone' });
+  state.nodes = state.nodes.filter((n) => n !== node);
+  await atomicWriteJson(path.join(dataDir, 'up.json'), state);
+  await fs.rm(node.dir, { recursive: true, force: true });
+}
+
+/**
+ * `stevedore node stop|start|add|remove NAME` on a cluster of `up --nodes N`: stop or start that node's
+ * agent (its pods keep running; the node goes NotReady: a failure drill), add one more node, or drain
+ * and remove one.
+ */
+export async function nodeCommand(dataDir: string, action: 'stop' | 'start' | 'add' | 'remove', name: string): Promise<void> {
   const state = await readJsonIfExists<MultiNodeState>(path.join(dataDir, 'up.json'));
   if (!state?.nodes) throw new UserError(`no multi-node cluster in ${dataDir}`, { hint: 'start one with `stevedore up --nodes N`, or pass its --data-dir' });
+  if (action === 'add') {
+    await addNode(dataDir, state, name);
+    process.stdout.write(`node ${name} added\n`);
+    return;
+  }
   const node = state.nodes.find((n) => n.name === name);
   if (!node) throw new UserError(`no node ${name} in this cluster`, { hint: `its nodes: ${state.nodes.map((n) => n.name).join(', ')}` });
+  if (action === 'remove') {
+    await removeNode(dataDir, state, node);
+    process.stdout.write(`node ${name} drained and removed\n`);
+    return;
+  }
   const r = await execInSandbox(node.sandbox, ['systemctl', action, 'stevedore-agent.service'], { stdio: 'pipe' });
   if (r.exitCode !== 0) throw new UserError(`systemctl ${action} stevedore-agent on ${name} failed: ${(r.stderr ?? '').trim()}`, { hint: `is its sandbox ${node.sandbox} running (stevedore sandbox list)?` });
   process.stdout.write(`node ${name}: agent ${action === 'stop' ? 'stopped (the node turns NotReady after the grace period)' : 'started'}\n`);

@@ -111,7 +111,7 @@ test.after(async () => {
   const down = await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
   // Whatever `down` did, nothing of the test may outlive it.
   const leftovers: string[] = [];
-  for (const n of NODES) {
+  for (const n of [...NODES, 'node-4']) {
     const sandbox = `${sandboxPrefix}-${n}`;
     if (await getSandbox(sandbox)) { leftovers.push(`sandbox ${sandbox}`); await stopSandbox(sandbox); }
     if (existsSync(`/run/netns/${sandbox}`)) { leftovers.push(`netns ${sandbox}`); await run('ip', ['netns', 'del', sandbox]); }
@@ -200,6 +200,28 @@ test('node-2\'s agent stopped: node-2 goes NotReady and its pods are recreated o
     const status = (await k(['get', 'node', 'node-2', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])).trim();
     return status === 'True' ? status : undefined;
   });
+});
+
+test('node add node-4: Ready with the next address and a pod CIDR, routed from node-1; node remove: drained, its Node, routes and netns gone', async () => {
+  const add = await run(process.execPath, [CLI, 'node', 'add', 'node-4', '--data-dir', dataDir]);
+  assert.is(add.code, 0, add.stderr + add.stdout);
+  const ip = (await k(['get', 'node', 'node-4', '-o', 'jsonpath={.status.addresses[?(@.type=="InternalIP")].address}'])).trim();
+  assert.is(ip, `10.250.${octet}.14`);
+  const cidr = (await k(['get', 'node', 'node-4', '-o', 'jsonpath={.spec.podCIDR}'])).trim();
+  assert.not.ok([...podCidrs.values()].includes(cidr), `a pod CIDR of its own (${cidr})`);
+  const routesOfNode1 = () => run('ip', ['-n', `${sandboxPrefix}-node-1`, 'route', 'show', 'proto', '159']).then((r) => r.stdout);
+  await eventually('node-1 routes to node-4\'s pods', 20_000, async () => ((await routesOfNode1()).includes(`${cidr} via ${ip} dev eth0`) ? true : undefined));
+  // A pod pinned to node-4, for the drain to move.
+  await k(['apply', '-f', '-'], `apiVersion: v1\nkind: Pod\nmetadata: {name: on4}\nspec:\n  terminationGracePeriodSeconds: 1\n  nodeSelector: {kubernetes.io/hostname: node-4}\n  containers:\n  - {name: sh, image: busybox, command: [sleep, '100000']}\n`);
+  await k(['wait', '--for=condition=Ready', 'pod/on4', '--timeout=60s']);
+
+  const remove = await run(process.execPath, [CLI, 'node', 'remove', 'node-4', '--data-dir', dataDir]);
+  assert.is(remove.code, 0, remove.stderr + remove.stdout);
+  assert.is((await kubectl(['get', 'node', 'node-4'])).code, 1, 'the Node is deleted');
+  assert.is((await kubectl(['get', 'pod', 'on4'])).code, 1, 'its pod was drained (deleted: it has no controller)');
+  assert.not.ok(existsSync(`/run/netns/${sandboxPrefix}-node-4`), 'its netns is gone');
+  await eventually('node-1\'s route to node-4\'s pods removed', 20_000, async () => ((await routesOfNode1()).includes(cidr) ? undefined : true));
+  assert.is((await run(process.execPath, [CLI, 'node', 'remove', 'node-4', '--data-dir', dataDir])).code, 1, 'a node that is gone: a clear error');
 });
 
 test.run();
