@@ -11,6 +11,7 @@ import { openRuntime, type RuntimeFactories } from './runtime.js';
 import { StatsCollector } from './stats.js';
 import { nodeApiTls } from './tls.js';
 import { ServiceProxy } from './service-proxy.js';
+import { NodeRoutes, podCidrFromNode } from './node-routes.js';
 import { ClusterDns } from './cluster-dns.js';
 import { UserError } from '../common/errors.js';
 
@@ -27,8 +28,10 @@ export async function runAgent(cfg: AgentConfig, runtimes: RuntimeFactories): Pr
   const log = createLogger('agent', process.env.STEVEDORE_LOG_LEVEL ?? 'info');
   // A policy that cannot be read stops the agent before it starts anything: running pods unchecked is worse.
   const policy = await loadStage1Policy(cfg.stage1Policy);
-  const runtime = await openRuntime(cfg, runtimes);
   const kube = kubeClients(cfg.kubeconfig);
+  // The default CNI network is made from the pod CIDR when the runtime opens: the Node's comes first.
+  if (cfg.podCidrFromNode) cfg.podCidr = await podCidrFromNode(kube, cfg.nodeName, log);
+  const runtime = await openRuntime(cfg, runtimes);
   const events = new EventRecorder(kube, cfg.nodeName, log);
   const sync = new PodSync(kube, runtime, cfg, policy, events, log);
   const heartbeat = new NodeHeartbeat(kube, cfg, runtime, log, policy);
@@ -71,6 +74,8 @@ export async function runAgent(cfg: AgentConfig, runtimes: RuntimeFactories): Pr
     }
     void proxy.run(stop.signal);
   }
+  // host-gw: other nodes' pod CIDRs via their addresses, in this node's own netns (off on a node sharing the host's).
+  if (cfg.routePodCidrs) void new NodeRoutes(kube, cfg.nodeName, log).run(stop.signal);
   timers.push(setInterval(beat, cfg.heartbeatSeconds * 1000));
   timers.push(setInterval(() => sync.trigger(), cfg.syncPeriodSeconds * 1000));
   // ConfigMap/Secret edits reach mounted volumes within this period (the node may only `get` them by name); also cleans volumes of pods gone.

@@ -36,6 +36,8 @@ function agentOptions(cmd: Command): Command {
     .option('--image-max-layer-entries <n>', 'refuse image layers with more entries than this (default 1048576)')
     .option('--proxy-mode <mode>', 'the node\'s service proxy: nftables (default) or none')
     .option('--proxy-table <name>', 'the nftables table the service proxy owns (default stevedore-proxy)')
+    .option('--pod-cidr-from-node', 'take the pod CIDR from this Node\'s spec.podCIDR, which the control plane allocates (control-plane --allocate-node-cidrs), instead of --pod-cidr; waits for it at start')
+    .option('--route-pod-cidrs', 'route every other node\'s pod CIDR through its InternalIP (host-gw, as flannel\'s host-gw); only on a node with a network namespace of its own (stevedore up --nodes N)')
     .option('--cluster-cidr <cidr>', 'pod addresses of the whole cluster: service traffic from elsewhere is masqueraded (default: --pod-cidr)')
     .option('--cluster-dns <address...>', 'cluster DNS address(es) for pods\' resolv.conf (kubelet\'s flag); this node serves the first one (see --cluster-dns-port)')
     .option('--cluster-domain <domain>', 'the cluster\'s DNS domain (default cluster.local)')
@@ -77,6 +79,8 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     proxyMode: flags.proxyMode as AgentConfig['proxyMode'] | undefined,
     proxyTable: flags.proxyTable as string | undefined,
     clusterCidr: flags.clusterCidr as string | undefined,
+    routePodCidrs: flags.routePodCidrs === true ? true : undefined,
+    podCidrFromNode: flags.podCidrFromNode === true ? true : undefined,
     clusterDNS: flags.clusterDns as string[] | undefined,
     clusterDomain: flags.clusterDomain as string | undefined,
     clusterDnsPort: flags.clusterDnsPort === undefined ? undefined : Number(flags.clusterDnsPort),

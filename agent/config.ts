@@ -62,6 +62,10 @@ export interface AgentConfig {
   proxyTable: string;
   /** Pod addresses of the whole cluster (kube-proxy's --cluster-cidr); default: this node's pod CIDR. */
   clusterCidr?: string;
+  /** Route every other Node's spec.podCIDR via its InternalIP in this node's netns (host-gw, agent/node-routes.ts); only for nodes with a netns of their own. */
+  routePodCidrs?: boolean;
+  /** Take the pod CIDR from this Node's spec.podCIDR, as the control plane's node IPAM allocates it (--allocate-node-cidrs), instead of --pod-cidr. */
+  podCidrFromNode?: boolean;
   /** Cluster DNS address(es) pods get in resolv.conf (kubelet's --cluster-dns); unset: ClusterFirst falls back to Default, as the kubelet. */
   clusterDNS: string[];
   /** The cluster's DNS domain (kubelet's --cluster-domain). */
@@ -74,7 +78,7 @@ export interface AgentConfig {
   maxStreams?: number;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'proxyMode', 'proxyTable', 'clusterCidr', 'clusterDNS', 'clusterDomain', 'clusterDnsPort', 'streamingConnectionIdleTimeout', 'maxStreams'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'proxyMode', 'proxyTable', 'clusterCidr', 'routePodCidrs', 'podCidrFromNode', 'clusterDNS', 'clusterDomain', 'clusterDnsPort', 'streamingConnectionIdleTimeout', 'maxStreams'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {

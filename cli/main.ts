@@ -99,7 +99,7 @@ registerAgentCommands(program, () => {
 registerApiServiceCommand(program);
 registerDashboardCommand(program);
 program.command('up')
-  .description('start a one-node local cluster (control plane + agent + demo pod) and print how to use kubectl')
+  .description('start a local cluster (control plane + one node, or N with --nodes N, + demo pod) and print how to use kubectl')
   .option('--data-dir <dir>', 'where everything lives (the admin kubeconfig is <dir>/kubeconfig)', '.stevedore')
   .option('--port <port>', 'control plane port', '6443')
   .option('--node-name <name>', 'node name (default: this host\'s name)')
@@ -113,14 +113,45 @@ program.command('up')
   .option('--dns-port <port>', 'port of the node\'s cluster DNS server (pods reach it at the cluster DNS address, port 53)', '10053')
   .option('--stage1-policy <file>', 'the node\'s stage1 and host-access policy (YAML; see agent/README.md); default: one that opens fly, hostNetwork, hostPID, hostIPC and privileged to kube-system only')
   .option('--container-runtime <name>', 'the node\'s runtime: rkt (systemd units) or docker (a Docker Engine the node starts)', 'rkt')
-  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; containerRuntime: string }) => {
+  .option('--nodes <n>', 'how many nodes; above 1 each is a node sandbox in a network namespace of its own named node-1…node-N (docs/multi-node.md); --pod-cidr is then the cluster CIDR (a /16, node-i gets x.y.i.0/24)', '1')
+  .option('--node-bridge <name>', 'with --nodes: the host bridge the nodes are on', 'stvd-nodes')
+  .option('--node-network <cidr>', 'with --nodes: the nodes\' /24 (.1 is the bridge, node-i is .(10+i))', '10.250.0.0/24')
+  .option('--node-monitor-grace-period <duration>', 'with --nodes: the control plane\'s (kube-controller-manager\'s) flag, e.g. 10s for failure drills')
+  .option('--default-unreachable-toleration-seconds <n>', 'with --nodes: the control plane\'s (kube-apiserver\'s) flag')
+  .option('--default-not-ready-toleration-seconds <n>', 'with --nodes: the control plane\'s (kube-apiserver\'s) flag')
+  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; nodes: string; nodeBridge: string; nodeNetwork: string; nodeMonitorGracePeriod?: string; defaultUnreachableTolerationSeconds?: string; defaultNotReadyTolerationSeconds?: string; containerRuntime: string }) => {
     if (opts.containerRuntime !== 'rkt' && opts.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${opts.containerRuntime}: choose rkt or docker`);
+    const nodes = Number(opts.nodes);
+    if (nodes !== 1) {
+      if (opts.containerRuntime !== 'rkt') throw new UserError('--nodes with --container-runtime=docker is not supported yet', { hint: 'use --nodes with the rkt runtime, or one docker node' });
+      if (opts.nodeName || opts.apiServicePort) throw new UserError('--node-name and --api-service-port are for one node', { hint: 'with --nodes N the nodes are node-1…node-N and each api-service serves its own unix socket' });
+      const { upNodes } = await import('./up-nodes.js');
+      await upNodes({
+        dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), nodeName: 'node-1',
+        stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName, podCidr: opts.podCidr, bridge: opts.bridge, serviceCidr: opts.serviceCidr, dnsPort: Number(opts.dnsPort),
+        stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined,
+        nodes, nodeBridge: opts.nodeBridge, nodeNetwork: opts.nodeNetwork, nodeMonitorGracePeriod: opts.nodeMonitorGracePeriod,
+        defaultUnreachableTolerationSeconds: opts.defaultUnreachableTolerationSeconds === undefined ? undefined : Number(opts.defaultUnreachableTolerationSeconds),
+        defaultNotReadyTolerationSeconds: opts.defaultNotReadyTolerationSeconds === undefined ? undefined : Number(opts.defaultNotReadyTolerationSeconds),
+      });
+      return;
+    }
     const { up, defaultNodeName } = await import('./up.js');
     await up({
       dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), apiServicePort: opts.apiServicePort ? Number(opts.apiServicePort) : undefined, nodeName: opts.nodeName ?? defaultNodeName(),
       stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName, podCidr: opts.podCidr, bridge: opts.bridge, serviceCidr: opts.serviceCidr, dnsPort: Number(opts.dnsPort),
       stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined, containerRuntime: opts.containerRuntime as 'rkt' | 'docker',
     });
+  });
+program.command('node')
+  .description('a node of `stevedore up --nodes N`: stop or start its agent (a failure drill; its pods keep running), add one more, or drain and remove one')
+  .argument('<action>', 'stop, start, add or remove')
+  .argument('<name>', 'the node, e.g. node-2')
+  .option('--data-dir <dir>', 'the directory `up` used', '.stevedore')
+  .action(async (action: string, name: string, opts: { dataDir: string }) => {
+    if (action !== 'stop' && action !== 'start' && action !== 'add' && action !== 'remove') throw new UserError(`unknown node action ${JSON.stringify(action)}`, { hint: 'use `stevedore node stop|start|add|remove NAME`' });
+    const { nodeCommand } = await import('./up-nodes.js');
+    await nodeCommand(path.resolve(opts.dataDir), action, name);
   });
 program.command('down')
   .description('stop and remove everything `stevedore up` made')

@@ -26,8 +26,8 @@ interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string;
 /** One table per local cluster: two clusters on one host (tests) each own theirs. */
 export const proxyTableFor = (bridge: string) => (bridge === 'stevedore0' ? 'stevedore-proxy' : `stevedore-proxy-${bridge}`);
 
-const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
-const DEMO_POD = `apiVersion: v1
+export const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
+export const DEMO_POD = `apiVersion: v1
 kind: Pod
 metadata:
   name: demo
@@ -63,7 +63,7 @@ async function systemdIsPid1(): Promise<boolean> {
 }
 
 /** GET a control plane URL with the admin token; resolves to [status, parsed body]. */
-function apiGet(url: string, ca: string, token: string): Promise<[number, unknown]> {
+export function apiGet(url: string, ca: string, token: string): Promise<[number, unknown]> {
   return new Promise((resolve, reject) => {
     const req = https.get(url, { ca, headers: { Authorization: `Bearer ${token}` }, timeout: 5000 }, (res) => {
       let body = '';
@@ -76,7 +76,7 @@ function apiGet(url: string, ca: string, token: string): Promise<[number, unknow
 }
 
 /** POST a JSON object with the admin token; resolves to [status, parsed body]. */
-function apiPost(url: string, ca: string, token: string, body: unknown): Promise<[number, unknown]> {
+export function apiPost(url: string, ca: string, token: string, body: unknown): Promise<[number, unknown]> {
   return new Promise((resolve, reject) => {
     const data = JSON.stringify(body);
     const req = https.request(url, { method: 'POST', ca, headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) }, timeout: 5000 }, (res) => {
@@ -97,7 +97,7 @@ export function clusterDnsAddress(serviceCidr: string): string {
   return [24, 16, 8, 0].map((sh) => (n >>> sh) & 255).join('.');
 }
 
-async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, hint: string): Promise<T> {
+export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, hint: string): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check().catch(() => undefined);
@@ -108,7 +108,7 @@ async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<
 }
 
 /** Run a command on the node (inside the sandbox, or right here on a systemd host); returns its stdout. */
-async function onNode(sandbox: string | undefined, argv: string[]): Promise<string> {
+export async function onNode(sandbox: string | undefined, argv: string[]): Promise<string> {
   const r = sandbox
     ? await execInSandbox(sandbox, argv, { stdio: 'pipe' })
     : await new Promise<{ exitCode: number; stdout: string; stderr: string }>((resolve) => {
@@ -123,7 +123,7 @@ async function onNode(sandbox: string | undefined, argv: string[]): Promise<stri
   return r.stdout ?? '';
 }
 
-const stevedore = (...args: string[]) => [process.execPath, CLI, ...args];
+export const stevedore = (...args: string[]) => [process.execPath, CLI, ...args];
 
 export async function up(opts: UpOptions): Promise<void> {
   const p = paths(opts.dataDir);
@@ -245,6 +245,12 @@ export async function down(opts: { dataDir: string }): Promise<void> {
   if (!state) {
     process.stdout.write(`nothing to tear down in ${opts.dataDir}\n`);
     return;
+  }
+  // `up --nodes N` (N > 1) keeps its nodes in up.json; they go their own way (cli/up-nodes.ts).
+  const multi = state as UpState & Partial<import('./up-nodes.js').MultiNodeState>;
+  if (multi.nodes && multi.nodeBridge) {
+    const { downNodes } = await import('./up-nodes.js');
+    return downNodes(opts.dataDir, multi as import('./up-nodes.js').MultiNodeState);
   }
   const sandbox = state.sandbox && (await getSandbox(state.sandbox)) ? state.sandbox : undefined;
   if (sandbox || !state.sandbox) {

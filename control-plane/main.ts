@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { InvalidInput } from '../common/errors.js';
 import { parseDuration } from '../common/format.js';
 import { startControlPlane } from './server.js';
+import { validateNodeIpam, type NodeIpamOptions } from './controllers/node-ipam.js';
 
 export { startControlPlane } from './server.js';
 
@@ -35,6 +36,7 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     .requiredOption('--data-dir <dir>', 'where the database, certificates and tokens live')
     .option('--port <port>', 'HTTPS port', '6443')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--also-listen <address...>', 'more addresses to serve on, same port (e.g. the node bridge\'s for nodes in network namespaces of their own); added to the serving certificate\'s SANs when it is first made')
     .option('--kubeconfig <file>', 'write an admin kubeconfig here')
     .option('--log-level <level>', 'pino log level', process.env.STEVEDORE_LOG_LEVEL ?? 'info')
     .option('--event-ttl <duration>', 'how long Events live after their last write (kube-apiserver\'s flag; 1h, 30m, 90s)', '1h')
@@ -47,14 +49,17 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     .option('--default-not-ready-toleration-seconds <n>', 'how long new pods tolerate a not-ready node before eviction (kube-apiserver\'s flag)', '300')
     .option('--default-unreachable-toleration-seconds <n>', 'how long new pods tolerate an unreachable node before eviction (kube-apiserver\'s flag)', '300')
     .option('--service-cluster-ip-range <cidr>', 'where Services\' cluster IPs come from (must not overlap pod CIDRs)', '10.96.0.0/16')
+    .option('--allocate-node-cidrs', 'give every Node without spec.podCIDR one from --cluster-cidr (kube-controller-manager\'s flag)')
+    .option('--cluster-cidr <cidr>', 'pod addresses of the whole cluster, for --allocate-node-cidrs')
+    .option('--node-cidr-mask-size <n>', 'prefix length of each node\'s pod CIDR', '24')
     .option('--service-node-port-range <range>', 'ports NodePort Services get', '30000-32767')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ dataDir: string; port: string; host: string; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
+  const o = cmd.opts<{ allocateNodeCidrs?: boolean; clusterCidr?: string; nodeCidrMaskSize: string; dataDir: string; port: string; host: string; alsoListen?: string[]; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidInput(`--port ${o.port} is not a port number`, 'use a number between 1 and 65535');
   const cp = await startControlPlane({
-    dataDir: path.resolve(o.dataDir), port, host: o.host, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
+    dataDir: path.resolve(o.dataDir), port, host: o.host, alsoListen: o.alsoListen, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
     eventTtlSeconds: durationSeconds(o.eventTtl, '--event-ttl'),
     hpaSyncPeriodSeconds: durationSeconds(o.horizontalPodAutoscalerSyncPeriod, '--horizontal-pod-autoscaler-sync-period'),
     nodeMonitorGracePeriodSeconds: durationSeconds(o.nodeMonitorGracePeriod, '--node-monitor-grace-period'),
@@ -63,6 +68,7 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     maxEventsPerNamespace: positiveInt(o.maxEventsPerNamespace, '--max-events-per-namespace'),
     watchLimits: { maxTotal: positiveInt(o.maxWatches, '--max-watches'), maxPerClient: positiveInt(o.maxWatchesPerClient, '--max-watches-per-client'), maxTimeoutSeconds: durationSeconds(o.maxWatchTimeout, '--max-watch-timeout') },
     serviceClusterIpRange: o.serviceClusterIpRange, serviceNodePortRange: o.serviceNodePortRange,
+    allocateNodeCidrs: nodeIpamOf(o),
   });
   process.stderr.write(`control plane listening on ${cp.url}${o.kubeconfig ? `; export KUBECONFIG=${path.resolve(o.kubeconfig)}` : ''}\n`);
   await new Promise<void>((resolve) => {
@@ -71,6 +77,16 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     process.once('SIGTERM', stop);
   });
   await cp.close();
+}
+
+/** --allocate-node-cidrs needs --cluster-cidr; checked here so the error names the flags. */
+function nodeIpamOf(o: { allocateNodeCidrs?: boolean; clusterCidr?: string; nodeCidrMaskSize: string }): NodeIpamOptions | undefined {
+  if (!o.allocateNodeCidrs) {
+    if (o.clusterCidr) throw new InvalidInput('--cluster-cidr is only used with --allocate-node-cidrs', 'add --allocate-node-cidrs, or drop --cluster-cidr');
+    return undefined;
+  }
+  if (!o.clusterCidr) throw new InvalidInput('--allocate-node-cidrs needs --cluster-cidr', 'e.g. --cluster-cidr 10.88.0.0/16 (node pod CIDRs are cut from it)');
+  return validateNodeIpam({ clusterCidr: o.clusterCidr, nodeCidrMaskSize: Number(o.nodeCidrMaskSize) });
 }
 
 /**
@@ -89,7 +105,7 @@ async function runNodeCredentialsCommand(argv: string[]): Promise<void> {
     .requiredOption('--out <dir>', 'where to write kubeconfig, ca.crt, kubelet.crt and kubelet.key')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ dataDir: string; nodeName: string; nodeIp: string[]; server: string; out: string }>();
+  const o = cmd.opts<{ allocateNodeCidrs?: boolean; clusterCidr?: string; nodeCidrMaskSize: string; dataDir: string; nodeName: string; nodeIp: string[]; server: string; out: string }>();
   try {
     new URL(o.server);
   } catch {

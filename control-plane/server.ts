@@ -53,12 +53,17 @@ import { reviewRequest, tokenRequest } from './reviews.js';
 import { ClusterRoleAggregationController, ServiceAccountsController } from './controllers/rbac.js';
 import { METRICS_GROUP, METRICS_VERSION, MetricsApi, metricsDiscovery } from './metrics-api.js';
 import { nodeEndpoint, nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
+import { NodeIpamController, type NodeIpamOptions } from './controllers/node-ipam.js';
 import { StreamProxy, STREAM_SUBRESOURCES } from './stream-proxy.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
   port?: number;
   host?: string;
+  /** Node IPAM (kube-controller-manager's --allocate-node-cidrs): Nodes without spec.podCIDR get one from clusterCidr. */
+  allocateNodeCidrs?: NodeIpamOptions;
+  /** More addresses to serve on besides host (e.g. the node bridge's, for nodes in network namespaces of their own); in the serving certificate's SANs. */
+  alsoListen?: string[];
   kubeconfigPath?: string;
   logLevel?: string;
   /** Seconds without a Lease renewal before a node's Ready condition turns Unknown (default 40). */
@@ -232,7 +237,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const host = opts.host ?? '127.0.0.1';
   const dataDir = path.resolve(opts.dataDir);
   await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const creds = await ensureCredentials(dataDir, [host]);
+  const alsoListen = opts.alsoListen ?? [];
+  const creds = await ensureCredentials(dataDir, [host, ...alsoListen]);
   let store: Store;
   try {
     store = new Store(dataDir, log, { retain: opts.watchLogRetain });
@@ -272,31 +278,48 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     new DisruptionController(store, log, client),
     new ClusterRoleAggregationController(store, log, client),
     new ServiceAccountsController(store, log, client),
+    ...(opts.allocateNodeCidrs ? [new NodeIpamController(store, log, events, client, opts.allocateNodeCidrs)] : []),
     new EventTtlController(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
   ];
   cp.seed();
 
   // Client certificates are asked for, verified against the cluster CA (nodes authenticate with
   // them), but not required: kubectl's admin kubeconfig uses a bearer token.
-  const server = https.createServer({ cert: creds.serverCertPem, key: creds.serverKeyPem, ca: creds.caCertPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
-    cp.handle(req, res).catch((err) => {
-      log.error({ err }, 'request failed');
-      if (!res.headersSent) sendJson(res, 500, new ApiError(500, 'InternalError', `Internal error occurred: ${(err as Error).message}`).toStatus());
-      else res.destroy();
+  const serveOn = async (address: string, port: number): Promise<https.Server> => {
+    const srv = https.createServer({ cert: creds.serverCertPem, key: creds.serverKeyPem, ca: creds.caCertPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+      cp.handle(req, res).catch((err) => {
+        log.error({ err }, 'request failed');
+        if (!res.headersSent) sendJson(res, 500, new ApiError(500, 'InternalError', `Internal error occurred: ${(err as Error).message}`).toStatus());
+        else res.destroy();
+      });
     });
-  });
-  server.keepAliveTimeout = 65_000;
-  // kubectl exec/attach/port-forward: upgrades are spliced through to the pod's node (stream-proxy.ts).
+    srv.keepAliveTimeout = 65_000;
+    // kubectl exec/attach/port-forward: upgrades are spliced through to the pod's node (stream-proxy.ts).
+    srv.on('upgrade', (req, socket, head) => streams.handle(req, socket, head));
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', (err) => {
+        if (errnoCode(err) === 'EADDRINUSE') reject(new UserError(`cannot listen on ${address}:${port}: the port is already in use`, { hint: 'stop whatever uses it (maybe another control plane) or choose another port with --port', cause: err }));
+        else if (errnoCode(err) === 'EADDRNOTAVAIL') reject(new UserError(`cannot listen on ${address}: no interface of this host has that address`, { hint: 'create the interface first (stevedore up --nodes N makes the node bridge) or drop the address', cause: err }));
+        else reject(err);
+      });
+      srv.listen(port, address, () => resolve());
+    });
+    return srv;
+  };
   const streams = new StreamProxy(store, log, creds.adminToken, nodeClient, cp.tokenAuthenticator);
-  server.on('upgrade', (req, socket, head) => streams.handle(req, socket, head));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => {
-      store.close();
-      if (errnoCode(err) === 'EADDRINUSE') reject(new UserError(`cannot listen on ${host}:${opts.port ?? 6443}: the port is already in use`, { hint: 'stop whatever uses it (maybe another control plane) or choose another port with --port', cause: err }));
-      else reject(err);
-    });
-    server.listen(opts.port ?? 6443, host, () => resolve());
-  });
+  const servers: https.Server[] = [];
+  try {
+    servers.push(await serveOn(host, opts.port ?? 6443));
+    // The same port on every other address (the first listen may have picked a free one).
+    const firstAddr = servers[0]!.address();
+    const boundPort = typeof firstAddr === 'object' && firstAddr ? firstAddr.port : opts.port ?? 6443;
+    for (const address of alsoListen) servers.push(await serveOn(address, boundPort));
+  } catch (err) {
+    for (const srv of servers) srv.close();
+    store.close();
+    throw err;
+  }
+  const server = servers[0]!;
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port ?? 6443;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -315,10 +338,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       closed = true;
       for (const c of controllers) c.stop();
       cp.stop();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await Promise.all(servers.map((srv) => new Promise<void>((resolve) => {
+        srv.close(() => resolve());
+        srv.closeAllConnections();
+      })));
       store.close();
     },
   };

@@ -18,6 +18,7 @@ import type { SandboxInfo, SandboxStartOptions } from './types.js';
 import { ownCgroupDirs, createCgroups, removeCgroupTree } from './cgroups.js';
 import { readProc, isAlive, childrenOf, nsPids, killQuietly, sleep, waitGone } from './proc.js';
 import { readSystemState } from './bus.js';
+import { createSandboxNetwork, hostVethOf, netnsFile, removeSandboxNetwork, validateNetwork } from './network.js';
 
 export type { SandboxInfo, SandboxStartOptions } from './types.js';
 
@@ -120,6 +121,7 @@ export async function stopSandbox(name = DEFAULT_SANDBOX_NAME, stateRoot = DEFAU
       if (!path.basename(dir).startsWith(`${CGROUP_PREFIX}${record.name}-`)) continue;
       await removeCgroupTree(dir);
     }
+    if (record.network) await removeSandboxNetwork(record.network);
   }
   await fs.rm(stateDir, { recursive: true, force: true });
   log.info({ sandbox: name, stateDir }, 'sandbox stopped');
@@ -173,7 +175,7 @@ export async function startSandbox(opts: SandboxStartOptions = {}): Promise<Sand
   const deadline = Date.now() + (opts.timeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS);
   const stateDir = await claimStateDir(name, stateRoot);
   try {
-    const record = await prepareStateDir(name, stateDir);
+    const record = await prepareStateDir(name, stateDir, opts);
     await bootInto(record, deadline);
     log.info({ sandbox: name, pid: record.pid, ms: Date.now() - record.startedAt }, 'sandbox running');
     return publicInfo(record);
@@ -194,7 +196,7 @@ export async function startSandbox(opts: SandboxStartOptions = {}): Promise<Sand
   }
 }
 
-async function prepareStateDir(name: string, stateDir: string): Promise<SandboxRecord> {
+async function prepareStateDir(name: string, stateDir: string, opts: SandboxStartOptions): Promise<SandboxRecord> {
   const machineId = randomBytes(16).toString('hex');
   const record: SandboxRecord = {
     name,
@@ -216,8 +218,11 @@ async function prepareStateDir(name: string, stateDir: string): Promise<SandboxR
   const cgroupName = `${CGROUP_PREFIX}${name}-${randomBytes(4).toString('hex')}`;
   const parents = await ownCgroupDirs();
   record.cgroupDirs = parents.map((p) => path.join(p, cgroupName));
+  // The netns is named after the sandbox; recorded before it exists, so that stop removes a half-made one.
+  if (opts.network) record.network = { ...validateNetwork(opts.network), netns: name, hostVeth: hostVethOf(name) };
   await atomicWriteJson(path.join(stateDir, 'info.json'), record);
   await createCgroups(parents, cgroupName);
+  if (opts.network) record.network = await createSandboxNetwork(name, opts.network);
   return record;
 }
 
@@ -249,7 +254,10 @@ async function unlockProcSys(record: SandboxRecord): Promise<void> {
 function spawnLauncher(record: SandboxRecord): number {
   const logFd = openSync(path.join(record.stateDir, 'boot.log'), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND, 0o644);
   try {
-    const child = spawn('/bin/bash', [BOOT_SCRIPT, 'outer'], {
+    // With a netns of its own, boot.sh (and so unshare and systemd) runs in it: nsenter execs, no fork,
+    // so the launcher's PID stays the parent of the sandbox's PID 1.
+    const argv = record.network ? ['/usr/bin/nsenter', `--net=${netnsFile(record.network.netns)}`, '--', '/bin/bash', BOOT_SCRIPT, 'outer'] : ['/bin/bash', BOOT_SCRIPT, 'outer'];
+    const child = spawn(argv[0]!, argv.slice(1), {
       detached: true,
       cwd: '/',
       stdio: ['ignore', logFd, logFd],
@@ -262,7 +270,7 @@ function spawnLauncher(record: SandboxRecord): number {
     });
     child.on('error', (err) => log.error({ err }, 'boot.sh could not be started'));
     child.unref();
-    if (child.pid === undefined) throw new Error(`could not start /bin/bash ${BOOT_SCRIPT}`);
+    if (child.pid === undefined) throw new Error(`could not start ${argv.join(' ')}`);
     return child.pid;
   } finally {
     closeSync(logFd);
@@ -332,7 +340,8 @@ export async function execInSandbox(name: string, argv: string[], opts: ExecOpti
     // Join the sandbox's cgroups first (best effort), then enter; nsenter forks for the pid namespace.
     '/bin/sh', '-c', 'while [ "$1" != -- ]; do echo $$ 2>/dev/null >"$1" || :; shift; done; shift; exec "$@"', 'join-cgroups',
     ...procsFiles, '--',
-    'nsenter', '-t', String(info.pid), '-m', '-p', '-u', '-C', '--',
+    // -n only with a netns of its own: otherwise the sandbox shares the host's anyway.
+    'nsenter', '-t', String(info.pid), '-m', '-p', '-u', '-C', ...(info.network ? ['-n'] : []), '--',
     '/bin/sh', '-c', 'cd -- "$1" 2>/dev/null || cd /; shift; exec "$@"', 'stevedore-exec', opts.cwd ?? process.cwd(),
     ...argv,
   ];

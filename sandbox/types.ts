@@ -33,6 +33,32 @@ export interface SandboxInfo {
   cgroupDirs: string[];
   /** Host PID of the `unshare` process that is the parent of `pid`. */
   launcherPid: number;
+  /** Set when the sandbox has a network namespace of its own (see SandboxNetwork). */
+  network?: SandboxNetworkInfo;
+}
+
+/**
+ * A network namespace of the sandbox's own, as a node of a multi-node
+ * cluster has: `/run/netns/<netns>` with loopback, `eth0` (address/24, default
+ * route via the gateway) whose veth peer is on a bridge of the host that holds
+ * the gateway address. IPv4 forwarding is on inside (pods route through it).
+ */
+export interface SandboxNetwork {
+  /** The host bridge, created when missing (e.g. `stvd-nodes`); at most 15 characters. */
+  bridge: string;
+  /** The sandbox's address, e.g. 10.250.0.11 (a /24 with the gateway). */
+  address: string;
+  /** The bridge's address on the host and the sandbox's default route, e.g. 10.250.0.1. */
+  gateway: string;
+  /** Prefix length of address and gateway (default 24). */
+  prefixLength?: number;
+}
+
+export interface SandboxNetworkInfo extends Required<SandboxNetwork> {
+  /** Name under /run/netns (the sandbox's name). */
+  netns: string;
+  /** The host end of the veth pair. */
+  hostVeth: string;
 }
 
 export interface SandboxStartOptions {
@@ -40,4 +66,6 @@ export interface SandboxStartOptions {
   stateRoot?: string;
   /** Give up if systemd has not reached `running` (or `degraded`) within this time. */
   timeoutMs?: number;
+  /** A network namespace of its own on a host bridge; default: the host's network namespace. */
+  network?: SandboxNetwork;
 }

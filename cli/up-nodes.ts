@@ -1,0 +1,297 @@
+/**
+ * `stevedore up --nodes N` (N > 1): a local cluster of N nodes on one host.
+ *
+ * Topology (defaults):
+ *   host: the control plane on 127.0.0.1:PORT (admin kubeconfig) and on the
+ *         node bridge's address 10.250.0.1:PORT (the nodes' kubeconfigs);
+ *         bridge `stvd-nodes` 10.250.0.1/24.
+ *   node-i: a node sandbox (sandbox/) in a network namespace of its own
+ *         (/run/netns/<sandbox>), eth0 10.250.0.(10+i)/24, default route via
+ *         10.250.0.1; its own agent (--node-ip 10.250.0.(10+i), a /24 pod
+ *         CIDR of 10.88.0.0/16 that the control plane's node IPAM gives its
+ *         Node, CNI bridge and service proxy table inside its netns),
+ *         its own api-service; routes to the other nodes' pod CIDRs via their
+ *         addresses (agent --route-pod-cidrs, host-gw).
+ * `stevedore down` stops every node sandbox (its netns takes the pods'
+ * bridge, routes and nft tables along), the bridge and the control plane.
+ */
+import { spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { InvalidInput, UserError } from '../common/errors.js';
+import { atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
+import { issueNodeCredentials, writeNodeCredentials } from '../control-plane/pki.js';
+import { isAlive } from '../sandbox/proc.js';
+import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
+import { ensureBridge, removeBridgeIfUnused } from '../sandbox/network.js';
+import { validateNodeIpam } from '../control-plane/controllers/node-ipam.js';
+import { CLI, DEMO_POD, apiGet, apiPost, clusterDnsAddress, onNode, stevedore, waitFor, type UpOptions } from './up.js';
+
+export interface MultiNodeOptions extends UpOptions {
+  nodes: number;
+  /** The host bridge the nodes' eth0 peers are on. */
+  nodeBridge: string;
+  /** The nodes' /24: .1 is the bridge (and the control plane's address for the nodes), .(10+i) node-i. */
+  nodeNetwork: string;
+  /** Control plane flags for failure drills (kube-controller-manager's / kube-apiserver's). */
+  nodeMonitorGracePeriod?: string;
+  defaultUnreachableTolerationSeconds?: number;
+  defaultNotReadyTolerationSeconds?: number;
+}
+
+export interface NodeRecord { name: string; sandbox: string; address: string; dir: string }
+
+/** up.json of a multi-node cluster: UpState's fields plus the nodes. */
+export interface MultiNodeState { controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string; settings?: NodeSettings }
+
+const MAX_NODES = 200;
+
+/** 10.250.0.0/24 → ['10.250.0', ...]; only /24 networks (one octet for the nodes). */
+function networkBase(cidr: string, what: string, prefix: number): number[] {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
+  const octets = m ? m.slice(1, 5).map(Number) : [];
+  if (!m || octets.some((o) => o > 255) || Number(m[5]) !== prefix) {
+    throw new InvalidInput(`${what} ${cidr} is not an IPv4 /${prefix}`, prefix === 24 ? 'e.g. 10.250.0.0/24' : 'e.g. 10.88.0.0/16: node-i gets 10.88.i.0/24');
+  }
+  return octets;
+}
+
+/** Names and addresses of node-1…node-N (pure: unit-tested); their pod CIDRs come from the control plane. */
+export function planNodes(opts: { nodes: number; nodeNetwork: string; podCidr: string; sandboxName: string; dataDir: string }): { gateway: string; nodes: NodeRecord[] } {
+  if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > MAX_NODES) throw new InvalidInput(`--nodes ${opts.nodes} is not a number of nodes`, `use 1-${MAX_NODES}`);
+  const net = networkBase(opts.nodeNetwork, '--node-network', 24);
+  try {
+    validateNodeIpam({ clusterCidr: opts.podCidr, nodeCidrMaskSize: 24 });
+  } catch {
+    throw new InvalidInput(`--pod-cidr ${opts.podCidr} cannot hold a /24 per node`, 'with --nodes it is the cluster CIDR, e.g. 10.88.0.0/16');
+  }
+  const nodes: NodeRecord[] = [];
+  for (let i = 1; i <= opts.nodes; i++) {
+    const name = `node-${i}`;
+    nodes.push({ name, sandbox: `${opts.sandboxName}-${name}`, address: `${net[0]}.${net[1]}.${net[2]}.${10 + i}`, dir: path.join(opts.dataDir, 'nodes', name) });
+  }
+  return { gateway: `${net[0]}.${net[1]}.${net[2]}.1`, nodes };
+}
+
+/** What `node add` needs to make one more node like the others (kept in up.json). */
+export interface NodeSettings {
+  gateway: string; nodeNetwork: string; stage1: string; stage1Policy: string; bridge: string; nodeApiPort: number; podCidr: string;
+  dnsIp: string; dnsPort: number; sandboxPrefix: string;
+}
+interface NodeContext { dataDir: string; state: MultiNodeState; settings: NodeSettings; url: string; ca: string; adminToken: string }
+
+/** One node: its credentials, its sandbox (own netns), its agent and api-service. */
+async function startNode(ctx: NodeContext, n: NodeRecord): Promise<void> {
+  const { settings: st, state } = ctx;
+  const cpDir = path.join(ctx.dataDir, 'control-plane');
+  await fs.mkdir(n.dir, { recursive: true, mode: 0o711 });
+  const files = { kubeconfig: path.join(n.dir, 'kubeconfig'), caCert: path.join(n.dir, 'pki', 'ca.crt'), servingCert: path.join(n.dir, 'pki', 'kubelet.crt'), servingKey: path.join(n.dir, 'pki', 'kubelet.key') };
+  await writeNodeCredentials(await issueNodeCredentials(cpDir, n.name, [n.address]), `https://${st.gateway}:${state.port}`, files, n.name);
+  if (!(await getSandbox(n.sandbox))) await startSandbox({ name: n.sandbox, network: { bridge: state.nodeBridge, address: n.address, gateway: st.gateway } });
+  const data = path.join(n.dir, 'data');
+  await onNode(n.sandbox, stevedore('--dir', data, 'image', 'import-demo'));
+  await onNode(n.sandbox, stevedore('--dir', data, 'agent', 'install', '--now', '--kubeconfig', files.kubeconfig, '--node-name', n.name,
+    '--rkt-stage1-image', st.stage1, '--pod-cidr-from-node', '--cni-bridge', st.bridge, '--port', String(st.nodeApiPort), '--node-ip', n.address,
+    '--tls-cert-file', files.servingCert, '--tls-private-key-file', files.servingKey, '--client-ca-file', files.caCert, '--config-path', path.join(n.dir, 'agent.yaml'),
+    '--stage1-policy', st.stage1Policy, '--cluster-cidr', st.podCidr, '--route-pod-cidrs',
+    '--cluster-dns', st.dnsIp, '--cluster-domain', 'cluster.local', '--cluster-dns-port', String(st.dnsPort)));
+  await onNode(n.sandbox, stevedore('--dir', data, 'api-service', 'install', '--now'));
+  process.stdout.write(`node ${n.name}: sandbox ${n.sandbox}, ${n.address}\n`);
+}
+
+async function waitNodeReady(ctx: NodeContext, n: NodeRecord): Promise<void> {
+  const podCidr = await waitFor(`node ${n.name} to be Ready`, 90_000, async () => {
+    const [code, node] = await apiGet(`${ctx.url}/api/v1/nodes/${n.name}`, ctx.ca, ctx.adminToken);
+    const view = node as { spec?: { podCIDR?: string }; status?: { conditions?: Array<{ type: string; status: string }> } };
+    const ready = view.status?.conditions?.find((c) => c.type === 'Ready');
+    return code === 200 && ready?.status === 'True' ? view.spec?.podCIDR ?? '' : undefined;
+  }, `see \`stevedore sandbox exec --name ${n.sandbox} -- journalctl -u stevedore-agent\``);
+  process.stdout.write(`node ${n.name} Ready (pods ${podCidr})\n`);
+}
+
+export async function upNodes(opts: MultiNodeOptions): Promise<void> {
+  const { gateway, nodes } = planNodes(opts);
+  const statePath = path.join(opts.dataDir, 'up.json');
+  const existing = await readJsonIfExists<MultiNodeState>(statePath);
+  if (existing && (await isAlive(existing.controlPlanePid))) {
+    process.stdout.write(`already up (control plane pid ${existing.controlPlanePid}).\nexport KUBECONFIG=${path.join(opts.dataDir, 'kubeconfig')}\n`);
+    return;
+  }
+  const cpDir = path.join(opts.dataDir, 'control-plane');
+  const kubeconfig = path.join(opts.dataDir, 'kubeconfig');
+  await fs.mkdir(cpDir, { recursive: true, mode: 0o700 });
+  // The api-service user of each node must reach its node's data dir below: searchable, not listable.
+  await fs.chmod(opts.dataDir, ((await fs.stat(opts.dataDir)).mode & 0o7777) | 0o001);
+  await fs.mkdir(path.join(opts.dataDir, 'nodes'), { recursive: true, mode: 0o711 });
+  const { loadStage1Policy, DEFAULT_UP_POLICY } = await import('../agent/stage1-policy.js');
+  if (opts.stage1Policy) await loadStage1Policy(opts.stage1Policy);
+  let stage1Policy = opts.stage1Policy;
+  if (!stage1Policy) {
+    stage1Policy = path.join(opts.dataDir, 'stage1-policy.yaml');
+    await fs.writeFile(stage1Policy, DEFAULT_UP_POLICY);
+  }
+
+  // 1. The node bridge first: the control plane listens on its address too.
+  await ensureBridge(opts.nodeBridge, gateway);
+  const serviceCidr = opts.serviceCidr ?? '10.96.0.0/16';
+  const logFd = openSync(path.join(cpDir, 'control-plane.log'), 'a');
+  // Node IPAM: each Node gets a /24 of the cluster CIDR (--pod-cidr), its agent takes it from there.
+  const cpArgs = [CLI, 'control-plane', '--data-dir', cpDir, '--port', String(opts.port), '--also-listen', gateway, '--kubeconfig', kubeconfig, '--service-cluster-ip-range', serviceCidr,
+    '--allocate-node-cidrs', '--cluster-cidr', opts.podCidr, '--node-cidr-mask-size', '24'];
+  if (opts.nodeMonitorGracePeriod) cpArgs.push('--node-monitor-grace-period', opts.nodeMonitorGracePeriod);
+  if (opts.defaultUnreachableTolerationSeconds !== undefined) cpArgs.push('--default-unreachable-toleration-seconds', String(opts.defaultUnreachableTolerationSeconds));
+  if (opts.defaultNotReadyTolerationSeconds !== undefined) cpArgs.push('--default-not-ready-toleration-seconds', String(opts.defaultNotReadyTolerationSeconds));
+  const cp = spawn(process.execPath, cpArgs, { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info' } });
+  closeSync(logFd);
+  cp.unref();
+  const state: MultiNodeState = { controlPlanePid: cp.pid!, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge };
+  await atomicWriteJson(statePath, state);
+  const url = `https://127.0.0.1:${opts.port}`;
+  await waitFor('the control plane', 60_000, async () => {
+    if (!(await isAlive(cp.pid!))) throw new Error('exited');
+    await fs.access(kubeconfig);
+    const ca = await fs.readFile(path.join(cpDir, 'pki', 'ca.crt'), 'utf8');
+    const token = (await fs.readFile(path.join(cpDir, 'admin.token'), 'utf8')).trim();
+    const [code] = await apiGet(`${url}/version`, ca, token);
+    return code === 200 ? true : undefined;
+  }, `see ${path.join(cpDir, 'control-plane.log')}; is port ${opts.port} free on 127.0.0.1 and ${gateway}?`);
+  process.stdout.write(`control plane up at ${url} (nodes reach it at https://${gateway}:${opts.port})\n`);
+  const ca = await fs.readFile(path.join(cpDir, 'pki', 'ca.crt'), 'utf8');
+  const adminToken = (await fs.readFile(path.join(cpDir, 'admin.token'), 'utf8')).trim();
+  const dnsIp = clusterDnsAddress(serviceCidr);
+  const [dnsCode, dnsBody] = await apiPost(`${url}/api/v1/namespaces/kube-system/services`, ca, adminToken, {
+    apiVersion: 'v1', kind: 'Service',
+    metadata: { name: 'kube-dns', labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' } },
+    spec: { clusterIP: dnsIp, ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }] },
+  });
+  if (dnsCode !== 201 && dnsCode !== 409) throw new UserError(`cannot create the kube-dns Service: ${JSON.stringify(dnsBody)}`);
+
+  // 2. The nodes, side by side: each a sandbox in its own netns with its own identity, agent and api-service.
+  state.settings = {
+    gateway, nodeNetwork: opts.nodeNetwork, stage1: opts.stage1, stage1Policy, bridge: opts.bridge, nodeApiPort: opts.nodeApiPort, podCidr: opts.podCidr,
+    dnsIp, dnsPort: opts.dnsPort ?? 10053, sandboxPrefix: opts.sandboxName,
+  };
+  await atomicWriteJson(statePath, state);
+  const ctx: NodeContext = { dataDir: opts.dataDir, state, settings: state.settings, url, ca, adminToken };
+  await Promise.all(nodes.map((n) => startNode(ctx, n)));
+  for (const n of nodes) await waitNodeReady(ctx, n);
+  process.stdout.write(`${nodes.length} nodes Ready\n`);
+
+  const demo = path.join(opts.dataDir, 'demo-pod.yaml');
+  await fs.writeFile(demo, DEMO_POD);
+  const apply = spawn('kubectl', ['apply', '-f', demo], { stdio: 'inherit', env: { ...process.env, KUBECONFIG: kubeconfig } });
+  if ((await new Promise<number>((resolve) => apply.on('close', (c) => resolve(c ?? 1)))) !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
+  process.stdout.write(`
+Stevedore is up: ${nodes.length} nodes (${nodes.map((n) => `${n.name} ${n.address}`).join(', ')}) on bridge ${opts.nodeBridge} (${gateway}),
+pod network ${opts.podCidr} (a /24 per node from the control plane, routed node to node), runtime rkt, stage1 ${opts.stage1}.
+
+  export KUBECONFIG=${kubeconfig}
+  kubectl get nodes -o wide
+  stevedore node stop node-2 --data-dir ${opts.dataDir}    # a failure drill; node start brings it back
+
+Tear it all down with: npx stevedore down${opts.dataDir === path.resolve('.stevedore') ? '' : ` --data-dir ${opts.dataDir}`}
+`);
+}
+
+/** Stops a node's agent and api-service and removes every pod it ran; its sandbox stays. Best effort: warns. */
+async function tearDownNode(n: NodeRecord, warn: (err: unknown) => string): Promise<void> {
+  if (!(await getSandbox(n.sandbox))) return;
+  const data = path.join(n.dir, 'data');
+  const quietly = (argv: string[]) => onNode(n.sandbox, argv).catch(warn);
+  // The agent first (it would restart pods), then every pod it ran; the netns takes bridge, routes and nft tables.
+  await quietly(['sh', '-c', 'for u in stevedore-agent.service stevedore-api-service.service; do systemctl disable --now $u; rm -f /etc/systemd/system/$u; done; systemctl daemon-reload']);
+  const pods = JSON.parse((await quietly(stevedore('--dir', data, 'pod', 'list', '-o', 'json'))) || '[]') as Array<{ uuid: string }>;
+  if (pods.length) await quietly(stevedore('--dir', data, 'pod', 'rm', '--force', ...pods.map((x) => x.uuid)));
+  await quietly(stevedore('--dir', data, 'gc', '--grace-period', '0s'));
+}
+
+export async function downNodes(dataDir: string, state: MultiNodeState): Promise<void> {
+  const warn = (err: unknown) => { process.stderr.write(`warning: ${(err as Error).message}\n`); return ''; };
+  await Promise.all(state.nodes.map((n) => tearDownNode(n, warn)));
+  for (const n of state.nodes) await stopSandbox(n.sandbox).catch(warn);
+  await removeBridgeIfUnused(state.nodeBridge).catch(warn);
+  if (await isAlive(state.controlPlanePid)) {
+    process.kill(state.controlPlanePid, 'SIGTERM');
+    for (let i = 0; i < 50 && (await isAlive(state.controlPlanePid)); i++) await new Promise((r) => setTimeout(r, 100));
+    if (await isAlive(state.controlPlanePid)) process.kill(state.controlPlanePid, 'SIGKILL');
+  }
+  await fs.rm(dataDir, { recursive: true, force: true });
+  process.stdout.write(`down: control plane, ${state.nodes.length} node sandboxes (netns, veths), bridge ${state.nodeBridge} and ${dataDir} removed\n`);
+}
+
+function kubectl(dataDir: string, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('kubectl', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KUBECONFIG: path.join(dataDir, 'kubeconfig') } });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    child.on('error', (err) => resolve({ code: 127, out: String(err) }));
+    child.on('close', (code) => resolve({ code: code ?? 1, out }));
+  });
+}
+
+/** `stevedore node add NAME`: one more node like the others, at the lowest free address of the node network. */
+async function addNode(dataDir: string, state: MultiNodeState, name: string): Promise<void> {
+  if (!/^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/.test(name)) throw new InvalidInput(`invalid node name ${JSON.stringify(name)}`, 'use lower-case letters, digits and dashes (at most 42), e.g. node-4');
+  if (state.nodes.some((n) => n.name === name)) throw new UserError(`node ${name} is already in this cluster`, { hint: 'pick another name, or `stevedore node remove` it first' });
+  const st = state.settings;
+  if (!st) throw new UserError('this cluster was made before `node add` existed', { hint: 'bring it down and up again' });
+  const net = st.gateway.split('.').slice(0, 3).join('.');
+  const taken = new Set(state.nodes.map((n) => n.address));
+  let i = 1;
+  while (taken.has(`${net}.${10 + i}`)) i++;
+  if (10 + i > 254) throw new UserError(`no address left in ${st.nodeNetwork}`, { hint: 'remove a node first' });
+  const node: NodeRecord = { name, sandbox: `${st.sandboxPrefix}-${name}`, address: `${net}.${10 + i}`, dir: path.join(dataDir, 'nodes', name) };
+  // Recorded first: a half-made node is still found (and removed) by `node remove` and `down`.
+  state.nodes.push(node);
+  await atomicWriteJson(path.join(dataDir, 'up.json'), state);
+  const url = `https://127.0.0.1:${state.port}`;
+  const ca = await fs.readFile(path.join(dataDir, 'control-plane', 'pki', 'ca.crt'), 'utf8');
+  const adminToken = (await fs.readFile(path.join(dataDir, 'control-plane', 'admin.token'), 'utf8')).trim();
+  const ctx: NodeContext = { dataDir, state, settings: st, url, ca, adminToken };
+  await startNode(ctx, node);
+  await waitNodeReady(ctx, node);
+}
+
+/** `stevedore node remove NAME`: drain it (the Eviction API: PodDisruptionBudgets hold), take it apart, delete the Node. */
+async function removeNode(dataDir: string, state: MultiNodeState, node: NodeRecord): Promise<void> {
+  const exists = await kubectl(dataDir, ['get', 'node', node.name, '-o', 'name']);
+  if (exists.code === 0) {
+    const drain = await kubectl(dataDir, ['drain', node.name, '--ignore-daemonsets', '--delete-emptydir-data', '--force', '--timeout=120s']);
+    if (drain.code !== 0) throw new UserError(`cannot drain node ${node.name}: ${drain.out.trim().split('\n').slice(-3).join(' ')}`, { hint: 'a PodDisruptionBudget may hold its pods: scale up or relax the budget, then retry (the node is cordoned meanwhile; `kubectl uncordon` undoes that)' });
+  }
+  const warn = (err: unknown) => { process.stderr.write(`warning: ${(err as Error).message}\n`); return ''; };
+  await tearDownNode(node, warn);
+  await stopSandbox(node.sandbox);
+  const del = await kubectl(dataDir, ['delete', 'node', node.name, '--ignore-not-found']);
+  if (del.code !== 0) throw new UserError(`cannot delete Node ${node.name}: ${del.out.trim()}`, { hint: 'retry `stevedore node remove`; its sandbox is already gone' });
+  state.nodes = state.nodes.filter((n) => n !== node);
+  await atomicWriteJson(path.join(dataDir, 'up.json'), state);
+  await fs.rm(node.dir, { recursive: true, force: true });
+}
+
+/**
+ * `stevedore node stop|start|add|remove NAME` on a cluster of `up --nodes N`: stop or start that node's
+ * agent (its pods keep running; the node goes NotReady: a failure drill), add one more node, or drain
+ * and remove one.
+ */
+export async function nodeCommand(dataDir: string, action: 'stop' | 'start' | 'add' | 'remove', name: string): Promise<void> {
+  const state = await readJsonIfExists<MultiNodeState>(path.join(dataDir, 'up.json'));
+  if (!state?.nodes) throw new UserError(`no multi-node cluster in ${dataDir}`, { hint: 'start one with `stevedore up --nodes N`, or pass its --data-dir' });
+  if (action === 'add') {
+    await addNode(dataDir, state, name);
+    process.stdout.write(`node ${name} added\n`);
+    return;
+  }
+  const node = state.nodes.find((n) => n.name === name);
+  if (!node) throw new UserError(`no node ${name} in this cluster`, { hint: `its nodes: ${state.nodes.map((n) => n.name).join(', ')}` });
+  if (action === 'remove') {
+    await removeNode(dataDir, state, node);
+    process.stdout.write(`node ${name} drained and removed\n`);
+    return;
+  }
+  const r = await execInSandbox(node.sandbox, ['systemctl', action, 'stevedore-agent.service'], { stdio: 'pipe' });
+  if (r.exitCode !== 0) throw new UserError(`systemctl ${action} stevedore-agent on ${name} failed: ${(r.stderr ?? '').trim()}`, { hint: `is its sandbox ${node.sandbox} running (stevedore sandbox list)?` });
+  process.stdout.write(`node ${name}: agent ${action === 'stop' ? 'stopped (the node turns NotReady after the grace period)' : 'started'}\n`);
+}
