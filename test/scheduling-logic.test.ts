@@ -115,6 +115,15 @@ test('topology spread: DoNotSchedule keeps the skew within maxSkew; minDomains c
   assert.ok(scoreNode(soft, nodes[0]!, v) > scoreNode(soft, nodes[1]!, v));
 });
 
+test('a controller\'s pods without constraints spread over hosts by the system defaults, even when the fuller node has more room', () => {
+  const roomy = node('roomy', {}, { cpu: '64', memory: '256Gi' });
+  const small = node('small', {}, { cpu: '4', memory: '8Gi' });
+  const owned = (name: string) => ({ ...pod(name, {}, { app: 'web' }), metadata: { name, namespace: 'default', labels: { app: 'web' }, ownerReferences: [{ kind: 'ReplicaSet', name: 'web-1', uid: 'rs', controller: true }] } });
+  const v = view([roomy, small], [bound(owned('w1'), 'roomy'), bound(owned('w2'), 'roomy'), bound(owned('w3'), 'roomy')]);
+  assert.ok(scoreNode(owned('w4'), small, v) > scoreNode(owned('w4'), roomy, v), 'skew 3 on roomy already: small wins');
+  assert.ok(scoreNode(pod('solo'), roomy, v) > scoreNode(pod('solo'), small, v), 'a pod no controller owns just takes the roomier node');
+});
+
 test('lifecycle taints follow the Ready condition and keep the time NoExecute was first added', () => {
   const n = node('n');
   assert.equal(lifecycleTaints(n, [{ key: 'x', effect: 'NoSchedule' }], 'T1'), [{ key: 'x', effect: 'NoSchedule' }]);

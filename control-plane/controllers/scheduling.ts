@@ -228,6 +228,25 @@ function skewOn(c: KObj, pod: KObj, node: KObj, view: ClusterView): number | und
   return (counts.get(domain) ?? 0) + self - min;
 }
 
+/**
+ * The soft constraints the score weighs: the pod's own, or, for a pod a
+ * controller owns that states none, kube-scheduler's system defaults (spread
+ * its kind over hosts with maxSkew 3 and zones with maxSkew 5, ScheduleAnyway),
+ * matched by the pod's own labels as the controller's selector would.
+ */
+function spreadConstraintsForScoring(pod: KObj): KObj[] {
+  const own: KObj[] | undefined = pod.spec?.topologySpreadConstraints;
+  if (own?.length) return own;
+  const owned = (pod.metadata.ownerReferences ?? []).some((r: KObj) => r.controller);
+  const labels = pod.metadata.labels ?? {};
+  if (!owned || Object.keys(labels).length === 0) return [];
+  const selector = { matchLabels: labels };
+  return [
+    { maxSkew: 3, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: selector },
+    { maxSkew: 5, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: selector },
+  ];
+}
+
 /** DoNotSchedule constraints: the node has every topology key and placing the pod keeps each skew within maxSkew. */
 export function topologySpreadFits(pod: KObj, node: KObj, view: ClusterView): boolean {
   for (const c of pod.spec?.topologySpreadConstraints ?? []) {
@@ -311,7 +330,7 @@ export function scoreNode(pod: KObj, node: KObj, view: ClusterView): number {
   const interPodScore = interTotal ? ((interPod + interTotal) / (2 * interTotal)) * 100 : 0;
   // PodTopologySpread, ScheduleAnyway: lower skew is better.
   let spread = 0, spreadCount = 0;
-  for (const c of pod.spec?.topologySpreadConstraints ?? []) {
+  for (const c of spreadConstraintsForScoring(pod)) {
     if (c.whenUnsatisfiable !== 'ScheduleAnyway') continue;
     const skew = skewOn(c, pod, node, view);
     spreadCount++;
