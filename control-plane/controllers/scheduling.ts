@@ -194,8 +194,23 @@ function spreadSelector(c: KObj, pod: KObj): KObj {
   return sel;
 }
 
+/**
+ * The counts depend on the constraint, the pod and the bound pods, not on the
+ * node being weighed: kept per constraint object until a pod is bound, so
+ * filtering and scoring N nodes counts once, not N times.
+ */
+const countsMemo = new WeakMap<KObj, { view: ClusterView; bound: number; counts: Map<string, number> }>();
+
 /** Matching pods per domain of a constraint, over the nodes the pod could go to by its node affinity (nodeAffinityPolicy Honor). */
 function spreadCounts(c: KObj, pod: KObj, view: ClusterView): Map<string, number> {
+  const memo = countsMemo.get(c);
+  if (memo && memo.view === view && memo.bound === view.boundPods.length) return memo.counts;
+  const counts = countSpread(c, pod, view);
+  countsMemo.set(c, { view, bound: view.boundPods.length, counts });
+  return counts;
+}
+
+function countSpread(c: KObj, pod: KObj, view: ClusterView): Map<string, number> {
   const sel = spreadSelector(c, pod);
   const honourAffinity = (c.nodeAffinityPolicy ?? 'Honor') === 'Honor';
   const honourTaints = c.nodeTaintsPolicy === 'Honor';
@@ -234,17 +249,23 @@ function skewOn(c: KObj, pod: KObj, node: KObj, view: ClusterView): number | und
  * its kind over hosts with maxSkew 3 and zones with maxSkew 5, ScheduleAnyway),
  * matched by the pod's own labels as the controller's selector would.
  */
+const systemDefaults = new WeakMap<KObj, KObj[]>();
+
 function spreadConstraintsForScoring(pod: KObj): KObj[] {
   const own: KObj[] | undefined = pod.spec?.topologySpreadConstraints;
   if (own?.length) return own;
+  const known = systemDefaults.get(pod);
+  if (known) return known;
   const owned = (pod.metadata.ownerReferences ?? []).some((r: KObj) => r.controller);
   const labels = pod.metadata.labels ?? {};
   if (!owned || Object.keys(labels).length === 0) return [];
   const selector = { matchLabels: labels };
-  return [
+  const defaults = [
     { maxSkew: 3, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: selector },
     { maxSkew: 5, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: selector },
   ];
+  systemDefaults.set(pod, defaults);
+  return defaults;
 }
 
 /** DoNotSchedule constraints: the node has every topology key and placing the pod keeps each skew within maxSkew. */
