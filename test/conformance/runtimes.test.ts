@@ -2,8 +2,8 @@
  * Runtime conformance: every row of behaviours.ts against every runtime,
  * through the ContainerRuntime interface only, and a table of behaviour ×
  * runtime printed (docs/conformance.md holds the last one). Columns here:
- * rkt/namespaces and docker; rkt/fly and rkt/kvm are listed with the reason
- * they are not run by this file yet.
+ * rkt/namespaces, rkt/fly and docker; rkt/kvm is listed with the reason it
+ * is not run by this file yet.
  *
  * The runtimes run inside one node sandbox (rkt's pod namespaces and
  * dockerd's processes are only visible there), so this file runs itself
@@ -31,10 +31,11 @@ import { BEHAVIOURS, NotProvided, type Subject } from './behaviours.js';
 interface NetworkPlan { name: string; bridge: string; subnetPrefix: string; confDir: string; cacheDir: string }
 interface InnerConfig { workDir: string; image: string; registryHost: string; networks: Record<string, NetworkPlan> }
 
-const RUNTIMES = ['rkt/namespaces', 'docker'] as const;
+const RUNTIMES = ['rkt/namespaces', 'rkt/fly', 'docker'] as const;
+/** The runtime handler each column runs its pods with. */
+const HANDLER: Record<(typeof RUNTIMES)[number], string> = { 'rkt/namespaces': 'namespaces', 'rkt/fly': 'fly', docker: 'namespaces' };
 /** Columns of the issue's table this file does not run yet, and why (never a silent skip). */
 const NOT_RUN: Record<string, string> = {
-  'rkt/fly': 'not run here yet: fly pods share the node\'s network (no pod IP), the lifecycle row needs its own variant',
   'rkt/kvm': 'not run here yet: a TCG VM per pod takes ~10 s to boot; its rows belong in a suite with a longer budget',
 };
 
@@ -48,7 +49,7 @@ async function openSubject(name: (typeof RUNTIMES)[number], cfg: InnerConfig): P
     return { rt, async close() { await rt.close(); await stopEngine(engineOptions({ dataDir })); } };
   }
   const { openRktRuntime } = await import('../../runtime-rkt/container-runtime.js');
-  const rt = await openRktRuntime({ dataDir, network, imageLimits: DEFAULT_IMAGE_LIMITS, defaultHandler: 'namespaces' });
+  const rt = await openRktRuntime({ dataDir, network, imageLimits: DEFAULT_IMAGE_LIMITS, defaultHandler: HANDLER[name] });
   return { rt, close: () => rt.close() };
 }
 
@@ -67,7 +68,7 @@ async function inner(cfg: InnerConfig): Promise<void> {
         continue;
       }
       const subject: Subject = {
-        name, rt: opened.rt, handler: 'namespaces', image: cfg.image, subnetPrefix: cfg.networks[name]!.subnetPrefix, started: [],
+        name, rt: opened.rt, handler: HANDLER[name], image: cfg.image, subnetPrefix: cfg.networks[name]!.subnetPrefix, started: [],
         async reopen() {
           // Only the runtime object goes (an agent restart): the engine, units and containers stay.
           await (opened as { rt: ContainerRuntime }).rt.close();
