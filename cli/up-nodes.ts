@@ -16,7 +16,6 @@
  * bridge, routes and nft tables along), the bridge and the control plane.
  */
 import { spawn } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { InvalidInput, UserError } from '../common/errors.js';
@@ -26,7 +25,7 @@ import { isAlive } from '../sandbox/proc.js';
 import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
 import { ensureBridge, removeBridgeIfUnused } from '../sandbox/network.js';
 import { validateNodeIpam } from '../control-plane/controllers/node-ipam.js';
-import { CLI, DEMO_POD, apiGet, apiPost, clusterDnsAddress, onNode, stevedore, waitFor, type UpOptions } from './up.js';
+import { DEMO_POD, apiGet, createKubeDnsService, onNode, startControlPlaneProcess, stevedore, waitFor, type UpOptions } from './up.js';
 
 export interface MultiNodeOptions extends UpOptions {
   nodes: number;
@@ -135,37 +134,22 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   // 1. The node bridge first: the control plane listens on its address too.
   await ensureBridge(opts.nodeBridge, gateway);
   const serviceCidr = opts.serviceCidr ?? '10.96.0.0/16';
-  const logFd = openSync(path.join(cpDir, 'control-plane.log'), 'a');
   // Node IPAM: each Node gets a /24 of the cluster CIDR (--pod-cidr), its agent takes it from there.
-  const cpArgs = [CLI, 'control-plane', '--data-dir', cpDir, '--port', String(opts.port), '--also-listen', gateway, '--kubeconfig', kubeconfig, '--service-cluster-ip-range', serviceCidr,
+  const cpArgs = ['--also-listen', gateway, '--service-cluster-ip-range', serviceCidr,
     '--allocate-node-cidrs', '--cluster-cidr', opts.podCidr, '--node-cidr-mask-size', '24'];
   if (opts.nodeMonitorGracePeriod) cpArgs.push('--node-monitor-grace-period', opts.nodeMonitorGracePeriod);
   if (opts.defaultUnreachableTolerationSeconds !== undefined) cpArgs.push('--default-unreachable-toleration-seconds', String(opts.defaultUnreachableTolerationSeconds));
   if (opts.defaultNotReadyTolerationSeconds !== undefined) cpArgs.push('--default-not-ready-toleration-seconds', String(opts.defaultNotReadyTolerationSeconds));
-  const cp = spawn(process.execPath, cpArgs, { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info' } });
-  closeSync(logFd);
-  cp.unref();
-  const state: MultiNodeState = { controlPlanePid: cp.pid!, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge };
-  await atomicWriteJson(statePath, state);
-  const url = `https://127.0.0.1:${opts.port}`;
-  await waitFor('the control plane', 60_000, async () => {
-    if (!(await isAlive(cp.pid!))) throw new Error('exited');
-    await fs.access(kubeconfig);
-    const ca = await fs.readFile(path.join(cpDir, 'pki', 'ca.crt'), 'utf8');
-    const token = (await fs.readFile(path.join(cpDir, 'admin.token'), 'utf8')).trim();
-    const [code] = await apiGet(`${url}/version`, ca, token);
-    return code === 200 ? true : undefined;
-  }, `see ${path.join(cpDir, 'control-plane.log')}; is port ${opts.port} free on 127.0.0.1 and ${gateway}?`);
-  process.stdout.write(`control plane up at ${url} (nodes reach it at https://${gateway}:${opts.port})\n`);
-  const ca = await fs.readFile(path.join(cpDir, 'pki', 'ca.crt'), 'utf8');
-  const adminToken = (await fs.readFile(path.join(cpDir, 'admin.token'), 'utf8')).trim();
-  const dnsIp = clusterDnsAddress(serviceCidr);
-  const [dnsCode, dnsBody] = await apiPost(`${url}/api/v1/namespaces/kube-system/services`, ca, adminToken, {
-    apiVersion: 'v1', kind: 'Service',
-    metadata: { name: 'kube-dns', labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' } },
-    spec: { clusterIP: dnsIp, ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }] },
+  let state!: MultiNodeState;
+  const { url, ca, adminToken } = await startControlPlaneProcess({
+    dir: cpDir, kubeconfig, port: opts.port, args: cpArgs, hint: `is port ${opts.port} free on 127.0.0.1 and ${gateway}?`,
+    async started(pid) {
+      state = { controlPlanePid: pid, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge };
+      await atomicWriteJson(statePath, state);
+    },
   });
-  if (dnsCode !== 201 && dnsCode !== 409) throw new UserError(`cannot create the kube-dns Service: ${JSON.stringify(dnsBody)}`);
+  process.stdout.write(`control plane up at ${url} (nodes reach it at https://${gateway}:${opts.port})\n`);
+  const dnsIp = await createKubeDnsService(url, ca, adminToken, serviceCidr);
 
   // 2. The nodes, side by side: each a sandbox in its own netns with its own identity, agent and api-service.
   state.settings = {

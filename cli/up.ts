@@ -125,6 +125,46 @@ export async function onNode(sandbox: string | undefined, argv: string[]): Promi
 
 export const stevedore = (...args: string[]) => [process.execPath, CLI, ...args];
 
+/**
+ * The control plane as a detached process (it outlives this command), logging
+ * to control-plane.log in its data dir; `started` gets its PID before the wait,
+ * so a failed start is still recorded for `down`. Resolves once /version
+ * answers, with the admin credentials to talk to it.
+ */
+export async function startControlPlaneProcess(o: { dir: string; kubeconfig: string; port: number; args: string[]; started(pid: number): Promise<void>; hint: string }): Promise<{ url: string; ca: string; adminToken: string }> {
+  const logFd = openSync(path.join(o.dir, 'control-plane.log'), 'a');
+  const cp = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', o.dir, '--port', String(o.port), '--kubeconfig', o.kubeconfig, ...o.args],
+    { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info' } });
+  closeSync(logFd);
+  cp.unref();
+  await o.started(cp.pid!);
+  const url = `https://127.0.0.1:${o.port}`;
+  const credentials = async () => ({
+    ca: await fs.readFile(path.join(o.dir, 'pki', 'ca.crt'), 'utf8'),
+    adminToken: (await fs.readFile(path.join(o.dir, 'admin.token'), 'utf8')).trim(),
+  });
+  await waitFor('the control plane', 60_000, async () => {
+    if (!(await isAlive(cp.pid!))) throw new Error('exited');
+    await fs.access(o.kubeconfig);
+    const { ca, adminToken } = await credentials();
+    const [code] = await apiGet(`${url}/version`, ca, adminToken);
+    return code === 200 ? true : undefined;
+  }, `see ${path.join(o.dir, 'control-plane.log')}; ${o.hint}`);
+  return { url, ...(await credentials()) };
+}
+
+/** The kube-dns Service holds the cluster DNS address (so no other Service gets it); each node's agent answers there. */
+export async function createKubeDnsService(url: string, ca: string, adminToken: string, serviceCidr: string): Promise<string> {
+  const dnsIp = clusterDnsAddress(serviceCidr);
+  const [dnsCode, dnsBody] = await apiPost(`${url}/api/v1/namespaces/kube-system/services`, ca, adminToken, {
+    apiVersion: 'v1', kind: 'Service',
+    metadata: { name: 'kube-dns', labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' } },
+    spec: { clusterIP: dnsIp, ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }] },
+  });
+  if (dnsCode !== 201 && dnsCode !== 409) throw new UserError(`cannot create the kube-dns Service: ${JSON.stringify(dnsBody)}`);
+  return dnsIp;
+}
+
 export async function up(opts: UpOptions): Promise<void> {
   const p = paths(opts.dataDir);
   const { loadStage1Policy, DEFAULT_UP_POLICY } = await import('../agent/stage1-policy.js');
@@ -150,42 +190,25 @@ export async function up(opts: UpOptions): Promise<void> {
   }
 
   // 1. The control plane, detached so it outlives this command.
-  const logFd = openSync(path.join(p.controlPlane, 'control-plane.log'), 'a');
   const serviceCidr = opts.serviceCidr ?? '10.96.0.0/16';
-  const cp = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', p.controlPlane, '--port', String(opts.port), '--kubeconfig', p.kubeconfig, '--service-cluster-ip-range', serviceCidr],
-    { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info' } });
-  closeSync(logFd);
-  cp.unref();
   const proxyTable = proxyTableFor(opts.bridge);
   const containerRuntime = opts.containerRuntime ?? 'rkt';
-  const state: UpState = { controlPlanePid: cp.pid!, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime };
-  await atomicWriteJson(p.state, state);
-  const url = `https://127.0.0.1:${opts.port}`;
-  await waitFor('the control plane', 60_000, async () => {
-    if (!(await isAlive(cp.pid!))) throw new Error('exited');
-    await fs.access(p.kubeconfig);
-    const ca = await fs.readFile(path.join(p.controlPlane, 'pki', 'ca.crt'), 'utf8');
-    const token = (await fs.readFile(path.join(p.controlPlane, 'admin.token'), 'utf8')).trim();
-    const [code] = await apiGet(`${url}/version`, ca, token);
-    return code === 200 ? true : undefined;
-  }, `see ${path.join(p.controlPlane, 'control-plane.log')}; is port ${opts.port} free?`);
+  let state!: UpState;
+  const { url, ca, adminToken } = await startControlPlaneProcess({
+    dir: p.controlPlane, kubeconfig: p.kubeconfig, port: opts.port, args: ['--service-cluster-ip-range', serviceCidr], hint: `is port ${opts.port} free?`,
+    async started(pid) {
+      state = { controlPlanePid: pid, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime };
+      await atomicWriteJson(p.state, state);
+    },
+  });
   process.stdout.write(`control plane up at ${url}\n`);
-  const ca = await fs.readFile(path.join(p.controlPlane, 'pki', 'ca.crt'), 'utf8');
-  const adminToken = (await fs.readFile(path.join(p.controlPlane, 'admin.token'), 'utf8')).trim();
   // The node's identity from the cluster CA: a client certificate (system:node:NAME) in its
   // kubeconfig, and a serving certificate for the node API at the address it registers.
   const nodeIP = '127.0.0.1';
   const nodeFiles = { kubeconfig: p.nodeKubeconfig, caCert: path.join(p.nodePki, 'ca.crt'), servingCert: path.join(p.nodePki, 'kubelet.crt'), servingKey: path.join(p.nodePki, 'kubelet.key') };
   await writeNodeCredentials(await issueNodeCredentials(p.controlPlane, opts.nodeName, [nodeIP]), url, nodeFiles, opts.nodeName);
 
-  // The kube-dns Service holds the cluster DNS address (so no other Service gets it); each node's agent answers there.
-  const dnsIp = clusterDnsAddress(serviceCidr);
-  const [dnsCode, dnsBody] = await apiPost(`${url}/api/v1/namespaces/kube-system/services`, ca, adminToken, {
-    apiVersion: 'v1', kind: 'Service',
-    metadata: { name: 'kube-dns', labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' } },
-    spec: { clusterIP: dnsIp, ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }] },
-  });
-  if (dnsCode !== 201 && dnsCode !== 409) throw new UserError(`cannot create the kube-dns Service: ${JSON.stringify(dnsBody)}`);
+  const dnsIp = await createKubeDnsService(url, ca, adminToken, serviceCidr);
 
   // 2. The node: this host's systemd, or a sandbox with a systemd of its own.
   let sandbox: string | undefined;
