@@ -187,8 +187,11 @@ export const BEHAVIOURS: Behaviour[] = [
   {
     name: 'deletion with a grace period: SIGTERM ignored → killed after the grace period',
     async run(s) {
-      const uuid = await run(s, pod(s, 'grace', [{ name: 'stubborn', image: s.image, command: ['sh', '-c', 'trap "" TERM; while :; do sleep 1; done'] }]));
+      const uuid = await run(s, pod(s, 'grace', [{ name: 'stubborn', image: s.image, command: ['sh', '-c', 'trap "" TERM; echo trapped; while :; do sleep 1; done'] }]));
       await allRunning(s, uuid);
+      // Running is reported once the process exists, which can be before the shell has run `trap`;
+      // a SIGTERM then would end it at once. The log line says the trap is in place.
+      await until('the trap installed', async () => (await lines(s, uuid, 'stubborn')).includes('trapped'));
       const t0 = Date.now();
       await s.rt.stopPod(uuid, 2);
       const took = (Date.now() - t0) / 1000;
