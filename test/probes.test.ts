@@ -33,7 +33,7 @@ spec:
   initContainers:
   - name: first
     image: busybox
-    command: [sh, -c, 'echo first-start ${UPTIME}; sleep 4; echo first-end ${UPTIME}']
+    command: [sh, -c, 'echo first-start ${UPTIME}; sleep 8; echo first-end ${UPTIME}']
   - name: flaky
     image: busybox
     # fails its first run, succeeds the next (its rootfs, and so /marker, outlives a restart)
@@ -48,7 +48,7 @@ spec:
     return r[2] === 'Init:0/2' && r;
   });
   assert.is(during[1], '0/1');
-  // The first init container runs for 4 s: its pod's sandbox is there meanwhile.
+  // The first init container runs for 8 s (a window wide enough for a loaded CI machine to see): its pod's sandbox is there meanwhile.
   const p0 = await eventually('the first init container running', async () => { const x = await pod(c, 'init-order'); return x.status.initContainerStatuses?.[0]?.state?.running && x; });
   assert.equal(p0.status.initContainerStatuses.slice(1).map((s: KObj) => s.state.waiting?.reason), ['PodInitializing'], 'flaky waits for first');
   assert.is(p0.status.phase, 'Pending');
@@ -115,7 +115,7 @@ metadata: {name: init-no-agent}
 spec:
   terminationGracePeriodSeconds: 1
   initContainers:
-  - {name: slow, image: busybox, command: [sh, -c, 'sleep 6']}
+  - {name: slow, image: busybox, command: [sh, -c, 'sleep 10']}
   containers:
   - {name: app, image: busybox, command: [sh, -c, 'exec sleep 3600']}
 `);
@@ -195,7 +195,7 @@ spec:
   containers:
   - name: app
     image: busybox
-    command: [sh, -c, 'sleep 6; touch /tmp/ready; exec sleep 3600']
+    command: [sh, -c, 'sleep 10; touch /tmp/ready; exec sleep 3600']
     readinessProbe:
       exec: {command: [cat, /tmp/ready]}
       periodSeconds: 1
