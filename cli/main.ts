@@ -121,6 +121,9 @@ program.command('up')
   .option('--default-not-ready-toleration-seconds <n>', 'with --nodes: the control plane\'s (kube-apiserver\'s) flag')
   .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; nodes: string; nodeBridge: string; nodeNetwork: string; nodeMonitorGracePeriod?: string; defaultUnreachableTolerationSeconds?: string; defaultNotReadyTolerationSeconds?: string; containerRuntime: string }) => {
     if (opts.containerRuntime !== 'rkt' && opts.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${opts.containerRuntime}: choose rkt or docker`);
+    // A cluster that `stop` stopped comes back as it was made: its own options, not this command's defaults.
+    const { restartStopped } = await import('./up.js');
+    if (await restartStopped(path.resolve(opts.dataDir))) return;
     const nodes = Number(opts.nodes);
     if (nodes !== 1) {
       if (opts.containerRuntime !== 'rkt') throw new UserError('--nodes with --container-runtime=docker is not supported yet', { hint: 'use --nodes with the rkt runtime, or one docker node' });
@@ -152,6 +155,13 @@ program.command('node')
     if (action !== 'stop' && action !== 'start' && action !== 'add' && action !== 'remove') throw new UserError(`unknown node action ${JSON.stringify(action)}`, { hint: 'use `stevedore node stop|start|add|remove NAME`' });
     const { nodeCommand } = await import('./up-nodes.js');
     await nodeCommand(path.resolve(opts.dataDir), action, name);
+  });
+program.command('stop')
+  .description('stop a cluster of `stevedore up` and keep its data (objects, certificates, images, volumes); the next `up` brings the same cluster back')
+  .option('--data-dir <dir>', 'the directory `up` used', '.stevedore')
+  .action(async (opts: { dataDir: string }) => {
+    const { down } = await import('./up.js');
+    await down({ dataDir: path.resolve(opts.dataDir), keepData: true });
   });
 program.command('down')
   .description('stop and remove everything `stevedore up` made')

@@ -25,7 +25,7 @@ import { isAlive } from '../sandbox/proc.js';
 import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
 import { ensureBridge, removeBridgeIfUnused } from '../sandbox/network.js';
 import { validateNodeIpam } from '../control-plane/controllers/node-ipam.js';
-import { DEMO_POD, apiGet, createKubeDnsService, onNode, startControlPlaneProcess, stevedore, waitFor, type UpOptions } from './up.js';
+import { apiGet, applyDemoPod, createKubeDnsService, dataDirFlag, onNode, startControlPlaneProcess, stevedore, stopControlPlane, waitFor, type UpOptions } from './up.js';
 
 export interface MultiNodeOptions extends UpOptions {
   nodes: number;
@@ -42,7 +42,7 @@ export interface MultiNodeOptions extends UpOptions {
 export interface NodeRecord { name: string; sandbox: string; address: string; dir: string }
 
 /** up.json of a multi-node cluster: UpState's fields plus the nodes. */
-export interface MultiNodeState { controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string; settings?: NodeSettings }
+export interface MultiNodeState { controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string; settings?: NodeSettings; options?: MultiNodeOptions; stoppedAt?: number }
 
 const MAX_NODES = 200;
 
@@ -110,10 +110,13 @@ async function waitNodeReady(ctx: NodeContext, n: NodeRecord): Promise<void> {
 }
 
 export async function upNodes(opts: MultiNodeOptions): Promise<void> {
-  const { gateway, nodes } = planNodes(opts);
   const statePath = path.join(opts.dataDir, 'up.json');
   const existing = await readJsonIfExists<MultiNodeState>(statePath);
-  if (existing && (await isAlive(existing.controlPlanePid))) {
+  const planned = planNodes(opts);
+  const gateway = planned.gateway;
+  // After `stop`, the same nodes come back, those `node add` made included.
+  const nodes = existing?.stoppedAt ? existing.nodes : planned.nodes;
+  if (existing && !existing.stoppedAt && (await isAlive(existing.controlPlanePid))) {
     process.stdout.write(`already up (control plane pid ${existing.controlPlanePid}).\nexport KUBECONFIG=${path.join(opts.dataDir, 'kubeconfig')}\n`);
     return;
   }
@@ -144,7 +147,7 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   const { url, ca, adminToken } = await startControlPlaneProcess({
     dir: cpDir, kubeconfig, port: opts.port, args: cpArgs, hint: `is port ${opts.port} free on 127.0.0.1 and ${gateway}?`,
     async started(pid) {
-      state = { controlPlanePid: pid, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge };
+      state = { controlPlanePid: pid, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge, options: opts };
       await atomicWriteJson(statePath, state);
     },
   });
@@ -162,10 +165,7 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   for (const n of nodes) await waitNodeReady(ctx, n);
   process.stdout.write(`${nodes.length} nodes Ready\n`);
 
-  const demo = path.join(opts.dataDir, 'demo-pod.yaml');
-  await fs.writeFile(demo, DEMO_POD);
-  const apply = spawn('kubectl', ['apply', '-f', demo], { stdio: 'inherit', env: { ...process.env, KUBECONFIG: kubeconfig } });
-  if ((await new Promise<number>((resolve) => apply.on('close', (c) => resolve(c ?? 1)))) !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
+  if (!existing?.stoppedAt) await applyDemoPod(path.join(opts.dataDir, 'demo-pod.yaml'), kubeconfig);
   process.stdout.write(`
 Stevedore is up: ${nodes.length} nodes (${nodes.map((n) => `${n.name} ${n.address}`).join(', ')}) on bridge ${opts.nodeBridge} (${gateway}),
 pod network ${opts.podCidr} (a /24 per node from the control plane, routed node to node), runtime rkt, stage1 ${opts.stage1}.
@@ -174,7 +174,8 @@ pod network ${opts.podCidr} (a /24 per node from the control plane, routed node 
   kubectl get nodes -o wide
   stevedore node stop node-2 --data-dir ${opts.dataDir}    # a failure drill; node start brings it back
 
-Tear it all down with: npx stevedore down${opts.dataDir === path.resolve('.stevedore') ? '' : ` --data-dir ${opts.dataDir}`}
+Stop it, keeping its data, with: npx stevedore stop${dataDirFlag(opts.dataDir)} (then up brings it back)
+Tear it all down with: npx stevedore down${dataDirFlag(opts.dataDir)}
 `);
 }
 
@@ -190,15 +191,17 @@ async function tearDownNode(n: NodeRecord, warn: (err: unknown) => string): Prom
   await quietly(stevedore('--dir', data, 'gc', '--grace-period', '0s'));
 }
 
-export async function downNodes(dataDir: string, state: MultiNodeState): Promise<void> {
+/** `down` (keepData false) or `stop` (keepData true: the data dir stays, see up.ts's down). */
+export async function downNodes(dataDir: string, state: MultiNodeState, keepData: boolean): Promise<void> {
   const warn = (err: unknown) => { process.stderr.write(`warning: ${(err as Error).message}\n`); return ''; };
   await Promise.all(state.nodes.map((n) => tearDownNode(n, warn)));
   for (const n of state.nodes) await stopSandbox(n.sandbox).catch(warn);
   await removeBridgeIfUnused(state.nodeBridge).catch(warn);
-  if (await isAlive(state.controlPlanePid)) {
-    process.kill(state.controlPlanePid, 'SIGTERM');
-    for (let i = 0; i < 50 && (await isAlive(state.controlPlanePid)); i++) await new Promise((r) => setTimeout(r, 100));
-    if (await isAlive(state.controlPlanePid)) process.kill(state.controlPlanePid, 'SIGKILL');
+  await stopControlPlane(state);
+  if (keepData) {
+    await atomicWriteJson(path.join(dataDir, 'up.json'), { ...state, stoppedAt: Date.now() });
+    process.stdout.write(`stop: control plane and ${state.nodes.length} node sandboxes stopped, pods ended; the cluster's data stays in ${dataDir}: \`stevedore up${dataDirFlag(dataDir)}\` brings it back\n`);
+    return;
   }
   await fs.rm(dataDir, { recursive: true, force: true });
   process.stdout.write(`down: control plane, ${state.nodes.length} node sandboxes (netns, veths), bridge ${state.nodeBridge} and ${dataDir} removed\n`);

@@ -20,8 +20,12 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  */
 export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string; dnsPort?: number; containerRuntime?: 'rkt' | 'docker' }
 
-/** proxyTable: the node's service proxy table (nftables), which `down` deletes. */
-interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string; containerRuntime?: 'rkt' | 'docker' }
+/**
+ * up.json. proxyTable: the node's service proxy table (nftables), which `down` deletes. options: what
+ * `up` was given, so that `up` after `stop` brings the same cluster back; stoppedAt: set by `stop`
+ * (the control plane's PID is then history, never signalled).
+ */
+export interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string; containerRuntime?: 'rkt' | 'docker'; options?: UpOptions; stoppedAt?: number }
 
 /** One table per local cluster: two clusters on one host (tests) each own theirs. */
 export const proxyTableFor = (bridge: string) => (bridge === 'stevedore0' ? 'stevedore-proxy' : `stevedore-proxy-${bridge}`);
@@ -156,6 +160,9 @@ export async function startControlPlaneProcess(o: { dir: string; kubeconfig: str
 /** The kube-dns Service holds the cluster DNS address (so no other Service gets it); each node's agent answers there. */
 export async function createKubeDnsService(url: string, ca: string, adminToken: string, serviceCidr: string): Promise<string> {
   const dnsIp = clusterDnsAddress(serviceCidr);
+  // A cluster that comes back after `stop` has it already (creating it again would find its IP taken).
+  const [getCode, existing] = await apiGet(`${url}/api/v1/namespaces/kube-system/services/kube-dns`, ca, adminToken);
+  if (getCode === 200) return (existing as { spec?: { clusterIP?: string } }).spec?.clusterIP ?? dnsIp;
   const [dnsCode, dnsBody] = await apiPost(`${url}/api/v1/namespaces/kube-system/services`, ca, adminToken, {
     apiVersion: 'v1', kind: 'Service',
     metadata: { name: 'kube-dns', labels: { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' } },
@@ -171,7 +178,7 @@ export async function up(opts: UpOptions): Promise<void> {
   // A bad policy file fails here, before anything starts, rather than in the agent's journal.
   if (opts.stage1Policy) await loadStage1Policy(opts.stage1Policy);
   const existing = await readJsonIfExists<UpState>(p.state);
-  if (existing && (await isAlive(existing.controlPlanePid))) {
+  if (existing && !existing.stoppedAt && (await isAlive(existing.controlPlanePid))) {
     process.stdout.write(`already up (control plane pid ${existing.controlPlanePid}).\nexport KUBECONFIG=${p.kubeconfig}\n`);
     return;
   }
@@ -197,7 +204,7 @@ export async function up(opts: UpOptions): Promise<void> {
   const { url, ca, adminToken } = await startControlPlaneProcess({
     dir: p.controlPlane, kubeconfig: p.kubeconfig, port: opts.port, args: ['--service-cluster-ip-range', serviceCidr], hint: `is port ${opts.port} free?`,
     async started(pid) {
-      state = { controlPlanePid: pid, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime };
+      state = { controlPlanePid: pid, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime, options: opts };
       await atomicWriteJson(p.state, state);
     },
   });
@@ -241,12 +248,8 @@ export async function up(opts: UpOptions): Promise<void> {
     process.stdout.write('demo image localhost/busybox:latest imported into the node\'s docker engine\n');
   }
 
-  // 3. The demo pod, through the API like any user's.
-  const demo = path.join(p.manifests, 'demo-pod.yaml');
-  await fs.writeFile(demo, DEMO_POD);
-  const apply = spawn('kubectl', ['apply', '-f', demo], { stdio: 'inherit', env: { ...process.env, KUBECONFIG: p.kubeconfig } });
-  const code = await new Promise<number>((resolve) => apply.on('close', (c) => resolve(c ?? 1)));
-  if (code !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
+  // 3. The demo pod, through the API like any user's; a stopped cluster that comes back has its own pods.
+  if (!existing?.stoppedAt) await applyDemoPod(path.join(p.manifests, 'demo-pod.yaml'), p.kubeconfig);
   process.stdout.write(`
 Stevedore is up: one node (${opts.nodeName}), runtime ${containerRuntime}${containerRuntime === 'rkt' ? `, stage1 ${opts.stage1}` : ''};
 stage1 and host-access policy: ${stage1Policy}${opts.stage1Policy ? '' : ' (fly, hostNetwork, hostPID, hostIPC, privileged, hostPath: kube-system only)'};
@@ -258,22 +261,33 @@ the read-only api-service (rkt v1alpha gRPC) listens on the node's ${API_SERVICE
   kubectl logs demo -c greeter -f
   kubectl apply -f your-pod.yaml
 
-Tear it all down with: npx stevedore down${opts.dataDir === path.resolve('.stevedore') ? '' : ` --data-dir ${opts.dataDir}`}
+Stop it, keeping its data, with: npx stevedore stop${dataDirFlag(opts.dataDir)} (then up brings it back)
+Tear it all down with: npx stevedore down${dataDirFlag(opts.dataDir)}
 `);
 }
 
-export async function down(opts: { dataDir: string }): Promise<void> {
+/**
+ * `down`: stop and remove everything `up` made, the data dir included. With keepData (`stop`): the
+ * same, except that the data dir stays (the control plane's objects, PKI, images, volumes' data) and
+ * up.json records the stop; the pods themselves are removed from the node, as a node shutdown ends
+ * them, and the next `up` brings the same cluster back: its agents start the pods bound to them anew.
+ */
+export async function down(opts: { dataDir: string; keepData?: boolean }): Promise<void> {
   const p = paths(opts.dataDir);
   const state = await readJsonIfExists<UpState>(p.state);
   if (!state) {
-    process.stdout.write(`nothing to tear down in ${opts.dataDir}\n`);
+    process.stdout.write(`nothing to ${opts.keepData ? 'stop' : 'tear down'} in ${opts.dataDir}\n`);
+    return;
+  }
+  if (opts.keepData && state.stoppedAt) {
+    process.stdout.write(`already stopped; \`stevedore up${dataDirFlag(opts.dataDir)}\` brings it back\n`);
     return;
   }
   // `up --nodes N` (N > 1) keeps its nodes in up.json; they go their own way (cli/up-nodes.ts).
   const multi = state as UpState & Partial<import('./up-nodes.js').MultiNodeState>;
   if (multi.nodes && multi.nodeBridge) {
     const { downNodes } = await import('./up-nodes.js');
-    return downNodes(opts.dataDir, multi as import('./up-nodes.js').MultiNodeState);
+    return downNodes(opts.dataDir, multi as import('./up-nodes.js').MultiNodeState, opts.keepData ?? false);
   }
   const sandbox = state.sandbox && (await getSandbox(state.sandbox)) ? state.sandbox : undefined;
   if (sandbox || !state.sandbox) {
@@ -300,13 +314,49 @@ export async function down(opts: { dataDir: string }): Promise<void> {
     await removeProxyTable(state.proxyTable).catch((err) => process.stderr.write(`warning: ${(err as Error).message}\n`));
   }
   if (state.sandbox) await stopSandbox(state.sandbox);
-  if (await isAlive(state.controlPlanePid)) {
-    process.kill(state.controlPlanePid, 'SIGTERM');
-    for (let i = 0; i < 50 && (await isAlive(state.controlPlanePid)); i++) await sleep(100);
-    if (await isAlive(state.controlPlanePid)) process.kill(state.controlPlanePid, 'SIGKILL');
+  await stopControlPlane(state);
+  if (opts.keepData) {
+    await atomicWriteJson(p.state, { ...state, stoppedAt: Date.now() });
+    process.stdout.write(`stop: control plane and node${state.sandbox ? ' sandbox' : ' agent'} stopped, pods ended; the cluster's data stays in ${opts.dataDir}: \`stevedore up${dataDirFlag(opts.dataDir)}\` brings it back\n`);
+    return;
   }
   await fs.rm(opts.dataDir, { recursive: true, force: true });
   process.stdout.write(`down: control plane, node${state.sandbox ? ' sandbox' : ' agent'} and ${opts.dataDir} removed\n`);
+}
+
+/**
+ * `up` on a data dir that `stop` left: start that cluster again with the options it was made with
+ * (one node or many; nodes added since included). False when there is no stopped cluster there.
+ */
+export async function restartStopped(dataDir: string): Promise<boolean> {
+  const state = await readJsonIfExists<UpState & Partial<import('./up-nodes.js').MultiNodeState>>(paths(dataDir).state);
+  if (!state?.stoppedAt) return false;
+  if (!state.options) throw new UserError(`the stopped cluster in ${dataDir} does not record how it was made`, { hint: `remove it with \`stevedore down${dataDirFlag(dataDir)}\` and run up again` });
+  process.stdout.write(`starting the cluster stopped at ${new Date(state.stoppedAt).toISOString()} again, with the options it was made with\n`);
+  if (state.nodes) {
+    const { upNodes } = await import('./up-nodes.js');
+    await upNodes(state.options as import('./up-nodes.js').MultiNodeOptions);
+  } else {
+    await up(state.options);
+  }
+  return true;
+}
+
+/** SIGTERM, then SIGKILL after 5 s; a stopped cluster's PID is history (it may be another process's by now). */
+export async function stopControlPlane(state: { controlPlanePid: number; stoppedAt?: number }): Promise<void> {
+  if (state.stoppedAt || !(await isAlive(state.controlPlanePid))) return;
+  process.kill(state.controlPlanePid, 'SIGTERM');
+  for (let i = 0; i < 50 && (await isAlive(state.controlPlanePid)); i++) await sleep(100);
+  if (await isAlive(state.controlPlanePid)) process.kill(state.controlPlanePid, 'SIGKILL');
+}
+
+export const dataDirFlag = (dataDir: string) => (dataDir === path.resolve('.stevedore') ? '' : ` --data-dir ${dataDir}`);
+
+export async function applyDemoPod(file: string, kubeconfig: string): Promise<void> {
+  await fs.writeFile(file, DEMO_POD);
+  const apply = spawn('kubectl', ['apply', '-f', file], { stdio: 'inherit', env: { ...process.env, KUBECONFIG: kubeconfig } });
+  const code = await new Promise<number>((resolve) => apply.on('close', (c) => resolve(c ?? 1)));
+  if (code !== 0) throw new UserError('kubectl apply of the demo pod failed', { hint: 'is kubectl installed (apt-get install kubernetes-client)?' });
 }
 
 /** The bridge of the default network the agent wrote into confDir, if that is the network there. */

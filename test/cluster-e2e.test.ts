@@ -2,8 +2,10 @@ import * as fs from 'node:fs/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { apiClient } from './helpers/api-client.js';
-import { useCluster, type TestCluster } from './helpers/cluster.js';
-import { eventually } from './helpers/node.js';
+import { run, useCluster, type TestCluster } from './helpers/cluster.js';
+import { CLI, eventually } from './helpers/node.js';
+import { isAlive } from '../sandbox/proc.js';
+import { getSandbox } from '../sandbox/sandbox.js';
 
 const e2e = suite('cluster: kubectl → control plane → agent → systemd → journald');
 // Pods in namespace "secure" must run under kvm at least (the stage1 test below). fly is closed
@@ -415,6 +417,32 @@ spec:
   assert.is(after.find((p) => p.name === 'unasked')?.stage1, 'kvm', 'a pod that asked for nothing is raised to the policy\'s minimum');
   await c.k(['delete', 'pod', ...byName, 'noclass', '--grace-period', '1']);
   await c.k(['delete', 'pod', 'weak', 'unasked', '-n', 'secure', '--grace-period', '1']);
+});
+
+// Last: it stops and restarts the whole cluster.
+e2e('stop keeps the cluster (objects, resourceVersions, certificates) and up brings the same one back, its pods started anew', async () => {
+  const c = getCluster();
+  await c.k(['create', 'configmap', 'keep-me', '--from-literal=k=v']);
+  const kept = JSON.parse(await c.k(['get', 'configmap', 'keep-me', '-o', 'json'])) as { metadata: { uid: string; resourceVersion: string } };
+  const demo = await running(c, 'demo');
+  const cpPid = await c.controlPlanePid();
+  const stop = await run(process.execPath, [CLI, 'stop', '--data-dir', c.dataDir]);
+  assert.is(stop.code, 0, stop.stderr);
+  assert.not.ok(await isAlive(cpPid), 'the control plane stopped');
+  assert.not.ok(await getSandbox(c.sandbox), 'the node sandbox stopped');
+  assert.not.match((await run('nft', ['list', 'tables'])).stdout, `table ip ${c.proxyTable}\n`, 'the service proxy table is gone');
+  const again = await run(process.execPath, [CLI, 'stop', '--data-dir', c.dataDir]);
+  assert.match(again.stdout, /already stopped/);
+  await fs.access(c.kubeconfig);
+  // No flags: a stopped cluster comes back with the options it was made with (ports, bridge, policy, sandbox name).
+  const up = await run(process.execPath, [CLI, 'up', '--data-dir', c.dataDir]);
+  assert.is(up.code, 0, `${up.stderr}\n${up.stdout}`);
+  assert.match(up.stdout, /starting the cluster stopped at/);
+  const after = JSON.parse(await c.k(['get', 'configmap', 'keep-me', '-o', 'json'])) as { metadata: { uid: string; resourceVersion: string } };
+  assert.equal(after.metadata, { ...after.metadata, uid: kept.metadata.uid, resourceVersion: kept.metadata.resourceVersion });
+  const back = await running(c, 'demo');
+  assert.is(back.metadata.uid, demo.metadata.uid, 'the same pod object, started again on the node');
+  assert.ok(await getSandbox(c.sandbox), 'the node sandbox is back under its name');
 });
 
 e2e.run();

@@ -224,4 +224,23 @@ test('node add node-4: Ready with the next address and a pod CIDR, routed from n
   assert.is((await run(process.execPath, [CLI, 'node', 'remove', 'node-4', '--data-dir', dataDir])).code, 1, 'a node that is gone: a clear error');
 });
 
+test('stop, then up: the same three nodes come back Ready with their pod CIDRs, and the Deployment runs again', async () => {
+  const stop = await run(process.execPath, [CLI, 'stop', '--data-dir', dataDir]);
+  assert.is(stop.code, 0, stop.stderr + stop.stdout);
+  assert.not.ok(await isAlive(cpPid), 'the control plane stopped');
+  for (const n of NODES) assert.not.ok(await getSandbox(`${sandboxPrefix}-${n}`), `${n}'s sandbox stopped`);
+  assert.not.ok(existsSync(`/sys/class/net/${nodeBridge}`), 'the node bridge is gone');
+  const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir]);
+  cpPid = (JSON.parse(await fs.readFile(path.join(dataDir, 'up.json'), 'utf8')) as { controlPlanePid: number }).controlPlanePid;
+  assert.is(up.code, 0, up.stderr + up.stdout);
+  for (const n of NODES) {
+    await k(['wait', '--for=condition=Ready', `node/${n}`, '--timeout=90s']);
+    assert.is((await k(['get', 'node', n, '-o', 'jsonpath={.spec.podCIDR}'])).trim(), podCidrs.get(n), `${n} keeps its pod CIDR`);
+  }
+  await eventually('6 web pods Running', 90_000, async () => {
+    const pods = (await webPods()).filter((p) => p.phase === 'Running' && !p.deleting && p.ip);
+    return pods.length === 6 ? pods : undefined;
+  });
+});
+
 test.run();
