@@ -83,7 +83,14 @@ export function podStatusFor(pod: V1Pod, opts: { runtimeName: string; hostIP: st
     return { name: c.name, image: c.image ?? '', imageID: '', ready: false, started: false, restartCount: 0, state: { waiting: { reason: opts.waiting?.reason ?? waitingReason, message: opts.waiting?.message } } };
   };
   const initStatuses = inits.map((c) => statusOf(c, 'PodInitializing'));
-  const statuses: V1ContainerStatus[] = containers.map((c) => statusOf(c, inits.length ? 'PodInitializing' : 'ContainerCreating'));
+  // Until every init container has completed, an app container that never ran waits in PodInitializing,
+  // whatever the runtime says of its unstarted unit (a pod stopped after a failed init container can
+  // report it exited), as the kubelet reports it.
+  const initsCompleted = inits.every((c, i) => c.restartPolicy === 'Always' || initStatuses[i]!.state?.terminated?.exitCode === 0);
+  const neverRan = (name: string) => { const app = rp?.apps.find((a) => a.name === name); return app !== undefined && app.state !== 'running' && !app.startedAt && app.restartCount === 0 && !app.lastTermination; };
+  const statuses: V1ContainerStatus[] = containers.map((c) => (!initsCompleted && neverRan(c.name)
+    ? { name: c.name, image: c.image ?? '', imageID: '', ready: false, started: false, restartCount: 0, state: { waiting: { reason: 'PodInitializing' } } }
+    : statusOf(c, inits.length ? 'PodInitializing' : 'ContainerCreating')));
   // Initialized: every init container completed, every sidecar started (Kubernetes 1.29+).
   const initialized = inits.every((c, i) => (c.restartPolicy === 'Always' ? initStatuses[i]!.started === true || statuses.some((s) => s.state?.running || s.state?.terminated) : initStatuses[i]!.state?.terminated?.exitCode === 0));
   const initFailedForGood = (pod.spec?.restartPolicy ?? 'Always') === 'Never' && initStatuses.some((s, i) => inits[i]!.restartPolicy !== 'Always' && (s.state?.terminated?.exitCode ?? 0) !== 0);

@@ -119,6 +119,13 @@ test('pod phase and container states follow Kubernetes rules', () => {
   assert.is(half.phase, 'Running');
   assert.is(half.containerStatuses![1]!.state!.terminated!.exitCode, 3);
   assert.is(half.conditions!.find((c) => c.type === 'Ready')!.status, 'False');
+  // A failed init container under Never: the pod is Failed and its app, never started, waits in
+  // PodInitializing even if the runtime reports its unstarted unit as exited once the pod stopped.
+  const withInit = { metadata: { name: 'p', uid: 'u' }, spec: { restartPolicy: 'Never', initContainers: [{ name: 'a', image: 'busybox' }], containers: [{ name: 'b', image: 'busybox' }] } };
+  const initFailed = podStatusFor(withInit as never, { ...opts, runtimePod: { ...runtimePod([{ state: 'exited', exitCode: 3, reason: 'Error', finishedAt: 1, startedAt: 1 }, { state: 'exited', exitCode: 0, reason: 'Completed', finishedAt: 2 }]), state: 'exited' } });
+  assert.is(initFailed.phase, 'Failed');
+  assert.is(initFailed.initContainerStatuses![0]!.state!.terminated!.exitCode, 3);
+  assert.equal(initFailed.containerStatuses![0]!.state, { waiting: { reason: 'PodInitializing' } });
 });
 
 test('stats: rates from two samples, /proc/stat and /proc/meminfo, Prometheus text with escaped labels', () => {
