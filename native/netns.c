@@ -1,0 +1,155 @@
+/*
+ * A TCP connection made inside another network namespace (a pod's), for
+ * kubectl port-forward. Node cannot enter a namespace, and a relay process
+ * per connection (nsenter + a copy loop) costs a process start per
+ * connection and two extra copies of every byte. A network namespace is a
+ * per-thread attribute, so a pool thread can enter the pod's, connect to
+ * loopback there, and come back: the socket stays in the namespace it was
+ * made in, and Node reads and writes it directly.
+ */
+#include "addon.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char path[PATH_BUF];
+  int port;
+  int timeout_ms;
+  int fd;
+  int err;
+  const char *call;
+} job_t;
+
+/* A non-blocking connect to loopback of `family`, waited for up to timeout_ms; the socket, or -1 with *err set. */
+static int connect_loopback(int family, int port, int timeout_ms, int *err) {
+  int s = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (s < 0) {
+    *err = errno;
+    return -1;
+  }
+  struct sockaddr_in v4 = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = { htonl(INADDR_LOOPBACK) } };
+  struct sockaddr_in6 v6 = { .sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+  int rc = family == AF_INET ? connect(s, (struct sockaddr *)&v4, sizeof v4) : connect(s, (struct sockaddr *)&v6, sizeof v6);
+  if (rc != 0) {
+    if (errno != EINPROGRESS) {
+      *err = errno;
+      close(s);
+      return -1;
+    }
+    struct pollfd p = { .fd = s, .events = POLLOUT };
+    int r;
+    do { r = poll(&p, 1, timeout_ms); } while (r < 0 && errno == EINTR);
+    int so_error = r == 0 ? ETIMEDOUT : r < 0 ? errno : 0;
+    socklen_t len = sizeof so_error;
+    if (r > 0 && getsockopt(s, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) so_error = errno;
+    if (so_error != 0) {
+      *err = so_error;
+      close(s);
+      return -1;
+    }
+  }
+  return s;
+}
+
+static void execute(napi_env env, void *data) {
+  job_t *job = data;
+  job->fd = -1;
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) {
+    job->err = errno;
+    job->call = "open";
+    return;
+  }
+  int target = open(job->path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    job->err = errno;
+    job->call = "open";
+    close(self);
+    return;
+  }
+  if (setns(target, CLONE_NEWNET) != 0) {
+    job->err = errno;
+    job->call = "setns";
+    close(target);
+    close(self);
+    return;
+  }
+  close(target);
+  int err = 0;
+  int fd = connect_loopback(AF_INET, job->port, job->timeout_ms, &err);
+  if (fd < 0 && err == ECONNREFUSED) {
+    /* As the kubelet: 127.0.0.1 first, then [::1]; the IPv4 error is the one reported. */
+    int err6 = 0;
+    fd = connect_loopback(AF_INET6, job->port, job->timeout_ms, &err6);
+  }
+  /* Back to the node's namespace before this pool thread runs anything else: a thread of the
+   * agent left in a pod's namespace would dial, resolve and listen there. Nothing safe is left to do. */
+  if (setns(self, CLONE_NEWNET) != 0) abort();
+  close(self);
+  job->fd = fd;
+  job->err = fd < 0 ? err : 0;
+  job->call = "connect";
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  job_t *job = data;
+  if (status != napi_ok || job->fd < 0) {
+    int err = status != napi_ok ? ECANCELED : job->err;
+    const char *name = strerrorname_np(err);
+    char text[PATH_BUF + 128];
+    snprintf(text, sizeof text, "%s: %s, %s '%s'", name ? name : "EUNKNOWN", strerror(err), job->call ? job->call : "connect", job->path);
+    napi_value msg, code, e;
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
+    napi_create_error(env, code, msg, &e);
+    napi_reject_deferred(env, job->deferred, e);
+  } else {
+    napi_value fd;
+    napi_create_int32(env, job->fd, &fd);
+    napi_resolve_deferred(env, job->deferred, fd);
+  }
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+/* connectInNetns(netnsPath, port, timeoutMs) -> Promise<fd>: a connected, non-blocking, close-on-exec TCP socket to the namespace's loopback. */
+static napi_value ConnectInNetns(napi_env env, napi_callback_info info) {
+  size_t argc = 3, len = 0;
+  napi_value argv[3], promise, name;
+  int32_t port, timeout_ms;
+  job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "connectInNetns: out of memory");
+    return NULL;
+  }
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
+      napi_get_value_string_utf8(env, argv[0], job->path, sizeof job->path, &len) != napi_ok || len == 0 || len >= sizeof job->path - 1 ||
+      napi_get_value_int32(env, argv[1], &port) != napi_ok || port < 1 || port > 65535 ||
+      napi_get_value_int32(env, argv[2], &timeout_ms) != napi_ok || timeout_ms < 1) {
+    free(job);
+    napi_throw_type_error(env, NULL, "connectInNetns(netnsPath, port 1-65535, timeoutMs > 0): bad arguments");
+    return NULL;
+  }
+  job->port = port;
+  job->timeout_ms = timeout_ms;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "connectInNetns", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  export_fn(env, exports, "connectInNetns", ConnectInNetns);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
