@@ -8,7 +8,7 @@ const loaded = new Map<string, unknown>();
  * `npm ci` into native/build/Release). A missing build says how to make it,
  * instead of each caller's bare MODULE_NOT_FOUND.
  */
-export function loadAddon<T>(name: 'flock' | 'fsops' | 'inotify' | 'netns' | 'notify' | 'sha256' | 'decompress'): T {
+export function loadAddon<T>(name: 'flock' | 'fsops' | 'inotify' | 'netns' | 'notify' | 'sha256' | 'spawn' | 'decompress'): T {
   let addon = loaded.get(name);
   if (addon === undefined) {
     // dist/common/native.js -> <repo>/native/build/Release

@@ -6,6 +6,7 @@
     { "target_name": "sha256", "sources": ["sha256.c"], "cflags": ["-Wall", "-O3"] },
     { "target_name": "inotify", "sources": ["inotify.c"], "cflags": ["-Wall", "-O2"] },
     { "target_name": "netns", "sources": ["netns.c"], "cflags": ["-Wall", "-O2"] },
+    { "target_name": "spawn", "sources": ["spawn.c"], "cflags": ["-Wall", "-O2"] },
     { "target_name": "decompress", "sources": ["decompress.c"], "cflags": ["-Wall", "-O2"], "libraries": ["-lz", "-lzstd"] }
   ]
 }

@@ -4,9 +4,10 @@ import { ContainerConfigError, UserError, errnoCode } from '../common/errors.js'
 import { ImageNotFound } from '../runtime-api/errors.js';
 import { exists, readJsonIfExists } from '../common/fsutil.js';
 import { createLogger } from '../common/log.js';
+import { runCaptured } from '../common/run-captured.js';
 import { crashPoint } from '../common/failpoint.js';
 import { prop, SystemdClient } from '../common/systemd.js';
-import { PODS_SLICE, podPaths, unitNames, type PreparedPod, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
+import { PODS_SLICE, podPaths, unitNames, type EnterCommand, type PreparedPod, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
 import { deviceAllowListProperties, podSlice } from '../stage1/devices.js';
 import { stage1For as stage1Of, type Stage1 } from '../stage1/index.js';
 import type { KvmAccelMode } from '../stage1/kvm/accel.js';
@@ -362,9 +363,19 @@ export class RktRuntime {
    * running after `timeoutMs` is killed and reported as timed out.
    */
   async runInContainer(ref: string, appName: string, command: string[], opts: { timeoutMs: number; maxOutputBytes?: number }): Promise<{ exitCode: number; output: string; timedOut: boolean }> {
-    const argv = await this.quickEnterArgv(ref, appName, command);
+    const enter = await this.quickEnter(ref, appName, command);
     const max = opts.maxOutputBytes ?? 10 * 1024;
-    // Plain spawn, not execa: a probe every few seconds per container makes the agent's own cost per exec count.
+    // A probe every few seconds per container makes the agent's own cost per exec count: where the stage1
+    // says which cgroups to join, a vfork'd child joins them and execs (no fork of the agent, no shell).
+    if (!Array.isArray(enter)) {
+      try {
+        return await runCaptured(enter.argv, { cgroupProcs: enter.cgroupProcs, timeoutMs: opts.timeoutMs, maxOutputBytes: max });
+      } catch (err) {
+        // As a shell would have said it: 125 the cgroup join failed, 127 the program did not start.
+        return { exitCode: (err as { exitCode?: number }).exitCode ?? 126, output: (err as Error).message, timedOut: false };
+      }
+    }
+    const argv = enter;
     return new Promise((resolve) => {
       const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
       const chunks: Buffer[] = [];
@@ -386,11 +397,11 @@ export class RktRuntime {
   private readonly enterTargets = new Map<string, { dir: string; manifest: RuntimePodManifest }>();
 
   /**
-   * enterArgv for repeated calls (exec probes every few seconds, kubernetes#82440):
+   * The enter command (or argv) for repeated calls (exec probes every few seconds, kubernetes#82440):
    * the pod's manifest is read once, and each call asks systemd only for the
    * app's MainPID (one D-Bus call) instead of reading the whole pod status.
    */
-  private async quickEnterArgv(ref: string, appName: string, command: string[]): Promise<string[]> {
+  private async quickEnter(ref: string, appName: string, command: string[]): Promise<string[] | EnterCommand> {
     let target = this.enterTargets.get(ref);
     if (!target || !(await exists(target.dir))) {
       const loc = await this.pods.find(ref);
@@ -406,7 +417,8 @@ export class RktRuntime {
     const props = await systemd.unitPropertyValues(unitNames.app(target.manifest.uuid, app.name), 'Service', ['MainPID']).catch(() => ({ MainPID: 0 }));
     const mainPid = Number(props.MainPID ?? 0);
     if (!mainPid) throw new UserError(`container "${app.name}" of pod ${target.manifest.uuid} is not running`);
-    return this.stage1For(target.manifest.stage1).enterArgv(target, app, mainPid, command);
+    const stage1 = this.stage1For(target.manifest.stage1);
+    return stage1.enterCommand ? stage1.enterCommand(target, app, mainPid, command) : stage1.enterArgv(target, app, mainPid, command);
   }
 
   /**

@@ -73,7 +73,7 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 # Native addons: built when one is missing or older than any native source.
 built=1
-for addon in flock fsops notify sha256 inotify netns decompress; do
+for addon in flock fsops notify sha256 inotify netns spawn decompress; do
   [ -f "native/build/Release/$addon.node" ] || built=0
   for src in native/*.c native/*.h native/binding.gyp; do [ "$src" -nt "native/build/Release/$addon.node" ] && built=0; done
 done

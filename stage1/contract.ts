@@ -225,6 +225,12 @@ export interface PreparedPod {
  * from appUnit(); cleanup() undoes prepare() and must be idempotent (GC calls
  * it again after a crash).
  */
+/** A command to run inside an app: the program and the cgroups it must be in (Stage1.enterCommand). */
+export interface EnterCommand {
+  argv: string[];
+  cgroupProcs: string[];
+}
+
 export interface Stage1 {
   readonly name: Stage1Name;
   /**
@@ -247,6 +253,12 @@ export interface Stage1 {
   readonly enterTerminal?: false;
   /** argv that runs `command` inside a running app, given its unit's MainPID. */
   enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[];
+  /**
+   * The same as enterArgv, split into the program (argv[0] an absolute path) and the cgroup.procs
+   * files its process must join before it execs: a caller that can place a child in cgroups itself
+   * (common/run-captured.ts, for exec probes) then needs no shell to do it. Optional (kvm: no).
+   */
+  enterCommand?(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): EnterCommand;
   /**
    * Like enterArgv, with the command on a terminal made inside the app whose master is sent over
    * the unix socket `consoleSocket` (crun exec --tty --console-socket). A stage1 without it gets a

@@ -7,9 +7,9 @@ import { prop, type UnitProperty } from '../common/systemd.js';
 import { appSecurity, capMask } from './app-security.js';
 import { execStart, podEtcBinds, refuseConsole } from './common.js';
 import { unitDeviceProperties } from './devices.js';
-import { inCgroupsOf } from './namespaces.js';
+import { cgroupProcsFiles, withCgroupJoin } from './namespaces.js';
 import { allowedSyscalls } from './seccomp.js';
-import { appMountSource, podPaths, type AppManifest, type AppUnitPlan, type PreparedPod, type RuntimePodManifest, type Stage1 } from './contract.js';
+import { appMountSource, podPaths, type AppManifest, type AppUnitPlan, type EnterCommand, type PreparedPod, type RuntimePodManifest, type Stage1 } from './contract.js';
 
 /**
  * fly: no namespaces of its own. systemd chroots the app into its rootfs with
@@ -75,9 +75,16 @@ export class FlyStage1 implements Stage1 {
    * does), never from argv, which every local user can read in /proc.
    */
   enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[] {
+    return withCgroupJoin(this.enterCommand(pod, app, mainPid, command));
+  }
+
+  enterCommand(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): EnterCommand {
     const ids = [...(app.user.uid !== 0 ? [`--setuid=${app.user.uid}`] : []), ...(app.user.gid !== 0 ? [`--setgid=${app.user.gid}`] : [])];
-    return inCgroupsOf(mainPid, ['env', '-i', '/bin/sh', '-c', 'set -a; . "$0" || exit 125; exec "$@"', appEnvFile(pod, app),
-      'nsenter', `--target=${mainPid}`, '--mount', '--root', '--wd', ...ids, '--', ...command]);
+    return {
+      argv: ['/usr/bin/env', '-i', '/bin/sh', '-c', 'set -a; . "$0" || exit 125; exec "$@"', appEnvFile(pod, app),
+        'nsenter', `--target=${mainPid}`, '--mount', '--root', '--wd', ...ids, '--', ...command],
+      cgroupProcs: cgroupProcsFiles(mainPid),
+    };
   }
 
   async cleanup(): Promise<void> {}

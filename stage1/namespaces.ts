@@ -12,7 +12,7 @@ import { appSecurity } from './app-security.js';
 import { hostDevices, unitDeviceProperties } from './devices.js';
 import { readLocalhostSeccomp } from './seccomp.js';
 import { precompileSeccomp } from './seccomp-bpf.js';
-import { appMountSource, podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
+import { appMountSource, podPaths, unitNames, type AppManifest, type AppUnitPlan, type EnterCommand, type PreparedPod, type Stage1 } from './contract.js';
 
 // dist/stage1/namespaces.js -> <repo>/stage1/console-holder.py
 const CONSOLE_HOLDER = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../stage1/console-holder.py');
@@ -115,9 +115,13 @@ export class NamespacesStage1 implements Stage1 {
    * kubelet's exec does.
    */
   enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], execFlags: string[] = []): string[] {
+    return withCgroupJoin(this.enterCommand(pod, app, mainPid, command, execFlags));
+  }
+
+  enterCommand(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], execFlags: string[] = []): EnterCommand {
     // crun exec takes the container's seccomp and capabilities but not its no_new_privs: ask for it.
     const exec = [this.ociRuntime, 'exec', ...execFlags, ...(appSecurity(app).noNewPrivileges ? ['--no-new-privs'] : []), containerId(pod.manifest.uuid, app.name), ...command];
-    return inCgroupsOf(mainPid, exec);
+    return { argv: exec, cgroupProcs: cgroupProcsFiles(mainPid) };
   }
 
   /** The terminal is one of the container's own /dev/pts, as with the kubelet's exec -t. */
@@ -138,12 +142,11 @@ export class NamespacesStage1 implements Stage1 {
   }
 }
 
-/** argv that moves itself into every cgroup of process `pid` and then execs `argv` (exit 125 if it cannot). */
-export function inCgroupsOf(pid: number, argv: string[]): string[] {
-  const procs = cgroupProcsFiles(pid);
-  if (!procs.length) return argv;
-  const join = procs.map((f) => `echo $$ > '${f.replace(/'/g, `'\\''`)}' || exit 125`).join('; ');
-  return ['/bin/sh', '-c', `${join}; exec "$@"`, 'stevedore-enter', ...argv];
+/** argv that moves itself into the command's cgroups and then execs it (exit 125 if it cannot). */
+export function withCgroupJoin(cmd: EnterCommand): string[] {
+  if (!cmd.cgroupProcs.length) return cmd.argv;
+  const join = cmd.cgroupProcs.map((f) => `echo $$ > '${f.replace(/'/g, `'\\''`)}' || exit 125`).join('; ');
+  return ['/bin/sh', '-c', `${join}; exec "$@"`, 'stevedore-enter', ...cmd.argv];
 }
 
 /** The cgroup.procs files of every cgroup a process is in (v1 hierarchies and the v2 one), as mounted here. */

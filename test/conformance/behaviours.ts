@@ -150,6 +150,13 @@ export const BEHAVIOURS: Behaviour[] = [
       proc.stderr?.on('data', (d) => { err += d; });
       const { code } = await proc.exit;
       check(code === 3 && out === 'out\n' && err === 'err\n', `exit ${code}, stdout ${JSON.stringify(out)}, stderr ${JSON.stringify(err)}`);
+      // A probe's command (runInContainer) runs in the container's cgroups, as an exec does: its limits and device rules hold.
+      const viaExec = await s.rt.exec(uuid, 'app', ['cat', '/proc/self/cgroup'], { stdin: false, tty: false });
+      let execCgroups = '';
+      viaExec.stdout.on('data', (d) => { execCgroups += d; });
+      await viaExec.exit;
+      const probe = await s.rt.runInContainer(uuid, 'app', ['cat', '/proc/self/cgroup'], 5000);
+      check(probe.exitCode === 0 && probe.output === execCgroups, `a probe's cgroups ${JSON.stringify(probe.output)} are not an exec's ${JSON.stringify(execCgroups)}`);
     },
   },
   {

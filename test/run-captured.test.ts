@@ -1,0 +1,70 @@
+/**
+ * common/run-captured.ts (native/spawn.c) for real: output, exit codes, the
+ * output cap, the timeout, a command that cannot start, and the child placed
+ * in a cgroup made for the test (removed after).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdirSync, rmdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { runCaptured } from '../common/run-captured.js';
+import { cgroupDirsOf } from '../common/cgroups.js';
+
+test('stdout and stderr together, the exit code, stdin empty', async () => {
+  const r = await runCaptured(['/bin/sh', '-c', 'echo out; echo err >&2; read x; echo "stdin:$x"; exit 7'], { timeoutMs: 5000, maxOutputBytes: 1024 });
+  assert.is(r.exitCode, 7);
+  assert.is(r.timedOut, false);
+  assert.is(r.output, 'out\nerr\nstdin:\n');
+});
+
+test('output is cut at the cap; a signal is 128 + its number', async () => {
+  const r = await runCaptured(['/bin/sh', '-c', 'head -c 100000 /dev/zero | tr "\\0" x; kill -TERM $$'], { timeoutMs: 5000, maxOutputBytes: 10 });
+  assert.is(r.output, 'xxxxxxxxxx');
+  assert.is(r.exitCode, 143);
+});
+
+test('a command past its timeout is killed and says so, its output so far kept', async () => {
+  const t0 = Date.now();
+  const r = await runCaptured(['/bin/sh', '-c', 'echo started; exec sleep 30'], { timeoutMs: 300, maxOutputBytes: 100 });
+  assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+  assert.is(r.timedOut, true);
+  assert.is(r.exitCode, 137);
+  assert.is(r.output, 'started\n');
+});
+
+test('a command that does not exist: ENOENT naming it', async () => {
+  try {
+    await runCaptured(['/nonexistent/probe'], { timeoutMs: 1000, maxOutputBytes: 10 });
+    assert.unreachable();
+  } catch (err) {
+    assert.is((err as { code?: string }).code, 'ENOENT');
+    assert.match((err as Error).message, "execve '/nonexistent/probe'");
+    assert.is((err as { exitCode?: number }).exitCode, 127);
+  }
+  await runCaptured(['relative'], { timeoutMs: 1000, maxOutputBytes: 10 }).then(() => assert.unreachable(), (err: Error) => assert.match(err.message, 'absolute path'));
+});
+
+test('the child joins the given cgroups before it execs; a cgroup it cannot join fails the run', async () => {
+  const mine = cgroupDirsOf(process.pid).find((d) => d.controllers.includes('pids') || d.version === 2)!;
+  const dir = path.join(mine.dir, `stevedore-run-captured-${process.pid}`);
+  mkdirSync(dir);
+  try {
+    const r = await runCaptured(['/bin/cat', '/proc/self/cgroup'], { cgroupProcs: [path.join(dir, 'cgroup.procs')], timeoutMs: 5000, maxOutputBytes: 4096 });
+    assert.is(r.exitCode, 0);
+    const line = r.output.split('\n').find((l) => (mine.version === 2 ? l.startsWith('0::') : l.split(':')[1]!.split(',').includes('pids')))!;
+    assert.is(line.split(':')[2], path.join(mine.path, path.basename(dir)));
+    assert.not.match(readFileSync(path.join(dir, 'cgroup.procs'), 'utf8'), /\d/, 'the child has exited');
+  } finally {
+    rmdirSync(dir);
+  }
+  try {
+    await runCaptured(['/bin/true'], { cgroupProcs: ['/nonexistent/cgroup.procs'], timeoutMs: 1000, maxOutputBytes: 10 });
+    assert.unreachable();
+  } catch (err) {
+    assert.match((err as Error).message, "join the container's cgroup");
+    assert.is((err as { exitCode?: number }).exitCode, 125);
+  }
+});
+
+test.run();
