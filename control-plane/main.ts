@@ -34,6 +34,8 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
   const cmd = new Command('control-plane')
     .description('run the Stevedore control plane (a thin Kubernetes API server) in the foreground')
     .requiredOption('--data-dir <dir>', 'where the database, certificates and tokens live')
+    .option('--store <spec>', 'where the objects live: sqlite:PATH (embedded; default sqlite:DATADIR/state.db) or etcd:URL[,URL...] (the client URLs of one etcd cluster)')
+    .option('--etcd-prefix <prefix>', 'the key prefix in etcd for --store etcd:… (kube-apiserver\'s flag)', '/registry')
     .option('--port <port>', 'HTTPS port', '6443')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--also-listen <address...>', 'more addresses to serve on, same port (e.g. the node bridge\'s for nodes in network namespaces of their own); added to the serving certificate\'s SANs when it is first made')
@@ -55,11 +57,11 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     .option('--service-node-port-range <range>', 'ports NodePort Services get', '30000-32767')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ allocateNodeCidrs?: boolean; clusterCidr?: string; nodeCidrMaskSize: string; dataDir: string; port: string; host: string; alsoListen?: string[]; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
+  const o = cmd.opts<{ allocateNodeCidrs?: boolean; clusterCidr?: string; nodeCidrMaskSize: string; dataDir: string; store?: string; etcdPrefix: string; port: string; host: string; alsoListen?: string[]; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidInput(`--port ${o.port} is not a port number`, 'use a number between 1 and 65535');
   const cp = await startControlPlane({
-    dataDir: path.resolve(o.dataDir), port, host: o.host, alsoListen: o.alsoListen, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
+    dataDir: path.resolve(o.dataDir), store: o.store, etcdPrefix: o.etcdPrefix, port, host: o.host, alsoListen: o.alsoListen, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
     eventTtlSeconds: durationSeconds(o.eventTtl, '--event-ttl'),
     hpaSyncPeriodSeconds: durationSeconds(o.horizontalPodAutoscalerSyncPeriod, '--horizontal-pod-autoscaler-sync-period'),
     nodeMonitorGracePeriodSeconds: durationSeconds(o.nodeMonitorGracePeriod, '--node-monitor-grace-period'),

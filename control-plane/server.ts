@@ -7,7 +7,8 @@ import { parse as parseYaml } from 'yaml';
 import { createLogger, type Logger } from '../common/log.js';
 import { parseBool } from '../common/format.js';
 import { UserError, errnoCode } from '../common/errors.js';
-import { Store, ConflictError, GoneError, type KObj, type Change } from './store.js';
+import { ConflictError, GoneError, type KObj, type Change, type Store } from './store.js';
+import { openStore, describeStore } from './store-spec.js';
 import { ensureCredentials, kubeconfigText, writeKubeconfig } from './pki.js';
 import { mergePatch, strategicMergePatch, jsonPatch, PatchError } from './patch.js';
 import { parseLabelSelector, parseFieldSelector, matchLabels, matchFields, SelectorError } from './selectors.js';
@@ -66,6 +67,10 @@ export interface ControlPlaneOptions {
   alsoListen?: string[];
   kubeconfigPath?: string;
   logLevel?: string;
+  /** Where objects live (store-spec.ts): `sqlite:PATH` or `etcd:URL[,URL...]`; default sqlite:DATADIR/state.db. */
+  store?: string;
+  /** Key prefix in etcd (kube-apiserver's --etcd-prefix); default /registry. */
+  etcdPrefix?: string;
   /** Seconds without a Lease renewal before a node's Ready condition turns Unknown (default 40). */
   nodeMonitorGracePeriodSeconds?: number;
   /** Seconds new pods tolerate a not-ready or unreachable node before they are evicted (kube-apiserver's default 300 each). */
@@ -239,12 +244,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
   const alsoListen = opts.alsoListen ?? [];
   const creds = await ensureCredentials(dataDir, [host, ...alsoListen]);
-  let store: Store;
-  try {
-    store = new Store(dataDir, log, { retain: opts.watchLogRetain });
-  } catch (err) {
-    throw new UserError(`cannot open the control plane database in ${dataDir}: ${(err as Error).message}`, { hint: 'check that the directory is writable and not used by another control plane', cause: err });
-  }
+  const store = openStore(opts.store, dataDir, log, { retain: opts.watchLogRetain, etcdPrefix: opts.etcdPrefix });
   const saTokens = await ServiceAccountTokens.load(path.join(dataDir, 'pki'));
   const nodeClient: NodeClientTls = { caCertPem: creds.caCertPem, clientCertPem: creds.kubeletClientCertPem, clientKeyPem: creds.kubeletClientKeyPem };
   let allocator: ServiceAllocator;
@@ -325,7 +325,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
   if (opts.kubeconfigPath) await writeKubeconfig(opts.kubeconfigPath, kubeconfigText(url, creds.caCertPem, creds.adminToken));
   for (const c of controllers) c.start();
-  log.info({ url, dataDir }, 'control plane listening');
+  log.info({ url, dataDir, store: describeStore(opts.store, dataDir) }, 'control plane listening');
 
   let closed = false;
   return {

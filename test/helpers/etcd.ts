@@ -1,0 +1,66 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import * as net from 'node:net';
+import * as path from 'node:path';
+
+/** A single-member etcd on loopback, for tests: its own data dir and free ports; stopped by its PID. */
+export interface TestEtcd {
+  url: string;
+  pid: number;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startTestEtcd(): Promise<TestEtcd> {
+  const dataDir = await fs.mkdtemp('/var/tmp/stevedore-etcd-test-');
+  const clientPort = await freePort();
+  const peerPort = await freePort();
+  const url = `http://127.0.0.1:${clientPort}`;
+  const log = await fs.open(path.join(dataDir, 'etcd.log'), 'a');
+  const child: ChildProcess = spawn('/usr/bin/etcd', [
+    '--name', 'test', '--data-dir', path.join(dataDir, 'data'),
+    '--listen-client-urls', url, '--advertise-client-urls', url,
+    '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
+    '--initial-cluster', `test=http://127.0.0.1:${peerPort}`, '--initial-cluster-state', 'new',
+  ], { stdio: ['ignore', log.fd, log.fd] });
+  await log.close();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    await fs.rm(dataDir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) {
+      const text = await fs.readFile(path.join(dataDir, 'etcd.log'), 'utf8').catch(() => '');
+      await stop();
+      throw new Error(`etcd exited at start: ${text.slice(-2000)}`);
+    }
+    try {
+      const res = await fetch(`${url}/health`);
+      if (res.ok && ((await res.json()) as { health?: string }).health === 'true') break;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error('etcd did not become healthy within 30 s');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { url, pid: child.pid!, dataDir, stop };
+}
