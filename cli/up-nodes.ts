@@ -25,7 +25,7 @@ import { isAlive } from '../sandbox/proc.js';
 import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
 import { ensureBridge, removeBridgeIfUnused } from '../sandbox/network.js';
 import { validateNodeIpam } from '../control-plane/controllers/node-ipam.js';
-import { DEMO_POD, apiGet, createKubeDnsService, onNode, startControlPlaneProcess, stevedore, waitFor, type UpOptions } from './up.js';
+import { DEMO_POD, apiGet, createKubeDnsService, onNode, startControlPlaneProcess, startStore, stevedore, waitFor, type UpOptions } from './up.js';
 
 export interface MultiNodeOptions extends UpOptions {
   nodes: number;
@@ -42,7 +42,7 @@ export interface MultiNodeOptions extends UpOptions {
 export interface NodeRecord { name: string; sandbox: string; address: string; dir: string }
 
 /** up.json of a multi-node cluster: UpState's fields plus the nodes. */
-export interface MultiNodeState { controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string; settings?: NodeSettings }
+export interface MultiNodeState { etcdPid?: number; controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string; settings?: NodeSettings }
 
 const MAX_NODES = 200;
 
@@ -141,10 +141,12 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   if (opts.defaultUnreachableTolerationSeconds !== undefined) cpArgs.push('--default-unreachable-toleration-seconds', String(opts.defaultUnreachableTolerationSeconds));
   if (opts.defaultNotReadyTolerationSeconds !== undefined) cpArgs.push('--default-not-ready-toleration-seconds', String(opts.defaultNotReadyTolerationSeconds));
   let state!: MultiNodeState;
+  const { etcdPid, storeArgs } = await startStore(opts.store, path.join(opts.dataDir, 'etcd'), existing?.etcdPid);
+  cpArgs.push(...storeArgs);
   const { url, ca, adminToken } = await startControlPlaneProcess({
     dir: cpDir, kubeconfig, port: opts.port, args: cpArgs, hint: `is port ${opts.port} free on 127.0.0.1 and ${gateway}?`,
     async started(pid) {
-      state = { controlPlanePid: pid, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge };
+      state = { ...(etcdPid ? { etcdPid } : {}), controlPlanePid: pid, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge };
       await atomicWriteJson(statePath, state);
     },
   });
@@ -200,6 +202,7 @@ export async function downNodes(dataDir: string, state: MultiNodeState): Promise
     for (let i = 0; i < 50 && (await isAlive(state.controlPlanePid)); i++) await new Promise((r) => setTimeout(r, 100));
     if (await isAlive(state.controlPlanePid)) process.kill(state.controlPlanePid, 'SIGKILL');
   }
+  if (state.etcdPid) await (await import('./etcd-process.js')).stopEtcdProcess(state.etcdPid);
   await fs.rm(dataDir, { recursive: true, force: true });
   process.stdout.write(`down: control plane, ${state.nodes.length} node sandboxes (netns, veths), bridge ${state.nodeBridge} and ${dataDir} removed\n`);
 }

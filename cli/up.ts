@@ -18,10 +18,16 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string; dnsPort?: number; containerRuntime?: 'rkt' | 'docker' }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string; dnsPort?: number; containerRuntime?: 'rkt' | 'docker'; store?: UpStore }
 
-/** proxyTable: the node's service proxy table (nftables), which `down` deletes. */
-interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string; containerRuntime?: 'rkt' | 'docker' }
+/**
+ * Where the control plane keeps its objects: SQLite in its data dir (the default), or an etcd
+ * that `up` starts beside it (data in DATADIR/etcd, client URL http://127.0.0.1:etcdPort).
+ */
+export type UpStore = { kind: 'sqlite' } | { kind: 'etcd'; etcdPort: number };
+
+/** proxyTable: the node's service proxy table (nftables), which `down` deletes. etcdPid: the etcd of --store etcd. */
+interface UpState { etcdPid?: number; controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string; containerRuntime?: 'rkt' | 'docker' }
 
 /** One table per local cluster: two clusters on one host (tests) each own theirs. */
 export const proxyTableFor = (bridge: string) => (bridge === 'stevedore0' ? 'stevedore-proxy' : `stevedore-proxy-${bridge}`);
@@ -46,6 +52,7 @@ spec:
 const paths = (dataDir: string) => ({
   state: path.join(dataDir, 'up.json'),
   controlPlane: path.join(dataDir, 'control-plane'),
+  etcd: path.join(dataDir, 'etcd'),
   node: path.join(dataDir, 'node'),
   kubeconfig: path.join(dataDir, 'kubeconfig'),
   nodeKubeconfig: path.join(dataDir, 'node-kubeconfig'),
@@ -126,6 +133,27 @@ export async function onNode(sandbox: string | undefined, argv: string[]): Promi
 export const stevedore = (...args: string[]) => [process.execPath, CLI, ...args];
 
 /**
+ * The store of `up`'s control plane: nothing to start for SQLite; for etcd, one
+ * etcd member (cli/etcd-process.ts). An etcd left running by an earlier `up`
+ * whose control plane died is stopped first (its port is the one wanted).
+ * Returns the control plane's --store arguments.
+ */
+export async function startStore(store: UpStore | undefined, etcdDir: string, earlierEtcdPid: number | undefined): Promise<{ etcdPid?: number; storeArgs: string[] }> {
+  if (!store || store.kind === 'sqlite') return { storeArgs: [] };
+  const { startEtcdProcess, stopEtcdProcess } = await import('./etcd-process.js');
+  await stopEtcdProcess(earlierEtcdPid);
+  let etcdPid: number | undefined;
+  try {
+    const url = await startEtcdProcess({ dir: etcdDir, clientPort: store.etcdPort, async started(pid) { etcdPid = pid; } });
+    process.stdout.write(`etcd up at ${url} (data in ${etcdDir})\n`);
+    return { etcdPid, storeArgs: ['--store', `etcd:${url}`] };
+  } catch (err) {
+    await stopEtcdProcess(etcdPid);
+    throw err;
+  }
+}
+
+/**
  * The control plane as a detached process (it outlives this command), logging
  * to control-plane.log in its data dir; `started` gets its PID before the wait,
  * so a failed start is still recorded for `down`. Resolves once /version
@@ -194,10 +222,11 @@ export async function up(opts: UpOptions): Promise<void> {
   const proxyTable = proxyTableFor(opts.bridge);
   const containerRuntime = opts.containerRuntime ?? 'rkt';
   let state!: UpState;
+  const { etcdPid, storeArgs } = await startStore(opts.store, p.etcd, existing?.etcdPid);
   const { url, ca, adminToken } = await startControlPlaneProcess({
-    dir: p.controlPlane, kubeconfig: p.kubeconfig, port: opts.port, args: ['--service-cluster-ip-range', serviceCidr], hint: `is port ${opts.port} free?`,
+    dir: p.controlPlane, kubeconfig: p.kubeconfig, port: opts.port, args: ['--service-cluster-ip-range', serviceCidr, ...storeArgs], hint: `is port ${opts.port} free?`,
     async started(pid) {
-      state = { controlPlanePid: pid, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime };
+      state = { ...(etcdPid ? { etcdPid } : {}), controlPlanePid: pid, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime };
       await atomicWriteJson(p.state, state);
     },
   });
@@ -305,8 +334,10 @@ export async function down(opts: { dataDir: string }): Promise<void> {
     for (let i = 0; i < 50 && (await isAlive(state.controlPlanePid)); i++) await sleep(100);
     if (await isAlive(state.controlPlanePid)) process.kill(state.controlPlanePid, 'SIGKILL');
   }
+  // The store goes after the control plane that writes to it.
+  if (state.etcdPid) await (await import('./etcd-process.js')).stopEtcdProcess(state.etcdPid);
   await fs.rm(opts.dataDir, { recursive: true, force: true });
-  process.stdout.write(`down: control plane, node${state.sandbox ? ' sandbox' : ' agent'} and ${opts.dataDir} removed\n`);
+  process.stdout.write(`down: control plane${state.etcdPid ? ', etcd' : ''}, node${state.sandbox ? ' sandbox' : ' agent'} and ${opts.dataDir} removed\n`);
 }
 
 /** The bridge of the default network the agent wrote into confDir, if that is the network there. */
