@@ -8,48 +8,67 @@ import { CLI } from '../cli/up.js';
 import { KUBECTL, waitFor } from './helpers/control-plane.js';
 import { startTestEtcd, freePort, type TestEtcd } from './helpers/etcd.js';
 
-// `stevedore control-plane --store etcd:URL` as a process, driven by the real kubectl; restarted by its PID.
+// `stevedore control-plane --store etcd:URL` as processes, driven by the real kubectl; stopped and killed by their PIDs.
 let etcd: TestEtcd;
-let dataDir: string;
-let port: number;
-let cp: ChildProcess | undefined;
-const kubeconfig = () => path.join(dataDir, 'kubeconfig');
+let root: string;
+const running = new Set<CliControlPlane>();
 
-async function startCp(): Promise<void> {
-  const logFd = await fs.open(path.join(dataDir, 'control-plane.log'), 'a');
-  const child = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', dataDir, '--port', String(port), '--kubeconfig', kubeconfig(), '--store', `etcd:${etcd.url}`],
-    { stdio: ['ignore', logFd.fd, logFd.fd], env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info' } });
-  await logFd.close();
-  cp = child;
-  await waitFor('the control plane on etcd', async () => {
-    if (child.exitCode !== null) throw new Error(`control plane exited: ${await fs.readFile(path.join(dataDir, 'control-plane.log'), 'utf8')}`);
-    const r = await kubectl(['get', '--raw', '/version']).catch(() => undefined);
-    return r?.exitCode === 0;
-  }, 30_000);
-}
+interface Run { exitCode: number; stdout: string; stderr: string }
 
-async function stopCp(): Promise<void> {
-  const child = cp;
-  cp = undefined;
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-  if (child.exitCode === null && child.signalCode === null) {
-    child.kill('SIGKILL');
-    await exited;
+class CliControlPlane {
+  child: ChildProcess | undefined;
+  port = 0;
+  constructor(readonly dataDir: string, readonly extra: string[] = []) {}
+  get kubeconfig(): string { return path.join(this.dataDir, 'kubeconfig'); }
+  get logFile(): string { return path.join(this.dataDir, 'control-plane.log'); }
+  get pid(): number { return this.child!.pid!; }
+
+  async start(): Promise<void> {
+    await fs.mkdir(this.dataDir, { recursive: true });
+    if (!this.port) this.port = await freePort();
+    const logFd = await fs.open(this.logFile, 'a');
+    const child = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', this.dataDir, '--port', String(this.port), '--kubeconfig', this.kubeconfig, '--store', `etcd:${etcd.url}`, ...this.extra],
+      { stdio: ['ignore', logFd.fd, logFd.fd], env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info' } });
+    await logFd.close();
+    this.child = child;
+    running.add(this);
+    await waitFor('the control plane on etcd', async () => {
+      if (child.exitCode !== null) throw new Error(`control plane exited: ${await fs.readFile(this.logFile, 'utf8')}`);
+      const r = await this.kubectl(['get', '--raw', '/version']).catch(() => undefined);
+      return r?.exitCode === 0;
+    }, 30_000);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.child;
+    running.delete(this);
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill(signal);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+
+  async kubectl(args: string[], input?: string): Promise<Run> {
+    const r = await execa(KUBECTL, args, { env: { KUBECONFIG: this.kubeconfig, HOME: this.dataDir }, reject: false, input, timeout: 60_000 });
+    return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  }
+
+  async k(args: string[], input?: string): Promise<string> {
+    const r = await this.kubectl(args, input);
+    if (r.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout;
   }
 }
 
-async function kubectl(args: string[], input?: string): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const r = await execa(KUBECTL, args, { env: { KUBECONFIG: kubeconfig(), HOME: dataDir }, reject: false, input, timeout: 60_000 });
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
-}
-async function k(args: string[], input?: string): Promise<string> {
-  const r = await kubectl(args, input);
-  if (r.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
+let cp: CliControlPlane;
+const k = (args: string[], input?: string) => cp.k(args, input);
+const kubectl = (args: string[], input?: string) => cp.kubectl(args, input);
+const startCp = () => cp.start();
+const stopCp = () => cp.stop();
 
 const deployment = `apiVersion: apps/v1
 kind: Deployment
@@ -76,13 +95,13 @@ async function versions(kinds: string): Promise<Record<string, string>> {
 
 test.before(async () => {
   etcd = await startTestEtcd();
-  dataDir = await fs.mkdtemp('/var/tmp/stevedore-cp-etcd-test-');
-  port = await freePort();
+  root = await fs.mkdtemp('/var/tmp/stevedore-cp-etcd-test-');
+  cp = new CliControlPlane(path.join(root, 'one'));
 });
 test.after(async () => {
-  await stopCp();
+  for (const c of [...running]) await c.stop('SIGKILL');
   await etcd?.stop();
-  if (dataDir) await fs.rm(dataDir, { recursive: true, force: true });
+  if (root) await fs.rm(root, { recursive: true, force: true });
 });
 
 test('control-plane --store etcd: kubectl apply, get, watch; objects and resourceVersions survive a restart', async () => {
@@ -123,6 +142,38 @@ test('control-plane --store etcd: kubectl apply, get, watch; objects and resourc
   await k(['label', 'configmap', 'settings', 'after=restart']);
   const relabeled = JSON.parse(await k(['get', 'configmap', 'settings', '-o', 'json']));
   assert.ok(Number(relabeled.metadata.resourceVersion) > Number(cm.metadata.resourceVersion), 'resourceVersions keep increasing');
+});
+
+test('two control planes on one etcd with --leader-elect: one runs the controllers; SIGKILL it and the other takes over', async () => {
+  const election = ['--etcd-prefix', '/ha', '--leader-elect', '--leader-elect-lease-duration', '4s', '--leader-elect-renew-deadline', '3s', '--leader-elect-retry-period', '1s'];
+  const a = new CliControlPlane(path.join(root, 'ha-a'), election);
+  const b = new CliControlPlane(path.join(root, 'ha-b'), election);
+  await a.start();
+  const holder = async (via: CliControlPlane) => {
+    const r = await via.kubectl(['get', 'lease', '-n', 'kube-system', 'stevedore-controller-manager', '-o', 'json']);
+    return r.exitCode === 0 ? JSON.parse(r.stdout).spec as { holderIdentity: string; leaseTransitions: number } : undefined;
+  };
+  await waitFor('a to lead', async () => (await holder(a))?.holderIdentity.includes(`_${a.pid}_`), 10_000);
+  await b.start();
+  // b serves the API (its mirror follows etcd) but does not lead while a renews.
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.ok((await holder(b))!.holderIdentity.includes(`_${a.pid}_`), 'a still leads');
+  assert.match(await fs.readFile(a.logFile, 'utf8'), /became leader/);
+  assert.not.match(await fs.readFile(b.logFile, 'utf8'), /became leader/);
+  // Written through b, reconciled by a's controllers.
+  await b.k(['apply', '-f', '-'], deployment);
+  await waitFor('the leader to make 2 pods', async () => JSON.parse(await b.k(['get', 'pods', '-l', 'app=web', '-o', 'json'])).items.length === 2, 30_000);
+
+  await a.stop('SIGKILL');
+  const took = await waitFor('b to take over', async () => {
+    const h = await holder(b);
+    return h?.holderIdentity.includes(`_${b.pid}_`) ? h : undefined;
+  }, 20_000);
+  assert.ok(took.leaseTransitions >= 1);
+  assert.match(await fs.readFile(b.logFile, 'utf8'), /became leader/);
+  await b.k(['scale', 'deployment', 'web', '--replicas=3']);
+  await waitFor('the new leader to make the third pod', async () => JSON.parse(await b.k(['get', 'pods', '-l', 'app=web', '-o', 'json'])).items.length === 3, 30_000);
+  await b.stop();
 });
 
 test.run();
