@@ -113,7 +113,8 @@ export class EtcdStore implements ObjectStore {
     this.checkLive();
     const byNs = this.objects.get(resource);
     if (!byNs) return [];
-    const namespaces = namespace !== undefined ? [namespace] : [...byNs.keys()].sort(compare);
+    // '' means every namespace, as in SqliteStore (cluster-scoped objects are all under '').
+    const namespaces = namespace ? [namespace] : [...byNs.keys()].sort(compare);
     const out: KObj[] = [];
     for (const ns of namespaces) {
       const names = byNs.get(ns);

@@ -63,6 +63,7 @@ for (const [kind, make] of makers) {
     assert.is(s.get('pods', 'default', 'zz'), undefined);
     assert.equal(s.list('pods').map((o) => `${o.metadata.namespace}/${o.metadata.name}`), ['default/a', 'default/c', 'other/b'], 'ordered by namespace, name');
     assert.equal(s.list('pods', 'default').map((o) => o.metadata.name), ['a', 'c']);
+    assert.equal(s.list('pods', '').map((o) => o.metadata.name), ['a', 'c', 'b'], 'an empty namespace lists them all');
     assert.equal(s.list('nodes').map((o) => o.metadata.name), ['n1']);
     assert.equal(s.list('services'), []);
     // Callers may change what they get: the store keeps its own copy.
