@@ -7,6 +7,7 @@ import { SqliteStore, ConflictError, GoneError, type ObjectStore, type Change } 
 import { EtcdStore } from '../control-plane/etcd-store.js';
 import { parseStoreSpec } from '../control-plane/store-spec.js';
 import { startTestEtcd, type TestEtcd } from './helpers/etcd.js';
+import { waitFor } from './helpers/control-plane.js';
 
 const log = createLogger('etcd-store-test', 'silent');
 let etcd: TestEtcd;
@@ -183,6 +184,27 @@ test('etcd: compact compacts etcd too; a store nobody answers fails with a clear
   } finally {
     mute.close();
   }
+});
+
+test('etcd: restarted under the stores, etcd is followed again: writes go through and the other store hears them', async () => {
+  const prefix = `/restart${++prefixSeq}`;
+  const one = await open(async () => new EtcdStore({ endpoints: [etcd.url], prefix }, log));
+  const two = await open(async () => new EtcdStore({ endpoints: [etcd.url], prefix }, log));
+  const a = one.create('pods', 'default', 'a', pod('a'));
+  await etcd.restart(true);
+  // The client reconnects on its own; the first calls may fail while etcd comes back.
+  const b = await waitFor('a write after the restart', async () => {
+    try {
+      return one.create('pods', 'default', 'b', pod('b'));
+    } catch {
+      return undefined;
+    }
+  }, 20_000);
+  assert.ok(Number(b.metadata.resourceVersion) > Number(a.metadata.resourceVersion));
+  // The other store's watch resumed from where it was: it hears both, in order.
+  await waitFor('the second store to hear b', async () => two.get('pods', 'default', 'b') !== undefined || undefined, 20_000);
+  assert.equal(two.list('pods').map((o) => `${o.metadata.name} ${o.metadata.resourceVersion}`), [`a ${a.metadata.resourceVersion}`, `b ${b.metadata.resourceVersion}`]);
+  assert.is(two.currentRv, Number(b.metadata.resourceVersion));
 });
 
 test.run();
