@@ -204,7 +204,7 @@ export async function downNodes(dataDir: string, state: MultiNodeState): Promise
   }
   if (state.etcdPid) await (await import('./etcd-process.js')).stopEtcdProcess(state.etcdPid);
   await fs.rm(dataDir, { recursive: true, force: true });
-  process.stdout.write(`down: control plane, ${state.nodes.length} node sandboxes (netns, veths), bridge ${state.nodeBridge} and ${dataDir} removed\n`);
+  process.stdout.write(`down: control plane${state.etcdPid ? ', etcd' : ''}, ${state.nodes.length} node sandboxes (netns, veths), bridge ${state.nodeBridge} and ${dataDir} removed\n`);
 }
 
 function kubectl(dataDir: string, args: string[]): Promise<{ code: number; out: string }> {
