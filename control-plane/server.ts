@@ -374,6 +374,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   };
 }
 
+/**
+ * Control planes sharing one etcd may seed at the same moment: what another made first stands
+ * (kube-apiserver's bootstrap takes AlreadyExists and conflicts the same way).
+ */
+function unlessAnotherDidIt(write: () => unknown): void {
+  try {
+    write();
+  } catch (err) {
+    if (!(err instanceof ConflictError)) throw err;
+  }
+}
+
 class ApiServer {
   private watchers = new Set<() => void>();
 
@@ -395,14 +407,14 @@ class ApiServer {
   seed(): void {
     const ns = RESOURCES.find((r) => r.name === 'namespaces')!;
     for (const name of SYSTEM_NAMESPACES) {
-      if (!this.store.get('namespaces', '', name)) this.store.create('namespaces', '', name, withNewMeta(ns, { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } }, ''));
+      if (!this.store.get('namespaces', '', name)) unlessAnotherDidIt(() => this.store.create('namespaces', '', name, withNewMeta(ns, { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } }, '')));
     }
     // The default StorageClass, as kind and k3s ship one: a PVC with no PV gets a directory on its pod's node.
     const sc = RESOURCES.find((r) => r.name === 'storageclasses')!;
-    if (!this.store.get('storageclasses', '', LOCAL_PATH_CLASS)) this.store.create('storageclasses', '', LOCAL_PATH_CLASS, withNewMeta(sc, structuredClone(LOCAL_PATH_STORAGE_CLASS), ''));
+    if (!this.store.get('storageclasses', '', LOCAL_PATH_CLASS)) unlessAnotherDidIt(() => this.store.create('storageclasses', '', LOCAL_PATH_CLASS, withNewMeta(sc, structuredClone(LOCAL_PATH_STORAGE_CLASS), '')));
     const rc = RESOURCES.find((r) => r.name === 'runtimeclasses')!;
     for (const name of RUNTIME_CLASSES) {
-      if (!this.store.get('runtimeclasses', '', name)) this.store.create('runtimeclasses', '', name, withNewMeta(rc, { metadata: { name }, handler: name }, ''));
+      if (!this.store.get('runtimeclasses', '', name)) unlessAnotherDidIt(() => this.store.create('runtimeclasses', '', name, withNewMeta(rc, { metadata: { name }, handler: name }, '')));
     }
     this.seedRbac();
   }
@@ -414,10 +426,10 @@ class ApiServer {
       for (const wanted of defaults) {
         const name = wanted.metadata.name;
         const stored = this.store.get(resource, '', name);
-        if (!stored) this.store.create(resource, '', name, withNewMeta(r, structuredClone(wanted), ''));
+        if (!stored) unlessAnotherDidIt(() => this.store.create(resource, '', name, withNewMeta(r, structuredClone(wanted), '')));
         else {
           const next = reconcileDefault(stored, wanted);
-          if (next) this.store.update(resource, '', name, next, stored.metadata.resourceVersion);
+          if (next) unlessAnotherDidIt(() => this.store.update(resource, '', name, next, stored.metadata.resourceVersion));
         }
       }
     }

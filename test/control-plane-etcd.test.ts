@@ -146,34 +146,37 @@ test('control-plane --store etcd: kubectl apply, get, watch; objects and resourc
 
 test('two control planes on one etcd with --leader-elect: one runs the controllers; SIGKILL it and the other takes over', async () => {
   const election = ['--etcd-prefix', '/ha', '--leader-elect', '--leader-elect-lease-duration', '4s', '--leader-elect-renew-deadline', '3s', '--leader-elect-retry-period', '1s'];
-  const a = new CliControlPlane(path.join(root, 'ha-a'), election);
-  const b = new CliControlPlane(path.join(root, 'ha-b'), election);
-  await a.start();
+  const both = [new CliControlPlane(path.join(root, 'ha-a'), election), new CliControlPlane(path.join(root, 'ha-b'), election)];
+  // Started together on an empty prefix: both seed the defaults at once, and both campaign.
+  await Promise.all(both.map((c) => c.start()));
   const holder = async (via: CliControlPlane) => {
     const r = await via.kubectl(['get', 'lease', '-n', 'kube-system', 'stevedore-controller-manager', '-o', 'json']);
     return r.exitCode === 0 ? JSON.parse(r.stdout).spec as { holderIdentity: string; leaseTransitions: number } : undefined;
   };
-  await waitFor('a to lead', async () => (await holder(a))?.holderIdentity.includes(`_${a.pid}_`), 10_000);
-  await b.start();
-  // b serves the API (its mirror follows etcd) but does not lead while a renews.
+  const leader = await waitFor('one of them to lead', async () => {
+    const h = await holder(both[0]!);
+    return both.find((c) => h?.holderIdentity.includes(`_${c.pid}_`));
+  }, 10_000);
+  const follower = both.find((c) => c !== leader)!;
+  // The follower serves the API (its mirror follows etcd) but does not lead while the leader renews.
   await new Promise((r) => setTimeout(r, 3000));
-  assert.ok((await holder(b))!.holderIdentity.includes(`_${a.pid}_`), 'a still leads');
-  assert.match(await fs.readFile(a.logFile, 'utf8'), /became leader/);
-  assert.not.match(await fs.readFile(b.logFile, 'utf8'), /became leader/);
-  // Written through b, reconciled by a's controllers.
-  await b.k(['apply', '-f', '-'], deployment);
-  await waitFor('the leader to make 2 pods', async () => JSON.parse(await b.k(['get', 'pods', '-l', 'app=web', '-o', 'json'])).items.length === 2, 30_000);
+  assert.ok((await holder(follower))!.holderIdentity.includes(`_${leader.pid}_`), 'the leader still leads');
+  assert.match(await fs.readFile(leader.logFile, 'utf8'), /became leader/);
+  assert.not.match(await fs.readFile(follower.logFile, 'utf8'), /became leader/);
+  // Written through the follower, reconciled by the leader's controllers.
+  await follower.k(['apply', '-f', '-'], deployment);
+  await waitFor('the leader to make 2 pods', async () => JSON.parse(await follower.k(['get', 'pods', '-l', 'app=web', '-o', 'json'])).items.length === 2, 30_000);
 
-  await a.stop('SIGKILL');
-  const took = await waitFor('b to take over', async () => {
-    const h = await holder(b);
-    return h?.holderIdentity.includes(`_${b.pid}_`) ? h : undefined;
+  await leader.stop('SIGKILL');
+  const took = await waitFor('the follower to take over', async () => {
+    const h = await holder(follower);
+    return h?.holderIdentity.includes(`_${follower.pid}_`) ? h : undefined;
   }, 20_000);
   assert.ok(took.leaseTransitions >= 1);
-  assert.match(await fs.readFile(b.logFile, 'utf8'), /became leader/);
-  await b.k(['scale', 'deployment', 'web', '--replicas=3']);
-  await waitFor('the new leader to make the third pod', async () => JSON.parse(await b.k(['get', 'pods', '-l', 'app=web', '-o', 'json'])).items.length === 3, 30_000);
-  await b.stop();
+  assert.match(await fs.readFile(follower.logFile, 'utf8'), /became leader/);
+  await follower.k(['scale', 'deployment', 'web', '--replicas=3']);
+  await waitFor('the new leader to make the third pod', async () => JSON.parse(await follower.k(['get', 'pods', '-l', 'app=web', '-o', 'json'])).items.length === 3, 30_000);
+  await follower.stop();
 });
 
 test.run();
