@@ -135,13 +135,15 @@ export const stevedore = (...args: string[]) => [process.execPath, CLI, ...args]
 /**
  * The store of `up`'s control plane: nothing to start for SQLite; for etcd, one
  * etcd member (cli/etcd-process.ts). An etcd left running by an earlier `up`
- * whose control plane died is stopped first (its port is the one wanted).
+ * whose control plane died is stopped first (its port is the one wanted, and
+ * the new up.json would forget it).
  * Returns the control plane's --store arguments.
  */
 export async function startStore(store: UpStore | undefined, etcdDir: string, earlierEtcdPid: number | undefined): Promise<{ etcdPid?: number; storeArgs: string[] }> {
-  if (!store || store.kind === 'sqlite') return { storeArgs: [] };
   const { startEtcdProcess, stopEtcdProcess } = await import('./etcd-process.js');
+  // Whatever the store now, an etcd of an earlier `up` here would be forgotten by the new up.json.
   await stopEtcdProcess(earlierEtcdPid);
+  if (!store || store.kind === 'sqlite') return { storeArgs: [] };
   let etcdPid: number | undefined;
   try {
     const url = await startEtcdProcess({ dir: etcdDir, clientPort: store.etcdPort, async started(pid) { etcdPid = pid; } });
