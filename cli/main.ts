@@ -119,12 +119,18 @@ program.command('up')
   .option('--node-monitor-grace-period <duration>', 'with --nodes: the control plane\'s (kube-controller-manager\'s) flag, e.g. 10s for failure drills')
   .option('--default-unreachable-toleration-seconds <n>', 'with --nodes: the control plane\'s (kube-apiserver\'s) flag')
   .option('--default-not-ready-toleration-seconds <n>', 'with --nodes: the control plane\'s (kube-apiserver\'s) flag')
-  .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; nodes: string; nodeBridge: string; nodeNetwork: string; nodeMonitorGracePeriod?: string; defaultUnreachableTolerationSeconds?: string; defaultNotReadyTolerationSeconds?: string; containerRuntime: string }) => {
+  .option('--store <kind>', 'where the control plane keeps objects: sqlite (embedded, in the data dir) or etcd (one etcd member that up starts, data in <dir>/etcd; docs/etcd.md)', 'sqlite')
+  .option('--etcd-port <port>', 'with --store etcd: etcd\'s client port on 127.0.0.1 (its peer port is the next one)', '2379')
+  .action(async (opts: { store: string; etcdPort: string; dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; nodes: string; nodeBridge: string; nodeNetwork: string; nodeMonitorGracePeriod?: string; defaultUnreachableTolerationSeconds?: string; defaultNotReadyTolerationSeconds?: string; containerRuntime: string }) => {
     if (opts.containerRuntime !== 'rkt' && opts.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${opts.containerRuntime}: choose rkt or docker`);
     // A cluster that `stop` stopped comes back as it was made: its own options, not this command's defaults.
     const { restartStopped } = await import('./up.js');
     if (await restartStopped(path.resolve(opts.dataDir))) return;
     const nodes = Number(opts.nodes);
+    if (opts.store !== 'sqlite' && opts.store !== 'etcd') throw new InvalidInput(`--store ${opts.store}: choose sqlite or etcd`, 'up starts the etcd itself; to use an etcd of your own, run `stevedore control-plane --store etcd:URL`');
+    const etcdPort = Number(opts.etcdPort);
+    if (!Number.isInteger(etcdPort) || etcdPort < 1 || etcdPort > 65534) throw new InvalidInput(`--etcd-port ${opts.etcdPort} is not a port number`, 'use a number between 1 and 65534 (the next port is etcd\'s peer port)');
+    const store = opts.store === 'etcd' ? { kind: 'etcd' as const, etcdPort } : { kind: 'sqlite' as const };
     if (nodes !== 1) {
       if (opts.containerRuntime !== 'rkt') throw new UserError('--nodes with --container-runtime=docker is not supported yet', { hint: 'use --nodes with the rkt runtime, or one docker node' });
       if (opts.nodeName || opts.apiServicePort) throw new UserError('--node-name and --api-service-port are for one node', { hint: 'with --nodes N the nodes are node-1…node-N and each api-service serves its own unix socket' });
@@ -136,6 +142,7 @@ program.command('up')
         nodes, nodeBridge: opts.nodeBridge, nodeNetwork: opts.nodeNetwork, nodeMonitorGracePeriod: opts.nodeMonitorGracePeriod,
         defaultUnreachableTolerationSeconds: opts.defaultUnreachableTolerationSeconds === undefined ? undefined : Number(opts.defaultUnreachableTolerationSeconds),
         defaultNotReadyTolerationSeconds: opts.defaultNotReadyTolerationSeconds === undefined ? undefined : Number(opts.defaultNotReadyTolerationSeconds),
+        store,
       });
       return;
     }
@@ -143,7 +150,7 @@ program.command('up')
     await up({
       dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), apiServicePort: opts.apiServicePort ? Number(opts.apiServicePort) : undefined, nodeName: opts.nodeName ?? defaultNodeName(),
       stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName, podCidr: opts.podCidr, bridge: opts.bridge, serviceCidr: opts.serviceCidr, dnsPort: Number(opts.dnsPort),
-      stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined, containerRuntime: opts.containerRuntime as 'rkt' | 'docker',
+      stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined, containerRuntime: opts.containerRuntime as 'rkt' | 'docker', store,
     });
   });
 program.command('node')

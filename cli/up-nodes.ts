@@ -25,7 +25,7 @@ import { isAlive } from '../sandbox/proc.js';
 import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
 import { ensureBridge, removeBridgeIfUnused } from '../sandbox/network.js';
 import { validateNodeIpam } from '../control-plane/controllers/node-ipam.js';
-import { apiGet, applyDemoPod, createKubeDnsService, dataDirFlag, onNode, startControlPlaneProcess, stevedore, stopControlPlane, waitFor, type UpOptions } from './up.js';
+import { apiGet, applyDemoPod, createKubeDnsService, dataDirFlag, onNode, startControlPlaneProcess, startStore, stevedore, stopControlPlane, waitFor, type UpOptions } from './up.js';
 
 export interface MultiNodeOptions extends UpOptions {
   nodes: number;
@@ -42,7 +42,7 @@ export interface MultiNodeOptions extends UpOptions {
 export interface NodeRecord { name: string; sandbox: string; address: string; dir: string }
 
 /** up.json of a multi-node cluster: UpState's fields plus the nodes. */
-export interface MultiNodeState { controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string; settings?: NodeSettings; options?: MultiNodeOptions; stoppedAt?: number }
+export interface MultiNodeState { etcdPid?: number; controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string; settings?: NodeSettings; options?: MultiNodeOptions; stoppedAt?: number }
 
 const MAX_NODES = 200;
 
@@ -144,10 +144,12 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   if (opts.defaultUnreachableTolerationSeconds !== undefined) cpArgs.push('--default-unreachable-toleration-seconds', String(opts.defaultUnreachableTolerationSeconds));
   if (opts.defaultNotReadyTolerationSeconds !== undefined) cpArgs.push('--default-not-ready-toleration-seconds', String(opts.defaultNotReadyTolerationSeconds));
   let state!: MultiNodeState;
+  const { etcdPid, storeArgs } = await startStore(opts.store, path.join(opts.dataDir, 'etcd'), existing?.etcdPid);
+  cpArgs.push(...storeArgs);
   const { url, ca, adminToken } = await startControlPlaneProcess({
     dir: cpDir, kubeconfig, port: opts.port, args: cpArgs, hint: `is port ${opts.port} free on 127.0.0.1 and ${gateway}?`,
     async started(pid) {
-      state = { controlPlanePid: pid, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge, options: opts };
+      state = { ...(etcdPid ? { etcdPid } : {}), controlPlanePid: pid, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge, options: opts };
       await atomicWriteJson(statePath, state);
     },
   });
@@ -198,13 +200,14 @@ export async function downNodes(dataDir: string, state: MultiNodeState, keepData
   for (const n of state.nodes) await stopSandbox(n.sandbox).catch(warn);
   await removeBridgeIfUnused(state.nodeBridge).catch(warn);
   await stopControlPlane(state);
+  if (state.etcdPid && !state.stoppedAt) await (await import('./etcd-process.js')).stopEtcdProcess(state.etcdPid);
   if (keepData) {
     await atomicWriteJson(path.join(dataDir, 'up.json'), { ...state, stoppedAt: Date.now() });
-    process.stdout.write(`stop: control plane and ${state.nodes.length} node sandboxes stopped, pods ended; the cluster's data stays in ${dataDir}: \`stevedore up${dataDirFlag(dataDir)}\` brings it back\n`);
+    process.stdout.write(`stop: control plane${state.etcdPid ? ', etcd' : ''} and ${state.nodes.length} node sandboxes stopped, pods ended; the cluster's data stays in ${dataDir}: \`stevedore up${dataDirFlag(dataDir)}\` brings it back\n`);
     return;
   }
   await fs.rm(dataDir, { recursive: true, force: true });
-  process.stdout.write(`down: control plane, ${state.nodes.length} node sandboxes (netns, veths), bridge ${state.nodeBridge} and ${dataDir} removed\n`);
+  process.stdout.write(`down: control plane${state.etcdPid ? ', etcd' : ''}, ${state.nodes.length} node sandboxes (netns, veths), bridge ${state.nodeBridge} and ${dataDir} removed\n`);
 }
 
 function kubectl(dataDir: string, args: string[]): Promise<{ code: number; out: string }> {

@@ -18,14 +18,21 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string; dnsPort?: number; containerRuntime?: 'rkt' | 'docker' }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string; dnsPort?: number; containerRuntime?: 'rkt' | 'docker'; store?: UpStore }
 
 /**
- * up.json. proxyTable: the node's service proxy table (nftables), which `down` deletes. options: what
- * `up` was given, so that `up` after `stop` brings the same cluster back; stoppedAt: set by `stop`
- * (the control plane's PID is then history, never signalled).
+/**
+ * Where the control plane keeps its objects: SQLite in its data dir (the default), or an etcd
+ * that `up` starts beside it (data in DATADIR/etcd, client URL http://127.0.0.1:etcdPort).
  */
-export interface UpState { controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string; containerRuntime?: 'rkt' | 'docker'; options?: UpOptions; stoppedAt?: number }
+export type UpStore = { kind: 'sqlite' } | { kind: 'etcd'; etcdPort: number };
+
+/**
+ * up.json. proxyTable: the node's service proxy table (nftables), which `down` deletes. etcdPid: the
+ * etcd of --store etcd. options: what `up` was given, so that `up` after `stop` brings the same
+ * cluster back; stoppedAt: set by `stop` (the PIDs are then history, never signalled).
+ */
+export interface UpState { etcdPid?: number; controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string; containerRuntime?: 'rkt' | 'docker'; options?: UpOptions; stoppedAt?: number }
 
 /** One table per local cluster: two clusters on one host (tests) each own theirs. */
 export const proxyTableFor = (bridge: string) => (bridge === 'stevedore0' ? 'stevedore-proxy' : `stevedore-proxy-${bridge}`);
@@ -50,6 +57,7 @@ spec:
 const paths = (dataDir: string) => ({
   state: path.join(dataDir, 'up.json'),
   controlPlane: path.join(dataDir, 'control-plane'),
+  etcd: path.join(dataDir, 'etcd'),
   node: path.join(dataDir, 'node'),
   kubeconfig: path.join(dataDir, 'kubeconfig'),
   nodeKubeconfig: path.join(dataDir, 'node-kubeconfig'),
@@ -130,6 +138,29 @@ export async function onNode(sandbox: string | undefined, argv: string[]): Promi
 export const stevedore = (...args: string[]) => [process.execPath, CLI, ...args];
 
 /**
+ * The store of `up`'s control plane: nothing to start for SQLite; for etcd, one
+ * etcd member (cli/etcd-process.ts). An etcd left running by an earlier `up`
+ * whose control plane died is stopped first (its port is the one wanted, and
+ * the new up.json would forget it).
+ * Returns the control plane's --store arguments.
+ */
+export async function startStore(store: UpStore | undefined, etcdDir: string, earlierEtcdPid: number | undefined): Promise<{ etcdPid?: number; storeArgs: string[] }> {
+  const { startEtcdProcess, stopEtcdProcess } = await import('./etcd-process.js');
+  // Whatever the store now, an etcd of an earlier `up` here would be forgotten by the new up.json.
+  await stopEtcdProcess(earlierEtcdPid);
+  if (!store || store.kind === 'sqlite') return { storeArgs: [] };
+  let etcdPid: number | undefined;
+  try {
+    const url = await startEtcdProcess({ dir: etcdDir, clientPort: store.etcdPort, async started(pid) { etcdPid = pid; } });
+    process.stdout.write(`etcd up at ${url} (data in ${etcdDir})\n`);
+    return { etcdPid, storeArgs: ['--store', `etcd:${url}`] };
+  } catch (err) {
+    await stopEtcdProcess(etcdPid);
+    throw err;
+  }
+}
+
+/**
  * The control plane as a detached process (it outlives this command), logging
  * to control-plane.log in its data dir; `started` gets its PID before the wait,
  * so a failed start is still recorded for `down`. Resolves once /version
@@ -201,10 +232,11 @@ export async function up(opts: UpOptions): Promise<void> {
   const proxyTable = proxyTableFor(opts.bridge);
   const containerRuntime = opts.containerRuntime ?? 'rkt';
   let state!: UpState;
+  const { etcdPid, storeArgs } = await startStore(opts.store, p.etcd, existing?.etcdPid);
   const { url, ca, adminToken } = await startControlPlaneProcess({
-    dir: p.controlPlane, kubeconfig: p.kubeconfig, port: opts.port, args: ['--service-cluster-ip-range', serviceCidr], hint: `is port ${opts.port} free?`,
+    dir: p.controlPlane, kubeconfig: p.kubeconfig, port: opts.port, args: ['--service-cluster-ip-range', serviceCidr, ...storeArgs], hint: `is port ${opts.port} free?`,
     async started(pid) {
-      state = { controlPlanePid: pid, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime, options: opts };
+      state = { ...(etcdPid ? { etcdPid } : {}), controlPlanePid: pid, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime, options: opts };
       await atomicWriteJson(p.state, state);
     },
   });
@@ -315,13 +347,15 @@ export async function down(opts: { dataDir: string; keepData?: boolean }): Promi
   }
   if (state.sandbox) await stopSandbox(state.sandbox);
   await stopControlPlane(state);
+  // The store goes after the control plane that writes to it.
+  if (state.etcdPid && !state.stoppedAt) await (await import('./etcd-process.js')).stopEtcdProcess(state.etcdPid);
   if (opts.keepData) {
     await atomicWriteJson(p.state, { ...state, stoppedAt: Date.now() });
-    process.stdout.write(`stop: control plane and node${state.sandbox ? ' sandbox' : ' agent'} stopped, pods ended; the cluster's data stays in ${opts.dataDir}: \`stevedore up${dataDirFlag(opts.dataDir)}\` brings it back\n`);
+    process.stdout.write(`stop: control plane${state.etcdPid ? ', etcd' : ''} and node${state.sandbox ? ' sandbox' : ' agent'} stopped, pods ended; the cluster's data stays in ${opts.dataDir}: \`stevedore up${dataDirFlag(opts.dataDir)}\` brings it back\n`);
     return;
   }
   await fs.rm(opts.dataDir, { recursive: true, force: true });
-  process.stdout.write(`down: control plane, node${state.sandbox ? ' sandbox' : ' agent'} and ${opts.dataDir} removed\n`);
+  process.stdout.write(`down: control plane${state.etcdPid ? ', etcd' : ''}, node${state.sandbox ? ' sandbox' : ' agent'} and ${opts.dataDir} removed\n`);
 }
 
 /**

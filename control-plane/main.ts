@@ -34,6 +34,12 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
   const cmd = new Command('control-plane')
     .description('run the Stevedore control plane (a thin Kubernetes API server) in the foreground')
     .requiredOption('--data-dir <dir>', 'where the database, certificates and tokens live')
+    .option('--store <spec>', 'where the objects live: sqlite:PATH (embedded; default sqlite:DATADIR/state.db) or etcd:URL[,URL...] (the client URLs of one etcd cluster)')
+    .option('--leader-elect', 'run controllers and the scheduler only while this process holds the Lease kube-system/stevedore-controller-manager (several control planes on one etcd; kube-controller-manager\'s flag)')
+    .option('--leader-elect-lease-duration <duration>', 'how long a Lease not renewed keeps other candidates waiting', '15s')
+    .option('--leader-elect-renew-deadline <duration>', 'how long the leader tries to renew before it stops leading', '10s')
+    .option('--leader-elect-retry-period <duration>', 'how often candidates try to acquire or renew', '2s')
+    .option('--etcd-prefix <prefix>', 'the key prefix in etcd for --store etcd:… (kube-apiserver\'s flag)', '/registry')
     .option('--port <port>', 'HTTPS port', '6443')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--also-listen <address...>', 'more addresses to serve on, same port (e.g. the node bridge\'s for nodes in network namespaces of their own); added to the serving certificate\'s SANs when it is first made')
@@ -55,11 +61,11 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     .option('--service-node-port-range <range>', 'ports NodePort Services get', '30000-32767')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ allocateNodeCidrs?: boolean; clusterCidr?: string; nodeCidrMaskSize: string; dataDir: string; port: string; host: string; alsoListen?: string[]; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
+  const o = cmd.opts<{ allocateNodeCidrs?: boolean; clusterCidr?: string; nodeCidrMaskSize: string; dataDir: string; store?: string; etcdPrefix: string; leaderElect?: boolean; leaderElectLeaseDuration: string; leaderElectRenewDeadline: string; leaderElectRetryPeriod: string; port: string; host: string; alsoListen?: string[]; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidInput(`--port ${o.port} is not a port number`, 'use a number between 1 and 65535');
   const cp = await startControlPlane({
-    dataDir: path.resolve(o.dataDir), port, host: o.host, alsoListen: o.alsoListen, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
+    dataDir: path.resolve(o.dataDir), store: o.store, etcdPrefix: o.etcdPrefix, leaderElect: leaderElectionOf(o), port, host: o.host, alsoListen: o.alsoListen, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
     eventTtlSeconds: durationSeconds(o.eventTtl, '--event-ttl'),
     hpaSyncPeriodSeconds: durationSeconds(o.horizontalPodAutoscalerSyncPeriod, '--horizontal-pod-autoscaler-sync-period'),
     nodeMonitorGracePeriodSeconds: durationSeconds(o.nodeMonitorGracePeriod, '--node-monitor-grace-period'),
@@ -77,6 +83,18 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     process.once('SIGTERM', stop);
   });
   await cp.close();
+}
+
+/** The --leader-elect-* durations, checked so the error names the flags (lease duration > renew deadline > retry period). */
+function leaderElectionOf(o: { leaderElect?: boolean; leaderElectLeaseDuration: string; leaderElectRenewDeadline: string; leaderElectRetryPeriod: string }) {
+  if (!o.leaderElect) return undefined;
+  const leaseDurationSeconds = durationSeconds(o.leaderElectLeaseDuration, '--leader-elect-lease-duration');
+  const renewDeadlineSeconds = durationSeconds(o.leaderElectRenewDeadline, '--leader-elect-renew-deadline');
+  const retryPeriodSeconds = durationSeconds(o.leaderElectRetryPeriod, '--leader-elect-retry-period');
+  if (!(leaseDurationSeconds > renewDeadlineSeconds && renewDeadlineSeconds > retryPeriodSeconds)) {
+    throw new InvalidInput(`--leader-elect-lease-duration (${leaseDurationSeconds}s) must be longer than --leader-elect-renew-deadline (${renewDeadlineSeconds}s), which must be longer than --leader-elect-retry-period (${retryPeriodSeconds}s)`, 'e.g. 15s, 10s and 2s (the defaults)');
+  }
+  return { leaseDurationSeconds, renewDeadlineSeconds, retryPeriodSeconds };
 }
 
 /** --allocate-node-cidrs needs --cluster-cidr; checked here so the error names the flags. */

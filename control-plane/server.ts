@@ -2,12 +2,15 @@ import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import * as os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { createLogger, type Logger } from '../common/log.js';
 import { parseBool } from '../common/format.js';
 import { UserError, errnoCode } from '../common/errors.js';
-import { Store, ConflictError, GoneError, type KObj, type Change } from './store.js';
+import { ConflictError, GoneError, type KObj, type Change, type Store } from './store.js';
+import { openStore, describeStore } from './store-spec.js';
+import { LeaderElector, DEFAULT_LEADER_ELECTION, type LeaderElectionConfig } from './leader-election.js';
 import { ensureCredentials, kubeconfigText, writeKubeconfig } from './pki.js';
 import { mergePatch, strategicMergePatch, jsonPatch, PatchError } from './patch.js';
 import { parseLabelSelector, parseFieldSelector, matchLabels, matchFields, SelectorError } from './selectors.js';
@@ -66,6 +69,12 @@ export interface ControlPlaneOptions {
   alsoListen?: string[];
   kubeconfigPath?: string;
   logLevel?: string;
+  /** Where objects live (store-spec.ts): `sqlite:PATH` or `etcd:URL[,URL...]`; default sqlite:DATADIR/state.db. */
+  store?: string;
+  /** Key prefix in etcd (kube-apiserver's --etcd-prefix); default /registry. */
+  etcdPrefix?: string;
+  /** Run controllers and the scheduler only while holding a Lease (kube-controller-manager's --leader-elect); fields override DEFAULT_LEADER_ELECTION. */
+  leaderElect?: Partial<LeaderElectionConfig>;
   /** Seconds without a Lease renewal before a node's Ready condition turns Unknown (default 40). */
   nodeMonitorGracePeriodSeconds?: number;
   /** Seconds new pods tolerate a not-ready or unreachable node before they are evicted (kube-apiserver's default 300 each). */
@@ -93,6 +102,8 @@ export interface ControlPlane {
   caCertPem: string;
   /** The underlying store (tests use it to compact the watch log). */
   store: Store;
+  /** Whether this process runs the controllers and the scheduler now (always, without leaderElect). */
+  isLeader(): boolean;
   close(): Promise<void>;
 }
 
@@ -239,12 +250,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
   const alsoListen = opts.alsoListen ?? [];
   const creds = await ensureCredentials(dataDir, [host, ...alsoListen]);
-  let store: Store;
-  try {
-    store = new Store(dataDir, log, { retain: opts.watchLogRetain });
-  } catch (err) {
-    throw new UserError(`cannot open the control plane database in ${dataDir}: ${(err as Error).message}`, { hint: 'check that the directory is writable and not used by another control plane', cause: err });
-  }
+  const store = openStore(opts.store, dataDir, log, { retain: opts.watchLogRetain, etcdPrefix: opts.etcdPrefix });
   const saTokens = await ServiceAccountTokens.load(path.join(dataDir, 'pki'));
   const nodeClient: NodeClientTls = { caCertPem: creds.caCertPem, clientCertPem: creds.kubeletClientCertPem, clientKeyPem: creds.kubeletClientKeyPem };
   let allocator: ServiceAllocator;
@@ -260,7 +266,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const nodeGraceSeconds = opts.nodeMonitorGracePeriodSeconds ?? 40;
   cp.defaultTolerationSeconds = { notReady: opts.defaultNotReadyTolerationSeconds ?? DEFAULT_TOLERATION_SECONDS.notReady, unreachable: opts.defaultUnreachableTolerationSeconds ?? DEFAULT_TOLERATION_SECONDS.unreachable };
   const client = cp.internalClient();
-  const controllers = [
+  const makeControllers = () => [
     new ReplicaSetController(store, log, events, client),
     new DeploymentController(store, log, events, client),
     new JobController(store, log, events, client),
@@ -281,7 +287,22 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(opts.allocateNodeCidrs ? [new NodeIpamController(store, log, events, client, opts.allocateNodeCidrs)] : []),
     new EventTtlController(store, log, { ttlSeconds: opts.eventTtlSeconds ?? DEFAULT_EVENT_TTL_SECONDS, maxPerNamespace: opts.maxEventsPerNamespace ?? DEFAULT_MAX_EVENTS_PER_NAMESPACE }),
   ];
+  let controllers: ReturnType<typeof makeControllers> = [];
   cp.seed();
+  // --leader-elect: controllers and the scheduler run only while this process holds the Lease
+  // (several control planes on one etcd); a fresh set each time it becomes leader.
+  const elector = opts.leaderElect
+    ? new LeaderElector(store, client, log, { ...DEFAULT_LEADER_ELECTION, identity: `${os.hostname()}_${process.pid}_${randomUUID().slice(0, 8)}`, ...opts.leaderElect }, {
+      startedLeading() {
+        controllers = makeControllers();
+        for (const c of controllers) c.start();
+      },
+      stoppedLeading() {
+        for (const c of controllers) c.stop();
+        controllers = [];
+      },
+    })
+    : undefined;
 
   // Client certificates are asked for, verified against the cluster CA (nodes authenticate with
   // them), but not required: kubectl's admin kubeconfig uses a bearer token.
@@ -324,8 +345,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const port = typeof addr === 'object' && addr ? addr.port : opts.port ?? 6443;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
   if (opts.kubeconfigPath) await writeKubeconfig(opts.kubeconfigPath, kubeconfigText(url, creds.caCertPem, creds.adminToken));
-  for (const c of controllers) c.start();
-  log.info({ url, dataDir }, 'control plane listening');
+  if (elector) elector.start();
+  else {
+    controllers = makeControllers();
+    for (const c of controllers) c.start();
+  }
+  log.info({ url, dataDir, store: describeStore(opts.store, dataDir) }, 'control plane listening');
 
   let closed = false;
   return {
@@ -333,9 +358,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     adminToken: creds.adminToken,
     caCertPem: creds.caCertPem,
     store,
+    isLeader: () => (elector ? elector.isLeader : true),
     async close() {
       if (closed) return;
       closed = true;
+      elector?.stop();
       for (const c of controllers) c.stop();
       cp.stop();
       await Promise.all(servers.map((srv) => new Promise<void>((resolve) => {
@@ -345,6 +372,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       store.close();
     },
   };
+}
+
+/**
+ * Control planes sharing one etcd may seed at the same moment: what another made first stands
+ * (kube-apiserver's bootstrap takes AlreadyExists and conflicts the same way).
+ */
+function unlessAnotherDidIt(write: () => unknown): void {
+  try {
+    write();
+  } catch (err) {
+    if (!(err instanceof ConflictError)) throw err;
+  }
 }
 
 class ApiServer {
@@ -368,14 +407,14 @@ class ApiServer {
   seed(): void {
     const ns = RESOURCES.find((r) => r.name === 'namespaces')!;
     for (const name of SYSTEM_NAMESPACES) {
-      if (!this.store.get('namespaces', '', name)) this.store.create('namespaces', '', name, withNewMeta(ns, { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } }, ''));
+      if (!this.store.get('namespaces', '', name)) unlessAnotherDidIt(() => this.store.create('namespaces', '', name, withNewMeta(ns, { metadata: { name, labels: { 'kubernetes.io/metadata.name': name } }, spec: { finalizers: ['kubernetes'] }, status: { phase: 'Active' } }, '')));
     }
     // The default StorageClass, as kind and k3s ship one: a PVC with no PV gets a directory on its pod's node.
     const sc = RESOURCES.find((r) => r.name === 'storageclasses')!;
-    if (!this.store.get('storageclasses', '', LOCAL_PATH_CLASS)) this.store.create('storageclasses', '', LOCAL_PATH_CLASS, withNewMeta(sc, structuredClone(LOCAL_PATH_STORAGE_CLASS), ''));
+    if (!this.store.get('storageclasses', '', LOCAL_PATH_CLASS)) unlessAnotherDidIt(() => this.store.create('storageclasses', '', LOCAL_PATH_CLASS, withNewMeta(sc, structuredClone(LOCAL_PATH_STORAGE_CLASS), '')));
     const rc = RESOURCES.find((r) => r.name === 'runtimeclasses')!;
     for (const name of RUNTIME_CLASSES) {
-      if (!this.store.get('runtimeclasses', '', name)) this.store.create('runtimeclasses', '', name, withNewMeta(rc, { metadata: { name }, handler: name }, ''));
+      if (!this.store.get('runtimeclasses', '', name)) unlessAnotherDidIt(() => this.store.create('runtimeclasses', '', name, withNewMeta(rc, { metadata: { name }, handler: name }, '')));
     }
     this.seedRbac();
   }
@@ -387,10 +426,10 @@ class ApiServer {
       for (const wanted of defaults) {
         const name = wanted.metadata.name;
         const stored = this.store.get(resource, '', name);
-        if (!stored) this.store.create(resource, '', name, withNewMeta(r, structuredClone(wanted), ''));
+        if (!stored) unlessAnotherDidIt(() => this.store.create(resource, '', name, withNewMeta(r, structuredClone(wanted), '')));
         else {
           const next = reconcileDefault(stored, wanted);
-          if (next) this.store.update(resource, '', name, next, stored.metadata.resourceVersion);
+          if (next) unlessAnotherDidIt(() => this.store.update(resource, '', name, next, stored.metadata.resourceVersion));
         }
       }
     }

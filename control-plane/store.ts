@@ -23,12 +23,44 @@ export class ConflictError extends Error {}
 export class GoneError extends Error {}
 
 /**
+ * What the API server and the controllers need of a store, synchronously: the
+ * current objects by (resource, namespace, name), one monotonic
+ * resourceVersion, and the recent changes that watches replay from. Two
+ * implementations: SqliteStore (embedded, the default) and EtcdStore
+ * (etcd-store.ts, for several control planes on one etcd).
+ */
+export interface ObjectStore {
+  /** The resourceVersion of the last change this store has applied. */
+  readonly currentRv: number;
+  /** Watches and snapshots from before this resourceVersion get 410 Gone. */
+  readonly oldestWatchableRv: number;
+  get(resource: string, namespace: string, name: string): KObj | undefined;
+  /** Ordered by (namespace, name). Each call returns fresh objects the caller may change. */
+  list(resource: string, namespace?: string): KObj[];
+  /** Throws ConflictError('exists') when the object is there already. */
+  create(resource: string, namespace: string, name: string, obj: KObj): KObj;
+  /** Throws Error('not found') when absent; ConflictError('stale') when expectRv is given and differs. */
+  update(resource: string, namespace: string, name: string, obj: KObj, expectRv?: string): KObj;
+  /** The deleted object (with the deletion's resourceVersion), or undefined when absent. */
+  delete(resource: string, namespace: string, name: string): KObj | undefined;
+  /** Changes to `resource` after rv, oldest first; throws GoneError if rv predates the retained log. */
+  changesSince(resource: string, rv: number): Change[];
+  /** Drop the change log up to rv so older watches get 410 (and, on etcd, compact etcd's history). */
+  compact(rv: number): void;
+  subscribe(fn: (c: Change) => void): () => void;
+  close(): void;
+}
+
+/** The name the controllers and the API server use for whichever store runs. */
+export type Store = ObjectStore;
+
+/**
  * Durable object store: one SQLite database (WAL) holding every object by
  * (resource, namespace, name), a single monotonic resourceVersion counter and a
  * change log that watches replay from. The log keeps the last `retain` changes;
  * a watch from an older resourceVersion gets 410 Gone.
  */
-export class Store {
+export class SqliteStore implements ObjectStore {
   private db: SqlDatabase;
   private listeners = new Set<(c: Change) => void>();
   private rvCounter: number;
@@ -47,9 +79,10 @@ export class Store {
     prune: SqlStatement;
   };
 
-  constructor(dataDir: string, private log: Logger, opts: { retain?: number } = {}) {
+  /** opts.file: the database (default DATADIR/state.db). */
+  constructor(dataDir: string, private log: Logger, opts: { retain?: number; file?: string } = {}) {
     this.retain = opts.retain ?? 10_000;
-    this.db = openSqlite(path.join(dataDir, 'state.db'));
+    this.db = openSqlite(opts.file ?? path.join(dataDir, 'state.db'));
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS objects (resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, rv INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (resource, namespace, name));
       CREATE TABLE IF NOT EXISTS changes (rv INTEGER PRIMARY KEY, resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL, prev TEXT);

@@ -30,7 +30,9 @@ export interface TestCP {
 export async function startTestControlPlane(extra: Partial<ControlPlaneOptions> = {}): Promise<TestCP> {
   const dataDir = await fs.mkdtemp('/var/tmp/stevedore-cp-test-');
   const kubeconfig = path.join(dataDir, 'kubeconfig');
-  const opts: ControlPlaneOptions = { dataDir, port: 0, kubeconfigPath: kubeconfig, logLevel: 'silent', ...extra };
+  // STEVEDORE_TEST_ETCD=http://127.0.0.1:PORT runs the same tests on etcd (each control plane under a prefix of its own).
+  const onEtcd = process.env.STEVEDORE_TEST_ETCD ? { store: `etcd:${process.env.STEVEDORE_TEST_ETCD}`, etcdPrefix: `/${path.basename(dataDir)}` } : {};
+  const opts: ControlPlaneOptions = { dataDir, port: 0, kubeconfigPath: kubeconfig, logLevel: 'silent', ...onEtcd, ...extra };
   const issued = new Map<string, Promise<NodeCredentials>>();
   const t: TestCP = {
     cp: await startControlPlane(opts),
