@@ -61,6 +61,17 @@ test('up --store etcd: etcd beside the control plane holds the cluster; the node
   const port = (await fs.readFile(path.join(dataDir, 'control-plane', 'control-plane.log'), 'utf8')).match(/etcd:http:\/\/127\.0\.0\.1:(\d+)/)![1];
   const inEtcd = await run('/usr/bin/etcdctl', ['--endpoints', `http://127.0.0.1:${port}`, 'get', '/registry/pods/default/demo', '-w', 'json'], { ETCDCTL_API: '3' });
   assert.is(String(JSON.parse(inEtcd.stdout).kvs[0].mod_revision), JSON.parse(demo.stdout).metadata.resourceVersion, 'the demo pod is in etcd at its resourceVersion');
+  // stop keeps etcd's data; up starts etcd and the control plane on it again: the same objects at the same resourceVersions.
+  const stop = await run(process.execPath, [CLI, 'stop', '--data-dir', dataDir]);
+  assert.is(stop.code, 0, stop.stderr);
+  assert.match(stop.stdout, /stop: control plane, etcd and node sandbox stopped/);
+  assert.not.ok(await isAlive(state.etcdPid!), 'etcd stopped');
+  const again = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir]);
+  state = JSON.parse(await fs.readFile(path.join(dataDir, 'up.json'), 'utf8'));
+  assert.is(again.code, 0, again.stderr + again.stdout);
+  assert.ok(state.etcdPid && (await readProc(state.etcdPid))?.comm === 'etcd', 'a new etcd on the same data');
+  const back = await kubectl(['get', 'pod', 'demo', '-o', 'json']);
+  assert.equal([JSON.parse(back.stdout).metadata.uid, JSON.parse(back.stdout).metadata.creationTimestamp], [JSON.parse(demo.stdout).metadata.uid, JSON.parse(demo.stdout).metadata.creationTimestamp]);
 
   const down = await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
   assert.is(down.code, 0, down.stderr);
