@@ -175,8 +175,7 @@ export function systemReservedOf(cfg: Pick<AgentConfig, 'systemReserved'>): { cp
       if (key === 'cpu') out.cpuMillis = cpuMillis(value, 'system-reserved cpu');
       else if (key === 'memory') out.memoryBytes = memoryBytes(value, 'system-reserved memory');
       else throw bad();
-    } catch (err) {
-      if (err instanceof InvalidInput) throw err;
+    } catch {
       throw bad();
     }
   }

@@ -2,6 +2,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { KObj } from '../control-plane/store.js';
+import { systemReservedOf } from '../agent/config.js';
+import { InvalidInput } from '../common/errors.js';
 import { DEFAULT_OPTIONS, TO_BE_DELETED_TAINT, nextNodeName, nodeUtilization, planScaleDown, planScaleUp, podBlocksScaleDown, reservedFor, type NodeGroup } from '../cli/cluster-autoscaler-logic.js';
 
 const node = (name: string, cpu = '1', memory = '2Gi', extra: KObj = {}): KObj => ({
@@ -108,6 +110,20 @@ test('node names and reserved resources', () => {
   assert.is(nextNodeName(['node-1']), 'node-2');
   assert.is(reservedFor({ cpuMillis: 1000, memoryBytes: 2 * 2 ** 30 }, { cpuMillis: 2000, memoryBytes: 8 * 2 ** 30 }), 'cpu=1000m,memory=6291456Ki');
   assert.is(reservedFor({ cpuMillis: 500 }, { cpuMillis: 2000, memoryBytes: 1 }), 'cpu=1500m');
+});
+
+test('the agent\'s --system-reserved: the kubelet\'s form; anything else is refused with a hint', () => {
+  assert.equal(systemReservedOf({ systemReserved: 'cpu=1500m,memory=1Gi' }), { cpuMillis: 1500, memoryBytes: 2 ** 30 });
+  assert.equal(systemReservedOf({}), { cpuMillis: 0, memoryBytes: 0 });
+  for (const bad of ['cpu', 'gpu=1', 'cpu=lots', 'memory=1Gi,cpu=']) {
+    try {
+      systemReservedOf({ systemReserved: bad });
+      assert.unreachable(`${bad} accepted`);
+    } catch (err) {
+      assert.instance(err, InvalidInput);
+      assert.match((err as InvalidInput).message, '--system-reserved');
+    }
+  }
 });
 
 test.run();
