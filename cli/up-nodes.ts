@@ -177,7 +177,8 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   for (const n of nodes) await waitNodeReady(ctx, n);
   process.stdout.write(`${nodes.length} nodes Ready\n`);
 
-  if (opts.autoscaler && opts.autoscaler.maxNodes > opts.nodes) await startAutoscalerProcess(opts.dataDir, opts.autoscaler);
+  // A group that can neither grow nor shrink (min = max) needs no autoscaler.
+  if (opts.autoscaler && opts.autoscaler.maxNodes > opts.autoscaler.minNodes) await startAutoscalerProcess(opts.dataDir, opts.autoscaler);
 
   const demo = path.join(opts.dataDir, 'demo-pod.yaml');
   await fs.writeFile(demo, DEMO_POD);
@@ -188,7 +189,7 @@ Stevedore is up: ${nodes.length} nodes (${nodes.map((n) => `${n.name} ${n.addres
 pod network ${opts.podCidr} (a /24 per node from the control plane, routed node to node), runtime rkt, stage1 ${opts.stage1}.
 
   export KUBECONFIG=${kubeconfig}
-  kubectl get nodes -o wide${opts.autoscaler && opts.autoscaler.maxNodes > opts.nodes ? `
+  kubectl get nodes -o wide${opts.autoscaler && opts.autoscaler.maxNodes > opts.autoscaler.minNodes ? `
   kubectl -n kube-system get configmap cluster-autoscaler-status -o jsonpath='{.data.status}'   # the cluster autoscaler (${opts.autoscaler.minNodes}..${opts.autoscaler.maxNodes} nodes)` : ''}
   stevedore node stop node-2 --data-dir ${opts.dataDir}    # a failure drill; node start brings it back
 
