@@ -25,6 +25,7 @@ function agentOptions(cmd: Command): Command {
     .option('--sync-period-seconds <n>', 'seconds between full reconcile passes (default 2)')
     .option('--heartbeat-seconds <n>', 'seconds between lease renewals (default 10)')
     .option('--stats-interval-seconds <n>', 'seconds between samples of container and node CPU and memory usage, the window `kubectl top` reports (default 10)')
+    .option('--system-reserved <list>', 'resources kept back from pods, e.g. cpu=500m,memory=1Gi (kubelet\'s flag): the Node\'s allocatable is its capacity less these')
     .option('--insecure-registry <host[:port]...>', 'registries to pull from over plain HTTP')
     .option('--cni-bridge <name>', 'bridge of the default CNI network (default stevedore0)')
     .option('--pod-cidr <cidr>', 'this node\'s pod CIDR, for the default CNI network (default 10.88.0.0/16)')
@@ -65,6 +66,7 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
     syncPeriodSeconds: flags.syncPeriodSeconds === undefined ? undefined : Number(flags.syncPeriodSeconds),
     heartbeatSeconds: flags.heartbeatSeconds === undefined ? undefined : Number(flags.heartbeatSeconds),
     statsIntervalSeconds: flags.statsIntervalSeconds === undefined ? undefined : Number(flags.statsIntervalSeconds),
+    systemReserved: flags.systemReserved as string | undefined,
     insecureRegistries: flags.insecureRegistry as string[] | undefined,
     podCidr: flags.podCidr as string | undefined,
     cniBridge: flags.cniBridge as string | undefined,

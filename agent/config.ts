@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import { parse } from 'yaml';
 import { InvalidInput } from '../common/errors.js';
 import { parseDuration } from '../common/format.js';
+import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { ISOLATION_HANDLERS as STAGE1_NAMES, KVM_ACCEL_MODES, type IsolationHandler as Stage1Name, type KvmAccelMode } from '../runtime-api/handlers.js';
 import { parseByteSize, parseCount, resolveLimits, type ImageLimits } from '../runtime-api/image-limits.js';
 
@@ -37,6 +38,8 @@ export interface AgentConfig {
   /** Seconds between samples of container and node usage (cAdvisor's housekeeping interval): the window of `kubectl top`. */
   statsIntervalSeconds: number;
   maxPods: number;
+  /** Resources kept back from pods (kubelet's --system-reserved, `cpu=500m,memory=1Gi`): the Node's allocatable is its capacity less these. */
+  systemReserved?: string;
   /** Registries the agent may pull from over plain HTTP (loopback ones always may). */
   insecureRegistries: string[];
   /** This node's pod CIDR (Node spec.podCIDR): the default network's host-local range. */
@@ -78,7 +81,7 @@ export interface AgentConfig {
   maxStreams?: number;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'proxyMode', 'proxyTable', 'clusterCidr', 'routePodCidrs', 'podCidrFromNode', 'clusterDNS', 'clusterDomain', 'clusterDnsPort', 'streamingConnectionIdleTimeout', 'maxStreams'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'systemReserved', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'proxyMode', 'proxyTable', 'clusterCidr', 'routePodCidrs', 'podCidrFromNode', 'clusterDNS', 'clusterDomain', 'clusterDnsPort', 'streamingConnectionIdleTimeout', 'maxStreams'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
@@ -132,6 +135,7 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
   if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(cfg.proxyTable)) throw new InvalidInput(`--proxy-table=${cfg.proxyTable} is not a usable nftables table name`, 'use letters, digits, - and _ (e.g. stevedore-proxy)');
   if (cfg.clusterCidr !== undefined && !/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(cfg.clusterCidr)) throw new InvalidInput(`--cluster-cidr=${cfg.clusterCidr} is not an IPv4 CIDR`, 'e.g. 10.88.0.0/16 (every node\'s pod CIDR inside it)');
   streamingLimitsOf(cfg);
+  systemReservedOf(cfg);
   return cfg;
 }
 
@@ -155,6 +159,25 @@ export function streamingLimitsOf(cfg: Pick<AgentConfig, 'streamingConnectionIdl
   if (cfg.maxStreams !== undefined) {
     out.maxStreams = Number(cfg.maxStreams);
     if (!Number.isInteger(out.maxStreams) || out.maxStreams < 1) throw new InvalidInput(`maxStreams must be a whole number of at least 1, not ${JSON.stringify(cfg.maxStreams)}`, 'the default is 64');
+  }
+  return out;
+}
+
+/** --system-reserved (`cpu=500m,memory=1Gi`, the kubelet's form) in numbers; unset: nothing reserved. */
+export function systemReservedOf(cfg: Pick<AgentConfig, 'systemReserved'>): { cpuMillis: number; memoryBytes: number } {
+  const out = { cpuMillis: 0, memoryBytes: 0 };
+  if (cfg.systemReserved === undefined || cfg.systemReserved === '') return out;
+  for (const pair of String(cfg.systemReserved).split(',')) {
+    const [key, value] = pair.split('=').map((x) => x.trim());
+    const bad = () => new InvalidInput(`--system-reserved=${cfg.systemReserved}: ${JSON.stringify(pair)} is not cpu=QUANTITY or memory=QUANTITY`, 'e.g. --system-reserved cpu=500m,memory=1Gi (the kubelet\'s form)');
+    if (!value) throw bad();
+    try {
+      if (key === 'cpu') out.cpuMillis = cpuMillis(value, 'system-reserved cpu');
+      else if (key === 'memory') out.memoryBytes = memoryBytes(value, 'system-reserved memory');
+      else throw bad();
+    } catch {
+      throw bad();
+    }
   }
   return out;
 }

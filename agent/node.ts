@@ -3,7 +3,7 @@ import { EMPTY_POLICY, STAGE1_POLICY_ANNOTATION, policyAnnotation, type Stage1Po
 import * as os from 'node:os';
 import type { V1Node, V1NodeCondition } from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
-import type { AgentConfig } from './config.js';
+import { systemReservedOf, type AgentConfig } from './config.js';
 import { apiStatus, microTime, patchAs, type KubeClients } from './kube.js';
 import type { ContainerRuntime } from './runtime.js';
 import type { NodeAllocatable } from './downward-api.js';
@@ -22,15 +22,20 @@ function readyCondition(now: Date, since: Date): V1NodeCondition {
 }
 
 /** What the Node reports allocatable, in numbers (downward API resourceFieldRef limits a container does not set). */
-export async function nodeAllocatable(dataDir: string): Promise<NodeAllocatable> {
+export async function nodeAllocatable(dataDir: string, reserved?: string): Promise<NodeAllocatable> {
   const disk = await fs.statfs(dataDir).catch(() => undefined);
-  return { cpuMillis: os.cpus().length * 1000, memoryBytes: Math.floor(os.totalmem() / 1024) * 1024, ephemeralStorageBytes: disk ? disk.blocks * disk.bsize : 0 };
+  const r = systemReservedOf({ systemReserved: reserved });
+  return { cpuMillis: Math.max(0, os.cpus().length * 1000 - r.cpuMillis), memoryBytes: Math.max(0, Math.floor(os.totalmem() / 1024) * 1024 - r.memoryBytes), ephemeralStorageBytes: disk ? disk.blocks * disk.bsize : 0 };
 }
 
 /** The Node object as this agent describes its host. */
 export async function describeNode(cfg: AgentConfig, runtime: ContainerRuntime, readySince: Date, policy: Stage1Policy = EMPTY_POLICY): Promise<V1Node> {
   const cpus = String(os.cpus().length);
   const memory = `${Math.floor(os.totalmem() / 1024)}Ki`;
+  // Allocatable = capacity - system-reserved, as the kubelet's (no kube-reserved or eviction threshold here).
+  const reserved = systemReservedOf(cfg);
+  const allocCpu = reserved.cpuMillis ? `${Math.max(0, os.cpus().length * 1000 - reserved.cpuMillis)}m` : cpus;
+  const allocMemory = reserved.memoryBytes ? `${Math.max(0, Math.floor((os.totalmem() - reserved.memoryBytes) / 1024))}Ki` : memory;
   const now = new Date();
   const osRelease = await readTrim('/etc/os-release');
   const prettyName = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(osRelease)?.[1] ?? 'Linux';
@@ -53,7 +58,7 @@ export async function describeNode(cfg: AgentConfig, runtime: ContainerRuntime, 
     spec: { podCIDR: cfg.podCidr, podCIDRs: [cfg.podCidr] },
     status: {
       capacity: { cpu: cpus, memory, pods: String(cfg.maxPods) },
-      allocatable: { cpu: cpus, memory, pods: String(cfg.maxPods) },
+      allocatable: { cpu: allocCpu, memory: allocMemory, pods: String(cfg.maxPods) },
       conditions: [readyCondition(now, readySince)],
       addresses: [{ type: 'InternalIP', address: cfg.nodeIP }, { type: 'Hostname', address: cfg.nodeName }],
       daemonEndpoints: { kubeletEndpoint: { Port: cfg.port } },

@@ -314,7 +314,7 @@ export class PodSync {
   private async resolveSources(pod: V1Pod, runtimePod: Pod, stage1: string): Promise<boolean> {
     const objects = podObjects(this.kube, pod.metadata?.namespace ?? 'default');
     const onHostNetwork = pod.spec?.hostNetwork === true || stage1 === 'fly';
-    const ctx: EnvContext & VolumeContext = { hostIP: this.cfg.nodeIP, podIPFromRuntime: !onHostNetwork, ...(onHostNetwork ? { podIPs: [this.cfg.nodeIP] } : {}), node: await nodeAllocatable(this.cfg.dataDir) };
+    const ctx: EnvContext & VolumeContext = { hostIP: this.cfg.nodeIP, podIPFromRuntime: !onHostNetwork, ...(onHostNetwork ? { podIPs: [this.cfg.nodeIP] } : {}), node: await nodeAllocatable(this.cfg.dataDir, this.cfg.systemReserved) };
     // Volumes first, as the kubelet mounts them before it makes any container's config.
     if (VolumeManager.needsVolumes(pod)) {
       try {
@@ -364,7 +364,7 @@ export class PodSync {
     const readers = new Map<string, PodObjects>();
     const objectsFor = (ns: string) => readers.get(ns) ?? readers.set(ns, podObjects(this.kube, ns)).get(ns)!;
     const pods = this.desiredPods().filter((p) => running.get(p.metadata!.uid!)?.state === 'running' && VolumeManager.needsVolumes(p));
-    const ctx = { hostIP: this.cfg.nodeIP, node: await nodeAllocatable(this.cfg.dataDir) };
+    const ctx = { hostIP: this.cfg.nodeIP, node: await nodeAllocatable(this.cfg.dataDir, this.cfg.systemReserved) };
     await this.volumes.refresh(pods, objectsFor, ctx, (pod, message) => {
       const errors = this.records.get(pod.metadata!.uid!)?.volumeErrors;
       if (!errors || errors.has(message)) return; // one event per distinct failure, not one per pass

@@ -121,7 +121,14 @@ program.command('up')
   .option('--default-not-ready-toleration-seconds <n>', 'with --nodes: the control plane\'s (kube-apiserver\'s) flag')
   .option('--store <kind>', 'where the control plane keeps objects: sqlite (embedded, in the data dir) or etcd (one etcd member that up starts, data in <dir>/etcd; docs/etcd.md)', 'sqlite')
   .option('--etcd-port <port>', 'with --store etcd: etcd\'s client port on 127.0.0.1 (its peer port is the next one)', '2379')
-  .action(async (opts: { store: string; etcdPort: string; dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; nodes: string; nodeBridge: string; nodeNetwork: string; nodeMonitorGracePeriod?: string; defaultUnreachableTolerationSeconds?: string; defaultNotReadyTolerationSeconds?: string; containerRuntime: string }) => {
+  .option('--max-nodes <n>', 'run the cluster autoscaler (docs/autoscaling.md): add nodes up to this many for pods that do not fit (with --nodes 1 too: its node is then a node sandbox)')
+  .option('--min-nodes <n>', 'with --max-nodes: never scale down below this many (default: the --nodes value)')
+  .option('--node-allocatable <list>', 'with --nodes/--max-nodes: each node\'s allocatable, e.g. cpu=1,memory=2Gi (the agents\' --system-reserved is the rest of the host)')
+  .option('--scale-down-unneeded-time <duration>', 'with --max-nodes: how long a node stays under the utilization threshold before it goes (cluster-autoscaler\'s flag)', '10m')
+  .option('--scale-down-delay-after-add <duration>', 'with --max-nodes: no scale-down this long after a scale-up (cluster-autoscaler\'s flag)', '10m')
+  .option('--scale-down-utilization-threshold <ratio>', 'with --max-nodes: a node whose pods request less than this share of its cpu and memory is unneeded', '0.5')
+  .option('--scan-interval <duration>', 'with --max-nodes: how often the cluster autoscaler looks (cluster-autoscaler\'s flag)', '10s')
+  .action(async (opts: { store: string; etcdPort: string; dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; nodes: string; nodeBridge: string; nodeNetwork: string; nodeMonitorGracePeriod?: string; defaultUnreachableTolerationSeconds?: string; defaultNotReadyTolerationSeconds?: string; containerRuntime: string; maxNodes?: string; minNodes?: string; nodeAllocatable?: string; scaleDownUnneededTime: string; scaleDownDelayAfterAdd: string; scaleDownUtilizationThreshold: string; scanInterval: string }) => {
     if (opts.containerRuntime !== 'rkt' && opts.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${opts.containerRuntime}: choose rkt or docker`);
     // A cluster that `stop` stopped comes back as it was made: its own options, not this command's defaults.
     const { restartStopped } = await import('./up.js');
@@ -131,7 +138,9 @@ program.command('up')
     const etcdPort = Number(opts.etcdPort);
     if (!Number.isInteger(etcdPort) || etcdPort < 1 || etcdPort > 65534) throw new InvalidInput(`--etcd-port ${opts.etcdPort} is not a port number`, 'use a number between 1 and 65534 (the next port is etcd\'s peer port)');
     const store = opts.store === 'etcd' ? { kind: 'etcd' as const, etcdPort } : { kind: 'sqlite' as const };
-    if (nodes !== 1) {
+    if (opts.minNodes !== undefined && opts.maxNodes === undefined) throw new UserError('--min-nodes goes with --max-nodes', { hint: 'pass --max-nodes M to run the cluster autoscaler' });
+    if (opts.nodeAllocatable && nodes === 1 && opts.maxNodes === undefined) throw new UserError('--node-allocatable is for node sandboxes (--nodes N or --max-nodes M)', { hint: 'add --nodes 2 or --max-nodes 2' });
+    if (nodes !== 1 || opts.maxNodes !== undefined) {
       if (opts.containerRuntime !== 'rkt') throw new UserError('--nodes with --container-runtime=docker is not supported yet', { hint: 'use --nodes with the rkt runtime, or one docker node' });
       if (opts.nodeName || opts.apiServicePort) throw new UserError('--node-name and --api-service-port are for one node', { hint: 'with --nodes N the nodes are node-1…node-N and each api-service serves its own unix socket' });
       const { upNodes } = await import('./up-nodes.js');
@@ -143,6 +152,12 @@ program.command('up')
         defaultUnreachableTolerationSeconds: opts.defaultUnreachableTolerationSeconds === undefined ? undefined : Number(opts.defaultUnreachableTolerationSeconds),
         defaultNotReadyTolerationSeconds: opts.defaultNotReadyTolerationSeconds === undefined ? undefined : Number(opts.defaultNotReadyTolerationSeconds),
         store,
+        nodeAllocatable: opts.nodeAllocatable,
+        autoscaler: opts.maxNodes === undefined ? undefined : {
+          maxNodes: Number(opts.maxNodes), minNodes: opts.minNodes === undefined ? nodes : Number(opts.minNodes),
+          scaleDownUnneededTime: opts.scaleDownUnneededTime, scaleDownDelayAfterAdd: opts.scaleDownDelayAfterAdd,
+          scaleDownUtilizationThreshold: Number(opts.scaleDownUtilizationThreshold), scanInterval: opts.scanInterval,
+        },
       });
       return;
     }
@@ -151,6 +166,25 @@ program.command('up')
       dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), apiServicePort: opts.apiServicePort ? Number(opts.apiServicePort) : undefined, nodeName: opts.nodeName ?? defaultNodeName(),
       stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName, podCidr: opts.podCidr, bridge: opts.bridge, serviceCidr: opts.serviceCidr, dnsPort: Number(opts.dnsPort),
       stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined, containerRuntime: opts.containerRuntime as 'rkt' | 'docker', store,
+    });
+  });
+program.command('cluster-autoscaler')
+  .description('the cluster autoscaler of a `stevedore up --nodes N --max-nodes M` cluster (`up` starts it; docs/autoscaling.md): adds nodes for pods that do not fit, removes idle ones')
+  .option('--data-dir <dir>', 'the directory `up` used', '.stevedore')
+  .requiredOption('--max-nodes <n>', 'the node group\'s maximum size')
+  .option('--min-nodes <n>', 'the node group\'s minimum size', '1')
+  .option('--scale-down-unneeded-time <duration>', 'how long a node is unneeded before it goes', '10m')
+  .option('--scale-down-delay-after-add <duration>', 'no scale-down this long after a scale-up', '10m')
+  .option('--scale-down-utilization-threshold <ratio>', 'requested share of a node\'s cpu and memory under which it is unneeded', '0.5')
+  .option('--scan-interval <duration>', 'how often to look', '10s')
+  .action(async (opts: { dataDir: string; maxNodes: string; minNodes: string; scaleDownUnneededTime: string; scaleDownDelayAfterAdd: string; scaleDownUtilizationThreshold: string; scanInterval: string }) => {
+    const { parseDuration } = await import('../common/format.js');
+    const { runClusterAutoscaler } = await import('./cluster-autoscaler.js');
+    const threshold = Number(opts.scaleDownUtilizationThreshold);
+    if (!(threshold > 0 && threshold <= 1)) throw new InvalidInput(`--scale-down-utilization-threshold ${opts.scaleDownUtilizationThreshold} is not in (0, 1]`, 'the default is 0.5');
+    await runClusterAutoscaler({
+      dataDir: path.resolve(opts.dataDir), min: Number(opts.minNodes), max: Number(opts.maxNodes), utilizationThreshold: threshold,
+      unneededMs: parseDuration(opts.scaleDownUnneededTime), delayAfterAddMs: parseDuration(opts.scaleDownDelayAfterAdd), scanIntervalMs: Math.max(500, parseDuration(opts.scanInterval)),
     });
   });
 program.command('node')

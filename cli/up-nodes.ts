@@ -16,6 +16,8 @@
  * bridge, routes and nft tables along), the bridge and the control plane.
  */
 import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import * as os from 'node:os';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { InvalidInput, UserError } from '../common/errors.js';
@@ -25,7 +27,10 @@ import { isAlive } from '../sandbox/proc.js';
 import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
 import { ensureBridge, removeBridgeIfUnused } from '../sandbox/network.js';
 import { validateNodeIpam } from '../control-plane/controllers/node-ipam.js';
-import { apiGet, applyDemoPod, createKubeDnsService, dataDirFlag, onNode, startControlPlaneProcess, startStore, stevedore, stopControlPlane, waitFor, type UpOptions } from './up.js';
+import { cpuMillis, memoryBytes } from '../common/quantity.js';
+import { parseDuration } from '../common/format.js';
+import { reservedFor } from './cluster-autoscaler-logic.js';
+import { CLI, apiGet, applyDemoPod, createKubeDnsService, dataDirFlag, onNode, startControlPlaneProcess, startStore, stevedore, stopControlPlane, waitFor, type UpOptions } from './up.js';
 
 export interface MultiNodeOptions extends UpOptions {
   nodes: number;
@@ -37,6 +42,10 @@ export interface MultiNodeOptions extends UpOptions {
   nodeMonitorGracePeriod?: string;
   defaultUnreachableTolerationSeconds?: number;
   defaultNotReadyTolerationSeconds?: number;
+  /** Each node's allocatable (`cpu=1,memory=2Gi`): the agents run with --system-reserved = capacity less this. */
+  nodeAllocatable?: string;
+  /** The cluster autoscaler's node group (cluster-autoscaler.ts): started when maxNodes is above the nodes. */
+  autoscaler?: { minNodes: number; maxNodes: number; scaleDownUnneededTime: string; scaleDownDelayAfterAdd: string; scaleDownUtilizationThreshold: number; scanInterval: string };
 }
 
 export interface NodeRecord { name: string; sandbox: string; address: string; dir: string }
@@ -77,6 +86,8 @@ export function planNodes(opts: { nodes: number; nodeNetwork: string; podCidr: s
 export interface NodeSettings {
   gateway: string; nodeNetwork: string; stage1: string; stage1Policy: string; bridge: string; nodeApiPort: number; podCidr: string;
   dnsIp: string; dnsPort: number; sandboxPrefix: string;
+  /** The agents' --system-reserved (from `up --node-allocatable`), if any. */
+  systemReserved?: string;
 }
 interface NodeContext { dataDir: string; state: MultiNodeState; settings: NodeSettings; url: string; ca: string; adminToken: string }
 
@@ -94,7 +105,8 @@ async function startNode(ctx: NodeContext, n: NodeRecord): Promise<void> {
     '--rkt-stage1-image', st.stage1, '--pod-cidr-from-node', '--cni-bridge', st.bridge, '--port', String(st.nodeApiPort), '--node-ip', n.address,
     '--tls-cert-file', files.servingCert, '--tls-private-key-file', files.servingKey, '--client-ca-file', files.caCert, '--config-path', path.join(n.dir, 'agent.yaml'),
     '--stage1-policy', st.stage1Policy, '--cluster-cidr', st.podCidr, '--route-pod-cidrs',
-    '--cluster-dns', st.dnsIp, '--cluster-domain', 'cluster.local', '--cluster-dns-port', String(st.dnsPort)));
+    '--cluster-dns', st.dnsIp, '--cluster-domain', 'cluster.local', '--cluster-dns-port', String(st.dnsPort),
+    ...(st.systemReserved ? ['--system-reserved', st.systemReserved] : [])));
   await onNode(n.sandbox, stevedore('--dir', data, 'api-service', 'install', '--now'));
   process.stdout.write(`node ${n.name}: sandbox ${n.sandbox}, ${n.address}\n`);
 }
@@ -110,6 +122,8 @@ async function waitNodeReady(ctx: NodeContext, n: NodeRecord): Promise<void> {
 }
 
 export async function upNodes(opts: MultiNodeOptions): Promise<void> {
+  if (opts.nodeAllocatable) systemReservedForAllocatable(opts.nodeAllocatable); // a bad value fails before anything starts
+  if (opts.autoscaler) checkNodeGroup(opts.nodes, opts.autoscaler);
   const statePath = path.join(opts.dataDir, 'up.json');
   const existing = await readJsonIfExists<MultiNodeState>(statePath);
   const planned = planNodes(opts);
@@ -160,6 +174,7 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   state.settings = {
     gateway, nodeNetwork: opts.nodeNetwork, stage1: opts.stage1, stage1Policy, bridge: opts.bridge, nodeApiPort: opts.nodeApiPort, podCidr: opts.podCidr,
     dnsIp, dnsPort: opts.dnsPort ?? 10053, sandboxPrefix: opts.sandboxName,
+    ...(opts.nodeAllocatable ? { systemReserved: systemReservedForAllocatable(opts.nodeAllocatable) } : {}),
   };
   await atomicWriteJson(statePath, state);
   const ctx: NodeContext = { dataDir: opts.dataDir, state, settings: state.settings, url, ca, adminToken };
@@ -167,13 +182,17 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   for (const n of nodes) await waitNodeReady(ctx, n);
   process.stdout.write(`${nodes.length} nodes Ready\n`);
 
+  // A group that can neither grow nor shrink (min = max) needs no autoscaler.
+  if (opts.autoscaler && opts.autoscaler.maxNodes > opts.autoscaler.minNodes) await startAutoscalerProcess(opts.dataDir, opts.autoscaler);
+
   if (!existing?.stoppedAt) await applyDemoPod(path.join(opts.dataDir, 'demo-pod.yaml'), kubeconfig);
   process.stdout.write(`
 Stevedore is up: ${nodes.length} nodes (${nodes.map((n) => `${n.name} ${n.address}`).join(', ')}) on bridge ${opts.nodeBridge} (${gateway}),
 pod network ${opts.podCidr} (a /24 per node from the control plane, routed node to node), runtime rkt, stage1 ${opts.stage1}.
 
   export KUBECONFIG=${kubeconfig}
-  kubectl get nodes -o wide
+  kubectl get nodes -o wide${opts.autoscaler && opts.autoscaler.maxNodes > opts.autoscaler.minNodes ? `
+  kubectl -n kube-system get configmap cluster-autoscaler-status -o jsonpath='{.data.status}'   # the cluster autoscaler (${opts.autoscaler.minNodes}..${opts.autoscaler.maxNodes} nodes)` : ''}
   stevedore node stop node-2 --data-dir ${opts.dataDir}    # a failure drill; node start brings it back
 
 Stop it, keeping its data, with: npx stevedore stop${dataDirFlag(opts.dataDir)} (then up brings it back)
@@ -196,6 +215,10 @@ async function tearDownNode(n: NodeRecord, warn: (err: unknown) => string): Prom
 /** `down` (keepData false) or `stop` (keepData true: the data dir stays, see up.ts's down). */
 export async function downNodes(dataDir: string, state: MultiNodeState, keepData: boolean): Promise<void> {
   const warn = (err: unknown) => { process.stderr.write(`warning: ${(err as Error).message}\n`); return ''; };
+  // The cluster autoscaler first: it must not add or remove a node while they go.
+  await stopAutoscalerProcess(dataDir).catch(warn);
+  // It may have added nodes since `state` was read.
+  state = (await readJsonIfExists<MultiNodeState>(path.join(dataDir, 'up.json'))) ?? state;
   await Promise.all(state.nodes.map((n) => tearDownNode(n, warn)));
   for (const n of state.nodes) await stopSandbox(n.sandbox).catch(warn);
   await removeBridgeIfUnused(state.nodeBridge).catch(warn);
@@ -244,6 +267,18 @@ async function addNode(dataDir: string, state: MultiNodeState, name: string): Pr
   await waitNodeReady(ctx, node);
 }
 
+/** Adds node NAME (the cluster autoscaler's scale-up); resolves once it is Ready. */
+export async function addNodeToCluster(dataDir: string, state: MultiNodeState, name: string): Promise<void> {
+  await addNode(dataDir, state, name);
+}
+
+/** Drains and removes node NAME (the cluster autoscaler's scale-down), with the state read afresh. */
+export async function removeNodeFromCluster(dataDir: string, state: MultiNodeState, name: string): Promise<void> {
+  const node = state.nodes.find((n) => n.name === name);
+  if (!node) throw new UserError(`no node ${name} in this cluster`);
+  await removeNode(dataDir, state, node);
+}
+
 /** `stevedore node remove NAME`: drain it (the Eviction API: PodDisruptionBudgets hold), take it apart, delete the Node. */
 async function removeNode(dataDir: string, state: MultiNodeState, node: NodeRecord): Promise<void> {
   const exists = await kubectl(dataDir, ['get', 'node', node.name, '-o', 'name']);
@@ -284,4 +319,57 @@ export async function nodeCommand(dataDir: string, action: 'stop' | 'start' | 'a
   const r = await execInSandbox(node.sandbox, ['systemctl', action, 'stevedore-agent.service'], { stdio: 'pipe' });
   if (r.exitCode !== 0) throw new UserError(`systemctl ${action} stevedore-agent on ${name} failed: ${(r.stderr ?? '').trim()}`, { hint: `is its sandbox ${node.sandbox} running (stevedore sandbox list)?` });
   process.stdout.write(`node ${name}: agent ${action === 'stop' ? 'stopped (the node turns NotReady after the grace period)' : 'started'}\n`);
+}
+
+/** `--node-allocatable cpu=1,memory=2Gi` → the agents' --system-reserved on this host (the node sandboxes see its cpus and memory). */
+export function systemReservedForAllocatable(spec: string): string {
+  const wanted: { cpuMillis?: number; memoryBytes?: number } = {};
+  const bad = () => new InvalidInput(`--node-allocatable ${spec} is not cpu=QUANTITY,memory=QUANTITY`, 'e.g. --node-allocatable cpu=1,memory=2Gi');
+  for (const pair of spec.split(',')) {
+    const [key, value] = pair.split('=').map((x) => x.trim());
+    if (!value) throw bad();
+    try {
+      if (key === 'cpu') wanted.cpuMillis = cpuMillis(value, 'cpu');
+      else if (key === 'memory') wanted.memoryBytes = memoryBytes(value, 'memory');
+      else throw bad();
+    } catch { throw bad(); }
+  }
+  const host = { cpuMillis: os.cpus().length * 1000, memoryBytes: os.totalmem() };
+  if ((wanted.cpuMillis ?? 0) > host.cpuMillis || (wanted.memoryBytes ?? 0) > host.memoryBytes) {
+    throw new InvalidInput(`--node-allocatable ${spec} is more than this host has (${os.cpus().length} cpus, ${Math.floor(host.memoryBytes / 2 ** 20)}Mi)`, 'ask for at most what the host has: the nodes share it');
+  }
+  return reservedFor(wanted, host);
+}
+
+function checkNodeGroup(nodes: number, a: NonNullable<MultiNodeOptions['autoscaler']>): void {
+  if (!Number.isInteger(a.maxNodes) || a.maxNodes < nodes || a.maxNodes > MAX_NODES) throw new InvalidInput(`--max-nodes ${a.maxNodes} is below --nodes ${nodes} or not a number of nodes`, `use ${nodes}-${MAX_NODES}`);
+  if (!Number.isInteger(a.minNodes) || a.minNodes < 1 || a.minNodes > nodes) throw new InvalidInput(`--min-nodes ${a.minNodes} must be between 1 and --nodes ${nodes}`, 'the default is the --nodes value');
+  if (!(a.scaleDownUtilizationThreshold > 0 && a.scaleDownUtilizationThreshold <= 1)) throw new InvalidInput(`--scale-down-utilization-threshold ${a.scaleDownUtilizationThreshold} is not in (0, 1]`, 'the default is 0.5');
+  for (const [flag, v] of [['--scale-down-unneeded-time', a.scaleDownUnneededTime], ['--scale-down-delay-after-add', a.scaleDownDelayAfterAdd], ['--scan-interval', a.scanInterval]] as const) {
+    try { parseDuration(v); } catch { throw new InvalidInput(`${flag} ${v} is not a duration`, 'e.g. 20s, 10m'); }
+  }
+}
+
+const autoscalerPidFile = (dataDir: string) => path.join(dataDir, 'cluster-autoscaler.pid');
+
+/** The cluster autoscaler as a detached process (it outlives `up`), logging to cluster-autoscaler.log; `down` stops it. */
+async function startAutoscalerProcess(dataDir: string, a: NonNullable<MultiNodeOptions['autoscaler']>): Promise<void> {
+  const logFd = openSync(path.join(dataDir, 'cluster-autoscaler.log'), 'a');
+  const child = spawn(process.execPath, [CLI, 'cluster-autoscaler', '--data-dir', dataDir, '--min-nodes', String(a.minNodes), '--max-nodes', String(a.maxNodes),
+    '--scale-down-unneeded-time', a.scaleDownUnneededTime, '--scale-down-delay-after-add', a.scaleDownDelayAfterAdd,
+    '--scale-down-utilization-threshold', String(a.scaleDownUtilizationThreshold), '--scan-interval', a.scanInterval],
+  { detached: true, stdio: ['ignore', logFd, logFd] });
+  closeSync(logFd);
+  child.unref();
+  await fs.writeFile(autoscalerPidFile(dataDir), `${child.pid}\n`);
+  process.stdout.write(`cluster autoscaler: node group ${a.minNodes}..${a.maxNodes} nodes (pid ${child.pid}, log ${path.join(dataDir, 'cluster-autoscaler.log')})\n`);
+}
+
+async function stopAutoscalerProcess(dataDir: string): Promise<void> {
+  const pid = Number((await fs.readFile(autoscalerPidFile(dataDir), 'utf8').catch(() => '')).trim());
+  if (!pid || !(await isAlive(pid))) return;
+  process.kill(pid, 'SIGTERM');
+  // It finishes the node it is adding or removing first (node add waits up to 90 s for Ready).
+  for (let i = 0; i < 1200 && (await isAlive(pid)); i++) await new Promise((r) => setTimeout(r, 100));
+  if (await isAlive(pid)) process.kill(pid, 'SIGKILL');
 }

@@ -4,7 +4,9 @@
  * the node API streams it as it streams an exec. Detaching (kill()) closes the
  * connection only: the app goes on.
  */
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import type { ExecExit, ExecProcess, TerminalSize } from './exec.js';
 
@@ -19,9 +21,20 @@ const frame = (channel: number, data: Buffer) => {
 
 export function attachConsole(socketPath: string, opts: { stdin: boolean; tty: boolean }): Promise<ExecProcess> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(socketPath);
-    socket.once('error', reject);
+    // A socket path past sun_path's 108 bytes (a deep data dir, e.g. a node of `up --nodes`) is reached through /proc/self/fd of its directory.
+    let dirFd: number | undefined;
+    let target = socketPath;
+    if (Buffer.byteLength(socketPath) >= 100) {
+      try {
+        dirFd = fs.openSync(path.dirname(socketPath), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+        target = `/proc/self/fd/${dirFd}/${path.basename(socketPath)}`;
+      } catch (err) { reject(err); return; }
+    }
+    const socket = net.connect(target);
+    const closeDir = () => { if (dirFd !== undefined) { fs.closeSync(dirFd); dirFd = undefined; } };
+    socket.once('error', (err) => { closeDir(); reject(err); });
     socket.once('connect', () => {
+      closeDir();
       socket.off('error', reject);
       socket.on('error', () => undefined);
       const stdout = new PassThrough();

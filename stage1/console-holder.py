@@ -38,10 +38,22 @@ def log(message):
     sys.stderr.flush()
 
 
+def bind_unix(sock, path):
+    """bind() to PATH even past sun_path's 108 bytes (deep data dirs, e.g. a node of `up --nodes`): through /proc/self/fd of its directory."""
+    if len(os.fsencode(path)) < 100:
+        sock.bind(path)
+        return
+    dirfd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        sock.bind("/proc/self/fd/%d/%s" % (dirfd, os.path.basename(path)))
+    finally:
+        os.close(dirfd)
+
+
 def console_listener(console_socket):
     """Listening before crun starts: it connects as soon as it has made the terminal."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(console_socket)
+    bind_unix(listener, console_socket)
     listener.listen(1)
     return listener
 
@@ -89,7 +101,7 @@ def main():
     # The attach socket exists before the app starts: a client that comes early waits, rather than fails.
     old_umask = os.umask(0o177)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(opts["--socket"])
+    bind_unix(listener, opts["--socket"])
     os.umask(old_umask)
     listener.listen(16)
     listener.setblocking(False)
