@@ -259,6 +259,96 @@ api('finalizers hold any object: deletionTimestamp until the last one is removed
   assert.match(bad.body.message, 'propagationPolicy: Unsupported value: "Sideways"');
 });
 
+/** Plays the kubelet for pods no node runs: each new pod of `selector` ends with the phase `outcome` gives it. */
+async function finishPods(selector: string, outcome: (pod: KObj) => 'Succeeded' | 'Failed', sample?: (active: KObj[]) => void): Promise<() => Promise<void>> {
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const pods = (await t.api('GET', `/api/v1/namespaces/default/pods?labelSelector=${encodeURIComponent(selector)}`)).body.items as KObj[];
+      const active = pods.filter((p) => !p.metadata.deletionTimestamp && !['Succeeded', 'Failed'].includes(p.status?.phase));
+      sample?.(active);
+      for (const p of active) {
+        await t.api('PATCH', `/api/v1/namespaces/default/pods/${p.metadata.name}/status`, { status: { phase: outcome(p) } }, { contentType: 'application/merge-patch+json' });
+      }
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  })();
+  return async () => { running = false; await loop; };
+}
+
+const INDEX = 'batch.kubernetes.io/job-completion-index';
+
+api('an Indexed Job: a pod per index named <job>-<index>-…, the index in annotation, label, JOB_COMPLETION_INDEX and hostname; a failed index runs again', async () => {
+  await k(['apply', '-f', '-'], `apiVersion: v1\nkind: Service\nmetadata: {name: idx}\nspec:\n  clusterIP: None\n  selector: {job-name: idx}\n  ports: [{port: 80}]\n`);
+  const manifest = jobYaml('idx', 'echo $JOB_COMPLETION_INDEX', '  completionMode: Indexed\n  completions: 5\n  parallelism: 2\n').replace('      restartPolicy: Never\n', '      restartPolicy: Never\n      subdomain: idx\n');
+  assert.match(await k(['apply', '-f', '-'], manifest), 'job.batch/idx created');
+  let most = 0;
+  const failedOnce = new Set<string>();
+  const stop = await finishPods('job-name=idx', (p) => {
+    // index 1 fails the first time
+    if (p.metadata.annotations[INDEX] === '1' && !failedOnce.has('1')) { failedOnce.add('1'); return 'Failed'; }
+    return 'Succeeded';
+  }, (active) => { most = Math.max(most, active.length); });
+  try {
+    const waited = await t.kubectl(['wait', '--for=condition=complete', 'job/idx', '--timeout=30s']);
+    assert.is(waited.exitCode, 0, waited.stderr);
+  } finally {
+    await stop();
+  }
+  assert.ok(most <= 2, `at most parallelism (2) pods at once, saw ${most}`);
+  const job = await getJson(['get', 'job', 'idx']);
+  assert.is(job.spec.completionMode, 'Indexed');
+  assert.is(job.status.completedIndexes, '0-4');
+  assert.is(job.status.succeeded, 5);
+  assert.is(job.status.failed, 1);
+  assert.match(await k(['get', 'job', 'idx']), /^idx\s+Complete\s+5\/5\s/m);
+  const pods = (await getJson(['get', 'pods', '-l', 'job-name=idx'])).items as KObj[];
+  assert.is(pods.length, 6, 'five indexes, one of them run twice');
+  for (const p of pods) {
+    const i = p.metadata.annotations[INDEX];
+    assert.match(p.metadata.name, new RegExp(`^idx-${i}-[bcdfghjklmnpqrstvwxz2456789]{5}$`));
+    assert.is(p.metadata.labels[INDEX], i);
+    assert.is(p.spec.hostname, `idx-${i}`);
+    assert.is(p.spec.subdomain, 'idx');
+    assert.equal(p.spec.containers[0].env, [{ name: 'JOB_COMPLETION_INDEX', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: `metadata.annotations['${INDEX}']` } } }]);
+  }
+  assert.equal(pods.filter((p) => p.status.phase === 'Failed').map((p) => p.metadata.annotations[INDEX]), ['1']);
+  assert.equal(pods.filter((p) => p.status.phase === 'Succeeded').map((p) => p.metadata.annotations[INDEX]).sort(), ['0', '1', '2', '3', '4']);
+  assert.ok(!job.spec.template.spec.containers[0].env, 'the Job\'s own template is left as it was');
+  await k(['delete', 'job', 'idx']);
+  await k(['delete', 'svc', 'idx']);
+});
+
+api('backoffLimitPerIndex gives up one index (failedIndexes) while the others complete; Indexed fields are validated as kube-apiserver', async () => {
+  await k(['apply', '-f', '-'], jobYaml('perindex', 'true', '  completionMode: Indexed\n  completions: 4\n  parallelism: 4\n  backoffLimitPerIndex: 1\n'));
+  const stop = await finishPods('job-name=perindex', (p) => (p.metadata.annotations[INDEX] === '2' ? 'Failed' : 'Succeeded'));
+  try {
+    const waited = await t.kubectl(['wait', '--for=condition=failed', 'job/perindex', '--timeout=30s']);
+    assert.is(waited.exitCode, 0, waited.stderr);
+  } finally {
+    await stop();
+  }
+  const job = await getJson(['get', 'job', 'perindex']);
+  assert.is(job.spec.backoffLimit, 2147483647, 'the Job-wide limit is off with a per-index one');
+  assert.is(job.status.completedIndexes, '0,1,3');
+  assert.is(job.status.failedIndexes, '2');
+  assert.is(job.status.failed, 2, 'index 2 ran twice: backoffLimitPerIndex 1');
+  assert.is(job.status.conditions.find((c: KObj) => c.type === 'Failed').reason, 'FailedIndexes');
+  const twos = ((await getJson(['get', 'pods', '-l', 'job-name=perindex'])).items as KObj[]).filter((p) => p.metadata.annotations[INDEX] === '2');
+  assert.equal(twos.map((p) => p.metadata.annotations['batch.kubernetes.io/job-index-failure-count']).sort(), ['0', '1']);
+  await k(['delete', 'job', 'perindex']);
+
+  const refused = async (name: string, spec: string) => {
+    const r = await t.kubectl(['apply', '-f', '-'], jobYaml(name, 'true', spec));
+    assert.is.not(r.exitCode, 0);
+    return r.stderr;
+  };
+  assert.match(await refused('noc', '  completionMode: Indexed\n  parallelism: 2\n'), 'spec.completions: Required value: when completion mode is Indexed');
+  assert.match(await refused('nonidx', '  backoffLimitPerIndex: 1\n'), 'spec.backoffLimitPerIndex: Forbidden: requires indexed completion mode');
+  assert.match(await refused('maxf', '  completionMode: Indexed\n  completions: 2\n  maxFailedIndexes: 1\n'), 'spec.maxFailedIndexes: Forbidden: cannot set maxFailedIndexes when backoffLimitPerIndex is not set');
+  assert.match(await refused('mode', '  completionMode: Sideways\n'), 'spec.completionMode: Unsupported value: "Sideways": supported values: "NonIndexed", "Indexed"');
+});
+
 api('cron schedules: fields, ranges, steps, names, macros; day of month or day of week', () => {
   const at = (iso: string) => new Date(iso);
   const s = parseSchedule('*/15 9-17 * * mon-fri');
@@ -622,6 +712,20 @@ node('a Job whose pod always fails stops at backoffLimit with condition Failed',
   assert.match(await c.k(['get', 'events', '--field-selector', 'involvedObject.name=doomed']), /BackoffLimitExceeded\s+job\/doomed\s+Job has reached the specified backoff limit/);
   await c.k(['delete', 'job', 'doomed']);
   await eventually('the pods gone', async () => (JSON.parse(await c.k(['get', 'pods', '-l', 'job-name=doomed', '-o', 'json'])).items.length === 0 ? true : undefined), 60_000);
+});
+
+node('an Indexed Job on a real node: each container sees its JOB_COMPLETION_INDEX and the hostname <job>-<index>', async () => {
+  const c: TestCluster = getCluster();
+  const script = 'echo index=$JOB_COMPLETION_INDEX host=$(hostname); [ "$(hostname)" = "ix-$JOB_COMPLETION_INDEX" ]';
+  await c.k(['apply', '-f', '-'], jobYaml('ix', script, '  completionMode: Indexed\n  completions: 2\n  parallelism: 2\n  backoffLimit: 0\n'));
+  const waited = await c.kubectl(['wait', '--for=condition=complete', 'job/ix', '--timeout=120s']);
+  assert.is(waited.code, 0, waited.stderr);
+  const job = JSON.parse(await c.k(['get', 'job', 'ix', '-o', 'json']));
+  assert.is(job.status.completedIndexes, '0,1');
+  const pods = JSON.parse(await c.k(['get', 'pods', '-l', 'job-name=ix', '-o', 'json'])).items as KObj[];
+  const logs = (await Promise.all(pods.map((p) => c.k(['logs', p.metadata.name])))).map((l) => l.trim()).sort();
+  assert.equal(logs, ['index=0 host=ix-0', 'index=1 host=ix-1']);
+  await c.k(['delete', 'job', 'ix']);
 });
 
 node('kill -9 of the control plane in the middle of a rollout and of a Job: the controllers finish from the stored state', async () => {
