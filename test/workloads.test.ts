@@ -517,6 +517,69 @@ api('a DaemonSet runs one pod per eligible node and rolls a new template node by
   }
 });
 
+api('ControllerRevisions: a StatefulSet and a DaemonSet keep one per template; rollout history, undo and revisionHistoryLimit as kube', async () => {
+  for (const n of ['fake-node', 'fake-ssd']) await registerNode(t, n).catch(() => undefined); // or by the tests above
+  const stopKubelet = await standInKubelet(['fake-node', 'fake-ssd']);
+  const sts = (image: string, extra = '') => `apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: hist}\nspec:\n  serviceName: hist\n  replicas: 1\n${extra}  selector: {matchLabels: {app: hist}}\n  template:\n    metadata: {labels: {app: hist}}\n    spec: {containers: [{name: c, image: ${image}}]}\n`;
+  const revisionsOf = async (app: string) => ((await getJson(['get', 'controllerrevisions', '-l', `app=${app}`])).items as KObj[]).sort((a, b) => a.revision - b.revision);
+  try {
+    await k(['apply', '-f', '-'], sts('busybox:1.35'));
+    assert.is((await t.kubectl(['rollout', 'status', 'sts/hist', '--timeout=30s'])).exitCode, 0);
+    await k(['apply', '-f', '-'], sts('busybox:1.36'));
+    assert.is((await t.kubectl(['rollout', 'status', 'sts/hist', '--timeout=30s'])).exitCode, 0);
+    const set = await getJson(['get', 'sts', 'hist']);
+    const revs = await revisionsOf('hist');
+    assert.equal(revs.map((r) => r.revision), [1, 2]);
+    for (const r of revs) {
+      const hash = r.metadata.labels['controller.kubernetes.io/hash'];
+      assert.is(r.metadata.name, `hist-${hash}`);
+      assert.equal(r.metadata.ownerReferences, [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'hist', uid: set.metadata.uid, controller: true, blockOwnerDeletion: true }]);
+      assert.is(r.data.spec.template.$patch, 'replace');
+    }
+    assert.is(revs[1]!.data.spec.template.spec.containers[0].image, 'busybox:1.36');
+    assert.is(set.status.updateRevision, revs[1]!.metadata.name);
+    assert.is(set.status.currentRevision, revs[1]!.metadata.name);
+    const pod = (await podsOf('app=hist'))[0]!;
+    assert.is(pod.metadata.labels['controller-revision-hash'], revs[1]!.metadata.name);
+    assert.match(await k(['get', 'controllerrevisions']), new RegExp(`^NAME\\s+CONTROLLER\\s+REVISION\\s+AGE\\n(.*\\n)*${revs[0]!.metadata.name}\\s+statefulset.apps/hist\\s+1\\s+\\d+s`, 'm'));
+    assert.match(await k(['rollout', 'history', 'sts/hist']), /REVISION\s+CHANGE-CAUSE\n1\s+<none>\n2\s+<none>/);
+    assert.match(await k(['rollout', 'history', 'sts/hist', '--revision=1']), /Image:\s+busybox:1\.35/);
+    // undo: the set's template back to revision 1, which becomes revision 3 (no copy), and the pod follows
+    assert.match(await k(['rollout', 'undo', 'sts/hist']), 'statefulset.apps/hist rolled back');
+    assert.is((await getJson(['get', 'sts', 'hist'])).spec.template.spec.containers[0].image, 'busybox:1.35');
+    await waitFor('revision 1 renumbered 3', async () => { const r = await revisionsOf('hist'); return r.length === 2 && r[1]!.metadata.name === revs[0]!.metadata.name && r[1]!.revision === 3; });
+    assert.is((await t.kubectl(['rollout', 'status', 'sts/hist', '--timeout=30s'])).exitCode, 0);
+    await waitFor('the pod of the old template again', async () => (await podsOf('app=hist')).some((p) => p.spec.containers[0].image === 'busybox:1.35' && p.metadata.labels['controller-revision-hash'] === revs[0]!.metadata.name));
+    assert.match(await k(['rollout', 'history', 'sts/hist']), /REVISION\s+CHANGE-CAUSE\n2\s+<none>\n3\s+<none>/);
+    assert.match(await k(['rollout', 'undo', 'sts/hist', '--to-revision=3']), 'statefulset.apps/hist skipped rollback (current template already matches revision 3)');
+    // revisionHistoryLimit 1: the newest and one more; what is older goes
+    await k(['apply', '-f', '-'], sts('busybox:1.37', '  revisionHistoryLimit: 1\n'));
+    assert.is((await t.kubectl(['rollout', 'status', 'sts/hist', '--timeout=30s'])).exitCode, 0);
+    await waitFor('two revisions left', async () => (await revisionsOf('hist')).map((r) => r.revision).join() === '3,4');
+
+    // a DaemonSet: the hash alone in its pods' label and in the revision's
+    const ds = (image: string) => `apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: dhist}\nspec:\n  selector: {matchLabels: {app: dhist}}\n  template:\n    metadata: {labels: {app: dhist}}\n    spec: {containers: [{name: c, image: ${image}}]}\n`;
+    await k(['apply', '-f', '-'], ds('busybox:1.35'));
+    assert.is((await t.kubectl(['rollout', 'status', 'ds/dhist', '--timeout=30s'])).exitCode, 0);
+    await k(['apply', '-f', '-'], ds('busybox:1.36'));
+    assert.is((await t.kubectl(['rollout', 'status', 'ds/dhist', '--timeout=30s'])).exitCode, 0);
+    const dRevs = await revisionsOf('dhist');
+    assert.equal(dRevs.map((r) => r.revision), [1, 2]);
+    const dHash = dRevs[1]!.metadata.labels['controller-revision-hash'];
+    assert.is(dRevs[1]!.metadata.name, `dhist-${dHash}`);
+    await waitFor('both pods of revision 2', async () => { const p = await podsOf('app=dhist'); return p.length === 2 && p.every((x) => x.metadata.labels['controller-revision-hash'] === dHash); });
+    assert.match(await k(['rollout', 'history', 'ds/dhist']), /REVISION\s+CHANGE-CAUSE\n1\s+<none>\n2\s+<none>/);
+    assert.match(await k(['rollout', 'undo', 'ds/dhist']), 'daemonset.apps/dhist rolled back');
+    assert.is((await t.kubectl(['rollout', 'status', 'ds/dhist', '--timeout=30s'])).exitCode, 0);
+    await waitFor('both pods of the first template', async () => { const p = await podsOf('app=dhist'); return p.length === 2 && p.every((x) => x.spec.containers[0].image === 'busybox:1.35'); });
+    await k(['delete', 'sts', 'hist']);
+    await k(['delete', 'ds', 'dhist']);
+    await waitFor('the revisions gone with their owners', async () => (await revisionsOf('hist')).length === 0 && (await revisionsOf('dhist')).length === 0);
+  } finally {
+    await stopKubelet();
+  }
+});
+
 api('a StatefulSet: stable names in order, each after its predecessor is Ready; scale down from the top; rolling update from the top; Parallel', async () => {
   for (const n of ['fake-node', 'fake-ssd']) await registerNode(t, n).catch(() => undefined); // or by the tests above
   const held = new Set(['db-1']);
@@ -571,7 +634,7 @@ api('a StatefulSet: stable names in order, each after its predecessor is Ready; 
     await waitFor('all three made', async () => (await podsOf('app=par')).length === 3);
     const immutable = await t.kubectl(['patch', 'sts', 'par', '--type=merge', '-p', '{"spec":{"serviceName":"other"}}']);
     assert.is.not(immutable.exitCode, 0);
-    assert.match(immutable.stderr, /Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden/);
+    assert.match(immutable.stderr, /Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden/);
     // a claim per pod from volumeClaimTemplates, kept when the pod is remade; whenDeleted: Delete takes them with the set
     const claimsSpec = '  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete}\n  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}]\n';
     await k(['apply', '-f', '-'], sts('claims', { replicas: 2, extra: claimsSpec }));

@@ -420,7 +420,7 @@ function defaultStatefulSet(sts: KObj): void {
 }
 
 /** What apps/v1 lets an update of a StatefulSet's spec change (ValidateStatefulSetUpdate). */
-const STATEFULSET_MUTABLE = ['replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy', 'minReadySeconds'];
+const STATEFULSET_MUTABLE = ['replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy', 'minReadySeconds'];
 
 export const statefulSetStrategy: KindStrategy = {
   ...statusAndDefaults(() => ({ replicas: 0, availableReplicas: 0 }), defaultStatefulSet),
@@ -463,5 +463,18 @@ export const statefulSetStrategy: KindStrategy = {
     if (JSON.stringify(strip(sts.spec)) !== JSON.stringify(strip(cur.spec))) {
       causes.push({ field: 'spec', reason: 'FieldValueForbidden', message: `Forbidden: updates to statefulset spec for fields other than ${STATEFULSET_MUTABLE.map((f) => `'${f}'`).join(', ').replace(/, ([^,]*)$/, ' and $1')} are forbidden` });
     }
+  },
+};
+
+// ------------------------------------------------------------------ ControllerRevision
+
+/** apps/v1 ControllerRevision: `revision` ≥ 0, `data` frozen once made (kube's ValidateControllerRevision[Update]). */
+export const controllerRevisionStrategy: KindStrategy = {
+  validate(rev, causes) {
+    if (rev.revision === undefined || rev.revision === null) rev.revision = 0;
+    nonNegative(rev.revision, 'revision', causes);
+  },
+  validateUpdate(rev, cur, causes) {
+    if (JSON.stringify(rev.data) !== JSON.stringify(cur.data)) causes.push({ field: 'data', reason: 'FieldValueInvalid', message: 'Invalid value: field is immutable' });
   },
 };
