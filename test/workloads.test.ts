@@ -154,6 +154,15 @@ api('kubectl create deployment and create job (protobuf bodies) work', async () 
   await waitFor('the job pod to go (kubectl deletes in the background)', async () => (await podsOf('job-name=once')).length === 0);
 });
 
+api('kubectl create poddisruptionbudget (a protobuf body) works', async () => {
+  assert.match(await k(['create', 'pdb', 'pb-min', '--selector=app=pb', '--min-available=50%']), 'poddisruptionbudget.policy/pb-min created');
+  assert.match(await k(['create', 'pdb', 'pb-max', '--selector=app=pb', '--max-unavailable=1']), 'poddisruptionbudget.policy/pb-max created');
+  const min = await getJson(['get', 'pdb', 'pb-min']);
+  assert.equal([min.spec.minAvailable, min.spec.maxUnavailable, min.spec.selector], ['50%', undefined, { matchLabels: { app: 'pb' } }]);
+  assert.is((await getJson(['get', 'pdb', 'pb-max'])).spec.maxUnavailable, 1);
+  await k(['delete', 'pdb', 'pb-min', 'pb-max']);
+});
+
 api('rollout: a new template makes a new ReplicaSet; history, undo and restart', async () => {
   await k(['apply', '-f', '-'], deployment('roll', { replicas: 2 }));
   await waitFor('2 pods', async () => (await podsOf('app=roll')).length === 2);
