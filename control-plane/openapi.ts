@@ -137,7 +137,10 @@ async function build(kinds: ServedKind[]): Promise<Built> {
     const gv = k.group ? `${k.group}/${k.version}` : k.version;
     const used = perGv.get(gv) ?? new Set<string>();
     perGv.set(gv, used);
-    const top = await visit(`V${k.version.slice(1)}${k.kind}`, packageOf(k.group), used);
+    // The model is `V1Pod`, or with the package in front where two groups have the kind (`CoreV1Event`).
+    const pkg = packageOf(k.group);
+    const plain = `V${k.version.slice(1)}${k.kind}`;
+    const top = await visit(plain, pkg, used) ?? await visit(pkg[0]!.toUpperCase() + pkg.slice(1) + plain, pkg, used);
     if (!top) continue;
     const schema = schemas.get(top)!;
     const gvks: KObj[] = schema['x-kubernetes-group-version-kind'] ?? [];

@@ -5,6 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startTestControlPlane, type TestCP } from './helpers/control-plane.js';
+import { RESOURCES } from '../control-plane/resources.js';
 
 type KObj = Record<string, any>;
 let t: TestCP;
@@ -63,6 +64,14 @@ test('documents: one per served group-version, content-hashed, with only the ser
   assert.ok(patch.parameters.some((p: KObj) => p.name === 'fieldValidation'));
   assert.is(patch.requestBody, undefined);
   assert.is((await t.api('GET', root.paths['api/v1'].serverRelativeURL)).body.components.schemas['io.k8s.api.core.v1.Pod']['x-kubernetes-group-version-kind'][0].kind, 'Pod');
+  // every kind served has its schema in its group-version's document
+  const described = new Set<string>();
+  for (const { serverRelativeURL } of Object.values<KObj>(root.paths)) {
+    for (const s of Object.values<KObj>((await t.api('GET', serverRelativeURL)).body.components.schemas)) {
+      for (const g of s['x-kubernetes-group-version-kind'] ?? []) described.add(`${g.group}/${g.version}/${g.kind}`);
+    }
+  }
+  assert.equal(RESOURCES.filter((r) => !r.virtual).map((r) => `${r.group}/${r.version}/${r.kind}`).filter((k) => !described.has(k)), []);
 });
 
 test.run();
