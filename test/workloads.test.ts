@@ -565,6 +565,15 @@ api('ControllerRevisions: a StatefulSet and a DaemonSet keep one per template; r
     await k(['apply', '-f', '-'], sts('busybox:1.37', '  revisionHistoryLimit: 1\n'));
     assert.is((await t.kubectl(['rollout', 'status', 'sts/hist', '--timeout=30s'])).exitCode, 0);
     await waitFor('two revisions left', async () => (await revisionsOf('hist')).map((r) => r.revision).join() === '3,4');
+    // --cascade=orphan leaves pods and revisions; the set made again adopts both and replaces no pod
+    const before = (await podsOf('app=hist'))[0]!;
+    await k(['delete', 'sts', 'hist', '--cascade=orphan']);
+    await k(['apply', '-f', '-'], sts('busybox:1.37', '  revisionHistoryLimit: 1\n'));
+    const again = await getJson(['get', 'sts', 'hist']);
+    await waitFor('the revisions adopted', async () => { const r = await revisionsOf('hist'); return r.length === 2 && r.every((x) => x.metadata.ownerReferences?.[0]?.uid === again.metadata.uid); });
+    await waitFor('the status written', async () => (await getJson(['get', 'sts', 'hist'])).status?.updateRevision === before.metadata.labels['controller-revision-hash']);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await podsOf('app=hist')).map((p) => p.metadata.uid), [before.metadata.uid], 'the same pod, adopted, not replaced');
 
     // a DaemonSet: the hash alone in its pods' label and in the revision's
     const ds = (image: string) => `apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: dhist}\nspec:\n  selector: {matchLabels: {app: dhist}}\n  template:\n    metadata: {labels: {app: dhist}}\n    spec: {containers: [{name: c, image: ${image}}]}\n`;

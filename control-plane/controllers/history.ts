@@ -4,10 +4,12 @@
  * `<owner>-<hash>`, owned by it, holding the template as the strategic merge patch that
  * puts it back (`{"spec":{"template":{…,"$patch":"replace"}}}`, what `kubectl rollout undo`
  * sends), numbered in the order the templates were last used; old ones beyond
- * `spec.revisionHistoryLimit` pruned.
+ * `spec.revisionHistoryLimit` pruned. Revisions without a controller that match the owner's
+ * selector are adopted.
  */
 import type { KObj, Store } from '../store.js';
-import { controllerRef, controllerUid, type ApiClient } from './client.js';
+import { adoptOrphans, controllerRef, controllerUid, type ApiClient } from './client.js';
+import { selectorMatches } from '../kinds/workloads.js';
 import { templateHash } from './deployment.js';
 import { ApiError } from '../resources.js';
 
@@ -61,7 +63,10 @@ export function syncRevisions(store: Store, client: ApiClient, owner: KObj, hash
   const ns: string = owner.metadata.namespace;
   const name: string = owner.metadata.name;
   const template: KObj = owner.spec.template;
-  let owned = store.list('controllerrevisions', ns).filter((r) => controllerUid(r) === owner.metadata.uid)
+  const all = store.list('controllerrevisions', ns);
+  // Revisions left by an owner of the same name deleted with --cascade=orphan are taken back (kube's ControllerRefManager).
+  const adopted = adoptOrphans(client, 'controllerrevisions', owner, all, (r) => selectorMatches(owner.spec?.selector, r.metadata.labels));
+  let owned = [...all.filter((r) => controllerUid(r) === owner.metadata.uid), ...adopted]
     .sort((a, b) => (a.revision ?? 0) - (b.revision ?? 0));
   const newest = owned.length ? owned[owned.length - 1]!.revision ?? 0 : 0;
   let collisionCount: number = owner.status?.collisionCount ?? 0;

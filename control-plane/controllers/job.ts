@@ -174,7 +174,7 @@ export class JobController extends KindController {
       }
     }
     if (drop.length) this.deletePods(job, drop);
-    // The pods being deleted still hold their index (kube waits for them: podReplacementPolicy TerminatingOrFailed counts them as gone).
+    // A pod being deleted no longer holds its index: its replacement starts at once (podReplacementPolicy TerminatingOrFailed).
     const parallelism: number = spec.parallelism ?? 1;
     for (let i = 0; i < completions && keep.length < parallelism; i++) {
       if (completed.has(i) || givenUp.has(i) || running.has(i)) continue;
