@@ -795,18 +795,21 @@ node('a Job whose pod always fails stops at backoffLimit with condition Failed',
   await eventually('the pods gone', async () => (JSON.parse(await c.k(['get', 'pods', '-l', 'job-name=doomed', '-o', 'json'])).items.length === 0 ? true : undefined), 60_000);
 });
 
-node('an Indexed Job on a real node: each container sees its JOB_COMPLETION_INDEX and the hostname <job>-<index>', async () => {
+node('an Indexed Job on a real node: each container sees its JOB_COMPLETION_INDEX and the hostname <job>-<index>; with a headless Service the indexes find each other by name', async () => {
   const c: TestCluster = getCluster();
-  const script = 'echo index=$JOB_COMPLETION_INDEX host=$(hostname); [ "$(hostname)" = "ix-$JOB_COMPLETION_INDEX" ]';
-  await c.k(['apply', '-f', '-'], jobYaml('ix', script, '  completionMode: Indexed\n  completions: 2\n  parallelism: 2\n  backoffLimit: 0\n'));
+  await c.k(['apply', '-f', '-'], 'apiVersion: v1\nkind: Service\nmetadata: {name: ix}\nspec:\n  clusterIP: None\n  selector: {job-name: ix}\n  ports: [{port: 80}]\n');
+  // each index looks the other up as ix-<other>.ix (its stable DNS name), then stays a little so the other can find it too
+  const script = 'other=$((1 - JOB_COMPLETION_INDEX)); n=0; until nslookup ix-$other.ix.default.svc.cluster.local >/dev/null 2>&1; do n=$((n+1)); [ $n -lt 60 ] || exit 1; sleep 0.5; done; echo index=$JOB_COMPLETION_INDEX host=$(hostname) found=ix-$other; sleep 3; [ "$(hostname)" = "ix-$JOB_COMPLETION_INDEX" ]';
+  await c.k(['apply', '-f', '-'], jobYaml('ix', script, '  completionMode: Indexed\n  completions: 2\n  parallelism: 2\n  backoffLimit: 0\n').replace('      restartPolicy: Never\n', '      restartPolicy: Never\n      subdomain: ix\n'));
   const waited = await c.kubectl(['wait', '--for=condition=complete', 'job/ix', '--timeout=120s']);
   assert.is(waited.code, 0, waited.stderr);
   const job = JSON.parse(await c.k(['get', 'job', 'ix', '-o', 'json']));
   assert.is(job.status.completedIndexes, '0,1');
   const pods = JSON.parse(await c.k(['get', 'pods', '-l', 'job-name=ix', '-o', 'json'])).items as KObj[];
   const logs = (await Promise.all(pods.map((p) => c.k(['logs', p.metadata.name])))).map((l) => l.trim()).sort();
-  assert.equal(logs, ['index=0 host=ix-0', 'index=1 host=ix-1']);
+  assert.equal(logs, ['index=0 host=ix-0 found=ix-1', 'index=1 host=ix-1 found=ix-0']);
   await c.k(['delete', 'job', 'ix']);
+  await c.k(['delete', 'svc', 'ix']);
 });
 
 node('kill -9 of the control plane in the middle of a rollout and of a Job: the controllers finish from the stored state', async () => {
