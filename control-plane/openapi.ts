@@ -2,14 +2,13 @@
  * OpenAPI v3 schemas of the kinds this control plane serves, for `kubectl explain` (and any
  * client that reads /openapi/v3). Built, the first time a document is asked for, from the
  * OpenAPI-generated models that `@kubernetes/client-node` ships (Kubernetes' own definitions:
- * each model's attribute types and formats from its .js, descriptions and required fields from
- * its .d.ts), so nothing here is written by hand and the schemas follow the client library's
+ * each model's attribute types and formats from the table in its .js, descriptions and required
+ * fields from its .d.ts), so nothing here is written by hand and the schemas follow the client library's
  * Kubernetes version. Only types reachable from a served kind are included.
  */
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { KObj } from './store.js';
 
 interface Attribute { name: string; baseName: string; type: string; format: string }
@@ -29,17 +28,25 @@ const commentText = (c: string) => c.split('\n').map((l) => l.replace(/^\s*\*?\s
 
 async function loadModel(name: string): Promise<Model | undefined> {
   const dir = modelDir();
-  let mod: KObj;
+  let js: string;
   let dts: string;
   try {
-    mod = await import(pathToFileURL(path.join(dir, `${name}.js`)).href) as KObj;
+    js = await fs.readFile(path.join(dir, `${name}.js`), 'utf8');
     dts = await fs.readFile(path.join(dir, `${name}.d.ts`), 'utf8');
   } catch {
     return undefined;
   }
-  const cls = mod[name];
-  if (!cls?.attributeTypeMap) return undefined;
-  const model: Model = { attributes: cls.attributeTypeMap as Attribute[], propertyDescriptions: new Map(), required: [] };
+  // The attribute table is a JSON array literal; read as text rather than imported, so that none
+  // of the few hundred model modules stays loaded in the control plane once the schemas are made.
+  const table = /\.attributeTypeMap = (\[[\s\S]*?\]);/.exec(js);
+  if (!table) return undefined;
+  let attributes: Attribute[];
+  try {
+    attributes = JSON.parse(table[1]!) as Attribute[];
+  } catch {
+    return undefined;
+  }
+  const model: Model = { attributes, propertyDescriptions: new Map(), required: [] };
   const classDoc = /\/\*\*((?:(?!\*\/)[\s\S])*)\*\/\s*export declare class/.exec(dts.slice(dts.indexOf('*/') + 2));
   if (classDoc) model.description = commentText(classDoc[1]!);
   // `/** doc */ 'name'?: Type;` — the doc is optional; no `?` means required.
