@@ -440,7 +440,11 @@ class ApiServer {
       if (p === '/api') return sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${req.socket.localAddress}:${req.socket.localPort}` }] });
       if (p === '/apis') return sendJson(res, 200, this.apiGroupList());
       if (p === '/openapi/v3') return sendJson(res, 200, await this.openApiRoot());
-      if (p.startsWith('/openapi/v3/')) return sendJson(res, 200, await this.openApiGroupVersion(p.slice('/openapi/v3/'.length)));
+      if (p.startsWith('/openapi/v3/')) {
+        // A document asked for by its hash never changes: clients may keep it (kube-apiserver says the same).
+        const caching: Record<string, string> = u.searchParams.has('hash') ? { 'Cache-Control': 'public, immutable', Expires: new Date(Date.now() + 365 * 86_400_000).toUTCString() } : { 'Cache-Control': 'no-cache, private' };
+        return sendJson(res, 200, await this.openApiGroupVersion(p.slice('/openapi/v3/'.length)), caching);
+      }
       const parts = p.split('/').filter(Boolean).map(decodeURIComponent);
       let group: string, version: string, rest: string[];
       if (parts[0] === 'api' && parts[1] === 'v1') [group, version, rest] = ['', 'v1', parts.slice(2)];
