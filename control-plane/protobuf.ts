@@ -313,9 +313,12 @@ const subjectAccessReviewSpec: Message = {
   name: 'SubjectAccessReviewSpec',
   fields: { 1: ['resourceAttributes', resourceAttributes], 2: ['nonResourceAttributes', nonResourceAttributes], 3: ['user', 'string'], 4: ['groups', 'strings'], 6: ['uid', 'string'] },
 };
+// kubectl create poddisruptionbudget
+const pdbSpec: Message = { name: 'PodDisruptionBudgetSpec', fields: { 1: ['minAvailable', 'intOrString'], 2: ['selector', labelSelector], 3: ['maxUnavailable', 'intOrString'], 4: ['unhealthyPodEvictionPolicy', 'string'] } };
+const pdb: Message = { name: 'PodDisruptionBudget', fields: { 1: ['metadata', workloadMeta], 2: ['spec', pdbSpec], 3: ['status', ignoredStatus] } };
 const typed = (m: Message, apiVersion: string, kind: string) => (b: Buffer): KObj => ({ apiVersion, kind, ...decodeMessage(b, m, '') });
 
-/** The kinds kubectl's typed clients create here: `kubectl create secret|configmap|namespace|deployment|job`. */
+/** The kinds kubectl's typed clients create here: `kubectl create secret|configmap|namespace|deployment|job|cronjob|service|pdb|…`. */
 const DECODERS: Record<string, (b: Buffer) => KObj> = {
   'v1/Secret': secret,
   'v1/ConfigMap': configMap,
@@ -326,6 +329,7 @@ const DECODERS: Record<string, (b: Buffer) => KObj> = {
   // kubectl autoscale's typed client sends v1; this server keeps v2.
   'autoscaling/v1/HorizontalPodAutoscaler': (b) => hpaV1ToV2({ apiVersion: 'autoscaling/v1', kind: 'HorizontalPodAutoscaler', ...decodeMessage(b, hpaV1, '') }),
   'v1/Service': decodeService,
+  'policy/v1/PodDisruptionBudget': typed(pdb, 'policy/v1', 'PodDisruptionBudget'),
   // kubectl create role|clusterrole|rolebinding|clusterrolebinding|serviceaccount|token, kubectl auth can-i|whoami
   'rbac.authorization.k8s.io/v1/Role': typed(role, 'rbac.authorization.k8s.io/v1', 'Role'),
   'rbac.authorization.k8s.io/v1/ClusterRole': typed(clusterRole, 'rbac.authorization.k8s.io/v1', 'ClusterRole'),
@@ -353,7 +357,7 @@ export function decodeProtobufBody(buf: Buffer): KObj {
     }
     const decode = DECODERS[`${apiVersion}/${kind}`];
     if (!decode) {
-      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret, ConfigMap, Namespace, Service and ServiceAccount, apps/v1 Deployment, batch/v1 Job and CronJob, autoscaling/v1 HorizontalPodAutoscaler, rbac.authorization.k8s.io/v1 kinds, TokenRequest and the access reviews, not ${apiVersion}/${kind}; send application/json or application/yaml`);
+      throw new ApiError(415, 'UnsupportedMediaType', `this control plane decodes protobuf only for v1 Secret, ConfigMap, Namespace, Service and ServiceAccount, apps/v1 Deployment, batch/v1 Job and CronJob, autoscaling/v1 HorizontalPodAutoscaler, policy/v1 PodDisruptionBudget, rbac.authorization.k8s.io/v1 kinds, TokenRequest and the access reviews, not ${apiVersion}/${kind}; send application/json or application/yaml`);
     }
     return decode(raw);
   } catch (err) {

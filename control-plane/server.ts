@@ -2,7 +2,7 @@ import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import * as os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { createLogger, type Logger } from '../common/log.js';
@@ -16,6 +16,7 @@ import { mergePatch, strategicMergePatch, jsonPatch, PatchError } from './patch.
 import { parseLabelSelector, parseFieldSelector, matchLabels, matchFields, SelectorError } from './selectors.js';
 import { toTable, type IncludeObject } from './tables.js';
 import { SCHEMAS, unknownFields, dropFields } from './schema.js';
+import { openApiSchemas } from './openapi.js';
 import {
   ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, withNewMeta, now, microNow,
   type ResourceDef, type Cause,
@@ -477,8 +478,12 @@ class ApiServer {
       if (p === '/openid/v1/jwks') return sendJson(res, 200, this.saTokens.jwks(), { 'Content-Type': 'application/jwk-set+json' });
       if (p === '/api') return sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${req.socket.localAddress}:${req.socket.localPort}` }] });
       if (p === '/apis') return sendJson(res, 200, this.apiGroupList());
-      if (p === '/openapi/v3') return sendJson(res, 200, this.openApiRoot());
-      if (p.startsWith('/openapi/v3/')) return sendJson(res, 200, this.openApiGroupVersion(p.slice('/openapi/v3/'.length)));
+      if (p === '/openapi/v3') return sendJson(res, 200, await this.openApiRoot());
+      if (p.startsWith('/openapi/v3/')) {
+        // A document asked for by its hash never changes: clients may keep it (kube-apiserver says the same).
+        const caching: Record<string, string> = u.searchParams.has('hash') ? { 'Cache-Control': 'public, immutable', Expires: new Date(Date.now() + 365 * 86_400_000).toUTCString() } : { 'Cache-Control': 'no-cache, private' };
+        return sendJson(res, 200, await this.openApiGroupVersion(p.slice('/openapi/v3/'.length)), caching);
+      }
       const parts = p.split('/').filter(Boolean).map(decodeURIComponent);
       let group: string, version: string, rest: string[];
       if (parts[0] === 'api' && parts[1] === 'v1') [group, version, rest] = ['', 'v1', parts.slice(2)];
@@ -687,17 +692,32 @@ class ApiServer {
     return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources };
   }
 
-  private openApiRoot(): KObj {
+  /** Each group-version's document with the hash of its content (kubectl caches documents by it). */
+  private openApiRootDoc: Promise<KObj> | undefined;
+  private openApiRoot(): Promise<KObj> {
+    this.openApiRootDoc ??= this.makeOpenApiRoot();
+    return this.openApiRootDoc;
+  }
+
+  private async makeOpenApiRoot(): Promise<KObj> {
     const gvs = [...new Set(RESOURCES.filter((r) => !r.virtual).map((r) => (r.group ? `apis/${r.group}/${r.version}` : 'api/v1')))];
-    return { paths: Object.fromEntries(gvs.map((gv) => [gv, { serverRelativeURL: `/openapi/v3/${gv}?hash=stevedore1` }])) };
+    const paths: KObj = {};
+    for (const gv of gvs) {
+      const hash = createHash('sha512').update(JSON.stringify(await this.openApiGroupVersion(gv))).digest('hex').slice(0, 128).toUpperCase();
+      paths[gv] = { serverRelativeURL: `/openapi/v3/${gv}?hash=${hash}` };
+    }
+    return { paths };
   }
 
   /**
-   * A minimal OpenAPI v3 document per group-version: enough for kubectl to see that PATCH
-   * supports the fieldValidation query parameter, so `kubectl apply` (validate=strict) lets the
-   * server validate instead of downloading the protobuf OpenAPI v2 schema.
+   * The OpenAPI v3 document of a group-version: the schemas of its kinds (openapi.ts; what
+   * `kubectl explain` reads) and paths whose PATCH operations declare the fieldValidation query
+   * parameter, so `kubectl apply` (validate=strict) lets the server validate instead of
+   * downloading the protobuf OpenAPI v2 schema. PATCH declares no request body on purpose: kubectl
+   * then computes strategic merge patches from its built-in Go types, not from these schemas
+   * (which lack the patch strategies and merge keys).
    */
-  private openApiGroupVersion(gvPath: string): KObj {
+  private async openApiGroupVersion(gvPath: string): Promise<KObj> {
     const [prefix, a, b] = gvPath.split('/');
     const group = prefix === 'api' ? '' : a!;
     const version = prefix === 'api' ? a! : b!;
@@ -716,7 +736,9 @@ class ApiServer {
       const coll = r.namespaced ? `${base}/namespaces/{namespace}/${r.name}` : `${base}/${r.name}`;
       paths[coll] = { post: { operationId: `create${r.kind}`, 'x-kubernetes-action': 'post', 'x-kubernetes-group-version-kind': gvk, parameters: params.slice(0, 3), responses: { '201': { description: 'Created' } } } };
     }
-    return { openapi: '3.0.0', info: { title: 'Kubernetes (stevedore control plane)', version: KUBE_VERSION.gitVersion }, paths, components: { schemas: {} } };
+    const kinds = RESOURCES.filter((r) => !r.virtual).map((r) => ({ group: r.group, version: r.version, kind: r.kind }));
+    const schemas = await openApiSchemas(kinds, group ? `${group}/${version}` : version);
+    return { openapi: '3.0.0', info: { title: 'Kubernetes (stevedore control plane)', version: KUBE_VERSION.gitVersion }, paths, components: { schemas } };
   }
 
   // ---------------------------------------------------------------- read

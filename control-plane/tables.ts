@@ -251,6 +251,14 @@ const PRINTERS: Record<string, { columns: Column[]; cells: (o: KObj) => unknown[
     columns: [NAME, col('Ready'), AGE, col('Containers', 1), col('Images', 1)],
     cells: (s) => [s.metadata.name, `${s.status?.readyReplicas ?? 0}/${s.spec?.replicas ?? 0}`, since(s.metadata.creationTimestamp), ...workloadWideCells(s).slice(0, 2)],
   },
+  controllerrevisions: {
+    columns: [NAME, col('Controller'), col('Revision', 0, 'integer'), AGE],
+    cells: (r) => {
+      const owner = (r.metadata.ownerReferences ?? []).find((o: KObj) => o.controller);
+      const group = owner ? String(owner.apiVersion).split('/').slice(0, -1).join('/') : '';
+      return [r.metadata.name, owner ? `${String(owner.kind).toLowerCase()}${group ? `.${group}` : ''}/${owner.name}` : '<none>', r.revision ?? 0, since(r.metadata.creationTimestamp)];
+    },
+  },
   daemonsets: {
     columns: [NAME, col('Desired', 0, 'integer'), col('Current', 0, 'integer'), col('Ready', 0, 'integer'), col('Up-to-date', 0, 'integer'), col('Available', 0, 'integer'), col('Node Selector'), AGE, ...workloadWide],
     cells: (d) => {

@@ -44,6 +44,7 @@ function manifests(label: Record<string, string>): Record<string, any> {
     replicasets: { apiVersion: 'apps/v1', kind: 'ReplicaSet', metadata: meta('ssa-rs'), spec: { replicas: 0, selector: { matchLabels: { app: 'ssa-rs' } }, template: template('ssa-rs') } },
     daemonsets: { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: meta('ssa-ds'), spec: { selector: { matchLabels: { app: 'ssa-ds' } }, template: { ...template('ssa-ds'), spec: { ...template('ssa-ds').spec, nodeSelector: { none: 'none' } } } } },
     statefulsets: { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: meta('ssa-sts'), spec: { replicas: 0, serviceName: 'ssa-svc', selector: { matchLabels: { app: 'ssa-sts' } }, template: template('ssa-sts') } },
+    controllerrevisions: { apiVersion: 'apps/v1', kind: 'ControllerRevision', metadata: meta('ssa-cr'), data: { spec: { template: { $patch: 'replace' } } }, revision: 1 },
     deployments: { apiVersion: 'apps/v1', kind: 'Deployment', metadata: meta('ssa-deploy'), spec: { replicas: 0, selector: { matchLabels: { app: 'ssa-deploy' } }, template: template('ssa-deploy') } },
     jobs: { apiVersion: 'batch/v1', kind: 'Job', metadata: meta('ssa-job'), spec: { suspend: true, template: { spec: { containers: [container], restartPolicy: 'Never' } } } },
     cronjobs: { apiVersion: 'batch/v1', kind: 'CronJob', metadata: meta('ssa-cj'), spec: { schedule: '0 0 1 1 *', suspend: true, jobTemplate: { spec: { template: { spec: { containers: [container], restartPolicy: 'Never' } } } } } },

@@ -154,6 +154,15 @@ api('kubectl create deployment and create job (protobuf bodies) work', async () 
   await waitFor('the job pod to go (kubectl deletes in the background)', async () => (await podsOf('job-name=once')).length === 0);
 });
 
+api('kubectl create poddisruptionbudget (a protobuf body) works', async () => {
+  assert.match(await k(['create', 'pdb', 'pb-min', '--selector=app=pb', '--min-available=50%']), 'poddisruptionbudget.policy/pb-min created');
+  assert.match(await k(['create', 'pdb', 'pb-max', '--selector=app=pb', '--max-unavailable=1']), 'poddisruptionbudget.policy/pb-max created');
+  const min = await getJson(['get', 'pdb', 'pb-min']);
+  assert.equal([min.spec.minAvailable, min.spec.maxUnavailable, min.spec.selector], ['50%', undefined, { matchLabels: { app: 'pb' } }]);
+  assert.is((await getJson(['get', 'pdb', 'pb-max'])).spec.maxUnavailable, 1);
+  await k(['delete', 'pdb', 'pb-min', 'pb-max']);
+});
+
 api('rollout: a new template makes a new ReplicaSet; history, undo and restart', async () => {
   await k(['apply', '-f', '-'], deployment('roll', { replicas: 2 }));
   await waitFor('2 pods', async () => (await podsOf('app=roll')).length === 2);
@@ -257,6 +266,96 @@ api('finalizers hold any object: deletionTimestamp until the last one is removed
   const bad = await t.api('DELETE', '/api/v1/namespaces/default/secrets/nothing?propagationPolicy=Sideways');
   assert.is(bad.status, 422);
   assert.match(bad.body.message, 'propagationPolicy: Unsupported value: "Sideways"');
+});
+
+/** Plays the kubelet for pods no node runs: each new pod of `selector` ends with the phase `outcome` gives it. */
+async function finishPods(selector: string, outcome: (pod: KObj) => 'Succeeded' | 'Failed', sample?: (active: KObj[]) => void): Promise<() => Promise<void>> {
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const pods = (await t.api('GET', `/api/v1/namespaces/default/pods?labelSelector=${encodeURIComponent(selector)}`)).body.items as KObj[];
+      const active = pods.filter((p) => !p.metadata.deletionTimestamp && !['Succeeded', 'Failed'].includes(p.status?.phase));
+      sample?.(active);
+      for (const p of active) {
+        await t.api('PATCH', `/api/v1/namespaces/default/pods/${p.metadata.name}/status`, { status: { phase: outcome(p) } }, { contentType: 'application/merge-patch+json' });
+      }
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  })();
+  return async () => { running = false; await loop; };
+}
+
+const INDEX = 'batch.kubernetes.io/job-completion-index';
+
+api('an Indexed Job: a pod per index named <job>-<index>-…, the index in annotation, label, JOB_COMPLETION_INDEX and hostname; a failed index runs again', async () => {
+  await k(['apply', '-f', '-'], `apiVersion: v1\nkind: Service\nmetadata: {name: idx}\nspec:\n  clusterIP: None\n  selector: {job-name: idx}\n  ports: [{port: 80}]\n`);
+  const manifest = jobYaml('idx', 'echo $JOB_COMPLETION_INDEX', '  completionMode: Indexed\n  completions: 5\n  parallelism: 2\n').replace('      restartPolicy: Never\n', '      restartPolicy: Never\n      subdomain: idx\n');
+  assert.match(await k(['apply', '-f', '-'], manifest), 'job.batch/idx created');
+  let most = 0;
+  const failedOnce = new Set<string>();
+  const stop = await finishPods('job-name=idx', (p) => {
+    // index 1 fails the first time
+    if (p.metadata.annotations[INDEX] === '1' && !failedOnce.has('1')) { failedOnce.add('1'); return 'Failed'; }
+    return 'Succeeded';
+  }, (active) => { most = Math.max(most, active.length); });
+  try {
+    const waited = await t.kubectl(['wait', '--for=condition=complete', 'job/idx', '--timeout=30s']);
+    assert.is(waited.exitCode, 0, waited.stderr);
+  } finally {
+    await stop();
+  }
+  assert.ok(most <= 2, `at most parallelism (2) pods at once, saw ${most}`);
+  const job = await getJson(['get', 'job', 'idx']);
+  assert.is(job.spec.completionMode, 'Indexed');
+  assert.is(job.status.completedIndexes, '0-4');
+  assert.is(job.status.succeeded, 5);
+  assert.is(job.status.failed, 1);
+  assert.match(await k(['get', 'job', 'idx']), /^idx\s+Complete\s+5\/5\s/m);
+  const pods = (await getJson(['get', 'pods', '-l', 'job-name=idx'])).items as KObj[];
+  assert.is(pods.length, 6, 'five indexes, one of them run twice');
+  for (const p of pods) {
+    const i = p.metadata.annotations[INDEX];
+    assert.match(p.metadata.name, new RegExp(`^idx-${i}-[bcdfghjklmnpqrstvwxz2456789]{5}$`));
+    assert.is(p.metadata.labels[INDEX], i);
+    assert.is(p.spec.hostname, `idx-${i}`);
+    assert.is(p.spec.subdomain, 'idx');
+    assert.equal(p.spec.containers[0].env, [{ name: 'JOB_COMPLETION_INDEX', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: `metadata.annotations['${INDEX}']` } } }]);
+  }
+  assert.equal(pods.filter((p) => p.status.phase === 'Failed').map((p) => p.metadata.annotations[INDEX]), ['1']);
+  assert.equal(pods.filter((p) => p.status.phase === 'Succeeded').map((p) => p.metadata.annotations[INDEX]).sort(), ['0', '1', '2', '3', '4']);
+  assert.ok(!job.spec.template.spec.containers[0].env, 'the Job\'s own template is left as it was');
+  await k(['delete', 'job', 'idx']);
+  await k(['delete', 'svc', 'idx']);
+});
+
+api('backoffLimitPerIndex gives up one index (failedIndexes) while the others complete; Indexed fields are validated as kube-apiserver', async () => {
+  await k(['apply', '-f', '-'], jobYaml('perindex', 'true', '  completionMode: Indexed\n  completions: 4\n  parallelism: 4\n  backoffLimitPerIndex: 1\n'));
+  const stop = await finishPods('job-name=perindex', (p) => (p.metadata.annotations[INDEX] === '2' ? 'Failed' : 'Succeeded'));
+  try {
+    const waited = await t.kubectl(['wait', '--for=condition=failed', 'job/perindex', '--timeout=30s']);
+    assert.is(waited.exitCode, 0, waited.stderr);
+  } finally {
+    await stop();
+  }
+  const job = await getJson(['get', 'job', 'perindex']);
+  assert.is(job.spec.backoffLimit, 2147483647, 'the Job-wide limit is off with a per-index one');
+  assert.is(job.status.completedIndexes, '0,1,3');
+  assert.is(job.status.failedIndexes, '2');
+  assert.is(job.status.failed, 2, 'index 2 ran twice: backoffLimitPerIndex 1');
+  assert.is(job.status.conditions.find((c: KObj) => c.type === 'Failed').reason, 'FailedIndexes');
+  const twos = ((await getJson(['get', 'pods', '-l', 'job-name=perindex'])).items as KObj[]).filter((p) => p.metadata.annotations[INDEX] === '2');
+  assert.equal(twos.map((p) => p.metadata.annotations['batch.kubernetes.io/job-index-failure-count']).sort(), ['0', '1']);
+  await k(['delete', 'job', 'perindex']);
+
+  const refused = async (name: string, spec: string) => {
+    const r = await t.kubectl(['apply', '-f', '-'], jobYaml(name, 'true', spec));
+    assert.is.not(r.exitCode, 0);
+    return r.stderr;
+  };
+  assert.match(await refused('noc', '  completionMode: Indexed\n  parallelism: 2\n'), 'spec.completions: Required value: when completion mode is Indexed');
+  assert.match(await refused('nonidx', '  backoffLimitPerIndex: 1\n'), 'spec.backoffLimitPerIndex: Forbidden: requires indexed completion mode');
+  assert.match(await refused('maxf', '  completionMode: Indexed\n  completions: 2\n  maxFailedIndexes: 1\n'), 'spec.maxFailedIndexes: Forbidden: cannot set maxFailedIndexes when backoffLimitPerIndex is not set');
+  assert.match(await refused('mode', '  completionMode: Sideways\n'), 'spec.completionMode: Unsupported value: "Sideways": supported values: "NonIndexed", "Indexed"');
 });
 
 api('cron schedules: fields, ranges, steps, names, macros; day of month or day of week', () => {
@@ -427,6 +526,78 @@ api('a DaemonSet runs one pod per eligible node and rolls a new template node by
   }
 });
 
+api('ControllerRevisions: a StatefulSet and a DaemonSet keep one per template; rollout history, undo and revisionHistoryLimit as kube', async () => {
+  for (const n of ['fake-node', 'fake-ssd']) await registerNode(t, n).catch(() => undefined); // or by the tests above
+  const stopKubelet = await standInKubelet(['fake-node', 'fake-ssd']);
+  const sts = (image: string, extra = '') => `apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: hist}\nspec:\n  serviceName: hist\n  replicas: 1\n${extra}  selector: {matchLabels: {app: hist}}\n  template:\n    metadata: {labels: {app: hist}}\n    spec: {containers: [{name: c, image: ${image}}]}\n`;
+  const revisionsOf = async (app: string) => ((await getJson(['get', 'controllerrevisions', '-l', `app=${app}`])).items as KObj[]).sort((a, b) => a.revision - b.revision);
+  try {
+    await k(['apply', '-f', '-'], sts('busybox:1.35'));
+    assert.is((await t.kubectl(['rollout', 'status', 'sts/hist', '--timeout=30s'])).exitCode, 0);
+    await k(['apply', '-f', '-'], sts('busybox:1.36'));
+    assert.is((await t.kubectl(['rollout', 'status', 'sts/hist', '--timeout=30s'])).exitCode, 0);
+    const set = await getJson(['get', 'sts', 'hist']);
+    const revs = await revisionsOf('hist');
+    assert.equal(revs.map((r) => r.revision), [1, 2]);
+    for (const r of revs) {
+      const hash = r.metadata.labels['controller.kubernetes.io/hash'];
+      assert.is(r.metadata.name, `hist-${hash}`);
+      assert.equal(r.metadata.ownerReferences, [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'hist', uid: set.metadata.uid, controller: true, blockOwnerDeletion: true }]);
+      assert.is(r.data.spec.template.$patch, 'replace');
+    }
+    assert.is(revs[1]!.data.spec.template.spec.containers[0].image, 'busybox:1.36');
+    assert.is(set.status.updateRevision, revs[1]!.metadata.name);
+    assert.is(set.status.currentRevision, revs[1]!.metadata.name);
+    const pod = (await podsOf('app=hist'))[0]!;
+    assert.is(pod.metadata.labels['controller-revision-hash'], revs[1]!.metadata.name);
+    assert.match(await k(['get', 'controllerrevisions']), new RegExp(`^NAME\\s+CONTROLLER\\s+REVISION\\s+AGE\\n(.*\\n)*${revs[0]!.metadata.name}\\s+statefulset.apps/hist\\s+1\\s+\\d+s`, 'm'));
+    assert.match(await k(['rollout', 'history', 'sts/hist']), /REVISION\s+CHANGE-CAUSE\n1\s+<none>\n2\s+<none>/);
+    assert.match(await k(['rollout', 'history', 'sts/hist', '--revision=1']), /Image:\s+busybox:1\.35/);
+    // undo: the set's template back to revision 1, which becomes revision 3 (no copy), and the pod follows
+    assert.match(await k(['rollout', 'undo', 'sts/hist']), 'statefulset.apps/hist rolled back');
+    assert.is((await getJson(['get', 'sts', 'hist'])).spec.template.spec.containers[0].image, 'busybox:1.35');
+    await waitFor('revision 1 renumbered 3', async () => { const r = await revisionsOf('hist'); return r.length === 2 && r[1]!.metadata.name === revs[0]!.metadata.name && r[1]!.revision === 3; });
+    assert.is((await t.kubectl(['rollout', 'status', 'sts/hist', '--timeout=30s'])).exitCode, 0);
+    await waitFor('the pod of the old template again', async () => (await podsOf('app=hist')).some((p) => p.spec.containers[0].image === 'busybox:1.35' && p.metadata.labels['controller-revision-hash'] === revs[0]!.metadata.name));
+    assert.match(await k(['rollout', 'history', 'sts/hist']), /REVISION\s+CHANGE-CAUSE\n2\s+<none>\n3\s+<none>/);
+    assert.match(await k(['rollout', 'undo', 'sts/hist', '--to-revision=3']), 'statefulset.apps/hist skipped rollback (current template already matches revision 3)');
+    // revisionHistoryLimit 1: the newest and one more; what is older goes
+    await k(['apply', '-f', '-'], sts('busybox:1.37', '  revisionHistoryLimit: 1\n'));
+    assert.is((await t.kubectl(['rollout', 'status', 'sts/hist', '--timeout=30s'])).exitCode, 0);
+    await waitFor('two revisions left', async () => (await revisionsOf('hist')).map((r) => r.revision).join() === '3,4');
+    // --cascade=orphan leaves pods and revisions; the set made again adopts both and replaces no pod
+    const before = (await podsOf('app=hist'))[0]!;
+    await k(['delete', 'sts', 'hist', '--cascade=orphan']);
+    await k(['apply', '-f', '-'], sts('busybox:1.37', '  revisionHistoryLimit: 1\n'));
+    const again = await getJson(['get', 'sts', 'hist']);
+    await waitFor('the revisions adopted', async () => { const r = await revisionsOf('hist'); return r.length === 2 && r.every((x) => x.metadata.ownerReferences?.[0]?.uid === again.metadata.uid); });
+    await waitFor('the status written', async () => (await getJson(['get', 'sts', 'hist'])).status?.updateRevision === before.metadata.labels['controller-revision-hash']);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await podsOf('app=hist')).map((p) => p.metadata.uid), [before.metadata.uid], 'the same pod, adopted, not replaced');
+
+    // a DaemonSet: the hash alone in its pods' label and in the revision's
+    const ds = (image: string) => `apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: dhist}\nspec:\n  selector: {matchLabels: {app: dhist}}\n  template:\n    metadata: {labels: {app: dhist}}\n    spec: {containers: [{name: c, image: ${image}}]}\n`;
+    await k(['apply', '-f', '-'], ds('busybox:1.35'));
+    assert.is((await t.kubectl(['rollout', 'status', 'ds/dhist', '--timeout=30s'])).exitCode, 0);
+    await k(['apply', '-f', '-'], ds('busybox:1.36'));
+    assert.is((await t.kubectl(['rollout', 'status', 'ds/dhist', '--timeout=30s'])).exitCode, 0);
+    const dRevs = await revisionsOf('dhist');
+    assert.equal(dRevs.map((r) => r.revision), [1, 2]);
+    const dHash = dRevs[1]!.metadata.labels['controller-revision-hash'];
+    assert.is(dRevs[1]!.metadata.name, `dhist-${dHash}`);
+    await waitFor('both pods of revision 2', async () => { const p = await podsOf('app=dhist'); return p.length === 2 && p.every((x) => x.metadata.labels['controller-revision-hash'] === dHash); });
+    assert.match(await k(['rollout', 'history', 'ds/dhist']), /REVISION\s+CHANGE-CAUSE\n1\s+<none>\n2\s+<none>/);
+    assert.match(await k(['rollout', 'undo', 'ds/dhist']), 'daemonset.apps/dhist rolled back');
+    assert.is((await t.kubectl(['rollout', 'status', 'ds/dhist', '--timeout=30s'])).exitCode, 0);
+    await waitFor('both pods of the first template', async () => { const p = await podsOf('app=dhist'); return p.length === 2 && p.every((x) => x.spec.containers[0].image === 'busybox:1.35'); });
+    await k(['delete', 'sts', 'hist']);
+    await k(['delete', 'ds', 'dhist']);
+    await waitFor('the revisions gone with their owners', async () => (await revisionsOf('hist')).length === 0 && (await revisionsOf('dhist')).length === 0);
+  } finally {
+    await stopKubelet();
+  }
+});
+
 api('a StatefulSet: stable names in order, each after its predecessor is Ready; scale down from the top; rolling update from the top; Parallel', async () => {
   for (const n of ['fake-node', 'fake-ssd']) await registerNode(t, n).catch(() => undefined); // or by the tests above
   const held = new Set(['db-1']);
@@ -481,7 +652,7 @@ api('a StatefulSet: stable names in order, each after its predecessor is Ready; 
     await waitFor('all three made', async () => (await podsOf('app=par')).length === 3);
     const immutable = await t.kubectl(['patch', 'sts', 'par', '--type=merge', '-p', '{"spec":{"serviceName":"other"}}']);
     assert.is.not(immutable.exitCode, 0);
-    assert.match(immutable.stderr, /Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden/);
+    assert.match(immutable.stderr, /Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden/);
     // a claim per pod from volumeClaimTemplates, kept when the pod is remade; whenDeleted: Delete takes them with the set
     const claimsSpec = '  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete}\n  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}}]\n';
     await k(['apply', '-f', '-'], sts('claims', { replicas: 2, extra: claimsSpec }));
@@ -622,6 +793,23 @@ node('a Job whose pod always fails stops at backoffLimit with condition Failed',
   assert.match(await c.k(['get', 'events', '--field-selector', 'involvedObject.name=doomed']), /BackoffLimitExceeded\s+job\/doomed\s+Job has reached the specified backoff limit/);
   await c.k(['delete', 'job', 'doomed']);
   await eventually('the pods gone', async () => (JSON.parse(await c.k(['get', 'pods', '-l', 'job-name=doomed', '-o', 'json'])).items.length === 0 ? true : undefined), 60_000);
+});
+
+node('an Indexed Job on a real node: each container sees its JOB_COMPLETION_INDEX and the hostname <job>-<index>; with a headless Service the indexes find each other by name', async () => {
+  const c: TestCluster = getCluster();
+  await c.k(['apply', '-f', '-'], 'apiVersion: v1\nkind: Service\nmetadata: {name: ix}\nspec:\n  clusterIP: None\n  selector: {job-name: ix}\n  ports: [{port: 80}]\n');
+  // each index looks the other up as ix-<other>.ix (its stable DNS name), then stays a little so the other can find it too
+  const script = 'other=$((1 - JOB_COMPLETION_INDEX)); n=0; until nslookup ix-$other.ix.default.svc.cluster.local >/dev/null 2>&1; do n=$((n+1)); [ $n -lt 60 ] || exit 1; sleep 0.5; done; echo index=$JOB_COMPLETION_INDEX host=$(hostname) found=ix-$other; sleep 3; [ "$(hostname)" = "ix-$JOB_COMPLETION_INDEX" ]';
+  await c.k(['apply', '-f', '-'], jobYaml('ix', script, '  completionMode: Indexed\n  completions: 2\n  parallelism: 2\n  backoffLimit: 0\n').replace('      restartPolicy: Never\n', '      restartPolicy: Never\n      subdomain: ix\n'));
+  const waited = await c.kubectl(['wait', '--for=condition=complete', 'job/ix', '--timeout=120s']);
+  assert.is(waited.code, 0, waited.stderr);
+  const job = JSON.parse(await c.k(['get', 'job', 'ix', '-o', 'json']));
+  assert.is(job.status.completedIndexes, '0,1');
+  const pods = JSON.parse(await c.k(['get', 'pods', '-l', 'job-name=ix', '-o', 'json'])).items as KObj[];
+  const logs = (await Promise.all(pods.map((p) => c.k(['logs', p.metadata.name])))).map((l) => l.trim()).sort();
+  assert.equal(logs, ['index=0 host=ix-0 found=ix-1', 'index=1 host=ix-1 found=ix-0']);
+  await c.k(['delete', 'job', 'ix']);
+  await c.k(['delete', 'svc', 'ix']);
 });
 
 node('kill -9 of the control plane in the middle of a rollout and of a Job: the controllers finish from the stored state', async () => {

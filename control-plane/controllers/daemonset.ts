@@ -3,7 +3,7 @@ import type { KObj, Store } from '../store.js';
 import { KindController, adoptOrphans, deleteOwnedPod, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
-import { templateHash } from './deployment.js';
+import { syncRevisions } from './history.js';
 import { scaledValue, selectorMatches } from '../kinds/workloads.js';
 
 const COMPONENT = 'daemonset-controller';
@@ -14,7 +14,9 @@ export const REVISION_HASH = 'controller-revision-hash';
  * it directly (spec.nodeName, as DaemonSets did before they went through the scheduler; no
  * resource accounting), extra or misplaced pods deleted. RollingUpdate replaces pods of an older
  * template (label controller-revision-hash) while at most maxUnavailable nodes lack an available
- * pod; OnDelete waits for someone to delete them. No ControllerRevision objects are kept.
+ * pod; OnDelete waits for someone to delete them. Each template the DaemonSet has had is a
+ * ControllerRevision `<ds>-<hash>` (history.ts; the hash alone in the pods' label and the
+ * revision's), so `kubectl rollout history|undo ds/x` work.
  */
 export class DaemonSetController extends KindController {
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
@@ -24,10 +26,12 @@ export class DaemonSetController extends KindController {
   protected sync(ds: KObj): void {
     if (ds.metadata.deletionTimestamp) return;
     const ns = ds.metadata.namespace;
-    const hash = templateHash(ds.spec.template);
     const minReady: number = ds.spec?.minReadySeconds ?? 0;
     const all = this.store.list('pods', ns);
     const pods = all.filter((p) => controllerUid(p) === ds.metadata.uid);
+    const inUse = new Set<string>(pods.map((p) => p.metadata.labels?.[REVISION_HASH]).filter((h): h is string => !!h).map((h) => `${ds.metadata.name}-${h}`));
+    const revisions = syncRevisions(this.store, this.client, ds, REVISION_HASH, inUse);
+    const hash = revisions.hash;
     pods.push(...adoptOrphans(this.client, 'pods', ds, all, (p) => podActive(p) && selectorMatches(ds.spec?.selector, p.metadata.labels)));
     const selector: Record<string, string> = ds.spec?.template?.spec?.nodeSelector ?? {};
     const nodes = this.store.list('nodes').filter((n) => !n.metadata.deletionTimestamp && Object.entries(selector).every(([k, v]) => n.metadata.labels?.[k] === v));
@@ -83,6 +87,7 @@ export class DaemonSetController extends KindController {
       numberAvailable: onEligible.filter((p) => podAvailable(p, minReady)).length,
     };
     status.numberUnavailable = Math.max(0, nodes.length - status.numberAvailable);
+    if (revisions.collisionCount) status.collisionCount = revisions.collisionCount;
     for (const k of ['updatedNumberScheduled', 'numberAvailable', 'numberUnavailable']) if (!status[k]) delete status[k];
     const cur = this.store.get('daemonsets', ns, ds.metadata.name);
     if (!cur || cur.metadata.uid !== ds.metadata.uid || JSON.stringify(status) === JSON.stringify(cur.status ?? {})) return;

@@ -4,6 +4,7 @@ import type { KObj, Store } from '../store.js';
 import { KindController, controllerUid, deleteOwnedPod, podActive, podReady, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
+import { formatIndexes, indexOf, indexedPodTemplate, indexedPodPrefix } from './indexed-job.js';
 
 const COMPONENT = 'job-controller';
 
@@ -16,12 +17,20 @@ function cond(type: string, reason: string, message: string): KObj {
 }
 
 /**
- * The Job controller (NonIndexed completion mode): runs at most `parallelism` pods at once until
- * `completions` pods have succeeded (condition Complete), or until more than `backoffLimit`
- * pods have failed or `activeDeadlineSeconds` has passed (condition Failed), then stops the
- * pods still running. A suspended Job runs none. Succeeded and failed pods are counted from
- * the pods that exist (pods deleted by hand are not remembered: kube's job-tracking finalizer
- * is not implemented).
+ * The Job controller. NonIndexed: runs at most `parallelism` pods at once until
+ * `completions` pods have succeeded (condition Complete). Indexed: one pod per
+ * index 0…completions-1 (`<job>-<index>-<random>`, the index in the
+ * `batch.kubernetes.io/job-completion-index` annotation and label, in
+ * `JOB_COMPLETION_INDEX` and in the hostname `<job>-<index>`), lowest pending
+ * index first, a failed index run again, until every index has a succeeded pod
+ * (`status.completedIndexes` "0-2,4"); with `backoffLimitPerIndex` an index
+ * that failed more often than that is given up (`status.failedIndexes`) and the
+ * Job fails once more than `maxFailedIndexes` are, or when no index is left to
+ * run. Either mode fails (condition Failed) once more than `backoffLimit` pods
+ * have failed or `activeDeadlineSeconds` has passed, then stops the pods still
+ * running. A suspended Job runs none. Succeeded and failed pods are counted from
+ * the pods that exist (pods deleted by hand are not remembered: kube's
+ * job-tracking finalizer is not implemented).
  */
 export class JobController extends KindController {
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
@@ -32,14 +41,41 @@ export class JobController extends KindController {
     for (const p of pods) deleteOwnedPod(this.client, this.events, job, p, COMPONENT);
   }
 
+  private createPod(job: KObj, template: KObj, generateName: string): KObj | undefined {
+    try {
+      const pod = this.client.create('pods', job.metadata.namespace, podFromTemplate(job, template, generateName));
+      this.events.record(job, 'Normal', 'SuccessfulCreate', `Created pod: ${pod.metadata.name}`, COMPONENT);
+      return pod;
+    } catch (err) {
+      this.events.record(job, 'Warning', 'FailedCreate', `Error creating: ${(err as Error).message}`, COMPONENT);
+      return undefined;
+    }
+  }
+
   protected sync(job: KObj): void {
     if (job.metadata.deletionTimestamp) return;
     const ns = job.metadata.namespace;
     const spec = job.spec ?? {};
+    const indexed = spec.completionMode === 'Indexed';
+    const completions: number | undefined = spec.completions ?? undefined;
     const pods = this.store.list('pods', ns).filter((p) => controllerUid(p) === job.metadata.uid);
     let active = pods.filter(podActive);
-    const succeeded = pods.filter((p) => p.status?.phase === 'Succeeded').length;
     const failed = pods.filter((p) => p.status?.phase === 'Failed').length;
+    // Indexed: which indexes have a succeeded pod, and how often each has failed.
+    const completedIndexes = new Set<number>();
+    const failuresOf = new Map<number, number>();
+    if (indexed) {
+      for (const p of pods) {
+        const i = indexOf(p, completions ?? 0);
+        if (i === undefined) continue;
+        if (p.status?.phase === 'Succeeded') completedIndexes.add(i);
+        else if (p.status?.phase === 'Failed') failuresOf.set(i, (failuresOf.get(i) ?? 0) + 1);
+      }
+    }
+    const perIndexLimit: number | undefined = indexed && typeof spec.backoffLimitPerIndex === 'number' ? spec.backoffLimitPerIndex : undefined;
+    const failedIndexes = new Set<number>();
+    if (perIndexLimit !== undefined) for (const [i, n] of failuresOf) if (n > perIndexLimit && !completedIndexes.has(i)) failedIndexes.add(i);
+    const succeeded = indexed ? completedIndexes.size : pods.filter((p) => p.status?.phase === 'Succeeded').length;
     const prev: KObj = job.status ?? {};
     const status: KObj = { ...structuredClone(prev) };
     const conditions: KObj[] = [...(prev.conditions ?? [])];
@@ -55,11 +91,17 @@ export class JobController extends KindController {
       }
     } else {
       status.startTime ??= now();
-      const completions: number | undefined = spec.completions ?? undefined;
       const deadline = typeof spec.activeDeadlineSeconds === 'number' && Date.parse(status.startTime) + spec.activeDeadlineSeconds * 1000 <= Date.now();
       const done = completions !== undefined ? succeeded >= completions : succeeded > 0 && active.length === 0;
-      if (failed > (spec.backoffLimit ?? 6) || deadline) {
-        const [reason, message] = deadline ? ['DeadlineExceeded', 'Job was active longer than specified deadline'] : ['BackoffLimitExceeded', 'Job has reached the specified backoff limit'];
+      // Per-index limits: too many indexes given up, or none left to run and some given up.
+      const tooManyFailedIndexes = typeof spec.maxFailedIndexes === 'number' && failedIndexes.size > spec.maxFailedIndexes;
+      const noIndexLeft = failedIndexes.size > 0 && completions !== undefined && completedIndexes.size + failedIndexes.size >= completions;
+      const failure: [string, string] | undefined = deadline ? ['DeadlineExceeded', 'Job was active longer than specified deadline']
+        : failed > (spec.backoffLimit ?? 6) ? ['BackoffLimitExceeded', 'Job has reached the specified backoff limit']
+          : tooManyFailedIndexes ? ['MaxFailedIndexesExceeded', 'Job has exceeded the specified maximal number of failed indexes']
+            : noIndexLeft && !done ? ['FailedIndexes', 'Job has failed indexes'] : undefined;
+      if (failure) {
+        const [reason, message] = failure;
         this.deletePods(job, active);
         active = [];
         conditions.push(cond('FailureTarget', reason, message), cond('Failed', reason, message));
@@ -70,19 +112,16 @@ export class JobController extends KindController {
         conditions.push(cond('SuccessCriteriaMet', 'CompletionsReached', 'Reached expected number of succeeded pods'), cond('Complete', 'CompletionsReached', 'Reached expected number of succeeded pods'));
         status.completionTime = now();
         this.events.record(job, 'Normal', 'Completed', 'Job completed', COMPONENT);
+      } else if (indexed) {
+        active = this.manageIndexed(job, active, completedIndexes, failedIndexes, failuresOf);
       } else {
         const parallelism: number = spec.parallelism ?? 1;
         const want = completions === undefined ? (succeeded > 0 ? 0 : parallelism) : Math.min(parallelism, completions - succeeded);
         if (active.length < want) {
           for (let i = active.length; i < want; i++) {
-            try {
-              const pod = this.client.create('pods', ns, podFromTemplate(job, spec.template, `${job.metadata.name}-`));
-              active.push(pod);
-              this.events.record(job, 'Normal', 'SuccessfulCreate', `Created pod: ${pod.metadata.name}`, COMPONENT);
-            } catch (err) {
-              this.events.record(job, 'Warning', 'FailedCreate', `Error creating: ${(err as Error).message}`, COMPONENT);
-              break;
-            }
+            const pod = this.createPod(job, spec.template, `${job.metadata.name}-`);
+            if (!pod) break;
+            active.push(pod);
           }
         } else if (active.length > want) {
           const extra = [...active].sort((a, b) => Date.parse(b.metadata.creationTimestamp) - Date.parse(a.metadata.creationTimestamp)).slice(0, active.length - want);
@@ -100,6 +139,11 @@ export class JobController extends KindController {
     set('active', active.length);
     set('succeeded', succeeded);
     set('failed', failed);
+    if (indexed) {
+      if (completedIndexes.size) status.completedIndexes = formatIndexes(completedIndexes);
+      else delete status.completedIndexes;
+      if (perIndexLimit !== undefined) status.failedIndexes = formatIndexes(failedIndexes);
+    }
     status.ready = active.filter(podReady).length;
     status.terminating = pods.filter((p) => p.metadata.deletionTimestamp && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed').length;
     status.uncountedTerminatedPods ??= {};
@@ -108,5 +152,37 @@ export class JobController extends KindController {
     const cur = this.store.get('jobs', ns, job.metadata.name);
     if (!cur || cur.metadata.uid !== job.metadata.uid) return;
     this.client.updateStatus('jobs', ns, { ...cur, status });
+  }
+
+  /**
+   * One pass of an Indexed Job that is still running: pods without a valid index, a second
+   * pod of one index and pods of an index already done are deleted; the lowest indexes
+   * neither done, given up nor running get a pod, up to parallelism. Returns the pods active after.
+   */
+  private manageIndexed(job: KObj, activeBefore: KObj[], completed: Set<number>, givenUp: Set<number>, failuresOf: Map<number, number>): KObj[] {
+    const spec = job.spec;
+    const completions: number = spec.completions;
+    const keep: KObj[] = [];
+    const drop: KObj[] = [];
+    const running = new Map<number, KObj>();
+    for (const p of [...activeBefore].sort((a, b) => Date.parse(a.metadata.creationTimestamp) - Date.parse(b.metadata.creationTimestamp))) {
+      const i = indexOf(p, completions);
+      if (i === undefined || completed.has(i) || givenUp.has(i) || running.has(i)) drop.push(p);
+      else {
+        running.set(i, p);
+        keep.push(p);
+      }
+    }
+    if (drop.length) this.deletePods(job, drop);
+    // A pod being deleted no longer holds its index: its replacement starts at once (podReplacementPolicy TerminatingOrFailed).
+    const parallelism: number = spec.parallelism ?? 1;
+    for (let i = 0; i < completions && keep.length < parallelism; i++) {
+      if (completed.has(i) || givenUp.has(i) || running.has(i)) continue;
+      const failures = typeof spec.backoffLimitPerIndex === 'number' ? failuresOf.get(i) ?? 0 : undefined;
+      const pod = this.createPod(job, indexedPodTemplate(job, i, failures), indexedPodPrefix(job.metadata.name, i));
+      if (!pod) break;
+      keep.push(pod);
+    }
+    return keep;
   }
 }

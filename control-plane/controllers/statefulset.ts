@@ -4,7 +4,7 @@ import { KindController, adoptOrphans, controllerRef, controllerUid, deleteOwned
 import { ApiError } from '../resources.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
-import { templateHash } from './deployment.js';
+import { HISTORY_HASH_LABEL, syncRevisions } from './history.js';
 import { REVISION_HASH } from './daemonset.js';
 import { selectorMatches } from '../kinds/workloads.js';
 
@@ -36,9 +36,10 @@ export function ordinalOf(set: string, podName: string): number | undefined {
  * at once. A failed or finished pod is deleted and made again under the same
  * name. RollingUpdate replaces pods of an older template from the highest
  * ordinal down to the partition, one at a time, each once the others are
- * Ready; OnDelete waits for someone to delete them. Revisions are the
- * template's hash (`<set>-<hash>` in the controller-revision-hash label); no
- * ControllerRevision objects are kept.
+ * Ready; OnDelete waits for someone to delete them. Each template the set has
+ * had is a ControllerRevision `<set>-<hash>` (history.ts), named in the pods'
+ * controller-revision-hash label and in status.current/updateRevision, so
+ * `kubectl rollout history|undo sts/x` work.
  */
 export class StatefulSetController extends KindController {
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
@@ -49,9 +50,12 @@ export class StatefulSetController extends KindController {
     if (sts.metadata.deletionTimestamp) return;
     const ns = sts.metadata.namespace;
     const name: string = sts.metadata.name;
-    const updateRevision = `${name}-${templateHash(sts.spec.template)}`;
     const all = this.store.list('pods', ns);
     const pods = all.filter((p) => controllerUid(p) === sts.metadata.uid);
+    const inUse = new Set<string>(pods.map((p) => p.metadata.labels?.[REVISION_HASH]).filter((h): h is string => !!h));
+    if (sts.status?.currentRevision) inUse.add(sts.status.currentRevision);
+    const revisions = syncRevisions(this.store, this.client, sts, HISTORY_HASH_LABEL, inUse);
+    const updateRevision: string = revisions.update.metadata.name;
     pods.push(...adoptOrphans(this.client, 'pods', sts, all, (p) => ordinalOf(name, p.metadata.name) !== undefined && selectorMatches(sts.spec?.selector, p.metadata.labels)));
     const start: number = sts.spec?.ordinals?.start ?? 0;
     const replicas: number = sts.spec?.replicas ?? 1;
@@ -111,7 +115,7 @@ export class StatefulSetController extends KindController {
         break;
       }
     }
-    this.writeStatus(sts, updateRevision);
+    this.writeStatus(sts, updateRevision, revisions.collisionCount);
   }
 
   /** The claims of one ordinal (made if missing); undefined when one could not be made (the event says why). */
@@ -180,7 +184,7 @@ export class StatefulSetController extends KindController {
     }
   }
 
-  private writeStatus(sts: KObj, updateRevision: string): void {
+  private writeStatus(sts: KObj, updateRevision: string, collisionCount: number): void {
     const ns = sts.metadata.namespace;
     const minReady: number = sts.spec?.minReadySeconds ?? 0;
     const pods = this.store.list('pods', ns).filter((p) => controllerUid(p) === sts.metadata.uid && !terminating(p) && ordinalOf(sts.metadata.name, p.metadata.name) !== undefined);
@@ -198,7 +202,7 @@ export class StatefulSetController extends KindController {
       updatedReplicas: updated,
       currentRevision,
       updateRevision,
-      collisionCount: 0,
+      collisionCount,
       availableReplicas: pods.filter((p) => podAvailable(p, minReady)).length,
     };
     for (const k of ['readyReplicas', 'currentReplicas', 'updatedReplicas']) if (!status[k]) delete status[k];

@@ -9,7 +9,7 @@ import { normaliseSecret, secretUpdateCauses, validateSecret } from './secrets.j
 import { persistentVolumeClaimStrategy, persistentVolumeStrategy, storageClassStrategy } from './storage.js';
 import type { KindStrategy } from './strategy.js';
 import { clusterRoleBindingStrategy, clusterRoleStrategy, roleBindingStrategy, roleStrategy, serviceAccountStrategy } from './rbac.js';
-import { cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy, statefulSetStrategy } from './workloads.js';
+import { controllerRevisionStrategy, cronJobStrategy, daemonSetStrategy, deploymentStrategy, jobStrategy, replicaSetStrategy, statefulSetStrategy } from './workloads.js';
 
 export type { KindStrategy } from './strategy.js';
 
@@ -57,6 +57,7 @@ export const STRATEGIES: Record<string, KindStrategy> = {
   CronJob: cronJobStrategy,
   DaemonSet: daemonSetStrategy,
   StatefulSet: statefulSetStrategy,
+  ControllerRevision: controllerRevisionStrategy,
   HorizontalPodAutoscaler: hpaStrategy,
   PodDisruptionBudget: pdbStrategy,
   Service: serviceStrategy,

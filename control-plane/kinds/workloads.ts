@@ -228,7 +228,8 @@ function defaultJob(job: KObj): void {
     spec.parallelism = 1;
   }
   spec.parallelism ??= 1;
-  spec.backoffLimit ??= 6;
+  // With a per-index limit the Job-wide one is off unless given (kube: math.MaxInt32).
+  spec.backoffLimit ??= typeof spec.backoffLimitPerIndex === 'number' ? 2147483647 : 6;
   spec.completionMode ??= 'NonIndexed';
   spec.suspend ??= false;
   spec.podReplacementPolicy ??= 'TerminatingOrFailed';
@@ -237,6 +238,31 @@ function defaultJob(job: KObj): void {
   if (isObj(spec.template)) {
     defaultPodTemplate(spec.template);
     // restartPolicy has no default for Jobs: "Always" (the template default) is refused by validation
+  }
+}
+
+/** Most completions (and parallelism) of an Indexed Job, as kube-apiserver (completionModeIndexedMax). */
+const INDEXED_MAX = 100_000;
+
+/** completionMode, and the per-index failure fields that only an Indexed Job may have (kube's validateJobSpec). */
+function validateCompletionMode(spec: KObj, causes: Cause[]): void {
+  if (spec.completionMode !== 'NonIndexed' && spec.completionMode !== 'Indexed') {
+    causes.push({ field: 'spec.completionMode', reason: 'FieldValueNotSupported', message: `Unsupported value: "${spec.completionMode}": supported values: "NonIndexed", "Indexed"` });
+    return;
+  }
+  nonNegative(spec.backoffLimitPerIndex, 'spec.backoffLimitPerIndex', causes);
+  nonNegative(spec.maxFailedIndexes, 'spec.maxFailedIndexes', causes);
+  const has = (f: string) => spec[f] !== undefined && spec[f] !== null;
+  if (spec.completionMode === 'Indexed') {
+    if (!has('completions')) causes.push({ field: 'spec.completions', reason: 'FieldValueRequired', message: 'Required value: when completion mode is Indexed' });
+    else if (spec.completions > INDEXED_MAX) causes.push({ field: 'spec.completions', reason: 'FieldValueInvalid', message: `Invalid value: ${spec.completions}: must be less than or equal to ${INDEXED_MAX} when completion mode is Indexed` });
+    if (spec.parallelism > INDEXED_MAX) causes.push({ field: 'spec.parallelism', reason: 'FieldValueInvalid', message: `Invalid value: ${spec.parallelism}: must be less than or equal to ${INDEXED_MAX} when completion mode is Indexed` });
+  } else if (has('backoffLimitPerIndex')) {
+    causes.push({ field: 'spec.backoffLimitPerIndex', reason: 'FieldValueForbidden', message: 'Forbidden: requires indexed completion mode' });
+  }
+  if (has('maxFailedIndexes')) {
+    if (!has('backoffLimitPerIndex')) causes.push({ field: 'spec.maxFailedIndexes', reason: 'FieldValueForbidden', message: 'Forbidden: cannot set maxFailedIndexes when backoffLimitPerIndex is not set' });
+    else if (has('completions') && spec.maxFailedIndexes > spec.completions) causes.push({ field: 'spec.maxFailedIndexes', reason: 'FieldValueInvalid', message: `Invalid value: ${spec.maxFailedIndexes}: must be less than or equal to completions` });
   }
 }
 
@@ -263,10 +289,8 @@ export const jobStrategy: KindStrategy = {
     nonNegative(spec.completions, 'spec.completions', causes);
     nonNegative(spec.backoffLimit, 'spec.backoffLimit', causes);
     nonNegative(spec.activeDeadlineSeconds, 'spec.activeDeadlineSeconds', causes);
-    if (spec.completionMode !== 'NonIndexed') {
-      causes.push({ field: 'spec.completionMode', reason: 'FieldValueNotSupported', message: `Unsupported value: "${spec.completionMode}": this control plane runs only "NonIndexed" Jobs so far (Indexed is not implemented)` });
-    }
-    for (const f of ['podFailurePolicy', 'successPolicy', 'backoffLimitPerIndex', 'maxFailedIndexes', 'ttlSecondsAfterFinished', 'managedBy']) {
+    validateCompletionMode(spec, causes);
+    for (const f of ['podFailurePolicy', 'successPolicy', 'ttlSecondsAfterFinished', 'managedBy']) {
       if (spec[f] !== undefined && spec[f] !== null) causes.push({ field: `spec.${f}`, reason: 'FieldValueForbidden', message: `Forbidden: spec.${f} is not implemented by this control plane's Job controller yet; remove it` });
     }
     validateSelector(job, causes, 'job');
@@ -293,7 +317,7 @@ function defaultCronJob(cj: KObj): void {
   spec.failedJobsHistoryLimit ??= 1;
   const js = spec.jobTemplate?.spec;
   if (isObj(js)) {
-    js.backoffLimit ??= 6;
+    js.backoffLimit ??= typeof js.backoffLimitPerIndex === 'number' ? 2147483647 : 6;
     js.completionMode ??= 'NonIndexed';
     js.suspend ??= false;
     js.podReplacementPolicy ??= 'TerminatingOrFailed';
@@ -396,7 +420,7 @@ function defaultStatefulSet(sts: KObj): void {
 }
 
 /** What apps/v1 lets an update of a StatefulSet's spec change (ValidateStatefulSetUpdate). */
-const STATEFULSET_MUTABLE = ['replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy', 'minReadySeconds'];
+const STATEFULSET_MUTABLE = ['replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy', 'minReadySeconds'];
 
 export const statefulSetStrategy: KindStrategy = {
   ...statusAndDefaults(() => ({ replicas: 0, availableReplicas: 0 }), defaultStatefulSet),
@@ -439,5 +463,18 @@ export const statefulSetStrategy: KindStrategy = {
     if (JSON.stringify(strip(sts.spec)) !== JSON.stringify(strip(cur.spec))) {
       causes.push({ field: 'spec', reason: 'FieldValueForbidden', message: `Forbidden: updates to statefulset spec for fields other than ${STATEFULSET_MUTABLE.map((f) => `'${f}'`).join(', ').replace(/, ([^,]*)$/, ' and $1')} are forbidden` });
     }
+  },
+};
+
+// ------------------------------------------------------------------ ControllerRevision
+
+/** apps/v1 ControllerRevision: `revision` ≥ 0, `data` frozen once made (kube's ValidateControllerRevision[Update]). */
+export const controllerRevisionStrategy: KindStrategy = {
+  validate(rev, causes) {
+    if (rev.revision === undefined || rev.revision === null) rev.revision = 0;
+    nonNegative(rev.revision, 'revision', causes);
+  },
+  validateUpdate(rev, cur, causes) {
+    if (JSON.stringify(rev.data) !== JSON.stringify(cur.data)) causes.push({ field: 'data', reason: 'FieldValueInvalid', message: 'Invalid value: field is immutable' });
   },
 };
