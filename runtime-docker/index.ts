@@ -12,6 +12,7 @@ import type { PodNetworkOptions, RuntimeFactory, RuntimeOpenOptions } from './ty
 
 export { DockerRuntime, DOCKER_HANDLERS, LABEL } from './runtime.js';
 export { EngineClient, EngineError, demultiplex } from './engine-api.js';
+export { dockerImageGc, type DockerImageGcOptions, type DockerImageGcResult } from './image-gc.js';
 export { ensureEngine, stopEngine, enginePaths, DEFAULT_ENGINE_UNIT } from './engine.js';
 export { PAUSE_IMAGE, busyboxRootfsTar, importImage, importDemoImage, type RootfsEntry } from './infra.js';
 

@@ -16,7 +16,8 @@ import { defaultNetworkConfig } from '../cni/index.js';
 import { buildBusyboxImage } from '../runtime-rkt/image/demo-image.js';
 import type { Pod } from '../runtime-api/index.js';
 import { demultiplex, EngineClient, type EngineError } from '../runtime-docker/engine-api.js';
-import { openDockerRuntime, stopEngine, engineOptions, enginePaths, LABEL, type DockerRuntime, type DockerRuntimeOpenOptions } from '../runtime-docker/index.js';
+import { openDockerRuntime, stopEngine, engineOptions, enginePaths, importImage, LABEL, type DockerRuntime, type DockerRuntimeOpenOptions } from '../runtime-docker/index.js';
+import { pack } from 'tar-stream';
 import { parseEngineTimeUs } from '../runtime-docker/runtime.js';
 import { HandlerNotOffered, ImageNotFound } from '../runtime-api/index.js';
 import { eventually } from './helpers/assert.js';
@@ -360,6 +361,49 @@ T('gc removes app containers whose infra is gone and pod dirs without containers
   assert.not.ok(await fs.stat(stray).catch(() => undefined));
   const gone = await engine.call('GET', `/containers/${orphan.Id}/json`).then(() => false, (e: EngineError) => e.status === 404);
   assert.ok(gone, 'the orphaned app container was removed');
+});
+
+T('image GC: over the high threshold the least recently used unused image goes, down to the low one; images in use stay; --min-age; bad thresholds refused', async () => {
+  const engine = new EngineClient(enginePaths(engineOptions(openOpts!).dir).socket);
+  const imageOf = async (content: string, ref: string) => {
+    const tar = pack();
+    tar.entry({ name: 'which', mode: 0o644 }, content);
+    tar.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of tar) chunks.push(c as Buffer);
+    await importImage(engine, Buffer.concat(chunks), ref, ['/which']);
+  };
+  const has = (ref: string) => engine.call('GET', `/images/${encodeURIComponent(ref)}/json`).then(() => true, () => false);
+  const T0 = Date.now();
+  await imageOf('old', 'localhost/gc/old:1');
+  await runtime().imageGc({ now: () => T0, statfs: async () => ({ bsize: 4096, blocks: 100, bavail: 90 }) });
+  await imageOf('new', 'localhost/gc/new:1');
+  await imageOf('held', 'localhost/gc/held:1');
+  // A container (never started) holds this one: in use.
+  const holder = await engine.call<{ Id: string }>('POST', '/containers/create', { body: { Image: 'localhost/gc/held:1', Cmd: ['/which'] } });
+  try {
+    const quiet = await runtime().imageGc({ now: () => T0 + 5 * 60_000, statfs: async () => ({ bsize: 4096, blocks: 100, bavail: 50 }) });
+    assert.equal(quiet.removed, [], 'under the high threshold nothing goes');
+    // The disk is 90% full while the old image exists, 70% once it is gone.
+    const full = async () => ({ bsize: 4096, blocks: 100, bavail: (await has('localhost/gc/old:1')) ? 10 : 30 });
+    const r = await runtime().imageGc({ now: () => T0 + 10 * 60_000, statfs: full, inUse: new Set([IMAGE]) });
+    assert.equal(r.removed.map((x) => [x.names, x.reason]), [[['localhost/gc/old:1'], 'disk']], 'the least recently used unused image, and only it');
+    assert.equal([Math.round(r.usageBefore), Math.round(r.usageAfter), r.unmetTarget], [90, 70, false]);
+    for (const kept of ['localhost/gc/new:1', 'localhost/gc/held:1', IMAGE, 'localhost/stevedore/pause:1']) assert.ok(await has(kept), `${kept} kept`);
+    // Age: unused images not used for 30 min go whatever the disk; the held one and the caller's stay.
+    const aged = await runtime().imageGc({ now: () => T0 + 60 * 60_000, minAgeMs: 30 * 60_000, statfs: async () => ({ bsize: 4096, blocks: 100, bavail: 90 }), inUse: new Set([IMAGE]) });
+    assert.equal(aged.removed.map((x) => [x.names, x.reason]), [[['localhost/gc/new:1'], 'age']]);
+    assert.ok(await has('localhost/gc/held:1'), 'an image a container uses is never removed');
+    // The real disk (the engine's DockerRootDir) when none is injected.
+    const real = await runtime().imageGc({ inUse: new Set([IMAGE]) });
+    assert.ok(real.usageBefore > 0 && real.usageBefore <= 100, `usage ${real.usageBefore}`);
+    const bad = await runtime().imageGc({ highPercent: 50, lowPercent: 60 }).then(() => undefined, (e: Error) => e);
+    assert.match(String(bad?.message), /low \(60\) <= high \(50\)/);
+  } finally {
+    await engine.call('DELETE', `/containers/${holder.Id}`);
+    await engine.call('DELETE', '/images/localhost%2Fgc%2Fheld:1').catch(() => undefined);
+  }
+  assert.not.ok(await has('localhost/gc/held:1'));
 });
 
 T.run();
