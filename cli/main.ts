@@ -12,6 +12,7 @@ import { IMAGE_LIMIT_OPTIONS, type ImageLimitFlags } from './image-limit-flags.j
 import { registerSandboxCommands } from './sandbox-commands.js';
 import { registerAgentCommands } from '../agent/command.js';
 import type { RuntimeOpenOptions } from '../runtime-api/runtime.js';
+import type { PodStatus } from '../runtime-api/status.js';
 import { registerApiServiceCommand } from '../api-service/command.js';
 import { registerDashboardCommand } from '../dashboard/command.js';
 
@@ -60,7 +61,18 @@ async function withImageStore<T>(fn: (images: ImageStore) => Promise<T>): Promis
   return fn(new ImageStore(imageStoreDir(dataDir)));
 }
 
-registerPodCommands(program, withRuntime);
+/** `pod list|status --container-runtime=docker`: the node's docker pods through the runtime interface, nothing started or changed. */
+async function withDockerPods<T>(endpoint: string | undefined, fn: (listPods: () => Promise<PodStatus[]>) => Promise<T>): Promise<T> {
+  const { connectDockerRuntime } = await import('../runtime-docker/index.js');
+  const rt = await connectDockerRuntime({ dataDir: path.resolve(program.opts<GlobalOptions>().dir), dockerEndpoint: endpoint });
+  try {
+    return await fn(() => rt.listPods());
+  } finally {
+    await rt.close();
+  }
+}
+
+registerPodCommands(program, withRuntime, withDockerPods);
 const stage1Cmd = program.command('stage1').description('stage1 assets');
 stage1Cmd.command('build-kvm')
   .description('build the kvm stage1\'s guest kernel and initramfs from Debian packages (apt-get download)')
@@ -121,6 +133,7 @@ program.command('up')
   .option('--default-not-ready-toleration-seconds <n>', 'with --nodes: the control plane\'s (kube-apiserver\'s) flag')
   .action(async (opts: { dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; nodes: string; nodeBridge: string; nodeNetwork: string; nodeMonitorGracePeriod?: string; defaultUnreachableTolerationSeconds?: string; defaultNotReadyTolerationSeconds?: string; containerRuntime: string }) => {
     if (opts.containerRuntime !== 'rkt' && opts.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${opts.containerRuntime}: choose rkt or docker`);
+    if (opts.containerRuntime === 'docker' && opts.apiServicePort) throw new UserError('--api-service-port: a docker node has no api-service (it serves rkt\'s v1alpha API, rkt\'s pods only)', { hint: 'drop --api-service-port; `stevedore pod list --container-runtime=docker` on the node lists its pods' });
     const nodes = Number(opts.nodes);
     if (nodes !== 1) {
       if (opts.containerRuntime !== 'rkt') throw new UserError('--nodes with --container-runtime=docker is not supported yet', { hint: 'use --nodes with the rkt runtime, or one docker node' });

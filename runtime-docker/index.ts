@@ -45,6 +45,26 @@ export async function openDockerRuntime(opts: DockerRuntimeOpenOptions): Promise
   return rt;
 }
 
+/**
+ * The node's docker pods for a reader (`stevedore pod list|status`): the
+ * engine at `dockerEndpoint`, else the node's own one under dataDir. Never
+ * starts an engine, follows no events and changes nothing: a node without a
+ * running engine gets an error saying so.
+ */
+export async function connectDockerRuntime(opts: { dataDir: string; dockerEndpoint?: string }): Promise<DockerRuntime> {
+  const socket = opts.dockerEndpoint ? opts.dockerEndpoint.replace(/^unix:\/\//, '') : enginePaths(dockerDirs(opts.dataDir).engine).socket;
+  const engine = new EngineClient(socket);
+  if (!(await ping(engine))) {
+    throw new UserError(`no docker engine answers on ${socket}`, {
+      hint: opts.dockerEndpoint ? 'start dockerd there, or check --docker-endpoint' : 'is this node running with --container-runtime=docker (`stevedore up --container-runtime=docker`), and is --dir its data dir?',
+    });
+  }
+  const version = (await engine.call<{ Version: string }>('GET', '/version')).Version;
+  const rt = new DockerRuntime(engine, version, { dir: dockerDirs(opts.dataDir).root });
+  await rt.loadEnded();
+  return rt;
+}
+
 async function existingEngine(socket: string): Promise<EngineClient> {
   const engine = new EngineClient(socket);
   if (!(await ping(engine))) throw new UserError(`no docker engine answers on ${socket}`, { hint: 'start dockerd there, or leave --docker-endpoint out to have the agent run its own' });

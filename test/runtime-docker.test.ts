@@ -18,6 +18,7 @@ import type { Pod } from '../runtime-api/index.js';
 import { demultiplex, EngineClient, type EngineError } from '../runtime-docker/engine-api.js';
 import { openDockerRuntime, stopEngine, engineOptions, enginePaths, importImage, LABEL, type DockerRuntime, type DockerRuntimeOpenOptions } from '../runtime-docker/index.js';
 import { pack } from 'tar-stream';
+import { execa } from 'execa';
 import { parseEngineTimeUs } from '../runtime-docker/runtime.js';
 import { HandlerNotOffered, ImageNotFound } from '../runtime-api/index.js';
 import { eventually } from './helpers/assert.js';
@@ -27,6 +28,7 @@ import { skopeoPush, startRegistry, type TestRegistry } from './helpers/registry
 import { withSandbox, type TestSandbox } from './helpers/sandbox.js';
 
 const T = suite('runtime-docker: pods on a Docker Engine');
+const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
 
 const rand = randomBytes(3).toString('hex');
 const BRIDGE = `sdd${rand}`;
@@ -361,6 +363,37 @@ T('gc removes app containers whose infra is gone and pod dirs without containers
   assert.not.ok(await fs.stat(stray).catch(() => undefined));
   const gone = await engine.call('GET', `/containers/${orphan.Id}/json`).then(() => false, (e: EngineError) => e.status === 404);
   assert.ok(gone, 'the orphaned app container was removed');
+});
+
+T('stevedore pod list|status --container-runtime=docker read the engine\'s pods (own engine or --docker-endpoint); the api-service refuses a docker node', async () => {
+  const uuid = await runPod(pod('listed', [{ name: 'app', image: IMAGE, command: ['sleep', '3600'] }]));
+  await eventually('running', async () => (await statusOf(uuid))?.apps[0]?.state === 'running');
+  const cli = (args: string[]) => execa(process.execPath, [CLI, '--dir', openOpts!.dataDir, ...args], { reject: false });
+  const list = await cli(['pod', 'list', '--container-runtime=docker', '-o', 'json']);
+  assert.is(list.exitCode, 0, list.stderr);
+  const listed = (JSON.parse(list.stdout) as Array<{ uuid: string; name: string; state: string; apps: Array<{ name: string; state: string }> }>).find((p) => p.uuid === uuid);
+  assert.equal([listed?.name, listed?.state, listed?.apps.map((a) => `${a.name}:${a.state}`)], ['listed', 'running', ['app:running']]);
+  const text = await cli(['pod', 'list', '--container-runtime=docker']);
+  assert.match(text.stdout, new RegExp(`${uuid}\\s+dk/listed`));
+  const socket = enginePaths(engineOptions(openOpts!).dir).socket;
+  const status = await cli(['pod', 'status', uuid.slice(0, 8), '--container-runtime=docker', '--docker-endpoint', `unix://${socket}`]);
+  assert.is(status.exitCode, 0, status.stderr);
+  assert.match(status.stdout, new RegExp(`uuid=${uuid}\n`));
+  assert.match(status.stdout, /app=app state=running restarts=0/);
+  // Bad input: an unknown pod, a docker flag on rkt, a node without an engine.
+  const unknown = await cli(['pod', 'status', 'ffffffff', '--container-runtime=docker']);
+  assert.match(unknown.stderr, /no pod "ffffffff" on this node's docker engine/);
+  assert.is.not(unknown.exitCode, 0);
+  assert.match((await cli(['pod', 'list', '--docker-endpoint', `unix://${socket}`])).stderr, /--docker-endpoint is for --container-runtime=docker/);
+  const none = await execa(process.execPath, [CLI, '--dir', path.join(workDir, 'no-node'), 'pod', 'list', '--container-runtime=docker'], { reject: false });
+  assert.match(none.stderr, /no docker engine answers on .*no-node\/docker\/engine/);
+  assert.is.not(none.exitCode, 0);
+  // rkt's v1alpha api-service does not start on a docker node, and says where to look instead.
+  const api = await cli(['api-service', '--container-runtime=docker', '--socket', path.join(workDir, 'api.sock')]);
+  assert.is(api.exitCode, 2, api.stderr);
+  assert.match(api.stderr, /does not run on a --container-runtime=docker node/);
+  assert.match(api.stderr, /pod list --container-runtime=docker/);
+  assert.not.ok(await fs.stat(path.join(workDir, 'api.sock')).catch(() => undefined), 'nothing listened');
 });
 
 T('image GC: over the high threshold the least recently used unused image goes, down to the low one; images in use stay; --min-age; bad thresholds refused', async () => {
