@@ -242,9 +242,24 @@ image.command('gc')
   .option('--high <percent>', 'start removing when the image filesystem is this full', '85')
   .option('--low <percent>', 'remove down to this', '80')
   .option('--min-age <duration>', 'also remove unused images not used for this long (e.g. 7d)')
+  .option('--container-runtime <name>', 'the node\'s runtime: rkt (default: its image store) or docker (the engine\'s images)')
+  .option('--docker-endpoint <socket>', 'docker: the engine, unix:///PATH (default: the node\'s own under <dir>/docker/engine)')
   .description('remove images no pod uses, least recently used first, when the disk is fuller than --high')
-  .action(async (opts: { high: string; low: string; minAge?: string }) => {
+  .action(async (opts: { high: string; low: string; minAge?: string; containerRuntime?: string; dockerEndpoint?: string }) => {
     const { gcCommandAction } = await import('./image-pull.js');
+    if (opts.containerRuntime !== undefined && opts.containerRuntime !== 'rkt' && opts.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${opts.containerRuntime}: choose rkt or docker`);
+    if (opts.dockerEndpoint && opts.containerRuntime !== 'docker') throw new InvalidInput('--docker-endpoint is for --container-runtime=docker', 'add --container-runtime=docker, or drop --docker-endpoint');
+    if (opts.containerRuntime === 'docker') {
+      // The engine's images: what its containers use is kept by the GC itself (runtime-docker/image-gc.ts).
+      const { connectDockerRuntime } = await import('../runtime-docker/index.js');
+      const rt = await connectDockerRuntime({ dataDir: path.resolve(program.opts<GlobalOptions>().dir), dockerEndpoint: opts.dockerEndpoint });
+      try {
+        await gcCommandAction({ gc: (o) => rt.imageGc(o) }, new Set(), { highPercent: opts.high, lowPercent: opts.low, minAge: opts.minAge });
+      } finally {
+        await rt.close();
+      }
+      return;
+    }
     await withRuntime(async (rt) => {
       const inUse = new Set((await rt.listPods()).flatMap((p) => p.apps.map((a) => a.image.id)));
       await gcCommandAction(rt.images, inUse, { highPercent: opts.high, lowPercent: opts.low, minAge: opts.minAge });

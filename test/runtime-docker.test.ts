@@ -388,6 +388,11 @@ T('stevedore pod list|status --container-runtime=docker read the engine\'s pods 
   const none = await execa(process.execPath, [CLI, '--dir', path.join(workDir, 'no-node'), 'pod', 'list', '--container-runtime=docker'], { reject: false });
   assert.match(none.stderr, /no docker engine answers on .*no-node\/docker\/engine/);
   assert.is.not(none.exitCode, 0);
+  // stevedore image gc on the engine's images: the running pod's image is kept.
+  const gc = await cli(['image', 'gc', '--container-runtime=docker', '--high', '0', '--low', '0']);
+  assert.is(gc.exitCode, 0, gc.stderr);
+  assert.match(gc.stdout, /image filesystem [\d.]+% used before/);
+  assert.ok(await runtime().findImage(IMAGE), 'the image a running pod uses was kept');
   // rkt's v1alpha api-service does not start on a docker node, and says where to look instead.
   const api = await cli(['api-service', '--container-runtime=docker', '--socket', path.join(workDir, 'api.sock')]);
   assert.is(api.exitCode, 2, api.stderr);

@@ -7,7 +7,7 @@
  */
 import { eventually } from '../helpers/assert.js';
 import type { ContainerRuntime, Pod, PodStatus } from '../../runtime-api/index.js';
-import { HandlerNotOffered, ImageNotFound } from '../../runtime-api/index.js';
+import { HandlerNotOffered, ImageNotFound, UserError } from '../../runtime-api/index.js';
 
 export class NotProvided extends Error {}
 
@@ -29,7 +29,7 @@ export interface Subject {
 }
 
 /** Behaviours a runtime may lack for a reason of its design; the column declares which, and why. */
-export type Gap = 'oomKilled' | 'execStreamsApart';
+export type Gap = 'oomKilled' | 'execStreamsApart' | 'containerUsage' | 'attach' | 'portForward';
 
 export interface Behaviour {
   name: string;
@@ -226,6 +226,72 @@ export const BEHAVIOURS: Behaviour[] = [
       await s.reopen();
       const after = (await allRunning(s, uuid)).apps[0]!;
       check(after.startedAt === before.startedAt && after.restartCount === before.restartCount, `before ${before.startedAt}/${before.restartCount}, after ${after.startedAt}/${after.restartCount}`);
+    },
+  },
+  {
+    name: 'stats: containerUsage reports each running container\'s CPU and memory (kubectl top); findImage finds the pulled image',
+    async run(s) {
+      const found = await s.rt.findImage(s.image);
+      check(found && found.id && !found.local, `findImage(${s.image}): ${JSON.stringify(found)}`);
+      check(!(await s.rt.findImage('localhost/conformance/not-here:1')), 'findImage found an image that is not there');
+      if (s.gaps.containerUsage) throw new NotProvided(`${s.gaps.containerUsage} (findImage checked)`);
+      const uuid = await run(s, pod(s, 'usage', [{ name: 'busy', image: s.image, command: ['sh', '-c', 'while :; do :; done'] }, { name: 'idle', image: s.image, command: ['sleep', '3600'] }]));
+      await allRunning(s, uuid);
+      const usage = await until('CPU counted for the busy container', async () => {
+        const p = (await s.rt.containerUsage()).find((u) => u.uuid === uuid);
+        const busy = p?.containers.find((c) => c.name === 'busy');
+        return busy && busy.cpuUsageNs > 50_000_000 && p!.containers.length === 2 ? p : undefined;
+      }, 20_000);
+      check(usage.containers.every((c) => c.memoryUsageBytes > 0 && c.workingSetBytes >= 0), `usage: ${JSON.stringify(usage.containers)}`);
+    },
+  },
+  {
+    name: 'port-forward: dialPort reaches a port inside the pod; checkPortForward refuses a stopped pod',
+    async run(s) {
+      if (s.gaps.portForward) throw new NotProvided(s.gaps.portForward);
+      const uuid = await run(s, pod(s, 'pf', [{ name: 'srv', image: s.image, command: ['busybox', 'nc', '-ll', '-p', '8081', '-e', 'echo', 'hi-through-pf'] }]));
+      await allRunning(s, uuid);
+      await s.rt.checkPortForward(uuid);
+      const answer = await until('the server answered through dialPort', async () => {
+        const conn = await s.rt.dialPort(uuid, 8081);
+        let got = '';
+        conn.stream.on('data', (d) => { got += d; });
+        conn.stream.on('error', () => undefined);
+        await Promise.race([conn.done, new Promise((r) => setTimeout(r, 3000))]);
+        conn.stream.destroy();
+        return got.includes('hi-through-pf') ? got : undefined;
+      }, 20_000);
+      check(answer.trim() === 'hi-through-pf', `through dialPort: ${JSON.stringify(answer)}`);
+      await s.rt.stopPod(uuid, 2);
+      const refused = await s.rt.checkPortForward(uuid).then(() => undefined, (e: unknown) => e);
+      check(refused instanceof UserError, `checkPortForward on a stopped pod: ${String(refused)}`);
+    },
+  },
+  {
+    name: 'attach: stdin in, output out, detaching leaves it running; checkExec/checkAttach refuse an unknown container',
+    async run(s) {
+      // A runtime without attach refuses stdin at runPod: its pod here only answers the preflight checks.
+      const uuid = await run(s, pod(s, 'attach', [s.gaps.attach
+        ? { name: 'cat', image: s.image, command: ['sleep', '3600'] }
+        : { name: 'cat', image: s.image, command: ['sh', '-c', 'while read l; do echo "got $l"; done'], stdin: true }]));
+      await allRunning(s, uuid);
+      const noExec = await s.rt.checkExec(uuid, 'nope', { tty: false }).then(() => undefined, (e: unknown) => e);
+      check(noExec instanceof UserError && /nope/.test((noExec as Error).message), `checkExec of an unknown container: ${String(noExec)}`);
+      const noAttach = await s.rt.checkAttach(uuid, 'nope', { tty: false }).then(() => undefined, (e: unknown) => e);
+      check(noAttach instanceof UserError && /nope/.test((noAttach as Error).message), `checkAttach of an unknown container: ${String(noAttach)}`);
+      if (s.gaps.attach) throw new NotProvided(`${s.gaps.attach} (checkExec and checkAttach checked)`);
+      await s.rt.checkAttach(uuid, 'cat', { tty: false }).catch(async (err: Error) => {
+        const app = (await statusOf(s, uuid))?.apps[0];
+        throw new Error(`${err.message} (state ${app?.state}, restarts ${app?.restartCount}, last ${JSON.stringify(app?.lastTermination)}, log ${JSON.stringify(await lines(s, uuid, 'cat'))})`);
+      });
+      const proc = await s.rt.attach(uuid, 'cat', { stdin: true, tty: false });
+      let out = '';
+      proc.stdout.on('data', (d) => { out += d; });
+      proc.stdin!.write('hello\n');
+      await until('the echo', async () => out.includes('got hello'), 15_000);
+      await proc.kill();
+      const st = await statusOf(s, uuid);
+      check(st?.apps[0]?.state === 'running', `after detaching: ${st?.apps[0]?.state}`);
     },
   },
   {
