@@ -88,7 +88,13 @@ async function inner(cfg: InnerConfig): Promise<void> {
       failed = true;
       continue;
     }
-    await opened.rt.pullImage(cfg.image, { insecureRegistries: [cfg.registryHost] });
+    const pulled = await opened.rt.pullImage(cfg.image, { insecureRegistries: [cfg.registryHost] }).then(() => undefined, (err: Error) => err);
+    if (pulled) {
+      for (const b of BEHAVIOURS) results.get(b.name)!.set(name, `FAIL: the test image did not pull: ${pulled.message}`);
+      failed = true;
+      await opened.close();
+      continue;
+    }
     const current = { rt: opened.rt, close: opened.close };
     const runRow = async (b: (typeof BEHAVIOURS)[number]): Promise<void> => {
       const row = results.get(b.name)!;
