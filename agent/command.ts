@@ -10,6 +10,7 @@ function agentOptions(cmd: Command): Command {
   return cmd
     .option('--config <file>', 'agent config file (YAML; flags override it)')
     .option('--container-runtime <name>', 'rkt (default) or docker')
+    .option('--docker-endpoint <socket>', 'docker: the engine to use, unix:///PATH (e.g. unix:///var/run/docker.sock); default: the agent runs the node\'s own dockerd (socket under <data dir>/docker/engine)')
     .option('--kubeconfig <file>', 'kubeconfig of the control plane to register with')
     .option('--node-name <name>', 'this node\'s name (default: hostname)')
     .option('--rkt-stage1-image <name>', 'default stage1: fly, namespaces (default) or kvm')
@@ -52,6 +53,7 @@ function flagsToConfig(flags: Record<string, unknown>, dataDir: string, dbusAddr
   return {
     config: flags.config as string | undefined,
     containerRuntime: flags.containerRuntime as AgentConfig['containerRuntime'],
+    dockerEndpoint: flags.dockerEndpoint as string | undefined,
     kubeconfig: flags.kubeconfig as string,
     nodeName: flags.nodeName as string,
     rktStage1Image: flags.rktStage1Image as AgentConfig['rktStage1Image'],

@@ -79,9 +79,14 @@ export interface AgentConfig {
   streamingConnectionIdleTimeout?: string;
   /** exec/attach/port-forward streams open at once on this node; one more is answered 429 (default 64). */
   maxStreams?: number;
+  /**
+   * Docker: the engine's socket (the kubelet's --docker-endpoint), unix:///PATH or /PATH. Unset: the
+   * agent runs the node's own dockerd (its socket under <dataDir>/docker/engine), as `stevedore up` does.
+   */
+  dockerEndpoint?: string;
 }
 
-const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'systemReserved', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'proxyMode', 'proxyTable', 'clusterCidr', 'routePodCidrs', 'podCidrFromNode', 'clusterDNS', 'clusterDomain', 'clusterDnsPort', 'streamingConnectionIdleTimeout', 'maxStreams'];
+const KEYS: Array<keyof AgentConfig> = ['containerRuntime', 'kubeconfig', 'nodeName', 'rktStage1Image', 'kvmAccel', 'dataDir', 'dbusAddress', 'nodeIP', 'port', 'tlsCertFile', 'tlsPrivateKeyFile', 'clientCaFile', 'nodeApiAllowedClients', 'nodeApiTokenFile', 'syncPeriodSeconds', 'heartbeatSeconds', 'statsIntervalSeconds', 'maxPods', 'systemReserved', 'insecureRegistries', 'podCidr', 'cniConfDir', 'cniBinDirs', 'cniBridge', 'volumePluginDir', 'stage1Policy', 'imageMaxLayerSize', 'imageMaxImageSize', 'imageMaxLayerEntries', 'imageMaxTarHeaderSize', 'proxyMode', 'proxyTable', 'clusterCidr', 'routePodCidrs', 'podCidrFromNode', 'clusterDNS', 'clusterDomain', 'clusterDnsPort', 'streamingConnectionIdleTimeout', 'maxStreams', 'dockerEndpoint'];
 
 export function defaultConfig(): Omit<AgentConfig, 'kubeconfig'> {
   return {
@@ -136,6 +141,12 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
   if (cfg.clusterCidr !== undefined && !/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(cfg.clusterCidr)) throw new InvalidInput(`--cluster-cidr=${cfg.clusterCidr} is not an IPv4 CIDR`, 'e.g. 10.88.0.0/16 (every node\'s pod CIDR inside it)');
   streamingLimitsOf(cfg);
   systemReservedOf(cfg);
+  if (cfg.dockerEndpoint !== undefined) {
+    if (cfg.containerRuntime !== 'docker') throw new InvalidInput(`--docker-endpoint is for --container-runtime=docker (this node runs ${cfg.containerRuntime})`, 'drop --docker-endpoint, or add --container-runtime=docker');
+    if (typeof cfg.dockerEndpoint !== 'string' || !/^(unix:\/\/)?\/\S+$/.test(cfg.dockerEndpoint)) {
+      throw new InvalidInput(`--docker-endpoint=${String(cfg.dockerEndpoint)}: only a unix socket is supported`, 'e.g. unix:///var/run/docker.sock (tcp:// engines are refused: their API is root on the node without TLS)');
+    }
+  }
   return cfg;
 }
 

@@ -33,5 +33,6 @@ export async function openRuntime(cfg: AgentConfig, factories: RuntimeFactories)
     dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultHandler: cfg.rktStage1Image, kvmAccel: cfg.kvmAccel,
     network: await podNetwork(cfg), imageLimits: imageLimitsOf(cfg),
     ...(cfg.clusterDNS.length ? { clusterDns: { servers: cfg.clusterDNS, domain: cfg.clusterDomain } } : {}),
+    ...(cfg.dockerEndpoint ? { dockerEndpoint: cfg.dockerEndpoint } : {}),
   });
 }

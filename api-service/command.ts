@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { InvalidInput } from '../common/errors.js';
+import { InvalidInput, UserError } from '../common/errors.js';
 
 // gRPC is loaded by the command itself, not when the CLI starts.
 const DEFAULT_LISTEN = '127.0.0.1:15441';
@@ -15,6 +15,24 @@ interface ApiServiceFlags {
   tlsClientCa?: string;
   rescanMs?: string;
   metrics?: string;
+  containerRuntime?: string;
+}
+
+/**
+ * The api-service is rkt's v1alpha API: its model (rkt pod directories and
+ * states, images of rkt's store, journald logs per app) is rkt's own, and a
+ * docker node would get an empty or half-true answer from it. So it refuses
+ * to start for docker, saying where a docker node's pods are read instead
+ * (as rkt's api-service never served Docker pods either).
+ */
+function refuseNonRkt(runtime: string | undefined): void {
+  if (runtime === undefined || runtime === 'rkt') return;
+  if (runtime === 'docker') {
+    throw new UserError('the api-service serves rkt\'s v1alpha API and only rkt\'s pods: it does not run on a --container-runtime=docker node', {
+      hint: 'read a docker node\'s pods with `stevedore pod list --container-runtime=docker`, kubectl, or the engine\'s own API (docker ps)', exitCode: 2,
+    });
+  }
+  throw new InvalidInput(`--container-runtime=${runtime}: choose rkt (docker nodes have no api-service)`);
 }
 
 export function registerApiServiceCommand(program: Command): void {
@@ -30,7 +48,9 @@ export function registerApiServiceCommand(program: Command): void {
     .option('--tls-client-ca <file>', 'CA that client certificates must chain to (PEM); clients must present one')
     .option('--rescan-ms <ms>', 'full event rescan period', '1000')
     .option('--metrics <host:port>', 'also serve Prometheus metrics (request counts, latencies, memory) over HTTP at /metrics here')
+    .option('--container-runtime <name>', 'the node\'s runtime; the api-service serves rkt\'s pods only (docker is refused)', 'rkt')
     .action(async (flags: ApiServiceFlags, cmd: Command) => {
+      refuseNonRkt(flags.containerRuntime);
       const globals = (cmd.optsWithGlobals?.() ?? {}) as ApiServiceFlags;
       const tlsParts = [flags.tlsCert, flags.tlsKey, flags.tlsClientCa];
       if (tlsParts.some(Boolean) && !tlsParts.every(Boolean)) throw new InvalidInput('TLS needs all of --tls-cert, --tls-key and --tls-client-ca');

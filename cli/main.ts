@@ -12,6 +12,7 @@ import { IMAGE_LIMIT_OPTIONS, type ImageLimitFlags } from './image-limit-flags.j
 import { registerSandboxCommands } from './sandbox-commands.js';
 import { registerAgentCommands } from '../agent/command.js';
 import type { RuntimeOpenOptions } from '../runtime-api/runtime.js';
+import type { PodStatus } from '../runtime-api/status.js';
 import { registerApiServiceCommand } from '../api-service/command.js';
 import { registerDashboardCommand } from '../dashboard/command.js';
 
@@ -60,7 +61,18 @@ async function withImageStore<T>(fn: (images: ImageStore) => Promise<T>): Promis
   return fn(new ImageStore(imageStoreDir(dataDir)));
 }
 
-registerPodCommands(program, withRuntime);
+/** `pod list|status --container-runtime=docker`: the node's docker pods through the runtime interface, nothing started or changed. */
+async function withDockerPods<T>(endpoint: string | undefined, fn: (listPods: () => Promise<PodStatus[]>) => Promise<T>): Promise<T> {
+  const { connectDockerRuntime } = await import('../runtime-docker/index.js');
+  const rt = await connectDockerRuntime({ dataDir: path.resolve(program.opts<GlobalOptions>().dir), dockerEndpoint: endpoint });
+  try {
+    return await fn(() => rt.listPods());
+  } finally {
+    await rt.close();
+  }
+}
+
+registerPodCommands(program, withRuntime, withDockerPods);
 const stage1Cmd = program.command('stage1').description('stage1 assets');
 stage1Cmd.command('build-kvm')
   .description('build the kvm stage1\'s guest kernel and initramfs from Debian packages (apt-get download)')
@@ -133,6 +145,7 @@ program.command('up')
     // A cluster that `stop` stopped comes back as it was made: its own options, not this command's defaults.
     const { restartStopped } = await import('./up.js');
     if (await restartStopped(path.resolve(opts.dataDir))) return;
+    if (opts.containerRuntime === 'docker' && opts.apiServicePort) throw new UserError('--api-service-port: a docker node has no api-service (it serves rkt\'s v1alpha API, rkt\'s pods only)', { hint: 'drop --api-service-port; `stevedore pod list --container-runtime=docker` on the node lists its pods' });
     const nodes = Number(opts.nodes);
     if (opts.store !== 'sqlite' && opts.store !== 'etcd') throw new InvalidInput(`--store ${opts.store}: choose sqlite or etcd`, 'up starts the etcd itself; to use an etcd of your own, run `stevedore control-plane --store etcd:URL`');
     const etcdPort = Number(opts.etcdPort);
@@ -280,9 +293,24 @@ image.command('gc')
   .option('--high <percent>', 'start removing when the image filesystem is this full', '85')
   .option('--low <percent>', 'remove down to this', '80')
   .option('--min-age <duration>', 'also remove unused images not used for this long (e.g. 7d)')
+  .option('--container-runtime <name>', 'the node\'s runtime: rkt (default: its image store) or docker (the engine\'s images)')
+  .option('--docker-endpoint <socket>', 'docker: the engine, unix:///PATH (default: the node\'s own under <dir>/docker/engine)')
   .description('remove images no pod uses, least recently used first, when the disk is fuller than --high')
-  .action(async (opts: { high: string; low: string; minAge?: string }) => {
+  .action(async (opts: { high: string; low: string; minAge?: string; containerRuntime?: string; dockerEndpoint?: string }) => {
     const { gcCommandAction } = await import('./image-pull.js');
+    if (opts.containerRuntime !== undefined && opts.containerRuntime !== 'rkt' && opts.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${opts.containerRuntime}: choose rkt or docker`);
+    if (opts.dockerEndpoint && opts.containerRuntime !== 'docker') throw new InvalidInput('--docker-endpoint is for --container-runtime=docker', 'add --container-runtime=docker, or drop --docker-endpoint');
+    if (opts.containerRuntime === 'docker') {
+      // The engine's images: what its containers use is kept by the GC itself (runtime-docker/image-gc.ts).
+      const { connectDockerRuntime } = await import('../runtime-docker/index.js');
+      const rt = await connectDockerRuntime({ dataDir: path.resolve(program.opts<GlobalOptions>().dir), dockerEndpoint: opts.dockerEndpoint });
+      try {
+        await gcCommandAction({ gc: (o) => rt.imageGc(o) }, new Set(), { highPercent: opts.high, lowPercent: opts.low, minAge: opts.minAge });
+      } finally {
+        await rt.close();
+      }
+      return;
+    }
     await withRuntime(async (rt) => {
       const inUse = new Set((await rt.listPods()).flatMap((p) => p.apps.map((a) => a.image.id)));
       await gcCommandAction(rt.images, inUse, { highPercent: opts.high, lowPercent: opts.low, minAge: opts.minAge });

@@ -7,6 +7,25 @@ import type { PodStatus } from '../runtime-rkt/status.js';
 import type { RktRuntime } from '../runtime-rkt/runtime.js';
 
 type WithRuntime = <T>(fn: (rt: RktRuntime) => Promise<T>) => Promise<T>;
+/** The node's docker pods, read through the neutral runtime interface (never starts an engine). */
+type WithDockerPods = <T>(endpoint: string | undefined, fn: (listPods: () => Promise<PodStatus[]>) => Promise<T>) => Promise<T>;
+type RuntimeChoice = { containerRuntime?: string; dockerEndpoint?: string };
+
+/** rkt (the default) or docker, for the commands that read pods; a docker-only flag on rkt is refused. */
+function runtimeChoice(opts: RuntimeChoice): 'rkt' | 'docker' {
+  const name = opts.containerRuntime ?? 'rkt';
+  if (name !== 'rkt' && name !== 'docker') throw new InvalidInput(`--container-runtime=${name}: choose rkt or docker`);
+  if (opts.dockerEndpoint && name !== 'docker') throw new InvalidInput('--docker-endpoint is for --container-runtime=docker', 'add --container-runtime=docker, or drop --docker-endpoint');
+  return name;
+}
+
+/** A pod by UUID or unique prefix among `pods` (what rkt's pod store does for its own pods). */
+function podByPrefix(pods: PodStatus[], ref: string): PodStatus {
+  const matches = pods.filter((p) => p.uuid.startsWith(ref));
+  if (matches.length === 1) return matches[0]!;
+  if (matches.length > 1) throw new InvalidInput(`pod prefix "${ref}" is ambiguous: it matches ${matches.map((p) => p.uuid).join(', ')}`);
+  throw new UserError(`no pod "${ref}" on this node's docker engine`, { hint: '`stevedore pod list --container-runtime=docker` shows the pods' });
+}
 type Output = { output?: string };
 
 function print(opts: Output, json: unknown, text: () => string): void {
@@ -24,7 +43,7 @@ function restarts(p: PodStatus): string {
 /** `pod list|status -o json` keep the `stage1` field scripts read (rkt's runtime handler is its stage1). */
 const withStage1 = (p: PodStatus) => ({ ...p, stage1: p.handler });
 
-export function registerPodCommands(program: Command, withRuntime: WithRuntime): void {
+export function registerPodCommands(program: Command, withRuntime: WithRuntime, withDockerPods?: WithDockerPods): void {
   const pod = program.command('pod').description('run and inspect pods');
 
   pod.command('run')
@@ -48,8 +67,12 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
   pod.command('list').alias('ls')
     .description('list the pods on this node')
     .option('-o, --output <format>', 'json for scripts')
-    .action(async (opts: Output) => {
-      const pods = await withRuntime(async (rt) => { await rt.reconcile(); return rt.listPods(); });
+    .option('--container-runtime <name>', 'the node\'s runtime: rkt (default) or docker (its engine\'s pods)')
+    .option('--docker-endpoint <socket>', 'docker: the engine, unix:///PATH (default: the node\'s own under <dir>/docker/engine)')
+    .action(async (opts: Output & RuntimeChoice) => {
+      const pods = runtimeChoice(opts) === 'docker'
+        ? await withDockerPods!(opts.dockerEndpoint, (listPods) => listPods())
+        : await withRuntime(async (rt) => { await rt.reconcile(); return rt.listPods(); });
       pods.sort((a, b) => (a.createdAt ?? 0) - (b.createdAt ?? 0));
       print(opts, pods.map(withStage1), () => table(['UUID', 'NAME', 'STAGE1', 'STATE', 'RESTARTS', 'AGE', 'APPS'],
         pods.map((p) => [p.uuid, `${p.namespace ?? '-'}/${p.name ?? '-'}`, p.handler ?? '-', p.state, restarts(p), age(p.createdAt), appSummary(p)])));
@@ -59,8 +82,12 @@ export function registerPodCommands(program: Command, withRuntime: WithRuntime):
     .argument('<uuid>', 'pod UUID or unique prefix')
     .description('show one pod with the state of each app')
     .option('-o, --output <format>', 'json for scripts')
-    .action(async (uuid: string, opts: Output) => {
-      const p = await withRuntime((rt) => rt.podStatus(uuid));
+    .option('--container-runtime <name>', 'the node\'s runtime: rkt (default) or docker (its engine\'s pods)')
+    .option('--docker-endpoint <socket>', 'docker: the engine, unix:///PATH (default: the node\'s own under <dir>/docker/engine)')
+    .action(async (uuid: string, opts: Output & RuntimeChoice) => {
+      const p = runtimeChoice(opts) === 'docker'
+        ? await withDockerPods!(opts.dockerEndpoint, async (listPods) => podByPrefix(await listPods(), uuid))
+        : await withRuntime((rt) => rt.podStatus(uuid));
       print(opts, withStage1(p), () => [
         `uuid=${p.uuid}`, `name=${p.namespace ?? '-'}/${p.name ?? '-'}`, `stage1=${p.handler ?? '-'}`, `state=${p.state}`,
         `created=${p.createdAt ? new Date(p.createdAt).toISOString() : '-'}`, `started=${p.startedAt ? new Date(p.startedAt).toISOString() : '-'}`,

@@ -265,7 +265,8 @@ export async function up(opts: UpOptions): Promise<void> {
     '--stage1-policy', stage1Policy, '--proxy-table', proxyTable, '--cluster-cidr', opts.podCidr,
     '--cluster-dns', dnsIp, '--cluster-domain', 'cluster.local', '--cluster-dns-port', String(opts.dnsPort ?? 10053)));
   // Its unix socket only (root and group stevedore), unless a port was asked for: loopback TCP has no client authentication.
-  await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', ...(opts.apiServicePort ? ['--listen', `127.0.0.1:${opts.apiServicePort}`] : [])));
+  // rkt's v1alpha api-service serves rkt's pods only (api-service/command.ts): a docker node has none.
+  if (containerRuntime === 'rkt') await onNode(sandbox, stevedore('--dir', p.node, 'api-service', 'install', '--now', ...(opts.apiServicePort ? ['--listen', `127.0.0.1:${opts.apiServicePort}`] : [])));
   await waitFor(`node ${opts.nodeName} to be Ready`, 60_000, async () => {
     const [code, node] = await apiGet(`${url}/api/v1/nodes/${opts.nodeName}`, ca, adminToken);
     const ready = (node as { status?: { conditions?: Array<{ type: string; status: string }> } }).status?.conditions?.find((c) => c.type === 'Ready');
@@ -285,7 +286,7 @@ export async function up(opts: UpOptions): Promise<void> {
   process.stdout.write(`
 Stevedore is up: one node (${opts.nodeName}), runtime ${containerRuntime}${containerRuntime === 'rkt' ? `, stage1 ${opts.stage1}` : ''};
 stage1 and host-access policy: ${stage1Policy}${opts.stage1Policy ? '' : ' (fly, hostNetwork, hostPID, hostIPC, privileged, hostPath: kube-system only)'};
-the read-only api-service (rkt v1alpha gRPC) listens on the node's ${API_SERVICE_SOCKET}${opts.apiServicePort ? ` and on 127.0.0.1:${opts.apiServicePort}` : ''}.
+${containerRuntime === 'rkt' ? `the read-only api-service (rkt v1alpha gRPC) listens on the node's ${API_SERVICE_SOCKET}${opts.apiServicePort ? ` and on 127.0.0.1:${opts.apiServicePort}` : ''}.` : 'no api-service (it is rkt\'s v1alpha API); `stevedore pod list --container-runtime=docker` on the node lists its pods.'}
 
   export KUBECONFIG=${p.kubeconfig}
   kubectl get nodes

@@ -63,6 +63,9 @@ static void child(job_t *job, int out_w, int err_w) {
   }
   sigset_t empty;
   sigemptyset(&empty);
+  /* A process group of its own: what the command starts (nsenter forks the command into the pod's
+   * PID namespace; crun exec forks the container's process) is killed with it at the timeout. */
+  setpgid(0, 0);
   for (char **p = job->procs; *p != NULL; p++) {
     int fd = open(*p, O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "0", 1) != 1) {
@@ -140,7 +143,8 @@ static void execute(napi_env env, void *data) {
   for (;;) {
     long long left = deadline - now_ms();
     if (left <= 0 && !killed) {
-      /* Too slow: killed, as the kubelet kills a probe that timed out; its output so far is kept. */
+      /* Too slow: killed with all it started, as the kubelet kills a probe that timed out; its output so far is kept. */
+      kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
       killed = 1;
       job->timed_out = 1;
@@ -168,6 +172,7 @@ static void execute(napi_env env, void *data) {
       if (w == pid) break;
       if (w < 0 && errno != EINTR) break;
       if (now_ms() >= deadline) {
+        kill(-pid, SIGKILL);
         kill(pid, SIGKILL);
         job->timed_out = 1;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}

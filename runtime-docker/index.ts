@@ -12,6 +12,7 @@ import type { PodNetworkOptions, RuntimeFactory, RuntimeOpenOptions } from './ty
 
 export { DockerRuntime, DOCKER_HANDLERS, LABEL } from './runtime.js';
 export { EngineClient, EngineError, demultiplex } from './engine-api.js';
+export { dockerImageGc, type DockerImageGcOptions, type DockerImageGcResult } from './image-gc.js';
 export { ensureEngine, stopEngine, enginePaths, DEFAULT_ENGINE_UNIT } from './engine.js';
 export { PAUSE_IMAGE, busyboxRootfsTar, importImage, importDemoImage, type RootfsEntry } from './infra.js';
 
@@ -41,6 +42,26 @@ export async function openDockerRuntime(opts: DockerRuntimeOpenOptions): Promise
   await rt.loadEnded();
   void rt.watchEvents();
   await rt.advanceAll();
+  return rt;
+}
+
+/**
+ * The node's docker pods for a reader (`stevedore pod list|status`): the
+ * engine at `dockerEndpoint`, else the node's own one under dataDir. Never
+ * starts an engine, follows no events and changes nothing: a node without a
+ * running engine gets an error saying so.
+ */
+export async function connectDockerRuntime(opts: { dataDir: string; dockerEndpoint?: string }): Promise<DockerRuntime> {
+  const socket = opts.dockerEndpoint ? opts.dockerEndpoint.replace(/^unix:\/\//, '') : enginePaths(dockerDirs(opts.dataDir).engine).socket;
+  const engine = new EngineClient(socket);
+  if (!(await ping(engine))) {
+    throw new UserError(`no docker engine answers on ${socket}`, {
+      hint: opts.dockerEndpoint ? 'start dockerd there, or check --docker-endpoint' : 'is this node running with --container-runtime=docker (`stevedore up --container-runtime=docker`), and is --dir its data dir?',
+    });
+  }
+  const version = (await engine.call<{ Version: string }>('GET', '/version')).Version;
+  const rt = new DockerRuntime(engine, version, { dir: dockerDirs(opts.dataDir).root });
+  await rt.loadEnded();
   return rt;
 }
 

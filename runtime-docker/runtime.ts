@@ -24,6 +24,7 @@ import { parseReference } from '../runtime-api/image-reference.js';
 import { HandlerNotOffered, ImageNotFound } from '../runtime-api/errors.js';
 import { demultiplex, EngineError, jsonLines, splitStreams, type EngineClient } from './engine-api.js';
 import { ensurePauseImage, hostPidOf, PAUSE_IMAGE } from './infra.js';
+import { dockerImageGc, type DockerImageGcOptions, type DockerImageGcResult } from './image-gc.js';
 import { attachDockerPod, detachDockerPod, podIPsOf } from './network.js';
 import type {
   AppStatus, ContainerRuntime, ContainerSpec, ContainerUsage, ExecOptions, ExecProcess, LogLine, LogQuery, Pod, PodNetworkOptions, PodStatus,
@@ -496,6 +497,11 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   // ---- images -------------------------------------------------------------
+
+  /** The kubelet's image GC through the engine (image-gc.ts): thresholds by disk use, images in use kept. */
+  imageGc(opts: DockerImageGcOptions = {}): Promise<DockerImageGcResult> {
+    return dockerImageGc(this.engine, path.join(this.opts.dir, 'image-use.json'), opts);
+  }
 
   /**
    * The name the engine stores an image under: a short name (no registry)

@@ -377,19 +377,29 @@ export class RktRuntime {
     }
     const argv = enter;
     return new Promise((resolve) => {
-      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+      // Its own process group: nsenter forks the command into the pod's PID namespace, and killing
+      // nsenter alone would leave the command running and holding our pipes past the timeout.
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       const chunks: Buffer[] = [];
       let size = 0;
       const take = (b: Buffer) => { if (size < max) { chunks.push(b); size += b.length; } };
       child.stdout!.on('data', take);
       child.stderr!.on('data', take);
       let timedOut = false;
-      const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, opts.timeoutMs);
-      child.on('error', (err) => { clearTimeout(timer); resolve({ exitCode: 127, output: String(err.message), timedOut: false }); });
-      child.on('close', (code, signal) => {
+      const finish = (code: number | null, signal: NodeJS.Signals | null) => {
         clearTimeout(timer);
         resolve({ exitCode: code ?? 128 + (signal === 'SIGKILL' ? 9 : 15), output: Buffer.concat(chunks).subarray(0, max).toString('utf8'), timedOut });
-      });
+      };
+      const timer = setTimeout(() => {
+        timedOut = true;
+        try { process.kill(-child.pid!, 'SIGKILL'); } catch { child.kill('SIGKILL'); }
+        // The answer is due now (a probe's timeout), whoever still holds the pipes.
+        const done = (code: number | null, signal: NodeJS.Signals | null) => { child.stdout!.destroy(); child.stderr!.destroy(); finish(code, signal); };
+        if (child.exitCode !== null || child.signalCode !== null) done(child.exitCode, child.signalCode);
+        else child.once('exit', done);
+      }, opts.timeoutMs);
+      child.on('error', (err) => { clearTimeout(timer); resolve({ exitCode: 127, output: String(err.message), timedOut: false }); });
+      child.on('close', finish);
     });
   }
 

@@ -16,7 +16,9 @@ import { defaultNetworkConfig } from '../cni/index.js';
 import { buildBusyboxImage } from '../runtime-rkt/image/demo-image.js';
 import type { Pod } from '../runtime-api/index.js';
 import { demultiplex, EngineClient, type EngineError } from '../runtime-docker/engine-api.js';
-import { openDockerRuntime, stopEngine, engineOptions, enginePaths, LABEL, type DockerRuntime, type DockerRuntimeOpenOptions } from '../runtime-docker/index.js';
+import { openDockerRuntime, stopEngine, engineOptions, enginePaths, importImage, LABEL, type DockerRuntime, type DockerRuntimeOpenOptions } from '../runtime-docker/index.js';
+import { pack } from 'tar-stream';
+import { execa } from 'execa';
 import { parseEngineTimeUs } from '../runtime-docker/runtime.js';
 import { HandlerNotOffered, ImageNotFound } from '../runtime-api/index.js';
 import { eventually } from './helpers/assert.js';
@@ -26,6 +28,7 @@ import { skopeoPush, startRegistry, type TestRegistry } from './helpers/registry
 import { withSandbox, type TestSandbox } from './helpers/sandbox.js';
 
 const T = suite('runtime-docker: pods on a Docker Engine');
+const CLI = path.resolve(new URL('../../bin/stevedore.js', import.meta.url).pathname);
 
 const rand = randomBytes(3).toString('hex');
 const BRIDGE = `sdd${rand}`;
@@ -360,6 +363,85 @@ T('gc removes app containers whose infra is gone and pod dirs without containers
   assert.not.ok(await fs.stat(stray).catch(() => undefined));
   const gone = await engine.call('GET', `/containers/${orphan.Id}/json`).then(() => false, (e: EngineError) => e.status === 404);
   assert.ok(gone, 'the orphaned app container was removed');
+});
+
+T('stevedore pod list|status --container-runtime=docker read the engine\'s pods (own engine or --docker-endpoint); the api-service refuses a docker node', async () => {
+  const uuid = await runPod(pod('listed', [{ name: 'app', image: IMAGE, command: ['sleep', '3600'] }]));
+  await eventually('running', async () => (await statusOf(uuid))?.apps[0]?.state === 'running');
+  const cli = (args: string[]) => execa(process.execPath, [CLI, '--dir', openOpts!.dataDir, ...args], { reject: false });
+  const list = await cli(['pod', 'list', '--container-runtime=docker', '-o', 'json']);
+  assert.is(list.exitCode, 0, list.stderr);
+  const listed = (JSON.parse(list.stdout) as Array<{ uuid: string; name: string; state: string; apps: Array<{ name: string; state: string }> }>).find((p) => p.uuid === uuid);
+  assert.equal([listed?.name, listed?.state, listed?.apps.map((a) => `${a.name}:${a.state}`)], ['listed', 'running', ['app:running']]);
+  const text = await cli(['pod', 'list', '--container-runtime=docker']);
+  assert.match(text.stdout, new RegExp(`${uuid}\\s+dk/listed`));
+  const socket = enginePaths(engineOptions(openOpts!).dir).socket;
+  const status = await cli(['pod', 'status', uuid.slice(0, 8), '--container-runtime=docker', '--docker-endpoint', `unix://${socket}`]);
+  assert.is(status.exitCode, 0, status.stderr);
+  assert.match(status.stdout, new RegExp(`uuid=${uuid}\n`));
+  assert.match(status.stdout, /app=app state=running restarts=0/);
+  // Bad input: an unknown pod, a docker flag on rkt, a node without an engine.
+  const unknown = await cli(['pod', 'status', 'ffffffff', '--container-runtime=docker']);
+  assert.match(unknown.stderr, /no pod "ffffffff" on this node's docker engine/);
+  assert.is.not(unknown.exitCode, 0);
+  assert.match((await cli(['pod', 'list', '--docker-endpoint', `unix://${socket}`])).stderr, /--docker-endpoint is for --container-runtime=docker/);
+  const none = await execa(process.execPath, [CLI, '--dir', path.join(workDir, 'no-node'), 'pod', 'list', '--container-runtime=docker'], { reject: false });
+  assert.match(none.stderr, /no docker engine answers on .*no-node\/docker\/engine/);
+  assert.is.not(none.exitCode, 0);
+  // stevedore image gc on the engine's images: the running pod's image is kept.
+  const gc = await cli(['image', 'gc', '--container-runtime=docker', '--high', '0', '--low', '0']);
+  assert.is(gc.exitCode, 0, gc.stderr);
+  assert.match(gc.stdout, /image filesystem [\d.]+% used before/);
+  assert.ok(await runtime().findImage(IMAGE), 'the image a running pod uses was kept');
+  // rkt's v1alpha api-service does not start on a docker node, and says where to look instead.
+  const api = await cli(['api-service', '--container-runtime=docker', '--socket', path.join(workDir, 'api.sock')]);
+  assert.is(api.exitCode, 2, api.stderr);
+  assert.match(api.stderr, /does not run on a --container-runtime=docker node/);
+  assert.match(api.stderr, /pod list --container-runtime=docker/);
+  assert.not.ok(await fs.stat(path.join(workDir, 'api.sock')).catch(() => undefined), 'nothing listened');
+});
+
+T('image GC: over the high threshold the least recently used unused image goes, down to the low one; images in use stay; --min-age; bad thresholds refused', async () => {
+  const engine = new EngineClient(enginePaths(engineOptions(openOpts!).dir).socket);
+  const imageOf = async (content: string, ref: string) => {
+    const tar = pack();
+    tar.entry({ name: 'which', mode: 0o644 }, content);
+    tar.finalize();
+    const chunks: Buffer[] = [];
+    for await (const c of tar) chunks.push(c as Buffer);
+    await importImage(engine, Buffer.concat(chunks), ref, ['/which']);
+  };
+  const has = (ref: string) => engine.call('GET', `/images/${encodeURIComponent(ref)}/json`).then(() => true, () => false);
+  const T0 = Date.now();
+  await imageOf('old', 'localhost/gc/old:1');
+  await runtime().imageGc({ now: () => T0, statfs: async () => ({ bsize: 4096, blocks: 100, bavail: 90 }) });
+  await imageOf('new', 'localhost/gc/new:1');
+  await imageOf('held', 'localhost/gc/held:1');
+  // A container (never started) holds this one: in use.
+  const holder = await engine.call<{ Id: string }>('POST', '/containers/create', { body: { Image: 'localhost/gc/held:1', Cmd: ['/which'] } });
+  try {
+    const quiet = await runtime().imageGc({ now: () => T0 + 5 * 60_000, statfs: async () => ({ bsize: 4096, blocks: 100, bavail: 50 }) });
+    assert.equal(quiet.removed, [], 'under the high threshold nothing goes');
+    // The disk is 90% full while the old image exists, 70% once it is gone.
+    const full = async () => ({ bsize: 4096, blocks: 100, bavail: (await has('localhost/gc/old:1')) ? 10 : 30 });
+    const r = await runtime().imageGc({ now: () => T0 + 10 * 60_000, statfs: full, inUse: new Set([IMAGE]) });
+    assert.equal(r.removed.map((x) => [x.names, x.reason]), [[['localhost/gc/old:1'], 'disk']], 'the least recently used unused image, and only it');
+    assert.equal([Math.round(r.usageBefore), Math.round(r.usageAfter), r.unmetTarget], [90, 70, false]);
+    for (const kept of ['localhost/gc/new:1', 'localhost/gc/held:1', IMAGE, 'localhost/stevedore/pause:1']) assert.ok(await has(kept), `${kept} kept`);
+    // Age: unused images not used for 30 min go whatever the disk; the held one and the caller's stay.
+    const aged = await runtime().imageGc({ now: () => T0 + 60 * 60_000, minAgeMs: 30 * 60_000, statfs: async () => ({ bsize: 4096, blocks: 100, bavail: 90 }), inUse: new Set([IMAGE]) });
+    assert.equal(aged.removed.map((x) => [x.names, x.reason]), [[['localhost/gc/new:1'], 'age']]);
+    assert.ok(await has('localhost/gc/held:1'), 'an image a container uses is never removed');
+    // The real disk (the engine's DockerRootDir) when none is injected.
+    const real = await runtime().imageGc({ inUse: new Set([IMAGE]) });
+    assert.ok(real.usageBefore > 0 && real.usageBefore <= 100, `usage ${real.usageBefore}`);
+    const bad = await runtime().imageGc({ highPercent: 50, lowPercent: 60 }).then(() => undefined, (e: Error) => e);
+    assert.match(String(bad?.message), /low \(60\) <= high \(50\)/);
+  } finally {
+    await engine.call('DELETE', `/containers/${holder.Id}`);
+    await engine.call('DELETE', '/images/localhost%2Fgc%2Fheld:1').catch(() => undefined);
+  }
+  assert.not.ok(await has('localhost/gc/held:1'));
 });
 
 T.run();

@@ -85,6 +85,7 @@ export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => 
     if (opts.containerRuntime) upArgs.push('--container-runtime', opts.containerRuntime);
     const port = await freePort();
     const nodePort = await freePort();
+    // Not for docker: a docker node has no api-service (rkt's v1alpha API), and up refuses the flag there.
     const apiServicePort = await freePort();
     const dnsPort = await freePort();
     const sandbox = `e2e-${process.pid}-${randomBytes(2).toString('hex')}`;
@@ -95,7 +96,7 @@ export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => 
     const serviceCidr = `10.${100 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}.0/24`;
     const proxyTable = `stevedore-proxy-${bridge}`;
     const nodeName = 'e2e-node';
-    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort), '--bridge', bridge, '--pod-cidr', podCidr, '--service-cidr', serviceCidr, '--dns-port', String(dnsPort), '--node-name', nodeName, '--sandbox-name', sandbox, ...upArgs]);
+    const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), ...(opts.containerRuntime === 'docker' ? [] : ['--api-service-port', String(apiServicePort)]), '--bridge', bridge, '--pod-cidr', podCidr, '--service-cidr', serviceCidr, '--dns-port', String(dnsPort), '--node-name', nodeName, '--sandbox-name', sandbox, ...upArgs]);
     if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);
     const kubeconfig = path.join(dataDir, 'kubeconfig');
     const kubectl = (args: string[], input?: string) => run('kubectl', args, { KUBECONFIG: kubeconfig }, input);
