@@ -18,7 +18,7 @@ declare -A PACKAGES=(
   [dockerd]=docker.io [docker]=docker.io [time]=time [curl]=curl [dnsmasq]=dnsmasq-base
   [qemu-system-x86_64]=qemu-system-x86 [dpkg-deb]=dpkg [xz]=xz-utils [zstd]=zstd
   [mkfs.ext4]=e2fsprogs [losetup]=mount [mountpoint]=util-linux [truncate]=coreutils
-  [chromium]=chromium [etcd]=etcd-server [etcdctl]=etcd-client
+  [chromium]=chromium [etcd]=etcd-server [etcdctl]=etcd-client [pgrep]=procps
 )
 # Commands looked for at a fixed path (the code names the path, not just the command).
 declare -A PATHS=(
