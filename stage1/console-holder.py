@@ -40,7 +40,7 @@ def log(message):
 
 def bind_unix(sock, path):
     """bind() to PATH even past sun_path's 108 bytes (deep data dirs, e.g. a node of `up --nodes`): through /proc/self/fd of its directory."""
-    if len(os.fsencode(path)) < 100:
+    if len(os.fsencode(path)) < 108:
         sock.bind(path)
         return
     dirfd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)

@@ -291,7 +291,10 @@ export const BEHAVIOURS: Behaviour[] = [
         const app = (await statusOf(s, uuid))?.apps[0];
         throw new Error(`${err.message} (state ${app?.state}, restarts ${app?.restartCount}, last ${JSON.stringify(app?.lastTermination)}, log ${JSON.stringify(await lines(s, uuid, 'cat'))})`);
       });
-      const proc = await s.rt.attach(uuid, 'cat', { stdin: true, tty: false });
+      const proc = await s.rt.attach(uuid, 'cat', { stdin: true, tty: false }).catch(async (err: Error) => {
+        const app = (await statusOf(s, uuid))?.apps[0];
+        throw new Error(`${err.message} (state ${app?.state}, restarts ${app?.restartCount}, last ${JSON.stringify(app?.lastTermination)}, log ${JSON.stringify(await lines(s, uuid, 'cat'))})`);
+      });
       let out = '';
       proc.stdout.on('data', (d) => { out += d; });
       proc.stdin!.write('hello\n');
