@@ -9,7 +9,7 @@ type AgentFlags = Partial<AgentConfig> & { config?: string };
 function agentOptions(cmd: Command): Command {
   return cmd
     .option('--config <file>', 'agent config file (YAML; flags override it)')
-    .option('--container-runtime <name>', 'rkt (default) or docker')
+    .option('--container-runtime <name>', 'rkt (default), docker, or hollow (pods only pretend to run: scale tests)')
     .option('--kubeconfig <file>', 'kubeconfig of the control plane to register with')
     .option('--node-name <name>', 'this node\'s name (default: hostname)')
     .option('--rkt-stage1-image <name>', 'default stage1: fly, namespaces (default) or kvm')
