@@ -19,6 +19,8 @@
 #   bash bench/run.sh --deployment [--pods 100] [--update-results bench/RESULTS.md]
 # Pod spec benchmark (start with 3 volumes vs none; agent CPU for 100 pods with exec probes vs bare crun exec):
 #   bash bench/run.sh --probes [--samples 15] [--pods 100] [--window 60] [--update-results bench/RESULTS.md]
+# Scale benchmark (control plane + 100 hollow nodes in one process, a 1000-replica Parallel StatefulSet; API latency from /metrics):
+#   bash bench/run.sh --scale [--nodes 100] [--replicas 1000] [--store sqlite:PATH|etcd:URL] [--profile] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +29,7 @@ cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); measuring what it emitted" >&2
 # The first argument picks the benchmark; the rest go to it.
 case "${1:-}" in
-  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout | --deployment | --probes) bench="${1#--}"; shift ;;
+  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout | --deployment | --probes | --scale) bench="${1#--}"; shift ;;
   *) bench=pod-start ;;
 esac
 # The api-service bench's C-core client (Debian's gRPC for Python): only this benchmark needs it.

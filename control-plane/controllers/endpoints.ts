@@ -21,7 +21,7 @@
 import type { Logger } from '../../common/log.js';
 import { ApiError } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, controllerRef, podReady, type ApiClient } from './client.js';
+import { KindController, POD_BURST_BATCH_MS, controllerRef, podReady, type ApiClient } from './client.js';
 import { isHeadless } from '../kinds/services.js';
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -160,7 +160,7 @@ export class EndpointsController extends KindController {
   private readonly pods: PodsPerPass;
 
   constructor(store: Store, log: Logger, private readonly client: ApiClient) {
-    super(store, log, 'services', ['pods', 'endpoints'], 2000);
+    super(store, log, 'services', ['pods', 'endpoints'], 2000, POD_BURST_BATCH_MS);
     this.pods = new PodsPerPass(store);
   }
 
@@ -242,7 +242,7 @@ export class EndpointSliceController extends KindController {
   private slices = new Map<string, KObj[]>();
 
   constructor(store: Store, log: Logger, private readonly client: ApiClient) {
-    super(store, log, 'services', ['pods', 'endpointslices'], 2000);
+    super(store, log, 'services', ['pods', 'endpointslices'], 2000, POD_BURST_BATCH_MS);
     this.pods = new PodsPerPass(store);
   }
 

@@ -22,6 +22,8 @@ export class Scheduler {
   private unsubscribe: (() => void) | undefined;
   private queued = false;
   private stopped = false;
+  /** A pod may be waiting for a node: pod writes of bound pods then skip the pass (see start). */
+  private mayHavePending = true;
   private readonly lastUnschedulable = new Map<string, string>();
 
   constructor(private readonly store: Store, private readonly log: Logger, private readonly events: EventRecorder,
@@ -30,7 +32,13 @@ export class Scheduler {
   start(): void {
     this.timer = setInterval(() => this.pass(), 2000);
     this.unsubscribe = this.store.subscribe((c) => {
-      if (c.resource === 'pods' || c.resource === 'nodes' || c.resource === 'persistentvolumeclaims' || c.resource === 'persistentvolumes') this.queue();
+      if (c.resource === 'pods') {
+        // Only a pod still to place, or one that leaves a node (room for those waiting), needs a pass: the status
+        // writes of bound pods (most writes while 1000 pods start) would each cost a read of every pod.
+        const unbound = c.type !== 'DELETED' && !c.object.spec?.nodeName;
+        if (unbound) this.mayHavePending = true;
+        if (unbound || (this.mayHavePending && (c.type === 'DELETED' || c.object.metadata?.deletionTimestamp || ['Succeeded', 'Failed'].includes(c.object.status?.phase)))) this.queue();
+      } else if ((c.resource === 'nodes' || c.resource === 'persistentvolumeclaims' || c.resource === 'persistentvolumes') && this.mayHavePending) this.queue();
     });
     this.queue();
   }
@@ -62,6 +70,8 @@ export class Scheduler {
     try {
       const pods = this.store.list('pods');
       const pending = pods.filter((p) => !p.spec?.nodeName && !p.metadata.deletionTimestamp && (p.spec?.schedulerName ?? 'default-scheduler') === 'default-scheduler' && (p.status?.phase ?? 'Pending') === 'Pending');
+      // Pods left unplaced wait for a change (a node, a volume, room freed) or the timer's pass.
+      this.mayHavePending = pending.length > 0;
       if (!pending.length) return;
       const nodes = this.store.list('nodes');
       const used = new Map<string, Usage>();
