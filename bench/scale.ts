@@ -103,6 +103,25 @@ function sloClass(l: Record<string, string>): string | undefined {
   return undefined;
 }
 
+/** apiserver_request_total by "VERB resource[/subresource] code", after − before (pure). */
+export function callCounts(after: string, before: string): Array<[string, number]> {
+  const read = (text: string) => {
+    const out = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      const m = /^apiserver_request_total\{(.*)\} (\S+)$/.exec(line);
+      if (!m) continue;
+      const l: Record<string, string> = {};
+      for (const x of m[1]!.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) l[x[1]!] = x[2]!;
+      if (!l.resource) continue;
+      const key = `${l.verb} ${l.resource}${l.subresource ? `/${l.subresource}` : ''} ${l.code}`;
+      out.set(key, (out.get(key) ?? 0) + Number(m[2]));
+    }
+    return out;
+  };
+  const b = read(before);
+  return [...read(after)].map(([k, v]): [string, number] => [k, v - (b.get(k) ?? 0)]).filter(([, v]) => v > 0).sort((x, y) => y[1] - x[1]);
+}
+
 async function scrape(api: Api): Promise<string> {
   const r = await apiGet<string>(api, '/metrics');
   if (r.code !== 200) throw new Error(`/metrics: HTTP ${r.code}: ${String(r.body).slice(0, 200)}`);
@@ -167,6 +186,7 @@ interface Result {
   createdSpreadS: number;
   byVerb: Array<{ key: string; count: number; p50: number; p99: number }>;
   byClass: Array<{ key: string; count: number; p50: number; p99: number }>;
+  calls: Array<[string, number]>;
   cp: { cpuS: number; peakRssMiB: number; hwmMiB: number; idleRssMiB: number };
   hollow: { cpuS: number; peakRssMiB: number };
   profile?: ReturnType<typeof summarizeProfile>;
@@ -275,6 +295,7 @@ async function main(): Promise<void> {
       createdSpreadS: (Math.max(...done.map((p) => p.added!)) - firstCreated) / 1000,
       byVerb: quantiles((l) => (l.resource ? l.verb : undefined)),
       byClass: quantiles(sloClass),
+      calls: callCounts(metricsAfter, metricsBefore),
       cp: { cpuS: (cpAfter.ticks - cpBefore.ticks) / clkTck, peakRssMiB: Math.max(cpPeak, cpAfter.rssKiB) / 1024, hwmMiB: cpAfter.hwmKiB / 1024, idleRssMiB: cpBefore.rssKiB / 1024 },
       hollow: { cpuS: (hollowAfter.ticks - hollowBefore.ticks) / clkTck, peakRssMiB: Math.max(hollowPeak, hollowAfter.rssKiB) / 1024 },
     };
@@ -336,6 +357,8 @@ API call latency during the phase (server side, \`apiserver_request_duration_sec
 | class / verb | calls | p50 (ms) | p99 (ms) |
 | --- | --- | --- | --- |
 ${[...r.byClass, ...r.byVerb].map((c) => `| ${c.key} | ${c.count} | ${ms(c.p50)} | ${ms(c.p99)} |`).join('\n')}
+
+Calls during the phase by verb, resource and code (\`apiserver_request_total\`): ${r.calls.slice(0, 12).map(([k, v]) => `${k}: ${v}`).join('; ')}.
 
 Goals (issue 19): ${goals.join('; ')}.${prof}
 ${END}`;
