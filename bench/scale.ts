@@ -19,6 +19,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { apiFromKubeconfig, apiGet, freePort, PodWatch, readProc, run, summarizeProfile, type Api, type ProcSample } from './cluster-util.js';
 import { eachFlag, nowMs, percentile, replaceResultsSection, sleep } from './stats.js';
+import { callCounts, diffHistograms, histogramQuantile, parseDurationBuckets } from './metrics-text.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(REPO, 'bin', 'stevedore.js');
@@ -40,57 +41,7 @@ eachFlag(process.argv.slice(2), (k, v) => {
 const log = (msg: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 23)}] bench: ${msg}\n`);
 
 // ---------------------------------------------------------------------------
-// /metrics: apiserver_request_duration_seconds, as histogram_quantile reads it
-
-/** Cumulative bucket counts by verb (summed over resources and scopes), for one scrape. */
-export type VerbHistograms = Map<string, Map<number, number>>;
-
-/** Parse the histogram's buckets from Prometheus text, grouped by `keyOf` its labels (pure: unit-tested). */
-export function parseDurationBuckets(text: string, keyOf: (labels: Record<string, string>) => string | undefined): VerbHistograms {
-  const out: VerbHistograms = new Map();
-  for (const line of text.split('\n')) {
-    const m = /^apiserver_request_duration_seconds_bucket\{(.*)\} (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const l of m[1]!.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
-    const key = keyOf(labels);
-    if (key === undefined) continue;
-    const le = labels.le === '+Inf' ? Infinity : Number(labels.le);
-    const buckets = out.get(key) ?? new Map<number, number>();
-    buckets.set(le, (buckets.get(le) ?? 0) + Number(m[2]));
-    out.set(key, buckets);
-  }
-  return out;
-}
-
-/** after − before, bucket by bucket. */
-export function diffHistograms(after: VerbHistograms, before: VerbHistograms): VerbHistograms {
-  const out: VerbHistograms = new Map();
-  for (const [k, buckets] of after) {
-    const prev = before.get(k);
-    out.set(k, new Map([...buckets].map(([le, n]) => [le, n - (prev?.get(le) ?? 0)])));
-  }
-  return out;
-}
-
-/** Prometheus' histogram_quantile: linear inside the bucket the rank falls in; the highest finite bound past it. */
-export function histogramQuantile(q: number, buckets: Map<number, number>): number {
-  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
-  const total = sorted.at(-1)?.[1] ?? 0;
-  if (total === 0) return NaN;
-  const rank = q * total;
-  let prevLe = 0;
-  let prevCount = 0;
-  for (const [le, count] of sorted) {
-    if (count >= rank) {
-      if (le === Infinity) return prevLe;
-      return prevLe + (le - prevLe) * ((rank - prevCount) / Math.max(count - prevCount, 1e-9));
-    }
-    prevLe = le;
-    prevCount = count;
-  }
-  return prevLe;
-}
+// /metrics: the SLO's classes
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'APPLY', 'DELETE', 'DELETECOLLECTION']);
 
@@ -101,25 +52,6 @@ function sloClass(l: Record<string, string>): string | undefined {
   if (l.verb === 'GET') return 'read: single object';
   if (l.verb === 'LIST') return `read: list (${l.scope} scope)`;
   return undefined;
-}
-
-/** apiserver_request_total by "VERB resource[/subresource] code", after − before (pure). */
-export function callCounts(after: string, before: string): Array<[string, number]> {
-  const read = (text: string) => {
-    const out = new Map<string, number>();
-    for (const line of text.split('\n')) {
-      const m = /^apiserver_request_total\{(.*)\} (\S+)$/.exec(line);
-      if (!m) continue;
-      const l: Record<string, string> = {};
-      for (const x of m[1]!.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) l[x[1]!] = x[2]!;
-      if (!l.resource) continue;
-      const key = `${l.verb} ${l.resource}${l.subresource ? `/${l.subresource}` : ''} ${l.code}`;
-      out.set(key, (out.get(key) ?? 0) + Number(m[2]));
-    }
-    return out;
-  };
-  const b = read(before);
-  return [...read(after)].map(([k, v]): [string, number] => [k, v - (b.get(k) ?? 0)]).filter(([, v]) => v > 0).sort((x, y) => y[1] - x[1]);
 }
 
 async function scrape(api: Api): Promise<string> {

@@ -11,7 +11,7 @@ import { UserError } from '../common/errors.js';
 import { ISOLATION_HANDLERS } from '../runtime-api/handlers.js';
 import { HandlerNotOffered } from '../runtime-api/errors.js';
 import type {
-  AppStatus, ContainerRuntime, ExecProcess, LogLine, Pod, PodStatus, PodUsage, PortConnection, RuntimeFactory, RuntimeOpenOptions,
+  AppStatus, ContainerRuntime, ExecOptions, ExecProcess, LogLine, LogQuery, Pod, PodStatus, PodUsage, PortConnection, RuntimeFactory, RuntimeOpenOptions,
 } from '../runtime-api/index.js';
 
 export const HOLLOW_VERSION = '0.1.0';
@@ -187,8 +187,7 @@ export class HollowRuntime implements ContainerRuntime {
     this.changed();
   }
 
-  // eslint-disable-next-line require-yield
-  async *logs(): AsyncGenerator<LogLine> {
+  async *logs(_query?: LogQuery): AsyncGenerator<LogLine> {
     // Nothing ran, so nothing was written: every container's log is empty.
   }
 
@@ -199,15 +198,15 @@ export class HollowRuntime implements ContainerRuntime {
     }));
   }
 
-  async exec(): Promise<ExecProcess> { throw refused('exec'); }
-  async attach(): Promise<ExecProcess> { throw refused('attach'); }
-  async checkAttach(): Promise<void> { throw refused('attach'); }
-  async checkExec(): Promise<void> { throw refused('exec'); }
-  async checkPortForward(): Promise<void> { throw refused('port-forward'); }
-  async dialPort(): Promise<PortConnection> { throw refused('port-forward'); }
+  async exec(_podId: string, _container: string, _command: string[], _opts: ExecOptions): Promise<ExecProcess> { throw refused('exec'); }
+  async attach(_podId: string, _container: string, _opts: { stdin: boolean; tty: boolean }): Promise<ExecProcess> { throw refused('attach'); }
+  async checkAttach(_podId: string, _container: string, _opts: { tty: boolean }): Promise<void> { throw refused('attach'); }
+  async checkExec(_podId: string, _container: string, _opts: Pick<ExecOptions, 'tty'>): Promise<void> { throw refused('exec'); }
+  async checkPortForward(_podId: string): Promise<void> { throw refused('port-forward'); }
+  async dialPort(_podId: string, _port: number): Promise<PortConnection> { throw refused('port-forward'); }
 
   /** Exec probes and hooks: nothing can run, so they are refused too (the prober reports the probe failed with this message). */
-  async runInContainer(): Promise<{ exitCode: number; output: string; timedOut: boolean }> { throw refused('running a command in a container (exec probe or hook)'); }
+  async runInContainer(_podId: string, _container: string, _command: string[], _timeoutMs: number): Promise<{ exitCode: number; output: string; timedOut: boolean }> { throw refused('running a command in a container (exec probe or hook)'); }
 
   /** A liveness kill: the container "restarts" at once, with the run before as its last termination. */
   async killContainer(podId: string, container: string): Promise<void> {
