@@ -55,7 +55,8 @@ function sloClass(l: Record<string, string>): string | undefined {
 }
 
 async function scrape(api: Api): Promise<string> {
-  const r = await apiGet<string>(api, '/metrics');
+  // A control plane still busy with the burst may take more than apiGet's 10 s: three tries.
+  const r = await apiGet<string>(api, '/metrics').catch(() => sleep(1000).then(() => apiGet<string>(api, '/metrics'))).catch(() => sleep(5000).then(() => apiGet<string>(api, '/metrics')));
   if (r.code !== 200) throw new Error(`/metrics: HTTP ${r.code}: ${String(r.body).slice(0, 200)}`);
   return String(r.body);
 }

@@ -17,6 +17,9 @@ import { NO_USAGE, addPod, filterReason, scoreNode, type ClusterView, type Usage
  * posts pods/binding; a pod that fits nowhere gets PodScheduled=False and one
  * FailedScheduling event per distinct reason, worded as kube-scheduler's.
  */
+/** The longest one scheduling pass runs before it yields to the API server (kube-scheduler places one pod per cycle). */
+const SCHEDULING_SLICE_MS = 100;
+
 export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -96,7 +99,16 @@ export class Scheduler {
       const view: ClusterView = { nodes, boundPods, usage: (node) => used.get(node) ?? NO_USAGE };
       // Higher priority first, then the oldest (kube-scheduler's queue order).
       pending.sort((a, b) => (b.spec?.priority ?? 0) - (a.spec?.priority ?? 0) || String(a.metadata.creationTimestamp).localeCompare(String(b.metadata.creationTimestamp)));
-      for (const pod of pending) this.place(pod, view, used);
+      // A time budget per pass: 1000 pods placed in one go would hold the API server (same thread) for seconds.
+      // The rest waits for the next pass, on the next turn, after the requests that queued meanwhile.
+      const started = performance.now();
+      for (const pod of pending) {
+        if (performance.now() - started > SCHEDULING_SLICE_MS) {
+          this.queue();
+          break;
+        }
+        this.place(pod, view, used);
+      }
     } catch (err) {
       this.log.error({ err }, 'scheduling pass failed');
     }
