@@ -17,7 +17,7 @@ import { openSync, closeSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { apiFromKubeconfig, apiGet, freePort, PodWatch, readProc, run, summarizeProfile, type Api, type ProcSample } from './cluster-util.js';
+import { apiFromKubeconfig, apiGet, freePort, freePortRange, PodWatch, readProc, run, summarizeProfile, type Api, type ProcSample } from './cluster-util.js';
 import { eachFlag, nowMs, percentile, replaceResultsSection, sleep } from './stats.js';
 import { callCounts, diffHistograms, histogramQuantile, parseDurationBuckets } from './metrics-text.js';
 
@@ -159,7 +159,7 @@ async function main(): Promise<void> {
 
     // 2. The hollow nodes, one process.
     const t0 = nowMs();
-    const portBase = 40000 + (process.pid % 20000);
+    const portBase = await freePortRange(args.nodes);
     hollow = startProcess([CLI, 'hollow-nodes', '--count', String(args.nodes), '--server', api.server, '--control-plane-dir', cpDir,
       '--data-dir', path.join(work, 'hollow'), '--node-api-port-base', String(portBase), '--start-delay', args.startDelay], path.join(work, 'hollow-nodes.log'));
     log(`hollow-nodes pid ${hollow.pid}: ${args.nodes} nodes`);

@@ -90,7 +90,7 @@ export async function hollowNodes(o: HollowNodesOptions): Promise<void> {
   const signalled = new Promise<void>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
   });
-  await eachLimited(plan, 10, async (n) => {
+  const starting = eachLimited(plan, 10, async (n) => {
     if (stopping) return;
     const files = nodeCredentialFiles(path.join(o.dataDir, n.name, 'pki'));
     const cfg = await loadAgentConfig({
@@ -103,6 +103,15 @@ export async function hollowNodes(o: HollowNodesOptions): Promise<void> {
     });
     agents.push(await startAgent(cfg, runtimes, { log }));
   });
+  try {
+    await starting;
+  } catch (err) {
+    // One node that cannot start (its node API port taken…) fails the whole command: the others are stopped
+    // rather than left running half a fleet, and the process ends even if a connection lingers.
+    await stopAll();
+    setTimeout(() => process.exit(process.exitCode ?? 1), 2000).unref();
+    throw err;
+  }
   process.stdout.write(`${agents.length} hollow nodes running (${plan[0]!.name}…${plan.at(-1)!.name}); stop with SIGTERM or Ctrl-C\n`);
   await signalled;
   await stopAll();

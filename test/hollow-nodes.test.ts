@@ -12,7 +12,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { startTestControlPlane, waitFor, type TestCP } from './helpers/control-plane.js';
 import { CLI } from './helpers/node.js';
-import { freePort } from './helpers/cluster.js';
+import { freePortRange } from './helpers/cluster.js';
 import { validateNodeIpam } from '../control-plane/controllers/node-ipam.js';
 
 let t: TestCP;
@@ -28,8 +28,8 @@ const ready = (n: NodeView) => n.status?.conditions?.find((c) => c.type === 'Rea
 test.before(async () => {
   t = await startTestControlPlane({ allocateNodeCidrs: validateNodeIpam({ clusterCidr: '10.210.0.0/16', nodeCidrMaskSize: 24 }), nodeMonitorGracePeriodSeconds: 5 });
   hollowDir = await fs.mkdtemp('/var/tmp/stevedore-hollow-test-');
-  // Five consecutive ports from a free one: hollow-i serves its node API on base+i.
-  const base = (await freePort()) % 50000 + 10000;
+  // hollow-i serves its node API on base+i.
+  const base = await freePortRange(5);
   hollow = spawn(process.execPath, [CLI, 'hollow-nodes', '--count', '5', '--server', t.cp.url, '--control-plane-dir', t.dataDir, '--data-dir', hollowDir,
     '--node-api-port-base', String(base), '--heartbeat-seconds', '2', '--start-delay', '100ms'], { stdio: ['ignore', 'pipe', 'pipe'] });
   hollow.stdout!.on('data', (d) => { output += d; });
