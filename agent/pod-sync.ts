@@ -39,6 +39,8 @@ interface PodRecord {
   /** The last status sent (serialized), and what it was computed from: identical inputs need no recomputation. */
   reported?: string;
   reportedFrom?: { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined; probes: string };
+  /** The last status sent (parsed back from `reported`): the base of the next one's condition times. */
+  sent?: V1PodStatus;
   /** A status patch is on its way to the API server. */
   statusInFlight: boolean;
   /** Volume refresh failures already reported (one event per distinct message). */
@@ -461,7 +463,7 @@ export class PodSync {
     const from = record.reportedFrom;
     const probes = `${this.prober.version}/${this.logMessagesRead}`;
     if (from && from.pod === pod && from.current === current && from.waiting === waiting && from.probes === probes) return;
-    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: pod.status, probes: (c) => this.prober.view(pod, c), logMessage: (c) => this.fallbackMessage(pod, current, c) });
+    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: record.sent ?? pod.status, probes: (c) => this.prober.view(pod, c), logMessage: (c) => this.fallbackMessage(pod, current, c) });
     const key = JSON.stringify(status);
     if (record.reported === key || sameStatus(pod.status, status)) {
       record.reportedFrom = { pod, current, waiting, probes };
@@ -475,7 +477,12 @@ export class PodSync {
     record.reported = key;
     record.reportedFrom = { pod, current, waiting, probes };
     const md = pod.metadata!;
+    // What was sent is what the next status is computed from (condition times, start time), as the kubelet's
+    // status manager keeps its own: the watch may still hand over older versions of the pod, and computing from
+    // those made each patch differ from the one before (times of one version, then of the other, on and on).
+    record.sent = JSON.parse(key) as V1PodStatus;
     this.kube.core.patchNamespacedPodStatus({ name: md.name!, namespace: md.namespace!, body: { status } }, patchAs('merge')).catch((err) => {
+      record.sent = undefined;
       record.reported = undefined;
       record.reportedFrom = undefined;
       if (apiStatus(err) !== 404) this.log.warn({ pod: `${md.namespace}/${md.name}`, err: String(err) }, 'status update failed; will retry');
