@@ -1,4 +1,4 @@
-import { createLogger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/log.js';
 import { streamingLimitsOf, type AgentConfig } from './config.js';
 import { EventRecorder } from './events.js';
 import { kubeClients } from './kube.js';
@@ -25,7 +25,30 @@ const VOLUME_REFRESH_MS = 10_000;
  * while they run, and re-adopts them on start (they are found by listing).
  */
 export async function runAgent(cfg: AgentConfig, runtimes: RuntimeFactories): Promise<void> {
-  const log = createLogger('agent', process.env.STEVEDORE_LOG_LEVEL ?? 'info');
+  const agent = await startAgent(cfg, runtimes, { systemd: true });
+  await new Promise<void>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
+  });
+  sdNotify('STOPPING=1');
+  await agent.stop();
+  process.exit(0);
+}
+
+/** A running agent; stop() ends its loops and servers and closes its runtime (pods keep running). */
+export interface RunningAgent {
+  readonly nodeName: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start one agent. Everything it holds hangs off this call (no module-level
+ * state), so one process can host many: the hollow-nodes command runs N of
+ * them side by side. `systemd`: talk to systemd's notify socket (READY, the
+ * watchdog), only for the agent that is the process; `log` overrides the
+ * logger (hollow nodes share one, quieter).
+ */
+export async function startAgent(cfg: AgentConfig, runtimes: RuntimeFactories, opts: { systemd?: boolean; log?: Logger } = {}): Promise<RunningAgent> {
+  const log = opts.log ?? createLogger('agent', process.env.STEVEDORE_LOG_LEVEL ?? 'info');
   // A policy that cannot be read stops the agent before it starts anything: running pods unchecked is worse.
   const policy = await loadStage1Policy(cfg.stage1Policy);
   const kube = kubeClients(cfg.kubeconfig);
@@ -83,25 +106,26 @@ export async function runAgent(cfg: AgentConfig, runtimes: RuntimeFactories): Pr
   refreshVolumes();
   timers.push(setInterval(refreshVolumes, VOLUME_REFRESH_MS));
   timers.push(setInterval(() => void runtime.gc().catch((err) => log.warn({ err: String(err) }, 'runtime gc failed')), GC_PERIOD_MS));
-  const watchdog = watchdogIntervalMs();
+  const watchdog = opts.systemd ? watchdogIntervalMs() : undefined;
   if (watchdog) {
     // Ping only while sync passes keep completing: a wedged agent gets restarted by systemd.
     timers.push(setInterval(() => { if (Date.now() - sync.lastPassAt < 4 * cfg.syncPeriodSeconds * 1000 + 30_000) sdNotify('WATCHDOG=1'); }, watchdog));
   }
-  sdNotify('READY=1');
+  if (opts.systemd) sdNotify('READY=1');
   log.info({ node: cfg.nodeName, runtime: runtime.name, stage1: cfg.rktStage1Image, stage1Policy: cfg.stage1Policy, port: cfg.port }, 'agent ready');
 
-  await new Promise<void>((resolve) => {
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
-  });
-  sdNotify('STOPPING=1');
-  log.info('agent stopping; pods keep running');
-  stop.abort();
-  sync.close();
-  for (const t of timers) clearInterval(t);
-  stats.stop();
-  await new Promise((r) => api.close(r));
-  await dns?.close();
-  await runtime.close();
-  process.exit(0);
+  return {
+    nodeName: cfg.nodeName,
+    async stop() {
+      log.info({ node: cfg.nodeName }, 'agent stopping; pods keep running');
+      stop.abort();
+      sync.close();
+      for (const t of timers) clearInterval(t);
+      clearTimeout(debounce);
+      stats.stop();
+      await new Promise((r) => api.close(r));
+      await dns?.close();
+      await runtime.close();
+    },
+  };
 }

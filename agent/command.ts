@@ -9,7 +9,7 @@ type AgentFlags = Partial<AgentConfig> & { config?: string };
 function agentOptions(cmd: Command): Command {
   return cmd
     .option('--config <file>', 'agent config file (YAML; flags override it)')
-    .option('--container-runtime <name>', 'rkt (default) or docker')
+    .option('--container-runtime <name>', 'rkt (default), docker, or hollow (pods only pretend to run: scale tests)')
     .option('--docker-endpoint <socket>', 'docker: the engine to use, unix:///PATH (e.g. unix:///var/run/docker.sock); default: the agent runs the node\'s own dockerd (socket under <data dir>/docker/engine)')
     .option('--kubeconfig <file>', 'kubeconfig of the control plane to register with')
     .option('--node-name <name>', 'this node\'s name (default: hostname)')

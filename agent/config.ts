@@ -9,7 +9,8 @@ import { parseByteSize, parseCount, resolveLimits, type ImageLimits } from '../r
 
 /** Everything the agent can be told, by flag or by config file (flags win). */
 export interface AgentConfig {
-  containerRuntime: 'rkt' | 'docker';
+  /** hollow: pods only pretend to run (runtime-hollow/, the hollow-nodes command's scale tests). */
+  containerRuntime: 'rkt' | 'docker' | 'hollow';
   kubeconfig: string;
   nodeName: string;
   /** Default stage1 for pods that do not pick one (kubelet's --rkt-stage1-image). */
@@ -124,7 +125,7 @@ export async function loadAgentConfig(flags: Partial<AgentConfig> & { config?: s
     throw new InvalidInput('nodeApiAllowedClients must be a non-empty list of certificate common names', 'the default is [kube-apiserver-kubelet-client], the control plane\'s identity');
   }
   if (!cfg.kubeconfig) throw new InvalidInput('the agent needs --kubeconfig (the control plane to register with)');
-  if (cfg.containerRuntime !== 'rkt' && cfg.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${cfg.containerRuntime}: supported runtimes are rkt and docker`);
+  if (cfg.containerRuntime !== 'rkt' && cfg.containerRuntime !== 'docker' && cfg.containerRuntime !== 'hollow') throw new InvalidInput(`--container-runtime=${cfg.containerRuntime}: supported runtimes are rkt, docker and hollow`);
   if (!STAGE1_NAMES.includes(cfg.rktStage1Image)) throw new InvalidInput(`--rkt-stage1-image=${cfg.rktStage1Image}: choose one of ${STAGE1_NAMES.join(', ')}`);
   if (!KVM_ACCEL_MODES.includes(cfg.kvmAccel)) throw new InvalidInput(`unknown --kvm-accel "${cfg.kvmAccel}"`, `choose one of: ${KVM_ACCEL_MODES.join(', ')}`);
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(cfg.nodeName)) throw new InvalidInput(`node name "${cfg.nodeName}" is not a valid DNS subdomain`, 'pass --node-name');

@@ -1,3 +1,4 @@
+import type * as https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 import { UserError } from '../common/errors.js';
 
@@ -15,7 +16,21 @@ export function kubeClients(kubeconfigPath: string): KubeClients {
   } catch (err) {
     throw new UserError(`cannot load kubeconfig ${kubeconfigPath}: ${(err as Error).message}`, { hint: 'pass --kubeconfig with the file the control plane wrote for nodes' });
   }
+  reuseConnections(kc);
   return { kc, core: kc.makeApiClient(k8s.CoreV1Api), coordination: kc.makeApiClient(k8s.CoordinationV1Api), node: kc.makeApiClient(k8s.NodeV1Api) };
+}
+
+/**
+ * client-node makes a new https.Agent for every request, so every call (each status patch,
+ * event and Lease renewal) opened its own TLS connection with a client-certificate handshake:
+ * CPU on both ends, and the latency of a handshake per call. One keep-alive agent per
+ * kubeconfig keeps connections open between calls, as the kubelet's one HTTP/2 connection does.
+ */
+function reuseConnections(kc: k8s.KubeConfig): void {
+  const config = kc as unknown as { createAgent(cluster: unknown, options: https.AgentOptions): unknown };
+  const make = config.createAgent.bind(kc);
+  let agent: unknown;
+  config.createAgent = (cluster, options) => (agent ??= make(cluster, { ...options, keepAlive: true }));
 }
 
 export const patchAs = (type: 'merge' | 'strategic') =>

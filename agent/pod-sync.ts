@@ -20,6 +20,16 @@ import { resolveClaimVolumes } from './claims.js';
 import { FlexVolumes } from './flexvolume.js';
 import { Prober } from './prober.js';
 
+/** How many of its last statuses a pod record remembers (ContainerCreating, Running, a restart or two). */
+const SENT_VIEWS_KEPT = 4;
+/** A status without its condition times, as JSON (times are what differ between versions of the same status). */
+const statusView = (s: V1PodStatus | undefined) => JSON.stringify(s ?? null, (k, v) => {
+  if (k === 'lastTransitionTime' || k === 'lastProbeTime') return undefined;
+  // Keys in one order: the server's merge keeps the stored object's order, not the one sent.
+  if (v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)) return Object.fromEntries(Object.keys(v).sort().map((key) => [key, (v as Record<string, unknown>)[key]]));
+  return v;
+});
+
 /** Runtime pods the agent made carry this annotation (value: node name); others are the operator's own. */
 export const MANAGED_BY = 'agent.stevedore.io/node';
 
@@ -39,6 +49,12 @@ interface PodRecord {
   /** The last status sent (serialized), and what it was computed from: identical inputs need no recomputation. */
   reported?: string;
   reportedFrom?: { pod: V1Pod; current: PodStatus | undefined; waiting: Waiting | undefined; probes: string };
+  /** The last status sent (parsed back from `reported`): the base of the next one's condition times. */
+  sent?: V1PodStatus;
+  /** The pod as it was when the last patch was sent. */
+  patchedFor?: V1Pod;
+  /** The last few statuses sent, without their times (statusView): what the watch may still show of ours. */
+  sentViews?: string[];
   /** A status patch is on its way to the API server. */
   statusInFlight: boolean;
   /** Volume refresh failures already reported (one event per distinct message). */
@@ -461,9 +477,14 @@ export class PodSync {
     const from = record.reportedFrom;
     const probes = `${this.prober.version}/${this.logMessagesRead}`;
     if (from && from.pod === pod && from.current === current && from.waiting === waiting && from.probes === probes) return;
-    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: pod.status, probes: (c) => this.prober.view(pod, c), logMessage: (c) => this.fallbackMessage(pod, current, c) });
+    const status: V1PodStatus = podStatusFor(pod, { runtimeName: this.runtime.name, hostIP: this.cfg.nodeIP, runtimePod: current, waiting, previous: record.sent ?? pod.status, probes: (c) => this.prober.view(pod, c), logMessage: (c) => this.fallbackMessage(pod, current, c) });
     const key = JSON.stringify(status);
-    if (record.reported === key || sameStatus(pod.status, status)) {
+    // Unchanged since the last patch, and the server shows a status this agent sent (perhaps an older one the watch
+    // still delivers): nothing to do. A status someone else wrote (the node lifecycle controller's Ready=False) is
+    // answered with ours again.
+    // Once per version of the pod at most: a server (or a test's fake) that has not shown the patch yet is not re-patched.
+    const ours = record.reported === key && (record.patchedFor === pod || record.sentViews?.includes(statusView(pod.status)));
+    if (ours || sameStatus(pod.status, status)) {
       record.reportedFrom = { pod, current, waiting, probes };
       return;
     }
@@ -475,7 +496,14 @@ export class PodSync {
     record.reported = key;
     record.reportedFrom = { pod, current, waiting, probes };
     const md = pod.metadata!;
+    // What was sent is what the next status is computed from (condition times, start time), as the kubelet's
+    // status manager keeps its own: the watch may still hand over older versions of the pod, and computing from
+    // those made each patch differ from the one before (times of one version, then of the other, on and on).
+    record.sent = JSON.parse(key) as V1PodStatus;
+    record.patchedFor = pod;
+    record.sentViews = [...(record.sentViews ?? []).slice(-(SENT_VIEWS_KEPT - 1)), statusView(record.sent)];
     this.kube.core.patchNamespacedPodStatus({ name: md.name!, namespace: md.namespace!, body: { status } }, patchAs('merge')).catch((err) => {
+      record.sent = undefined;
       record.reported = undefined;
       record.reportedFrom = undefined;
       if (apiStatus(err) !== 404) this.log.warn({ pod: `${md.namespace}/${md.name}`, err: String(err) }, 'status update failed; will retry');

@@ -31,7 +31,7 @@ export async function openRuntime(cfg: AgentConfig, factories: RuntimeFactories)
   }
   return open({
     dataDir: cfg.dataDir, dbusAddress: cfg.dbusAddress, defaultHandler: cfg.rktStage1Image, kvmAccel: cfg.kvmAccel,
-    network: await podNetwork(cfg), imageLimits: imageLimitsOf(cfg),
+    network: await podNetwork(cfg), podCidr: cfg.podCidr, imageLimits: imageLimitsOf(cfg),
     ...(cfg.clusterDNS.length ? { clusterDns: { servers: cfg.clusterDNS, domain: cfg.clusterDomain } } : {}),
     ...(cfg.dockerEndpoint ? { dockerEndpoint: cfg.dockerEndpoint } : {}),
   });

@@ -8,7 +8,7 @@ import { parse } from 'yaml';
 import { nowMs } from './stats.js';
 
 // One copy of these, shared with the tests' cluster helper.
-export { freePort, run, type Run } from '../test/helpers/cluster.js';
+export { freePort, freePortRange, run, type Run } from '../test/helpers/cluster.js';
 import { freePort as port, run as runCmd, type Run } from '../test/helpers/cluster.js';
 
 

@@ -101,6 +101,8 @@ registerSandboxCommands(program);
 const CONTAINER_RUNTIMES = {
   rkt: async (opts: RuntimeOpenOptions) => (await import('../runtime-rkt/container-runtime.js')).openRktRuntime(opts),
   docker: async (opts: RuntimeOpenOptions) => (await import('../runtime-docker/index.js')).openDockerRuntime(opts),
+  // Pods only pretend to run (kubemark's hollow kubelet): scale tests, many nodes on one machine.
+  hollow: async (opts: RuntimeOpenOptions) => (await import('../runtime-hollow/index.js')).hollowRuntimeFactory()(opts),
 };
 registerAgentCommands(program, () => {
   const g = program.opts<GlobalOptions>();
@@ -198,6 +200,26 @@ program.command('cluster-autoscaler')
     await runClusterAutoscaler({
       dataDir: path.resolve(opts.dataDir), min: Number(opts.minNodes), max: Number(opts.maxNodes), utilizationThreshold: threshold,
       unneededMs: parseDuration(opts.scaleDownUnneededTime), delayAfterAddMs: parseDuration(opts.scaleDownDelayAfterAdd), scanIntervalMs: Math.max(500, parseDuration(opts.scanInterval)),
+    });
+  });
+program.command('hollow-nodes')
+  .description('run N hollow nodes in this one process (hollow-1…hollow-N: the real agent over a runtime that only pretends to run pods, as kubemark), each with its own node identity; until SIGTERM/Ctrl-C')
+  .requiredOption('--count <n>', 'how many nodes')
+  .requiredOption('--server <url>', 'the control plane URL the nodes register with, e.g. https://127.0.0.1:6443')
+  .option('--control-plane-dir <dir>', 'the control plane\'s --data-dir, whose cluster CA issues each node\'s certificates (for `stevedore up`: <data dir>/control-plane)', '.stevedore/control-plane')
+  .option('--data-dir <dir>', 'where each node\'s credentials and agent data go (<dir>/hollow-i); kept, so a restart reuses the identities', '.stevedore-hollow')
+  .option('--name-prefix <prefix>', 'node names are <prefix>-1…<prefix>-N', 'hollow')
+  .option('--node-api-port-base <port>', 'node i serves its node API on 127.0.0.1:(base+i)', '20000')
+  .option('--start-delay <duration>', 'how long a pod takes to "start" on a hollow node', '50ms')
+  .option('--heartbeat-seconds <n>', 'seconds between Lease renewals of each node (the agent\'s default: 10)')
+  .option('--sync-period-seconds <n>', 'seconds between full pod sync passes of each node (the agent\'s default: 2)')
+  .action(async (opts: { count: string; server: string; controlPlaneDir: string; dataDir: string; namePrefix: string; nodeApiPortBase: string; startDelay: string; heartbeatSeconds?: string; syncPeriodSeconds?: string }) => {
+    const { hollowNodes, parseStartDelay } = await import('./hollow-nodes.js');
+    await hollowNodes({
+      count: Number(opts.count), server: opts.server, controlPlaneDir: path.resolve(opts.controlPlaneDir), dataDir: path.resolve(opts.dataDir), namePrefix: opts.namePrefix,
+      nodeApiPortBase: Number(opts.nodeApiPortBase), startDelayMs: parseStartDelay(opts.startDelay),
+      heartbeatSeconds: opts.heartbeatSeconds === undefined ? undefined : Number(opts.heartbeatSeconds),
+      syncPeriodSeconds: opts.syncPeriodSeconds === undefined ? undefined : Number(opts.syncPeriodSeconds),
     });
   });
 program.command('node')

@@ -34,7 +34,17 @@ const asList = (v: string | string[] | undefined): string[] => (v === undefined 
 function fromCertificate(req: IncomingMessage): UserInfo | undefined {
   const socket = req.socket as TLSSocket;
   if (typeof socket.getPeerCertificate !== 'function' || !socket.authorized) return undefined;
-  const cert: PeerCertificate = socket.getPeerCertificate();
+  // A connection's certificate is fixed once the handshake is done: read it once per connection
+  // (getPeerCertificate builds the whole certificate object each time; agents send many calls per connection).
+  if (certificateUsers.has(socket)) return certificateUsers.get(socket);
+  const user = userOfCertificate(socket.getPeerCertificate());
+  certificateUsers.set(socket, user);
+  return user;
+}
+
+const certificateUsers = new WeakMap<TLSSocket, UserInfo | undefined>();
+
+function userOfCertificate(cert: PeerCertificate): UserInfo | undefined {
   const cn = cert?.subject?.CN;
   if (!cn || typeof cn !== 'string') return undefined;
   if (!(cert.ext_key_usage ?? []).includes(CLIENT_AUTH_OID)) return undefined;

@@ -59,6 +59,7 @@ import { METRICS_GROUP, METRICS_VERSION, MetricsApi, metricsDiscovery } from './
 import { nodeEndpoint, nodeRequestOptions, isCertificateError, type NodeClientTls } from './node-client.js';
 import { NodeIpamController, type NodeIpamOptions } from './controllers/node-ipam.js';
 import { StreamProxy, STREAM_SUBRESOURCES } from './stream-proxy.js';
+import { RequestMetrics, requestLabels } from './request-metrics.js';
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -391,6 +392,8 @@ class ApiServer {
   private watchers = new Set<() => void>();
 
   readonly metrics: MetricsApi;
+  /** apiserver_request_total and apiserver_request_duration_seconds, served on /metrics. */
+  readonly requestMetrics = new RequestMetrics();
   /** How long new pods tolerate their node being not-ready or unreachable (DefaultTolerationSeconds admission). */
   defaultTolerationSeconds: DefaultTolerationSeconds = DEFAULT_TOLERATION_SECONDS;
 
@@ -449,6 +452,8 @@ class ApiServer {
     const p = u.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
     this.log.debug({ method, url: req.url }, 'request');
+    const started = performance.now();
+    res.once('close', () => this.requestMetrics.observe(requestLabels(method, u, String(req.headers['content-type'] ?? '')), res.statusCode, (performance.now() - started) / 1000));
     try {
       if (['/healthz', '/livez', '/readyz'].includes(p)) {
         res.writeHead(200, { 'Content-Type': 'text/plain' });
@@ -474,6 +479,11 @@ class ApiServer {
       // Requests outside the resource paths are authorized by path (system:discovery and friends).
       const resourcePath = /^\/api\/v1\/./.test(p) || /^\/apis\/[^/]+\/[^/]+\/./.test(p);
       if (!resourcePath) authorize(user, { verb: method === 'HEAD' ? 'get' : method.toLowerCase(), path: p }, this.store);
+      if (p === '/metrics') {
+        res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
+        res.end(this.requestMetrics.render());
+        return;
+      }
       if (p === '/.well-known/openid-configuration') return sendJson(res, 200, this.saTokens.openidConfiguration());
       if (p === '/openid/v1/jwks') return sendJson(res, 200, this.saTokens.jwks(), { 'Content-Type': 'application/jwk-set+json' });
       if (p === '/api') return sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${req.socket.localAddress}:${req.socket.localPort}` }] });

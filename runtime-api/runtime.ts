@@ -90,6 +90,8 @@ export interface RuntimeOpenOptions {
   /** Use hardware virtualization for VM pods: auto, kvm (required) or tcg. */
   kvmAccel?: KvmAccelMode;
   network: PodNetworkOptions;
+  /** The node's pod CIDR (the default network's range; the hollow runtime hands out its pretend pod IPs from it). */
+  podCidr?: string;
   imageLimits: ImageLimits;
   /** Cluster DNS the pods' resolv.conf names (ClusterFirst). */
   clusterDns?: { servers: string[]; domain: string };

@@ -12,14 +12,15 @@ const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../.
 
 /** Components a component must not import, and why. */
 const FORBIDDEN: Record<string, { components: string[]; why: string }> = {
-  'agent': { components: ['runtime-rkt', 'runtime-docker', 'stage1', 'api-service', 'control-plane'], why: 'the agent drives runtimes only through runtime-api' },
-  'runtime-api': { components: ['agent', 'runtime-rkt', 'runtime-docker', 'stage1', 'cni', 'api-service', 'control-plane', 'cli'], why: 'the neutral interface depends on nothing but common/' },
-  'runtime-rkt': { components: ['agent', 'runtime-docker', 'api-service', 'control-plane', 'cli'], why: 'a runtime imports nothing above it, and no other runtime' },
-  'runtime-docker': { components: ['agent', 'runtime-rkt', 'stage1', 'api-service', 'control-plane', 'cli'], why: 'a runtime imports nothing above it, and no other runtime' },
-  'stage1': { components: ['agent', 'runtime-rkt', 'runtime-docker', 'api-service', 'control-plane', 'cli'], why: 'stage1 sits below the runtimes' },
-  'cni': { components: ['agent', 'runtime-api', 'runtime-rkt', 'runtime-docker', 'stage1', 'control-plane', 'cli'], why: 'cni is a self-contained library' },
-  'dashboard': { components: ['agent', 'runtime-api', 'runtime-rkt', 'runtime-docker', 'stage1', 'cni', 'api-service', 'control-plane'], why: 'the dashboard speaks to the cluster only through the Kubernetes API, as kubectl' },
-  'common': { components: ['agent', 'runtime-api', 'runtime-rkt', 'runtime-docker', 'stage1', 'cni', 'api-service', 'control-plane', 'cli'], why: 'common is the bottom layer' },
+  'agent': { components: ['runtime-rkt', 'runtime-docker', 'runtime-hollow', 'stage1', 'api-service', 'control-plane'], why: 'the agent drives runtimes only through runtime-api' },
+  'runtime-api': { components: ['agent', 'runtime-rkt', 'runtime-docker', 'runtime-hollow', 'stage1', 'cni', 'api-service', 'control-plane', 'cli'], why: 'the neutral interface depends on nothing but common/' },
+  'runtime-rkt': { components: ['agent', 'runtime-docker', 'runtime-hollow', 'api-service', 'control-plane', 'cli'], why: 'a runtime imports nothing above it, and no other runtime' },
+  'runtime-docker': { components: ['agent', 'runtime-rkt', 'runtime-hollow', 'stage1', 'api-service', 'control-plane', 'cli'], why: 'a runtime imports nothing above it, and no other runtime' },
+  'runtime-hollow': { components: ['agent', 'runtime-rkt', 'runtime-docker', 'stage1', 'cni', 'api-service', 'control-plane', 'cli'], why: 'a runtime imports nothing above it, and no other runtime; the hollow one touches no network either' },
+  'stage1': { components: ['agent', 'runtime-rkt', 'runtime-docker', 'runtime-hollow', 'api-service', 'control-plane', 'cli'], why: 'stage1 sits below the runtimes' },
+  'cni': { components: ['agent', 'runtime-api', 'runtime-rkt', 'runtime-docker', 'runtime-hollow', 'stage1', 'control-plane', 'cli'], why: 'cni is a self-contained library' },
+  'dashboard': { components: ['agent', 'runtime-api', 'runtime-rkt', 'runtime-docker', 'runtime-hollow', 'stage1', 'cni', 'api-service', 'control-plane'], why: 'the dashboard speaks to the cluster only through the Kubernetes API, as kubectl' },
+  'common': { components: ['agent', 'runtime-api', 'runtime-rkt', 'runtime-docker', 'runtime-hollow', 'stage1', 'cni', 'api-service', 'control-plane', 'cli'], why: 'common is the bottom layer' },
 };
 
 function sources(dir: string): string[] {

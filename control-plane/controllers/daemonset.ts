@@ -1,6 +1,6 @@
 import type { Logger } from '../../common/log.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, adoptOrphans, deleteOwnedPod, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
+import { KindController, POD_BURST_BATCH_MS, adoptOrphans, deleteOwnedPod, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
 import { syncRevisions } from './history.js';
@@ -20,7 +20,7 @@ export const REVISION_HASH = 'controller-revision-hash';
  */
 export class DaemonSetController extends KindController {
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, log, 'daemonsets', ['pods', 'nodes'], 1000);
+    super(store, log, 'daemonsets', ['pods', 'nodes'], 1000, POD_BURST_BATCH_MS);
   }
 
   protected sync(ds: KObj): void {

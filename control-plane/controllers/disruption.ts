@@ -3,7 +3,7 @@ import { now } from '../resources.js';
 import type { KObj, Store } from '../store.js';
 import { scaledCount } from '../kinds/disruption.js';
 import { selectorMatches } from '../kinds/workloads.js';
-import { KindController, podReady, type ApiClient } from './client.js';
+import { KindController, POD_BURST_BATCH_MS, podReady, type ApiClient } from './client.js';
 
 /** How long an eviction's pod counts as gone before its deletion shows (kube's DeletionTimeout). */
 const DISRUPTED_POD_TIMEOUT_MS = 2 * 60_000;
@@ -83,7 +83,7 @@ export function budgetStatus(store: Store, pdb: KObj, at = Date.now()): KObj {
 /** Keeps every PodDisruptionBudget's status in step with its pods (kube-controller-manager's disruption controller). */
 export class DisruptionController extends KindController {
   constructor(store: Store, log: Logger, private readonly client: ApiClient) {
-    super(store, log, 'poddisruptionbudgets', ['pods', 'replicasets', 'deployments', 'statefulsets'], 5000);
+    super(store, log, 'poddisruptionbudgets', ['pods', 'replicasets', 'deployments', 'statefulsets'], 5000, POD_BURST_BATCH_MS);
   }
 
   protected sync(pdb: KObj): void {

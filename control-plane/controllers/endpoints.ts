@@ -30,6 +30,12 @@ export const SLICE_CONTROLLER = 'endpointslice-controller.k8s.io';
 export const SKIP_MIRROR_LABEL = 'endpointslice.kubernetes.io/skip-mirror';
 const HEADLESS_LABEL = 'service.kubernetes.io/headless';
 const MAX_ENDPOINTS_PER_SLICE = 100;
+/**
+ * Endpoints and EndpointSlices are recomputed at most this often while pods churn
+ * (kube-controller-manager's --endpoint-updates-batch-period): a Service over 1000 starting
+ * pods is then rewritten a few times a second, not once per pod write.
+ */
+export const ENDPOINT_UPDATES_BATCH_MS = 500;
 
 interface EndpointPort { name: string; port: number; protocol: string; appProtocol?: string }
 
@@ -160,7 +166,7 @@ export class EndpointsController extends KindController {
   private readonly pods: PodsPerPass;
 
   constructor(store: Store, log: Logger, private readonly client: ApiClient) {
-    super(store, log, 'services', ['pods', 'endpoints'], 2000);
+    super(store, log, 'services', ['pods', 'endpoints'], 2000, ENDPOINT_UPDATES_BATCH_MS);
     this.pods = new PodsPerPass(store);
   }
 
@@ -242,7 +248,7 @@ export class EndpointSliceController extends KindController {
   private slices = new Map<string, KObj[]>();
 
   constructor(store: Store, log: Logger, private readonly client: ApiClient) {
-    super(store, log, 'services', ['pods', 'endpointslices'], 2000);
+    super(store, log, 'services', ['pods', 'endpointslices'], 2000, ENDPOINT_UPDATES_BATCH_MS);
     this.pods = new PodsPerPass(store);
   }
 

@@ -34,7 +34,7 @@ const resourceNameOf = (o: KObj) => resourceOfKind(o.apiVersion, o.kind)?.name;
  */
 export class GarbageCollector extends Loop {
   constructor(store: Store, private readonly log: Logger, private readonly client: ApiClient) {
-    super(store, DEPENDENT_RESOURCES.map((r) => r.name), 2000);
+    super(store, DEPENDENT_RESOURCES.map((r) => r.name), 2000, 1000);
   }
 
   protected pass(): void {

@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import { now } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, controllerUid, deleteOwnedPod, podActive, podReady, type ApiClient } from './client.js';
+import { KindController, POD_BURST_BATCH_MS, controllerUid, deleteOwnedPod, podActive, podReady, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
 import { formatIndexes, indexOf, indexedPodTemplate, indexedPodPrefix } from './indexed-job.js';
@@ -34,7 +34,7 @@ function cond(type: string, reason: string, message: string): KObj {
  */
 export class JobController extends KindController {
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, log, 'jobs', ['pods'], 1000);
+    super(store, log, 'jobs', ['pods'], 1000, POD_BURST_BATCH_MS);
   }
 
   private deletePods(job: KObj, pods: KObj[]): void {

@@ -3,7 +3,7 @@ import { nodeSelectorMatches } from './scheduling.js';
 import { memoryBytes } from '../../common/quantity.js';
 import type { KObj, Store } from '../store.js';
 import { defaultStorageClass, LOCAL_PATH_PROVISIONER, PVC_PROTECTION } from '../kinds/storage.js';
-import { KindController, type ApiClient } from './client.js';
+import { KindController, POD_BURST_BATCH_MS, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 
 const COMPONENT = 'persistentvolume-controller';
@@ -96,7 +96,7 @@ export class PersistentVolumeController extends KindController {
   private readonly told = new Map<string, string>();
 
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, log, 'persistentvolumeclaims', ['persistentvolumes', 'storageclasses', 'nodes', 'pods'], 5000);
+    super(store, log, 'persistentvolumeclaims', ['persistentvolumes', 'storageclasses', 'nodes', 'pods'], 5000, POD_BURST_BATCH_MS);
   }
 
   protected override pass(): void {

@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import { ApiError } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, adoptOrphans, controllerRef, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
+import { KindController, POD_BURST_BATCH_MS, adoptOrphans, controllerRef, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
 import { selectorMatches } from '../kinds/workloads.js';
 import type { EventRecorder } from './events.js';
 
@@ -46,7 +46,7 @@ export function podFromTemplate(owner: KObj, template: KObj, generateName: strin
  */
 export class ReplicaSetController extends KindController {
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, log, 'replicasets', ['pods'], 1000);
+    super(store, log, 'replicasets', ['pods'], 1000, POD_BURST_BATCH_MS);
   }
 
   protected sync(rs: KObj): void {

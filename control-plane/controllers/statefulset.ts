@@ -1,6 +1,6 @@
 import type { Logger } from '../../common/log.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, adoptOrphans, controllerRef, controllerUid, deleteOwnedPod, podAvailable, podReady, type ApiClient } from './client.js';
+import { KindController, POD_BURST_BATCH_MS, adoptOrphans, controllerRef, controllerUid, deleteOwnedPod, podAvailable, podReady, type ApiClient } from './client.js';
 import { ApiError } from '../resources.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
@@ -43,7 +43,7 @@ export function ordinalOf(set: string, podName: string): number | undefined {
  */
 export class StatefulSetController extends KindController {
   constructor(store: Store, log: Logger, private readonly events: EventRecorder, private readonly client: ApiClient) {
-    super(store, log, 'statefulsets', ['pods'], 1000);
+    super(store, log, 'statefulsets', ['pods'], 1000, POD_BURST_BATCH_MS);
   }
 
   protected sync(sts: KObj): void {

@@ -27,6 +27,25 @@ export function run(cmd: string, args: string[], env: Record<string, string> = {
   });
 }
 
+/**
+ * A base port such that base+1…base+count are all free now, below the kernel's ephemeral range
+ * (32768+), where outgoing connections would take them meanwhile: hollow-nodes' node API ports.
+ */
+export async function freePortRange(count: number): Promise<number> {
+  const free = (port: number) => new Promise<boolean>((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * (12000 - count));
+    let ok = true;
+    for (let p = base + 1; p <= base + count && ok; p++) ok = await free(p);
+    if (ok) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports between 20000 and 32000`);
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
