@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { mkdirSync, rmdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { runCaptured } from '../common/run-captured.js';
 import { cgroupDirsOf } from '../common/cgroups.js';
 
@@ -34,6 +35,14 @@ test('a command past its timeout is killed with what it started, says so, its ou
   assert.is(r.output, 'started\n');
   const left = await runCaptured(['/bin/sh', '-c', 'pgrep -f "^sleep 37.123$" || true'], { timeoutMs: 2000, maxOutputBytes: 100 });
   assert.is(left.output, '', 'the forked sleep was killed too');
+});
+
+test('running commands hold no thread of libuv\'s pool: file operations go on while 8 wait', async () => {
+  const running = Array.from({ length: 8 }, () => runCaptured(['/bin/sleep', '1'], { timeoutMs: 5000, maxOutputBytes: 10 }));
+  const t0 = Date.now();
+  await readFile('/proc/self/stat');
+  assert.ok(Date.now() - t0 < 500, `a readFile took ${Date.now() - t0} ms beside 8 running commands`);
+  assert.equal((await Promise.all(running)).map((r) => r.exitCode), [0, 0, 0, 0, 0, 0, 0, 0]);
 });
 
 test('a command that does not exist: ENOENT naming it', async () => {
