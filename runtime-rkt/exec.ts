@@ -19,7 +19,7 @@ export interface EnterPlan {
   /** argv without a terminal (Stage1.enterArgv). */
   argv: (command: string[]) => string[];
   /** argv whose terminal is made inside the app and whose master is sent to `consoleSocket` (Stage1.enterTtyArgv), if the stage1 can. */
-  ttyArgv?: (command: string[], consoleSocket: string) => string[];
+  ttyArgv?: (command: string[], consoleSocket: string, size?: TerminalSize) => string[];
   /** Processes whose sessions an exec's clean-up must never touch (the app's own). */
   protectedPids: number[];
 }
@@ -40,7 +40,7 @@ export function startExec(plan: EnterPlan, command: string[], opts: ExecOptions)
     if (plan.ttyArgv) {
       consoleDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stevedore-console-'));
       const socket = path.join(consoleDir, 'console.sock');
-      argv = [PYTHON, PTY_RELAY, '--console-socket', socket, ...sizeArgs(opts.size), '--', ...plan.ttyArgv(command, socket)];
+      argv = [PYTHON, PTY_RELAY, '--console-socket', socket, ...sizeArgs(opts.size), '--', ...plan.ttyArgv(command, socket, opts.size && { cols: clampSize(opts.size.cols), rows: clampSize(opts.size.rows) })];
     } else {
       argv = [PYTHON, PTY_RELAY, ...sizeArgs(opts.size), '--', ...plan.argv(command)];
     }

@@ -472,7 +472,7 @@ export class RktRuntime {
     const mainPid = appStatus.mainPid;
     return {
       argv: (command) => stage1.enterArgv(pod, app, mainPid, command),
-      ...(stage1.enterTtyArgv ? { ttyArgv: (command: string[], socket: string) => stage1.enterTtyArgv!(pod, app, mainPid, command, socket) } : {}),
+      ...(stage1.enterTtyArgv ? { ttyArgv: (command: string[], socket: string, size?: { cols: number; rows: number }) => stage1.enterTtyArgv!(pod, app, mainPid, command, socket, size) } : {}),
       protectedPids: [mainPid],
       terminal: stage1.enterTerminal !== false,
     };

@@ -264,6 +264,6 @@ export interface Stage1 {
    * the unix socket `consoleSocket` (crun exec --tty --console-socket). A stage1 without it gets a
    * terminal made on the node (stage1/pty-relay.py).
    */
-  enterTtyArgv?(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], consoleSocket: string): string[];
+  enterTtyArgv?(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], consoleSocket: string, size?: { cols: number; rows: number }): string[];
   cleanup(pod: PreparedPod): Promise<void>;
 }

@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { atomicWrite } from '../common/fsutil.js';
@@ -124,9 +125,20 @@ export class NamespacesStage1 implements Stage1 {
     return { argv: exec, cgroupProcs: cgroupProcsFiles(mainPid) };
   }
 
-  /** The terminal is one of the container's own /dev/pts, as with the kubelet's exec -t. */
-  enterTtyArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], consoleSocket: string): string[] {
-    return this.enterArgv(pod, app, mainPid, command, ['--tty', `--console-socket=${consoleSocket}`]);
+  /**
+   * The terminal is one of the container's own /dev/pts, as with the kubelet's exec -t. With the
+   * client's size known, the process is given to crun whole (`--process`: the app's own process
+   * from its config.json, with this command, a terminal and consoleSize), so the terminal has its
+   * size before the command runs: set after crun handed the terminal over, a quick command (stty
+   * size) could run first and see none. The file goes beside the console socket, in the caller's
+   * private directory (it holds the app's environment).
+   */
+  enterTtyArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], consoleSocket: string, size?: { cols: number; rows: number }): string[] {
+    if (!size) return this.enterArgv(pod, app, mainPid, command, ['--tty', `--console-socket=${consoleSocket}`]);
+    const spec = JSON.parse(readFileSync(path.join(podPaths(pod.dir).app(app.name), 'config.json'), 'utf8')) as { process: Record<string, unknown> };
+    const processFile = path.join(path.dirname(consoleSocket), 'process.json');
+    writeFileSync(processFile, JSON.stringify({ ...spec.process, args: command, terminal: true, consoleSize: { width: size.cols, height: size.rows } }), { mode: 0o600 });
+    return withCgroupJoin({ argv: [this.ociRuntime, 'exec', '--process', processFile, `--console-socket=${consoleSocket}`, containerId(pod.manifest.uuid, app.name)], cgroupProcs: cgroupProcsFiles(mainPid) });
   }
 
   async cleanup(pod: PreparedPod): Promise<void> {

@@ -10,14 +10,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { isAlive } from '../sandbox/proc.js';
-import { getSandbox, stopSandbox } from '../sandbox/sandbox.js';
 import { CLI } from './helpers/node.js';
 import { freePort, run, type Run } from './helpers/cluster.js';
+import { tearDownMultiNode } from './helpers/multi-node.js';
 
 const ROOT = path.resolve(path.dirname(CLI), '..');
 const README = path.join(ROOT, 'examples', 'autoscaling', 'README.md');
@@ -139,19 +137,7 @@ test.after(async () => {
   await stopLoad().catch(() => undefined);
   const state = JSON.parse(await fs.readFile(path.join(dataDir, 'up.json'), 'utf8').catch(() => '{}')) as { controlPlanePid?: number };
   const autoscalerPid = Number((await fs.readFile(path.join(dataDir, 'cluster-autoscaler.pid'), 'utf8').catch(() => '0')).trim());
-  let down: Run = { code: 0, stdout: '', stderr: '' };
-  if (existsSync(path.join(dataDir, 'up.json'))) down = await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
-  const leftovers: string[] = [];
-  if (autoscalerPid && (await isAlive(autoscalerPid))) { leftovers.push(`cluster autoscaler pid ${autoscalerPid}`); process.kill(autoscalerPid, 'SIGKILL'); }
-  for (const n of ['node-1', 'node-2', 'node-3']) {
-    const sandbox = `${sandboxPrefix}-${n}`;
-    if (await getSandbox(sandbox)) { leftovers.push(`sandbox ${sandbox}`); await stopSandbox(sandbox); }
-    if (existsSync(`/run/netns/${sandbox}`)) { leftovers.push(`netns ${sandbox}`); await run('ip', ['netns', 'del', sandbox]); }
-  }
-  if (existsSync(`/sys/class/net/${nodeBridge}`)) { leftovers.push(`bridge ${nodeBridge}`); await run('ip', ['link', 'del', nodeBridge]); }
-  if (state.controlPlanePid && (await isAlive(state.controlPlanePid))) { leftovers.push(`control plane pid ${state.controlPlanePid}`); process.kill(state.controlPlanePid, 'SIGKILL'); }
-  await fs.rm(dataDir, { recursive: true, force: true });
-  if (down.code !== 0 || leftovers.length) throw new Error(`stevedore down failed (exit ${down.code}: ${down.stderr.trim()}); left behind: ${leftovers.join(', ') || 'nothing'}`);
+  await tearDownMultiNode({ dataDir, sandboxPrefix, nodes: ['node-1', 'node-2', 'node-3'], nodeBridge, processes: [['cluster autoscaler', autoscalerPid], ['control plane', state.controlPlanePid]] });
 });
 
 test('the README lists the steps this test runs, in order', async () => {

@@ -8,14 +8,14 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isAlive } from '../sandbox/proc.js';
-import { getSandbox, stopSandbox } from '../sandbox/sandbox.js';
+import { getSandbox } from '../sandbox/sandbox.js';
 import { CLI } from './helpers/node.js';
-import { freePort, run, type Run } from './helpers/cluster.js';
+import { freePort, run } from './helpers/cluster.js';
+import { clusterKubectl, tearDownMultiNode } from './helpers/multi-node.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // Names and addresses of this run only: nothing else on the host is touched.
@@ -30,12 +30,7 @@ let dataDir = '';
 let cpPid = 0;
 let autoscalerPid = 0;
 
-const kubectl = (args: string[], input?: string): Promise<Run> => run('kubectl', args, { KUBECONFIG: path.join(dataDir, 'kubeconfig') }, input);
-async function k(args: string[], input?: string): Promise<string> {
-  const r = await kubectl(args, input);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
+const { k } = clusterKubectl(() => dataDir);
 async function eventually<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -101,20 +96,8 @@ test.before(async () => {
 
 test.after(async () => {
   const log = await fs.readFile(path.join(dataDir, 'cluster-autoscaler.log'), 'utf8').catch(() => '');
-  const down = await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
-  // Whatever `down` did, nothing of the test may outlive it.
-  const leftovers: string[] = [];
-  if (autoscalerPid && (await isAlive(autoscalerPid))) { leftovers.push(`cluster autoscaler pid ${autoscalerPid}`); process.kill(autoscalerPid, 'SIGKILL'); }
-  for (const n of ['node-1', 'node-2', 'node-3']) {
-    const sandbox = `${sandboxPrefix}-${n}`;
-    if (await getSandbox(sandbox)) { leftovers.push(`sandbox ${sandbox}`); await stopSandbox(sandbox); }
-    if (existsSync(`/run/netns/${sandbox}`)) { leftovers.push(`netns ${sandbox}`); await run('ip', ['netns', 'del', sandbox]); }
-  }
-  if (existsSync(`/sys/class/net/${nodeBridge}`)) { leftovers.push(`bridge ${nodeBridge}`); await run('ip', ['link', 'del', nodeBridge]); }
-  if (cpPid && (await isAlive(cpPid))) { leftovers.push(`control plane pid ${cpPid}`); process.kill(cpPid, 'SIGKILL'); }
-  await fs.rm(dataDir, { recursive: true, force: true });
   if (process.env.STEVEDORE_TEST_VERBOSE) process.stdout.write(`--- cluster-autoscaler.log\n${log}\n`);
-  if (down.code !== 0 || leftovers.length) throw new Error(`stevedore down failed (exit ${down.code}: ${down.stderr.trim()}); left behind: ${leftovers.join(', ') || 'nothing'}`);
+  await tearDownMultiNode({ dataDir, sandboxPrefix, nodes: ['node-1', 'node-2', 'node-3'], nodeBridge, processes: [['cluster autoscaler', autoscalerPid], ['control plane', cpPid]] });
 });
 
 test('up --max-nodes: one node of 1 cpu, the autoscaler running, its status ConfigMap written', async () => {

@@ -16,9 +16,10 @@ import { randomBytes } from 'node:crypto';
 import { planNodes } from '../cli/up-nodes.js';
 import { desiredRoutes } from '../agent/node-routes.js';
 import { isAlive } from '../sandbox/proc.js';
-import { getSandbox, stopSandbox } from '../sandbox/sandbox.js';
+import { getSandbox } from '../sandbox/sandbox.js';
 import { CLI } from './helpers/node.js';
-import { freePort, run, type Run } from './helpers/cluster.js';
+import { freePort, run } from './helpers/cluster.js';
+import { clusterKubectl, tearDownMultiNode } from './helpers/multi-node.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // Names and addresses of this run only: nothing else on the host is touched.
@@ -35,12 +36,7 @@ let dataDir = '';
 let cpPid = 0;
 const podCidrs = new Map<string, string>();
 
-const kubectl = (args: string[], input?: string): Promise<Run> => run('kubectl', args, { KUBECONFIG: path.join(dataDir, 'kubeconfig') }, input);
-async function k(args: string[], input?: string): Promise<string> {
-  const r = await kubectl(args, input);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
+const { kubectl, k } = clusterKubectl(() => dataDir);
 async function eventually<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -108,18 +104,7 @@ test.before(async () => {
 });
 
 test.after(async () => {
-  const down = await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
-  // Whatever `down` did, nothing of the test may outlive it.
-  const leftovers: string[] = [];
-  for (const n of [...NODES, 'node-4']) {
-    const sandbox = `${sandboxPrefix}-${n}`;
-    if (await getSandbox(sandbox)) { leftovers.push(`sandbox ${sandbox}`); await stopSandbox(sandbox); }
-    if (existsSync(`/run/netns/${sandbox}`)) { leftovers.push(`netns ${sandbox}`); await run('ip', ['netns', 'del', sandbox]); }
-  }
-  if (existsSync(`/sys/class/net/${nodeBridge}`)) { leftovers.push(`bridge ${nodeBridge}`); await run('ip', ['link', 'del', nodeBridge]); }
-  if (cpPid && (await isAlive(cpPid))) { leftovers.push(`control plane pid ${cpPid}`); process.kill(cpPid, 'SIGKILL'); }
-  await fs.rm(dataDir, { recursive: true, force: true });
-  if (down.code !== 0 || leftovers.length) throw new Error(`stevedore down failed (exit ${down.code}: ${down.stderr.trim()}); left behind: ${leftovers.join(', ') || 'nothing'}`);
+  await tearDownMultiNode({ dataDir, sandboxPrefix, nodes: [...NODES, 'node-4'], nodeBridge, processes: [['control plane', cpPid]] });
 });
 
 test('planNodes and desiredRoutes (pure)', () => {

@@ -100,7 +100,8 @@ export class PersistentVolumeController extends KindController {
   }
 
   protected override pass(): void {
-    super.pass();
+    // Volumes first: one made in the same batch as a claim becomes Available before the claim looks
+    // (binding skips volumes not yet Available, as kube's does), so the claim gets the smallest fit.
     for (const pv of this.store.list('persistentvolumes')) {
       try {
         this.syncVolume(pv);
@@ -108,6 +109,7 @@ export class PersistentVolumeController extends KindController {
         this.log.error({ err, volume: pv.metadata.name }, 'persistent volume sync failed');
       }
     }
+    super.pass();
   }
 
   private tellOnce(claim: KObj, type: 'Normal' | 'Warning', reason: string, message: string, component = COMPONENT): void {
