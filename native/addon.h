@@ -17,11 +17,20 @@
 
 #define PATH_BUF 4096
 
-static inline napi_value throw_errno(napi_env env, int err, const char *call, const char *path) {
+/* The Error for errno `err` in `call` on `path`, to reject a promise with (throw_errno throws the same). */
+static inline napi_value errno_error(napi_env env, int err, const char *call, const char *path) {
   char msg[PATH_BUF + 128];
   const char *name = strerrorname_np(err);
   snprintf(msg, sizeof msg, "%s: %s, %s '%s'", name ? name : "EUNKNOWN", strerror(err), call, path);
-  napi_throw_error(env, name ? name : "EUNKNOWN", msg);
+  napi_value code, text, error;
+  napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &text);
+  napi_create_error(env, code, text, &error);
+  return error;
+}
+
+static inline napi_value throw_errno(napi_env env, int err, const char *call, const char *path) {
+  napi_throw(env, errno_error(env, err, call, path));
   return NULL;
 }
 

@@ -103,14 +103,7 @@ static void complete(napi_env env, napi_status status, void *data) {
   job_t *job = data;
   if (status != napi_ok || job->fd < 0) {
     int err = status != napi_ok ? ECANCELED : job->err;
-    const char *name = strerrorname_np(err);
-    char text[PATH_BUF + 128];
-    snprintf(text, sizeof text, "%s: %s, %s '%s'", name ? name : "EUNKNOWN", strerror(err), job->call ? job->call : "connect", job->path);
-    napi_value msg, code, e;
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-    napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
-    napi_create_error(env, code, msg, &e);
-    napi_reject_deferred(env, job->deferred, e);
+    napi_reject_deferred(env, job->deferred, errno_error(env, err, job->call ? job->call : "connect", job->path));
   } else {
     napi_value fd;
     napi_create_int32(env, job->fd, &fd);

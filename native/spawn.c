@@ -200,14 +200,7 @@ static void complete(napi_env env, napi_value js_callback, void *context, void *
   if (env == NULL) {
     /* The environment is going away: nobody waits for the answer any more. */
   } else if (job->err != 0) {
-    int err = job->err;
-    const char *name = strerrorname_np(err);
-    char text[PATH_BUF + 128];
-    snprintf(text, sizeof text, "%s: %s, %s '%s'", name ? name : "EUNKNOWN", strerror(err), job->call ? job->call : "spawn", job->argv[0]);
-    napi_value msg, code, e;
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-    napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
-    napi_create_error(env, code, msg, &e);
+    napi_value e = errno_error(env, job->err, job->call ? job->call : "spawn", job->argv[0]);
     /* Which step failed, as the shell exit codes say it: 125 the cgroup join, 127 the exec, 126 the rest. */
     napi_value exit_code;
     const char *call = job->call ? job->call : "";
