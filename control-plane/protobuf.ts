@@ -2,50 +2,46 @@
  * Just enough of Kubernetes' protobuf encoding to accept what kubectl's typed
  * clients send (`kubectl create secret …` and `kubectl create namespace` post
  * `application/vnd.kubernetes.protobuf` and do not fall back to JSON): the
- * `k8s\0` envelope (runtime.Unknown), v1 Secret and v1 Namespace with the
- * ObjectMeta fields a create carries, v1 Service (`kubectl create service`), apps/v1 Deployment and batch/v1 Job with the pod
- * template fields `kubectl create deployment|job` fills (a field table per message; a field
- * outside the tables that carries a value is refused, not dropped). Everything else is a
+ * `k8s\0` envelope (runtime.Unknown) and every kind this server serves that a kubectl typed
+ * client creates (the table DECODERS below), read with protobufjs's wire Reader and given
+ * meaning by a field table per message (field numbers from k8s.io/api's generated.proto; a
+ * field outside the tables that carries a value is refused, not dropped). Everything else is a
  * 415 that names the media types this server speaks. Replies stay JSON
  * (clients accept it: they send `Accept: …protobuf, application/json`).
  */
+import protobuf from 'protobufjs/minimal.js';
 import { ApiError } from './resources.js';
 import { hpaV1ToV2 } from './kinds/hpa.js';
 import type { KObj } from './store.js';
 
 const MAGIC = Buffer.from([0x6b, 0x38, 0x73, 0x00]); // "k8s\0"
 
-interface Field { no: number; wire: number; value: bigint | Buffer }
+/** One field of a message as read off the wire: varints as numbers (every varint Kubernetes sends here fits), length-delimited ones as bytes. */
+interface Field { no: number; wire: number; value: number | Buffer }
 
-/** Decode one message level into its fields (varint, 64-bit, length-delimited, 32-bit). */
+/**
+ * One message level as its fields, read with protobufjs's wire Reader (varint, 64-bit,
+ * length-delimited, 32-bit). The field tables below give the fields their meaning; a field
+ * outside them that carries a value is refused, which is why this does not decode through
+ * generated protobufjs types (they skip unknown fields without a word).
+ */
 function fields(buf: Buffer): Field[] {
+  const reader = protobuf.Reader.create(buf);
   const out: Field[] = [];
-  let i = 0;
-  const varint = (): bigint => {
-    let v = 0n;
-    for (let shift = 0n; ; shift += 7n) {
-      if (i >= buf.length || shift > 63n) throw new Error('truncated or overlong varint');
-      const b = buf[i++]!;
-      v |= BigInt(b & 0x7f) << shift;
-      if ((b & 0x80) === 0) return v;
-    }
-  };
-  while (i < buf.length) {
-    const key = Number(varint());
+  while (reader.pos < reader.len) {
+    const key = reader.uint32();
     const no = key >>> 3;
     const wire = key & 7;
-    if (wire === 0) out.push({ no, wire, value: varint() });
-    else if (wire === 2) {
-      const len = Number(varint());
-      if (i + len > buf.length) throw new Error('length-delimited field runs past the end');
-      out.push({ no, wire, value: buf.subarray(i, i + len) });
-      i += len;
-    } else if (wire === 1) i += 8;
-    else if (wire === 5) i += 4;
-    else throw new Error(`unsupported wire type ${wire}`);
-    if (i > buf.length) throw new Error('field runs past the end');
+    if (wire === 0) out.push({ no, wire, value: longToNumber(reader.int64()) });
+    else if (wire === 2) out.push({ no, wire, value: Buffer.from(reader.bytes()) });
+    else reader.skipType(wire);
   }
   return out;
+}
+
+/** protobufjs hands 64-bit varints back as a Long (or a number when no Long library is loaded); high * 2^32 + unsigned low keeps the sign. */
+function longToNumber(v: protobuf.Long | number): number {
+  return typeof v === 'number' ? v : v.high * 0x100000000 + (v.low >>> 0);
 }
 
 const bytesOf = (f: Field) => (Buffer.isBuffer(f.value) ? f.value : Buffer.alloc(0));
@@ -61,62 +57,6 @@ function mapEntry(f: Field): [string, Buffer] {
   return [k, v];
 }
 
-function objectMeta(buf: Buffer): KObj {
-  const meta: KObj = {};
-  for (const f of fields(buf)) {
-    switch (f.no) {
-      case 1: meta.name = str(f); break;
-      case 2: meta.generateName = str(f); break;
-      case 3: meta.namespace = str(f); break;
-      case 6: meta.resourceVersion = str(f); break;
-      case 11: { const [k, v] = mapEntry(f); (meta.labels ??= {})[k] = v.toString('utf8'); break; }
-      case 12: { const [k, v] = mapEntry(f); (meta.annotations ??= {})[k] = v.toString('utf8'); break; }
-      case 14: (meta.finalizers ??= []).push(str(f)); break;
-      default: break; // uid, timestamps, owner references…: a create does not need them
-    }
-  }
-  for (const k of ['name', 'generateName', 'namespace', 'resourceVersion']) if (meta[k] === '') delete meta[k];
-  return meta;
-}
-
-function secret(buf: Buffer): KObj {
-  const obj: KObj = { apiVersion: 'v1', kind: 'Secret', metadata: {} };
-  for (const f of fields(buf)) {
-    switch (f.no) {
-      case 1: obj.metadata = objectMeta(bytesOf(f)); break;
-      case 2: { const [k, v] = mapEntry(f); (obj.data ??= {})[k] = v.toString('base64'); break; }
-      case 3: obj.type = str(f); break;
-      case 4: { const [k, v] = mapEntry(f); (obj.stringData ??= {})[k] = v.toString('utf8'); break; }
-      case 5: obj.immutable = f.value !== 0n; break;
-      default: break;
-    }
-  }
-  return obj;
-}
-
-function configMap(buf: Buffer): KObj {
-  const obj: KObj = { apiVersion: 'v1', kind: 'ConfigMap', metadata: {} };
-  for (const f of fields(buf)) {
-    switch (f.no) {
-      case 1: obj.metadata = objectMeta(bytesOf(f)); break;
-      case 2: { const [k, v] = mapEntry(f); (obj.data ??= {})[k] = v.toString('utf8'); break; }
-      case 3: { const [k, v] = mapEntry(f); (obj.binaryData ??= {})[k] = v.toString('base64'); break; }
-      case 4: obj.immutable = f.value !== 0n; break;
-      default: break;
-    }
-  }
-  return obj;
-}
-
-function namespace(buf: Buffer): KObj {
-  const obj: KObj = { apiVersion: 'v1', kind: 'Namespace', metadata: {} };
-  for (const f of fields(buf)) {
-    if (f.no === 1) obj.metadata = objectMeta(bytesOf(f));
-    else if (f.no === 2) for (const s of fields(bytesOf(f))) if (s.no === 1) ((obj.spec ??= {}).finalizers ??= []).push(str(s));
-  }
-  return obj;
-}
-
 // ---------------------------------------------------------------- workloads, by field table
 
 /**
@@ -125,7 +65,7 @@ function namespace(buf: Buffer): KObj {
  * are left out. A field not in the table that carries a value is refused (415 naming it), never
  * dropped: the caller is told to send JSON (kubectl apply -f) instead.
  */
-type FieldType = 'string' | 'int' | 'bool' | 'boolPtr' | 'strings' | 'map' | 'intOrString' | 'quantities' | Message | { repeated: Message };
+type FieldType = 'string' | 'int' | 'bool' | 'boolPtr' | 'strings' | 'map' | 'bytesMap' | 'intOrString' | 'quantities' | Message | { repeated: Message };
 interface Message { name: string; fields: Record<number, [string, FieldType]> }
 
 const labelSelectorRequirement: Message = { name: 'LabelSelectorRequirement', fields: { 1: ['key', 'string'], 2: ['operator', 'string'], 3: ['values', 'strings'] } };
@@ -220,7 +160,7 @@ function decodeService(b: Buffer): KObj {
 }
 
 /** A field that carries a value (Go writes empty ones too). */
-const hasValue = (f: Field) => (Buffer.isBuffer(f.value) ? f.value.length > 0 : f.value !== 0n);
+const hasValue = (f: Field) => (Buffer.isBuffer(f.value) ? f.value.length > 0 : f.value !== 0);
 
 function decodeMessage(buf: Buffer, m: Message, at: string): KObj | undefined {
   if (m === ignoredStatus) return undefined;
@@ -234,20 +174,21 @@ function decodeMessage(buf: Buffer, m: Message, at: string): KObj | undefined {
     const [name, type] = def;
     const path = at ? `${at}.${name}` : name;
     if (type === 'string') { if (hasValue(f)) out[name] = str(f); }
-    else if (type === 'int') out[name] = Number(BigInt.asIntN(64, f.value as bigint));
-    else if (type === 'bool') { if (f.value !== 0n) out[name] = true; }
-    else if (type === 'boolPtr') out[name] = f.value !== 0n; // a *bool: written when set, false included
+    else if (type === 'int') out[name] = f.value as number;
+    else if (type === 'bool') { if (f.value !== 0) out[name] = true; }
+    else if (type === 'boolPtr') out[name] = f.value !== 0; // a *bool: written when set, false included
     else if (type === 'strings') (out[name] ??= []).push(str(f));
     else if (type === 'map') { const [k, v] = mapEntry(f); (out[name] ??= {})[k] = v.toString('utf8'); }
+    else if (type === 'bytesMap') { const [k, v] = mapEntry(f); (out[name] ??= {})[k] = v.toString('base64'); } // map<string, bytes>: base64 in JSON
     else if (type === 'quantities') {
       const [k, v] = mapEntry(f);
       let q = '';
       for (const e of fields(v)) if (e.no === 1) q = str(e);
       (out[name] ??= {})[k] = q;
     } else if (type === 'intOrString') {
-      let kind = 0n, intVal = 0n, strVal = '';
-      for (const e of fields(bytesOf(f))) e.no === 1 ? (kind = e.value as bigint) : e.no === 2 ? (intVal = e.value as bigint) : e.no === 3 ? (strVal = str(e)) : undefined;
-      out[name] = kind === 1n ? strVal : Number(BigInt.asIntN(32, intVal));
+      let kind = 0, intVal = 0, strVal = '';
+      for (const e of fields(bytesOf(f))) e.no === 1 ? (kind = e.value as number) : e.no === 2 ? (intVal = e.value as number) : e.no === 3 ? (strVal = str(e)) : undefined;
+      out[name] = kind === 1 ? strVal : intVal;
     } else if ('repeated' in type) (out[name] ??= []).push(decodeMessage(bytesOf(f), type.repeated, `${path}[${(out[name] ?? []).length}]`));
     else {
       const sub = decodeMessage(bytesOf(f), type, path);
@@ -316,13 +257,17 @@ const subjectAccessReviewSpec: Message = {
 // kubectl create poddisruptionbudget
 const pdbSpec: Message = { name: 'PodDisruptionBudgetSpec', fields: { 1: ['minAvailable', 'intOrString'], 2: ['selector', labelSelector], 3: ['maxUnavailable', 'intOrString'], 4: ['unhealthyPodEvictionPolicy', 'string'] } };
 const pdb: Message = { name: 'PodDisruptionBudget', fields: { 1: ['metadata', workloadMeta], 2: ['spec', pdbSpec], 3: ['status', ignoredStatus] } };
+// kubectl create secret|configmap|namespace
+const secret: Message = { name: 'Secret', fields: { 1: ['metadata', workloadMeta], 2: ['data', 'bytesMap'], 3: ['type', 'string'], 4: ['stringData', 'map'], 5: ['immutable', 'boolPtr'] } };
+const configMap: Message = { name: 'ConfigMap', fields: { 1: ['metadata', workloadMeta], 2: ['data', 'map'], 3: ['binaryData', 'bytesMap'], 4: ['immutable', 'boolPtr'] } };
+const namespace: Message = { name: 'Namespace', fields: { 1: ['metadata', workloadMeta], 2: ['spec', { name: 'NamespaceSpec', fields: { 1: ['finalizers', 'strings'] } }], 3: ['status', ignoredStatus] } };
 const typed = (m: Message, apiVersion: string, kind: string) => (b: Buffer): KObj => ({ apiVersion, kind, ...decodeMessage(b, m, '') });
 
 /** The kinds kubectl's typed clients create here: `kubectl create secret|configmap|namespace|deployment|job|cronjob|service|pdb|…`. */
 const DECODERS: Record<string, (b: Buffer) => KObj> = {
-  'v1/Secret': secret,
-  'v1/ConfigMap': configMap,
-  'v1/Namespace': namespace,
+  'v1/Secret': typed(secret, 'v1', 'Secret'),
+  'v1/ConfigMap': typed(configMap, 'v1', 'ConfigMap'),
+  'v1/Namespace': typed(namespace, 'v1', 'Namespace'),
   'apps/v1/Deployment': workload(deployment, 'apps/v1', 'Deployment', ['minReadySeconds']),
   'batch/v1/Job': workload(job, 'batch/v1', 'Job', []),
   'batch/v1/CronJob': workload(cronJob, 'batch/v1', 'CronJob', []),
