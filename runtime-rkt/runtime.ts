@@ -105,11 +105,6 @@ export class RktRuntime {
     const stage1 = this.stage1For(stage1Name);
     // Everything that can be checked without touching the disk comes first, so bad input changes nothing.
     checkRuntimeEnv(pod);
-    // The kvm guest decides when the VM is done by the pod's restartPolicy alone (stage1/kvm/guest-init.sh,
-    // baked into its initramfs): an init container's own restart rule (on failure; a sidecar always) is not known there yet.
-    if (stage1Name === 'kvm' && pod.spec.initContainers?.length) {
-      throw new ContainerConfigError('spec.initContainers: not supported by the kvm stage1 yet: its guest supervises every app by the pod\'s restartPolicy and knows no init or sidecar containers', 'run the pod with the namespaces stage1 (runtimeClassName namespaces), or move the init work into the container');
-    }
     // Only the namespaces stage1 binds a termination message file (fly's /dev is the node's, kvm's is the guest's).
     const customPath = allContainers(pod).findIndex((c) => (c.terminationMessagePath ?? '/dev/termination-log') !== '/dev/termination-log');
     if (stage1Name !== 'namespaces' && customPath >= 0) {

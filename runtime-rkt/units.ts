@@ -1,12 +1,10 @@
 import { prop, type UnitProperty } from '../common/systemd.js';
-import { podPaths, unitNames, type AppManifest, type PreparedPod, type Stage1 } from '../stage1/contract.js';
+import { appRestart, podPaths, unitNames, type AppManifest, type PreparedPod, type Stage1 } from '../stage1/contract.js';
 import { podSlice } from '../stage1/devices.js';
 import { Variant } from 'dbus-next';
 import * as path from 'node:path';
 import { EXIT_RECORDER_SCRIPT } from './exit-recorder.js';
 import { INIT_GATE_SCRIPT, SIDECAR_STARTED } from './init-gate.js';
-
-const RESTART: Record<string, string> = { Always: 'always', OnFailure: 'on-failure', Never: 'no' };
 
 /** Journal fields every line of an app carries, so logs are selected exactly (and the api-service can find them). */
 export function appLogFields(pod: PreparedPod, app: AppManifest): Record<string, string> {
@@ -51,7 +49,7 @@ export async function appProperties(pod: PreparedPod, app: AppManifest, stage1: 
     prop.str('Slice', podSlice(pod.manifest)),
     prop.str('SyslogIdentifier', app.name),
     prop.logFields(appLogFields(pod, app)),
-    prop.str('Restart', restartOf(pod, app)),
+    prop.str('Restart', appRestart(pod.manifest.restartPolicy, app)),
     prop.u64('RestartUSec', tuning.restartDelayMs * 1000),
     // Kubernetes never gives up restarting; systemd's start rate limit would.
     prop.u64('StartLimitIntervalUSec', 0),
@@ -73,13 +71,6 @@ export async function appProperties(pod: PreparedPod, app: AppManifest, stage1: 
   // cgroup v1 cpu.shares from requests, as the kubelet computes them (1024 per core, at least 2).
   if (app.requests.cpuMillis !== undefined) props.push(prop.u64('CPUShares', Math.max(2, Math.floor((app.requests.cpuMillis * 1024) / 1000))));
   return props;
-}
-
-/** Kubernetes' restarts: init containers run again only on failure (never under Never), sidecars always. */
-function restartOf(pod: PreparedPod, app: AppManifest): string {
-  if (app.init === 'sidecar') return 'always';
-  if (app.init === 'once') return pod.manifest.restartPolicy === 'Never' ? 'no' : 'on-failure';
-  return RESTART[pod.manifest.restartPolicy] ?? 'always';
 }
 
 /**

@@ -145,6 +145,17 @@ export interface ExitRecord {
   oomKills: number;
 }
 
+/**
+ * An app's restart rule by Kubernetes' rules, in systemd's words (Restart=): init containers
+ * run again only on failure (never under restartPolicy Never), sidecars always, the others per
+ * the pod's restartPolicy. Stage0's units and the kvm guest's supervisors both follow it.
+ */
+export function appRestart(restartPolicy: RestartPolicy, app: AppManifest): 'always' | 'on-failure' | 'no' {
+  if (app.init === 'sidecar') return 'always';
+  if (app.init === 'once') return restartPolicy === 'Never' ? 'no' : 'on-failure';
+  return restartPolicy === 'Never' ? 'no' : restartPolicy === 'OnFailure' ? 'on-failure' : 'always';
+}
+
 export const podPaths = (podDir: string) => ({
   manifest: path.join(podDir, 'pod.json'),
   app: (app: string) => path.join(podDir, 'apps', app),

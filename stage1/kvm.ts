@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { errnoCode, UserError } from '../common/errors.js';
 import { atomicWrite, atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
 import { prop, Variant, type UnitProperty } from '../common/systemd.js';
-import { appMountSource, podPaths, unitNames, type AppManifest, type AppUnitPlan, type PodUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
+import { appMountSource, appRestart, podPaths, unitNames, type AppManifest, type AppUnitPlan, type PodUnitPlan, type PreparedPod, type Stage1 } from './contract.js';
 import { chooseAccel, type KvmAccelMode } from './kvm/accel.js';
 import { loadKvmAssets } from './kvm/assets.js';
 import { attachVmNetwork } from './kvm/net.js';
@@ -244,7 +244,8 @@ export class KvmStage1 implements Stage1 {
     await atomicWrite(path.join(guest, 'pod.env'), [
       `POD_HOSTNAME=${q(manifest.hostname)}`,
       `POD_APPS=${q(manifest.apps.map((_, i) => i).join(' '))}`,
-      `POD_RESTART=${q(manifest.restartPolicy)}`,
+      // Each app's own restart rule (init containers and sidecars have theirs), so the guest knows when an app is done for good.
+      ...manifest.apps.map((app, i) => `POD_APP_RESTART_${i}=${appRestart(manifest.restartPolicy, app)}`),
       `POD_NET_ADDRS=${q(net?.addrs.join(' ') ?? '')}`,
       `POD_NET_GW=${q(net?.gateway ?? '')}`,
       `POD_NET_MTU=${q(String(net?.mtu ?? ''))}`,

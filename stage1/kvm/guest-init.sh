@@ -4,7 +4,7 @@
 #
 # - one 9p share, tag `pod`: `apps/<i>/` each app's rootfs (read-write),
 #   `etc/` the pod's hosts, hostname, resolv.conf (read-only), `guest/` the
-#   pod's config: `pod.env` (POD_HOSTNAME, POD_APPS, POD_RESTART, POD_NET_*),
+#   pod's config: `pod.env` (POD_HOSTNAME, POD_APPS, POD_APP_RESTART_<i>, POD_NET_*),
 #   `app<i>/config.json` (app i's OCI runtime spec, built on the host by
 #   stage1/oci-spec.ts like the namespaces stage1's, with guest paths: root
 #   /pod/apps/<i>, the pod's files from /pod/etc), `app<i>.sh PIDFILE` (runs
@@ -31,7 +31,7 @@
 # Each app gets a supervisor that runs it on every `start` from its host-side
 # unit, so restarts, exit records and logs are the host's (systemd's) as for
 # every other stage1. The guest powers off once no app will run again under
-# the pod's restart policy and every host-side unit has read its last exit,
+# its restart rule and every host-side unit has read its last exit,
 # or when the host asks; `done` on the status port is the only sign of a
 # clean shutdown (qemu exits 0 after a kernel panic too).
 
@@ -96,9 +96,11 @@ fi
 # crun makes each app's /proc, /sys, /dev and binds the pod's files (config.json); the ports must be there.
 for i in $POD_APPS; do waitports "a$i.ctl" "a$i.out" "a$i.err"; done
 
-# Whether an app that exited with $1 is done for good (no host unit will start it again).
+# Whether app $2 that exited with $1 is done for good (no host unit will start it again): its
+# unit's Restart= (no, on-failure, always; init containers and sidecars have their own).
 final() {
-  case "$POD_RESTART" in Never) return 0 ;; OnFailure) [ "$1" = 0 ] ;; *) return 1 ;; esac
+  eval "restart=\$POD_APP_RESTART_$2"
+  case "$restart" in no) return 0 ;; on-failure) [ "$1" = 0 ] ;; *) return 1 ;; esac
 }
 
 supervise() {
@@ -114,7 +116,7 @@ supervise() {
             sh "/pod/guest/app$i.sh" "$pidf" >&4 2>&5 3>&- 4>&- 5>&- </dev/null
             code=$?
             rm -f "$pidf"
-            final "$code" && : > "/run/app$i.final"
+            final "$code" "$i" && : > "/run/app$i.final"
             echo "exit $arg $code" >&3
           ) &
           # the pid file is written before the app runs; a kill right after start must find it
@@ -137,12 +139,16 @@ supervise() {
 
 # `pod enter`: one command at a time, in app INDEX's container (guest/enter<i>.sh:
 # crun exec). Its stdin comes from exec.io through a cat (so the host's `eof`
-# can close it), its stdout and stderr go to exec.io.
+# can close it), its stdout and stderr go to exec.io between two markers that
+# carry the host's NONCE, and its exit line carries it too: bytes and exit
+# lines of a command whose client gave up (a timed-out probe) are still in
+# the ports when the next client connects, and the markers let it skip them.
 exec_server() {
   exec 7<>/dev/port-exec.io 8<>/dev/port-exec.ctl
   while :; do
-    if read -r cmd idx args <&8; then
+    if read -r cmd idx nonce args <&8; then
       [ "$cmd" = run ] || continue
+      printf '\036stevedore-exec-begin %s\036' "$nonce" >&7
       # stdin through cat, so that the host's `eof` (killing cat) closes it
       sh -c 'echo $$ > /run/exec.cat; exec cat' <&7 | ( eval "set -- $args"; exec sh "/pod/guest/enter$idx.sh" "$@" ) >&7 2>&7 7>&- 8>&- &
       cmdpid=$!
@@ -158,7 +164,8 @@ exec_server() {
       ) & readerpid=$!
       wait "$cmdpid"; code=$?
       kill "$catpid" "$readerpid" 2>/dev/null
-      echo "exit $code" >&8
+      printf '\036stevedore-exec-end %s\036' "$nonce" >&7
+      echo "exit $nonce $code" >&8
     else
       sleep 0.2
     fi

@@ -89,6 +89,31 @@ export const BEHAVIOURS: Behaviour[] = [
     },
   },
   {
+    name: 'init containers: each to completion, in order, before the apps; a sidecar (restartPolicy Always) runs beside them',
+    async run(s) {
+      const work = [{ name: 'work', mountPath: '/work' }];
+      const uuid = await run(s, pod(s, 'init', [
+        { name: 'app', image: s.image, command: ['sh', '-c', 'tr "\\n" " " < /work/order; echo; sleep 3600'], volumeMounts: work },
+      ], {
+        volumes: [{ name: 'work', emptyDir: {} }],
+        initContainers: [
+          { name: 'first', image: s.image, command: ['sh', '-c', 'sleep 0.5; echo first > /work/order'], volumeMounts: work },
+          { name: 'side', image: s.image, command: ['sleep', '3600'], restartPolicy: 'Always' },
+          { name: 'second', image: s.image, command: ['sh', '-c', 'echo second >> /work/order'], volumeMounts: work },
+        ],
+      }));
+      const st = await until('the app and the sidecar running, the init containers done', async () => {
+        const x = await statusOf(s, uuid);
+        const by = Object.fromEntries((x?.apps ?? []).map((a) => [a.name, a]));
+        return by.app?.state === 'running' && by.side?.state === 'running' && by.second?.state === 'exited' ? x : undefined;
+      }, 90_000);
+      const by = Object.fromEntries(st.apps.map((a) => [a.name, a]));
+      for (const done of ['first', 'second']) check(by[done]?.exitCode === 0 && by[done].reason === 'Completed' && by[done].restartCount === 0, `${done}: ${JSON.stringify(by[done])}`);
+      const out = await until('the app\'s line', async () => (await lines(s, uuid, 'app')).find((l) => l.trim() !== ''));
+      check(out.trim() === 'first second', `the app read ${JSON.stringify(out)} from what the init containers wrote`);
+    },
+  },
+  {
     name: 'exit codes: 7 → Error, 0 → Completed (restartPolicy Never)',
     async run(s) {
       const uuid = await run(s, pod(s, 'exit', [
