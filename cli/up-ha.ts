@@ -26,7 +26,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { InvalidInput, UserError } from '../common/errors.js';
 import { kubeconfigText, writeKubeconfig } from '../control-plane/pki.js';
-import { isAlive, readProc, terminate } from '../sandbox/proc.js';
+import { isAlive, readProc, terminate, waitGone } from '../sandbox/proc.js';
 import { CLI, apiGet, startControlPlaneProcess, waitFor } from './up.js';
 
 /** `--control-planes 3`: the control planes' own ports (the balancer has --port). Absent for one control plane. */
@@ -119,11 +119,15 @@ async function isOurs(pid: number, marker: string): Promise<boolean> {
  * etcd members, by the PIDs recorded; each only if it is still the process `up` started.
  */
 export async function stopHaProcesses(state: HaState): Promise<void> {
-  if (state.lbPid && (await isOurs(state.lbPid, 'api-lb'))) await terminate(state.lbPid, 5000);
+  // SIGTERM, SIGKILL after the grace period, and gone before the next step (a killed process lingers a moment).
+  const stop = async (pid: number, graceMs: number) => {
+    if ((await terminate(pid, graceMs)) === 'killed') await waitGone([pid], 5000);
+  };
+  if (state.lbPid && (await isOurs(state.lbPid, 'api-lb'))) await stop(state.lbPid, 5000);
   await Promise.all((state.controlPlanePids ?? []).map(async (pid) => {
-    if (pid && (await isOurs(pid, 'control-plane'))) await terminate(pid, 10_000);
+    if (pid && (await isOurs(pid, 'control-plane'))) await stop(pid, 10_000);
   }));
   await Promise.all((state.etcdPids ?? []).map(async (pid) => {
-    if ((await readProc(pid))?.comm === 'etcd') await terminate(pid, 10_000);
+    if ((await readProc(pid))?.comm === 'etcd') await stop(pid, 10_000);
   }));
 }
