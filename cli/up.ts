@@ -401,7 +401,9 @@ export async function restartStopped(dataDir: string): Promise<boolean> {
 }
 
 /** SIGTERM, then SIGKILL after 5 s; a stopped cluster's PID is history (it may be another process's by now). */
-export async function stopControlPlane(state: { controlPlanePid: number; stoppedAt?: number }): Promise<void> {
+export async function stopControlPlane(state: { controlPlanePid: number; stoppedAt?: number; controlPlanePids?: number[] }): Promise<void> {
+  // Several control planes were stopped by stopHaProcesses, each checked to be ours (the first may have died, its PID reused).
+  if (state.controlPlanePids) return;
   if (state.stoppedAt || !(await isAlive(state.controlPlanePid))) return;
   process.kill(state.controlPlanePid, 'SIGTERM');
   for (let i = 0; i < 50 && (await isAlive(state.controlPlanePid)); i++) await sleep(100);
