@@ -44,6 +44,54 @@ export async function startEtcdProcess(o: { dir: string; clientPort: number; sta
   }
 }
 
+/**
+ * The etcd of `up --control-planes N --store etcd` (N > 1): N members on loopback forming one
+ * cluster (`--initial-cluster`), member i (1-based) named stevedore-i with client port
+ * base + 2(i-1) and peer port the next one, data in DIR-i/data (`dirs[i-1]`), log in DIR-i/etcd.log.
+ * All are spawned before any is waited for (a member alone has no quorum and no leader);
+ * `started` gets every PID first. Resolves with the client URLs once each member's /health says true.
+ */
+export async function startEtcdCluster(o: { dirs: string[]; clientPortBase: number; started(pids: number[]): Promise<void> }): Promise<string[]> {
+  if (!existsSync(ETCD_BINARY)) throw new UserError(`--store etcd needs ${ETCD_BINARY}, which is not installed`, { hint: 'apt-get install etcd-server (scripts/setup.sh installs it)' });
+  const members = o.dirs.map((dir, i) => ({
+    name: `stevedore-${i + 1}`, dir,
+    client: `http://127.0.0.1:${o.clientPortBase + 2 * i}`, peer: `http://127.0.0.1:${o.clientPortBase + 2 * i + 1}`,
+  }));
+  const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(',');
+  const children = [];
+  for (const m of members) {
+    await fs.mkdir(m.dir, { recursive: true, mode: 0o700 });
+    const logFd = openSync(path.join(m.dir, 'etcd.log'), 'a');
+    const child = spawn(ETCD_BINARY, [
+      '--name', m.name, '--data-dir', path.join(m.dir, 'data'),
+      '--listen-client-urls', m.client, '--advertise-client-urls', m.client,
+      '--listen-peer-urls', m.peer, '--initial-advertise-peer-urls', m.peer, '--initial-cluster', initialCluster,
+      '--initial-cluster-token', 'stevedore',
+      // Read on the first start only: members with data keep the cluster they formed.
+      '--initial-cluster-state', 'new',
+    ], { detached: true, stdio: ['ignore', logFd, logFd] });
+    closeSync(logFd);
+    child.unref();
+    children.push(child);
+  }
+  await o.started(children.map((c) => c.pid!));
+  const deadline = Date.now() + 60_000;
+  for (const [i, m] of members.entries()) {
+    for (;;) {
+      if (!(await readProc(children[i]!.pid!)) || children[i]!.exitCode !== null) {
+        throw new UserError(`etcd member ${m.name} exited at start (see ${path.join(m.dir, 'etcd.log')})`, { hint: `is port ${o.clientPortBase + 2 * i} or ${o.clientPortBase + 2 * i + 1} in use? choose others with --etcd-port (the members take ${members.length * 2} ports from it)` });
+      }
+      try {
+        const res = await fetch(`${m.client}/health`, { signal: AbortSignal.timeout(2000) });
+        if (res.ok && ((await res.json()) as { health?: string }).health === 'true') break;
+      } catch { /* not listening yet, or no leader yet */ }
+      if (Date.now() > deadline) throw new UserError(`the etcd cluster (${members.map((x) => x.client).join(', ')}) did not become healthy within 60 s`, { hint: `see the etcd.log files under ${path.dirname(m.dir)}` });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  return members.map((m) => m.client);
+}
+
 /** Stops the etcd `up` started, by its recorded PID, if that PID is still an etcd (not a reused PID). */
 export async function stopEtcdProcess(pid: number | undefined): Promise<void> {
   if (!pid) return;

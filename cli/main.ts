@@ -135,6 +135,8 @@ program.command('up')
   .option('--default-not-ready-toleration-seconds <n>', 'with --nodes: the control plane\'s (kube-apiserver\'s) flag')
   .option('--store <kind>', 'where the control plane keeps objects: sqlite (embedded, in the data dir) or etcd (one etcd member that up starts, data in <dir>/etcd; docs/etcd.md)', 'sqlite')
   .option('--etcd-port <port>', 'with --store etcd: etcd\'s client port on 127.0.0.1 (its peer port is the next one)', '2379')
+  .option('--control-planes <n>', 'how many control planes: 1, or 3 with --store etcd (a 3-member etcd cluster, three control planes with leader election, kubectl through a load balancer on --port; docs/etcd.md)', '1')
+  .option('--control-plane-ports <list>', 'with --control-planes 3: the control planes\' own ports, comma-separated (default: --port + 1, + 2, + 3)')
   .option('--max-nodes <n>', 'run the cluster autoscaler (docs/autoscaling.md): add nodes up to this many for pods that do not fit (with --nodes 1 too: its node is then a node sandbox)')
   .option('--min-nodes <n>', 'with --max-nodes: never scale down below this many (default: the --nodes value)')
   .option('--node-allocatable <list>', 'with --nodes/--max-nodes: each node\'s allocatable, e.g. cpu=1,memory=2Gi (the agents\' --system-reserved is the rest of the host)')
@@ -142,7 +144,7 @@ program.command('up')
   .option('--scale-down-delay-after-add <duration>', 'with --max-nodes: no scale-down this long after a scale-up (cluster-autoscaler\'s flag)', '10m')
   .option('--scale-down-utilization-threshold <ratio>', 'with --max-nodes: a node whose pods request less than this share of its cpu and memory is unneeded', '0.5')
   .option('--scan-interval <duration>', 'with --max-nodes: how often the cluster autoscaler looks (cluster-autoscaler\'s flag)', '10s')
-  .action(async (opts: { store: string; etcdPort: string; dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; nodes: string; nodeBridge: string; nodeNetwork: string; nodeMonitorGracePeriod?: string; defaultUnreachableTolerationSeconds?: string; defaultNotReadyTolerationSeconds?: string; containerRuntime: string; maxNodes?: string; minNodes?: string; nodeAllocatable?: string; scaleDownUnneededTime: string; scaleDownDelayAfterAdd: string; scaleDownUtilizationThreshold: string; scanInterval: string }) => {
+  .action(async (opts: { controlPlanes: string; controlPlanePorts?: string; store: string; etcdPort: string; dataDir: string; port: string; nodeName?: string; rktStage1Image: string; nodeApiPort: string; apiServicePort?: string; sandboxName: string; podCidr: string; bridge: string; serviceCidr: string; dnsPort: string; stage1Policy?: string; nodes: string; nodeBridge: string; nodeNetwork: string; nodeMonitorGracePeriod?: string; defaultUnreachableTolerationSeconds?: string; defaultNotReadyTolerationSeconds?: string; containerRuntime: string; maxNodes?: string; minNodes?: string; nodeAllocatable?: string; scaleDownUnneededTime: string; scaleDownDelayAfterAdd: string; scaleDownUtilizationThreshold: string; scanInterval: string }) => {
     if (opts.containerRuntime !== 'rkt' && opts.containerRuntime !== 'docker') throw new InvalidInput(`--container-runtime=${opts.containerRuntime}: choose rkt or docker`);
     // A cluster that `stop` stopped comes back as it was made: its own options, not this command's defaults.
     const { restartStopped } = await import('./up.js');
@@ -153,6 +155,8 @@ program.command('up')
     const etcdPort = Number(opts.etcdPort);
     if (!Number.isInteger(etcdPort) || etcdPort < 1 || etcdPort > 65534) throw new InvalidInput(`--etcd-port ${opts.etcdPort} is not a port number`, 'use a number between 1 and 65534 (the next port is etcd\'s peer port)');
     const store = opts.store === 'etcd' ? { kind: 'etcd' as const, etcdPort } : { kind: 'sqlite' as const };
+    const { parseControlPlanes } = await import('./up-ha.js');
+    const controlPlanes = parseControlPlanes(opts.controlPlanes, opts.controlPlanePorts, opts.store, Number(opts.port));
     if (opts.minNodes !== undefined && opts.maxNodes === undefined) throw new UserError('--min-nodes goes with --max-nodes', { hint: 'pass --max-nodes M to run the cluster autoscaler' });
     if (opts.nodeAllocatable && nodes === 1 && opts.maxNodes === undefined) throw new UserError('--node-allocatable is for node sandboxes (--nodes N or --max-nodes M)', { hint: 'add --nodes 2 or --max-nodes 2' });
     if (nodes !== 1 || opts.maxNodes !== undefined) {
@@ -166,7 +170,7 @@ program.command('up')
         nodes, nodeBridge: opts.nodeBridge, nodeNetwork: opts.nodeNetwork, nodeMonitorGracePeriod: opts.nodeMonitorGracePeriod,
         defaultUnreachableTolerationSeconds: opts.defaultUnreachableTolerationSeconds === undefined ? undefined : Number(opts.defaultUnreachableTolerationSeconds),
         defaultNotReadyTolerationSeconds: opts.defaultNotReadyTolerationSeconds === undefined ? undefined : Number(opts.defaultNotReadyTolerationSeconds),
-        store,
+        store, controlPlanes,
         nodeAllocatable: opts.nodeAllocatable,
         autoscaler: opts.maxNodes === undefined ? undefined : {
           maxNodes: Number(opts.maxNodes), minNodes: opts.minNodes === undefined ? nodes : Number(opts.minNodes),
@@ -180,8 +184,17 @@ program.command('up')
     await up({
       dataDir: path.resolve(opts.dataDir), port: Number(opts.port), nodeApiPort: Number(opts.nodeApiPort), apiServicePort: opts.apiServicePort ? Number(opts.apiServicePort) : undefined, nodeName: opts.nodeName ?? defaultNodeName(),
       stage1: parseStage1Name(opts.rktStage1Image), sandboxName: opts.sandboxName, podCidr: opts.podCidr, bridge: opts.bridge, serviceCidr: opts.serviceCidr, dnsPort: Number(opts.dnsPort),
-      stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined, containerRuntime: opts.containerRuntime as 'rkt' | 'docker', store,
+      stage1Policy: opts.stage1Policy ? path.resolve(opts.stage1Policy) : undefined, containerRuntime: opts.containerRuntime as 'rkt' | 'docker', store, controlPlanes,
     });
+  });
+program.command('api-lb')
+  .description('the TCP load balancer `up --control-planes 3` starts in front of the control planes (kubectl\'s one address): each connection to the first healthy backend')
+  .requiredOption('--listen <host:port>', 'where to listen')
+  .requiredOption('--backend <host:port...>', 'the control planes, in order of preference')
+  .requiredOption('--ca <file>', 'the cluster CA, to check the control planes\' /readyz')
+  .action(async (opts: { listen: string; backend: string[]; ca: string }) => {
+    const { runApiLoadBalancer, parseHostPort } = await import('./api-lb.js');
+    await runApiLoadBalancer({ listen: parseHostPort(opts.listen, '--listen'), backends: opts.backend.map((b) => parseHostPort(b, '--backend')), caFile: opts.ca });
   });
 program.command('cluster-autoscaler')
   .description('the cluster autoscaler of a `stevedore up --nodes N --max-nodes M` cluster (`up` starts it; docs/autoscaling.md): adds nodes for pods that do not fit, removes idle ones')

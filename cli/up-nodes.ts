@@ -30,7 +30,8 @@ import { validateNodeIpam } from '../control-plane/controllers/node-ipam.js';
 import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { parseDuration } from '../common/format.js';
 import { reservedFor } from './cluster-autoscaler-logic.js';
-import { CLI, apiGet, applyDemoPod, createKubeDnsService, dataDirFlag, onNode, startControlPlaneProcess, startStore, stevedore, stopControlPlane, waitFor, type UpOptions } from './up.js';
+import type { HaState } from './up-ha.js';
+import { CLI, apiGet, controlPlanesWord, applyDemoPod, createKubeDnsService, dataDirFlag, onNode, startControlPlaneProcess, startStore, stevedore, stopControlPlane, waitFor, type UpOptions } from './up.js';
 
 export interface MultiNodeOptions extends UpOptions {
   nodes: number;
@@ -51,7 +52,7 @@ export interface MultiNodeOptions extends UpOptions {
 export interface NodeRecord { name: string; sandbox: string; address: string; dir: string }
 
 /** up.json of a multi-node cluster: UpState's fields plus the nodes. */
-export interface MultiNodeState { etcdPid?: number; controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string; settings?: NodeSettings; options?: MultiNodeOptions; stoppedAt?: number }
+export interface MultiNodeState extends HaState { etcdPid?: number; controlPlanePid: number; nodeName: string; port: number; startedAt: number; serviceCidr: string; nodes: NodeRecord[]; nodeBridge: string; settings?: NodeSettings; options?: MultiNodeOptions; stoppedAt?: number }
 
 const MAX_NODES = 200;
 
@@ -91,13 +92,20 @@ export interface NodeSettings {
 }
 interface NodeContext { dataDir: string; state: MultiNodeState; settings: NodeSettings; url: string; ca: string; adminToken: string }
 
+/** The control plane URLs a node's kubeconfig lists: one, or each of `up --control-planes 3`'s on the bridge address. */
+function nodeServers(state: MultiNodeState, gateway: string): string[] {
+  const ha = state.options?.controlPlanes;
+  return ha ? ha.ports.map((p) => `https://${gateway}:${p}`) : [`https://${gateway}:${state.port}`];
+}
+
 /** One node: its credentials, its sandbox (own netns), its agent and api-service. */
 async function startNode(ctx: NodeContext, n: NodeRecord): Promise<void> {
   const { settings: st, state } = ctx;
   const cpDir = path.join(ctx.dataDir, 'control-plane');
   await fs.mkdir(n.dir, { recursive: true, mode: 0o711 });
   const files = { kubeconfig: path.join(n.dir, 'kubeconfig'), caCert: path.join(n.dir, 'pki', 'ca.crt'), servingCert: path.join(n.dir, 'pki', 'kubelet.crt'), servingKey: path.join(n.dir, 'pki', 'kubelet.key') };
-  await writeNodeCredentials(await issueNodeCredentials(cpDir, n.name, [n.address]), `https://${st.gateway}:${state.port}`, files, n.name);
+  const servers = nodeServers(state, st.gateway);
+  await writeNodeCredentials(await issueNodeCredentials(cpDir, n.name, [n.address]), servers[0]!, files, n.name, servers.length > 1 ? servers : undefined);
   if (!(await getSandbox(n.sandbox))) await startSandbox({ name: n.sandbox, network: { bridge: state.nodeBridge, address: n.address, gateway: st.gateway } });
   const data = path.join(n.dir, 'data');
   await onNode(n.sandbox, stevedore('--dir', data, 'image', 'import-demo'));
@@ -158,16 +166,31 @@ export async function upNodes(opts: MultiNodeOptions): Promise<void> {
   if (opts.defaultUnreachableTolerationSeconds !== undefined) cpArgs.push('--default-unreachable-toleration-seconds', String(opts.defaultUnreachableTolerationSeconds));
   if (opts.defaultNotReadyTolerationSeconds !== undefined) cpArgs.push('--default-not-ready-toleration-seconds', String(opts.defaultNotReadyTolerationSeconds));
   let state!: MultiNodeState;
-  const { etcdPid, storeArgs } = await startStore(opts.store, path.join(opts.dataDir, 'etcd'), existing?.etcdPid);
-  cpArgs.push(...storeArgs);
-  const { url, ca, adminToken } = await startControlPlaneProcess({
-    dir: cpDir, kubeconfig, port: opts.port, args: cpArgs, hint: `is port ${opts.port} free on 127.0.0.1 and ${gateway}?`,
-    async started(pid) {
-      state = { ...(etcdPid ? { etcdPid } : {}), controlPlanePid: pid, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge, options: opts };
-      await atomicWriteJson(statePath, state);
-    },
-  });
-  process.stdout.write(`control plane up at ${url} (nodes reach it at https://${gateway}:${opts.port})\n`);
+  let started: { url: string; ca: string; adminToken: string };
+  if (opts.controlPlanes) {
+    const { startHaControlPlanes } = await import('./up-ha.js');
+    if (opts.store?.kind !== 'etcd') throw new UserError('--control-planes 3 needs --store etcd', { hint: 'add --store etcd' });
+    started = await startHaControlPlanes({
+      dataDir: opts.dataDir, cpDir, kubeconfig, port: opts.port, etcdPort: opts.store.etcdPort, ha: opts.controlPlanes, args: cpArgs,
+      hint: `(on 127.0.0.1 and ${gateway})`, earlier: existing ?? undefined,
+      async record(ps) {
+        state = { ...ps, controlPlanePid: ps.controlPlanePids?.[0] ?? 0, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge, options: opts };
+        await atomicWriteJson(statePath, state);
+      },
+    });
+  } else {
+    const { etcdPid, storeArgs } = await startStore(opts.store, path.join(opts.dataDir, 'etcd'), existing?.etcdPid);
+    cpArgs.push(...storeArgs);
+    started = await startControlPlaneProcess({
+      dir: cpDir, kubeconfig, port: opts.port, args: cpArgs, hint: `is port ${opts.port} free on 127.0.0.1 and ${gateway}?`,
+      async started(pid) {
+        state = { ...(etcdPid ? { etcdPid } : {}), controlPlanePid: pid, nodeName: nodes[0]!.name, port: opts.port, startedAt: Date.now(), serviceCidr, nodes, nodeBridge: opts.nodeBridge, options: opts };
+        await atomicWriteJson(statePath, state);
+      },
+    });
+  }
+  const { url, ca, adminToken } = started;
+  process.stdout.write(`control plane up at ${url} (nodes reach it at ${nodeServers(state, gateway).join(', ')})\n`);
   const dnsIp = await createKubeDnsService(url, ca, adminToken, serviceCidr);
 
   // 2. The nodes, side by side: each a sandbox in its own netns with its own identity, agent and api-service.
@@ -222,15 +245,16 @@ export async function downNodes(dataDir: string, state: MultiNodeState, keepData
   await Promise.all(state.nodes.map((n) => tearDownNode(n, warn)));
   for (const n of state.nodes) await stopSandbox(n.sandbox).catch(warn);
   await removeBridgeIfUnused(state.nodeBridge).catch(warn);
+  if (!state.stoppedAt) await (await import('./up-ha.js')).stopHaProcesses(state);
   await stopControlPlane(state);
   if (state.etcdPid && !state.stoppedAt) await (await import('./etcd-process.js')).stopEtcdProcess(state.etcdPid);
   if (keepData) {
     await atomicWriteJson(path.join(dataDir, 'up.json'), { ...state, stoppedAt: Date.now() });
-    process.stdout.write(`stop: control plane${state.etcdPid ? ', etcd' : ''} and ${state.nodes.length} node sandboxes stopped, pods ended; the cluster's data stays in ${dataDir}: \`stevedore up${dataDirFlag(dataDir)}\` brings it back\n`);
+    process.stdout.write(`stop: ${controlPlanesWord(state)}${state.etcdPid || state.etcdPids ? ', etcd' : ''} and ${state.nodes.length} node sandboxes stopped, pods ended; the cluster's data stays in ${dataDir}: \`stevedore up${dataDirFlag(dataDir)}\` brings it back\n`);
     return;
   }
   await fs.rm(dataDir, { recursive: true, force: true });
-  process.stdout.write(`down: control plane${state.etcdPid ? ', etcd' : ''}, ${state.nodes.length} node sandboxes (netns, veths), bridge ${state.nodeBridge} and ${dataDir} removed\n`);
+  process.stdout.write(`down: ${controlPlanesWord(state)}${state.etcdPid || state.etcdPids ? ', etcd' : ''}, ${state.nodes.length} node sandboxes (netns, veths), bridge ${state.nodeBridge} and ${dataDir} removed\n`);
 }
 
 function kubectl(dataDir: string, args: string[]): Promise<{ code: number; out: string }> {

@@ -10,6 +10,7 @@ import { readJsonIfExists, atomicWriteJson } from '../common/fsutil.js';
 import { issueNodeCredentials, writeNodeCredentials } from '../control-plane/pki.js';
 import { isAlive } from '../sandbox/proc.js';
 import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox/sandbox.js';
+import type { HaState } from './up-ha.js';
 
 /**
  * `stevedore up`: a one-node local cluster. The control plane runs as a
@@ -18,7 +19,7 @@ import { execInSandbox, getSandbox, startSandbox, stopSandbox } from '../sandbox
  * as the stevedore-agent systemd service. Everything lives under one data
  * directory (default: .stevedore in the repository), which `down` removes.
  */
-export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string; dnsPort?: number; containerRuntime?: 'rkt' | 'docker'; store?: UpStore }
+export interface UpOptions { dataDir: string; port: number; nodeApiPort: number; apiServicePort?: number; nodeName: string; stage1: string; sandboxName: string; podCidr: string; bridge: string; stage1Policy?: string; serviceCidr?: string; dnsPort?: number; containerRuntime?: 'rkt' | 'docker'; store?: UpStore; controlPlanes?: import('./up-ha.js').HaControlPlanes }
 
 /**
 /**
@@ -32,7 +33,7 @@ export type UpStore = { kind: 'sqlite' } | { kind: 'etcd'; etcdPort: number };
  * etcd of --store etcd. options: what `up` was given, so that `up` after `stop` brings the same
  * cluster back; stoppedAt: set by `stop` (the PIDs are then history, never signalled).
  */
-export interface UpState { etcdPid?: number; controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string; containerRuntime?: 'rkt' | 'docker'; options?: UpOptions; stoppedAt?: number }
+export interface UpState extends HaState { etcdPid?: number; controlPlanePid: number; sandbox?: string; nodeName: string; port: number; startedAt: number; serviceCidr?: string; proxyTable?: string; containerRuntime?: 'rkt' | 'docker'; options?: UpOptions; stoppedAt?: number }
 
 /** One table per local cluster: two clusters on one host (tests) each own theirs. */
 export const proxyTableFor = (bridge: string) => (bridge === 'stevedore0' ? 'stevedore-proxy' : `stevedore-proxy-${bridge}`);
@@ -166,8 +167,8 @@ export async function startStore(store: UpStore | undefined, etcdDir: string, ea
  * so a failed start is still recorded for `down`. Resolves once /version
  * answers, with the admin credentials to talk to it.
  */
-export async function startControlPlaneProcess(o: { dir: string; kubeconfig: string; port: number; args: string[]; started(pid: number): Promise<void>; hint: string }): Promise<{ url: string; ca: string; adminToken: string }> {
-  const logFd = openSync(path.join(o.dir, 'control-plane.log'), 'a');
+export async function startControlPlaneProcess(o: { dir: string; kubeconfig: string; port: number; args: string[]; started(pid: number): Promise<void>; hint: string; logName?: string }): Promise<{ url: string; ca: string; adminToken: string }> {
+  const logFd = openSync(path.join(o.dir, o.logName ?? 'control-plane.log'), 'a');
   const cp = spawn(process.execPath, [CLI, 'control-plane', '--data-dir', o.dir, '--port', String(o.port), '--kubeconfig', o.kubeconfig, ...o.args],
     { detached: true, stdio: ['ignore', logFd, logFd], env: { ...process.env, STEVEDORE_LOG_LEVEL: 'info' } });
   closeSync(logFd);
@@ -184,7 +185,7 @@ export async function startControlPlaneProcess(o: { dir: string; kubeconfig: str
     const { ca, adminToken } = await credentials();
     const [code] = await apiGet(`${url}/version`, ca, adminToken);
     return code === 200 ? true : undefined;
-  }, `see ${path.join(o.dir, 'control-plane.log')}; ${o.hint}`);
+  }, `see ${path.join(o.dir, o.logName ?? 'control-plane.log')}; ${o.hint}`);
   return { url, ...(await credentials()) };
 }
 
@@ -232,20 +233,40 @@ export async function up(opts: UpOptions): Promise<void> {
   const proxyTable = proxyTableFor(opts.bridge);
   const containerRuntime = opts.containerRuntime ?? 'rkt';
   let state!: UpState;
-  const { etcdPid, storeArgs } = await startStore(opts.store, p.etcd, existing?.etcdPid);
-  const { url, ca, adminToken } = await startControlPlaneProcess({
-    dir: p.controlPlane, kubeconfig: p.kubeconfig, port: opts.port, args: ['--service-cluster-ip-range', serviceCidr, ...storeArgs], hint: `is port ${opts.port} free?`,
-    async started(pid) {
-      state = { ...(etcdPid ? { etcdPid } : {}), controlPlanePid: pid, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime, options: opts };
-      await atomicWriteJson(p.state, state);
-    },
-  });
+  let started: { url: string; ca: string; adminToken: string };
+  /** The URLs the node's kubeconfig lists (several with --control-planes 3); the first is its server. */
+  let nodeServers: string[];
+  if (opts.controlPlanes) {
+    const ha = opts.controlPlanes;
+    const { startHaControlPlanes, controlPlaneUrls } = await import('./up-ha.js');
+    if (opts.store?.kind !== 'etcd') throw new UserError('--control-planes 3 needs --store etcd', { hint: 'add --store etcd' });
+    started = await startHaControlPlanes({
+      dataDir: opts.dataDir, cpDir: p.controlPlane, kubeconfig: p.kubeconfig, port: opts.port, etcdPort: opts.store.etcdPort, ha,
+      args: ['--service-cluster-ip-range', serviceCidr], hint: '', earlier: existing ?? undefined,
+      async record(ps) {
+        state = { ...ps, controlPlanePid: ps.controlPlanePids?.[0] ?? 0, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime, options: opts };
+        await atomicWriteJson(p.state, state);
+      },
+    });
+    nodeServers = controlPlaneUrls(ha, '127.0.0.1');
+  } else {
+    const { etcdPid, storeArgs } = await startStore(opts.store, p.etcd, existing?.etcdPid);
+    started = await startControlPlaneProcess({
+      dir: p.controlPlane, kubeconfig: p.kubeconfig, port: opts.port, args: ['--service-cluster-ip-range', serviceCidr, ...storeArgs], hint: `is port ${opts.port} free?`,
+      async started(pid) {
+        state = { ...(etcdPid ? { etcdPid } : {}), controlPlanePid: pid, nodeName: opts.nodeName, port: opts.port, startedAt: Date.now(), serviceCidr, proxyTable, containerRuntime, options: opts };
+        await atomicWriteJson(p.state, state);
+      },
+    });
+    nodeServers = [started.url];
+  }
+  const { url, ca, adminToken } = started;
   process.stdout.write(`control plane up at ${url}\n`);
   // The node's identity from the cluster CA: a client certificate (system:node:NAME) in its
   // kubeconfig, and a serving certificate for the node API at the address it registers.
   const nodeIP = '127.0.0.1';
   const nodeFiles = { kubeconfig: p.nodeKubeconfig, caCert: path.join(p.nodePki, 'ca.crt'), servingCert: path.join(p.nodePki, 'kubelet.crt'), servingKey: path.join(p.nodePki, 'kubelet.key') };
-  await writeNodeCredentials(await issueNodeCredentials(p.controlPlane, opts.nodeName, [nodeIP]), url, nodeFiles, opts.nodeName);
+  await writeNodeCredentials(await issueNodeCredentials(p.controlPlane, opts.nodeName, [nodeIP]), nodeServers[0]!, nodeFiles, opts.nodeName, nodeServers.length > 1 ? nodeServers : undefined);
 
   const dnsIp = await createKubeDnsService(url, ca, adminToken, serviceCidr);
 
@@ -347,16 +368,18 @@ export async function down(opts: { dataDir: string; keepData?: boolean }): Promi
     await removeProxyTable(state.proxyTable).catch((err) => process.stderr.write(`warning: ${(err as Error).message}\n`));
   }
   if (state.sandbox) await stopSandbox(state.sandbox);
+  // Several control planes: the balancer, them, then the etcd cluster (cli/up-ha.ts).
+  if (!state.stoppedAt) await (await import('./up-ha.js')).stopHaProcesses(state);
   await stopControlPlane(state);
   // The store goes after the control plane that writes to it.
   if (state.etcdPid && !state.stoppedAt) await (await import('./etcd-process.js')).stopEtcdProcess(state.etcdPid);
   if (opts.keepData) {
     await atomicWriteJson(p.state, { ...state, stoppedAt: Date.now() });
-    process.stdout.write(`stop: control plane${state.etcdPid ? ', etcd' : ''} and node${state.sandbox ? ' sandbox' : ' agent'} stopped, pods ended; the cluster's data stays in ${opts.dataDir}: \`stevedore up${dataDirFlag(opts.dataDir)}\` brings it back\n`);
+    process.stdout.write(`stop: ${controlPlanesWord(state)}${state.etcdPid || state.etcdPids ? ', etcd' : ''} and node${state.sandbox ? ' sandbox' : ' agent'} stopped, pods ended; the cluster's data stays in ${opts.dataDir}: \`stevedore up${dataDirFlag(opts.dataDir)}\` brings it back\n`);
     return;
   }
   await fs.rm(opts.dataDir, { recursive: true, force: true });
-  process.stdout.write(`down: control plane${state.etcdPid ? ', etcd' : ''}, node${state.sandbox ? ' sandbox' : ' agent'} and ${opts.dataDir} removed\n`);
+  process.stdout.write(`down: ${controlPlanesWord(state)}${state.etcdPid || state.etcdPids ? ', etcd' : ''}, node${state.sandbox ? ' sandbox' : ' agent'} and ${opts.dataDir} removed\n`);
 }
 
 /**
@@ -378,12 +401,17 @@ export async function restartStopped(dataDir: string): Promise<boolean> {
 }
 
 /** SIGTERM, then SIGKILL after 5 s; a stopped cluster's PID is history (it may be another process's by now). */
-export async function stopControlPlane(state: { controlPlanePid: number; stoppedAt?: number }): Promise<void> {
+export async function stopControlPlane(state: { controlPlanePid: number; stoppedAt?: number; controlPlanePids?: number[] }): Promise<void> {
+  // Several control planes were stopped by stopHaProcesses, each checked to be ours (the first may have died, its PID reused).
+  if (state.controlPlanePids) return;
   if (state.stoppedAt || !(await isAlive(state.controlPlanePid))) return;
   process.kill(state.controlPlanePid, 'SIGTERM');
   for (let i = 0; i < 50 && (await isAlive(state.controlPlanePid)); i++) await sleep(100);
   if (await isAlive(state.controlPlanePid)) process.kill(state.controlPlanePid, 'SIGKILL');
 }
+
+/** "control plane", or "3 control planes, load balancer" for `up --control-planes 3`. */
+export const controlPlanesWord = (state: HaState) => (state.controlPlanePids && state.controlPlanePids.length > 1 ? `${state.controlPlanePids.length} control planes, load balancer` : 'control plane');
 
 export const dataDirFlag = (dataDir: string) => (dataDir === path.resolve('.stevedore') ? '' : ` --data-dir ${dataDir}`);
 

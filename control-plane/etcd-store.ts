@@ -2,7 +2,7 @@ import { Worker, MessageChannel, receiveMessageOnPort, type MessagePort } from '
 import { UserError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { ConflictError, GoneError, type Change, type KObj, type ObjectStore, type WatchType } from './store.js';
-import type { EtcdReply, EtcdRequest, EtcdWorkerData, EventMessage, WireEvent } from './etcd-worker.js';
+import type { EtcdReply, EtcdRequest, EtcdWorkerData, EventMessage, HistoryEvent, WireEvent } from './etcd-worker.js';
 
 export const DEFAULT_ETCD_PREFIX = '/registry';
 
@@ -66,7 +66,7 @@ export class EtcdStore implements ObjectStore {
     const events = new MessageChannel();
     this.replyPort = replies.port1;
     this.eventPort = events.port1;
-    const workerData: EtcdWorkerData = { endpoints: opts.endpoints, prefix: this.prefix, signal: sab, replyPort: replies.port2, eventPort: events.port2, watchWaitMs: this.timeoutMs };
+    const workerData: EtcdWorkerData = { endpoints: opts.endpoints, prefix: this.prefix, signal: sab, replyPort: replies.port2, eventPort: events.port2, watchWaitMs: this.timeoutMs, historyRevisions: this.retain };
     this.worker = new Worker(new URL('./etcd-worker.js', import.meta.url), { workerData, transferList: [replies.port2, events.port2] });
     this.worker.on('error', (err) => {
       this.lost = `the etcd client thread failed: ${err.message}`;
@@ -79,7 +79,7 @@ export class EtcdStore implements ObjectStore {
     });
     this.worker.unref();
     this.eventPort.unref();
-    let initial: { rev: number; kvs: Array<{ key: string; value: string; rev: number }> };
+    let initial: { rev: number; kvs: Array<{ key: string; value: string; rev: number }>; history: { from: number; events: HistoryEvent[] } };
     try {
       initial = this.call({ op: 'init' });
     } catch (err) {
@@ -90,9 +90,24 @@ export class EtcdStore implements ObjectStore {
       const k = this.parseKey(kv.key);
       if (k) this.bucket(k.resource, k.namespace).set(k.name, { data: withRv(kv.value, kv.rev), rev: kv.rev });
     }
-    // The mirror starts at this revision: the changes before it are not in memory.
+    // The mirror starts at this revision; the log holds the changes etcd still had before it, so a
+    // watch from a resourceVersion of before a restart goes on (kube-apiserver's watch cache would say 410).
     this.appliedRev = initial.rev;
-    this.compactedRv = initial.rev;
+    this.changes = this.logOf(initial.history.events);
+    this.compactedRv = initial.history.from;
+  }
+
+  /** Log entries of replayed history, as apply() would have logged them. */
+  private logOf(events: HistoryEvent[]): LoggedChange[] {
+    const out: LoggedChange[] = [];
+    for (const e of events) {
+      const k = this.parseKey(e.key);
+      if (!k) continue;
+      const prev = e.prev ? withRv(e.prev.value, e.prev.rev) : undefined;
+      if (e.type === 'put') out.push({ rv: e.rev, ...k, type: prev ? 'MODIFIED' : 'ADDED', data: withRv(e.value!, e.rev), prev });
+      else if (e.prev) out.push({ rv: e.rev, ...k, type: 'DELETED', data: withRv(e.prev.value, e.rev), prev });
+    }
+    return out;
   }
 
   get currentRv(): number {
@@ -227,6 +242,10 @@ export class EtcdStore implements ObjectStore {
   }
 
   private take(m: EventMessage): void {
+    if ('warning' in m) {
+      this.log.warn({ reason: m.warning }, 'etcd history not replayed');
+      return;
+    }
     if ('fatal' in m) {
       this.lost = `the etcd watch ended: ${m.fatal}`;
       this.log.error({ reason: m.fatal }, 'etcd watch lost; this control plane can no longer follow etcd and must be restarted');

@@ -22,6 +22,8 @@ export interface EtcdWorkerData {
   eventPort: MessagePort;
   /** How long a write waits for its own event on the watch. */
   watchWaitMs: number;
+  /** At start, replay up to this many revisions of history before the current one (the watch log a restart keeps). */
+  historyRevisions: number;
 }
 
 export type EtcdRequest =
@@ -38,7 +40,9 @@ export type EtcdReply =
   | { id: number; ok: false; kind: 'exists' | 'stale' | 'notfound' | 'error'; message: string };
 
 export interface WireEvent { type: 'put' | 'delete'; key: string; value?: string; rev: number }
-export type EventMessage = { events: WireEvent[] } | { fatal: string };
+/** A change from before the start, with the key's value before it (etcd's prev_kv). */
+export interface HistoryEvent extends WireEvent { prev?: { value: string; rev: number } }
+export type EventMessage = { events: WireEvent[] } | { fatal: string } | { warning: string };
 
 const data = workerData as EtcdWorkerData;
 const signal = new Int32Array(data.signal);
@@ -82,9 +86,67 @@ function delivered(rev: number): void {
   for (const w of ready) w.resolve();
 }
 
-async function init(): Promise<{ rev: number; kvs: Array<{ key: string; value: string; rev: number }> }> {
+/** Whether etcd still has revision `rev` (not compacted away). */
+async function hasRevision(rev: number): Promise<boolean> {
+  try {
+    await client.kv.range({ key: prefixKey, range_end: prefixEnd, revision: String(rev), count_only: true });
+    return true;
+  } catch (err) {
+    if (/compacted/.test((err as Error).message)) return false;
+    throw err;
+  }
+}
+
+/**
+ * The changes under the prefix in revisions (from, to], each with the value before it: what the
+ * watch log held before a restart. Watches the whole keyspace from `from + 1` so that every
+ * revision up to `to` shows up (each revision is at least one put or delete somewhere), which is
+ * how the replay knows it is complete; keys outside the prefix are dropped. `from` is moved up past
+ * etcd's compaction first (binary search: etcd reports no compacted revision to a range).
+ */
+async function history(from: number, to: number): Promise<{ from: number; events: HistoryEvent[] }> {
+  if (!(await hasRevision(from))) {
+    let lo = from + 1, hi = to;
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (await hasRevision(mid)) hi = mid;
+      else lo = mid + 1;
+    }
+    from = lo;
+  }
+  const events: HistoryEvent[] = [];
+  if (from >= to) return { from: to, events };
+  const replay = await client.watch().prefix('').withPreviousKV().startRevision(String(from + 1)).create();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`etcd did not replay revisions ${from + 1}-${to} within ${data.watchWaitMs} ms`)), data.watchWaitMs);
+      replay.on('error', (err: Error) => { clearTimeout(timer); reject(err); });
+      replay.on('data', (wr) => {
+        for (const e of wr.events) {
+          const erev = Number(e.kv.mod_revision);
+          if (erev > to) continue;
+          const key = e.kv.key.toString();
+          if (!key.startsWith(data.prefix)) continue;
+          const prev = e.prev_kv ? { value: e.prev_kv.value.toString(), rev: Number(e.prev_kv.mod_revision) } : undefined;
+          events.push(e.type === 'Put' ? { type: 'put', key, value: e.kv.value.toString(), rev: erev, prev } : { type: 'delete', key, rev: erev, prev });
+        }
+        if (wr.events.some((e) => Number(e.kv.mod_revision) >= to)) { clearTimeout(timer); resolve(); }
+      });
+    });
+  } finally {
+    await replay.cancel().catch(() => undefined);
+  }
+  return { from, events };
+}
+
+async function init(): Promise<{ rev: number; kvs: Array<{ key: string; value: string; rev: number }>; history: { from: number; events: HistoryEvent[] } }> {
   const res = await client.kv.range({ key: prefixKey, range_end: prefixEnd });
   const rev = Number(res.header.revision);
+  // Revision 1 is etcd's empty start; history begins after it.
+  const past = await history(Math.max(1, rev - data.historyRevisions), rev).catch((err: Error) => {
+    data.eventPort.postMessage({ warning: `the watch log starts empty: ${err.message}` } satisfies EventMessage);
+    return { from: rev, events: [] };
+  });
   watchedRev = rev;
   watcher = await client.watch().prefix(data.prefix).startRevision(String(rev + 1)).create();
   watcher.on('data', (wr) => {
@@ -100,7 +162,7 @@ async function init(): Promise<{ rev: number; kvs: Array<{ key: string; value: s
   });
   // A canceled watch (its start revision compacted away while disconnected): the mirror can no longer follow.
   watcher.on('error', (err: Error) => data.eventPort.postMessage({ fatal: err.message } satisfies EventMessage));
-  return { rev, kvs: res.kvs.map((kv: IKeyValue) => ({ key: kv.key.toString(), value: kv.value.toString(), rev: Number(kv.mod_revision) })) };
+  return { rev, kvs: res.kvs.map((kv: IKeyValue) => ({ key: kv.key.toString(), value: kv.value.toString(), rev: Number(kv.mod_revision) })), history: past };
 }
 
 /** The key's state from a failed transaction's range: its mod revision, or undefined when absent. */

@@ -174,8 +174,8 @@ export const nodeCredentialFiles = (outDir: string) => ({
 });
 
 /** Write a node's kubeconfig (client certificate embedded), the CA and the node API's serving pair (keys 0600). */
-export async function writeNodeCredentials(creds: NodeCredentials, serverUrl: string, files: { kubeconfig: string; caCert: string; servingCert: string; servingKey: string }, nodeName: string): Promise<void> {
-  await writeKubeconfig(files.kubeconfig, clientCertKubeconfigText(serverUrl, creds.caCertPem, creds.clientCertPem, creds.clientKeyPem, `${NODE_USER_PREFIX}${nodeName}`));
+export async function writeNodeCredentials(creds: NodeCredentials, serverUrl: string, files: { kubeconfig: string; caCert: string; servingCert: string; servingKey: string }, nodeName: string, controlPlanes?: string[]): Promise<void> {
+  await writeKubeconfig(files.kubeconfig, clientCertKubeconfigText(serverUrl, creds.caCertPem, creds.clientCertPem, creds.clientKeyPem, `${NODE_USER_PREFIX}${nodeName}`, controlPlanes));
   for (const [file, text, mode] of [[files.caCert, creds.caCertPem, 0o644], [files.servingCert, creds.servingCertPem, 0o644], [files.servingKey, creds.servingKeyPem, 0o600]] as const) {
     await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     const tmp = `${file}.tmp-${process.pid}`;
@@ -185,17 +185,24 @@ export async function writeNodeCredentials(creds: NodeCredentials, serverUrl: st
 }
 
 /** A kubeconfig that authenticates with an embedded client certificate and key. */
-export function clientCertKubeconfigText(url: string, caCertPem: string, certPem: string, keyPem: string, user: string): string {
+export function clientCertKubeconfigText(url: string, caCertPem: string, certPem: string, keyPem: string, user: string, controlPlanes?: string[]): string {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
-  return kubeconfigLines(url, caCertPem, user, [`    client-certificate-data: ${b64(certPem)}`, `    client-key-data: ${b64(keyPem)}`]);
+  return kubeconfigLines(url, caCertPem, user, [`    client-certificate-data: ${b64(certPem)}`, `    client-key-data: ${b64(keyPem)}`], controlPlanes);
 }
+
+/**
+ * The kubeconfig cluster extension that lists every control plane's URL (`up --control-planes N`):
+ * the agent's API client dials them in order when one does not answer (agent/kube.ts); kubectl
+ * ignores it (a kubeconfig extension, as minikube writes its own).
+ */
+export const CONTROL_PLANES_EXTENSION = 'stevedore.io/control-planes';
 
 /** A kubeconfig for `url` authenticated with `tokenValue` (YAML is a superset of JSON; kubectl reads this). */
-export function kubeconfigText(url: string, caCertPem: string, tokenValue: string, user = 'admin'): string {
-  return kubeconfigLines(url, caCertPem, user, [`    token: ${tokenValue}`]);
+export function kubeconfigText(url: string, caCertPem: string, tokenValue: string, user = 'admin', controlPlanes?: string[]): string {
+  return kubeconfigLines(url, caCertPem, user, [`    token: ${tokenValue}`], controlPlanes);
 }
 
-function kubeconfigLines(url: string, caCertPem: string, user: string, credentialLines: string[]): string {
+function kubeconfigLines(url: string, caCertPem: string, user: string, credentialLines: string[], controlPlanes?: string[]): string {
   const ca = Buffer.from(caCertPem).toString('base64');
   return [
     'apiVersion: v1',
@@ -205,6 +212,7 @@ function kubeconfigLines(url: string, caCertPem: string, user: string, credentia
     '  cluster:',
     `    server: ${url}`,
     `    certificate-authority-data: ${ca}`,
+    ...(controlPlanes?.length ? ['    extensions:', `    - name: ${CONTROL_PLANES_EXTENSION}`, '      extension:', `        servers: ${JSON.stringify(controlPlanes)}`] : []),
     'users:',
     `- name: ${user}`,
     '  user:',

@@ -456,6 +456,17 @@ class ApiServer {
     res.once('close', () => this.requestMetrics.observe(requestLabels(method, u, String(req.headers['content-type'] ?? '')), res.statusCode, (performance.now() - started) / 1000));
     try {
       if (['/healthz', '/livez', '/readyz'].includes(p)) {
+        if (p === '/readyz') {
+          // Not ready while the store cannot serve (on etcd: the control plane lost its watch), so a balancer in front
+          // of several control planes (`up --control-planes 3`) sends clients elsewhere.
+          try {
+            this.store.get('namespaces', '', 'default');
+          } catch (err) {
+            res.writeHead(503, { 'Content-Type': 'text/plain' });
+            res.end(`[-]store failed: ${(err as Error).message}\nreadyz check failed`);
+            return;
+          }
+        }
         res.writeHead(200, { 'Content-Type': 'text/plain' });
         res.end('ok');
         return;

@@ -144,7 +144,7 @@ test('etcd: a second store on the same etcd sees the first one\'s writes through
   assert.throws(() => two.create('pods', 'default', 'p', pod('p')), (e: Error) => e instanceof ConflictError);
 });
 
-test('etcd: close and reopen keeps objects and resourceVersions; the watch log restarts at the reopening revision', async () => {
+test('etcd: close and reopen keeps objects and resourceVersions; the watch log is replayed from etcd\'s history (up to retain revisions)', async () => {
   const prefix = `/reopen${++prefixSeq}`;
   const first = new EtcdStore({ endpoints: [etcd.url], prefix }, log);
   const a = first.create('pods', 'default', 'a', pod('a'));
@@ -155,8 +155,16 @@ test('etcd: close and reopen keeps objects and resourceVersions; the watch log r
   const again = await open(async () => new EtcdStore({ endpoints: [etcd.url], prefix }, log));
   assert.equal(again.list('pods'), [a]);
   assert.is(again.currentRv, rv);
-  assert.throws(() => again.changesSince('pods', Number(b.metadata.resourceVersion) - 1), (e: Error) => e instanceof GoneError, 'older than the mirror: relist');
+  // A watch from before the reopening goes on: the changes after it come from etcd's history, with the objects before them.
+  const replayed = again.changesSince('pods', Number(a.metadata.resourceVersion));
+  assert.equal(replayed.map((c) => `${c.type} ${c.name} ${c.rv}`), [`ADDED b ${b.metadata.resourceVersion}`, `DELETED b ${rv}`]);
+  assert.is(replayed[1]!.prev?.metadata.resourceVersion, b.metadata.resourceVersion);
   assert.equal(again.changesSince('pods', rv), []);
+  // Only `retain` revisions are replayed: older resourceVersions are Gone (relist).
+  const short = await open(async () => new EtcdStore({ endpoints: [etcd.url], prefix, retain: 1 }, log));
+  assert.equal(short.changesSince('pods', rv - 1).map((c) => c.type), ['DELETED']);
+  assert.throws(() => short.changesSince('pods', Number(a.metadata.resourceVersion)), (e: Error) => e instanceof GoneError, 'older than the replayed history: relist');
+  short.close();
   const a2 = again.update('pods', 'default', 'a', a, a.metadata.resourceVersion);
   assert.ok(Number(a2.metadata.resourceVersion) > rv);
 });
