@@ -322,9 +322,10 @@ export const emptyKnown = (): KnownState => ({ names: { chains: new Set(), sets:
 const same = (a: string[] | undefined, b: string[]) => !!a && a.length === b.length && a.every((x, i) => x === b[i]);
 const fmt = (k: string, v: string) => (v ? `${k} : ${v}` : k);
 /** Element lists in chunks (one `add element` of 50 000 entries is fine for nft, but keeps lines sane). */
+const ELEMENTS_PER_LINE = 2000;
 function elementLines(verb: 'add' | 'delete', T: string, set: string, items: string[]): string[] {
   const out: string[] = [];
-  for (let i = 0; i < items.length; i += 2000) out.push(`${verb} element ${T} ${set} { ${items.slice(i, i + 2000).join(' , ')} }`);
+  for (let i = 0; i < items.length; i += ELEMENTS_PER_LINE) out.push(`${verb} element ${T} ${set} { ${items.slice(i, i + ELEMENTS_PER_LINE).join(' , ')} }`);
   return out;
 }
 
@@ -342,12 +343,15 @@ export function transaction(table: string, known: KnownState, want: ProxyState, 
   const body: string[] = [];
   const tail: string[] = [];
   if ('names' in known) {
-    // Written straight from the fragments (no merged copy): a full rewrite of 5 000 Services is ~100 000 elements.
+    // Written straight from the fragments into one list of pieces joined once: a full rewrite of 5 000
+    // Services is ~100 000 elements, and every intermediate string (a formatted element, a joined line)
+    // was garbage the collector had to copy first.
     const { chains: knownChains, sets: knownSets } = known.names;
     const fragments = [want.fixed, want.shared, ...want.services.values()];
-    const elements = new Map<string, string[]>(Object.keys(FIXED_SETS).map((name) => [name, []]));
+    const elements = new Map<string, Array<Map<string, string>>>(Object.keys(FIXED_SETS).map((name) => [name, []]));
     const wantedChains = new Set<string>();
     const wantedSets = new Set<string>();
+    const pairs: string[] = [];
     hairpin.clear();
     head.push(`add table ${T}`);
     for (const [name, s] of Object.entries(FIXED_SETS)) head.push(`add ${s.kind} ${T} ${name} ${s.decl}`);
@@ -361,25 +365,35 @@ export function transaction(table: string, known: KnownState, want: ProxyState, 
         if (knownChains.has(name)) body.push(`flush chain ${T} ${name}`);
         for (const r of rules) body.push(`add rule ${T} ${name} ${r}`);
       }
-      for (const [set, els] of f.elements) {
-        const out = elements.get(set) ?? elements.set(set, []).get(set)!;
-        for (const [k, v] of els) out.push(v ? `${k} : ${v}` : k);
-      }
+      for (const [set, els] of f.elements) (elements.get(set) ?? elements.set(set, []).get(set)!).push(els);
       for (const ip of f.endpointIps) {
         const n = (hairpin.get(ip) ?? 0) + 1;
         hairpin.set(ip, n);
-        if (n === 1) elements.get('hairpin')!.push(`${ip} . ${ip}`);
+        if (n === 1) pairs.push(ip);
       }
     }
-    for (const [name, items] of elements) {
-      if (knownSets.has(name)) body.push(`flush ${kindOf(name)} ${T} ${name}`);
-      body.push(...elementLines('add', T, name, items));
+    const parts: string[] = [];
+    for (const line of head) parts.push(line, '\n');
+    for (const line of body) parts.push(line, '\n');
+    for (const [name, maps] of elements) {
+      if (knownSets.has(name)) parts.push(`flush ${kindOf(name)} ${T} ${name}\n`);
+      const open = `add element ${T} ${name} { `;
+      let inLine = 0;
+      const item = (k: string, v: string, k2?: string) => {
+        parts.push(inLine === 0 ? open : ' , ', k);
+        if (k2 !== undefined) parts.push(' . ', k2);
+        if (v) parts.push(' : ', v);
+        if (++inLine === ELEMENTS_PER_LINE) { parts.push(' }\n'); inLine = 0; }
+      };
+      for (const els of maps) for (const [k, v] of els) item(k, v);
+      if (name === 'hairpin') for (const ip of pairs) item(ip, '', ip);
+      if (inLine) parts.push(' }\n');
     }
     const staleChains = [...knownChains].filter((c) => !wantedChains.has(c));
-    for (const c of staleChains) tail.push(`flush chain ${T} ${c}`);
-    for (const c of staleChains) tail.push(`delete chain ${T} ${c}`);
-    for (const s of knownSets) if (!wantedSets.has(s) && !FIXED_SETS[s]) tail.push(`delete set ${T} ${s}`);
-    return [...head, ...body, ...tail].join('\n') + '\n';
+    for (const c of staleChains) parts.push(`flush chain ${T} ${c}\n`);
+    for (const c of staleChains) parts.push(`delete chain ${T} ${c}\n`);
+    for (const s of knownSets) if (!wantedSets.has(s) && !FIXED_SETS[s]) parts.push(`delete set ${T} ${s}\n`);
+    return parts.join('');
   }
   const was = known.state;
   const deletes = new Map<string, string[]>();
