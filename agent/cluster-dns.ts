@@ -189,8 +189,15 @@ export class ClusterDns {
   }
 
   async start(): Promise<void> {
-    const udp = dgram.createSocket('udp4');
+    // A larger receive buffer: a burst of queries waits in the kernel while a slow moment (a GC, an index
+    // rebuild) passes, instead of being dropped (and retried by the client seconds later).
+    // Replies go to the address a query came from, always an IP literal: no resolver step (Node's default
+    // lookup defers every send by a tick to "resolve" it).
+    const udp = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20, lookup: (address, _family, callback) => (callback as (err: null, address: string, family: number) => void)(null, address, 4) });
     udp.on('message', (msg, rinfo) => {
+      // The common case, a question answered before, is answered right here: no promise, no decode.
+      const cached = this.cachedReply(msg);
+      if (cached) { udp.send(cached, rinfo.port, rinfo.address); return; }
       void this.handle(msg).then((reply) => { if (reply) udp.send(reply, rinfo.port, rinfo.address); }, (err) => this.log.warn({ err: String(err) }, 'cluster DNS query failed'));
     });
     await new Promise<void>((resolve, reject) => { udp.once('error', reject); udp.bind(this.opts.port, this.opts.host, () => { udp.off('error', reject); resolve(); }); });
@@ -224,16 +231,24 @@ export class ClusterDns {
     await new Promise<void>((r) => (this.tcp ? this.tcp.close(() => r()) : r()));
   }
 
+  /** The reply to a question answered before (its encoded answer with this query's id), if any. */
+  private cachedReply(msg: Buffer): Buffer | undefined {
+    if (msg.length <= 12 || msg.length >= 512 || this.answered.size === 0) return undefined;
+    const hit = this.answered.get(msg.toString('latin1', 2));
+    if (!hit) return undefined;
+    this.queries++;
+    const reply = Buffer.allocUnsafe(hit.length);
+    hit.copy(reply, 2, 2);
+    reply[0] = msg[0]!;
+    reply[1] = msg[1]!;
+    return reply;
+  }
+
   /** One query in, one reply out (undefined: not a query worth answering). */
   async handle(msg: Buffer): Promise<Buffer | undefined> {
+    const cached = this.cachedReply(msg);
+    if (cached) return cached;
     const key = msg.length > 12 && msg.length < 512 ? msg.toString('latin1', 2) : undefined;
-    const hit = key === undefined ? undefined : this.answered.get(key);
-    if (hit) {
-      this.queries++;
-      const reply = Buffer.from(hit);
-      msg.copy(reply, 0, 0, 2);
-      return reply;
-    }
     let query: Packet;
     try {
       query = dnsPacket.decode(msg);

@@ -7,7 +7,7 @@
  *
  * The table is a kernel object: it stays when the agent stops or crashes, so
  * service traffic keeps flowing while no agent runs. A starting agent reads
- * the table back (`nft -j list table`) and rewrites it in one transaction
+ * the names in the table back (`nft -t -j list chains|sets|maps`) and rewrites it in one transaction
  * (whatever it holds, the result is the same ruleset: no duplicate rules);
  * after that only what changed is written. `stevedore down` (or
  * `removeProxyTable`) deletes the table.
@@ -44,10 +44,14 @@ function runNft(argv: string[], input?: string): Promise<{ code: number; stdout:
 /** Names of the chains and sets/maps our table holds now (none when it does not exist): no rules, no elements, so it stays fast at any size. */
 export async function readTable(table: string, o: NftOptions = {}): Promise<KnownState> {
   const known = { names: { chains: new Set<string>(), sets: new Set<string>() } };
-  for (const what of ['chains', 'sets', 'maps'] as const) {
+  // Three small listings at once (listing the table, or a map, would fetch every element: seconds at 5 000 Services).
+  const lists = await Promise.all((['chains', 'sets', 'maps'] as const).map(async (what) => {
     const r = await runNft([...(o.nft ?? ['nft']), '-t', '-j', 'list', what, 'ip']);
     if (r.code !== 0) throw new Error(`nft -j list ${what} ip failed: ${r.stderr.trim()}`);
-    for (const item of (JSON.parse(r.stdout || '{}').nftables ?? []) as Array<Record<string, { name?: string; table?: string }>>) {
+    return r.stdout;
+  }));
+  for (const stdout of lists) {
+    for (const item of (JSON.parse(stdout || '{}').nftables ?? []) as Array<Record<string, { name?: string; table?: string }>>) {
       const obj = item.chain ?? item.set ?? item.map;
       if (!obj?.name || obj.table !== table) continue;
       (item.chain ? known.names.chains : known.names.sets).add(obj.name);

@@ -11,25 +11,31 @@
  *   in two verdict maps: `service-ips` (cluster IP . protocol . port) and, for
  *   local addresses but loopback, `service-nodeports` (protocol . port). One map
  *   lookup per packet, whatever the number of Services.
- * - `svc-<hash>` per Service port: traffic not from the cluster CIDR is marked
- *   for masquerade, `numgen random mod N` picks one of the N Ready endpoints
- *   (uniform random choice, as kube-proxy) into the connection's mark, and
- *   `dnat-cluster-ip` translates with one lookup in the `cluster-ip-endpoints`
- *   map (cluster IP . protocol . port . choice → endpoint address . port).
- *   One map for every endpoint, bound by two rules, instead of a chain per
- *   endpoint: what keeps a full rewrite of 5 000 Services near a second (a
- *   chain per endpoint took the kernel half a minute; a map per Service, or
- *   one map bound by a rule per Service, seconds).
- * - `ext-<hash>` (node ports): marks for masquerade and picks among all
- *   endpoints (externalTrafficPolicy Cluster), or among this node's only,
- *   source kept (Local; none here: dropped), then `dnat-nodeport` translates
- *   through `nodeport-endpoints` (protocol . node port . choice).
+ * - `pick-cluster-ip-<N>`, the chain of every Service port with N Ready
+ *   endpoints (the map's verdict for its address): traffic not from the
+ *   cluster CIDR is marked for masquerade, `numgen random mod N` picks one of
+ *   the N endpoints (uniform random choice, as kube-proxy) into the
+ *   connection's mark, and `dnat-cluster-ip` translates with one lookup in the
+ *   `cluster-ip-endpoints` map (cluster IP . protocol . port . choice →
+ *   endpoint address . port). What differs between Services is only in map
+ *   elements, so the table has a handful of chains whatever the number of
+ *   Services: what keeps a full rewrite of 5 000 Services well under a second
+ *   (a chain per endpoint took the kernel half a minute; a map per Service, or
+ *   one map bound by a rule per Service, seconds; a chain per Service, with
+ *   the elements, about one second of nft's CPU).
+ * - `pick-nodeport-<N>` (node ports, externalTrafficPolicy Cluster): marks for
+ *   masquerade and picks among all endpoints; `pick-nodeport-local-<N>`
+ *   (Local): among this node's only, source kept (none here: dropped); then
+ *   `dnat-nodeport` translates through `nodeport-endpoints` (protocol . node
+ *   port . choice).
  * - With sessionAffinity ClientIP a Service port keeps kube-proxy's shape: a
  *   `sep-<hash>` chain per endpoint that records the client in its affinity set
- *   `aff-<hash>` (dynamic, timeoutSeconds) and DNATs, and `svc-<hash>` sends a
- *   client found in one of those sets back to that endpoint.
+ *   `aff-<hash>` (dynamic, timeoutSeconds) and DNATs, and `svc-<hash>` (and
+ *   `ext-<hash>` for its node port) sends a client found in one of those sets
+ *   back to that endpoint.
  * - nat postrouting masquerades a pod DNATed to itself (hairpin: the pair
- *   address . address is in `hairpin`), then whatever was marked (bit 0x4000).
+ *   address . address is in `hairpin`; only endpoints of this node, or of no
+ *   node, can be the client), then whatever was marked (bit 0x4000).
  * - A Service port without a Ready endpoint is in `no-endpoint-services` /
  *   `no-endpoint-nodeports`; new connections to it are rejected (ICMP port
  *   unreachable for UDP, a TCP reset for TCP: "connection refused" at once instead
@@ -84,13 +90,17 @@ export interface Fragment {
   sets: Map<string, string>;
   /** set/map name → element key → value (`''` for plain sets). */
   elements: Map<string, Map<string, string>>;
-  /** Endpoint addresses (for the hairpin set, shared by every Service). */
+  /** Endpoint addresses that may be clients on this node (for the hairpin set, shared by every Service). */
   endpointIps: string[];
+  /** Shared chains (`pick-…`) its map elements jump to. */
+  uses: string[];
 }
 
 /** What the kernel should hold. */
 export interface ProxyState {
   fixed: Fragment;
+  /** The shared `pick-…` chains some Service uses (chains only). */
+  shared: Fragment;
   /** by `namespace/name` of the Service */
   services: Map<string, Fragment>;
 }
@@ -121,7 +131,8 @@ const kindOf = (set: string) => FIXED_SETS[set]?.kind ?? 'set';
 const hash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 16);
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
 
-interface Endpoint { ip: string; port: number; local: boolean }
+/** local: on this node; hairpin: may be a client on this node (on this node, or on none we know). */
+interface Endpoint { ip: string; port: number; local: boolean; hairpin: boolean }
 
 /** Ready endpoints of one Service port, by port name and protocol, deduplicated. */
 function endpointsFor(slices: EndpointSliceLike[], portName: string, protocol: string, nodeName: string): Endpoint[] {
@@ -135,14 +146,14 @@ function endpointsFor(slices: EndpointSliceLike[], portName: string, protocol: s
       if (e.conditions?.ready === false) continue;
       for (const ip of e.addresses ?? []) {
         if (!IPV4.test(ip)) continue;
-        seen.set(`${ip}:${port.port}`, { ip, port: port.port, local: e.nodeName === nodeName });
+        seen.set(`${ip}:${port.port}`, { ip, port: port.port, local: e.nodeName === nodeName, hairpin: !e.nodeName || e.nodeName === nodeName });
       }
     }
   }
   return [...seen.values()].sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
 }
 
-const emptyFragment = (): Fragment => ({ chains: new Map(), sets: new Map(), elements: new Map(), endpointIps: [] });
+const emptyFragment = (): Fragment => ({ chains: new Map(), sets: new Map(), elements: new Map(), endpointIps: [], uses: [] });
 const addElement = (f: Fragment, set: string, key: string, value = '') => {
   (f.elements.get(set) ?? f.elements.set(set, new Map()).get(set)!).set(key, value);
 };
@@ -179,6 +190,17 @@ export function fixedFragment(opts: ProxyOptions): Fragment {
 
 const MARK = `meta mark set meta mark | ${MASQUERADE_MARK}`;
 
+/** The shared chains: `pick-cluster-ip-N`, `pick-nodeport-N`, `pick-nodeport-local-N` (see the top of this file). */
+const PICK = /^pick-(cluster-ip|nodeport|nodeport-local)-([1-9][0-9]*)$/;
+function sharedChainRules(name: string, opts: ProxyOptions): string[] {
+  const m = PICK.exec(name);
+  if (!m) throw new Error(`not a shared chain: ${name}`);
+  const n = m[2];
+  if (m[1] === 'cluster-ip') return [opts.clusterCidr ? `ip saddr != ${opts.clusterCidr} ${MARK}` : MARK, `ct mark set numgen random mod ${n} goto dnat-cluster-ip`];
+  const choose = `ct mark set numgen random mod ${n} goto dnat-nodeport`;
+  return m[1] === 'nodeport' ? [MARK, choose] : [choose];
+}
+
 /** What one Service puts into the kernel. */
 export function serviceFragment(svc: ServiceLike, slices: EndpointSliceLike[], opts: ProxyOptions): Fragment {
   const f = emptyFragment();
@@ -203,16 +225,15 @@ export function serviceFragment(svc: ServiceLike, slices: EndpointSliceLike[], o
       if (nodePort) addElement(f, 'no-endpoint-nodeports', nodePort);
       continue;
     }
-    for (const e of all) ips.add(e.ip);
+    for (const e of all) if (e.hairpin) ips.add(e.ip);
     const svcChain = `svc-${id}`;
-    const masq = opts.clusterCidr ? `ip saddr != ${opts.clusterCidr} ${MARK}` : MARK;
     const internal = spec.internalTrafficPolicy === 'Local' ? all.filter((e) => e.local) : all;
-    addElement(f, 'service-ips', ipKey, `goto ${svcChain}`);
     const ext = `ext-${id}`;
-    if (nodePort) addElement(f, 'service-nodeports', nodePort, `goto ${ext}`);
     const external = spec.externalTrafficPolicy === 'Local' ? all.filter((e) => e.local) : all;
 
     if (affinity) {
+      addElement(f, 'service-ips', ipKey, `goto ${svcChain}`);
+      if (nodePort) addElement(f, 'service-nodeports', nodePort, `goto ${ext}`);
       // kube-proxy's shape: a chain per endpoint, which records the client in its affinity set.
       const sepOf = (e: Endpoint) => {
         const name = `sep-${hash(`${portKey}>${e.ip}:${e.port}`)}`;
@@ -228,16 +249,18 @@ export function serviceFragment(svc: ServiceLike, slices: EndpointSliceLike[], o
         rules.push(seps.length === 1 ? `goto ${seps[0]}` : `numgen random mod ${seps.length} vmap { ${seps.map((s, i) => `${i} : goto ${s}`).join(' , ')} }`);
         return rules;
       };
-      f.chains.set(svcChain, [masq, ...pick(internal)]);
+      f.chains.set(svcChain, [opts.clusterCidr ? `ip saddr != ${opts.clusterCidr} ${MARK}` : MARK, ...pick(internal)]);
       if (nodePort) f.chains.set(ext, spec.externalTrafficPolicy === 'Local' ? pick(external) : [MARK, `goto ${svcChain}`]);
       continue;
     }
+    // Everything of this port is in map elements; the chain it jumps to is shared by every port with as many endpoints.
+    const use = (chain: string) => { if (!f.uses.includes(chain)) f.uses.push(chain); return `goto ${chain}`; };
     internal.forEach((e, i) => addElement(f, 'cluster-ip-endpoints', `${ipKey} . ${i}`, `${e.ip} . ${e.port}`));
-    f.chains.set(svcChain, [masq, internal.length ? `ct mark set numgen random mod ${internal.length} goto dnat-cluster-ip` : 'drop']);
+    addElement(f, 'service-ips', ipKey, internal.length ? use(`pick-cluster-ip-${internal.length}`) : 'drop');
     if (nodePort) {
       external.forEach((e, i) => addElement(f, 'nodeport-endpoints', `${nodePort} . ${i}`, `${e.ip} . ${e.port}`));
-      const choose = external.length ? `ct mark set numgen random mod ${external.length} goto dnat-nodeport` : 'drop';
-      f.chains.set(ext, spec.externalTrafficPolicy === 'Local' ? [choose] : [MARK, choose]);
+      const local = spec.externalTrafficPolicy === 'Local';
+      addElement(f, 'service-nodeports', nodePort, external.length ? use(`pick-nodeport${local ? '-local' : ''}-${external.length}`) : 'drop');
     }
   }
   f.endpointIps = [...ips];
@@ -279,7 +302,9 @@ export function desiredState(services: Map<string, ServiceLike> | ServiceLike[],
     out.set(key, fragment);
   }
   if (cache) for (const k of cache.keys()) if (!seen.has(k)) cache.delete(k);
-  return { fixed, services: out };
+  const shared = emptyFragment();
+  for (const f of out.values()) for (const name of f.uses) if (!shared.chains.has(name)) shared.chains.set(name, sharedChainRules(name, opts));
+  return { fixed, shared, services: out };
 }
 
 /**
@@ -297,21 +322,11 @@ export const emptyKnown = (): KnownState => ({ names: { chains: new Set(), sets:
 const same = (a: string[] | undefined, b: string[]) => !!a && a.length === b.length && a.every((x, i) => x === b[i]);
 const fmt = (k: string, v: string) => (v ? `${k} : ${v}` : k);
 /** Element lists in chunks (one `add element` of 50 000 entries is fine for nft, but keeps lines sane). */
+const ELEMENTS_PER_LINE = 2000;
 function elementLines(verb: 'add' | 'delete', T: string, set: string, items: string[]): string[] {
   const out: string[] = [];
-  for (let i = 0; i < items.length; i += 2000) out.push(`${verb} element ${T} ${set} { ${items.slice(i, i + 2000).join(' , ')} }`);
+  for (let i = 0; i < items.length; i += ELEMENTS_PER_LINE) out.push(`${verb} element ${T} ${set} { ${items.slice(i, i + ELEMENTS_PER_LINE).join(' , ')} }`);
   return out;
-}
-
-/** Every chain, set and element of a state, merged (for a full rewrite). */
-function merged(state: ProxyState): Fragment {
-  const all = emptyFragment();
-  for (const f of [state.fixed, ...state.services.values()]) {
-    for (const [k, v] of f.chains) all.chains.set(k, v);
-    for (const [k, v] of f.sets) all.sets.set(k, v);
-    for (const [set, els] of f.elements) for (const [k, v] of els) addElement(all, set, k, v);
-  }
-  return all;
 }
 
 /**
@@ -328,27 +343,57 @@ export function transaction(table: string, known: KnownState, want: ProxyState, 
   const body: string[] = [];
   const tail: string[] = [];
   if ('names' in known) {
-    const all = merged(want);
+    // Written straight from the fragments into one list of pieces joined once: a full rewrite of 5 000
+    // Services is ~100 000 elements, and every intermediate string (a formatted element, a joined line)
+    // was garbage the collector had to copy first.
+    const { chains: knownChains, sets: knownSets } = known.names;
+    const fragments = [want.fixed, want.shared, ...want.services.values()];
+    const elements = new Map<string, Array<Map<string, string>>>(Object.keys(FIXED_SETS).map((name) => [name, []]));
+    const wantedChains = new Set<string>();
+    const wantedSets = new Set<string>();
+    const pairs: string[] = [];
     hairpin.clear();
-    for (const f of want.services.values()) for (const ip of f.endpointIps) hairpin.set(ip, (hairpin.get(ip) ?? 0) + 1);
-    for (const ip of hairpin.keys()) addElement(all, 'hairpin', `${ip} . ${ip}`);
     head.push(`add table ${T}`);
     for (const [name, s] of Object.entries(FIXED_SETS)) head.push(`add ${s.kind} ${T} ${name} ${s.decl}`);
-    for (const [name, decl] of all.sets) head.push(`add set ${T} ${name} ${decl}`);
-    for (const name of all.chains.keys()) if (!known.names.chains.has(name) || BASE_CHAINS[name]) head.push(`add chain ${T} ${name}${BASE_CHAINS[name] ? ` ${BASE_CHAINS[name]}` : ''}`);
-    for (const [name, rules] of all.chains) {
-      if (known.names.chains.has(name)) body.push(`flush chain ${T} ${name}`);
-      for (const r of rules) body.push(`add rule ${T} ${name} ${r}`);
+    for (const f of fragments) {
+      for (const [name, decl] of f.sets) if (!wantedSets.has(name)) { wantedSets.add(name); head.push(`add set ${T} ${name} ${decl}`); }
+      for (const [name, rules] of f.chains) {
+        if (wantedChains.has(name)) continue;
+        wantedChains.add(name);
+        const base = BASE_CHAINS[name];
+        if (!knownChains.has(name) || base) head.push(`add chain ${T} ${name}${base ? ` ${base}` : ''}`);
+        if (knownChains.has(name)) body.push(`flush chain ${T} ${name}`);
+        for (const r of rules) body.push(`add rule ${T} ${name} ${r}`);
+      }
+      for (const [set, els] of f.elements) (elements.get(set) ?? elements.set(set, []).get(set)!).push(els);
+      for (const ip of f.endpointIps) {
+        const n = (hairpin.get(ip) ?? 0) + 1;
+        hairpin.set(ip, n);
+        if (n === 1) pairs.push(ip);
+      }
     }
-    for (const name of Object.keys(FIXED_SETS)) {
-      if (known.names.sets.has(name)) body.push(`flush ${kindOf(name)} ${T} ${name}`);
-      body.push(...elementLines('add', T, name, [...(all.elements.get(name) ?? new Map())].map(([k, v]) => fmt(k, v))));
+    const parts: string[] = [];
+    for (const line of head) parts.push(line, '\n');
+    for (const line of body) parts.push(line, '\n');
+    for (const [name, maps] of elements) {
+      if (knownSets.has(name)) parts.push(`flush ${kindOf(name)} ${T} ${name}\n`);
+      const open = `add element ${T} ${name} { `;
+      let inLine = 0;
+      const item = (k: string, v: string, k2?: string) => {
+        parts.push(inLine === 0 ? open : ' , ', k);
+        if (k2 !== undefined) parts.push(' . ', k2);
+        if (v) parts.push(' : ', v);
+        if (++inLine === ELEMENTS_PER_LINE) { parts.push(' }\n'); inLine = 0; }
+      };
+      for (const els of maps) for (const [k, v] of els) item(k, v);
+      if (name === 'hairpin') for (const ip of pairs) item(ip, '', ip);
+      if (inLine) parts.push(' }\n');
     }
-    const staleChains = [...known.names.chains].filter((c) => !all.chains.has(c));
-    for (const c of staleChains) tail.push(`flush chain ${T} ${c}`);
-    for (const c of staleChains) tail.push(`delete chain ${T} ${c}`);
-    for (const s of known.names.sets) if (!all.sets.has(s) && !FIXED_SETS[s]) tail.push(`delete set ${T} ${s}`);
-    return [...head, ...body, ...tail].join('\n') + '\n';
+    const staleChains = [...knownChains].filter((c) => !wantedChains.has(c));
+    for (const c of staleChains) parts.push(`flush chain ${T} ${c}\n`);
+    for (const c of staleChains) parts.push(`delete chain ${T} ${c}\n`);
+    for (const s of knownSets) if (!wantedSets.has(s) && !FIXED_SETS[s]) parts.push(`delete set ${T} ${s}\n`);
+    return parts.join('');
   }
   const was = known.state;
   const deletes = new Map<string, string[]>();
@@ -386,6 +431,7 @@ export function transaction(table: string, known: KnownState, want: ProxyState, 
     }
   };
   if (was.fixed !== want.fixed) diff(was.fixed, want.fixed);
+  diff(was.shared, want.shared);
   for (const [key, f] of want.services) if (was.services.get(key) !== f) diff(was.services.get(key), f);
   for (const [key, f] of was.services) if (!want.services.has(key)) diff(f, undefined);
   for (const [set, items] of deletes) body.push(...elementLines('delete', T, set, items));

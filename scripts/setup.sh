@@ -15,7 +15,7 @@ declare -A PACKAGES=(
   [mount]=mount [umount]=mount [ip]=iproute2 [dbus-daemon]=dbus [journalctl]=systemd [systemctl]=systemd
   [make]=make [g++]=g++ [python3]=python3 [git]=git [getconf]=libc-bin [mkfifo]=coreutils [du]=coreutils [hostname]=hostname
   [docker-registry]=docker-registry [skopeo]=skopeo [htpasswd]=apache2-utils [containerd]=containerd [ctr]=containerd
-  [dockerd]=docker.io [docker]=docker.io [time]=time [curl]=curl [dnsmasq]=dnsmasq-base
+  [dockerd]=docker.io [docker]=docker.io [time]=time [curl]=curl [dnsmasq]=dnsmasq-base [dnsperf]=dnsperf
   [qemu-system-x86_64]=qemu-system-x86 [dpkg-deb]=dpkg [xz]=xz-utils [zstd]=zstd
   [mkfs.ext4]=e2fsprogs [losetup]=mount [mountpoint]=util-linux [truncate]=coreutils
   [chromium]=chromium [etcd]=etcd-server [etcdctl]=etcd-client [pgrep]=procps

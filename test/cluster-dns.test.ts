@@ -83,6 +83,14 @@ t('a Service name answers its cluster IP (authoritative, TTL 5)', async () => {
   assert.equal(data(await query('WEB.Default.svc.cluster.local.', 'A')), ['10.96.0.20']);
 });
 
+t('a question asked again is answered from the encoded cache with the asker\'s id and the same records', async () => {
+  const first = await query('web.default.svc.cluster.local', 'A');
+  for (let i = 0; i < 3; i++) {
+    const again = await query('web.default.svc.cluster.local', 'A'); // query() rejects a reply whose id is not its own
+    assert.equal({ ...again, id: 0 }, { ...first, id: 0 });
+  }
+});
+
 t('a headless Service answers each Ready endpoint; hostname.subdomain names one pod', async () => {
   assert.equal(data(await query('db.default.svc.cluster.local', 'A')).sort(), ['10.88.0.11', '10.88.0.12']);
   assert.equal(data(await query('db-0.db.default.svc.cluster.local', 'A')), ['10.88.0.11']);

@@ -172,12 +172,15 @@ t('a Service without Ready endpoints refuses connections at once', async () => {
 t('a deleted Service leaves nothing behind: its chains, map elements and hairpin pairs go', async () => {
   const before = await listTable();
   rules.setService('default/gone', svc('gone', '10.96.0.15', { type: 'NodePort', externalTrafficPolicy: 'Cluster' }, [{ name: 'http', protocol: 'TCP', port: 80, nodePort: 30090 } as never]));
-  rules.setSlice('default/gone-1', slice('gone', [['10.251.7.99', true]]));
+  // Three endpoints: no other Service has as many, so the shared chains it jumps to are its alone (and must go with it).
+  rules.setSlice('default/gone-1', slice('gone', [['10.251.7.97', true], ['10.251.7.98', true], ['10.251.7.99', true]]));
   await rules.sync();
   let table = await listTable();
-  assert.match(table, '10.96.0.15 . tcp . 80 : goto svc-');
+  assert.match(table, '10.96.0.15 . tcp . 80 : goto pick-cluster-ip-3');
+  assert.match(table, 'tcp . 30090 : goto pick-nodeport-3');
   assert.match(table, '10.251.7.99 . 10.251.7.99');
-  const chains = [...table.matchAll(/chain ((?:svc|ext)-[0-9a-f]+) \{/g)].map((m) => m[1]!);
+  const chains = [...table.matchAll(/chain ((?:svc|ext)-[0-9a-f]+|pick-[a-z-]+-\d+) \{/g)].map((m) => m[1]!);
+  assert.ok(chains.includes('pick-cluster-ip-3') && chains.includes('pick-nodeport-3'), 'its shared chains are there');
   rules.setService('default/gone', undefined);
   rules.setSlice('default/gone-1', undefined);
   await rules.sync();
@@ -240,6 +243,26 @@ t('removeProxyTable deletes our table and nothing else', async () => {
   assert.not.match(await get(POD('c'), 'http://10.96.0.10/', 1), /pod-/);
   const left = await readTable(TABLE, { nft });
   assert.ok('names' in left && left.names.chains.size === 0 && left.names.sets.size === 0);
+});
+
+t('hairpin pairs only for endpoints that can be clients here (this node, or no node); the table keeps a few chains whatever the Service count', () => {
+  const services = Array.from({ length: 50 }, (_, i) => svc(`s${i}`, `10.96.1.${i + 1}`));
+  const slices = services.map((s, i): EndpointSliceLike => ({
+    metadata: { namespace: 'default', labels: { 'kubernetes.io/service-name': s.metadata!.name! } }, addressType: 'IPv4',
+    ports: [{ name: 'http', protocol: 'TCP', port: 8080 }],
+    endpoints: [
+      { addresses: [`10.88.1.${i + 1}`], conditions: { ready: true }, nodeName: 'node-a' },
+      { addresses: [`10.88.2.${i + 1}`], conditions: { ready: true }, nodeName: 'node-b' },
+      { addresses: [`10.88.3.${i + 1}`], conditions: { ready: true } },
+    ],
+  }));
+  const tx = transaction(TABLE, { names: { chains: new Set(), sets: new Set() } }, desiredState(services, slices, { table: TABLE, nodeName: 'node-a' }));
+  assert.match(tx, '10.88.1.7 . 10.88.1.7');
+  assert.match(tx, '10.88.3.7 . 10.88.3.7');
+  assert.not.match(tx, '10.88.2.7 . 10.88.2.7', 'an endpoint of another node is never a client of this one');
+  assert.match(tx, '10.96.1.7 . tcp . 80 . 2 : 10.88.3.7 . 8080', 'every endpoint is still a DNAT target');
+  const chains = [...tx.matchAll(/^add chain ip \S+ (\S+)/gm)].map((m) => m[1]!);
+  assert.equal(chains.filter((c) => c.startsWith('pick-')), ['pick-cluster-ip-3'], 'one shared chain for 50 Services of 3 endpoints');
 });
 
 t.run();

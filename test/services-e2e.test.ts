@@ -78,9 +78,9 @@ e2e('two httpd pods behind a ClusterIP Service: a client pod reaches both', asyn
     return backends.every((b) => (a[b] ?? 0) > 0) ? a : undefined;
   }, 120_000);
   assert.ok(Object.keys(seen).every((k) => backends.includes(k) || k === 'FAIL'), JSON.stringify(seen));
-  // The rules are in our table, found with one map lookup per packet.
+  // The rules are in our table, found with one map lookup per packet (to the chain shared by Service ports of two endpoints).
   const table = await nftTable();
-  assert.match(table, new RegExp(`${ip.replace(/\./g, '\\.')} \\. tcp \\. 80 : goto svc-`));
+  assert.match(table, new RegExp(`${ip.replace(/\./g, '\\.')} \\. tcp \\. 80 : goto pick-cluster-ip-2`));
 });
 
 e2e('a backend that goes away leaves the Endpoints and stops getting traffic', async () => {
