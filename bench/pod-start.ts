@@ -508,8 +508,9 @@ async function host(args: Args): Promise<void> {
     sandboxStarted = true;
     if (args.docker) {
       process.stderr.write('bench: starting a Docker Engine by hand\n');
-      // In the sandbox's PID namespace, as a node's engine: runtime-docker in there sees its containers' processes.
-      dockerSt = await startDocker(path.join(work, 'docker'), runId, { pidNamespaceOf: (await getSandbox(sandboxName))?.pid });
+      // Inside the sandbox, as a node's engine: runtime-docker in there sees its containers' processes.
+      const sandbox = await getSandbox(sandboxName);
+      dockerSt = await startDocker(path.join(work, 'docker'), runId, sandbox ? { inSandbox: sandbox } : {});
       if (dockerSt.engine && !dockerSt.reason) {
         const archive = path.join(work, 'busybox-docker-archive.tar');
         await ociLayoutToDockerArchive(path.join(work, 'layout'), archive, IMAGE);
@@ -538,7 +539,7 @@ async function host(args: Args): Promise<void> {
     await fs.writeFile(path.join(REPO, 'bench', '.last-run.json'), JSON.stringify({ machine, args, dockerNote, ...result }, null, 2)).catch(() => undefined);
     if (args.updateResults) await updateResults(args.updateResults, text, result.profile, machine, args);
   } finally {
-    // dockerd first: it lives in the sandbox's PID namespace, which ends with the sandbox.
+    // dockerd first: it lives in the sandbox, whose end would SIGKILL it.
     if (dockerSt) cleanups.push(...(await stopDocker(dockerSt).catch((e) => [`stopDocker: ${(e as Error).message}`])));
     if (sandboxStarted) await stopSandbox(sandboxName).catch((e) => cleanups.push(`stopSandbox: ${(e as Error).message}`));
     await fs.rm(work, { recursive: true, force: true }).catch((e) => cleanups.push(`rm ${work}: ${(e as Error).message}`));
@@ -572,7 +573,7 @@ async function treeState(): Promise<string> {
   return head?.code === 0 ? `${head.stdout.trim()}${dirty?.stdout.trim() ? ' + uncommitted changes' : ''}` : 'unknown';
 }
 
-const DOCKER_FLAGS_NOTE = 'in the sandbox\'s PID namespace and a netns of its own (nsenter --pid, unshare --net), --iptables=false --ip-forward=false --bridge=none, overlay2, cgroupfs, data/exec root under /var/tmp';
+const DOCKER_FLAGS_NOTE = 'inside the sandbox (its mount, PID and cgroup namespaces) with a netns of its own (unshare --net), --iptables=false --ip-forward=false --bridge=none, overlay2, cgroupfs, data/exec root under /var/tmp';
 
 const BEGIN = '<!-- bench:pod-start:begin -->';
 const END = '<!-- bench:pod-start:end -->';
