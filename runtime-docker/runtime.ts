@@ -128,13 +128,15 @@ export class DockerRuntime implements ContainerRuntime {
     const uuid = randomUUID();
     const dir = this.podDir(uuid);
     this.starting.add(uuid);
-    await fs.mkdir(path.join(dir, 'etc'), { recursive: true });
     let creations: Promise<PromiseSettledResult<string>[]> | undefined;
     let infraCreate: Promise<string> | undefined;
     try {
       // The pod's files are written while the engine creates the infra: the apps' bind mounts need their
       // sources when the apps are created; the files get their content once the pod has its IPs.
       infraCreate = this.createInfra(uuid, pod);
+      // Its failure is thrown where it is awaited below; until then it must not count as unhandled.
+      infraCreate.catch(() => undefined);
+      await fs.mkdir(path.join(dir, 'etc'), { recursive: true });
       const [, volumes] = await Promise.all([this.writeEtcFiles(uuid, pod, []), this.prepareVolumes(uuid, pod)]);
       const infraId = await infraCreate;
       const inits = pod.spec.initContainers ?? [];
