@@ -88,7 +88,7 @@ function readStat(file: string): Map<string, number> {
  * would count the whole slice or node, so it is not used. Undefined when the
  * process is gone or no counter of its own cgroup is there. `isOwn` says
  * which v1 folder is the process's own cgroup where the unit's path is not
- * the test (a container engine's cgroup ends in the container's ID, and
+ * the test (a container engine's cgroup names the container's ID, and
  * hierarchies may sit under different parents).
  */
 export function cgroupUsageOf(pid: number, isOwn?: (dir: CgroupDir) => boolean): CgroupUsage | undefined {
