@@ -301,7 +301,8 @@ export interface BenchCluster {
   down(): Promise<void>;
 }
 
-export async function upBenchCluster(prefix: string, log: (msg: string) => void): Promise<BenchCluster> {
+/** `upArgs`: more `up` flags (a runtime, or a bridge and CIDRs of its own beside another cluster). */
+export async function upBenchCluster(prefix: string, log: (msg: string) => void, upArgs: string[] = []): Promise<BenchCluster> {
   const path = await import('node:path');
   const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
   const cli = path.join(repo, 'bin', 'stevedore.js');
@@ -316,7 +317,7 @@ export async function upBenchCluster(prefix: string, log: (msg: string) => void)
     await fs.rm(dataDir, { recursive: true, force: true });
   };
   log(`stevedore up (sandbox ${sandbox})`);
-  const up = await runCmd(process.execPath, [cli, 'up', '--data-dir', dataDir, '--port', String(await port()), '--node-api-port', String(await port()), '--node-name', 'bench-node', '--sandbox-name', sandbox]);
+  const up = await runCmd(process.execPath, [cli, 'up', '--data-dir', dataDir, '--port', String(await port()), '--node-api-port', String(await port()), '--node-name', 'bench-node', '--sandbox-name', sandbox, ...upArgs]);
   if (up.code !== 0) {
     await down();
     throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);

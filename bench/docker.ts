@@ -72,7 +72,23 @@ export interface DockerStart {
   dir: string;
 }
 
-export async function startDocker(dir: string, runId: string): Promise<DockerStart> {
+/** dockerd's PID as this process sees it: the process whose argv[0] is dockerd and that names `dir` (found through /proc). */
+async function dockerdPid(dir: string): Promise<number | undefined> {
+  for (const pid of await processesUsing(dir)) {
+    const argv = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv[0] === DOCKERD) return pid;
+  }
+  return undefined;
+}
+
+/**
+ * `inSandbox`: run dockerd (and so its containers) inside a node sandbox —
+ * its cgroups, mount, PID and cgroup namespaces, as execInSandbox enters
+ * them — as a node's engine runs: a runtime in the sandbox then sees the
+ * containers' processes (their network namespaces are /proc/PID/ns/net), and
+ * the engine's mounts and cgroups end with the sandbox.
+ */
+export async function startDocker(dir: string, runId: string, opts: { inSandbox?: { pid: number; cgroupDirs: string[] } } = {}): Promise<DockerStart> {
   const cgroupParent = `stevedore-bench-docker-${runId}`;
   const preexisting = new Set<string>();
   for (const p of OUTSIDE_PATHS) if (await exists(p)) preexisting.add(p);
@@ -94,7 +110,14 @@ export async function startDocker(dir: string, runId: string): Promise<DockerSta
   let pid: number | undefined;
   try {
     // unshare --net execs (no fork), sh execs: the PID we get is dockerd's.
-    const child = spawn('unshare', ['--net', '--', '/bin/sh', '-c', 'ip link set lo up; exec "$@"', 'sh', DOCKERD, ...args], {
+    const inNet = ['unshare', '--net', '--', '/bin/sh', '-c', 'ip link set lo up; exec "$@"', 'sh', DOCKERD, ...args];
+    // nsenter forks for the PID namespace: the PID we get is nsenter's, dockerd's is looked up below.
+    const sb = opts.inSandbox;
+    const argv = sb
+      ? ['/bin/sh', '-c', 'while [ "$1" != -- ]; do echo $$ 2>/dev/null >"$1" || :; shift; done; shift; exec "$@"', 'join-cgroups',
+        ...sb.cgroupDirs.map((d) => path.join(d, 'cgroup.procs')), '--', 'nsenter', '-t', String(sb.pid), '-m', '-p', '-C', '--', ...inNet]
+      : inNet;
+    const child = spawn(argv[0]!, argv.slice(1), {
       detached: true, stdio: ['ignore', logFd, logFd], env: { PATH: PATH_ENV, HOME: dir },
     });
     child.on('error', () => undefined);
@@ -114,6 +137,7 @@ export async function startDocker(dir: string, runId: string): Promise<DockerSta
       const log = await fs.readFile(path.join(dir, 'dockerd.log'), 'utf8').catch(() => '');
       return { ...st, engine, reason: `dockerd exited during start: ${log.trim().split('\n').slice(-3).join(' | ')}` };
     }
+    if (opts.inSandbox && engine.pid === pid) engine.pid = (await dockerdPid(dir)) ?? pid;
     if (await exists(sock)) {
       try {
         await ping(sock);

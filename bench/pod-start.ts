@@ -477,7 +477,10 @@ function report(result: InnerResult, args: Args, machine: Record<string, string>
   const dockerRt = sum['docker-rt'];
   if (dockerRt && docker) {
     lines.push('');
-    lines.push(`goal (issue 18): runtime-docker adds < 20% to docker run's median — ${dockerRt.median < docker.median * 1.2 ? 'MET' : 'MISSED'} (${fmtMs(dockerRt.median)} ms vs ${fmtMs(docker.median)} ms); rkt/namespaces ≥ 3x faster than docker run — ${ns && ns.median * 3 <= docker.median ? 'MET' : 'MISSED'} (${fmtMs(ns?.median)} ms)`);
+    // Two clocks for our row: the engine's stamp of the line, and when our runtime's log stream (what
+    // `kubectl logs -f` reads through the agent) delivered it; docker run's is when its client printed it.
+    const seen = median(by('docker-rt', 'seenMs'));
+    lines.push(`goal (issue 18): runtime-docker adds < 20% to docker run's median — ${dockerRt.median < docker.median * 1.2 && seen < docker.median * 1.2 ? 'MET' : 'MISSED'} (line stamped at ${fmtMs(dockerRt.median)} ms, ${fmtRatio(dockerRt.median, docker.median)}; through our log stream at ${fmtMs(seen)} ms, ${fmtRatio(seen, docker.median)}; docker run ${fmtMs(docker.median)} ms); rkt/namespaces ≥ 3x faster than docker run — ${ns && ns.median * 3 <= docker.median ? 'MET' : 'MISSED'} (${fmtMs(ns?.median)} ms, ${fmtRatio(ns?.median, docker.median)})`);
   }
   lines.push('');
   lines.push(`goal (issue 2): namespaces p99 < 150 ms — in-process ${ns ? (ns.p99 < 150 ? 'MET' : 'MISSED') : '?'} (${fmtMs(ns?.p99)} ms), CLI ${nsCli ? (nsCli.p99 < 150 ? 'MET' : 'MISSED') : '?'} (${fmtMs(nsCli?.p99)} ms)`);
@@ -485,7 +488,7 @@ function report(result: InnerResult, args: Args, machine: Record<string, string>
 }
 
 async function host(args: Args): Promise<void> {
-  const { startSandbox, stopSandbox, execInSandbox } = await import(new URL('sandbox/sandbox.js', DIST).href) as typeof import('../sandbox/sandbox.js');
+  const { startSandbox, stopSandbox, execInSandbox, getSandbox } = await import(new URL('sandbox/sandbox.js', DIST).href) as typeof import('../sandbox/sandbox.js');
   const { buildBusyboxImage } = await import(new URL('runtime-rkt/image/demo-image.js', DIST).href) as typeof import('../runtime-rkt/image/demo-image.js');
   const { startDocker, stopDocker, ociLayoutToDockerArchive } = await import('./docker.js');
   const runId = randomBytes(4).toString('hex');
@@ -498,9 +501,16 @@ async function host(args: Args): Promise<void> {
   const cleanups: string[] = [];
   try {
     await buildBusyboxImage(path.join(work, 'layout'), { name: 'busybox', tag: 'latest' });
+    // Others may rebuild dist/ while we measure: run the inner part and the CLI from a private copy.
+    const snapshot = await snapshotTree(path.join(work, 'tree'));
+    process.stderr.write(`bench: booting sandbox ${sandboxName}\n`);
+    await startSandbox({ name: sandboxName });
+    sandboxStarted = true;
     if (args.docker) {
       process.stderr.write('bench: starting a Docker Engine by hand\n');
-      dockerSt = await startDocker(path.join(work, 'docker'), runId);
+      // Inside the sandbox, as a node's engine: runtime-docker in there sees its containers' processes.
+      const sandbox = await getSandbox(sandboxName);
+      dockerSt = await startDocker(path.join(work, 'docker'), runId, sandbox ? { inSandbox: sandbox } : {});
       if (dockerSt.engine && !dockerSt.reason) {
         const archive = path.join(work, 'busybox-docker-archive.tar');
         await ociLayoutToDockerArchive(path.join(work, 'layout'), archive, IMAGE);
@@ -510,11 +520,6 @@ async function host(args: Args): Promise<void> {
       }
       if (dockerSt.reason) dockerNote = dockerSt.reason;
     }
-    // Others may rebuild dist/ while we measure: run the inner part and the CLI from a private copy.
-    const snapshot = await snapshotTree(path.join(work, 'tree'));
-    process.stderr.write(`bench: booting sandbox ${sandboxName}\n`);
-    await startSandbox({ name: sandboxName });
-    sandboxStarted = true;
     const out = path.join(work, 'inner.json');
     const innerArgs = [
       process.execPath, path.join(snapshot, 'dist', 'bench', 'pod-start.js'), 'inner', '--work', work, '--run-id', runId, '--out', out,
@@ -534,8 +539,9 @@ async function host(args: Args): Promise<void> {
     await fs.writeFile(path.join(REPO, 'bench', '.last-run.json'), JSON.stringify({ machine, args, dockerNote, ...result }, null, 2)).catch(() => undefined);
     if (args.updateResults) await updateResults(args.updateResults, text, result.profile, machine, args);
   } finally {
-    if (sandboxStarted) await stopSandbox(sandboxName).catch((e) => cleanups.push(`stopSandbox: ${(e as Error).message}`));
+    // dockerd first: it lives in the sandbox, whose end would SIGKILL it.
     if (dockerSt) cleanups.push(...(await stopDocker(dockerSt).catch((e) => [`stopDocker: ${(e as Error).message}`])));
+    if (sandboxStarted) await stopSandbox(sandboxName).catch((e) => cleanups.push(`stopSandbox: ${(e as Error).message}`));
     await fs.rm(work, { recursive: true, force: true }).catch((e) => cleanups.push(`rm ${work}: ${(e as Error).message}`));
     if (cleanups.length) process.stderr.write(`bench: cleanup: ${cleanups.join('; ')}\n`);
   }
@@ -567,7 +573,7 @@ async function treeState(): Promise<string> {
   return head?.code === 0 ? `${head.stdout.trim()}${dirty?.stdout.trim() ? ' + uncommitted changes' : ''}` : 'unknown';
 }
 
-const DOCKER_FLAGS_NOTE = 'in its own netns (unshare --net), --iptables=false --ip-forward=false --bridge=none, overlay2, cgroupfs, data/exec root under /var/tmp';
+const DOCKER_FLAGS_NOTE = 'inside the sandbox (its mount, PID and cgroup namespaces) with a netns of its own (unshare --net), --iptables=false --ip-forward=false --bridge=none, overlay2, cgroupfs, data/exec root under /var/tmp';
 
 const BEGIN = '<!-- bench:pod-start:begin -->';
 const END = '<!-- bench:pod-start:end -->';

@@ -25,6 +25,8 @@
 #   bash bench/run.sh --scale [--nodes 100] [--replicas 1000] [--store sqlite:PATH|etcd:URL] [--profile] [--update-results bench/RESULTS.md]
 # Services benchmark (service proxy: one change and a full resync at 10/1000/5000 Services; cluster DNS against dnsmasq with dnsperf):
 #   bash bench/run.sh --services [--sizes 10,1000,5000] [--changes 20] [--dns-seconds 5] [--dns-concurrency 32] [--dns-rate 10000] [--update-results bench/RESULTS.md]
+# Docker node benchmark (issue 18: kubectl apply → Running / first log line on a docker node and an rkt node, beside docker run):
+#   bash bench/run.sh --docker-node [--samples 15] [--warmup 2] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +35,7 @@ cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); measuring what it emitted" >&2
 # The first argument picks the benchmark; the rest go to it.
 case "${1:-}" in
-  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout | --deployment | --probes | --autoscaling | --scale | --services) bench="${1#--}"; shift ;;
+  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout | --deployment | --probes | --autoscaling | --scale | --services | --docker-node) bench="${1#--}"; shift ;;
   *) bench=pod-start ;;
 esac
 # The api-service bench's C-core client (Debian's gRPC for Python): only this benchmark needs it.

@@ -86,13 +86,16 @@ function readStat(file: string): Map<string, number> {
  * else v2. A v1 hierarchy where the process sits higher than its unit's own
  * cgroup (systemd realises cpuacct only where it is co-mounted with cpu, say)
  * would count the whole slice or node, so it is not used. Undefined when the
- * process is gone or no counter of its own cgroup is there.
+ * process is gone or no counter of its own cgroup is there. `isOwn` says
+ * which v1 folder is the process's own cgroup where the unit's path is not
+ * the test (a container engine's cgroup names the container's ID, and
+ * hierarchies may sit under different parents).
  */
-export function cgroupUsageOf(pid: number): CgroupUsage | undefined {
+export function cgroupUsageOf(pid: number, isOwn?: (dir: CgroupDir) => boolean): CgroupUsage | undefined {
   const dirs = cgroupDirsOf(pid);
   const v2 = dirs.find((d) => d.version === 2);
   const unitPath = v2?.path ?? dirs.find((d) => d.controllers.includes('name=systemd'))?.path;
-  const own = (c: string) => dirs.find((d) => d.version === 1 && d.controllers.includes(c) && d.path === unitPath)?.dir;
+  const own = (c: string) => dirs.find((d) => d.version === 1 && d.controllers.includes(c) && (isOwn ? isOwn(d) : d.path === unitPath))?.dir;
   let cpuUsageNs: number | undefined;
   const usec = v2 ? readStat(path.join(v2.dir, 'cpu.stat')).get('usage_usec') : undefined;
   if (usec !== undefined) cpuUsageNs = usec * 1000;

@@ -4,8 +4,11 @@
  * (/proc/<pid>/ns/net). The attachment is recorded in the pod's directory
  * before ADD, so a crash half way is undone by the next DEL.
  */
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { UserError } from '../common/errors.js';
 import { atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
 import { CniNetwork, podIP, podIPs, type PortMapping } from '../cni/index.js';
 import type { Pod, PodNetworkOptions } from './types.js';
@@ -26,6 +29,20 @@ function portMappings(pod: Pod): PortMapping[] {
   return pod.spec.containers.flatMap((c) => (c.ports ?? []).filter((p) => p.hostPort).map((p) => ({
     hostPort: p.hostPort!, containerPort: p.containerPort, protocol: p.protocol ?? 'TCP', ...(p.hostIP ? { hostIP: p.hostIP } : {}),
   })));
+}
+
+/**
+ * Bring loopback up in a pod's network namespace. The infra container is
+ * created with networking disabled (the engine makes no network sandbox for
+ * it: runc's new namespace, with `lo` down), so this is the one step of the
+ * engine's `none` network the pod still needs: 127.0.0.1 shared by its apps.
+ */
+export async function loopbackUp(netnsPath: string): Promise<void> {
+  await promisify(execFile)('nsenter', [`--net=${netnsPath}`, '--', 'ip', 'link', 'set', 'lo', 'up']).catch((err: Error & { stderr?: string }) => {
+    throw new UserError(`bringing loopback up in the pod's network namespace ${netnsPath} failed: ${(err.stderr || err.message).trim()}`, {
+      hint: 'the node needs nsenter (util-linux) and ip (iproute2); scripts/setup.sh installs them',
+    });
+  });
 }
 
 export async function attachDockerPod(opts: PodNetworkOptions, podDir: string, uuid: string, pod: Pod, netnsPath: string): Promise<DockerPodNetworkRecord> {

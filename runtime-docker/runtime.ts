@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ContainerConfigError, PodNotFound, UserError } from '../common/errors.js';
 import { atomicWrite, atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
 import { cpuMillis, memoryBytes } from '../common/quantity.js';
+import { cgroupUsageOf } from '../common/cgroups.js';
 import { podHostnameAndDomain, podHostsFile, releaseStaleAttachments } from '../cni/index.js';
 import { resolvConfText, type ClusterDnsConfig } from './pod-env.js';
 import { checkRuntimeEnv, expandCommand, podEnv } from '../runtime-api/pod-env.js';
@@ -25,7 +26,7 @@ import { HandlerNotOffered, ImageNotFound } from '../runtime-api/errors.js';
 import { demultiplex, EngineError, jsonLines, splitStreams, type EngineClient } from './engine-api.js';
 import { ensurePauseImage, hostPidOf, PAUSE_IMAGE } from './infra.js';
 import { dockerImageGc, type DockerImageGcOptions, type DockerImageGcResult } from './image-gc.js';
-import { attachDockerPod, detachDockerPod, podIPsOf } from './network.js';
+import { attachDockerPod, detachDockerPod, loopbackUp, podIPsOf } from './network.js';
 import type {
   AppStatus, ContainerRuntime, ContainerSpec, ContainerUsage, ExecOptions, ExecProcess, LogLine, LogQuery, Pod, PodNetworkOptions, PodStatus,
   PodUsage, PortConnection, RegistryKeyring, Termination, TerminalSize,
@@ -71,11 +72,6 @@ interface ContainerInspect {
   Id: string; Name: string; Image: string; RestartCount: number; Created: string; State: ContainerState;
   Config: { Image: string; Labels: Record<string, string>; Tty?: boolean; User?: string };
   HostConfig: { NetworkMode?: string; RestartPolicy?: { Name: string } };
-}
-
-interface EngineStats {
-  cpu_stats?: { cpu_usage?: { total_usage: number } };
-  memory_stats?: { usage?: number; stats?: Record<string, number | undefined> & { total_inactive_file?: number; inactive_file?: number; total_rss?: number; rss?: number; anon?: number } };
 }
 
 const ZERO_TIME = /^0001-01-01/;
@@ -132,13 +128,17 @@ export class DockerRuntime implements ContainerRuntime {
     const uuid = randomUUID();
     const dir = this.podDir(uuid);
     this.starting.add(uuid);
-    await fs.mkdir(path.join(dir, 'etc'), { recursive: true });
     let creations: Promise<PromiseSettledResult<string>[]> | undefined;
+    let infraCreate: Promise<string> | undefined;
     try {
-      const infraId = await this.createInfra(uuid, pod);
-      // The bind mounts' sources must exist when the apps are created; the files get their content once the pod has its IPs.
-      await this.writeEtcFiles(uuid, pod, []);
-      const volumes = await this.prepareVolumes(uuid, pod);
+      // The pod's files are written while the engine creates the infra: the apps' bind mounts need their
+      // sources when the apps are created; the files get their content once the pod has its IPs.
+      infraCreate = this.createInfra(uuid, pod);
+      // Its failure is thrown where it is awaited below; until then it must not count as unhandled.
+      infraCreate.catch(() => undefined);
+      await fs.mkdir(path.join(dir, 'etc'), { recursive: true });
+      const [, volumes] = await Promise.all([this.writeEtcFiles(uuid, pod, []), this.prepareVolumes(uuid, pod)]);
+      const infraId = await infraCreate;
       const inits = pod.spec.initContainers ?? [];
       const all = [...inits.map((c, index) => ({ c, index, init: true })), ...pod.spec.containers.map((c, index) => ({ c, index, init: false }))];
       const create = (ips: string[]) => Promise.allSettled(all.map(({ c, index, init }) => this.createApp(uuid, pod, c, index, infraId, ips, volumes, init)));
@@ -147,12 +147,17 @@ export class DockerRuntime implements ContainerRuntime {
       if (!needsIPs) creations = create([]);
       await this.engine.call('POST', `/containers/${infraId}/start`);
       let ips: string[] = [];
-      if (pod.spec.hostNetwork !== true && this.opts.network) {
+      if (pod.spec.hostNetwork !== true) {
         const info = await this.inspect(infraId);
-        const pid = await hostPidOf(infraId, info.State.Pid);
-        ips = (await attachDockerPod(this.opts.network, dir, uuid, pod, `/proc/${pid}/ns/net`)).ips;
+        const netns = `/proc/${await hostPidOf(infraId, info.State.Pid)}/ns/net`;
+        const network = this.opts.network;
+        [, ips] = await Promise.all([
+          loopbackUp(netns),
+          network ? attachDockerPod(network, dir, uuid, pod, netns).then((r) => r.ips) : Promise.resolve([]),
+        ]);
       }
-      await this.writeEtcFiles(uuid, pod, ips);
+      // Without IPs the files written above are already what the pod gets.
+      if (ips.length) await this.writeEtcFiles(uuid, pod, ips);
       creations ??= create(ips);
       const created = await creations;
       const failed = created.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -163,6 +168,7 @@ export class DockerRuntime implements ContainerRuntime {
       // Started in the spec's order, as the kubelet starts them.
       else for (const id of ids) await this.engine.call('POST', `/containers/${id}/start`);
     } catch (err) {
+      await infraCreate?.catch(() => undefined);
       await creations?.catch(() => undefined);
       await this.removePod(uuid).catch(() => undefined);
       throw err;
@@ -206,6 +212,10 @@ export class DockerRuntime implements ContainerRuntime {
     const body = {
       Image: PAUSE_IMAGE,
       ...(hostNetwork ? {} : { Hostname: hostname }),
+      // No network sandbox from the engine: runc makes the pod's network namespace, runPod brings
+      // loopback up and our CNI attaches it. The engine's `none` network would cost two runs of
+      // dockerd's own binary per start (libnetwork's netns-create and its setkey prestart hook).
+      ...(hostNetwork ? {} : { NetworkDisabled: true }),
       Labels: {
         ...this.baseLabels(uuid, pod, INFRA_NAME), [LABEL.type]: 'podsandbox',
         [LABEL.podLabels]: JSON.stringify(md.labels ?? {}), [LABEL.podAnnotations]: JSON.stringify(md.annotations ?? {}),
@@ -778,14 +788,12 @@ export class DockerRuntime implements ContainerRuntime {
         if (app.state !== 'running') continue;
         const id = containers.find((c) => c.Labels[LABEL.podUuid] === pod.uuid && c.Labels[LABEL.type] === 'container' && c.Labels[LABEL.container] === app.name)?.Id;
         if (!id) continue;
-        const st = await this.engine.call<EngineStats>('GET', `/containers/${id}/stats`, { query: { stream: 0, 'one-shot': 1 } }).catch(() => undefined);
-        const mem = st?.memory_stats;
-        if (!st?.cpu_stats?.cpu_usage || mem?.usage === undefined) continue;
-        const inactiveFile = mem.stats?.total_inactive_file ?? mem.stats?.inactive_file ?? 0;
-        usage.push({
-          name: app.name, startedAt: app.startedAt, cpuUsageNs: st.cpu_stats.cpu_usage.total_usage, memoryUsageBytes: mem.usage,
-          workingSetBytes: Math.max(0, mem.usage - inactiveFile), rssBytes: mem.stats?.total_rss ?? mem.stats?.rss ?? mem.stats?.anon ?? 0,
-        });
+        // The container's own cgroup, read as cAdvisor reads it for the kubelet (rkt's pods are read the same way):
+        // the engine's stats endpoint answers nothing for a container joined to an infra that has no engine network.
+        const pid = app.mainPid ? await hostPidOf(id, app.mainPid).catch(() => undefined) : undefined;
+        const counters = pid !== undefined ? cgroupUsageOf(pid, (dir) => dir.path.includes(id)) : undefined;
+        if (!counters) continue;
+        usage.push({ name: app.name, startedAt: app.startedAt, ...counters });
       }
       out.push({ uuid: pod.uuid, uid: pod.uid, name: pod.name, namespace: pod.namespace, startedAt: pod.startedAt, containers: usage });
     }
