@@ -23,6 +23,8 @@
 #   bash bench/run.sh --autoscaling [--update-results bench/RESULTS.md]
 # Scale benchmark (control plane + 100 hollow nodes in one process, a 1000-replica Parallel StatefulSet; API latency from /metrics):
 #   bash bench/run.sh --scale [--nodes 100] [--replicas 1000] [--store sqlite:PATH|etcd:URL] [--profile] [--update-results bench/RESULTS.md]
+# Stats collection cost (agent CPU at 100 pods with stats every 10 s and the metrics API asked, vs stats off; alternating pairs):
+#   bash bench/run.sh --stats-cost [--pods 100] [--window 60] [--pairs 2] [--settle 25] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +33,7 @@ cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); measuring what it emitted" >&2
 # The first argument picks the benchmark; the rest go to it.
 case "${1:-}" in
-  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout | --deployment | --probes | --autoscaling | --scale) bench="${1#--}"; shift ;;
+  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout | --deployment | --probes | --autoscaling | --scale | --stats-cost) bench="${1#--}"; shift ;;
   *) bench=pod-start ;;
 esac
 # The api-service bench's C-core client (Debian's gRPC for Python): only this benchmark needs it.
