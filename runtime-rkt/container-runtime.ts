@@ -89,6 +89,8 @@ class RktContainerRuntime implements ContainerRuntime {
         const usage = cgroupUsageIn(dirs);
         if (usage) containers.push({ name: app.name, startedAt: app.startedAt, ...usage });
       }
+      // A VM whose counters cannot be read (its unit just went): no numbers at all rather than containers that would sum to 0.
+      if (pod.handler === 'kvm' && !sandbox) containers.length = 0;
       out.push({ uuid: pod.uuid, uid: pod.uid, name: pod.name, namespace: pod.namespace, startedAt: pod.startedAt, containers, ...(sandbox ? { sandbox } : {}) });
     }
     for (const key of this.cgroupDirs.keys()) if (!seen.has(key)) this.cgroupDirs.delete(key);
