@@ -23,7 +23,7 @@
 #   bash bench/run.sh --autoscaling [--update-results bench/RESULTS.md]
 # Scale benchmark (control plane + 100 hollow nodes in one process, a 1000-replica Parallel StatefulSet; API latency from /metrics):
 #   bash bench/run.sh --scale [--nodes 100] [--replicas 1000] [--store sqlite:PATH|etcd:URL] [--profile] [--update-results bench/RESULTS.md]
-# Stats collection cost (agent CPU at 100 pods with stats every 10 s and the metrics API asked, vs stats off; alternating pairs):
+# Stats collection cost (agent CPU at 100 pods with stats every 10 s and the metrics API asked, vs stats off, and every second to magnify; rounds):
 #   bash bench/run.sh --stats-cost [--pods 100] [--window 60] [--rounds 2] [--settle 25] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
 set -euo pipefail
