@@ -8,13 +8,15 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from '../common/log.js';
-import type { ContainerRuntime, ContainerUsage, PodUsage } from './runtime.js';
+import type { CgroupUsage } from '../common/cgroups.js';
+import type { ContainerRuntime, PodUsage } from './runtime.js';
 
 interface CpuSample { at: number; usageNs: number }
 
 export interface CpuStats { time: string; usageNanoCores?: number; usageCoreNanoSeconds: number }
 export interface MemoryStats { time: string; availableBytes?: number; usageBytes: number; workingSetBytes: number; rssBytes: number }
-export interface ContainerStats { name: string; startTime?: string; cpu: CpuStats; memory: MemoryStats }
+/** cpu and memory are left out for a container whose own counters the node cannot read (a kvm pod's: inside the VM), as the Summary API allows. */
+export interface ContainerStats { name: string; startTime?: string; cpu?: CpuStats; memory?: MemoryStats }
 export interface PodStats {
   podRef: { name: string; namespace: string; uid: string };
   startTime?: string;
@@ -52,7 +54,8 @@ export function nanoCores(prev: CpuSample | undefined, cur: CpuSample): number |
   return Math.round(((cur.usageNs - prev.usageNs) / (cur.at - prev.at)) * 1e3); // ns of CPU per ms of wall time → per s
 }
 
-const sumStats = (time: string, cs: ContainerStats[]): { cpu: CpuStats; memory: MemoryStats } => {
+type Measured = ContainerStats & { cpu: CpuStats; memory: MemoryStats };
+const sumStats = (time: string, cs: Measured[]): { cpu: CpuStats; memory: MemoryStats } => {
   const rates = cs.map((c) => c.cpu.usageNanoCores);
   return {
     cpu: { time, usageCoreNanoSeconds: cs.reduce((n, c) => n + c.cpu.usageCoreNanoSeconds, 0), ...(rates.every((r) => r !== undefined) ? { usageNanoCores: rates.reduce((n, r) => n + r!, 0) } : {}) },
@@ -103,23 +106,30 @@ export class StatsCollector {
       seen.set(key, cur);
       return nanoCores(this.previous.get(key), cur);
     };
-    const containerStats = (pod: PodUsage, c: ContainerUsage): ContainerStats => {
-      // A restarted container has a new start time: its counter starts again from 0.
-      const usageNanoCores = rate(`${pod.uuid}/${c.name}/${c.startedAt ?? 0}`, c.cpuUsageNs);
+    const measured = (key: string, name: string, startedAt: number | undefined, u: CgroupUsage): Measured => {
+      const usageNanoCores = rate(key, u.cpuUsageNs);
       return {
-        name: c.name,
-        ...(c.startedAt ? { startTime: iso(c.startedAt) } : {}),
-        cpu: { time, usageCoreNanoSeconds: c.cpuUsageNs, ...(usageNanoCores !== undefined ? { usageNanoCores } : {}) },
-        memory: { time, usageBytes: c.memoryUsageBytes, workingSetBytes: c.workingSetBytes, rssBytes: c.rssBytes },
+        name,
+        ...(startedAt ? { startTime: iso(startedAt) } : {}),
+        cpu: { time, usageCoreNanoSeconds: u.cpuUsageNs, ...(usageNanoCores !== undefined ? { usageNanoCores } : {}) },
+        memory: { time, usageBytes: u.memoryUsageBytes, workingSetBytes: u.workingSetBytes, rssBytes: u.rssBytes },
       };
     };
     const podStats: PodStats[] = pods.filter((p) => p.uid && p.name).map((p) => {
-      const containers = p.containers.map((c) => containerStats(p, c));
+      // A restarted container has a new start time: its counter starts again from 0.
+      const containers: ContainerStats[] = p.containers.map((c) => (c.usageUnknown
+        ? { name: c.name, ...(c.startedAt ? { startTime: iso(c.startedAt) } : {}) }
+        : measured(`${p.uuid}/${c.name}/${c.startedAt ?? 0}`, c.name, c.startedAt, c)));
+      // A VM pod: the pod's numbers are its VM's (the sandbox), not a sum of containers the node cannot see into.
+      const { cpu, memory } = p.sandbox
+        ? measured(`${p.uuid}/sandbox`, '', undefined, p.sandbox)
+        : sumStats(time, containers.filter((c): c is Measured => c.cpu !== undefined && c.memory !== undefined));
       return {
         podRef: { name: p.name!, namespace: p.namespace ?? 'default', uid: p.uid! },
         ...(p.startedAt ? { startTime: iso(p.startedAt) } : {}),
         containers,
-        ...sumStats(time, containers),
+        cpu,
+        memory,
       };
     });
     const nodeNs = nodeCpuUsageNs();
@@ -150,11 +160,13 @@ export function resourceMetrics(s: Summary): string {
     out.push(`# HELP ${name} [STABLE] ${help}`, `# TYPE ${name} ${type}`);
     for (const [l, v, time] of samples) out.push(`${name}${Object.keys(l).length ? labels(l) : ''} ${v} ${ts(time)}`);
   };
-  const containers = s.pods.flatMap((p) => p.containers.map((c) => [{ container: c.name, namespace: p.podRef.namespace, pod: p.podRef.name }, c] as const));
+  // Containers without numbers of their own (a kvm pod's) have only their start time here; their pod's series carry the VM's usage.
+  const all = s.pods.flatMap((p) => p.containers.map((c) => [{ container: c.name, namespace: p.podRef.namespace, pod: p.podRef.name }, c] as const));
+  const containers = all.filter((x): x is readonly [typeof x[0], Measured] => x[1].cpu !== undefined && x[1].memory !== undefined);
   const pods = s.pods.map((p) => [{ namespace: p.podRef.namespace, pod: p.podRef.name }, p] as const);
   family('container_cpu_usage_seconds_total', 'counter', 'Cumulative cpu time consumed by the container in core-seconds', containers.map(([l, c]) => [l, c.cpu.usageCoreNanoSeconds / 1e9, c.cpu.time]));
   family('container_memory_working_set_bytes', 'gauge', 'Current working set of the container in bytes', containers.map(([l, c]) => [l, c.memory.workingSetBytes, c.memory.time]));
-  family('container_start_time_seconds', 'gauge', 'Start time of the container since unix epoch in seconds', containers.filter(([, c]) => c.startTime).map(([l, c]) => [l, Date.parse(c.startTime!) / 1000, c.cpu.time]));
+  family('container_start_time_seconds', 'gauge', 'Start time of the container since unix epoch in seconds', all.filter(([, c]) => c.startTime).map(([l, c]) => [l, Date.parse(c.startTime!) / 1000, s.node.cpu.time]));
   family('node_cpu_usage_seconds_total', 'counter', 'Cumulative cpu time consumed by the node in core-seconds', [[{}, s.node.cpu.usageCoreNanoSeconds / 1e9, s.node.cpu.time]]);
   family('node_memory_working_set_bytes', 'gauge', 'Current working set of the node in bytes', [[{}, s.node.memory.workingSetBytes, s.node.memory.time]]);
   family('pod_cpu_usage_seconds_total', 'counter', 'Cumulative cpu time consumed by the pod in core-seconds', pods.map(([l, p]) => [l, p.cpu.usageCoreNanoSeconds / 1e9, p.cpu.time]));

@@ -27,6 +27,8 @@
 #   bash bench/run.sh --services [--sizes 10,1000,5000] [--changes 20] [--dns-seconds 5] [--dns-concurrency 32] [--dns-rate 10000] [--update-results bench/RESULTS.md]
 # Docker node benchmark (issue 18: kubectl apply → Running / first log line on a docker node and an rkt node, beside docker run):
 #   bash bench/run.sh --docker-node [--samples 15] [--warmup 2] [--update-results bench/RESULTS.md]
+# Stats collection cost (agent CPU at 100 pods with stats every 10 s and the metrics API asked, vs stats off, and every second to magnify; rounds):
+#   bash bench/run.sh --stats-cost [--pods 100] [--window 60] [--rounds 2] [--settle 25] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +37,7 @@ cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json || echo "bench: tsc reported errors (see above); measuring what it emitted" >&2
 # The first argument picks the benchmark; the rest go to it.
 case "${1:-}" in
-  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout | --deployment | --probes | --autoscaling | --scale | --services | --docker-node) bench="${1#--}"; shift ;;
+  --cluster | --cni | --kvm | --pull | --api-service | --exec | --watch-fanout | --deployment | --probes | --autoscaling | --scale | --services | --docker-node | --stats-cost) bench="${1#--}"; shift ;;
   *) bench=pod-start ;;
 esac
 # The api-service bench's C-core client (Debian's gRPC for Python): only this benchmark needs it.

@@ -20,7 +20,7 @@ const CACHE_MS = 5000;
 interface UsageStats { time?: string; usageNanoCores?: number; workingSetBytes?: number }
 interface SummaryDoc {
   node?: { nodeName?: string; cpu?: UsageStats; memory?: UsageStats };
-  pods?: Array<{ podRef?: { name?: string; namespace?: string; uid?: string }; containers?: Array<{ name?: string; cpu?: UsageStats; memory?: UsageStats }> }>;
+  pods?: Array<{ podRef?: { name?: string; namespace?: string; uid?: string }; cpu?: UsageStats; memory?: UsageStats; containers?: Array<{ name?: string; cpu?: UsageStats; memory?: UsageStats }> }>;
 }
 
 /** One pod's usage: per container, CPU in nanocores and the memory working set in bytes. */
@@ -45,6 +45,26 @@ export const metricsDiscovery = {
 const cpuQuantity = (nanoCores: number) => `${Math.round(nanoCores)}n`;
 const memoryQuantity = (bytes: number) => `${Math.round(bytes / 1024)}Ki`;
 const seconds = (ms: number) => `${Math.round(ms / 1000)}s`;
+
+/**
+ * The kubelet's name for a pod's sandbox (its infra container), under which
+ * PodMetrics carries the usage of a pod that is counted as a whole: a kvm
+ * pod's VM, whose containers the node cannot see into.
+ */
+export const SANDBOX_CONTAINER = 'POD';
+
+/**
+ * A pod whose containers come without numbers but which has its own (the
+ * agent's Summary for a VM pod): its usage as one SANDBOX_CONTAINER entry, so
+ * `kubectl top pod` and the HPA (which sum a pod's containers) see the VM's
+ * usage, and `--containers` says it is not any one container's.
+ */
+function vmPodUsage(p: NonNullable<SummaryDoc['pods']>[number]): { time: string; usage: PodUsage['containers'][number] } | undefined {
+  const cs = p.containers ?? [];
+  if (!cs.length || cs.some((c) => c.cpu !== undefined || c.memory !== undefined)) return undefined;
+  if (p.cpu?.usageNanoCores === undefined || p.memory?.workingSetBytes === undefined) return undefined;
+  return { time: p.cpu.time ?? '', usage: { name: SANDBOX_CONTAINER, cpuNanoCores: p.cpu.usageNanoCores, memoryBytes: p.memory.workingSetBytes } };
+}
 
 export class MetricsApi {
   private cache = new Map<string, { at: number; summary: Promise<SummaryDoc | undefined> }>();
@@ -102,6 +122,11 @@ export class MetricsApi {
         const pod = this.store.get('pods', ns, p.podRef?.name ?? '');
         if (!pod || pod.metadata.uid !== p.podRef?.uid) continue;
         const containers = (p.containers ?? []).filter((c) => c.cpu?.usageNanoCores !== undefined && c.memory?.workingSetBytes !== undefined);
+        const vm = vmPodUsage(p);
+        if (vm) {
+          out.push({ pod, timestamp: vm.time, containers: [vm.usage] });
+          continue;
+        }
         if (!containers.length || containers.length !== (p.containers ?? []).length) continue;
         out.push({
           pod,

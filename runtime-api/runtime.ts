@@ -67,6 +67,8 @@ export interface ContainerUsage extends CgroupUsage {
   name: string;
   /** ms since epoch: when this run of the container started */
   startedAt?: number;
+  /** The container runs but its own counters cannot be read from the node (inside a VM): the numbers above are 0 and are not reported. */
+  usageUnknown?: boolean;
 }
 
 /** One pod's containers' counters, read now. */
@@ -77,6 +79,13 @@ export interface PodUsage {
   namespace?: string;
   startedAt?: number;
   containers: ContainerUsage[];
+  /**
+   * The pod's own counters where they are not its containers' sum: a VM pod
+   * (stage1 kvm) counts its VM's unit (qemu and its helpers), and the host
+   * cannot split that per container; its `containers` then come without
+   * numbers of their own (`usageUnknown`).
+   */
+  sandbox?: CgroupUsage;
 }
 
 /** What the agent hands any runtime when it opens it (the node's settings a runtime needs). */

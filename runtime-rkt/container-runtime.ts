@@ -9,8 +9,8 @@ import type { RegistryKeyring } from '../runtime-api/registry-auth.js';
 import type { LogQuery } from '../runtime-api/logs.js';
 import type { ExecOptions } from '../runtime-api/streams.js';
 import { HandlerNotOffered } from '../runtime-api/errors.js';
-import { cgroupUsageOf } from '../common/cgroups.js';
-import { STAGE1_NAMES, type Stage1Name } from '../stage1/contract.js';
+import { cgroupDirsOf, cgroupUsageIn, siblingCgroupDirs, type CgroupDir, type CgroupUsage } from '../common/cgroups.js';
+import { STAGE1_NAMES, unitNames, type Stage1Name } from '../stage1/contract.js';
 import { RktRuntime } from './runtime.js';
 import { readLogs } from './logs.js';
 
@@ -51,22 +51,49 @@ class RktContainerRuntime implements ContainerRuntime {
   dialPort(podId: string, port: number) { return this.rt.dialPort(podId, port); }
   async checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>) { await this.rt.checkExec(podId, container, opts); }
   async gc() { await this.rt.gc({ exitedGracePeriodMs: Number.MAX_SAFE_INTEGER }); }
+  /** Each running app's cgroup folders, by main PID and start: a process stays in its unit's cgroup, so /proc/PID/cgroup and mountinfo are read once per run, not per sample. */
+  private readonly cgroupDirs = new Map<string, CgroupDir[]>();
+
   /**
-   * From each running app's cgroup (its unit's). kvm pods are left out: their
-   * apps' units hold only a proxy, and the guest's usage is not split per app.
+   * From each running app's cgroup (its unit's). A kvm pod's apps' units hold
+   * only a proxy each, and the guest's usage is not visible per app from the
+   * node: the pod is counted from its VM unit's cgroup (qemu and its
+   * helpers), a sibling of the proxies' in the pod's slice, and its apps are
+   * listed without numbers.
    */
   async containerUsage(): Promise<PodUsage[]> {
     const out: PodUsage[] = [];
+    const seen = new Set<string>();
+    const dirsOf = (pid: number, startedAt: number | undefined) => {
+      const key = `${pid}/${startedAt ?? 0}`;
+      seen.add(key);
+      let dirs = this.cgroupDirs.get(key);
+      if (!dirs) {
+        dirs = cgroupDirsOf(pid);
+        if (dirs.length) this.cgroupDirs.set(key, dirs); // [] is a process gone: not worth keeping
+      }
+      return dirs;
+    };
     for (const pod of await this.rt.listPods()) {
-      if (pod.state !== 'running' || pod.handler === 'kvm') continue;
+      if (pod.state !== 'running') continue;
       const containers: ContainerUsage[] = [];
+      let sandbox: CgroupUsage | undefined;
       for (const app of pod.apps) {
         if (app.state !== 'running' || !app.mainPid) continue;
-        const usage = cgroupUsageOf(app.mainPid);
+        const dirs = dirsOf(app.mainPid, app.startedAt);
+        if (pod.handler === 'kvm') {
+          sandbox ??= cgroupUsageIn(siblingCgroupDirs(dirs, unitNames.pod(pod.uuid)), { processMemory: true });
+          containers.push({ name: app.name, startedAt: app.startedAt, usageUnknown: true, cpuUsageNs: 0, memoryUsageBytes: 0, workingSetBytes: 0, rssBytes: 0 });
+          continue;
+        }
+        const usage = cgroupUsageIn(dirs);
         if (usage) containers.push({ name: app.name, startedAt: app.startedAt, ...usage });
       }
-      out.push({ uuid: pod.uuid, uid: pod.uid, name: pod.name, namespace: pod.namespace, startedAt: pod.startedAt, containers });
+      // A VM whose counters cannot be read (its unit just went): no numbers at all rather than containers that would sum to 0.
+      if (pod.handler === 'kvm' && !sandbox) containers.length = 0;
+      out.push({ uuid: pod.uuid, uid: pod.uid, name: pod.name, namespace: pod.namespace, startedAt: pod.startedAt, containers, ...(sandbox ? { sandbox } : {}) });
     }
+    for (const key of this.cgroupDirs.keys()) if (!seen.has(key)) this.cgroupDirs.delete(key);
     return out;
   }
   onChange(listener: () => void) {

@@ -6,7 +6,9 @@ import { argvFor, envFor } from '../runtime-rkt/prepare.js';
 import { terminationOf } from '../runtime-rkt/status.js';
 import { unitNames } from '../stage1/contract.js';
 import { podStatusFor } from '../agent/pod-status.js';
-import { nanoCores, nodeCpuUsageNs, nodeMemory, resourceMetrics, type Summary } from '../agent/stats.js';
+import { nanoCores, nodeCpuUsageNs, nodeMemory, resourceMetrics, StatsCollector, type Summary } from '../agent/stats.js';
+import type { ContainerRuntime, PodUsage } from '../agent/runtime.js';
+import type { Logger } from '../common/log.js';
 import type { ImageRecord } from '../runtime-rkt/image/types.js';
 import type { PodStatus } from '../runtime-rkt/status.js';
 
@@ -147,6 +149,28 @@ test('stats: rates from two samples, /proc/stat and /proc/meminfo, Prometheus te
   assert.match(text, /^# TYPE container_memory_working_set_bytes gauge$/m);
   assert.match(text, /^node_cpu_usage_seconds_total 2\.5 \d+$/m);
   assert.match(text, /^scrape_error 0$/m);
+});
+
+test('stats: a VM pod (sandbox usage, containers without numbers) is counted as a whole; its containers carry only their start', async () => {
+  let cpuNs = 1e9;
+  const vmPod = (): PodUsage => ({
+    uuid: 'u1', uid: 'uid1', name: 'vm', namespace: 'default', startedAt: 1000,
+    containers: [{ name: 'a', startedAt: 2000, usageUnknown: true, cpuUsageNs: 0, memoryUsageBytes: 0, workingSetBytes: 0, rssBytes: 0 }],
+    sandbox: { cpuUsageNs: cpuNs, memoryUsageBytes: 300e6, workingSetBytes: 200e6, rssBytes: 150e6 },
+  });
+  const runtime = { containerUsage: async () => [vmPod()] } as unknown as ContainerRuntime;
+  const quiet = { warn() { /* not expected */ } } as unknown as Logger;
+  const stats = new StatsCollector(runtime, 'n', 3_600_000, quiet);
+  const first = await stats.summary();
+  assert.is(first.pods[0]!.cpu.usageCoreNanoSeconds, 1e9, 'the pod\'s CPU is its sandbox\'s');
+  assert.is(first.pods[0]!.memory.workingSetBytes, 200e6);
+  assert.equal(first.pods[0]!.containers, [{ name: 'a', startTime: new Date(2000).toISOString().replace(/\.\d+Z$/, 'Z') }], 'no numbers for a container the node cannot see into');
+  const text = resourceMetrics(first);
+  assert.match(text, /^pod_cpu_usage_seconds_total\{namespace="default",pod="vm"\} 1 \d+$/m);
+  assert.match(text, /^pod_memory_working_set_bytes\{namespace="default",pod="vm"\} 200000000 \d+$/m);
+  assert.match(text, /^container_start_time_seconds\{container="a",namespace="default",pod="vm"\} 2 \d+$/m);
+  assert.not.match(text, /container_cpu_usage_seconds_total\{/);
+  stats.stop();
 });
 
 test.run();
