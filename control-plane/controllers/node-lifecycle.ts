@@ -80,7 +80,7 @@ export class NodeLifecycleController {
         this.taint(this.store.get('nodes', '', node.metadata.name) ?? node);
       }
       this.evict();
-      for (const pod of this.store.list('pods')) {
+      for (const pod of this.store.listShared('pods')) {
         if (pod.metadata.deletionTimestamp && pod.spec?.nodeName && !this.store.get('nodes', '', pod.spec.nodeName)) this.store.delete('pods', pod.metadata.namespace, pod.metadata.name);
       }
     } catch (err) {
@@ -132,7 +132,7 @@ export class NodeLifecycleController {
       if (noExecute.length) taintsByNode.set(n.metadata.name, noExecute);
     }
     if (!taintsByNode.size) return;
-    for (const pod of this.store.list('pods')) {
+    for (const pod of this.store.listShared('pods')) {
       const taints = taintsByNode.get(pod.spec?.nodeName);
       if (!taints || pod.metadata.deletionTimestamp || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') continue;
       const at = evictionTime(pod, taints);
