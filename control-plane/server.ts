@@ -234,11 +234,24 @@ function watchLine(type: string, obj: KObj): string {
 
 const partialObject = (o: KObj): KObj => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata });
 
-/** JSON with object keys in order: two objects that differ only in key order compare equal. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (typeof v === 'object' && v !== null) return `{${Object.keys(v).sort().filter((k) => (v as KObj)[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical((v as KObj)[k])}`).join(',')}}`;
-  return JSON.stringify(v);
+/**
+ * Equal as JSON, whatever the key order (a key holding undefined is no key): what a no-op write is.
+ * Compared in place, stopping at the first difference: the writes that do change something (most)
+ * cost a few comparisons, not two key-sorted serializations of the whole object.
+ */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as KObj, y = b as KObj;
+  for (const k of Object.keys(x)) if (x[k] !== undefined && !sameJson(x[k], y[k])) return false;
+  for (const k of Object.keys(y)) if (y[k] !== undefined && x[k] === undefined) return false;
+  return true;
 }
 
 const isObj = (v: unknown): v is KObj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -987,8 +1000,8 @@ class ApiServer {
     if (r.kind === 'Service' && sub !== 'status') this.allocate(r, obj, cur);
     if (expectRv && expectRv !== cur.metadata.resourceVersion) throw conflict(r, name);
     // a no-op write keeps the resourceVersion, as kube-apiserver does
-    const strip = (o: KObj) => canonical({ ...o, metadata: { ...o.metadata, resourceVersion: undefined } });
-    if (strip(obj) === strip(cur) || dryRun) return { obj: dryRun ? obj : cur };
+    const strip = (o: KObj) => ({ ...o, metadata: { ...o.metadata, resourceVersion: undefined } });
+    if (sameJson(strip(obj), strip(cur)) || dryRun) return { obj: dryRun ? obj : cur };
     try {
       const stored = this.store.update(r.name, ns, name, obj, cur.metadata.resourceVersion);
       this.afterUpdate(r, stored);

@@ -222,10 +222,12 @@ export class SqliteStore implements ObjectStore {
     const rv = this.rvCounter + 1;
     const stored = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(rv) } };
     const data = JSON.stringify(stored);
+    // The previous state as stored: no second serialization of it.
+    const prevData = prev ? (this.resourceCache(resource).get(namespace, name)?.data ?? JSON.stringify(prev)) : null;
     this.db.transaction(() => {
       if (type === 'DELETED') this.stmts.del.run(resource, namespace, name);
       else this.stmts.put.run(resource, namespace, name, rv, data);
-      this.stmts.log.run(rv, resource, namespace, name, type, data, prev ? JSON.stringify(prev) : null);
+      this.stmts.log.run(rv, resource, namespace, name, type, data, prevData);
       this.stmts.setMeta.run('rv', String(rv));
       if (rv % 500 === 0 && rv - this.retain > this.compactedRv) {
         const cut = rv - this.retain;

@@ -75,9 +75,10 @@ export class NodeLifecycleController {
 
   pass(): void {
     try {
-      for (const node of this.store.list('nodes')) {
+      // Shared objects: markUnknown and taint copy a node before they change it.
+      for (const node of this.store.listShared('nodes')) {
         this.markUnknown(node);
-        this.taint(this.store.get('nodes', '', node.metadata.name) ?? node);
+        this.taint(this.store.getShared('nodes', '', node.metadata.name) ?? node);
       }
       this.evict();
       for (const pod of this.store.listShared('pods')) {
@@ -127,7 +128,7 @@ export class NodeLifecycleController {
 
   private evict(): void {
     const taintsByNode = new Map<string, KObj[]>();
-    for (const n of this.store.list('nodes')) {
+    for (const n of this.store.listShared('nodes')) {
       const noExecute = (n.spec?.taints ?? []).filter((t: KObj) => t.effect === 'NoExecute');
       if (noExecute.length) taintsByNode.set(n.metadata.name, noExecute);
     }
