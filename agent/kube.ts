@@ -1,4 +1,5 @@
 import type * as https from 'node:https';
+import * as tls from 'node:tls';
 import * as k8s from '@kubernetes/client-node';
 import { UserError } from '../common/errors.js';
 
@@ -30,7 +31,18 @@ function reuseConnections(kc: k8s.KubeConfig): void {
   const config = kc as unknown as { createAgent(cluster: unknown, options: https.AgentOptions): unknown };
   const make = config.createAgent.bind(kc);
   let agent: unknown;
-  config.createAgent = (cluster, options) => (agent ??= make(cluster, { ...options, keepAlive: true }));
+  config.createAgent = (cluster, options) => (agent ??= make(cluster, { ...options, keepAlive: true, ...sharedSecureContext(options) }));
+}
+
+/**
+ * One TLS context (CA, client certificate and key) for every connection of the agent: given only
+ * the PEMs, each new socket builds its own context and parses the private key again, which was most
+ * of a hollow node's CPU while 1000 pods started (every concurrent call opens a connection).
+ * Verification is unchanged: the CA is the context's, and rejectUnauthorized/servername stay options.
+ */
+function sharedSecureContext(options: https.AgentOptions): { secureContext?: tls.SecureContext } {
+  if (options.secureContext || options.pfx || !(options.ca || options.cert || options.key)) return {};
+  return { secureContext: tls.createSecureContext({ ca: options.ca, cert: options.cert, key: options.key, passphrase: options.passphrase }) };
 }
 
 export const patchAs = (type: 'merge' | 'strategic') =>
