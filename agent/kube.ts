@@ -1,6 +1,7 @@
 import type * as https from 'node:https';
 import { readFileSync } from 'node:fs';
 import type * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
 import { UserError } from '../common/errors.js';
@@ -35,7 +36,7 @@ function reuseConnections(kc: k8s.KubeConfig, controlPlanes: URL[]): void {
   let agent: https.Agent | undefined;
   config.createAgent = (cluster, options) => {
     if (agent) return agent;
-    agent = make(cluster, { ...options, keepAlive: true });
+    agent = make(cluster, { ...options, keepAlive: true, ...sharedSecureContext(options) });
     if (controlPlanes.length > 1) failOver(agent, controlPlanes);
     return agent;
   };
@@ -100,6 +101,17 @@ function failOver(agent: https.Agent, servers: URL[]): void {
     next();
     return undefined;
   };
+}
+
+/**
+ * One TLS context (CA, client certificate and key) for every connection of the agent: given only
+ * the PEMs, each new socket builds its own context and parses the private key again, which was most
+ * of a hollow node's CPU while 1000 pods started (every concurrent call opens a connection).
+ * Verification is unchanged: the CA is the context's, and rejectUnauthorized/servername stay options.
+ */
+function sharedSecureContext(options: https.AgentOptions): { secureContext?: tls.SecureContext } {
+  if (options.secureContext || options.pfx || !(options.ca || options.cert || options.key)) return {};
+  return { secureContext: tls.createSecureContext({ ca: options.ca, cert: options.cert, key: options.key, passphrase: options.passphrase }) };
 }
 
 export const patchAs = (type: 'merge' | 'strategic') =>

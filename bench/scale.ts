@@ -123,6 +123,7 @@ interface Result {
   cp: { cpuS: number; peakRssMiB: number; hwmMiB: number; idleRssMiB: number };
   hollow: { cpuS: number; peakRssMiB: number };
   profile?: ReturnType<typeof summarizeProfile>;
+  hollowProfile?: ReturnType<typeof summarizeProfile>;
 }
 
 async function main(): Promise<void> {
@@ -160,7 +161,7 @@ async function main(): Promise<void> {
     // 2. The hollow nodes, one process.
     const t0 = nowMs();
     const portBase = await freePortRange(args.nodes);
-    hollow = startProcess([CLI, 'hollow-nodes', '--count', String(args.nodes), '--server', api.server, '--control-plane-dir', cpDir,
+    hollow = startProcess([...(args.profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}-hollow`] : []), CLI, 'hollow-nodes', '--count', String(args.nodes), '--server', api.server, '--control-plane-dir', cpDir,
       '--data-dir', path.join(work, 'hollow'), '--node-api-port-base', String(portBase), '--start-delay', args.startDelay], path.join(work, 'hollow-nodes.log'));
     log(`hollow-nodes pid ${hollow.pid}: ${args.nodes} nodes`);
     for (;;) {
@@ -243,6 +244,12 @@ async function main(): Promise<void> {
         const windowS = Math.ceil(result.allRunningS) + 2;
         result.profile = summarizeProfile(prof, windowS, tailS, ['handle', 'dispatch', 'list', 'watch', 'create', 'update', 'patch', 'reconcile', 'schedule', 'scheduleOne', 'sync', 'fanOut', 'notify']);
       }
+      // The hollow nodes' process too: pod startup includes its own queueing.
+      const hollowFile = (await fs.readdir(`${profDir}-hollow`).catch(() => [] as string[])).find((f) => f.endsWith('.cpuprofile'));
+      if (hollowFile) {
+        const prof = JSON.parse(await fs.readFile(path.join(`${profDir}-hollow`, hollowFile), 'utf8')) as Parameters<typeof summarizeProfile>[0];
+        result.hollowProfile = summarizeProfile(prof, Math.ceil(result.allRunningS) + 2, tailS, ['sync', 'syncPod', 'reportStatus', 'emit', 'watch']);
+      }
     }
     if (process.env.BENCH_KEEP) log(`kept ${work}`);
     else await fs.rm(work, { recursive: true, force: true });
@@ -270,6 +277,9 @@ function report(r: Result, git: string, startLoad: string): void {
 Where the control plane's CPU went (V8 profile over the ${r.profile.windowS} s of the StatefulSet phase; self time by module, ms):
 ${r.profile.byModule.slice(0, 10).map(([m, v]) => `${m} ${v.toFixed(0)}`).join('; ')}.
 Top functions (self ms): ${r.profile.byFunction.slice(0, 10).map(([f, v]) => `${f} ${v.toFixed(0)}`).join('; ')}.` : '';
+  const hollowProf = r.hollowProfile ? `
+Where the hollow-nodes process's CPU went (same window; self ms by module): ${r.hollowProfile.byModule.slice(0, 10).map(([m, v]) => `${m} ${v.toFixed(0)}`).join('; ')}.
+Top functions (self ms): ${r.hollowProfile.byFunction.slice(0, 12).map(([f, v]) => `${f} ${v.toFixed(0)}`).join('; ')}.` : '';
   const body = `${BEGIN}
 Run at ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} on commit ${git}, ${os.cpus().length} cores (${os.cpus()[0]?.model.trim()}), load average at the start ${startLoad}, after ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}.
 Store: ${args.store ?? 'sqlite (the default, embedded)'}. ${args.nodes} hollow nodes in one \`stevedore hollow-nodes\` process (pod start delay ${args.startDelay}), Ready ${r.nodesReadyS.toFixed(1)} s after it started;
@@ -293,7 +303,7 @@ ${[...r.byClass, ...r.byVerb].map((c) => `| ${c.key} | ${c.count} | ${ms(c.p50)}
 
 Calls during the phase by verb, resource and code (\`apiserver_request_total\`): ${r.calls.slice(0, 12).map(([k, v]) => `${k}: ${v}`).join('; ')}.
 
-Goals (issue 19): ${goals.join('; ')}.${prof}
+Goals (issue 19): ${goals.join('; ')}.${prof}${hollowProf}
 ${END}`;
   process.stdout.write(`${body}\n`);
   if (args.updateResults) void replaceResultsSection(args.updateResults, BEGIN, END, body, `# Scale: 100 hollow nodes, a 1000-replica StatefulSet (${store})`);

@@ -1,7 +1,7 @@
 import { Worker, MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { UserError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { ConflictError, GoneError, type Change, type KObj, type ObjectStore, type WatchType } from './store.js';
+import { ConflictError, GoneError, ResourceCache, deepFreeze, sharedOf, type Change, type KObj, type ObjectStore, type WatchType } from './store.js';
 import type { EtcdReply, EtcdRequest, EtcdWorkerData, EventMessage, HistoryEvent, WireEvent } from './etcd-worker.js';
 
 export const DEFAULT_ETCD_PREFIX = '/registry';
@@ -17,8 +17,6 @@ export interface EtcdStoreOptions {
   timeoutMs?: number;
 }
 
-/** One object in the mirror: its JSON (resourceVersion filled in) and the etcd mod revision. */
-interface Entry { data: string; rev: number }
 interface LoggedChange { rv: number; resource: string; namespace: string; name: string; type: WatchType; data: string; prev: string | undefined }
 
 type Request = EtcdRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
@@ -45,8 +43,13 @@ export class EtcdStore implements ObjectStore {
   private readonly replyPort: MessagePort;
   private readonly eventPort: MessagePort;
   private nextId = 0;
-  /** resource → namespace ('' when cluster-scoped) → name → entry. */
-  private readonly objects = new Map<string, Map<string, Map<string, Entry>>>();
+  /**
+   * resource → its objects (namespace '' when cluster-scoped) as JSON with the resourceVersion filled
+   * in, and parsed and frozen once a shared read or a listener needed them. Every change, this
+   * control plane's own writes and other control planes' alike, arrives as an etcd watch event
+   * and replaces the entry in apply(), so nothing here outlives the revision it was read at.
+   */
+  private readonly objects = new Map<string, ResourceCache>();
   private changes: LoggedChange[] = [];
   private readonly pending: WireEvent[] = [];
   private readonly listeners = new Set<(c: Change) => void>();
@@ -88,7 +91,7 @@ export class EtcdStore implements ObjectStore {
     }
     for (const kv of initial.kvs) {
       const k = this.parseKey(kv.key);
-      if (k) this.bucket(k.resource, k.namespace).set(k.name, { data: withRv(kv.value, kv.rev), rev: kv.rev });
+      if (k) this.resourceCache(k.resource).put(k.namespace, k.name, withRv(kv.value, kv.rev));
     }
     // The mirror starts at this revision; the log holds the changes etcd still had before it, so a
     // watch from a resourceVersion of before a restart goes on (kube-apiserver's watch cache would say 410).
@@ -120,23 +123,26 @@ export class EtcdStore implements ObjectStore {
 
   get(resource: string, namespace: string, name: string): KObj | undefined {
     this.checkLive();
-    const e = this.objects.get(resource)?.get(namespace)?.get(name);
+    const e = this.objects.get(resource)?.get(namespace, name);
     return e ? JSON.parse(e.data) : undefined;
+  }
+
+  getShared(resource: string, namespace: string, name: string): KObj | undefined {
+    this.checkLive();
+    const e = this.objects.get(resource)?.get(namespace, name);
+    return e ? sharedOf(e) : undefined;
+  }
+
+  listShared(resource: string, namespace?: string): readonly KObj[] {
+    this.checkLive();
+    // '' means every namespace, as in SqliteStore (cluster-scoped objects are all under '').
+    return this.objects.get(resource)?.ordered(namespace || undefined).map(sharedOf) ?? [];
   }
 
   list(resource: string, namespace?: string): KObj[] {
     this.checkLive();
-    const byNs = this.objects.get(resource);
-    if (!byNs) return [];
     // '' means every namespace, as in SqliteStore (cluster-scoped objects are all under '').
-    const namespaces = namespace ? [namespace] : [...byNs.keys()].sort(compare);
-    const out: KObj[] = [];
-    for (const ns of namespaces) {
-      const names = byNs.get(ns);
-      if (!names) continue;
-      for (const n of [...names.keys()].sort(compare)) out.push(JSON.parse(names.get(n)!.data));
-    }
-    return out;
+    return this.objects.get(resource)?.ordered(namespace || undefined).map((e) => JSON.parse(e.data)) ?? [];
   }
 
   create(resource: string, namespace: string, name: string, obj: KObj): KObj {
@@ -268,17 +274,24 @@ export class EtcdStore implements ObjectStore {
     const k = this.parseKey(e.key);
     this.appliedRev = Math.max(this.appliedRev, e.rev);
     if (!k) return;
-    const bucket = this.bucket(k.resource, k.namespace);
-    const prevEntry = bucket.get(k.name);
+    const cache = this.resourceCache(k.resource);
+    const prevEntry = cache.get(k.namespace, k.name);
+    // Taken before the entry is replaced in place.
+    const prevData = prevEntry?.data;
+    const prevShared = prevEntry?.shared;
     let change: LoggedChange;
+    let object: KObj;
     if (e.type === 'put') {
-      const data = withRv(e.value!, e.rev);
-      bucket.set(k.name, { data, rev: e.rev });
-      change = { rv: e.rev, ...k, type: prevEntry ? 'MODIFIED' : 'ADDED', data, prev: prevEntry?.data };
+      // One parse per event: the stamped object is the listeners' and the shared readers' (frozen), its JSON the log's.
+      object = deepFreeze(stamped(JSON.parse(e.value!), e.rev));
+      const data = JSON.stringify(object);
+      cache.put(k.namespace, k.name, data, object);
+      change = { rv: e.rev, ...k, type: prevEntry ? 'MODIFIED' : 'ADDED', data, prev: prevData };
     } else {
       if (!prevEntry) return;
-      bucket.delete(k.name);
-      change = { rv: e.rev, ...k, type: 'DELETED', data: withRv(prevEntry.data, e.rev), prev: prevEntry.data };
+      cache.remove(k.namespace, k.name);
+      object = deepFreeze(stamped(prevShared ?? JSON.parse(prevData!), e.rev));
+      change = { rv: e.rev, ...k, type: 'DELETED', data: JSON.stringify(object), prev: prevData };
     }
     this.changes.push(change);
     if (this.changes.length >= this.retain + 500) {
@@ -287,8 +300,8 @@ export class EtcdStore implements ObjectStore {
       this.changes = this.changes.slice(cut);
     }
     if (!this.listeners.size) return;
-    const object = JSON.parse(change.data);
-    const prev = change.prev === undefined ? undefined : JSON.parse(change.prev);
+    // Listeners read changes and never edit them (store.ts Change), so the shared frozen forms serve.
+    const prev = prevData === undefined ? undefined : (prevShared ?? JSON.parse(prevData));
     for (const l of this.listeners) {
       try {
         l({ rv: change.rv, resource: change.resource, namespace: change.namespace, name: change.name, type: change.type, object, prev });
@@ -330,17 +343,11 @@ export class EtcdStore implements ObjectStore {
     return undefined;
   }
 
-  private bucket(resource: string, namespace: string): Map<string, Entry> {
-    let byNs = this.objects.get(resource);
-    if (!byNs) this.objects.set(resource, (byNs = new Map()));
-    let names = byNs.get(namespace);
-    if (!names) byNs.set(namespace, (names = new Map()));
-    return names;
+  private resourceCache(resource: string): ResourceCache {
+    let c = this.objects.get(resource);
+    if (!c) this.objects.set(resource, (c = new ResourceCache()));
+    return c;
   }
-}
-
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** The JSON kept in etcd: the object without its resourceVersion (etcd's mod_revision is it). */

@@ -10,12 +10,13 @@ import { GoneError, type KObj, type Store } from './store.js';
  * with the changes since undone, newest first. Past the log's retention the
  * snapshot cannot be rebuilt: 410 Expired, as etcd compaction makes it.
  */
-export function listAt(store: Store, resource: string, namespace: string | undefined, rv: number): KObj[] {
+export function listAt(store: Store, resource: string, namespace: string | undefined, rv: number): readonly KObj[] {
   // The store lists in (namespace, name) order already: the current state needs no rebuilding.
-  if (rv >= store.currentRv) return store.list(resource, namespace);
+  // Lists are only serialized: the store's shared objects need no copy.
+  if (rv >= store.currentRv) return store.listShared(resource, namespace);
   const byKey = new Map<string, KObj>();
   const key = (ns: string, name: string) => `${ns}\u0000${name}`;
-  for (const o of store.list(resource, namespace)) byKey.set(key(o.metadata.namespace ?? '', o.metadata.name), o);
+  for (const o of store.listShared(resource, namespace)) byKey.set(key(o.metadata.namespace ?? '', o.metadata.name), o);
   const changes = store.changesSince(resource, rv);
   for (let i = changes.length - 1; i >= 0; i--) {
     const c = changes[i]!;
@@ -51,7 +52,7 @@ export interface Page { items: KObj[]; rv: number; continueToken?: string; remai
 export function listPage(store: Store, resource: string, namespace: string | undefined, opts: { limit: number; cont?: string; exactRv?: number }, keep: (o: KObj) => boolean): Page {
   const token = opts.cont ? decodeContinue(opts.cont) : undefined;
   const rv = token?.rv ?? opts.exactRv ?? store.currentRv;
-  let all: KObj[];
+  let all: readonly KObj[];
   try {
     all = listAt(store, resource, namespace, rv);
   } catch (err) {

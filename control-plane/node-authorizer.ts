@@ -31,7 +31,8 @@ export interface RequestAttributes {
 /** What the authorizer reads to find relationships (the Node authorizer's graph, computed on demand). */
 export interface ObjectReader {
   get(resource: string, namespace: string, name: string): KObj | undefined;
-  list(resource: string, namespace?: string): KObj[];
+  /** Read-only: the server passes the store's shared, frozen objects. */
+  list(resource: string, namespace?: string): readonly KObj[];
 }
 
 export const NODE_LEASE_NAMESPACE = 'kube-node-lease';

@@ -101,7 +101,7 @@ function visitRules(objects: ObjectReader, user: UserInfo, namespace: string, vi
     }
     return undefined;
   };
-  const walk = (bindings: KObj[], namespaced: boolean): boolean => {
+  const walk = (bindings: readonly KObj[], namespaced: boolean): boolean => {
     for (const b of bindings) {
       const ns = namespaced ? String(b.metadata?.namespace ?? '') : '';
       const subject = (Array.isArray(b.subjects) ? b.subjects : []).find((s: KObj) => subjectApplies(s, user, ns));

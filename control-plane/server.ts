@@ -49,7 +49,7 @@ import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.
 import type { ApiClient, PropagationPolicy } from './controllers/client.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { authenticate, type UserInfo } from './authn.js';
-import { admitCreate, admitTokenRequest, verbOf, type RequestAttributes } from './node-authorizer.js';
+import { admitCreate, admitTokenRequest, verbOf, type ObjectReader, type RequestAttributes } from './node-authorizer.js';
 import { authorize, admitRbacWrite, impersonate } from './rbac-authorizer.js';
 import { DEFAULT_CLUSTER_ROLES, DEFAULT_CLUSTER_ROLE_BINDINGS, reconcileDefault } from './rbac-bootstrap.js';
 import { ServiceAccountTokens } from './serviceaccount-tokens.js';
@@ -234,11 +234,24 @@ function watchLine(type: string, obj: KObj): string {
 
 const partialObject = (o: KObj): KObj => ({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata });
 
-/** JSON with object keys in order: two objects that differ only in key order compare equal. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (typeof v === 'object' && v !== null) return `{${Object.keys(v).sort().filter((k) => (v as KObj)[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical((v as KObj)[k])}`).join(',')}}`;
-  return JSON.stringify(v);
+/**
+ * Equal as JSON, whatever the key order (a key holding undefined is no key): what a no-op write is.
+ * Compared in place, stopping at the first difference: the writes that do change something (most)
+ * cost a few comparisons, not two key-sorted serializations of the whole object.
+ */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as KObj, y = b as KObj;
+  for (const k of Object.keys(x)) if (x[k] !== undefined && !sameJson(x[k], y[k])) return false;
+  for (const k of Object.keys(y)) if (y[k] !== undefined && x[k] === undefined) return false;
+  return true;
 }
 
 const isObj = (v: unknown): v is KObj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -403,7 +416,14 @@ class ApiServer {
   /** ServiceAccount bearer tokens, checked against the objects they are bound to. */
   readonly tokenAuthenticator: { authenticate(token: string): UserInfo | undefined };
 
+  /**
+   * The store's shared, frozen objects, for the checks that only read: authentication,
+   * authorization and admission run on every request, and RBAC's read every binding (no parse each).
+   */
+  private readonly reader: ObjectReader;
+
   constructor(private store: Store, private log: Logger, private adminToken: string, private nodeClient: NodeClientTls, private watchLimits: WatchLimits, private serviceAllocator: ServiceAllocator, private saTokens: ServiceAccountTokens) {
+    this.reader = { get: (r, ns, name) => store.getShared(r, ns, name), list: (r, ns) => store.listShared(r, ns) };
     this.metrics = new MetricsApi(store, nodeClient, log);
     this.tokenAuthenticator = { authenticate: (token) => saTokens.authenticate(token, store) };
   }
@@ -474,7 +494,7 @@ class ApiServer {
       if (p === '/version') return sendJson(res, 200, KUBE_VERSION);
       const authenticated = authenticate(req, this.adminToken, this.tokenAuthenticator);
       if (!authenticated) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
-      const user = impersonate(req.headers, authenticated, this.store);
+      const user = impersonate(req.headers, authenticated, this.reader);
       await this.requester.run(user, () => this.handleAuthenticated(req, res, u, p, method, user));
     } catch (err) {
       if (err instanceof ApiError) {
@@ -489,7 +509,7 @@ class ApiServer {
     {
       // Requests outside the resource paths are authorized by path (system:discovery and friends).
       const resourcePath = /^\/api\/v1\/./.test(p) || /^\/apis\/[^/]+\/[^/]+\/./.test(p);
-      if (!resourcePath) authorize(user, { verb: method === 'HEAD' ? 'get' : method.toLowerCase(), path: p }, this.store);
+      if (!resourcePath) authorize(user, { verb: method === 'HEAD' ? 'get' : method.toLowerCase(), path: p }, this.reader);
       if (p === '/metrics') {
         res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
         res.end(this.requestMetrics.render());
@@ -539,7 +559,7 @@ class ApiServer {
       }
       if (group === METRICS_GROUP && version === METRICS_VERSION && method === 'GET' && !watch && rest.length <= 2) {
         const [resource, name] = rest as [string, string | undefined];
-        authorize(user, { verb: name === undefined ? 'list' : 'get', resource, group, namespace: ns, name }, this.store);
+        authorize(user, { verb: name === undefined ? 'list' : 'get', resource, group, namespace: ns, name }, this.reader);
         return sendJson(res, 200, await this.metrics.get(resource, ns, name, u.searchParams));
       }
       const r = findResource(group, version, rest[0]!);
@@ -557,7 +577,7 @@ class ApiServer {
         const one = /(?:^|,)metadata\.name==?([^,]+)(?:,|$)/.exec(u.searchParams.get('fieldSelector') ?? '');
         if (one) attrs.name = one[1];
       }
-      authorize(user, attrs, this.store);
+      authorize(user, attrs, this.reader);
       await this.dispatch(req, res, u.searchParams, method, r, ns, name, sub, watch, user, attrs, respondAs);
     }
   }
@@ -582,7 +602,7 @@ class ApiServer {
       if (method === 'POST') {
         if (r.namespaced && !ns) throw new ApiError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
         const body = parseBody(await readBody(req), String(req.headers['content-type'] ?? ''));
-        admitCreate(user, attrs, body, this.store);
+        admitCreate(user, attrs, body, this.reader);
         const { obj, warnings } = this.create(r, ns, body, q, dryRun, manager);
         return sendJson(res, 201, respondAs ? respondAs(obj) : obj, warnings);
       }
@@ -618,7 +638,8 @@ class ApiServer {
     }
     switch (method) {
       case 'GET': {
-        const obj = this.store.get(r.name, ns, name);
+        // Only serialized: the shared object needs no copy.
+        const obj = this.store.getShared(r.name, ns, name);
         if (!obj) throw notFound(r, name);
         if (table) return sendJson(res, 200, toTable(r.name, [obj], obj.metadata.resourceVersion, include));
         return sendJson(res, 200, partial ? partialObject(obj) : obj);
@@ -831,10 +852,10 @@ class ApiServer {
     // The streaming list (Kubernetes 1.27+): the current objects as ADDED, then a bookmark saying they are all there.
     const initialEvents = q.get('sendInitialEvents');
     if (initialEvents !== null && parseBool(initialEvents)) {
-      for (const o of this.store.list(r.name, ns || undefined)) if (matches(o)) send('ADDED', o);
+      for (const o of this.store.listShared(r.name, ns || undefined)) if (matches(o)) send('ADDED', o);
       send('BOOKMARK', { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(this.store.currentRv), annotations: { 'k8s.io/initial-events-end': 'true' } } });
     } else if (!rvParam || rvParam === '0') {
-      for (const o of this.store.list(r.name, ns || undefined)) if (matches(o)) send('ADDED', o);
+      for (const o of this.store.listShared(r.name, ns || undefined)) if (matches(o)) send('ADDED', o);
     } else {
       const from = Number(rvParam);
       if (!Number.isInteger(from) || from < 0) {
@@ -908,9 +929,9 @@ class ApiServer {
     if (r.namespaced && meta.namespace && meta.namespace !== ns) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
     if (!meta.name && meta.generateName) meta.name = `${meta.generateName}${randomSuffix()}`;
     if (!meta.name) throw invalid(r, '', [{ field: 'metadata.name', reason: 'FieldValueRequired', message: 'Required value: name or generateName is required' }]);
-    if (r.namespaced && !this.store.get('namespaces', '', ns)) throw new ApiError(404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
+    if (r.namespaced && !this.store.getShared('namespaces', '', ns)) throw new ApiError(404, 'NotFound', `namespaces "${ns}" not found`, { name: ns, kind: 'namespaces' });
     if (r.namespaced) {
-      const nsObj = this.store.get('namespaces', '', ns);
+      const nsObj = this.store.getShared('namespaces', '', ns);
       if (nsObj?.status?.phase === 'Terminating') throw new ApiError(403, 'Forbidden', `${r.name} "${meta.name}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`);
     }
     const { resourceVersion: _rv, uid: _uid, deletionTimestamp: _dt, deletionGracePeriodSeconds: _dg, ...keepMeta } = meta;
@@ -928,7 +949,7 @@ class ApiServer {
     this.validate(r, obj);
     admitRbacWrite(this.requester.getStore(), r.kind, obj, undefined, this.store);
     if (r.kind === 'Service') this.allocate(r, obj);
-    if (this.store.get(r.name, ns, meta.name)) throw new ApiError(409, 'AlreadyExists', `${r.name}${r.group ? '.' + r.group : ''} "${meta.name}" already exists`, { name: meta.name, group: r.group, kind: r.name });
+    if (this.store.getShared(r.name, ns, meta.name)) throw new ApiError(409, 'AlreadyExists', `${r.name}${r.group ? '.' + r.group : ''} "${meta.name}" already exists`, { name: meta.name, group: r.group, kind: r.name });
     if (dryRun) return { obj: { ...obj, metadata: { ...obj.metadata, resourceVersion: '' } }, warnings };
     try {
       return { obj: this.store.create(r.name, ns, meta.name, obj), warnings };
@@ -990,8 +1011,8 @@ class ApiServer {
     if (r.kind === 'Service' && sub !== 'status') this.allocate(r, obj, cur);
     if (expectRv && expectRv !== cur.metadata.resourceVersion) throw conflict(r, name);
     // a no-op write keeps the resourceVersion, as kube-apiserver does
-    const strip = (o: KObj) => canonical({ ...o, metadata: { ...o.metadata, resourceVersion: undefined } });
-    if (strip(obj) === strip(cur) || dryRun) return { obj: dryRun ? obj : cur };
+    const strip = (o: KObj) => ({ ...o, metadata: { ...o.metadata, resourceVersion: undefined } });
+    if (sameJson(strip(obj), strip(cur)) || dryRun) return { obj: dryRun ? obj : cur };
     try {
       const stored = this.store.update(r.name, ns, name, obj, cur.metadata.resourceVersion);
       this.afterUpdate(r, stored);
@@ -1115,14 +1136,19 @@ class ApiServer {
     };
     // The controllers act as themselves, not as whoever sent the request that woke them.
     const internal = <T>(fn: () => T): T => this.requester.run(undefined, fn);
+    // Create and update fill in and prune the object they are given, as they do a request's parsed body;
+    // a controller's object may be built from the store's shared, frozen ones (spread copies keep frozen parts), so
+    // they get a copy of their own.
     return {
-      create: (resource, ns, obj) => internal(() => this.create(def(resource), ns, obj, new URLSearchParams(), false).obj),
-      update: (resource, ns, obj) => {
+      create: (resource, ns, sent) => internal(() => this.create(def(resource), ns, structuredClone(sent), new URLSearchParams(), false).obj),
+      update: (resource, ns, sent) => {
         const r = def(resource);
+        const obj = structuredClone(sent);
         return internal(() => this.update(r, ns, obj.metadata.name, current(r, ns, obj.metadata.name), obj, undefined, obj.metadata.resourceVersion, false).obj);
       },
-      updateStatus: (resource, ns, obj) => {
+      updateStatus: (resource, ns, sent) => {
         const r = def(resource);
+        const obj = structuredClone(sent);
         return this.update(r, ns, obj.metadata.name, current(r, ns, obj.metadata.name), obj, 'status', obj.metadata.resourceVersion, false).obj;
       },
       delete: (resource, ns, name, opts = {}) => this.delete(def(resource), ns, name, undefined, opts.uid ? { uid: opts.uid } : undefined, false, opts.propagationPolicy),

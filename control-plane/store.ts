@@ -37,6 +37,15 @@ export interface ObjectStore {
   get(resource: string, namespace: string, name: string): KObj | undefined;
   /** Ordered by (namespace, name). Each call returns fresh objects the caller may change. */
   list(resource: string, namespace?: string): KObj[];
+  /**
+   * The stored object itself, parsed once and deep-frozen (Object.freeze all the way down), shared
+   * by every reader until the next write of it replaces it: for readers that do not change what they
+   * read (the node authorizer, existence checks, controllers' reads of every pod per pass), which then
+   * cost no JSON parse. Changing it throws a TypeError (modules are strict); copy first to edit.
+   */
+  getShared(resource: string, namespace: string, name: string): KObj | undefined;
+  /** Like list, with the shared deep-frozen objects of getShared. */
+  listShared(resource: string, namespace?: string): readonly KObj[];
   /** Throws ConflictError('exists') when the object is there already. */
   create(resource: string, namespace: string, name: string, obj: KObj): KObj;
   /** Throws Error('not found') when absent; ConflictError('stale') when expectRv is given and differs. */
@@ -49,6 +58,68 @@ export interface ObjectStore {
   compact(rv: number): void;
   subscribe(fn: (c: Change) => void): () => void;
   close(): void;
+}
+
+/** Freeze an object and everything it holds, so a shared parsed object cannot be changed by one of its readers. */
+export function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
+  }
+  return v;
+}
+
+/** One object in a store's in-memory view: its JSON, and its parsed deep-frozen form once a shared read asked for it. */
+export interface CachedObject {
+  readonly namespace: string;
+  readonly name: string;
+  data: string;
+  shared: KObj | undefined;
+}
+
+/** The shared, frozen form of a cached object (parsed at most once per write). */
+export function sharedOf(e: CachedObject): KObj {
+  return (e.shared ??= deepFreeze(JSON.parse(e.data)));
+}
+
+/**
+ * The objects of one resource in memory, by namespace and name, with their (namespace, name) order
+ * remembered until an object is added or removed (status writes, most writes under load, keep it).
+ */
+export class ResourceCache {
+  readonly byKey = new Map<string, CachedObject>();
+  private sorted: CachedObject[] | undefined;
+
+  static key(namespace: string, name: string): string {
+    return `${namespace}\u0000${name}`;
+  }
+
+  get(namespace: string, name: string): CachedObject | undefined {
+    return this.byKey.get(ResourceCache.key(namespace, name));
+  }
+
+  /** Add or replace; a replaced entry keeps its place in the order and drops its parsed form. */
+  put(namespace: string, name: string, data: string, shared?: KObj): void {
+    const k = ResourceCache.key(namespace, name);
+    const e = this.byKey.get(k);
+    if (e) {
+      e.data = data;
+      e.shared = shared;
+      return;
+    }
+    this.byKey.set(k, { namespace, name, data, shared });
+    this.sorted = undefined;
+  }
+
+  remove(namespace: string, name: string): void {
+    if (this.byKey.delete(ResourceCache.key(namespace, name))) this.sorted = undefined;
+  }
+
+  /** Ordered by (namespace, name), as SQLite's ORDER BY (byte order; names are ASCII). */
+  ordered(namespace?: string): CachedObject[] {
+    this.sorted ??= [...this.byKey.values()].sort((a, b) => (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return namespace ? this.sorted.filter((e) => e.namespace === namespace) : this.sorted;
+  }
 }
 
 /** The name the controllers and the API server use for whichever store runs. */
@@ -66,13 +137,18 @@ export class SqliteStore implements ObjectStore {
   private rvCounter: number;
   private compactedRv: number;
   private readonly retain: number;
+  /**
+   * Every object of the resources read so far, as JSON and (after a shared read) parsed and frozen:
+   * reads are served from memory, as kube-apiserver's watch cache serves them. Loaded from the
+   * database on a resource's first read; this process is the database's only writer, so every
+   * write goes through write() below, which keeps it current.
+   */
+  private readonly cache = new Map<string, ResourceCache>();
 
   private stmts: {
-    get: SqlStatement;
     put: SqlStatement;
     del: SqlStatement;
     listAll: SqlStatement;
-    listNs: SqlStatement;
     log: SqlStatement;
     setMeta: SqlStatement;
     since: SqlStatement;
@@ -92,11 +168,9 @@ export class SqliteStore implements ObjectStore {
     this.rvCounter = Number(meta('rv') ?? 0);
     this.compactedRv = Number(meta('compactedRv') ?? 0);
     this.stmts = {
-      get: this.db.prepare('SELECT data FROM objects WHERE resource = ? AND namespace = ? AND name = ?'),
       put: this.db.prepare('INSERT OR REPLACE INTO objects (resource, namespace, name, rv, data) VALUES (?, ?, ?, ?, ?)'),
       del: this.db.prepare('DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?'),
-      listAll: this.db.prepare('SELECT data FROM objects WHERE resource = ? ORDER BY namespace, name'),
-      listNs: this.db.prepare('SELECT data FROM objects WHERE resource = ? AND namespace = ? ORDER BY name'),
+      listAll: this.db.prepare('SELECT namespace, name, data FROM objects WHERE resource = ?'),
       log: this.db.prepare('INSERT INTO changes (rv, resource, namespace, name, type, data, prev) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       setMeta: this.db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)'),
       since: this.db.prepare('SELECT * FROM changes WHERE rv > ? AND resource = ? ORDER BY rv'),
@@ -113,13 +187,31 @@ export class SqliteStore implements ObjectStore {
   }
 
   get(resource: string, namespace: string, name: string): KObj | undefined {
-    const row = this.stmts.get.get(resource, namespace, name) as { data: string } | undefined;
-    return row ? JSON.parse(row.data) : undefined;
+    const e = this.resourceCache(resource).get(namespace, name);
+    return e ? JSON.parse(e.data) : undefined;
   }
 
   list(resource: string, namespace?: string): KObj[] {
-    const rows = (namespace ? this.stmts.listNs.all(resource, namespace) : this.stmts.listAll.all(resource)) as { data: string }[];
-    return rows.map((r) => JSON.parse(r.data));
+    return this.resourceCache(resource).ordered(namespace).map((e) => JSON.parse(e.data));
+  }
+
+  getShared(resource: string, namespace: string, name: string): KObj | undefined {
+    const e = this.resourceCache(resource).get(namespace, name);
+    return e ? sharedOf(e) : undefined;
+  }
+
+  listShared(resource: string, namespace?: string): readonly KObj[] {
+    return this.resourceCache(resource).ordered(namespace).map(sharedOf);
+  }
+
+  private resourceCache(resource: string): ResourceCache {
+    let c = this.cache.get(resource);
+    if (!c) {
+      c = new ResourceCache();
+      for (const row of this.stmts.listAll.all(resource) as { namespace: string; name: string; data: string }[]) c.put(row.namespace, row.name, row.data);
+      this.cache.set(resource, c);
+    }
+    return c;
   }
 
   /**
@@ -130,10 +222,12 @@ export class SqliteStore implements ObjectStore {
     const rv = this.rvCounter + 1;
     const stored = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(rv) } };
     const data = JSON.stringify(stored);
+    // The previous state as stored: no second serialization of it.
+    const prevData = prev ? (this.resourceCache(resource).get(namespace, name)?.data ?? JSON.stringify(prev)) : null;
     this.db.transaction(() => {
       if (type === 'DELETED') this.stmts.del.run(resource, namespace, name);
       else this.stmts.put.run(resource, namespace, name, rv, data);
-      this.stmts.log.run(rv, resource, namespace, name, type, data, prev ? JSON.stringify(prev) : null);
+      this.stmts.log.run(rv, resource, namespace, name, type, data, prevData);
       this.stmts.setMeta.run('rv', String(rv));
       if (rv % 500 === 0 && rv - this.retain > this.compactedRv) {
         const cut = rv - this.retain;
@@ -143,6 +237,9 @@ export class SqliteStore implements ObjectStore {
       }
     });
     this.rvCounter = rv;
+    // After the commit: a failed transaction leaves the view as the database is.
+    if (type === 'DELETED') this.resourceCache(resource).remove(namespace, name);
+    else this.resourceCache(resource).put(namespace, name, data);
     const change: Change = { rv, resource, namespace, name, type, object: stored, prev };
     for (const l of this.listeners) {
       try {
@@ -155,13 +252,14 @@ export class SqliteStore implements ObjectStore {
   }
 
   create(resource: string, namespace: string, name: string, obj: KObj): KObj {
-    if (this.get(resource, namespace, name)) throw new ConflictError('exists');
+    if (this.resourceCache(resource).get(namespace, name)) throw new ConflictError('exists');
     return this.write(resource, namespace, name, 'ADDED', obj, undefined);
   }
 
   /** Replace; when expectRv is given and differs from the stored one, throws ConflictError. */
   update(resource: string, namespace: string, name: string, obj: KObj, expectRv?: string): KObj {
-    const cur = this.get(resource, namespace, name);
+    // The shared form: it only becomes the change's `prev`, which listeners read and never change.
+    const cur = this.getShared(resource, namespace, name);
     if (!cur) throw new Error('not found');
     if (expectRv !== undefined && expectRv !== '' && cur.metadata?.resourceVersion !== expectRv) throw new ConflictError('stale');
     return this.write(resource, namespace, name, 'MODIFIED', obj, cur);

@@ -109,6 +109,54 @@ for (const [kind, make] of makers) {
   });
 }
 
+// The shared read path (getShared/listShared): parsed once, frozen, replaced by every write.
+for (const [kind, make] of makers) {
+  test(`${kind}: shared objects are frozen all the way down, follow every write, and never leak into copies`, async () => {
+    const s = await open(make);
+    const a = s.create('pods', 'default', 'a', pod('a', { labels: { v: '1' } }));
+    s.create('pods', 'default', 'c', pod('c'));
+    const shared = s.getShared('pods', 'default', 'a')!;
+    assert.ok(Object.isFrozen(shared) && Object.isFrozen(shared.metadata) && Object.isFrozen(shared.metadata.labels) && Object.isFrozen(shared.spec.containers[0]), 'deep-frozen');
+    assert.throws(() => { shared.metadata.labels.v = 'changed'; }, (e: Error) => e instanceof TypeError, 'a reader cannot change it');
+    assert.is(s.getShared('pods', 'default', 'a'), shared, 'parsed once: the same object until a write');
+    assert.equal(shared, a);
+    // get and list still hand out copies the caller may change, and those changes reach nobody else.
+    const copy = s.get('pods', 'default', 'a')!;
+    assert.not.ok(Object.isFrozen(copy));
+    copy.metadata.labels.v = 'mine';
+    assert.is(s.getShared('pods', 'default', 'a')!.metadata.labels.v, '1');
+    assert.is(s.list('pods')[0]!.metadata.labels.v, '1');
+    // Every write path replaces the shared object: update, create, delete.
+    const a2 = s.update('pods', 'default', 'a', { ...a, metadata: { ...a.metadata, labels: { v: '2' } } });
+    const after = s.getShared('pods', 'default', 'a')!;
+    assert.is.not(after, shared);
+    assert.is(after.metadata.labels.v, '2');
+    assert.is(after.metadata.resourceVersion, a2.metadata.resourceVersion);
+    assert.is(shared.metadata.labels.v, '1', 'an object handed out earlier stays as it was read');
+    s.create('pods', 'default', 'b', pod('b'));
+    assert.equal(s.listShared('pods').map((o) => `${o.metadata.name}@${o.metadata.labels?.v ?? ''}`), ['a@2', 'b@', 'c@'], 'ordered by name, new objects in their place');
+    assert.ok(s.listShared('pods').every((o) => Object.isFrozen(o)));
+    s.delete('pods', 'default', 'b');
+    assert.is(s.getShared('pods', 'default', 'b'), undefined);
+    assert.equal(s.listShared('pods').map((o) => o.metadata.name), ['a', 'c']);
+    assert.equal(s.listShared('pods', 'other'), []);
+    assert.equal(s.listShared('pods', 'default').map((o) => o.metadata.name), ['a', 'c']);
+    // A failed conditional write changes nothing.
+    assert.throws(() => s.update('pods', 'default', 'a', { ...a, metadata: { ...a.metadata, labels: { v: 'stale' } } }, a.metadata.resourceVersion), (e: Error) => e instanceof ConflictError);
+    assert.is(s.getShared('pods', 'default', 'a')!.metadata.labels.v, '2');
+  });
+}
+
+test('sqlite: the objects read after a reopen are the database\'s (the view is loaded from it)', async () => {
+  const dir = await fs.mkdtemp(`${sqliteDir}/reopen-`);
+  const first = new SqliteStore(dir, log);
+  first.create('configmaps', 'default', 'x', { kind: 'ConfigMap', metadata: { name: 'x', namespace: 'default' }, data: { k: '1' } });
+  first.close();
+  const again = await open(async () => new SqliteStore(dir, log));
+  assert.is(again.getShared('configmaps', 'default', 'x')!.data.k, '1');
+  assert.equal(again.list('configmaps').map((o) => o.metadata.name), ['x']);
+});
+
 test('etcd: resourceVersion is the etcd revision; the value in etcd carries none', async () => {
   const s = await open(makers[1]![1]);
   const o = s.create('configmaps', 'default', 'rv', { kind: 'ConfigMap', metadata: { name: 'rv', namespace: 'default' }, data: { k: 'v' } });
@@ -141,6 +189,21 @@ test('etcd: a second store on the same etcd sees the first one\'s writes through
   assert.throws(() => two.update('pods', 'default', 'p', { ...made, metadata: { ...made.metadata, labels: { by: 'two' } } }, made.metadata.resourceVersion), (e: Error) => e instanceof ConflictError);
   // After a conflict the loser already sees the winner's object (its retry reads the new resourceVersion).
   assert.is(two.get('pods', 'default', 'p')!.metadata.labels.by, 'one');
+  // The shared (cached) objects follow the other control plane's writes too: each etcd watch event replaces them.
+  const sharedBefore = two.getShared('pods', 'default', 'p')!;
+  assert.is(sharedBefore.metadata.labels.by, 'one');
+  const cur = one.get('pods', 'default', 'p')!;
+  one.update('pods', 'default', 'p', { ...cur, metadata: { ...cur.metadata, labels: { by: 'one again' } } });
+  const until = Date.now() + 5000;
+  while (two.getShared('pods', 'default', 'p')!.metadata.labels.by !== 'one again' && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  assert.is(two.getShared('pods', 'default', 'p')!.metadata.labels.by, 'one again');
+  assert.is(two.listShared('pods')[0]!.metadata.labels.by, 'one again');
+  assert.is(sharedBefore.metadata.labels.by, 'one');
+  one.delete('pods', 'default', 'p');
+  while (two.getShared('pods', 'default', 'p') && Date.now() < until + 5000) await new Promise((r) => setTimeout(r, 20));
+  assert.is(two.getShared('pods', 'default', 'p'), undefined);
+  assert.equal(two.listShared('pods'), []);
+  one.create('pods', 'default', 'p', pod('p'));
   assert.throws(() => two.create('pods', 'default', 'p', pod('p')), (e: Error) => e instanceof ConflictError);
 });
 

@@ -9,6 +9,8 @@ import { UserError, HandlerNotOffered, type Pod } from '../runtime-api/index.js'
 import { planHollowNodes, parseStartDelay } from '../cli/hollow-nodes.js';
 import { RequestMetrics, requestLabels } from '../control-plane/request-metrics.js';
 import { diffHistograms, histogramQuantile, parseDurationBuckets } from '../bench/metrics-text.js';
+import { EventRecorder, MAX_QUEUED_EVENTS } from '../agent/events.js';
+import { createLogger } from '../common/log.js';
 
 const pod = (over: Partial<Pod['spec']> = {}): Pod => ({
   metadata: { name: 'web-0', namespace: 'default', uid: 'u-1', labels: { app: 'web' }, annotations: { a: 'b' } },
@@ -139,6 +141,34 @@ test('RequestMetrics renders counters and kube-apiserver\'s buckets; the bench r
   const p99 = histogramQuantile(0.99, get);
   assert.ok(p99 > 0.2 && p99 <= 0.4, `p99 ${p99}`);
   assert.ok(Number.isNaN(histogramQuantile(0.5, new Map([[Infinity, 0]]))));
+});
+
+test('the agent sends events one at a time, in order, in the background; a failed one does not stop the rest; a full queue drops', async () => {
+  let inFlight = 0, most = 0;
+  const sent: string[] = [];
+  const waiters: Array<() => void> = [];
+  const sink = async (namespace: string, body: Record<string, unknown>) => {
+    inFlight++;
+    most = Math.max(most, inFlight);
+    await new Promise<void>((r) => waiters.push(r));
+    inFlight--;
+    if (body.reason === 'Bad') throw new Error('refused');
+    sent.push(`${namespace}/${body.reason}`);
+  };
+  const rec = new EventRecorder(sink, 'node-1', createLogger('events-test', 'silent'));
+  const p = { metadata: { name: 'web-0', namespace: 'team', uid: 'u' } };
+  for (const reason of ['Pulled', 'Bad', 'Created', 'Started']) rec.emit(p, 'Normal', reason, 'm');
+  assert.is(rec.pending, 4, 'emit returns at once; nothing is sent synchronously');
+  while (rec.pending) {
+    await new Promise((r) => setImmediate(r));
+    waiters.shift()?.();
+  }
+  assert.equal(sent, ['team/Pulled', 'team/Created', 'team/Started']);
+  assert.is(most, 1, 'never more than one event call in flight');
+  // A sink that never answers: the queue stops growing at its bound.
+  const stuck = new EventRecorder(() => new Promise(() => {}), 'node-1', createLogger('events-test', 'silent'));
+  for (let i = 0; i < MAX_QUEUED_EVENTS + 50; i++) stuck.emit(p, 'Normal', 'Pulled', String(i));
+  assert.is(stuck.pending, MAX_QUEUED_EVENTS + 1, 'one in flight, the bound queued, the rest dropped');
 });
 
 test.run();

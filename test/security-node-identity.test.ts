@@ -18,6 +18,7 @@ import { loadAgentConfig } from '../agent/config.js';
 import { createLogger } from '../common/log.js';
 import type { PodSync } from '../agent/pod-sync.js';
 import type { ContainerRuntime } from '../agent/runtime.js';
+import { kubeClients } from '../agent/kube.js';
 
 let t: TestCP;
 let nodeA: ClientCert;
@@ -296,6 +297,30 @@ test('control-plane node-credentials writes a node kubeconfig and serving pair f
   const noCa = await execa(process.execPath, [CLI, 'control-plane', 'node-credentials', '--data-dir', scratch, '--node-name', 'x', '--node-ip', '127.0.0.1', '--server', t.cp.url, '--out', path.join(scratch, 'nope')], { reject: false });
   assert.is.not(noCa.exitCode, 0);
   assert.match(noCa.stderr, 'no cluster CA in');
+});
+
+test('the agent\'s API client (one TLS context for all its connections) still trusts only its CA and sends its own certificate', async () => {
+  const kubeconfig = (ca: string) => {
+    const b64 = (x: string) => Buffer.from(x).toString('base64');
+    return `apiVersion: v1
+kind: Config
+clusters: [{ name: c, cluster: { server: "${t.cp.url}", certificate-authority-data: ${b64(ca)} } }]
+users: [{ name: u, user: { client-certificate-data: ${b64(nodeA.cert)}, client-key-data: ${b64(nodeA.key)} } }]
+contexts: [{ name: x, context: { cluster: c, user: u } }]
+current-context: x
+`;
+  };
+  const good = path.join(scratch, 'agent-good.kubeconfig');
+  const bad = path.join(scratch, 'agent-bad.kubeconfig');
+  await fs.writeFile(good, kubeconfig(t.cp.caCertPem));
+  await fs.writeFile(bad, kubeconfig((await selfSigned('agent-other-ca', '/CN=other-ca', 'DNS:other', 'serverAuth')).cert));
+  const ok = kubeClients(good);
+  // Several calls at once: more than one connection, all from the shared context, each authenticated by the
+  // client certificate (the API answers 401 to a call without one).
+  const nodes = await Promise.all(Array.from({ length: 4 }, () => ok.core.readNode({ name: 'node-a' })));
+  assert.ok(nodes.every((n) => n.metadata?.name === 'node-a'));
+  const refused = await kubeClients(bad).core.readNode({ name: 'node-a' }).then(() => 'answered', (err: Error) => String(err));
+  assert.match(refused, /certificate|self[- ]signed|verify/i, `a server outside the kubeconfig's CA is refused: ${refused}`);
 });
 
 test.run();

@@ -37,7 +37,7 @@ export const randomName = (n = 5) => Array.from(randomBytes(n), (b) => 'bcdfghjk
  * ControllerRefManager adoption): after `kubectl delete --cascade=orphan` and a re-apply, the
  * orphans are taken back instead of duplicated. Returns the adopted objects as stored.
  */
-export function adoptOrphans(client: ApiClient, resource: string, owner: KObj, candidates: KObj[], matches: (o: KObj) => boolean): KObj[] {
+export function adoptOrphans(client: ApiClient, resource: string, owner: KObj, candidates: readonly KObj[], matches: (o: KObj) => boolean): KObj[] {
   const adopted: KObj[] = [];
   if (owner.metadata.deletionTimestamp) return adopted;
   for (const o of candidates) {

@@ -232,7 +232,7 @@ export class DeploymentController extends KindController {
     for (const rs of old) if ((rs.spec?.replicas ?? 0) > 0) this.scale(d, rs, 0);
     const oldUids = new Set(old.map((rs) => rs.metadata.uid));
     // the new pods start only when no old pod runs any more (terminating ones included)
-    const oldRunning = this.store.list('pods', d.metadata.namespace).some((p) => oldUids.has(controllerUid(p) ?? '') && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+    const oldRunning = this.store.listShared('pods', d.metadata.namespace).some((p) => oldUids.has(controllerUid(p) ?? '') && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
     if (oldRunning) return;
     this.scale(d, newRS, d.spec.replicas);
   }
@@ -242,7 +242,7 @@ export class DeploymentController extends KindController {
     const limit: number = d.spec?.revisionHistoryLimit ?? 10;
     const idle = old.filter((rs) => !rs.metadata.deletionTimestamp && (rs.spec?.replicas ?? 0) === 0 && (rs.status?.replicas ?? 0) === 0).sort((a, b) => revisionOf(a) - revisionOf(b));
     for (const rs of idle.slice(0, Math.max(0, idle.length - limit))) {
-      const hasPods = this.store.list('pods', d.metadata.namespace).some((p) => controllerUid(p) === rs.metadata.uid && podActive(p));
+      const hasPods = this.store.listShared('pods', d.metadata.namespace).some((p) => controllerUid(p) === rs.metadata.uid && podActive(p));
       if (!hasPods) this.client.delete('replicasets', d.metadata.namespace, rs.metadata.name, { uid: rs.metadata.uid });
     }
   }

@@ -11,7 +11,7 @@ const DISRUPTED_POD_TIMEOUT_MS = 2 * 60_000;
 /** The pods a budget covers: its namespace, its selector (an empty one selects every pod there). */
 export function budgetPods(store: Store, pdb: KObj): KObj[] {
   const sel = pdb.spec?.selector;
-  return store.list('pods', pdb.metadata.namespace).filter((p) => sel !== undefined && (Object.keys(sel).length === 0 || selectorMatches(sel, p.metadata.labels)));
+  return store.listShared('pods', pdb.metadata.namespace).filter((p) => sel !== undefined && (Object.keys(sel).length === 0 || selectorMatches(sel, p.metadata.labels)));
 }
 
 /** The budgets of a pod (its namespace's budgets whose selector matches it). */

@@ -40,7 +40,7 @@ export const ENDPOINT_UPDATES_BATCH_MS = 500;
 interface EndpointPort { name: string; port: number; protocol: string; appProtocol?: string }
 
 /** The pods a Service selects: same namespace, all selector labels equal (a Service selector is a plain map). */
-export function selectedPods(svc: KObj, pods: KObj[]): KObj[] {
+export function selectedPods(svc: KObj, pods: readonly KObj[]): KObj[] {
   const sel: Record<string, string> = svc.spec?.selector ?? {};
   return pods.filter((p) => Object.entries(sel).every(([k, v]) => p.metadata.labels?.[k] === v));
 }
@@ -82,7 +82,7 @@ function serviceLabels(svc: KObj): Record<string, string> {
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 /** What the v1 Endpoints of a Service hold (subsets), from its pods. */
-export function endpointSubsets(svc: KObj, pods: KObj[]): KObj[] {
+export function endpointSubsets(svc: KObj, pods: readonly KObj[]): KObj[] {
   const publishNotReady = svc.spec?.publishNotReadyAddresses === true;
   const groups = new Map<string, { ports: EndpointPort[]; ready: KObj[]; notReady: KObj[] }>();
   for (const pod of selectedPods(svc, pods)) {
@@ -106,7 +106,7 @@ export function endpointSubsets(svc: KObj, pods: KObj[]): KObj[] {
 }
 
 /** The EndpointSlices a Service should have: one entry per distinct port set, chunks of 100 endpoints. */
-export function desiredSlices(svc: KObj, pods: KObj[]): Array<{ ports: EndpointPort[]; endpoints: KObj[] }> {
+export function desiredSlices(svc: KObj, pods: readonly KObj[]): Array<{ ports: EndpointPort[]; endpoints: KObj[] }> {
   const publishNotReady = svc.spec?.publishNotReadyAddresses === true;
   const groups = new Map<string, { ports: EndpointPort[]; endpoints: KObj[] }>();
   for (const pod of selectedPods(svc, pods)) {
@@ -151,12 +151,12 @@ function ignoreGone(fn: () => void): void {
  * and the store parses every object it lists.
  */
 class PodsPerPass {
-  private byNs = new Map<string, KObj[]>();
+  private byNs = new Map<string, readonly KObj[]>();
   constructor(private readonly store: Store) {}
   reset(): void { this.byNs.clear(); }
-  of(ns: string): KObj[] {
+  of(ns: string): readonly KObj[] {
     let pods = this.byNs.get(ns);
-    if (!pods) this.byNs.set(ns, (pods = this.store.list('pods', ns)));
+    if (!pods) this.byNs.set(ns, (pods = this.store.listShared('pods', ns)));
     return pods;
   }
 }

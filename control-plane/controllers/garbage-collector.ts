@@ -16,7 +16,7 @@ export function dependentsOf(store: Store, owner: KObj): KObj[] {
   const out: KObj[] = [];
   for (const r of DEPENDENT_RESOURCES) {
     if (ns && !r.namespaced) continue; // a namespaced owner has no cluster-scoped dependents
-    for (const o of store.list(r.name, r.namespaced ? ns : undefined)) {
+    for (const o of store.listShared(r.name, r.namespaced ? ns : undefined)) {
       if ((o.metadata.ownerReferences ?? []).some((ref: KObj) => ref.uid === uid)) out.push(o);
     }
   }
@@ -50,13 +50,13 @@ export class GarbageCollector extends Loop {
   private owner(dependent: KObj, ref: KObj): KObj | undefined | 'unknown' {
     const r = resourceOfKind(ref.apiVersion, ref.kind);
     if (!r) return 'unknown';
-    const o = this.store.get(r.name, r.namespaced ? dependent.metadata.namespace ?? '' : '', ref.name);
+    const o = this.store.getShared(r.name, r.namespaced ? dependent.metadata.namespace ?? '' : '', ref.name);
     return o && o.metadata.uid === ref.uid ? o : undefined;
   }
 
   private collectDependents(): void {
     for (const r of DEPENDENT_RESOURCES) {
-      for (const o of this.store.list(r.name)) {
+      for (const o of this.store.listShared(r.name)) {
         const refs: KObj[] = o.metadata.ownerReferences ?? [];
         if (!refs.length) continue;
         try {
@@ -89,7 +89,7 @@ export class GarbageCollector extends Loop {
 
   private finishOwners(): void {
     for (const r of DEPENDENT_RESOURCES) {
-      for (const o of this.store.list(r.name)) {
+      for (const o of this.store.listShared(r.name)) {
         const finalizers: string[] = o.metadata.finalizers ?? [];
         if (!o.metadata.deletionTimestamp || !(finalizers.includes(ORPHAN) || finalizers.includes(FOREGROUND))) continue;
         const dependents = dependentsOf(this.store, o);

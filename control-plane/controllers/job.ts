@@ -58,7 +58,7 @@ export class JobController extends KindController {
     const spec = job.spec ?? {};
     const indexed = spec.completionMode === 'Indexed';
     const completions: number | undefined = spec.completions ?? undefined;
-    const pods = this.store.list('pods', ns).filter((p) => controllerUid(p) === job.metadata.uid);
+    const pods = this.store.listShared('pods', ns).filter((p) => controllerUid(p) === job.metadata.uid);
     let active = pods.filter(podActive);
     const failed = pods.filter((p) => p.status?.phase === 'Failed').length;
     // Indexed: which indexes have a succeeded pod, and how often each has failed.

@@ -71,7 +71,7 @@ export class NodeIpamController extends Loop {
   }
 
   protected pass(): void {
-    const nodes = this.store.list('nodes');
+    const nodes = this.store.listShared('nodes');
     const used = new Set<string>(nodes.flatMap((n) => (n.spec?.podCIDRs as string[] | undefined) ?? (n.spec?.podCIDR ? [n.spec.podCIDR as string] : [])));
     for (const node of nodes) {
       if (node.spec?.podCIDR || node.metadata.deletionTimestamp) continue;

@@ -75,12 +75,13 @@ export class NodeLifecycleController {
 
   pass(): void {
     try {
-      for (const node of this.store.list('nodes')) {
+      // Shared objects: markUnknown and taint copy a node before they change it.
+      for (const node of this.store.listShared('nodes')) {
         this.markUnknown(node);
-        this.taint(this.store.get('nodes', '', node.metadata.name) ?? node);
+        this.taint(this.store.getShared('nodes', '', node.metadata.name) ?? node);
       }
       this.evict();
-      for (const pod of this.store.list('pods')) {
+      for (const pod of this.store.listShared('pods')) {
         if (pod.metadata.deletionTimestamp && pod.spec?.nodeName && !this.store.get('nodes', '', pod.spec.nodeName)) this.store.delete('pods', pod.metadata.namespace, pod.metadata.name);
       }
     } catch (err) {
@@ -127,12 +128,12 @@ export class NodeLifecycleController {
 
   private evict(): void {
     const taintsByNode = new Map<string, KObj[]>();
-    for (const n of this.store.list('nodes')) {
+    for (const n of this.store.listShared('nodes')) {
       const noExecute = (n.spec?.taints ?? []).filter((t: KObj) => t.effect === 'NoExecute');
       if (noExecute.length) taintsByNode.set(n.metadata.name, noExecute);
     }
     if (!taintsByNode.size) return;
-    for (const pod of this.store.list('pods')) {
+    for (const pod of this.store.listShared('pods')) {
       const taints = taintsByNode.get(pod.spec?.nodeName);
       if (!taints || pod.metadata.deletionTimestamp || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') continue;
       const at = evictionTime(pod, taints);

@@ -51,7 +51,7 @@ export class ReplicaSetController extends KindController {
 
   protected sync(rs: KObj): void {
     const ns = rs.metadata.namespace;
-    const all = this.store.list('pods', ns);
+    const all = this.store.listShared('pods', ns);
     const pods = all.filter((p) => controllerUid(p) === rs.metadata.uid);
     pods.push(...adoptOrphans(this.client, 'pods', rs, all, (p) => podActive(p) && selectorMatches(rs.spec?.selector, p.metadata.labels)));
     let active = pods.filter(podActive);

@@ -82,12 +82,12 @@ export class Scheduler {
     if (this.stopped) return;
     this.healthThisPass.clear();
     try {
-      const pods = this.store.list('pods');
+      const pods = this.store.listShared('pods');
       const pending = pods.filter((p) => !p.spec?.nodeName && !p.metadata.deletionTimestamp && (p.spec?.schedulerName ?? 'default-scheduler') === 'default-scheduler' && (p.status?.phase ?? 'Pending') === 'Pending');
       // Pods left unplaced wait for a change (a node, a volume, room freed) or the timer's pass.
       this.mayHavePending = pending.length > 0;
       if (!pending.length) return;
-      const nodes = this.store.list('nodes');
+      const nodes = [...this.store.listShared('nodes')];
       const used = new Map<string, Usage>();
       const boundPods: KObj[] = [];
       for (const p of pods) {

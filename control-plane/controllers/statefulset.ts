@@ -50,7 +50,7 @@ export class StatefulSetController extends KindController {
     if (sts.metadata.deletionTimestamp) return;
     const ns = sts.metadata.namespace;
     const name: string = sts.metadata.name;
-    const all = this.store.list('pods', ns);
+    const all = this.store.listShared('pods', ns);
     const pods = all.filter((p) => controllerUid(p) === sts.metadata.uid);
     const inUse = new Set<string>(pods.map((p) => p.metadata.labels?.[REVISION_HASH]).filter((h): h is string => !!h));
     if (sts.status?.currentRevision) inUse.add(sts.status.currentRevision);
@@ -187,7 +187,7 @@ export class StatefulSetController extends KindController {
   private writeStatus(sts: KObj, updateRevision: string, collisionCount: number): void {
     const ns = sts.metadata.namespace;
     const minReady: number = sts.spec?.minReadySeconds ?? 0;
-    const pods = this.store.list('pods', ns).filter((p) => controllerUid(p) === sts.metadata.uid && !terminating(p) && ordinalOf(sts.metadata.name, p.metadata.name) !== undefined);
+    const pods = this.store.listShared('pods', ns).filter((p) => controllerUid(p) === sts.metadata.uid && !terminating(p) && ordinalOf(sts.metadata.name, p.metadata.name) !== undefined);
     const replicas: number = sts.spec?.replicas ?? 1;
     const updated = pods.filter((p) => p.metadata.labels?.[REVISION_HASH] === updateRevision).length;
     const ready = pods.filter(podReady).length;
