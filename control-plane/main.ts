@@ -4,6 +4,7 @@ import { InvalidInput } from '../common/errors.js';
 import { parseDuration } from '../common/format.js';
 import { startControlPlane } from './server.js';
 import { validateNodeIpam, type NodeIpamOptions } from './controllers/node-ipam.js';
+import { DEFAULT_KUBE_API_BURST, DEFAULT_KUBE_API_QPS } from './controllers/client.js';
 
 export { startControlPlane } from './server.js';
 
@@ -51,6 +52,8 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     .option('--max-watches-per-client <n>', 'open watches per credential', '250')
     .option('--max-watch-timeout <duration>', 'the longest a watch lasts, whatever timeoutSeconds asks', '1h')
     .option('--horizontal-pod-autoscaler-sync-period <duration>', 'how often each HorizontalPodAutoscaler is evaluated (kube-controller-manager\'s flag)', '15s')
+    .option('--kube-api-qps <n>', 'pods the workload controllers create per second, after a burst (kube-controller-manager\'s client rate limit)', String(DEFAULT_KUBE_API_QPS))
+    .option('--kube-api-burst <n>', 'pods the workload controllers may create at once', String(DEFAULT_KUBE_API_BURST))
     .option('--node-monitor-grace-period <duration>', 'how long a node may miss its Lease renewals before it is Unknown and tainted unreachable (kube-controller-manager\'s flag)', '40s')
     .option('--default-not-ready-toleration-seconds <n>', 'how long new pods tolerate a not-ready node before eviction (kube-apiserver\'s flag)', '300')
     .option('--default-unreachable-toleration-seconds <n>', 'how long new pods tolerate an unreachable node before eviction (kube-apiserver\'s flag)', '300')
@@ -61,13 +64,15 @@ export async function runControlPlaneCommand(argv: string[]): Promise<void> {
     .option('--service-node-port-range <range>', 'ports NodePort Services get', '30000-32767')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ allocateNodeCidrs?: boolean; clusterCidr?: string; nodeCidrMaskSize: string; dataDir: string; store?: string; etcdPrefix: string; leaderElect?: boolean; leaderElectLeaseDuration: string; leaderElectRenewDeadline: string; leaderElectRetryPeriod: string; port: string; host: string; alsoListen?: string[]; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
+  const o = cmd.opts<{ allocateNodeCidrs?: boolean; clusterCidr?: string; nodeCidrMaskSize: string; dataDir: string; store?: string; etcdPrefix: string; leaderElect?: boolean; leaderElectLeaseDuration: string; leaderElectRenewDeadline: string; leaderElectRetryPeriod: string; port: string; host: string; alsoListen?: string[]; kubeconfig?: string; logLevel: string; eventTtl: string; maxEventsPerNamespace: string; maxWatches: string; maxWatchesPerClient: string; maxWatchTimeout: string; horizontalPodAutoscalerSyncPeriod: string; kubeApiQps: string; kubeApiBurst: string; nodeMonitorGracePeriod: string; defaultNotReadyTolerationSeconds: string; defaultUnreachableTolerationSeconds: string; serviceClusterIpRange: string; serviceNodePortRange: string }>();
   const port = Number(o.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidInput(`--port ${o.port} is not a port number`, 'use a number between 1 and 65535');
   const cp = await startControlPlane({
     dataDir: path.resolve(o.dataDir), store: o.store, etcdPrefix: o.etcdPrefix, leaderElect: leaderElectionOf(o), port, host: o.host, alsoListen: o.alsoListen, kubeconfigPath: o.kubeconfig ? path.resolve(o.kubeconfig) : undefined, logLevel: o.logLevel,
     eventTtlSeconds: durationSeconds(o.eventTtl, '--event-ttl'),
     hpaSyncPeriodSeconds: durationSeconds(o.horizontalPodAutoscalerSyncPeriod, '--horizontal-pod-autoscaler-sync-period'),
+    kubeApiQps: positiveInt(o.kubeApiQps, '--kube-api-qps'),
+    kubeApiBurst: positiveInt(o.kubeApiBurst, '--kube-api-burst'),
     nodeMonitorGracePeriodSeconds: durationSeconds(o.nodeMonitorGracePeriod, '--node-monitor-grace-period'),
     defaultNotReadyTolerationSeconds: positiveInt(o.defaultNotReadyTolerationSeconds, '--default-not-ready-toleration-seconds'),
     defaultUnreachableTolerationSeconds: positiveInt(o.defaultUnreachableTolerationSeconds, '--default-unreachable-toleration-seconds'),

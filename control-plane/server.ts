@@ -46,7 +46,7 @@ import { LOCAL_PATH_CLASS, LOCAL_PATH_STORAGE_CLASS } from './kinds/storage.js';
 import { EndpointSliceController, EndpointSliceMirroringController, EndpointsController } from './controllers/endpoints.js';
 import { ServiceAllocator } from './service-allocator.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
-import type { ApiClient, PropagationPolicy } from './controllers/client.js';
+import { DEFAULT_KUBE_API_BURST, DEFAULT_KUBE_API_QPS, TokenBucket, type ApiClient, type PropagationPolicy } from './controllers/client.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { authenticate, type UserInfo } from './authn.js';
 import { admitCreate, admitTokenRequest, verbOf, type ObjectReader, type RequestAttributes } from './node-authorizer.js';
@@ -92,6 +92,9 @@ export interface ControlPlaneOptions {
   watchLimits?: Partial<WatchLimitOptions>;
   /** Seconds between evaluations of each HorizontalPodAutoscaler (kube-controller-manager's default 15). */
   hpaSyncPeriodSeconds?: number;
+  /** The pace of the pods the workload controllers create (kube-controller-manager's --kube-api-qps/--kube-api-burst; default 20 and 30). */
+  kubeApiQps?: number;
+  kubeApiBurst?: number;
   /** Where Services' cluster IPs come from (kube-apiserver's --service-cluster-ip-range; default 10.96.0.0/16). */
   serviceClusterIpRange?: string;
   /** NodePort range (kube-apiserver's --service-node-port-range; default 30000-32767). */
@@ -280,7 +283,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const events = new EventRecorder(store, log);
   const nodeGraceSeconds = opts.nodeMonitorGracePeriodSeconds ?? 40;
   cp.defaultTolerationSeconds = { notReady: opts.defaultNotReadyTolerationSeconds ?? DEFAULT_TOLERATION_SECONDS.notReady, unreachable: opts.defaultUnreachableTolerationSeconds ?? DEFAULT_TOLERATION_SECONDS.unreachable };
-  const client = cp.internalClient();
+  const client = cp.internalClient(new TokenBucket(opts.kubeApiQps ?? DEFAULT_KUBE_API_QPS, opts.kubeApiBurst ?? DEFAULT_KUBE_API_BURST));
   const makeControllers = () => [
     new ReplicaSetController(store, log, events, client),
     new DeploymentController(store, log, events, client),
@@ -1123,7 +1126,7 @@ class ApiServer {
   }
 
   /** What the controllers write through: the same create, update and delete code as requests. */
-  internalClient(): ApiClient {
+  internalClient(podCreations: TokenBucket): ApiClient {
     const def = (resource: string) => {
       const r = RESOURCES.find((x) => x.name === resource);
       if (!r) throw new Error(`unknown resource ${resource}`);
@@ -1140,6 +1143,7 @@ class ApiServer {
     // a controller's object may be built from the store's shared, frozen ones (spread copies keep frozen parts), so
     // they get a copy of their own.
     return {
+      podCreations,
       create: (resource, ns, sent) => internal(() => this.create(def(resource), ns, structuredClone(sent), new URLSearchParams(), false).obj),
       update: (resource, ns, sent) => {
         const r = def(resource);

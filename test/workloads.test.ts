@@ -681,6 +681,25 @@ api('a StatefulSet: stable names in order, each after its predecessor is Ready; 
   }
 });
 
+api('pods are created at kube-controller-manager\'s client pace: a burst of 30, then 20 a second (a 45-replica Parallel StatefulSet)', async () => {
+  const sts = { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'paced' }, spec: { replicas: 45, podManagementPolicy: 'Parallel', serviceName: 'paced', selector: { matchLabels: { app: 'paced' } }, template: { metadata: { labels: { app: 'paced' } }, spec: { containers: [{ name: 'c', image: 'busybox' }] } } } };
+  const start = performance.now();
+  assert.equal((await t.api('POST', '/apis/apps/v1/namespaces/default/statefulsets', sts)).status, 201);
+  let count = 0;
+  let over: string | undefined;
+  while (count < 45 && performance.now() - start < 30_000) {
+    const list = await t.api('GET', '/api/v1/namespaces/default/pods?labelSelector=app%3Dpaced');
+    const elapsed = performance.now() - start;
+    count = list.body.items.length;
+    // An upper bound holds whatever the load: a busy machine only creates more slowly.
+    if (count > 30 + Math.ceil((20 * elapsed) / 1000) + 1) over ??= `${count} pods after ${Math.round(elapsed)} ms`;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(count, 45, 'every replica was made');
+  assert.is(over, undefined, `faster than the pace: ${over}`);
+  await k(['delete', 'statefulset', 'paced', '--wait=false']);
+});
+
 api.run();
 
 // ---------------------------------------------------------------------------------- real node

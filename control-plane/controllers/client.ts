@@ -19,6 +19,54 @@ export interface ApiClient {
   /** The status subresource; obj.metadata.resourceVersion is the precondition. */
   updateStatus(resource: string, namespace: string, obj: KObj): KObj;
   delete(resource: string, namespace: string, name: string, opts?: { propagationPolicy?: PropagationPolicy; uid?: string }): KObj;
+  /** The pace of the pods the workload controllers create (kube-controller-manager's client rate limit): see podCreationAllowed. */
+  readonly podCreations: TokenBucket;
+}
+
+/** kube-controller-manager's defaults for its API client: --kube-api-qps 20, --kube-api-burst 30. */
+export const DEFAULT_KUBE_API_QPS = 20;
+export const DEFAULT_KUBE_API_BURST = 30;
+
+/** A token bucket as client-go's rate limiter: `burst` tokens at most, `qps` more each second. */
+export class TokenBucket {
+  private tokens: number;
+  private refilledAt = performance.now();
+  constructor(readonly qps: number, readonly burst: number) {
+    this.tokens = burst;
+  }
+
+  private refill(): void {
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) * this.qps) / 1000);
+    this.refilledAt = now;
+  }
+
+  /** Take a token if there is one. */
+  take(): boolean {
+    this.refill();
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** How long until take() can succeed. */
+  msUntilToken(): number {
+    this.refill();
+    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) * 1000) / this.qps);
+  }
+}
+
+/**
+ * Whether a controller may create one more pod now. kube-controller-manager's API client is rate
+ * limited (20 requests a second, bursts of 30, by default), so a 1000-replica StatefulSet's pods
+ * are created over about 50 s rather than in one pass; the scalability SLOs (pod startup under 5 s)
+ * are defined with pods arriving so. Here the pods the workload controllers create draw from that
+ * budget (their other writes are few); when it is spent, the loop is woken once a token is back.
+ */
+export function podCreationAllowed(client: ApiClient, loop: Loop): boolean {
+  if (client.podCreations.take()) return true;
+  loop.wakeIn(client.podCreations.msUntilToken());
+  return false;
 }
 
 /** The owner reference a controller puts on what it makes (controller: true, blockOwnerDeletion: true). */
@@ -89,6 +137,7 @@ export abstract class Loop {
   private unsubscribe: (() => void) | undefined;
   private queued = false;
   private lastPassAt = 0;
+  private wakeTimer: NodeJS.Timeout | undefined;
   protected stopped = false;
 
   /**
@@ -109,10 +158,20 @@ export abstract class Loop {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.unsubscribe?.();
   }
 
   protected abstract pass(): void;
+
+  /** Run a pass again in `ms` (at most one such wake-up pending): for work a pass had to leave, such as paced creations. */
+  wakeIn(ms: number): void {
+    if (this.wakeTimer || this.stopped) return;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.queue();
+    }, ms);
+  }
 
   queue(): void {
     if (this.queued || this.stopped) return;

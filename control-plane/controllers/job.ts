@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import { now } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, POD_BURST_BATCH_MS, controllerUid, deleteOwnedPod, podActive, podReady, type ApiClient } from './client.js';
+import { KindController, POD_BURST_BATCH_MS, podCreationAllowed, controllerUid, deleteOwnedPod, podActive, podReady, type ApiClient } from './client.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
 import { formatIndexes, indexOf, indexedPodTemplate, indexedPodPrefix } from './indexed-job.js';
@@ -41,7 +41,9 @@ export class JobController extends KindController {
     for (const p of pods) deleteOwnedPod(this.client, this.events, job, p, COMPONENT);
   }
 
+  /** Undefined when it was not made: refused (the event says why) or paced (the loop comes back for it). */
   private createPod(job: KObj, template: KObj, generateName: string): KObj | undefined {
+    if (!podCreationAllowed(this.client, this)) return undefined;
     try {
       const pod = this.client.create('pods', job.metadata.namespace, podFromTemplate(job, template, generateName));
       this.events.record(job, 'Normal', 'SuccessfulCreate', `Created pod: ${pod.metadata.name}`, COMPONENT);

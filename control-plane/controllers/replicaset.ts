@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import { ApiError } from '../resources.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, POD_BURST_BATCH_MS, adoptOrphans, controllerRef, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
+import { KindController, POD_BURST_BATCH_MS, podCreationAllowed, adoptOrphans, controllerRef, controllerUid, podActive, podAvailable, podReady, type ApiClient } from './client.js';
 import { selectorMatches } from '../kinds/workloads.js';
 import type { EventRecorder } from './events.js';
 
@@ -60,6 +60,7 @@ export class ReplicaSetController extends KindController {
       const diff = want - active.length;
       if (diff > 0) {
         for (let i = 0; i < Math.min(diff, BURST); i++) {
+          if (!podCreationAllowed(this.client, this)) break;
           try {
             const pod = this.client.create('pods', ns, podFromTemplate(rs, rs.spec.template, `${rs.metadata.name}-`));
             active.push(pod);

@@ -1,6 +1,6 @@
 import type { Logger } from '../../common/log.js';
 import type { KObj, Store } from '../store.js';
-import { KindController, POD_BURST_BATCH_MS, adoptOrphans, controllerRef, controllerUid, deleteOwnedPod, podAvailable, podReady, type ApiClient } from './client.js';
+import { KindController, POD_BURST_BATCH_MS, podCreationAllowed, adoptOrphans, controllerRef, controllerUid, deleteOwnedPod, podAvailable, podReady, type ApiClient } from './client.js';
 import { ApiError } from '../resources.js';
 import type { EventRecorder } from './events.js';
 import { podFromTemplate } from './replicaset.js';
@@ -75,6 +75,7 @@ export class StatefulSetController extends KindController {
     for (let o = start; o < start + replicas && !blocked; o++) {
       const pod = byOrdinal.get(o);
       if (!pod) {
+        if (!podCreationAllowed(this.client, this)) { blocked = true; break; }
         const made = this.createPod(sts, o, updateRevision);
         if (made) byOrdinal.set(o, made);
         if (ordered) blocked = true; // wait for it to be Running and Ready
