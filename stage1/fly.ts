@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { Variant } from 'dbus-next';
-import { atomicWrite } from '../common/fsutil.js';
+import { replaceFile } from '../common/fsutil.js';
 import { execa } from 'execa';
 import { ContainerConfigError } from '../common/errors.js';
 import { nativeHelperPath } from '../common/native.js';
@@ -59,7 +59,8 @@ export class FlyStage1 implements Stage1 {
     // The env in a root-only file, not Environment=: unit properties are readable by every local user
     // (`systemctl show`), and the env may hold values from Secrets.
     const envFile = appEnvFile(pod, app);
-    await atomicWrite(envFile, envFileText(app), 0o600);
+    // Written again at every launch, right before the unit that reads it: no fsync (replaceFile).
+    await replaceFile(envFile, envFileText(app), 0o600);
     properties.push(['EnvironmentFiles', new Variant('a(sb)', [[envFile, false]])]);
     // Volumes: systemd binds them below RootDirectory= (destinations are inside the app's root) before the chroot.
     const writable = volumeBinds(pod, app, false);
