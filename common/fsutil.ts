@@ -32,6 +32,24 @@ export async function atomicWrite(file: string, data: string | Uint8Array, mode 
   }
 }
 
+/**
+ * Replace a file atomically (readers see the old or the new content) but
+ * without fsync: for files that are written again before every use, such as
+ * the files a unit reads that are rewritten at each launch (a transient unit
+ * does not outlive a crash of the node, so a lost write is never read). An
+ * fsync costs ~2 ms here, on the pod start path.
+ */
+export async function replaceFile(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+  await fs.writeFile(tmp, data, { mode, flag: 'wx' });
+  try {
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
 export async function atomicWriteJson(file: string, value: unknown): Promise<void> {
   await atomicWrite(file, JSON.stringify(value, null, 2) + '\n');
 }

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { accessSync, constants } from 'node:fs';
 
 const require = createRequire(import.meta.url);
 const loaded = new Map<string, unknown>();
@@ -21,4 +22,20 @@ export function loadAddon<T>(name: 'flock' | 'fsops' | 'inotify' | 'netns' | 'no
     loaded.set(name, addon);
   }
   return addon as T;
+}
+
+/**
+ * A helper program built beside the addons (native/binding.gyp, type
+ * executable, linked statically: it runs inside app roots with any libc),
+ * as a node path; undefined when it was not built, so a caller can take its
+ * slower path instead.
+ */
+export function nativeHelperPath(name: 'seccomp-exec'): string | undefined {
+  const file = new URL(`../../native/build/Release/${name}`, import.meta.url).pathname;
+  try {
+    accessSync(file, constants.X_OK);
+    return file;
+  } catch {
+    return undefined;
+  }
 }

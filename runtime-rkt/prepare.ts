@@ -178,16 +178,16 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     // status.podIP is empty here; a pod that gets a network has it filled in after attaching (fillPodIPs).
     const { argv, env } = await appCommand(c, image, hostname, rootfs, []);
     const workingDir = c.workingDir ?? (image.config.WorkingDir || '/');
-    await mkdirInRoot(rootfs, workingDir);
-    const imageUser = await resolveUser(rootfs, image.config.User);
+    // The image's user database is read once, beside the working directory's creation (each is a few fs round trips).
+    const [passwd, group] = await Promise.all([
+      readFileInRoot(rootfs, '/etc/passwd').then((t) => t ?? ''),
+      readFileInRoot(rootfs, '/etc/group').then((t) => t ?? ''),
+      mkdirInRoot(rootfs, workingDir),
+    ]);
+    const imageUser = await resolveUser(rootfs, image.config.User, { passwd, group });
     const { user, security } = resolveSecurity({
       pod, podRef: podRefOf(pod, input.uuid), container: c, index: i, stage1: input.stage1, nodeCaps, seccompRoot: input.seccompRoot,
-      image: {
-        spec: image.config.User,
-        resolved: 'error' in imageUser ? undefined : imageUser,
-        passwd: (await readFileInRoot(rootfs, '/etc/passwd')) ?? '',
-        group: (await readFileInRoot(rootfs, '/etc/group')) ?? '',
-      },
+      image: { spec: image.config.User, resolved: 'error' in imageUser ? undefined : imageUser, passwd, group },
     });
     await checkLocalhostProfile(security, `spec.containers[${i}].securityContext.seccompProfile`);
     apps.push({
@@ -203,8 +203,9 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     });
     if (input.stage1 === 'namespaces') {
       // Any user the app runs as writes it, as the kubelet's file (0666).
-      await fs.writeFile(podPaths(podDir).terminationLog(c.name), '', { mode: 0o666 });
-      await fs.chmod(podPaths(podDir).terminationLog(c.name), 0o666);
+      // One open: created empty, then its mode set past the umask on the same handle.
+      const log = await fs.open(podPaths(podDir).terminationLog(c.name), 'w', 0o666);
+      await log.chmod(0o666).finally(() => log.close());
     }
   }
   await writePodEtc(podDir, pod, hostname, input.clusterDns);

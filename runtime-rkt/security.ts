@@ -245,11 +245,18 @@ export function resolveSysctls(pod: Pod, stage1: Stage1Name): Array<[string, str
 }
 
 /** The capabilities this node's processes can hold (its own bounding set), from /proc/self/status. */
-export async function nodeCapabilities(): Promise<string[]> {
-  const status = await fs.readFile('/proc/self/status', 'utf8');
-  const hex = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-  return hex ? capsOfMask(BigInt(`0x${hex}`)) : [...ALL_CAPS];
+export function nodeCapabilities(): Promise<string[]> {
+  // A process's bounding set only ever shrinks, and this one never drops any: read it once.
+  nodeCapsOnce ??= fs.readFile('/proc/self/status', 'utf8').then((status) => {
+    const hex = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+    return hex ? capsOfMask(BigInt(`0x${hex}`)) : [...ALL_CAPS];
+  }).catch((err: unknown) => {
+    nodeCapsOnce = undefined;
+    throw err;
+  });
+  return nodeCapsOnce;
 }
+let nodeCapsOnce: Promise<string[]> | undefined;
 
 /** A Localhost profile must exist when the pod is prepared (containerd checks at container create). */
 export async function checkLocalhostProfile(security: AppSecurity, field: string): Promise<void> {

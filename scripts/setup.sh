@@ -43,6 +43,8 @@ done
 # Libraries native/decompress.c links: zlib (node's own copy is used where node exports it) and libzstd.
 [ -f /usr/include/zstd.h ] || missing+=(libzstd-dev)
 [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+# The static C library native/seccomp-exec.c links (it runs inside app roots, whatever libc they have).
+[ -f "/usr/lib/$(uname -m)-linux-gnu/libc.a" ] || missing+=(libc6-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -73,9 +75,10 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 # Native addons: built when one is missing or older than any native source.
 built=1
-for addon in flock fsops notify sha256 inotify netns spawn decompress; do
-  [ -f "native/build/Release/$addon.node" ] || built=0
-  for src in native/*.c native/*.h native/binding.gyp; do [ "$src" -nt "native/build/Release/$addon.node" ] && built=0; done
+# seccomp-exec is a static helper program (fly's precompiled seccomp filter), not an addon.
+for built_file in flock.node fsops.node notify.node sha256.node inotify.node netns.node spawn.node decompress.node seccomp-exec; do
+  [ -f "native/build/Release/$built_file" ] || built=0
+  for src in native/*.c native/*.h native/binding.gyp; do [ "$src" -nt "native/build/Release/$built_file" ] && built=0; done
 done
 [ "$built" = 1 ] || npm run install --silent
 

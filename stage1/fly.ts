@@ -1,14 +1,16 @@
 import * as path from 'node:path';
 import { Variant } from 'dbus-next';
-import { atomicWrite } from '../common/fsutil.js';
+import { replaceFile } from '../common/fsutil.js';
 import { execa } from 'execa';
 import { ContainerConfigError } from '../common/errors.js';
+import { nativeHelperPath } from '../common/native.js';
 import { prop, type UnitProperty } from '../common/systemd.js';
 import { appSecurity, capMask } from './app-security.js';
 import { execStart, podEtcBinds, refuseConsole } from './common.js';
 import { unitDeviceProperties } from './devices.js';
 import { cgroupProcsFiles, withCgroupJoin } from './namespaces.js';
-import { allowedSyscalls } from './seccomp.js';
+import { allowedSyscalls, runtimeDefaultSeccomp } from './seccomp.js';
+import { compiledSeccomp } from './seccomp-bpf.js';
 import { appMountSource, podPaths, type AppManifest, type AppUnitPlan, type EnterCommand, type PreparedPod, type RuntimePodManifest, type Stage1 } from './contract.js';
 
 /**
@@ -44,19 +46,21 @@ export class FlyStage1 implements Stage1 {
   }
 
   async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
+    const filterExec = await precompiledFilterExec(app);
     const properties = [
-      execStart(app.argv),
+      execStart(filterExec?.argv ?? app.argv),
       prop.str('RootDirectory', podPaths(pod.dir).rootfs(app.name)),
       prop.bool('MountAPIVFS', true),
       // Only the app is chrooted: stage0's ExecStopPost exit recorder must run on the node.
       prop.bool('RootDirectoryStartOnly', true),
       prop.str('WorkingDirectory', app.workingDir),
-      prop.binds('BindReadOnlyPaths', [...podEtcBinds(pod), ...volumeBinds(pod, app, true)]),
+      prop.binds('BindReadOnlyPaths', [...podEtcBinds(pod), ...volumeBinds(pod, app, true), ...(filterExec ? [filterExec.bind] : [])]),
     ];
     // The env in a root-only file, not Environment=: unit properties are readable by every local user
     // (`systemctl show`), and the env may hold values from Secrets.
     const envFile = appEnvFile(pod, app);
-    await atomicWrite(envFile, envFileText(app), 0o600);
+    // Written again at every launch, right before the unit that reads it: no fsync (replaceFile).
+    await replaceFile(envFile, envFileText(app), 0o600);
     properties.push(['EnvironmentFiles', new Variant('a(sb)', [[envFile, false]])]);
     // Volumes: systemd binds them below RootDirectory= (destinations are inside the app's root) before the chroot.
     const writable = volumeBinds(pod, app, false);
@@ -64,7 +68,7 @@ export class FlyStage1 implements Stage1 {
     // Numeric ids: a name would be looked up in the node's passwd, not the image's.
     if (app.user.uid !== 0) properties.push(prop.str('User', String(app.user.uid)));
     if (app.user.gid !== 0) properties.push(prop.str('Group', String(app.user.gid)));
-    properties.push(...flySecurityProperties(pod.manifest, app, podPaths(pod.dir).rootfs(app.name)));
+    properties.push(...flySecurityProperties(pod.manifest, app, podPaths(pod.dir).rootfs(app.name), { filterLoadedByHelper: filterExec !== undefined }));
     return { properties, stopPost: [] };
   }
 
@@ -105,6 +109,33 @@ export function envFileText(app: AppManifest): string {
   return app.env.map(([k, v]) => `${k}="${v.replace(/[\\"$`]/g, (c) => `\\${c}`)}"\n`).join('');
 }
 
+/**
+ * Where the seccomp-exec helper appears inside the app's root: on the empty
+ * tmpfs that systemd mounts at /run there (MountAPIVFS= with RootDirectory=),
+ * so the image's files are not touched.
+ */
+export const SECCOMP_EXEC_IN_ROOT = '/run/.stevedore-seccomp-exec';
+
+/**
+ * systemd compiles `SystemCallFilter=` into BPF at every start (~10 ms per
+ * fly app start here, the largest part of fly's start). An app with the
+ * RuntimeDefault profile and no_new_privs instead gets the very program the
+ * namespaces stage1 hands crun (the same OCI profile, compiled once per boot,
+ * seccomp-bpf.ts), loaded by a static helper (native/seccomp-exec.c) that
+ * then execs the app. Without no_new_privs the kernel would not let the
+ * helper load a filter (it has no CAP_SYS_ADMIN), so such apps, and any node
+ * where the helper or the compiler is missing, keep systemd's filter.
+ */
+async function precompiledFilterExec(app: AppManifest): Promise<{ argv: string[]; bind: { source: string; destination: string } } | undefined> {
+  const sec = appSecurity(app);
+  if (sec.privileged || sec.seccomp.type !== 'RuntimeDefault' || !sec.noNewPrivileges) return undefined;
+  const helper = nativeHelperPath('seccomp-exec');
+  if (!helper) return undefined;
+  const bpf = await compiledSeccomp(runtimeDefaultSeccomp(sec.capabilities));
+  if (!bpf) return undefined;
+  return { argv: [SECCOMP_EXEC_IN_ROOT, bpf, app.argv[0]!, ...app.argv], bind: { source: helper, destination: SECCOMP_EXEC_IN_ROOT } };
+}
+
 const EPERM = 1;
 /** Allowed by name here; their arguments are checked by RestrictNamespaces=, RestrictAddressFamilies= and LockPersonality=. */
 const ARG_CHECKED_SYSCALLS = ['clone', 'clone3', 'socket', 'personality'];
@@ -117,7 +148,7 @@ const ARG_CHECKED_SYSCALLS = ['clone', 'clone3', 'socket', 'personality'];
  * RestrictAddressFamilies= (no vsock) and LockPersonality=. These apply to
  * the app's process only: stage0's ExecStopPost commands run "privileged".
  */
-export function flySecurityProperties(manifest: Pick<RuntimePodManifest, 'stage1' | 'apps'>, app: AppManifest, rootfs: string): UnitProperty[] {
+export function flySecurityProperties(manifest: Pick<RuntimePodManifest, 'stage1' | 'apps'>, app: AppManifest, rootfs: string, opts: { filterLoadedByHelper?: boolean } = {}): UnitProperty[] {
   const sec = appSecurity(app);
   const props: UnitProperty[] = [...unitDeviceProperties(manifest, sec.privileged)];
   if (sec.privileged) return props;
@@ -128,7 +159,9 @@ export function flySecurityProperties(manifest: Pick<RuntimePodManifest, 'stage1
   // A node path: with RootDirectoryStartOnly= systemd sets up the mount namespace on the node's
   // tree and only then chroots, so "/" here would be the node's root, not the app's.
   if (sec.readOnlyRootFilesystem) props.push(prop.strs('ReadOnlyPaths', [rootfs]));
-  if (sec.seccomp.type === 'RuntimeDefault') {
+  // The helper's program is the whole RuntimeDefault profile, argument rules included (clone's
+  // namespace flags, clone3, vsock sockets, personality values), for every architecture the node runs.
+  if (sec.seccomp.type === 'RuntimeDefault' && !opts.filterLoadedByHelper) {
     props.push(['SystemCallFilter', new Variant('(bas)', [true, [...allowedSyscalls(sec.capabilities), ...ARG_CHECKED_SYSCALLS]])]);
     props.push(prop.i32('SystemCallErrorNumber', EPERM));
     if (!sec.capabilities.includes('CAP_SYS_ADMIN')) props.push(['RestrictNamespaces', new Variant('t', 0n)]);

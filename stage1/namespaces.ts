@@ -1,10 +1,10 @@
 import * as fs from 'node:fs/promises';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { execa } from 'execa';
-import { atomicWrite } from '../common/fsutil.js';
+import { replaceFile } from '../common/fsutil.js';
 import { cgroupDirsOf } from '../common/cgroups.js';
 import { errnoCode, UserError } from '../common/errors.js';
+import { loadAddon } from '../common/native.js';
 import { fsops } from '../common/fsops.js';
 import { prop } from '../common/systemd.js';
 import { podEtcBinds, terminationLogBind } from './common.js';
@@ -23,6 +23,12 @@ const PYTHON = '/usr/bin/python3';
 const POD_NAMESPACES = ['net', 'ipc', 'uts'] as const;
 type PodNamespace = (typeof POD_NAMESPACES)[number];
 const OCI_NS_TYPE: Record<PodNamespace, string> = { net: 'network', ipc: 'ipc', uts: 'uts' };
+
+interface PodNamespacesAddon {
+  /** New ipc and uts (and, withNet, net with loopback up) namespaces bound onto the existing files dir/ipc, dir/uts (dir/net). */
+  makePodNamespaces(dir: string, withNet: boolean): Promise<void>;
+}
+const netnsAddon = () => loadAddon<PodNamespacesAddon>('netns');
 
 export const containerId = (uuid: string, app: string) => unitNames.app(uuid, app).replace(/\.service$/, '');
 
@@ -58,9 +64,10 @@ export class NamespacesStage1 implements Stage1 {
     const shared = this.sharedNamespaces(pod);
     // Persist the pod's namespaces as bind-mounted nsfs files: no pause process
     // has to live for them, and every app's crun joins them by path.
-    for (const ns of shared) await fs.writeFile(this.nsFile(pod, ns), '');
-    // One process makes them and brings loopback up in the new network namespace.
-    await execa('unshare', [...shared.map((ns) => `--${ns}=${this.nsFile(pod, ns)}`), '--', ...(shared.includes('net') ? ['ip', 'link', 'set', 'lo', 'up'] : ['true'])]);
+    await Promise.all(shared.map((ns) => fs.writeFile(this.nsFile(pod, ns), '')));
+    // A pool thread of this process makes them and brings loopback up in the new network
+    // namespace (native/netns.c): no `unshare … -- ip link set lo up`, two process starts.
+    await netnsAddon().makePodNamespaces(nsDir, shared.includes('net'));
   }
 
   private async ociSpec(pod: PreparedPod, app: AppManifest): Promise<unknown> {
@@ -84,7 +91,8 @@ export class NamespacesStage1 implements Stage1 {
     const id = containerId(pod.manifest.uuid, app.name);
     const bundle = podPaths(pod.dir).app(app.name);
     // 0600: the spec holds the app's env, Secret values included, and the pod folder is open to the api-service's group.
-    await atomicWrite(path.join(bundle, 'config.json'), `${JSON.stringify(await this.ociSpec(pod, app), null, 2)}\n`, 0o600);
+    // Written again at every launch, right before the unit that reads it: no fsync (replaceFile).
+    await replaceFile(path.join(bundle, 'config.json'), `${JSON.stringify(await this.ociSpec(pod, app), null, 2)}\n`, 0o600);
     let argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
     if (app.console) {
       // stdin/tty: the app runs under a holder that keeps its stdin and terminal for attach.

@@ -67,14 +67,29 @@ const PYTHON = '/usr/bin/python3';
 
 /** Compilations under way in this process, by profile hash: the apps of one pod start together and share one. */
 const inFlight = new Map<string, Promise<string | undefined>>();
+/**
+ * Programs this process already has, by profile JSON: a start then costs no
+ * read of the node's cache (a node has a handful of distinct profiles; the
+ * bound only keeps changing Localhost profiles from piling up).
+ */
+const known = new Map<string, string>();
+const KNOWN_MAX = 32;
 
 /** The profile as a BPF program (base64), from the node's cache or compiled now; undefined when it cannot be. */
 export function compiledSeccomp(profile: OciSeccomp): Promise<string | undefined> {
   const json = JSON.stringify(profile);
+  const hit = known.get(json);
+  if (hit) return Promise.resolve(hit);
   const key = createHash('sha256').update(json).digest('hex');
   let pending = inFlight.get(key);
   if (!pending) {
-    pending = cachedOrCompiled(json, path.join(CACHE_DIR, `${key}.bpf`)).finally(() => inFlight.delete(key));
+    pending = cachedOrCompiled(json, path.join(CACHE_DIR, `${key}.bpf`)).then((bpf) => {
+      if (bpf) {
+        if (known.size >= KNOWN_MAX) known.delete(known.keys().next().value!);
+        known.set(json, bpf);
+      }
+      return bpf;
+    }).finally(() => inFlight.delete(key));
     inFlight.set(key, pending);
   }
   return pending;

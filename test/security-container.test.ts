@@ -246,15 +246,27 @@ t('fly: runAsUser, capabilities, readOnlyRootFilesystem, no_new_privs, seccomp a
   const node = getNode();
   const [major, minor] = (await rootDisk(node)).split(':');
   const def = await probe(node, [
-    'grep -E "^(Seccomp|NoNewPrivs|CapEff|CapBnd):" /proc/self/status',
+    'grep -E "^(Seccomp|Seccomp_filters|NoNewPrivs|CapEff|CapBnd):" /proc/self/status',
     'unshare -U true; echo unshare-user=$?',
+    'unshare -n true; echo unshare-net=$?',
+    'mkdir -p /tmp/m; mount -t tmpfs none /tmp/m; echo mount=$?',
     `mknod /tmp/disk b ${major} ${minor}; echo mknod-disk=$?; head -c 512 /tmp/disk | wc -c; rm -f /tmp/disk`,
     'echo hi > /dev/null; echo null=$?',
   ].join('; '), { stage1: 'fly' });
   assert.is(statusField(def, 'Seccomp'), '2', def);
+  // One filter: the precompiled RuntimeDefault program the seccomp-exec helper loaded, not systemd's
+  // several (SystemCallFilter=, RestrictNamespaces=, RestrictAddressFamilies=, LockPersonality=).
+  assert.is(statusField(def, 'Seccomp_filters'), '1', def);
   assert.is(statusField(def, 'NoNewPrivs'), '1', def);
   assert.is(statusField(def, 'CapEff'), DEFAULT_CAP_MASK, def);
   assert.match(def, /^unshare-user=[1-9]/m, def);
+  assert.match(def, /^unshare-net=[1-9]/m, def);
+  assert.match(def, /^mount=[1-9]/m, def);
+  // allowPrivilegeEscalation: true keeps no_new_privs off; the helper cannot load a filter then, so systemd's filter confines the app.
+  const escalate = await probe(node, 'grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status; unshare -U true; echo unshare-user=$?', { stage1: 'fly', container: '{allowPrivilegeEscalation: true}' });
+  assert.is(statusField(escalate, 'Seccomp'), '2', escalate);
+  assert.is(statusField(escalate, 'NoNewPrivs'), '0', escalate);
+  assert.match(escalate, /^unshare-user=[1-9]/m, escalate);
   assert.not.match(def, /^512$/m, `no byte of the disk is read:\n${def}`);
   assert.match(def, /^null=0$/m, def);
   // fly's ids go through systemd's User=/Group=, which must find them on the node (Debian: nobody, users, nogroup).

@@ -179,6 +179,13 @@ test('device rules: the allow-list once on stevedore.slice; per unit only in hos
   assert.is(allowList, true);
   assert.not.ok(syscalls.includes('unshare') || syscalls.includes('mount'));
   assert.not.ok(props.has('ReadOnlyPaths'));
+  // With the precompiled program loaded by seccomp-exec, systemd builds no filter of its own; the rest stays.
+  const helped = new Map(flySecurityProperties(plain, app(), '/pods/x/rootfs', { filterLoadedByHelper: true }).map(([k, v]) => [k, (v as { value: unknown }).value]));
+  for (const name of ['SystemCallFilter', 'SystemCallErrorNumber', 'RestrictNamespaces', 'RestrictAddressFamilies', 'LockPersonality', 'SystemCallArchitectures']) {
+    assert.not.ok(helped.has(name), name);
+  }
+  assert.is(helped.get('NoNewPrivileges'), true);
+  assert.is(helped.get('CapabilityBoundingSet'), capMask(DEFAULT_CAPS));
 });
 
 test.run();
