@@ -43,6 +43,8 @@ export const LABEL = {
   index: 'io.stevedore.container.index',
   /** 'true' on init containers (run one by one to completion before the apps start). */
   init: 'io.stevedore.container.init',
+  /** 'true' on a sidecar init container (restartPolicy Always): it only has to have started before the next one starts, and runs beside the apps. */
+  sidecar: 'io.stevedore.container.sidecar',
   /** The image as the pod spec names it (the engine's Config.Image is the name it resolved: localhost/NAME for a local image). */
   image: 'io.stevedore.container.image',
   podLabels: 'io.stevedore.pod.labels',
@@ -92,6 +94,9 @@ export function parseEngineTimeUs(stamp: string): bigint {
 }
 
 const RESTART: Record<string, string> = { Always: 'always', OnFailure: 'on-failure', Never: 'no' };
+
+/** An init container the next one may follow: exited 0, or a sidecar that has started. */
+const initDone = (d: ContainerInspect) => (d.Config.Labels[LABEL.sidecar] === 'true' ? d.State.Status !== 'created' : d.State.Status === 'exited' && d.State.ExitCode === 0);
 
 export class DockerRuntime implements ContainerRuntime {
   readonly name = 'docker';
@@ -163,8 +168,8 @@ export class DockerRuntime implements ContainerRuntime {
       const failed = created.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       const ids = created.map((r) => (r as PromiseFulfilledResult<string>).value);
-      // With init containers, the first starts now and each exit 0 starts the next (advance), then the apps.
-      if (inits.length) await this.engine.call('POST', `/containers/${ids[0]}/start`);
+      // With init containers, the first starts now (and those after it while it is a sidecar) and each exit 0 starts the next (advance), then the apps.
+      if (inits.length) await this.advance(uuid);
       // Started in the spec's order, as the kubelet starts them.
       else for (const id of ids) await this.engine.call('POST', `/containers/${id}/start`);
     } catch (err) {
@@ -182,7 +187,6 @@ export class DockerRuntime implements ContainerRuntime {
   /** Fail closed on what this runtime does not do yet. */
   private refuseUnsupported(pod: Pod): void {
     const refused: string[] = [];
-    pod.spec.initContainers?.forEach((c, i) => { if (c.restartPolicy === 'Always') refused.push(`spec.initContainers[${i}].restartPolicy: Always (sidecar containers)`); });
     for (const v of pod.spec.volumes ?? []) {
       const sources = Object.keys(v).filter((k) => k !== 'name');
       if (v.emptyDir?.medium === 'Memory') refused.push(`spec.volumes[${v.name}].emptyDir.medium: Memory`);
@@ -284,8 +288,9 @@ export class DockerRuntime implements ContainerRuntime {
 
   private async containerBody(uuid: string, pod: Pod, c: ContainerSpec, index: number, infraId: string, ips: string[], volumes: Map<string, string>, init: boolean): Promise<Record<string, unknown>> {
     const field = `spec.${init ? 'initContainers' : 'containers'}[${index}]`;
-    // Init containers run to completion: retried on failure unless the pod never restarts (the kubelet's rule).
-    const restart = init ? ((pod.spec.restartPolicy ?? 'Always') === 'Never' ? 'no' : 'on-failure') : RESTART[pod.spec.restartPolicy ?? 'Always'];
+    // Init containers run to completion: retried on failure unless the pod never restarts (the kubelet's rule); a sidecar always.
+    const sidecar = init && c.restartPolicy === 'Always';
+    const restart = sidecar ? 'always' : init ? ((pod.spec.restartPolicy ?? 'Always') === 'Never' ? 'no' : 'on-failure') : RESTART[pod.spec.restartPolicy ?? 'Always'];
     const env = podEnv(c, ips);
     const { command, args } = expandCommand(c, env);
     const psc = pod.spec.securityContext ?? {};
@@ -324,7 +329,7 @@ export class DockerRuntime implements ContainerRuntime {
       ...(c.workingDir ? { WorkingDir: c.workingDir } : {}),
       ...(runAsUser !== undefined ? { User: runAsGroup !== undefined ? `${runAsUser}:${runAsGroup}` : String(runAsUser) } : {}),
       Tty: c.tty === true, OpenStdin: c.stdin === true, StdinOnce: c.stdinOnce === true, AttachStdin: false,
-      Labels: { ...this.baseLabels(uuid, pod, c.name), [LABEL.type]: 'container', [LABEL.index]: String(index), [LABEL.image]: c.image, ...(init ? { [LABEL.init]: 'true' } : {}) },
+      Labels: { ...this.baseLabels(uuid, pod, c.name), [LABEL.type]: 'container', [LABEL.index]: String(index), [LABEL.image]: c.image, ...(init ? { [LABEL.init]: 'true' } : {}), ...(sidecar ? { [LABEL.sidecar]: 'true' } : {}) },
       StopTimeout: pod.spec.terminationGracePeriodSeconds ?? 30,
       HostConfig: {
         NetworkMode: `container:${infraId}`,
@@ -390,7 +395,7 @@ export class DockerRuntime implements ContainerRuntime {
     const infra = details.find((d) => d.Config.Labels[LABEL.type] === 'podsandbox');
     const order = (d: ContainerInspect) => (d.Config.Labels[LABEL.init] === 'true' ? 0 : 1_000_000) + Number(d.Config.Labels[LABEL.index]);
     const apps = details.filter((d) => d.Config.Labels[LABEL.type] === 'container').sort((a, b) => order(a) - order(b));
-    const initializing = apps.some((d) => d.Config.Labels[LABEL.init] === 'true' && !(d.State.Status === 'exited' && d.State.ExitCode === 0));
+    const initializing = apps.some((d) => d.Config.Labels[LABEL.init] === 'true' && !initDone(d));
     const any = infra ?? apps[0];
     if (!any) return undefined;
     const labels = any.Config.Labels;
@@ -432,6 +437,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   private willRestart(d: ContainerInspect): boolean {
+    if (d.Config.Labels[LABEL.sidecar] === 'true') return true;
     if (d.Config.Labels[LABEL.init] === 'true') return d.State.ExitCode !== 0 && d.HostConfig.RestartPolicy?.Name === 'on-failure';
     const policy = d.Config.Labels[LABEL.restartPolicy];
     return policy === 'Always' || (policy === 'OnFailure' && d.State.ExitCode !== 0);
@@ -856,8 +862,10 @@ export class DockerRuntime implements ContainerRuntime {
     const byIndex = (a: ContainerInspect, b: ContainerInspect) => Number(a.Config.Labels[LABEL.index]) - Number(b.Config.Labels[LABEL.index]);
     const inits = details.filter((d) => d.Config.Labels[LABEL.init] === 'true').sort(byIndex);
     for (const init of inits) {
-      if (init.State.Status === 'exited' && init.State.ExitCode === 0) continue;
+      if (initDone(init)) continue;
       if (init.State.Status === 'created') await this.engine.call('POST', `/containers/${init.Id}/start`);
+      // A sidecar only has to have started: the next one starts beside it.
+      if (init.Config.Labels[LABEL.sidecar] === 'true') continue;
       return;
     }
     const apps = details.filter((d) => d.Config.Labels[LABEL.type] === 'container' && d.Config.Labels[LABEL.init] !== 'true').sort(byIndex);
