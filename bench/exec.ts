@@ -117,11 +117,17 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const dataDir = await fs.mkdtemp('/var/tmp/stevedore-bench-exec-');
   const sandbox = `bench-exec-${randomBytes(2).toString('hex')}`;
-  const [port, nodePort, apiServicePort] = [await freePort(), await freePort(), await freePort()];
+  // Every port its own (the cluster DNS too: another cluster on the machine may hold the default 10053).
+  const [port, nodePort, apiServicePort, dnsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const podCidr = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}.0/24`;
-  const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort),
+  const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort), '--dns-port', String(dnsPort),
     '--bridge', `sdb${randomBytes(3).toString('hex')}`, '--pod-cidr', podCidr, '--node-name', 'bench-node', '--sandbox-name', sandbox]);
-  if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}`);
+  if (up.code !== 0) {
+    // What up made before it failed (a sandbox, the control plane) goes too.
+    await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
+    await fs.rm(dataDir, { recursive: true, force: true });
+    throw new Error(`stevedore up failed:\n${up.stderr}`);
+  }
   // Whatever happens (a signal, a hang on a loaded machine), the cluster goes with the bench.
   let cleaned = false;
   const cleanup = async () => {
