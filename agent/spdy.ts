@@ -13,6 +13,7 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import * as zlib from 'node:zlib';
+import type { WebSocket } from 'ws';
 
 const VERSION = 3;
 const SYN_STREAM = 1, SYN_REPLY = 2, RST_STREAM = 3, SETTINGS = 4, PING = 6, GOAWAY = 7, HEADERS = 8, WINDOW_UPDATE = 9;
@@ -46,6 +47,62 @@ const DICTIONARY = (() => {
 })();
 
 export type Headers = Record<string, string>;
+
+/**
+ * Where a session's frames go and come from: a raw upgraded connection, or a WebSocket whose
+ * binary messages carry the frames (kubectl 1.31+). `send` writes the parts as one contiguous
+ * piece of the byte stream, without first copying them into one buffer (a port-forward moves
+ * every byte through here), and says false when the connection below wants a pause.
+ */
+export interface SpdyTransport {
+  send(parts: Buffer[]): boolean;
+  onDrain(cb: () => void): void;
+  end(): void;
+  destroy(): void;
+}
+
+/** Frames straight on the upgraded connection: the parts go out corked, as one writev. */
+function duplexTransport(socket: Duplex, receive: (d: Buffer) => void, closed: () => void): SpdyTransport {
+  socket.on('data', receive);
+  socket.on('close', closed);
+  socket.on('end', closed);
+  socket.on('error', closed);
+  return {
+    send(parts) {
+      socket.cork();
+      for (const p of parts) socket.write(p);
+      socket.uncork();
+      return !socket.writableNeedDrain;
+    },
+    onDrain(cb) { if (socket.writableNeedDrain) socket.once('drain', cb); else cb(); },
+    end() { socket.end(); },
+    destroy() { socket.destroy(); },
+  };
+}
+
+/**
+ * Frames in WebSocket binary messages. A frame header and its payload go as two fragments of one
+ * message (the tunnel reads messages as a byte stream, and fragments are reassembled by every
+ * WebSocket client), written corked on the connection below so that they leave in one write;
+ * back-pressure is that connection's.
+ */
+function webSocketTransport(ws: WebSocket, socket: Duplex, receive: (d: Buffer) => void, closed: () => void): SpdyTransport {
+  ws.on('message', (d: Buffer | ArrayBuffer | Buffer[]) => receive(Buffer.isBuffer(d) ? d : Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d)));
+  ws.on('close', closed);
+  ws.on('error', closed);
+  return {
+    send(parts) {
+      if (ws.readyState !== ws.OPEN) return true;
+      socket.cork();
+      parts.forEach((p, i) => ws.send(p, { binary: true, fin: i === parts.length - 1 }));
+      socket.uncork();
+      return !socket.writableNeedDrain;
+    },
+    onDrain(cb) { if (socket.writableNeedDrain) socket.once('drain', cb); else cb(); },
+    end() { ws.close(1000); },
+    destroy() { ws.terminate(); },
+  };
+}
 
 /**
  * One stream the client opened; write()/end() send DATA. What the client sends is kept until
@@ -102,19 +159,31 @@ export class SpdyStream extends EventEmitter {
  * already answered with SYN_REPLY) and 'close'.
  */
 export class SpdySession extends EventEmitter {
-  private buffer: Buffer = Buffer.alloc(0);
+  /** Bytes received and not yet framed: chunks kept apart until a whole frame is there (no copy per chunk). */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
   private readonly streams = new Map<number, SpdyStream>();
   private readonly inflate = zlib.createInflate({ dictionary: DICTIONARY });
   private readonly deflate = zlib.createDeflate({ dictionary: DICTIONARY });
   private inflateQueue: Promise<unknown> = Promise.resolve();
+  /** Header blocks queued or being inflated: while there are none, DATA is delivered at once. */
+  private inflating = 0;
   private closed = false;
+  private readonly transport: SpdyTransport;
 
-  constructor(private readonly transport: Duplex) {
+  /** A session on a raw upgraded connection (`Upgrade: SPDY/3.1`). */
+  static onSocket(socket: Duplex): SpdySession {
+    return new SpdySession((receive, closed) => duplexTransport(socket, receive, closed));
+  }
+
+  /** A session tunnelled in a WebSocket's binary messages; `socket` is the connection the WebSocket runs on. */
+  static onWebSocket(ws: WebSocket, socket: Duplex): SpdySession {
+    return new SpdySession((receive, closed) => webSocketTransport(ws, socket, receive, closed));
+  }
+
+  private constructor(open: (receive: (d: Buffer) => void, closed: () => void) => SpdyTransport) {
     super();
-    transport.on('data', (d: Buffer) => this.receive(d));
-    transport.on('close', () => this.shutdown());
-    transport.on('end', () => this.shutdown());
-    transport.on('error', () => this.shutdown());
+    this.transport = open((d) => this.receive(d), () => this.shutdown());
   }
 
   close(): void {
@@ -142,30 +211,72 @@ export class SpdySession extends EventEmitter {
     if (s.closed) this.streams.delete(s.id);
   }
 
+  /** The first `n` buffered bytes as one buffer (a copy only when they span chunks), and they are taken off. */
+  private take(n: number): Buffer {
+    const first = this.chunks[0]!;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift(); else this.chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let filled = 0;
+      while (filled < n) {
+        const c = this.chunks[0]!;
+        const part = Math.min(c.length, n - filled);
+        c.copy(out, filled, 0, part);
+        filled += part;
+        if (part === c.length) this.chunks.shift(); else this.chunks[0] = c.subarray(part);
+      }
+    }
+    this.buffered -= n;
+    return out;
+  }
+
+  /** Bytes 5..7 of the buffered frame header: its length. */
+  private pendingFrameLength(): number {
+    const first = this.chunks[0]!;
+    if (first.length < 8) {
+      const head = this.take(8);
+      this.chunks.unshift(head);
+      this.buffered += head.length;
+    }
+    return this.chunks[0]!.readUIntBE(5, 3);
+  }
+
   private receive(chunk: Buffer): void {
-    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
-    while (this.buffer.length >= 8) {
-      const length = this.buffer.readUIntBE(5, 3);
-      if (this.buffer.length < 8 + length) break;
-      const frame = this.buffer.subarray(0, 8 + length);
-      this.buffer = this.buffer.subarray(8 + length);
+    if (!chunk.length) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    while (this.buffered >= 8) {
+      const length = this.pendingFrameLength();
+      if (length > MAX_FRAME) { this.shutdown(); return; }
+      if (this.buffered < 8 + length) break;
+      const frame = this.take(8 + length);
       const flags = frame[4]!;
       const body = frame.subarray(8);
       if (frame[0]! & 0x80) this.control(frame.readUInt16BE(2), flags, body);
       else this.data(frame.readUInt32BE(0) & 0x7fffffff, flags, body);
       if (this.closed) return;
     }
-    if (this.buffer.length >= 8 && this.buffer.readUIntBE(5, 3) > MAX_FRAME) this.shutdown();
   }
 
   private data(id: number, flags: number, body: Buffer): void {
-    // Frames are handled in order behind any header block still being inflated.
-    this.inflateQueue = this.inflateQueue.then(() => {
+    const handle = () => {
       const s = this.streams.get(id);
       if (!s || s.remoteClosed) return;
       if (body.length) s.deliver(body);
       if (flags & FLAG_FIN) { s.remoteClosed = true; s.deliver(null); this.maybeForget(s); }
-    });
+    };
+    // Frames are handled in order behind any header block still being inflated; with none, at once.
+    if (this.inflating === 0) handle();
+    else this.inOrder(handle);
+  }
+
+  /** Queue work behind the header blocks being inflated (they share one zlib context, and order matters); counted until it ran. */
+  private inOrder(job: () => Promise<void> | void): void {
+    this.inflating++;
+    this.inflateQueue = this.inflateQueue.then(job).catch(() => this.shutdown()).finally(() => { this.inflating--; });
   }
 
   private control(type: number, flags: number, body: Buffer): void {
@@ -173,7 +284,7 @@ export class SpdySession extends EventEmitter {
       case SYN_STREAM: {
         const id = body.readUInt32BE(0) & 0x7fffffff;
         const block = body.subarray(10);
-        this.inflateQueue = this.inflateQueue.then(async () => {
+        this.inOrder(async () => {
           const headers = parseHeaderBlock(await this.inflateBlock(block));
           if (this.closed) return;
           const s = new SpdyStream(this, id, headers);
@@ -181,12 +292,12 @@ export class SpdySession extends EventEmitter {
           await this.sendSynReply(id);
           if (flags & FLAG_FIN) { s.remoteClosed = true; s.deliver(null); }
           this.emit('stream', s);
-        }).catch(() => this.shutdown());
+        });
         break;
       }
       case RST_STREAM: {
         const id = body.readUInt32BE(0) & 0x7fffffff;
-        this.inflateQueue = this.inflateQueue.then(() => {
+        this.inOrder(() => {
           const s = this.streams.get(id);
           if (!s) return;
           this.streams.delete(id);
@@ -205,7 +316,7 @@ export class SpdySession extends EventEmitter {
         break;
       case HEADERS:
         // Header blocks share the compression context: inflate to keep it in step, then drop.
-        this.inflateQueue = this.inflateQueue.then(() => this.inflateBlock(body.subarray(4))).catch(() => this.shutdown());
+        this.inOrder(async () => { await this.inflateBlock(body.subarray(4)); });
         break;
       case SETTINGS: case WINDOW_UPDATE: case SYN_REPLY:
       default:
@@ -258,37 +369,40 @@ export class SpdySession extends EventEmitter {
     this.writeControl(RST_STREAM, 0, body);
   }
 
-  /** DATA frames (split below the frame limit); false when the transport wants a pause. */
+  /**
+   * DATA frames (split below the frame limit); false when the transport wants a pause. Each
+   * frame's header and payload go to the transport as parts, so the payload is never copied here.
+   */
   sendData(id: number, data: Buffer, fin: boolean): boolean {
     if (this.closed) return true;
-    let ok = true;
-    const CHUNK = 64 * 1024;
+    const CHUNK = 1 << 20;
+    const parts: Buffer[] = [];
     let offset = 0;
     do {
       const part = data.subarray(offset, offset + CHUNK);
       offset += part.length;
-      const last = offset >= data.length;
-      const head = Buffer.alloc(8);
+      const head = Buffer.allocUnsafe(8);
       head.writeUInt32BE(id & 0x7fffffff, 0);
-      head[4] = fin && last ? FLAG_FIN : 0;
-      head.writeUIntBE(part.length, 5, 3);
-      ok = this.transport.write(Buffer.concat([head, part])) && ok;
+      head.writeUInt32BE(part.length, 4);
+      head[4] = fin && offset >= data.length ? FLAG_FIN : 0;
+      parts.push(head);
+      if (part.length) parts.push(part);
     } while (offset < data.length);
-    return ok;
+    return this.transport.send(parts);
   }
 
   private writeControl(type: number, flags: number, body: Buffer): void {
     if (this.closed) return;
-    const head = Buffer.alloc(8);
+    const head = Buffer.allocUnsafe(8);
     head.writeUInt16BE(0x8000 | VERSION, 0);
     head.writeUInt16BE(type, 2);
+    head.writeUInt32BE(body.length, 4);
     head[4] = flags;
-    head.writeUIntBE(body.length, 5, 3);
-    this.transport.write(Buffer.concat([head, body]));
+    this.transport.send([head, body]);
   }
 
   /** The transport's writable side drained (for back-pressure). */
-  onDrain(cb: () => void): void { this.transport.once('drain', cb); }
+  onDrain(cb: () => void): void { this.transport.onDrain(cb); }
 }
 
 function parseHeaderBlock(block: Buffer): Headers {

@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
-import { createWebSocketStream, WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { SpdySession, type SpdyStream } from './spdy.js';
 import { UserError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -142,7 +142,7 @@ export class StreamServer {
         const release = this.reserve();
         socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${SPDY_CHANNEL_PROTOCOL}\r\n\r\n`);
         if (head.length) socket.unshift(head);
-        this.serveSpdyChannels(new SpdySession(socket), r, kind, start, release);
+        this.serveSpdyChannels(SpdySession.onSocket(socket), r, kind, start, release);
         return;
       }
       throw new StreamError(400, `this node streams exec and attach over WebSocket (subprotocol ${CHANNEL_PROTOCOLS.join(' or ')}) or SPDY/3.1 (${SPDY_CHANNEL_PROTOCOL}); got Upgrade: ${req.headers.upgrade ?? '(none)'}, protocols: ${req.headers['sec-websocket-protocol'] ?? spdyVersions.join(', ') ?? '(none)'}`);
@@ -299,8 +299,7 @@ export class StreamServer {
       const release = this.reserve();
       req.headers['sec-websocket-protocol'] = TUNNEL_TOKEN;
       this.wss.handleUpgrade(req, socket, head, (ws) => {
-        const transport = createWebSocketStream(ws);
-        this.servePortForward(new SpdySession(transport), podId, release, () => ws.terminate());
+        this.servePortForward(SpdySession.onWebSocket(ws, socket), podId, release, () => ws.terminate());
       });
       return;
     }
@@ -308,7 +307,7 @@ export class StreamServer {
       const release = this.reserve();
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${PORT_FORWARD_PROTOCOL}\r\n\r\n`);
       if (head.length) socket.unshift(head);
-      this.servePortForward(new SpdySession(socket), podId, release, () => socket.destroy());
+      this.servePortForward(SpdySession.onSocket(socket), podId, release, () => socket.destroy());
       return;
     }
     throw new StreamError(400, `port-forward needs a WebSocket upgrade with subprotocol ${PORT_FORWARD_TUNNEL}, or Upgrade: SPDY/3.1 with X-Stream-Protocol-Version: ${PORT_FORWARD_PROTOCOL}; got Upgrade: ${req.headers.upgrade ?? '(none)'}`);

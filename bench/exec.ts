@@ -8,9 +8,12 @@
  *   - a bare `crun exec ID true` of the same container, timed inside the node
  *     (what the node adds = node API − bare crun exec);
  *   - port-forward throughput: a 100 MiB download through `kubectl
- *     port-forward` beside the same download straight to the pod IP.
+ *     port-forward` beside the same download straight to the pod IP, and
+ *     through kubectl port-forward against a minimal relay (bench/pf-relay.ts:
+ *     what kubectl alone can move), alternating; with the CPU seconds each
+ *     process on the path spent per download (kubectl, control plane, agent).
  *
- *   node dist/bench/exec.js [--samples N] [--mib 100] [--update-results bench/RESULTS.md]
+ *   node dist/bench/exec.js [--samples N] [--mib 100] [--rounds 3] [--port-forward-only] [--update-results bench/RESULTS.md]
  *
  * Traffic goes only to loopback and the pod network this bench creates.
  */
@@ -21,19 +24,22 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { freePort, run } from './cluster-util.js';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { freePort, readProc, run } from './cluster-util.js';
 import { eachFlag, fmtMs, median, nowMs, replaceResultsSection, sleep, summarize } from './stats.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = path.join(REPO, 'bin', 'stevedore.js');
 
-interface Args { samples: number; mib: number; updateResults?: string }
+interface Args { samples: number; mib: number; rounds: number; portForwardOnly: boolean; updateResults?: string }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { samples: 20, mib: 100 };
+  const a: Args = { samples: 20, mib: 100, rounds: 3, portForwardOnly: false };
   eachFlag(argv, (k, v) => {
     if (k === '--samples') a.samples = Number(v());
     else if (k === '--mib') a.mib = Number(v());
+    else if (k === '--rounds') a.rounds = Number(v());
+    else if (k === '--port-forward-only') a.portForwardOnly = true;
     else if (k === '--update-results') a.updateResults = v();
     else return false;
     return true;
@@ -75,15 +81,53 @@ function download(port: number, host: string): Promise<number> {
   });
 }
 
+/** CPU seconds (user + system) of each process while `fn` runs; a process that is gone counts 0. */
+async function cpuSecondsDuring<T>(pids: Record<string, number>, fn: () => Promise<T>): Promise<{ value: T; cpu: Record<string, number> }> {
+  const ticks = async () => Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([k, pid]) => [k, await readProc(pid).then((p) => p.ticks, () => NaN)] as const)));
+  const before = await ticks();
+  const value = await fn();
+  const after = await ticks();
+  const clk = 100; // USER_HZ on Linux
+  return { value, cpu: Object.fromEntries(Object.keys(pids).map((k) => [k, (after[k]! - before[k]!) / clk])) };
+}
+
+/** The PID listening on a TCP port (ss shows host PIDs, also for a node sandbox's processes). */
+async function listenerPid(port: number): Promise<number> {
+  const r = await run('ss', ['-ltnpH', `sport = :${port}`]);
+  const pid = Number(/pid=(\d+)/.exec(r.stdout)?.[1]);
+  if (!pid) throw new Error(`no process listens on port ${port}: ${r.stdout}${r.stderr}`);
+  return pid;
+}
+
+/** `kubectl port-forward` on a free local port, once it listens. */
+async function startPortForward(env: Record<string, string>): Promise<{ port: number; pid: number; output: () => string; stop: () => void }> {
+  const port = await freePort();
+  const pf = spawn('kubectl', ['port-forward', 'pod/bench', `${port}:8080`], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  pf.stdout.on('data', (d) => { out += d; });
+  pf.stderr.on('data', (d) => { out += d; });
+  for (let i = 0; !/Forwarding from/.test(out); i++) {
+    if (i > 100) { pf.kill('SIGTERM'); throw new Error(`port-forward did not start: ${out}`); }
+    await sleep(100);
+  }
+  return { port, pid: pf.pid!, output: () => out, stop: () => pf.kill('SIGTERM') };
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const dataDir = await fs.mkdtemp('/var/tmp/stevedore-bench-exec-');
   const sandbox = `bench-exec-${randomBytes(2).toString('hex')}`;
-  const [port, nodePort, apiServicePort] = [await freePort(), await freePort(), await freePort()];
+  // Every port its own (the cluster DNS too: another cluster on the machine may hold the default 10053).
+  const [port, nodePort, apiServicePort, dnsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const podCidr = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}.0/24`;
-  const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort),
+  const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), '--api-service-port', String(apiServicePort), '--dns-port', String(dnsPort),
     '--bridge', `sdb${randomBytes(3).toString('hex')}`, '--pod-cidr', podCidr, '--node-name', 'bench-node', '--sandbox-name', sandbox]);
-  if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}`);
+  if (up.code !== 0) {
+    // What up made before it failed (a sandbox, the control plane) goes too.
+    await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
+    await fs.rm(dataDir, { recursive: true, force: true });
+    throw new Error(`stevedore up failed:\n${up.stderr}`);
+  }
   // Whatever happens (a signal, a hang on a loaded machine), the cluster goes with the bench.
   let cleaned = false;
   const cleanup = async () => {
@@ -118,36 +162,76 @@ async function main(): Promise<void> {
     const tls = { ca: await fs.readFile(path.join(pki, 'ca.crt'), 'utf8'), cert: await fs.readFile(path.join(pki, 'apiserver-kubelet-client.crt'), 'utf8'), key: await fs.readFile(path.join(pki, 'apiserver-kubelet-client.key'), 'utf8') };
 
     const step = (what: string) => process.stderr.write(`bench: ${what}\n`);
-    step('kubectl floor');
-    const kubectlFloor = await timeIt(args.samples, async () => { const r = await kubectl(['get', '--raw', '/version']); if (r.code) throw new Error(r.stderr); });
-    step('kubectl exec');
-    const kubectlExec = await timeIt(args.samples, async () => { const r = await kubectl(['exec', 'bench', '--', 'true']); if (r.code) throw new Error(r.stderr); });
-    step('node API exec');
-    const nodeApi = await timeIt(args.samples, () => nodeApiExec(nodePort, tls));
-    // Timed inside the node: the sandbox's own process start is not part of a crun exec.
-    const loop = `for i in $(seq ${args.samples + 1}); do a=$(date +%s%N); crun exec ${crunId} true || exit 1; b=$(date +%s%N); echo $(( (b-a)/1000 )); done`;
-    step('bare crun exec');
-    const bare = await onNode(['sh', '-c', loop]);
-    if (bare.code !== 0) throw new Error(`crun exec: ${bare.stderr}`);
-    const crunExec = bare.stdout.trim().split('\n').slice(1).map((us) => Number(us) / 1000);
+    let kubectlFloor: number[] = [], kubectlExec: number[] = [], nodeApi: number[] = [], crunExec: number[] = [];
+    if (!args.portForwardOnly) {
+      step('kubectl floor');
+      kubectlFloor = await timeIt(args.samples, async () => { const r = await kubectl(['get', '--raw', '/version']); if (r.code) throw new Error(r.stderr); });
+      step('kubectl exec');
+      kubectlExec = await timeIt(args.samples, async () => { const r = await kubectl(['exec', 'bench', '--', 'true']); if (r.code) throw new Error(r.stderr); });
+      step('node API exec');
+      nodeApi = await timeIt(args.samples, () => nodeApiExec(nodePort, tls));
+      // Timed inside the node: the sandbox's own process start is not part of a crun exec.
+      const loop = `for i in $(seq ${args.samples + 1}); do a=$(date +%s%N); crun exec ${crunId} true || exit 1; b=$(date +%s%N); echo $(( (b-a)/1000 )); done`;
+      step('bare crun exec');
+      const bare = await onNode(['sh', '-c', loop]);
+      if (bare.code !== 0) throw new Error(`crun exec: ${bare.stderr}`);
+      crunExec = bare.stdout.trim().split('\n').slice(1).map((us) => Number(us) / 1000);
+    }
 
-    const localPort = await freePort();
-    const pf = spawn('kubectl', ['port-forward', 'pod/bench', `${localPort}:8080`], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let pfOut = '';
-    pf.stdout.on('data', (d) => { pfOut += d; });
-    pf.stderr.on('data', (d) => { pfOut += d; });
-    const forwarded: number[] = [];
-    const direct: number[] = [];
+    // The relay: a self-signed serving pair (kubectl is told to skip verification for it alone) and a kubeconfig naming it.
+    const relayDir = path.join(dataDir, 'pf-relay');
+    await fs.mkdir(relayDir, { recursive: true });
+    const openssl = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', path.join(relayDir, 'key.pem'), '-out', path.join(relayDir, 'cert.pem')]);
+    if (openssl.code !== 0) throw new Error(`openssl: ${openssl.stderr}`);
+    const kubeconfig = parseYaml(await fs.readFile(env.KUBECONFIG, 'utf8'));
+    await fs.writeFile(path.join(relayDir, 'ca.pem'), Buffer.from(kubeconfig.clusters[0].cluster['certificate-authority-data'], 'base64'));
+    const relayPort = await freePort();
+    kubeconfig.clusters[0].cluster = { server: `https://127.0.0.1:${relayPort}`, 'insecure-skip-tls-verify': true };
+    await fs.writeFile(path.join(relayDir, 'kubeconfig'), stringifyYaml(kubeconfig));
+    const relay = spawn(process.execPath, [path.join(REPO, 'dist', 'bench', 'pf-relay.js'), '--listen', String(relayPort), '--cert', path.join(relayDir, 'cert.pem'), '--key', path.join(relayDir, 'key.pem'),
+      '--upstream', `https://127.0.0.1:${port}`, '--ca', path.join(relayDir, 'ca.pem'), '--pod-ip', podIP!], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let relayOut = '';
+    relay.stdout.on('data', (d) => { relayOut += d; });
+    const forwarded: number[] = [], relayed: number[] = [], direct: number[] = [];
+    const cpuForwarded: Array<Record<string, number>> = [], cpuRelayed: Array<Record<string, number>> = [];
+    const pf = await startPortForward(env);
+    let pfRelay: Awaited<ReturnType<typeof startPortForward>> | undefined;
+    const upJson = JSON.parse(await fs.readFile(path.join(dataDir, 'up.json'), 'utf8')) as { controlPlanePid: number };
+    const agentPid = await listenerPid(nodePort);
+    const load: string[] = [];
     try {
-      for (let i = 0; !/Forwarding from/.test(pfOut); i++) { if (i > 100) throw new Error('port-forward did not start'); await sleep(100); }
-      for (let i = 0; i < 3; i++) {
-        step(`download ${i + 1}/3 through port-forward`);
-        forwarded.push(await download(localPort, '127.0.0.1').catch((err: Error) => { throw new Error(`${err.message}; kubectl port-forward said: ${pfOut}`); }));
-        step(`download ${i + 1}/3 straight to ${podIP}`);
+      for (let i = 0; !relayOut.includes('listening'); i++) { if (i > 100) throw new Error('the relay did not start'); await sleep(100); }
+      pfRelay = await startPortForward({ KUBECONFIG: path.join(relayDir, 'kubeconfig') });
+      for (let i = 0; i < args.rounds; i++) {
+        load.push((await fs.readFile('/proc/loadavg', 'utf8')).split(' ')[0]!);
+        step(`download ${i + 1}/${args.rounds} through port-forward`);
+        const f = await cpuSecondsDuring({ kubectl: pf.pid, 'control plane': upJson.controlPlanePid, agent: agentPid },
+          () => download(pf.port, '127.0.0.1').catch((err: Error) => { throw new Error(`${err.message}; kubectl port-forward said: ${pf.output()}`); }));
+        forwarded.push(f.value);
+        cpuForwarded.push(f.cpu);
+        step(`download ${i + 1}/${args.rounds} through port-forward to the minimal relay`);
+        const r = await cpuSecondsDuring({ kubectl: pfRelay.pid, relay: relay.pid! },
+          () => download(pfRelay!.port, '127.0.0.1').catch((err: Error) => { throw new Error(`${err.message}; kubectl port-forward (relay) said: ${pfRelay!.output()}`); }));
+        relayed.push(r.value);
+        cpuRelayed.push(r.cpu);
+        step(`download ${i + 1}/${args.rounds} straight to ${podIP}`);
         direct.push(await download(8080, podIP!));
       }
     } finally {
-      pf.kill('SIGTERM');
+      pf.stop();
+      pfRelay?.stop();
+      relay.kill('SIGTERM');
+    }
+    const cpuText = (samples: Array<Record<string, number>>) => Object.keys(samples[0]!).map((k) => `${k} ${median(samples.map((c) => c[k]!)).toFixed(2)}`).join(', ');
+    const pfLines = [
+      `Port-forward, ${args.mib} MiB download (MiB/s, median of ${args.rounds}, alternating; load average ${load.join(', ')} at each round's start): through \`kubectl port-forward\` ${median(forwarded).toFixed(0)}, straight to the pod IP ${median(direct).toFixed(0)} (${(median(forwarded) / median(direct) * 100).toFixed(0)}%; goal: at least 50%); kubectl port-forward against a minimal relay (bench/pf-relay.ts: one process, one TLS hop, the agent's SPDY code, the pod dialled at its IP) ${median(relayed).toFixed(0)}.`,
+      '',
+      `CPU seconds per download (median): through the cluster: ${cpuText(cpuForwarded)}; through the relay: ${cpuText(cpuRelayed)}.`,
+    ];
+    if (args.portForwardOnly) {
+      process.stdout.write(`${pfLines.join('\n')}\n`);
+      return;
     }
     const s = (v: number[]) => summarize(v);
     const rows = [
@@ -167,7 +251,7 @@ async function main(): Promise<void> {
       '',
       `The node adds **${fmtMs(added)} ms** (median) over a bare crun exec (goal: under 30 ms); end to end, kubectl adds ${fmtMs(median(kubectlExec) - median(nodeApi))} ms over the node API (its process start, discovery, the control plane's splice).`,
       '',
-      `Port-forward, ${args.mib} MiB download (MiB/s, median of 3): through \`kubectl port-forward\` ${median(forwarded).toFixed(0)}, straight to the pod IP ${median(direct).toFixed(0)} (${(median(forwarded) / median(direct) * 100).toFixed(0)}%; goal: at least 50%).`,
+      ...pfLines,
       '<!-- bench:exec:end -->',
     ].join('\n');
     process.stdout.write(`${body}\n`);

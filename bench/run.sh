@@ -12,7 +12,7 @@
 # VM pod benchmark (stage1 kvm: launch → first output vs a bare qemu boot, host memory per VM pod):
 #   bash bench/run.sh --kvm [--samples 12] [--warmup 2] [--update-results bench/RESULTS.md]
 # exec/port-forward benchmark (kubectl exec end to end, at the node API, beside a bare crun exec; port-forward throughput):
-#   bash bench/run.sh --exec [--samples 20] [--mib 100] [--update-results bench/RESULTS.md]
+#   bash bench/run.sh --exec [--samples 20] [--mib 100] [--rounds 3] [--port-forward-only] [--update-results bench/RESULTS.md]
 # Watch fan-out benchmark (100 watch connections on pods while 100 pods are created; delivery latency, control plane RSS):
 #   bash bench/run.sh --watch-fanout [--watchers 100] [--pods 100] [--update-results bench/RESULTS.md]
 # Deployment scale benchmark (a Deployment 0 → 100 on one node beside the same pods applied one by one):

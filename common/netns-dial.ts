@@ -6,7 +6,9 @@
  * comes back (native/netns.c: a network namespace is per thread), so the
  * agent reads and writes the pod's port directly, with no relay process per
  * connection; a pod on the node's network (fly, hostNetwork) is dialled
- * directly.
+ * directly. A pod whose network is a VM's (stage1 kvm: its IP lives in the
+ * guest, behind a tap in the netns) is dialled at its IP from the node's
+ * network, the way its other peers reach it.
  */
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -22,14 +24,21 @@ export interface NetnsConnection {
   done: Promise<string | undefined>;
 }
 
-/** Dial 127.0.0.1:PORT (then [::1]) in the namespace; throws, saying why, when nothing answers there. */
-export async function dialPodPort(netnsFile: string | undefined, port: number): Promise<NetnsConnection> {
+/**
+ * Dial 127.0.0.1:PORT (then [::1]) in the namespace, or `host`:PORT from the node's network when
+ * there is no namespace to enter; throws, saying why, when nothing answers there.
+ */
+export async function dialPodPort(netnsFile: string | undefined, port: number, host = '127.0.0.1'): Promise<NetnsConnection> {
   let socket: net.Socket;
   if (!netnsFile) {
-    socket = net.connect({ host: '127.0.0.1', port });
+    socket = net.connect({ host, port });
     await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', (err) => reject(new Error(`cannot connect to port ${port} on the node's network: ${err.message}`)));
+      const timer = setTimeout(() => socket.destroy(new Error(`no answer within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS);
+      socket.once('connect', () => { clearTimeout(timer); resolve(); });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new Error(host === '127.0.0.1' ? `cannot connect to port ${port} on the node's network: ${err.message}` : `cannot connect to ${host}:${port} (the pod's IP): ${err.message}`));
+      });
     });
   } else {
     let fd: number;

@@ -487,19 +487,30 @@ export class RktRuntime {
    * Where a port-forward to this pod connects: the pod's network namespace file (namespaces
    * stage1), or undefined for a pod on the node's network (fly, hostNetwork). kvm is refused.
    */
-  async portForwardTarget(ref: string): Promise<string | undefined> {
+  /**
+   * Where port-forward connects for a running pod: its netns (localhost there, as the kubelet),
+   * the node's network (fly, hostNetwork: no netns), or for kvm the pod's IP, which the guest
+   * holds (the netns only has the tap towards it).
+   */
+  async portForwardTarget(ref: string): Promise<{ netns?: string; host?: string }> {
     const loc = await this.pods.find(ref);
     const manifest = await this.manifestOf(loc);
     const status = await readPodStatus(await this.systemd(), loc);
     if (!manifest || status.state !== 'running') throw new UserError(`pod ${loc.uuid} is not running (state ${status.state})`, { hint: 'port-forward needs a running pod' });
-    if (manifest.stage1 === 'kvm') throw new UserError('port-forward into a kvm pod is not available yet', { hint: 'forward to a pod of the namespaces or fly stage1, or reach the pod by its IP from the node' });
-    if (manifest.stage1 === 'fly' || manifest.pod.spec.hostNetwork) return undefined;
-    return netnsPath(loc.dir);
+    if (manifest.pod.spec.hostNetwork) return {};
+    if (manifest.stage1 === 'kvm') {
+      const ip = status.podIPs?.find((a) => !a.includes(':')) ?? status.podIPs?.[0];
+      if (!ip) throw new UserError(`kvm pod ${loc.uuid} has no pod IP to forward to`, { hint: 'port-forward into a VM goes to the pod\'s IP; this pod has no network attachment' });
+      return { host: ip };
+    }
+    if (manifest.stage1 === 'fly') return {};
+    return { netns: netnsPath(loc.dir) };
   }
 
   /** A connection to `port` in the pod's network (kubectl port-forward). */
   async dialPort(ref: string, port: number): Promise<PortConnection> {
-    return dialPodPort(await this.portForwardTarget(ref), port);
+    const target = await this.portForwardTarget(ref);
+    return dialPodPort(target.netns, port, target.host);
   }
 
   /** The attach socket of a running app with stdin or a terminal; a UserError saying why when there is none. */
