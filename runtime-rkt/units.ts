@@ -1,5 +1,5 @@
 import { prop, type UnitProperty } from '../common/systemd.js';
-import { appRestart, podPaths, unitNames, type AppManifest, type PreparedPod, type Stage1 } from '../stage1/contract.js';
+import { appRestart, podPaths, unitNames, type AppManifest, type AppUnitPlan, type PreparedPod, type Stage1 } from '../stage1/contract.js';
 import { podSlice } from '../stage1/devices.js';
 import { Variant } from 'dbus-next';
 import * as path from 'node:path';
@@ -63,7 +63,7 @@ export async function appProperties(pod: PreparedPod, app: AppManifest, stage1: 
       { path: '/bin/sh', argv: ['/bin/sh', '-c', EXIT_RECORDER_SCRIPT, 'stevedore-exit-recorder', podPaths(pod.dir).exits(app.name), ...(app.terminationMessagePath ? [podPaths(pod.dir).terminationLog(app.name)] : [])], flags: ['ignore-failure', 'privileged'] },
     ]),
   ];
-  props.push(...initOrderProperties(pod, app));
+  props.push(...initOrderProperties(pod, app, plan));
   // kvm: the unit holds a proxy; the app's limits are the VM's RAM and vCPUs.
   if (stage1.cgroupLimits === false) return props;
   if (app.limits.memoryBytes !== undefined) props.push(prop.u64('MemoryMax', app.limits.memoryBytes));
@@ -79,7 +79,7 @@ export async function appProperties(pod: PreparedPod, app: AppManifest, stage1: 
  * container may run for hours), and the containers are ordered After= the
  * sidecars, so that a pod's stop stops the sidecars last.
  */
-export function initOrderProperties(pod: PreparedPod, app: AppManifest): UnitProperty[] {
+export function initOrderProperties(pod: PreparedPod, app: AppManifest, plan: Pick<AppUnitPlan, 'started'> = {}): UnitProperty[] {
   const apps = pod.manifest.apps;
   const index = apps.indexOf(app);
   const before = apps.slice(0, index).filter((a) => a.init);
@@ -87,7 +87,11 @@ export function initOrderProperties(pod: PreparedPod, app: AppManifest): UnitPro
   const props: UnitProperty[] = [];
   if (app.init === 'sidecar') {
     const marker = path.join(podPaths(pod.dir).app(app.name), SIDECAR_STARTED);
-    props.push(prop.execEx('ExecStartPostEx', [{ path: '/bin/touch', argv: ['touch', marker], flags: ['ignore-failure', 'privileged'] }]));
+    // The marker only once the container's own process runs: the unit's start (systemd forked crun) comes first.
+    props.push(prop.execEx('ExecStartPostEx', [
+      ...(plan.started ? [{ ...plan.started, flags: ['ignore-failure', 'privileged'] }] : []),
+      { path: '/bin/touch', argv: ['touch', marker], flags: ['ignore-failure', 'privileged'] },
+    ]));
   }
   if (!predecessor) return props;
   const dep = predecessor.init === 'sidecar'

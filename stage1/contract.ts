@@ -216,6 +216,12 @@ export interface AppUnitPlan {
   properties: UnitProperty[];
   /** Commands run after each exit of the app (before the exit is recorded), e.g. runtime state clean-up. */
   stopPost: Array<{ path: string; argv: string[] }>;
+  /**
+   * A command that returns once the app's own process runs (crun has exec'd it), for stages where
+   * the unit's start completes earlier. The kubelet counts a sidecar as started only then, and the
+   * next init container waits for it. Run after the unit's start, on the node, with $MAINPID set.
+   */
+  started?: { path: string; argv: string[] };
 }
 
 /** A pod-level unit a stage1 needs besides the per-app ones (kvm: the VM). */

@@ -114,6 +114,7 @@ export class NamespacesStage1 implements Stage1 {
       ],
       // A crashed run leaves crun's state behind, and the next start of the same id would fail.
       stopPost: [{ path: this.ociRuntime, argv: [this.ociRuntime, 'delete', '--force', id] }],
+      started: { path: '/bin/sh', argv: ['/bin/sh', '-c', CONTAINER_STARTED_SCRIPT, 'stevedore-started', this.ociRuntime, id] },
     };
   }
 
@@ -173,3 +174,25 @@ export function withCgroupJoin(cmd: EnterCommand): string[] {
 export function cgroupProcsFiles(pid: number): string[] {
   return cgroupDirsOf(pid).map((d) => path.join(d.dir, 'cgroup.procs'));
 }
+
+/**
+ * Returns once the container's process has exec'd the app (its /proc exe is no longer crun's),
+ * or once the unit's main process is gone; at most ~10 s. crun's state names the process as soon
+ * as the container exists, before its set-up is over and the app runs.
+ * argv: <crun path> <container id>.
+ */
+const CONTAINER_STARTED_SCRIPT = `
+i=0
+while [ "$i" -lt 1000 ]; do
+  pid=$("$1" state "$2" 2>/dev/null | sed -n 's/^ *"pid": *\\([0-9]*\\).*/\\1/p')
+  if [ -n "$pid" ] && [ "$pid" != 0 ]; then
+    case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in
+      ''|*crun*) ;;
+      *) exit 0 ;;
+    esac
+  fi
+  [ -n "$MAINPID" ] && ! kill -0 "$MAINPID" 2>/dev/null && exit 0
+  i=$((i + 1))
+  sleep 0.01
+done
+`;
