@@ -2,7 +2,7 @@ import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import * as os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { createLogger, type Logger } from '../common/log.js';
@@ -17,6 +17,7 @@ import { parseLabelSelector, parseFieldSelector, matchLabels, matchFields, Selec
 import { toTable, type IncludeObject } from './tables.js';
 import { SCHEMAS, unknownFields, dropFields } from './schema.js';
 import { openApiSchemas } from './openapi.js';
+import { CachedRepresentation, encodeOpenApiV2, negotiateOpenApiV2, openApiV2FromV3, OPENAPI_V2_JSON, OPENAPI_V2_PROTOBUF, OPENAPI_V2_PROTOBUF_OLD } from './openapi-v2.js';
 import {
   ApiError, RESOURCES, apiVersionOf, findResource, invalid, validateMeta, withNewMeta, now, microNow,
   type ResourceDef, type Cause,
@@ -129,6 +130,12 @@ function sendJson(res: ServerResponse, code: number, body: unknown, extraHeaders
   const data = JSON.stringify(body);
   res.writeHead(code, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Content-Length': Buffer.byteLength(data), ...extraHeaders });
   res.end(data);
+}
+
+/** A JSON document kept as the bytes sent, with its ETag (the SHA-512 of those bytes). */
+function jsonRepresentation(doc: unknown): CachedRepresentation {
+  const body = Buffer.from(JSON.stringify(doc));
+  return new CachedRepresentation(body, 'application/json', CachedRepresentation.etagOf(body), new Date());
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
@@ -522,11 +529,16 @@ class ApiServer {
       if (p === '/openid/v1/jwks') return sendJson(res, 200, this.saTokens.jwks(), { 'Content-Type': 'application/jwk-set+json' });
       if (p === '/api') return sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${req.socket.localAddress}:${req.socket.localPort}` }] });
       if (p === '/apis') return sendJson(res, 200, this.apiGroupList());
-      if (p === '/openapi/v3') return sendJson(res, 200, await this.openApiRoot());
+      if (p === '/openapi/v3') return (await this.openApiRoot()).send(req, res);
       if (p.startsWith('/openapi/v3/')) {
         // A document asked for by its hash never changes: clients may keep it (kube-apiserver says the same).
         const caching: Record<string, string> = u.searchParams.has('hash') ? { 'Cache-Control': 'public, immutable', Expires: new Date(Date.now() + 365 * 86_400_000).toUTCString() } : { 'Cache-Control': 'no-cache, private' };
-        return sendJson(res, 200, await this.openApiGroupVersion(p.slice('/openapi/v3/'.length)), caching);
+        return (await this.openApiV3Document(p.slice('/openapi/v3/'.length))).send(req, res, caching);
+      }
+      if (p === '/openapi/v2') {
+        const representation = negotiateOpenApiV2(req.headers.accept);
+        if (!representation) throw new ApiError(406, 'NotAcceptable', `/openapi/v2 is served as ${OPENAPI_V2_JSON}, ${OPENAPI_V2_PROTOBUF} or ${OPENAPI_V2_PROTOBUF_OLD}; ask for one of them in Accept`);
+        return (await this.openApiV2(representation)).send(req, res);
       }
       const parts = p.split('/').filter(Boolean).map(decodeURIComponent);
       let group: string, version: string, rest: string[];
@@ -738,20 +750,49 @@ class ApiServer {
   }
 
   /** Each group-version's document with the hash of its content (kubectl caches documents by it). */
-  private openApiRootDoc: Promise<KObj> | undefined;
-  private openApiRoot(): Promise<KObj> {
-    this.openApiRootDoc ??= this.makeOpenApiRoot();
+  private openApiRootDoc: Promise<CachedRepresentation> | undefined;
+  private openApiRoot(): Promise<CachedRepresentation> {
+    this.openApiRootDoc ??= (async () => {
+      const paths: KObj = {};
+      // The hash is the document's ETag, unquoted (kube-apiserver's too).
+      for (const gv of this.openApiGroupVersions()) paths[gv] = { serverRelativeURL: `/openapi/v3/${gv}?hash=${(await this.openApiV3Document(gv)).etag.slice(1, -1)}` };
+      return jsonRepresentation({ paths });
+    })();
     return this.openApiRootDoc;
   }
 
-  private async makeOpenApiRoot(): Promise<KObj> {
-    const gvs = [...new Set(RESOURCES.filter((r) => !r.virtual).map((r) => (r.group ? `apis/${r.group}/${r.version}` : 'api/v1')))];
-    const paths: KObj = {};
-    for (const gv of gvs) {
-      const hash = createHash('sha512').update(JSON.stringify(await this.openApiGroupVersion(gv))).digest('hex').slice(0, 128).toUpperCase();
-      paths[gv] = { serverRelativeURL: `/openapi/v3/${gv}?hash=${hash}` };
+  /** `api/v1`, `apis/apps/v1`…: the group-versions with a document. */
+  private openApiGroupVersions(): string[] {
+    return [...new Set(RESOURCES.filter((r) => !r.virtual).map((r) => (r.group ? `apis/${r.group}/${r.version}` : 'api/v1')))];
+  }
+
+  /** The v3 documents, each made once, on first ask (the served kinds do not change while the server runs). */
+  private openApiV3Documents = new Map<string, Promise<CachedRepresentation>>();
+  private async openApiV3Document(gvPath: string): Promise<CachedRepresentation> {
+    if (!this.openApiGroupVersions().includes(gvPath)) throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+    let doc = this.openApiV3Documents.get(gvPath);
+    if (!doc) {
+      doc = this.openApiGroupVersion(gvPath).then(jsonRepresentation);
+      this.openApiV3Documents.set(gvPath, doc);
     }
-    return { paths };
+    return doc;
+  }
+
+  /**
+   * /openapi/v2: one Swagger 2.0 document converted from the v3 documents of every group-version
+   * (openapi-v2.ts), as JSON, and as gnostic's protobuf (what client-go asks for) made from that
+   * JSON on first ask; both carry the JSON's ETag.
+   */
+  private openApiV2Json: Promise<CachedRepresentation> | undefined;
+  private openApiV2Protobuf: Promise<CachedRepresentation> | undefined;
+  private openApiV2(representation: 'json' | 'protobuf'): Promise<CachedRepresentation> {
+    this.openApiV2Json ??= (async () => {
+      const v3 = await Promise.all(this.openApiGroupVersions().map((gv) => this.openApiGroupVersion(gv)));
+      return jsonRepresentation(openApiV2FromV3(v3, { title: 'Kubernetes (stevedore control plane)', version: KUBE_VERSION.gitVersion }));
+    })();
+    if (representation === 'json') return this.openApiV2Json;
+    this.openApiV2Protobuf ??= this.openApiV2Json.then((json) => new CachedRepresentation(encodeOpenApiV2(JSON.parse(json.body.toString('utf8'))), OPENAPI_V2_PROTOBUF, json.etag, json.lastModified));
+    return this.openApiV2Protobuf;
   }
 
   /**
