@@ -125,8 +125,8 @@ async function main(args: Args): Promise<void> {
     clusters.push(docker);
     const rkt = await upBenchCluster('dnode-rkt', log, await apartArgs('rkt'));
     clusters.push(rkt);
-    // The demo pod `up` makes would only add load.
-    for (const c of clusters) await c.kubectl(['delete', 'pod', 'demo', '--wait=false']);
+    // The demo pod `up` makes would only add load: gone (not just deleting: its grace period is 30 s) before the first round.
+    for (const c of clusters) await c.kubectl(['delete', 'pod', 'demo', '--grace-period=1', '--timeout=60s']);
     const dockerWatch = new PodWatch(docker.api, 'default', LABEL);
     const rktWatch = new PodWatch(rkt.api, 'default', LABEL);
     watches.push(dockerWatch, rktWatch);
@@ -145,8 +145,10 @@ async function main(args: Args): Promise<void> {
           const [c, w] = v === 'docker-agent' ? [docker, dockerWatch] : [rkt, rktWatch];
           const name = `dn-${round}-${v}`;
           samples.push({ variant: v, round, warmup, ...(await throughAgent(c, w, name)) });
-          // Not timed; --wait=false so the next sample does not wait for the grace period.
+          // Not timed. Gone (the runtime's pod removed: the agent deletes the object last) before the next sample, as
+          // `docker run --rm` has removed its container when it returns: a pod still stopping would load the next samples.
           await c.kubectl(['delete', 'pod', name, '--grace-period=1', '--wait=false']);
+          await w.waitFor(() => w.pods.get(name)?.deleted !== undefined, RUNNING_TIMEOUT_MS, `${name} gone`);
         }
         await sleep(200);
       }
