@@ -14,15 +14,6 @@ import { EngineClient } from './engine-api.js';
 
 export const DEFAULT_ENGINE_UNIT = 'stevedore-dockerd.service';
 export const DOCKERD = '/usr/sbin/dockerd';
-/**
- * The OCI runtime the node's engine runs containers with: crun, as the rkt
- * node's namespaces stage1 does, instead of the engine's stock runc. A start
- * through crun (C) costs less than through runc (Go, re-executed as its own
- * init): 98 against 122 ms for a container joined to another's namespaces,
- * 202 against 222 ms for a whole `docker run`, median of 30 and 20 on the
- * same engine (load 6–9); a pod starts two containers one after the other.
- */
-export const OCI_RUNTIME = { name: 'crun', path: '/usr/bin/crun' } as const;
 
 export interface EngineOptions {
   /** Everything dockerd keeps: socket, data root, exec root, config, pid file. */
@@ -48,9 +39,7 @@ export function dockerdArgv(dir: string): string[] {
     '--iptables=false', '--ip-forward=false', '--ip-masq=false', '--bridge=none', '--storage-driver=overlay2',
     // Containers keep running while dockerd restarts (an upgrade, a crash): pods survive it as rkt's survive the agent.
     '--live-restore',
-    '--cgroup-parent=/stevedore-docker',
-    // runc stays registered: containers an older node made with it run on after an upgrade.
-    '--add-runtime', `${OCI_RUNTIME.name}=${OCI_RUNTIME.path}`, '--default-runtime', OCI_RUNTIME.name];
+    '--cgroup-parent=/stevedore-docker'];
 }
 
 export async function ping(client: EngineClient): Promise<boolean> {
@@ -68,10 +57,6 @@ export async function ensureEngine(opts: EngineOptions): Promise<EngineClient> {
   const p = enginePaths(opts.dir);
   const client = new EngineClient(p.socket);
   if (await ping(client)) return client;
-  // Without it dockerd would start and every container start would fail: refuse now, saying what is missing.
-  await fs.access(OCI_RUNTIME.path, fs.constants.X_OK).catch(() => {
-    throw new UserError(`the node's docker engine runs containers with ${OCI_RUNTIME.name}, and ${OCI_RUNTIME.path} is missing`, { hint: `install Debian's ${OCI_RUNTIME.name} package (scripts/setup.sh does)` });
-  });
   await fs.mkdir(opts.dir, { recursive: true, mode: 0o711 });
   await fs.writeFile(p.config, '{}\n');
   const unit = opts.unit ?? DEFAULT_ENGINE_UNIT;
