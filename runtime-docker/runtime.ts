@@ -848,11 +848,14 @@ export class DockerRuntime implements ContainerRuntime {
   /** Follow the engine's events about our containers until close(): each one may change a pod's status. */
   async watchEvents(): Promise<void> {
     const filters = JSON.stringify({ type: ['container'], label: [LABEL.podUuid] });
+    let settled: NodeJS.Timeout | undefined;
     while (!this.events.signal.aborted) {
       try {
         const res = await this.engine.stream('GET', '/events', { query: { filters }, signal: this.events.signal });
-        // From here on every change is announced: listPods may keep inspects (see `inspected`).
-        this.followingSince = ++this.tick;
+        // The stream's headers may come before dockerd has subscribed it: inspects are kept (see `inspected`) only from
+        // a moment after, when every change is surely announced (a change before it shows in any inspect made after it).
+        settled = setTimeout(() => { this.followingSince = ++this.tick; }, 500);
+        settled.unref();
         for await (const ev of jsonLines<{ Action: string; Actor: { ID: string; Attributes: Record<string, string> } }>(res)) {
           if (ev.Action === 'destroy') {
             this.lastEvent.delete(ev.Actor.ID);
@@ -866,6 +869,7 @@ export class DockerRuntime implements ContainerRuntime {
         // the engine restarted, or close() aborted: reconnect unless closing
       }
       // Changes may go unannounced until the next stream is open: inspect everything again.
+      clearTimeout(settled);
       this.followingSince = undefined;
       this.inspected.clear();
       this.lastEvent.clear();
