@@ -113,6 +113,20 @@ export class DockerRuntime implements ContainerRuntime {
   private readonly stopping = new Set<string>();
   /** One advance() per pod at a time; a request meanwhile runs it once more after. */
   private readonly advancing = new Map<string, boolean>();
+  /**
+   * listPods' inspects by container ID, kept while the engine's event stream
+   * is followed: the engine announces every change of a container's state
+   * (create, start, die, oom, restart, destroy…) with an event, so an entry is
+   * good until an event about its container arrives. Without it every sync
+   * pass inspected every container of every pod, and an inspect of a
+   * container being started waits for the start to finish.
+   */
+  private readonly inspected = new Map<string, { info: ContainerInspect; asOf: number }>();
+  /** Per container ID, the tick of the last event about it; `tick` orders events and inspects. */
+  private readonly lastEvent = new Map<string, number>();
+  private tick = 0;
+  /** The tick at which the current event stream was opened; undefined while no stream is followed. */
+  private followingSince: number | undefined;
 
   constructor(private readonly engine: EngineClient, readonly version: string, private readonly opts: DockerRuntimeOptions) {}
 
@@ -382,13 +396,29 @@ export class DockerRuntime implements ContainerRuntime {
       const uuid = c.Labels[LABEL.podUuid]!;
       byPod.set(uuid, [...(byPod.get(uuid) ?? []), c]);
     }
-    const pods: PodStatus[] = [];
-    for (const [uuid, containers] of byPod) {
-      const details = (await Promise.all(containers.map((c) => this.inspect(c.Id).catch(() => undefined)))).filter((d): d is ContainerInspect => !!d);
-      const status = await this.podStatus(uuid, details);
-      if (status) pods.push(status);
-    }
-    return pods;
+    this.forgetInspects(new Set([...byPod.values()].flat().map((c) => c.Id)));
+    const pods = await Promise.all([...byPod].map(async ([uuid, containers]) => {
+      const details = (await Promise.all(containers.map((c) => this.inspectForStatus(c.Id).catch(() => undefined)))).filter((d): d is ContainerInspect => !!d);
+      return this.podStatus(uuid, details);
+    }));
+    return pods.filter((p): p is PodStatus => p !== undefined);
+  }
+
+  /** A container's inspect for status: the kept one unless an event about the container came since (see `inspected`). */
+  private async inspectForStatus(id: string): Promise<ContainerInspect> {
+    const since = this.followingSince;
+    const kept = this.inspected.get(id);
+    if (since !== undefined && kept && kept.asOf > since && (this.lastEvent.get(id) ?? 0) < kept.asOf) return kept.info;
+    // Ticked before the call: an event that arrives while the engine answers makes the answer stale.
+    const asOf = ++this.tick;
+    const info = await this.inspect(id);
+    if (since !== undefined && this.followingSince === since) this.inspected.set(id, { info, asOf });
+    return info;
+  }
+
+  /** Kept inspects of containers the engine no longer lists (their event ticks go with their `destroy` event). */
+  private forgetInspects(listed: Set<string>): void {
+    for (const id of this.inspected.keys()) if (!listed.has(id)) this.inspected.delete(id);
   }
 
   private async podStatus(uuid: string, details: ContainerInspect[]): Promise<PodStatus | undefined> {
@@ -526,22 +556,23 @@ export class DockerRuntime implements ContainerRuntime {
    * node win over a registry's of the same name.
    */
   private async storedName(ref: string): Promise<string> {
-    const first = ref.split('/')[0]!;
-    const short = !ref.includes('/') || !(first.includes('.') || first.includes(':') || first === 'localhost');
-    if (!short) return ref;
-    const withTag = /[:@]/.test(ref.slice(ref.lastIndexOf('/') + 1)) ? ref : `${ref}:latest`;
-    const local = `localhost/${withTag}`;
+    const local = localNameOf(ref);
+    if (!local) return ref;
     return (await this.engine.call('GET', `/images/${encodeURIComponent(local)}/json`).then(() => true, () => false)) ? local : ref;
   }
 
   async findImage(ref: string): Promise<{ id: string; local: boolean } | undefined> {
-    try {
-      const image = await this.engine.call<{ Id: string; RepoTags?: string[] }>('GET', `/images/${encodeURIComponent(await this.storedName(ref))}/json`);
-      return { id: image.Id, local: (image.RepoTags ?? []).some((t) => t.startsWith('localhost/')) };
-    } catch (err) {
-      if (err instanceof EngineError && err.status === 404) return undefined;
-      throw err;
+    // As storedName resolves it (the local image for a short name, else the name), in one call when the local one exists.
+    const local = localNameOf(ref);
+    for (const name of local ? [local, ref] : [ref]) {
+      try {
+        const image = await this.engine.call<{ Id: string; RepoTags?: string[] }>('GET', `/images/${encodeURIComponent(name)}/json`);
+        return { id: image.Id, local: (image.RepoTags ?? []).some((t) => t.startsWith('localhost/')) };
+      } catch (err) {
+        if (!(err instanceof EngineError && err.status === 404)) throw err;
+      }
     }
+    return undefined;
   }
 
   async pullImage(ref: string, opts: { insecureRegistries?: string[]; auth?: RegistryKeyring }): Promise<void> {
@@ -817,10 +848,19 @@ export class DockerRuntime implements ContainerRuntime {
   /** Follow the engine's events about our containers until close(): each one may change a pod's status. */
   async watchEvents(): Promise<void> {
     const filters = JSON.stringify({ type: ['container'], label: [LABEL.podUuid] });
+    let settled: NodeJS.Timeout | undefined;
     while (!this.events.signal.aborted) {
       try {
         const res = await this.engine.stream('GET', '/events', { query: { filters }, signal: this.events.signal });
+        // The stream's headers may come before dockerd has subscribed it: inspects are kept (see `inspected`) only from
+        // a moment after, when every change is surely announced (a change before it shows in any inspect made after it).
+        settled = setTimeout(() => { this.followingSince = ++this.tick; }, 500);
+        settled.unref();
         for await (const ev of jsonLines<{ Action: string; Actor: { ID: string; Attributes: Record<string, string> } }>(res)) {
+          if (ev.Action === 'destroy') {
+            this.lastEvent.delete(ev.Actor.ID);
+            this.inspected.delete(ev.Actor.ID);
+          } else this.lastEvent.set(ev.Actor.ID, ++this.tick);
           if (ev.Action === 'die') await this.recordEnd(ev.Actor.ID);
           if (ev.Action === 'die' && ev.Actor.Attributes[LABEL.init] === 'true') void this.advance(ev.Actor.Attributes[LABEL.podUuid]!);
           this.changed();
@@ -828,6 +868,11 @@ export class DockerRuntime implements ContainerRuntime {
       } catch {
         // the engine restarted, or close() aborted: reconnect unless closing
       }
+      // Changes may go unannounced until the next stream is open: inspect everything again.
+      clearTimeout(settled);
+      this.followingSince = undefined;
+      this.inspected.clear();
+      this.lastEvent.clear();
       if (!this.events.signal.aborted) await sleep(1000).catch(() => undefined);
     }
   }
@@ -909,6 +954,15 @@ export class DockerRuntime implements ContainerRuntime {
 /** A run of a container, named by its start and end (ms): what logs --previous selects. */
 function runId(startedAt: string, finishedAt: string): string {
   return `${timeOf(startedAt) ?? 0}/${timeOf(finishedAt) ?? 0}`;
+}
+
+/** A short image name (no registry) as this node's own image: `localhost/NAME:TAG` (rkt's store resolves it the same way); undefined for a name with a registry. */
+function localNameOf(ref: string): string | undefined {
+  const first = ref.split('/')[0]!;
+  const short = !ref.includes('/') || !(first.includes('.') || first.includes(':') || first === 'localhost');
+  if (!short) return undefined;
+  const withTag = /[:@]/.test(ref.slice(ref.lastIndexOf('/') + 1)) ? ref : `${ref}:latest`;
+  return `localhost/${withTag}`;
 }
 
 /** dockershim's container names: k8s_<container>_<pod>_<namespace>_<uuid>. */

@@ -332,6 +332,36 @@ T('killContainer: the restart policy brings it back; bad input is refused', asyn
   assert.is((await runtime().listPods()).filter((p) => p.name?.startsWith('bad')).length, 0);
 });
 
+T('status passes inspect only containers an engine event named since the last pass', async () => {
+  const uuid = await runPod(pod('quiet', [{ name: 'app', image: IMAGE, command: ['sh', '-c', 'trap "exit 3" TERM; while :; do sleep 1; done'] }], { restartPolicy: 'Never' }));
+  const inspectCall = /^\/containers\/[0-9a-f]{64}\/json$/;
+  const call = EngineClient.prototype.call;
+  let inspects = 0;
+  EngineClient.prototype.call = function (this: EngineClient, method: string, p: string, opts?: Parameters<typeof call>[2]) {
+    if (method === 'GET' && inspectCall.test(p)) inspects++;
+    return call.call(this, method, p, opts);
+  } as typeof call;
+  try {
+    await eventually('running', async () => (await statusOf(uuid))?.apps[0]?.state === 'running');
+    // Once the start's events are in, a pass with nothing new asks the engine for the list alone.
+    await eventually('a pass without inspects', async () => {
+      inspects = 0;
+      await runtime().listPods();
+      return inspects === 0;
+    });
+    // The app's exit is announced (die): the next passes see it (a kept inspect would say running for ever).
+    await runtime().killContainer(uuid, 'app', 5);
+    const exited = await eventually('exited', async () => {
+      const a = (await statusOf(uuid))?.apps[0];
+      return a?.state === 'exited' ? a : undefined;
+    });
+    assert.equal([exited.exitCode, exited.reason], [3, 'Error']);
+  } finally {
+    EngineClient.prototype.call = call;
+  }
+  await runtime().removePod(uuid);
+});
+
 T('a restart of dockerd is survived: the pod keeps running, status and exec still work', async () => {
   const uuid = await runPod(pod('survivor', [{ name: 'app', image: IMAGE, command: ['sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done'] }]));
   const before = await eventually('running', async () => {
