@@ -61,6 +61,9 @@ export type Headers = Record<string, string>;
 export interface SpdyTransport {
   send(parts: Buffer[], written?: () => void): boolean;
   onDrain(cb: () => void): void;
+  /** Stop (and restart) reading from the client: a stream's consumer cannot keep up. */
+  pause(): void;
+  resume(): void;
   end(): void;
   destroy(): void;
 }
@@ -80,6 +83,8 @@ function duplexTransport(socket: Duplex, receive: (d: Buffer) => void, closed: (
       return !socket.writableNeedDrain;
     },
     onDrain(cb) { if (socket.writableNeedDrain) socket.once('drain', cb); else cb(); },
+    pause() { socket.pause(); },
+    resume() { socket.resume(); },
     end() { socket.end(); },
     destroy() { socket.destroy(); },
   };
@@ -104,6 +109,8 @@ function webSocketTransport(ws: WebSocket, socket: Duplex, receive: (d: Buffer) 
       return !socket.writableNeedDrain;
     },
     onDrain(cb) { if (socket.writableNeedDrain) socket.once('drain', cb); else cb(); },
+    pause() { ws.pause(); },
+    resume() { ws.resume(); },
     end() { ws.close(1000); },
     destroy() { ws.terminate(); },
   };
@@ -427,6 +434,24 @@ export class SpdySession extends EventEmitter {
 
   /** The transport's writable side drained (for back-pressure). */
   onDrain(cb: () => void): void { this.transport.onDrain(cb); }
+
+  /** Streams whose consumer asked the client's bytes to wait: reading resumes once none does. */
+  private inputHolds = 0;
+
+  /**
+   * Stop reading from the client until `released` is called: a consumer (a pod's port that reads
+   * slower than the client sends) would otherwise have everything the client sends buffered in
+   * the agent. It holds every stream of the session, as spdystream's TCP-only flow control does.
+   */
+  holdInput(): () => void {
+    if (this.inputHolds++ === 0 && !this.closed) this.transport.pause();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.inputHolds === 0 && !this.closed) this.transport.resume();
+    };
+  }
 }
 
 function parseHeaderBlock(block: Buffer): Headers {

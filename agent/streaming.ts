@@ -410,7 +410,22 @@ export class StreamServer {
     connections.add(stream);
     stream.on('error', () => undefined);
     // What the client sent while the connection was being dialled was kept by the stream: delivered now, in order.
-    data.consume((d) => { touch(); stream.write(d); }, () => stream.end());
+    // A pod that reads slower than the client sends holds the client's input (not the agent's memory).
+    let holding = false;
+    data.consume((d) => {
+      touch();
+      if (stream.write(d) || holding) return;
+      holding = true;
+      const release = session.holdInput();
+      const drained = () => {
+        stream.off('drain', drained);
+        stream.off('close', drained);
+        holding = false;
+        release();
+      };
+      stream.on('drain', drained);
+      stream.on('close', drained);
+    }, () => stream.end());
     data.on('reset', () => stream.destroy());
     error.consume(() => undefined, () => undefined);
     // A runtime that does not take onread: its stream emits 'data' (fresh buffers) instead.

@@ -105,8 +105,6 @@ export class StreamProxy {
     up.on('upgrade', (ures, upSocket, upHead) => {
       up.setTimeout(0);
       upSocket.setTimeout(0);
-      // Small writes (keystrokes, resizes) leave at once, as kube-apiserver's (Go sets TCP_NODELAY).
-      upSocket.setNoDelay(true);
       let head101 = `HTTP/1.1 101 ${ures.statusMessage || 'Switching Protocols'}\r\n`;
       for (let i = 0; i < ures.rawHeaders.length; i += 2) head101 += `${ures.rawHeaders[i]}: ${ures.rawHeaders[i + 1]}\r\n`;
       socket.write(`${head101}\r\n`);
