@@ -19,7 +19,9 @@ const VERSION = 3;
 const SYN_STREAM = 1, SYN_REPLY = 2, RST_STREAM = 3, SETTINGS = 4, PING = 6, GOAWAY = 7, HEADERS = 8, WINDOW_UPDATE = 9;
 const FLAG_FIN = 0x01;
 const RST_CANCEL = 5;
-const MAX_FRAME = 1 << 24;
+const MAX_FRAME = (1 << 24) - 1;
+/** Bytes of a DATA frame's header (stream id, flags, length), before its payload. */
+export const DATA_FRAME_HEADER = 8;
 
 /** SPDY/3's header-compression dictionary (draft-mbelshe-httpbis-spdy-00 §2.6.10.1): length-prefixed words, then text. */
 const DICTIONARY = (() => {
@@ -52,11 +54,16 @@ export type Headers = Record<string, string>;
  * Where a session's frames go and come from: a raw upgraded connection, or a WebSocket whose
  * binary messages carry the frames (kubectl 1.31+). `send` writes the parts as one contiguous
  * piece of the byte stream, without first copying them into one buffer (a port-forward moves
- * every byte through here), and says false when the connection below wants a pause.
+ * every byte through here), and says false when the connection below wants a pause. `written`
+ * is called once the parts have left for the connection below (or can never leave): from then
+ * on nothing holds them, and their memory may be reused.
  */
 export interface SpdyTransport {
-  send(parts: Buffer[]): boolean;
+  send(parts: Buffer[], written?: () => void): boolean;
   onDrain(cb: () => void): void;
+  /** Stop (and restart) reading from the client: a stream's consumer cannot keep up. */
+  pause(): void;
+  resume(): void;
   end(): void;
   destroy(): void;
 }
@@ -68,13 +75,16 @@ function duplexTransport(socket: Duplex, receive: (d: Buffer) => void, closed: (
   socket.on('end', closed);
   socket.on('error', closed);
   return {
-    send(parts) {
+    send(parts, written) {
+      if (socket.destroyed) { written?.(); return true; }
       socket.cork();
-      for (const p of parts) socket.write(p);
+      parts.forEach((p, i) => socket.write(p, i === parts.length - 1 ? written : undefined));
       socket.uncork();
       return !socket.writableNeedDrain;
     },
     onDrain(cb) { if (socket.writableNeedDrain) socket.once('drain', cb); else cb(); },
+    pause() { socket.pause(); },
+    resume() { socket.resume(); },
     end() { socket.end(); },
     destroy() { socket.destroy(); },
   };
@@ -91,14 +101,16 @@ function webSocketTransport(ws: WebSocket, socket: Duplex, receive: (d: Buffer) 
   ws.on('close', closed);
   ws.on('error', closed);
   return {
-    send(parts) {
-      if (ws.readyState !== ws.OPEN) return true;
+    send(parts, written) {
+      if (ws.readyState !== ws.OPEN) { written?.(); return true; }
       socket.cork();
-      parts.forEach((p, i) => ws.send(p, { binary: true, fin: i === parts.length - 1 }));
+      parts.forEach((p, i) => ws.send(p, { binary: true, fin: i === parts.length - 1 }, i === parts.length - 1 ? written : undefined));
       socket.uncork();
       return !socket.writableNeedDrain;
     },
     onDrain(cb) { if (socket.writableNeedDrain) socket.once('drain', cb); else cb(); },
+    pause() { ws.pause(); },
+    resume() { ws.resume(); },
     end() { ws.close(1000); },
     destroy() { ws.terminate(); },
   };
@@ -133,6 +145,16 @@ export class SpdyStream extends EventEmitter {
   write(data: Buffer): boolean {
     if (this.localClosed) return true;
     return this.session.sendData(this.id, data, false);
+  }
+
+  /**
+   * One DATA frame whose payload is `frame` after its first DATA_FRAME_HEADER bytes, which are
+   * room for the frame header (written here): header and payload leave as one buffer, with no
+   * copy and no allocation. `written` is called once `frame` is no longer needed.
+   */
+  writeFramed(frame: Buffer, written: () => void): void {
+    if (this.localClosed) { written(); return; }
+    this.session.sendFramed(this.id, frame, written);
   }
 
   /** FIN from our side (the client's side may stay open). */
@@ -391,6 +413,15 @@ export class SpdySession extends EventEmitter {
     return this.transport.send(parts);
   }
 
+  /** A DATA frame built in place (SpdyStream.writeFramed). */
+  sendFramed(id: number, frame: Buffer, written: () => void): void {
+    const length = frame.length - DATA_FRAME_HEADER;
+    if (this.closed || length < 0 || length > MAX_FRAME) { written(); return; }
+    frame.writeUInt32BE(id & 0x7fffffff, 0);
+    frame.writeUInt32BE(length, 4); // flags (byte 4) 0: the stream stays open
+    this.transport.send([frame], written);
+  }
+
   private writeControl(type: number, flags: number, body: Buffer): void {
     if (this.closed) return;
     const head = Buffer.allocUnsafe(8);
@@ -403,6 +434,24 @@ export class SpdySession extends EventEmitter {
 
   /** The transport's writable side drained (for back-pressure). */
   onDrain(cb: () => void): void { this.transport.onDrain(cb); }
+
+  /** Streams whose consumer asked the client's bytes to wait: reading resumes once none does. */
+  private inputHolds = 0;
+
+  /**
+   * Stop reading from the client until `released` is called: a consumer (a pod's port that reads
+   * slower than the client sends) would otherwise have everything the client sends buffered in
+   * the agent. It holds every stream of the session, as spdystream's TCP-only flow control does.
+   */
+  holdInput(): () => void {
+    if (this.inputHolds++ === 0 && !this.closed) this.transport.pause();
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.inputHolds === 0 && !this.closed) this.transport.resume();
+    };
+  }
 }
 
 function parseHeaderBlock(block: Buffer): Headers {

@@ -9,7 +9,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { SpdySession, type SpdyStream } from './spdy.js';
+import { DATA_FRAME_HEADER, SpdySession, type SpdyStream } from './spdy.js';
 import { UserError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { ContainerRuntime, ExecProcess, TerminalSize } from './runtime.js';
@@ -32,6 +32,32 @@ const STDIN = 0, STDOUT = 1, STDERR = 2, STATUS = 3, RESIZE = 4, CLOSE = 255;
 const TTY_SIZE_WAIT_MS = 2000;
 /** Output waiting in the socket beyond this pauses the command's output (backpressure). */
 const MAX_BUFFERED_BYTES = 4 << 20;
+/** What one read of a port-forward connection takes from the pod (the size Node reads by default). */
+const FORWARD_READ_BYTES = 64 << 10;
+/**
+ * A port-forward connection's bytes on their way to the client beyond this pause its reads from the
+ * pod, until they are down to FORWARD_RESUME_BYTES: several reads stay in flight, so the client's
+ * pace, not a pause and resume per read, sets the rate (each pause is two epoll_ctl calls).
+ */
+const FORWARD_PAUSE_BYTES = 1 << 20;
+const FORWARD_RESUME_BYTES = 256 << 10;
+/** Read buffers kept for the next connection once their bytes have left (the rest go to the GC). */
+const IDLE_READ_BUFFERS = 16;
+
+/**
+ * The agent's port-forward read buffers, reused: a pod's bytes are read straight into one (after
+ * room for the SPDY DATA header), framed in place and written out, and the buffer comes back once
+ * the TLS layer has taken them. A fresh 64 KiB buffer per read (Node's default) is external memory
+ * V8 must collect: at a few hundred MiB/s that kept the agent — small heap limits, and
+ * --optimize-for-size — in back-to-back full collections of its whole heap (bench/exec.ts).
+ */
+const readBuffers: ArrayBuffer[] = [];
+function takeReadBuffer(): Buffer {
+  return Buffer.from(readBuffers.pop() ?? new ArrayBuffer(DATA_FRAME_HEADER + FORWARD_READ_BYTES), DATA_FRAME_HEADER, FORWARD_READ_BYTES);
+}
+function giveBackReadBuffer(b: ArrayBufferLike): void {
+  if (readBuffers.length < IDLE_READ_BUFFERS && b instanceof ArrayBuffer && b.byteLength === DATA_FRAME_HEADER + FORWARD_READ_BYTES) readBuffers.push(b);
+}
 
 export interface StreamingLimits {
   /** Streams open at once on this node; one more is answered 429 (default 64). */
@@ -317,12 +343,9 @@ export class StreamServer {
     this.log.info({ pod: podId }, 'port-forward started');
     const pending = new Map<string, { data?: SpdyStream; error?: SpdyStream; timer: NodeJS.Timeout }>();
     const connections = new Set<Duplex>();
-    let idle: NodeJS.Timeout | undefined;
-    const touch = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => { this.log.warn({ pod: podId }, 'port-forward idle too long; closed'); session.close(); }, this.limits.idleTimeoutMs);
-    };
-    touch();
+    // Re-armed on every chunk: refresh() moves the one timer instead of making a new one per chunk.
+    const idle = setTimeout(() => { this.log.warn({ pod: podId }, 'port-forward idle too long; closed'); session.close(); }, this.limits.idleTimeoutMs);
+    const touch = () => { idle.refresh(); };
     const stop = () => { terminate(); session.close(); };
     this.live.add(stop);
     session.on('close', () => {
@@ -355,20 +378,57 @@ export class StreamServer {
 
   private async forwardOne(podId: string, port: number, data: SpdyStream, error: SpdyStream, connections: Set<Duplex>, touch: () => void, session: SpdySession): Promise<void> {
     let conn;
+    // Bytes from the pod handed to the session and not yet written out; reads pause above FORWARD_PAUSE_BYTES.
+    let inFlight = 0;
+    let paused = false;
+    let socket: Duplex | undefined;
+    const onread = {
+      buffer: takeReadBuffer,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        touch();
+        inFlight += n;
+        const frame = Buffer.from(buf.buffer, buf.byteOffset - DATA_FRAME_HEADER, DATA_FRAME_HEADER + n);
+        data.writeFramed(frame, () => {
+          inFlight -= n;
+          giveBackReadBuffer(buf.buffer);
+          if (paused && inFlight <= FORWARD_RESUME_BYTES) { paused = false; socket?.resume(); }
+        });
+        if (inFlight <= FORWARD_PAUSE_BYTES) return true;
+        paused = true;
+        return false;
+      },
+    };
     try {
-      conn = await this.runtime.dialPort(podId, port);
+      conn = await this.runtime.dialPort(podId, port, { onread });
     } catch (err) {
       error.end(Buffer.from(`error forwarding port ${port}: ${(err as Error).message}`));
       data.end();
       return;
     }
     const { stream } = conn;
+    socket = stream;
     connections.add(stream);
     stream.on('error', () => undefined);
     // What the client sent while the connection was being dialled was kept by the stream: delivered now, in order.
-    data.consume((d) => { touch(); stream.write(d); }, () => stream.end());
+    // A pod that reads slower than the client sends holds the client's input (not the agent's memory).
+    let holding = false;
+    data.consume((d) => {
+      touch();
+      if (stream.write(d) || holding) return;
+      holding = true;
+      const release = session.holdInput();
+      const drained = () => {
+        stream.off('drain', drained);
+        stream.off('close', drained);
+        holding = false;
+        release();
+      };
+      stream.on('drain', drained);
+      stream.on('close', drained);
+    }, () => stream.end());
     data.on('reset', () => stream.destroy());
     error.consume(() => undefined, () => undefined);
+    // A runtime that does not take onread: its stream emits 'data' (fresh buffers) instead.
     stream.on('data', (d: Buffer) => {
       touch();
       if (!data.write(d)) {

@@ -26,12 +26,13 @@ export interface NetnsConnection {
 
 /**
  * Dial 127.0.0.1:PORT (then [::1]) in the namespace, or `host`:PORT from the node's network when
- * there is no namespace to enter; throws, saying why, when nothing answers there.
+ * there is no namespace to enter; throws, saying why, when nothing answers there. With `onread`,
+ * the socket reads into the caller's buffers (runtime-api's PortDialOptions).
  */
-export async function dialPodPort(netnsFile: string | undefined, port: number, host = '127.0.0.1'): Promise<NetnsConnection> {
+export async function dialPodPort(netnsFile: string | undefined, port: number, host = '127.0.0.1', onread?: net.OnReadOpts): Promise<NetnsConnection> {
   let socket: net.Socket;
   if (!netnsFile) {
-    socket = net.connect({ host, port });
+    socket = net.connect({ host, port, ...(onread ? { onread } : {}) });
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => socket.destroy(new Error(`no answer within ${CONNECT_TIMEOUT_MS / 1000} s`)), CONNECT_TIMEOUT_MS);
       socket.once('connect', () => { clearTimeout(timer); resolve(); });
@@ -49,7 +50,8 @@ export async function dialPodPort(netnsFile: string | undefined, port: number, h
       const why = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ETIMEDOUT' ? `no answer within ${CONNECT_TIMEOUT_MS / 1000} s` : (err as Error).message;
       throw new Error(`cannot connect to port ${port} in the pod's network namespace: ${why}`);
     }
-    socket = new net.Socket({ fd, readable: true, writable: true });
+    // onread is a constructor option too (Node 12+; @types/node names it on connect only).
+    socket = new net.Socket({ fd, readable: true, writable: true, ...(onread ? { onread } : {}) } as net.SocketConstructorOpts);
   }
   let failure: string | undefined;
   socket.on('error', (err) => { failure ??= err.message; });

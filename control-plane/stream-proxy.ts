@@ -23,6 +23,32 @@ type StreamSubresource = (typeof STREAM_SUBRESOURCES)[number];
 /** Request headers that carry the upgrade negotiation; nothing else (no credentials) goes to the node. */
 const FORWARDED_HEADERS = new Set(['upgrade', 'connection', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'x-stream-protocol-version', 'user-agent']);
 
+/**
+ * Bytes written to one side of a splice and not yet gone out: above SPLICE_PAUSE_BYTES the other
+ * side's reading pauses, and resumes once they are down to SPLICE_RESUME_BYTES. (pipe() pauses at
+ * the socket's 16 KiB highWaterMark, i.e. after every TLS record it forwards: a readStop and
+ * readStart per record on a port-forward moving hundreds of MiB/s.)
+ */
+const SPLICE_PAUSE_BYTES = 1 << 20;
+const SPLICE_RESUME_BYTES = 256 << 10;
+
+/**
+ * Copy `from` into `to`: every chunk is written the moment it arrives, never held back to be
+ * batched (a keystroke of `kubectl run -i -t` must go out at once); only a `to` that cannot keep
+ * up pauses `from`.
+ */
+function spliceInto(from: Duplex, to: Duplex): void {
+  let paused = false;
+  const written = () => {
+    if (paused && to.writableLength <= SPLICE_RESUME_BYTES) { paused = false; from.resume(); }
+  };
+  from.on('data', (chunk: Buffer) => {
+    to.write(chunk, written);
+    if (!paused && to.writableLength > SPLICE_PAUSE_BYTES) { paused = true; from.pause(); }
+  });
+  from.on('end', () => to.end());
+}
+
 function reject(socket: Duplex, err: ApiError): void {
   const body = JSON.stringify(err.toStatus());
   if (!socket.writable) return;
@@ -84,8 +110,8 @@ export class StreamProxy {
       socket.write(`${head101}\r\n`);
       if (upHead.length) socket.write(upHead);
       if (head.length) upSocket.write(head);
-      upSocket.pipe(socket);
-      socket.pipe(upSocket);
+      spliceInto(upSocket, socket);
+      spliceInto(socket, upSocket);
       const close = () => { upSocket.destroy(); socket.destroy(); };
       upSocket.on('close', close);
       socket.on('close', close);

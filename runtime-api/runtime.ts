@@ -12,7 +12,7 @@ import type { PodNetworkOptions } from './network.js';
 import type { Pod } from './pod-spec.js';
 import type { RegistryKeyring } from './registry-auth.js';
 import type { PodStatus } from './status.js';
-import type { ExecOptions, ExecProcess, PortConnection } from './streams.js';
+import type { ExecOptions, ExecProcess, PortConnection, PortDialOptions } from './streams.js';
 
 export interface ContainerRuntime {
   /** Scheme of container IDs and nodeInfo.containerRuntimeVersion, e.g. "rkt" or "docker". */
@@ -46,7 +46,7 @@ export interface ContainerRuntime {
   /** Throws (UserError) when the pod's ports cannot be reached (not running, a VM without the path). */
   checkPortForward(podId: string): Promise<void>;
   /** A TCP connection to `port` inside the pod's network namespace (kubectl port-forward). */
-  dialPort(podId: string, port: number): Promise<PortConnection>;
+  dialPort(podId: string, port: number, opts?: PortDialOptions): Promise<PortConnection>;
   /** Throws what exec would (unknown or stopped container, no terminal) without running anything. */
   checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>): Promise<void>;
   /** Garbage-collect what the runtime left behind (aborted pods, orphaned units or containers). */

@@ -1,4 +1,5 @@
 /** The streams of kubectl exec, attach and port-forward, as every runtime hands them to the agent. */
+import type { OnReadOpts } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
 
 export interface ExecOptions {
@@ -28,6 +29,17 @@ export interface ExecProcess {
   readonly exit: Promise<ExecExit>;
   /** Kill the command and every process it started (those still in its sessions), then resolve. */
   kill(): Promise<void>;
+}
+
+/** How the agent wants a port-forward connection's bytes. */
+export interface PortDialOptions {
+  /**
+   * Node's `onread` for the socket (net.Socket's option): the pod's bytes are read into buffers
+   * the agent hands out and gets back, instead of a fresh buffer per read (at hundreds of MiB/s
+   * those fresh buffers are what drives the agent's garbage collector). A runtime whose
+   * connection is a socket passes it on; the stream then emits no 'data'.
+   */
+  onread?: OnReadOpts;
 }
 
 export interface PortConnection {

@@ -29,7 +29,7 @@ import { dockerImageGc, type DockerImageGcOptions, type DockerImageGcResult } fr
 import { attachDockerPod, detachDockerPod, loopbackUp, podIPsOf } from './network.js';
 import type {
   AppStatus, ContainerRuntime, ContainerSpec, ContainerUsage, ExecOptions, ExecProcess, LogLine, LogQuery, Pod, PodNetworkOptions, PodStatus,
-  PodUsage, PortConnection, RegistryKeyring, Termination, TerminalSize,
+  PodUsage, PortConnection, PortDialOptions, RegistryKeyring, Termination, TerminalSize,
 } from './types.js';
 
 /** Labels: dockershim's, so tools that know Kubernetes-on-Docker read them, plus ours. */
@@ -772,8 +772,8 @@ export class DockerRuntime implements ContainerRuntime {
     await this.infraNetns(podId);
   }
 
-  async dialPort(podId: string, port: number): Promise<PortConnection> {
-    return dialPodPort(await this.infraNetns(podId), port);
+  async dialPort(podId: string, port: number, opts: PortDialOptions = {}): Promise<PortConnection> {
+    return dialPodPort(await this.infraNetns(podId), port, undefined, opts.onread);
   }
 
   async runInContainer(podId: string, container: string, command: string[], timeoutMs: number): Promise<{ exitCode: number; output: string; timedOut: boolean }> {

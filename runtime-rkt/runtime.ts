@@ -19,7 +19,7 @@ import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, releaseLeases, type PodNetworkOptions } from './network.js';
 import { dialPodPort } from '../common/netns-dial.js';
-import type { PortConnection } from '../runtime-api/streams.js';
+import type { PortConnection, PortDialOptions } from '../runtime-api/streams.js';
 import { attachConsole } from './attach.js';
 import { allContainers, fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
 import { checkRuntimeEnv, usesPodIP } from '../runtime-api/pod-env.js';
@@ -508,9 +508,9 @@ export class RktRuntime {
   }
 
   /** A connection to `port` in the pod's network (kubectl port-forward). */
-  async dialPort(ref: string, port: number): Promise<PortConnection> {
+  async dialPort(ref: string, port: number, opts: PortDialOptions = {}): Promise<PortConnection> {
     const target = await this.portForwardTarget(ref);
-    return dialPodPort(target.netns, port, target.host);
+    return dialPodPort(target.netns, port, target.host, opts.onread);
   }
 
   /** The attach socket of a running app with stdin or a terminal; a UserError saying why when there is none. */

@@ -227,6 +227,43 @@ spec:
   }
 });
 
+t('port-forward upload to a pod that reads late: held, then every byte arrives in order', async () => {
+  const c = getCluster();
+  // The pod reads nothing for 3 s: its socket fills, the agent holds the client's input (it does
+  // not buffer the upload), then lets it go once the pod drains. sleep keeps nc's stdin open.
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: sink}
+spec:
+  terminationGracePeriodSeconds: 1
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, 'sleep 600 | nc -l -p 9000 | (sleep 3; sha256sum; echo done)']
+`);
+  await eventually('sink running', async () => ((await c.kubectl(['get', 'pod', 'sink', '-o', 'jsonpath={.status.containerStatuses[0].ready}'])).stdout === 'true' ? true : undefined), 60_000);
+  const localPort = await freePort();
+  const pf = c.spawnKubectl(['port-forward', 'pod/sink', `${localPort}:9000`]);
+  let pfOut = '';
+  pf.stdout!.on('data', (d) => { pfOut += d; });
+  pf.stderr!.on('data', (d) => { pfOut += d; });
+  const upload = randomBytes(32 << 20);
+  try {
+    await eventually('port-forward to listen', async () => (/Forwarding from 127\.0\.0\.1/.test(pfOut) ? true : undefined), 20_000);
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect(localPort, '127.0.0.1', () => s.end(upload));
+      s.on('finish', () => resolve());
+      s.on('error', reject);
+      s.setTimeout(60_000, () => s.destroy(new Error(`upload stalled; kubectl said: ${pfOut}`)));
+    });
+    await eventually('the pod to have read it all', async () => (/done/.test(await c.k(['logs', 'sink'])) ? true : undefined), 60_000);
+  } finally {
+    pf.kill('SIGTERM');
+  }
+  assert.match(await c.k(['logs', 'sink']), new RegExp(createHash('sha256').update(upload).digest('hex')), pfOut);
+});
+
 t('attach: to a container\'s stdin, and to its terminal', async () => {
   const c = getCluster();
   await c.k(['apply', '-f', '-'], `apiVersion: v1
