@@ -110,7 +110,8 @@ static int parse_id(const char *s, unsigned int *out) {
 /* Every record must be known and well-formed: a spec this helper does not fully understand is not entered. */
 static int parse_spec(char *buf, size_t len, struct enter_spec *spec) {
   memset(spec, 0, sizeof(*spec));
-  spec->env = calloc(MAX_ENV + 1, sizeof(char *));
+  /* Room for HOME and the terminating NULL beyond the spec's own entries. */
+  spec->env = calloc(MAX_ENV + 2, sizeof(char *));
   if (!spec->env) return die(126, "out of memory", NULL, ENOMEM);
   int has[5] = {0};
   size_t i = 0;

@@ -154,13 +154,13 @@ export class NamespacesStage1 implements Stage1 {
     return { argv: [target.helper, target.specFile, String(target.initPid), target.startTime, ...command], cgroupProcs: target.cgroupProcs };
   }
 
-  /** Per container, for its current run (its unit's MainPID): the helper's arguments, found once per run. */
-  private readonly enterTargets = new Map<string, { mainPid: number; helper: string; specFile: string; initPid: number; startTime: string; cgroupProcs: string[] } | undefined>();
+  /** Per container, for its current run (its unit's MainPID): the helper's arguments (none: crun exec), found once per run. */
+  private readonly enterTargets = new Map<string, { mainPid: number; target?: { helper: string; specFile: string; initPid: number; startTime: string; cgroupProcs: string[] } }>();
 
   private enterTarget(pod: PreparedPod, app: AppManifest, mainPid: number) {
     const id = containerId(pod.manifest.uuid, app.name);
     const cached = this.enterTargets.get(id);
-    if (cached?.mainPid === mainPid) return cached;
+    if (cached?.mainPid === mainPid) return cached.target;
     if (this.enterTargets.size > 4096) this.enterTargets.clear();
     const helper = nativeHelperPath('stevedore-enter');
     const specFile = path.join(podPaths(pod.dir).app(app.name), ENTER_SPEC_FILE);
@@ -173,10 +173,11 @@ export class NamespacesStage1 implements Stage1 {
         const initPid = Number(state.pid);
         const stat = readFileSync(`/proc/${initPid}/stat`, 'utf8');
         const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-        if (initPid > 0 && startTime && /^\d+$/.test(startTime)) target = { mainPid, helper, specFile, initPid, startTime, cgroupProcs: cgroupProcsFiles(mainPid) };
+        if (initPid > 0 && startTime && /^\d+$/.test(startTime)) target = { helper, specFile, initPid, startTime, cgroupProcs: cgroupProcsFiles(mainPid) };
       } catch { /* no state (yet): crun exec says what is wrong */ }
     }
-    this.enterTargets.set(id, target);
+    // A run without a target is remembered too only once crun's state was there to read: a probe racing the start looks again.
+    if (target || !helper || !existsSync(specFile)) this.enterTargets.set(id, { mainPid, target });
     return target;
   }
 
