@@ -135,10 +135,10 @@ export class NamespacesStage1 implements Stage1 {
     return withCgroupJoin(this.crunExec(pod, app, mainPid, command, execFlags));
   }
 
-  private crunExec(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], execFlags: string[] = []): EnterCommand {
+  private crunExec(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], execFlags: string[] = [], cgroupProcs = cgroupProcsFiles(mainPid)): EnterCommand {
     // crun exec takes the container's seccomp and capabilities but not its no_new_privs: ask for it.
     const exec = [this.ociRuntime, 'exec', ...execFlags, ...(appSecurity(app).noNewPrivileges ? ['--no-new-privs'] : []), containerId(pod.manifest.uuid, app.name), ...command];
-    return { argv: exec, cgroupProcs: cgroupProcsFiles(mainPid) };
+    return { argv: exec, cgroupProcs };
   }
 
   /**
@@ -149,19 +149,24 @@ export class NamespacesStage1 implements Stage1 {
    * it is rare where probes are every few seconds per container.
    */
   enterCommand(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): EnterCommand {
-    const target = this.enterTarget(pod, app, mainPid);
-    if (!target) return this.crunExec(pod, app, mainPid, command);
-    return { argv: [target.helper, target.specFile, String(target.initPid), target.startTime, ...command], cgroupProcs: target.cgroupProcs };
+    const { target, cgroupProcs } = this.enterTarget(pod, app, mainPid);
+    if (!target) return this.crunExec(pod, app, mainPid, command, [], cgroupProcs);
+    return { argv: [target.helper, target.specFile, String(target.initPid), target.startTime, ...command], cgroupProcs };
   }
 
-  /** Per container, for its current run (its unit's MainPID): the helper's arguments (none: crun exec), found once per run. */
-  private readonly enterTargets = new Map<string, { mainPid: number; target?: { helper: string; specFile: string; initPid: number; startTime: string; cgroupProcs: string[] } }>();
+  /**
+   * Per container, for its current run (its unit's MainPID): the helper's arguments (none: crun exec) and
+   * the run's cgroup.procs files (a process stays in its unit's cgroups; reading them parses the whole
+   * mount table, a few ms with 100 pods), found once per run.
+   */
+  private readonly enterTargets = new Map<string, { mainPid: number; cgroupProcs: string[]; target?: { helper: string; specFile: string; initPid: number; startTime: string } }>();
 
-  private enterTarget(pod: PreparedPod, app: AppManifest, mainPid: number) {
+  private enterTarget(pod: PreparedPod, app: AppManifest, mainPid: number): { target?: { helper: string; specFile: string; initPid: number; startTime: string }; cgroupProcs: string[] } {
     const id = containerId(pod.manifest.uuid, app.name);
     const cached = this.enterTargets.get(id);
-    if (cached?.mainPid === mainPid) return cached.target;
+    if (cached?.mainPid === mainPid) return cached;
     if (this.enterTargets.size > 4096) this.enterTargets.clear();
+    const cgroupProcs = cgroupProcsFiles(mainPid);
     const helper = nativeHelperPath('stevedore-enter');
     const specFile = path.join(podPaths(pod.dir).app(app.name), ENTER_SPEC_FILE);
     let target;
@@ -173,12 +178,14 @@ export class NamespacesStage1 implements Stage1 {
         const initPid = Number(state.pid);
         const stat = readFileSync(`/proc/${initPid}/stat`, 'utf8');
         const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-        if (initPid > 0 && startTime && /^\d+$/.test(startTime)) target = { helper, specFile, initPid, startTime, cgroupProcs: cgroupProcsFiles(mainPid) };
+        if (initPid > 0 && startTime && /^\d+$/.test(startTime)) target = { helper, specFile, initPid, startTime };
       } catch { /* no state (yet): crun exec says what is wrong */ }
     }
-    // A run without a target is remembered too only once crun's state was there to read: a probe racing the start looks again.
-    if (target || !helper || !existsSync(specFile)) this.enterTargets.set(id, { mainPid, target });
-    return target;
+    // Remembered for the run when complete: cgroups read (empty is a process gone), and crun's state read where the helper is
+    // to be used (a probe racing the start looks again).
+    const entry = { mainPid, cgroupProcs, target };
+    if (cgroupProcs.length && (target || !helper || !existsSync(specFile))) this.enterTargets.set(id, entry);
+    return entry;
   }
 
   /**
