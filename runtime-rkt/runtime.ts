@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { ContainerConfigError, UserError, errnoCode } from '../common/errors.js';
 import { ImageNotFound } from '../runtime-api/errors.js';
@@ -78,8 +79,13 @@ export class RktRuntime {
     return rt;
   }
 
+  /** One instance per stage1: they keep per-container caches (the namespaces stage1's probe enter targets). */
+  private readonly stage1s = new Map<Stage1Name, Stage1>();
+
   private stage1For(name: Stage1Name): Stage1 {
-    return stage1Of(name, { kvmAccel: this.options.kvmAccel });
+    let stage1 = this.stage1s.get(name);
+    if (!stage1) this.stage1s.set(name, (stage1 = stage1Of(name, { kvmAccel: this.options.kvmAccel })));
+    return stage1;
   }
 
   systemd(): Promise<SystemdClient> {
@@ -400,30 +406,43 @@ export class RktRuntime {
 
   /** Pod directory and manifest by UUID, for runInContainer: neither changes while the pod runs. */
   private readonly enterTargets = new Map<string, { dir: string; manifest: RuntimePodManifest }>();
+  /** uuid/app → its unit's MainPID and that process's start time, as last asked of systemd. */
+  private readonly enterMainPids = new Map<string, { pid: number; startTime: string }>();
 
   /**
    * The enter command (or argv) for repeated calls (exec probes every few seconds, kubernetes#82440):
-   * the pod's manifest is read once, and each call asks systemd only for the
-   * app's MainPID (one D-Bus call) instead of reading the whole pod status.
+   * the pod's manifest is read once, and systemd is asked for the app's MainPID only when the
+   * process it named last is gone (its start time in /proc changed): a unit's main process lives
+   * exactly as long as its run, so while it lives the answer would be the same, and a probe costs
+   * no D-Bus round trip (nor systemd's and the bus daemon's work for it).
    */
   private async quickEnter(ref: string, appName: string, command: string[]): Promise<string[] | EnterCommand> {
     let target = this.enterTargets.get(ref);
-    if (!target || !(await exists(target.dir))) {
-      const loc = await this.pods.find(ref);
-      const manifest = loc.state === 'run' ? await this.manifestOf(loc) : undefined;
-      if (!manifest) throw new UserError(`pod ${loc.uuid} is not running (state ${loc.state})`);
-      target = { dir: loc.dir, manifest };
-      if (this.enterTargets.size > 4096) this.enterTargets.clear();
-      this.enterTargets.set(ref, target);
+    const known = target && this.enterMainPids.get(`${target.manifest.uuid}/${appName}`);
+    let mainPid = known && processStartTime(known.pid) === known.startTime ? known.pid : 0;
+    if (!mainPid) {
+      if (!target || !(await exists(target.dir))) {
+        const loc = await this.pods.find(ref);
+        const manifest = loc.state === 'run' ? await this.manifestOf(loc) : undefined;
+        if (!manifest) throw new UserError(`pod ${loc.uuid} is not running (state ${loc.state})`);
+        target = { dir: loc.dir, manifest };
+        if (this.enterTargets.size > 4096) this.enterTargets.clear();
+        this.enterTargets.set(ref, target);
+      }
     }
-    const app = target.manifest.apps.find((a) => a.name === appName);
-    if (!app) throw new UserError(`pod ${target.manifest.uuid} has no container "${appName}"`);
-    const systemd = await this.systemd();
-    const props = await systemd.unitPropertyValues(unitNames.app(target.manifest.uuid, app.name), 'Service', ['MainPID']).catch(() => ({ MainPID: 0 }));
-    const mainPid = Number(props.MainPID ?? 0);
-    if (!mainPid) throw new UserError(`container "${app.name}" of pod ${target.manifest.uuid} is not running`);
-    const stage1 = this.stage1For(target.manifest.stage1);
-    return stage1.enterCommand ? stage1.enterCommand(target, app, mainPid, command) : stage1.enterArgv(target, app, mainPid, command);
+    const app = target!.manifest.apps.find((a) => a.name === appName);
+    if (!app) throw new UserError(`pod ${target!.manifest.uuid} has no container "${appName}"`);
+    if (!mainPid) {
+      const systemd = await this.systemd();
+      const props = await systemd.unitPropertyValues(unitNames.app(target!.manifest.uuid, app.name), 'Service', ['MainPID']).catch(() => ({ MainPID: 0 }));
+      mainPid = Number(props.MainPID ?? 0);
+      if (!mainPid) throw new UserError(`container "${app.name}" of pod ${target!.manifest.uuid} is not running`);
+      const startTime = processStartTime(mainPid);
+      if (this.enterMainPids.size > 4096) this.enterMainPids.clear();
+      if (startTime) this.enterMainPids.set(`${target!.manifest.uuid}/${app.name}`, { pid: mainPid, startTime });
+    }
+    const stage1 = this.stage1For(target!.manifest.stage1);
+    return stage1.enterCommand ? stage1.enterCommand(target!, app, mainPid, command) : stage1.enterArgv(target!, app, mainPid, command);
   }
 
   /**
@@ -546,4 +565,15 @@ async function assertNoMountsBelow(dir: string): Promise<void> {
   const mountinfo = await fs.readFile('/proc/self/mountinfo', 'utf8');
   const below = mountinfo.split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m && (m === dir || m.startsWith(dir + '/')));
   if (below.length) throw new UserError(`cannot remove ${dir}: still mounted: ${below.join(', ')}`, { hint: 'unmount them (umount) and run `stevedore gc`' });
+}
+
+/** A process's start time (field 22 of /proc/PID/stat, clock ticks since boot), or undefined when it is gone: with the pid, it names one process. */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After "(comm)" (which may hold spaces) comes field 3: field 22 is the 20th from there.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
 }

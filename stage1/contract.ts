@@ -274,6 +274,9 @@ export interface Stage1 {
    * The same as enterArgv, split into the program (argv[0] an absolute path) and the cgroup.procs
    * files its process must join before it execs: a caller that can place a child in cgroups itself
    * (common/run-captured.ts, for exec probes) then needs no shell to do it. Optional (kvm: no).
+   * For short commands without streams only (probes, hooks): the command must end up with exactly
+   * the restrictions enterArgv gives it, but may get there another way (namespaces: the
+   * stevedore-enter helper instead of a crun process).
    */
   enterCommand?(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): EnterCommand;
   /**

@@ -1,0 +1,140 @@
+/**
+ * Exec probes' way into a namespaces app (native/enter.c, `stevedore-enter`),
+ * checked for real: a command run through runInContainer (what exec probes
+ * and hooks use) must end up with exactly the app's restrictions — ids,
+ * groups, every capability set, no_new_privs, seccomp, cgroups and every
+ * namespace of the app's main process — and the helper must refuse, never
+ * run unconfined, when it cannot enter as the app runs.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { eventually, podStatus, REPO, useNode, type TestNode } from './helpers/node.js';
+
+const t = suite('stevedore-enter: exec probes enter the app with its restrictions');
+const getNode = useNode(t);
+
+let seq = 0;
+async function runPod(node: TestNode, opts: { pod?: string; container?: string; workingDir?: string }): Promise<string> {
+  const name = `enter-${++seq}`;
+  const file = await node.manifest(`${name}.yaml`, `
+metadata: {name: ${name}, namespace: enter, uid: uid-${name}}
+spec:
+${opts.pod ? `  securityContext: ${opts.pod}\n` : ''}  containers:
+  - name: c
+    image: busybox
+    command: [sleep, '3600']
+    env: [{name: GREETING, value: "hello world"}]
+${opts.workingDir ? `    workingDir: ${opts.workingDir}\n` : ''}${opts.container ? `    securityContext: ${opts.container}\n` : ''}`);
+  const uuid = (await node.ok(['pod', 'run', '-f', file, '--stage1', 'namespaces'])).trim();
+  await eventually('the app to run', async () => ((await podStatus(node, uuid)).apps[0]?.state === 'running' ? true : undefined));
+  return uuid;
+}
+
+/** What the kernel says of a process's restrictions, from /proc/PID/status, its cgroups and its namespaces. */
+const READ_RESTRICTIONS = (pid: string) => `grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/${pid}/status; `
+  + `echo cgroup; cat /proc/${pid}/cgroup; echo ns; for n in cgroup ipc mnt net pid time user uts; do echo "$n $(readlink /proc/${pid}/ns/$n)"; done`;
+
+/**
+ * Inside the node: the runtime's own runInContainer (the agent's exec-probe call), and which program its
+ * enter path starts (argv[0] of the stage1's enterCommand: the helper, or crun).
+ */
+async function probe(node: TestNode, uuid: string, command: string[]): Promise<{ exitCode: number; output: string; program: string }> {
+  const script = path.join(node.dataDir, 'manifests', `probe-${++seq}.mjs`);
+  await fs.writeFile(script, `
+const { RktRuntime } = await import(${JSON.stringify(path.join(REPO, 'dist/runtime-rkt/runtime.js'))});
+const rt = await RktRuntime.open({ dataDir: ${JSON.stringify(node.dataDir)}, network: 'none' });
+try {
+  const enter = await rt.quickEnter(${JSON.stringify(uuid)}, 'c', ['true']);
+  const r = await rt.runInContainer(${JSON.stringify(uuid)}, 'c', ${JSON.stringify(command)}, { timeoutMs: 10000 });
+  process.stdout.write(JSON.stringify({ ...r, program: Array.isArray(enter) ? enter[0] : enter.argv[0] }));
+} finally { await rt.close(); }
+`);
+  const r = await node.sh(`${process.execPath} ${script}`);
+  assert.is(r.exitCode, 0, `the probe script: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { exitCode: number; output: string; program: string };
+}
+
+/** The app's main process (the container's init) in the node: crun's state names it. */
+async function initPid(node: TestNode, uuid: string): Promise<string> {
+  const id = `stevedore-${uuid.replace(/-/g, '')}-c`;
+  const r = await node.sh(`sed -n 's/^ *"pid": \\([0-9]*\\),/\\1/p' /run/crun/${id}/status`);
+  const pid = r.stdout.trim();
+  assert.match(pid, /^\d+$/, `crun's state of ${id}: ${r.stderr}`);
+  return pid;
+}
+
+async function assertSameRestrictions(node: TestNode, uuid: string, expect: Record<string, string>): Promise<void> {
+  const main = (await node.sh(READ_RESTRICTIONS(await initPid(node, uuid)))).stdout;
+  const got = await probe(node, uuid, ['sh', '-c', READ_RESTRICTIONS('self')]);
+  assert.is(path.basename(got.program), 'stevedore-enter', 'probes enter through the helper');
+  assert.is(got.exitCode, 0, got.output);
+  assert.fixture(got.output, main, 'the probe process has exactly the app\'s ids, capabilities, no_new_privs, seccomp, cgroups and namespaces');
+  // And the fields are what the securityContext asks for, so equal means right (not both wrong the same way).
+  for (const [field, value] of Object.entries(expect)) assert.match(got.output, new RegExp(`^${field}:\\s+${value}\\s*$`, 'm'), `${field} ${value} in:\n${got.output}`);
+}
+
+t('a default (root) container: the probe matches the app, crun exec\'s HOME and the app\'s env and cwd', async () => {
+  const node = getNode();
+  const uuid = await runPod(node, { workingDir: '/tmp' });
+  try {
+    await assertSameRestrictions(node, uuid, { Uid: '0\\s+0\\s+0\\s+0', CapEff: '00000000a80425fb', CapBnd: '00000000a80425fb', CapAmb: '0000000000000000', NoNewPrivs: '1', Seccomp: '2' });
+    const env = await probe(node, uuid, ['sh', '-c', 'echo "$GREETING|$HOME|$(pwd)"']);
+    assert.is(env.output.trim(), 'hello world|/root|/tmp', 'the app\'s environment and working directory, HOME from its /etc/passwd');
+    // A command not on the app's PATH: 127, as crun exec says it.
+    const missing = await probe(node, uuid, ['no-such-command']);
+    assert.is(missing.exitCode, 127, missing.output);
+    assert.match(missing.output, /not found/);
+    const failing = await probe(node, uuid, ['sh', '-c', 'echo not-yet >&2; exit 4']);
+    assert.is(failing.exitCode, 4);
+    assert.is(failing.output.trim(), 'not-yet');
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
+t('a hardened container (non-root, groups, an added capability, no privilege escalation): the probe matches the app', async () => {
+  const node = getNode();
+  const uuid = await runPod(node, {
+    pod: '{runAsUser: 2000, supplementalGroups: [4000, 4001]}',
+    container: '{runAsUser: 1000, runAsGroup: 3000, allowPrivilegeEscalation: false, capabilities: {add: [NET_ADMIN], drop: [NET_RAW]}}',
+  });
+  try {
+    // NET_ADMIN (bit 12) in, NET_RAW (bit 13) out of the default bounding set; a non-root process keeps no effective capabilities.
+    await assertSameRestrictions(node, uuid, { Uid: '1000\\s+1000\\s+1000\\s+1000', Gid: '3000\\s+3000\\s+3000\\s+3000', Groups: '(3000 )?4000 4001', CapEff: '0000000000000000', CapBnd: '00000000a80415fb', NoNewPrivs: '1', Seccomp: '2' });
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
+t('the helper refuses, and runs nothing, when the pid is not the container\'s or the enter spec is not trustworthy', async () => {
+  const node = getNode();
+  const uuid = await runPod(node, {});
+  try {
+    const pid = await initPid(node, uuid);
+    const spec = path.join(node.dataDir, 'pods', 'run', uuid, 'apps', 'c', 'enter.spec');
+    const helper = path.join(REPO, 'native', 'build', 'Release', 'stevedore-enter');
+    const start = (await node.sh(`cut -d' ' -f22 /proc/${pid}/stat`)).stdout.trim();
+    // What a command run inside would leave: a file in the container's root (its overlay's upper layer on the node).
+    const ran = path.join(node.dataDir, 'pods', 'run', uuid, 'apps', 'c', 'upper', 'ran');
+    const ok = await node.sh(`${helper} ${spec} ${pid} ${start} sh -c 'echo ok > /ran' && cat ${ran} && rm ${ran}`);
+    assert.is(ok.stdout.trim(), 'ok', `the helper works with the right arguments: ${ok.stderr}`);
+    // A pid whose start time differs (a recycled pid): refused before any namespace is joined.
+    const reused = await node.sh(`${helper} ${spec} ${pid} ${Number(start) + 1} sh -c 'echo ran > /ran'; echo "exit $?"`);
+    assert.is(reused.stdout.trim(), 'exit 126');
+    assert.match(reused.stderr, /pid was reused/);
+    // A spec someone else could have written, and one with a record the helper does not know: refused.
+    const loose = `${spec}.loose`;
+    const r = await node.sh(`cp ${spec} ${loose} && chmod 0620 ${loose} && ${helper} ${loose} ${pid} ${start} sh -c 'echo ran > /ran'; echo "exit $?"; `
+      + `printf 'uid=0\\0gid=0\\0apparmor=x\\0' > ${loose}.bad && chmod 0600 ${loose}.bad && ${helper} ${loose}.bad ${pid} ${start} sh -c 'echo ran > /ran'; echo "exit $?"; rm -f ${loose} ${loose}.bad`);
+    assert.equal(r.stdout.trim().split('\n'), ['exit 126', 'exit 126'], r.stderr);
+    assert.match(r.stderr, /not a root-owned regular file/);
+    assert.match(r.stderr, /unknown record in the enter spec: apparmor/);
+    assert.not.ok(await fs.stat(ran).catch(() => undefined), 'nothing ran in the container');
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
+t.run();
