@@ -152,14 +152,20 @@ async function publish(name: string, bytes: Buffer, mode: number): Promise<void>
   }
 }
 
-/** The helper, copied into FLY_EXEC_DIR once per process (the bind's source must hold only what the app may see). */
+/**
+ * The helper, copied into FLY_EXEC_DIR once per process (the bind's source must hold only what the app may see);
+ * after a failure the next start tries again (meanwhile apps get systemd's filter).
+ */
 function copyHelper(helper: string): Promise<boolean> {
   helperCopied ??= (async () => {
     await fs.mkdir(FLY_EXEC_DIR, { recursive: true, mode: 0o755 });
     await fs.chmod(FLY_EXEC_DIR, 0o755);
     await publish('seccomp-exec', await fs.readFile(helper), 0o755);
     return true;
-  })().catch(() => false);
+  })().catch(() => {
+    helperCopied = undefined;
+    return false;
+  });
   return helperCopied;
 }
 
