@@ -8,7 +8,9 @@
     { "target_name": "netns", "sources": ["netns.c"], "cflags": ["-Wall", "-O2"] },
     { "target_name": "spawn", "sources": ["spawn.c"], "cflags": ["-Wall", "-O2"] },
     { "target_name": "decompress", "sources": ["decompress.c"], "cflags": ["-Wall", "-O2"], "libraries": ["-lz", "-lzstd"] },
-    { "target_name": "seccomp-exec", "type": "executable", "sources": ["seccomp-exec.c"], "cflags": ["-Wall", "-O2"], "ldflags": ["-static", "-s"] },
+    { "target_name": "seccomp-exec", "type": "executable", "sources": ["seccomp-exec.c"], "cflags": ["-Wall", "-O2"], "ldflags": ["-static", "-s"],
+      "conditions": [["target_arch=='x64' or target_arch=='arm64'", {
+        "cflags": ["-ffreestanding", "-fno-stack-protector", "-fno-asynchronous-unwind-tables"], "ldflags": ["-nostdlib"] }]] },
     { "target_name": "stevedore-enter", "type": "executable", "sources": ["enter.c"], "cflags": ["-Wall", "-O2"], "ldflags": ["-static", "-s"] }
   ]
 }

@@ -173,19 +173,26 @@ export class RktRuntime {
   private async launch(systemd: SystemdClient, pod: PreparedPod): Promise<void> {
     const stage1 = this.stage1For(pod.manifest.stage1);
     const uuid = pod.manifest.uuid;
-    const plans = await Promise.all(pod.manifest.apps.map((app) => appProperties(pod, app, stage1, this.options)));
     // The slice must exist before services name it, or systemd makes an empty
     // one of its own. systemd handles one connection's calls in order, so
     // sending the slice's call first is enough; no need to wait for its reply.
     const slice = podSlice(pod.manifest);
     const sliceCall = systemd.startTransientUnit(slice, sliceProperties(pod, stage1.cgroupLimits !== false));
+    // The apps' unit properties are built while systemd makes the slice (fly writes the env
+    // files here), and their calls follow the slice's without waiting for its reply.
+    const plansBuilt = Promise.all(pod.manifest.apps.map((app) => appProperties(pod, app, stage1, this.options)));
+    // Awaited below, each in turn: a failure of one while another is awaited is not an unhandled rejection.
+    sliceCall.catch(() => undefined);
+    plansBuilt.catch(() => undefined);
     // Pod-level units (kvm: the VM) run before any app: an app unit may rely on them being started.
     const podPlans = stage1.podUnits ? await stage1.podUnits(pod) : [];
     const podCalls = podPlans.map((p) => systemd.startTransientUnit(p.name, [...p.properties, prop.str('Slice', slice)]));
+    const podResults = podCalls.length ? await Promise.all((await Promise.all(podCalls)).map((j) => systemd.waitForJob(j))) : [];
+    const plans = await plansBuilt;
+    const appCalls = pod.manifest.apps.map((app, i) => systemd.startTransientUnit(unitNames.app(uuid, app.name), plans[i]!));
+    appCalls.forEach((call) => call.catch(() => undefined));
     const sliceJob = await sliceCall;
     crashPoint('run:slice-started');
-    const podResults = await Promise.all((await Promise.all(podCalls)).map((j) => systemd.waitForJob(j)));
-    const appCalls = pod.manifest.apps.map((app, i) => systemd.startTransientUnit(unitNames.app(uuid, app.name), plans[i]!));
     // With init containers, every app's start job waits for its predecessor (init-gate.ts), possibly for
     // hours: wait only for the units that start at once; systemd goes on with the rest on its own.
     const hasInit = pod.manifest.apps.some((a) => a.init);

@@ -43,7 +43,8 @@ done
 # Libraries native/decompress.c links: zlib (node's own copy is used where node exports it) and libzstd.
 [ -f /usr/include/zstd.h ] || missing+=(libzstd-dev)
 [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
-# The static C library native/seccomp-exec.c links (it runs inside app roots, whatever libc they have).
+# The kernel headers native/seccomp-exec.c includes, and the static C library it links where it is not built
+# without a libc (other than x86-64 and arm64; it runs inside app roots, whatever libc they have).
 [ -f "/usr/lib/$(uname -m)-linux-gnu/libc.a" ] || missing+=(libc6-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"

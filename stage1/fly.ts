@@ -1,3 +1,5 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Variant } from 'dbus-next';
 import { replaceFile } from '../common/fsutil.js';
@@ -110,11 +112,83 @@ export function envFileText(app: AppManifest): string {
 }
 
 /**
- * Where the seccomp-exec helper appears inside the app's root: on the empty
+ * Where the fly exec directory appears inside the app's root: on the empty
  * tmpfs that systemd mounts at /run there (MountAPIVFS= with RootDirectory=),
  * so the image's files are not touched.
  */
-export const SECCOMP_EXEC_IN_ROOT = '/run/.stevedore-seccomp-exec';
+export const FLY_EXEC_IN_ROOT = '/run/.stevedore';
+/**
+ * The node's side of it: the seccomp-exec helper and the compiled programs,
+ * nothing else (bound read-only into every fly app that loads its filter
+ * through the helper, so it holds nothing secret: the programs are the
+ * public RuntimeDefault profile compiled). Root-owned, written only by
+ * stage0 (a new file is renamed into place, so an app that starts meanwhile
+ * sees the old file or the new one, never half of one); a per-boot cache
+ * like seccomp-bpf.ts's, on /run.
+ */
+export const FLY_EXEC_DIR = '/run/stevedore/fly-exec';
+
+let helperCopied: Promise<boolean> | undefined;
+/** Program files already written by this process, by program (base64). */
+const programFiles = new Map<string, Promise<string | undefined>>();
+const PROGRAM_FILES_MAX = 32;
+
+/**
+ * Makes FLY_EXEC_DIR/NAME hold exactly these bytes with this mode (whatever
+ * the umask: the app's uid must be able to read it), renamed into place
+ * when it does not already.
+ */
+async function publish(name: string, bytes: Buffer, mode: number): Promise<void> {
+  const file = path.join(FLY_EXEC_DIR, name);
+  const existing = await fs.readFile(file).catch(() => undefined);
+  if (existing?.equals(bytes) && ((await fs.stat(file)).mode & 0o7777) === mode) return;
+  const tmp = path.join(FLY_EXEC_DIR, `.${name}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await fs.writeFile(tmp, bytes, { flag: 'wx', mode: 0o600 });
+    await fs.chmod(tmp, mode);
+    await fs.rename(tmp, file);
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+}
+
+/**
+ * The helper, copied into FLY_EXEC_DIR once per process (the bind's source must hold only what the app may see);
+ * after a failure the next start tries again (meanwhile apps get systemd's filter).
+ */
+function copyHelper(helper: string): Promise<boolean> {
+  helperCopied ??= (async () => {
+    await fs.mkdir(FLY_EXEC_DIR, { recursive: true, mode: 0o755 });
+    await fs.chmod(FLY_EXEC_DIR, 0o755);
+    await publish('seccomp-exec', await fs.readFile(helper), 0o755);
+    return true;
+  })().catch(() => {
+    helperCopied = undefined;
+    return false;
+  });
+  return helperCopied;
+}
+
+/**
+ * The program as a file in FLY_EXEC_DIR, named by its hash; its path inside
+ * the app's root, or undefined when it cannot be written (the app then gets
+ * systemd's filter). The app's uid reads it (the helper runs after systemd
+ * set the ids), so it is world-readable: it is not secret.
+ */
+function programFile(bpf: string): Promise<string | undefined> {
+  let pending = programFiles.get(bpf);
+  if (!pending) {
+    const bytes = Buffer.from(bpf, 'base64');
+    const name = `${createHash('sha256').update(bytes).digest('hex')}.bpf`;
+    pending = publish(name, bytes, 0o644).then(() => path.posix.join(FLY_EXEC_IN_ROOT, name)).catch(() => {
+      programFiles.delete(bpf);
+      return undefined;
+    });
+    if (programFiles.size >= PROGRAM_FILES_MAX) programFiles.delete(programFiles.keys().next().value!);
+    programFiles.set(bpf, pending);
+  }
+  return pending;
+}
 
 /**
  * systemd compiles `SystemCallFilter=` into BPF at every start (~10 ms per
@@ -122,18 +196,25 @@ export const SECCOMP_EXEC_IN_ROOT = '/run/.stevedore-seccomp-exec';
  * RuntimeDefault profile and no_new_privs instead gets the very program the
  * namespaces stage1 hands crun (the same OCI profile, compiled once per boot,
  * seccomp-bpf.ts), loaded by a static helper (native/seccomp-exec.c) that
- * then execs the app. Without no_new_privs the kernel would not let the
- * helper load a filter (it has no CAP_SYS_ADMIN), so such apps, and any node
- * where the helper or the compiler is missing, keep systemd's filter.
+ * then execs the app. The program reaches the helper as a file, not in argv:
+ * ~10 KB of base64 in ExecStart= cost ~2 ms per start (D-Bus, the transient
+ * unit file systemd writes and parses back, the exec). Without no_new_privs
+ * the kernel would not let the helper load a filter (it has no
+ * CAP_SYS_ADMIN), so such apps, and any node where the helper, the compiler
+ * or FLY_EXEC_DIR is missing, keep systemd's filter.
  */
 async function precompiledFilterExec(app: AppManifest): Promise<{ argv: string[]; bind: { source: string; destination: string } } | undefined> {
   const sec = appSecurity(app);
   if (sec.privileged || sec.seccomp.type !== 'RuntimeDefault' || !sec.noNewPrivileges) return undefined;
   const helper = nativeHelperPath('seccomp-exec');
-  if (!helper) return undefined;
+  if (!helper || !await copyHelper(helper)) return undefined;
   const bpf = await compiledSeccomp(runtimeDefaultSeccomp(sec.capabilities));
-  if (!bpf) return undefined;
-  return { argv: [SECCOMP_EXEC_IN_ROOT, bpf, app.argv[0]!, ...app.argv], bind: { source: helper, destination: SECCOMP_EXEC_IN_ROOT } };
+  const program = bpf && await programFile(bpf);
+  if (!program) return undefined;
+  return {
+    argv: [path.posix.join(FLY_EXEC_IN_ROOT, 'seccomp-exec'), program, app.argv[0]!, ...app.argv],
+    bind: { source: FLY_EXEC_DIR, destination: FLY_EXEC_IN_ROOT },
+  };
 }
 
 const EPERM = 1;

@@ -252,6 +252,10 @@ t('fly: runAsUser, capabilities, readOnlyRootFilesystem, no_new_privs, seccomp a
     'mkdir -p /tmp/m; mount -t tmpfs none /tmp/m; echo mount=$?',
     `mknod /tmp/disk b ${major} ${minor}; echo mknod-disk=$?; head -c 512 /tmp/disk | wc -c; rm -f /tmp/disk`,
     'echo hi > /dev/null; echo null=$?',
+    // The helper's directory (stage1/fly.ts FLY_EXEC_DIR): only the helper and the programs, and read-only even to root
+    // (replacing the helper would run the app's next start without its filter).
+    'ls -A /run/.stevedore | sed "s/^[0-9a-f]\\{64\\}\\.bpf$/PROGRAM/" | sort -u | tr "\\n" " "; echo',
+    'cp /bin/busybox /run/.stevedore/seccomp-exec; echo replace-helper=$?; touch /run/.stevedore/new; echo add-file=$?',
   ].join('; '), { stage1: 'fly' });
   assert.is(statusField(def, 'Seccomp'), '2', def);
   // One filter: the precompiled RuntimeDefault program the seccomp-exec helper loaded, not systemd's
@@ -262,6 +266,9 @@ t('fly: runAsUser, capabilities, readOnlyRootFilesystem, no_new_privs, seccomp a
   assert.match(def, /^unshare-user=[1-9]/m, def);
   assert.match(def, /^unshare-net=[1-9]/m, def);
   assert.match(def, /^mount=[1-9]/m, def);
+  assert.match(def, /^PROGRAM seccomp-exec\s*$/m, def);
+  assert.match(def, /^replace-helper=[1-9]/m, def);
+  assert.match(def, /^add-file=[1-9]/m, def);
   // allowPrivilegeEscalation: true keeps no_new_privs off; the helper cannot load a filter then, so systemd's filter confines the app.
   const escalate = await probe(node, 'grep -E "^(Seccomp|NoNewPrivs):" /proc/self/status; unshare -U true; echo unshare-user=$?', { stage1: 'fly', container: '{allowPrivilegeEscalation: true}' });
   assert.is(statusField(escalate, 'Seccomp'), '2', escalate);
@@ -270,8 +277,11 @@ t('fly: runAsUser, capabilities, readOnlyRootFilesystem, no_new_privs, seccomp a
   assert.not.match(def, /^512$/m, `no byte of the disk is read:\n${def}`);
   assert.match(def, /^null=0$/m, def);
   // fly's ids go through systemd's User=/Group=, which must find them on the node (Debian: nobody, users, nogroup).
-  const user = await probe(node, 'id -u; id -g; id -G', { stage1: 'fly', pod: '{supplementalGroups: [65534]}', container: '{runAsUser: 65534, runAsGroup: 100}' });
+  const user = await probe(node, 'id -u; id -g; id -G; grep -E "^(Seccomp_filters|NoNewPrivs):" /proc/self/status', { stage1: 'fly', pod: '{supplementalGroups: [65534]}', container: '{runAsUser: 65534, runAsGroup: 100}' });
   assert.match(user, /^65534\n100\n/, `fly user:\n${user}`);
+  // The helper runs as the app's uid (systemd set the ids before the exec) and still reads its program.
+  assert.is(statusField(user, 'Seccomp_filters'), '1', user);
+  assert.is(statusField(user, 'NoNewPrivs'), '1', user);
   assert.ok(user.split('\n')[2]!.split(' ').includes('65534'), user);
   const unknown = await refused(node, { stage1: 'fly', container: '{runAsUser: 65534, runAsGroup: 43210}' });
   assert.match(unknown, /runAsGroup 43210 is not a group of this node/, unknown);
