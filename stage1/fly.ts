@@ -71,7 +71,7 @@ export class FlyStage1 implements Stage1 {
     if (app.user.uid !== 0) properties.push(prop.str('User', String(app.user.uid)));
     if (app.user.gid !== 0) properties.push(prop.str('Group', String(app.user.gid)));
     properties.push(...flySecurityProperties(pod.manifest, app, podPaths(pod.dir).rootfs(app.name), { filterLoadedByHelper: filterExec !== undefined }));
-    return { properties, stopPost: [] };
+    return { properties, stopPost: [], started: { path: '/bin/sh', argv: ['/bin/sh', '-c', APP_EXECED_SCRIPT, 'stevedore-started'] } };
   }
 
   /**
@@ -99,6 +99,23 @@ export class FlyStage1 implements Stage1 {
 function volumeBinds(pod: PreparedPod, app: AppManifest, readOnly: boolean): Array<{ source: string; destination: string }> {
   return (app.mounts ?? []).filter((m) => m.readOnly === readOnly).map((m) => ({ source: appMountSource(pod.dir, m), destination: m.destination }));
 }
+
+/**
+ * Returns once the unit's main process has exec'd the app: its exe is no longer systemd's (forked,
+ * not yet exec'd) nor the seccomp helper's; or once it is gone; at most ~10 s. $MAINPID is systemd's.
+ */
+const APP_EXECED_SCRIPT = `
+i=0
+while [ "$i" -lt 1000 ]; do
+  kill -0 "$MAINPID" 2>/dev/null || exit 0
+  case "$(readlink "/proc/$MAINPID/exe" 2>/dev/null)" in
+    ''|*/systemd|*/seccomp-exec) ;;
+    *) exit 0 ;;
+  esac
+  i=$((i + 1))
+  sleep 0.01
+done
+`;
 
 const appEnvFile = (pod: PreparedPod, app: AppManifest) => path.join(podPaths(pod.dir).app(app.name), 'env');
 
