@@ -8,6 +8,7 @@
     { "target_name": "netns", "sources": ["netns.c"], "cflags": ["-Wall", "-O2"] },
     { "target_name": "spawn", "sources": ["spawn.c"], "cflags": ["-Wall", "-O2"] },
     { "target_name": "decompress", "sources": ["decompress.c"], "cflags": ["-Wall", "-O2"], "libraries": ["-lz", "-lzstd"] },
-    { "target_name": "seccomp-exec", "type": "executable", "sources": ["seccomp-exec.c"], "cflags": ["-Wall", "-O2"], "ldflags": ["-static", "-s"] }
+    { "target_name": "seccomp-exec", "type": "executable", "sources": ["seccomp-exec.c"], "cflags": ["-Wall", "-O2"], "ldflags": ["-static", "-s"] },
+    { "target_name": "console-relay", "type": "executable", "sources": ["console-relay.c"], "cflags": ["-Wall", "-O2"], "ldflags": ["-static", "-s"] }
   ]
 }

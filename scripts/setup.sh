@@ -75,8 +75,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 # Native addons: built when one is missing or older than any native source.
 built=1
-# seccomp-exec is a static helper program (fly's precompiled seccomp filter), not an addon.
-for built_file in flock.node fsops.node notify.node sha256.node inotify.node netns.node spawn.node decompress.node seccomp-exec; do
+# seccomp-exec and console-relay are static helper programs (fly's precompiled seccomp filter; the kvm guest's exec terminal), not addons.
+for built_file in flock.node fsops.node notify.node sha256.node inotify.node netns.node spawn.node decompress.node seccomp-exec console-relay; do
   [ -f "native/build/Release/$built_file" ] || built=0
   for src in native/*.c native/*.h native/binding.gyp; do [ "$src" -nt "native/build/Release/$built_file" ] && built=0; done
 done
