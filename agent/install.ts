@@ -10,7 +10,8 @@ export const AGENT_UNIT = 'stevedore-agent.service';
 /**
  * The agent's unit. KillMode=process: stopping or restarting the agent must
  * never touch pods (they are units of their own anyway, but a stray child of
- * the agent — journalctl for a log stream — may die with it).
+ * the agent — journalctl for a log stream — may die with it). The kvm stage1's
+ * assets stay where the installing command was told (STEVEDORE_KVM_ASSETS).
  */
 export function agentUnitFile(configPath: string): string {
   return `[Unit]
@@ -23,7 +24,7 @@ Type=notify
 NotifyAccess=main
 ExecStart=${cliCommand()} agent --config ${configPath}
 Environment=STEVEDORE_LOG_LEVEL=info
-Restart=always
+${process.env.STEVEDORE_KVM_ASSETS ? `Environment=STEVEDORE_KVM_ASSETS=${process.env.STEVEDORE_KVM_ASSETS}\n` : ''}Restart=always
 RestartSec=2
 WatchdogSec=60
 TimeoutStartSec=120

@@ -123,7 +123,8 @@ export async function waitFor<T>(what: string, timeoutMs: number, check: () => P
 /** Run a command on the node (inside the sandbox, or right here on a systemd host); returns its stdout. */
 export async function onNode(sandbox: string | undefined, argv: string[]): Promise<string> {
   const r = sandbox
-    ? await execInSandbox(sandbox, argv, { stdio: 'pipe' })
+    // The kvm stage1's assets where the caller says (STEVEDORE_KVM_ASSETS): the sandbox does not inherit the environment.
+    ? await execInSandbox(sandbox, argv, { stdio: 'pipe', ...(process.env.STEVEDORE_KVM_ASSETS ? { env: { STEVEDORE_KVM_ASSETS: process.env.STEVEDORE_KVM_ASSETS } } : {}) })
     : await new Promise<{ exitCode: number; stdout: string; stderr: string }>((resolve) => {
       const c = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';

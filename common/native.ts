@@ -30,7 +30,7 @@ export function loadAddon<T>(name: 'flock' | 'fsops' | 'inotify' | 'netns' | 'no
  * as a node path; undefined when it was not built, so a caller can take its
  * slower path instead.
  */
-export function nativeHelperPath(name: 'seccomp-exec' | 'stevedore-enter'): string | undefined {
+export function nativeHelperPath(name: 'seccomp-exec' | 'stevedore-enter' | 'console-relay'): string | undefined {
   const file = new URL(`../../native/build/Release/${name}`, import.meta.url).pathname;
   try {
     accessSync(file, constants.X_OK);

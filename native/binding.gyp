@@ -11,6 +11,7 @@
     { "target_name": "seccomp-exec", "type": "executable", "sources": ["seccomp-exec.c"], "cflags": ["-Wall", "-O2"], "ldflags": ["-static", "-s"],
       "conditions": [["target_arch=='x64' or target_arch=='arm64'", {
         "cflags": ["-ffreestanding", "-fno-stack-protector", "-fno-asynchronous-unwind-tables"], "ldflags": ["-nostdlib"] }]] },
-    { "target_name": "stevedore-enter", "type": "executable", "sources": ["enter.c"], "cflags": ["-Wall", "-O2"], "ldflags": ["-static", "-s"] }
+    { "target_name": "stevedore-enter", "type": "executable", "sources": ["enter.c"], "cflags": ["-Wall", "-O2"], "ldflags": ["-static", "-s"] },
+    { "target_name": "console-relay", "type": "executable", "sources": ["console-relay.c"], "cflags": ["-Wall", "-O2"], "ldflags": ["-static", "-s"] }
   ]
 }

@@ -20,6 +20,8 @@ export interface EnterPlan {
   argv: (command: string[]) => string[];
   /** argv whose terminal is made inside the app and whose master is sent to `consoleSocket` (Stage1.enterTtyArgv), if the stage1 can. */
   ttyArgv?: (command: string[], consoleSocket: string, size?: TerminalSize) => string[];
+  /** argv that makes and relays the terminal itself (Stage1.enterTerminalArgv: kvm's, in the guest), if the stage1 does. */
+  terminalArgv?: (command: string[], size?: TerminalSize) => string[];
   /** Processes whose sessions an exec's clean-up must never touch (the app's own). */
   protectedPids: number[];
 }
@@ -35,12 +37,15 @@ export function startExec(plan: EnterPlan, command: string[], opts: ExecOptions)
   if (!command.length) throw new UserError('no command to run in the container', { hint: 'give the command after --, e.g. -- sh' });
   let argv: string[];
   let consoleDir: string | undefined;
-  if (opts.tty) {
+  const size = opts.size && { cols: clampSize(opts.size.cols), rows: clampSize(opts.size.rows) };
+  if (opts.tty && plan.terminalArgv) {
+    argv = plan.terminalArgv(command, size);
+  } else if (opts.tty) {
     if (!fs.existsSync(PYTHON)) throw new UserError(`a terminal for exec needs ${PYTHON}, and this node has none`, { hint: 'install python3 on the node (apt-get install python3) or run the command without a terminal (no -t)' });
     if (plan.ttyArgv) {
       consoleDir = fs.mkdtempSync(path.join(os.tmpdir(), 'stevedore-console-'));
       const socket = path.join(consoleDir, 'console.sock');
-      argv = [PYTHON, PTY_RELAY, '--console-socket', socket, ...sizeArgs(opts.size), '--', ...plan.ttyArgv(command, socket, opts.size && { cols: clampSize(opts.size.cols), rows: clampSize(opts.size.rows) })];
+      argv = [PYTHON, PTY_RELAY, '--console-socket', socket, ...sizeArgs(opts.size), '--', ...plan.ttyArgv(command, socket, size)];
     } else {
       argv = [PYTHON, PTY_RELAY, ...sizeArgs(opts.size), '--', ...plan.argv(command)];
     }

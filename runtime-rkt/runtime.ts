@@ -494,6 +494,7 @@ export class RktRuntime {
     return {
       argv: (command) => stage1.enterArgv(pod, app, mainPid, command),
       ...(stage1.enterTtyArgv ? { ttyArgv: (command: string[], socket: string, size?: { cols: number; rows: number }) => stage1.enterTtyArgv!(pod, app, mainPid, command, socket, size) } : {}),
+      ...(stage1.enterTerminalArgv ? { terminalArgv: (command: string[], size?: { cols: number; rows: number }) => stage1.enterTerminalArgv!(pod, app, mainPid, command, size) } : {}),
       protectedPids: [mainPid],
       terminal: stage1.enterTerminal !== false,
     };
@@ -562,7 +563,7 @@ export class RktRuntime {
   async checkExec(ref: string, appName: string | undefined, opts: Pick<ExecOptions, 'tty'>): Promise<EnterPlan> {
     const plan = await this.enterPlan(ref, appName);
     if (opts.tty && !plan.terminal) {
-      throw new UserError('this pod\'s stage1 (kvm) cannot give an exec a terminal yet', { hint: 'run the command without a terminal (kubectl exec -i without -t)' });
+      throw new UserError('this pod\'s stage1 cannot give an exec a terminal', { hint: 'run the command without a terminal (kubectl exec -i without -t)' });
     }
     return plan;
   }

@@ -76,8 +76,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 # Native addons: built when one is missing or older than any native source.
 built=1
-# seccomp-exec (fly's precompiled seccomp filter) and stevedore-enter (exec probes' way into a namespaces app) are static helper programs, not addons.
-for built_file in flock.node fsops.node notify.node sha256.node inotify.node netns.node spawn.node decompress.node seccomp-exec stevedore-enter; do
+# Static helper programs, not addons: seccomp-exec (fly's precompiled seccomp filter), stevedore-enter (exec probes' way
+# into a namespaces app) and console-relay (the kvm guest's exec terminal).
+for built_file in flock.node fsops.node notify.node sha256.node inotify.node netns.node spawn.node decompress.node seccomp-exec stevedore-enter console-relay; do
   [ -f "native/build/Release/$built_file" ] || built=0
   for src in native/*.c native/*.h native/binding.gyp; do [ "$src" -nt "native/build/Release/$built_file" ] && built=0; done
 done

@@ -285,5 +285,12 @@ export interface Stage1 {
    * terminal made on the node (stage1/pty-relay.py).
    */
   enterTtyArgv?(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], consoleSocket: string, size?: { cols: number; rows: number }): string[];
+  /**
+   * argv that runs `command` on a terminal the stage1 makes and relays itself (kvm: in the guest,
+   * inside the container, over the guest's exec ports), with pty-relay.py's streams: fd 0 the bytes
+   * typed, fd 1 what the terminal prints, fd 3 resize requests (one `COLUMNS ROWS` line each); exits
+   * with the command's status. Used instead of enterTtyArgv when present.
+   */
+  enterTerminalArgv?(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[], size?: { cols: number; rows: number }): string[];
   cleanup(pod: PreparedPod): Promise<void>;
 }

@@ -1,4 +1,6 @@
 import { refuseConsole } from './common.js';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -318,12 +320,28 @@ export class KvmStage1 implements Stage1 {
     };
   }
 
-  readonly enterTerminal = false as const;
-
-  /** Through the guest's exec ports (kvm/exec-client.ts); one exec at a time per pod, stdout and stderr merged, no tty. */
+  /** Through the guest's exec ports (kvm/exec-client.ts); one exec at a time per pod, stdout and stderr merged. */
   enterArgv(pod: PreparedPod, app: AppManifest, _mainPid: number, command: string[]): string[] {
     const i = pod.manifest.apps.findIndex((a) => a.name === app.name);
     return [process.execPath, EXEC_CLIENT, vmRunDir(pod.manifest.uuid), String(i), '--', ...command];
+  }
+
+  /**
+   * On a terminal made in the guest, inside the container (crun exec of a whole process, as the
+   * namespaces stage1's enterTtyArgv): the app's own OCI process from its config.json with this
+   * command, `terminal: true` and the client's size as consoleSize, so the terminal has its size
+   * before the command runs. The file goes into the pod's share (0600: it holds the app's
+   * environment) under a name of its own; the guest removes it once crun has read it, the exec
+   * client at the end in any case.
+   */
+  enterTerminalArgv(pod: PreparedPod, app: AppManifest, _mainPid: number, command: string[], size?: { cols: number; rows: number }): string[] {
+    const i = pod.manifest.apps.findIndex((a) => a.name === app.name);
+    const guest = path.join(shareDir(pod), 'guest');
+    const spec = JSON.parse(readFileSync(path.join(guest, `app${i}`, 'config.json'), 'utf8')) as { process: Record<string, unknown> };
+    const processFile = path.join(guest, `exec-${randomBytes(8).toString('hex')}.json`);
+    const processSpec = { ...spec.process, args: command, terminal: true, ...(size ? { consoleSize: { width: size.cols, height: size.rows } } : {}) };
+    writeFileSync(processFile, JSON.stringify(processSpec), { mode: 0o600 });
+    return [process.execPath, EXEC_CLIENT, vmRunDir(pod.manifest.uuid), String(i), '--tty', processFile, '--resize-fd', '3', '--', ...command];
   }
 
   async cleanup(pod: PreparedPod): Promise<void> {

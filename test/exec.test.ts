@@ -4,7 +4,8 @@
  * splices the stream through to the node API: streams kept apart, exit codes,
  * a terminal with its size, container selection, a 10 MiB copy both ways, a
  * stopped container's error, and no process left in the pod when the client
- * is killed. On the namespaces and fly stage1s.
+ * is killed. On the namespaces and fly stage1s, and on kvm through the guest's
+ * exec ports (a terminal made in the guest too).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
@@ -48,6 +49,60 @@ function kubectlOnTerminal(c: TestCluster, args: string[], input: string) {
   const quoted = ['kubectl', ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   return run('script', ['-q', '-e', '-c', `stty cols 91 rows 37; ${quoted}`, '/dev/null'], { KUBECONFIG: c.kubeconfig }, input);
 }
+
+/**
+ * An interactive `kubectl exec -it … -- sh` on a terminal driven like a person at it (python3's pty,
+ * the terminal 91x37 at start): the shell's `tty` and `stty size`, then the terminal resized to
+ * 120x50 (kubectl sees SIGWINCH and sends the new size) until `stty size` follows, then `exit 5`.
+ * Prints what the terminal showed; exits with kubectl's status.
+ */
+const INTERACTIVE_DRIVER = String.raw`
+import fcntl, os, pty, re, select, struct, sys, termios, time
+pid, master = pty.fork()
+if pid == 0:
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 37, 91, 0, 0))
+    os.execvp("kubectl", ["kubectl"] + sys.argv[1:])
+fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 37, 91, 0, 0))
+seen = b""
+def wait_for(pattern, send=None, every=3.0, timeout=90.0):
+    global seen
+    deadline = time.monotonic() + timeout
+    next_send = 0.0
+    while time.monotonic() < deadline:
+        if send is not None and time.monotonic() >= next_send:
+            os.write(master, send)
+            next_send = time.monotonic() + every
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            seen += data
+            if re.search(pattern, seen):
+                return
+    sys.stdout.write(seen.decode(errors="replace"))
+    sys.exit("never saw %r" % pattern)
+wait_for(rb"ready-\d", send=b"echo ready-$((1+1))\r")
+wait_for(rb"/dev/pts/\d+\s+37 91", send=b"tty; stty size\r")
+fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+os.kill(pid, 28)  # SIGWINCH, as a terminal emulator's resize sends it to the foreground job
+wait_for(rb"50 120", send=b"stty size\r")
+os.write(master, b"exit 5\r")
+while True:
+    try:
+        data = os.read(master, 65536)
+    except OSError:
+        break
+    if not data:
+        break
+    seen += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
 
 for (const [pod, runtimeClass] of [['ex-ns', 'namespaces'], ['ex-fly', 'fly']] as const) {
   t(`${runtimeClass}: stdout and stderr apart, exit code, stdin, -c`, async () => {
@@ -96,7 +151,7 @@ for (const [pod, runtimeClass] of [['ex-ns', 'namespaces'], ['ex-fly', 'fly']] a
   });
 }
 
-t('kvm: exec through the guest\'s exec ports (output and exit code; no terminal yet)', async () => {
+t('kvm: exec through the guest\'s exec ports (output and exit code), and on a terminal made in the guest', async () => {
   const c = getCluster();
   await c.k(['apply', '-f', '-'], `apiVersion: v1
 kind: Pod
@@ -116,9 +171,20 @@ spec:
   assert.match(r.stdout, /^in-\S+\n$/);
   const stdin = await c.kubectl(['exec', '-i', 'ex-kvm', '--', 'wc', '-c'], 'abcdef');
   assert.is(stdin.stdout.trim(), '6', stdin.stderr);
-  const tty = await kubectlOnTerminal(c, ['exec', '-it', 'ex-kvm', '--', 'true'], '');
-  assert.is.not(tty.code, 0);
-  assert.match(tty.stdout, /cannot give an exec a terminal/);
+  // A terminal inside the container in the guest, with the client's size from the start.
+  const tty = await kubectlOnTerminal(c, ['exec', '-it', 'ex-kvm', '--', 'sh', '-c', 'tty; stty size; exit 3'], '');
+  assert.is(tty.code, 3, tty.stdout + tty.stderr);
+  assert.match(tty.stdout, /\/dev\/pts\/\d+/);
+  assert.match(tty.stdout, /37 91/, JSON.stringify(tty.stdout));
+  // An interactive shell: typed lines, the terminal resized while it runs, its exit code.
+  const shell = await run('python3', ['-c', INTERACTIVE_DRIVER, 'exec', '-it', 'ex-kvm', '--', 'sh'], { KUBECONFIG: c.kubeconfig });
+  assert.is(shell.code, 5, shell.stdout + shell.stderr);
+  assert.match(shell.stdout, /\/dev\/pts\/\d+\s+37 91/);
+  assert.match(shell.stdout, /50 120/);
+  // The non-terminal path is unchanged after a terminal exec (its nonce markers skip nothing of its own).
+  const after = await c.kubectl(['exec', 'ex-kvm', '--', 'sh', '-c', 'echo plain; exit 4']);
+  assert.is(after.code, 4, after.stderr);
+  assert.is(after.stdout, 'plain\n');
   await c.k(['delete', 'pod', 'ex-kvm', '--wait=false']);
 });
 

@@ -89,7 +89,7 @@ test('assets of an older build recipe (no crun in the guest) are refused, so bui
     const info = { kernelPackage: 'k', kernelVersion: 'v', busyboxPackage: 'b', modules: [], sha256: {}, guestInitSha256 };
     await fs.writeFile(path.join(dir, 'assets.json'), JSON.stringify(info));
     const refused = await loadKvmAssets(dir).then(() => undefined, (err: Error & { hint?: string }) => `${err.message} (${err.hint})`);
-    assert.match(refused ?? 'accepted', /older build recipe \(1, this version needs 2: crun in the guest\).*stevedore stage1 build-kvm/);
+    assert.match(refused ?? 'accepted', /older build recipe \(1, this version needs 3: crun and console-relay in the guest\).*stevedore stage1 build-kvm/);
     await fs.writeFile(path.join(dir, 'assets.json'), JSON.stringify({ ...info, recipe: KVM_ASSETS_RECIPE }));
     assert.is((await loadKvmAssets(dir)).info.recipe, KVM_ASSETS_RECIPE);
   } finally {

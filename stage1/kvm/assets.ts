@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import { UserError } from '../../common/errors.js';
+import { nativeHelperPath } from '../../common/native.js';
 import { cpioArchive, type CpioEntry } from './cpio.js';
 
 /**
@@ -15,7 +16,7 @@ import { cpioArchive, type CpioEntry } from './cpio.js';
  * never installed).
  *
  *   <assets>/vmlinux        the kernel of linux-image-amd64 (9p, virtiofs, virtio as modules)
- *   <assets>/initrd.cpio    uncompressed newc: /init, /bin/busybox, /bin/crun, /lib64 + /lib/x86_64-linux-gnu (crun's
+ *   <assets>/initrd.cpio    uncompressed newc: /init, /bin/busybox, /bin/crun, /bin/console-relay, /lib64 + /lib/x86_64-linux-gnu (crun's
  *                           libraries), /lib/modules/*.ko, /etc/modules.load
  *   <assets>/assets.json    recipe, package versions and sha256 of both files
  *
@@ -29,9 +30,10 @@ export interface KvmAssets { dir: string; vmlinux: string; initrd: string; info:
 /**
  * What the build puts into the assets. Assets of another recipe are refused
  * (and `build-kvm --if-missing` rebuilds them). 2: crun and its libraries in
- * the initramfs; no /devtmpl (crun makes each app's /dev).
+ * the initramfs; no /devtmpl (crun makes each app's /dev). 3: /bin/console-relay
+ * (native/console-relay.c, static), the terminal of an exec with a tty.
  */
-export const KVM_ASSETS_RECIPE = 2;
+export const KVM_ASSETS_RECIPE = 3;
 
 export interface AssetsInfo {
   /** KVM_ASSETS_RECIPE of the build (absent: recipe 1) */
@@ -61,7 +63,7 @@ export async function loadKvmAssets(dir = kvmAssetsDir()): Promise<KvmAssets> {
   }
   const info = JSON.parse(text) as AssetsInfo;
   if ((info.recipe ?? 1) !== KVM_ASSETS_RECIPE) {
-    throw new UserError(`the kvm stage1's guest assets in ${dir} are of an older build recipe (${info.recipe ?? 1}, this version needs ${KVM_ASSETS_RECIPE}: crun in the guest)`, { hint: 'run `stevedore stage1 build-kvm` (or scripts/setup.sh) to rebuild them' });
+    throw new UserError(`the kvm stage1's guest assets in ${dir} are of an older build recipe (${info.recipe ?? 1}, this version needs ${KVM_ASSETS_RECIPE}: crun and console-relay in the guest)`, { hint: 'run `stevedore stage1 build-kvm` (or scripts/setup.sh) to rebuild them' });
   }
   // The guest init is baked into the initramfs: assets built from another version of it would speak another protocol.
   const initNow = createHash('sha256').update(await fs.readFile(GUEST_INIT_FILE)).digest('hex');
@@ -214,6 +216,8 @@ export async function buildKvmAssets(outDir = kvmAssetsDir(), log: (msg: string)
     const busyboxFile = (await Promise.all(busybox.map((b) => fs.access(b).then(() => b, () => undefined)))).find(Boolean);
     if (!busyboxFile) throw new UserError('busybox-static holds no busybox binary');
     const guestInit = await fs.readFile(GUEST_INIT_FILE);
+    const consoleRelay = nativeHelperPath('console-relay');
+    if (!consoleRelay) throw new UserError('native/build/Release/console-relay is not built (the kvm guest\'s terminal for exec -t)', { hint: 'build the native helpers: npm run install (scripts/setup.sh does)' });
     const entries: CpioEntry[] = [
       { type: 'dir', path: 'bin' }, { type: 'dir', path: 'etc' }, { type: 'dir', path: 'lib' }, { type: 'dir', path: 'lib/modules' },
       // The tmpfs the init moves the guest's root to (pivot_root, which crun needs, refuses the initramfs itself).
@@ -222,6 +226,7 @@ export async function buildKvmAssets(outDir = kvmAssetsDir(), log: (msg: string)
       { type: 'symlink', path: 'bin/sh', target: 'busybox' },
       { type: 'file', path: 'init', data: guestInit, mode: 0o755 },
       { type: 'file', path: 'bin/crun', data: await fs.readFile(crun), mode: 0o755 },
+      { type: 'file', path: 'bin/console-relay', data: await fs.readFile(consoleRelay), mode: 0o755 },
       { type: 'dir', path: 'lib64' }, { type: 'dir', path: 'lib/x86_64-linux-gnu' },
       // Under their sonames (ld.so looks them up by DT_NEEDED), the loader where crun's PT_INTERP says.
       ...await Promise.all(crunLibs.filter((l) => !l.name.startsWith('/')).map(async (l): Promise<CpioEntry> => ({ type: 'file', path: `lib/x86_64-linux-gnu/${l.name}`, data: await fs.readFile(l.file), mode: 0o755 }))),

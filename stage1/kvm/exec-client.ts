@@ -7,22 +7,40 @@
  * earlier client left unread in the ports (a probe that timed out) is skipped
  * by its nonce. Exits with the command's code; 255 if the VM is gone.
  *
- *   node exec-client.js RUN_DIR INDEX -- COMMAND…
+ * With `--tty PROCESS_FILE [--resize-fd N]` the command runs on a terminal made in the guest,
+ * inside the container: PROCESS_FILE (in the pod's share, `guest/exec-*.json`,
+ * written by the stage1: the app's OCI process with the command, terminal and
+ * size) is named in `tty INDEX NONCE FILE`; the bytes on stdin are typed into
+ * the terminal (raw: no `eof`, a terminal cannot be half-closed), stdout gets
+ * what it prints, and `COLUMNS ROWS` lines on fd N (as stage1/pty-relay.py
+ * takes them on fd 3) become `size COLUMNS ROWS` on exec.ctl. The file is removed at
+ * the end (the guest removes it as soon as crun has read it).
+ *
+ *   node exec-client.js RUN_DIR INDEX [--tty PROCESS_FILE [--resize-fd N]] -- COMMAND…
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
-const [runDir, index, sep, ...command] = process.argv.slice(2) as [string, string, string, ...string[]];
+const [runDir, index, ...rest] = process.argv.slice(2) as [string, string, ...string[]];
+const ttyProcessFile = rest[0] === '--tty' ? rest[1] : undefined;
+// Said by the caller, never guessed: without an inherited fd 3, node's own event loop may have that number.
+const resizeFd = ttyProcessFile !== undefined && rest[2] === '--resize-fd' ? Number(rest[3]) : undefined;
+const [sep, ...command] = rest.slice((ttyProcessFile === undefined ? 0 : 2) + (resizeFd === undefined ? 0 : 2));
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+function removeProcessFile(): void {
+  if (ttyProcessFile) fs.rmSync(ttyProcessFile, { force: true });
+}
+
 function die(message: string): never {
+  removeProcessFile();
   process.stderr.write(`stevedore: ${message}\n`);
   process.exit(255);
 }
 
-if (sep !== '--' || !command.length) die('usage: exec-client RUN_DIR INDEX -- COMMAND…');
+if (sep !== '--' || !command.length) die('usage: exec-client RUN_DIR INDEX [--tty PROCESS_FILE [--resize-fd N]] -- COMMAND…');
 if (!fs.existsSync(runDir)) die(`the pod's VM is not running (${runDir} is gone)`);
 
 function connect(name: string): Promise<net.Socket> {
@@ -42,7 +60,10 @@ let pending: Buffer = Buffer.alloc(0);
 let code: number | undefined;
 
 function finishWhenComplete(): void {
-  if (phase === 'ended' && code !== undefined) process.stdout.write('', () => process.exit(code));
+  if (phase === 'ended' && code !== undefined) {
+    removeProcessFile();
+    process.stdout.write('', () => process.exit(code));
+  }
 }
 
 io.on('data', (d: Buffer) => {
@@ -70,7 +91,26 @@ io.on('data', (d: Buffer) => {
   }
 });
 process.stdin.on('data', (d: Buffer) => io.write(d));
-process.stdin.on('end', () => ctl.write('eof\n'));
+if (ttyProcessFile === undefined) process.stdin.on('end', () => ctl.write('eof\n'));
+else relayResizes();
+
+/** The `COLUMNS ROWS` lines on the resize fd (a pipe: runtime-rkt/exec.ts gives fd 3 to a terminal's argv), to the guest. */
+function relayResizes(): void {
+  if (resizeFd === undefined || !Number.isInteger(resizeFd)) return;
+  let buffered = '';
+  // A socket over the pipe, not an fs stream: a blocking read in libuv's thread pool would hold up the exit.
+  const resizes = new net.Socket({ fd: resizeFd, readable: true, writable: false });
+  resizes.on('error', () => undefined);
+  resizes.on('data', (d) => {
+    buffered += d.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const m = /^(\d+) (\d+)$/.exec(buffered.slice(0, nl).trim());
+      buffered = buffered.slice(nl + 1);
+      if (m) ctl.write(`size ${m[1]} ${m[2]}\n`);
+    }
+  });
+}
 let lines = '';
 ctl.on('data', (d: Buffer) => {
   lines += d.toString();
@@ -80,4 +120,4 @@ ctl.on('data', (d: Buffer) => {
   finishWhenComplete();
 });
 ctl.on('close', () => { if (code === undefined) die('the pod\'s VM went away during the command'); });
-ctl.write(`run ${index} ${nonce} ${command.map(q).join(' ')}\n`);
+ctl.write(ttyProcessFile === undefined ? `run ${index} ${nonce} ${command.map(q).join(' ')}\n` : `tty ${index} ${nonce} ${path.basename(ttyProcessFile)}\n`);

@@ -13,7 +13,9 @@
 # - virtio-serial ports by name: `a<i>.ctl` (host → guest `start RUN`,
 #   `kill SIG`; guest → host `exit RUN CODE`), `a<i>.out`, `a<i>.err` (the
 #   app's stdout and stderr), `status` (guest → host `ready`, `done`),
-#   `podctl` (host → guest `poweroff`), `exec.io` + `exec.ctl` (`pod enter`).
+#   `podctl` (host → guest `poweroff`), `exec.io` + `exec.ctl` (`pod enter`:
+#   `run INDEX NONCE ARGS` and `eof`, or `tty INDEX NONCE FILE` and `size COLS
+#   ROWS`; guest → host `exit NONCE CODE`).
 #
 # Confinement: every app runs under crun (in the initramfs with its
 # libraries), from its config.json: its own pid, mount and uts namespaces
@@ -143,10 +145,46 @@ supervise() {
 # carry the host's NONCE, and its exit line carries it too: bytes and exit
 # lines of a command whose client gave up (a timed-out probe) are still in
 # the ports when the next client connects, and the markers let it skip them.
+# A command on a terminal (`tty INDEX NONCE FILE`): FILE, under /pod/guest, is the
+# whole OCI process the host wrote (the app's own, with the command, terminal:
+# true and the client's size as consoleSize, so the terminal has its size before
+# the command runs). crun makes the terminal inside the container (one of its own
+# /dev/pts, its controlling terminal) and sends its master over a console socket
+# to console-relay (native/console-relay.c: crun's own relay wants its stdin to
+# be a terminal, the port is not one), which copies it to and from the exec.io
+# port, between the same nonce markers, and exits with the command's status. A
+# terminal cannot be half-closed: no `eof`; `size COLS ROWS` on exec.ctl resizes
+# it (stty on the command's terminal, through /proc: the kernel then sends
+# SIGWINCH to its foreground job).
+exec_tty() {
+  case "$args" in exec-*.json) ;; *) echo "exit $nonce 126" >&8; return ;; esac
+  printf '\036stevedore-exec-begin %s\036' "$nonce" >&7
+  rm -f /run/exec.pid
+  console-relay /run/exec-console.sock -- crun exec --process "/pod/guest/$args" --console-socket /run/exec-console.sock --pid-file /run/exec.pid "app$idx" <&7 >&7 2>&7 7>&- 8>&- &
+  cmdpid=$!
+  n=0; while [ ! -s /run/exec.pid ] && kill -0 "$cmdpid" 2>/dev/null && [ $n -lt 500 ]; do n=$((n+1)); sleep 0.01; done
+  execpid=$(cat /run/exec.pid 2>/dev/null)
+  # crun has read it: the app's environment (Secret values too) need not stay in the share.
+  rm -f "/pod/guest/$args"
+  (
+    while :; do
+      if read -r c cols rows <&8; then
+        [ "$c" = size ] && [ -n "$execpid" ] && { stty -F "/proc/$execpid/fd/0" cols "$cols" rows "$rows" 2>/dev/null || stty -F "/proc/$execpid/fd/1" cols "$cols" rows "$rows" 2>/dev/null; }
+      else kill -KILL "$cmdpid" $execpid 2>/dev/null; exit 0
+      fi
+    done
+  ) & readerpid=$!
+  wait "$cmdpid"; code=$?
+  kill "$readerpid" 2>/dev/null
+  printf '\036stevedore-exec-end %s\036' "$nonce" >&7
+  echo "exit $nonce $code" >&8
+}
+
 exec_server() {
   exec 7<>/dev/port-exec.io 8<>/dev/port-exec.ctl
   while :; do
     if read -r cmd idx nonce args <&8; then
+      [ "$cmd" = tty ] && { exec_tty; continue; }
       [ "$cmd" = run ] || continue
       printf '\036stevedore-exec-begin %s\036' "$nonce" >&7
       # stdin through cat, so that the host's `eof` (killing cat) closes it
