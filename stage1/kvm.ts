@@ -230,7 +230,8 @@ export class KvmStage1 implements Stage1 {
     return {
       // $1: where the guest supervisor wants the app's pid (exec keeps it: crun run forwards signals and exits with the app's code).
       run: `echo $$ > "$1"\n[ -e /run/crun/${id} ] && crun delete --force ${id}\nexec crun run --bundle /pod/guest/${id} ${id}\n`,
-      enter: `exec crun exec ${nnp}${id} "$@"\n`,
+      // --pid-file: the process in the container, whose session the guest kills when the host hangs up.
+      enter: `exec crun exec ${nnp}--pid-file /run/exec.pid ${id} "$@"\n`,
     };
   }
 

@@ -185,6 +185,17 @@ spec:
   const after = await c.kubectl(['exec', 'ex-kvm', '--', 'sh', '-c', 'echo plain; exit 4']);
   assert.is(after.code, 4, after.stderr);
   assert.is(after.stdout, 'plain\n');
+  // A command that prints a short line and goes on running: the line shows at once (the client held back
+  // every last 40 bytes as a possible end marker), and killing kubectl leaves no process of it in the guest.
+  const waiting = c.spawnKubectl(['exec', 'ex-kvm', '--', 'sh', '-c', 'echo started-$((6*7)); exec sleep 4242']);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => { waiting.kill('SIGKILL'); reject(new Error(`no output from a running exec: ${JSON.stringify(out)}`)); }, 20_000);
+    waiting.stdout!.on('data', (d) => { out += d; if (out.includes('started-42\n')) { clearTimeout(timer); resolve(); } });
+  });
+  waiting.kill('SIGKILL');
+  const ps = async () => (await c.kubectl(['exec', 'ex-kvm', '--', 'ps', '-o', 'pid,args'])).stdout;
+  await eventually('no sleep 4242 left in the guest', async () => (/sleep 4242/.test(await ps()) ? undefined : true), 30_000);
   await c.k(['delete', 'pod', 'ex-kvm', '--wait=false']);
 });
 

@@ -84,12 +84,22 @@ io.on('data', (d: Buffer) => {
     finishWhenComplete();
     return;
   }
-  const hold = END.length - 1;
-  if (pending.length > hold) {
-    process.stdout.write(pending.subarray(0, pending.length - hold));
-    pending = pending.subarray(pending.length - hold);
+  // Hold back only a tail that may be the end marker's start, split across reads; everything
+  // else goes out at once (a command that prints a line and waits must show it).
+  const hold = markerPrefixStart(pending, END);
+  if (hold > 0) {
+    process.stdout.write(pending.subarray(0, hold));
+    pending = pending.subarray(hold);
   }
 });
+
+/** Where the longest tail of `data` that is a proper prefix of `marker` starts; data.length when none. */
+function markerPrefixStart(data: Buffer, marker: Buffer): number {
+  for (let at = Math.max(0, data.length - marker.length + 1); at < data.length; at++) {
+    if (data[at] === marker[0] && marker.subarray(0, data.length - at).equals(data.subarray(at))) return at;
+  }
+  return data.length;
+}
 process.stdin.on('data', (d: Buffer) => io.write(d));
 if (ttyProcessFile === undefined) process.stdin.on('end', () => ctl.write('eof\n'));
 else relayResizes();

@@ -139,6 +139,34 @@ supervise() {
   done
 }
 
+# The host hung up on an exec: SIGKILL every process of the exec's sessions, a child the command
+# backgrounded included (re-parented, it keeps its session), in rounds until none is left. $@:
+# the exec's processes (the setsid'd crun exec; the process crun made, in a session crun made).
+# Its caller ignores TERM first: the exec's end (its crun killed here) makes the server TERM it.
+kill_sessions() {
+  sids=" "
+  for p in "$@"; do
+    { read -r line < "/proc/$p/stat"; } 2>/dev/null || continue
+    set -- ${line##*) }
+    [ "$4" -gt 1 ] && sids="$sids$4 "
+  done
+  [ "$sids" = " " ] && return 0
+  n=0
+  while [ $n -lt 20 ]; do
+    left=
+    for st in /proc/[0-9]*/stat; do
+      { read -r line < "$st"; } 2>/dev/null || continue
+      set -- ${line##*) }
+      [ "$1" != Z ] || continue
+      case "$sids" in *" $4 "*) ;; *) continue ;; esac
+      p=${st#/proc/}
+      kill -KILL "${p%/stat}" 2>/dev/null && left=1
+    done
+    [ -z "$left" ] && return 0
+    n=$((n + 1)); sleep 0.05
+  done
+}
+
 # `pod enter`: one command at a time, in app INDEX's container (guest/enter<i>.sh:
 # crun exec). Its stdin comes from exec.io through a cat (so the host's `eof`
 # can close it), its stdout and stderr go to exec.io between two markers that
@@ -170,7 +198,7 @@ exec_tty() {
     while :; do
       if read -r c cols rows <&8; then
         [ "$c" = size ] && [ -n "$execpid" ] && { stty -F "/proc/$execpid/fd/0" cols "$cols" rows "$rows" 2>/dev/null || stty -F "/proc/$execpid/fd/1" cols "$cols" rows "$rows" 2>/dev/null; }
-      else kill -KILL "$cmdpid" $execpid 2>/dev/null; exit 0
+      else trap '' TERM; kill_sessions $execpid; kill -KILL "$cmdpid" 2>/dev/null; exit 0
       fi
     done
   ) & readerpid=$!
@@ -188,7 +216,9 @@ exec_server() {
       [ "$cmd" = run ] || continue
       printf '\036stevedore-exec-begin %s\036' "$nonce" >&7
       # stdin through cat, so that the host's `eof` (killing cat) closes it
-      sh -c 'echo $$ > /run/exec.cat; exec cat' <&7 | ( eval "set -- $args"; exec sh "/pod/guest/enter$idx.sh" "$@" ) >&7 2>&7 7>&- 8>&- &
+      rm -f /run/exec.pid
+      # a session of its own (setsid: not a group leader here, so the same pid), for the clean-up below
+      sh -c 'echo $$ > /run/exec.cat; exec cat' <&7 | ( eval "set -- $args"; exec setsid sh "/pod/guest/enter$idx.sh" "$@" ) >&7 2>&7 7>&- 8>&- &
       cmdpid=$!
       n=0; while [ ! -s /run/exec.cat ] && [ $n -lt 100 ]; do n=$((n+1)); sleep 0.01; done
       catpid=$(cat /run/exec.cat 2>/dev/null); rm -f /run/exec.cat
@@ -196,7 +226,7 @@ exec_server() {
       (
         while :; do
           if read -r c <&8; then [ "$c" = eof ] && kill "$catpid" 2>/dev/null
-          else kill -KILL "$cmdpid" "$catpid" 2>/dev/null; exit 0
+          else trap '' TERM; kill_sessions "$cmdpid" $(cat /run/exec.pid 2>/dev/null); kill -KILL "$cmdpid" "$catpid" 2>/dev/null; exit 0
           fi
         done
       ) & readerpid=$!
