@@ -16,6 +16,13 @@
  * STARTTIME its start time (field 22 of /proc/PID/stat): a recycled PID is
  * refused rather than entered.
  *
+ * With a `root=target` record (the fly stage1: its apps are chrooted inside
+ * a mount namespace of their own), /proc/PID/root is opened before the
+ * namespaces are joined and the process chroots to it after: setns(mnt)
+ * alone would leave it at the namespace's root, the node's tree. Namespaces
+ * the target shares with this process are not joined again, and when the
+ * pid namespace is shared there is no fork: the command is this process.
+ *
  * What it does, in crun exec's order (crun 1.8, strace'd): join every
  * namespace of PID (cgroup, ipc, uts, net, pid, time, mnt; a different user
  * namespace is refused), fork into the pid namespace, and in the child:
@@ -83,6 +90,7 @@ struct enter_spec {
   int ngroups;
   uint64_t bounding, effective, permitted, inheritable, ambient;
   int nnp;
+  int enter_root; /* root=target: chroot to the target process's root after joining its mount namespace */
   const char *seccomp; /* base64, or NULL: no filter */
   const char *cwd;
   char **env;
@@ -145,6 +153,10 @@ static int parse_spec(char *buf, size_t len, struct enter_spec *spec) {
     } else if (!strcmp(key, "nnp")) {
       if (strcmp(value, "0") && strcmp(value, "1")) return die(126, "bad nnp in the enter spec:", value, 0);
       spec->nnp = value[0] == '1';
+    } else if (!strcmp(key, "root")) {
+      /* The only value: the target's own root (fly's apps are chrooted inside their mount namespace). */
+      if (strcmp(value, "target")) return die(126, "bad root in the enter spec:", value, 0);
+      spec->enter_root = 1;
     } else if (!strcmp(key, "seccomp")) {
       spec->seccomp = *value ? value : NULL;
     } else if (!strcmp(key, "cwd")) {
@@ -386,9 +398,31 @@ int main(int argc, char **argv) {
     {"ns/pid", CLONE_NEWPID, 0}, {"ns/time", CLONE_NEWTIME, 1}, {"ns/mnt", CLONE_NEWNS, 0},
   };
   int ns_fds[7];
+  int joins_pid_namespace = 0;
   for (int i = 0; i < 7; i++) {
     ns_fds[i] = openat(proc_dir, namespaces[i].name, O_RDONLY | O_CLOEXEC);
     if (ns_fds[i] < 0 && !(namespaces[i].optional && errno == ENOENT)) return die(126, "cannot open the container's namespace", namespaces[i].name, errno);
+    if (ns_fds[i] < 0) continue;
+    /* A namespace the target shares with this process (fly: all but mnt) is not joined again. */
+    char own_path[64];
+    snprintf(own_path, sizeof(own_path), "/proc/self/%s", namespaces[i].name);
+    struct stat its, own;
+    if (fstat(ns_fds[i], &its) != 0) return die(126, "cannot read the container's namespace", namespaces[i].name, errno);
+    if (stat(own_path, &own) == 0 && its.st_ino == own.st_ino && its.st_dev == own.st_dev) {
+      close(ns_fds[i]);
+      ns_fds[i] = -1;
+      continue;
+    }
+    if (namespaces[i].type == CLONE_NEWPID) joins_pid_namespace = 1;
+  }
+  /*
+   * The target's root, opened before the mount namespace is joined (setns puts this process at that
+   * namespace's root, not at a chroot inside it): a chrooted target (fly) is entered at its own root.
+   */
+  int root_fd = -1;
+  if (spec.enter_root) {
+    root_fd = openat(proc_dir, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0) return die(126, "cannot open the container's root directory", proc_path, errno);
   }
   /* The pid was still the container's while every namespace was opened. */
   if (check_start_time(proc_dir, argv[3]) != 0) return die(126, "the container's process is gone (its pid was reused)", proc_path, 0);
@@ -398,7 +432,13 @@ int main(int argc, char **argv) {
     if (setns(ns_fds[i], namespaces[i].type) != 0) return die(126, "cannot join the container's namespace", namespaces[i].name, errno);
     close(ns_fds[i]);
   }
+  if (root_fd >= 0) {
+    if (fchdir(root_fd) != 0 || chroot(".") != 0) return die(126, "cannot enter the container's root directory", proc_path, errno);
+    close(root_fd);
+  }
 
+  /* In the target's pid namespace already (fly): no fork, so the command is this process and signals reach it as they would. */
+  if (!joins_pid_namespace) return become_app_and_exec(&spec, argv + 4);
   pid_t child = fork();
   if (child < 0) return die(126, "cannot fork into the container's pid namespace", NULL, errno);
   if (child == 0) _exit(become_app_and_exec(&spec, argv + 4));

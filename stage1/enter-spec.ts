@@ -68,3 +68,35 @@ export function enterSpecText(spec: Record<string, unknown>): string | undefined
   ];
   return records.map((r) => `${r}\0`).join('');
 }
+
+/** The restrictions of an app process as enter-spec fields (the fly stage1 gives them from what it hands systemd). */
+export interface EnterSpecFields {
+  uid: number;
+  gid: number;
+  groups: number[];
+  caps: { bounding: bigint; effective: bigint; permitted: bigint; inheritable: bigint; ambient: bigint };
+  noNewPrivileges: boolean;
+  /** The BPF program (base64), '' for none. */
+  seccomp: string;
+  /** Enter the target process's root (chroot to /proc/PID/root) after joining its mount namespace. */
+  rootOfTarget: boolean;
+  cwd: string;
+  env: Array<[string, string]>;
+}
+
+/** The enter spec's bytes from fields, or undefined when a value cannot be carried (a NUL, an '=' in a name, a relative cwd). */
+export function enterSpecFromFields(f: EnterSpecFields): string | undefined {
+  if (!f.cwd.startsWith('/') || f.cwd.includes('\0')) return undefined;
+  for (const [k, v] of f.env) if (!k || k.includes('=') || k.includes('\0') || v.includes('\0')) return undefined;
+  const records = [
+    `uid=${f.uid}`, `gid=${f.gid}`, ...f.groups.map((g) => `group=${g}`),
+    `cap.bounding=${f.caps.bounding.toString(16)}`, `cap.effective=${f.caps.effective.toString(16)}`, `cap.permitted=${f.caps.permitted.toString(16)}`,
+    `cap.inheritable=${f.caps.inheritable.toString(16)}`, `cap.ambient=${f.caps.ambient.toString(16)}`,
+    `nnp=${f.noNewPrivileges ? 1 : 0}`,
+    `seccomp=${f.seccomp}`,
+    ...(f.rootOfTarget ? ['root=target'] : []),
+    `cwd=${f.cwd}`,
+    ...f.env.map(([k, v]) => `env=${k}=${v}`),
+  ];
+  return records.map((r) => `${r}\0`).join('');
+}

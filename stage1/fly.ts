@@ -1,13 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Variant } from 'dbus-next';
 import { replaceFile } from '../common/fsutil.js';
 import { execa } from 'execa';
-import { ContainerConfigError } from '../common/errors.js';
+import { ContainerConfigError, UserError } from '../common/errors.js';
 import { nativeHelperPath } from '../common/native.js';
 import { prop, type UnitProperty } from '../common/systemd.js';
-import { appSecurity, capMask } from './app-security.js';
+import { ALL_CAPS, appSecurity, capMask } from './app-security.js';
+import { ENTER_SPEC_FILE, enterSpecFromFields } from './enter-spec.js';
 import { execStart, podEtcBinds, refuseConsole } from './common.js';
 import { unitDeviceProperties } from './devices.js';
 import { cgroupProcsFiles, withCgroupJoin } from './namespaces.js';
@@ -71,26 +73,44 @@ export class FlyStage1 implements Stage1 {
     if (app.user.uid !== 0) properties.push(prop.str('User', String(app.user.uid)));
     if (app.user.gid !== 0) properties.push(prop.str('Group', String(app.user.gid)));
     properties.push(...flySecurityProperties(pod.manifest, app, podPaths(pod.dir).rootfs(app.name), { filterLoadedByHelper: filterExec !== undefined }));
+    // What every exec into the app (kubectl exec, probes, hooks) enters with (stevedore-enter): the same restrictions, from the
+    // same settings. Root-only (it holds the env), rewritten at every launch; none when they cannot all be given: exec is refused.
+    const enterSpec = await flyEnterSpec(app);
+    const enterSpecFile = path.join(podPaths(pod.dir).app(app.name), ENTER_SPEC_FILE);
+    if (enterSpec !== undefined) await replaceFile(enterSpecFile, enterSpec, 0o600);
+    else await fs.rm(enterSpecFile, { force: true });
     return { properties, stopPost: [], started: { path: '/bin/sh', argv: ['/bin/sh', '-c', APP_EXECED_SCRIPT, 'stevedore-started'] } };
   }
 
   /**
-   * With the app's environment and ids, as the kubelet's exec runs a command, and in the app's
-   * cgroups (its unit's device rules and limits), as the namespaces stage1's enter. The
-   * environment comes from the app's root-only env file (sh reads the same quoting systemd
-   * does), never from argv, which every local user can read in /proc.
+   * Every exec (kubectl exec with or without a terminal, probes, hooks) enters through the static
+   * stevedore-enter helper with the app's enter spec: its mount namespace and chroot, cwd, env,
+   * ids, groups, every capability set, no_new_privs and seccomp program, as containerd gives an
+   * exec the container's process security; and in the app's cgroups (its unit's device rules and
+   * limits). Fly shares the node's pid namespace, so the helper execs the command itself (no fork):
+   * a terminal's signals reach the command as they would. The environment comes from the root-only
+   * spec, never from argv, which every local user can read in /proc. No spec or no helper: refused,
+   * never entered unconfined.
    */
   enterArgv(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): string[] {
     return withCgroupJoin(this.enterCommand(pod, app, mainPid, command));
   }
 
   enterCommand(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): EnterCommand {
-    const ids = [...(app.user.uid !== 0 ? [`--setuid=${app.user.uid}`] : []), ...(app.user.gid !== 0 ? [`--setgid=${app.user.gid}`] : [])];
-    return {
-      argv: ['/usr/bin/env', '-i', '/bin/sh', '-c', 'set -a; . "$0" || exit 125; exec "$@"', appEnvFile(pod, app),
-        'nsenter', `--target=${mainPid}`, '--mount', '--root', '--wd', ...ids, '--', ...command],
-      cgroupProcs: cgroupProcsFiles(mainPid),
-    };
+    const helper = nativeHelperPath('stevedore-enter');
+    const specFile = path.join(podPaths(pod.dir).app(app.name), ENTER_SPEC_FILE);
+    if (!helper) throw new UserError(`cannot run a command in container "${app.name}": the stevedore-enter helper is not built, and a fly exec is never run without the app's restrictions`, { hint: 'build the native helpers (npx node-gyp rebuild --directory native) and retry' });
+    if (!existsSync(specFile)) {
+      throw new UserError(`cannot run a command in container "${app.name}": it has no enter spec (its restrictions could not all be written down for the helper at launch: a Localhost seccomp profile, the RuntimeDefault program not compiled, or a launch by an older release)`,
+        { hint: 'restart the container (delete the pod) so the spec is written at its launch; see stage1/README.md, fly exec' });
+    }
+    let startTime: string | undefined;
+    try {
+      const stat = readFileSync(`/proc/${mainPid}/stat`, 'utf8');
+      startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    } catch { /* gone: said below */ }
+    if (!startTime || !/^\d+$/.test(startTime)) throw new UserError(`container "${app.name}" is not running (its process ${mainPid} is gone)`, { hint: 'retry once it runs again' });
+    return { argv: [helper, specFile, String(mainPid), startTime, ...command], cgroupProcs: cgroupProcsFiles(mainPid) };
   }
 
   async cleanup(): Promise<void> {}
@@ -116,6 +136,51 @@ while [ "$i" -lt 1000 ]; do
   sleep 0.01
 done
 `;
+
+/**
+ * The app's restrictions as the enter spec (stage1/enter-spec.ts) from the values fly hands
+ * systemd (flySecurityProperties, User=, Group=, SupplementaryGroups=, RootDirectory=,
+ * WorkingDirectory=, the env file), as systemd applies them: undefined when they cannot all be
+ * written down (then exec is refused).
+ */
+export async function flyEnterSpec(app: AppManifest): Promise<string | undefined> {
+  const sec = appSecurity(app);
+  let seccomp = '';
+  if (!sec.privileged && sec.seccomp.type === 'RuntimeDefault') {
+    // The program the seccomp-exec helper loads for the app. An app left to systemd's SystemCallFilter=
+    // (no no_new_privs) gets the same RuntimeDefault profile, here in its complete OCI form (argument rules included).
+    const bpf = await compiledSeccomp(runtimeDefaultSeccomp(sec.capabilities));
+    if (!bpf) return undefined;
+    seccomp = bpf;
+  } else if (!sec.privileged && sec.seccomp.type !== 'Unconfined') {
+    return undefined;
+  }
+  const ids = await systemdIds(app.user.uid, app.user.gid, sec.supplementalGroups);
+  if (!ids) return undefined;
+  const bounding = capMask(sec.privileged ? ALL_CAPS : sec.capabilities);
+  // systemd execs the app as its uid: root keeps the bounding set permitted and effective, another uid none (no ambient, as containerd).
+  const held = app.user.uid === 0 ? bounding : 0n;
+  return enterSpecFromFields({
+    uid: app.user.uid, gid: ids.gid, groups: ids.groups,
+    caps: { bounding, effective: held, permitted: held, inheritable: 0n, ambient: 0n },
+    noNewPrivileges: !sec.privileged && sec.noNewPrivileges,
+    seccomp, rootOfTarget: true, cwd: app.workingDir, env: app.env,
+  });
+}
+
+/**
+ * The gid and groups systemd gives the app: User= (a uid other than 0) takes its primary group from
+ * the node's passwd when Group= is unset, and then the node's groups of that user (initgroups) come
+ * first, SupplementaryGroups= after; as root only SupplementaryGroups=.
+ */
+async function systemdIds(uid: number, gid: number, supplemental: number[]): Promise<{ gid: number; groups: number[] } | undefined> {
+  if (uid === 0) return { gid, groups: [...supplemental] };
+  const script = 'import os, pwd, sys\nu = pwd.getpwuid(int(sys.argv[1]))\ng = int(sys.argv[2]) or u.pw_gid\nprint(g, *(os.getgrouplist(u.pw_name, g) if g else []))';
+  const r = await execa('python3', ['-c', script, String(uid), String(gid)], { reject: false });
+  const numbers = r.exitCode === 0 ? r.stdout.trim().split(/\s+/).map(Number) : [];
+  if (!numbers.length || numbers.some((n) => !Number.isInteger(n) || n < 0)) return undefined;
+  return { gid: numbers[0]!, groups: [...numbers.slice(1), ...supplemental] };
+}
 
 const appEnvFile = (pod: PreparedPod, app: AppManifest) => path.join(podPaths(pod.dir).app(app.name), 'env');
 
