@@ -174,12 +174,13 @@ export async function flyEnterSpec(app: AppManifest): Promise<string | undefined
  * first, SupplementaryGroups= after; as root only SupplementaryGroups=.
  */
 async function systemdIds(uid: number, gid: number, supplemental: number[]): Promise<{ gid: number; groups: number[] } | undefined> {
-  if (uid === 0) return { gid, groups: [...supplemental] };
+  if (uid === 0) return { gid, groups: [...new Set(supplemental)] };
   const script = 'import os, pwd, sys\nu = pwd.getpwuid(int(sys.argv[1]))\ng = int(sys.argv[2]) or u.pw_gid\nprint(g, *(os.getgrouplist(u.pw_name, g) if g else []))';
   const r = await execa('python3', ['-c', script, String(uid), String(gid)], { reject: false });
   const numbers = r.exitCode === 0 ? r.stdout.trim().split(/\s+/).map(Number) : [];
   if (!numbers.length || numbers.some((n) => !Number.isInteger(n) || n < 0)) return undefined;
-  return { gid: numbers[0]!, groups: [...numbers.slice(1), ...supplemental] };
+  // systemd keeps a group once (initgroups' and SupplementaryGroups= often share the primary one).
+  return { gid: numbers[0]!, groups: [...new Set([...numbers.slice(1), ...supplemental])] };
 }
 
 const appEnvFile = (pod: PreparedPod, app: AppManifest) => path.join(podPaths(pod.dir).app(app.name), 'env');

@@ -16,7 +16,7 @@ const t = suite('stevedore-enter: exec probes enter the app with its restriction
 const getNode = useNode(t);
 
 let seq = 0;
-async function runPod(node: TestNode, opts: { pod?: string; container?: string; workingDir?: string }): Promise<string> {
+async function runPod(node: TestNode, opts: { pod?: string; container?: string; workingDir?: string; stage1?: 'namespaces' | 'fly' }): Promise<string> {
   const name = `enter-${++seq}`;
   const file = await node.manifest(`${name}.yaml`, `
 metadata: {name: ${name}, namespace: enter, uid: uid-${name}}
@@ -27,7 +27,7 @@ ${opts.pod ? `  securityContext: ${opts.pod}\n` : ''}  containers:
     command: [sleep, '3600']
     env: [{name: GREETING, value: "hello world"}]
 ${opts.workingDir ? `    workingDir: ${opts.workingDir}\n` : ''}${opts.container ? `    securityContext: ${opts.container}\n` : ''}`);
-  const uuid = (await node.ok(['pod', 'run', '-f', file, '--stage1', 'namespaces'])).trim();
+  const uuid = (await node.ok(['pod', 'run', '-f', file, '--stage1', opts.stage1 ?? 'namespaces'])).trim();
   await eventually('the app to run', async () => ((await podStatus(node, uuid)).apps[0]?.state === 'running' ? true : undefined));
   return uuid;
 }
@@ -40,7 +40,7 @@ const READ_RESTRICTIONS = (pid: string) => `grep -E '^(Uid|Gid|Groups|CapInh|Cap
  * Inside the node: the runtime's own runInContainer (the agent's exec-probe call), and which program its
  * enter path starts (argv[0] of the stage1's enterCommand: the helper, or crun).
  */
-async function probe(node: TestNode, uuid: string, command: string[]): Promise<{ exitCode: number; output: string; program: string }> {
+async function probe(node: TestNode, uuid: string, command: string[]): Promise<{ exitCode: number; output: string; program: string; enter: string[] }> {
   const script = path.join(node.dataDir, 'manifests', `probe-${++seq}.mjs`);
   await fs.writeFile(script, `
 const { RktRuntime } = await import(${JSON.stringify(path.join(REPO, 'dist/runtime-rkt/runtime.js'))});
@@ -48,12 +48,13 @@ const rt = await RktRuntime.open({ dataDir: ${JSON.stringify(node.dataDir)}, net
 try {
   const enter = await rt.quickEnter(${JSON.stringify(uuid)}, 'c', ['true']);
   const r = await rt.runInContainer(${JSON.stringify(uuid)}, 'c', ${JSON.stringify(command)}, { timeoutMs: 10000 });
-  process.stdout.write(JSON.stringify({ ...r, program: Array.isArray(enter) ? enter[0] : enter.argv[0] }));
+  const argv = Array.isArray(enter) ? enter : enter.argv;
+  process.stdout.write(JSON.stringify({ ...r, program: argv[0], enter: argv }));
 } finally { await rt.close(); }
 `);
   const r = await node.sh(`${process.execPath} ${script}`);
   assert.is(r.exitCode, 0, `the probe script: ${r.stderr}`);
-  return JSON.parse(r.stdout) as { exitCode: number; output: string; program: string };
+  return JSON.parse(r.stdout) as { exitCode: number; output: string; program: string; enter: string[] };
 }
 
 /** The app's main process (the container's init) in the node: crun's state names it. */
@@ -103,6 +104,75 @@ t('a hardened container (non-root, groups, an added capability, no privilege esc
   try {
     // NET_ADMIN (bit 12) in, NET_RAW (bit 13) out of the default bounding set; a non-root process keeps no effective capabilities.
     await assertSameRestrictions(node, uuid, { Uid: '1000\\s+1000\\s+1000\\s+1000', Gid: '3000\\s+3000\\s+3000\\s+3000', Groups: '(3000 )?4000 4001', CapEff: '0000000000000000', CapBnd: '00000000a80415fb', NoNewPrivs: '1', Seccomp: '2' });
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
+/**
+ * fly: the app shares the node's namespaces but its mount namespace, and is chrooted in it. Its main
+ * process is the unit's MainPID (the helper's target: argv[2] of fly's enter command).
+ */
+async function assertFlySameRestrictions(node: TestNode, uuid: string, expect: Record<string, string>): Promise<void> {
+  const got = await probe(node, uuid, ['sh', '-c', `${READ_RESTRICTIONS('self')}; echo root; ls /`]);
+  assert.is(path.basename(got.program), 'stevedore-enter', `fly execs enter through the helper: ${got.enter.join(' ')}`);
+  const mainPid = got.enter[2]!;
+  const main = (await node.sh(`${READ_RESTRICTIONS(mainPid)}; echo root; ls /proc/${mainPid}/root/`)).stdout;
+  assert.is(got.exitCode, 0, got.output);
+  assert.fixture(got.output, main, 'the fly exec has exactly the app\'s ids, groups, capabilities, no_new_privs, seccomp, cgroups, namespaces and root');
+  const nodeRoot = (await node.sh('ls /')).stdout;
+  assert.is.not(got.output.slice(got.output.indexOf('\nroot\n')), `\nroot\n${nodeRoot}`, 'the exec sees the image\'s root, not the node\'s');
+  assert.match(got.output, /^bin$/m, got.output);
+  for (const [field, value] of Object.entries(expect)) assert.match(got.output, new RegExp(`^${field}:\\s+${value}\\s*$`, 'm'), `${field} ${value} in:\n${got.output}`);
+}
+
+t('fly, a default (root) container: an exec matches the app (its chroot, caps, no_new_privs, seccomp program), with its env and cwd', async () => {
+  const node = getNode();
+  const uuid = await runPod(node, { stage1: 'fly', workingDir: '/tmp' });
+  try {
+    await assertFlySameRestrictions(node, uuid, { Uid: '0\\s+0\\s+0\\s+0', CapEff: '00000000a80425fb', CapBnd: '00000000a80425fb', CapAmb: '0000000000000000', NoNewPrivs: '1', Seccomp: '2', Seccomp_filters: '1' });
+    const env = await probe(node, uuid, ['sh', '-c', 'echo "$GREETING|$(pwd)"']);
+    assert.is(env.output.trim(), 'hello world|/tmp', 'the app\'s environment and working directory');
+    // The env travels in the root-only spec, never in argv (every local user reads /proc/PID/cmdline).
+    assert.not.ok(env.enter.some((a) => a.includes('hello world')), env.enter.join(' '));
+    const missing = await probe(node, uuid, ['no-such-command']);
+    assert.is(missing.exitCode, 127, missing.output);
+    const failing = await probe(node, uuid, ['sh', '-c', 'echo not-yet >&2; exit 4']);
+    assert.is(failing.exitCode, 4);
+    assert.is(failing.output.trim(), 'not-yet');
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
+t('fly, a hardened container (non-root, groups, drop ALL add one, no privilege escalation): an exec matches the app', async () => {
+  const node = getNode();
+  // fly's ids go through systemd's User=/Group=, which must find them on the node (Debian: nobody, users).
+  const uuid = await runPod(node, {
+    stage1: 'fly',
+    pod: '{supplementalGroups: [65534]}',
+    container: '{runAsUser: 65534, runAsGroup: 100, allowPrivilegeEscalation: false, capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}',
+  });
+  try {
+    // NET_BIND_SERVICE is bit 10: the bounding set holds it alone; a non-root process keeps no capability.
+    await assertFlySameRestrictions(node, uuid, { Uid: '65534\\s+65534\\s+65534\\s+65534', Gid: '100\\s+100\\s+100\\s+100', Groups: '100 65534', CapEff: '0000000000000000', CapPrm: '0000000000000000', CapBnd: '0000000000000400', NoNewPrivs: '1', Seccomp: '2' });
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
+t('fly: no enter spec, no exec (never unconfined)', async () => {
+  const node = getNode();
+  const uuid = await runPod(node, { stage1: 'fly' });
+  try {
+    const spec = path.join(node.dataDir, 'pods', 'run', uuid, 'apps', 'c', 'enter.spec');
+    const mode = (await node.sh(`stat -c '%a %u' ${spec}`)).stdout.trim();
+    assert.is(mode, '600 0', 'root-only: it holds the env');
+    await node.sh(`mv ${spec} ${spec}.away`);
+    const r = await probe(node, uuid, ['sh', '-c', 'echo ran']).catch((err: Error) => ({ exitCode: -1, output: err.message, program: '', enter: [] }));
+    assert.is.not(r.output.trim(), 'ran', 'nothing ran');
+    assert.match(r.output, /has no enter spec/, r.output);
+    await node.sh(`mv ${spec}.away ${spec}`);
   } finally {
     await node.ok(['pod', 'rm', '--force', uuid]);
   }
