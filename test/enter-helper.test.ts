@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { eventually, podStatus, REPO, useNode, type TestNode } from './helpers/node.js';
+import { run, useCluster } from './helpers/cluster.js';
 
 const t = suite('stevedore-enter: exec probes enter the app with its restrictions');
 const getNode = useNode(t);
@@ -208,3 +209,71 @@ t('the helper refuses, and runs nothing, when the pid is not the container\'s or
 });
 
 t.run();
+
+/**
+ * The same through the agent, on a real cluster: `kubectl exec` (with and without a terminal) and an
+ * exec readiness probe into fly apps (kube-system, where the default stage1 policy opens fly) must see
+ * what the app's own process sees: ids, groups, every capability set, no_new_privs, seccomp, cgroups,
+ * namespaces and the image's root.
+ */
+const c = suite('stevedore-enter: kubectl exec and exec probes into fly apps');
+const getCluster = useCluster(c);
+
+/**
+ * The restrictions, namespaces and root of the process running it, one line each. Not its cgroups: the app's
+ * are read once at its start, and its pod's slice may move in a v1 hierarchy after (the node-level tests above
+ * compare cgroups live).
+ */
+const SELF = `${READ_RESTRICTIONS('self').replace(/echo cgroup; cat \/proc\/self\/cgroup; /, '')}; echo root; ls -1 /`;
+
+const flyPod = (name: string, podSec: string, containerSec: string) => `apiVersion: v1
+kind: Pod
+metadata: {name: ${name}, namespace: kube-system}
+spec:
+  runtimeClassName: fly
+  terminationGracePeriodSeconds: 1
+${podSec ? `  securityContext: ${podSec}\n` : ''}  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, ${JSON.stringify(`(${SELF}) > /tmp/app-status; exec sleep 3600`)}]
+${containerSec ? `    securityContext: ${containerSec}\n` : ''}    readinessProbe:
+      exec: {command: [sh, -c, ${JSON.stringify(`(${SELF}) > /tmp/probe-status`)}]}
+      periodSeconds: 1
+`;
+
+for (const [name, podSec, containerSec, expect] of [
+  ['fly-plain', '', '', { Uid: '0\\s+0\\s+0\\s+0', CapEff: '00000000a80425fb', CapBnd: '00000000a80425fb', NoNewPrivs: '1', Seccomp: '2' }],
+  ['fly-hard', '{supplementalGroups: [65534]}', '{runAsUser: 65534, runAsGroup: 100, allowPrivilegeEscalation: false, capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}',
+    { Uid: '65534\\s+65534\\s+65534\\s+65534', Groups: '100 65534', CapEff: '0000000000000000', CapBnd: '0000000000000400', NoNewPrivs: '1', Seccomp: '2' }],
+] as const) {
+  c(`${name}: kubectl exec (plain and on a terminal) and an exec readiness probe get exactly the app's restrictions and root`, async () => {
+    const k = getCluster();
+    assert.not.match(SELF, /cgroup;/, 'the script reads no cgroups');
+    await k.k(['apply', '-f', '-'], flyPod(name, podSec, containerSec));
+    try {
+      await eventually(`${name} ready`, async () => ((await k.kubectl(['get', 'pod', name, '-n', 'kube-system', '-o', 'jsonpath={.status.containerStatuses[0].ready}'])).stdout === 'true' ? true : undefined), 60_000);
+      const app = await k.k(['exec', '-n', 'kube-system', name, '--', 'cat', '/tmp/app-status']);
+      // The probe that made the pod Ready wrote this, through the agent's exec-probe path.
+      const probeStatus = await k.k(['exec', '-n', 'kube-system', name, '--', 'cat', '/tmp/probe-status']);
+      const exec = await k.kubectl(['exec', '-n', 'kube-system', name, '--', 'sh', '-c', SELF]);
+      assert.is(exec.code, 0, exec.stderr);
+      const quoted = ['kubectl', 'exec', '-it', '-n', 'kube-system', name, '--', 'sh', '-c', SELF].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+      const tty = await run('script', ['-q', '-e', '-c', quoted, '/dev/null'], { KUBECONFIG: k.kubeconfig });
+      assert.is(tty.code, 0, tty.stdout + tty.stderr);
+      // The node's root has a /boot the image's has not: an exec left at the mount namespace's root (the node's tree) would list it.
+      assert.ok((await fs.stat('/boot').catch(() => undefined))?.isDirectory(), 'the node has a /boot');
+      assert.match(app, /^bin$/m, app);
+      assert.not.match(app, /^boot$/m, app);
+      for (const [field, value] of Object.entries(expect)) assert.match(app, new RegExp(`^${field}:\\s+${value}\\s*$`, 'm'), `the app: ${field} ${value} in:\n${app}`);
+      assert.fixture(exec.stdout, app, 'kubectl exec has the app\'s restrictions and root');
+      // (The terminal's output comes with CRLF line ends and, first, `^@`: the terminal's echo of a NUL byte on the exec's
+      // input, which is the relay's, not the command's output.)
+      assert.fixture(tty.stdout.replace(/\r\n/g, '\n').replace(/^(\^@|\0)+/, ''), app, 'kubectl exec -t has the app\'s restrictions and root');
+      assert.fixture(probeStatus, app, 'the exec readiness probe has the app\'s restrictions and root');
+    } finally {
+      await k.kubectl(['delete', 'pod', name, '-n', 'kube-system', '--wait=true']);
+    }
+  });
+}
+
+c.run();
