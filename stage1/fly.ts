@@ -157,7 +157,8 @@ export async function flyEnterSpec(app: AppManifest): Promise<string | undefined
   }
   const ids = await systemdIds(app.user.uid, app.user.gid, sec.supplementalGroups);
   if (!ids) return undefined;
-  const bounding = capMask(sec.privileged ? ALL_CAPS : sec.capabilities);
+  // Privileged: systemd leaves the app the node's whole bounding set, the one stage0 runs with too (a sandbox may lack some).
+  const bounding = sec.privileged ? capMask(ALL_CAPS) & ownBoundingSet() : capMask(sec.capabilities);
   // systemd execs the app as its uid: root keeps the bounding set permitted and effective, another uid none (no ambient, as containerd).
   const held = app.user.uid === 0 ? bounding : 0n;
   return enterSpecFromFields({
@@ -166,6 +167,12 @@ export async function flyEnterSpec(app: AppManifest): Promise<string | undefined
     noNewPrivileges: !sec.privileged && sec.noNewPrivileges,
     seccomp, rootOfTarget: true, cwd: app.workingDir, env: app.env,
   });
+}
+
+/** This process's capability bounding set, from /proc/self/status. */
+function ownBoundingSet(): bigint {
+  const hex = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+  return hex ? BigInt(`0x${hex}`) : 0n;
 }
 
 /**

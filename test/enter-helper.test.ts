@@ -162,6 +162,16 @@ t('fly, a hardened container (non-root, groups, drop ALL add one, no privilege e
   }
 });
 
+t('fly, a privileged container: an exec gets the node\'s whole bounding set as the app does, and no seccomp or no_new_privs', async () => {
+  const node = getNode();
+  const uuid = await runPod(node, { stage1: 'fly', container: '{privileged: true}' });
+  try {
+    await assertFlySameRestrictions(node, uuid, { Uid: '0\\s+0\\s+0\\s+0', NoNewPrivs: '0', Seccomp: '0' });
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
 t('fly: no enter spec, no exec (never unconfined)', async () => {
   const node = getNode();
   const uuid = await runPod(node, { stage1: 'fly' });
