@@ -385,8 +385,8 @@ export class RktRuntime {
     }
     const argv = enter;
     return new Promise((resolve) => {
-      // Its own process group: nsenter forks the command into the pod's PID namespace, and killing
-      // nsenter alone would leave the command running and holding our pipes past the timeout.
+      // Its own process group: an enter program may fork the command into the pod's PID namespace, and
+      // killing it alone would leave the command running and holding our pipes past the timeout.
       const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       const chunks: Buffer[] = [];
       let size = 0;

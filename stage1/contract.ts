@@ -276,7 +276,7 @@ export interface Stage1 {
    * (common/run-captured.ts, for exec probes) then needs no shell to do it. Optional (kvm: no).
    * For short commands without streams only (probes, hooks): the command must end up with exactly
    * the restrictions enterArgv gives it, but may get there another way (namespaces: the
-   * stevedore-enter helper instead of a crun process).
+   * stevedore-enter helper instead of a crun process; fly: the same helper for both).
    */
   enterCommand?(pod: PreparedPod, app: AppManifest, mainPid: number, command: string[]): EnterCommand;
   /**

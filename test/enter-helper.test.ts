@@ -1,10 +1,12 @@
 /**
- * Exec probes' way into a namespaces app (native/enter.c, `stevedore-enter`),
- * checked for real: a command run through runInContainer (what exec probes
- * and hooks use) must end up with exactly the app's restrictions — ids,
- * groups, every capability set, no_new_privs, seccomp, cgroups and every
- * namespace of the app's main process — and the helper must refuse, never
- * run unconfined, when it cannot enter as the app runs.
+ * Exec probes' way into a namespaces app, and every exec's way into a fly app
+ * (native/enter.c, `stevedore-enter`), checked for real: a command run through
+ * runInContainer (what exec probes and hooks use), and on fly kubectl exec
+ * (with and without a terminal) and an exec readiness probe through the
+ * agent, must end up with exactly the app's restrictions — ids, groups, every
+ * capability set, no_new_privs, seccomp, cgroups, every namespace and (fly)
+ * the root of the app's main process — and the helper must refuse, never run
+ * unconfined, when it cannot enter as the app runs.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
