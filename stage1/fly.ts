@@ -182,12 +182,28 @@ function ownBoundingSet(): bigint {
  */
 async function systemdIds(uid: number, gid: number, supplemental: number[]): Promise<{ gid: number; groups: number[] } | undefined> {
   if (uid === 0) return { gid, groups: [...new Set(supplemental)] };
+  const node = await nodeGroupsOf(uid, gid);
+  if (!node) return undefined;
+  // systemd keeps a group once (initgroups' and SupplementaryGroups= often share the primary one).
+  return { gid: node[0]!, groups: [...new Set([...node.slice(1), ...supplemental])] };
+}
+
+/** By `uid:gid`: the node's answer and the user database's mtimes it was read at (a changed /etc/group is read again). */
+const nodeGroupsCache = new Map<string, { stamp: string; ids: number[] }>();
+
+/** [gid, ...getgrouplist(user, gid)] as systemd's User= resolves them through NSS (a python3 process: ~20 ms, so cached). */
+async function nodeGroupsOf(uid: number, gid: number): Promise<number[] | undefined> {
+  const stamp = (await Promise.all(['/etc/passwd', '/etc/group'].map((f) => fs.stat(f).then((s) => `${s.mtimeMs}/${s.ino}`, () => '-')))).join(' ');
+  const key = `${uid}:${gid}`;
+  const cached = nodeGroupsCache.get(key);
+  if (cached?.stamp === stamp) return cached.ids;
   const script = 'import os, pwd, sys\nu = pwd.getpwuid(int(sys.argv[1]))\ng = int(sys.argv[2]) or u.pw_gid\nprint(g, *(os.getgrouplist(u.pw_name, g) if g else []))';
   const r = await execa('python3', ['-c', script, String(uid), String(gid)], { reject: false });
-  const numbers = r.exitCode === 0 ? r.stdout.trim().split(/\s+/).map(Number) : [];
-  if (!numbers.length || numbers.some((n) => !Number.isInteger(n) || n < 0)) return undefined;
-  // systemd keeps a group once (initgroups' and SupplementaryGroups= often share the primary one).
-  return { gid: numbers[0]!, groups: [...new Set([...numbers.slice(1), ...supplemental])] };
+  const ids = r.exitCode === 0 ? r.stdout.trim().split(/\s+/).map(Number) : [];
+  if (!ids.length || ids.some((n) => !Number.isInteger(n) || n < 0)) return undefined;
+  if (nodeGroupsCache.size > 1024) nodeGroupsCache.clear();
+  nodeGroupsCache.set(key, { stamp, ids });
+  return ids;
 }
 
 const appEnvFile = (pod: PreparedPod, app: AppManifest) => path.join(podPaths(pod.dir).app(app.name), 'env');

@@ -164,6 +164,16 @@ t('fly, a hardened container (non-root, groups, drop ALL add one, no privilege e
   }
 });
 
+t('fly, runAsUser alone: the exec takes the group systemd gives the app (the user\'s primary group on the node)', async () => {
+  const node = getNode();
+  const uuid = await runPod(node, { stage1: 'fly', container: '{runAsUser: 65534}' });
+  try {
+    await assertFlySameRestrictions(node, uuid, { Uid: '65534\\s+65534\\s+65534\\s+65534', CapEff: '0000000000000000', NoNewPrivs: '1', Seccomp: '2' });
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
 t('fly, a privileged container: an exec gets the node\'s whole bounding set as the app does, and no seccomp or no_new_privs', async () => {
   const node = getNode();
   const uuid = await runPod(node, { stage1: 'fly', container: '{privileged: true}' });
