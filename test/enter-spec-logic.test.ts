@@ -6,7 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { enterSpecRefusal, enterSpecText } from '../stage1/enter-spec.js';
+import { enterSpecFromFields, enterSpecRefusal, enterSpecText } from '../stage1/enter-spec.js';
 import { ociSpec } from '../stage1/oci-spec.js';
 import type { AppManifest } from '../stage1/contract.js';
 
@@ -73,6 +73,24 @@ test('the spec the namespaces stage1 builds for a default app is one the helper 
   assert.ok(text, enterSpecRefusal(s));
   assert.ok(records(text!).includes('cap.bounding=a80425fb'), text);
   assert.ok(records(text!).includes('nnp=1'));
+});
+
+test('fly\'s fields: every record in the helper\'s format, root=target, the env byte for byte; uncarriable values give no spec', () => {
+  const fields = {
+    uid: 65534, gid: 100, groups: [100, 65534],
+    caps: { bounding: 0x400n, effective: 0n, permitted: 0n, inheritable: 0n, ambient: 0n },
+    noNewPrivileges: true, seccomp: BPF, rootOfTarget: true, cwd: '/tmp',
+    env: [['PATH', '/bin'], ['SECRET', 'a=b\nc']] as Array<[string, string]>,
+  };
+  assert.equal(enterSpecFromFields(fields)!.split('\0'), [
+    'uid=65534', 'gid=100', 'group=100', 'group=65534',
+    'cap.bounding=400', 'cap.effective=0', 'cap.permitted=0', 'cap.inheritable=0', 'cap.ambient=0',
+    'nnp=1', `seccomp=${BPF}`, 'root=target', 'cwd=/tmp', 'env=PATH=/bin', 'env=SECRET=a=b\nc', '',
+  ]);
+  assert.not.match(enterSpecFromFields({ ...fields, rootOfTarget: false })!, /root=/);
+  assert.is(enterSpecFromFields({ ...fields, cwd: 'tmp' }), undefined, 'a relative cwd');
+  assert.is(enterSpecFromFields({ ...fields, env: [['A', 'x\0y']] }), undefined, 'a NUL in a value');
+  assert.is(enterSpecFromFields({ ...fields, env: [['A=B', 'x']] }), undefined, 'an = in a name');
 });
 
 test.run();
