@@ -7,6 +7,11 @@ import { ALL_CAPS, capMask } from './app-security.js';
  * app's process got. Written root-only beside config.json (it holds the
  * app's environment, Secret values included).
  *
+ * The fly stage1 writes the same records from what it hands systemd
+ * (enterSpecFromFields, fly.ts flyEnterSpec), plus `root=target`: its apps
+ * are chrooted inside their mount namespace, and every fly exec enters
+ * through the helper.
+ *
  * The helper honours only what is listed here; a spec with anything else
  * that bears on the process (AppArmor or SELinux labels, rlimits, a umask,
  * a user namespace, seccomp flags or a profile crun compiles itself) has no

@@ -220,8 +220,11 @@ t('the helper refuses, and runs nothing, when the pid is not the container\'s or
     // A spec someone else could have written, and one with a record the helper does not know: refused.
     const loose = `${spec}.loose`;
     const r = await node.sh(`cp ${spec} ${loose} && chmod 0620 ${loose} && ${helper} ${loose} ${pid} ${start} sh -c 'echo ran > /ran'; echo "exit $?"; `
-      + `printf 'uid=0\\0gid=0\\0apparmor=x\\0' > ${loose}.bad && chmod 0600 ${loose}.bad && ${helper} ${loose}.bad ${pid} ${start} sh -c 'echo ran > /ran'; echo "exit $?"; rm -f ${loose} ${loose}.bad`);
-    assert.equal(r.stdout.trim().split('\n'), ['exit 126', 'exit 126'], r.stderr);
+      + `printf 'uid=0\\0gid=0\\0apparmor=x\\0' > ${loose}.bad && chmod 0600 ${loose}.bad && ${helper} ${loose}.bad ${pid} ${start} sh -c 'echo ran > /ran'; echo "exit $?"; `
+      // A root record the helper does not know (only the target's own root is entered).
+      + `{ cat ${spec}; printf 'root=/\\0'; } > ${loose}.root && chmod 0600 ${loose}.root && ${helper} ${loose}.root ${pid} ${start} sh -c 'echo ran > /ran'; echo "exit $?"; rm -f ${loose} ${loose}.bad ${loose}.root`);
+    assert.equal(r.stdout.trim().split('\n'), ['exit 126', 'exit 126', 'exit 126'], r.stderr);
+    assert.match(r.stderr, /bad root in the enter spec: \//);
     assert.match(r.stderr, /not a root-owned regular file/);
     assert.match(r.stderr, /unknown record in the enter spec: apparmor/);
     assert.not.ok(await fs.stat(ran).catch(() => undefined), 'nothing ran in the container');
