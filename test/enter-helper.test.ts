@@ -291,8 +291,8 @@ for (const [name, podSec, containerSec, expect] of [
       assert.not.match(app, /^boot$/m, app);
       for (const [field, value] of Object.entries(expect)) assert.match(app, new RegExp(`^${field}:\\s+${value}\\s*$`, 'm'), `the app: ${field} ${value} in:\n${app}`);
       assert.fixture(exec.stdout, app, 'kubectl exec has the app\'s restrictions and root');
-      // (The terminal's output comes with CRLF line ends and, first, `^@`: the terminal's echo of a NUL byte on the exec's
-      // input, which is the relay's, not the command's output.)
+      // (The terminal's output comes with CRLF line ends and, first, `^@`: a NUL byte on the exec's input echoed by the
+      // terminal (ECHOCTL), before the command prints anything; not the command's output.)
       assert.fixture(tty.stdout.replace(/\r\n/g, '\n').replace(/^(\^@|\0)+/, ''), app, 'kubectl exec -t has the app\'s restrictions and root');
       assert.fixture(probeStatus, app, 'the exec readiness probe has the app\'s restrictions and root');
     } finally {
