@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isAlive, readProc } from '../sandbox/proc.js';
 import { getSandbox, stopSandbox } from '../sandbox/sandbox.js';
+import { eventually } from './helpers/assert.js';
 import { CLI } from './helpers/node.js';
 import { freePort, run, type Run } from './helpers/cluster.js';
 
@@ -56,11 +57,16 @@ test('up --store etcd: etcd beside the control plane holds the cluster; the node
   const node = JSON.parse(nodes.stdout).items[0];
   assert.is(node.metadata.name, `n${tag}`);
   assert.is(node.status.conditions.find((c: { type: string }) => c.type === 'Ready').status, 'True');
-  const demo = await kubectl(['get', 'pod', 'demo', '-o', 'json']);
-  assert.is(demo.code, 0, demo.stderr);
   const port = (await fs.readFile(path.join(dataDir, 'control-plane', 'control-plane.log'), 'utf8')).match(/etcd:http:\/\/127\.0\.0\.1:(\d+)/)![1];
-  const inEtcd = await run('/usr/bin/etcdctl', ['--endpoints', `http://127.0.0.1:${port}`, 'get', '/registry/pods/default/demo', '-w', 'json'], { ETCDCTL_API: '3' });
-  assert.is(String(JSON.parse(inEtcd.stdout).kvs[0].mod_revision), JSON.parse(demo.stdout).metadata.resourceVersion, 'the demo pod is in etcd at its resourceVersion');
+  // The agent may still be writing the demo pod's status between the two reads: compare once they agree on a revision.
+  const demo = await eventually('the demo pod in etcd at the resourceVersion the API serves', async () => {
+    const demo = await kubectl(['get', 'pod', 'demo', '-o', 'json']);
+    assert.is(demo.code, 0, demo.stderr);
+    const inEtcd = await run('/usr/bin/etcdctl', ['--endpoints', `http://127.0.0.1:${port}`, 'get', '/registry/pods/default/demo', '-w', 'json'], { ETCDCTL_API: '3' });
+    const again = await kubectl(['get', 'pod', 'demo', '-o', 'jsonpath={.metadata.resourceVersion}']);
+    const served = JSON.parse(demo.stdout).metadata.resourceVersion as string;
+    return again.stdout === served && String(JSON.parse(inEtcd.stdout).kvs[0].mod_revision) === served && demo;
+  }, 20_000);
   // stop keeps etcd's data; up starts etcd and the control plane on it again: the same objects at the same resourceVersions.
   const stop = await run(process.execPath, [CLI, 'stop', '--data-dir', dataDir]);
   assert.is(stop.code, 0, stop.stderr);
