@@ -1,5 +1,4 @@
 import * as fs from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { ContainerConfigError, UserError, errnoCode } from '../common/errors.js';
 import { ImageNotFound } from '../runtime-api/errors.js';
@@ -20,6 +19,7 @@ import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, releaseLeases, type PodNetworkOptions } from './network.js';
 import { dialPodPort } from '../common/netns-dial.js';
+import { processStartTime } from '../common/proc.js';
 import type { PortConnection, PortDialOptions } from '../runtime-api/streams.js';
 import { attachConsole } from './attach.js';
 import { allContainers, fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
@@ -575,13 +575,3 @@ async function assertNoMountsBelow(dir: string): Promise<void> {
   if (below.length) throw new UserError(`cannot remove ${dir}: still mounted: ${below.join(', ')}`, { hint: 'unmount them (umount) and run `stevedore gc`' });
 }
 
-/** A process's start time (field 22 of /proc/PID/stat, clock ticks since boot), or undefined when it is gone: with the pid, it names one process. */
-export function processStartTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // After "(comm)" (which may hold spaces) comes field 3: field 22 is the 20th from there.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}

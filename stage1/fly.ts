@@ -7,6 +7,7 @@ import { replaceFile } from '../common/fsutil.js';
 import { execa } from 'execa';
 import { ContainerConfigError, UserError } from '../common/errors.js';
 import { nativeHelperPath } from '../common/native.js';
+import { processStartTime } from '../common/proc.js';
 import { prop, type UnitProperty } from '../common/systemd.js';
 import { ALL_CAPS, appSecurity, capMask } from './app-security.js';
 import { ENTER_SPEC_FILE, enterSpecFromFields } from './enter-spec.js';
@@ -104,12 +105,8 @@ export class FlyStage1 implements Stage1 {
       throw new UserError(`cannot run a command in container "${app.name}": it has no enter spec (its restrictions could not all be written down for the helper at launch: a Localhost seccomp profile, the RuntimeDefault program not compiled, or a launch by an older release)`,
         { hint: 'restart the container (delete the pod) so the spec is written at its launch; see stage1/README.md, fly exec' });
     }
-    let startTime: string | undefined;
-    try {
-      const stat = readFileSync(`/proc/${mainPid}/stat`, 'utf8');
-      startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-    } catch { /* gone: said below */ }
-    if (!startTime || !/^\d+$/.test(startTime)) throw new UserError(`container "${app.name}" is not running (its process ${mainPid} is gone)`, { hint: 'retry once it runs again' });
+    const startTime = processStartTime(mainPid);
+    if (!startTime) throw new UserError(`container "${app.name}" is not running (its process ${mainPid} is gone)`, { hint: 'retry once it runs again' });
     return { argv: [helper, specFile, String(mainPid), startTime, ...command], cgroupProcs: cgroupProcsFiles(mainPid) };
   }
 

@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { replaceFile } from '../common/fsutil.js';
 import { cgroupDirsOf } from '../common/cgroups.js';
+import { processStartTime } from '../common/proc.js';
 import { errnoCode, UserError } from '../common/errors.js';
 import { loadAddon, nativeHelperPath } from '../common/native.js';
 import { fsops } from '../common/fsops.js';
@@ -177,9 +178,8 @@ export class NamespacesStage1 implements Stage1 {
         // its start time, so a pid reused after this read is refused, not entered.
         const state = JSON.parse(readFileSync(path.join(CRUN_STATE_ROOT, id, 'status'), 'utf8')) as { pid?: number };
         const initPid = Number(state.pid);
-        const stat = readFileSync(`/proc/${initPid}/stat`, 'utf8');
-        const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-        if (initPid > 0 && startTime && /^\d+$/.test(startTime)) target = { helper, specFile, initPid, startTime };
+        const startTime = initPid > 0 ? processStartTime(initPid) : undefined;
+        if (startTime) target = { helper, specFile, initPid, startTime };
       } catch { /* no state (yet): crun exec says what is wrong */ }
     }
     // Remembered for the run when complete: cgroups read (empty is a process gone), and crun's state read where the helper is
