@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import { spawn } from 'node:child_process';
 import { freePort, run, useCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually } from './helpers/node.js';
@@ -197,6 +198,69 @@ spec:
   const ps = async () => (await c.kubectl(['exec', 'ex-kvm', '--', 'ps', '-o', 'pid,args'])).stdout;
   await eventually('no sleep 4242 left in the guest', async () => (/sleep 4242/.test(await ps()) ? undefined : true), 30_000);
   await c.k(['delete', 'pod', 'ex-kvm', '--wait=false']);
+});
+
+t('kvm: attach to a container\'s stdin and to its terminal in the guest; run -i -t --rm … -- sh', async () => {
+  const c = getCluster();
+  // One VM for the attach cases (a boot under TCG costs seconds): stdin, stdin once, a terminal.
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: at-kvm}
+spec:
+  runtimeClassName: kvm
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: talk, image: busybox, stdin: true, command: [sh, -c, 'echo listening; while read l; do echo got:$l; done; echo talk-stdin-closed; sleep 3600']}
+  - {name: once, image: busybox, stdin: true, stdinOnce: true, command: [sh, -c, 'while read l; do echo once:$l; done; echo once-stdin-closed; sleep 3600']}
+  - {name: term, image: busybox, stdin: true, tty: true, command: [sh]}
+`);
+  await eventually('at-kvm running', async () => ((await c.kubectl(['get', 'pod', 'at-kvm', '-o', 'jsonpath={.status.containerStatuses[*].ready}'])).stdout === 'true true true' ? true : undefined), 120_000);
+  await eventually('the guest to accept execs', async () => ((await c.kubectl(['exec', 'at-kvm', '-c', 'talk', '--', 'true'])).code === 0 ? true : undefined), 60_000);
+  // In the VM, not on the node: the guest's kernel.
+  assert.is.not((await c.kubectl(['exec', 'at-kvm', '-c', 'talk', '--', 'uname', '-r'])).stdout.trim(), os.release());
+  const ps = async () => (await c.kubectl(['exec', 'at-kvm', '-c', 'talk', '--', 'ps', '-o', 'args'])).stdout.split('\n').filter((l) => l && !/^ps |^COMMAND|^PID|ARGS/.test(l)).sort().join('\n');
+  const before = await ps();
+  const attach = async (container: string, line: string, answer: RegExp) => {
+    const client = spawn('kubectl', ['attach', '-i', 'at-kvm', '-c', container], { env: { ...process.env, KUBECONFIG: c.kubeconfig }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    client.stdout.on('data', (d) => { out += d; });
+    client.stderr.on('data', (d) => { out += d; });
+    try {
+      // Sent again until answered: a line typed before the attach is up goes nowhere (as with the kubelet).
+      await eventually(`${container} to answer`, async () => {
+        if (answer.test(out)) return true;
+        client.stdin.write(`${line}\n`);
+        return undefined;
+      }, 30_000);
+    } finally {
+      client.kill('SIGKILL');
+    }
+  };
+  await attach('talk', 'ping', /got:ping/);
+  // A second client after the first was killed: the holder and the app's stdin are still there.
+  await attach('talk', 'pong', /got:pong/);
+  // Detaching leaves the container running with its stdin open, its output also went to its log, and the
+  // killed clients left no process in the guest's container.
+  assert.match(await c.k(['logs', 'at-kvm', '-c', 'talk']), /listening\n(got:ping\n)+(got:pong\n)+/);
+  assert.not.match(await c.k(['logs', 'at-kvm', '-c', 'talk']), /talk-stdin-closed/);
+  assert.is((await c.kubectl(['get', 'pod', 'at-kvm', '-o', 'jsonpath={.status.containerStatuses[?(@.name=="talk")].ready}'])).stdout, 'true');
+  assert.is(await ps(), before);
+  // stdinOnce: the first client going closes the container's stdin.
+  await attach('once', 'first', /once:first/);
+  await eventually('once\'s stdin to be closed', async () => (/once-stdin-closed/.test(await c.k(['logs', 'at-kvm', '-c', 'once'])) ? true : undefined), 30_000);
+
+  // The terminal: typed lines, and the client's size (kubectl sends the size plus one, then the size).
+  const r = await kubectlOnTerminal(c, ['attach', '-it', 'at-kvm', '-c', 'term'], 'echo attached-$((40+2)); stty size\nexit 0\n');
+  assert.match(r.stdout, /attached-42/, r.stdout + r.stderr);
+  assert.match(r.stdout, /(37 91|38 92)/, JSON.stringify(r.stdout));
+  await c.k(['delete', 'pod', 'at-kvm', '--wait=false']);
+
+  // kubectl run -i -t --rm: a shell in a new kvm pod the user types into, then gone.
+  const shell = await kubectlOnTerminal(c, ['run', 'shell-kvm', '-i', '-t', '--rm', '--restart=Never', '--image=busybox', '--pod-running-timeout=3m',
+    '--overrides={"apiVersion":"v1","spec":{"runtimeClassName":"kvm","terminationGracePeriodSeconds":1}}', '--', 'sh'], 'echo in-run-$((2+3))\nexit 0\n');
+  assert.match(shell.stdout, /in-run-5/, shell.stdout + shell.stderr);
+  await eventually('the shell pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'shell-kvm'])).code !== 0 ? true : undefined), 60_000);
 });
 
 t('kubectl cp: 10 MiB in and out, the same sha256', async () => {
