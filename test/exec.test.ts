@@ -5,7 +5,8 @@
  * a terminal with its size, container selection, a 10 MiB copy both ways, a
  * stopped container's error, and no process left in the pod when the client
  * is killed. On the namespaces and fly stage1s, and on kvm through the guest's
- * exec ports (a terminal made in the guest too).
+ * exec ports (a terminal made in the guest too); attach and `run -i -t` on
+ * namespaces and on kvm (stdin and a terminal held in the guest).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
@@ -261,6 +262,12 @@ spec:
     '--overrides={"apiVersion":"v1","spec":{"runtimeClassName":"kvm","terminationGracePeriodSeconds":1}}', '--', 'sh'], 'echo in-run-$((2+3))\nexit 0\n');
   assert.match(shell.stdout, /in-run-5/, shell.stdout + shell.stderr);
   await eventually('the shell pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'shell-kvm'])).code !== 0 ? true : undefined), 60_000);
+  // Without a terminal, a command quicker than the attach: its output still comes (the holder's backlog).
+  const once = await c.kubectl(['run', 'once-kvm', '-i', '--rm', '--restart=Never', '--image=busybox', '--pod-running-timeout=3m',
+    '--overrides={"apiVersion":"v1","spec":{"runtimeClassName":"kvm","terminationGracePeriodSeconds":1}}', '--', 'echo', 'hi-from-kvm-run']);
+  assert.is(once.code, 0, once.stderr);
+  assert.match(once.stdout, /hi-from-kvm-run/, once.stdout + once.stderr);
+  await eventually('the once pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'once-kvm'])).code !== 0 ? true : undefined), 60_000);
 });
 
 t('kubectl cp: 10 MiB in and out, the same sha256', async () => {
