@@ -129,6 +129,13 @@ stdin_relay() {
   done
 }
 
+# App $1's terminal to the size last asked for (/run/app<i>.size), through its container process's fd 0.
+apply_size() {
+  [ -s "/run/app$1.cpid" ] && [ -s "/run/app$1.size" ] || return 0
+  read -r cols rows < "/run/app$1.size"
+  stty -F "/proc/$(cat "/run/app$1.cpid")/fd/0" cols "$cols" rows "$rows" 2>/dev/null
+}
+
 supervise() {
   i=$1
   exec 3<>"/dev/port-a$i.ctl" 4>"/dev/port-a$i.out" 5>"/dev/port-a$i.err"
@@ -150,7 +157,7 @@ supervise() {
             sh "/pod/guest/app$i.sh" "$pidf" >&4 2>&5 3>&- 4>&- 5>&- <"$stdin"
             code=$?
             [ -s "/run/app$i.relay" ] && kill "$(cat "/run/app$i.relay")" 2>/dev/null
-            rm -f "$pidf" "/run/app$i.relay" "/run/app$i.cpid"
+            rm -f "$pidf" "/run/app$i.relay" "/run/app$i.cpid" "/run/app$i.size"
             final "$code" "$i" && : > "/run/app$i.final"
             echo "exit $arg $code" >&3
           ) &
@@ -163,8 +170,21 @@ supervise() {
         kill) [ -s "$pidf" ] && { crun kill "app$i" "$arg" 2>/dev/null || kill "-$arg" "$(cat "$pidf")" 2>/dev/null; } ;;
         # The host closed the app's stdin (stdinOnce, or the attached client's end of input): the relay goes, the app reads EOF.
         eof) [ -s "/run/app$i.relay" ] && kill "$(cat "/run/app$i.relay")" 2>/dev/null ;;
-        # A terminal app's new size: stty on the container process's terminal (the kernel then sends SIGWINCH to its foreground job).
-        size) [ -s "/run/app$i.cpid" ] && stty -F "/proc/$(cat "/run/app$i.cpid")/fd/0" cols "$arg" rows "$arg2" 2>/dev/null ;;
+        # A terminal app's new size: stty on the container process's terminal (the kernel then sends SIGWINCH to
+        # its foreground job). A client may attach (kubectl run -it does) before crun has made the container:
+        # the latest size is kept and applied once its pid is there, by one waiter.
+        size)
+          echo "$arg $arg2" > "/run/app$i.size"
+          if [ -s "/run/app$i.cpid" ]; then apply_size "$i"
+          elif [ ! -e "/run/app$i.sizewait" ]; then
+            : > "/run/app$i.sizewait"
+            (
+              n=0; while [ ! -s "/run/app$i.cpid" ] && [ $n -lt 600 ]; do n=$((n+1)); sleep 0.05; done
+              rm -f "/run/app$i.sizewait"
+              apply_size "$i"
+            ) 3>&- 4>&- 5>&- &
+          fi
+          ;;
       esac
     else
       # EOF: the host side is not connected (not yet, between restarts, or gone for good).
