@@ -203,20 +203,21 @@ spec:
 
 t('kvm: attach to a container\'s stdin and to its terminal in the guest; run -i -t --rm … -- sh', async () => {
   const c = getCluster();
-  // One VM for the attach cases (a boot under TCG costs seconds): stdin, stdin once, a terminal.
+  // One VM for the attach cases (a boot under TCG costs seconds): stdin, stdin once, a restarted app's stdin, a terminal.
   await c.k(['apply', '-f', '-'], `apiVersion: v1
 kind: Pod
 metadata: {name: at-kvm}
 spec:
   runtimeClassName: kvm
-  restartPolicy: Never
+  restartPolicy: OnFailure
   terminationGracePeriodSeconds: 1
   containers:
   - {name: talk, image: busybox, stdin: true, command: [sh, -c, 'echo listening; while read l; do echo got:$l; done; echo talk-stdin-closed; sleep 3600']}
   - {name: once, image: busybox, stdin: true, stdinOnce: true, command: [sh, -c, 'while read l; do echo once:$l; done; echo once-stdin-closed; sleep 3600']}
+  - {name: again, image: busybox, stdin: true, command: [sh, -c, 'read l; echo again:$l; [ "$l" = first ] && exit 3; sleep 3600']}
   - {name: term, image: busybox, stdin: true, tty: true, command: [sh]}
 `);
-  await eventually('at-kvm running', async () => ((await c.kubectl(['get', 'pod', 'at-kvm', '-o', 'jsonpath={.status.containerStatuses[*].ready}'])).stdout === 'true true true' ? true : undefined), 120_000);
+  await eventually('at-kvm running', async () => ((await c.kubectl(['get', 'pod', 'at-kvm', '-o', 'jsonpath={.status.containerStatuses[*].ready}'])).stdout === 'true true true true' ? true : undefined), 120_000);
   await eventually('the guest to accept execs', async () => ((await c.kubectl(['exec', 'at-kvm', '-c', 'talk', '--', 'true'])).code === 0 ? true : undefined), 60_000);
   // In the VM, not on the node: the guest's kernel.
   assert.is.not((await c.kubectl(['exec', 'at-kvm', '-c', 'talk', '--', 'uname', '-r'])).stdout.trim(), os.release());
@@ -250,6 +251,14 @@ spec:
   // stdinOnce: the first client going closes the container's stdin.
   await attach('once', 'first', /once:first/);
   await eventually('once\'s stdin to be closed', async () => (/once-stdin-closed/.test(await c.k(['logs', 'at-kvm', '-c', 'once'])) ? true : undefined), 30_000);
+  // An app with stdin that exits and is restarted (OnFailure): the new run has a stdin of its own, and
+  // nothing sent to the run before reaches it (the helper sent its line until answered).
+  await attach('again', 'first', /again:first/);
+  const again = async () => (await c.kubectl(['get', 'pod', 'at-kvm', '-o', 'jsonpath={.status.containerStatuses[?(@.name=="again")].restartCount} {.status.containerStatuses[?(@.name=="again")].ready}'])).stdout;
+  await eventually('again restarted and running', async () => (/^[1-9]\d* true$/.test(await again()) ? true : undefined), 90_000);
+  await attach('again', 'second', /again:second/);
+  // A leaked "first" would have been its first line: it would have exited again instead of printing again:second.
+  assert.match(await again(), /^1 true$/, 'one restart: the second run read only what was sent to it');
 
   // The terminal: typed lines, and the client's size (kubectl sends the size plus one, then the size).
   const r = await kubectlOnTerminal(c, ['attach', '-it', 'at-kvm', '-c', 'term'], 'echo attached-$((40+2)); stty size\nexit 0\n');
