@@ -1,6 +1,7 @@
 /**
  * kubectl attach: a connection to the console holder of an app that runs with
- * stdin or a terminal (stage1/console-holder.py), shaped as an ExecProcess so
+ * stdin or a terminal (stage1/console-holder.py; on kvm the app's proxy,
+ * stage1/kvm/app-proxy.ts, with the same protocol), shaped as an ExecProcess so
  * the node API streams it as it streams an exec. Detaching (kill()) closes the
  * connection only: the app goes on.
  */

@@ -107,7 +107,8 @@ export interface AppManifest {
   terminationMessagePath?: string;
   /**
    * The container's stdin and terminal (stdin, stdinOnce, tty), present when it asks for either:
-   * its process then runs under a console holder that `attach` connects to (stage1/console-holder.py).
+   * its process then runs under a console holder that `attach` connects to (stage1/console-holder.py;
+   * kvm: the app unit's proxy, stage1/kvm/app-proxy.ts, holds it on the node, the app's stdin and terminal are in the guest).
    */
   console?: AppConsole;
 }

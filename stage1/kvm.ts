@@ -1,4 +1,3 @@
-import { refuseConsole } from './common.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -57,6 +56,9 @@ const netnsFile = (pod: PreparedPod) => path.join(podPaths(pod.dir).stage1, 'ns'
 /** Under /run (short: unix socket paths are limited to 108 bytes); systemd makes and removes it with the VM unit. */
 const runDirName = (uuid: string) => `stevedore-kvm/${uuid.replace(/-/g, '')}`;
 export const vmRunDir = (uuid: string) => path.join('/run', runDirName(uuid));
+
+/** The indexes of the apps with stdin or a terminal: each gets a port a<i>.in. */
+const consoleApps = (apps: AppManifest[]) => apps.flatMap((app, i) => (app.console ? [i] : []));
 
 const PROXY = path.join(path.dirname(new URL(import.meta.url).pathname), 'kvm', 'app-proxy.js');
 const EXEC_CLIENT = path.join(path.dirname(new URL(import.meta.url).pathname), 'kvm', 'exec-client.js');
@@ -148,7 +150,6 @@ export class KvmStage1 implements Stage1 {
   constructor(private readonly accelMode: KvmAccelMode = 'auto') {}
 
   async prepare(pod: PreparedPod): Promise<void> {
-    refuseConsole('kvm', pod);
     if (pod.manifest.pod.spec.hostNetwork) {
       throw new UserError('a hostNetwork pod cannot run in a VM (stage1 kvm): the guest has its own network stack', { hint: 'run it with --stage1 namespaces or fly, or drop hostNetwork' });
     }
@@ -227,9 +228,15 @@ export class KvmStage1 implements Stage1 {
     const id = `app${i}`;
     // crun exec takes the user, capabilities and seccomp filter from the container's spec, but not no_new_privs.
     const nnp = appSecurity(app).noNewPrivileges ? '--no-new-privs ' : '';
+    // A terminal app (process.terminal in its spec): crun makes the terminal inside the container and sends its
+    // master to console-relay, which copies the app's stdin (the guest's relay of port a<i>.in) to it and its output
+    // to stdout (port a<i>.out), and exits with crun's status. The container's pid is where `size` finds its terminal.
+    const crunRun = app.console?.tty
+      ? `console-relay /run/${id}-console.sock -- crun run --console-socket /run/${id}-console.sock --pid-file /run/${id}.cpid --bundle /pod/guest/${id} ${id}`
+      : `crun run --bundle /pod/guest/${id} ${id}`;
     return {
       // $1: where the guest supervisor wants the app's pid (exec keeps it: crun run forwards signals and exits with the app's code).
-      run: `echo $$ > "$1"\n[ -e /run/crun/${id} ] && crun delete --force ${id}\nexec crun run --bundle /pod/guest/${id} ${id}\n`,
+      run: `echo $$ > "$1"\n[ -e /run/crun/${id} ] && crun delete --force ${id}\nexec ${crunRun}\n`,
       // --pid-file: the process in the container, whose session the guest kills when the host hangs up.
       enter: `exec crun exec ${nnp}--pid-file /run/exec.pid ${id} "$@"\n`,
     };
@@ -249,6 +256,8 @@ export class KvmStage1 implements Stage1 {
       `POD_APPS=${q(manifest.apps.map((_, i) => i).join(' '))}`,
       // Each app's own restart rule (init containers and sidecars have theirs), so the guest knows when an app is done for good.
       ...manifest.apps.map((app, i) => `POD_APP_RESTART_${i}=${appRestart(manifest.restartPolicy, app)}`),
+      // An app with stdin or a terminal reads it from its port a<i>.in (its node-side holder is the app's proxy).
+      ...manifest.apps.flatMap((app, i) => (app.console ? [`POD_APP_STDIN_${i}=1`] : [])),
       `POD_NET_ADDRS=${q(net?.addrs.join(' ') ?? '')}`,
       `POD_NET_GW=${q(net?.gateway ?? '')}`,
       `POD_NET_MTU=${q(String(net?.mtu ?? ''))}`,
@@ -269,7 +278,7 @@ export class KvmStage1 implements Stage1 {
     const inRun = { share: path.join(runDir, 'share'), vmlinux: path.join(runDir, 'vmlinux'), initrd: path.join(runDir, 'initrd.cpio') };
     const argv = qemuArgv({
       vmlinux: inRun.vmlinux, initrd: inRun.initrd, accel: vm.accel, memoryMiB: vm.memoryMiB, cpus: vm.cpus, tscKhz,
-      pod: { shareDir: inRun.share, runDir, appCount: manifest.apps.length, ...(net ? { tap: { name: net.tap, mac: net.mac } } : {}) },
+      pod: { shareDir: inRun.share, runDir, appCount: manifest.apps.length, stdinApps: consoleApps(manifest.apps), ...(net ? { tap: { name: net.tap, mac: net.mac } } : {}) },
     });
     const qemu = await findInPath(argv[0]!);
     if (!qemu) throw new UserError(`the kvm stage1 needs ${argv[0]}, and it is not installed`, { hint: 'apt-get install qemu-system-x86 (or run scripts/setup.sh)' });
@@ -307,7 +316,12 @@ export class KvmStage1 implements Stage1 {
 
   async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
     const i = pod.manifest.apps.findIndex((a) => a.name === app.name);
-    const argv = [process.execPath, PROXY, vmRunDir(pod.manifest.uuid), String(i), unitNames.pod(pod.manifest.uuid)];
+    // stdin/tty: the proxy is the app's console holder on the node (attach.sock, as the namespaces stage1's console-holder.py).
+    const consoleArgs = app.console ? [
+      '--attach-socket', podPaths(pod.dir).attachSocket(app.name),
+      ...(app.console.stdin ? ['--stdin'] : []), ...(app.console.stdinOnce ? ['--stdin-once'] : []), ...(app.console.tty ? ['--tty'] : []),
+    ] : [];
+    const argv = [process.execPath, PROXY, vmRunDir(pod.manifest.uuid), String(i), unitNames.pod(pod.manifest.uuid), ...consoleArgs];
     return {
       properties: [
         prop.exec('ExecStart', [{ path: process.execPath, argv }]),

@@ -5,7 +5,8 @@
  * a terminal with its size, container selection, a 10 MiB copy both ways, a
  * stopped container's error, and no process left in the pod when the client
  * is killed. On the namespaces and fly stage1s, and on kvm through the guest's
- * exec ports (a terminal made in the guest too).
+ * exec ports (a terminal made in the guest too); attach and `run -i -t` on
+ * namespaces and on kvm (stdin and a terminal held in the guest).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
@@ -13,6 +14,7 @@ import * as path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import { spawn } from 'node:child_process';
 import { freePort, run, useCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually } from './helpers/node.js';
@@ -197,6 +199,86 @@ spec:
   const ps = async () => (await c.kubectl(['exec', 'ex-kvm', '--', 'ps', '-o', 'pid,args'])).stdout;
   await eventually('no sleep 4242 left in the guest', async () => (/sleep 4242/.test(await ps()) ? undefined : true), 30_000);
   await c.k(['delete', 'pod', 'ex-kvm', '--wait=false']);
+});
+
+t('kvm: attach to a container\'s stdin and to its terminal in the guest; run -i -t --rm … -- sh', async () => {
+  const c = getCluster();
+  // One VM for the attach cases (a boot under TCG costs seconds): stdin, stdin once, a restarted app's stdin, a terminal.
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: at-kvm}
+spec:
+  runtimeClassName: kvm
+  restartPolicy: OnFailure
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: talk, image: busybox, stdin: true, command: [sh, -c, 'echo listening; while read l; do echo got:$l; done; echo talk-stdin-closed; sleep 3600']}
+  - {name: once, image: busybox, stdin: true, stdinOnce: true, command: [sh, -c, 'while read l; do echo once:$l; done; echo once-stdin-closed; sleep 3600']}
+  - {name: again, image: busybox, stdin: true, command: [sh, -c, 'read l; echo again:$l; [ "$l" = first ] && exit 3; sleep 3600']}
+  - {name: term, image: busybox, stdin: true, tty: true, command: [sh]}
+`);
+  await eventually('at-kvm running', async () => ((await c.kubectl(['get', 'pod', 'at-kvm', '-o', 'jsonpath={.status.containerStatuses[*].ready}'])).stdout === 'true true true true' ? true : undefined), 120_000);
+  await eventually('the guest to accept execs', async () => ((await c.kubectl(['exec', 'at-kvm', '-c', 'talk', '--', 'true'])).code === 0 ? true : undefined), 60_000);
+  // In the VM, not on the node: the guest's kernel.
+  assert.is.not((await c.kubectl(['exec', 'at-kvm', '-c', 'talk', '--', 'uname', '-r'])).stdout.trim(), os.release());
+  const ps = async () => (await c.kubectl(['exec', 'at-kvm', '-c', 'talk', '--', 'ps', '-o', 'args'])).stdout.split('\n').filter((l) => l && !/^ps |^COMMAND|^PID|ARGS/.test(l)).sort().join('\n');
+  const before = await ps();
+  const attach = async (container: string, line: string, answer: RegExp) => {
+    const client = spawn('kubectl', ['attach', '-i', 'at-kvm', '-c', container], { env: { ...process.env, KUBECONFIG: c.kubeconfig }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    client.stdout.on('data', (d) => { out += d; });
+    client.stderr.on('data', (d) => { out += d; });
+    try {
+      // Sent again until answered: a line typed before the attach is up goes nowhere (as with the kubelet).
+      await eventually(`${container} to answer`, async () => {
+        if (answer.test(out)) return true;
+        client.stdin.write(`${line}\n`);
+        return undefined;
+      }, 30_000);
+    } finally {
+      client.kill('SIGKILL');
+    }
+  };
+  await attach('talk', 'ping', /got:ping/);
+  // A second client after the first was killed: the holder and the app's stdin are still there.
+  await attach('talk', 'pong', /got:pong/);
+  // Detaching leaves the container running with its stdin open, its output also went to its log, and the
+  // killed clients left no process in the guest's container.
+  assert.match(await c.k(['logs', 'at-kvm', '-c', 'talk']), /listening\n(got:ping\n)+(got:pong\n)+/);
+  assert.not.match(await c.k(['logs', 'at-kvm', '-c', 'talk']), /talk-stdin-closed/);
+  assert.is((await c.kubectl(['get', 'pod', 'at-kvm', '-o', 'jsonpath={.status.containerStatuses[?(@.name=="talk")].ready}'])).stdout, 'true');
+  assert.is(await ps(), before);
+  // stdinOnce: the first client going closes the container's stdin.
+  await attach('once', 'first', /once:first/);
+  await eventually('once\'s stdin to be closed', async () => (/once-stdin-closed/.test(await c.k(['logs', 'at-kvm', '-c', 'once'])) ? true : undefined), 30_000);
+  // An app with stdin that exits and is restarted (OnFailure): the new run has a stdin of its own, and
+  // nothing sent to the run before reaches it (the helper sent its line until answered).
+  await attach('again', 'first', /again:first/);
+  const again = async () => (await c.kubectl(['get', 'pod', 'at-kvm', '-o', 'jsonpath={.status.containerStatuses[?(@.name=="again")].restartCount} {.status.containerStatuses[?(@.name=="again")].ready}'])).stdout;
+  await eventually('again restarted and running', async () => (/^[1-9]\d* true$/.test(await again()) ? true : undefined), 90_000);
+  await attach('again', 'second', /again:second/);
+  // A leaked "first" would have been its first line: it would have exited again instead of printing again:second.
+  assert.match(await again(), /^1 true$/, 'one restart: the second run read only what was sent to it');
+
+  // The terminal: typed lines, and the client's size (kubectl sends the size plus one, then the size).
+  const r = await kubectlOnTerminal(c, ['attach', '-it', 'at-kvm', '-c', 'term'], 'echo attached-$((40+2)); stty size\nexit 0\n');
+  assert.match(r.stdout, /attached-42/, r.stdout + r.stderr);
+  assert.match(r.stdout, /(37 91|38 92)/, JSON.stringify(r.stdout));
+  await c.k(['delete', 'pod', 'at-kvm', '--wait=false']);
+
+  // kubectl run -i -t --rm: a shell in a new kvm pod the user types into, then gone.
+  const shell = await kubectlOnTerminal(c, ['run', 'shell-kvm', '-i', '-t', '--rm', '--restart=Never', '--image=busybox', '--pod-running-timeout=3m',
+    '--overrides={"apiVersion":"v1","spec":{"runtimeClassName":"kvm","terminationGracePeriodSeconds":1}}', '--', 'sh'], 'echo in-run-$((2+3)); stty size\nexit 0\n');
+  assert.match(shell.stdout, /in-run-5/, shell.stdout + shell.stderr);
+  // The client's size, sent as it attached, which may be before crun has made the container in the guest.
+  assert.match(shell.stdout, /(37 91|38 92)/, JSON.stringify(shell.stdout));
+  await eventually('the shell pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'shell-kvm'])).code !== 0 ? true : undefined), 60_000);
+  // Without a terminal, a command quicker than the attach: its output still comes (the holder's backlog).
+  const once = await c.kubectl(['run', 'once-kvm', '-i', '--rm', '--restart=Never', '--image=busybox', '--pod-running-timeout=3m',
+    '--overrides={"apiVersion":"v1","spec":{"runtimeClassName":"kvm","terminationGracePeriodSeconds":1}}', '--', 'echo', 'hi-from-kvm-run']);
+  assert.is(once.code, 0, once.stderr);
+  assert.match(once.stdout, /hi-from-kvm-run/, once.stdout + once.stderr);
+  await eventually('the once pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'once-kvm'])).code !== 0 ? true : undefined), 60_000);
 });
 
 t('kubectl cp: 10 MiB in and out, the same sha256', async () => {

@@ -29,7 +29,7 @@ test('vCPUs: cpu limits rounded up, 1 if any app has none, at most the host\'s',
 
 test('qemu argv: microvm, the chosen accel, no default or host devices, one 9p share, ports per app, tap when networked', () => {
   const argv = qemuArgv({ vmlinux: '/a/vmlinux', initrd: '/a/initrd.cpio', accel: 'tcg', memoryMiB: 224, cpus: 1, tscKhz: 2500000,
-    pod: { shareDir: '/p/share', runDir: '/run/x', appCount: 2, tap: { name: 'tap0', mac: '02:00:00:00:00:01' } } });
+    pod: { shareDir: '/p/share', runDir: '/run/x', appCount: 2, stdinApps: [1], tap: { name: 'tap0', mac: '02:00:00:00:00:01' } } });
   const joined = argv.join(' ');
   assert.match(joined, /-M microvm,/);
   assert.match(joined, /-accel tcg,tb-size=64/);
@@ -39,6 +39,10 @@ test('qemu argv: microvm, the chosen accel, no default or host devices, one 9p s
   assert.is(argv.filter((a) => a.startsWith('local,id=pod,path=/p/share,')).length, 1);
   for (const port of ['a0.ctl', 'a0.out', 'a0.err', 'a1.ctl', 'a1.out', 'a1.err', 'exec.io', 'exec.ctl']) assert.ok(argv.includes(`virtserialport,chardev=${port.replace('.', '-')},name=${port}`), port);
   assert.match(joined, /path=\/run\/x\/a1\.err\.sock,server=on,wait=off/);
+  // Only an app with stdin or a tty gets a stdin port, and the device has room for it.
+  assert.ok(argv.includes('virtserialport,chardev=a1-in,name=a1.in'));
+  assert.not.ok(argv.includes('virtserialport,chardev=a0-in,name=a0.in'));
+  assert.ok(argv.includes('virtio-serial-device,max_ports=12'));
   assert.match(joined, /tap,id=net0,ifname=tap0,script=no,downscript=no/);
   assert.match(joined, /virtio-net-device,netdev=net0,mac=02:00:00:00:00:01/);
   assert.match(argv[argv.indexOf('-append') + 1]!, /panic=-1 .*tsc_early_khz=2500000/);

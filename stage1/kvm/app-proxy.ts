@@ -9,7 +9,21 @@
  * (ExecStopPost), restarts per the pod's policy, kills after the grace period
  * (the guest kills the app when this process's connection drops).
  *
- *   node app-proxy.js RUN_DIR INDEX VM_UNIT
+ *   node app-proxy.js RUN_DIR INDEX VM_UNIT [--attach-socket PATH [--stdin] [--stdin-once] [--tty]]
+ *
+ * With --attach-socket (an app with stdin or a terminal) it is also the app's
+ * console holder, as stage1/console-holder.py is on the namespaces stage1 and
+ * with its protocol (that file's docstring), so runtime-rkt/attach.ts reaches
+ * either the same way: it listens on PATH (0600) before the app starts, sends
+ * the app's output to every attached client as well as to the journal (the
+ * first client also gets what was printed before it came, up to
+ * BACKLOG_BYTES), writes the clients' stdin to the app's port `a<i>.in`, and
+ * turns a resize into `size COLS ROWS` and a closed stdin into `eof` on the
+ * app's ctl port (a terminal's stdin cannot be closed: a typed ^D instead).
+ * Detaching closes the connection only; with --stdin-once the app's stdin is
+ * closed when the first attached client goes. The holder lives on the node,
+ * not in the guest: it is the process that already has the app's ports, a
+ * client never waits on the VM to connect, and the guest gains no server.
  *
  * Its unit is Type=notify: READY=1 goes out when the guest has started the
  * app (or reported its exit), so the container reads as waiting
@@ -28,7 +42,12 @@ const markReady = () => {
   if (!ready) { ready = true; notify('READY=1'); }
 };
 
-const [runDir, index, vmUnit] = process.argv.slice(2) as [string, string, string];
+const [runDir, index, vmUnit, ...options] = process.argv.slice(2) as [string, string, string, ...string[]];
+const attachSocketAt = options.indexOf('--attach-socket');
+const consoleOptions = attachSocketAt < 0 ? undefined : {
+  socket: options[attachSocketAt + 1]!,
+  stdin: options.includes('--stdin'), stdinOnce: options.includes('--stdin-once'), tty: options.includes('--tty'),
+};
 const run = process.env.INVOCATION_ID ?? `${process.pid}-${Date.now()}`;
 const VM_GONE = 255;
 /** After the exit message, output still in flight through qemu gets this long to arrive. */
@@ -59,10 +78,13 @@ function connect(name: string, deadline: number): Promise<net.Socket> {
 
 async function main(): Promise<void> {
   const deadline = Date.now() + CONNECT_TIMEOUT_MS;
+  // The stdin port first: the guest's relay of it reads EOF (and tries again) until the host side is there.
+  const input = consoleOptions ? await connect('in', deadline).catch((e: Error) => die(e.message)) : undefined;
   const [out, err, ctl] = await Promise.all([connect('out', deadline), connect('err', deadline), connect('ctl', deadline)]).catch((e: Error) => die(e.message));
+  const holder = consoleOptions && input ? await holdConsole(consoleOptions, input, ctl) : undefined;
   let lastData = Date.now();
-  out.on('data', (d: Buffer) => { lastData = Date.now(); process.stdout.write(d); });
-  err.on('data', (d: Buffer) => { lastData = Date.now(); process.stderr.write(d); });
+  out.on('data', (d: Buffer) => { lastData = Date.now(); process.stdout.write(d); holder?.output(STDOUT, d); });
+  err.on('data', (d: Buffer) => { lastData = Date.now(); process.stderr.write(d); holder?.output(STDERR, d); });
   let exited: number | undefined;
   const forward = (sig: string) => () => {
     if (ctl.writable) ctl.write(`kill ${sig}\n`);
@@ -94,12 +116,114 @@ async function main(): Promise<void> {
     const tick = setInterval(() => {
       if (Date.now() - lastData < DRAIN_IDLE_MS) return;
       clearInterval(tick);
-      out.destroy(); err.destroy(); ctl.end();
-      // stdout/stderr are journald stream sockets: flush before exiting.
-      process.stdout.write('', () => process.stderr.write('', () => process.exit(exited)));
+      out.destroy(); err.destroy(); input?.destroy(); ctl.end();
+      const leave = () => process.stdout.write('', () => process.stderr.write('', () => process.exit(exited)));
+      // stdout/stderr are journald stream sockets: flush before exiting; attached clients get the exit status first.
+      if (holder) holder.exit(exited!).then(leave, leave);
+      else leave();
     }, 50);
   };
   ctl.write(`start ${run}\n`);
+}
+
+const STDIN = 0, STDOUT = 1, STDERR = 2, EXIT = 3, RESIZE = 4, STDIN_CLOSED = 255;
+/** What the first client to attach is sent of the output before it: `kubectl run -i -- echo hi` would miss a quick command's output otherwise. */
+const BACKLOG_BYTES = 64 * 1024;
+
+const frame = (channel: number, data: Buffer) => {
+  const head = Buffer.alloc(5);
+  head[0] = channel;
+  head.writeUInt32BE(data.length, 1);
+  return Buffer.concat([head, data]);
+};
+
+/** listen() on PATH even past sun_path's 108 bytes (a deep data dir, e.g. a node of `up --nodes`): through /proc/self/fd of its directory. */
+function listenAt(server: net.Server, socketPath: string): Promise<void> {
+  let dirFd: number | undefined;
+  let target = socketPath;
+  if (Buffer.byteLength(socketPath) >= 108) {
+    dirFd = fs.openSync(path.dirname(socketPath), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    target = `/proc/self/fd/${dirFd}/${path.basename(socketPath)}`;
+  }
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(target, () => { server.off('error', reject); resolve(); });
+  }).finally(() => { if (dirFd !== undefined) fs.closeSync(dirFd); });
+}
+
+/** The console holder's side of attach (see the header): the attach socket, its clients, and the app's stdin. */
+async function holdConsole(opts: NonNullable<typeof consoleOptions>, input: net.Socket, ctl: net.Socket) {
+  fs.rmSync(opts.socket, { force: true });
+  const clients = new Set<net.Socket>();
+  let attachedOnce = false;
+  let backlog: Buffer[] = [];
+  let backlogSize = 0;
+  let stdinOpen = opts.stdin || opts.tty;
+  input.on('error', () => undefined);
+  const closeStdin = () => {
+    if (!stdinOpen) return;
+    stdinOpen = false;
+    // A terminal cannot be closed for writing: end-of-file as a typed ^D (as console-holder.py).
+    if (opts.tty) input.write(Buffer.from([4]));
+    else if (ctl.writable) ctl.write('eof\n');
+  };
+  const drop = (client: net.Socket) => {
+    if (!clients.delete(client)) return;
+    client.destroy();
+    if (opts.stdinOnce && attachedOnce) closeStdin();
+  };
+  const server = net.createServer((client) => {
+    clients.add(client);
+    client.on('error', () => drop(client));
+    client.on('close', () => drop(client));
+    if (!attachedOnce) {
+      attachedOnce = true;
+      if (backlog.length) client.write(Buffer.concat(backlog));
+      backlog = [];
+    }
+    let buffered: Buffer = Buffer.alloc(0);
+    client.on('data', (d: Buffer) => {
+      buffered = buffered.length ? Buffer.concat([buffered, d]) : d;
+      while (buffered.length >= 5) {
+        const length = buffered.readUInt32BE(1);
+        if (buffered.length < 5 + length) break;
+        const channel = buffered[0]!;
+        const body = buffered.subarray(5, 5 + length);
+        buffered = buffered.subarray(5 + length);
+        if (channel === STDIN && stdinOpen) input.write(body);
+        else if (channel === RESIZE && opts.tty) {
+          const m = /^(\d+) (\d+)$/.exec(body.toString().trim());
+          if (m && ctl.writable) ctl.write(`size ${m[1]} ${m[2]}\n`);
+        } else if (channel === STDIN_CLOSED) closeStdin();
+      }
+    });
+  });
+  // 0600 from the start: a client must not connect in the moment between bind and chmod.
+  const umask = process.umask(0o177);
+  try {
+    await listenAt(server, opts.socket);
+  } finally {
+    process.umask(umask);
+  }
+  return {
+    output(channel: number, data: Buffer) {
+      if (!attachedOnce && backlogSize < BACKLOG_BYTES) {
+        const part = data.subarray(0, BACKLOG_BYTES - backlogSize);
+        backlog.push(frame(channel, part));
+        backlogSize += part.length;
+      }
+      for (const client of clients) client.write(frame(channel, data));
+    },
+    /** The exit status to every client, then they and the socket go. */
+    async exit(code: number) {
+      await Promise.all([...clients].map((client) => new Promise<void>((resolve) => {
+        client.end(frame(EXIT, Buffer.from(String(code))), () => resolve());
+        setTimeout(resolve, 1000).unref();
+      })));
+      server.close();
+      fs.rmSync(opts.socket, { force: true });
+    },
+  };
 }
 
 void main();

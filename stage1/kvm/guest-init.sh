@@ -9,10 +9,14 @@
 #   stage1/oci-spec.ts like the namespaces stage1's, with guest paths: root
 #   /pod/apps/<i>, the pod's files from /pod/etc), `app<i>.sh PIDFILE` (runs
 #   app i: writes its pid first, then execs `crun run` of that bundle, so the
-#   pid stays) and `enter<i>.sh ARGS` (`crun exec` into app i);
+#   pid stays; an app with a terminal runs under console-relay, crun writing
+#   the container's pid to /run/app<i>.cpid) and `enter<i>.sh ARGS` (`crun
+#   exec` into app i); POD_APP_STDIN_<i>=1 for an app with stdin or a tty;
 # - virtio-serial ports by name: `a<i>.ctl` (host → guest `start RUN`,
-#   `kill SIG`; guest → host `exit RUN CODE`), `a<i>.out`, `a<i>.err` (the
-#   app's stdout and stderr), `status` (guest → host `ready`, `done`),
+#   `kill SIG`, and for an app with stdin `eof` (close its stdin), `size COLS
+#   ROWS` (its terminal's); guest → host `started RUN`, `exit RUN CODE`),
+#   `a<i>.out`, `a<i>.err` (the app's stdout and stderr; a terminal's output
+#   on out), `a<i>.in` (an app with stdin or a tty: its stdin), `status` (guest → host `ready`, `done`),
 #   `podctl` (host → guest `poweroff`), `exec.io` + `exec.ctl` (`pod enter`:
 #   `run INDEX NONCE ARGS` and `eof`, or `tty INDEX NONCE FILE` and `size COLS
 #   ROWS`; guest → host `exit NONCE CODE`).
@@ -96,7 +100,10 @@ if [ -n "$POD_NET_ADDRS" ]; then
   [ -n "$POD_NET_GW" ] && ip route add default via "$POD_NET_GW"
 fi
 # crun makes each app's /proc, /sys, /dev and binds the pod's files (config.json); the ports must be there.
-for i in $POD_APPS; do waitports "a$i.ctl" "a$i.out" "a$i.err"; done
+for i in $POD_APPS; do
+  eval "has_stdin=\$POD_APP_STDIN_$i"
+  waitports "a$i.ctl" "a$i.out" "a$i.err" ${has_stdin:+"a$i.in"}
+done
 
 # Whether app $2 that exited with $1 is done for good (no host unit will start it again): its
 # unit's Restart= (no, on-failure, always; init containers and sidecars have their own).
@@ -105,19 +112,52 @@ final() {
   case "$restart" in no) return 0 ;; on-failure) [ "$1" = 0 ] ;; *) return 1 ;; esac
 }
 
+# An app with stdin (or a terminal): its stdin is the FIFO /run/app<i>.stdin, fed from the
+# port a<i>.in by cat. A port reads EOF while the host side is not connected (its proxy not yet
+# or no longer there; also when the port is still open from the previous run: EBUSY), so cat
+# is started again until the host's `eof` (or the app's end) TERMs this relay (its pid is in
+# /run/app<i>.relay): only then does the app read EOF.
+stdin_relay() {
+  exec >"/run/app$1.stdin"
+  catpid=
+  trap '[ -n "$catpid" ] && kill "$catpid" 2>/dev/null; exit 0' TERM
+  while :; do
+    cat <"/dev/port-a$1.in" 2>/dev/null & catpid=$!
+    wait "$catpid"
+    catpid=
+    sleep 0.1
+  done
+}
+
+# App $1's terminal to the size last asked for (/run/app<i>.size), through its container process's fd 0.
+apply_size() {
+  [ -s "/run/app$1.cpid" ] && [ -s "/run/app$1.size" ] || return 0
+  read -r cols rows < "/run/app$1.size"
+  stty -F "/proc/$(cat "/run/app$1.cpid")/fd/0" cols "$cols" rows "$rows" 2>/dev/null
+}
+
 supervise() {
   i=$1
   exec 3<>"/dev/port-a$i.ctl" 4>"/dev/port-a$i.out" 5>"/dev/port-a$i.err"
   pidf=/run/app$i.pid
+  eval "has_stdin=\$POD_APP_STDIN_$i"
+  [ -n "$has_stdin" ] && { rm -f "/run/app$i.stdin"; mkfifo -m 600 "/run/app$i.stdin"; }
   while :; do
-    if read -r cmd arg <&3; then
+    if read -r cmd arg arg2 <&3; then
       case "$cmd" in
         start)
           rm -f "/run/app$i.final"
           (
-            sh "/pod/guest/app$i.sh" "$pidf" >&4 2>&5 3>&- 4>&- 5>&- </dev/null
+            stdin=/dev/null
+            if [ -n "$has_stdin" ]; then
+              # $! here: inside the relay, $$ would be this shell's (PID 1's) pid.
+              stdin_relay "$i" 3>&- 4>&- 5>&- & echo $! > "/run/app$i.relay"
+              stdin=/run/app$i.stdin
+            fi
+            sh "/pod/guest/app$i.sh" "$pidf" >&4 2>&5 3>&- 4>&- 5>&- <"$stdin"
             code=$?
-            rm -f "$pidf"
+            [ -s "/run/app$i.relay" ] && kill "$(cat "/run/app$i.relay")" 2>/dev/null
+            rm -f "$pidf" "/run/app$i.relay" "/run/app$i.cpid" "/run/app$i.size"
             final "$code" "$i" && : > "/run/app$i.final"
             echo "exit $arg $code" >&3
           ) &
@@ -128,6 +168,23 @@ supervise() {
           ;;
         # To the container's init (crun run forwards signals too, but not KILL, and not before the container exists).
         kill) [ -s "$pidf" ] && { crun kill "app$i" "$arg" 2>/dev/null || kill "-$arg" "$(cat "$pidf")" 2>/dev/null; } ;;
+        # The host closed the app's stdin (stdinOnce, or the attached client's end of input): the relay goes, the app reads EOF.
+        eof) [ -s "/run/app$i.relay" ] && kill "$(cat "/run/app$i.relay")" 2>/dev/null ;;
+        # A terminal app's new size: stty on the container process's terminal (the kernel then sends SIGWINCH to
+        # its foreground job). A client may attach (kubectl run -it does) before crun has made the container:
+        # the latest size is kept and applied once its pid is there, by one waiter.
+        size)
+          echo "$arg $arg2" > "/run/app$i.size"
+          if [ -s "/run/app$i.cpid" ]; then apply_size "$i"
+          elif [ ! -e "/run/app$i.sizewait" ]; then
+            : > "/run/app$i.sizewait"
+            (
+              n=0; while [ ! -s "/run/app$i.cpid" ] && [ $n -lt 600 ]; do n=$((n+1)); sleep 0.05; done
+              rm -f "/run/app$i.sizewait"
+              apply_size "$i"
+            ) 3>&- 4>&- 5>&- &
+          fi
+          ;;
       esac
     else
       # EOF: the host side is not connected (not yet, between restarts, or gone for good).

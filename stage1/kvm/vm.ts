@@ -23,6 +23,8 @@ export interface VmPodSpec {
   /** host side of the serial ports (short: unix socket paths are limited to 108 bytes) */
   runDir: string;
   appCount: number;
+  /** the apps with stdin or a terminal: each gets a port `a<i>.in` (its stdin) */
+  stdinApps?: number[];
   /** a tap device in the pod's network namespace */
   tap?: { name: string; mac: string };
 }
@@ -48,6 +50,8 @@ export function guestCpus(apps: AppManifest[], hostCpus: number): number {
 
 export const portSocket = (runDir: string, name: string) => path.join(runDir, `${name}.sock`);
 export const appPortNames = (i: number) => ({ ctl: `a${i}.ctl`, out: `a${i}.out`, err: `a${i}.err` });
+/** The stdin port of an app with stdin or a terminal. */
+export const appStdinPortName = (i: number) => `a${i}.in`;
 
 /** `-sandbox`: on, with every deny option qemu 7.2 has. */
 export const QEMU_SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
@@ -55,7 +59,7 @@ export const QEMU_SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,
 /**
  * qemu's argv: microvm, no default devices, no host devices; the kernel
  * console on stdout (the VM unit's journal), one virtio-serial device with a
- * port per app stream, `exec.io` + `exec.ctl` (`pod enter`), plus `status`
+ * port per app stream (and `a<i>.in` for an app with stdin or a tty), `exec.io` + `exec.ctl` (`pod enter`), plus `status`
  * (a file: the unit's ExecStopPost reads whether the guest said `done`) and
  * `podctl` (a FIFO pair the unit's ExecStop writes `poweroff` to).
  */
@@ -86,13 +90,14 @@ export function qemuArgv(spec: VmSpec): string[] {
     '-fsdev', `local,id=pod,path=${pod.shareDir},security_model=passthrough,multidevs=remap`,
     '-device', 'virtio-9p-device,fsdev=pod,mount_tag=pod',
     // port 0 is reserved for a console
-    '-device', `virtio-serial-device,max_ports=${3 * pod.appCount + 5}`,
+    '-device', `virtio-serial-device,max_ports=${3 * pod.appCount + (pod.stdinApps?.length ?? 0) + 5}`,
     '-chardev', `file,id=status,path=${path.join(pod.runDir, 'status')}`,
     '-device', 'virtserialport,chardev=status,name=status',
     '-chardev', `pipe,id=podctl,path=${path.join(pod.runDir, 'podctl')}`,
     '-device', 'virtserialport,chardev=podctl,name=podctl',
   );
-  const sockets = ['exec.io', 'exec.ctl', ...Array.from({ length: pod.appCount }, (_, i) => Object.values(appPortNames(i))).flat()];
+  const sockets = ['exec.io', 'exec.ctl', ...Array.from({ length: pod.appCount }, (_, i) => Object.values(appPortNames(i))).flat(),
+    ...(pod.stdinApps ?? []).map(appStdinPortName)];
   for (const name of sockets) {
     argv.push('-chardev', `socket,id=${name.replace('.', '-')},path=${portSocket(pod.runDir, name)},server=on,wait=off`,
       '-device', `virtserialport,chardev=${name.replace('.', '-')},name=${name}`);

@@ -47,7 +47,6 @@ const GAPS: Record<(typeof RUNTIMES)[number], Subject['gaps']> = {
     oomKilled: 'stage1 kvm: memory limits size the VM (their sum + 96 MiB of guest RAM), not a cgroup per container; an OOM kill in the guest is not reported as OOMKilled',
     execStreamsApart: 'stage1 kvm: the guest\'s exec port carries stdout and stderr merged (stage1/kvm/exec-client.ts)',
     containerUsage: 'stage1 kvm: per-container usage is not available (an app\'s unit on the node holds only its proxy; the guest\'s usage is not split per container); the pod\'s is its VM unit\'s',
-    attach: 'stage1 kvm: stdin and tty (what attach connects to) are stage1 namespaces\' only (stage1/README.md)',
   },
 };
 /** Columns of the issue's table this file does not run, and why (never a silent skip). */
