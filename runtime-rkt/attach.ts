@@ -5,37 +5,25 @@
  * the node API streams it as it streams an exec. Detaching (kill()) closes the
  * connection only: the app goes on.
  */
-import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
+import { CONSOLE_CHANNEL, consoleFrame, consoleFrameReader, reachableSocketPath } from '../stage1/console-protocol.js';
 import type { ExecExit, ExecProcess, TerminalSize } from './exec.js';
 
-const STDIN = 0, STDOUT = 1, STDERR = 2, EXIT = 3, RESIZE = 4, STDIN_CLOSED = 255;
+const { stdin: STDIN, stdout: STDOUT, stderr: STDERR, exit: EXIT, resize: RESIZE, stdinClosed: STDIN_CLOSED } = CONSOLE_CHANNEL;
+const frame = consoleFrame;
 
-const frame = (channel: number, data: Buffer) => {
-  const head = Buffer.alloc(5);
-  head[0] = channel;
-  head.writeUInt32BE(data.length, 1);
-  return Buffer.concat([head, data]);
-};
-
-/** One connection to the holder's socket; a path past sun_path's 108 bytes (a deep data dir, e.g. a node of `up --nodes`) is reached through /proc/self/fd of its directory. */
+/** One connection to the holder's socket. */
 function connectHolder(socketPath: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    let dirFd: number | undefined;
-    let target = socketPath;
-    if (Buffer.byteLength(socketPath) >= 108) {
-      try {
-        dirFd = fs.openSync(path.dirname(socketPath), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-        target = `/proc/self/fd/${dirFd}/${path.basename(socketPath)}`;
-      } catch (err) { reject(err); return; }
-    }
-    const socket = net.connect(target);
-    const closeDir = () => { if (dirFd !== undefined) { fs.closeSync(dirFd); dirFd = undefined; } };
-    const failed = (err: Error) => { closeDir(); reject(err); };
+    let reachable: ReturnType<typeof reachableSocketPath>;
+    try {
+      reachable = reachableSocketPath(socketPath);
+    } catch (err) { reject(err); return; }
+    const socket = net.connect(reachable.target);
+    const failed = (err: Error) => { reachable.release(); reject(err); };
     socket.once('error', failed);
-    socket.once('connect', () => { closeDir(); socket.off('error', failed); resolve(socket); });
+    socket.once('connect', () => { reachable.release(); socket.off('error', failed); resolve(socket); });
   });
 }
 
@@ -63,20 +51,11 @@ export async function attachConsole(socketPath: string, opts: { stdin: boolean; 
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   let code: number | undefined;
-  let buffer = Buffer.alloc(0);
-  socket.on('data', (d: Buffer) => {
-    buffer = Buffer.concat([buffer, d]);
-    while (buffer.length >= 5) {
-      const len = buffer.readUInt32BE(1);
-      if (buffer.length < 5 + len) break;
-      const channel = buffer[0]!;
-      const body = buffer.subarray(5, 5 + len);
-      buffer = buffer.subarray(5 + len);
-      if (channel === STDOUT) stdout.write(body);
-      else if (channel === STDERR) (opts.tty ? stdout : stderr).write(body);
-      else if (channel === EXIT) code = Number(body.toString()) || 0;
-    }
-  });
+  socket.on('data', consoleFrameReader((channel, body) => {
+    if (channel === STDOUT) stdout.write(body);
+    else if (channel === STDERR) (opts.tty ? stdout : stderr).write(body);
+    else if (channel === EXIT) code = Number(body.toString()) || 0;
+  }));
   const exit = new Promise<ExecExit>((done) => socket.once('close', () => {
     stdout.end();
     stderr.end();

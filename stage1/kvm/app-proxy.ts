@@ -35,6 +35,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { loadAddon } from '../../common/native.js';
+import { CONSOLE_CHANNEL, consoleFrame, consoleFrameReader, reachableSocketPath } from '../console-protocol.js';
 
 const notify = loadAddon<{ notify(state: string): number }>('notify').notify;
 let ready = false;
@@ -126,29 +127,17 @@ async function main(): Promise<void> {
   ctl.write(`start ${run}\n`);
 }
 
-const STDIN = 0, STDOUT = 1, STDERR = 2, EXIT = 3, RESIZE = 4, STDIN_CLOSED = 255;
+const { stdin: STDIN, stdout: STDOUT, stderr: STDERR, exit: EXIT, resize: RESIZE, stdinClosed: STDIN_CLOSED } = CONSOLE_CHANNEL;
+const frame = consoleFrame;
 /** What the first client to attach is sent of the output before it: `kubectl run -i -- echo hi` would miss a quick command's output otherwise. */
 const BACKLOG_BYTES = 64 * 1024;
 
-const frame = (channel: number, data: Buffer) => {
-  const head = Buffer.alloc(5);
-  head[0] = channel;
-  head.writeUInt32BE(data.length, 1);
-  return Buffer.concat([head, data]);
-};
-
-/** listen() on PATH even past sun_path's 108 bytes (a deep data dir, e.g. a node of `up --nodes`): through /proc/self/fd of its directory. */
 function listenAt(server: net.Server, socketPath: string): Promise<void> {
-  let dirFd: number | undefined;
-  let target = socketPath;
-  if (Buffer.byteLength(socketPath) >= 108) {
-    dirFd = fs.openSync(path.dirname(socketPath), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-    target = `/proc/self/fd/${dirFd}/${path.basename(socketPath)}`;
-  }
+  const reachable = reachableSocketPath(socketPath);
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(target, () => { server.off('error', reject); resolve(); });
-  }).finally(() => { if (dirFd !== undefined) fs.closeSync(dirFd); });
+    server.listen(reachable.target, () => { server.off('error', reject); resolve(); });
+  }).finally(() => reachable.release());
 }
 
 /** The console holder's side of attach (see the header): the attach socket, its clients, and the app's stdin. */
@@ -181,22 +170,13 @@ async function holdConsole(opts: NonNullable<typeof consoleOptions>, input: net.
       if (backlog.length) client.write(Buffer.concat(backlog));
       backlog = [];
     }
-    let buffered: Buffer = Buffer.alloc(0);
-    client.on('data', (d: Buffer) => {
-      buffered = buffered.length ? Buffer.concat([buffered, d]) : d;
-      while (buffered.length >= 5) {
-        const length = buffered.readUInt32BE(1);
-        if (buffered.length < 5 + length) break;
-        const channel = buffered[0]!;
-        const body = buffered.subarray(5, 5 + length);
-        buffered = buffered.subarray(5 + length);
-        if (channel === STDIN && stdinOpen) input.write(body);
-        else if (channel === RESIZE && opts.tty) {
-          const m = /^(\d+) (\d+)$/.exec(body.toString().trim());
-          if (m && ctl.writable) ctl.write(`size ${m[1]} ${m[2]}\n`);
-        } else if (channel === STDIN_CLOSED) closeStdin();
-      }
-    });
+    client.on('data', consoleFrameReader((channel, body) => {
+      if (channel === STDIN && stdinOpen) input.write(body);
+      else if (channel === RESIZE && opts.tty) {
+        const m = /^(\d+) (\d+)$/.exec(body.toString().trim());
+        if (m && ctl.writable) ctl.write(`size ${m[1]} ${m[2]}\n`);
+      } else if (channel === STDIN_CLOSED) closeStdin();
+    }));
   });
   // 0600 from the start: a client must not connect in the moment between bind and chmod.
   const umask = process.umask(0o177);
