@@ -440,11 +440,11 @@ export class DockerRuntime implements ContainerRuntime {
       labels: parse(infra?.Config.Labels[LABEL.podLabels]), annotations: parse(infra?.Config.Labels[LABEL.podAnnotations]),
       createdAt: timeOf(any.Created), startedAt: timeOf(infra?.State.StartedAt),
       ...(ips.length ? { podIPs: ips, networks: [{ name: 'pod', ifName: 'eth0', ips }] } : {}),
-      apps: apps.map((d) => this.appStatus(d, initializing)),
+      apps: apps.map((d) => this.appStatus(d, initializing, running)),
     };
   }
 
-  private appStatus(d: ContainerInspect, initializing = false): AppStatus {
+  private appStatus(d: ContainerInspect, initializing = false, podRunning = true): AppStatus {
     const s = d.State;
     const name = d.Config.Labels[LABEL.container]!;
     const base = { name, image: { id: d.Image, name: d.Config.Labels[LABEL.image] ?? d.Config.Image }, unit: d.Name.replace(/^\//, ''), restartCount: d.RestartCount };
@@ -455,7 +455,8 @@ export class DockerRuntime implements ContainerRuntime {
     if (s.Running && !s.Restarting) {
       return { ...base, state: 'running', mainPid: s.Pid, startedAt: timeOf(s.StartedAt), ...(previous ? { lastTermination: previous } : {}) };
     }
-    if (s.Restarting || (s.Status === 'exited' && lastRun && this.willRestart(d))) {
+    // A stopped pod (its infra ended: stopPod stops it last) restarts nothing, whatever a container's policy says.
+    if (s.Restarting || (s.Status === 'exited' && lastRun && podRunning && this.willRestart(d))) {
       // Between two runs: the engine waits (its back-off) before starting the next.
       return { ...base, state: 'waiting', reason: 'CrashLoopBackOff', ...(lastRun ? { lastTermination: lastRun } : {}) };
     }
@@ -483,7 +484,14 @@ export class DockerRuntime implements ContainerRuntime {
     // No init container's exit may start the next container of a pod being stopped.
     this.stopping.add(id);
     // The engine sends the image's stop signal (SIGTERM), then SIGKILL after t seconds; stopping also ends its restart policy.
-    await Promise.all(containers.filter((c) => c !== infra).map((c) => this.stopContainer(c.Id, grace)));
+    // As the kubelet: the app containers (and any init container still running) first, together; then the
+    // sidecars (restartable init containers) one by one in reverse spec order, so an app's last requests still
+    // find its proxy or log shipper. They share the pod's grace period: a sidecar gets what is left of it.
+    const deadline = Date.now() + grace * 1000;
+    const sidecars = containers.filter((c) => c.Labels[LABEL.sidecar] === 'true')
+      .sort((a, b) => Number(b.Labels[LABEL.index] ?? 0) - Number(a.Labels[LABEL.index] ?? 0));
+    await Promise.all(containers.filter((c) => c !== infra && !sidecars.includes(c)).map((c) => this.stopContainer(c.Id, grace)));
+    for (const sidecar of sidecars) await this.stopContainer(sidecar.Id, Math.max(0, (deadline - Date.now()) / 1000));
     if (infra) {
       await this.detach(id, infra.Id);
       await this.stopContainer(infra.Id, 2);

@@ -312,6 +312,34 @@ T('init containers run one by one to completion before the apps; a failed one (N
   await runtime().removePod(failed);
 });
 
+T('stopPod stops the apps first, then the sidecars one by one in reverse order (the kubelet\'s order)', async () => {
+  // Each container notes its SIGTERM in a shared file. Stopped all at once, the quick side-a would write first
+  // and the slow app last; in the kubelet's order the app writes first, then side-b, then side-a.
+  const dir = path.join(workDir, 'stop-order');
+  const note = (name: string, delay: string) => ['sh', '-c', `trap "sleep ${delay}; echo ${name} >> /order/log; exit 0" TERM; while :; do sleep 3600 & wait $!; done`];
+  const volumeMounts = [{ name: 'order', mountPath: '/order' }];
+  const uuid = await runPod(pod('stoporder', [{ name: 'app', image: IMAGE, command: note('app', '1'), volumeMounts }], {
+    volumes: [{ name: 'order', hostPath: { path: dir, type: 'DirectoryOrCreate' } }],
+    initContainers: [
+      { name: 'side-a', image: IMAGE, command: note('side-a', '0'), volumeMounts, restartPolicy: 'Always' },
+      { name: 'side-b', image: IMAGE, command: note('side-b', '0.5'), volumeMounts, restartPolicy: 'Always' },
+    ],
+  }));
+  await eventually('all three running', async () => {
+    const s = await statusOf(uuid);
+    return s?.apps.length === 3 && s.apps.every((a) => a.state === 'running');
+  });
+  await runtime().stopPod(uuid, 10);
+  // A stopped pod's sidecars are exited, not waiting for a restart (CrashLoopBackOff) as their policy alone would say.
+  const st = await eventually('the pod stopped', async () => {
+    const s = await statusOf(uuid);
+    return s?.state === 'exited' ? s : undefined;
+  });
+  assert.equal(st.apps.map((a) => [a.name, a.state, a.exitCode]), [['side-a', 'exited', 0], ['side-b', 'exited', 0], ['app', 'exited', 0]]);
+  assert.equal((await fs.readFile(path.join(dir, 'log'), 'utf8')).trim().split('\n'), ['app', 'side-b', 'side-a']);
+  await runtime().removePod(uuid);
+});
+
 T('killContainer: the restart policy brings it back; bad input is refused', async () => {
   const uuid = await runPod(pod('always', [{ name: 'loop', image: IMAGE, command: ['sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done'] }]));
   await eventually('running', async () => (await statusOf(uuid))?.apps[0]?.state === 'running');
