@@ -26,7 +26,8 @@ import { HandlerNotOffered, ImageNotFound } from '../runtime-api/errors.js';
 import { demultiplex, EngineError, jsonLines, splitStreams, type EngineClient } from './engine-api.js';
 import { ensurePauseImage, hostPidOf, PAUSE_IMAGE } from './infra.js';
 import { dockerImageGc, type DockerImageGcOptions, type DockerImageGcResult } from './image-gc.js';
-import { attachDockerPod, detachDockerPod, loopbackUp, podIPsOf } from './network.js';
+import { attachDockerPod, detachDockerPod, loopbackUp, podIPsOf, recordDockerPodNetns } from './network.js';
+import { containerCgroupParent, watchContainerNetns } from './early-netns.js';
 import type {
   AppStatus, ContainerRuntime, ContainerSpec, ContainerUsage, ExecOptions, ExecProcess, LogLine, LogQuery, Pod, PodNetworkOptions, PodStatus,
   PodUsage, PortConnection, PortDialOptions, RegistryKeyring, Termination, TerminalSize,
@@ -109,6 +110,8 @@ export class DockerRuntime implements ContainerRuntime {
   /** Pods runPod is making: gc leaves their directory alone (their infra may not exist yet). */
   private readonly starting = new Set<string>();
   private pauseImageReady = false;
+  /** Where the engine makes its containers' cgroups, as this process sees them: learnt from the first pod's infra (early-netns.ts). */
+  private cgroupParent: string | undefined;
   /** Pods being stopped or removed: advance() starts nothing in them. */
   private readonly stopping = new Set<string>();
   /** One advance() per pod at a time; a request meanwhile runs it once more after. */
@@ -164,16 +167,35 @@ export class DockerRuntime implements ContainerRuntime {
       // Containers whose env does not name the pod IP are created while the infra starts and joins the network.
       const needsIPs = all.some(({ c }) => (c.env ?? []).some((e) => ['status.podIP', 'status.podIPs'].includes(e.valueFrom?.fieldRef?.fieldPath ?? '')));
       if (!needsIPs) creations = create([]);
-      await this.engine.call('POST', `/containers/${infraId}/start`);
+      const onPodNetwork = pod.spec.hostNetwork !== true;
+      // The pod's network is attached as soon as runc has made the infra's namespace, while the engine finishes the start.
+      const early = onPodNetwork && this.cgroupParent ? watchContainerNetns(this.cgroupParent, infraId) : undefined;
+      const infraStart = this.engine.call('POST', `/containers/${infraId}/start`).finally(() => early?.stop());
+      infraStart.catch(() => undefined);
+      const network = this.opts.network;
+      const attach = async (netns: string): Promise<string[]> => (await Promise.all([
+        loopbackUp(netns),
+        network ? attachDockerPod(network, dir, uuid, pod, netns).then((r) => r.ips) : Promise.resolve([]),
+      ]))[1];
       let ips: string[] = [];
-      if (pod.spec.hostNetwork !== true) {
-        const info = await this.inspect(infraId);
-        const netns = `/proc/${await hostPidOf(infraId, info.State.Pid)}/ns/net`;
-        const network = this.opts.network;
-        [, ips] = await Promise.all([
-          loopbackUp(netns),
-          network ? attachDockerPod(network, dir, uuid, pod, netns).then((r) => r.ips) : Promise.resolve([]),
-        ]);
+      const held = await early?.found;
+      if (held) {
+        try {
+          const [started, attached] = await Promise.allSettled([infraStart, attach(held.path)]);
+          if (started.status === 'rejected') throw started.reason;
+          if (attached.status === 'rejected') throw attached.reason;
+          ips = attached.value;
+        } finally {
+          await held.release();
+        }
+      } else {
+        await infraStart;
+        if (onPodNetwork) {
+          const info = await this.inspect(infraId);
+          const hostPid = await hostPidOf(infraId, info.State.Pid);
+          this.cgroupParent ??= await containerCgroupParent(infraId, hostPid);
+          ips = await attach(`/proc/${hostPid}/ns/net`);
+        }
       }
       // Without IPs the files written above are already what the pod gets.
       if (ips.length) await this.writeEtcFiles(uuid, pod, ips);
@@ -186,6 +208,11 @@ export class DockerRuntime implements ContainerRuntime {
       if (inits.length) await this.advance(uuid);
       // Started in the spec's order, as the kubelet starts them.
       else for (const id of ids) await this.engine.call('POST', `/containers/${id}/start`);
+      // Off the pod's start path: the CNI cache names the infra's namespace by its process, not by the descriptor held above.
+      if (held && network) {
+        const info = await this.inspect(infraId);
+        await recordDockerPodNetns(dir, uuid, `/proc/${await hostPidOf(infraId, info.State.Pid)}/ns/net`);
+      }
     } catch (err) {
       await infraCreate?.catch(() => undefined);
       await creations?.catch(() => undefined);
