@@ -197,6 +197,14 @@ function report(samples: Sample[], args: Args, loadStart: number[]): string {
     const created = by(v, 'createdMs');
     out.push(`| ${LABELS[v]} | ${s.n} | ${created.length ? `${fmtMs(median(created))} ms` : '-'} | ${running.length ? `${fmtMs(median(running))} ms` : '-'} | ${fmtMs(s.median)} ms | ${fmtMs(s.p90)} ms | ${fmtMs(s.max)} ms | ${fmtMs(s.min)} ms | ${fmtRatio(s.median, dockerRun.median)} |`);
   }
+  if (line['docker-agent-base']) {
+    // Per round, ours minus the base's (the two ran back to back, under the same load).
+    const diffs = samples.filter((s) => s.variant === 'docker-agent' && !s.warmup).flatMap((s) => {
+      const b = samples.find((x) => x.variant === 'docker-agent-base' && x.round === s.round);
+      return b ? [s.firstLineMs - b.firstLineMs] : [];
+    });
+    out.push('', `paired (same round): first line, this checkout's docker node minus the base's: median ${fmtMs(median(diffs))} ms over ${diffs.length} rounds (${diffs.filter((x) => x < 0).length} faster)`);
+  }
   const d = line['docker-agent']!;
   const r = line['rkt-agent']!;
   out.push('');

@@ -173,9 +173,14 @@ export class DockerRuntime implements ContainerRuntime {
       const infraStart = this.engine.call('POST', `/containers/${infraId}/start`).finally(() => early?.stop());
       infraStart.catch(() => undefined);
       const network = this.opts.network;
+      // The pod's /etc files get its IPs as soon as ADD has them (while the infra may still be starting); without IPs
+      // the files written above are already what the pod gets.
       const attach = async (netns: string): Promise<string[]> => (await Promise.all([
         loopbackUp(netns),
-        network ? attachDockerPod(network, dir, uuid, pod, netns).then((r) => r.ips) : Promise.resolve([]),
+        network ? attachDockerPod(network, dir, uuid, pod, netns).then(async (r) => {
+          if (r.ips.length) await this.writeEtcFiles(uuid, pod, r.ips);
+          return r.ips;
+        }) : Promise.resolve([]),
       ]))[1];
       let ips: string[] = [];
       const held = await early?.found;
@@ -197,8 +202,6 @@ export class DockerRuntime implements ContainerRuntime {
           ips = await attach(`/proc/${hostPid}/ns/net`);
         }
       }
-      // Without IPs the files written above are already what the pod gets.
-      if (ips.length) await this.writeEtcFiles(uuid, pod, ips);
       creations ??= create(ips);
       const created = await creations;
       const failed = created.find((r): r is PromiseRejectedResult => r.status === 'rejected');
