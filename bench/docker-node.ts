@@ -199,11 +199,15 @@ function report(samples: Sample[], args: Args, loadStart: number[]): string {
   }
   if (line['docker-agent-base']) {
     // Per round, ours minus the base's (the two ran back to back, under the same load).
-    const diffs = samples.filter((s) => s.variant === 'docker-agent' && !s.warmup).flatMap((s) => {
+    const pairs = samples.filter((s) => s.variant === 'docker-agent' && !s.warmup).flatMap((s) => {
       const b = samples.find((x) => x.variant === 'docker-agent-base' && x.round === s.round);
-      return b ? [s.firstLineMs - b.firstLineMs] : [];
+      return b ? [[s, b] as const] : [];
     });
-    out.push('', `paired (same round): first line, this checkout's docker node minus the base's: median ${fmtMs(median(diffs))} ms over ${diffs.length} rounds (${diffs.filter((x) => x < 0).length} faster)`);
+    const diffs = pairs.map(([s, b]) => s.firstLineMs - b.firstLineMs);
+    // The node's part alone: pod created (the watch saw it) → first line, without the control plane's share.
+    const nodeDiffs = pairs.map(([s, b]) => (s.firstLineMs - (s.createdMs ?? 0)) - (b.firstLineMs - (b.createdMs ?? 0)));
+    const nodeMedian = (v: Variant) => fmtMs(median(samples.filter((s) => s.variant === v && !s.warmup).map((s) => s.firstLineMs - (s.createdMs ?? 0))));
+    out.push('', `paired (same round), this checkout's docker node minus the base's: first line median ${fmtMs(median(diffs))} ms over ${diffs.length} rounds (${diffs.filter((x) => x < 0).length} faster); pod created → first line (the node's part) ${nodeMedian('docker-agent')} ms vs ${nodeMedian('docker-agent-base')} ms, paired median ${fmtMs(median(nodeDiffs))} ms (${nodeDiffs.filter((x) => x < 0).length} faster)`);
   }
   const d = line['docker-agent']!;
   const r = line['rkt-agent']!;

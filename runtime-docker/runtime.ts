@@ -28,10 +28,13 @@ import { ensurePauseImage, hostPidOf, PAUSE_IMAGE } from './infra.js';
 import { dockerImageGc, type DockerImageGcOptions, type DockerImageGcResult } from './image-gc.js';
 import { attachDockerPod, detachDockerPod, loopbackUp, podIPsOf, recordDockerPodNetns } from './network.js';
 import { containerCgroupParent, watchContainerNetns } from './early-netns.js';
+import { createLogger } from '../common/log.js';
 import type {
   AppStatus, ContainerRuntime, ContainerSpec, ContainerUsage, ExecOptions, ExecProcess, LogLine, LogQuery, Pod, PodNetworkOptions, PodStatus,
   PodUsage, PortConnection, PortDialOptions, RegistryKeyring, Termination, TerminalSize,
 } from './types.js';
+
+const log = createLogger('runtime-docker');
 
 /** Labels: dockershim's, so tools that know Kubernetes-on-Docker read them, plus ours. */
 export const LABEL = {
@@ -150,6 +153,10 @@ export class DockerRuntime implements ContainerRuntime {
     const uuid = randomUUID();
     const dir = this.podDir(uuid);
     this.starting.add(uuid);
+    // The start's timeline at debug level (STEVEDORE_LOG_LEVEL=debug): ms since runPod began, per step.
+    const began = performance.now();
+    const timeline: Record<string, number> = {};
+    const mark = (step: string) => { timeline[step] = Math.round((performance.now() - began) * 10) / 10; };
     let creations: Promise<PromiseSettledResult<string>[]> | undefined;
     let infraCreate: Promise<string> | undefined;
     try {
@@ -161,6 +168,7 @@ export class DockerRuntime implements ContainerRuntime {
       await fs.mkdir(path.join(dir, 'etc'), { recursive: true });
       const [, volumes] = await Promise.all([this.writeEtcFiles(uuid, pod, []), this.prepareVolumes(uuid, pod)]);
       const infraId = await infraCreate;
+      mark('infraCreated');
       const inits = pod.spec.initContainers ?? [];
       const all = [...inits.map((c, index) => ({ c, index, init: true })), ...pod.spec.containers.map((c, index) => ({ c, index, init: false }))];
       const create = (ips: string[]) => Promise.allSettled(all.map(({ c, index, init }) => this.createApp(uuid, pod, c, index, infraId, ips, volumes, init)));
@@ -170,7 +178,7 @@ export class DockerRuntime implements ContainerRuntime {
       const onPodNetwork = pod.spec.hostNetwork !== true;
       // The pod's network is attached as soon as runc has made the infra's namespace, while the engine finishes the start.
       const early = onPodNetwork && this.cgroupParent ? watchContainerNetns(this.cgroupParent, infraId) : undefined;
-      const infraStart = this.engine.call('POST', `/containers/${infraId}/start`).finally(() => early?.stop());
+      const infraStart = this.engine.call('POST', `/containers/${infraId}/start`).finally(() => { mark('infraStarted'); early?.stop(); });
       infraStart.catch(() => undefined);
       const network = this.opts.network;
       // The pod's /etc files get its IPs as soon as ADD has them (while the infra may still be starting); without IPs
@@ -178,6 +186,7 @@ export class DockerRuntime implements ContainerRuntime {
       const attach = async (netns: string): Promise<string[]> => (await Promise.all([
         loopbackUp(netns),
         network ? attachDockerPod(network, dir, uuid, pod, netns).then(async (r) => {
+          mark('cniAdded');
           if (r.ips.length) await this.writeEtcFiles(uuid, pod, r.ips);
           return r.ips;
         }) : Promise.resolve([]),
@@ -185,6 +194,7 @@ export class DockerRuntime implements ContainerRuntime {
       let ips: string[] = [];
       const held = await early?.found;
       if (held) {
+        mark('netnsSeen');
         try {
           const [started, attached] = await Promise.allSettled([infraStart, attach(held.path)]);
           if (started.status === 'rejected') throw started.reason;
@@ -204,6 +214,7 @@ export class DockerRuntime implements ContainerRuntime {
       }
       creations ??= create(ips);
       const created = await creations;
+      mark('appsCreated');
       const failed = created.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       const ids = created.map((r) => (r as PromiseFulfilledResult<string>).value);
@@ -211,6 +222,8 @@ export class DockerRuntime implements ContainerRuntime {
       if (inits.length) await this.advance(uuid);
       // Started in the spec's order, as the kubelet starts them.
       else for (const id of ids) await this.engine.call('POST', `/containers/${id}/start`);
+      mark('appsStarted');
+      log.debug({ pod: `${pod.metadata.namespace ?? 'default'}/${pod.metadata.name}`, uuid, timeline, earlyNetns: held !== undefined }, 'pod started');
       // Off the pod's start path: the CNI cache names the infra's namespace by its process, not by the descriptor held above.
       if (held && network) {
         const info = await this.inspect(infraId);
