@@ -225,9 +225,11 @@ export class DockerRuntime implements ContainerRuntime {
       mark('appsStarted');
       log.debug({ pod: `${pod.metadata.namespace ?? 'default'}/${pod.metadata.name}`, uuid, timeline, earlyNetns: held !== undefined }, 'pod started');
       // Off the pod's start path: the CNI cache names the infra's namespace by its process, not by the descriptor held above.
+      // Best effort: the pod runs either way (this runtime's DEL never takes the recorded path; the infra gone, there is none to name).
       if (held && network) {
-        const info = await this.inspect(infraId);
-        await recordDockerPodNetns(dir, uuid, `/proc/${await hostPidOf(infraId, info.State.Pid)}/ns/net`);
+        await this.inspect(infraId)
+          .then(async (info) => recordDockerPodNetns(dir, uuid, `/proc/${await hostPidOf(infraId, info.State.Pid)}/ns/net`))
+          .catch((err: Error) => log.warn({ uuid, err: err.message }, 'the CNI cache still names the namespace by a descriptor'));
       }
     } catch (err) {
       await infraCreate?.catch(() => undefined);
