@@ -302,9 +302,10 @@ export interface BenchCluster {
 }
 
 /** `upArgs`: more `up` flags (a runtime, or a bridge and CIDRs of its own beside another cluster). */
-export async function upBenchCluster(prefix: string, log: (msg: string) => void, upArgs: string[] = []): Promise<BenchCluster> {
+export async function upBenchCluster(prefix: string, log: (msg: string) => void, upArgs: string[] = [], fromRepo?: string): Promise<BenchCluster> {
   const path = await import('node:path');
-  const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+  // fromRepo: another built checkout (a base to compare with); its CLI ups the cluster, and its agent runs the node.
+  const repo = fromRepo ?? path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
   const cli = path.join(repo, 'bin', 'stevedore.js');
   const dataDir = await fs.mkdtemp(`/var/tmp/stevedore-bench-${prefix}-`);
   const sandbox = `bench-${prefix}-${process.pid}`;

@@ -5,7 +5,7 @@
  * the same image on the docker node's own engine, in one run (rounds, the
  * order rotated each round).
  *
- *   node dist/bench/docker-node.js [--samples 15] [--warmup 2] [--update-results bench/RESULTS.md]
+ *   node dist/bench/docker-node.js [--samples 15] [--warmup 2] [--base /path/to/other/built/checkout] [--update-results bench/RESULTS.md]
  *
  * See bench/README.md ("bench: docker node").
  */
@@ -21,7 +21,7 @@ const LABEL = 'bench=docker-node';
 const IMAGE = 'busybox';
 const RUNNING_TIMEOUT_MS = 60_000;
 
-interface Args { samples: number; warmup: number; updateResults?: string }
+interface Args { samples: number; warmup: number; updateResults?: string; base?: string }
 
 function parseArgs(argv: string[]): Args {
   const a: Args = { samples: 15, warmup: 2 };
@@ -30,6 +30,7 @@ function parseArgs(argv: string[]): Args {
     if (k === '--samples') a.samples = n();
     else if (k === '--warmup') a.warmup = n();
     else if (k === '--update-results') a.updateResults = v();
+    else if (k === '--base') a.base = v();
     else if (k === '--docker-node') { /* run.sh's selector */ }
     else return false;
     return true;
@@ -40,9 +41,10 @@ function parseArgs(argv: string[]): Args {
 
 const log = (msg: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 23)}] bench: ${msg}\n`);
 
-type Variant = 'docker-agent' | 'rkt-agent' | 'docker-run';
+type Variant = 'docker-agent' | 'docker-agent-base' | 'rkt-agent' | 'docker-run';
 const LABELS: Record<Variant, string> = {
   'docker-agent': 'our agent, docker node (runtime-docker)',
+  'docker-agent-base': 'the base\'s agent, docker node (--base)',
   'rkt-agent': 'our agent, rkt node (stage1 namespaces)',
   'docker-run': '`docker run` on the docker node\'s engine',
 };
@@ -129,13 +131,19 @@ async function main(args: Args): Promise<void> {
     clusters.push(rkt);
     // The demo pod `up` makes would only add load: gone (not just deleting: its grace period is 30 s) before the first round.
     for (const c of clusters) await c.kubectl(['delete', 'pod', 'demo', '--grace-period=1', '--timeout=60s']);
+    // --base REPO: a third cluster, a docker node run by another built checkout's agent, measured in the same rounds.
+    const base = args.base ? await upBenchCluster('dnode-base', log, await apartArgs('docker'), args.base) : undefined;
+    if (base) {
+      clusters.push(base);
+      await base.kubectl(['delete', 'pod', 'demo', '--grace-period=1', '--timeout=60s']);
+    }
     const dockerWatch = new PodWatch(docker.api, 'default', LABEL);
     const rktWatch = new PodWatch(rkt.api, 'default', LABEL);
-    watches.push(dockerWatch, rktWatch);
-    await dockerWatch.start();
-    await rktWatch.start();
+    const baseWatch = base ? new PodWatch(base.api, 'default', LABEL) : undefined;
+    watches.push(dockerWatch, rktWatch, ...(baseWatch ? [baseWatch] : []));
+    for (const w of watches) await w.start();
     const socket = path.join(docker.dataDir, 'node', 'docker', 'engine', 'docker.sock');
-    const variants: Variant[] = ['docker-agent', 'rkt-agent', 'docker-run'];
+    const variants: Variant[] = ['docker-agent', ...(base ? ['docker-agent-base' as const] : []), 'rkt-agent', 'docker-run'];
     const samples: Sample[] = [];
     const rounds = args.warmup + args.samples;
     log(`${rounds} rounds (${args.warmup} warm-up) x ${variants.join(', ')}`);
@@ -144,7 +152,7 @@ async function main(args: Args): Promise<void> {
         const warmup = round < args.warmup;
         if (v === 'docker-run') samples.push({ variant: v, round, warmup, firstLineMs: await dockerRun(socket) });
         else {
-          const [c, w] = v === 'docker-agent' ? [docker, dockerWatch] : [rkt, rktWatch];
+          const [c, w] = v === 'docker-agent' ? [docker, dockerWatch] : v === 'docker-agent-base' ? [base!, baseWatch!] : [rkt, rktWatch];
           const name = `dn-${round}-${v}`;
           samples.push({ variant: v, round, warmup, ...(await throughAgent(c, w, name)) });
           // Not timed. Gone (the runtime's pod removed: the agent deletes the object last) before the next sample, as
@@ -172,7 +180,8 @@ async function main(args: Args): Promise<void> {
 function report(samples: Sample[], args: Args, loadStart: number[]): string {
   const by = (v: Variant, f: 'createdMs' | 'runningMs' | 'firstLineMs') => samples.filter((s) => s.variant === v && !s.warmup).map((s) => s[f]).filter((x): x is number => x !== undefined);
   const line: Partial<Record<Variant, Summary>> = {};
-  for (const v of Object.keys(LABELS) as Variant[]) line[v] = summarize(by(v, 'firstLineMs'));
+  const measured = (Object.keys(LABELS) as Variant[]).filter((v) => by(v, 'firstLineMs').length);
+  for (const v of measured) line[v] = summarize(by(v, 'firstLineMs'));
   const dockerRun = line['docker-run']!;
   const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
   const out = [
@@ -182,11 +191,23 @@ function report(samples: Sample[], args: Args, loadStart: number[]): string {
     '| variant | n | apply → pod created (median) | apply → Running (median) | first line (median) | p90 | max | min | vs docker run (median) |',
     '|---|---|---|---|---|---|---|---|---|',
   ];
-  for (const v of Object.keys(LABELS) as Variant[]) {
+  for (const v of measured) {
     const s = line[v]!;
     const running = by(v, 'runningMs');
     const created = by(v, 'createdMs');
     out.push(`| ${LABELS[v]} | ${s.n} | ${created.length ? `${fmtMs(median(created))} ms` : '-'} | ${running.length ? `${fmtMs(median(running))} ms` : '-'} | ${fmtMs(s.median)} ms | ${fmtMs(s.p90)} ms | ${fmtMs(s.max)} ms | ${fmtMs(s.min)} ms | ${fmtRatio(s.median, dockerRun.median)} |`);
+  }
+  if (line['docker-agent-base']) {
+    // Per round, ours minus the base's (the two ran back to back, under the same load).
+    const pairs = samples.filter((s) => s.variant === 'docker-agent' && !s.warmup).flatMap((s) => {
+      const b = samples.find((x) => x.variant === 'docker-agent-base' && x.round === s.round);
+      return b ? [[s, b] as const] : [];
+    });
+    const diffs = pairs.map(([s, b]) => s.firstLineMs - b.firstLineMs);
+    // The node's part alone: pod created (the watch saw it) → first line, without the control plane's share.
+    const nodeDiffs = pairs.map(([s, b]) => (s.firstLineMs - (s.createdMs ?? 0)) - (b.firstLineMs - (b.createdMs ?? 0)));
+    const nodeMedian = (v: Variant) => fmtMs(median(samples.filter((s) => s.variant === v && !s.warmup).map((s) => s.firstLineMs - (s.createdMs ?? 0))));
+    out.push('', `paired (same round), this checkout's docker node minus the base's: first line median ${fmtMs(median(diffs))} ms over ${diffs.length} rounds (${diffs.filter((x) => x < 0).length} faster); pod created → first line (the node's part) ${nodeMedian('docker-agent')} ms vs ${nodeMedian('docker-agent-base')} ms, paired median ${fmtMs(median(nodeDiffs))} ms (${nodeDiffs.filter((x) => x < 0).length} faster)`);
   }
   const d = line['docker-agent']!;
   const r = line['rkt-agent']!;

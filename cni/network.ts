@@ -199,6 +199,16 @@ export class CniNetwork {
     await fs.rm(this.cacheFile(att.containerId, ifName), { force: true });
   }
 
+  /**
+   * Point a cached attachment at another path of the same namespace (the one
+   * ADD was given was only valid while its caller held it open): the path a
+   * later DEL without one, GC's say, enters.
+   */
+  async recordNetnsPath(containerId: string, ifName: string, netnsPath: string): Promise<void> {
+    const entry = await this.cached(containerId, ifName);
+    if (entry) await atomicWrite(this.cacheFile(containerId, ifName), JSON.stringify({ ...entry, netnsPath }, null, 2) + '\n', 0o600);
+  }
+
   /** Every cached attachment of this network (completed or interrupted ADDs): what GC compares with live pods. */
   async cachedAttachments(): Promise<CniCacheEntry[]> {
     return (await cachedAttachmentsIn(this.cacheDir)).filter((e) => e.networkName === this.name);

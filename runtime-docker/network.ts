@@ -67,7 +67,9 @@ export async function detachDockerPod(podDir: string, uuid: string, netnsPath?: 
   const entry = await probe.cached(uuid, record.ifName);
   if (entry) {
     const network = CniNetwork.fromConfig(entry.config, { binDirs: record.binDirs, cacheDir: record.cacheDir });
-    await network.del({ containerId: uuid, ifName: record.ifName, ...(netnsPath ? { netnsPath } : {}) });
+    // Never the path the cache recorded: ADD may have entered the namespace through a descriptor this process held
+    // meanwhile (early-netns.ts), a path that names whatever that descriptor number holds now. No namespace: DEL without one.
+    await network.del({ containerId: uuid, ifName: record.ifName, netnsPath: netnsPath ?? '' });
   }
   await fs.rm(networkRecordFile(podDir), { force: true });
 }
@@ -75,4 +77,12 @@ export async function detachDockerPod(podDir: string, uuid: string, netnsPath?: 
 export async function podIPsOf(podDir: string): Promise<string[]> {
   const record = await readJsonIfExists<DockerPodNetworkRecord>(networkRecordFile(podDir)).catch(() => undefined);
   return record?.ips ?? [];
+}
+
+/** After an ADD through a held namespace: the cache names the infra's own path, as an ADD after the start does. */
+export async function recordDockerPodNetns(podDir: string, uuid: string, netnsPath: string): Promise<void> {
+  const record = await readJsonIfExists<DockerPodNetworkRecord>(networkRecordFile(podDir)).catch(() => undefined);
+  if (!record) return;
+  const network = CniNetwork.fromConfig({ cniVersion: '1.0.0', name: record.network, plugins: [] }, { binDirs: record.binDirs, cacheDir: record.cacheDir });
+  await network.recordNetnsPath(uuid, record.ifName, netnsPath);
 }

@@ -26,11 +26,15 @@ import { HandlerNotOffered, ImageNotFound } from '../runtime-api/errors.js';
 import { demultiplex, EngineError, jsonLines, splitStreams, type EngineClient } from './engine-api.js';
 import { ensurePauseImage, hostPidOf, PAUSE_IMAGE } from './infra.js';
 import { dockerImageGc, type DockerImageGcOptions, type DockerImageGcResult } from './image-gc.js';
-import { attachDockerPod, detachDockerPod, loopbackUp, podIPsOf } from './network.js';
+import { attachDockerPod, detachDockerPod, loopbackUp, podIPsOf, recordDockerPodNetns } from './network.js';
+import { containerCgroupParent, watchContainerNetns } from './early-netns.js';
+import { createLogger } from '../common/log.js';
 import type {
   AppStatus, ContainerRuntime, ContainerSpec, ContainerUsage, ExecOptions, ExecProcess, LogLine, LogQuery, Pod, PodNetworkOptions, PodStatus,
   PodUsage, PortConnection, PortDialOptions, RegistryKeyring, Termination, TerminalSize,
 } from './types.js';
+
+const log = createLogger('runtime-docker');
 
 /** Labels: dockershim's, so tools that know Kubernetes-on-Docker read them, plus ours. */
 export const LABEL = {
@@ -109,6 +113,8 @@ export class DockerRuntime implements ContainerRuntime {
   /** Pods runPod is making: gc leaves their directory alone (their infra may not exist yet). */
   private readonly starting = new Set<string>();
   private pauseImageReady = false;
+  /** Where the engine makes its containers' cgroups, as this process sees them: learnt from the first pod's infra (early-netns.ts). */
+  private cgroupParent: string | undefined;
   /** Pods being stopped or removed: advance() starts nothing in them. */
   private readonly stopping = new Set<string>();
   /** One advance() per pod at a time; a request meanwhile runs it once more after. */
@@ -147,6 +153,10 @@ export class DockerRuntime implements ContainerRuntime {
     const uuid = randomUUID();
     const dir = this.podDir(uuid);
     this.starting.add(uuid);
+    // The start's timeline at debug level (STEVEDORE_LOG_LEVEL=debug): ms since runPod began, per step.
+    const began = performance.now();
+    const timeline: Record<string, number> = {};
+    const mark = (step: string) => { timeline[step] = Math.round((performance.now() - began) * 10) / 10; };
     let creations: Promise<PromiseSettledResult<string>[]> | undefined;
     let infraCreate: Promise<string> | undefined;
     try {
@@ -158,27 +168,53 @@ export class DockerRuntime implements ContainerRuntime {
       await fs.mkdir(path.join(dir, 'etc'), { recursive: true });
       const [, volumes] = await Promise.all([this.writeEtcFiles(uuid, pod, []), this.prepareVolumes(uuid, pod)]);
       const infraId = await infraCreate;
+      mark('infraCreated');
       const inits = pod.spec.initContainers ?? [];
       const all = [...inits.map((c, index) => ({ c, index, init: true })), ...pod.spec.containers.map((c, index) => ({ c, index, init: false }))];
       const create = (ips: string[]) => Promise.allSettled(all.map(({ c, index, init }) => this.createApp(uuid, pod, c, index, infraId, ips, volumes, init)));
       // Containers whose env does not name the pod IP are created while the infra starts and joins the network.
       const needsIPs = all.some(({ c }) => (c.env ?? []).some((e) => ['status.podIP', 'status.podIPs'].includes(e.valueFrom?.fieldRef?.fieldPath ?? '')));
       if (!needsIPs) creations = create([]);
-      await this.engine.call('POST', `/containers/${infraId}/start`);
+      const onPodNetwork = pod.spec.hostNetwork !== true;
+      // The pod's network is attached as soon as runc has made the infra's namespace, while the engine finishes the start.
+      const early = onPodNetwork && this.cgroupParent ? watchContainerNetns(this.cgroupParent, infraId) : undefined;
+      const infraStart = this.engine.call('POST', `/containers/${infraId}/start`).finally(() => { mark('infraStarted'); early?.stop(); });
+      infraStart.catch(() => undefined);
+      const network = this.opts.network;
+      // The pod's /etc files get its IPs as soon as ADD has them (while the infra may still be starting); without IPs
+      // the files written above are already what the pod gets.
+      const attach = async (netns: string): Promise<string[]> => (await Promise.all([
+        loopbackUp(netns),
+        network ? attachDockerPod(network, dir, uuid, pod, netns).then(async (r) => {
+          mark('cniAdded');
+          if (r.ips.length) await this.writeEtcFiles(uuid, pod, r.ips);
+          return r.ips;
+        }) : Promise.resolve([]),
+      ]))[1];
       let ips: string[] = [];
-      if (pod.spec.hostNetwork !== true) {
-        const info = await this.inspect(infraId);
-        const netns = `/proc/${await hostPidOf(infraId, info.State.Pid)}/ns/net`;
-        const network = this.opts.network;
-        [, ips] = await Promise.all([
-          loopbackUp(netns),
-          network ? attachDockerPod(network, dir, uuid, pod, netns).then((r) => r.ips) : Promise.resolve([]),
-        ]);
+      const held = await early?.found;
+      if (held) {
+        mark('netnsSeen');
+        try {
+          const [started, attached] = await Promise.allSettled([infraStart, attach(held.path)]);
+          if (started.status === 'rejected') throw started.reason;
+          if (attached.status === 'rejected') throw attached.reason;
+          ips = attached.value;
+        } finally {
+          await held.release();
+        }
+      } else {
+        await infraStart;
+        if (onPodNetwork) {
+          const info = await this.inspect(infraId);
+          const hostPid = await hostPidOf(infraId, info.State.Pid);
+          this.cgroupParent ??= await containerCgroupParent(infraId, hostPid);
+          ips = await attach(`/proc/${hostPid}/ns/net`);
+        }
       }
-      // Without IPs the files written above are already what the pod gets.
-      if (ips.length) await this.writeEtcFiles(uuid, pod, ips);
       creations ??= create(ips);
       const created = await creations;
+      mark('appsCreated');
       const failed = created.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       const ids = created.map((r) => (r as PromiseFulfilledResult<string>).value);
@@ -186,6 +222,15 @@ export class DockerRuntime implements ContainerRuntime {
       if (inits.length) await this.advance(uuid);
       // Started in the spec's order, as the kubelet starts them.
       else for (const id of ids) await this.engine.call('POST', `/containers/${id}/start`);
+      mark('appsStarted');
+      log.debug({ pod: `${pod.metadata.namespace ?? 'default'}/${pod.metadata.name}`, uuid, timeline, earlyNetns: held !== undefined }, 'pod started');
+      // Off the pod's start path: the CNI cache names the infra's namespace by its process, not by the descriptor held above.
+      // Best effort: the pod runs either way (this runtime's DEL never takes the recorded path; the infra gone, there is none to name).
+      if (held && network) {
+        await this.inspect(infraId)
+          .then(async (info) => recordDockerPodNetns(dir, uuid, `/proc/${await hostPidOf(infraId, info.State.Pid)}/ns/net`))
+          .catch((err: Error) => log.warn({ uuid, err: err.message }, 'the CNI cache still names the namespace by a descriptor'));
+      }
     } catch (err) {
       await infraCreate?.catch(() => undefined);
       await creations?.catch(() => undefined);
@@ -440,11 +485,11 @@ export class DockerRuntime implements ContainerRuntime {
       labels: parse(infra?.Config.Labels[LABEL.podLabels]), annotations: parse(infra?.Config.Labels[LABEL.podAnnotations]),
       createdAt: timeOf(any.Created), startedAt: timeOf(infra?.State.StartedAt),
       ...(ips.length ? { podIPs: ips, networks: [{ name: 'pod', ifName: 'eth0', ips }] } : {}),
-      apps: apps.map((d) => this.appStatus(d, initializing)),
+      apps: apps.map((d) => this.appStatus(d, initializing, running)),
     };
   }
 
-  private appStatus(d: ContainerInspect, initializing = false): AppStatus {
+  private appStatus(d: ContainerInspect, initializing = false, podRunning = true): AppStatus {
     const s = d.State;
     const name = d.Config.Labels[LABEL.container]!;
     const base = { name, image: { id: d.Image, name: d.Config.Labels[LABEL.image] ?? d.Config.Image }, unit: d.Name.replace(/^\//, ''), restartCount: d.RestartCount };
@@ -455,7 +500,8 @@ export class DockerRuntime implements ContainerRuntime {
     if (s.Running && !s.Restarting) {
       return { ...base, state: 'running', mainPid: s.Pid, startedAt: timeOf(s.StartedAt), ...(previous ? { lastTermination: previous } : {}) };
     }
-    if (s.Restarting || (s.Status === 'exited' && lastRun && this.willRestart(d))) {
+    // A stopped pod (its infra ended: stopPod stops it last) restarts nothing, whatever a container's policy says.
+    if (s.Restarting || (s.Status === 'exited' && lastRun && podRunning && this.willRestart(d))) {
       // Between two runs: the engine waits (its back-off) before starting the next.
       return { ...base, state: 'waiting', reason: 'CrashLoopBackOff', ...(lastRun ? { lastTermination: lastRun } : {}) };
     }
@@ -483,7 +529,14 @@ export class DockerRuntime implements ContainerRuntime {
     // No init container's exit may start the next container of a pod being stopped.
     this.stopping.add(id);
     // The engine sends the image's stop signal (SIGTERM), then SIGKILL after t seconds; stopping also ends its restart policy.
-    await Promise.all(containers.filter((c) => c !== infra).map((c) => this.stopContainer(c.Id, grace)));
+    // As the kubelet: the app containers (and any init container still running) first, together; then the
+    // sidecars (restartable init containers) one by one in reverse spec order, so an app's last requests still
+    // find its proxy or log shipper. They share the pod's grace period: a sidecar gets what is left of it.
+    const deadline = Date.now() + grace * 1000;
+    const sidecars = containers.filter((c) => c.Labels[LABEL.sidecar] === 'true')
+      .sort((a, b) => Number(b.Labels[LABEL.index] ?? 0) - Number(a.Labels[LABEL.index] ?? 0));
+    await Promise.all(containers.filter((c) => c !== infra && !sidecars.includes(c)).map((c) => this.stopContainer(c.Id, grace)));
+    for (const sidecar of sidecars) await this.stopContainer(sidecar.Id, Math.max(0, (deadline - Date.now()) / 1000));
     if (infra) {
       await this.detach(id, infra.Id);
       await this.stopContainer(infra.Id, 2);

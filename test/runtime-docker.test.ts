@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultNetworkConfig } from '../cni/index.js';
+import { cachedAttachmentsIn, defaultNetworkConfig } from '../cni/index.js';
 import { buildBusyboxImage } from '../runtime-rkt/image/demo-image.js';
 import type { Pod } from '../runtime-api/index.js';
 import { demultiplex, EngineClient, type EngineError } from '../runtime-docker/engine-api.js';
@@ -310,6 +310,73 @@ T('init containers run one by one to completion before the apps; a failed one (N
   assert.equal(f.apps.find((a) => a.name === 'broken')?.exitCode, 2);
   assert.is((await statusOf(failed))?.apps.find((a) => a.name === 'app')?.state, 'waiting');
   await runtime().removePod(failed);
+});
+
+T('the pod network is attached while the engine still starts the infra; the CNI cache then names the infra\'s process', async () => {
+  // The start call's answer is checked for the pod's network record: written at the start of ADD, it exists before the
+  // start returns when ADD ran inside the start (early-netns.ts). Earlier tests' pods taught the runtime the cgroup layout.
+  const call = EngineClient.prototype.call;
+  const early: boolean[] = [];
+  const podDirs = path.join(openOpts!.dataDir, 'docker', 'pods');
+  EngineClient.prototype.call = async function (this: EngineClient, method: string, p: string, opts?: Parameters<typeof call>[2]) {
+    const out = await call.call(this, method, p, opts);
+    if (method === 'POST' && /^\/containers\/[0-9a-f]{64}\/start$/.test(p)) {
+      const info = await call.call(this, 'GET', p.replace(/start$/, 'json')) as { Config: { Labels: Record<string, string> } };
+      if (info.Config.Labels[LABEL.type] === 'podsandbox') {
+        early.push(await fs.stat(path.join(podDirs, info.Config.Labels[LABEL.podUuid]!, 'network.json')).then(() => true, () => false));
+      }
+    }
+    return out;
+  } as typeof call;
+  const uuids: string[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const uuid = await runPod(pod(`early${i}`, [{ name: 'app', image: IMAGE, command: ['sleep', '3600'] }]));
+      uuids.push(uuid);
+      await runtime().stopPod(uuid, 0).then(() => runtime().removePod(uuid));
+    }
+  } finally {
+    EngineClient.prototype.call = call;
+  }
+  assert.is(early.length, 3);
+  assert.ok(early.some(Boolean), `no pod's network was attached before its infra's start returned: ${JSON.stringify(early)}`);
+  const uuid = await runPod(pod('early-cache', [{ name: 'app', image: IMAGE, command: ['sh', '-c', 'grep -q eth0: /proc/net/dev && echo attached; sleep 3600'] }]));
+  // The app started on the network: its interface was there when its process ran.
+  assert.equal(await eventually('the app saw its interface', async () => {
+    const l = await collect(runtime().logs({ podUuid: uuid, container: 'app' }));
+    return l.length ? l : undefined;
+  }), ['app: attached']);
+  const entry = (await cachedAttachmentsIn(openOpts!.network!.cacheDir)).find((e) => e.containerId === uuid);
+  assert.match(entry?.netnsPath ?? '', /^\/proc\/\d+\/ns\/net$/);
+  await runtime().removePod(uuid);
+});
+
+T('stopPod stops the apps first, then the sidecars one by one in reverse order (the kubelet\'s order)', async () => {
+  // Each container notes its SIGTERM in a shared file. Stopped all at once, the quick side-a would write first
+  // and the slow app last; in the kubelet's order the app writes first, then side-b, then side-a.
+  const dir = path.join(workDir, 'stop-order');
+  const note = (name: string, delay: string) => ['sh', '-c', `trap "sleep ${delay}; echo ${name} >> /order/log; exit 0" TERM; while :; do sleep 3600 & wait $!; done`];
+  const volumeMounts = [{ name: 'order', mountPath: '/order' }];
+  const uuid = await runPod(pod('stoporder', [{ name: 'app', image: IMAGE, command: note('app', '1'), volumeMounts }], {
+    volumes: [{ name: 'order', hostPath: { path: dir, type: 'DirectoryOrCreate' } }],
+    initContainers: [
+      { name: 'side-a', image: IMAGE, command: note('side-a', '0'), volumeMounts, restartPolicy: 'Always' },
+      { name: 'side-b', image: IMAGE, command: note('side-b', '0.5'), volumeMounts, restartPolicy: 'Always' },
+    ],
+  }));
+  await eventually('all three running', async () => {
+    const s = await statusOf(uuid);
+    return s?.apps.length === 3 && s.apps.every((a) => a.state === 'running');
+  });
+  await runtime().stopPod(uuid, 10);
+  // A stopped pod's sidecars are exited, not waiting for a restart (CrashLoopBackOff) as their policy alone would say.
+  const st = await eventually('the pod stopped', async () => {
+    const s = await statusOf(uuid);
+    return s?.state === 'exited' ? s : undefined;
+  });
+  assert.equal(st.apps.map((a) => [a.name, a.state, a.exitCode]), [['side-a', 'exited', 0], ['side-b', 'exited', 0], ['app', 'exited', 0]]);
+  assert.equal((await fs.readFile(path.join(dir, 'log'), 'utf8')).trim().split('\n'), ['app', 'side-b', 'side-a']);
+  await runtime().removePod(uuid);
 });
 
 T('killContainer: the restart policy brings it back; bad input is refused', async () => {
