@@ -3,8 +3,13 @@
 tty: true), so that `kubectl attach` can reach it later: the app unit's main
 process, with the app (crun run) as its child.
 
-    python3 console-holder.py --socket PATH [--tty --console-socket CPATH]
+    python3 console-holder.py --socket PATH [--tty (--console-socket CPATH | --make-terminal)]
                               [--stdin] [--stdin-once] -- ARGV...
+
+With --console-socket the runtime (crun run, the namespaces stage1) makes the
+app's terminal and sends its master there; with --make-terminal (the fly
+stage1, whose apps see the node's /dev) the terminal is made here and ARGV
+runs as the leader of a new session with its slave as controlling terminal.
 
 What the app prints goes to this process's stdout/stderr (the journal, so
 `kubectl logs` works as for any app) and to every attached client. Clients
@@ -90,8 +95,9 @@ def main():
     tty = "--tty" in flags
     stdin_once = "--stdin-once" in flags
     want_stdin = "--stdin" in flags
-    if not argv or not opts["--socket"] or (tty and not opts["--console-socket"]):
-        log("usage: console-holder.py --socket PATH [--tty --console-socket CPATH] [--stdin] [--stdin-once] -- ARGV...")
+    make_terminal = "--make-terminal" in flags
+    if not argv or not opts["--socket"] or (tty and not (opts["--console-socket"] or make_terminal)):
+        log("usage: console-holder.py --socket PATH [--tty (--console-socket CPATH | --make-terminal)] [--stdin] [--stdin-once] -- ARGV...")
         sys.exit(125)
 
     for path in (opts["--socket"], opts["--console-socket"]):
@@ -107,7 +113,18 @@ def main():
     listener.setblocking(False)
 
     stdin_w = out_r = err_r = master = None
-    if tty:
+    if tty and make_terminal:
+        master, slave = os.openpty()
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+            os.closerange(3, 256)
+            os.execvp(argv[0], argv)
+        os.close(slave)
+    elif tty:
         console = console_listener(opts["--console-socket"])
         pid = os.fork()
         if pid == 0:
