@@ -19,7 +19,9 @@ it 1 stdout, 2 stderr, 3 the exit status (decimal) just before the holder
 exits with it. The first client to attach gets what the app printed before
 (up to BACKLOG_BYTES): `kubectl run -i -- echo hi` would otherwise miss the
 output of a command quicker than its attach. With --stdin-once the app's stdin is closed when the first
-client that attached goes away (Kubernetes' stdinOnce).
+client that attached goes away or closes its input (Kubernetes' stdinOnce);
+without it a client's end of input is not passed on (the next client may
+still type).
 """
 import errno
 import fcntl
@@ -251,7 +253,9 @@ def main():
                         parts = body.split()
                         if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
                             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", int(parts[1]), int(parts[0]), 0, 0))
-                    elif channel == 255:
+                    elif channel == 255 and stdin_once:
+                        # A client's end of input ends the app's only with stdinOnce (Kubernetes: without it the
+                        # container's stdin stays open for the next attach; a terminal would read it as ^D and exit).
                         close_stdin()
                 if r in clients:
                     clients[r] = buf
