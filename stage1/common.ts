@@ -22,7 +22,7 @@ export function execStart(argv: string[]): UnitProperty {
   return prop.exec('ExecStart', [{ path: argv[0]!, argv }]);
 }
 
-/** stdin and tty are held only by the namespaces stage1 (its console holder); the others refuse them rather than drop them. */
+/** stdin and tty are held by a console holder (namespaces, fly); a stage1 without one refuses them rather than drop them. */
 export function refuseConsole(stage1: string, pod: PreparedPod): void {
   for (const [i, app] of pod.manifest.apps.entries()) {
     if (!app.console) continue;
