@@ -462,6 +462,14 @@ int main(int argc, char **argv) {
   if (spec.enter_root) {
     root_fd = openat(proc_dir, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root_fd < 0) return die(126, "cannot open the container's root directory", proc_path, errno);
+    /*
+     * Compared with this process's root before any namespace is joined (systemd may move a chrooted app's root to its
+     * namespace's "/"): a target whose root is still the node's (fly's console holder, or its child before the chroot)
+     * is refused, since the command would otherwise run in the node's tree.
+     */
+    struct stat target_root, own_root;
+    if (fstat(root_fd, &target_root) != 0 || stat("/", &own_root) != 0) return die(126, "cannot read the container's root directory", proc_path, errno);
+    if (target_root.st_ino == own_root.st_ino && target_root.st_dev == own_root.st_dev) return die(126, "the container's process is not in its root directory (yet)", proc_path, 0);
   }
   /* The pid was still the container's while every namespace was opened. */
   if (check_start_time(proc_dir, argv[3]) != 0) return die(126, "the container's process is gone (its pid was reused)", proc_path, 0);
@@ -472,13 +480,6 @@ int main(int argc, char **argv) {
     close(ns_fds[i]);
   }
   if (root_fd >= 0) {
-    /*
-     * A target whose root is still the node's (fly's console holder before its child has chrooted, or a pid
-     * that is not an app's) is refused: the command would otherwise run in the node's tree.
-     */
-    struct stat target_root, own_root;
-    if (fstat(root_fd, &target_root) != 0 || stat("/", &own_root) != 0) return die(126, "cannot read the container's root directory", proc_path, errno);
-    if (target_root.st_ino == own_root.st_ino && target_root.st_dev == own_root.st_dev) return die(126, "the container's process is not in its root directory (yet)", proc_path, 0);
     if (fchdir(root_fd) != 0 || chroot(".") != 0) return die(126, "cannot enter the container's root directory", proc_path, errno);
     close(root_fd);
   }
