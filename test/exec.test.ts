@@ -51,6 +51,33 @@ function kubectlOnTerminal(c: TestCluster, args: string[], input: string) {
 }
 
 /**
+ * `kubectl run -i -t …` on a terminal (script(1)), typed into only once kubectl has attached (it says so): what is
+ * typed before may be dropped when kubectl puts the terminal into raw mode. Returns what the terminal showed once
+ * kubectl exits (after `exit 0`), or throws with it.
+ */
+async function runOnTerminal(c: TestCluster, args: string[], command: string, expect: RegExp): Promise<string> {
+  const quoted = ['kubectl', ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const client = spawn('script', ['-q', '-e', '-c', `stty cols 91 rows 37; ${quoted}`, '/dev/null'], { env: { ...process.env, KUBECONFIG: c.kubeconfig }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  client.stdout.on('data', (d) => { out += d; });
+  client.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise<number>((resolve) => client.on('close', (code) => resolve(code ?? 1)));
+  try {
+    await eventually('kubectl to attach', async () => (/try pressing enter/.test(out) ? true : undefined), 60_000);
+    client.stdin.write(`${command}\n`);
+    await eventually('the shell to answer', async () => (expect.test(out) ? true : undefined), 20_000);
+    client.stdin.write('exit 0\n');
+    const code = await Promise.race([exited, new Promise<number>((r) => setTimeout(() => r(-1), 20_000))]);
+    if (code !== 0) throw new Error(`kubectl exited ${code}`);
+    return out;
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the terminal showed: ${JSON.stringify(out)}`);
+  } finally {
+    client.kill('SIGKILL');
+  }
+}
+
+/**
  * An interactive `kubectl exec -it … -- sh` on a terminal driven like a person at it (python3's pty,
  * the terminal 91x37 at start): the shell's `tty` and `stty size`, then the terminal resized to
  * 120x50 (kubectl sees SIGWINCH and sends the new size) until `stty size` follows, then `exit 5`.
@@ -493,9 +520,7 @@ t('fly: kubectl run -i --rm and run -i -t --rm … -- sh print the command\'s ou
   // fly shares the node's pid namespace: its pid 1 is the node's init, not the app.
   assert.match(r.stdout, /hi-from-systemd/, r.stdout + r.stderr);
   await eventually('the pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'once-fly'])).code !== 0 ? true : undefined), 30_000);
-  const tty = await kubectlOnTerminal(c, ['run', 'shell-fly', '-i', '-t', '--rm', '--restart=Never', '--image=busybox', fly, '--', 'sh'], 'echo in-run-$((2+3)); tty\nexit 0\n');
-  assert.match(tty.stdout, /in-run-5/, tty.stdout + tty.stderr);
-  assert.match(tty.stdout, /\/dev\/pts\/\d+/, tty.stdout);
+  await runOnTerminal(c, ['run', 'shell-fly', '-i', '-t', '--rm', '--restart=Never', '--image=busybox', fly, '--', 'sh'], 'echo in-run-$((2+3)) on $(tty)', /in-run-5 on \/dev\/pts\/\d+/);
   await eventually('the shell pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'shell-fly'])).code !== 0 ? true : undefined), 30_000);
 });
 
@@ -506,8 +531,7 @@ t('kubectl run -i --rm --restart=Never prints the command\'s output and removes 
   assert.match(r.stdout, /hi-from-run/, r.stdout + r.stderr);
   await eventually('the pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'once'])).code !== 0 ? true : undefined), 30_000);
   // With a terminal: a shell the user types into, then gone.
-  const tty = await kubectlOnTerminal(c, ['run', 'shell', '-i', '-t', '--rm', '--restart=Never', '--image=busybox', '--', 'sh'], 'echo in-run-$((2+3))\nexit 0\n');
-  assert.match(tty.stdout, /in-run-5/, tty.stdout + tty.stderr);
+  await runOnTerminal(c, ['run', 'shell', '-i', '-t', '--rm', '--restart=Never', '--image=busybox', '--', 'sh'], 'echo in-run-$((2+3))', /in-run-5/);
   await eventually('the shell pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'shell'])).code !== 0 ? true : undefined), 30_000);
 });
 
