@@ -50,7 +50,7 @@ async function appPid(node: TestNode, uuid: string, app: string): Promise<{ pid:
 const CONFINEMENT = (pid: string) => `grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/${pid}/status; `
   + `echo root; ls -1 /proc/${pid}/root/; echo cwd; readlink /proc/${pid}/cwd | sed 's|.*/rootfs||'; `
   + `echo mounts; awk '$5 != "/run/systemd/incoming" {print $5}' /proc/${pid}/mountinfo; `
-  + `echo ro; awk '$5 ~ /^\\/(etc|data|ro)/ {split($6, o, ","); print $5, o[1]}' /proc/${pid}/mountinfo; `
+  + `echo ro; awk '$5 != "/run/systemd/incoming" && ($5 == "/" || $5 ~ /^\\/(etc|data|ro|proc|sys|dev|run)/) {split($6, o, ","); print $5, o[1]}' /proc/${pid}/mountinfo; `
   + `echo cgroup; sed 's/-\\(plain\\|held\\)\\.service/-APP.service/' /proc/${pid}/cgroup; echo ns; for n in cgroup ipc net pid uts; do echo "$n $(readlink /proc/${pid}/ns/$n)"; done`;
 
 async function assertSameConfinement(node: TestNode, uuid: string, expect: Record<string, string>): Promise<void> {
@@ -117,6 +117,20 @@ t('a hardened app (non-root, groups, drop ALL add one): the held app matches the
   const uuid = await runPair(node, '{runAsUser: 65534, runAsGroup: 100, allowPrivilegeEscalation: false, capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}', '{supplementalGroups: [65534]}');
   try {
     await assertSameConfinement(node, uuid, { Uid: '65534\\s+65534\\s+65534\\s+65534', Gid: '100\\s+100\\s+100\\s+100', Groups: '100 65534', CapEff: '0000000000000000', CapPrm: '0000000000000000', CapBnd: '0000000000000400', NoNewPrivs: '1', Seccomp: '2' });
+  } finally {
+    await node.ok(['pod', 'rm', '--force', uuid]);
+  }
+});
+
+t('readOnlyRootFilesystem: the held app\'s root is read-only as the plain one\'s, its volumes as they are', async () => {
+  const node = getNode();
+  const uuid = await runPair(node, '{readOnlyRootFilesystem: true}');
+  try {
+    await assertSameConfinement(node, uuid, { Uid: '0\\s+0\\s+0\\s+0', NoNewPrivs: '1', Seccomp: '2' });
+    const { pid } = await appPid(node, uuid, 'held');
+    const r = await node.sh(`nsenter -t ${pid} -m -r sh -c 'touch /x 2>&1; touch /data/x && echo data-writable'`);
+    assert.match(r.stdout, /Read-only file system/, r.stdout + r.stderr);
+    assert.match(r.stdout, /data-writable/, r.stdout + r.stderr);
   } finally {
     await node.ok(['pod', 'rm', '--force', uuid]);
   }
