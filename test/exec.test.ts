@@ -490,6 +490,10 @@ spec:
   await attach('pong', /got:pong/);
   assert.match((await c.k(['logs', 'talk-fly'])), /listening\ngot:pong/);
 
+  // kubectl exec into a held app enters the app (the holder's child), in its root: not the holder's, the node's.
+  const listing = await c.k(['exec', 'term-fly', '--', 'ls', '/']);
+  assert.match(listing, /^bin$/m, listing);
+  assert.not.match(listing, /^boot$/m, listing);
   const before = await unitProcesses(c, 'term-fly', 'c');
   assert.is(before.length, 2, `the holder and the app: ${before.join(' ')}`);
   // On a terminal (script(1)), killed mid-attach: the app goes on, and nothing of the attach is left in its unit.
