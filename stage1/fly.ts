@@ -143,7 +143,7 @@ export class FlyStage1 implements Stage1 {
     // no_new_privs anyway (stevedore-enter sets it), and never for an app that must not have it (the holder's would be inherited).
     if (!sec.privileged && sec.noNewPrivileges) properties.push(prop.bool('NoNewPrivileges', true));
     if (!sec.privileged && sec.readOnlyRootFilesystem) properties.push(prop.strs('ReadOnlyPaths', [rootfs]));
-    return { properties, stopPost: [], started: { path: '/bin/sh', argv: ['/bin/sh', '-c', CONSOLE_APP_EXECED_SCRIPT, 'stevedore-started'] } };
+    return { properties, stopPost: [], started: { path: '/bin/sh', argv: ['/bin/sh', '-c', CONSOLE_APP_EXECED_SCRIPT, 'stevedore-started', rootfs] } };
   }
 
   /** The enter spec every exec into the app uses (root=target); none when its restrictions cannot all be written down: exec is refused. */
@@ -177,7 +177,7 @@ export class FlyStage1 implements Stage1 {
         { hint: 'restart the container (delete the pod) so the spec is written at its launch; see stage1/README.md, fly exec' });
     }
     // With a console the unit's main process is the holder (on the node's root): the app is its child.
-    const target = app.console ? consoleAppPid(mainPid) : mainPid;
+    const target = app.console ? consoleAppPid(mainPid, podPaths(pod.dir).rootfs(app.name)) : mainPid;
     const startTime = target ? processStartTime(target) : undefined;
     if (!target || !startTime) throw new UserError(`container "${app.name}" is not running (its process is gone or not started yet)`, { hint: 'retry once it runs again' });
     return { argv: [helper, specFile, String(target), startTime, ...command], cgroupProcs: cgroupProcsFiles(mainPid) };
@@ -198,10 +198,11 @@ export const CONSOLE_START_SPEC_FILE = 'console-start.spec';
 const MS_REC = 16384n;
 
 /**
- * The app process of a console holder (the holder's one child), once it has exec'd the app: not the
- * holder's fork (python) nor the helper still at work. undefined when there is none (yet).
+ * The app process of a console holder (the holder's one child), once it has exec'd the app: its
+ * executable is a file of the app's rootfs (before, it is the node's python, then the node's
+ * stevedore-enter). undefined when there is none (yet).
  */
-export function consoleAppPid(holderPid: number): number | undefined {
+export function consoleAppPid(holderPid: number, rootfs: string): number | undefined {
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     let stat: string;
@@ -214,21 +215,20 @@ export function consoleAppPid(holderPid: number): number | undefined {
     let exe = '';
     try {
       exe = readlinkSync(`/proc/${name}/exe`);
-    } catch { /* gone, or a kernel thread */ }
-    return exe && !/\/python[0-9.]*$|\/stevedore-enter$/.test(exe) ? Number(name) : undefined;
+    } catch { /* gone */ }
+    if (exe.startsWith(`${rootfs}/`)) return Number(name);
   }
   return undefined;
 }
 
-/** APP_EXECED_SCRIPT for a console holder's unit: once the holder's child has exec'd the app (or the holder is gone). */
+/** APP_EXECED_SCRIPT for a console holder's unit: once the holder's child runs a file of the rootfs ($1), or the holder is gone. */
 const CONSOLE_APP_EXECED_SCRIPT = `
 i=0
 while [ "$i" -lt 1000 ]; do
   kill -0 "$MAINPID" 2>/dev/null || exit 0
   for child in $(pgrep -P "$MAINPID"); do
     case "$(readlink "/proc/$child/exe" 2>/dev/null)" in
-      ''|*/python*|*/stevedore-enter) ;;
-      *) exit 0 ;;
+      "$1"/*) exit 0 ;;
     esac
   done
   i=$((i + 1))
