@@ -91,6 +91,7 @@ struct enter_spec {
   uint64_t bounding, effective, permitted, inheritable, ambient;
   int nnp;
   int enter_root; /* root=target: chroot to the target process's root after joining its mount namespace */
+  const char *root_dir; /* root=/PATH (--start only): chroot to this node directory, no target */
   const char *seccomp; /* base64, or NULL: no filter */
   const char *cwd;
   char **env;
@@ -154,9 +155,10 @@ static int parse_spec(char *buf, size_t len, struct enter_spec *spec) {
       if (strcmp(value, "0") && strcmp(value, "1")) return die(126, "bad nnp in the enter spec:", value, 0);
       spec->nnp = value[0] == '1';
     } else if (!strcmp(key, "root")) {
-      /* The only value: the target's own root (fly's apps are chrooted inside their mount namespace). */
-      if (strcmp(value, "target")) return die(126, "bad root in the enter spec:", value, 0);
-      spec->enter_root = 1;
+      /* The target's own root (fly's apps are chrooted inside their mount namespace), or, to start an app (--start), its rootfs. */
+      if (!strcmp(value, "target")) spec->enter_root = 1;
+      else if (value[0] == '/' && value[1]) spec->root_dir = value;
+      else return die(126, "bad root in the enter spec:", value, 0);
     } else if (!strcmp(key, "seccomp")) {
       spec->seccomp = *value ? value : NULL;
     } else if (!strcmp(key, "cwd")) {
@@ -356,10 +358,45 @@ static int become_app_and_exec(struct enter_spec *spec, char **command) {
   return err == ENOENT ? 127 : 126;
 }
 
+/*
+ * --start: the app's first process, for a fly app held by the console holder (stdin/tty): the caller
+ * is the unit's main process, root on the node in the mount namespace systemd made for the unit; the
+ * command is chrooted to the spec's root=/PATH (the app's rootfs) and takes on the same restrictions
+ * as any exec, then runs as this very process (no fork, no namespace joined).
+ */
+static int start_app(struct enter_spec *spec, char **command) {
+  if (!spec->root_dir) return die(126, "--start needs a root=/PATH record in the enter spec", NULL, 0);
+  if (spec->enter_root) return die(126, "--start takes no root=target record", NULL, 0);
+  if (chdir(spec->root_dir) != 0 || chroot(".") != 0) return die(126, "cannot enter the app's root directory", spec->root_dir, errno);
+  return become_app_and_exec(spec, command);
+}
+
+static int read_spec(const char *file, struct enter_spec *spec) {
+  int spec_fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (spec_fd < 0) return die(126, "cannot open the enter spec", file, errno);
+  struct stat spec_st;
+  /* It holds the app's environment (Secret values): only a root-owned file no one else can write is trusted. */
+  if (fstat(spec_fd, &spec_st) != 0 || !S_ISREG(spec_st.st_mode) || spec_st.st_uid != 0 || (spec_st.st_mode & 022) || spec_st.st_size > MAX_SPEC) {
+    return die(126, "the enter spec is not a root-owned regular file of sane size", file, 0);
+  }
+  char *buf = malloc((size_t)spec_st.st_size + 1);
+  if (!buf) return die(126, "out of memory", NULL, ENOMEM);
+  ssize_t len = read_all(spec_fd, buf, (size_t)spec_st.st_size);
+  close(spec_fd);
+  if (len != spec_st.st_size) return die(126, "cannot read the enter spec", file, errno);
+  return parse_spec(buf, (size_t)len, spec);
+}
+
 int main(int argc, char **argv) {
-  if (argc < 5) return die(126, "usage: stevedore-enter ENTER_SPEC PID STARTTIME COMMAND [ARG...]", NULL, 0);
   /* Like crun: the container's processes must not ptrace or read this still-privileged process. */
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  if (argc >= 4 && !strcmp(argv[1], "--start")) {
+    struct enter_spec start_spec;
+    int bad = read_spec(argv[2], &start_spec);
+    if (bad) return bad;
+    return start_app(&start_spec, argv + 3);
+  }
+  if (argc < 5) return die(126, "usage: stevedore-enter ENTER_SPEC PID STARTTIME COMMAND [ARG...] | --start ENTER_SPEC COMMAND [ARG...]", NULL, 0);
 
   int spec_fd = open(argv[1], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (spec_fd < 0) return die(126, "cannot open the enter spec", argv[1], errno);
@@ -376,6 +413,8 @@ int main(int argc, char **argv) {
   struct enter_spec spec;
   int bad = parse_spec(buf, (size_t)len, &spec);
   if (bad) return bad;
+  /* A node directory as root is for --start only: an exec enters the target's own root or none. */
+  if (spec.root_dir) return die(126, "bad root in the enter spec:", spec.root_dir, 0);
 
   unsigned int pid;
   if (parse_id(argv[2], &pid) || pid == 0) return die(126, "bad container pid", argv[2], 0);
@@ -423,6 +462,14 @@ int main(int argc, char **argv) {
   if (spec.enter_root) {
     root_fd = openat(proc_dir, "root", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (root_fd < 0) return die(126, "cannot open the container's root directory", proc_path, errno);
+    /*
+     * Compared with this process's root before any namespace is joined (systemd may move a chrooted app's root to its
+     * namespace's "/"): a target whose root is still the node's (fly's console holder, or its child before the chroot)
+     * is refused, since the command would otherwise run in the node's tree.
+     */
+    struct stat target_root, own_root;
+    if (fstat(root_fd, &target_root) != 0 || stat("/", &own_root) != 0) return die(126, "cannot read the container's root directory", proc_path, errno);
+    if (target_root.st_ino == own_root.st_ino && target_root.st_dev == own_root.st_dev) return die(126, "the container's process is not in its root directory (yet)", proc_path, 0);
   }
   /* The pid was still the container's while every namespace was opened. */
   if (check_start_time(proc_dir, argv[3]) != 0) return die(126, "the container's process is gone (its pid was reused)", proc_path, 0);

@@ -1,4 +1,3 @@
-import { ContainerConfigError } from '../common/errors.js';
 import { prop, type UnitProperty } from '../common/systemd.js';
 import { podPaths, type AppManifest, type PreparedPod } from './contract.js';
 
@@ -22,12 +21,3 @@ export function execStart(argv: string[]): UnitProperty {
   return prop.exec('ExecStart', [{ path: argv[0]!, argv }]);
 }
 
-/** stdin and tty are held only by the namespaces stage1 (its console holder); the others refuse them rather than drop them. */
-export function refuseConsole(stage1: string, pod: PreparedPod): void {
-  for (const [i, app] of pod.manifest.apps.entries()) {
-    if (!app.console) continue;
-    const field = app.console.tty ? 'tty' : 'stdin';
-    throw new ContainerConfigError(`container "${app.name}" (spec.containers[${i}]): ${field}: true is not available on the ${stage1} stage1 (no console holder)`,
-      `run the pod with the namespaces stage1, or drop ${field} (kubectl run without -i/-t)`);
-  }
-}

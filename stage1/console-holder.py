@@ -3,8 +3,13 @@
 tty: true), so that `kubectl attach` can reach it later: the app unit's main
 process, with the app (crun run) as its child.
 
-    python3 console-holder.py --socket PATH [--tty --console-socket CPATH]
+    python3 console-holder.py --socket PATH [--tty (--console-socket CPATH | --make-terminal)]
                               [--stdin] [--stdin-once] -- ARGV...
+
+With --console-socket the runtime (crun run, the namespaces stage1) makes the
+app's terminal and sends its master there; with --make-terminal (the fly
+stage1, whose apps see the node's /dev) the terminal is made here and ARGV
+runs as the leader of a new session with its slave as controlling terminal.
 
 What the app prints goes to this process's stdout/stderr (the journal, so
 `kubectl logs` works as for any app) and to every attached client. Clients
@@ -14,7 +19,9 @@ it 1 stdout, 2 stderr, 3 the exit status (decimal) just before the holder
 exits with it. The first client to attach gets what the app printed before
 (up to BACKLOG_BYTES): `kubectl run -i -- echo hi` would otherwise miss the
 output of a command quicker than its attach. With --stdin-once the app's stdin is closed when the first
-client that attached goes away (Kubernetes' stdinOnce).
+client that attached goes away or closes its input (Kubernetes' stdinOnce);
+without it a client's end of input is not passed on (the next client may
+still type).
 """
 import errno
 import fcntl
@@ -90,8 +97,9 @@ def main():
     tty = "--tty" in flags
     stdin_once = "--stdin-once" in flags
     want_stdin = "--stdin" in flags
-    if not argv or not opts["--socket"] or (tty and not opts["--console-socket"]):
-        log("usage: console-holder.py --socket PATH [--tty --console-socket CPATH] [--stdin] [--stdin-once] -- ARGV...")
+    make_terminal = "--make-terminal" in flags
+    if not argv or not opts["--socket"] or (tty and not (opts["--console-socket"] or make_terminal)):
+        log("usage: console-holder.py --socket PATH [--tty (--console-socket CPATH | --make-terminal)] [--stdin] [--stdin-once] -- ARGV...")
         sys.exit(125)
 
     for path in (opts["--socket"], opts["--console-socket"]):
@@ -107,7 +115,18 @@ def main():
     listener.setblocking(False)
 
     stdin_w = out_r = err_r = master = None
-    if tty:
+    if tty and make_terminal:
+        master, slave = os.openpty()
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+            os.closerange(3, 256)
+            os.execvp(argv[0], argv)
+        os.close(slave)
+    elif tty:
         console = console_listener(opts["--console-socket"])
         pid = os.fork()
         if pid == 0:
@@ -234,7 +253,9 @@ def main():
                         parts = body.split()
                         if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
                             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", int(parts[1]), int(parts[0]), 0, 0))
-                    elif channel == 255:
+                    elif channel == 255 and stdin_once:
+                        # A client's end of input ends the app's only with stdinOnce (Kubernetes: without it the
+                        # container's stdin stays open for the next attach; a terminal would read it as ^D and exit).
                         close_stdin()
                 if r in clients:
                     clients[r] = buf

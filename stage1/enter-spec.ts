@@ -85,6 +85,8 @@ export interface EnterSpecFields {
   seccomp: string;
   /** Enter the target process's root (chroot to /proc/PID/root) after joining its mount namespace. */
   rootOfTarget: boolean;
+  /** Instead (`stevedore-enter --start`, fly's console holder): chroot to this node directory, the app's rootfs. */
+  rootDir?: string;
   cwd: string;
   env: Array<[string, string]>;
 }
@@ -92,6 +94,7 @@ export interface EnterSpecFields {
 /** The enter spec's bytes from fields, or undefined when a value cannot be carried (a NUL, an '=' in a name, a relative cwd). */
 export function enterSpecFromFields(f: EnterSpecFields): string | undefined {
   if (!f.cwd.startsWith('/') || f.cwd.includes('\0')) return undefined;
+  if (f.rootDir !== undefined && (f.rootOfTarget || !f.rootDir.startsWith('/') || f.rootDir === '/' || f.rootDir.includes('\0'))) return undefined;
   for (const [k, v] of f.env) if (!k || k.includes('=') || k.includes('\0') || v.includes('\0')) return undefined;
   const records = [
     `uid=${f.uid}`, `gid=${f.gid}`, ...f.groups.map((g) => `group=${g}`),
@@ -99,7 +102,7 @@ export function enterSpecFromFields(f: EnterSpecFields): string | undefined {
     `cap.inheritable=${f.caps.inheritable.toString(16)}`, `cap.ambient=${f.caps.ambient.toString(16)}`,
     `nnp=${f.noNewPrivileges ? 1 : 0}`,
     `seccomp=${f.seccomp}`,
-    ...(f.rootOfTarget ? ['root=target'] : []),
+    ...(f.rootOfTarget ? ['root=target'] : f.rootDir ? [`root=${f.rootDir}`] : []),
     `cwd=${f.cwd}`,
     ...f.env.map(([k, v]) => `env=${k}=${v}`),
   ];

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Variant } from 'dbus-next';
@@ -11,7 +11,7 @@ import { processStartTime } from '../common/proc.js';
 import { prop, type UnitProperty } from '../common/systemd.js';
 import { ALL_CAPS, appSecurity, capMask } from './app-security.js';
 import { ENTER_SPEC_FILE, enterSpecFromFields } from './enter-spec.js';
-import { execStart, podEtcBinds, refuseConsole } from './common.js';
+import { execStart, podEtcBinds } from './common.js';
 import { unitDeviceProperties } from './devices.js';
 import { cgroupProcsFiles, withCgroupJoin } from './namespaces.js';
 import { allowedSyscalls, runtimeDefaultSeccomp } from './seccomp.js';
@@ -34,8 +34,13 @@ export class FlyStage1 implements Stage1 {
    * Refused here, naming the id, rather than failing at every start.
    */
   async prepare(pod: PreparedPod): Promise<void> {
-    refuseConsole('fly', pod);
     for (const [i, app] of pod.manifest.apps.entries()) {
+      const sec = appSecurity(app);
+      if (app.console && !sec.privileged && sec.seccomp.type === 'Localhost') {
+        // The console holder starts the app through stevedore-enter, which loads only a precompiled program.
+        throw new ContainerConfigError(`container "${app.name}" (spec.containers[${i}]): ${app.console.tty ? 'tty' : 'stdin'}: true with a Localhost seccomp profile is not available on the fly stage1 (its app is started by the console holder, which loads only the RuntimeDefault program)`,
+          'use seccompProfile RuntimeDefault or Unconfined, drop stdin/tty, or run the pod with the namespaces stage1');
+      }
       const checks: Array<['passwd' | 'group', number, string]> = [];
       if (app.user.uid !== 0) checks.push(['passwd', app.user.uid, 'runAsUser']);
       if (app.user.gid !== 0) checks.push(['group', app.user.gid, 'runAsGroup']);
@@ -51,6 +56,7 @@ export class FlyStage1 implements Stage1 {
   }
 
   async appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
+    if (app.console) return this.consoleAppUnit(pod, app);
     const filterExec = await precompiledFilterExec(app);
     const properties = [
       execStart(filterExec?.argv ?? app.argv),
@@ -76,11 +82,76 @@ export class FlyStage1 implements Stage1 {
     properties.push(...flySecurityProperties(pod.manifest, app, podPaths(pod.dir).rootfs(app.name), { filterLoadedByHelper: filterExec !== undefined }));
     // What every exec into the app (kubectl exec, probes, hooks) enters with (stevedore-enter): the same restrictions, from the
     // same settings. Root-only (it holds the env), rewritten at every launch; none when they cannot all be given: exec is refused.
+    await this.writeExecSpec(pod, app);
+    return { properties, stopPost: [], started: { path: '/bin/sh', argv: ['/bin/sh', '-c', APP_EXECED_SCRIPT, 'stevedore-started'] } };
+  }
+
+  /**
+   * An app with stdin or a terminal (`stdin: true`, `tty: true`): the unit's main process is the console
+   * holder (stage1/console-holder.py, as on the namespaces stage1: same attach socket and frames), root
+   * and not chrooted, so it can hold the terminal or the stdin pipe, listen on the pod directory's
+   * attach socket and write the app's output to the journal. The app is its child, started through
+   * `stevedore-enter --start` with an enter spec written from the very values a plain fly app's unit
+   * hands systemd (flyEnterSpec: ids and groups as systemd resolves them, every capability set,
+   * no_new_privs, the RuntimeDefault program, cwd, env) and `root=<rootfs>`: the helper chroots there
+   * and takes on those restrictions before it execs the app, as it does for every fly exec.
+   *
+   * The unit keeps the mount namespace a plain fly app gets, with the node paths systemd would have
+   * used below RootDirectory=: the pod's /etc files and the volumes bound into the rootfs, the node's
+   * /proc, /sys and /dev there (MountAPIVFS=), a fresh tmpfs at its /run, ReadOnlyPaths= on the rootfs
+   * for readOnlyRootFilesystem. Its cgroup, device rules and limits are the unit's, as for any app.
+   */
+  private async consoleAppUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan> {
+    const paths = podPaths(pod.dir);
+    const rootfs = paths.rootfs(app.name);
+    const helper = nativeHelperPath('stevedore-enter');
+    if (!helper) throw new UserError(`cannot start container "${app.name}": stdin/tty on the fly stage1 needs the stevedore-enter helper, which is not built`, { hint: 'build the native helpers (npx node-gyp rebuild --directory native) and retry' });
+    const startSpec = await flyEnterSpec(app, { rootDir: rootfs });
+    if (startSpec === undefined) {
+      throw new UserError(`cannot start container "${app.name}": its restrictions cannot all be written down for the console holder (the RuntimeDefault seccomp program could not be compiled, or an id is unknown to the node)`,
+        { hint: 'see the node\'s log; run the pod with the namespaces stage1, or without stdin/tty' });
+    }
+    const startSpecFile = path.join(paths.app(app.name), CONSOLE_START_SPEC_FILE);
+    await replaceFile(startSpecFile, startSpec, 0o600);
+    await this.writeExecSpec(pod, app);
+    const inRoot = (destination: string) => path.join(rootfs, destination);
+    const under = (binds: Array<{ source: string; destination: string }>) => binds.map((b) => ({ source: b.source, destination: inRoot(b.destination) }));
+    const sec = appSecurity(app);
+    const filterExec = await precompiledFilterExec(app);
+    // systemd's RootDirectory= set-up leaves an empty /var in a plain app's root when the image has none: the same here.
+    await fs.mkdir(inRoot('/var'), { mode: 0o755 }).catch(() => undefined);
+    const argv = [
+      PYTHON, CONSOLE_HOLDER, '--socket', paths.attachSocket(app.name),
+      ...(app.console!.tty ? ['--tty', '--make-terminal'] : []),
+      ...(app.console!.stdin ? ['--stdin'] : []), ...(app.console!.stdinOnce ? ['--stdin-once'] : []),
+      '--', helper, '--start', startSpecFile, ...app.argv,
+    ];
+    const properties: UnitProperty[] = [
+      execStart(argv),
+      // MountAPIVFS= without RootDirectory=: the node's API file systems at the same places in the rootfs.
+      ['BindPaths', new Variant('a(ssbt)', [
+        ['/proc', inRoot('/proc'), false, 0n], ['/dev', inRoot('/dev'), false, MS_REC], ['/sys', inRoot('/sys'), false, MS_REC],
+        ...under(volumeBinds(pod, app, false)).map((b) => [b.source, b.destination, false, 0n]),
+      ])],
+      // The seccomp helper's directory too, though the app's start does not use it: its /run looks as a plain app's.
+      prop.binds('BindReadOnlyPaths', under([...podEtcBinds(pod), ...volumeBinds(pod, app, true), ...(filterExec ? [filterExec.bind] : [])])),
+      // What MountAPIVFS= mounts at /run: an empty tmpfs.
+      ['TemporaryFileSystem', new Variant('a(ss)', [[inRoot('/run'), 'mode=755,nosuid,dev,relatime']])],
+      ...unitDeviceProperties(pod.manifest, sec.privileged),
+    ];
+    // With no_new_privs systemd mounts everything in the unit's namespace nosuid: so for the holder's unit, whose app gets
+    // no_new_privs anyway (stevedore-enter sets it), and never for an app that must not have it (the holder's would be inherited).
+    if (!sec.privileged && sec.noNewPrivileges) properties.push(prop.bool('NoNewPrivileges', true));
+    if (!sec.privileged && sec.readOnlyRootFilesystem) properties.push(prop.strs('ReadOnlyPaths', [rootfs]));
+    return { properties, stopPost: [], started: { path: '/bin/sh', argv: ['/bin/sh', '-c', CONSOLE_APP_EXECED_SCRIPT, 'stevedore-started', rootfs] } };
+  }
+
+  /** The enter spec every exec into the app uses (root=target); none when its restrictions cannot all be written down: exec is refused. */
+  private async writeExecSpec(pod: PreparedPod, app: AppManifest): Promise<void> {
     const enterSpec = await flyEnterSpec(app);
     const enterSpecFile = path.join(podPaths(pod.dir).app(app.name), ENTER_SPEC_FILE);
     if (enterSpec !== undefined) await replaceFile(enterSpecFile, enterSpec, 0o600);
     else await fs.rm(enterSpecFile, { force: true });
-    return { properties, stopPost: [], started: { path: '/bin/sh', argv: ['/bin/sh', '-c', APP_EXECED_SCRIPT, 'stevedore-started'] } };
   }
 
   /**
@@ -105,9 +176,11 @@ export class FlyStage1 implements Stage1 {
       throw new UserError(`cannot run a command in container "${app.name}": it has no enter spec (its restrictions could not all be written down for the helper at launch: a Localhost seccomp profile, the RuntimeDefault program not compiled, or a launch by an older release)`,
         { hint: 'restart the container (delete the pod) so the spec is written at its launch; see stage1/README.md, fly exec' });
     }
-    const startTime = processStartTime(mainPid);
-    if (!startTime) throw new UserError(`container "${app.name}" is not running (its process ${mainPid} is gone)`, { hint: 'retry once it runs again' });
-    return { argv: [helper, specFile, String(mainPid), startTime, ...command], cgroupProcs: cgroupProcsFiles(mainPid) };
+    // With a console the unit's main process is the holder (on the node's root): the app is its child.
+    const target = app.console ? consoleAppPid(mainPid, podPaths(pod.dir).rootfs(app.name)) : mainPid;
+    const startTime = target ? processStartTime(target) : undefined;
+    if (!target || !startTime) throw new UserError(`container "${app.name}" is not running (its process is gone or not started yet)`, { hint: 'retry once it runs again' });
+    return { argv: [helper, specFile, String(target), startTime, ...command], cgroupProcs: cgroupProcsFiles(mainPid) };
   }
 
   async cleanup(): Promise<void> {}
@@ -116,6 +189,52 @@ export class FlyStage1 implements Stage1 {
 function volumeBinds(pod: PreparedPod, app: AppManifest, readOnly: boolean): Array<{ source: string; destination: string }> {
   return (app.mounts ?? []).filter((m) => m.readOnly === readOnly).map((m) => ({ source: appMountSource(pod.dir, m), destination: m.destination }));
 }
+
+// dist/stage1/fly.js -> <repo>/stage1/console-holder.py
+const CONSOLE_HOLDER = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../stage1/console-holder.py');
+const PYTHON = '/usr/bin/python3';
+/** Beside enter.spec: the console holder's enter spec for the app's start (root=<rootfs>). */
+export const CONSOLE_START_SPEC_FILE = 'console-start.spec';
+const MS_REC = 16384n;
+
+/**
+ * The app process of a console holder (the holder's one child), once it has exec'd the app: its
+ * executable is a file of the app's rootfs (before, it is the node's python, then the node's
+ * stevedore-enter). undefined when there is none (yet).
+ */
+export function consoleAppPid(holderPid: number, rootfs: string): number | undefined {
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== holderPid) continue;
+    let exe = '';
+    try {
+      exe = readlinkSync(`/proc/${name}/exe`);
+    } catch { /* gone */ }
+    if (exe.startsWith(`${rootfs}/`)) return Number(name);
+  }
+  return undefined;
+}
+
+/** APP_EXECED_SCRIPT for a console holder's unit: once the holder's child runs a file of the rootfs ($1), or the holder is gone. */
+const CONSOLE_APP_EXECED_SCRIPT = `
+i=0
+while [ "$i" -lt 1000 ]; do
+  kill -0 "$MAINPID" 2>/dev/null || exit 0
+  for child in $(pgrep -P "$MAINPID"); do
+    case "$(readlink "/proc/$child/exe" 2>/dev/null)" in
+      "$1"/*) exit 0 ;;
+    esac
+  done
+  i=$((i + 1))
+  sleep 0.01
+done
+`;
 
 /**
  * Returns once the unit's main process has exec'd the app: its exe is no longer systemd's (forked,
@@ -140,7 +259,7 @@ done
  * WorkingDirectory=, the env file), as systemd applies them: undefined when they cannot all be
  * written down (then exec is refused).
  */
-export async function flyEnterSpec(app: AppManifest): Promise<string | undefined> {
+export async function flyEnterSpec(app: AppManifest, opts: { rootDir?: string } = {}): Promise<string | undefined> {
   const sec = appSecurity(app);
   let seccomp = '';
   if (!sec.privileged && sec.seccomp.type === 'RuntimeDefault') {
@@ -162,7 +281,7 @@ export async function flyEnterSpec(app: AppManifest): Promise<string | undefined
     uid: app.user.uid, gid: ids.gid, groups: ids.groups,
     caps: { bounding, effective: held, permitted: held, inheritable: 0n, ambient: 0n },
     noNewPrivileges: !sec.privileged && sec.noNewPrivileges,
-    seccomp, rootOfTarget: true, cwd: app.workingDir, env: app.env,
+    seccomp, ...(opts.rootDir ? { rootDir: opts.rootDir, rootOfTarget: false } : { rootOfTarget: true }), cwd: app.workingDir, env: app.env,
   });
 }
 

@@ -53,6 +53,33 @@ function kubectlOnTerminal(c: TestCluster, args: string[], input: string) {
 }
 
 /**
+ * `kubectl run -i -t …` on a terminal (script(1)), typed into only once kubectl has attached (it says so): what is
+ * typed before may be dropped when kubectl puts the terminal into raw mode. Returns what the terminal showed once
+ * kubectl exits (after `exit 0`), or throws with it.
+ */
+async function runOnTerminal(c: TestCluster, args: string[], command: string, expect: RegExp): Promise<string> {
+  const quoted = ['kubectl', ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const client = spawn('script', ['-q', '-e', '-c', `stty cols 91 rows 37; ${quoted}`, '/dev/null'], { env: { ...process.env, KUBECONFIG: c.kubeconfig }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  client.stdout.on('data', (d) => { out += d; });
+  client.stderr.on('data', (d) => { out += d; });
+  const exited = new Promise<number>((resolve) => client.on('close', (code) => resolve(code ?? 1)));
+  try {
+    await eventually('kubectl to attach', async () => (/try pressing enter/.test(out) ? true : undefined), 60_000);
+    client.stdin.write(`${command}\n`);
+    await eventually('the shell to answer', async () => (expect.test(out) ? true : undefined), 20_000);
+    client.stdin.write('exit 0\n');
+    const code = await Promise.race([exited, new Promise<number>((r) => setTimeout(() => r(-1), 20_000))]);
+    if (code !== 0) throw new Error(`kubectl exited ${code}`);
+    return out;
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the terminal showed: ${JSON.stringify(out)}`);
+  } finally {
+    client.kill('SIGKILL');
+  }
+}
+
+/**
  * An interactive `kubectl exec -it … -- sh` on a terminal driven like a person at it (python3's pty,
  * the terminal 91x37 at start): the shell's `tty` and `stty size`, then the terminal resized to
  * 120x50 (kubectl sees SIGWINCH and sends the new size) until `stty size` follows, then `exit 5`.
@@ -477,6 +504,112 @@ spec:
   assert.match(noConsole.stderr, /without stdin or tty/);
 });
 
+/** The processes of a running fly pod's app unit (its cgroup, read on the node), by the pod's name. */
+async function unitProcesses(c: TestCluster, podName: string, app: string): Promise<string[]> {
+  const pods = JSON.parse((await c.stevedore(['pod', 'list', '-o', 'json'])).stdout) as Array<{ uuid: string; name?: string; state?: string }>;
+  const uuid = pods.find((p) => p.name?.endsWith(podName) && p.state === 'running')?.uuid;
+  assert.ok(uuid, `pod ${podName} on the node: ${JSON.stringify(pods)}`);
+  const unit = `stevedore-${uuid.replace(/-/g, '')}-${app}.service`;
+  const r = await c.node(['sh', '-c', `cg=$(systemctl show -p ControlGroup --value ${unit}); for d in /sys/fs/cgroup/unified /sys/fs/cgroup; do [ -f "$d$cg/cgroup.procs" ] && exec cat "$d$cg/cgroup.procs"; done; exit 1`]);
+  assert.is(r.code, 0, `the cgroup of ${unit}: ${r.stderr}`);
+  return r.stdout.trim().split('\n').sort();
+}
+
+t('fly: attach to a container\'s stdin (logs, a restart, attach again) and to its terminal; killing kubectl leaves no process behind', async () => {
+  const c = getCluster();
+  await c.k(['apply', '-f', '-'], `apiVersion: v1
+kind: Pod
+metadata: {name: talk-fly}
+spec:
+  runtimeClassName: fly
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    stdin: true
+    command: [sh, -c, 'echo listening; while read l; do [ "$l" = quit ] && exit 0; echo got:$l; done']
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: term-fly}
+spec:
+  runtimeClassName: fly
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox
+    stdin: true
+    tty: true
+    command: [sh]
+`);
+  for (const name of ['talk-fly', 'term-fly']) {
+    await eventually(`${name} running`, async () => ((await c.kubectl(['get', 'pod', name, '-o', 'jsonpath={.status.containerStatuses[0].ready}'])).stdout === 'true' ? true : undefined), 60_000);
+  }
+  const attach = async (line: string, expect: RegExp) => {
+    const client = spawn('kubectl', ['attach', '-i', 'talk-fly'], { env: { ...process.env, KUBECONFIG: c.kubeconfig }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    client.stdout.on('data', (d) => { out += d; });
+    client.stderr.on('data', (d) => { out += d; });
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      client.stdin.write(`${line}\n`);
+      await eventually('the container to answer', async () => (expect.test(out) ? true : undefined), 20_000).catch((err: Error) => { throw new Error(`${err.message}; kubectl said: ${out}`); });
+    } finally {
+      client.kill('SIGKILL');
+    }
+  };
+  await attach('ping', /got:ping/);
+  // Detaching leaves the container running, and its output also went to its log.
+  assert.match((await c.k(['logs', 'talk-fly'])), /listening\ngot:ping/);
+  assert.is((await c.kubectl(['get', 'pod', 'talk-fly', '-o', 'jsonpath={.status.containerStatuses[0].ready}'])).stdout, 'true');
+  // The app ends; the agent restarts it under a new holder, which the next attach reaches.
+  const quit = spawn('kubectl', ['attach', '-i', 'talk-fly'], { env: { ...process.env, KUBECONFIG: c.kubeconfig }, stdio: ['pipe', 'ignore', 'ignore'] });
+  await new Promise((r) => setTimeout(r, 1500));
+  quit.stdin.write('quit\n');
+  await eventually('talk-fly restarted and running', async () => ((await c.kubectl(['get', 'pod', 'talk-fly', '-o', 'jsonpath={.status.containerStatuses[0].restartCount}/{.status.containerStatuses[0].ready}'])).stdout === '1/true' ? true : undefined), 60_000);
+  quit.kill('SIGKILL');
+  await attach('pong', /got:pong/);
+  assert.match((await c.k(['logs', 'talk-fly'])), /listening\ngot:pong/);
+
+  // kubectl exec into a held app enters the app (the holder's child), in its root: not the holder's, the node's.
+  const listing = await c.k(['exec', 'term-fly', '--', 'ls', '/']);
+  assert.match(listing, /^bin$/m, listing);
+  assert.not.match(listing, /^boot$/m, listing);
+  const before = await unitProcesses(c, 'term-fly', 'c');
+  assert.is(before.length, 2, `the holder and the app: ${before.join(' ')}`);
+  // On a terminal (script(1)), killed mid-attach: the app goes on, and nothing of the attach is left in its unit.
+  const client = spawn('script', ['-q', '-e', '-c', 'stty cols 91 rows 37; kubectl attach -it term-fly', '/dev/null'], { env: { ...process.env, KUBECONFIG: c.kubeconfig }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  client.stdout.on('data', (d) => { out += d; });
+  client.stderr.on('data', (d) => { out += d; });
+  try {
+    await new Promise((r) => setTimeout(r, 1500));
+    client.stdin.write('echo attached-$((40+2)); stty size\n');
+    // kubectl attach sends the size plus one, then the size (a redraw for the program already running).
+    await eventually('the shell to answer, on a terminal of the client\'s size', async () => (/attached-42/.test(out) && /(37 91|38 92)/.test(out) ? true : undefined), 20_000)
+      .catch((err: Error) => { throw new Error(`${err.message}: ${JSON.stringify(out)}`); });
+  } finally {
+    client.kill('SIGKILL');
+  }
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(await unitProcesses(c, 'term-fly', 'c'), before, 'the same holder and app, nothing else');
+  assert.is((await c.kubectl(['get', 'pod', 'term-fly', '-o', 'jsonpath={.status.containerStatuses[0].ready}'])).stdout, 'true');
+  await c.kubectl(['delete', 'pod', 'talk-fly', 'term-fly', '--wait=false']);
+});
+
+t('fly: kubectl run -i --rm and run -i -t --rm … -- sh print the command\'s output and remove the pod', async () => {
+  const c = getCluster();
+  const fly = '--overrides={"apiVersion":"v1","spec":{"runtimeClassName":"fly"}}';
+  const r = await c.kubectl(['run', 'once-fly', '-i', '--rm', '--restart=Never', '--image=busybox', fly, '--', 'sh', '-c', 'echo hi-from-$(cat /proc/1/comm)']);
+  assert.is(r.code, 0, r.stderr);
+  // fly shares the node's pid namespace: its pid 1 is the node's init, not the app.
+  assert.match(r.stdout, /hi-from-systemd/, r.stdout + r.stderr);
+  await eventually('the pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'once-fly'])).code !== 0 ? true : undefined), 30_000);
+  await runOnTerminal(c, ['run', 'shell-fly', '-i', '-t', '--rm', '--restart=Never', '--image=busybox', fly, '--', 'sh'], 'echo in-run-$((2+3)) on $(tty)', /in-run-5 on \/dev\/pts\/\d+/);
+  await eventually('the shell pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'shell-fly'])).code !== 0 ? true : undefined), 30_000);
+});
+
 t('kubectl run -i --rm --restart=Never prints the command\'s output and removes the pod', async () => {
   const c = getCluster();
   const r = await c.kubectl(['run', 'once', '-i', '--rm', '--restart=Never', '--image=busybox', '--', 'echo', 'hi-from-run']);
@@ -484,8 +617,7 @@ t('kubectl run -i --rm --restart=Never prints the command\'s output and removes 
   assert.match(r.stdout, /hi-from-run/, r.stdout + r.stderr);
   await eventually('the pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'once'])).code !== 0 ? true : undefined), 30_000);
   // With a terminal: a shell the user types into, then gone.
-  const tty = await kubectlOnTerminal(c, ['run', 'shell', '-i', '-t', '--rm', '--restart=Never', '--image=busybox', '--', 'sh'], 'echo in-run-$((2+3))\nexit 0\n');
-  assert.match(tty.stdout, /in-run-5/, tty.stdout + tty.stderr);
+  await runOnTerminal(c, ['run', 'shell', '-i', '-t', '--rm', '--restart=Never', '--image=busybox', '--', 'sh'], 'echo in-run-$((2+3))', /in-run-5/);
   await eventually('the shell pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'shell'])).code !== 0 ? true : undefined), 30_000);
 });
 

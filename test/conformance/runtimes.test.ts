@@ -41,7 +41,7 @@ const PARALLEL: Record<(typeof RUNTIMES)[number], number> = { 'rkt/namespaces': 
 /** What each column cannot provide by design, and why (the rows say n/a with it). */
 const GAPS: Record<(typeof RUNTIMES)[number], Subject['gaps']> = {
   'rkt/namespaces': {},
-  'rkt/fly': { attach: 'stage1 fly: stdin and tty (what attach connects to) are stage1 namespaces\' only (stage1/README.md)' },
+  'rkt/fly': {},
   docker: {},
   'rkt/kvm': {
     oomKilled: 'stage1 kvm: memory limits size the VM (their sum + 96 MiB of guest RAM), not a cgroup per container; an OOM kill in the guest is not reported as OOMKilled',
