@@ -1,7 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { errnoCode, UserError } from '../common/errors.js';
-import { fsops } from '../common/fsops.js';
+import { UserError } from '../common/errors.js';
 import { atomicWrite, atomicWriteJson, exists, readJsonIfExists } from '../common/fsutil.js';
 import {
   CniNetwork, configFiles, podHostsFile, podIP, podIPs, podResolvConfText, releaseStaleAttachments, releaseStaleLeases,
@@ -54,49 +53,28 @@ function portMappings(pod: Pod): PortMapping[] {
 export const netnsPath = (podDir: string) => path.join(podPaths(podDir).stage1, 'ns', 'net');
 
 /**
- * Attach a pod whose netns exists (no app runs yet) to the network. ADD rolls
- * itself back when it fails; anything a crash leaves is DELeted by detachPod
- * from the record. It needs only the pod's spec, so stage0 runs it while the
- * pod directory is prepared; writeAttachedHosts then puts the IPs in its hosts file.
+ * Attach a prepared pod (its netns exists, no app runs yet) to the network and
+ * write its /etc/hosts and /etc/resolv.conf. ADD rolls itself back when it
+ * fails; anything a crash leaves is DELeted by detachPod from the record.
  */
-export async function attachPod(network: CniNetwork, podDir: string, uuid: string, spec: Pod): Promise<PodNetworkRecord> {
+export async function attachPod(network: CniNetwork, pod: PreparedPod): Promise<PodNetworkRecord> {
+  const { uuid, pod: spec } = pod.manifest;
   const md = spec.metadata;
-  const file = podPaths(podDir).network;
+  const file = podPaths(pod.dir).network;
   const record: PodNetworkRecord = { network: network.name, cacheDir: network.cacheDir, binDirs: [...network.binDirs], ifName: IF_NAME, ips: [] };
   await atomicWriteJson(file, record);
   const result = await network.add({
-    containerId: uuid, netnsPath: netnsPath(podDir), ifName: IF_NAME,
+    containerId: uuid, netnsPath: netnsPath(pod.dir), ifName: IF_NAME,
     podNamespace: md.namespace ?? 'default', podName: md.name, podUid: md.uid, portMappings: portMappings(spec),
   });
   const primary = podIP(result);
   record.ips = [...new Set([...(primary ? [primary] : []), ...podIPs(result)])];
   await atomicWriteJson(file, record);
-  return record;
-}
-
-/** The pod's /etc/hosts with its IPs, once both it (preparePodDir's writePodEtc) and the attachment exist. */
-export async function writeAttachedHosts(pod: PreparedPod, ips: string[]): Promise<void> {
-  const spec = pod.manifest.pod;
   await atomicWrite(podPaths(pod.dir).etc('hosts'), podHostsFile({
-    hostname: pod.manifest.hostname, subdomain: spec.spec.subdomain, namespace: spec.metadata.namespace ?? 'default',
-    podIPs: ips, hostAliases: spec.spec.hostAliases,
+    hostname: pod.manifest.hostname, subdomain: spec.spec.subdomain, namespace: md.namespace ?? 'default',
+    podIPs: record.ips, hostAliases: spec.spec.hostAliases,
   }));
-}
-
-/**
- * Unmount the namespace files a stage1's prepareNamespaces bound under the pod's `stage1/ns/`:
- * what is left to undo of a pod that failed or crashed before it had a manifest (stage1.cleanup needs one).
- */
-export async function unmountNamespaceFiles(podDir: string): Promise<void> {
-  const dir = path.dirname(netnsPath(podDir));
-  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
-    try {
-      fsops.umount(path.join(dir, name));
-    } catch (err) {
-      // Not mounted (EINVAL) or already gone (ENOENT): nothing to undo.
-      if (errnoCode(err) !== 'EINVAL' && errnoCode(err) !== 'ENOENT') throw err;
-    }
-  }
+  return record;
 }
 
 /** A pod's resolv.conf: cni/podfiles.ts's, from the pod spec. */

@@ -17,7 +17,7 @@ import { imageStoreDir, podStoreDir } from './data-dir.js';
 import type { Pod } from '../runtime-api/pod-spec.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
-import { attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, releaseLeases, unmountNamespaceFiles, writeAttachedHosts, type PodNetworkOptions, type PodNetworkRecord } from './network.js';
+import { attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, releaseLeases, type PodNetworkOptions } from './network.js';
 import { dialPodPort } from '../common/netns-dial.js';
 import { processStartTime } from '../common/proc.js';
 import type { PortConnection, PortDialOptions } from '../runtime-api/streams.js';
@@ -132,36 +132,16 @@ export class RktRuntime {
       await writeTimestamp(podPaths(loc.dir).created);
       crashPoint('run:embryo');
       loc = await this.pods.move(loc, 'prepare');
-      // The pod is attached while it is still in prepare/, so a crash from here on is undone (CNI DEL)
-      // by reconcile(). A stage1 that makes its namespaces from the spec alone has CNI's ADD run while
-      // the pod directory is prepared (a few plugin processes beside the rootfs mounts).
-      const podDir = loc.dir;
-      let attaching: Promise<PodNetworkRecord> | undefined;
-      if (stage1.prepareNamespaces) {
-        await stage1.prepareNamespaces(podDir, pod);
-        crashPoint('run:namespaces');
-        if (network) {
-          attaching = attachPod(network, podDir, loc.uuid, pod);
-          // Awaited below; until then a failed ADD must not count as an unhandled rejection (it would end the process).
-          attaching.catch(() => undefined);
-        }
-      }
-      let manifest: RuntimePodManifest;
-      try {
-        manifest = await preparePodDir({ uuid: loc.uuid, podDir, pod, images, stage1: stage1Name, imageStore: this.images, seccompRoot: seccompRootDir(this.options.dataDir), clusterDns: this.options.clusterDns });
-      } catch (err) {
-        // The ADD has settled (attached or rolled back) before the pod is taken apart.
-        await attaching?.catch(() => undefined);
-        throw err;
-      }
+      const manifest = await preparePodDir({ uuid: loc.uuid, podDir: loc.dir, pod, images, stage1: stage1Name, imageStore: this.images, seccompRoot: seccompRootDir(this.options.dataDir), clusterDns: this.options.clusterDns });
       crashPoint('run:prepared-dir');
-      prepared = { dir: podDir, manifest };
-      await stage1.prepare(prepared, { namespacesMade: stage1.prepareNamespaces !== undefined });
+      prepared = { dir: loc.dir, manifest };
+      await stage1.prepare(prepared);
+      // The netns exists and no app runs yet: attach it now, while the pod is
+      // still in prepare/, so a crash from here on is undone (CNI DEL) by reconcile().
       if (network) {
-        const attached = await (attaching ?? attachPod(network, podDir, loc.uuid, pod));
-        await writeAttachedHosts(prepared, attached.ips);
+        const attached = await attachPod(network, prepared);
         log.info({ uuid: loc.uuid, network: network.name, ips: attached.ips }, 'pod attached to the network');
-        if (usesPodIP(pod)) prepared = { dir: podDir, manifest: await fillPodIPs(podDir, manifest, images, attached.ips) };
+        if (usesPodIP(pod)) prepared = { dir: loc.dir, manifest: await fillPodIPs(loc.dir, manifest, images, attached.ips) };
       }
       crashPoint('run:stage1-prepared');
       loc = await this.pods.move(loc, 'prepared');
@@ -316,7 +296,6 @@ export class RktRuntime {
     // failure is left to gc(), which DELs every cached attachment of a dead pod.
     await detachPod(loc.dir, loc.uuid).catch((err) => log.warn({ uuid: loc.uuid, err: String(err) }, 'CNI DEL failed; gc will release the lease'));
     if (manifest) await this.stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
-    else await unmountNamespaceFiles(loc.dir);
     await unmountPodRootfs(loc.dir);
     await unmountPodVolumes(loc.dir);
     await assertNoMountsBelow(loc.dir);

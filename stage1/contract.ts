@@ -257,15 +257,7 @@ export interface Stage1 {
    * the limits): stage0 then puts no cgroup limits on the app units or the slice.
    */
   readonly cgroupLimits?: false;
-  /**
-   * Optional: make the pod's shared namespaces (the network one included) from its spec alone,
-   * into the pod directory that will be prepared. stage0 calls it before it prepares the pod
-   * directory, so CNI's ADD overlaps the rootfs mounts and the manifest, then calls prepare with
-   * namespacesMade. Until prepare has run, stage0 undoes it without a manifest: the namespaces
-   * are nsfs bind mounts on the files of `stage1/ns/` (unmountNamespaceFiles).
-   */
-  prepareNamespaces?(podDir: string, pod: Pod): Promise<void>;
-  prepare(pod: PreparedPod, opts?: { namespacesMade?: boolean }): Promise<void>;
+  prepare(pod: PreparedPod): Promise<void>;
   /** Called at launch, with the pod in its final (run/) directory; may write launch-time files under the pod dir. */
   appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan>;
   /**

@@ -15,7 +15,6 @@ import { hostDevices, unitDeviceProperties } from './devices.js';
 import { readLocalhostSeccomp } from './seccomp.js';
 import { precompileSeccomp } from './seccomp-bpf.js';
 import { ENTER_SPEC_FILE, enterSpecText } from './enter-spec.js';
-import type { Pod } from '../runtime-api/pod-spec.js';
 import { appMountSource, podPaths, unitNames, type AppManifest, type AppUnitPlan, type EnterCommand, type PreparedPod, type Stage1 } from './contract.js';
 
 // dist/stage1/namespaces.js -> <repo>/stage1/console-holder.py
@@ -33,9 +32,6 @@ interface PodNamespacesAddon {
 }
 const netnsAddon = () => loadAddon<PodNamespacesAddon>('netns');
 
-const nsFileIn = (podDir: string, ns: PodNamespace) => path.join(podPaths(podDir).stage1, 'ns', ns);
-const sharedNamespacesOf = (pod: Pod): PodNamespace[] => POD_NAMESPACES.filter((ns) => !(ns === 'net' && pod.spec.hostNetwork));
-
 export const containerId = (uuid: string, app: string) => unitNames.app(uuid, app).replace(/\.service$/, '');
 /** crun's default state root: crun run and exec are given no --root. */
 const CRUN_STATE_ROOT = '/run/crun';
@@ -52,14 +48,14 @@ export class NamespacesStage1 implements Stage1 {
   constructor(private readonly ociRuntime = process.env.STEVEDORE_OCI_RUNTIME ?? '/usr/bin/crun') {}
 
   private nsFile(pod: PreparedPod, ns: PodNamespace): string {
-    return nsFileIn(pod.dir, ns);
+    return path.join(podPaths(pod.dir).stage1, 'ns', ns);
   }
 
   private sharedNamespaces(pod: PreparedPod): PodNamespace[] {
-    return sharedNamespacesOf(pod.manifest.pod);
+    return POD_NAMESPACES.filter((ns) => !(ns === 'net' && pod.manifest.pod.spec.hostNetwork));
   }
 
-  private async checkOciRuntime(): Promise<void> {
+  async prepare(pod: PreparedPod): Promise<void> {
     try {
       await fs.access(this.ociRuntime);
     } catch {
@@ -67,27 +63,15 @@ export class NamespacesStage1 implements Stage1 {
         hint: 'install crun (apt-get install crun), set STEVEDORE_OCI_RUNTIME, or run the pod with --stage1 fly',
       });
     }
-  }
-
-  /**
-   * The pod's shared namespaces, from its spec alone: stage0 calls this before it mounts the
-   * apps' rootfs and writes the manifest, so CNI's ADD (a few plugin processes) runs meanwhile.
-   */
-  async prepareNamespaces(podDir: string, pod: Pod): Promise<void> {
-    await this.checkOciRuntime();
-    const nsDir = path.join(podPaths(podDir).stage1, 'ns');
+    const nsDir = path.join(podPaths(pod.dir).stage1, 'ns');
     await fs.mkdir(nsDir, { recursive: true });
-    const shared = sharedNamespacesOf(pod);
+    const shared = this.sharedNamespaces(pod);
     // Persist the pod's namespaces as bind-mounted nsfs files: no pause process
     // has to live for them, and every app's crun joins them by path.
-    await Promise.all(shared.map((ns) => fs.writeFile(nsFileIn(podDir, ns), '')));
+    await Promise.all(shared.map((ns) => fs.writeFile(this.nsFile(pod, ns), '')));
     // A pool thread of this process makes them and brings loopback up in the new network
     // namespace (native/netns.c): no `unshare … -- ip link set lo up`, two process starts.
     await netnsAddon().makePodNamespaces(nsDir, shared.includes('net'));
-  }
-
-  async prepare(pod: PreparedPod, opts: { namespacesMade?: boolean } = {}): Promise<void> {
-    if (!opts.namespacesMade) await this.prepareNamespaces(pod.dir, pod.manifest.pod);
   }
 
   private async ociSpec(pod: PreparedPod, app: AppManifest): Promise<unknown> {

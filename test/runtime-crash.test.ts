@@ -53,14 +53,12 @@ async function removeAll(node: TestNode): Promise<void> {
 }
 
 const CRASH_POINTS = ['run:embryo', 'run:prepared-dir', 'run:stage1-prepared', 'run:launching', 'run:moved-to-run', 'run:slice-started', 'run:launched'];
-/** Where each stage1 adds a step: namespaces makes the pod's namespaces before the pod directory is prepared (no manifest yet). */
-const STAGE1_CRASH_POINTS: Record<string, string[]> = { namespaces: ['run:embryo', 'run:namespaces', ...CRASH_POINTS.slice(1)], fly: CRASH_POINTS };
 
 for (const stage1 of ['namespaces', 'fly']) {
   crash(`${stage1}: pod run killed at each step: the next command finds no trace of it`, async () => {
     const node = getNode();
     const file = await node.manifest('crashy.yaml', POD);
-    for (const point of STAGE1_CRASH_POINTS[stage1]!) {
+    for (const point of CRASH_POINTS) {
       const r = await node.cli(['pod', 'run', '-f', file, '--stage1', stage1], { STEVEDORE_CRASH_AT: point });
       assert.is(r.exitCode, 137, `killed at ${point}: ${r.stderr}`);
       const pods = await assertConsistent(node);
