@@ -178,6 +178,16 @@ T('pod run killed between CNI ADD and the unit start: the next command DELs it (
   await assertNoNetworkLeftovers(node, 'after the crashes');
 });
 
+T('a pod with a network that fails while its directory is prepared is undone: no lease, no veth, no netns', async () => {
+  const node = getNode();
+  const yaml = server('broken', { hostPort: HOST_PORT + 101 }).replace('command: [busybox,', 'command: [no-such-program,');
+  const r = await node.cli(['pod', 'run', '-f', await node.manifest('broken.yaml', yaml)]);
+  assert.is.not(r.exitCode, 0);
+  assert.match(r.stderr, /executable "no-such-program" not found in image/);
+  assert.equal(JSON.parse(await node.ok(['pod', 'list', '-o', 'json'])), [], 'the failed pod is gone');
+  await assertNoNetworkLeftovers(node, 'after a failed prepare');
+});
+
 T('gc releases a lease whose pod is gone', async () => {
   const node = getNode();
   const { uuid, ip } = await runPod(node, 'leaky', server('leaky'));
