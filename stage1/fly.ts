@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Variant } from 'dbus-next';
 import { replaceFile } from '../common/fsutil.js';
 import { execa } from 'execa';
-import { ContainerConfigError, UserError } from '../common/errors.js';
+import { ContainerConfigError, errnoCode, UserError } from '../common/errors.js';
 import { nativeHelperPath } from '../common/native.js';
 import { processStartTime } from '../common/proc.js';
 import { prop, type UnitProperty } from '../common/systemd.js';
@@ -203,15 +203,7 @@ const MS_REC = 16384n;
  * stevedore-enter). undefined when there is none (yet).
  */
 export function consoleAppPid(holderPid: number, rootfs: string): number | undefined {
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== holderPid) continue;
+  for (const name of childPids(holderPid)) {
     let exe = '';
     try {
       exe = readlinkSync(`/proc/${name}/exe`);
@@ -219,6 +211,27 @@ export function consoleAppPid(holderPid: number, rootfs: string): number | undef
     if (exe.startsWith(`${rootfs}/`)) return Number(name);
   }
   return undefined;
+}
+
+/**
+ * The children of a single-threaded process: the kernel's list (/proc/PID/task/PID/children, one
+ * read) where it has one, else a scan of /proc for processes whose parent it is (a probe runs this).
+ */
+function childPids(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean);
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') return [];
+  }
+  return readdirSync('/proc').filter((name) => {
+    if (!/^\d+$/.test(name)) return false;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** APP_EXECED_SCRIPT for a console holder's unit: once the holder's child runs a file of the rootfs ($1), or the holder is gone. */
