@@ -26,7 +26,7 @@
 # Services benchmark (service proxy: one change and a full resync at 10/1000/5000 Services; cluster DNS against dnsmasq with dnsperf):
 #   bash bench/run.sh --services [--sizes 10,1000,5000] [--changes 20] [--dns-seconds 5] [--dns-concurrency 32] [--dns-rate 10000] [--update-results bench/RESULTS.md]
 # Docker node benchmark (issue 18: kubectl apply → Running / first log line on a docker node and an rkt node, beside docker run):
-#   bash bench/run.sh --docker-node [--samples 15] [--warmup 2] [--update-results bench/RESULTS.md]
+#   bash bench/run.sh --docker-node [--samples 15] [--warmup 2] [--base /path/to/built/checkout] [--update-results bench/RESULTS.md]
 # Stats collection cost (agent CPU at 100 pods with stats every 10 s and the metrics API asked, vs stats off, and every second to magnify; rounds):
 #   bash bench/run.sh --stats-cost [--pods 100] [--window 60] [--rounds 2] [--settle 25] [--update-results bench/RESULTS.md]
 # Needs root (it boots a node sandbox: a real systemd in private namespaces).
