@@ -116,16 +116,7 @@ def main():
 
     stdin_w = out_r = err_r = master = None
     if tty and make_terminal:
-        master, slave = os.openpty()
-        pid = os.fork()
-        if pid == 0:
-            os.setsid()
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-            for fd in (0, 1, 2):
-                os.dup2(slave, fd)
-            os.closerange(3, 256)
-            os.execvp(argv[0], argv)
-        os.close(slave)
+        pid, master = crun_console.spawn_on_new_terminal(argv)
     elif tty:
         console = console_listener(opts["--console-socket"])
         pid = os.fork()

@@ -94,18 +94,7 @@ def main():
             # As early as the terminal is known: the command is already starting.
             set_size(master, *size)
     else:
-        master, slave = os.openpty()
-        if size:
-            set_size(master, *size)
-        pid = os.fork()
-        if pid == 0:
-            os.setsid()
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-            for fd in (0, 1, 2):
-                os.dup2(slave, fd)
-            os.closerange(3, 256)
-            os.execvp(argv[0], argv)
-        os.close(slave)
+        pid, master = crun_console.spawn_on_new_terminal(argv, (lambda m: set_size(m, *size)) if size else None)
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     readers = [master, 0] + ([resize_fd] if resize_fd is not None else [])
