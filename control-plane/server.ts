@@ -43,7 +43,7 @@ import { DaemonSetController } from './controllers/daemonset.js';
 import { StatefulSetController } from './controllers/statefulset.js';
 import { HpaController } from './controllers/hpa.js';
 import { PersistentVolumeController } from './controllers/persistent-volume.js';
-import { LOCAL_PATH_CLASS, LOCAL_PATH_STORAGE_CLASS } from './kinds/storage.js';
+import { admitDefaultStorageClass, LOCAL_PATH_CLASS, LOCAL_PATH_STORAGE_CLASS } from './kinds/storage.js';
 import { EndpointSliceController, EndpointSliceMirroringController, EndpointsController } from './controllers/endpoints.js';
 import { ServiceAllocator } from './service-allocator.js';
 import { GarbageCollector, dependentsOf } from './controllers/garbage-collector.js';
@@ -990,6 +990,7 @@ class ApiServer {
     }
     // Mutating admission after field ownership, as kube-apiserver orders them: defaults it adds belong to no manager.
     if (r.kind === 'Pod') admitDefaultTolerations(obj, this.defaultTolerationSeconds);
+    if (r.kind === 'PersistentVolumeClaim') admitDefaultStorageClass(obj, this.store.listShared('storageclasses'));
     this.validate(r, obj);
     admitRbacWrite(this.requester.getStore(), r.kind, obj, undefined, this.store);
     if (r.kind === 'Service') this.allocate(r, obj);

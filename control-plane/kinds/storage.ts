@@ -150,9 +150,20 @@ export const storageClassStrategy: KindStrategy = {
 };
 
 /** The default class (DefaultStorageClass admission): the newest one annotated as default. */
-export function defaultStorageClass(classes: KObj[]): KObj | undefined {
+export function defaultStorageClass(classes: readonly KObj[]): KObj | undefined {
   return classes.filter((c) => c.metadata.annotations?.[DEFAULT_CLASS_ANNOTATION] === 'true')
     .sort((a, b) => String(b.metadata.creationTimestamp).localeCompare(String(a.metadata.creationTimestamp)))[0];
+}
+
+/**
+ * kube-apiserver's DefaultStorageClass admission: a claim created without a class (the field
+ * unset; "" asks for none) gets the default one at once, so it reads as the class's from its first
+ * GET. Claims made while there was no default get it later from the PV controller (retroactive).
+ */
+export function admitDefaultStorageClass(pvc: KObj, classes: readonly KObj[]): void {
+  if (pvc.spec?.storageClassName !== undefined && pvc.spec?.storageClassName !== null) return;
+  const def = defaultStorageClass(classes);
+  if (def) pvc.spec = { ...pvc.spec, storageClassName: def.metadata.name };
 }
 
 /** Access modes as kubectl prints them (RWO, ROX, RWX, RWOP). */
