@@ -53,8 +53,8 @@ function kubectlOnTerminal(c: TestCluster, args: string[], input: string) {
 }
 
 /**
- * `kubectl run -i -t …` on a terminal (script(1)), typed into only once kubectl has attached (it says so): what is
- * typed before may be dropped when kubectl puts the terminal into raw mode. Returns what the terminal showed once
+ * `kubectl run -i -t …` on a terminal (script(1)), typed into only once kubectl has attached (it says so), and again
+ * until the shell answers: what is typed before may be dropped when kubectl puts the terminal into raw mode. Returns what the terminal showed once
  * kubectl exits (after `exit 0`), or throws with it.
  */
 async function runOnTerminal(c: TestCluster, args: string[], command: string, expect: RegExp): Promise<string> {
@@ -66,8 +66,14 @@ async function runOnTerminal(c: TestCluster, args: string[], command: string, ex
   const exited = new Promise<number>((resolve) => client.on('close', (code) => resolve(code ?? 1)));
   try {
     await eventually('kubectl to attach', async () => (/try pressing enter/.test(out) ? true : undefined), 60_000);
-    client.stdin.write(`${command}\n`);
-    await eventually('the shell to answer', async () => (expect.test(out) ? true : undefined), 20_000);
+    // Typed again every 4 s until the shell answers, as a person would: a line typed while kubectl makes the
+    // terminal raw, or while busybox's shell waits for the answer to its cursor query, can be lost (seen under CI load).
+    let typedAt = 0;
+    await eventually('the shell to answer', async () => {
+      if (expect.test(out)) return true;
+      if (Date.now() - typedAt >= 4000) { client.stdin.write(`${command}\n`); typedAt = Date.now(); }
+      return undefined;
+    }, 20_000);
     client.stdin.write('exit 0\n');
     const code = await Promise.race([exited, new Promise<number>((r) => setTimeout(() => r(-1), 20_000))]);
     if (code !== 0) throw new Error(`kubectl exited ${code}`);
