@@ -257,7 +257,7 @@ export class KvmStage1 implements Stage1 {
       // Each app's own restart rule (init containers and sidecars have theirs), so the guest knows when an app is done for good.
       ...manifest.apps.map((app, i) => `POD_APP_RESTART_${i}=${appRestart(manifest.restartPolicy, app)}`),
       // An app with stdin or a terminal reads it from its port a<i>.in (its node-side holder is the app's proxy).
-      ...manifest.apps.flatMap((app, i) => (app.console ? [`POD_APP_STDIN_${i}=1`] : [])),
+      ...consoleApps(manifest.apps).map((i) => `POD_APP_STDIN_${i}=1`),
       `POD_NET_ADDRS=${q(net?.addrs.join(' ') ?? '')}`,
       `POD_NET_GW=${q(net?.gateway ?? '')}`,
       `POD_NET_MTU=${q(String(net?.mtu ?? ''))}`,
