@@ -7,13 +7,13 @@
  * protocols (agent/streaming.ts); an error before the upgrade comes back to
  * kubectl as a metav1.Status it prints.
  */
-import * as https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import { authenticate, type TokenAuthenticator } from './authn.js';
 import { authorize, impersonate } from './rbac-authorizer.js';
-import { isCertificateError, nodeRequestOptions, type NodeClientTls } from './node-client.js';
+import { isCertificateError, type NodeClientTls } from './node-client.js';
+import { SPLICE_PAUSE_BYTES, SPLICE_RESUME_BYTES, upgradeAtNode } from './node-upgrade.js';
 import { ApiError } from './resources.js';
 import type { KObj, Store } from './store.js';
 
@@ -24,18 +24,12 @@ type StreamSubresource = (typeof STREAM_SUBRESOURCES)[number];
 const FORWARDED_HEADERS = new Set(['upgrade', 'connection', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'x-stream-protocol-version', 'user-agent']);
 
 /**
- * Bytes written to one side of a splice and not yet gone out: above SPLICE_PAUSE_BYTES the other
- * side's reading pauses, and resumes once they are down to SPLICE_RESUME_BYTES. (pipe() pauses at
- * the socket's 16 KiB highWaterMark, i.e. after every TLS record it forwards: a readStop and
- * readStart per record on a port-forward moving hundreds of MiB/s.)
- */
-const SPLICE_PAUSE_BYTES = 1 << 20;
-const SPLICE_RESUME_BYTES = 256 << 10;
-
-/**
- * Copy `from` into `to`: every chunk is written the moment it arrives, never held back to be
- * batched (a keystroke of `kubectl run -i -t` must go out at once); only a `to` that cannot keep
- * up pauses `from`.
+ * The client → node direction (node → client is node-upgrade.ts's, where a port-forward's
+ * download goes). Copy `from` into `to`: every chunk is written the moment it arrives, never held
+ * back to be batched (a keystroke of `kubectl run -i -t` must go out at once); only a `to` that
+ * cannot keep up pauses `from`: above SPLICE_PAUSE_BYTES unwritten, until SPLICE_RESUME_BYTES.
+ * (pipe() pauses at the socket's 16 KiB highWaterMark, i.e. after every TLS record: a readStop
+ * and readStart per record.)
  */
 function spliceInto(from: Duplex, to: Duplex): void {
   let paused = false;
@@ -94,49 +88,36 @@ export class StreamProxy {
     }
     if (params.size) upstreamPath += `?${params}`;
     const { nodeName, ip, port } = this.nodeOf(pod, ns, name);
-    const headers: Record<string, string | string[]> = {};
+    const headers: Array<[string, string]> = [['Accept', '*/*']];
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
-      const key = req.rawHeaders[i]!.toLowerCase();
-      if (!FORWARDED_HEADERS.has(key)) continue;
-      const prev = headers[key];
-      headers[key] = prev === undefined ? req.rawHeaders[i + 1]! : [...(Array.isArray(prev) ? prev : [prev]), req.rawHeaders[i + 1]!];
+      if (FORWARDED_HEADERS.has(req.rawHeaders[i]!.toLowerCase())) headers.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!]);
     }
-    const up = https.request({ ...nodeRequestOptions(nodeName, ip, port, upstreamPath, this.nodeClient), method: req.method, headers, timeout: 30_000 });
-    up.on('upgrade', (ures, upSocket, upHead) => {
-      up.setTimeout(0);
-      upSocket.setTimeout(0);
-      let head101 = `HTTP/1.1 101 ${ures.statusMessage || 'Switching Protocols'}\r\n`;
-      for (let i = 0; i < ures.rawHeaders.length; i += 2) head101 += `${ures.rawHeaders[i]}: ${ures.rawHeaders[i + 1]}\r\n`;
-      socket.write(`${head101}\r\n`);
-      if (upHead.length) socket.write(upHead);
-      if (head.length) upSocket.write(head);
-      spliceInto(upSocket, socket);
-      spliceInto(socket, upSocket);
-      const close = () => { upSocket.destroy(); socket.destroy(); };
-      upSocket.on('close', close);
-      socket.on('close', close);
-      upSocket.on('error', close);
-      this.log.info({ pod: `${ns}/${name}`, sub, node: nodeName, user: user.name }, 'stream opened');
-    });
-    up.on('response', (ures) => {
-      let text = '';
-      ures.setEncoding('utf8');
-      ures.on('data', (d) => { if (text.length < 4096) text += d; });
-      ures.on('end', () => {
-        const code = ures.statusCode === 404 || ures.statusCode === 400 || ures.statusCode === 403 || ures.statusCode === 429 ? ures.statusCode : 500;
+    const up = upgradeAtNode({ nodeName, host: ip, port, method: req.method ?? 'GET', path: upstreamPath, headers, tls: this.nodeClient, timeoutMs: 30_000 }, {
+      upgraded: (head101, upHead, upSocket) => {
+        socket.write(head101);
+        if (upHead.length) socket.write(upHead);
+        if (head.length) upSocket.write(head);
+        spliceInto(socket, upSocket);
+        const close = () => { upSocket.destroy(); socket.destroy(); };
+        upSocket.on('close', close);
+        socket.on('close', close);
+        upSocket.on('error', close);
+        this.log.info({ pod: `${ns}/${name}`, sub, node: nodeName, user: user.name }, 'stream opened');
+        return socket;
+      },
+      refused: (status, text) => {
+        const code = status === 404 || status === 400 || status === 403 || status === 429 ? status : 500;
         const reason = code === 404 ? 'NotFound' : code === 400 ? 'BadRequest' : code === 403 ? 'Forbidden' : code === 429 ? 'TooManyRequests' : 'InternalError';
-        reject(socket, new ApiError(code, reason, `the node ${nodeName} refused ${sub} in ${ns}/${name} (${ures.statusCode}): ${text.trim()}`));
-      });
-    });
-    up.on('timeout', () => up.destroy(new Error('timed out after 30 s')));
-    up.on('error', (err) => {
-      const why = isCertificateError(err)
-        ? `tls: failed to verify the serving certificate of node ${nodeName}: ${err.message} (the node API must present a certificate from the cluster CA issued for node ${nodeName} at ${ip})`
-        : `${err.message} (is the stevedore agent on node ${nodeName} running and reachable at ${ip}:${port}?)`;
-      reject(socket, new ApiError(500, 'InternalError', `error dialing backend: ${why}`));
+        reject(socket, new ApiError(code, reason, `the node ${nodeName} refused ${sub} in ${ns}/${name} (${status}): ${text.trim()}`));
+      },
+      failed: (err) => {
+        const why = isCertificateError(err)
+          ? `tls: failed to verify the serving certificate of node ${nodeName}: ${err.message} (the node API must present a certificate from the cluster CA issued for node ${nodeName} at ${ip})`
+          : `${err.message} (is the stevedore agent on node ${nodeName} running and reachable at ${ip}:${port}?)`;
+        reject(socket, new ApiError(500, 'InternalError', `error dialing backend: ${why}`));
+      },
     });
     socket.on('close', () => up.destroy());
-    up.end();
   }
 
   private container(pod: KObj, asked: string | null, name: string): string {

@@ -358,7 +358,7 @@ spec:
   containers:
   - name: httpd
     image: busybox
-    command: [sh, -c, 'mkdir -p /www && echo hello-from-pod > /www/index.html && head -c 8388608 /dev/urandom > /www/big && exec httpd -f -p 8080 -h /www']
+    command: [sh, -c, 'mkdir -p /www && echo hello-from-pod > /www/index.html && head -c 25165824 /dev/urandom > /www/big && exec httpd -f -p 8080 -h /www']
 `);
   await eventually('web running', async () => ((await c.kubectl(['get', 'pod', 'web', '-o', 'jsonpath={.status.containerStatuses[0].ready}'])).stdout === 'true' ? true : undefined), 60_000);
   const localPort = await freePort();
@@ -377,9 +377,11 @@ spec:
       s.setTimeout(10_000, () => s.destroy(new Error('timed out')));
     });
     for (let i = 0; i < 40; i++) assert.match(await get(), /hello-from-pod/, `request ${i}: ${pfOut}`);
-    // 8 MiB through the tunnel, byte for byte (the pod's socket is read directly: flow control end to end).
+    // 24 MiB through the tunnel, byte for byte, to a client that reads nothing for its first 2 s:
+    // the node, the control plane and kubectl must each hold back rather than buffer or drop
+    // (the pod's socket is read directly: flow control end to end).
     const big = await new Promise<Buffer>((resolve, reject) => {
-      const s = net.connect(localPort, '127.0.0.1', () => s.write('GET /big HTTP/1.0\r\n\r\n'));
+      const s = net.connect(localPort, '127.0.0.1', () => { s.write('GET /big HTTP/1.0\r\n\r\n'); s.pause(); setTimeout(() => s.resume(), 2000); });
       const parts: Buffer[] = [];
       s.on('data', (d: Buffer) => parts.push(d));
       s.on('end', () => resolve(Buffer.concat(parts)));
@@ -388,7 +390,7 @@ spec:
     });
     const body = big.subarray(big.indexOf('\r\n\r\n') + 4);
     const inPod = (await c.k(['exec', 'web', '--', 'sha256sum', '/www/big'])).split(' ')[0];
-    assert.is(body.length, 8 * 1024 * 1024);
+    assert.is(body.length, 24 * 1024 * 1024);
     assert.is(createHash('sha256').update(body).digest('hex'), inPod);
     // Two connections open at the same time, answered in the order they were asked.
     const a = net.connect(localPort, '127.0.0.1');

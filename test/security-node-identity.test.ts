@@ -193,7 +193,7 @@ async function impostor(cert: { cert: string; key: string }) {
   return { seen, port: (server.address() as AddressInfo).port, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
-test('the control plane sends no logs request to a node address whose certificate does not match', async () => {
+test('the control plane sends no logs or exec request to a node address whose certificate does not match', async () => {
   const creds = await t.nodeCredentials('node-imp');
   const wrongIp = await t.nodeCredentials('node-imp', ['127.0.0.2']);
   const otherNode = await t.nodeCredentials('node-b');
@@ -220,6 +220,14 @@ test('the control plane sends no logs request to a node address whose certificat
       assert.match(l.stderr, 'failed to verify the serving certificate of node node-imp', what);
       assert.match(l.stderr, why, `${what}: ${l.stderr}`);
       assert.ok(imp.seen.connections >= 1, `${what}: the control plane did try this address`);
+      assert.is(imp.seen.bytes.length, 0, `${what}: the impostor got ${JSON.stringify(imp.seen.bytes.toString('latin1'))}`);
+      // exec dials the node on its own path (control-plane/node-upgrade.ts): the same verification.
+      const dialled = imp.seen.connections;
+      const e = await t.kubectl(['exec', 'imp-pod', '-c', 'main', '--', 'true']);
+      assert.is.not(e.exitCode, 0, what);
+      assert.match(e.stderr, 'failed to verify the serving certificate of node node-imp', `${what}: ${e.stderr}`);
+      assert.match(e.stderr, why, `${what}: ${e.stderr}`);
+      assert.ok(imp.seen.connections > dialled, `${what}: the control plane did try this address for exec`);
       assert.is(imp.seen.bytes.length, 0, `${what}: the impostor got ${JSON.stringify(imp.seen.bytes.toString('latin1'))}`);
       assert.is((await t.api('GET', '/healthz')).status, 200, 'the control plane keeps answering');
     } finally {
