@@ -69,6 +69,21 @@ if [ ${#still[@]} -gt 0 ]; then
   exit 1
 fi
 
+# kubectl 1.20, Debian's kubernetes-client, unpacked beside the machine's kubectl and not installed over it: the
+# streaming tests drive exec, attach, port-forward and cp with it over SPDY/3.1, what clients before 1.30 speak.
+old_kubectl=/var/cache/stevedore/kubectl-1.20
+if [ ! -x "$old_kubectl/usr/bin/kubectl" ]; then
+  echo "setup: unpacking kubectl 1.20 (Debian's kubernetes-client) into $old_kubectl"
+  download=$(mktemp -d)
+  chmod 755 "$download"   # apt-get download fetches as _apt where it can
+  (cd "$download" && apt-get download -qq kubernetes-client 2>/dev/null || { apt-get update -qq && apt-get download -qq kubernetes-client; })
+  rm -rf "$old_kubectl.new"
+  mkdir -p "$old_kubectl.new"
+  dpkg-deb -x "$download"/kubernetes-client_*.deb "$old_kubectl.new"
+  rm -rf "$download" "$old_kubectl"
+  mv "$old_kubectl.new" "$old_kubectl"
+fi
+
 # npm packages: only when the lock file changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"

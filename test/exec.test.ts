@@ -628,35 +628,69 @@ t('kubectl run -i --rm --restart=Never prints the command\'s output and removes 
   await eventually('the shell pod to be gone', async () => ((await c.kubectl(['get', 'pod', 'shell'])).code !== 0 ? true : undefined), 30_000);
 });
 
-t('SPDY/3.1 (kubectl with its WebSocket paths off, as kubectl before 1.30): exec, stdin, a terminal, port-forward', async () => {
+/** Debian's kubectl 1.20 (scripts/setup.sh unpacks it beside the machine's): SPDY/3.1 only, as every client before 1.30. */
+const KUBECTL_1_20 = '/var/cache/stevedore/kubectl-1.20/usr/bin/kubectl';
+
+t('SPDY/3.1 (kubectl 1.32 with its WebSocket paths off, and Debian\'s kubectl 1.20): exec, stdin, a terminal, cp, run -i --rm, port-forward', async () => {
   const c = getCluster();
-  const spdy = { KUBECONFIG: c.kubeconfig, KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false', KUBECTL_PORT_FORWARD_WEBSOCKETS: 'false' };
-  const r = await run('kubectl', ['exec', 'ex-ns', '-c', 'main', '--', 'sh', '-c', 'echo to-out; echo to-err >&2; exit 7'], spdy);
-  assert.is(r.code, 7, r.stderr);
-  assert.is(r.stdout, 'to-out\n');
-  assert.match(r.stderr, /to-err/);
-  const stdin = await run('kubectl', ['exec', '-i', 'ex-ns', '-c', 'main', '--', 'wc', '-c'], spdy, 'y'.repeat(300_000));
-  assert.is(stdin.stdout.trim(), '300000', stdin.stderr);
-  const quoted = ['kubectl', 'exec', '-it', 'ex-ns', '-c', 'main', '--', 'sh', '-c', 'stty size; exit 4'].map((a) => `'${a}'`).join(' ');
-  const tty = await run('script', ['-q', '-e', '-c', `stty cols 91 rows 37; ${quoted}`, '/dev/null'], spdy, '');
-  assert.is(tty.code, 4, tty.stdout + tty.stderr);
-  assert.match(tty.stdout, /37 91/, JSON.stringify(tty.stdout));
-  const localPort = await freePort();
-  const pf = spawn('kubectl', ['port-forward', 'pod/web', `${localPort}:8080`], { env: { ...process.env, ...spdy }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let pfOut = '';
-  pf.stdout.on('data', (d) => { pfOut += d; });
+  await fs.access(KUBECTL_1_20).catch(() => { throw new Error(`${KUBECTL_1_20} is missing: run scripts/setup.sh`); });
+  const clients: Array<[string, string, Record<string, string>]> = [
+    ['kubectl 1.32, WebSocket off', 'kubectl', { KUBECONFIG: c.kubeconfig, KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false', KUBECTL_PORT_FORWARD_WEBSOCKETS: 'false' }],
+    ['kubectl 1.20', KUBECTL_1_20, { KUBECONFIG: c.kubeconfig }],
+  ];
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stevedore-spdy-cp-'));
   try {
-    await eventually('port-forward to listen', async () => (/Forwarding from 127\.0\.0\.1/.test(pfOut) ? true : undefined), 20_000);
-    const body = await new Promise<string>((resolve, reject) => {
-      const s = net.connect(localPort, '127.0.0.1', () => s.write('GET / HTTP/1.0\r\n\r\n'));
-      let b = '';
-      s.on('data', (d) => { b += d; });
-      s.on('end', () => resolve(b));
-      s.on('error', reject);
-    });
-    assert.match(body, /hello-from-pod/);
+    const payload = randomBytes(3 << 20);
+    await fs.writeFile(path.join(dir, 'in.bin'), payload);
+    const sha = createHash('sha256').update(payload).digest('hex');
+    for (const [who, kubectl, env] of clients) {
+      const r = await run(kubectl, ['exec', 'ex-ns', '-c', 'main', '--', 'sh', '-c', 'echo to-out; echo to-err >&2; exit 7'], env);
+      assert.is(r.code, 7, `${who}: ${r.stderr}`);
+      assert.is(r.stdout, 'to-out\n', who);
+      assert.match(r.stderr, /to-err/, who);
+      const stdin = await run(kubectl, ['exec', '-i', 'ex-ns', '-c', 'main', '--', 'wc', '-c'], env, 'y'.repeat(300_000));
+      assert.is(stdin.stdout.trim(), '300000', `${who}: ${stdin.stderr}`);
+      const quoted = [kubectl, 'exec', '-it', 'ex-ns', '-c', 'main', '--', 'sh', '-c', 'stty size; exit 4'].map((a) => `'${a}'`).join(' ');
+      const tty = await run('script', ['-q', '-e', '-c', `stty cols 91 rows 37; ${quoted}`, '/dev/null'], env, '');
+      assert.is(tty.code, 4, `${who}: ${tty.stdout}${tty.stderr}`);
+      assert.match(tty.stdout, /37 91/, `${who}: ${JSON.stringify(tty.stdout)}`);
+      const put = await run(kubectl, ['cp', path.join(dir, 'in.bin'), 'ex-ns:/tmp/spdy.bin', '-c', 'main'], env);
+      assert.is(put.code, 0, `${who}: ${put.stderr}`);
+      assert.is((await run(kubectl, ['exec', 'ex-ns', '-c', 'main', '--', 'sha256sum', '/tmp/spdy.bin'], env)).stdout.split(' ')[0], sha, who);
+      const get = await run(kubectl, ['cp', 'ex-ns:/tmp/spdy.bin', path.join(dir, 'out.bin'), '-c', 'main'], env);
+      assert.is(get.code, 0, `${who}: ${get.stderr}`);
+      assert.is(createHash('sha256').update(await fs.readFile(path.join(dir, 'out.bin'))).digest('hex'), sha, who);
+      await fs.rm(path.join(dir, 'out.bin'));
+      // run -i --rm: an attach over SPDY, then the pod is deleted by the client.
+      const once = await run(kubectl, ['run', 'spdy-once', '-i', '--rm', '--restart=Never', '--image=busybox', '--', 'echo', 'hi-over-spdy'], env);
+      assert.is(once.code, 0, `${who}: ${once.stderr}`);
+      assert.match(once.stdout, /hi-over-spdy/, `${who}: ${once.stdout}${once.stderr}`);
+      await eventually(`${who}: the run pod to be gone`, async () => ((await c.kubectl(['get', 'pod', 'spdy-once'])).code !== 0 ? true : undefined), 30_000);
+      const localPort = await freePort();
+      const pf = spawn(kubectl, ['port-forward', 'pod/web', `${localPort}:8080`], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let pfOut = '';
+      pf.stdout.on('data', (d) => { pfOut += d; });
+      pf.stderr.on('data', (d) => { pfOut += d; });
+      try {
+        await eventually(`${who}: port-forward to listen`, async () => (/Forwarding from 127\.0\.0\.1/.test(pfOut) ? true : undefined), 20_000);
+        const get = (what: string) => new Promise<string>((resolve, reject) => {
+          const s = net.connect(localPort, '127.0.0.1', () => s.write(`GET ${what} HTTP/1.0\r\n\r\n`));
+          let b = '';
+          s.on('data', (d) => { b += d; });
+          s.on('end', () => resolve(b));
+          s.on('error', reject);
+          s.setTimeout(10_000, () => s.destroy(new Error(`${who}: timed out; kubectl said: ${pfOut}`)));
+        });
+        for (let i = 0; i < 10; i++) assert.match(await get('/'), /hello-from-pod/, `${who}, request ${i}: ${pfOut}`);
+        const [a, b] = await Promise.all([get('/index.html'), get('/missing')]);
+        assert.match(a, /hello-from-pod/, who);
+        assert.match(b, /404/, who);
+      } finally {
+        pf.kill('SIGTERM');
+      }
+    }
   } finally {
-    pf.kill('SIGTERM');
+    await fs.rm(dir, { recursive: true, force: true });
   }
 });
 
