@@ -16,10 +16,15 @@ import type { OnReadOpts } from 'node:net';
 import type { Duplex, Writable } from 'node:stream';
 import { nodeServingCertProblem, type NodeClientTls } from './node-client.js';
 
-/** What the node read into one arena at most; a read always has room for a whole TLS record. */
-const ARENA_BYTES = 256 << 10;
+/**
+ * Arena sizes. A stream starts in a small one, enough for an exec's or attach's trickle and all an
+ * idle stream holds; a new arena is a large one when the last filled up while a write was still
+ * going out (a download). A read always has room for a whole TLS record.
+ */
+const SMALL_ARENA_BYTES = 32 << 10;
+const LARGE_ARENA_BYTES = 256 << 10;
 const MIN_READ_BYTES = 16 << 10;
-/** Arenas kept for the next stream once their bytes have gone out (the rest go to the GC). */
+/** Arenas of each size kept for the next stream once their bytes have gone out (the rest go to the GC). */
 const IDLE_ARENAS = 8;
 /** The node's bytes read and not yet written beyond this stop reading from the node until they are down to SPLICE_RESUME_BYTES. */
 export const SPLICE_PAUSE_BYTES = 1 << 20;
@@ -30,13 +35,14 @@ const MAX_HEAD_BYTES = 16 << 10;
 const MAX_REFUSAL_BYTES = 4096;
 
 interface Arena { bytes: Buffer; holds: number }
-const idleArenas: ArrayBuffer[] = [];
+const idleArenas = new Map<number, ArrayBuffer[]>([[SMALL_ARENA_BYTES, []], [LARGE_ARENA_BYTES, []]]);
 
-function takeArena(): Arena {
-  return { bytes: Buffer.from(idleArenas.pop() ?? new ArrayBuffer(ARENA_BYTES)), holds: 1 };
+function takeArena(size: number): Arena {
+  return { bytes: Buffer.from(idleArenas.get(size)!.pop() ?? new ArrayBuffer(size)), holds: 1 };
 }
 function release(arena: Arena): void {
-  if (--arena.holds === 0 && idleArenas.length < IDLE_ARENAS) idleArenas.push(arena.bytes.buffer as ArrayBuffer);
+  const idle = idleArenas.get(arena.bytes.length)!;
+  if (--arena.holds === 0 && idle.length < IDLE_ARENAS) idle.push(arena.bytes.buffer as ArrayBuffer);
 }
 
 /**
@@ -45,12 +51,14 @@ function release(arena: Arena): void {
  * every range of it has been written.
  */
 export class ArenaSplice {
-  private arena = takeArena();
+  private arena = takeArena(SMALL_ARENA_BYTES);
   private readPos = 0;
   private unwrittenFrom = 0;
   /** Ranges of earlier arenas not yet written, oldest first. */
   private readonly sealed: Array<{ arena: Arena; bytes: Buffer }> = [];
   private writing = false;
+  /** The last read landed while a write was still going out: the client is the slower side. */
+  private backlogged = false;
   private unwritten = 0;
   private stopped = false;
   private ending = false;
@@ -60,10 +68,10 @@ export class ArenaSplice {
 
   /** Where the next read lands. */
   room(): Buffer {
-    if (ARENA_BYTES - this.readPos < MIN_READ_BYTES) {
+    if (this.arena.bytes.length - this.readPos < MIN_READ_BYTES) {
       if (this.readPos > this.unwrittenFrom) this.sealed.push(this.hold(this.unwrittenFrom, this.readPos));
       release(this.arena);
-      this.arena = takeArena();
+      this.arena = takeArena(this.backlogged ? LARGE_ARENA_BYTES : SMALL_ARENA_BYTES);
       this.readPos = this.unwrittenFrom = 0;
     }
     return this.arena.bytes.subarray(this.readPos);
@@ -71,6 +79,7 @@ export class ArenaSplice {
 
   /** `n` bytes landed in room(); false: stop reading until resumeReading is called. */
   landed(n: number): boolean {
+    this.backlogged = this.writing;
     this.readPos += n;
     this.unwritten += n;
     this.writeNext();
