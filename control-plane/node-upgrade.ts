@@ -26,7 +26,7 @@ const LARGE_ARENA_BYTES = 256 << 10;
 const MIN_READ_BYTES = 16 << 10;
 /** Arenas of each size kept for the next stream once their bytes have gone out (the rest go to the GC). */
 const IDLE_ARENAS = 8;
-/** The node's bytes read and not yet written beyond this stop reading from the node until they are down to SPLICE_RESUME_BYTES. */
+/** Bytes read from one side and not yet written to the other beyond this stop reading that side until they are down to SPLICE_RESUME_BYTES (both directions: stream-proxy.ts's spliceInto too). */
 export const SPLICE_PAUSE_BYTES = 1 << 20;
 export const SPLICE_RESUME_BYTES = 256 << 10;
 /** An answer head longer than this is not an HTTP/1.1 upgrade answer. */
