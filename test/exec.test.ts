@@ -348,6 +348,18 @@ spec:
   assert.is(alive.stdout, 'still\n', alive.stderr);
 });
 
+/** One HTTP/1.0 GET of `what` through a local port-forward at `port`: the whole answer, head and body. */
+function getThrough(port: number, what: string, context: () => string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(`GET ${what} HTTP/1.0\r\n\r\n`));
+    let body = '';
+    s.on('data', (d) => { body += d; });
+    s.on('end', () => resolve(body));
+    s.on('error', reject);
+    s.setTimeout(10_000, () => s.destroy(new Error(`GET ${what} timed out; ${context()}`)));
+  });
+}
+
 t('port-forward (WebSocket-tunnelled SPDY): many requests, two connections at once', async () => {
   const c = getCluster();
   await c.k(['apply', '-f', '-'], `apiVersion: v1
@@ -368,15 +380,7 @@ spec:
   pf.stderr!.on('data', (d) => { pfOut += d; });
   try {
     await eventually('port-forward to listen', async () => (/Forwarding from 127\.0\.0\.1/.test(pfOut) ? true : undefined), 20_000);
-    const get = () => new Promise<string>((resolve, reject) => {
-      const s = net.connect(localPort, '127.0.0.1', () => s.write('GET / HTTP/1.0\r\n\r\n'));
-      let body = '';
-      s.on('data', (d) => { body += d; });
-      s.on('end', () => resolve(body));
-      s.on('error', reject);
-      s.setTimeout(10_000, () => s.destroy(new Error('timed out')));
-    });
-    for (let i = 0; i < 40; i++) assert.match(await get(), /hello-from-pod/, `request ${i}: ${pfOut}`);
+    for (let i = 0; i < 40; i++) assert.match(await getThrough(localPort, '/', () => `kubectl said: ${pfOut}`), /hello-from-pod/, `request ${i}: ${pfOut}`);
     // 24 MiB through the tunnel, byte for byte, to a client that reads nothing for its first 2 s:
     // the node, the control plane and kubectl must each hold back rather than buffer or drop
     // (the pod's socket is read directly: flow control end to end).
@@ -657,8 +661,8 @@ t('SPDY/3.1 (kubectl 1.32 with its WebSocket paths off, and Debian\'s kubectl 1.
       const put = await run(kubectl, ['cp', path.join(dir, 'in.bin'), 'ex-ns:/tmp/spdy.bin', '-c', 'main'], env);
       assert.is(put.code, 0, `${who}: ${put.stderr}`);
       assert.is((await run(kubectl, ['exec', 'ex-ns', '-c', 'main', '--', 'sha256sum', '/tmp/spdy.bin'], env)).stdout.split(' ')[0], sha, who);
-      const get = await run(kubectl, ['cp', 'ex-ns:/tmp/spdy.bin', path.join(dir, 'out.bin'), '-c', 'main'], env);
-      assert.is(get.code, 0, `${who}: ${get.stderr}`);
+      const fetched = await run(kubectl, ['cp', 'ex-ns:/tmp/spdy.bin', path.join(dir, 'out.bin'), '-c', 'main'], env);
+      assert.is(fetched.code, 0, `${who}: ${fetched.stderr}`);
       assert.is(createHash('sha256').update(await fs.readFile(path.join(dir, 'out.bin'))).digest('hex'), sha, who);
       await fs.rm(path.join(dir, 'out.bin'));
       // run -i --rm: an attach over SPDY, then the pod is deleted by the client.
@@ -673,16 +677,9 @@ t('SPDY/3.1 (kubectl 1.32 with its WebSocket paths off, and Debian\'s kubectl 1.
       pf.stderr.on('data', (d) => { pfOut += d; });
       try {
         await eventually(`${who}: port-forward to listen`, async () => (/Forwarding from 127\.0\.0\.1/.test(pfOut) ? true : undefined), 20_000);
-        const get = (what: string) => new Promise<string>((resolve, reject) => {
-          const s = net.connect(localPort, '127.0.0.1', () => s.write(`GET ${what} HTTP/1.0\r\n\r\n`));
-          let b = '';
-          s.on('data', (d) => { b += d; });
-          s.on('end', () => resolve(b));
-          s.on('error', reject);
-          s.setTimeout(10_000, () => s.destroy(new Error(`${who}: timed out; kubectl said: ${pfOut}`)));
-        });
-        for (let i = 0; i < 10; i++) assert.match(await get('/'), /hello-from-pod/, `${who}, request ${i}: ${pfOut}`);
-        const [a, b] = await Promise.all([get('/index.html'), get('/missing')]);
+        const said = () => `${who}: kubectl said: ${pfOut}`;
+        for (let i = 0; i < 10; i++) assert.match(await getThrough(localPort, '/', said), /hello-from-pod/, `${who}, request ${i}: ${pfOut}`);
+        const [a, b] = await Promise.all([getThrough(localPort, '/index.html', said), getThrough(localPort, '/missing', said)]);
         assert.match(a, /hello-from-pod/, who);
         assert.match(b, /404/, who);
       } finally {
