@@ -196,7 +196,13 @@ export class CniNetwork {
     } satisfies CniCacheEntry;
     const nsPath = att.netnsPath ?? entry.netnsPath;
     await this.runDel(entry, entry.result, (await isNetns(nsPath)) ? nsPath : '');
-    await fs.rm(this.cacheFile(att.containerId, ifName), { force: true });
+    const cacheFile = this.cacheFile(att.containerId, ifName);
+    await fs.rm(cacheFile, { force: true });
+    // A writer killed between writing the entry's temporary file and renaming it (atomicWrite) leaves that file.
+    const tmpPrefix = `.${path.basename(cacheFile)}.`;
+    for (const n of await readdirOrEmpty(this.cacheDir)) {
+      if (n.startsWith(tmpPrefix) && n.endsWith('.tmp')) await fs.rm(path.join(this.cacheDir, n), { force: true });
+    }
   }
 
   /**

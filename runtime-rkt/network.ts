@@ -69,11 +69,13 @@ export async function attachPod(network: CniNetwork, pod: PreparedPod): Promise<
   });
   const primary = podIP(result);
   record.ips = [...new Set([...(primary ? [primary] : []), ...podIPs(result)])];
-  await atomicWriteJson(file, record);
-  await atomicWrite(podPaths(pod.dir).etc('hosts'), podHostsFile({
-    hostname: pod.manifest.hostname, subdomain: spec.spec.subdomain, namespace: md.namespace ?? 'default',
-    podIPs: record.ips, hostAliases: spec.spec.hostAliases,
-  }));
+  await Promise.all([
+    atomicWriteJson(file, record),
+    atomicWrite(podPaths(pod.dir).etc('hosts'), podHostsFile({
+      hostname: pod.manifest.hostname, subdomain: spec.spec.subdomain, namespace: md.namespace ?? 'default',
+      podIPs: record.ips, hostAliases: spec.spec.hostAliases,
+    })),
+  ]);
   return record;
 }
 

@@ -92,6 +92,8 @@ function appStatus(app: AppManifest, unit: string, records: ExitRecord[], u: Uni
   if (u && facts) {
     const restartCount = facts.nRestarts ?? records.length;
     const lastTermination = terminations.at(-1);
+    // Its launcher is still at work: the unit may be up while its process waits at the network gate (stage1/network-gate.ts).
+    if (launching) return { ...base, state: 'waiting', reason: 'ContainerCreating', restartCount, lastTermination };
     if (u.subState === 'auto-restart') return { ...base, state: 'waiting', reason: 'CrashLoopBackOff', restartCount, lastTermination };
     // Not yet started (a Type=notify unit before READY=1: a kvm pod's app while its VM boots).
     if (u.activeState === 'activating' && u.subState === 'start') return { ...base, state: 'waiting', reason: 'ContainerCreating', restartCount, lastTermination };

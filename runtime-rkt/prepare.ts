@@ -152,6 +152,8 @@ export interface PrepareInput {
   seccompRoot: string;
   /** Cluster DNS for ClusterFirst pods (resolv.conf). */
   clusterDns?: ClusterDnsConfig;
+  /** The network is attached while the units start (RuntimePodManifest.awaitsNetwork). */
+  awaitsNetwork?: boolean;
 }
 
 /**
@@ -220,6 +222,7 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     pod,
     apps,
     ...(sysctls.length ? { sysctls } : {}),
+    ...(input.awaitsNetwork ? { awaitsNetwork: true as const } : {}),
   };
   await atomicWriteJson(podPaths(podDir).manifest, manifestForDisk(manifest));
   return manifest;

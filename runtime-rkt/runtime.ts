@@ -17,7 +17,9 @@ import { imageStoreDir, podStoreDir } from './data-dir.js';
 import type { Pod } from '../runtime-api/pod-spec.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
+import { createNetworkGate, releaseNetworkGate } from '../stage1/network-gate.js';
 import { attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, releaseLeases, type PodNetworkOptions } from './network.js';
+import type { CniNetwork } from '../cni/index.js';
 import { dialPodPort } from '../common/netns-dial.js';
 import { processStartTime } from '../common/proc.js';
 import type { PortConnection, PortDialOptions } from '../runtime-api/streams.js';
@@ -124,6 +126,9 @@ export class RktRuntime {
     // A broken network config fails the run here, before anything is on disk.
     const net = this.options.network;
     const network = net !== 'none' && needsPodNetwork(pod, stage1Name) ? await loadNetwork(net) : undefined;
+    // The network is attached while systemd starts the units, the apps waiting at the network gate
+    // (stage1/network-gate.ts), unless the apps' environment needs the pod's IP before they start.
+    const attachDuringLaunch = network !== undefined && stage1.networkGate === true && !usesPodIP(pod);
     const systemd = await this.systemd();
     const { location, lock } = await this.pods.createEmbryo();
     let loc: PodLocation = location;
@@ -132,13 +137,18 @@ export class RktRuntime {
       await writeTimestamp(podPaths(loc.dir).created);
       crashPoint('run:embryo');
       loc = await this.pods.move(loc, 'prepare');
-      const manifest = await preparePodDir({ uuid: loc.uuid, podDir: loc.dir, pod, images, stage1: stage1Name, imageStore: this.images, seccompRoot: seccompRootDir(this.options.dataDir), clusterDns: this.options.clusterDns });
+      const manifest = await preparePodDir({
+        uuid: loc.uuid, podDir: loc.dir, pod, images, stage1: stage1Name, imageStore: this.images,
+        seccompRoot: seccompRootDir(this.options.dataDir), clusterDns: this.options.clusterDns, awaitsNetwork: attachDuringLaunch,
+      });
       crashPoint('run:prepared-dir');
       prepared = { dir: loc.dir, manifest };
       await stage1.prepare(prepared);
-      // The netns exists and no app runs yet: attach it now, while the pod is
-      // still in prepare/, so a crash from here on is undone (CNI DEL) by reconcile().
-      if (network) {
+      if (attachDuringLaunch) {
+        createNetworkGate(loc.dir);
+      } else if (network) {
+        // The netns exists and no app runs yet: attach it now, while the pod is
+        // still in prepare/, so a crash from here on is undone (CNI DEL) by reconcile().
         const attached = await attachPod(network, prepared);
         log.info({ uuid: loc.uuid, network: network.name, ips: attached.ips }, 'pod attached to the network');
         if (usesPodIP(pod)) prepared = { dir: loc.dir, manifest: await fillPodIPs(loc.dir, manifest, images, attached.ips) };
@@ -153,7 +163,8 @@ export class RktRuntime {
       loc = await this.pods.move(loc, 'run');
       crashPoint('run:moved-to-run');
       prepared = { dir: loc.dir, manifest: prepared.manifest };
-      await this.launch(systemd, prepared);
+      if (network && attachDuringLaunch) await this.launchAttaching(systemd, prepared, network);
+      else await this.launch(systemd, prepared);
       crashPoint('run:launched');
       await writeTimestamp(podPaths(loc.dir).started);
       await fs.rm(podPaths(loc.dir).launching, { force: true });
@@ -168,6 +179,28 @@ export class RktRuntime {
     } finally {
       lock.release();
     }
+  }
+
+  /**
+   * launch() beside CNI ADD: the apps' processes wait at the network gate until the pod is
+   * attached (from run/, with the launching marker: a crash is undone by reconcile(), CNI DEL
+   * included). Both are awaited before either's error is thrown, so a pod is never destroyed
+   * while its units are still being started.
+   */
+  private async launchAttaching(systemd: SystemdClient, pod: PreparedPod, network: CniNetwork): Promise<void> {
+    const uuid = pod.manifest.uuid;
+    const waiters = pod.manifest.apps.length;
+    const attaching = attachPod(network, pod).then(async (attached) => {
+      log.info({ uuid, network: network.name, ips: attached.ips }, 'pod attached to the network');
+      crashPoint('run:network-attached');
+      await releaseNetworkGate(pod.dir, 'ready', waiters);
+    }, async (err: unknown) => {
+      await releaseNetworkGate(pod.dir, 'failed', waiters).catch((e) => log.warn({ uuid, err: String(e) }, 'could not fail the network gate; the pod\'s removal stops its units'));
+      throw err;
+    });
+    const [attached, launched] = await Promise.allSettled([attaching, this.launch(systemd, pod)]);
+    if (attached.status === 'rejected') throw attached.reason;
+    if (launched.status === 'rejected') throw launched.reason;
   }
 
   private async launch(systemd: SystemdClient, pod: PreparedPod): Promise<void> {

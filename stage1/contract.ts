@@ -21,6 +21,7 @@ import type { Pod, RestartPolicy } from '../runtime-api/pod-spec.js';
  *   volumes/<name>/              emptyDir volumes (a tmpfs mounted there for medium Memory)
  *   volume-subpaths/<app>/<n>    bind mounts of subPaths, made through a descriptor (runtime-rkt/volumes.ts)
  *   network.json                 the pod's CNI attachment (network, cache, IPs; stage0's, see runtime-rkt/network.ts)
+ *   network-gate, network-ready  where the apps wait for that attachment, when it overlaps the units' start (stage1/network-gate.ts)
  *   stage1/                      private to the stage1
  *   created, started, gc-marked  timestamps (ns since epoch), written once
  */
@@ -129,6 +130,11 @@ export interface RuntimePodManifest {
   apps: AppManifest[];
   /** Namespaced sysctls for the pod (already checked against the node's safe set). */
   sysctls?: Array<[string, string]>;
+  /**
+   * stage0 attaches the pod's network while systemd starts its units: each app's process waits at
+   * the network gate (stage1/network-gate.ts) first. Only for a stage1 with `networkGate`.
+   */
+  awaitsNetwork?: true;
 }
 
 /** Written by the unit's ExecStopPost each time an app's process exits. */
@@ -174,6 +180,9 @@ export const podPaths = (podDir: string) => ({
   attachSocket: (app: string) => path.join(podDir, 'apps', app, 'attach.sock'),
   /** stage0's marker: the pod's units are being started (see runtime-rkt/runtime.ts) */
   launching: path.join(podDir, 'launching'),
+  /** the FIFO app processes wait on until the pod's network is attached, and the marker that it is (stage1/network-gate.ts) */
+  networkGate: path.join(podDir, 'network-gate'),
+  networkReady: path.join(podDir, 'network-ready'),
 });
 
 /** systemd names: every unit carries the prefix and the pod UUID, so orphans can be found by pattern. */
@@ -257,6 +266,13 @@ export interface Stage1 {
    * the limits): stage0 then puts no cgroup limits on the app units or the slice.
    */
   readonly cgroupLimits?: false;
+  /**
+   * true when appUnit() puts each app's process behind the network gate for a pod whose manifest
+   * has `awaitsNetwork`: stage0 may then attach the network while the units start. A stage1
+   * without it (kvm: the VM's pod unit moves the attached eth0 behind a tap before the VM boots) gets
+   * its pods attached first.
+   */
+  readonly networkGate?: true;
   prepare(pod: PreparedPod): Promise<void>;
   /** Called at launch, with the pod in its final (run/) directory; may write launch-time files under the pod dir. */
   appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan>;

@@ -15,6 +15,7 @@ import { hostDevices, unitDeviceProperties } from './devices.js';
 import { readLocalhostSeccomp } from './seccomp.js';
 import { precompileSeccomp } from './seccomp-bpf.js';
 import { ENTER_SPEC_FILE, enterSpecText } from './enter-spec.js';
+import { behindNetworkGate } from './network-gate.js';
 import { appMountSource, podPaths, unitNames, type AppManifest, type AppUnitPlan, type EnterCommand, type PreparedPod, type Stage1 } from './contract.js';
 
 // dist/stage1/namespaces.js -> <repo>/stage1/console-holder.py
@@ -45,6 +46,7 @@ const CRUN_STATE_ROOT = '/run/crun';
  */
 export class NamespacesStage1 implements Stage1 {
   readonly name = 'namespaces' as const;
+  readonly networkGate = true as const;
   constructor(private readonly ociRuntime = process.env.STEVEDORE_OCI_RUNTIME ?? '/usr/bin/crun') {}
 
   private nsFile(pod: PreparedPod, ns: PodNamespace): string {
@@ -114,6 +116,8 @@ export class NamespacesStage1 implements Stage1 {
         '--', this.ociRuntime, '--cgroup-manager=disabled', 'run', ...(app.console.tty ? [`--console-socket=${consoleSocket}`] : []), '--bundle', bundle, id,
       ];
     }
+    // Ahead of crun: no container sees its pod's network half made, and /etc/hosts has the pod's IPs when crun binds it.
+    if (pod.manifest.awaitsNetwork) argv = behindNetworkGate(pod.dir, argv);
     return {
       properties: [
         prop.exec('ExecStart', [{ path: argv[0]!, argv }]),

@@ -12,6 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
 import { PodStatusCache, readPodStatus } from '../runtime-rkt/pod-status.js';
+import { FileLock } from '../common/fsutil.js';
 import { unitNames } from '../stage1/contract.js';
 import { makeSyntheticDataDir } from './helpers/api-client.js';
 
@@ -77,6 +78,22 @@ test('a new exit record (a restart) refetches even when the unit state looks the
   assert.is(s.apps[0]!.mainPid, 43);
   assert.is(s.apps[0]!.lastTermination?.exitCode, 1);
   assert.is(gets, 3);
+});
+
+test('an active unit of a pod whose launcher is still at work (launching marker, pod locked) reads as ContainerCreating: its process may still wait at the network gate', async () => {
+  const marker = path.join(loc.dir, 'launching');
+  fs.writeFileSync(marker, '');
+  const lock = FileLock.tryAcquire(loc.dir)!;
+  try {
+    const s = await readPodStatus(systemd, loc, units('active', 'running'), cache);
+    assert.is(s.apps[0]!.state, 'waiting');
+    assert.is(s.apps[0]!.reason, 'ContainerCreating');
+  } finally {
+    lock.release();
+  }
+  // The launcher is gone (the lock is free): the unit's state counts again, marker or not.
+  assert.is((await readPodStatus(systemd, loc, units('active', 'running'), cache)).apps[0]!.state, 'running');
+  fs.rmSync(marker);
 });
 
 test('without systemd: status from disk alone, and retain() forgets pods that moved', async () => {

@@ -66,8 +66,8 @@ spec:
     ${opts.hostPort ? `ports: [{containerPort: 8080, hostPort: ${opts.hostPort}}]` : ''}
 `;
 
-async function runPod(node: TestNode, name: string, yaml: string, args: string[] = []): Promise<{ uuid: string; ip: string }> {
-  const uuid = (await node.ok(['pod', 'run', '-f', await node.manifest(`${name}.yaml`, yaml), ...args])).trim();
+async function runPod(node: TestNode, name: string, yaml: string, args: string[] = [], globalArgs: string[] = []): Promise<{ uuid: string; ip: string }> {
+  const uuid = (await node.ok([...globalArgs, 'pod', 'run', '-f', await node.manifest(`${name}.yaml`, yaml), ...args])).trim();
   const s = await eventually(`${name} running`, async () => {
     const st = await podStatus(node, uuid) as Awaited<ReturnType<typeof podStatus>> & { podIPs?: string[] };
     return st.state === 'running' && st.apps.every((a) => a.state === 'running') ? st : undefined;
@@ -117,6 +117,37 @@ T('two pods get distinct IPs from the subnet and reach each other; the node reac
   await assertNoNetworkLeftovers(node, 'after rm');
 });
 
+T('the network is attached while the units start, and no app runs before it: each app\'s first instant sees eth0 with the pod IP and /etc/hosts naming it', async () => {
+  const node = getNode();
+  const probe = (name: string) => `  - name: ${name}
+    image: busybox
+    command: [sh, -c, 'ip -o -4 addr show eth0; grep -c "^10\\.244\\." /etc/hosts; exec sleep 600']`;
+  // A bridge plugin that takes a second: without the gate the apps would run long before ADD is done.
+  const bin = path.join(node.dataDir, 'cni', 'slow-bin');
+  await fs.mkdir(bin, { recursive: true });
+  for (const p of ['host-local', 'portmap', 'loopback']) await fs.symlink(`/usr/lib/cni/${p}`, path.join(bin, p)).catch(() => undefined);
+  await fs.writeFile(path.join(bin, 'bridge'), '#!/bin/sh\nsleep 1\nexec /usr/lib/cni/bridge "$@"\n', { mode: 0o755 });
+  const { uuid, ip } = await runPod(node, 'early', `
+metadata: {name: early, namespace: net}
+spec:
+  containers:
+${probe('first')}
+${probe('second')}
+`, [], ['--cni-bin-dir', bin]);
+  const manifest = JSON.parse(await fs.readFile(path.join(node.dataDir, 'pods', 'run', uuid, 'pod.json'), 'utf8')) as { awaitsNetwork?: boolean };
+  assert.is(manifest.awaitsNetwork, true, 'this pod took the overlapping path');
+  for (const c of ['first', 'second']) {
+    const out = await eventually(`${c}'s first lines`, async () => {
+      const text = await node.ok(['pod', 'logs', uuid, '-c', c]);
+      return text.trim().split('\n').length >= 2 ? text : undefined;
+    });
+    assert.match(out, new RegExp(`inet ${ip.replace(/\./g, '\\.')}/24`), `${c}: eth0 had its address before the app ran: ${out}`);
+    assert.match(out, /^1$/m, `${c}: /etc/hosts named the pod IP before the app ran: ${out}`);
+  }
+  await node.ok(['--cni-bin-dir', bin, 'pod', 'rm', '--force', uuid]);
+  await assertNoNetworkLeftovers(node, 'after the early pod');
+});
+
 T('hostname + subdomain: the pod resolves its own FQDN from /etc/hosts', async () => {
   const node = getNode();
   const web = await runPod(node, 'web-0', server('web-0', { hostname: 'web-0', subdomain: 'web', namespace: 'shop' }));
@@ -162,14 +193,19 @@ T('20 pods with hostPorts, created and removed twice, leave nothing behind', asy
   }
 });
 
-T('pod run killed between CNI ADD and the unit start: the next command DELs it (no lease, no veth)', async () => {
+T('pod run killed before, during or after CNI ADD (which overlaps the units\' start): the next command undoes it (no lease, no veth, no unit)', async () => {
   const node = getNode();
   const file = await node.manifest('crash.yaml', server('crash', { hostPort: HOST_PORT + 100 }));
-  for (const point of ['run:stage1-prepared', 'run:launching', 'run:moved-to-run', 'run:slice-started']) {
+  // attached: whether the killed run had attached the pod (undefined: ADD may or may not have finished by then).
+  const points: Array<[string, boolean | undefined]> = [
+    ['run:stage1-prepared', false], ['run:launching', false], ['run:moved-to-run', false], ['run:slice-started', undefined], ['run:network-attached', true],
+  ];
+  for (const [point, attached] of points) {
     const r = await node.cli(['pod', 'run', '-f', file], { STEVEDORE_CRASH_AT: point });
     assert.is(r.exitCode, 137, `killed at ${point}: ${r.stderr}`);
-    assert.is((await bridgePorts(BRIDGE)).length, 1, `${point}: the killed run had attached the pod`);
+    if (attached !== undefined) assert.is((await bridgePorts(BRIDGE)).length, attached ? 1 : 0, `${point}: the killed run had ${attached ? '' : 'not '}attached the pod`);
     assert.equal(JSON.parse(await node.ok(['pod', 'list', '-o', 'json'])), [], `${point}: the interrupted pod is undone`);
+    assert.equal(await node.units(), [], `${point}: no unit left (none waits at the network gate)`);
     await assertNoNetworkLeftovers(node, point);
   }
   const ok = await runPod(node, 'crash', server('crash', { hostPort: HOST_PORT + 100 }));
