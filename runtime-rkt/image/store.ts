@@ -79,17 +79,13 @@ export class ImageStore implements ImagePullApi {
   // ---- reading -------------------------------------------------------------
 
   async list(): Promise<ImageRecord[]> {
-    const files = await readdirOrEmpty(this.recordsDir);
-    const records: ImageRecord[] = [];
-    for (const f of files) {
-      if (!/^[0-9a-f]{64}\.json$/.test(f)) continue; // atomicWrite temporaries start with '.'
-      try {
-        records.push(await readJson<ImageRecord>(path.join(this.recordsDir, f)));
-      } catch (err) {
-        if (errnoCode(err) === 'ENOENT') continue; // removed meanwhile
-        throw err;
-      }
-    }
+    const files = (await readdirOrEmpty(this.recordsDir)).filter((f) => /^[0-9a-f]{64}\.json$/.test(f)); // atomicWrite temporaries start with '.'
+    // All at once: every pod start resolves its images here, and one read after another was a few ms of it.
+    const read = await Promise.all(files.map((f) => readJson<ImageRecord>(path.join(this.recordsDir, f)).catch((err) => {
+      if (errnoCode(err) === 'ENOENT') return undefined; // removed meanwhile
+      throw err;
+    })));
+    const records = read.filter((r): r is ImageRecord => r !== undefined);
     return records.sort((a, b) => a.importedAt - b.importedAt || a.id.localeCompare(b.id));
   }
 
