@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { execPlugin, findPlugin } from './exec.js';
 import { CniNetwork, cachedAttachmentsIn, podIPs } from './network.js';
 import { CniError, DEFAULT_BIN_DIRS, type CniPluginConf } from './types.js';
+import { readdirOrEmpty } from '../common/fsutil.js';
 
 /** host-local's default when the ipam config has no dataDir. */
 export const HOST_LOCAL_DEFAULT_DATA_DIR = '/var/lib/cni/networks';
@@ -154,6 +155,13 @@ export async function releaseStaleAttachments(cacheDir: string, liveIds: Set<str
   const now = Date.now();
   const released: ReleasedLease[] = [];
   const failed: string[] = [];
+  // A writer killed inside atomicWrite left its temporary file: none is still being written after the grace period.
+  for (const n of await readdirOrEmpty(cacheDir)) {
+    if (!n.startsWith('.') || !n.endsWith('.tmp')) continue;
+    const file = path.join(cacheDir, n);
+    const stat = await fs.stat(file).catch(() => undefined);
+    if (stat && now - stat.mtimeMs >= graceMs) await fs.rm(file, { force: true });
+  }
   for (const entry of await cachedAttachmentsIn(cacheDir)) {
     if (liveIds.has(entry.containerId) || now - Date.parse(entry.startedAt) < graceMs) continue;
     try {

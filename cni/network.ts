@@ -133,7 +133,7 @@ export class CniNetwork {
     const config = this.config;
     const binaries = await Promise.all(config.plugins.map((p) => findPlugin(this.name, p.type, this.binDirs, 'ADD')));
     const entry: CniCacheEntry = {
-      kind: 'stevedoreCniCacheV1', networkName: this.name, containerId: att.containerId, ifName, netnsPath: att.netnsPath,
+      kind: 'stevedoreCniCacheV1', networkName: this.name, containerId: att.containerId, ifName, netnsPath: att.cachedNetnsPath ?? att.netnsPath,
       cniArgs: cniArgsOf(att), capabilityArgs: capabilityArgsOf(att), config, result: null, startedAt: new Date().toISOString(),
     };
     await fs.mkdir(this.cacheDir, { recursive: true, mode: 0o700 });
@@ -141,9 +141,11 @@ export class CniNetwork {
     // Written before any plugin runs: a crash mid-ADD leaves a record GC can DEL from.
     await atomicWrite(cacheFile, JSON.stringify(entry, null, 2) + '\n', 0o600);
     let prev: CniResult | undefined;
+    // The plugins are given the caller's path, the cache keeps the lasting one.
+    const running = { ...entry, netnsPath: att.netnsPath };
     try {
       for (const [i, plugin] of config.plugins.entries()) {
-        const out = await execPlugin(binaries[i]!, this.invocation('ADD', plugin, entry, prev));
+        const out = await execPlugin(binaries[i]!, this.invocation('ADD', plugin, running, prev));
         if (out !== undefined) prev = out as CniResult;
         // Tests kill the process here to leave an ADD half done (cache entry with result null).
         crashPoint(`cni:add:${plugin.type}`);
@@ -151,7 +153,7 @@ export class CniNetwork {
       if (!prev) throw new CniError({ network: this.name, command: 'ADD', message: `CNI ADD of network "${this.name}" returned no result` });
     } catch (err) {
       try {
-        await this.runDel(entry, prev ?? null, entry.netnsPath);
+        await this.runDel(entry, prev ?? null, att.netnsPath);
         await fs.rm(cacheFile, { force: true });
       } catch {
         // the cache entry stays: GC (releaseStaleLeases / del) retries the teardown
@@ -196,9 +198,16 @@ export class CniNetwork {
     } satisfies CniCacheEntry;
     const nsPath = att.netnsPath ?? entry.netnsPath;
     await this.runDel(entry, entry.result, (await isNetns(nsPath)) ? nsPath : '');
-    const cacheFile = this.cacheFile(att.containerId, ifName);
+    await this.forget(att.containerId, ifName);
+  }
+
+  /**
+   * Drop an attachment's cache entry, and the temporary file a writer killed inside atomicWrite
+   * left beside it (killed in the first write, that file is all there is).
+   */
+  async forget(containerId: string, ifName = 'eth0'): Promise<void> {
+    const cacheFile = this.cacheFile(containerId, ifName);
     await fs.rm(cacheFile, { force: true });
-    // A writer killed between writing the entry's temporary file and renaming it (atomicWrite) leaves that file.
     const tmpPrefix = `.${path.basename(cacheFile)}.`;
     for (const n of await readdirOrEmpty(this.cacheDir)) {
       if (n.startsWith(tmpPrefix) && n.endsWith('.tmp')) await fs.rm(path.join(this.cacheDir, n), { force: true });

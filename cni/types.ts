@@ -38,6 +38,12 @@ export interface Attachment {
   containerId: string;
   /** CNI_NETNS: path to the pod's network namespace (an nsfs bind mount or /proc/PID/ns/net). */
   netnsPath: string;
+  /**
+   * The path the cache records for later DELs and CHECKs, when netnsPath is valid only during this
+   * ADD (a descriptor the caller holds: /proc/<its pid>/fd/N names something else once it is closed).
+   * Default: netnsPath.
+   */
+  cachedNetnsPath?: string;
   /** CNI_IFNAME, default eth0. */
   ifName?: string;
   podNamespace?: string;

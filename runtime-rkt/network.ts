@@ -58,25 +58,44 @@ export const netnsPath = (podDir: string) => path.join(podPaths(podDir).stage1, 
  * fails; anything a crash leaves is DELeted by detachPod from the record.
  */
 export async function attachPod(network: CniNetwork, pod: PreparedPod): Promise<PodNetworkRecord> {
-  const { uuid, pod: spec } = pod.manifest;
-  const md = spec.metadata;
-  const file = podPaths(pod.dir).network;
+  const record = await recordAttachment(network, pod.dir);
+  await addToNetwork(network, record, pod.manifest.uuid, pod.manifest.pod, { path: netnsPath(pod.dir) });
+  await writeAttachment(pod, record);
+  return record;
+}
+
+/** attachPod's first step: the record without IPs, before ADD, so that a crash from here on is DELeted. */
+export async function recordAttachment(network: CniNetwork, podDir: string): Promise<PodNetworkRecord> {
   const record: PodNetworkRecord = { network: network.name, cacheDir: network.cacheDir, binDirs: [...network.binDirs], ifName: IF_NAME, ips: [] };
-  await atomicWriteJson(file, record);
+  await atomicWriteJson(podPaths(podDir).network, record);
+  return record;
+}
+
+/**
+ * attachPod's second step: CNI ADD, the IPs into `record` (not written). `netns.path` may be valid
+ * only during the ADD (a descriptor the caller holds while the pod directory moves); the CNI cache
+ * then records `netns.cachedPath`.
+ */
+export async function addToNetwork(network: CniNetwork, record: PodNetworkRecord, uuid: string, pod: Pod, netns: { path: string; cachedPath?: string }): Promise<void> {
+  const md = pod.metadata;
   const result = await network.add({
-    containerId: uuid, netnsPath: netnsPath(pod.dir), ifName: IF_NAME,
-    podNamespace: md.namespace ?? 'default', podName: md.name, podUid: md.uid, portMappings: portMappings(spec),
+    containerId: uuid, netnsPath: netns.path, ...(netns.cachedPath ? { cachedNetnsPath: netns.cachedPath } : {}), ifName: IF_NAME,
+    podNamespace: md.namespace ?? 'default', podName: md.name, podUid: md.uid, portMappings: portMappings(pod),
   });
   const primary = podIP(result);
   record.ips = [...new Set([...(primary ? [primary] : []), ...podIPs(result)])];
+}
+
+/** attachPod's last step, into the pod's directory as it is now: the record with the IPs, and /etc/hosts naming them. */
+export async function writeAttachment(pod: PreparedPod, record: PodNetworkRecord): Promise<void> {
+  const spec = pod.manifest.pod;
   await Promise.all([
-    atomicWriteJson(file, record),
+    atomicWriteJson(podPaths(pod.dir).network, record),
     atomicWrite(podPaths(pod.dir).etc('hosts'), podHostsFile({
-      hostname: pod.manifest.hostname, subdomain: spec.spec.subdomain, namespace: md.namespace ?? 'default',
+      hostname: pod.manifest.hostname, subdomain: spec.spec.subdomain, namespace: spec.metadata.namespace ?? 'default',
       podIPs: record.ips, hostAliases: spec.spec.hostAliases,
     })),
   ]);
-  return record;
 }
 
 /** A pod's resolv.conf: cni/podfiles.ts's, from the pod spec. */
@@ -98,6 +117,9 @@ export async function detachPod(podDir: string, uuid: string): Promise<void> {
     const network = CniNetwork.fromConfig(entry.config, { binDirs: record.binDirs, cacheDir: record.cacheDir });
     const ns = netnsPath(podDir);
     await network.del({ containerId: uuid, ifName: record.ifName, ...((await exists(ns)) ? { netnsPath: ns } : {}) });
+  } else {
+    // ADD never got as far as its cache entry (no plugin ran): only a killed writer's temporary file can be there.
+    await probe.forget(uuid, record.ifName);
   }
   await fs.rm(podPaths(podDir).network, { force: true });
 }

@@ -18,7 +18,10 @@ import type { Pod } from '../runtime-api/pod-spec.js';
 import { PodStore, tryLock, type PodLocation } from './pod-store.js';
 import { PodStatusCache, readPodStatus, readUnitStates, writeTimestamp } from './pod-status.js';
 import { createNetworkGate, releaseNetworkGate } from '../stage1/network-gate.js';
-import { attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, releaseLeases, type PodNetworkOptions } from './network.js';
+import {
+  addToNetwork, attachPod, detachPod, loadNetwork, needsPodNetwork, netnsPath, recordAttachment, releaseLeases, writeAttachment,
+  type PodNetworkOptions, type PodNetworkRecord,
+} from './network.js';
 import type { CniNetwork } from '../cni/index.js';
 import { dialPodPort } from '../common/netns-dial.js';
 import { processStartTime } from '../common/proc.js';
@@ -26,7 +29,7 @@ import type { PortConnection, PortDialOptions } from '../runtime-api/streams.js'
 import { attachConsole } from './attach.js';
 import { allContainers, fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
 import { checkRuntimeEnv, usesPodIP } from '../runtime-api/pod-env.js';
-import { unmountPodVolumes } from './volumes.js';
+import { unmountBelow, unmountPodVolumes } from './volumes.js';
 import type { ClusterDnsConfig } from './network.js';
 import { seccompRootDir } from './security.js';
 import type { PodStatus } from './status.js';
@@ -126,27 +129,27 @@ export class RktRuntime {
     // A broken network config fails the run here, before anything is on disk.
     const net = this.options.network;
     const network = net !== 'none' && needsPodNetwork(pod, stage1Name) ? await loadNetwork(net) : undefined;
-    // The network is attached while systemd starts the units, the apps waiting at the network gate
-    // (stage1/network-gate.ts), unless the apps' environment needs the pod's IP before they start.
-    const attachDuringLaunch = network !== undefined && stage1.networkGate === true && !usesPodIP(pod);
+    // The network is attached while the pod is prepared and its units start, the apps waiting at the network
+    // gate (stage1/network-gate.ts), unless the apps' environment needs the pod's IP before they start.
+    const attachEarly = network !== undefined && stage1.networkGate === true && stage1.makeNamespaces !== undefined && !usesPodIP(pod);
     const systemd = await this.systemd();
     const { location, lock } = await this.pods.createEmbryo();
     let loc: PodLocation = location;
     let prepared: PreparedPod | undefined;
+    let early: { attaching: Promise<PodNetworkRecord> } | undefined;
     try {
       await writeTimestamp(podPaths(loc.dir).created);
       crashPoint('run:embryo');
       loc = await this.pods.move(loc, 'prepare');
+      if (network && attachEarly && stage1.makeNamespaces) early = await this.startAttaching(network, stage1.makeNamespaces.bind(stage1), loc, pod);
       const manifest = await preparePodDir({
         uuid: loc.uuid, podDir: loc.dir, pod, images, stage1: stage1Name, imageStore: this.images,
-        seccompRoot: seccompRootDir(this.options.dataDir), clusterDns: this.options.clusterDns, awaitsNetwork: attachDuringLaunch,
+        seccompRoot: seccompRootDir(this.options.dataDir), clusterDns: this.options.clusterDns, awaitsNetwork: attachEarly,
       });
       crashPoint('run:prepared-dir');
       prepared = { dir: loc.dir, manifest };
       await stage1.prepare(prepared);
-      if (attachDuringLaunch) {
-        createNetworkGate(loc.dir);
-      } else if (network) {
+      if (network && !early) {
         // The netns exists and no app runs yet: attach it now, while the pod is
         // still in prepare/, so a crash from here on is undone (CNI DEL) by reconcile().
         const attached = await attachPod(network, prepared);
@@ -163,7 +166,7 @@ export class RktRuntime {
       loc = await this.pods.move(loc, 'run');
       crashPoint('run:moved-to-run');
       prepared = { dir: loc.dir, manifest: prepared.manifest };
-      if (network && attachDuringLaunch) await this.launchAttaching(systemd, prepared, network);
+      if (early) await this.launchAttaching(systemd, prepared, early.attaching);
       else await this.launch(systemd, prepared);
       crashPoint('run:launched');
       await writeTimestamp(podPaths(loc.dir).started);
@@ -173,6 +176,8 @@ export class RktRuntime {
       log.info({ uuid: loc.uuid, stage1: stage1Name }, 'pod started');
       return loc.uuid;
     } catch (err) {
+      // An ADD still running finishes first, so that the pod's removal DELs whatever it made.
+      await early?.attaching.catch(() => undefined);
       log.info({ uuid: loc.uuid, err: String(err) }, 'pod run failed; discarding the pod');
       await this.destroy(loc, prepared?.manifest).catch((e) => log.error({ uuid: loc.uuid, err: String(e) }, 'discarding a failed pod failed; gc will retry'));
       throw err;
@@ -182,24 +187,44 @@ export class RktRuntime {
   }
 
   /**
-   * launch() beside CNI ADD: the apps' processes wait at the network gate until the pod is
-   * attached (from run/, with the launching marker: a crash is undone by reconcile(), CNI DEL
-   * included). Both are awaited before either's error is thrown, so a pod is never destroyed
-   * while its units are still being started.
+   * CNI ADD from as soon as the pod's namespaces exist, while stage0 prepares the pod directory and
+   * systemd starts the units (launchAttaching). The directory moves meanwhile (prepare/ to run/), so
+   * the plugins enter the network namespace through a descriptor held here; the CNI cache records
+   * its run/ path. The record is on disk before ADD starts: a crash from here on is DELeted by
+   * reconcile().
    */
-  private async launchAttaching(systemd: SystemdClient, pod: PreparedPod, network: CniNetwork): Promise<void> {
+  private async startAttaching(network: CniNetwork, makeNamespaces: (podDir: string) => Promise<void>, loc: PodLocation, pod: Pod): Promise<{ attaching: Promise<PodNetworkRecord> }> {
+    await makeNamespaces(loc.dir);
+    createNetworkGate(loc.dir);
+    const record = await recordAttachment(network, loc.dir);
+    const held = await fs.open(netnsPath(loc.dir), 'r');
+    const attaching = addToNetwork(network, record, loc.uuid, pod, { path: `/proc/${process.pid}/fd/${held.fd}`, cachedPath: netnsPath(this.pods.dirOf(loc.uuid, 'run')) })
+      .then(() => record)
+      .finally(() => held.close());
+    // Awaited by launchAttaching, or before the pod is discarded: never an unhandled rejection meanwhile.
+    attaching.catch(() => undefined);
+    return { attaching };
+  }
+
+  /**
+   * launch() while the pod's CNI ADD finishes: the apps' processes wait at the network gate until
+   * the record and /etc/hosts have the pod's IPs. Both are awaited before either's error is thrown,
+   * so a pod is never destroyed while its units are still being started.
+   */
+  private async launchAttaching(systemd: SystemdClient, pod: PreparedPod, attaching: Promise<PodNetworkRecord>): Promise<void> {
     const uuid = pod.manifest.uuid;
     const waiters = pod.manifest.apps.length;
-    const attaching = attachPod(network, pod).then(async (attached) => {
-      log.info({ uuid, network: network.name, ips: attached.ips }, 'pod attached to the network');
+    const attached = attaching.then(async (record) => {
+      await writeAttachment(pod, record);
+      log.info({ uuid, network: record.network, ips: record.ips }, 'pod attached to the network');
       crashPoint('run:network-attached');
       await releaseNetworkGate(pod.dir, 'ready', waiters);
     }, async (err: unknown) => {
       await releaseNetworkGate(pod.dir, 'failed', waiters).catch((e) => log.warn({ uuid, err: String(e) }, 'could not fail the network gate; the pod\'s removal stops its units'));
       throw err;
     });
-    const [attached, launched] = await Promise.allSettled([attaching, this.launch(systemd, pod)]);
-    if (attached.status === 'rejected') throw attached.reason;
+    const [network, launched] = await Promise.allSettled([attached, this.launch(systemd, pod)]);
+    if (network.status === 'rejected') throw network.reason;
     if (launched.status === 'rejected') throw launched.reason;
   }
 
@@ -329,6 +354,8 @@ export class RktRuntime {
     // failure is left to gc(), which DELs every cached attachment of a dead pod.
     await detachPod(loc.dir, loc.uuid).catch((err) => log.warn({ uuid: loc.uuid, err: String(err) }, 'CNI DEL failed; gc will release the lease'));
     if (manifest) await this.stage1For(manifest.stage1).cleanup({ dir: loc.dir, manifest });
+    // No manifest: the pod failed while its directory was made, and its stage1 had made only the namespaces (makeNamespaces).
+    else await unmountBelow([podPaths(loc.dir).stage1]);
     await unmountPodRootfs(loc.dir);
     await unmountPodVolumes(loc.dir);
     await assertNoMountsBelow(loc.dir);

@@ -293,9 +293,14 @@ function mountsBelow(mountinfo: string, dir: string): string[] {
 
 /** Undo every mount preparePodVolumes made (subPath binds, tmpfs); safe on a half-made or clean pod. */
 export async function unmountPodVolumes(podDir: string): Promise<void> {
-  const mountinfo = await fsp.readFile('/proc/self/mountinfo', 'utf8');
   // subPath binds first: some are of a tmpfs volume.
-  for (const dir of [subPathsDir(podDir), path.join(podDir, 'volumes')]) {
+  await unmountBelow([subPathsDir(podDir), path.join(podDir, 'volumes')]);
+}
+
+/** Unmount whatever is mounted below each directory in turn, deepest first; mounts already gone are fine. */
+export async function unmountBelow(dirs: string[]): Promise<void> {
+  const mountinfo = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  for (const dir of dirs) {
     for (const m of mountsBelow(mountinfo, dir)) {
       try {
         fsops.umount(m);

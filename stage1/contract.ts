@@ -21,7 +21,7 @@ import type { Pod, RestartPolicy } from '../runtime-api/pod-spec.js';
  *   volumes/<name>/              emptyDir volumes (a tmpfs mounted there for medium Memory)
  *   volume-subpaths/<app>/<n>    bind mounts of subPaths, made through a descriptor (runtime-rkt/volumes.ts)
  *   network.json                 the pod's CNI attachment (network, cache, IPs; stage0's, see runtime-rkt/network.ts)
- *   network-gate, network-ready  where the apps wait for that attachment, when it overlaps the units' start (stage1/network-gate.ts)
+ *   network-gate, network-ready, network-failed   where the apps wait for that attachment, when it overlaps the pod's start (stage1/network-gate.ts)
  *   stage1/                      private to the stage1
  *   created, started, gc-marked  timestamps (ns since epoch), written once
  */
@@ -131,8 +131,9 @@ export interface RuntimePodManifest {
   /** Namespaced sysctls for the pod (already checked against the node's safe set). */
   sysctls?: Array<[string, string]>;
   /**
-   * stage0 attaches the pod's network while systemd starts its units: each app's process waits at
-   * the network gate (stage1/network-gate.ts) first. Only for a stage1 with `networkGate`.
+   * stage0 attaches the pod's network while it prepares the pod and systemd starts its units: the
+   * stage1 made the namespaces early (makeNamespaces), and each app's process waits at the network
+   * gate (stage1/network-gate.ts) first. Only for a stage1 with `networkGate`.
    */
   awaitsNetwork?: true;
 }
@@ -183,6 +184,7 @@ export const podPaths = (podDir: string) => ({
   /** the FIFO app processes wait on until the pod's network is attached, and the marker that it is (stage1/network-gate.ts) */
   networkGate: path.join(podDir, 'network-gate'),
   networkReady: path.join(podDir, 'network-ready'),
+  networkFailed: path.join(podDir, 'network-failed'),
 });
 
 /** systemd names: every unit carries the prefix and the pod UUID, so orphans can be found by pattern. */
@@ -267,12 +269,15 @@ export interface Stage1 {
    */
   readonly cgroupLimits?: false;
   /**
-   * true when appUnit() puts each app's process behind the network gate for a pod whose manifest
-   * has `awaitsNetwork`: stage0 may then attach the network while the units start. A stage1
-   * without it (kvm: the VM's pod unit moves the attached eth0 behind a tap before the VM boots) gets
-   * its pods attached first.
+   * true when the stage1 can have a pod attached to its network while stage0 prepares and starts it:
+   * for a pod whose manifest has `awaitsNetwork`, stage0 first calls makeNamespaces() (with the pod
+   * directory still incomplete; prepare() then makes none), and appUnit() puts each app's process
+   * behind the network gate. A stage1 without it (kvm: the VM's pod unit moves the attached eth0
+   * behind a tap before the VM boots) gets its pods attached between prepare() and the launch.
    */
   readonly networkGate?: true;
+  /** With networkGate: make the pod's namespaces, the network one at stage0's netns path (runtime-rkt/network.ts). */
+  makeNamespaces?(podDir: string): Promise<void>;
   prepare(pod: PreparedPod): Promise<void>;
   /** Called at launch, with the pod in its final (run/) directory; may write launch-time files under the pod dir. */
   appUnit(pod: PreparedPod, app: AppManifest): Promise<AppUnitPlan>;

@@ -65,15 +65,20 @@ export class NamespacesStage1 implements Stage1 {
         hint: 'install crun (apt-get install crun), set STEVEDORE_OCI_RUNTIME, or run the pod with --stage1 fly',
       });
     }
-    const nsDir = path.join(podPaths(pod.dir).stage1, 'ns');
+    // A pod attached while it is prepared had them made first (makeNamespaces).
+    if (!pod.manifest.awaitsNetwork) await this.makeNamespaces(pod.dir, this.sharedNamespaces(pod).includes('net'));
+  }
+
+  async makeNamespaces(podDir: string, withNet = true): Promise<void> {
+    const nsDir = path.join(podPaths(podDir).stage1, 'ns');
     await fs.mkdir(nsDir, { recursive: true });
-    const shared = this.sharedNamespaces(pod);
+    const shared = POD_NAMESPACES.filter((ns) => withNet || ns !== 'net');
     // Persist the pod's namespaces as bind-mounted nsfs files: no pause process
     // has to live for them, and every app's crun joins them by path.
-    await Promise.all(shared.map((ns) => fs.writeFile(this.nsFile(pod, ns), '')));
+    await Promise.all(shared.map((ns) => fs.writeFile(path.join(nsDir, ns), '')));
     // A pool thread of this process makes them and brings loopback up in the new network
     // namespace (native/netns.c): no `unshare … -- ip link set lo up`, two process starts.
-    await netnsAddon().makePodNamespaces(nsDir, shared.includes('net'));
+    await netnsAddon().makePodNamespaces(nsDir, withNet);
   }
 
   private async ociSpec(pod: PreparedPod, app: AppManifest): Promise<unknown> {

@@ -6,37 +6,41 @@ import { podPaths } from './contract.js';
 
 /**
  * The network gate lets stage0 attach a pod to its network (CNI ADD, ~20 ms
- * of plugin processes) while systemd starts the pod's units, instead of
- * before: each app's process waits in the gate, ahead of the OCI runtime,
- * until stage0 opens it. The kubelet's order holds (no app runs before its
- * pod's network is ready); only systemd's start of the units overlaps ADD.
+ * of plugin processes) while it prepares the pod and systemd starts the
+ * units, instead of before: each app's process waits in the gate, ahead of
+ * the OCI runtime, until stage0 opens it. The kubelet's order holds (no app
+ * runs before its pod's network is ready).
  *
- * On disk, in the pod directory (stage0 makes both before the units start):
- *   network-gate    a FIFO; each waiting gate holds it open read-write, so
- *                   its own open never blocks, and reads one line
- *   network-ready   the gate is open for good: a unit that starts later (an
- *                   app behind an init container, any restart) passes at once
+ * On disk, in the pod directory (stage0 makes the FIFO before the units start):
+ *   network-gate     a FIFO; a waiting gate holds it open read-write (so its
+ *                    own open never blocks) and sleeps reading it
+ *   network-ready    the gate is open for good: a unit that starts later (an
+ *                    app behind an init container, any restart) passes at once
+ *   network-failed   ADD failed: a waiting gate exits 1, its unit fails now
+ *                    rather than when the pod is removed
  *
- * Opening: network-ready first, then one `ready` line per app into the FIFO
- * (a gate that opened the FIFO before the marker existed is blocked in read;
- * one that opens it after sees the marker). Failing: `failed` lines, so the
- * blocked gates exit 1 and their units fail now rather than at stop.
+ * Releasing: the marker first, then one newline per app into the FIFO. The
+ * newlines only wake the readers (each takes one), the markers say what
+ * happened: what concurrent readers of one pipe read is not theirs to choose
+ * (a message per reader came out interleaved under load). A gate that opened
+ * the FIFO before the marker existed is woken by a newline; one that opens it
+ * later sees the marker.
  */
 export const NETWORK_GATE_SCRIPT = `
 exec 3<>"$1"
-if [ ! -e "$2" ]; then
-  read -r state <&3 || exit 1
-  [ "$state" = ready ] || { echo "stevedore: the pod's network could not be attached" >&2; exit 1; }
-fi
+until [ -e "$2" ]; do
+  if [ -e "$3" ]; then echo "stevedore: the pod's network could not be attached" >&2; exit 1; fi
+  read -r _ <&3 || exit 1
+done
 exec 3<&-
-shift 2
+shift 3
 exec "$@"
 `;
 
 /** argv that waits at the pod's network gate, then execs `argv`. */
 export function behindNetworkGate(podDir: string, argv: string[]): string[] {
   const paths = podPaths(podDir);
-  return ['/bin/sh', '-c', NETWORK_GATE_SCRIPT, 'stevedore-network-gate', paths.networkGate, paths.networkReady, ...argv];
+  return ['/bin/sh', '-c', NETWORK_GATE_SCRIPT, 'stevedore-network-gate', paths.networkGate, paths.networkReady, paths.networkFailed, ...argv];
 }
 
 /** Make the gate's FIFO (closed: no network-ready marker yet). */
@@ -51,7 +55,7 @@ export function createNetworkGate(podDir: string): void {
  */
 export async function releaseNetworkGate(podDir: string, outcome: 'ready' | 'failed', waiters: number): Promise<void> {
   const paths = podPaths(podDir);
-  if (outcome === 'ready') await fs.writeFile(paths.networkReady, '');
+  await fs.writeFile(outcome === 'ready' ? paths.networkReady : paths.networkFailed, '');
   let fifo: fs.FileHandle;
   try {
     fifo = await fs.open(paths.networkGate, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
@@ -60,8 +64,8 @@ export async function releaseNetworkGate(podDir: string, outcome: 'ready' | 'fai
     throw err;
   }
   try {
-    // A few bytes per waiter: far below the pipe's buffer, so this write neither blocks nor splits.
-    await fifo.write(`${outcome}\n`.repeat(Math.max(1, waiters)));
+    // A byte per waiter: far below the pipe's buffer, so this write never blocks.
+    await fifo.write('\n'.repeat(Math.max(1, waiters)));
   } finally {
     await fifo.close();
   }

@@ -2,8 +2,8 @@
  * Pod networking through the agent, on a real local cluster (`stevedore up`
  * with its own bridge and pod CIDR, the real kubectl):
  * - the agent is SIGKILLed (STEVEDORE_CRASH_AT, set in the node systemd's
- *   environment for the agent unit) after CNI ADD and before the pod's units
- *   run; systemd restarts it: the pod ends up running with its network, or —
+ *   environment for the agent unit) inside or right after CNI ADD, before any
+ *   app runs; systemd restarts it: the pod ends up running with its network, or —
  *   if it was deleted meanwhile — gone, never half-made; killed while
  *   taking a deleted pod apart (before CNI DEL), it finishes the teardown;
  * - a broken CNI config and a missing plugin show up as the reason in the
@@ -19,7 +19,7 @@ import { freePort, useCluster, type TestCluster } from './helpers/cluster.js';
 import { eventually } from './helpers/node.js';
 import { bridgePorts } from './helpers/netns.js';
 
-const T = suite('cni through the agent: kill -9 between ADD and unit start; broken config in pod status and events');
+const T = suite('cni through the agent: kill -9 inside and after ADD; broken config in pod status and events');
 const getCluster = useCluster(T);
 
 interface K8sPod {
@@ -146,10 +146,11 @@ T('the cluster networks pods: the demo pod runs with an IP from the node\'s CIDR
   await assertNothingHalfMade(c, 'after up');
 });
 
-// cni:add:bridge is inside ADD (bridge done, portmap not yet: the cache entry has no result);
-// run:stage1-prepared is right after ADD (pod still in prepare/); run:slice-started is while systemd starts the units.
-for (const point of ['cni:add:bridge', 'run:stage1-prepared', 'run:slice-started']) {
-  T(`agent killed at ${point} (after CNI ADD, before the units run): restarted, the pod runs with its network`, async () => {
+// ADD runs while the pod is prepared and its units start (runtime-rkt/README.md): cni:add:bridge is inside it (bridge
+// done, portmap not yet), cni:add:portmap at its very end (the cache entry has no result yet in both); run:network-attached
+// is right after it, the IPs written and the apps still waiting at the network gate.
+for (const point of ['cni:add:bridge', 'cni:add:portmap', 'run:network-attached']) {
+  T(`agent killed at ${point} (inside or right after CNI ADD, before any app runs): restarted, the pod runs with its network`, async () => {
     const c = getCluster();
     const name = `crash-${point.split(':').pop()}`;
     const hostPort = await freePort();
@@ -170,7 +171,7 @@ for (const point of ['cni:add:bridge', 'run:stage1-prepared', 'run:slice-started
 
 T('agent killed after CNI ADD and the pod deleted while it is down: the restarted agent cleans it up', async () => {
   const c = getCluster();
-  const halfMade = await crashAgentAt(c, 'run:stage1-prepared', 'crash-gone', await freePort(), async () => {
+  const halfMade = await crashAgentAt(c, 'run:network-attached', 'crash-gone', await freePort(), async () => {
     await c.k(['delete', 'pod', 'crash-gone', '--grace-period=0', '--force', '--wait=false']);
   });
   await eventually('the restarted agent to take the half-made pod apart', async () => ((await readCache(c)).includes(halfMade) ? undefined : true), 60_000);

@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
-  CniConfigError, CniError, CniNetwork, defaultNetworkConfig, ensureDefaultNetwork, listLeases, podIP, podIPs, releaseStaleLeases,
+  CniConfigError, CniError, CniNetwork, defaultNetworkConfig, ensureDefaultNetwork, listLeases, podIP, podIPs, releaseStaleAttachments, releaseStaleLeases,
   type Attachment, type CniResult,
 } from '../cni/index.js';
 import {
@@ -252,6 +252,42 @@ T('DEL after the namespace is gone still releases the lease', async (c) => {
   assert.equal(await bridgePorts(BRIDGE), []);
   assert.equal(await fs.readdir(c.cacheDir), [theirs]);
   await fs.rm(path.join(c.cacheDir, theirs));
+});
+
+T('ADD through a descriptor this process holds (/proc/<pid>/fd/N): the cache records the lasting path given, which a later DEL uses', async () => {
+  if (!canRun) return;
+  const network = await load();
+  const ns = await netns();
+  const held = await fs.open(ns, 'r');
+  let ip: string | undefined;
+  try {
+    const result = await network.add(att('held', `/proc/${process.pid}/fd/${held.fd}`, { cachedNetnsPath: ns }));
+    ip = podIP(result);
+  } finally {
+    await held.close();
+  }
+  assert.ok(ip, 'attached');
+  assert.is((await network.cached('held'))?.netnsPath, ns);
+  await network.del({ containerId: 'held' });
+  assert.equal(await listLeases(network), []);
+  assert.equal(await bridgePorts(BRIDGE), [], 'the DEL entered the namespace at the cached path and removed the veth');
+});
+
+T('a killed writer\'s temporary cache file: forget() drops it with no entry beside it; GC drops any older than the grace period, keeps a fresh one', async (c) => {
+  if (!canRun) return;
+  const network = await load();
+  await fs.mkdir(c.cacheDir, { recursive: true });
+  const lone = `.${path.basename(network.cacheFile('never-added'))}.0badc0de.tmp`;
+  const old = `.${path.basename(network.cacheFile('old'))}.0badc0de.tmp`;
+  const fresh = `.${path.basename(network.cacheFile('fresh'))}.0badc0de.tmp`;
+  for (const n of [lone, old, fresh]) await fs.writeFile(path.join(c.cacheDir, n), '{');
+  const hourAgo = new Date(Date.now() - 3_600_000);
+  await fs.utimes(path.join(c.cacheDir, old), hourAgo, hourAgo);
+  await network.forget('never-added');
+  assert.equal((await fs.readdir(c.cacheDir)).sort(), [fresh, old].sort());
+  await releaseStaleAttachments(c.cacheDir, new Set(), { graceMs: 60_000 });
+  assert.equal(await fs.readdir(c.cacheDir), [fresh]);
+  await fs.rm(path.join(c.cacheDir, fresh));
 });
 
 T('30 create/delete cycles leave no veth, netns, firewall rule, lease or cache entry', async (c) => {

@@ -117,7 +117,7 @@ T('two pods get distinct IPs from the subnet and reach each other; the node reac
   await assertNoNetworkLeftovers(node, 'after rm');
 });
 
-T('the network is attached while the units start, and no app runs before it: each app\'s first instant sees eth0 with the pod IP and /etc/hosts naming it', async () => {
+T('the network is attached while the pod is prepared and its units start, and no app runs before it: each app\'s first instant sees eth0 with the pod IP and /etc/hosts naming it', async () => {
   const node = getNode();
   const probe = (name: string) => `  - name: ${name}
     image: busybox
@@ -193,12 +193,13 @@ T('20 pods with hostPorts, created and removed twice, leave nothing behind', asy
   }
 });
 
-T('pod run killed before, during or after CNI ADD (which overlaps the units\' start): the next command undoes it (no lease, no veth, no unit)', async () => {
+T('pod run killed before, during or after CNI ADD (which overlaps the pod\'s preparation and its units\' start): the next command undoes it (no lease, no veth, no unit)', async () => {
   const node = getNode();
   const file = await node.manifest('crash.yaml', server('crash', { hostPort: HOST_PORT + 100 }));
   // attached: whether the killed run had attached the pod (undefined: ADD may or may not have finished by then).
   const points: Array<[string, boolean | undefined]> = [
-    ['run:stage1-prepared', false], ['run:launching', false], ['run:moved-to-run', false], ['run:slice-started', undefined], ['run:network-attached', true],
+    ['run:embryo', false], ['run:prepared-dir', undefined], ['run:stage1-prepared', undefined], ['run:launching', undefined],
+    ['run:moved-to-run', undefined], ['run:slice-started', undefined], ['run:network-attached', true],
   ];
   for (const [point, attached] of points) {
     const r = await node.cli(['pod', 'run', '-f', file], { STEVEDORE_CRASH_AT: point });
