@@ -1,4 +1,4 @@
-import * as fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { readdirOrEmpty } from '../common/fsutil.js';
 import { CniConfigError, SUPPORTED_CNI_VERSIONS, type CniNetworkConfig, type CniPluginConf } from './types.js';
@@ -80,7 +80,9 @@ export async function loadNetworkConfig(confDir: string, networkName?: string): 
   }
   const broken: string[] = [];
   for (const file of files) {
-    const text = await fs.readFile(file, 'utf8');
+    // Synchronous: a pod start loads its network here, and a config is a small file; through libuv's pool the
+    // read was four round trips, each waiting for a pool thread and then for the event loop on a busy node.
+    const text = readFileSync(file, 'utf8');
     if (networkName === undefined) return { file, config: parseNetworkConfig(text, file) };
     try {
       const config = parseNetworkConfig(text, file);

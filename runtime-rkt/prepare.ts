@@ -1,4 +1,5 @@
 import * as fs from 'node:fs/promises';
+import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { UserError, errnoCode } from '../common/errors.js';
 import { fsops } from '../common/fsops.js';
@@ -78,7 +79,7 @@ async function appCommand(c: ContainerSpec, image: ImageRecord, hostname: string
   const argv = argvFor(c, image, own);
   if (argv.length === 0) throw new UserError(`container "${c.name}": no command to run: neither the pod spec nor image ${c.image} gives one`, { hint: 'set command (and args) for the container' });
   const env = envFor(c, image, hostname, podIPs, own);
-  const exe = await findExecutable(rootfs, argv[0]!, env.find(([k]) => k === 'PATH')?.[1] ?? DEFAULT_PATH);
+  const exe = findExecutable(rootfs, argv[0]!, env.find(([k]) => k === 'PATH')?.[1] ?? DEFAULT_PATH);
   if (!exe) throw new UserError(`container "${c.name}": executable "${argv[0]}" not found in image ${c.image}`, { hint: 'check command/args in the pod spec, or the image\'s Entrypoint/Cmd' });
   argv[0] = exe;
   return { argv, env };
@@ -100,14 +101,14 @@ export async function fillPodIPs(podDir: string, manifest: RuntimePodManifest, i
   return filled;
 }
 
-/** Create a directory inside a rootfs without ever following a symlink out of it. */
-async function mkdirInRoot(root: string, inside: string): Promise<void> {
-  if (await resolveInRoot(root, inside)) return;
+/** Create a directory inside a rootfs without ever following a symlink out of it (synchronous: see rootfs.ts). */
+function mkdirInRoot(root: string, inside: string): void {
+  if (resolveInRoot(root, inside)) return;
   let current = root;
   for (const part of inside.split('/').filter((p) => p && p !== '.' && p !== '..')) {
     current = path.join(current, part);
-    const st = await fs.lstat(current).catch(() => undefined);
-    if (!st) await fs.mkdir(current, { mode: 0o755 });
+    const st = fsSync.lstatSync(current, { throwIfNoEntry: false });
+    if (!st) fsSync.mkdirSync(current, { mode: 0o755 });
     else if (!st.isDirectory()) throw new UserError(`working directory ${inside} cannot be created in the image: ${current.slice(root.length)} is not a directory`);
   }
 }
@@ -180,13 +181,11 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     // status.podIP is empty here; a pod that gets a network has it filled in after attaching (fillPodIPs).
     const { argv, env } = await appCommand(c, image, hostname, rootfs, []);
     const workingDir = c.workingDir ?? (image.config.WorkingDir || '/');
-    // The image's user database is read once, beside the working directory's creation (each is a few fs round trips).
-    const [passwd, group] = await Promise.all([
-      readFileInRoot(rootfs, '/etc/passwd').then((t) => t ?? ''),
-      readFileInRoot(rootfs, '/etc/group').then((t) => t ?? ''),
-      mkdirInRoot(rootfs, workingDir),
-    ]);
-    const imageUser = await resolveUser(rootfs, image.config.User, { passwd, group });
+    // The image's user database is read once, for the image's user and the pod's securityContext.
+    const passwd = readFileInRoot(rootfs, '/etc/passwd') ?? '';
+    const group = readFileInRoot(rootfs, '/etc/group') ?? '';
+    mkdirInRoot(rootfs, workingDir);
+    const imageUser = resolveUser(rootfs, image.config.User, { passwd, group });
     const { user, security } = resolveSecurity({
       pod, podRef: podRefOf(pod, input.uuid), container: c, index: i, stage1: input.stage1, nodeCaps, seccompRoot: input.seccompRoot,
       image: { spec: image.config.User, resolved: 'error' in imageUser ? undefined : imageUser, passwd, group },

@@ -141,11 +141,20 @@ export class RktRuntime {
       await writeTimestamp(podPaths(loc.dir).created);
       crashPoint('run:embryo');
       loc = await this.pods.move(loc, 'prepare');
-      if (network && attachEarly && stage1.makeNamespaces) early = await this.startAttaching(network, stage1.makeNamespaces.bind(stage1), loc, pod);
-      const manifest = await preparePodDir({
-        uuid: loc.uuid, podDir: loc.dir, pod, images, stage1: stage1Name, imageStore: this.images,
-        seccompRoot: seccompRootDir(this.options.dataDir), clusterDns: this.options.clusterDns, awaitsNetwork: attachEarly,
-      });
+      // The namespaces are made and ADD starts while stage0 makes the pod directory. The directory moves (and a
+      // failed pod is discarded) only once the namespaces are made: their bind mounts are inside it.
+      const attachStarting = network && attachEarly && stage1.makeNamespaces ? this.startAttaching(network, stage1.makeNamespaces.bind(stage1), loc, pod) : undefined;
+      const [dirMade, attachStarted] = await Promise.allSettled([
+        preparePodDir({
+          uuid: loc.uuid, podDir: loc.dir, pod, images, stage1: stage1Name, imageStore: this.images,
+          seccompRoot: seccompRootDir(this.options.dataDir), clusterDns: this.options.clusterDns, awaitsNetwork: attachEarly,
+        }),
+        attachStarting,
+      ]);
+      if (attachStarted.status === 'fulfilled') early = attachStarted.value;
+      if (dirMade.status === 'rejected') throw dirMade.reason;
+      if (attachStarted.status === 'rejected') throw attachStarted.reason;
+      const manifest = dirMade.value;
       crashPoint('run:prepared-dir');
       prepared = { dir: loc.dir, manifest };
       await stage1.prepare(prepared);

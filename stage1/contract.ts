@@ -270,8 +270,8 @@ export interface Stage1 {
   readonly cgroupLimits?: false;
   /**
    * true when the stage1 can have a pod attached to its network while stage0 prepares and starts it:
-   * for a pod whose manifest has `awaitsNetwork`, stage0 first calls makeNamespaces() (with the pod
-   * directory still incomplete; prepare() then makes none), and appUnit() puts each app's process
+   * for a pod whose manifest has `awaitsNetwork`, stage0 calls makeNamespaces() while it makes the pod
+   * directory (prepare() then makes none), and appUnit() puts each app's process
    * behind the network gate. A stage1 without it (kvm: the VM's pod unit moves the attached eth0
    * behind a tap before the VM boots) gets its pods attached between prepare() and the launch.
    */

@@ -104,11 +104,13 @@ export class NamespacesStage1 implements Stage1 {
     // 0600: the spec holds the app's env, Secret values included, and the pod folder is open to the api-service's group.
     // Written again at every launch, right before the unit that reads it: no fsync (replaceFile).
     const spec = await this.ociSpec(pod, app) as Record<string, unknown>;
-    await replaceFile(path.join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`, 0o600);
     // What exec probes enter with (stevedore-enter), from this very spec; none where the helper cannot honour it all.
+    // Both files at once: each write is a few round trips through libuv's pool, on the start path.
     const enterSpec = enterSpecText(spec);
-    if (enterSpec !== undefined) await replaceFile(path.join(bundle, ENTER_SPEC_FILE), enterSpec, 0o600);
-    else await fs.rm(path.join(bundle, ENTER_SPEC_FILE), { force: true });
+    await Promise.all([
+      replaceFile(path.join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`, 0o600),
+      enterSpec !== undefined ? replaceFile(path.join(bundle, ENTER_SPEC_FILE), enterSpec, 0o600) : fs.rm(path.join(bundle, ENTER_SPEC_FILE), { force: true }),
+    ]);
     let argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
     if (app.console) {
       // stdin/tty: the app runs under a holder that keeps its stdin and terminal for attach.

@@ -14,13 +14,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
-  CniConfigError, CniError, CniNetwork, defaultNetworkConfig, ensureDefaultNetwork, listLeases, podIP, podIPs, releaseStaleAttachments, releaseStaleLeases,
+  CniConfigError, CniError, CniNetwork, chainFor, defaultNetworkConfig, ensureDefaultNetwork, listLeases, podIP, podIPs, releaseStaleAttachments, releaseStaleLeases,
   type Attachment, type CniResult,
 } from '../cni/index.js';
 import {
   Cleanup, bridgePorts, createNetns, dropEmptyNftTable, firewallLinesNaming, firewallSnapshot, hostLinks, inNetns, natChainsOfNetwork,
   newLinksOf, nftTables, portmapChain, readSysctl, removeNatChains, removeNetns, startServer, tcpRead, writeSysctl,
 } from './helpers/netns.js';
+import { eventually } from './helpers/assert.js';
 
 const PLUGIN_DIR = '/usr/lib/cni';
 const rand = randomBytes(3).toString('hex');
@@ -174,6 +175,19 @@ T('default network: written once, atomically, only into an empty config dir', as
   assert.instance(badCidr, CniConfigError);
 });
 
+T('the chain run for a pod: portmap only when the pod, or the plugin\'s own config, maps a port', () => {
+  const conf = defaultNetworkConfig({ podCidr: POD_CIDR });
+  const types = (pm?: Attachment['portMappings'], c = conf) => chainFor(c, { portMappings: pm }).plugins.map((p) => p.type);
+  assert.equal(types(undefined), ['bridge']);
+  assert.equal(types([]), ['bridge']);
+  assert.equal(types([{ hostPort: 8080, containerPort: 80, protocol: 'TCP' }]), ['bridge', 'portmap']);
+  const fixed = { ...conf, plugins: [conf.plugins[0]!, { ...conf.plugins[1]!, runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2, protocol: 'tcp' }] } }] };
+  assert.equal(types(undefined, fixed), ['bridge', 'portmap'], 'a portmap with mappings of its own still runs');
+  const only = { ...conf, plugins: [conf.plugins[1]!] };
+  assert.is(chainFor(only, {}), only, 'a chain of portmap alone is left as it is (its ADD says what is wrong)');
+  assert.is(chainFor(conf, { portMappings: [{ hostPort: 1, containerPort: 2, protocol: 'TCP' }] }), conf);
+});
+
 T('two pods: distinct IPs, reach each other, a server answers on its pod IP and on a hostPort at 127.0.0.1', async (c) => {
   if (!canRun) return;
   const network = await load();
@@ -189,6 +203,10 @@ T('two pods: distinct IPs, reach each other, a server answers on its pod IP and 
   assert.is.not(ipA, ipB);
   assert.ok(ipA.startsWith(`10.244.${third}.`) && ipB.startsWith(`10.244.${third}.`), `${ipA} ${ipB} in ${POD_CIDR}`);
   assert.equal(podIPs(resA), [ipA]);
+  // portmap runs only for the pod that maps a port (cni/network.ts chainFor); each cache entry keeps the chain it ran.
+  assert.equal((await network.cached('pod-a'))!.config.plugins.map((p) => p.type), ['bridge']);
+  assert.equal((await network.cached('pod-b'))!.config.plugins.map((p) => p.type), ['bridge', 'portmap']);
+  assert.equal(network.config.plugins.map((p) => p.type), ['bridge', 'portmap'], 'the network itself is unchanged');
   // eth0 in the pod holds the address the result reports
   assert.match((await inNetns(nsA, ['ip', '-4', '-o', 'addr', 'show', 'eth0'])).stdout, `${ipA}/24`);
   assert.is((await bridgePorts(BRIDGE)).length, 2);
@@ -247,11 +265,15 @@ T('DEL after the namespace is gone still releases the lease', async (c) => {
   const ours = `.${path.basename(network.cacheFile('gone'))}.0badc0de.tmp`;
   const theirs = `.${path.basename(network.cacheFile('other'))}.0badc0de.tmp`;
   for (const n of [ours, theirs]) await fs.writeFile(path.join(c.cacheDir, n), '{');
-  await network.del({ containerId: 'gone', netnsPath: ns });
-  assert.equal(await listLeases(network), []);
-  assert.equal(await bridgePorts(BRIDGE), []);
-  assert.equal(await fs.readdir(c.cacheDir), [theirs]);
-  await fs.rm(path.join(c.cacheDir, theirs));
+  try {
+    await network.del({ containerId: 'gone', netnsPath: ns });
+    assert.equal(await listLeases(network), []);
+    // The kernel takes the namespace's veth pair down in its own time after the last reference goes.
+    await eventually('the veth to go with its namespace', async () => (await bridgePorts(BRIDGE)).length === 0, 10_000);
+    assert.equal(await fs.readdir(c.cacheDir), [theirs]);
+  } finally {
+    await fs.rm(path.join(c.cacheDir, theirs), { force: true });
+  }
 });
 
 T('ADD through a descriptor this process holds (/proc/<pid>/fd/N): the cache records the lasting path given, which a later DEL uses', async () => {
