@@ -1,5 +1,4 @@
 import * as fs from 'node:fs/promises';
-import * as fsSync from 'node:fs';
 import * as path from 'node:path';
 import { UserError, errnoCode } from '../common/errors.js';
 import { fsops } from '../common/fsops.js';
@@ -8,7 +7,7 @@ import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { podPaths, type AppLimits, type AppManifest, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
 import type { ImageRecord, ImageStoreApi } from './image/types.js';
 import { restartPolicyOf, type ContainerSpec, type Pod, type ResourceList } from '../runtime-api/pod-spec.js';
-import { findExecutable, readFileInRoot, resolveInRoot, resolveUser } from './rootfs.js';
+import { findExecutable, mkdirInRoot, readFileInRoot, resolveUser } from './rootfs.js';
 import { checkLocalhostProfile, nodeCapabilities, podRefOf, resolveSecurity, resolveSysctls } from './security.js';
 import { podResolvConfTextFor, type ClusterDnsConfig } from './network.js';
 import { REDACTED, secretTaint } from './env.js';
@@ -99,18 +98,6 @@ export async function fillPodIPs(podDir: string, manifest: RuntimePodManifest, i
   const filled = { ...manifest, apps };
   await atomicWriteJson(podPaths(podDir).manifest, manifestForDisk(filled));
   return filled;
-}
-
-/** Create a directory inside a rootfs without ever following a symlink out of it (synchronous: see rootfs.ts). */
-function mkdirInRoot(root: string, inside: string): void {
-  if (resolveInRoot(root, inside)) return;
-  let current = root;
-  for (const part of inside.split('/').filter((p) => p && p !== '.' && p !== '..')) {
-    current = path.join(current, part);
-    const st = fsSync.lstatSync(current, { throwIfNoEntry: false });
-    if (!st) fsSync.mkdirSync(current, { mode: 0o755 });
-    else if (!st.isDirectory()) throw new UserError(`working directory ${inside} cannot be created in the image: ${current.slice(root.length)} is not a directory`);
-  }
 }
 
 async function mountOverlay(layers: string[], appDir: string): Promise<void> {

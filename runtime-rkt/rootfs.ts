@@ -1,12 +1,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { errnoCode } from '../common/errors.js';
+import { UserError, errnoCode } from '../common/errors.js';
 
 /**
- * Path lookups inside a container rootfs, done from the host. Symlinks in an
- * image are relative to the image's root, not the host's, so every link is
- * resolved against `root` and can never lead out of it (an absolute link like
- * /bin/sh -> /bin/busybox means <root>/bin/busybox).
+ * Path lookups (and the working directory's creation) inside a container
+ * rootfs, done from the host. Symlinks in an image are relative to the
+ * image's root, not the host's, so every link is resolved against `root` and
+ * can never lead out of it (an absolute link like /bin/sh -> /bin/busybox
+ * means <root>/bin/busybox).
  *
  * Synchronous on purpose: each step is an lstat of a freshly mounted local
  * overlay, microseconds in the dentry cache. Awaited one after another through
@@ -51,6 +52,18 @@ export function findExecutable(root: string, name: string, envPath: string): str
     if (st?.isFile() && (st.mode & 0o111) !== 0) return candidate;
   }
   return undefined;
+}
+
+/** Create a directory inside a rootfs without ever following a symlink out of it. */
+export function mkdirInRoot(root: string, inside: string): void {
+  if (resolveInRoot(root, inside)) return;
+  let current = root;
+  for (const part of inside.split('/').filter((p) => p && p !== '.' && p !== '..')) {
+    current = path.join(current, part);
+    const st = fs.lstatSync(current, { throwIfNoEntry: false });
+    if (!st) fs.mkdirSync(current, { mode: 0o755 });
+    else if (!st.isDirectory()) throw new UserError(`working directory ${inside} cannot be created in the image: ${current.slice(root.length)} is not a directory`);
+  }
 }
 
 /** Read a small text file from inside the rootfs, or undefined if it is missing. */
