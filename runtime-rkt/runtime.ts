@@ -166,12 +166,14 @@ export class RktRuntime {
         if (usesPodIP(pod)) prepared = { dir: loc.dir, manifest: await fillPodIPs(loc.dir, manifest, images, attached.ips) };
       }
       crashPoint('run:stage1-prepared');
-      loc = await this.pods.move(loc, 'prepared');
-      // Units and stage1 files name the pod directory by its final path, so
-      // launch from run/; the marker tells reconcile() that a launch never
-      // finished if this process dies before removing it.
+      // The marker tells reconcile() that a launch never finished if this process dies before removing it.
+      // It is written before the first move out of prepare/, so the directory never is in prepared/ or
+      // run/ without it: a pod found there without it is one whose launch completed.
       await fs.writeFile(podPaths(loc.dir).launching, '');
       crashPoint('run:launching');
+      loc = await this.pods.move(loc, 'prepared');
+      crashPoint('run:moved-to-prepared');
+      // Units and stage1 files name the pod directory by its final path, so launch from run/.
       loc = await this.pods.move(loc, 'run');
       crashPoint('run:moved-to-run');
       prepared = { dir: loc.dir, manifest: prepared.manifest };

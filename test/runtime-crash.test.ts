@@ -52,7 +52,7 @@ async function removeAll(node: TestNode): Promise<void> {
   if (pods.length) await node.ok(['pod', 'rm', '--force', ...pods.map((p) => p.uuid)]);
 }
 
-const CRASH_POINTS = ['run:embryo', 'run:prepared-dir', 'run:stage1-prepared', 'run:launching', 'run:moved-to-run', 'run:slice-started', 'run:launched'];
+const CRASH_POINTS = ['run:embryo', 'run:prepared-dir', 'run:stage1-prepared', 'run:launching', 'run:moved-to-prepared', 'run:moved-to-run', 'run:slice-started', 'run:launched'];
 
 for (const stage1 of ['namespaces', 'fly']) {
   crash(`${stage1}: pod run killed at each step: the next command finds no trace of it`, async () => {

@@ -198,7 +198,7 @@ T('pod run killed before, during or after CNI ADD (which overlaps the pod\'s pre
   const file = await node.manifest('crash.yaml', server('crash', { hostPort: HOST_PORT + 100 }));
   // attached: whether the killed run had attached the pod (undefined: ADD may or may not have finished by then).
   const points: Array<[string, boolean | undefined]> = [
-    ['run:embryo', false], ['run:prepared-dir', undefined], ['run:stage1-prepared', undefined], ['run:launching', undefined],
+    ['run:embryo', false], ['run:prepared-dir', undefined], ['run:stage1-prepared', undefined], ['run:launching', undefined], ['run:moved-to-prepared', undefined],
     ['run:moved-to-run', undefined], ['run:slice-started', undefined], ['run:network-attached', true],
   ];
   for (const [point, attached] of points) {
