@@ -116,12 +116,21 @@ export class PodSync {
     return this.records.get(uid)?.waiting;
   }
 
-  /** A pod the watch saw added or changed. */
-  observe(pod: V1Pod): void {
+  /**
+   * A pod the watch saw added or changed. Returns whether a pass should look at it: not when the only change
+   * is a status this agent sent coming back. Every status patch comes back so, in the middle of the pod's
+   * start, and a pass on it would list every runtime pod to decide nothing the pass after the patch did not.
+   */
+  observe(pod: V1Pod): boolean {
     const uid = pod.metadata!.uid!;
     const record = this.records.get(uid);
-    if (record) record.pod = pod;
-    else this.records.set(uid, { pod, statusInFlight: false, volumeErrors: new Set() });
+    if (!record) {
+      this.records.set(uid, { pod, statusInFlight: false, volumeErrors: new Set() });
+      return true;
+    }
+    const echo = record.sentViews?.includes(statusView(pod.status)) === true && sameExceptStatus(record.pod, pod);
+    record.pod = pod;
+    return !echo;
   }
 
   /** A full list: pods bound here that it lacks are gone (deleted while the watch was down). */
@@ -561,7 +570,7 @@ export class PodSync {
               const uid = obj.metadata?.uid;
               if (!uid) return;
               if (type === 'DELETED') this.forget(uid);
-              else this.observe(obj);
+              else if (!this.observe(obj)) return;
               this.trigger();
             },
             () => { signal.removeEventListener('abort', onAbort); resolve(); });
@@ -574,6 +583,12 @@ export class PodSync {
       }
     }
   }
+}
+
+/** Two versions of a pod that differ in status alone (a status write moves resourceVersion and managedFields). */
+function sameExceptStatus(a: V1Pod, b: V1Pod): boolean {
+  const rest = (p: V1Pod) => JSON.stringify([p.spec, { ...p.metadata, resourceVersion: undefined, managedFields: undefined }]);
+  return rest(a) === rest(b);
 }
 
 function imagesChanged(pod: V1Pod, current: PodStatus): boolean {

@@ -215,4 +215,30 @@ test('a pod whose image changed in the API is replaced', async () => {
   } finally { done(); }
 });
 
+test('the watch\'s echo of the agent\'s own status asks for no pass; a spec, metadata or someone else\'s status does', async () => {
+  const { api, sync, pass, done } = setup();
+  try {
+    assert.ok(sync.observe(podObject('echo')), 'a new pod is looked at');
+    await pass();
+    const sent = api.statuses.get('echo');
+    assert.is(sent?.phase, 'Running');
+    // As the server hands it back: a new resourceVersion and managedFields, the status through JSON with its keys in the stored object's order.
+    const reordered = Object.fromEntries(Object.entries(JSON.parse(JSON.stringify(sent)) as Record<string, unknown>).reverse());
+    const echoed = (extraMeta: Partial<V1Pod['metadata']> = {}, spec: Partial<V1Pod['spec']> = {}, status: unknown = reordered): V1Pod =>
+      ({ ...podObject('echo', spec, { resourceVersion: '7', managedFields: [{ manager: 'stevedore-agent', operation: 'Update', subresource: 'status' }], ...extraMeta }), status: status as V1Pod['status'] });
+    assert.not.ok(sync.observe(echoed()), 'our own status coming back');
+    assert.is(sync.desiredPod('default', 'echo')?.metadata?.resourceVersion, '7', 'the record still holds the newest version');
+    await pass();
+    assert.is(api.statuses.get('echo'), sent, 'and no pass patches it again');
+    assert.ok(sync.observe(echoed({ labels: { tier: 'web' } })), 'a label changed');
+    assert.ok(sync.observe(echoed({ deletionTimestamp: new Date(), deletionGracePeriodSeconds: 30 })), 'deletion began');
+    assert.ok(sync.observe(echoed({}, { containers: [{ name: 'app', image: 'busybox:2' }] })), 'the spec changed');
+    const notReady = { ...reordered, conditions: [{ type: 'Ready', status: 'False', reason: 'NodeNotReady' }] };
+    assert.ok(sync.observe(echoed({}, {}, notReady)), 'a status someone else wrote (the node lifecycle controller) is answered');
+    await pass();
+    assert.is.not(api.statuses.get('echo'), sent, 'with this agent\'s status again');
+    assert.is(api.statuses.get('echo')?.phase, 'Running');
+  } finally { done(); }
+});
+
 test.run();
