@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import { constants as fsc } from 'node:fs';
 import * as path from 'node:path';
+import { runPiped, type PipedRun } from '../common/run-captured.js';
 import { CniError, type CniCommand, type CniPluginErrorBody } from './types.js';
 
 export interface PluginInvocation {
@@ -34,38 +34,26 @@ export async function findPlugin(network: string, type: string, binDirs: readonl
   });
 }
 
-/** Run one plugin binary per the CNI protocol; returns its parsed stdout (or undefined when empty). */
+/** A plugin's answer is a result or an error of a few KiB; more is not a CNI plugin talking. */
+const MAX_PLUGIN_OUTPUT = 4 << 20;
+
+/**
+ * Run one plugin binary per the CNI protocol; returns its parsed stdout (or undefined when empty). Through
+ * common/run-captured's vfork off the event loop, not Node's spawn, which forks the whole agent.
+ */
 export async function execPlugin(binary: string, inv: PluginInvocation): Promise<unknown> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('CNI_') && v !== undefined) env[k] = v;
   Object.assign(env, inv.env);
   const where = `CNI ${inv.command} failed in plugin "${inv.plugin}" of network "${inv.network}"`;
-  const { code, signal, stdout, stderr, spawnError, timedOut } = await new Promise<{
-    code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; spawnError?: Error; timedOut: boolean;
-  }>((resolve) => {
-    const child = spawn(binary, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let timedOut = false;
-    let spawnError: Error | undefined;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, inv.timeoutMs);
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    child.stdin.on('error', () => { /* the plugin exited without reading stdin: its exit status tells */ });
-    child.on('error', (e) => { spawnError = e; });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), spawnError, timedOut });
-    });
-    child.stdin.end(inv.stdin);
-  });
-  const stderrTail = stderr.trim().slice(-2000) || undefined;
-  if (spawnError) {
-    throw new CniError({ network: inv.network, plugin: inv.plugin, command: inv.command, message: `${where}: cannot execute ${binary}: ${spawnError.message}`, cause: spawnError, stderr: stderrTail });
+  let run: PipedRun;
+  try {
+    run = await runPiped([binary], { env, stdin: inv.stdin, timeoutMs: inv.timeoutMs, maxOutputBytes: MAX_PLUGIN_OUTPUT });
+  } catch (err) {
+    throw new CniError({ network: inv.network, plugin: inv.plugin, command: inv.command, message: `${where}: cannot execute ${binary}: ${(err as Error).message}`, cause: err });
   }
+  const { exitCode: code, signal, stdout, stderr, timedOut } = run;
+  const stderrTail = stderr.trim().slice(-2000) || undefined;
   if (timedOut) {
     throw new CniError({ network: inv.network, plugin: inv.plugin, command: inv.command, reason: 'CNIPluginTimeout', message: `${where}: no answer within ${inv.timeoutMs} ms (killed)`, stderr: stderrTail });
   }
@@ -77,7 +65,7 @@ export async function execPlugin(binary: string, inv: PluginInvocation): Promise
     } catch {
       // not the spec's error JSON: fall back to stderr
     }
-    const msg = body?.msg ?? (stderrTail || stdout.trim() || `exit ${code ?? signal}`);
+    const msg = body?.msg ?? (stderrTail || stdout.trim() || (signal ? `killed by signal ${signal}` : `exit ${code}`));
     const codePart = body?.code !== undefined ? ` (code ${body.code})` : '';
     throw new CniError({
       network: inv.network, plugin: inv.plugin, command: inv.command,

@@ -1,14 +1,15 @@
 /**
  * A short command run to completion with its output captured (exec probes,
- * lifecycle hooks), optionally inside given cgroups: native/spawn.c vforks
- * on a pool thread (no copy of the agent's address space per call) and the
- * child joins the cgroups itself before it execs, so no shell is started to
- * do it.
+ * lifecycle hooks, CNI plugins), optionally inside given cgroups:
+ * native/spawn.c vforks on a thread of its own (no copy of the agent's
+ * address space per call, nothing done on the event loop) and the child
+ * joins the cgroups itself before it execs, so no shell is started to do it.
  */
 import { loadAddon } from './native.js';
 
 interface SpawnAddon {
   runCaptured(argv: string[], cgroupProcs: string[], timeoutMs: number, maxOutputBytes: number): Promise<{ exitCode: number; signal: number; timedOut: boolean; output: Buffer }>;
+  runPiped(argv: string[], env: string[], stdin: Buffer, timeoutMs: number, maxOutputBytes: number): Promise<{ exitCode: number; signal: number; timedOut: boolean; stdout: Buffer; stderr: Buffer }>;
 }
 
 export interface CapturedRun {
@@ -27,4 +28,26 @@ export interface CapturedRun {
 export async function runCaptured(argv: string[], opts: { cgroupProcs?: string[]; timeoutMs: number; maxOutputBytes: number }): Promise<CapturedRun> {
   const r = await loadAddon<SpawnAddon>('spawn').runCaptured(argv, opts.cgroupProcs ?? [], Math.max(1, Math.round(opts.timeoutMs)), opts.maxOutputBytes);
   return { exitCode: r.exitCode, output: r.output.toString('utf8'), timedOut: r.timedOut };
+}
+
+export interface PipedRun {
+  /** The exit status, or 128 + the signal that ended it (137 for a command killed at its timeout). */
+  exitCode: number;
+  /** The signal that ended it, or 0. */
+  signal: number;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/**
+ * Run argv (argv[0] an absolute path) with exactly `env` as its environment and `stdin` written to it, stdout
+ * and stderr captured apart (each cut at maxOutputBytes); killed with its process group after timeoutMs. The
+ * same vfork off the event loop as runCaptured (the CNI plugins: Node's spawn forks the whole agent). A command
+ * that cannot start rejects with the errno error (code ENOENT, EACCES…).
+ */
+export async function runPiped(argv: string[], opts: { env: Record<string, string>; stdin: string; timeoutMs: number; maxOutputBytes: number }): Promise<PipedRun> {
+  const env = Object.entries(opts.env).map(([k, v]) => `${k}=${v}`);
+  const r = await loadAddon<SpawnAddon>('spawn').runPiped(argv, env, Buffer.from(opts.stdin), Math.max(1, Math.round(opts.timeoutMs)), opts.maxOutputBytes);
+  return { exitCode: r.exitCode, signal: r.signal, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), timedOut: r.timedOut };
 }

@@ -13,6 +13,12 @@
  * operation of the agent (measured: pod starts at 100 probed pods went from
  * ~0.2 s to ~12 s). libuv reaps only the children it started, so this one is
  * ours to wait for.
+ *
+ * runPiped does the same for the CNI plugins, which take their config on
+ * stdin, their own environment, and answer on stdout apart from stderr:
+ * libuv's fork() stopped the agent's event loop for 1-5 ms per plugin, the
+ * longer the bigger the agent (page tables copied), once per plugin of every
+ * pod start and removal.
  */
 #include "addon.h"
 #include <errno.h>
@@ -20,22 +26,37 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 extern char **environ;
 
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/* What one output pipe brought, cut at the job's max_output. */
+typedef struct {
+  char *data;
+  size_t len;
+} captured_t;
+
 typedef struct {
   napi_threadsafe_function done;
   napi_deferred deferred;
   char **argv;        /* NULL-terminated */
   char **procs;       /* cgroup.procs files to join, NULL-terminated */
+  char **envp;        /* NULL: the agent's own environment */
+  char *input;        /* written to the command's stdin (NULL: stdin is /dev/null) */
+  size_t input_len;
+  int split_stderr;   /* stderr apart from stdout (runPiped), or both in one (runCaptured) */
   int timeout_ms;
   size_t max_output;
   /* results */
-  char *output;
-  size_t output_len;
+  captured_t out;
+  captured_t err_out;
   int exit_code;
   int term_signal;
   int timed_out;
@@ -49,14 +70,30 @@ static void free_strings(char **list) {
   free(list);
 }
 
+static void free_job(job_t *job) {
+  free_strings(job->argv);
+  free_strings(job->procs);
+  free_strings(job->envp);
+  free(job->input);
+  free(job->out.data);
+  free(job->err_out.data);
+  free(job);
+}
+
 static long long now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The pipes' ends the child keeps: stdin's read end (-1: /dev/null), stdout's and stderr's write ends, and where it reports a failure to start. */
+typedef struct {
+  int in_r, out_w, err_w, report_w;
+} child_fds_t;
+
 /* In the vfork child: only async-signal-safe calls, no writes to memory but this stack. */
-static void child(job_t *job, int out_w, int err_w) {
+static void child(job_t *job, const child_fds_t *fds) {
+  int err_w = fds->report_w;
   struct { int err; int stage; } report;
   /* Every signal to its default (the agent's handlers are not the command's, and an ignored
    * SIGPIPE would be inherited across exec), then the mask the command should start with. */
@@ -80,70 +117,117 @@ static void child(job_t *job, int out_w, int err_w) {
     }
     close(fd);
   }
-  int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_w, 1) < 0 || dup2(out_w, 2) < 0) {
+  int in_fd = fds->in_r >= 0 ? fds->in_r : open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (in_fd < 0 || dup2(in_fd, 0) < 0 || dup2(fds->out_w, 1) < 0 || dup2(fds->err_w, 2) < 0) {
     report.err = errno;
     report.stage = 2;
     if (write(err_w, &report, sizeof report) < 0) { /* nothing left to tell */ }
     _exit(127);
   }
   pthread_sigmask(SIG_SETMASK, &empty, NULL);
-  execve(job->argv[0], job->argv, environ);
+  execve(job->argv[0], job->argv, job->envp != NULL ? job->envp : environ);
   report.err = errno;
   report.stage = 2;
   if (write(err_w, &report, sizeof report) < 0) { /* nothing left to tell */ }
   _exit(127);
 }
 
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+/* Append what came to `c`, cut at `cap` (the rest is read and dropped, so the command is never blocked on a full pipe). */
+static void keep(captured_t *c, size_t cap, const char *bytes, size_t n) {
+  if (c->data == NULL) c->data = malloc(cap > 0 ? cap : 1);
+  size_t take = n;
+  if (c->len + take > cap) take = cap - c->len;
+  if (take > 0 && c->data != NULL) memcpy(c->data + c->len, bytes, take);
+  c->len += take;
+}
+
+/*
+ * Reap `pid`, waiting until `deadline` at most: 1 when it was reaped (or there is nothing to reap), 0 when the
+ * deadline passed first. A pidfd wakes this thread the moment the command exits; without one (kernels before
+ * 5.3) it looks every 2 ms.
+ */
+static int reap_by(pid_t pid, int *status, long long deadline) {
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  int reaped = 0;
+  for (;;) {
+    pid_t w = waitpid(pid, status, WNOHANG);
+    if (w == pid || (w < 0 && errno != EINTR)) { reaped = 1; break; }
+    long long left = deadline - now_ms();
+    if (left <= 0) break;
+    if (pidfd >= 0) {
+      struct pollfd p = { .fd = pidfd, .events = POLLIN };
+      poll(&p, 1, (int)left);
+    } else {
+      struct timespec ts = { 0, 2 * 1000 * 1000 };
+      nanosleep(&ts, NULL);
+    }
+  }
+  if (pidfd >= 0) close(pidfd);
+  return reaped;
+}
+
 static void execute(job_t *job) {
-  int out[2], errp[2];
-  if (pipe2(out, O_CLOEXEC) != 0) {
-    job->err = errno;
-    job->call = "pipe";
-    return;
+  /* [0] stdin, [1] stdout, [2] stderr (split only), [3] the child's report */
+  int pipes[4][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
+  for (int i = 0; i < 4; i++) {
+    if ((i == 0 && job->input == NULL) || (i == 2 && !job->split_stderr)) continue;
+    if (pipe2(pipes[i], O_CLOEXEC) != 0) {
+      job->err = errno;
+      job->call = "pipe";
+      for (int j = 0; j < i; j++) { close_fd(&pipes[j][0]); close_fd(&pipes[j][1]); }
+      return;
+    }
   }
-  if (pipe2(errp, O_CLOEXEC) != 0) {
-    job->err = errno;
-    job->call = "pipe";
-    close(out[0]);
-    close(out[1]);
-    return;
-  }
+  child_fds_t fds = { .in_r = pipes[0][0], .out_w = pipes[1][1], .err_w = job->split_stderr ? pipes[2][1] : pipes[1][1], .report_w = pipes[3][1] };
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t pid = vfork();
-  if (pid == 0) child(job, out[1], errp[1]);
+  if (pid == 0) child(job, &fds);
   int fork_err = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  close(out[1]);
-  close(errp[1]);
+  close_fd(&pipes[0][0]);
+  close_fd(&pipes[1][1]);
+  close_fd(&pipes[2][1]);
+  close_fd(&pipes[3][1]);
+  int in_w = pipes[0][1], out_r = pipes[1][0], err_r = pipes[2][0], report_r = pipes[3][0];
   if (pid < 0) {
     job->err = fork_err;
     job->call = "vfork";
-    close(out[0]);
-    close(errp[0]);
+    close_fd(&in_w);
+    close_fd(&out_r);
+    close_fd(&err_r);
+    close_fd(&report_r);
     return;
   }
-  /* The child exec'd (the error pipe closed on exec) or wrote why it could not. */
+  /* The child exec'd (the report pipe closed on exec) or wrote why it could not. */
   struct { int err; int stage; } report;
   ssize_t n;
-  do { n = read(errp[0], &report, sizeof report); } while (n < 0 && errno == EINTR);
-  close(errp[0]);
+  do { n = read(report_r, &report, sizeof report); } while (n < 0 && errno == EINTR);
+  close_fd(&report_r);
   if (n == (ssize_t)sizeof report) {
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    close(out[0]);
+    close_fd(&in_w);
+    close_fd(&out_r);
+    close_fd(&err_r);
     job->err = report.err;
     job->call = report.stage == 1 ? "join the container's cgroup" : "execve";
     return;
   }
-  size_t cap = job->max_output;
-  job->output = malloc(cap > 0 ? cap : 1);
+  /* stdin is written as the command reads it, while its output is read: neither side waits on a full pipe. */
+  if (in_w >= 0) fcntl(in_w, F_SETFL, fcntl(in_w, F_GETFL) | O_NONBLOCK);
+  size_t in_off = 0;
+  if (in_w >= 0 && job->input_len == 0) close_fd(&in_w);
   char scratch[16384];
   long long deadline = now_ms() + job->timeout_ms;
   int killed = 0;
-  for (;;) {
+  while (out_r >= 0 || err_r >= 0) {
     long long left = deadline - now_ms();
     if (left <= 0 && !killed) {
       /* Too slow: killed with all it started, as the kubelet kills a probe that timed out; its output so far is kept. */
@@ -151,40 +235,38 @@ static void execute(job_t *job) {
       kill(pid, SIGKILL);
       killed = 1;
       job->timed_out = 1;
-      deadline = now_ms() + 1000; /* what it started in the background may hold the pipe: read on briefly */
+      close_fd(&in_w);
+      deadline = now_ms() + 1000; /* what it started in the background may hold the pipes: read on briefly */
       continue;
     }
     if (left <= 0) break;
-    struct pollfd p = { .fd = out[0], .events = POLLIN };
-    int r = poll(&p, 1, (int)left);
+    struct pollfd p[3] = { { .fd = out_r, .events = POLLIN }, { .fd = err_r, .events = POLLIN }, { .fd = in_w, .events = POLLOUT } };
+    int r = poll(p, 3, (int)left);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) continue;
-    do { n = read(out[0], scratch, sizeof scratch); } while (n < 0 && errno == EINTR);
-    if (n <= 0) break;
-    size_t take = (size_t)n;
-    if (job->output_len + take > cap) take = cap - job->output_len;
-    if (take > 0 && job->output != NULL) memcpy(job->output + job->output_len, scratch, take);
-    job->output_len += take;
-  }
-  close(out[0]);
-  int status = 0;
-  if (!killed) {
-    /* Output closed; the command may still run (it closed its stdout): wait out the deadline. */
-    for (;;) {
-      pid_t w = waitpid(pid, &status, WNOHANG);
-      if (w == pid) break;
-      if (w < 0 && errno != EINTR) break;
-      if (now_ms() >= deadline) {
-        kill(-pid, SIGKILL);
-        kill(pid, SIGKILL);
-        job->timed_out = 1;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-        break;
-      }
-      struct timespec ts = { 0, 2 * 1000 * 1000 };
-      nanosleep(&ts, NULL);
+    if (in_w >= 0 && (p[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      do { n = write(in_w, job->input + in_off, job->input_len - in_off); } while (n < 0 && errno == EINTR);
+      /* EPIPE: the command closed its stdin without reading it all; its exit status tells the rest. */
+      if (n > 0) in_off += (size_t)n;
+      if ((n < 0 && errno != EAGAIN) || in_off == job->input_len) close_fd(&in_w);
     }
-  } else {
+    for (int i = 0; i < 2; i++) {
+      int *fd = i == 0 ? &out_r : &err_r;
+      if (*fd < 0 || !(p[i].revents & (POLLIN | POLLERR | POLLHUP))) continue;
+      do { n = read(*fd, scratch, sizeof scratch); } while (n < 0 && errno == EINTR);
+      if (n <= 0) close_fd(fd);
+      else keep(i == 0 ? &job->out : &job->err_out, job->max_output, scratch, (size_t)n);
+    }
+  }
+  close_fd(&in_w);
+  close_fd(&out_r);
+  close_fd(&err_r);
+  int status = 0;
+  /* Output closed; the command may still run (it closed its stdout): wait out the deadline. */
+  if (!reap_by(pid, &status, deadline)) {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    job->timed_out = 1;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
   }
   if (WIFEXITED(status)) job->exit_code = WEXITSTATUS(status);
@@ -216,14 +298,15 @@ static void complete(napi_env env, napi_value js_callback, void *context, void *
     napi_set_named_property(env, result, "signal", v);
     napi_get_boolean(env, job->timed_out != 0, &v);
     napi_set_named_property(env, result, "timedOut", v);
-    napi_create_buffer_copy(env, job->output_len, job->output_len ? job->output : "", NULL, &v);
-    napi_set_named_property(env, result, "output", v);
+    napi_create_buffer_copy(env, job->out.len, job->out.len ? job->out.data : "", NULL, &v);
+    napi_set_named_property(env, result, job->split_stderr ? "stdout" : "output", v);
+    if (job->split_stderr) {
+      napi_create_buffer_copy(env, job->err_out.len, job->err_out.len ? job->err_out.data : "", NULL, &v);
+      napi_set_named_property(env, result, "stderr", v);
+    }
     napi_resolve_deferred(env, job->deferred, result);
   }
-  free_strings(job->argv);
-  free_strings(job->procs);
-  free(job->output);
-  free(job);
+  free_job(job);
 }
 
 static void *run_thread(void *data) {
@@ -258,33 +341,14 @@ static char **read_strings(napi_env env, napi_value array, int min) {
   return list;
 }
 
-/* runCaptured(argv, cgroupProcsFiles, timeoutMs, maxOutputBytes) -> Promise<{ exitCode, signal, timedOut, output: Buffer }> */
-static napi_value RunCaptured(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], promise, name;
-  int32_t timeout_ms, max_output;
-  job_t *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, NULL, "runCaptured: out of memory");
-    return NULL;
-  }
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 ||
-      (job->argv = read_strings(env, argv[0], 1)) == NULL || job->argv[0][0] != '/' ||
-      (job->procs = read_strings(env, argv[1], 0)) == NULL ||
-      napi_get_value_int32(env, argv[2], &timeout_ms) != napi_ok || timeout_ms < 1 ||
-      napi_get_value_int32(env, argv[3], &max_output) != napi_ok || max_output < 0) {
-    free_strings(job->argv);
-    free_strings(job->procs);
-    free(job);
-    napi_throw_type_error(env, NULL, "runCaptured(argv with an absolute path first, cgroupProcsFiles, timeoutMs > 0, maxOutputBytes >= 0): bad arguments");
-    return NULL;
-  }
-  job->timeout_ms = timeout_ms;
-  job->max_output = (size_t)max_output;
+/* Start the job's thread; the promise settles on the event loop when the command has ended (or could not start). */
+static napi_value start_job(napi_env env, job_t *job, const char *what) {
+  napi_value promise, name;
   napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "runCaptured", NAPI_AUTO_LENGTH, &name);
+  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, complete, &job->done) != napi_ok) {
-    napi_throw_error(env, NULL, "runCaptured: cannot create its completion");
+    free_job(job);
+    napi_throw_error(env, NULL, "spawn: cannot create the completion of a command");
     return NULL;
   }
   pthread_t thread;
@@ -303,8 +367,70 @@ static napi_value RunCaptured(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/* runCaptured(argv, cgroupProcsFiles, timeoutMs, maxOutputBytes) -> Promise<{ exitCode, signal, timedOut, output: Buffer }> */
+static napi_value RunCaptured(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t timeout_ms, max_output;
+  job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "runCaptured: out of memory");
+    return NULL;
+  }
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 ||
+      (job->argv = read_strings(env, argv[0], 1)) == NULL || job->argv[0][0] != '/' ||
+      (job->procs = read_strings(env, argv[1], 0)) == NULL ||
+      napi_get_value_int32(env, argv[2], &timeout_ms) != napi_ok || timeout_ms < 1 ||
+      napi_get_value_int32(env, argv[3], &max_output) != napi_ok || max_output < 0) {
+    free_job(job);
+    napi_throw_type_error(env, NULL, "runCaptured(argv with an absolute path first, cgroupProcsFiles, timeoutMs > 0, maxOutputBytes >= 0): bad arguments");
+    return NULL;
+  }
+  job->timeout_ms = timeout_ms;
+  job->max_output = (size_t)max_output;
+  return start_job(env, job, "runCaptured");
+}
+
+/*
+ * runPiped(argv, env: ["K=V", ...], stdin: Buffer, timeoutMs, maxOutputBytes)
+ *   -> Promise<{ exitCode, signal, timedOut, stdout: Buffer, stderr: Buffer }>
+ * env is the command's whole environment; each output is cut at maxOutputBytes.
+ */
+static napi_value RunPiped(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int32_t timeout_ms, max_output;
+  bool is_buffer = false;
+  void *input = NULL;
+  size_t input_len = 0;
+  job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "runPiped: out of memory");
+    return NULL;
+  }
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5 ||
+      (job->argv = read_strings(env, argv[0], 1)) == NULL || job->argv[0][0] != '/' ||
+      (job->envp = read_strings(env, argv[1], 0)) == NULL || (job->procs = calloc(1, sizeof *job->procs)) == NULL ||
+      napi_is_buffer(env, argv[2], &is_buffer) != napi_ok || !is_buffer ||
+      napi_get_buffer_info(env, argv[2], &input, &input_len) != napi_ok ||
+      napi_get_value_int32(env, argv[3], &timeout_ms) != napi_ok || timeout_ms < 1 ||
+      napi_get_value_int32(env, argv[4], &max_output) != napi_ok || max_output < 0 ||
+      (job->input = malloc(input_len > 0 ? input_len : 1)) == NULL) {
+    free_job(job);
+    napi_throw_type_error(env, NULL, "runPiped(argv with an absolute path first, env strings, stdin Buffer, timeoutMs > 0, maxOutputBytes >= 0): bad arguments");
+    return NULL;
+  }
+  if (input_len > 0) memcpy(job->input, input, input_len);
+  job->input_len = input_len;
+  job->split_stderr = 1;
+  job->timeout_ms = timeout_ms;
+  job->max_output = (size_t)max_output;
+  return start_job(env, job, "runPiped");
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   export_fn(env, exports, "runCaptured", RunCaptured);
+  export_fn(env, exports, "runPiped", RunPiped);
   return exports;
 }
 

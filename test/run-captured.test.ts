@@ -1,7 +1,8 @@
 /**
  * common/run-captured.ts (native/spawn.c) for real: output, exit codes, the
  * output cap, the timeout, a command that cannot start, and the child placed
- * in a cgroup made for the test (removed after).
+ * in a cgroup made for the test (removed after); runPiped's stdin, its
+ * environment and stderr apart (how the CNI plugins run).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -9,7 +10,7 @@ import { mkdirSync, rmdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { runCaptured } from '../common/run-captured.js';
+import { runCaptured, runPiped } from '../common/run-captured.js';
 import { cgroupDirsOf } from '../common/cgroups.js';
 
 test('stdout and stderr together, the exit code, stdin empty', async () => {
@@ -77,6 +78,34 @@ test('the child joins the given cgroups before it execs; a cgroup it cannot join
     assert.match((err as Error).message, "join the container's cgroup");
     assert.is((err as { exitCode?: number }).exitCode, 125);
   }
+});
+
+test('runPiped: stdin written while the output is read (4 MiB each way, more than a pipe holds), stderr apart, exactly the env given', async () => {
+  const input = 'abcdefgh'.repeat(512 * 1024);
+  const echo = await runPiped(['/bin/sh', '-c', 'cat; echo "on stderr, A=$A B=${B-unset}" >&2; exit 3'], { env: { A: 'one two', PATH: '/usr/bin:/bin' }, stdin: input, timeoutMs: 10_000, maxOutputBytes: 8 << 20 });
+  assert.is(echo.exitCode, 3);
+  assert.is(echo.stdout.length, input.length);
+  assert.ok(echo.stdout === input, 'stdout is stdin, byte for byte');
+  assert.is(echo.stderr, 'on stderr, A=one two B=unset\n', 'the env given and nothing of the agent\'s');
+  const deaf = await runPiped(['/bin/true'], { env: {}, stdin: input, timeoutMs: 5000, maxOutputBytes: 10 });
+  assert.is(deaf.exitCode, 0, 'a command that reads no stdin is not an error (EPIPE is not the command\'s)');
+  const quiet = await runPiped(['/bin/cat'], { env: {}, stdin: '', timeoutMs: 5000, maxOutputBytes: 10 });
+  assert.equal([quiet.exitCode, quiet.stdout, quiet.stderr], [0, '', ''], 'empty stdin is an immediate end of file');
+});
+
+test('runPiped: the timeout kills the command and what it started; a signal is reported; ENOENT names the command', async () => {
+  const t0 = Date.now();
+  const slow = await runPiped(['/bin/sh', '-c', 'echo partial; echo err >&2; sleep 38.456; echo never'], { env: { PATH: '/usr/bin:/bin' }, stdin: '', timeoutMs: 300, maxOutputBytes: 100 });
+  assert.ok(Date.now() - t0 < 1000, `took ${Date.now() - t0} ms`);
+  assert.equal([slow.timedOut, slow.exitCode, slow.signal, slow.stdout, slow.stderr], [true, 137, 9, 'partial\n', 'err\n']);
+  const left = await runCaptured(['/bin/sh', '-c', 'pgrep -f "^sleep 38.456$" || true'], { timeoutMs: 2000, maxOutputBytes: 100 });
+  assert.is(left.output, '', 'the forked sleep was killed too');
+  const killed = await runPiped(['/bin/sh', '-c', 'kill -TERM $$'], { env: {}, stdin: 'x', timeoutMs: 5000, maxOutputBytes: 10 });
+  assert.equal([killed.exitCode, killed.signal, killed.timedOut], [143, 15, false]);
+  await runPiped(['/nonexistent/plugin'], { env: {}, stdin: '{}', timeoutMs: 1000, maxOutputBytes: 10 }).then(() => assert.unreachable(), (err: Error & { code?: string }) => {
+    assert.is(err.code, 'ENOENT');
+    assert.match(err.message, "execve '/nonexistent/plugin'");
+  });
 });
 
 test.run();
