@@ -1,5 +1,4 @@
-import * as fs from 'node:fs/promises';
-import { constants as fsc } from 'node:fs';
+import { accessSync, statSync, constants as fsc } from 'node:fs';
 import * as path from 'node:path';
 import { runPiped, type PipedRun } from '../common/run-captured.js';
 import { CniError, type CniCommand, type CniPluginErrorBody } from './types.js';
@@ -15,14 +14,16 @@ export interface PluginInvocation {
   timeoutMs: number;
 }
 
-/** Find a plugin binary in the search path, or fail with an install hint. */
+/**
+ * Find a plugin binary in the search path, or fail with an install hint. Synchronous lookups: two stats of a
+ * local file, where round trips through libuv's pool would wait milliseconds on a pod start's busy CPUs.
+ */
 export async function findPlugin(network: string, type: string, binDirs: readonly string[], command: CniCommand): Promise<string> {
   for (const dir of binDirs) {
     const candidate = path.join(dir, type);
     try {
-      await fs.access(candidate, fsc.X_OK);
-      const st = await fs.stat(candidate);
-      if (st.isFile()) return candidate;
+      accessSync(candidate, fsc.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
     } catch {
       // try the next directory
     }

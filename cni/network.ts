@@ -1,6 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { atomicWrite, readdirOrEmpty } from '../common/fsutil.js';
+import { atomicWrite, readdirOrEmpty, replaceFileSync } from '../common/fsutil.js';
+import { mkdirSync, readFileSync, statfsSync } from 'node:fs';
 import { crashPoint } from '../common/failpoint.js';
 import { loadNetworkConfig } from './config.js';
 import { execPlugin, findPlugin } from './exec.js';
@@ -46,7 +47,8 @@ const NSFS_MAGIC = 0x6e736673;
 /** True when `p` is a network namespace handle (an nsfs bind mount or /proc/PID/ns/net). */
 export async function isNetns(p: string): Promise<boolean> {
   try {
-    const st = await fs.statfs(p);
+    // Synchronous, as every lookup of ADD before the first plugin (exec.ts findPlugin).
+    const st = statfsSync(p);
     return Number(st.type) === NSFS_MAGIC;
   } catch {
     return false;
@@ -138,9 +140,9 @@ export class CniNetwork {
       kind: 'stevedoreCniCacheV1', networkName: this.name, containerId: att.containerId, ifName, netnsPath: att.cachedNetnsPath ?? att.netnsPath,
       cniArgs: cniArgsOf(att), capabilityArgs: capabilityArgsOf(att), config, result: null, startedAt: new Date().toISOString(),
     };
-    await fs.mkdir(this.cacheDir, { recursive: true, mode: 0o700 });
+    mkdirSync(this.cacheDir, { recursive: true, mode: 0o700 });
     const cacheFile = this.cacheFile(att.containerId, ifName);
-    // Written before any plugin runs: a crash mid-ADD leaves a record GC can DEL from.
+    // Written and synced before any plugin runs: a crash mid-ADD, a power loss too, leaves a record GC can DEL from.
     await atomicWrite(cacheFile, JSON.stringify(entry, null, 2) + '\n', 0o600);
     let prev: CniResult | undefined;
     // The plugins are given the caller's path, the cache keeps the lasting one.
@@ -163,7 +165,9 @@ export class CniNetwork {
       throw err;
     }
     entry.result = prev;
-    await atomicWrite(cacheFile, JSON.stringify(entry, null, 2) + '\n', 0o600);
+    // Replaced atomically without fsync: the result is for DEL and CHECK while the node is up. After a power loss
+    // the namespace it describes is gone, and a DEL without it (or without the entry: cached()) still releases.
+    replaceFileSync(cacheFile, JSON.stringify(entry, null, 2) + '\n', 0o600);
     return prev;
   }
 
@@ -231,14 +235,20 @@ export class CniNetwork {
     return (await cachedAttachmentsIn(this.cacheDir)).filter((e) => e.networkName === this.name);
   }
 
-  /** The cached ADD of one attachment, if any. */
+  /** The cached ADD of one attachment, if any (a torn entry, left by a power loss, is none: see add()). */
   async cached(containerId: string, ifName = 'eth0'): Promise<CniCacheEntry | undefined> {
+    let text: string;
     try {
-      const e = JSON.parse(await fs.readFile(this.cacheFile(containerId, ifName), 'utf8')) as CniCacheEntry;
-      return e.kind === 'stevedoreCniCacheV1' ? e : undefined;
+      text = readFileSync(this.cacheFile(containerId, ifName), 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
+    }
+    try {
+      const e = JSON.parse(text) as CniCacheEntry;
+      return e.kind === 'stevedoreCniCacheV1' ? e : undefined;
+    } catch {
+      return undefined;
     }
   }
 

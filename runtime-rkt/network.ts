@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { UserError } from '../common/errors.js';
-import { atomicWriteJson, exists, readJsonIfExists, replaceFile } from '../common/fsutil.js';
+import { exists, readJsonIfExists, replaceFileSync } from '../common/fsutil.js';
 import {
   CniNetwork, configFiles, podHostsFile, podIP, podIPs, podResolvConfText, releaseStaleAttachments, releaseStaleLeases,
   type ClusterDnsConfig, type PortMapping, type ReleasedLease,
@@ -64,10 +64,14 @@ export async function attachPod(network: CniNetwork, pod: PreparedPod): Promise<
   return record;
 }
 
-/** attachPod's first step: the record without IPs, before ADD, so that a crash from here on is DELeted. */
+/**
+ * attachPod's first step: the record without IPs, before ADD, so that a crash from here on is DELeted.
+ * Replaced atomically, not fsynced: after a power loss the CNI cache entry ADD syncs before its first plugin
+ * is the record GC DELs from (cni/README.md), whatever became of this one.
+ */
 export async function recordAttachment(network: CniNetwork, podDir: string): Promise<PodNetworkRecord> {
   const record: PodNetworkRecord = { network: network.name, cacheDir: network.cacheDir, binDirs: [...network.binDirs], ifName: IF_NAME, ips: [] };
-  await atomicWriteJson(podPaths(podDir).network, record);
+  replaceFileSync(podPaths(podDir).network, JSON.stringify(record, null, 2) + '\n');
   return record;
 }
 
@@ -88,19 +92,17 @@ export async function addToNetwork(network: CniNetwork, record: PodNetworkRecord
 
 /**
  * attachPod's last step, into the pod's directory as it is now: the record with the IPs, and /etc/hosts naming them.
- * Replaced atomically but not fsynced (on the start path of every app, ~2 ms each): both describe a network
- * namespace that does not outlive the node's boot, and the record written before ADD (recordAttachment, synced)
- * is all a removal after a crash needs to find the CNI cache.
+ * Replaced atomically but not fsynced (on the start path of every app, ~2 ms each), and synchronously
+ * (replaceFileSync): both describe a network namespace that does not outlive the node's boot, and the record
+ * written before ADD (recordAttachment, synced) is all a removal after a crash needs to find the CNI cache.
  */
 export async function writeAttachment(pod: PreparedPod, record: PodNetworkRecord): Promise<void> {
   const spec = pod.manifest.pod;
-  await Promise.all([
-    replaceFile(podPaths(pod.dir).network, JSON.stringify(record, null, 2) + '\n'),
-    replaceFile(podPaths(pod.dir).etc('hosts'), podHostsFile({
-      hostname: pod.manifest.hostname, subdomain: spec.spec.subdomain, namespace: spec.metadata.namespace ?? 'default',
-      podIPs: record.ips, hostAliases: spec.spec.hostAliases,
-    })),
-  ]);
+  replaceFileSync(podPaths(pod.dir).network, JSON.stringify(record, null, 2) + '\n');
+  replaceFileSync(podPaths(pod.dir).etc('hosts'), podHostsFile({
+    hostname: pod.manifest.hostname, subdomain: spec.spec.subdomain, namespace: spec.metadata.namespace ?? 'default',
+    podIPs: record.ips, hostAliases: spec.spec.hostAliases,
+  }));
 }
 
 /** A pod's resolv.conf: cni/podfiles.ts's, from the pod spec. */

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { FileLock } from '../common/fsutil.js';
 import type { SystemdClient, UnitListEntry } from '../common/systemd.js';
 import { unitNames, type AppManifest, type ExitRecord, type RuntimePodManifest } from '../stage1/contract.js';
@@ -13,8 +14,9 @@ import { terminationOf, type AppStatus, type PodState, type PodStatus } from './
 
 const ACTIVE = new Set(['active', 'activating', 'deactivating', 'reloading']);
 
-export async function writeTimestamp(file: string): Promise<void> {
-  await fs.writeFile(file, `${BigInt(Date.now()) * 1_000_000n}\n`);
+/** A lifecycle timestamp (ns) beside the pod's folder state; synchronous, as the moves it goes with (pod-store.ts). */
+export function writeTimestamp(file: string): void {
+  writeFileSync(file, `${BigInt(Date.now()) * 1_000_000n}\n`);
 }
 
 /**

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs/promises';
-import { readdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { FileLock, exists } from '../common/fsutil.js';
@@ -76,12 +76,14 @@ export class PodStore {
     // group (`api-service install`), the pod folder takes that group, so the
     // api-service may read it; chmod drops the setgid bit mkdir copied, so the
     // group goes no deeper than this folder (not into the apps' rootfs).
-    await fs.mkdir(hidden, { mode: POD_DIR_MODE });
-    await fs.chmod(hidden, POD_DIR_MODE);
+    // Synchronous, as move(): a pod start's metadata operations on the node's own disk take microseconds, the
+    // round trips through libuv's pool milliseconds while CNI plugins and systemd hold the CPUs.
+    mkdirSync(hidden, { mode: POD_DIR_MODE });
+    chmodSync(hidden, POD_DIR_MODE);
     // Wait briefly: a reader may be probing it with a momentary shared lock.
     const lock = await FileLock.acquire(hidden, 'exclusive', 2000);
     const dir = this.dirOf(uuid, 'embryo');
-    await fs.rename(hidden, dir);
+    renameSync(hidden, dir);
     return { location: { uuid, state: 'embryo', dir }, lock };
   }
 
@@ -105,7 +107,7 @@ export class PodStore {
   /** Move a pod to another lifecycle folder; the flock travels with the directory. */
   async move(loc: PodLocation, to: PodDirState): Promise<PodLocation> {
     const dir = this.dirOf(loc.uuid, to);
-    await fs.rename(loc.dir, dir);
+    renameSync(loc.dir, dir);
     return { uuid: loc.uuid, state: to, dir };
   }
 

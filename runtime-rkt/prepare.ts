@@ -2,7 +2,8 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { UserError, errnoCode } from '../common/errors.js';
 import { fsops } from '../common/fsops.js';
-import { atomicWriteJson } from '../common/fsutil.js';
+import { atomicWriteJson, replaceFileSync } from '../common/fsutil.js';
+import { closeSync, fchmodSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { cpuMillis, memoryBytes } from '../common/quantity.js';
 import { podPaths, type AppLimits, type AppManifest, type RuntimePodManifest, type Stage1Name } from '../stage1/contract.js';
 import type { ImageRecord, ImageStoreApi } from './image/types.js';
@@ -100,9 +101,9 @@ export async function fillPodIPs(podDir: string, manifest: RuntimePodManifest, i
   return filled;
 }
 
-async function mountOverlay(layers: string[], appDir: string): Promise<void> {
+function mountOverlay(layers: string[], appDir: string): void {
   const rootfs = path.join(appDir, 'rootfs');
-  await Promise.all(['rootfs', 'upper', 'work', 'exits'].map((d) => fs.mkdir(path.join(appDir, d), { recursive: true })));
+  for (const d of ['rootfs', 'upper', 'work', 'exits']) mkdirSync(path.join(appDir, d), { recursive: true });
   // overlayfs lists lower layers top-most first.
   const lower = [...layers].reverse().join(':');
   try {
@@ -121,12 +122,13 @@ async function mountOverlay(layers: string[], appDir: string): Promise<void> {
  */
 async function writePodEtc(podDir: string, pod: Pod, hostname: string, clusterDns?: ClusterDnsConfig): Promise<void> {
   const paths = podPaths(podDir);
-  await fs.mkdir(path.dirname(paths.etc('hosts')), { recursive: true });
+  const resolvConf = await podResolvConfTextFor(pod, clusterDns);
   // Written while the pod is being prepared: a crash before launch discards
-  // the whole pod, so these need no fsync.
-  await fs.writeFile(paths.etc('hostname'), `${hostname}\n`);
-  await fs.writeFile(paths.etc('hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
-  await fs.writeFile(paths.etc('resolv.conf'), await podResolvConfTextFor(pod, clusterDns));
+  // the whole pod, so these need no fsync. Synchronous: see replaceFileSync.
+  mkdirSync(path.dirname(paths.etc('hosts')), { recursive: true });
+  writeFileSync(paths.etc('hostname'), `${hostname}\n`);
+  writeFileSync(paths.etc('hosts'), `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`);
+  writeFileSync(paths.etc('resolv.conf'), resolvConf);
 }
 
 export interface PrepareInput {
@@ -163,7 +165,7 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
   for (const [i, c] of allContainers(pod).entries()) {
     const image = input.images[i]!;
     const appDir = podPaths(podDir).app(c.name);
-    await mountOverlay(await input.imageStore.layerRootfsPaths(image), appDir);
+    mountOverlay(await input.imageStore.layerRootfsPaths(image), appDir);
     const rootfs = podPaths(podDir).rootfs(c.name);
     // status.podIP is empty here; a pod that gets a network has it filled in after attaching (fillPodIPs).
     const { argv, env } = await appCommand(c, image, hostname, rootfs, []);
@@ -191,9 +193,13 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     });
     if (input.stage1 === 'namespaces') {
       // Any user the app runs as writes it, as the kubelet's file (0666).
-      // One open: created empty, then its mode set past the umask on the same handle.
-      const log = await fs.open(podPaths(podDir).terminationLog(c.name), 'w', 0o666);
-      await log.chmod(0o666).finally(() => log.close());
+      // One open: created empty, then its mode set past the umask on the same descriptor.
+      const log = openSync(podPaths(podDir).terminationLog(c.name), 'w', 0o666);
+      try {
+        fchmodSync(log, 0o666);
+      } finally {
+        closeSync(log);
+      }
     }
   }
   await writePodEtc(podDir, pod, hostname, input.clusterDns);
@@ -210,7 +216,8 @@ export async function preparePodDir(input: PrepareInput): Promise<RuntimePodMani
     ...(sysctls.length ? { sysctls } : {}),
     ...(input.awaitsNetwork ? { awaitsNetwork: true as const } : {}),
   };
-  await atomicWriteJson(podPaths(podDir).manifest, manifestForDisk(manifest));
+  // Not fsynced here: the caller makes it durable (fsyncFile) while the units start, before the launch is marked done.
+  replaceFileSync(podPaths(podDir).manifest, `${JSON.stringify(manifestForDisk(manifest), null, 2)}\n`);
   return manifest;
 }
 

@@ -2,7 +2,8 @@ import * as fs from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { ContainerConfigError, UserError, errnoCode } from '../common/errors.js';
 import { ImageNotFound } from '../runtime-api/errors.js';
-import { exists, readJsonIfExists } from '../common/fsutil.js';
+import { exists, fsyncFile, readJsonIfExists } from '../common/fsutil.js';
+import { rmSync, writeFileSync } from 'node:fs';
 import { createLogger } from '../common/log.js';
 import { runCaptured } from '../common/run-captured.js';
 import { crashPoint } from '../common/failpoint.js';
@@ -137,8 +138,9 @@ export class RktRuntime {
     let loc: PodLocation = location;
     let prepared: PreparedPod | undefined;
     let early: { attaching: Promise<PodNetworkRecord> } | undefined;
+    let manifestDurable: Promise<void> | undefined;
     try {
-      await writeTimestamp(podPaths(loc.dir).created);
+      writeTimestamp(podPaths(loc.dir).created);
       crashPoint('run:embryo');
       loc = await this.pods.move(loc, 'prepare');
       // The namespaces are made and ADD starts while stage0 makes the pod directory. The directory moves (and a
@@ -155,6 +157,10 @@ export class RktRuntime {
       if (dirMade.status === 'rejected') throw dirMade.reason;
       if (attachStarted.status === 'rejected') throw attachStarted.reason;
       const manifest = dirMade.value;
+      // pod.json reaches the disk while the units start, before the launch is marked done (the marker's removal):
+      // a power loss before that leaves the marker, and the pod is undone whatever its pod.json holds.
+      manifestDurable = fsyncFile(podPaths(loc.dir).manifest);
+      manifestDurable.catch(() => undefined);
       crashPoint('run:prepared-dir');
       prepared = { dir: loc.dir, manifest };
       await stage1.prepare(prepared);
@@ -169,7 +175,7 @@ export class RktRuntime {
       // The marker tells reconcile() that a launch never finished if this process dies before removing it.
       // It is written before the first move out of prepare/, so the directory never is in prepared/ or
       // run/ without it: a pod found there without it is one whose launch completed.
-      await fs.writeFile(podPaths(loc.dir).launching, '');
+      writeFileSync(podPaths(loc.dir).launching, '');
       crashPoint('run:launching');
       loc = await this.pods.move(loc, 'prepared');
       crashPoint('run:moved-to-prepared');
@@ -180,15 +186,16 @@ export class RktRuntime {
       if (early) await this.launchAttaching(systemd, prepared, early.attaching);
       else await this.launch(systemd, prepared);
       crashPoint('run:launched');
-      await writeTimestamp(podPaths(loc.dir).started);
-      await fs.rm(podPaths(loc.dir).launching, { force: true });
+      writeTimestamp(podPaths(loc.dir).started);
+      await manifestDurable;
+      rmSync(podPaths(loc.dir).launching, { force: true });
       // Off the start path: only image GC reads it.
       for (const image of new Set(images)) await this.images.markUsed(image).catch((err) => log.warn({ err: String(err) }, 'could not record image use'));
       log.info({ uuid: loc.uuid, stage1: stage1Name }, 'pod started');
       return loc.uuid;
     } catch (err) {
       // An ADD still running finishes first, so that the pod's removal DELs whatever it made.
-      await early?.attaching.catch(() => undefined);
+      await Promise.all([early?.attaching.catch(() => undefined), manifestDurable?.catch(() => undefined)]);
       log.info({ uuid: loc.uuid, err: String(err) }, 'pod run failed; discarding the pod');
       await this.destroy(loc, prepared?.manifest).catch((e) => log.error({ uuid: loc.uuid, err: String(e) }, 'discarding a failed pod failed; gc will retry'));
       throw err;
@@ -356,7 +363,7 @@ export class RktRuntime {
     }
     if (loc.state !== 'garbage' && loc.state !== 'exited-garbage') {
       loc = await this.pods.move(loc, loc.state === 'run' ? 'exited-garbage' : 'garbage');
-      await writeTimestamp(podPaths(loc.dir).gcMarked);
+      writeTimestamp(podPaths(loc.dir).gcMarked);
       crashPoint('rm:marked');
     }
     // The listing includes failed units, so this forgets every unit of the pod.

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs/promises';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { replaceFile } from '../common/fsutil.js';
+import { replaceFileSync } from '../common/fsutil.js';
 import { cgroupDirsOf } from '../common/cgroups.js';
 import { processStartTime } from '../common/proc.js';
 import { errnoCode, UserError } from '../common/errors.js';
@@ -59,7 +59,7 @@ export class NamespacesStage1 implements Stage1 {
 
   async prepare(pod: PreparedPod): Promise<void> {
     try {
-      await fs.access(this.ociRuntime);
+      accessSync(this.ociRuntime);
     } catch {
       throw new UserError(`the namespaces stage1 needs an OCI runtime at ${this.ociRuntime}, and there is none`, {
         hint: 'install crun (apt-get install crun), set STEVEDORE_OCI_RUNTIME, or run the pod with --stage1 fly',
@@ -71,11 +71,12 @@ export class NamespacesStage1 implements Stage1 {
 
   async makeNamespaces(podDir: string, withNet = true): Promise<void> {
     const nsDir = path.join(podPaths(podDir).stage1, 'ns');
-    await fs.mkdir(nsDir, { recursive: true });
+    // Synchronous, as stage0's pod directory (common/fsutil.ts replaceFileSync): on the start path.
+    mkdirSync(nsDir, { recursive: true });
     const shared = POD_NAMESPACES.filter((ns) => withNet || ns !== 'net');
     // Persist the pod's namespaces as bind-mounted nsfs files: no pause process
     // has to live for them, and every app's crun joins them by path.
-    await Promise.all(shared.map((ns) => fs.writeFile(path.join(nsDir, ns), '')));
+    for (const ns of shared) writeFileSync(path.join(nsDir, ns), '');
     // A pool thread of this process makes them and brings loopback up in the new network
     // namespace (native/netns.c): no `unshare … -- ip link set lo up`, two process starts.
     await netnsAddon().makePodNamespaces(nsDir, withNet);
@@ -102,15 +103,13 @@ export class NamespacesStage1 implements Stage1 {
     const id = containerId(pod.manifest.uuid, app.name);
     const bundle = podPaths(pod.dir).app(app.name);
     // 0600: the spec holds the app's env, Secret values included, and the pod folder is open to the api-service's group.
-    // Written again at every launch, right before the unit that reads it: no fsync (replaceFile).
+    // Written again at every launch, right before the unit that reads it: no fsync, and synchronous (replaceFileSync).
     const spec = await this.ociSpec(pod, app) as Record<string, unknown>;
     // What exec probes enter with (stevedore-enter), from this very spec; none where the helper cannot honour it all.
-    // Both files at once: each write is a few round trips through libuv's pool, on the start path.
     const enterSpec = enterSpecText(spec);
-    await Promise.all([
-      replaceFile(path.join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`, 0o600),
-      enterSpec !== undefined ? replaceFile(path.join(bundle, ENTER_SPEC_FILE), enterSpec, 0o600) : fs.rm(path.join(bundle, ENTER_SPEC_FILE), { force: true }),
-    ]);
+    replaceFileSync(path.join(bundle, 'config.json'), `${JSON.stringify(spec, null, 2)}\n`, 0o600);
+    if (enterSpec !== undefined) replaceFileSync(path.join(bundle, ENTER_SPEC_FILE), enterSpec, 0o600);
+    else rmSync(path.join(bundle, ENTER_SPEC_FILE), { force: true });
     let argv = [this.ociRuntime, '--cgroup-manager=disabled', 'run', '--bundle', bundle, id];
     if (app.console) {
       // stdin/tty: the app runs under a holder that keeps its stdin and terminal for attach.

@@ -1,5 +1,4 @@
-import * as fs from 'node:fs/promises';
-import { constants as fsConstants } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, writeFileSync, writeSync } from 'node:fs';
 import { fsops } from '../common/fsops.js';
 import { errnoCode } from '../common/errors.js';
 import { podPaths } from './contract.js';
@@ -54,19 +53,21 @@ export function createNetworkGate(podDir: string): void {
  * fails (ENXIO), which is fine: later gates see the marker, or die with the pod.
  */
 export async function releaseNetworkGate(podDir: string, outcome: 'ready' | 'failed', waiters: number): Promise<void> {
+  // Synchronous (the calls below never block): the apps wait on it, and a round trip through libuv's pool
+  // waits behind the CNI plugins and systemd for a thread and for the loop.
   const paths = podPaths(podDir);
-  await fs.writeFile(outcome === 'ready' ? paths.networkReady : paths.networkFailed, '');
-  let fifo: fs.FileHandle;
+  writeFileSync(outcome === 'ready' ? paths.networkReady : paths.networkFailed, '');
+  let fifo: number;
   try {
-    fifo = await fs.open(paths.networkGate, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+    fifo = openSync(paths.networkGate, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
   } catch (err) {
     if (errnoCode(err) === 'ENXIO') return;
     throw err;
   }
   try {
     // A byte per waiter: far below the pipe's buffer, so this write never blocks.
-    await fifo.write('\n'.repeat(Math.max(1, waiters)));
+    writeSync(fifo, '\n'.repeat(Math.max(1, waiters)));
   } finally {
-    await fifo.close();
+    closeSync(fifo);
   }
 }

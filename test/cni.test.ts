@@ -575,6 +575,15 @@ T('protocol: env, CNI_ARGS, injected name/cniVersion, prevResult, runtimeConfig,
   await fs.rm(flag);
   await afterRestart.del({ containerId: 'rec3' });
   assert.not.ok(await fileExists(afterRestart.cacheFile('rec3')));
+
+  // a torn entry (a power loss after the result's unsynced write) reads as none: DEL runs the current config
+  await fs.writeFile(network.cacheFile('rec4'), '{"kind":"stevedoreCniCach');
+  assert.is(await network.cached('rec4'), undefined);
+  const logged = (await fs.readFile(log, 'utf8')).trim().split('\n').length;
+  await network.del({ containerId: 'rec4' });
+  const dels = (await fs.readFile(log, 'utf8')).trim().split('\n').slice(logged).map((l) => JSON.parse(l));
+  assert.equal(dels.map((x) => `${x.env.CNI_COMMAND}:${x.tag}`), ['DEL:second', 'DEL:first']);
+  assert.not.ok(await fileExists(network.cacheFile('rec4')), 'and the torn entry is gone');
 });
 T('agent killed -9 in the middle of ADD: a fresh instance DELs it all from the cache (veth, lease)', async (c) => {
   if (!canRun) return;

@@ -12,7 +12,7 @@
  * Readers (list/resolve) take no lock: records are replaced atomically.
  */
 import * as fs from 'node:fs/promises';
-import { createReadStream, createWriteStream, readFileSync, readdirSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Transform } from 'node:stream';
@@ -153,7 +153,7 @@ export class ImageStore implements ImagePullApi {
       for (const plan of plans) {
         const budget = new ImageBudget(limits.maxImageBytes, `import ${source}: image ${plan.names[0] ?? plan.config.digest}`);
         for (const [i, layer] of plan.layers.entries()) {
-          if (staged.has(layer.digest) || (await this.layerComplete(layer.digest))) continue;
+          if (staged.has(layer.digest) || this.layerComplete(layer.digest)) continue;
           const dir = path.join(stage.dir, 'layers', hexOf(layer.digest));
           await fs.mkdir(dir, { recursive: true });
           await extractLayer(layer.path, path.join(dir, 'rootfs'), layer.digest, { allowDevices: opts.allowDevices ?? false, diffId: plan.diffIds[i], log: this.log, limits, budget });
@@ -248,7 +248,7 @@ export class ImageStore implements ImagePullApi {
       }
       for (const plan of plans) {
         for (const [i, layer] of plan.layers.entries()) {
-          if (await this.layerComplete(layer.digest)) continue;
+          if (this.layerComplete(layer.digest)) continue;
           const dest = this.layerDir(layer.digest);
           await fs.rm(dest, { recursive: true, force: true }); // an incomplete tree
           const staged = stagedLayers.get(layer.digest);
@@ -326,19 +326,20 @@ export class ImageStore implements ImagePullApi {
 
   // ---- layers --------------------------------------------------------------
 
-  private async layerComplete(digest: string): Promise<boolean> {
-    return exists(path.join(this.layerDir(digest), 'ok'));
+  /** Synchronous: every pod start asks it of each layer of each image, one stat each (see list()). */
+  private layerComplete(digest: string): boolean {
+    return existsSync(path.join(this.layerDir(digest), 'ok'));
   }
 
   async layerRootfsPaths(image: ImageRecord): Promise<string[]> {
     const paths = image.layers.map((d) => path.join(this.layerDir(d), 'rootfs'));
     const missing: string[] = [];
-    for (const d of image.layers) if (!(await this.layerComplete(d))) missing.push(d);
+    for (const d of image.layers) if (!this.layerComplete(d)) missing.push(d);
     if (missing.length === 0) return paths;
     await this.withLock(async () => {
       const config = await this.readBlobJson<OciConfig>(image.configDigest, image);
       for (const digest of missing) {
-        if (await this.layerComplete(digest)) continue;
+        if (this.layerComplete(digest)) continue;
         if (!(await exists(this.blobPath(digest)))) throw this.damaged(image, `layer blob ${digest} is missing`);
         const dest = this.layerDir(digest);
         await fs.rm(dest, { recursive: true, force: true });
@@ -569,7 +570,7 @@ export class ImageStore implements ImagePullApi {
             const dir = path.join(stage.dir, 'layers', hexOf(digest));
             const rootfs = path.join(dir, 'rootfs');
             // Unpack while downloading (the tree stays in the stage until the blob's digest is verified).
-            const streaming = (await this.layerComplete(digest)) ? undefined : await this.streamingUnpack(dir, rootfs, digest, extractOpts);
+            const streaming = this.layerComplete(digest) ? undefined : await this.streamingUnpack(dir, rootfs, digest, extractOpts);
             opts.onProgress?.({ kind: 'layer', digest, state: 'downloading', bytes: 0, total });
             let got: { size: number };
             try {
