@@ -520,7 +520,9 @@ function report(r: Result): string {
   if (b && b.agentStartedMs.length) {
     const a = summarize(b.agentStartedMs);
     L.push('');
-    L.push(`Burst, agent side: "pod started" logged for ${a.n} of ${b.latencies.length + b.failures} pods (the others' start() did not complete normally — see the errors below); first at ${ms(a.min)}, last at ${ms(a.max)} after t0; last Running seen at ${ms(b.allRunningMs)}.`);
+    const total = b.latencies.length + b.failures;
+    const others = a.n < total ? ' (the others\' start() did not complete normally — see the errors below)' : '';
+    L.push(`Burst, agent side: "pod started" logged for ${a.n} of ${total} pods${others}; first at ${ms(a.min)}, last at ${ms(a.max)} after t0; last Running seen at ${ms(b.allRunningMs)}.`);
   }
   L.push('');
   L.push('Memory and CPU (RSS = VmRSS from /proc; CPU = utime+stime delta, % of one core):');
