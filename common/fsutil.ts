@@ -51,7 +51,7 @@ export async function replaceFile(file: string, data: string | Uint8Array, mode 
 }
 
 /**
- * replaceFile without the event loop leaving: for the small files of a pod
+ * replaceFile, synchronously: for the small files of a pod
  * directory written on the pod start path, where each round trip through
  * libuv's pool waits behind the CNI plugins and systemd for a thread and then
  * for the loop (milliseconds), and the write itself is microseconds of page

@@ -16,9 +16,9 @@
  *
  * runPiped does the same for the CNI plugins, which take their config on
  * stdin, their own environment, and answer on stdout apart from stderr:
- * libuv's fork() stopped the agent's event loop for 1-5 ms per plugin, the
- * longer the bigger the agent (page tables copied), once per plugin of every
- * pod start and removal.
+ * libuv's fork() stopped the agent's event loop for 1-3 ms per plugin (more
+ * under load, and the bigger the agent: its page tables are copied), once
+ * per plugin of every pod start and removal.
  */
 #include "addon.h"
 #include <errno.h>

@@ -94,7 +94,7 @@ export async function addToNetwork(network: CniNetwork, record: PodNetworkRecord
  * attachPod's last step, into the pod's directory as it is now: the record with the IPs, and /etc/hosts naming them.
  * Replaced atomically but not fsynced (on the start path of every app, ~2 ms each), and synchronously
  * (replaceFileSync): both describe a network namespace that does not outlive the node's boot, and the record
- * written before ADD (recordAttachment, synced) is all a removal after a crash needs to find the CNI cache.
+ * written before ADD (recordAttachment) is all a removal after a crash needs to find the CNI cache.
  */
 export async function writeAttachment(pod: PreparedPod, record: PodNetworkRecord): Promise<void> {
   const spec = pod.manifest.pod;
