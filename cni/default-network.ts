@@ -1,6 +1,6 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { tempSiblingOf } from '../common/fsutil.js';
 import { configFiles } from './config.js';
 import { CniConfigError, type CniNetworkConfig } from './types.js';
 import { HOST_LOCAL_DEFAULT_DATA_DIR } from './leases.js';
@@ -66,7 +66,7 @@ export async function ensureDefaultNetwork(confDir: string, opts: DefaultNetwork
   if (existing.length > 0) return { written: false, file: existing[0]! };
   await fs.mkdir(confDir, { recursive: true });
   const file = path.join(confDir, DEFAULT_NETWORK_FILE);
-  const tmp = path.join(confDir, `.${DEFAULT_NETWORK_FILE}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempSiblingOf(file);
   const h = await fs.open(tmp, 'wx', 0o644);
   try {
     await h.writeFile(JSON.stringify(config, null, 2) + '\n');

@@ -12,11 +12,19 @@ interface FlockAddon {
 const addon: FlockAddon = loadAddon('flock');
 
 /**
+ * Where a file's next content is written before it is renamed (or linked) into place: a hidden, unique
+ * sibling, `.NAME.<8 hex>.tmp`, the one pattern that GC of a killed writer's leftovers looks for (cni forget()).
+ */
+export function tempSiblingOf(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/**
  * Write a file so that readers see either the old or the new content, never a
  * torn one, even across a crash: write a temporary sibling, fsync, rename.
  */
 export async function atomicWrite(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempSiblingOf(file);
   const handle = await fs.open(tmp, 'wx', mode);
   try {
     await handle.writeFile(data);
@@ -40,7 +48,7 @@ export async function atomicWrite(file: string, data: string | Uint8Array, mode 
  * fsync costs ~2 ms here, on the pod start path.
  */
 export async function replaceFile(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempSiblingOf(file);
   await fs.writeFile(tmp, data, { mode, flag: 'wx' });
   try {
     await fs.rename(tmp, file);
@@ -58,7 +66,7 @@ export async function replaceFile(file: string, data: string | Uint8Array, mode 
  * cache. Made durable, where that matters, by fsyncFile off the start path.
  */
 export function replaceFileSync(file: string, data: string | Uint8Array, mode = 0o644): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempSiblingOf(file);
   writeFileSync(tmp, data, { mode, flag: 'wx' });
   try {
     renameSync(tmp, file);

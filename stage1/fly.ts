@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Variant } from 'dbus-next';
-import { replaceFile } from '../common/fsutil.js';
+import { replaceFile, tempSiblingOf } from '../common/fsutil.js';
 import { execa } from 'execa';
 import { ContainerConfigError, errnoCode, UserError } from '../common/errors.js';
 import { nativeHelperPath } from '../common/native.js';
@@ -377,7 +377,7 @@ async function publish(name: string, bytes: Buffer, mode: number): Promise<void>
   const file = path.join(FLY_EXEC_DIR, name);
   const existing = await fs.readFile(file).catch(() => undefined);
   if (existing?.equals(bytes) && ((await fs.stat(file)).mode & 0o7777) === mode) return;
-  const tmp = path.join(FLY_EXEC_DIR, `.${name}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = tempSiblingOf(file);
   try {
     await fs.writeFile(tmp, bytes, { flag: 'wx', mode: 0o600 });
     await fs.chmod(tmp, mode);
