@@ -53,6 +53,9 @@ export async function dialPodPort(netnsFile: string | undefined, port: number, h
     // onread is a constructor option too (Node 12+; @types/node names it on connect only).
     socket = new net.Socket({ fd, readable: true, writable: true, ...(onread ? { onread } : {}) } as net.SocketConstructorOpts);
   }
+  // Every write to the pod leaves at once, as Go's dialer (the kubelet's) does: with Nagle's
+  // algorithm, a small write behind one not yet acknowledged waits for the pod's delayed ACK (40 ms).
+  socket.setNoDelay(true);
   let failure: string | undefined;
   socket.on('error', (err) => { failure ??= err.message; });
   const done = new Promise<string | undefined>((resolve) => socket.once('close', () => resolve(failure)));

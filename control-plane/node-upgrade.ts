@@ -210,6 +210,10 @@ export function upgradeAtNode(req: NodeUpgradeRequest, handlers: NodeUpgradeHand
     checkServerIdentity: (_host, cert) => nodeServingCertProblem(req.nodeName, req.host, cert),
     onread,
   } as tls.ConnectionOptions);
+  // A client socket, unlike a server's, starts with Nagle's algorithm on: a SPDY SYN_STREAM or a
+  // keystroke behind a small write not yet acknowledged would wait for the node's delayed ACK
+  // (40 ms; three such waits put 125 ms before a port-forward connection's first byte).
+  node.setNoDelay(true);
   const timer = setTimeout(() => settle(() => handlers.failed(new Error(`timed out after ${req.timeoutMs / 1000} s`))), req.timeoutMs);
   node.on('secureConnect', () => {
     // Only now, with the node verified, does it learn the path and headers.
