@@ -173,6 +173,18 @@ def main():
         if stdin_once and attached_once:
             close_stdin()
 
+    def take_client(c):
+        nonlocal attached_once
+        c.setblocking(True)
+        clients[c] = b""
+        if not attached_once:
+            attached_once = True
+            try:
+                c.sendall(b"".join(backlog))
+            except OSError:
+                pass
+            backlog.clear()
+
     def broadcast(channel, data):
         nonlocal backlog_size
         if not attached_once and backlog_size < BACKLOG_BYTES:
@@ -195,16 +207,7 @@ def main():
         for r in ready:
             if r is listener:
                 try:
-                    c, _ = listener.accept()
-                    c.setblocking(True)
-                    clients[c] = b""
-                    if not attached_once:
-                        attached_once = True
-                        try:
-                            c.sendall(b"".join(backlog))
-                        except OSError:
-                            pass
-                        backlog.clear()
+                    take_client(listener.accept()[0])
                 except OSError:
                     pass
             elif r in outputs:
@@ -269,14 +272,24 @@ def main():
                 pass
             break
     code = crun_console.exit_code(status)
-    broadcast(3, str(code).encode())
-    for c in list(clients):
-        c.close()
-    listener.close()
+    # From here no client can connect (the path is gone), and one that connected before and still
+    # waits in the listener's queue is served as the others: the backlog if it is the first, then
+    # the status. Closed unaccepted, it would read an end with no output and no status (kubectl
+    # run -i -- echo hi printing nothing).
     try:
         os.unlink(opts["--socket"])
     except OSError:
         pass
+    listener.setblocking(False)
+    while True:
+        try:
+            take_client(listener.accept()[0])
+        except OSError:
+            break
+    broadcast(3, str(code).encode())
+    for c in list(clients):
+        c.close()
+    listener.close()
     sys.exit(code)
 
 

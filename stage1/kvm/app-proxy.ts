@@ -196,12 +196,16 @@ async function holdConsole(opts: NonNullable<typeof consoleOptions>, input: net.
     },
     /** The exit status to every client, then they and the socket go. */
     async exit(code: number) {
+      // From here no client can connect (the path is gone); one still in the listener's queue is
+      // accepted in the loop's next poll phase, before the check phase this waits for, and is served
+      // as the others (closed unaccepted, it would read an end with no output and no status).
+      fs.rmSync(opts.socket, { force: true });
+      await new Promise((resolve) => setImmediate(resolve));
       await Promise.all([...clients].map((client) => new Promise<void>((resolve) => {
         client.end(frame(EXIT, Buffer.from(String(code))), () => resolve());
         setTimeout(resolve, 1000).unref();
       })));
       server.close();
-      fs.rmSync(opts.socket, { force: true });
     },
   };
 }
