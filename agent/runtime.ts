@@ -4,7 +4,7 @@ import type { ContainerRuntime, PodNetworkOptions, RuntimeFactory } from '../run
 import { UserError } from '../common/errors.js';
 import { imageLimitsOf, type AgentConfig } from './config.js';
 
-export type { ContainerRuntime, ContainerUsage, PodUsage, ExecOptions, ExecProcess, TerminalSize, PortConnection, PortDialOptions } from '../runtime-api/index.js';
+export type { ContainerRuntime, ContainerUsage, PodUsage, ExecOptions, ExecProcess, TerminalSize, PortConnection, PortDialOptions, PortForwardTarget } from '../runtime-api/index.js';
 
 /**
  * The runtimes this agent binary can drive, by --container-runtime name. The

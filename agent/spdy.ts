@@ -21,7 +21,11 @@ const FLAG_FIN = 0x01;
 const RST_CANCEL = 5;
 const MAX_FRAME = (1 << 24) - 1;
 /** Bytes of a DATA frame's header (stream id, flags, length), before its payload. */
-export const DATA_FRAME_HEADER = 8;
+const DATA_FRAME_HEADER = 8;
+/** Room for the transport's own header ahead of a frame: a server's WebSocket frame header is at most 10 bytes. */
+const TRANSPORT_HEADROOM = 10;
+/** Room a caller of SpdyStream.writeFramed leaves ahead of the payload: the transport's header and the DATA frame's. */
+export const FRAMED_HEADROOM = TRANSPORT_HEADROOM + DATA_FRAME_HEADER;
 
 /** SPDY/3's header-compression dictionary (draft-mbelshe-httpbis-spdy-00 §2.6.10.1): length-prefixed words, then text. */
 const DICTIONARY = (() => {
@@ -60,6 +64,12 @@ export type Headers = Record<string, string>;
  */
 export interface SpdyTransport {
   send(parts: Buffer[], written?: () => void): boolean;
+  /**
+   * One frame that starts TRANSPORT_HEADROOM bytes into `buffer`: the transport writes its own
+   * header, if it has one, into that room, and the whole leaves as one buffer. (TLS encrypts a
+   * single buffer where it lies; several buffers it first copies into one.)
+   */
+  sendWithHeadroom(buffer: Buffer, written: () => void): void;
   onDrain(cb: () => void): void;
   /** Stop (and restart) reading from the client: a stream's consumer cannot keep up. */
   pause(): void;
@@ -82,6 +92,10 @@ function duplexTransport(socket: Duplex, receive: (d: Buffer) => void, closed: (
       socket.uncork();
       return !socket.writableNeedDrain;
     },
+    sendWithHeadroom(buffer, written) {
+      if (socket.destroyed) written();
+      else socket.write(buffer.subarray(TRANSPORT_HEADROOM), written);
+    },
     onDrain(cb) { if (socket.writableNeedDrain) socket.once('drain', cb); else cb(); },
     pause() { socket.pause(); },
     resume() { socket.resume(); },
@@ -94,7 +108,11 @@ function duplexTransport(socket: Duplex, receive: (d: Buffer) => void, closed: (
  * Frames in WebSocket binary messages. A frame header and its payload go as two fragments of one
  * message (the tunnel reads messages as a byte stream, and fragments are reassembled by every
  * WebSocket client), written corked on the connection below so that they leave in one write;
- * back-pressure is that connection's.
+ * back-pressure is that connection's. A DATA frame built with headroom (a port-forward's download)
+ * gets its message header written in place, on the connection itself: ws would send header and
+ * payload as two buffers. That is safe beside ws's own sends because nothing of ws's is ever
+ * queued here (no permessage-deflate, no Blobs): every send, ws's or this, is on the connection
+ * whole and in order when it returns.
  */
 function webSocketTransport(ws: WebSocket, socket: Duplex, receive: (d: Buffer) => void, closed: () => void): SpdyTransport {
   ws.on('message', (d: Buffer | ArrayBuffer | Buffer[]) => receive(Buffer.isBuffer(d) ? d : Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d)));
@@ -107,6 +125,17 @@ function webSocketTransport(ws: WebSocket, socket: Duplex, receive: (d: Buffer) 
       parts.forEach((p, i) => ws.send(p, { binary: true, fin: i === parts.length - 1 }, i === parts.length - 1 ? written : undefined));
       socket.uncork();
       return !socket.writableNeedDrain;
+    },
+    sendWithHeadroom(buffer, written) {
+      if (ws.readyState !== ws.OPEN) { written(); return; }
+      const length = buffer.length - TRANSPORT_HEADROOM;
+      const head = length < 126 ? 2 : length < 65536 ? 4 : 10;
+      const start = TRANSPORT_HEADROOM - head;
+      buffer[start] = 0x82; // FIN, binary
+      if (head === 2) buffer[start + 1] = length;
+      else if (head === 4) { buffer[start + 1] = 126; buffer.writeUInt16BE(length, start + 2); }
+      else { buffer[start + 1] = 127; buffer.writeUInt32BE(0, start + 2); buffer.writeUInt32BE(length, start + 6); }
+      socket.write(buffer.subarray(start), written);
     },
     onDrain(cb) { if (socket.writableNeedDrain) socket.once('drain', cb); else cb(); },
     pause() { ws.pause(); },
@@ -148,9 +177,9 @@ export class SpdyStream extends EventEmitter {
   }
 
   /**
-   * One DATA frame whose payload is `frame` after its first DATA_FRAME_HEADER bytes, which are
-   * room for the frame header (written here): header and payload leave as one buffer, with no
-   * copy and no allocation. `written` is called once `frame` is no longer needed.
+   * One DATA frame whose payload is `frame` after its first FRAMED_HEADROOM bytes, which are room
+   * for the frame's headers (written here and by the transport): headers and payload leave as one
+   * buffer, with no copy and no allocation. `written` is called once `frame` is no longer needed.
    */
   writeFramed(frame: Buffer, written: () => void): void {
     if (this.localClosed) { written(); return; }
@@ -415,11 +444,11 @@ export class SpdySession extends EventEmitter {
 
   /** A DATA frame built in place (SpdyStream.writeFramed). */
   sendFramed(id: number, frame: Buffer, written: () => void): void {
-    const length = frame.length - DATA_FRAME_HEADER;
+    const length = frame.length - FRAMED_HEADROOM;
     if (this.closed || length < 0 || length > MAX_FRAME) { written(); return; }
-    frame.writeUInt32BE(id & 0x7fffffff, 0);
-    frame.writeUInt32BE(length, 4); // flags (byte 4) 0: the stream stays open
-    this.transport.send([frame], written);
+    frame.writeUInt32BE(id & 0x7fffffff, TRANSPORT_HEADROOM);
+    frame.writeUInt32BE(length, TRANSPORT_HEADROOM + 4); // flags (the length's first byte) 0: the stream stays open
+    this.transport.sendWithHeadroom(frame, written);
   }
 
   private writeControl(type: number, flags: number, body: Buffer): void {

@@ -9,10 +9,10 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { DATA_FRAME_HEADER, SpdySession, type SpdyStream } from './spdy.js';
+import { FRAMED_HEADROOM, SpdySession, type SpdyStream } from './spdy.js';
 import { UserError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import type { ContainerRuntime, ExecProcess, TerminalSize } from './runtime.js';
+import type { ContainerRuntime, ExecProcess, PortForwardTarget, TerminalSize } from './runtime.js';
 
 export const CHANNEL_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'] as const;
 /** kubectl 1.31+'s port-forward: SPDY/3.1 frames in WebSocket binary messages (KEP 4006). */
@@ -46,17 +46,17 @@ const IDLE_READ_BUFFERS = 16;
 
 /**
  * The agent's port-forward read buffers, reused: a pod's bytes are read straight into one (after
- * room for the SPDY DATA header), framed in place and written out, and the buffer comes back once
+ * room for the frame's headers), framed in place and written out, and the buffer comes back once
  * the TLS layer has taken them. A fresh 64 KiB buffer per read (Node's default) is external memory
  * V8 must collect: at a few hundred MiB/s that kept the agent — small heap limits, and
  * --optimize-for-size — in back-to-back full collections of its whole heap (bench/exec.ts).
  */
 const readBuffers: ArrayBuffer[] = [];
 function takeReadBuffer(): Buffer {
-  return Buffer.from(readBuffers.pop() ?? new ArrayBuffer(DATA_FRAME_HEADER + FORWARD_READ_BYTES), DATA_FRAME_HEADER, FORWARD_READ_BYTES);
+  return Buffer.from(readBuffers.pop() ?? new ArrayBuffer(FRAMED_HEADROOM + FORWARD_READ_BYTES), FRAMED_HEADROOM, FORWARD_READ_BYTES);
 }
 function giveBackReadBuffer(b: ArrayBufferLike): void {
-  if (readBuffers.length < IDLE_READ_BUFFERS && b instanceof ArrayBuffer && b.byteLength === DATA_FRAME_HEADER + FORWARD_READ_BYTES) readBuffers.push(b);
+  if (readBuffers.length < IDLE_READ_BUFFERS && b instanceof ArrayBuffer && b.byteLength === FRAMED_HEADROOM + FORWARD_READ_BYTES) readBuffers.push(b);
 }
 
 export interface StreamingLimits {
@@ -314,32 +314,42 @@ export class StreamServer {
    * connection the client makes is a pair of streams (error, data) with one requestid and a port.
    */
   async portForward(req: IncomingMessage, socket: Duplex, head: Buffer, podId: string): Promise<void> {
-    await this.runtime.checkPortForward(podId).catch((err) => {
+    // The pod is looked up once for the session; each connection is then only a dial.
+    const target = await this.runtime.openPortForward(podId).catch((err) => {
       if (err instanceof UserError) throw new StreamError(400, `${err.message}${err.hint ? ` (${err.hint})` : ''}`);
       throw err;
     });
-    const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
-    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-    const spdyVersions = req.headersDistinct['x-stream-protocol-version'] ?? [];
-    if (upgrade === 'websocket' && offered.includes(PORT_FORWARD_TUNNEL)) {
-      const release = this.reserve();
-      req.headers['sec-websocket-protocol'] = TUNNEL_TOKEN;
-      this.wss.handleUpgrade(req, socket, head, (ws) => {
-        this.servePortForward(SpdySession.onWebSocket(ws, socket), podId, release, () => ws.terminate());
-      });
-      return;
+    try {
+      const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
+      const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+      const spdyVersions = req.headersDistinct['x-stream-protocol-version'] ?? [];
+      if (upgrade === 'websocket' && offered.includes(PORT_FORWARD_TUNNEL)) {
+        const release = this.reserve();
+        let served = false;
+        // ws answers a handshake it refuses itself and never calls back: the socket's close ends it then.
+        socket.once('close', () => { if (!served) { release(); target.close(); } });
+        req.headers['sec-websocket-protocol'] = TUNNEL_TOKEN;
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          served = true;
+          this.servePortForward(SpdySession.onWebSocket(ws, socket), podId, target, release, () => ws.terminate());
+        });
+        return;
+      }
+      if (upgrade === 'spdy/3.1' && spdyVersions.flatMap((v) => v.split(',')).map((v) => v.trim()).includes(PORT_FORWARD_PROTOCOL)) {
+        const release = this.reserve();
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${PORT_FORWARD_PROTOCOL}\r\n\r\n`);
+        if (head.length) socket.unshift(head);
+        this.servePortForward(SpdySession.onSocket(socket), podId, target, release, () => socket.destroy());
+        return;
+      }
+      throw new StreamError(400, `port-forward needs a WebSocket upgrade with subprotocol ${PORT_FORWARD_TUNNEL}, or Upgrade: SPDY/3.1 with X-Stream-Protocol-Version: ${PORT_FORWARD_PROTOCOL}; got Upgrade: ${req.headers.upgrade ?? '(none)'}`);
+    } catch (err) {
+      target.close();
+      throw err;
     }
-    if (upgrade === 'spdy/3.1' && spdyVersions.flatMap((v) => v.split(',')).map((v) => v.trim()).includes(PORT_FORWARD_PROTOCOL)) {
-      const release = this.reserve();
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${PORT_FORWARD_PROTOCOL}\r\n\r\n`);
-      if (head.length) socket.unshift(head);
-      this.servePortForward(SpdySession.onSocket(socket), podId, release, () => socket.destroy());
-      return;
-    }
-    throw new StreamError(400, `port-forward needs a WebSocket upgrade with subprotocol ${PORT_FORWARD_TUNNEL}, or Upgrade: SPDY/3.1 with X-Stream-Protocol-Version: ${PORT_FORWARD_PROTOCOL}; got Upgrade: ${req.headers.upgrade ?? '(none)'}`);
   }
 
-  private servePortForward(session: SpdySession, podId: string, release: () => void, terminate: () => void): void {
+  private servePortForward(session: SpdySession, podId: string, target: PortForwardTarget, release: () => void, terminate: () => void): void {
     this.log.info({ pod: podId }, 'port-forward started');
     const pending = new Map<string, { data?: SpdyStream; error?: SpdyStream; timer: NodeJS.Timeout }>();
     const connections = new Set<Duplex>();
@@ -352,6 +362,7 @@ export class StreamServer {
       clearTimeout(idle);
       for (const p of pending.values()) clearTimeout(p.timer);
       for (const c of connections) c.destroy();
+      target.close();
       release();
       this.live.delete(stop);
     });
@@ -372,11 +383,11 @@ export class StreamServer {
         dataStream.end();
         return;
       }
-      void this.forwardOne(podId, portNumber, dataStream, errorStream, connections, touch, session);
+      void this.forwardOne(podId, target, portNumber, dataStream, errorStream, connections, touch, session);
     });
   }
 
-  private async forwardOne(podId: string, port: number, data: SpdyStream, error: SpdyStream, connections: Set<Duplex>, touch: () => void, session: SpdySession): Promise<void> {
+  private async forwardOne(podId: string, target: PortForwardTarget, port: number, data: SpdyStream, error: SpdyStream, connections: Set<Duplex>, touch: () => void, session: SpdySession): Promise<void> {
     let conn;
     // Bytes from the pod handed to the session and not yet written out; reads pause above FORWARD_PAUSE_BYTES.
     let inFlight = 0;
@@ -387,7 +398,7 @@ export class StreamServer {
       callback: (n: number, buf: Uint8Array): boolean => {
         touch();
         inFlight += n;
-        const frame = Buffer.from(buf.buffer, buf.byteOffset - DATA_FRAME_HEADER, DATA_FRAME_HEADER + n);
+        const frame = Buffer.from(buf.buffer, buf.byteOffset - FRAMED_HEADROOM, FRAMED_HEADROOM + n);
         data.writeFramed(frame, () => {
           inFlight -= n;
           giveBackReadBuffer(buf.buffer);
@@ -399,7 +410,7 @@ export class StreamServer {
       },
     };
     try {
-      conn = await this.runtime.dialPort(podId, port, { onread });
+      conn = await target.dial(port, { onread });
     } catch (err) {
       error.end(Buffer.from(`error forwarding port ${port}: ${(err as Error).message}`));
       data.end();

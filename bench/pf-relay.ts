@@ -14,7 +14,7 @@
  */
 import * as fs from 'node:fs';
 import * as https from 'node:https';
-import { dialPodPort } from '../common/netns-dial.js';
+import { openPortTarget } from '../common/netns-dial.js';
 import { createLogger } from '../common/log.js';
 import { StreamServer } from '../agent/streaming.js';
 import type { ContainerRuntime } from '../agent/runtime.js';
@@ -28,8 +28,7 @@ const podIP = need('--pod-ip');
 
 // Only what portForward calls: the pod is running, and its port is its IP's.
 const runtime = {
-  async checkPortForward() { /* the bench waited for the pod */ },
-  dialPort: (_pod: string, port: number) => dialPodPort(undefined, port, podIP),
+  openPortForward: async () => openPortTarget(undefined, podIP),
 } as unknown as ContainerRuntime;
 const streams = new StreamServer(runtime, createLogger('pf-relay', 'error'));
 

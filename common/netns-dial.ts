@@ -10,6 +10,7 @@
  * guest, behind a tap in the netns) is dialled at its IP from the node's
  * network, the way its other peers reach it.
  */
+import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { loadAddon } from './native.js';
@@ -60,4 +61,50 @@ export async function dialPodPort(netnsFile: string | undefined, port: number, h
   socket.on('error', (err) => { failure ??= err.message; });
   const done = new Promise<string | undefined>((resolve) => socket.once('close', () => resolve(failure)));
   return { stream: socket, done };
+}
+
+/** A pod's ports for one port-forward session (runtime-api's PortForwardTarget has this shape). */
+export interface PortTarget {
+  dial(port: number, opts?: { onread?: net.OnReadOpts }): Promise<NetnsConnection>;
+  close(): void;
+}
+
+/**
+ * The ports behind `netnsFile` for a session: the namespace is opened once and held, and every
+ * connection is made in it through /proc/self/fd, so no lookup of the pod is repeated per
+ * connection, and a namespace named by a PID (/proc/PID/ns/net) can never turn into another
+ * process's. A pod that stops meanwhile leaves an empty namespace: its connections are refused.
+ * The descriptor is closed once the session is closed and no dial still uses it (a number closed
+ * under a pool thread's open could name another file by then). With no namespace, `host`'s ports,
+ * each dial after `checkEachDial`.
+ */
+export function openPortTarget(netnsFile: string | undefined, host?: string, checkEachDial?: () => Promise<void>): PortTarget {
+  if (!netnsFile) {
+    return {
+      async dial(port, opts) {
+        await checkEachDial?.();
+        return dialPodPort(undefined, port, host, opts?.onread);
+      },
+      close() { /* holds nothing */ },
+    };
+  }
+  let fd: number | undefined = fs.openSync(netnsFile, 'r');
+  let dialling = 0;
+  let closed = false;
+  const release = () => {
+    if (closed && dialling === 0 && fd !== undefined) { fs.closeSync(fd); fd = undefined; }
+  };
+  return {
+    async dial(port, opts) {
+      if (closed || fd === undefined) throw new Error(`cannot connect to port ${port}: the port-forward session is over`);
+      dialling++;
+      try {
+        return await dialPodPort(`/proc/self/fd/${fd}`, port, undefined, opts?.onread);
+      } finally {
+        dialling--;
+        release();
+      }
+    },
+    close() { closed = true; release(); },
+  };
 }

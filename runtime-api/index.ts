@@ -6,7 +6,7 @@
 export type { ContainerRuntime, ContainerUsage, PodUsage, RuntimeFactory, RuntimeOpenOptions } from './runtime.js';
 export type { AppState, AppStatus, PodState, PodStatus, Termination } from './status.js';
 export { formatTimestamp, type LogLine, type LogQuery } from './logs.js';
-export type { ExecExit, ExecOptions, ExecProcess, PortConnection, PortDialOptions, TerminalSize } from './streams.js';
+export type { ExecExit, ExecOptions, ExecProcess, PortConnection, PortDialOptions, PortForwardTarget, TerminalSize } from './streams.js';
 export type { PodNetworkOptions } from './network.js';
 export type { Pod, PodSpec, ContainerSpec, Volume, VolumeMount, EnvVar, HostPathType, RestartPolicy } from './pod-spec.js';
 export { validatePod, restartPolicyOf } from './pod-spec.js';

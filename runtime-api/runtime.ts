@@ -12,7 +12,7 @@ import type { PodNetworkOptions } from './network.js';
 import type { Pod } from './pod-spec.js';
 import type { RegistryKeyring } from './registry-auth.js';
 import type { PodStatus } from './status.js';
-import type { ExecOptions, ExecProcess, PortConnection, PortDialOptions } from './streams.js';
+import type { ExecOptions, ExecProcess, PortForwardTarget } from './streams.js';
 
 export interface ContainerRuntime {
   /** Scheme of container IDs and nodeInfo.containerRuntimeVersion, e.g. "rkt" or "docker". */
@@ -43,10 +43,11 @@ export interface ContainerRuntime {
   attach(podId: string, container: string, opts: { stdin: boolean; tty: boolean }): Promise<ExecProcess>;
   /** Throws what attach would, without connecting. */
   checkAttach(podId: string, container: string, opts: { tty: boolean }): Promise<void>;
-  /** Throws (UserError) when the pod's ports cannot be reached (not running, a VM without the path). */
-  checkPortForward(podId: string): Promise<void>;
-  /** A TCP connection to `port` inside the pod's network namespace (kubectl port-forward). */
-  dialPort(podId: string, port: number, opts?: PortDialOptions): Promise<PortConnection>;
+  /**
+   * The pod's ports for a port-forward session (kubectl port-forward); throws (UserError) when they
+   * cannot be reached (not running, a VM without the path). The caller closes it.
+   */
+  openPortForward(podId: string): Promise<PortForwardTarget>;
   /** Throws what exec would (unknown or stopped container, no terminal) without running anything. */
   checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>): Promise<void>;
   /** Garbage-collect what the runtime left behind (aborted pods, orphaned units or containers). */

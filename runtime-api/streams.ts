@@ -42,6 +42,18 @@ export interface PortDialOptions {
   onread?: OnReadOpts;
 }
 
+/**
+ * A pod's ports for one port-forward session (one kubectl port-forward): resolved once when the
+ * session opens (which pod, its network namespace held open, or its IP), dialled for each
+ * connection the client makes without looking the pod up again; closed with the session.
+ */
+export interface PortForwardTarget {
+  /** A TCP connection to `port` inside the pod's network (localhost in its namespace, or its IP for a VM). */
+  dial(port: number, opts?: PortDialOptions): Promise<PortConnection>;
+  /** Release what the target holds (an open network namespace); idempotent. */
+  close(): void;
+}
+
 export interface PortConnection {
   /** The connection's bytes: write to send to the pod's port, read what it answers. */
   stream: Duplex;

@@ -19,7 +19,7 @@ import { cgroupUsageOf } from '../common/cgroups.js';
 import { podHostnameAndDomain, podHostsFile, releaseStaleAttachments } from '../cni/index.js';
 import { resolvConfText, type ClusterDnsConfig } from './pod-env.js';
 import { checkRuntimeEnv, expandCommand, podEnv } from '../runtime-api/pod-env.js';
-import { dialPodPort } from '../common/netns-dial.js';
+import { openPortTarget } from '../common/netns-dial.js';
 import { lookupCredentials } from '../runtime-api/registry-auth.js';
 import { parseReference } from '../runtime-api/image-reference.js';
 import { HandlerNotOffered, ImageNotFound } from '../runtime-api/errors.js';
@@ -31,7 +31,7 @@ import { containerCgroupParent, watchContainerNetns } from './early-netns.js';
 import { createLogger } from '../common/log.js';
 import type {
   AppStatus, ContainerRuntime, ContainerSpec, ContainerUsage, ExecOptions, ExecProcess, LogLine, LogQuery, Pod, PodNetworkOptions, PodStatus,
-  PodUsage, PortConnection, PortDialOptions, RegistryKeyring, Termination, TerminalSize,
+  PodUsage, PortForwardTarget, RegistryKeyring, Termination, TerminalSize,
 } from './types.js';
 
 const log = createLogger('runtime-docker');
@@ -821,12 +821,9 @@ export class DockerRuntime implements ContainerRuntime {
     return `/proc/${await hostPidOf(infra.Id, info.State.Pid)}/ns/net`;
   }
 
-  async checkPortForward(podId: string): Promise<void> {
-    await this.infraNetns(podId);
-  }
-
-  async dialPort(podId: string, port: number, opts: PortDialOptions = {}): Promise<PortConnection> {
-    return dialPodPort(await this.infraNetns(podId), port, undefined, opts.onread);
+  /** The infra container's namespace, opened once for the session: its /proc/PID path is never followed again. */
+  async openPortForward(podId: string): Promise<PortForwardTarget> {
+    return openPortTarget(await this.infraNetns(podId));
   }
 
   async runInContainer(podId: string, container: string, command: string[], timeoutMs: number): Promise<{ exitCode: number; output: string; timedOut: boolean }> {

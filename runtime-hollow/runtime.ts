@@ -11,7 +11,7 @@ import { UserError } from '../common/errors.js';
 import { ISOLATION_HANDLERS } from '../runtime-api/handlers.js';
 import { HandlerNotOffered } from '../runtime-api/errors.js';
 import type {
-  AppStatus, ContainerRuntime, ExecOptions, ExecProcess, LogLine, LogQuery, Pod, PodStatus, PodUsage, PortConnection, RuntimeFactory, RuntimeOpenOptions,
+  AppStatus, ContainerRuntime, ExecOptions, ExecProcess, LogLine, LogQuery, Pod, PodStatus, PodUsage, PortForwardTarget, RuntimeFactory, RuntimeOpenOptions,
 } from '../runtime-api/index.js';
 
 export const HOLLOW_VERSION = '0.1.0';
@@ -202,8 +202,7 @@ export class HollowRuntime implements ContainerRuntime {
   async attach(_podId: string, _container: string, _opts: { stdin: boolean; tty: boolean }): Promise<ExecProcess> { throw refused('attach'); }
   async checkAttach(_podId: string, _container: string, _opts: { tty: boolean }): Promise<void> { throw refused('attach'); }
   async checkExec(_podId: string, _container: string, _opts: Pick<ExecOptions, 'tty'>): Promise<void> { throw refused('exec'); }
-  async checkPortForward(_podId: string): Promise<void> { throw refused('port-forward'); }
-  async dialPort(_podId: string, _port: number): Promise<PortConnection> { throw refused('port-forward'); }
+  async openPortForward(_podId: string): Promise<PortForwardTarget> { throw refused('port-forward'); }
 
   /** Exec probes and hooks: nothing can run, so they are refused too (the prober reports the probe failed with this message). */
   async runInContainer(_podId: string, _container: string, _command: string[], _timeoutMs: number): Promise<{ exitCode: number; output: string; timedOut: boolean }> { throw refused('running a command in a container (exec probe or hook)'); }

@@ -7,7 +7,7 @@ import type { ContainerRuntime, ContainerUsage, PodUsage, RuntimeFactory, Runtim
 import type { Pod } from '../runtime-api/pod-spec.js';
 import type { RegistryKeyring } from '../runtime-api/registry-auth.js';
 import type { LogQuery } from '../runtime-api/logs.js';
-import type { ExecOptions, PortDialOptions } from '../runtime-api/streams.js';
+import type { ExecOptions } from '../runtime-api/streams.js';
 import { HandlerNotOffered } from '../runtime-api/errors.js';
 import { cgroupDirsOf, cgroupUsageIn, siblingCgroupDirs, type CgroupDir, type CgroupUsage } from '../common/cgroups.js';
 import { STAGE1_NAMES, unitNames, type Stage1Name } from '../stage1/contract.js';
@@ -47,8 +47,7 @@ class RktContainerRuntime implements ContainerRuntime {
   exec(podId: string, container: string, command: string[], opts: ExecOptions) { return this.rt.exec(podId, container, command, opts); }
   attach(podId: string, container: string, opts: { stdin: boolean; tty: boolean }) { return this.rt.attach(podId, container, opts); }
   async checkAttach(podId: string, container: string, opts: { tty: boolean }) { await this.rt.attachTarget(podId, container, opts); }
-  async checkPortForward(podId: string) { await this.rt.portForwardTarget(podId); }
-  dialPort(podId: string, port: number, opts?: PortDialOptions) { return this.rt.dialPort(podId, port, opts); }
+  openPortForward(podId: string) { return this.rt.openPortForward(podId); }
   async checkExec(podId: string, container: string, opts: Pick<ExecOptions, 'tty'>) { await this.rt.checkExec(podId, container, opts); }
   async gc() { await this.rt.gc({ exitedGracePeriodMs: Number.MAX_SAFE_INTEGER }); }
   /** Each running app's cgroup folders, by main PID and start: a process stays in its unit's cgroup, so /proc/PID/cgroup and mountinfo are read once per run, not per sample. */

@@ -24,9 +24,9 @@ import {
   type PodNetworkOptions, type PodNetworkRecord,
 } from './network.js';
 import type { CniNetwork } from '../cni/index.js';
-import { dialPodPort } from '../common/netns-dial.js';
+import { openPortTarget } from '../common/netns-dial.js';
 import { processStartTime } from '../common/proc.js';
-import type { PortConnection, PortDialOptions } from '../runtime-api/streams.js';
+import type { PortForwardTarget } from '../runtime-api/streams.js';
 import { attachConsole } from './attach.js';
 import { allContainers, fillPodIPs, preparePodDir, unmountPodRootfs } from './prepare.js';
 import { checkRuntimeEnv, usesPodIP } from '../runtime-api/pod-env.js';
@@ -612,10 +612,12 @@ export class RktRuntime {
     return { netns: netnsPath(loc.dir) };
   }
 
-  /** A connection to `port` in the pod's network (kubectl port-forward). */
-  async dialPort(ref: string, port: number, opts: PortDialOptions = {}): Promise<PortConnection> {
+  /** The pod's ports for a port-forward session: its namespace held open, or its IP (kubectl port-forward). */
+  async openPortForward(ref: string): Promise<PortForwardTarget> {
     const target = await this.portForwardTarget(ref);
-    return dialPodPort(target.netns, port, target.host, opts.onread);
+    // A VM's IP is dialled from the node's network: once the pod has stopped, nothing answers there
+    // but ARP's timeout, so each dial looks at the pod first. (A namespace held open refuses at once.)
+    return openPortTarget(target.netns, target.host, target.host ? async () => { await this.portForwardTarget(ref); } : undefined);
   }
 
   /** The attach socket of a running app with stdin or a terminal; a UserError saying why when there is none. */

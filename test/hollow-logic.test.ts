@@ -83,7 +83,7 @@ test('HollowRuntime: a pod runs after the start delay with an address of the pod
 test('HollowRuntime refuses exec, attach, port-forward and commands with a UserError that says why, and handlers it lacks', async () => {
   const rt = new HollowRuntime({ podCidr: '10.200.5.0/24', startDelayMs: 0 });
   const id = await rt.runPod(pod(), {});
-  for (const call of [() => rt.exec(id, 'c', ['true'], { stdin: false, tty: false }), () => rt.checkExec(id, 'c', { tty: false }), () => rt.checkAttach(id, 'c', { tty: false }), () => rt.dialPort(id, 80), () => rt.runInContainer(id, 'c', ['true'], 1000)]) {
+  for (const call of [() => rt.exec(id, 'c', ['true'], { stdin: false, tty: false }), () => rt.checkExec(id, 'c', { tty: false }), () => rt.checkAttach(id, 'c', { tty: false }), () => rt.openPortForward(id), () => rt.runInContainer(id, 'c', ['true'], 1000)]) {
     await call().then(() => assert.unreachable('should refuse'), (e: unknown) => {
       assert.instance(e, UserError);
       assert.match((e as Error).message, /hollow node/);

@@ -49,8 +49,7 @@ class FakeRuntime implements ContainerRuntime {
   exec(): never { throw new Error('not used'); }
   attach(): never { throw new Error('not used'); }
   async checkAttach() {}
-  async checkPortForward() {}
-  dialPort(): never { throw new Error('not used'); }
+  openPortForward(): never { throw new Error('not used'); }
   async checkExec() {}
   async gc() {}
   async runInContainer() { return { exitCode: 0, output: '', timedOut: false }; }

@@ -197,7 +197,9 @@ T('a multi-container pod: Running with a pod IP, localhost shared, logs, exec wi
   const missing = await runtime().exec(uuid, 'nope', ['true'], { stdin: false, tty: false }).then(() => undefined, (e: Error) => e);
   assert.match(String(missing?.message), /has no container "nope"/);
   // Port-forward: a connection inside the pod's network namespace.
-  const conn = await runtime().dialPort(uuid, 8080);
+  const target = await runtime().openPortForward(uuid);
+  const conn = await target.dial(8080);
+  target.close();
   let got = '';
   conn.stream.on('data', (d) => { got += d; });
   conn.stream.end();

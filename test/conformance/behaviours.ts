@@ -287,25 +287,34 @@ export const BEHAVIOURS: Behaviour[] = [
     },
   },
   {
-    name: 'port-forward: dialPort reaches a port inside the pod; checkPortForward refuses a stopped pod',
+    name: 'port-forward: a target\'s dial reaches a port inside the pod, again and again; a stopped pod refuses a new target, and the old one\'s dial fails',
     async run(s) {
       if (s.gaps.portForward) throw new NotProvided(s.gaps.portForward);
       const uuid = await run(s, pod(s, 'pf', [{ name: 'srv', image: s.image, command: ['busybox', 'nc', '-ll', '-p', '8081', '-e', 'echo', 'hi-through-pf'] }]));
       await allRunning(s, uuid);
-      await s.rt.checkPortForward(uuid);
-      const answer = await until('the server answered through dialPort', async () => {
-        const conn = await s.rt.dialPort(uuid, 8081);
-        let got = '';
-        conn.stream.on('data', (d) => { got += d; });
-        conn.stream.on('error', () => undefined);
-        await Promise.race([conn.done, new Promise((r) => setTimeout(r, 3000))]);
-        conn.stream.destroy();
-        return got.includes('hi-through-pf') ? got : undefined;
-      }, 20_000);
-      check(answer.trim() === 'hi-through-pf', `through dialPort: ${JSON.stringify(answer)}`);
-      await s.rt.stopPod(uuid, 2);
-      const refused = await s.rt.checkPortForward(uuid).then(() => undefined, (e: unknown) => e);
-      check(refused instanceof UserError, `checkPortForward on a stopped pod: ${String(refused)}`);
+      const target = await s.rt.openPortForward(uuid);
+      try {
+        const ask = async () => {
+          const conn = await target.dial(8081);
+          let got = '';
+          conn.stream.on('data', (d: Buffer) => { got += d; });
+          conn.stream.on('error', () => undefined);
+          await Promise.race([conn.done, new Promise((r) => setTimeout(r, 3000))]);
+          conn.stream.destroy();
+          return got.includes('hi-through-pf') ? got : undefined;
+        };
+        const answer = await until('the server answered through the target', ask, 20_000);
+        check(answer.trim() === 'hi-through-pf', `through the target: ${JSON.stringify(answer)}`);
+        // Each connection of a session is its own dial into the same namespace.
+        check((await ask())?.trim() === 'hi-through-pf', 'a second connection through the same target');
+        await s.rt.stopPod(uuid, 2);
+        const refused = await s.rt.openPortForward(uuid).then((t) => { t.close(); return undefined; }, (e: unknown) => e);
+        check(refused instanceof UserError, `openPortForward on a stopped pod: ${String(refused)}`);
+        const late = await target.dial(8081).then((c) => { c.stream.destroy(); return undefined; }, (e: unknown) => e);
+        check(late instanceof Error, 'a dial through the stopped pod\'s target connected');
+      } finally {
+        target.close();
+      }
     },
   },
   {
