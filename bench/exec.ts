@@ -11,7 +11,9 @@
  *     port-forward` beside the same download straight to the pod IP, and
  *     through kubectl port-forward against a minimal relay (bench/pf-relay.ts:
  *     what kubectl alone can move), alternating; with the CPU seconds each
- *     process on the path spent per download (kubectl, control plane, agent).
+ *     process on the path spent per download (kubectl, control plane, agent);
+ *   - port-forward latency: a small request on a new connection through it,
+ *     beside the same straight to the pod IP.
  *
  *   node dist/bench/exec.js [--samples N] [--mib 100] [--rounds 3] [--port-forward-only] [--update-results bench/RESULTS.md]
  *
@@ -78,6 +80,19 @@ function download(port: number, host: string): Promise<number> {
     });
     req.on('error', reject);
     req.setTimeout(60_000, () => req.destroy(new Error(`download from ${host}:${port} stalled for 60 s after ${bytes} bytes`)));
+  });
+}
+
+/** One small request on a new connection (the first KiB of the file): ms from connecting to the whole answer. */
+function smallRequest(port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t = nowMs();
+    const req = http.get({ host, port, path: '/big', agent: false, headers: { Range: 'bytes=0-1023' } }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 206 ? resolve(nowMs() - t) : reject(new Error(`small request to ${host}:${port}: HTTP ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error(`small request to ${host}:${port}: no answer in 10 s`)));
   });
 }
 
@@ -194,6 +209,7 @@ async function main(): Promise<void> {
     let relayOut = '';
     relay.stdout.on('data', (d) => { relayOut += d; });
     const forwarded: number[] = [], relayed: number[] = [], direct: number[] = [];
+    const smallForwarded: number[] = [], smallDirect: number[] = [];
     const cpuForwarded: Array<Record<string, number>> = [], cpuRelayed: Array<Record<string, number>> = [];
     const pf = await startPortForward(env);
     let pfRelay: Awaited<ReturnType<typeof startPortForward>> | undefined;
@@ -218,6 +234,11 @@ async function main(): Promise<void> {
         step(`download ${i + 1}/${args.rounds} straight to ${podIP}`);
         direct.push(await download(8080, podIP!));
       }
+      step(`${args.samples} small requests through port-forward and straight to ${podIP}, alternating`);
+      for (let i = 0; i <= args.samples; i++) {
+        const [f, d] = [await smallRequest(pf.port, '127.0.0.1'), await smallRequest(8080, podIP!)];
+        if (i > 0) { smallForwarded.push(f); smallDirect.push(d); } // the first of each is a warm-up
+      }
     } finally {
       pf.stop();
       pfRelay?.stop();
@@ -228,6 +249,8 @@ async function main(): Promise<void> {
       `Port-forward, ${args.mib} MiB download (MiB/s, median of ${args.rounds}, alternating; load average ${load.join(', ')} at each round's start): through \`kubectl port-forward\` ${median(forwarded).toFixed(0)}, straight to the pod IP ${median(direct).toFixed(0)} (${(median(forwarded) / median(direct) * 100).toFixed(0)}%; goal: at least 50%); kubectl port-forward against a minimal relay (bench/pf-relay.ts: one process, one TLS hop, the agent's SPDY code, the pod dialled at its IP) ${median(relayed).toFixed(0)}.`,
       '',
       `CPU seconds per download (median): through the cluster: ${cpuText(cpuForwarded)}; through the relay: ${cpuText(cpuRelayed)}.`,
+      '',
+      `A small request on a new connection (1 KiB, HTTP/1.1, ms, median/p90 of ${smallForwarded.length}): through \`kubectl port-forward\` ${fmtMs(median(smallForwarded))}/${fmtMs(summarize(smallForwarded).p90)}, straight to the pod IP ${fmtMs(median(smallDirect))}/${fmtMs(summarize(smallDirect).p90)}.`,
     ];
     if (args.portForwardOnly) {
       process.stdout.write(`${pfLines.join('\n')}\n`);
