@@ -23,7 +23,7 @@ const MAX_FRAME = (1 << 24) - 1;
 /** Bytes of a DATA frame's header (stream id, flags, length), before its payload. */
 const DATA_FRAME_HEADER = 8;
 /** Room for the transport's own header ahead of a frame: a server's WebSocket frame header is at most 10 bytes. */
-const TRANSPORT_HEADROOM = 10;
+export const TRANSPORT_HEADROOM = 10;
 /** Room a caller of SpdyStream.writeFramed leaves ahead of the payload: the transport's header and the DATA frame's. */
 export const FRAMED_HEADROOM = TRANSPORT_HEADROOM + DATA_FRAME_HEADER;
 
@@ -128,14 +128,7 @@ function webSocketTransport(ws: WebSocket, socket: Duplex, receive: (d: Buffer) 
     },
     sendWithHeadroom(buffer, written) {
       if (ws.readyState !== ws.OPEN) { written(); return; }
-      const length = buffer.length - TRANSPORT_HEADROOM;
-      const head = length < 126 ? 2 : length < 65536 ? 4 : 10;
-      const start = TRANSPORT_HEADROOM - head;
-      buffer[start] = 0x82; // FIN, binary
-      if (head === 2) buffer[start + 1] = length;
-      else if (head === 4) { buffer[start + 1] = 126; buffer.writeUInt16BE(length, start + 2); }
-      else { buffer[start + 1] = 127; buffer.writeUInt32BE(0, start + 2); buffer.writeUInt32BE(length, start + 6); }
-      socket.write(buffer.subarray(start), written);
+      socket.write(buffer.subarray(writeBinaryMessageHead(buffer)), written);
     },
     onDrain(cb) { if (socket.writableNeedDrain) socket.once('drain', cb); else cb(); },
     pause() { ws.pause(); },
@@ -143,6 +136,22 @@ function webSocketTransport(ws: WebSocket, socket: Duplex, receive: (d: Buffer) 
     end() { ws.close(1000); },
     destroy() { ws.terminate(); },
   };
+}
+
+/**
+ * A server's (unmasked) WebSocket header for one whole binary message, written at the end of the
+ * TRANSPORT_HEADROOM bytes that open `buffer`, for the payload that follows them (RFC 6455 5.2: a
+ * 7-bit length, or 126 and 16 bits, or 127 and 64 bits). Returns where the message starts.
+ */
+export function writeBinaryMessageHead(buffer: Buffer): number {
+  const length = buffer.length - TRANSPORT_HEADROOM;
+  const head = length < 126 ? 2 : length < 65536 ? 4 : 10;
+  const start = TRANSPORT_HEADROOM - head;
+  buffer[start] = 0x82; // FIN, binary
+  if (head === 2) buffer[start + 1] = length;
+  else if (head === 4) { buffer[start + 1] = 126; buffer.writeUInt16BE(length, start + 2); }
+  else { buffer[start + 1] = 127; buffer.writeUInt32BE(Math.floor(length / 2 ** 32), start + 2); buffer.writeUInt32BE(length % 2 ** 32, start + 6); }
+  return start;
 }
 
 /**
