@@ -244,9 +244,12 @@ async function main(): Promise<void> {
       pfRelay?.stop();
       relay.kill('SIGTERM');
     }
+    // Each round's download through port-forward beside its own direct one, a few seconds apart: on
+    // a shared machine the direct transfer's speed wanders between rounds more than the ratio does.
+    const roundShares = forwarded.map((f, i) => (f / direct[i]!) * 100);
     const cpuText = (samples: Array<Record<string, number>>) => Object.keys(samples[0]!).map((k) => `${k} ${median(samples.map((c) => c[k]!)).toFixed(2)}`).join(', ');
     const pfLines = [
-      `Port-forward, ${args.mib} MiB download (MiB/s, median of ${args.rounds}, alternating; load average ${load.join(', ')} at each round's start): through \`kubectl port-forward\` ${median(forwarded).toFixed(0)}, straight to the pod IP ${median(direct).toFixed(0)} (${(median(forwarded) / median(direct) * 100).toFixed(0)}%; goal: at least 50%); kubectl port-forward against a minimal relay (bench/pf-relay.ts: one process, one TLS hop, the agent's SPDY code, the pod dialled at its IP) ${median(relayed).toFixed(0)}.`,
+      `Port-forward, ${args.mib} MiB download (MiB/s, median of ${args.rounds}, alternating; load average ${load.join(', ')} at each round's start): through \`kubectl port-forward\` ${median(forwarded).toFixed(0)}, straight to the pod IP ${median(direct).toFixed(0)} (${(median(forwarded) / median(direct) * 100).toFixed(0)}% of the medians; each round's own share ${roundShares.map((r) => r.toFixed(0)).join(', ')} %, median ${median(roundShares).toFixed(0)}%; goal: at least 50%); kubectl port-forward against a minimal relay (bench/pf-relay.ts: one process, one TLS hop, the agent's SPDY code, the pod dialled at its IP) ${median(relayed).toFixed(0)}.`,
       '',
       `CPU seconds per download (median): through the cluster: ${cpuText(cpuForwarded)}; through the relay: ${cpuText(cpuRelayed)}.`,
       '',

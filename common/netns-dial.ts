@@ -13,6 +13,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { errnoCode, UserError } from './errors.js';
 import { loadAddon } from './native.js';
 
 interface NetnsAddon { connectInNetns(netnsPath: string, port: number, timeoutMs: number): Promise<number> }
@@ -88,7 +89,14 @@ export function openPortTarget(netnsFile: string | undefined, host?: string, che
       close() { /* holds nothing */ },
     };
   }
-  let fd: number | undefined = fs.openSync(netnsFile, 'r');
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(netnsFile, 'r');
+  } catch (err) {
+    // The pod stopped between its runtime's look at it and this open.
+    if (errnoCode(err) === 'ENOENT') throw new UserError('the pod\'s network namespace is gone: the pod has stopped', { hint: 'port-forward needs a running pod' });
+    throw err;
+  }
   let dialling = 0;
   let closed = false;
   const release = () => {
