@@ -32,12 +32,15 @@ import socket
 import struct
 import sys
 import termios
+import time
 
 sys.dont_write_bytecode = True  # importing the module below must leave no __pycache__ in the repository
 import console_socket as crun_console  # beside this script (sys.path[0])
 
 CONSOLE_SOCKET_WAIT_S = 60
 BACKLOG_BYTES = 64 * 1024
+# How long the holder, once the app has exited, waits for each client to close its side.
+CLIENT_LINGER_S = 1.0
 
 
 def log(message):
@@ -287,6 +290,26 @@ def main():
         except OSError:
             break
     broadcast(3, str(code).encode())
+    # Half-close, then read (and drop) until each client closes its side, for at most
+    # CLIENT_LINGER_S. Closed at once, a client still writing (its stdin's end) would get EPIPE,
+    # and the agent's socket then goes before it has read the output and status waiting for it
+    # (`kubectl run -i -- echo hi` printing nothing); bytes of its left unread here would reset it.
+    for c in list(clients):
+        try:
+            c.shutdown(socket.SHUT_WR)
+        except OSError:
+            clients.pop(c, None)
+            c.close()
+    deadline = time.monotonic() + CLIENT_LINGER_S
+    while clients and time.monotonic() < deadline:
+        for c in select.select(list(clients), [], [], max(0.0, deadline - time.monotonic()))[0]:
+            try:
+                data = c.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                clients.pop(c, None)
+                c.close()
     for c in list(clients):
         c.close()
     listener.close()

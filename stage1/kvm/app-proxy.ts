@@ -201,8 +201,12 @@ async function holdConsole(opts: NonNullable<typeof consoleOptions>, input: net.
       // as the others (closed unaccepted, it would read an end with no output and no status).
       fs.rmSync(opts.socket, { force: true });
       await new Promise((resolve) => setImmediate(resolve));
+      // Half-closed after the status, each client is waited for until it closes its side (at most
+      // 1 s): exiting at once, a client still writing (its stdin's end) would get EPIPE and lose the
+      // output and status it has not read yet, as console-holder.py says.
       await Promise.all([...clients].map((client) => new Promise<void>((resolve) => {
-        client.end(frame(EXIT, Buffer.from(String(code))), () => resolve());
+        client.once('close', () => resolve());
+        client.end(frame(EXIT, Buffer.from(String(code))));
         setTimeout(resolve, 1000).unref();
       })));
       server.close();
