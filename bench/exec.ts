@@ -11,7 +11,11 @@
  *     port-forward` beside the same download straight to the pod IP, and
  *     through kubectl port-forward against a minimal relay (bench/pf-relay.ts:
  *     what kubectl alone can move), alternating; with the CPU seconds each
- *     process on the path spent per download (kubectl, control plane, agent);
+ *     process on the path spent per download (kubectl, control plane, agent).
+ *     The downloads are curl's (a native client costs little beside the
+ *     path), and also Node's http client's, which costs more per MiB than a
+ *     hop and so caps the direct transfer; the ratio differs several times
+ *     between the two (bench/RESULTS.md);
  *   - port-forward latency: a small request on a new connection through it,
  *     beside the same straight to the pod IP.
  *
@@ -22,6 +26,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,7 +75,17 @@ function nodeApiExec(port: number, tls: { ca: string; cert: string; key: string 
   });
 }
 
-function download(port: number, host: string): Promise<number> {
+/** MiB/s of one download by curl, from its connect to the last byte (its own start not included). */
+async function curlDownload(port: number, host: string): Promise<number> {
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/big`;
+  const r = await run('curl', ['-sS', '--max-time', '60', '-o', '/dev/null', '-w', '%{size_download} %{time_total}', url]);
+  const [bytes, seconds] = r.stdout.trim().split(' ').map(Number);
+  if (r.code !== 0 || !bytes || !seconds) throw new Error(`curl ${url} failed (exit ${r.code}): ${r.stderr.trim() || r.stdout}`);
+  return bytes / (1 << 20) / seconds;
+}
+
+/** MiB/s of one download by Node's http client in this process, from the request to the last byte. */
+function nodeDownload(port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const t = nowMs();
     let bytes = 0;
@@ -94,6 +109,18 @@ function smallRequest(port: number, host: string): Promise<number> {
     req.on('error', reject);
     req.setTimeout(10_000, () => req.destroy(new Error(`small request to ${host}:${port}: no answer in 10 s`)));
   });
+}
+
+/**
+ * ms of CPU per MiB for AES-128-GCM sealing 16 KiB TLS records, by `openssl speed` (the OpenSSL
+ * build's own loop, without a binding's per-call cost): the cheaper of the suites the path
+ * negotiates, so a floor.
+ */
+async function aesGcmMsPerMiB(): Promise<number> {
+  const r = await run('openssl', ['speed', '-elapsed', '-seconds', '2', '-bytes', '16384', '-evp', 'aes-128-gcm']);
+  const kbPerS = Number(/^AES-128-GCM\s+([\d.]+)k/m.exec(r.stdout)?.[1]);
+  if (r.code !== 0 || !kbPerS) throw new Error(`openssl speed aes-128-gcm: exit ${r.code}: ${r.stderr.trim() || r.stdout}`);
+  return 1000 / (kbPerS * 1000 / (1 << 20));
 }
 
 /** CPU seconds (user + system) of each process while `fn` runs; a process that is gone counts 0. */
@@ -208,8 +235,11 @@ async function main(): Promise<void> {
       '--upstream', `https://127.0.0.1:${port}`, '--ca', path.join(relayDir, 'ca.pem'), '--pod-ip', podIP!], { stdio: ['ignore', 'pipe', 'inherit'] });
     let relayOut = '';
     relay.stdout.on('data', (d) => { relayOut += d; });
-    const forwarded: number[] = [], relayed: number[] = [], direct: number[] = [];
+    /** MiB/s per round for each path and client: `pf` through the cluster, `relay` through the minimal relay, `direct` to the pod IP. */
+    const speeds = { pfCurl: [] as number[], directCurl: [] as number[], relayCurl: [] as number[], pfNode: [] as number[], directNode: [] as number[] };
     const smallForwarded: number[] = [], smallDirect: number[] = [];
+    /** CPU seconds of this process (Node's http client) per direct download. */
+    const nodeClientCpu: number[] = [];
     const cpuForwarded: Array<Record<string, number>> = [], cpuRelayed: Array<Record<string, number>> = [];
     const pf = await startPortForward(env);
     let pfRelay: Awaited<ReturnType<typeof startPortForward>> | undefined;
@@ -219,20 +249,22 @@ async function main(): Promise<void> {
     try {
       for (let i = 0; !relayOut.includes('listening'); i++) { if (i > 100) throw new Error('the relay did not start'); await sleep(100); }
       pfRelay = await startPortForward({ KUBECONFIG: path.join(relayDir, 'kubeconfig') });
+      const said = (which: Awaited<ReturnType<typeof startPortForward>>) => (err: Error) => { throw new Error(`${err.message}; kubectl port-forward said: ${which.output()}`); };
       for (let i = 0; i < args.rounds; i++) {
         load.push((await fs.readFile('/proc/loadavg', 'utf8')).split(' ')[0]!);
-        step(`download ${i + 1}/${args.rounds} through port-forward`);
-        const f = await cpuSecondsDuring({ kubectl: pf.pid, 'control plane': upJson.controlPlanePid, agent: agentPid },
-          () => download(pf.port, '127.0.0.1').catch((err: Error) => { throw new Error(`${err.message}; kubectl port-forward said: ${pf.output()}`); }));
-        forwarded.push(f.value);
+        step(`round ${i + 1}/${args.rounds}: curl through port-forward, straight to ${podIP}, through the minimal relay; Node's http client through port-forward, straight`);
+        const f = await cpuSecondsDuring({ kubectl: pf.pid, 'control plane': upJson.controlPlanePid, agent: agentPid }, () => curlDownload(pf.port, '127.0.0.1').catch(said(pf)));
+        speeds.pfCurl.push(f.value);
         cpuForwarded.push(f.cpu);
-        step(`download ${i + 1}/${args.rounds} through port-forward to the minimal relay`);
-        const r = await cpuSecondsDuring({ kubectl: pfRelay.pid, relay: relay.pid! },
-          () => download(pfRelay!.port, '127.0.0.1').catch((err: Error) => { throw new Error(`${err.message}; kubectl port-forward (relay) said: ${pfRelay!.output()}`); }));
-        relayed.push(r.value);
+        speeds.directCurl.push(await curlDownload(8080, podIP!));
+        const r = await cpuSecondsDuring({ kubectl: pfRelay.pid, relay: relay.pid! }, () => curlDownload(pfRelay!.port, '127.0.0.1').catch(said(pfRelay!)));
+        speeds.relayCurl.push(r.value);
         cpuRelayed.push(r.cpu);
-        step(`download ${i + 1}/${args.rounds} straight to ${podIP}`);
-        direct.push(await download(8080, podIP!));
+        speeds.pfNode.push(await nodeDownload(pf.port, '127.0.0.1').catch(said(pf)));
+        const before = process.cpuUsage();
+        speeds.directNode.push(await nodeDownload(8080, podIP!));
+        const used = process.cpuUsage(before);
+        nodeClientCpu.push((used.user + used.system) / 1e6);
       }
       step(`${args.samples} small requests through port-forward and straight to ${podIP}, alternating`);
       for (let i = 0; i <= args.samples; i++) {
@@ -244,14 +276,29 @@ async function main(): Promise<void> {
       pfRelay?.stop();
       relay.kill('SIGTERM');
     }
-    // Each round's download through port-forward beside its own direct one, a few seconds apart: on
-    // a shared machine the direct transfer's speed wanders between rounds more than the ratio does.
-    const roundShares = forwarded.map((f, i) => (f / direct[i]!) * 100);
+    // Each round's download through port-forward beside its own direct one, a moment apart: on a
+    // shared machine the direct transfer's speed wanders between rounds more than the ratio does.
+    const shares = (through: number[], direct: number[]) => through.map((f, i) => (f / direct[i]!) * 100);
+    const pct = (v: number) => `${v.toFixed(0)}%`;
+    const curlShares = shares(speeds.pfCurl, speeds.directCurl), nodeShares = shares(speeds.pfNode, speeds.directNode);
     const cpuText = (samples: Array<Record<string, number>>) => Object.keys(samples[0]!).map((k) => `${k} ${median(samples.map((c) => c[k]!)).toFixed(2)}`).join(', ');
+    // A floor on the path's CPU per MiB whatever the node's code does: kubectl's own (measured
+    // against the relay) and the three AES-GCM passes the two TLS hops need on a download (the node
+    // seals, the control plane opens and seals again). Curl, the pod's server, the kernel's copies
+    // and everything else counted as free, the machine's cores give at most this.
+    const kubectlMsPerMiB = median(cpuRelayed.map((c) => c.kubectl!)) * 1000 / args.mib;
+    const aesMsPerMiB = await aesGcmMsPerMiB();
+    const cores = os.availableParallelism();
+    const pathCeiling = cores * 1000 / (kubectlMsPerMiB + 3 * aesMsPerMiB);
     const pfLines = [
-      `Port-forward, ${args.mib} MiB download (MiB/s, median of ${args.rounds}, alternating; load average ${load.join(', ')} at each round's start): through \`kubectl port-forward\` ${median(forwarded).toFixed(0)}, straight to the pod IP ${median(direct).toFixed(0)} (${(median(forwarded) / median(direct) * 100).toFixed(0)}% of the medians; each round's own share ${roundShares.map((r) => r.toFixed(0)).join(', ')} %, median ${median(roundShares).toFixed(0)}%; goal: at least 50%); kubectl port-forward against a minimal relay (bench/pf-relay.ts: one process, one TLS hop, the agent's SPDY code, the pod dialled at its IP) ${median(relayed).toFixed(0)}.`,
+      `Port-forward, ${args.mib} MiB download (MiB/s, median of ${args.rounds} rounds; load average ${load.join(', ')} at each round's start). `
+      + `With curl: through \`kubectl port-forward\` ${median(speeds.pfCurl).toFixed(0)}, straight to the pod IP ${median(speeds.directCurl).toFixed(0)} `
+      + `(**${pct(median(curlShares))}**, the median of each round's own share: ${curlShares.map((r) => r.toFixed(0)).join(', ')} %; goal: at least 50%); `
+      + `through kubectl port-forward against a minimal relay (bench/pf-relay.ts: one process, one TLS hop, the agent's SPDY code, the pod dialled at its IP) ${median(speeds.relayCurl).toFixed(0)}. `
+      + `With Node's http client downloading (it spends ${(median(nodeClientCpu) * 1000 / args.mib).toFixed(2)} ms of CPU per MiB on the direct transfer, and caps it): ${median(speeds.pfNode).toFixed(0)} beside ${median(speeds.directNode).toFixed(0)} (${pct(median(nodeShares))}; rounds ${nodeShares.map((r) => r.toFixed(0)).join(', ')} %).`,
       '',
-      `CPU seconds per download (median): through the cluster: ${cpuText(cpuForwarded)}; through the relay: ${cpuText(cpuRelayed)}.`,
+      `CPU seconds per download by curl (median): through the cluster: ${cpuText(cpuForwarded)}; through the relay: ${cpuText(cpuRelayed)}. `
+      + `A floor on the path's CPU per MiB: kubectl's own ${kubectlMsPerMiB.toFixed(2)} ms (against the relay) and three AES-128-GCM passes of ${aesMsPerMiB.toFixed(2)} ms (the node seals, the control plane opens and seals again); with all else free (curl, the pod's server, the kernel's copies, the node's and control plane's own code) ${cores} cores move at most ${pathCeiling.toFixed(0)} MiB/s through it, ${pct(pathCeiling / median(speeds.directCurl) * 100)} of the direct transfer with curl.`,
       '',
       `A small request on a new connection (1 KiB, HTTP/1.1, ms, median/p90 of ${smallForwarded.length}): through \`kubectl port-forward\` ${fmtMs(median(smallForwarded))}/${fmtMs(summarize(smallForwarded).p90)}, straight to the pod IP ${fmtMs(median(smallDirect))}/${fmtMs(summarize(smallDirect).p90)}.`,
     ];
