@@ -12,7 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import * as zlib from 'node:zlib';
+import { Deflate, Inflate, Z_SYNC_FLUSH } from 'pako';
 import type { WebSocket } from 'ws';
 
 const VERSION = 3;
@@ -28,7 +28,7 @@ export const TRANSPORT_HEADROOM = 10;
 export const FRAMED_HEADROOM = TRANSPORT_HEADROOM + DATA_FRAME_HEADER;
 
 /** SPDY/3's header-compression dictionary (draft-mbelshe-httpbis-spdy-00 §2.6.10.1): length-prefixed words, then text. */
-const DICTIONARY = (() => {
+export const SPDY_HEADER_DICTIONARY = (() => {
   const words = ['options', 'head', 'post', 'put', 'delete', 'trace', 'accept', 'accept-charset', 'accept-encoding', 'accept-language', 'accept-ranges',
     'age', 'allow', 'authorization', 'cache-control', 'connection', 'content-base', 'content-encoding', 'content-language', 'content-length',
     'content-location', 'content-md5', 'content-range', 'content-type', 'date', 'etag', 'expect', 'expires', 'from', 'host', 'if-match',
@@ -53,6 +53,34 @@ const DICTIONARY = (() => {
 })();
 
 export type Headers = Record<string, string>;
+
+/** Output chunk of the header codecs: a header block is a few hundred bytes. */
+const HEADER_CHUNK_BYTES = 4096;
+
+/**
+ * One direction's header compression of a session: SPDY/3 runs every header block of a direction
+ * through one zlib stream with SPDY_HEADER_DICTIONARY, each ending in a sync flush. pako, not
+ * node:zlib: node:zlib has no synchronous call for a stream that goes on (its *Sync functions each
+ * start a new one), and its asynchronous one is two thread-pool round trips per block (a write, a
+ * flush), four per stream opened, which also forced every later frame of the session to queue
+ * behind the block being inflated. Throws on a block that is not valid zlib (a protocol error).
+ */
+class HeaderCodec {
+  private readonly z: Inflate | Deflate;
+  private out: Uint8Array[] = [];
+
+  constructor(direction: 'inflate' | 'deflate') {
+    const options = { dictionary: SPDY_HEADER_DICTIONARY, chunkSize: HEADER_CHUNK_BYTES };
+    this.z = direction === 'inflate' ? new Inflate(options) : new Deflate(options);
+    this.z.onData = (chunk) => { this.out.push(chunk); };
+  }
+
+  run(block: Uint8Array): Buffer {
+    this.out = [];
+    if (!this.z.push(block, Z_SYNC_FLUSH)) throw new Error(`SPDY header block: ${this.z.msg || `zlib status ${this.z.err}`}`);
+    return Buffer.concat(this.out);
+  }
+}
 
 /**
  * Where a session's frames go and come from: a raw upgraded connection, or a WebSocket whose
@@ -223,11 +251,8 @@ export class SpdySession extends EventEmitter {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private readonly streams = new Map<number, SpdyStream>();
-  private readonly inflate = zlib.createInflate({ dictionary: DICTIONARY });
-  private readonly deflate = zlib.createDeflate({ dictionary: DICTIONARY });
-  private inflateQueue: Promise<unknown> = Promise.resolve();
-  /** Header blocks queued or being inflated: while there are none, DATA is delivered at once. */
-  private inflating = 0;
+  private readonly inflate = new HeaderCodec('inflate');
+  private readonly deflate = new HeaderCodec('deflate');
   private closed = false;
   private readonly transport: SpdyTransport;
 
@@ -261,8 +286,6 @@ export class SpdySession extends EventEmitter {
     this.closed = true;
     for (const s of this.streams.values()) { s.remoteClosed = true; s.deliver(null); }
     this.streams.clear();
-    this.inflate.close();
-    this.deflate.close();
     this.transport.destroy();
     this.emit('close');
   }
@@ -322,49 +345,33 @@ export class SpdySession extends EventEmitter {
   }
 
   private data(id: number, flags: number, body: Buffer): void {
-    const handle = () => {
-      const s = this.streams.get(id);
-      if (!s || s.remoteClosed) return;
-      if (body.length) s.deliver(body);
-      if (flags & FLAG_FIN) { s.remoteClosed = true; s.deliver(null); this.maybeForget(s); }
-    };
-    // Frames are handled in order behind any header block still being inflated; with none, at once.
-    if (this.inflating === 0) handle();
-    else this.inOrder(handle);
-  }
-
-  /** Queue work behind the header blocks being inflated (they share one zlib context, and order matters); counted until it ran. */
-  private inOrder(job: () => Promise<void> | void): void {
-    this.inflating++;
-    this.inflateQueue = this.inflateQueue.then(job).catch(() => this.shutdown()).finally(() => { this.inflating--; });
+    const s = this.streams.get(id);
+    if (!s || s.remoteClosed) return;
+    if (body.length) s.deliver(body);
+    if (flags & FLAG_FIN) { s.remoteClosed = true; s.deliver(null); this.maybeForget(s); }
   }
 
   private control(type: number, flags: number, body: Buffer): void {
     switch (type) {
       case SYN_STREAM: {
         const id = body.readUInt32BE(0) & 0x7fffffff;
-        const block = body.subarray(10);
-        this.inOrder(async () => {
-          const headers = parseHeaderBlock(await this.inflateBlock(block));
-          if (this.closed) return;
-          const s = new SpdyStream(this, id, headers);
-          this.streams.set(id, s);
-          await this.sendSynReply(id);
-          if (flags & FLAG_FIN) { s.remoteClosed = true; s.deliver(null); }
-          this.emit('stream', s);
-        });
+        const headers = this.inflateHeaders(body.subarray(10));
+        if (!headers) return;
+        const s = new SpdyStream(this, id, headers);
+        this.streams.set(id, s);
+        this.sendSynReply(id);
+        if (flags & FLAG_FIN) { s.remoteClosed = true; s.deliver(null); }
+        this.emit('stream', s);
         break;
       }
       case RST_STREAM: {
         const id = body.readUInt32BE(0) & 0x7fffffff;
-        this.inOrder(() => {
-          const s = this.streams.get(id);
-          if (!s) return;
-          this.streams.delete(id);
-          s.remoteClosed = true;
-          s.emit('reset');
-          s.deliver(null);
-        });
+        const s = this.streams.get(id);
+        if (!s) return;
+        this.streams.delete(id);
+        s.remoteClosed = true;
+        s.emit('reset');
+        s.deliver(null);
         break;
       }
       case PING:
@@ -376,7 +383,7 @@ export class SpdySession extends EventEmitter {
         break;
       case HEADERS:
         // Header blocks share the compression context: inflate to keep it in step, then drop.
-        this.inOrder(async () => { await this.inflateBlock(body.subarray(4)); });
+        this.inflateHeaders(body.subarray(4));
         break;
       case SETTINGS: case WINDOW_UPDATE: case SYN_REPLY:
       default:
@@ -384,38 +391,18 @@ export class SpdySession extends EventEmitter {
     }
   }
 
-  private inflateBlock(block: Buffer): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      const out: Buffer[] = [];
-      const onData = (d: Buffer) => out.push(d);
-      this.inflate.on('data', onData);
-      this.inflate.write(block, (err) => {
-        if (err) { this.inflate.off('data', onData); return reject(err); }
-        this.inflate.flush(zlib.constants.Z_SYNC_FLUSH, () => {
-          this.inflate.off('data', onData);
-          resolve(Buffer.concat(out));
-        });
-      });
-    });
+  /** A header block's headers; undefined, with the session shut down, when it does not inflate. */
+  private inflateHeaders(block: Buffer): Headers | undefined {
+    try {
+      return parseHeaderBlock(this.inflate.run(block));
+    } catch {
+      this.shutdown();
+      return undefined;
+    }
   }
 
-  private deflateBlock(headers: Headers): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      const out: Buffer[] = [];
-      const onData = (d: Buffer) => out.push(d);
-      this.deflate.on('data', onData);
-      this.deflate.write(buildHeaderBlock(headers), (err) => {
-        if (err) { this.deflate.off('data', onData); return reject(err); }
-        this.deflate.flush(zlib.constants.Z_SYNC_FLUSH, () => {
-          this.deflate.off('data', onData);
-          resolve(Buffer.concat(out));
-        });
-      });
-    });
-  }
-
-  private async sendSynReply(id: number): Promise<void> {
-    const block = await this.deflateBlock({});
+  private sendSynReply(id: number): void {
+    const block = this.deflate.run(buildHeaderBlock({}));
     const body = Buffer.alloc(4 + block.length);
     body.writeUInt32BE(id, 0);
     block.copy(body, 4);
