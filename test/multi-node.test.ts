@@ -36,7 +36,7 @@ let dataDir = '';
 let cpPid = 0;
 const podCidrs = new Map<string, string>();
 
-const { kubectl, k } = clusterKubectl(() => dataDir);
+const { kubectl, k, rollout } = clusterKubectl(() => dataDir);
 async function eventually<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -143,7 +143,7 @@ test('three nodes Ready, each with its own address, pod CIDR and routes to the o
 
 test('a 6-replica Deployment spreads 2/2/2; a pod on node-1 reaches a pod on node-3 by IP (source kept) and through the Service name', async () => {
   await k(['apply', '-f', '-'], WEB + '---\n' + CLIENT);
-  await k(['rollout', 'status', 'deploy/web', '--timeout=120s']);
+  await rollout('web', 120);
   await k(['wait', '--for=condition=Ready', 'pod/client', '--timeout=60s']);
   const pods = await webPods();
   assert.equal(perNode(pods), [2, 2, 2], JSON.stringify(pods));

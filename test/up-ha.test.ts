@@ -28,7 +28,7 @@ interface State { controlPlanePids?: number[]; etcdPids?: number[]; lbPid?: numb
 let state: State = {};
 /** Every PID any `up` of this test recorded: the teardown checks that none outlives `down`. */
 const started = new Set<number>();
-const { kubectl, k } = clusterKubectl(() => dataDir);
+const { kubectl, k, rollout } = clusterKubectl(() => dataDir);
 
 async function readState(): Promise<State> {
   state = JSON.parse(await fs.readFile(path.join(dataDir, 'up.json'), 'utf8').catch(() => '{}'));
@@ -123,7 +123,7 @@ test('up --control-planes 3: etcd cluster of 3, three control planes, kubectl th
 
 test('the leader SIGKILLed during a rollout: another takes the Lease and finishes it; kubectl and the agent fail over', async () => {
   await k(['apply', '-f', '-'], DEPLOYMENT);
-  await k(['rollout', 'status', 'deployment/web', '--timeout=120s']);
+  await rollout('web', 120);
   const before = (await leaseHolder())!;
   await k(['patch', 'deployment', 'web', '-p', '{"spec":{"template":{"metadata":{"annotations":{"rollout":"2"}}}}}']);
   process.kill(before.pid, 'SIGKILL');
@@ -135,7 +135,7 @@ test('the leader SIGKILLed during a rollout: another takes the Lease and finishe
     return h && h.pid !== before.pid && h.pid !== first ? h : undefined;
   }, 60_000);
   assert.ok(after.transitions > before.transitions, 'the Lease changed hands');
-  await k(['rollout', 'status', 'deployment/web', '--timeout=120s']);
+  await rollout('web', 120);
   const pods = JSON.parse(await k(['get', 'pods', '-l', 'app=web', '-o', 'json'])).items as Array<{ metadata: { annotations?: Record<string, string> }; status: { phase: string } }>;
   assert.ok(pods.filter((p) => p.status.phase === 'Running' && p.metadata.annotations?.rollout === '2').length >= 2, 'the new pods run (the agent reached a live control plane)');
   const node = JSON.parse(await k(['get', 'node', `n${tag}`, '-o', 'json']));
@@ -174,7 +174,7 @@ test('stop then up: the same objects at the same resourceVersions; a watch from 
   const watched = await k(['get', '--raw', `/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=${cm0.metadata.resourceVersion}&timeoutSeconds=2&fieldSelector=metadata.name=after-etcd-loss`]);
   const events = watched.trim().split('\n').map((l) => JSON.parse(l) as { type: string; object: { metadata: { resourceVersion: string; labels?: Record<string, string> } } });
   assert.equal(events.map((e) => [e.type, e.object.metadata.resourceVersion]), [['MODIFIED', cm1.metadata.resourceVersion]], 'the change made before the stop, watched from before it');
-  await k(['rollout', 'status', 'deployment/web', '--timeout=120s']);
+  await rollout('web', 120);
 });
 
 test.run();

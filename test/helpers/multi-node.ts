@@ -12,15 +12,39 @@ import { getSandbox, stopSandbox } from '../../sandbox/sandbox.js';
 import { CLI } from './node.js';
 import { run, type Run } from './cluster.js';
 
-/** kubectl with the admin kubeconfig of the cluster in dataDir(); k throws with kubectl's stderr when it fails. */
-export function clusterKubectl(dataDir: () => string): { kubectl(args: string[], input?: string): Promise<Run>; k(args: string[], input?: string): Promise<string> } {
+/**
+ * kubectl with the admin kubeconfig of the cluster in dataDir(); k throws with kubectl's stderr when it fails;
+ * rollout waits for a Deployment's rollout and, when it times out, throws with what the cluster shows of it
+ * (the Deployment, its ReplicaSets and pods with their conditions, the recent events).
+ */
+export function clusterKubectl(dataDir: () => string): {
+  kubectl(args: string[], input?: string): Promise<Run>;
+  k(args: string[], input?: string): Promise<string>;
+  rollout(deployment: string, timeoutSeconds: number): Promise<void>;
+} {
   const kubectl = (args: string[], input?: string): Promise<Run> => run('kubectl', args, { KUBECONFIG: path.join(dataDir(), 'kubeconfig') }, input);
+  const k = async (args: string[], input?: string): Promise<string> => {
+    const r = await kubectl(args, input);
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout;
+  };
   return {
     kubectl,
-    async k(args, input) {
-      const r = await kubectl(args, input);
-      if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
-      return r.stdout;
+    k,
+    async rollout(deployment, timeoutSeconds) {
+      const r = await kubectl(['rollout', 'status', `deployment/${deployment}`, `--timeout=${timeoutSeconds}s`]);
+      if (r.code === 0) return;
+      const show = async (args: string[]) => { const s = await kubectl(args); return `$ kubectl ${args.join(' ')}\n${s.stdout}${s.stderr}`; };
+      const selector = (JSON.parse((await kubectl(['get', 'deployment', deployment, '-o', 'json'])).stdout || '{}').spec?.selector?.matchLabels ?? {}) as Record<string, string>;
+      const labels = Object.entries(selector).map(([key, v]) => `${key}=${v}`).join(',');
+      const shown = await Promise.all([
+        show(['get', 'deployment', deployment, '-o', 'jsonpath={.metadata.generation} {.status}']),
+        show(['get', 'replicasets,pods', '-o', 'wide', ...(labels ? ['-l', labels] : [])]),
+        show(['get', 'pods', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.conditions} {.status.containerStatuses}{"\\n"}{end}', ...(labels ? ['-l', labels] : [])]),
+        show(['get', 'nodes', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.spec.taints} {.status.conditions[?(@.type=="Ready")]}{"\\n"}{end}']),
+        show(['get', 'events', '-A', '--sort-by=.lastTimestamp']),
+      ]);
+      throw new Error(`kubectl rollout status deployment/${deployment} did not finish in ${timeoutSeconds} s: ${r.stderr.trim()}\n${shown.join('\n')}`);
     },
   };
 }
