@@ -12,10 +12,12 @@
  * after that only what changed is written. `stevedore down` (or
  * `removeProxyTable`) deletes the table.
  */
-import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import * as path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
 import { UserError } from '../common/errors.js';
+import { runPiped } from '../common/run-captured.js';
 import type { KubeClients } from './kube.js';
 import { desiredState, fixedFragment, transaction, type EndpointSliceLike, type Fragment, type FragmentCache, type HairpinCounts, type KnownState, type ProxyOptions, type ServiceLike } from './service-rules.js';
 
@@ -28,17 +30,36 @@ export interface NftOptions {
   nft?: string[];
 }
 
-function runNft(argv: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    child.on('error', (err) => resolve({ code: 127, stdout, stderr: String(err) }));
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input ?? '');
-  });
+/**
+ * How long one nft call may take: a full rewrite at 5 000 Services is a few seconds; one that hangs
+ * (the kernel's nftables mutex held by another program) must not stop every later sync.
+ */
+const NFT_TIMEOUT_MS = 60_000;
+/** What an nft listing of names (no rules, no elements) or an error prints stays far below this. */
+const NFT_MAX_OUTPUT_BYTES = 64 << 20;
+
+/** argv[0] as an absolute path, found on PATH as a shell would (runPiped execs the path it is given). */
+function onPath(command: string): string {
+  if (command.includes('/')) return command;
+  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+    const candidate = path.join(dir || '.', command);
+    try { accessSync(candidate, constants.X_OK); return candidate; } catch { /* next */ }
+  }
+  return command; // runPiped rejects with ENOENT, reported as exit 127 below
+}
+
+/**
+ * One nft call, forked off the event loop (common/run-captured.ts: node's spawn would copy the
+ * agent's page tables on the event loop at every Service change) and killed past NFT_TIMEOUT_MS.
+ */
+async function runNft(argv: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await runPiped([onPath(argv[0]!), ...argv.slice(1)], { env: process.env as Record<string, string>, stdin: input ?? '', timeoutMs: NFT_TIMEOUT_MS, maxOutputBytes: NFT_MAX_OUTPUT_BYTES });
+    const stderr = r.timedOut ? `${r.stderr}(killed: no answer in ${NFT_TIMEOUT_MS / 1000} s)` : r.stderr;
+    return { code: r.exitCode, stdout: r.stdout, stderr };
+  } catch (err) {
+    return { code: 127, stdout: '', stderr: `${argv[0]}: ${(err as Error).message}` };
+  }
 }
 
 /** Names of the chains and sets/maps our table holds now (none when it does not exist): no rules, no elements, so it stays fast at any size. */

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { run } from './helpers/netns.js';
-import { ServiceRules, readTable, removeProxyTable } from '../agent/service-proxy.js';
+import { ServiceRules, applyTransaction, readTable, removeProxyTable } from '../agent/service-proxy.js';
 import { desiredState, transaction, type EndpointSliceLike, type ServiceLike } from '../agent/service-rules.js';
 import { createLogger } from '../common/log.js';
 
@@ -263,6 +263,14 @@ t('hairpin pairs only for endpoints that can be clients here (this node, or no n
   assert.match(tx, '10.96.1.7 . tcp . 80 . 2 : 10.88.3.7 . 8080', 'every endpoint is still a DNAT target');
   const chains = [...tx.matchAll(/^add chain ip \S+ (\S+)/gm)].map((m) => m[1]!);
   assert.equal(chains.filter((c) => c.startsWith('pick-')), ['pick-cluster-ip-3'], 'one shared chain for 50 Services of 3 endpoints');
+});
+
+t('an nft that refuses a transaction, or cannot start: errors that say which and why', async () => {
+  const refused = await applyTransaction(`add table ip ${TABLE}-bad\nadd chain ip ${TABLE}-bad c { this is not nft }\n`, { nft }).then(() => undefined, (err: Error) => err.message);
+  assert.match(refused ?? 'applied', /^nft -f - failed \(1\): .*syntax error.*\(transaction starting: add table ip stevedore-proxy-bad/s);
+  assert.not.match((await inNs(NODE, ['nft', 'list', 'tables'])).stdout, `${TABLE}-bad`, 'a refused transaction leaves nothing');
+  const missing = await readTable(TABLE, { nft: ['/nonexistent/nft'] }).then(() => undefined, (err: Error) => err.message);
+  assert.match(missing ?? 'listed', /^nft -j list chains ip failed: \/nonexistent\/nft: .*ENOENT/);
 });
 
 t.run();
