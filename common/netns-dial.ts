@@ -16,7 +16,19 @@ import type { Duplex } from 'node:stream';
 import { errnoCode, UserError } from './errors.js';
 import { loadAddon } from './native.js';
 
-interface NetnsAddon { connectInNetns(netnsPath: string, port: number, timeoutMs: number): Promise<number> }
+interface NetnsAddon {
+  connectInNetns(netnsPath: string, port: number, timeoutMs: number): Promise<number>;
+  loopbackUpInNetns(netnsPath: string): Promise<void>;
+}
+
+/**
+ * Bring `lo` up inside the network namespace at netnsFile, by the same pool-thread entry as a
+ * connection (no `nsenter … ip link set lo up`: two process starts, each a fork of the agent).
+ * Rejects with the errno error (open, setns, ioctl) naming the file.
+ */
+export function loopbackUpInNetns(netnsFile: string): Promise<void> {
+  return loadAddon<NetnsAddon>('netns').loopbackUpInNetns(netnsFile);
+}
 
 const CONNECT_TIMEOUT_MS = 10_000;
 

@@ -5,7 +5,8 @@
  * connection and two extra copies of every byte. A network namespace is a
  * per-thread attribute, so a pool thread can enter the pod's, connect to
  * loopback there, and come back: the socket stays in the namespace it was
- * made in, and Node reads and writes it directly.
+ * made in, and Node reads and writes it directly. The same entry brings
+ * loopback up in a namespace someone else made (a Docker infra container's).
  */
 #include "addon.h"
 #include <arpa/inet.h>
@@ -22,10 +23,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+static int loopback_up(int *err);
+
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
   char path[PATH_BUF];
+  /* 0: bring loopback up there, and no connection (loopbackUpInNetns). */
   int port;
   int timeout_ms;
   int fd;
@@ -88,31 +92,38 @@ static void execute(napi_env env, void *data) {
     return;
   }
   close(target);
-  int err = 0;
-  int fd = connect_loopback(AF_INET, job->port, job->timeout_ms, &err);
-  if (fd < 0 && err == ECONNREFUSED) {
-    /* As the kubelet: 127.0.0.1 first, then [::1]; the IPv4 error is the one reported. */
-    int err6 = 0;
-    fd = connect_loopback(AF_INET6, job->port, job->timeout_ms, &err6);
+  int err = 0, fd = -1;
+  if (job->port == 0) {
+    job->call = "ioctl(SIOCSIFFLAGS lo)";
+    loopback_up(&err);
+  } else {
+    job->call = "connect";
+    fd = connect_loopback(AF_INET, job->port, job->timeout_ms, &err);
+    if (fd < 0 && err == ECONNREFUSED) {
+      /* As the kubelet: 127.0.0.1 first, then [::1]; the IPv4 error is the one reported. */
+      int err6 = 0;
+      fd = connect_loopback(AF_INET6, job->port, job->timeout_ms, &err6);
+    }
+    if (fd >= 0) err = 0;
   }
   /* Back to the node's namespace before this pool thread runs anything else: a thread of the
    * agent left in a pod's namespace would dial, resolve and listen there. Nothing safe is left to do. */
   if (setns(self, CLONE_NEWNET) != 0) abort();
   close(self);
   job->fd = fd;
-  job->err = fd < 0 ? err : 0;
-  job->call = "connect";
+  job->err = err;
 }
 
 static void complete(napi_env env, napi_status status, void *data) {
   job_t *job = data;
-  if (status != napi_ok || job->fd < 0) {
+  if (status != napi_ok || job->err) {
     int err = status != napi_ok ? ECANCELED : job->err;
-    napi_reject_deferred(env, job->deferred, errno_error(env, err, job->call ? job->call : "connect", job->path));
+    napi_reject_deferred(env, job->deferred, errno_error(env, err, job->call ? job->call : "setns", job->path));
   } else {
-    napi_value fd;
-    napi_create_int32(env, job->fd, &fd);
-    napi_resolve_deferred(env, job->deferred, fd);
+    napi_value value;
+    if (job->port == 0) napi_get_undefined(env, &value);
+    else napi_create_int32(env, job->fd, &value);
+    napi_resolve_deferred(env, job->deferred, value);
   }
   napi_delete_async_work(env, job->work);
   free(job);
@@ -140,6 +151,28 @@ static napi_value ConnectInNetns(napi_env env, napi_callback_info info) {
   job->timeout_ms = timeout_ms;
   napi_create_promise(env, &job->deferred, &promise);
   napi_create_string_utf8(env, "connectInNetns", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
+/* loopbackUpInNetns(netnsPath) -> Promise<void>: `lo` up inside the namespace, by a pool thread that enters and leaves it. */
+static napi_value LoopbackUpInNetns(napi_env env, napi_callback_info info) {
+  size_t argc = 1, len = 0;
+  napi_value argv[1], promise, name;
+  job_t *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "loopbackUpInNetns: out of memory");
+    return NULL;
+  }
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_string_utf8(env, argv[0], job->path, sizeof job->path, &len) != napi_ok || len == 0 || len >= sizeof job->path - 1) {
+    free(job);
+    napi_throw_type_error(env, NULL, "loopbackUpInNetns(netnsPath): bad arguments");
+    return NULL;
+  }
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "loopbackUpInNetns", NAPI_AUTO_LENGTH, &name);
   napi_create_async_work(env, NULL, name, execute, complete, job, &job->work);
   napi_queue_async_work(env, job->work);
   return promise;
@@ -270,6 +303,7 @@ static napi_value MakePodNamespaces(napi_env env, napi_callback_info info) {
 static napi_value Init(napi_env env, napi_value exports) {
   export_fn(env, exports, "connectInNetns", ConnectInNetns);
   export_fn(env, exports, "makePodNamespaces", MakePodNamespaces);
+  export_fn(env, exports, "loopbackUpInNetns", LoopbackUpInNetns);
   return exports;
 }
 

@@ -4,11 +4,10 @@
  * (/proc/<pid>/ns/net). The attachment is recorded in the pod's directory
  * before ADD, so a crash half way is undone by the next DEL.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { UserError } from '../common/errors.js';
+import { loopbackUpInNetns } from '../common/netns-dial.js';
 import { atomicWriteJson, readJsonIfExists } from '../common/fsutil.js';
 import { CniNetwork, podIP, podIPs, type PortMapping } from '../cni/index.js';
 import type { Pod, PodNetworkOptions } from './types.js';
@@ -38,9 +37,9 @@ function portMappings(pod: Pod): PortMapping[] {
  * engine's `none` network the pod still needs: 127.0.0.1 shared by its apps.
  */
 export async function loopbackUp(netnsPath: string): Promise<void> {
-  await promisify(execFile)('nsenter', [`--net=${netnsPath}`, '--', 'ip', 'link', 'set', 'lo', 'up']).catch((err: Error & { stderr?: string }) => {
-    throw new UserError(`bringing loopback up in the pod's network namespace ${netnsPath} failed: ${(err.stderr || err.message).trim()}`, {
-      hint: 'the node needs nsenter (util-linux) and ip (iproute2); scripts/setup.sh installs them',
+  await loopbackUpInNetns(netnsPath).catch((err: Error) => {
+    throw new UserError(`bringing loopback up in the pod's network namespace ${netnsPath} failed: ${err.message}`, {
+      hint: 'the agent needs CAP_SYS_ADMIN and CAP_NET_ADMIN to enter the namespace and set lo up; is the infra container still running?',
     });
   });
 }
