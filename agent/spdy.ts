@@ -338,8 +338,14 @@ export class SpdySession extends EventEmitter {
       const frame = this.take(8 + length);
       const flags = frame[4]!;
       const body = frame.subarray(8);
-      if (frame[0]! & 0x80) this.control(frame.readUInt16BE(2), flags, body);
-      else this.data(frame.readUInt32BE(0) & 0x7fffffff, flags, body);
+      try {
+        if (frame[0]! & 0x80) this.control(frame.readUInt16BE(2), flags, body);
+        else this.data(frame.readUInt32BE(0) & 0x7fffffff, flags, body);
+      } catch {
+        // A frame shorter than its type's fields (RangeError), or a header block that does not
+        // inflate: a protocol error ends this session, not the process that serves every other.
+        this.shutdown();
+      }
       if (this.closed) return;
     }
   }
@@ -355,8 +361,7 @@ export class SpdySession extends EventEmitter {
     switch (type) {
       case SYN_STREAM: {
         const id = body.readUInt32BE(0) & 0x7fffffff;
-        const headers = this.inflateHeaders(body.subarray(10));
-        if (!headers) return;
+        const headers = parseHeaderBlock(this.inflate.run(body.subarray(10)));
         const s = new SpdyStream(this, id, headers);
         this.streams.set(id, s);
         this.sendSynReply(id);
@@ -383,7 +388,7 @@ export class SpdySession extends EventEmitter {
         break;
       case HEADERS:
         // Header blocks share the compression context: inflate to keep it in step, then drop.
-        this.inflateHeaders(body.subarray(4));
+        this.inflate.run(body.subarray(4));
         break;
       case SETTINGS: case WINDOW_UPDATE: case SYN_REPLY:
       default:
@@ -391,15 +396,6 @@ export class SpdySession extends EventEmitter {
     }
   }
 
-  /** A header block's headers; undefined, with the session shut down, when it does not inflate. */
-  private inflateHeaders(block: Buffer): Headers | undefined {
-    try {
-      return parseHeaderBlock(this.inflate.run(block));
-    } catch {
-      this.shutdown();
-      return undefined;
-    }
-  }
 
   private sendSynReply(id: number): void {
     const block = this.deflate.run(buildHeaderBlock({}));

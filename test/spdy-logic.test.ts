@@ -149,18 +149,24 @@ test('header blocks: two streams opened, answered and fed in one write, against 
   }
 });
 
-test('a header block that is not zlib: the session closes, no stream is opened', async () => {
-  const { session, client, close } = await sessionPair();
-  try {
-    let opened = 0;
-    session.on('stream', () => { opened++; });
-    const closed = once(session, 'close');
-    client.write(synStream(1, randomBytes(40)));
-    await closed;
-    assert.is(opened, 0);
-  } finally {
-    close();
-  }
-});
+for (const [what, frame] of [
+  ['a header block that is not zlib', synStream(1, randomBytes(40))],
+  ['a SYN_STREAM shorter than its stream id', controlFrame(1, 0, Buffer.alloc(2))],
+  ['a RST_STREAM without its fields', controlFrame(3, 0, Buffer.alloc(0))],
+] as const) {
+  test(`${what}: the session closes, no stream is opened, nothing is thrown`, async () => {
+    const { session, client, close } = await sessionPair();
+    try {
+      let opened = 0;
+      session.on('stream', () => { opened++; });
+      const closed = once(session, 'close');
+      client.write(frame);
+      await closed;
+      assert.is(opened, 0);
+    } finally {
+      close();
+    }
+  });
+}
 
 test.run();
