@@ -2,6 +2,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { execa } from 'execa';
 import type { V1Pod } from '@kubernetes/client-node';
+import { fsops } from '../common/fsops.js';
 import type { Logger } from '../common/log.js';
 import type { Pod } from '../runtime-api/pod-spec.js';
 import { writeAtomically } from './atomic-writer.js';
@@ -66,10 +67,11 @@ export class VolumeManager {
     const [here, parent] = await Promise.all([fs.stat(dir), fs.stat(path.dirname(dir))]);
     if (here.dev !== parent.dev) return; // already its own mount
     try {
-      await execa('mount', ['-t', 'tmpfs', '-o', 'mode=0755,nosuid,nodev', 'tmpfs', dir]);
+      // mount(2) itself, not mount(8): a process start (a fork of the agent) on every pod start with a token.
+      fsops.mount('tmpfs', dir, 'tmpfs', 'mode=0755', fsops.MS_NOSUID | fsops.MS_NODEV);
     } catch (err) {
       // Still unreadable to other users of the node (the pods dir is 0700), but on disk.
-      this.log.warn({ dir, err: String((err as { stderr?: string }).stderr ?? err) }, 'cannot mount a tmpfs for a secret volume; writing it to disk');
+      this.log.warn({ dir, err: String(err) }, 'cannot mount a tmpfs for a secret volume; writing it to disk');
     }
   }
 
@@ -101,7 +103,10 @@ export class VolumeManager {
       if (keep.has(uid)) continue;
       const dir = this.podDir(uid);
       try {
-        for (const mount of await mountsUnder(dir)) await execa('umount', [mount]).catch(() => execa('umount', ['-l', mount]));
+        for (const mount of await mountsUnder(dir)) {
+          // Busy (a process of the pod not yet gone): detached, as umount -l, so the files can go.
+          try { fsops.umount(mount); } catch { await execa('umount', ['-l', mount]); }
+        }
         await fs.rm(dir, { recursive: true, force: true });
         this.log.info({ uid }, 'pod volumes removed');
       } catch (err) {

@@ -172,24 +172,27 @@ static napi_value Syncfs(napi_env env, napi_callback_info info) {
 }
 
 /*
- * mount(source, target, fstype, data) with no flags, and umount(target) with
- * MNT_DETACH = false: the pod start path mounts an overlay per app, and a
+ * mount(source, target, fstype, data[, flags]) (flags: MS_NOSUID, MS_NODEV,
+ * MS_NOEXEC, or none), and umount(target) with MNT_DETACH = false: the pod
+ * start path mounts an overlay per app and a tmpfs per secret volume, and a
  * mount(8) process costs more than the mount itself.
  */
 static napi_value Mount(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   static char source[PATH_BUF], target[PATH_BUF], fstype[64];
+  uint32_t flags = 0;
   char *data = malloc(65536);
   if (!data) return throw_errno(env, ENOMEM, "mount", "");
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 ||
       !get_string(env, argv[0], source, sizeof source, NULL) || !get_string(env, argv[1], target, sizeof target, NULL) ||
-      !get_string(env, argv[2], fstype, sizeof fstype, NULL) || !get_string(env, argv[3], data, 65536, NULL)) {
+      !get_string(env, argv[2], fstype, sizeof fstype, NULL) || !get_string(env, argv[3], data, 65536, NULL) ||
+      (argc >= 5 && (napi_get_value_uint32(env, argv[4], &flags) != napi_ok || (flags & ~(uint32_t)(MS_NOSUID | MS_NODEV | MS_NOEXEC)) != 0))) {
     free(data);
-    napi_throw_type_error(env, NULL, "mount(source, target, fstype, data: string)");
+    napi_throw_type_error(env, NULL, "mount(source, target, fstype, data: string, flags?: MS_NOSUID | MS_NODEV | MS_NOEXEC)");
     return NULL;
   }
-  int rc = mount(source, target, fstype, 0, data);
+  int rc = mount(source, target, fstype, flags, data);
   int err = errno;
   free(data);
   if (rc != 0) return throw_errno(env, err, "mount", target);
@@ -220,6 +223,9 @@ static napi_value Init(napi_env env, napi_value exports) {
   napi_create_uint32(env, S_IFCHR, &v); napi_set_named_property(env, exports, "S_IFCHR", v);
   napi_create_uint32(env, S_IFBLK, &v); napi_set_named_property(env, exports, "S_IFBLK", v);
   napi_create_uint32(env, S_IFIFO, &v); napi_set_named_property(env, exports, "S_IFIFO", v);
+  napi_create_uint32(env, MS_NOSUID, &v); napi_set_named_property(env, exports, "MS_NOSUID", v);
+  napi_create_uint32(env, MS_NODEV, &v); napi_set_named_property(env, exports, "MS_NODEV", v);
+  napi_create_uint32(env, MS_NOEXEC, &v); napi_set_named_property(env, exports, "MS_NOEXEC", v);
   return exports;
 }
 

@@ -2,7 +2,8 @@
  * configMap, secret, downwardAPI and projected volumes, the agent's half:
  * which files a volume holds (keys, items paths and modes, optional), and the
  * kubelet's atomic writer (`..data` swap, user-visible links, unchanged
- * payloads write nothing), against a temporary directory. On a real node:
+ * payloads write nothing), against a temporary directory; a secret volume's
+ * own tmpfs (a real mount under /var/tmp, gone at the end). On a real node:
  * test/env-volumes.test.ts.
  */
 import * as fs from 'node:fs/promises';
@@ -16,6 +17,7 @@ import { holdsSecrets, volumePayload, type VolumeContext } from '../agent/volume
 import type { PodObjects } from '../agent/pod-objects.js';
 import { validatePod } from '../runtime-api/pod-spec.js';
 import { VolumeManager } from '../agent/volumes.js';
+import { fsops } from '../common/fsops.js';
 import type { Logger } from '../common/log.js';
 
 const objects: PodObjects = {
@@ -158,6 +160,29 @@ test('cleanup: the volumes of pods neither in the API nor in the runtime go, the
     assert.is(await fs.readFile(path.join(volumes.podDir('kept'), 'volumes', 'kubernetes.io~configmap', 'cfg', 'a'), 'utf8'), '1');
     assert.equal(logged, ['pod volumes removed']);
   } finally {
+    await fs.rm(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('a secret volume on a tmpfs of its own (nosuid, nodev), unmounted and removed with its pod', async () => {
+  const dataDir = await fs.mkdtemp('/var/tmp/stevedore-volume-tmpfs-');
+  const volumes = new VolumeManager(dataDir, { info: () => undefined, warn: () => undefined } as unknown as Logger);
+  const dir = path.join(volumes.podDir('u'), 'volumes', 'kubernetes.io~secret', 'sec');
+  const mountOf = async () => (await fs.readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')).find((f) => f[4] === dir);
+  try {
+    const withSecret: V1Pod = { ...pod, spec: { ...pod.spec!, volumes: [{ name: 'sec', secret: { secretName: 'sec' } }] } };
+    const runtimePod = { spec: { containers: [{ name: 'c', volumeMounts: [{ name: 'sec', mountPath: '/s' }] }], volumes: [{ name: 'sec' }] } } as unknown as Parameters<VolumeManager['setUp']>[1];
+    await volumes.setUp(withSecret, runtimePod, objects, ctx);
+    const mount = await mountOf();
+    assert.ok(mount, 'the volume is a mount point');
+    assert.is(mount![mount!.indexOf('-') + 1], 'tmpfs');
+    assert.equal(mount![5]!.split(',').filter((o) => o === 'nosuid' || o === 'nodev').sort(), ['nodev', 'nosuid']);
+    assert.is(await fs.readFile(path.join(dir, 'token'), 'utf8'), 't0k3n');
+    await volumes.cleanup(new Set());
+    assert.not.ok(await mountOf(), 'unmounted');
+    assert.equal(await fs.readdir(path.join(dataDir, 'agent', 'pods')), []);
+  } finally {
+    if (await mountOf()) fsops.umount(dir);
     await fs.rm(dataDir, { recursive: true, force: true });
   }
 });
