@@ -15,7 +15,7 @@ export interface FsOpsAddon {
   lgetxattr(path: string, name: string): Buffer | undefined;
   /** Flush the filesystem that holds fd (on the thread pool; fd must stay open until it settles). */
   syncfs(fd: number): Promise<void>;
-  /** mount(2) (fstype e.g. "overlay", data its options), with no flags or any of MS_NOSUID, MS_NODEV, MS_NOEXEC. */
+  /** mount(2) (fstype e.g. "overlay", data its options), with no flags or any of MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND. */
   mount(source: string, target: string, fstype: string, data: string, flags?: number): void;
   /** umount2(2) with UMOUNT_NOFOLLOW. */
   umount(target: string): void;
@@ -25,6 +25,7 @@ export interface FsOpsAddon {
   MS_NOSUID: number;
   MS_NODEV: number;
   MS_NOEXEC: number;
+  MS_BIND: number;
 }
 
 export const fsops: FsOpsAddon = loadAddon('fsops');

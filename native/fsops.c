@@ -173,9 +173,9 @@ static napi_value Syncfs(napi_env env, napi_callback_info info) {
 
 /*
  * mount(source, target, fstype, data[, flags]) (flags: MS_NOSUID, MS_NODEV,
- * MS_NOEXEC, or none), and umount(target) with MNT_DETACH = false: the pod
- * start path mounts an overlay per app and a tmpfs per secret volume, and a
- * mount(8) process costs more than the mount itself.
+ * MS_NOEXEC, MS_BIND, or none), and umount(target) with MNT_DETACH = false:
+ * the pod start path mounts an overlay per app, a tmpfs per secret volume and
+ * a bind per subPath, and a mount(8) process costs more than the mount itself.
  */
 static napi_value Mount(napi_env env, napi_callback_info info) {
   size_t argc = 5;
@@ -187,9 +187,9 @@ static napi_value Mount(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 ||
       !get_string(env, argv[0], source, sizeof source, NULL) || !get_string(env, argv[1], target, sizeof target, NULL) ||
       !get_string(env, argv[2], fstype, sizeof fstype, NULL) || !get_string(env, argv[3], data, 65536, NULL) ||
-      (argc >= 5 && (napi_get_value_uint32(env, argv[4], &flags) != napi_ok || (flags & ~(uint32_t)(MS_NOSUID | MS_NODEV | MS_NOEXEC)) != 0))) {
+      (argc >= 5 && (napi_get_value_uint32(env, argv[4], &flags) != napi_ok || (flags & ~(uint32_t)(MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_BIND)) != 0))) {
     free(data);
-    napi_throw_type_error(env, NULL, "mount(source, target, fstype, data: string, flags?: MS_NOSUID | MS_NODEV | MS_NOEXEC)");
+    napi_throw_type_error(env, NULL, "mount(source, target, fstype, data: string, flags?: MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_BIND)");
     return NULL;
   }
   int rc = mount(source, target, fstype, flags, data);
@@ -226,6 +226,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   napi_create_uint32(env, MS_NOSUID, &v); napi_set_named_property(env, exports, "MS_NOSUID", v);
   napi_create_uint32(env, MS_NODEV, &v); napi_set_named_property(env, exports, "MS_NODEV", v);
   napi_create_uint32(env, MS_NOEXEC, &v); napi_set_named_property(env, exports, "MS_NOEXEC", v);
+  napi_create_uint32(env, MS_BIND, &v); napi_set_named_property(env, exports, "MS_BIND", v);
   return exports;
 }
 

@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { execa } from 'execa';
 import { expandVars } from '../common/var-expansion.js';
 import { ContainerConfigError, errnoCode } from '../common/errors.js';
 import { memoryBytes } from '../common/quantity.js';
@@ -220,9 +219,13 @@ async function bindFd(fd: number, target: string): Promise<void> {
   await fsp.mkdir(path.dirname(target), { recursive: true });
   if (st.isDirectory()) await fsp.mkdir(target);
   else await fsp.writeFile(target, '', { flag: 'wx' });
-  // mount(8) reaches the descriptor through this process's /proc entry; --no-canonicalize keeps it from resolving the path again.
-  const r = await execa('mount', ['--no-canonicalize', '--bind', `/proc/${process.pid}/fd/${fd}`, target], { reject: false });
-  if (r.exitCode !== 0) throw new Error(`bind mount of a subPath at ${target} failed: ${r.stderr.trim()}`);
+  // The descriptor's /proc link names the object it holds, not a path to resolve again (a swapped
+  // symlink cannot redirect the bind); mount(2) itself, not a mount(8) process.
+  try {
+    fsops.mount(`/proc/self/fd/${fd}`, target, 'none', '', fsops.MS_BIND);
+  } catch (err) {
+    throw new Error(`bind mount of a subPath at ${target} failed: ${(err as Error).message}`);
+  }
 }
 
 export interface VolumeInput {
