@@ -12,12 +12,10 @@
  * after that only what changed is written. `stevedore down` (or
  * `removeProxyTable`) deletes the table.
  */
-import { accessSync, constants } from 'node:fs';
-import * as path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
 import { UserError } from '../common/errors.js';
-import { runPiped } from '../common/run-captured.js';
+import { executableIn, runPiped } from '../common/run-captured.js';
 import type { KubeClients } from './kube.js';
 import { desiredState, fixedFragment, transaction, type EndpointSliceLike, type Fragment, type FragmentCache, type HairpinCounts, type KnownState, type ProxyOptions, type ServiceLike } from './service-rules.js';
 
@@ -38,14 +36,10 @@ const NFT_TIMEOUT_MS = 60_000;
 /** What an nft listing of names (no rules, no elements) or an error prints stays far below this. */
 const NFT_MAX_OUTPUT_BYTES = 64 << 20;
 
-/** argv[0] as an absolute path, found on PATH as a shell would (runPiped execs the path it is given). */
+/** argv[0] as a path, found on PATH as a shell would (runPiped execs the path it is given); as it is when not found (runPiped then rejects with ENOENT). */
 function onPath(command: string): string {
   if (command.includes('/')) return command;
-  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
-    const candidate = path.join(dir || '.', command);
-    try { accessSync(candidate, constants.X_OK); return candidate; } catch { /* next */ }
-  }
-  return command; // runPiped rejects with ENOENT, reported as exit 127 below
+  return executableIn((process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':'), command) ?? command;
 }
 
 /**

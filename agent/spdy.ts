@@ -343,7 +343,7 @@ export class SpdySession extends EventEmitter {
         else this.data(frame.readUInt32BE(0) & 0x7fffffff, flags, body);
       } catch {
         // A frame shorter than its type's fields (RangeError), or a header block that does not
-        // inflate: a protocol error ends this session, not the process that serves every other.
+        // inflate: a protocol error ends the SPDY session it came on, not the process that serves every other.
         this.shutdown();
       }
       if (this.closed) return;

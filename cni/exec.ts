@@ -1,6 +1,4 @@
-import { accessSync, statSync, constants as fsc } from 'node:fs';
-import * as path from 'node:path';
-import { runPiped, type PipedRun } from '../common/run-captured.js';
+import { executableIn, runPiped, type PipedRun } from '../common/run-captured.js';
 import { CniError, type CniCommand, type CniPluginErrorBody } from './types.js';
 
 export interface PluginInvocation {
@@ -14,20 +12,10 @@ export interface PluginInvocation {
   timeoutMs: number;
 }
 
-/**
- * Find a plugin binary in the search path, or fail with an install hint. Synchronous lookups: two stats of a
- * local file, where round trips through libuv's pool would wait milliseconds on a pod start's busy CPUs.
- */
+/** Find a plugin binary in the search path, or fail with an install hint. */
 export async function findPlugin(network: string, type: string, binDirs: readonly string[], command: CniCommand): Promise<string> {
-  for (const dir of binDirs) {
-    const candidate = path.join(dir, type);
-    try {
-      accessSync(candidate, fsc.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // try the next directory
-    }
-  }
+  const found = executableIn(binDirs, type);
+  if (found) return found;
   throw new CniError({
     network, plugin: type, command, reason: 'CNIPluginNotFound',
     message: `CNI plugin "${type}" of network "${network}" not found in ${binDirs.join(':')}`,

@@ -5,6 +5,8 @@
  * address space per call, nothing done on the event loop) and the child
  * joins the cgroups itself before it execs, so no shell is started to do it.
  */
+import { accessSync, statSync, constants } from 'node:fs';
+import * as path from 'node:path';
 import { loadAddon } from './native.js';
 
 interface SpawnAddon {
@@ -50,4 +52,22 @@ export async function runPiped(argv: string[], opts: { env: Record<string, strin
   const env = Object.entries(opts.env).map(([k, v]) => `${k}=${v}`);
   const r = await loadAddon<SpawnAddon>('spawn').runPiped(argv, env, Buffer.from(opts.stdin), Math.max(1, Math.round(opts.timeoutMs)), opts.maxOutputBytes);
   return { exitCode: r.exitCode, signal: r.signal, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), timedOut: r.timedOut };
+}
+
+/**
+ * The first `dir/name` among dirs that is an executable regular file, as execvp looks (runCaptured and
+ * runPiped exec the path they are given). Synchronous: two stats of a local file, where round trips
+ * through libuv's pool would wait milliseconds on a busy node.
+ */
+export function executableIn(dirs: readonly string[], name: string): string | undefined {
+  for (const dir of dirs) {
+    const candidate = path.join(dir || '.', name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // try the next directory
+    }
+  }
+  return undefined;
 }
