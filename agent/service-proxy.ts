@@ -15,7 +15,7 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../common/log.js';
 import { UserError } from '../common/errors.js';
-import { executableIn, runPiped } from '../common/run-captured.js';
+import { commandOnPath, runPiped } from '../common/run-captured.js';
 import type { KubeClients } from './kube.js';
 import { desiredState, fixedFragment, transaction, type EndpointSliceLike, type Fragment, type FragmentCache, type HairpinCounts, type KnownState, type ProxyOptions, type ServiceLike } from './service-rules.js';
 
@@ -36,19 +36,14 @@ const NFT_TIMEOUT_MS = 60_000;
 /** What an nft listing of names (no rules, no elements) or an error prints stays far below this. */
 const NFT_MAX_OUTPUT_BYTES = 64 << 20;
 
-/** argv[0] as a path, found on PATH as a shell would (runPiped execs the path it is given); as it is when not found (runPiped then rejects with ENOENT). */
-function onPath(command: string): string {
-  if (command.includes('/')) return command;
-  return executableIn((process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':'), command) ?? command;
-}
-
 /**
  * One nft call, forked off the event loop (common/run-captured.ts: node's spawn would copy the
  * agent's page tables on the event loop at every Service change) and killed past NFT_TIMEOUT_MS.
  */
 async function runNft(argv: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await runPiped([onPath(argv[0]!), ...argv.slice(1)], { env: process.env as Record<string, string>, stdin: input ?? '', timeoutMs: NFT_TIMEOUT_MS, maxOutputBytes: NFT_MAX_OUTPUT_BYTES });
+    // runPiped execs the path it is given; a name found nowhere stays as it is and fails with ENOENT below.
+    const r = await runPiped([commandOnPath(argv[0]!) ?? argv[0]!, ...argv.slice(1)], { env: process.env as Record<string, string>, stdin: input ?? '', timeoutMs: NFT_TIMEOUT_MS, maxOutputBytes: NFT_MAX_OUTPUT_BYTES });
     const stderr = r.timedOut ? `${r.stderr}(killed: no answer in ${NFT_TIMEOUT_MS / 1000} s)` : r.stderr;
     return { code: r.exitCode, stdout: r.stdout, stderr };
   } catch (err) {

@@ -71,3 +71,12 @@ export function executableIn(dirs: readonly string[], name: string): string | un
   }
   return undefined;
 }
+
+/** Where PATH is unset: the directories of a Debian root's default PATH. */
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** `name` found on this process's PATH as execvp would (a name with a slash is taken as it is); undefined when nowhere. */
+export function commandOnPath(name: string): string | undefined {
+  if (name.includes('/')) return name;
+  return executableIn((process.env.PATH || DEFAULT_PATH).split(':').filter(Boolean), name);
+}

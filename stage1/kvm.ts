@@ -12,6 +12,7 @@ import { chooseAccel, type KvmAccelMode } from './kvm/accel.js';
 import { loadKvmAssets } from './kvm/assets.js';
 import { attachVmNetwork } from './kvm/net.js';
 import { fsops } from '../common/fsops.js';
+import { commandOnPath } from '../common/run-captured.js';
 import { ociSpec } from './oci-spec.js';
 import { precompileSeccomp } from './seccomp-bpf.js';
 import { appSecurity } from './app-security.js';
@@ -71,14 +72,6 @@ export async function readVmRecord(podDir: string): Promise<VmRecord | undefined
 function hostTscKhz(cpuinfo: string): number | undefined {
   const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1];
   return mhz ? Math.round(Number(mhz) * 1000) : undefined;
-}
-
-async function findInPath(cmd: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin').split(':').filter(Boolean)) {
-    const file = path.join(dir, cmd);
-    if (await fs.access(file, fs.constants.X_OK).then(() => true, () => false)) return file;
-  }
-  return undefined;
 }
 
 async function unmountIfMounted(dir: string): Promise<void> {
@@ -280,7 +273,7 @@ export class KvmStage1 implements Stage1 {
       vmlinux: inRun.vmlinux, initrd: inRun.initrd, accel: vm.accel, memoryMiB: vm.memoryMiB, cpus: vm.cpus, tscKhz,
       pod: { shareDir: inRun.share, runDir, appCount: manifest.apps.length, stdinApps: consoleApps(manifest.apps), ...(net ? { tap: { name: net.tap, mac: net.mac } } : {}) },
     });
-    const qemu = await findInPath(argv[0]!);
+    const qemu = commandOnPath(argv[0]!);
     if (!qemu) throw new UserError(`the kvm stage1 needs ${argv[0]}, and it is not installed`, { hint: 'apt-get install qemu-system-x86 (or run scripts/setup.sh)' });
     const md = manifest.pod.metadata;
     const appUnits = `${unitNames.podPattern(manifest.uuid).replace(/\*$/, '')}-*.service`;

@@ -10,7 +10,7 @@ import { mkdirSync, rmdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { runCaptured, runPiped } from '../common/run-captured.js';
+import { commandOnPath, executableIn, runCaptured, runPiped } from '../common/run-captured.js';
 import { cgroupDirsOf } from '../common/cgroups.js';
 
 test('stdout and stderr together, the exit code, stdin empty', async () => {
@@ -106,6 +106,15 @@ test('runPiped: the timeout kills the command and what it started; a signal is r
     assert.is(err.code, 'ENOENT');
     assert.match(err.message, "execve '/nonexistent/plugin'");
   });
+});
+
+test('executableIn and commandOnPath: the first executable regular file, as execvp looks', () => {
+  assert.is(executableIn(['/nonexistent', '/usr/lib', '/bin'], 'sh'), '/bin/sh', 'a missing directory is skipped');
+  assert.is(executableIn(['/'], 'etc'), undefined, 'a directory is not a command');
+  assert.is(executableIn(['/etc'], 'passwd'), undefined, 'nor is a file without x');
+  assert.ok(commandOnPath('sh')?.startsWith('/'), 'sh, on PATH');
+  assert.is(commandOnPath('/some/where/x'), '/some/where/x', 'a name with a slash is taken as it is');
+  assert.is(commandOnPath('no-such-command-anywhere'), undefined);
 });
 
 test.run();
