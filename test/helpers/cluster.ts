@@ -93,7 +93,13 @@ export interface ClusterOptions {
 
 export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => TestCluster {
   let cluster: TestCluster | undefined;
-  suite.before(async () => {
+  // uvu drops what a before hook throws (its runner returns from a finally): it would show only as
+  // every test of the suite failed with no message. Say it here first.
+  suite.before(() => upCluster().catch((err: Error) => {
+    process.stderr.write(`\nuseCluster: the cluster did not come up: ${err.message}\n`);
+    throw err;
+  }));
+  const upCluster = async () => {
     const dataDir = await fs.mkdtemp('/var/tmp/stevedore-e2e-');
     const upArgs: string[] = [];
     if (opts.stage1Policy !== undefined) {
@@ -116,7 +122,12 @@ export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => 
     const proxyTable = `stevedore-proxy-${bridge}`;
     const nodeName = 'e2e-node';
     const up = await run(process.execPath, [CLI, 'up', '--data-dir', dataDir, '--port', String(port), '--node-api-port', String(nodePort), ...(opts.containerRuntime === 'docker' ? [] : ['--api-service-port', String(apiServicePort)]), '--bridge', bridge, '--pod-cidr', podCidr, '--service-cidr', serviceCidr, '--dns-port', String(dnsPort), '--node-name', nodeName, '--sandbox-name', sandbox, ...upArgs]);
-    if (up.code !== 0) throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}`);
+    if (up.code !== 0) {
+      // What up made before it failed (the control plane, the sandbox, the bridge) goes too: no after hook will.
+      const down = await run(process.execPath, [CLI, 'down', '--data-dir', dataDir]);
+      await fs.rm(dataDir, { recursive: true, force: true });
+      throw new Error(`stevedore up failed:\n${up.stderr}\n${up.stdout}${down.code !== 0 ? `\n(and down after it: ${down.stderr})` : ''}`);
+    }
     const kubeconfig = path.join(dataDir, 'kubeconfig');
     const kubectl = (args: string[], input?: string) => run('kubectl', args, { KUBECONFIG: kubeconfig }, input);
     const statePath = path.join(dataDir, 'up.json');
@@ -149,7 +160,7 @@ export function useCluster<T>(suite: Test<T>, opts: ClusterOptions = {}): () => 
       },
       spawnKubectl(args) { return spawn('kubectl', args, { env: { ...process.env, KUBECONFIG: kubeconfig }, stdio: ['ignore', 'pipe', 'pipe'] }); },
     };
-  });
+  };
   suite.after(async () => {
     if (!cluster) return;
     const cpPid = await cluster.controlPlanePid().catch(() => undefined);
